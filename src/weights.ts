@@ -1,0 +1,44 @@
+// Named weight tensors, produced on demand. A checkpoint, a synthetic model and a folded/rotated model all
+// present the same interface, so the model definition never cares where its weights come from, and
+// conversion can stream them one tensor at a time.
+
+import { ModernBertError } from './errors.js';
+
+/** A float32 tensor with its shape (row-major). */
+export interface Tensor {
+  shape: number[];
+  data: Float32Array;
+}
+
+/** A set of named tensors; `get` may compute or read the tensor each time it is called. */
+export interface WeightSource {
+  has(name: string): boolean;
+  /** The tensor; throws ModernBertError('BAD_CONFIG') naming the tensor if it is absent. */
+  get(name: string): Tensor;
+  /** The shape without loading the data. */
+  shape(name: string): number[];
+  names(): string[];
+}
+
+/** A WeightSource over tensors held in memory (tests, small transforms). */
+export class MemoryWeights implements WeightSource {
+  constructor(private readonly tensors: Map<string, Tensor>) {}
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  get(name: string): Tensor {
+    const t = this.tensors.get(name);
+    if (!t) throw new ModernBertError('BAD_CONFIG', `weight "${name}" is missing`, { tensor: name });
+    return t;
+  }
+
+  shape(name: string): number[] {
+    return this.get(name).shape;
+  }
+
+  names(): string[] {
+    return [...this.tensors.keys()];
+  }
+}
