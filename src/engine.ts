@@ -1,0 +1,137 @@
+// Running a model on token ids: one graph per sequence length (batch rows run one at a time, as on the
+// Neural Engine), weights loaded once and shared across lengths, masks built from the attention mask.
+
+import { ModernBertError } from './errors.js';
+import type { Graph } from './graph/ir.js';
+import { buildModel, type BuildOptions, type ModelSource, type NormStyle, type OutputHead } from './model.js';
+import { Interpreter } from './runtime/interpreter.js';
+import type { Precision } from './runtime/numerics.js';
+import type { RtTensor } from './runtime/tensor.js';
+import type { Tensor, WeightSource } from './weights.js';
+
+/** One sequence: token ids and which of them are real (1) or padding (0). */
+export interface Sequence {
+  ids: ArrayLike<number>;
+  attention?: ArrayLike<number>;
+}
+
+export interface ForwardOptions {
+  precision?: Precision;
+  norm?: NormStyle;
+  head?: OutputHead;
+  /** Evaluate a per-token head only at these positions. */
+  positions?: number[];
+  /** Also return these taps ('hidden_states.3', 'residual.5', ...), or 'all'. */
+  taps?: string[] | 'all';
+  onOp?: (done: number, total: number) => void;
+}
+
+export interface ForwardResult {
+  /** The head's output: 'logits', 'embedding' or 'hidden_states', as (1, C, 1, S), (1, L) or (1, C). */
+  outputs: Map<string, RtTensor>;
+  /** Tapped values by role. */
+  taps: Map<string, RtTensor>;
+}
+
+/** Additive attention mask (1, S, 1, S), laid out (batch, key, 1, query): padding keys get -1e4. */
+export function additiveMask(attention: ArrayLike<number> | undefined, S: number): Float32Array {
+  const m = new Float32Array(S * S);
+  if (!attention) return m;
+  for (let k = 0; k < S; k++) if (!attention[k]) m.fill(-1e4, k * S, (k + 1) * S);
+  return m;
+}
+
+/** Keeps each tensor once it has been read, so graphs of different lengths share one copy of the weights. */
+export class CachedWeights implements WeightSource {
+  private readonly cache = new Map<string, Tensor>();
+  constructor(private readonly inner: WeightSource) {}
+  has(name: string): boolean {
+    return this.inner.has(name);
+  }
+  get(name: string): Tensor {
+    let t = this.cache.get(name);
+    if (!t) {
+      t = this.inner.get(name);
+      this.cache.set(name, t);
+    }
+    return t;
+  }
+  shape(name: string): number[] {
+    return this.inner.shape(name);
+  }
+  names(): string[] {
+    return this.inner.names();
+  }
+}
+
+/** Runs sequences through a model on the CPU, caching one prepared graph per length. */
+export class Engine {
+  private readonly source: ModelSource;
+  private readonly graphs = new Map<string, Interpreter>();
+
+  /** `defaults` apply to every forward pass unless it overrides them. */
+  constructor(model: ModelSource, private readonly defaults: Omit<ForwardOptions, 'onOp' | 'taps' | 'positions'> = {}) {
+    this.source = { ...model, weights: model.weights instanceof CachedWeights ? model.weights : new CachedWeights(model.weights) };
+  }
+
+  get numLayers(): number {
+    return this.source.config.numLayers;
+  }
+
+  /** Whether forward passes can return this tapped value. */
+  hasTap(role: string): boolean {
+    return this.graph(1).taps.has(role);
+  }
+
+  /** The graph that a forward pass of this length runs (for inspection and export). */
+  graph(seqLen: number, o: Omit<ForwardOptions, 'onOp' | 'taps'> = {}): Graph {
+    return this.interpreter(seqLen, { ...this.defaults, ...o }).graph;
+  }
+
+  /** Runs one sequence. */
+  async forward(seq: Sequence, opts: ForwardOptions = {}): Promise<ForwardResult> {
+    const o = { ...this.defaults, ...opts };
+    const S = seq.ids.length;
+    const c = this.source.config;
+    if (S > c.maxPositions) {
+      throw new ModernBertError('BAD_INPUT', `the input has ${S} tokens but the model allows at most ${c.maxPositions} (max_position_embeddings)`, { tokens: S });
+    }
+    for (let i = 0; i < S; i++) {
+      const id = seq.ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
+        throw new ModernBertError('BAD_INPUT', `token id ${id} at position ${i} is outside the vocabulary (0..${c.vocabSize - 1})`, { position: i });
+      }
+    }
+    const interp = this.interpreter(S, o);
+    const g = interp.graph;
+    const roles = o.taps === 'all' ? [...g.taps.keys()] : o.taps ?? [];
+    const keep = roles.map((r) => {
+      const v = g.taps.get(r);
+      if (!v) throw new ModernBertError('BAD_ARGUMENT', `this model has no value "${r}"`, { tap: r });
+      return v;
+    });
+    const out = await interp.run(
+      {
+        input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
+        mask: { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(seq.attention, S) },
+      },
+      { keep, onOp: o.onOp },
+    );
+    const outputs = new Map(g.outputs.map((n) => [n, out.get(n)!]));
+    const taps = new Map(roles.map((r, i) => [r, out.get(keep[i]!)!]));
+    return { outputs, taps };
+  }
+
+  private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Interpreter {
+    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions]);
+    let it = this.graphs.get(key);
+    if (!it) {
+      const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions };
+      it = new Interpreter(buildModel(this.source, opts), o.precision ?? 'fp32');
+      // Prepared graphs of other lengths hold large per-length tables; keep a few.
+      if (this.graphs.size >= 4) this.graphs.delete(this.graphs.keys().next().value!);
+      this.graphs.set(key, it);
+    }
+    return it;
+  }
+}

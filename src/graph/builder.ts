@@ -1,0 +1,122 @@
+// Builds a Graph op by op, typing every value as it goes (graph/infer.ts) so that what the model
+// definition writes is a complete, typed MIL program.
+
+import { ModernBertError } from '../errors.js';
+import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type TensorData, type TensorType } from './ir.js';
+import { inferTypes, type InputTypes } from './infer.js';
+
+/** A value in the graph under construction (its name). */
+export type Val = string;
+
+/** Typed, named construction of a Graph. */
+export class GraphBuilder {
+  readonly graph: Graph = { inputs: [], consts: new Map(), ops: [], outputs: [], taps: new Map() };
+  private readonly types = new Map<string, TensorType>();
+  private readonly used = new Map<string, number>();
+
+  /** `dtype` is the float type of activations and weights (fp16 for the Neural Engine). */
+  constructor(readonly dtype: 'fp32' | 'fp16') {}
+
+  /** A graph input. */
+  input(name: string, dtype: DType, shape: Dim[]): Val {
+    this.define(name, { dtype, shape });
+    this.graph.inputs.push({ name, type: { dtype, shape } });
+    return name;
+  }
+
+  /** A named constant (weights), loaded on demand; float data is declared in the graph's float type. */
+  weight(name: string, shape: number[], load: () => TensorData, dtype: DType = this.dtype): Val {
+    const n = this.unique(name);
+    const c: Const = { name: n, type: { dtype, shape }, load };
+    this.graph.consts.set(n, c);
+    this.define(n, c.type);
+    return n;
+  }
+
+  /** Appends an op with one output named after `name`; types are inferred unless given. */
+  op(op: string, inputs: Record<string, Arg>, name: string = op, types?: TensorType[]): Val {
+    return this.opN(op, inputs, name, types)[0]!;
+  }
+
+  /** Appends an op with several outputs (split), named `name_0`, `name_1`, ... */
+  opN(op: string, inputs: Record<string, Arg>, name: string = op, types?: TensorType[]): Val[] {
+    const opName = this.unique(name);
+    const outTypes = types ?? inferTypes(op, this.inputTypes(inputs, opName), opName);
+    const outputs = outTypes.map((type, k) => {
+      const n = outTypes.length === 1 ? opName : this.unique(`${opName}_${k}`);
+      this.define(n, type);
+      return { name: n, type };
+    });
+    this.graph.ops.push({ op, name: opName, inputs, outputs });
+    return outputs.map((o) => o.name);
+  }
+
+  /** Declares `v` a graph output under the name `as` (renames the value; it must not be used yet). */
+  output(v: Val, as: string): Val {
+    const op = this.graph.ops.find((o) => o.outputs.some((x) => x.name === v));
+    if (!op) throw new ModernBertError('INTERNAL', `output ${v} is not produced by an op`);
+    const out = op.outputs.find((x) => x.name === v)!;
+    if (as !== v) {
+      if (this.types.has(as)) throw new ModernBertError('INTERNAL', `value name ${as} is taken`);
+      out.name = as;
+      this.types.set(as, this.types.get(v)!);
+      this.types.delete(v);
+      for (const [role, tapped] of this.graph.taps) if (tapped === v) this.graph.taps.set(role, as);
+    }
+    this.graph.outputs.push(as);
+    return as;
+  }
+
+  /** Records an internal value under a role (for example 'hidden_states.3') so it can be read back. */
+  tap(role: string, v: Val): Val {
+    this.graph.taps.set(role, v);
+    return v;
+  }
+
+  /** The type of a value. */
+  type(v: Val): TensorType {
+    const t = this.types.get(v);
+    if (!t) throw new ModernBertError('INTERNAL', `unknown value ${v}`);
+    return t;
+  }
+
+  /** A float literal in the graph's float type. */
+  f(value: number | number[]): Literal {
+    return literal(this.dtype, value);
+  }
+
+  private define(name: string, type: TensorType): void {
+    if (this.types.has(name)) throw new ModernBertError('INTERNAL', `value ${name} defined twice`);
+    this.types.set(name, type);
+  }
+
+  private unique(base: string): string {
+    const clean = base.replace(/[^A-Za-z0-9_]/g, '_');
+    const k = this.used.get(clean) ?? 0;
+    this.used.set(clean, k + 1);
+    return k === 0 && !this.types.has(clean) ? clean : `${clean}_${k}`;
+  }
+
+  private inputTypes(inputs: Record<string, Arg>, opName: string): InputTypes {
+    const out: InputTypes = {};
+    for (const [k, a] of Object.entries(inputs)) {
+      if (typeof a === 'string') out[k] = this.typeOrFail(a, opName);
+      else if (Array.isArray(a)) out[k] = a.map((v) => this.typeOrFail(v, opName));
+      else out[k] = a;
+    }
+    return out;
+  }
+
+  private typeOrFail(v: string, opName: string): TensorType {
+    const t = this.types.get(v);
+    if (!t) throw new ModernBertError('INTERNAL', `op ${opName} uses undefined value ${v}`);
+    return t;
+  }
+}
+
+/** Int32 literal (scalar or vector). */
+export const i32 = (v: number | number[]): Literal => literal('int32', v);
+/** Bool literal (scalar or vector). */
+export const bool = (v: boolean | boolean[]): Literal => literal('bool', v);
+/** String literal. */
+export const str = (v: string): Literal => literal('string', v);

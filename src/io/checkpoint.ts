@@ -1,0 +1,219 @@
+// A Hugging Face ModernBERT folder: config.json, model.safetensors (or shards listed in
+// model.safetensors.index.json), optional tokenizer.json and sentence-transformers modules. Tensor shapes
+// are checked against the config before any data is read; tensors are read one at a time when asked.
+
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseConfig, type ModernBertConfig } from '../config.js';
+import { ModernBertError } from '../errors.js';
+import type { Tensor, WeightSource } from '../weights.js';
+import { SafetensorsFile } from './safetensors.js';
+
+/** Pooling of a sentence-transformers embedding model (1_Pooling/config.json, 2_Normalize). */
+export interface EmbeddingSpec {
+  pooling: 'mean' | 'cls';
+  normalize: boolean;
+}
+
+export interface Checkpoint {
+  dir: string;
+  config: ModernBertConfig;
+  weights: WeightSource;
+  /** Present when the folder is a sentence-transformers model. */
+  embedding?: EmbeddingSpec;
+  /** Path of tokenizer.json when the folder has one. */
+  tokenizerPath?: string;
+  /** dtype of the stored weights (F32, BF16, ...), for inspect. */
+  storedDtypes: string[];
+  close(): void;
+}
+
+/** Reads and parses a JSON file, with FILE_NOT_FOUND / CORRUPT_FILE errors naming it. */
+export function readJson(path: string): unknown {
+  if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `${path} does not exist`, { file: path });
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new ModernBertError('CORRUPT_FILE', `${path} is not valid JSON (${(e as Error).message})`, { file: path });
+  }
+}
+
+/** Opens a checkpoint folder and checks that config and weights agree. */
+export function loadCheckpoint(dir: string): Checkpoint {
+  if (!existsSync(dir)) throw new ModernBertError('FILE_NOT_FOUND', `model folder ${dir} does not exist`, { path: dir });
+  if (!statSync(dir).isDirectory()) throw new ModernBertError('BAD_INPUT', `${dir} is not a folder (expected a Hugging Face model folder or an .mlpackage)`, { path: dir });
+  const configPath = join(dir, 'config.json');
+  const rawConfig = readJson(configPath) as Record<string, unknown>;
+  let config = parseConfig(rawConfig, configPath);
+
+  const files = openWeightFiles(dir);
+  try {
+    const weights = new CheckpointWeights(files, config);
+    // Without id2label or num_labels the classifier's shape gives the number of labels.
+    if ((config.head === 'seqcls' || config.head === 'tokcls') && rawConfig.id2label === undefined && rawConfig.num_labels === undefined && weights.has('classifier.weight')) {
+      const n = weights.shape('classifier.weight')[0]!;
+      config = { ...config, labels: Array.from({ length: n }, (_, i) => `LABEL_${i}`) };
+    }
+    checkShapes(weights, config, dir);
+    const tokenizerPath = existsSync(join(dir, 'tokenizer.json')) ? join(dir, 'tokenizer.json') : undefined;
+    const storedDtypes = [...new Set(files.flatMap((f) => [...f.tensors.values()].map((t) => t.dtype)))];
+    return {
+      dir,
+      config,
+      weights,
+      embedding: readEmbeddingSpec(dir),
+      tokenizerPath,
+      storedDtypes,
+      close: () => files.forEach((f) => f.close()),
+    };
+  } catch (e) {
+    files.forEach((f) => f.close());
+    throw e;
+  }
+}
+
+function openWeightFiles(dir: string): SafetensorsFile[] {
+  const single = join(dir, 'model.safetensors');
+  const index = join(dir, 'model.safetensors.index.json');
+  if (existsSync(single)) return [SafetensorsFile.open(single)];
+  if (existsSync(index)) {
+    const map = (readJson(index) as { weight_map?: Record<string, string> }).weight_map;
+    if (!map || typeof map !== 'object') throw new ModernBertError('CORRUPT_FILE', `${index} has no "weight_map"`, { file: index });
+    const shards = [...new Set(Object.values(map))];
+    const opened: SafetensorsFile[] = [];
+    try {
+      for (const s of shards) opened.push(SafetensorsFile.open(join(dir, s)));
+    } catch (e) {
+      opened.forEach((f) => f.close());
+      throw e;
+    }
+    return opened;
+  }
+  const hint = existsSync(join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not supported: save with safe_serialization=True)' : '';
+  throw new ModernBertError('FILE_NOT_FOUND', `${dir} has no model.safetensors or model.safetensors.index.json${hint}`, { path: dir });
+}
+
+/** Checkpoint tensors under canonical names ("model." prefix, decoder tied to the embeddings). */
+class CheckpointWeights implements WeightSource {
+  private readonly where = new Map<string, { file: SafetensorsFile; stored: string }>();
+
+  constructor(files: SafetensorsFile[], config: ModernBertConfig) {
+    for (const file of files) {
+      for (const stored of file.tensors.keys()) {
+        // ModernBertModel checkpoints (and sentence-transformers) store the body without "model.".
+        const isBody = stored.startsWith('embeddings.') || stored.startsWith('layers.') || stored.startsWith('final_norm.');
+        const name = isBody ? `model.${stored}` : stored;
+        if (this.where.has(name)) throw new ModernBertError('CORRUPT_FILE', `tensor "${name}" is stored twice`, { tensor: name });
+        this.where.set(name, { file, stored });
+      }
+    }
+    const emb = this.where.get('model.embeddings.tok_embeddings.weight');
+    if (config.head === 'mlm' && !this.where.has('decoder.weight') && emb && config.tieWordEmbeddings) {
+      this.where.set('decoder.weight', emb);
+    }
+  }
+
+  has(name: string): boolean {
+    return this.where.has(name);
+  }
+
+  get(name: string): Tensor {
+    const w = this.locate(name);
+    return { shape: [...w.file.info(w.stored).shape], data: w.file.readFloat32(w.stored) };
+  }
+
+  shape(name: string): number[] {
+    const w = this.locate(name);
+    return [...w.file.info(w.stored).shape];
+  }
+
+  names(): string[] {
+    return [...this.where.keys()];
+  }
+
+  private locate(name: string): { file: SafetensorsFile; stored: string } {
+    const w = this.where.get(name);
+    if (!w) throw new ModernBertError('BAD_CONFIG', `the checkpoint has no tensor "${name}"`, { tensor: name });
+    return w;
+  }
+}
+
+/** The tensors (name and shape) that a config implies, in checkpoint order. */
+export function expectedTensors(c: ModernBertConfig): Map<string, number[]> {
+  const n = c.hidden;
+  const out = new Map<string, number[]>();
+  const norm = (prefix: string) => {
+    out.set(`${prefix}.weight`, [n]);
+    if (c.normBias) out.set(`${prefix}.bias`, [n]);
+  };
+  const linear = (prefix: string, rows: number, cols: number, bias: boolean) => {
+    out.set(`${prefix}.weight`, [rows, cols]);
+    if (bias) out.set(`${prefix}.bias`, [rows]);
+  };
+  out.set('model.embeddings.tok_embeddings.weight', [c.vocabSize, n]);
+  norm('model.embeddings.norm');
+  for (let i = 0; i < c.numLayers; i++) {
+    const p = `model.layers.${i}`;
+    if (i > 0) norm(`${p}.attn_norm`);
+    linear(`${p}.attn.Wqkv`, 3 * n, n, c.attentionBias);
+    linear(`${p}.attn.Wo`, n, n, c.attentionBias);
+    norm(`${p}.mlp_norm`);
+    linear(`${p}.mlp.Wi`, 2 * c.intermediate, n, c.mlpBias);
+    linear(`${p}.mlp.Wo`, n, c.intermediate, c.mlpBias);
+  }
+  norm('model.final_norm');
+  if (c.head !== 'none') {
+    linear('head.dense', n, n, c.classifierBias);
+    norm('head.norm');
+  }
+  if (c.head === 'mlm') {
+    out.set('decoder.weight', [c.vocabSize, n]);
+    if (c.decoderBias) out.set('decoder.bias', [c.vocabSize]);
+  }
+  if (c.head === 'seqcls' || c.head === 'tokcls') linear('classifier', c.labels.length, n, true);
+  return out;
+}
+
+function checkShapes(weights: WeightSource, config: ModernBertConfig, dir: string): void {
+  const expected = expectedTensors(config);
+  for (const [name, shape] of expected) {
+    if (!weights.has(name)) {
+      throw new ModernBertError('BAD_CONFIG', `${dir}: the config implies tensor "${name}" [${shape.join(', ')}], which the weights do not have`, { tensor: name });
+    }
+    const got = weights.shape(name);
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+      throw new ModernBertError('SHAPE_MISMATCH', `${dir}: tensor "${name}" has shape [${got.join(', ')}] but the config implies [${shape.join(', ')}]`, { tensor: name, got, expected: shape });
+    }
+  }
+  const extra = weights.names().filter((k) => !expected.has(k));
+  if (extra.length > 0) {
+    throw new ModernBertError('BAD_CONFIG', `${dir}: the weights hold tensor${extra.length > 1 ? 's' : ''} that the config does not describe: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`, { tensors: extra });
+  }
+}
+
+function readEmbeddingSpec(dir: string): EmbeddingSpec | undefined {
+  const modulesPath = join(dir, 'modules.json');
+  if (!existsSync(modulesPath)) return undefined;
+  const modules = readJson(modulesPath);
+  if (!Array.isArray(modules)) throw new ModernBertError('CORRUPT_FILE', `${modulesPath} is not a list of modules`, { file: modulesPath });
+  let pooling: EmbeddingSpec['pooling'] | undefined;
+  let normalize = false;
+  for (const m of modules as { type?: string; path?: string }[]) {
+    const type = m.type ?? '';
+    if (type.endsWith('.Pooling')) {
+      const cfgPath = join(dir, m.path ?? '1_Pooling', 'config.json');
+      const p = readJson(cfgPath) as Record<string, unknown>;
+      const modes = Object.entries(p).filter(([k, v]) => k.startsWith('pooling_mode') && v === true).map(([k]) => k);
+      if (modes.length !== 1 || (modes[0] !== 'pooling_mode_mean_tokens' && modes[0] !== 'pooling_mode_cls_token')) {
+        throw new ModernBertError('UNSUPPORTED', `${cfgPath}: pooling ${modes.join(' + ') || '(none)'} is not supported (mean tokens or cls token)`, { file: cfgPath });
+      }
+      pooling = modes[0] === 'pooling_mode_mean_tokens' ? 'mean' : 'cls';
+    } else if (type.endsWith('.Normalize')) {
+      normalize = true;
+    } else if (!type.endsWith('.Transformer')) {
+      throw new ModernBertError('UNSUPPORTED', `${modulesPath}: sentence-transformers module ${type} is not supported (Transformer, Pooling, Normalize)`, { file: modulesPath });
+    }
+  }
+  if (!pooling) throw new ModernBertError('CORRUPT_FILE', `${modulesPath} lists no Pooling module`, { file: modulesPath });
+  return { pooling, normalize };
+}

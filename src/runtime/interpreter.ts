@@ -1,0 +1,154 @@
+// Runs a Graph on the CPU: ops in order, values freed after their last use, float outputs rounded to
+// float16 in the float16 modes. Shapes are taken from the data, so graphs with symbolic lengths run as is.
+
+import { ModernBertError } from '../errors.js';
+import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '../graph/ir.js';
+import { numericsFor, type Numerics, type Precision } from './numerics.js';
+import { OPS, type OpArgs } from './ops.js';
+import type { RtTensor } from './tensor.js';
+
+export interface RunOptions {
+  /** Values to return besides the graph outputs (for example tapped hidden states). */
+  keep?: string[];
+  /** Called after each op with (done, total). */
+  onOp?: (done: number, total: number) => void;
+}
+
+/** A graph prepared to run at one precision; constants are loaded once and kept. */
+export class Interpreter {
+  readonly num: Numerics;
+  private readonly consts = new Map<string, RtTensor>();
+  private readonly lastUse = new Map<string, number>();
+
+  constructor(readonly graph: Graph, precision: Precision = 'fp32') {
+    this.num = numericsFor(precision);
+    graph.ops.forEach((op, i) => {
+      for (const a of Object.values(op.inputs)) for (const v of refs(a)) this.lastUse.set(v, i);
+    });
+  }
+
+  /** Runs the graph; returns the outputs and the values named in `keep`. */
+  async run(inputs: Record<string, RtTensor>, opts: RunOptions = {}): Promise<Map<string, RtTensor>> {
+    const env = new Map<string, RtTensor>();
+    for (const inp of this.graph.inputs) {
+      const t = inputs[inp.name];
+      if (!t) throw new ModernBertError('BAD_INPUT', `missing graph input "${inp.name}"`, { input: inp.name });
+      checkInput(inp.name, inp.type.shape, t);
+      env.set(inp.name, this.num.half && t.data instanceof Float32Array ? { ...t, data: this.num.round(Float32Array.from(t.data)) } : t);
+    }
+    const keep = new Set([...this.graph.outputs, ...(opts.keep ?? [])]);
+    const total = this.graph.ops.length;
+    for (let i = 0; i < total; i++) {
+      const op = this.graph.ops[i]!;
+      const impl = OPS[op.op];
+      if (!impl) throw new ModernBertError('UNSUPPORTED', `op "${op.op}" (${op.name}) is not supported by the interpreter`, { op: op.name });
+      const outs = await impl(this.args(op, env));
+      if (outs.length !== op.outputs.length) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" returned ${outs.length} outputs, expected ${op.outputs.length}`);
+      op.outputs.forEach((o, k) => {
+        const t = outs[k]!;
+        // Ops that only relabel a shape share their input's (already rounded) data.
+        if (this.num.half && t.data instanceof Float32Array && !sharesInput(op, t, env)) this.num.round(t.data);
+        env.set(o.name, t);
+      });
+      // Free what no later op reads.
+      for (const a of Object.values(op.inputs)) {
+        for (const v of refs(a)) if (this.lastUse.get(v) === i && !keep.has(v)) env.delete(v);
+      }
+      opts.onOp?.(i + 1, total);
+    }
+    const result = new Map<string, RtTensor>();
+    for (const k of keep) {
+      const t = env.get(k) ?? this.consts.get(k);
+      if (!t) throw new ModernBertError('INTERNAL', `value "${k}" was not computed`);
+      result.set(k, t);
+    }
+    return result;
+  }
+
+  private constant(name: string): RtTensor | undefined {
+    let t = this.consts.get(name);
+    if (t) return t;
+    const c = this.graph.consts.get(name);
+    if (!c) return undefined;
+    const shape = c.type.shape as number[];
+    let data = c.load();
+    if (data.length !== numel(shape)) {
+      throw new ModernBertError('SHAPE_MISMATCH', `constant "${name}" holds ${data.length} values for shape [${shape.join(', ')}]`, { const: name });
+    }
+    if (this.num.half && data instanceof Float32Array) data = this.num.round(Float32Array.from(data));
+    t = { dtype: c.type.dtype, shape, data };
+    this.consts.set(name, t);
+    return t;
+  }
+
+  private args(op: Op, env: Map<string, RtTensor>): OpArgs {
+    const value = (name: string): RtTensor => {
+      const t = env.get(name) ?? this.constant(name);
+      if (!t) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" reads "${name}", which is not available`);
+      return t;
+    };
+    const arg = (key: string): Arg => {
+      const a = op.inputs[key];
+      if (a === undefined) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
+      return a;
+    };
+    const tensor = (key: string): RtTensor => {
+      const a = arg(key);
+      if (isLiteral(a)) return literalTensor(a);
+      if (Array.isArray(a)) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" is a tuple`);
+      return value(a);
+    };
+    const list = (key: string): number[] => Array.from(tensor(key).data);
+    return {
+      op,
+      num: this.num,
+      has: (key) => op.inputs[key] !== undefined,
+      t: tensor,
+      tuple: (key) => {
+        const a = arg(key);
+        return Array.isArray(a) ? a.map(value) : [tensor(key)];
+      },
+      ints: list,
+      nums: list,
+      bools: (key) => list(key).map((v) => v !== 0),
+      str: (key) => {
+        const a = arg(key);
+        if (isLiteral(a) && typeof a.value === 'string') return a.value;
+        throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" must be a string`);
+      },
+    };
+  }
+}
+
+function refs(a: Arg): string[] {
+  if (typeof a === 'string') return [a];
+  if (Array.isArray(a)) return a;
+  return [];
+}
+
+function sharesInput(op: Op, t: RtTensor, env: Map<string, RtTensor>): boolean {
+  for (const a of Object.values(op.inputs)) for (const v of refs(a)) if (env.get(v)?.data === t.data) return true;
+  return false;
+}
+
+function literalTensor(l: Literal): RtTensor {
+  if (typeof l.value === 'string') throw new ModernBertError('BAD_INPUT', 'a string literal is not a tensor');
+  const vals = (l.value as (number | boolean)[]).map(Number);
+  const dtype = l.dtype === 'string' ? 'fp32' : l.dtype;
+  const data = dtype === 'fp32' || dtype === 'fp16' ? Float32Array.from(vals) : dtype === 'bool' ? Uint8Array.from(vals) : Int32Array.from(vals);
+  return { dtype, shape: l.shape, data };
+}
+
+function checkInput(name: string, declared: (number | string)[], t: RtTensor): void {
+  const symbols = new Map<string, number>();
+  const ok = t.shape.length === declared.length && declared.every((d, i) => {
+    const got = t.shape[i]!;
+    if (typeof d === 'number') return d === got;
+    const prev = symbols.get(d);
+    symbols.set(d, got);
+    return prev === undefined || prev === got;
+  });
+  if (!ok) {
+    throw new ModernBertError('SHAPE_MISMATCH', `input "${name}" has shape [${t.shape.join(', ')}], the model expects [${declared.join(', ')}]`, { input: name });
+  }
+}
