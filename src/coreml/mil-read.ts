@@ -1,0 +1,390 @@
+// .mlpackage -> Graph (src/graph/ir.ts) + model description, for packages we wrote and packages coremltools
+// wrote. The mapping back:
+// - `const` ops whose value is in a weight file become Consts whose load() reads the blob on demand;
+// - `const` ops with an immediate value of at most 10 elements (what coremltools prints inline) become
+//   Literals inlined into each op that uses them; larger immediates become Consts held in memory;
+// - a literal that an op uses inside a tuple (concat's values), or that is a model output, becomes a Const,
+//   since the graph holds only names there;
+// - unknown dims get symbol names: those our writer stored in the metadata, else `<value>_d<axis>`.
+// Anything the graph cannot express (other model kinds, several functions, nested blocks, lists,
+// tuples, dictionaries, states, int64/fp64 tensors, ...) is refused with UNSUPPORTED naming it.
+
+import { readFileSync } from 'node:fs';
+import { relative, resolve, sep } from 'node:path';
+import type { Const, DType, Dim, Graph, Literal, Op, TensorData, TensorType, Value } from '../graph/ir.js';
+import { numel } from '../graph/ir.js';
+import { ModernBertError } from '../errors.js';
+import { featureFromProto, metadataFromProto, type ModelDescription } from './description.js';
+import { BlobReader, type BlobDataType } from './milblob.js';
+import { readImmediate, readTensorType, type ReadImmediate } from './mil-values.js';
+import { SYMBOLS_KEY, TAPS_KEY } from './mil-write.js';
+import { opVersions } from './opset.js';
+import { locatePackage } from './package.js';
+import type { BindingProto, BlockProto, FunctionProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
+import { decodeModel } from './schema.js';
+import { targetForOpset, type Target } from './target.js';
+import { decodeTensorBytes, elementSize } from './tensor-bytes.js';
+
+/** Immediates up to this many elements become Literals (coremltools prints consts of <= 10 elements inline). */
+export const MAX_LITERAL_ELEMENTS = 10;
+
+/** A package read back. */
+export interface ReadPackageResult {
+  graph: Graph;
+  description: ModelDescription;
+  specificationVersion: number;
+  target: Target;
+  opset: string;
+  /** The function's name in the program ("main"). */
+  functionName: string;
+  modelFile: string;
+  weightsDir: string;
+}
+
+/**
+ * Blob data types accepted for a tensor dtype. fp16 tensors are written as Float16 (1) by MILBlob's
+ * StorageWriter; the reference fixtures mark them UInt16 (7), the same bits, so that is accepted too.
+ */
+const BLOB_TYPES_FOR: Record<DType, readonly BlobDataType[]> = {
+  fp16: ['fp16', 'uint16'],
+  fp32: ['fp32'],
+  int32: ['int32'],
+  int16: ['int16'],
+  int8: ['int8'],
+  uint8: ['uint8'],
+  bool: [],
+};
+
+/** Reads the .mlpackage at `path` into a graph whose Consts load their data lazily from the weight file. */
+export function readMLPackage(path: string): ReadPackageResult {
+  const { modelFile, weightsDir } = locatePackage(path);
+  const model = decodeModel(readFileSync(modelFile), modelFile);
+  const reader = new ProgramReader(model, modelFile);
+  try {
+    return { ...reader.read(), modelFile, weightsDir };
+  } finally {
+    reader.close();
+  }
+}
+
+function unsupported(file: string, message: string, context: Record<string, unknown> = {}): ModernBertError {
+  return new ModernBertError('UNSUPPORTED', `${file}: ${message}`, { file, ...context });
+}
+
+function corrupt(file: string, message: string, context: Record<string, unknown> = {}): ModernBertError {
+  return new ModernBertError('CORRUPT_FILE', `${file}: ${message}`, { file, ...context });
+}
+
+/** A small immediate const: inlined as a Literal, or turned into a Const where a name is needed. */
+interface SmallConst {
+  literal: Literal;
+  imm: ReadImmediate;
+}
+
+class ProgramReader {
+  private readonly graph: Graph = { inputs: [], consts: new Map(), ops: [], outputs: [], taps: new Map() };
+  private readonly small = new Map<string, SmallConst>();
+  private readonly types = new Map<string, TensorType>();
+  private readonly blobReaders = new Map<string, BlobReader>();
+  private readonly taken = new Set<string>();
+  private symbolsStored: string[] = [];
+  private symbolsUsed = 0;
+  private symbolCount = 0;
+
+  constructor(
+    private readonly model: ModelProto,
+    private readonly file: string,
+  ) {}
+
+  read(): Omit<ReadPackageResult, 'modelFile' | 'weightsDir'> {
+    const { model, file } = this;
+    if (model.Type !== 'mlProgram' || !model.mlProgram) {
+      if (!model.Type && !model.specificationVersion) throw corrupt(file, 'is not a Core ML model (no specification version, no model)');
+      throw unsupported(file, `holds a ${model.Type ?? 'model of unknown kind'}; only ML Programs (mlProgram) are supported`, {
+        kind: model.Type,
+      });
+    }
+    if ((model.description?.functions ?? []).length > 0) throw unsupported(file, 'describes several functions; one is supported');
+    const functions = Object.entries(model.mlProgram.functions ?? {});
+    if (functions.length !== 1) {
+      throw unsupported(file, `has ${functions.length} functions (${functions.map(([n]) => n).join(', ')}); exactly one is supported`);
+    }
+    const [functionName, fn] = functions[0]!;
+    const opset = fn.opset ?? '';
+    const info = targetForOpset(opset);
+    const blocks = Object.keys(fn.block_specializations ?? {});
+    if (blocks.length !== 1) throw unsupported(file, `function "${functionName}" has ${blocks.length} block specializations; one is supported`);
+    const block = fn.block_specializations?.[opset];
+    if (!block) throw corrupt(file, `function "${functionName}" has no block for its opset ${opset}`);
+    if ((block.inputs ?? []).length > 0) throw unsupported(file, `the block of "${functionName}" has block inputs`);
+
+    const userDefined = { ...(model.description?.metadata?.userDefined ?? {}) };
+    this.prepareSymbols(userDefined[SYMBOLS_KEY], fn, block);
+    const tapsJson = userDefined[TAPS_KEY];
+    delete userDefined[SYMBOLS_KEY];
+    delete userDefined[TAPS_KEY];
+
+    for (const input of fn.inputs ?? []) this.graph.inputs.push(this.value(input, `input`));
+    for (const op of block.operations ?? []) this.operation(op);
+    for (const name of block.outputs ?? []) {
+      this.needName(name, 'a model output');
+      this.graph.outputs.push(name);
+    }
+    if (tapsJson) this.readTaps(tapsJson);
+
+    const metadata = metadataFromProto({ ...model.description?.metadata, userDefined });
+    const description: ModelDescription = {
+      inputs: (model.description?.input ?? []).map((f) => featureFromProto(f, 'model input')),
+      outputs: (model.description?.output ?? []).map((f) => featureFromProto(f, 'model output')),
+      metadata,
+    };
+    this.checkDescription(description);
+    return { graph: this.graph, description, specificationVersion: model.specificationVersion ?? 0, target: info.target, opset, functionName };
+  }
+
+  close(): void {
+    for (const r of this.blobReaders.values()) r.close();
+  }
+
+  /** Symbol names for unknown dims: one for all, one per unknown dim in program order, or none (then derived names). */
+  private prepareSymbols(stored: string | undefined, fn: FunctionProto, block: BlockProto): void {
+    const count = (types: NamedValueTypeProto[]): number =>
+      types.reduce((n, t) => n + (t.type?.tensorType?.dimensions ?? []).filter((d) => d.unknown).length, 0);
+    this.symbolCount = count(fn.inputs ?? []) + (block.operations ?? []).reduce((n, op) => n + count(op.outputs ?? []), 0);
+    if (!stored) return;
+    let list: unknown;
+    try {
+      list = JSON.parse(stored);
+    } catch {
+      return; // not ours after all: derive names
+    }
+    if (Array.isArray(list) && list.every((s) => typeof s === 'string') && (list.length === 1 || list.length === this.symbolCount)) {
+      this.symbolsStored = list;
+    }
+  }
+
+  private symbol(valueName: string, axis: number): string {
+    if (this.symbolsStored.length === 1) return this.symbolsStored[0]!;
+    if (this.symbolsStored.length === this.symbolCount && this.symbolsUsed < this.symbolsStored.length) return this.symbolsStored[this.symbolsUsed++]!;
+    return `${valueName}_d${axis}`;
+  }
+
+  /** A named tensor value (function input or op output). */
+  private value(t: NamedValueTypeProto, what: string): Value {
+    const name = t.name ?? '';
+    if (!name) throw corrupt(this.file, `an ${what} has no name`);
+    const { dtype, shape } = readTensorType(t.type, `${what} "${name}"`);
+    if (dtype === 'string') throw unsupported(this.file, `${what} "${name}" is a string tensor`);
+    const dims: Dim[] = shape.map((d, axis) => d ?? this.symbol(name, axis));
+    this.define(name, { dtype, shape: dims });
+    return { name, type: { dtype, shape: dims } };
+  }
+
+  private define(name: string, type: TensorType): void {
+    if (this.types.has(name) || this.small.has(name)) throw corrupt(this.file, `value "${name}" is defined twice`);
+    this.types.set(name, type);
+    this.taken.add(name);
+  }
+
+  private operation(op: OperationProto): void {
+    const type = op.type ?? '';
+    const outputs = op.outputs ?? [];
+    const where = `op ${outputs[0]?.name ?? '?'} (${type})`;
+    if ((op.blocks ?? []).length > 0) throw unsupported(this.file, `${where} has nested blocks (control flow is not supported)`, { op: type });
+    if (type === 'const') {
+      this.constOp(op, where);
+      return;
+    }
+    const nameAttr = op.attributes?.name;
+    const name = nameAttr ? String(readImmediate(nameAttr, `${where} name`).data) : (outputs[0]?.name ?? '');
+    const inputs: Op['inputs'] = {};
+    const tupleInputs = new Set(opVersions(type).flatMap((s) => s.inputs.filter((i) => i.kind === 'tuple').map((i) => i.name)));
+    for (const [key, arg] of Object.entries(op.inputs ?? {})) {
+      const bindings = arg.arguments ?? [];
+      if (bindings.length === 0) throw corrupt(this.file, `${where} input "${key}" has no bindings`);
+      if (tupleInputs.has(key) || bindings.length > 1) {
+        inputs[key] = bindings.map((b, i) => this.bindingName(b, `${name}_${key}_${i}`, `${where} input "${key}"`));
+      } else {
+        inputs[key] = this.bindingArg(bindings[0]!, `${name}_${key}`, `${where} input "${key}"`);
+      }
+    }
+    const values = outputs.map((o) => this.value(o, `output of ${where}`));
+    this.graph.ops.push({ op: type, name, inputs, outputs: values });
+  }
+
+  /** A single-value argument: a Literal for small immediates, else a value name. */
+  private bindingArg(b: BindingProto, nameIfValue: string, where: string): string | Literal {
+    if (b.name !== undefined) {
+      const small = this.small.get(b.name);
+      if (small) return small.literal;
+      this.needName(b.name, where);
+      return b.name;
+    }
+    const v = this.requireValue(b, where);
+    if (v.blobFileValue) return this.addBlobConst(this.freshName(nameIfValue), v, where);
+    const imm = readImmediate(v, where);
+    if (numel(imm.shape) <= MAX_LITERAL_ELEMENTS) return toLiteral(imm);
+    return this.addMemoryConst(this.freshName(nameIfValue), imm);
+  }
+
+  /** A tuple element: always a value name (small literals are made Consts). */
+  private bindingName(b: BindingProto, nameIfValue: string, where: string): string {
+    if (b.name !== undefined) {
+      this.needName(b.name, where);
+      return b.name;
+    }
+    const v = this.requireValue(b, where);
+    if (v.blobFileValue) return this.addBlobConst(this.freshName(nameIfValue), v, where);
+    return this.addMemoryConst(this.freshName(nameIfValue), readImmediate(v, where));
+  }
+
+  private requireValue(b: BindingProto, where: string): ValueProto {
+    if (!b.value) throw corrupt(this.file, `${where} binds neither a name nor a value`);
+    return b.value;
+  }
+
+  /** Checks that `name` is defined; a small immediate const used by name becomes a Const. */
+  private needName(name: string, where: string): void {
+    const small = this.small.get(name);
+    if (small && !this.graph.consts.has(name)) this.addMemoryConst(name, small.imm);
+    if (!this.types.has(name)) throw corrupt(this.file, `${where} uses "${name}", which is not defined before it`, { value: name });
+  }
+
+  private freshName(base: string): string {
+    let name = base;
+    for (let i = 1; this.taken.has(name) || this.small.has(name); i++) name = `${base}_${i}`;
+    return name;
+  }
+
+  private constOp(op: OperationProto, where: string): void {
+    const outputs = op.outputs ?? [];
+    if (outputs.length !== 1 || !outputs[0]!.name) throw corrupt(this.file, `${where} must have exactly one named output`);
+    const name = outputs[0]!.name;
+    const val = op.attributes?.val;
+    if (!val) throw corrupt(this.file, `${where} has no "val" attribute`);
+    const declared = readTensorType(outputs[0]!.type, where);
+    const own = readTensorType(val.type, `${where} val`);
+    if (declared.dtype !== own.dtype || declared.shape.join() !== own.shape.join()) {
+      throw corrupt(this.file, `${where} declares ${declared.dtype}[${declared.shape.join(', ')}] but its value is ${own.dtype}[${own.shape.join(', ')}]`);
+    }
+    if (val.blobFileValue) {
+      this.addBlobConst(name, val, where);
+      return;
+    }
+    const imm = readImmediate(val, where);
+    if (numel(imm.shape) <= MAX_LITERAL_ELEMENTS) {
+      this.small.set(name, { literal: toLiteral(imm), imm });
+      this.taken.add(name);
+    } else {
+      this.addMemoryConst(name, imm);
+    }
+  }
+
+  private addMemoryConst(name: string, imm: ReadImmediate): string {
+    if (imm.dtype === 'string' || typeof imm.data === 'string') throw unsupported(this.file, `string constant "${name}" cannot be a tensor value`);
+    const data = imm.data;
+    const type: TensorType = { dtype: imm.dtype, shape: imm.shape };
+    if (!this.small.has(name)) this.define(name, type);
+    else this.types.set(name, type);
+    this.graph.consts.set(name, { name, type, load: () => data.slice() });
+    return name;
+  }
+
+  /** A Const whose data stays in the weight file; its blob metadata is validated now, its data read on load(). */
+  private addBlobConst(name: string, val: ValueProto, where: string): string {
+    const { dtype, shape } = readTensorType(val.type, where);
+    if (dtype === 'string') throw unsupported(this.file, `${where}: string data in a weight file`);
+    const staticShape = shape as number[];
+    if (shape.some((d) => d === null)) throw corrupt(this.file, `${where}: a weight has an unknown dimension`);
+    const path = this.weightPath(val.blobFileValue?.fileName ?? '', where);
+    const offset = val.blobFileValue?.offset ?? 0;
+    const reader = this.blobReader(path);
+    const check = (info: { dataType: BlobDataType; sizeInBytes: number }): void => {
+      if (!BLOB_TYPES_FOR[dtype].includes(info.dataType)) {
+        throw new ModernBertError('CORRUPT_FILE', `${path}: blob at offset ${offset} (${name}) holds ${info.dataType} data for a ${dtype} tensor`, {
+          file: path,
+          offset,
+          const: name,
+        });
+      }
+      const expected = numel(staticShape) * elementSize(dtype);
+      if (info.sizeInBytes !== expected) {
+        throw new ModernBertError('CORRUPT_FILE', `${path}: blob at offset ${offset} (${name}) has ${info.sizeInBytes} bytes, shape [${staticShape.join(', ')}] of ${dtype} needs ${expected}`, {
+          file: path,
+          offset,
+          const: name,
+        });
+      }
+    };
+    check(reader.blob(offset));
+    const load = (): TensorData => {
+      const r = BlobReader.open(path);
+      try {
+        const { info, data } = r.read(offset);
+        check(info);
+        return decodeTensorBytes(dtype, data);
+      } finally {
+        r.close();
+      }
+    };
+    const type: TensorType = { dtype, shape: staticShape };
+    this.define(name, type);
+    const c: Const = { name, type, load };
+    this.graph.consts.set(name, c);
+    return name;
+  }
+
+  /** Resolves a BlobFileValue file name (@model_path/weights/weight.bin) to a path inside the package. */
+  private weightPath(fileName: string, where: string): string {
+    const prefix = '@model_path/';
+    if (!fileName.startsWith(prefix)) throw unsupported(this.file, `${where}: weight file "${fileName}" is not relative to @model_path`);
+    const modelDir = resolve(this.file, '..');
+    const path = resolve(modelDir, fileName.slice(prefix.length));
+    if (relative(modelDir, path).startsWith('..') || !path.startsWith(modelDir + sep)) {
+      throw corrupt(this.file, `${where}: weight file "${fileName}" points outside the package`);
+    }
+    return path;
+  }
+
+  private blobReader(path: string): BlobReader {
+    let r = this.blobReaders.get(path);
+    if (!r) {
+      try {
+        r = BlobReader.open(path);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new ModernBertError('FILE_NOT_FOUND', `weight file ${path} named by ${this.file} is missing`, { file: path });
+        }
+        throw e;
+      }
+      this.blobReaders.set(path, r);
+    }
+    return r;
+  }
+
+  private readTaps(json: string): void {
+    let taps: unknown;
+    try {
+      taps = JSON.parse(json);
+    } catch {
+      return;
+    }
+    if (typeof taps !== 'object' || taps === null) return;
+    for (const [role, name] of Object.entries(taps)) if (typeof name === 'string' && this.types.has(name)) this.graph.taps.set(role, name);
+  }
+
+  /** The description must describe the function's inputs and the block's outputs. */
+  private checkDescription(d: ModelDescription): void {
+    const inputs = new Set(this.graph.inputs.map((v) => v.name));
+    for (const f of d.inputs) if (!inputs.has(f.name)) throw corrupt(this.file, `model input "${f.name}" is not an input of the program`);
+    const outputs = new Set(this.graph.outputs);
+    for (const f of d.outputs) if (!outputs.has(f.name)) throw corrupt(this.file, `model output "${f.name}" is not an output of the program`);
+  }
+}
+
+function toLiteral(imm: ReadImmediate): Literal {
+  if (typeof imm.data === 'string') return { kind: 'literal', dtype: 'string', shape: imm.shape, value: imm.data };
+  const value = imm.dtype === 'bool' ? Array.from(imm.data, (v) => v !== 0) : Array.from(imm.data);
+  return { kind: 'literal', dtype: imm.dtype, shape: imm.shape, value };
+}
+

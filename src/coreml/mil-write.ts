@@ -1,0 +1,333 @@
+// Graph (src/graph/ir.ts) -> .mlpackage, following coremltools' backend/mil/load.py (MILProtoExporter and
+// CoreMLProtoExporter) and helper.py:
+// - one function "main" whose block is the function's only specialization, keyed by the target's opset;
+// - every Const and every Literal becomes a `const` op (attributes `name` and `val`) emitted just before
+//   the first op that uses it; ops bind all their inputs by name, never by inline value, as coremltools does;
+// - a const's value goes to weights/weight.bin when it has at least 10 elements of a dtype that the blob
+//   format takes at the target (should_use_weight_file), otherwise it is an immediate value in the proto;
+// - every other op carries its `name` attribute; symbolic dims are unknown dimensions.
+// Weights stream: each Const is loaded, encoded, appended to the open weight file and dropped in turn.
+
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Arg, Const, Dim, DType, Graph, Literal, Op, TensorData } from '../graph/ir.js';
+import { isLiteral, numel } from '../graph/ir.js';
+import { ModernBertError } from '../errors.js';
+import { describeGraph, featureToProto, metadataToProto, type DescriptionOptions, type ModelMetadata } from './description.js';
+import { BlobWriter, type BlobDataType } from './milblob.js';
+import { immediateValue, tensorValueType } from './mil-values.js';
+import { validateGraph } from './opset.js';
+import { WEIGHT_FILE, writePackageAtomically } from './package.js';
+import type { BindingProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
+import { encodeModel } from './schema.js';
+import { atLeast, targetInfo, type Target, type TargetInfo } from './target.js';
+import { encodeTensorBytes } from './tensor-bytes.js';
+
+/** userDefined metadata keys that carry what Core ML has no field for; the reader takes them back out. */
+export const SYMBOLS_KEY = 'modernbert-ane.symbols';
+export const TAPS_KEY = 'modernbert-ane.taps';
+const RESERVED_PREFIX = 'modernbert-ane.';
+
+/** The name by which the program refers to the weight file. */
+const WEIGHT_FILE_REF = `@model_path/weights/${WEIGHT_FILE}`;
+
+/** backend/mil/load.py should_use_weight_file: constants this small stay in the proto. */
+export const MIN_BLOB_ELEMENTS = 10;
+
+/** MIL identifiers (MIL.proto): value names must match this. */
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_@]*$/;
+
+export interface WriteProgress {
+  /** Const ops written so far (graph Consts only, not literals) and how many there will be. */
+  constsWritten: number;
+  constsTotal: number;
+  /** Bytes in weight.bin so far. */
+  weightBytes: number;
+  /** The const just written. */
+  name: string;
+}
+
+export interface WriteOptions {
+  graph: Graph;
+  description?: DescriptionOptions;
+  /** Deployment target ('iOS17' = 'macOS14' by default). */
+  target?: Target | string;
+  /** Replace an existing package at the path. */
+  force?: boolean;
+  onProgress?: (progress: WriteProgress) => void;
+}
+
+export interface WriteStats {
+  target: Target;
+  specificationVersion: number;
+  opset: string;
+  /** Graph Consts written, and how many of them went to weight.bin or inline. */
+  consts: number;
+  blobs: number;
+  inlineConsts: number;
+  /** Consts that no op or output uses; they are not written. */
+  unusedConsts: number;
+  /** Literal inputs written as const ops. */
+  literals: number;
+  weightBytes: number;
+  modelBytes: number;
+  /** weightBytes + modelBytes (Manifest.json aside). */
+  bytesWritten: number;
+  /** Time spent in Const.load() (producing weights) and in encoding and writing them. */
+  loadMs: number;
+  writeMs: number;
+  totalMs: number;
+}
+
+/** Blob data type for a dtype at a target, or undefined when such constants must stay inline (should_use_weight_file). */
+function blobType(dtype: DType, target: Target): BlobDataType | undefined {
+  switch (dtype) {
+    case 'fp16':
+    case 'fp32':
+    case 'uint8':
+    case 'int8':
+      return dtype;
+    case 'int16':
+    case 'int32':
+      return atLeast(target, 'iOS18') ? dtype : undefined;
+    case 'bool':
+      return undefined;
+  }
+}
+
+/** A string scalar Value (op `name` attributes, string literals). */
+function stringValue(s: string): ValueProto {
+  return immediateValue('string', [], s, s);
+}
+
+function namedType(name: string, dtype: DType | 'string', shape: readonly Dim[]): NamedValueTypeProto {
+  return { name, type: tensorValueType(dtype, shape) };
+}
+
+/** Literal values as tensor data (or the string of a string literal). */
+function literalData(lit: Literal): TensorData | string {
+  if (typeof lit.value === 'string') return lit.value;
+  const nums = (lit.value as (number | boolean)[]).map((v) => Number(v));
+  if (lit.dtype === 'fp32' || lit.dtype === 'fp16') return Float32Array.from(nums);
+  if (lit.dtype === 'bool') return Uint8Array.from(nums);
+  return Int32Array.from(nums);
+}
+
+function checkIdentifier(name: string, what: string): void {
+  if (!IDENTIFIER.test(name)) {
+    throw new ModernBertError('BAD_ARGUMENT', `${what} "${name}" is not a MIL identifier ([A-Za-z_][A-Za-z0-9_@]*)`, { name });
+  }
+}
+
+/** Builds the block's operations, streaming Consts into the weight file. */
+class ProgramBuilder {
+  readonly operations: OperationProto[] = [];
+  private readonly taken: Set<string>;
+  private readonly emitted = new Set<string>();
+  readonly used: Set<string>;
+  constsWritten = 0;
+  /** Graph Consts that went to weight.bin; `blobs` also counts large literals. */
+  constBlobs = 0;
+  blobs = 0;
+  literals = 0;
+  loadMs = 0;
+  writeMs = 0;
+
+  constructor(
+    private readonly graph: Graph,
+    private readonly target: Target,
+    private readonly weights: BlobWriter,
+    private readonly onProgress: ((p: WriteProgress) => void) | undefined,
+  ) {
+    this.taken = new Set([...graph.inputs.map((v) => v.name), ...graph.consts.keys(), ...graph.ops.flatMap((op) => op.outputs.map((o) => o.name))]);
+    for (const name of this.taken) checkIdentifier(name, 'value name');
+    this.used = new Set<string>();
+    const use = (arg: Arg): void => {
+      if (typeof arg === 'string') this.used.add(arg);
+      else if (Array.isArray(arg)) arg.forEach((a) => this.used.add(a));
+    };
+    for (const op of graph.ops) Object.values(op.inputs).forEach(use);
+    graph.outputs.forEach((o) => this.used.add(o));
+    for (const name of [...this.used]) if (!graph.consts.has(name)) this.used.delete(name);
+  }
+
+  /** Emits every op (and the consts it needs before it), then any const that is only a graph output. */
+  async build(): Promise<void> {
+    for (const op of this.graph.ops) {
+      const inputs: Record<string, { arguments: BindingProto[] }> = {};
+      for (const [key, arg] of Object.entries(op.inputs)) inputs[key] = { arguments: await this.bind(op, key, arg) };
+      this.operations.push({
+        type: op.op,
+        inputs,
+        outputs: op.outputs.map((o) => namedType(o.name, o.type.dtype, o.type.shape)),
+        attributes: { name: stringValue(op.name) },
+      });
+    }
+    for (const name of this.graph.outputs) await this.emitConst(name);
+  }
+
+  private async bind(op: Op, key: string, arg: Arg): Promise<BindingProto[]> {
+    if (Array.isArray(arg)) {
+      const out: BindingProto[] = [];
+      for (const name of arg) out.push(await this.bindName(name));
+      return out;
+    }
+    if (isLiteral(arg)) return [{ name: this.emitLiteral(op, key, arg) }];
+    return [await this.bindName(arg)];
+  }
+
+  private async bindName(name: string): Promise<BindingProto> {
+    await this.emitConst(name);
+    return { name };
+  }
+
+  /** A fresh value name based on `base`. */
+  private fresh(base: string): string {
+    let name = base;
+    for (let i = 1; this.taken.has(name); i++) name = `${base}_${i}`;
+    checkIdentifier(name, 'generated const name');
+    this.taken.add(name);
+    return name;
+  }
+
+  private pushConst(name: string, value: ValueProto): void {
+    this.operations.push({
+      type: 'const',
+      attributes: { name: stringValue(name), val: value },
+      outputs: [{ name, type: value.type! }],
+    });
+  }
+
+  /** A const op for a literal input, named after its op and input as coremltools names them. */
+  private emitLiteral(op: Op, key: string, lit: Literal): string {
+    const name = this.fresh(`${op.name}_${key}`);
+    const data = literalData(lit);
+    let value: ValueProto;
+    const blob = lit.dtype === 'string' ? undefined : blobType(lit.dtype, this.target);
+    if (blob && typeof data !== 'string' && numel(lit.shape) >= MIN_BLOB_ELEMENTS) {
+      value = this.blobValue(lit.dtype as DType, lit.shape, data, blob, name);
+    } else {
+      value = immediateValue(lit.dtype, lit.shape, data, name);
+    }
+    this.pushConst(name, value);
+    this.literals++;
+    return name;
+  }
+
+  private blobValue(dtype: DType, shape: readonly number[], data: TensorData, blob: BlobDataType, name: string): ValueProto {
+    const offset = this.weights.append(blob, encodeTensorBytes(dtype, data, name));
+    this.blobs++;
+    return { type: tensorValueType(dtype, shape), blobFileValue: { fileName: WEIGHT_FILE_REF, offset } };
+  }
+
+  /** Emits the const op of graph Const `name` if it is one and not yet emitted: load, encode, write, drop. */
+  private async emitConst(name: string): Promise<void> {
+    const c: Const | undefined = this.graph.consts.get(name);
+    if (!c || this.emitted.has(name)) return;
+    this.emitted.add(name);
+    const { dtype, shape } = c.type;
+    if (!shape.every((d): d is number => typeof d === 'number')) {
+      throw new ModernBertError('BAD_ARGUMENT', `constant "${name}" has symbolic shape [${shape.join(', ')}]`, { const: name });
+    }
+    const t0 = performance.now();
+    let data: TensorData | undefined = c.load();
+    const t1 = performance.now();
+    if (data.length !== numel(shape)) {
+      throw new ModernBertError('SHAPE_MISMATCH', `constant "${name}" has ${data.length} values for shape [${shape.join(', ')}]`, {
+        const: name,
+      });
+    }
+    const blob = blobType(dtype, this.target);
+    const toBlob = blob !== undefined && data.length >= MIN_BLOB_ELEMENTS;
+    const value = toBlob ? this.blobValue(dtype, shape, data, blob, name) : immediateValue(dtype, shape, data, name);
+    if (toBlob) this.constBlobs++;
+    data = undefined; // drop the weights before the next const is loaded
+    this.pushConst(name, value);
+    this.loadMs += t1 - t0;
+    this.writeMs += performance.now() - t1;
+    this.constsWritten++;
+    this.onProgress?.({ constsWritten: this.constsWritten, constsTotal: this.used.size, weightBytes: this.weights.size, name });
+    // Let the event loop run (progress bars, signals) between weights.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Symbols of the symbolic dims in program order (function inputs, then op outputs): stored so the reader can name unknown dims. */
+function symbolList(graph: Graph): string[] {
+  const dims = [...graph.inputs.map((v) => v.type.shape), ...graph.ops.flatMap((op) => op.outputs.map((o) => o.type.shape))];
+  return dims.flat().filter((d): d is string => typeof d === 'string');
+}
+
+/** Metadata plus our reserved keys (symbol names, taps). */
+function metadataWithExtras(metadata: ModelMetadata, graph: Graph): ModelMetadata {
+  const userDefined = { ...(metadata.userDefined ?? {}) };
+  for (const key of Object.keys(userDefined)) {
+    if (key.startsWith(RESERVED_PREFIX)) {
+      throw new ModernBertError('BAD_ARGUMENT', `metadata key "${key}" is reserved for modernbert-ane`, { key });
+    }
+  }
+  const symbols = symbolList(graph);
+  if (symbols.length > 0) {
+    // One symbol throughout (the usual sequence length S) is stored once.
+    userDefined[SYMBOLS_KEY] = JSON.stringify(symbols.every((s) => s === symbols[0]) ? [symbols[0]] : symbols);
+  }
+  if (graph.taps.size > 0) userDefined[TAPS_KEY] = JSON.stringify(Object.fromEntries(graph.taps));
+  return { ...metadata, ...(Object.keys(userDefined).length > 0 ? { userDefined } : {}) };
+}
+
+/** Writes `options.graph` as an .mlpackage at `path` (atomically), streaming weights; returns what was written and how long it took. */
+export async function writeMLPackage(path: string, options: WriteOptions): Promise<WriteStats> {
+  const start = performance.now();
+  const { graph } = options;
+  const info: TargetInfo = targetInfo(options.target);
+  validateGraph(graph, info.target);
+  const description = describeGraph(graph, options.description ?? {}, info.target);
+  const metadata = metadataToProto(metadataWithExtras(description.metadata, graph));
+  return writePackageAtomically(path, options.force ?? false, async (layout) => {
+    const weights = BlobWriter.create(join(layout.weightsDir, WEIGHT_FILE));
+    const builder = new ProgramBuilder(graph, info.target, weights, options.onProgress);
+    try {
+      await builder.build();
+      weights.close();
+    } catch (e) {
+      weights.abort();
+      throw e;
+    }
+    const model: ModelProto = {
+      specificationVersion: info.specificationVersion,
+      description: {
+        input: description.inputs.map(featureToProto),
+        output: description.outputs.map(featureToProto),
+        ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
+      },
+      mlProgram: {
+        version: 1,
+        functions: {
+          main: {
+            inputs: graph.inputs.map((v) => namedType(v.name, v.type.dtype, v.type.shape)),
+            opset: info.opset,
+            block_specializations: { [info.opset]: { outputs: [...graph.outputs], operations: builder.operations } },
+          },
+        },
+      },
+    };
+    const bytes = encodeModel(model);
+    writeFileSync(layout.modelFile, bytes);
+    return {
+      target: info.target,
+      specificationVersion: info.specificationVersion,
+      opset: info.opset,
+      consts: builder.constsWritten,
+      blobs: builder.blobs,
+      inlineConsts: builder.constsWritten - builder.constBlobs,
+      unusedConsts: graph.consts.size - builder.constsWritten,
+      literals: builder.literals,
+      weightBytes: weights.size,
+      modelBytes: bytes.length,
+      bytesWritten: weights.size + bytes.length,
+      loadMs: builder.loadMs,
+      writeMs: builder.writeMs,
+      totalMs: performance.now() - start,
+    };
+  });
+}

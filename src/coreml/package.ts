@@ -1,0 +1,206 @@
+// The .mlpackage folder, as coremltools' modelpackage/src/ModelPackage.cpp lays it out:
+//   Manifest.json                      {fileFormatVersion "1.0.0", itemInfoEntries {UUID: {author, description,
+//                                       name, path}}, rootModelIdentifier: UUID of the model.mlmodel item}
+//   Data/com.apple.CoreML/model.mlmodel
+//   Data/com.apple.CoreML/weights/     (weight.bin)
+// Item paths are relative to Data/. Writing is atomic: everything is built in a temporary sibling folder
+// that is renamed into place at the end, and removed on any failure or process exit.
+
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { ModernBertError } from '../errors.js';
+
+/** The author that Core ML's own items carry. */
+export const COREML_AUTHOR = 'com.apple.CoreML';
+const DATA_DIR = 'Data';
+const MODEL_ITEM_PATH = 'com.apple.CoreML/model.mlmodel';
+const WEIGHTS_ITEM_PATH = 'com.apple.CoreML/weights';
+/** The weight file name inside the weights item; the program refers to it as @model_path/weights/weight.bin. */
+export const WEIGHT_FILE = 'weight.bin';
+const FILE_FORMAT_VERSION = '1.0.0';
+
+export interface ManifestItem {
+  author: string;
+  description: string;
+  name: string;
+  path: string;
+}
+
+export interface Manifest {
+  fileFormatVersion: string;
+  itemInfoEntries: Record<string, ManifestItem>;
+  rootModelIdentifier: string;
+}
+
+/** Where the parts of a package lie on disk. */
+export interface PackageLayout {
+  /** Data/com.apple.CoreML/model.mlmodel */
+  modelFile: string;
+  /** Data/com.apple.CoreML/weights */
+  weightsDir: string;
+}
+
+/** Manifest.json for a package with a model and its weights, with fresh upper-case UUID keys as ModelPackage makes. */
+export function newManifest(): Manifest {
+  const modelId = randomUUID().toUpperCase();
+  const weightsId = randomUUID().toUpperCase();
+  return {
+    fileFormatVersion: FILE_FORMAT_VERSION,
+    itemInfoEntries: {
+      [modelId]: { author: COREML_AUTHOR, description: 'CoreML Model Specification', name: 'model.mlmodel', path: MODEL_ITEM_PATH },
+      [weightsId]: { author: COREML_AUTHOR, description: 'CoreML Model Weights', name: 'weights', path: WEIGHTS_ITEM_PATH },
+    },
+    rootModelIdentifier: modelId,
+  };
+}
+
+/** Manifest.json text: two-space indented JSON without a trailing newline, as in packages coremltools writes. */
+export function manifestText(manifest: Manifest): string {
+  return JSON.stringify(manifest, null, 2);
+}
+
+/** Temporary folders being built, removed if the process exits before they are renamed into place. */
+const pending = new Set<string>();
+let exitHookInstalled = false;
+
+function removePendingOnExit(): void {
+  for (const dir of pending) rmSync(dir, { recursive: true, force: true });
+}
+
+/**
+ * Builds a package at `outPath` atomically: `build` fills the layout of a temporary sibling folder (the
+ * manifest is written here), which is then renamed to `outPath`. On failure nothing is left behind.
+ * An existing `outPath` is an OUTPUT_EXISTS error unless `force`, in which case it is replaced at the end.
+ */
+export async function writePackageAtomically<T>(
+  outPath: string,
+  force: boolean,
+  build: (layout: PackageLayout) => Promise<T>,
+): Promise<T> {
+  const target = resolve(outPath);
+  if (existsSync(target) && !force) {
+    throw new ModernBertError('OUTPUT_EXISTS', `${outPath} already exists (use force to replace it)`, { path: outPath });
+  }
+  const parent = dirname(target);
+  if (!existsSync(parent)) {
+    throw new ModernBertError('FILE_NOT_FOUND', `the folder to write ${basename(target)} into does not exist: ${parent}`, {
+      path: parent,
+    });
+  }
+  const tmp = join(parent, `.${basename(target)}.tmp-${randomUUID()}`);
+  if (!exitHookInstalled) {
+    process.on('exit', removePendingOnExit);
+    exitHookInstalled = true;
+  }
+  pending.add(tmp);
+  try {
+    const layout = layoutOf(tmp);
+    mkdirSync(layout.weightsDir, { recursive: true });
+    const result = await build(layout);
+    writeFileSync(join(tmp, 'Manifest.json'), manifestText(newManifest()));
+    replaceWith(tmp, target, force);
+    return result;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+    pending.delete(tmp);
+  }
+}
+
+/** Renames the finished `tmp` folder to `target`; a folder cannot be renamed over another, so an old one is moved aside first. */
+function replaceWith(tmp: string, target: string, force: boolean): void {
+  if (!existsSync(target)) {
+    renameSync(tmp, target);
+    return;
+  }
+  if (!force) throw new ModernBertError('OUTPUT_EXISTS', `${target} appeared while it was being written`, { path: target });
+  const old = `${tmp}.old`;
+  renameSync(target, old);
+  try {
+    renameSync(tmp, target);
+  } catch (e) {
+    renameSync(old, target); // put the previous package back rather than lose both
+    throw e;
+  }
+  rmSync(old, { recursive: true, force: true });
+}
+
+function layoutOf(packageDir: string): PackageLayout {
+  return {
+    modelFile: join(packageDir, DATA_DIR, ...MODEL_ITEM_PATH.split('/')),
+    weightsDir: join(packageDir, DATA_DIR, ...WEIGHTS_ITEM_PATH.split('/')),
+  };
+}
+
+function isItem(x: unknown): x is ManifestItem {
+  if (typeof x !== 'object' || x === null) return false;
+  const r = x as Record<string, unknown>;
+  return ['author', 'description', 'name', 'path'].every((k) => typeof r[k] === 'string');
+}
+
+/** Reads and checks Manifest.json of the package at `packagePath`. */
+export function readManifest(packagePath: string): Manifest {
+  const file = join(packagePath, 'Manifest.json');
+  if (!existsSync(file)) {
+    throw new ModernBertError('FILE_NOT_FOUND', `${packagePath} is not an .mlpackage: it has no Manifest.json`, { path: packagePath });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ModernBertError('CORRUPT_FILE', `${file} is not valid JSON: ${(e as Error).message}`, { file });
+  }
+  const m = json as Partial<Manifest> | null;
+  const entries = m?.itemInfoEntries;
+  if (
+    typeof m?.fileFormatVersion !== 'string' ||
+    typeof m.rootModelIdentifier !== 'string' ||
+    typeof entries !== 'object' ||
+    entries === null ||
+    !Object.values(entries).every(isItem)
+  ) {
+    throw new ModernBertError('CORRUPT_FILE', `${file} lacks fileFormatVersion, rootModelIdentifier or well-formed itemInfoEntries`, {
+      file,
+    });
+  }
+  if (m.fileFormatVersion.split('.')[0] !== FILE_FORMAT_VERSION.split('.')[0]) {
+    throw new ModernBertError('UNSUPPORTED', `${file} has package format version ${m.fileFormatVersion}; we read 1.x`, {
+      file,
+      version: m.fileFormatVersion,
+    });
+  }
+  return m as Manifest;
+}
+
+/** Resolves an item path inside Data/, refusing paths that climb out of the package. */
+function itemPath(packagePath: string, item: ManifestItem): string {
+  const data = resolve(packagePath, DATA_DIR);
+  const path = resolve(data, item.path);
+  if (!path.startsWith(data + sep)) {
+    throw new ModernBertError('CORRUPT_FILE', `Manifest.json item "${item.name}" points outside the package: ${item.path}`, {
+      path: packagePath,
+      item: item.path,
+    });
+  }
+  return path;
+}
+
+/** Locates the root model file (via the manifest) and its weights folder in the package at `packagePath`. */
+export function locatePackage(packagePath: string): PackageLayout {
+  if (!existsSync(packagePath) || !statSync(packagePath).isDirectory()) {
+    throw new ModernBertError('FILE_NOT_FOUND', `no .mlpackage folder at ${packagePath}`, { path: packagePath });
+  }
+  const manifest = readManifest(packagePath);
+  const root = manifest.itemInfoEntries[manifest.rootModelIdentifier];
+  if (!root) {
+    throw new ModernBertError('CORRUPT_FILE', `Manifest.json names root model ${manifest.rootModelIdentifier}, which is not among its items`, {
+      path: packagePath,
+    });
+  }
+  const modelFile = itemPath(packagePath, root);
+  if (!existsSync(modelFile)) {
+    throw new ModernBertError('FILE_NOT_FOUND', `the root model ${root.path} named by Manifest.json is missing`, { path: modelFile });
+  }
+  // The program names its weights relative to the model file (@model_path/weights/...).
+  return { modelFile, weightsDir: join(dirname(modelFile), 'weights') };
+}
