@@ -1,0 +1,135 @@
+// Writing safetensors files one tensor at a time: the header is computed from names, dtypes and shapes
+// alone, then each tensor's data is produced, written and dropped before the next, so a checkpoint
+// larger than memory can be written. The file appears under its name only once it is complete.
+
+import { open, rename, unlink } from 'node:fs/promises';
+import { endianness } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+import { ModernBertError } from '../errors.js';
+
+export type WritableDType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
+
+/** The typed array that holds each dtype's stored values (float16 and bfloat16 as raw 16-bit patterns). */
+export interface DTypeArrays {
+  F32: Float32Array;
+  F16: Uint16Array;
+  BF16: Uint16Array;
+  I64: BigInt64Array;
+  I32: Int32Array;
+}
+
+/** A tensor to write; `data` is called once, when the writer reaches it. */
+export type TensorToWrite = {
+  [D in WritableDType]: { name: string; dtype: D; shape: readonly number[]; data: () => DTypeArrays[D] };
+}[WritableDType];
+
+export interface WriteSafetensorsOptions {
+  /** The header's `__metadata__` (string values only). */
+  metadata?: Record<string, string>;
+  /** Called after each tensor with the data bytes written so far and in all. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
+}
+
+const BYTES: Record<WritableDType, number> = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4 };
+const ARRAY_TYPES: Record<WritableDType, new (n: number) => ArrayBufferView> = {
+  F32: Float32Array,
+  F16: Uint16Array,
+  BF16: Uint16Array,
+  I64: BigInt64Array,
+  I32: Int32Array,
+};
+
+/** Writes tensors (in the given order) and metadata to `path` as a safetensors file. */
+export async function writeSafetensors(path: string, tensors: readonly TensorToWrite[], options: WriteSafetensorsOptions = {}): Promise<void> {
+  // Typed arrays hold the host's byte order; the format is little-endian.
+  if (endianness() !== 'LE') throw new ModernBertError('UNSUPPORTED', 'writing safetensors needs a little-endian host', { file: path });
+  const { header, totalBytes } = buildHeader(tensors, options.metadata, path);
+
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.partial`);
+  const file = await open(tmp, 'wx').catch((e: unknown) => {
+    throw systemError(e, path);
+  });
+  try {
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(header.length));
+    await writeAll(file, length);
+    await writeAll(file, header);
+    let done = 0;
+    for (const t of tensors) {
+      const data = t.data();
+      checkData(t, data, path);
+      await writeAll(file, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      done += data.byteLength;
+      options.onProgress?.(done, totalBytes);
+    }
+    await file.sync();
+    await file.close();
+    await rename(tmp, path);
+  } catch (e) {
+    await file.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined);
+    throw systemError(e, path);
+  }
+}
+
+/** A file-system failure as a ModernBertError naming the file; any other error unchanged. */
+function systemError(e: unknown, path: string): unknown {
+  const errno = e as NodeJS.ErrnoException;
+  if (!(e instanceof Error) || typeof errno.syscall !== 'string') return e;
+  const code = errno.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'INTERNAL';
+  return new ModernBertError(code, `cannot write ${path} (${e.message})`, { file: path, errno: errno.code });
+}
+
+/** The header bytes (JSON padded with spaces to a multiple of 8, as the Rust library writes) and data size. */
+function buildHeader(tensors: readonly TensorToWrite[], metadata: Record<string, string> | undefined, path: string): { header: Buffer; totalBytes: number } {
+  const bad = (msg: string, tensor?: string): never => {
+    throw new ModernBertError('BAD_ARGUMENT', `${path}: ${msg}`, { file: path, ...(tensor === undefined ? {} : { tensor }) });
+  };
+  const json: Record<string, unknown> = {};
+  if (metadata !== undefined) {
+    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') bad(`metadata "${k}" is not a string`);
+    json.__metadata__ = metadata;
+  }
+  let offset = 0;
+  for (const t of tensors) {
+    if (t.name === '' || t.name === '__metadata__' || t.name in json) bad(`tensor name "${t.name}" is empty, reserved or repeated`, t.name);
+    if (!(t.dtype in BYTES)) bad(`tensor "${t.name}" has unsupported dtype ${String(t.dtype)}`, t.name);
+    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor "${t.name}" has an invalid shape [${t.shape.join(', ')}]`, t.name);
+    const bytes = numel(t.shape) * BYTES[t.dtype];
+    json[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  const text = Buffer.from(JSON.stringify(json), 'utf8');
+  const padded = Buffer.alloc(Math.ceil(text.length / 8) * 8, ' ');
+  text.copy(padded);
+  return { header: padded, totalBytes: offset };
+}
+
+function checkData(t: TensorToWrite, data: ArrayBufferView, path: string): void {
+  const Expected = ARRAY_TYPES[t.dtype];
+  const got = (data as object).constructor.name;
+  if (!(data instanceof Expected)) {
+    throw new ModernBertError('BAD_ARGUMENT', `${path}: tensor "${t.name}" (${t.dtype}) needs a ${Expected.name}, got ${got}`, { file: path, tensor: t.name });
+  }
+  const n = numel(t.shape);
+  if (data.byteLength !== n * BYTES[t.dtype]) {
+    throw new ModernBertError('SHAPE_MISMATCH', `${path}: tensor "${t.name}" has ${data.byteLength / BYTES[t.dtype]} values but shape [${t.shape.join(', ')}] needs ${n}`, {
+      file: path,
+      tensor: t.name,
+      got: data.byteLength / BYTES[t.dtype],
+      expected: n,
+    });
+  }
+}
+
+function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+async function writeAll(file: Awaited<ReturnType<typeof open>>, bytes: Uint8Array): Promise<void> {
+  let done = 0;
+  while (done < bytes.length) {
+    const { bytesWritten } = await file.write(bytes, done, bytes.length - done);
+    done += bytesWritten;
+  }
+}
