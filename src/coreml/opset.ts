@@ -196,14 +196,21 @@ const SIGNATURES: readonly OpSig[][] = [
   [sig('concat', 'iOS15', tuple('values'), constInput('axis', I32), attr('interleave', BOOL, 'False'))],
   [sig('range_1d', 'iOS15', tensor('end', FI, 'T'), tensor('start', FI, 'T'), tensor('step', FI, 'T'))],
   [sig('tile', 'iOS15', tensor('x', FIB, 'T'), tensor('reps', I32))],
+  [sig('shape', 'iOS15', tensor('x', FIB, 'T'))],
+  // identity takes any tensor, list or dictionary (ListOrTensorOrDictInputType): no dtype constraint.
+  [sig('identity', 'iOS15', { name: 'x', kind: 'tensor', optional: false, const: false })],
+  [sig('fill_like', 'iOS16', tensor('ref_tensor', FIB, 'T'), attr('value', FIB, '0.0', 'U'))],
   // activation.py
   [sig('softmax', 'iOS15', tensor('x', F, 'T'), attr('axis', I32, '-1'))],
   [sig('gelu', 'iOS15', tensor('x', F, 'T'), attr('mode', STR, '"EXACT"'))],
-  unaryFloat('sigmoid'),
+  ...['sigmoid', 'relu', 'silu'].map(unaryFloat),
   // control_flow.py
   [sig('select', 'iOS15', tensor('cond', BOOL), tensor('a', FIB, 'T'), tensor('b', FIB, 'T'))],
   // elementwise_binary.py
-  ...['add', 'sub', 'mul', 'real_div', 'maximum', 'minimum', 'pow', 'equal', 'greater', 'greater_equal', 'less'].map(binary),
+  ...['add', 'sub', 'mul', 'real_div', 'maximum', 'minimum', 'pow'].map(binary),
+  ...['equal', 'not_equal', 'greater', 'greater_equal', 'less', 'less_equal'].map(binary),
+  // elementwise_binary_logical
+  ...['logical_and', 'logical_or'].map((op) => [sig(op, 'iOS15', tensor('x', BOOL, 'T'), tensor('y', BOOL, 'T'))]),
   // elementwise_unary.py
   [sig('logical_not', 'iOS15', tensor('x', BOOL))],
   unaryWithInt('abs'),
