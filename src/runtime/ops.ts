@@ -5,6 +5,7 @@
 import { ModernBertError } from '../errors.js';
 import { numel, type DType, type Op } from '../graph/ir.js';
 import { binaryFloat, mapBroadcast } from './broadcast.js';
+import { f16round } from '../numeric/fp16.js';
 import { matmul } from './matmul.js';
 import type { Numerics } from './numerics.js';
 import { allocData, floats, stridesOf, type RtTensor } from './tensor.js';
@@ -74,7 +75,7 @@ const gelu: OpImpl = (a) => {
   const mode = a.has('mode') ? a.str('mode') : 'EXACT';
   const out = new Float32Array(xd.length);
   // Pessimistic float16: each step of 0.5 * x * (1 + erf(x / sqrt 2)) is rounded.
-  const r = a.num.fusedExact ? (v: number) => v : (v: number) => Math.fround(a.num.round(Float32Array.of(v))[0]!);
+  const r = a.num.fusedExact ? (v: number) => v : f16round;
   if (mode === 'EXACT') {
     for (let i = 0; i < xd.length; i++) {
       const v = xd[i]!;
@@ -373,7 +374,6 @@ const layerNorm: OpImpl = (a) => {
   const out = new Float32Array(xd.length);
   // Pessimistic float16: the squares and their mean are stored in float16 (and overflow past 65504).
   const half = !a.num.fusedExact;
-  const r16 = (v: number) => (half ? Math.fround(a.num.round(Float32Array.of(v))[0]!) : v);
   const sq = new Float32Array(n);
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < inner; j++) {
@@ -381,16 +381,16 @@ const layerNorm: OpImpl = (a) => {
       let mean = 0;
       for (let k = 0; k < n; k++) mean += xd[base + k * inner]!;
       mean /= n;
-      if (half) mean = r16(mean);
+      if (half) mean = f16round(mean);
       let v = 0;
       for (let k = 0; k < n; k++) {
-        const dlt = half ? r16(xd[base + k * inner]! - mean) : xd[base + k * inner]! - mean;
+        const dlt = half ? f16round(xd[base + k * inner]! - mean) : xd[base + k * inner]! - mean;
         sq[k] = dlt * dlt;
       }
       if (half) a.num.round(sq);
       for (let k = 0; k < n; k++) v += sq[k]!;
       v /= n;
-      if (half) v = r16(v);
+      if (half) v = f16round(v);
       const inv = 1 / Math.sqrt(v + eps);
       for (let k = 0; k < n; k++) {
         const i = base + k * inner;

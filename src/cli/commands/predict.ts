@@ -1,0 +1,77 @@
+// `predict [MODEL] TEXT`: fill-mask top-k, labels, token labels or the embedding, by the model's head.
+
+import { existsSync } from 'node:fs';
+import type { Command } from 'commander';
+import { ModernBertError } from '../../errors.js';
+import { openModel } from '../../load.js';
+import type { Precision } from '../../runtime/numerics.js';
+import { classify, embed, fillMask, labelTokens } from '../../tasks/predict.js';
+import { printJson, type Io } from '../context.js';
+import { positiveInt, precision } from '../parse.js';
+
+interface PredictOptions {
+  topK: number;
+  embed?: boolean;
+  precision?: Precision;
+  json?: boolean;
+}
+
+/** Registers the predict command. */
+export function registerPredict(program: Command, io: Io): void {
+  program
+    .command('predict')
+    .description('fill [MASK] tokens (or classify, label tokens, embed) with a model; without MODEL, the built-in default model')
+    .argument('[model]', 'checkpoint folder or .mlpackage (default: the built-in mini-trained model)')
+    .argument('[text]', 'the text, quoted; masked-LM models need at least one [MASK]')
+    .option('-k, --top-k <n>', 'tokens to list per [MASK]', positiveInt, 5)
+    .option('--embed', 'print the pooled sentence embedding instead')
+    .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
+    .option('--json', 'machine-readable output')
+    .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
+      // One argument is the text (default model) unless it names an existing model.
+      let [modelPath, text] = b === undefined ? [undefined, a] : [a, b];
+      if (b === undefined && a !== undefined && existsSync(a)) [modelPath, text] = [a, undefined];
+      if (text === undefined || text.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'no text given: modernbert-ane predict [MODEL] "text with [MASK]"');
+      const model = await openModel(modelPath, { precision: o.precision });
+      try {
+        const tok = model.tokenizer;
+        if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which predict needs`, { path: model.path });
+        if (o.embed) {
+          const embedding = await embed(model.runner, tok, text, model.maxLen);
+          if (o.json) printJson(io, { embedding });
+          else io.stdout(`${embedding.map((v) => v.toFixed(6)).join(' ')}\n`);
+          return;
+        }
+        switch (model.head) {
+          case 'mlm': {
+            const masks = await fillMask(model.runner, tok, text, o.topK, model.maxLen);
+            if (o.json) return printJson(io, { masks });
+            for (const m of masks) {
+              io.stdout(`[MASK] at token ${m.position}:\n`);
+              for (const t of m.top) io.stdout(`  ${JSON.stringify(t.token).padEnd(20)} ${t.prob.toFixed(4)}\n`);
+            }
+            return;
+          }
+          case 'seqcls': {
+            const labels = await classify(model.runner, tok, text, model.labels, model.maxLen);
+            if (o.json) return printJson(io, { labels });
+            for (const l of labels) io.stdout(`${l.label.padEnd(20)} ${l.prob.toFixed(4)}\n`);
+            return;
+          }
+          case 'tokcls': {
+            const tokens = await labelTokens(model.runner, tok, text, model.labels, model.maxLen);
+            if (o.json) return printJson(io, { tokens });
+            for (const t of tokens) io.stdout(`${JSON.stringify(t.token).padEnd(20)} ${t.label.padEnd(12)} ${t.prob.toFixed(4)}\n`);
+            return;
+          }
+          default: {
+            const embedding = await embed(model.runner, tok, text, model.maxLen);
+            if (o.json) return printJson(io, { embedding });
+            io.stdout(`${embedding.map((v) => v.toFixed(6)).join(' ')}\n`);
+          }
+        }
+      } finally {
+        model.close();
+      }
+    });
+}

@@ -1,0 +1,41 @@
+// `synth <base|large|CONFIG.json> --out DIR`: a synthetic checkpoint from the portable PRNG.
+
+import type { Command } from 'commander';
+import { parseOverride } from '../../synth/overrides.js';
+import { writeSynthCheckpoint } from '../../synth/synth.js';
+import { printJson, progress, type Io } from '../context.js';
+import { collect } from '../parse.js';
+
+interface SynthOptions {
+  out: string;
+  override: string[];
+  force?: boolean;
+  json?: boolean;
+}
+
+/** Registers the synth command. */
+export function registerSynth(program: Command, io: Io): void {
+  program
+    .command('synth')
+    .description('write a synthetic checkpoint (config.json + float32 model.safetensors) from the portable PRNG')
+    .argument('<preset>', 'base, large, or a config.json path')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--override <spec>', "set elements, e.g. 'model.layers.2.mlp.Wo.weight[100]=2000' (repeatable)", collect, [])
+    .option('--force', 'overwrite an existing checkpoint in the output folder')
+    .option('--json', 'machine-readable output')
+    .action(async (preset: string, o: SynthOptions) => {
+      const overrides = o.override.map(parseOverride);
+      const bar = progress(io, 'synth MB', Boolean(o.json));
+      const t0 = performance.now();
+      try {
+        const info = await writeSynthCheckpoint(preset, o.out, overrides, (d, t) => bar.update(Math.round(d / 1e6), Math.round(t / 1e6)), { overwrite: o.force });
+        bar.stop();
+        const seconds = (performance.now() - t0) / 1000;
+        const summary = { out: o.out, tensors: info.tensors, bytes: info.bytes, parameters: info.bytes / 4, seconds };
+        if (o.json) printJson(io, summary);
+        else io.stdout(`wrote ${o.out}: ${info.tensors} tensors, ${(info.bytes / 4 / 1e6).toFixed(1)} M parameters (float32) in ${seconds.toFixed(1)} s\n`);
+      } finally {
+        bar.stop();
+      }
+    });
+}

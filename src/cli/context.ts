@@ -1,0 +1,53 @@
+// What every command shares: where output goes, whether it is JSON, progress bars on a TTY.
+
+import { SingleBar } from 'cli-progress';
+
+export interface Io {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  /** Whether stderr is an interactive terminal (progress bars are drawn only there). */
+  isTTY: boolean;
+}
+
+/** The process's own streams. */
+export const processIo: Io = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+  isTTY: Boolean(process.stderr.isTTY),
+};
+
+export interface Progress {
+  update(done: number, total: number): void;
+  stop(): void;
+}
+
+/** A progress bar with counts and ETA on a TTY; silent otherwise (and always with --json). */
+export function progress(io: Io, label: string, json: boolean): Progress {
+  if (json || !io.isTTY) return { update: () => {}, stop: () => {} };
+  const bar = new SingleBar({
+    format: `${label.padEnd(12)} [{bar}] {value}/{total} | {percentage}% | ETA {eta_formatted}`,
+    stream: process.stderr,
+    hideCursor: true,
+    clearOnComplete: true,
+    etaBuffer: 50,
+  });
+  let started = false;
+  return {
+    update(done, total) {
+      if (!started) {
+        bar.start(total, 0);
+        started = true;
+      }
+      bar.setTotal(total);
+      bar.update(done);
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}
+
+/** Prints a value as JSON on one line. */
+export function printJson(io: Io, value: unknown): void {
+  io.stdout(`${JSON.stringify(value)}\n`);
+}

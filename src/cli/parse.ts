@@ -1,0 +1,41 @@
+// Argument parsers for commander: a bad value is a usage error naming the option, never NaN downstream.
+
+import { InvalidArgumentError } from 'commander';
+import { PRECISIONS, type Precision } from '../runtime/numerics.js';
+
+/** A positive integer argument. */
+export function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
+}
+
+/** A non-negative integer argument. */
+export function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`expected a non-negative integer, got "${value}"`);
+  return n;
+}
+
+/** A positive finite number argument. */
+export function positiveNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
+  return n;
+}
+
+/** A comma-separated list of positive integers. */
+export function intList(value: string): number[] {
+  return value.split(',').map((v) => positiveInt(v.trim()));
+}
+
+/** An arithmetic mode. */
+export function precision(value: string): Precision {
+  if (!(PRECISIONS as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${PRECISIONS.join(', ')}, got "${value}"`);
+  return value as Precision;
+}
+
+/** Collects a repeatable option into a list. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
