@@ -18,7 +18,10 @@ export interface DTypeArrays {
   I32: Int32Array;
 }
 
-/** A tensor to write; `data` is called once, when the writer reaches it. */
+/**
+ * A tensor to write; `data` is called once, when the writer reaches it, and the array is written before
+ * the next tensor's `data` is called, so producers may hand out views of one reused buffer.
+ */
 export type TensorToWrite = {
   [D in WritableDType]: { name: string; dtype: D; shape: readonly number[]; data: () => DTypeArrays[D] };
 }[WritableDType];
