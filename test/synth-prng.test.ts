@@ -49,6 +49,18 @@ describe('portable PRNG', () => {
     expect(Number.isNaN(scratch[10]!)).toBe(true);
   });
 
+  it('generates the long inputs of the synth-base goldens: [CLS] + synthIds(n - 2, tag) + [SEP]', () => {
+    const buf = readFileSync('test/fixtures/synth-base/golden.safetensors');
+    const headerLen = Number(buf.readBigUInt64LE(0));
+    const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, { shape: number[]; data_offsets: [number, number] }>;
+    for (const [name, tag] of [['len300', 'seq300'], ['len1024', 'seq1024']] as const) {
+      const t = header[`${name}.input_ids`]!;
+      const n = t.shape[1]!;
+      const ids = Array.from({ length: n }, (_, i) => Number(buf.readBigInt64LE(8 + headerLen + t.data_offsets[0] + 8 * i)));
+      expect(ids).toEqual([50281, ...synthIds(n - 2, tag, 0, 50280), 50282]);
+    }
+  });
+
   it('draws ids in [lo, hi)', () => {
     const ids = synthIds(1024, 'seq1024', 5, 50280);
     expect(ids).toHaveLength(1024);
