@@ -126,7 +126,7 @@ describe('fast Walsh–Hadamard transform', () => {
       ] as const) {
         const v = normals(n, n);
         const fast = Float64Array.from(v);
-        fwht(plan, fast, tr);
+        fwht(plan, fast, 0, tr);
         expect(maxAbsDiff(fast, matmul(dense, v, n, n, 1))).toBeLessThan(1e-12);
 
         const cols = 5;
@@ -144,9 +144,34 @@ describe('fast Walsh–Hadamard transform', () => {
     });
   }
 
+  it('order 2624 = 164·16 (the largest block here): a vector agrees with the dense product', () => {
+    const n = 2624;
+    const plan = hadamardPlan(n);
+    const v = normals(n, 3);
+    for (const [tr, dense] of [
+      [false, hadamardMatrix(n)],
+      [true, transpose(hadamardMatrix(n), n, n)],
+    ] as const) {
+      const fast = Float64Array.from(v);
+      fwht(plan, fast, 0, tr);
+      expect(maxAbsDiff(fast, matmul(dense, v, n, n, 1))).toBeLessThan(1e-10);
+    }
+  });
+
+  it('transforms a vector inside a larger buffer', () => {
+    const plan = hadamardPlan(12);
+    const x = normals(30, 4);
+    const y = Float64Array.from(x);
+    fwht(plan, y, 7);
+    expect(maxAbsDiff(y.subarray(7, 19), matmul(hadamardMatrix(12), x.subarray(7, 19), 12, 12, 1))).toBeLessThan(1e-12);
+    expect([...y.subarray(0, 7), ...y.subarray(19)]).toEqual([...x.subarray(0, 7), ...x.subarray(19)]);
+  });
+
   it('rejects a buffer of the wrong length', () => {
     const plan = hadamardPlan(12);
     expectError(() => fwht(plan, new Float64Array(11)), 'SHAPE_MISMATCH', /order 12/);
+    expectError(() => fwht(plan, new Float64Array(20), 9), 'SHAPE_MISMATCH', /order 12/);
+    expectError(() => fwhtColumns(plan, new Float64Array(25), 2), 'SHAPE_MISMATCH', /order 12/);
     expectError(() => fwhtRows(plan, new Float64Array(25), 2), 'SHAPE_MISMATCH', /order 12/);
   });
 });
@@ -172,6 +197,13 @@ function expectProducts(r: Rotation, q: Float64Array, rows: number): void {
   expect(maxAbsDiff(r.leftMulT(b, n, rows), matmul(qT, b, n, n, rows))).toBeLessThan(tol);
   // float32 input gives the same products
   expect(maxAbsDiff(r.rightMul(Float32Array.from(a), rows, n), matmul(Float32Array.from(a), q, rows, n, n))).toBeLessThan(tol);
+  // `out` receives the product and is returned
+  const out = new Float32Array(rows * n);
+  expect(r.leftMulT(b, n, rows, out)).toBe(out);
+  expect(maxAbsDiff(out, matmul(qT, b, n, n, rows))).toBeLessThan(tol);
+  expect(r.rightMul(a, rows, n, out)).toBe(out);
+  expect(maxAbsDiff(out, matmul(a, q, rows, n, n))).toBeLessThan(tol);
+  expectError(() => r.rightMulT(a, rows, n, new Float32Array(rows * n - 1)), 'SHAPE_MISMATCH', /output/);
 }
 
 function expectOrthogonal(q: Float64Array, n: number): void {
@@ -250,7 +282,11 @@ describe('DenseRotation', () => {
 });
 
 describe('IdentityRotation', () => {
-  it('returns copies', () => {
+  it('products are copies', () => {
+    const n = 6;
+    const id = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) id[i * n + i] = 1;
+    expectProducts(new IdentityRotation(n), id, 4);
     const r = new IdentityRotation(4);
     const w = normals(8, 1);
     expect(maxAbsDiff(r.rightMul(w, 2, 4), w)).toBeLessThan(1e-6);

@@ -3,7 +3,7 @@
 
 import { ModernBertError } from '../errors.js';
 import { randomSigns } from './random-signs.js';
-import { checkOperand, type Matrix, type Rotation } from './rotation.js';
+import { destination, type Matrix, type Rotation } from './rotation.js';
 
 /** Largest relative error ‖QᵀQv − v‖/‖v‖ accepted: a float32-trained rotation is orthogonal only to ~1e-6. */
 const ORTHOGONALITY_TOLERANCE = 1e-4;
@@ -23,30 +23,26 @@ export class DenseRotation implements Rotation {
       });
     }
     this.size = size;
-    this.q = Float64Array.from(matrix);
+    this.q = new Float64Array(matrix);
     this.qT = new Float64Array(size * size);
     for (let i = 0; i < size; i++) for (let j = 0; j < size; j++) this.qT[j * size + i] = this.q[i * size + j]!;
     this.checkOrthogonal();
   }
 
-  rightMul(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'right');
-    return matmul(w, this.q, rows, this.size, this.size);
+  rightMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    return matmul(w, this.q, rows, this.size, this.size, destination(this.size, w, rows, cols, 'right', out));
   }
 
-  rightMulT(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'right');
-    return matmul(w, this.qT, rows, this.size, this.size);
+  rightMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    return matmul(w, this.qT, rows, this.size, this.size, destination(this.size, w, rows, cols, 'right', out));
   }
 
-  leftMul(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'left');
-    return matmul(this.q, w, this.size, this.size, cols);
+  leftMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    return matmul(this.q, w, this.size, this.size, cols, destination(this.size, w, rows, cols, 'left', out));
   }
 
-  leftMulT(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'left');
-    return matmul(this.qT, w, this.size, this.size, cols);
+  leftMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    return matmul(this.qT, w, this.size, this.size, cols, destination(this.size, w, rows, cols, 'left', out));
   }
 
   /** QᵀQ = I, probed with two random ±1 vectors: O(n²) instead of forming QᵀQ in O(n³). */
@@ -66,9 +62,8 @@ export class DenseRotation implements Rotation {
   }
 }
 
-/** A[m,k]·B[k,n] with float64 accumulation; four rows of A at a time so each row of B is read once per four. */
-function matmul(a: Matrix, b: Matrix, m: number, k: number, n: number): Float32Array {
-  const out = new Float32Array(m * n);
+/** out ← A[m,k]·B[k,n] with float64 accumulation; four rows of A at a time so each row of B is read once per four. */
+function matmul(a: Matrix, b: Matrix, m: number, k: number, n: number, out: Float32Array = new Float32Array(m * n)): Float32Array {
   const acc = new Float64Array(4 * n);
   for (let i0 = 0; i0 < m; i0 += 4) {
     const t = Math.min(4, m - i0);

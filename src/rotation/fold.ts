@@ -8,7 +8,8 @@ import { ModernBertError } from '../errors.js';
 import type { Tensor, WeightSource } from '../weights.js';
 import { LazyWeights, type Recipe } from './lazy-weights.js';
 import { affine, centerColumns, centerRows, centeredDiagonal, diagonal, scaleColumns } from './matrix-ops.js';
-import type { Rotation } from './rotation.js';
+import type { Matrix, Rotation } from './rotation.js';
+import { Workspace } from './workspace.js';
 
 /** The model dimensions folding needs. */
 export interface FoldConfig {
@@ -25,8 +26,8 @@ export const FINAL_UNROTATE = 'model.final_norm.unrotate';
 
 const EMBEDDING_NORM = 'model.embeddings.norm';
 const FINAL_NORM = 'model.final_norm';
-/** Embedding rows rotated per batch, so the float64 working copy stays small beside a 50k-row table. */
-const EMBEDDING_BATCH = 2048;
+/** Rows prepared (centered or scaled) per batch before rotation: bounds the float64 working copy. */
+const ROW_BATCH = 1024;
 
 /** The folded (and rotated, unless Q = I) weights of `src`, computed tensor by tensor on demand. */
 export function foldWeights(src: WeightSource, cfg: FoldConfig, rotation: Rotation): WeightSource {
@@ -35,6 +36,7 @@ export function foldWeights(src: WeightSource, cfg: FoldConfig, rotation: Rotati
 
 class Folding {
   private readonly n: number;
+  private readonly workspace = new Workspace();
 
   constructor(
     private readonly src: WeightSource,
@@ -135,17 +137,23 @@ class Folding {
     return this.src.get(name).data;
   }
 
-  /** E·C·Q, in batches of rows. */
+  /** E·C·Q. */
   private embeddings(): Tensor {
-    const n = this.n;
     const e = this.data(TOK_EMBEDDINGS);
-    const rows = e.length / n;
-    const out = new Float32Array(e.length);
-    for (let r0 = 0; r0 < rows; r0 += EMBEDDING_BATCH) {
-      const t = Math.min(EMBEDDING_BATCH, rows - r0);
-      out.set(this.rotation.rightMul(centerRows(e, r0, t, n), t, n), r0 * n);
+    const rows = e.length / this.n;
+    return { shape: [rows, this.n], data: this.rotateRows(rows, (first, count, dst) => centerRows(e, first, count, this.n, dst)) };
+  }
+
+  /** P·Q for P [rows, n] produced batch by batch by `prepare` (rows first .. first + count − 1, float64). */
+  private rotateRows(rows: number, prepare: (first: number, count: number, dst: Float64Array) => Matrix): Float32Array {
+    const n = this.n;
+    const out = new Float32Array(rows * n);
+    for (let r0 = 0; r0 < rows; r0 += ROW_BATCH) {
+      const t = Math.min(ROW_BATCH, rows - r0);
+      const batch = prepare(r0, t, this.workspace.take(t * n));
+      this.rotation.rightMul(batch, t, n, out.subarray(r0 * n, (r0 + t) * n));
     }
-    return { shape: [rows, n], data: out };
+    return out;
   }
 
   /** A matrix reading a norm's output: W' = W·diag(γ)·Q, b' = b + W·β (a bias appears if only the norm has one). */
@@ -157,8 +165,9 @@ class Folding {
     out.set(weight, {
       shape: () => [rows, n],
       get: () => {
-        const scaled = scaleColumns(this.data(weight), rows, n, this.data(`${norm}.weight`));
-        return { shape: [rows, n], data: this.rotation.rightMul(scaled, rows, n) };
+        const w = this.data(weight);
+        const gamma = this.data(`${norm}.weight`);
+        return { shape: [rows, n], data: this.rotateRows(rows, (first, count, dst) => scaleColumns(w, first, count, n, gamma, dst)) };
       },
     });
     const normBias = `${norm}.bias`;
@@ -168,7 +177,7 @@ class Folding {
       get: () => {
         const b = this.src.has(bias) ? this.data(bias) : null;
         const folded = this.src.has(normBias) ? affine(this.data(weight), rows, n, this.data(normBias), b) : b!;
-        return { shape: [rows], data: Float32Array.from(folded) };
+        return { shape: [rows], data: new Float32Array(folded) };
       },
     });
   }
@@ -181,7 +190,10 @@ class Folding {
     const [, cols] = this.src.shape(weight) as [number, number];
     out.set(weight, {
       shape: () => [n, cols],
-      get: () => ({ shape: [n, cols], data: this.rotation.leftMulT(centerColumns(this.data(weight), n, cols), n, cols) }),
+      get: () => {
+        const centered = centerColumns(this.data(weight), n, cols, this.workspace.take(n * cols));
+        return { shape: [n, cols], data: this.rotation.leftMulT(centered, n, cols) };
+      },
     });
     if (this.src.has(bias)) out.set(bias, this.centeredVector(bias));
   }
@@ -204,7 +216,7 @@ class Folding {
     const n = this.n;
     return {
       shape: () => [n],
-      get: () => ({ shape: [n], data: this.rotation.leftMulT(centerColumns(this.data(name), n, 1), n, 1) }),
+      get: () => ({ shape: [n], data: this.rotation.leftMulT(centerColumns(this.data(name), n, 1, new Float64Array(n)), n, 1) }),
     };
   }
 

@@ -5,12 +5,10 @@
 //   W·Q  : each row w → Hᵀ·(s⊙w)/√n        Qᵀ·W : each column w → Hᵀ·(s⊙w)/√n
 //   W·Qᵀ : each row w → s⊙(H·w)/√n         Q·W  : each column w → s⊙(H·w)/√n
 
-import { fwhtColumns, fwhtRows, hadamardPlan, type HadamardPlan } from './hadamard.js';
+import { fwht, fwhtRows, hadamardPlan, type HadamardPlan } from './hadamard.js';
 import { randomSigns } from './random-signs.js';
-import { checkOperand, type Matrix, type Rotation } from './rotation.js';
-
-/** Rows transformed per batch: bounds the float64 working copy of a large matrix (the embedding table). */
-const ROW_BATCH = 512;
+import { destination, type Matrix, type Rotation } from './rotation.js';
+import { Workspace } from './workspace.js';
 
 /** A seeded random Hadamard rotation of order `size` (see hadamardPlan for the supported orders). */
 export class HadamardRotation implements Rotation {
@@ -19,7 +17,11 @@ export class HadamardRotation implements Rotation {
   readonly signs: Float64Array;
   private readonly plan: HadamardPlan;
   private readonly ones: Float64Array;
-  private readonly scale: number;
+  /** s/√n and 1/√n: the output factors, with the normalization folded in. */
+  private readonly scaledSigns: Float64Array;
+  private readonly scaledOnes: Float64Array;
+  private readonly row: Float64Array;
+  private readonly columns = new Workspace();
 
   constructor(
     size: number,
@@ -29,62 +31,71 @@ export class HadamardRotation implements Rotation {
     this.size = size;
     this.signs = randomSigns(size, seed);
     this.ones = new Float64Array(size).fill(1);
-    this.scale = 1 / Math.sqrt(size);
+    const scale = 1 / Math.sqrt(size);
+    this.scaledSigns = this.signs.map((s) => s * scale);
+    this.scaledOnes = new Float64Array(size).fill(scale);
+    this.row = new Float64Array(size);
   }
 
-  rightMul(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'right');
-    return this.transformRows(w, rows, this.signs, this.ones, true);
+  rightMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    const dst = destination(this.size, w, rows, cols, 'right', out);
+    return this.transformRows(w, rows, this.signs, this.scaledOnes, true, dst);
   }
 
-  rightMulT(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'right');
-    return this.transformRows(w, rows, this.ones, this.signs, false);
+  rightMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    const dst = destination(this.size, w, rows, cols, 'right', out);
+    return this.transformRows(w, rows, this.ones, this.scaledSigns, false, dst);
   }
 
-  leftMul(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'left');
-    return this.transformColumns(w, cols, this.ones, this.signs, false);
+  leftMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    const dst = destination(this.size, w, rows, cols, 'left', out);
+    return this.transformColumns(w, cols, this.ones, this.scaledSigns, false, dst);
   }
 
-  leftMulT(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'left');
-    return this.transformColumns(w, cols, this.signs, this.ones, true);
+  leftMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    const dst = destination(this.size, w, rows, cols, 'left', out);
+    return this.transformColumns(w, cols, this.signs, this.scaledOnes, true, dst);
   }
 
-  /** Each row w → post ⊙ H'·(pre ⊙ w)/√n, with H' = Hᵀ when `transpose`. */
-  private transformRows(w: Matrix, rows: number, pre: Float64Array, post: Float64Array, transpose: boolean): Float32Array {
+  /** Each row w → post ⊙ H'·(pre ⊙ w), with H' = Hᵀ when `transpose`. */
+  private transformRows(
+    w: Matrix,
+    rows: number,
+    pre: Float64Array,
+    post: Float64Array,
+    transpose: boolean,
+    out: Float32Array,
+  ): Float32Array {
     const n = this.size;
-    const out = new Float32Array(rows * n);
-    const batch = new Float64Array(n * Math.min(rows, ROW_BATCH));
-    for (let r0 = 0; r0 < rows; r0 += ROW_BATCH) {
-      const t = Math.min(ROW_BATCH, rows - r0);
-      const x = batch.subarray(0, t * n);
-      for (let r = 0; r < t; r++) {
-        const off = (r0 + r) * n;
-        for (let i = 0; i < n; i++) x[r * n + i] = w[off + i]! * pre[i]!;
-      }
-      fwhtRows(this.plan, x, t, transpose);
-      for (let r = 0; r < t; r++) {
-        const off = (r0 + r) * n;
-        for (let i = 0; i < n; i++) out[off + i] = x[r * n + i]! * post[i]! * this.scale;
-      }
+    const x = this.row;
+    for (let r = 0; r < rows; r++) {
+      const off = r * n;
+      for (let i = 0; i < n; i++) x[i] = w[off + i]! * pre[i]!;
+      fwht(this.plan, x, 0, transpose);
+      for (let i = 0; i < n; i++) out[off + i] = x[i]! * post[i]!;
     }
     return out;
   }
 
-  /** Each column w → post ⊙ H'·(pre ⊙ w)/√n, with H' = Hᵀ when `transpose`. */
-  private transformColumns(w: Matrix, cols: number, pre: Float64Array, post: Float64Array, transpose: boolean): Float32Array {
+  /** Each column w → post ⊙ H'·(pre ⊙ w), with H' = Hᵀ when `transpose`: rows of a transposed copy. */
+  private transformColumns(
+    w: Matrix,
+    cols: number,
+    pre: Float64Array,
+    post: Float64Array,
+    transpose: boolean,
+    out: Float32Array,
+  ): Float32Array {
     const n = this.size;
-    const x = new Float64Array(n * cols);
+    const t = this.columns.take(n * cols);
     for (let i = 0; i < n; i++) {
-      for (let j = 0; j < cols; j++) x[i * cols + j] = w[i * cols + j]! * pre[i]!;
+      const s = pre[i]!;
+      for (let j = 0; j < cols; j++) t[j * n + i] = w[i * cols + j]! * s;
     }
-    fwhtColumns(this.plan, x, cols, transpose);
-    const out = new Float32Array(n * cols);
+    fwhtRows(this.plan, t, cols, transpose);
     for (let i = 0; i < n; i++) {
-      const f = post[i]! * this.scale;
-      for (let j = 0; j < cols; j++) out[i * cols + j] = x[i * cols + j]! * f;
+      const f = post[i]!;
+      for (let j = 0; j < cols; j++) out[i * cols + j] = t[j * n + i]! * f;
     }
     return out;
   }

@@ -6,18 +6,18 @@
 // mix of whole segments.
 
 import { ModernBertError } from '../errors.js';
+import { compileBlockMix, type BlockMix } from './block-mix.js';
 import { paleyHadamard } from './paley.js';
 
-/** How a Hadamard order factors, with its K×K block (±1, row-major) and the block's transpose. */
+/** How a Hadamard order factors, with its K×K block (±1, row-major). */
 export interface HadamardPlan {
-  /** n = blockSize · 2^m. */
+  /** n = blockSize · sylvesterSize. */
   readonly size: number;
   /** K: 1, or the order of a Paley block. */
   readonly blockSize: number;
-  /** P = 2^m = size / blockSize. */
+  /** P = 2^m. */
   readonly sylvesterSize: number;
-  readonly block: Float64Array;
-  readonly blockT: Float64Array;
+  readonly block: Int8Array;
 }
 
 const SUPPORTED_FORMS =
@@ -38,13 +38,7 @@ export function hadamardPlan(n: number): HadamardPlan {
     const k = n / p;
     const block = k === 1 ? Int8Array.of(1) : paleyHadamard(k);
     if (block) {
-      const plan: HadamardPlan = {
-        size: n,
-        blockSize: k,
-        sylvesterSize: p,
-        block: Float64Array.from(block),
-        blockT: Float64Array.from(transposeSquare(block, k)),
-      };
+      const plan: HadamardPlan = { size: n, blockSize: k, sylvesterSize: p, block };
       plans.set(n, plan);
       return plan;
     }
@@ -70,83 +64,89 @@ export function hadamardMatrix(n: number): Int8Array {
   return h;
 }
 
-/** x ← H·x (or Hᵀ·x) in place, for x of length n. */
-export function fwht(plan: HadamardPlan, x: Float64Array, transpose = false): void {
-  fwhtColumns(plan, x, 1, transpose);
-}
-
-/** X ← H·X (or Hᵀ·X) in place, for X row-major [n, cols]: transforms every column at once. */
-export function fwhtColumns(plan: HadamardPlan, x: Float64Array, cols: number, transpose = false): void {
-  const { size: n, blockSize: k, sylvesterSize: p } = plan;
-  if (x.length !== n * cols) {
-    throw new ModernBertError('SHAPE_MISMATCH', `Hadamard transform of order ${n} got ${x.length} values for ${cols} columns`, {
+/** x[offset .. offset + n) ← H·x (or Hᵀ·x) in place. */
+export function fwht(plan: HadamardPlan, x: Float64Array, offset = 0, transpose = false): void {
+  const { size: n, sylvesterSize: p } = plan;
+  if (offset < 0 || offset + n > x.length) {
+    throw new ModernBertError('SHAPE_MISMATCH', `Hadamard transform of order ${n} at offset ${offset} overruns ${x.length} values`, {
       size: n,
+      offset,
       length: x.length,
-      cols,
     });
   }
-  // Sylvester butterflies within each P-segment; a "value" is a whole row of `cols` numbers.
-  for (let seg = 0; seg < k; seg++) {
-    const base = seg * p;
-    for (let h = 1; h < p; h <<= 1) {
-      for (let i = base; i < base + p; i += 2 * h) {
-        for (let r = i; r < i + h; r++) {
-          const u = r * cols;
-          const v = (r + h) * cols;
-          for (let j = 0; j < cols; j++) {
-            const a = x[u + j]!;
-            const b = x[v + j]!;
-            x[u + j] = a + b;
-            x[v + j] = a - b;
-          }
-        }
-      }
-    }
-  }
-  if (k > 1) mixSegments(transpose ? plan.blockT : plan.block, k, p, x, cols);
+  for (let base = offset; base < offset + n; base += p) sylvester(x, base, p);
+  if (plan.blockSize > 1) blockMix(plan, transpose)(x, offset);
 }
-
-/** Rows a·P + b ← Σ_c B[a][c]·(rows c·P + b), for every b: the H_K factor. */
-function mixSegments(block: Float64Array, k: number, p: number, x: Float64Array, cols: number): void {
-  const gathered = new Float64Array(k * cols);
-  for (let b = 0; b < p; b++) {
-    for (let c = 0; c < k; c++) {
-      const src = (c * p + b) * cols;
-      for (let j = 0; j < cols; j++) gathered[c * cols + j] = x[src + j]!;
-    }
-    for (let a = 0; a < k; a++) {
-      const out = (a * p + b) * cols;
-      x.fill(0, out, out + cols);
-      for (let c = 0; c < k; c++) {
-        const s = block[a * k + c]!;
-        const g = c * cols;
-        for (let j = 0; j < cols; j++) x[out + j] += s * gathered[g + j]!;
-      }
-    }
-  }
-}
-
-/** Rows per tile when transforming rows: the tile is transposed so the butterflies run along contiguous memory. */
-const ROW_TILE = 64;
 
 /** X ← X·Hᵀ (or X·H) in place, for X row-major [rows, n]: every row x becomes H·x (or Hᵀ·x). */
 export function fwhtRows(plan: HadamardPlan, x: Float64Array, rows: number, transpose = false): void {
+  checkLength(plan, x, rows, 'rows');
+  for (let r = 0; r < rows; r++) fwht(plan, x, r * plan.size, transpose);
+}
+
+/** X ← H·X (or Hᵀ·X) in place, for X row-major [n, cols]: every column is transformed (through a transposed copy). */
+export function fwhtColumns(plan: HadamardPlan, x: Float64Array, cols: number, transpose = false): void {
   const n = plan.size;
-  if (x.length !== n * rows) {
-    throw new ModernBertError('SHAPE_MISMATCH', `Hadamard transform of order ${n} got ${x.length} values for ${rows} rows`, {
-      size: n,
+  checkLength(plan, x, cols, 'columns');
+  const t = new Float64Array(x.length);
+  for (let i = 0; i < n; i++) for (let j = 0; j < cols; j++) t[j * n + i] = x[i * cols + j]!;
+  fwhtRows(plan, t, cols, transpose);
+  for (let i = 0; i < n; i++) for (let j = 0; j < cols; j++) x[i * cols + j] = t[j * n + i]!;
+}
+
+function checkLength(plan: HadamardPlan, x: Float64Array, count: number, what: string): void {
+  if (x.length !== plan.size * count) {
+    throw new ModernBertError('SHAPE_MISMATCH', `Hadamard transform of order ${plan.size} got ${x.length} values for ${count} ${what}`, {
+      size: plan.size,
       length: x.length,
-      rows,
+      count,
     });
   }
-  const buffer = new Float64Array(n * Math.min(rows, ROW_TILE));
-  for (let r0 = 0; r0 < rows; r0 += ROW_TILE) {
-    const t = Math.min(ROW_TILE, rows - r0);
-    const tile = buffer.subarray(0, n * t);
-    for (let r = 0; r < t; r++) for (let i = 0; i < n; i++) tile[i * t + r] = x[(r0 + r) * n + i]!;
-    fwhtColumns(plan, tile, t, transpose);
-    for (let r = 0; r < t; r++) for (let i = 0; i < n; i++) x[(r0 + r) * n + i] = tile[i * t + r]!;
+}
+
+/**
+ * x[base .. base + p) ← H_P·x in place (H_P is symmetric). Radix 4: two butterfly levels per pass halve the
+ * loads and stores of the plain radix-2 loop; a last radix-2 level when log2(p) is odd.
+ */
+function sylvester(x: Float64Array, base: number, p: number): void {
+  let h = 1;
+  for (; 4 * h <= p; h *= 4) {
+    for (let i = base; i < base + p; i += 4 * h) {
+      for (let r = i; r < i + h; r++) {
+        const a = x[r]!;
+        const b = x[r + h]!;
+        const c = x[r + 2 * h]!;
+        const d = x[r + 3 * h]!;
+        const s0 = a + b;
+        const d0 = a - b;
+        const s1 = c + d;
+        const d1 = c - d;
+        x[r] = s0 + s1;
+        x[r + h] = d0 + d1;
+        x[r + 2 * h] = s0 - s1;
+        x[r + 3 * h] = d0 - d1;
+      }
+    }
   }
+  if (h < p) {
+    for (let r = base; r < base + h; r++) {
+      const a = x[r]!;
+      const b = x[r + h]!;
+      x[r] = a + b;
+      x[r + h] = a - b;
+    }
+  }
+}
+
+const mixers = new Map<HadamardPlan, { block?: BlockMix; blockT?: BlockMix }>();
+
+/** The compiled H_K (or H_Kᵀ) mix of a plan, built on first use. */
+function blockMix(plan: HadamardPlan, transpose: boolean): BlockMix {
+  let entry = mixers.get(plan);
+  if (!entry) mixers.set(plan, (entry = {}));
+  const { block, blockSize: k, sylvesterSize: p } = plan;
+  if (transpose) return (entry.blockT ??= compileBlockMix(transposeSquare(block, k), k, p));
+  return (entry.block ??= compileBlockMix(block, k, p));
 }
 
 function popcountParity(v: number): boolean {

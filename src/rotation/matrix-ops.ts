@@ -1,21 +1,20 @@
 // The small dense operations that norm folding composes with a rotation: centering (C = I − 11ᵀ/n) and
-// diagonal scaling. They return float64 so that the rotation rounds to float32 once, at the end.
+// diagonal scaling. They compute in float64 so that the rotation rounds to float32 once, at the end; the
+// large ones write into a caller's buffer (a Workspace) rather than fresh memory.
 
 import type { Matrix } from './rotation.js';
 
-/** C·W for W [rows, cols]: subtracts from every column its mean over the rows. */
-export function centerColumns(w: Matrix, rows: number, cols: number): Float64Array {
+/** out ← C·W for W [rows, cols]: every column minus its mean over the rows. */
+export function centerColumns(w: Matrix, rows: number, cols: number, out: Float64Array): Float64Array {
   const mean = new Float64Array(cols);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) mean[j] += w[i * cols + j]!;
   for (let j = 0; j < cols; j++) mean[j] /= rows;
-  const out = new Float64Array(rows * cols);
   for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[i * cols + j] = w[i * cols + j]! - mean[j]!;
   return out;
 }
 
-/** Rows `first` .. `first + count − 1` of W [*, cols], each minus its own mean: (W·C) restricted to them. */
-export function centerRows(w: Matrix, first: number, count: number, cols: number): Float64Array {
-  const out = new Float64Array(count * cols);
+/** out ← rows `first` .. `first + count − 1` of W [*, cols], each minus its own mean: those rows of W·C. */
+export function centerRows(w: Matrix, first: number, count: number, cols: number, out: Float64Array): Float64Array {
   for (let r = 0; r < count; r++) {
     const off = (first + r) * cols;
     let mean = 0;
@@ -26,10 +25,12 @@ export function centerRows(w: Matrix, first: number, count: number, cols: number
   return out;
 }
 
-/** W·diag(d) for W [rows, cols]. */
-export function scaleColumns(w: Matrix, rows: number, cols: number, d: Matrix): Float64Array {
-  const out = new Float64Array(rows * cols);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[i * cols + j] = w[i * cols + j]! * d[j]!;
+/** out ← rows `first` .. `first + count − 1` of W·diag(d), for W [*, cols]. */
+export function scaleColumns(w: Matrix, first: number, count: number, cols: number, d: Matrix, out: Float64Array): Float64Array {
+  for (let r = 0; r < count; r++) {
+    const off = (first + r) * cols;
+    for (let j = 0; j < cols; j++) out[r * cols + j] = w[off + j]! * d[j]!;
+  }
   return out;
 }
 

@@ -6,50 +6,67 @@ import { ModernBertError } from '../errors.js';
 /** A row-major matrix of float32 or float64 values. */
 export type Matrix = Float32Array | Float64Array;
 
-/** An orthogonal matrix Q of order `size`; every product takes W row-major [rows, cols] and returns a new array. */
+/**
+ * An orthogonal matrix Q of order `size`. Every product takes W row-major [rows, cols] and writes the result
+ * into `out` (rows·cols values, not overlapping W) or, without `out`, into a new array; it returns the result.
+ */
 export interface Rotation {
   readonly size: number;
   /** W·Q, for W [rows, size]. */
-  rightMul(w: Matrix, rows: number, cols: number): Float32Array;
+  rightMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array;
   /** W·Qᵀ, for W [rows, size]. */
-  rightMulT(w: Matrix, rows: number, cols: number): Float32Array;
+  rightMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array;
   /** Q·W, for W [size, cols]. */
-  leftMul(w: Matrix, rows: number, cols: number): Float32Array;
+  leftMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array;
   /** Qᵀ·W, for W [size, cols]. */
-  leftMulT(w: Matrix, rows: number, cols: number): Float32Array;
+  leftMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array;
 }
 
-/** Throws SHAPE_MISMATCH unless W holds rows·cols values and the side that meets Q has length `size`. */
-export function checkOperand(size: number, w: Matrix, rows: number, cols: number, side: 'left' | 'right'): void {
+/**
+ * The destination of a product, after checking that W holds rows·cols values, that the side meeting Q has
+ * length `size`, and that `out` (if given) has rows·cols values; throws SHAPE_MISMATCH otherwise.
+ */
+export function destination(
+  size: number,
+  w: Matrix,
+  rows: number,
+  cols: number,
+  side: 'left' | 'right',
+  out: Float32Array | undefined,
+): Float32Array {
   const inner = side === 'right' ? cols : rows;
-  if (w.length !== rows * cols || inner !== size) {
+  if (w.length !== rows * cols || inner !== size || (out && out.length !== rows * cols)) {
     throw new ModernBertError(
       'SHAPE_MISMATCH',
-      `cannot multiply a [${rows}, ${cols}] matrix (${w.length} values) by a rotation of order ${size} on the ${side}`,
+      `cannot multiply a [${rows}, ${cols}] matrix (${w.length} values${out ? `, output ${out.length}` : ''}) ` +
+        `by a rotation of order ${size} on the ${side}`,
       { rows, cols, length: w.length, size },
     );
   }
+  return out ?? new Float32Array(rows * cols);
 }
 
 /** Q = I: folding without rotation. */
 export class IdentityRotation implements Rotation {
   constructor(readonly size: number) {}
 
-  rightMul(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'right');
-    return Float32Array.from(w);
+  rightMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    const dst = destination(this.size, w, rows, cols, 'right', out);
+    dst.set(w);
+    return dst;
   }
 
-  rightMulT(w: Matrix, rows: number, cols: number): Float32Array {
-    return this.rightMul(w, rows, cols);
+  rightMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    return this.rightMul(w, rows, cols, out);
   }
 
-  leftMul(w: Matrix, rows: number, cols: number): Float32Array {
-    checkOperand(this.size, w, rows, cols, 'left');
-    return Float32Array.from(w);
+  leftMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    const dst = destination(this.size, w, rows, cols, 'left', out);
+    dst.set(w);
+    return dst;
   }
 
-  leftMulT(w: Matrix, rows: number, cols: number): Float32Array {
-    return this.leftMul(w, rows, cols);
+  leftMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+    return this.leftMul(w, rows, cols, out);
   }
 }
