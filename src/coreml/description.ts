@@ -163,7 +163,7 @@ export function featureFromProto(p: FeatureDescriptionProto, where: string): Fea
   const name = p.name ?? '';
   const array = p.type?.multiArrayType;
   if (!array) {
-    throw new ModernBertError('UNSUPPORTED', `${where} "${name}" is a ${p.type?.Type ?? 'untyped'} feature; only multi-arrays are supported`, {
+    throw new ModernBertError('UNSUPPORTED', `${where} "${name}" has feature type ${p.type?.Type ?? 'none'}; only multi-arrays are supported`, {
       feature: name,
       kind: p.type?.Type,
     });

@@ -109,7 +109,10 @@ export interface ArrayFeatureTypeProto {
   shapeRange?: { sizeRanges?: SizeRangeProto[] };
 }
 
-export interface FeatureTypeProto {
+/** Feature kinds other than multi-arrays, kept as undecoded message bytes. */
+type OpaqueFeatureKind = 'int64Type' | 'doubleType' | 'stringType' | 'imageType' | 'dictionaryType' | 'sequenceType' | 'stateType';
+
+export interface FeatureTypeProto extends Partial<Record<OpaqueFeatureKind, Uint8Array>> {
   multiArrayType?: ArrayFeatureTypeProto;
   isOptional?: boolean;
   /** Which member of the oneof is set (decode only): 'multiArrayType', 'imageType', ... */
@@ -139,7 +142,12 @@ export interface ModelDescriptionProto {
   state?: FeatureDescriptionProto[];
 }
 
-export interface ModelProto {
+/** Model kinds other than ML Programs, kept as undecoded message bytes (model.proto lists which). */
+type OpaqueModelKind =
+  | 'pipelineClassifier' | 'pipelineRegressor' | 'pipeline' | 'glmRegressor' | 'neuralNetworkRegressor' | 'glmClassifier'
+  | 'neuralNetworkClassifier' | 'neuralNetwork' | 'customModel' | 'linkedModel';
+
+export interface ModelProto extends Partial<Record<OpaqueModelKind, Uint8Array>> {
   specificationVersion?: number;
   description?: ModelDescriptionProto;
   isUpdatable?: boolean;
