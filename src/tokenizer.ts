@@ -127,9 +127,8 @@ export class Tokenizer {
     useOnigurumaWhitespace(this.lib.pre_tokenizer);
 
     const added = readAddedTokens(json.added_tokens, source);
-    const normalize = (s: string): string => (this.lib.normalizer ? this.lib.normalizer(s) : s);
     this.rawMatcher = new AddedTokenMatcher(added.filter((t) => !t.normalized).map((t) => [t.content, t]));
-    this.normalizedMatcher = new AddedTokenMatcher(added.filter((t) => t.normalized).map((t) => [normalize(t.content), t]));
+    this.normalizedMatcher = new AddedTokenMatcher(added.filter((t) => t.normalized).map((t) => [this.normalize(t.content), t]));
     this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
     this.template = readTemplate(json.post_processor, source);
     this.byteLevelDecoder = isObject(json.decoder) && json.decoder.type === 'ByteLevel';
@@ -210,13 +209,16 @@ export class Tokenizer {
         ids.push(piece.token.id);
         return;
       }
-      const normalized = this.lib.normalizer ? this.lib.normalizer(piece.text) : piece.text;
-      for (const sub of this.normalizedMatcher.split(normalized)) {
+      for (const sub of this.normalizedMatcher.split(this.normalize(piece.text))) {
         if (sub.token) ids.push(sub.token.id);
         else ids.push(...this.modelIds(sub.text, sectionIndex));
       }
     });
     return ids;
+  }
+
+  private normalize(text: string): string {
+    return this.lib.normalizer ? this.lib.normalizer(text) : text;
   }
 
   private modelIds(text: string, sectionIndex: number): number[] {
