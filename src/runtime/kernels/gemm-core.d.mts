@@ -1,0 +1,38 @@
+// Types of gemm-core.mjs, the plain-JavaScript driver that the worker threads share with the calling thread.
+
+/** One thread's share of a product: C[i0..i1, j0..j1] over all of K; the fields mean what GemmArgs's do. */
+export interface GemmTask {
+  M: number;
+  N: number;
+  K: number;
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array;
+  transA: boolean;
+  transB: boolean;
+  accumulate: boolean;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  i0: number;
+  i1: number;
+  j0: number;
+  j1: number;
+}
+
+/** The compiled kernels: a WebAssembly.Module, opaque here because the project's libs declare no WebAssembly types. */
+export interface KernelModule {
+  readonly __brand: 'gemm.wasm';
+}
+
+/** Compiles the kernels, with a clear error where WebAssembly SIMD is missing. */
+export function loadKernelModule(): KernelModule;
+
+/** One thread's kernel instance and the memory that holds its blocks. */
+export class GemmEngine {
+  constructor(module: KernelModule);
+  /** Computes one task (arguments already validated). */
+  run(task: GemmTask): void;
+  /** Rounds every element of `a` to the nearest float16 value in place. */
+  roundToF16(a: Float32Array): void;
+}

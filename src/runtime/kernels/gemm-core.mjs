@@ -1,0 +1,149 @@
+// The blocked GEMM driver, shared verbatim by the calling thread and the pool's workers (a plain module
+// because worker threads cannot load TypeScript under vitest; its types are in gemm-core.d.mts).
+//
+// WebAssembly cannot address a SharedArrayBuffer, so each thread owns one small instance whose memory holds
+// only the current blocks: rows of the operands are copied in with TypedArray.set (memcpy speed), packed by
+// SIMD code into the micro-kernel's panel layout, multiplied, and the C block is copied back out. The
+// copies are O(MK + KN + MN) against O(MNK) multiply-adds, and no thread ever holds a whole weight matrix.
+import { readFileSync } from 'node:fs';
+
+/** Rows of A and columns of B in one micro-kernel tile (the panel heights of packed A and B). */
+const MR = 2;
+const NR = 16;
+/** K-block: a 16-column panel of B over KC values of k (16 KiB) stays in L1 while A streams past it. */
+const KC = 256;
+/** Largest row block of A and column block of B; the A block (MC x KC, 256 KiB) stays in L2. */
+const MC = 256;
+const NC = 1024;
+/** Cap, in floats, on a packed block over all of K (MC x K or K x NC), so that K = 50k stays small. */
+const BLOCK_FLOATS = 1 << 21;
+
+const roundUp = (x, m) => Math.ceil(x / m) * m;
+
+/** Compiles the kernels, with a clear error where WebAssembly SIMD is missing. */
+export function loadKernelModule() {
+  const bytes = readFileSync(new URL('./gemm.wasm', import.meta.url));
+  try {
+    return new WebAssembly.Module(bytes);
+  } catch (err) {
+    const cause = err instanceof Error ? err.message : String(err);
+    throw new Error(`modernbert-ane needs WebAssembly SIMD (Node >= 16.4) for its CPU kernels: ${cause}`);
+  }
+}
+
+/** One thread's kernel instance and the memory that holds its blocks. */
+export class GemmEngine {
+  constructor(module) {
+    this.wasm = new WebAssembly.Instance(module, {}).exports;
+    this.memory = this.wasm.memory;
+    this.f32 = new Float32Array(this.memory.buffer);
+  }
+
+  /** Grows memory to at least `floats` floats; a grow detaches the old buffer, so the view is remade. */
+  reserve(floats) {
+    const bytes = floats * 4;
+    if (bytes > this.memory.buffer.byteLength) {
+      this.memory.grow(Math.ceil((bytes - this.memory.buffer.byteLength) / 65536));
+      this.f32 = new Float32Array(this.memory.buffer);
+    }
+  }
+
+  /** C[rows, cols] (= or +=) A·B for the rows [i0, i1) and columns [j0, j1) of C, over all of K. */
+  run(t) {
+    const { K, c, i0, i1, j0, j1 } = t;
+    if (i1 <= i0 || j1 <= j0) return;
+    if (K === 0) {
+      if (!t.accumulate) for (let i = i0; i < i1; i++) c.fill(0, i * t.ldc + j0, i * t.ldc + j1);
+      return;
+    }
+    const Kp = roundUp(K, 4);
+    const cap = (limit, r) => Math.max(r, Math.min(limit, Math.floor(BLOCK_FLOATS / Kp / r) * r));
+    const nc = Math.min(roundUp(j1 - j0, NR), cap(NC, NR));
+    const mc = Math.min(roundUp(i1 - i0, MR), cap(MC, MR));
+    // Memory: [staging | packed B slab (Kp x nc) | packed A block (mc x Kp) | C block (mc x nc)].
+    const packB = Kp * Math.max(mc, nc);
+    const packA = packB + Kp * nc;
+    const cblk = packA + Kp * mc;
+    this.reserve(cblk + mc * nc);
+    const aLayout = { src: t.a, cols: t.transA, ld: t.lda };
+    const bLayout = { src: t.b, cols: !t.transB, ld: t.ldb };
+
+    for (let jc = j0; jc < j1; jc += nc) {
+      const nb = Math.min(nc, j1 - jc);
+      const nbp = roundUp(nb, NR);
+      this.pack(bLayout, jc, nb, nbp, K, Kp, NR, packB);
+      for (let ic = i0; ic < i1; ic += mc) {
+        const mb = Math.min(mc, i1 - ic);
+        const mbp = roundUp(mb, MR);
+        this.pack(aLayout, ic, mb, mbp, K, Kp, MR, packA);
+        this.loadC(t, ic, mb, mbp, jc, nb, nbp, cblk);
+        for (let pc = 0; pc < Kp; pc += KC) {
+          const kb = Math.min(KC, Kp - pc);
+          this.wasm.macro(4 * (packA + pc * mbp), 4 * (packB + pc * nbp), 4 * cblk, mbp, nbp, kb, nbp);
+        }
+        this.storeC(t, ic, mb, jc, nb, nbp, cblk);
+      }
+    }
+  }
+
+  /**
+   * Copies X[p0 .. p0+n, 0 .. K] of an operand into the staging area at 0, zero-padded to [np, Kp], then packs
+   * it into panels of R rows at `dst`, K-block after K-block (block pc starts at dst + pc*np). X[p, k] is
+   * src[p*ld + k] for a row layout and src[k*ld + p] for a column layout.
+   */
+  pack({ src, cols, ld }, p0, n, np, K, Kp, R, dst) {
+    const f32 = this.f32;
+    const padded = np !== n || Kp !== K;
+    if (cols) {
+      // Staged as [Kp, np]: one copy per k of n contiguous values.
+      if (padded) f32.fill(0, 0, Kp * np);
+      for (let k = 0; k < K; k++) f32.set(src.subarray(k * ld + p0, k * ld + p0 + n), k * np);
+    } else {
+      // Staged as [np, Kp]: one copy for all rows when they are contiguous and unpadded.
+      if (padded) f32.fill(0, 0, np * Kp);
+      if (!padded && ld === K) f32.set(src.subarray(p0 * ld, (p0 + n) * ld));
+      else for (let p = 0; p < n; p++) f32.set(src.subarray((p0 + p) * ld, (p0 + p) * ld + K), p * Kp);
+    }
+    const packFn = R === NR ? (cols ? this.wasm.pack16_cols : this.wasm.pack16_rows) : cols ? this.wasm.pack2_cols : this.wasm.pack2_rows;
+    for (let pc = 0; pc < Kp; pc += KC) {
+      const kb = Math.min(KC, Kp - pc);
+      const from = cols ? pc * np : pc;
+      packFn(4 * (dst + pc * np), 4 * from, cols ? np : Kp, np, kb);
+    }
+  }
+
+  /**
+   * Fills the C block [mbp, nbp] at `at` with zeros, then C's current values when accumulating. Padding is
+   * zeroed too: stale floats there could be subnormals, which would slow the kernel's arithmetic.
+   */
+  loadC(t, i0, mb, mbp, j0, nb, nbp, at) {
+    const f32 = this.f32;
+    if (!t.accumulate || nb !== nbp || mb !== mbp) f32.fill(0, at, at + mbp * nbp);
+    if (!t.accumulate) return;
+    for (let i = 0; i < mb; i++) {
+      const row = (i0 + i) * t.ldc + j0;
+      f32.set(t.c.subarray(row, row + nb), at + i * nbp);
+    }
+  }
+
+  /** Copies the C block's valid [mb, nb] part back into C. */
+  storeC(t, i0, mb, j0, nb, nbp, at) {
+    const f32 = this.f32;
+    for (let i = 0; i < mb; i++) t.c.set(f32.subarray(at + i * nbp, at + i * nbp + nb), (i0 + i) * t.ldc + j0);
+  }
+
+  /** Rounds every element of `a` to the nearest float16 value in place (see round_f16 in gemm.wat). */
+  roundToF16(a) {
+    const CHUNK = 1 << 16; // 256 KiB: in and out of L2
+    this.reserve(CHUNK);
+    const f32 = this.f32;
+    for (let s = 0; s < a.length; s += CHUNK) {
+      const n = Math.min(CHUNK, a.length - s);
+      const n4 = roundUp(n, 4);
+      if (n4 !== n) f32.fill(0, n, n4);
+      f32.set(a.subarray(s, s + n));
+      this.wasm.round_f16(0, n4);
+      a.set(f32.subarray(0, n), s);
+    }
+  }
+}

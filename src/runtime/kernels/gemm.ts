@@ -1,0 +1,142 @@
+// Single-precision matrix multiply for the CPU runtime: WebAssembly SIMD kernels (gemm.wat), run on the
+// calling thread or split over a pool of worker threads that read and write SharedArrayBuffers in place.
+import { availableParallelism } from 'node:os';
+import type { GemmTask } from './gemm-core.mjs';
+import { kernelModule, mainEngine } from './engine.js';
+import { WorkerPool } from './pool.js';
+
+export interface GemmArgs {
+  M: number;
+  N: number;
+  K: number;
+  /** Row-major; may be subarray views at any offset. */
+  a: Float32Array;
+  b: Float32Array;
+  c: Float32Array;
+  /** a holds A^T, i.e. [K, M]. */
+  transA?: boolean;
+  /** b holds B^T, i.e. [N, K] (the usual weight layout [out, in]). */
+  transB?: boolean;
+  /** c += A·B instead of c = A·B (float32 accumulation onto c's values). */
+  accumulate?: boolean;
+  /** Row strides of a, b and c in elements (default: their row lengths), e.g. to take a K-chunk of A in place. */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+}
+
+/** Products under this many multiply-adds run on the calling thread: a pool round trip costs ~0.1 ms. */
+export const PARALLEL_MIN_MACS = 1 << 22;
+
+/** Rows of A / columns of B per micro-kernel tile: thread shares are cut at these multiples. */
+const MR = 2;
+const NR = 16;
+
+/** Checks the arguments and resolves the defaults into a task for the whole of C. */
+function wholeTask(args: GemmArgs): GemmTask {
+  const { M, N, K, a, b, c } = args;
+  for (const [name, v] of [['M', M], ['N', N], ['K', K]] as const) {
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`gemm: ${name} must be a non-negative integer, got ${v}`);
+  }
+  const transA = args.transA ?? false;
+  const transB = args.transB ?? false;
+  const lda = args.lda ?? (transA ? M : K);
+  const ldb = args.ldb ?? (transB ? K : N);
+  const ldc = args.ldc ?? N;
+  // A stored rows x cols with row stride ld must fit its array; rows of C must not run into each other.
+  const need = (name: string, arr: Float32Array, rows: number, cols: number, ld: number): void => {
+    if (!Number.isSafeInteger(ld) || ld < cols) throw new RangeError(`gemm: ld${name} = ${ld} is less than the ${cols} columns of ${name}`);
+    const len = rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
+    if (arr.length < len) throw new RangeError(`gemm: ${name} has ${arr.length} elements, needs ${len}`);
+  };
+  need('a', a, transA ? K : M, transA ? M : K, lda);
+  need('b', b, transB ? N : K, transB ? K : N, ldb);
+  need('c', c, M, N, ldc);
+  for (const [name, x] of [['a', a], ['b', b]] as const) {
+    if (overlaps(x, c)) throw new RangeError(`gemm: c overlaps ${name}; C is written while ${name} is still read`);
+  }
+  return { M, N, K, a, b, c, transA, transB, accumulate: args.accumulate ?? false, lda, ldb, ldc, i0: 0, i1: M, j0: 0, j1: N };
+}
+
+function overlaps(x: Float32Array, y: Float32Array): boolean {
+  return x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
+}
+
+/** C = A·B (or C += A·B) on the calling thread, with the WebAssembly SIMD kernels. */
+export function gemmSync(args: GemmArgs): void {
+  mainEngine().run(wholeTask(args));
+}
+
+/** Threads that `gemm` uses: env MODERNBERT_ANE_THREADS, else os.availableParallelism(). */
+export function kernelThreads(): number {
+  const env = process.env['MODERNBERT_ANE_THREADS'];
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`MODERNBERT_ANE_THREADS must be a positive integer, got '${env}'`);
+    return n;
+  }
+  return availableParallelism();
+}
+
+let pool: WorkerPool | undefined;
+
+function workerPool(size: number): WorkerPool {
+  if (pool === undefined || !pool.healthy || pool.size !== size) {
+    void pool?.close();
+    pool = new WorkerPool(size, kernelModule());
+  }
+  return pool;
+}
+
+/**
+ * C = A·B (or C += A·B), split over the worker pool when the product is large enough, else inline.
+ * Arrays backed by SharedArrayBuffer (see allocF32) are used in place; others are copied for the call.
+ */
+export async function gemm(args: GemmArgs): Promise<void> {
+  const threads = kernelThreads();
+  if (threads === 1 || args.M * args.N * args.K < PARALLEL_MIN_MACS) gemmSync(args);
+  else await gemmOnPool(args, threads);
+}
+
+/** C = A·B (or C += A·B) split over a pool of `threads` workers whatever the size (gemm decides when). */
+export async function gemmOnPool(args: GemmArgs, threads: number): Promise<void> {
+  const whole = wholeTask(args);
+  const { M, N } = whole;
+  const a = shared(whole.a);
+  const b = shared(whole.b);
+  const c = shared(whole.c);
+  // Split the longer side of C, so that the operand every thread packs in full is the smaller one.
+  const tasks = M >= N
+    ? ranges(M, threads, MR).map(([i0, i1]) => ({ ...whole, a, b, c, i0, i1 }))
+    : ranges(N, threads, NR).map(([j0, j1]) => ({ ...whole, a, b, c, j0, j1 }));
+  await workerPool(threads).run(tasks);
+  if (c !== whole.c) whole.c.set(c);
+}
+
+/** `x` itself when workers can see it, else a shared copy (of C too: it is copied back whole). */
+function shared(x: Float32Array): Float32Array {
+  if (x.buffer instanceof SharedArrayBuffer) return x;
+  const copy = allocF32(x.length);
+  copy.set(x);
+  return copy;
+}
+
+/** Cuts [0, n) into at most `parts` ranges whose starts are multiples of `align`. */
+function ranges(n: number, parts: number, align: number): [number, number][] {
+  const step = Math.ceil(n / parts / align) * align;
+  const out: [number, number][] = [];
+  for (let s = 0; s < n; s += step) out.push([s, Math.min(n, s + step)]);
+  return out;
+}
+
+/** A zeroed Float32Array on a SharedArrayBuffer: workers read and write it without copies. */
+export function allocF32(n: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(n * 4));
+}
+
+/** Terminates the worker pool (optional: idle workers never keep the process alive). */
+export async function shutdownKernels(): Promise<void> {
+  const p = pool;
+  pool = undefined;
+  await p?.close();
+}

@@ -1,0 +1,243 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { roundToF16 } from '../src/numeric/fp16.js';
+import { allocF32, gemm, gemmOnPool, gemmSync, kernelThreads, PARALLEL_MIN_MACS, shutdownKernels, type GemmArgs } from '../src/runtime/kernels/gemm.js';
+import { roundToF16InPlace } from '../src/runtime/kernels/round-f16.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** Deterministic pseudo-random floats in [-1, 1). */
+function rand(n: number, seed: number, into: Float32Array = new Float32Array(n)): Float32Array {
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    into[i] = (s >>> 0) / 2 ** 31 - 1;
+  }
+  return into;
+}
+
+/**
+ * Checks c against a float64 reference of c0 (+)= op(A)·op(B): each element within 1e-5 of the sum of
+ * |products| (plus |c0| when accumulating); elements outside C's rows (ldc gaps) must be untouched.
+ */
+function check(args: Required<Omit<GemmArgs, 'c'>>, c: Float32Array, c0: Float32Array): void {
+  const { M, N, K, a, b, transA, transB, accumulate, lda, ldb, ldc } = args;
+  let worst = 0;
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      let sum = accumulate ? c0[i * ldc + j]! : 0;
+      let mag = Math.abs(sum);
+      for (let k = 0; k < K; k++) {
+        const x = transA ? a[k * lda + i]! : a[i * lda + k]!;
+        const y = transB ? b[j * ldb + k]! : b[k * ldb + j]!;
+        sum += x * y;
+        mag += Math.abs(x * y);
+      }
+      worst = Math.max(worst, Math.abs(c[i * ldc + j]! - sum) / (mag + 1e-30));
+    }
+  }
+  expect(worst).toBeLessThan(1e-5);
+  for (let i = 0; i < c.length; i++) {
+    const row = Math.floor(i / ldc);
+    if (row >= M || i % ldc >= N) expect(c[i]).toBe(c0[i]);
+  }
+}
+
+type Run = (args: GemmArgs) => void | Promise<void>;
+
+/** Multiplies random operands with `run` and checks the result, C starting from random values. */
+async function trial(run: Run, M: number, N: number, K: number, opts: Partial<GemmArgs> & { shared?: boolean; offset?: number } = {}): Promise<void> {
+  const transA = opts.transA ?? false;
+  const transB = opts.transB ?? false;
+  const lda = opts.lda ?? (transA ? M : K);
+  const ldb = opts.ldb ?? (transB ? K : N);
+  const ldc = opts.ldc ?? N;
+  const off = opts.offset ?? 0;
+  const make = (n: number, seed: number): Float32Array => {
+    const whole = opts.shared ? allocF32(n + off) : new Float32Array(n + off);
+    return rand(n, seed, whole.subarray(off));
+  };
+  const a = make((transA ? K : M) * lda, M * 7 + K);
+  const b = make((transB ? N : K) * ldb, N * 13 + K);
+  const c = make(M * ldc, M + N);
+  const c0 = c.slice();
+  const args = { M, N, K, a, b, transA, transB, accumulate: opts.accumulate ?? false, lda, ldb, ldc };
+  await run({ ...args, c });
+  check(args, c, c0);
+}
+
+const odd = [1, 3, 17, 63, 65, 129];
+const sync: Run = (args) => gemmSync(args);
+
+describe('gemm kernels', () => {
+  afterAll(shutdownKernels);
+
+  it('ships a gemm.wasm assembled from gemm.wat', () => {
+    execFileSync(process.execPath, [`${root}scripts/assemble-wasm.mjs`, '--check'], { stdio: 'pipe' });
+  });
+
+  it('multiplies odd shapes, all transposes, on the calling thread', async () => {
+    for (const M of odd) {
+      for (const N of [1, 16, 17, 65]) {
+        for (const K of [1, 3, 63, 257]) {
+          for (const transA of [false, true]) {
+            for (const transB of [false, true]) await trial(sync, M, N, K, { transA, transB });
+          }
+        }
+      }
+    }
+  });
+
+  it('accumulates onto C exactly as a float32 sum starting from C', async () => {
+    for (const [M, N, K] of [[3, 17, 5], [65, 33, 300], [130, 129, 17]] as const) {
+      for (const transB of [false, true]) await trial(sync, M, N, K, { transB, accumulate: true });
+    }
+    // Accumulating K-chunks taken in place with lda/ldb equals one product over all of K.
+    const [M, N, K] = [37, 41, 96];
+    const a = rand(M * K, 1);
+    const b = rand(N * K, 2);
+    const whole = new Float32Array(M * N);
+    gemmSync({ M, N, K, a, b, c: whole, transB: true });
+    const chunked = new Float32Array(M * N);
+    for (let k0 = 0; k0 < K; k0 += 32) {
+      gemmSync({ M, N, K: 32, a: a.subarray(k0), lda: K, b: b.subarray(k0), ldb: K, c: chunked, transB: true, accumulate: true });
+    }
+    for (let i = 0; i < M * N; i++) expect(Math.abs(chunked[i]! - whole[i]!)).toBeLessThan(1e-5 * K);
+  });
+
+  it('reads subarray views at odd offsets and row strides, and leaves the gaps of C alone', async () => {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        await trial(sync, 19, 35, 21, { transA, transB, offset: 5, lda: 40, ldb: 37, ldc: 50 });
+        await trial(sync, 19, 35, 21, { transA, transB, offset: 3, shared: true, accumulate: true });
+      }
+    }
+  });
+
+  it('handles empty products', async () => {
+    await trial(sync, 0, 5, 3);
+    await trial(sync, 4, 0, 3);
+    await trial(sync, 4, 5, 0);
+    await trial(sync, 4, 5, 0, { accumulate: true });
+  });
+
+  it('splits products over worker threads, for any thread count and either split side', async () => {
+    for (const threads of [2, 3]) {
+      const pool: Run = (args) => gemmOnPool(args, threads);
+      for (const [M, N, K] of [[1, 1, 1], [65, 17, 129], [17, 129, 63], [200, 3, 5], [3, 200, 5]] as const) {
+        for (const transA of [false, true]) {
+          for (const transB of [false, true]) {
+            await trial(pool, M, N, K, { transA, transB, shared: true, offset: 7 });
+            await trial(pool, M, N, K, { transA, transB, accumulate: true });
+          }
+        }
+      }
+      await trial(pool, 40, 33, 20, { lda: 25, ldb: 40, ldc: 41, offset: 2, accumulate: true });
+    }
+  });
+
+  it('runs large products on the pool and small ones inline, shared or not', async () => {
+    const prev = process.env['MODERNBERT_ANE_THREADS'];
+    process.env['MODERNBERT_ANE_THREADS'] = '2';
+    try {
+      expect(kernelThreads()).toBe(2);
+      const big = [192, 160, 144] as const;
+      expect(big[0] * big[1] * big[2]).toBeGreaterThan(PARALLEL_MIN_MACS);
+      await trial(gemm, ...big, { transB: true, shared: true });
+      await trial(gemm, ...big, { transA: true, accumulate: true });
+      await trial(gemm, 30, 20, 10, { shared: true });
+      await trial(gemm, 30, 20, 10, { accumulate: true });
+      process.env['MODERNBERT_ANE_THREADS'] = '1';
+      await trial(gemm, ...big);
+      process.env['MODERNBERT_ANE_THREADS'] = 'two';
+      expect(() => kernelThreads()).toThrow(/MODERNBERT_ANE_THREADS/);
+    } finally {
+      if (prev === undefined) delete process.env['MODERNBERT_ANE_THREADS'];
+      else process.env['MODERNBERT_ANE_THREADS'] = prev;
+    }
+  });
+
+  it('rejects arrays too short for their shape, and C overlapping an input', () => {
+    const x = new Float32Array(12);
+    expect(() => gemmSync({ M: 3, N: 4, K: 5, a: x, b: new Float32Array(20), c: new Float32Array(12) })).toThrow(/a has 12 elements, needs 15/);
+    expect(() => gemmSync({ M: 3, N: 4, K: 4, a: x, b: new Float32Array(16), c: new Float32Array(12), lda: 3 })).toThrow(/lda/);
+    expect(() => gemmSync({ M: 2, N: 2, K: 2, a: x.subarray(0, 4), b: x.subarray(8), c: x.subarray(2, 6) })).toThrow(/overlaps a/);
+    expect(() => gemmSync({ M: 1.5, N: 2, K: 2, a: x, b: x, c: new Float32Array(4) })).toThrow(/M must be/);
+  });
+
+  it('allocates zeroed shared arrays', () => {
+    const x = allocF32(10);
+    expect(x.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(Array.from(x)).toEqual(new Array(10).fill(0));
+  });
+
+  it.skipIf(!existsSync(`${root}dist/runtime/kernels/index.js`))('lets a process exit with idle workers, and keeps it alive under an awaited product', () => {
+    // The CLI runs dist/ (built by `npm test` before vitest). The second product runs on started workers: a
+    // top-level await that they did not keep alive would end the process with exit code 13 before printing.
+    const script = `
+      import { allocF32, gemm } from '${root}dist/runtime/kernels/index.js';
+      const a = allocF32(512 * 512).fill(1), c = allocF32(512 * 512);
+      await gemm({ M: 512, N: 512, K: 512, a, b: a, c });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await gemm({ M: 512, N: 512, K: 512, a, b: a, c, accumulate: true });
+      console.log(c[0]);`;
+    const dir = mkdtempSync(join(tmpdir(), 'kernels-exit-'));
+    const file = join(dir, 'main.mjs');
+    writeFileSync(file, script);
+    const r = spawnSync(process.execPath, [file], { env: { ...process.env, MODERNBERT_ANE_THREADS: '2' }, encoding: 'utf8', timeout: 30_000 });
+    rmSync(dir, { recursive: true });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('1024');
+    expect(r.status).toBe(0);
+  });
+});
+
+describe('roundToF16InPlace', () => {
+  it('is bit-identical to roundToF16 at every float16 value, tie and neighbour, and on random floats', () => {
+    const xs: number[] = [0, -0, Infinity, -Infinity, NaN, 65504, 65519.99, 65520, 65536, 1e30, 2 ** -24, 2 ** -25, 2 ** -26, 3 * 2 ** -26, 1e-45];
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    const next = (x: number, up: boolean): number => {
+      f[0] = x;
+      u[0] = u[0]! + (up === x >= 0 ? 1 : -1);
+      return f[0]!;
+    };
+    // Every finite float16 magnitude h, the midpoint to the next one (a tie) and the float32 neighbours of both.
+    for (let h = 0; h < 0x7c00; h++) {
+      const lo = h === 0 ? 0 : (h < 0x400 ? h * 2 ** -24 : (1 + (h & 0x3ff) / 1024) * 2 ** ((h >> 10) - 15));
+      const hn = h + 1;
+      const hi = hn < 0x400 ? hn * 2 ** -24 : (1 + (hn & 0x3ff) / 1024) * 2 ** ((hn >> 10) - 15);
+      const mid = (lo + hi) / 2;
+      for (const x of [lo, mid, next(mid, true), next(mid, false), next(lo, true)]) xs.push(x, -x);
+    }
+    const rnd = new Uint32Array(1 << 20);
+    let s = 12345;
+    for (let i = 0; i < rnd.length; i++) {
+      s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+      rnd[i] = Math.imul(s ^ (s >>> 15), 2654435761) >>> 0;
+    }
+    const input = new Float32Array(xs.length + rnd.length + 3); // + 3: a length that is not a multiple of 4
+    input.set(xs);
+    new Uint32Array(input.buffer).set(rnd, xs.length);
+    const want = roundToF16(input.slice());
+    const got = roundToF16InPlace(input.slice());
+    const wantBits = new Uint32Array(want.buffer);
+    const gotBits = new Uint32Array(got.buffer);
+    let mismatches = 0;
+    for (let i = 0; i < input.length; i++) if (wantBits[i] !== gotBits[i]) mismatches++;
+    expect(mismatches).toBe(0);
+    // Also in place on a view at an odd offset, past one internal chunk.
+    const big = rand(200_001, 9);
+    const view = big.subarray(1);
+    const expected = roundToF16(view.slice());
+    roundToF16InPlace(view);
+    expect(Array.from(view.subarray(0, 1000))).toEqual(Array.from(expected.subarray(0, 1000)));
+    expect(new Uint32Array(view.slice().buffer)).toEqual(new Uint32Array(expected.buffer));
+  });
+});
