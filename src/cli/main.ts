@@ -6,6 +6,7 @@ import { ModernBertError } from '../errors.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import { processIo, type Io } from './context.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerOutliers } from './commands/outliers.js';
 import { registerPredict } from './commands/predict.js';
 import { registerSynth } from './commands/synth.js';
 import { registerVerify } from './commands/verify.js';
@@ -27,6 +28,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerVerify(program, io, setExit);
   registerInspect(program, io);
   registerSynth(program, io);
+  registerOutliers(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr }).showHelpAfterError('(add --help for usage)');
 
   const debug = argv.includes('--debug');

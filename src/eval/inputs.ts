@@ -1,0 +1,83 @@
+// Token sequences to run two models on: texts through a tokenizer, the input ids of a golden file's cases,
+// or seeded random ids for checkpoints without a tokenizer (synthetic ones).
+
+import type { Sequence } from '../engine.js';
+import { ModernBertError } from '../errors.js';
+import { hashU32 } from '../synth/prng.js';
+import type { Tokenizer } from '../tokenizer.js';
+import { readGolden } from './golden.js';
+import { BUILTIN_SENTENCES } from './sentences.js';
+
+/** A sequence, and where to compare predictions ([MASK] positions, or every real token when undefined). */
+export interface ProbeSequence extends Sequence {
+  ids: number[];
+  positions?: number[];
+  label: string;
+}
+
+export interface InputSpec {
+  texts?: string[];
+  golden?: string;
+  /** Number of random body tokens. */
+  random?: number;
+  seed?: number;
+}
+
+export interface ModelIds {
+  vocabSize: number;
+  maxLen: number;
+  clsTokenId: number;
+  sepTokenId: number;
+  /** Ids never drawn at random (pad, mask, ...). */
+  special: number[];
+}
+
+/** Resolves what the user asked to run on into sequences (built-in sentences by default). */
+export function resolveInputs(spec: InputSpec, ids: ModelIds, tok?: Tokenizer): ProbeSequence[] {
+  const given = [spec.texts?.length ? 'TEXT' : '', spec.golden ? '--golden' : '', spec.random ? '--random' : ''].filter(Boolean);
+  if (given.length > 1) throw new ModernBertError('BAD_ARGUMENT', `give only one of ${given.join(', ')}`);
+  if (spec.golden) {
+    return readGolden(spec.golden).flatMap((c) => {
+      const [B, S] = c.inputIds.shape;
+      return Array.from({ length: B }, (_, b) => {
+        const row = Array.from(c.inputIds.data.subarray(b * S, (b + 1) * S));
+        const att = c.attentionMask?.subarray(b * S, (b + 1) * S);
+        const n = att ? att.reduce((s, v) => s + (v ? 1 : 0), 0) : S;
+        // Right padding is dropped: padded positions say nothing about agreement.
+        const real = att && Array.from(att).every((v, i) => (i < n ? v === 1 : v === 0)) ? row.slice(0, n) : row;
+        return { ids: real, attention: real === row ? att : undefined, label: `${c.name}[${b}]` };
+      });
+    }).map((s) => checkLength(s, ids));
+  }
+  if (spec.random) {
+    const n = Math.min(spec.random, ids.maxLen - 2);
+    const h = hashU32(n * 2, (spec.seed ?? 0) + 0x5eed);
+    const body: number[] = [];
+    for (let i = 0; body.length < n && i < h.length; i++) {
+      const id = h[i]! % ids.vocabSize;
+      if (!ids.special.includes(id)) body.push(id);
+    }
+    return [{ ids: [ids.clsTokenId, ...body, ids.sepTokenId], label: `random(${n})` }];
+  }
+  if (!tok) {
+    throw new ModernBertError('BAD_ARGUMENT', 'this model has no tokenizer: give --golden FILE or --random N to choose the input tokens');
+  }
+  const texts = spec.texts?.length ? spec.texts : [...BUILTIN_SENTENCES];
+  return texts.map((text) => {
+    const { ids: t } = tok.encode(text);
+    const positions = tok.maskTokenId === undefined ? [] : t.flatMap((id, i) => (id === tok.maskTokenId ? [i] : []));
+    return checkLength({ ids: t, positions: positions.length ? positions : undefined, label: text }, ids);
+  });
+}
+
+function checkLength(s: ProbeSequence, ids: ModelIds): ProbeSequence {
+  if (s.ids.length > ids.maxLen) {
+    throw new ModernBertError('BAD_INPUT', `input "${s.label.slice(0, 40)}" is ${s.ids.length} tokens long but the model allows at most ${ids.maxLen}`);
+  }
+  return s;
+}
+
+/** Reads a calibration file: one text per non-empty line. */
+export function readLines(text: string): string[] {
+  return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
+}
