@@ -1,7 +1,8 @@
 // Times norm folding + rotation of a ModernBERT-base-sized model (random weights): every output tensor is
 // computed once, as conversion does. Run after `npm run build`:
 //   node bench/fold.mjs [--rotation hadamard|identity|dense] [--repeat 3] [--layers 22] [--hidden 768] [--intermediate 1152] [--vocab 50368]
-// Prints each run's seconds and the best: the machine may be shared, and the best run is the least disturbed.
+// Prints each run's wall seconds (the first is cold: fresh memory, unoptimized code, as in a real conversion)
+// and CPU seconds of this process (user + system), which a shared, busy machine inflates less than wall time.
 
 import { parseArgs } from 'node:util';
 import { DenseRotation, foldWeights, HadamardRotation, IdentityRotation } from '../dist/rotation/index.js';
@@ -63,9 +64,10 @@ function identity(size) {
   return m;
 }
 
-/** Folds once, computing every output tensor; returns seconds, the values produced and the slowest tensor. */
+/** Folds once, computing every output tensor; returns wall and CPU seconds, the values produced and the slowest tensor. */
 function foldAll() {
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const folded = foldWeights(new MemoryWeights(weights), { numLayers: layers, hidden: n }, makeRotation(values.rotation));
   let count = 0;
   let slowest = { name: '', ms: 0 };
@@ -75,13 +77,15 @@ function foldAll() {
     const ms = performance.now() - t;
     if (ms > slowest.ms) slowest = { name, ms };
   }
-  return { seconds: (performance.now() - t0) / 1000, count, slowest };
+  const cpu = process.cpuUsage(cpu0);
+  return { seconds: (performance.now() - t0) / 1000, cpu: (cpu.user + cpu.system) / 1e6, count, slowest };
 }
 
 const runs = Array.from({ length: Number(values.repeat) }, foldAll);
 const best = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
 console.log(
   `fold + ${values.rotation} rotation, ${layers} layers, hidden ${n}, intermediate ${inter}, vocab ${vocab}, ` +
-    `${(best.count / 1e6).toFixed(1)}M values: best ${best.seconds.toFixed(2)} s ` +
-    `(runs: ${runs.map((r) => r.seconds.toFixed(2)).join(', ')} s; slowest tensor ${best.slowest.name}, ${(best.slowest.ms / 1000).toFixed(2)} s)`,
+    `${(best.count / 1e6).toFixed(1)}M values: best ${best.seconds.toFixed(2)} s wall\n` +
+    `  runs: ${runs.map((r) => `${r.seconds.toFixed(2)} s wall / ${r.cpu.toFixed(2)} s cpu`).join(', ')}\n` +
+    `  slowest tensor of the best run: ${best.slowest.name}, ${(best.slowest.ms / 1000).toFixed(2)} s`,
 );

@@ -140,27 +140,44 @@ function embeddingRow(get: Get, token: number, n: number): Vec {
   return Float64Array.from(get(TOK_EMBEDDINGS)!.subarray(token * n, (token + 1) * n));
 }
 
-/** The original model's last hidden state (after the final norm) for one token, residual stream only. */
-function referenceForward(src: WeightSource, layers: number, n: number, token: number): Vec {
+interface Forward {
+  /** The residual stream after the embedding norm and after each layer. */
+  streams: Vec[];
+  /** After the final norm. */
+  last: Vec;
+}
+
+/** The original model for one token, residual stream only. */
+function referenceForward(src: WeightSource, layers: number, n: number, token: number): Forward {
   const get = getter(src);
   const r = layerNorm(get, 'model.embeddings.norm', embeddingRow(get, token, n));
+  const streams = [Float64Array.from(r)];
   for (let i = 0; i < layers; i++) {
     addInto(r, attention(get, i, i === 0 ? Float64Array.from(r) : layerNorm(get, `model.layers.${i}.attn_norm`, r)));
     addInto(r, mlp(get, i, layerNorm(get, `model.layers.${i}.mlp_norm`, r)));
+    streams.push(Float64Array.from(r));
   }
-  return layerNorm(get, 'model.final_norm', r);
+  return { streams, last: layerNorm(get, 'model.final_norm', r) };
 }
 
 /** The folded model: RMS norms without scale, layer 0's residual matrix, unrotate at the end. */
-function foldedForward(folded: WeightSource, layers: number, n: number, token: number): Vec {
+function foldedForward(folded: WeightSource, layers: number, n: number, token: number): Forward {
   const get = getter(folded);
   const n0 = rmsNorm(embeddingRow(get, token, n));
   const r = linear(get, LAYER0_RESIDUAL, n0);
+  const streams = [Float64Array.from(r)];
   for (let i = 0; i < layers; i++) {
     addInto(r, attention(get, i, i === 0 ? n0 : rmsNorm(r)));
     addInto(r, mlp(get, i, rmsNorm(r)));
+    streams.push(Float64Array.from(r));
   }
-  return linear(get, FINAL_UNROTATE, rmsNorm(r));
+  return { streams, last: linear(get, FINAL_UNROTATE, rmsNorm(r)) };
+}
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
 }
 
 /** A random orthogonal matrix: Gram–Schmidt on random rows. */
@@ -202,13 +219,19 @@ describe('foldWeights: the folded model computes the same last hidden state', ()
         it(`n = ${n}, ${layers} layers, ${biasName}, ${rotName}`, () => {
           const model = tinyModel(n, layers, biases, n * 100 + layers);
           const src = new MemoryWeights(model.weights);
-          const folded = foldWeights(src, { numLayers: layers, hidden: n }, makeRotation(n));
+          const rotation = makeRotation(n);
+          const folded = foldWeights(src, { numLayers: layers, hidden: n }, rotation);
           for (let token = 0; token < model.vocab; token++) {
             const want = referenceForward(src, layers, n, token);
             const got = foldedForward(folded, layers, n, token);
-            let err = 0;
-            for (let i = 0; i < n; i++) err = Math.max(err, Math.abs(got[i]! - want[i]!));
-            expect(err).toBeLessThan(1e-5);
+            expect(maxAbsDiff(got.last, want.last)).toBeLessThan(1e-5);
+            // the invariant r̃ = Qᵀ·C·r after every layer: r̃ᵀ·Qᵀ is r minus its mean
+            got.streams.forEach((folded, i) => {
+              const r = want.streams[i]!;
+              const mean = r.reduce((a, b) => a + b, 0) / n;
+              const scale = Math.max(1, ...r.map(Math.abs));
+              expect(maxAbsDiff(rotation.rightMulT(folded, 1, n), r.map((v) => v - mean)) / scale).toBeLessThan(1e-5);
+            });
           }
         });
       }
