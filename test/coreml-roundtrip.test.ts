@@ -193,6 +193,26 @@ describe('Graph -> .mlpackage -> Graph', () => {
     expect(stats.unusedConsts).toBe(1);
   });
 
+  it('refuses value names MIL cannot hold and our reserved metadata keys; op names are free-form', async () => {
+    const badValue = sampleGraph();
+    badValue.ops[2]!.outputs[0]!.name = 'glu.out';
+    badValue.ops[3]!.inputs.x = 'glu.out';
+    badValue.taps.clear();
+    await expect(writeMLPackage(join(dir, 'bad-name.mlpackage'), { graph: badValue, description: DESCRIPTION })).rejects.toThrow(
+      /value name "glu\.out" is not a MIL identifier/,
+    );
+    const reserved = { ...DESCRIPTION, metadata: { userDefined: { 'modernbert-ane.symbols': '[]' } } };
+    await expect(writeMLPackage(join(dir, 'reserved.mlpackage'), { graph: sampleGraph(), description: reserved })).rejects.toThrow(
+      /metadata key "modernbert-ane\.symbols" is reserved/,
+    );
+    const freeName = sampleGraph();
+    freeName.ops[3]!.name = 'layers.0/norm';
+    const out = join(dir, 'free-name.mlpackage');
+    await writeMLPackage(out, { graph: freeName, description: DESCRIPTION });
+    expect(readMLPackage(out).graph.ops[3]!).toEqual(freeName.ops[3]!);
+    expect(existsSync(join(dir, 'bad-name.mlpackage')) || existsSync(join(dir, 'reserved.mlpackage'))).toBe(false);
+  });
+
   it('writes other targets with their specification version and opset', async () => {
     for (const [target, spec, opset] of [['iOS16', 7, 'CoreML6'], ['macOS15', 9, 'CoreML8']] as const) {
       const out = join(dir, `${target}.mlpackage`);

@@ -9,6 +9,13 @@ import { valueTypes } from './graph-types.js';
 import type { ArrayDataTypeName, FeatureDescriptionProto, MetadataProto } from './schema.js';
 import { atLeast, type Target } from './target.js';
 
+/** userDefined metadata keys under which we store what Core ML has no field for; the reader takes them back out. */
+export const RESERVED_METADATA_PREFIX = 'modernbert-ane.';
+/** The names of symbolic dims (JSON list: one name for all unknown dims, or one per unknown dim in program order). */
+export const SYMBOLS_KEY = `${RESERVED_METADATA_PREFIX}symbols`;
+/** The graph's taps (JSON object role -> value name). */
+export const TAPS_KEY = `${RESERVED_METADATA_PREFIX}taps`;
+
 /** A multi-array input or output of the model. */
 export interface FeatureInfo {
   name: string;

@@ -13,7 +13,16 @@ import { join } from 'node:path';
 import type { Arg, Const, Dim, DType, Graph, Literal, Op, TensorData } from '../graph/ir.js';
 import { isLiteral, numel } from '../graph/ir.js';
 import { ModernBertError } from '../errors.js';
-import { describeGraph, featureToProto, metadataToProto, type DescriptionOptions, type ModelMetadata } from './description.js';
+import {
+  describeGraph,
+  featureToProto,
+  metadataToProto,
+  RESERVED_METADATA_PREFIX,
+  SYMBOLS_KEY,
+  TAPS_KEY,
+  type DescriptionOptions,
+  type ModelMetadata,
+} from './description.js';
 import { BlobWriter, type BlobDataType } from './milblob.js';
 import { immediateValue, tensorValueType } from './mil-values.js';
 import { validateGraph } from './opset.js';
@@ -22,11 +31,6 @@ import type { BindingProto, ModelProto, NamedValueTypeProto, OperationProto, Val
 import { encodeModel } from './schema.js';
 import { atLeast, targetInfo, type Target, type TargetInfo } from './target.js';
 import { encodeTensorBytes } from './tensor-bytes.js';
-
-/** userDefined metadata keys that carry what Core ML has no field for; the reader takes them back out. */
-export const SYMBOLS_KEY = 'modernbert-ane.symbols';
-export const TAPS_KEY = 'modernbert-ane.taps';
-const RESERVED_PREFIX = 'modernbert-ane.';
 
 /** The name by which the program refers to the weight file. */
 const WEIGHT_FILE_REF = `@model_path/weights/${WEIGHT_FILE}`;
@@ -113,9 +117,17 @@ function literalData(lit: Literal): TensorData | string {
   return Int32Array.from(nums);
 }
 
-function checkIdentifier(name: string, what: string): void {
-  if (!IDENTIFIER.test(name)) {
-    throw new ModernBertError('BAD_ARGUMENT', `${what} "${name}" is not a MIL identifier ([A-Za-z_][A-Za-z0-9_@]*)`, { name });
+/** All value names of a graph. */
+function valueNames(graph: Graph): string[] {
+  return [...graph.inputs.map((v) => v.name), ...graph.consts.keys(), ...graph.ops.flatMap((op) => op.outputs.map((o) => o.name))];
+}
+
+/** Value names become MIL identifiers; refuse the graph before anything is written if one cannot. */
+function checkValueNames(graph: Graph): void {
+  for (const name of valueNames(graph)) {
+    if (!IDENTIFIER.test(name)) {
+      throw new ModernBertError('BAD_ARGUMENT', `value name "${name}" is not a MIL identifier ([A-Za-z_][A-Za-z0-9_@]*)`, { name });
+    }
   }
 }
 
@@ -139,8 +151,7 @@ class ProgramBuilder {
     private readonly weights: BlobWriter,
     private readonly onProgress: ((p: WriteProgress) => void) | undefined,
   ) {
-    this.taken = new Set([...graph.inputs.map((v) => v.name), ...graph.consts.keys(), ...graph.ops.flatMap((op) => op.outputs.map((o) => o.name))]);
-    for (const name of this.taken) checkIdentifier(name, 'value name');
+    this.taken = new Set(valueNames(graph));
     this.used = new Set<string>();
     const use = (arg: Arg): void => {
       if (typeof arg === 'string') this.used.add(arg);
@@ -181,11 +192,11 @@ class ProgramBuilder {
     return { name };
   }
 
-  /** A fresh value name based on `base`. */
+  /** A fresh value name based on `base` (op names need not be identifiers, value names must). */
   private fresh(base: string): string {
-    let name = base;
-    for (let i = 1; this.taken.has(name); i++) name = `${base}_${i}`;
-    checkIdentifier(name, 'generated const name');
+    const stem = base.replace(/[^A-Za-z0-9_@]/g, '_').replace(/^(?=[0-9@])/, '_');
+    let name = stem;
+    for (let i = 1; this.taken.has(name); i++) name = `${stem}_${i}`;
     this.taken.add(name);
     return name;
   }
@@ -262,7 +273,7 @@ function symbolList(graph: Graph): string[] {
 function metadataWithExtras(metadata: ModelMetadata, graph: Graph): ModelMetadata {
   const userDefined = { ...(metadata.userDefined ?? {}) };
   for (const key of Object.keys(userDefined)) {
-    if (key.startsWith(RESERVED_PREFIX)) {
+    if (key.startsWith(RESERVED_METADATA_PREFIX)) {
       throw new ModernBertError('BAD_ARGUMENT', `metadata key "${key}" is reserved for modernbert-ane`, { key });
     }
   }
@@ -281,6 +292,7 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
   const { graph } = options;
   const info: TargetInfo = targetInfo(options.target);
   validateGraph(graph, info.target);
+  checkValueNames(graph);
   const description = describeGraph(graph, options.description ?? {}, info.target);
   const metadata = metadataToProto(metadataWithExtras(description.metadata, graph));
   return writePackageAtomically(path, options.force ?? false, async (layout) => {
