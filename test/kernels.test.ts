@@ -26,7 +26,7 @@ function rand(n: number, seed: number, into: Float32Array = new Float32Array(n))
  * Checks c against a float64 reference of c0 (+)= op(A)·op(B): each element within 1e-5 of the sum of
  * |products| (plus |c0| when accumulating); elements outside C's rows (ldc gaps) must be untouched.
  */
-function check(args: Required<Omit<GemmArgs, 'c'>>, c: Float32Array, c0: Float32Array): void {
+function check(args: Required<Omit<GemmArgs, 'c' | 'f16Chunk'>>, c: Float32Array, c0: Float32Array): void {
   const { M, N, K, a, b, transA, transB, accumulate, lda, ldb, ldc } = args;
   let worst = 0;
   for (let i = 0; i < M; i++) {
@@ -109,6 +109,32 @@ describe('gemm kernels', () => {
       gemmSync({ M, N, K: 32, a: a.subarray(k0), lda: K, b: b.subarray(k0), ldb: K, c: chunked, transB: true, accumulate: true });
     }
     for (let i = 0; i < M * N; i++) expect(Math.abs(chunked[i]! - whole[i]!)).toBeLessThan(1e-5 * K);
+  });
+
+  it('emulates a float16 accumulator exactly as K-chunked calls with rounding between them', async () => {
+    const [M, N, K] = [37, 41, 200]; // 200 = 6 chunks of 32 and a partial one
+    for (const transB of [false, true]) {
+      for (const chunk of [32, 96, 300]) {
+        const a = rand(M * K, 3);
+        const b = rand(N * K, 4);
+        const start = roundToF16(rand(M * N, 5));
+        const want = start.slice();
+        for (let k0 = 0; k0 < K; k0 += chunk) {
+          const kc = Math.min(chunk, K - k0);
+          const bk = transB ? b.subarray(k0) : b.subarray(k0 * N);
+          gemmSync({ M, N, K: kc, a: a.subarray(k0), lda: K, b: bk, ldb: transB ? K : N, transB, c: want, accumulate: true });
+          roundToF16(want);
+        }
+        const fused = start.slice();
+        gemmSync({ M, N, K, a, b, transB, c: fused, accumulate: true, f16Chunk: chunk });
+        expect(fused).toEqual(want);
+        const pooled = allocF32(M * N);
+        pooled.set(start);
+        await gemmOnPool({ M, N, K, a, b, transB, c: pooled, accumulate: true, f16Chunk: chunk }, 2);
+        expect(pooled).toEqual(want);
+      }
+    }
+    expect(() => gemmSync({ M: 1, N: 1, K: 1, a: new Float32Array(1), b: new Float32Array(1), c: new Float32Array(1), f16Chunk: 6 })).toThrow(/f16Chunk/);
   });
 
   it('reads subarray views at odd offsets and row strides, and leaves the gaps of C alone', async () => {

@@ -14,6 +14,8 @@ export interface GemmTask {
   lda: number;
   ldb: number;
   ldc: number;
+  /** 0, or the K-chunk after which C is rounded to float16 (a multiple of 4). */
+  f16Chunk: number;
   i0: number;
   i1: number;
   j0: number;

@@ -20,6 +20,21 @@ const BLOCK_FLOATS = 1 << 21;
 
 const roundUp = (x, m) => Math.ceil(x / m) * m;
 
+/**
+ * The K-blocks [start, length, endsChunk] over the padded Kp: KC long, also cut where a float16 chunk
+ * ends (chunk > 0, a multiple of 4), so that C can be rounded between chunks.
+ */
+function kBlocks(Kp, chunk) {
+  const blocks = [];
+  for (let pc = 0; pc < Kp; ) {
+    const chunkEnd = chunk > 0 ? Math.min(Kp, (Math.floor(pc / chunk) + 1) * chunk) : Kp;
+    const kb = Math.min(KC, chunkEnd - pc);
+    blocks.push([pc, kb, chunk > 0 && pc + kb === chunkEnd]);
+    pc += kb;
+  }
+  return blocks;
+}
+
 /** Compiles the kernels, with a clear error where WebAssembly SIMD is missing. */
 export function loadKernelModule() {
   const bytes = readFileSync(new URL('./gemm.wasm', import.meta.url));
@@ -65,21 +80,22 @@ export class GemmEngine {
     const packA = packB + Kp * nc;
     const cblk = packA + Kp * mc;
     this.reserve(cblk + mc * nc);
+    const blocks = kBlocks(Kp, t.f16Chunk);
     const aLayout = { src: t.a, cols: t.transA, ld: t.lda };
     const bLayout = { src: t.b, cols: !t.transB, ld: t.ldb };
 
     for (let jc = j0; jc < j1; jc += nc) {
       const nb = Math.min(nc, j1 - jc);
       const nbp = roundUp(nb, NR);
-      this.pack(bLayout, jc, nb, nbp, K, Kp, NR, packB);
+      this.pack(bLayout, jc, nb, nbp, K, Kp, blocks, NR, packB);
       for (let ic = i0; ic < i1; ic += mc) {
         const mb = Math.min(mc, i1 - ic);
         const mbp = roundUp(mb, MR);
-        this.pack(aLayout, ic, mb, mbp, K, Kp, MR, packA);
+        this.pack(aLayout, ic, mb, mbp, K, Kp, blocks, MR, packA);
         this.loadC(t, ic, mb, mbp, jc, nb, nbp, cblk);
-        for (let pc = 0; pc < Kp; pc += KC) {
-          const kb = Math.min(KC, Kp - pc);
+        for (const [pc, kb, endsChunk] of blocks) {
           this.wasm.macro(4 * (packA + pc * mbp), 4 * (packB + pc * nbp), 4 * cblk, mbp, nbp, kb, nbp);
+          if (endsChunk) this.wasm.round_f16(4 * cblk, mbp * nbp);
         }
         this.storeC(t, ic, mb, jc, nb, nbp, cblk);
       }
@@ -91,7 +107,7 @@ export class GemmEngine {
    * it into panels of R rows at `dst`, K-block after K-block (block pc starts at dst + pc*np). X[p, k] is
    * src[p*ld + k] for a row layout and src[k*ld + p] for a column layout.
    */
-  pack({ src, cols, ld }, p0, n, np, K, Kp, R, dst) {
+  pack({ src, cols, ld }, p0, n, np, K, Kp, blocks, R, dst) {
     const f32 = this.f32;
     const padded = np !== n || Kp !== K;
     if (cols) {
@@ -105,8 +121,7 @@ export class GemmEngine {
       else for (let p = 0; p < n; p++) f32.set(src.subarray((p0 + p) * ld, (p0 + p) * ld + K), p * Kp);
     }
     const packFn = R === NR ? (cols ? this.wasm.pack16_cols : this.wasm.pack16_rows) : cols ? this.wasm.pack2_cols : this.wasm.pack2_rows;
-    for (let pc = 0; pc < Kp; pc += KC) {
-      const kb = Math.min(KC, Kp - pc);
+    for (const [pc, kb] of blocks) {
       const from = cols ? pc * np : pc;
       packFn(4 * (dst + pc * np), 4 * from, cols ? np : Kp, np, kb);
     }

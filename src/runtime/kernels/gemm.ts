@@ -23,6 +23,12 @@ export interface GemmArgs {
   lda?: number;
   ldb?: number;
   ldc?: number;
+  /**
+   * Emulates a float16 accumulator: C is rounded to float16 after every `f16Chunk` values of k (a multiple
+   * of 4) and at the end, accumulating in float32 within a chunk. Same result as calling with K-chunks,
+   * accumulate: true and roundToF16 between calls, without copying C in and out each time.
+   */
+  f16Chunk?: number;
 }
 
 /** Products under this many multiply-adds run on the calling thread: a pool round trip costs ~0.1 ms. */
@@ -52,10 +58,14 @@ function wholeTask(args: GemmArgs): GemmTask {
   need('a', a, transA ? K : M, transA ? M : K, lda);
   need('b', b, transB ? N : K, transB ? K : N, ldb);
   need('c', c, M, N, ldc);
+  const f16Chunk = args.f16Chunk ?? 0;
+  if (!Number.isSafeInteger(f16Chunk) || f16Chunk < 0 || f16Chunk % 4 !== 0) {
+    throw new RangeError(`gemm: f16Chunk must be 0 or a positive multiple of 4, got ${f16Chunk}`);
+  }
   for (const [name, x] of [['a', a], ['b', b]] as const) {
     if (overlaps(x, c)) throw new RangeError(`gemm: c overlaps ${name}; C is written while ${name} is still read`);
   }
-  return { M, N, K, a, b, c, transA, transB, accumulate: args.accumulate ?? false, lda, ldb, ldc, i0: 0, i1: M, j0: 0, j1: N };
+  return { M, N, K, a, b, c, transA, transB, accumulate: args.accumulate ?? false, lda, ldb, ldc, f16Chunk, i0: 0, i1: M, j0: 0, j1: N };
 }
 
 function overlaps(x: Float32Array, y: Float32Array): boolean {
@@ -98,7 +108,10 @@ export async function gemm(args: GemmArgs): Promise<void> {
   else await gemmOnPool(args, threads);
 }
 
-/** C = A·B (or C += A·B) split over a pool of `threads` workers whatever the size (gemm decides when). */
+/**
+ * C = A·B (or C += A·B) split over `threads` threads whatever the size (gemm decides when): the calling
+ * thread computes the first share while threads - 1 pool workers compute the others.
+ */
 export async function gemmOnPool(args: GemmArgs, threads: number): Promise<void> {
   const whole = wholeTask(args);
   const { M, N } = whole;
@@ -109,7 +122,13 @@ export async function gemmOnPool(args: GemmArgs, threads: number): Promise<void>
   const tasks = M >= N
     ? ranges(M, threads, MR).map(([i0, i1]) => ({ ...whole, a, b, c, i0, i1 }))
     : ranges(N, threads, NR).map(([j0, j1]) => ({ ...whole, a, b, c, j0, j1 }));
-  await workerPool(threads).run(tasks);
+  const [first, ...rest] = tasks;
+  const others = rest.length > 0 ? workerPool(threads - 1).run(rest) : Promise.resolve();
+  try {
+    if (first !== undefined) mainEngine().run(first);
+  } finally {
+    await others;
+  }
   if (c !== whole.c) whole.c.set(c);
 }
 
