@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { readMLPackage, type ReadPackageResult } from '../src/coreml/mil-read.js';
 import { validateGraph } from '../src/coreml/opset.js';
 import { isLiteral, numel, type Graph } from '../src/graph/ir.js';
-import { printGraph } from '../src/graph/print.js';
+import { literalText, printGraph, pyFloat, typeText } from '../src/graph/print.js';
 
 const ROOT = 'test/fixtures/coreml-reference';
 const CASES = [
@@ -129,5 +129,22 @@ describe.each(CASES)('reference package $name', ({ name, S, hidden, vocab, layer
     expect(() => validateGraph(g, pkg.target)).not.toThrow();
     expect(() => validateGraph(g, 'macOS14')).not.toThrow();
     expect(() => validateGraph(g, 'iOS15')).toThrow(/mask.*fp16 model inputs\/outputs need iOS16/);
+  });
+});
+
+describe('MIL text helpers', () => {
+  it('print floats as Python repr does', () => {
+    expect([1, -10000, 0.25, 1e-4, 1.0013580322265625e-5, 1e-5, 1e16, 123456789012345.6, -0, NaN, -Infinity].map(pyFloat)).toEqual([
+      '1.0', '-10000.0', '0.25', '0.0001', '1.0013580322265625e-05', '1e-05', '1e+16', '123456789012345.6', '-0.0', 'nan', '-inf',
+    ]);
+  });
+
+  it('print types and literals as coremltools does', () => {
+    expect(typeText({ dtype: 'fp16', shape: [1, 64, 1, 'S'] })).toBe('(1, 64, 1, S, fp16)(Tensor)');
+    expect(typeText({ dtype: 'int32', shape: [3] })).toBe('(3,int32)(Tensor)');
+    expect(typeText({ dtype: 'fp32', shape: [] })).toBe('(fp32)(Scalar)');
+    expect(literalText({ kind: 'literal', dtype: 'bool', shape: [2, 2], value: [true, false, false, true] })).toBe('[[True, False], [False, True]]');
+    expect(literalText({ kind: 'literal', dtype: 'string', shape: [], value: 'EXACT' })).toBe('"EXACT"');
+    expect(literalText({ kind: 'literal', dtype: 'int32', shape: [], value: [-2] })).toBe('-2');
   });
 });

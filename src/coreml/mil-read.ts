@@ -123,7 +123,7 @@ class ProgramReader {
     delete userDefined[SYMBOLS_KEY];
     delete userDefined[TAPS_KEY];
 
-    for (const input of fn.inputs ?? []) this.graph.inputs.push(this.value(input, `input`));
+    for (const input of fn.inputs ?? []) this.graph.inputs.push(this.value(input, 'input'));
     for (const op of block.operations ?? []) this.operation(op);
     for (const name of block.outputs ?? []) {
       this.needName(name, 'a model output');

@@ -136,7 +136,8 @@ class ProgramBuilder {
   readonly operations: OperationProto[] = [];
   private readonly taken: Set<string>;
   private readonly emitted = new Set<string>();
-  readonly used: Set<string>;
+  /** The Consts that ops or outputs use: the ones that will be written. */
+  readonly constsUsed: Set<string>;
   constsWritten = 0;
   /** Graph Consts that went to weight.bin; `blobs` also counts large literals. */
   constBlobs = 0;
@@ -152,14 +153,9 @@ class ProgramBuilder {
     private readonly onProgress: ((p: WriteProgress) => void) | undefined,
   ) {
     this.taken = new Set(valueNames(graph));
-    this.used = new Set<string>();
-    const use = (arg: Arg): void => {
-      if (typeof arg === 'string') this.used.add(arg);
-      else if (Array.isArray(arg)) arg.forEach((a) => this.used.add(a));
-    };
-    for (const op of graph.ops) Object.values(op.inputs).forEach(use);
-    graph.outputs.forEach((o) => this.used.add(o));
-    for (const name of [...this.used]) if (!graph.consts.has(name)) this.used.delete(name);
+    const names = (arg: Arg): string[] => (typeof arg === 'string' ? [arg] : Array.isArray(arg) ? arg : []);
+    const referenced = [...graph.ops.flatMap((op) => Object.values(op.inputs).flatMap(names)), ...graph.outputs];
+    this.constsUsed = new Set(referenced.filter((n) => graph.consts.has(n)));
   }
 
   /** Emits every op (and the consts it needs before it), then any const that is only a graph output. */
@@ -257,7 +253,7 @@ class ProgramBuilder {
     this.loadMs += t1 - t0;
     this.writeMs += performance.now() - t1;
     this.constsWritten++;
-    this.onProgress?.({ constsWritten: this.constsWritten, constsTotal: this.used.size, weightBytes: this.weights.size, name });
+    this.onProgress?.({ constsWritten: this.constsWritten, constsTotal: this.constsUsed.size, weightBytes: this.weights.size, name });
     // Let the event loop run (progress bars, signals) between weights.
     await new Promise<void>((resolve) => setImmediate(resolve));
   }
