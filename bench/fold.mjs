@@ -2,7 +2,8 @@
 // computed once, as conversion does. Run after `npm run build`:
 //   node bench/fold.mjs [--rotation hadamard|identity|dense] [--repeat 3] [--layers 22] [--hidden 768] [--intermediate 1152] [--vocab 50368]
 // Prints each run's wall seconds (the first is cold: fresh memory, unoptimized code, as in a real conversion)
-// and CPU seconds of this process (user + system), which a shared, busy machine inflates less than wall time.
+// and this process's CPU seconds (user; system, which is mostly page faults on fresh memory) and page faults:
+// a shared, busy machine inflates CPU time less than wall time.
 
 import { parseArgs } from 'node:util';
 import { DenseRotation, foldWeights, HadamardRotation, IdentityRotation } from '../dist/rotation/index.js';
@@ -67,7 +68,7 @@ function identity(size) {
 /** Folds once, computing every output tensor; returns wall and CPU seconds, the values produced and the slowest tensor. */
 function foldAll() {
   const t0 = performance.now();
-  const cpu0 = process.cpuUsage();
+  const usage0 = process.resourceUsage();
   const folded = foldWeights(new MemoryWeights(weights), { numLayers: layers, hidden: n }, makeRotation(values.rotation));
   let count = 0;
   let slowest = { name: '', ms: 0 };
@@ -77,8 +78,15 @@ function foldAll() {
     const ms = performance.now() - t;
     if (ms > slowest.ms) slowest = { name, ms };
   }
-  const cpu = process.cpuUsage(cpu0);
-  return { seconds: (performance.now() - t0) / 1000, cpu: (cpu.user + cpu.system) / 1e6, count, slowest };
+  const usage = process.resourceUsage();
+  return {
+    seconds: (performance.now() - t0) / 1000,
+    user: (usage.userCPUTime - usage0.userCPUTime) / 1e6,
+    system: (usage.systemCPUTime - usage0.systemCPUTime) / 1e6,
+    faults: usage.minorPageFault - usage0.minorPageFault,
+    count,
+    slowest,
+  };
 }
 
 const runs = Array.from({ length: Number(values.repeat) }, foldAll);
@@ -86,6 +94,12 @@ const best = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
 console.log(
   `fold + ${values.rotation} rotation, ${layers} layers, hidden ${n}, intermediate ${inter}, vocab ${vocab}, ` +
     `${(best.count / 1e6).toFixed(1)}M values: best ${best.seconds.toFixed(2)} s wall\n` +
-    `  runs: ${runs.map((r) => `${r.seconds.toFixed(2)} s wall / ${r.cpu.toFixed(2)} s cpu`).join(', ')}\n` +
+    runs
+      .map(
+        (r, i) =>
+          `  run ${i + 1}: ${r.seconds.toFixed(2)} s wall, ${r.user.toFixed(2)} s user + ${r.system.toFixed(2)} s system CPU, ` +
+          `${(r.faults / 1000).toFixed(0)}k page faults\n`,
+      )
+      .join('') +
     `  slowest tensor of the best run: ${best.slowest.name}, ${(best.slowest.ms / 1000).toFixed(2)} s`,
 );
