@@ -207,6 +207,7 @@ const biasCases: [string, Biases][] = [
   ['no biases', { norm: false, linear: false }],
   ['all biases', { norm: true, linear: true }],
   ['norm biases only', { norm: true, linear: false }],
+  ['linear biases only', { norm: false, linear: true }],
 ];
 
 describe('foldWeights: the folded model computes the same last hidden state', () => {
@@ -268,6 +269,14 @@ describe('foldWeights: names and shapes', () => {
     expect(folded.shape(`${LAYER0_RESIDUAL}.weight`)).toEqual([12, 12]);
     expect(folded.shape('model.layers.1.mlp.Wo.weight')).toEqual([12, 16]);
     expect(() => folded.get('model.final_norm.weight')).toThrow(ModernBertError);
+  });
+
+  it('without a norm bias, a reader\'s bias passes through', () => {
+    const model = tinyModel(12, 2, { norm: false, linear: true }, 5);
+    const src = new MemoryWeights(model.weights);
+    const folded = foldWeights(src, { numLayers: 2, hidden: 12 }, new HadamardRotation(12, 0));
+    expect(folded.get('model.layers.1.attn.Wqkv.bias')).toBe(src.get('model.layers.1.attn.Wqkv.bias'));
+    expect(folded.get('model.layers.0.mlp.Wi.bias')).toBe(src.get('model.layers.0.mlp.Wi.bias'));
   });
 
   it('without norm biases adds no bias tensors', () => {

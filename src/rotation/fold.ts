@@ -8,7 +8,7 @@ import { ModernBertError } from '../errors.js';
 import type { Tensor, WeightSource } from '../weights.js';
 import { LazyWeights, type Recipe } from './lazy-weights.js';
 import { affine, centerColumns, centerRows, centeredDiagonal, diagonal, scaleColumns } from './matrix-ops.js';
-import type { Matrix, Rotation } from './rotation.js';
+import type { Rotation } from './rotation.js';
 import { Workspace } from './workspace.js';
 
 /** The model dimensions folding needs. */
@@ -145,7 +145,7 @@ class Folding {
   }
 
   /** P·Q for P [rows, n] produced batch by batch by `prepare` (rows first .. first + count − 1, float64). */
-  private rotateRows(rows: number, prepare: (first: number, count: number, dst: Float64Array) => Matrix): Float32Array {
+  private rotateRows(rows: number, prepare: (first: number, count: number, dst: Float64Array) => Float64Array): Float32Array {
     const n = this.n;
     const out = new Float32Array(rows * n);
     for (let r0 = 0; r0 < rows; r0 += ROW_BATCH) {
@@ -171,13 +171,12 @@ class Folding {
       },
     });
     const normBias = `${norm}.bias`;
-    if (!this.src.has(bias) && !this.src.has(normBias)) return;
+    if (!this.src.has(normBias)) return; // b' = b: the bias, if any, passes through
     out.set(bias, {
       shape: () => [rows],
       get: () => {
         const b = this.src.has(bias) ? this.data(bias) : null;
-        const folded = this.src.has(normBias) ? affine(this.data(weight), rows, n, this.data(normBias), b) : b!;
-        return { shape: [rows], data: new Float32Array(folded) };
+        return { shape: [rows], data: new Float32Array(affine(this.data(weight), rows, n, this.data(normBias), b)) };
       },
     });
   }
