@@ -6,7 +6,7 @@ import type { Graph } from './graph/ir.js';
 import { buildModel, type BuildOptions, type ModelSource, type NormStyle, type OutputHead } from './model.js';
 import { Interpreter } from './runtime/interpreter.js';
 import type { Precision } from './runtime/numerics.js';
-import type { RtTensor } from './runtime/tensor.js';
+import { shareable, type RtTensor } from './runtime/tensor.js';
 import type { Tensor, WeightSource } from './weights.js';
 
 /** One sequence: token ids and which of them are real (1) or padding (0). */
@@ -49,10 +49,12 @@ export class CachedWeights implements WeightSource {
     return this.inner.has(name);
   }
   get(name: string): Tensor {
-    let t = this.cache.get(name);
+    const key = this.inner.storedName?.(name) ?? name; // a tied decoder shares the embeddings' copy
+    let t = this.cache.get(key);
     if (!t) {
-      t = this.inner.get(name);
-      this.cache.set(name, t);
+      const raw = this.inner.get(name);
+      t = { shape: raw.shape, data: shareable(raw.data) };
+      this.cache.set(key, t);
     }
     return t;
   }

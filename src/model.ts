@@ -173,7 +173,8 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
     const D = c.headDim;
     const qkv = conv(x, `${p}.Wqkv`, `layers_${i}_qkv`); // (1, 3C, 1, S)
     const [q0, k0, v] = g.opN('split', { x: qkv, split_sizes: i32([C, C, C]), axis: i32(1) }, `layers_${i}_split`) as [Val, Val, Val];
-    const q = applyRope(q0, ropeTables[kind], `layers_${i}_q`);
+    // Scaling q by 1/sqrt(D) before the scores touches C x S values instead of H x S x S (exact for D = 64).
+    const q = g.op('mul', { x: applyRope(q0, ropeTables[kind], `layers_${i}_q`), y: g.f(1 / Math.sqrt(D)) }, `layers_${i}_q_scaled`);
     const k = applyRope(k0, ropeTables[kind], `layers_${i}_k`);
     const kT = g.op('transpose', { x: k, perm: i32([0, 3, 2, 1]) }, `layers_${i}_kT`); // (1, S, 1, C)
     const heads: Val[] = [];
@@ -182,8 +183,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
       const chan = (t: Val, what: string) => g.op('slice_by_index', { x: t, begin: i32([0, h * D, 0, 0]), end: i32([1, (h + 1) * D, 1, 0]), end_mask: bool([true, false, true, true]) }, `${n}_${what}`); // (1, D, 1, S)
       const kh = g.op('slice_by_index', { x: kT, begin: i32([0, 0, 0, h * D]), end: i32([1, 0, 1, (h + 1) * D]), end_mask: bool([true, true, true, false]) }, `${n}_k`); // (1, S, 1, D)
       const scores = g.op('einsum', { values: [kh, chan(q, 'q')], equation: str('bkhc,bchq->bkhq') }, `${n}_scores`); // (1, S_k, 1, S_q)
-      const scaled = g.op('mul', { x: scores, y: g.f(1 / Math.sqrt(D)) }, `${n}_scaled`);
-      const probs = g.op('softmax', { x: g.op('add', { x: scaled, y: masks[kind] }, `${n}_masked`), axis: i32(1) }, `${n}_probs`);
+      const probs = g.op('softmax', { x: g.op('add', { x: scores, y: masks[kind] }, `${n}_masked`), axis: i32(1) }, `${n}_probs`);
       heads.push(g.op('einsum', { values: [chan(v, 'v'), probs], equation: str('bchk,bkhq->bchq') }, `${n}_out`)); // (1, D, 1, S)
     }
     const merged = g.op('concat', { values: heads, axis: i32(1), interleave: bool(false) }, `layers_${i}_heads`);

@@ -18,6 +18,16 @@ export interface WeightSource {
   /** The shape without loading the data. */
   shape(name: string): number[];
   names(): string[];
+  /** The stored tensor whose data `name` shares (a tied decoder reads the embeddings), else `name`. */
+  storedName?(name: string): string;
+}
+
+/**
+ * A zeroed float32 array on a SharedArrayBuffer: weights live there so that the matrix kernels' worker
+ * threads read them in place, without a copy per product.
+ */
+export function sharedFloat32(n: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(n * 4));
 }
 
 /** A WeightSource over tensors held in memory (tests, small transforms). */

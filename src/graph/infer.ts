@@ -224,7 +224,7 @@ export const INFER: Record<string, Infer> = {
     const shape: Dim[] = [];
     for (let k = 0; k < r; k++) {
       const d = x.shape[k]!;
-      if (bm[k] && em[k] && stride[k] === 1) {
+      if ((bm[k] || begin[k] === 0) && em[k] && stride[k] === 1) {
         if (!sq[k]) shape.push(d);
         continue;
       }

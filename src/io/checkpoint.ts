@@ -96,6 +96,7 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
 /** Checkpoint tensors under canonical names ("model." prefix, decoder tied to the embeddings). */
 class CheckpointWeights implements WeightSource {
   private readonly where = new Map<string, { file: SafetensorsFile; stored: string }>();
+  private readonly aliases = new Map<string, string>();
 
   constructor(files: SafetensorsFile[], config: ModernBertConfig) {
     for (const file of files) {
@@ -110,6 +111,7 @@ class CheckpointWeights implements WeightSource {
     const emb = this.where.get('model.embeddings.tok_embeddings.weight');
     if (config.head === 'mlm' && !this.where.has('decoder.weight') && emb && config.tieWordEmbeddings) {
       this.where.set('decoder.weight', emb);
+      this.aliases.set('decoder.weight', 'model.embeddings.tok_embeddings.weight');
     }
   }
 
@@ -129,6 +131,10 @@ class CheckpointWeights implements WeightSource {
 
   names(): string[] {
     return [...this.where.keys()];
+  }
+
+  storedName(name: string): string {
+    return this.aliases.get(name) ?? name;
   }
 
   private locate(name: string): { file: SafetensorsFile; stored: string } {

@@ -4,6 +4,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { ModernBertError } from '../errors.js';
 import { decodeBF16, decodeF16 } from '../numeric/fp16.js';
+import { sharedFloat32 } from '../weights.js';
 
 export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -57,15 +58,17 @@ export class SafetensorsFile {
   /** Reads a floating-point tensor as float32 (F32, F16, BF16 or F64). */
   readFloat32(name: string): Float32Array {
     const info = this.info(name);
-    const bytes = this.readBytes(info);
     const n = numelOf(info.shape);
+    // Float32 data is read straight into shared memory (the kernels' workers read it in place); the
+    // half-precision types are decoded into it.
+    const bytes = this.readBytes(info, info.dtype === 'F32');
     switch (info.dtype) {
       case 'F32':
         return new Float32Array(bytes.buffer, bytes.byteOffset, n);
       case 'F16':
-        return decodeF16(new Uint16Array(bytes.buffer, bytes.byteOffset, n));
+        return decodeF16(new Uint16Array(bytes.buffer, bytes.byteOffset, n), sharedFloat32(n));
       case 'BF16':
-        return decodeBF16(new Uint16Array(bytes.buffer, bytes.byteOffset, n));
+        return decodeBF16(new Uint16Array(bytes.buffer, bytes.byteOffset, n), sharedFloat32(n));
       case 'F64':
         return Float32Array.from(new Float64Array(bytes.buffer, bytes.byteOffset, n));
       default:
@@ -116,10 +119,11 @@ export class SafetensorsFile {
     closeSync(this.fd);
   }
 
-  private readBytes(info: TensorInfo): Uint8Array {
+  private readBytes(info: TensorInfo, shared = false): Uint8Array {
     const length = info.end - info.begin;
     // 8-byte aligned storage so that typed-array views of any element size are valid.
-    const out = new Uint8Array(new ArrayBuffer(Math.ceil(length / 8) * 8), 0, length);
+    const size = Math.ceil(length / 8) * 8;
+    const out = new Uint8Array(shared ? new SharedArrayBuffer(size) : new ArrayBuffer(size), 0, length);
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, this.dataStart + info.begin + done);

@@ -2,7 +2,7 @@
 
 import { ModernBertError } from '../errors.js';
 import type { DType, TensorData } from '../graph/ir.js';
-import { allocData, stridesOf, type RtTensor } from './tensor.js';
+import { allocData, allocFloat, stridesOf, type RtTensor } from './tensor.js';
 
 /** The broadcast shape of several shapes. */
 export function broadcastShape(shapes: number[][], op: string): number[] {
@@ -62,21 +62,56 @@ export function mapBroadcast(inputs: RtTensor[], dtype: DType, f: (v: number[]) 
   return { dtype, shape, data: out };
 }
 
-/** Binary float op with a fast path for equal shapes and scalar operands. */
-export function binaryFloat(x: RtTensor, y: RtTensor, f: (a: number, b: number) => number, op: string): RtTensor {
-  const xd = x.data;
-  const yd = y.data;
-  const sameShape = x.shape.length === y.shape.length && x.shape.every((d, i) => d === y.shape[i]);
-  if (sameShape) {
-    const out = new Float32Array(xd.length);
-    for (let i = 0; i < out.length; i++) out[i] = f(xd[i]!, yd[i]!);
-    return { dtype: x.dtype, shape: [...x.shape], data: out };
+export type BinaryKind = 'add' | 'sub' | 'mul' | 'div';
+
+const KERNELS: Record<BinaryKind, (a: number, b: number) => number> = {
+  add: (a, b) => a + b,
+  sub: (a, b) => a - b,
+  mul: (a, b) => a * b,
+  div: (a, b) => a / b,
+};
+
+// out[i] = x[i] op y[i % ylen]: y repeats along x (equal shapes, a scalar, or y broadcast over leading dims).
+// One loop per op keeps each monomorphic, which V8 compiles to tight code.
+function tiled(kind: BinaryKind, x: ArrayLike<number>, y: ArrayLike<number>, out: Float32Array): void {
+  const n = out.length;
+  const m = y.length;
+  for (let o = 0; o < n; o += m) {
+    const len = Math.min(m, n - o);
+    switch (kind) {
+      case 'add': for (let j = 0; j < len; j++) out[o + j] = x[o + j]! + y[j]!; break;
+      case 'sub': for (let j = 0; j < len; j++) out[o + j] = x[o + j]! - y[j]!; break;
+      case 'mul': for (let j = 0; j < len; j++) out[o + j] = x[o + j]! * y[j]!; break;
+      case 'div': for (let j = 0; j < len; j++) out[o + j] = x[o + j]! / y[j]!; break;
+    }
   }
-  if (yd.length === 1 && y.shape.length <= x.shape.length) {
-    const b = yd[0]!;
-    const out = new Float32Array(xd.length);
-    for (let i = 0; i < out.length; i++) out[i] = f(xd[i]!, b);
-    return { dtype: x.dtype, shape: [...x.shape], data: out };
+}
+
+// Whether y's shape, right-aligned against out's, is out's trailing dims preceded only by 1s.
+function isSuffix(y: number[], out: number[]): boolean {
+  const off = out.length - y.length;
+  if (off < 0) return false;
+  let k = 0;
+  while (k < y.length && y[k] === 1) k++;
+  for (let i = k; i < y.length; i++) if (y[i] !== out[off + i]) return false;
+  return true;
+}
+
+/** Arithmetic on float tensors with numpy broadcasting; fast paths for the shapes the model produces. */
+export function binaryArith(kind: BinaryKind, x: RtTensor, y: RtTensor, op: string): RtTensor {
+  const shape = broadcastShape([x.shape, y.shape], op);
+  const n = shape.reduce((a, b) => a * b, 1);
+  const dtype = x.dtype === 'fp16' || x.dtype === 'fp32' ? x.dtype : y.dtype;
+  if (x.data.length === n && isSuffix(y.shape, shape)) {
+    const out = allocFloat(n);
+    tiled(kind, x.data, y.data, out);
+    return { dtype, shape, data: out };
   }
-  return mapBroadcast([x, y], x.dtype === 'fp16' || x.dtype === 'fp32' ? x.dtype : y.dtype, (v) => f(v[0]!, v[1]!), op);
+  if (y.data.length === n && isSuffix(x.shape, shape) && (kind === 'add' || kind === 'mul')) {
+    const out = allocFloat(n);
+    tiled(kind, y.data, x.data, out);
+    return { dtype, shape, data: out };
+  }
+  const f = KERNELS[kind];
+  return mapBroadcast([x, y], dtype, (v) => f(v[0]!, v[1]!), op);
 }

@@ -5,7 +5,8 @@ import { ModernBertError } from '../errors.js';
 import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '../graph/ir.js';
 import { numericsFor, type Numerics, type Precision } from './numerics.js';
 import { OPS, type OpArgs } from './ops.js';
-import type { RtTensor } from './tensor.js';
+import { sharedFloat32 } from '../weights.js';
+import { shareable, type RtTensor } from './tensor.js';
 
 export interface RunOptions {
   /** Values to return besides the graph outputs (for example tapped hidden states). */
@@ -75,7 +76,14 @@ export class Interpreter {
     if (data.length !== numel(shape)) {
       throw new ModernBertError('SHAPE_MISMATCH', `constant "${name}" holds ${data.length} values for shape [${shape.join(', ')}]`, { const: name });
     }
-    if (this.num.half && data instanceof Float32Array) data = this.num.round(Float32Array.from(data));
+    if (data instanceof Float32Array) {
+      // Rounded copies for the float16 modes are as long-lived as the originals, so they are shared too.
+      if (this.num.half) {
+        const copy = sharedFloat32(data.length);
+        copy.set(data);
+        data = this.num.round(copy);
+      } else data = shareable(data);
+    }
     t = { dtype: c.type.dtype, shape, data };
     this.consts.set(name, t);
     return t;
@@ -152,3 +160,4 @@ function checkInput(name: string, declared: (number | string)[], t: RtTensor): v
     throw new ModernBertError('SHAPE_MISMATCH', `input "${name}" has shape [${t.shape.join(', ')}], the model expects [${declared.join(', ')}]`, { input: name });
   }
 }
+

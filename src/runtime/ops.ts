@@ -4,11 +4,11 @@
 
 import { ModernBertError } from '../errors.js';
 import { numel, type DType, type Op } from '../graph/ir.js';
-import { binaryFloat, mapBroadcast } from './broadcast.js';
+import { binaryArith, mapBroadcast, type BinaryKind } from './broadcast.js';
 import { f16round } from '../numeric/fp16.js';
 import { matmul } from './matmul.js';
 import type { Numerics } from './numerics.js';
-import { allocData, floats, stridesOf, type RtTensor } from './tensor.js';
+import { allocData, allocFloat, floats, stridesOf, type RtTensor } from './tensor.js';
 
 /** What an op implementation sees of its inputs. */
 export interface OpArgs {
@@ -36,15 +36,15 @@ const floatOut = (x: RtTensor): DType => (x.dtype === 'fp16' || x.dtype === 'fp3
 
 // ---- elementwise ---------------------------------------------------------------------------------------
 
-const binary = (f: (x: number, y: number) => number): OpImpl => (a) => one(binaryFloatOrInt(a.t('x'), a.t('y'), f, a));
-
-function binaryFloatOrInt(x: RtTensor, y: RtTensor, f: (x: number, y: number) => number, a: OpArgs): RtTensor {
+// Integer operands give integer results (truncated), as MIL's int32 arithmetic does.
+const binary = (f: (x: number, y: number) => number, kind?: BinaryKind): OpImpl => (a) => {
+  const x = a.t('x');
+  const y = a.t('y');
   if (x.data instanceof Float32Array || y.data instanceof Float32Array) {
-    const xf = x.data instanceof Float32Array ? x : { ...x, dtype: 'fp32' as DType, data: Float32Array.from(x.data) };
-    return binaryFloat(xf, y, f, a.op.name);
+    return kind ? [binaryArith(kind, x, y, a.op.name)] : [mapBroadcast([x, y], floatOut(x.data instanceof Float32Array ? x : y), (v) => f(v[0]!, v[1]!), a.op.name)];
   }
-  return mapBroadcast([x, y], x.dtype, (v) => f(v[0]!, v[1]!) | 0, a.op.name);
-}
+  return [mapBroadcast([x, y], x.dtype, (v) => Math.trunc(f(v[0]!, v[1]!)) | 0, a.op.name)];
+};
 
 const compare = (f: (x: number, y: number) => boolean): OpImpl => (a) =>
   one(mapBroadcast([a.t('x'), a.t('y')], 'bool', (v) => (f(v[0]!, v[1]!) ? 1 : 0), a.op.name));
@@ -52,7 +52,7 @@ const compare = (f: (x: number, y: number) => boolean): OpImpl => (a) =>
 const unary = (f: (x: number) => number): OpImpl => (a) => {
   const x = a.t('x');
   const xd = f32(x, a);
-  const out = new Float32Array(xd.length);
+  const out = allocFloat(xd.length);
   for (let i = 0; i < xd.length; i++) out[i] = f(xd[i]!);
   return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
 };
@@ -73,7 +73,7 @@ const gelu: OpImpl = (a) => {
   const x = a.t('x');
   const xd = f32(x, a);
   const mode = a.has('mode') ? a.str('mode') : 'EXACT';
-  const out = new Float32Array(xd.length);
+  const out = allocFloat(xd.length);
   // Pessimistic float16: each step of 0.5 * x * (1 + erf(x / sqrt 2)) is rounded.
   const r = a.num.fusedExact ? (v: number) => v : f16round;
   if (mode === 'EXACT') {
@@ -336,7 +336,7 @@ const reduce = (kind: 'sum' | 'mean' | 'max' | 'l2'): OpImpl => (a) => {
   const axes = reduceAxes(a, x);
   const keep = a.has('keep_dims') ? a.bools('keep_dims')[0]! : false;
   const { outer, n, inner } = around(x, axes, a);
-  const out = new Float32Array(outer * inner);
+  const out = allocFloat(outer * inner);
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < inner; j++) {
       const base = o * n * inner + j;
@@ -363,6 +363,9 @@ const reduce = (kind: 'sum' | 'mean' | 'max' | 'l2'): OpImpl => (a) => {
   return [{ dtype: x.dtype, shape, data: out }];
 };
 
+// Norm and softmax walk [outer, n, inner] with the inner axis contiguous: for (1, C, 1, S) over channels,
+// every channel step touches S consecutive values, which is what makes these loops fast.
+
 const layerNorm: OpImpl = (a) => {
   const x = a.t('x');
   const xd = f32(x, a);
@@ -371,34 +374,36 @@ const layerNorm: OpImpl = (a) => {
   const gamma = a.has('gamma') ? f32(a.t('gamma'), a) : undefined;
   const beta = a.has('beta') ? f32(a.t('beta'), a) : undefined;
   const { outer, n, inner } = around(x, axes, a);
-  const out = new Float32Array(xd.length);
-  // Pessimistic float16: the squares and their mean are stored in float16 (and overflow past 65504).
+  const out = allocFloat(xd.length);
+  // Pessimistic float16: the mean, the squares and their mean are stored in float16 (overflow past 65504).
   const half = !a.num.fusedExact;
-  const sq = new Float32Array(n);
+  const mean = new Float64Array(inner);
+  const vari = new Float64Array(inner);
+  const sq = new Float32Array(inner);
   for (let o = 0; o < outer; o++) {
-    for (let j = 0; j < inner; j++) {
-      const base = o * n * inner + j;
-      let mean = 0;
-      for (let k = 0; k < n; k++) mean += xd[base + k * inner]!;
-      mean /= n;
-      if (half) mean = f16round(mean);
-      let v = 0;
-      for (let k = 0; k < n; k++) {
-        const dlt = half ? f16round(xd[base + k * inner]! - mean) : xd[base + k * inner]! - mean;
-        sq[k] = dlt * dlt;
+    const base = o * n * inner;
+    mean.fill(0);
+    vari.fill(0);
+    for (let k = 0; k < n; k++) for (let j = 0, r = base + k * inner; j < inner; j++) mean[j]! += xd[r + j]!;
+    for (let j = 0; j < inner; j++) mean[j] = half ? f16round(mean[j]! / n) : mean[j]! / n;
+    for (let k = 0; k < n; k++) {
+      const r = base + k * inner;
+      for (let j = 0; j < inner; j++) {
+        const d = half ? f16round(xd[r + j]! - mean[j]!) : xd[r + j]! - mean[j]!;
+        sq[j] = d * d;
       }
       if (half) a.num.round(sq);
-      for (let k = 0; k < n; k++) v += sq[k]!;
-      v /= n;
-      if (half) v = f16round(v);
-      const inv = 1 / Math.sqrt(v + eps);
-      for (let k = 0; k < n; k++) {
-        const i = base + k * inner;
-        let y = (xd[i]! - mean) * inv;
-        if (gamma) y *= gamma[k]!;
-        if (beta) y += beta[k]!;
-        out[i] = y;
-      }
+      for (let j = 0; j < inner; j++) vari[j]! += sq[j]!;
+    }
+    for (let j = 0; j < inner; j++) {
+      const v = half ? f16round(vari[j]! / n) : vari[j]! / n;
+      vari[j] = 1 / Math.sqrt(v + eps);
+    }
+    for (let k = 0; k < n; k++) {
+      const r = base + k * inner;
+      const g = gamma ? gamma[k]! : 1;
+      const bb = beta ? beta[k]! : 0;
+      for (let j = 0; j < inner; j++) out[r + j] = (xd[r + j]! - mean[j]!) * vari[j]! * g + bb;
     }
   }
   return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
@@ -409,20 +414,26 @@ const softmax: OpImpl = (a) => {
   const xd = f32(x, a);
   const axis = normAxis(a.has('axis') ? a.ints('axis')[0]! : -1, x.shape.length);
   const { outer, n, inner } = around(x, [axis], a);
-  const out = new Float32Array(xd.length);
+  const out = allocFloat(xd.length);
+  const m = new Float64Array(inner);
+  const s = new Float64Array(inner);
   for (let o = 0; o < outer; o++) {
-    for (let j = 0; j < inner; j++) {
-      const base = o * n * inner + j;
-      let m = -Infinity;
-      for (let k = 0; k < n; k++) m = Math.max(m, xd[base + k * inner]!);
-      let s = 0;
-      for (let k = 0; k < n; k++) {
-        const e = Math.exp(xd[base + k * inner]! - m);
-        out[base + k * inner] = e;
-        s += e;
+    const base = o * n * inner;
+    m.fill(-Infinity);
+    s.fill(0);
+    for (let k = 0; k < n; k++) for (let j = 0, r = base + k * inner; j < inner; j++) if (xd[r + j]! > m[j]!) m[j] = xd[r + j]!;
+    for (let k = 0; k < n; k++) {
+      const r = base + k * inner;
+      for (let j = 0; j < inner; j++) {
+        // exp(-104) is 0 in float32: masked scores (-1e4) cost no exp.
+        const d = xd[r + j]! - m[j]!;
+        const e = d < -104 ? 0 : Math.exp(d);
+        out[r + j] = e;
+        s[j]! += e;
       }
-      for (let k = 0; k < n; k++) out[base + k * inner]! /= s;
     }
+    for (let j = 0; j < inner; j++) s[j] = 1 / s[j]!;
+    for (let k = 0; k < n; k++) for (let j = 0, r = base + k * inner; j < inner; j++) out[r + j]! *= s[j]!;
   }
   return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
 };
@@ -438,7 +449,7 @@ const conv: OpImpl = async (a) => {
   if (a.has('groups') && a.ints('groups')[0] !== 1) fail(a, 'grouped convolutions are not supported');
   if (a.has('strides') && a.ints('strides').some((s) => s !== 1)) fail(a, 'strides other than 1 are not supported');
   const hw = h * wd;
-  const out = new Float32Array(nb * cout * hw);
+  const out = allocFloat(nb * cout * hw);
   const bias = a.has('bias') ? f32(a.t('bias'), a) : undefined;
   const xd = f32(x, a);
   for (let b = 0; b < nb; b++) {
@@ -454,7 +465,7 @@ const linear: OpImpl = async (a) => {
   const w = a.t('weight');
   const [nOut, nIn] = w.shape as [number, number];
   const rows = numel(x.shape) / nIn;
-  const out = new Float32Array(rows * nOut);
+  const out = allocFloat(rows * nOut);
   await matmul({ M: rows, N: nOut, K: nIn, a: f32(x, a), b: f32(w, a), c: out, transB: true }, a.num);
   if (a.has('bias')) {
     const bias = f32(a.t('bias'), a);
@@ -480,7 +491,7 @@ const matmulOp: OpImpl = async (a) => {
   const by = numel(y.shape.slice(0, -2));
   if (bx !== by && bx !== 1 && by !== 1) fail(a, 'batch dimensions must match or be 1');
   const batch = Math.max(bx, by);
-  const out = new Float32Array(batch * M * N);
+  const out = allocFloat(batch * M * N);
   for (let b = 0; b < batch; b++) {
     const xs = f32(x, a).subarray((bx === 1 ? 0 : b) * M * K, ((bx === 1 ? 0 : b) + 1) * M * K);
     const ys = f32(y, a).subarray((by === 1 ? 0 : b) * K * N, ((by === 1 ? 0 : b) + 1) * K * N);
@@ -515,7 +526,7 @@ const einsum: OpImpl = async (a) => {
   const [B, M, K, N] = [prod(batch), prod(freeX), prod(contract), prod(freeY)];
   const xp = transposeTensor(x, [...batch, ...freeX, ...contract].map((l) => lx.indexOf(l)));
   const yp = transposeTensor(y, [...batch, ...contract, ...freeY].map((l) => ly.indexOf(l)));
-  const out = new Float32Array(B * M * N);
+  const out = allocFloat(B * M * N);
   for (let b = 0; b < B; b++) {
     await matmul({ M, N, K, a: f32(xp, a).subarray(b * M * K, (b + 1) * M * K), b: f32(yp, a).subarray(b * K * N, (b + 1) * K * N), c: out.subarray(b * M * N, (b + 1) * M * N) }, a.num);
   }
@@ -526,10 +537,10 @@ const einsum: OpImpl = async (a) => {
 
 /** Every op the interpreter runs. */
 export const OPS: Record<string, OpImpl> = {
-  add: binary((x, y) => x + y),
-  sub: binary((x, y) => x - y),
-  mul: binary((x, y) => x * y),
-  real_div: binary((x, y) => x / y),
+  add: binary((x, y) => x + y, 'add'),
+  sub: binary((x, y) => x - y, 'sub'),
+  mul: binary((x, y) => x * y, 'mul'),
+  real_div: binary((x, y) => x / y, 'div'),
   maximum: binary(Math.max),
   minimum: binary(Math.min),
   pow: binary(Math.pow),

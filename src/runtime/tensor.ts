@@ -2,6 +2,25 @@
 
 import { ModernBertError } from '../errors.js';
 import { numel, type DType, type TensorData } from '../graph/ir.js';
+import { sharedFloat32 } from '../weights.js';
+
+// Long-lived arrays at least this long (weights) live on SharedArrayBuffers, so the kernel workers read
+// them in place. Short-lived activations stay on ordinary buffers: a SharedArrayBuffer that a worker has
+// seen is only freed when that worker's heap is collected, which an idle worker rarely does.
+const SHARED_MIN = 1 << 14;
+
+/** A zeroed float32 array for an activation. */
+export function allocFloat(n: number): Float32Array {
+  return new Float32Array(n);
+}
+
+/** `a` itself if it is shared (or small), else a shared copy: for weights, which live as long as the model. */
+export function shareable(a: Float32Array): Float32Array {
+  if (a.length < SHARED_MIN || a.buffer instanceof SharedArrayBuffer) return a;
+  const out = sharedFloat32(a.length);
+  out.set(a);
+  return out;
+}
 
 export interface RtTensor {
   dtype: DType;
@@ -11,7 +30,7 @@ export interface RtTensor {
 
 /** The array type that holds a dtype: float32 for floats, int32 for integers, bytes for bools. */
 export function allocData(dtype: DType, n: number): TensorData {
-  if (dtype === 'fp32' || dtype === 'fp16') return new Float32Array(n);
+  if (dtype === 'fp32' || dtype === 'fp16') return allocFloat(n);
   if (dtype === 'bool') return new Uint8Array(n);
   return new Int32Array(n);
 }

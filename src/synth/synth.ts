@@ -9,7 +9,7 @@ import { parseConfig, type ModernBertConfig } from '../config.js';
 import { ModernBertError } from '../errors.js';
 import { readJson } from '../io/checkpoint.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
-import type { Tensor, WeightSource } from '../weights.js';
+import { sharedFloat32, type Tensor, type WeightSource } from '../weights.js';
 import { applyOverride, checkOverride, type Override } from './overrides.js';
 import { SYNTH_PRESETS, type SynthPreset } from './presets.js';
 import { synthFill } from './prng.js';
@@ -43,12 +43,12 @@ export class SynthWeights implements WeightSource {
   }
 
   has(name: string): boolean {
-    return this.entries.has(this.stored(name));
+    return this.entries.has(this.storedName(name));
   }
 
   get(name: string): Tensor {
     const e = this.entry(name);
-    return { shape: [...e.shape], data: this.fill(e, new Float32Array(numel(e.shape))) };
+    return { shape: [...e.shape], data: this.fill(e, sharedFloat32(numel(e.shape))) };
   }
 
   shape(name: string): number[] {
@@ -67,12 +67,12 @@ export class SynthWeights implements WeightSource {
     return out;
   }
 
-  private stored(name: string): string {
+  storedName(name: string): string {
     return name === 'decoder.weight' && this.tiedDecoder ? EMBEDDINGS : name;
   }
 
   private entry(name: string): RecipeEntry {
-    const e = this.entries.get(this.stored(name));
+    const e = this.entries.get(this.storedName(name));
     if (!e) throw new ModernBertError('BAD_CONFIG', `weight "${name}" is missing`, { tensor: name });
     return e;
   }
