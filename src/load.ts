@@ -2,7 +2,11 @@
 // built-in default model when nothing is named.
 
 import { existsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
+import { readMLPackage } from './coreml/mil-read.js';
+import { TOKENIZER_ITEM_PATH } from './coreml/package.js';
+import { PackageRunner } from './coreml/runner.js';
+import { ModernBertError } from './errors.js';
 import { fileURLToPath } from 'node:url';
 import type { ModernBertConfig } from './config.js';
 import { Engine } from './engine.js';
@@ -35,6 +39,8 @@ export interface LoadedModel {
 export interface OpenOptions {
   precision?: Precision;
   norm?: NormStyle;
+  /** A folder with tokenizer.json, for packages that do not carry one. */
+  tokenizerDir?: string;
 }
 
 /** True when a path names a Core ML package rather than a checkpoint folder. */
@@ -42,8 +48,12 @@ export function isPackagePath(path: string): boolean {
   return /\.mlpackage\/?$/.test(path) || existsSync(`${path}/Manifest.json`);
 }
 
-/** Opens a checkpoint folder (or the default model when `path` is undefined). */
+/** Where conversion puts the tokenizer inside a package (a manifest item of its own). */
+export const PACKAGE_TOKENIZER_DIR = join('Data', TOKENIZER_ITEM_PATH);
+
+/** Opens a checkpoint folder or a Core ML package (or the default model when `path` is undefined). */
 export async function openModel(path: string | undefined, o: OpenOptions = {}): Promise<LoadedModel> {
+  if (path !== undefined && isPackagePath(path)) return openPackage(path, o);
   const dir = path ?? DEFAULT_MODEL;
   const ckpt = loadCheckpoint(dir);
   const engine = new Engine(ckpt, { precision: o.precision, norm: o.norm });
@@ -57,7 +67,27 @@ export async function openModel(path: string | undefined, o: OpenOptions = {}): 
     config: ckpt.config,
     dtypes: ckpt.storedDtypes,
     weights: ckpt.weights,
-    tokenizer: ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined,
+    tokenizer: o.tokenizerDir ? await loadTokenizer(o.tokenizerDir) : ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined,
     close: () => ckpt.close(),
+  };
+}
+
+async function openPackage(path: string, o: OpenOptions): Promise<LoadedModel> {
+  if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `package ${path} does not exist`, { path });
+  const pkg = readMLPackage(path);
+  const runner = new PackageRunner(pkg, path, o.precision ?? 'fp32');
+  const tokDir = o.tokenizerDir ?? join(path, PACKAGE_TOKENIZER_DIR);
+  const hasTok = existsSync(join(tokDir, 'tokenizer.json'));
+  if (o.tokenizerDir && !hasTok) throw new ModernBertError('FILE_NOT_FOUND', `${o.tokenizerDir} has no tokenizer.json`, { path: o.tokenizerDir });
+  return {
+    path,
+    kind: 'package',
+    runner,
+    head: runner.info.head,
+    labels: runner.info.labels,
+    maxLen: runner.maxLen,
+    dtypes: [...new Set([...pkg.graph.consts.values()].map((c) => c.type.dtype))],
+    tokenizer: hasTok ? await loadTokenizer(tokDir) : undefined,
+    close: () => {},
   };
 }

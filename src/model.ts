@@ -37,6 +37,12 @@ export interface BuildOptions {
   head?: OutputHead;
   /** Evaluate a per-token head only at these positions (CPU runs: predict and golden checks). */
   positions?: number[];
+  /**
+   * 'input': an additive `mask` input (1, S, 1, S), (batch, key, 1, query), 0 = attend, -1e4 = not (exact
+   * attention masks; the reference project's interface). 'ids': no mask input; tokens equal to
+   * pad_token_id are padding (one small input, which enumerated shapes need before iOS 18).
+   */
+  maskFrom?: 'input' | 'ids';
 }
 
 const MASKED = -1e4; // additive mask value: exp underflows to 0, and it is finite in float16
@@ -46,7 +52,7 @@ export function defaultHead(m: ModelSource): OutputHead {
   return m.embedding ? 'embedding' : m.config.head;
 }
 
-/** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32 and mask (1, S, 1, S), additive, laid out (batch, key, 1, query). */
+/** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, and the additive mask unless maskFrom is 'ids'. */
 export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const c = m.config;
   const g = new GraphBuilder(o.dtype ?? 'fp32');
@@ -66,7 +72,10 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const has = (name: string) => m.weights.has(name);
 
   const ids = g.input('input_ids', 'int32', [1, S]);
-  const mask = g.input('mask', g.dtype, [1, S, 1, S]);
+  // Padding as an additive term over keys: the (1, S, 1, S) input, or (1, S, 1, 1) from the pad id.
+  const mask = (o.maskFrom ?? 'input') === 'input'
+    ? g.input('mask', g.dtype, [1, S, 1, S])
+    : g.op('reshape', { x: g.op('select', { cond: g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad'), a: g.f(MASKED), b: g.f(0) }, 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask');
 
   // ---- building blocks -------------------------------------------------------------------------------
   const conv = (x: Val, prefix: string, name: string): Val => {
@@ -240,7 +249,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   // Pooling over real tokens: which keys are padding is read from the mask column of query 0.
   const pool = (h: Val, how: 'cls' | 'mean'): Val => {
     if (how === 'cls') return g.op('slice_by_index', { x: h, begin: i32([0, 0, 0, 0]), end: i32([1, c.hidden, 1, 1]), end_mask: bool([true, true, true, false]) }, 'pool_cls');
-    const col = g.op('slice_by_index', { x: mask, begin: i32([0, 0, 0, 0]), end: i32([1, 0, 1, 1]), end_mask: bool([true, true, true, false]) }, 'pool_mask'); // (1, S, 1, 1)
+    const col = g.type(mask).shape[3] === 1 ? mask : g.op('slice_by_index', { x: mask, begin: i32([0, 0, 0, 0]), end: i32([1, 0, 1, 1]), end_mask: bool([true, true, true, false]) }, 'pool_mask'); // (1, S, 1, 1)
     const w = g.op('select', { cond: g.op('greater', { x: col, y: g.f(MASKED / 2) }, 'pool_real'), a: g.f(1), b: g.f(0) }, 'pool_w');
     const sum = g.op('matmul', { x: g.op('reshape', { x: h, shape: i32([c.hidden, -1]) }, 'pool_h2d'), y: g.op('reshape', { x: w, shape: i32([-1, 1]) }, 'pool_w2d'), transpose_x: bool(false), transpose_y: bool(false) }, 'pool_sum'); // (C, 1)
     const count = g.op('reduce_sum', { x: w, axes: i32([1]), keep_dims: bool(false) }, 'pool_count'); // (1, 1, 1)

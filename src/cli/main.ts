@@ -3,33 +3,40 @@
 
 import { Command, CommanderError } from 'commander';
 import { ModernBertError } from '../errors.js';
+import { VERSION } from '../version.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import { processIo, type Io } from './context.js';
+import { registerConvert } from './commands/convert.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerOutliers } from './commands/outliers.js';
 import { registerPredict } from './commands/predict.js';
 import { registerSynth } from './commands/synth.js';
 import { registerVerify } from './commands/verify.js';
 
-export const VERSION = '0.1.0';
 
 /** Runs the CLI on arguments (without node and the script); resolves to the exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let exitCode = 0;
+  // Usage errors are one line too: commander's suggestion ("(Did you mean ...?)") joins the message.
+  const output = {
+    writeOut: io.stdout,
+    writeErr: io.stderr,
+    outputError: (str: string, write: (s: string) => void) => write(`${oneLine(str)} (add --help for usage)\n`),
+  };
   const program = new Command('modernbert-ane')
     .description('ModernBERT for the Apple Neural Engine: convert, run, verify and diff, in TypeScript')
     .version(VERSION)
     .option('--debug', 'print the stack trace of errors')
-    .showHelpAfterError('(add --help for usage)')
     .exitOverride()
-    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+    .configureOutput(output);
   const setExit = (code: number) => (exitCode = code);
   registerPredict(program, io);
   registerVerify(program, io, setExit);
   registerInspect(program, io);
   registerSynth(program, io);
   registerOutliers(program, io);
-  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr }).showHelpAfterError('(add --help for usage)');
+  registerConvert(program, io);
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
 
   const debug = argv.includes('--debug');
   try {
@@ -38,15 +45,20 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander already printed the message
     if (e instanceof ModernBertError) {
-      io.stderr(`error: ${e.message}\n`);
+      io.stderr(`error: ${oneLine(e.message)}\n`);
       if (debug && e.stack) io.stderr(`${e.stack}\n`);
       return 2;
     }
     const err = e as Error;
-    io.stderr(`internal error: ${err?.message ?? String(e)}${debug ? '' : ' (run with --debug for the stack trace)'}\n`);
+    io.stderr(`internal error: ${oneLine(err?.message ?? String(e))}${debug ? '' : ' (run with --debug for the stack trace)'}\n`);
     if (debug && err?.stack) io.stderr(`${err.stack}\n`);
     return 3;
   } finally {
     await shutdownRuntime();
   }
+}
+
+/** A message on one line (the CLI's contract: one line on stderr per error). */
+function oneLine(text: string): string {
+  return text.trim().replace(/\s*\n\s*/g, ' ');
 }

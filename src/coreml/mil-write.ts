@@ -26,7 +26,7 @@ import {
 import { BlobWriter, type BlobDataType } from './milblob.js';
 import { immediateValue, tensorValueType } from './mil-values.js';
 import { validateGraph } from './opset.js';
-import { WEIGHT_FILE, writePackageAtomically } from './package.js';
+import { WEIGHT_FILE, writePackageAtomically, type ExtraItem } from './package.js';
 import type { BindingProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { encodeModel } from './schema.js';
 import { atLeast, targetInfo, type Target, type TargetInfo } from './target.js';
@@ -59,6 +59,13 @@ export interface WriteOptions {
   /** Replace an existing package at the path. */
   force?: boolean;
   onProgress?: (progress: WriteProgress) => void;
+  /** Extra items (the tokenizer) to store beside the model. */
+  extraItems?: readonly ExtraItem[];
+  /**
+   * Metadata known only once the weights are written (the fidelity report): called after weight.bin is
+   * complete and before the model file is encoded, still inside the atomic write.
+   */
+  lateMetadata?: () => Promise<Record<string, string>>;
 }
 
 export interface WriteStats {
@@ -290,7 +297,7 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
   validateGraph(graph, info.target);
   checkValueNames(graph);
   const description = describeGraph(graph, options.description ?? {}, info.target);
-  const metadata = metadataToProto(metadataWithExtras(description.metadata, graph));
+  metadataWithExtras(description.metadata, graph); // checks the keys before any writing
   return writePackageAtomically(path, options.force ?? false, async (layout) => {
     const weights = BlobWriter.create(join(layout.weightsDir, WEIGHT_FILE));
     const builder = new ProgramBuilder(graph, info.target, weights, options.onProgress);
@@ -301,6 +308,9 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
       weights.abort();
       throw e;
     }
+    const late = options.lateMetadata ? await options.lateMetadata() : {};
+    const base = description.metadata;
+    const metadata = metadataToProto(metadataWithExtras({ ...base, userDefined: { ...base.userDefined, ...late } }, graph));
     const model: ModelProto = {
       specificationVersion: info.specificationVersion,
       description: {
@@ -337,5 +347,5 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
       writeMs: builder.writeMs,
       totalMs: performance.now() - start,
     };
-  });
+  }, options.extraItems ?? []);
 }

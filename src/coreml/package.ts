@@ -7,7 +7,7 @@
 // that is renamed into place at the end, and removed on any failure or process exit.
 
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { ModernBertError } from '../errors.js';
 
@@ -19,6 +19,20 @@ const WEIGHTS_ITEM_PATH = 'com.apple.CoreML/weights';
 /** The weight file name inside the weights item; the program refers to it as @model_path/weights/weight.bin. */
 export const WEIGHT_FILE = 'weight.bin';
 const FILE_FORMAT_VERSION = '1.0.0';
+
+/** Where conversion stores the tokenizer: an item with its own author, which Core ML itself does not read. */
+export const TOKENIZER_ITEM_PATH = 'com.github.modernbert-ane/tokenizer';
+
+/** A folder of extra files registered in Manifest.json beside the model (ModelPackage items). */
+export interface ExtraItem {
+  author: string;
+  description: string;
+  name: string;
+  /** Relative to Data/. */
+  path: string;
+  /** Files copied into the item's folder. */
+  files: { name: string; source: string }[];
+}
 
 export interface ManifestItem {
   author: string;
@@ -41,18 +55,16 @@ export interface PackageLayout {
   weightsDir: string;
 }
 
-/** Manifest.json for a package with a model and its weights, with fresh upper-case UUID keys as ModelPackage makes. */
-export function newManifest(): Manifest {
+/** Manifest.json for a package with a model, its weights and any extra items, with fresh upper-case UUID keys as ModelPackage makes. */
+export function newManifest(extras: readonly ExtraItem[] = []): Manifest {
   const modelId = randomUUID().toUpperCase();
   const weightsId = randomUUID().toUpperCase();
-  return {
-    fileFormatVersion: FILE_FORMAT_VERSION,
-    itemInfoEntries: {
-      [modelId]: { author: COREML_AUTHOR, description: 'CoreML Model Specification', name: 'model.mlmodel', path: MODEL_ITEM_PATH },
-      [weightsId]: { author: COREML_AUTHOR, description: 'CoreML Model Weights', name: 'weights', path: WEIGHTS_ITEM_PATH },
-    },
-    rootModelIdentifier: modelId,
+  const entries: Record<string, ManifestItem> = {
+    [modelId]: { author: COREML_AUTHOR, description: 'CoreML Model Specification', name: 'model.mlmodel', path: MODEL_ITEM_PATH },
+    [weightsId]: { author: COREML_AUTHOR, description: 'CoreML Model Weights', name: 'weights', path: WEIGHTS_ITEM_PATH },
   };
+  for (const x of extras) entries[randomUUID().toUpperCase()] = { author: x.author, description: x.description, name: x.name, path: x.path };
+  return { fileFormatVersion: FILE_FORMAT_VERSION, itemInfoEntries: entries, rootModelIdentifier: modelId };
 }
 
 /** Manifest.json text: two-space indented JSON without a trailing newline, as in packages coremltools writes. */
@@ -77,6 +89,7 @@ export async function writePackageAtomically<T>(
   outPath: string,
   force: boolean,
   build: (layout: PackageLayout) => Promise<T>,
+  extras: readonly ExtraItem[] = [],
 ): Promise<T> {
   const target = resolve(outPath);
   if (existsSync(target) && !force) {
@@ -98,7 +111,12 @@ export async function writePackageAtomically<T>(
     const layout = layoutOf(tmp);
     mkdirSync(layout.weightsDir, { recursive: true });
     const result = await build(layout);
-    writeFileSync(join(tmp, 'Manifest.json'), manifestText(newManifest()));
+    for (const x of extras) {
+      const dir = join(tmp, DATA_DIR, ...x.path.split('/'));
+      mkdirSync(dir, { recursive: true });
+      for (const f of x.files) copyFileSync(f.source, join(dir, f.name));
+    }
+    writeFileSync(join(tmp, 'Manifest.json'), manifestText(newManifest(extras)));
     replaceWith(tmp, target, force);
     return result;
   } finally {

@@ -1,0 +1,118 @@
+// `convert MODEL --out NAME.mlpackage`: a Core ML package for the Neural Engine, with a fidelity report.
+
+import { readFileSync } from 'node:fs';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { convert } from '../../convert.js';
+import { ModernBertError } from '../../errors.js';
+import { formatFidelity } from '../../eval/fidelity.js';
+import { readLines, resolveInputs } from '../../eval/inputs.js';
+import { loadCheckpoint } from '../../io/checkpoint.js';
+import { isPackagePath } from '../../load.js';
+import type { OutputHead } from '../../model.js';
+import type { Precision } from '../../runtime/numerics.js';
+import { loadTokenizer } from '../../tokenizer.js';
+import type { RotationKind } from '../../variants.js';
+import { dirname } from 'node:path';
+import { printJson, progress, type Io } from '../context.js';
+import { intList, nonNegativeInt, positiveInt, precision } from '../parse.js';
+
+interface ConvertCliOptions {
+  out: string;
+  seqLen: number[];
+  rotation: RotationKind;
+  seed: number;
+  fold: boolean;
+  norm: 'l2' | 'rms';
+  weights: 'fp16' | 'fp32';
+  target: string;
+  force?: boolean;
+  tokenizer?: boolean;
+  maskInput?: boolean;
+  head?: OutputHead;
+  calibration?: string;
+  random: number;
+  fidelity: boolean;
+  fidelityPrecision: Precision;
+  learnSeconds: number;
+  json?: boolean;
+}
+
+/** The default weight form: see docs/FIDELITY.md for the measurements behind it. */
+export const DEFAULT_ROTATION: RotationKind = 'hadamard';
+
+/** Registers the convert command. */
+export function registerConvert(program: Command, io: Io): void {
+  program
+    .command('convert')
+    .description('convert a checkpoint into a Core ML package (.mlpackage) laid out for the Neural Engine, and report its float16 fidelity')
+    .argument('<model>', 'checkpoint folder (Hugging Face layout)')
+    .requiredOption('--out <path>', 'output package, e.g. model.mlpackage')
+    .option('--seq-len <n[,n...]>', 'sequence length, or several for enumerated shapes', intList, [512])
+    .addOption(new Option('--rotation <kind>', 'residual-stream rotation').choices(['none', 'hadamard', 'learned']).default(DEFAULT_ROTATION))
+    .option('--seed <n>', 'seed of the Hadamard signs and of rotation learning', nonNegativeInt, 0)
+    .option('--no-fold', 'keep the plain LayerNorm model (no folding, no rotation): shows the float16 failure')
+    .addOption(new Option('--norm <form>', 'RMSNorm of the folded model: l2 (overflow-safe) or rms (x*x)').choices(['l2', 'rms']).default('l2'))
+    .addOption(new Option('--weights <type>', 'weight storage').choices(['fp16', 'fp32']).default('fp16'))
+    .option('--target <os>', 'deployment target: iOS15..iOS18 or macOS12..macOS15', 'iOS17')
+    .option('--force', 'replace an existing package')
+    .option('--tokenizer', 'store tokenizer.json in the package (an item of its own, which Core ML ignores)')
+    .option('--mask-input', 'take an additive attention mask input (1, S, 1, S) as the reference project does, instead of reading padding from the pad id')
+    .addOption(new Option('--head <head>', 'output head (default: the checkpoint\'s own)').choices(['mlm', 'seqcls', 'tokcls', 'embedding', 'none']))
+    .option('--calibration <file>', 'texts (one per line) for the fidelity report and rotation learning (default: built-in sentences)')
+    .option('--random <n>', 'random token ids for models without a tokenizer', positiveInt, 128)
+    .option('--no-fidelity', 'skip the fidelity report')
+    .option('--fidelity-precision <mode>', 'emulation of the fidelity report: fp16, fp16-fused, fp16-acc16', precision, 'fp16')
+    .option('--learn-seconds <s>', 'time budget of --rotation learned', positiveInt, 60)
+    .option('--json', 'machine-readable output')
+    .action(async (modelPath: string, o: ConvertCliOptions) => {
+      if (isPackagePath(modelPath)) throw new ModernBertError('BAD_ARGUMENT', `${modelPath} is already a Core ML package; convert takes a checkpoint folder`);
+      if (o.fidelityPrecision === 'fp32') throw new InvalidArgumentError('the fidelity report compares a float16 emulation with float32: use fp16, fp16-fused or fp16-acc16');
+      const ckpt = loadCheckpoint(modelPath);
+      const bars = { write: progress(io, 'convert', Boolean(o.json)), fidelity: progress(io, 'fidelity', Boolean(o.json)), learn: progress(io, 'learn', Boolean(o.json)) };
+      try {
+        const tok = ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined;
+        const c = ckpt.config;
+        const texts = o.calibration ? readLines(readFileSync(o.calibration, 'utf8')) : undefined;
+        if (o.calibration && texts!.length === 0) throw new ModernBertError('BAD_INPUT', `${o.calibration} holds no text`);
+        if (texts && !tok) throw new ModernBertError('BAD_ARGUMENT', `--calibration needs a tokenizer, and ${modelPath} has no tokenizer.json`);
+        const calibration = resolveInputs(
+          tok ? { texts } : { random: o.random, seed: o.seed },
+          { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId, tok?.maskTokenId ?? -1] },
+          tok,
+        );
+        const calibrationName = texts ? `${o.calibration}` : tok ? 'built-in sentences' : `${o.random} random token ids`;
+        let learned;
+        if (o.rotation === 'learned' && o.fold) throw new ModernBertError('UNSUPPORTED', 'LEARNED-PENDING');
+        const report = await convert(ckpt, {
+          out: o.out,
+          seqLens: o.seqLen,
+          fold: o.fold,
+          rotation: o.fold ? o.rotation : 'none',
+          norm: o.norm,
+          seed: o.seed,
+          weights: o.weights,
+          target: o.target,
+          force: Boolean(o.force),
+          tokenizer: Boolean(o.tokenizer),
+          maskFrom: o.maskInput ? 'input' : 'ids',
+          head: o.head,
+          calibration,
+          calibrationName,
+          fidelity: o.fidelity ? o.fidelityPrecision : null,
+          maskTokenId: tok?.maskTokenId,
+          learned,
+          onProgress: (stage, d, t) => bars[stage].update(d, t),
+        });
+        Object.values(bars).forEach((b) => b.stop());
+        if (o.json) return printJson(io, report);
+        const s = report.seconds;
+        const mb = (report.stats.bytesWritten / 1e6).toFixed(1);
+        io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
+        io.stdout(`time: read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
+        if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity)}\n`);
+      } finally {
+        Object.values(bars).forEach((b) => b.stop());
+        ckpt.close();
+      }
+    });
+}

@@ -1,0 +1,197 @@
+// Checkpoint -> .mlpackage: choose the weight form (folded, rotated), build the one model graph at the
+// requested lengths, stream the weights into the package, and measure its float16 fidelity before the
+// package is committed (the report goes into its metadata).
+
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { DescriptionOptions } from './coreml/description.js';
+import { writeMLPackage, type WriteStats } from './coreml/mil-write.js';
+import { TOKENIZER_ITEM_PATH, type ExtraItem } from './coreml/package.js';
+import { META } from './coreml/runner.js';
+import { ModernBertError } from './errors.js';
+import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
+import type { ProbeSequence } from './eval/inputs.js';
+import type { Checkpoint } from './io/checkpoint.js';
+import { buildModel, defaultHead, type OutputHead } from './model.js';
+import type { Precision } from './runtime/numerics.js';
+import { VERSION } from './version.js';
+import { prepareVariant, type RotationKind, type Variant } from './variants.js';
+import type { Tensor, WeightSource } from './weights.js';
+import type { Rotation } from './rotation/index.js';
+
+export interface ConvertOptions {
+  out: string;
+  /** One length (static shapes) or several (enumerated shapes). */
+  seqLens: number[];
+  fold: boolean;
+  rotation: RotationKind;
+  norm: 'l2' | 'rms';
+  seed: number;
+  weights: 'fp16' | 'fp32';
+  target: string;
+  force: boolean;
+  /** Store tokenizer.json (and its config) in the package. */
+  tokenizer: boolean;
+  /** 'ids': padding from the pad id, one input; 'input': an additive mask input (reference-compatible). */
+  maskFrom: 'ids' | 'input';
+  head?: OutputHead;
+  /** Inputs for the fidelity report (and for learning a rotation). */
+  calibration: ProbeSequence[];
+  calibrationName: string;
+  /** Emulation mode of the fidelity report; null skips the report. */
+  fidelity: Precision | null;
+  /** The tokenizer's [MASK] id, recorded in the metadata. */
+  maskTokenId?: number;
+  /** A learned rotation, computed beforehand (rotation/learned.ts). */
+  learned?: Rotation;
+  onProgress?: (stage: 'write' | 'fidelity', done: number, total: number) => void;
+}
+
+export interface ConvertReport {
+  out: string;
+  variant: string;
+  seqLens: number[];
+  stats: WriteStats;
+  /** Seconds spent reading the checkpoint, transforming (folding, rotating) and encoding + writing. */
+  seconds: { read: number; transform: number; write: number; fidelity: number; total: number };
+  fidelity: FidelityReport | null;
+}
+
+/** Counts the time spent reading tensors from the checkpoint. */
+class TimedWeights implements WeightSource {
+  ms = 0;
+  constructor(private readonly inner: WeightSource) {}
+  has(name: string): boolean {
+    return this.inner.has(name);
+  }
+  get(name: string): Tensor {
+    const t0 = performance.now();
+    try {
+      return this.inner.get(name);
+    } finally {
+      this.ms += performance.now() - t0;
+    }
+  }
+  shape(name: string): number[] {
+    return this.inner.shape(name);
+  }
+  names(): string[] {
+    return this.inner.names();
+  }
+  storedName(name: string): string {
+    return this.inner.storedName?.(name) ?? name;
+  }
+}
+
+const HEAD_OUTPUT: Record<OutputHead, string> = {
+  mlm: 'logits', tokcls: 'logits', seqcls: 'logits', embedding: 'embedding', none: 'hidden_states',
+};
+
+function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: OutputHead): DescriptionOptions {
+  const c = ckpt.config;
+  const shapes = o.seqLens.map((s) => [1, s]);
+  const enumerated = o.seqLens.length > 1;
+  const inputs: DescriptionOptions['inputs'] = {
+    input_ids: {
+      description: o.maskFrom === 'ids'
+        ? `Token ids (int32, [1, S]), padded at the end with pad_token_id ${c.padTokenId}, which the model treats as padding`
+        : `Token ids (int32, [1, S]), padded at the end (any id; the mask marks padding)`,
+      ...(enumerated ? { enumeratedShapes: shapes } : {}),
+    },
+  };
+  if (o.maskFrom === 'input') {
+    inputs.mask = {
+      description: 'Additive attention mask, (batch, key, 1, query): 0 = attend, -10000 = padding key',
+      ...(enumerated ? { enumeratedShapes: o.seqLens.map((s) => [1, s, 1, s]) } : {}),
+    };
+  }
+  const outDescription: Record<OutputHead, string> = {
+    mlm: `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`,
+    tokcls: `Token-classification logits, (1, labels ${c.labels.length}, 1, S)`,
+    seqcls: `Sequence-classification logits, (1, labels ${c.labels.length}): ${c.labels.join(', ')}`,
+    embedding: `Sentence embedding, (1, ${c.hidden})${ckpt.embedding?.normalize ? ', L2-normalised' : ''}`,
+    none: `Last hidden state, (1, ${c.hidden}, 1, S)`,
+  };
+  const rotation = variant.name;
+  return {
+    inputs,
+    outputs: { [HEAD_OUTPUT[head]]: { description: outDescription[head] } },
+    metadata: {
+      shortDescription: `${c.architecture} converted for the Apple Neural Engine by modernbert-ane (${rotation}, ${o.weights} weights)`,
+      author: 'modernbert-ane',
+      versionString: VERSION,
+      userDefined: {
+        [META.converter]: `modernbert-ane ${VERSION}`,
+        [META.source]: ckpt.dir,
+        [META.architecture]: c.architecture,
+        [META.head]: head,
+        [META.labels]: JSON.stringify(c.labels),
+        [META.specialIds]: JSON.stringify({ pad: c.padTokenId, cls: c.clsTokenId, sep: c.sepTokenId, mask: o.maskTokenId ?? null }),
+        [META.seqLens]: o.seqLens.join(','),
+        [META.rotation]: o.fold ? `${o.rotation}${o.rotation === 'hadamard' ? ` (seed ${o.seed})` : ''}` : 'none (not folded)',
+        [META.norm]: o.fold ? `folded, ${o.norm === 'l2' ? 'l2-norm RMSNorm (overflow-safe)' : 'x*x RMSNorm'}` : 'LayerNorm',
+        [META.weights]: o.weights,
+        [META.numLayers]: String(c.numLayers),
+      },
+    },
+  };
+}
+
+/** Converts a checkpoint into a Core ML package. */
+export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<ConvertReport> {
+  const t0 = performance.now();
+  const c = ckpt.config;
+  if (existsSync(o.out) && !o.force) throw new ModernBertError('OUTPUT_EXISTS', `${o.out} already exists (use --force to replace it)`, { path: o.out });
+  for (const s of o.seqLens) {
+    if (s > c.maxPositions) throw new ModernBertError('BAD_ARGUMENT', `--seq-len ${s} is longer than the model allows (max_position_embeddings ${c.maxPositions})`);
+  }
+  const timed = new TimedWeights(ckpt.weights);
+  const source = { config: c, weights: timed, embedding: ckpt.embedding };
+  const variant = prepareVariant(source, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
+  const head = o.head ?? defaultHead(ckpt);
+  const lens = [...new Set(o.seqLens)].sort((a, b) => a - b);
+  const graph = buildModel(variant.source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, norm: variant.norm, maskFrom: o.maskFrom, head });
+
+  const extras: ExtraItem[] = [];
+  if (o.tokenizer) {
+    if (!ckpt.tokenizerPath) throw new ModernBertError('FILE_NOT_FOUND', `--tokenizer: ${ckpt.dir} has no tokenizer.json`, { path: ckpt.dir });
+    const dir = dirname(ckpt.tokenizerPath);
+    const files = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].filter((f) => existsSync(join(dir, f))).map((f) => ({ name: f, source: join(dir, f) }));
+    extras.push({ author: 'com.github.modernbert-ane', description: 'Tokenizer (Hugging Face tokenizer.json) for this model', name: 'tokenizer', path: TOKENIZER_ITEM_PATH, files });
+  }
+
+  let fidelity: FidelityReport | null = null;
+  let fidelityMs = 0;
+  let readMs: number | undefined;
+  const stats = await writeMLPackage(o.out, {
+    graph,
+    description: describe(ckpt, { ...o, seqLens: lens }, variant, head),
+    target: o.target,
+    force: o.force,
+    extraItems: extras,
+    onProgress: (p) => o.onProgress?.('write', p.constsWritten, p.constsTotal),
+    lateMetadata: async (): Promise<Record<string, string>> => {
+      readMs = timed.ms; // the fidelity runs read the checkpoint again: not conversion time
+      if (o.fidelity === null) return {};
+      const f0 = performance.now();
+      fidelity = await measureFidelity({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, { source: { ...variant.source, weights: variant.source.weights }, norm: variant.norm }, o.calibration, o.fidelity, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t));
+      fidelityMs = performance.now() - f0;
+      return { [META.fidelity]: JSON.stringify(fidelity) };
+    },
+  });
+  readMs ??= timed.ms;
+  return {
+    out: o.out,
+    variant: variant.name,
+    seqLens: lens,
+    stats,
+    seconds: {
+      read: readMs / 1000,
+      transform: Math.max(0, stats.loadMs - readMs) / 1000,
+      write: stats.writeMs / 1000,
+      fidelity: fidelityMs / 1000,
+      total: (performance.now() - t0) / 1000,
+    },
+    fidelity,
+  };
+}
