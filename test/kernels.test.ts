@@ -173,7 +173,7 @@ describe('gemm kernels', () => {
     process.env['MODERNBERT_ANE_THREADS'] = '2';
     try {
       expect(kernelThreads()).toBe(2);
-      const big = [192, 160, 144] as const;
+      const big = [256, 200, 176] as const;
       expect(big[0] * big[1] * big[2]).toBeGreaterThan(PARALLEL_MIN_MACS);
       await trial(gemm, ...big, { transB: true, shared: true });
       await trial(gemm, ...big, { transA: true, accumulate: true });

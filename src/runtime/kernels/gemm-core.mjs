@@ -12,9 +12,9 @@ const MR = 2;
 const NR = 16;
 /** K-block: a 16-column panel of B over KC values of k (16 KiB) stays in L1 while A streams past it. */
 const KC = 256;
-/** Largest row block of A and column block of B; the A block (MC x KC, 256 KiB) stays in L2. */
+/** Largest row block of A and column block of B: the A block (MC x KC, 256 KiB) stays in L2, and so does the C block (MC x NC, 512 KiB). */
 const MC = 256;
-const NC = 1024;
+const NC = 512;
 /** Cap, in floats, on a packed block over all of K (MC x K or K x NC), so that K = 50k stays small. */
 const BLOCK_FLOATS = 1 << 21;
 
