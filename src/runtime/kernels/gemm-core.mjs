@@ -12,7 +12,10 @@ const MR = 2;
 const NR = 16;
 /** K-block: a 16-column panel of B over KC values of k (16 KiB) stays in L1 while A streams past it. */
 const KC = 256;
-/** Largest row block of A and column block of B: the A block (MC x KC, 256 KiB) stays in L2, and so does the C block (MC x NC, 512 KiB). */
+/**
+ * Largest row block of A and column block of B: the A block (MC x KC, 256 KiB) stays in L2, and so does
+ * the C block (MC x NC, 512 KiB) that every K-block updates.
+ */
 const MC = 256;
 const NC = 512;
 /** Cap, in floats, on a packed block over all of K (MC x K or K x NC), so that K = 50k stays small. */
@@ -120,7 +123,8 @@ export class GemmEngine {
       if (!padded && ld === K) f32.set(src.subarray(p0 * ld, (p0 + n) * ld));
       else for (let p = 0; p < n; p++) f32.set(src.subarray((p0 + p) * ld, (p0 + p) * ld + K), p * Kp);
     }
-    const packFn = R === NR ? (cols ? this.wasm.pack16_cols : this.wasm.pack16_rows) : cols ? this.wasm.pack2_cols : this.wasm.pack2_rows;
+    const w = this.wasm;
+    const packFn = R === NR ? (cols ? w.pack16_cols : w.pack16_rows) : cols ? w.pack2_cols : w.pack2_rows;
     for (const [pc, kb] of blocks) {
       const from = cols ? pc * np : pc;
       packFn(4 * (dst + pc * np), 4 * from, cols ? np : Kp, np, kb);
