@@ -7,6 +7,7 @@ import { dirname, join } from 'node:path';
 import type { DescriptionOptions } from './coreml/description.js';
 import { writeMLPackage, type WriteStats } from './coreml/mil-write.js';
 import { TOKENIZER_ITEM_PATH, type ExtraItem } from './coreml/package.js';
+import { atLeast, targetInfo } from './coreml/target.js';
 import { META } from './coreml/runner.js';
 import { ModernBertError } from './errors.js';
 import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
@@ -150,7 +151,9 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   const variant = prepareVariant(source, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
   const head = o.head ?? defaultHead(ckpt);
   const lens = [...new Set(o.seqLens)].sort((a, b) => a - b);
-  const graph = buildModel(variant.source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, norm: variant.norm, maskFrom: o.maskFrom, head });
+  // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
+  const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
+  const graph = buildModel(variant.source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, head });
 
   const extras: ExtraItem[] = [];
   if (o.tokenizer) {

@@ -3,13 +3,14 @@
 
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { readMLPackage } from './coreml/mil-read.js';
+import { readMLPackage, type ReadPackageResult } from './coreml/mil-read.js';
 import { TOKENIZER_ITEM_PATH } from './coreml/package.js';
 import { PackageRunner } from './coreml/runner.js';
 import { ModernBertError } from './errors.js';
 import { fileURLToPath } from 'node:url';
 import type { ModernBertConfig } from './config.js';
 import { Engine } from './engine.js';
+import type { ModelIds } from './eval/inputs.js';
 import type { Runner } from './eval/verify.js';
 import { loadCheckpoint } from './io/checkpoint.js';
 import { defaultHead, type NormStyle, type OutputHead } from './model.js';
@@ -29,9 +30,13 @@ export interface LoadedModel {
   /** Longest input the model takes. */
   maxLen: number;
   config?: ModernBertConfig;
+  /** Token-id facts that random inputs and padding need. */
+  ids: ModelIds;
   /** Element types of the stored weights. */
   dtypes: string[];
   weights?: WeightSource;
+  /** The package as read, for packages. */
+  pkg?: ReadPackageResult;
   tokenizer?: Tokenizer;
   close(): void;
 }
@@ -65,6 +70,7 @@ export async function openModel(path: string | undefined, o: OpenOptions = {}): 
     labels: ckpt.config.labels,
     maxLen: ckpt.config.maxPositions,
     config: ckpt.config,
+    ids: { vocabSize: ckpt.config.vocabSize, maxLen: ckpt.config.maxPositions, clsTokenId: ckpt.config.clsTokenId, sepTokenId: ckpt.config.sepTokenId, special: [ckpt.config.padTokenId] },
     dtypes: ckpt.storedDtypes,
     weights: ckpt.weights,
     tokenizer: o.tokenizerDir ? await loadTokenizer(o.tokenizerDir) : ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined,
@@ -83,9 +89,11 @@ async function openPackage(path: string, o: OpenOptions): Promise<LoadedModel> {
     path,
     kind: 'package',
     runner,
+    pkg,
     head: runner.info.head,
     labels: runner.info.labels,
     maxLen: runner.maxLen,
+    ids: { vocabSize: runner.vocabSize, maxLen: runner.maxLen, clsTokenId: runner.info.special.cls, sepTokenId: runner.info.special.sep, special: [runner.info.special.pad] },
     dtypes: [...new Set([...pkg.graph.consts.values()].map((c) => c.type.dtype))],
     tokenizer: hasTok ? await loadTokenizer(tokDir) : undefined,
     close: () => {},

@@ -43,6 +43,8 @@ export interface BuildOptions {
    * pad_token_id are padding (one small input, which enumerated shapes need before iOS 18).
    */
   maskFrom?: 'input' | 'ids';
+  /** Float type of the model's inputs and outputs when it differs from `dtype` (iOS 15 has no float16 I/O). */
+  ioDtype?: 'fp32' | 'fp16';
 }
 
 const MASKED = -1e4; // additive mask value: exp underflows to 0, and it is finite in float16
@@ -71,10 +73,13 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   };
   const has = (name: string) => m.weights.has(name);
 
+  const io = o.ioDtype ?? g.dtype;
+  const toCompute = (v: Val) => (io === g.dtype ? v : g.op('cast', { x: v, dtype: str(g.dtype) }, `${v}_cast`));
+  const output = (v: Val, name: string) => g.output(io === g.dtype ? v : g.op('cast', { x: v, dtype: str(io) }, `${name}_cast`), name);
   const ids = g.input('input_ids', 'int32', [1, S]);
   // Padding as an additive term over keys: the (1, S, 1, S) input, or (1, S, 1, 1) from the pad id.
   const mask = (o.maskFrom ?? 'input') === 'input'
-    ? g.input('mask', g.dtype, [1, S, 1, S])
+    ? toCompute(g.input('mask', io, [1, S, 1, S]))
     : g.op('reshape', { x: g.op('select', { cond: g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad'), a: g.f(MASKED), b: g.f(0) }, 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask');
 
   // ---- building blocks -------------------------------------------------------------------------------
@@ -105,7 +110,10 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
       return g.op('mul', { x, y: g.op('rsqrt', { x: ms, epsilon: g.f(c.normEps) }, `${name}_rsqrt`) }, name);
     }
     // l2 form: ||[x, sqrt(C*eps)]|| = sqrt(C * (mean(x^2) + eps)), computed without squaring x in float16.
-    const eps = g.op('fill_like', { ref_tensor: g.op('slice_by_index', { x, begin: i32([0, 0, 0, 0]), end: i32([1, 1, 1, 0]), end_mask: bool([true, false, true, true]) }, `${name}_chan`), value: g.f(Math.sqrt(c.hidden * c.normEps)) }, `${name}_eps`);
+    const epsValue = Math.sqrt(c.hidden * c.normEps);
+    const eps = typeof S === 'number'
+      ? g.weight(`${name}_eps`, [1, 1, 1, S], () => new Float32Array(S).fill(epsValue))
+      : g.op('fill_like', { ref_tensor: g.op('slice_by_index', { x, begin: i32([0, 0, 0, 0]), end: i32([1, 1, 1, 0]), end_mask: bool([true, false, true, true]) }, `${name}_chan`), value: g.f(epsValue) }, `${name}_eps`);
     const l2 = g.op('reduce_l2_norm', { x: g.op('concat', { values: [x, eps], axis: i32(1), interleave: bool(false) }, `${name}_xeps`), axes: i32([1]), keep_dims: bool(true) }, `${name}_l2`);
     return g.op('mul', { x: g.op('real_div', { x, y: l2 }, `${name}_div`), y: g.f(Math.sqrt(c.hidden)) }, name);
   };
@@ -126,7 +134,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
     // Enumerated lengths: gather the first S columns of the longest table.
     const pick = (fn: (a: number) => number, which: string) => {
       const full = g.weight(`${name}_${which}_table`, [D, maxS], table(fn));
-      const cols = g.op('gather', { x: full, indices: positionsS(), axis: i32(1), batch_dims: i32(0) }, `${name}_${which}_cols`);
+      const cols = g.op('gather', { x: full, indices: positionsS(), axis: i32(1) }, `${name}_${which}_cols`);
       return g.op('reshape', { x: cols, shape: i32([1, 1, D, -1]) }, `${name}_${which}`);
     };
     return [pick(Math.cos, 'cos'), pick(Math.sin, 'sin')];
@@ -136,7 +144,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   let posCache: Val | undefined;
   const positionsS = (): Val => {
     if (posCache) return posCache;
-    const len = g.op('gather', { x: g.op('shape', { x: ids }, 'ids_shape'), indices: i32(1), axis: i32(0), batch_dims: i32(0) }, 'seq_len');
+    const len = g.op('gather', { x: g.op('shape', { x: ids }, 'ids_shape'), indices: i32(1), axis: i32(0) }, 'seq_len');
     posCache = g.op('range_1d', { start: i32(0), end: len, step: i32(1) }, 'positions', [{ dtype: 'int32', shape: [S] }]);
     return posCache;
   };
@@ -210,7 +218,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
 
   // ---- the body --------------------------------------------------------------------------------------
   const emb = W('model.embeddings.tok_embeddings.weight');
-  const rows = g.op('gather', { x: emb, indices: ids, axis: i32(0), batch_dims: i32(0) }, 'embed'); // (1, S, C)
+  const rows = g.op('gather', { x: emb, indices: ids, axis: i32(0) }, 'embed'); // (1, S, C)
   const embedded = g.op('expand_dims', { x: g.op('transpose', { x: rows, perm: i32([0, 2, 1]) }, 'embed_t'), axes: i32([2]) }, 'embed_4d'); // (1, C, 1, S)
 
   let x: Val;
@@ -244,7 +252,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const head = o.head ?? defaultHead(m);
   const predictionHead = (h: Val): Val => layerNorm(act(conv(h, 'head.dense', 'head_dense'), c.classifierActivation, 'head_act'), 'head.norm', 'head_norm');
   const atPositions = (h: Val): Val =>
-    o.positions ? g.op('gather', { x: h, indices: i32(o.positions), axis: i32(3), batch_dims: i32(0) }, 'at_positions') : h;
+    o.positions ? g.op('gather', { x: h, indices: i32(o.positions), axis: i32(3) }, 'at_positions') : h;
 
   // Pooling over real tokens: which keys are padding is read from the mask column of query 0.
   const pool = (h: Val, how: 'cls' | 'mean'): Val => {
@@ -258,25 +266,25 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
 
   switch (head) {
     case 'mlm':
-      g.output(conv(predictionHead(atPositions(last)), 'decoder', 'decoder'), 'logits'); // (1, V, 1, S)
+      output(conv(predictionHead(atPositions(last)), 'decoder', 'decoder'), 'logits'); // (1, V, 1, S)
       break;
     case 'tokcls':
-      g.output(conv(predictionHead(atPositions(last)), 'classifier', 'classifier'), 'logits'); // (1, L, 1, S)
+      output(conv(predictionHead(atPositions(last)), 'classifier', 'classifier'), 'logits'); // (1, L, 1, S)
       break;
     case 'seqcls': {
       const logits = conv(predictionHead(pool(last, c.classifierPooling)), 'classifier', 'classifier'); // (1, L, 1, 1)
-      g.output(g.op('reshape', { x: logits, shape: i32([1, c.labels.length]) }, 'classifier_2d'), 'logits');
+      output(g.op('reshape', { x: logits, shape: i32([1, c.labels.length]) }, 'classifier_2d'), 'logits');
       break;
     }
     case 'embedding': {
       const spec = m.embedding ?? { pooling: 'mean', normalize: false };
       let e = pool(last, spec.pooling);
       if (spec.normalize) e = g.op('real_div', { x: e, y: g.op('reduce_l2_norm', { x: e, axes: i32([1]), keep_dims: bool(true) }, 'embedding_l2') }, 'embedding_unit');
-      g.output(g.op('reshape', { x: e, shape: i32([1, c.hidden]) }, 'embedding_2d'), 'embedding');
+      output(g.op('reshape', { x: e, shape: i32([1, c.hidden]) }, 'embedding_2d'), 'embedding');
       break;
     }
     case 'none':
-      g.output(g.op('identity', { x: atPositions(last) }, 'hidden'), 'hidden_states'); // (1, C, 1, S)
+      output(g.op('identity', { x: atPositions(last) }, 'hidden'), 'hidden_states'); // (1, C, 1, S)
       break;
   }
   return g.graph;

@@ -7,6 +7,7 @@ import { VERSION } from '../version.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import { processIo, type Io } from './context.js';
 import { registerConvert } from './commands/convert.js';
+import { registerDiff } from './commands/diff.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerOutliers } from './commands/outliers.js';
 import { registerPredict } from './commands/predict.js';
@@ -36,6 +37,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerSynth(program, io);
   registerOutliers(program, io);
   registerConvert(program, io);
+  registerDiff(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
 
   const debug = argv.includes('--debug');

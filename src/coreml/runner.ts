@@ -104,6 +104,12 @@ export class PackageRunner implements Runner {
     return this.info.numLayers;
   }
 
+  /** Size of the per-token output (the vocabulary for a masked LM). */
+  get vocabSize(): number {
+    for (const op of this.pkg.graph.ops) for (const o of op.outputs) if (o.name === this.info.output) return Number(o.type.shape[1]);
+    return 0;
+  }
+
   get maxLen(): number {
     return Math.max(...this.info.seqLens);
   }

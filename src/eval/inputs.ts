@@ -62,12 +62,17 @@ export function resolveInputs(spec: InputSpec, ids: ModelIds, tok?: Tokenizer): 
   if (!tok) {
     throw new ModernBertError('BAD_ARGUMENT', 'this model has no tokenizer: give --golden FILE or --random N to choose the input tokens');
   }
-  const texts = spec.texts?.length ? spec.texts : [...BUILTIN_SENTENCES];
-  return texts.map((text) => {
+  const builtin = !spec.texts?.length;
+  const texts = builtin ? [...BUILTIN_SENTENCES] : spec.texts!;
+  const seqs = texts.map((text) => {
     const { ids: t } = tok.encode(text);
     const positions = tok.maskTokenId === undefined ? [] : t.flatMap((id, i) => (id === tok.maskTokenId ? [i] : []));
-    return checkLength({ ids: t, positions: positions.length ? positions : undefined, label: text }, ids);
+    return { ids: t, positions: positions.length ? positions : undefined, label: text };
   });
+  // Built-in sentences that a short model cannot take are left out; the user's own texts must fit.
+  const fitting = builtin ? seqs.filter((s) => s.ids.length <= ids.maxLen) : seqs.map((s) => checkLength(s, ids));
+  if (fitting.length === 0) throw new ModernBertError('BAD_INPUT', `none of the built-in sentences fits in ${ids.maxLen} tokens: give shorter texts`);
+  return fitting;
 }
 
 function checkLength(s: ProbeSequence, ids: ModelIds): ProbeSequence {

@@ -1,7 +1,9 @@
 // `inspect MODEL`: what a checkpoint is (configuration, parameters, dtypes, layer kinds, head).
 
 import type { Command } from 'commander';
-import { openModel } from '../../load.js';
+import type { FeatureInfo } from '../../coreml/description.js';
+import type { PackageRunner } from '../../coreml/runner.js';
+import { openModel, type LoadedModel } from '../../load.js';
 import { printJson, type Io } from '../context.js';
 
 /** Registers the inspect command. */
@@ -14,6 +16,7 @@ export function registerInspect(program: Command, io: Io): void {
     .action(async (modelPath: string, o: { json?: boolean }) => {
       const model = await openModel(modelPath);
       try {
+        if (model.pkg) return inspectPackage(io, model, Boolean(o.json));
         const c = model.config!;
         const w = model.weights!;
         // Tied decoder weights are one tensor stored once.
@@ -62,4 +65,46 @@ export function registerInspect(program: Command, io: Io): void {
         model.close();
       }
     });
+}
+
+function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
+  const pkg = model.pkg!;
+  const meta = pkg.description.metadata;
+  const ops = new Map<string, number>();
+  for (const op of pkg.graph.ops) ops.set(op.op, (ops.get(op.op) ?? 0) + 1);
+  let parameters = 0;
+  for (const c of pkg.graph.consts.values()) if (c.type.dtype === 'fp16' || c.type.dtype === 'fp32') parameters += (c.type.shape as number[]).reduce((a, b) => a * b, 1);
+  const feature = (f: FeatureInfo) => ({ name: f.name, dtype: f.dtype, shape: f.shape, ...(f.enumeratedShapes ? { enumerated_shapes: f.enumeratedShapes } : {}), ...(f.description ? { description: f.description } : {}) });
+  const info = {
+    path: model.path,
+    kind: model.kind,
+    specification_version: pkg.specificationVersion,
+    target: pkg.target,
+    opset: pkg.opset,
+    head: model.head,
+    labels: model.labels,
+    sequence_lengths: (model.runner as PackageRunner).info.seqLens,
+    inputs: pkg.description.inputs.map(feature),
+    outputs: pkg.description.outputs.map(feature),
+    parameters,
+    weight_dtypes: model.dtypes,
+    ops: Object.fromEntries([...ops].sort((a, b) => b[1] - a[1])),
+    op_count: pkg.graph.ops.length,
+    taps: [...pkg.graph.taps.keys()],
+    tokenizer: Boolean(model.tokenizer),
+    metadata: { short_description: meta.shortDescription ?? null, author: meta.author ?? null, version: meta.versionString ?? null, ...(meta.userDefined ?? {}) },
+  };
+  if (json) return printJson(io, info);
+  const shape = (f: FeatureInfo) => (f.enumeratedShapes ? f.enumeratedShapes.map((s) => `[${s.join(', ')}]`).join(' | ') : `[${f.shape.join(', ')}]`);
+  const lines: [string, string][] = [
+    ['package', `${info.path} (spec ${info.specification_version}, ${info.target}, opset ${info.opset})`],
+    ['head', `${info.head}${info.labels.length ? ` (${info.labels.join(', ')})` : ''}`],
+    ...pkg.description.inputs.map((f): [string, string] => ['input', `${f.name} ${f.dtype} ${shape(f)}${f.description ? ` - ${f.description}` : ''}`]),
+    ...pkg.description.outputs.map((f): [string, string] => ['output', `${f.name} ${f.dtype} ${f.shape.length ? `[${f.shape.join(', ')}]` : ''}${f.description ? ` - ${f.description}` : ''}`]),
+    ['parameters', `${(parameters / 1e6).toFixed(2)} M (${info.weight_dtypes.join(', ')})`],
+    ['ops', `${info.op_count}: ${[...ops].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`],
+    ['tokenizer', info.tokenizer ? 'included' : 'none'],
+  ];
+  for (const [k, v] of Object.entries(meta.userDefined ?? {})) lines.push([k, v]);
+  for (const [k, v] of lines) io.stdout(`${k.padEnd(18)} ${v}\n`);
 }

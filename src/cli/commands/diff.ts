@@ -1,0 +1,71 @@
+// `diff A B [TEXT...]`: two models (checkpoints or packages, each in its own arithmetic) on the same tokens:
+// KL(A || B), top-1 / top-5 agreement and the max abs difference of the logits.
+
+import type { Command } from 'commander';
+import { ModernBertError } from '../../errors.js';
+import { AgreementMeter } from '../../eval/compare.js';
+import { resolveInputs } from '../../eval/inputs.js';
+import { openModel } from '../../load.js';
+import type { Precision } from '../../runtime/numerics.js';
+import { printJson, progress, type Io } from '../context.js';
+import { nonNegativeInt, positiveInt, precision } from '../parse.js';
+
+interface DiffOptions {
+  precisionA: Precision;
+  precisionB: Precision;
+  golden?: string;
+  random?: number;
+  seed: number;
+  tokenizer?: string;
+  json?: boolean;
+}
+
+/** Registers the diff command. */
+export function registerDiff(program: Command, io: Io): void {
+  program
+    .command('diff')
+    .description('compare two models on the same inputs: KL(A || B) averaged over tokens, top-1/top-5 agreement, max abs difference of the logits (at [MASK] positions when there are any, else every token)')
+    .argument('<a>', 'checkpoint folder or .mlpackage')
+    .argument('<b>', 'checkpoint folder or .mlpackage')
+    .argument('[text...]', 'texts (default: built-in sentences)')
+    .option('--precision-a <mode>', 'arithmetic of A: fp32, fp16, fp16-fused, fp16-acc16', precision, 'fp32')
+    .option('--precision-b <mode>', 'arithmetic of B', precision, 'fp32')
+    .option('--golden <file>', 'use the input ids of a golden file (for models without a tokenizer)')
+    .option('--random <n>', 'use n seeded random token ids', positiveInt)
+    .option('--seed <n>', 'seed of --random', nonNegativeInt, 0)
+    .option('--tokenizer <dir>', 'folder with tokenizer.json, when neither model has one')
+    .option('--json', 'machine-readable output')
+    .action(async (pathA: string, pathB: string, texts: string[], o: DiffOptions) => {
+      const a = await openModel(pathA, { precision: o.precisionA, tokenizerDir: o.tokenizer });
+      const b = await openModel(pathB, { precision: o.precisionB, tokenizerDir: o.tokenizer });
+      const bar = progress(io, 'diff', Boolean(o.json));
+      try {
+        const tok = a.tokenizer ?? b.tokenizer;
+        const ids = { ...a.ids, maxLen: Math.min(a.maxLen, b.maxLen) };
+        const seqs = resolveInputs({ texts, golden: o.golden, random: o.random, seed: o.seed }, ids, tok);
+        const meter = new AgreementMeter();
+        for (const [i, s] of seqs.entries()) {
+          const positions = s.positions ?? s.ids.flatMap((_, k) => (!s.attention || s.attention[k] ? [k] : []));
+          const ra = (await a.runner.forward(s, { positions })).outputs;
+          const rb = (await b.runner.forward(s, { positions })).outputs;
+          const la = ra.get('logits');
+          const lb = rb.get('logits');
+          if (!la || !lb) throw new ModernBertError('BAD_ARGUMENT', 'diff compares logits; one of the models has no "logits" output');
+          if (la.shape[1] !== lb.shape[1]) throw new ModernBertError('SHAPE_MISMATCH', `A has ${la.shape[1]} logits per token, B ${lb.shape[1]}`);
+          const P = la.shape.length === 4 ? la.shape[3]! : 1;
+          meter.add(la.data, lb.data, la.shape[1]!, P);
+          bar.update(i + 1, seqs.length);
+        }
+        bar.stop();
+        const r = meter.result();
+        if (o.json) return printJson(io, { kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, non_finite: r.non_finite, precision_a: o.precisionA, precision_b: o.precisionB });
+        io.stdout(`A: ${pathA} (${o.precisionA})\nB: ${pathB} (${o.precisionB})\n`);
+        io.stdout(`KL(A || B) ${r.kl.toExponential(3)}  top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  max |diff| ${r.max_abs_diff.toPrecision(4)}  over ${r.tokens} tokens of ${seqs.length} inputs\n`);
+        if (r.non_finite) io.stdout(`WARNING: ${r.non_finite} tokens have NaN or infinite logits\n`);
+      } finally {
+        bar.stop();
+        a.close();
+        b.close();
+      }
+    });
+}
