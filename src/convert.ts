@@ -13,7 +13,8 @@ import { ModernBertError } from './errors.js';
 import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
 import type { ProbeSequence } from './eval/inputs.js';
 import type { Checkpoint } from './io/checkpoint.js';
-import { buildModel, defaultHead, type OutputHead } from './model.js';
+import { CachedWeights } from './engine.js';
+import { buildModel, defaultHead, type ModelSource, type OutputHead } from './model.js';
 import type { Precision } from './runtime/numerics.js';
 import { VERSION } from './version.js';
 import { prepareVariant, type RotationKind, type Variant } from './variants.js';
@@ -146,14 +147,27 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   for (const s of o.seqLens) {
     if (s > c.maxPositions) throw new ModernBertError('BAD_ARGUMENT', `--seq-len ${s} is longer than the model allows (max_position_embeddings ${c.maxPositions})`);
   }
-  const timed = new TimedWeights(ckpt.weights);
-  const source = { config: c, weights: timed, embedding: ckpt.embedding };
-  const variant = prepareVariant(source, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
+  const read = new TimedWeights(ckpt.weights);
+  const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
+  const transformed = new TimedWeights(variant.source.weights); // reading + folding + rotating
+  let source: ModelSource = { ...variant.source, weights: transformed };
   const head = o.head ?? defaultHead(ckpt);
   const lens = [...new Set(o.seqLens)].sort((a, b) => a - b);
+
+  // The fidelity report runs the converted weights in float16 emulation: they are computed once, cached
+  // (already rounded for float16 packages), and written from the cache. Without it, conversion streams.
+  let fidelity: FidelityReport | null = null;
+  let fidelityMs = 0;
+  if (o.fidelity !== null) {
+    const f0 = performance.now();
+    source = { ...source, weights: new CachedWeights(transformed, o.weights === 'fp16') };
+    fidelity = await measureFidelity({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, { source, norm: variant.norm }, o.calibration, o.fidelity, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t));
+    fidelityMs = performance.now() - f0 - transformed.ms;
+  }
+
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
-  const graph = buildModel(variant.source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, head });
+  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, head });
 
   const extras: ExtraItem[] = [];
   if (o.tokenizer) {
@@ -162,35 +176,24 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
     const files = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].filter((f) => existsSync(join(dir, f))).map((f) => ({ name: f, source: join(dir, f) }));
     extras.push({ author: 'com.github.modernbert-ane', description: 'Tokenizer (Hugging Face tokenizer.json) for this model', name: 'tokenizer', path: TOKENIZER_ITEM_PATH, files });
   }
-
-  let fidelity: FidelityReport | null = null;
-  let fidelityMs = 0;
-  let readMs: number | undefined;
+  const description = describe(ckpt, { ...o, seqLens: lens }, variant, head);
+  if (fidelity) description.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);
   const stats = await writeMLPackage(o.out, {
     graph,
-    description: describe(ckpt, { ...o, seqLens: lens }, variant, head),
+    description,
     target: o.target,
     force: o.force,
     extraItems: extras,
     onProgress: (p) => o.onProgress?.('write', p.constsWritten, p.constsTotal),
-    lateMetadata: async (): Promise<Record<string, string>> => {
-      readMs = timed.ms; // the fidelity runs read the checkpoint again: not conversion time
-      if (o.fidelity === null) return {};
-      const f0 = performance.now();
-      fidelity = await measureFidelity({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, { source: { ...variant.source, weights: variant.source.weights }, norm: variant.norm }, o.calibration, o.fidelity, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t));
-      fidelityMs = performance.now() - f0;
-      return { [META.fidelity]: JSON.stringify(fidelity) };
-    },
   });
-  readMs ??= timed.ms;
   return {
     out: o.out,
     variant: variant.name,
     seqLens: lens,
     stats,
     seconds: {
-      read: readMs / 1000,
-      transform: Math.max(0, stats.loadMs - readMs) / 1000,
+      read: read.ms / 1000,
+      transform: Math.max(0, transformed.ms - read.ms) / 1000,
       write: stats.writeMs / 1000,
       fidelity: fidelityMs / 1000,
       total: (performance.now() - t0) / 1000,

@@ -6,7 +6,8 @@ import type { Graph } from './graph/ir.js';
 import { buildModel, type BuildOptions, type ModelSource, type NormStyle, type OutputHead } from './model.js';
 import { Interpreter } from './runtime/interpreter.js';
 import type { Precision } from './runtime/numerics.js';
-import { shareable, type RtTensor } from './runtime/tensor.js';
+import { roundToF16InPlace } from './runtime/kernels/index.js';
+import { F16_EXACT, shareable, type RtTensor } from './runtime/tensor.js';
 import type { Tensor, WeightSource } from './weights.js';
 
 /** One sequence: token ids and which of them are real (1) or padding (0). */
@@ -41,10 +42,14 @@ export function additiveMask(attention: ArrayLike<number> | undefined, S: number
   return m;
 }
 
-/** Keeps each tensor once it has been read, so graphs of different lengths share one copy of the weights. */
+/**
+ * Keeps each tensor once it has been read, so graphs of different lengths share one copy of the weights.
+ * With `roundF16` the cached copies are rounded to float16 once (for models that only run in float16).
+ * Unlike other sources it returns the cached array itself, which readers must not modify.
+ */
 export class CachedWeights implements WeightSource {
   private readonly cache = new Map<string, Tensor>();
-  constructor(private readonly inner: WeightSource) {}
+  constructor(private readonly inner: WeightSource, private readonly roundF16 = false) {}
   has(name: string): boolean {
     return this.inner.has(name);
   }
@@ -53,7 +58,10 @@ export class CachedWeights implements WeightSource {
     let t = this.cache.get(key);
     if (!t) {
       const raw = this.inner.get(name);
-      t = { shape: raw.shape, data: shareable(raw.data) };
+      // The inner source hands over a fresh array (WeightSource.get), so it can be rounded in place.
+      const data = shareable(raw.data);
+      if (this.roundF16) F16_EXACT.add(roundToF16InPlace(data));
+      t = { shape: raw.shape, data };
       this.cache.set(key, t);
     }
     return t;

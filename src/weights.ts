@@ -13,7 +13,10 @@ export interface Tensor {
 /** A set of named tensors; `get` may compute or read the tensor each time it is called. */
 export interface WeightSource {
   has(name: string): boolean;
-  /** The tensor; throws ModernBertError('BAD_CONFIG') naming the tensor if it is absent. */
+  /**
+   * The tensor, in a fresh array that the caller owns (and may modify); throws
+   * ModernBertError('BAD_CONFIG') naming the tensor if it is absent.
+   */
   get(name: string): Tensor;
   /** The shape without loading the data. */
   shape(name: string): number[];
@@ -41,7 +44,7 @@ export class MemoryWeights implements WeightSource {
   get(name: string): Tensor {
     const t = this.tensors.get(name);
     if (!t) throw new ModernBertError('BAD_CONFIG', `weight "${name}" is missing`, { tensor: name });
-    return t;
+    return { shape: [...t.shape], data: t.data.slice() };
   }
 
   shape(name: string): number[] {

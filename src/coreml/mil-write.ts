@@ -61,11 +61,6 @@ export interface WriteOptions {
   onProgress?: (progress: WriteProgress) => void;
   /** Extra items (the tokenizer) to store beside the model. */
   extraItems?: readonly ExtraItem[];
-  /**
-   * Metadata known only once the weights are written (the fidelity report): called after weight.bin is
-   * complete and before the model file is encoded, still inside the atomic write.
-   */
-  lateMetadata?: () => Promise<Record<string, string>>;
 }
 
 export interface WriteStats {
@@ -297,7 +292,7 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
   validateGraph(graph, info.target);
   checkValueNames(graph);
   const description = describeGraph(graph, options.description ?? {}, info.target);
-  metadataWithExtras(description.metadata, graph); // checks the keys before any writing
+  const metadata = metadataToProto(metadataWithExtras(description.metadata, graph));
   return writePackageAtomically(path, options.force ?? false, async (layout) => {
     const weights = BlobWriter.create(join(layout.weightsDir, WEIGHT_FILE));
     const builder = new ProgramBuilder(graph, info.target, weights, options.onProgress);
@@ -308,9 +303,6 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
       weights.abort();
       throw e;
     }
-    const late = options.lateMetadata ? await options.lateMetadata() : {};
-    const base = description.metadata;
-    const metadata = metadataToProto(metadataWithExtras({ ...base, userDefined: { ...base.userDefined, ...late } }, graph));
     const model: ModelProto = {
       specificationVersion: info.specificationVersion,
       description: {

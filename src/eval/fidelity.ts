@@ -5,7 +5,7 @@
 import { Engine } from '../engine.js';
 import type { ModelSource, NormStyle } from '../model.js';
 import type { Precision } from '../runtime/numerics.js';
-import { shutdownRuntime } from '../runtime/shutdown.js';
+import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import { AgreementMeter } from './compare.js';
 import type { ProbeSequence } from './inputs.js';
@@ -33,6 +33,20 @@ function logitsOf(outputs: Map<string, RtTensor>): { data: Float32Array; V: numb
   return t.shape.length === 4 ? { data, V: t.shape[1]!, P: t.shape[3]! } : { data, V: t.shape[1]!, P: 1 };
 }
 
+const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
+
+// In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
+// can keep a block's variables alive).
+async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, seqs: ProbeSequence[], tick: () => void): Promise<{ data: Float32Array; V: number; P: number }[]> {
+  const engine = new Engine(source, { precision, norm });
+  const out: { data: Float32Array; V: number; P: number }[] = [];
+  for (const s of seqs) {
+    out.push(logitsOf((await engine.forward(s, { positions: positionsOf(s) })).outputs));
+    tick();
+  }
+  return out;
+}
+
 /**
  * Measures `converted` (run in `precision`) against `reference` (float32, as trained). The two engines
  * run one after the other, so only one model's weights are held at a time.
@@ -45,19 +59,11 @@ export async function measureFidelity(
   inputs: string,
   onProgress?: (done: number, total: number) => void,
 ): Promise<FidelityReport> {
-  const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
   const total = seqs.length * 2;
   let done = 0;
-  const refs: { data: Float32Array; V: number; P: number }[] = [];
-  {
-    const engine = new Engine(reference, { precision: 'fp32', norm: 'layernorm' });
-    for (const s of seqs) {
-      refs.push(logitsOf((await engine.forward(s, { positions: positionsOf(s) })).outputs));
-      onProgress?.(++done, total);
-    }
-  }
-  // The reference weights are only reachable from the kernel workers now; stopping them frees the memory.
-  await shutdownRuntime();
+  const refs = await runAll(reference, 'fp32', 'layernorm', seqs, () => onProgress?.(++done, total));
+  // The reference model is unreachable now (runAll's frame is gone): free it before the converted one loads.
+  await releaseMemory();
   const engine = new Engine(converted.source, { precision, norm: converted.norm });
   const meter = new AgreementMeter();
   let firstBad: ProbeSequence | undefined;

@@ -5,7 +5,7 @@
 // docs/ROTATION.md has the derivation and what each output tensor is.
 
 import { ModernBertError } from '../errors.js';
-import type { Tensor, WeightSource } from '../weights.js';
+import { sharedFloat32, type Tensor, type WeightSource } from '../weights.js';
 import { LazyWeights, type Recipe } from './lazy-weights.js';
 import { affine, centerColumns, centerRows, centeredDiagonal, diagonal, scaleColumns } from './matrix-ops.js';
 import type { Rotation } from './rotation.js';
@@ -147,7 +147,7 @@ class Folding {
   /** P·Q for P [rows, n] produced batch by batch by `prepare` (rows first .. first + count − 1, float64). */
   private rotateRows(rows: number, prepare: (first: number, count: number, dst: Float64Array) => Float64Array): Float32Array {
     const n = this.n;
-    const out = new Float32Array(rows * n);
+    const out = sharedFloat32(rows * n);
     for (let r0 = 0; r0 < rows; r0 += ROW_BATCH) {
       const t = Math.min(ROW_BATCH, rows - r0);
       const batch = prepare(r0, t, this.workspace.take(t * n));

@@ -2,6 +2,7 @@
 // so a Hadamard rotation can apply them in O(n log n) per vector while a learned (dense) one uses matmuls.
 
 import { ModernBertError } from '../errors.js';
+import { sharedFloat32 } from '../weights.js';
 
 /** A row-major matrix of float32 or float64 values. */
 export type Matrix = Float32Array | Float64Array;
@@ -43,7 +44,7 @@ export function destination(
       { rows, cols, length: w.length, size },
     );
   }
-  return out ?? new Float32Array(rows * cols);
+  return out ?? sharedFloat32(rows * cols); // folded weights are long-lived: shared, so the kernels read them in place
 }
 
 /** Q = I: folding without rotation. */

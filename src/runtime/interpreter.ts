@@ -6,7 +6,7 @@ import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '.
 import { numericsFor, type Numerics, type Precision } from './numerics.js';
 import { OPS, type OpArgs } from './ops.js';
 import { sharedFloat32 } from '../weights.js';
-import { shareable, type RtTensor } from './tensor.js';
+import { F16_EXACT, shareable, type RtTensor } from './tensor.js';
 
 export interface RunOptions {
   /** Values to return besides the graph outputs (for example tapped hidden states). */
@@ -78,7 +78,7 @@ export class Interpreter {
     }
     if (data instanceof Float32Array) {
       // Rounded copies for the float16 modes are as long-lived as the originals, so they are shared too.
-      if (this.num.half) {
+      if (this.num.half && !F16_EXACT.has(data)) {
         const copy = sharedFloat32(data.length);
         copy.set(data);
         data = this.num.round(copy);

@@ -12,7 +12,7 @@
 //             ACC16_CHUNK products are formed in float32 and added to a float16 accumulator.
 
 import { ModernBertError } from '../errors.js';
-import { roundToF16 } from '../numeric/fp16.js';
+import { roundToF16InPlace } from './kernels/index.js';
 
 export type Precision = 'fp32' | 'fp16' | 'fp16-fused' | 'fp16-acc16';
 export const PRECISIONS: readonly Precision[] = ['fp32', 'fp16', 'fp16-fused', 'fp16-acc16'];
@@ -40,6 +40,6 @@ export function numericsFor(precision: Precision): Numerics {
     precision,
     half,
     fusedExact: precision === 'fp32' || precision === 'fp16-fused',
-    round: half ? roundToF16 : (a) => a,
+    round: half ? roundToF16InPlace : (a) => a,
   };
 }

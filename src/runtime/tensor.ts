@@ -56,3 +56,6 @@ export function stridesOf(shape: readonly number[]): number[] {
   }
   return s;
 }
+
+/** Arrays whose values are already float16 values: the float16 modes use them without a rounded copy. */
+export const F16_EXACT = new WeakSet<Float32Array>();
