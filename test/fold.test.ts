@@ -264,7 +264,7 @@ describe('foldWeights: names and shapes', () => {
       expect(folded.get(name).data.length).toBe(folded.shape(name).reduce((a, b) => a * b, 1));
     }
     for (const head of ['head.dense.weight', 'head.norm.weight', 'decoder.weight', 'decoder.bias']) {
-      expect(folded.get(head)).toBe(src.get(head));
+      expect(folded.get(head)).toEqual(src.get(head));
     }
     expect(folded.shape(`${LAYER0_RESIDUAL}.weight`)).toEqual([12, 12]);
     expect(folded.shape('model.layers.1.mlp.Wo.weight')).toEqual([12, 16]);
@@ -275,8 +275,8 @@ describe('foldWeights: names and shapes', () => {
     const model = tinyModel(12, 2, { norm: false, linear: true }, 5);
     const src = new MemoryWeights(model.weights);
     const folded = foldWeights(src, { numLayers: 2, hidden: 12 }, new HadamardRotation(12, 0));
-    expect(folded.get('model.layers.1.attn.Wqkv.bias')).toBe(src.get('model.layers.1.attn.Wqkv.bias'));
-    expect(folded.get('model.layers.0.mlp.Wi.bias')).toBe(src.get('model.layers.0.mlp.Wi.bias'));
+    expect(folded.get('model.layers.1.attn.Wqkv.bias')).toEqual(src.get('model.layers.1.attn.Wqkv.bias'));
+    expect(folded.get('model.layers.0.mlp.Wi.bias')).toEqual(src.get('model.layers.0.mlp.Wi.bias'));
   });
 
   it('without norm biases adds no bias tensors', () => {
