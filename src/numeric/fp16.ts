@@ -81,7 +81,15 @@ export function decodeF16(src: Uint16Array, dst: Float32Array = new Float32Array
 
 /** Encodes float32 values as float16 bits (round to nearest even). */
 export function encodeF16(src: Float32Array, dst: Uint16Array = new Uint16Array(src.length)): Uint16Array {
-  for (let i = 0; i < src.length; i++) dst[i] = f32ToF16Bits(src[i]!);
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < u.length; i++) {
+    const b = u[i]!;
+    const abs = b & 0x7fffffff;
+    // Normal float16 range that cannot round up past 65504: round the mantissa, rebias the exponent.
+    if (abs >= 0x38800000 && abs < 0x477ff000) dst[i] = ((b >>> 16) & 0x8000) | ((abs + 0xfff + ((abs >>> 13) & 1) - 0x38000000) >>> 13);
+    else if (abs === 0) dst[i] = (b >>> 16) & 0x8000;
+    else dst[i] = f32ToF16Bits(src[i]!); // subnormals, overflow, inf, NaN
+  }
   return dst;
 }
 
