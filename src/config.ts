@@ -128,6 +128,11 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
     if (typeof v !== 'boolean') return bad(`"${field}" must be true or false, got ${JSON.stringify(v)}`, field);
     return v;
   };
+  // RoPE thetas: theta^(-2k/d) is infinite or complex for theta <= 0.
+  const positive = (v: number, what: string, field = what): number => {
+    if (!(v > 0) || !Number.isFinite(v)) bad(`"${what}" must be a positive number, got ${v}`, field);
+    return v;
+  };
   const activation = (field: string): Activation => {
     read.add(field);
     const v = c[field] ?? (DEFAULTS as Record<string, unknown>)[field];
@@ -148,7 +153,7 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
     architecture = (archs as string[])[0]!;
   }
   const head = HEADS[architecture];
-  if (!head) unsupported(`architecture ${architecture} is not supported (supported: ${Object.keys(HEADS).join(', ')})`, 'architectures');
+  if (!head) unsupported(`"architectures" names ${architecture}, which is not supported (supported: ${Object.keys(HEADS).join(', ')})`, 'architectures');
 
   const vocabSize = num('vocab_size', { int: true, min: 1 });
   const hidden = num('hidden_size', { int: true, min: 1 });
@@ -187,24 +192,33 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
   read.add('rope_parameters');
   if (c.rope_parameters !== undefined && c.rope_parameters !== null) {
     const rp = c.rope_parameters as Json;
+    if (typeof rp !== 'object' || Array.isArray(rp)) bad(`"rope_parameters" must be an object keyed by layer type, got ${JSON.stringify(rp)}`, 'rope_parameters');
+    // ModernBERT keys them by layer type; anything else (a flat {rope_type, ...}, another kind) would be ignored.
+    for (const k of Object.keys(rp)) {
+      if (k !== 'full_attention' && k !== 'sliding_attention') {
+        unsupported(`rope_parameters.${k} = ${JSON.stringify(rp[k])} is not supported (ModernBERT's rope_parameters hold full_attention and sliding_attention)`, 'rope_parameters');
+      }
+    }
     const theta = (kind: string, fallback: string): number => {
       const p = rp[kind] as Json | undefined;
-      if (p === undefined) return num(fallback, { min: 0 });
+      if (p === undefined) return positive(num(fallback), fallback);
       if (typeof p !== 'object' || p === null) return bad(`rope_parameters.${kind} must be an object`, 'rope_parameters');
       const type = p.rope_type ?? 'default';
       if (type !== 'default') unsupported(`rope_parameters.${kind}.rope_type ${JSON.stringify(type)} is not supported (default)`, 'rope_parameters');
       for (const k of Object.keys(p)) {
         if (k !== 'rope_type' && k !== 'rope_theta') unsupported(`rope_parameters.${kind}.${k} is not supported`, 'rope_parameters');
       }
+      // transformers fills a missing rope_theta from the 4.x field or its default.
+      if (p.rope_theta === undefined) return positive(num(fallback), fallback);
       if (typeof p.rope_theta !== 'number') return bad(`rope_parameters.${kind}.rope_theta must be a number`, 'rope_parameters');
-      return p.rope_theta;
+      return positive(p.rope_theta, `rope_parameters.${kind}.rope_theta`, 'rope_parameters');
     };
     globalRopeTheta = theta('full_attention', 'global_rope_theta');
     localRopeTheta = theta('sliding_attention', 'local_rope_theta');
     for (const k of ['global_rope_theta', 'local_rope_theta']) if (c[k] !== undefined) read.add(k);
   } else {
-    globalRopeTheta = num('global_rope_theta', { min: 0 });
-    localRopeTheta = num('local_rope_theta', { min: 0 });
+    globalRopeTheta = positive(num('global_rope_theta'), 'global_rope_theta');
+    localRopeTheta = positive(num('local_rope_theta'), 'local_rope_theta');
   }
   for (const k of ['rope_scaling', 'rope_theta']) {
     if (c[k] !== undefined && c[k] !== null) unsupported(`"${k}" is not supported by ModernBERT (use rope_parameters)`, k);
@@ -220,7 +234,13 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
   read.add('id2label');
   let labels: string[] = [];
   if (head === 'seqcls' || head === 'tokcls') {
-    const id2label = c.id2label as Json | undefined;
+    const id2label = (c.id2label ?? undefined) as Json | undefined;
+    if (id2label !== undefined && (typeof id2label !== 'object' || Array.isArray(id2label))) {
+      bad(`"id2label" must be an object {"0": "name", ...}, got ${JSON.stringify(id2label)}`, 'id2label');
+    }
+    if (c.num_labels !== undefined && (typeof c.num_labels !== 'number' || !Number.isInteger(c.num_labels) || c.num_labels < 1)) {
+      bad(`"num_labels" must be a positive integer, got ${JSON.stringify(c.num_labels)}`, 'num_labels');
+    }
     const n = id2label ? Object.keys(id2label).length : typeof c.num_labels === 'number' ? c.num_labels : 2;
     labels = Array.from({ length: n }, (_, i) => {
       const name = id2label?.[String(i)];

@@ -38,6 +38,7 @@ function maxDiff(acc: number, ours: number, gold: number): number {
 
 // Our per-token tensors are (1, C, 1, S): element (c, s) is at c * S + s.
 function diffTokens(ours: RtTensor, gold: Float32Array, goldOffset: number, tokens: number[], oursPos: number[], C: number): number {
+  if (ours.shape.length !== 4) throw new ModernBertError('SHAPE_MISMATCH', `the golden has per-token values but the model's output is [${ours.shape.join(', ')}]`);
   const S = ours.shape[3]!;
   if (ours.shape[1] !== C) throw new ModernBertError('SHAPE_MISMATCH', `the model gives ${ours.shape[1]} channels, the golden ${C}`);
   let d = 0;
@@ -48,12 +49,35 @@ function diffTokens(ours: RtTensor, gold: Float32Array, goldOffset: number, toke
   return d;
 }
 
+/** A golden from another model (other layer count, batch or length) is an error, not an out-of-range read. */
+function checkGoldenShapes(gc: GoldenCase, L: number): void {
+  const [B, S] = gc.inputIds.shape;
+  const fail = (what: string, shape: number[], expected: string) => {
+    throw new ModernBertError('SHAPE_MISMATCH', `golden case "${gc.name}": ${what} is [${shape.join(', ')}], but this model and the case's input_ids [${B}, ${S}] need ${expected}`, { case: gc.name });
+  };
+  const h = gc.hiddenStates?.shape;
+  if (h && (h.length !== 4 || h[0] !== L + 1 || h[1] !== B || h[2] !== S)) fail('hidden_states', h, `[${L + 1}, ${B}, ${S}, hidden]`);
+  const g = gc.logits?.shape;
+  if (g && !(g.length === 2 ? g[0] === B : g.length === 3 && g[0] === B && g[1] === S)) fail('logits', g, `[${B}, labels] or [${B}, ${S}, classes]`);
+  if (gc.attentionMask && gc.attentionMask.length !== B * S) fail('attention_mask', [gc.attentionMask.length], `${B * S} values`);
+  const last = gc.lastHiddenState?.shape;
+  if (last && (last.length !== 2 || last[0] !== S || B !== 1)) fail('last_hidden_state', last, `[${S}, hidden] with batch 1`);
+  const P = gc.positions?.length ?? 0;
+  for (const [what, t] of [['logits_at_positions', gc.logitsAtPositions], ['last_hidden_state_at_positions', gc.lastHiddenStateAtPositions]] as const) {
+    if (t && (t.shape.length !== 2 || t.shape[0] !== P)) fail(what, t.shape, `[${P}, channels]`);
+  }
+  if (gc.positions?.some((p) => !Number.isInteger(p) || p < 0 || p >= S)) {
+    throw new ModernBertError('SHAPE_MISMATCH', `golden case "${gc.name}": positions fall outside its ${S} tokens`, { case: gc.name });
+  }
+}
+
 /** Runs every case of a golden file and compares. `onCase(i, total)` reports progress. */
 export async function verify(runner: Runner, cases: GoldenCase[], atol: number, base: ForwardOptions = {}, onCase?: (done: number, total: number) => void): Promise<VerifyReport> {
   const reports: CaseReport[] = [];
   const L = runner.numLayers;
   for (const [ci, gc] of cases.entries()) {
     const [B, S] = gc.inputIds.shape;
+    checkGoldenShapes(gc, L);
     let logitsDiff: number | null = null;
     let hiddenDiff: number | null = null;
     const bump = (cur: number | null, v: number) => (cur === null ? v : Math.max(cur, v));
@@ -76,6 +100,9 @@ export async function verify(runner: Runner, cases: GoldenCase[], atol: number, 
         if (g.shape.length === 2) {
           // Sequence classification: [B, L] against our (1, L).
           const n = g.shape[1]!;
+          if (out.shape.length !== 2 || out.shape[1] !== n) {
+            throw new ModernBertError('SHAPE_MISMATCH', `golden case "${gc.name}" has ${n} sequence-classification logits per row, the model's output is [${out.shape.join(', ')}]`, { case: gc.name });
+          }
           let d = 0;
           for (let k = 0; k < n; k++) d = maxDiff(d, out.data[k]!, g.data[b * n + k]!);
           logitsDiff = bump(logitsDiff, d);

@@ -79,10 +79,18 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
   if (existsSync(index)) {
     const map = (readJson(index) as { weight_map?: Record<string, string> }).weight_map;
     if (!map || typeof map !== 'object') throw new ModernBertError('CORRUPT_FILE', `${index} has no "weight_map"`, { file: index });
-    const shards = [...new Set(Object.values(map))];
+    const entries = Object.entries(map);
+    const notShard = entries.find(([, s]) => typeof s !== 'string' || s === '');
+    if (notShard) throw new ModernBertError('CORRUPT_FILE', `${index}: weight_map gives ${JSON.stringify(notShard[1])} as the shard of "${notShard[0]}"`, { file: index, tensor: notShard[0] });
+    const shards = [...new Set(entries.map(([, s]) => s))];
     const opened: SafetensorsFile[] = [];
     try {
       for (const s of shards) opened.push(SafetensorsFile.open(join(dir, s)));
+      // The index must describe the shards: a tensor listed in a shard that lacks it means a mixed-up folder.
+      for (const [name, s] of entries) {
+        const file = opened[shards.indexOf(s)]!;
+        if (!file.tensors.has(name)) throw new ModernBertError('CORRUPT_FILE', `${index} puts tensor "${name}" in ${s}, which does not hold it`, { file: index, tensor: name });
+      }
     } catch (e) {
       opened.forEach((f) => f.close());
       throw e;

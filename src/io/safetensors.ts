@@ -46,6 +46,11 @@ export class SafetensorsFile {
     } catch {
       throw new ModernBertError('FILE_NOT_FOUND', `cannot open ${path}`, { file: path });
     }
+    // A folder opens for reading on Linux, then fails on the first read (EISDIR).
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      throw new ModernBertError('BAD_INPUT', `${path} is not a file (expected a .safetensors file)`, { file: path });
+    }
     try {
       const { dataStart, tensors, metadata } = readHeader(fd, path);
       return new SafetensorsFile(path, fd, dataStart, tensors, metadata);
