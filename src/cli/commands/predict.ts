@@ -13,6 +13,7 @@ interface PredictOptions {
   topK: number;
   embed?: boolean;
   precision?: Precision;
+  tokenizer?: string;
   json?: boolean;
 }
 
@@ -26,16 +27,17 @@ export function registerPredict(program: Command, io: Io): void {
     .option('-k, --top-k <n>', 'tokens to list per [MASK]', positiveInt, 5)
     .option('--embed', 'print the pooled sentence embedding instead')
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
+    .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
     .option('--json', 'machine-readable output')
     .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
       // One argument is the text (default model) unless it names an existing model.
       let [modelPath, text] = b === undefined ? [undefined, a] : [a, b];
       if (b === undefined && a !== undefined && existsSync(a)) [modelPath, text] = [a, undefined];
       if (text === undefined || text.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'no text given: modernbert-ane predict [MODEL] "text with [MASK]"');
-      const model = await openModel(modelPath, { precision: o.precision });
+      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer });
       try {
         const tok = model.tokenizer;
-        if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which predict needs`, { path: model.path });
+        if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which predict needs (give --tokenizer DIR)`, { path: model.path });
         if (o.embed) {
           const embedding = await embed(model.runner, tok, text, model.maxLen);
           if (o.json) printJson(io, { embedding });
