@@ -1,0 +1,227 @@
+// A learned rotation of the residual stream (SpinQuant-style), chosen for float16 rather than for integers.
+//
+// 1. One float32 pass of the plain model over the calibration tokens gives the reference outputs and the
+//    stream rows X (stream-rows.ts); the readers of the stream give the sensitivity M (readers.ts).
+// 2. The float16 emulation of the two fixed candidates, folded (Q = I) and Hadamard (seeded), is measured
+//    against the reference (KL over real tokens); the better one is the start.
+// 3. Cayley SGD on the orthogonal group (stiefel.ts) minimises the proxy of fp16-proxy.ts over X, on seeded
+//    minibatches of rows, within a step count and a time budget; the Q with the lowest full-data proxy is
+//    kept. Refolding a base-size model costs seconds, so the model is never refolded during optimisation.
+// 4. The learned Q is folded once and measured like the candidates; it is returned only if its KL is no
+//    worse than the best candidate's, else that candidate is returned and the report says so.
+//
+// Deterministic for a seed: minibatches come from a seeded generator and every product runs on one thread.
+
+import type { Sequence } from '../engine.js';
+import { ModernBertError } from '../errors.js';
+import type { Agreement } from '../eval/compare.js';
+import type { ModelSource } from '../model.js';
+import type { Precision } from '../runtime/numerics.js';
+import { F16_MAX } from '../numeric/fp16.js';
+import { DenseRotation } from './dense-rotation.js';
+import { emulatedAgreement } from './emulated-agreement.js';
+import { fp16Proxy, prepareProxy, type ProxyData, type ProxyValue } from './fp16-proxy.js';
+import { HadamardRotation } from './hadamard-rotation.js';
+import { readerSensitivity } from './readers.js';
+import { IdentityRotation, type Rotation } from './rotation.js';
+import { cayleyStep, frobenius, identityMatrix, newtonSchulz, orthonormalizeColumns, skewFromGradient } from './stiefel.js';
+import { float32Pass } from './stream-rows.js';
+
+export interface LearnOptions {
+  /** Seed of the Hadamard candidate and of the minibatches. */
+  seed: number;
+  /** Calibration sequences (real tokens only are used). */
+  calibration: Sequence[];
+  /** Norm form of the folded model: 'l2' (overflow-safe) or 'rms' (x*x, overflows past |x| ≈ 256). */
+  norm: 'l2' | 'rms';
+  /** Float16 emulation that candidates are judged in. */
+  precision: Precision;
+  /** Seconds the optimisation may take (the float32 pass and the measurements come on top). Default 60. */
+  budgetSeconds?: number;
+  /** Most Cayley steps. Default 200. */
+  maxSteps?: number;
+  /** Most stream rows kept (evenly spaced over tokens and layers). Default 8192. */
+  maxRows?: number;
+  /** Progress in work units: one per calibration pass and measurement, one per step. */
+  onProgress?: (done: number, total: number) => void;
+  /** Called after every step with the current Q and its minibatch proxy (for studies of the proxy). */
+  onStep?: (step: number, q: Float32Array, proxy: ProxyValue) => void;
+}
+
+export type Candidate = 'folded' | 'hadamard' | 'learned';
+
+/** KL and agreement of one candidate in the judged emulation. */
+export interface CandidateResult {
+  proxy: number;
+  kl: number;
+  top1: number;
+  non_finite: number;
+}
+
+export interface LearnReport {
+  /** What was returned: the learned Q, or the candidate that measured better. */
+  chosen: Candidate;
+  start: 'folded' | 'hadamard';
+  precision: Precision;
+  norm: 'l2' | 'rms';
+  seed: number;
+  steps: number;
+  /** Rows of the stream the proxy saw, and the calibration tokens they came from. */
+  rows: number;
+  tokens: number;
+  candidates: Record<Candidate, CandidateResult>;
+  seconds: { calibration: number; measure: number; optimise: number; total: number };
+  /** One sentence on the choice, for the CLI and the package metadata. */
+  note: string;
+}
+
+export interface LearnedRotation {
+  rotation: Rotation;
+  /** Q, row-major n×n (the identity or the Hadamard matrix when a candidate was chosen). */
+  matrix: Float32Array;
+  report: LearnReport;
+}
+
+/** Stream values are kept below this fraction of what float16 (or the x*x norm) holds. */
+const LIMIT_MARGIN = 0.8;
+/** Rows per minibatch. */
+const BATCH_ROWS = 2048;
+/** Largest rotation angle (radians, as α‖A‖_F) of the first step; it decays to 0 along a cosine. */
+const FIRST_ANGLE = 0.2;
+/** Newton–Schulz clean-up every this many steps (the Cayley fixed point drifts off the group slowly). */
+const CLEANUP_EVERY = 5;
+
+/** Learns an orthogonal Q for the float16 model; returns it, or the better fixed candidate, with a report. */
+export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<LearnedRotation> {
+  const t0 = performance.now();
+  const n = src.config.hidden;
+  const maxSteps = o.maxSteps ?? 200;
+  const budget = o.budgetSeconds ?? 60;
+  if (o.calibration.length === 0) throw new ModernBertError('BAD_ARGUMENT', 'rotation learning needs at least one calibration sequence');
+  if (!Number.isInteger(maxSteps) || maxSteps < 0) throw new ModernBertError('BAD_ARGUMENT', `maxSteps must be a non-negative integer, got ${maxSteps}`);
+  if (!(budget >= 0)) throw new ModernBertError('BAD_ARGUMENT', `budgetSeconds must be non-negative, got ${budget}`);
+  const hadamard = new HadamardRotation(n, o.seed); // validates the seed and the order first
+  const seqs = o.calibration.length;
+  const total = seqs * 4 + maxSteps;
+  let done = 0;
+  const tick = () => o.onProgress?.(++done, total);
+
+  // 1. Reference outputs and stream rows.
+  const pass = await float32Pass(src, o.calibration, o.maxRows ?? 8192, tick);
+  const x = prepareProxy(pass.stream, readerSensitivity(src));
+  const tCal = performance.now();
+  const proxyOpts = { limit: LIMIT_MARGIN * (o.norm === 'rms' ? Math.sqrt(F16_MAX) : F16_MAX) };
+  const proxyAt = (q: Float32Array) => fp16Proxy(x, q, proxyOpts).loss;
+
+  // 2. The fixed candidates.
+  const measure = async (r: Rotation) => brief(await emulatedAgreement(src, r, o.norm, o.precision, o.calibration, pass.outputs, tick));
+  const identityQ = identityMatrix(n);
+  const hadamardQ = hadamard.rightMul(identityQ, n, n);
+  const folded = { proxy: proxyAt(identityQ), ...(await measure(new IdentityRotation(n))) };
+  const had = { proxy: proxyAt(hadamardQ), ...(await measure(hadamard)) };
+  const start = had.kl < folded.kl ? 'hadamard' : 'folded';
+  let measureMs = performance.now() - tCal;
+
+  // 3. Cayley SGD on the proxy.
+  const tOpt = performance.now();
+  const opt = optimise(x, start === 'hadamard' ? hadamardQ : identityQ, proxyOpts, { seed: o.seed, maxSteps, budget, onStep: o.onStep, tick });
+  done = seqs * 3 + maxSteps; // steps cut short by the budget count as done
+  o.onProgress?.(done, total);
+  const optMs = performance.now() - tOpt;
+
+  // 4. Measure the learned Q and choose.
+  const tCheck = performance.now();
+  const learnedRot = new DenseRotation(n, opt.q);
+  const learned = { proxy: proxyAt(opt.q), ...(await measure(learnedRot)) };
+  measureMs += performance.now() - tCheck;
+  const best = had.kl < folded.kl ? { name: 'hadamard' as const, r: had, rot: hadamard as Rotation, q: hadamardQ } : { name: 'folded' as const, r: folded, rot: new IdentityRotation(n) as Rotation, q: identityQ };
+  const keep = !(learned.kl > best.r.kl) && Number.isFinite(learned.kl);
+  const chosen: Candidate = keep ? 'learned' : best.name;
+  const fmt = (v: number) => (Number.isFinite(v) ? v.toExponential(2) : String(v));
+  const note = keep
+    ? `learned rotation kept: ${o.precision} KL ${fmt(learned.kl)} against ${fmt(best.r.kl)} for ${best.name} on the calibration tokens`
+    : `learned rotation discarded (${o.precision} KL ${fmt(learned.kl)} against ${fmt(best.r.kl)}): using ${best.name}`;
+  const seconds = { calibration: (tCal - t0) / 1000, measure: measureMs / 1000, optimise: optMs / 1000, total: (performance.now() - t0) / 1000 };
+  return {
+    rotation: keep ? learnedRot : best.rot,
+    matrix: keep ? opt.q : best.q,
+    report: {
+      chosen,
+      start,
+      precision: o.precision,
+      norm: o.norm,
+      seed: o.seed,
+      steps: opt.steps,
+      rows: x.count,
+      tokens: pass.tokens,
+      candidates: { folded, hadamard: had, learned },
+      seconds,
+      note,
+    },
+  };
+}
+
+function brief(a: Agreement): Omit<CandidateResult, 'proxy'> {
+  return { kl: a.kl, top1: a.top1, non_finite: a.non_finite };
+}
+
+interface OptimiseOptions {
+  seed: number;
+  maxSteps: number;
+  budget: number;
+  /** Rotation angle of the first step (default FIRST_ANGLE). */
+  firstAngle?: number;
+  onStep?: (step: number, q: Float32Array, proxy: ProxyValue) => void;
+  tick: () => void;
+}
+
+/**
+ * Cayley SGD from `q0`: each step takes a seeded minibatch of rows, a step of angle FIRST_ANGLE·(cosine
+ * decay), and every CLEANUP_EVERY steps a Newton–Schulz clean-up. Returns the Q with the lowest full-data
+ * proxy among the start and the checkpoints, orthonormalized in float64.
+ */
+export function optimise(x: ProxyData, q0: Float32Array, proxyOpts: { limit: number }, o: OptimiseOptions): { q: Float32Array; steps: number; proxy: number } {
+  const n = x.n;
+  const deadline = performance.now() + o.budget * 1000;
+  const rng = splitmix32(o.seed ^ 0x5eed1e55);
+  const batch = Math.min(BATCH_ROWS, x.count);
+  const pick = new Uint32Array(batch);
+  const grad = new Float32Array(n * n);
+  let q: Float32Array = Float32Array.from(q0);
+  let best: { q: Float32Array; proxy: number } = { q: Float32Array.from(q0), proxy: fp16Proxy(x, q0, proxyOpts).loss };
+  let steps = 0;
+  while (steps < o.maxSteps && performance.now() < deadline) {
+    // Sampling without replacement would need a shuffle of all rows; with replacement is as good here.
+    for (let i = 0; i < batch; i++) pick[i] = rng() % x.count;
+    const value = fp16Proxy(x, q, proxyOpts, grad, batch < x.count ? pick : undefined);
+    const a = frobenius(skewFromGradient(q, grad, n));
+    if (!(a > 0)) break; // a stationary point: nothing left to follow
+    const angle = (o.firstAngle ?? FIRST_ANGLE) * 0.5 * (1 + Math.cos((Math.PI * steps) / Math.max(o.maxSteps, 1)));
+    q = cayleyStep(q, grad, n, angle / a);
+    steps++;
+    if (steps % CLEANUP_EVERY === 0 || steps === o.maxSteps) newtonSchulz(q, n);
+    o.onStep?.(steps, q, value);
+    o.tick();
+    if (steps % CLEANUP_EVERY === 0 || steps === o.maxSteps) {
+      const full = fp16Proxy(x, q, proxyOpts).loss;
+      if (full < best.proxy) best = { q: Float32Array.from(q), proxy: full };
+    }
+  }
+  // A last check of the final Q (a budget stop can fall between checkpoints).
+  newtonSchulz(q, n);
+  const last = fp16Proxy(x, q, proxyOpts).loss;
+  if (last < best.proxy) best = { q, proxy: last };
+  return { q: Float32Array.from(orthonormalizeColumns(best.q, n)), steps, proxy: best.proxy };
+}
+
+/** A SplitMix32-style generator of uint32 values. */
+function splitmix32(seed: number): () => number {
+  let state = seed | 0;
+  return () => {
+    state = (state + 0x9e3779b9) | 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+}

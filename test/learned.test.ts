@@ -1,0 +1,251 @@
+// Rotation learning: the orthogonal-group steps, the float16 proxy's analytic gradient, the optimisation
+// lowering the proxy on a trained model, and learnRotation's contract (orthogonal, deterministic, never
+// worse in measured float16 KL than the folded and Hadamard candidates) on tiny checkpoints.
+
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_MODEL } from '../src/load.js';
+import { measureFidelity } from '../src/eval/fidelity.js';
+import { resolveInputs, type ProbeSequence } from '../src/eval/inputs.js';
+import { loadCheckpoint, type Checkpoint } from '../src/io/checkpoint.js';
+import { fp16Proxy, prepareProxy, type ProxyData } from '../src/rotation/fp16-proxy.js';
+import { readerSensitivity } from '../src/rotation/readers.js';
+import { learnRotation, optimise, type LearnedRotation } from '../src/rotation/learned.js';
+import { cayleyStep, identityMatrix, newtonSchulz, orthogonalityError, orthonormalizeColumns } from '../src/rotation/stiefel.js';
+import { float32Pass, unitRows } from '../src/rotation/stream-rows.js';
+import { HadamardRotation } from '../src/rotation/index.js';
+import { shutdownRuntime } from '../src/runtime/shutdown.js';
+import { prepareVariant } from '../src/variants.js';
+
+const FX = join(import.meta.dirname, 'fixtures');
+
+/** Deterministic uniforms in [-0.5, 0.5) from an LCG. */
+function uniforms(count: number, seed: number): Float64Array {
+  let s = seed >>> 0;
+  return Float64Array.from({ length: count }, () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s / 2 ** 32 - 0.5;
+  });
+}
+
+function randomOrthogonal(n: number, seed: number): Float32Array {
+  return Float32Array.from(orthonormalizeColumns(uniforms(n * n, seed), n));
+}
+
+/** A random symmetric positive definite matrix with trace n (a stand-in for the readers' sensitivity). */
+function randomSensitivity(n: number, seed: number): Float32Array {
+  const a = uniforms(n * n, seed);
+  const m = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) m[i * n + j] += a[k * n + i]! * a[k * n + j]!;
+  let trace = 0;
+  for (let i = 0; i < n; i++) trace += m[i * n + i]!;
+  return m.map((v) => (v * n) / trace);
+}
+
+/** Rows with a few heavy channels, like a residual stream with outliers. */
+function heavyRows(count: number, n: number, seed: number) {
+  const u = uniforms(count * n, seed);
+  const rows = Array.from({ length: count }, (_, r) => {
+    const x = Array.from(u.subarray(r * n, (r + 1) * n));
+    x[r % 3] = (x[r % 3] ?? 0) + 20 * (1 + (r % 5)); // channels 0-2 carry outliers of 20-100
+    return x;
+  });
+  return unitRows(rows, n);
+}
+
+function randomSeqs(ck: Checkpoint, count: number, length: number): ProbeSequence[] {
+  const c = ck.config;
+  const ids = { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId] };
+  return Array.from({ length: count }, (_, i) => resolveInputs({ random: length, seed: i }, ids)[0]!);
+}
+
+describe('orthogonal-group steps', () => {
+  const n = 24;
+  it('a Cayley step stays orthogonal and moves along minus the Riemannian gradient', () => {
+    const q = randomOrthogonal(n, 1);
+    const g = Float32Array.from(uniforms(n * n, 2));
+    const alpha = 1e-3;
+    const next = cayleyStep(q, g, n, alpha);
+    expect(orthogonalityError(next, n)).toBeLessThan(1e-5);
+    // First order: Q' ≈ Q − α·(G − Q·Gᵀ·Q).
+    const qgtq = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let k = 0; k < n; k++) for (let l = 0; l < n; l++) s += q[i * n + k]! * g[l * n + k]! * q[l * n + j]!;
+        qgtq[i * n + j] = s;
+      }
+    }
+    let err = 0;
+    let step = 0;
+    for (let i = 0; i < n * n; i++) {
+      const predicted = q[i]! - alpha * (g[i]! - qgtq[i]!);
+      err = Math.max(err, Math.abs(next[i]! - predicted));
+      step = Math.max(step, Math.abs(next[i]! - q[i]!));
+    }
+    expect(step).toBeGreaterThan(1e-4);
+    expect(err).toBeLessThan(0.01 * step);
+  });
+
+  it('Newton–Schulz and Gram–Schmidt bring a nearly orthogonal matrix back', () => {
+    const q = randomOrthogonal(n, 3);
+    const noise = uniforms(n * n, 4);
+    for (let i = 0; i < q.length; i++) q[i] += 1e-3 * noise[i]!;
+    expect(orthogonalityError(q, n)).toBeGreaterThan(1e-4);
+    newtonSchulz(q, n);
+    expect(orthogonalityError(q, n)).toBeLessThan(1e-5);
+    expect(orthogonalityError(orthonormalizeColumns(q, n), n)).toBeLessThan(1e-12);
+  });
+});
+
+describe('float16 proxy', () => {
+  const n = 16;
+  const rows = heavyRows(40, n, 5);
+  const x = prepareProxy(rows, identityMatrix(n));
+
+  it('is lowest for the axis-aligned stream and highest when a Hadamard rotation spreads it', () => {
+    const limit = 1e9;
+    const id = fp16Proxy(x, identityMatrix(n), { limit }).noise;
+    const had = fp16Proxy(x, new HadamardRotation(n, 0).rightMul(identityMatrix(n), n, n), { limit }).noise;
+    expect(id).toBeLessThan(0.5 * had);
+    expect(had).toBeLessThanOrEqual(1 - 1 / n + 1e-6);
+  });
+
+  it('with M = I is the relative tangential noise 1 − Σv⁴', () => {
+    const q = randomOrthogonal(n, 11);
+    let expected = 0;
+    for (let r = 0; r < rows.count; r++) {
+      let s4 = 0;
+      for (let i = 0; i < n; i++) {
+        let v = 0;
+        for (let k = 0; k < n; k++) v += rows.rows[r * n + k]! * q[k * n + i]!;
+        s4 += v ** 4;
+      }
+      expected += (1 - s4) / rows.count;
+    }
+    expect(fp16Proxy(x, q, { limit: 1e9 }).noise).toBeCloseTo(expected, 5);
+  });
+
+  for (const [name, limit, data] of [
+    ['M = I, without the overflow barrier', 1e9, x],
+    ['M = I, with the barrier', 40, x],
+    ['a random M, with the barrier', 40, prepareProxy(rows, randomSensitivity(n, 12))],
+  ] as [string, number, ProxyData][]) {
+    it(`analytic gradient matches finite differences (${name})`, () => {
+      const x = data;
+      const q = randomOrthogonal(n, 6);
+      const grad = new Float32Array(n * n);
+      const at = fp16Proxy(x, q, { limit }, grad);
+      if (limit < 1e9) expect(at.barrier).toBeGreaterThan(0);
+      else expect(at.barrier).toBe(0);
+      for (const seed of [7, 8, 9]) {
+        const e = uniforms(n * n, seed);
+        const h = 1e-3;
+        const shifted = (s: number) => fp16Proxy(x, Float32Array.from(q, (v, i) => v + s * h * e[i]!), { limit }).loss;
+        const numeric = (shifted(1) - shifted(-1)) / (2 * h);
+        let analytic = 0;
+        for (let i = 0; i < n * n; i++) analytic += grad[i]! * e[i]!;
+        expect(Math.abs(numeric - analytic)).toBeLessThan(2e-3 * Math.max(1, Math.abs(analytic)));
+      }
+    });
+  }
+
+  it('minibatch gradient over all rows equals the full gradient', () => {
+    const q = randomOrthogonal(n, 10);
+    const x = prepareProxy(rows, randomSensitivity(n, 13));
+    const full = new Float32Array(n * n);
+    const picked = new Float32Array(n * n);
+    fp16Proxy(x, q, { limit: 40 }, full);
+    fp16Proxy(x, q, { limit: 40 }, picked, Uint32Array.from({ length: x.count }, (_, i) => i));
+    for (let i = 0; i < full.length; i++) expect(picked[i]).toBeCloseTo(full[i]!, 6);
+  });
+});
+
+describe('optimising the proxy on a trained model (mini-trained)', () => {
+  let ck: Checkpoint;
+  let rows: ProxyData;
+  beforeAll(async () => {
+    ck = loadCheckpoint(DEFAULT_MODEL);
+    rows = prepareProxy((await float32Pass(ck, randomSeqs(ck, 2, 24), 4096)).stream, readerSensitivity(ck));
+  });
+  afterAll(async () => {
+    ck.close();
+    await shutdownRuntime();
+  });
+
+  for (const start of ['identity', 'hadamard'] as const) {
+    it(`lowers the proxy from the ${start} start and stays orthogonal`, () => {
+      const n = rows.n;
+      const q0 = start === 'identity' ? identityMatrix(n) : new HadamardRotation(n, 0).rightMul(identityMatrix(n), n, n);
+      const limit = 0.8 * 65504;
+      const before = fp16Proxy(rows, q0, { limit }).loss;
+      const seen: number[] = [];
+      const r = optimise(rows, q0, { limit }, { seed: 1, maxSteps: 15, budget: 60, tick: () => {}, onStep: (_, __, p) => seen.push(p.loss) });
+      expect(r.steps).toBe(15);
+      expect(seen).toHaveLength(15);
+      expect(r.proxy).toBeLessThan(0.97 * before);
+      expect(fp16Proxy(rows, r.q, { limit }).loss).toBeCloseTo(r.proxy, 4);
+      expect(orthogonalityError(r.q, n)).toBeLessThan(1e-5);
+    });
+  }
+});
+
+describe('learnRotation (tiny-mlm)', () => {
+  let ck: Checkpoint;
+  let calibration: ProbeSequence[];
+  let first: LearnedRotation;
+  const opts = () => ({ seed: 3, calibration, norm: 'l2' as const, precision: 'fp16' as const, maxSteps: 8, budgetSeconds: 30 });
+  beforeAll(async () => {
+    ck = loadCheckpoint(join(FX, 'tiny-mlm'));
+    calibration = randomSeqs(ck, 2, 20);
+    first = await learnRotation(ck, opts());
+  });
+  afterAll(() => ck.close());
+
+  it('returns an orthogonal matrix and a report of every candidate', () => {
+    const n = ck.config.hidden;
+    expect(first.matrix).toHaveLength(n * n);
+    expect(orthogonalityError(first.matrix, n)).toBeLessThan(1e-5);
+    const r = first.report;
+    expect(r.steps).toBe(8);
+    expect(r.tokens).toBe(44);
+    expect(r.rows).toBe(44 * (ck.config.numLayers + 2));
+    for (const c of Object.values(r.candidates)) expect(Number.isFinite(c.kl) && Number.isFinite(c.proxy)).toBe(true);
+    expect(r.note.length).toBeGreaterThan(0);
+  });
+
+  it('is deterministic for a seed', async () => {
+    const again = await learnRotation(ck, opts());
+    expect(Buffer.from(again.matrix.buffer).equals(Buffer.from(first.matrix.buffer))).toBe(true);
+    expect(again.report.candidates).toEqual(first.report.candidates);
+    expect(again.report.chosen).toBe(first.report.chosen);
+  });
+
+  it('reports progress up to the total', async () => {
+    const calls: [number, number][] = [];
+    await learnRotation(ck, { ...opts(), maxSteps: 3, onProgress: (d, t) => calls.push([d, t]) });
+    const total = calls[0]![1];
+    expect(calls.every(([, t]) => t === total)).toBe(true);
+    expect(calls.at(-1)![0]).toBe(total);
+    expect(calls.map(([d]) => d)).toEqual([...calls.map(([d]) => d)].sort((a, b) => a - b));
+  });
+
+  it('measures, independently, no worse in float16 KL than folded and Hadamard on the calibration tokens', async () => {
+    const kl = async (rotation: 'none' | 'hadamard' | 'learned') => {
+      const v = prepareVariant(ck, { fold: true, rotation, norm: 'l2', seed: 3 }, rotation === 'learned' ? first.rotation : undefined);
+      return (await measureFidelity(ck, v, calibration, 'fp16', 'random ids')).kl;
+    };
+    const [folded, hadamard, learned] = [await kl('none'), await kl('hadamard'), await kl('learned')];
+    expect(learned).toBeLessThanOrEqual(Math.min(folded, hadamard));
+    const c = first.report.candidates;
+    expect(c.folded.kl).toBeCloseTo(folded, 12);
+    expect(c.hadamard.kl).toBeCloseTo(hadamard, 12);
+    expect(c[first.report.chosen].kl).toBeCloseTo(learned, 12);
+  });
+
+  it('rejects bad options with typed errors', async () => {
+    await expect(learnRotation(ck, { ...opts(), calibration: [] })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
+    await expect(learnRotation(ck, { ...opts(), maxSteps: -1 })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
+    await expect(learnRotation(ck, { ...opts(), seed: -1 })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
+  });
+});
