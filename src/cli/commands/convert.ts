@@ -64,7 +64,10 @@ export function registerConvert(program: Command, io: Io): void {
     .option('--fidelity-precision <mode>', 'emulation of the fidelity report: fp16, fp16-fused, fp16-acc16', precision, 'fp16')
     .option('--learn-seconds <s>', 'time budget of --rotation learned', positiveInt, 60)
     .option('--json', 'machine-readable output')
-    .action(async (modelPath: string, o: ConvertCliOptions) => {
+    .action(async (modelPath: string, o: ConvertCliOptions, cmd: Command) => {
+      if (!o.fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
+        throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${o.rotation}`);
+      }
       if (isPackagePath(modelPath)) throw new ModernBertError('BAD_ARGUMENT', `${modelPath} is already a Core ML package; convert takes a checkpoint folder`);
       if (o.fidelityPrecision === 'fp32') throw new InvalidArgumentError('the fidelity report compares a float16 emulation with float32: use fp16, fp16-fused or fp16-acc16');
       const ckpt = loadCheckpoint(modelPath);
