@@ -9,8 +9,9 @@ const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
 
-// Assets beside the sources (protobuf schemas, WebAssembly, worker scripts) keep their relative paths.
-const assetExt = ['.proto', '.wasm', '.mjs'];
+// Assets beside the sources (protobuf schemas, WebAssembly, worker scripts and their type declarations,
+// which the emitted .d.ts files import) keep their relative paths.
+const assetExt = ['.proto', '.wasm', '.mjs', '.d.mts'];
 function copyAssets(dir) {
   for (const entry of readdirSync(dir)) {
     const path = join(dir, entry);
