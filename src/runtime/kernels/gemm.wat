@@ -1,8 +1,9 @@
 ;; Matrix-multiply and float16-rounding kernels, WebAssembly SIMD (f32x4).
 ;;
-;; The JavaScript driver (gemm-core.mjs) copies blocks of the operands into this module's memory, packs them
-;; with the pack_* functions into the panel layout that the micro-kernel streams, and calls `macro` for each
-;; cache block. All pointers are byte offsets into this memory; all sizes are element counts.
+;; The JavaScript driver (gemm-core.mjs) copies blocks of the operands into this module's memory, packs
+;; them with the pack2_* and pack16_* functions into the panel layout that the micro-kernel streams, and
+;; calls `macro` for each cache block. All pointers are byte offsets into this memory; sizes are element
+;; counts.
 ;;
 ;; Packed layout (the BLIS layout): an operand block X[P, kc] is cut into panels of R consecutive rows of X
 ;; (R = 2 for A, 16 for B); a panel holds, for k = 0..kc-1, its R values X[p..p+R, k] contiguously.
