@@ -20,6 +20,7 @@ import { VERSION } from './version.js';
 import { prepareVariant, type RotationKind, type Variant } from './variants.js';
 import type { Tensor, WeightSource } from './weights.js';
 import type { Rotation } from './rotation/index.js';
+import type { LearnReport } from './rotation/learned.js';
 
 export interface ConvertOptions {
   out: string;
@@ -44,8 +45,9 @@ export interface ConvertOptions {
   fidelity: Precision | null;
   /** The tokenizer's [MASK] id, recorded in the metadata. */
   maskTokenId?: number;
-  /** A learned rotation, computed beforehand (rotation/learned.ts). */
+  /** A learned rotation, computed beforehand (rotation/learned.ts), and its report for the metadata. */
   learned?: Rotation;
+  learnReport?: LearnReport;
   onProgress?: (stage: 'write' | 'fidelity', done: number, total: number) => void;
 }
 
@@ -130,7 +132,7 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
         [META.labels]: JSON.stringify(c.labels),
         [META.specialIds]: JSON.stringify({ pad: c.padTokenId, cls: c.clsTokenId, sep: c.sepTokenId, mask: o.maskTokenId ?? null }),
         [META.seqLens]: o.seqLens.join(','),
-        [META.rotation]: o.fold ? `${o.rotation}${o.rotation === 'hadamard' ? ` (seed ${o.seed})` : ''}` : 'none (not folded)',
+        [META.rotation]: !o.fold ? 'none (not folded)' : o.rotation === 'none' ? 'none (folded)' : `${o.rotation} (seed ${o.seed}${o.learnReport ? `, kept ${o.learnReport.chosen}` : ''})`,
         [META.norm]: o.fold ? `folded, ${o.norm === 'l2' ? 'l2-norm RMSNorm (overflow-safe)' : 'x*x RMSNorm'}` : 'LayerNorm',
         [META.weights]: o.weights,
         [META.numLayers]: String(c.numLayers),
@@ -178,6 +180,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   }
   const description = describe(ckpt, { ...o, seqLens: lens }, variant, head);
   if (fidelity) description.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);
+  if (o.learnReport) description.metadata!.userDefined![META.rotationLearning] = JSON.stringify(o.learnReport);
   const stats = await writeMLPackage(o.out, {
     graph,
     description,

@@ -26,6 +26,7 @@ export const META = {
   weights: 'weights',
   numLayers: 'num_layers',
   fidelity: 'fidelity',
+  rotationLearning: 'rotation_learning',
 } as const;
 
 export interface SpecialIds {

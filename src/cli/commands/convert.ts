@@ -12,6 +12,7 @@ import type { OutputHead } from '../../model.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { loadTokenizer } from '../../tokenizer.js';
 import type { RotationKind } from '../../variants.js';
+import { learnRotation, type LearnedRotation } from '../../rotation/learned.js';
 import { dirname } from 'node:path';
 import { printJson, progress, type Io } from '../context.js';
 import { intList, nonNegativeInt, positiveInt, precision } from '../parse.js';
@@ -84,8 +85,15 @@ export function registerConvert(program: Command, io: Io): void {
           tok,
         );
         const calibrationName = texts ? `${o.calibration}` : tok ? 'built-in sentences' : `${o.random} random token ids`;
-        let learned;
-        if (o.rotation === 'learned' && o.fold) throw new ModernBertError('UNSUPPORTED', 'LEARNED-PENDING');
+        let learned: LearnedRotation | undefined;
+        if (o.rotation === 'learned' && o.fold) {
+          learned = await learnRotation({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, {
+            seed: o.seed, calibration, norm: o.norm, precision: o.fidelityPrecision, budgetSeconds: o.learnSeconds,
+            onProgress: (d, t) => bars.learn.update(d, t),
+          });
+          bars.learn.stop();
+          if (!o.json) io.stdout(`rotation learning: ${learned.report.note}\n`);
+        }
         const report = await convert(ckpt, {
           out: o.out,
           seqLens: o.seqLen,
@@ -103,7 +111,8 @@ export function registerConvert(program: Command, io: Io): void {
           calibrationName,
           fidelity: o.fidelity ? o.fidelityPrecision : null,
           maskTokenId: tok?.maskTokenId,
-          learned,
+          learned: learned?.rotation,
+          learnReport: learned?.report,
           onProgress: (stage, d, t) => bars[stage].update(d, t),
         });
         Object.values(bars).forEach((b) => b.stop());
