@@ -393,6 +393,17 @@ describe('bad input: exit 2, one line on stderr, no stack (the stack with --debu
       writeFileSync(join(d, 'c.json'), JSON.stringify({ hidden_size: 32, num_attention_heads: 2, num_hidden_layers: 1, vocab_size: 64, intermediate_size: 16 }));
       return ['synth', join(d, 'c.json'), '--out', join(d, 'o'), '--override', 'model.final_norm.weight[32]=1'];
     }, /index 32 is outside dimension 0 of size 32/],
+    ['synth --out naming a file', () => {
+      const d = tempDir();
+      writeFileSync(join(d, 'file'), '');
+      return ['synth', 'base', '--out', join(d, 'file')];
+    }, /--out .*file is a file, not a folder/],
+    ['synth --out under a file', () => {
+      const d = tempDir();
+      writeFileSync(join(d, 'c.json'), JSON.stringify({ hidden_size: 32, num_attention_heads: 2, num_hidden_layers: 1, vocab_size: 64, intermediate_size: 16 }));
+      writeFileSync(join(d, 'file'), '');
+      return ['synth', join(d, 'c.json'), '--out', join(d, 'file', 'sub')];
+    }, /cannot write to .*file\/sub \(ENOTDIR/],
     ['too many arguments', () => ['inspect', TINY_MLM, 'extra'], /too many arguments for 'inspect'/],
   ];
 

@@ -273,7 +273,9 @@ describe('every math field is honoured', () => {
   it('the same edits through 4.x names (global_attn_every_n_layers, global/local_rope_theta) follow the reference', async () => {
     const baseline = await baselineMlm();
     const dir = copyFixture('tiny-mlm', (c) => ({ ...c, global_attn_every_n_layers: 2, global_rope_theta: 500, local_rope_theta: 20 }), 'config.v4.json');
-    expect(loadCheckpoint(dir).config.layerTypes).toEqual(['global', 'local', 'global', 'local']);
+    const ckpt = loadCheckpoint(dir);
+    expect(ckpt.config).toMatchObject({ layerTypes: ['global', 'local', 'global', 'local'], globalRopeTheta: 500, localRopeTheta: 20 });
+    ckpt.close();
     const { vsRef, moved } = await compare(dir, 'tiny-mlm', ROWS_MLM, baseline);
     expect(vsRef).toBeLessThan(TOL);
     expect(moved).toBeGreaterThan(20 * TOL);

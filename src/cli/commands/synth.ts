@@ -1,6 +1,8 @@
 // `synth <base|large|CONFIG.json> --out DIR`: a synthetic checkpoint from the portable PRNG.
 
+import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
+import { ModernBertError } from '../../errors.js';
 import { parseOverride } from '../../synth/overrides.js';
 import { writeSynthCheckpoint } from '../../synth/synth.js';
 import { printJson, progress, type Io } from '../context.js';
@@ -25,10 +27,18 @@ export function registerSynth(program: Command, io: Io): void {
     .option('--json', 'machine-readable output')
     .action(async (preset: string, o: SynthOptions) => {
       const overrides = o.override.map(parseOverride);
+      if (existsSync(o.out) && !statSync(o.out).isDirectory()) {
+        throw new ModernBertError('BAD_ARGUMENT', `--out ${o.out} is a file, not a folder`, { path: o.out });
+      }
       const bar = progress(io, 'synth MB', Boolean(o.json));
       const t0 = performance.now();
       try {
-        const info = await writeSynthCheckpoint(preset, o.out, overrides, (d, t) => bar.update(Math.round(d / 1e6), Math.round(t / 1e6)), { overwrite: o.force });
+        const info = await writeSynthCheckpoint(preset, o.out, overrides, (d, t) => bar.update(Math.round(d / 1e6), Math.round(t / 1e6)), { overwrite: o.force }).catch((e: unknown) => {
+          // The folder cannot be made (a file on its path, no permission): the user's to fix, so exit 2.
+          const errno = e as NodeJS.ErrnoException;
+          if (e instanceof Error && typeof errno.syscall === 'string') throw new ModernBertError('BAD_ARGUMENT', `cannot write to ${o.out} (${e.message})`, { path: o.out, errno: errno.code });
+          throw e;
+        });
         bar.stop();
         const seconds = (performance.now() - t0) / 1000;
         const summary = { out: o.out, tensors: info.tensors, bytes: info.bytes, parameters: info.bytes / 4, seconds };
