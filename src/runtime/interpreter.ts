@@ -4,7 +4,7 @@
 import { ModernBertError } from '../errors.js';
 import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '../graph/ir.js';
 import { numericsFor, type Numerics, type Precision } from './numerics.js';
-import { OPS, type OpArgs } from './ops.js';
+import { OPS, softmaxWithBias, type OpArgs } from './ops.js';
 import { sharedFloat32 } from '../weights.js';
 import { F16_EXACT, shareable, type RtTensor } from './tensor.js';
 
@@ -20,11 +20,27 @@ export class Interpreter {
   readonly num: Numerics;
   private readonly consts = new Map<string, RtTensor>();
   private readonly lastUse = new Map<string, number>();
+  /** `add` ops whose only reader is the next op, a softmax, by index, with the softmax axis: run as one. */
+  private readonly fusedAdds = new Map<number, number>();
 
   constructor(readonly graph: Graph, precision: Precision = 'fp32') {
     this.num = numericsFor(precision);
+    const readers = new Map<string, number>();
     graph.ops.forEach((op, i) => {
-      for (const a of Object.values(op.inputs)) for (const v of refs(a)) this.lastUse.set(v, i);
+      for (const a of Object.values(op.inputs)) {
+        for (const v of refs(a)) {
+          this.lastUse.set(v, i);
+          readers.set(v, (readers.get(v) ?? 0) + 1);
+        }
+      }
+    });
+    graph.ops.forEach((op, i) => {
+      const next = graph.ops[i + 1];
+      const out = op.outputs[0]!.name;
+      const axis = next?.inputs.axis === undefined ? [-1] : isLiteral(next.inputs.axis) ? (next.inputs.axis.value as number[]) : [];
+      if (op.op === 'add' && next?.op === 'softmax' && next.inputs.x === out && axis.length === 1 && readers.get(out) === 1 && !graph.outputs.includes(out) && ![...graph.taps.values()].includes(out)) {
+        this.fusedAdds.set(i, axis[0]!);
+      }
     });
   }
 
@@ -43,7 +59,21 @@ export class Interpreter {
       const op = this.graph.ops[i]!;
       const impl = OPS[op.op];
       if (!impl) throw new ModernBertError('UNSUPPORTED', `op "${op.op}" (${op.name}) is not supported by the interpreter`, { op: op.name });
-      const outs = await impl(this.args(op, env));
+      let outs: RtTensor[];
+      const fused = this.fusedAdds.get(i);
+      if (fused !== undefined && this.fusable(op, fused, env)) {
+        const a = this.args(op, env);
+        outs = [softmaxWithBias(a.t('x'), a.t('y'), fused, this.num, `softmax "${this.graph.ops[i + 1]!.name}"`)];
+        this.free(op, i, env, keep);
+        opts.onOp?.(i + 1, total);
+        i++;
+        const next = this.graph.ops[i]!;
+        env.set(next.outputs[0]!.name, outs[0]!);
+        this.free(next, i, env, keep);
+        opts.onOp?.(i + 1, total);
+        continue;
+      }
+      outs = await impl(this.args(op, env));
       if (outs.length !== op.outputs.length) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" returned ${outs.length} outputs, expected ${op.outputs.length}`);
       op.outputs.forEach((o, k) => {
         const t = outs[k]!;
@@ -51,10 +81,7 @@ export class Interpreter {
         if (this.num.half && t.data instanceof Float32Array && !sharesInput(op, t, env)) this.num.round(t.data);
         env.set(o.name, t);
       });
-      // Free what no later op reads.
-      for (const a of Object.values(op.inputs)) {
-        for (const v of refs(a)) if (this.lastUse.get(v) === i && !keep.has(v)) env.delete(v);
-      }
+      this.free(op, i, env, keep);
       opts.onOp?.(i + 1, total);
     }
     const result = new Map<string, RtTensor>();
@@ -64,6 +91,24 @@ export class Interpreter {
       result.set(k, t);
     }
     return result;
+  }
+
+  /** Frees the inputs of op i that no later op reads. */
+  private free(op: Op, i: number, env: Map<string, RtTensor>, keep: Set<string>): void {
+    for (const a of Object.values(op.inputs)) {
+      for (const v of refs(a)) if (this.lastUse.get(v) === i && !keep.has(v)) env.delete(v);
+    }
+  }
+
+  /** Whether add's operands fit the fused kernel: floats of equal shapes, or one mask value per key of a softmax over axis 1. */
+  private fusable(add: Op, axis: number, env: Map<string, RtTensor>): boolean {
+    const args = this.args(add, env);
+    const x = args.t('x');
+    const y = args.t('y');
+    if (!(x.data instanceof Float32Array) || !(y.data instanceof Float32Array)) return false;
+    if (y.shape.length === x.shape.length && y.shape.every((d, k) => d === x.shape[k])) return true;
+    const ax = axis < 0 ? axis + x.shape.length : axis;
+    return ax === 1 && x.shape.length === 4 && y.shape.length === 4 && y.data.length === x.shape[1];
   }
 
   private constant(name: string): RtTensor | undefined {

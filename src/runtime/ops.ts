@@ -409,24 +409,44 @@ const layerNorm: OpImpl = (a) => {
   return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
 };
 
-const softmax: OpImpl = (a) => {
-  const x = a.t('x');
-  const xd = f32(x, a);
-  const axis = normAxis(a.has('axis') ? a.ints('axis')[0]! : -1, x.shape.length);
-  const { outer, n, inner } = around(x, [axis], a);
+/**
+ * Softmax of x (+ bias, when given) over `axis`. The bias is the additive attention mask, fused here so the
+ * S x S scores are not written once more; it has x's shape, or one value per position of `axis` (a key
+ * mask). In the float16 modes x + bias is rounded first, as the separate add op would round it.
+ */
+export function softmaxWithBias(x: RtTensor, bias: RtTensor | undefined, axisIn: number, num: Numerics, what: string): RtTensor {
+  const xd = floats(x, what);
+  const axis = normAxis(axisIn, x.shape.length);
+  const outer = numel(x.shape.slice(0, axis));
+  const n = x.shape[axis]!;
+  const inner = numel(x.shape.slice(axis + 1));
+  const bd = bias ? floats(bias, what) : undefined;
+  const perKey = bd !== undefined && bd.length !== xd.length;
+  if (perKey && bd.length !== n) throw new ModernBertError('SHAPE_MISMATCH', `${what}: a mask of ${bd.length} values does not fit scores [${x.shape.join(', ')}]`);
+  const half = num.half;
   const out = allocFloat(xd.length);
+  // Pass 1: the (biased) scores into `out`, and the max per column.
   const m = new Float64Array(inner);
   const s = new Float64Array(inner);
   for (let o = 0; o < outer; o++) {
     const base = o * n * inner;
     m.fill(-Infinity);
     s.fill(0);
-    for (let k = 0; k < n; k++) for (let j = 0, r = base + k * inner; j < inner; j++) if (xd[r + j]! > m[j]!) m[j] = xd[r + j]!;
+    for (let k = 0; k < n; k++) {
+      const r = base + k * inner;
+      const bk = perKey ? bd[k]! : 0;
+      for (let j = 0; j < inner; j++) {
+        let v = xd[r + j]! + (bd === undefined ? 0 : perKey ? bk : bd[r + j]!);
+        if (half && bd !== undefined) v = f16round(v);
+        out[r + j] = v;
+        if (v > m[j]!) m[j] = v;
+      }
+    }
     for (let k = 0; k < n; k++) {
       const r = base + k * inner;
       for (let j = 0; j < inner; j++) {
         // exp(-104) is 0 in float32: masked scores (-1e4) cost no exp.
-        const d = xd[r + j]! - m[j]!;
+        const d = out[r + j]! - m[j]!;
         const e = d < -104 ? 0 : Math.exp(d);
         out[r + j] = e;
         s[j]! += e;
@@ -435,8 +455,10 @@ const softmax: OpImpl = (a) => {
     for (let j = 0; j < inner; j++) s[j] = 1 / s[j]!;
     for (let k = 0; k < n; k++) for (let j = 0, r = base + k * inner; j < inner; j++) out[r + j]! *= s[j]!;
   }
-  return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
-};
+  return { dtype: x.dtype, shape: [...x.shape], data: out };
+}
+
+const softmax: OpImpl = (a) => [softmaxWithBias(a.t('x'), undefined, a.has('axis') ? a.ints('axis')[0]! : -1, a.num, `${a.op.op} "${a.op.name}"`)];
 
 // ---- matrix products --------------------------------------------------------------------------------------
 
