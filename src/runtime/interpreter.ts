@@ -64,6 +64,7 @@ export class Interpreter {
       if (fused !== undefined && this.fusable(op, fused, env)) {
         const a = this.args(op, env);
         outs = [softmaxWithBias(a.t('x'), a.t('y'), fused, this.num, `softmax "${this.graph.ops[i + 1]!.name}"`)];
+        if (this.num.half) this.num.round(outs[0]!.data as Float32Array);
         this.free(op, i, env, keep);
         opts.onOp?.(i + 1, total);
         i++;

@@ -1,0 +1,87 @@
+import { describe, expect, it } from 'vitest';
+import { GraphBuilder, bool, i32, str } from '../src/graph/builder.js';
+import { Interpreter } from '../src/runtime/interpreter.js';
+import type { Precision } from '../src/runtime/numerics.js';
+import type { RtTensor } from '../src/runtime/tensor.js';
+
+const f32 = (shape: number[], f: (i: number) => number): RtTensor => {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return { dtype: 'fp32', shape, data: Float32Array.from({ length: n }, (_, i) => f(i)) };
+};
+
+describe('interpreter', () => {
+  // The scores + mask -> softmax pair runs fused; exposing the sum as an output keeps it unfused.
+  async function maskedSoftmax(maskShape: number[], precision: Precision, fuse: boolean): Promise<Float32Array> {
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [1, 6, 1, 5]);
+    const m = g.input('m', 'fp32', maskShape);
+    const sum = g.op('add', { x, y: m }, 'sum');
+    const p = g.op('softmax', { x: sum, axis: i32(1) }, 'p');
+    g.output(p, 'probs');
+    if (!fuse) g.graph.outputs.push(sum);
+    const out = await new Interpreter(g.graph, precision).run({
+      x: f32([1, 6, 1, 5], (i) => Math.sin(i * 1.7) * 300),
+      m: f32(maskShape, (i) => (i % 4 === 1 ? -1e4 : 0)),
+    });
+    return out.get('probs')!.data as Float32Array;
+  }
+
+  for (const precision of ['fp32', 'fp16'] as const) {
+    for (const shape of [[1, 6, 1, 5], [1, 6, 1, 1]]) {
+      it(`a fused mask add + softmax equals the two ops (${precision}, mask [${shape.join(', ')}])`, async () => {
+        const fused = await maskedSoftmax(shape, precision, true);
+        const plain = await maskedSoftmax(shape, precision, false);
+        expect(Array.from(fused)).toEqual(Array.from(plain));
+        // Columns sum to 1 and masked keys get nothing.
+        for (let q = 0; q < 5; q++) {
+          let s = 0;
+          for (let k = 0; k < 6; k++) s += fused[k * 5 + q]!;
+          expect(s).toBeCloseTo(1, 3);
+        }
+        expect(fused[1 * 5 + (shape[3] === 1 ? 2 : 0)]).toBe(0);
+      });
+    }
+  }
+
+  it('slices, splits, concatenates, gathers and einsums like MIL', async () => {
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [1, 4, 1, 3]);
+    const sl = g.op('slice_by_index', { x, begin: i32([0, 1, 0, 0]), end: i32([1, 3, 1, 0]), end_mask: bool([true, false, true, true]) }, 'sl');
+    const [a, b] = g.opN('split', { x, split_sizes: i32([1, 3]), axis: i32(1) }, 'sp');
+    const cat = g.op('concat', { values: [b!, a!], axis: i32(1), interleave: bool(false) }, 'cat');
+    const kT = g.op('transpose', { x, perm: i32([0, 3, 2, 1]) }, 'kT');
+    const sc = g.op('einsum', { values: [kT, x], equation: str('bkhc,bchq->bkhq') }, 'sc');
+    const ga = g.op('gather', { x, indices: i32([2, 0]), axis: i32(3) }, 'ga');
+    for (const [v, n] of [[sl, 'sl_out'], [cat, 'cat_out'], [sc, 'sc_out'], [ga, 'ga_out']] as const) g.output(g.op('identity', { x: v }, `${n}_id`), n);
+    const xs = f32([1, 4, 1, 3], (i) => i); // x[c, s] = 3c + s
+    const out = await new Interpreter(g.graph).run({ x: xs });
+    expect(Array.from(out.get('sl_out')!.data)).toEqual([3, 4, 5, 6, 7, 8]);
+    expect(Array.from(out.get('cat_out')!.data)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 0, 1, 2]);
+    expect(out.get('sc_out')!.shape).toEqual([1, 3, 1, 3]);
+    // scores[k, q] = sum_c x[c, k] x[c, q]
+    const ref = (k: number, q: number) => [0, 1, 2, 3].reduce((s, c) => s + (3 * c + k) * (3 * c + q), 0);
+    expect(Array.from(out.get('sc_out')!.data)).toEqual([0, 1, 2].flatMap((k) => [0, 1, 2].map((q) => ref(k, q))));
+    expect(Array.from(out.get('ga_out')!.data)).toEqual([2, 0, 5, 3, 8, 6, 11, 9]);
+  });
+
+  it('frees intermediate values but keeps what it is asked for', async () => {
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [2]);
+    const y = g.op('mul', { x, y: g.f(2) }, 'y');
+    const z = g.op('add', { x: y, y: g.f(1) }, 'z');
+    g.tap('double', y);
+    g.output(z, 'out');
+    const res = await new Interpreter(g.graph).run({ x: f32([2], (i) => i + 1) }, { keep: ['y'] });
+    expect(Array.from(res.get('out')!.data)).toEqual([3, 5]);
+    expect(Array.from(res.get('y')!.data)).toEqual([2, 4]);
+  });
+
+  it('float16 modes round every output and overflow past 65504', async () => {
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [3]);
+    g.output(g.op('mul', { x, y: g.f(1) }, 'm'), 'out');
+    const input = f32([3], (i) => [1 + 2 ** -12, 70000, 0.1][i]!);
+    expect(Array.from((await new Interpreter(g.graph, 'fp16').run({ x: input })).get('out')!.data)).toEqual([1, Infinity, Math.fround(0.0999755859375)]);
+    expect(Array.from((await new Interpreter(g.graph, 'fp32').run({ x: input })).get('out')!.data)).toEqual(Array.from(input.data));
+  });
+});
