@@ -115,12 +115,21 @@ export async function gemm(args: GemmArgs): Promise<void> {
  * C = A·B (or C += A·B) split over `threads` threads whatever the size (gemm decides when): the calling
  * thread computes the first share while threads - 1 pool workers compute the others.
  */
-export async function gemmOnPool(args: GemmArgs, threads: number): Promise<void> {
+export function gemmOnPool(args: GemmArgs, threads: number): Promise<void> {
+  // One product at a time: the staging buffers are shared by every call.
+  const run = queue.then(() => productOnPool(args, threads));
+  queue = run.catch(() => undefined);
+  return run;
+}
+
+let queue: Promise<unknown> = Promise.resolve();
+
+async function productOnPool(args: GemmArgs, threads: number): Promise<void> {
   const whole = wholeTask(args);
   const { M, N } = whole;
-  const a = shared(whole.a);
-  const b = shared(whole.b);
-  const c = shared(whole.c);
+  const a = staged(0, whole.a);
+  const b = staged(1, whole.b);
+  const c = staged(2, whole.c);
   // Split the longer side of C, so that the operand every thread packs in full is the smaller one.
   const tasks = M >= N
     ? ranges(M, threads, MR).map(([i0, i1]) => ({ ...whole, a, b, c, i0, i1 }))
@@ -135,12 +144,24 @@ export async function gemmOnPool(args: GemmArgs, threads: number): Promise<void>
   if (c !== whole.c) whole.c.set(c);
 }
 
-/** `x` itself when workers can see it, else a shared copy (of C too: it is copied back whole). */
-function shared(x: Float32Array): Float32Array {
+/**
+ * Grow-only shared buffers for operands that are not shared already, one per operand (A, B, C). A fresh
+ * SharedArrayBuffer per call would stay alive until every worker that saw it collects garbage, which idle
+ * workers rarely do: reusing three buffers keeps memory flat over a forward pass.
+ */
+let staging: Float32Array[] = [];
+
+/** `x` itself when workers can see it, else a copy in staging buffer `slot` (C is copied back whole). */
+function staged(slot: number, x: Float32Array): Float32Array {
   if (x.buffer instanceof SharedArrayBuffer) return x;
-  const copy = allocF32(x.length);
-  copy.set(x);
-  return copy;
+  let buf = staging[slot];
+  if (buf === undefined || buf.length < x.length) {
+    buf = allocF32(Math.ceil(x.length * 1.25));
+    staging[slot] = buf;
+  }
+  const view = buf.subarray(0, x.length);
+  view.set(x);
+  return view;
 }
 
 /** Cuts [0, n) into at most `parts` ranges whose starts are multiples of `align`. */
@@ -160,5 +181,6 @@ export function allocF32(n: number): Float32Array {
 export async function shutdownKernels(): Promise<void> {
   const p = pool;
   pool = undefined;
+  staging = [];
   await p?.close();
 }
