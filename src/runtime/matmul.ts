@@ -14,8 +14,21 @@ export interface Product {
   transB?: boolean;
 }
 
+/** Largest C (in floats) computed in one kernel call: the kernels stage a non-shared C in a buffer kept for reuse. */
+const MAX_C_BLOCK = 1 << 22;
+
 /** C = A·B with the numerics' accumulation (float32, or a float16 running sum in fp16-acc16). */
 export async function matmul(p: Product, num: Numerics): Promise<void> {
+  // A large C (the decoder's logits) in row blocks: rows of A and of C are contiguous, and the kernels'
+  // staging buffer for C stays at 16 MB instead of growing to the whole logits tensor.
+  if (!p.transA && p.M * p.N > MAX_C_BLOCK && p.M > 1) {
+    const rows = Math.max(1, Math.floor(MAX_C_BLOCK / p.N));
+    for (let i = 0; i < p.M; i += rows) {
+      const m = Math.min(rows, p.M - i);
+      await matmul({ ...p, M: m, a: p.a.subarray(i * p.K, (i + m) * p.K), c: p.c.subarray(i * p.N, (i + m) * p.N) }, num);
+    }
+    return;
+  }
   if (num.precision !== 'fp16-acc16' || p.K <= ACC16_CHUNK) {
     await gemm(p);
     return;
