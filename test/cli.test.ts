@@ -4,8 +4,6 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../src/cli/main.js';
-import type { Io } from '../src/cli/context.js';
 import { parseConfig } from '../src/config.js';
 import { readGolden } from '../src/eval/golden.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
@@ -15,38 +13,14 @@ import { SynthWeights } from '../src/synth/synth.js';
 import { expectedEmbedding, sentenceTransformers } from './helpers/embedding.js';
 import { cleanupTempDirs, copyFixture, FX, rawSafetensors, readTensors, ROOT, tempDir } from './helpers/fixtures.js';
 import { goldenHidden, goldenRow } from './helpers/run.js';
+import { cli, expectOneLineError, json } from './helpers/cli.js';
 
 afterAll(cleanupTempDirs);
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(...argv: string[]): Promise<Run> {
-  let stdout = '';
-  let stderr = '';
-  const io: Io = { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), isTTY: false };
-  const code = await main(argv, io);
-  return { code, stdout, stderr };
-}
-
-const json = (r: Run): unknown => JSON.parse(r.stdout);
 const DOOR = 'She opened the [MASK] and walked into the room.';
 const TINY_MLM = join(FX, 'tiny-mlm');
 const texts = (fixture: string): string[] => (JSON.parse(readFileSync(join(FX, fixture, 'golden.json'), 'utf8')) as { texts: string[] }).texts;
 
-/** A user error: exit 2, exactly one line on stderr naming the problem, nothing on stdout, no stack. */
-function expectOneLineError(r: Run, pattern: RegExp): void {
-  expect(r.code, r.stderr).toBe(2);
-  expect(r.stdout).toBe('');
-  expect(r.stderr.endsWith('\n')).toBe(true);
-  expect(r.stderr.trimEnd().split('\n'), r.stderr).toHaveLength(1);
-  expect(r.stderr).toMatch(/^error: /);
-  expect(r.stderr).not.toMatch(/^\s+at /m);
-  expect(r.stderr).toMatch(pattern);
-}
 
 describe('help and version', () => {
   it('--help lists the commands and exits 0', async () => {

@@ -1,18 +1,10 @@
 // Matrix products for the interpreter, with the accumulation rule of the arithmetic mode.
 
-import { gemm } from './kernels/index.js';
+import { gemm, type GemmArgs } from './kernels/index.js';
 import { ACC16_CHUNK, type Numerics } from './numerics.js';
 
-export interface Product {
-  M: number;
-  N: number;
-  K: number;
-  a: Float32Array;
-  b: Float32Array;
-  c: Float32Array;
-  transA?: boolean;
-  transB?: boolean;
-}
+/** C = A·B over row-major arrays (the kernels' arguments, without accumulation or strides). */
+export type Product = Pick<GemmArgs, 'M' | 'N' | 'K' | 'a' | 'b' | 'c' | 'transA' | 'transB'>;
 
 /** Largest C (in floats) computed in one kernel call: the kernels stage a non-shared C in a buffer kept for reuse. */
 const MAX_C_BLOCK = 1 << 22;
