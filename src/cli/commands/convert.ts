@@ -38,8 +38,11 @@ interface ConvertCliOptions {
   json?: boolean;
 }
 
-/** The default weight form: see docs/FIDELITY.md for the measurements behind it. */
-export const DEFAULT_ROTATION: RotationKind = 'hadamard';
+/**
+ * The default weight form: folded with the overflow-safe l2 norm, not rotated. In float16 (relative
+ * rounding) a rotation spreads an outlier's rounding noise over every channel; docs/FIDELITY.md measures it.
+ */
+export const DEFAULT_ROTATION: RotationKind = 'none';
 
 /** Registers the convert command. */
 export function registerConvert(program: Command, io: Io): void {
