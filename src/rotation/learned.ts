@@ -92,9 +92,9 @@ export interface LearnedRotation {
 
 /**
  * Stream values are kept below this fraction of what float16 holds (65504; l2 norm) or of what the x*x norm
- * can square (256). The x*x margin is wider: a square overflows as soon as a value passes 256, and the
- * rows miss the state between attention and MLP, which the MLP's norm squares too (with 0.8 a learned Q
- * for a synth-base with a channel near 350 overflowed there; with 0.5 it beat Hadamard: docs/FIDELITY.md).
+ * can square (256). The x*x form keeps more headroom: a square overflows as soon as a value passes 256, and
+ * the rows miss the state between attention and MLP, which the MLP's norm squares too (at 0.8 a learned Q
+ * for a synth-base with a channel near 350 overflowed there; at 0.5 it beat Hadamard: docs/FIDELITY.md).
  */
 const LIMIT_MARGIN = { l2: 0.8, rms: 0.5 } as const;
 /** Rows per minibatch. */
