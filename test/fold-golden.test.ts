@@ -2,6 +2,7 @@
 // must reproduce the reference goldens of the unfolded model.
 
 import { describe, expect, it } from 'vitest';
+import { orthonormalizeRows } from './helpers/orthogonal.js';
 import { join } from 'node:path';
 import { Engine } from '../src/engine.js';
 import { readGolden } from '../src/eval/golden.js';
@@ -18,17 +19,7 @@ function randomOrthogonal(n: number): Float64Array {
     state = (Math.imul(state, 1103515245) + 12345) >>> 0;
     return state / 2 ** 32 - 0.5;
   });
-  for (let i = 0; i < n; i++) {
-    for (let p = 0; p < i; p++) {
-      let dot = 0;
-      for (let j = 0; j < n; j++) dot += q[i * n + j]! * q[p * n + j]!;
-      for (let j = 0; j < n; j++) q[i * n + j] -= dot * q[p * n + j]!;
-    }
-    let norm = 0;
-    for (let j = 0; j < n; j++) norm += q[i * n + j]! ** 2;
-    for (let j = 0; j < n; j++) q[i * n + j] /= Math.sqrt(norm);
-  }
-  return q;
+  return orthonormalizeRows(q, n);
 }
 
 const rotations: [string, (n: number) => Rotation][] = [

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { orthonormalizeRows } from './helpers/orthogonal.js';
 import { ModernBertError } from '../src/errors.js';
 import {
   DenseRotation,
@@ -183,18 +184,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** A random orthogonal matrix: Gram–Schmidt on random rows. */
 function randomOrthogonal(n: number, seed: number): Float64Array {
   const rand = uniforms(seed);
-  const q = Float64Array.from({ length: n * n }, () => rand() - 0.5);
-  for (let i = 0; i < n; i++) {
-    for (let p = 0; p < i; p++) {
-      let dot = 0;
-      for (let j = 0; j < n; j++) dot += q[i * n + j]! * q[p * n + j]!;
-      for (let j = 0; j < n; j++) q[i * n + j] -= dot * q[p * n + j]!;
-    }
-    let norm = 0;
-    for (let j = 0; j < n; j++) norm += q[i * n + j]! ** 2;
-    for (let j = 0; j < n; j++) q[i * n + j] /= Math.sqrt(norm);
-  }
-  return q;
+  return orthonormalizeRows(Float64Array.from({ length: n * n }, () => rand() - 0.5), n);
 }
 
 const rotations: [string, (n: number) => Rotation][] = [

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { orthonormalizeRows } from './helpers/orthogonal.js';
 import { ModernBertError } from '../src/errors.js';
 import {
   DenseRotation,
@@ -252,18 +253,7 @@ describe('HadamardRotation', () => {
 
 /** A random orthogonal matrix: Gram–Schmidt on Gaussian rows. */
 function randomOrthogonal(n: number, seed: number): Float64Array {
-  const q = normals(n * n, seed);
-  for (let i = 0; i < n; i++) {
-    for (let p = 0; p < i; p++) {
-      let dot = 0;
-      for (let j = 0; j < n; j++) dot += q[i * n + j]! * q[p * n + j]!;
-      for (let j = 0; j < n; j++) q[i * n + j] -= dot * q[p * n + j]!;
-    }
-    let norm = 0;
-    for (let j = 0; j < n; j++) norm += q[i * n + j]! ** 2;
-    for (let j = 0; j < n; j++) q[i * n + j] /= Math.sqrt(norm);
-  }
-  return q;
+  return orthonormalizeRows(normals(n * n, seed), n);
 }
 
 describe('DenseRotation', () => {
