@@ -286,8 +286,3 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
   }
   return config;
 }
-
-/** Number of labels of a classification head (0 for other heads). */
-export function numLabels(config: ModernBertConfig): number {
-  return config.labels.length;
-}
