@@ -51,7 +51,7 @@ export function registerConvert(program: Command, io: Io): void {
     .description('convert a checkpoint into a Core ML package (.mlpackage) laid out for the Neural Engine, and report its float16 fidelity')
     .argument('<model>', 'checkpoint folder (Hugging Face layout)')
     .requiredOption('--out <path>', 'output package, e.g. model.mlpackage')
-    .option('--seq-len <n[,n...]>', 'sequence length, or several for enumerated shapes', intList, [512])
+    .option('--seq-len <n[,n...]>', 'sequence length, or several for enumerated shapes (default 512, or max_position_embeddings if smaller)', intList, [512])
     .addOption(new Option('--rotation <kind>', 'residual-stream rotation').choices(['none', 'hadamard', 'learned']).default(DEFAULT_ROTATION))
     .option('--seed <n>', 'seed of the Hadamard signs and of rotation learning', nonNegativeInt, 0)
     .option('--no-fold', 'keep the plain LayerNorm model (no folding, no rotation): shows the float16 failure')
@@ -99,7 +99,8 @@ export function registerConvert(program: Command, io: Io): void {
         }
         const report = await convert(ckpt, {
           out: o.out,
-          seqLens: o.seqLen,
+          // The default length, 512, shrinks to what a smaller model takes.
+          seqLens: cmd.getOptionValueSource('seqLen') === 'default' ? [Math.min(512, c.maxPositions)] : o.seqLen,
           fold: o.fold,
           rotation: o.fold ? o.rotation : 'none',
           norm: o.norm,
