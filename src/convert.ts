@@ -145,6 +145,7 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
 export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<ConvertReport> {
   const t0 = performance.now();
   const c = ckpt.config;
+  // The writer checks this too; here it fails before the fidelity report's minutes of work.
   if (existsSync(o.out) && !o.force) throw new ModernBertError('OUTPUT_EXISTS', `${o.out} already exists (use --force to replace it)`, { path: o.out });
   for (const s of o.seqLens) {
     if (s > c.maxPositions) throw new ModernBertError('BAD_ARGUMENT', `--seq-len ${s} is longer than the model allows (max_position_embeddings ${c.maxPositions})`);

@@ -54,7 +54,7 @@ export function isPackagePath(path: string): boolean {
 }
 
 /** Where conversion puts the tokenizer inside a package (a manifest item of its own). */
-export const PACKAGE_TOKENIZER_DIR = join('Data', TOKENIZER_ITEM_PATH);
+const PACKAGE_TOKENIZER_DIR = join('Data', TOKENIZER_ITEM_PATH);
 
 /** Opens a checkpoint folder or a Core ML package (or the default model when `path` is undefined). */
 export async function openModel(path: string | undefined, o: OpenOptions = {}): Promise<LoadedModel> {

@@ -1,7 +1,7 @@
 // Run-time tensors of the interpreter: a dtype, a concrete shape and row-major data.
 
 import { ModernBertError } from '../errors.js';
-import { numel, type DType, type TensorData } from '../graph/ir.js';
+import type { DType, TensorData } from '../graph/ir.js';
 import { sharedFloat32 } from '../weights.js';
 
 // Long-lived arrays at least this long (weights) live on SharedArrayBuffers, so the kernel workers read
@@ -33,11 +33,6 @@ export function allocData(dtype: DType, n: number): TensorData {
   if (dtype === 'fp32' || dtype === 'fp16') return allocFloat(n);
   if (dtype === 'bool') return new Uint8Array(n);
   return new Int32Array(n);
-}
-
-/** A tensor with freshly allocated zeroed data. */
-export function zeros(dtype: DType, shape: number[]): RtTensor {
-  return { dtype, shape, data: allocData(dtype, numel(shape)) };
 }
 
 /** Float data of a tensor, or a clear error when it is not a float tensor. */
