@@ -77,10 +77,13 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const toCompute = (v: Val) => (io === g.dtype ? v : g.op('cast', { x: v, dtype: str(g.dtype) }, `${v}_cast`));
   const output = (v: Val, name: string) => g.output(io === g.dtype ? v : g.op('cast', { x: v, dtype: str(io) }, `${name}_cast`), name);
   const ids = g.input('input_ids', 'int32', [1, S]);
+  // MASKED where `cond` holds, else 0: cast and scale rather than select, whose type coremltools infers from
+  // its two branches alone (ops/defs/iOS15/control_flow.py, select.type_inference), not from cond's shape.
+  const maskWhere = (cond: Val, name: string): Val => g.op('mul', { x: g.op('cast', { x: cond, dtype: str(g.dtype) }, `${name}_f`), y: g.f(MASKED) }, name);
   // Padding as an additive term over keys: the (1, S, 1, S) input, or (1, S, 1, 1) from the pad id.
   const mask = (o.maskFrom ?? 'input') === 'input'
     ? toCompute(g.input('mask', io, [1, S, 1, S]))
-    : g.op('reshape', { x: g.op('select', { cond: g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad'), a: g.f(MASKED), b: g.f(0) }, 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask');
+    : g.op('reshape', { x: maskWhere(g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad'), 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask');
 
   // ---- building blocks -------------------------------------------------------------------------------
   const conv = (x: Val, prefix: string, name: string): Val => {
@@ -165,7 +168,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
       const far = g.op('logical_or', { x: g.op('greater', { x: diff, y: i32(half) }, 'pos_after'), y: g.op('less', { x: diff, y: i32(-half) }, 'pos_before') }, 'pos_far');
       outside = g.op('expand_dims', { x: far, axes: i32([0, 2]) }, 'window_outside'); // (1, S, 1, S)
     }
-    return g.op('select', { cond: outside, a: g.f(MASKED), b: mask }, 'local_mask');
+    return g.op('add', { x: mask, y: maskWhere(outside, 'window_mask') }, 'local_mask');
   };
 
   // ---- attention, per head -------------------------------------------------------------------------
@@ -258,7 +261,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const pool = (h: Val, how: 'cls' | 'mean'): Val => {
     if (how === 'cls') return g.op('slice_by_index', { x: h, begin: i32([0, 0, 0, 0]), end: i32([1, c.hidden, 1, 1]), end_mask: bool([true, true, true, false]) }, 'pool_cls');
     const col = g.type(mask).shape[3] === 1 ? mask : g.op('slice_by_index', { x: mask, begin: i32([0, 0, 0, 0]), end: i32([1, 0, 1, 1]), end_mask: bool([true, true, true, false]) }, 'pool_mask'); // (1, S, 1, 1)
-    const w = g.op('select', { cond: g.op('greater', { x: col, y: g.f(MASKED / 2) }, 'pool_real'), a: g.f(1), b: g.f(0) }, 'pool_w');
+    const w = g.op('cast', { x: g.op('greater', { x: col, y: g.f(MASKED / 2) }, 'pool_real'), dtype: str(g.dtype) }, 'pool_w');
     const sum = g.op('matmul', { x: g.op('reshape', { x: h, shape: i32([c.hidden, -1]) }, 'pool_h2d'), y: g.op('reshape', { x: w, shape: i32([-1, 1]) }, 'pool_w2d'), transpose_x: bool(false), transpose_y: bool(false) }, 'pool_sum'); // (C, 1)
     const count = g.op('reduce_sum', { x: w, axes: i32([1]), keep_dims: bool(false) }, 'pool_count'); // (1, 1, 1)
     return g.op('reshape', { x: g.op('real_div', { x: sum, y: g.op('reshape', { x: count, shape: i32([1, 1]) }, 'pool_count2d') }, 'pool_mean'), shape: i32([1, c.hidden, 1, 1]) }, 'pool_out');
