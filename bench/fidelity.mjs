@@ -29,7 +29,7 @@ import { readerSensitivity } from '../dist/rotation/readers.js';
 import { identityMatrix } from '../dist/rotation/stiefel.js';
 import { float32Pass } from '../dist/rotation/stream-rows.js';
 import { numericsFor } from '../dist/runtime/numerics.js';
-import { OPS } from '../dist/runtime/ops.js';
+import { opDef } from '../dist/ops/index.js';
 import { shutdownRuntime } from '../dist/runtime/shutdown.js';
 import { parseOverride } from '../dist/synth/overrides.js';
 import { SynthWeights, synthConfigJson } from '../dist/synth/synth.js';
@@ -359,8 +359,8 @@ async function runMixed(graph, seq, keep) {
     };
   };
   for (const op of graph.ops) {
-    const lo = await OPS[op.op](argsFor(op, 'half'));
-    const hi = await OPS[op.op](argsFor(op, 'full'));
+    const lo = await opDef(op.op).run(argsFor(op, 'half'));
+    const hi = await opDef(op.op).run(argsFor(op, 'full'));
     const inputs = new Set(Object.values(op.inputs).flatMap((a) => (typeof a === 'string' ? [env.get(a)?.data] : Array.isArray(a) ? a.map((x) => env.get(x)?.data) : [])));
     op.outputs.forEach((o, k) => {
       const a = lo[k];

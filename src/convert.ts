@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import type { DescriptionOptions } from './coreml/description.js';
 import { writeMLPackage, type WriteStats } from './coreml/mil-write.js';
 import { TOKENIZER_ITEM_PATH, type ExtraItem } from './coreml/package.js';
-import { atLeast, targetInfo } from './coreml/target.js';
+import { atLeast, targetInfo } from './ops/target.js';
 import { META } from './coreml/runner.js';
 import { ModernBertError } from './errors.js';
 import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
@@ -170,7 +170,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
 
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
-  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, head });
+  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, head, target: targetInfo(o.target).target });
 
   const extras: ExtraItem[] = [];
   if (o.tokenizer) {

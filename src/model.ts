@@ -15,6 +15,7 @@ import { ModernBertError } from './errors.js';
 import { GraphBuilder, bool, i32, str, type Val } from './graph/builder.js';
 import type { Dim, Graph } from './graph/ir.js';
 import type { EmbeddingSpec } from './io/checkpoint.js';
+import type { Target } from './ops/target.js';
 import type { WeightSource } from './weights.js';
 
 export type NormStyle = 'layernorm' | 'rms' | 'l2';
@@ -45,6 +46,8 @@ export interface BuildOptions {
   maskFrom?: 'input' | 'ids';
   /** Float type of the model's inputs and outputs when it differs from `dtype` (iOS 15 has no float16 I/O). */
   ioDtype?: 'fp32' | 'fp16';
+  /** Deployment target whose op versions (and their defaults) the graph is written in. */
+  target?: Target;
 }
 
 const MASKED = -1e4; // additive mask value: exp underflows to 0, and it is finite in float16
@@ -57,7 +60,7 @@ export function defaultHead(m: ModelSource): OutputHead {
 /** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, and the additive mask unless maskFrom is 'ids'. */
 export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const c = m.config;
-  const g = new GraphBuilder(o.dtype ?? 'fp32');
+  const g = new GraphBuilder(o.dtype ?? 'fp32', o.target);
   const norm = o.norm ?? 'layernorm';
   const folded = norm !== 'layernorm';
   const lengths = typeof o.seqLen === 'number' ? [o.seqLen] : o.seqLen;

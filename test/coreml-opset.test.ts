@@ -1,8 +1,9 @@
 // The MIL op signature table and validateGraph: every rule rejects with a message naming the op and input.
 
 import { describe, expect, it } from 'vitest';
-import { knownOps, opSignature, validateGraph } from '../src/coreml/opset.js';
-import { targetInfo, targetForOpset } from '../src/coreml/target.js';
+import { knownOps, opSignature } from '../src/ops/index.js';
+import { validateGraph } from '../src/ops/validate.js';
+import { targetInfo, targetForOpset } from '../src/ops/target.js';
 import { ModernBertError } from '../src/errors.js';
 import { literal, type Arg, type Const, type Graph, type Op, type TensorType, type Value } from '../src/graph/ir.js';
 
@@ -67,7 +68,7 @@ describe('op signature table', () => {
     expect(opSignature('gather', 'iOS18')!.since).toBe('iOS17');
     expect(opSignature('fill_like', 'iOS15')).toBeUndefined();
     const conv = opSignature('conv', 'iOS17')!;
-    expect(conv.inputs.find((i) => i.name === 'pad_type')).toMatchObject({ const: true, optional: true, dtypes: ['string'], default: '"valid"' });
+    expect(conv.inputs.find((i) => i.name === 'pad_type')).toMatchObject({ const: true, optional: true, dtypes: ['string'], default: literal('string', 'valid') });
     expect(conv.inputs.find((i) => i.name === 'bias')).toMatchObject({ const: false, optional: true, domain: 'U' });
     expect(opSignature('conv', 'iOS16')!.inputs.find((i) => i.name === 'bias')).toMatchObject({ const: true, domain: 'T' });
   });
@@ -85,7 +86,7 @@ describe('validateGraph', () => {
   });
 
   it('rejects an op its target does not have yet, and inputs added later', () => {
-    const fill = graphWithInput('fp32', op('fill_like', { ref_tensor: 'ids' }, { dtype: 'int32', shape: [1, 4] }));
+    const fill = graphWithInput('fp32', op('fill_like', { ref_tensor: 'ids' }, { dtype: 'fp32', shape: [1, 4] }));
     expect(() => validateGraph(fill, 'iOS16')).not.toThrow();
     expect(rejection(fill, 'iOS15').message).toBe('op "the_op" (fill_like): not available before iOS16 (target iOS15)');
     const g = graphOf(op('gather', { x: 'w', indices: 'ids', validate_indices: literal('bool', false) }, f16(1, 4, 4, 1, 1)));
@@ -102,7 +103,7 @@ describe('validateGraph', () => {
     const shape = op('shape', { x: 'ids' }, { dtype: 'int32', shape: [2] }, 'shape_of');
     const g = graphOf(shape, op('transpose', { x: 'x', perm: 'shape_of_out' }));
     expect(rejection(g).message).toMatch(/\(transpose\): input "perm" must be a compile-time constant \(a literal or a Const\), got value "shape_of_out"/);
-    expect(() => validateGraph(graphOf(op('linear', { x: 'x', weight: 'w' })), 'iOS17')).not.toThrow();
+    expect(() => validateGraph(graphOf(op('linear', { x: 'x', weight: 'w' }, f16(1, 4, 1, 8))), 'iOS17')).not.toThrow();
   });
 
   it('rejects a literal or single value where a tuple is needed, and a tuple where one value is', () => {

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readMLPackage, type ReadPackageResult } from '../src/coreml/mil-read.js';
-import { validateGraph } from '../src/coreml/opset.js';
+import { validateGraph } from '../src/ops/validate.js';
 import { isLiteral, numel, type Graph } from '../src/graph/ir.js';
 import { literalText, printGraph, pyFloat, typeText } from '../src/graph/print.js';
 

@@ -171,15 +171,15 @@ describe('Graph -> .mlpackage -> Graph', () => {
 
   it('writes constants of fewer than 10 elements inline, so they come back as literals (as coremltools prints them)', async () => {
     const graph = sampleGraph();
-    graph.consts.set('tiny', constant('tiny', { dtype: 'fp32', shape: [2] }, () => Float32Array.from([0.5, -2])));
-    graph.ops.push({ op: 'add', name: 'tiny_add', inputs: { x: 'l2', y: 'tiny' }, outputs: [{ name: 'tiny_add', type: { dtype: 'fp32', shape: [1, 1, 1, S] } }] });
+    graph.consts.set('tiny', constant('tiny', { dtype: 'fp32', shape: [1, 2, 1, 1] }, () => Float32Array.from([0.5, -2])));
+    graph.ops.push({ op: 'add', name: 'tiny_add', inputs: { x: 'l2', y: 'tiny' }, outputs: [{ name: 'tiny_add', type: { dtype: 'fp32', shape: [1, 2, 1, S] } }] });
     graph.outputs = ['tiny_add'];
     const out = join(dir, 'tiny.mlpackage');
     const stats = await writeMLPackage(out, { graph, description: { inputs: DESCRIPTION.inputs } });
     expect(stats.inlineConsts).toBe(2);
     const back = readMLPackage(out);
     expect(back.graph.consts.has('tiny')).toBe(false);
-    expect(back.graph.ops.at(-1)!.inputs.y).toEqual({ kind: 'literal', dtype: 'fp32', shape: [2], value: [0.5, -2] });
+    expect(back.graph.ops.at(-1)!.inputs.y).toEqual({ kind: 'literal', dtype: 'fp32', shape: [1, 2, 1, 1], value: [0.5, -2] });
   });
 
   it('loads each weight exactly once, one after another, and skips unused ones', async () => {

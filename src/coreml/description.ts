@@ -5,9 +5,9 @@
 
 import type { DType, Graph } from '../graph/ir.js';
 import { ModernBertError } from '../errors.js';
-import { valueTypes } from './graph-types.js';
+import { valueTypes } from '../graph/value-types.js';
 import type { ArrayDataTypeName, FeatureDescriptionProto, MetadataProto } from './schema.js';
-import { atLeast, type Target } from './target.js';
+import { atLeast, type Target } from '../ops/target.js';
 
 /** userDefined metadata keys under which we store what Core ML has no field for; the reader takes them back out. */
 export const RESERVED_METADATA_PREFIX = 'modernbert-ane.';

@@ -17,11 +17,12 @@ import { ModernBertError } from '../errors.js';
 import { featureFromProto, metadataFromProto, SYMBOLS_KEY, TAPS_KEY, type ModelDescription } from './description.js';
 import { BlobReader, type BlobDataType } from './milblob.js';
 import { readImmediate, readTensorType, type ReadImmediate } from './mil-values.js';
-import { opVersions } from './opset.js';
+import { opVersions } from '../ops/index.js';
+import { validateGraph } from '../ops/validate.js';
 import { locatePackage } from './package.js';
 import type { BindingProto, BlockProto, FunctionProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { decodeModel } from './schema.js';
-import { targetForOpset, type Target } from './target.js';
+import { targetForOpset, type Target } from '../ops/target.js';
 import { decodeTensorBytes, elementSize } from './tensor-bytes.js';
 
 /** Immediates up to this many elements become Literals (coremltools prints consts of <= 10 elements inline). */
@@ -60,7 +61,16 @@ export function readMLPackage(path: string): ReadPackageResult {
   const model = decodeModel(readFileSync(modelFile), modelFile);
   const reader = new ProgramReader(model, modelFile);
   try {
-    return { ...reader.read(), modelFile, weightsDir };
+    const read = reader.read();
+    // A program that coremltools would not load (an unknown op, a missing input, a type its inference
+    // disagrees with) is refused here rather than run.
+    try {
+      validateGraph(read.graph, read.target);
+    } catch (e) {
+      if (e instanceof ModernBertError) throw new ModernBertError('CORRUPT_FILE', `${modelFile}: ${e.message}`, { file: modelFile, ...e.context });
+      throw e;
+    }
+    return { ...read, modelFile, weightsDir };
   } finally {
     reader.close();
   }

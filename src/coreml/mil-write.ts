@@ -25,11 +25,11 @@ import {
 } from './description.js';
 import { BlobWriter, type BlobDataType } from './milblob.js';
 import { immediateValue, tensorValueType } from './mil-values.js';
-import { validateGraph } from './opset.js';
+import { validateGraph } from '../ops/validate.js';
 import { WEIGHT_FILE, writePackageAtomically, type ExtraItem } from './package.js';
 import type { BindingProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { encodeModel } from './schema.js';
-import { atLeast, targetInfo, type Target, type TargetInfo } from './target.js';
+import { atLeast, targetInfo, type Target, type TargetInfo } from '../ops/target.js';
 import { encodeTensorBytes } from './tensor-bytes.js';
 
 /** The name by which the program refers to the weight file. */

@@ -1,9 +1,12 @@
-// Builds a Graph op by op, typing every value as it goes (graph/infer.ts) so that what the model
-// definition writes is a complete, typed MIL program.
+// Builds a Graph op by op, as coremltools' MIL builder does: each op is looked up in the registry
+// (src/ops/) at the graph's deployment target, its absent optional inputs get the defaults coremltools
+// writes, and every output is typed by the op's own inference, so that what the model definition writes
+// is a complete, typed MIL program.
 
 import { ModernBertError } from '../errors.js';
 import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type TensorData, type TensorType } from './ir.js';
-import { inferTypes, type InputTypes } from './infer.js';
+import { inferArgs, opDef, opSignature, opVersions, type InputTypes } from '../ops/index.js';
+import { DEFAULT_TARGET, targetInfo, type Target } from '../ops/target.js';
 
 /** A value in the graph under construction (its name). */
 export type Val = string;
@@ -14,8 +17,12 @@ export class GraphBuilder {
   private readonly types = new Map<string, TensorType>();
   private readonly used = new Map<string, number>();
 
-  /** `dtype` is the float type of activations and weights (fp16 for the Neural Engine). */
-  constructor(readonly dtype: 'fp32' | 'fp16') {}
+  readonly target: Target;
+
+  /** `dtype` is the float type of activations and weights (fp16 for the Neural Engine); `target` picks each op's version. */
+  constructor(readonly dtype: 'fp32' | 'fp16', target: Target | string = DEFAULT_TARGET) {
+    this.target = targetInfo(target).target;
+  }
 
   /** A graph input. */
   input(name: string, dtype: DType, shape: Dim[]): Val {
@@ -41,7 +48,23 @@ export class GraphBuilder {
   /** Appends an op with several outputs (split), named `name_0`, `name_1`, ... */
   opN(op: string, inputs: Record<string, Arg>, name: string = op, types?: TensorType[]): Val[] {
     const opName = this.unique(name);
-    const outTypes = types ?? inferTypes(op, this.inputTypes(inputs, opName), opName);
+    const def = opDef(op);
+    const sig = opSignature(op, this.target);
+    if (!def || !sig) {
+      const first = opVersions(op)[0];
+      throw new ModernBertError('UNSUPPORTED', `op ${op} (${opName}) is ${first ? `not available before ${first.since} (target ${this.target})` : 'not in the op registry'}`, { op: opName });
+    }
+    for (const k of Object.keys(inputs)) {
+      if (!sig.inputs.some((i) => i.name === k)) throw new ModernBertError('INTERNAL', `op ${op} (${opName}) has no input "${k}" at ${this.target}`);
+    }
+    const label = `${op} "${opName}"`;
+    const filled: Record<string, Arg> = { ...inputs };
+    for (const i of sig.inputs) {
+      if (filled[i.name] !== undefined || i.default === undefined) continue;
+      filled[i.name] = typeof i.default === 'function' ? i.default(inferArgs(op, label, this.inputTypes(filled, opName))) : i.default;
+    }
+    inputs = filled;
+    const outTypes = types ?? def.infer(inferArgs(op, label, this.inputTypes(inputs, opName)));
     const outputs = outTypes.map((type, k) => {
       const n = outTypes.length === 1 ? opName : this.unique(`${opName}_${k}`);
       this.define(n, type);

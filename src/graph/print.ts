@@ -5,7 +5,7 @@
 
 import type { Arg, Dim, Graph, Literal, TensorType } from './ir.js';
 import { isLiteral, numel } from './ir.js';
-import { opVersions } from '../coreml/opset.js';
+import { opVersions } from '../ops/index.js';
 
 /** coremltools prints const values of at most this many elements inline (Operation.var_to_str). */
 const MAX_INLINE = 10;

@@ -4,7 +4,8 @@
 import { ModernBertError } from '../errors.js';
 import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '../graph/ir.js';
 import { numericsFor, type Numerics, type Precision } from './numerics.js';
-import { OPS, softmaxWithBias, type OpArgs } from './ops.js';
+import { inferArgs, opDef, softmaxWithBias, type InputTypes, type OpArgs } from '../ops/index.js';
+import { inputDefault } from '../ops/registry.js';
 import { sharedFloat32 } from '../weights.js';
 import { F16_EXACT, shareable, type RtTensor } from './tensor.js';
 
@@ -57,7 +58,7 @@ export class Interpreter {
     const total = this.graph.ops.length;
     for (let i = 0; i < total; i++) {
       const op = this.graph.ops[i]!;
-      const impl = OPS[op.op];
+      const impl = opDef(op.op)?.run;
       if (!impl) throw new ModernBertError('UNSUPPORTED', `op "${op.op}" (${op.name}) is not supported by the interpreter`, { op: op.name });
       let outs: RtTensor[];
       const fused = this.fusedAdds.get(i);
@@ -141,10 +142,22 @@ export class Interpreter {
       if (!t) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" reads "${name}", which is not available`);
       return t;
     };
+    // An absent optional input reads as the default that the op's signature declares.
     const arg = (key: string): Arg => {
-      const a = op.inputs[key];
-      if (a === undefined) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
-      return a;
+      const a = Object.hasOwn(op.inputs, key) ? op.inputs[key] : undefined;
+      if (a !== undefined) return a;
+      const d = inputDefault(op.op, key);
+      if (d === undefined) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
+      return typeof d === 'function' ? d(inferArgs(op.op, `${op.op} "${op.name}"`, runtimeTypes())) : d;
+    };
+    const runtimeTypes = (): InputTypes => {
+      const types: InputTypes = {};
+      for (const [k, a] of Object.entries(op.inputs)) {
+        if (isLiteral(a)) types[k] = a;
+        else if (Array.isArray(a)) types[k] = a.map((v) => value(v));
+        else types[k] = value(a);
+      }
+      return types;
     };
     const tensor = (key: string): RtTensor => {
       const a = arg(key);
@@ -156,7 +169,7 @@ export class Interpreter {
     return {
       op,
       num: this.num,
-      has: (key) => op.inputs[key] !== undefined,
+      has: (key) => Object.hasOwn(op.inputs, key) && op.inputs[key] !== undefined,
       t: tensor,
       tuple: (key) => {
         const a = arg(key);

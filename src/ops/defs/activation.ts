@@ -1,0 +1,103 @@
+// Activations: coremltools' ops/defs/iOS15/activation.py (gelu, relu, sigmoid, silu, softmax). Their
+// type_inference returns x's type. In the float16 modes gelu rounds each step and softmax rounds its
+// (biased) input, as runtime/numerics.ts describes.
+
+import { ModernBertError } from '../../errors.js';
+import { literal, numel } from '../../graph/ir.js';
+import type { Numerics } from '../../runtime/numerics.js';
+import { f16round } from '../../numeric/fp16.js';
+import { allocFloat, floats, type RtTensor } from '../../runtime/tensor.js';
+import { attr, F, I32, register, since, STR, tensor, type Kernel, type OpDef } from '../registry.js';
+import { normAxis } from '../shapes.js';
+import { f32, fail, sameAsX } from './common.js';
+import { erf, unaryKernel } from './elementwise.js';
+
+const SQRT1_2 = Math.SQRT1_2;
+const GELU_TANH_C = Math.sqrt(2 / Math.PI);
+
+const gelu: Kernel = (a) => {
+  const x = a.t('x');
+  const xd = f32(x, a);
+  const mode = a.str('mode');
+  const out = allocFloat(xd.length);
+  // Pessimistic float16: each step of 0.5 * x * (1 + erf(x / sqrt 2)) is rounded.
+  const r = a.num.fusedExact ? (v: number) => v : f16round;
+  if (mode === 'EXACT') {
+    for (let i = 0; i < xd.length; i++) {
+      const v = xd[i]!;
+      out[i] = r(r(0.5 * v) * r(1 + r(erf(r(v * SQRT1_2)))));
+    }
+  } else if (mode === 'TANH_APPROXIMATION') {
+    for (let i = 0; i < xd.length; i++) {
+      const v = xd[i]!;
+      out[i] = r(r(0.5 * v) * r(1 + r(Math.tanh(r(GELU_TANH_C * r(v + r(0.044715 * r(v * r(v * v)))))))));
+    }
+  } else if (mode === 'SIGMOID_APPROXIMATION') {
+    for (let i = 0; i < xd.length; i++) out[i] = r(xd[i]! / (1 + Math.exp(-1.702 * xd[i]!)));
+  } else fail(a, `unknown gelu mode ${mode}`);
+  return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
+};
+
+/**
+ * Softmax of x (+ bias, when given) over `axis`. The bias is the additive attention mask, fused here so the
+ * S x S scores are not written once more; it has x's shape, or one value per position of `axis` (a key
+ * mask). In the float16 modes x + bias is rounded first, as the separate add op would round it.
+ */
+export function softmaxWithBias(x: RtTensor, bias: RtTensor | undefined, axisIn: number, num: Numerics, what: string): RtTensor {
+  const xd = floats(x, what);
+  const axis = normAxis(axisIn, x.shape.length);
+  const outer = numel(x.shape.slice(0, axis));
+  const n = x.shape[axis]!;
+  const inner = numel(x.shape.slice(axis + 1));
+  const bd = bias ? floats(bias, what) : undefined;
+  const perKey = bd !== undefined && bd.length !== xd.length;
+  if (perKey && bd.length !== n) throw new ModernBertError('SHAPE_MISMATCH', `${what}: a mask of ${bd.length} values does not fit scores [${x.shape.join(', ')}]`);
+  const half = num.half;
+  const out = allocFloat(xd.length);
+  // Pass 1: the (biased) scores into `out`, and the max per column.
+  const m = new Float64Array(inner);
+  const s = new Float64Array(inner);
+  for (let o = 0; o < outer; o++) {
+    const base = o * n * inner;
+    m.fill(-Infinity);
+    s.fill(0);
+    for (let k = 0; k < n; k++) {
+      const r = base + k * inner;
+      const bk = perKey ? bd[k]! : 0;
+      for (let j = 0; j < inner; j++) {
+        let v = xd[r + j]! + (bd === undefined ? 0 : perKey ? bk : bd[r + j]!);
+        if (half && bd !== undefined) v = f16round(v);
+        out[r + j] = v;
+        if (v > m[j]!) m[j] = v;
+      }
+    }
+    for (let k = 0; k < n; k++) {
+      const r = base + k * inner;
+      for (let j = 0; j < inner; j++) {
+        // exp(-104) is 0 in float32: masked scores (-1e4) cost no exp.
+        const d = out[r + j]! - m[j]!;
+        const e = d < -104 ? 0 : Math.exp(d);
+        out[r + j] = e;
+        s[j]! += e;
+      }
+    }
+    for (let j = 0; j < inner; j++) s[j] = 1 / s[j]!;
+    for (let k = 0; k < n; k++) for (let j = 0, r = base + k * inner; j < inner; j++) out[r + j]! *= s[j]!;
+  }
+  return { dtype: x.dtype, shape: [...x.shape], data: out };
+}
+
+const unary = (op: string, f: (x: number) => number): OpDef => ({ op, versions: [since('iOS15', tensor('x', F, 'T'))], infer: sameAsX, run: unaryKernel(f) });
+
+register(
+  { op: 'gelu', versions: [since('iOS15', tensor('x', F, 'T'), attr('mode', STR, literal('string', 'EXACT')))], infer: sameAsX, run: gelu },
+  {
+    op: 'softmax',
+    versions: [since('iOS15', tensor('x', F, 'T'), attr('axis', I32, literal('int32', -1)))],
+    infer: sameAsX,
+    run: (a) => [softmaxWithBias(a.t('x'), undefined, a.ints('axis')[0]!, a.num, `${a.op.op} "${a.op.name}"`)],
+  },
+  unary('relu', (v) => (v > 0 ? v : 0)),
+  unary('sigmoid', (v) => 1 / (1 + Math.exp(-v))),
+  unary('silu', (v) => v / (1 + Math.exp(-v))),
+);

@@ -1,0 +1,154 @@
+// Norms and reductions: coremltools' ops/defs/iOS15/normalization.py (layer_norm, l2_norm) and
+// reduction.py (ReductionAxes: reduce_sum, reduce_mean, reduce_max, reduce_l2_norm). Norms walk
+// [outer, n, inner] with the inner axis contiguous: for (1, C, 1, S) over channels every channel step
+// touches S consecutive values, which is what makes these loops fast.
+
+import { literal, numel, type TensorType } from '../../graph/ir.js';
+import { f16round } from '../../numeric/fp16.js';
+import { allocFloat, type RtTensor } from '../../runtime/tensor.js';
+import { attr, BOOL, F, FI, I32, likeX, register, since, tensor, type InferArgs, type Kernel, type OpArgs, type OpDef } from '../registry.js';
+import { normAxis } from '../shapes.js';
+import { f32, fail, sameAsX } from './common.js';
+
+// Views x as [outer, n, inner] around a contiguous set of axes.
+function around(x: RtTensor, axes: number[], a: OpArgs): { outer: number; n: number; inner: number } {
+  const sorted = [...axes].sort((p, q) => p - q);
+  if (sorted.some((v, i) => i > 0 && v !== sorted[i - 1]! + 1)) fail(a, `axes [${axes.join(', ')}] must be contiguous`);
+  const first = sorted[0]!;
+  const last = sorted[sorted.length - 1]!;
+  return { outer: numel(x.shape.slice(0, first)), n: numel(x.shape.slice(first, last + 1)), inner: numel(x.shape.slice(last + 1)) };
+}
+
+/** The reduced axes: the `axes` input, or every axis when it is absent (coremltools' None). */
+const axesOf = (has: boolean, axes: () => number[], rank: number): number[] =>
+  has ? axes().map((v) => normAxis(v, rank)) : Array.from({ length: rank }, (_, i) => i);
+
+// ReductionAxes.type_inference: the reduced axes become 1 with keep_dims, else disappear.
+const reduceType = (a: InferArgs): TensorType[] => {
+  const x = a.t('x');
+  const axes = axesOf(a.has('axes'), () => a.ints('axes'), x.shape.length);
+  const keep = a.bools('keep_dims')[0]!;
+  return [{ dtype: x.dtype, shape: keep ? x.shape.map((d, k) => (axes.includes(k) ? 1 : d)) : x.shape.filter((_, k) => !axes.includes(k)) }];
+};
+
+const reduceKernel = (kind: 'sum' | 'mean' | 'max' | 'l2'): Kernel => (a) => {
+  const x = a.t('x');
+  const xd = f32(x, a);
+  const axes = axesOf(a.has('axes'), () => a.ints('axes'), x.shape.length);
+  const keep = a.bools('keep_dims')[0]!;
+  const { outer, n, inner } = around(x, axes, a);
+  const out = allocFloat(outer * inner);
+  for (let o = 0; o < outer; o++) {
+    for (let j = 0; j < inner; j++) {
+      const base = o * n * inner + j;
+      let acc: number;
+      if (kind === 'max') {
+        acc = -Infinity;
+        for (let k = 0; k < n; k++) acc = Math.max(acc, xd[base + k * inner]!);
+      } else if (kind === 'l2') {
+        // Scaled by the largest magnitude first, so no square overflows (the overflow-safe l2 norm).
+        let m = 0;
+        for (let k = 0; k < n; k++) m = Math.max(m, Math.abs(xd[base + k * inner]!));
+        let s = 0;
+        if (m > 0 && Number.isFinite(m)) for (let k = 0; k < n; k++) s += (xd[base + k * inner]! / m) ** 2;
+        acc = m > 0 && Number.isFinite(m) ? m * Math.sqrt(s) : m;
+      } else {
+        acc = 0;
+        for (let k = 0; k < n; k++) acc += xd[base + k * inner]!;
+        if (kind === 'mean') acc /= n;
+      }
+      out[o * inner + j] = acc;
+    }
+  }
+  const shape = keep ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
+  return [{ dtype: x.dtype, shape, data: out }];
+};
+
+const reduction = (op: string, kind: 'sum' | 'mean' | 'max' | 'l2'): OpDef => ({
+  op,
+  versions: [since('iOS15', tensor('x', FI, 'T'), attr('axes', I32, undefined), attr('keep_dims', BOOL, literal('bool', false)))],
+  infer: reduceType,
+  run: reduceKernel(kind),
+});
+
+const layerNorm: Kernel = (a) => {
+  const x = a.t('x');
+  const xd = f32(x, a);
+  const axes = axesOf(a.has('axes'), () => a.ints('axes'), x.shape.length);
+  const eps = a.nums('epsilon')[0]!;
+  const gamma = a.has('gamma') ? f32(a.t('gamma'), a) : undefined;
+  const beta = a.has('beta') ? f32(a.t('beta'), a) : undefined;
+  const { outer, n, inner } = around(x, axes, a);
+  const out = allocFloat(xd.length);
+  // Pessimistic float16: the mean, the squares and their mean are stored in float16 (overflow past 65504).
+  const half = !a.num.fusedExact;
+  const mean = new Float64Array(inner);
+  const vari = new Float64Array(inner);
+  const sq = new Float32Array(inner);
+  for (let o = 0; o < outer; o++) {
+    const base = o * n * inner;
+    mean.fill(0);
+    vari.fill(0);
+    for (let k = 0; k < n; k++) for (let j = 0, r = base + k * inner; j < inner; j++) mean[j]! += xd[r + j]!;
+    for (let j = 0; j < inner; j++) mean[j] = half ? f16round(mean[j]! / n) : mean[j]! / n;
+    for (let k = 0; k < n; k++) {
+      const r = base + k * inner;
+      for (let j = 0; j < inner; j++) {
+        const d = half ? f16round(xd[r + j]! - mean[j]!) : xd[r + j]! - mean[j]!;
+        sq[j] = d * d;
+      }
+      if (half) a.num.round(sq);
+      for (let j = 0; j < inner; j++) vari[j]! += sq[j]!;
+    }
+    for (let j = 0; j < inner; j++) {
+      const v = half ? f16round(vari[j]! / n) : vari[j]! / n;
+      vari[j] = 1 / Math.sqrt(v + eps);
+    }
+    for (let k = 0; k < n; k++) {
+      const r = base + k * inner;
+      const g = gamma ? gamma[k]! : 1;
+      const bb = beta ? beta[k]! : 0;
+      for (let j = 0; j < inner; j++) out[r + j] = (xd[r + j]! - mean[j]!) * vari[j]! * g + bb;
+    }
+  }
+  return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
+};
+
+// l2_norm: x / sqrt(sum(x^2) + epsilon) over the last three axes (rank(x) >= 3).
+const l2Norm: Kernel = (a) => {
+  const x = a.t('x');
+  if (x.shape.length < 3) fail(a, `input rank must be at least 3, got ${x.shape.length}`);
+  const xd = f32(x, a);
+  const eps = a.nums('epsilon')[0]!;
+  const n = numel(x.shape.slice(-3));
+  const out = allocFloat(xd.length);
+  for (let o = 0; o < xd.length; o += n) {
+    let s = 0;
+    for (let k = 0; k < n; k++) s += xd[o + k]! ** 2;
+    const r = 1 / Math.sqrt(s + eps);
+    for (let k = 0; k < n; k++) out[o + k] = xd[o + k]! * r;
+  }
+  return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
+};
+
+register(
+  {
+    op: 'layer_norm',
+    versions: [
+      since('iOS15', tensor('x', F, 'T'), attr('axes', I32, undefined), attr('gamma', F, undefined, 'T'), attr('beta', F, undefined, 'T'), attr('epsilon', F, likeX(1e-5), 'T')),
+      since('iOS17', tensor('x', F, 'T'), attr('axes', I32, undefined), attr('gamma', F, undefined, 'U'), attr('beta', F, undefined, 'U'), attr('epsilon', F, likeX(1e-5), 'U')),
+    ],
+    infer: sameAsX,
+    run: layerNorm,
+  },
+  {
+    op: 'l2_norm',
+    versions: [since('iOS15', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'T')), since('iOS17', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'U'))],
+    infer: (a) => (a.t('x').shape.length < 3 ? a.fail('input rank must be at least 3') : sameAsX(a)),
+    run: l2Norm,
+  },
+  reduction('reduce_sum', 'sum'),
+  reduction('reduce_mean', 'mean'),
+  reduction('reduce_max', 'max'),
+  reduction('reduce_l2_norm', 'l2'),
+);

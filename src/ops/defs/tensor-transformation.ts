@@ -1,0 +1,231 @@
+// Layout ops: coremltools' ops/defs/iOS15/tensor_transformation.py and iOS17/tensor_transformation.py
+// (reshape, expand_dims, squeeze, transpose, slice_by_index, slice_by_size). Shape-only ops share their
+// input's data; slices and transposes copy.
+
+import { numel, type Dim } from '../../graph/ir.js';
+import { allocData, stridesOf, type RtTensor } from '../../runtime/tensor.js';
+import { attr, BOOL, constInput, FIB, FIB17, I32, IDX17, register, since, tensor, type InferArgs, type Kernel, type OpArgs } from '../registry.js';
+import { normAxis, reshapeShape } from '../shapes.js';
+import { fail } from './common.js';
+
+const relabel = (x: RtTensor, shape: number[]): RtTensor[] => [{ dtype: x.dtype, shape, data: x.data }];
+
+/** expand_dims' output shape: a 1 at each of `axes` (counted in the output's rank). */
+function expandedShape<D extends Dim>(shape: readonly D[], axesIn: number[]): (D | 1)[] {
+  const rank = shape.length + axesIn.length;
+  const axes = axesIn.map((d) => normAxis(d, rank));
+  const out: (D | 1)[] = [];
+  let k = 0;
+  for (let d = 0; d < rank; d++) out.push(axes.includes(d) ? 1 : shape[k++]!);
+  return out;
+}
+
+/** squeeze's kept axes: all but `axes`, or all but the size-1 axes when absent. */
+const squeezedShape = <D extends Dim>(shape: readonly D[], axes: number[] | undefined): D[] => {
+  const drop = axes?.map((d) => normAxis(d, shape.length)) ?? shape.flatMap((d, i) => (d === 1 ? [i] : []));
+  return shape.filter((_, i) => !drop.includes(i));
+};
+
+/** Generic N-d transpose (a copy unless only size-1 axes move). */
+export function transposeTensor(x: RtTensor, perm: number[]): RtTensor {
+  const shape = perm.map((p) => x.shape[p]!);
+  const moved = perm.filter((p) => x.shape[p] !== 1);
+  if (moved.every((p, i) => i === 0 || p > moved[i - 1]!)) return { dtype: x.dtype, shape, data: x.data };
+  const inStrides = stridesOf(x.shape);
+  const s = perm.map((p) => inStrides[p]!);
+  const out = allocData(x.dtype, x.data.length);
+  const rank = shape.length;
+  const idx = new Array<number>(rank).fill(0);
+  let src = 0;
+  for (let o = 0; o < out.length; o++) {
+    out[o] = x.data[src]!;
+    for (let d = rank - 1; d >= 0; d--) {
+      idx[d]!++;
+      src += s[d]!;
+      if (idx[d]! < shape[d]!) break;
+      src -= s[d]! * shape[d]!;
+      idx[d] = 0;
+    }
+  }
+  return { dtype: x.dtype, shape, data: out };
+}
+
+/** Copies the box [begin, begin + size) with steps `stride` out of x. */
+export function sliceBox(x: RtTensor, begin: number[], size: number[], stride: number[]): RtTensor {
+  const rank = x.shape.length;
+  const inStrides = stridesOf(x.shape);
+  const out = allocData(x.dtype, numel(size));
+  if (out.length === 0) return { dtype: x.dtype, shape: size, data: out };
+  // The innermost contiguous run is copied with subarray/set when its stride is 1.
+  const inner = size[rank - 1]!;
+  const innerStep = stride[rank - 1]!;
+  const idx = new Array<number>(rank).fill(0);
+  let o = 0;
+  for (;;) {
+    let src = 0;
+    for (let d = 0; d < rank - 1; d++) src += (begin[d]! + idx[d]! * stride[d]!) * inStrides[d]!;
+    src += begin[rank - 1]!;
+    if (innerStep === 1) (out as Float32Array).set((x.data as Float32Array).subarray(src, src + inner), o);
+    else for (let j = 0; j < inner; j++) out[o + j] = x.data[src + j * innerStep]!;
+    o += inner;
+    let d = rank - 2;
+    for (; d >= 0; d--) {
+      if (++idx[d]! < size[d]!) break;
+      idx[d] = 0;
+    }
+    if (d < 0) break;
+  }
+  return { dtype: x.dtype, shape: size, data: out };
+}
+
+interface SliceSpec {
+  begin: number[];
+  end: number[];
+  stride: number[];
+  beginMask: boolean[];
+  endMask: boolean[];
+  squeezeMask: boolean[];
+}
+
+const sliceSpec = (a: Pick<InferArgs | OpArgs, 'has' | 'ints' | 'bools'>, rank: number): SliceSpec => {
+  const opt = <T>(key: string, read: (k: string) => T[], fill: T): T[] => (a.has(key) ? read(key) : Array<T>(rank).fill(fill));
+  return {
+    begin: a.ints('begin'),
+    end: a.ints('end'),
+    stride: opt('stride', a.ints, 1),
+    beginMask: opt('begin_mask', a.bools, false),
+    endMask: opt('end_mask', a.bools, false),
+    squeezeMask: opt('squeeze_mask', a.bools, false),
+  };
+};
+
+/** Begin and length of a slice along one axis of size d (negative indices count from the end, bounds clamp). */
+function sliceAxis(s: SliceSpec, k: number, d: number): { b: number; len: number } {
+  const clamp = (v: number) => Math.min(Math.max(v < 0 ? v + d : v, 0), d);
+  const st = s.stride[k]!;
+  const b = s.beginMask[k] ? 0 : clamp(s.begin[k]!);
+  const e = s.squeezeMask[k] ? b + 1 : s.endMask[k] ? d : clamp(s.end[k]!);
+  return { b, len: Math.max(0, Math.ceil((e - b) / st)) };
+}
+
+// slice_by_index.type_inference: a whole axis keeps its (possibly symbolic) size; squeezed axes go.
+const sliceByIndexType = (a: InferArgs) => {
+  const x = a.t('x');
+  const s = sliceSpec(a, x.shape.length);
+  const shape: Dim[] = [];
+  x.shape.forEach((d, k) => {
+    if (s.stride[k]! <= 0) a.fail('only positive strides are supported');
+    if ((s.beginMask[k] || s.begin[k] === 0) && s.endMask[k] && s.stride[k] === 1) {
+      if (!s.squeezeMask[k]) shape.push(d);
+      return;
+    }
+    if (typeof d !== 'number') return a.fail(`cannot slice symbolic dimension ${d} with explicit bounds`);
+    if (!s.squeezeMask[k]) shape.push(sliceAxis(s, k, d).len);
+  });
+  return [{ dtype: x.dtype, shape }];
+};
+
+const sliceByIndex: Kernel = (a) => {
+  const x = a.t('x');
+  const s = sliceSpec(a, x.shape.length);
+  const begin: number[] = [];
+  const size: number[] = [];
+  x.shape.forEach((d, k) => {
+    if (s.stride[k]! <= 0) fail(a, 'only positive strides are supported');
+    const { b, len } = sliceAxis(s, k, d);
+    begin.push(b);
+    size.push(len);
+  });
+  const out = sliceBox(x, begin, size, s.stride);
+  return [{ ...out, shape: size.filter((_, k) => !s.squeezeMask[k]) }];
+};
+
+// slice_by_size: size -1 runs to the end of the axis.
+const sliceBySizeShape = (x: readonly Dim[], begin: number[], size: number[], bad: (m: string) => never): Dim[] =>
+  x.map((d, k) => {
+    if (size[k] !== -1) return size[k]!;
+    if (typeof d !== 'number') return bad(`cannot slice symbolic dimension ${d} to its end`);
+    return d - normAxis(begin[k]!, d);
+  });
+
+// x of the iOS 15 ops, and of their iOS 17 versions (which add the 8- and 16-bit types).
+const X15 = tensor('x', FIB, 'T');
+const X17 = tensor('x', FIB17, 'T');
+
+register(
+  {
+    op: 'reshape',
+    versions: [since('iOS15', X15, tensor('shape', I32)), since('iOS17', X17, tensor('shape', IDX17, 'U'))],
+    infer: (a) => {
+      const x = a.t('x');
+      return [{ dtype: x.dtype, shape: reshapeShape(x.shape, a.ints('shape'), a.fail) }];
+    },
+    run: (a) => {
+      const x = a.t('x');
+      const shape = reshapeShape(x.shape, a.ints('shape'), (m) => fail(a, m)) as number[];
+      return relabel(x, shape);
+    },
+  },
+  {
+    op: 'expand_dims',
+    versions: [since('iOS15', X15, constInput('axes', I32)), since('iOS17', X17, constInput('axes', I32))],
+    infer: (a) => {
+      const x = a.t('x');
+      return [{ dtype: x.dtype, shape: expandedShape(x.shape, a.ints('axes')) }];
+    },
+    run: (a) => {
+      const x = a.t('x');
+      return relabel(x, expandedShape(x.shape, a.ints('axes')));
+    },
+  },
+  {
+    op: 'squeeze',
+    versions: [since('iOS15', X15, attr('axes', I32, undefined)), since('iOS17', X17, attr('axes', I32, undefined))],
+    infer: (a) => {
+      const x = a.t('x');
+      return [{ dtype: x.dtype, shape: squeezedShape(x.shape, a.has('axes') ? a.ints('axes') : undefined) }];
+    },
+    run: (a) => {
+      const x = a.t('x');
+      return relabel(x, squeezedShape(x.shape, a.has('axes') ? a.ints('axes') : undefined));
+    },
+  },
+  {
+    op: 'transpose',
+    versions: [since('iOS15', X15, constInput('perm', I32)), since('iOS17', X17, constInput('perm', I32))],
+    infer: (a) => {
+      const x = a.t('x');
+      const perm = a.ints('perm').map((p) => normAxis(p, x.shape.length));
+      if (perm.length !== x.shape.length || new Set(perm).size !== perm.length) a.fail(`perm [${perm.join(', ')}] is not a permutation of rank ${x.shape.length}`);
+      return [{ dtype: x.dtype, shape: perm.map((p) => x.shape[p]!) }];
+    },
+    run: (a) => {
+      const x = a.t('x');
+      return [transposeTensor(x, a.ints('perm').map((p) => normAxis(p, x.shape.length)))];
+    },
+  },
+  {
+    op: 'slice_by_index',
+    versions: [
+      since('iOS15', X15, tensor('begin', I32), tensor('end', I32), attr('stride', I32, undefined), attr('begin_mask', BOOL, undefined), attr('end_mask', BOOL, undefined), attr('squeeze_mask', BOOL, undefined)),
+      since('iOS17', X17, tensor('begin', IDX17, 'U'), tensor('end', IDX17, 'U'), attr('stride', IDX17, undefined, 'U'), attr('begin_mask', BOOL, undefined), attr('end_mask', BOOL, undefined), attr('squeeze_mask', BOOL, undefined)),
+    ],
+    infer: sliceByIndexType,
+    run: sliceByIndex,
+  },
+  {
+    op: 'slice_by_size',
+    versions: [since('iOS15', X15, tensor('begin', I32), tensor('size', I32)), since('iOS17', X17, tensor('begin', IDX17, 'U'), tensor('size', IDX17, 'U'))],
+    infer: (a) => {
+      const x = a.t('x');
+      return [{ dtype: x.dtype, shape: sliceBySizeShape(x.shape, a.ints('begin'), a.ints('size'), a.fail) }];
+    },
+    run: (a) => {
+      const x = a.t('x');
+      const begin = a.ints('begin').map((b, k) => normAxis(b, x.shape[k]!));
+      const size = sliceBySizeShape(x.shape, begin, a.ints('size'), (m) => fail(a, m)) as number[];
+      if (size.some((s, k) => s < 0 || begin[k]! + s > x.shape[k]!)) fail(a, `slice [${begin.join(', ')}] + [${size.join(', ')}] is outside [${x.shape.join(', ')}]`);
+      return [sliceBox(x, begin, size, size.map(() => 1))];
+    },
+  },
+);

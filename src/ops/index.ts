@@ -1,0 +1,12 @@
+// The op registry with every op definition registered: import this module (not registry.ts) to use it.
+
+import './defs/elementwise.js';
+import './defs/activation.js';
+import './defs/normalization.js';
+import './defs/tensor-transformation.js';
+import './defs/tensor-operation.js';
+import './defs/linear.js';
+
+export { knownOps, opDef, opSignature, opVersions, type InputSig, type OpArgs, type OpDef, type OpVersion } from './registry.js';
+export { inferArgs, type InputTypes } from './shapes.js';
+export { softmaxWithBias } from './defs/activation.js';
