@@ -10,12 +10,13 @@
 // stream), normalised without scale: 'rms' squares the stream (x*x), 'l2' divides by an l2 norm so that
 // float16 never squares an outlier.
 
-import type { ModernBertConfig, Activation, HeadKind } from './config.js';
+import type { ModernBertConfig, Activation, AttentionKind, HeadKind } from './config.js';
 import { ModernBertError } from './errors.js';
 import { GraphBuilder, bool, i32, str, type Val } from './graph/builder.js';
 import type { Dim, Graph } from './graph/ir.js';
 import type { EmbeddingSpec } from './io/checkpoint.js';
 import type { Target } from './ops/target.js';
+import { FINAL_UNROTATE, LAYER0_RESIDUAL, TOK_EMBEDDINGS } from './rotation/fold.js';
 import type { WeightSource } from './weights.js';
 
 export type NormStyle = 'layernorm' | 'rms' | 'l2';
@@ -57,241 +58,264 @@ export function defaultHead(m: ModelSource): OutputHead {
   return m.embedding ? 'embedding' : m.config.head;
 }
 
+/** What every block reads: the builder, the config, the weights, the norm form, the length and the inputs. */
+interface Base {
+  g: GraphBuilder;
+  c: ModernBertConfig;
+  m: ModelSource;
+  norm: NormStyle;
+  /** The sequence length: a number, or the symbol 'S' for enumerated lengths. */
+  S: Dim;
+  maxS: number;
+  ids: Val;
+  /** Additive padding mask over keys: (1, S, 1, S) from the input, or (1, S, 1, 1) from the pad id. */
+  mask: Val;
+  /** 0..S-1 as a tensor (built on first use), for graphs whose length is only known at run time. */
+  positions: () => Val;
+}
+
+/** Base, plus the rotary tables and attention masks of each layer kind. */
+interface Ctx extends Base {
+  rope: Record<AttentionKind, [Val, Val]>;
+  masks: Record<AttentionKind, Val>;
+}
+
 /** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, and the additive mask unless maskFrom is 'ids'. */
 export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const c = m.config;
-  const g = new GraphBuilder(o.dtype ?? 'fp32', o.target);
-  const norm = o.norm ?? 'layernorm';
-  const folded = norm !== 'layernorm';
   const lengths = typeof o.seqLen === 'number' ? [o.seqLen] : o.seqLen;
   for (const s of lengths) {
     if (!Number.isInteger(s) || s < 1 || s > c.maxPositions) {
       throw new ModernBertError('BAD_INPUT', `sequence length ${s} is outside 1..${c.maxPositions} (max_position_embeddings)`, { seqLen: s });
     }
   }
-  const S: Dim = lengths.length === 1 ? lengths[0]! : 'S';
-  const W = (name: string, shape?: number[]) => {
-    const stored = m.weights.shape(name);
-    return g.weight(name, shape ?? stored, () => m.weights.get(name).data);
-  };
-  const has = (name: string) => m.weights.has(name);
-
+  const g = new GraphBuilder(o.dtype ?? 'fp32', o.target);
   const io = o.ioDtype ?? g.dtype;
   const toCompute = (v: Val) => (io === g.dtype ? v : g.op('cast', { x: v, dtype: str(g.dtype) }, `${v}_cast`));
-  const output = (v: Val, name: string) => g.output(io === g.dtype ? v : g.op('cast', { x: v, dtype: str(io) }, `${name}_cast`), name);
+  const S: Dim = lengths.length === 1 ? lengths[0]! : 'S';
   const ids = g.input('input_ids', 'int32', [1, S]);
-  // MASKED where `cond` holds, else 0: cast and scale rather than select, whose type coremltools infers from
-  // its two branches alone (ops/defs/iOS15/control_flow.py, select.type_inference), not from cond's shape.
-  const maskWhere = (cond: Val, name: string): Val => g.op('mul', { x: g.op('cast', { x: cond, dtype: str(g.dtype) }, `${name}_f`), y: g.f(MASKED) }, name);
-  // Padding as an additive term over keys: the (1, S, 1, S) input, or (1, S, 1, 1) from the pad id.
   const mask = (o.maskFrom ?? 'input') === 'input'
     ? toCompute(g.input('mask', io, [1, S, 1, S]))
-    : g.op('reshape', { x: maskWhere(g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad'), 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask');
-
-  // ---- building blocks -------------------------------------------------------------------------------
-  const conv = (x: Val, prefix: string, name: string): Val => {
-    const [out, inp] = m.weights.shape(`${prefix}.weight`) as [number, number];
-    const inputs: Record<string, Val> = { x, weight: W(`${prefix}.weight`, [out, inp, 1, 1]) };
-    if (has(`${prefix}.bias`)) inputs.bias = W(`${prefix}.bias`);
-    return g.op('conv', { ...inputs, strides: i32([1, 1]), pad_type: str('valid'), pad: i32([0, 0, 0, 0]), dilations: i32([1, 1]), groups: i32(1) }, name);
-  };
-
-  const act = (x: Val, a: Activation, name: string): Val => {
-    if (a === 'gelu') return g.op('gelu', { x, mode: str('EXACT') }, name);
-    if (a === 'gelu_tanh') return g.op('gelu', { x, mode: str('TANH_APPROXIMATION') }, name);
-    return g.op(a, { x }, name);
-  };
-
-  // LayerNorm over channels, with the checkpoint's scale and bias.
-  const layerNorm = (x: Val, prefix: string, name: string): Val => {
-    const inputs: Record<string, Val> = { x, gamma: W(`${prefix}.weight`) };
-    if (has(`${prefix}.bias`)) inputs.beta = W(`${prefix}.bias`);
-    return g.op('layer_norm', { ...inputs, axes: i32([1]), epsilon: g.f(c.normEps) }, name);
-  };
-
-  // RMS norm without scale (the scale is folded into the readers): x / sqrt(mean(x^2) + eps).
-  const rmsNorm = (x: Val, name: string): Val => {
-    if (norm === 'rms') {
-      const ms = g.op('reduce_mean', { x: g.op('mul', { x, y: x }, `${name}_sq`), axes: i32([1]), keep_dims: bool(true) }, `${name}_ms`);
-      return g.op('mul', { x, y: g.op('rsqrt', { x: ms, epsilon: g.f(c.normEps) }, `${name}_rsqrt`) }, name);
-    }
-    // l2 form: ||[x, sqrt(C*eps)]|| = sqrt(C * (mean(x^2) + eps)), computed without squaring x in float16.
-    const epsValue = Math.sqrt(c.hidden * c.normEps);
-    const eps = typeof S === 'number'
-      ? g.weight(`${name}_eps`, [1, 1, 1, S], () => new Float32Array(S).fill(epsValue))
-      : g.op('fill_like', { ref_tensor: g.op('slice_by_index', { x, begin: i32([0, 0, 0, 0]), end: i32([1, 1, 1, 0]), end_mask: bool([true, false, true, true]) }, `${name}_chan`), value: g.f(epsValue) }, `${name}_eps`);
-    const l2 = g.op('reduce_l2_norm', { x: g.op('concat', { values: [x, eps], axis: i32(1), interleave: bool(false) }, `${name}_xeps`), axes: i32([1]), keep_dims: bool(true) }, `${name}_l2`);
-    return g.op('mul', { x: g.op('real_div', { x, y: l2 }, `${name}_div`), y: g.f(Math.sqrt(c.hidden)) }, name);
-  };
-
-  // Rotary tables (1, 1, D, S): cos and sin of position * theta^(-2k/D), the D/2 frequencies repeated twice.
-  const rope = (theta: number, name: string): [Val, Val] => {
-    const D = c.headDim;
-    const maxS = Math.max(...lengths);
-    const table = (fn: (a: number) => number) => () => {
-      const t = new Float32Array(D * maxS);
-      for (let d = 0; d < D; d++) {
-        const invFreq = Math.pow(theta, -(2 * (d % (D / 2))) / D);
-        for (let s = 0; s < maxS; s++) t[d * maxS + s] = fn(s * invFreq);
-      }
-      return t;
-    };
-    if (typeof S === 'number') return [g.weight(`${name}_cos`, [1, 1, D, S], table(Math.cos)), g.weight(`${name}_sin`, [1, 1, D, S], table(Math.sin))];
-    // Enumerated lengths: gather the first S columns of the longest table.
-    const pick = (fn: (a: number) => number, which: string) => {
-      const full = g.weight(`${name}_${which}_table`, [D, maxS], table(fn));
-      const cols = g.op('gather', { x: full, indices: positionsS(), axis: i32(1) }, `${name}_${which}_cols`);
-      return g.op('reshape', { x: cols, shape: i32([1, 1, D, -1]) }, `${name}_${which}`);
-    };
-    return [pick(Math.cos, 'cos'), pick(Math.sin, 'sin')];
-  };
-
-  // 0..S-1 as a tensor, for graphs whose length is only known at run time.
-  let posCache: Val | undefined;
-  const positionsS = (): Val => {
-    if (posCache) return posCache;
+    : g.op('reshape', { x: maskWhere(g, g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad'), 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask');
+  let pos: Val | undefined;
+  const positions = (): Val => {
+    if (pos) return pos;
     const len = g.op('gather', { x: g.op('shape', { x: ids }, 'ids_shape'), indices: i32(1), axis: i32(0) }, 'seq_len');
-    posCache = g.op('range_1d', { start: i32(0), end: len, step: i32(1) }, 'positions', [{ dtype: 'int32', shape: [S] }]);
-    return posCache;
+    return (pos = g.op('range_1d', { start: i32(0), end: len, step: i32(1) }, 'positions', [{ dtype: 'int32', shape: [S] }]));
   };
+  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS: Math.max(...lengths), ids, mask, positions };
+  const rope = { global: ropeTables(base, c.globalRopeTheta, 'rope_global'), local: ropeTables(base, c.localRopeTheta, 'rope_local') };
+  const x: Ctx = { ...base, rope, masks: { global: mask, local: c.layerTypes.includes('local') ? localMask(base) : mask } };
 
-  // Sliding window: query q sees key k when |k - q| <= window/2; the rest gets MASKED on top of the input mask.
-  const localMask = (): Val => {
-    const half = c.localWindow / 2;
-    let outside: Val;
-    if (typeof S === 'number') {
-      outside = g.weight('window_outside', [1, S, 1, S], () => {
-        const t = new Uint8Array(S * S);
-        for (let k = 0; k < S; k++) for (let q = 0; q < S; q++) t[k * S + q] = Math.abs(k - q) > half ? 1 : 0;
-        return t;
-      }, 'bool');
-    } else {
-      const p = positionsS();
-      const diff = g.op('sub', { x: g.op('expand_dims', { x: p, axes: i32([1]) }, 'pos_k'), y: g.op('expand_dims', { x: p, axes: i32([0]) }, 'pos_q') }, 'pos_diff');
-      const far = g.op('logical_or', { x: g.op('greater', { x: diff, y: i32(half) }, 'pos_after'), y: g.op('less', { x: diff, y: i32(-half) }, 'pos_before') }, 'pos_far');
-      outside = g.op('expand_dims', { x: far, axes: i32([0, 2]) }, 'window_outside'); // (1, S, 1, S)
-    }
-    return g.op('add', { x: mask, y: maskWhere(outside, 'window_mask') }, 'local_mask');
-  };
+  const last = body(x);
+  const out = head(x, last, o.head ?? defaultHead(m), o.positions);
+  g.output(io === g.dtype ? out.value : g.op('cast', { x: out.value, dtype: str(io) }, `${out.name}_cast`), out.name);
+  return g.graph;
+}
 
-  // ---- attention, per head -------------------------------------------------------------------------
-  const ropeTables = { global: rope(c.globalRopeTheta, 'rope_global'), local: rope(c.localRopeTheta, 'rope_local') };
-  const masks = { global: mask, local: c.layerTypes.includes('local') ? localMask() : mask };
+// ---- the body: embeddings, the residual loop, the final norm -----------------------------------------
 
-  const applyRope = (x: Val, [cos, sin]: [Val, Val], name: string): Val => {
-    const H = c.numHeads;
-    const D = c.headDim;
-    const x4 = g.op('reshape', { x, shape: i32([1, H, D, -1]) }, `${name}_heads`); // (1, H, D, S)
-    const lo = g.op('slice_by_index', { x: x4, begin: i32([0, 0, 0, 0]), end: i32([1, H, D / 2, 0]), end_mask: bool([true, true, false, true]) }, `${name}_lo`);
-    const hi = g.op('slice_by_index', { x: x4, begin: i32([0, 0, D / 2, 0]), end: i32([1, H, D, 0]), end_mask: bool([true, true, true, true]) }, `${name}_hi`);
-    const rotated = g.op('concat', { values: [g.op('mul', { x: hi, y: g.f(-1) }, `${name}_neg`), lo], axis: i32(2), interleave: bool(false) }, `${name}_rot`);
-    const out = g.op('add', { x: g.op('mul', { x: x4, y: cos }, `${name}_cos`), y: g.op('mul', { x: rotated, y: sin }, `${name}_sin`) }, `${name}_roped`);
-    return g.op('reshape', { x: out, shape: i32([1, c.hidden, 1, -1]) }, `${name}_flat`); // (1, C, 1, S)
-  };
-
-  const attention = (x: Val, i: number): Val => {
-    const p = `model.layers.${i}.attn`;
-    const kind = c.layerTypes[i]!;
-    const C = c.hidden;
-    const D = c.headDim;
-    const qkv = conv(x, `${p}.Wqkv`, `layers_${i}_qkv`); // (1, 3C, 1, S)
-    const [q0, k0, v] = g.opN('split', { x: qkv, split_sizes: i32([C, C, C]), axis: i32(1) }, `layers_${i}_split`) as [Val, Val, Val];
-    // Scaling q by 1/sqrt(D) before the scores touches C x S values instead of H x S x S (exact for D = 64).
-    const q = g.op('mul', { x: applyRope(q0, ropeTables[kind], `layers_${i}_q`), y: g.f(1 / Math.sqrt(D)) }, `layers_${i}_q_scaled`);
-    const k = applyRope(k0, ropeTables[kind], `layers_${i}_k`);
-    const kT = g.op('transpose', { x: k, perm: i32([0, 3, 2, 1]) }, `layers_${i}_kT`); // (1, S, 1, C)
-    const heads: Val[] = [];
-    for (let h = 0; h < c.numHeads; h++) {
-      const n = `layers_${i}_h${h}`;
-      const chan = (t: Val, what: string) => g.op('slice_by_index', { x: t, begin: i32([0, h * D, 0, 0]), end: i32([1, (h + 1) * D, 1, 0]), end_mask: bool([true, false, true, true]) }, `${n}_${what}`); // (1, D, 1, S)
-      const kh = g.op('slice_by_index', { x: kT, begin: i32([0, 0, 0, h * D]), end: i32([1, 0, 1, (h + 1) * D]), end_mask: bool([true, true, true, false]) }, `${n}_k`); // (1, S, 1, D)
-      const scores = g.op('einsum', { values: [kh, chan(q, 'q')], equation: str('bkhc,bchq->bkhq') }, `${n}_scores`); // (1, S_k, 1, S_q)
-      const probs = g.op('softmax', { x: g.op('add', { x: scores, y: masks[kind] }, `${n}_masked`), axis: i32(1) }, `${n}_probs`);
-      heads.push(g.op('einsum', { values: [chan(v, 'v'), probs], equation: str('bchk,bkhq->bchq') }, `${n}_out`)); // (1, D, 1, S)
-    }
-    const merged = g.op('concat', { values: heads, axis: i32(1), interleave: bool(false) }, `layers_${i}_heads`);
-    return conv(merged, `${p}.Wo`, `layers_${i}_attn_out`);
-  };
-
-  // ---- MLP: GeGLU ----------------------------------------------------------------------------------
-  const mlp = (x: Val, i: number): Val => {
-    const p = `model.layers.${i}.mlp`;
-    const up = conv(x, `${p}.Wi`, `layers_${i}_mlp_in`); // (1, 2I, 1, S)
-    const [input, gate] = g.opN('split', { x: up, split_sizes: i32([c.intermediate, c.intermediate]), axis: i32(1) }, `layers_${i}_mlp_split`) as [Val, Val];
-    const h = g.op('mul', { x: act(input, c.hiddenActivation, `layers_${i}_mlp_act`), y: gate }, `layers_${i}_mlp_glu`);
-    return conv(h, `${p}.Wo`, `layers_${i}_mlp_out`);
-  };
-
-  // ---- the body --------------------------------------------------------------------------------------
-  const emb = W('model.embeddings.tok_embeddings.weight');
-  const rows = g.op('gather', { x: emb, indices: ids, axis: i32(0) }, 'embed'); // (1, S, C)
+function body(x: Ctx): Val {
+  const { g, c } = x;
+  const folded = x.norm !== 'layernorm';
+  const rows = g.op('gather', { x: W(x, TOK_EMBEDDINGS), indices: x.ids, axis: i32(0) }, 'embed'); // (1, S, C)
   const embedded = g.op('expand_dims', { x: g.op('transpose', { x: rows, perm: i32([0, 2, 1]) }, 'embed_t'), axes: i32([2]) }, 'embed_4d'); // (1, C, 1, S)
-
-  let x: Val;
-  if (!folded) {
-    x = layerNorm(embedded, 'model.embeddings.norm', 'embed_norm');
-    g.tap('hidden_states.0', x);
-  } else {
-    x = embedded; // the folded stream starts as the centred, rotated embedding; layer 0 reads its RMS norm
-  }
-  g.tap('residual.0', x);
+  // Folded, the stream starts as the centred, rotated embedding and layer 0 reads its RMS norm.
+  let h = folded ? embedded : g.tap('hidden_states.0', layerNorm(x, embedded, 'model.embeddings.norm', 'embed_norm'));
+  g.tap('residual.0', h);
   for (let i = 0; i < c.numLayers; i++) {
-    const p = `model.layers.${i}`;
-    if (folded && i === 0) {
-      const n0 = rmsNorm(x, 'embed_norm');
-      x = g.op('add', { x: conv(n0, `${p}.residual`, 'layers_0_residual'), y: attention(n0, 0) }, 'layers_0_attn_res');
-    } else {
-      const attnIn = i === 0 ? x : folded ? rmsNorm(x, `layers_${i}_attn_norm`) : layerNorm(x, `${p}.attn_norm`, `layers_${i}_attn_norm`);
-      x = g.op('add', { x, y: attention(attnIn, i) }, `layers_${i}_attn_res`);
-    }
-    const mlpIn = folded ? rmsNorm(x, `layers_${i}_mlp_norm`) : layerNorm(x, `${p}.mlp_norm`, `layers_${i}_mlp_norm`);
-    x = g.op('add', { x, y: mlp(mlpIn, i) }, `layers_${i}_mlp_res`);
-    g.tap(`residual.${i + 1}`, x);
-    if (!folded && i + 1 < c.numLayers) g.tap(`hidden_states.${i + 1}`, x);
+    h = folded && i === 0 ? foldedLayer0Attention(x, h) : g.op('add', { x: h, y: attention(x, i === 0 ? h : norm(x, h, i, 'attn'), i) }, `layers_${i}_attn_res`);
+    h = g.op('add', { x: h, y: mlp(x, norm(x, h, i, 'mlp'), i) }, `layers_${i}_mlp_res`);
+    g.tap(`residual.${i + 1}`, h);
+    if (!folded && i + 1 < c.numLayers) g.tap(`hidden_states.${i + 1}`, h);
   }
-  const last = folded
-    ? conv(rmsNorm(x, 'final_norm_rms'), 'model.final_norm.unrotate', 'final_norm')
-    : layerNorm(x, 'model.final_norm', 'final_norm');
-  g.tap(`hidden_states.${c.numLayers}`, last);
+  const last = folded ? conv(x, rmsNorm(x, h, 'final_norm_rms'), FINAL_UNROTATE, 'final_norm') : layerNorm(x, h, 'model.final_norm', 'final_norm');
+  return g.tap(`hidden_states.${c.numLayers}`, last);
+}
 
-  // ---- heads ---------------------------------------------------------------------------------------
-  const head = o.head ?? defaultHead(m);
-  const predictionHead = (h: Val): Val => layerNorm(act(conv(h, 'head.dense', 'head_dense'), c.classifierActivation, 'head_act'), 'head.norm', 'head_norm');
-  const atPositions = (h: Val): Val =>
-    o.positions ? g.op('gather', { x: h, indices: i32(o.positions), axis: i32(3) }, 'at_positions') : h;
+// Folded layer 0: the original adds the embedding norm's output to the stream, so its residual path is a
+// matrix of its own (rotation/fold.ts LAYER0_RESIDUAL), beside attention over the same normalised input.
+function foldedLayer0Attention(x: Ctx, h: Val): Val {
+  const n0 = rmsNorm(x, h, 'embed_norm');
+  return x.g.op('add', { x: conv(x, n0, LAYER0_RESIDUAL, 'layers_0_residual'), y: attention(x, n0, 0) }, 'layers_0_attn_res');
+}
 
-  // Pooling over real tokens: which keys are padding is read from the mask column of query 0.
-  const pool = (h: Val, how: 'cls' | 'mean'): Val => {
-    if (how === 'cls') return g.op('slice_by_index', { x: h, begin: i32([0, 0, 0, 0]), end: i32([1, c.hidden, 1, 1]), end_mask: bool([true, true, true, false]) }, 'pool_cls');
-    const col = g.type(mask).shape[3] === 1 ? mask : g.op('slice_by_index', { x: mask, begin: i32([0, 0, 0, 0]), end: i32([1, 0, 1, 1]), end_mask: bool([true, true, true, false]) }, 'pool_mask'); // (1, S, 1, 1)
-    const w = g.op('cast', { x: g.op('greater', { x: col, y: g.f(MASKED / 2) }, 'pool_real'), dtype: str(g.dtype) }, 'pool_w');
-    const sum = g.op('matmul', { x: g.op('reshape', { x: h, shape: i32([c.hidden, -1]) }, 'pool_h2d'), y: g.op('reshape', { x: w, shape: i32([-1, 1]) }, 'pool_w2d'), transpose_x: bool(false), transpose_y: bool(false) }, 'pool_sum'); // (C, 1)
-    const count = g.op('reduce_sum', { x: w, axes: i32([1]), keep_dims: bool(false) }, 'pool_count'); // (1, 1, 1)
-    return g.op('reshape', { x: g.op('real_div', { x: sum, y: g.op('reshape', { x: count, shape: i32([1, 1]) }, 'pool_count2d') }, 'pool_mean'), shape: i32([1, c.hidden, 1, 1]) }, 'pool_out');
+// ---- attention, per head -----------------------------------------------------------------------------
+
+function attention(x: Ctx, h: Val, i: number): Val {
+  const { g, c } = x;
+  const kind = c.layerTypes[i]!;
+  const [C, D] = [c.hidden, c.headDim];
+  const qkv = conv(x, h, `model.layers.${i}.attn.Wqkv`, `layers_${i}_qkv`); // (1, 3C, 1, S)
+  const [q0, k0, v] = g.opN('split', { x: qkv, split_sizes: i32([C, C, C]), axis: i32(1) }, `layers_${i}_split`) as [Val, Val, Val];
+  // Scaling q by 1/sqrt(D) before the scores touches C x S values instead of H x S x S (exact for D = 64).
+  const q = g.op('mul', { x: applyRope(x, q0, x.rope[kind], `layers_${i}_q`), y: g.f(1 / Math.sqrt(D)) }, `layers_${i}_q_scaled`);
+  const kT = g.op('transpose', { x: applyRope(x, k0, x.rope[kind], `layers_${i}_k`), perm: i32([0, 3, 2, 1]) }, `layers_${i}_kT`); // (1, S, 1, C)
+  const heads: Val[] = [];
+  for (let hd = 0; hd < c.numHeads; hd++) {
+    const n = `layers_${i}_h${hd}`;
+    const [lo, hi] = [hd * D, (hd + 1) * D];
+    const kh = g.slice(kT, 3, lo, hi, `${n}_k`); // (1, S, 1, D)
+    const scores = g.op('einsum', { values: [kh, g.slice(q, 1, lo, hi, `${n}_q`)], equation: str('bkhc,bchq->bkhq') }, `${n}_scores`); // (1, S_k, 1, S_q)
+    const probs = g.op('softmax', { x: g.op('add', { x: scores, y: x.masks[kind] }, `${n}_masked`), axis: i32(1) }, `${n}_probs`);
+    heads.push(g.op('einsum', { values: [g.slice(v, 1, lo, hi, `${n}_v`), probs], equation: str('bchk,bkhq->bchq') }, `${n}_out`)); // (1, D, 1, S)
+  }
+  const merged = g.op('concat', { values: heads, axis: i32(1) }, `layers_${i}_heads`);
+  return conv(x, merged, `model.layers.${i}.attn.Wo`, `layers_${i}_attn_out`);
+}
+
+// Rotary embedding on (1, C, 1, S) viewed as (1, H, D, S): x * cos + rotate_half(x) * sin.
+function applyRope(x: Ctx, t: Val, [cos, sin]: [Val, Val], name: string): Val {
+  const { g, c } = x;
+  const D = c.headDim;
+  const x4 = g.op('reshape', { x: t, shape: i32([1, c.numHeads, D, -1]) }, `${name}_heads`); // (1, H, D, S)
+  const lo = g.slice(x4, 2, 0, D / 2, `${name}_lo`);
+  const hi = g.slice(x4, 2, D / 2, 'end', `${name}_hi`);
+  const rotated = g.op('concat', { values: [g.op('mul', { x: hi, y: g.f(-1) }, `${name}_neg`), lo], axis: i32(2) }, `${name}_rot`);
+  const out = g.op('add', { x: g.op('mul', { x: x4, y: cos }, `${name}_cos`), y: g.op('mul', { x: rotated, y: sin }, `${name}_sin`) }, `${name}_roped`);
+  return g.op('reshape', { x: out, shape: i32([1, c.hidden, 1, -1]) }, `${name}_flat`); // (1, C, 1, S)
+}
+
+// Rotary tables (1, 1, D, S): cos and sin of position * theta^(-2k/D), the D/2 frequencies repeated twice.
+function ropeTables(x: Base, theta: number, name: string): [Val, Val] {
+  const { g, S, maxS } = x;
+  const D = x.c.headDim;
+  const table = (fn: (a: number) => number) => () => {
+    const t = new Float32Array(D * maxS);
+    for (let d = 0; d < D; d++) {
+      const invFreq = Math.pow(theta, -(2 * (d % (D / 2))) / D);
+      for (let s = 0; s < maxS; s++) t[d * maxS + s] = fn(s * invFreq);
+    }
+    return t;
   };
+  if (typeof S === 'number') return [g.weight(`${name}_cos`, [1, 1, D, S], table(Math.cos)), g.weight(`${name}_sin`, [1, 1, D, S], table(Math.sin))];
+  // Enumerated lengths: gather the first S columns of the longest table.
+  const pick = (fn: (a: number) => number, which: string) => {
+    const cols = g.op('gather', { x: g.weight(`${name}_${which}_table`, [D, maxS], table(fn)), indices: x.positions(), axis: i32(1) }, `${name}_${which}_cols`);
+    return g.op('reshape', { x: cols, shape: i32([1, 1, D, -1]) }, `${name}_${which}`);
+  };
+  return [pick(Math.cos, 'cos'), pick(Math.sin, 'sin')];
+}
 
-  switch (head) {
+// MASKED where `cond` holds, else 0: cast and scale rather than select, whose type coremltools infers from
+// its two branches alone (ops/defs/iOS15/control_flow.py, select.type_inference), not from cond's shape.
+function maskWhere(g: GraphBuilder, cond: Val, name: string): Val {
+  return g.op('mul', { x: g.op('cast', { x: cond, dtype: str(g.dtype) }, `${name}_f`), y: g.f(MASKED) }, name);
+}
+
+// Sliding window: query q sees key k when |k - q| <= window/2; the rest gets MASKED on top of the padding mask.
+function localMask(x: Base): Val {
+  const { g, S } = x;
+  const half = x.c.localWindow / 2;
+  let outside: Val;
+  if (typeof S === 'number') {
+    outside = g.weight('window_outside', [1, S, 1, S], () => {
+      const t = new Uint8Array(S * S);
+      for (let k = 0; k < S; k++) for (let q = 0; q < S; q++) t[k * S + q] = Math.abs(k - q) > half ? 1 : 0;
+      return t;
+    }, 'bool');
+  } else {
+    const p = x.positions();
+    const diff = g.op('sub', { x: g.op('expand_dims', { x: p, axes: i32([1]) }, 'pos_k'), y: g.op('expand_dims', { x: p, axes: i32([0]) }, 'pos_q') }, 'pos_diff');
+    const far = g.op('logical_or', { x: g.op('greater', { x: diff, y: i32(half) }, 'pos_after'), y: g.op('less', { x: diff, y: i32(-half) }, 'pos_before') }, 'pos_far');
+    outside = g.op('expand_dims', { x: far, axes: i32([0, 2]) }, 'window_outside'); // (1, S, 1, S)
+  }
+  return g.op('add', { x: x.mask, y: maskWhere(g, outside, 'window_mask') }, 'local_mask');
+}
+
+// ---- MLP: GeGLU --------------------------------------------------------------------------------------
+
+function mlp(x: Ctx, h: Val, i: number): Val {
+  const { g, c } = x;
+  const up = conv(x, h, `model.layers.${i}.mlp.Wi`, `layers_${i}_mlp_in`); // (1, 2I, 1, S)
+  const [input, gate] = g.opN('split', { x: up, split_sizes: i32([c.intermediate, c.intermediate]), axis: i32(1) }, `layers_${i}_mlp_split`) as [Val, Val];
+  const glu = g.op('mul', { x: act(x, input, c.hiddenActivation, `layers_${i}_mlp_act`), y: gate }, `layers_${i}_mlp_glu`);
+  return conv(x, glu, `model.layers.${i}.mlp.Wo`, `layers_${i}_mlp_out`);
+}
+
+// ---- norms, projections, activations -------------------------------------------------------------------
+
+/** The pre-norm of layer i's attention or MLP: the checkpoint's LayerNorm, or the folded RMS norm. */
+function norm(x: Ctx, h: Val, i: number, which: 'attn' | 'mlp'): Val {
+  const name = `layers_${i}_${which}_norm`;
+  return x.norm === 'layernorm' ? layerNorm(x, h, `model.layers.${i}.${which}_norm`, name) : rmsNorm(x, h, name);
+}
+
+// LayerNorm over channels, with the checkpoint's scale and bias.
+function layerNorm(x: Base, h: Val, prefix: string, name: string): Val {
+  const inputs: Record<string, Val> = { x: h, gamma: W(x, `${prefix}.weight`) };
+  if (x.m.weights.has(`${prefix}.bias`)) inputs.beta = W(x, `${prefix}.bias`);
+  return x.g.op('layer_norm', { ...inputs, axes: i32([1]), epsilon: x.g.f(x.c.normEps) }, name);
+}
+
+// RMS norm without scale (the scale is folded into the readers): x / sqrt(mean(x^2) + eps).
+function rmsNorm(x: Base, h: Val, name: string): Val {
+  const { g, c, S } = x;
+  if (x.norm === 'rms') {
+    const ms = g.op('reduce_mean', { x: g.op('mul', { x: h, y: h }, `${name}_sq`), axes: i32([1]), keep_dims: bool(true) }, `${name}_ms`);
+    return g.op('mul', { x: h, y: g.op('rsqrt', { x: ms, epsilon: g.f(c.normEps) }, `${name}_rsqrt`) }, name);
+  }
+  // l2 form: ||[x, sqrt(C*eps)]|| = sqrt(C * (mean(x^2) + eps)), computed without squaring x in float16.
+  const epsValue = Math.sqrt(c.hidden * c.normEps);
+  const eps = typeof S === 'number'
+    ? g.weight(`${name}_eps`, [1, 1, 1, S], () => new Float32Array(S).fill(epsValue))
+    : g.op('fill_like', { ref_tensor: g.slice(h, 1, 0, 1, `${name}_chan`), value: g.f(epsValue) }, `${name}_eps`);
+  const l2 = g.op('reduce_l2_norm', { x: g.op('concat', { values: [h, eps], axis: i32(1) }, `${name}_xeps`), axes: i32([1]), keep_dims: bool(true) }, `${name}_l2`);
+  return g.op('mul', { x: g.op('real_div', { x: h, y: l2 }, `${name}_div`), y: g.f(Math.sqrt(c.hidden)) }, name);
+}
+
+/** A linear layer as a 1x1 convolution: weight [out, in] viewed as (out, in, 1, 1), bias when the checkpoint has one. */
+function conv(x: Base, h: Val, prefix: string, name: string): Val {
+  const [out, inp] = x.m.weights.shape(`${prefix}.weight`) as [number, number];
+  const inputs: Record<string, Val> = { x: h, weight: W(x, `${prefix}.weight`, [out, inp, 1, 1]) };
+  if (x.m.weights.has(`${prefix}.bias`)) inputs.bias = W(x, `${prefix}.bias`);
+  return x.g.op('conv', inputs, name);
+}
+
+function act(x: Base, h: Val, a: Activation, name: string): Val {
+  if (a === 'gelu') return x.g.op('gelu', { x: h, mode: str('EXACT') }, name);
+  if (a === 'gelu_tanh') return x.g.op('gelu', { x: h, mode: str('TANH_APPROXIMATION') }, name);
+  return x.g.op(a, { x: h }, name);
+}
+
+/** A checkpoint tensor as a graph constant, loaded when the graph needs it. */
+function W(x: Base, name: string, shape?: number[]): Val {
+  return x.g.weight(name, shape ?? x.m.weights.shape(name), () => x.m.weights.get(name).data);
+}
+
+// ---- heads ---------------------------------------------------------------------------------------------
+
+function head(x: Ctx, last: Val, kind: OutputHead, positions: number[] | undefined): { value: Val; name: string } {
+  const { g, c } = x;
+  const predictionHead = (h: Val): Val => layerNorm(x, act(x, conv(x, h, 'head.dense', 'head_dense'), c.classifierActivation, 'head_act'), 'head.norm', 'head_norm');
+  const atPositions = (h: Val): Val => (positions ? g.op('gather', { x: h, indices: i32(positions), axis: i32(3) }, 'at_positions') : h);
+  switch (kind) {
     case 'mlm':
-      output(conv(predictionHead(atPositions(last)), 'decoder', 'decoder'), 'logits'); // (1, V, 1, S)
-      break;
+      return { value: conv(x, predictionHead(atPositions(last)), 'decoder', 'decoder'), name: 'logits' }; // (1, V, 1, S)
     case 'tokcls':
-      output(conv(predictionHead(atPositions(last)), 'classifier', 'classifier'), 'logits'); // (1, L, 1, S)
-      break;
+      return { value: conv(x, predictionHead(atPositions(last)), 'classifier', 'classifier'), name: 'logits' }; // (1, L, 1, S)
     case 'seqcls': {
-      const logits = conv(predictionHead(pool(last, c.classifierPooling)), 'classifier', 'classifier'); // (1, L, 1, 1)
-      output(g.op('reshape', { x: logits, shape: i32([1, c.labels.length]) }, 'classifier_2d'), 'logits');
-      break;
+      const logits = conv(x, predictionHead(pool(x, last, c.classifierPooling)), 'classifier', 'classifier'); // (1, L, 1, 1)
+      return { value: g.op('reshape', { x: logits, shape: i32([1, c.labels.length]) }, 'classifier_2d'), name: 'logits' };
     }
     case 'embedding': {
-      const spec = m.embedding ?? { pooling: 'mean', normalize: false };
-      let e = pool(last, spec.pooling);
+      const spec = x.m.embedding ?? { pooling: 'mean', normalize: false };
+      let e = pool(x, last, spec.pooling);
       if (spec.normalize) e = g.op('real_div', { x: e, y: g.op('reduce_l2_norm', { x: e, axes: i32([1]), keep_dims: bool(true) }, 'embedding_l2') }, 'embedding_unit');
-      output(g.op('reshape', { x: e, shape: i32([1, c.hidden]) }, 'embedding_2d'), 'embedding');
-      break;
+      return { value: g.op('reshape', { x: e, shape: i32([1, c.hidden]) }, 'embedding_2d'), name: 'embedding' };
     }
     case 'none':
-      output(g.op('identity', { x: atPositions(last) }, 'hidden'), 'hidden_states'); // (1, C, 1, S)
-      break;
+      return { value: g.op('identity', { x: atPositions(last) }, 'hidden'), name: 'hidden_states' }; // (1, C, 1, S)
   }
-  return g.graph;
+}
+
+// Pooling over real tokens: which keys are padding is read from the mask column of query 0.
+function pool(x: Ctx, h: Val, how: 'cls' | 'mean'): Val {
+  const { g, c, mask } = x;
+  if (how === 'cls') return g.slice(h, 3, 0, 1, 'pool_cls');
+  const col = g.type(mask).shape[3] === 1 ? mask : g.slice(mask, 3, 0, 1, 'pool_mask'); // (1, S, 1, 1)
+  const w = g.op('cast', { x: g.op('greater', { x: col, y: g.f(MASKED / 2) }, 'pool_real'), dtype: str(g.dtype) }, 'pool_w');
+  const sum = g.op('matmul', { x: g.op('reshape', { x: h, shape: i32([c.hidden, -1]) }, 'pool_h2d'), y: g.op('reshape', { x: w, shape: i32([-1, 1]) }, 'pool_w2d') }, 'pool_sum'); // (C, 1)
+  const count = g.op('reduce_sum', { x: w, axes: i32([1]), keep_dims: bool(false) }, 'pool_count'); // (1, 1, 1)
+  return g.op('reshape', { x: g.op('real_div', { x: sum, y: g.op('reshape', { x: count, shape: i32([1, 1]) }, 'pool_count2d') }, 'pool_mean'), shape: i32([1, c.hidden, 1, 1]) }, 'pool_out');
 }

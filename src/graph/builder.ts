@@ -103,6 +103,14 @@ export class GraphBuilder {
     return t;
   }
 
+  /** x[..., begin:end, ...] along one axis (slice_by_index; end 0 with the axis' end mask runs to its end). */
+  slice(x: Val, axis: number, begin: number, end: number | 'end', name: string): Val {
+    const rank = this.type(x).shape.length;
+    const at = (v: number, other: number) => Array.from({ length: rank }, (_, k) => (k === axis ? v : other));
+    const endMask = Array.from({ length: rank }, (_, k) => k !== axis || end === 'end');
+    return this.op('slice_by_index', { x, begin: i32(at(begin, 0)), end: i32(at(end === 'end' ? 0 : end, 0)), end_mask: bool(endMask) }, name);
+  }
+
   /** A float literal in the graph's float type. */
   f(value: number | number[]): Literal {
     return literal(this.dtype, value);
