@@ -151,6 +151,28 @@ describe('damaged model.mlmodel and Manifest.json', () => {
     expect(failure(() => readMLPackage(pkg), 'CORRUPT_FILE').message).toMatch(/\(conv\) input "x" uses "nowhere", which is not defined before it/);
   });
 
+  it('a program that is not well formed: every op is checked against the registry, naming the op', () => {
+    // A conv renamed to slice_by_index used to load and predict.
+    const renamed = copy();
+    editModel(renamed, (m) => {
+      const conv = operations(m).find((o) => o.type === 'conv')!;
+      conv.type = 'slice_by_index';
+    });
+    expect(failure(() => readMLPackage(renamed), 'CORRUPT_FILE').message).toMatch(/\(slice_by_index\): (missing required input "begin"|unknown input)/);
+    const unknown = copy();
+    editModel(unknown, (m) => {
+      operations(m).find((o) => o.type === 'gelu')!.type = '__proto__';
+    });
+    expect(failure(() => readMLPackage(unknown), 'CORRUPT_FILE').message).toMatch(/\(__proto__\): unknown MIL op type "__proto__"/);
+    // A declared output type that the op's inputs do not give (coremltools' type inference disagrees).
+    const mistyped = copy();
+    editModel(mistyped, (m) => {
+      const sm = operations(m).find((o) => o.type === 'softmax')!;
+      sm.outputs![0]!.type!.tensorType!.dimensions![1] = { constant: { size: 7 } };
+    });
+    expect(failure(() => readMLPackage(mistyped), 'CORRUPT_FILE').message).toMatch(/\(softmax\): output ".*" is declared fp16\[1, 7, 1, 32\], its inputs give fp16\[1, 32, 1, 32\]/);
+  });
+
   it('manifest missing, not JSON, naming an absent root, or pointing outside the package', () => {
     const none = copy();
     unlinkSync(join(none, 'Manifest.json'));

@@ -62,7 +62,7 @@ export class Interpreter {
       if (!impl) throw new ModernBertError('UNSUPPORTED', `op "${op.op}" (${op.name}) is not supported by the interpreter`, { op: op.name });
       let outs: RtTensor[];
       const fused = this.fusedAdds.get(i);
-      if (fused !== undefined && this.fusable(op, fused, env)) {
+      if (fused !== undefined && !keep.has(op.outputs[0]!.name) && this.fusable(op, fused, env)) {
         const a = this.args(op, env);
         outs = [softmaxWithBias(a.t('x'), a.t('y'), fused, this.num, `softmax "${this.graph.ops[i + 1]!.name}"`)];
         if (this.num.half) this.num.round(outs[0]!.data as Float32Array);

@@ -1,0 +1,150 @@
+// The op registry (src/ops/): type inference as coremltools' type_inference computes it, the defaults its
+// builder writes, and kernels that produce exactly the types that inference declares.
+
+import { afterAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { GraphBuilder, bool, i32, str } from '../src/graph/builder.js';
+import { literal, type Dim, type TensorType } from '../src/graph/ir.js';
+import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { buildModel, type BuildOptions } from '../src/model.js';
+import { inferArgs, knownOps, opDef, opSignature, type InputTypes } from '../src/ops/index.js';
+import { Interpreter } from '../src/runtime/interpreter.js';
+import type { RtTensor } from '../src/runtime/tensor.js';
+import { FX } from './helpers/fixtures.js';
+
+const T = (dtype: TensorType['dtype'], ...shape: Dim[]): TensorType => ({ dtype, shape });
+const infer = (op: string, inputs: InputTypes): TensorType[] => opDef(op)!.infer(inferArgs(op, `${op} "t"`, inputs));
+const shapeOf = (op: string, inputs: InputTypes): Dim[] => infer(op, inputs)[0]!.shape;
+
+describe('type inference follows coremltools', () => {
+  it('select broadcasts its two branches only: cond does not shape the output (control_flow.py select)', () => {
+    const cond = T('bool', 1, 4, 1, 4);
+    expect(infer('select', { cond, a: literal('fp16', -1e4), b: literal('fp16', 0) })).toEqual([T('fp16')]);
+    expect(shapeOf('select', { cond, a: literal('fp16', -1e4), b: T('fp16', 1, 4, 1, 1) })).toEqual([1, 4, 1, 1]);
+    expect(shapeOf('select', { cond, a: T('fp16', 1, 1, 1, 4), b: T('fp16', 1, 4, 1, 1) })).toEqual([1, 4, 1, 4]);
+  });
+
+  it('elementwise ops broadcast numpy-style, symbols against 1 or themselves, and refuse the rest', () => {
+    expect(shapeOf('add', { x: T('fp32', 1, 4, 1, 1), y: T('fp32', 1, 1, 1, 5) })).toEqual([1, 4, 1, 5]);
+    expect(shapeOf('mul', { x: T('fp32', 1, 'S'), y: literal('fp32', 2) })).toEqual([1, 'S']);
+    expect(shapeOf('sub', { x: T('int32', 'S', 1), y: T('int32', 1, 'S') })).toEqual(['S', 'S']);
+    expect(() => infer('add', { x: T('fp32', 1, 4), y: T('fp32', 1, 3) })).toThrow(/not broadcastable/);
+    expect(infer('greater', { x: T('fp16', 1, 4, 1, 1), y: literal('fp16', 0) })[0]!.dtype).toBe('bool');
+  });
+
+  it('matmul broadcasts batch dims, honours the transposes and checks the inner size (linear.py matmul)', () => {
+    expect(shapeOf('matmul', { x: T('fp16', 64, 32), y: T('fp16', 32, 1) })).toEqual([64, 1]);
+    expect(shapeOf('matmul', { x: T('fp16', 2, 1, 3, 4), y: T('fp16', 5, 4, 6) })).toEqual([2, 5, 3, 6]);
+    expect(shapeOf('matmul', { x: T('fp16', 4, 3), y: T('fp16', 6, 4), transpose_x: literal('bool', true), transpose_y: literal('bool', true) })).toEqual([3, 6]);
+    // The rejected embedding head of the first coremltools check: (64, 32) @ (1, 1).
+    expect(() => infer('matmul', { x: T('fp16', 64, 32), y: T('fp16', 1, 1) })).toThrow(/inner dimensions 32 and 1 differ/);
+  });
+
+  it('reshape infers -1, also from one symbol, and copies 0 from the input', () => {
+    expect(shapeOf('reshape', { x: T('fp16', 1, 8, 1, 'S'), shape: literal('int32', [1, 2, 4, -1]) })).toEqual([1, 2, 4, 'S']);
+    expect(shapeOf('reshape', { x: T('fp16', 2, 6), shape: literal('int32', [-1, 4]) })).toEqual([3, 4]);
+    expect(shapeOf('reshape', { x: T('fp16', 2, 6), shape: literal('int32', [0, 3, 2]) })).toEqual([2, 3, 2]);
+    expect(() => infer('reshape', { x: T('fp16', 2, 6), shape: literal('int32', [-1, 5]) })).toThrow(/cannot reshape/);
+    expect(() => infer('reshape', { x: T('fp16', 2, 6), shape: literal('int32', [-1, -1]) })).toThrow(/more than one -1/);
+    expect(() => infer('reshape', { x: T('fp16', 2, 6), shape: literal('int32', [4, 4]) })).toThrow(/cannot reshape/);
+  });
+
+  it("einsum takes only coremltools' two equation forms", () => {
+    const k = T('fp16', 1, 8, 1, 4);
+    const q = T('fp16', 1, 4, 1, 8);
+    expect(shapeOf('einsum', { values: [k, q], equation: literal('string', 'bkhc,bchq->bkhq') })).toEqual([1, 8, 1, 8]);
+    expect(shapeOf('einsum', { values: [T('fp16', 2, 3, 4), T('fp16', 4, 3, 5)], equation: literal('string', 'abc,cbd->abd') })).toEqual([2, 3, 5]);
+    expect(() => infer('einsum', { values: [q, q], equation: literal('string', 'bchq,bchk->bkhq') })).toThrow(/not one of the two forms/);
+  });
+
+  it('gives every emitted op its coremltools output dtype and shape', () => {
+    const x = T('fp16', 1, 8, 1, 4);
+    expect(infer('cast', { x: T('bool', 1, 4), dtype: literal('string', 'fp16') })).toEqual([T('fp16', 1, 4)]);
+    expect(() => infer('cast', { x, dtype: literal('string', 'fp64') })).toThrow(/cast to "fp64"/);
+    expect(infer('shape', { x })).toEqual([T('int32', 4)]);
+    expect(infer('fill_like', { ref_tensor: x })).toEqual([T('fp32', 1, 8, 1, 4)]);
+    expect(infer('fill_like', { ref_tensor: x, value: literal('fp16', 2) })).toEqual([T('fp16', 1, 8, 1, 4)]);
+    expect(infer('reduce_l2_norm', { x, axes: literal('int32', [1]), keep_dims: literal('bool', true) })).toEqual([T('fp16', 1, 1, 1, 4)]);
+    expect(infer('reduce_sum', { x, axes: literal('int32', [1]) })).toEqual([T('fp16', 1, 1, 4)]);
+    expect(infer('reduce_mean', { x })).toEqual([T('fp16')]);
+    expect(infer('gather', { x: T('fp16', 100, 8), indices: T('int32', 1, 'S'), axis: literal('int32', 0) })).toEqual([T('fp16', 1, 'S', 8)]);
+    expect(infer('split', { x, split_sizes: literal('int32', [2, 6]), axis: literal('int32', 1) })).toEqual([T('fp16', 1, 2, 1, 4), T('fp16', 1, 6, 1, 4)]);
+    expect(infer('concat', { values: [x, T('fp16', 1, 1, 1, 4)], axis: literal('int32', 1) })).toEqual([T('fp16', 1, 9, 1, 4)]);
+    expect(infer('slice_by_index', { x, begin: literal('int32', [0, 2, 0, 0]), end: literal('int32', [0, 6, 0, 0]), end_mask: literal('bool', [true, false, true, true]) })).toEqual([T('fp16', 1, 4, 1, 4)]);
+    expect(infer('transpose', { x, perm: literal('int32', [0, 3, 2, 1]) })).toEqual([T('fp16', 1, 4, 1, 8)]);
+    expect(infer('expand_dims', { x: T('fp16', 1, 8, 'S'), axes: literal('int32', [2]) })).toEqual([T('fp16', 1, 8, 1, 'S')]);
+    expect(infer('conv', { x, weight: T('fp16', 16, 8, 1, 1) })).toEqual([T('fp16', 1, 16, 1, 4)]);
+    expect(infer('range_1d', { start: literal('int32', 0), end: literal('int32', 5), step: literal('int32', 1) })).toEqual([T('int32', 5)]);
+    for (const op of ['softmax', 'gelu', 'layer_norm', 'rsqrt', 'real_div', 'identity']) {
+      const inputs: InputTypes = op === 'real_div' ? { x, y: x } : { x };
+      expect(infer(op, inputs), op).toEqual([x]);
+    }
+  });
+});
+
+describe('the builder writes what coremltools writes', () => {
+  it('fills the non-None defaults of the op version at its target', () => {
+    const at = (target: 'iOS15' | 'iOS17') => {
+      const g = new GraphBuilder('fp16', target);
+      const x = g.input('x', 'fp16', [1, 8, 1, 4]);
+      const w = g.weight('w', [16, 8, 1, 1], () => new Float32Array(128));
+      g.op('conv', { x, weight: w }, 'c');
+      g.op('gather', { x: w, indices: i32([0]) }, 'gt');
+      g.op('layer_norm', { x, axes: i32([1]) }, 'ln');
+      g.op('slice_by_index', { x, begin: i32([0, 0, 0, 0]), end: i32([1, 2, 1, 4]) }, 's');
+      return g.graph.ops;
+    };
+    const [conv, gather, ln, slice] = at('iOS17');
+    expect(conv!.inputs).toMatchObject({ strides: i32([1, 1]), pad_type: str('valid'), pad: i32([0, 0, 0, 0]), dilations: i32([1, 1]), groups: i32(1) });
+    expect(gather!.inputs).toMatchObject({ axis: i32(0), batch_dims: i32(0), validate_indices: bool(false) });
+    // The epsilon default is written in the program's float type, as coremltools' fp16 programs hold it.
+    expect(ln!.inputs.epsilon).toEqual({ kind: 'literal', dtype: 'fp16', shape: [], value: [1e-5] });
+    expect(ln!.inputs.gamma).toBeUndefined(); // None defaults stay absent
+    expect(Object.keys(slice!.inputs).sort()).toEqual(['begin', 'end', 'x']);
+    expect(Object.keys(at('iOS15')[1]!.inputs).sort()).toEqual(['axis', 'indices', 'x']);
+  });
+
+  it('refuses an op the registry lacks, one the target lacks, and inputs the signature does not have', () => {
+    const g = new GraphBuilder('fp32', 'iOS15');
+    const x = g.input('x', 'fp32', [1, 4]);
+    expect(() => g.op('frobnicate', { x })).toThrow(/not in the op registry/);
+    expect(() => g.op('__proto__', { x })).toThrow(/not in the op registry/);
+    expect(() => g.op('fill_like', { ref_tensor: x })).toThrow(/not available before iOS16/);
+    expect(() => g.op('softmax', { x, dim: i32(1) })).toThrow(/no input "dim"/);
+  });
+
+  it('every registered op has a version from iOS15 to iOS18 and a kernel', () => {
+    for (const op of knownOps()) {
+      const def = opDef(op)!;
+      expect(typeof def.run, op).toBe('function');
+      expect(opSignature(op, 'iOS18'), op).toBeDefined();
+    }
+  });
+});
+
+describe('kernels produce exactly the types that inference declares', () => {
+  const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
+  afterAll(() => ckpt.close());
+  const runAll = async (o: BuildOptions, seq: number, withMask: boolean): Promise<void> => {
+    const graph = buildModel(ckpt, o);
+    const ids = Int32Array.from({ length: seq }, (_, i) => (i === seq - 1 ? ckpt.config.padTokenId : 5 + i));
+    const inputs: Record<string, RtTensor> = { input_ids: { dtype: 'int32', shape: [1, seq], data: ids } };
+    if (withMask) inputs.mask = { dtype: 'fp32', shape: [1, seq, 1, seq], data: new Float32Array(seq * seq) };
+    const keep = graph.ops.flatMap((op) => op.outputs.map((v) => v.name));
+    const out = await new Interpreter(graph).run(inputs, { keep });
+    for (const op of graph.ops) {
+      for (const v of op.outputs) {
+        const t = out.get(v.name)!;
+        expect(t.dtype, `${op.op} ${v.name}`).toBe(v.type.dtype);
+        expect(t.shape, `${op.op} ${v.name}`).toEqual(v.type.shape.map((d) => (typeof d === 'number' ? d : seq)));
+      }
+    }
+  };
+  it('in every head, with static and enumerated lengths, with the id-derived and the input mask', async () => {
+    await runAll({ seqLen: 12, maskFrom: 'ids' }, 12, false);
+    await runAll({ seqLen: [8, 12], maskFrom: 'ids', head: 'embedding' }, 8, false);
+    await runAll({ seqLen: 12, maskFrom: 'input', head: 'none', positions: [1, 3] }, 12, true);
+    await runAll({ seqLen: 12, maskFrom: 'ids', head: 'embedding', dtype: 'fp16', target: 'iOS15', ioDtype: 'fp32' }, 12, false);
+  });
+});
+
