@@ -3,10 +3,15 @@
 // every head with every flag value, pairwise) and, where coreml-check is set up, loads each package with
 // coremltools' own schema, MIL loader and type inference (see CONTRIBUTING.md).
 //
-//   node scripts/variants.mjs [--out DIR] [--check PATH_TO_CHECK]
+//   node scripts/variants.mjs [--out DIR] [--check PATH_TO_CHECK] [--only TEXT]
+//
+// --out keeps the packages in DIR (default: a temporary folder, removed when all is well); --check names
+// coreml-check (default: ../shared/tools/coreml-check/check beside the repository; without it the check
+// is skipped and said so); --only converts the variants whose name contains TEXT ('embedding', '07-').
 //
 // Exit 0: every variant converted (or was refused exactly as documented) and, when checked, loads with no
-// problem; 1: a conversion failed or the check found a problem; 2: bad usage or no build.
+// problem; 1: a conversion failed or the check found a problem; 2: bad usage, no build, or a check tool
+// that does not run.
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -18,22 +23,22 @@ import { variantList } from './variants-list.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
 const DEFAULT_CHECK = resolve(ROOT, '..', 'shared', 'tools', 'coreml-check', 'check');
-const BATCH = 12; // packages per coreml-check run: its start-up (coremltools import) takes seconds
+const BATCH = 12; // packages per coreml-check run: each run spends seconds importing coremltools
+const USAGE = 'usage: node scripts/variants.mjs [--out DIR] [--check PATH_TO_CHECK] [--only TEXT]';
 
-function usage(message) {
-  process.stderr.write(`error: ${message}\nusage: node scripts/variants.mjs [--out DIR] [--check PATH_TO_CHECK]\n`);
-  process.exit(2);
-}
+/** Bad usage or setup: printed as one line, exit 2. */
+class UsageError extends Error {}
 
 function parseArgs(argv) {
-  const o = { out: undefined, check: undefined };
+  const o = { out: undefined, check: undefined, only: undefined, help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--help' || a === '-h') usage('showing usage');
-    if (a !== '--out' && a !== '--check') usage(`unknown argument ${a}`);
-    const v = argv[++i];
-    if (v === undefined || v.startsWith('--')) usage(`${a} needs a value`);
-    o[a.slice(2)] = resolve(v);
+    if (a === '--help' || a === '-h') o.help = true;
+    else if (a === '--out' || a === '--check' || a === '--only') {
+      const v = argv[++i];
+      if (v === undefined || v.startsWith('--')) throw new UsageError(`${a} needs a value`);
+      o[a.slice(2)] = a === '--only' ? v : resolve(v);
+    } else throw new UsageError(`unknown argument ${a}`);
   }
   return o;
 }
@@ -46,7 +51,7 @@ async function cli(main, argv) {
   return { code, stdout, stderr };
 }
 
-/** Converts one variant; returns its row: size and result ('ok', 'refused' or 'FAIL: ...'). */
+/** Converts one variant; returns its row's size, seconds and result ('ok ...', 'refused' or 'FAIL: ...'). */
 async function convertOne(main, v, ckpt, pkg) {
   rmSync(pkg, { recursive: true, force: true });
   const t0 = performance.now();
@@ -54,8 +59,8 @@ async function convertOne(main, v, ckpt, pkg) {
   const seconds = (performance.now() - t0) / 1000;
   const firstLine = r.stderr.trim().split('\n')[0] ?? '';
   if (v.refused) {
-    // A documented refusal: exit 2, one line naming it, and no package.
-    const oneLine = r.stderr.endsWith('\n') && r.stderr.trim().split('\n').length === 1 && r.stderr.startsWith('error: ');
+    // Refused as documented: exit 2, one line naming the rule, and no package.
+    const oneLine = r.stderr.startsWith('error: ') && r.stderr.endsWith('\n') && r.stderr.trim().split('\n').length === 1;
     const ok = r.code === 2 && oneLine && v.error.test(r.stderr) && !existsSync(pkg);
     return { seconds, size: '', result: ok ? 'refused' : `FAIL: expected a one-line refusal (${v.refused}), got exit ${r.code}: ${firstLine}` };
   }
@@ -67,8 +72,8 @@ async function convertOne(main, v, ckpt, pkg) {
 }
 
 /**
- * Runs coreml-check on `pkgs` in batches; returns each package's PROBLEM lines. The tool prints one
- * closing line per package ("  OK" or "  N problem(s)"), in order.
+ * Runs coreml-check on `pkgs` in batches; returns each package's PROBLEM lines. The tool ends its report
+ * on each package, in order, with one line: "  OK" or "  N problem(s)".
  */
 function runCheck(tool, pkgs) {
   const problems = new Map();
@@ -76,7 +81,8 @@ function runCheck(tool, pkgs) {
     const batch = pkgs.slice(i, i + BATCH);
     const r = spawnSync(tool, batch, { encoding: 'utf8', maxBuffer: 64 << 20 });
     if (r.error || r.status === 2 || r.status === null) {
-      throw new Error(`${tool} did not run (${r.error?.message ?? `exit ${r.status}`}): ${(r.stderr || r.stdout || '').trim()}`);
+      const why = r.error?.message ?? ((r.stderr || r.stdout || '').trim().split('\n')[0] || `exit ${r.status}`);
+      throw new UsageError(`${tool} did not run: ${why} (set it up once with --setup: see CONTRIBUTING.md)`);
     }
     let at = 0;
     let current = [];
@@ -88,7 +94,7 @@ function runCheck(tool, pkgs) {
         current = [];
       }
     }
-    if (at !== batch.length) throw new Error(`${tool} reported on ${at} of ${batch.length} packages: ${r.stdout.slice(-2000)}`);
+    if (at !== batch.length) throw new Error(`${tool} reported on ${at} of ${batch.length} packages:\n${r.stdout.slice(-2000)}`);
     if ((r.status !== 0) !== batch.some((p) => problems.get(p).length > 0)) throw new Error(`${tool} exited ${r.status}, which its report does not explain`);
   }
   return problems;
@@ -102,57 +108,73 @@ function table(rows) {
   return [line(cols), line(width.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
 }
 
-async function run() {
-  const o = parseArgs(process.argv.slice(2));
-  const built = join(ROOT, 'dist', 'cli', 'main.js');
-  if (!existsSync(built)) usage('no build: run `npm run build` first');
-  const { main } = await import(pathToFileURL(built).href);
-  const tool = o.check ?? (existsSync(DEFAULT_CHECK) ? DEFAULT_CHECK : undefined);
-  if (o.check && !existsSync(o.check)) usage(`--check ${o.check} does not exist`);
-
-  const out = o.out ?? mkdtempSync(join(tmpdir(), 'modernbert-ane-variants-'));
-  mkdirSync(out, { recursive: true });
+/** Converts every variant of `list` into `out`; returns the table's rows. */
+async function convertAll(main, list, out) {
   const work = mkdtempSync(join(tmpdir(), 'modernbert-ane-variants-ckpt-'));
-  const list = variantList();
   const rows = [];
   try {
     const checkpoints = buildCheckpoints(join(ROOT, 'test', 'fixtures'), work);
     for (const [i, v] of list.entries()) {
       if (process.stderr.isTTY) process.stderr.write(`\r${i + 1}/${list.length} ${v.name}`.padEnd(40));
       const pkg = join(out, `${v.name}.mlpackage`);
-      const flags = [...v.args.filter((a) => a !== '--no-fidelity'), ...(v.args.includes('--no-fidelity') ? [] : ['(fidelity)'])].join(' ');
-      rows.push({ name: v.name, flags, pkg, ...(await convertOne(main, v, checkpoints[v.head], pkg)) });
+      const flags = v.args.includes('--no-fidelity') ? v.args.filter((a) => a !== '--no-fidelity') : [...v.args, '(fidelity)'];
+      rows.push({ name: v.name, flags: flags.join(' '), pkg, ...(await convertOne(main, v, checkpoints[v.head], pkg)) });
     }
-    if (process.stderr.isTTY) process.stderr.write('\r'.padEnd(41) + '\r');
+    if (process.stderr.isTTY) process.stderr.write(`\r${' '.repeat(40)}\r`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+  return rows;
+}
 
-  const converted = rows.filter((r) => r.converted);
-  let checkNote;
-  let problems = new Map();
-  if (!tool) {
-    checkNote = `check skipped: no coreml-check at ${DEFAULT_CHECK} (give --check PATH; see CONTRIBUTING.md)`;
-  } else {
-    problems = runCheck(tool, converted.map((r) => r.pkg));
-    for (const r of converted) r.result += problems.get(r.pkg).length ? `, PROBLEM x${problems.get(r.pkg).length}` : ', loads in coremltools';
-    checkNote = `checked with ${tool}: ${[...problems.values()].filter((p) => p.length).length} of ${converted.length} packages have problems`;
-  }
+async function run() {
+  const o = parseArgs(process.argv.slice(2));
+  if (o.help) return console.log(USAGE);
+  const built = join(ROOT, 'dist', 'cli', 'main.js');
+  if (!existsSync(built)) throw new UsageError('no build: run `npm run build` first');
+  if (o.check && !existsSync(o.check)) throw new UsageError(`--check ${o.check} does not exist`);
+  const tool = o.check ?? (existsSync(DEFAULT_CHECK) ? DEFAULT_CHECK : undefined);
+  const list = variantList().filter((v) => !o.only || v.name.includes(o.only));
+  if (list.length === 0) throw new UsageError(`no variant name contains "${o.only}"`);
+  const { main } = await import(pathToFileURL(built).href);
 
-  console.log(table(rows));
-  for (const r of converted) {
-    for (const p of problems.get(r.pkg) ?? []) console.log(`${r.name}: ${p}`);
+  const out = o.out ?? mkdtempSync(join(tmpdir(), 'modernbert-ane-variants-'));
+  mkdirSync(out, { recursive: true });
+  let keep = Boolean(o.out);
+  try {
+    const rows = await convertAll(main, list, out);
+    const converted = rows.filter((r) => r.converted);
+    let checkNote = `check skipped: no coreml-check at ${DEFAULT_CHECK} (give --check PATH; see CONTRIBUTING.md)`;
+    let problems = new Map();
+    if (tool) {
+      problems = runCheck(tool, converted.map((r) => r.pkg));
+      for (const r of converted) r.result += problems.get(r.pkg).length ? `, PROBLEM x${problems.get(r.pkg).length}` : ', loads in coremltools';
+      checkNote = `checked with ${tool}: ${[...problems.values()].filter((p) => p.length).length} of ${converted.length} packages have problems`;
+    }
+
+    console.log(table(rows));
+    for (const r of converted) for (const p of problems.get(r.pkg) ?? []) console.log(`${r.name}: ${p}`);
+    const failed = rows.filter((r) => r.result.startsWith('FAIL'));
+    const refused = rows.filter((r) => r.result === 'refused');
+    const rules = [...new Set(list.filter((v) => v.refused).map((v) => v.refused))];
+    console.log(`\n${converted.length} converted, ${refused.length} refused as documented${rules.length ? ` (${rules.join('; ')})` : ''}, ${failed.length} failed`);
+    console.log(checkNote);
+    const bad = failed.length > 0 || [...problems.values()].some((p) => p.length > 0);
+    // A temporary folder is kept only when something is wrong: its packages are then what to look at.
+    keep ||= bad;
+    if (keep) console.log(`packages in ${out}`);
+    process.exitCode = bad ? 1 : 0;
+  } finally {
+    if (!keep) rmSync(out, { recursive: true, force: true });
   }
-  const failed = rows.filter((r) => r.result.startsWith('FAIL'));
-  const refused = rows.filter((r) => r.result === 'refused');
-  console.log(`\n${converted.length} converted, ${refused.length} refused as documented (${[...new Set(list.filter((v) => v.refused).map((v) => v.refused))].join('; ')}), ${failed.length} failed`);
-  console.log(checkNote);
-  console.log(`packages in ${out}`);
-  const bad = failed.length > 0 || [...problems.values()].some((p) => p.length > 0);
-  process.exitCode = bad ? 1 : 0;
 }
 
 run().catch((e) => {
-  process.stderr.write(`\ninternal error: ${e?.message ?? e}\n`);
-  process.exitCode = 3;
+  if (e instanceof UsageError) {
+    process.stderr.write(`error: ${e.message}\n${USAGE}\n`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`internal error: ${e?.stack ?? e}\n`);
+    process.exitCode = 3;
+  }
 });
