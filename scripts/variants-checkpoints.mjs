@@ -82,6 +82,7 @@ export function buildCheckpoints(fixtures, dir) {
   };
   return {
     mlm: fx('tiny-mlm'),
+    'mlm-bias': fx('tiny-mlm-bias'),
     'seqcls-cls': seqclsCls,
     'seqcls-mean': fx('tiny-cls-mean'),
     tokcls: fx('tiny-token'),

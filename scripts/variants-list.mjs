@@ -2,8 +2,11 @@
 // flag value that `convert` takes, plus the combinations the converter refuses on purpose. Pure data, no
 // files: test/variants.test.ts checks the covering property here without converting anything.
 
-/** The heads, as the checkpoints that scripts/variants.mjs builds for them. */
-export const HEADS = ['mlm', 'seqcls-cls', 'seqcls-mean', 'tokcls', 'embedding-mean', 'embedding-cls', 'embedding-normalized', 'none'];
+/**
+ * The heads, as the checkpoints that scripts/variants.mjs builds for them; 'mlm-bias' is the masked LM
+ * with every bias (norms, attention, MLP), whose graph gives layer_norm a beta and conv a bias.
+ */
+export const HEADS = ['mlm', 'mlm-bias', 'seqcls-cls', 'seqcls-mean', 'tokcls', 'embedding-mean', 'embedding-cls', 'embedding-normalized', 'none'];
 
 /** Every flag of `convert` that changes the package, with each value it takes. */
 export const FACTORS = {

@@ -94,8 +94,9 @@ function runCheck(tool, pkgs) {
         current = [];
       }
     }
-    if (at !== batch.length) throw new Error(`${tool} reported on ${at} of ${batch.length} packages:\n${r.stdout.slice(-2000)}`);
-    if ((r.status !== 0) !== batch.some((p) => problems.get(p).length > 0)) throw new Error(`${tool} exited ${r.status}, which its report does not explain`);
+    // Anything else is not coreml-check's report: say so rather than pass a package unread.
+    if (at !== batch.length) throw new UsageError(`${tool} reported on ${at} of ${batch.length} packages; is it coreml-check?`);
+    if ((r.status !== 0) !== batch.some((p) => problems.get(p).length > 0)) throw new UsageError(`${tool} exited ${r.status}, which its report does not explain`);
   }
   return problems;
 }
