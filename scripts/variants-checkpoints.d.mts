@@ -1,0 +1,6 @@
+// Types of variants-checkpoints.mjs, for test/variants.test.ts.
+
+import type { Head } from './variants-list.mjs';
+
+export function stripPrefix(srcFile: string, dstFile: string, prefix: string): void;
+export function buildCheckpoints(fixtures: string, dir: string): Record<Head, string>;

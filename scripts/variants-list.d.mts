@@ -1,0 +1,35 @@
+// Types of variants-list.mjs, for test/variants.test.ts.
+
+export type Head = 'mlm' | 'mlm-bias' | 'seqcls-cls' | 'seqcls-mean' | 'tokcls' | 'embedding-mean' | 'embedding-cls' | 'embedding-normalized' | 'none';
+
+/** One value of each flag (and the head). */
+export interface Combination {
+  head: Head;
+  norm: 'l2' | 'rms' | 'no-fold';
+  rotation: 'none' | 'hadamard' | 'learned';
+  input: 'ids' | 'mask';
+  lengths: 'one' | 'enumerated';
+  target: 'iOS15' | 'iOS16' | 'iOS17' | 'iOS18';
+  weights: 'fp16' | 'fp32';
+}
+
+export interface Variant extends Combination {
+  /** Package name, e.g. '07-seqcls-cls'. */
+  name: string;
+  /** Flags of `convert` (without the checkpoint and --out). */
+  args: string[];
+  fidelity: boolean;
+  tokenizer: boolean;
+  /** The refusal rule when the converter refuses it on purpose, else null; `error` matches its message. */
+  refused: string | null;
+  error: RegExp | null;
+}
+
+export const HEADS: Head[];
+export const FACTORS: { [K in Exclude<keyof Combination, 'head'>]: Combination[K][] };
+export const TRIPLES: (keyof Combination)[][];
+export function refusal(v: Combination): { reason: string; error: RegExp } | null;
+export function variantArgs(v: Combination & { fidelity?: boolean; tokenizer?: boolean }): string[];
+export function requiredPairs(): Set<string>;
+export function uncoveredPairs(list: Variant[], required?: Set<string>): string[];
+export function variantList(): Variant[];

@@ -1,0 +1,129 @@
+// The conversions that scripts/variants.mjs makes: a pairwise covering design over every head and every
+// flag value that `convert` takes, plus the combinations the converter refuses on purpose. Pure data, no
+// files: test/variants.test.ts checks the covering property here without converting anything.
+
+/**
+ * The heads, as the checkpoints that scripts/variants.mjs builds for them; 'mlm-bias' is the masked LM
+ * with every bias (norms, attention, MLP), whose graph gives layer_norm a beta and conv a bias.
+ */
+export const HEADS = ['mlm', 'mlm-bias', 'seqcls-cls', 'seqcls-mean', 'tokcls', 'embedding-mean', 'embedding-cls', 'embedding-normalized', 'none'];
+
+/** Every flag of `convert` that changes the package, with each value it takes. */
+export const FACTORS = {
+  norm: ['l2', 'rms', 'no-fold'],
+  rotation: ['none', 'hadamard', 'learned'],
+  input: ['ids', 'mask'],
+  lengths: ['one', 'enumerated'],
+  target: ['iOS15', 'iOS16', 'iOS17', 'iOS18'],
+  weights: ['fp16', 'fp32'],
+};
+
+const NAMES = ['head', ...Object.keys(FACTORS)];
+const LEVELS = [HEADS, ...Object.values(FACTORS)];
+
+/**
+ * Why the converter refuses a combination on purpose (null when it must convert), with the one-line
+ * error it must give. Each rule names where it is decided.
+ */
+export function refusal(v) {
+  if (v.norm === 'no-fold' && v.rotation !== 'none') {
+    // src/variants.ts and the convert command: a rotation acts on the folded stream only.
+    return { reason: '--no-fold with --rotation', error: /--no-fold .* cannot be combined with --rotation/ };
+  }
+  if (v.input === 'mask' && v.lengths === 'enumerated' && v.target !== 'iOS18') {
+    // Both inputs would have enumerated shapes; coremltools refuses that before iOS 18 too
+    // (converters/_converters_entry.py, _validate_enumerated_shape_inputs).
+    return { reason: '--mask-input with several --seq-len before iOS18', error: /before iOS 18 only one input may/ };
+  }
+  return null;
+}
+
+/** The command-line flags of a variant (without the checkpoint and --out). */
+export function variantArgs(v) {
+  const args = [];
+  if (v.norm === 'no-fold') args.push('--no-fold');
+  else args.push('--norm', v.norm);
+  args.push('--rotation', v.rotation);
+  // A learned rotation runs the float16 emulation on calibration tokens: one second keeps it quick.
+  if (v.rotation === 'learned') args.push('--learn-seconds', '1');
+  if (v.input === 'mask') args.push('--mask-input');
+  args.push('--seq-len', v.lengths === 'one' ? '16' : '8,16,32');
+  args.push('--target', v.target, '--weights', v.weights);
+  if (v.head === 'none') args.push('--head', 'none');
+  if (!v.fidelity) args.push('--no-fidelity');
+  if (v.tokenizer) args.push('--tokenizer');
+  return args;
+}
+
+/** Every combination of head and flag values, in a fixed order. */
+function allCombinations() {
+  let rows = [{}];
+  NAMES.forEach((name, f) => {
+    rows = rows.flatMap((r) => LEVELS[f].map((value) => ({ ...r, [name]: value })));
+  });
+  return rows;
+}
+
+/**
+ * Flags whose every combination is covered, beyond pairs: every head reads the padding mask, which the
+ * graph builds from the ids or takes as an input, at one length or symbolic ones; and each norm form
+ * builds different ops for symbolic lengths, which each target must be able to express.
+ */
+export const TRIPLES = [['head', 'input', 'lengths'], ['norm', 'lengths', 'target']];
+
+/** What a row covers, as strings: its pairs of (flag, value), and its values of each of TRIPLES. */
+function pairsOf(v) {
+  const out = [];
+  for (let a = 0; a < NAMES.length; a++) {
+    for (let b = a + 1; b < NAMES.length; b++) out.push(`${NAMES[a]}=${v[NAMES[a]]} ${NAMES[b]}=${v[NAMES[b]]}`);
+  }
+  for (const names of TRIPLES) out.push(names.map((n) => `${n}=${v[n]}`).join(' '));
+  return out;
+}
+
+/** Every pair of flag values (the head counting as a flag), and triple of TRIPLES, that some accepted combination holds. */
+export function requiredPairs() {
+  return new Set(allCombinations().filter((v) => !refusal(v)).flatMap(pairsOf));
+}
+
+/** The pairs and triples of `required` that no accepted variant of `list` covers. */
+export function uncoveredPairs(list, required = requiredPairs()) {
+  const covered = new Set(list.filter((v) => !v.refused).flatMap(pairsOf));
+  return [...required].filter((p) => !covered.has(p));
+}
+
+/**
+ * The variants: a greedy pairwise covering array over the accepted combinations (every value of every
+ * flag with every head, and with every value of every other flag, plus TRIPLES), then the refused
+ * combinations: one per rule and target, on the masked LM. A few run the fidelity report and store the tokenizer, the first accepted one of each head.
+ */
+export function variantList() {
+  const candidates = allCombinations().filter((v) => !refusal(v));
+  const uncovered = requiredPairs();
+  const chosen = [];
+  while (uncovered.size > 0) {
+    let best = candidates[0];
+    let bestGain = -1;
+    for (const v of candidates) {
+      const gain = pairsOf(v).filter((p) => uncovered.has(p)).length;
+      if (gain > bestGain) [best, bestGain] = [v, gain];
+    }
+    chosen.push(best);
+    for (const p of pairsOf(best)) uncovered.delete(p);
+  }
+  const refused = [
+    { head: 'mlm', norm: 'no-fold', rotation: 'hadamard', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16' },
+    { head: 'tokcls', norm: 'no-fold', rotation: 'learned', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16' },
+    ...['iOS15', 'iOS16', 'iOS17'].map((target) => ({ head: 'mlm', norm: 'l2', rotation: 'none', input: 'mask', lengths: 'enumerated', target, weights: 'fp16' })),
+  ];
+  const seen = new Set();
+  const list = [...chosen, ...refused].map((v) => {
+    const r = refusal(v);
+    const first = !r && !seen.has(v.head);
+    if (first) seen.add(v.head);
+    return { ...v, fidelity: first, tokenizer: first, refused: r ? r.reason : null, error: r ? r.error : null };
+  });
+  // Sorted by head, so that the table reads head by head; numbered for package names.
+  list.sort((a, b) => HEADS.indexOf(a.head) - HEADS.indexOf(b.head));
+  return list.map((v, i) => ({ ...v, name: `${String(i + 1).padStart(2, '0')}-${v.head}`, args: variantArgs(v) }));
+}
