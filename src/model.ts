@@ -72,6 +72,8 @@ interface Base {
   mask: Val;
   /** 0..S-1 as a tensor (built on first use), for graphs whose length is only known at run time. */
   positions: () => Val;
+  /** The l2 norm's extra channel sqrt(C * eps), (1, 1, 1, S), shared by every norm (built on first use). */
+  epsChannel: () => Val;
 }
 
 /** Base, plus the rotary tables and attention masks of each layer kind. */
@@ -103,7 +105,15 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
     const len = g.op('gather', { x: g.op('shape', { x: ids }, 'ids_shape'), indices: i32(1), axis: i32(0) }, 'seq_len');
     return (pos = g.op('range_1d', { start: i32(0), end: len, step: i32(1) }, 'positions', [{ dtype: 'int32', shape: [S] }]));
   };
-  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS: Math.max(...lengths), ids, mask, positions };
+  const maxS = Math.max(...lengths);
+  let eps: Val | undefined;
+  // A constant row, of which enumerated lengths gather the first S columns (fill_like would need iOS 16).
+  const epsChannel = (): Val => {
+    if (eps) return eps;
+    const row = g.weight('norm_eps', [1, 1, 1, maxS], () => new Float32Array(maxS).fill(Math.sqrt(c.hidden * c.normEps)));
+    return (eps = typeof S === 'number' ? row : g.op('gather', { x: row, indices: positions(), axis: i32(3) }, 'norm_eps_s'));
+  };
+  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS, ids, mask, positions, epsChannel };
   const rope = { global: ropeTables(base, c.globalRopeTheta, 'rope_global'), local: ropeTables(base, c.localRopeTheta, 'rope_local') };
   const x: Ctx = { ...base, rope, masks: { global: mask, local: c.layerTypes.includes('local') ? localMask(base) : mask } };
 
@@ -250,17 +260,13 @@ function layerNorm(x: Base, h: Val, prefix: string, name: string): Val {
 
 // RMS norm without scale (the scale is folded into the readers): x / sqrt(mean(x^2) + eps).
 function rmsNorm(x: Base, h: Val, name: string): Val {
-  const { g, c, S } = x;
+  const { g, c } = x;
   if (x.norm === 'rms') {
     const ms = g.op('reduce_mean', { x: g.op('mul', { x: h, y: h }, `${name}_sq`), axes: i32([1]), keep_dims: bool(true) }, `${name}_ms`);
     return g.op('mul', { x: h, y: g.op('rsqrt', { x: ms, epsilon: g.f(c.normEps) }, `${name}_rsqrt`) }, name);
   }
   // l2 form: ||[x, sqrt(C*eps)]|| = sqrt(C * (mean(x^2) + eps)), computed without squaring x in float16.
-  const epsValue = Math.sqrt(c.hidden * c.normEps);
-  const eps = typeof S === 'number'
-    ? g.weight(`${name}_eps`, [1, 1, 1, S], () => new Float32Array(S).fill(epsValue))
-    : g.op('fill_like', { ref_tensor: g.slice(h, 1, 0, 1, `${name}_chan`), value: g.f(epsValue) }, `${name}_eps`);
-  const l2 = g.op('reduce_l2_norm', { x: g.op('concat', { values: [h, eps], axis: i32(1) }, `${name}_xeps`), axes: i32([1]), keep_dims: bool(true) }, `${name}_l2`);
+  const l2 = g.op('reduce_l2_norm', { x: g.op('concat', { values: [h, x.epsChannel()], axis: i32(1) }, `${name}_xeps`), axes: i32([1]), keep_dims: bool(true) }, `${name}_l2`);
   return g.op('mul', { x: g.op('real_div', { x: h, y: l2 }, `${name}_div`), y: g.f(Math.sqrt(c.hidden)) }, name);
 }
 

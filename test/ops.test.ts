@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { GraphBuilder, bool, i32, str } from '../src/graph/builder.js';
 import { literal, type Dim, type TensorType } from '../src/graph/ir.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
-import { buildModel, type BuildOptions } from '../src/model.js';
+import { buildModel, type BuildOptions, type ModelSource } from '../src/model.js';
+import { foldWeights, IdentityRotation } from '../src/rotation/index.js';
 import { inferArgs, knownOps, opDef, opSignature, type InputTypes } from '../src/ops/index.js';
 import { Interpreter } from '../src/runtime/interpreter.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
@@ -47,6 +48,18 @@ describe('type inference follows coremltools', () => {
     expect(() => infer('reshape', { x: T('fp16', 2, 6), shape: literal('int32', [-1, 5]) })).toThrow(/cannot reshape/);
     expect(() => infer('reshape', { x: T('fp16', 2, 6), shape: literal('int32', [-1, -1]) })).toThrow(/more than one -1/);
     expect(() => infer('reshape', { x: T('fp16', 2, 6), shape: literal('int32', [4, 4]) })).toThrow(/cannot reshape/);
+  });
+
+  it('slice_by_index sizes a symbolic axis as solve_slice_by_index_shape does', () => {
+    const x = T('fp16', 1, 8, 1, 'S');
+    const sl = (begin: number[], end: number[], bm: boolean[], em: boolean[]) =>
+      shapeOf('slice_by_index', { x, begin: literal('int32', begin), end: literal('int32', end), begin_mask: literal('bool', bm), end_mask: literal('bool', em) });
+    // x[..., 0:1] (cls pooling) is one token even when the length is symbolic; both masks keep S.
+    expect(sl([0, 0, 0, 0], [0, 0, 0, 1], [true, true, true, false], [true, true, true, false])).toEqual([1, 8, 1, 1]);
+    expect(sl([0, 2, 0, 0], [0, 6, 0, 0], [true, false, true, true], [true, false, true, true])).toEqual([1, 4, 1, 'S']);
+    // A longer slice of S is a new symbol, as coremltools' get_new_symbol().
+    expect(sl([0, 0, 0, 2], [0, 0, 0, 5], [true, true, true, false], [true, true, true, false])[3]).toMatch(/_d3$/);
+    expect(() => sl([0, 6, 0, 0], [0, 2, 0, 0], [true, false, true, true], [true, false, true, true])).toThrow(/unsupported bounds/);
   });
 
   it("einsum takes only coremltools' two equation forms", () => {
@@ -125,8 +138,8 @@ describe('the builder writes what coremltools writes', () => {
 describe('kernels produce exactly the types that inference declares', () => {
   const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
   afterAll(() => ckpt.close());
-  const runAll = async (o: BuildOptions, seq: number, withMask: boolean): Promise<void> => {
-    const graph = buildModel(ckpt, o);
+  const runAll = async (o: BuildOptions, seq: number, withMask: boolean, source: ModelSource = ckpt): Promise<void> => {
+    const graph = buildModel(source, o);
     const ids = Int32Array.from({ length: seq }, (_, i) => (i === seq - 1 ? ckpt.config.padTokenId : 5 + i));
     const inputs: Record<string, RtTensor> = { input_ids: { dtype: 'int32', shape: [1, seq], data: ids } };
     if (withMask) inputs.mask = { dtype: 'fp32', shape: [1, seq, 1, seq], data: new Float32Array(seq * seq) };
@@ -145,6 +158,13 @@ describe('kernels produce exactly the types that inference declares', () => {
     await runAll({ seqLen: [8, 12], maskFrom: 'ids', head: 'embedding' }, 8, false);
     await runAll({ seqLen: 12, maskFrom: 'input', head: 'none', positions: [1, 3] }, 12, true);
     await runAll({ seqLen: 12, maskFrom: 'ids', head: 'embedding', dtype: 'fp16', target: 'iOS15', ioDtype: 'fp32' }, 12, false);
+  });
+
+  it('in the folded l2 form with enumerated lengths at iOS 15, which has no fill_like', async () => {
+    const folded = { config: ckpt.config, weights: foldWeights(ckpt.weights, ckpt.config, new IdentityRotation(ckpt.config.hidden)) };
+    const o: BuildOptions = { seqLen: [8, 12], maskFrom: 'ids', norm: 'l2', target: 'iOS15' };
+    expect(buildModel(folded, o).ops.map((op) => op.op)).not.toContain('fill_like');
+    await runAll(o, 12, false, folded);
   });
 });
 

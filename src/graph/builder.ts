@@ -103,12 +103,12 @@ export class GraphBuilder {
     return t;
   }
 
-  /** x[..., begin:end, ...] along one axis (slice_by_index; end 0 with the axis' end mask runs to its end). */
+  /** x[..., begin:end, ...] along one axis: slice_by_index with both masks on every other axis, as coremltools writes `x[:, a:b]`. */
   slice(x: Val, axis: number, begin: number, end: number | 'end', name: string): Val {
     const rank = this.type(x).shape.length;
-    const at = (v: number, other: number) => Array.from({ length: rank }, (_, k) => (k === axis ? v : other));
-    const endMask = Array.from({ length: rank }, (_, k) => k !== axis || end === 'end');
-    return this.op('slice_by_index', { x, begin: i32(at(begin, 0)), end: i32(at(end === 'end' ? 0 : end, 0)), end_mask: bool(endMask) }, name);
+    const at = (v: number) => Array.from({ length: rank }, (_, k) => (k === axis ? v : 0));
+    const mask = (onAxis: boolean) => bool(Array.from({ length: rank }, (_, k) => k !== axis || onAxis));
+    return this.op('slice_by_index', { x, begin: i32(at(begin)), end: i32(at(end === 'end' ? 0 : end)), begin_mask: mask(false), end_mask: mask(end === 'end') }, name);
   }
 
   /** A float literal in the graph's float type. */

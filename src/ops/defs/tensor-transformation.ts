@@ -108,19 +108,35 @@ function sliceAxis(s: SliceSpec, k: number, d: number): { b: number; len: number
   return { b, len: Math.max(0, Math.ceil((e - b) / st)) };
 }
 
-// slice_by_index.type_inference: a whole axis keeps its (possibly symbolic) size; squeezed axes go.
+// slice_by_index.type_inference (ops/defs/_utils.py solve_slice_by_index_shape): an axis with both masks
+// keeps its size (a symbol with stride 1); bounds that give 0 or 1 element give that size even on a
+// symbolic axis; any other slice of a symbolic axis is a new symbol; a static axis is sliced as Python does.
 const sliceByIndexType = (a: InferArgs) => {
   const x = a.t('x');
   const s = sliceSpec(a, x.shape.length);
+  if (s.begin.length !== x.shape.length || s.end.length !== x.shape.length) a.fail(`begin and end must have ${x.shape.length} values`);
   const shape: Dim[] = [];
   x.shape.forEach((d, k) => {
-    if (s.stride[k]! <= 0) a.fail('only positive strides are supported');
-    if ((s.beginMask[k] || s.begin[k] === 0) && s.endMask[k] && s.stride[k] === 1) {
-      if (!s.squeezeMask[k]) shape.push(d);
+    const [b, e, st] = [s.begin[k]!, s.end[k]!, s.stride[k]!];
+    if (st <= 0) a.fail('only positive strides are supported');
+    if (s.squeezeMask[k]) return;
+    if (s.beginMask[k] && s.endMask[k]) {
+      shape.push(typeof d === 'number' ? Math.ceil(d / st) : st === 1 ? d : `${a.label}_d${k}`);
       return;
     }
-    if (typeof d !== 'number') return a.fail(`cannot slice symbolic dimension ${d} with explicit bounds`);
-    if (!s.squeezeMask[k]) shape.push(sliceAxis(s, k, d).len);
+    if (!s.beginMask[k] && !s.endMask[k] && b >= 0 && e >= 0) {
+      if (e < b) a.fail(`unsupported bounds (${b}, ${e}, ${st}) on axis ${k}`);
+      const n = Math.ceil((e - b) / st);
+      if (n <= 1 || typeof d === 'number') {
+        shape.push(typeof d === 'number' ? sliceAxis(s, k, d).len : n);
+        return;
+      }
+    }
+    if (!s.beginMask[k] && s.endMask[k] && b === -1) {
+      shape.push(1);
+      return;
+    }
+    shape.push(typeof d === 'number' ? sliceAxis(s, k, d).len : `${a.label}_d${k}`);
   });
   return [{ dtype: x.dtype, shape }];
 };
