@@ -124,7 +124,7 @@ export function registerConvert(program: Command, io: Io): void {
         const mb = (report.stats.bytesWritten / 1e6).toFixed(1);
         io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
         io.stdout(`time: read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
-        if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity)}\n`);
+        if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}\n`);
       } finally {
         Object.values(bars).forEach((b) => b.stop());
         ckpt.close();
