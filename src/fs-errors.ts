@@ -2,7 +2,7 @@
 // checkpoints, charts) and the CLI's plain-file readers go through here, so a full disk, a read-only folder
 // or a file where a folder should be reads the same everywhere, never as an internal error.
 
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ModernBertError } from './errors.js';
 
@@ -83,4 +83,17 @@ export function checkFileTarget(path: string, what: string): void {
     if (!p) throw new ModernBertError('FILE_NOT_FOUND', `${what} ${path}: the folder ${parent} does not exist`, { path });
     if (!p.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `${what} ${path}: ${parent} is a file, not a folder`, { path });
   });
+}
+
+/**
+ * Makes folder `path` and its missing parents, one at a time. Not mkdir's `recursive`: in Node 20 it spins
+ * forever where a folder cannot be made (under /proc); one level at a time fails at once, with ENOENT.
+ */
+export function makeFolders(path: string): void {
+  const missing: string[] = [];
+  for (let p = resolve(path); !existsSync(p); p = dirname(p)) {
+    missing.push(p);
+    if (dirname(p) === p) break;
+  }
+  for (const dir of missing.reverse()) mkdirSync(dir);
 }

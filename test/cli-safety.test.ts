@@ -123,6 +123,14 @@ describe('file-system failures are one line naming the path', () => {
     expect(readdirSync(d).filter((f) => f.includes('.tmp-'))).toEqual([]);
   });
 
+  it('synth --out where no folder can be made fails at once (no spinning under /proc)', async () => {
+    const d = tempDir();
+    writeFileSync(join(d, 'c.json'), JSON.stringify({ hidden_size: 32, num_attention_heads: 2, num_hidden_layers: 1, vocab_size: 64, intermediate_size: 16 }));
+    const t0 = performance.now();
+    expectOneLineError(await cli('synth', join(d, 'c.json'), '--out', '/proc/x/y'), /cannot write \/proc\/x\/y: no such file or folder \(ENOENT\)/);
+    expect(performance.now() - t0).toBeLessThan(10_000);
+  });
+
   it('convert --out in a read-only folder', async () => {
     // As root a chmod does not stop writing; /sys refuses even root.
     const ro = process.getuid?.() === 0 ? '/sys' : tempDir();

@@ -1,7 +1,7 @@
 // An interrupted conversion leaves no temporary folder: SIGINT and SIGTERM remove it (exit 130 / 143), and
 // the leftover of a SIGKILLed one is cleared by the next convert to the same path. Runs the built executable.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,4 +66,21 @@ describe('an interrupted convert', () => {
     expect(temps(dir).sort()).toEqual([live, other].sort());
     expect(existsSync(join(dir, 'm.mlpackage', 'Manifest.json'))).toBe(true);
   }, 60_000);
+});
+
+describe('the executable on a path it cannot write', () => {
+  it.each([
+    ['under a file', (d: string) => join(d, 'file.txt', 'a.mlpackage'), /is a file, not a folder/],
+    ['a name too long', (d: string) => join(d, `${'a'.repeat(300)}.mlpackage`), /the name is too long \(ENAMETOOLONG\)/],
+    ['under /proc', () => '/proc/a.mlpackage', /no such file or folder \(ENOENT\)/],
+  ])('%s: exit 2, one line, no stack trace (not even from the cleanup at exit)', (_what, out, pattern) => {
+    const d = tempDir();
+    writeFileSync(join(d, 'file.txt'), '');
+    const r = spawnSync(process.execPath, [bin, 'convert', join(ROOT, 'test', 'fixtures', 'tiny-mlm'), '--out', out(d), '--seq-len', '16', '--no-fidelity'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr.trimEnd().split('\n'), r.stderr).toHaveLength(1);
+    expect(r.stderr).toMatch(/^error: cannot write /);
+    expect(r.stderr).toMatch(pattern);
+    expect(readdirSync(d)).toEqual(['file.txt']);
+  });
 });

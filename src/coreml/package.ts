@@ -7,10 +7,10 @@
 // that is renamed into place at the end, and removed on any failure, process exit or interrupting signal.
 
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError, withFsErrors } from '../fs-errors.js';
+import { fsError, makeFolders, withFsErrors } from '../fs-errors.js';
 
 /** The author that Core ML's own items carry. */
 export const COREML_AUTHOR = 'com.apple.CoreML';
@@ -213,14 +213,12 @@ export async function writePackageAtomically<T>(
   track(tmp);
   try {
     return await writeErrorsAbout(outPath, dirname(target), async () => {
-      // Not recursive: Node's recursive mkdir spins forever where a folder cannot be made (under /proc).
-      mkdirSync(tmp);
       const layout = layoutOf(tmp);
-      mkdirSync(layout.weightsDir, { recursive: true });
+      makeFolders(layout.weightsDir);
       const result = await build(layout);
       for (const x of extras) {
         const dir = join(tmp, DATA_DIR, ...x.path.split('/'));
-        mkdirSync(dir, { recursive: true });
+        makeFolders(dir);
         for (const f of x.files) copyFileSync(f.source, join(dir, f.name));
       }
       writeFileSync(join(tmp, 'Manifest.json'), manifestText(newManifest(extras)));
