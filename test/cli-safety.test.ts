@@ -35,6 +35,10 @@ describe('convert --force replaces only a package', () => {
     writeFileSync(join(mine, 'holiday.jpg'), 'precious');
     expectOneLineError(await cli('convert', TINY, '--out', mine, '--force', ...FAST), /will not replace .*photos\.mlpackage: it is not a Core ML package/);
     expect(readFileSync(join(mine, 'holiday.jpg'), 'utf8')).toBe('precious');
+    // Without --force the error does not suggest a --force that would be refused.
+    const r = await cli('convert', TINY, '--out', mine, ...FAST);
+    expectOneLineError(r, /photos\.mlpackage already exists; it is not a Core ML package .*, so choose another path/);
+    expect(r.stderr).not.toMatch(/--force/);
   });
 
   it('refuses a plain file', async () => {

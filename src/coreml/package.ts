@@ -138,17 +138,24 @@ export function checkPackageOutput(outPath: string, force: boolean, protect: rea
   if (!own) return target;
   const real = withFsErrors(outPath, 'write', () => (existsSync(target) ? realpathSync(target) : undefined));
   if (real === undefined) throw new ModernBertError('BAD_ARGUMENT', `${outPath} is a symbolic link to nothing (${readlinkSync(target)}); remove it or choose another path`, { path: outPath });
-  if (!force) throw new ModernBertError('OUTPUT_EXISTS', `${outPath} already exists (use --force to replace a package)`, { path: outPath });
-  const refuse = (why: string): never => {
-    throw new ModernBertError('BAD_ARGUMENT', `--force will not replace ${outPath}: ${why}; nothing was changed`, { path: outPath });
-  };
-  if (within(realpathSync(process.cwd()), real)) refuse('it is the working directory or a folder above it');
+  const why = irreplaceable(real, protect);
+  if (!force) {
+    const hint = why ? `; it ${why}, so choose another path` : ' (use --force to replace the package)';
+    throw new ModernBertError('OUTPUT_EXISTS', `${outPath} already exists${hint}`, { path: outPath });
+  }
+  if (why) throw new ModernBertError('BAD_ARGUMENT', `--force will not replace ${outPath}: it ${why}; nothing was changed`, { path: outPath });
+  return target;
+}
+
+/** Why the existing `real` path must not be replaced, or undefined when it is a package that may be. */
+function irreplaceable(real: string, protect: readonly string[]): string | undefined {
+  if (within(realpathSync(process.cwd()), real)) return 'is the working directory or a folder above it';
   for (const p of protect) {
     const rp = existsSync(p) ? realpathSync(p) : resolve(p);
-    if (within(rp, real)) refuse(`it is or holds the input ${p}`);
+    if (within(rp, real)) return `is or holds the input ${p}`;
   }
-  if (!statSync(real).isDirectory() || !existsSync(join(real, 'Manifest.json'))) refuse('it is not a Core ML package (a folder with Manifest.json)');
-  return target;
+  if (!statSync(real).isDirectory() || !existsSync(join(real, 'Manifest.json'))) return 'is not a Core ML package (a folder with Manifest.json)';
+  return undefined;
 }
 
 /** The temporary sibling a package is built in: the owner's pid makes a leftover recognisable as stale. */
