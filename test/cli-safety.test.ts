@@ -144,10 +144,12 @@ describe('file-system failures are one line naming the path', () => {
   });
 
   it('a name of just under the limit still works (the temporary name is shortened, not the package\'s)', async () => {
-    const out = join(tempDir(), `${'b'.repeat(240)}.mlpackage`);
-    const r = await cli('convert', TINY, '--out', out, ...FAST);
-    expect(r.code, r.stderr).toBe(0);
-    expect(existsSync(join(out, 'Manifest.json'))).toBe(true);
+    for (const name of [`${'b'.repeat(240)}.mlpackage`, `${'é'.repeat(118)}.mlpackage`]) { // 250 and 246 bytes
+      const out = join(tempDir(), name);
+      const r = await cli('convert', TINY, '--out', out, ...FAST);
+      expect(r.code, r.stderr).toBe(0);
+      expect(existsSync(join(out, 'Manifest.json'))).toBe(true);
+    }
   });
 
   it('every errno a writer meets maps to a named reason, with the path', () => {

@@ -163,9 +163,12 @@ function tempName(target: string): string {
   return join(dirname(target), `${tempPrefix(target)}${process.pid}-${randomUUID()}`);
 }
 
-/** `.NAME.tmp-`, NAME shortened so that the temporary name fits where the package's own name does. */
+/**
+ * `.NAME.tmp-`, NAME cut to 60 UTF-16 units (at most 180 bytes of UTF-8) so that the temporary name, with its
+ * pid, UUID and `.old`, stays within the 255 bytes a file name may have wherever the package's own name fits.
+ */
 function tempPrefix(target: string): string {
-  return `.${basename(target).slice(0, 160)}.tmp-`;
+  return `.${basename(target).slice(0, 60)}.tmp-`;
 }
 
 /** Whether process `pid` is alive (EPERM: alive, another user's). */
