@@ -241,6 +241,9 @@ describe('usage', () => {
         process.env['MODERNBERT_ANE_THREADS'] = v;
         expectOneLineError(await cli('inspect', TINY), new RegExp(`MODERNBERT_ANE_THREADS must be a whole number from 1 to 1024 .*got '${v.replace('.', '\\.')}'`));
       }
+      expect((await cli('--help')).code).toBe(0); // help needs no threads
+      process.env['MODERNBERT_ANE_THREADS'] = '1';
+      expect((await cli('inspect', TINY)).code).toBe(0);
     } finally {
       if (before === undefined) delete process.env['MODERNBERT_ANE_THREADS'];
       else process.env['MODERNBERT_ANE_THREADS'] = before;

@@ -40,6 +40,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerConvert(program, io);
   registerDiff(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
+  // A bad MODERNBERT_ANE_THREADS fails before a command starts, not minutes into a conversion (--help still works).
+  program.hook('preAction', () => void kernelThreads());
 
   const debug = argv.includes('--debug');
   // No command: one usage line, as for any other usage error (the whole help is for --help).
@@ -48,7 +50,6 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return 2;
   }
   try {
-    kernelThreads(); // a bad MODERNBERT_ANE_THREADS fails now, not minutes into a conversion
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (e) {
