@@ -83,7 +83,7 @@ describe('convert --force replaces only a package', () => {
   });
 });
 
-describe('verify fails when it compares nothing', () => {
+describe('verify and diff fail when they compare nothing', () => {
   const ids = (B: number, S: number): TensorToWrite => ({ name: 'c.input_ids', dtype: 'I32', shape: [B, S], data: () => new Int32Array(B * S).fill(5) });
   const logits = (B: number, S: number): TensorToWrite => ({ name: 'c.logits', dtype: 'F32', shape: [B, S, 1024], data: () => new Float32Array(B * S * 1024) });
   const golden = async (tensors: TensorToWrite[]): Promise<string> => {
@@ -104,6 +104,8 @@ describe('verify fails when it compares nothing', () => {
       expectOneLineError(r, pattern);
       expect(r.stdout).not.toContain('passed');
     }
+    // diff on the same inputs compared 0 tokens and exited 0
+    if (_what !== 'one with only input_ids') expectOneLineError(await cli('diff', TINY, TINY, '--golden', path), /holds no row with a real token|no cases|empty|no tensors/);
   });
 });
 
