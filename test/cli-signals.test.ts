@@ -68,6 +68,20 @@ describe('an interrupted convert', () => {
   }, 60_000);
 });
 
+describe('a package moved aside by a --force that was killed between its two renames', () => {
+  it('is put back by the next convert, not removed', async () => {
+    const dir = tempDir();
+    const gone = spawnSync(process.execPath, ['-e', '']).pid; // a process that has exited
+    const aside = join(dir, `.m.mlpackage.tmp-${gone}-00000000-0000-4000-8000-000000000000.old`);
+    mkdirSync(aside);
+    writeFileSync(join(aside, 'Manifest.json'), '{}');
+    const r = await cli('convert', model, '--out', join(dir, 'm.mlpackage'), '--no-fidelity', '--seq-len', '16');
+    expect(r.stderr).toMatch(/m\.mlpackage already exists \(use --force to replace the package\)/);
+    expect(readdirSync(dir)).toEqual(['m.mlpackage']);
+    expect(existsSync(join(dir, 'm.mlpackage', 'Manifest.json'))).toBe(true);
+  });
+});
+
 describe('the executable on a path it cannot write', () => {
   it.each([
     ['under a file', (d: string) => join(d, 'file.txt', 'a.mlpackage'), /is a file, not a folder/],

@@ -120,7 +120,8 @@ function within(child: string, parent: string): boolean {
 }
 
 /**
- * Checks that a package may be written at `outPath`, before any work: an existing path is an OUTPUT_EXISTS
+ * Checks that a package may be written at `outPath`, before any work, after clearing what a killed earlier
+ * conversion to it left (removeStaleTemps). An existing path is an OUTPUT_EXISTS
  * error unless `force`, and even then only a package (a folder holding Manifest.json) is replaced, never the
  * working directory or a folder above it, nor a path in `protect` (the input checkpoint) or one holding it.
  * Real paths are compared, so symbolic links and `..` do not hide one. Returns the absolute path.
@@ -134,6 +135,7 @@ export function checkPackageOutput(outPath: string, force: boolean, protect: rea
     throw new ModernBertError('FILE_NOT_FOUND', `the folder to write ${basename(target)} into does not exist: ${parent}`, { path: parent });
   }
   if (!parentStat.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `cannot write ${outPath}: ${parent} is a file, not a folder`, { path: parent });
+  removeStaleTemps(target);
   const own = withFsErrors(outPath, 'write', () => lstatSync(target, { throwIfNoEntry: false }));
   if (!own) return target;
   const real = withFsErrors(outPath, 'write', () => (existsSync(target) ? realpathSync(target) : undefined));
@@ -147,9 +149,18 @@ export function checkPackageOutput(outPath: string, force: boolean, protect: rea
   return target;
 }
 
+/** The working directory's real path (as given when it cannot be resolved, e.g. after it was removed). */
+function realCwd(): string {
+  try {
+    return realpathSync(process.cwd());
+  } catch {
+    return resolve('.');
+  }
+}
+
 /** Why the existing `real` path must not be replaced, or undefined when it is a package that may be. */
 function irreplaceable(real: string, protect: readonly string[]): string | undefined {
-  if (within(realpathSync(process.cwd()), real)) return 'is the working directory or a folder above it';
+  if (within(realCwd(), real)) return 'is the working directory or a folder above it';
   for (const p of protect) {
     const rp = existsSync(p) ? realpathSync(p) : resolve(p);
     if (within(rp, real)) return `is or holds the input ${p}`;
@@ -182,26 +193,33 @@ function alive(pid: number): boolean {
 }
 
 /**
- * Removes temporary folders that an earlier conversion to `target` left when it was killed (SIGKILL, a
- * crash): those of a process that is gone, and those of older versions, which carried no pid.
+ * Clears what an earlier conversion to `target` left when it was killed (SIGKILL, a crash): the temporary
+ * folders of a process that is gone, and those of older versions, which carried no pid. A previous package
+ * moved aside (`.old`) when the kill fell between the two renames of a --force is put back, not removed.
  */
-export function removeStaleTemps(target: string): string[] {
+function removeStaleTemps(target: string): void {
   const prefix = tempPrefix(target);
-  const removed: string[] = [];
   let names: string[];
   try {
     names = readdirSync(dirname(target));
   } catch {
-    return removed; // an unreadable folder fails later, with the writer's own error
+    return; // an unreadable folder fails later, with the writer's own error
   }
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
-    const m = /^(?:(\d+)-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:\.old)?$/.exec(name.slice(prefix.length));
+    const m = /^(?:(\d+)-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.old)?$/.exec(name.slice(prefix.length));
     if (!m || (m[1] !== undefined && alive(Number(m[1])))) continue;
-    removeQuietly(join(dirname(target), name));
-    removed.push(name);
+    const path = join(dirname(target), name);
+    if (m[2] && !lstatSync(target, { throwIfNoEntry: false })) {
+      try {
+        renameSync(path, target);
+        continue;
+      } catch {
+        // it cannot be put back: removed below like any leftover
+      }
+    }
+    removeQuietly(path);
   }
-  return removed;
 }
 
 /**
@@ -218,7 +236,6 @@ export async function writePackageAtomically<T>(
   protect: readonly string[] = [],
 ): Promise<T> {
   const target = checkPackageOutput(outPath, force, protect);
-  removeStaleTemps(target);
   const tmp = tempName(target);
   track(tmp);
   try {
