@@ -3,16 +3,16 @@
 // package is committed (the report goes into its metadata).
 
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { DescriptionOptions } from './coreml/description.js';
 import { writeMLPackage, type WriteStats } from './coreml/mil-write.js';
-import { TOKENIZER_ITEM_PATH, type ExtraItem } from './coreml/package.js';
+import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from './coreml/package.js';
 import { atLeast, targetInfo } from './ops/target.js';
 import { META } from './coreml/runner.js';
 import { ModernBertError } from './errors.js';
 import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
 import type { ProbeSequence } from './eval/inputs.js';
-import type { Checkpoint } from './io/checkpoint.js';
+import { readJson, type Checkpoint } from './io/checkpoint.js';
 import { CachedWeights } from './engine.js';
 import { buildModel, defaultHead, type ModelSource, type OutputHead } from './model.js';
 import type { Precision } from './runtime/numerics.js';
@@ -91,6 +91,17 @@ const HEAD_OUTPUT: Record<OutputHead, string> = {
   mlm: 'logits', tokcls: 'logits', seqcls: 'logits', embedding: 'embedding', none: 'hidden_states',
 };
 
+/**
+ * The model's name for the metadata, never a path of the converting machine: the config's `_name_or_path`
+ * when it is a Hub id ("org/name"), else the checkpoint folder's own name.
+ */
+export function sourceName(ckpt: Checkpoint): string {
+  const raw = readJson(join(ckpt.dir, 'config.json')) as { _name_or_path?: unknown };
+  const id = raw._name_or_path;
+  if (typeof id === 'string' && /^\w[\w.-]*(\/\w[\w.-]*)?$/.test(id)) return id;
+  return basename(resolve(ckpt.dir));
+}
+
 function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: OutputHead): DescriptionOptions {
   const c = ckpt.config;
   const shapes = o.seqLens.map((s) => [1, s]);
@@ -126,7 +137,7 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
       versionString: VERSION,
       userDefined: {
         [META.converter]: `modernbert-ane ${VERSION}`,
-        [META.source]: ckpt.dir,
+        [META.source]: sourceName(ckpt),
         [META.architecture]: c.architecture,
         [META.head]: head,
         [META.labels]: JSON.stringify(c.labels),
@@ -146,7 +157,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   const t0 = performance.now();
   const c = ckpt.config;
   // The writer checks this too; here it fails before the fidelity report's minutes of work.
-  if (existsSync(o.out) && !o.force) throw new ModernBertError('OUTPUT_EXISTS', `${o.out} already exists (use --force to replace it)`, { path: o.out });
+  checkPackageOutput(o.out, o.force, [ckpt.dir]);
   for (const s of o.seqLens) {
     if (s > c.maxPositions) throw new ModernBertError('BAD_ARGUMENT', `--seq-len ${s} is longer than the model allows (max_position_embeddings ${c.maxPositions})`);
   }
@@ -187,6 +198,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
     description,
     target: o.target,
     force: o.force,
+    protect: [ckpt.dir],
     extraItems: extras,
     onProgress: (p) => o.onProgress?.('write', p.constsWritten, p.constsTotal),
   });

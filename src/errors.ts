@@ -8,10 +8,13 @@ export type ErrorCode =
   | 'BAD_INPUT'
   | 'BAD_ARGUMENT'
   | 'OUTPUT_EXISTS'
-  | 'NUMERIC'
+  | 'FILE_SYSTEM'
   | 'INTERNAL';
 
-/** An error the CLI reports as one line (exit code 2); `context` says which file, tensor or value. */
+/**
+ * An error the CLI reports as one line; `context` says which file, tensor or value. Exit code 2 (the user's to
+ * fix), except INTERNAL: a broken invariant of ours, exit 3.
+ */
 export class ModernBertError extends Error {
   readonly code: ErrorCode;
   readonly context: Record<string, unknown>;
@@ -22,14 +25,4 @@ export class ModernBertError extends Error {
     this.code = code;
     this.context = context;
   }
-}
-
-/** Throw a ModernBertError unless `cond` holds. */
-export function check(
-  cond: unknown,
-  code: ErrorCode,
-  message: string | (() => string),
-  context: Record<string, unknown> = {},
-): asserts cond {
-  if (!cond) throw new ModernBertError(code, typeof message === 'string' ? message : message(), context);
 }

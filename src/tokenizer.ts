@@ -211,7 +211,7 @@ export class Tokenizer {
       }
       for (const sub of this.normalizedMatcher.split(this.normalize(piece.text))) {
         if (sub.token) ids.push(sub.token.id);
-        else ids.push(...this.modelIds(sub.text, sectionIndex));
+        else append(ids, this.modelIds(sub.text, sectionIndex));
       }
     });
     return ids;
@@ -239,7 +239,7 @@ export class Tokenizer {
       const typeIds: number[] = [];
       for (const item of b === undefined ? this.template.single : this.template.pair) {
         const part = item.special !== undefined ? this.template.specialIds.get(item.special)! : item.sequence === 'A' ? a : b ?? [];
-        ids.push(...part);
+        append(ids, part);
         for (let i = 0; i < part.length; i++) typeIds.push(item.typeId);
       }
       return { ids, typeIds };
@@ -254,6 +254,14 @@ export class Tokenizer {
     const ids = [...a, ...(b ?? [])];
     return { ids, typeIds: [...a.map(() => 0), ...(b ?? []).map(() => 1)] };
   }
+}
+
+/**
+ * Appends `items` to `to`. Not `to.push(...items)`: that passes every item as an argument, and a long document
+ * (a megabyte of text is ordinary input) overflows the stack.
+ */
+function append(to: number[], items: ArrayLike<number>): void {
+  for (let i = 0; i < items.length; i++) to.push(items[i]!);
 }
 
 /** Loads `tokenizer.json` (and `tokenizer_config.json` when present) from a model folder. */
@@ -427,8 +435,8 @@ function byteLevelDecode(tokens: string[]): string {
   const bytes: number[] = [];
   for (const token of tokens) {
     const mapped = Array.from(token, (ch) => BYTE_OF_CHAR.get(ch));
-    if (mapped.every((b) => b !== undefined)) bytes.push(...(mapped as number[]));
-    else bytes.push(...utf8.encode(token));
+    if (mapped.every((b) => b !== undefined)) append(bytes, mapped as number[]);
+    else append(bytes, utf8.encode(token));
   }
   return lossyUtf8.decode(Uint8Array.from(bytes));
 }

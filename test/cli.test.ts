@@ -377,7 +377,7 @@ describe('bad input: exit 2, one line on stderr, no stack (the stack with --debu
       writeFileSync(join(d, 'c.json'), JSON.stringify({ hidden_size: 32, num_attention_heads: 2, num_hidden_layers: 1, vocab_size: 64, intermediate_size: 16 }));
       writeFileSync(join(d, 'file'), '');
       return ['synth', join(d, 'c.json'), '--out', join(d, 'file', 'sub')];
-    }, /cannot write to .*file\/sub \(ENOTDIR/],
+    }, /cannot write .*file\/sub: a part of the path is a file, not a folder \(ENOTDIR\)/],
     ['too many arguments', () => ['inspect', TINY_MLM, 'extra'], /too many arguments for 'inspect'/],
   ];
 

@@ -185,7 +185,7 @@ function denseOf(r: Rotation): Float64Array {
   return Float64Array.from(r.rightMul(id, n, n));
 }
 
-/** All four products of `r` against float64 dense products with `q`. */
+/** Both products of `r` against float64 dense products with `q`. */
 function expectProducts(r: Rotation, q: Float64Array, rows: number): void {
   const n = r.size;
   const qT = transpose(q, n, n);
@@ -193,8 +193,6 @@ function expectProducts(r: Rotation, q: Float64Array, rows: number): void {
   const b = normals(n * rows, 12); // [n, rows]
   const tol = 1e-5;
   expect(maxAbsDiff(r.rightMul(a, rows, n), matmul(a, q, rows, n, n))).toBeLessThan(tol);
-  expect(maxAbsDiff(r.rightMulT(a, rows, n), matmul(a, qT, rows, n, n))).toBeLessThan(tol);
-  expect(maxAbsDiff(r.leftMul(b, n, rows), matmul(q, b, n, n, rows))).toBeLessThan(tol);
   expect(maxAbsDiff(r.leftMulT(b, n, rows), matmul(qT, b, n, n, rows))).toBeLessThan(tol);
   // float32 input gives the same products
   expect(maxAbsDiff(r.rightMul(Float32Array.from(a), rows, n), matmul(Float32Array.from(a), q, rows, n, n))).toBeLessThan(tol);
@@ -204,7 +202,7 @@ function expectProducts(r: Rotation, q: Float64Array, rows: number): void {
   expect(maxAbsDiff(out, matmul(qT, b, n, n, rows))).toBeLessThan(tol);
   expect(r.rightMul(a, rows, n, out)).toBe(out);
   expect(maxAbsDiff(out, matmul(a, q, rows, n, n))).toBeLessThan(tol);
-  expectError(() => r.rightMulT(a, rows, n, new Float32Array(rows * n - 1)), 'SHAPE_MISMATCH', /output/);
+  expectError(() => r.rightMul(a, rows, n, new Float32Array(rows * n - 1)), 'SHAPE_MISMATCH', /output/);
 }
 
 function expectOrthogonal(q: Float64Array, n: number): void {
@@ -281,6 +279,6 @@ describe('IdentityRotation', () => {
     const w = normals(8, 1);
     expect(maxAbsDiff(r.rightMul(w, 2, 4), w)).toBeLessThan(1e-6);
     expect(maxAbsDiff(r.leftMulT(w, 4, 2), w)).toBeLessThan(1e-6);
-    expectError(() => r.leftMul(w, 2, 4), 'SHAPE_MISMATCH', /order 4/);
+    expectError(() => r.leftMulT(w, 2, 4), 'SHAPE_MISMATCH', /order 4/);
   });
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { fnv1a32, hashU32, synthFill, synthIds, synthTensor } from '../src/synth/prng.js';
+import { fnv1a32, hashU32, splitmix32, synthFill, synthIds, synthTensor } from '../src/synth/prng.js';
+import { randomSigns } from '../src/rotation/random-signs.js';
 
 const probe = JSON.parse(readFileSync('test/fixtures/prng_probe.json', 'utf8')) as Record<string, number[] | number>;
 
@@ -66,5 +67,15 @@ describe('portable PRNG', () => {
     expect(ids).toHaveLength(1024);
     expect(ids.every((id) => Number.isInteger(id) && id >= 5 && id < 50280)).toBe(true);
     expect(synthIds(300, 'seq300', 0, 50280).slice(0, 5)).toEqual(probe["synth_ids(5, 'seq300', 0, 50280)"]);
+  });
+});
+
+describe('splitmix32, the one sequential generator (rotation signs, rotation-learning minibatches)', () => {
+  it('gives the sequence the learned rotation and the Hadamard signs were made with', () => {
+    const next = splitmix32(0x5eed1e55);
+    expect([next(), next(), next(), next()]).toEqual([1572048202, 3563666825, 3030200847, 46341037]);
+    // randomSigns(64, 7) before it shared this generator (its top bits, 1 = -1):
+    const bits = Array.from(randomSigns(64, 7), (s) => (s < 0 ? 1 : 0)).join('');
+    expect(bits).toBe('0011001000011111011000010010001100000011011111100001101010010010');
   });
 });

@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { ModernBertError } from '../errors.js';
 import { VERSION } from '../version.js';
+import { kernelThreads } from '../runtime/kernels/index.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import { processIo, type Io } from './context.js';
 import { registerConvert } from './commands/convert.js';
@@ -22,7 +23,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const output = {
     writeOut: io.stdout,
     writeErr: io.stderr,
-    outputError: (str: string, write: (s: string) => void) => write(`${oneLine(str)} (add --help for usage)\n`),
+    outputError: (str: string, write: (s: string) => void) => write(`${oneLine(str)}${dashHint(str)} (add --help for usage)\n`),
   };
   const program = new Command('modernbert-ane')
     .description('ModernBERT for the Apple Neural Engine: convert, run, verify and diff, in TypeScript')
@@ -39,14 +40,21 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerConvert(program, io);
   registerDiff(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
+  // A bad MODERNBERT_ANE_THREADS fails before a command starts, not minutes into a conversion (--help still works).
+  program.hook('preAction', () => void kernelThreads());
 
   const debug = argv.includes('--debug');
+  // No command: one usage line, as for any other usage error (the whole help is for --help).
+  if (argv.every((a) => a === '--debug')) {
+    io.stderr(`usage: modernbert-ane <command> [options], the command one of ${program.commands.map((c) => c.name()).join(', ')} (add --help for usage)\n`);
+    return 2;
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander already printed the message
-    if (e instanceof ModernBertError) {
+    if (e instanceof ModernBertError && e.code !== 'INTERNAL') {
       io.stderr(`error: ${oneLine(e.message)}\n`);
       if (debug && e.stack) io.stderr(`${e.stack}\n`);
       return 2;
@@ -58,6 +66,15 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   } finally {
     await shutdownRuntime();
   }
+}
+
+/**
+ * Texts are never guessed from unknown options (a mistyped option would silently become the text), so an
+ * unknown option that looks like a text says how to pass one: after `--`.
+ */
+function dashHint(message: string): string {
+  const m = /unknown option '([^']*)'/.exec(message);
+  return m ? ` (a text that starts with '-' goes after --, e.g. predict -- "${m[1]}")` : '';
 }
 
 /** A message on one line (the CLI's contract: one line on stderr per error). */

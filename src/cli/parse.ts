@@ -35,6 +35,14 @@ export function precision(value: string): Precision {
   return value as Precision;
 }
 
+/** A float16 emulation mode (the fidelity report compares one with float32, so fp32 itself is no choice). */
+export function fp16Precision(value: string): Precision {
+  const modes = PRECISIONS.filter((p) => p !== 'fp32');
+  if (value === 'fp32') throw new InvalidArgumentError(`the report compares a float16 emulation with float32, so it takes one of ${modes.join(', ')}, not fp32`);
+  if (!(modes as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${modes.join(', ')}, got "${value}"`);
+  return value as Precision;
+}
+
 /** Collects a repeatable option into a list. */
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];

@@ -56,8 +56,10 @@ export interface WriteOptions {
   description?: DescriptionOptions;
   /** Deployment target ('iOS17' = 'macOS14' by default). */
   target?: Target | string;
-  /** Replace an existing package at the path. */
+  /** Replace an existing package at the path (only a package: see checkPackageOutput). */
   force?: boolean;
+  /** Paths that must survive even with force (the input checkpoint). */
+  protect?: readonly string[];
   onProgress?: (progress: WriteProgress) => void;
   /** Extra items (the tokenizer) to store beside the model. */
   extraItems?: readonly ExtraItem[];
@@ -339,5 +341,5 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
       writeMs: builder.writeMs,
       totalMs: performance.now() - start,
     };
-  }, options.extraItems ?? []);
+  }, options.extraItems ?? [], options.protect ?? []);
 }

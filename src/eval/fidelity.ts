@@ -1,11 +1,13 @@
 // How closely a converted model, in a float16 emulation, follows the float32 checkpoint: KL, top-1/top-5
 // agreement and max abs difference of the logits over every real token of the calibration inputs. When
-// the emulation produces NaN or infinity, the report says so and names the first layer where it appears.
+// the emulation produces NaN or infinity, the report says so and names the first layer and op where it
+// appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
 
-import { Engine } from '../engine.js';
+import { additiveMask, Engine } from '../engine.js';
 import type { ModelSource, NormStyle } from '../model.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
+import { Interpreter } from '../runtime/interpreter.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import { AgreementMeter } from './compare.js';
 import type { ProbeSequence } from './inputs.js';
@@ -22,7 +24,26 @@ export interface FidelityReport {
   /** What the inputs were: 'built-in sentences', 'calibration file', 'random ids', ... */
   inputs: string;
   /** Where non-finite values first appear, when they do. */
-  non_finite?: { tokens: number; sequence: string; first_layer: number | null };
+  non_finite?: {
+    tokens: number;
+    sequence: string;
+    first_layer: number | null;
+    /** The first op (in program order) whose output holds NaN or infinity, and what part of the model it is. */
+    first_op: { name: string; op: string; part: ModelPart } | null;
+  };
+}
+
+/** The part of the model an op belongs to, which decides what can fix an overflow there. */
+export type ModelPart = 'embedding' | 'norm' | 'residual' | 'attention' | 'mlp' | 'head';
+
+/** The part of the model an op of our graph belongs to, from its name (model.ts names ops by role). */
+export function partOf(opName: string): ModelPart {
+  if (/norm/.test(opName)) return 'norm';
+  if (/^embed/.test(opName)) return 'embedding';
+  if (/_(attn_out|attn_res|mlp_out|mlp_res|residual)$/.test(opName)) return 'residual';
+  if (/_mlp_/.test(opName)) return 'mlp';
+  if (/^layers_/.test(opName)) return 'attention';
+  return 'head';
 }
 
 /** The head output of a forward result, and its (V, P) layout. */
@@ -81,18 +102,86 @@ export async function measureFidelity(
     const taps = Array.from({ length: layers + 1 }, (_, i) => `residual.${i}`);
     const res = await engine.forward(firstBad, { positions: positionsOf(firstBad), taps });
     const first = taps.findIndex((t) => res.taps.get(t)!.data.some((v) => !Number.isFinite(v)));
-    report.non_finite = { tokens: r.non_finite, sequence: firstBad.label, first_layer: first < 0 ? null : first };
+    const op = await firstNonFiniteOp(engine, precision, firstBad, first < 0 ? layers + 1 : first);
+    report.non_finite = { tokens: r.non_finite, sequence: firstBad.label, first_layer: first < 0 ? null : first, first_op: op && { ...op, part: partOf(op.name) } };
   }
   await shutdownRuntime();
   return report;
 }
 
-/** One line for a terminal, loud when the emulation broke. */
-export function formatFidelity(f: FidelityReport): string {
+/**
+ * The first op whose output is not finite, searched only among the ops between the last finite residual
+ * tap and the first non-finite one (`firstBadTap`; past the last tap: the head), so that only one layer's
+ * values are held at a time.
+ */
+async function firstNonFiniteOp(engine: Engine, precision: Precision, seq: ProbeSequence, firstBadTap: number): Promise<{ name: string; op: string } | null> {
+  const S = seq.ids.length;
+  const graph = engine.graph(S, { positions: positionsOf(seq) });
+  const producer = new Map(graph.ops.flatMap((op, i) => op.outputs.map((o) => [o.name, i] as const)));
+  const tapOp = (k: number) => producer.get(graph.taps.get(`residual.${k}`) ?? '') ?? -1;
+  const from = firstBadTap === 0 ? 0 : tapOp(firstBadTap - 1) + 1;
+  const to = tapOp(firstBadTap) >= 0 ? tapOp(firstBadTap) : graph.ops.length - 1;
+  const window = graph.ops.slice(from, to + 1);
+  // The interpreter runs an add that only feeds the next op's softmax fused with it: that add has no value.
+  const fused = (i: number) => window[i]!.op === 'add' && window[i + 1]?.op === 'softmax';
+  const keep = window.flatMap((op, i) => (fused(i) ? [] : op.outputs.map((o) => o.name)));
+  const out = await new Interpreter(graph, precision).run(
+    {
+      input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
+      mask: { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(seq.attention, S) },
+    },
+    { keep },
+  );
+  for (const op of window) {
+    const bad = op.outputs.some((o) => {
+      const t = out.get(o.name);
+      return t !== undefined && t.data instanceof Float32Array && t.data.some((v) => !Number.isFinite(v));
+    });
+    if (bad) return { name: op.name, op: op.op };
+  }
+  return null;
+}
+
+/** How the package was made, which decides what advice can help. */
+export interface ConversionSettings {
+  fold: boolean;
+  rotation: string;
+  norm: 'l2' | 'rms';
+}
+
+/** Advice that addresses where the first non-finite value appears, or says that no conversion option does. */
+export function nonFiniteAdvice(part: ModelPart | undefined, s: ConversionSettings): string {
+  const none = 'no rotation or other conversion option changes them (the model itself exceeds float16 there)';
+  switch (part) {
+    case 'norm':
+      if (!s.fold) return 'the LayerNorm squares its input, which overflows float16: convert without --no-fold (the folded model\'s l2 norm does not square)';
+      if (s.norm === 'rms') return 'the x*x RMSNorm overflows float16: use --norm l2 (the default), which does not square';
+      return `the norm's input exceeds float16; ${none}`;
+    case 'residual':
+    case 'embedding':
+      if (!s.fold) return 'the residual stream exceeds float16 (65504): convert without --no-fold, and if it still overflows, with --rotation hadamard, which spreads an outlier channel over all channels';
+      if (s.rotation === 'none') return 'the residual stream exceeds float16 (65504): try --rotation hadamard, which spreads an outlier channel over all channels';
+      return `the residual stream exceeds float16 (65504) even with the ${s.rotation} rotation; no rotation fixes it`;
+    case 'attention':
+      return `the attention (queries, keys, scores) exceeds float16; ${none}`;
+    case 'mlp':
+      return `the MLP's inner activations exceed float16; ${none}`;
+    case 'head':
+      return `the output head exceeds float16; ${none}`;
+    default:
+      return 'the op could not be located';
+  }
+}
+
+/** One line for a terminal, loud when the emulation broke (with advice when `settings` say how it was made). */
+export function formatFidelity(f: FidelityReport, settings?: ConversionSettings): string {
   const head = `fidelity (${f.precision} emulation vs float32, ${f.tokens} tokens of ${f.inputs}):`;
   if (f.non_finite) {
-    const where = f.non_finite.first_layer === null ? 'in the head' : f.non_finite.first_layer === 0 ? 'in the embeddings' : `after layer ${f.non_finite.first_layer}`;
-    return `${head}\n  WARNING: NON-FINITE OUTPUTS on ${f.non_finite.tokens} tokens; the first NaN/inf appears ${where} (in "${f.non_finite.sequence.slice(0, 60)}"). This package will not work on the Neural Engine; try --rotation hadamard with the default l2 norm.`;
+    const n = f.non_finite;
+    const where = n.first_layer === null ? 'in the head' : n.first_layer === 0 ? 'in the embeddings' : `after layer ${n.first_layer}`;
+    const op = n.first_op ? `, at op ${n.first_op.op} "${n.first_op.name}"` : '';
+    const advice = settings ? `: ${nonFiniteAdvice(n.first_op?.part, settings)}` : '';
+    return `${head}\n  WARNING: NON-FINITE OUTPUTS on ${n.tokens} tokens; the first NaN/inf appears ${where}${op} (in "${n.sequence.slice(0, 60)}"). This package will not work on the Neural Engine${advice}.`;
   }
   return `${head} KL ${f.kl.toExponential(2)}, top-1 ${(100 * f.top1).toFixed(1)}%, top-5 ${(100 * f.top5).toFixed(1)}%, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
 }

@@ -37,7 +37,7 @@ export function resolveInputs(spec: InputSpec, ids: ModelIds, tok?: Tokenizer): 
   const given = [spec.texts?.length ? 'TEXT' : '', spec.golden ? '--golden' : '', spec.random ? '--random' : ''].filter(Boolean);
   if (given.length > 1) throw new ModernBertError('BAD_ARGUMENT', `give only one of ${given.join(', ')}`);
   if (spec.golden) {
-    return readGolden(spec.golden).flatMap((c) => {
+    const rows = readGolden(spec.golden).flatMap((c) => {
       const [B, S] = c.inputIds.shape;
       return Array.from({ length: B }, (_, b) => {
         const row = Array.from(c.inputIds.data.subarray(b * S, (b + 1) * S));
@@ -47,7 +47,11 @@ export function resolveInputs(spec: InputSpec, ids: ModelIds, tok?: Tokenizer): 
         const real = att && Array.from(att).every((v, i) => (i < n ? v === 1 : v === 0)) ? row.slice(0, n) : row;
         return { ids: real, attention: real === row ? att : undefined, label: `${c.name}[${b}]` };
       });
-    }).map((s) => checkLength(s, ids));
+    });
+    // Rows of padding only (or batch 0, or no cases) compare nothing: a comparison over none must not pass.
+    const usable = rows.filter((s) => s.ids.length > 0 && (!s.attention || s.attention.some((v) => v)));
+    if (usable.length === 0) throw new ModernBertError('BAD_INPUT', `${spec.golden} holds no row with a real token (no cases, batch 0, or attention_mask all 0): there is nothing to compare`, { file: spec.golden });
+    return usable.map((s) => checkLength(s, ids));
   }
   if (spec.random) {
     const n = Math.min(spec.random, ids.maxLen - 2);

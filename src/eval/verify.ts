@@ -1,5 +1,6 @@
 // Checks a model against golden outputs: max abs difference per case, for logits and every hidden state,
-// over real tokens only (padded positions are not meaningful).
+// over real tokens only (padded positions are not meaningful). A case that compares nothing (no outputs in
+// the golden, no real tokens, batch 0) is an error: a check that checks nothing must not pass.
 
 import type { ForwardOptions, ForwardResult, Sequence } from '../engine.js';
 import { ModernBertError } from '../errors.js';
@@ -25,6 +26,8 @@ export interface CaseReport {
 
 export interface VerifyReport {
   passed: boolean;
+  /** Values compared over all cases (always > 0: verify throws otherwise). */
+  compared: number;
   atol: number;
   max_abs_diff: number;
   cases: CaseReport[];
@@ -37,7 +40,7 @@ function maxDiff(acc: number, ours: number, gold: number): number {
 }
 
 // Our per-token tensors are (1, C, 1, S): element (c, s) is at c * S + s.
-function diffTokens(ours: RtTensor, gold: Float32Array, goldOffset: number, tokens: number[], oursPos: number[], C: number): number {
+function diffTokens(ours: RtTensor, gold: Float32Array, goldOffset: number, tokens: number[], oursPos: number[], C: number): { d: number; n: number } {
   if (ours.shape.length !== 4) throw new ModernBertError('SHAPE_MISMATCH', `the golden has per-token values but the model's output is [${ours.shape.join(', ')}]`);
   const S = ours.shape[3]!;
   if (ours.shape[1] !== C) throw new ModernBertError('SHAPE_MISMATCH', `the model gives ${ours.shape[1]} channels, the golden ${C}`);
@@ -46,7 +49,7 @@ function diffTokens(ours: RtTensor, gold: Float32Array, goldOffset: number, toke
     const p = oursPos[i]!;
     for (let c = 0; c < C; c++) d = maxDiff(d, ours.data[c * S + p]!, gold[goldOffset + s * C + c]!);
   });
-  return d;
+  return { d, n: tokens.length * C };
 }
 
 /** A golden from another model (other layer count, batch or length) is an error, not an out-of-range read. */
@@ -75,16 +78,25 @@ function checkGoldenShapes(gc: GoldenCase, L: number): void {
 export async function verify(runner: Runner, cases: GoldenCase[], atol: number, base: ForwardOptions = {}, onCase?: (done: number, total: number) => void): Promise<VerifyReport> {
   const reports: CaseReport[] = [];
   const L = runner.numLayers;
+  if (cases.length === 0) throw new ModernBertError('BAD_INPUT', 'the golden file holds no cases: there is nothing to compare');
+  let compared = 0;
   for (const [ci, gc] of cases.entries()) {
     const [B, S] = gc.inputIds.shape;
     checkGoldenShapes(gc, L);
     let logitsDiff: number | null = null;
     let hiddenDiff: number | null = null;
-    const bump = (cur: number | null, v: number) => (cur === null ? v : Math.max(cur, v));
+    let caseCompared = 0;
+    // Only a comparison of at least one value counts: an empty one must not turn "no value" into a 0 difference.
+    const bump = (cur: number | null, r: { d: number; n: number }) => {
+      if (r.n === 0) return cur;
+      caseCompared += r.n;
+      return cur === null ? r.d : Math.max(cur, r.d);
+    };
     for (let b = 0; b < B; b++) {
       const ids = gc.inputIds.data.subarray(b * S, (b + 1) * S);
       const attention = gc.attentionMask?.subarray(b * S, (b + 1) * S);
       const real = Array.from({ length: S }, (_, s) => s).filter((s) => !attention || attention[s]);
+      if (real.length === 0) continue; // an all-padding row says nothing, even for a pooled head
       const taps: string[] = [];
       const wantHidden = gc.hiddenStates !== undefined;
       if (wantHidden) for (let i = 0; i <= L; i++) if (runner.hasTap(`hidden_states.${i}`)) taps.push(`hidden_states.${i}`);
@@ -105,7 +117,7 @@ export async function verify(runner: Runner, cases: GoldenCase[], atol: number, 
           }
           let d = 0;
           for (let k = 0; k < n; k++) d = maxDiff(d, out.data[k]!, g.data[b * n + k]!);
-          logitsDiff = bump(logitsDiff, d);
+          logitsDiff = bump(logitsDiff, { d, n });
         } else {
           const V = g.shape[2]!;
           logitsDiff = bump(logitsDiff, diffTokens(out, g.data, b * S * V, real, real, V));
@@ -132,9 +144,13 @@ export async function verify(runner: Runner, cases: GoldenCase[], atol: number, 
         hiddenDiff = bump(hiddenDiff, diffTokens(last, g.data, 0, gc.positions.map((_, i) => i), gc.positions, g.shape[1]!));
       }
     }
+    if (caseCompared === 0) {
+      throw new ModernBertError('BAD_INPUT', `golden case "${gc.name}" compares nothing: it needs logits or hidden states (that this model produces) and at least one row with a real token (batch ${B}, attention_mask all 0 counts as none)`, { case: gc.name });
+    }
+    compared += caseCompared;
     reports.push({ name: gc.name, logits: logitsDiff, hidden_states: hiddenDiff });
     onCase?.(ci + 1, cases.length);
   }
   const max = Math.max(0, ...reports.flatMap((r) => [r.logits ?? 0, r.hidden_states ?? 0]));
-  return { passed: max <= atol, atol, max_abs_diff: max, cases: reports };
+  return { passed: max <= atol, compared, atol, max_abs_diff: max, cases: reports };
 }

@@ -6,6 +6,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { ModernBertError } from '../errors.js';
+import { fsError } from '../fs-errors.js';
 
 export type WritableDType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
 
@@ -50,7 +51,7 @@ export async function writeSafetensors(path: string, tensors: readonly TensorToW
 
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.partial`);
   const file = await open(tmp, 'wx').catch((e: unknown) => {
-    throw systemError(e, path);
+    throw fsError(e, path, 'write');
   });
   try {
     const length = Buffer.alloc(8);
@@ -71,16 +72,8 @@ export async function writeSafetensors(path: string, tensors: readonly TensorToW
   } catch (e) {
     await file.close().catch(() => undefined);
     await unlink(tmp).catch(() => undefined);
-    throw systemError(e, path);
+    throw fsError(e, path, 'write');
   }
-}
-
-/** A file-system failure as a ModernBertError naming the file; any other error unchanged. */
-function systemError(e: unknown, path: string): unknown {
-  const errno = e as NodeJS.ErrnoException;
-  if (!(e instanceof Error) || typeof errno.syscall !== 'string') return e;
-  const code = errno.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'INTERNAL';
-  return new ModernBertError(code, `cannot write ${path} (${e.message})`, { file: path, errno: errno.code });
 }
 
 /** The header bytes (JSON padded with spaces to a multiple of 8, as the Rust library writes) and data size. */

@@ -37,18 +37,6 @@ export class DenseRotation implements Rotation {
     return c;
   }
 
-  rightMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
-    const c = destination(this.size, w, rows, cols, 'right', out);
-    gemmSync({ M: rows, N: this.size, K: this.size, a: this.float32(w), b: this.q, c, transB: true });
-    return c;
-  }
-
-  leftMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
-    const c = destination(this.size, w, rows, cols, 'left', out);
-    gemmSync({ M: this.size, N: cols, K: this.size, a: this.q, b: this.float32(w), c });
-    return c;
-  }
-
   leftMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
     const c = destination(this.size, w, rows, cols, 'left', out);
     gemmSync({ M: this.size, N: cols, K: this.size, a: this.q, b: this.float32(w), c, transA: true });
@@ -69,7 +57,9 @@ export class DenseRotation implements Rotation {
     const n = this.size;
     for (const seed of [1, 2]) {
       const v = randomSigns(n, seed);
-      const back = this.leftMulT(this.leftMul(v, n, 1), n, 1);
+      const qv = new Float32Array(n);
+      gemmSync({ M: n, N: 1, K: n, a: this.q, b: this.float32(v), c: qv });
+      const back = this.leftMulT(qv, n, 1);
       let err = 0;
       for (let i = 0; i < n; i++) err += (back[i]! - v[i]!) ** 2;
       const rel = Math.sqrt(err / n);

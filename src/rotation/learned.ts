@@ -30,6 +30,7 @@ import { HadamardRotation } from './hadamard-rotation.js';
 import { readerSensitivity } from './readers.js';
 import { IdentityRotation, type Rotation } from './rotation.js';
 import { cayleyStep, frobenius, identityMatrix, newtonSchulz, orthonormalizeColumns, skewFromGradient } from './stiefel.js';
+import { splitmix32 } from '../synth/prng.js';
 import { float32Pass } from './stream-rows.js';
 
 export interface LearnOptions {
@@ -237,16 +238,4 @@ export function optimise(x: ProxyData, q0: Float32Array, proxyOpts: { limit: num
   const last = fp16Proxy(x, q, proxyOpts).loss;
   if (last < best.proxy) best = { q, proxy: last };
   return { q: Float32Array.from(orthonormalizeColumns(best.q, n)), steps, proxy: best.proxy };
-}
-
-/** A SplitMix32-style generator of uint32 values. */
-function splitmix32(seed: number): () => number {
-  let state = seed | 0;
-  return () => {
-    state = (state + 0x9e3779b9) | 0;
-    let z = state;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) >>> 0;
-  };
 }

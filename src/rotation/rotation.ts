@@ -1,4 +1,4 @@
-// An orthogonal n×n matrix Q applied to row-major matrices. Folding only ever needs these four products,
+// An orthogonal n×n matrix Q applied to row-major matrices. Folding only ever needs these two products,
 // so a Hadamard rotation can apply them in O(n log n) per vector while a learned (dense) one uses matmuls.
 
 import { ModernBertError } from '../errors.js';
@@ -15,10 +15,6 @@ export interface Rotation {
   readonly size: number;
   /** W·Q, for W [rows, size]. */
   rightMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array;
-  /** W·Qᵀ, for W [rows, size]. */
-  rightMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array;
-  /** Q·W, for W [size, cols]. */
-  leftMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array;
   /** Qᵀ·W, for W [size, cols]. */
   leftMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array;
 }
@@ -57,17 +53,9 @@ export class IdentityRotation implements Rotation {
     return dst;
   }
 
-  rightMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
-    return this.rightMul(w, rows, cols, out);
-  }
-
-  leftMul(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
+  leftMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
     const dst = destination(this.size, w, rows, cols, 'left', out);
     dst.set(w);
     return dst;
-  }
-
-  leftMulT(w: Matrix, rows: number, cols: number, out?: Float32Array): Float32Array {
-    return this.leftMul(w, rows, cols, out);
   }
 }

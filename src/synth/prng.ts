@@ -11,6 +11,21 @@ export function fnv1a32(text: string): number {
   return h >>> 0;
 }
 
+/**
+ * A sequential SplitMix32-style generator (golden-ratio increments, MurmurHash3's finalizer) of unsigned
+ * 32-bit integers: the random signs of Hadamard rotations and the minibatches of rotation learning.
+ */
+export function splitmix32(seed: number): () => number {
+  let state = seed | 0;
+  return () => {
+    state = (state + 0x9e3779b9) | 0;
+    let z = state;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+}
+
 /** One output of the hash for flat index `i` under a seed (as returned by seedOffset). */
 function mix(i: number, offset: number): number {
   let x = (i + offset) | 0;

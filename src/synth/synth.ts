@@ -3,10 +3,11 @@
 // by tensor, so ModernBERT-base (150M parameters) costs one tensor of memory.
 
 import { existsSync, statSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseConfig, type ModernBertConfig } from '../config.js';
 import { ModernBertError } from '../errors.js';
+import { makeFolders } from '../fs-errors.js';
 import { readJson } from '../io/checkpoint.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import { sharedFloat32, type Tensor, type WeightSource } from '../weights.js';
@@ -126,7 +127,7 @@ export async function writeSynthCheckpoint(
       if (existsSync(p)) throw new ModernBertError('OUTPUT_EXISTS', `${p} already exists`, { file: p });
     }
   }
-  await mkdir(outDir, { recursive: true });
+  makeFolders(outDir);
 
   // One buffer, as large as the largest tensor, serves every tensor in turn (the writer is done with
   // each before asking for the next); fresh pages per tensor would cost more than the hashing.

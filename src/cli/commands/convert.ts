@@ -1,9 +1,9 @@
 // `convert MODEL --out NAME.mlpackage`: a Core ML package for the Neural Engine, with a fidelity report.
 
-import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { convert } from '../../convert.js';
 import { ModernBertError } from '../../errors.js';
+import { readTextFile } from '../../fs-errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
 import { readLines, resolveInputs } from '../../eval/inputs.js';
 import { loadCheckpoint } from '../../io/checkpoint.js';
@@ -15,7 +15,7 @@ import type { RotationKind } from '../../variants.js';
 import { learnRotation, type LearnedRotation } from '../../rotation/learned.js';
 import { dirname } from 'node:path';
 import { printJson, progress, type Io } from '../context.js';
-import { intList, nonNegativeInt, positiveInt, precision } from '../parse.js';
+import { fp16Precision, intList, nonNegativeInt, positiveInt } from '../parse.js';
 
 interface ConvertCliOptions {
   out: string;
@@ -65,7 +65,7 @@ export function registerConvert(program: Command, io: Io): void {
     .option('--calibration <file>', 'texts (one per line) for the fidelity report and rotation learning (default: built-in sentences)')
     .option('--random <n>', 'random token ids for models without a tokenizer', positiveInt, 128)
     .option('--no-fidelity', 'skip the fidelity report')
-    .option('--fidelity-precision <mode>', 'emulation of the fidelity report: fp16, fp16-fused, fp16-acc16', precision, 'fp16')
+    .option('--fidelity-precision <mode>', 'emulation of the fidelity report: fp16, fp16-fused, fp16-acc16', fp16Precision, 'fp16')
     .option('--learn-seconds <s>', 'time budget of --rotation learned', positiveInt, 60)
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, o: ConvertCliOptions, cmd: Command) => {
@@ -73,13 +73,12 @@ export function registerConvert(program: Command, io: Io): void {
         throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${o.rotation}`);
       }
       if (isPackagePath(modelPath)) throw new ModernBertError('BAD_ARGUMENT', `${modelPath} is already a Core ML package; convert takes a checkpoint folder`);
-      if (o.fidelityPrecision === 'fp32') throw new InvalidArgumentError('the fidelity report compares a float16 emulation with float32: use fp16, fp16-fused or fp16-acc16');
       const ckpt = loadCheckpoint(modelPath);
       const bars = { write: progress(io, 'convert', Boolean(o.json)), fidelity: progress(io, 'fidelity', Boolean(o.json)), learn: progress(io, 'learn', Boolean(o.json)) };
       try {
         const tok = ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined;
         const c = ckpt.config;
-        const texts = o.calibration ? readLines(readFileSync(o.calibration, 'utf8')) : undefined;
+        const texts = o.calibration ? readLines(readTextFile(o.calibration, '--calibration')) : undefined;
         if (o.calibration && texts!.length === 0) throw new ModernBertError('BAD_INPUT', `${o.calibration} holds no text`);
         if (texts && !tok) throw new ModernBertError('BAD_ARGUMENT', `--calibration needs a tokenizer, and ${modelPath} has no tokenizer.json`);
         const calibration = resolveInputs(
@@ -125,7 +124,7 @@ export function registerConvert(program: Command, io: Io): void {
         const mb = (report.stats.bytesWritten / 1e6).toFixed(1);
         io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
         io.stdout(`time: read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
-        if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity)}\n`);
+        if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}\n`);
       } finally {
         Object.values(bars).forEach((b) => b.stop());
         ckpt.close();

@@ -58,6 +58,7 @@ export function registerDiff(program: Command, io: Io): void {
         }
         bar.stop();
         const r = meter.result();
+        if (r.tokens === 0) throw new ModernBertError('BAD_INPUT', 'the inputs hold no token to compare at: nothing was compared');
         if (o.json) return printJson(io, { kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, non_finite: r.non_finite, precision_a: o.precisionA, precision_b: o.precisionB });
         io.stdout(`A: ${pathA} (${o.precisionA})\nB: ${pathB} (${o.precisionB})\n`);
         io.stdout(`KL(A || B) ${r.kl.toExponential(3)}  top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  max |diff| ${r.max_abs_diff.toPrecision(4)}  over ${r.tokens} tokens of ${seqs.length} inputs\n`);

@@ -1,10 +1,10 @@
 // `outliers MODEL [TEXT...]`: the residual stream's max |activation| per layer, and the channel and token
 // carrying it, for the model as trained, folded, and rotated; optionally an SVG chart.
 
-import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { Engine } from '../../engine.js';
 import { ModernBertError } from '../../errors.js';
+import { checkFileTarget, writeTextFile } from '../../fs-errors.js';
 import { resolveInputs } from '../../eval/inputs.js';
 import { OutlierMeter, type LayerOutliers } from '../../eval/outliers.js';
 import { openModel } from '../../load.js';
@@ -40,6 +40,7 @@ export function registerOutliers(program: Command, io: Io): void {
     .option('--plot <file.svg>', 'draw max |activation| per layer (log scale)')
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, texts: string[], o: OutliersOptions) => {
+      if (o.plot !== undefined) checkFileTarget(o.plot, '--plot');
       const model = await openModel(modelPath);
       try {
         if (model.kind !== 'checkpoint' || !model.config || !model.weights) throw new ModernBertError('BAD_ARGUMENT', 'outliers needs a checkpoint folder (a package cannot be refolded)');
@@ -64,13 +65,13 @@ export function registerOutliers(program: Command, io: Io): void {
         }
         bar.stop();
         if (o.plot) {
-          writeFileSync(o.plot, lineChartSvg({
+          writeTextFile(o.plot, lineChartSvg({
             title: `Residual stream outliers: ${modelPath}`,
             xLabel: 'layer (0 = embeddings)',
             yLabel: 'max |activation|',
             logY: true,
             series: Object.entries(results).map(([name, ls]) => ({ name, points: ls.map((l) => [l.layer, l.max] as [number, number]) })),
-          }));
+          }), '--plot');
         }
         if (o.json) return printJson(io, { sequences: seqs.length, variants: results, plot: o.plot ?? null });
         const names = Object.keys(results);

@@ -3,6 +3,7 @@
 import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
+import { fsError } from '../../fs-errors.js';
 import { parseOverride } from '../../synth/overrides.js';
 import { writeSynthCheckpoint } from '../../synth/synth.js';
 import { printJson, progress, type Io } from '../context.js';
@@ -33,11 +34,9 @@ export function registerSynth(program: Command, io: Io): void {
       const bar = progress(io, 'synth MB', Boolean(o.json));
       const t0 = performance.now();
       try {
+        // The folder cannot be made (a file on its path, no permission, a full disk): the user's to fix, so exit 2.
         const info = await writeSynthCheckpoint(preset, o.out, overrides, (d, t) => bar.update(Math.round(d / 1e6), Math.round(t / 1e6)), { overwrite: o.force }).catch((e: unknown) => {
-          // The folder cannot be made (a file on its path, no permission): the user's to fix, so exit 2.
-          const errno = e as NodeJS.ErrnoException;
-          if (e instanceof Error && typeof errno.syscall === 'string') throw new ModernBertError('BAD_ARGUMENT', `cannot write to ${o.out} (${e.message})`, { path: o.out, errno: errno.code });
-          throw e;
+          throw fsError(e, o.out, 'write');
         });
         bar.stop();
         const seconds = (performance.now() - t0) / 1000;

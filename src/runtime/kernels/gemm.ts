@@ -1,6 +1,7 @@
 // Single-precision matrix multiply for the CPU runtime: WebAssembly SIMD kernels (gemm.wat), run on the
 // calling thread or split over a pool of worker threads that read and write SharedArrayBuffers in place.
 import { availableParallelism } from 'node:os';
+import { ModernBertError } from '../../errors.js';
 import type { GemmTask } from './gemm-core.mjs';
 import { kernelModule, mainEngine } from './engine.js';
 import { WorkerPool } from './pool.js';
@@ -80,12 +81,18 @@ export function gemmSync(args: GemmArgs): void {
   mainEngine().run(wholeTask(args));
 }
 
+/** More kernel workers than this is a typo, not a machine. */
+const MAX_THREADS = 1024;
+
 /** Threads that `gemm` uses: env MODERNBERT_ANE_THREADS, else os.availableParallelism(). */
 export function kernelThreads(): number {
   const env = process.env['MODERNBERT_ANE_THREADS'];
   if (env !== undefined && env !== '') {
     const n = Number(env);
-    if (!Number.isInteger(n) || n < 1) throw new RangeError(`MODERNBERT_ANE_THREADS must be a positive integer, got '${env}'`);
+    // A user's setting, so a bad one is a usage error (exit 2), not an internal one.
+    if (!/^\s*\d+\s*$/.test(env) || !Number.isInteger(n) || n < 1 || n > MAX_THREADS) {
+      throw new ModernBertError('BAD_ARGUMENT', `MODERNBERT_ANE_THREADS must be a whole number from 1 to ${MAX_THREADS} (or unset for all ${availableParallelism()} cores), got '${env}'`, { variable: 'MODERNBERT_ANE_THREADS', value: env });
+    }
     return n;
   }
   return availableParallelism();
