@@ -20,7 +20,7 @@ import { VERSION } from './version.js';
 import { prepareVariant, type RotationKind, type Variant } from './variants.js';
 import type { Tensor, WeightSource } from './weights.js';
 import type { Rotation } from './rotation/index.js';
-import type { LearnReport } from './rotation/learned.js';
+import type { LearnReport } from './learn/learned.js';
 
 export interface ConvertOptions {
   out: string;

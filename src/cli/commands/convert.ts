@@ -12,7 +12,7 @@ import type { OutputHead } from '../../model.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { loadTokenizer } from '../../tokenizer.js';
 import type { RotationKind } from '../../variants.js';
-import { learnRotation, type LearnedRotation } from '../../rotation/learned.js';
+import { learnRotation, type LearnedRotation } from '../../learn/learned.js';
 import { dirname } from 'node:path';
 import { printJson, progress, type Io } from '../context.js';
 import { fp16Precision, intList, nonNegativeInt, positiveInt } from '../parse.js';

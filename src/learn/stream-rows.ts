@@ -8,7 +8,7 @@ import { ModernBertError } from '../errors.js';
 import type { ModelSource } from '../model.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import type { RtTensor } from '../runtime/tensor.js';
-import { TOK_EMBEDDINGS } from './fold.js';
+import { TOK_EMBEDDINGS } from '../rotation/fold.js';
 import type { StreamRows } from './fp16-proxy.js';
 
 /** Float32 reference outputs of one sequence: the head output as (V, P) columns. */

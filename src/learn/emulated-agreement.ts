@@ -11,8 +11,8 @@ import { AgreementMeter, type Agreement } from '../eval/compare.js';
 import type { ModelSource } from '../model.js';
 import type { Precision } from '../runtime/numerics.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
-import { foldWeights } from './fold.js';
-import type { Rotation } from './rotation.js';
+import { foldWeights } from '../rotation/fold.js';
+import type { Rotation } from '../rotation/rotation.js';
 import { headColumns, realPositions, type ReferenceOutput } from './stream-rows.js';
 
 /** Agreement over all tokens, and the median of the per-token KL (over finite tokens). */
