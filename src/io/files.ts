@@ -103,7 +103,7 @@ export function parseJsonText(text: string, source: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
-    throw new ModernBertError('CORRUPT_FILE', `${source} is not valid JSON (${(e as Error).message})`, { file: source });
+    throw new ModernBertError('CORRUPT_FILE', `${source} is not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`, { file: source });
   }
 }
 
