@@ -32,6 +32,9 @@ import { decodeTensorBytes, elementSize } from './tensor-bytes.js';
  */
 export const MAX_MODEL_BYTES = 256 * 1024 * 1024;
 
+/** The most elements a tensor of a program may have (a typed array's limit). */
+const MAX_ELEMENTS = 2 ** 31 - 1;
+
 /** Immediates up to this many elements become Literals (coremltools prints consts of <= 10 elements inline). */
 export const MAX_LITERAL_ELEMENTS = 10;
 
@@ -182,6 +185,14 @@ class ProgramReader {
     if (!name) throw corrupt(this.file, `an ${what} has no name`);
     const { dtype, shape } = readTensorType(t.type, `${what} "${name}"`);
     if (dtype === 'string') throw unsupported(this.file, `${what} "${name}" is a string tensor`);
+    // A typed array holds at most 2^31 - 1 elements here; larger dims can only be corruption.
+    let count = 1;
+    for (const d of shape) {
+      count *= d ?? 1;
+      if (d !== null && (!Number.isSafeInteger(d) || d < 0 || count > MAX_ELEMENTS)) {
+        throw corrupt(this.file, `${what} "${name}" has shape [${shape.map((x) => x ?? '?').join(', ')}], more than ${MAX_ELEMENTS} elements`);
+      }
+    }
     const dims: Dim[] = shape.map((d, axis) => d ?? this.symbol(name, axis));
     this.define(name, { dtype, shape: dims });
     return { name, type: { dtype, shape: dims } };
