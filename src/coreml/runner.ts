@@ -121,10 +121,10 @@ export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
   if (specialMeta !== undefined) {
     const isId = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && (vocab === undefined || v < vocab);
     const o = specialMeta as Record<string, unknown>;
-    if (typeof o !== 'object' || o === null || !isId(o.pad) || !isId(o.cls) || !isId(o.sep) || (o.mask !== undefined && !isId(o.mask))) {
+    if (typeof o !== 'object' || o === null || !isId(o.pad) || !isId(o.cls) || !isId(o.sep) || (o.mask !== undefined && o.mask !== null && !isId(o.mask))) {
       corrupt(`metadata "special_token_ids" must give pad, cls and sep ids${vocab === undefined ? '' : ` in 0..${vocab - 1}`}: ${brief(specialMeta)}`, META.specialIds);
     }
-    special = { pad: o.pad as number, cls: o.cls as number, sep: o.sep as number, ...(o.mask === undefined ? {} : { mask: o.mask as number }) };
+    special = { pad: o.pad as number, cls: o.cls as number, sep: o.sep as number, ...(typeof o.mask === 'number' ? { mask: o.mask } : {}) };
   }
   const layersMeta = get(META.numLayers);
   const numLayers = Number(layersMeta ?? 0);
@@ -141,13 +141,18 @@ export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
   };
 }
 
-/** Rows of the embedding table: the first axis-0 gather from a rank-2 constant (undefined when there is none). */
+/** Rows of the embedding table: the constant of the first gather indexed by (a value computed from) input_ids. */
 export function embeddingRows(pkg: ReadPackageResult): number | undefined {
+  const fromIds = new Set(['input_ids']);
   for (const op of pkg.graph.ops) {
-    if (op.op !== 'gather') continue;
-    const x = op.inputs.x;
-    const c = typeof x === 'string' ? pkg.graph.consts.get(x) : undefined;
-    if (c && c.type.shape.length === 2 && typeof c.type.shape[0] === 'number') return c.type.shape[0];
+    const uses = (v: unknown): boolean => (typeof v === 'string' && fromIds.has(v)) || (Array.isArray(v) && v.some((x) => typeof x === 'string' && fromIds.has(x)));
+    if (op.op === 'gather' && uses(op.inputs.indices)) {
+      const x = op.inputs.x;
+      const c = typeof x === 'string' ? pkg.graph.consts.get(x) : undefined;
+      return c && c.type.shape.length === 2 && typeof c.type.shape[0] === 'number' ? c.type.shape[0] : undefined;
+    }
+    // Values of the ids, not their shape (a sequence length indexes the rotary tables).
+    if (op.op !== 'shape' && Object.values(op.inputs).some(uses)) for (const o of op.outputs) fromIds.add(o.name);
   }
   return undefined;
 }
