@@ -229,6 +229,17 @@ describe('corrupt files are clear errors, not internal ones', () => {
     expect((await expectError(() => readMLPackage(pkg), 'CORRUPT_FILE')).message).toContain('is not a valid Core ML model protobuf');
   });
 
+  it('an op of type "__proto__" or "hasOwnProperty" (it reached the kernel table: "impl is not a function")', async () => {
+    for (const type of ['__proto__', 'hasOwnProperty']) {
+      const pkg = copyPackage();
+      editModel(pkg, (m) => {
+        const block = Object.values(Object.values(m.mlProgram!.functions!)[0]!.block_specializations!)[0]!;
+        block.operations!.find((op) => op.type === 'mul')!.type = type;
+      });
+      expect((await expectError(() => readMLPackage(pkg), 'UNSUPPORTED')).message).toContain(`op type "${type}" is not supported`);
+    }
+  });
+
   it('an input dimension of 2^40', async () => {
     const pkg = copyPackage();
     editModel(pkg, (m) => {

@@ -213,6 +213,8 @@ class ProgramReader {
       this.constOp(op, where);
       return;
     }
+    // Unknown op types are refused here; a name such as "__proto__" must never reach a kernel table.
+    if (opVersions(type).length === 0) throw unsupported(this.file, `${where}: op type ${JSON.stringify(type.slice(0, 40))} is not supported`, { op: type });
     const nameAttr = op.attributes?.name;
     const name = nameAttr ? String(readImmediate(nameAttr, `${where} name`).data) : (outputs[0]?.name ?? '');
     const inputs: Op['inputs'] = {};

@@ -15,6 +15,7 @@ import { writeSafetensors, type TensorToWrite } from '../io/safetensors-writer.j
 import { readMLPackage } from '../coreml/mil-read.js';
 import { BlobReader } from '../coreml/milblob.js';
 import { PackageRunner } from '../coreml/runner.js';
+import { decodeModel, encodeModel } from '../coreml/schema.js';
 import { loadTokenizer } from '../tokenizer.js';
 import { concat, mutateBytes, mutateJsonText, type Mutated } from './mutate.js';
 import type { Rng } from './random.js';
@@ -391,8 +392,10 @@ function mutatePackage(rng: Rng, seeds: Seeds, pkg: string, log: CaseLog): void 
     rmSync(path, { force: true });
     writeFileSync(path, bytes);
   };
-  const k = rng.int(10);
-  if (k <= 1) {
+  const k = rng.int(12);
+  if (k >= 10) {
+    replace(join(coreml, 'model.mlmodel'), mutateProgram(rng, seeds.model, log));
+  } else if (k <= 1) {
     replace(join(pkg, 'Manifest.json'), mutateManifest(rng, seeds.manifest, log));
   } else if (k <= 5) {
     const m = mutateBytes(rng, seeds.model);
@@ -424,6 +427,44 @@ function mutatePackage(rng: Rng, seeds: Seeds, pkg: string, log: CaseLog): void 
     const path = rng.pick([join(pkg, 'Manifest.json'), join(coreml, 'model.mlmodel'), join(coreml, 'weights', 'weight.bin'), join(coreml, 'weights')]);
     swapKind(rng, path, log);
   }
+}
+
+/** Structure-aware edits of model.mlmodel: its metadata, an op's type, an input's dimensions, the outputs. */
+function mutateProgram(rng: Rng, bytes: Uint8Array, log: CaseLog): Uint8Array {
+  const m = decodeModel(bytes, 'model.mlmodel');
+  const fn = Object.values(m.mlProgram?.functions ?? {})[0];
+  const block = fn ? Object.values(fn.block_specializations ?? {})[0] : undefined;
+  const odd = rng.pick<string>(['__proto__', 'constructor', 'toString', '', 'seqcls', 'mlm', 'none', 'embedding', '[1e400]', '{"pad":-1,"cls":0,"sep":0}', '{"pad":99999,"cls":0,"sep":0}', '["a"]', '[]', 'null', '1e12', '-1', '{']);
+  switch (rng.int(4)) {
+    case 0: {
+      const key = rng.pick(['head', 'labels', 'special_token_ids', 'num_layers', 'sequence_lengths', '__proto__', 'modernbert-ane.symbols', 'modernbert-ane.taps']);
+      const userDefined = { ...(m.description?.metadata?.userDefined ?? {}) };
+      Object.defineProperty(userDefined, key, { value: odd, enumerable: true, configurable: true, writable: true });
+      m.description = { ...m.description, metadata: { ...m.description?.metadata, userDefined } };
+      log.what.push(`metadata ${key} = ${odd}`);
+      break;
+    }
+    case 1: {
+      const ops = block?.operations ?? [];
+      const op = ops.length > 0 ? rng.pick(ops) : undefined;
+      if (op) op.type = rng.pick(['__proto__', 'constructor', 'toString', 'hasOwnProperty', '', 'const', 'gather', 'not_an_op']);
+      log.what.push(`op ${op?.outputs?.[0]?.name ?? '?'} type = ${op?.type ?? '?'}`);
+      break;
+    }
+    case 2: {
+      const input = fn?.inputs?.length ? rng.pick(fn.inputs) : undefined;
+      const dims = input?.type?.tensorType?.dimensions;
+      const size = rng.pick([0, 1, 2 ** 31, 2 ** 40, 2 ** 53, 3]);
+      if (dims && dims.length > 0) dims[rng.int(dims.length)] = { constant: { size } };
+      log.what.push(`input ${input?.name ?? '?'} dim = ${size}`);
+      break;
+    }
+    default: {
+      if (block) block.outputs = rng.pick([[], ['input_ids'], ['__proto__'], [...(block.outputs ?? []), ...(block.outputs ?? [])]]);
+      log.what.push(`block outputs = ${JSON.stringify(block?.outputs)}`);
+    }
+  }
+  return encodeModel(m);
 }
 
 function mutateManifest(rng: Rng, text: string, log: CaseLog): Uint8Array {
