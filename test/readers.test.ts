@@ -60,6 +60,17 @@ describe('silently wrong results', () => {
     ckpt.close();
     expect(e.message).toContain('tensor "model.layers.1.mlp.Wo.weight" holds NaN at element 7');
     expectOneLineError(await cli('predict', dir, 'The [MASK] is open.'), /model\.layers\.1\.mlp\.Wo\.weight" holds NaN/);
+    // convert names the tensor too, instead of blaming float16.
+    expectOneLineError(await cli('convert', dir, '--out', join(dir, 'out.mlpackage'), '--seq-len', '32'), /model\.layers\.1\.mlp\.Wo\.weight" holds NaN/);
+  });
+
+  it('a header length one byte short (which shifted every tensor by a byte) is an error, padded header or not', async () => {
+    const dir = copyFixture('tiny-mlm');
+    const path = join(dir, 'model.safetensors');
+    const bytes = readFileSync(path);
+    bytes.writeBigUInt64LE(bytes.readBigUInt64LE(0) - 1n, 0);
+    writeFileSync(path, bytes);
+    expect((await expectError(() => loadCheckpoint(dir), 'CORRUPT_FILE')).message).toMatch(/model\.safetensors: .*\((InvalidHeaderDeserialization|MetadataIncompleteBuffer)\)$/);
   });
 
   it('an infinite weight in a package weight.bin is an error when it is loaded', async () => {
