@@ -234,6 +234,11 @@ describe('sentence-transformers folders', () => {
     expect((await expectError(() => loadCheckpoint(dir), 'UNSUPPORTED')).message).toContain('Dense');
     writeFileSync(join(dir, 'modules.json'), JSON.stringify([modules[0]]));
     expect((await expectError(() => loadCheckpoint(dir), 'CORRUPT_FILE')).message).toContain('no Pooling module');
+    // A module that is not an object, and a Pooling path out of the folder: clear errors, not TypeErrors.
+    writeFileSync(join(dir, 'modules.json'), JSON.stringify([null, ...modules]));
+    await expectError(() => loadCheckpoint(dir), 'UNSUPPORTED');
+    writeFileSync(join(dir, 'modules.json'), JSON.stringify(modules.map((m) => (String(m.type).endsWith('.Pooling') ? { ...m, path: '../elsewhere' } : m))));
+    expect((await expectError(() => loadCheckpoint(dir), 'CORRUPT_FILE')).message).toContain('the Pooling module\'s path "../elsewhere" is not a folder inside');
   });
 });
 

@@ -247,11 +247,16 @@ function readEmbeddingSpec(dir: string): EmbeddingSpec | undefined {
   if (!Array.isArray(modules)) throw new ModernBertError('CORRUPT_FILE', `${modulesPath} is not a list of modules`, { file: modulesPath });
   let pooling: EmbeddingSpec['pooling'] | undefined;
   let normalize = false;
-  for (const m of modules as { type?: string; path?: string }[]) {
-    const type = m.type ?? '';
+  for (const m of modules as unknown[]) {
+    const type = isObject(m) && typeof m.type === 'string' ? m.type : '';
+    const sub = isObject(m) && m.path !== undefined ? m.path : '1_Pooling';
     if (type.endsWith('.Pooling')) {
-      const cfgPath = join(dir, m.path ?? '1_Pooling', 'config.json');
-      const p = readJson(cfgPath) as Record<string, unknown>;
+      if (typeof sub !== 'string' || isAbsolute(sub) || sub.split(/[\\/]/).includes('..')) {
+        throw new ModernBertError('CORRUPT_FILE', `${modulesPath}: the Pooling module's path ${brief(sub)} is not a folder inside ${dir}`, { file: modulesPath });
+      }
+      const cfgPath = join(dir, sub, 'config.json');
+      const p = readJson(cfgPath);
+      if (!isObject(p)) throw new ModernBertError('CORRUPT_FILE', `${cfgPath} is not a JSON object`, { file: cfgPath });
       const modes = Object.entries(p).filter(([k, v]) => k.startsWith('pooling_mode') && v === true).map(([k]) => k);
       if (modes.length !== 1 || (modes[0] !== 'pooling_mode_mean_tokens' && modes[0] !== 'pooling_mode_cls_token')) {
         throw new ModernBertError('UNSUPPORTED', `${cfgPath}: pooling ${modes.join(' + ') || '(none)'} is not supported (mean tokens or cls token)`, { file: cfgPath });
