@@ -288,7 +288,7 @@ function joinSafetensors(header: string, data: Uint8Array, lengthDelta = 0): Uin
 }
 
 /** Header-aware edits (offsets, shapes, dtypes, keys, metadata, length) or byte-level ones. */
-function mutateSafetensors(rng: Rng, seed: Uint8Array, golden = false): Mutated {
+export function mutateSafetensors(rng: Rng, seed: Uint8Array, golden = false): Mutated {
   const { header, data } = splitSafetensors(seed);
   if (rng.chance(0.3)) return mutateBytes(rng, seed, 8 + Buffer.byteLength(header));
   const json = JSON.parse(header) as Record<string, { dtype: string; shape: number[]; data_offsets: number[] }>;

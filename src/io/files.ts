@@ -61,7 +61,7 @@ export function openRegularFile(path: string, what = 'file'): { fd: number; size
   }
 }
 
-/** Reads `length` bytes at `position` of an open file, failing with CORRUPT_FILE if it ends early. */
+/** Fills `out` from `position` of an open file, failing with CORRUPT_FILE if the file ends first. */
 export function readExactly(fd: number, out: Uint8Array, position: number, path: string): void {
   let done = 0;
   while (done < out.length) {

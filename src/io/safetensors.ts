@@ -150,13 +150,16 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 //   InvalidHeaderLength: the header runs past the end of the file;
 // - InvalidHeader: the header is not UTF-8; InvalidHeaderStart: it does not begin with '{' (older
 //   releases check this; a leading BOM or space is refused);
-// - InvalidHeaderDeserialization: serde_json refuses it: not JSON, trailing text, duplicate keys, nesting
+// - InvalidHeaderDeserialization: serde_json refuses it: not JSON, trailing text, nesting
 //   deeper than 128, `__metadata__` not a string-to-string map (null is allowed), a tensor without dtype,
 //   shape or data_offsets, an unknown dtype, a shape or offset that is not a non-negative integer;
 // - InvalidOffset: tensors sorted by data_offsets must follow each other with no gap or overlap,
 //   starting at 0; ValidationOverflow: the element count overflows; TensorInvalidInfo: the byte span is
 //   not shape x dtype size; MisalignedSlice: a sub-byte dtype that ends inside a byte;
 // - MetadataIncompleteBuffer: the tensors do not end exactly at the end of the file.
+// One deliberate difference: the library keeps the last of duplicate keys (measured with its Python
+// binding 0.8.0, bench/safetensors-diff.mjs); we refuse them, since a reader that keeps the first would
+// load other weights from the same file.
 function readHeader(fd: number, size: number, path: string): { dataStart: number; tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   const corrupt = (kind: string, msg: string, ctx: Record<string, unknown> = {}): never => {
     throw new ModernBertError('CORRUPT_FILE', `${path}: ${msg} (${kind})`, { file: path, kind, ...ctx });
@@ -188,7 +191,8 @@ function readHeader(fd: number, size: number, path: string): { dataStart: number
 
   const bad = (msg: string, tensor?: string): never =>
     corrupt('InvalidHeaderDeserialization', msg, tensor === undefined ? {} : { tensor });
-  const isUsize = (v: StrictJson | undefined): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  // serde's usize: an integer literal below 2^64 (above 2^53 it is inexact here, but only an empty tensor can use it).
+  const isUsize = (v: StrictJson | undefined): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 64;
   const show = (v: StrictJson | undefined): string => {
     const one = (x: StrictJson | undefined): string =>
       x instanceof FloatLiteral ? String(x.value) : x instanceof Map ? '{...}' : Array.isArray(x) ? '[...]' : (JSON.stringify(x) ?? 'undefined');
