@@ -140,9 +140,10 @@ describe('shards must lie inside the checkpoint folder', () => {
     const outside = tempDir('mbane-readers-outside-');
     mkdirSync(join(outside, 'elsewhere'));
     writeFileSync(join(outside, 'elsewhere', 'shard.safetensors'), rawSafetensors({ x: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4)));
-    for (const name of ['../elsewhere/shard.safetensors', '../../etc/passwd', '/etc/passwd', 'link.safetensors']) {
+    for (const name of ['../elsewhere/shard.safetensors', '../../etc/passwd', '/etc/passwd', 'link.safetensors', 'dangling.safetensors']) {
       const dir = await sharded();
       symlinkSync(join(outside, 'elsewhere', 'shard.safetensors'), join(dir, 'link.safetensors'));
+      symlinkSync(join(outside, 'elsewhere', 'missing.safetensors'), join(dir, 'dangling.safetensors'));
       pointShard(dir, name);
       const e = await expectError(() => loadCheckpoint(dir), 'CORRUPT_FILE');
       expect(e.message).toBe(`${join(dir, 'model.safetensors.index.json')} names shard ${JSON.stringify(name)}, which is not a file inside ${dir}`);

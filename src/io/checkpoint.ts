@@ -2,14 +2,13 @@
 // model.safetensors.index.json), optional tokenizer.json and sentence-transformers modules. Tensor shapes
 // are checked against the config before any data is read; tensors are read one at a time when asked.
 
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, sep } from 'node:path';
 import { parseConfig, type ModernBertConfig } from '../config.js';
 import { ModernBertError } from '../errors.js';
 import { assertFinite, type Tensor, type WeightSource } from '../weights.js';
-import { fileError, readJsonFile } from './files.js';
+import { brief, fileError, readJsonFile } from './files.js';
 import { SafetensorsFile } from './safetensors.js';
-import { brief } from './files.js';
 
 /** Pooling of a sentence-transformers embedding model (1_Pooling/config.json, 2_Normalize). */
 export interface EmbeddingSpec {
@@ -127,6 +126,8 @@ function shardPath(dir: string, name: string, index: string): string {
     realDir = realpathSync(dir);
     real = realpathSync(path);
   } catch (e) {
+    // A link whose target is missing: say no more than for a link out of the folder.
+    if (lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink()) throw outside();
     throw fileError(e, path, 'shard');
   }
   if (!real.startsWith(realDir + sep)) throw outside();
