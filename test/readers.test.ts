@@ -148,6 +148,10 @@ describe('shards must lie inside the checkpoint folder', () => {
       const e = await expectError(() => loadCheckpoint(dir), 'CORRUPT_FILE');
       expect(e.message).toBe(`${join(dir, 'model.safetensors.index.json')} names shard ${JSON.stringify(name)}, which is not a file inside ${dir}`);
     }
+    // A name too long for the file system (fuzz: index seed 7 case 40).
+    const dir = await sharded();
+    pointShard(dir, 'a'.repeat(5000));
+    expect((await expectError(() => loadCheckpoint(dir), 'BAD_INPUT')).message).toContain('the path is too long');
   });
 });
 

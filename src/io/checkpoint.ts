@@ -127,7 +127,13 @@ function shardPath(dir: string, name: string, index: string): string {
     real = realpathSync(path);
   } catch (e) {
     // A link whose target is missing: say no more than for a link out of the folder.
-    if (lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink()) throw outside();
+    let isLink = false;
+    try {
+      isLink = lstatSync(path).isSymbolicLink();
+    } catch {
+      // not even the link exists (or the name is too long): the first error says why
+    }
+    if (isLink) throw outside();
     throw fileError(e, path, 'shard');
   }
   if (!real.startsWith(realDir + sep)) throw outside();
