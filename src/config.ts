@@ -3,6 +3,7 @@
 // read and checked; a value we do not implement, or a field we do not know, is an error, never a default.
 
 import { ModernBertError } from './errors.js';
+import { brief } from './io/files.js';
 
 export type Activation = 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
 export type AttentionKind = 'global' | 'local';
@@ -83,22 +84,40 @@ const IGNORED = new Set([
   'position_embedding_type', 'layer_norm_eps',
 ]);
 
-const ACTIVATIONS: Record<string, Activation> = {
-  gelu: 'gelu',
-  gelu_python: 'gelu',
-  gelu_new: 'gelu_tanh',
-  gelu_pytorch_tanh: 'gelu_tanh',
-  relu: 'relu',
-  silu: 'silu',
-  swish: 'silu',
-};
+// Maps, not object literals: a name such as "toString" or "constructor" must not find Object.prototype's.
+const ACTIVATIONS = new Map<string, Activation>([
+  ['gelu', 'gelu'],
+  ['gelu_python', 'gelu'],
+  ['gelu_new', 'gelu_tanh'],
+  ['gelu_pytorch_tanh', 'gelu_tanh'],
+  ['relu', 'relu'],
+  ['silu', 'silu'],
+  ['swish', 'silu'],
+]);
 
-const HEADS: Record<string, HeadKind> = {
-  ModernBertForMaskedLM: 'mlm',
-  ModernBertForSequenceClassification: 'seqcls',
-  ModernBertForTokenClassification: 'tokcls',
-  ModernBertModel: 'none',
-};
+const HEADS = new Map<string, HeadKind>([
+  ['ModernBertForMaskedLM', 'mlm'],
+  ['ModernBertForSequenceClassification', 'seqcls'],
+  ['ModernBertForTokenClassification', 'tokcls'],
+  ['ModernBertModel', 'none'],
+]);
+
+// Upper bounds on the integers of a config, checked before anything is sized from them, so that a
+// corrupt value (num_hidden_layers 1e9) is an error, not an allocation that exhausts memory. Each is
+// far above any released model: the largest vocabularies are about 260k, ModernBERT-large has 28 layers
+// of width 1024, and its context is 8k positions.
+export const CONFIG_LIMITS = {
+  vocab_size: 1 << 22,
+  hidden_size: 1 << 16,
+  intermediate_size: 1 << 18,
+  num_hidden_layers: 1024,
+  num_attention_heads: 1024,
+  max_position_embeddings: 1 << 20,
+  local_attention: 1 << 20,
+  global_attn_every_n_layers: 1024,
+  /** Classes of a classifier head (id2label entries or num_labels). */
+  num_labels: 100_000,
+} as const;
 
 type Json = Record<string, unknown>;
 
@@ -114,18 +133,22 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
   const c = json as Json;
   const read = new Set<string>();
 
-  const num = (field: keyof typeof DEFAULTS | string, opts: { int?: boolean; min?: number } = {}): number => {
-    read.add(field);
-    const v = c[field] ?? (DEFAULTS as Record<string, unknown>)[field];
-    if (typeof v !== 'number' || !Number.isFinite(v)) return bad(`"${field}" must be a number, got ${JSON.stringify(v)}`, field);
-    if (opts.int && !Number.isInteger(v)) bad(`"${field}" must be an integer, got ${v}`, field);
-    if (opts.min !== undefined && v < opts.min) bad(`"${field}" must be at least ${opts.min}, got ${v}`, field);
+  // A field's value, or its default when absent; own properties only.
+  const field = (name: string): unknown => (Object.hasOwn(c, name) ? c[name] : undefined) ?? (Object.hasOwn(DEFAULTS, name) ? (DEFAULTS as Record<string, unknown>)[name] : undefined);
+  const num = (name: string, opts: { int?: boolean; min?: number } = {}): number => {
+    read.add(name);
+    const v = field(name);
+    if (typeof v !== 'number' || !Number.isFinite(v)) return bad(`"${name}" must be a number, got ${brief(v)}`, name);
+    if (opts.int && !Number.isInteger(v)) bad(`"${name}" must be an integer, got ${v}`, name);
+    if (opts.min !== undefined && v < opts.min) bad(`"${name}" must be at least ${opts.min}, got ${v}`, name);
+    const max = Object.hasOwn(CONFIG_LIMITS, name) ? CONFIG_LIMITS[name as keyof typeof CONFIG_LIMITS] : undefined;
+    if (max !== undefined && v > max) bad(`"${name}" is ${v}, more than the ${max} this tool accepts (the file is probably corrupt)`, name);
     return v;
   };
-  const bool = (field: string): boolean => {
-    read.add(field);
-    const v = c[field] ?? (DEFAULTS as Record<string, unknown>)[field];
-    if (typeof v !== 'boolean') return bad(`"${field}" must be true or false, got ${JSON.stringify(v)}`, field);
+  const bool = (name: string): boolean => {
+    read.add(name);
+    const v = field(name);
+    if (typeof v !== 'boolean') return bad(`"${name}" must be true or false, got ${brief(v)}`, name);
     return v;
   };
   // RoPE thetas: theta^(-2k/d) is infinite or complex for theta <= 0.
@@ -133,27 +156,27 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
     if (!(v > 0) || !Number.isFinite(v)) bad(`"${what}" must be a positive number, got ${v}`, field);
     return v;
   };
-  const activation = (field: string): Activation => {
-    read.add(field);
-    const v = c[field] ?? (DEFAULTS as Record<string, unknown>)[field];
-    const a = typeof v === 'string' ? ACTIVATIONS[v] : undefined;
-    if (!a) unsupported(`"${field}" = ${JSON.stringify(v)} is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`, field);
+  const activation = (name: string): Activation => {
+    read.add(name);
+    const v = field(name);
+    const a = typeof v === 'string' ? ACTIVATIONS.get(v) : undefined;
+    if (!a) unsupported(`"${name}" = ${brief(v)} is not supported (supported: ${[...ACTIVATIONS.keys()].join(', ')})`, name);
     return a!;
   };
 
   if (c.model_type !== undefined && c.model_type !== 'modernbert') {
-    unsupported(`model_type ${JSON.stringify(c.model_type)} is not "modernbert"`, 'model_type');
+    unsupported(`model_type ${brief(c.model_type)} is not "modernbert"`, 'model_type');
   }
   const archs = c.architectures;
   let architecture = 'ModernBertModel';
   if (archs !== undefined && archs !== null) {
     if (!Array.isArray(archs) || archs.length !== 1 || typeof archs[0] !== 'string') {
-      bad(`"architectures" must list exactly one class, got ${JSON.stringify(archs)}`, 'architectures');
+      bad(`"architectures" must list exactly one class, got ${brief(archs)}`, 'architectures');
     }
     architecture = (archs as string[])[0]!;
   }
-  const head = HEADS[architecture];
-  if (!head) unsupported(`"architectures" names ${architecture}, which is not supported (supported: ${Object.keys(HEADS).join(', ')})`, 'architectures');
+  const head = HEADS.get(architecture);
+  if (!head) unsupported(`"architectures" names ${brief(architecture)}, which is not supported (supported: ${[...HEADS.keys()].join(', ')})`, 'architectures');
 
   const vocabSize = num('vocab_size', { int: true, min: 1 });
   const hidden = num('hidden_size', { int: true, min: 1 });
@@ -173,12 +196,12 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
   if (c.layer_types !== undefined && c.layer_types !== null) {
     const lt = c.layer_types;
     if (!Array.isArray(lt) || lt.length !== numLayers) {
-      bad(`"layer_types" must list ${numLayers} entries, got ${JSON.stringify(lt)}`, 'layer_types');
+      bad(`"layer_types" must list ${numLayers} entries, got ${brief(lt)}`, 'layer_types');
     }
     layerTypes = (lt as unknown[]).map((t, i) => {
       if (t === 'full_attention') return 'global';
       if (t === 'sliding_attention') return 'local';
-      return unsupported(`layer_types[${i}] = ${JSON.stringify(t)} is not supported (full_attention, sliding_attention)`, 'layer_types');
+      return unsupported(`layer_types[${i}] = ${brief(t)} is not supported (full_attention, sliding_attention)`, 'layer_types');
     });
     if (c.global_attn_every_n_layers !== undefined) read.add('global_attn_every_n_layers');
   } else {
@@ -192,11 +215,11 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
   read.add('rope_parameters');
   if (c.rope_parameters !== undefined && c.rope_parameters !== null) {
     const rp = c.rope_parameters as Json;
-    if (typeof rp !== 'object' || Array.isArray(rp)) bad(`"rope_parameters" must be an object keyed by layer type, got ${JSON.stringify(rp)}`, 'rope_parameters');
+    if (typeof rp !== 'object' || Array.isArray(rp)) bad(`"rope_parameters" must be an object keyed by layer type, got ${brief(rp)}`, 'rope_parameters');
     // ModernBERT keys them by layer type; anything else (a flat {rope_type, ...}, another kind) would be ignored.
     for (const k of Object.keys(rp)) {
       if (k !== 'full_attention' && k !== 'sliding_attention') {
-        unsupported(`rope_parameters.${k} = ${JSON.stringify(rp[k])} is not supported (ModernBERT's rope_parameters hold full_attention and sliding_attention)`, 'rope_parameters');
+        unsupported(`rope_parameters.${k} = ${brief(rp[k])} is not supported (ModernBERT's rope_parameters hold full_attention and sliding_attention)`, 'rope_parameters');
       }
     }
     const theta = (kind: string, fallback: string): number => {
@@ -204,7 +227,7 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
       if (p === undefined) return positive(num(fallback), fallback);
       if (typeof p !== 'object' || p === null) return bad(`rope_parameters.${kind} must be an object`, 'rope_parameters');
       const type = p.rope_type ?? 'default';
-      if (type !== 'default') unsupported(`rope_parameters.${kind}.rope_type ${JSON.stringify(type)} is not supported (default)`, 'rope_parameters');
+      if (type !== 'default') unsupported(`rope_parameters.${kind}.rope_type ${brief(type)} is not supported (default)`, 'rope_parameters');
       for (const k of Object.keys(p)) {
         if (k !== 'rope_type' && k !== 'rope_theta') unsupported(`rope_parameters.${kind}.${k} is not supported`, 'rope_parameters');
       }
@@ -227,7 +250,7 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
   const pooling = c.classifier_pooling ?? DEFAULTS.classifier_pooling;
   read.add('classifier_pooling');
   if (pooling !== 'cls' && pooling !== 'mean') {
-    unsupported(`classifier_pooling ${JSON.stringify(pooling)} is not supported (cls, mean)`, 'classifier_pooling');
+    unsupported(`classifier_pooling ${brief(pooling)} is not supported (cls, mean)`, 'classifier_pooling');
   }
 
   // Labels: id2label names them; transformers leaves it out for two labels.
@@ -236,14 +259,15 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
   if (head === 'seqcls' || head === 'tokcls') {
     const id2label = (c.id2label ?? undefined) as Json | undefined;
     if (id2label !== undefined && (typeof id2label !== 'object' || Array.isArray(id2label))) {
-      bad(`"id2label" must be an object {"0": "name", ...}, got ${JSON.stringify(id2label)}`, 'id2label');
+      bad(`"id2label" must be an object {"0": "name", ...}, got ${brief(id2label)}`, 'id2label');
     }
     if (c.num_labels !== undefined && (typeof c.num_labels !== 'number' || !Number.isInteger(c.num_labels) || c.num_labels < 1)) {
-      bad(`"num_labels" must be a positive integer, got ${JSON.stringify(c.num_labels)}`, 'num_labels');
+      bad(`"num_labels" must be a positive integer, got ${brief(c.num_labels)}`, 'num_labels');
     }
     const n = id2label ? Object.keys(id2label).length : typeof c.num_labels === 'number' ? c.num_labels : 2;
+    if (n > CONFIG_LIMITS.num_labels) bad(`${id2label ? 'id2label lists' : '"num_labels" is'} ${n} classes, more than the ${CONFIG_LIMITS.num_labels} this tool accepts`, id2label ? 'id2label' : 'num_labels');
     labels = Array.from({ length: n }, (_, i) => {
-      const name = id2label?.[String(i)];
+      const name = id2label && Object.hasOwn(id2label, String(i)) ? id2label[String(i)] : undefined;
       if (id2label && typeof name !== 'string') bad(`id2label must name every class 0..${n - 1}; "${i}" is missing`, 'id2label');
       return (name as string | undefined) ?? `LABEL_${i}`;
     });
@@ -278,6 +302,19 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
     sepTokenId: num('sep_token_id', { int: true, min: 0 }),
     labels,
   };
+
+  // Every token id must name a row of the embeddings: a default pad id (50283) beyond a small vocabulary
+  // would give a package that cannot run.
+  for (const [name, id] of [['pad_token_id', config.padTokenId], ['cls_token_id', config.clsTokenId], ['sep_token_id', config.sepTokenId]] as const) {
+    if (id >= vocabSize) bad(`"${name}" is ${id}${Object.hasOwn(c, name) ? '' : ' (the default)'}, outside the vocabulary of ${vocabSize} tokens (0..${vocabSize - 1})`, name);
+  }
+  for (const name of ['bos_token_id', 'eos_token_id']) {
+    const v = Object.hasOwn(c, name) ? c[name] : undefined;
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= vocabSize) {
+      bad(`"${name}" must be a token id in 0..${vocabSize - 1}, got ${brief(v)}`, name);
+    }
+  }
 
   const unknown = Object.keys(c).filter((k) => !read.has(k) && !IGNORED.has(k));
   if (unknown.length > 0) {

@@ -20,7 +20,8 @@ export class ModernBertError extends Error {
   readonly context: Record<string, unknown>;
 
   constructor(code: ErrorCode, message: string, context: Record<string, unknown> = {}) {
-    super(message);
+    // One line, always: messages quote names read from files, which may hold line breaks.
+    super(message.replace(/\s*[\r\n]+\s*/g, ' '));
     this.name = 'ModernBertError';
     this.code = code;
     this.context = context;

@@ -12,10 +12,12 @@
 //   added tokens verbatim, throws on an empty list, and cleans up spaces ("a ." -> "a.") unless told
 //   not to, which transformers does only when tokenizer_config.json asks for it.
 
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tokenizersLib from '@huggingface/tokenizers';
 import { ModernBertError } from './errors.js';
+import { readJsonFile as readJson } from './io/files.js';
+import { checkTokenizerJson } from './io/tokenizer-json.js';
 
 // The package's .d.ts files import each other without file extensions, which NodeNext resolution
 // cannot follow, so TypeScript would see `any`. These are the parts we use, typed from its types/.
@@ -158,6 +160,7 @@ export class Tokenizer {
     if (!isObject(config)) {
       throw new ModernBertError('CORRUPT_FILE', `tokenizer config of ${source} is not a JSON object`, { file: source });
     }
+    checkTokenizerJson(tokenizerJson, source);
     return new Tokenizer(tokenizerJson, config, source);
   }
 
@@ -272,19 +275,10 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   return Tokenizer.fromJSON(json, config, path);
 }
 
+// Regular files of bounded size only (src/io/files.ts): a FIFO or /dev/zero must not hang the load.
 async function readJsonFile(path: string, required: boolean): Promise<unknown> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !required) return undefined;
-    throw new ModernBertError('FILE_NOT_FOUND', `cannot read ${path} (${(e as Error).message})`, { file: path });
-  }
-  try {
-    return JSON.parse(text) as unknown;
-  } catch (e) {
-    throw new ModernBertError('CORRUPT_FILE', `${path} is not valid JSON (${(e as Error).message})`, { file: path });
-  }
+  if (!required && !existsSync(path)) return undefined;
+  return readJson(path, 'tokenizer file');
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

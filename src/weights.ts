@@ -33,6 +33,20 @@ export function sharedFloat32(n: number): Float32Array {
   return new Float32Array(new SharedArrayBuffer(n * 4));
 }
 
+/** Throws CORRUPT_FILE naming the tensor (and file) when `data` holds a NaN or an infinity. */
+export function assertFinite(data: Float32Array, tensor: string, file?: string): void {
+  // One multiply-add per element: x * 0 is NaN exactly when x is NaN or infinite.
+  let acc = 0;
+  for (let i = 0; i < data.length; i++) acc += data[i]! * 0;
+  if (acc === 0) return;
+  const at = data.findIndex((x) => !Number.isFinite(x));
+  throw new ModernBertError('CORRUPT_FILE', `${file ? `${file}: ` : ''}tensor "${tensor}" holds ${data[at]} at element ${at}; weights must be finite`, {
+    tensor,
+    index: at,
+    ...(file ? { file } : {}),
+  });
+}
+
 /** A WeightSource over tensors held in memory (tests, small transforms). */
 export class MemoryWeights implements WeightSource {
   constructor(private readonly tensors: Map<string, Tensor>) {}

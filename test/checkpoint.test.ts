@@ -110,7 +110,7 @@ describe('config and weights that disagree', () => {
   it('a different intermediate or vocabulary size', async () => {
     const inter = await expectError(async () => loadCheckpoint(await folder({ config: { ...mlmConfig, intermediate_size: 128 } })), 'SHAPE_MISMATCH');
     expect(inter.message).toContain('"model.layers.0.mlp.Wi.weight" has shape [192, 64] but the config implies [256, 64]');
-    const vocab = await expectError(async () => loadCheckpoint(await folder({ config: { ...mlmConfig, vocab_size: 1000 } })), 'SHAPE_MISMATCH');
+    const vocab = await expectError(async () => loadCheckpoint(await folder({ config: { ...mlmConfig, vocab_size: 1010 } })), 'SHAPE_MISMATCH');
     expect(vocab.message).toContain('tok_embeddings');
   });
 
@@ -234,6 +234,11 @@ describe('sentence-transformers folders', () => {
     expect((await expectError(() => loadCheckpoint(dir), 'UNSUPPORTED')).message).toContain('Dense');
     writeFileSync(join(dir, 'modules.json'), JSON.stringify([modules[0]]));
     expect((await expectError(() => loadCheckpoint(dir), 'CORRUPT_FILE')).message).toContain('no Pooling module');
+    // A module that is not an object, and a Pooling path out of the folder: clear errors, not TypeErrors.
+    writeFileSync(join(dir, 'modules.json'), JSON.stringify([null, ...modules]));
+    await expectError(() => loadCheckpoint(dir), 'UNSUPPORTED');
+    writeFileSync(join(dir, 'modules.json'), JSON.stringify(modules.map((m) => (String(m.type).endsWith('.Pooling') ? { ...m, path: '../elsewhere' } : m))));
+    expect((await expectError(() => loadCheckpoint(dir), 'CORRUPT_FILE')).message).toContain('the Pooling module\'s path "../elsewhere" is not a folder inside');
   });
 });
 

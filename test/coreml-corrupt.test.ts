@@ -183,7 +183,7 @@ describe('damaged model.mlmodel and Manifest.json', () => {
     const noRoot = copy();
     const manifest = JSON.parse(readFileSync(join(noRoot, 'Manifest.json'), 'utf8')) as { rootModelIdentifier: string; itemInfoEntries: Record<string, { path: string }> };
     writeFileSync(join(noRoot, 'Manifest.json'), JSON.stringify({ ...manifest, rootModelIdentifier: 'NOPE' }));
-    expect(failure(() => readMLPackage(noRoot), 'CORRUPT_FILE').message).toMatch(/names root model NOPE, which is not among its items/);
+    expect(failure(() => readMLPackage(noRoot), 'CORRUPT_FILE').message).toMatch(/names root model "NOPE", which is not among its items/);
     const escape = copy();
     manifest.itemInfoEntries[manifest.rootModelIdentifier]!.path = '../../secret.mlmodel';
     writeFileSync(join(escape, 'Manifest.json'), JSON.stringify(manifest));

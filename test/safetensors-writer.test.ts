@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ModernBertError } from '../src/errors.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
 import { writeSafetensors, type TensorToWrite } from '../src/io/safetensors-writer.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mbane-st-'));
@@ -80,6 +81,16 @@ describe('writeSafetensors', () => {
       onProgress: (done, total) => events.push(`progress ${done}/${total}`),
     });
     expect(events).toEqual(['data a', 'progress 12/32', 'data b', 'progress 32/32']);
+  });
+
+  it('writes only what the reader accepts, tensors named like prototype properties included', async () => {
+    const path = join(dir, 'proto-names.safetensors');
+    const names = ['__proto__', 'toString', 'constructor'];
+    await writeSafetensors(path, names.map((name, i) => ({ name, dtype: 'I32' as const, shape: [1], data: () => Int32Array.from([i]) })), { metadata: { format: 'pt' } });
+    const f = SafetensorsFile.open(path);
+    expect([...f.tensors.keys()]).toEqual(names);
+    expect(names.map((n) => f.readInt32(n)[0])).toEqual([0, 1, 2]);
+    f.close();
   });
 
   it('writes an empty header as {} padded to 8 bytes', async () => {

@@ -55,21 +55,30 @@ describe('a valid file', () => {
 
 describe('every kind of corruption is CORRUPT_FILE with its own message naming the file', () => {
   const cases: Array<[string, () => Buffer, RegExp]> = [
-    ['shorter than the length prefix', () => Buffer.from([1, 2, 3]), /too short to be a safetensors file \(3 bytes\)/],
-    ['header length past the end of the file', () => rawSafetensors(GOOD_HEADER, GOOD_DATA, 100_000), /header length 100000 runs past the end of the file/],
-    ['a huge header length', () => rawSafetensors(GOOD_HEADER, GOOD_DATA, 2 ** 52), /header length \d+ runs past the end/],
-    ['a header that is not JSON', () => rawSafetensors('{"a": {"dtype": "F32"', GOOD_DATA), /header is not valid JSON/],
-    ['a header that is a JSON list', () => rawSafetensors([1, 2], GOOD_DATA), /header is not a JSON object/],
-    ['an unknown dtype', () => rawSafetensors({ ...GOOD_HEADER, b: { ...GOOD_HEADER.b, dtype: 'F8_E4M3' } }, GOOD_DATA), /tensor "b" has unknown dtype "F8_E4M3"/],
+    ['shorter than the length prefix', () => Buffer.from([1, 2, 3]), /too short to be a safetensors file \(3 bytes\) \(HeaderTooSmall\)/],
+    ['header length past the end of the file', () => rawSafetensors(GOOD_HEADER, GOOD_DATA, 100_000), /header length 100000 runs past the end of the file.*\(InvalidHeaderLength\)/],
+    ['a huge header length', () => rawSafetensors(GOOD_HEADER, GOOD_DATA, 2 ** 52), /header length \d+ is above the 100000000-byte limit \(HeaderTooLarge\)/],
+    ['a header one byte short', () => { const b = rawSafetensors(GOOD_HEADER, GOOD_DATA); b.writeBigUInt64LE(b.readBigUInt64LE(0) - 1n); return b; }, /header is not valid JSON.*\(InvalidHeaderDeserialization\)/],
+    ['a header that is not UTF-8', () => { const b = rawSafetensors('{"a":"x"}', GOOD_DATA); b[14] = 0xff; return b; }, /header is not valid UTF-8 \(InvalidHeader\)/],
+    ['a header that does not start with {', () => rawSafetensors(' ' + JSON.stringify(GOOD_HEADER), GOOD_DATA), /header does not start with '\{' \(InvalidHeaderStart\)/],
+    ['a header that is not JSON', () => rawSafetensors('{"a": {"dtype": "F32"', GOOD_DATA), /header is not valid JSON: expected "," or "\}" at character 21 \(InvalidHeaderDeserialization\)/],
+    ['a header with nothing after the brace', () => rawSafetensors('{', GOOD_DATA), /header is not valid JSON: expected a key at character 1/],
+    ['duplicate keys', () => rawSafetensors('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}', GOOD_DATA), /duplicate key "a"/],
+    ['a float dimension', () => rawSafetensors('{"a":{"dtype":"F32","shape":[4.0],"data_offsets":[0,16]}}', GOOD_DATA), /tensor "a" has an invalid shape \[4\]/],
+    ['metadata that is not a string map', () => rawSafetensors({ ...GOOD_HEADER, __metadata__: { format: 1 } }, GOOD_DATA), /__metadata__ "format" is not a string: 1/],
+    ['an unknown dtype', () => rawSafetensors({ ...GOOD_HEADER, b: { ...GOOD_HEADER.b, dtype: 'F9' } }, GOOD_DATA), /tensor "b" has unknown dtype "F9"/],
     ['a missing dtype', () => rawSafetensors({ ...GOOD_HEADER, b: { shape: [1, 2], data_offsets: [8, 16] } }, GOOD_DATA), /tensor "b" has unknown dtype undefined/],
     ['a negative dimension', () => rawSafetensors({ ...GOOD_HEADER, b: { ...GOOD_HEADER.b, shape: [-1, 2] } }, GOOD_DATA), /tensor "b" has an invalid shape \[-1,2\]/],
     ['offsets that are not a pair', () => rawSafetensors({ ...GOOD_HEADER, b: { ...GOOD_HEADER.b, data_offsets: [8] } }, GOOD_DATA), /tensor "b" has invalid data_offsets \[8\]/],
-    ['offsets that run backwards', () => rawSafetensors({ ...GOOD_HEADER, b: { ...GOOD_HEADER.b, data_offsets: [16, 8] } }, GOOD_DATA), /tensor "b" has invalid data_offsets \[16,8\]/],
-    ['offsets past the end of the data', () => rawSafetensors({ ...GOOD_HEADER, b: { dtype: 'F32', shape: [1, 4], data_offsets: [8, 24] } }, GOOD_DATA), /tensor "b" ends at byte 24, past the end of the data \(16 bytes\)/],
-    ['a file truncated inside the data', () => rawSafetensors(GOOD_HEADER, GOOD_DATA.subarray(0, 12)), /tensor "b" ends at byte 16, past the end of the data \(12 bytes\)/],
-    ['overlapping tensors', () => rawSafetensors({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 12] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, GOOD_DATA), /tensors "a" and "b" overlap/],
-    ['a tensor inside another', () => rawSafetensors({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F16', shape: [2], data_offsets: [4, 8] } }, GOOD_DATA), /tensors "a" and "b" overlap/],
-    ['a shape that does not match the byte size', () => rawSafetensors({ ...GOOD_HEADER, b: { dtype: 'F32', shape: [3], data_offsets: [8, 16] } }, GOOD_DATA), /tensor "b" has 8 bytes but its shape \[3\] x F32 needs 12/],
+    ['offsets that run backwards', () => rawSafetensors({ ...GOOD_HEADER, b: { ...GOOD_HEADER.b, data_offsets: [16, 8] } }, GOOD_DATA), /tensor "b" at data_offsets \[16, 8\] ends before it begins \(InvalidOffset\)/],
+    ['a gap between tensors', () => rawSafetensors({ ...GOOD_HEADER, b: { dtype: 'F32', shape: [1], data_offsets: [12, 16] } }, GOOD_DATA), /tensor "b" at data_offsets \[12, 16\] leaves a gap \(bytes 8..12 belong to no tensor\) \(InvalidOffset\)/],
+    ['trailing bytes after the last tensor', () => rawSafetensors(GOOD_HEADER, Buffer.concat([GOOD_DATA, Buffer.from([0])])), /the tensors cover 16 bytes of data but the file holds 17 after the header \(MetadataIncompleteBuffer\)/],
+    ['a file truncated inside the data', () => rawSafetensors(GOOD_HEADER, GOOD_DATA.subarray(0, 12)), /the tensors cover 16 bytes of data but the file holds 12 after the header/],
+    ['overlapping tensors', () => rawSafetensors({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 12] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, GOOD_DATA), /tensor "b" at data_offsets \[8, 12\] overlaps the tensor before it \(which ends at byte 12\) \(InvalidOffset\)/],
+    ['a tensor inside another', () => rawSafetensors({ a: { dtype: 'F32', shape: [3], data_offsets: [0, 12] }, b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] } }, GOOD_DATA), /overlaps the tensor before it/],
+    ['too many elements', () => rawSafetensors({ a: { dtype: 'F32', shape: [2 ** 30, 2 ** 30], data_offsets: [0, 16] } }, GOOD_DATA), /too many elements \(ValidationOverflow\)/],
+    ['a sub-byte tensor ending inside a byte', () => rawSafetensors({ a: { dtype: 'F4', shape: [3], data_offsets: [0, 16] } }, GOOD_DATA), /ends inside a byte \(MisalignedSlice\)/],
+    ['a shape that does not match the byte size', () => rawSafetensors({ ...GOOD_HEADER, b: { dtype: 'F32', shape: [3], data_offsets: [8, 16] } }, GOOD_DATA), /tensor "b" has 8 bytes but its shape \[3\] x F32 needs 12 \(TensorInvalidInfo\)/],
     ['a dtype whose size does not match', () => rawSafetensors({ ...GOOD_HEADER, b: { dtype: 'F64', shape: [2], data_offsets: [8, 16] } }, GOOD_DATA), /tensor "b" has 8 bytes but its shape \[2\] x F64 needs 16/],
   ];
   const messages = new Map<string, string>(); // case -> message without the path
@@ -90,13 +99,21 @@ describe('every kind of corruption is CORRUPT_FILE with its own message naming t
     expect(messages.get('overlapping tensors')).toBe(messages.get('a tensor inside another'));
   });
 
+  it('the rules are those of the Rust library: zero-size tensors anywhere in the order (with dims up to 2^64), a header padded with spaces, null metadata', () => {
+    const header = '{"__metadata__":null,"z":{"dtype":"F32","shape":[0],"data_offsets":[8,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"I32","shape":[2],"data_offsets":[8,16],"extra":1},"h":{"dtype":"F32","shape":[0,4611686018427387904],"data_offsets":[16,16]}}   ';
+    const f = SafetensorsFile.open(file(rawSafetensors(header, GOOD_DATA)));
+    expect([...f.tensors.keys()]).toEqual(['z', 'a', 'b', 'h']);
+    expect(f.readFloat32('z').length).toBe(0);
+    f.close();
+  });
+
   it('a missing file is FILE_NOT_FOUND, a folder BAD_INPUT', async () => {
     const missing = await expectError(() => SafetensorsFile.open(join(dir, 'nope.safetensors')), 'FILE_NOT_FOUND');
     expect(missing.message).toContain('nope.safetensors');
     const folder = join(dir, 'a-folder.safetensors');
     mkdirSync(folder);
     const e = await expectError(() => SafetensorsFile.open(folder), 'BAD_INPUT');
-    expect(e.message).toContain('is not a file');
+    expect(e.message).toContain('is a folder, not a regular safetensors file');
   });
 
   it('a corrupt model.safetensors in a checkpoint folder fails the load with the file named', async () => {

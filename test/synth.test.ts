@@ -101,7 +101,7 @@ describe('synthetic recipe', () => {
   });
 
   it('serves the tied decoder as the embeddings', () => {
-    const weights = new SynthWeights(parseConfig({ ...SYNTH_PRESETS.base, num_hidden_layers: 1, vocab_size: 40 }));
+    const weights = new SynthWeights(parseConfig({ ...SYNTH_PRESETS.base, num_hidden_layers: 1, vocab_size: 40, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2 }));
     expect(weights.names()).toContain('decoder.weight');
     expect(weights.has('decoder.weight')).toBe(true);
     expect(weights.get('decoder.weight')).toEqual(weights.get('model.embeddings.tok_embeddings.weight'));
@@ -133,7 +133,7 @@ describe('overrides', () => {
   });
 
   it('sets single elements, sub-tensors and whole tensors, later overrides winning', () => {
-    const config = parseConfig({ ...SYNTH_PRESETS.base, num_hidden_layers: 1, vocab_size: 40, hidden_size: 8, intermediate_size: 4, num_attention_heads: 2 });
+    const config = parseConfig({ ...SYNTH_PRESETS.base, num_hidden_layers: 1, vocab_size: 40, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2, hidden_size: 8, intermediate_size: 4, num_attention_heads: 2 });
     const weights = new SynthWeights(config, [
       parseOverride('model.layers.0.attn.Wqkv.weight[3]=7'),
       parseOverride('model.layers.0.attn.Wqkv.weight[3,5]=9'),
@@ -210,7 +210,7 @@ describe('writeSynthCheckpoint', () => {
   it('writes a preset with 4.x field names and refuses to overwrite unless asked', async () => {
     const out = join(dir, 'preset');
     const small = join(dir, 'small.json');
-    writeFileSync(small, JSON.stringify({ ...SYNTH_PRESETS.base, num_hidden_layers: 1, vocab_size: 64 }));
+    writeFileSync(small, JSON.stringify({ ...SYNTH_PRESETS.base, num_hidden_layers: 1, vocab_size: 64, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2 }));
     await writeSynthCheckpoint(small, out);
     const written = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
     expect(written).toMatchObject({ model_type: 'modernbert', global_rope_theta: 160000, local_rope_theta: 10000, global_attn_every_n_layers: 3 });

@@ -9,11 +9,12 @@
 // Anything the graph cannot express (other model kinds, several functions, nested blocks, lists,
 // tuples, dictionaries, states, int64/fp64 tensors, ...) is refused with UNSUPPORTED naming it.
 
-import { readFileSync } from 'node:fs';
 import { relative, resolve, sep } from 'node:path';
 import type { Const, DType, Dim, Graph, Literal, Op, TensorData, TensorType, Value } from '../graph/ir.js';
 import { numel } from '../graph/ir.js';
 import { ModernBertError } from '../errors.js';
+import { fileError, readFileBounded } from '../io/files.js';
+import { assertFinite } from '../weights.js';
 import { featureFromProto, metadataFromProto, SYMBOLS_KEY, TAPS_KEY, type ModelDescription } from './description.js';
 import { BlobReader, type BlobDataType } from './milblob.js';
 import { readImmediate, readTensorType, type ReadImmediate } from './mil-values.js';
@@ -24,6 +25,16 @@ import type { BindingProto, BlockProto, FunctionProto, ModelProto, NamedValueTyp
 import { decodeModel } from './schema.js';
 import { targetForOpset, type Target } from '../ops/target.js';
 import { decodeTensorBytes, elementSize } from './tensor-bytes.js';
+
+/**
+ * The largest model.mlmodel read. The program of an ML Program package is small (its weights are in
+ * weight.bin): 120 KB for tiny-mlm, a few MB for ModernBERT-large; 256 MB allows large inline constants
+ * while keeping a corrupt file from being decoded into gigabytes of objects.
+ */
+export const MAX_MODEL_BYTES = 256 * 1024 * 1024;
+
+/** The most elements a tensor of a program may have (a typed array's limit). */
+const MAX_ELEMENTS = 2 ** 31 - 1;
 
 /** Immediates up to this many elements become Literals (coremltools prints consts of <= 10 elements inline). */
 export const MAX_LITERAL_ELEMENTS = 10;
@@ -58,7 +69,7 @@ const BLOB_TYPES_FOR: Record<DType, readonly BlobDataType[]> = {
 /** Reads the .mlpackage at `path` into a graph whose Consts load their data lazily from the weight file. */
 export function readMLPackage(path: string): ReadPackageResult {
   const { modelFile, weightsDir } = locatePackage(path);
-  const model = decodeModel(readFileSync(modelFile), modelFile);
+  const model = decodeModel(readFileBounded(modelFile, MAX_MODEL_BYTES, 'Core ML model'), modelFile);
   const reader = new ProgramReader(model, modelFile);
   try {
     const read = reader.read();
@@ -184,6 +195,14 @@ class ProgramReader {
     if (!name) throw corrupt(this.file, `an ${what} has no name`);
     const { dtype, shape } = readTensorType(t.type, `${what} "${name}"`);
     if (dtype === 'string') throw unsupported(this.file, `${what} "${name}" is a string tensor`);
+    // A typed array holds at most 2^31 - 1 elements here; larger dims can only be corruption.
+    let count = 1;
+    for (const d of shape) {
+      count *= d ?? 1;
+      if (d !== null && (!Number.isSafeInteger(d) || d < 0 || count > MAX_ELEMENTS)) {
+        throw corrupt(this.file, `${what} "${name}" has shape [${shape.map((x) => x ?? '?').join(', ')}], more than ${MAX_ELEMENTS} elements`);
+      }
+    }
     const dims: Dim[] = shape.map((d, axis) => d ?? this.symbol(name, axis));
     this.define(name, { dtype, shape: dims });
     return { name, type: { dtype, shape: dims } };
@@ -204,6 +223,8 @@ class ProgramReader {
       this.constOp(op, where);
       return;
     }
+    // Unknown op types are refused here; a name such as "__proto__" must never reach a kernel table.
+    if (opVersions(type).length === 0) throw unsupported(this.file, `${where}: op type ${JSON.stringify(type.slice(0, 40))} is not supported`, { op: type });
     const nameAttr = op.attributes?.name;
     const name = nameAttr ? String(readImmediate(nameAttr, `${where} name`).data) : (outputs[0]?.name ?? '');
     const inputs: Op['inputs'] = {};
@@ -331,7 +352,10 @@ class ProgramReader {
       try {
         const { info, data } = r.read(offset);
         check(info);
-        return decodeTensorBytes(dtype, data);
+        const values = decodeTensorBytes(dtype, data);
+        // A NaN or infinite weight would surface only as `null` probabilities.
+        if (values instanceof Float32Array) assertFinite(values, name, path);
+        return values;
       } finally {
         r.close();
       }
@@ -361,10 +385,11 @@ class ProgramReader {
       try {
         r = BlobReader.open(path);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        const err = fileError(e, path, 'weight file');
+        if (err.code === 'FILE_NOT_FOUND') {
           throw new ModernBertError('FILE_NOT_FOUND', `weight file ${path} named by ${this.file} is missing`, { file: path });
         }
-        throw e;
+        throw err;
       }
       this.blobReaders.set(path, r);
     }

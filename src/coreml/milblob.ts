@@ -8,8 +8,9 @@
 // A BlobFileValue in the program holds the offset of a blob's metadata, not of its data.
 // All integers are little-endian. The writer streams: blobs are appended one at a time to an open file.
 
-import { closeSync, fstatSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { ModernBertError } from '../errors.js';
+import { openRegularFile } from '../io/files.js';
 
 export const STORAGE_HEADER_SIZE = 64;
 export const BLOB_METADATA_SIZE = 64;
@@ -152,9 +153,10 @@ export class BlobReader {
   readonly fileSize: number;
 
   private constructor(readonly path: string) {
-    this.fd = openSync(path, 'r');
+    const opened = openRegularFile(path, 'weight file');
+    this.fd = opened.fd;
     try {
-      this.fileSize = fstatSync(this.fd).size;
+      this.fileSize = opened.size;
       if (this.fileSize < STORAGE_HEADER_SIZE) {
         throw this.corrupt(`is ${this.fileSize} bytes, shorter than the ${STORAGE_HEADER_SIZE}-byte storage header`, {
           fileSize: this.fileSize,

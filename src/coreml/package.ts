@@ -7,10 +7,11 @@
 // that is renamed into place at the end, and removed on any failure, process exit or interrupting signal.
 
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ModernBertError } from '../errors.js';
 import { fsError, makeFolders, withFsErrors } from '../fs-errors.js';
+import { fileError, readJsonFile } from '../io/files.js';
 
 /** The author that Core ML's own items carry. */
 export const COREML_AUTHOR = 'com.apple.CoreML';
@@ -308,19 +309,16 @@ export function readManifest(packagePath: string): Manifest {
   if (!existsSync(file)) {
     throw new ModernBertError('FILE_NOT_FOUND', `${packagePath} is not an .mlpackage: it has no Manifest.json`, { path: packagePath });
   }
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new ModernBertError('CORRUPT_FILE', `${file} is not valid JSON: ${(e as Error).message}`, { file });
-  }
-  const m = json as Partial<Manifest> | null;
+  const json = readJsonFile(file, 'Manifest.json');
+  const m = (typeof json === 'object' && !Array.isArray(json) ? json : null) as Partial<Manifest> | null;
   const entries = m?.itemInfoEntries;
   if (
-    typeof m?.fileFormatVersion !== 'string' ||
+    m === null ||
+    typeof m.fileFormatVersion !== 'string' ||
     typeof m.rootModelIdentifier !== 'string' ||
     typeof entries !== 'object' ||
     entries === null ||
+    Array.isArray(entries) ||
     !Object.values(entries).every(isItem)
   ) {
     throw new ModernBertError('CORRUPT_FILE', `${file} lacks fileFormatVersion, rootModelIdentifier or well-formed itemInfoEntries`, {
@@ -351,13 +349,18 @@ function itemPath(packagePath: string, item: ManifestItem): string {
 
 /** Locates the root model file (via the manifest) and its weights folder in the package at `packagePath`. */
 export function locatePackage(packagePath: string): PackageLayout {
-  if (!existsSync(packagePath) || !statSync(packagePath).isDirectory()) {
-    throw new ModernBertError('FILE_NOT_FOUND', `no .mlpackage folder at ${packagePath}`, { path: packagePath });
+  let isDir = false;
+  try {
+    isDir = statSync(packagePath).isDirectory();
+  } catch (e) {
+    if (fileError(e, packagePath).code !== 'FILE_NOT_FOUND') throw fileError(e, packagePath, 'package');
   }
+  if (!isDir) throw new ModernBertError('FILE_NOT_FOUND', `no .mlpackage folder at ${packagePath}`, { path: packagePath });
   const manifest = readManifest(packagePath);
-  const root = manifest.itemInfoEntries[manifest.rootModelIdentifier];
+  // Own entries only: a root identifier such as "constructor" must not find Object.prototype's.
+  const root = Object.hasOwn(manifest.itemInfoEntries, manifest.rootModelIdentifier) ? manifest.itemInfoEntries[manifest.rootModelIdentifier] : undefined;
   if (!root) {
-    throw new ModernBertError('CORRUPT_FILE', `Manifest.json names root model ${manifest.rootModelIdentifier}, which is not among its items`, {
+    throw new ModernBertError('CORRUPT_FILE', `Manifest.json names root model ${JSON.stringify(manifest.rootModelIdentifier.slice(0, 80))}, which is not among its items`, {
       path: packagePath,
     });
   }

@@ -4,7 +4,9 @@
 
 import type { ForwardOptions, ForwardResult, Sequence } from '../engine.js';
 import { additiveMask } from '../engine.js';
+import { CONFIG_LIMITS } from '../config.js';
 import { ModernBertError } from '../errors.js';
+import { brief } from '../io/files.js';
 import type { Runner } from '../eval/verify.js';
 import type { OutputHead } from '../model.js';
 import { Interpreter } from '../runtime/interpreter.js';
@@ -50,45 +52,115 @@ export interface PackageInfo {
   metadata: Record<string, string>;
 }
 
-function parseJson<T>(text: string | undefined, fallback: T): T {
-  if (text === undefined) return fallback;
+/** Our metadata's JSON values: absent is the fallback, present but not JSON a corrupt package. */
+function parseJson(text: string | undefined, key: string, path: string): unknown {
+  if (text === undefined) return undefined;
   try {
-    return JSON.parse(text) as T;
+    return JSON.parse(text) as unknown;
   } catch {
-    return fallback;
+    throw new ModernBertError('CORRUPT_FILE', `${path}: metadata "${key}" is not JSON: ${brief(text)}`, { path, key });
   }
 }
 
-/** Reads what the runner needs from a package's description and metadata. */
+const HEADS: readonly OutputHead[] = ['mlm', 'seqcls', 'tokcls', 'none', 'embedding'];
+
+/** The longest input a package may declare (as config.json's max_position_embeddings bound). */
+const MAX_SEQ_LEN = CONFIG_LIMITS.max_position_embeddings;
+
+/**
+ * Reads what the runner needs from a package's description and metadata, and checks the metadata
+ * against the program: the head must be the one its output computes, the labels must match the
+ * classifier's width, the special ids must lie in the embedding table.
+ */
 export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
-  const meta = pkg.description.metadata.userDefined ?? {};
+  const corrupt = (msg: string, key?: string): never => {
+    throw new ModernBertError('CORRUPT_FILE', `${path}: ${msg}`, { path, ...(key ? { key } : {}) });
+  };
+  const meta: Record<string, string> = pkg.description.metadata.userDefined ?? {};
+  const get = (key: string): string | undefined => (Object.hasOwn(meta, key) ? meta[key] : undefined);
   const ids = pkg.description.inputs.find((f) => f.name === 'input_ids');
   if (!ids) throw new ModernBertError('UNSUPPORTED', `${path}: the package has no "input_ids" input, so it is not a ModernBERT package this tool can run`, { path });
   const shapes = ids.enumeratedShapes ?? (ids.shape.length === 2 ? [ids.shape] : []);
+  for (const s of shapes) {
+    if (s.length !== 2 || s[0] !== 1 || !Number.isSafeInteger(s[1]) || s[1]! < 1 || s[1]! > MAX_SEQ_LEN) {
+      corrupt(`"input_ids" has shape [${s.join(', ')}]; a ModernBERT package takes (1, S) with S in 1..${MAX_SEQ_LEN}`);
+    }
+  }
   const seqLens = [...new Set(shapes.map((s) => s[1]!))].sort((a, b) => a - b);
   if (seqLens.length === 0) throw new ModernBertError('UNSUPPORTED', `${path}: "input_ids" has no fixed or enumerated length`, { path });
   const out = pkg.description.outputs.map((f) => f.name);
   const output = ['logits', 'embedding', 'hidden_states'].find((n) => out.includes(n));
   if (!output) throw new ModernBertError('UNSUPPORTED', `${path}: outputs ${out.join(', ')} are none of logits, embedding, hidden_states`, { path });
+  const shape = outputShape(pkg, output);
+  const rank = shape.length;
   // Packages from elsewhere: a (1, V, 1, S) logits output is a masked LM, a (1, L) one a classifier.
-  const rank = outputRank(pkg, output);
   const guessed: OutputHead = output === 'embedding' ? 'embedding' : output === 'hidden_states' ? 'none' : rank === 2 ? 'seqcls' : 'mlm';
-  const special = parseJson<SpecialIds>(meta[META.specialIds], { pad: 0, cls: 0, sep: 0 });
+  const headMeta = get(META.head);
+  if (headMeta !== undefined && !HEADS.includes(headMeta as OutputHead)) corrupt(`metadata "head" is ${brief(headMeta)}, not one of ${HEADS.join(', ')}`, META.head);
+  const head = (headMeta as OutputHead | undefined) ?? guessed;
+  const fits =
+    head === 'embedding' ? output === 'embedding' : head === 'none' ? output === 'hidden_states' : head === 'seqcls' ? output === 'logits' && rank === 2 : output === 'logits' && rank === 4;
+  if (!fits) corrupt(`metadata "head" says ${head}, but the program's output is ${output} of rank ${rank}`, META.head);
+  const width = typeof shape[1] === 'number' ? shape[1] : undefined;
+
+  const labelsMeta = parseJson(get(META.labels), META.labels, path);
+  let labels: string[] = [];
+  if (labelsMeta !== undefined) {
+    if (!Array.isArray(labelsMeta) || !labelsMeta.every((l) => typeof l === 'string')) return corrupt(`metadata "labels" is not a list of names: ${brief(labelsMeta)}`, META.labels);
+    labels = labelsMeta as string[];
+  }
+  if (head === 'seqcls' || head === 'tokcls') {
+    if (width === undefined) corrupt(`the ${head} output has no fixed number of classes`);
+    if (labelsMeta === undefined) labels = Array.from({ length: width! }, (_, i) => `LABEL_${i}`);
+    if (labels.length !== width) corrupt(`metadata "labels" names ${labels.length} classes but the classifier computes ${width}`, META.labels);
+  }
+
+  const vocab = embeddingRows(pkg) ?? (head === 'mlm' ? width : undefined);
+  const specialMeta = parseJson(get(META.specialIds), META.specialIds, path);
+  let special: SpecialIds = { pad: 0, cls: 0, sep: 0 };
+  if (specialMeta !== undefined) {
+    const isId = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && (vocab === undefined || v < vocab);
+    const o = specialMeta as Record<string, unknown>;
+    if (typeof o !== 'object' || o === null || !isId(o.pad) || !isId(o.cls) || !isId(o.sep) || (o.mask !== undefined && o.mask !== null && !isId(o.mask))) {
+      corrupt(`metadata "special_token_ids" must give pad, cls and sep ids${vocab === undefined ? '' : ` in 0..${vocab - 1}`}: ${brief(specialMeta)}`, META.specialIds);
+    }
+    special = { pad: o.pad as number, cls: o.cls as number, sep: o.sep as number, ...(typeof o.mask === 'number' ? { mask: o.mask } : {}) };
+  }
+  const layersMeta = get(META.numLayers);
+  const numLayers = Number(layersMeta ?? 0);
+  if (!Number.isInteger(numLayers) || numLayers < 0 || numLayers > CONFIG_LIMITS.num_hidden_layers) corrupt(`metadata "num_layers" is ${brief(layersMeta)}`, META.numLayers);
   return {
     seqLens,
     maskInput: pkg.description.inputs.some((f) => f.name === 'mask'),
-    head: (meta[META.head] as OutputHead | undefined) ?? guessed,
-    labels: parseJson<string[]>(meta[META.labels], []),
+    head,
+    labels,
     special,
-    numLayers: Number(meta[META.numLayers] ?? 0),
+    numLayers,
     output,
     metadata: meta,
   };
 }
 
-function outputRank(pkg: ReadPackageResult, name: string): number {
-  for (const op of pkg.graph.ops) for (const o of op.outputs) if (o.name === name) return o.type.shape.length;
-  return 0;
+/** Rows of the embedding table: the constant of the first gather indexed by (a value computed from) input_ids. */
+export function embeddingRows(pkg: ReadPackageResult): number | undefined {
+  const fromIds = new Set(['input_ids']);
+  for (const op of pkg.graph.ops) {
+    const uses = (v: unknown): boolean => (typeof v === 'string' && fromIds.has(v)) || (Array.isArray(v) && v.some((x) => typeof x === 'string' && fromIds.has(x)));
+    if (op.op === 'gather' && uses(op.inputs.indices)) {
+      const x = op.inputs.x;
+      const c = typeof x === 'string' ? pkg.graph.consts.get(x) : undefined;
+      return c && c.type.shape.length === 2 && typeof c.type.shape[0] === 'number' ? c.type.shape[0] : undefined;
+    }
+    // Values of the ids, not their shape (a sequence length indexes the rotary tables).
+    if (op.op !== 'shape' && Object.values(op.inputs).some(uses)) for (const o of op.outputs) fromIds.add(o.name);
+  }
+  return undefined;
+}
+
+function outputShape(pkg: ReadPackageResult, name: string): readonly (number | string)[] {
+  for (const op of pkg.graph.ops) for (const o of op.outputs) if (o.name === name) return o.type.shape;
+  const c = pkg.graph.consts.get(name);
+  return c ? c.type.shape : [];
 }
 
 /** Runs sequences through a package's program. */
@@ -96,7 +168,7 @@ export class PackageRunner implements Runner {
   readonly info: PackageInfo;
   private readonly interp: Interpreter;
 
-  constructor(readonly pkg: ReadPackageResult, readonly path: string, precision: Precision = 'fp32') {
+  constructor(readonly pkg: ReadPackageResult, readonly path: string, private readonly precision: Precision = 'fp32') {
     this.info = packageInfo(pkg, path);
     this.interp = new Interpreter(pkg.graph, precision);
   }
@@ -105,10 +177,12 @@ export class PackageRunner implements Runner {
     return this.info.numLayers;
   }
 
-  /** Size of the per-token output (the vocabulary for a masked LM). */
+  /** Rows of the embedding table (else the width of the per-token output, the vocabulary of a masked LM). */
   get vocabSize(): number {
-    for (const op of this.pkg.graph.ops) for (const o of op.outputs) if (o.name === this.info.output) return Number(o.type.shape[1]);
-    return 0;
+    const rows = embeddingRows(this.pkg);
+    if (rows !== undefined) return rows;
+    const width = outputShape(this.pkg, this.info.output)[1];
+    return typeof width === 'number' ? width : 0;
   }
 
   get maxLen(): number {
@@ -129,6 +203,15 @@ export class PackageRunner implements Runner {
     if (o.head && o.head !== this.info.head) {
       throw new ModernBertError('BAD_ARGUMENT', `${this.path} was converted with the ${this.info.head} head; it cannot produce ${o.head} (convert again with --head ${o.head})`);
     }
+    // The program would wrap a negative id to the last row (coremltools' gather), and read past the table
+    // for a large one: refuse both, as the checkpoint path does.
+    const V = this.vocabSize;
+    for (let i = 0; i < n; i++) {
+      const id = seq.ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || (V > 0 && id >= V)) {
+        throw new ModernBertError('BAD_INPUT', `token id ${id} at position ${i} is outside the vocabulary (0..${V - 1})`, { position: i });
+      }
+    }
     const ids = new Int32Array(S).fill(this.info.special.pad);
     ids.set(Array.from(seq.ids));
     const attention = new Int32Array(S);
@@ -146,6 +229,12 @@ export class PackageRunner implements Runner {
     const outputs = new Map<string, RtTensor>();
     for (const name of this.pkg.graph.outputs) {
       const t = res.get(name)!;
+      // A package whose program overflows (or holds a corrupt constant) must not print null probabilities.
+      // (The float16 emulation may overflow by design; its callers measure that.)
+      const bad = this.precision === 'fp32' ? t.data.findIndex((x) => !Number.isFinite(x)) : -1;
+      if (bad >= 0) {
+        throw new ModernBertError('CORRUPT_FILE', `${this.path}: output "${name}" holds ${t.data[bad]} at element ${bad} (the program overflows or a constant is corrupt)`, { output: name, index: bad });
+      }
       outputs.set(name, t.shape.length === 4 && t.shape[3] === S ? columns(t, cols) : t);
     }
     const taps = new Map(roles.map((r, i) => [r, columns(res.get(keep[i]!)!, Array.from({ length: n }, (_, k) => k))]));

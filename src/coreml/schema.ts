@@ -186,5 +186,10 @@ export function decodeModel(bytes: Uint8Array, file: string): ModelProto {
       file,
     });
   }
-  return type.toObject(message, { longs: Number, enums: String, oneofs: true }) as ModelProto;
+  try {
+    return type.toObject(message, { longs: Number, enums: String, oneofs: true }) as ModelProto;
+  } catch (e) {
+    // protobufjs decodes a map entry without its value as null, then fails converting it.
+    throw new ModernBertError('CORRUPT_FILE', `${file} is not a valid Core ML model protobuf: ${(e as Error).message}`, { file });
+  }
 }

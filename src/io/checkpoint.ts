@@ -2,11 +2,12 @@
 // model.safetensors.index.json), optional tokenizer.json and sentence-transformers modules. Tensor shapes
 // are checked against the config before any data is read; tensors are read one at a time when asked.
 
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
+import { isAbsolute, join, sep } from 'node:path';
 import { parseConfig, type ModernBertConfig } from '../config.js';
 import { ModernBertError } from '../errors.js';
-import type { Tensor, WeightSource } from '../weights.js';
+import { assertFinite, type Tensor, type WeightSource } from '../weights.js';
+import { brief, fileError, readJsonFile } from './files.js';
 import { SafetensorsFile } from './safetensors.js';
 
 /** Pooling of a sentence-transformers embedding model (1_Pooling/config.json, 2_Normalize). */
@@ -30,20 +31,27 @@ export interface Checkpoint {
 
 /** Reads and parses a JSON file, with FILE_NOT_FOUND / CORRUPT_FILE errors naming it. */
 export function readJson(path: string): unknown {
-  if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `${path} does not exist`, { file: path });
-  try {
-    return JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new ModernBertError('CORRUPT_FILE', `${path} is not valid JSON (${(e as Error).message})`, { file: path });
-  }
+  return readJsonFile(path);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 /** Opens a checkpoint folder and checks that config and weights agree. */
 export function loadCheckpoint(dir: string): Checkpoint {
-  if (!existsSync(dir)) throw new ModernBertError('FILE_NOT_FOUND', `model folder ${dir} does not exist`, { path: dir });
-  if (!statSync(dir).isDirectory()) throw new ModernBertError('BAD_INPUT', `${dir} is not a folder (expected a Hugging Face model folder or an .mlpackage)`, { path: dir });
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (e) {
+    const err = fileError(e, dir, 'model folder');
+    if (err.code === 'FILE_NOT_FOUND') throw new ModernBertError('FILE_NOT_FOUND', `model folder ${dir} does not exist`, { path: dir });
+    throw err;
+  }
+  if (!isDir) throw new ModernBertError('BAD_INPUT', `${dir} is not a folder (expected a Hugging Face model folder or an .mlpackage)`, { path: dir });
   const configPath = join(dir, 'config.json');
-  const rawConfig = readJson(configPath) as Record<string, unknown>;
+  const rawConfig = readJson(configPath);
+  if (!isObject(rawConfig)) throw new ModernBertError('BAD_CONFIG', `${configPath}: not a JSON object`, { file: configPath });
   let config = parseConfig(rawConfig, configPath);
 
   const files = openWeightFiles(dir);
@@ -77,15 +85,16 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(single)) return [SafetensorsFile.open(single)];
   if (existsSync(index)) {
-    const map = (readJson(index) as { weight_map?: Record<string, string> }).weight_map;
-    if (!map || typeof map !== 'object') throw new ModernBertError('CORRUPT_FILE', `${index} has no "weight_map"`, { file: index });
+    const indexJson = readJson(index);
+    const map = isObject(indexJson) && Object.hasOwn(indexJson, 'weight_map') ? indexJson.weight_map : undefined;
+    if (!isObject(map)) throw new ModernBertError('CORRUPT_FILE', `${index} has no "weight_map" object`, { file: index });
     const entries = Object.entries(map);
     const notShard = entries.find(([, s]) => typeof s !== 'string' || s === '');
-    if (notShard) throw new ModernBertError('CORRUPT_FILE', `${index}: weight_map gives ${JSON.stringify(notShard[1])} as the shard of "${notShard[0]}"`, { file: index, tensor: notShard[0] });
+    if (notShard) throw new ModernBertError('CORRUPT_FILE', `${index}: weight_map gives ${brief(notShard[1])} as the shard of "${brief(notShard[0], 80)}"`, { file: index, tensor: notShard[0] });
     const shards = [...new Set(entries.map(([, s]) => s))];
     const opened: SafetensorsFile[] = [];
     try {
-      for (const s of shards) opened.push(SafetensorsFile.open(join(dir, s)));
+      for (const s of shards as string[]) opened.push(SafetensorsFile.open(shardPath(dir, s, index)));
       // The index must describe the shards: a tensor listed in a shard that lacks it means a mixed-up folder.
       for (const [name, s] of entries) {
         const file = opened[shards.indexOf(s)]!;
@@ -99,6 +108,36 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
   }
   const hint = existsSync(join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not supported: save with safe_serialization=True)' : '';
   throw new ModernBertError('FILE_NOT_FOUND', `${dir} has no model.safetensors or model.safetensors.index.json${hint}`, { path: dir });
+}
+
+/**
+ * The path of a shard named by the index, which must lie inside the checkpoint folder: absolute names
+ * and ".." are refused before anything is looked up, and a symbolic link out of the folder after
+ * resolving it, with the same message, so the error says nothing about files outside.
+ */
+function shardPath(dir: string, name: string, index: string): string {
+  const outside = (): ModernBertError =>
+    new ModernBertError('CORRUPT_FILE', `${index} names shard ${brief(name, 80)}, which is not a file inside ${dir}`, { file: index, shard: name });
+  if (isAbsolute(name) || name.includes('\\') || name.split('/').some((part) => part === '..' || part === '') || name.includes('\0')) throw outside();
+  const path = join(dir, name);
+  let real: string;
+  let realDir: string;
+  try {
+    realDir = realpathSync(dir);
+    real = realpathSync(path);
+  } catch (e) {
+    // A link whose target is missing: say no more than for a link out of the folder.
+    let isLink = false;
+    try {
+      isLink = lstatSync(path).isSymbolicLink();
+    } catch {
+      // not even the link exists (or the name is too long): the first error says why
+    }
+    if (isLink) throw outside();
+    throw fileError(e, path, 'shard');
+  }
+  if (!real.startsWith(realDir + sep)) throw outside();
+  return path;
 }
 
 /** Checkpoint tensors under canonical names ("model." prefix, decoder tied to the embeddings). */
@@ -129,7 +168,10 @@ class CheckpointWeights implements WeightSource {
 
   get(name: string): Tensor {
     const w = this.locate(name);
-    return { shape: [...w.file.info(w.stored).shape], data: w.file.readFloat32(w.stored) };
+    const data = w.file.readFloat32(w.stored);
+    // A NaN or infinite weight would only show up as `null` probabilities far downstream.
+    assertFinite(data, w.stored, w.file.path);
+    return { shape: [...w.file.info(w.stored).shape], data };
   }
 
   shape(name: string): number[] {
@@ -212,11 +254,16 @@ function readEmbeddingSpec(dir: string): EmbeddingSpec | undefined {
   if (!Array.isArray(modules)) throw new ModernBertError('CORRUPT_FILE', `${modulesPath} is not a list of modules`, { file: modulesPath });
   let pooling: EmbeddingSpec['pooling'] | undefined;
   let normalize = false;
-  for (const m of modules as { type?: string; path?: string }[]) {
-    const type = m.type ?? '';
+  for (const m of modules as unknown[]) {
+    const type = isObject(m) && typeof m.type === 'string' ? m.type : '';
+    const sub = isObject(m) && m.path !== undefined ? m.path : '1_Pooling';
     if (type.endsWith('.Pooling')) {
-      const cfgPath = join(dir, m.path ?? '1_Pooling', 'config.json');
-      const p = readJson(cfgPath) as Record<string, unknown>;
+      if (typeof sub !== 'string' || isAbsolute(sub) || sub.split(/[\\/]/).includes('..')) {
+        throw new ModernBertError('CORRUPT_FILE', `${modulesPath}: the Pooling module's path ${brief(sub)} is not a folder inside ${dir}`, { file: modulesPath });
+      }
+      const cfgPath = join(dir, sub, 'config.json');
+      const p = readJson(cfgPath);
+      if (!isObject(p)) throw new ModernBertError('CORRUPT_FILE', `${cfgPath} is not a JSON object`, { file: cfgPath });
       const modes = Object.entries(p).filter(([k, v]) => k.startsWith('pooling_mode') && v === true).map(([k]) => k);
       if (modes.length !== 1 || (modes[0] !== 'pooling_mode_mean_tokens' && modes[0] !== 'pooling_mode_cls_token')) {
         throw new ModernBertError('UNSUPPORTED', `${cfgPath}: pooling ${modes.join(' + ') || '(none)'} is not supported (mean tokens or cls token)`, { file: cfgPath });

@@ -81,14 +81,15 @@ function buildHeader(tensors: readonly TensorToWrite[], metadata: Record<string,
   const bad = (msg: string, tensor?: string): never => {
     throw new ModernBertError('BAD_ARGUMENT', `${path}: ${msg}`, { file: path, ...(tensor === undefined ? {} : { tensor }) });
   };
-  const json: Record<string, unknown> = {};
+  // No prototype: a tensor named "__proto__" or "toString" is a key like any other.
+  const json = Object.create(null) as Record<string, unknown>;
   if (metadata !== undefined) {
     for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') bad(`metadata "${k}" is not a string`);
     json.__metadata__ = metadata;
   }
   let offset = 0;
   for (const t of tensors) {
-    if (t.name === '' || t.name === '__metadata__' || t.name in json) bad(`tensor name "${t.name}" is empty, reserved or repeated`, t.name);
+    if (t.name === '' || t.name === '__metadata__' || Object.hasOwn(json, t.name)) bad(`tensor name "${t.name}" is empty, reserved or repeated`, t.name);
     if (!(t.dtype in BYTES)) bad(`tensor "${t.name}" has unsupported dtype ${String(t.dtype)}`, t.name);
     if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor "${t.name}" has an invalid shape [${t.shape.join(', ')}]`, t.name);
     const bytes = numel(t.shape) * BYTES[t.dtype];

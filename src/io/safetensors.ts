@@ -1,15 +1,23 @@
 // Reading safetensors files tensor by tensor: the header is parsed and checked up front (every offset,
 // size and dtype), then each tensor is read from disk when asked, so a 1.6 GB checkpoint is never held twice.
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { ModernBertError } from '../errors.js';
 import { decodeBF16, decodeF16 } from '../numeric/fp16.js';
 import { sharedFloat32 } from '../weights.js';
+import { openRegularFile, readExactly } from './files.js';
+import { FloatLiteral, parseStrictJson, StrictJsonError, type StrictJson } from './strict-json.js';
 
-export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
+/** The dtypes of the Rust library's `Dtype` enum; readFloat32 and readInt32 say which ones they read. */
+export type SafetensorsDType =
+  | 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL'
+  | 'F4' | 'F6_E2M3' | 'F6_E3M2' | 'F8_E5M2' | 'F8_E4M3' | 'F8_E8M0' | 'F8_E4M3FNUZ' | 'F8_E5M2FNUZ' | 'U16' | 'U32' | 'U64' | 'C64';
 
-const DTYPE_BYTES: Record<SafetensorsDType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+// Dtype::bitsize() of the Rust crate (safetensors/src/tensor.rs): a header naming any of these is valid,
+// though only the types with a reader below can be read.
+const DTYPE_BITS: Record<SafetensorsDType, number> = {
+  F4: 4, F6_E2M3: 6, F6_E3M2: 6, BOOL: 8, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8,
+  F8_E5M2FNUZ: 8, I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, I64: 64, U64: 64, F64: 64, C64: 64,
 };
 
 export interface TensorInfo {
@@ -40,19 +48,9 @@ export class SafetensorsFile {
 
   /** Opens and validates a file; throws CORRUPT_FILE / FILE_NOT_FOUND with the path. */
   static open(path: string): SafetensorsFile {
-    let fd: number;
+    const { fd, size } = openRegularFile(path, 'safetensors file');
     try {
-      fd = openSync(path, 'r');
-    } catch {
-      throw new ModernBertError('FILE_NOT_FOUND', `cannot open ${path}`, { file: path });
-    }
-    // A folder opens for reading on Linux, then fails on the first read (EISDIR).
-    if (!fstatSync(fd).isFile()) {
-      closeSync(fd);
-      throw new ModernBertError('BAD_INPUT', `${path} is not a file (expected a .safetensors file)`, { file: path });
-    }
-    try {
-      const { dataStart, tensors, metadata } = readHeader(fd, path);
+      const { dataStart, tensors, metadata } = readHeader(fd, size, path);
       return new SafetensorsFile(path, fd, dataStart, tensors, metadata);
     } catch (e) {
       closeSync(fd);
@@ -143,60 +141,115 @@ function numelOf(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-function readHeader(fd: number, path: string): { dataStart: number; tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
-  const corrupt = (msg: string, ctx: Record<string, unknown> = {}): never => {
-    throw new ModernBertError('CORRUPT_FILE', `${path}: ${msg}`, { file: path, ...ctx });
-  };
-  const size = fstatSync(fd).size;
-  if (size < 8) corrupt(`too short to be a safetensors file (${size} bytes)`);
-  const lenBuf = Buffer.alloc(8);
-  readSync(fd, lenBuf, 0, 8, 0);
-  const headerLen = Number(lenBuf.readBigUInt64LE(0));
-  if (headerLen > MAX_HEADER || 8 + headerLen > size) {
-    corrupt(`header length ${headerLen} runs past the end of the file (${size} bytes)`);
-  }
-  const headerBuf = Buffer.alloc(headerLen);
-  readSync(fd, headerBuf, 0, headerLen, 8);
-  let header: unknown;
-  try {
-    header = JSON.parse(headerBuf.toString('utf8'));
-  } catch {
-    return corrupt('header is not valid JSON');
-  }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) corrupt('header is not a JSON object');
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
-  const dataStart = 8 + headerLen;
+// The checks of the Rust crate's SafeTensors::read_metadata and Metadata::validate
+// (safetensors/src/tensor.rs), with its error kind named in each message, so that a file is valid
+// here exactly when Hugging Face's library loads it:
+// - HeaderTooSmall: fewer than 8 bytes; HeaderTooLarge: a header length above 100,000,000;
+//   InvalidHeaderLength: the header runs past the end of the file;
+// - InvalidHeader: the header is not UTF-8; InvalidHeaderStart: it does not begin with '{' (older
+//   releases check this; a leading BOM or space is refused);
+// - InvalidHeaderDeserialization: serde_json refuses it: not JSON, trailing text, nesting
+//   deeper than 128, `__metadata__` not a string-to-string map (null is allowed), a tensor without dtype,
+//   shape or data_offsets, an unknown dtype, a shape or offset that is not a non-negative integer;
+// - InvalidOffset: tensors sorted by data_offsets must follow each other with no gap or overlap,
+//   starting at 0; ValidationOverflow: the element count overflows; TensorInvalidInfo: the byte span is
+//   not shape x dtype size; MisalignedSlice: a sub-byte dtype that ends inside a byte;
+// - MetadataIncompleteBuffer: the tensors do not end exactly at the end of the file.
+// One deliberate difference: the library keeps the last of duplicate keys (measured with its Python
+// binding 0.8.0, bench/safetensors-diff.mjs); we refuse them, since a reader that keeps the first would
+// load other weights from the same file.
+function readHeader(fd: number, size: number, path: string): { dataStart: number; tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+  const corrupt = (kind: string, msg: string, ctx: Record<string, unknown> = {}): never => {
+    throw new ModernBertError('CORRUPT_FILE', `${path}: ${msg} (${kind})`, { file: path, kind, ...ctx });
+  };
+  if (size < 8) corrupt('HeaderTooSmall', `too short to be a safetensors file (${size} bytes)`);
+  const lenBuf = Buffer.alloc(8);
+  readExactly(fd, lenBuf, 0, path);
+  const headerLen = lenBuf.readBigUInt64LE(0);
+  if (headerLen > BigInt(MAX_HEADER)) corrupt('HeaderTooLarge', `header length ${headerLen} is above the ${MAX_HEADER}-byte limit`);
+  const n = Number(headerLen);
+  if (8 + n > size) corrupt('InvalidHeaderLength', `header length ${n} runs past the end of the file (${size} bytes)`);
+  const headerBuf = Buffer.alloc(n);
+  readExactly(fd, headerBuf, 8, path);
+  let text: string;
+  try {
+    text = utf8.decode(headerBuf);
+  } catch {
+    return corrupt('InvalidHeader', 'header is not valid UTF-8');
+  }
+  if (!text.startsWith('{')) corrupt('InvalidHeaderStart', "header does not start with '{'");
+  let header: StrictJson;
+  try {
+    header = parseStrictJson(text);
+  } catch (e) {
+    if (!(e instanceof StrictJsonError)) throw e;
+    return corrupt('InvalidHeaderDeserialization', `header is not valid JSON: ${e.message}`);
+  }
+  if (!(header instanceof Map)) return corrupt('InvalidHeaderDeserialization', 'header is not a JSON object');
+
+  const bad = (msg: string, tensor?: string): never =>
+    corrupt('InvalidHeaderDeserialization', msg, tensor === undefined ? {} : { tensor });
+  // serde's usize: an integer literal below 2^64 (above 2^53 it is inexact here, but only an empty tensor can use it).
+  const isUsize = (v: StrictJson | undefined): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 64;
+  const show = (v: StrictJson | undefined): string => {
+    const one = (x: StrictJson | undefined): string =>
+      x instanceof FloatLiteral ? String(x.value) : x instanceof Map ? '{...}' : Array.isArray(x) ? '[...]' : (JSON.stringify(x) ?? 'undefined');
+    const s = Array.isArray(v) ? `[${v.map(one).join(',')}]` : v instanceof Map ? `{${[...v.keys()].map((k) => JSON.stringify(k)).join(',')}}` : one(v);
+    return s.length > 60 ? `${s.slice(0, 60)}...` : s;
+  };
+
+  const dataStart = 8 + n;
   const dataSize = size - dataStart;
   const tensors = new Map<string, TensorInfo>();
-  let metadata: Record<string, string> = {};
-  for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
+  const metadata: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [name, raw] of header) {
     if (name === '__metadata__') {
-      metadata = (raw ?? {}) as Record<string, string>;
+      if (raw === null) continue;
+      if (!(raw instanceof Map)) return bad(`__metadata__ is not a map of strings: ${show(raw)}`);
+      for (const [k, v] of raw) {
+        if (typeof v !== 'string') bad(`__metadata__ "${k.slice(0, 40)}" is not a string: ${show(v)}`);
+        metadata[k] = v as string;
+      }
       continue;
     }
-    const t = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    const dtype = t?.dtype as SafetensorsDType;
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_BYTES)) corrupt(`tensor "${name}" has unknown dtype ${JSON.stringify(t?.dtype)}`, { tensor: name });
-    const shape = t.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) corrupt(`tensor "${name}" has an invalid shape ${JSON.stringify(shape)}`, { tensor: name });
-    const off = t.data_offsets;
-    if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0) || off[1] < off[0]) {
-      corrupt(`tensor "${name}" has invalid data_offsets ${JSON.stringify(off)}`, { tensor: name });
-    }
+    const tname = name.length > 80 ? `${name.slice(0, 80)}...` : name;
+    if (!(raw instanceof Map)) return bad(`tensor "${tname}" is not an object: ${show(raw)}`, name);
+    const dtype = raw.get('dtype');
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BITS, dtype)) return bad(`tensor "${tname}" has unknown dtype ${show(dtype)}`, name);
+    const shape = raw.get('shape');
+    if (!Array.isArray(shape) || !shape.every(isUsize)) return bad(`tensor "${tname}" has an invalid shape ${show(shape)} (dimensions must be non-negative integers)`, name);
+    const off = raw.get('data_offsets');
+    if (!Array.isArray(off) || off.length !== 2 || !off.every(isUsize)) return bad(`tensor "${tname}" has invalid data_offsets ${show(off)} (a pair of non-negative integers)`, name);
     const [begin, end] = off as [number, number];
-    if (end > dataSize) corrupt(`tensor "${name}" ends at byte ${end}, past the end of the data (${dataSize} bytes)`, { tensor: name });
-    const expected = numelOf(shape as number[]) * DTYPE_BYTES[dtype];
-    if (end - begin !== expected) {
-      corrupt(`tensor "${name}" has ${end - begin} bytes but its shape [${(shape as number[]).join(', ')}] x ${dtype} needs ${expected}`, { tensor: name });
-    }
-    tensors.set(name, { name, dtype, shape: shape as number[], begin, end });
+    tensors.set(name, { name, dtype: dtype as SafetensorsDType, shape: shape as number[], begin, end });
   }
-  // Overlapping tensors mean a corrupt or malicious file.
-  const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
-  for (let i = 1; i < sorted.length; i++) {
-    if (sorted[i]!.begin < sorted[i - 1]!.end) {
-      corrupt(`tensors "${sorted[i - 1]!.name}" and "${sorted[i]!.name}" overlap`, { tensor: sorted[i]!.name });
+
+  // Metadata::validate, in the crate's order: sorted by (begin, end), each tensor starts where the last ended.
+  const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let start = 0;
+  for (const t of sorted) {
+    const tname = t.name.length > 80 ? `${t.name.slice(0, 80)}...` : t.name;
+    if (t.begin !== start || t.end < t.begin) {
+      const why = t.end < t.begin ? 'ends before it begins' : t.begin > start ? `leaves a gap (bytes ${start}..${t.begin} belong to no tensor)` : `overlaps the tensor before it (which ends at byte ${start})`;
+      corrupt('InvalidOffset', `tensor "${tname}" at data_offsets [${t.begin}, ${t.end}] ${why}`, { tensor: t.name });
     }
+    start = t.end;
+    let numel = 1;
+    for (const d of t.shape) {
+      numel *= d;
+      if (!Number.isSafeInteger(numel)) corrupt('ValidationOverflow', `tensor "${tname}" has shape [${t.shape.join(', ')}], too many elements`, { tensor: t.name });
+    }
+    const bits = numel * DTYPE_BITS[t.dtype];
+    if (!Number.isSafeInteger(bits)) corrupt('ValidationOverflow', `tensor "${tname}" has shape [${t.shape.join(', ')}], too many bytes`, { tensor: t.name });
+    if (bits % 8 !== 0) corrupt('MisalignedSlice', `tensor "${tname}" of ${t.dtype} ends inside a byte`, { tensor: t.name });
+    if (t.end - t.begin !== bits / 8) {
+      corrupt('TensorInvalidInfo', `tensor "${tname}" has ${t.end - t.begin} bytes but its shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bits / 8}`, { tensor: t.name });
+    }
+  }
+  if (start !== dataSize) {
+    corrupt('MetadataIncompleteBuffer', `the tensors cover ${start} bytes of data but the file holds ${dataSize} after the header`);
   }
   return { dataStart, tensors, metadata };
 }
