@@ -20,7 +20,7 @@ let model: string;
 beforeAll(async () => {
   // Big enough (16 M parameters) that writing the package takes a good fraction of a second.
   work = tempDir('mbane-signals-');
-  writeFileSync(join(work, 'c.json'), JSON.stringify({ hidden_size: 256, num_attention_heads: 4, num_hidden_layers: 24, vocab_size: 1024, intermediate_size: 512 }));
+  writeFileSync(join(work, 'c.json'), JSON.stringify({ hidden_size: 256, num_attention_heads: 4, num_hidden_layers: 24, vocab_size: 1024, intermediate_size: 512, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2 }));
   model = join(work, 'model');
   const r = await cli('synth', join(work, 'c.json'), '--out', model);
   expect(r.code, r.stderr).toBe(0);
