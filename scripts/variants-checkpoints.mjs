@@ -46,6 +46,11 @@ export function stripPrefix(srcFile, dstFile, prefix) {
 function sentenceTransformers(mlm, dir, pooling, normalize) {
   withConfig(mlm, dir, (c) => ({ ...c, architectures: ['ModernBertModel'] }));
   stripPrefix(join(mlm, 'model.safetensors'), join(dir, 'model.safetensors'), 'model.');
+  writeSentenceTransformersModules(dir, JSON.parse(readFileSync(join(mlm, 'config.json'), 'utf8')).hidden_size, pooling, normalize);
+}
+
+/** The sentence-transformers files around a body in `dir`: modules.json, 1_Pooling/config.json, 2_Normalize/. */
+export function writeSentenceTransformersModules(dir, hidden, pooling, normalize) {
   const modules = [
     { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
     { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
@@ -53,7 +58,6 @@ function sentenceTransformers(mlm, dir, pooling, normalize) {
   if (normalize) modules.push({ idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' });
   writeFileSync(join(dir, 'modules.json'), JSON.stringify(modules, null, 2));
   mkdirSync(join(dir, '1_Pooling'));
-  const hidden = JSON.parse(readFileSync(join(mlm, 'config.json'), 'utf8')).hidden_size;
   writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({
     word_embedding_dimension: hidden,
     pooling_mode_cls_token: pooling === 'cls',

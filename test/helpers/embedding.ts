@@ -1,8 +1,9 @@
 // Sentence-transformers folders built from tiny-mlm's body, and the embedding they must give.
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FX, readFixtureJson, readTensors, tempDir, writeCheckpoint, type Json } from './fixtures.js';
+import { writeSentenceTransformersModules } from '../../scripts/variants-checkpoints.mjs';
+import { FX, readFixtureJson, readTensors, tempDir, writeCheckpoint } from './fixtures.js';
 
 const TINY_MLM = join(FX, 'tiny-mlm');
 
@@ -18,25 +19,8 @@ export async function bareBody(extra: (dir: string) => void = () => {}): Promise
 /** A sentence-transformers folder around tiny-mlm's body. */
 export async function sentenceTransformers(pooling: 'mean' | 'cls', normalize: boolean): Promise<string> {
   return bareBody((dir) => {
-    const modules: Json[] = [
-      { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
-      { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
-    ];
-    if (normalize) modules.push({ idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' });
-    writeFileSync(join(dir, 'modules.json'), JSON.stringify(modules));
+    writeSentenceTransformersModules(dir, 64, pooling, normalize);
     writeFileSync(join(dir, 'sentence_bert_config.json'), JSON.stringify({ max_seq_length: 512, do_lower_case: false }));
-    mkdirSync(join(dir, '1_Pooling'));
-    writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({
-      word_embedding_dimension: 64,
-      pooling_mode_cls_token: pooling === 'cls',
-      pooling_mode_mean_tokens: pooling === 'mean',
-      pooling_mode_max_tokens: false,
-      pooling_mode_mean_sqrt_len_tokens: false,
-      pooling_mode_weightedmean_tokens: false,
-      pooling_mode_lasttoken: false,
-      include_prompt: true,
-    }));
-    if (normalize) mkdirSync(join(dir, '2_Normalize'));
   });
 }
 
