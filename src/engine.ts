@@ -22,6 +22,8 @@ export interface ForwardOptions {
   head?: OutputHead;
   /** Evaluate a per-token head only at these positions. */
   positions?: number[];
+  /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  attentionChunk?: number;
   /** Also return these taps ('hidden_states.3', 'residual.5', ...), or 'all'. */
   taps?: string[] | 'all';
   onOp?: (done: number, total: number) => void;
@@ -123,7 +125,7 @@ export class Engine {
     const out = await interp.run(
       {
         input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
-        mask: { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(seq.attention, S) },
+        attention_mask: { dtype: 'int32', shape: [1, S], data: seq.attention ? Int32Array.from(seq.attention, (a) => (a ? 1 : 0)) : new Int32Array(S).fill(1) },
       },
       { keep, onOp: o.onOp },
     );
@@ -133,10 +135,11 @@ export class Engine {
   }
 
   private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Interpreter {
-    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions]);
+    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions, o.attentionChunk]);
     let it = this.graphs.get(key);
     if (!it) {
-      const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions };
+      // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded.
+      const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: 'attention', attentionChunk: o.attentionChunk };
       it = new Interpreter(buildModel(this.source, opts), o.precision ?? 'fp32');
       // Prepared graphs of other lengths hold large per-length tables; keep a few.
       if (this.graphs.size >= 4) this.graphs.delete(this.graphs.keys().next().value!);
