@@ -14,6 +14,7 @@ import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
 import type { ProbeSequence } from './eval/inputs.js';
 import type { Checkpoint } from './io/checkpoint.js';
 import { CachedWeights } from './engine.js';
+import { lintAneLimits, type AneIssue } from './graph/ane-limits.js';
 import { buildModel, defaultHead, type ModelSource, type OutputHead } from './model.js';
 import type { Precision } from './runtime/numerics.js';
 import { VERSION } from './version.js';
@@ -37,6 +38,8 @@ export interface ConvertOptions {
   tokenizer: boolean;
   /** 'ids': padding from the pad id, one input; 'input': an additive mask input (reference-compatible). */
   maskFrom: 'ids' | 'input';
+  /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  attentionChunk?: number;
   head?: OutputHead;
   /** Inputs for the fidelity report (and for learning a rotation). */
   calibration: ProbeSequence[];
@@ -59,7 +62,16 @@ export interface ConvertReport {
   /** Seconds spent reading the checkpoint, transforming (folding, rotating) and encoding + writing. */
   seconds: { read: number; transform: number; write: number; fidelity: number; total: number };
   fidelity: FidelityReport | null;
+  /** Ops whose tensors break the Neural Engine's limits (graph/ane-limits.ts); Core ML runs them elsewhere. */
+  aneIssues: AneIssue[];
 }
+
+/**
+ * The longest length that takes the (1, S, 1, S) `mask` input: 8 MB in float16 at 2,048 tokens, but 128 MB
+ * per prediction at 8,192 (and local layers then score all S x S pairs). Longer inputs use the default,
+ * padding read from input_ids (pad_token_id), which costs nothing.
+ */
+export const MAX_MASK_INPUT_LEN = 2048;
 
 /** Counts the time spent reading tensors from the checkpoint. */
 class TimedWeights implements WeightSource {
@@ -150,6 +162,10 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   for (const s of o.seqLens) {
     if (s > c.maxPositions) throw new ModernBertError('BAD_ARGUMENT', `--seq-len ${s} is longer than the model allows (max_position_embeddings ${c.maxPositions})`);
   }
+  const longest = Math.max(...o.seqLens);
+  if (o.maskFrom === 'input' && longest > MAX_MASK_INPUT_LEN) {
+    throw new ModernBertError('BAD_ARGUMENT', `--mask-input takes a (1, S, 1, S) mask, ${(2 * longest * longest / 2 ** 20).toFixed(0)} MiB at --seq-len ${longest}; it is limited to ${MAX_MASK_INPUT_LEN} tokens: leave it out (the default input_ids input reads padding from pad_token_id)`, { seqLen: longest });
+  }
   const read = new TimedWeights(ckpt.weights);
   const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
   const transformed = new TimedWeights(variant.source.weights); // reading + folding + rotating
@@ -170,7 +186,8 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
 
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
-  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, head, target: targetInfo(o.target).target });
+  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, target: targetInfo(o.target).target });
+  const aneIssues = lintAneLimits(graph, { S: longest });
 
   const extras: ExtraItem[] = [];
   if (o.tokenizer) {
@@ -203,5 +220,6 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
       total: (performance.now() - t0) / 1000,
     },
     fidelity,
+    aneIssues,
   };
 }

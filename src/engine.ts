@@ -45,6 +45,24 @@ export function additiveMask(attention: ArrayLike<number> | undefined, S: number
 }
 
 /**
+ * Logits of a split decoder, (1, Vc, K, S) with logit v at (v % Vc, v / Vc), as (1, V, 1, S) (model.ts
+ * decoder); other tensors are returned as they are.
+ */
+export function unfoldLogits(t: RtTensor, V = Infinity): RtTensor {
+  if (t.shape.length !== 4 || t.shape[2] === 1) return t;
+  const [, Vc, K, S] = t.shape as [number, number, number, number];
+  const n = Math.min(V, Vc * K);
+  const out = new Float32Array(n * S);
+  for (let k = 0; k < K; k++) {
+    for (let c = 0; c < Vc && k * Vc + c < n; c++) {
+      const src = (c * K + k) * S;
+      out.set(t.data.subarray(src, src + S), (k * Vc + c) * S);
+    }
+  }
+  return { dtype: t.dtype, shape: [1, n, 1, S], data: out };
+}
+
+/**
  * Keeps each tensor once it has been read, so graphs of different lengths share one copy of the weights.
  * With `roundF16` the cached copies are rounded to float16 once (for models that only run in float16).
  * Unlike other sources it returns the cached array itself, which readers must not modify.
@@ -129,7 +147,7 @@ export class Engine {
       },
       { keep, onOp: o.onOp },
     );
-    const outputs = new Map(g.outputs.map((n) => [n, out.get(n)!]));
+    const outputs = new Map(g.outputs.map((n) => [n, n === 'logits' ? unfoldLogits(out.get(n)!, c.vocabSize) : out.get(n)!]));
     const taps = new Map(roles.map((r, i) => [r, out.get(keep[i]!)!]));
     return { outputs, taps };
   }

@@ -409,7 +409,7 @@ function head(x: Ctx, last: Val, kind: OutputHead, positions: number[] | undefin
   const atPositions = (h: Val): Val => (positions ? g.op('gather', { x: h, indices: i32(positions), axis: i32(3) }, 'at_positions') : h);
   switch (kind) {
     case 'mlm':
-      return { value: conv(x, predictionHead(atPositions(last)), 'decoder', 'decoder'), name: 'logits' }; // (1, V, 1, S)
+      return { value: decoder(x, g.tap('head_hidden', predictionHead(atPositions(last)))), name: 'logits' }; // (1, V, 1, S) or (1, V/K, K, S)
     case 'tokcls':
       return { value: conv(x, predictionHead(atPositions(last)), 'classifier', 'classifier'), name: 'logits' }; // (1, L, 1, S)
     case 'seqcls': {
@@ -425,6 +425,34 @@ function head(x: Ctx, last: Val, kind: OutputHead, positions: number[] | undefin
     case 'none':
       return { value: g.op('identity', { x: atPositions(last) }, 'hidden'), name: 'hidden_states' }; // (1, C, 1, S)
   }
+}
+
+/** Most output channels of one convolution: the ANE's limit on N (its weight) and C (its output). */
+export const MAX_CHANNELS = 65536;
+
+// The tied decoder. A vocabulary above MAX_CHANNELS (multilingual variants have 256,000) is split into K
+// convolutions of Vc <= MAX_CHANNELS rows, stacked on the H axis as (1, Vc, K, S): logit v is at (v % Vc,
+// v / Vc); engine.ts unfoldLogits restores (1, V, 1, S). Rows past V (when K does not divide V) are zero
+// with a MASKED bias, so they never rank.
+function decoder(x: Ctx, h: Val): Val {
+  const { g } = x;
+  const [V, C] = x.m.weights.shape('decoder.weight') as [number, number];
+  if (V <= MAX_CHANNELS) return conv(x, h, 'decoder', 'decoder');
+  const K = Math.ceil(V / MAX_CHANNELS);
+  const Vc = Math.ceil(V / K);
+  const hasBias = x.m.weights.has('decoder.bias');
+  const chunks = Array.from({ length: K }, (_, k) => {
+    const [lo, hi] = [k * Vc, Math.min(V, (k + 1) * Vc)];
+    const rows = (name: string, width: number, fill: number) => () => {
+      const out = new Float32Array(Vc * width).fill(fill);
+      out.set(x.m.weights.get(name).data.subarray(lo * width, hi * width));
+      return out;
+    };
+    const inputs: Record<string, Val> = { x: h, weight: g.weight(`decoder_w${k}`, [Vc, C, 1, 1], rows('decoder.weight', C, 0)) };
+    if (hasBias) inputs.bias = g.weight(`decoder_b${k}`, [Vc], rows('decoder.bias', 1, MASKED));
+    return g.op('conv', inputs, `decoder_${k}`); // (1, Vc, 1, S)
+  });
+  return g.op('concat', { values: chunks, axis: i32(2) }, 'decoder'); // (1, Vc, K, S)
 }
 
 // Pooling over real tokens: which keys are padding is read from the mask column of query 0.

@@ -3,7 +3,7 @@
 // wrote (whose metadata names the head, labels and special ids) and, with defaults, for others.
 
 import type { ForwardOptions, ForwardResult, Sequence } from '../engine.js';
-import { additiveMask } from '../engine.js';
+import { additiveMask, unfoldLogits } from '../engine.js';
 import { ModernBertError } from '../errors.js';
 import type { Runner } from '../eval/verify.js';
 import type { OutputHead } from '../model.js';
@@ -107,7 +107,8 @@ export class PackageRunner implements Runner {
 
   /** Size of the per-token output (the vocabulary for a masked LM). */
   get vocabSize(): number {
-    for (const op of this.pkg.graph.ops) for (const o of op.outputs) if (o.name === this.info.output) return Number(o.type.shape[1]);
+    // A split decoder's logits are (1, V/K, K, S) (model.ts decoder).
+    for (const op of this.pkg.graph.ops) for (const o of op.outputs) if (o.name === this.info.output) return Number(o.type.shape[1]) * (o.type.shape.length === 4 ? Number(o.type.shape[2]) : 1);
     return 0;
   }
 
@@ -145,7 +146,7 @@ export class PackageRunner implements Runner {
     const cols = o.positions ?? Array.from({ length: n }, (_, i) => i);
     const outputs = new Map<string, RtTensor>();
     for (const name of this.pkg.graph.outputs) {
-      const t = res.get(name)!;
+      const t = name === 'logits' ? unfoldLogits(res.get(name)!) : res.get(name)!;
       outputs.set(name, t.shape.length === 4 && t.shape[3] === S ? columns(t, cols) : t);
     }
     const taps = new Map(roles.map((r, i) => [r, columns(res.get(keep[i]!)!, Array.from({ length: n }, (_, k) => k))]));
