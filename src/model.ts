@@ -95,6 +95,8 @@ interface Base {
   mask: Val;
   /** Queries per chunk of global attention. */
   chunk: number;
+  /** Values built once and shared by every layer (the l2 norms' epsilon column), by name. */
+  shared: Map<string, Val>;
   /** 0..S-1 as a tensor (built on first use), for graphs whose length is only known at run time. */
   positions: () => Val;
 }
@@ -145,7 +147,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
     const len = g.op('gather', { x: g.op('shape', { x: ids }, 'ids_shape'), indices: i32(1), axis: i32(0) }, 'seq_len');
     return (pos = g.op('range_1d', { start: i32(0), end: len, step: i32(1) }, 'positions', [{ dtype: 'int32', shape: [S] }]));
   };
-  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS: Math.max(...lengths), ids, mask, chunk, positions };
+  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS: Math.max(...lengths), ids, mask, chunk, shared: new Map(), positions };
   const rope = { global: ropeTables(base, c.globalRopeTheta, 'rope_global'), local: ropeTables(base, c.localRopeTheta, 'rope_local') };
   const x: Ctx = { ...base, rope, masks: { global: mask, local: mask } };
   if (c.layerTypes.includes('local') && x.maxS - 1 > c.localWindow / 2) {
@@ -290,35 +292,38 @@ function bandLayout(x: Base, S: number): Band {
   return band;
 }
 
-// Rotary embedding on (1, C, 1, S) viewed as (1, H, D, S): x * cos + rotate_half(x) * sin.
+// Rotary embedding on (1, C, 1, S) viewed as (1, H, D, S): x * cos + rotate_half(x) * sin, written per half
+// ([lo, hi] -> [lo cos - hi sin, hi cos + lo sin]) so that the tables hold each frequency once.
 function applyRope(x: Ctx, t: Val, [cos, sin]: [Val, Val], name: string): Val {
   const { g, c } = x;
   const D = c.headDim;
   const x4 = g.op('reshape', { x: t, shape: i32([1, c.numHeads, D, -1]) }, `${name}_heads`); // (1, H, D, S)
-  const lo = g.slice(x4, 2, 0, D / 2, `${name}_lo`);
+  const lo = g.slice(x4, 2, 0, D / 2, `${name}_lo`); // (1, H, D/2, S)
   const hi = g.slice(x4, 2, D / 2, 'end', `${name}_hi`);
-  const rotated = g.op('concat', { values: [g.op('mul', { x: hi, y: g.f(-1) }, `${name}_neg`), lo], axis: i32(2) }, `${name}_rot`);
-  const out = g.op('add', { x: g.op('mul', { x: x4, y: cos }, `${name}_cos`), y: g.op('mul', { x: rotated, y: sin }, `${name}_sin`) }, `${name}_roped`);
+  const mul = (a: Val, b: Val, n: string) => g.op('mul', { x: a, y: b }, `${name}_${n}`);
+  const outLo = g.op('sub', { x: mul(lo, cos, 'lo_cos'), y: mul(hi, sin, 'hi_sin') }, `${name}_out_lo`);
+  const outHi = g.op('add', { x: mul(hi, cos, 'hi_cos'), y: mul(lo, sin, 'lo_sin') }, `${name}_out_hi`);
+  const out = g.op('concat', { values: [outLo, outHi], axis: i32(2) }, `${name}_roped`); // (1, H, D, S)
   return g.op('reshape', { x: out, shape: i32([1, c.hidden, 1, -1]) }, `${name}_flat`); // (1, C, 1, S)
 }
 
-// Rotary tables (1, 1, D, S): cos and sin of position * theta^(-2k/D), the D/2 frequencies repeated twice.
+// Rotary tables (1, 1, D/2, S): cos and sin of position * theta^(-2k/D), one row per frequency k.
 function ropeTables(x: Base, theta: number, name: string): [Val, Val] {
   const { g, S, maxS } = x;
-  const D = x.c.headDim;
-  const table = (fn: (a: number) => number) => () => {
-    const t = new Float32Array(D * maxS);
-    for (let d = 0; d < D; d++) {
-      const invFreq = Math.pow(theta, -(2 * (d % (D / 2))) / D);
-      for (let s = 0; s < maxS; s++) t[d * maxS + s] = fn(s * invFreq);
+  const F = x.c.headDim / 2;
+  const table = (fn: (a: number) => number, n: number) => () => {
+    const t = new Float32Array(F * n);
+    for (let k = 0; k < F; k++) {
+      const invFreq = Math.pow(theta, -(2 * k) / x.c.headDim);
+      for (let s = 0; s < n; s++) t[k * n + s] = fn(s * invFreq);
     }
     return t;
   };
-  if (typeof S === 'number') return [g.weight(`${name}_cos`, [1, 1, D, S], table(Math.cos)), g.weight(`${name}_sin`, [1, 1, D, S], table(Math.sin))];
+  if (typeof S === 'number') return [g.weight(`${name}_cos`, [1, 1, F, S], table(Math.cos, S)), g.weight(`${name}_sin`, [1, 1, F, S], table(Math.sin, S))];
   // Enumerated lengths: gather the first S columns of the longest table.
   const pick = (fn: (a: number) => number, which: string) => {
-    const cols = g.op('gather', { x: g.weight(`${name}_${which}_table`, [D, maxS], table(fn)), indices: x.positions(), axis: i32(1) }, `${name}_${which}_cols`);
-    return g.op('reshape', { x: cols, shape: i32([1, 1, D, -1]) }, `${name}_${which}`);
+    const cols = g.op('gather', { x: g.weight(`${name}_${which}_table`, [F, maxS], table(fn, maxS)), indices: x.positions(), axis: i32(1) }, `${name}_${which}_cols`);
+    return g.op('reshape', { x: cols, shape: i32([1, 1, F, -1]) }, `${name}_${which}`); // (1, 1, D/2, S)
   };
   return [pick(Math.cos, 'cos'), pick(Math.sin, 'sin')];
 }
@@ -375,9 +380,14 @@ function rmsNorm(x: Base, h: Val, name: string): Val {
   }
   // l2 form: ||[x, sqrt(C*eps)]|| = sqrt(C * (mean(x^2) + eps)), computed without squaring x in float16.
   const epsValue = Math.sqrt(c.hidden * c.normEps);
-  const eps = typeof S === 'number'
-    ? g.weight(`${name}_eps`, [1, 1, 1, S], () => new Float32Array(S).fill(epsValue))
-    : g.op('fill_like', { ref_tensor: g.slice(h, 1, 0, 1, `${name}_chan`), value: g.f(epsValue) }, `${name}_eps`);
+  // One (1, 1, 1, S) column for every norm: a constant per norm would add 46 x S values to ModernBERT-base.
+  let eps = x.shared.get('l2_eps');
+  if (!eps) {
+    eps = typeof S === 'number'
+      ? g.weight('l2_eps', [1, 1, 1, S], () => new Float32Array(S).fill(epsValue))
+      : g.op('fill_like', { ref_tensor: g.slice(h, 1, 0, 1, `${name}_chan`), value: g.f(epsValue) }, 'l2_eps');
+    x.shared.set('l2_eps', eps);
+  }
   const l2 = g.op('reduce_l2_norm', { x: g.op('concat', { values: [h, eps], axis: i32(1) }, `${name}_xeps`), axes: i32([1]), keep_dims: bool(true) }, `${name}_l2`);
   return g.op('mul', { x: g.op('real_div', { x: h, y: l2 }, `${name}_div`), y: g.f(Math.sqrt(c.hidden)) }, name);
 }
