@@ -14,6 +14,7 @@ import { verify } from '../src/eval/verify.js';
 import { numel, type Graph } from '../src/graph/ir.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { buildModel, DEFAULT_ATTENTION_CHUNK } from '../src/model.js';
+import { SYNTH_PRESETS } from '../src/synth/presets.js';
 import { SynthWeights } from '../src/synth/synth.js';
 import { writeSynthCheckpoint } from '../src/synth/synth.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
@@ -86,6 +87,15 @@ describe('long graphs: O(S x window) local layers, bounded global chunks, no O(S
     for (const [S, g] of [[512, g512], [8192, g8192]] as const) {
       for (const c of g.consts.values()) expect(numel(c.type.shape as number[]), c.name).toBeLessThan(S * 64 + 1024 * 64 + 1);
     }
+  });
+
+  it('ModernBERT-base holds less than 1% more constants at 8,192 tokens than at 512 (package size)', () => {
+    const base = parseConfig(SYNTH_PRESETS.base);
+    const elements = (S: number) => {
+      const g = buildModel({ config: base, weights: new SynthWeights(base) }, { seqLen: S, dtype: 'fp16', maskFrom: 'ids' });
+      return [...g.consts.values()].reduce((n, c) => n + numel(c.type.shape as number[]), 0);
+    };
+    expect(elements(8192) / elements(512)).toBeLessThan(1.01);
   });
 
   it('global layers split queries into chunks of at most the chunk size', () => {
