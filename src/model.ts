@@ -277,8 +277,8 @@ function padTail(x: Base, t: Val, n: number, fill: number, name: string): Val {
 // same for every block) plus each block's padding keys, from the key mask (positions past S count as padding).
 function bandLayout(x: Base, S: number): Band {
   const { g } = x;
-  const half = x.c.localWindow / 2;
-  const B = half;
+  const half = x.c.localWindow / 2; // config.ts requires an even window
+  const B = Math.max(1, half);
   const nb = Math.ceil(S / B);
   const band: Band = { B, nb, mask: '' };
   const outside = g.weight('band_outside', [1, 3 * B, 1, B], () => {
