@@ -38,6 +38,23 @@ describe('ANE limits lint', () => {
   });
 });
 
+describe('a model beyond the limits', () => {
+  it('convert warns about each op and inspect --lint lists them with their shapes, exit 1', async () => {
+    // An MLP of 2 x 33,000 channels: Wi's weight and output break the 65,536 limit of N and C.
+    const tmp = tempDir('mbane-lint-');
+    writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...tinyLong, intermediate_size: 33000, num_hidden_layers: 1 }));
+    expect((await cli('synth', join(tmp, 'config.json'), '--out', join(tmp, 'ckpt'))).code).toBe(0);
+    const pkg = join(tmp, 'wide.mlpackage');
+    const conv = await cli('convert', join(tmp, 'ckpt'), '--out', pkg, '--seq-len', '64', '--no-fidelity');
+    expect(conv.code).toBe(0);
+    expect(conv.stderr).toMatch(/warning: beyond the Neural Engine's limits .*conv "layers_0_mlp_in" input weight \[66000, 64, 1, 1\]: N = 66000 > 65536/);
+    const lint = await cli('inspect', '--lint', pkg);
+    expect(lint.code).toBe(1);
+    expect(lint.stdout).toMatch(/^conv "layers_0_mlp_in" output \[1, 66000, 1, 64\]: C = 66000 > 65536$/m);
+    expect(lint.stdout).toMatch(/tensors beyond the Neural Engine's limits/);
+  }, 60_000);
+});
+
 describe('a 70,000-token vocabulary (above the ANE channel limit)', () => {
   const config = parseConfig({ ...tinyLong, vocab_size: 70000 }, 'vocab70000');
   const weights = new SynthWeights(config);
