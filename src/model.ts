@@ -307,25 +307,49 @@ function applyRope(x: Ctx, t: Val, [cos, sin]: [Val, Val], name: string): Val {
   return g.op('reshape', { x: out, shape: i32([1, c.hidden, 1, -1]) }, `${name}_flat`); // (1, C, 1, S)
 }
 
-// Rotary tables (1, 1, D/2, S): cos and sin of position * theta^(-2k/D), one row per frequency k.
+/** Above this many positions RoPE tables are built in the graph from two small ones (ropeTables). */
+const ROPE_TABLE_MAX = 2048;
+/** Positions per row of the factored RoPE tables: position p = ROPE_BLOCK * b + j. */
+const ROPE_BLOCK = 64;
+
+// Rotary tables (1, 1, D/2, S): cos and sin of position * theta^(-2k/D), one row per frequency k. Long
+// tables would make an 8,192-token package 0.5% larger than a 512-token one, so beyond ROPE_TABLE_MAX they
+// come from the angle-sum identities over p = 64b + j: cos = cosA cosB - sinA sinB, sin = sinA cosB + cosA sinB,
+// with A = (D/2, S/64) and B = (D/2, 64) (float16 rounds each product: within a few float16 ulps of a table).
 function ropeTables(x: Base, theta: number, name: string): [Val, Val] {
   const { g, S, maxS } = x;
   const F = x.c.headDim / 2;
-  const table = (fn: (a: number) => number, n: number) => () => {
+  const invFreq = (k: number) => Math.pow(theta, -(2 * k) / x.c.headDim);
+  const table = (fn: (a: number) => number, n: number, step = 1) => () => {
     const t = new Float32Array(F * n);
-    for (let k = 0; k < F; k++) {
-      const invFreq = Math.pow(theta, -(2 * k) / x.c.headDim);
-      for (let s = 0; s < n; s++) t[k * n + s] = fn(s * invFreq);
-    }
+    for (let k = 0; k < F; k++) for (let s = 0; s < n; s++) t[k * n + s] = fn(s * step * invFreq(k));
     return t;
   };
-  if (typeof S === 'number') return [g.weight(`${name}_cos`, [1, 1, F, S], table(Math.cos, S)), g.weight(`${name}_sin`, [1, 1, F, S], table(Math.sin, S))];
-  // Enumerated lengths: gather the first S columns of the longest table.
-  const pick = (fn: (a: number) => number, which: string) => {
-    const cols = g.op('gather', { x: g.weight(`${name}_${which}_table`, [F, maxS], table(fn, maxS)), indices: x.positions(), axis: i32(1) }, `${name}_${which}_cols`);
-    return g.op('reshape', { x: cols, shape: i32([1, 1, F, -1]) }, `${name}_${which}`); // (1, 1, D/2, S)
+  // The first `len` columns of cos and sin, (1, 1, F, len).
+  const full = (len: number): [Val, Val] => {
+    if (len <= ROPE_TABLE_MAX) return [g.weight(`${name}_cos`, [1, 1, F, len], table(Math.cos, len)), g.weight(`${name}_sin`, [1, 1, F, len], table(Math.sin, len))];
+    const nb = Math.ceil(len / ROPE_BLOCK);
+    const a = (fn: (a: number) => number, w: string) => g.weight(`${name}_${w}`, [1, 1, F, nb, 1], table(fn, nb, ROPE_BLOCK)); // (1, 1, F, nb, 1)
+    const b = (fn: (a: number) => number, w: string) => g.weight(`${name}_${w}`, [1, 1, F, 1, ROPE_BLOCK], table(fn, ROPE_BLOCK)); // (1, 1, F, 1, 64)
+    const [cosA, sinA, cosB, sinB] = [a(Math.cos, 'cos_blocks'), a(Math.sin, 'sin_blocks'), b(Math.cos, 'cos_offsets'), b(Math.sin, 'sin_offsets')];
+    const mul = (p: Val, q: Val, n: string) => g.op('mul', { x: p, y: q }, `${name}_${n}`); // (1, 1, F, nb, 64)
+    const flat = (v: Val, n: string) => {
+      const t = g.op('reshape', { x: v, shape: i32([1, 1, F, nb * ROPE_BLOCK]) }, `${name}_${n}_flat`); // (1, 1, F, nb*64)
+      return nb * ROPE_BLOCK === len ? t : g.slice(t, 3, 0, len, `${name}_${n}`); // (1, 1, F, len)
+    };
+    return [
+      flat(g.op('sub', { x: mul(cosA, cosB, 'cc'), y: mul(sinA, sinB, 'ss') }, `${name}_cos_blocks_offsets`), 'cos'),
+      flat(g.op('add', { x: mul(sinA, cosB, 'sc'), y: mul(cosA, sinB, 'cs') }, `${name}_sin_blocks_offsets`), 'sin'),
+    ];
   };
-  return [pick(Math.cos, 'cos'), pick(Math.sin, 'sin')];
+  if (typeof S === 'number') return full(S);
+  // Enumerated lengths: gather the first S columns of the longest table.
+  const pick = (t: Val, which: string) => {
+    const cols = g.op('gather', { x: g.op('reshape', { x: t, shape: i32([F, maxS]) }, `${name}_${which}_table`), indices: x.positions(), axis: i32(1) }, `${name}_${which}_cols`);
+    return g.op('reshape', { x: cols, shape: i32([1, 1, F, -1]) }, `${name}_${which}_s`); // (1, 1, D/2, S)
+  };
+  const [cos, sin] = full(maxS);
+  return [pick(cos, 'cos'), pick(sin, 'sin')];
 }
 
 // MASKED where `cond` holds, else 0: cast and scale rather than select, whose type coremltools infers from
