@@ -116,7 +116,7 @@ interface Ctx extends Base {
   band?: Band;
 }
 
-/** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, and the additive mask unless maskFrom is 'ids'. */
+/** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, plus `mask` ('input') or `attention_mask` ('attention'). */
 export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const c = m.config;
   const lengths = typeof o.seqLen === 'number' ? [o.seqLen] : o.seqLen;
