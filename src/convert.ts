@@ -15,7 +15,7 @@ import type { ProbeSequence } from './eval/inputs.js';
 import type { Checkpoint } from './io/checkpoint.js';
 import { CachedWeights } from './engine.js';
 import { lintAneLimits, type AneIssue } from './graph/ane-limits.js';
-import { buildModel, defaultHead, type ModelSource, type OutputHead } from './model.js';
+import { buildModel, defaultHead, MAX_CHANNELS, type ModelSource, type OutputHead } from './model.js';
 import type { Precision } from './runtime/numerics.js';
 import { VERSION } from './version.js';
 import { prepareVariant, type RotationKind, type Variant } from './variants.js';
@@ -103,6 +103,13 @@ const HEAD_OUTPUT: Record<OutputHead, string> = {
   mlm: 'logits', tokcls: 'logits', seqcls: 'logits', embedding: 'embedding', none: 'hidden_states',
 };
 
+// model.ts decoder: K chunks of Vc rows on the H axis.
+function splitLogitsDescription(V: number): string {
+  const K = Math.ceil(V / MAX_CHANNELS);
+  const Vc = Math.ceil(V / K);
+  return `Masked-LM logits, vocab ${V} split into ${K} channel chunks for the Neural Engine, (1, ${Vc}, ${K}, S): token v at [0, v % ${Vc}, floor(v / ${Vc}), s]`;
+}
+
 function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: OutputHead): DescriptionOptions {
   const c = ckpt.config;
   const shapes = o.seqLens.map((s) => [1, s]);
@@ -122,7 +129,9 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
     };
   }
   const outDescription: Record<OutputHead, string> = {
-    mlm: `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`,
+    mlm: c.vocabSize <= MAX_CHANNELS
+      ? `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`
+      : splitLogitsDescription(c.vocabSize),
     tokcls: `Token-classification logits, (1, labels ${c.labels.length}, 1, S)`,
     seqcls: `Sequence-classification logits, (1, labels ${c.labels.length}): ${c.labels.join(', ')}`,
     embedding: `Sentence embedding, (1, ${c.hidden})${ckpt.embedding?.normalize ? ', L2-normalised' : ''}`,
