@@ -11,6 +11,7 @@ import { Engine } from '../src/engine.js';
 import { aneShapeProblems, lintAneLimits } from '../src/graph/ane-limits.js';
 import { GraphBuilder, i32 } from '../src/graph/builder.js';
 import { buildModel, MAX_CHANNELS } from '../src/model.js';
+import { SYNTH_PRESETS } from '../src/synth/presets.js';
 import { SynthWeights } from '../src/synth/synth.js';
 import { cli, expectOneLineError } from './helpers/cli.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
@@ -35,6 +36,19 @@ describe('ANE limits lint', () => {
     const issues = lintAneLimits(g.graph, { S: 20000 });
     expect(issues.map((i) => `${i.op}/${i.tensor}: ${i.problem}`)).toEqual(['six/x: W = 20000 > 16384', 'six/output: rank 6 > 5']);
     expect(lintAneLimits(g.graph, { S: 100 }).map((i) => i.problem)).toEqual(['rank 6 > 5']);
+  });
+});
+
+describe('ModernBERT-base within the limits at every length', () => {
+  const base = parseConfig(SYNTH_PRESETS.base);
+  const source = { config: base, weights: new SynthWeights(base) };
+  it.each([
+    ['8,192 tokens', { seqLen: 8192, maskFrom: 'ids' }, 8192],
+    ['enumerated 512, 2,048, 8,192', { seqLen: [512, 2048, 8192], maskFrom: 'ids' }, 8192],
+    ['--mask-input at 2,048', { seqLen: 2048, maskFrom: 'input' }, 2048],
+    ['embedding head at 8,192', { seqLen: 8192, maskFrom: 'ids', head: 'embedding' }, 8192],
+  ] as const)('%s', (_, o, S) => {
+    expect(lintAneLimits(buildModel(source, { dtype: 'fp16', ...o, seqLen: o.seqLen as number | number[] }), { S })).toEqual([]);
   });
 });
 
