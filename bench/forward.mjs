@@ -11,8 +11,9 @@
 // The forward is the full masked-LM forward, logits at every token, as transformers computes it; with
 // --positions K the head runs only at K positions, as predict and verify do.
 // GFLOP are counted from the graph the engine runs: 2 x (output elements) x (reduction length) for every
-// conv, einsum, matmul and linear op, with the shapes of its operands. Attention is computed over all S x S
-// scores on local layers too (the window is a mask), and counted so.
+// conv, einsum, matmul and linear op, with the shapes of its operands: the work of the graph as it is, banded
+// local attention (each block of window/2 queries against 3 blocks of keys) and all-pairs global attention.
+// Long inputs: --lengths 1024,2048,4096,8192 --runs 1 --positions 15 (docs/PERFORMANCE.md, "Long inputs").
 // Threads: the GEMM kernels use env MODERNBERT_ANE_THREADS (default: all cores).
 
 import { spawnSync } from 'node:child_process';

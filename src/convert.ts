@@ -14,7 +14,8 @@ import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
 import type { ProbeSequence } from './eval/inputs.js';
 import { readJson, type Checkpoint } from './io/checkpoint.js';
 import { CachedWeights } from './engine.js';
-import { buildModel, defaultHead, type ModelSource, type OutputHead } from './model.js';
+import { lintAneLimits, type AneIssue } from './graph/ane-limits.js';
+import { buildModel, defaultHead, MAX_CHANNELS, type ModelSource, type OutputHead } from './model.js';
 import type { Precision } from './runtime/numerics.js';
 import { VERSION } from './version.js';
 import { prepareVariant, type RotationKind, type Variant } from './variants.js';
@@ -37,6 +38,8 @@ export interface ConvertOptions {
   tokenizer: boolean;
   /** 'ids': padding from the pad id, one input; 'input': an additive mask input (reference-compatible). */
   maskFrom: 'ids' | 'input';
+  /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  attentionChunk?: number;
   head?: OutputHead;
   /** Inputs for the fidelity report (and for learning a rotation). */
   calibration: ProbeSequence[];
@@ -59,7 +62,16 @@ export interface ConvertReport {
   /** Seconds spent reading the checkpoint, transforming (folding, rotating) and encoding + writing. */
   seconds: { read: number; transform: number; write: number; fidelity: number; total: number };
   fidelity: FidelityReport | null;
+  /** Ops whose tensors break the Neural Engine's limits (graph/ane-limits.ts); Core ML runs them elsewhere. */
+  aneIssues: AneIssue[];
 }
+
+/**
+ * The longest length that takes the (1, S, 1, S) `mask` input: 8 MB in float16 at 2,048 tokens, but 128 MB
+ * per prediction at 8,192 (and local layers then score all S x S pairs). Longer inputs use the default,
+ * padding read from input_ids (pad_token_id), which costs nothing.
+ */
+export const MAX_MASK_INPUT_LEN = 2048;
 
 /** Counts the time spent reading tensors from the checkpoint. */
 class TimedWeights implements WeightSource {
@@ -102,6 +114,13 @@ export function sourceName(ckpt: Checkpoint): string {
   return basename(resolve(ckpt.dir));
 }
 
+// model.ts decoder: K chunks of Vc rows on the H axis.
+function splitLogitsDescription(V: number): string {
+  const K = Math.ceil(V / MAX_CHANNELS);
+  const Vc = Math.ceil(V / K);
+  return `Masked-LM logits, vocab ${V} split into ${K} channel chunks for the Neural Engine, (1, ${Vc}, ${K}, S): token v at [0, v % ${Vc}, floor(v / ${Vc}), s]`;
+}
+
 function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: OutputHead): DescriptionOptions {
   const c = ckpt.config;
   const shapes = o.seqLens.map((s) => [1, s]);
@@ -121,7 +140,9 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
     };
   }
   const outDescription: Record<OutputHead, string> = {
-    mlm: `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`,
+    mlm: c.vocabSize <= MAX_CHANNELS
+      ? `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`
+      : splitLogitsDescription(c.vocabSize),
     tokcls: `Token-classification logits, (1, labels ${c.labels.length}, 1, S)`,
     seqcls: `Sequence-classification logits, (1, labels ${c.labels.length}): ${c.labels.join(', ')}`,
     embedding: `Sentence embedding, (1, ${c.hidden})${ckpt.embedding?.normalize ? ', L2-normalised' : ''}`,
@@ -161,6 +182,10 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   for (const s of o.seqLens) {
     if (s > c.maxPositions) throw new ModernBertError('BAD_ARGUMENT', `--seq-len ${s} is longer than the model allows (max_position_embeddings ${c.maxPositions})`);
   }
+  const longest = Math.max(...o.seqLens);
+  if (o.maskFrom === 'input' && longest > MAX_MASK_INPUT_LEN) {
+    throw new ModernBertError('BAD_ARGUMENT', `--mask-input takes a (1, S, 1, S) mask, ${(2 * longest * longest / 2 ** 20).toFixed(0)} MiB at --seq-len ${longest}; it is limited to ${MAX_MASK_INPUT_LEN} tokens: leave it out (the default input_ids input reads padding from pad_token_id)`, { seqLen: longest });
+  }
   const read = new TimedWeights(ckpt.weights);
   const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
   const transformed = new TimedWeights(variant.source.weights); // reading + folding + rotating
@@ -181,7 +206,8 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
 
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
-  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, head, target: targetInfo(o.target).target });
+  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, target: targetInfo(o.target).target });
+  const aneIssues = lintAneLimits(graph, { S: longest });
 
   const extras: ExtraItem[] = [];
   if (o.tokenizer) {
@@ -215,5 +241,6 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
       total: (performance.now() - t0) / 1000,
     },
     fidelity,
+    aneIssues,
   };
 }

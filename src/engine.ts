@@ -22,6 +22,8 @@ export interface ForwardOptions {
   head?: OutputHead;
   /** Evaluate a per-token head only at these positions. */
   positions?: number[];
+  /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  attentionChunk?: number;
   /** Also return these taps ('hidden_states.3', 'residual.5', ...), or 'all'. */
   taps?: string[] | 'all';
   onOp?: (done: number, total: number) => void;
@@ -40,6 +42,24 @@ export function additiveMask(attention: ArrayLike<number> | undefined, S: number
   if (!attention) return m;
   for (let k = 0; k < S; k++) if (!attention[k]) m.fill(-1e4, k * S, (k + 1) * S);
   return m;
+}
+
+/**
+ * Logits of a split decoder, (1, Vc, K, S) with logit v at (v % Vc, v / Vc), as (1, V, 1, S) (model.ts
+ * decoder); other tensors are returned as they are.
+ */
+export function unfoldLogits(t: RtTensor, V = Infinity): RtTensor {
+  if (t.shape.length !== 4 || t.shape[2] === 1) return t;
+  const [, Vc, K, S] = t.shape as [number, number, number, number];
+  const n = Math.min(V, Vc * K);
+  const out = new Float32Array(n * S);
+  for (let k = 0; k < K; k++) {
+    for (let c = 0; c < Vc && k * Vc + c < n; c++) {
+      const src = (c * K + k) * S;
+      out.set(t.data.subarray(src, src + S), (k * Vc + c) * S);
+    }
+  }
+  return { dtype: t.dtype, shape: [1, n, 1, S], data: out };
 }
 
 /**
@@ -123,20 +143,21 @@ export class Engine {
     const out = await interp.run(
       {
         input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
-        mask: { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(seq.attention, S) },
+        attention_mask: { dtype: 'int32', shape: [1, S], data: seq.attention ? Int32Array.from(seq.attention, (a) => (a ? 1 : 0)) : new Int32Array(S).fill(1) },
       },
       { keep, onOp: o.onOp },
     );
-    const outputs = new Map(g.outputs.map((n) => [n, out.get(n)!]));
+    const outputs = new Map(g.outputs.map((n) => [n, n === 'logits' ? unfoldLogits(out.get(n)!, c.vocabSize) : out.get(n)!]));
     const taps = new Map(roles.map((r, i) => [r, out.get(keep[i]!)!]));
     return { outputs, taps };
   }
 
   private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Interpreter {
-    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions]);
+    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions, o.attentionChunk]);
     let it = this.graphs.get(key);
     if (!it) {
-      const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions };
+      // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded.
+      const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: 'attention', attentionChunk: o.attentionChunk };
       it = new Interpreter(buildModel(this.source, opts), o.precision ?? 'fp32');
       // Prepared graphs of other lengths hold large per-length tables; keep a few.
       if (this.graphs.size >= 4) this.graphs.delete(this.graphs.keys().next().value!);

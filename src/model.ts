@@ -5,6 +5,13 @@
 // keys on the channel axis of the score tensor (1, S_key, 1, S_query), so softmax runs over axis 1.
 // The same graph drives the CPU interpreter (float32 or float16 emulation) and the Core ML export.
 //
+// Long inputs: local (sliding-window) layers compute only the band of scores inside the window. Queries go
+// in blocks of window/2 on an axis of their own (the H axis), each block attends to its own keys and those
+// of the blocks on either side, and one static band mask of a block serves every block: work and memory
+// are O(S x window), and the number of ops does not grow with S. Global layers split their queries into
+// chunks so that no score tensor exceeds (1, S, 1, chunk). Padding comes from the ids (or the attention
+// mask) inside the graph: no constant or input grows as S^2 (except the optional exact `mask` input).
+//
 // Two weight forms: 'layernorm' is the checkpoint as trained; 'rms' and 'l2' expect weights from
 // rotation/fold.ts (norm scales folded into the next matrices, a zero-mean and possibly rotated residual
 // stream), normalised without scale: 'rms' squares the stream (x*x), 'l2' divides by an l2 norm so that
@@ -41,10 +48,14 @@ export interface BuildOptions {
   positions?: number[];
   /**
    * 'input': an additive `mask` input (1, S, 1, S), (batch, key, 1, query), 0 = attend, -1e4 = not (exact
-   * attention masks; the reference project's interface). 'ids': no mask input; tokens equal to
-   * pad_token_id are padding (one small input, which enumerated shapes need before iOS 18).
+   * attention masks; the reference project's interface; local layers then compute all S x S scores).
+   * 'ids': no mask input; tokens equal to pad_token_id are padding (one small input, which enumerated
+   * shapes need before iOS 18). 'attention': an `attention_mask` input (1, S) int32, 1 = token, 0 = padding
+   * (Hugging Face's form; the CPU engine's).
    */
-  maskFrom?: 'input' | 'ids';
+  maskFrom?: 'input' | 'ids' | 'attention';
+  /** Queries per chunk of global attention (default DEFAULT_ATTENTION_CHUNK). */
+  attentionChunk?: number;
   /** Float type of the model's inputs and outputs when it differs from `dtype` (iOS 15 has no float16 I/O). */
   ioDtype?: 'fp32' | 'fp16';
   /** Deployment target whose op versions (and their defaults) the graph is written in. */
@@ -52,6 +63,18 @@ export interface BuildOptions {
 }
 
 const MASKED = -1e4; // additive mask value: exp underflows to 0, and it is finite in float16
+
+/**
+ * Global attention's default query chunk. The ANE takes at most 16,384 along H and W and 65,536 along C:
+ * a chunk's scores (1, S_key, 1, chunk) keep the keys on C (8,192 at most) and the chunk on W, so any chunk
+ * up to 16,384 compiles. 512 is a multiple of 32 (the ANE pads W to 64 bytes, so no padding is wasted) and
+ * bounds each score tensor at 8 MB in float16 at 8,192 keys (the size of 4 of the reference project's
+ * unchunked 1,024-token score tensors), with 16 chunks per head there; on the CPU the smaller tensor also
+ * stays nearer the cache (8,192 tokens ran 1.8x faster than with chunks of 1,024).
+ */
+export const DEFAULT_ATTENTION_CHUNK = 512;
+/** The ANE's limit on the H and W axes, which a query chunk lies on. */
+export const MAX_ATTENTION_CHUNK = 16384;
 
 /** The head a model source provides by default. */
 export function defaultHead(m: ModelSource): OutputHead {
@@ -68,21 +91,32 @@ interface Base {
   S: Dim;
   maxS: number;
   ids: Val;
-  /** Additive padding mask over keys: (1, S, 1, S) from the input, or (1, S, 1, 1) from the pad id. */
+  /** Additive padding mask over keys: (1, S, 1, S) from the input, or (1, S, 1, 1) from ids or attention_mask. */
   mask: Val;
+  /** Queries per chunk of global attention. */
+  chunk: number;
   /** 0..S-1 as a tensor (built on first use), for graphs whose length is only known at run time. */
   positions: () => Val;
   /** The l2 norm's extra channel sqrt(C * eps), (1, 1, 1, S), shared by every norm (built on first use). */
   epsChannel: () => Val;
 }
 
-/** Base, plus the rotary tables and attention masks of each layer kind. */
-interface Ctx extends Base {
-  rope: Record<AttentionKind, [Val, Val]>;
-  masks: Record<AttentionKind, Val>;
+/** Local layers' banded layout: blocks of B queries, S padded to nb * B, one additive mask (1, 3B, nb, B). */
+interface Band {
+  B: number;
+  nb: number;
+  mask: Val;
 }
 
-/** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, and the additive mask unless maskFrom is 'ids'. */
+/** Base, plus the rotary tables and the attention masks of each layer kind. */
+interface Ctx extends Base {
+  rope: Record<AttentionKind, [Val, Val]>;
+  /** Global layers' mask; local layers' when they are not banded (all keys within the window, or a mask input). */
+  masks: Record<AttentionKind, Val>;
+  band?: Band;
+}
+
+/** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, plus `mask` ('input') or `attention_mask` ('attention'). */
 export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const c = m.config;
   const lengths = typeof o.seqLen === 'number' ? [o.seqLen] : o.seqLen;
@@ -91,14 +125,22 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
       throw new ModernBertError('BAD_INPUT', `sequence length ${s} is outside 1..${c.maxPositions} (max_position_embeddings)`, { seqLen: s });
     }
   }
+  const chunk = o.attentionChunk ?? DEFAULT_ATTENTION_CHUNK;
+  if (!Number.isInteger(chunk) || chunk < 1 || chunk > MAX_ATTENTION_CHUNK) {
+    throw new ModernBertError('BAD_INPUT', `attention chunk ${chunk} does not fit: give 1..${MAX_ATTENTION_CHUNK} queries (the Neural Engine's limit on the W axis)`, { chunk });
+  }
   const g = new GraphBuilder(o.dtype ?? 'fp32', o.target);
   const io = o.ioDtype ?? g.dtype;
   const toCompute = (v: Val) => (io === g.dtype ? v : g.op('cast', { x: v, dtype: str(g.dtype) }, `${v}_cast`));
   const S: Dim = lengths.length === 1 ? lengths[0]! : 'S';
   const ids = g.input('input_ids', 'int32', [1, S]);
-  const mask = (o.maskFrom ?? 'input') === 'input'
+  const maskFrom = o.maskFrom ?? 'input';
+  const isPad = (): Val => maskFrom === 'ids'
+    ? g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad')
+    : g.op('equal', { x: g.input('attention_mask', 'int32', [1, S]), y: i32(0) }, 'is_pad');
+  const mask = maskFrom === 'input'
     ? toCompute(g.input('mask', io, [1, S, 1, S]))
-    : g.op('reshape', { x: maskWhere(g, g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad'), 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask');
+    : g.op('reshape', { x: maskWhere(g, isPad(), 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask'); // (1, S, 1, 1)
   let pos: Val | undefined;
   const positions = (): Val => {
     if (pos) return pos;
@@ -113,9 +155,14 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
     const row = g.weight('norm_eps', [1, 1, 1, maxS], () => new Float32Array(maxS).fill(Math.sqrt(c.hidden * c.normEps)));
     return (eps = typeof S === 'number' ? row : g.op('gather', { x: row, indices: positions(), axis: i32(3) }, 'norm_eps_s'));
   };
-  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS, ids, mask, positions, epsChannel };
+  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS, ids, mask, chunk, positions, epsChannel };
   const rope = { global: ropeTables(base, c.globalRopeTheta, 'rope_global'), local: ropeTables(base, c.localRopeTheta, 'rope_local') };
-  const x: Ctx = { ...base, rope, masks: { global: mask, local: c.layerTypes.includes('local') ? localMask(base) : mask } };
+  const x: Ctx = { ...base, rope, masks: { global: mask, local: mask } };
+  if (c.layerTypes.includes('local') && x.maxS - 1 > c.localWindow / 2) {
+    // Banded when the length is static and padding is per key; else all pairs, the window masked in the graph.
+    if (typeof S === 'number' && maskFrom !== 'input') x.band = bandLayout(base, S);
+    else x.masks.local = localMask(base);
+  }
 
   const last = body(x);
   const out = head(x, last, o.head ?? defaultHead(m), o.positions);
@@ -155,56 +202,162 @@ function foldedLayer0Attention(x: Ctx, h: Val): Val {
 function attention(x: Ctx, h: Val, i: number): Val {
   const { g, c } = x;
   const kind = c.layerTypes[i]!;
-  const [C, D] = [c.hidden, c.headDim];
+  const C = c.hidden;
   const qkv = conv(x, h, `model.layers.${i}.attn.Wqkv`, `layers_${i}_qkv`); // (1, 3C, 1, S)
   const [q0, k0, v] = g.opN('split', { x: qkv, split_sizes: i32([C, C, C]), axis: i32(1) }, `layers_${i}_split`) as [Val, Val, Val];
   // Scaling q by 1/sqrt(D) before the scores touches C x S values instead of H x S x S (exact for D = 64).
-  const q = g.op('mul', { x: applyRope(x, q0, x.rope[kind], `layers_${i}_q`), y: g.f(1 / Math.sqrt(D)) }, `layers_${i}_q_scaled`);
-  const kT = g.op('transpose', { x: applyRope(x, k0, x.rope[kind], `layers_${i}_k`), perm: i32([0, 3, 2, 1]) }, `layers_${i}_kT`); // (1, S, 1, C)
+  const q = g.op('mul', { x: applyRope(x, q0, x.rope[kind], `layers_${i}_q`), y: g.f(1 / Math.sqrt(c.headDim)) }, `layers_${i}_q_scaled`);
+  const k = applyRope(x, k0, x.rope[kind], `layers_${i}_k`);
+  const merged = kind === 'local' && x.band ? bandedAttention(x, x.band, q, k, v, i) : fullAttention(x, x.masks[kind], q, k, v, i);
+  return conv(x, merged, `model.layers.${i}.attn.Wo`, `layers_${i}_attn_out`);
+}
+
+// All pairs, per head, queries in chunks of x.chunk: scores (1, S_k, 1, chunk) with keys on the channel axis.
+function fullAttention(x: Ctx, mask: Val, q: Val, k: Val, v: Val, i: number): Val {
+  const { g, c, S } = x;
+  const D = c.headDim;
+  const kT = g.op('transpose', { x: k, perm: i32([0, 3, 2, 1]) }, `layers_${i}_kT`); // (1, S, 1, C)
+  const perQuery = g.type(mask).shape[3] !== 1;
+  const chunks = typeof S === 'number' && S > x.chunk ? Array.from({ length: Math.ceil(S / x.chunk) }, (_, j) => [j * x.chunk, Math.min(S, (j + 1) * x.chunk)] as const) : [null];
   const heads: Val[] = [];
   for (let hd = 0; hd < c.numHeads; hd++) {
     const n = `layers_${i}_h${hd}`;
     const [lo, hi] = [hd * D, (hd + 1) * D];
     const kh = g.slice(kT, 3, lo, hi, `${n}_k`); // (1, S, 1, D)
-    const scores = g.op('einsum', { values: [kh, g.slice(q, 1, lo, hi, `${n}_q`)], equation: str('bkhc,bchq->bkhq') }, `${n}_scores`); // (1, S_k, 1, S_q)
-    const probs = g.op('softmax', { x: g.op('add', { x: scores, y: x.masks[kind] }, `${n}_masked`), axis: i32(1) }, `${n}_probs`);
-    heads.push(g.op('einsum', { values: [g.slice(v, 1, lo, hi, `${n}_v`), probs], equation: str('bchk,bkhq->bchq') }, `${n}_out`)); // (1, D, 1, S)
+    const qh = g.slice(q, 1, lo, hi, `${n}_q`); // (1, D, 1, S)
+    const vh = g.slice(v, 1, lo, hi, `${n}_v`); // (1, D, 1, S)
+    const outs = chunks.map((span) => {
+      const m = span ? `${n}_c${span[0] / x.chunk}` : n;
+      const qc = span ? g.slice(qh, 3, span[0], span[1], `${m}_qc`) : qh; // (1, D, 1, chunk)
+      const mc = span && perQuery ? g.slice(mask, 3, span[0], span[1], `${m}_mask`) : mask;
+      const scores = g.op('einsum', { values: [kh, qc], equation: str('bkhc,bchq->bkhq') }, `${m}_scores`); // (1, S_k, 1, chunk)
+      const probs = g.op('softmax', { x: g.op('add', { x: scores, y: mc }, `${m}_masked`), axis: i32(1) }, `${m}_probs`);
+      return g.op('einsum', { values: [vh, probs], equation: str('bchk,bkhq->bchq') }, `${m}_out`); // (1, D, 1, chunk)
+    });
+    heads.push(outs.length === 1 ? outs[0]! : g.op('concat', { values: outs, axis: i32(3) }, `${n}_out`)); // (1, D, 1, S)
   }
-  const merged = g.op('concat', { values: heads, axis: i32(1) }, `layers_${i}_heads`);
-  return conv(x, merged, `model.layers.${i}.attn.Wo`, `layers_${i}_attn_out`);
+  return g.op('concat', { values: heads, axis: i32(1) }, `layers_${i}_heads`); // (1, C, 1, S)
 }
 
-// Rotary embedding on (1, C, 1, S) viewed as (1, H, D, S): x * cos + rotate_half(x) * sin.
+// Sliding window as a band: blocks of B queries on the H axis, each against its 3B keys (the blocks before,
+// at and after it), so scores are (1, 3B, nb, B) per head; B >= window/2 covers every key in the window.
+function bandedAttention(x: Ctx, band: Band, q: Val, k: Val, v: Val, i: number): Val {
+  const { g, c } = x;
+  const S = x.S as number;
+  const { B, nb } = band;
+  const [C, D] = [c.hidden, c.headDim];
+  const qb = g.op('reshape', { x: padTail(x, q, nb * B - S, 0, `layers_${i}_q_pad`), shape: i32([1, C, nb, B]) }, `layers_${i}_q_blocks`); // (1, C, nb, B)
+  const kw = windows(x, k, band, 0, `layers_${i}_k`); // (1, C, nb, 3B)
+  const kT = g.op('transpose', { x: kw, perm: i32([0, 3, 2, 1]) }, `layers_${i}_kT`); // (1, 3B, nb, C)
+  const vw = windows(x, v, band, 0, `layers_${i}_v`); // (1, C, nb, 3B)
+  const heads: Val[] = [];
+  for (let hd = 0; hd < c.numHeads; hd++) {
+    const n = `layers_${i}_h${hd}`;
+    const [lo, hi] = [hd * D, (hd + 1) * D];
+    const scores = g.op('einsum', { values: [g.slice(kT, 3, lo, hi, `${n}_k`), g.slice(qb, 1, lo, hi, `${n}_q`)], equation: str('bkhc,bchq->bkhq') }, `${n}_scores`); // (1, 3B, nb, B)
+    const probs = g.op('softmax', { x: g.op('add', { x: scores, y: band.mask }, `${n}_masked`), axis: i32(1) }, `${n}_probs`);
+    heads.push(g.op('einsum', { values: [g.slice(vw, 1, lo, hi, `${n}_v`), probs], equation: str('bchk,bkhq->bchq') }, `${n}_out`)); // (1, D, nb, B)
+  }
+  const merged = g.op('reshape', { x: g.op('concat', { values: heads, axis: i32(1) }, `layers_${i}_heads`), shape: i32([1, C, 1, nb * B]) }, `layers_${i}_heads_flat`); // (1, C, 1, nb*B)
+  return nb * B === S ? merged : g.slice(merged, 3, 0, S, `layers_${i}_heads_crop`); // (1, C, 1, S)
+}
+
+// (1, K, 1, S) -> (1, K, nb, 3B): for block j, positions (j-1)B .. (j+2)B - 1, `fill` outside 0..S-1.
+function windows(x: Base, t: Val, band: Band, fill: number, name: string): Val {
+  const { g } = x;
+  const { B, nb } = band;
+  const K = g.type(t).shape[1] as number;
+  const edge = (n: number, what: string) => g.weight(`${name}_${what}`, [1, K, 1, n], () => new Float32Array(K * n).fill(fill));
+  const padded = g.op('concat', { values: [edge(B, 'head'), t, edge(nb * B - (x.S as number) + B, 'tail')], axis: i32(3) }, `${name}_padded`); // (1, K, 1, (nb+2)B)
+  const blocks = g.op('reshape', { x: padded, shape: i32([1, K, nb + 2, B]) }, `${name}_blocks`); // (1, K, nb+2, B)
+  const shifted = [0, 1, 2].map((d) => g.slice(blocks, 2, d, d + nb, `${name}_blocks${d}`)); // (1, K, nb, B) each
+  return g.op('concat', { values: shifted, axis: i32(3) }, `${name}_windows`); // (1, K, nb, 3B)
+}
+
+// x padded with `n` columns of `fill` at the end of the last axis: (1, K, 1, S) -> (1, K, 1, S + n).
+function padTail(x: Base, t: Val, n: number, fill: number, name: string): Val {
+  if (n === 0) return t;
+  const K = x.g.type(t).shape[1] as number;
+  return x.g.op('concat', { values: [t, x.g.weight(`${name}_fill`, [1, K, 1, n], () => new Float32Array(K * n).fill(fill))], axis: i32(3) }, name);
+}
+
+// The band's one mask, shared by every local layer and head: the window (a static (1, 3B, 1, B) pattern, the
+// same for every block) plus each block's padding keys, from the key mask (positions past S count as padding).
+function bandLayout(x: Base, S: number): Band {
+  const { g } = x;
+  const half = x.c.localWindow / 2; // config.ts requires an even window
+  const B = Math.max(1, half);
+  const nb = Math.ceil(S / B);
+  const band: Band = { B, nb, mask: '' };
+  const outside = g.weight('band_outside', [1, 3 * B, 1, B], () => {
+    const t = new Uint8Array(3 * B * B);
+    for (let j = 0; j < 3 * B; j++) for (let q = 0; q < B; q++) t[j * B + q] = Math.abs(j - B - q) > half ? 1 : 0;
+    return t;
+  }, 'bool');
+  const keyRow = g.op('reshape', { x: x.mask, shape: i32([1, 1, 1, S]) }, 'key_mask_row'); // (1, 1, 1, S)
+  const keys = g.op('transpose', { x: windows(x, keyRow, band, MASKED, 'band_keys'), perm: i32([0, 3, 2, 1]) }, 'band_keys_t'); // (1, 3B, nb, 1)
+  band.mask = g.op('add', { x: keys, y: maskWhere(g, outside, 'band_window') }, 'band_mask'); // (1, 3B, nb, B)
+  return band;
+}
+
+// Rotary embedding on (1, C, 1, S) viewed as (1, H, D, S): x * cos + rotate_half(x) * sin, written per half
+// ([lo, hi] -> [lo cos - hi sin, hi cos + lo sin]) so that the tables hold each frequency once.
 function applyRope(x: Ctx, t: Val, [cos, sin]: [Val, Val], name: string): Val {
   const { g, c } = x;
   const D = c.headDim;
   const x4 = g.op('reshape', { x: t, shape: i32([1, c.numHeads, D, -1]) }, `${name}_heads`); // (1, H, D, S)
-  const lo = g.slice(x4, 2, 0, D / 2, `${name}_lo`);
+  const lo = g.slice(x4, 2, 0, D / 2, `${name}_lo`); // (1, H, D/2, S)
   const hi = g.slice(x4, 2, D / 2, 'end', `${name}_hi`);
-  const rotated = g.op('concat', { values: [g.op('mul', { x: hi, y: g.f(-1) }, `${name}_neg`), lo], axis: i32(2) }, `${name}_rot`);
-  const out = g.op('add', { x: g.op('mul', { x: x4, y: cos }, `${name}_cos`), y: g.op('mul', { x: rotated, y: sin }, `${name}_sin`) }, `${name}_roped`);
+  const mul = (a: Val, b: Val, n: string) => g.op('mul', { x: a, y: b }, `${name}_${n}`);
+  const outLo = g.op('sub', { x: mul(lo, cos, 'lo_cos'), y: mul(hi, sin, 'hi_sin') }, `${name}_out_lo`);
+  const outHi = g.op('add', { x: mul(hi, cos, 'hi_cos'), y: mul(lo, sin, 'lo_sin') }, `${name}_out_hi`);
+  const out = g.op('concat', { values: [outLo, outHi], axis: i32(2) }, `${name}_roped`); // (1, H, D, S)
   return g.op('reshape', { x: out, shape: i32([1, c.hidden, 1, -1]) }, `${name}_flat`); // (1, C, 1, S)
 }
 
-// Rotary tables (1, 1, D, S): cos and sin of position * theta^(-2k/D), the D/2 frequencies repeated twice.
+/** Above this many positions RoPE tables are built in the graph from two small ones (ropeTables). */
+const ROPE_TABLE_MAX = 2048;
+/** Positions per row of the factored RoPE tables: position p = ROPE_BLOCK * b + j. */
+const ROPE_BLOCK = 64;
+
+// Rotary tables (1, 1, D/2, S): cos and sin of position * theta^(-2k/D), one row per frequency k. Long
+// tables would make an 8,192-token package 0.5% larger than a 512-token one, so beyond ROPE_TABLE_MAX they
+// come from the angle-sum identities over p = 64b + j: cos = cosA cosB - sinA sinB, sin = sinA cosB + cosA sinB,
+// with A = (D/2, S/64) and B = (D/2, 64) (float16 rounds each product: within a few float16 ulps of a table).
 function ropeTables(x: Base, theta: number, name: string): [Val, Val] {
   const { g, S, maxS } = x;
-  const D = x.c.headDim;
-  const table = (fn: (a: number) => number) => () => {
-    const t = new Float32Array(D * maxS);
-    for (let d = 0; d < D; d++) {
-      const invFreq = Math.pow(theta, -(2 * (d % (D / 2))) / D);
-      for (let s = 0; s < maxS; s++) t[d * maxS + s] = fn(s * invFreq);
-    }
+  const F = x.c.headDim / 2;
+  const invFreq = (k: number) => Math.pow(theta, -(2 * k) / x.c.headDim);
+  const table = (fn: (a: number) => number, n: number, step = 1) => () => {
+    const t = new Float32Array(F * n);
+    for (let k = 0; k < F; k++) for (let s = 0; s < n; s++) t[k * n + s] = fn(s * step * invFreq(k));
     return t;
   };
-  if (typeof S === 'number') return [g.weight(`${name}_cos`, [1, 1, D, S], table(Math.cos)), g.weight(`${name}_sin`, [1, 1, D, S], table(Math.sin))];
-  // Enumerated lengths: gather the first S columns of the longest table.
-  const pick = (fn: (a: number) => number, which: string) => {
-    const cols = g.op('gather', { x: g.weight(`${name}_${which}_table`, [D, maxS], table(fn)), indices: x.positions(), axis: i32(1) }, `${name}_${which}_cols`);
-    return g.op('reshape', { x: cols, shape: i32([1, 1, D, -1]) }, `${name}_${which}`);
+  // The first `len` columns of cos and sin, (1, 1, F, len).
+  const full = (len: number): [Val, Val] => {
+    if (len <= ROPE_TABLE_MAX) return [g.weight(`${name}_cos`, [1, 1, F, len], table(Math.cos, len)), g.weight(`${name}_sin`, [1, 1, F, len], table(Math.sin, len))];
+    const nb = Math.ceil(len / ROPE_BLOCK);
+    const a = (fn: (a: number) => number, w: string) => g.weight(`${name}_${w}`, [1, 1, F, nb, 1], table(fn, nb, ROPE_BLOCK)); // (1, 1, F, nb, 1)
+    const b = (fn: (a: number) => number, w: string) => g.weight(`${name}_${w}`, [1, 1, F, 1, ROPE_BLOCK], table(fn, ROPE_BLOCK)); // (1, 1, F, 1, 64)
+    const [cosA, sinA, cosB, sinB] = [a(Math.cos, 'cos_blocks'), a(Math.sin, 'sin_blocks'), b(Math.cos, 'cos_offsets'), b(Math.sin, 'sin_offsets')];
+    const mul = (p: Val, q: Val, n: string) => g.op('mul', { x: p, y: q }, `${name}_${n}`); // (1, 1, F, nb, 64)
+    const flat = (v: Val, n: string) => {
+      const t = g.op('reshape', { x: v, shape: i32([1, 1, F, nb * ROPE_BLOCK]) }, `${name}_${n}_flat`); // (1, 1, F, nb*64)
+      return nb * ROPE_BLOCK === len ? t : g.slice(t, 3, 0, len, `${name}_${n}`); // (1, 1, F, len)
+    };
+    return [
+      flat(g.op('sub', { x: mul(cosA, cosB, 'cc'), y: mul(sinA, sinB, 'ss') }, `${name}_cos_blocks_offsets`), 'cos'),
+      flat(g.op('add', { x: mul(sinA, cosB, 'sc'), y: mul(cosA, sinB, 'cs') }, `${name}_sin_blocks_offsets`), 'sin'),
+    ];
   };
-  return [pick(Math.cos, 'cos'), pick(Math.sin, 'sin')];
+  if (typeof S === 'number') return full(S);
+  // Enumerated lengths: gather the first S columns of the longest table.
+  const pick = (t: Val, which: string) => {
+    const cols = g.op('gather', { x: g.op('reshape', { x: t, shape: i32([F, maxS]) }, `${name}_${which}_table`), indices: x.positions(), axis: i32(1) }, `${name}_${which}_cols`);
+    return g.op('reshape', { x: cols, shape: i32([1, 1, F, -1]) }, `${name}_${which}_s`); // (1, 1, D/2, S)
+  };
+  const [cos, sin] = full(maxS);
+  return [pick(cos, 'cos'), pick(sin, 'sin')];
 }
 
 // MASKED where `cond` holds, else 0: cast and scale rather than select, whose type coremltools infers from
@@ -213,23 +366,15 @@ function maskWhere(g: GraphBuilder, cond: Val, name: string): Val {
   return g.op('mul', { x: g.op('cast', { x: cond, dtype: str(g.dtype) }, `${name}_f`), y: g.f(MASKED) }, name);
 }
 
-// Sliding window: query q sees key k when |k - q| <= window/2; the rest gets MASKED on top of the padding mask.
+// Sliding window over all pairs (a mask input, or enumerated lengths): query q sees key k when |k - q| <=
+// window/2, computed from positions in the graph (no (S, S) constant); MASKED on top of the padding mask.
 function localMask(x: Base): Val {
-  const { g, S } = x;
+  const { g } = x;
   const half = x.c.localWindow / 2;
-  let outside: Val;
-  if (typeof S === 'number') {
-    outside = g.weight('window_outside', [1, S, 1, S], () => {
-      const t = new Uint8Array(S * S);
-      for (let k = 0; k < S; k++) for (let q = 0; q < S; q++) t[k * S + q] = Math.abs(k - q) > half ? 1 : 0;
-      return t;
-    }, 'bool');
-  } else {
-    const p = x.positions();
-    const diff = g.op('sub', { x: g.op('expand_dims', { x: p, axes: i32([1]) }, 'pos_k'), y: g.op('expand_dims', { x: p, axes: i32([0]) }, 'pos_q') }, 'pos_diff');
-    const far = g.op('logical_or', { x: g.op('greater', { x: diff, y: i32(half) }, 'pos_after'), y: g.op('less', { x: diff, y: i32(-half) }, 'pos_before') }, 'pos_far');
-    outside = g.op('expand_dims', { x: far, axes: i32([0, 2]) }, 'window_outside'); // (1, S, 1, S)
-  }
+  const p = x.positions();
+  const diff = g.op('sub', { x: g.op('expand_dims', { x: p, axes: i32([1]) }, 'pos_k'), y: g.op('expand_dims', { x: p, axes: i32([0]) }, 'pos_q') }, 'pos_diff'); // (S, S)
+  const far = g.op('logical_or', { x: g.op('greater', { x: diff, y: i32(half) }, 'pos_after'), y: g.op('less', { x: diff, y: i32(-half) }, 'pos_before') }, 'pos_far');
+  const outside = g.op('expand_dims', { x: far, axes: i32([0, 2]) }, 'window_outside'); // (1, S, 1, S)
   return g.op('add', { x: x.mask, y: maskWhere(g, outside, 'window_mask') }, 'local_mask');
 }
 
@@ -297,7 +442,7 @@ function head(x: Ctx, last: Val, kind: OutputHead, positions: number[] | undefin
   const atPositions = (h: Val): Val => (positions ? g.op('gather', { x: h, indices: i32(positions), axis: i32(3) }, 'at_positions') : h);
   switch (kind) {
     case 'mlm':
-      return { value: conv(x, predictionHead(atPositions(last)), 'decoder', 'decoder'), name: 'logits' }; // (1, V, 1, S)
+      return { value: decoder(x, g.tap('head_hidden', predictionHead(atPositions(last)))), name: 'logits' }; // (1, V, 1, S) or (1, V/K, K, S)
     case 'tokcls':
       return { value: conv(x, predictionHead(atPositions(last)), 'classifier', 'classifier'), name: 'logits' }; // (1, L, 1, S)
     case 'seqcls': {
@@ -313,6 +458,34 @@ function head(x: Ctx, last: Val, kind: OutputHead, positions: number[] | undefin
     case 'none':
       return { value: g.op('identity', { x: atPositions(last) }, 'hidden'), name: 'hidden_states' }; // (1, C, 1, S)
   }
+}
+
+/** Most output channels of one convolution: the ANE's limit on N (its weight) and C (its output). */
+export const MAX_CHANNELS = 65536;
+
+// The tied decoder. A vocabulary above MAX_CHANNELS (multilingual variants have 256,000) is split into K
+// convolutions of Vc <= MAX_CHANNELS rows, stacked on the H axis as (1, Vc, K, S): logit v is at (v % Vc,
+// v / Vc); engine.ts unfoldLogits restores (1, V, 1, S). Rows past V (when K does not divide V) are zero
+// with a MASKED bias, so they never rank.
+function decoder(x: Ctx, h: Val): Val {
+  const { g } = x;
+  const [V, C] = x.m.weights.shape('decoder.weight') as [number, number];
+  if (V <= MAX_CHANNELS) return conv(x, h, 'decoder', 'decoder');
+  const K = Math.ceil(V / MAX_CHANNELS);
+  const Vc = Math.ceil(V / K);
+  const hasBias = x.m.weights.has('decoder.bias');
+  const chunks = Array.from({ length: K }, (_, k) => {
+    const [lo, hi] = [k * Vc, Math.min(V, (k + 1) * Vc)];
+    const rows = (name: string, width: number, fill: number) => () => {
+      const out = new Float32Array(Vc * width).fill(fill);
+      out.set(x.m.weights.get(name).data.subarray(lo * width, hi * width));
+      return out;
+    };
+    const inputs: Record<string, Val> = { x: h, weight: g.weight(`decoder_w${k}`, [Vc, C, 1, 1], rows('decoder.weight', C, 0)) };
+    if (hasBias) inputs.bias = g.weight(`decoder_b${k}`, [Vc], rows('decoder.bias', 1, MASKED));
+    return g.op('conv', inputs, `decoder_${k}`); // (1, Vc, 1, S)
+  });
+  return g.op('concat', { values: chunks, axis: i32(2) }, 'decoder'); // (1, Vc, K, S)
 }
 
 // Pooling over real tokens: which keys are padding is read from the mask column of query 0.

@@ -34,7 +34,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const setExit = (code: number) => (exitCode = code);
   registerPredict(program, io);
   registerVerify(program, io, setExit);
-  registerInspect(program, io);
+  registerInspect(program, io, setExit);
   registerSynth(program, io);
   registerOutliers(program, io);
   registerConvert(program, io);

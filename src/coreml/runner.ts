@@ -3,7 +3,7 @@
 // wrote (whose metadata names the head, labels and special ids) and, with defaults, for others.
 
 import type { ForwardOptions, ForwardResult, Sequence } from '../engine.js';
-import { additiveMask } from '../engine.js';
+import { additiveMask, unfoldLogits } from '../engine.js';
 import { CONFIG_LIMITS } from '../config.js';
 import { ModernBertError } from '../errors.js';
 import { brief } from '../io/files.js';
@@ -181,8 +181,10 @@ export class PackageRunner implements Runner {
   get vocabSize(): number {
     const rows = embeddingRows(this.pkg);
     if (rows !== undefined) return rows;
-    const width = outputShape(this.pkg, this.info.output)[1];
-    return typeof width === 'number' ? width : 0;
+    // A split decoder's logits are (1, V/K, K, S) (model.ts decoder).
+    const shape = outputShape(this.pkg, this.info.output);
+    const width = shape.length === 4 ? Number(shape[1]) * Number(shape[2]) : Number(shape[1]);
+    return Number.isFinite(width) ? width : 0;
   }
 
   get maxLen(): number {
@@ -228,7 +230,7 @@ export class PackageRunner implements Runner {
     const cols = o.positions ?? Array.from({ length: n }, (_, i) => i);
     const outputs = new Map<string, RtTensor>();
     for (const name of this.pkg.graph.outputs) {
-      const t = res.get(name)!;
+      const t = name === 'logits' ? unfoldLogits(res.get(name)!) : res.get(name)!;
       // A package whose program overflows (or holds a corrupt constant) must not print null probabilities.
       // (The float16 emulation may overflow by design; its callers measure that.)
       const bad = this.precision === 'fp32' ? t.data.findIndex((x) => !Number.isFinite(x)) : -1;

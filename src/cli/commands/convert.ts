@@ -8,7 +8,8 @@ import { formatFidelity } from '../../eval/fidelity.js';
 import { readLines, resolveInputs } from '../../eval/inputs.js';
 import { loadCheckpoint } from '../../io/checkpoint.js';
 import { isPackagePath } from '../../load.js';
-import type { OutputHead } from '../../model.js';
+import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model.js';
+import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { loadTokenizer } from '../../tokenizer.js';
 import type { RotationKind } from '../../variants.js';
@@ -35,6 +36,7 @@ interface ConvertCliOptions {
   fidelity: boolean;
   fidelityPrecision: Precision;
   learnSeconds: number;
+  attentionChunk?: number;
   json?: boolean;
 }
 
@@ -67,6 +69,7 @@ export function registerConvert(program: Command, io: Io): void {
     .option('--no-fidelity', 'skip the fidelity report')
     .option('--fidelity-precision <mode>', 'emulation of the fidelity report: fp16, fp16-fused, fp16-acc16', fp16Precision, 'fp16')
     .option('--learn-seconds <s>', 'time budget of --rotation learned', positiveInt, 60)
+    .option('--attention-chunk <n>', `queries per chunk of global attention, 1..${MAX_ATTENTION_CHUNK} (default ${DEFAULT_ATTENTION_CHUNK})`, positiveInt)
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, o: ConvertCliOptions, cmd: Command) => {
       if (!o.fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
@@ -109,6 +112,7 @@ export function registerConvert(program: Command, io: Io): void {
           force: Boolean(o.force),
           tokenizer: Boolean(o.tokenizer),
           maskFrom: o.maskInput ? 'input' : 'ids',
+          attentionChunk: o.attentionChunk,
           head: o.head,
           calibration,
           calibrationName,
@@ -119,6 +123,7 @@ export function registerConvert(program: Command, io: Io): void {
           onProgress: (stage, d, t) => bars[stage].update(d, t),
         });
         Object.values(bars).forEach((b) => b.stop());
+        for (const i of report.aneIssues) io.stderr(`warning: beyond the Neural Engine's limits (Core ML will run it elsewhere): ${formatAneIssue(i)}\n`);
         if (o.json) return printJson(io, report);
         const s = report.seconds;
         const mb = (report.stats.bytesWritten / 1e6).toFixed(1);

@@ -4,18 +4,30 @@ import type { Command } from 'commander';
 import type { FeatureInfo } from '../../coreml/description.js';
 import type { PackageRunner } from '../../coreml/runner.js';
 import { openModel, type LoadedModel } from '../../load.js';
+import { ModernBertError } from '../../errors.js';
+import { ANE_AXES, formatAneIssue, lintAneLimits } from '../../graph/ane-limits.js';
 import { printJson, type Io } from '../context.js';
 
-/** Registers the inspect command. */
-export function registerInspect(program: Command, io: Io): void {
+/** Registers the inspect command; `setExit(1)` when --lint finds a problem. */
+export function registerInspect(program: Command, io: Io, setExit: (code: number) => void = () => {}): void {
   program
     .command('inspect')
     .description('show a model: configuration, parameter count, dtypes, layer kinds, head')
     .argument('<model>', 'checkpoint folder or .mlpackage')
+    .option('--lint', "list each op of a package whose tensors break the Neural Engine's limits (exit 1 if any)")
     .option('--json', 'machine-readable output')
-    .action(async (modelPath: string, o: { json?: boolean }) => {
+    .action(async (modelPath: string, o: { json?: boolean; lint?: boolean }) => {
       const model = await openModel(modelPath);
       try {
+        if (o.lint) {
+          if (!model.pkg) throw new ModernBertError('BAD_ARGUMENT', `--lint checks a Core ML package; ${modelPath} is a checkpoint (convert prints the same check)`);
+          const issues = lintAneLimits(model.pkg.graph, (model.runner as PackageRunner).maxLen);
+          if (issues.length) setExit(1);
+          if (o.json) return printJson(io, { path: model.path, ane_issues: issues });
+          for (const i of issues) io.stdout(`${formatAneIssue(i)}\n`);
+          io.stdout(issues.length ? `${issues.length} tensors beyond the Neural Engine's limits\n` : `every tensor is within the Neural Engine's limits (${ANE_AXES.map(([a, n]) => `${a} <= ${n}`).join(', ')}, rank <= 5)\n`);
+          return;
+        }
         if (model.pkg) return inspectPackage(io, model, Boolean(o.json));
         const c = model.config!;
         const w = model.weights!;
