@@ -140,16 +140,19 @@ export class Engine {
       if (!v) throw new ModernBertError('BAD_ARGUMENT', `this model has no value "${r}"`, { tap: r });
       return v;
     });
-    const out = await interp.run(
-      {
-        input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
-        attention_mask: { dtype: 'int32', shape: [1, S], data: seq.attention ? Int32Array.from(seq.attention, (a) => (a ? 1 : 0)) : new Int32Array(S).fill(1) },
-      },
-      { keep, onOp: o.onOp },
-    );
+    const out = await interp.run(Engine.inputs(seq), { keep, onOp: o.onOp });
     const outputs = new Map(g.outputs.map((n) => [n, n === 'logits' ? unfoldLogits(out.get(n)!, c.vocabSize) : out.get(n)!]));
     const taps = new Map(roles.map((r, i) => [r, out.get(keep[i]!)!]));
     return { outputs, taps };
+  }
+
+  /** The graph inputs of a sequence: its ids, and Hugging Face's attention_mask (1 = token, 0 = padding). */
+  static inputs(seq: Sequence): Record<string, RtTensor> {
+    const S = seq.ids.length;
+    return {
+      input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
+      attention_mask: { dtype: 'int32', shape: [1, S], data: seq.attention ? Int32Array.from(seq.attention, (a) => (a ? 1 : 0)) : new Int32Array(S).fill(1) },
+    };
   }
 
   private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Interpreter {

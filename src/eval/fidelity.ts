@@ -3,7 +3,7 @@
 // the emulation produces NaN or infinity, the report says so and names the first layer and op where it
 // appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
 
-import { additiveMask, Engine } from '../engine.js';
+import { Engine } from '../engine.js';
 import type { ModelSource, NormStyle } from '../model.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
@@ -122,16 +122,8 @@ async function firstNonFiniteOp(engine: Engine, precision: Precision, seq: Probe
   const from = firstBadTap === 0 ? 0 : tapOp(firstBadTap - 1) + 1;
   const to = tapOp(firstBadTap) >= 0 ? tapOp(firstBadTap) : graph.ops.length - 1;
   const window = graph.ops.slice(from, to + 1);
-  // The interpreter runs an add that only feeds the next op's softmax fused with it: that add has no value.
-  const fused = (i: number) => window[i]!.op === 'add' && window[i + 1]?.op === 'softmax';
-  const keep = window.flatMap((op, i) => (fused(i) ? [] : op.outputs.map((o) => o.name)));
-  const out = await new Interpreter(graph, precision).run(
-    {
-      input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
-      mask: { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(seq.attention, S) },
-    },
-    { keep },
-  );
+  const keep = window.flatMap((op) => op.outputs.map((o) => o.name));
+  const out = await new Interpreter(graph, precision).run(Engine.inputs(seq), { keep });
   for (const op of window) {
     const bad = op.outputs.some((o) => {
       const t = out.get(o.name);
