@@ -8,7 +8,7 @@ import type { DescriptionOptions } from './coreml/description.js';
 import { writeMLPackage, type WriteStats } from './coreml/mil-write.js';
 import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from './coreml/package.js';
 import { atLeast, targetInfo } from './ops/target.js';
-import { META } from './coreml/runner.js';
+import { META } from './coreml/package-info.js';
 import { ModernBertError } from './errors.js';
 import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
 import type { ProbeSequence } from './eval/inputs.js';

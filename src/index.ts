@@ -13,7 +13,7 @@ export { openModel, DEFAULT_MODEL, type LoadedModel } from './load.js';
 export { convert, type ConvertOptions, type ConvertReport } from './convert.js';
 export { readMLPackage } from './coreml/mil-read.js';
 export { writeMLPackage } from './coreml/mil-write.js';
-export { PackageRunner } from './coreml/runner.js';
+export { PackageRunner } from './package-runner.js';
 export { printGraph } from './graph/print.js';
 export type { Graph, Op, Value, Const, Literal } from './graph/ir.js';
 export { readGolden, type GoldenCase } from './eval/golden.js';

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readMLPackage, type ReadPackageResult } from './coreml/mil-read.js';
 import { TOKENIZER_ITEM_PATH } from './coreml/package.js';
-import { PackageRunner } from './coreml/runner.js';
+import { PackageRunner } from './package-runner.js';
 import { ModernBertError } from './errors.js';
 import { fileURLToPath } from 'node:url';
 import type { ModernBertConfig } from './config.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
-import { PackageRunner } from '../src/coreml/runner.js';
+import { PackageRunner } from '../src/package-runner.js';
 import { Engine } from '../src/engine.js';
 import { aneShapeProblems, lintAneLimits } from '../src/graph/ane-limits.js';
 import { GraphBuilder, i32 } from '../src/graph/builder.js';

@@ -6,7 +6,7 @@ import { convert, type ConvertOptions } from '../src/convert.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { knownOps } from '../src/ops/index.js';
 import { validateGraph } from '../src/ops/validate.js';
-import { PackageRunner } from '../src/coreml/runner.js';
+import { PackageRunner } from '../src/package-runner.js';
 import { Engine } from '../src/engine.js';
 import { ModernBertError } from '../src/errors.js';
 import { readGolden } from '../src/eval/golden.js';

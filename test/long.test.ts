@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig, type ModernBertConfig } from '../src/config.js';
 import { convert } from '../src/convert.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
-import { PackageRunner } from '../src/coreml/runner.js';
+import { PackageRunner } from '../src/package-runner.js';
 import { additiveMask, Engine } from '../src/engine.js';
 import { Interpreter } from '../src/runtime/interpreter.js';
 import { readGolden, type GoldenCase } from '../src/eval/golden.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
-import { PackageRunner } from '../src/coreml/runner.js';
+import { PackageRunner } from '../src/package-runner.js';
 import { decodeModel, encodeModel } from '../src/coreml/schema.js';
 import { readGolden } from '../src/eval/golden.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';

@@ -14,7 +14,7 @@ import { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors-writer.js';
 import { readMLPackage } from '../coreml/mil-read.js';
 import { BlobReader } from '../coreml/milblob.js';
-import { PackageRunner } from '../coreml/runner.js';
+import { PackageRunner } from '../package-runner.js';
 import { decodeModel, encodeModel } from '../coreml/schema.js';
 import { loadTokenizer } from '../tokenizer.js';
 import { concat, mutateBytes, mutateJsonText, type Mutated } from './mutate.js';

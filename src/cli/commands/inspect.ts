@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import type { FeatureInfo } from '../../coreml/description.js';
-import type { PackageRunner } from '../../coreml/runner.js';
+import type { PackageRunner } from '../../package-runner.js';
 import { openModel, type LoadedModel } from '../../load.js';
 import { ModernBertError } from '../../errors.js';
 import { ANE_AXES, formatAneIssue, lintAneLimits } from '../../graph/ane-limits.js';
