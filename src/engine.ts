@@ -4,7 +4,7 @@
 import { ModernBertError } from './errors.js';
 import type { Graph } from './graph/ir.js';
 import { buildModel, type BuildOptions, type ModelSource, type NormStyle, type OutputHead } from './model.js';
-import { Interpreter } from './runtime/interpreter.js';
+import { Interpreter } from './graph/interpreter.js';
 import type { Precision } from './runtime/numerics.js';
 import { roundToF16InPlace } from './runtime/kernels/index.js';
 import { F16_EXACT, shareable, type RtTensor } from './runtime/tensor.js';

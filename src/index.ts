@@ -6,7 +6,7 @@ export { loadCheckpoint, type Checkpoint, type EmbeddingSpec } from './io/checkp
 export { loadTokenizer, Tokenizer } from './tokenizer.js';
 export { buildModel, defaultHead, type BuildOptions, type ModelSource, type NormStyle, type OutputHead } from './model.js';
 export { Engine, CachedWeights, additiveMask, type ForwardOptions, type ForwardResult, type Sequence } from './engine.js';
-export { Interpreter } from './runtime/interpreter.js';
+export { Interpreter } from './graph/interpreter.js';
 export { PRECISIONS, type Precision } from './runtime/numerics.js';
 export { shutdownRuntime } from './runtime/shutdown.js';
 export { openModel, DEFAULT_MODEL, type LoadedModel } from './load.js';

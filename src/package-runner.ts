@@ -7,7 +7,7 @@ import { embeddingRows, outputShape, packageInfo, type PackageInfo } from './cor
 import type { ReadPackageResult } from './coreml/mil-read.js';
 import { ModernBertError } from './errors.js';
 import type { Runner } from './eval/verify.js';
-import { Interpreter } from './runtime/interpreter.js';
+import { Interpreter } from './graph/interpreter.js';
 import type { Precision } from './runtime/numerics.js';
 import type { RtTensor } from './runtime/tensor.js';
 

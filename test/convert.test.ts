@@ -72,7 +72,7 @@ describe('reference packages (written by coremltools) run in our interpreter', (
       io.close();
       const pkg = readMLPackage(join(dir, 'model.mlpackage'));
       const S = ids.length;
-      const { Interpreter } = await import('../src/runtime/interpreter.js');
+      const { Interpreter } = await import('../src/graph/interpreter.js');
       const out = await new Interpreter(pkg.graph, 'fp32').run({
         input_ids: { dtype: 'int32', shape: [1, S], data: ids },
         mask: { dtype: 'fp32', shape: [1, S, 1, S], data: mask },

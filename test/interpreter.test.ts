@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder, bool, i32, str } from '../src/graph/builder.js';
-import { Interpreter } from '../src/runtime/interpreter.js';
+import { Interpreter } from '../src/graph/interpreter.js';
 import type { Precision } from '../src/runtime/numerics.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
 

@@ -9,7 +9,7 @@ import { convert } from '../src/convert.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { PackageRunner } from '../src/package-runner.js';
 import { additiveMask, Engine } from '../src/engine.js';
-import { Interpreter } from '../src/runtime/interpreter.js';
+import { Interpreter } from '../src/graph/interpreter.js';
 import { readGolden, type GoldenCase } from '../src/eval/golden.js';
 import { verify } from '../src/eval/verify.js';
 import { numel, type Graph } from '../src/graph/ir.js';

@@ -9,7 +9,7 @@ import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { buildModel, type BuildOptions, type ModelSource } from '../src/model.js';
 import { foldWeights, IdentityRotation } from '../src/rotation/index.js';
 import { inferArgs, knownOps, opDef, opSignature, type InputTypes } from '../src/ops/index.js';
-import { Interpreter } from '../src/runtime/interpreter.js';
+import { Interpreter } from '../src/graph/interpreter.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
 import { FX } from './helpers/fixtures.js';
 

@@ -7,7 +7,7 @@ import { Engine } from '../engine.js';
 import type { ModelSource, NormStyle } from '../model.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
-import { Interpreter } from '../runtime/interpreter.js';
+import { Interpreter } from '../graph/interpreter.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import { AgreementMeter } from './compare.js';
 import type { ProbeSequence } from './inputs.js';

@@ -2,12 +2,12 @@
 // float16 in the float16 modes. Shapes are taken from the data, so graphs with symbolic lengths run as is.
 
 import { ModernBertError } from '../errors.js';
-import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '../graph/ir.js';
-import { numericsFor, type Numerics, type Precision } from './numerics.js';
+import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from './ir.js';
+import { numericsFor, type Numerics, type Precision } from '../runtime/numerics.js';
 import { inferArgs, opDef, softmaxWithBias, type InputTypes, type OpArgs } from '../ops/index.js';
 import { inputDefault } from '../ops/registry.js';
 import { sharedFloat32 } from '../weights.js';
-import { F16_EXACT, shareable, type RtTensor } from './tensor.js';
+import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
 
 export interface RunOptions {
   /** Values to return besides the graph outputs (for example tapped hidden states). */
