@@ -1,7 +1,7 @@
 // The command line on a new user's mistakes: what --force may replace, checks that compare nothing, file-system
 // failures, odd texts and arguments. Each must end in one `error:` line (exit 2) with nothing lost.
 
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readMLPackage } from '../src/coreml/mil-read.js';
@@ -49,7 +49,10 @@ describe('convert --force replaces only a package', () => {
   });
 
   it('refuses the input checkpoint, and a folder holding it, even through a symbolic link', async () => {
-    const ckpt = copyFixture('tiny-mlm');
+    // The checkpoint one level down in a folder of its own: its parent must not also be a folder above the
+    // working directory (a clone under /tmp), which --force refuses first for another reason.
+    const ckpt = join(tempDir(), 'ckpt');
+    renameSync(copyFixture('tiny-mlm'), ckpt);
     const link = join(tempDir(), 'link.mlpackage');
     symlinkSync(ckpt, link);
     const files = readdirSync(ckpt).sort();
