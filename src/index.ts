@@ -15,6 +15,8 @@ export { readMLPackage } from './coreml/mil-read.js';
 export { writeMLPackage } from './coreml/mil-write.js';
 export { PackageRunner } from './package-runner.js';
 export { printGraph } from './graph/print.js';
+export { knownOps, opDef, opSignature, type OpDef } from './ops/index.js';
+export { validateGraph } from './ops/validate.js';
 export type { Graph, Op, Value, Const, Literal } from './graph/ir.js';
 export { readGolden, type GoldenCase } from './eval/golden.js';
 export { verify, type VerifyReport, type Runner } from './eval/verify.js';
