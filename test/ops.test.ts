@@ -135,6 +135,25 @@ describe('the builder writes what coremltools writes', () => {
   });
 });
 
+describe('einsum kernel', () => {
+  it('computes the rank-4 form with several blocks on the third axis, in place, as plain loops do', async () => {
+    const g = new GraphBuilder('fp32');
+    const [n, K1, H, C, Q] = [2, 3, 4, 5, 6];
+    const x = g.input('x', 'fp32', [n, K1, H, C]);
+    const y = g.input('y', 'fp32', [n, C, H, Q]);
+    g.output(g.op('einsum', { values: [x, y], equation: str('bkhc,bchq->bkhq') }, 'e'), 'out');
+    const xs = Float32Array.from({ length: n * K1 * H * C }, (_, i) => Math.sin(i * 0.7));
+    const ys = Float32Array.from({ length: n * C * H * Q }, (_, i) => Math.cos(i * 0.3));
+    const out = (await new Interpreter(g.graph).run({ x: { dtype: 'fp32', shape: [n, K1, H, C], data: xs }, y: { dtype: 'fp32', shape: [n, C, H, Q], data: ys } })).get('out')!;
+    expect(out.shape).toEqual([n, K1, H, Q]);
+    for (let b = 0; b < n; b++) for (let k = 0; k < K1; k++) for (let h = 0; h < H; h++) for (let q = 0; q < Q; q++) {
+      let sum = 0;
+      for (let c = 0; c < C; c++) sum += xs[((b * K1 + k) * H + h) * C + c]! * ys[((b * C + c) * H + h) * Q + q]!;
+      expect(out.data[((b * K1 + k) * H + h) * Q + q]).toBeCloseTo(sum, 5);
+    }
+  });
+});
+
 describe('kernels produce exactly the types that inference declares', () => {
   const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
   afterAll(() => ckpt.close());

@@ -3,8 +3,8 @@
 import { gemm, type GemmArgs } from './kernels/index.js';
 import { ACC16_CHUNK, type Numerics } from './numerics.js';
 
-/** C = A·B over row-major arrays (the kernels' arguments, without accumulation or strides). */
-export type Product = Pick<GemmArgs, 'M' | 'N' | 'K' | 'a' | 'b' | 'c' | 'transA' | 'transB'>;
+/** C = A·B over row-major arrays (the kernels' arguments without accumulation; row strides for views in place). */
+export type Product = Pick<GemmArgs, 'M' | 'N' | 'K' | 'a' | 'b' | 'c' | 'transA' | 'transB' | 'lda' | 'ldb' | 'ldc'>;
 
 /** Largest C (in floats) computed in one kernel call: the kernels stage a non-shared C in a buffer kept for reuse. */
 const MAX_C_BLOCK = 1 << 22;
@@ -13,7 +13,7 @@ const MAX_C_BLOCK = 1 << 22;
 export async function matmul(p: Product, num: Numerics): Promise<void> {
   // A large C (the decoder's logits) in row blocks: rows of A and of C are contiguous, and the kernels'
   // staging buffer for C stays at 16 MB instead of growing to the whole logits tensor.
-  if (!p.transA && p.M * p.N > MAX_C_BLOCK && p.M > 1) {
+  if (!p.transA && p.lda === undefined && p.ldc === undefined && p.M * p.N > MAX_C_BLOCK && p.M > 1) {
     const rows = Math.max(1, Math.floor(MAX_C_BLOCK / p.N));
     for (let i = 0; i < p.M; i += rows) {
       const m = Math.min(rows, p.M - i);

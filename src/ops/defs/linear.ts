@@ -5,7 +5,7 @@
 import { literal, numel, type Dim, type TensorType } from '../../graph/ir.js';
 import { matmul } from '../../runtime/matmul.js';
 import { allocFloat, type RtTensor } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, F, FI, I32, register, since, STR, tensor, tuple, type DefaultValue, type InferArgs, type Kernel } from '../registry.js';
+import { attr, BOOL, constInput, F, FI, I32, register, since, STR, tensor, tuple, type DefaultValue, type InferArgs, type Kernel, type OpArgs } from '../registry.js';
 import { broadcastShapes, einsumShape, parseEinsum } from '../shapes.js';
 import { f32, fail } from './common.js';
 import { transposeTensor } from './tensor-transformation.js';
@@ -91,6 +91,12 @@ const matmulKernel: Kernel = async (a) => {
   return [{ dtype: x.dtype, shape: [...batchShape, M, N], data: out }];
 };
 
+/** Whether labels spell "abcd,adce->abce" in some letters (coremltools' rank-4 einsum form). */
+function isRank4Form(lx: string, ly: string, lo: string): boolean {
+  const [p, q, r, s] = [...lx];
+  return lx.length === 4 && new Set(lx).size === 4 && ly.length === 4 && !lx.includes(ly[3]!) && ly === `${p}${s}${r}${ly[3]}` && lo === `${p}${q}${r}${ly[3]}`;
+}
+
 // einsum.type_inference accepts two equation forms only: "abcd,adce->abce" (rank 4) and "abc,cbd->abd"
 // (rank 3), in any letters; anything else coremltools refuses ("unsupported einsum equation").
 function einsumForm(eq: string, bad: (m: string) => never): void {
@@ -101,12 +107,34 @@ function einsumForm(eq: string, bad: (m: string) => never): void {
   if (form !== '0123,0324,0124' && form !== '012,213,013') bad(`einsum equation "${eq}" is not one of the two forms coremltools accepts (abcd,adce->abce or abc,cbd->abd)`);
 }
 
+// coremltools' rank-4 form "abcd,adce->abce": for each a and c, out[a, :, c, :] = x[a, :, c, :] @ y[a, :, c, :].
+// Run in place with row strides (no transposed copies): the banded attention's blocks lie on the c axis.
+async function einsumRank4(a: OpArgs, x: RtTensor, y: RtTensor): Promise<RtTensor> {
+  const [n, K1, H, C] = x.shape as [number, number, number, number];
+  const Q = y.shape[3]!;
+  if (y.shape[0] !== n || y.shape[1] !== C || y.shape[2] !== H) fail(a, `operands [${x.shape.join(', ')}] and [${y.shape.join(', ')}] do not fit`);
+  const [xd, yd] = [f32(x, a), f32(y, a)];
+  const out = allocFloat(n * K1 * H * Q);
+  for (let b = 0; b < n; b++) {
+    for (let h = 0; h < H; h++) {
+      await matmul({
+        M: K1, N: Q, K: C,
+        a: xd.subarray(b * K1 * H * C + h * C), lda: H * C,
+        b: yd.subarray(b * C * H * Q + h * Q), ldb: H * Q,
+        c: out.subarray(b * K1 * H * Q + h * Q), ldc: H * Q,
+      }, a.num);
+    }
+  }
+  return { dtype: x.dtype, shape: [n, K1, H, Q], data: out };
+}
+
 // Two-operand einsum as a batched product: labels in both inputs and the output are batch dims,
 // in both inputs only are contracted, in one input and the output are free.
 const einsumKernel: Kernel = async (a) => {
   const [x, y] = a.tuple('values') as [RtTensor, RtTensor];
   const eq = a.str('equation');
   const [lx, ly, lo] = parseEinsum(eq, (m) => fail(a, m));
+  if (isRank4Form(lx, ly, lo) && x.shape.length === 4 && y.shape.length === 4) return [await einsumRank4(a, x, y)];
   if (lx.length !== x.shape.length || ly.length !== y.shape.length) fail(a, `equation "${eq}" does not fit the operand ranks`);
   const size = new Map<string, number>();
   [...lx].forEach((l, i) => size.set(l, x.shape[i]!));
