@@ -91,20 +91,21 @@ const matmulKernel: Kernel = async (a) => {
   return [{ dtype: x.dtype, shape: [...batchShape, M, N], data: out }];
 };
 
-/** Whether labels spell "abcd,adce->abce" in some letters (coremltools' rank-4 einsum form). */
-function isRank4Form(lx: string, ly: string, lo: string): boolean {
-  const [p, q, r, s] = [...lx];
-  return lx.length === 4 && new Set(lx).size === 4 && ly.length === 4 && !lx.includes(ly[3]!) && ly === `${p}${s}${r}${ly[3]}` && lo === `${p}${q}${r}${ly[3]}`;
+/** The equation's labels renumbered by first appearance: "bkhc,bchq->bkhq" is "0123,0324,0124". */
+function einsumForm(lx: string, ly: string, lo: string): string {
+  const ids = new Map<string, number>();
+  const id = (l: string) => (ids.has(l) ? ids.get(l)! : (ids.set(l, ids.size), ids.size - 1));
+  return [lx, ly, lo].map((s) => [...s].map(id).join('')).join(',');
 }
+
+/** coremltools' rank-4 form, "abcd,adce->abce" in any letters. */
+const RANK4 = '0123,0324,0124';
 
 // einsum.type_inference accepts two equation forms only: "abcd,adce->abce" (rank 4) and "abc,cbd->abd"
 // (rank 3), in any letters; anything else coremltools refuses ("unsupported einsum equation").
-function einsumForm(eq: string, bad: (m: string) => never): void {
-  const [la, lb, lo] = parseEinsum(eq, bad);
-  const ids = new Map<string, number>();
-  const id = (l: string) => (ids.has(l) ? ids.get(l)! : (ids.set(l, ids.size), ids.size - 1));
-  const form = [la, lb, lo].map((s) => [...s].map(id).join('')).join(',');
-  if (form !== '0123,0324,0124' && form !== '012,213,013') bad(`einsum equation "${eq}" is not one of the two forms coremltools accepts (abcd,adce->abce or abc,cbd->abd)`);
+function checkEinsumForm(eq: string, bad: (m: string) => never): void {
+  const form = einsumForm(...parseEinsum(eq, bad));
+  if (form !== RANK4 && form !== '012,213,013') bad(`einsum equation "${eq}" is not one of the two forms coremltools accepts (abcd,adce->abce or abc,cbd->abd)`);
 }
 
 // coremltools' rank-4 form "abcd,adce->abce": for each a and c, out[a, :, c, :] = x[a, :, c, :] @ y[a, :, c, :].
@@ -134,7 +135,7 @@ const einsumKernel: Kernel = async (a) => {
   const [x, y] = a.tuple('values') as [RtTensor, RtTensor];
   const eq = a.str('equation');
   const [lx, ly, lo] = parseEinsum(eq, (m) => fail(a, m));
-  if (isRank4Form(lx, ly, lo) && x.shape.length === 4 && y.shape.length === 4) return [await einsumRank4(a, x, y)];
+  if (einsumForm(lx, ly, lo) === RANK4 && x.shape.length === 4 && y.shape.length === 4) return [await einsumRank4(a, x, y)];
   if (lx.length !== x.shape.length || ly.length !== y.shape.length) fail(a, `equation "${eq}" does not fit the operand ranks`);
   const size = new Map<string, number>();
   [...lx].forEach((l, i) => size.set(l, x.shape[i]!));
@@ -216,7 +217,7 @@ register(
       const [x, y] = vs as [TensorType, TensorType];
       if (x.dtype !== y.dtype) a.fail(`values have dtypes ${x.dtype} and ${y.dtype}`);
       const eq = a.str('equation');
-      einsumForm(eq, a.fail);
+      checkEinsumForm(eq, a.fail);
       return [{ dtype: x.dtype, shape: einsumShape(eq, x.shape, y.shape, a.fail) }];
     },
     run: einsumKernel,
