@@ -5,7 +5,7 @@
 
 import { ModernBertError } from '../errors.js';
 import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type TensorData, type TensorType } from './ir.js';
-import { inferArgs, opDef, opSignature, opVersions, type InputTypes } from '../ops/index.js';
+import { inferArgs, inputTypesOf, opDef, opSignature, opVersions, type InputTypes } from '../ops/index.js';
 import { DEFAULT_TARGET, targetInfo, type Target } from '../ops/target.js';
 
 /** A value in the graph under construction (its name). */
@@ -129,13 +129,7 @@ export class GraphBuilder {
   }
 
   private inputTypes(inputs: Record<string, Arg>, opName: string): InputTypes {
-    const out: InputTypes = {};
-    for (const [k, a] of Object.entries(inputs)) {
-      if (typeof a === 'string') out[k] = this.typeOrFail(a, opName);
-      else if (Array.isArray(a)) out[k] = a.map((v) => this.typeOrFail(v, opName));
-      else out[k] = a;
-    }
-    return out;
+    return inputTypesOf(inputs, (v) => this.typeOrFail(v, opName));
   }
 
   private typeOrFail(v: string, opName: string): TensorType {

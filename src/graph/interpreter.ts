@@ -4,7 +4,7 @@
 import { ModernBertError } from '../errors.js';
 import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from './ir.js';
 import { numericsFor, type Numerics, type Precision } from '../runtime/numerics.js';
-import { inferArgs, opDef, softmaxWithBias, type InputTypes, type OpArgs } from '../ops/index.js';
+import { inferArgs, inputTypesOf, opDef, softmaxWithBias, type OpArgs } from '../ops/index.js';
 import { inputDefault } from '../ops/registry.js';
 import { sharedFloat32 } from '../weights.js';
 import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
@@ -148,16 +148,7 @@ export class Interpreter {
       if (a !== undefined) return a;
       const d = inputDefault(op.op, key);
       if (d === undefined) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
-      return typeof d === 'function' ? d(inferArgs(op.op, `${op.op} "${op.name}"`, runtimeTypes())) : d;
-    };
-    const runtimeTypes = (): InputTypes => {
-      const types: InputTypes = {};
-      for (const [k, a] of Object.entries(op.inputs)) {
-        if (isLiteral(a)) types[k] = a;
-        else if (Array.isArray(a)) types[k] = a.map((v) => value(v));
-        else types[k] = value(a);
-      }
-      return types;
+      return typeof d === 'function' ? d(inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, value))) : d;
     };
     const tensor = (key: string): RtTensor => {
       const a = arg(key);

@@ -9,6 +9,17 @@ import { inputDefault, type InferArgs } from './registry.js';
 /** Types of an op's inputs: a tensor type per value input, a list for tuples, the literal itself for immediates. */
 export type InputTypes = Record<string, TensorType | TensorType[] | Literal>;
 
+/** The InputTypes of an op's arguments: literals as they are, values (and tuple elements) by `typeOf`. */
+export function inputTypesOf(inputs: Record<string, Arg>, typeOf: (value: string) => TensorType): InputTypes {
+  const out: InputTypes = {};
+  for (const [k, a] of Object.entries(inputs)) {
+    if (isLiteral(a)) out[k] = a;
+    else if (Array.isArray(a)) out[k] = a.map(typeOf);
+    else out[k] = typeOf(a);
+  }
+  return out;
+}
+
 /** A negative axis counted from the end. */
 export const normAxis = (a: number, rank: number): number => (a < 0 ? a + rank : a);
 

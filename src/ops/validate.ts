@@ -9,7 +9,7 @@ import { isLiteral, numel } from '../graph/ir.js';
 import { ModernBertError } from '../errors.js';
 import { valueTypes } from '../graph/value-types.js';
 import { opDef, opSignature, opVersions, type InputDType } from './registry.js';
-import { inferArgs, type InputTypes } from './shapes.js';
+import { inferArgs, inputTypesOf } from './shapes.js';
 import { atLeast, targetInfo, type Target } from './target.js';
 import './index.js';
 
@@ -110,12 +110,7 @@ export function validateGraph(graph: Graph, target: Target | string): void {
 /** The op's declared output types must be those its inference gives (symbols match any size, as in coremltools). */
 function checkOutputTypes(op: Graph['ops'][number], types: ReturnType<typeof valueTypes>, fail: (m: string, c?: Record<string, unknown>) => ModernBertError): void {
   const def = opDef(op.op)!;
-  const inputs: InputTypes = {};
-  for (const [k, a] of Object.entries(op.inputs) as [string, Arg][]) {
-    if (isLiteral(a)) inputs[k] = a;
-    else if (Array.isArray(a)) inputs[k] = a.map((v) => types.get(v)!.type);
-    else inputs[k] = types.get(a)!.type;
-  }
+  const inputs = inputTypesOf(op.inputs, (v) => types.get(v)!.type);
   let inferred: TensorType[];
   try {
     inferred = def.infer(inferArgs(op.op, `${op.op} "${op.name}"`, inputs));
