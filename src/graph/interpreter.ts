@@ -4,8 +4,7 @@
 import { ModernBertError } from '../errors.js';
 import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from './ir.js';
 import { numericsFor, type Numerics, type Precision } from '../runtime/numerics.js';
-import { inferArgs, inputTypesOf, opDef, softmaxWithBias, type OpArgs } from '../ops/index.js';
-import { inputDefault } from '../ops/registry.js';
+import { inferArgs, inputDefault, inputTypesOf, opDef, softmaxWithBias, type OpArgs } from '../ops/index.js';
 import { sharedFloat32 } from '../weights.js';
 import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
 

@@ -7,6 +7,6 @@ import './defs/tensor-transformation.js';
 import './defs/tensor-operation.js';
 import './defs/linear.js';
 
-export { knownOps, opDef, opSignature, opVersions, type InputSig, type OpArgs, type OpDef, type OpVersion } from './registry.js';
+export { inputDefault, knownOps, opDef, opSignature, opVersions, type InputSig, type OpArgs, type OpDef, type OpVersion } from './registry.js';
 export { inferArgs, inputTypesOf, type InputTypes } from './shapes.js';
 export { softmaxWithBias } from './defs/activation.js';
