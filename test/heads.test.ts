@@ -2,7 +2,7 @@
 // and shape buckets (--buckets): each against the whole single-head package, which the rest of the suite
 // checks against the reference.
 
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readMLPackage } from '../src/coreml/mil-read.js';
@@ -35,7 +35,7 @@ async function run(path: string, o: { headPackage?: string; function?: string } 
   const m = await openModel(path, o);
   try {
     const r = await m.runner.forward({ ids: IDS }, { positions: IDS.map((_, i) => i) });
-    return [...r.outputs.values()][0]!.data;
+    return Float32Array.from([...r.outputs.values()][0]!.data);
   } finally {
     m.close();
   }
@@ -76,7 +76,6 @@ describe('convert --split: a body package and a package per head', () => {
     const weights = join(dir, 'a.mlpackage', 'Data', 'com.apple.CoreML', 'weights', 'weight.bin');
     const bytes = readFileSync(weights);
     bytes[bytes.length - 1] ^= 1;
-    const { writeFileSync } = await import('node:fs');
     writeFileSync(weights, bytes);
     expectOneLineError(await cli('predict', join(dir, 'a.mlpackage'), 'a [MASK] b', '--head-package', join(dir, 'a-mlm.mlpackage'), '--tokenizer', TINY), /belongs to another body/);
   });
