@@ -5,6 +5,7 @@
 //   the whole body, whose constants the writer stores once (coremltools' save_multifunction).
 // Heads may come from other checkpoints whose body weights are bit-identical (--add-head).
 
+import { rmSync } from 'node:fs';
 import { bodyHash } from './coreml/body-hash.js';
 import type { DescriptionOptions } from './coreml/description.js';
 import { writeMLPackage, type FunctionToWrite, type WriteStats } from './coreml/mil-write.js';
@@ -15,6 +16,7 @@ import type { Checkpoint } from './io/checkpoint.js';
 import { buildHead, buildModel, defaultHead, type BuildOptions, type ModelSource, type OutputHead } from './model.js';
 import { atLeast, targetInfo } from './ops/target.js';
 import type { ModernBertConfig } from './config.js';
+import type { Graph } from './graph/ir.js';
 
 /** A head taken from another checkpoint with the same body (`--add-head [NAME=]DIR`). */
 export interface AddedHead {
@@ -88,7 +90,16 @@ export function headPackagePath(out: string, name: string): string {
   return `${out.replace(/\.mlpackage\/?$/, '')}-${name}.mlpackage`;
 }
 
+/** The weights a head reads beyond the body (embedding and none read none). */
+const HEAD_WEIGHT: Partial<Record<OutputHead, string>> = { mlm: 'decoder.weight', seqcls: 'classifier.weight', tokcls: 'classifier.weight' };
+
 function plan(ctx: HeadsContext, o: HeadsOptions): HeadPlan[] {
+  for (const h of o.heads ?? []) {
+    const w = HEAD_WEIGHT[h];
+    if (w && !ctx.ckpt.weights.has(w)) {
+      throw new ModernBertError('BAD_ARGUMENT', `${ctx.ckpt.dir} has no ${h} head (no ${w}; its head is ${defaultHead(ctx.ckpt)}): list its own head, embedding or none, and take other heads from their checkpoints with --add-head`, { head: h });
+    }
+  }
   const own = (o.heads ?? [defaultHead(ctx.ckpt)]).map((head) => ({ name: head, head, source: ctx.source, ckpt: ctx.ckpt }));
   const added = o.added.map((a) => {
     checkSameBody(ctx.ckpt, a.ckpt);
@@ -138,6 +149,18 @@ async function writeSplit(ctx: HeadsContext, heads: HeadPlan[]): Promise<{ stats
   const bodyDesc = ctx.describe(ctx.ckpt, 'none', ctx.lens);
   bodyDesc.metadata!.userDefined![META.part] = 'body';
   const stats = await writeMLPackage(ctx.out, { graph: bodyGraph, description: bodyDesc, target: ctx.target, force: ctx.force, protect: [ctx.ckpt.dir], extraItems: ctx.extras, onProgress: (p) => ctx.onProgress?.(p.constsWritten, p.constsTotal) });
+  const written = [ctx.out];
+  try {
+    await writeHeadPackages(ctx, heads, headGraphs, paths, written);
+  } catch (e) {
+    // A body without its heads is half the output: what this run wrote goes.
+    for (const path of written) rmSync(path, { recursive: true, force: true });
+    throw e;
+  }
+  return { stats, written, functions: [] };
+}
+
+async function writeHeadPackages(ctx: HeadsContext, heads: HeadPlan[], headGraphs: Graph[], paths: string[], written: string[]): Promise<void> {
   const hash = bodyHash(ctx.out);
   for (const [i, p] of heads.entries()) {
     const d = ctx.describe(p.ckpt, p.head, ctx.lens);
@@ -152,8 +175,8 @@ async function writeSplit(ctx: HeadsContext, heads: HeadPlan[]): Promise<{ stats
     meta[META.bodyHash] = hash;
     meta[META.source] = `${meta[META.source]} (head ${p.name})`;
     await writeMLPackage(paths[i]!, { graph: headGraphs[i]!, description: d, target: ctx.target, force: ctx.force, protect: [ctx.ckpt.dir] });
+    written.push(paths[i]!);
   }
-  return { stats, written: [ctx.out, ...paths], functions: [] };
 }
 
 async function writeMultifunction(ctx: HeadsContext, heads: HeadPlan[], buckets: boolean): Promise<{ stats: WriteStats; written: string[]; functions: string[] }> {

@@ -131,6 +131,7 @@ describe('convert --functions: one package, a function per head, the body stored
     const r = await cli('convert', TINY, '--out', join(dir, 'old.mlpackage'), '--functions', 'mlm,embedding', '--target', 'iOS17');
     expectOneLineError(r, /multifunction package, which needs specification version 9: give --target iOS18 or macOS15/);
     expectOneLineError(await cli('convert', TINY, '--out', join(dir, 'x.mlpackage'), '--functions', 'mlm,bogus'), /"bogus" is not a head/);
+    expectOneLineError(await cli('convert', TINY, '--out', join(dir, 'x.mlpackage'), '--functions', 'mlm,seqcls', '--target', 'iOS18', '--no-fidelity'), /has no seqcls head \(no classifier\.weight; its head is mlm\).*--add-head/);
   });
 });
 
