@@ -2,7 +2,7 @@
 // and shape buckets (--buckets): each against the whole single-head package, which the rest of the suite
 // checks against the reference.
 
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readMLPackage } from '../src/coreml/mil-read.js';
@@ -63,6 +63,16 @@ describe('convert --split: a body package and a package per head', () => {
     expect(readMLPackage(join(dir, 'split-embedding.mlpackage')).graph.inputs.map((v) => v.name)).toEqual(['hidden_states', 'input_ids']);
     expect(maxDiff(await run(body, { headPackage: join(dir, 'split-mlm.mlpackage') }), await run(whole))).toBeLessThan(1e-4);
     expect(maxDiff(await run(body, { headPackage: join(dir, 'split-embedding.mlpackage') }), await run(wholeEmb))).toBeLessThan(1e-4);
+    const d = await cli('diff', whole, body, '--head-package-b', join(dir, 'split-mlm.mlpackage'), '--random', '2', '--json');
+    expect(d.code, d.stderr).toBe(0);
+    expect((json(d) as { max_abs_diff: number }).max_abs_diff).toBeLessThan(1e-4);
+  });
+
+  it('leaves no body behind when a head cannot be written', async () => {
+    // A pooled head at several lengths has two enumerated inputs (hidden_states, input_ids): iOS 18 only.
+    const r = await cli('convert', TINY, '--out', join(dir, 'half.mlpackage'), '--seq-len', '8,16', '--split', 'embedding', '--no-fidelity');
+    expectOneLineError(r, /inputs hidden_states, input_ids all have enumerated shapes; before iOS 18 only one input may/);
+    expect(existsSync(join(dir, 'half.mlpackage'))).toBe(false);
   });
 
   it('refuses a head whose body differs, and a head package given as the model', async () => {
