@@ -16,10 +16,15 @@ const TINY = join(FX, 'tiny-mlm');
 const dir = tempDir('mbane-heads-');
 afterAll(cleanupTempDirs);
 
-/** Converts tiny-mlm (no fidelity report: it is not what these tests check) with extra flags; expects success. */
+const converted = new Map<string, string>();
+
+/** Converts tiny-mlm (no fidelity report: it is not what these tests check) with extra flags, once per name and flags; expects success. */
 async function convert(out: string, ...flags: string[]): Promise<string> {
+  const key = [out, ...flags].join(' ');
+  if (converted.has(key)) return converted.get(key)!;
   const r = await cli('convert', TINY, '--out', join(dir, out), '--seq-len', '16', '--no-fidelity', ...flags);
   expect(r.code, r.stderr).toBe(0);
+  converted.set(key, join(dir, out));
   return join(dir, out);
 }
 
@@ -182,7 +187,7 @@ describe('convert --buckets: one function per length', () => {
     const b = m.runner as BucketRunner;
     expect([b.bucketFor(7), b.bucketFor(8), b.bucketFor(9), b.bucketFor(32)]).toEqual(['s8', 's8', 's16', 's32']);
     expect(() => b.bucketFor(33)).toThrow(/takes at most 32 \(buckets 8,16,32\)/);
-    const single = await convert('single16.mlpackage', '--target', 'iOS18');
+    const single = await convert('single.mlpackage', '--target', 'iOS18');
     expect(maxDiff(await run(path), await run(single))).toBeLessThan(1e-3);
     expectOneLineError(await cli('convert', TINY, '--out', join(dir, 'b1.mlpackage'), '--seq-len', '16', '--buckets', '--target', 'iOS18'), /--buckets needs several lengths/);
   });
