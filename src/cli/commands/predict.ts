@@ -14,6 +14,8 @@ interface PredictOptions {
   embed?: boolean;
   precision?: Precision;
   tokenizer?: string;
+  headPackage?: string;
+  function?: string;
   json?: boolean;
 }
 
@@ -28,13 +30,15 @@ export function registerPredict(program: Command, io: Io): void {
     .option('--embed', 'print the pooled sentence embedding instead')
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
+    .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
+    .option('--function <name>', 'the function of a multifunction package to run (a head name picks its shape buckets)')
     .option('--json', 'machine-readable output')
     .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
       // One argument is the text (default model) unless it names an existing model.
       let [modelPath, text] = b === undefined ? [undefined, a] : [a, b];
       if (b === undefined && a !== undefined && existsSync(a)) [modelPath, text] = [a, undefined];
       if (text === undefined || text.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'no text given: modernbert-ane predict [MODEL] "text with [MASK]"');
-      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer });
+      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, headPackage: o.headPackage, function: o.function });
       try {
         const tok = model.tokenizer;
         if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which predict needs (give --tokenizer DIR)`, { path: model.path });
