@@ -5,7 +5,7 @@
 import { literal, numel, type Dim, type TensorType } from '../../graph/ir.js';
 import { matmul } from '../../runtime/matmul.js';
 import { allocFloat, type RtTensor } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, F, FI, I32, register, since, STR, tensor, tuple, type DefaultValue, type InferArgs, type Kernel, type OpArgs } from '../registry.js';
+import { attr, BOOL, constInput, F, FI, I32, register, since, STR, tensor, tuple, type DefaultValue, type InferArgs, type Kernel, type OnnxArgs, type OpArgs } from '../registry.js';
 import { broadcastShapes, einsumShape, parseEinsum } from '../shapes.js';
 import { f32, fail } from './common.js';
 import { transposeTensor } from './tensor-transformation.js';
@@ -162,6 +162,31 @@ const einsumKernel: Kernel = async (a) => {
   return [transposeTensor(res, [...lo].map((l) => produced.indexOf(l)))];
 };
 
+// conv: the 1x1, stride-1 convolutions that convType accepts are ONNX Conv with a 1x1 kernel.
+const convOnnx = (a: OnnxArgs): void => {
+  const inputs = [a.input('x'), a.input('weight'), ...(a.has('bias') ? [a.input('bias')] : [])];
+  a.node('Conv', inputs, { kernel_shape: { ints: [1, 1] }, group: { int: a.ints('groups')[0]! } }, a.out);
+};
+
+// Swaps the last two axes of an ONNX value of rank `rank`.
+const swapLast = (a: OnnxArgs, v: string, rank: number): string => {
+  const perm = Array.from({ length: rank }, (_, k) => k);
+  [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1]!, perm[rank - 2]!];
+  return a.node('Transpose', [v], { perm: { ints: perm } })[0]!;
+};
+
+// linear: x W^T + b. onnxruntime folds the transpose of a constant weight at load time.
+const linearOnnx = (a: OnnxArgs): void => {
+  const prod = [a.input('x'), swapLast(a, a.input('weight'), 2)];
+  if (a.has('bias')) a.node('Add', [a.node('MatMul', prod)[0]!, a.input('bias')], {}, a.out);
+  else a.node('MatMul', prod, {}, a.out);
+};
+
+const matmulOnnx = (a: OnnxArgs): void => {
+  const side = (key: string, flag: string) => (a.bools(flag)[0] ? swapLast(a, a.input(key), a.type(key).shape.length) : a.input(key));
+  a.node('MatMul', [side('x', 'transpose_x'), side('y', 'transpose_y')], {}, a.out);
+};
+
 const CONV_ATTRS = [
   attr('strides', I32, perSpatial(1)),
   attr('pad_type', STR, literal('string', 'valid')),
@@ -180,6 +205,7 @@ register(
     ],
     infer: convType,
     run: convKernel,
+    onnx: convOnnx,
   },
   {
     op: 'linear',
@@ -194,6 +220,7 @@ register(
       return [{ dtype: x.dtype, shape: [...x.shape.slice(0, -1), w.shape[0]!] }];
     },
     run: linearKernel,
+    onnx: linearOnnx,
   },
   {
     op: 'matmul',
@@ -207,6 +234,7 @@ register(
       return [{ dtype: x.dtype, shape: [...batch, m, n] }];
     },
     run: matmulKernel,
+    onnx: matmulOnnx,
   },
   {
     op: 'einsum',
@@ -221,5 +249,7 @@ register(
       return [{ dtype: x.dtype, shape: einsumShape(eq, x.shape, y.shape, a.fail) }];
     },
     run: einsumKernel,
+    // ONNX Einsum-12 reads the same equations (checkEinsumForm keeps to explicit two-operand forms).
+    onnx: (a) => void a.node('Einsum', a.tuple('values'), { equation: { str: a.str('equation') } }, a.out),
   },
 );
