@@ -177,6 +177,13 @@ register(
     versions: [since('iOS15', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'T')), since('iOS17', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'U'))],
     infer: (a) => (a.t('x').shape.length < 3 ? a.fail('input rank must be at least 3') : sameAsX(a)),
     run: l2Norm,
+    // x / sqrt(sum of squares over the last three axes + epsilon), as normalization.py l2_norm defines it.
+    onnx: (a) => {
+      const x = a.input('x');
+      const ss = a.node('ReduceSumSquare', [x], { axes: { ints: [-3, -2, -1] }, keepdims: { int: 1 } });
+      const norm = a.node('Sqrt', a.node('Add', [ss[0]!, a.scalar(a.nums('epsilon')[0]!, a.type('x').dtype)]));
+      a.node('Div', [x, norm[0]!], {}, a.out);
+    },
   },
   reduction('reduce_sum', 'sum', 'ReduceSum'),
   reduction('reduce_mean', 'mean', 'ReduceMean'),
