@@ -9,7 +9,7 @@ import { PackageRunner } from './package-runner.js';
 import { ModernBertError } from './errors.js';
 import { fileURLToPath } from 'node:url';
 import type { ModernBertConfig } from './config.js';
-import { Engine } from './engine.js';
+import { Engine, type ExecutorFactory } from './engine.js';
 import type { ModelIds } from './eval/inputs.js';
 import type { Runner } from './eval/verify.js';
 import { loadCheckpoint } from './io/checkpoint.js';
@@ -46,6 +46,8 @@ export interface OpenOptions {
   norm?: NormStyle;
   /** A folder with tokenizer.json, for packages that do not carry one. */
   tokenizerDir?: string;
+  /** What runs the graphs (runtime-choice.ts executorFor); our interpreter when absent. */
+  executor?: ExecutorFactory;
 }
 
 /** True when a path names a Core ML package rather than a checkpoint folder. */
@@ -61,7 +63,7 @@ export async function openModel(path: string | undefined, o: OpenOptions = {}): 
   if (path !== undefined && isPackagePath(path)) return openPackage(path, o);
   const dir = path ?? DEFAULT_MODEL;
   const ckpt = loadCheckpoint(dir);
-  const engine = new Engine(ckpt, { precision: o.precision, norm: o.norm });
+  const engine = new Engine(ckpt, { precision: o.precision, norm: o.norm }, o.executor);
   return {
     path: dir,
     kind: 'checkpoint',
@@ -81,7 +83,7 @@ export async function openModel(path: string | undefined, o: OpenOptions = {}): 
 async function openPackage(path: string, o: OpenOptions): Promise<LoadedModel> {
   if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `package ${path} does not exist`, { path });
   const pkg = readMLPackage(path);
-  const runner = new PackageRunner(pkg, path, o.precision ?? 'fp32');
+  const runner = new PackageRunner(pkg, path, o.precision ?? 'fp32', o.executor);
   const tokDir = o.tokenizerDir ?? join(path, PACKAGE_TOKENIZER_DIR);
   const hasTok = existsSync(join(tokDir, 'tokenizer.json'));
   if (o.tokenizerDir && !hasTok) throw new ModernBertError('FILE_NOT_FOUND', `${o.tokenizerDir} has no tokenizer.json`, { path: o.tokenizerDir });

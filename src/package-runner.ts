@@ -2,7 +2,7 @@
 // float16 emulation), with inputs padded to one of the package's sequence lengths. Works for packages we
 // wrote (whose metadata names the head, labels and special ids) and, with defaults, for others.
 
-import { additiveMask, unfoldLogits, type ForwardOptions, type ForwardResult, type Sequence } from './engine.js';
+import { additiveMask, unfoldLogits, type Executor, type ExecutorFactory, type ForwardOptions, type ForwardResult, type Sequence } from './engine.js';
 import { embeddingRows, outputShape, packageInfo, type PackageInfo } from './coreml/package-info.js';
 import type { ReadPackageResult } from './coreml/mil-read.js';
 import { ModernBertError } from './errors.js';
@@ -14,11 +14,12 @@ import type { RtTensor } from './runtime/tensor.js';
 /** Runs sequences through a package's program. */
 export class PackageRunner implements Runner {
   readonly info: PackageInfo;
-  private readonly interp: Interpreter;
+  private readonly interp: Executor;
 
-  constructor(readonly pkg: ReadPackageResult, readonly path: string, private readonly precision: Precision = 'fp32') {
+  /** `executor` runs the program (our interpreter by default; ort-executor.ts at float32). */
+  constructor(readonly pkg: ReadPackageResult, readonly path: string, private readonly precision: Precision = 'fp32', executor?: ExecutorFactory) {
     this.info = packageInfo(pkg, path);
-    this.interp = new Interpreter(pkg.graph, precision);
+    this.interp = executor ? executor(pkg.graph, precision) : new Interpreter(pkg.graph, precision);
   }
 
   get numLayers(): number {

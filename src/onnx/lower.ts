@@ -42,6 +42,11 @@ export interface LowerOptions {
   io?: 'hf' | 'ane';
   /** With 'hf', per-token outputs are cut to this width (a split decoder's padding rows). */
   vocabSize?: number;
+  /**
+   * Compute in float32 even where the graph says fp16 (a package's float16 weights, run at float32 as our
+   * interpreter runs them: the stored values, float32 arithmetic).
+   */
+  float32?: boolean;
 }
 
 const ELEMENT_BYTES: Record<DType, number> = { fp32: 4, fp16: 2, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
@@ -68,6 +73,8 @@ function int64Bytes(values: number[]): Uint8Array {
 /** Lowers a graph to ONNX nodes and initializers. */
 export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
   const hf = o.io === 'hf';
+  const dt = (d: DType): DType => (o.float32 && d === 'fp16' ? 'fp32' : d);
+  const tt = (t: TensorType): TensorType => ({ dtype: dt(t.dtype), shape: t.shape });
   const nodes: OnnxNodeProto[] = [];
   const initializers: OnnxInitializer[] = [];
   const types = new Map<string, TensorType>();
@@ -93,7 +100,7 @@ export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
   };
 
   const inputs: OnnxValueInfoProto[] = [];
-  for (const inp of graph.inputs) {
+  for (const inp of graph.inputs.map((v) => ({ name: v.name, type: tt(v.type) }))) {
     types.set(inp.name, inp.type);
     used.add(inp.name);
     if (hf && inp.type.dtype === 'int32') {
@@ -102,12 +109,13 @@ export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
     } else inputs.push(valueInfo(inp.name, ONNX_TYPE[inp.type.dtype], inp.type.shape));
   }
   for (const c of graph.consts.values()) {
-    types.set(c.name, c.type);
-    const dims = c.type.shape.map(Number);
+    const type = tt(c.type);
+    types.set(c.name, type);
+    const dims = type.shape.map(Number);
     const n = dims.reduce((p, q) => p * q, 1);
-    onnxName.set(c.name, addInit(c.name, ONNX_TYPE[c.type.dtype], dims, n * ELEMENT_BYTES[c.type.dtype], () => encodeTensorBytes(c.type.dtype, c.load(), c.name)));
+    onnxName.set(c.name, addInit(c.name, ONNX_TYPE[type.dtype], dims, n * ELEMENT_BYTES[type.dtype], () => encodeTensorBytes(type.dtype, c.load(), c.name)));
   }
-  for (const op of graph.ops) for (const v of op.outputs) types.set(v.name, v.type);
+  for (const op of graph.ops) for (const v of op.outputs) types.set(v.name, tt(v.type));
   // Outputs that change layout are computed under another name, then adapted.
   const adapted = new Set(hf ? graph.outputs.filter((n) => types.get(n)?.shape.length === 4) : []);
   for (const n of graph.outputs) {
@@ -123,7 +131,7 @@ export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
     const ia = inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, typeOf));
     const literalInit = (key: string, l: Literal): string => {
       if (l.dtype === 'string') return ia.fail(`input "${key}" is a string, not a tensor`);
-      const dtype = l.dtype;
+      const dtype = dt(l.dtype);
       const data = (l.value as (number | boolean)[]).map(Number);
       const bytes = encodeTensorBytes(dtype, dtype === 'fp32' || dtype === 'fp16' ? Float32Array.from(data) : Int32Array.from(data), `${op.name}.${key}`);
       return addInit(`${op.name}__${key}`, ONNX_TYPE[dtype], l.shape, bytes.byteLength, () => bytes);
@@ -142,8 +150,8 @@ export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
         const v = op.inputs[key];
         return Array.isArray(v) ? v.map(nameOf) : ia.fail(`input "${key}" must be a tuple`);
       },
-      type: (key) => ia.t(key),
-      outTypes: op.outputs.map((v) => v.type),
+      type: (key) => tt(ia.t(key)),
+      outTypes: op.outputs.map((v) => tt(v.type)),
       ints: ia.ints,
       nums: (key) => {
         const l = ia.literal(key);
@@ -154,7 +162,8 @@ export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
       out: op.outputs.map((v) => nameOf(v.name)),
       node: (opType, ins, attrs, outs) => emit(op.name, opType, ins, attrs, outs),
       int64s: (values, scalar = false) => addInit(`${op.name}__i64`, INT64, scalar ? [] : [values.length], 8 * values.length, () => int64Bytes(values)),
-      scalar: (value, dtype) => {
+      scalar: (value, dtype0) => {
+        const dtype = dt(dtype0);
         const bytes = encodeTensorBytes(dtype, dtype === 'fp32' || dtype === 'fp16' ? Float32Array.of(value) : Int32Array.of(value), op.name);
         return addInit(`${op.name}__const`, ONNX_TYPE[dtype], [], bytes.byteLength, () => bytes);
       },
