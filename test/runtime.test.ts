@@ -6,7 +6,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { chooseRuntime, executorFor } from '../src/runtime-choice.js';
-import { cli, expectOneLineError, json } from './helpers/cli.js';
+import { main } from '../src/cli/main.js';
+import { cli, expectOneLineError, json, type Run } from './helpers/cli.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 import { expectError } from './helpers/run.js';
 
@@ -16,6 +17,13 @@ afterEach(() => {
 });
 
 const TEXT = 'The capital of France is [MASK].';
+
+// The CLI as a person at a terminal runs it (the runtime's note is for them, as the progress bars are).
+async function tty(...argv: string[]): Promise<Run> {
+  let [stdout, stderr] = ['', ''];
+  const code = await main(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), isTTY: true });
+  return { code, stdout, stderr };
+}
 
 describe('chooseRuntime', () => {
   it('onnxruntime at float32 by default, with a note; our engine when asked, for float16, or when it is missing', async () => {
@@ -63,18 +71,18 @@ describe('onnxruntime and our engine agree', () => {
     }
   });
 
-  it('predict says which runtime once (not with --json), and both print the same', async () => {
-    const auto = await cli('predict', TEXT);
+  it('predict says which runtime once on a terminal (not with --json, nor to scripts), and both print the same', async () => {
+    const auto = await tty('predict', TEXT);
     expect(auto.code, auto.stderr).toBe(0);
     expect(auto.stderr).toMatch(/^note: running on onnxruntime-node 1\.30\.0 at float32/);
     expect(auto.stderr.trimEnd().split('\n')).toHaveLength(1);
-    const engine = await cli('predict', '--runtime', 'engine', TEXT);
+    const engine = await tty('predict', '--runtime', 'engine', TEXT);
     expect(engine.stderr).toBe('');
     expect(auto.stdout).toBe(engine.stdout);
-    const quiet = await cli('predict', '--json', TEXT);
-    expect(quiet.stderr).toBe('');
+    expect((await tty('predict', '--json', TEXT)).stderr).toBe('');
+    expect((await cli('predict', TEXT)).stderr).toBe('');
     process.env.MODERNBERT_ANE_NO_ORT = '1';
-    const fallback = await cli('predict', TEXT);
+    const fallback = await tty('predict', TEXT);
     expect(fallback.stderr).toMatch(/^note: onnxruntime-node is not installed: running on our engine/);
     expect(fallback.stdout).toBe(engine.stdout);
     expectOneLineError(await cli('predict', '--runtime', 'ort', TEXT), /not installed/);

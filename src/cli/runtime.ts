@@ -1,5 +1,6 @@
 // The --runtime and --ort-provider options that every command running a model shares (predict, verify,
-// diff, embed): parsed here, decided by runtime-choice.ts, the note printed once to stderr (not with --json).
+// diff, embed): parsed here, decided by runtime-choice.ts. The note is printed once to stderr where a person
+// reads it, as the progress bars are: on a terminal, not with --json (scripts keep one line per error).
 
 import { Option, type Command } from 'commander';
 import type { ExecutorFactory } from '../engine.js';
@@ -23,12 +24,12 @@ export function addRuntimeOptions(cmd: Command): Command {
 
 /**
  * The executor for a model run at `precision` (undefined: our interpreter), printing the runtime's note once per
- * `said` set. A float16 side of `diff` runs on our engine even when --runtime ort names the float32 side's.
+ * `said` set (on a terminal). A float16 side of `diff` runs on our engine even when --runtime ort names the float32 side's.
  */
 export async function cliExecutor(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), forceEngineForFp16 = false): Promise<ExecutorFactory | undefined> {
   const fp16 = (precision ?? 'fp32') !== 'fp32';
   const choice = await chooseRuntime({ runtime: fp16 && forceEngineForFp16 ? 'engine' : o.runtime, precision, provider: fp16 && forceEngineForFp16 ? 'cpu' : o.ortProvider });
-  if (choice.note && !o.json && !said.has(choice.note)) {
+  if (choice.note && io.isTTY && !o.json && !said.has(choice.note)) {
     said.add(choice.note);
     io.stderr(`${choice.note}\n`);
   }
