@@ -12,7 +12,7 @@
 // would be 1.6 GB. Outputs are compared (max abs difference against the engine) to show that the three
 // compute the same model.
 //
-//   npm run build && node bench/ort.mjs [--dir /tmp/sb] [--lengths 128,512,1024,8192] [--runs 5] [--skip-engine-above 1024]
+//   npm run build && node bench/ort.mjs [--dir /tmp/sb] [--lengths 128,512,1024,8192] [--runs 5] [--long-runs 1] [--skip-engine-above N]
 //
 // Without --dir it writes synth-base (~600 MB) to a temporary folder first. The medians are printed as a
 // Markdown table (docs/PERFORMANCE.md, "onnxruntime"). Threads: onnxruntime's default (one per core); ours:
@@ -30,6 +30,7 @@ const { values } = parseArgs({
     dir: { type: 'string' },
     lengths: { type: 'string', default: '128,512,1024,8192' },
     runs: { type: 'string', default: '5' },
+    'long-runs': { type: 'string', default: '1' }, // runs at 4,096 tokens and more (our engine takes minutes there)
     'skip-engine-above': { type: 'string' },
     child: { type: 'string' },
   },
@@ -58,7 +59,7 @@ async function parent() {
     const ready = await Promise.all(kids.map((k) => k.ask({ op: 'prepare', S })));
     const times = Object.fromEntries(names.map((n) => [n, []]));
     const outs = {};
-    for (let r = 0; r < runs; r++) {
+    for (let r = 0; r < (S >= 4096 ? Number(values['long-runs']) : runs); r++) {
       for (const [i, k] of kids.entries()) {
         const res = await k.ask({ op: 'run', S, first: r === 0 });
         times[names[i]].push(res.seconds);
