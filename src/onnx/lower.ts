@@ -161,7 +161,7 @@ export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
       str: ia.str,
       out: op.outputs.map((v) => nameOf(v.name)),
       node: (opType, ins, attrs, outs) => emit(op.name, opType, ins, attrs, outs),
-      int64s: (values, scalar = false) => addInit(`${op.name}__i64`, INT64, scalar ? [] : [values.length], 8 * values.length, () => int64Bytes(values)),
+      int64s: (values) => addInit(`${op.name}__i64`, INT64, [values.length], 8 * values.length, () => int64Bytes(values)),
       scalar: (value, dtype0) => {
         const dtype = dt(dtype0);
         const bytes = encodeTensorBytes(dtype, dtype === 'fp32' || dtype === 'fp16' ? Float32Array.of(value) : Int32Array.of(value), op.name);

@@ -93,8 +93,8 @@ export interface OnnxArgs {
   out: readonly string[];
   /** Emits one ONNX node; `outputs` defaults to one fresh name. Returns the output names. */
   node(opType: string, inputs: readonly string[], attrs?: Record<string, OnnxAttr>, outputs?: readonly string[]): string[];
-  /** An int64 initializer (ONNX's shape, axis and index inputs). */
-  int64s(values: number[], scalar?: boolean): string;
+  /** An int64 vector initializer (ONNX's shape, axis and index inputs). */
+  int64s(values: number[]): string;
   /** A scalar initializer of `dtype` (the constants of a decomposition). */
   scalar(value: number, dtype: DType): string;
   fail(message: string): never;
