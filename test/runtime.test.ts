@@ -1,6 +1,7 @@
 // --runtime: onnxruntime-node by default at float32 (said once on stderr), our engine on request, for float16
 // emulation, or when onnxruntime is missing; both give the same numbers on checkpoints and packages.
 
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine.js';
@@ -8,7 +9,7 @@ import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { chooseRuntime, executorFor } from '../src/runtime-choice.js';
 import { main } from '../src/cli/main.js';
 import { cli, expectOneLineError, json, type Run } from './helpers/cli.js';
-import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
+import { cleanupTempDirs, FX, ROOT, tempDir } from './helpers/fixtures.js';
 import { expectError } from './helpers/run.js';
 
 afterAll(cleanupTempDirs);
@@ -24,6 +25,15 @@ async function tty(...argv: string[]): Promise<Run> {
   const code = await main(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), isTTY: true });
   return { code, stdout, stderr };
 }
+
+describe('installing onnxruntime-node offline', () => {
+  it('is pinned exactly, optional, and its downloading install script is told to skip (npm passes .npmrc keys as npm_config_*)', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { optionalDependencies?: Record<string, string> };
+    expect(pkg.optionalDependencies?.['onnxruntime-node']).toBe('1.30.0');
+    // script/install-utils.js parseInstallFlag reads ONNXRUNTIME_NODE_INSTALL or npm_config_onnxruntime_node_install.
+    expect(readFileSync(join(ROOT, '.npmrc'), 'utf8')).toMatch(/^onnxruntime-node-install=skip$/m);
+  });
+});
 
 describe('chooseRuntime', () => {
   it('onnxruntime at float32 by default, with a note; our engine when asked, for float16, or when it is missing', async () => {
