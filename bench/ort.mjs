@@ -58,11 +58,13 @@ async function parent() {
     const kids = names.map((name) => start(name, dir));
     const ready = await Promise.all(kids.map((k) => k.ask({ op: 'prepare', S })));
     const times = Object.fromEntries(names.map((n) => [n, []]));
+    const cpus = Object.fromEntries(names.map((n) => [n, []]));
     const outs = {};
     for (let r = 0; r < (S >= 4096 ? Number(values['long-runs']) : runs); r++) {
       for (const [i, k] of kids.entries()) {
         const res = await k.ask({ op: 'run', S, first: r === 0 });
         times[names[i]].push(res.seconds);
+        cpus[names[i]].push(res.cpu);
         if (r === 0) outs[names[i]] = res.sample;
       }
     }
@@ -70,7 +72,7 @@ async function parent() {
     const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
     const row = { S, load: loadavg()[0] };
     names.forEach((n, i) => {
-      row[n] = { median: med(times[n]), all: times[n], peakMB: done[i].peakMB, prepare: ready[i].seconds };
+      row[n] = { median: med(times[n]), all: times[n], cpu: med(cpus[n]), peakMB: done[i].peakMB, prepare: ready[i].seconds };
     });
     const ref = outs.engine ?? outs['ort-plain'];
     row.maxDiff = Object.fromEntries(names.map((n) => [n, Math.max(...outs[n].map((v, j) => Math.abs(v - ref[j])))]));
@@ -78,7 +80,7 @@ async function parent() {
     process.stderr.write(`${JSON.stringify(row)}\n`);
   }
   if (!values.dir) rmSync(dir, { recursive: true, force: true });
-  const f = (r, n) => (r[n] ? `${r[n].median.toFixed(2)} s (${r[n].peakMB} MB)` : '-');
+  const f = (r, n) => (r[n] ? `${r[n].median.toFixed(2)} s, ${r[n].cpu.toFixed(1)} CPU s (${r[n].peakMB} MB)` : '-');
   console.log('| tokens | engine | ort-ours | ort-plain | ort-ours / ort-plain | engine / ort-ours | load |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
@@ -116,13 +118,18 @@ async function child(name, dir) {
     const t0 = performance.now();
     if (m.op === 'prepare') {
       forward = await prepare(name, ckpt, m.S, { Engine, chooseRuntime, executorFor });
-      if (name !== 'engine') await forward(ids); // onnxruntime's first run allocates and plans
+      // onnxruntime's first run allocates and plans; at 4,096 tokens and more it is the timed run itself.
+      if (name !== 'engine' && m.S < 4096) await forward(ids);
       process.send({ seconds: (performance.now() - t0) / 1000 });
       return;
     }
+    const cpu0 = process.cpuUsage();
     const out = await forward(ids);
     const seconds = (performance.now() - t0) / 1000;
-    process.send({ seconds, sample: Array.from(out.subarray(0, 4096)) });
+    const cpu = process.cpuUsage(cpu0);
+    // CPU seconds of the whole process (every thread: onnxruntime's pool, our kernels' workers): what the
+    // run costs whatever else the machine does.
+    process.send({ seconds, cpu: (cpu.user + cpu.system) / 1e6, sample: Array.from(out.subarray(0, 4096)) });
   });
 }
 
