@@ -94,13 +94,24 @@ export class CachedWeights implements WeightSource {
   }
 }
 
+/** What runs a prepared graph: our Interpreter, or another runtime with its `run` (ort-executor.ts). */
+export interface Executor {
+  readonly graph: Graph;
+  run(inputs: Record<string, RtTensor>, opts?: { keep?: string[]; onOp?: (done: number, total: number) => void }): Promise<Map<string, RtTensor>>;
+}
+
+/** Prepares a graph to run at a precision. */
+export type ExecutorFactory = (graph: Graph, precision: Precision) => Executor;
+
+const interpreterFactory: ExecutorFactory = (graph, precision) => new Interpreter(graph, precision);
+
 /** Runs sequences through a model on the CPU, caching one prepared graph per length. */
 export class Engine {
   private readonly source: ModelSource;
-  private readonly graphs = new Map<string, Interpreter>();
+  private readonly graphs = new Map<string, Executor>();
 
-  /** `defaults` apply to every forward pass unless it overrides them. */
-  constructor(model: ModelSource, private readonly defaults: Omit<ForwardOptions, 'onOp' | 'taps' | 'positions'> = {}) {
+  /** `defaults` apply to every forward pass unless it overrides them; `executor` runs the graphs (our interpreter by default). */
+  constructor(model: ModelSource, private readonly defaults: Omit<ForwardOptions, 'onOp' | 'taps' | 'positions'> = {}, private readonly executor: ExecutorFactory = interpreterFactory) {
     this.source = { ...model, weights: model.weights instanceof CachedWeights ? model.weights : new CachedWeights(model.weights) };
   }
 
@@ -155,13 +166,13 @@ export class Engine {
     };
   }
 
-  private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Interpreter {
+  private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Executor {
     const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions, o.attentionChunk]);
     let it = this.graphs.get(key);
     if (!it) {
       // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded.
       const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: 'attention', attentionChunk: o.attentionChunk };
-      it = new Interpreter(buildModel(this.source, opts), o.precision ?? 'fp32');
+      it = this.executor(buildModel(this.source, opts), o.precision ?? 'fp32');
       // Prepared graphs of other lengths hold large per-length tables; keep a few.
       if (this.graphs.size >= 4) this.graphs.delete(this.graphs.keys().next().value!);
       this.graphs.set(key, it);

@@ -11,7 +11,7 @@ import { META, packageInfo } from './coreml/package-info.js';
 import { ModernBertError } from './errors.js';
 import { fileURLToPath } from 'node:url';
 import type { ModernBertConfig } from './config.js';
-import { Engine } from './engine.js';
+import { Engine, type ExecutorFactory } from './engine.js';
 import type { ModelIds } from './eval/inputs.js';
 import type { Runner } from './eval/verify.js';
 import { loadCheckpoint } from './io/checkpoint.js';
@@ -52,6 +52,8 @@ export interface OpenOptions {
   headPackage?: string;
   /** The function of a multifunction package to run (default: its default function; for buckets, a head name picks that head's buckets). */
   function?: string;
+  /** What runs the graphs (runtime-choice.ts executorFor); our interpreter when absent. */
+  executor?: ExecutorFactory;
 }
 
 /** True when a path names a Core ML package rather than a checkpoint folder. */
@@ -69,7 +71,7 @@ export async function openModel(path: string | undefined, o: OpenOptions = {}): 
   if (o.function !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--function picks a function of a multifunction package; ${path ?? 'the built-in model'} is a checkpoint`);
   const dir = path ?? DEFAULT_MODEL;
   const ckpt = loadCheckpoint(dir);
-  const engine = new Engine(ckpt, { precision: o.precision, norm: o.norm });
+  const engine = new Engine(ckpt, { precision: o.precision, norm: o.norm }, o.executor);
   return {
     path: dir,
     kind: 'checkpoint',
@@ -101,11 +103,11 @@ function packageRunner(path: string, o: OpenOptions): PackageRunner | BucketRunn
     const recorded = head.description.metadata.userDefined?.[META.bodyHash];
     if (recorded === undefined) throw new ModernBertError('BAD_INPUT', `--head-package ${o.headPackage} records no body (metadata "${META.bodyHash}"); convert --split writes heads that do`, { path: o.headPackage });
     if (recorded !== bodyHash(path)) throw new ModernBertError('BAD_INPUT', `--head-package ${o.headPackage} belongs to another body than ${path} (its weights or program differ): convert the head with this body (convert --split)`, { path: o.headPackage });
-    return new PackageRunner(pkg, path, precision, { pkg: head, path: o.headPackage });
+    return new PackageRunner(pkg, path, precision, o.executor, { pkg: head, path: o.headPackage });
   }
-  const runner = new PackageRunner(pkg, path, precision);
+  const runner = new PackageRunner(pkg, path, precision, o.executor);
   const buckets = byHead.length > 0 ? byHead : o.function === undefined ? bucketsOf(runner.info.head) : [];
-  if (buckets.length > 1) return new BucketRunner(path, buckets, (fn) => new PackageRunner(readMLPackage(path, fn), path, precision), runner);
+  if (buckets.length > 1) return new BucketRunner(path, buckets, (fn) => new PackageRunner(readMLPackage(path, fn), path, precision, o.executor), runner);
   return runner;
 }
 

@@ -2,7 +2,7 @@
 // float16 emulation), with inputs padded to one of the package's sequence lengths. Works for packages we
 // wrote (whose metadata names the head, labels and special ids) and, with defaults, for others.
 
-import { additiveMask, unfoldLogits, type ForwardOptions, type ForwardResult, type Sequence } from './engine.js';
+import { additiveMask, unfoldLogits, type Executor, type ExecutorFactory, type ForwardOptions, type ForwardResult, type Sequence } from './engine.js';
 import { embeddingRows, outputShape, packageInfo, type PackageInfo } from './coreml/package-info.js';
 import type { ReadPackageResult } from './coreml/mil-read.js';
 import { ModernBertError } from './errors.js';
@@ -20,12 +20,14 @@ export interface HeadPackage {
 /** Runs sequences through a package's program (a body package followed by a head package, when one is given). */
 export class PackageRunner implements Runner {
   readonly info: PackageInfo;
-  private readonly interp: Interpreter;
-  private readonly head?: { interp: Interpreter; pkg: ReadPackageResult; info: PackageInfo };
+  private readonly interp: Executor;
+  private readonly head?: { interp: Executor; pkg: ReadPackageResult; info: PackageInfo };
 
-  constructor(readonly pkg: ReadPackageResult, readonly path: string, private readonly precision: Precision = 'fp32', head?: HeadPackage) {
+  /** `executor` runs the programs (our interpreter by default; ort-executor.ts at float32); `head` follows a body package. */
+  constructor(readonly pkg: ReadPackageResult, readonly path: string, private readonly precision: Precision = 'fp32', executor?: ExecutorFactory, head?: HeadPackage) {
     const own = packageInfo(pkg, path);
-    this.interp = new Interpreter(pkg.graph, precision);
+    const run = (graph: ReadPackageResult['graph']): Executor => (executor ? executor(graph, precision) : new Interpreter(graph, precision));
+    this.interp = run(pkg.graph);
     if (!head) {
       this.info = own;
       return;
@@ -35,7 +37,7 @@ export class PackageRunner implements Runner {
     if (own.output !== 'hidden_states') throw new ModernBertError('BAD_ARGUMENT', `${path} is not a body package: its output is ${own.output}, a head reads hidden_states`, { path });
     const missing = own.seqLens.filter((s) => !hi.seqLens.includes(s));
     if (missing.length > 0) throw new ModernBertError('BAD_ARGUMENT', `--head-package ${head.path} takes lengths ${hi.seqLens.join(',')}, the body ${own.seqLens.join(',')}`, { path: head.path });
-    this.head = { interp: new Interpreter(head.pkg.graph, precision), pkg: head.pkg, info: hi };
+    this.head = { interp: run(head.pkg.graph), pkg: head.pkg, info: hi };
     this.info = { ...own, head: hi.head, labels: hi.labels, output: hi.output };
   }
 

@@ -72,6 +72,37 @@ export interface OpArgs {
 
 export type Kernel = (a: OpArgs) => RtTensor[] | Promise<RtTensor[]>;
 
+/** An ONNX node attribute, tagged with its AttributeProto type. */
+export type OnnxAttr = { int: number } | { ints: number[] } | { float: number } | { floats: number[] } | { str: string };
+
+/** What an op's ONNX lowering sees (src/onnx/lower.ts implements it): its inputs as ONNX value names, and a node emitter. */
+export interface OnnxArgs {
+  op: Op;
+  has(key: string): boolean;
+  /** The ONNX value holding a tensor input (a literal becomes an initializer). */
+  input(key: string): string;
+  tuple(key: string): string[];
+  /** The type of a tensor input, and of each output. */
+  type(key: string): TensorType;
+  outTypes: readonly TensorType[];
+  ints(key: string): number[];
+  nums(key: string): number[];
+  bools(key: string): boolean[];
+  str(key: string): string;
+  /** The ONNX names this op's outputs must have. */
+  out: readonly string[];
+  /** Emits one ONNX node; `outputs` defaults to one fresh name. Returns the output names. */
+  node(opType: string, inputs: readonly string[], attrs?: Record<string, OnnxAttr>, outputs?: readonly string[]): string[];
+  /** An int64 vector initializer (ONNX's shape, axis and index inputs). */
+  int64s(values: number[]): string;
+  /** A scalar initializer of `dtype` (the constants of a decomposition). */
+  scalar(value: number, dtype: DType): string;
+  fail(message: string): never;
+}
+
+/** Emits the ONNX nodes computing one MIL op, writing its outputs under `a.out` (ONNX opset 17). */
+export type OnnxLowering = (a: OnnxArgs) => void;
+
 /** One MIL op: every version's signature, its type inference and its kernel. */
 export interface OpDef {
   op: string;
@@ -79,6 +110,8 @@ export interface OpDef {
   /** Output types, as coremltools' type_inference computes them. */
   infer(a: InferArgs): TensorType[];
   run: Kernel;
+  /** Its ONNX form; absent when the op cannot be exported to ONNX. */
+  onnx?: OnnxLowering;
 }
 
 const REGISTRY = new Map<string, OpDef>();

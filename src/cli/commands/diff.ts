@@ -9,8 +9,9 @@ import { openModel } from '../../load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt, precision } from '../parse.js';
+import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
 
-interface DiffOptions {
+interface DiffOptions extends RuntimeCliOptions {
   precisionA: Precision;
   precisionB: Precision;
   golden?: string;
@@ -24,7 +25,7 @@ interface DiffOptions {
 
 /** Registers the diff command. */
 export function registerDiff(program: Command, io: Io): void {
-  program
+  const cmd = program
     .command('diff')
     .description('compare two models on the same inputs: KL(A || B) averaged over tokens, top-1/top-5 agreement, max abs difference of the logits (at [MASK] positions when there are any, else every token)')
     .argument('<a>', 'checkpoint folder or .mlpackage')
@@ -38,10 +39,13 @@ export function registerDiff(program: Command, io: Io): void {
     .option('--tokenizer <dir>', 'folder with tokenizer.json, when neither model has one')
     .option('--head-package-a <path>', 'a head package (convert --split) to run on A, a body package')
     .option('--head-package-b <path>', 'a head package to run on B, a body package')
-    .option('--json', 'machine-readable output')
+    .option('--json', 'machine-readable output');
+  addRuntimeOptions(cmd)
     .action(async (pathA: string, pathB: string, texts: string[], o: DiffOptions) => {
-      const a = await openModel(pathA, { precision: o.precisionA, tokenizerDir: o.tokenizer, headPackage: o.headPackageA });
-      const b = await openModel(pathB, { precision: o.precisionB, tokenizerDir: o.tokenizer, headPackage: o.headPackageB });
+      // --runtime applies to the float32 sides; a float16 emulation side always runs on our engine.
+      const said = new Set<string>();
+      const a = await openModel(pathA, { precision: o.precisionA, tokenizerDir: o.tokenizer, headPackage: o.headPackageA, executor: await cliExecutor(o, o.precisionA, io, said, true) });
+      const b = await openModel(pathB, { precision: o.precisionB, tokenizerDir: o.tokenizer, headPackage: o.headPackageB, executor: await cliExecutor(o, o.precisionB, io, said, true) });
       const bar = progress(io, 'diff', Boolean(o.json));
       try {
         const tok = a.tokenizer ?? b.tokenizer;

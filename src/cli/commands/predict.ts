@@ -8,8 +8,9 @@ import type { Precision } from '../../runtime/numerics.js';
 import { classify, embed, fillMask, labelTokens } from '../../tasks/predict.js';
 import { printJson, type Io } from '../context.js';
 import { positiveInt, precision } from '../parse.js';
+import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
 
-interface PredictOptions {
+interface PredictOptions extends RuntimeCliOptions {
   topK: number;
   embed?: boolean;
   precision?: Precision;
@@ -21,7 +22,7 @@ interface PredictOptions {
 
 /** Registers the predict command. */
 export function registerPredict(program: Command, io: Io): void {
-  program
+  const cmd = program
     .command('predict')
     .description('fill [MASK] tokens (or classify, label tokens, embed) with a model; without MODEL, the built-in default model')
     .argument('[model]', 'checkpoint folder or .mlpackage (default: the built-in mini-trained model)')
@@ -32,13 +33,14 @@ export function registerPredict(program: Command, io: Io): void {
     .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
     .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
     .option('--function <name>', 'the function of a multifunction package to run (a head name picks its shape buckets)')
-    .option('--json', 'machine-readable output')
+    .option('--json', 'machine-readable output');
+  addRuntimeOptions(cmd)
     .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
       // One argument is the text (default model) unless it names an existing model.
       let [modelPath, text] = b === undefined ? [undefined, a] : [a, b];
       if (b === undefined && a !== undefined && existsSync(a)) [modelPath, text] = [a, undefined];
       if (text === undefined || text.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'no text given: modernbert-ane predict [MODEL] "text with [MASK]"');
-      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, headPackage: o.headPackage, function: o.function });
+      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, headPackage: o.headPackage, function: o.function, executor: await cliExecutor(o, o.precision, io) });
       try {
         const tok = model.tokenizer;
         if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which predict needs (give --tokenizer DIR)`, { path: model.path });

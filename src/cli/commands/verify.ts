@@ -7,8 +7,9 @@ import { openModel } from '../../load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { positiveNumber, precision } from '../parse.js';
+import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
 
-interface VerifyOptions {
+interface VerifyOptions extends RuntimeCliOptions {
   golden: string;
   atol: number;
   precision?: Precision;
@@ -20,7 +21,7 @@ const fmt = (v: number | null) => (v === null ? '-' : v.toExponential(2));
 
 /** Registers the verify command; sets the exit code to 1 when a case exceeds the tolerance. */
 export function registerVerify(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
+  const cmd = program
     .command('verify')
     .description('run every case of a golden file and compare logits and hidden states (max abs difference)')
     .argument('<model>', 'checkpoint folder or .mlpackage')
@@ -28,10 +29,11 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
     .option('--atol <x>', 'tolerance on the max abs difference', positiveNumber, 1e-4)
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
-    .option('--json', 'machine-readable output')
+    .option('--json', 'machine-readable output');
+  addRuntimeOptions(cmd)
     .action(async (modelPath: string, o: VerifyOptions) => {
       const cases = readGolden(o.golden);
-      const model = await openModel(modelPath, { precision: o.precision, headPackage: o.headPackage });
+      const model = await openModel(modelPath, { precision: o.precision, headPackage: o.headPackage, executor: await cliExecutor(o, o.precision, io) });
       const bar = progress(io, 'verify', Boolean(o.json));
       try {
         const report = await verify(model.runner, cases, o.atol, {}, (d, t) => bar.update(d, t));

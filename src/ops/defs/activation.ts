@@ -7,9 +7,9 @@ import { literal, numel } from '../../graph/ir.js';
 import type { Numerics } from '../../runtime/numerics.js';
 import { f16round } from '../../numeric/fp16.js';
 import { allocFloat, floats, type RtTensor } from '../../runtime/tensor.js';
-import { attr, F, I32, register, since, STR, tensor, type Kernel, type OpDef } from '../registry.js';
+import { attr, F, I32, register, since, STR, tensor, type Kernel, type OnnxArgs, type OnnxLowering, type OpDef } from '../registry.js';
 import { normAxis } from '../shapes.js';
-import { f32, fail, sameAsX } from './common.js';
+import { f32, fail, onnxSame, sameAsX } from './common.js';
 import { erf, unaryKernel } from './elementwise.js';
 
 const SQRT1_2 = Math.SQRT1_2;
@@ -87,17 +87,39 @@ export function softmaxWithBias(x: RtTensor, bias: RtTensor | undefined, axisIn:
   return { dtype: x.dtype, shape: [...x.shape], data: out };
 }
 
-const unary = (op: string, f: (x: number) => number): OpDef => ({ op, versions: [since('iOS15', tensor('x', F, 'T'))], infer: sameAsX, run: unaryKernel(f) });
+// gelu in ONNX opset 17 operators (Gelu itself is opset 20): each mode as activation.py writes its formula.
+// onnxruntime fuses the EXACT pattern x * 0.5 * (1 + erf(x / sqrt 2)) into one Gelu kernel.
+const geluOnnx = (a: OnnxArgs): void => {
+  const x = a.input('x');
+  const dt = a.type('x').dtype;
+  const c = (v: number) => a.scalar(v, dt);
+  const mul = (p: string, q: string) => a.node('Mul', [p, q])[0]!;
+  const mode = a.str('mode');
+  if (mode === 'SIGMOID_APPROXIMATION') {
+    a.node('Mul', [x, a.node('Sigmoid', [mul(x, c(1.702))])[0]!], {}, a.out);
+    return;
+  }
+  const inner = mode === 'EXACT'
+    ? a.node('Erf', [mul(x, c(SQRT1_2))])[0]!
+    : mode === 'TANH_APPROXIMATION'
+      ? a.node('Tanh', [mul(c(GELU_TANH_C), a.node('Add', [x, mul(c(0.044715), mul(x, mul(x, x)))])[0]!)])[0]!
+      : a.fail(`unknown gelu mode ${mode}`);
+  a.node('Mul', [mul(x, c(0.5)), a.node('Add', [inner, c(1)])[0]!], {}, a.out);
+};
+
+const unary = (op: string, f: (x: number) => number, onnx: OnnxLowering): OpDef => ({ op, versions: [since('iOS15', tensor('x', F, 'T'))], infer: sameAsX, run: unaryKernel(f), onnx });
 
 register(
-  { op: 'gelu', versions: [since('iOS15', tensor('x', F, 'T'), attr('mode', STR, literal('string', 'EXACT')))], infer: sameAsX, run: gelu },
+  { op: 'gelu', versions: [since('iOS15', tensor('x', F, 'T'), attr('mode', STR, literal('string', 'EXACT')))], infer: sameAsX, run: gelu, onnx: geluOnnx },
   {
     op: 'softmax',
     versions: [since('iOS15', tensor('x', F, 'T'), attr('axis', I32, literal('int32', -1)))],
     infer: sameAsX,
     run: (a) => [softmaxWithBias(a.t('x'), undefined, a.ints('axis')[0]!, a.num, `${a.op.op} "${a.op.name}"`)],
+    // Softmax-13 normalises along one axis, as MIL's does.
+    onnx: (a) => void a.node('Softmax', [a.input('x')], { axis: { int: a.ints('axis')[0]! } }, a.out),
   },
-  unary('relu', (v) => (v > 0 ? v : 0)),
-  unary('sigmoid', (v) => 1 / (1 + Math.exp(-v))),
-  unary('silu', (v) => v / (1 + Math.exp(-v))),
+  unary('relu', (v) => (v > 0 ? v : 0), onnxSame('Relu', 'x')),
+  unary('sigmoid', (v) => 1 / (1 + Math.exp(-v)), onnxSame('Sigmoid', 'x')),
+  unary('silu', (v) => v / (1 + Math.exp(-v)), (a) => void a.node('Mul', [a.input('x'), a.node('Sigmoid', [a.input('x')])[0]!], {}, a.out)),
 );

@@ -3,7 +3,7 @@
 import { ModernBertError } from '../../errors.js';
 import type { DType, TensorType } from '../../graph/ir.js';
 import { floats, type RtTensor } from '../../runtime/tensor.js';
-import type { InferArgs, OpArgs } from '../registry.js';
+import type { InferArgs, OnnxArgs, OpArgs } from '../registry.js';
 
 /** A kernel error naming the op. */
 export const fail = (a: OpArgs, msg: string): never => {
@@ -18,3 +18,14 @@ export const floatOut = (x: RtTensor): DType => (x.dtype === 'fp16' || x.dtype =
 
 /** Type inference of ops whose output has the type of `x` (coremltools: `return self.x.sym_type`). */
 export const sameAsX = (a: InferArgs): TensorType[] => [a.t('x')];
+
+/** ONNX TensorProto.DataType codes of our dtypes (onnx.proto). */
+export const ONNX_TYPE: Record<DType, number> = { fp32: 1, uint8: 2, int8: 3, int16: 5, int32: 6, bool: 9, fp16: 10 };
+
+/** ONNX's largest int64 slice end, as a JavaScript number (ONNX clamps ends to the axis). */
+export const ONNX_END = Number.MAX_SAFE_INTEGER;
+
+/** The ONNX lowering of an op that maps to one ONNX node over the same inputs (`keys`, in ONNX's order). */
+export const onnxSame = (opType: string, ...keys: string[]) => (a: OnnxArgs): void => {
+  a.node(opType, keys.map((k) => a.input(k)), {}, a.out);
+};

@@ -3,9 +3,9 @@
 
 import { binaryArith, mapBroadcast, type BinaryKind } from '../../runtime/broadcast.js';
 import { allocData, allocFloat } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, F, FI, FIB, FIB17, likeX, register, since, STR, tensor, type InferArgs, type Kernel, type OpDef } from '../registry.js';
+import { attr, BOOL, constInput, F, FI, FIB, FIB17, likeX, register, since, STR, tensor, type InferArgs, type Kernel, type OnnxLowering, type OpDef } from '../registry.js';
 import { broadcastShapes } from '../shapes.js';
-import { f32, floatOut, sameAsX } from './common.js';
+import { f32, floatOut, ONNX_TYPE, onnxSame, sameAsX } from './common.js';
 import type { DType, TensorType } from '../../graph/ir.js';
 
 // elementwise_binary.type_inference: broadcast x with y (infer_type_with_broadcast), dtype promoted (x and y share T).
@@ -25,13 +25,21 @@ const arith = (f: (x: number, y: number) => number, kind?: BinaryKind): Kernel =
   return [mapBroadcast([x, y], x.dtype, (v) => Math.trunc(f(v[0]!, v[1]!)) | 0, a.op.name)];
 };
 
-const binary = (op: string, run: Kernel): OpDef => ({ op, versions: [since('iOS15', tensor('x', FI, 'T'), tensor('y', FI, 'T'))], infer: (a) => broadcastXY(a), run });
+// ONNX's binary ops broadcast as MIL's do (numpy rules), so each is one node over (x, y).
+const binary = (op: string, run: Kernel, onnxOp: string): OpDef => ({
+  op,
+  versions: [since('iOS15', tensor('x', FI, 'T'), tensor('y', FI, 'T'))],
+  infer: (a) => broadcastXY(a),
+  run,
+  onnx: onnxSame(onnxOp, 'x', 'y'),
+});
 
-const compare = (op: string, f: (x: number, y: number) => boolean, dtypes = FI): OpDef => ({
+const compare = (op: string, f: (x: number, y: number) => boolean, onnx: OnnxLowering, dtypes = FI): OpDef => ({
   op,
   versions: [since('iOS15', tensor('x', dtypes, 'T'), tensor('y', dtypes, 'T'))],
   infer: (a) => broadcastXY(a, 'bool'),
   run: (a) => [mapBroadcast([a.t('x'), a.t('y')], 'bool', (v) => (f(v[0]!, v[1]!) ? 1 : 0), a.op.name)],
+  onnx,
 });
 
 /** A float unary op computed value by value. */
@@ -43,7 +51,7 @@ export const unaryKernel = (f: (x: number) => number): Kernel => (a) => {
   return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
 };
 
-const unary = (op: string, f: (x: number) => number, dtypes = F): OpDef => ({ op, versions: [since('iOS15', tensor('x', dtypes, 'T'))], infer: sameAsX, run: unaryKernel(f) });
+const unary = (op: string, f: (x: number) => number, onnx: OnnxLowering, dtypes = F): OpDef => ({ op, versions: [since('iOS15', tensor('x', dtypes, 'T'))], infer: sameAsX, run: unaryKernel(f), onnx });
 
 // erf with |error| < 1.2e-7 relative to erfc (Numerical Recipes' erfcc, Chebyshev fit).
 export function erf(x: number): number {
@@ -75,35 +83,36 @@ const castKernel: Kernel = (a) => {
 };
 
 register(
-  binary('add', arith((x, y) => x + y, 'add')),
-  binary('sub', arith((x, y) => x - y, 'sub')),
-  binary('mul', arith((x, y) => x * y, 'mul')),
-  binary('real_div', arith((x, y) => x / y, 'div')),
-  binary('maximum', arith(Math.max)),
-  binary('minimum', arith(Math.min)),
-  binary('pow', arith(Math.pow)),
-  compare('greater', (x, y) => x > y),
-  compare('greater_equal', (x, y) => x >= y),
-  compare('less', (x, y) => x < y),
-  compare('less_equal', (x, y) => x <= y),
-  compare('equal', (x, y) => x === y),
-  compare('not_equal', (x, y) => x !== y),
+  binary('add', arith((x, y) => x + y, 'add'), 'Add'),
+  binary('sub', arith((x, y) => x - y, 'sub'), 'Sub'),
+  binary('mul', arith((x, y) => x * y, 'mul'), 'Mul'),
+  binary('real_div', arith((x, y) => x / y, 'div'), 'Div'),
+  binary('maximum', arith(Math.max), 'Max'),
+  binary('minimum', arith(Math.min), 'Min'),
+  binary('pow', arith(Math.pow), 'Pow'),
+  compare('greater', (x, y) => x > y, onnxSame('Greater', 'x', 'y')),
+  compare('greater_equal', (x, y) => x >= y, onnxSame('GreaterOrEqual', 'x', 'y')),
+  compare('less', (x, y) => x < y, onnxSame('Less', 'x', 'y')),
+  compare('less_equal', (x, y) => x <= y, onnxSame('LessOrEqual', 'x', 'y')),
+  compare('equal', (x, y) => x === y, onnxSame('Equal', 'x', 'y')),
+  compare('not_equal', (x, y) => x !== y, (a) => void a.node('Not', a.node('Equal', [a.input('x'), a.input('y')]), {}, a.out)),
   // elementwise_binary.py logical_*: bool operands only.
-  compare('logical_or', (x, y) => x !== 0 || y !== 0, BOOL),
-  compare('logical_and', (x, y) => x !== 0 && y !== 0, BOOL),
+  compare('logical_or', (x, y) => x !== 0 || y !== 0, onnxSame('Or', 'x', 'y'), BOOL),
+  compare('logical_and', (x, y) => x !== 0 && y !== 0, onnxSame('And', 'x', 'y'), BOOL),
   {
     op: 'logical_not',
     versions: [since('iOS15', tensor('x', BOOL))],
     infer: sameAsX,
     run: (a) => [mapBroadcast([a.t('x')], 'bool', (v) => (v[0] ? 0 : 1), a.op.name)],
+    onnx: onnxSame('Not', 'x'),
   },
   // elementwise_unary_with_int: abs and square also take int32.
-  unary('abs', Math.abs, FI),
-  unary('square', (v) => v * v, FI),
-  unary('exp', Math.exp),
-  unary('sqrt', Math.sqrt),
-  unary('tanh', Math.tanh),
-  unary('erf', erf),
+  unary('abs', Math.abs, onnxSame('Abs', 'x'), FI),
+  unary('square', (v) => v * v, (a) => void a.node('Mul', [a.input('x'), a.input('x')], {}, a.out), FI),
+  unary('exp', Math.exp, onnxSame('Exp', 'x')),
+  unary('sqrt', Math.sqrt, onnxSame('Sqrt', 'x')),
+  unary('tanh', Math.tanh, onnxSame('Tanh', 'x')),
+  unary('erf', erf, onnxSame('Erf', 'x')),
   {
     op: 'rsqrt',
     versions: [
@@ -114,6 +123,12 @@ register(
     run: (a) => {
       const eps = a.nums('epsilon')[0]!;
       return unaryKernel((v) => 1 / Math.sqrt(v + eps))(a);
+    },
+    // 1 / sqrt(x + epsilon), as elementwise_unary.py rsqrt defines it.
+    onnx: (a) => {
+      const x = a.input('x');
+      const sum = a.node('Add', [x, a.scalar(a.nums('epsilon')[0]!, a.type('x').dtype)]);
+      a.node('Reciprocal', a.node('Sqrt', sum), {}, a.out);
     },
   },
   {
@@ -128,6 +143,7 @@ register(
       const [lo, hi] = [a.nums('alpha')[0]!, a.nums('beta')[0]!];
       return unaryKernel((v) => Math.min(Math.max(v, lo), hi))(a);
     },
+    onnx: onnxSame('Clip', 'x', 'alpha', 'beta'),
   },
   {
     op: 'cast',
@@ -139,6 +155,7 @@ register(
       return [{ dtype, shape: a.t('x').shape }];
     },
     run: castKernel,
+    onnx: (a) => void a.node('Cast', [a.input('x')], { to: { int: ONNX_TYPE[a.outTypes[0]!.dtype] } }, a.out),
   },
 );
 

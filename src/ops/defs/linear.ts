@@ -5,7 +5,7 @@
 import { literal, numel, type Dim, type TensorType } from '../../graph/ir.js';
 import { matmul } from '../../runtime/matmul.js';
 import { allocFloat, type RtTensor } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, F, FI, I32, register, since, STR, tensor, tuple, type DefaultValue, type InferArgs, type Kernel, type OpArgs } from '../registry.js';
+import { attr, BOOL, constInput, F, FI, I32, register, since, STR, tensor, tuple, type DefaultValue, type InferArgs, type Kernel, type OnnxArgs, type OpArgs } from '../registry.js';
 import { broadcastShapes, einsumShape, parseEinsum } from '../shapes.js';
 import { f32, fail } from './common.js';
 import { transposeTensor } from './tensor-transformation.js';
@@ -162,6 +162,61 @@ const einsumKernel: Kernel = async (a) => {
   return [transposeTensor(res, [...lo].map((l) => produced.indexOf(l)))];
 };
 
+// conv: the 1x1, stride-1 convolutions that convType accepts are products W (Cout, Cin) @ x (Cin, H*W) for a
+// batch of one: onnxruntime runs MatMul on its GEMM directly, where its Conv reorders (1, C, 1, S) into
+// blocked layouts and back around every projection (a third of the run time in our profile). Other batches
+// take ONNX Conv with a 1x1 kernel.
+const convOnnx = (a: OnnxArgs): void => {
+  const [n, cin, h] = a.type('x').shape;
+  const cout = a.type('weight').shape[0];
+  if (n !== 1 || typeof cin !== 'number' || typeof h !== 'number' || typeof cout !== 'number' || a.ints('groups')[0] !== 1) {
+    const inputs = [a.input('x'), a.input('weight'), ...(a.has('bias') ? [a.input('bias')] : [])];
+    a.node('Conv', inputs, { kernel_shape: { ints: [1, 1] }, group: { int: a.ints('groups')[0]! } }, a.out);
+    return;
+  }
+  const w = a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]); // (Cout, Cin)
+  const x = a.node('Reshape', [a.input('x'), a.int64s([cin, -1])]); // (Cin, H*W)
+  let y = a.node('MatMul', [w[0]!, x[0]!]); // (Cout, H*W)
+  if (a.has('bias')) y = a.node('Add', [y[0]!, a.node('Reshape', [a.input('bias'), a.int64s([cout, 1])])[0]!]);
+  a.node('Reshape', [y[0]!, a.int64s([1, cout, h, -1])], {}, a.out);
+};
+
+// Swaps the last two axes of an ONNX value of rank `rank`.
+const swapLast = (a: OnnxArgs, v: string, rank: number): string => {
+  const perm = Array.from({ length: rank }, (_, k) => k);
+  [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1]!, perm[rank - 2]!];
+  return a.node('Transpose', [v], { perm: { ints: perm } })[0]!;
+};
+
+// linear: x W^T + b. onnxruntime folds the transpose of a constant weight at load time.
+const linearOnnx = (a: OnnxArgs): void => {
+  const prod = [a.input('x'), swapLast(a, a.input('weight'), 2)];
+  if (a.has('bias')) a.node('Add', [a.node('MatMul', prod)[0]!, a.input('bias')], {}, a.out);
+  else a.node('MatMul', prod, {}, a.out);
+};
+
+const matmulOnnx = (a: OnnxArgs): void => {
+  const side = (key: string, flag: string) => (a.bools(flag)[0] ? swapLast(a, a.input(key), a.type(key).shape.length) : a.input(key));
+  a.node('MatMul', [side('x', 'transpose_x'), side('y', 'transpose_y')], {}, a.out);
+};
+
+// einsum. The rank-4 form abcd,adce->abce (attention's scores and its weighted sum) becomes a batched MatMul
+// over (a, c), computed transposed: out^T (a, c, e, b) = y^T (a, c, e, d) @ x^T (a, c, d, b), then moved to
+// (a, b, c, e). The scores then lie keys-last, and the transpose after one einsum is the inverse of the one
+// before the next, so onnxruntime's transpose optimiser cancels them through the mask's Add and the Softmax,
+// which then runs over its last axis. The other form goes to ONNX Einsum-12, which reads the same equation.
+const einsumOnnx = (a: OnnxArgs): void => {
+  const [x, y] = a.tuple('values') as [string, string];
+  const [lx, ly, lo] = parseEinsum(a.str('equation'), a.fail);
+  if (einsumForm(lx, ly, lo) !== RANK4) {
+    a.node('Einsum', [x, y], { equation: { str: a.str('equation') } }, a.out);
+    return;
+  }
+  const toLast = { perm: { ints: [0, 2, 3, 1] } };
+  const prod = a.node('MatMul', [a.node('Transpose', [y], toLast)[0]!, a.node('Transpose', [x], toLast)[0]!]); // (a, c, e, b)
+  a.node('Transpose', prod, { perm: { ints: [0, 3, 1, 2] } }, a.out); // (a, b, c, e)
+};
+
 const CONV_ATTRS = [
   attr('strides', I32, perSpatial(1)),
   attr('pad_type', STR, literal('string', 'valid')),
@@ -180,6 +235,7 @@ register(
     ],
     infer: convType,
     run: convKernel,
+    onnx: convOnnx,
   },
   {
     op: 'linear',
@@ -194,6 +250,7 @@ register(
       return [{ dtype: x.dtype, shape: [...x.shape.slice(0, -1), w.shape[0]!] }];
     },
     run: linearKernel,
+    onnx: linearOnnx,
   },
   {
     op: 'matmul',
@@ -207,6 +264,7 @@ register(
       return [{ dtype: x.dtype, shape: [...batch, m, n] }];
     },
     run: matmulKernel,
+    onnx: matmulOnnx,
   },
   {
     op: 'einsum',
@@ -221,5 +279,6 @@ register(
       return [{ dtype: x.dtype, shape: einsumShape(eq, x.shape, y.shape, a.fail) }];
     },
     run: einsumKernel,
+    onnx: einsumOnnx,
   },
 );

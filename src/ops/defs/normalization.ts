@@ -6,7 +6,7 @@
 import { literal, numel, type TensorType } from '../../graph/ir.js';
 import { f16round } from '../../numeric/fp16.js';
 import { allocFloat, type RtTensor } from '../../runtime/tensor.js';
-import { attr, BOOL, F, FI, I32, likeX, register, since, tensor, type InferArgs, type Kernel, type OpArgs, type OpDef } from '../registry.js';
+import { attr, BOOL, F, FI, I32, likeX, register, since, tensor, type InferArgs, type Kernel, type OnnxArgs, type OpArgs, type OpDef } from '../registry.js';
 import { normAxis } from '../shapes.js';
 import { f32, fail, sameAsX } from './common.js';
 
@@ -64,12 +64,42 @@ const reduceKernel = (kind: 'sum' | 'mean' | 'max' | 'l2'): Kernel => (a) => {
   return [{ dtype: x.dtype, shape, data: out }];
 };
 
-const reduction = (op: string, kind: 'sum' | 'mean' | 'max' | 'l2'): OpDef => ({
+// Opset 17's reductions: ReduceSum takes its axes as an input, the others as an attribute; absent axes reduce all.
+const reductionOnnx = (onnxOp: string) => (a: OnnxArgs): void => {
+  const keepdims = { int: a.bools('keep_dims')[0] ? 1 : 0 };
+  const axes = a.has('axes') ? a.ints('axes') : undefined;
+  if (onnxOp === 'ReduceSum') a.node(onnxOp, axes ? [a.input('x'), a.int64s(axes)] : [a.input('x')], { keepdims }, a.out);
+  else a.node(onnxOp, [a.input('x')], axes ? { axes: { ints: axes }, keepdims } : { keepdims }, a.out);
+};
+
+const reduction = (op: string, kind: 'sum' | 'mean' | 'max' | 'l2', onnxOp: string): OpDef => ({
   op,
   versions: [since('iOS15', tensor('x', FI, 'T'), attr('axes', I32, undefined), attr('keep_dims', BOOL, literal('bool', false)))],
   infer: reduceType,
   run: reduceKernel(kind),
+  onnx: reductionOnnx(onnxOp),
 });
+
+// LayerNormalization (opset 17) normalises the trailing axes from `axis` on: other contiguous axes (ours:
+// channels of (1, C, 1, S)) are moved last around it, which onnxruntime's transpose optimiser can cancel.
+const layerNormOnnx = (a: OnnxArgs): void => {
+  const rank = a.type('x').shape.length;
+  const axes = (a.has('axes') ? a.ints('axes') : Array.from({ length: rank }, (_, i) => i)).map((v) => normAxis(v, rank)).sort((p, q) => p - q);
+  if (axes.some((v, i) => i > 0 && v !== axes[i - 1]! + 1)) a.fail(`axes [${axes.join(', ')}] must be contiguous`);
+  if (!a.has('gamma')) a.fail('ONNX export needs gamma (LayerNormalization takes a scale)');
+  const inputs = [a.input('gamma'), ...(a.has('beta') ? [a.input('beta')] : [])];
+  const attrs = { epsilon: { float: a.nums('epsilon')[0]! } };
+  const trailing = axes[axes.length - 1] === rank - 1;
+  if (trailing) {
+    a.node('LayerNormalization', [a.input('x'), ...inputs], { axis: { int: axes[0]! }, ...attrs }, a.out);
+    return;
+  }
+  const perm = [...Array.from({ length: rank }, (_, i) => i).filter((i) => !axes.includes(i)), ...axes];
+  const inverse = perm.map((_, i) => perm.indexOf(i));
+  const moved = a.node('Transpose', [a.input('x')], { perm: { ints: perm } });
+  const normed = a.node('LayerNormalization', [moved[0]!, ...inputs], { axis: { int: rank - axes.length }, ...attrs });
+  a.node('Transpose', normed, { perm: { ints: inverse } }, a.out);
+};
 
 const layerNorm: Kernel = (a) => {
   const x = a.t('x');
@@ -140,15 +170,23 @@ register(
     ],
     infer: sameAsX,
     run: layerNorm,
+    onnx: layerNormOnnx,
   },
   {
     op: 'l2_norm',
     versions: [since('iOS15', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'T')), since('iOS17', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'U'))],
     infer: (a) => (a.t('x').shape.length < 3 ? a.fail('input rank must be at least 3') : sameAsX(a)),
     run: l2Norm,
+    // x / sqrt(sum of squares over the last three axes + epsilon), as normalization.py l2_norm defines it.
+    onnx: (a) => {
+      const x = a.input('x');
+      const ss = a.node('ReduceSumSquare', [x], { axes: { ints: [-3, -2, -1] }, keepdims: { int: 1 } });
+      const norm = a.node('Sqrt', a.node('Add', [ss[0]!, a.scalar(a.nums('epsilon')[0]!, a.type('x').dtype)]));
+      a.node('Div', [x, norm[0]!], {}, a.out);
+    },
   },
-  reduction('reduce_sum', 'sum'),
-  reduction('reduce_mean', 'mean'),
-  reduction('reduce_max', 'max'),
-  reduction('reduce_l2_norm', 'l2'),
+  reduction('reduce_sum', 'sum', 'ReduceSum'),
+  reduction('reduce_mean', 'mean', 'ReduceMean'),
+  reduction('reduce_max', 'max', 'ReduceMax'),
+  reduction('reduce_l2_norm', 'l2', 'ReduceL2'),
 );

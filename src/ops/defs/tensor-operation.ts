@@ -6,9 +6,9 @@ import { ModernBertError } from '../../errors.js';
 import { literal, numel, type Dim, type DType, type TensorType } from '../../graph/ir.js';
 import { mapBroadcast } from '../../runtime/broadcast.js';
 import { allocData } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, FI, FIB, I32, register, since, tensor, tuple, type Kernel } from '../registry.js';
+import { attr, BOOL, constInput, FI, FIB, I32, register, since, tensor, tuple, type Kernel, type OnnxArgs } from '../registry.js';
 import { broadcastShapes, normAxis } from '../shapes.js';
-import { fail, floatOut } from './common.js';
+import { fail, floatOut, ONNX_TYPE, onnxSame } from './common.js';
 import { sliceBox } from './tensor-transformation.js';
 
 /** Split sizes: `split_sizes`, or `num_splits` equal parts of dim `d`. */
@@ -88,6 +88,24 @@ const gatherType = (x: TensorType, indices: TensorType, axisIn: number): TensorT
   return [{ dtype: x.dtype, shape: [...x.shape.slice(0, axis), ...indices.shape, ...x.shape.slice(axis + 1)] }];
 };
 
+// split: Split-13 takes the sizes as an int64 input; num_splits is its equal split (no sizes input).
+const splitOnnx = (a: OnnxArgs): void => {
+  const axis = { axis: { int: a.ints('axis')[0]! } };
+  a.node('Split', a.has('split_sizes') ? [a.input('x'), a.int64s(a.ints('split_sizes'))] : [a.input('x')], axis, a.out);
+};
+
+// MIL's interleave (alternating slices of the values) has no ONNX form.
+const concatOnnx = (a: OnnxArgs): void => {
+  if (a.bools('interleave')[0]) a.fail('interleaved concat has no ONNX form');
+  a.node('Concat', a.tuple('values'), { axis: { int: a.ints('axis')[0]! } }, a.out);
+};
+
+// Gather-13 gathers along one axis like MIL's (batch_dims 0); negative indices count from the end in both.
+const gatherOnnx = (a: OnnxArgs): void => {
+  if (a.has('batch_dims') && a.ints('batch_dims')[0] !== 0) a.fail('gather with batch_dims has no ONNX Gather form');
+  a.node('Gather', [a.input('x'), a.input('indices')], { axis: { int: a.ints('axis')[0]! } }, a.out);
+};
+
 const GATHER_X17: DType[] = ['fp16', 'fp32', 'int32', 'int16', 'int8', 'uint8'];
 
 register(
@@ -102,6 +120,7 @@ register(
       return sizes.map((s) => ({ dtype: x.dtype, shape: x.shape.map((d, k) => (k === axis ? s : d)) }));
     },
     run: split,
+    onnx: splitOnnx,
   },
   {
     op: 'concat',
@@ -124,6 +143,7 @@ register(
       return [{ dtype: first.dtype, shape: first.shape.map((d, k) => (k === axis ? total : d)) }];
     },
     run: concat,
+    onnx: concatOnnx,
   },
   {
     op: 'gather',
@@ -141,6 +161,7 @@ register(
     ],
     infer: (a) => gatherType(a.t('x'), a.t('indices'), a.ints('axis')[0]!),
     run: gather,
+    onnx: gatherOnnx,
   },
   {
     op: 'select',
@@ -156,6 +177,7 @@ register(
       const dtype = x.data instanceof Float32Array || y.data instanceof Float32Array ? floatOut(x.data instanceof Float32Array ? x : y) : x.dtype;
       return [mapBroadcast([a.t('cond'), x, y], dtype, (v) => (v[0] ? v[1]! : v[2]!), a.op.name)];
     },
+    onnx: onnxSame('Where', 'cond', 'a', 'b'),
   },
   {
     op: 'range_1d',
@@ -174,6 +196,11 @@ register(
       const out = allocData(dtype, n);
       for (let i = 0; i < n; i++) out[i] = start + i * step;
       return [{ dtype, shape: [n], data: out }];
+    },
+    // Range-11 takes scalars; MIL's may be one-element vectors, so each is reshaped to a scalar first.
+    onnx: (a) => {
+      const scalar = (k: string) => (a.type(k).shape.length === 0 ? a.input(k) : a.node('Reshape', [a.input(k), a.int64s([])])[0]!);
+      a.node('Range', [scalar('start'), scalar('end'), scalar('step')], {}, a.out);
     },
   },
   {
@@ -200,6 +227,7 @@ register(
       }
       return [{ dtype: x.dtype, shape, data: out }];
     },
+    onnx: (a) => void a.node('Tile', [a.input('x'), a.node('Cast', [a.input('reps')], { to: { int: 7 } })[0]!], {}, a.out),
   },
   {
     op: 'shape',
@@ -209,6 +237,8 @@ register(
       const x = a.t('x');
       return [{ dtype: 'int32', shape: [x.shape.length], data: Int32Array.from(x.shape) }];
     },
+    // ONNX's Shape gives int64; MIL's int32.
+    onnx: (a) => void a.node('Cast', a.node('Shape', [a.input('x')]), { to: { int: ONNX_TYPE.int32 } }, a.out),
   },
   {
     op: 'fill_like',
@@ -223,7 +253,7 @@ register(
     },
   },
   // identity takes any tensor, list or dictionary (ListOrTensorOrDictInputType): no dtype constraint.
-  { op: 'identity', versions: [since('iOS15', tensor('x', undefined))], infer: (a) => [a.t('x')], run: (a) => [a.t('x')] },
+  { op: 'identity', versions: [since('iOS15', tensor('x', undefined))], infer: (a) => [a.t('x')], run: (a) => [a.t('x')], onnx: onnxSame('Identity', 'x') },
   // const: the value lives in the op's `val` attribute (the reader turns const ops into Consts and Literals).
   {
     op: 'const',

@@ -4,9 +4,9 @@
 
 import { numel, type Dim } from '../../graph/ir.js';
 import { allocData, stridesOf, type RtTensor } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, FIB, FIB17, I32, IDX17, register, since, tensor, type InferArgs, type Kernel, type OpArgs } from '../registry.js';
+import { attr, BOOL, constInput, FIB, FIB17, I32, IDX17, register, since, tensor, type InferArgs, type Kernel, type OnnxArgs, type OpArgs } from '../registry.js';
 import { normAxis, reshapeShape } from '../shapes.js';
-import { fail } from './common.js';
+import { fail, ONNX_END } from './common.js';
 
 const relabel = (x: RtTensor, shape: number[]): RtTensor[] => [{ dtype: x.dtype, shape, data: x.data }];
 
@@ -164,6 +164,20 @@ const sliceBySizeShape = (x: readonly Dim[], begin: number[], size: number[], ba
     return d - normAxis(begin[k]!, d);
   });
 
+// slice_by_index as ONNX Slice over every axis (masks become 0 and ONNX_END), then Squeeze for squeeze_mask.
+const sliceByIndexOnnx = (a: OnnxArgs): void => {
+  const rank = a.type('x').shape.length;
+  const s = sliceSpec(a, rank);
+  if (s.stride.some((st) => st <= 0)) a.fail('only positive strides are supported');
+  const starts = s.begin.map((b, k) => (s.beginMask[k] ? 0 : b));
+  const ends = s.end.map((e, k) => (s.squeezeMask[k] ? (starts[k] === -1 ? ONNX_END : starts[k]! + 1) : s.endMask[k] ? ONNX_END : e));
+  const axes = Array.from({ length: rank }, (_, k) => k);
+  const squeezed = axes.filter((k) => s.squeezeMask[k]);
+  const inputs = [a.input('x'), a.int64s(starts), a.int64s(ends), a.int64s(axes), a.int64s(s.stride)];
+  if (squeezed.length === 0) a.node('Slice', inputs, {}, a.out);
+  else a.node('Squeeze', [a.node('Slice', inputs)[0]!, a.int64s(squeezed)], {}, a.out);
+};
+
 // x of the iOS 15 ops, and of their iOS 17 versions (which add the 8- and 16-bit types).
 const X15 = tensor('x', FIB, 'T');
 const X17 = tensor('x', FIB17, 'T');
@@ -181,6 +195,8 @@ register(
       const shape = reshapeShape(x.shape, a.ints('shape'), (m) => fail(a, m)) as number[];
       return relabel(x, shape);
     },
+    // MIL's shape holds no 0 (ONNX's "copy this axis"), so the values carry over as they are.
+    onnx: (a) => void a.node('Reshape', [a.input('x'), a.int64s(a.ints('shape'))], {}, a.out),
   },
   {
     op: 'expand_dims',
@@ -193,6 +209,7 @@ register(
       const x = a.t('x');
       return relabel(x, expandedShape(x.shape, a.ints('axes')));
     },
+    onnx: (a) => void a.node('Unsqueeze', [a.input('x'), a.int64s(a.ints('axes'))], {}, a.out),
   },
   {
     op: 'squeeze',
@@ -205,6 +222,7 @@ register(
       const x = a.t('x');
       return relabel(x, squeezedShape(x.shape, a.has('axes') ? a.ints('axes') : undefined));
     },
+    onnx: (a) => void a.node('Squeeze', a.has('axes') ? [a.input('x'), a.int64s(a.ints('axes'))] : [a.input('x')], {}, a.out),
   },
   {
     op: 'transpose',
@@ -219,6 +237,7 @@ register(
       const x = a.t('x');
       return [transposeTensor(x, a.ints('perm').map((p) => normAxis(p, x.shape.length)))];
     },
+    onnx: (a) => void a.node('Transpose', [a.input('x')], { perm: { ints: a.ints('perm').map((p) => normAxis(p, a.type('x').shape.length)) } }, a.out),
   },
   {
     op: 'slice_by_index',
@@ -228,6 +247,7 @@ register(
     ],
     infer: sliceByIndexType,
     run: sliceByIndex,
+    onnx: sliceByIndexOnnx,
   },
   {
     op: 'slice_by_size',
@@ -242,6 +262,12 @@ register(
       const size = sliceBySizeShape(x.shape, begin, a.ints('size'), (m) => fail(a, m)) as number[];
       if (size.some((s, k) => s < 0 || begin[k]! + s > x.shape[k]!)) fail(a, `slice [${begin.join(', ')}] + [${size.join(', ')}] is outside [${x.shape.join(', ')}]`);
       return [sliceBox(x, begin, size, size.map(() => 1))];
+    },
+    onnx: (a) => {
+      const begin = a.ints('begin');
+      const ends = a.ints('size').map((n, k) => (n === -1 ? ONNX_END : begin[k]! + n));
+      if (begin.some((b, k) => b < 0 && ends[k] !== ONNX_END)) a.fail('negative begins are not supported in ONNX export');
+      a.node('Slice', [a.input('x'), a.int64s(begin), a.int64s(ends)], {}, a.out);
     },
   },
 );

@@ -1,0 +1,243 @@
+// Float32 forward pass of synth-base (ModernBERT-base: 22 layers, hidden 768) on three runtimes, each in a
+// child process of its own (so each has its own peak RSS), driven in turn by this process (interleaved runs,
+// so that the shared machine's load falls on all three alike):
+//
+//   engine     our engine (graph/interpreter.ts), the graph of src/model.ts
+//   ort-ours   onnxruntime-node on the same graph, lowered by src/onnx/ (what --runtime ort runs)
+//   ort-plain  onnxruntime-node on a plain ModernBERT export written here from the checkpoint's weights:
+//              standard layout (1, S, C), MatMul projections, (1, H, S, D) attention with full S x S
+//              scores and an in-graph sliding-window mask: what an optimum/transformers.js export does
+//
+// The forward is the body (last hidden state, head 'none'): at 8,192 tokens the masked-LM logits alone
+// would be 1.6 GB. Outputs are compared (max abs difference against the engine) to show that the three
+// compute the same model.
+//
+//   npm run build && node bench/ort.mjs [--dir /tmp/sb] [--lengths 128,512,1024,8192] [--runs 5] [--long-runs 1] [--skip-engine-above N]
+//
+// Without --dir it writes synth-base (~600 MB) to a temporary folder first. The medians are printed as a
+// Markdown table (docs/PERFORMANCE.md, "onnxruntime"). Threads: onnxruntime's default (one per core); ours:
+// MODERNBERT_ANE_THREADS (default all cores).
+
+import { fork } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    dir: { type: 'string' },
+    lengths: { type: 'string', default: '128,512,1024,8192' },
+    runs: { type: 'string', default: '5' },
+    'long-runs': { type: 'string', default: '1' }, // runs at 4,096 tokens and more (our engine takes minutes there)
+    'skip-engine-above': { type: 'string' },
+    child: { type: 'string' },
+  },
+});
+
+if (values.child) await child(values.child, values.dir);
+else await parent();
+
+// ---- the parent: start the three children per length, run them in turn, print medians -----------------
+
+async function parent() {
+  let dir = values.dir;
+  if (!dir) {
+    dir = mkdtempSync(join(tmpdir(), 'mbane-ort-bench-'));
+    const { writeSynthCheckpoint } = await import('../dist/synth/synth.js');
+    await writeSynthCheckpoint('base', dir);
+  }
+  const lengths = values.lengths.split(',').map(Number);
+  const runs = Number(values.runs);
+  const skipAbove = values['skip-engine-above'] === undefined ? Infinity : Number(values['skip-engine-above']);
+  process.stderr.write(`cores ${availableParallelism()}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the start\n`);
+  const rows = [];
+  for (const S of lengths) {
+    const names = ['engine', 'ort-ours', 'ort-plain'].filter((n) => n !== 'engine' || S <= skipAbove);
+    const kids = names.map((name) => start(name, dir));
+    const ready = await Promise.all(kids.map((k) => k.ask({ op: 'prepare', S })));
+    const times = Object.fromEntries(names.map((n) => [n, []]));
+    const cpus = Object.fromEntries(names.map((n) => [n, []]));
+    const outs = {};
+    for (let r = 0; r < (S >= 4096 ? Number(values['long-runs']) : runs); r++) {
+      for (const [i, k] of kids.entries()) {
+        const res = await k.ask({ op: 'run', S, first: r === 0 });
+        times[names[i]].push(res.seconds);
+        cpus[names[i]].push(res.cpu);
+        if (r === 0) outs[names[i]] = res.sample;
+      }
+    }
+    const done = await Promise.all(kids.map((k) => k.ask({ op: 'exit' })));
+    const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
+    const row = { S, load: loadavg()[0] };
+    names.forEach((n, i) => {
+      row[n] = { median: med(times[n]), all: times[n], cpu: med(cpus[n]), peakMB: done[i].peakMB, prepare: ready[i].seconds };
+    });
+    const ref = outs.engine ?? outs['ort-plain'];
+    row.maxDiff = Object.fromEntries(names.map((n) => [n, Math.max(...outs[n].map((v, j) => Math.abs(v - ref[j])))]));
+    rows.push(row);
+    process.stderr.write(`${JSON.stringify(row)}\n`);
+  }
+  if (!values.dir) rmSync(dir, { recursive: true, force: true });
+  const f = (r, n) => (r[n] ? `${r[n].median.toFixed(2)} s, ${r[n].cpu.toFixed(1)} CPU s (${r[n].peakMB} MB)` : '-');
+  console.log('| tokens | engine | ort-ours | ort-plain | ort-ours / ort-plain | engine / ort-ours | load |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
+  for (const r of rows) {
+    const ratio = (a, b) => (r[a] && r[b] ? `${(r[a].median / r[b].median).toFixed(2)}x` : '-');
+    console.log(`| ${r.S} | ${f(r, 'engine')} | ${f(r, 'ort-ours')} | ${f(r, 'ort-plain')} | ${ratio('ort-ours', 'ort-plain')} | ${ratio('engine', 'ort-ours')} | ${r.load.toFixed(1)} |`);
+  }
+}
+
+function start(name, dir) {
+  const p = fork(fileURLToPath(import.meta.url), ['--child', name, '--dir', dir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  let waiting;
+  p.on('message', (m) => waiting?.(m));
+  p.on('exit', (code) => code && waiting?.(Promise.reject(new Error(`${name} exited with ${code}`))));
+  return { ask: (m) => new Promise((res) => { waiting = res; p.send(m); }) };
+}
+
+// ---- a child: one runtime, prepared once per length, one forward per request ---------------------------
+
+async function child(name, dir) {
+  const { loadCheckpoint } = await import('../dist/io/checkpoint.js');
+  const { Engine } = await import('../dist/engine.js');
+  const { synthIds } = await import('../dist/synth/prng.js');
+  const { shutdownRuntime } = await import('../dist/runtime/shutdown.js');
+  const { chooseRuntime, executorFor } = await import('../dist/runtime-choice.js');
+  const ckpt = loadCheckpoint(dir);
+  const c = ckpt.config;
+  let forward;
+  process.on('message', async (m) => {
+    if (m.op === 'exit') {
+      process.send({ peakMB: Math.round(process.resourceUsage().maxRSS / 1024) });
+      await shutdownRuntime();
+      process.exit(0);
+    }
+    const ids = [c.clsTokenId, ...synthIds(m.S - 2, `bench${m.S}`, 0, 50280), c.sepTokenId];
+    const t0 = performance.now();
+    if (m.op === 'prepare') {
+      forward = await prepare(name, ckpt, m.S, { Engine, chooseRuntime, executorFor });
+      // onnxruntime's first run allocates and plans; at 4,096 tokens and more it is the timed run itself.
+      if (name !== 'engine' && m.S < 4096) await forward(ids);
+      process.send({ seconds: (performance.now() - t0) / 1000 });
+      return;
+    }
+    const cpu0 = process.cpuUsage();
+    const out = await forward(ids);
+    const seconds = (performance.now() - t0) / 1000;
+    const cpu = process.cpuUsage(cpu0);
+    // CPU seconds of the whole process (every thread: onnxruntime's pool, our kernels' workers): what the
+    // run costs whatever else the machine does.
+    process.send({ seconds, cpu: (cpu.user + cpu.system) / 1e6, sample: Array.from(out.subarray(0, 4096)) });
+  });
+}
+
+// Returns ids -> last hidden state in (S, C) order (row per token).
+async function prepare(name, ckpt, S, { Engine, chooseRuntime, executorFor }) {
+  const C = ckpt.config.hidden;
+  const tokenMajor = (t) => {
+    const out = new Float32Array(S * C); // (1, C, 1, S) -> (S, C)
+    for (let ch = 0; ch < C; ch++) for (let s = 0; s < S; s++) out[s * C + ch] = t.data[ch * S + s];
+    return out;
+  };
+  if (name === 'engine' || name === 'ort-ours') {
+    const executor = name === 'engine' ? undefined : executorFor(await chooseRuntime({ runtime: 'ort' }));
+    const engine = new Engine(ckpt, { head: 'none' }, executor);
+    return async (ids) => tokenMajor((await engine.forward({ ids })).outputs.get('hidden_states'));
+  }
+  const ort = (await import('onnxruntime-node')).default;
+  const session = await ort.InferenceSession.create(await plainModel(ckpt, S), { graphOptimizationLevel: 'all' });
+  return async (ids) => {
+    const feeds = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, S]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(S).fill(1n), [1, S]),
+    };
+    return (await session.run(feeds)).last_hidden_state.data;
+  };
+}
+
+// ---- the plain export: ModernBERT as transformers writes it, in ONNX nodes ------------------------------
+
+async function plainModel(ckpt, S) {
+  const { encodeOnnxModel } = await import('../dist/onnx/schema.js');
+  const { valueInfo } = await import('../dist/onnx/lower.js');
+  const c = ckpt.config;
+  const [C, H, D, I] = [c.hidden, c.numHeads, c.headDim, c.intermediate];
+  const nodes = [];
+  const inits = [];
+  let n = 0;
+  const node = (op, inputs, attrs = {}, out = `t${n++}`) => {
+    const attribute = Object.entries(attrs).map(([name, v]) => (Array.isArray(v) ? { name, type: 7, ints: v } : Number.isInteger(v) && name !== 'epsilon' ? { name, type: 2, i: v } : { name, type: 1, f: v }));
+    nodes.push({ name: `n${n++}`, op_type: op, input: inputs, output: [out], attribute });
+    return out;
+  };
+  const init = (name, dims, data, type = 1) => {
+    const bytes = type === 7 ? new Uint8Array(BigInt64Array.from(data, BigInt).buffer) : new Uint8Array(Float32Array.from(data).buffer);
+    inits.push({ name, dims, data_type: type, raw_data: bytes });
+    return name;
+  };
+  const W = (name) => {
+    const t = ckpt.weights.get(name);
+    return init(name, t.shape, t.data);
+  };
+  const i64 = (v) => init(`c${n++}`, [v.length], v, 7);
+  const f = (v) => init(`c${n++}`, [], [v]);
+  const linear = (x, name) => node('MatMul', [x, node('Transpose', [W(name)], { perm: [1, 0] })]);
+  const ln = (x, name) => node('LayerNormalization', [x, W(name)], { axis: -1, epsilon: c.normEps });
+  // RoPE tables (S, D): cos and sin of position * theta^(-2k/D), each frequency twice (rotate_half layout).
+  const rope = (theta) => {
+    const [cos, sin] = [new Float32Array(S * D), new Float32Array(S * D)];
+    for (let s = 0; s < S; s++) for (let k = 0; k < D / 2; k++) {
+      const a = s * Math.pow(theta, (-2 * k) / D);
+      cos[s * D + k] = cos[s * D + k + D / 2] = Math.cos(a);
+      sin[s * D + k] = sin[s * D + k + D / 2] = Math.sin(a);
+    }
+    return [init(`cos${theta}`, [S, D], cos), init(`sin${theta}`, [S, D], sin)];
+  };
+  const tables = { global: rope(c.globalRopeTheta), local: rope(c.localRopeTheta) };
+  const applyRope = (x, [cos, sin]) => {
+    const half = node('Split', [x, i64([D / 2, D / 2])], { axis: -1 });
+    nodes.at(-1).output = [`${half}_a`, `${half}_b`];
+    const rot = node('Concat', [node('Neg', [`${half}_b`]), `${half}_a`], { axis: -1 });
+    return node('Add', [node('Mul', [x, cos]), node('Mul', [rot, sin])]);
+  };
+  const ids = 'input_ids';
+  const keyMask = node('Mul', [node('Sub', [f(1), node('Cast', [node('Unsqueeze', ['attention_mask', i64([1, 2])])], { to: 1 })]), f(-1e4)]); // (1, 1, 1, S)
+  const pos = node('Range', [init('r0', [], [0], 7), init('rS', [], [S], 7), init('r1', [], [1], 7)]);
+  const far = node('Greater', [node('Abs', [node('Sub', [node('Unsqueeze', [pos, i64([1])]), node('Unsqueeze', [pos, i64([0])])])]), init('half', [], [c.localWindow / 2], 7)]);
+  const localMask = node('Add', [keyMask, node('Mul', [node('Cast', [far], { to: 1 }), f(-1e4)])]); // (1, 1, S, S)
+  let h = ln(node('Gather', [W('model.embeddings.tok_embeddings.weight'), ids]), 'model.embeddings.norm.weight');
+  for (let i = 0; i < c.numLayers; i++) {
+    const kind = c.layerTypes[i];
+    const x = i === 0 ? h : ln(h, `model.layers.${i}.attn_norm.weight`);
+    const qkv = node('Transpose', [node('Reshape', [linear(x, `model.layers.${i}.attn.Wqkv.weight`), i64([1, S, 3, H, D])])], { perm: [2, 0, 3, 1, 4] }); // (3, 1, H, S, D)
+    const part = (k) => node('Squeeze', [node('Slice', [qkv, i64([k]), i64([k + 1]), i64([0])]), i64([0])]); // (1, H, S, D)
+    const q = applyRope(part(0), tables[kind]);
+    const k = applyRope(part(1), tables[kind]);
+    const scores = node('Add', [node('Mul', [node('MatMul', [q, node('Transpose', [k], { perm: [0, 1, 3, 2] })]), f(1 / Math.sqrt(D))]), kind === 'local' ? localMask : keyMask]);
+    const ctx = node('MatMul', [node('Softmax', [scores], { axis: -1 }), part(2)]); // (1, H, S, D)
+    const merged = node('Reshape', [node('Transpose', [ctx], { perm: [0, 2, 1, 3] }), i64([1, S, C])]);
+    h = node('Add', [h, linear(merged, `model.layers.${i}.attn.Wo.weight`)]);
+    const up = linear(ln(h, `model.layers.${i}.mlp_norm.weight`), `model.layers.${i}.mlp.Wi.weight`);
+    const split = node('Split', [up, i64([I, I])], { axis: -1 });
+    nodes.at(-1).output = [`${split}_in`, `${split}_gate`];
+    const xin = `${split}_in`;
+    const gelu = node('Mul', [node('Mul', [xin, f(0.5)]), node('Add', [node('Erf', [node('Mul', [xin, f(Math.SQRT1_2)])]), f(1)])]);
+    h = node('Add', [h, linear(node('Mul', [gelu, `${split}_gate`]), `model.layers.${i}.mlp.Wo.weight`)]);
+  }
+  node('LayerNormalization', [h, W('model.final_norm.weight')], { axis: -1, epsilon: c.normEps }, 'last_hidden_state');
+  return encodeOnnxModel({
+    ir_version: 8,
+    opset_import: [{ domain: '', version: 17 }],
+    producer_name: 'bench/ort.mjs',
+    producer_version: '0',
+    graph: {
+      name: 'plain-modernbert',
+      node: nodes,
+      initializer: inits,
+      input: [valueInfo('input_ids', 7, [1, S]), valueInfo('attention_mask', 7, [1, S])],
+      output: [valueInfo('last_hidden_state', 1, [1, S, C])],
+    },
+  });
+}

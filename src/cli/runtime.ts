@@ -1,0 +1,37 @@
+// The --runtime and --ort-provider options that every command running a model shares (predict, verify,
+// diff, embed): parsed here, decided by runtime-choice.ts. The note is printed once to stderr where a person
+// reads it, as the progress bars are: on a terminal, not with --json (scripts keep one line per error).
+
+import { Option, type Command } from 'commander';
+import type { ExecutorFactory } from '../engine.js';
+import type { OrtProvider } from '../ort-executor.js';
+import type { Precision } from '../runtime/numerics.js';
+import { chooseRuntime, executorFor, type RuntimeName } from '../runtime-choice.js';
+import type { Io } from './context.js';
+
+export interface RuntimeCliOptions {
+  runtime?: RuntimeName;
+  ortProvider?: OrtProvider;
+  json?: boolean;
+}
+
+/** Adds --runtime and --ort-provider to a command. */
+export function addRuntimeOptions(cmd: Command): Command {
+  return cmd
+    .addOption(new Option('--runtime <name>', 'float32 runtime: ort (onnxruntime-node, the default when installed) or engine (ours); float16 emulation always runs on ours').choices(['ort', 'engine']))
+    .addOption(new Option('--ort-provider <name>', 'onnxruntime execution provider: cpu, or coreml (macOS only: ML Program on the CPU, GPU and Neural Engine; untested here)').choices(['cpu', 'coreml']));
+}
+
+/**
+ * The executor for a model run at `precision` (undefined: our interpreter), printing the runtime's note once per
+ * `said` set (on a terminal). A float16 side of `diff` runs on our engine even when --runtime ort names the float32 side's.
+ */
+export async function cliExecutor(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), forceEngineForFp16 = false): Promise<ExecutorFactory | undefined> {
+  const fp16 = (precision ?? 'fp32') !== 'fp32';
+  const choice = await chooseRuntime({ runtime: fp16 && forceEngineForFp16 ? 'engine' : o.runtime, precision, provider: fp16 && forceEngineForFp16 ? 'cpu' : o.ortProvider });
+  if (choice.note && io.isTTY && !o.json && !said.has(choice.note)) {
+    said.add(choice.note);
+    io.stderr(`${choice.note}\n`);
+  }
+  return executorFor(choice);
+}

@@ -1,0 +1,88 @@
+// Running a graph on onnxruntime-node: the graph lowered to ONNX in memory (onnx/lower.ts, our own
+// layout, float32), one session per set of values read back, fed and read as the interpreter's tensors.
+// A drop-in for graph/interpreter.ts's Interpreter at float32; onnxruntime-node is an optional dependency,
+// loaded on first use.
+
+import type * as OrtModule from 'onnxruntime-node';
+import type { DType, Graph } from './graph/ir.js';
+import { ModernBertError } from './errors.js';
+import { lowerGraph } from './onnx/lower.js';
+import { onnxBytes } from './onnx/write.js';
+import type { RtTensor } from './runtime/tensor.js';
+
+/** The onnxruntime-node module (its CommonJS exports). */
+export type Ort = (typeof OrtModule)['default'];
+export type OrtProvider = 'cpu' | 'coreml';
+
+/**
+ * The Core ML execution provider's flags (onnxruntime's coreml_provider_factory.h): COREML_FLAG_CREATE_MLPROGRAM
+ * (0x010, an ML Program, as our converter writes) | COREML_FLAG_ONLY_ENABLE_DEVICE_WITH_ANE (0x004, only on a
+ * Mac with a Neural Engine). The Node binding takes only these flags: Core ML itself then places each op on the
+ * CPU, GPU or Neural Engine.
+ */
+export const COREML_FLAGS = 0x010 | 0x004;
+
+let loaded: Promise<Ort | undefined> | undefined;
+
+/** onnxruntime-node, or undefined when it is not installed (or MODERNBERT_ANE_NO_ORT=1 hides it). */
+export function loadOrt(): Promise<Ort | undefined> {
+  if (process.env.MODERNBERT_ANE_NO_ORT === '1') return Promise.resolve(undefined);
+  // A CommonJS package: its exports are the module's default.
+  loaded ??= import('onnxruntime-node').then((m): Ort | undefined => m.default, () => undefined);
+  return loaded;
+}
+
+/** The installed onnxruntime-node's version ("1.30.0"), for messages. */
+export function ortVersion(ort: Ort): string {
+  return ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown';
+}
+
+const ORT_TYPE: Partial<Record<DType, OrtModule.Tensor.Type>> = { fp32: 'float32', int32: 'int32', bool: 'bool', uint8: 'uint8', int8: 'int8', int16: 'int16' };
+const FROM_ORT: Partial<Record<string, DType>> = { float32: 'fp32', int32: 'int32', bool: 'bool', uint8: 'uint8', int8: 'int8', int16: 'int16' };
+
+/** Runs a graph on onnxruntime at float32 (the interpreter's `run`, without per-op progress). */
+export class OrtExecutor {
+  private readonly sessions = new Map<string, Promise<OrtModule.InferenceSession>>();
+
+  constructor(readonly graph: Graph, private readonly ort: Ort, private readonly provider: OrtProvider = 'cpu') {}
+
+  /** Runs the graph; returns the outputs and the values named in `keep`. */
+  async run(inputs: Record<string, RtTensor>, opts: { keep?: string[] } = {}): Promise<Map<string, RtTensor>> {
+    const keep = [...new Set(opts.keep ?? [])].filter((k) => !this.graph.outputs.includes(k));
+    const session = await this.session(keep);
+    const feeds: Record<string, OrtModule.Tensor> = {};
+    for (const inp of this.graph.inputs) {
+      const t = inputs[inp.name];
+      if (!t) throw new ModernBertError('BAD_INPUT', `missing graph input "${inp.name}"`, { input: inp.name });
+      const dtype = inp.type.dtype === 'fp16' ? 'fp32' : inp.type.dtype; // lowered with float32 compute
+      const type = ORT_TYPE[dtype] ?? unsupported(dtype);
+      const data = dtype === 'fp32' ? Float32Array.from(t.data) : dtype === 'int32' ? Int32Array.from(t.data) : t.data;
+      feeds[inp.name] = new this.ort.Tensor(type, data as Float32Array, t.shape);
+    }
+    const res = await session.run(feeds);
+    const out = new Map<string, RtTensor>();
+    for (const name of [...this.graph.outputs, ...keep]) {
+      const r = res[name]!;
+      const dtype = FROM_ORT[r.type] ?? unsupported(r.type);
+      out.set(name, { dtype, shape: [...r.dims], data: r.data as RtTensor['data'] });
+    }
+    return out;
+  }
+
+  private session(keep: string[]): Promise<OrtModule.InferenceSession> {
+    const key = keep.join('\n');
+    let s = this.sessions.get(key);
+    if (!s) {
+      const graph: Graph = { ...this.graph, outputs: [...this.graph.outputs, ...keep] };
+      const bytes = onnxBytes(lowerGraph(graph, { io: 'ane', float32: true }), { name: 'modernbert-ane' });
+      const executionProviders: OrtModule.InferenceSession.ExecutionProviderConfig[] = this.provider === 'coreml' ? [{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu'] : ['cpu'];
+      s = this.ort.InferenceSession.create(bytes, { executionProviders, graphOptimizationLevel: 'all' });
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+}
+
+function unsupported(type: string): never {
+  throw new ModernBertError('UNSUPPORTED', `onnxruntime runs of ${type} tensors are not supported here`);
+}

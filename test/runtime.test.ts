@@ -1,0 +1,117 @@
+// --runtime: onnxruntime-node by default at float32 (said once on stderr), our engine on request, for float16
+// emulation, or when onnxruntime is missing; both give the same numbers on checkpoints and packages.
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { Engine } from '../src/engine.js';
+import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { chooseRuntime, executorFor } from '../src/runtime-choice.js';
+import { main } from '../src/cli/main.js';
+import { cli, expectOneLineError, json, type Run } from './helpers/cli.js';
+import { cleanupTempDirs, FX, ROOT, tempDir } from './helpers/fixtures.js';
+import { expectError } from './helpers/run.js';
+
+afterAll(cleanupTempDirs);
+afterEach(() => {
+  delete process.env.MODERNBERT_ANE_NO_ORT;
+});
+
+const TEXT = 'The capital of France is [MASK].';
+
+// The CLI as a person at a terminal runs it (the runtime's note is for them, as the progress bars are).
+async function tty(...argv: string[]): Promise<Run> {
+  let [stdout, stderr] = ['', ''];
+  const code = await main(argv, { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t), isTTY: true });
+  return { code, stdout, stderr };
+}
+
+describe('installing onnxruntime-node offline', () => {
+  it('is pinned exactly, optional, and its downloading install script is told to skip (npm passes .npmrc keys as npm_config_*)', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { optionalDependencies?: Record<string, string> };
+    expect(pkg.optionalDependencies?.['onnxruntime-node']).toBe('1.30.0');
+    // script/install-utils.js parseInstallFlag reads ONNXRUNTIME_NODE_INSTALL or npm_config_onnxruntime_node_install.
+    expect(readFileSync(join(ROOT, '.npmrc'), 'utf8')).toMatch(/^onnxruntime-node-install=skip$/m);
+  });
+});
+
+describe('chooseRuntime', () => {
+  it('onnxruntime at float32 by default, with a note; our engine when asked, for float16, or when it is missing', async () => {
+    const auto = await chooseRuntime({});
+    expect(auto.runtime).toBe('ort');
+    expect(auto.note).toMatch(/onnxruntime-node 1\.30\.0/);
+    expect((await chooseRuntime({ runtime: 'ort' })).note).toBeUndefined();
+    expect(await chooseRuntime({ runtime: 'engine' })).toEqual({ runtime: 'engine', provider: 'cpu' });
+    expect(await chooseRuntime({ precision: 'fp16' })).toEqual({ runtime: 'engine', provider: 'cpu' });
+    await expectError(() => chooseRuntime({ runtime: 'ort', precision: 'fp16-fused' }), 'BAD_ARGUMENT');
+    process.env.MODERNBERT_ANE_NO_ORT = '1';
+    const fallback = await chooseRuntime({});
+    expect(fallback.runtime).toBe('engine');
+    expect(fallback.note).toMatch(/not installed/);
+    expect((await expectError(() => chooseRuntime({ runtime: 'ort' }), 'BAD_ARGUMENT')).message).toMatch(/not installed/);
+  });
+
+  it.runIf(process.platform !== 'darwin')('refuses the Core ML provider off macOS', async () => {
+    expect((await expectError(() => chooseRuntime({ provider: 'coreml' }), 'BAD_ARGUMENT')).message).toMatch(/needs macOS/);
+    expectOneLineError(await cli('predict', '--ort-provider', 'coreml', TEXT), /needs macOS/);
+  });
+});
+
+describe('onnxruntime and our engine agree', () => {
+  it('on every head, with taps (hidden states), within 1e-5', async () => {
+    for (const name of ['tiny-mlm', 'tiny-cls-mean', 'tiny-token']) {
+      const ckpt = loadCheckpoint(join(FX, name));
+      try {
+        const ort = new Engine(ckpt, {}, executorFor(await chooseRuntime({ runtime: 'ort' })));
+        const ours = new Engine(ckpt);
+        const seq = { ids: [1001, 5, 17, 300, 44, 9, 1002, 0], attention: [1, 1, 1, 1, 1, 1, 1, 0] };
+        const taps = ['hidden_states.2'];
+        const [a, b] = [await ort.forward(seq, { taps }), await ours.forward(seq, { taps })];
+        for (const [k, t] of b.outputs) {
+          const o = a.outputs.get(k)!;
+          expect(o.shape).toEqual(t.shape);
+          for (let i = 0; i < t.data.length; i++) expect(Math.abs(o.data[i]! - t.data[i]!), `${name} ${k}[${i}]`).toBeLessThan(1e-5);
+        }
+        const [ha, hb] = [a.taps.get('hidden_states.2')!, b.taps.get('hidden_states.2')!];
+        expect(ha.shape).toEqual(hb.shape);
+        for (let i = 0; i < hb.data.length; i++) expect(Math.abs(ha.data[i]! - hb.data[i]!)).toBeLessThan(1e-5);
+      } finally {
+        ckpt.close();
+      }
+    }
+  });
+
+  it('predict says which runtime once on a terminal (not with --json, nor to scripts), and both print the same', async () => {
+    const auto = await tty('predict', TEXT);
+    expect(auto.code, auto.stderr).toBe(0);
+    expect(auto.stderr).toMatch(/^note: running on onnxruntime-node 1\.30\.0 at float32/);
+    expect(auto.stderr.trimEnd().split('\n')).toHaveLength(1);
+    const engine = await tty('predict', '--runtime', 'engine', TEXT);
+    expect(engine.stderr).toBe('');
+    expect(auto.stdout).toBe(engine.stdout);
+    expect((await tty('predict', '--json', TEXT)).stderr).toBe('');
+    expect((await cli('predict', TEXT)).stderr).toBe('');
+    process.env.MODERNBERT_ANE_NO_ORT = '1';
+    const fallback = await tty('predict', TEXT);
+    expect(fallback.stderr).toMatch(/^note: onnxruntime-node is not installed: running on our engine/);
+    expect(fallback.stdout).toBe(engine.stdout);
+    expectOneLineError(await cli('predict', '--runtime', 'ort', TEXT), /not installed/);
+  });
+
+  it('verify passes the goldens on onnxruntime; a package (float16 weights) runs the same on both', async () => {
+    const golden = join(FX, 'tiny-mlm', 'golden.safetensors');
+    const v = await cli('verify', join(FX, 'tiny-mlm'), '--golden', golden, '--runtime', 'ort', '--atol', '1e-5', '--json');
+    expect(v.code, v.stderr).toBe(0);
+    expect((json(v) as { cases: { hidden_states: number | null }[] }).cases.every((c) => c.hidden_states !== null)).toBe(true);
+    const pkg = join(tempDir('mbane-rt-'), 'm.mlpackage');
+    expect((await cli('convert', join(FX, 'tiny-mlm'), '--out', pkg, '--no-fidelity', '--seq-len', '16')).code).toBe(0);
+    const d = await cli('diff', pkg, pkg, '--random', '2', '--runtime', 'ort', '--precision-b', 'fp32', '--json');
+    expect(d.code, d.stderr).toBe(0);
+    const e = await cli('diff', join(FX, 'tiny-mlm'), pkg, '--random', '2', '--runtime', 'ort', '--json');
+    const f = await cli('diff', join(FX, 'tiny-mlm'), pkg, '--random', '2', '--runtime', 'engine', '--json');
+    const [re, rf] = [json(e) as { kl: number; max_abs_diff: number }, json(f) as { kl: number; max_abs_diff: number }];
+    expect(re.max_abs_diff).toBeGreaterThan(0); // float16 weights against float32 ones
+    expect(Math.abs(re.max_abs_diff - rf.max_abs_diff)).toBeLessThan(1e-5);
+    expect(Math.abs(re.kl - rf.kl)).toBeLessThan(1e-7);
+  });
+});
