@@ -67,6 +67,16 @@ export class PackageRunner implements Runner {
     const attention = new Int32Array(S);
     for (let i = 0; i < n; i++) attention[i] = seq.attention ? seq.attention[i]! : 1;
     const inputs: Record<string, RtTensor> = { input_ids: { dtype: 'int32', shape: [1, S], data: ids } };
+    if (this.info.pack !== undefined) {
+      // Packed: segment ids, 0 (padding) past the real tokens.
+      if (!seq.segments) throw new ModernBertError('BAD_ARGUMENT', `${this.path} packs ${this.info.pack} texts per window: give segment ids (1..${this.info.pack}, 0 = padding) with the token ids`);
+      if (seq.segments.length !== n) throw new ModernBertError('BAD_ARGUMENT', `the segment ids (${seq.segments.length}) and the token ids (${n}) differ in length`);
+      const segments = new Int32Array(S);
+      segments.set(Array.from(seq.segments));
+      inputs.segment_ids = { dtype: 'int32', shape: [1, S], data: segments };
+    } else if (seq.segments) {
+      throw new ModernBertError('BAD_ARGUMENT', `${this.path} runs one text per window (convert with --pack K to pack several)`);
+    }
     if (this.info.maskInput) inputs.mask = { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(attention, S) };
     const roles = o.taps === 'all' ? [...this.pkg.graph.taps.keys()] : o.taps ?? [];
     const keep = roles.map((r) => {

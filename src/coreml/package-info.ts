@@ -23,6 +23,7 @@ export const META = {
   numLayers: 'num_layers',
   fidelity: 'fidelity',
   rotationLearning: 'rotation_learning',
+  pack: 'texts_per_window',
 } as const;
 
 export interface SpecialIds {
@@ -43,6 +44,8 @@ export interface PackageInfo {
   numLayers: number;
   /** Name of the output the head produces. */
   output: string;
+  /** Texts per window of a packed package (its `segment_ids` input), else undefined. */
+  pack?: number;
   metadata: Record<string, string>;
 }
 
@@ -88,14 +91,23 @@ export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
   const shape = outputShape(pkg, output);
   const rank = shape.length;
   // Packages from elsewhere: a (1, V, 1, S) logits output is a masked LM, a (1, L) one a classifier.
-  const guessed: OutputHead = output === 'embedding' ? 'embedding' : output === 'hidden_states' ? 'none' : rank === 2 ? 'seqcls' : 'mlm';
+  // A packed package's pooled outputs have one row per text: (1, K, L) logits, (1, K, C) embeddings.
+  const packed = pkg.description.inputs.some((f) => f.name === 'segment_ids');
+  const pooledRank = packed ? 3 : 2;
+  const guessed: OutputHead = output === 'embedding' ? 'embedding' : output === 'hidden_states' ? 'none' : rank === pooledRank ? 'seqcls' : 'mlm';
   const headMeta = get(META.head);
   if (headMeta !== undefined && !HEADS.includes(headMeta as OutputHead)) corrupt(`metadata "head" is ${brief(headMeta)}, not one of ${HEADS.join(', ')}`, META.head);
   const head = (headMeta as OutputHead | undefined) ?? guessed;
   const fits =
-    head === 'embedding' ? output === 'embedding' : head === 'none' ? output === 'hidden_states' : head === 'seqcls' ? output === 'logits' && rank === 2 : output === 'logits' && rank === 4;
+    head === 'embedding' ? output === 'embedding' : head === 'none' ? output === 'hidden_states' : head === 'seqcls' ? output === 'logits' && rank === pooledRank : output === 'logits' && rank === 4;
   if (!fits) corrupt(`metadata "head" says ${head}, but the program's output is ${output} of rank ${rank}`, META.head);
-  const width = typeof shape[1] === 'number' ? shape[1] : undefined;
+  const widthAxis = packed && (head === 'seqcls' || head === 'embedding') ? 2 : 1;
+  const width = typeof shape[widthAxis] === 'number' ? shape[widthAxis] : undefined;
+  let pack: number | undefined;
+  if (packed) {
+    pack = Number(get(META.pack) ?? (rank === 3 ? shape[1] : NaN));
+    if (!Number.isInteger(pack) || pack < 1 || pack > Math.min(...seqLens)) corrupt(`metadata "${META.pack}" is ${brief(get(META.pack))}; a packed package needs 1..${Math.min(...seqLens)} texts per window`, META.pack);
+  }
 
   const labelsMeta = parseJson(get(META.labels), META.labels, path);
   let labels: string[] = [];
@@ -131,6 +143,7 @@ export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
     special,
     numLayers,
     output,
+    ...(pack === undefined ? {} : { pack }),
     metadata: meta,
   };
 }

@@ -37,6 +37,7 @@ interface ConvertCliOptions {
   fidelityPrecision: Precision;
   learnSeconds: number;
   attentionChunk?: number;
+  pack?: number;
   json?: boolean;
 }
 
@@ -70,6 +71,7 @@ export function registerConvert(program: Command, io: Io): void {
     .option('--fidelity-precision <mode>', 'emulation of the fidelity report: fp16, fp16-fused, fp16-acc16', fp16Precision, 'fp16')
     .option('--learn-seconds <s>', 'time budget of --rotation learned', positiveInt, 60)
     .option('--attention-chunk <n>', `queries per chunk of global attention, 1..${MAX_ATTENTION_CHUNK} (default ${DEFAULT_ATTENTION_CHUNK})`, positiveInt)
+    .option('--pack <k>', 'pack up to k texts per window: adds a segment_ids input (1, S), one embedding or label row per text', positiveInt)
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, o: ConvertCliOptions, cmd: Command) => {
       if (!o.fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
@@ -114,6 +116,7 @@ export function registerConvert(program: Command, io: Io): void {
           maskFrom: o.maskInput ? 'input' : 'ids',
           attentionChunk: o.attentionChunk,
           head: o.head,
+          pack: o.pack,
           calibration,
           calibrationName,
           fidelity: o.fidelity ? o.fidelityPrecision : null,
