@@ -9,6 +9,7 @@ import { shutdownRuntime } from '../runtime/shutdown.js';
 import { processIo, type Io } from './context.js';
 import { registerConvert } from './commands/convert.js';
 import { registerDiff } from './commands/diff.js';
+import { registerEmbed } from './commands/embed.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerOutliers } from './commands/outliers.js';
 import { registerPredict } from './commands/predict.js';
@@ -39,6 +40,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerOutliers(program, io);
   registerConvert(program, io);
   registerDiff(program, io);
+  registerEmbed(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
   // A bad MODERNBERT_ANE_THREADS fails before a command starts, not minutes into a conversion (--help still works).
   program.hook('preAction', () => void kernelThreads());
