@@ -81,14 +81,29 @@ export function windowRunner(model: LoadedModel, head: OutputHead, pack: number,
 
 /** Tokenizes, packs and runs every text; results come back in input order. */
 export async function runBatch(model: LoadedModel, tok: Tokenizer, inputs: readonly InputText[], o: BatchOptions): Promise<{ results: BatchResult[]; stats: BatchStats }> {
-  const t0 = performance.now();
-  const { window, pack, packed } = batchShape(model, o);
-  const head: OutputHead = o.task === 'embed' ? 'embedding' : model.head;
-  if (o.task === 'predict' && (head === 'embedding' || head === 'none')) {
-    throw new ModernBertError('BAD_ARGUMENT', `${model.path} has the ${head} head: use embed for embeddings`);
-  }
+  const { window } = batchShape(model, o);
+  const head = batchHead(model, o.task);
   const texts = inputs.map((t) => encode(tok, (o.prefix ?? '') + t.text, t.line, window, Boolean(o.truncate)));
   const masks = head === 'mlm' ? texts.map((ids, i) => maskPositions(tok, ids, inputs[i]!.line)) : [];
+  return runTokenized(model, texts, masks, o, tok);
+}
+
+function batchHead(model: LoadedModel, task: BatchOptions['task']): OutputHead {
+  const head: OutputHead = task === 'embed' ? 'embedding' : model.head;
+  if (task === 'predict' && (head === 'embedding' || head === 'none')) {
+    throw new ModernBertError('BAD_ARGUMENT', `${model.path} has the ${head} head: use embed for embeddings`);
+  }
+  return head;
+}
+
+/**
+ * Packs and runs tokenized texts (each at most the window long; `masks`: a masked LM's [MASK] positions
+ * per text). Without a tokenizer (benchmarks) mlm tokens are listed by id.
+ */
+export async function runTokenized(model: LoadedModel, texts: readonly number[][], masks: readonly number[][], o: BatchOptions, tok?: Tokenizer): Promise<{ results: BatchResult[]; stats: BatchStats }> {
+  const t0 = performance.now();
+  const { window, pack, packed } = batchShape(model, o);
+  const head = batchHead(model, o.task);
   const windows = packTexts(texts, window, pack, model.ids.special[0]!);
   const run = windowRunner(model, head, pack, packed, texts);
   const results: BatchResult[] = new Array(texts.length);
@@ -100,7 +115,7 @@ export async function runBatch(model: LoadedModel, tok: Tokenizer, inputs: reado
     let col = 0;
     w.texts.forEach((t, k) => {
       const start = packed ? w.starts[k]! : 0;
-      results[t] = textResult(out, head, t, k, start, texts[t]!, masks[t] ?? [], col, model, tok, o.topK ?? 5);
+      results[t] = textResult(out, head, t, k, start, texts[t]!, masks[t] ?? [], col, model, o.topK ?? 5, tok);
       col += masks[t]?.length ?? 0;
     });
     done += w.texts.length;
@@ -130,9 +145,9 @@ function maskPositions(tok: Tokenizer, ids: number[], line: number): number[] {
 
 // Text t, the k-th of its window (segment k + 1) starting at `start`: its row of a pooled output, or its
 // columns of a per-token one (masked LMs: columns col.. of the gathered [MASK] positions).
-function textResult(out: ForwardResult, head: OutputHead, index: number, k: number, start: number, ids: number[], masks: number[], col: number, model: LoadedModel, tok: Tokenizer, topk: number): BatchResult {
+function textResult(out: ForwardResult, head: OutputHead, index: number, k: number, start: number, ids: readonly number[], masks: readonly number[], col: number, model: LoadedModel, topk: number, tok?: Tokenizer): BatchResult {
   const t = [...out.outputs.values()][0]!;
-  const display = (id: number) => tok.decode([id], { skipSpecialTokens: false }).trim();
+  const display = (id: number) => tok?.decode([id], { skipSpecialTokens: false }).trim() ?? String(id);
   switch (head) {
     case 'embedding':
       return { index, embedding: pooledRow(t, k) };
@@ -157,7 +172,7 @@ function textResult(out: ForwardResult, head: OutputHead, index: number, k: numb
         tokens: ids.map((id, s) => {
           const p = softmaxColumn(t.data, model.labels.length, start + s, S);
           const best = topK(p, 1)[0]!;
-          return { position: s, token: tok.idToToken(id) ?? String(id), label: model.labels[best]!, prob: p[best]! };
+          return { position: s, token: tok?.idToToken(id) ?? String(id), label: model.labels[best]!, prob: p[best]! };
         }),
       };
     }
