@@ -154,6 +154,21 @@ describe('the packed graph', () => {
     }
   });
 
+  it('kernels produce exactly the types that inference declares, in every pooled head and the banded layers', async () => {
+    const ckpt = loadCheckpoint(join(FX, 'tiny-cls-mean'));
+    try {
+      for (const head of ['seqcls', 'embedding'] as const) {
+        const g = buildModel(ckpt, { seqLen: 40, pack: 3, head, dtype: 'fp16' });
+        const w = packWindow(texts([20, 9], ckpt.config.clsTokenId, ckpt.config.vocabSize), 40, ckpt.config.padTokenId);
+        const keep = g.ops.flatMap((op) => op.outputs.map((v) => v.name));
+        const out = await new Interpreter(g, 'fp16').run(Engine.inputs(w, true), { keep });
+        for (const op of g.ops) for (const v of op.outputs) expect([out.get(v.name)!.dtype, out.get(v.name)!.shape], `${op.op} ${v.name}`).toEqual([v.type.dtype, v.type.shape]);
+      }
+    } finally {
+      ckpt.close();
+    }
+  });
+
   it('refuses enumerated lengths, a mask input and a K outside 1..S, with one-line errors', () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     try {
