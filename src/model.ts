@@ -347,10 +347,15 @@ function bandLayout(x: Base, S: number): Band {
 
 // ---- packing: several texts per window -----------------------------------------------------------------
 
+/** Most texts per packed window (segment ids compared in float16 stay exact up to 2048). */
+export const MAX_PACK = 2048;
+
 /** Refuses packing options the graph cannot build, with one-line errors (callers may check before long work). */
 export function checkPack(K: number, S: Dim, maskFrom: BuildOptions['maskFrom']): void {
   if (typeof S !== 'number') throw new ModernBertError('BAD_ARGUMENT', 'packing needs one sequence length (give one --seq-len; buckets of one length each work)', { pack: K });
-  if (!Number.isInteger(K) || K < 1 || K > S) throw new ModernBertError('BAD_ARGUMENT', `--pack ${K} does not fit: give 1..${S} texts per window of ${S} tokens`, { pack: K });
+  // Segment ids are compared as floats: float16 holds every integer up to 2048 exactly.
+  const most = Math.min(S, MAX_PACK);
+  if (!Number.isInteger(K) || K < 1 || K > most) throw new ModernBertError('BAD_ARGUMENT', `--pack ${K} does not fit: give 1..${most} texts per window of ${S} tokens`, { pack: K });
   if (maskFrom === 'input') throw new ModernBertError('BAD_ARGUMENT', '--pack cannot be combined with --mask-input: the segment ids are the mask', { pack: K });
 }
 

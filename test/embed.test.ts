@@ -127,6 +127,8 @@ describe('embed', () => {
     expect(c.code, c.stderr).toBe(0);
     const input = inputFile(TEXTS);
     const want = await alone(model, TEXTS);
+    // One text through the packed package (predict, verify, diff): it is text 1 and gets row 0.
+    (await alone(pkg, TEXTS.slice(0, 2))).forEach((e, i) => expect(maxDiff(e, want[i]!)).toBeLessThan(1e-4));
     for (const [precision, atol] of [['fp32', 1e-4], ['fp16', 2e-2]] as const) {
       const out = join(dir, `${precision}.jsonl`);
       const r = await cli('embed', pkg, '--input', input, '--out', out, '--precision', precision, '--json');

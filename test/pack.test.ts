@@ -9,7 +9,7 @@ import { readMLPackage } from '../src/coreml/mil-read.js';
 import { Engine, type Sequence } from '../src/engine.js';
 import { Interpreter } from '../src/graph/interpreter.js';
 import { loadCheckpoint, type Checkpoint } from '../src/io/checkpoint.js';
-import { buildModel, type ModelSource, type OutputHead } from '../src/model.js';
+import { buildModel, checkPack, type OutputHead } from '../src/model.js';
 import { PackageRunner } from '../src/package-runner.js';
 import type { Precision } from '../src/runtime/numerics.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
@@ -175,6 +175,7 @@ describe('the packed graph', () => {
       expect(() => buildModel(ckpt, { seqLen: [16, 32], pack: 2 })).toThrow(/packing needs one sequence length/);
       expect(() => buildModel(ckpt, { seqLen: 16, pack: 2, maskFrom: 'input' })).toThrow(/--pack cannot be combined with --mask-input/);
       expect(() => buildModel(ckpt, { seqLen: 16, pack: 17 })).toThrow(/--pack 17 does not fit: give 1\.\.16/);
+      expect(() => checkPack(2049, 4096, undefined)).toThrow(/--pack 2049 does not fit: give 1\.\.2048 texts per window of 4096/);
     } finally {
       ckpt.close();
     }
