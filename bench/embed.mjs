@@ -74,12 +74,20 @@ try {
     const b = one.results[i].embedding;
     for (let j = 0; j < a.length; j++) diff = Math.max(diff, Math.abs(a[j] - b[j]));
   }
+  // And against each text run alone, unpadded, by the unpacked graph (attention_mask, no segment ids).
+  let aloneDiff = 0;
+  const A = Math.min(B, 50);
+  for (let i = 0; i < A; i++) {
+    const e = (await model.runner.forward({ ids: texts[i] }, { head: 'embedding' })).outputs.get('embedding').data;
+    const a = packed.results[i].embedding;
+    for (let j = 0; j < a.length; j++) aloneDiff = Math.max(aloneDiff, Math.abs(a[j] - e[j]));
+  }
   const row = (name, s, passes, seconds) => `| ${name} | ${passes} | ${seconds.toFixed(1)} | ${(tokens / seconds).toFixed(0)} | ${(100 * s.fill).toFixed(1)}% |`;
   console.log('| mode | forward passes | wall s | tokens/s | window fill |');
   console.log('| --- | ---: | ---: | ---: | ---: |');
   console.log(row(`packed (up to ${values.pack} per window)`, packed.stats, packed.stats.windows, packed.stats.seconds));
   console.log(row(`one text per window${B < N ? ` (${B} run, x${scale.toFixed(1)})` : ''}`, one.stats, N, one.stats.seconds * scale));
-  console.log(`packed: ${(N / packed.stats.windows).toFixed(1)}x fewer passes, ${((one.stats.seconds * scale) / packed.stats.seconds).toFixed(1)}x less wall time; max |packed - one per window| over ${B} embeddings: ${diff.toExponential(2)}; load after ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(`packed: ${(N / packed.stats.windows).toFixed(1)}x fewer passes, ${((one.stats.seconds * scale) / packed.stats.seconds).toFixed(1)}x less wall time; max |packed - one per window| over ${B} embeddings: ${diff.toExponential(2)}, max |packed - alone, unpadded| over ${A}: ${aloneDiff.toExponential(2)}; load after ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   model.close();
 } finally {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
