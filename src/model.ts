@@ -172,6 +172,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const mask = (): Val => (padMask ??= maskFrom === 'input'
     ? toCompute(g.input('mask', io, [1, S, 1, S]))
     : g.op('reshape', { x: maskWhere(g, isPad(), 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask')); // (1, S, 1, 1)
+  if (o.pack === undefined) mask(); // unpacked graphs read it; built here, it keeps their op order
   let pos: Val | undefined;
   const positions = (): Val => {
     if (pos) return pos;
@@ -329,19 +330,19 @@ function bandLayout(x: Base, S: number): Band {
     for (let j = 0; j < 3 * B; j++) for (let q = 0; q < B; q++) t[j * B + q] = Math.abs(j - B - q) > half ? 1 : 0;
     return t;
   }, 'bool');
-  const window = maskWhere(g, outside, 'band_window'); // (1, 3B, 1, B)
+  const window = () => maskWhere(g, outside, 'band_window'); // (1, 3B, 1, B)
   if (x.pack) {
     // Packed: a key counts when it is in the query's text (keys past S get segment -1, no text's id).
     const keyRow = g.op('reshape', { x: x.pack.keys, shape: i32([1, 1, 1, S]) }, 'band_segments_row'); // (1, 1, 1, S)
     const keys = g.op('transpose', { x: windows(x, keyRow, band, -1, 'band_key_segments'), perm: i32([0, 3, 2, 1]) }, 'band_key_segments_t'); // (1, 3B, nb, 1)
     const queries = g.op('reshape', { x: padTail(x, x.pack.queries, nb * B - S, 0, 'band_query_segments_pad'), shape: i32([1, 1, nb, B]) }, 'band_query_segments'); // (1, 1, nb, B)
     const other = maskWhere(g, g.op('not_equal', { x: keys, y: queries }, 'band_other_text'), 'band_text_mask'); // (1, 3B, nb, B)
-    band.mask = g.op('add', { x: other, y: window }, 'band_mask'); // (1, 3B, nb, B)
+    band.mask = g.op('add', { x: other, y: window() }, 'band_mask'); // (1, 3B, nb, B)
     return band;
   }
   const keyRow = g.op('reshape', { x: x.mask(), shape: i32([1, 1, 1, S]) }, 'key_mask_row'); // (1, 1, 1, S)
   const keys = g.op('transpose', { x: windows(x, keyRow, band, MASKED, 'band_keys'), perm: i32([0, 3, 2, 1]) }, 'band_keys_t'); // (1, 3B, nb, 1)
-  band.mask = g.op('add', { x: keys, y: window }, 'band_mask'); // (1, 3B, nb, B)
+  band.mask = g.op('add', { x: keys, y: window() }, 'band_mask'); // (1, 3B, nb, B)
   return band;
 }
 
@@ -462,14 +463,14 @@ function ropeTables(x: Base, theta: number, name: string): [Val, Val] {
     ];
   };
   // Enumerated lengths: the first S columns of the longest table; packed: each token's position in its text.
-  const pick = (t: Val, which: string, at: Val) => {
-    const cols = g.op('gather', { x: g.op('reshape', { x: t, shape: i32([F, maxS]) }, `${name}_${which}_table`), indices: at, axis: i32(1) }, `${name}_${which}_cols`);
+  const at = (): Val => (x.pack ? x.pack.positions : x.positions());
+  const pick = (t: Val, which: string) => {
+    const cols = g.op('gather', { x: g.op('reshape', { x: t, shape: i32([F, maxS]) }, `${name}_${which}_table`), indices: at(), axis: i32(1) }, `${name}_${which}_cols`);
     return g.op('reshape', { x: cols, shape: i32([1, 1, F, -1]) }, `${name}_${which}_s`); // (1, 1, D/2, S)
   };
   if (typeof S === 'number' && !x.pack) return full(S);
   const [cos, sin] = full(maxS);
-  const at = x.pack ? x.pack.positions : x.positions();
-  return [pick(cos, 'cos', at), pick(sin, 'sin', at)];
+  return [pick(cos, 'cos'), pick(sin, 'sin')];
 }
 
 // MASKED where `cond` holds, else 0: cast and scale rather than select, whose type coremltools infers from
