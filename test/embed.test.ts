@@ -168,10 +168,12 @@ describe('predict --input', () => {
   async function single(model: string, texts: string[]): Promise<unknown[]> {
     return Promise.all(texts.map(async (t) => json(await cli('predict', model, t, '--json'))));
   }
-  const close = (a: unknown, b: unknown): void => {
-    // Same structure and labels; probabilities to 3 decimals.
-    const strip = (v: unknown): unknown => JSON.parse(JSON.stringify(v, (k, x: unknown) => (k === 'prob' ? Math.round((x as number) * 1e3) : x)));
-    expect(strip(a)).toEqual(strip(b));
+  /** Same structure, tokens and labels; probabilities within 1e-4. */
+  const close = (a: unknown, b: unknown, at = ''): void => {
+    if (typeof a === 'number' && typeof b === 'number' && at.endsWith('.prob')) return void expect(Math.abs(a - b), at).toBeLessThan(1e-4);
+    if (typeof a !== 'object' || a === null) return void expect(a, at).toEqual(b);
+    expect(Object.keys(a), at).toEqual(Object.keys(b as object));
+    for (const [k, v] of Object.entries(a)) close(v, (b as Record<string, unknown>)[k], `${at}.${k}`);
   };
 
   it('masked LM, classifier and token classifier: one JSONL line per input line, as each text alone', async () => {
