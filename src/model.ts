@@ -190,14 +190,14 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS, ids, mask, chunk, positions, epsChannel };
   if (o.pack !== undefined) base.pack = packing(base, o.pack);
   const rope = { global: ropeTables(base, c.globalRopeTheta, 'rope_global'), local: ropeTables(base, c.localRopeTheta, 'rope_local') };
-  const global = base.pack ? textMask(base, base.pack) : paddingMask(base);
+  const global = base.pack ? textMask(base, base.pack) : perChunk(base, mask);
   const x: Ctx = { ...base, rope, masks: { global, local: global } };
   if (c.layerTypes.includes('local') && x.maxS - 1 > c.localWindow / 2) {
     // Banded when the length is static and padding is per key; else all pairs, the window masked in the graph.
     if (typeof S === 'number' && maskFrom !== 'input') x.band = bandLayout(base, S);
     else {
       const local = localMask(base);
-      x.masks.local = () => local;
+      x.masks.local = perChunk(base, () => local);
     }
   }
 
@@ -404,10 +404,10 @@ function textMask(x: Base, p: Packing): MaskFor {
   };
 }
 
-// Unpacked attention: the padding mask, per chunk of queries when it is per query (a mask input).
-function paddingMask(x: Base): MaskFor {
+// Unpacked attention: a mask over all queries, sliced per chunk of queries when it is per query (a mask input, the window).
+function perChunk(x: Base, full: () => Val): MaskFor {
   return (span, name) => {
-    const mask = x.mask();
+    const mask = full();
     return span && x.g.type(mask).shape[3] !== 1 ? x.g.slice(mask, 3, span[0], span[1], name) : mask;
   };
 }
