@@ -34,3 +34,16 @@ export function variantArgs(v: Combination & { fidelity?: boolean; tokenizer?: b
 export function requiredPairs(): Set<string>;
 export function uncoveredPairs(list: Variant[], required?: Set<string>): string[];
 export function variantList(): Variant[];
+
+/** A variant of the body-and-heads layouts: a head's checkpoint and the flags of one layout. */
+export interface LayoutVariant {
+  head: Head;
+  layout: 'split' | 'functions' | 'add-head' | 'buckets';
+  name: string;
+  args: string[];
+  fidelity: boolean;
+  tokenizer: boolean;
+  refused: string | null;
+  error: RegExp | null;
+}
+export function layoutVariants(): LayoutVariant[];

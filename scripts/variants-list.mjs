@@ -135,3 +135,24 @@ export function variantList() {
   list.sort((a, b) => HEADS.indexOf(a.head) - HEADS.indexOf(b.head));
   return list.map((v, i) => ({ ...v, name: `${String(i + 1).padStart(2, '0')}-${v.head}`, args: variantArgs(v) }));
 }
+
+/**
+ * Body and heads apart, multifunction packages and shape buckets (src/convert-heads.ts): the same body graph
+ * as the covering array's, laid out differently, so a few variants cover each layout with each kind of head
+ * input (per-token, pooled over the ids, pooled over a mask input), float32 I/O (iOS15) and a refusal.
+ * `@CKPT` in args stands for the folder of that head's checkpoint (scripts/variants-checkpoints.mjs); an
+ * embedding checkpoint shares tiny-mlm's body byte for byte, so it can be added as a head.
+ */
+export function layoutVariants() {
+  const rows = [
+    { head: 'mlm', layout: 'split', args: ['--split', 'mlm,embedding', '--seq-len', '16', '--target', 'iOS17'] },
+    { head: 'seqcls-mean', layout: 'split', args: ['--split', '--mask-input', '--seq-len', '8,16,32', '--target', 'iOS18'] },
+    { head: 'tokcls', layout: 'split', args: ['--split', '--seq-len', '16', '--target', 'iOS15', '--rotation', 'hadamard'] },
+    { head: 'mlm', layout: 'functions', args: ['--functions', 'mlm,embedding,none', '--seq-len', '8,16,32', '--target', 'iOS18'] },
+    { head: 'mlm', layout: 'add-head', args: ['--functions', 'mlm', '--add-head', 'sentence=@embedding-normalized', '--seq-len', '16', '--target', 'macOS15', '--weights', 'fp32'] },
+    { head: 'embedding-mean', layout: 'buckets', args: ['--buckets', '--seq-len', '8,16,32', '--target', 'iOS18'] },
+    { head: 'mlm', layout: 'buckets', args: ['--buckets', '--functions', 'mlm,embedding', '--mask-input', '--seq-len', '8,16', '--target', 'iOS18'] },
+    { head: 'mlm', layout: 'functions', args: ['--functions', 'mlm,embedding', '--seq-len', '16', '--target', 'iOS17'], refused: 'multifunction package before iOS18', error: /needs specification version 9/ },
+  ];
+  return rows.map((v, i) => ({ fidelity: false, tokenizer: false, refused: null, error: null, ...v, name: `L${i + 1}-${v.layout}-${v.head}`, args: [...v.args, '--no-fidelity'] }));
+}

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { buildCheckpoints } from './variants-checkpoints.mjs';
-import { variantList } from './variants-list.mjs';
+import { layoutVariants, variantList } from './variants-list.mjs';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
 const DEFAULT_CHECK = resolve(ROOT, '..', 'shared', 'tools', 'coreml-check', 'check');
@@ -52,10 +52,11 @@ async function cli(main, argv) {
 }
 
 /** Converts one variant; returns its row's size, seconds and result ('ok ...', 'refused' or 'FAIL: ...'). */
-async function convertOne(main, v, ckpt, pkg) {
+async function convertOne(main, v, ckpt, pkg, checkpoints) {
   rmSync(pkg, { recursive: true, force: true });
   const t0 = performance.now();
-  const r = await cli(main, ['convert', ckpt, '--out', pkg, ...v.args, '--json']);
+  const args = v.args.map((a) => a.replace(/@([\w-]+)$/, (_, head) => checkpoints[head]));
+  const r = await cli(main, ['convert', ckpt, '--out', pkg, ...args, '--json']);
   const seconds = (performance.now() - t0) / 1000;
   const firstLine = r.stderr.trim().split('\n')[0] ?? '';
   if (v.refused) {
@@ -68,7 +69,9 @@ async function convertOne(main, v, ckpt, pkg) {
   const report = JSON.parse(r.stdout);
   const size = `${(report.stats.bytesWritten / 1e6).toFixed(2)} MB`;
   const f = report.fidelity;
-  return { seconds, size, result: f ? `ok (KL ${f.kl.toExponential(1)}, top-1 ${(100 * f.top1).toFixed(0)}%)` : 'ok', converted: true };
+  // --split writes head packages beside the body; a multifunction package names its functions.
+  const layout = report.packages.length > 1 ? `, +${report.packages.length - 1} head package(s)` : report.functions.length ? `, functions ${report.functions.join(' ')}` : '';
+  return { seconds, size, result: (f ? `ok (KL ${f.kl.toExponential(1)}, top-1 ${(100 * f.top1).toFixed(0)}%)` : 'ok') + layout, converted: true, pkgs: report.packages, multifunction: report.functions.length > 0 };
 }
 
 /**
@@ -119,7 +122,7 @@ async function convertAll(main, list, out) {
       if (process.stderr.isTTY) process.stderr.write(`\r${i + 1}/${list.length} ${v.name}`.padEnd(40));
       const pkg = join(out, `${v.name}.mlpackage`);
       const flags = v.args.includes('--no-fidelity') ? v.args.filter((a) => a !== '--no-fidelity') : [...v.args, '(fidelity)'];
-      rows.push({ name: v.name, flags: flags.join(' '), pkg, ...(await convertOne(main, v, checkpoints[v.head], pkg)) });
+      rows.push({ name: v.name, flags: flags.join(' '), pkg, ...(await convertOne(main, v, checkpoints[v.head], pkg, checkpoints)) });
     }
     if (process.stderr.isTTY) process.stderr.write(`\r${' '.repeat(40)}\r`);
   } finally {
@@ -135,7 +138,7 @@ async function run() {
   if (!existsSync(built)) throw new UsageError('no build: run `npm run build` first');
   if (o.check && !existsSync(o.check)) throw new UsageError(`--check ${o.check} does not exist`);
   const tool = o.check ?? (existsSync(DEFAULT_CHECK) ? DEFAULT_CHECK : undefined);
-  const list = variantList().filter((v) => !o.only || v.name.includes(o.only));
+  const list = [...variantList(), ...layoutVariants()].filter((v) => !o.only || v.name.includes(o.only));
   if (list.length === 0) throw new UsageError(`no variant name contains "${o.only}"`);
   const { main } = await import(pathToFileURL(built).href);
 
@@ -148,8 +151,17 @@ async function run() {
     let checkNote = `check skipped: no coreml-check at ${DEFAULT_CHECK} (give --check PATH; see CONTRIBUTING.md)`;
     let problems = new Map();
     if (tool) {
-      problems = runCheck(tool, converted.map((r) => r.pkg));
-      for (const r of converted) r.result += problems.get(r.pkg).length ? `, PROBLEM x${problems.get(r.pkg).length}` : ', loads in coremltools';
+      problems = runCheck(tool, converted.flatMap((r) => r.pkgs));
+      for (const r of converted) {
+        // coreml-check compares every function with the top-level description, which a multifunction model
+        // leaves empty (coremltools' own backend/mil/load.py get_coreml_model writes a FunctionDescription per
+        // function instead): only that comparison is set aside; our reader checks each FunctionDescription.
+        if (r.multifunction) problems.set(r.pkg, problems.get(r.pkg).filter((p) => !/^PROBLEM function \w+: (inputs|outputs) .* differ from the description \[\]$/.test(p)));
+        const found = r.pkgs.flatMap((p) => problems.get(p));
+        problems.set(r.pkg, found);
+        for (const p of r.pkgs.slice(1)) problems.delete(p);
+        r.result += found.length ? `, PROBLEM x${found.length}` : ', loads in coremltools';
+      }
       checkNote = `checked with ${tool}: ${[...problems.values()].filter((p) => p.length).length} of ${converted.length} packages have problems`;
     }
 

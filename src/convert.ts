@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { DescriptionOptions } from './coreml/description.js';
 import { writeMLPackage, type WriteStats } from './coreml/mil-write.js';
+import { checkHeadsOptions, writeHeads, type HeadsOptions } from './convert-heads.js';
 import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from './coreml/package.js';
 import { atLeast, targetInfo } from './ops/target.js';
 import { META } from './coreml/package-info.js';
@@ -54,6 +55,8 @@ export interface ConvertOptions {
   learned?: Rotation;
   learnReport?: LearnReport;
   onProgress?: (stage: 'write' | 'fidelity', done: number, total: number) => void;
+  /** Body and heads apart (--split), or one function per head or length (--functions, --add-head, --buckets). */
+  heads?: HeadsOptions;
 }
 
 export interface ConvertReport {
@@ -66,6 +69,9 @@ export interface ConvertReport {
   fidelity: FidelityReport | null;
   /** Ops whose tensors break the Neural Engine's limits (graph/ane-limits.ts); Core ML runs them elsewhere. */
   aneIssues: AneIssue[];
+  /** Every package written (the body first with --split), and a multifunction package's functions. */
+  packages: string[];
+  functions: string[];
 }
 
 /**
@@ -187,6 +193,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   const c = ckpt.config;
   // The writer checks this too; here it fails before the fidelity report's minutes of work.
   checkPackageOutput(o.out, o.force, [ckpt.dir]);
+  if (o.heads) checkHeadsOptions(o.heads, o.target, o.seqLens);
   for (const s of o.seqLens) {
     if (s > c.maxPositions) throw new ModernBertError('BAD_ARGUMENT', `--seq-len ${s} is longer than the model allows (max_position_embeddings ${c.maxPositions})`);
   }
@@ -194,7 +201,11 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   if (o.maskFrom === 'input' && longest > MAX_MASK_INPUT_LEN) {
     throw new ModernBertError('BAD_ARGUMENT', `--mask-input takes a (1, S, 1, S) mask, ${(2 * longest * longest / 2 ** 20).toFixed(0)} MiB at --seq-len ${longest}; it is limited to ${MAX_MASK_INPUT_LEN} tokens: leave it out (the default input_ids input reads padding from pad_token_id)`, { seqLen: longest });
   }
-  if (o.pack !== undefined) checkPack(o.pack, o.seqLens.length === 1 ? o.seqLens[0]! : 'S', o.maskFrom);
+  if (o.pack !== undefined) {
+    // The body-and-heads layouts build their graphs apart (convert-heads.ts), without segment ids yet.
+    if (o.heads) throw new ModernBertError('BAD_ARGUMENT', '--pack cannot yet be combined with --split, --functions, --add-head or --buckets: convert the packed model on its own');
+    checkPack(o.pack, o.seqLens.length === 1 ? o.seqLens[0]! : 'S', o.maskFrom);
+  }
   const read = new TimedWeights(ckpt.weights);
   const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
   const transformed = new TimedWeights(variant.source.weights); // reading + folding + rotating
@@ -228,7 +239,19 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   const description = describe(ckpt, { ...o, seqLens: lens }, variant, head);
   if (fidelity) description.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);
   if (o.learnReport) description.metadata!.userDefined![META.rotationLearning] = JSON.stringify(o.learnReport);
-  const stats = await writeMLPackage(o.out, {
+  const heads = o.heads && await writeHeads({
+    ckpt, out: o.out, force: o.force, source, lens, target: o.target, extras,
+    prepare: (other) => prepareVariant({ config: other.config, weights: other.weights, embedding: other.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned).source,
+    build: { dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, target: targetInfo(o.target).target },
+    describe: (ck, h, seqLens) => {
+      const d = describe(ck, { ...o, seqLens }, variant, h);
+      if (fidelity) d.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);
+      if (o.learnReport) d.metadata!.userDefined![META.rotationLearning] = JSON.stringify(o.learnReport);
+      return d;
+    },
+    onProgress: (d, t) => o.onProgress?.('write', d, t),
+  }, o.heads);
+  const stats = heads ? heads.stats : await writeMLPackage(o.out, {
     graph,
     description,
     target: o.target,
@@ -251,5 +274,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
     },
     fidelity,
     aneIssues,
+    packages: heads?.written ?? [o.out],
+    functions: heads?.functions ?? [],
   };
 }

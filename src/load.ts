@@ -5,7 +5,9 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readMLPackage, type ReadPackageResult } from './coreml/mil-read.js';
 import { TOKENIZER_ITEM_PATH } from './coreml/package.js';
-import { PackageRunner } from './package-runner.js';
+import { BucketRunner, PackageRunner } from './package-runner.js';
+import { bodyHash } from './coreml/body-hash.js';
+import { META, packageInfo } from './coreml/package-info.js';
 import { ModernBertError } from './errors.js';
 import { fileURLToPath } from 'node:url';
 import type { ModernBertConfig } from './config.js';
@@ -48,6 +50,10 @@ export interface OpenOptions {
   norm?: NormStyle;
   /** A folder with tokenizer.json, for packages that do not carry one. */
   tokenizerDir?: string;
+  /** A head package of `convert --split` to run on the package's hidden states (the package is then its body). */
+  headPackage?: string;
+  /** The function of a multifunction package to run (default: its default function; for buckets, a head name picks that head's buckets). */
+  function?: string;
 }
 
 /** True when a path names a Core ML package rather than a checkpoint folder. */
@@ -61,6 +67,8 @@ const PACKAGE_TOKENIZER_DIR = join('Data', TOKENIZER_ITEM_PATH);
 /** Opens a checkpoint folder or a Core ML package (or the default model when `path` is undefined). */
 export async function openModel(path: string | undefined, o: OpenOptions = {}): Promise<LoadedModel> {
   if (path !== undefined && isPackagePath(path)) return openPackage(path, o);
+  if (o.headPackage !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--head-package runs a head on a body package (convert --split); ${path ?? 'the built-in model'} is a checkpoint`);
+  if (o.function !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--function picks a function of a multifunction package; ${path ?? 'the built-in model'} is a checkpoint`);
   const dir = path ?? DEFAULT_MODEL;
   const ckpt = loadCheckpoint(dir);
   const engine = new Engine(ckpt, { precision: o.precision, norm: o.norm });
@@ -80,10 +88,33 @@ export async function openModel(path: string | undefined, o: OpenOptions = {}): 
   };
 }
 
+/** The runner of a package: one function, a body with a head package, or the shape buckets of one head. */
+function packageRunner(path: string, o: OpenOptions): PackageRunner | BucketRunner {
+  const precision = o.precision ?? 'fp32';
+  const first = readMLPackage(path);
+  const functions = first.functions.length > 1 ? packageInfo(first, path).functions : {};
+  const bucketsOf = (head: string) => Object.entries(functions).filter(([, f]) => f.head === head && f.seq_len !== undefined).map(([name, f]) => ({ name, seqLen: f.seq_len! }));
+  // A head name picks that head's buckets; otherwise the name must be a function's (readMLPackage says which exist).
+  const byHead = o.function !== undefined && !first.functions.includes(o.function) ? bucketsOf(o.function) : [];
+  const pkg = o.function !== undefined && byHead.length === 0 && o.function !== first.functionName ? readMLPackage(path, o.function) : byHead.length > 0 ? readMLPackage(path, byHead[0]!.name) : first;
+  if (o.headPackage !== undefined) {
+    if (!existsSync(o.headPackage)) throw new ModernBertError('FILE_NOT_FOUND', `head package ${o.headPackage} does not exist`, { path: o.headPackage });
+    const head = readMLPackage(o.headPackage);
+    const recorded = head.description.metadata.userDefined?.[META.bodyHash];
+    if (recorded === undefined) throw new ModernBertError('BAD_INPUT', `--head-package ${o.headPackage} records no body (metadata "${META.bodyHash}"); convert --split writes heads that do`, { path: o.headPackage });
+    if (recorded !== bodyHash(path)) throw new ModernBertError('BAD_INPUT', `--head-package ${o.headPackage} belongs to another body than ${path} (its weights or program differ): convert the head with this body (convert --split)`, { path: o.headPackage });
+    return new PackageRunner(pkg, path, precision, { pkg: head, path: o.headPackage });
+  }
+  const runner = new PackageRunner(pkg, path, precision);
+  const buckets = byHead.length > 0 ? byHead : o.function === undefined ? bucketsOf(runner.info.head) : [];
+  if (buckets.length > 1) return new BucketRunner(path, buckets, (fn) => new PackageRunner(readMLPackage(path, fn), path, precision), runner);
+  return runner;
+}
+
 async function openPackage(path: string, o: OpenOptions): Promise<LoadedModel> {
   if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `package ${path} does not exist`, { path });
-  const pkg = readMLPackage(path);
-  const runner = new PackageRunner(pkg, path, o.precision ?? 'fp32');
+  const runner = packageRunner(path, o);
+  const pkg = runner instanceof PackageRunner ? runner.pkg : readMLPackage(path);
   const tokDir = o.tokenizerDir ?? join(path, PACKAGE_TOKENIZER_DIR);
   const hasTok = existsSync(join(tokDir, 'tokenizer.json'));
   if (o.tokenizerDir && !hasTok) throw new ModernBertError('FILE_NOT_FOUND', `${o.tokenizerDir} has no tokenizer.json`, { path: o.tokenizerDir });

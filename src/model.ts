@@ -146,32 +146,13 @@ interface Ctx extends Base {
 
 /** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, plus `mask` ('input') or `attention_mask` ('attention'), or `segment_ids` (pack). */
 export function buildModel(m: ModelSource, o: BuildOptions): Graph {
-  const c = m.config;
-  const lengths = typeof o.seqLen === 'number' ? [o.seqLen] : o.seqLen;
-  for (const s of lengths) {
-    if (!Number.isInteger(s) || s < 1 || s > c.maxPositions) {
-      throw new ModernBertError('BAD_INPUT', `sequence length ${s} is outside 1..${c.maxPositions} (max_position_embeddings)`, { seqLen: s });
-    }
-  }
-  const chunk = o.attentionChunk ?? DEFAULT_ATTENTION_CHUNK;
-  if (!Number.isInteger(chunk) || chunk < 1 || chunk > MAX_ATTENTION_CHUNK) {
-    throw new ModernBertError('BAD_INPUT', `attention chunk ${chunk} does not fit: give 1..${MAX_ATTENTION_CHUNK} queries (the Neural Engine's limit on the W axis)`, { chunk });
-  }
-  const g = new GraphBuilder(o.dtype ?? 'fp32', o.target);
-  const io = o.ioDtype ?? g.dtype;
-  const toCompute = (v: Val) => (io === g.dtype ? v : g.op('cast', { x: v, dtype: str(g.dtype) }, `${v}_cast`));
-  const S: Dim = lengths.length === 1 ? lengths[0]! : 'S';
+  const { g, c, S, lengths, toCompute } = begin(m, o);
   const ids = g.input('input_ids', 'int32', [1, S]);
   if (o.pack !== undefined) checkPack(o.pack, S, o.maskFrom);
   // Packed, padding is segment 0: no mask input, and local layers may run banded.
   const maskFrom = o.maskFrom ?? (o.pack !== undefined ? 'ids' : 'input');
-  const isPad = (): Val => maskFrom === 'ids'
-    ? g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad')
-    : g.op('equal', { x: g.input('attention_mask', 'int32', [1, S]), y: i32(0) }, 'is_pad');
   let padMask: Val | undefined;
-  const mask = (): Val => (padMask ??= maskFrom === 'input'
-    ? toCompute(g.input('mask', io, [1, S, 1, S]))
-    : g.op('reshape', { x: maskWhere(g, isPad(), 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask')); // (1, S, 1, 1)
+  const mask = (): Val => (padMask ??= paddingMask(g, c, S, ids, { ...o, maskFrom }, toCompute));
   if (o.pack === undefined) mask(); // unpacked graphs read it; built here, it keeps their op order
   let pos: Val | undefined;
   const positions = (): Val => {
@@ -187,7 +168,7 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
     const row = g.weight('norm_eps', [1, 1, 1, maxS], () => new Float32Array(maxS).fill(Math.sqrt(c.hidden * c.normEps)));
     return (eps = typeof S === 'number' ? row : g.op('gather', { x: row, indices: positions(), axis: i32(3) }, 'norm_eps_s'));
   };
-  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS, ids, mask, chunk, positions, epsChannel };
+  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS, ids, mask, chunk: attentionChunk(o), positions, epsChannel };
   if (o.pack !== undefined) base.pack = packing(base, o.pack);
   const rope = { global: ropeTables(base, c.globalRopeTheta, 'rope_global'), local: ropeTables(base, c.localRopeTheta, 'rope_local') };
   const global = base.pack ? textMask(base, base.pack) : perChunk(base, mask);
@@ -202,9 +183,76 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   }
 
   const last = body(x);
-  const out = head(x, last, o.head ?? defaultHead(m), o.positions);
-  g.output(io === g.dtype ? out.value : g.op('cast', { x: out.value, dtype: str(io) }, `${out.name}_cast`), out.name);
+  finish(g, o, head(x, last, o.head ?? defaultHead(m), o.positions));
   return g.graph;
+}
+
+/** Whether a head reads which tokens are padding (mean pooling), so that a head alone needs the ids too. */
+export function headNeedsPadding(m: ModelSource, kind: OutputHead): boolean {
+  if (kind === 'seqcls') return m.config.classifierPooling === 'mean';
+  if (kind === 'embedding') return (m.embedding?.pooling ?? 'mean') === 'mean';
+  return false;
+}
+
+/**
+ * Builds one head alone, for hot-swapping heads over a body package (the whole model with head 'none'):
+ * input `hidden_states` (1, C, 1, S), the body's output, plus input_ids (or the mask) when the head pools
+ * over real tokens only. The same head() as buildModel's, so body + head computes what the whole model does.
+ */
+export function buildHead(m: ModelSource, o: BuildOptions): Graph {
+  const { g, c, S, lengths, toCompute } = begin(m, o);
+  const kind = o.head ?? defaultHead(m);
+  if (kind === 'none') throw new ModernBertError('BAD_ARGUMENT', 'head "none" is the body itself: it has no head package');
+  const hidden = toCompute(g.input('hidden_states', o.ioDtype ?? g.dtype, [1, c.hidden, 1, S])); // (1, C, 1, S)
+  const ids = headNeedsPadding(m, kind) ? g.input('input_ids', 'int32', [1, S]) : '';
+  const padMask = ids ? paddingMask(g, c, S, ids, o, toCompute) : '';
+  const mask = (): Val => padMask;
+  const unused = (): Val => {
+    throw new ModernBertError('INTERNAL', 'a head read a value of the body');
+  };
+  const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS: Math.max(...lengths), ids, mask, chunk: attentionChunk(o), positions: unused, epsChannel: unused };
+  finish(g, o, head(base, hidden, kind, o.positions));
+  return g.graph;
+}
+
+/** The builder for a model's lengths, dtype and target, after checking the lengths. */
+function begin(m: ModelSource, o: BuildOptions) {
+  const c = m.config;
+  const lengths = typeof o.seqLen === 'number' ? [o.seqLen] : o.seqLen;
+  for (const s of lengths) {
+    if (!Number.isInteger(s) || s < 1 || s > c.maxPositions) {
+      throw new ModernBertError('BAD_INPUT', `sequence length ${s} is outside 1..${c.maxPositions} (max_position_embeddings)`, { seqLen: s });
+    }
+  }
+  const g = new GraphBuilder(o.dtype ?? 'fp32', o.target);
+  const io = o.ioDtype ?? g.dtype;
+  const toCompute = (v: Val) => (io === g.dtype ? v : g.op('cast', { x: v, dtype: str(g.dtype) }, `${v}_cast`));
+  const S: Dim = lengths.length === 1 ? lengths[0]! : 'S';
+  return { g, c, S, lengths, toCompute };
+}
+
+function attentionChunk(o: BuildOptions): number {
+  const chunk = o.attentionChunk ?? DEFAULT_ATTENTION_CHUNK;
+  if (!Number.isInteger(chunk) || chunk < 1 || chunk > MAX_ATTENTION_CHUNK) {
+    throw new ModernBertError('BAD_INPUT', `attention chunk ${chunk} does not fit: give 1..${MAX_ATTENTION_CHUNK} queries (the Neural Engine's limit on the W axis)`, { chunk });
+  }
+  return chunk;
+}
+
+/** The additive padding mask over keys: the `mask` input (1, S, 1, S), or (1, S, 1, 1) from the ids or attention_mask. */
+function paddingMask(g: GraphBuilder, c: ModernBertConfig, S: Dim, ids: Val, o: BuildOptions, toCompute: (v: Val) => Val): Val {
+  const maskFrom = o.maskFrom ?? 'input';
+  if (maskFrom === 'input') return toCompute(g.input('mask', o.ioDtype ?? g.dtype, [1, S, 1, S]));
+  const isPad = maskFrom === 'ids'
+    ? g.op('equal', { x: ids, y: i32(c.padTokenId) }, 'is_pad')
+    : g.op('equal', { x: g.input('attention_mask', 'int32', [1, S]), y: i32(0) }, 'is_pad');
+  return g.op('reshape', { x: maskWhere(g, isPad, 'pad_mask'), shape: i32([1, -1, 1, 1]) }, 'key_mask'); // (1, S, 1, 1)
+}
+
+/** The graph's one output, cast to the I/O dtype. */
+function finish(g: GraphBuilder, o: BuildOptions, out: { value: Val; name: string }): void {
+  const io = o.ioDtype ?? g.dtype;
+  g.output(io === g.dtype ? out.value : g.op('cast', { x: out.value, dtype: str(io) }, `${out.name}_cast`), out.name);
 }
 
 // ---- the body: embeddings, the residual loop, the final norm -----------------------------------------
@@ -549,7 +597,7 @@ function W(x: Base, name: string, shape?: number[]): Val {
 
 // ---- heads ---------------------------------------------------------------------------------------------
 
-function head(x: Ctx, last: Val, kind: OutputHead, positions: number[] | undefined): { value: Val; name: string } {
+function head(x: Base, last: Val, kind: OutputHead, positions: number[] | undefined): { value: Val; name: string } {
   const { g, c } = x;
   const predictionHead = (h: Val): Val => layerNorm(x, act(x, conv(x, h, 'head.dense', 'head_dense'), c.classifierActivation, 'head_act'), 'head.norm', 'head_norm');
   const atPositions = (h: Val): Val => (positions ? g.op('gather', { x: h, indices: i32(positions), axis: i32(3) }, 'at_positions') : h);
@@ -585,7 +633,7 @@ export const MAX_CHANNELS = 65536;
 // convolutions of Vc <= MAX_CHANNELS rows, stacked on the H axis as (1, Vc, K, S): logit v is at (v % Vc,
 // v / Vc); engine.ts unfoldLogits restores (1, V, 1, S). Rows past V (when K does not divide V) are zero
 // with a MASKED bias, so they never rank.
-function decoder(x: Ctx, h: Val): Val {
+function decoder(x: Base, h: Val): Val {
   const { g } = x;
   const [V, C] = x.m.weights.shape('decoder.weight') as [number, number];
   if (V <= MAX_CHANNELS) return conv(x, h, 'decoder', 'decoder');
@@ -607,7 +655,7 @@ function decoder(x: Ctx, h: Val): Val {
 }
 
 // (1, N, 1, K) with one column per text -> (1, K, N): one row per text.
-function perText(x: Ctx, t: Val, name: string): Val {
+function perText(x: Base, t: Val, name: string): Val {
   const { g } = x;
   const N = g.type(t).shape[1] as number;
   const K = x.pack!.K;
@@ -617,7 +665,7 @@ function perText(x: Ctx, t: Val, name: string): Val {
 
 // Pooling over real tokens: which keys are padding is read from the mask column of query 0. Packed, one
 // column per text: its first token (cls), or the mean over its tokens by the membership matrix (mean).
-function pool(x: Ctx, h: Val, how: 'cls' | 'mean'): Val {
+function pool(x: Base, h: Val, how: 'cls' | 'mean'): Val {
   const { g, c } = x;
   if (x.pack) {
     if (how === 'cls') return g.op('gather', { x: h, indices: x.pack.starts, axis: i32(3) }, 'pool_cls'); // (1, C, 1, K)

@@ -11,14 +11,32 @@ import { Interpreter } from './graph/interpreter.js';
 import type { Precision } from './runtime/numerics.js';
 import type { RtTensor } from './runtime/tensor.js';
 
-/** Runs sequences through a package's program. */
+/** A head package of `convert --split`, run on a body package's hidden states. */
+export interface HeadPackage {
+  pkg: ReadPackageResult;
+  path: string;
+}
+
+/** Runs sequences through a package's program (a body package followed by a head package, when one is given). */
 export class PackageRunner implements Runner {
   readonly info: PackageInfo;
   private readonly interp: Interpreter;
+  private readonly head?: { interp: Interpreter; pkg: ReadPackageResult; info: PackageInfo };
 
-  constructor(readonly pkg: ReadPackageResult, readonly path: string, private readonly precision: Precision = 'fp32') {
-    this.info = packageInfo(pkg, path);
+  constructor(readonly pkg: ReadPackageResult, readonly path: string, private readonly precision: Precision = 'fp32', head?: HeadPackage) {
+    const own = packageInfo(pkg, path);
     this.interp = new Interpreter(pkg.graph, precision);
+    if (!head) {
+      this.info = own;
+      return;
+    }
+    const hi = packageInfo(head.pkg, head.path);
+    if (hi.part !== 'head') throw new ModernBertError('BAD_ARGUMENT', `--head-package ${head.path} is not a head package (convert --split writes them; its input is input_ids, not hidden_states)`, { path: head.path });
+    if (own.output !== 'hidden_states') throw new ModernBertError('BAD_ARGUMENT', `${path} is not a body package: its output is ${own.output}, a head reads hidden_states`, { path });
+    const missing = own.seqLens.filter((s) => !hi.seqLens.includes(s));
+    if (missing.length > 0) throw new ModernBertError('BAD_ARGUMENT', `--head-package ${head.path} takes lengths ${hi.seqLens.join(',')}, the body ${own.seqLens.join(',')}`, { path: head.path });
+    this.head = { interp: new Interpreter(head.pkg.graph, precision), pkg: head.pkg, info: hi };
+    this.info = { ...own, head: hi.head, labels: hi.labels, output: hi.output };
   }
 
   get numLayers(): number {
@@ -45,6 +63,7 @@ export class PackageRunner implements Runner {
 
   /** Pads the sequence to the shortest length the package takes, runs it, and crops to the real tokens. */
   async forward(seq: Sequence, o: ForwardOptions = {}): Promise<ForwardResult> {
+    if (this.info.part === 'head') throw new ModernBertError('BAD_ARGUMENT', `${this.path} is a head package (its input is hidden_states): give its body package as MODEL and this one as --head-package`, { path: this.path });
     const n = seq.ids.length;
     const S = this.info.seqLens.find((s) => s >= n);
     if (S === undefined) {
@@ -86,10 +105,17 @@ export class PackageRunner implements Runner {
       if (!v) throw new ModernBertError('BAD_ARGUMENT', `${this.path} has no value "${r}"`, { tap: r });
       return v;
     });
-    const res = await this.interp.run(inputs, { keep, onOp: o.onOp });
+    let res = await this.interp.run(inputs, { keep: this.head ? [...keep, 'hidden_states'] : keep, onOp: o.onOp });
+    if (this.head) {
+      // The head reads the body's output as it is, at the body's length, and the ids when it pools.
+      const headInputs: Record<string, RtTensor> = { hidden_states: res.get('hidden_states')! };
+      for (const v of this.head.pkg.graph.inputs) if (v.name !== 'hidden_states') headInputs[v.name] = inputs[v.name]!;
+      const out = await this.head.interp.run(headInputs, {});
+      res = new Map([...res, ...out]);
+    }
     const cols = o.positions ?? Array.from({ length: n }, (_, i) => i);
     const outputs = new Map<string, RtTensor>();
-    for (const name of this.pkg.graph.outputs) {
+    for (const name of this.head?.pkg.graph.outputs ?? this.pkg.graph.outputs) {
       const t = name === 'logits' ? unfoldLogits(res.get(name)!) : res.get(name)!;
       // A package whose program overflows (or holds a corrupt constant) must not print null probabilities.
       // (The float16 emulation may overflow by design; its callers measure that.)
@@ -101,6 +127,52 @@ export class PackageRunner implements Runner {
     }
     const taps = new Map(roles.map((r, i) => [r, columns(res.get(keep[i]!)!, Array.from({ length: n }, (_, k) => k))]));
     return { outputs, taps };
+  }
+}
+
+/**
+ * A multifunction package of shape buckets (`convert --buckets`): one function per length, each static, and
+ * each input runs in the smallest that fits (functions are read when first needed).
+ */
+export class BucketRunner implements Runner {
+  readonly info: PackageInfo;
+  private readonly runners = new Map<string, PackageRunner>();
+
+  /** `buckets`: function names by length; `open` reads one function as a runner; `first` is one already read. */
+  constructor(readonly path: string, private readonly buckets: { name: string; seqLen: number }[], private readonly open: (fn: string) => PackageRunner, first: PackageRunner) {
+    this.buckets = [...buckets].sort((a, b) => a.seqLen - b.seqLen);
+    this.runners.set(first.pkg.functionName, first);
+    this.info = { ...first.info, seqLens: this.buckets.map((b) => b.seqLen) };
+  }
+
+  get numLayers(): number {
+    return this.info.numLayers;
+  }
+
+  get maxLen(): number {
+    return this.buckets[this.buckets.length - 1]!.seqLen;
+  }
+
+  get vocabSize(): number {
+    return this.runners.values().next().value!.vocabSize;
+  }
+
+  hasTap(role: string): boolean {
+    return this.runners.values().next().value!.hasTap(role);
+  }
+
+  /** The function an input of n tokens runs in. */
+  bucketFor(n: number): string {
+    const b = this.buckets.find((x) => x.seqLen >= n);
+    if (!b) throw new ModernBertError('BAD_INPUT', `the input has ${n} tokens but ${this.path} takes at most ${this.maxLen} (buckets ${this.buckets.map((x) => x.seqLen).join(',')})`, { tokens: n });
+    return b.name;
+  }
+
+  async forward(seq: Sequence, o: ForwardOptions = {}): Promise<ForwardResult> {
+    const name = this.bucketFor(seq.ids.length);
+    let r = this.runners.get(name);
+    if (!r) this.runners.set(name, (r = this.open(name)));
+    return r.forward(seq, o);
   }
 }
 

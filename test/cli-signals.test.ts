@@ -98,3 +98,15 @@ describe('the executable on a path it cannot write', () => {
     expect(readdirSync(d)).toEqual(['file.txt']);
   });
 });
+
+describe('a reader that closes the pipe early', () => {
+  it('inspect | head -1: the rest of the output is dropped, exit 0, no EPIPE stack trace', async () => {
+    const child = spawn(process.execPath, [bin, 'inspect', join(ROOT, 'test', 'fixtures', 'tiny-mlm')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.destroy(); // closed before the command writes its first line
+    const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+    expect(stderr).not.toMatch(/EPIPE|at /);
+    expect(code).toBe(0);
+  });
+});

@@ -199,12 +199,21 @@ describe('packages from elsewhere that the graph cannot express', () => {
     expect(failure(() => readMLPackage(pkg), 'UNSUPPORTED').message).toMatch(/holds a neuralNetwork; only ML Programs \(mlProgram\) are supported/);
   });
 
-  it('several functions', () => {
+  it('several functions without function descriptions', () => {
     const pkg = copy();
     editModel(pkg, (m) => {
       m.mlProgram!.functions!.prefill = m.mlProgram!.functions!.main!;
     });
-    expect(failure(() => readMLPackage(pkg), 'UNSUPPORTED').message).toMatch(/has 2 functions \(main, prefill\); exactly one is supported/);
+    expect(failure(() => readMLPackage(pkg), 'UNSUPPORTED').message).toMatch(/has 2 functions \(main, prefill\) but no function descriptions/);
+  });
+
+  it('function descriptions that do not match the program', () => {
+    const pkg = copy();
+    editModel(pkg, (m) => {
+      m.mlProgram!.functions!.prefill = m.mlProgram!.functions!.main!;
+      m.description = { ...m.description, functions: [{ name: 'main' }, { name: 'decode' }], defaultFunctionName: 'main' };
+    });
+    expect(failure(() => readMLPackage(pkg), 'CORRUPT_FILE').message).toMatch(/describes functions main, decode but the program has main, prefill/);
   });
 
   it('control flow (nested blocks)', () => {

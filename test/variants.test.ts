@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { buildCheckpoints } from '../scripts/variants-checkpoints.mjs';
-import { FACTORS, HEADS, refusal, requiredPairs, uncoveredPairs, variantList, type Combination, type Variant } from '../scripts/variants-list.mjs';
+import { FACTORS, HEADS, layoutVariants, refusal, requiredPairs, uncoveredPairs, variantList, type Combination, type Variant } from '../scripts/variants-list.mjs';
 import { cli, json } from './helpers/cli.js';
 import { cleanupTempDirs, FX, readTensors, ROOT, tempDir } from './helpers/fixtures.js';
 
@@ -66,6 +66,18 @@ describe('the variant list', () => {
       expect(a.includes('--learn-seconds'), v.name).toBe(v.rotation === 'learned');
     }
     expect(list.filter((v) => v.fidelity).map((v) => v.head)).toEqual(HEADS); // one fidelity report per head
+  });
+});
+
+describe('the layout variants (--split, --functions, --add-head, --buckets)', () => {
+  const layouts = layoutVariants();
+  it('cover each layout, a pooled head of each input kind, iOS15 I/O, and the refusal before iOS18', () => {
+    expect(new Set(layouts.map((v) => v.layout))).toEqual(new Set(['split', 'functions', 'add-head', 'buckets']));
+    const has = (layout: string, re: RegExp) => layouts.some((v) => !v.refused && v.layout === layout && re.test(v.args.join(' ')));
+    expect(has('split', /--mask-input/) && has('split', /--target iOS15/) && has('split', /embedding/)).toBe(true);
+    expect(has('buckets', /--functions/) && has('add-head', /@embedding/)).toBe(true);
+    expect(layouts.filter((v) => v.refused).map((v) => v.args.join(' '))).toEqual([expect.stringMatching(/--functions .*--target iOS17/)]);
+    expect(new Set([...list, ...layouts].map((v) => v.name)).size).toBe(list.length + layouts.length);
   });
 });
 

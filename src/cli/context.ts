@@ -9,10 +9,21 @@ export interface Io {
   isTTY: boolean;
 }
 
+// A reader that stops early (`predict ... | head -1`) closes the pipe: the rest of the output has nowhere to go,
+// which is no error of the command's. Writes after that are dropped, so the command still finishes (and cleans
+// up) instead of dying on an unhandled EPIPE with a stack trace.
+const closed = { stdout: false, stderr: false };
+for (const name of ['stdout', 'stderr'] as const) {
+  process[name].on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    closed[name] = true;
+  });
+}
+
 /** The process's own streams. */
 export const processIo: Io = {
-  stdout: (t) => process.stdout.write(t),
-  stderr: (t) => process.stderr.write(t),
+  stdout: (t) => void (closed.stdout || process.stdout.write(t)),
+  stderr: (t) => void (closed.stderr || process.stderr.write(t)),
   isTTY: Boolean(process.stderr.isTTY),
 };
 

@@ -6,7 +6,8 @@
 // - a literal that an op uses inside a tuple (concat's values), or that is a model output, becomes a Const,
 //   since the graph holds only names there;
 // - unknown dims get symbol names: those our writer stored in the metadata, else `<value>_d<axis>`.
-// Anything the graph cannot express (other model kinds, several functions, nested blocks, lists,
+// A multifunction package (iOS 18) is read one function at a time: the default one, or the one named.
+// Anything the graph cannot express (other model kinds, nested blocks, lists,
 // tuples, dictionaries, states, int64/fp64 tensors, ...) is refused with UNSUPPORTED naming it.
 
 import { relative, resolve, sep } from 'node:path';
@@ -46,8 +47,10 @@ export interface ReadPackageResult {
   specificationVersion: number;
   target: Target;
   opset: string;
-  /** The function's name in the program ("main"). */
+  /** The function read ("main", or the one chosen of a multifunction package). */
   functionName: string;
+  /** Every function of the program, the default first (one, "main", for most packages). */
+  functions: string[];
   modelFile: string;
   weightsDir: string;
 }
@@ -66,11 +69,11 @@ const BLOB_TYPES_FOR: Record<DType, readonly BlobDataType[]> = {
   bool: [],
 };
 
-/** Reads the .mlpackage at `path` into a graph whose Consts load their data lazily from the weight file. */
-export function readMLPackage(path: string): ReadPackageResult {
+/** Reads the .mlpackage at `path` (its default function, or `functionName`) into a graph whose Consts load their data lazily from the weight file. */
+export function readMLPackage(path: string, functionName?: string): ReadPackageResult {
   const { modelFile, weightsDir } = locatePackage(path);
   const model = decodeModel(readFileBounded(modelFile, MAX_MODEL_BYTES, 'Core ML model'), modelFile);
-  const reader = new ProgramReader(model, modelFile);
+  const reader = new ProgramReader(model, modelFile, functionName);
   try {
     const read = reader.read();
     // A program that coremltools would not load (an unknown op, a missing input, a type its inference
@@ -114,6 +117,7 @@ class ProgramReader {
   constructor(
     private readonly model: ModelProto,
     private readonly file: string,
+    private readonly wanted?: string,
   ) {}
 
   read(): Omit<ReadPackageResult, 'modelFile' | 'weightsDir'> {
@@ -124,12 +128,26 @@ class ProgramReader {
         kind: model.Type,
       });
     }
-    if ((model.description?.functions ?? []).length > 0) throw unsupported(file, 'describes several functions; one is supported');
+    const described = model.description?.functions ?? [];
     const functions = Object.entries(model.mlProgram.functions ?? {});
-    if (functions.length !== 1) {
-      throw unsupported(file, `has ${functions.length} functions (${functions.map(([n]) => n).join(', ')}); exactly one is supported`);
+    const names = functions.map(([n]) => n);
+    if (described.length > 0) {
+      // A multifunction model (iOS 18+): a FunctionDescription per function of the program.
+      const listed = described.map((f) => f.name ?? '');
+      if (listed.length !== names.length || !listed.every((n) => names.includes(n))) throw corrupt(file, `describes functions ${listed.join(', ')} but the program has ${names.join(', ')}`);
+      if (!listed.includes(model.description?.defaultFunctionName ?? '')) throw corrupt(file, `its default function "${model.description?.defaultFunctionName ?? ''}" is none of ${listed.join(', ')}`);
+    } else if (functions.length !== 1) {
+      throw unsupported(file, `has ${functions.length} functions (${names.join(', ')}) but no function descriptions`);
     }
-    const [functionName, fn] = functions[0]!;
+    const defaultName = described.length > 0 ? model.description!.defaultFunctionName! : names[0]!;
+    const functionName = this.wanted ?? defaultName;
+    const fn = model.mlProgram.functions?.[functionName];
+    if (!fn || !Object.hasOwn(model.mlProgram.functions!, functionName)) {
+      throw new ModernBertError('BAD_ARGUMENT', `${file} has no function "${functionName}"; its functions: ${names.join(', ')}`, { file, function: functionName });
+    }
+    const ordered = [defaultName, ...names.filter((n) => n !== defaultName)];
+    const fdesc = described.find((f) => f.name === functionName);
+    const io = fdesc ?? model.description;
     const opset = fn.opset ?? '';
     const info = targetForOpset(opset);
     const blocks = Object.keys(fn.block_specializations ?? {});
@@ -154,12 +172,12 @@ class ProgramReader {
 
     const metadata = metadataFromProto({ ...model.description?.metadata, userDefined });
     const description: ModelDescription = {
-      inputs: (model.description?.input ?? []).map((f) => featureFromProto(f, 'model input')),
-      outputs: (model.description?.output ?? []).map((f) => featureFromProto(f, 'model output')),
+      inputs: (io?.input ?? []).map((f) => featureFromProto(f, 'model input')),
+      outputs: (io?.output ?? []).map((f) => featureFromProto(f, 'model output')),
       metadata,
     };
     this.checkDescription(description);
-    return { graph: this.graph, description, specificationVersion: model.specificationVersion ?? 0, target: info.target, opset, functionName };
+    return { graph: this.graph, description, specificationVersion: model.specificationVersion ?? 0, target: info.target, opset, functionName, functions: ordered };
   }
 
   close(): void {

@@ -8,6 +8,7 @@
 // - every other op carries its `name` attribute; symbolic dims are unknown dimensions.
 // Weights stream: each Const is loaded, encoded, appended to the open weight file and dropped in turn.
 
+import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Arg, Const, Dim, DType, Graph, Literal, Op, TensorData } from '../graph/ir.js';
@@ -51,9 +52,23 @@ export interface WriteProgress {
   name: string;
 }
 
+/** One function of a multifunction package (iOS 18+): its name, graph and input/output descriptions. */
+export interface FunctionToWrite {
+  name: string;
+  graph: Graph;
+  description?: Omit<DescriptionOptions, 'metadata'>;
+}
+
 export interface WriteOptions {
   graph: Graph;
   description?: DescriptionOptions;
+  /**
+   * Several functions (iOS 18+) instead of one "main": `graph` is then the default function's graph, and
+   * constants equal across functions are written once (coremltools' save_multifunction, const_deduplication).
+   */
+  functions?: readonly FunctionToWrite[];
+  /** The default function's name (with `functions`). */
+  defaultFunction?: string;
   /** Deployment target ('iOS17' = 'macOS14' by default). */
   target?: Target | string;
   /** Replace an existing package at the path (only a package: see checkPackageOutput). */
@@ -155,6 +170,8 @@ class ProgramBuilder {
     private readonly target: Target,
     private readonly weights: BlobWriter,
     private readonly onProgress: ((p: WriteProgress) => void) | undefined,
+    /** Blob offsets by content, shared by the functions of one package (undefined: every blob its own). */
+    private readonly shared?: Map<string, number>,
   ) {
     this.taken = new Set(valueNames(graph));
     const names = (arg: Arg): string[] => (typeof arg === 'string' ? [arg] : Array.isArray(arg) ? arg : []);
@@ -226,8 +243,16 @@ class ProgramBuilder {
   }
 
   private blobValue(dtype: DType, shape: readonly number[], data: TensorData, blob: BlobDataType, name: string): ValueProto {
-    const offset = this.weights.append(blob, encodeTensorBytes(dtype, data, name));
-    this.blobs++;
+    const bytes = encodeTensorBytes(dtype, data, name);
+    // const_deduplication._deduplicate_const_across_functions: equal constants (type and bytes) of several
+    // functions point to one blob, so a function per head costs only its head's weights.
+    const key = this.shared && `${blob}:${shape.join('x')}:${createHash('sha256').update(bytes).digest('hex')}`;
+    let offset = key === undefined ? undefined : this.shared!.get(key);
+    if (offset === undefined) {
+      offset = this.weights.append(blob, bytes);
+      if (key !== undefined) this.shared!.set(key, offset);
+      this.blobs++;
+    }
     return { type: tensorValueType(dtype, shape), blobFileValue: { fileName: WEIGHT_FILE_REF, offset } };
   }
 
@@ -269,76 +294,97 @@ function symbolList(graph: Graph): string[] {
   return dims.flat().filter((d): d is string => typeof d === 'string');
 }
 
-/** Metadata plus our reserved keys (symbol names, taps). */
-function metadataWithExtras(metadata: ModelMetadata, graph: Graph): ModelMetadata {
+/** Metadata plus our reserved keys (symbol names, taps of the default function). */
+function metadataWithExtras(metadata: ModelMetadata, graphs: readonly Graph[]): ModelMetadata {
   const userDefined = { ...(metadata.userDefined ?? {}) };
   for (const key of Object.keys(userDefined)) {
     if (key.startsWith(RESERVED_METADATA_PREFIX)) {
       throw new ModernBertError('BAD_ARGUMENT', `metadata key "${key}" is reserved for modernbert-ane`, { key });
     }
   }
-  const symbols = symbolList(graph);
-  if (symbols.length > 0) {
-    // One symbol throughout (the usual sequence length S) is stored once.
-    userDefined[SYMBOLS_KEY] = JSON.stringify(symbols.every((s) => s === symbols[0]) ? [symbols[0]] : symbols);
-  }
-  if (graph.taps.size > 0) userDefined[TAPS_KEY] = JSON.stringify(Object.fromEntries(graph.taps));
+  const perGraph = graphs.map(symbolList);
+  const all = perGraph.flat();
+  // One symbol throughout (the usual sequence length S) is stored once; a list is per function, so only one function's.
+  if (all.length > 0 && all.every((s) => s === all[0])) userDefined[SYMBOLS_KEY] = JSON.stringify([all[0]]);
+  else if (graphs.length === 1 && all.length > 0) userDefined[SYMBOLS_KEY] = JSON.stringify(all);
+  if (graphs[0]!.taps.size > 0) userDefined[TAPS_KEY] = JSON.stringify(Object.fromEntries(graphs[0]!.taps));
   return { ...metadata, ...(Object.keys(userDefined).length > 0 ? { userDefined } : {}) };
 }
 
-/** Writes `options.graph` as an .mlpackage at `path` (atomically), streaming weights; returns what was written and how long it took. */
+/** Writes `options.graph` (or `options.functions`) as an .mlpackage at `path` (atomically), streaming weights; returns what was written and how long it took. */
 export async function writeMLPackage(path: string, options: WriteOptions): Promise<WriteStats> {
   const start = performance.now();
-  const { graph } = options;
   const info: TargetInfo = targetInfo(options.target);
-  validateGraph(graph, info.target);
-  checkValueNames(graph);
-  const description = describeGraph(graph, options.description ?? {}, info.target);
-  const metadata = metadataToProto(metadataWithExtras(description.metadata, graph));
+  const multi = options.functions !== undefined;
+  const functions: readonly FunctionToWrite[] = options.functions ?? [{ name: 'main', graph: options.graph, description: options.description }];
+  if (multi) {
+    // backend/mil/load.py get_coreml_model: multifunction export needs iOS 18.
+    if (!atLeast(info.target, 'iOS18')) throw new ModernBertError('UNSUPPORTED', `several functions need specification version 9 (iOS18 / macOS15); target ${info.target} is version ${info.specificationVersion}`, { target: info.target });
+    const names = functions.map((f) => f.name);
+    for (const n of names) if (!IDENTIFIER.test(n)) throw new ModernBertError('BAD_ARGUMENT', `function name "${n}" is not a MIL identifier ([A-Za-z_][A-Za-z0-9_@]*)`, { function: n });
+    if (new Set(names).size !== names.length) throw new ModernBertError('BAD_ARGUMENT', `function names repeat: ${names.join(', ')}`);
+    if (!names.includes(options.defaultFunction ?? '')) throw new ModernBertError('BAD_ARGUMENT', `default function "${options.defaultFunction}" is none of ${names.join(', ')}`);
+  }
+  const described = functions.map((f) => {
+    validateGraph(f.graph, info.target);
+    checkValueNames(f.graph);
+    return describeGraph(f.graph, { ...f.description, metadata: options.description?.metadata }, info.target);
+  });
+  const metadata = metadataToProto(metadataWithExtras(options.description?.metadata ?? {}, functions.map((f) => f.graph)));
   return writePackageAtomically(path, options.force ?? false, async (layout) => {
     const weights = BlobWriter.create(join(layout.weightsDir, WEIGHT_FILE));
-    const builder = new ProgramBuilder(graph, info.target, weights, options.onProgress);
+    const shared = multi ? new Map<string, number>() : undefined;
+    const builders: ProgramBuilder[] = [];
     try {
-      await builder.build();
+      for (const f of functions) {
+        const builder = new ProgramBuilder(f.graph, info.target, weights, options.onProgress, shared);
+        await builder.build();
+        builders.push(builder);
+      }
       weights.close();
     } catch (e) {
       weights.abort();
       throw e;
     }
+    const programFunctions = Object.fromEntries(functions.map((f, i) => [f.name, {
+      inputs: f.graph.inputs.map((v) => namedType(v.name, v.type.dtype, v.type.shape)),
+      opset: info.opset,
+      block_specializations: { [info.opset]: { outputs: [...f.graph.outputs], operations: builders[i]!.operations } },
+    }]));
+    // A multifunction description has a FunctionDescription per function and no top-level inputs or outputs.
     const model: ModelProto = {
       specificationVersion: info.specificationVersion,
-      description: {
-        input: description.inputs.map(featureToProto),
-        output: description.outputs.map(featureToProto),
-        ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
-      },
-      mlProgram: {
-        version: 1,
-        functions: {
-          main: {
-            inputs: graph.inputs.map((v) => namedType(v.name, v.type.dtype, v.type.shape)),
-            opset: info.opset,
-            block_specializations: { [info.opset]: { outputs: [...graph.outputs], operations: builder.operations } },
-          },
+      description: multi
+        ? {
+          functions: functions.map((f, i) => ({ name: f.name, input: described[i]!.inputs.map(featureToProto), output: described[i]!.outputs.map(featureToProto) })),
+          defaultFunctionName: options.defaultFunction,
+          ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
+        }
+        : {
+          input: described[0]!.inputs.map(featureToProto),
+          output: described[0]!.outputs.map(featureToProto),
+          ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
         },
-      },
+      mlProgram: { version: 1, functions: programFunctions },
     };
     const bytes = encodeModel(model);
     writeFileSync(layout.modelFile, bytes);
+    const sum = (f: (b: ProgramBuilder) => number) => builders.reduce((n, b) => n + f(b), 0);
+    const consts = sum((b) => b.constsWritten);
     return {
       target: info.target,
       specificationVersion: info.specificationVersion,
       opset: info.opset,
-      consts: builder.constsWritten,
-      blobs: builder.blobs,
-      inlineConsts: builder.constsWritten - builder.constBlobs,
-      unusedConsts: graph.consts.size - builder.constsWritten,
-      literals: builder.literals,
+      consts,
+      blobs: sum((b) => b.blobs),
+      inlineConsts: consts - sum((b) => b.constBlobs),
+      unusedConsts: functions.reduce((n, f) => n + f.graph.consts.size, 0) - consts,
+      literals: sum((b) => b.literals),
       weightBytes: weights.size,
       modelBytes: bytes.length,
       bytesWritten: weights.size + bytes.length,
-      loadMs: builder.loadMs,
-      writeMs: builder.writeMs,
+      loadMs: sum((b) => b.loadMs),
+      writeMs: sum((b) => b.writeMs),
       totalMs: performance.now() - start,
     };
   }, options.extraItems ?? [], options.protect ?? []);

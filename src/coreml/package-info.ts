@@ -23,8 +23,22 @@ export const META = {
   numLayers: 'num_layers',
   fidelity: 'fidelity',
   rotationLearning: 'rotation_learning',
+  /** 'body' (input_ids -> hidden_states) or 'head' (hidden_states -> the head's output) of `convert --split`. */
+  part: 'part',
+  /** A head's body: bodyHash() of the body package it was converted with (a body records its own). */
+  bodyHash: 'body_hash',
+  /** A multifunction package's functions: JSON {name: {head, labels?, seq_len?}}. */
+  functions: 'functions',
   pack: 'texts_per_window',
 } as const;
+
+/** What a multifunction package's metadata says about one function. */
+export interface FunctionInfo {
+  head: OutputHead;
+  labels?: string[];
+  /** The one length of a shape bucket's function. */
+  seq_len?: number;
+}
 
 export interface SpecialIds {
   pad: number;
@@ -44,6 +58,10 @@ export interface PackageInfo {
   numLayers: number;
   /** Name of the output the head produces. */
   output: string;
+  /** 'head' for a head package of `convert --split` (input hidden_states), else 'model' (input_ids). */
+  part: 'model' | 'head';
+  /** A multifunction package's functions (the metadata's), empty for one function. */
+  functions: Record<string, FunctionInfo>;
   /** Texts per window of a packed package (its `segment_ids` input), else undefined. */
   pack?: number;
   metadata: Record<string, string>;
@@ -75,41 +93,50 @@ export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
   };
   const meta: Record<string, string> = pkg.description.metadata.userDefined ?? {};
   const get = (key: string): string | undefined => (Object.hasOwn(meta, key) ? meta[key] : undefined);
+  const hidden = pkg.description.inputs.find((f) => f.name === 'hidden_states');
   const ids = pkg.description.inputs.find((f) => f.name === 'input_ids');
-  if (!ids) throw new ModernBertError('UNSUPPORTED', `${path}: the package has no "input_ids" input, so it is not a ModernBERT package this tool can run`, { path });
-  const shapes = ids.enumeratedShapes ?? (ids.shape.length === 2 ? [ids.shape] : []);
+  // A head package of `convert --split` reads the body's hidden states (1, C, 1, S).
+  const part = hidden ? 'head' : 'model';
+  const lengthInput = hidden ?? ids;
+  if (!lengthInput) throw new ModernBertError('UNSUPPORTED', `${path}: the package has no "input_ids" input, so it is not a ModernBERT package this tool can run`, { path });
+  const rank = hidden ? 4 : 2;
+  const shapes = lengthInput.enumeratedShapes ?? (lengthInput.shape.length === rank ? [lengthInput.shape] : []);
   for (const s of shapes) {
-    if (s.length !== 2 || s[0] !== 1 || !Number.isSafeInteger(s[1]) || s[1]! < 1 || s[1]! > MAX_SEQ_LEN) {
-      corrupt(`"input_ids" has shape [${s.join(', ')}]; a ModernBERT package takes (1, S) with S in 1..${MAX_SEQ_LEN}`);
+    const S = s[rank - 1];
+    if (s.length !== rank || s[0] !== 1 || !Number.isSafeInteger(S) || S! < 1 || S! > MAX_SEQ_LEN) {
+      corrupt(`"${lengthInput.name}" has shape [${s.join(', ')}]; a ModernBERT package takes ${hidden ? '(1, C, 1, S)' : '(1, S)'} with S in 1..${MAX_SEQ_LEN}`);
     }
   }
-  const seqLens = [...new Set(shapes.map((s) => s[1]!))].sort((a, b) => a - b);
+  const seqLens = [...new Set(shapes.map((s) => s[rank - 1]!))].sort((a, b) => a - b);
   if (seqLens.length === 0) throw new ModernBertError('UNSUPPORTED', `${path}: "input_ids" has no fixed or enumerated length`, { path });
   const out = pkg.description.outputs.map((f) => f.name);
   const output = ['logits', 'embedding', 'hidden_states'].find((n) => out.includes(n));
   if (!output) throw new ModernBertError('UNSUPPORTED', `${path}: outputs ${out.join(', ')} are none of logits, embedding, hidden_states`, { path });
   const shape = outputShape(pkg, output);
-  const rank = shape.length;
+  const outRank = shape.length;
   // Packages from elsewhere: a (1, V, 1, S) logits output is a masked LM, a (1, L) one a classifier.
   // A packed package's pooled outputs have one row per text: (1, K, L) logits, (1, K, C) embeddings.
   const packed = pkg.description.inputs.some((f) => f.name === 'segment_ids');
   const pooledRank = packed ? 3 : 2;
-  const guessed: OutputHead = output === 'embedding' ? 'embedding' : output === 'hidden_states' ? 'none' : rank === pooledRank ? 'seqcls' : 'mlm';
-  const headMeta = get(META.head);
+  const guessed: OutputHead = output === 'embedding' ? 'embedding' : output === 'hidden_states' ? 'none' : outRank === pooledRank ? 'seqcls' : 'mlm';
+  const functions = functionsInfo(parseJson(get(META.functions), META.functions, path), corrupt);
+  const own = functions[pkg.functionName];
+  if (pkg.functions.length > 1 && !own && get(META.functions) !== undefined) corrupt(`metadata "functions" does not describe function "${pkg.functionName}"`, META.functions);
+  const headMeta = own?.head ?? get(META.head);
   if (headMeta !== undefined && !HEADS.includes(headMeta as OutputHead)) corrupt(`metadata "head" is ${brief(headMeta)}, not one of ${HEADS.join(', ')}`, META.head);
   const head = (headMeta as OutputHead | undefined) ?? guessed;
   const fits =
-    head === 'embedding' ? output === 'embedding' : head === 'none' ? output === 'hidden_states' : head === 'seqcls' ? output === 'logits' && rank === pooledRank : output === 'logits' && rank === 4;
-  if (!fits) corrupt(`metadata "head" says ${head}, but the program's output is ${output} of rank ${rank}`, META.head);
+    head === 'embedding' ? output === 'embedding' : head === 'none' ? output === 'hidden_states' : head === 'seqcls' ? output === 'logits' && outRank === pooledRank : output === 'logits' && outRank === 4;
+  if (!fits) corrupt(`metadata "head" says ${head}, but the program's output is ${output} of rank ${outRank}`, META.head);
   const widthAxis = packed && (head === 'seqcls' || head === 'embedding') ? 2 : 1;
   const width = typeof shape[widthAxis] === 'number' ? shape[widthAxis] : undefined;
   let pack: number | undefined;
   if (packed) {
-    pack = Number(get(META.pack) ?? (rank === 3 ? shape[1] : NaN));
+    pack = Number(get(META.pack) ?? (outRank === 3 ? shape[1] : NaN));
     if (!Number.isInteger(pack) || pack < 1 || pack > Math.min(...seqLens)) corrupt(`metadata "${META.pack}" is ${brief(get(META.pack))}; a packed package needs 1..${Math.min(...seqLens)} texts per window`, META.pack);
   }
 
-  const labelsMeta = parseJson(get(META.labels), META.labels, path);
+  const labelsMeta = own?.labels ?? parseJson(get(META.labels), META.labels, path);
   let labels: string[] = [];
   if (labelsMeta !== undefined) {
     if (!Array.isArray(labelsMeta) || !labelsMeta.every((l) => typeof l === 'string')) return corrupt(`metadata "labels" is not a list of names: ${brief(labelsMeta)}`, META.labels);
@@ -143,9 +170,27 @@ export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
     special,
     numLayers,
     output,
+    part,
+    functions,
     ...(pack === undefined ? {} : { pack }),
     metadata: meta,
   };
+}
+
+/** The metadata's "functions" (absent: none), checked. */
+function functionsInfo(raw: unknown, corrupt: (msg: string, key?: string) => never): Record<string, FunctionInfo> {
+  if (raw === undefined) return {};
+  const bad = (): never => corrupt(`metadata "functions" is not {name: {head, labels?, seq_len?}}: ${brief(raw)}`, META.functions);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return bad();
+  const out: Record<string, FunctionInfo> = {};
+  for (const [name, v] of Object.entries(raw)) {
+    const f = v as Record<string, unknown>;
+    if (typeof f !== 'object' || f === null || !HEADS.includes(f.head as OutputHead)) return bad();
+    if (f.labels !== undefined && (!Array.isArray(f.labels) || !f.labels.every((l) => typeof l === 'string'))) return bad();
+    if (f.seq_len !== undefined && !(Number.isSafeInteger(f.seq_len) && (f.seq_len as number) >= 1 && (f.seq_len as number) <= MAX_SEQ_LEN)) return bad();
+    out[name] = { head: f.head as OutputHead, ...(f.labels ? { labels: f.labels as string[] } : {}), ...(f.seq_len ? { seq_len: f.seq_len as number } : {}) };
+  }
+  return out;
 }
 
 /** Rows of the embedding table: the constant of the first gather indexed by (a value computed from) input_ids. */

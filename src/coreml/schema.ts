@@ -133,8 +133,16 @@ export interface MetadataProto {
   userDefined?: Record<string, string>;
 }
 
+/** Model.proto FunctionDescription: one function of a multifunction model (iOS 18+). */
+export interface FunctionDescriptionProto {
+  name?: string;
+  input?: FeatureDescriptionProto[];
+  output?: FeatureDescriptionProto[];
+  state?: FeatureDescriptionProto[];
+}
+
 export interface ModelDescriptionProto {
-  functions?: object[];
+  functions?: FunctionDescriptionProto[];
   defaultFunctionName?: string;
   metadata?: MetadataProto;
   input?: FeatureDescriptionProto[];

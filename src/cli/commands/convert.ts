@@ -6,7 +6,8 @@ import { ModernBertError } from '../../errors.js';
 import { readTextFile } from '../../fs-errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
 import { readLines, resolveInputs } from '../../eval/inputs.js';
-import { loadCheckpoint } from '../../io/checkpoint.js';
+import { loadCheckpoint, type Checkpoint } from '../../io/checkpoint.js';
+import { parseAddHead } from '../../convert-heads.js';
 import { isPackagePath } from '../../load.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
@@ -38,7 +39,22 @@ interface ConvertCliOptions {
   learnSeconds: number;
   attentionChunk?: number;
   pack?: number;
+  split?: boolean | OutputHead[];
+  functions?: OutputHead[];
+  addHead: string[];
+  buckets?: boolean;
   json?: boolean;
+}
+
+const HEAD_NAMES: readonly OutputHead[] = ['mlm', 'seqcls', 'tokcls', 'embedding', 'none'];
+
+/** A comma-separated list of heads. */
+function headList(value: string): OutputHead[] {
+  const heads = value.split(',').map((h) => h.trim());
+  const bad = heads.find((h) => !HEAD_NAMES.includes(h as OutputHead));
+  if (bad !== undefined) throw new ModernBertError('BAD_ARGUMENT', `"${bad}" is not a head: give a comma-separated list of ${HEAD_NAMES.join(', ')}`);
+  if (new Set(heads).size !== heads.length) throw new ModernBertError('BAD_ARGUMENT', `heads repeat in "${value}"`);
+  return heads as OutputHead[];
 }
 
 /**
@@ -72,6 +88,10 @@ export function registerConvert(program: Command, io: Io): void {
     .option('--learn-seconds <s>', 'time budget of --rotation learned', positiveInt, 60)
     .option('--attention-chunk <n>', `queries per chunk of global attention, 1..${MAX_ATTENTION_CHUNK} (default ${DEFAULT_ATTENTION_CHUNK})`, positiveInt)
     .option('--pack <k>', 'pack up to k texts per window: adds a segment_ids input (1, S), one embedding or label row per text', positiveInt)
+    .option('--split [heads]', 'write a body package (--out) and a package per head (OUT-HEAD.mlpackage) for hot-swapping heads; heads: comma-separated (default: the checkpoint\'s)', headList)
+    .option('--functions <heads>', 'one multifunction package (iOS18/macOS15), a function per head, the body stored once: e.g. mlm,embedding', headList)
+    .option('--add-head <[name=]dir>', 'a head from another checkpoint with a bit-identical body (repeatable)', (v: string, prev: string[]) => [...prev, v], [])
+    .option('--buckets', 'one function per --seq-len length (static shapes each) instead of enumerated shapes (iOS18/macOS15)')
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, o: ConvertCliOptions, cmd: Command) => {
       if (!o.fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
@@ -79,8 +99,13 @@ export function registerConvert(program: Command, io: Io): void {
       }
       if (isPackagePath(modelPath)) throw new ModernBertError('BAD_ARGUMENT', `${modelPath} is already a Core ML package; convert takes a checkpoint folder`);
       const ckpt = loadCheckpoint(modelPath);
+      const added = o.addHead.map((spec) => ({ ...parseAddHead(spec), ckpt: undefined as Checkpoint | undefined }));
       const bars = { write: progress(io, 'convert', Boolean(o.json)), fidelity: progress(io, 'fidelity', Boolean(o.json)), learn: progress(io, 'learn', Boolean(o.json)) };
       try {
+        for (const a of added) a.ckpt = loadCheckpoint(a.dir);
+        const multi = o.split !== undefined || o.functions !== undefined || added.length > 0 || o.buckets;
+        if (Array.isArray(o.split) && o.functions) throw new ModernBertError('BAD_ARGUMENT', '--split HEADS and --functions HEADS both list heads: give one');
+        const heads = multi ? { split: o.split !== undefined && o.split !== false, heads: Array.isArray(o.split) ? o.split : o.functions ?? (o.head ? [o.head] : undefined), added: added.map((a) => ({ name: a.name, ckpt: a.ckpt! })), buckets: Boolean(o.buckets) } : undefined;
         const tok = ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined;
         const c = ckpt.config;
         const texts = o.calibration ? readLines(readTextFile(o.calibration, '--calibration')) : undefined;
@@ -124,6 +149,7 @@ export function registerConvert(program: Command, io: Io): void {
           learned: learned?.rotation,
           learnReport: learned?.report,
           onProgress: (stage, d, t) => bars[stage].update(d, t),
+          heads,
         });
         Object.values(bars).forEach((b) => b.stop());
         for (const i of report.aneIssues) io.stderr(`warning: beyond the Neural Engine's limits (Core ML will run it elsewhere): ${formatAneIssue(i)}\n`);
@@ -131,11 +157,14 @@ export function registerConvert(program: Command, io: Io): void {
         const s = report.seconds;
         const mb = (report.stats.bytesWritten / 1e6).toFixed(1);
         io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
+        if (report.packages.length > 1) io.stdout(`heads: ${report.packages.slice(1).join(', ')} (run one with: predict ${report.out} --head-package PATH)\n`);
+        if (report.functions.length > 0) io.stdout(`functions: ${report.functions.join(', ')} (the first is the default; pick one with predict --function NAME)\n`);
         io.stdout(`time: read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
         if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}\n`);
       } finally {
         Object.values(bars).forEach((b) => b.stop());
         ckpt.close();
+        for (const a of added) a.ckpt?.close();
       }
     });
 }

@@ -17,6 +17,8 @@ interface DiffOptions {
   random?: number;
   seed: number;
   tokenizer?: string;
+  headPackageA?: string;
+  headPackageB?: string;
   json?: boolean;
 }
 
@@ -34,10 +36,12 @@ export function registerDiff(program: Command, io: Io): void {
     .option('--random <n>', 'use n seeded random token ids', positiveInt)
     .option('--seed <n>', 'seed of --random', nonNegativeInt, 0)
     .option('--tokenizer <dir>', 'folder with tokenizer.json, when neither model has one')
+    .option('--head-package-a <path>', 'a head package (convert --split) to run on A, a body package')
+    .option('--head-package-b <path>', 'a head package to run on B, a body package')
     .option('--json', 'machine-readable output')
     .action(async (pathA: string, pathB: string, texts: string[], o: DiffOptions) => {
-      const a = await openModel(pathA, { precision: o.precisionA, tokenizerDir: o.tokenizer });
-      const b = await openModel(pathB, { precision: o.precisionB, tokenizerDir: o.tokenizer });
+      const a = await openModel(pathA, { precision: o.precisionA, tokenizerDir: o.tokenizer, headPackage: o.headPackageA });
+      const b = await openModel(pathB, { precision: o.precisionB, tokenizerDir: o.tokenizer, headPackage: o.headPackageB });
       const bar = progress(io, 'diff', Boolean(o.json));
       try {
         const tok = a.tokenizer ?? b.tokenizer;

@@ -96,6 +96,8 @@ function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
     head: model.head,
     labels: model.labels,
     sequence_lengths: (model.runner as PackageRunner).info.seqLens,
+    // A multifunction package's functions (the default first), each with its head and bucket length.
+    functions: pkg.functions.length > 1 ? pkg.functions.map((name) => ({ name, ...((model.runner as PackageRunner).info.functions[name] ?? {}) })) : [],
     inputs: pkg.description.inputs.map(feature),
     outputs: pkg.description.outputs.map(feature),
     parameters,
@@ -111,6 +113,7 @@ function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
   const lines: [string, string][] = [
     ['package', `${info.path} (spec ${info.specification_version}, ${info.target}, opset ${info.opset})`],
     ['head', `${info.head}${info.labels.length ? ` (${info.labels.join(', ')})` : ''}`],
+    ...(info.functions.length ? [['functions', info.functions.map((f) => `${f.name}${'head' in f ? ` (${f.head}${f.seq_len ? `, S = ${f.seq_len}` : ''})` : ''}`).join(', ') + ' (default first; this shows the default one)'] as [string, string]] : []),
     ...pkg.description.inputs.map((f): [string, string] => ['input', `${f.name} ${f.dtype} ${shape(f)}${f.description ? ` - ${f.description}` : ''}`]),
     ...pkg.description.outputs.map((f): [string, string] => ['output', `${f.name} ${f.dtype} ${f.shape.length ? `[${f.shape.join(', ')}]` : ''}${f.description ? ` - ${f.description}` : ''}`]),
     ['parameters', `${(parameters / 1e6).toFixed(2)} M (${info.weight_dtypes.join(', ')})`],

@@ -24,6 +24,8 @@ interface PredictOptions {
   embed?: boolean;
   precision?: Precision;
   tokenizer?: string;
+  headPackage?: string;
+  function?: string;
   json?: boolean;
 }
 
@@ -44,6 +46,8 @@ export function registerPredict(program: Command, io: Io): void {
     .option('--pack <k>', 'with --input: most texts per window (default 64, or the package\'s --pack)', positiveInt)
     .option('--truncate', 'with --input: cut texts longer than the window instead of failing')
     .option('--prefix <text>', 'with --input: prepended to every text')
+    .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
+    .option('--function <name>', 'the function of a multifunction package to run (a head name picks its shape buckets)')
     .option('--json', 'machine-readable output')
     .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
       if (o.input !== undefined) return predictBatch(io, a, b, o);
@@ -54,7 +58,7 @@ export function registerPredict(program: Command, io: Io): void {
       let [modelPath, text] = b === undefined ? [undefined, a] : [a, b];
       if (b === undefined && a !== undefined && existsSync(a)) [modelPath, text] = [a, undefined];
       if (text === undefined || text.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'no text given: modernbert-ane predict [MODEL] "text with [MASK]"');
-      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer });
+      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, headPackage: o.headPackage, function: o.function });
       try {
         const tok = model.tokenizer;
         if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which predict needs (give --tokenizer DIR)`, { path: model.path });

@@ -12,6 +12,7 @@ interface VerifyOptions {
   golden: string;
   atol: number;
   precision?: Precision;
+  headPackage?: string;
   json?: boolean;
 }
 
@@ -26,10 +27,11 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
     .requiredOption('--golden <file>', 'golden outputs (.safetensors, see the README for how to export them)')
     .option('--atol <x>', 'tolerance on the max abs difference', positiveNumber, 1e-4)
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
+    .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, o: VerifyOptions) => {
       const cases = readGolden(o.golden);
-      const model = await openModel(modelPath, { precision: o.precision });
+      const model = await openModel(modelPath, { precision: o.precision, headPackage: o.headPackage });
       const bar = progress(io, 'verify', Boolean(o.json));
       try {
         const report = await verify(model.runner, cases, o.atol, {}, (d, t) => bar.update(d, t));
