@@ -1,6 +1,7 @@
 // Sequence packing (issue 9 part 3): a window holding several texts, told apart by segment ids, gives each
 // text what a run of that text alone gives, for every head, banded and chunked attention, and packages.
 
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config.js';
@@ -15,6 +16,7 @@ import type { Precision } from '../src/runtime/numerics.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
 import { synthIds } from '../src/synth/prng.js';
 import { SynthWeights } from '../src/synth/synth.js';
+import { cli, expectOneLineError } from './helpers/cli.js';
 import { sentenceTransformers } from './helpers/embedding.js';
 import { cleanupTempDirs, copyFixture, FX, readFixtureJson, tempDir } from './helpers/fixtures.js';
 
@@ -179,6 +181,14 @@ describe('the packed graph', () => {
     } finally {
       ckpt.close();
     }
+  });
+});
+
+describe('convert --pack refuses what it cannot build yet', () => {
+  it('with the body-and-heads layouts: one line, exit 2, no package', async () => {
+    const out = join(tempDir('mbane-pack-heads-'), 'p.mlpackage');
+    expectOneLineError(await cli('convert', join(FX, 'tiny-mlm'), '--out', out, '--pack', '2', '--seq-len', '16', '--functions', 'mlm', '--target', 'iOS18', '--no-fidelity'), /--pack cannot yet be combined with --split, --functions/);
+    expect(existsSync(out)).toBe(false);
   });
 });
 
