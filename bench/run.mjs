@@ -34,6 +34,8 @@ const ARGS = {
   forward: { full: [], quick: ['--lengths', '128', '--runs', '1'] },
   convert: { full: [], quick: ['--models', 'base'] },
   fidelity: { full: ['--out', fidelityDoc], quick: ['--sections', 'prefix', '--out', fidelityDoc] },
+  // One text per window costs a full 512-token pass per text: the full run measures 100 of them and scales.
+  embed: { full: ['--texts', '2000', '--baseline', '100'], quick: ['--texts', '40', '--baseline', '4'] },
 };
 
 const order = (name) => (name in ARGS ? Object.keys(ARGS).indexOf(name) : Infinity);

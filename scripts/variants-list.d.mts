@@ -11,6 +11,7 @@ export interface Combination {
   lengths: 'one' | 'enumerated';
   target: 'iOS15' | 'iOS16' | 'iOS17' | 'iOS18';
   weights: 'fp16' | 'fp32';
+  pack: 'none' | 'pack';
 }
 
 export interface Variant extends Combination {

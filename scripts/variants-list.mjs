@@ -16,6 +16,8 @@ export const FACTORS = {
   lengths: ['one', 'enumerated'],
   target: ['iOS15', 'iOS16', 'iOS17', 'iOS18'],
   weights: ['fp16', 'fp32'],
+  // --pack 3: several texts per window (a segment_ids input, pooled heads one row per text).
+  pack: ['none', 'pack'],
 };
 
 const NAMES = ['head', ...Object.keys(FACTORS)];
@@ -35,6 +37,9 @@ export function refusal(v) {
     // (converters/_converters_entry.py, _validate_enumerated_shape_inputs).
     return { reason: '--mask-input with several --seq-len before iOS18', error: /before iOS 18 only one input may/ };
   }
+  // src/model.ts checkPack: a packed window has one length, and its segment ids are its mask.
+  if (v.pack === 'pack' && v.lengths === 'enumerated') return { reason: '--pack with several --seq-len', error: /packing needs one sequence length/ };
+  if (v.pack === 'pack' && v.input === 'mask') return { reason: '--pack with --mask-input', error: /--pack cannot be combined with --mask-input/ };
   return null;
 }
 
@@ -50,6 +55,7 @@ export function variantArgs(v) {
   args.push('--seq-len', v.lengths === 'one' ? '16' : '8,16,32');
   args.push('--target', v.target, '--weights', v.weights);
   if (v.head === 'none') args.push('--head', 'none');
+  if (v.pack === 'pack') args.push('--pack', '3');
   if (!v.fidelity) args.push('--no-fidelity');
   if (v.tokenizer) args.push('--tokenizer');
   return args;
@@ -112,9 +118,11 @@ export function variantList() {
     for (const p of pairsOf(best)) uncovered.delete(p);
   }
   const refused = [
-    { head: 'mlm', norm: 'no-fold', rotation: 'hadamard', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16' },
-    { head: 'tokcls', norm: 'no-fold', rotation: 'learned', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16' },
-    ...['iOS15', 'iOS16', 'iOS17'].map((target) => ({ head: 'mlm', norm: 'l2', rotation: 'none', input: 'mask', lengths: 'enumerated', target, weights: 'fp16' })),
+    { head: 'mlm', norm: 'no-fold', rotation: 'hadamard', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16', pack: 'none' },
+    { head: 'tokcls', norm: 'no-fold', rotation: 'learned', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16', pack: 'none' },
+    ...['iOS15', 'iOS16', 'iOS17'].map((target) => ({ head: 'mlm', norm: 'l2', rotation: 'none', input: 'mask', lengths: 'enumerated', target, weights: 'fp16', pack: 'none' })),
+    { head: 'embedding-mean', norm: 'l2', rotation: 'none', input: 'ids', lengths: 'enumerated', target: 'iOS18', weights: 'fp16', pack: 'pack' },
+    { head: 'seqcls-cls', norm: 'l2', rotation: 'none', input: 'mask', lengths: 'one', target: 'iOS17', weights: 'fp16', pack: 'pack' },
   ];
   const seen = new Set();
   const list = [...chosen, ...refused].map((v) => {

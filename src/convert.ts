@@ -16,7 +16,7 @@ import type { ProbeSequence } from './eval/inputs.js';
 import { readJson, type Checkpoint } from './io/checkpoint.js';
 import { CachedWeights } from './engine.js';
 import { lintAneLimits, type AneIssue } from './graph/ane-limits.js';
-import { buildModel, defaultHead, MAX_CHANNELS, type ModelSource, type OutputHead } from './model.js';
+import { buildModel, checkPack, defaultHead, MAX_CHANNELS, type ModelSource, type OutputHead } from './model.js';
 import type { Precision } from './runtime/numerics.js';
 import { VERSION } from './version.js';
 import { prepareVariant, type RotationKind, type Variant } from './variants.js';
@@ -42,6 +42,8 @@ export interface ConvertOptions {
   /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
   attentionChunk?: number;
   head?: OutputHead;
+  /** Pack up to this many texts per window (a `segment_ids` input; model.ts BuildOptions.pack). */
+  pack?: number;
   /** Inputs for the fidelity report (and for learning a rotation). */
   calibration: ProbeSequence[];
   calibrationName: string;
@@ -133,12 +135,17 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
   const enumerated = o.seqLens.length > 1;
   const inputs: DescriptionOptions['inputs'] = {
     input_ids: {
-      description: o.maskFrom === 'ids'
+      description: o.pack !== undefined
+        ? `Token ids (int32, [1, S]): up to ${o.pack} texts one after another, padded at the end (segment_ids 0 marks padding)`
+        : o.maskFrom === 'ids'
         ? `Token ids (int32, [1, S]), padded at the end with pad_token_id ${c.padTokenId}, which the model treats as padding`
         : `Token ids (int32, [1, S]), padded at the end (any id; the mask marks padding)`,
       ...(enumerated ? { enumeratedShapes: shapes } : {}),
     },
   };
+  if (o.pack !== undefined) {
+    inputs.segment_ids = { description: `Which text each token belongs to (int32, [1, S]): 1..${o.pack}, each text one contiguous run, 0 = padding` };
+  }
   if (o.maskFrom === 'input') {
     inputs.mask = {
       description: 'Additive attention mask, (batch, key, 1, query): 0 = attend, -10000 = padding key',
@@ -150,8 +157,8 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
       ? `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`
       : splitLogitsDescription(c.vocabSize),
     tokcls: `Token-classification logits, (1, labels ${c.labels.length}, 1, S)`,
-    seqcls: `Sequence-classification logits, (1, labels ${c.labels.length}): ${c.labels.join(', ')}`,
-    embedding: `Sentence embedding, (1, ${c.hidden})${ckpt.embedding?.normalize ? ', L2-normalised' : ''}`,
+    seqcls: `Sequence-classification logits, (1, ${o.pack === undefined ? '' : `texts ${o.pack}, `}labels ${c.labels.length}): ${c.labels.join(', ')}`,
+    embedding: `Sentence embedding, (1, ${o.pack === undefined ? '' : `texts ${o.pack}, `}${c.hidden})${ckpt.embedding?.normalize ? ', L2-normalised' : ''}${o.pack === undefined ? '' : ', row k for segment k + 1'}`,
     none: `Last hidden state, (1, ${c.hidden}, 1, S)`,
   };
   const rotation = variant.name;
@@ -174,6 +181,7 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
         [META.norm]: o.fold ? `folded, ${o.norm === 'l2' ? 'l2-norm RMSNorm (overflow-safe)' : 'x*x RMSNorm'}` : 'LayerNorm',
         [META.weights]: o.weights,
         [META.numLayers]: String(c.numLayers),
+        ...(o.pack === undefined ? {} : { [META.pack]: String(o.pack) }),
       },
     },
   };
@@ -192,6 +200,11 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   const longest = Math.max(...o.seqLens);
   if (o.maskFrom === 'input' && longest > MAX_MASK_INPUT_LEN) {
     throw new ModernBertError('BAD_ARGUMENT', `--mask-input takes a (1, S, 1, S) mask, ${(2 * longest * longest / 2 ** 20).toFixed(0)} MiB at --seq-len ${longest}; it is limited to ${MAX_MASK_INPUT_LEN} tokens: leave it out (the default input_ids input reads padding from pad_token_id)`, { seqLen: longest });
+  }
+  if (o.pack !== undefined) {
+    // The body-and-heads layouts build their graphs apart (convert-heads.ts), without segment ids yet.
+    if (o.heads) throw new ModernBertError('BAD_ARGUMENT', '--pack cannot yet be combined with --split, --functions, --add-head or --buckets: convert the packed model on its own');
+    checkPack(o.pack, o.seqLens.length === 1 ? o.seqLens[0]! : 'S', o.maskFrom);
   }
   const read = new TimedWeights(ckpt.weights);
   const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
@@ -213,7 +226,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
 
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
-  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, target: targetInfo(o.target).target });
+  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, pack: o.pack, target: targetInfo(o.target).target });
   const aneIssues = lintAneLimits(graph, { S: longest });
 
   const extras: ExtraItem[] = [];

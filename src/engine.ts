@@ -14,6 +14,8 @@ import type { Tensor, WeightSource } from './weights.js';
 export interface Sequence {
   ids: ArrayLike<number>;
   attention?: ArrayLike<number>;
+  /** Packed runs: which text each token belongs to, 1..K, 0 = padding (model.ts BuildOptions.pack). */
+  segments?: ArrayLike<number>;
 }
 
 export interface ForwardOptions {
@@ -24,6 +26,8 @@ export interface ForwardOptions {
   positions?: number[];
   /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
   attentionChunk?: number;
+  /** Run up to this many texts per window, told apart by Sequence.segments (model.ts BuildOptions.pack). */
+  pack?: number;
   /** Also return these taps ('hidden_states.3', 'residual.5', ...), or 'all'. */
   taps?: string[] | 'all';
   onOp?: (done: number, total: number) => void;
@@ -151,15 +155,20 @@ export class Engine {
       if (!v) throw new ModernBertError('BAD_ARGUMENT', `this model has no value "${r}"`, { tap: r });
       return v;
     });
-    const out = await interp.run(Engine.inputs(seq), { keep, onOp: o.onOp });
+    if (o.pack !== undefined && !seq.segments) throw new ModernBertError('BAD_ARGUMENT', 'a packed run needs segment ids', { pack: o.pack });
+    const out = await interp.run(Engine.inputs(seq, o.pack !== undefined), { keep, onOp: o.onOp });
     const outputs = new Map(g.outputs.map((n) => [n, n === 'logits' ? unfoldLogits(out.get(n)!, c.vocabSize) : out.get(n)!]));
     const taps = new Map(roles.map((r, i) => [r, out.get(keep[i]!)!]));
     return { outputs, taps };
   }
 
-  /** The graph inputs of a sequence: its ids, and Hugging Face's attention_mask (1 = token, 0 = padding). */
-  static inputs(seq: Sequence): Record<string, RtTensor> {
+  /** The graph inputs of a sequence: its ids, and Hugging Face's attention_mask (1 = token, 0 = padding) or, packed, its segment ids. */
+  static inputs(seq: Sequence, packed = false): Record<string, RtTensor> {
     const S = seq.ids.length;
+    if (packed) {
+      if (seq.segments?.length !== S) throw new ModernBertError('BAD_ARGUMENT', `the segment ids (${seq.segments?.length ?? 0}) and the token ids (${S}) differ in length`);
+      return { input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) }, segment_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.segments) } };
+    }
     return {
       input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
       attention_mask: { dtype: 'int32', shape: [1, S], data: seq.attention ? Int32Array.from(seq.attention, (a) => (a ? 1 : 0)) : new Int32Array(S).fill(1) },
@@ -167,11 +176,11 @@ export class Engine {
   }
 
   private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Executor {
-    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions, o.attentionChunk]);
+    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack]);
     let it = this.graphs.get(key);
     if (!it) {
       // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded.
-      const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: 'attention', attentionChunk: o.attentionChunk };
+      const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: o.pack === undefined ? 'attention' : undefined, attentionChunk: o.attentionChunk, pack: o.pack };
       it = this.executor(buildModel(this.source, opts), o.precision ?? 'fp32');
       // Prepared graphs of other lengths hold large per-length tables; keep a few.
       if (this.graphs.size >= 4) this.graphs.delete(this.graphs.keys().next().value!);

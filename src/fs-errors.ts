@@ -2,8 +2,8 @@
 // checkpoints, charts) and the CLI's plain-file readers go through here, so a full disk, a read-only folder
 // or a file where a folder should be reads the same everywhere, never as an internal error.
 
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ModernBertError } from './errors.js';
 
 /** What each errno means to a user (the codes a path can fail with). */
@@ -96,4 +96,22 @@ export function makeFolders(path: string): void {
     if (dirname(p) === p) break;
   }
   for (const dir of missing.reverse()) mkdirSync(dir);
+}
+
+/**
+ * Writes a whole file the user named through a temporary file beside it, renamed at the end: a failed
+ * write leaves no half-written file (and an existing file stays as it was).
+ */
+export function writeFileAtomically(path: string, data: string | Uint8Array, what: string): void {
+  if (path === '') throw new ModernBertError('BAD_ARGUMENT', `${what} needs a file name`);
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.partial`);
+  withFsErrors(path, 'write', () => {
+    try {
+      writeFileSync(tmp, data, { flag: 'wx' });
+      renameSync(tmp, path);
+    } catch (e) {
+      rmSync(tmp, { force: true });
+      throw e;
+    }
+  });
 }

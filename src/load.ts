@@ -31,6 +31,8 @@ export interface LoadedModel {
   labels: string[];
   /** Longest input the model takes. */
   maxLen: number;
+  /** Texts per window of a package converted with --pack (checkpoints pack any number). */
+  pack?: number;
   config?: ModernBertConfig;
   /** Token-id facts that random inputs and padding need. */
   ids: ModelIds;
@@ -126,6 +128,7 @@ async function openPackage(path: string, o: OpenOptions): Promise<LoadedModel> {
     head: runner.info.head,
     labels: runner.info.labels,
     maxLen: runner.maxLen,
+    ...(runner.info.pack === undefined ? {} : { pack: runner.info.pack }),
     ids: { vocabSize: runner.vocabSize, maxLen: runner.maxLen, clsTokenId: runner.info.special.cls, sepTokenId: runner.info.special.sep, special: [runner.info.special.pad] },
     dtypes: [...new Set([...pkg.graph.consts.values()].map((c) => c.type.dtype))],
     tokenizer: hasTok ? await loadTokenizer(tokDir) : undefined,

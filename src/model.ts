@@ -12,6 +12,11 @@
 // chunks so that no score tensor exceeds (1, S, 1, chunk). Padding comes from the ids (or the attention
 // mask) inside the graph: no constant or input grows as S^2 (except the optional exact `mask` input).
 //
+// Packing (BuildOptions.pack = K): up to K texts share one window, told apart by a `segment_ids` input (1, S),
+// 1..K, 0 = padding, each text one contiguous run. Attention stays inside each text (masks compare segment ids
+// per query chunk, and per block on banded layers), rotary positions restart at each text's first token, and
+// pooled heads give one row per text: (1, K, C) embeddings, (1, K, labels) classifier logits.
+//
 // Two weight forms: 'layernorm' is the checkpoint as trained; 'rms' and 'l2' expect weights from
 // rotation/fold.ts (norm scales folded into the next matrices, a zero-mean and possibly rotated residual
 // stream), normalised without scale: 'rms' squares the stream (x*x), 'l2' divides by an l2 norm so that
@@ -60,6 +65,8 @@ export interface BuildOptions {
   ioDtype?: 'fp32' | 'fp16';
   /** Deployment target whose op versions (and their defaults) the graph is written in. */
   target?: Target;
+  /** Pack up to this many texts per window: adds the `segment_ids` input (1, S) int32, 1..K, 0 = padding. */
+  pack?: number;
 }
 
 const MASKED = -1e4; // additive mask value: exp underflows to 0, and it is finite in float16
@@ -91,8 +98,10 @@ interface Base {
   S: Dim;
   maxS: number;
   ids: Val;
-  /** Additive padding mask over keys: (1, S, 1, S) from the input, or (1, S, 1, 1) from ids or attention_mask. */
-  mask: Val;
+  /** Additive padding mask over keys: (1, S, 1, S) from the input, or (1, S, 1, 1) from ids or attention_mask (built on first use). */
+  mask: () => Val;
+  /** Packed texts, when the graph packs several per window. */
+  pack?: Packing;
   /** Queries per chunk of global attention. */
   chunk: number;
   /** 0..S-1 as a tensor (built on first use), for graphs whose length is only known at run time. */
@@ -108,20 +117,43 @@ interface Band {
   mask: Val;
 }
 
+/** Up to K texts in one window, from the segment ids: what attention, rotary positions and pooling read. */
+interface Packing {
+  K: number;
+  /** Segment ids as floats for comparisons: keys (1, S, 1, 1) and queries (1, 1, 1, S). */
+  keys: Val;
+  queries: Val;
+  /** (S, K): 1 where token s belongs to text k + 1, else 0. */
+  member: Val;
+  /** (K,) int32: each text's first token (S - 1 for a text that is absent). */
+  starts: Val;
+  /** (S,) int32: each token's position within its text. */
+  positions: Val;
+  /** Additive masks (1, S, 1, chunk) of the query chunks, by first query, shared by every global layer and head. */
+  chunkMasks: Map<number, Val>;
+}
+
+/** An additive attention mask for the queries of a chunk [lo, hi), or of all queries (null). */
+type MaskFor = (span: readonly [number, number] | null, name: string) => Val;
+
 /** Base, plus the rotary tables and the attention masks of each layer kind. */
 interface Ctx extends Base {
   rope: Record<AttentionKind, [Val, Val]>;
   /** Global layers' mask; local layers' when they are not banded (all keys within the window, or a mask input). */
-  masks: Record<AttentionKind, Val>;
+  masks: Record<AttentionKind, MaskFor>;
   band?: Band;
 }
 
-/** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, plus `mask` ('input') or `attention_mask` ('attention'). */
+/** Builds ModernBERT's forward pass as a graph. Inputs: input_ids (1, S) int32, plus `mask` ('input') or `attention_mask` ('attention'), or `segment_ids` (pack). */
 export function buildModel(m: ModelSource, o: BuildOptions): Graph {
   const { g, c, S, lengths, toCompute } = begin(m, o);
   const ids = g.input('input_ids', 'int32', [1, S]);
-  const maskFrom = o.maskFrom ?? 'input';
-  const mask = paddingMask(g, c, S, ids, o, toCompute);
+  if (o.pack !== undefined) checkPack(o.pack, S, o.maskFrom);
+  // Packed, padding is segment 0: no mask input, and local layers may run banded.
+  const maskFrom = o.maskFrom ?? (o.pack !== undefined ? 'ids' : 'input');
+  let padMask: Val | undefined;
+  const mask = (): Val => (padMask ??= paddingMask(g, c, S, ids, { ...o, maskFrom }, toCompute));
+  if (o.pack === undefined) mask(); // unpacked graphs read it; built here, it keeps their op order
   let pos: Val | undefined;
   const positions = (): Val => {
     if (pos) return pos;
@@ -137,12 +169,17 @@ export function buildModel(m: ModelSource, o: BuildOptions): Graph {
     return (eps = typeof S === 'number' ? row : g.op('gather', { x: row, indices: positions(), axis: i32(3) }, 'norm_eps_s'));
   };
   const base: Base = { g, c, m, norm: o.norm ?? 'layernorm', S, maxS, ids, mask, chunk: attentionChunk(o), positions, epsChannel };
+  if (o.pack !== undefined) base.pack = packing(base, o.pack);
   const rope = { global: ropeTables(base, c.globalRopeTheta, 'rope_global'), local: ropeTables(base, c.localRopeTheta, 'rope_local') };
-  const x: Ctx = { ...base, rope, masks: { global: mask, local: mask } };
+  const global = base.pack ? textMask(base, base.pack) : perChunk(base, mask);
+  const x: Ctx = { ...base, rope, masks: { global, local: global } };
   if (c.layerTypes.includes('local') && x.maxS - 1 > c.localWindow / 2) {
     // Banded when the length is static and padding is per key; else all pairs, the window masked in the graph.
     if (typeof S === 'number' && maskFrom !== 'input') x.band = bandLayout(base, S);
-    else x.masks.local = localMask(base);
+    else {
+      const local = localMask(base);
+      x.masks.local = perChunk(base, () => local);
+    }
   }
 
   const last = body(x);
@@ -168,7 +205,8 @@ export function buildHead(m: ModelSource, o: BuildOptions): Graph {
   if (kind === 'none') throw new ModernBertError('BAD_ARGUMENT', 'head "none" is the body itself: it has no head package');
   const hidden = toCompute(g.input('hidden_states', o.ioDtype ?? g.dtype, [1, c.hidden, 1, S])); // (1, C, 1, S)
   const ids = headNeedsPadding(m, kind) ? g.input('input_ids', 'int32', [1, S]) : '';
-  const mask = ids ? paddingMask(g, c, S, ids, o, toCompute) : '';
+  const padMask = ids ? paddingMask(g, c, S, ids, o, toCompute) : '';
+  const mask = (): Val => padMask;
   const unused = (): Val => {
     throw new ModernBertError('INTERNAL', 'a head read a value of the body');
   };
@@ -260,11 +298,10 @@ function attention(x: Ctx, h: Val, i: number): Val {
 }
 
 // All pairs, per head, queries in chunks of x.chunk: scores (1, S_k, 1, chunk) with keys on the channel axis.
-function fullAttention(x: Ctx, mask: Val, q: Val, k: Val, v: Val, i: number): Val {
+function fullAttention(x: Ctx, maskFor: MaskFor, q: Val, k: Val, v: Val, i: number): Val {
   const { g, c, S } = x;
   const D = c.headDim;
   const kT = g.op('transpose', { x: k, perm: i32([0, 3, 2, 1]) }, `layers_${i}_kT`); // (1, S, 1, C)
-  const perQuery = g.type(mask).shape[3] !== 1;
   const chunks = typeof S === 'number' && S > x.chunk ? Array.from({ length: Math.ceil(S / x.chunk) }, (_, j) => [j * x.chunk, Math.min(S, (j + 1) * x.chunk)] as const) : [null];
   const heads: Val[] = [];
   for (let hd = 0; hd < c.numHeads; hd++) {
@@ -276,7 +313,7 @@ function fullAttention(x: Ctx, mask: Val, q: Val, k: Val, v: Val, i: number): Va
     const outs = chunks.map((span) => {
       const m = span ? `${n}_c${span[0] / x.chunk}` : n;
       const qc = span ? g.slice(qh, 3, span[0], span[1], `${m}_qc`) : qh; // (1, D, 1, chunk)
-      const mc = span && perQuery ? g.slice(mask, 3, span[0], span[1], `${m}_mask`) : mask;
+      const mc = maskFor(span, `${m}_mask`);
       const scores = g.op('einsum', { values: [kh, qc], equation: str('bkhc,bchq->bkhq') }, `${m}_scores`); // (1, S_k, 1, chunk)
       const probs = g.op('softmax', { x: g.op('add', { x: scores, y: mc }, `${m}_masked`), axis: i32(1) }, `${m}_probs`);
       return g.op('einsum', { values: [vh, probs], equation: str('bchk,bkhq->bchq') }, `${m}_out`); // (1, D, 1, chunk)
@@ -341,10 +378,86 @@ function bandLayout(x: Base, S: number): Band {
     for (let j = 0; j < 3 * B; j++) for (let q = 0; q < B; q++) t[j * B + q] = Math.abs(j - B - q) > half ? 1 : 0;
     return t;
   }, 'bool');
-  const keyRow = g.op('reshape', { x: x.mask, shape: i32([1, 1, 1, S]) }, 'key_mask_row'); // (1, 1, 1, S)
+  const window = () => maskWhere(g, outside, 'band_window'); // (1, 3B, 1, B)
+  if (x.pack) {
+    // Packed: a key counts when it is in the query's text (keys past S get segment -1, no text's id).
+    const keyRow = g.op('reshape', { x: x.pack.keys, shape: i32([1, 1, 1, S]) }, 'band_segments_row'); // (1, 1, 1, S)
+    const keys = g.op('transpose', { x: windows(x, keyRow, band, -1, 'band_key_segments'), perm: i32([0, 3, 2, 1]) }, 'band_key_segments_t'); // (1, 3B, nb, 1)
+    const queries = g.op('reshape', { x: padTail(x, x.pack.queries, nb * B - S, 0, 'band_query_segments_pad'), shape: i32([1, 1, nb, B]) }, 'band_query_segments'); // (1, 1, nb, B)
+    const other = maskWhere(g, g.op('not_equal', { x: keys, y: queries }, 'band_other_text'), 'band_text_mask'); // (1, 3B, nb, B)
+    band.mask = g.op('add', { x: other, y: window() }, 'band_mask'); // (1, 3B, nb, B)
+    return band;
+  }
+  const keyRow = g.op('reshape', { x: x.mask(), shape: i32([1, 1, 1, S]) }, 'key_mask_row'); // (1, 1, 1, S)
   const keys = g.op('transpose', { x: windows(x, keyRow, band, MASKED, 'band_keys'), perm: i32([0, 3, 2, 1]) }, 'band_keys_t'); // (1, 3B, nb, 1)
-  band.mask = g.op('add', { x: keys, y: maskWhere(g, outside, 'band_window') }, 'band_mask'); // (1, 3B, nb, B)
+  band.mask = g.op('add', { x: keys, y: window() }, 'band_mask'); // (1, 3B, nb, B)
   return band;
+}
+
+// ---- packing: several texts per window -----------------------------------------------------------------
+
+/** Most texts per packed window (segment ids compared in float16 stay exact up to 2048). */
+export const MAX_PACK = 2048;
+
+/** Refuses packing options the graph cannot build, with one-line errors (callers may check before long work). */
+export function checkPack(K: number, S: Dim, maskFrom: BuildOptions['maskFrom']): void {
+  if (typeof S !== 'number') throw new ModernBertError('BAD_ARGUMENT', 'packing needs one sequence length (give one --seq-len; buckets of one length each work)', { pack: K });
+  // Segment ids are compared as floats: float16 holds every integer up to 2048 exactly.
+  const most = Math.min(S, MAX_PACK);
+  if (!Number.isInteger(K) || K < 1 || K > most) throw new ModernBertError('BAD_ARGUMENT', `--pack ${K} does not fit: give 1..${most} texts per window of ${S} tokens`, { pack: K });
+  if (maskFrom === 'input') throw new ModernBertError('BAD_ARGUMENT', '--pack cannot be combined with --mask-input: the segment ids are the mask', { pack: K });
+}
+
+// Segment ids -> membership, each text's first token, and positions within texts, all in the graph (O(S K)).
+function packing(x: Base, K: number): Packing {
+  const { g } = x;
+  const S = x.S as number;
+  const seg = g.input('segment_ids', 'int32', [1, S]);
+  const segF = g.op('cast', { x: seg, dtype: str(g.dtype) }, 'segments_f'); // (1, S); K <= S stays exact in float16 below 2048
+  const texts = g.weight('pack_texts', [1, K], () => Int32Array.from({ length: K }, (_, k) => k + 1), 'int32'); // (1, K): 1..K
+  const isMember = g.op('equal', { x: g.op('reshape', { x: seg, shape: i32([S, 1]) }, 'segments_col'), y: texts }, 'pack_is_member'); // (S, K)
+  // A text's first token is the least position among its tokens; the other tokens count as S - 1, so an
+  // absent text "starts" at S - 1 and every start stays a valid index.
+  const t = g.op('reshape', { x: x.positions(), shape: i32([S, 1]) }, 'pack_t'); // (S, 1)
+  const notMember = g.op('sub', { x: i32(1), y: g.op('cast', { x: isMember, dtype: str('int32') }, 'pack_member_i') }, 'pack_not_member'); // (S, K)
+  const candidates = g.op('add', { x: t, y: g.op('mul', { x: notMember, y: i32(S - 1) }, 'pack_far') }, 'pack_candidates'); // (S, K)
+  const starts = g.op('reduce_min', { x: candidates, axes: i32([0]), keep_dims: bool(false) }, 'pack_starts'); // (K,)
+  // Each token's text start (0 for padding, segment 0), so positions restart at 0 in every text.
+  const noText = g.weight('pack_padding_start', [1], () => new Int32Array(1), 'int32');
+  const startOf = g.op('gather', { x: g.op('concat', { values: [noText, starts], axis: i32(0) }, 'pack_starts_0'), indices: g.op('reshape', { x: seg, shape: i32([S]) }, 'segments_flat'), axis: i32(0) }, 'pack_token_start'); // (S,)
+  return {
+    K,
+    keys: g.op('reshape', { x: segF, shape: i32([1, S, 1, 1]) }, 'segments_keys'), // (1, S, 1, 1)
+    queries: g.op('reshape', { x: segF, shape: i32([1, 1, 1, S]) }, 'segments_queries'), // (1, 1, 1, S)
+    member: g.op('cast', { x: isMember, dtype: str(g.dtype) }, 'pack_member'), // (S, K)
+    starts,
+    positions: g.op('sub', { x: g.op('reshape', { x: t, shape: i32([S]) }, 'pack_t_flat'), y: startOf }, 'pack_positions'), // (S,)
+    chunkMasks: new Map(),
+  };
+}
+
+// Packed attention: MASKED between tokens of different texts (padding is text 0), one mask per query chunk.
+function textMask(x: Base, p: Packing): MaskFor {
+  const { g } = x;
+  const S = x.S as number;
+  return (span) => {
+    const [lo, hi] = span ?? [0, S];
+    let m = p.chunkMasks.get(lo);
+    if (!m) {
+      const q = hi - lo === S ? p.queries : g.slice(p.queries, 3, lo, hi, `segments_queries_c${lo}`); // (1, 1, 1, chunk)
+      m = maskWhere(g, g.op('not_equal', { x: p.keys, y: q }, `other_text_c${lo}`), `text_mask_c${lo}`); // (1, S, 1, chunk)
+      p.chunkMasks.set(lo, m);
+    }
+    return m;
+  };
+}
+
+// Unpacked attention: a mask over all queries, sliced per chunk of queries when it is per query (a mask input, the window).
+function perChunk(x: Base, full: () => Val): MaskFor {
+  return (span, name) => {
+    const mask = full();
+    return span && x.g.type(mask).shape[3] !== 1 ? x.g.slice(mask, 3, span[0], span[1], name) : mask;
+  };
 }
 
 // Rotary embedding on (1, C, 1, S) viewed as (1, H, D, S): x * cos + rotate_half(x) * sin, written per half
@@ -397,12 +510,13 @@ function ropeTables(x: Base, theta: number, name: string): [Val, Val] {
       flat(g.op('add', { x: mul(sinA, cosB, 'sc'), y: mul(cosA, sinB, 'cs') }, `${name}_sin_blocks_offsets`), 'sin'),
     ];
   };
-  if (typeof S === 'number') return full(S);
-  // Enumerated lengths: gather the first S columns of the longest table.
+  // Enumerated lengths: the first S columns of the longest table; packed: each token's position in its text.
+  const at = (): Val => (x.pack ? x.pack.positions : x.positions());
   const pick = (t: Val, which: string) => {
-    const cols = g.op('gather', { x: g.op('reshape', { x: t, shape: i32([F, maxS]) }, `${name}_${which}_table`), indices: x.positions(), axis: i32(1) }, `${name}_${which}_cols`);
+    const cols = g.op('gather', { x: g.op('reshape', { x: t, shape: i32([F, maxS]) }, `${name}_${which}_table`), indices: at(), axis: i32(1) }, `${name}_${which}_cols`);
     return g.op('reshape', { x: cols, shape: i32([1, 1, F, -1]) }, `${name}_${which}_s`); // (1, 1, D/2, S)
   };
+  if (typeof S === 'number' && !x.pack) return full(S);
   const [cos, sin] = full(maxS);
   return [pick(cos, 'cos'), pick(sin, 'sin')];
 }
@@ -422,7 +536,7 @@ function localMask(x: Base): Val {
   const diff = g.op('sub', { x: g.op('expand_dims', { x: p, axes: i32([1]) }, 'pos_k'), y: g.op('expand_dims', { x: p, axes: i32([0]) }, 'pos_q') }, 'pos_diff'); // (S, S)
   const far = g.op('logical_or', { x: g.op('greater', { x: diff, y: i32(half) }, 'pos_after'), y: g.op('less', { x: diff, y: i32(-half) }, 'pos_before') }, 'pos_far');
   const outside = g.op('expand_dims', { x: far, axes: i32([0, 2]) }, 'window_outside'); // (1, S, 1, S)
-  return g.op('add', { x: x.mask, y: maskWhere(g, outside, 'window_mask') }, 'local_mask');
+  return g.op('add', { x: x.mask(), y: maskWhere(g, outside, 'window_mask') }, 'local_mask');
 }
 
 // ---- MLP: GeGLU --------------------------------------------------------------------------------------
@@ -493,14 +607,19 @@ function head(x: Base, last: Val, kind: OutputHead, positions: number[] | undefi
     case 'tokcls':
       return { value: conv(x, predictionHead(atPositions(last)), 'classifier', 'classifier'), name: 'logits' }; // (1, L, 1, S)
     case 'seqcls': {
-      const logits = conv(x, predictionHead(pool(x, last, c.classifierPooling)), 'classifier', 'classifier'); // (1, L, 1, 1)
-      return { value: g.op('reshape', { x: logits, shape: i32([1, c.labels.length]) }, 'classifier_2d'), name: 'logits' };
+      const logits = conv(x, predictionHead(pool(x, last, c.classifierPooling)), 'classifier', 'classifier'); // (1, L, 1, 1), packed (1, L, 1, K)
+      return { value: x.pack ? perText(x, logits, 'classifier') : g.op('reshape', { x: logits, shape: i32([1, c.labels.length]) }, 'classifier_2d'), name: 'logits' };
     }
     case 'embedding': {
       const spec = x.m.embedding ?? { pooling: 'mean', normalize: false };
       let e = pool(x, last, spec.pooling);
-      if (spec.normalize) e = g.op('real_div', { x: e, y: g.op('reduce_l2_norm', { x: e, axes: i32([1]), keep_dims: bool(true) }, 'embedding_l2') }, 'embedding_unit');
-      return { value: g.op('reshape', { x: e, shape: i32([1, c.hidden]) }, 'embedding_2d'), name: 'embedding' };
+      if (spec.normalize) {
+        let l2 = g.op('reduce_l2_norm', { x: e, axes: i32([1]), keep_dims: bool(true) }, 'embedding_l2');
+        // An absent text's row is 0: dividing by a floor keeps it 0 instead of 0/0 (no real embedding is that short).
+        if (x.pack) l2 = g.op('maximum', { x: l2, y: g.f(1e-4) }, 'embedding_l2_floor');
+        e = g.op('real_div', { x: e, y: l2 }, 'embedding_unit');
+      }
+      return { value: x.pack ? perText(x, e, 'embedding') : g.op('reshape', { x: e, shape: i32([1, c.hidden]) }, 'embedding_2d'), name: 'embedding' };
     }
     case 'none':
       return { value: g.op('identity', { x: atPositions(last) }, 'hidden'), name: 'hidden_states' }; // (1, C, 1, S)
@@ -535,10 +654,28 @@ function decoder(x: Base, h: Val): Val {
   return g.op('concat', { values: chunks, axis: i32(2) }, 'decoder'); // (1, Vc, K, S)
 }
 
-// Pooling over real tokens: which keys are padding is read from the mask column of query 0.
+// (1, N, 1, K) with one column per text -> (1, K, N): one row per text.
+function perText(x: Base, t: Val, name: string): Val {
+  const { g } = x;
+  const N = g.type(t).shape[1] as number;
+  const K = x.pack!.K;
+  const rows = g.op('transpose', { x: g.op('reshape', { x: t, shape: i32([N, K]) }, `${name}_cols`), perm: i32([1, 0]) }, `${name}_rows`); // (K, N)
+  return g.op('reshape', { x: rows, shape: i32([1, K, N]) }, `${name}_per_text`); // (1, K, N)
+}
+
+// Pooling over real tokens: which keys are padding is read from the mask column of query 0. Packed, one
+// column per text: its first token (cls), or the mean over its tokens by the membership matrix (mean).
 function pool(x: Base, h: Val, how: 'cls' | 'mean'): Val {
-  const { g, c, mask } = x;
+  const { g, c } = x;
+  if (x.pack) {
+    if (how === 'cls') return g.op('gather', { x: h, indices: x.pack.starts, axis: i32(3) }, 'pool_cls'); // (1, C, 1, K)
+    const sum = g.op('matmul', { x: g.op('reshape', { x: h, shape: i32([c.hidden, -1]) }, 'pool_h2d'), y: x.pack.member }, 'pool_sum'); // (C, K)
+    const count = g.op('reduce_sum', { x: x.pack.member, axes: i32([0]), keep_dims: bool(true) }, 'pool_count'); // (1, K)
+    const mean = g.op('real_div', { x: sum, y: g.op('maximum', { x: count, y: g.f(1) }, 'pool_count_1') }, 'pool_mean'); // (C, K); an absent text is 0
+    return g.op('reshape', { x: mean, shape: i32([1, c.hidden, 1, x.pack.K]) }, 'pool_out'); // (1, C, 1, K)
+  }
   if (how === 'cls') return g.slice(h, 3, 0, 1, 'pool_cls');
+  const mask = x.mask();
   const col = g.type(mask).shape[3] === 1 ? mask : g.slice(mask, 3, 0, 1, 'pool_mask'); // (1, S, 1, 1)
   const w = g.op('cast', { x: g.op('greater', { x: col, y: g.f(MASKED / 2) }, 'pool_real'), dtype: str(g.dtype) }, 'pool_w');
   const sum = g.op('matmul', { x: g.op('reshape', { x: h, shape: i32([c.hidden, -1]) }, 'pool_h2d'), y: g.op('reshape', { x: w, shape: i32([-1, 1]) }, 'pool_w2d') }, 'pool_sum'); // (C, 1)

@@ -88,6 +88,18 @@ export class PackageRunner implements Runner {
     const attention = new Int32Array(S);
     for (let i = 0; i < n; i++) attention[i] = seq.attention ? seq.attention[i]! : 1;
     const inputs: Record<string, RtTensor> = { input_ids: { dtype: 'int32', shape: [1, S], data: ids } };
+    // A single sequence through a packed package is text 1 (its real tokens), and gets row 0 of pooled outputs.
+    const single = this.info.pack !== undefined && !seq.segments;
+    if (this.info.pack !== undefined) {
+      // Packed: segment ids, 0 (padding) past the real tokens.
+      const given = seq.segments ?? Array.from(attention.subarray(0, n), (a) => (a ? 1 : 0));
+      if (given.length !== n) throw new ModernBertError('BAD_ARGUMENT', `the segment ids (${given.length}) and the token ids (${n}) differ in length`);
+      const segments = new Int32Array(S);
+      segments.set(Array.from(given));
+      inputs.segment_ids = { dtype: 'int32', shape: [1, S], data: segments };
+    } else if (seq.segments) {
+      throw new ModernBertError('BAD_ARGUMENT', `${this.path} runs one text per window (convert with --pack K to pack several)`);
+    }
     if (this.info.maskInput) inputs.mask = { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(attention, S) };
     const roles = o.taps === 'all' ? [...this.pkg.graph.taps.keys()] : o.taps ?? [];
     const keep = roles.map((r) => {
@@ -113,7 +125,7 @@ export class PackageRunner implements Runner {
       if (bad >= 0) {
         throw new ModernBertError('CORRUPT_FILE', `${this.path}: output "${name}" holds ${t.data[bad]} at element ${bad} (the program overflows or a constant is corrupt)`, { output: name, index: bad });
       }
-      outputs.set(name, t.shape.length === 4 && t.shape[3] === S ? columns(t, cols) : t);
+      outputs.set(name, t.shape.length === 4 && t.shape[3] === S ? columns(t, cols) : single && t.shape.length === 3 ? firstRow(t) : t);
     }
     const taps = new Map(roles.map((r, i) => [r, columns(res.get(keep[i]!)!, Array.from({ length: n }, (_, k) => k))]));
     return { outputs, taps };
@@ -173,4 +185,10 @@ function columns(t: RtTensor, cols: number[]): RtTensor {
   const out = new Float32Array(C * cols.length);
   for (let c = 0; c < C; c++) for (let j = 0; j < cols.length; j++) out[c * cols.length + j] = t.data[c * S + cols[j]!]!;
   return { dtype: t.dtype, shape: [1, C, 1, cols.length], data: out };
+}
+
+/** Row 0 of a packed pooled output (1, K, N), as the (1, N) of an unpacked package. */
+function firstRow(t: RtTensor): RtTensor {
+  const N = t.shape[2]!;
+  return { dtype: t.dtype, shape: [1, N], data: t.data.slice(0, N) };
 }

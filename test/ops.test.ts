@@ -135,6 +135,23 @@ describe('the builder writes what coremltools writes', () => {
   });
 });
 
+describe('reduce_min (coremltools iOS15/reduction.py reduce_min)', () => {
+  it('infers as every ReductionAxes op and keeps int32 integers (packing finds each text start with it)', async () => {
+    expect(infer('reduce_min', { x: T('int32', 6, 3), axes: literal('int32', [0]) })).toEqual([T('int32', 3)]);
+    expect(infer('reduce_min', { x: T('fp16', 1, 8, 1, 4), axes: literal('int32', [1]), keep_dims: literal('bool', true) })).toEqual([T('fp16', 1, 1, 1, 4)]);
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'int32', [3, 2]);
+    const f = g.input('f', 'fp32', [3, 2]);
+    g.output(g.op('reduce_min', { x, axes: i32([0]) }, 'm'), 'out');
+    g.output(g.op('reduce_min', { x: f, axes: i32([1]), keep_dims: bool(true) }, 'mf'), 'outf');
+    const res = await new Interpreter(g.graph).run({ x: { dtype: 'int32', shape: [3, 2], data: Int32Array.from([5, 7, 2, 9, 4, -1]) }, f: { dtype: 'fp32', shape: [3, 2], data: Float32Array.from([0.5, -2, 3, 1, 7, 7]) } });
+    const out = res.get('out')!;
+    expect(out.data).toBeInstanceOf(Int32Array);
+    expect([out.dtype, out.shape, Array.from(out.data)]).toEqual(['int32', [2], [2, -1]]);
+    expect(Array.from(res.get('outf')!.data)).toEqual([-2, 1, 7]);
+  });
+});
+
 describe('einsum kernel', () => {
   it('computes the rank-4 form with several blocks on the third axis, in place, as plain loops do', async () => {
     const g = new GraphBuilder('fp32');

@@ -45,8 +45,9 @@ describe('the variant list', () => {
     for (const v of list) expect(v.refused).toBe(refusal(v)?.reason ?? null);
     const refused = list.filter((v) => v.refused);
     expect(refused.filter((v) => v.norm === 'no-fold').map((v) => v.rotation).sort()).toEqual(['hadamard', 'learned']);
-    expect(refused.filter((v) => v.input === 'mask').map((v) => v.target).sort()).toEqual(['iOS15', 'iOS16', 'iOS17']);
-    const at = (c: Partial<Combination>): Combination => ({ head: 'mlm', norm: 'l2', rotation: 'none', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16', ...c });
+    expect(refused.filter((v) => v.input === 'mask' && v.pack === 'none').map((v) => v.target).sort()).toEqual(['iOS15', 'iOS16', 'iOS17']);
+    expect(refused.filter((v) => v.pack === 'pack').map((v) => v.refused).sort()).toEqual(['--pack with --mask-input', '--pack with several --seq-len']);
+    const at = (c: Partial<Combination>): Combination => ({ head: 'mlm', norm: 'l2', rotation: 'none', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16', pack: 'none', ...c });
     expect(refusal(at({ input: 'mask', lengths: 'enumerated', target: 'iOS18' }))).toBeNull();
     expect(refusal(at({ norm: 'no-fold' }))).toBeNull();
     expect(refusal(at({ target: 'iOS15', weights: 'fp16' }))).toBeNull(); // float16 weights before iOS16 keep float32 I/O
@@ -113,7 +114,8 @@ describe('the checkpoints and a few conversions', () => {
     const info = json(await cli('inspect', pkg, '--json')) as { target: string; sequence_lengths: number[]; inputs: { name: string }[]; outputs: { name: string }[]; metadata: Record<string, string>; weight_dtypes: string[] };
     expect(info.target).toBe(v.target);
     expect(info.sequence_lengths).toEqual([16]);
-    expect(info.inputs.map((f) => f.name)).toEqual(v.input === 'mask' ? ['input_ids', 'mask'] : ['input_ids']);
+    expect(info.inputs.map((f) => f.name)).toEqual(v.input === 'mask' ? ['input_ids', 'mask'] : v.pack === 'pack' ? ['input_ids', 'segment_ids'] : ['input_ids']);
+    expect(info.metadata.texts_per_window).toBe(v.pack === 'pack' ? '3' : undefined);
     expect(info.outputs.map((f) => f.name)).toEqual([output(v.head)]);
     expect(info.metadata.head).toBe(v.head.replace(/-.*/, ''));
     expect(info.metadata.norm).toBe({ l2: 'folded, l2-norm RMSNorm (overflow-safe)', rms: 'folded, x*x RMSNorm', 'no-fold': 'LayerNorm' }[v.norm]);

@@ -32,11 +32,12 @@ export interface Progress {
   stop(): void;
 }
 
-/** A progress bar with counts and ETA on a TTY; silent otherwise (and always with --json). */
-export function progress(io: Io, label: string, json: boolean): Progress {
+/** A progress bar with counts and ETA on a TTY, and the rate in `unit`s per second when given; silent otherwise (and always with --json). */
+export function progress(io: Io, label: string, json: boolean, unit?: string): Progress {
   if (json || !io.isTTY) return { update: () => {}, stop: () => {} };
+  const t0 = performance.now();
   const bar = new SingleBar({
-    format: `${label.padEnd(12)} [{bar}] {value}/{total} | {percentage}% | ETA {eta_formatted}`,
+    format: `${label.padEnd(12)} [{bar}] {value}/{total} | {percentage}% | ETA {eta_formatted}${unit ? ` | {rate} ${unit}/s` : ''}`,
     stream: process.stderr,
     hideCursor: true,
     clearOnComplete: true,
@@ -45,12 +46,13 @@ export function progress(io: Io, label: string, json: boolean): Progress {
   let started = false;
   return {
     update(done, total) {
+      const rate = { rate: (done / Math.max(1e-3, (performance.now() - t0) / 1000)).toFixed(1) };
       if (!started) {
-        bar.start(total, 0);
+        bar.start(total, 0, rate);
         started = true;
       }
       bar.setTotal(total);
-      bar.update(done);
+      bar.update(done, rate);
     },
     stop() {
       if (started) bar.stop();

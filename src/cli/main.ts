@@ -10,6 +10,7 @@ import { processIo, type Io } from './context.js';
 import { registerConvert } from './commands/convert.js';
 import { registerDiff } from './commands/diff.js';
 import { registerExportOnnx } from './commands/export-onnx.js';
+import { registerEmbed } from './commands/embed.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerOutliers } from './commands/outliers.js';
 import { registerPredict } from './commands/predict.js';
@@ -41,6 +42,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerConvert(program, io);
   registerDiff(program, io);
   registerExportOnnx(program, io);
+  registerEmbed(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
   // A bad MODERNBERT_ANE_THREADS fails before a command starts, not minutes into a conversion (--help still works).
   program.hook('preAction', () => void kernelThreads());

@@ -29,6 +29,7 @@ export const META = {
   bodyHash: 'body_hash',
   /** A multifunction package's functions: JSON {name: {head, labels?, seq_len?}}. */
   functions: 'functions',
+  pack: 'texts_per_window',
 } as const;
 
 /** What a multifunction package's metadata says about one function. */
@@ -61,6 +62,8 @@ export interface PackageInfo {
   part: 'model' | 'head';
   /** A multifunction package's functions (the metadata's), empty for one function. */
   functions: Record<string, FunctionInfo>;
+  /** Texts per window of a packed package (its `segment_ids` input), else undefined. */
+  pack?: number;
   metadata: Record<string, string>;
 }
 
@@ -112,7 +115,10 @@ export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
   const shape = outputShape(pkg, output);
   const outRank = shape.length;
   // Packages from elsewhere: a (1, V, 1, S) logits output is a masked LM, a (1, L) one a classifier.
-  const guessed: OutputHead = output === 'embedding' ? 'embedding' : output === 'hidden_states' ? 'none' : outRank === 2 ? 'seqcls' : 'mlm';
+  // A packed package's pooled outputs have one row per text: (1, K, L) logits, (1, K, C) embeddings.
+  const packed = pkg.description.inputs.some((f) => f.name === 'segment_ids');
+  const pooledRank = packed ? 3 : 2;
+  const guessed: OutputHead = output === 'embedding' ? 'embedding' : output === 'hidden_states' ? 'none' : outRank === pooledRank ? 'seqcls' : 'mlm';
   const functions = functionsInfo(parseJson(get(META.functions), META.functions, path), corrupt);
   const own = functions[pkg.functionName];
   if (pkg.functions.length > 1 && !own && get(META.functions) !== undefined) corrupt(`metadata "functions" does not describe function "${pkg.functionName}"`, META.functions);
@@ -120,9 +126,15 @@ export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
   if (headMeta !== undefined && !HEADS.includes(headMeta as OutputHead)) corrupt(`metadata "head" is ${brief(headMeta)}, not one of ${HEADS.join(', ')}`, META.head);
   const head = (headMeta as OutputHead | undefined) ?? guessed;
   const fits =
-    head === 'embedding' ? output === 'embedding' : head === 'none' ? output === 'hidden_states' : head === 'seqcls' ? output === 'logits' && outRank === 2 : output === 'logits' && outRank === 4;
+    head === 'embedding' ? output === 'embedding' : head === 'none' ? output === 'hidden_states' : head === 'seqcls' ? output === 'logits' && outRank === pooledRank : output === 'logits' && outRank === 4;
   if (!fits) corrupt(`metadata "head" says ${head}, but the program's output is ${output} of rank ${outRank}`, META.head);
-  const width = typeof shape[1] === 'number' ? shape[1] : undefined;
+  const widthAxis = packed && (head === 'seqcls' || head === 'embedding') ? 2 : 1;
+  const width = typeof shape[widthAxis] === 'number' ? shape[widthAxis] : undefined;
+  let pack: number | undefined;
+  if (packed) {
+    pack = Number(get(META.pack) ?? (outRank === 3 ? shape[1] : NaN));
+    if (!Number.isInteger(pack) || pack < 1 || pack > Math.min(...seqLens)) corrupt(`metadata "${META.pack}" is ${brief(get(META.pack))}; a packed package needs 1..${Math.min(...seqLens)} texts per window`, META.pack);
+  }
 
   const labelsMeta = own?.labels ?? parseJson(get(META.labels), META.labels, path);
   let labels: string[] = [];
@@ -160,6 +172,7 @@ export function packageInfo(pkg: ReadPackageResult, path: string): PackageInfo {
     output,
     part,
     functions,
+    ...(pack === undefined ? {} : { pack }),
     metadata: meta,
   };
 }

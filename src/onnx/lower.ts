@@ -10,12 +10,11 @@
 import { encodeTensorBytes } from '../coreml/tensor-bytes.js';
 import { ModernBertError } from '../errors.js';
 import { isLiteral, type Dim, type DType, type Graph, type Literal, type TensorType } from '../graph/ir.js';
-import { inferArgs, inputTypesOf, ONNX_TYPE, opDef, type OnnxArgs, type OnnxAttr } from '../ops/index.js';
+import { inferArgs, inputTypesOf, ONNX_TYPE, ONNX_TYPE_INT64 as INT64, opDef, type OnnxArgs, type OnnxAttr } from '../ops/index.js';
 import type { OnnxAttributeProto, OnnxNodeProto, OnnxValueInfoProto } from './schema.js';
 
 export const ONNX_OPSET = 17;
 export const ONNX_IR_VERSION = 8;
-const INT64 = 7;
 
 /** An initializer whose bytes are produced when written. */
 export interface OnnxInitializer {

@@ -8,6 +8,6 @@ import './defs/tensor-operation.js';
 import './defs/linear.js';
 
 export { inputDefault, knownOps, opDef, opSignature, opVersions, type InputSig, type OnnxArgs, type OnnxAttr, type OpArgs, type OpDef, type OpVersion } from './registry.js';
-export { ONNX_TYPE } from './defs/common.js';
+export { ONNX_TYPE, ONNX_TYPE_INT64 } from './defs/common.js';
 export { inferArgs, inputTypesOf, type InputTypes } from './shapes.js';
 export { softmaxWithBias } from './defs/activation.js';

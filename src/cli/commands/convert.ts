@@ -38,6 +38,7 @@ interface ConvertCliOptions {
   fidelityPrecision: Precision;
   learnSeconds: number;
   attentionChunk?: number;
+  pack?: number;
   split?: boolean | OutputHead[];
   functions?: OutputHead[];
   addHead: string[];
@@ -86,6 +87,7 @@ export function registerConvert(program: Command, io: Io): void {
     .option('--fidelity-precision <mode>', 'emulation of the fidelity report: fp16, fp16-fused, fp16-acc16', fp16Precision, 'fp16')
     .option('--learn-seconds <s>', 'time budget of --rotation learned', positiveInt, 60)
     .option('--attention-chunk <n>', `queries per chunk of global attention, 1..${MAX_ATTENTION_CHUNK} (default ${DEFAULT_ATTENTION_CHUNK})`, positiveInt)
+    .option('--pack <k>', 'pack up to k texts per window: adds a segment_ids input (1, S), one embedding or label row per text', positiveInt)
     .option('--split [heads]', 'write a body package (--out) and a package per head (OUT-HEAD.mlpackage) for hot-swapping heads; heads: comma-separated (default: the checkpoint\'s)', headList)
     .option('--functions <heads>', 'one multifunction package (iOS18/macOS15), a function per head, the body stored once: e.g. mlm,embedding', headList)
     .option('--add-head <[name=]dir>', 'a head from another checkpoint with a bit-identical body (repeatable)', (v: string, prev: string[]) => [...prev, v], [])
@@ -139,6 +141,7 @@ export function registerConvert(program: Command, io: Io): void {
           maskFrom: o.maskInput ? 'input' : 'ids',
           attentionChunk: o.attentionChunk,
           head: o.head,
+          pack: o.pack,
           calibration,
           calibrationName,
           fidelity: o.fidelity ? o.fidelityPrecision : null,

@@ -6,12 +6,22 @@ import { ModernBertError } from '../../errors.js';
 import { openModel } from '../../load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { classify, embed, fillMask, labelTokens } from '../../tasks/predict.js';
-import { printJson, type Io } from '../context.js';
+import { readBatchInput } from '../../tasks/batch-input.js';
+import { writeJsonl } from '../../tasks/batch-output.js';
+import { runBatch } from '../../tasks/batch.js';
+import { printJson, progress, type Io } from '../context.js';
+import { summary } from './embed.js';
 import { positiveInt, precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
 
 interface PredictOptions extends RuntimeCliOptions {
   topK: number;
+  input?: string;
+  out?: string;
+  window?: number;
+  pack?: number;
+  truncate?: boolean;
+  prefix?: string;
   embed?: boolean;
   precision?: Precision;
   tokenizer?: string;
@@ -31,11 +41,21 @@ export function registerPredict(program: Command, io: Io): void {
     .option('--embed', 'print the pooled sentence embedding instead')
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
+    .option('--input <file>', 'many texts (one per line, or JSONL with a "text" field), packed several per window; JSONL out, one line per text')
+    .option('--out <file>', 'with --input: the JSONL file to write (default: standard output)')
+    .option('--window <n>', 'with --input: tokens per window (default 512, or the package\'s length)', positiveInt)
+    .option('--pack <k>', 'with --input: most texts per window (default 64, or the package\'s --pack)', positiveInt)
+    .option('--truncate', 'with --input: cut texts longer than the window instead of failing')
+    .option('--prefix <text>', 'with --input: prepended to every text')
     .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
     .option('--function <name>', 'the function of a multifunction package to run (a head name picks its shape buckets)')
     .option('--json', 'machine-readable output');
   addRuntimeOptions(cmd)
     .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
+      if (o.input !== undefined) return predictBatch(io, a, b, o);
+      for (const flag of ['out', 'window', 'pack', 'truncate', 'prefix'] as const) {
+        if (o[flag] !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--${flag} goes with --input FILE`);
+      }
       // One argument is the text (default model) unless it names an existing model.
       let [modelPath, text] = b === undefined ? [undefined, a] : [a, b];
       if (b === undefined && a !== undefined && existsSync(a)) [modelPath, text] = [a, undefined];
@@ -82,4 +102,26 @@ export function registerPredict(program: Command, io: Io): void {
         model.close();
       }
     });
+}
+
+// `predict [MODEL] --input FILE`: the batch path, one JSONL line per input text.
+async function predictBatch(io: Io, modelPath: string | undefined, extra: string | undefined, o: PredictOptions): Promise<void> {
+  if (extra !== undefined) throw new ModernBertError('BAD_ARGUMENT', 'give either a text or --input FILE, not both');
+  if (o.embed) throw new ModernBertError('BAD_ARGUMENT', '--embed with --input: use the embed command');
+  const inputs = readBatchInput(o.input!);
+  const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer });
+  const bar = progress(io, 'predict', o.out === undefined || Boolean(o.json), 'texts');
+  try {
+    const tok = model.tokenizer;
+    if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which predict needs (give --tokenizer DIR)`, { path: model.path });
+    const { results, stats } = await runBatch(model, tok, inputs, { task: 'predict', window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, topK: o.topK, onProgress: (d, t) => bar.update(d, t) });
+    bar.stop();
+    if (o.out === undefined) return io.stdout(results.map((r) => `${JSON.stringify(r)}\n`).join(''));
+    writeJsonl(o.out, results);
+    if (o.json) printJson(io, { out: o.out, ...stats });
+    else io.stdout(`${summary(stats)}; wrote ${o.out}\n`);
+  } finally {
+    bar.stop();
+    model.close();
+  }
 }

@@ -21,6 +21,8 @@ export const sameAsX = (a: InferArgs): TensorType[] => [a.t('x')];
 
 /** ONNX TensorProto.DataType codes of our dtypes (onnx.proto). */
 export const ONNX_TYPE: Record<DType, number> = { fp32: 1, uint8: 2, int8: 3, int16: 5, int32: 6, bool: 9, fp16: 10 };
+/** ONNX's int64, which no MIL value of ours has but some ONNX forms need. */
+export const ONNX_TYPE_INT64 = 7;
 
 /** ONNX's largest int64 slice end, as a JavaScript number (ONNX clamps ends to the axis). */
 export const ONNX_END = Number.MAX_SAFE_INTEGER;

@@ -1,5 +1,5 @@
 // Norms and reductions: coremltools' ops/defs/iOS15/normalization.py (layer_norm, l2_norm) and
-// reduction.py (ReductionAxes: reduce_sum, reduce_mean, reduce_max, reduce_l2_norm). Norms walk
+// reduction.py (ReductionAxes: reduce_sum, reduce_mean, reduce_max, reduce_min, reduce_l2_norm). Norms walk
 // [outer, n, inner] with the inner axis contiguous: for (1, C, 1, S) over channels every channel step
 // touches S consecutive values, which is what makes these loops fast.
 
@@ -31,13 +31,15 @@ const reduceType = (a: InferArgs): TensorType[] => {
   return [{ dtype: x.dtype, shape: keep ? x.shape.map((d, k) => (axes.includes(k) ? 1 : d)) : x.shape.filter((_, k) => !axes.includes(k)) }];
 };
 
-const reduceKernel = (kind: 'sum' | 'mean' | 'max' | 'l2'): Kernel => (a) => {
+const reduceKernel = (kind: 'sum' | 'mean' | 'max' | 'min' | 'l2'): Kernel => (a) => {
   const x = a.t('x');
-  const xd = f32(x, a);
+  // int32 reductions (MIL's T includes i32) stay int32: segment starts in packed models are reduce_min of ids.
+  const isInt = x.dtype === 'int32';
+  const xd: ArrayLike<number> = isInt ? x.data : f32(x, a);
   const axes = axesOf(a.has('axes'), () => a.ints('axes'), x.shape.length);
   const keep = a.bools('keep_dims')[0]!;
   const { outer, n, inner } = around(x, axes, a);
-  const out = allocFloat(outer * inner);
+  const out = isInt ? new Int32Array(outer * inner) : allocFloat(outer * inner);
   for (let o = 0; o < outer; o++) {
     for (let j = 0; j < inner; j++) {
       const base = o * n * inner + j;
@@ -45,6 +47,9 @@ const reduceKernel = (kind: 'sum' | 'mean' | 'max' | 'l2'): Kernel => (a) => {
       if (kind === 'max') {
         acc = -Infinity;
         for (let k = 0; k < n; k++) acc = Math.max(acc, xd[base + k * inner]!);
+      } else if (kind === 'min') {
+        acc = Infinity;
+        for (let k = 0; k < n; k++) acc = Math.min(acc, xd[base + k * inner]!);
       } else if (kind === 'l2') {
         // Scaled by the largest magnitude first, so no square overflows (the overflow-safe l2 norm).
         let m = 0;
@@ -57,7 +62,7 @@ const reduceKernel = (kind: 'sum' | 'mean' | 'max' | 'l2'): Kernel => (a) => {
         for (let k = 0; k < n; k++) acc += xd[base + k * inner]!;
         if (kind === 'mean') acc /= n;
       }
-      out[o * inner + j] = acc;
+      out[o * inner + j] = isInt ? Math.trunc(acc) : acc;
     }
   }
   const shape = keep ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
@@ -72,7 +77,7 @@ const reductionOnnx = (onnxOp: string) => (a: OnnxArgs): void => {
   else a.node(onnxOp, [a.input('x')], axes ? { axes: { ints: axes }, keepdims } : { keepdims }, a.out);
 };
 
-const reduction = (op: string, kind: 'sum' | 'mean' | 'max' | 'l2', onnxOp: string): OpDef => ({
+const reduction = (op: string, kind: 'sum' | 'mean' | 'max' | 'min' | 'l2', onnxOp: string): OpDef => ({
   op,
   versions: [since('iOS15', tensor('x', FI, 'T'), attr('axes', I32, undefined), attr('keep_dims', BOOL, literal('bool', false)))],
   infer: reduceType,
@@ -188,5 +193,6 @@ register(
   reduction('reduce_sum', 'sum', 'ReduceSum'),
   reduction('reduce_mean', 'mean', 'ReduceMean'),
   reduction('reduce_max', 'max', 'ReduceMax'),
+  reduction('reduce_min', 'min', 'ReduceMin'),
   reduction('reduce_l2_norm', 'l2', 'ReduceL2'),
 );

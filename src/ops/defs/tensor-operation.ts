@@ -8,7 +8,7 @@ import { mapBroadcast } from '../../runtime/broadcast.js';
 import { allocData } from '../../runtime/tensor.js';
 import { attr, BOOL, constInput, FI, FIB, I32, register, since, tensor, tuple, type Kernel, type OnnxArgs } from '../registry.js';
 import { broadcastShapes, normAxis } from '../shapes.js';
-import { fail, floatOut, ONNX_TYPE, onnxSame } from './common.js';
+import { fail, floatOut, ONNX_TYPE, ONNX_TYPE_INT64, onnxSame } from './common.js';
 import { sliceBox } from './tensor-transformation.js';
 
 /** Split sizes: `split_sizes`, or `num_splits` equal parts of dim `d`. */
@@ -197,10 +197,18 @@ register(
       for (let i = 0; i < n; i++) out[i] = start + i * step;
       return [{ dtype, shape: [n], data: out }];
     },
-    // Range-11 takes scalars; MIL's may be one-element vectors, so each is reshaped to a scalar first.
+    // Range-11 takes scalars; MIL's may be one-element vectors, so each is reshaped to a scalar first. Integer
+    // ranges run in int64: onnxruntime's shape inference compares the constant-propagated values of the inputs,
+    // and a length taken from Shape propagates as int64 even through a Cast to int32 ("All inputs to 'Range'
+    // op must be of the same type", onnxruntime 1.30, on packed graphs' positions).
     onnx: (a) => {
-      const scalar = (k: string) => (a.type(k).shape.length === 0 ? a.input(k) : a.node('Reshape', [a.input(k), a.int64s([])])[0]!);
-      a.node('Range', [scalar('start'), scalar('end'), scalar('step')], {}, a.out);
+      const int = a.type('start').dtype !== 'fp32' && a.type('start').dtype !== 'fp16';
+      const scalar = (k: string) => {
+        const v = a.type(k).shape.length === 0 ? a.input(k) : a.node('Reshape', [a.input(k), a.int64s([])])[0]!;
+        return int ? a.node('Cast', [v], { to: { int: ONNX_TYPE_INT64 } })[0]! : v;
+      };
+      const range = a.node('Range', [scalar('start'), scalar('end'), scalar('step')], {}, int ? undefined : a.out);
+      if (int) a.node('Cast', range, { to: { int: ONNX_TYPE[a.outTypes[0]!.dtype] } }, a.out);
     },
   },
   {

@@ -1,0 +1,64 @@
+// `embed MODEL --input FILE --out FILE`: sentence embeddings of many texts, packed several per window.
+
+import type { Command } from 'commander';
+import { ModernBertError } from '../../errors.js';
+import { openModel } from '../../load.js';
+import type { Precision } from '../../runtime/numerics.js';
+import { readBatchInput } from '../../tasks/batch-input.js';
+import { writeEmbeddings } from '../../tasks/batch-output.js';
+import { runBatch, type BatchStats } from '../../tasks/batch.js';
+import { printJson, progress, type Io } from '../context.js';
+import { positiveInt, precision } from '../parse.js';
+import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
+
+interface EmbedOptions extends RuntimeCliOptions {
+  input: string;
+  out: string;
+  window?: number;
+  pack?: number;
+  truncate?: boolean;
+  prefix?: string;
+  precision?: Precision;
+  tokenizer?: string;
+  json?: boolean;
+}
+
+/** Registers the embed command. */
+export function registerEmbed(program: Command, io: Io): void {
+  const cmd = program
+    .command('embed')
+    .description('embed many texts (one per line, or JSONL with a "text" field), packed several per window; writes JSONL, .npy or .safetensors')
+    .argument('<model>', 'checkpoint folder or .mlpackage (packages converted with --pack K run K texts per window)')
+    .requiredOption('--input <file>', 'texts: one per line, or JSONL objects with a "text" field')
+    .requiredOption('--out <file>', 'embeddings: .jsonl ({"index", "embedding"} per line), .npy or .safetensors (float32 [N, C])')
+    .option('--window <n>', 'tokens per window (default 512 for checkpoints, the package\'s length for packages)', positiveInt)
+    .option('--pack <k>', 'most texts per window (default 64 for checkpoints, the package\'s --pack; 1 = one text per window)', positiveInt)
+    .option('--truncate', 'cut texts longer than the window instead of failing')
+    .option('--prefix <text>', 'prepended to every text (a sentence-transformers prompt such as "search_query: ")')
+    .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
+    .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
+    .option('--json', 'machine-readable summary');
+  addRuntimeOptions(cmd)
+    .action(async (modelPath: string, o: EmbedOptions) => {
+      const inputs = readBatchInput(o.input);
+      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor: await cliExecutor(o, o.precision, io) });
+      const bar = progress(io, 'embed', Boolean(o.json), 'texts');
+      try {
+        const tok = model.tokenizer;
+        if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which embed needs (give --tokenizer DIR)`, { path: model.path });
+        const { results, stats } = await runBatch(model, tok, inputs, { task: 'embed', window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, onProgress: (d, t) => bar.update(d, t) });
+        bar.stop();
+        await writeEmbeddings(o.out, results.map((r) => ('embedding' in r ? r.embedding : new Float32Array(0))));
+        if (o.json) return printJson(io, { out: o.out, ...stats });
+        io.stdout(`${summary(stats)}; wrote ${o.out}\n`);
+      } finally {
+        bar.stop();
+        model.close();
+      }
+    });
+}
+
+/** One line about a batch run: texts, windows, fill and speed. */
+export function summary(s: BatchStats): string {
+  return `${s.texts} texts in ${s.windows} windows of ${s.window} tokens (up to ${s.textsPerWindow} texts each, ${(100 * s.fill).toFixed(1)}% filled), ${s.seconds.toFixed(1)} s, ${(s.texts / s.seconds).toFixed(1)} texts/s`;
+}
