@@ -37,7 +37,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerInspect(program, io, setExit);
   registerSynth(program, io);
   registerOutliers(program, io);
-  registerConvert(program, io);
+  registerConvert(program, io, setExit);
   registerDiff(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
   // A bad MODERNBERT_ANE_THREADS fails before a command starts, not minutes into a conversion (--help still works).

@@ -23,6 +23,7 @@ export const META = {
   numLayers: 'num_layers',
   fidelity: 'fidelity',
   rotationLearning: 'rotation_learning',
+  compression: 'compression',
 } as const;
 
 export interface SpecialIds {

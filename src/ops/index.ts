@@ -6,6 +6,7 @@ import './defs/normalization.js';
 import './defs/tensor-transformation.js';
 import './defs/tensor-operation.js';
 import './defs/linear.js';
+import './defs/compression.js';
 
 export { inputDefault, knownOps, opDef, opSignature, opVersions, type InputSig, type OpArgs, type OpDef, type OpVersion } from './registry.js';
 export { inferArgs, inputTypesOf, type InputTypes } from './shapes.js';

@@ -1,7 +1,9 @@
 // `convert MODEL --out NAME.mlpackage`: a Core ML package for the Neural Engine, with a fidelity report.
 
 import { Option, type Command } from 'commander';
-import { convert } from '../../convert.js';
+import { convert, FidelityGateError, type CompressionSummary } from '../../convert.js';
+import { COMPRESS_MODES, compressSpec, DEFAULT_BLOCK_SIZE } from '../../compress/spec.js';
+import { targetInfo } from '../../ops/target.js';
 import { ModernBertError } from '../../errors.js';
 import { readTextFile } from '../../fs-errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
@@ -16,7 +18,7 @@ import type { RotationKind } from '../../variants.js';
 import { learnRotation, type LearnedRotation } from '../../learn/learned.js';
 import { dirname } from 'node:path';
 import { printJson, progress, type Io } from '../context.js';
-import { fp16Precision, intList, nonNegativeInt, positiveInt } from '../parse.js';
+import { collect, fp16Precision, intList, nonNegativeInt, nonNegativeNumber, positiveInt } from '../parse.js';
 
 interface ConvertCliOptions {
   out: string;
@@ -38,6 +40,11 @@ interface ConvertCliOptions {
   learnSeconds: number;
   attentionChunk?: number;
   json?: boolean;
+  compress?: string;
+  groupSize?: number;
+  blockSize?: number;
+  keep: string[];
+  maxKl?: number;
 }
 
 /**
@@ -47,7 +54,7 @@ interface ConvertCliOptions {
 export const DEFAULT_ROTATION: RotationKind = 'none';
 
 /** Registers the convert command. */
-export function registerConvert(program: Command, io: Io): void {
+export function registerConvert(program: Command, io: Io, setExit: (code: number) => void): void {
   program
     .command('convert')
     .description('convert a checkpoint into a Core ML package (.mlpackage) laid out for the Neural Engine, and report its float16 fidelity')
@@ -70,8 +77,19 @@ export function registerConvert(program: Command, io: Io): void {
     .option('--fidelity-precision <mode>', 'emulation of the fidelity report: fp16, fp16-fused, fp16-acc16', fp16Precision, 'fp16')
     .option('--learn-seconds <s>', 'time budget of --rotation learned', positiveInt, 60)
     .option('--attention-chunk <n>', `queries per chunk of global attention, 1..${MAX_ATTENTION_CHUNK} (default ${DEFAULT_ATTENTION_CHUNK})`, positiveInt)
+    .option('--compress <mode>', `compressed weights: ${COMPRESS_MODES.join(', ')} (palettes of 2^n values; int8 per channel; int4 per block, iOS 18)`)
+    .option('--group-size <n>', '--compress palN at iOS 18: one table per group of n output channels', positiveInt)
+    .option('--block-size <n>', `--compress int4: inputs per scale (default ${DEFAULT_BLOCK_SIZE})`, positiveInt)
+    .option('--keep <glob>', 'keep matching tensors at float16 (repeatable; * matches any run of characters)', collect, [] as string[])
+    .option('--max-kl <x>', 'fail (exit 1, nothing written) when the fidelity report\'s KL exceeds x', nonNegativeNumber)
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, o: ConvertCliOptions, cmd: Command) => {
+      const compress = o.compress === undefined
+        ? undefined
+        : compressSpec({ mode: o.compress, target: targetInfo(o.target).target, groupSize: o.groupSize, blockSize: o.blockSize, keep: o.keep, weights: o.weights });
+      if (!compress && (o.groupSize !== undefined || o.blockSize !== undefined || o.keep.length > 0)) {
+        throw new ModernBertError('BAD_ARGUMENT', '--group-size, --block-size and --keep apply to --compress');
+      }
       if (!o.fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
         throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${o.rotation}`);
       }
@@ -100,6 +118,8 @@ export function registerConvert(program: Command, io: Io): void {
           if (!o.json) io.stdout(`rotation learning: ${learned.report.note}\n`);
         }
         const report = await convert(ckpt, {
+          compress,
+          maxKl: o.maxKl,
           out: o.out,
           // The default length, 512, shrinks to what a smaller model takes.
           seqLens: cmd.getOptionValueSource('seqLen') === 'default' ? [Math.min(512, c.maxPositions)] : o.seqLen,
@@ -129,10 +149,23 @@ export function registerConvert(program: Command, io: Io): void {
         const mb = (report.stats.bytesWritten / 1e6).toFixed(1);
         io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
         io.stdout(`time: read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
+        if (report.compression) io.stdout(`${formatCompression(report.compression)}\n`);
         if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}\n`);
+      } catch (e) {
+        // The gate is a failed check, not bad input: exit 1.
+        if (!(e instanceof FidelityGateError)) throw e;
+        io.stderr(`error: ${e.message}\n`);
+        setExit(1);
       } finally {
         Object.values(bars).forEach((b) => b.stop());
         ckpt.close();
       }
     });
+}
+
+/** One line: the mode and what the compressed tensors weigh before and after. */
+export function formatCompression(c: CompressionSummary): string {
+  const mb = (b: number) => (b / 1e6).toFixed(1);
+  const form = `${c.mode}${c.groupSize !== undefined ? `, groups of ${c.groupSize} channels` : ''}${c.blockSize !== undefined ? `, blocks of ${c.blockSize}` : ''}`;
+  return `compression: ${form}: ${c.tensors} tensors, ${mb(c.fp16Bytes)} MB float16 -> ${mb(c.compressedBytes)} MB (${(c.compressedBytes / c.fp16Bytes).toFixed(3)}x)`;
 }
