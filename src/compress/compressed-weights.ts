@@ -14,8 +14,8 @@ import { isCompressed, paletteBits, type CompressSpec } from './spec.js';
 /** One weight, compressed. `rows` are output channels (axis 0); `cols` everything else. */
 export type Compressed =
   | { kind: 'palette'; rows: number; cols: number; bits: number; /** Rows per table. */ groupRows: number; /** tables x 2^bits. */ luts: Float32Array; indices: Uint8Array }
-  | { kind: 'int8'; rows: number; cols: number; q: Int32Array; scale: Float32Array; zeroPoint: Int32Array }
-  | { kind: 'int4'; rows: number; cols: number; block: number; q: Int32Array; scale: Float32Array };
+  | { kind: 'int8'; rows: number; cols: number; q: Int8Array; scale: Float32Array; zeroPoint: Int32Array }
+  | { kind: 'int4'; rows: number; cols: number; block: number; q: Int8Array; scale: Float32Array };
 
 /** Compresses one tensor as `spec` says. */
 export function compressTensor(spec: CompressSpec, data: Float32Array, shape: readonly number[]): Compressed {
@@ -36,7 +36,7 @@ export function compressTensor(spec: CompressSpec, data: Float32Array, shape: re
     }
     return { kind: 'palette', rows, cols, bits, groupRows, luts, indices };
   }
-  if (spec.mode === 'int8') return { kind: 'int8', rows, cols, ...(quantizeInt8PerRow(data, rows) as { q: Int32Array; scale: Float32Array; zeroPoint: Int32Array }) };
+  if (spec.mode === 'int8') return { kind: 'int8', rows, cols, ...(quantizeInt8PerRow(data, rows) as { q: Int8Array; scale: Float32Array; zeroPoint: Int32Array }) };
   const { q, scale } = quantizeInt4Blocks(data, rows, spec.blockSize);
   return { kind: 'int4', rows, cols, block: spec.blockSize, q, scale };
 }

@@ -22,16 +22,17 @@ export interface Palette {
   indices: Uint8Array;
 }
 
-/** Distinct float16 values of `codes`, ascending, with their counts. */
-function histogram(codes: Uint16Array): { values: Float64Array; counts: Float64Array } {
+/** Every float16 bit pattern's value. */
+const F16_VALUES = decodeF16(Uint16Array.from({ length: 65536 }, (_, h) => h));
+
+/** Distinct float16 values of `codes`, ascending, with their counts and bit patterns. */
+function histogram(codes: Uint16Array): { values: Float64Array; counts: Float64Array; codes: Uint16Array } {
   const counts = new Uint32Array(65536);
   for (let i = 0; i < codes.length; i++) counts[codes[i]!]!++;
-  const pairs: [number, number][] = [];
-  const all = decodeF16(Uint16Array.from({ length: 65536 }, (_, h) => h));
-  for (let h = 0; h < 65536; h++) if (counts[h]! > 0 && Number.isFinite(all[h]!)) pairs.push([all[h]!, counts[h]!]);
-  // -0 and +0 are one value for the clustering.
-  pairs.sort((a, b) => a[0] - b[0]);
-  return { values: Float64Array.from(pairs, (p) => p[0]), counts: Float64Array.from(pairs, (p) => p[1]) };
+  const present: number[] = [];
+  for (let h = 0; h < 65536; h++) if (counts[h]! > 0 && Number.isFinite(F16_VALUES[h]!)) present.push(h);
+  present.sort((a, b) => F16_VALUES[a]! - F16_VALUES[b]!);
+  return { values: Float64Array.from(present, (h) => F16_VALUES[h]!), counts: Float64Array.from(present, (h) => counts[h]!), codes: Uint16Array.from(present) };
 }
 
 /** For each distinct value, the index of the nearest centroid (centroids ascending; ties to the lower). */
@@ -84,7 +85,8 @@ function lloyd(values: Float64Array, counts: Float64Array, k: number): Float64Ar
 export function palettize(data: Float32Array, bits: number): Palette {
   const k = 2 ** bits;
   const codes = encodeF16(data);
-  const { values, counts } = histogram(codes);
+  const hist = histogram(codes);
+  const { values, counts } = hist;
   let centroids: Float64Array;
   if (values.length <= k) {
     // Fewer distinct values than entries: each is its own entry, the rest repeat the largest.
@@ -94,18 +96,11 @@ export function palettize(data: Float32Array, bits: number): Palette {
     centroids = lloyd(values, counts, k);
   }
   const lut = Float32Array.from(centroids, (c) => f16round(c)).sort();
-  // Final assignment against the rounded table, through a float16 code -> index map: O(n).
-  const byCode = new Uint8Array(65536);
-  const all = decodeF16(Uint16Array.from({ length: 65536 }, (_, h) => h));
-  const lut64 = Float64Array.from(lut);
+  // Final assignment against the rounded table, through a float16 bit pattern -> index map: O(n).
   const owner = new Int32Array(values.length);
-  assign(values, lut64, owner);
-  const ownerOf = new Map<number, number>();
-  values.forEach((v, i) => ownerOf.set(v, owner[i]!));
-  for (let h = 0; h < 65536; h++) {
-    const o = ownerOf.get(all[h]!);
-    if (o !== undefined) byCode[h] = o;
-  }
+  assign(values, Float64Array.from(lut), owner);
+  const byCode = new Uint8Array(65536);
+  hist.codes.forEach((h, i) => (byCode[h] = owner[i]!));
   const indices = new Uint8Array(data.length);
   for (let i = 0; i < codes.length; i++) indices[i] = byCode[codes[i]!]!;
   return { lut, indices };

@@ -7,7 +7,8 @@ import { f16round, roundToF16 } from '../numeric/fp16.js';
 
 /** Integers, their scales and (int8) zero points. */
 export interface Quantized {
-  q: Int32Array;
+  /** int8 storage for both widths: a quarter of an Int32Array, for ModernBERT-base's 150M weights. */
+  q: Int8Array;
   /** One per row (int8) or per (row, block) (int4), float16 values. */
   scale: Float32Array;
   /** int8: one per row; int4: none (symmetric). */
@@ -26,7 +27,7 @@ const scaleOf = (s: number): number => {
 export function quantizeInt8PerRow(raw: Float32Array, rows: number): Quantized {
   const data = roundToF16(Float32Array.from(raw));
   const cols = data.length / rows;
-  const q = new Int32Array(data.length);
+  const q = new Int8Array(data.length);
   const scale = new Float32Array(rows);
   const zeroPoint = new Int32Array(rows);
   for (let r = 0; r < rows; r++) {
@@ -51,7 +52,7 @@ export function quantizeInt4Blocks(raw: Float32Array, rows: number, block: numbe
   const data = roundToF16(Float32Array.from(raw));
   const cols = data.length / rows;
   const blocks = cols / block;
-  const q = new Int32Array(data.length);
+  const q = new Int8Array(data.length);
   const scale = new Float32Array(rows * blocks);
   for (let r = 0; r < rows; r++) {
     for (let b = 0; b < blocks; b++) {
