@@ -181,4 +181,19 @@ describe('convert --compress on the command line', () => {
     expect(inspect.stdout).toMatch(/compression\s+.*"mode":"pal4"/);
     expect(inspect.stdout).toMatch(/weights\s+pal4 \(compressed/);
   });
+
+  it('outliers --weights costs each tensor, costliest first, with its largest weights', async () => {
+    type Costs = { mode: string; tensors: { name: string; shape: number[]; relError: number; maxAbs: number; largest: { index: number[]; value: number }[] }[] };
+    const pal2 = json(await cli('outliers', tiny, '--weights', '--compress', 'pal2', '--json')) as Costs;
+    const pal8 = json(await cli('outliers', tiny, '--weights', '--compress', 'pal8', '--json')) as Costs;
+    expect(pal2.tensors).toHaveLength(21);
+    const errs = pal2.tensors.map((t) => t.relError);
+    expect(errs).toEqual([...errs].sort((a, b) => b - a));
+    for (const t of pal2.tensors) {
+      expect(t.largest[0]!.index).toHaveLength(t.shape.length);
+      expect(Math.abs(t.largest[0]!.value)).toBe(t.maxAbs);
+      expect(pal8.tensors.find((u) => u.name === t.name)!.relError).toBeLessThan(t.relError / 4);
+    }
+    expectOneLineError(await cli('outliers', tiny, '--weights', '--compress', 'int4', '--block-size', '5'), /--block-size 5 does not divide/);
+  });
 });
