@@ -4,6 +4,8 @@ import { Option, type Command } from 'commander';
 import { convert, FidelityGateError, type CompressionSummary } from '../../convert.js';
 import { COMPRESS_MODES, compressSpec, DEFAULT_BLOCK_SIZE } from '../../compress/spec.js';
 import { targetInfo } from '../../ops/target.js';
+import { CompressedWeights } from '../../compress/compressed-weights.js';
+import type { WeightSource } from '../../weights.js';
 import { ModernBertError } from '../../errors.js';
 import { readTextFile } from '../../fs-errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
@@ -112,6 +114,8 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
         if (o.rotation === 'learned' && o.fold) {
           learned = await learnRotation({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, {
             seed: o.seed, calibration, norm: o.norm, precision: o.fidelityPrecision, budgetSeconds: o.learnSeconds,
+            // Compressed: candidates are judged as the compressed package computes.
+            ...(compress ? { stored: (w: WeightSource) => new CompressedWeights(w, compress) } : {}),
             onProgress: (d, t) => bars.learn.update(d, t),
           });
           bars.learn.stop();
