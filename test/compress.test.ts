@@ -170,13 +170,16 @@ describe('convert --compress on the command line', () => {
     expect(existsSync(gated)).toBe(false);
     expect(readdirSync(join(gated, '..'))).toEqual([]);
     const ok = out('ok.mlpackage');
-    const report = json(await cli('convert', tiny, '--out', ok, '--compress', 'pal4', '--seq-len', '16', '--max-kl', '10', '--random', '8', '--keep', '*.Wo.weight', '--json')) as { compression: { mode: string; tensors: number; fp16Bytes: number; compressedBytes: number } };
+    const report = json(await cli('convert', tiny, '--out', ok, '--compress', 'pal4', '--seq-len', '16', '--max-kl', '10', '--random', '8', '--keep', '*.Wo.weight', '--json')) as { variant: string; compression: { mode: string; tensors: number; fp16Bytes: number; compressedBytes: number } };
     expect(report.compression.mode).toBe('pal4');
+    expect(report.variant).toMatch(/hadamard/); // the default rotation for palettes (docs/FIDELITY.md)
     // Folded tiny-mlm: 4 layers x (Wqkv, attn Wo, Wi, mlp Wo), head.dense, the embeddings, the decoder (no
     // longer the embeddings once folded), layer 0's residual and the final unrotate matrices = 21; --keep
     // leaves out the 8 Wo.
     expect(report.compression.tensors).toBe(13);
     expect(report.compression.compressedBytes / report.compression.fp16Bytes).toBeLessThan(0.27);
+    const int8 = json(await cli('convert', tiny, '--out', out('int8.mlpackage'), '--compress', 'int8', '--seq-len', '16', '--no-fidelity', '--json')) as { variant: string };
+    expect(int8.variant).toBe('folded');
     const inspect = await cli('inspect', ok);
     expect(inspect.stdout).toMatch(/compression\s+.*"mode":"pal4"/);
     expect(inspect.stdout).toMatch(/weights\s+pal4 \(compressed/);

@@ -2,7 +2,7 @@
 
 import { Option, type Command } from 'commander';
 import { convert, FidelityGateError, type CompressionSummary } from '../../convert.js';
-import { COMPRESS_MODES, compressSpec, DEFAULT_BLOCK_SIZE } from '../../compress/spec.js';
+import { COMPRESS_MODES, compressSpec, DEFAULT_BLOCK_SIZE, type CompressMode } from '../../compress/spec.js';
 import { targetInfo } from '../../ops/target.js';
 import { CompressedWeights } from '../../compress/compressed-weights.js';
 import type { WeightSource } from '../../weights.js';
@@ -55,6 +55,16 @@ interface ConvertCliOptions {
  */
 export const DEFAULT_ROTATION: RotationKind = 'none';
 
+/**
+ * The default rotation with --compress (docs/FIDELITY.md, "Compressed weights"): a palette's error grows
+ * with the spread of the whole tensor, which a Hadamard rotation evens out (mini-trained: 2-4x lower KL
+ * for pal8, pal6, pal4); int8 and int4 scale per channel or block already, and measure as well or better
+ * folded.
+ */
+export const DEFAULT_ROTATION_COMPRESSED: Record<CompressMode, RotationKind> = {
+  pal8: 'hadamard', pal6: 'hadamard', pal4: 'hadamard', pal3: 'hadamard', pal2: 'hadamard', int8: 'none', int4: 'none',
+};
+
 /** Registers the convert command. */
 export function registerConvert(program: Command, io: Io, setExit: (code: number) => void): void {
   program
@@ -63,7 +73,7 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
     .argument('<model>', 'checkpoint folder (Hugging Face layout)')
     .requiredOption('--out <path>', 'output package, e.g. model.mlpackage')
     .option('--seq-len <n[,n...]>', 'sequence length, or several for enumerated shapes (default 512, or max_position_embeddings if smaller)', intList, [512])
-    .addOption(new Option('--rotation <kind>', 'residual-stream rotation').choices(['none', 'hadamard', 'learned']).default(DEFAULT_ROTATION))
+    .addOption(new Option('--rotation <kind>', 'residual-stream rotation (with --compress palN the default is hadamard)').choices(['none', 'hadamard', 'learned']).default(DEFAULT_ROTATION))
     .option('--seed <n>', 'seed of the Hadamard signs and of rotation learning', nonNegativeInt, 0)
     .option('--no-fold', 'keep the plain LayerNorm model (no folding, no rotation): shows the float16 failure')
     .addOption(new Option('--norm <form>', 'RMSNorm of the folded model: l2 (overflow-safe) or rms (x*x)').choices(['l2', 'rms']).default('l2'))
@@ -92,6 +102,7 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
       if (!compress && (o.groupSize !== undefined || o.blockSize !== undefined || o.keep.length > 0)) {
         throw new ModernBertError('BAD_ARGUMENT', '--group-size, --block-size and --keep apply to --compress');
       }
+      if (compress && o.fold && cmd.getOptionValueSource('rotation') === 'default') o.rotation = DEFAULT_ROTATION_COMPRESSED[compress.mode];
       if (!o.fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
         throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${o.rotation}`);
       }
