@@ -181,7 +181,12 @@ describe('convert --compress on the command line', () => {
     const int8 = json(await cli('convert', tiny, '--out', out('int8.mlpackage'), '--compress', 'int8', '--seq-len', '16', '--no-fidelity', '--json')) as { variant: string };
     expect(int8.variant).toBe('folded');
     const inspect = await cli('inspect', ok);
-    expect(inspect.stdout).toMatch(/compression\s+.*"mode":"pal4"/);
+    expect(inspect.stdout).toMatch(/^compression\s+pal4: 13 tensors, 0\.\d MB float16 -> 0\.\d MB \(0\.2\d\dx\)$/m);
+    // Parameters count the decompressed tensors, as for the float16 package.
+    const fp16 = out('fp16.mlpackage');
+    expect((await cli('convert', tiny, '--out', fp16, '--seq-len', '16', '--no-fidelity')).code).toBe(0);
+    const count = async (p: string) => (json(await cli('inspect', p, '--json')) as { parameters: number }).parameters;
+    expect(await count(ok)).toBe(await count(fp16));
     expect(inspect.stdout).toMatch(/weights\s+pal4 \(compressed/);
   });
 
