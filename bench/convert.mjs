@@ -3,7 +3,11 @@
 // float32 checkpoint size; with and without the fidelity report. Run after a build:
 //
 //   npm run build && node bench/convert.mjs [--models base,large] [--dir DIR] [--rotation none|hadamard]
+//     [--compress fp16,pal4,int8,...] [--target iOS17|iOS18] [--fidelity both|no|yes]
 //
+// --compress lists weight forms (fp16: uncompressed; else a `convert --compress` mode, 'pal4g' for pal4 with
+// --group-size 16); each is converted with and/or without the report as --fidelity says (default: both for
+// fp16 alone, else without: the report's time does not depend on the form).
 // Each conversion runs in a fresh child process (`node bin/modernbert-ane.js convert ... --json`), whose peak
 // RSS is read from its own resource usage, so one measurement does not inherit another's memory. Without
 // --dir the synthetic checkpoints are written to a temporary folder first (and removed after).
@@ -20,6 +24,9 @@ const { values } = parseArgs({
     models: { type: 'string', default: 'base,large' },
     dir: { type: 'string' },
     rotation: { type: 'string', default: 'none' },
+    compress: { type: 'string', default: 'fp16' },
+    target: { type: 'string', default: 'iOS17' },
+    fidelity: { type: 'string' },
   },
 });
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -52,13 +59,18 @@ try {
       if (s.status !== 0) throw new Error(s.stderr);
     }
     const bytes = statSync(join(dir, 'model.safetensors')).size;
-    for (const fidelity of [false, true]) {
-      const pkg = join(work, `synth-${model}-${fidelity}.mlpackage`);
-      const args = ['convert', dir, '--out', pkg, '--force', '--rotation', values.rotation, '--json', ...(fidelity ? [] : ['--no-fidelity'])];
-      const { out, maxRss } = run(args);
-      rmSync(pkg, { recursive: true, force: true });
-      const s = out.seconds;
-      rows.push({ model, report: fidelity, ...s, mb: out.stats.bytesWritten / 1e6, ratio: maxRss / bytes, rss: maxRss / 1e6, kl: out.fidelity?.kl });
+    const forms = values.compress.split(',');
+    const reports = { both: [false, true], no: [false], yes: [true] }[values.fidelity ?? (forms.length === 1 && forms[0] === 'fp16' ? 'both' : 'no')];
+    for (const form of forms) {
+      const compress = form === 'fp16' ? [] : form === 'pal4g' ? ['--compress', 'pal4', '--group-size', '16'] : ['--compress', form];
+      for (const fidelity of reports) {
+        const pkg = join(work, `synth-${model}-${form}-${fidelity}.mlpackage`);
+        const args = ['convert', dir, '--out', pkg, '--force', '--rotation', values.rotation, '--target', values.target, ...compress, '--json', ...(fidelity ? [] : ['--no-fidelity'])];
+        const { out, maxRss } = run(args);
+        rmSync(pkg, { recursive: true, force: true });
+        const s = out.seconds;
+        rows.push({ model, form, report: fidelity, ...s, mb: out.stats.bytesWritten / 1e6, ratio: maxRss / bytes, rss: maxRss / 1e6, kl: out.fidelity?.kl });
+      }
     }
   }
 } finally {
@@ -66,9 +78,9 @@ try {
 }
 
 const f = (x, d = 1) => x.toFixed(d);
-console.log(`convert --rotation ${values.rotation}, ${cpus().length} cores (${cpus()[0].model}), Node ${process.version}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-console.log('| model | fidelity report | read s | transform s | encode+write s | fidelity s | total s | package MB | peak RSS MB | RSS / float32 checkpoint |');
-console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log(`convert --rotation ${values.rotation} --target ${values.target}, ${cpus().length} cores (${cpus()[0].model}), Node ${process.version}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log('| model | weights | fidelity report | read s | transform s | encode+write s | fidelity s | total s | package MB | peak RSS MB | RSS / float32 checkpoint |');
+console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
-  console.log(`| synth-${r.model} | ${r.report ? 'yes' : 'no'} | ${f(r.read)} | ${f(r.transform)} | ${f(r.write)} | ${f(r.fidelity)} | ${f(r.total)} | ${f(r.mb, 0)} | ${f(r.rss, 0)} | ${f(r.ratio, 2)}x |`);
+  console.log(`| synth-${r.model} | ${r.form} | ${r.report ? 'yes' : 'no'} | ${f(r.read)} | ${f(r.transform)} | ${f(r.write)} | ${f(r.fidelity)} | ${f(r.total)} | ${f(r.mb, 0)} | ${f(r.rss, 0)} | ${f(r.ratio, 2)}x |`);
 }

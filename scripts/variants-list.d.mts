@@ -12,7 +12,11 @@ export interface Combination {
   target: 'iOS15' | 'iOS16' | 'iOS17' | 'iOS18';
   weights: 'fp16' | 'fp32';
   pack: 'none' | 'pack';
+  /** `convert --compress` form (compressed rows only). */
+  compress?: Compression;
 }
+
+export type Compression = 'pal8' | 'pal6' | 'pal4' | 'pal3' | 'pal2' | 'pal4-grouped' | 'int8' | 'int4';
 
 export interface Variant extends Combination {
   /** Package name, e.g. '07-seqcls-cls'. */
@@ -28,6 +32,7 @@ export interface Variant extends Combination {
 
 export const HEADS: Head[];
 export const FACTORS: { [K in Exclude<keyof Combination, 'head'>]: Combination[K][] };
+export const COMPRESSIONS: Compression[];
 export const TRIPLES: (keyof Combination)[][];
 export function refusal(v: Combination): { reason: string; error: RegExp } | null;
 export function variantArgs(v: Combination & { fidelity?: boolean; tokenizer?: boolean }): string[];

@@ -20,6 +20,14 @@ export const FACTORS = {
   pack: ['none', 'pack'],
 };
 
+/**
+ * The compressed forms of `convert --compress` (pal4-grouped: --group-size 16), each converted on the masked
+ * LM at every target from iOS16 on: not pairwise with the other flags (compression replaces weight consts
+ * only, whatever the head or norm), but every (mode, target) pair that the converter accepts.
+ */
+export const COMPRESSIONS = ['pal8', 'pal6', 'pal4', 'pal3', 'pal2', 'pal4-grouped', 'int8', 'int4'];
+const COMPRESS_TARGETS = ['iOS16', 'iOS17', 'iOS18'];
+
 const NAMES = ['head', ...Object.keys(FACTORS)];
 const LEVELS = [HEADS, ...Object.values(FACTORS)];
 
@@ -28,6 +36,14 @@ const LEVELS = [HEADS, ...Object.values(FACTORS)];
  * error it must give. Each rule names where it is decided.
  */
 export function refusal(v) {
+  if (v.compress && !FACTORS.target.slice(1).includes(v.target)) {
+    // src/compress/spec.ts: the constexpr ops start at iOS 16.
+    return { reason: '--compress before iOS16', error: /--compress needs --target iOS16 or later/ };
+  }
+  if (v.compress && v.target !== 'iOS18' && ['pal3', 'int4', 'pal4-grouped'].includes(v.compress)) {
+    // src/compress/spec.ts: 8-entry tables, int4 blocks and per-group tables are iOS 18 forms.
+    return { reason: `--compress ${v.compress} before iOS18`, error: /needs --target iOS18/ };
+  }
   if (v.norm === 'no-fold' && v.rotation !== 'none') {
     // src/variants.ts and the convert command: a rotation acts on the folded stream only.
     return { reason: '--no-fold with --rotation', error: /--no-fold .* cannot be combined with --rotation/ };
@@ -58,6 +74,9 @@ export function variantArgs(v) {
   if (v.pack === 'pack') args.push('--pack', '3');
   if (!v.fidelity) args.push('--no-fidelity');
   if (v.tokenizer) args.push('--tokenizer');
+  if (v.compress === 'pal4-grouped') args.push('--compress', 'pal4', '--group-size', '16');
+  else if (v.compress === 'int4') args.push('--compress', 'int4', '--block-size', '16');
+  else if (v.compress) args.push('--compress', v.compress);
   return args;
 }
 
@@ -79,6 +98,8 @@ export const TRIPLES = [['head', 'input', 'lengths'], ['norm', 'lengths', 'targe
 
 /** What a row covers, as strings: its pairs of (flag, value), and its values of each of TRIPLES. */
 function pairsOf(v) {
+  // A compressed row stands for its (mode, target) pair only: the pairwise rows cover the other flags.
+  if (v.compress) return [`compress=${v.compress} target=${v.target}`];
   const out = [];
   for (let a = 0; a < NAMES.length; a++) {
     for (let b = a + 1; b < NAMES.length; b++) out.push(`${NAMES[a]}=${v[NAMES[a]]} ${NAMES[b]}=${v[NAMES[b]]}`);
@@ -89,7 +110,12 @@ function pairsOf(v) {
 
 /** Every pair of flag values (the head counting as a flag), and triple of TRIPLES, that some accepted combination holds. */
 export function requiredPairs() {
-  return new Set(allCombinations().filter((v) => !refusal(v)).flatMap(pairsOf));
+  return new Set([...allCombinations(), ...compressedCombinations()].filter((v) => !refusal(v)).flatMap(pairsOf));
+}
+
+/** The masked LM at its defaults, compressed each way at each target. */
+function compressedCombinations(targets = COMPRESS_TARGETS) {
+  return targets.flatMap((target) => COMPRESSIONS.map((compress) => ({ head: 'mlm', norm: 'l2', rotation: 'none', input: 'ids', lengths: 'one', target, weights: 'fp16', pack: 'none', compress })));
 }
 
 /** The pairs and triples of `required` that no accepted variant of `list` covers. */
@@ -105,7 +131,7 @@ export function uncoveredPairs(list, required = requiredPairs()) {
  */
 export function variantList() {
   const candidates = allCombinations().filter((v) => !refusal(v));
-  const uncovered = requiredPairs();
+  const uncovered = new Set(candidates.flatMap(pairsOf)); // the compressed rows, added below, cover the rest
   const chosen = [];
   while (uncovered.size > 0) {
     let best = candidates[0];
@@ -123,7 +149,11 @@ export function variantList() {
     ...['iOS15', 'iOS16', 'iOS17'].map((target) => ({ head: 'mlm', norm: 'l2', rotation: 'none', input: 'mask', lengths: 'enumerated', target, weights: 'fp16', pack: 'none' })),
     { head: 'embedding-mean', norm: 'l2', rotation: 'none', input: 'ids', lengths: 'enumerated', target: 'iOS18', weights: 'fp16', pack: 'pack' },
     { head: 'seqcls-cls', norm: 'l2', rotation: 'none', input: 'mask', lengths: 'one', target: 'iOS17', weights: 'fp16', pack: 'pack' },
+    // Compression where the target cannot express it: once before iOS 16, and each iOS 18 form at iOS 17.
+    ...compressedCombinations(['iOS15']).filter((v) => v.compress === 'pal4'),
+    ...compressedCombinations(['iOS17']).filter((v) => refusal(v)),
   ];
+  chosen.push(...compressedCombinations().filter((v) => !refusal(v)));
   const seen = new Set();
   const list = [...chosen, ...refused].map((v) => {
     const r = refusal(v);

@@ -23,6 +23,9 @@ import { prepareVariant, type RotationKind, type Variant } from './variants.js';
 import type { Tensor, WeightSource } from './weights.js';
 import type { Rotation } from './rotation/index.js';
 import type { LearnReport } from './learn/learned.js';
+import { compressGraph } from './compress/compress-graph.js';
+import { compressedBytes, CompressedWeights } from './compress/compressed-weights.js';
+import { checkShapes, type CompressSpec } from './compress/spec.js';
 
 export interface ConvertOptions {
   out: string;
@@ -54,6 +57,10 @@ export interface ConvertOptions {
   /** A learned rotation, computed beforehand (rotation/learned.ts), and its report for the metadata. */
   learned?: Rotation;
   learnReport?: LearnReport;
+  /** Compressed weights (compress/spec.ts); absent: float16 or float32 as `weights` says. */
+  compress?: CompressSpec;
+  /** Fail, writing nothing, when the fidelity report's KL exceeds this. */
+  maxKl?: number;
   onProgress?: (stage: 'write' | 'fidelity', done: number, total: number) => void;
   /** Body and heads apart (--split), or one function per head or length (--functions, --add-head, --buckets). */
   heads?: HeadsOptions;
@@ -72,6 +79,25 @@ export interface ConvertReport {
   /** Every package written (the body first with --split), and a multifunction package's functions. */
   packages: string[];
   functions: string[];
+  /** What --compress stored: the mode and the bytes of the compressed tensors before (float16) and after. */
+  compression: CompressionSummary | null;
+}
+
+export interface CompressionSummary {
+  mode: string;
+  groupSize?: number;
+  blockSize?: number;
+  /** Checkpoint tensors stored compressed (a tied table once). */
+  tensors: number;
+  fp16Bytes: number;
+  compressedBytes: number;
+}
+
+/** `convert --max-kl`: the fidelity report failed the gate; nothing was written (the CLI exits 1). */
+export class FidelityGateError extends ModernBertError {
+  constructor(readonly kl: number, readonly maxKl: number) {
+    super('BAD_INPUT', `fidelity gate: KL ${kl.toExponential(2)} against the float32 checkpoint exceeds --max-kl ${maxKl}; nothing was written`, { kl, maxKl });
+  }
 }
 
 /**
@@ -179,7 +205,7 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
         [META.seqLens]: o.seqLens.join(','),
         [META.rotation]: !o.fold ? 'none (not folded)' : o.rotation === 'none' ? 'none (folded)' : `${o.rotation} (seed ${o.seed}${o.learnReport ? `, kept ${o.learnReport.chosen}` : ''})`,
         [META.norm]: o.fold ? `folded, ${o.norm === 'l2' ? 'l2-norm RMSNorm (overflow-safe)' : 'x*x RMSNorm'}` : 'LayerNorm',
-        [META.weights]: o.weights,
+        [META.weights]: o.compress ? `${o.compress.mode} (compressed; tables and scales ${o.weights})` : o.weights,
         [META.numLayers]: String(c.numLayers),
         ...(o.pack === undefined ? {} : { [META.pack]: String(o.pack) }),
       },
@@ -210,6 +236,15 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
   const transformed = new TimedWeights(variant.source.weights); // reading + folding + rotating
   let source: ModelSource = { ...variant.source, weights: transformed };
+  // Compressed weights: the fidelity report reads them as the package will decompress them.
+  let compressed: CompressedWeights | undefined;
+  if (o.compress) {
+    if (o.heads) throw new ModernBertError('BAD_ARGUMENT', '--compress cannot yet be combined with --split, --functions, --add-head or --buckets: convert the compressed model on its own');
+    checkShapes(o.compress, transformed.names().map((name) => ({ name, shape: transformed.shape(name) })));
+    compressed = new CompressedWeights(transformed, o.compress);
+    source = { ...source, weights: compressed };
+  }
+  if (o.maxKl !== undefined && o.fidelity === null) throw new ModernBertError('BAD_ARGUMENT', '--max-kl gates on the fidelity report: leave out --no-fidelity');
   const head = o.head ?? defaultHead(ckpt);
   const lens = [...new Set(o.seqLens)].sort((a, b) => a - b);
 
@@ -219,15 +254,18 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   let fidelityMs = 0;
   if (o.fidelity !== null) {
     const f0 = performance.now();
-    source = { ...source, weights: new CachedWeights(transformed, o.weights === 'fp16') };
+    source = { ...source, weights: new CachedWeights(compressed ?? transformed, o.weights === 'fp16') };
     fidelity = await measureFidelity({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, { source, norm: variant.norm }, o.calibration, o.fidelity, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t));
     fidelityMs = performance.now() - f0 - transformed.ms;
+    if (o.maxKl !== undefined && !(fidelity.kl <= o.maxKl)) throw new FidelityGateError(fidelity.kl, o.maxKl);
   }
 
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
-  const graph = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, pack: o.pack, target: targetInfo(o.target).target });
+  const built = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, pack: o.pack, target: targetInfo(o.target).target });
+  const graph = compressed ? compressGraph(built, compressed) : built;
   const aneIssues = lintAneLimits(graph, { S: longest });
+  const compression = compressed ? summarize(compressed) : null;
 
   const extras: ExtraItem[] = [];
   if (o.tokenizer) {
@@ -239,6 +277,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   const description = describe(ckpt, { ...o, seqLens: lens }, variant, head);
   if (fidelity) description.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);
   if (o.learnReport) description.metadata!.userDefined![META.rotationLearning] = JSON.stringify(o.learnReport);
+  if (compression) description.metadata!.userDefined![META.compression] = JSON.stringify(compression);
   const heads = o.heads && await writeHeads({
     ckpt, out: o.out, force: o.force, source, lens, target: o.target, extras,
     prepare: (other) => prepareVariant({ config: other.config, weights: other.weights, embedding: other.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned).source,
@@ -276,5 +315,19 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
     aneIssues,
     packages: heads?.written ?? [o.out],
     functions: heads?.functions ?? [],
+    compression,
   };
+}
+
+/** The mode and sizes of what --compress stored (each stored tensor once). */
+function summarize(w: CompressedWeights): CompressionSummary {
+  const stored = new Set(w.names().filter((n) => w.isCompressed(n)).map((n) => w.storedName(n)));
+  let fp16Bytes = 0;
+  let bytes = 0;
+  for (const name of stored) {
+    fp16Bytes += 2 * w.shape(name).reduce((a, b) => a * b, 1);
+    bytes += compressedBytes(w.compressed(name)!);
+  }
+  const { mode, groupSize, blockSize } = w.spec;
+  return { mode, ...(groupSize !== undefined ? { groupSize } : {}), ...(mode === 'int4' ? { blockSize } : {}), tensors: stored.size, fp16Bytes, compressedBytes: bytes };
 }

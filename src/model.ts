@@ -592,7 +592,7 @@ function act(x: Base, h: Val, a: Activation, name: string): Val {
 
 /** A checkpoint tensor as a graph constant, loaded when the graph needs it. */
 function W(x: Base, name: string, shape?: number[]): Val {
-  return x.g.weight(name, shape ?? x.m.weights.shape(name), () => x.m.weights.get(name).data);
+  return x.g.weight(name, shape ?? x.m.weights.shape(name), () => x.m.weights.get(name).data, undefined, name);
 }
 
 // ---- heads ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 import type * as OrtModule from 'onnxruntime-node';
 import type { DType, Graph } from './graph/ir.js';
 import { ModernBertError } from './errors.js';
+import { foldConstexpr } from './onnx/fold-constexpr.js';
 import { lowerGraph } from './onnx/lower.js';
 import { onnxBytes } from './onnx/write.js';
 import type { RtTensor } from './runtime/tensor.js';
@@ -74,9 +75,9 @@ export class OrtExecutor {
     let s = this.sessions.get(key);
     if (!s) {
       const graph: Graph = { ...this.graph, outputs: [...this.graph.outputs, ...keep] };
-      const bytes = onnxBytes(lowerGraph(graph, { io: 'ane', float32: true }), { name: 'modernbert-ane' });
       const executionProviders: OrtModule.InferenceSession.ExecutionProviderConfig[] = this.provider === 'coreml' ? [{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu'] : ['cpu'];
-      s = this.ort.InferenceSession.create(bytes, { executionProviders, graphOptimizationLevel: 'all' });
+      // A compressed package's constexpr ops are expanded first, as Core ML does when it loads the model.
+      s = foldConstexpr(graph).then((g) => this.ort.InferenceSession.create(onnxBytes(lowerGraph(g, { io: 'ane', float32: true }), { name: 'modernbert-ane' }), { executionProviders, graphOptimizationLevel: 'all' }));
       this.sessions.set(key, s);
     }
     return s;

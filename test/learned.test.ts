@@ -2,6 +2,9 @@
 // lowering the proxy on a trained model, and learnRotation's contract (orthogonal, deterministic, never
 // worse in measured float16 KL than the folded and Hadamard candidates) on tiny checkpoints.
 
+import { CompressedWeights } from '../src/compress/compressed-weights.js';
+import { compressSpec } from '../src/compress/spec.js';
+import type { WeightSource } from '../src/weights.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_MODEL } from '../src/load.js';
@@ -253,6 +256,15 @@ describe('learnRotation (tiny-mlm)', () => {
     expect(c[first.report.chosen].median_kl).toBeLessThanOrEqual(Math.min(c.folded.median_kl, c.hadamard.median_kl));
     // The mean may exceed the lowest mean only within the spread of equally good rotations (MEAN_GUARD).
     expect(returned).toBeLessThanOrEqual(3 * Math.min(folded, hadamard));
+  });
+
+  it('judges the candidates as a compressed package computes when given the stored form (convert --compress)', async () => {
+    const spec = compressSpec({ mode: 'pal2', target: 'iOS18', weights: 'fp16' });
+    const seen: string[] = [];
+    const stored = (w: WeightSource) => (seen.push('stored'), new CompressedWeights(w, spec));
+    const compressed = await learnRotation(ck, { ...opts(), maxSteps: 0, stored });
+    expect(seen).toHaveLength(3); // folded, Hadamard, learned
+    for (const c of ['folded', 'hadamard'] as const) expect(compressed.report.candidates[c].kl, c).toBeGreaterThan(100 * first.report.candidates[c].kl);
   });
 
   it('rejects bad options with typed errors', async () => {

@@ -207,8 +207,9 @@ describe('kernels produce exactly the types that inference declares', () => {
 
 describe('ONNX lowerings (ops/defs: each op beside its kernel) agree with the kernels in onnxruntime', () => {
   // Ops with no ONNX form: const never reaches a graph (the reader makes Consts and literals of it), and
-  // fill_like would need a tensor attribute (ConstantOfShape) that no graph of ours uses.
-  const WITHOUT = ['const', 'fill_like'];
+  // fill_like would need a tensor attribute (ConstantOfShape) that no graph of ours uses; the constexpr ops
+  // of compressed weights are expanded into constants before lowering (onnx/fold-constexpr.ts).
+  const WITHOUT = ['const', 'fill_like', 'constexpr_affine_dequantize', 'constexpr_blockwise_shift_scale', 'constexpr_lut_to_dense'];
 
   it('every other op of the registry has one', () => {
     expect(knownOps().filter((op) => !opDef(op)!.onnx).sort()).toEqual(WITHOUT.sort());
@@ -247,4 +248,52 @@ describe('ONNX lowerings (ops/defs: each op beside its kernel) agree with the ke
       for (let i = 0; i < got.length; i++) expect(got[i]!, `${i}`).toBeCloseTo(ours.data[i]!, 5);
     });
   }
+});
+
+describe('compressed-weight ops (iOS16/constexpr_ops.py, iOS18/compression.py)', () => {
+  const run = async (op: string, inputs: Record<string, RtTensor>, literals: Record<string, ReturnType<typeof literal>> = {}): Promise<RtTensor> => {
+    const types: InputTypes = { ...Object.fromEntries(Object.entries(inputs).map(([k, t]) => [k, T(t.dtype, ...t.shape)])), ...literals };
+    const [out] = infer(op, types);
+    const def = opDef(op)!;
+    const fake = { op: { op, name: 't', inputs: {}, outputs: [] }, num: undefined as never, has: (k: string) => k in inputs || k in literals, t: (k: string) => inputs[k]!, tuple: () => [], ints: (k: string) => (literals[k]!.value as number[]), nums: (k: string) => (literals[k]!.value as number[]), bools: () => [], str: () => '' };
+    const [t] = await def.run(fake);
+    expect(t!.dtype).toBe(out!.dtype);
+    expect(t!.shape).toEqual(out!.shape);
+    return t!;
+  };
+  const R = (dtype: TensorType['dtype'], shape: number[], data: number[]): RtTensor => ({ dtype, shape, data: dtype === 'fp16' || dtype === 'fp32' ? Float32Array.from(data) : Int32Array.from(data) });
+
+  it('iOS 16 lut_to_dense: a 2^n table over packed uint8 indices, M = ceil(n * prod(shape) / 8)', async () => {
+    const out = await run('constexpr_lut_to_dense', { indices: R('uint8', [2], [0x6c, 0x03]), lut: R('fp16', [4], [1, 2, 3, 4]) }, { shape: literal('uint32', [5]) });
+    expect([...out.data]).toEqual([1, 4, 3, 2, 4]);
+    expect(() => infer('constexpr_lut_to_dense', { indices: T('uint8', 3), lut: T('fp16', 8), shape: literal('uint32', [8]) })).toThrow(/2, 4, 16, 64, 256/);
+    expect(() => infer('constexpr_lut_to_dense', { indices: T('uint8', 3), lut: T('fp16', 4), shape: literal('uint32', [5]) })).toThrow(/M = ceil/);
+  });
+
+  it("iOS 18 lut_to_dense: per-group tables, the docstring's Case 1 (2 groups of 2-bit tables over axis 0)", async () => {
+    const indices = R('uint2', [6, 2], [2, 3, 3, 0, 1, 0, 3, 0, 2, 1, 0, 3]);
+    const lut = R('fp16', [2, 1, 4, 1], [1, 5, 9, 13, 2, 10, 18, 26]);
+    const out = await run('constexpr_lut_to_dense', { indices, lut });
+    expect([...out.data]).toEqual([9, 13, 13, 1, 5, 1, 26, 2, 18, 10, 2, 26]);
+    expect(() => infer('constexpr_lut_to_dense', { indices: T('uint3', 6, 2), lut: T('fp16', 2, 1, 4, 1) })).toThrow(/should be uint2/);
+    expect(() => infer('constexpr_lut_to_dense', { indices: T('uint2', 6, 2), lut: T('fp16', 4, 1, 4, 1) })).toThrow(/divisible/);
+    expect(opSignature('constexpr_lut_to_dense', 'iOS17')!.inputs.map((i) => i.name)).toEqual(['indices', 'lut', 'shape']);
+    expect(opSignature('constexpr_lut_to_dense', 'iOS18')!.inputs.map((i) => i.name)).toEqual(['indices', 'lut', 'vector_axis']);
+  });
+
+  it('affine_dequantize: scale * (q - zero_point) per channel of `axis`, rounded to the float16 scale type', async () => {
+    const out = await run('constexpr_affine_dequantize', { quantized_data: R('int8', [2, 3], [-128, 0, 127, 10, 11, 12]), zero_point: R('int8', [2], [0, 10]), scale: R('fp16', [2], [0.5, 0.1]) }, { axis: literal('int32', 0) });
+    expect([...out.data]).toEqual([-64, 0, 63.5, 0, Math.fround(0.0999755859375), Math.fround(0.199951171875)]);
+    expect(() => infer('constexpr_affine_dequantize', { quantized_data: T('int8', 2, 3), zero_point: T('int8', 3), scale: T('fp16', 2), axis: literal('int32', 0) })).toThrow(/same size as the dimension/);
+  });
+
+  it('blockwise_shift_scale: scale and offset repeated over blocks of data.shape / scale.shape', async () => {
+    const data = R('int4', [2, 4], [1, 2, -3, -4, 5, 6, 7, -8]);
+    const out = await run('constexpr_blockwise_shift_scale', { data, scale: R('fp16', [2, 2], [1, 2, 0.5, 0.25]) });
+    expect([...out.data]).toEqual([1, 2, -6, -8, 2.5, 3, 1.75, -2]);
+    const shifted = await run('constexpr_blockwise_shift_scale', { data: R('int8', [2, 2], [3, 4, 5, 6]), scale: R('fp16', [2, 1], [2, 1]), offset: R('int8', [2, 1], [1, 5]) });
+    expect([...shifted.data]).toEqual([4, 6, 0, 1]);
+    expect(() => infer('constexpr_blockwise_shift_scale', { data: T('int4', 2, 4), scale: T('fp16', 2, 3) })).toThrow(/should be a factor/);
+    expect(opSignature('constexpr_blockwise_shift_scale', 'iOS17')).toBeUndefined();
+  });
 });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { buildCheckpoints } from '../scripts/variants-checkpoints.mjs';
-import { FACTORS, HEADS, layoutVariants, refusal, requiredPairs, uncoveredPairs, variantList, type Combination, type Variant } from '../scripts/variants-list.mjs';
+import { COMPRESSIONS, FACTORS, HEADS, layoutVariants, refusal, requiredPairs, uncoveredPairs, variantList, type Combination, type Variant } from '../scripts/variants-list.mjs';
 import { cli, json } from './helpers/cli.js';
 import { cleanupTempDirs, FX, readTensors, ROOT, tempDir } from './helpers/fixtures.js';
 
@@ -51,6 +51,14 @@ describe('the variant list', () => {
     expect(refusal(at({ input: 'mask', lengths: 'enumerated', target: 'iOS18' }))).toBeNull();
     expect(refusal(at({ norm: 'no-fold' }))).toBeNull();
     expect(refusal(at({ target: 'iOS15', weights: 'fp16' }))).toBeNull(); // float16 weights before iOS16 keep float32 I/O
+  });
+
+  it('converts every compressed form at every target that can express it, and expects the refusals elsewhere', () => {
+    const forms = (refused: boolean) => list.filter((v) => v.compress && Boolean(v.refused) === refused).map((v) => `${v.compress}@${v.target}`);
+    const older = ['pal8', 'pal6', 'pal4', 'pal2', 'int8'];
+    expect(forms(false).sort()).toEqual([...['iOS16', 'iOS17'].flatMap((t) => older.map((m) => `${m}@${t}`)), ...COMPRESSIONS.map((m) => `${m}@iOS18`)].sort());
+    expect(forms(true).sort()).toEqual(['int4@iOS17', 'pal3@iOS17', 'pal4-grouped@iOS17', 'pal4@iOS15']);
+    expect(list.find((v) => v.compress === 'pal4-grouped')!.args.join(' ')).toContain('--compress pal4 --group-size 16');
   });
 
   it('gives each variant a unique name and the flags of its values', () => {

@@ -39,7 +39,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerInspect(program, io, setExit);
   registerSynth(program, io);
   registerOutliers(program, io);
-  registerConvert(program, io);
+  registerConvert(program, io, setExit);
   registerDiff(program, io);
   registerExportOnnx(program, io);
   registerEmbed(program, io);

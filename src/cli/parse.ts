@@ -24,6 +24,13 @@ export function positiveNumber(value: string): number {
   return n;
 }
 
+/** A non-negative finite number argument (a threshold such as --max-kl). */
+export function nonNegativeNumber(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative number, got "${value}"`);
+  return n;
+}
+
 /** A comma-separated list of positive integers. */
 export function intList(value: string): number[] {
   return value.split(',').map((v) => positiveInt(v.trim()));

@@ -25,7 +25,7 @@ import { locatePackage } from './package.js';
 import type { BindingProto, BlockProto, FunctionProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { decodeModel } from './schema.js';
 import { targetForOpset, type Target } from '../ops/target.js';
-import { decodeTensorBytes, elementSize } from './tensor-bytes.js';
+import { decodeTensorBytes, paddingBits, storedBytes } from './tensor-bytes.js';
 
 /**
  * The largest model.mlmodel read. The program of an ML Program package is small (its weights are in
@@ -67,6 +67,13 @@ const BLOB_TYPES_FOR: Record<DType, readonly BlobDataType[]> = {
   int8: ['int8'],
   uint8: ['uint8'],
   bool: [],
+  uint32: ['uint32'],
+  int4: ['int4'],
+  uint1: ['uint1'],
+  uint2: ['uint2'],
+  uint3: ['uint3'],
+  uint4: ['uint4'],
+  uint6: ['uint6'],
 };
 
 /** Reads the .mlpackage at `path` (its default function, or `functionName`) into a graph whose Consts load their data lazily from the weight file. */
@@ -256,6 +263,12 @@ class ProgramReader {
         inputs[key] = this.bindingArg(bindings[0]!, `${name}_${key}`, `${where} input "${key}"`);
       }
     }
+    // coremltools writes a constexpr op's inputs as attributes up to iOS 17 (load.py translate_constexpr).
+    if (type.startsWith('constexpr_')) {
+      for (const [key, val] of Object.entries(op.attributes ?? {})) {
+        if (key !== 'name') inputs[key] = this.bindingArg({ value: val }, `${name}_${key}`, `${where} attribute "${key}"`);
+      }
+    }
     const values = outputs.map((o) => this.value(o, `output of ${where}`));
     this.graph.ops.push({ op: type, name, inputs, outputs: values });
   }
@@ -347,7 +360,7 @@ class ProgramReader {
     const path = this.weightPath(val.blobFileValue?.fileName ?? '', where);
     const offset = val.blobFileValue?.offset ?? 0;
     const reader = this.blobReader(path);
-    const check = (info: { dataType: BlobDataType; sizeInBytes: number }): void => {
+    const check = (info: { dataType: BlobDataType; sizeInBytes: number; paddingBits: number }): void => {
       if (!BLOB_TYPES_FOR[dtype].includes(info.dataType)) {
         throw new ModernBertError('CORRUPT_FILE', `${path}: blob at offset ${offset} (${name}) holds ${info.dataType} data for a ${dtype} tensor`, {
           file: path,
@@ -355,8 +368,8 @@ class ProgramReader {
           const: name,
         });
       }
-      const expected = numel(staticShape) * elementSize(dtype);
-      if (info.sizeInBytes !== expected) {
+      const expected = storedBytes(dtype, numel(staticShape));
+      if (info.sizeInBytes !== expected || info.paddingBits !== paddingBits(dtype, numel(staticShape))) {
         throw new ModernBertError('CORRUPT_FILE', `${path}: blob at offset ${offset} (${name}) has ${info.sizeInBytes} bytes, shape [${staticShape.join(', ')}] of ${dtype} needs ${expected}`, {
           file: path,
           offset,
@@ -370,7 +383,7 @@ class ProgramReader {
       try {
         const { info, data } = r.read(offset);
         check(info);
-        const values = decodeTensorBytes(dtype, data);
+        const values = decodeTensorBytes(dtype, data, numel(staticShape));
         // A NaN or infinite weight would surface only as `null` probabilities.
         if (values instanceof Float32Array) assertFinite(values, name, path);
         return values;

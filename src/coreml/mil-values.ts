@@ -1,15 +1,15 @@
 // MIL types and immediate values in the protobuf: our dtypes and shapes to ValueType/TensorType and back,
 // and tensors to `Value.immediateValue` and back, choosing the TensorValue field per dtype exactly as
 // coremltools' backend/mil/helper.py does (_tensor_field_by_type, IMMEDIATE_VALUE_TYPES_IN_BYTES):
-// bool -> bools; int32, int16 -> ints; fp32 -> floats; fp16, int8, uint8 -> raw little-endian bytes;
-// string -> strings.
+// bool -> bools; int32, int16 -> ints; fp32 -> floats; fp16, int8, uint8, uint32 and the sub-byte types
+// (packed, types/type_mapping.py _numpy_val_to_bytes) -> raw little-endian bytes; string -> strings.
 
 import type { DType, Dim, TensorData } from '../graph/ir.js';
 import { numel } from '../graph/ir.js';
 import { ModernBertError } from '../errors.js';
 import { roundToF16 } from '../numeric/fp16.js';
 import type { MilDataType, TensorValueProto, ValueProto, ValueTypeProto } from './schema.js';
-import { decodeTensorBytes, encodeTensorBytes, elementSize } from './tensor-bytes.js';
+import { decodeTensorBytes, encodeTensorBytes, elementSize, storedBytes } from './tensor-bytes.js';
 
 const TO_MIL: Record<DType | 'string', MilDataType> = {
   fp32: 'FLOAT32',
@@ -20,6 +20,13 @@ const TO_MIL: Record<DType | 'string', MilDataType> = {
   uint8: 'UINT8',
   bool: 'BOOL',
   string: 'STRING',
+  uint32: 'UINT32',
+  int4: 'INT4',
+  uint1: 'UINT1',
+  uint2: 'UINT2',
+  uint3: 'UINT3',
+  uint4: 'UINT4',
+  uint6: 'UINT6',
 };
 
 const FROM_MIL = new Map<MilDataType, DType | 'string'>(
@@ -106,9 +113,7 @@ export function immediateValue(dtype: DType | 'string', shape: readonly number[]
         encodeTensorBytes(dtype, data, name); // range check only; the values go in as varints
         tensor = { ints: { values: Array.from(data) } };
         break;
-      case 'fp16':
-      case 'int8':
-      case 'uint8':
+      default: // IMMEDIATE_VALUE_TYPES_IN_BYTES: fp16, int8, uint8, uint32 and the sub-byte types
         tensor = { bytes: { values: encodeTensorBytes(dtype, data, name) } };
         break;
     }
@@ -154,8 +159,8 @@ export function readImmediate(value: ValueProto, where: string): ReadImmediate {
   let data: TensorData;
   if (tensor.bytes) {
     const bytes = tensor.bytes.values ?? new Uint8Array(0);
-    if (bytes.length !== count * elementSize(dtype)) throw mismatch(bytes.length / elementSize(dtype));
-    data = decodeTensorBytes(dtype, bytes);
+    if (bytes.length !== storedBytes(dtype, count)) throw mismatch(Math.floor(bytes.length / elementSize(dtype)));
+    data = decodeTensorBytes(dtype, bytes, count);
   } else if (tensor.bools) {
     data = Uint8Array.from(tensor.bools.values ?? [], (b) => (b ? 1 : 0));
   } else if (tensor.floats) {

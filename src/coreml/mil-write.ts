@@ -5,13 +5,16 @@
 //   the first op that uses it; ops bind all their inputs by name, never by inline value, as coremltools does;
 // - a const's value goes to weights/weight.bin when it has at least 10 elements of a dtype that the blob
 //   format takes at the target (should_use_weight_file), otherwise it is an immediate value in the proto;
-// - every other op carries its `name` attribute; symbolic dims are unknown dimensions.
+// - every other op carries its `name` attribute; symbolic dims are unknown dimensions;
+// - a constexpr op (compressed weights) takes its inputs' values directly, as translate_constexpr writes
+//   them: as attributes up to iOS 17, as bindings by value from iOS 18; no const ops are emitted for them.
+//   Consts with one storageKey share one blob (coremltools' weight_id cache).
 // Weights stream: each Const is loaded, encoded, appended to the open weight file and dropped in turn.
 
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Arg, Const, Dim, DType, Graph, Literal, Op, TensorData } from '../graph/ir.js';
+import type { Arg, Dim, DType, Graph, Literal, Op, TensorData } from '../graph/ir.js';
 import { isLiteral, numel } from '../graph/ir.js';
 import { ModernBertError } from '../errors.js';
 import {
@@ -31,7 +34,7 @@ import { WEIGHT_FILE, writePackageAtomically, type ExtraItem } from './package.j
 import type { BindingProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { encodeModel } from './schema.js';
 import { atLeast, targetInfo, type Target, type TargetInfo } from '../ops/target.js';
-import { encodeTensorBytes } from './tensor-bytes.js';
+import { encodeTensorBytes, paddingBits } from './tensor-bytes.js';
 
 /** The name by which the program refers to the weight file. */
 const WEIGHT_FILE_REF = `@model_path/weights/${WEIGHT_FILE}`;
@@ -112,9 +115,12 @@ function blobType(dtype: DType, target: Target): BlobDataType | undefined {
       return dtype;
     case 'int16':
     case 'int32':
+    case 'uint32':
       return atLeast(target, 'iOS18') ? dtype : undefined;
     case 'bool':
       return undefined;
+    default: // the sub-byte types: numpy holds them as uint8/int8, which always go to the weight file
+      return dtype;
   }
 }
 
@@ -155,6 +161,8 @@ class ProgramBuilder {
   readonly operations: OperationProto[] = [];
   private readonly taken: Set<string>;
   private readonly emitted = new Set<string>();
+  /** Blobs written for a storageKey: what and where. */
+  private readonly stored = new Map<string, { dtype: DType; count: number; offset: number }>();
   /** The Consts that ops or outputs use: the ones that will be written. */
   readonly constsUsed: Set<string>;
   constsWritten = 0;
@@ -182,6 +190,10 @@ class ProgramBuilder {
   /** Emits every op (and the consts it needs before it), then any const that is only a graph output. */
   async build(): Promise<void> {
     for (const op of this.graph.ops) {
+      if (op.op.startsWith('constexpr_')) {
+        this.operations.push(await this.constexprOp(op));
+        continue;
+      }
       const inputs: Record<string, { arguments: BindingProto[] }> = {};
       for (const [key, arg] of Object.entries(op.inputs)) inputs[key] = { arguments: await this.bind(op, key, arg) };
       this.operations.push({
@@ -249,19 +261,54 @@ class ProgramBuilder {
     const key = this.shared && `${blob}:${shape.join('x')}:${createHash('sha256').update(bytes).digest('hex')}`;
     let offset = key === undefined ? undefined : this.shared!.get(key);
     if (offset === undefined) {
-      offset = this.weights.append(blob, bytes);
+      offset = this.weights.append(blob, bytes, paddingBits(dtype, data.length));
       if (key !== undefined) this.shared!.set(key, offset);
       this.blobs++;
     }
     return { type: tensorValueType(dtype, shape), blobFileValue: { fileName: WEIGHT_FILE_REF, offset } };
   }
 
+  /** A constexpr op: its inputs' values inline (attributes before iOS 18, bindings by value from it). */
+  private async constexprOp(op: Op): Promise<OperationProto> {
+    const attributes: Record<string, ValueProto> = { name: stringValue(op.name) };
+    const inputs: Record<string, { arguments: BindingProto[] }> = {};
+    for (const [key, arg] of Object.entries(op.inputs)) {
+      if (Array.isArray(arg)) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" input "${key}" is a tuple`);
+      let value: ValueProto;
+      if (isLiteral(arg)) {
+        const data = literalData(arg);
+        value = immediateValue(arg.dtype, arg.shape, data, `${op.name}_${key}`);
+        this.literals++;
+      } else if (this.graph.consts.has(arg)) {
+        value = await this.constValue(arg);
+      } else {
+        // The output of another constexpr op (iOS 18 chains them): bound by name.
+        inputs[key] = { arguments: [{ name: arg }] };
+        continue;
+      }
+      if (atLeast(this.target, 'iOS18')) inputs[key] = { arguments: [{ value }] };
+      else attributes[key] = value;
+    }
+    return { type: op.op, inputs, outputs: op.outputs.map((o) => namedType(o.name, o.type.dtype, o.type.shape)), attributes };
+  }
+
   /** Emits the const op of graph Const `name` if it is one and not yet emitted: load, encode, write, drop. */
   private async emitConst(name: string): Promise<void> {
-    const c: Const | undefined = this.graph.consts.get(name);
-    if (!c || this.emitted.has(name)) return;
+    if (!this.graph.consts.has(name) || this.emitted.has(name)) return;
     this.emitted.add(name);
+    this.pushConst(name, await this.constValue(name));
+  }
+
+  /** The Value of graph Const `name`, its data written to weight.bin (once per storageKey) or inline. */
+  private async constValue(name: string): Promise<ValueProto> {
+    const c = this.graph.consts.get(name)!;
     const { dtype, shape } = c.type;
+    const shared = c.storageKey === undefined ? undefined : this.stored.get(c.storageKey);
+    if (shared && shared.dtype === dtype && shared.count === numel(shape as number[])) {
+      this.constsWritten++;
+      this.constBlobs++;
+      return { type: tensorValueType(dtype, shape), blobFileValue: { fileName: WEIGHT_FILE_REF, offset: shared.offset } };
+    }
     if (!shape.every((d): d is number => typeof d === 'number')) {
       throw new ModernBertError('BAD_ARGUMENT', `constant "${name}" has symbolic shape [${shape.join(', ')}]`, { const: name });
     }
@@ -277,14 +324,15 @@ class ProgramBuilder {
     const toBlob = blob !== undefined && data.length >= MIN_BLOB_ELEMENTS;
     const value = toBlob ? this.blobValue(dtype, shape, data, blob, name) : immediateValue(dtype, shape, data, name);
     if (toBlob) this.constBlobs++;
+    if (toBlob && c.storageKey !== undefined) this.stored.set(c.storageKey, { dtype, count: data.length, offset: value.blobFileValue!.offset! });
     data = undefined; // drop the weights before the next const is loaded
-    this.pushConst(name, value);
     this.loadMs += t1 - t0;
     this.writeMs += performance.now() - t1;
     this.constsWritten++;
     this.onProgress?.({ constsWritten: this.constsWritten, constsTotal: this.constsUsed.size, weightBytes: this.weights.size, name });
     // Let the event loop run (progress bars, signals) between weights.
     await new Promise<void>((resolve) => setImmediate(resolve));
+    return value;
   }
 }
 

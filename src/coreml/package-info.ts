@@ -30,6 +30,7 @@ export const META = {
   /** A multifunction package's functions: JSON {name: {head, labels?, seq_len?}}. */
   functions: 'functions',
   pack: 'texts_per_window',
+  compression: 'compression',
 } as const;
 
 /** What a multifunction package's metadata says about one function. */

@@ -31,10 +31,10 @@ export class GraphBuilder {
     return name;
   }
 
-  /** A named constant (weights), loaded on demand; float data is declared in the graph's float type. */
-  weight(name: string, shape: number[], load: () => TensorData, dtype: DType = this.dtype): Val {
+  /** A named constant (weights), loaded on demand; float data is declared in the graph's float type; `weight`: the checkpoint tensor it holds. */
+  weight(name: string, shape: number[], load: () => TensorData, dtype: DType = this.dtype, weight?: string): Val {
     const n = this.unique(name);
-    const c: Const = { name: n, type: { dtype, shape }, load };
+    const c: Const = { name: n, type: { dtype, shape }, load, ...(weight !== undefined ? { weight } : {}) };
     this.graph.consts.set(n, c);
     this.define(n, c.type);
     return n;

@@ -60,6 +60,18 @@ export class Interpreter {
       const impl = opDef(op.op)?.run;
       if (!impl) throw new ModernBertError('UNSUPPORTED', `op "${op.op}" (${op.name}) is not supported by the interpreter`, { op: op.name });
       let outs: RtTensor[];
+      if (op.op.startsWith('constexpr_')) {
+        // Compressed weights: decompressed once, then held like the other constants.
+        if (!this.consts.has(op.outputs[0]!.name)) {
+          outs = await impl(this.args(op, env));
+          op.outputs.forEach((o, k) => {
+            const t = outs[k]!;
+            this.consts.set(o.name, t.data instanceof Float32Array ? { ...t, data: this.num.half ? this.num.round(shareable(t.data)) : shareable(t.data) } : t);
+          });
+        }
+        opts.onOp?.(i + 1, total);
+        continue;
+      }
       const fused = this.fusedAdds.get(i);
       if (fused !== undefined && !keep.has(op.outputs[0]!.name) && this.fusable(op, fused, env)) {
         const a = this.args(op, env);

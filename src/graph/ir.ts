@@ -3,7 +3,13 @@
 // package. Op types, input names and literal types are MIL's own, so export is a one-to-one mapping.
 
 /** Element types that a value can carry (MIL's names in parentheses: fp16, fp32, int32, ...). */
-export type DType = 'fp32' | 'fp16' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
+export type DType = 'fp32' | 'fp16' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool' | CompressedDType;
+
+/**
+ * Types that only compressed weights use (the inputs of the constexpr ops, ops/defs/compression.ts): iOS 16's
+ * uint32 `shape`, and the sub-byte types that iOS 18's blobs pack least-significant bit first.
+ */
+export type CompressedDType = 'uint32' | 'int4' | 'uint1' | 'uint2' | 'uint3' | 'uint4' | 'uint6';
 
 /** A dimension: a size, or a symbol (for example 'S') bound when the graph runs. */
 export type Dim = number | string;
@@ -50,6 +56,13 @@ export interface Const {
   type: TensorType;
   /** The data, in float32 for every float dtype (already rounded when the dtype is fp16). */
   load(): TensorData;
+  /**
+   * Consts with the same key hold the same bytes, and the writer stores them once (one blob, as coremltools
+   * shares a weight across functions): the tied embedding table's compressed indices feed two constexpr ops.
+   */
+  storageKey?: string;
+  /** The checkpoint tensor this Const holds, when it holds one as is (compression picks these). */
+  weight?: string;
 }
 
 export interface Graph {

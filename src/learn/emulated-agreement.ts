@@ -13,6 +13,7 @@ import type { Precision } from '../runtime/numerics.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import { foldWeights } from '../rotation/fold.js';
 import type { Rotation } from '../rotation/rotation.js';
+import type { WeightSource } from '../weights.js';
 import { headColumns, realPositions, type ReferenceOutput } from './stream-rows.js';
 
 /** Agreement over all tokens, and the median of the per-token KL (over finite tokens). */
@@ -29,8 +30,10 @@ export async function emulatedAgreement(
   seqs: Sequence[],
   reference: ReferenceOutput[],
   onSequence?: () => void,
+  /** What the package does to the folded weights before they run (compression), if anything. */
+  stored: (w: WeightSource) => WeightSource = (w) => w,
 ): Promise<EmulatedAgreement> {
-  const engine = new Engine({ ...src, weights: foldWeights(src.weights, src.config, rotation) }, { precision, norm });
+  const engine = new Engine({ ...src, weights: stored(foldWeights(src.weights, src.config, rotation)) }, { precision, norm });
   const result = await agreementOf(engine, seqs, reference, onSequence);
   // The folded weights are shared with the kernel workers; stopping them lets the next variant reuse the memory.
   await shutdownRuntime();

@@ -32,6 +32,7 @@ import { IdentityRotation, type Rotation } from '../rotation/rotation.js';
 import { cayleyStep, frobenius, identityMatrix, newtonSchulz, orthonormalizeColumns, skewFromGradient } from './stiefel.js';
 import { splitmix32 } from '../synth/prng.js';
 import { float32Pass } from './stream-rows.js';
+import type { WeightSource } from '../weights.js';
 
 export interface LearnOptions {
   /** Seed of the Hadamard candidate and of the minibatches. */
@@ -50,6 +51,11 @@ export interface LearnOptions {
   maxRows?: number;
   /** Progress in work units: one per calibration pass and measurement, one per step. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * The stored form of the folded weights (convert --compress): candidates and the learned Q are then
+   * measured as the compressed package computes, so the choice keeps what measures best compressed.
+   */
+  stored?: (w: WeightSource) => WeightSource;
   /** Called after every step with the current Q and its minibatch proxy (for studies of the proxy). */
   onStep?: (step: number, q: Float32Array, proxy: ProxyValue) => void;
 }
@@ -136,7 +142,7 @@ export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<
   const proxyAt = (q: Float32Array) => fp16Proxy(x, q, proxyOpts).loss;
 
   // 2. The fixed candidates.
-  const measure = async (r: Rotation) => brief(await emulatedAgreement(src, r, o.norm, o.precision, o.calibration, pass.outputs, tick));
+  const measure = async (r: Rotation) => brief(await emulatedAgreement(src, r, o.norm, o.precision, o.calibration, pass.outputs, tick, o.stored));
   const identityQ = identityMatrix(n);
   const hadamardQ = hadamard.rightMul(identityQ, n, n);
   const folded = { proxy: proxyAt(identityQ), ...(await measure(new IdentityRotation(n))) };

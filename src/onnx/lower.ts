@@ -48,7 +48,7 @@ export interface LowerOptions {
   float32?: boolean;
 }
 
-const ELEMENT_BYTES: Record<DType, number> = { fp32: 4, fp16: 2, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1 };
+const ELEMENT_BYTES: Record<DType, number> = { fp32: 4, fp16: 2, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1, uint32: 4, int4: 0.5, uint1: 0.125, uint2: 0.25, uint3: 0.375, uint4: 0.5, uint6: 0.75 };
 
 function attribute(name: string, a: OnnxAttr): OnnxAttributeProto {
   if ('int' in a) return { name, type: 2, i: a.int };

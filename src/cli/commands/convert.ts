@@ -1,7 +1,11 @@
 // `convert MODEL --out NAME.mlpackage`: a Core ML package for the Neural Engine, with a fidelity report.
 
 import { Option, type Command } from 'commander';
-import { convert } from '../../convert.js';
+import { convert, FidelityGateError, type CompressionSummary } from '../../convert.js';
+import { COMPRESS_MODES, compressSpec, DEFAULT_BLOCK_SIZE, type CompressMode } from '../../compress/spec.js';
+import { targetInfo } from '../../ops/target.js';
+import { CompressedWeights } from '../../compress/compressed-weights.js';
+import type { WeightSource } from '../../weights.js';
 import { ModernBertError } from '../../errors.js';
 import { readTextFile } from '../../fs-errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
@@ -17,7 +21,7 @@ import type { RotationKind } from '../../variants.js';
 import { learnRotation, type LearnedRotation } from '../../learn/learned.js';
 import { dirname } from 'node:path';
 import { printJson, progress, type Io } from '../context.js';
-import { fp16Precision, intList, nonNegativeInt, positiveInt } from '../parse.js';
+import { collect, fp16Precision, intList, nonNegativeInt, nonNegativeNumber, positiveInt } from '../parse.js';
 
 interface ConvertCliOptions {
   out: string;
@@ -44,6 +48,11 @@ interface ConvertCliOptions {
   addHead: string[];
   buckets?: boolean;
   json?: boolean;
+  compress?: string;
+  groupSize?: number;
+  blockSize?: number;
+  keep: string[];
+  maxKl?: number;
 }
 
 const HEAD_NAMES: readonly OutputHead[] = ['mlm', 'seqcls', 'tokcls', 'embedding', 'none'];
@@ -63,15 +72,25 @@ function headList(value: string): OutputHead[] {
  */
 export const DEFAULT_ROTATION: RotationKind = 'none';
 
+/**
+ * The default rotation with --compress (docs/FIDELITY.md, "Compressed weights"): a palette's error grows
+ * with the spread of the whole tensor, which a Hadamard rotation evens out (mini-trained: 2-4x lower KL
+ * for pal8, pal6, pal4); int8 and int4 scale per channel or block already, and measure as well or better
+ * folded.
+ */
+export const DEFAULT_ROTATION_COMPRESSED: Record<CompressMode, RotationKind> = {
+  pal8: 'hadamard', pal6: 'hadamard', pal4: 'hadamard', pal3: 'hadamard', pal2: 'hadamard', int8: 'none', int4: 'none',
+};
+
 /** Registers the convert command. */
-export function registerConvert(program: Command, io: Io): void {
+export function registerConvert(program: Command, io: Io, setExit: (code: number) => void): void {
   program
     .command('convert')
     .description('convert a checkpoint into a Core ML package (.mlpackage) laid out for the Neural Engine, and report its float16 fidelity')
     .argument('<model>', 'checkpoint folder (Hugging Face layout)')
     .requiredOption('--out <path>', 'output package, e.g. model.mlpackage')
     .option('--seq-len <n[,n...]>', 'sequence length, or several for enumerated shapes (default 512, or max_position_embeddings if smaller)', intList, [512])
-    .addOption(new Option('--rotation <kind>', 'residual-stream rotation').choices(['none', 'hadamard', 'learned']).default(DEFAULT_ROTATION))
+    .addOption(new Option('--rotation <kind>', 'residual-stream rotation (with --compress palN the default is hadamard)').choices(['none', 'hadamard', 'learned']).default(DEFAULT_ROTATION))
     .option('--seed <n>', 'seed of the Hadamard signs and of rotation learning', nonNegativeInt, 0)
     .option('--no-fold', 'keep the plain LayerNorm model (no folding, no rotation): shows the float16 failure')
     .addOption(new Option('--norm <form>', 'RMSNorm of the folded model: l2 (overflow-safe) or rms (x*x)').choices(['l2', 'rms']).default('l2'))
@@ -92,8 +111,20 @@ export function registerConvert(program: Command, io: Io): void {
     .option('--functions <heads>', 'one multifunction package (iOS18/macOS15), a function per head, the body stored once: e.g. mlm,embedding', headList)
     .option('--add-head <[name=]dir>', 'a head from another checkpoint with a bit-identical body (repeatable)', (v: string, prev: string[]) => [...prev, v], [])
     .option('--buckets', 'one function per --seq-len length (static shapes each) instead of enumerated shapes (iOS18/macOS15)')
+    .option('--compress <mode>', `compressed weights: ${COMPRESS_MODES.join(', ')} (palettes of 2^n values; int8 per channel; int4 per block, iOS 18)`)
+    .option('--group-size <n>', '--compress palN at iOS 18: one table per group of n output channels', positiveInt)
+    .option('--block-size <n>', `--compress int4: inputs per scale (default ${DEFAULT_BLOCK_SIZE})`, positiveInt)
+    .option('--keep <glob>', 'keep matching tensors at float16 (repeatable; * matches any run of characters)', collect, [] as string[])
+    .option('--max-kl <x>', 'fail (exit 1, nothing written) when the fidelity report\'s KL exceeds x', nonNegativeNumber)
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, o: ConvertCliOptions, cmd: Command) => {
+      const compress = o.compress === undefined
+        ? undefined
+        : compressSpec({ mode: o.compress, target: targetInfo(o.target).target, groupSize: o.groupSize, blockSize: o.blockSize, keep: o.keep, weights: o.weights });
+      if (!compress && (o.groupSize !== undefined || o.blockSize !== undefined || o.keep.length > 0)) {
+        throw new ModernBertError('BAD_ARGUMENT', '--group-size, --block-size and --keep apply to --compress');
+      }
+      if (compress && o.fold && cmd.getOptionValueSource('rotation') === 'default') o.rotation = DEFAULT_ROTATION_COMPRESSED[compress.mode];
       if (!o.fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
         throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${o.rotation}`);
       }
@@ -121,12 +152,16 @@ export function registerConvert(program: Command, io: Io): void {
         if (o.rotation === 'learned' && o.fold) {
           learned = await learnRotation({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, {
             seed: o.seed, calibration, norm: o.norm, precision: o.fidelityPrecision, budgetSeconds: o.learnSeconds,
+            // Compressed: candidates are judged as the compressed package computes.
+            ...(compress ? { stored: (w: WeightSource) => new CompressedWeights(w, compress) } : {}),
             onProgress: (d, t) => bars.learn.update(d, t),
           });
           bars.learn.stop();
           if (!o.json) io.stdout(`rotation learning: ${learned.report.note}\n`);
         }
         const report = await convert(ckpt, {
+          compress,
+          maxKl: o.maxKl,
           out: o.out,
           // The default length, 512, shrinks to what a smaller model takes.
           seqLens: cmd.getOptionValueSource('seqLen') === 'default' ? [Math.min(512, c.maxPositions)] : o.seqLen,
@@ -160,11 +195,24 @@ export function registerConvert(program: Command, io: Io): void {
         if (report.packages.length > 1) io.stdout(`heads: ${report.packages.slice(1).join(', ')} (run one with: predict ${report.out} --head-package PATH)\n`);
         if (report.functions.length > 0) io.stdout(`functions: ${report.functions.join(', ')} (the first is the default; pick one with predict --function NAME)\n`);
         io.stdout(`time: read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
+        if (report.compression) io.stdout(`${formatCompression(report.compression)}\n`);
         if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}\n`);
+      } catch (e) {
+        // The gate is a failed check, not bad input: exit 1.
+        if (!(e instanceof FidelityGateError)) throw e;
+        io.stderr(`error: ${e.message}\n`);
+        setExit(1);
       } finally {
         Object.values(bars).forEach((b) => b.stop());
         ckpt.close();
         for (const a of added) a.ckpt?.close();
       }
     });
+}
+
+/** One line: the mode and what the compressed tensors weigh before and after. */
+export function formatCompression(c: CompressionSummary): string {
+  const mb = (b: number) => (b / 1e6).toFixed(1);
+  const form = `${c.mode}${c.groupSize !== undefined ? `, groups of ${c.groupSize} channels` : ''}${c.blockSize !== undefined ? `, blocks of ${c.blockSize}` : ''}`;
+  return `compression: ${form}: ${c.tensors} tensors, ${mb(c.fp16Bytes)} MB float16 -> ${mb(c.compressedBytes)} MB (${(c.compressedBytes / c.fp16Bytes).toFixed(3)}x)`;
 }

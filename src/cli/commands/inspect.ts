@@ -7,6 +7,9 @@ import { openModel, type LoadedModel } from '../../load.js';
 import { ModernBertError } from '../../errors.js';
 import { ANE_AXES, formatAneIssue, lintAneLimits } from '../../graph/ane-limits.js';
 import { printJson, type Io } from '../context.js';
+import { META } from '../../coreml/package-info.js';
+import type { CompressionSummary } from '../../convert.js';
+import { formatCompression } from './convert.js';
 
 /** Registers the inspect command; `setExit(1)` when --lint finds a problem. */
 export function registerInspect(program: Command, io: Io, setExit: (code: number) => void = () => {}): void {
@@ -85,7 +88,11 @@ function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
   const ops = new Map<string, number>();
   for (const op of pkg.graph.ops) ops.set(op.op, (ops.get(op.op) ?? 0) + 1);
   let parameters = 0;
-  for (const c of pkg.graph.consts.values()) if (c.type.dtype === 'fp16' || c.type.dtype === 'fp32') parameters += (c.type.shape as number[]).reduce((a, b) => a * b, 1);
+  // Compressed weights count as the tensors their constexpr ops produce, not as their tables and scales.
+  const size = (shape: readonly (number | string)[]) => (shape as number[]).reduce((a, b) => a * b, 1);
+  const constexprInputs = new Set(pkg.graph.ops.filter((op) => op.op.startsWith('constexpr_')).flatMap((op) => Object.values(op.inputs).filter((a): a is string => typeof a === 'string')));
+  for (const c of pkg.graph.consts.values()) if ((c.type.dtype === 'fp16' || c.type.dtype === 'fp32') && !constexprInputs.has(c.name)) parameters += size(c.type.shape);
+  for (const op of pkg.graph.ops) if (op.op.startsWith('constexpr_')) parameters += size(op.outputs[0]!.type.shape);
   const feature = (f: FeatureInfo) => ({ name: f.name, dtype: f.dtype, shape: f.shape, ...(f.enumeratedShapes ? { enumerated_shapes: f.enumeratedShapes } : {}), ...(f.description ? { description: f.description } : {}) });
   const info = {
     path: model.path,
@@ -120,6 +127,17 @@ function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
     ['ops', `${info.op_count}: ${[...ops].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`],
     ['tokenizer', info.tokenizer ? 'included' : 'none'],
   ];
-  for (const [k, v] of Object.entries(meta.userDefined ?? {})) lines.push([k, v]);
+  for (const [k, v] of Object.entries(meta.userDefined ?? {})) lines.push([k, k === META.compression ? compressionLine(v) : v]);
   for (const [k, v] of lines) io.stdout(`${k.padEnd(18)} ${v}\n`);
+}
+
+/** The compression metadata (convert --compress) as one readable line; anything else as stored. */
+function compressionLine(stored: string): string {
+  try {
+    const c = JSON.parse(stored) as CompressionSummary;
+    if (typeof c.mode === 'string' && typeof c.fp16Bytes === 'number' && typeof c.compressedBytes === 'number') return formatCompression(c).replace(/^compression: /, '');
+  } catch {
+    // not ours: shown as stored
+  }
+  return stored;
 }

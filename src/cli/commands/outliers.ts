@@ -1,7 +1,10 @@
 // `outliers MODEL [TEXT...]`: the residual stream's max |activation| per layer, and the channel and token
 // carrying it, for the model as trained, folded, and rotated; optionally an SVG chart.
 
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
+import { checkShapes, COMPRESS_MODES, compressSpec } from '../../compress/spec.js';
+import { weightCosts } from '../../eval/weight-costs.js';
+import { targetInfo } from '../../ops/target.js';
 import { Engine } from '../../engine.js';
 import { ModernBertError } from '../../errors.js';
 import { checkFileTarget, writeTextFile } from '../../fs-errors.js';
@@ -14,6 +17,13 @@ import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt } from '../parse.js';
 
 interface OutliersOptions {
+  weights?: boolean;
+  compress: string;
+  target: string;
+  groupSize?: number;
+  blockSize?: number;
+  rotation: 'none' | 'hadamard';
+  top: number;
   golden?: string;
   random?: number;
   seed: number;
@@ -38,6 +48,13 @@ export function registerOutliers(program: Command, io: Io): void {
     .option('--random <n>', 'use n seeded random token ids', positiveInt)
     .option('--seed <n>', 'seed of the Hadamard rotation and of --random', nonNegativeInt, 0)
     .option('--plot <file.svg>', 'draw max |activation| per layer (log scale)')
+    .option('--weights', 'instead: per weight tensor, what --compress costs it (relative error, largest weights), costliest first')
+    .option('--compress <mode>', `--weights: the mode to cost (${COMPRESS_MODES.join(', ')})`, 'pal4')
+    .option('--target <os>', '--weights: the target whose form is costed (iOS18 takes every mode)', 'iOS18')
+    .option('--group-size <n>', '--weights: one table per group of n output channels', positiveInt)
+    .option('--block-size <n>', '--weights: int4 inputs per scale', positiveInt)
+    .addOption(new Option('--rotation <kind>', '--weights: the folded weights, rotated so or not').choices(['none', 'hadamard']).default('none'))
+    .option('--top <n>', '--weights: largest weights listed per tensor', positiveInt, 3)
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, texts: string[], o: OutliersOptions) => {
       if (o.plot !== undefined) checkFileTarget(o.plot, '--plot');
@@ -45,6 +62,22 @@ export function registerOutliers(program: Command, io: Io): void {
       try {
         if (model.kind !== 'checkpoint' || !model.config || !model.weights) throw new ModernBertError('BAD_ARGUMENT', 'outliers needs a checkpoint folder (a package cannot be refolded)');
         const c = model.config;
+        if (o.weights) {
+          if (texts.length > 0 || o.golden || o.random || o.plot) throw new ModernBertError('BAD_ARGUMENT', '--weights reads the weights only: it takes no texts, --golden, --random or --plot');
+          const spec = compressSpec({ mode: o.compress, target: targetInfo(o.target).target, groupSize: o.groupSize, blockSize: o.blockSize, weights: 'fp16' });
+          const v = prepareVariant({ config: c, weights: model.weights }, { fold: true, rotation: o.rotation, norm: 'l2', seed: o.seed });
+          checkShapes(spec, v.source.weights.names().map((name) => ({ name, shape: v.source.weights.shape(name) })));
+          const costs = weightCosts(v.source.weights, spec, o.top);
+          if (o.json) return printJson(io, { mode: spec.mode, variant: v.name, tensors: costs });
+          io.stdout(`${spec.mode} on the ${v.name} weights: relative error ||W - W'|| / ||W||, costliest first\n`);
+          const width = Math.max(6, ...costs.map((t) => t.name.length));
+          io.stdout(`${'tensor'.padEnd(width)}  ${'shape'.padEnd(12)}  rel. error  max |w|   largest weights\n`);
+          for (const t of costs) {
+            const big = t.largest.map((l) => `[${l.index.join(',')}] ${l.value.toPrecision(3)}`).join(', ');
+            io.stdout(`${t.name.padEnd(width)}  ${t.shape.join('x').padEnd(12)}  ${t.relError.toExponential(2).padStart(10)}  ${t.maxAbs.toPrecision(3).padStart(7)}   ${big}\n`);
+          }
+          return;
+        }
         const seqs = resolveInputs({ texts, golden: o.golden, random: o.random, seed: o.seed }, { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId, model.tokenizer?.maskTokenId ?? -1] }, model.tokenizer);
         const taps = Array.from({ length: c.numLayers + 1 }, (_, i) => `residual.${i}`);
         const bar = progress(io, 'outliers', Boolean(o.json));
