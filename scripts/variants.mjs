@@ -71,7 +71,29 @@ async function convertOne(main, v, ckpt, pkg, checkpoints) {
   const f = report.fidelity;
   // --split writes head packages beside the body; a multifunction package names its functions.
   const layout = report.packages.length > 1 ? `, +${report.packages.length - 1} head package(s)` : report.functions.length ? `, functions ${report.functions.join(' ')}` : '';
-  return { seconds, size, result: (f ? `ok (KL ${f.kl.toExponential(1)}, top-1 ${(100 * f.top1).toFixed(0)}%)` : 'ok') + layout, converted: true, pkgs: report.packages, multifunction: report.functions.length > 0 };
+  return { seconds, size, result: (f ? `ok (KL ${f.kl.toExponential(1)}, top-1 ${(100 * f.top1).toFixed(0)}%)` : 'ok') + layout, converted: true, pkgs: report.packages, multifunction: report.functions.length > 0, subByteBits: subByteBits(v) };
+}
+
+/** The index or integer width of an iOS 18 compressed package whose blobs pack values below a byte (else undefined). */
+function subByteBits(v) {
+  if (v.target !== 'iOS18' || !v.compress) return undefined;
+  if (v.compress === 'int4') return 4;
+  const bits = Number(/^pal(\d)/.exec(v.compress)?.[1]);
+  return bits < 8 ? bits : undefined;
+}
+
+/**
+ * coreml-check's blob.py returns a sub-byte blob still packed, where coremltools' own reader
+ * (milstoragepython/MilStorage.cpp, readUnsignedSubByteData and read_int4_data) unpacks it to one value per
+ * element; coremltools' loader then reshapes to the op's shape. So the tool stops at the first compressed op with
+ * "cannot reshape array of size N into shape (...)", N exactly the packed byte count. Only that line, with that
+ * arithmetic, is set aside (and counted); see CONTRIBUTING.md for checking such packages with a fixed reader.
+ */
+function packedSubByteArtefact(problem, bits) {
+  const m = /^PROBLEM coremltools rejects the program \(at op constexpr_\w+ -> \w+\): ValueError: cannot reshape array of size (\d+) into shape \(([\d, ]+)\)$/.exec(problem);
+  if (!m) return false;
+  const elements = m[2].split(',').filter((d) => d.trim()).reduce((a, d) => a * Number(d), 1);
+  return Number(m[1]) === Math.ceil((elements * bits) / 8);
 }
 
 /**
@@ -152,17 +174,25 @@ async function run() {
     let problems = new Map();
     if (tool) {
       problems = runCheck(tool, converted.flatMap((r) => r.pkgs));
+      const setAside = [];
       for (const r of converted) {
         // coreml-check compares every function with the top-level description, which a multifunction model
         // leaves empty (coremltools' own backend/mil/load.py get_coreml_model writes a FunctionDescription per
         // function instead): only that comparison is set aside; our reader checks each FunctionDescription.
         if (r.multifunction) problems.set(r.pkg, problems.get(r.pkg).filter((p) => !/^PROBLEM function \w+: (inputs|outputs) .* differ from the description \[\]$/.test(p)));
+        if (r.subByteBits) {
+          const all = problems.get(r.pkg);
+          const kept = all.filter((p) => !packedSubByteArtefact(p, r.subByteBits));
+          if (kept.length < all.length) setAside.push(r.name);
+          problems.set(r.pkg, kept);
+        }
         const found = r.pkgs.flatMap((p) => problems.get(p));
         problems.set(r.pkg, found);
         for (const p of r.pkgs.slice(1)) problems.delete(p);
         r.result += found.length ? `, PROBLEM x${found.length}` : ', loads in coremltools';
       }
       checkNote = `checked with ${tool}: ${[...problems.values()].filter((p) => p.length).length} of ${converted.length} packages have problems`;
+      if (setAside.length) checkNote += `; set aside in ${setAside.length} (${setAside.join(', ')}): the tool's blob reader leaves sub-byte blobs packed (see CONTRIBUTING.md)`;
     }
 
     console.log(table(rows));
