@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { roundToF16 } from '../src/numeric/fp16.js';
-import { allocF32, gemm, gemmOnPool, gemmSync, kernelThreads, PARALLEL_MIN_MACS, shutdownKernels, type GemmArgs } from '../src/runtime/kernels/gemm.js';
+import { allocF32, gemm, gemmOnPool, gemmSync, kernelThreads, PARALLEL_MIN_MACS, shutdownKernels, STAGE_MAX, stagingFloats, type GemmArgs } from '../src/runtime/kernels/gemm.js';
 import { roundToF16InPlace } from '../src/runtime/kernels/round-f16.js';
 import { softmaxSimd } from '../src/runtime/kernels/softmax.js';
 import { softmaxScalar } from '../src/ops/defs/activation.js';
@@ -189,6 +189,19 @@ describe('gemm kernels', () => {
       if (prev === undefined) delete process.env['MODERNBERT_ANE_THREADS'];
       else process.env['MODERNBERT_ANE_THREADS'] = prev;
     }
+  });
+
+  it('cuts products whose unshared operands exceed the staging limit into blocks, so staging stays bounded', async () => {
+    await shutdownKernels(); // drops the staging buffers
+    // B (100 x 24,000), C (4 x 600,000) and A (24,000 x 100) each above STAGE_MAX floats, not shared.
+    await trial((x) => gemmOnPool(x, 2), 4, 24_000, 100, { offset: 3 });
+    await trial((x) => gemmOnPool(x, 2), 6, 24_000, 100, { transB: true, accumulate: true, ldb: 101 });
+    await trial((x) => gemmOnPool(x, 2), 4, 600_000, 1, { ldc: 600_003 });
+    await trial((x) => gemmOnPool(x, 2), 24_000, 4, 100, { transA: true, accumulate: true });
+    await trial((x) => gemmOnPool(x, 2), 24_000, 6, 100, { lda: 104 });
+    expect(2.4e6).toBeGreaterThan(STAGE_MAX);
+    expect(stagingFloats()).toBeGreaterThan(0);
+    expect(stagingFloats()).toBeLessThanOrEqual(3 * 1.25 * STAGE_MAX + 3);
   });
 
   it('rejects arrays too short for their shape, and C overlapping an input', () => {
