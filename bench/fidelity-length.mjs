@@ -7,8 +7,12 @@
 //   node bench/fidelity-length.mjs --model synth-base --lengths 512,2048,8192 --out results.jsonl
 //   node bench/fidelity-length.mjs --table results.jsonl     (the markdown table of every line so far)
 // Each (model, length, weights, mode) appends one JSON line to --out as soon as it is measured.
+// On a busy machine the passes of one length can run as separate processes: --weights plain (or folded,
+// or hadamard) with --logits DIR saves each pass's logits there, and --join DIR --out results.jsonl then
+// adds the KL of every emulated pass against its float32 reference.
 
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../dist/config.js';
 import { CachedWeights, Engine } from '../dist/engine.js';
@@ -27,11 +31,19 @@ const { values: args } = parseArgs({
     modes: { type: 'string', default: 'fp16' },
     out: { type: 'string' },
     table: { type: 'string' },
+    weights: { type: 'string', default: 'plain,folded,hadamard' },
+    logits: { type: 'string' },
+    join: { type: 'string' },
   },
 });
 
 if (args.table) {
   printTable(readFileSync(args.table, 'utf8').trim().split('\n').map((l) => JSON.parse(l)));
+  process.exit(0);
+}
+
+if (args.join) {
+  joinLogits(args.join);
   process.exit(0);
 }
 
@@ -63,22 +75,51 @@ for (const S of args.lengths.split(',').map(Number)) {
     await shutdownRuntime();
     return res;
   };
-  log(`${args.model} S=${S}: float32 reference`);
-  const ref = await run(plain, 'fp32', 'layernorm');
-  emit({ model: args.model, S, weights: 'plain', mode: 'fp32', kl: 0, top1: 1, max: ref.max, seconds: ref.seconds, cpu_s: ref.cpu_s });
+  const which = args.weights.split(',');
+  const save = (name, mode, logits) => args.logits && writeFileSync(join(args.logits, `${args.model}-${S}-${name}-${mode}.f32`), Buffer.from(logits.data.buffer, logits.data.byteOffset, logits.data.byteLength));
+  let ref;
+  if (which.includes('plain')) {
+    log(`${args.model} S=${S}: float32 reference`);
+    ref = await run(plain, 'fp32', 'layernorm');
+    save('plain', 'fp32', ref.logits);
+    emit({ model: args.model, S, weights: 'plain', mode: 'fp32', kl: 0, top1: 1, max: ref.max, seconds: ref.seconds, cpu_s: ref.cpu_s });
+  }
   for (const [name, spec] of [['folded', { rotation: 'none' }], ['hadamard', { rotation: 'hadamard' }]]) {
+    if (!which.includes(name)) continue;
     const v = prepareVariant(plain, { fold: true, norm: 'l2', seed: 0, ...spec });
     const src = { ...v.source, weights: new CachedWeights(v.source.weights) };
     for (const mode of args.modes.split(',')) {
+      log(`${args.model} S=${S}: ${name} ${mode}`);
       const r = await run(src, mode, v.norm);
-      const meter = new AgreementMeter();
-      meter.add(ref.logits.data, r.logits.data, r.logits.shape[1], positions.length, undefined);
-      const a = meter.result();
+      save(name, mode, r.logits);
+      const a = ref ? agreement(ref.logits.data, r.logits.data, r.logits.shape[1], positions.length) : { kl: null, top1: null, non_finite: null };
       emit({ model: args.model, S, weights: name, mode, kl: a.kl, top1: a.top1, non_finite: a.non_finite, max: r.max, seconds: r.seconds, cpu_s: r.cpu_s });
     }
   }
 }
 log('done');
+
+function agreement(ref, out, V, P) {
+  const meter = new AgreementMeter();
+  meter.add(ref, out, V, P, undefined);
+  return meter.result();
+}
+
+/** Fills in the KL of lines measured without their reference in the same process, from the saved logits. */
+function joinLogits(dir) {
+  const rows = readFileSync(args.out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const V = parseConfig(synthConfigJson('base')).vocabSize;
+  const read = (f) => { const b = readFileSync(f); return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4); };
+  for (const r of rows) {
+    if (r.kl !== null) continue;
+    const refFile = join(dir, `${r.model}-${r.S}-plain-fp32.f32`);
+    if (!existsSync(refFile)) continue;
+    const ref = read(refFile);
+    const a = agreement(ref, read(join(dir, `${r.model}-${r.S}-${r.weights}-${r.mode}.f32`)), V, ref.length / V);
+    Object.assign(r, { kl: a.kl, top1: a.top1, non_finite: a.non_finite });
+  }
+  writeFileSync(args.out, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+}
 
 function emit(row) {
   log(JSON.stringify(row));
@@ -91,7 +132,7 @@ function printTable(rows) {
   console.log('| --- | ---: | ---: | --- | --- | ---: |');
   const key = (r) => `${r.model} ${r.S}`;
   for (const k of [...new Set(rows.map(key))]) {
-    const at = rows.filter((r) => key(r) === k);
+    const at = rows.filter((r) => key(r) === k && (r.weights === 'plain' || r.kl !== null));
     const ref = at.find((r) => r.weights === 'plain');
     const cell = (w) => {
       const r = at.find((x) => x.weights === w && x.mode === 'fp16');
