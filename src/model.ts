@@ -331,31 +331,42 @@ function bandedAttention(x: Ctx, band: Band, q: Val, k: Val, v: Val, i: number):
   const { B, nb } = band;
   const [C, D] = [c.hidden, c.headDim];
   const qb = g.op('reshape', { x: padTail(x, q, nb * B - S, 0, `layers_${i}_q_pad`), shape: i32([1, C, nb, B]) }, `layers_${i}_q_blocks`); // (1, C, nb, B)
-  const kw = windows(x, k, band, 0, `layers_${i}_k`); // (1, C, nb, 3B)
-  const kT = g.op('transpose', { x: kw, perm: i32([0, 3, 2, 1]) }, `layers_${i}_kT`); // (1, 3B, nb, C)
-  const vw = windows(x, v, band, 0, `layers_${i}_v`); // (1, C, nb, 3B)
+  // Keys and values padded once per layer; each head cuts its own windows from them, so that no
+  // (1, C, nb, 3B) window tensor of all heads (3x the keys) is ever live (peak memory at 8,192 tokens).
+  const kb = padBlocks(x, k, band, 0, `layers_${i}_k`); // (1, C, nb+2, B)
+  const vb = padBlocks(x, v, band, 0, `layers_${i}_v`); // (1, C, nb+2, B)
   const heads: Val[] = [];
   for (let hd = 0; hd < c.numHeads; hd++) {
     const n = `layers_${i}_h${hd}`;
     const [lo, hi] = [hd * D, (hd + 1) * D];
-    const scores = g.op('einsum', { values: [g.slice(kT, 3, lo, hi, `${n}_k`), g.slice(qb, 1, lo, hi, `${n}_q`)], equation: str('bkhc,bchq->bkhq') }, `${n}_scores`); // (1, 3B, nb, B)
+    const kT = g.op('transpose', { x: windows(x, kb, band, lo, hi, `${n}_k`), perm: i32([0, 3, 2, 1]) }, `${n}_kT`); // (1, 3B, nb, D)
+    const scores = g.op('einsum', { values: [kT, g.slice(qb, 1, lo, hi, `${n}_q`)], equation: str('bkhc,bchq->bkhq') }, `${n}_scores`); // (1, 3B, nb, B)
     const probs = g.op('softmax', { x: g.op('add', { x: scores, y: band.mask }, `${n}_masked`), axis: i32(1) }, `${n}_probs`);
-    heads.push(g.op('einsum', { values: [g.slice(vw, 1, lo, hi, `${n}_v`), probs], equation: str('bchk,bkhq->bchq') }, `${n}_out`)); // (1, D, nb, B)
+    heads.push(g.op('einsum', { values: [windows(x, vb, band, lo, hi, `${n}_v`), probs], equation: str('bchk,bkhq->bchq') }, `${n}_out`)); // (1, D, nb, B)
   }
   const merged = g.op('reshape', { x: g.op('concat', { values: heads, axis: i32(1) }, `layers_${i}_heads`), shape: i32([1, C, 1, nb * B]) }, `layers_${i}_heads_flat`); // (1, C, 1, nb*B)
   return nb * B === S ? merged : g.slice(merged, 3, 0, S, `layers_${i}_heads_crop`); // (1, C, 1, S)
 }
 
-// (1, K, 1, S) -> (1, K, nb, 3B): for block j, positions (j-1)B .. (j+2)B - 1, `fill` outside 0..S-1.
-function windows(x: Base, t: Val, band: Band, fill: number, name: string): Val {
+// (1, K, 1, S) -> (1, K, nb+2, B): one block of `fill` before, the blocks of t, `fill` after (to (nb+1)B).
+function padBlocks(x: Base, t: Val, band: Band, fill: number, name: string): Val {
   const { g } = x;
   const { B, nb } = band;
   const K = g.type(t).shape[1] as number;
   const edge = (n: number, what: string) => g.weight(`${name}_${what}`, [1, K, 1, n], () => new Float32Array(K * n).fill(fill));
   const padded = g.op('concat', { values: [edge(B, 'head'), t, edge(nb * B - (x.S as number) + B, 'tail')], axis: i32(3) }, `${name}_padded`); // (1, K, 1, (nb+2)B)
-  const blocks = g.op('reshape', { x: padded, shape: i32([1, K, nb + 2, B]) }, `${name}_blocks`); // (1, K, nb+2, B)
-  const shifted = [0, 1, 2].map((d) => g.slice(blocks, 2, d, d + nb, `${name}_blocks${d}`)); // (1, K, nb, B) each
-  return g.op('concat', { values: shifted, axis: i32(3) }, `${name}_windows`); // (1, K, nb, 3B)
+  return g.op('reshape', { x: padded, shape: i32([1, K, nb + 2, B]) }, `${name}_blocks`); // (1, K, nb+2, B)
+}
+
+// Channels lo..hi of padded blocks (1, K, nb+2, B) -> windows (1, hi-lo, nb, 3B): for block j, positions
+// (j-1)B .. (j+2)B - 1 (padding outside 0..S-1).
+function windows(x: Base, blocks: Val, band: Band, lo: number, hi: number, name: string): Val {
+  const { g } = x;
+  const { nb } = band;
+  const shifted = [0, 1, 2].map((d) => g.op('slice_by_index', {
+    x: blocks, begin: i32([0, lo, d, 0]), end: i32([1, hi, d + nb, 0]), end_mask: bool([false, false, false, true]),
+  }, `${name}_blocks${d}`)); // (1, hi-lo, nb, B) each
+  return g.op('concat', { values: shifted, axis: i32(3) }, `${name}_windows`); // (1, hi-lo, nb, 3B)
 }
 
 // x padded with `n` columns of `fill` at the end of the last axis: (1, K, 1, S) -> (1, K, 1, S + n).
@@ -382,14 +393,14 @@ function bandLayout(x: Base, S: number): Band {
   if (x.pack) {
     // Packed: a key counts when it is in the query's text (keys past S get segment -1, no text's id).
     const keyRow = g.op('reshape', { x: x.pack.keys, shape: i32([1, 1, 1, S]) }, 'band_segments_row'); // (1, 1, 1, S)
-    const keys = g.op('transpose', { x: windows(x, keyRow, band, -1, 'band_key_segments'), perm: i32([0, 3, 2, 1]) }, 'band_key_segments_t'); // (1, 3B, nb, 1)
+    const keys = g.op('transpose', { x: windows(x, padBlocks(x, keyRow, band, -1, 'band_key_segments'), band, 0, 1, 'band_key_segments'), perm: i32([0, 3, 2, 1]) }, 'band_key_segments_t'); // (1, 3B, nb, 1)
     const queries = g.op('reshape', { x: padTail(x, x.pack.queries, nb * B - S, 0, 'band_query_segments_pad'), shape: i32([1, 1, nb, B]) }, 'band_query_segments'); // (1, 1, nb, B)
     const other = maskWhere(g, g.op('not_equal', { x: keys, y: queries }, 'band_other_text'), 'band_text_mask'); // (1, 3B, nb, B)
     band.mask = g.op('add', { x: other, y: window() }, 'band_mask'); // (1, 3B, nb, B)
     return band;
   }
   const keyRow = g.op('reshape', { x: x.mask(), shape: i32([1, 1, 1, S]) }, 'key_mask_row'); // (1, 1, 1, S)
-  const keys = g.op('transpose', { x: windows(x, keyRow, band, MASKED, 'band_keys'), perm: i32([0, 3, 2, 1]) }, 'band_keys_t'); // (1, 3B, nb, 1)
+  const keys = g.op('transpose', { x: windows(x, padBlocks(x, keyRow, band, MASKED, 'band_keys'), band, 0, 1, 'band_keys'), perm: i32([0, 3, 2, 1]) }, 'band_keys_t'); // (1, 3B, nb, 1)
   band.mask = g.op('add', { x: keys, y: window() }, 'band_mask'); // (1, 3B, nb, B)
   return band;
 }

@@ -64,6 +64,27 @@ describe('interpreter', () => {
     expect(Array.from(out.get('ga_out')!.data)).toEqual([2, 0, 5, 3, 8, 6, 11, 9]);
   });
 
+  it('splits and slices over channels as views of their input (no copy), and copies other boxes', async () => {
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [1, 6, 1, 4]);
+    const [a, b] = g.opN('split', { x, split_sizes: i32([2, 4]), axis: i32(1) }, 'sp');
+    const head = g.slice(x, 1, 2, 5, 'head');
+    const cols = g.slice(x, 3, 1, 3, 'cols');
+    for (const [v, n] of [[a!, 'a'], [b!, 'b'], [head, 'head_out'], [cols, 'cols_out']] as const) g.output(v, n);
+    const xs = f32([1, 6, 1, 4], (i) => i);
+    for (const precision of ['fp32', 'fp16'] as const) {
+      const input = { ...xs, data: Float32Array.from(xs.data) };
+      const out = await new Interpreter(g.graph, precision).run({ x: input });
+      expect(Array.from(out.get('b')!.data)).toEqual([8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23]);
+      expect(Array.from(out.get('head_out')!.data)).toEqual([8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]);
+      expect(Array.from(out.get('cols_out')!.data)).toEqual([1, 2, 5, 6, 9, 10, 13, 14, 17, 18, 21, 22]);
+      const buffer = out.get('a')!.data.buffer;
+      expect(out.get('b')!.data.buffer).toBe(buffer);
+      expect(out.get('head_out')!.data.buffer).toBe(buffer);
+      expect(out.get('cols_out')!.data.buffer).not.toBe(buffer);
+    }
+  });
+
   it('frees intermediate values but keeps what it is asked for', async () => {
     const g = new GraphBuilder('fp32');
     const x = g.input('x', 'fp32', [2]);

@@ -5,8 +5,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { roundToF16 } from '../src/numeric/fp16.js';
-import { allocF32, gemm, gemmOnPool, gemmSync, kernelThreads, PARALLEL_MIN_MACS, shutdownKernels, type GemmArgs } from '../src/runtime/kernels/gemm.js';
+import { allocF32, gemm, gemmOnPool, gemmSync, kernelThreads, PARALLEL_MIN_MACS, shutdownKernels, STAGE_MAX, stagingFloats, type GemmArgs } from '../src/runtime/kernels/gemm.js';
 import { roundToF16InPlace } from '../src/runtime/kernels/round-f16.js';
+import { softmaxSimd } from '../src/runtime/kernels/softmax.js';
+import { softmaxScalar } from '../src/ops/defs/activation.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -189,6 +191,19 @@ describe('gemm kernels', () => {
     }
   });
 
+  it('cuts products whose unshared operands exceed the staging limit into blocks, so staging stays bounded', async () => {
+    await shutdownKernels(); // drops the staging buffers
+    // B (100 x 24,000), C (4 x 600,000) and A (24,000 x 100) each above STAGE_MAX floats, not shared.
+    await trial((x) => gemmOnPool(x, 2), 4, 24_000, 100, { offset: 3 });
+    await trial((x) => gemmOnPool(x, 2), 6, 24_000, 100, { transB: true, accumulate: true, ldb: 101 });
+    await trial((x) => gemmOnPool(x, 2), 4, 600_000, 1, { ldc: 600_003 });
+    await trial((x) => gemmOnPool(x, 2), 24_000, 4, 100, { transA: true, accumulate: true });
+    await trial((x) => gemmOnPool(x, 2), 24_000, 6, 100, { lda: 104 });
+    expect(2.4e6).toBeGreaterThan(STAGE_MAX);
+    expect(stagingFloats()).toBeGreaterThan(0);
+    expect(stagingFloats()).toBeLessThanOrEqual(3 * 1.25 * STAGE_MAX + 3);
+  });
+
   it('rejects arrays too short for their shape, and C overlapping an input', () => {
     const x = new Float32Array(12);
     expect(() => gemmSync({ M: 3, N: 4, K: 5, a: x, b: new Float32Array(20), c: new Float32Array(12) })).toThrow(/a has 12 elements, needs 15/);
@@ -265,5 +280,33 @@ describe('roundToF16InPlace', () => {
     roundToF16InPlace(view);
     expect(Array.from(view.subarray(0, 1000))).toEqual(Array.from(expected.subarray(0, 1000)));
     expect(new Uint32Array(view.slice().buffer)).toEqual(new Uint32Array(expected.buffer));
+  });
+});
+
+describe('softmaxSimd', () => {
+  /** Scores in [-10, 10) with a tenth of them masked (-1e4), as attention's are. */
+  const scores = (n: number, seed: number) => rand(n, seed).map((v, i) => (i % 10 === 3 ? -1e4 : 10 * v));
+
+  it('matches the scalar softmax (float64 exp and sums) within 2e-6 relative, over padded rows, biases and float16 inputs', () => {
+    for (const [outer, n, inner, bias, half] of [[1, 300, 512, 'key', false], [1, 48, 1000, 'full', false], [3, 37, 130, 'full', true], [2, 50, 9, 'key', true], [1, 100, 12, 'none', false], [1, 1, 8, 'none', false]] as const) {
+      const size = outer * n * inner;
+      const x = scores(size, n + inner);
+      const b = bias === 'none' ? undefined : bias === 'key' ? scores(n, 5).map((v) => (v < 0 ? -1e4 : 0)) : scores(size, 7).map((v) => (v < -5 ? -1e4 : 0));
+      const [want, got] = [new Float32Array(size), new Float32Array(size)];
+      softmaxScalar(want, x, b, bias === 'key', outer, n, inner, half);
+      softmaxSimd(got, x, b, bias === 'key', outer, n, inner, half);
+      let worst = 0;
+      for (let i = 0; i < size; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!) / Math.max(want[i]!, 1e-30));
+      expect(worst, `[${outer}, ${n}, ${inner}] ${bias}${half ? ' half' : ''}`).toBeLessThan(2e-6);
+    }
+  });
+
+  it('gives exact zeros for masked scores and keeps NaN', () => {
+    const x = new Float32Array([0, 1, 2, NaN, -1e4, 3, 4, 5]); // 2 rows of 4 columns
+    const out = new Float32Array(8);
+    softmaxSimd(out, x, undefined, false, 1, 2, 4, false);
+    expect(out[4]).toBe(0);
+    expect(Number.isNaN(out[3]!)).toBe(true);
+    expect(out[0]! + out[4]!).toBeCloseTo(1, 7);
   });
 });

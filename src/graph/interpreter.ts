@@ -90,7 +90,7 @@ export class Interpreter {
       if (outs.length !== op.outputs.length) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" returned ${outs.length} outputs, expected ${op.outputs.length}`);
       op.outputs.forEach((o, k) => {
         const t = outs[k]!;
-        // Ops that only relabel a shape share their input's (already rounded) data.
+        // Ops that only relabel a shape, and contiguous slices, share their input's (already rounded) data.
         if (this.num.half && t.data instanceof Float32Array && !sharesInput(op, t, env)) this.num.round(t.data);
         env.set(o.name, t);
       });
@@ -196,7 +196,7 @@ function refs(a: Arg): string[] {
 }
 
 function sharesInput(op: Op, t: RtTensor, env: Map<string, RtTensor>): boolean {
-  for (const a of Object.values(op.inputs)) for (const v of refs(a)) if (env.get(v)?.data === t.data) return true;
+  for (const a of Object.values(op.inputs)) for (const v of refs(a)) if (env.get(v)?.data.buffer === t.data.buffer) return true;
   return false;
 }
 

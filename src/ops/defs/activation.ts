@@ -6,6 +6,7 @@ import { ModernBertError } from '../../errors.js';
 import { literal, numel } from '../../graph/ir.js';
 import type { Numerics } from '../../runtime/numerics.js';
 import { f16round } from '../../numeric/fp16.js';
+import { SOFTMAX_MAX_SLAB, softmaxSimd } from '../../runtime/kernels/index.js';
 import { allocFloat, floats, type RtTensor } from '../../runtime/tensor.js';
 import { attr, F, I32, register, since, STR, tensor, type Kernel, type OnnxArgs, type OnnxLowering, type OpDef } from '../registry.js';
 import { normAxis } from '../shapes.js';
@@ -52,8 +53,15 @@ export function softmaxWithBias(x: RtTensor, bias: RtTensor | undefined, axisIn:
   const bd = bias ? floats(bias, what) : undefined;
   const perKey = bd !== undefined && bd.length !== xd.length;
   if (perKey && bd.length !== n) throw new ModernBertError('SHAPE_MISMATCH', `${what}: a mask of ${bd.length} values does not fit scores [${x.shape.join(', ')}]`);
-  const half = num.half;
   const out = allocFloat(xd.length);
+  // The SIMD kernel for attention's wide slabs (rows padded to 4 columns); the scalar loop for narrow ones.
+  if (inner >= 8 && n * (inner + 3) <= SOFTMAX_MAX_SLAB) softmaxSimd(out, xd, bd, perKey, outer, n, inner, num.half);
+  else softmaxScalar(out, xd, bd, perKey, outer, n, inner, num.half);
+  return { dtype: x.dtype, shape: [...x.shape], data: out };
+}
+
+/** The scalar softmax (float64 sums) over axis 1 of x as [outer, n, inner], into out; the SIMD kernel's reference. */
+export function softmaxScalar(out: Float32Array, xd: Float32Array, bd: Float32Array | undefined, perKey: boolean, outer: number, n: number, inner: number, half: boolean): void {
   // Pass 1: the (biased) scores into `out`, and the max per column.
   const m = new Float64Array(inner);
   const s = new Float64Array(inner);
@@ -63,7 +71,7 @@ export function softmaxWithBias(x: RtTensor, bias: RtTensor | undefined, axisIn:
     s.fill(0);
     for (let k = 0; k < n; k++) {
       const r = base + k * inner;
-      const bk = perKey ? bd[k]! : 0;
+      const bk = perKey && bd ? bd[k]! : 0;
       for (let j = 0; j < inner; j++) {
         let v = xd[r + j]! + (bd === undefined ? 0 : perKey ? bk : bd[r + j]!);
         if (half && bd !== undefined) v = f16round(v);
@@ -84,7 +92,6 @@ export function softmaxWithBias(x: RtTensor, bias: RtTensor | undefined, axisIn:
     for (let j = 0; j < inner; j++) s[j] = 1 / s[j]!;
     for (let k = 0; k < n; k++) for (let j = 0, r = base + k * inner; j < inner; j++) out[r + j]! *= s[j]!;
   }
-  return { dtype: x.dtype, shape: [...x.shape], data: out };
 }
 
 // gelu in ONNX opset 17 operators (Gelu itself is opset 20): each mode as activation.py writes its formula.

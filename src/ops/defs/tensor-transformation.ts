@@ -50,10 +50,19 @@ export function transposeTensor(x: RtTensor, perm: number[]): RtTensor {
   return { dtype: x.dtype, shape, data: out };
 }
 
-/** Copies the box [begin, begin + size) with steps `stride` out of x. */
+/**
+ * The box [begin, begin + size) with steps `stride` of x: a view of x's data when the box is one contiguous
+ * run (unit steps, size 1 before the first cut axis, whole axes after it: a split or per-head slice over
+ * channels), else a copy.
+ */
 export function sliceBox(x: RtTensor, begin: number[], size: number[], stride: number[]): RtTensor {
   const rank = x.shape.length;
   const inStrides = stridesOf(x.shape);
+  const cut = size.findIndex((n, k) => n !== x.shape[k]);
+  if (stride.every((s) => s === 1) && size.slice(0, Math.max(cut, 0)).every((n) => n === 1) && size.every((n, k) => k <= cut || (begin[k] === 0 && n === x.shape[k]))) {
+    const at = begin.reduce((p, b, k) => p + b * inStrides[k]!, 0);
+    return { dtype: x.dtype, shape: size, data: x.data.subarray(at, at + numel(size)) };
+  }
   const out = allocData(x.dtype, numel(size));
   if (out.length === 0) return { dtype: x.dtype, shape: size, data: out };
   // The innermost contiguous run is copied with subarray/set when its stride is 1.

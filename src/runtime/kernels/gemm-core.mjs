@@ -165,4 +165,37 @@ export class GemmEngine {
       a.set(f32.subarray(0, n), s);
     }
   }
+
+  /**
+   * Softmax over axis 1 of x viewed as [outer, n, inner], plus an optional bias (one value per element, or
+   * one per position of the axis when perKey), into out; in float16 modes (half) x + bias is rounded to
+   * float16 first. Each [n, inner] slab is copied in whole (rows padded to a multiple of 4) and passes
+   * three times through softmax_cols in gemm.wat.
+   */
+  softmax(out, x, bias, perKey, outer, n, inner, half) {
+    const ld = roundUp(inner, 4);
+    const slab = n * ld;
+    const bOff = slab;
+    const mOff = bOff + (bias ? (perKey ? roundUp(n, 4) : slab) : 0);
+    const sOff = mOff + ld;
+    this.reserve(sOff + 2 * ld);
+    const f32 = this.f32;
+    const copyIn = (src, at, base) => {
+      if (ld === inner) f32.set(src.subarray(base, base + n * inner), at);
+      else for (let k = 0; k < n; k++) f32.set(src.subarray(base + k * inner, base + (k + 1) * inner), at + k * ld);
+    };
+    for (let o = 0; o < outer; o++) {
+      const base = o * n * inner;
+      copyIn(x, 0, base);
+      if (bias) {
+        if (perKey) f32.set(bias, bOff);
+        else copyIn(bias, bOff, base);
+        this.wasm.add_bias(0, 4 * bOff, n, ld, perKey ? 1 : 0);
+        if (half) this.wasm.round_f16(0, slab);
+      }
+      this.wasm.softmax_cols(0, n, ld, 4 * mOff, 4 * sOff);
+      if (ld === inner) out.set(f32.subarray(0, n * inner), base);
+      else for (let k = 0; k < n; k++) out.set(f32.subarray(k * ld, k * ld + inner), base + k * inner);
+    }
+  }
 }

@@ -133,14 +133,35 @@ let queue: Promise<unknown> = Promise.resolve();
 
 async function productOnPool(args: GemmArgs, threads: number): Promise<void> {
   const whole = wholeTask(args);
-  const { M, N } = whole;
-  const a = staged(0, whole.a);
-  const b = staged(1, whole.b);
-  const c = staged(2, whole.c);
+  const { M, N, K, transA, transB, lda, ldb, ldc } = whole;
+  // Operands that need staging are cut into blocks of at most STAGE_MAX floats (columns of B and C, else
+  // rows of A and C), so that the staging buffers stay small whatever the length (they live as long as the
+  // process): the (2,304, 8,192) activations of a long input would otherwise keep ~200 MB of them.
+  const big = (x: Float32Array, floats: number) => !(x.buffer instanceof SharedArrayBuffer) && floats > STAGE_MAX;
+  if ((big(whole.b, K * N) || big(whole.c, M * N)) && N > NR) {
+    const step = Math.max(NR, Math.floor(STAGE_MAX / Math.max(K, M) / NR) * NR);
+    for (let j = 0; j < N; j += step) {
+      const n = Math.min(step, N - j);
+      await productOnPool({ ...args, N: n, b: whole.b.subarray(transB ? j * ldb : j), c: whole.c.subarray(j), lda, ldb, ldc }, threads);
+    }
+    return;
+  }
+  if (big(whole.a, M * K) && M > MR) {
+    const step = Math.max(MR, Math.floor(STAGE_MAX / K / MR) * MR);
+    for (let i = 0; i < M; i += step) {
+      const m = Math.min(step, M - i);
+      await productOnPool({ ...args, M: m, a: whole.a.subarray(transA ? i : i * lda), c: whole.c.subarray(i * ldc), lda, ldb, ldc }, threads);
+    }
+    return;
+  }
+  const a = staged(0, whole.a, transA ? K : M, transA ? M : K, lda, true);
+  const b = staged(1, whole.b, transB ? N : K, transB ? K : N, ldb, true);
+  const c = staged(2, whole.c, M, N, ldc, whole.accumulate);
+  const task = { ...whole, a: a.data, b: b.data, c: c.data, lda: a.ld, ldb: b.ld, ldc: c.ld };
   // Split the longer side of C, so that the operand every thread packs in full is the smaller one.
   const tasks = M >= N
-    ? ranges(M, threads, MR).map(([i0, i1]) => ({ ...whole, a, b, c, i0, i1 }))
-    : ranges(N, threads, NR).map(([j0, j1]) => ({ ...whole, a, b, c, j0, j1 }));
+    ? ranges(M, threads, MR).map(([i0, i1]) => ({ ...task, i0, i1 }))
+    : ranges(N, threads, NR).map(([j0, j1]) => ({ ...task, j0, j1 }));
   const [first, ...rest] = tasks;
   const others = rest.length > 0 ? workerPool(threads - 1).run(rest) : Promise.resolve();
   try {
@@ -148,7 +169,15 @@ async function productOnPool(args: GemmArgs, threads: number): Promise<void> {
   } finally {
     await others;
   }
-  if (c !== whole.c) whole.c.set(c);
+  if (c.data !== whole.c) copyRows(c.data, N, whole.c, ldc, M, N);
+}
+
+/** Largest operand, in floats, copied into one staging buffer (8 MB). */
+export const STAGE_MAX = 1 << 21;
+
+/** Floats held by the staging buffers now (what a long input leaves behind; for tests and benchmarks). */
+export function stagingFloats(): number {
+  return staging.reduce((n, b) => n + (b?.length ?? 0), 0);
 }
 
 /**
@@ -158,17 +187,27 @@ async function productOnPool(args: GemmArgs, threads: number): Promise<void> {
  */
 let staging: Float32Array[] = [];
 
-/** `x` itself when workers can see it, else a copy in staging buffer `slot` (C is copied back whole). */
-function staged(slot: number, x: Float32Array): Float32Array {
-  if (x.buffer instanceof SharedArrayBuffer) return x;
+/**
+ * Matrix `x` (rows x cols, row stride ld) itself when workers can see it, else a compact copy (row stride
+ * cols) in staging buffer `slot`, with its values when `fill` (C is only read when accumulating).
+ */
+function staged(slot: number, x: Float32Array, rows: number, cols: number, ld: number, fill: boolean): { data: Float32Array; ld: number } {
+  if (x.buffer instanceof SharedArrayBuffer) return { data: x, ld };
+  const n = rows * cols;
   let buf = staging[slot];
-  if (buf === undefined || buf.length < x.length) {
-    buf = allocF32(Math.ceil(x.length * 1.25));
+  if (buf === undefined || buf.length < n) {
+    buf = allocF32(Math.ceil(n * 1.25));
     staging[slot] = buf;
   }
-  const view = buf.subarray(0, x.length);
-  view.set(x);
-  return view;
+  const view = buf.subarray(0, n);
+  if (fill) copyRows(x, ld, view, cols, rows, cols);
+  return { data: view, ld: cols };
+}
+
+/** Copies rows x cols from `src` (row stride lds) to `dst` (row stride ldd). */
+function copyRows(src: Float32Array, lds: number, dst: Float32Array, ldd: number, rows: number, cols: number): void {
+  if (lds === cols && ldd === cols) dst.set(src.subarray(0, rows * cols));
+  else for (let r = 0; r < rows; r++) dst.set(src.subarray(r * lds, r * lds + cols), r * ldd);
 }
 
 /** Cuts [0, n) into at most `parts` ranges whose starts are multiples of `align`. */

@@ -1,4 +1,4 @@
-;; Matrix-multiply and float16-rounding kernels, WebAssembly SIMD (f32x4).
+;; Matrix-multiply, float16-rounding and softmax kernels, WebAssembly SIMD (f32x4).
 ;;
 ;; The JavaScript driver (gemm-core.mjs) copies blocks of the operands into this module's memory, packs
 ;; them with the pack2_* and pack16_* functions into the panel layout that the micro-kernel streams, and
@@ -207,4 +207,126 @@
         (v128.store (local.get $ptr) (v128.bitselect (local.get $u) (local.get $r)
           (i32x4.ge_s (local.get $abs) (v128.const i32x4 0x7f800000 0x7f800000 0x7f800000 0x7f800000))))
         (local.set $ptr (i32.add (local.get $ptr) (i32.const 16)))
-        (br_if $l (i32.lt_u (local.get $ptr) (local.get $end)))))))
+        (br_if $l (i32.lt_u (local.get $ptr) (local.get $end))))))
+
+  ;; Adds a bias to X[n, ld] at x (ld % 4 == 0) in place: one value per row (b[n], $perRow = 1), the additive
+  ;; key mask of attention, or one per element (b[n, ld]).
+  (func (export "add_bias") (param $x i32) (param $b i32) (param $n i32) (param $ld i32) (param $perRow i32)
+    (local $end i32) (local $rowEnd i32) (local $v v128)
+    (local.set $end (i32.add (local.get $x) (i32.shl (i32.mul (local.get $n) (local.get $ld)) (i32.const 2))))
+    (block $done
+      (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+      (loop $row
+        (local.set $rowEnd (i32.add (local.get $x) (i32.shl (local.get $ld) (i32.const 2))))
+        (if (local.get $perRow)
+          (then
+            (local.set $v (v128.load32_splat (local.get $b)))
+            (local.set $b (i32.add (local.get $b) (i32.const 4)))
+            (loop $j
+              (v128.store (local.get $x) (f32x4.add (v128.load (local.get $x)) (local.get $v)))
+              (local.set $x (i32.add (local.get $x) (i32.const 16)))
+              (br_if $j (i32.lt_u (local.get $x) (local.get $rowEnd)))))
+          (else
+            (loop $j
+              (v128.store (local.get $x) (f32x4.add (v128.load (local.get $x)) (v128.load (local.get $b))))
+              (local.set $x (i32.add (local.get $x) (i32.const 16)))
+              (local.set $b (i32.add (local.get $b) (i32.const 16)))
+              (br_if $j (i32.lt_u (local.get $x) (local.get $rowEnd))))))
+        (br_if $row (i32.lt_u (local.get $x) (local.get $end))))))
+
+  ;; exp(d) for d <= 0, f32x4: Cephes' expf (d = n ln2 + r, |r| <= ln2/2, a degree-6 polynomial for e^r, 2^n
+  ;; added to the exponent bits), within 2 float32 ulps; 0 below -87, where float32's exp leaves the normal range
+  ;; (NaN stays NaN).
+  (func $exp_neg (param $d v128) (result v128)
+    (local $n v128) (local $r v128) (local $p v128)
+    (local.set $n (f32x4.nearest (f32x4.mul (local.get $d) (v128.const f32x4 1.44269504088896341 1.44269504088896341 1.44269504088896341 1.44269504088896341))))
+    (local.set $r (f32x4.sub (f32x4.sub (local.get $d)
+        (f32x4.mul (local.get $n) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375)))
+      (f32x4.mul (local.get $n) (v128.const f32x4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4 -2.12194440e-4))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $r) (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4))
+      (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)))
+    (local.set $p (f32x4.add (f32x4.add (f32x4.mul (local.get $p) (f32x4.mul (local.get $r) (local.get $r))) (local.get $r))
+      (v128.const f32x4 1 1 1 1)))
+    (v128.andnot
+      (i32x4.add (local.get $p) (i32x4.shl (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32.const 23)))
+      (f32x4.lt (local.get $d) (v128.const f32x4 -87 -87 -87 -87))))
+
+  ;; Softmax over the rows of X[n, ld] at x, for each column, in place (ld % 4 == 0, n >= 1): the column
+  ;; maxima (scratch m, ld float32), exp(x - max) with the column sums in float64 (scratch s, ld float64,
+  ;; 8-byte aligned, then 1 / sum), and the products e * (1 / sum) in float64, rounded once to float32.
+  ;; Rows are streamed whole, so the scratch columns stay in cache while X passes three times.
+  (func (export "softmax_cols") (param $x i32) (param $n i32) (param $ld i32) (param $m i32) (param $s i32)
+    (local $p i32) (local $end i32) (local $rowEnd i32) (local $pm i32) (local $ps i32) (local $ldb i32)
+    (local $e v128) (local $lo v128) (local $hi v128)
+    (local.set $ldb (i32.shl (local.get $ld) (i32.const 2)))
+    (local.set $end (i32.add (local.get $x) (i32.mul (local.get $n) (local.get $ldb))))
+    ;; Pass 1: the first row as the maxima, then the max of every later row.
+    (local.set $p (local.get $x))
+    (local.set $pm (local.get $m))
+    (local.set $rowEnd (i32.add (local.get $x) (local.get $ldb)))
+    (loop $j
+      (v128.store (local.get $pm) (v128.load (local.get $p)))
+      (local.set $p (i32.add (local.get $p) (i32.const 16)))
+      (local.set $pm (i32.add (local.get $pm) (i32.const 16)))
+      (br_if $j (i32.lt_u (local.get $p) (local.get $rowEnd))))
+    (block $done1
+      (br_if $done1 (i32.ge_u (local.get $p) (local.get $end)))
+      (loop $row
+        (local.set $rowEnd (i32.add (local.get $p) (local.get $ldb)))
+        (local.set $pm (local.get $m))
+        (loop $j
+          (v128.store (local.get $pm) (f32x4.max (v128.load (local.get $pm)) (v128.load (local.get $p))))
+          (local.set $p (i32.add (local.get $p) (i32.const 16)))
+          (local.set $pm (i32.add (local.get $pm) (i32.const 16)))
+          (br_if $j (i32.lt_u (local.get $p) (local.get $rowEnd))))
+        (br_if $row (i32.lt_u (local.get $p) (local.get $end)))))
+    ;; Pass 2: e = exp(x - max) in place, sums in float64.
+    (local.set $ps (local.get $s))
+    (local.set $rowEnd (i32.add (local.get $s) (i32.shl (local.get $ld) (i32.const 3))))
+    (loop $j
+      (v128.store (local.get $ps) (v128.const f64x2 0 0))
+      (local.set $ps (i32.add (local.get $ps) (i32.const 16)))
+      (br_if $j (i32.lt_u (local.get $ps) (local.get $rowEnd))))
+    (local.set $p (local.get $x))
+    (loop $row
+      (local.set $rowEnd (i32.add (local.get $p) (local.get $ldb)))
+      (local.set $pm (local.get $m))
+      (local.set $ps (local.get $s))
+      (loop $j
+        (local.set $e (call $exp_neg (f32x4.sub (v128.load (local.get $p)) (v128.load (local.get $pm)))))
+        (v128.store (local.get $p) (local.get $e))
+        (v128.store offset=0 (local.get $ps) (f64x2.add (v128.load offset=0 (local.get $ps)) (f64x2.promote_low_f32x4 (local.get $e))))
+        (v128.store offset=16 (local.get $ps) (f64x2.add (v128.load offset=16 (local.get $ps))
+          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $e) (local.get $e)))))
+        (local.set $p (i32.add (local.get $p) (i32.const 16)))
+        (local.set $pm (i32.add (local.get $pm) (i32.const 16)))
+        (local.set $ps (i32.add (local.get $ps) (i32.const 32)))
+        (br_if $j (i32.lt_u (local.get $p) (local.get $rowEnd))))
+      (br_if $row (i32.lt_u (local.get $p) (local.get $end))))
+    (local.set $ps (local.get $s))
+    (local.set $rowEnd (i32.add (local.get $s) (i32.shl (local.get $ld) (i32.const 3))))
+    (loop $j
+      (v128.store (local.get $ps) (f64x2.div (v128.const f64x2 1 1) (v128.load (local.get $ps))))
+      (local.set $ps (i32.add (local.get $ps) (i32.const 16)))
+      (br_if $j (i32.lt_u (local.get $ps) (local.get $rowEnd))))
+    ;; Pass 3: e * (1 / sum), in float64 like the scalar kernel, rounded to float32.
+    (local.set $p (local.get $x))
+    (loop $row
+      (local.set $rowEnd (i32.add (local.get $p) (local.get $ldb)))
+      (local.set $ps (local.get $s))
+      (loop $j
+        (local.set $e (v128.load (local.get $p)))
+        (local.set $lo (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.promote_low_f32x4 (local.get $e)) (v128.load offset=0 (local.get $ps)))))
+        (local.set $hi (f32x4.demote_f64x2_zero (f64x2.mul
+          (f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $e) (local.get $e)))
+          (v128.load offset=16 (local.get $ps)))))
+        (v128.store (local.get $p) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $lo) (local.get $hi)))
+        (local.set $p (i32.add (local.get $p) (i32.const 16)))
+        (local.set $ps (i32.add (local.get $ps) (i32.const 32)))
+        (br_if $j (i32.lt_u (local.get $p) (local.get $rowEnd))))
+      (br_if $row (i32.lt_u (local.get $p) (local.get $end)))))
+)

@@ -2,3 +2,4 @@
 export { allocF32, gemm, gemmSync, kernelThreads, PARALLEL_MIN_MACS, shutdownKernels } from './gemm.js';
 export type { GemmArgs } from './gemm.js';
 export { roundToF16InPlace } from './round-f16.js';
+export { SOFTMAX_MAX_SLAB, softmaxSimd } from './softmax.js';
