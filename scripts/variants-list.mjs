@@ -182,6 +182,8 @@ export function layoutVariants() {
     { head: 'mlm', layout: 'add-head', args: ['--functions', 'mlm', '--add-head', 'sentence=@embedding-normalized', '--seq-len', '16', '--target', 'macOS15', '--weights', 'fp32'] },
     { head: 'embedding-mean', layout: 'buckets', args: ['--buckets', '--seq-len', '8,16,32', '--target', 'iOS18'] },
     { head: 'mlm', layout: 'buckets', args: ['--buckets', '--functions', 'mlm,embedding', '--mask-input', '--seq-len', '8,16', '--target', 'iOS18'] },
+    { head: 'mlm', layout: 'functions-pack', args: ['--functions', 'mlm,embedding,none', '--pack', '3', '--seq-len', '16', '--target', 'iOS18'] },
+    { head: 'embedding-cls', layout: 'buckets-pack', args: ['--buckets', '--pack', '2', '--seq-len', '8,16', '--target', 'iOS18'] },
     { head: 'mlm', layout: 'functions', args: ['--functions', 'mlm,embedding', '--seq-len', '16', '--target', 'iOS17'], refused: 'multifunction package before iOS18', error: /needs specification version 9/ },
   ];
   return rows.map((v, i) => ({ fidelity: false, tokenizer: false, refused: null, error: null, ...v, name: `L${i + 1}-${v.layout}-${v.head}`, args: [...v.args, '--no-fidelity'] }));

@@ -228,9 +228,11 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
     throw new ModernBertError('BAD_ARGUMENT', `--mask-input takes a (1, S, 1, S) mask, ${(2 * longest * longest / 2 ** 20).toFixed(0)} MiB at --seq-len ${longest}; it is limited to ${MAX_MASK_INPUT_LEN} tokens: leave it out (the default input_ids input reads padding from pad_token_id)`, { seqLen: longest });
   }
   if (o.pack !== undefined) {
-    // The body-and-heads layouts build their graphs apart (convert-heads.ts), without segment ids yet.
-    if (o.heads) throw new ModernBertError('BAD_ARGUMENT', '--pack cannot yet be combined with --split, --functions, --add-head or --buckets: convert the packed model on its own');
-    checkPack(o.pack, o.seqLens.length === 1 ? o.seqLens[0]! : 'S', o.maskFrom);
+    // Multifunction packages hold the whole packed model per function; a split head package would need the
+    // segment ids as an input of its own, which it does not take yet.
+    if (o.heads?.split) throw new ModernBertError('BAD_ARGUMENT', '--pack cannot yet be combined with --split: convert the packed model whole, or as a multifunction package (--functions, --buckets)');
+    // Buckets are one static function per length, each packed; otherwise one graph of one length.
+    for (const S of o.heads?.buckets ? o.seqLens : [o.seqLens.length === 1 ? o.seqLens[0]! : 'S']) checkPack(o.pack, S, o.maskFrom);
   }
   const read = new TimedWeights(ckpt.weights);
   const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
@@ -262,7 +264,8 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
 
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
-  const built = buildModel(source, { seqLen: lens.length === 1 ? lens[0]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, pack: o.pack, target: targetInfo(o.target).target });
+  // With buckets every function is static: the longest stands for them here (the lint); convert-heads.ts builds each.
+  const built = buildModel(source, { seqLen: lens.length === 1 || o.heads?.buckets ? lens[lens.length - 1]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, pack: o.pack, target: targetInfo(o.target).target });
   const graph = compressed ? compressGraph(built, compressed) : built;
   const aneIssues = lintAneLimits(graph, { S: longest });
   const compression = compressed ? summarize(compressed) : null;
@@ -281,7 +284,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
   const heads = o.heads && await writeHeads({
     ckpt, out: o.out, force: o.force, source, lens, target: o.target, extras,
     prepare: (other) => prepareVariant({ config: other.config, weights: other.weights, embedding: other.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned).source,
-    build: { dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, target: targetInfo(o.target).target },
+    build: { dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, pack: o.pack, target: targetInfo(o.target).target },
     describe: (ck, h, seqLens) => {
       const d = describe(ck, { ...o, seqLens }, variant, h);
       if (fidelity) d.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);

@@ -16,7 +16,7 @@ import type { Precision } from '../src/runtime/numerics.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
 import { synthIds } from '../src/synth/prng.js';
 import { SynthWeights } from '../src/synth/synth.js';
-import { cli, expectOneLineError } from './helpers/cli.js';
+import { cli, expectOneLineError, json } from './helpers/cli.js';
 import { sentenceTransformers } from './helpers/embedding.js';
 import { cleanupTempDirs, copyFixture, FX, readFixtureJson, tempDir } from './helpers/fixtures.js';
 
@@ -184,11 +184,26 @@ describe('the packed graph', () => {
   });
 });
 
-describe('convert --pack refuses what it cannot build yet', () => {
-  it('with the body-and-heads layouts: one line, exit 2, no package', async () => {
+describe('convert --pack with the body-and-heads layouts', () => {
+  it('--split: refused with one line, exit 2, no package', async () => {
     const out = join(tempDir('mbane-pack-heads-'), 'p.mlpackage');
-    expectOneLineError(await cli('convert', join(FX, 'tiny-mlm'), '--out', out, '--pack', '2', '--seq-len', '16', '--functions', 'mlm', '--target', 'iOS18', '--no-fidelity'), /--pack cannot yet be combined with --split, --functions/);
+    expectOneLineError(await cli('convert', join(FX, 'tiny-mlm'), '--out', out, '--pack', '2', '--seq-len', '16', '--split', '--no-fidelity'), /--pack cannot yet be combined with --split/);
     expect(existsSync(out)).toBe(false);
+  });
+
+  it('--functions: every function is packed, and runs as the one-head packed package does', async () => {
+    const dir = tempDir('mbane-pack-fn-');
+    const common = ['--pack', '2', '--seq-len', '16', '--target', 'iOS18', '--weights', 'fp32', '--no-fidelity', '--tokenizer'];
+    const one = await cli('convert', join(FX, 'tiny-mlm'), '--out', join(dir, 'one.mlpackage'), ...common);
+    expect(one.code, one.stderr).toBe(0);
+    const multi = await cli('convert', join(FX, 'tiny-mlm'), '--out', join(dir, 'multi.mlpackage'), '--functions', 'mlm,none', ...common);
+    expect(multi.code, multi.stderr).toBe(0);
+    const pkg = readMLPackage(join(dir, 'multi.mlpackage'), 'none');
+    expect(pkg.graph.inputs.map((v) => v.name)).toContain('segment_ids');
+    const text = 'The capital of France is [MASK].';
+    const a = json(await cli('predict', join(dir, 'one.mlpackage'), text, '--runtime', 'engine', '--json'));
+    const b = json(await cli('predict', join(dir, 'multi.mlpackage'), text, '--function', 'mlm', '--runtime', 'engine', '--json'));
+    expect(b).toEqual(a);
   });
 });
 
