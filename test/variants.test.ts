@@ -79,11 +79,12 @@ describe('the variant list', () => {
 
 describe('the layout variants (--split, --functions, --add-head, --buckets)', () => {
   const layouts = layoutVariants();
-  it('cover each layout, a pooled head of each input kind, iOS15 I/O, and the refusal before iOS18', () => {
-    expect(new Set(layouts.map((v) => v.layout))).toEqual(new Set(['split', 'functions', 'add-head', 'buckets']));
+  it('cover each layout, packed multifunction packages, a pooled head of each input kind, iOS15 I/O, and the refusal before iOS18', () => {
+    expect(new Set(layouts.map((v) => v.layout))).toEqual(new Set(['split', 'functions', 'add-head', 'buckets', 'functions-pack', 'buckets-pack']));
     const has = (layout: string, re: RegExp) => layouts.some((v) => !v.refused && v.layout === layout && re.test(v.args.join(' ')));
     expect(has('split', /--mask-input/) && has('split', /--target iOS15/) && has('split', /embedding/)).toBe(true);
     expect(has('buckets', /--functions/) && has('add-head', /@embedding/)).toBe(true);
+    expect(has('functions-pack', /--pack/) && has('buckets-pack', /--pack .*--seq-len \d+,\d+/)).toBe(true);
     expect(layouts.filter((v) => v.refused).map((v) => v.args.join(' '))).toEqual([expect.stringMatching(/--functions .*--target iOS17/)]);
     expect(new Set([...list, ...layouts].map((v) => v.name)).size).toBe(list.length + layouts.length);
   });
