@@ -20,7 +20,7 @@ import { buildModel, checkPack, defaultHead, MAX_CHANNELS, type ModelSource, typ
 import type { Precision } from './runtime/numerics.js';
 import { VERSION } from './version.js';
 import { prepareVariant, type RotationKind, type Variant } from './variants.js';
-import type { Tensor, WeightSource } from './weights.js';
+import { WrappedWeights, type Tensor } from './weights.js';
 import type { Rotation } from './rotation/index.js';
 import type { LearnReport } from './learn/learned.js';
 import { compressGraph } from './compress/compress-graph.js';
@@ -108,12 +108,8 @@ export class FidelityGateError extends ModernBertError {
 export const MAX_MASK_INPUT_LEN = 2048;
 
 /** Counts the time spent reading tensors from the checkpoint. */
-class TimedWeights implements WeightSource {
+class TimedWeights extends WrappedWeights {
   ms = 0;
-  constructor(private readonly inner: WeightSource) {}
-  has(name: string): boolean {
-    return this.inner.has(name);
-  }
   get(name: string): Tensor {
     const t0 = performance.now();
     try {
@@ -121,15 +117,6 @@ class TimedWeights implements WeightSource {
     } finally {
       this.ms += performance.now() - t0;
     }
-  }
-  shape(name: string): number[] {
-    return this.inner.shape(name);
-  }
-  names(): string[] {
-    return this.inner.names();
-  }
-  storedName(name: string): string {
-    return this.inner.storedName?.(name) ?? name;
   }
 }
 

@@ -25,6 +25,24 @@ export interface WeightSource {
   storedName?(name: string): string;
 }
 
+/** A source that answers from another one; subclasses change only how a tensor is read (`get`). */
+export abstract class WrappedWeights implements WeightSource {
+  constructor(protected readonly inner: WeightSource) {}
+  abstract get(name: string): Tensor;
+  has(name: string): boolean {
+    return this.inner.has(name);
+  }
+  shape(name: string): number[] {
+    return this.inner.shape(name);
+  }
+  names(): string[] {
+    return this.inner.names();
+  }
+  storedName(name: string): string {
+    return this.inner.storedName?.(name) ?? name;
+  }
+}
+
 /**
  * A zeroed float32 array on a SharedArrayBuffer: weights live there so that the matrix kernels' worker
  * threads read them in place, without a copy per product.

@@ -6,7 +6,7 @@
 import { numel } from '../graph/ir.js';
 import { roundToF16 } from '../numeric/fp16.js';
 import { blockwiseShiftScale, lutToDenseIOS18 } from '../ops/defs/compression.js';
-import type { Tensor, WeightSource } from '../weights.js';
+import { WrappedWeights, type Tensor, type WeightSource } from '../weights.js';
 import { palettize } from './palettize.js';
 import { quantizeInt4Blocks, quantizeInt8PerRow } from './quantize.js';
 import { isCompressed, paletteBits, type CompressSpec } from './spec.js';
@@ -69,28 +69,14 @@ export function compressedBytes(c: Compressed): number {
 }
 
 /** Weights as the compressed package holds them; `compressed(name)` gives the stored form. */
-export class CompressedWeights implements WeightSource {
+export class CompressedWeights extends WrappedWeights {
   private readonly cache = new Map<string, Compressed>();
 
   constructor(
-    private readonly inner: WeightSource,
+    inner: WeightSource,
     readonly spec: CompressSpec,
-  ) {}
-
-  has(name: string): boolean {
-    return this.inner.has(name);
-  }
-
-  shape(name: string): number[] {
-    return this.inner.shape(name);
-  }
-
-  names(): string[] {
-    return this.inner.names();
-  }
-
-  storedName(name: string): string {
-    return this.inner.storedName?.(name) ?? name;
+  ) {
+    super(inner);
   }
 
   /** Whether `name` is stored compressed (decided by name and shape, without loading it). */
