@@ -42,21 +42,30 @@ export function lutToDenseIOS16(lut: ArrayLike<number>, packed: ArrayLike<number
  * of `indices` reads the table of the block it falls in, block_size[d] = indices.shape[d] / lut.shape[d].
  */
 export function lutToDenseIOS18(indices: ArrayLike<number>, shape: readonly number[], lut: ArrayLike<number>, lutShape: readonly number[]): Float32Array {
-  const rank = shape.length;
-  const palettes = lutShape[rank]!;
-  const block = shape.map((d, k) => d / lutShape[k]!);
+  const palettes = lutShape[shape.length]!;
   const out = new Float32Array(indices.length);
+  forEachBlock(shape, lutShape, (i, table) => (out[i] = lut[table * palettes + indices[i]!]!));
+  return out;
+}
+
+/**
+ * Calls `f(i, b)` for each element i of a tensor of `shape` (row-major), b the row-major index of its block
+ * in a grid of `grid` blocks (grid[k] divides shape[k]): which table, or which scale, the iOS 18 forms use.
+ */
+function forEachBlock(shape: readonly number[], grid: readonly number[], f: (i: number, b: number) => void): void {
+  const rank = shape.length;
+  const block = shape.map((d, k) => d / grid[k]!);
   const coord = new Array<number>(rank).fill(0);
-  for (let i = 0; i < indices.length; i++) {
-    let table = 0;
-    for (let k = 0; k < rank; k++) table = table * lutShape[k]! + Math.floor(coord[k]! / block[k]!);
-    out[i] = lut[table * palettes + indices[i]!]!;
+  const n = numel(shape);
+  for (let i = 0; i < n; i++) {
+    let b = 0;
+    for (let k = 0; k < rank; k++) b = b * grid[k]! + Math.floor(coord[k]! / block[k]!);
+    f(i, b);
     for (let k = rank - 1; k >= 0; k--) {
       if (++coord[k]! < shape[k]!) break;
       coord[k] = 0;
     }
   }
-  return out;
 }
 
 /** iOS 16 decompress (dequantize_by_scale_and_zp): scale * (q - zero_point), scale and zero point scalars or vectors along `axis`. */
@@ -74,19 +83,8 @@ export function affineDequantize(q: ArrayLike<number>, shape: readonly number[],
 
 /** iOS 18 decompress: scale * (data - offset), scale and offset repeated over blocks of data.shape / scale.shape. */
 export function blockwiseShiftScale(data: ArrayLike<number>, shape: readonly number[], scale: ArrayLike<number>, scaleShape: readonly number[], offset?: ArrayLike<number>): Float32Array {
-  const rank = shape.length;
-  const block = shape.map((d, k) => d / scaleShape[k]!);
   const out = new Float32Array(data.length);
-  const coord = new Array<number>(rank).fill(0);
-  for (let i = 0; i < data.length; i++) {
-    let s = 0;
-    for (let k = 0; k < rank; k++) s = s * scaleShape[k]! + Math.floor(coord[k]! / block[k]!);
-    out[i] = scale[s]! * (offset ? data[i]! - offset[s]! : data[i]!);
-    for (let k = rank - 1; k >= 0; k--) {
-      if (++coord[k]! < shape[k]!) break;
-      coord[k] = 0;
-    }
-  }
+  forEachBlock(shape, scaleShape, (i, b) => (out[i] = scale[b]! * (offset ? data[i]! - offset[b]! : data[i]!)));
   return out;
 }
 
