@@ -18,7 +18,8 @@ export interface Combination {
 
 export type Compression = 'pal8' | 'pal6' | 'pal4' | 'pal3' | 'pal2' | 'pal4-grouped' | 'int8' | 'int4';
 
-export interface Variant extends Combination {
+/** What the script converts: a named package and its flags, or a refusal it expects. */
+export interface Conversion {
   /** Package name, e.g. '07-seqcls-cls'. */
   name: string;
   /** Flags of `convert` (without the checkpoint and --out). */
@@ -29,6 +30,8 @@ export interface Variant extends Combination {
   refused: string | null;
   error: RegExp | null;
 }
+
+export interface Variant extends Combination, Conversion {}
 
 export const HEADS: Head[];
 export const FACTORS: { [K in Exclude<keyof Combination, 'head'>]: Combination[K][] };
@@ -41,14 +44,8 @@ export function uncoveredPairs(list: Variant[], required?: Set<string>): string[
 export function variantList(): Variant[];
 
 /** A variant of the body-and-heads layouts: a head's checkpoint and the flags of one layout. */
-export interface LayoutVariant {
+export interface LayoutVariant extends Conversion {
   head: Head;
-  layout: 'split' | 'functions' | 'add-head' | 'buckets';
-  name: string;
-  args: string[];
-  fidelity: boolean;
-  tokenizer: boolean;
-  refused: string | null;
-  error: RegExp | null;
+  layout: 'split' | 'functions' | 'add-head' | 'buckets' | 'functions-pack' | 'buckets-pack';
 }
 export function layoutVariants(): LayoutVariant[];

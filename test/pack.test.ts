@@ -136,7 +136,7 @@ describe('the packed graph', () => {
       const g = buildModel(ckpt, { seqLen: 512, pack: 8, head: 'embedding' });
       expect(g.inputs.map((i) => [i.name, i.type.dtype, i.type.shape])).toEqual([['input_ids', 'int32', [1, 512]], ['segment_ids', 'int32', [1, 512]]]);
       expect(g.ops.map((o) => o.op)).toContain('reduce_min');
-      for (const [name, c] of g.consts) expect(c.type.shape.reduce((p, d) => p * Number(d), 1), name).toBeLessThan(512 * 512);
+      for (const [name, c] of g.consts) expect(c.type.shape.reduce<number>((p, d) => p * Number(d), 1), name).toBeLessThan(512 * 512);
     } finally {
       ckpt.close();
     }
