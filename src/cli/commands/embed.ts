@@ -7,17 +7,14 @@ import type { Precision } from '../../runtime/numerics.js';
 import { readBatchInput } from '../../tasks/batch-input.js';
 import { writeEmbeddings } from '../../tasks/batch-output.js';
 import { runBatch, type BatchStats } from '../../tasks/batch.js';
+import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
 import { printJson, progress, type Io } from '../context.js';
-import { positiveInt, precision } from '../parse.js';
+import { precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
 
-interface EmbedOptions extends RuntimeCliOptions {
+interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
   input: string;
   out: string;
-  window?: number;
-  pack?: number;
-  truncate?: boolean;
-  prefix?: string;
   precision?: Precision;
   tokenizer?: string;
   json?: boolean;
@@ -31,14 +28,10 @@ export function registerEmbed(program: Command, io: Io): void {
     .argument('<model>', 'checkpoint folder or .mlpackage (packages converted with --pack K run K texts per window)')
     .requiredOption('--input <file>', 'texts: one per line, or JSONL objects with a "text" field')
     .requiredOption('--out <file>', 'embeddings: .jsonl ({"index", "embedding"} per line), .npy or .safetensors (float32 [N, C])')
-    .option('--window <n>', 'tokens per window (default 512 for checkpoints, the package\'s length for packages)', positiveInt)
-    .option('--pack <k>', 'most texts per window (default 64 for checkpoints, the package\'s --pack; 1 = one text per window)', positiveInt)
-    .option('--truncate', 'cut texts longer than the window instead of failing')
-    .option('--prefix <text>', 'prepended to every text (a sentence-transformers prompt such as "search_query: ")')
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
     .option('--json', 'machine-readable summary');
-  addRuntimeOptions(cmd)
+  addRuntimeOptions(addBatchOptions(cmd))
     .action(async (modelPath: string, o: EmbedOptions) => {
       const inputs = readBatchInput(o.input);
       const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor: await cliExecutor(o, o.precision, io) });

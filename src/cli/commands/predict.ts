@@ -9,19 +9,16 @@ import { classify, embed, fillMask, labelTokens } from '../../tasks/predict.js';
 import { readBatchInput } from '../../tasks/batch-input.js';
 import { writeJsonl } from '../../tasks/batch-output.js';
 import { runBatch } from '../../tasks/batch.js';
+import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
 import { printJson, progress, type Io } from '../context.js';
 import { summary } from './embed.js';
 import { positiveInt, precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
 
-interface PredictOptions extends RuntimeCliOptions {
+interface PredictOptions extends RuntimeCliOptions, BatchCliOptions {
   topK: number;
   input?: string;
   out?: string;
-  window?: number;
-  pack?: number;
-  truncate?: boolean;
-  prefix?: string;
   embed?: boolean;
   precision?: Precision;
   tokenizer?: string;
@@ -43,14 +40,10 @@ export function registerPredict(program: Command, io: Io): void {
     .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
     .option('--input <file>', 'many texts (one per line, or JSONL with a "text" field), packed several per window; JSONL out, one line per text')
     .option('--out <file>', 'with --input: the JSONL file to write (default: standard output)')
-    .option('--window <n>', 'with --input: tokens per window (default 512, or the package\'s length)', positiveInt)
-    .option('--pack <k>', 'with --input: most texts per window (default 64, or the package\'s --pack)', positiveInt)
-    .option('--truncate', 'with --input: cut texts longer than the window instead of failing')
-    .option('--prefix <text>', 'with --input: prepended to every text')
     .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
     .option('--function <name>', 'the function of a multifunction package to run (a head name picks its shape buckets)')
     .option('--json', 'machine-readable output');
-  addRuntimeOptions(cmd)
+  addRuntimeOptions(addBatchOptions(cmd, 'with --input: '))
     .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
       if (o.input !== undefined) return predictBatch(io, a, b, o);
       for (const flag of ['out', 'window', 'pack', 'truncate', 'prefix'] as const) {

@@ -1,0 +1,20 @@
+// The options of the batch path (embed, predict --input): how texts are packed into windows.
+
+import type { Command } from 'commander';
+import { positiveInt } from './parse.js';
+
+export interface BatchCliOptions {
+  window?: number;
+  pack?: number;
+  truncate?: boolean;
+  prefix?: string;
+}
+
+/** Adds --window, --pack, --truncate and --prefix; `note` prefixes their help (e.g. "with --input: "). */
+export function addBatchOptions(cmd: Command, note = ''): Command {
+  return cmd
+    .option('--window <n>', `${note}tokens per window (default 512 for checkpoints, the package's length for packages)`, positiveInt)
+    .option('--pack <k>', `${note}most texts per window (default 64 for checkpoints, the package's --pack; 1 = one text per window)`, positiveInt)
+    .option('--truncate', `${note}cut texts longer than the window instead of failing`)
+    .option('--prefix <text>', `${note}prepended to every text (a sentence-transformers prompt such as "search_query: ")`);
+}
