@@ -8,7 +8,7 @@ import { Interpreter } from './graph/interpreter.js';
 import type { Precision } from './runtime/numerics.js';
 import { roundToF16InPlace } from './runtime/kernels/index.js';
 import { F16_EXACT, shareable, type RtTensor } from './runtime/tensor.js';
-import type { Tensor, WeightSource } from './weights.js';
+import { WrappedWeights, type Tensor, type WeightSource } from './weights.js';
 
 /** One sequence: token ids and which of them are real (1) or padding (0). */
 export interface Sequence {
@@ -71,14 +71,13 @@ export function unfoldLogits(t: RtTensor, V = Infinity): RtTensor {
  * With `roundF16` the cached copies are rounded to float16 once (for models that only run in float16).
  * Unlike other sources it returns the cached array itself, which readers must not modify.
  */
-export class CachedWeights implements WeightSource {
+export class CachedWeights extends WrappedWeights {
   private readonly cache = new Map<string, Tensor>();
-  constructor(private readonly inner: WeightSource, private readonly roundF16 = false) {}
-  has(name: string): boolean {
-    return this.inner.has(name);
+  constructor(inner: WeightSource, private readonly roundF16 = false) {
+    super(inner);
   }
   get(name: string): Tensor {
-    const key = this.inner.storedName?.(name) ?? name; // a tied decoder shares the embeddings' copy
+    const key = this.storedName(name); // a tied decoder shares the embeddings' copy
     let t = this.cache.get(key);
     if (!t) {
       const raw = this.inner.get(name);
@@ -89,12 +88,6 @@ export class CachedWeights implements WeightSource {
       this.cache.set(key, t);
     }
     return t;
-  }
-  shape(name: string): number[] {
-    return this.inner.shape(name);
-  }
-  names(): string[] {
-    return this.inner.names();
   }
 }
 
