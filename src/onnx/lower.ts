@@ -11,6 +11,7 @@ import { encodeTensorBytes } from '../coreml/tensor-bytes.js';
 import { ModernBertError } from '../errors.js';
 import { isLiteral, type Dim, type DType, type Graph, type Literal, type TensorType } from '../graph/ir.js';
 import { inferArgs, inputTypesOf, ONNX_TYPE, ONNX_TYPE_INT64 as INT64, opDef, type OnnxArgs, type OnnxAttr } from '../ops/index.js';
+import { batchHeads } from './batch-heads.js';
 import type { OnnxAttributeProto, OnnxNodeProto, OnnxValueInfoProto } from './schema.js';
 
 export const ONNX_OPSET = 17;
@@ -70,7 +71,9 @@ function int64Bytes(values: number[]): Uint8Array {
 }
 
 /** Lowers a graph to ONNX nodes and initializers. */
-export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
+export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
+  // The Neural Engine's per-head attention, written once for all heads (onnxruntime pays per node).
+  const graph = batchHeads(perHead);
   const hf = o.io === 'hf';
   const dt = (d: DType): DType => (o.float32 && d === 'fp16' ? 'fp32' : d);
   const tt = (t: TensorType): TensorType => ({ dtype: dt(t.dtype), shape: t.shape });
