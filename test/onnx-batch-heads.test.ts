@@ -11,6 +11,8 @@ import { loadCheckpoint } from '../src/io/checkpoint.js';
 import { buildModel, type BuildOptions, type ModelSource } from '../src/model.js';
 import { batchHeads } from '../src/onnx/batch-heads.js';
 import { lowerGraph } from '../src/onnx/lower.js';
+import type { OnnxNodeProto } from '../src/onnx/schema.js';
+import { simplifyNodes } from '../src/onnx/simplify.js';
 import { OrtExecutor } from '../src/ort-executor.js';
 import { prepareVariant } from '../src/variants.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
@@ -102,7 +104,46 @@ describe('batched attention heads in the ONNX lowering', () => {
     }
     // tiny-mlm: 2 global layers of ceil(100 / 32) = 4 query chunks, 2 banded local layers of one block each.
     expect(count(4, banded).softmax).toBe(2 * 4 + 2);
-    // Pinned: the whole 4-layer model at 100 tokens, 430 nodes when this was written.
-    expect(count(4, banded).total).toBeLessThanOrEqual(430);
+    // Pinned: the whole 4-layer model at 100 tokens, 369 nodes when this was written (1,050 per head).
+    expect(count(4, banded).total).toBeLessThanOrEqual(370);
+  });
+});
+
+describe('lowered node clean-up', () => {
+  const node = (op_type: string, input: string[], output: string, perm?: number[]): OnnxNodeProto => ({ name: output, op_type, input, output: [output], ...(perm ? { attribute: [{ name: 'perm', type: 7, ints: perm }] } : {}) });
+
+  it('composes consecutive transposes, drops identity ones, merges consecutive reshapes, and keeps values read twice', () => {
+    const nodes = [
+      node('Transpose', ['x'], 'a', [0, 2, 3, 1]),
+      node('Transpose', ['a'], 'b', [0, 3, 1, 2]), // a then b: identity
+      node('Relu', ['b'], 'c'),
+      node('Transpose', ['c'], 'd', [1, 0, 2, 3]),
+      node('Transpose', ['d'], 'e', [0, 2, 1, 3]), // one Transpose [1, 2, 0, 3]
+      node('Reshape', ['e', 's1'], 'f'),
+      node('Reshape', ['f', 's2'], 'g'), // one Reshape to s2
+      node('Transpose', ['g'], 'h', [1, 0]),
+      node('Transpose', ['h'], 'out', [1, 0]), // identity, but a graph output: kept, as one Transpose
+      node('Add', ['h', 'g'], 'k'), // h is read twice: not folded into `out`
+    ];
+    const got = simplifyNodes(nodes, new Set(['out', 'k']));
+    expect(got.map((n) => [n.op_type, n.input, n.output[0], n.attribute?.[0]?.ints])).toEqual([
+      ['Relu', ['x'], 'c', undefined],
+      ['Transpose', ['c'], 'e', [1, 2, 0, 3]],
+      ['Reshape', ['e', 's2'], 'g', undefined],
+      ['Transpose', ['g'], 'h', [1, 0]],
+      ['Transpose', ['h'], 'out', [1, 0]],
+      ['Add', ['h', 'g'], 'k', undefined],
+    ]);
+  });
+
+  it('stores projection weights transposed: no node of the lowered model reshapes or transposes a weight', () => {
+    const lowered = lowerGraph(buildModel(ckpt, { seqLen: 40, maskFrom: 'attention', head: 'mlm' }), { io: 'hf' });
+    const inits = new Set(lowered.initializers.filter((t) => t.dims.length >= 2).map((t) => t.name));
+    expect(lowered.nodes.filter((n) => (n.op_type === 'Transpose' || n.op_type === 'Reshape') && inits.has(n.input[0]!))).toEqual([]);
+    // Each layer's Wqkv and Wi (both (192, 64) in tiny-mlm) once, as W^T, never in the checkpoint's form (3C, C, 1, 1).
+    const C = ckpt.config.hidden;
+    const withDims = (d: number[]) => lowered.initializers.filter((t) => JSON.stringify(t.dims) === JSON.stringify(d)).length;
+    expect(withDims([C, 3 * C])).toBe(2 * ckpt.config.numLayers);
+    expect(withDims([3 * C, C, 1, 1])).toBe(0);
   });
 });

@@ -12,6 +12,8 @@ import { ModernBertError } from '../errors.js';
 import { isLiteral, type Dim, type DType, type Graph, type Literal, type TensorType } from '../graph/ir.js';
 import { inferArgs, inputTypesOf, ONNX_TYPE, ONNX_TYPE_INT64 as INT64, opDef, type OnnxArgs, type OnnxAttr } from '../ops/index.js';
 import { batchHeads } from './batch-heads.js';
+import { foldWeightLayouts } from './fold-weights.js';
+import { simplifyNodes } from './simplify.js';
 import type { OnnxAttributeProto, OnnxNodeProto, OnnxValueInfoProto } from './schema.js';
 
 export const ONNX_OPSET = 17;
@@ -179,7 +181,12 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
     if (!adapted.has(n)) return valueInfo(n, ONNX_TYPE[t.dtype], t.shape);
     return hfOutput(n, nameOf(n), t, o.vocabSize, (opType, ins, attrs, outs) => emit(n, opType, ins, attrs, outs), (v) => addInit(`${n}__i64`, INT64, [v.length], 8 * v.length, () => int64Bytes(v)));
   });
-  return { nodes, initializers, inputs, outputs };
+  const graphOutputs = new Set(graph.outputs);
+  const weights = foldWeightLayouts(nodes, initializers, graphOutputs);
+  const kept = simplifyNodes(weights.nodes, graphOutputs);
+  // Initializers that no node reads any more (a folded weight's first form, a dropped node's shape).
+  const read = new Set(kept.flatMap((n) => n.input));
+  return { nodes: kept, initializers: weights.initializers.filter((t) => read.has(t.name)), inputs, outputs };
 }
 
 type Emit = (opType: string, inputs: readonly string[], attrs?: Record<string, OnnxAttr>, outputs?: readonly string[]) => string[];
