@@ -2,6 +2,7 @@
 // It must compute what the per-head graph computes (our interpreter, both graphs; onnxruntime on the lowered
 // one) for every attention form, and the lowered graph must not grow with the head count.
 
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,10 +17,13 @@ import { simplifyNodes } from '../src/onnx/simplify.js';
 import { OrtExecutor } from '../src/ort-executor.js';
 import { prepareVariant } from '../src/variants.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
-import { FX } from './helpers/fixtures.js';
+import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 
 const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
-afterAll(() => ckpt.close());
+afterAll(() => {
+  ckpt.close();
+  cleanupTempDirs();
+});
 
 // tiny-mlm read with another head count (the weights do not depend on it: Wqkv is (3C, C)).
 function withHeads(H: number): ModelSource {
@@ -78,6 +82,21 @@ describe('batched attention heads in the ONNX lowering', () => {
       expect(maxRelDiff(want, viaOrt)).toBeLessThan(1e-5);
     });
   }
+
+  it('creates its onnxruntime session from a temporary file that it removes', async () => {
+    const dir = tempDir('mbane-ort-tmp-');
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = dir; // os.tmpdir() reads it on every call
+    try {
+      const g = buildModel(ckpt, { seqLen: 12, maskFrom: 'attention', head: 'mlm' });
+      const out = (await new OrtExecutor(g, ort).run(feeds(g, 12))).get(g.outputs[0]!)!;
+      expect(out.shape).toEqual([1, ckpt.config.vocabSize, 1, 12]);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = before;
+    }
+  });
 
   it('rotated, folded weights', async () => {
     const v = prepareVariant(ckpt, { fold: true, rotation: 'hadamard', norm: 'l2', seed: 1 });
