@@ -17,7 +17,7 @@
 // seconds, peak RSS, and the largest difference between their embeddings. `--lengths none` runs it alone.
 //
 //   npm run build && node bench/ort.mjs [--dir /tmp/sb] [--lengths 128,512,1024,8192] [--runs 5] [--long-runs 1] [--skip-engine-above N]
-//                                       [--embed] [--texts 2000] [--window 512] [--pack 64] [--seed 9]
+//                                       [--runtimes engine,ort-ours,ort-plain] [--embed] [--texts 2000] [--window 512] [--pack 64] [--seed 9]
 //
 // Without --dir it writes synth-base (~600 MB) to a temporary folder first. The medians are printed as a
 // Markdown table (docs/PERFORMANCE.md, "onnxruntime"). Threads: onnxruntime's default (one per core); ours:
@@ -37,6 +37,7 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     'long-runs': { type: 'string', default: '1' }, // runs at 4,096 tokens and more (our engine takes minutes there)
     'skip-engine-above': { type: 'string' },
+    runtimes: { type: 'string', default: 'engine,ort-ours,ort-plain' }, // a subset, e.g. without ort-plain's S x S scores at 8,192
     embed: { type: 'boolean', default: false },
     texts: { type: 'string', default: '2000' },
     window: { type: 'string', default: '512' },
@@ -65,7 +66,7 @@ async function parent() {
   process.stderr.write(`cores ${availableParallelism()}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the start\n`);
   const rows = [];
   for (const S of lengths) {
-    const names = ['engine', 'ort-ours', 'ort-plain'].filter((n) => n !== 'engine' || S <= skipAbove);
+    const names = values.runtimes.split(',').filter((n) => n !== 'engine' || S <= skipAbove);
     const kids = names.map((name) => start(name, dir));
     const ready = await Promise.all(kids.map((k) => k.ask({ op: 'prepare', S })));
     const times = Object.fromEntries(names.map((n) => [n, []]));
@@ -85,7 +86,7 @@ async function parent() {
     names.forEach((n, i) => {
       row[n] = { median: med(times[n]), all: times[n], cpu: med(cpus[n]), peakMB: done[i].peakMB, prepare: ready[i].seconds };
     });
-    const ref = outs.engine ?? outs['ort-plain'];
+    const ref = outs.engine ?? outs['ort-plain'] ?? outs[names[0]];
     row.maxDiff = Object.fromEntries(names.map((n) => [n, Math.max(...outs[n].map((v, j) => Math.abs(v - ref[j])))]));
     rows.push(row);
     process.stderr.write(`${JSON.stringify(row)}\n`);

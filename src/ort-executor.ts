@@ -11,7 +11,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type * as OrtModule from 'onnxruntime-node';
+// Types from onnxruntime-common (a devDependency, the API that onnxruntime-node implements), so that the
+// build does not need onnxruntime-node, which npm drops when its install script fails.
+import type * as OrtModule from 'onnxruntime-common';
 import type { DType, Graph } from './graph/ir.js';
 import { ModernBertError } from './errors.js';
 import { foldConstexpr } from './onnx/fold-constexpr.js';
@@ -19,8 +21,11 @@ import { lowerGraph } from './onnx/lower.js';
 import { writeOnnx } from './onnx/write.js';
 import type { RtTensor } from './runtime/tensor.js';
 
-/** The onnxruntime-node module (its CommonJS exports). */
-export type Ort = (typeof OrtModule)['default'];
+/** The onnxruntime-node module (its CommonJS exports: onnxruntime-common's API). */
+export type Ort = typeof OrtModule;
+
+/** A variable, so that TypeScript does not resolve the optional package at build time. */
+const ORT_PACKAGE = 'onnxruntime-node';
 export type OrtProvider = 'cpu' | 'coreml';
 
 /**
@@ -37,7 +42,7 @@ let loaded: Promise<Ort | undefined> | undefined;
 export function loadOrt(): Promise<Ort | undefined> {
   if (process.env.MODERNBERT_ANE_NO_ORT === '1') return Promise.resolve(undefined);
   // A CommonJS package: its exports are the module's default.
-  loaded ??= import('onnxruntime-node').then((m): Ort | undefined => m.default, () => undefined);
+  loaded ??= import(ORT_PACKAGE).then((m: { default: Ort }): Ort | undefined => m.default, () => undefined);
   return loaded;
 }
 
