@@ -17,8 +17,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openModel } from '../dist/load.js';
-import { splitmix32 } from '../dist/synth/prng.js';
 import { runTokenized } from '../dist/tasks/batch.js';
+import { benchTexts } from './texts.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const { values } = parseArgs({
@@ -48,19 +48,8 @@ if (values['synth-base']) {
 
 try {
   const model = await openModel(dir, { precision: values.precision });
-  const { clsTokenId: cls, sepTokenId: sep, vocabSize } = model.ids;
-  const special = new Set([cls, sep, ...model.ids.special]);
   // Texts: [CLS], 3..58 random ids, [SEP]: 5 to 60 tokens, reproducible from the seed.
-  const next = splitmix32(Number(values.seed));
-  const texts = Array.from({ length: N }, () => {
-    const n = 5 + (next() % 56);
-    const ids = [cls];
-    while (ids.length < n - 1) {
-      const id = next() % vocabSize;
-      if (!special.has(id)) ids.push(id);
-    }
-    return [...ids, sep];
-  });
+  const texts = benchTexts(N, Number(values.seed), model.ids);
   const tokens = texts.reduce((s, t) => s + t.length, 0);
   console.log(`${dir}: ${N} texts, ${tokens} tokens (${(tokens / N).toFixed(1)} per text), window ${window}, ${values.precision}; ${cpus().length} cores, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 

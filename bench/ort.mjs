@@ -12,7 +12,12 @@
 // would be 1.6 GB. Outputs are compared (max abs difference against the engine) to show that the three
 // compute the same model.
 //
+// --embed adds `embed` over bench/embed.mjs's text set (2,000 texts of 5 to 60 tokens, packed up to 64 per
+// 512-token window) on our engine and on --runtime ort, one child each, one after the other: texts/s, CPU
+// seconds, peak RSS, and the largest difference between their embeddings. `--lengths none` runs it alone.
+//
 //   npm run build && node bench/ort.mjs [--dir /tmp/sb] [--lengths 128,512,1024,8192] [--runs 5] [--long-runs 1] [--skip-engine-above N]
+//                                       [--runtimes engine,ort-ours,ort-plain] [--embed] [--texts 2000] [--window 512] [--pack 64] [--seed 9]
 //
 // Without --dir it writes synth-base (~600 MB) to a temporary folder first. The medians are printed as a
 // Markdown table (docs/PERFORMANCE.md, "onnxruntime"). Threads: onnxruntime's default (one per core); ours:
@@ -32,11 +37,18 @@ const { values } = parseArgs({
     runs: { type: 'string', default: '5' },
     'long-runs': { type: 'string', default: '1' }, // runs at 4,096 tokens and more (our engine takes minutes there)
     'skip-engine-above': { type: 'string' },
+    runtimes: { type: 'string', default: 'engine,ort-ours,ort-plain' }, // a subset, e.g. without ort-plain's S x S scores at 8,192
+    embed: { type: 'boolean', default: false },
+    texts: { type: 'string', default: '2000' },
+    window: { type: 'string', default: '512' },
+    pack: { type: 'string', default: '64' },
+    seed: { type: 'string', default: '9' },
     child: { type: 'string' },
   },
 });
 
-if (values.child) await child(values.child, values.dir);
+if (values.child?.startsWith('embed-')) await embedChild(values.child.slice('embed-'.length), values.dir);
+else if (values.child) await child(values.child, values.dir);
 else await parent();
 
 // ---- the parent: start the three children per length, run them in turn, print medians -----------------
@@ -48,13 +60,13 @@ async function parent() {
     const { writeSynthCheckpoint } = await import('../dist/synth/synth.js');
     await writeSynthCheckpoint('base', dir);
   }
-  const lengths = values.lengths.split(',').map(Number);
+  const lengths = values.lengths === 'none' ? [] : values.lengths.split(',').map(Number);
   const runs = Number(values.runs);
   const skipAbove = values['skip-engine-above'] === undefined ? Infinity : Number(values['skip-engine-above']);
   process.stderr.write(`cores ${availableParallelism()}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the start\n`);
   const rows = [];
   for (const S of lengths) {
-    const names = ['engine', 'ort-ours', 'ort-plain'].filter((n) => n !== 'engine' || S <= skipAbove);
+    const names = values.runtimes.split(',').filter((n) => n !== 'engine' || S <= skipAbove);
     const kids = names.map((name) => start(name, dir));
     const ready = await Promise.all(kids.map((k) => k.ask({ op: 'prepare', S })));
     const times = Object.fromEntries(names.map((n) => [n, []]));
@@ -74,12 +86,21 @@ async function parent() {
     names.forEach((n, i) => {
       row[n] = { median: med(times[n]), all: times[n], cpu: med(cpus[n]), peakMB: done[i].peakMB, prepare: ready[i].seconds };
     });
-    const ref = outs.engine ?? outs['ort-plain'];
+    const ref = outs.engine ?? outs['ort-plain'] ?? outs[names[0]];
     row.maxDiff = Object.fromEntries(names.map((n) => [n, Math.max(...outs[n].map((v, j) => Math.abs(v - ref[j])))]));
     rows.push(row);
     process.stderr.write(`${JSON.stringify(row)}\n`);
   }
+  const embedRows = values.embed ? await embedBoth(dir) : [];
   if (!values.dir) rmSync(dir, { recursive: true, force: true });
+  if (embedRows.length) {
+    console.log(`| embed, ${values.texts} texts | texts/s | wall s | CPU s | peak RSS | load |`);
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const r of embedRows) console.log(`| ${r.name} | ${r.textsPerSecond.toFixed(1)} | ${r.seconds.toFixed(1)} | ${r.cpu.toFixed(1)} | ${r.peakMB} MB | ${r.load.toFixed(1)} |`);
+    const [a, b] = embedRows.map((r) => r.sample);
+    console.log(`max |engine - ort| over the first ${a.length / embedRows[0].dims} embeddings: ${Math.max(...a.map((v, j) => Math.abs(v - b[j]))).toExponential(2)}`);
+  }
+  if (!rows.length) return;
   const f = (r, n) => (r[n] ? `${r[n].median.toFixed(2)} s, ${r[n].cpu.toFixed(1)} CPU s (${r[n].peakMB} MB)` : '-');
   console.log('| tokens | engine | ort-ours | ort-plain | ort-ours / ort-plain | engine / ort-ours | load |');
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
@@ -95,6 +116,54 @@ function start(name, dir) {
   p.on('message', (m) => waiting?.(m));
   p.on('exit', (code) => code && waiting?.(Promise.reject(new Error(`${name} exited with ${code}`))));
   return { ask: (m) => new Promise((res) => { waiting = res; p.send(m); }) };
+}
+
+// ---- embed: the 2,000-text set on each runtime, one child after the other --------------------------------
+
+async function embedBoth(dir) {
+  const rows = [];
+  for (const name of ['engine', 'ort']) {
+    const args = ['--child', `embed-${name}`, '--dir', dir, ...['texts', 'window', 'pack', 'seed'].flatMap((k) => [`--${k}`, values[k]])];
+    const p = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const row = await new Promise((res, rej) => {
+      p.on('message', res);
+      p.on('exit', (code) => code && rej(new Error(`embed on ${name} exited with ${code}`)));
+    });
+    rows.push({ name: name === 'engine' ? 'our engine' : '--runtime ort', ...row, load: loadavg()[0] });
+    process.stderr.write(`embed ${name}: ${JSON.stringify({ ...row, sample: undefined })}\n`);
+  }
+  return rows;
+}
+
+// One runtime: a warm-up on the first window's texts (the graph, onnxruntime's session), then all texts.
+async function embedChild(name, dir) {
+  const { openModel } = await import('../dist/load.js');
+  const { runTokenized } = await import('../dist/tasks/batch.js');
+  const { chooseRuntime, executorFor } = await import('../dist/runtime-choice.js');
+  const { shutdownRuntime } = await import('../dist/runtime/shutdown.js');
+  const { benchTexts } = await import('./texts.mjs');
+  const executor = executorFor(await chooseRuntime({ runtime: name }));
+  const model = await openModel(dir, { precision: 'fp32', executor });
+  const texts = benchTexts(Number(values.texts), Number(values.seed), model.ids);
+  const o = { task: 'embed', window: Number(values.window), pack: Number(values.pack) };
+  await runTokenized(model, texts.slice(0, o.pack), [], o);
+  const cpu0 = process.cpuUsage();
+  const { results, stats } = await runTokenized(model, texts, [], o);
+  const cpu = process.cpuUsage(cpu0);
+  const first = results.slice(0, 50).map((r) => Array.from(r.embedding));
+  process.send({
+    texts: texts.length,
+    windows: stats.windows,
+    seconds: stats.seconds,
+    textsPerSecond: texts.length / stats.seconds,
+    cpu: (cpu.user + cpu.system) / 1e6,
+    peakMB: Math.round(process.resourceUsage().maxRSS / 1024),
+    dims: first[0].length,
+    sample: first.flat(),
+  });
+  model.close();
+  await shutdownRuntime();
+  process.exit(0);
 }
 
 // ---- a child: one runtime, prepared once per length, one forward per request ---------------------------

@@ -10,6 +10,7 @@ import { lowerGraph } from './onnx/lower.js';
 import { checkOnnxOutput, writeOnnx, type WriteOnnxResult } from './onnx/write.js';
 import { sourceName } from './convert.js';
 import { VERSION } from './version.js';
+import type { Rotation } from './rotation/rotation.js';
 import { prepareVariant, type RotationKind } from './variants.js';
 
 export interface ExportOnnxOptions {
@@ -17,7 +18,9 @@ export interface ExportOnnxOptions {
   /** A static length (banded local attention when long); undefined: any length up to max_position_embeddings. */
   seqLen?: number;
   fold: boolean;
-  rotation: Exclude<RotationKind, 'learned'>;
+  rotation: RotationKind;
+  /** The rotation of --rotation learned, learned beforehand (learn/learned.ts learnRotation), as convert takes it. */
+  learned?: Rotation;
   norm: 'l2' | 'rms';
   seed: number;
   /** Weights and activations; inputs and outputs stay int64 and float32. */
@@ -44,7 +47,7 @@ export function exportGraph(ckpt: Checkpoint, o: Omit<ExportOnnxOptions, 'out' |
   if (o.seqLen !== undefined && o.seqLen > c.maxPositions) {
     throw new ModernBertError('BAD_ARGUMENT', `--seq-len ${o.seqLen} is longer than the model allows (max_position_embeddings ${c.maxPositions})`);
   }
-  const variant = prepareVariant({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed });
+  const variant = prepareVariant({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
   const head = o.head ?? defaultHead(ckpt);
   // A symbolic length 'S' (model.ts takes several lengths as "any of them"): positions and masks come from the input.
   const seqLen = o.seqLen ?? (c.maxPositions > 1 ? [1, c.maxPositions] : 1);

@@ -15,6 +15,10 @@ import { cli, expectOneLineError } from './helpers/cli.js';
 import { sentenceTransformers } from './helpers/embedding.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 import { expectError } from './helpers/run.js';
+import { orthonormalizeRows } from './helpers/orthogonal.js';
+import { resolveInputs } from '../src/eval/inputs.js';
+import { learnRotation } from '../src/learn/learned.js';
+import { DenseRotation } from '../src/rotation/dense-rotation.js';
 
 afterAll(cleanupTempDirs);
 
@@ -108,6 +112,36 @@ describe('export-onnx matches our interpreter in onnxruntime', () => {
     } finally {
       ckpt.close();
     }
+  });
+});
+
+describe('export-onnx --rotation learned', () => {
+  it('a learned rotation (and any dense one) exported and run in onnxruntime matches our interpreter on the same weights', async () => {
+    const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
+    try {
+      const c = ckpt.config;
+      const ids = { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId] };
+      const calibration = [0, 1].map((seed) => resolveInputs({ random: 16, seed }, ids)[0]!);
+      const learned = await learnRotation(ckpt, { seed: 1, calibration, norm: 'l2', precision: 'fp16', maxSteps: 4, budgetSeconds: 30 });
+      // A random orthogonal Q as well, so that a dense rotation is checked whichever candidate learning keeps.
+      const n = c.hidden;
+      const q = orthonormalizeRows(Float64Array.from({ length: n * n }, (_, i) => Math.sin(i * 12.9898) * 43758.5453 % 1), n);
+      for (const rotation of [learned.rotation, new DenseRotation(n, q)]) {
+        const { err } = await compare(ckpt, { fold: true, rotation: 'learned', norm: 'l2' }, 40, { learned: rotation });
+        expect(err).toBeLessThan(1e-5);
+      }
+    } finally {
+      ckpt.close();
+    }
+  });
+
+  it('the CLI learns the rotation as convert does and records it', async () => {
+    const out = join(tempDir('mbane-onnx-'), 'learned.onnx');
+    const r = await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', out, '--fold', '--rotation', 'learned', '--random', '12', '--learn-seconds', '1', '--json');
+    expect(r.code, r.stderr).toBe(0);
+    const m = decodeOnnxModel(readFileSync(out), out);
+    expect(Object.fromEntries(m.metadata_props!.map((e) => [e.key, e.value]))).toMatchObject({ weight_form: 'learned' });
+    expectOneLineError(await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', join(tempDir('mbane-onnx-'), 'x.onnx'), '--rotation', 'learned'), /--fold/);
   });
 });
 

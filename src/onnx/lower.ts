@@ -11,6 +11,9 @@ import { encodeTensorBytes } from '../coreml/tensor-bytes.js';
 import { ModernBertError } from '../errors.js';
 import { isLiteral, type Dim, type DType, type Graph, type Literal, type TensorType } from '../graph/ir.js';
 import { inferArgs, inputTypesOf, ONNX_TYPE, ONNX_TYPE_INT64 as INT64, opDef, type OnnxArgs, type OnnxAttr } from '../ops/index.js';
+import { batchHeads } from './batch-heads.js';
+import { foldWeightLayouts } from './fold-weights.js';
+import { simplifyNodes } from './simplify.js';
 import type { OnnxAttributeProto, OnnxNodeProto, OnnxValueInfoProto } from './schema.js';
 
 export const ONNX_OPSET = 17;
@@ -70,7 +73,9 @@ function int64Bytes(values: number[]): Uint8Array {
 }
 
 /** Lowers a graph to ONNX nodes and initializers. */
-export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
+export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
+  // The Neural Engine's per-head attention, written once for all heads (onnxruntime pays per node).
+  const graph = batchHeads(perHead);
   const hf = o.io === 'hf';
   const dt = (d: DType): DType => (o.float32 && d === 'fp16' ? 'fp32' : d);
   const tt = (t: TensorType): TensorType => ({ dtype: dt(t.dtype), shape: t.shape });
@@ -176,7 +181,12 @@ export function lowerGraph(graph: Graph, o: LowerOptions = {}): LoweredGraph {
     if (!adapted.has(n)) return valueInfo(n, ONNX_TYPE[t.dtype], t.shape);
     return hfOutput(n, nameOf(n), t, o.vocabSize, (opType, ins, attrs, outs) => emit(n, opType, ins, attrs, outs), (v) => addInit(`${n}__i64`, INT64, [v.length], 8 * v.length, () => int64Bytes(v)));
   });
-  return { nodes, initializers, inputs, outputs };
+  const graphOutputs = new Set(graph.outputs);
+  const weights = foldWeightLayouts(nodes, initializers, graphOutputs);
+  const kept = simplifyNodes(weights.nodes, graphOutputs);
+  // Initializers that no node reads any more (a folded weight's first form, a dropped node's shape).
+  const read = new Set(kept.flatMap((n) => n.input));
+  return { nodes: kept, initializers: weights.initializers.filter((t) => read.has(t.name)), inputs, outputs };
 }
 
 type Emit = (opType: string, inputs: readonly string[], attrs?: Record<string, OnnxAttr>, outputs?: readonly string[]) => string[];

@@ -7,19 +7,16 @@ import { targetInfo } from '../../ops/target.js';
 import { CompressedWeights } from '../../compress/compressed-weights.js';
 import type { WeightSource } from '../../weights.js';
 import { ModernBertError } from '../../errors.js';
-import { readTextFile } from '../../fs-errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
-import { readLines, resolveInputs } from '../../eval/inputs.js';
 import { loadCheckpoint, type Checkpoint } from '../../io/checkpoint.js';
 import { parseAddHead } from '../../convert-heads.js';
 import { isPackagePath } from '../../load.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
-import { loadTokenizer } from '../../tokenizer.js';
 import type { RotationKind } from '../../variants.js';
 import { learnRotation, type LearnedRotation } from '../../learn/learned.js';
-import { dirname } from 'node:path';
+import { readCalibration } from '../calibration.js';
 import { printJson, progress, type Io } from '../context.js';
 import { collect, fp16Precision, intList, nonNegativeInt, nonNegativeNumber, positiveInt } from '../parse.js';
 
@@ -137,17 +134,8 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
         const multi = o.split !== undefined || o.functions !== undefined || added.length > 0 || o.buckets;
         if (Array.isArray(o.split) && o.functions) throw new ModernBertError('BAD_ARGUMENT', '--split HEADS and --functions HEADS both list heads: give one');
         const heads = multi ? { split: o.split !== undefined && o.split !== false, heads: Array.isArray(o.split) ? o.split : o.functions ?? (o.head ? [o.head] : undefined), added: added.map((a) => ({ name: a.name, ckpt: a.ckpt! })), buckets: Boolean(o.buckets) } : undefined;
-        const tok = ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined;
         const c = ckpt.config;
-        const texts = o.calibration ? readLines(readTextFile(o.calibration, '--calibration')) : undefined;
-        if (o.calibration && texts!.length === 0) throw new ModernBertError('BAD_INPUT', `${o.calibration} holds no text`);
-        if (texts && !tok) throw new ModernBertError('BAD_ARGUMENT', `--calibration needs a tokenizer, and ${modelPath} has no tokenizer.json`);
-        const calibration = resolveInputs(
-          tok ? { texts } : { random: o.random, seed: o.seed },
-          { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId, tok?.maskTokenId ?? -1] },
-          tok,
-        );
-        const calibrationName = texts ? `${o.calibration}` : tok ? 'built-in sentences' : `${o.random} random token ids`;
+        const { tok, calibration, calibrationName } = await readCalibration(ckpt, modelPath, o);
         let learned: LearnedRotation | undefined;
         if (o.rotation === 'learned' && o.fold) {
           learned = await learnRotation({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, {

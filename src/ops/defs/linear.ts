@@ -162,23 +162,27 @@ const einsumKernel: Kernel = async (a) => {
   return [transposeTensor(res, [...lo].map((l) => produced.indexOf(l)))];
 };
 
-// conv: the 1x1, stride-1 convolutions that convType accepts are products W (Cout, Cin) @ x (Cin, H*W) for a
-// batch of one: onnxruntime runs MatMul on its GEMM directly, where its Conv reorders (1, C, 1, S) into
-// blocked layouts and back around every projection (a third of the run time in our profile). Other batches
-// take ONNX Conv with a 1x1 kernel.
+// conv: the 1x1, stride-1 convolutions that convType accepts are products for a batch of one, written
+// channels last: x (1, Cin, H, W) -> (1, H, W, Cin) @ W^T (Cin, Cout) -> (1, Cout, H, W). onnxruntime
+// pre-packs a MatMul's constant right operand for its GEMM (W^T, folded from the transpose at load time),
+// not a constant left one: W @ x on (Cin, S) ran 1.4x the GEMM time at 128 tokens. The transposes around it
+// are the ones around LayerNormalization (normalization.ts), so onnxruntime's transpose optimiser cancels
+// them between a norm and the projection that reads it, and pushes the rest through elementwise ops. (Its
+// Conv would reorder (1, C, 1, S) into blocked layouts and back around every projection.) Other batches and
+// groups take ONNX Conv with a 1x1 kernel.
 const convOnnx = (a: OnnxArgs): void => {
-  const [n, cin, h] = a.type('x').shape;
+  const [n, cin] = a.type('x').shape;
   const cout = a.type('weight').shape[0];
-  if (n !== 1 || typeof cin !== 'number' || typeof h !== 'number' || typeof cout !== 'number' || a.ints('groups')[0] !== 1) {
+  if (n !== 1 || typeof cin !== 'number' || typeof cout !== 'number' || a.ints('groups')[0] !== 1) {
     const inputs = [a.input('x'), a.input('weight'), ...(a.has('bias') ? [a.input('bias')] : [])];
     a.node('Conv', inputs, { kernel_shape: { ints: [1, 1] }, group: { int: a.ints('groups')[0]! } }, a.out);
     return;
   }
-  const w = a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]); // (Cout, Cin)
-  const x = a.node('Reshape', [a.input('x'), a.int64s([cin, -1])]); // (Cin, H*W)
-  let y = a.node('MatMul', [w[0]!, x[0]!]); // (Cout, H*W)
-  if (a.has('bias')) y = a.node('Add', [y[0]!, a.node('Reshape', [a.input('bias'), a.int64s([cout, 1])])[0]!]);
-  a.node('Reshape', [y[0]!, a.int64s([1, cout, h, -1])], {}, a.out);
+  const wT = a.node('Transpose', a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]), { perm: { ints: [1, 0] } }); // (Cin, Cout)
+  const x = a.node('Transpose', [a.input('x')], { perm: { ints: [0, 2, 3, 1] } }); // (1, H, W, Cin)
+  let y = a.node('MatMul', [x[0]!, wT[0]!]); // (1, H, W, Cout)
+  if (a.has('bias')) y = a.node('Add', [y[0]!, a.input('bias')]);
+  a.node('Transpose', y, { perm: { ints: [0, 3, 1, 2] } }, a.out); // (1, Cout, H, W)
 };
 
 // Swaps the last two axes of an ONNX value of rank `rank`.

@@ -1,0 +1,168 @@
+// The ONNX lowering's head batching (src/onnx/batch-heads.ts): per-head attention written once for all heads.
+// It must compute what the per-head graph computes (our interpreter, both graphs; onnxruntime on the lowered
+// one) for every attention form, and the lowered graph must not grow with the head count.
+
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Graph } from '../src/graph/ir.js';
+import { Interpreter } from '../src/graph/interpreter.js';
+import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { buildModel, type BuildOptions, type ModelSource } from '../src/model.js';
+import { batchHeads } from '../src/onnx/batch-heads.js';
+import { lowerGraph } from '../src/onnx/lower.js';
+import type { OnnxNodeProto } from '../src/onnx/schema.js';
+import { simplifyNodes } from '../src/onnx/simplify.js';
+import { OrtExecutor } from '../src/ort-executor.js';
+import { prepareVariant } from '../src/variants.js';
+import type { RtTensor } from '../src/runtime/tensor.js';
+import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
+
+const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
+afterAll(() => {
+  ckpt.close();
+  cleanupTempDirs();
+});
+
+// tiny-mlm read with another head count (the weights do not depend on it: Wqkv is (3C, C)).
+function withHeads(H: number): ModelSource {
+  return { config: { ...ckpt.config, numHeads: H, headDim: ckpt.config.hidden / H }, weights: ckpt.weights };
+}
+
+function feeds(g: Graph, S: number): Record<string, RtTensor> {
+  const out: Record<string, RtTensor> = {};
+  for (const v of g.inputs) {
+    const n = v.name;
+    const data =
+      n === 'input_ids' ? Int32Array.from({ length: S }, (_, i) => 3 + ((i * 37) % 900))
+      : n === 'attention_mask' ? Int32Array.from({ length: S }, (_, i) => (i < S - 5 ? 1 : 0))
+      : n === 'segment_ids' ? Int32Array.from({ length: S }, (_, i) => (i < 30 ? 1 : i < 71 ? 2 : i < S - 4 ? 3 : 0))
+      : Float32Array.from({ length: S * S }, (_, i) => (i % S < S - 5 && Math.abs(Math.floor(i / S) - (i % S)) < 40 ? 0 : -1e4)); // mask (1, S, 1, S)
+    out[n] = { dtype: v.type.dtype === 'int32' ? 'int32' : 'fp32', shape: [1, S, ...(n === 'mask' ? [1, S] : [])], data };
+  }
+  return out;
+}
+
+function maxRelDiff(a: RtTensor, b: RtTensor): number {
+  const [x, y] = [a.data as Float32Array, b.data as Float32Array];
+  expect(x.length).toBe(y.length);
+  let [err, scale] = [0, 0];
+  for (let i = 0; i < x.length; i++) {
+    err = Math.max(err, Math.abs(x[i]! - y[i]!));
+    scale = Math.max(scale, Math.abs(x[i]!));
+  }
+  return err / Math.max(scale, 1);
+}
+
+const einsums = (g: Graph) => g.ops.filter((op) => op.op === 'einsum').length;
+
+describe('batched attention heads in the ONNX lowering', () => {
+  const S = 100;
+  const cases: [string, BuildOptions, ModelSource?][] = [
+    ['banded local, chunked global', { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'none' }],
+    ['packed texts (segment ids), banded', { seqLen: S, pack: 3, attentionChunk: 48, head: 'mlm' }],
+    ['a mask input (all pairs), chunked', { seqLen: S, maskFrom: 'input', attentionChunk: 64, head: 'mlm' }],
+    ['any length (symbolic S)', { seqLen: [1, 512], maskFrom: 'attention', head: 'mlm' }],
+    ['8 heads', { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'none' }, withHeads(8)],
+  ];
+  for (const [label, o, src] of cases) {
+    it(`computes what the per-head graph computes: ${label}`, async () => {
+      const g = buildModel(src ?? ckpt, o);
+      const b = batchHeads(g);
+      // Every attention block matched: no per-head einsum is left.
+      expect(einsums(g)).toBeGreaterThan(0);
+      expect(einsums(b)).toBe(0);
+      const inputs = feeds(g, S);
+      const want = (await new Interpreter(g, 'fp32').run(inputs)).get(g.outputs[0]!)!;
+      const got = (await new Interpreter(b, 'fp32').run(inputs)).get(b.outputs[0]!)!;
+      expect(maxRelDiff(want, got)).toBeLessThan(1e-5);
+      // onnxruntime on the lowered graph (batched inside lowerGraph).
+      const viaOrt = (await new OrtExecutor(g, ort).run(inputs)).get(g.outputs[0]!)!;
+      expect(maxRelDiff(want, viaOrt)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('creates its onnxruntime session from a temporary file that it removes', async () => {
+    const dir = tempDir('mbane-ort-tmp-');
+    const before = process.env.TMPDIR;
+    process.env.TMPDIR = dir; // os.tmpdir() reads it on every call
+    try {
+      const g = buildModel(ckpt, { seqLen: 12, maskFrom: 'attention', head: 'mlm' });
+      const out = (await new OrtExecutor(g, ort).run(feeds(g, 12))).get(g.outputs[0]!)!;
+      expect(out.shape).toEqual([1, ckpt.config.vocabSize, 1, 12]);
+      expect(readdirSync(dir)).toEqual([]);
+    } finally {
+      if (before === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = before;
+    }
+  });
+
+  it('rotated, folded weights', async () => {
+    const v = prepareVariant(ckpt, { fold: true, rotation: 'hadamard', norm: 'l2', seed: 1 });
+    const g = buildModel(v.source, { seqLen: S, maskFrom: 'attention', attentionChunk: 32, norm: v.norm, head: 'mlm' });
+    const b = batchHeads(g);
+    expect(einsums(b)).toBe(0);
+    const inputs = feeds(g, S);
+    const want = (await new Interpreter(g, 'fp32').run(inputs)).get(g.outputs[0]!)!;
+    expect(maxRelDiff(want, (await new Interpreter(b, 'fp32').run(inputs)).get(b.outputs[0]!)!)).toBeLessThan(1e-5);
+  });
+
+  it('lowers to as many nodes whatever the head count, one Softmax per chunk of each layer', () => {
+    const count = (H: number, o: BuildOptions) => {
+      const nodes = lowerGraph(buildModel(withHeads(H), o), { io: 'hf' }).nodes;
+      return { total: nodes.length, softmax: nodes.filter((n) => n.op_type === 'Softmax').length, einsum: nodes.filter((n) => n.op_type === 'Einsum').length };
+    };
+    const banded: BuildOptions = { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'mlm' };
+    const dynamic: BuildOptions = { seqLen: [1, 512], maskFrom: 'attention', head: 'mlm' };
+    for (const o of [banded, dynamic]) {
+      const [h2, h4, h8] = [2, 4, 8].map((H) => count(H, o));
+      expect(h4).toEqual(h2);
+      expect(h8).toEqual(h2);
+      expect(h2.einsum).toBe(0);
+    }
+    // tiny-mlm: 2 global layers of ceil(100 / 32) = 4 query chunks, 2 banded local layers of one block each.
+    expect(count(4, banded).softmax).toBe(2 * 4 + 2);
+    // Pinned: the whole 4-layer model at 100 tokens, 369 nodes when this was written (1,050 per head).
+    expect(count(4, banded).total).toBeLessThanOrEqual(370);
+  });
+});
+
+describe('lowered node clean-up', () => {
+  const node = (op_type: string, input: string[], output: string, perm?: number[]): OnnxNodeProto => ({ name: output, op_type, input, output: [output], ...(perm ? { attribute: [{ name: 'perm', type: 7, ints: perm }] } : {}) });
+
+  it('composes consecutive transposes, drops identity ones, merges consecutive reshapes, and keeps values read twice', () => {
+    const nodes = [
+      node('Transpose', ['x'], 'a', [0, 2, 3, 1]),
+      node('Transpose', ['a'], 'b', [0, 3, 1, 2]), // a then b: identity
+      node('Relu', ['b'], 'c'),
+      node('Transpose', ['c'], 'd', [1, 0, 2, 3]),
+      node('Transpose', ['d'], 'e', [0, 2, 1, 3]), // one Transpose [1, 2, 0, 3]
+      node('Reshape', ['e', 's1'], 'f'),
+      node('Reshape', ['f', 's2'], 'g'), // one Reshape to s2
+      node('Transpose', ['g'], 'h', [1, 0]),
+      node('Transpose', ['h'], 'out', [1, 0]), // identity, but a graph output: kept, as one Transpose
+      node('Add', ['h', 'g'], 'k'), // h is read twice: not folded into `out`
+    ];
+    const got = simplifyNodes(nodes, new Set(['out', 'k']));
+    expect(got.map((n) => [n.op_type, n.input, n.output[0], n.attribute?.[0]?.ints])).toEqual([
+      ['Relu', ['x'], 'c', undefined],
+      ['Transpose', ['c'], 'e', [1, 2, 0, 3]],
+      ['Reshape', ['e', 's2'], 'g', undefined],
+      ['Transpose', ['g'], 'h', [1, 0]],
+      ['Transpose', ['h'], 'out', [1, 0]],
+      ['Add', ['h', 'g'], 'k', undefined],
+    ]);
+  });
+
+  it('stores projection weights transposed: no node of the lowered model reshapes or transposes a weight', () => {
+    const lowered = lowerGraph(buildModel(ckpt, { seqLen: 40, maskFrom: 'attention', head: 'mlm' }), { io: 'hf' });
+    const inits = new Set(lowered.initializers.filter((t) => t.dims.length >= 2).map((t) => t.name));
+    expect(lowered.nodes.filter((n) => (n.op_type === 'Transpose' || n.op_type === 'Reshape') && inits.has(n.input[0]!))).toEqual([]);
+    // Each layer's Wqkv and Wi (both (192, 64) in tiny-mlm) once, as W^T, never in the checkpoint's form (3C, C, 1, 1).
+    const C = ckpt.config.hidden;
+    const withDims = (d: number[]) => lowered.initializers.filter((t) => JSON.stringify(t.dims) === JSON.stringify(d)).length;
+    expect(withDims([C, 3 * C])).toBe(2 * ckpt.config.numLayers);
+    expect(withDims([3 * C, C, 1, 1])).toBe(0);
+  });
+});
