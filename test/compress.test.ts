@@ -64,6 +64,39 @@ describe('palettes (k-means on the float16 histogram)', () => {
     const p = palettize(Float32Array.from([0.5, -1, 0.5, 3]), 4);
     expect([...p.indices].map((i) => p.lut[i])).toEqual([0.5, -1, 0.5, 3]);
   });
+
+  it('orders the histogram by value across signs, subnormals and zeros (the bitmap of ranks), table after table', () => {
+    const values = [3e-7, -2, -6e-8, 0, 1.5, -0.001, 65504, -65504, 2 ** -24, -3e-7];
+    const data = Float32Array.from(values);
+    for (let rep = 0; rep < 3; rep++) {
+      const p = palettize(data, 4); // 10 distinct values, 16 entries: each kept exactly, the table ascending
+      expect([...p.indices].map((i) => p.lut[i])).toEqual([...roundToF16(Float32Array.from(values))]);
+      expect([...p.lut.slice(0, 10)]).toEqual([...roundToF16(Float32Array.from(values))].sort((x, y) => x - y));
+    }
+  });
+
+  it('ends at a k-means fixed point: each entry the mean of its values, each value at its nearest entry (groups of 16 rows)', () => {
+    const rows = 64;
+    const cols = 96;
+    const spec = compressSpec({ mode: 'pal3', target: 'iOS18', weights: 'fp16', groupSize: 16 });
+    const data = randn(rows * cols);
+    const c = compressTensor(spec, data, [rows, cols]) as Extract<ReturnType<typeof compressTensor>, { kind: 'palette' }>;
+    const rounded = roundToF16(Float32Array.from(data));
+    for (let g = 0; g < rows / 16; g++) {
+      const lut = c.luts.subarray(g * 8, (g + 1) * 8);
+      const sum = new Float64Array(8);
+      const count = new Float64Array(8);
+      for (let i = g * 16 * cols; i < (g + 1) * 16 * cols; i++) {
+        const v = rounded[i]!;
+        const j = c.indices[i]!;
+        expect(Math.abs(lut[j]! - v)).toBe(Math.min(...[...lut].map((e) => Math.abs(e - v))));
+        sum[j]! += v;
+        count[j]!++;
+      }
+      // Each entry is its cluster's mean, to float16 rounding (half a float16 step, 2^-11 relative).
+      lut.forEach((e, j) => count[j]! > 0 && expect(Math.abs(e - sum[j]! / count[j]!)).toBeLessThanOrEqual(Math.abs(e) * 2 ** -11 + 1e-12));
+    }
+  });
 });
 
 describe('linear quantization', () => {
