@@ -50,7 +50,7 @@ function constexprFor(c: Const, get: () => Compressed, spec: CompressSpec, key: 
   const lin = () => get() as Extract<Compressed, { kind: 'int8' | 'int4' }>;
   if (kind === 'int8' && !ios18) {
     const inputs = {
-      quantized_data: input('quantized_data', 'int8', shape, () => Int32Array.from(lin().q)),
+      quantized_data: input('quantized_data', 'int8', shape, () => lin().q),
       zero_point: input('zero_point', 'int8', [shape[0]!], () => (get() as Extract<Compressed, { kind: 'int8' }>).zeroPoint),
       scale: input('scale', c.type.dtype, [shape[0]!], () => lin().scale),
       axis: { kind: 'literal', dtype: 'int32', shape: [], value: [0] } as Literal,
@@ -59,7 +59,8 @@ function constexprFor(c: Const, get: () => Compressed, spec: CompressSpec, key: 
   }
   const blocks = kind === 'int4' ? [shape[0]!, shape[1]! / spec.blockSize, ...ones(rank - 2)] : [shape[0]!, ...ones(rank - 1)];
   const inputs: Op['inputs'] = {
-    data: input('data', kind === 'int4' ? 'int4' : 'int8', shape, () => Int32Array.from(lin().q)),
+    // The integers as held (one byte each), not widened to int32: 4x the tensor for the embedding table.
+    data: input('data', kind === 'int4' ? 'int4' : 'int8', shape, () => lin().q),
     scale: input('scale', c.type.dtype, blocks, () => lin().scale),
   };
   if (kind === 'int8') inputs.offset = input('offset', 'int8', blocks, () => (get() as Extract<Compressed, { kind: 'int8' }>).zeroPoint);

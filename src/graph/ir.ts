@@ -26,7 +26,8 @@ export interface Value {
 }
 
 /** Data of a tensor at run time: floats of any precision are held as float32, bools as 0/1 bytes. */
-export type TensorData = Float32Array | Int32Array | Uint8Array;
+/** Int8Array: integer weights stored one byte each (compressed weights), widened where they run. */
+export type TensorData = Float32Array | Int32Array | Uint8Array | Int8Array;
 
 /** A small immediate argument, written inline in the op (MIL's const inputs such as axes or epsilon). */
 export interface Literal {
