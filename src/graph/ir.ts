@@ -64,6 +64,15 @@ export interface Const {
   storageKey?: string;
   /** The checkpoint tensor this Const holds, when it holds one as is (compression picks these). */
   weight?: string;
+  /** Rows [lo, hi) of a checkpoint tensor, then zero rows to the Const's first dimension (the split decoder's chunks). */
+  rowsOf?: RowSlice;
+}
+
+/** Rows [lo, hi) of checkpoint tensor `weight`. */
+export interface RowSlice {
+  weight: string;
+  lo: number;
+  hi: number;
 }
 
 export interface Graph {
