@@ -195,7 +195,7 @@ describe('compressed packages', () => {
   it.each([['int8', 'iOS17'], ['int8', 'iOS18'], ['int4', 'iOS18']] as const)('%s at %s hands its integers to the writer one byte each (no int32 copy: peak memory)', (mode, target) => {
     const cw = new CompressedWeights(inner, compressSpec({ mode, target, weights: 'fp16', ...(mode === 'int4' ? { blockSize: 8 } : {}) }));
     const g = compressGraph(twoConvs(() => w.slice(), target), cw);
-    const ints = [...g.consts.values()].filter((c) => c.type.dtype === mode && c.type.shape.reduce((a, b) => a * b, 1) === 64 * 32);
+    const ints = [...g.consts.values()].filter((c) => c.type.dtype === mode && c.type.shape.reduce<number>((a, b) => a * (b as number), 1) === 64 * 32);
     expect(ints).toHaveLength(2);
     for (const c of ints) expect(c.load()).toBeInstanceOf(Int8Array);
   });
