@@ -78,11 +78,10 @@ function histogram(codes: Uint16Array): { values: Float64Array; counts: Float64A
   return { values, counts, codes: present };
 }
 
-/** The gap between float16 neighbours at a bit pattern (the width of its histogram bin), by its exponent field. */
-function f16Spacing(h: number): number {
-  const e = (h >> 10) & 0x1f;
-  return 2 ** (e === 0 ? -24 : e - 25);
-}
+/** width^(2/3) of a float16 histogram bin (the gap between float16 neighbours), by the exponent field. */
+const WIDTH_2_3 = Float64Array.from({ length: 32 }, (_, e) => Math.cbrt(2 ** (e === 0 ? -24 : e - 25)) ** 2);
+/** ∛c for the small counts that most distinct values of a group have (a table instead of a Math.cbrt each). */
+const CBRT = Float64Array.from({ length: 1024 }, (_, c) => Math.cbrt(c));
 
 /** For each distinct value, the index of the nearest centroid (centroids ascending; ties to the lower). */
 function assign(values: Float64Array, centroids: Float64Array, out: Int32Array): void {
@@ -104,8 +103,9 @@ function lloyd(values: Float64Array, counts: Float64Array, codes: Uint16Array, k
   const mass = new Float64Array(m);
   let total = 0;
   for (let v = 0; v < m; v++) {
-    const width = f16Spacing(codes[v]!);
-    mass[v] = Math.cbrt(counts[v]! / width) * width;
+    // ∛(count / width) · width = ∛count · width^(2/3).
+    const c = counts[v]!;
+    mass[v] = (c < CBRT.length ? CBRT[c]! : Math.cbrt(c)) * WIDTH_2_3[(codes[v]! >> 10) & 0x1f]!;
     total += mass[v]!;
   }
   let cum = 0;
