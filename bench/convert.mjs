@@ -39,13 +39,15 @@ function run(args) {
   const wrapper = join(work, 'run-cli.mjs');
   writeFileSync(wrapper, `const { main } = await import(${JSON.stringify(pathToFileURL(join(root, 'dist', 'cli', 'main.js')).href)});
 const code = await main(process.argv.slice(2));
-process.stderr.write('MAXRSS ' + process.resourceUsage().maxRSS + '\\n');
+const u = process.resourceUsage();
+process.stderr.write('MAXRSS ' + u.maxRSS + ' CPU ' + (u.userCPUTime + u.systemCPUTime) + '\\n');
 process.exit(code);
 `);
   const r = spawnSync(process.execPath, [wrapper, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`convert failed (${r.status}): ${r.stderr}`);
-  const maxRss = Number(/MAXRSS (\d+)/.exec(r.stderr)[1]) * 1024;
-  return { out: JSON.parse(r.stdout), maxRss };
+  const [, rss, cpu] = /MAXRSS (\d+) CPU (\d+)/.exec(r.stderr);
+  // CPU seconds of the process and its worker threads: steadier than wall time on a shared machine.
+  return { out: JSON.parse(r.stdout), maxRss: Number(rss) * 1024, cpu: Number(cpu) / 1e6 };
 }
 
 const rows = [];
@@ -66,10 +68,10 @@ try {
       for (const fidelity of reports) {
         const pkg = join(work, `synth-${model}-${form}-${fidelity}.mlpackage`);
         const args = ['convert', dir, '--out', pkg, '--force', '--rotation', values.rotation, '--target', values.target, ...compress, '--json', ...(fidelity ? [] : ['--no-fidelity'])];
-        const { out, maxRss } = run(args);
+        const { out, maxRss, cpu } = run(args);
         rmSync(pkg, { recursive: true, force: true });
         const s = out.seconds;
-        rows.push({ model, form, report: fidelity, ...s, mb: out.stats.bytesWritten / 1e6, ratio: maxRss / bytes, rss: maxRss / 1e6, kl: out.fidelity?.kl });
+        rows.push({ model, form, report: fidelity, ...s, cpu, mb: out.stats.bytesWritten / 1e6, ratio: maxRss / bytes, rss: maxRss / 1e6, kl: out.fidelity?.kl });
       }
     }
   }
@@ -79,8 +81,8 @@ try {
 
 const f = (x, d = 1) => x.toFixed(d);
 console.log(`convert --rotation ${values.rotation} --target ${values.target}, ${cpus().length} cores (${cpus()[0].model}), Node ${process.version}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-console.log('| model | weights | fidelity report | read s | transform s | encode+write s | fidelity s | total s | package MB | peak RSS MB | RSS / float32 checkpoint |');
-console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| model | weights | fidelity report | read s | transform s | encode+write s | fidelity s | total s | CPU s | package MB | peak RSS MB | RSS / float32 checkpoint |');
+console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
-  console.log(`| synth-${r.model} | ${r.form} | ${r.report ? 'yes' : 'no'} | ${f(r.read)} | ${f(r.transform)} | ${f(r.write)} | ${f(r.fidelity)} | ${f(r.total)} | ${f(r.mb, 0)} | ${f(r.rss, 0)} | ${f(r.ratio, 2)}x |`);
+  console.log(`| synth-${r.model} | ${r.form} | ${r.report ? 'yes' : 'no'} | ${f(r.read)} | ${f(r.transform)} | ${f(r.write)} | ${f(r.fidelity)} | ${f(r.total)} | ${f(r.cpu)} | ${f(r.mb, 0)} | ${f(r.rss, 0)} | ${f(r.ratio, 2)}x |`);
 }

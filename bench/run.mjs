@@ -36,6 +36,8 @@ const ARGS = {
   fidelity: { full: ['--out', fidelityDoc], quick: ['--sections', 'prefix', '--out', fidelityDoc] },
   // One text per window costs a full 512-token pass per text: the full run measures 100 of them and scales.
   embed: { full: ['--texts', '2000', '--baseline', '100'], quick: ['--texts', '40', '--baseline', '4'] },
+  compress: { full: ['--model', 'models/mini-trained', '--rotations', 'none,hadamard,learned'], quick: ['--model', 'models/mini-trained', '--forms', 'fp16,int4'] },
+  'compress-tokens': { full: ['--model', 'models/mini-trained'], quick: ['--model', 'models/mini-trained', '--random', '8', '--forms', 'int4'] },
 };
 
 const order = (name) => (name in ARGS ? Object.keys(ARGS).indexOf(name) : Infinity);

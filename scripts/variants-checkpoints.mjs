@@ -42,6 +42,41 @@ export function stripPrefix(srcFile, dstFile, prefix) {
   writeFileSync(dstFile, Buffer.concat([len, Buffer.from(text, 'utf8'), ...parts]));
 }
 
+/**
+ * tiny-mlm with a vocabulary of `vocab` tokens (above the Neural Engine's 65,536 channels: the decoder is
+ * split into chunks): the embedding table's and the decoder bias's rows repeat tiny-mlm's, the rest is
+ * copied byte for byte.
+ */
+function wideVocab(mlm, dir, vocab) {
+  withConfig(mlm, dir, (c) => ({ ...c, vocab_size: vocab }));
+  const bytes = readFileSync(join(mlm, 'model.safetensors'));
+  const headerLen = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLen).toString('utf8'));
+  const data = bytes.subarray(8 + headerLen);
+  const out = {};
+  const parts = [];
+  let offset = 0;
+  for (const [name, t] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    let part = data.subarray(...t.data_offsets);
+    let shape = t.shape;
+    if (name === 'model.embeddings.tok_embeddings.weight' || name === 'decoder.bias') {
+      const row = part.length / t.shape[0];
+      const wide = Buffer.alloc(vocab * row);
+      for (let r = 0; r < vocab; r++) part.copy(wide, r * row, (r % t.shape[0]) * row, (r % t.shape[0] + 1) * row);
+      [part, shape] = [wide, [vocab, ...t.shape.slice(1)]];
+    }
+    out[name] = { dtype: t.dtype, shape, data_offsets: [offset, offset + part.length] };
+    parts.push(part);
+    offset += part.length;
+  }
+  let text = JSON.stringify(out);
+  text += ' '.repeat((8 - (text.length % 8)) % 8);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(Buffer.byteLength(text)));
+  writeFileSync(join(dir, 'model.safetensors'), Buffer.concat([len, Buffer.from(text, 'utf8'), ...parts]));
+}
+
 /** A sentence-transformers folder around tiny-mlm's body: Transformer, Pooling, optional Normalize. */
 function sentenceTransformers(mlm, dir, pooling, normalize) {
   withConfig(mlm, dir, (c) => ({ ...c, architectures: ['ModernBertModel'] }));
@@ -94,5 +129,7 @@ export function buildCheckpoints(fixtures, dir) {
     'embedding-cls': st('embedding-cls', 'cls', false),
     'embedding-normalized': st('embedding-normalized', 'mean', true),
     none: fx('tiny-mlm'),
+    // Not a head of the covering array: the layout variants' wide vocabulary (a split decoder).
+    'mlm-70k': (wideVocab(fx('tiny-mlm'), join(dir, 'mlm-70k'), 70000), join(dir, 'mlm-70k')),
   };
 }

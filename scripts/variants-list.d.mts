@@ -45,7 +45,10 @@ export function variantList(): Variant[];
 
 /** A variant of the body-and-heads layouts: a head's checkpoint and the flags of one layout. */
 export interface LayoutVariant extends Conversion {
-  head: Head;
-  layout: 'split' | 'functions' | 'add-head' | 'buckets' | 'functions-pack' | 'buckets-pack';
+  head: Head | 'mlm-70k';
+  /** The split-decoder rows: their target and compressed form, as the covering rows name them. */
+  target?: string;
+  compress?: string;
+  layout: 'split' | 'functions' | 'add-head' | 'buckets' | 'functions-pack' | 'buckets-pack' | 'split-decoder';
 }
 export function layoutVariants(): LayoutVariant[];

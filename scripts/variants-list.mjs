@@ -184,6 +184,11 @@ export function layoutVariants() {
     { head: 'mlm', layout: 'buckets', args: ['--buckets', '--functions', 'mlm,embedding', '--mask-input', '--seq-len', '8,16', '--target', 'iOS18'] },
     { head: 'mlm', layout: 'functions-pack', args: ['--functions', 'mlm,embedding,none', '--pack', '3', '--seq-len', '16', '--target', 'iOS18'] },
     { head: 'embedding-cls', layout: 'buckets-pack', args: ['--buckets', '--pack', '2', '--seq-len', '8,16', '--target', 'iOS18'] },
+    // A 70,000-token vocabulary: the decoder split into two chunks, each stored compressed as the table is.
+    // (target and compress as the covering rows name them: variants.mjs sets aside the tool's sub-byte blob artefact by them)
+    { head: 'mlm-70k', layout: 'split-decoder', target: 'iOS18', compress: 'pal4-grouped', args: ['--seq-len', '16', '--target', 'iOS18', '--compress', 'pal4', '--group-size', '8'] },
+    { head: 'mlm-70k', layout: 'split-decoder', target: 'iOS17', compress: 'int8', args: ['--seq-len', '16', '--target', 'iOS17', '--compress', 'int8'] },
+    { head: 'mlm-70k', layout: 'split-decoder', target: 'iOS16', compress: 'pal4', args: ['--seq-len', '16', '--target', 'iOS16', '--compress', 'pal4'] },
     { head: 'mlm', layout: 'functions', args: ['--functions', 'mlm,embedding', '--seq-len', '16', '--target', 'iOS17'], refused: 'multifunction package before iOS18', error: /needs specification version 9/ },
   ];
   return rows.map((v, i) => ({ fidelity: false, tokenizer: false, refused: null, error: null, ...v, name: `L${i + 1}-${v.layout}-${v.head}`, args: [...v.args, '--no-fidelity'] }));

@@ -640,6 +640,12 @@ function head(x: Base, last: Val, kind: OutputHead, positions: number[] | undefi
 /** Most output channels of one convolution: the ANE's limit on N (its weight) and C (its output). */
 export const MAX_CHANNELS = 65536;
 
+/** How the decoder of a V-token vocabulary splits: K convolutions of Vc rows (K = 1 up to MAX_CHANNELS). */
+export function decoderChunks(V: number): { K: number; Vc: number } {
+  const K = Math.ceil(V / MAX_CHANNELS);
+  return { K, Vc: Math.ceil(V / K) };
+}
+
 // The tied decoder. A vocabulary above MAX_CHANNELS (multilingual variants have 256,000) is split into K
 // convolutions of Vc <= MAX_CHANNELS rows, stacked on the H axis as (1, Vc, K, S): logit v is at (v % Vc,
 // v / Vc); engine.ts unfoldLogits restores (1, V, 1, S). Rows past V (when K does not divide V) are zero
@@ -648,8 +654,7 @@ function decoder(x: Base, h: Val): Val {
   const { g } = x;
   const [V, C] = x.m.weights.shape('decoder.weight') as [number, number];
   if (V <= MAX_CHANNELS) return conv(x, h, 'decoder', 'decoder');
-  const K = Math.ceil(V / MAX_CHANNELS);
-  const Vc = Math.ceil(V / K);
+  const { K, Vc } = decoderChunks(V);
   const hasBias = x.m.weights.has('decoder.bias');
   const chunks = Array.from({ length: K }, (_, k) => {
     const [lo, hi] = [k * Vc, Math.min(V, (k + 1) * Vc)];
@@ -658,7 +663,8 @@ function decoder(x: Base, h: Val): Val {
       out.set(x.m.weights.get(name).data.subarray(lo * width, hi * width));
       return out;
     };
-    const inputs: Record<string, Val> = { x: h, weight: g.weight(`decoder_w${k}`, [Vc, C, 1, 1], rows('decoder.weight', C, 0)) };
+    // Tagged as rows of the table, so that --compress stores the chunk compressed as the table is.
+    const inputs: Record<string, Val> = { x: h, weight: g.weight(`decoder_w${k}`, [Vc, C, 1, 1], rows('decoder.weight', C, 0), undefined, { weight: 'decoder.weight', lo, hi }) };
     if (hasBias) inputs.bias = g.weight(`decoder_b${k}`, [Vc], rows('decoder.bias', 1, MASKED));
     return g.op('conv', inputs, `decoder_${k}`); // (1, Vc, 1, S)
   });

@@ -2,14 +2,17 @@
 // (read back, run, and equal to the weights the fidelity report measured), the tied table stored once,
 // and the command line's errors and fidelity gate.
 
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { compressGraph } from '../src/compress/compress-graph.js';
-import { CompressedWeights, compressTensor, decompress } from '../src/compress/compressed-weights.js';
+import { compressedBytes, CompressedWeights, compressTensor, decompress } from '../src/compress/compressed-weights.js';
 import { palettize } from '../src/compress/palettize.js';
 import { quantizeInt4Blocks, quantizeInt8PerRow } from '../src/compress/quantize.js';
-import { compressSpec, globMatch, type CompressSpec } from '../src/compress/spec.js';
+import { checkShapes, compressSpec, globMatch, type CompressSpec } from '../src/compress/spec.js';
+import { parseConfig } from '../src/config.js';
+import { buildModel } from '../src/model.js';
+import { SynthWeights } from '../src/synth/synth.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { writeMLPackage } from '../src/coreml/mil-write.js';
 import { BlobReader } from '../src/coreml/milblob.js';
@@ -63,6 +66,39 @@ describe('palettes (k-means on the float16 histogram)', () => {
   it('keeps fewer distinct values than entries exactly', () => {
     const p = palettize(Float32Array.from([0.5, -1, 0.5, 3]), 4);
     expect([...p.indices].map((i) => p.lut[i])).toEqual([0.5, -1, 0.5, 3]);
+  });
+
+  it('orders the histogram by value across signs, subnormals and zeros (the bitmap of ranks), table after table', () => {
+    const values = [3e-7, -2, -6e-8, 0, 1.5, -0.001, 65504, -65504, 2 ** -24, -3e-7];
+    const data = Float32Array.from(values);
+    for (let rep = 0; rep < 3; rep++) {
+      const p = palettize(data, 4); // 10 distinct values, 16 entries: each kept exactly, the table ascending
+      expect([...p.indices].map((i) => p.lut[i])).toEqual([...roundToF16(Float32Array.from(values))]);
+      expect([...p.lut.slice(0, 10)]).toEqual([...roundToF16(Float32Array.from(values))].sort((x, y) => x - y));
+    }
+  });
+
+  it('ends at a k-means fixed point: each entry the mean of its values, each value at its nearest entry (groups of 16 rows)', () => {
+    const rows = 64;
+    const cols = 96;
+    const spec = compressSpec({ mode: 'pal3', target: 'iOS18', weights: 'fp16', groupSize: 16 });
+    const data = randn(rows * cols);
+    const c = compressTensor(spec, data, [rows, cols]) as Extract<ReturnType<typeof compressTensor>, { kind: 'palette' }>;
+    const rounded = roundToF16(Float32Array.from(data));
+    for (let g = 0; g < rows / 16; g++) {
+      const lut = c.luts.subarray(g * 8, (g + 1) * 8);
+      const sum = new Float64Array(8);
+      const count = new Float64Array(8);
+      for (let i = g * 16 * cols; i < (g + 1) * 16 * cols; i++) {
+        const v = rounded[i]!;
+        const j = c.indices[i]!;
+        expect(Math.abs(lut[j]! - v)).toBe(Math.min(...[...lut].map((e) => Math.abs(e - v))));
+        sum[j]! += v;
+        count[j]!++;
+      }
+      // Each entry is its cluster's mean, to float16 rounding (half a float16 step, 2^-11 relative).
+      lut.forEach((e, j) => count[j]! > 0 && expect(Math.abs(e - sum[j]! / count[j]!)).toBeLessThanOrEqual(Math.abs(e) * 2 ** -11 + 1e-12));
+    }
   });
 });
 
@@ -155,6 +191,14 @@ describe('compressed packages', () => {
     }
     expect([...dense]).toEqual([...decompress(compressTensor(spec, w, [64, 32]))]);
   });
+
+  it.each([['int8', 'iOS17'], ['int8', 'iOS18'], ['int4', 'iOS18']] as const)('%s at %s hands its integers to the writer one byte each (no int32 copy: peak memory)', (mode, target) => {
+    const cw = new CompressedWeights(inner, compressSpec({ mode, target, weights: 'fp16', ...(mode === 'int4' ? { blockSize: 8 } : {}) }));
+    const g = compressGraph(twoConvs(() => w.slice(), target), cw);
+    const ints = [...g.consts.values()].filter((c) => c.type.dtype === mode && c.type.shape.reduce<number>((a, b) => a * (b as number), 1) === 64 * 32);
+    expect(ints).toHaveLength(2);
+    for (const c of ints) expect(c.load()).toBeInstanceOf(Int8Array);
+  });
 });
 
 describe('convert --compress on the command line', () => {
@@ -209,5 +253,45 @@ describe('convert --compress on the command line', () => {
       expect(pal8.tensors.find((u) => u.name === t.name)!.relError).toBeLessThan(t.relError / 4);
     }
     expectOneLineError(await cli('outliers', tiny, '--weights', '--compress', 'int4', '--block-size', '5'), /--block-size 5 does not divide/);
+  });
+});
+
+describe('the split decoder (a 70,000-token vocabulary, above the ANE channel limit) under --compress', () => {
+  const tinyLong = (JSON.parse(readFileSync(join(FX, 'synth-tiny-long', 'golden.json'), 'utf8')) as { config: Record<string, unknown> }).config;
+  const config = parseConfig({ ...tinyLong, vocab_size: 70000 }, 'vocab70000');
+  const synth = new SynthWeights(config);
+  const tensors = synth.names().map((name) => ({ name, shape: synth.shape(name) }));
+  const cases: [string, Target, Partial<CompressSpec>, string][] = [
+    ['pal4', 'iOS17', {}, 'constexpr_lut_to_dense'],
+    ['pal4', 'iOS18', { groupSize: 8 }, 'constexpr_lut_to_dense'],
+    ['int4', 'iOS18', { blockSize: 16 }, 'constexpr_blockwise_shift_scale'],
+  ];
+  it.each(cases)('%s at %s: each chunk is stored compressed and decompresses to the rows the report ran', async (mode, target, more, op) => {
+    const spec = compressSpec({ mode, target, weights: 'fp16', ...more });
+    checkShapes(spec, tensors);
+    const cw = new CompressedWeights(synth, spec);
+    const opts = { seqLen: 8, maskFrom: 'ids' as const, positions: [0, 5], target };
+    const graph = compressGraph(buildModel({ config, weights: cw }, opts), cw);
+    for (const k of [0, 1]) {
+      expect(graph.consts.has(`decoder_w${k}`), `decoder_w${k} stays float16`).toBe(false);
+      expect(graph.ops.find((o) => o.outputs[0]!.name === `decoder_w${k}`)?.op).toBe(op);
+    }
+    const path = join(tempDir(), 'v70k.mlpackage');
+    await writeMLPackage(path, { graph, target });
+    // What the fidelity report runs (the decompressed table, chunked by the model) against the package read back.
+    const ids = Int32Array.from({ length: 8 }, (_, i) => (i * 7919) % 69000);
+    const x = { dtype: 'int32' as const, shape: [1, 8], data: ids };
+    const plain = buildModel({ config, weights: cw }, opts);
+    const [got, want] = await Promise.all([new Interpreter(readMLPackage(path).graph, 'fp16').run({ input_ids: x }), new Interpreter(plain, 'fp16').run({ input_ids: x })]);
+    expect([...got.get('logits')!.data]).toEqual([...want.get('logits')!.data]);
+    // The chunks hold the table once more in compressed form, not in float16 (70,000 x 64 x 2 bytes): the
+    // weights are about twice the compressed table (the body and the blobs' alignment: under 3 MB).
+    const bin = statSync(join(path, 'Data/com.apple.CoreML/weights/weight.bin')).size;
+    expect(bin).toBeLessThan(2 * compressedBytes(cw.compressed('model.embeddings.tok_embeddings.weight')!) + 3e6);
+  }, 60_000);
+
+  it('refuses a group size that splits a chunk, naming the ones that fit', () => {
+    const spec = compressSpec({ mode: 'pal4', target: 'iOS18', weights: 'fp16', groupSize: 16 });
+    expect(() => checkShapes(spec, tensors)).toThrow(/--group-size 16 does not fit the decoder's chunks of 35000 rows .*; valid: 1, 2, 4, 8$/);
   });
 });

@@ -13,7 +13,8 @@ import { resolveInputs, type ProbeSequence } from '../src/eval/inputs.js';
 import { loadCheckpoint, type Checkpoint } from '../src/io/checkpoint.js';
 import { fp16Proxy, prepareProxy, type ProxyData } from '../src/learn/fp16-proxy.js';
 import { readerSensitivity } from '../src/learn/readers.js';
-import { learnRotation, optimise, type LearnedRotation } from '../src/learn/learned.js';
+import { learnRotation, objective, optimise, type LearnedRotation } from '../src/learn/learned.js';
+import { sampleWeights, weightError } from '../src/learn/weight-error.js';
 import { cayleyStep, identityMatrix, newtonSchulz, orthogonalityError, orthonormalizeColumns } from '../src/learn/stiefel.js';
 import { float32Pass, unitRows } from '../src/learn/stream-rows.js';
 import { HadamardRotation } from '../src/rotation/index.js';
@@ -271,5 +272,70 @@ describe('learnRotation (tiny-mlm)', () => {
     await expect(learnRotation(ck, { ...opts(), calibration: [] })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
     await expect(learnRotation(ck, { ...opts(), maxSteps: -1 })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
     await expect(learnRotation(ck, { ...opts(), seed: -1 })).rejects.toMatchObject({ code: 'BAD_ARGUMENT' });
+  });
+});
+
+describe('the compressed objective (--rotation learned --compress, SpinQuant\'s)', () => {
+  let ck: Checkpoint;
+  let calibration: ProbeSequence[];
+  let rows: ProxyData;
+  const int4 = compressSpec({ mode: 'int4', target: 'iOS18', weights: 'fp16', blockSize: 16 });
+  const limit = 0.8 * 65504;
+  beforeAll(async () => {
+    ck = loadCheckpoint(join(FX, 'tiny-mlm'));
+    calibration = randomSeqs(ck, 2, 20);
+    rows = prepareProxy((await float32Pass(ck, calibration, 4096)).stream, readerSensitivity(ck));
+  });
+  afterAll(() => ck.close());
+
+  it('adds the rotated weights\' quantization error to the float16 proxy, more for fewer bits', () => {
+    const n = ck.config.hidden;
+    const q = new HadamardRotation(n, 0).rightMul(identityMatrix(n), n, n);
+    const fp16 = fp16Proxy(rows, q, { limit }).loss;
+    const errors = (['pal8', 'pal4', 'pal2'] as const).map((mode) => weightError(sampleWeights(ck, compressSpec({ mode, target: 'iOS18', weights: 'fp16' }), 0), q));
+    expect(errors[0]).toBeGreaterThan(0);
+    expect(errors[1]).toBeGreaterThan(4 * errors[0]!);
+    expect(errors[2]).toBeGreaterThan(4 * errors[1]!);
+    const samples = sampleWeights(ck, int4, 0);
+    // Embedding, and all four matrices of each of the 4 layers.
+    expect(samples.samples.map((s) => s.name)).toHaveLength(1 + 4 * ck.config.numLayers);
+    const v = objective(rows, q, { limit }, samples);
+    expect(v.weights).toBeCloseTo(weightError(samples, q), 12);
+    expect(v.loss).toBeCloseTo(fp16 + 2 ** 24 * v.weights!, 6);
+    expect(v.loss).toBeGreaterThan(100 * fp16); // compression's error dominates, as it dominates the KL
+  });
+
+  it('its straight-through gradient is a descent direction for the weight error', () => {
+    const n = ck.config.hidden;
+    const samples = sampleWeights(ck, int4, 0);
+    const q = identityMatrix(n);
+    const grad = new Float32Array(n * n);
+    const before = weightError(samples, q, grad);
+    const a = Math.hypot(...grad);
+    const after = weightError(samples, cayleyStep(q, grad, n, 0.02 / a));
+    expect(after).toBeLessThan(before);
+  });
+
+  it('learnRotation with --compress int4 lowers the compressed objective below its start, and reports it', async () => {
+    const opts = { seed: 3, calibration, norm: 'l2' as const, precision: 'fp16' as const, maxSteps: 20, budgetSeconds: 30 };
+    const stored = (w: WeightSource) => new CompressedWeights(w, int4);
+    const compressed = await learnRotation(ck, { ...opts, compress: int4, stored });
+    const r = compressed.report;
+    expect(r.objective).toBe('fp16 proxy + int4 weight error');
+    const c = r.candidates;
+    for (const k of ['folded', 'hadamard', 'learned'] as const) expect(c[k].weight_error, k).toBeGreaterThan(0);
+    expect(c.learned.proxy).toBeLessThan(0.97 * c[r.start].proxy);
+    expect(c.learned.weight_error!).toBeLessThan(0.97 * c[r.start].weight_error!);
+  });
+
+  it('moves Q where the float16 objective alone would not: lower int4 error than the Q learned without it', () => {
+    const n = ck.config.hidden;
+    const samples = sampleWeights(ck, int4, 3);
+    const run = (weights?: typeof samples) => optimise(rows, identityMatrix(n), { limit }, { seed: 3, maxSteps: 20, budget: 30, tick: () => {}, ...(weights ? { weights } : {}) });
+    const withError = run(samples).q;
+    const without = run().q;
+    const start = weightError(samples, identityMatrix(n));
+    expect(weightError(samples, withError)).toBeLessThan(0.97 * start);
+    expect(weightError(samples, withError)).toBeLessThan(0.97 * weightError(samples, without));
   });
 });

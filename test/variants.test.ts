@@ -80,7 +80,9 @@ describe('the variant list', () => {
 describe('the layout variants (--split, --functions, --add-head, --buckets)', () => {
   const layouts = layoutVariants();
   it('cover each layout, packed multifunction packages, a pooled head of each input kind, iOS15 I/O, and the refusal before iOS18', () => {
-    expect(new Set(layouts.map((v) => v.layout))).toEqual(new Set(['split', 'functions', 'add-head', 'buckets', 'functions-pack', 'buckets-pack']));
+    expect(new Set(layouts.map((v) => v.layout))).toEqual(new Set(['split', 'functions', 'add-head', 'buckets', 'functions-pack', 'buckets-pack', 'split-decoder']));
+    // The split decoder compressed: a grouped palette (iOS 18), int8 (iOS 17), one table per tensor (iOS 16).
+    expect(layouts.filter((v) => v.layout === 'split-decoder').map((v) => v.args.join(' '))).toEqual([expect.stringMatching(/--compress pal4 --group-size 8/), expect.stringMatching(/--target iOS17 --compress int8/), expect.stringMatching(/--target iOS16 --compress pal4 --no-fidelity$/)]);
     const has = (layout: string, re: RegExp) => layouts.some((v) => !v.refused && v.layout === layout && re.test(v.args.join(' ')));
     expect(has('split', /--mask-input/) && has('split', /--target iOS15/) && has('split', /embedding/)).toBe(true);
     expect(has('buckets', /--functions/) && has('add-head', /@embedding/)).toBe(true);

@@ -11,13 +11,16 @@
 import type { Const, DType, Graph, Literal, Op, TensorData } from '../graph/ir.js';
 import { atLeast } from '../ops/target.js';
 import { packSubByte } from '../coreml/tensor-bytes.js';
-import type { Compressed, CompressedWeights } from './compressed-weights.js';
+import { sliceRows, type Compressed, type CompressedWeights } from './compressed-weights.js';
 import { paletteBits, type CompressSpec } from './spec.js';
 
 const ones = (n: number): number[] => Array<number>(n).fill(1);
 
-/** The constexpr op (and its input Consts) that stands for Const `c`. */
-function constexprFor(c: Const, get: () => Compressed, spec: CompressSpec, key: string): { op: Op; consts: Const[] } {
+/**
+ * The constexpr op (and its input Consts) that stands for Const `c`. Each input part is stored under
+ * `key#part`; `shared` names the parts stored under the whole tensor's key instead (a chunk's table).
+ */
+function constexprFor(c: Const, get: () => Compressed, spec: CompressSpec, key: string, shared?: { key: string; parts: string[] }): { op: Op; consts: Const[] } {
   const kind: Compressed['kind'] = spec.mode.startsWith('pal') ? 'palette' : (spec.mode as 'int8' | 'int4');
   const bits = paletteBits(spec.mode) ?? 8;
   const shape = c.type.shape as number[];
@@ -25,7 +28,7 @@ function constexprFor(c: Const, get: () => Compressed, spec: CompressSpec, key: 
   const consts: Const[] = [];
   const input = (part: string, dtype: DType, partShape: number[], load: () => TensorData): string => {
     const name = `${c.name}_${part}`;
-    consts.push({ name, type: { dtype, shape: partShape }, load, storageKey: `${key}#${part}` });
+    consts.push({ name, type: { dtype, shape: partShape }, load, storageKey: shared?.parts.includes(part) ? `${shared.key}#${part}` : `${key}#${part}` });
     return name;
   };
   const ios18 = atLeast(spec.target, 'iOS18');
@@ -50,7 +53,7 @@ function constexprFor(c: Const, get: () => Compressed, spec: CompressSpec, key: 
   const lin = () => get() as Extract<Compressed, { kind: 'int8' | 'int4' }>;
   if (kind === 'int8' && !ios18) {
     const inputs = {
-      quantized_data: input('quantized_data', 'int8', shape, () => Int32Array.from(lin().q)),
+      quantized_data: input('quantized_data', 'int8', shape, () => lin().q),
       zero_point: input('zero_point', 'int8', [shape[0]!], () => (get() as Extract<Compressed, { kind: 'int8' }>).zeroPoint),
       scale: input('scale', c.type.dtype, [shape[0]!], () => lin().scale),
       axis: { kind: 'literal', dtype: 'int32', shape: [], value: [0] } as Literal,
@@ -59,7 +62,8 @@ function constexprFor(c: Const, get: () => Compressed, spec: CompressSpec, key: 
   }
   const blocks = kind === 'int4' ? [shape[0]!, shape[1]! / spec.blockSize, ...ones(rank - 2)] : [shape[0]!, ...ones(rank - 1)];
   const inputs: Op['inputs'] = {
-    data: input('data', kind === 'int4' ? 'int4' : 'int8', shape, () => Int32Array.from(lin().q)),
+    // The integers as held (one byte each), not widened to int32: 4x the tensor for the embedding table.
+    data: input('data', kind === 'int4' ? 'int4' : 'int8', shape, () => lin().q),
     scale: input('scale', c.type.dtype, blocks, () => lin().scale),
   };
   if (kind === 'int8') inputs.offset = input('offset', 'int8', blocks, () => (get() as Extract<Compressed, { kind: 'int8' }>).zeroPoint);
@@ -71,12 +75,19 @@ export function compressGraph(graph: Graph, weights: CompressedWeights): Graph {
   const consts = new Map<string, Const>();
   const pending = new Map<string, Op>();
   for (const [name, c] of graph.consts) {
-    if (c.weight === undefined || !weights.isCompressed(c.weight)) {
+    const weight = c.weight ?? c.rowsOf?.weight;
+    if (weight === undefined || !weights.isCompressed(weight)) {
       consts.set(name, c);
       continue;
     }
-    const weight = c.weight;
-    const made = constexprFor(c, () => weights.compressed(weight)!, weights.spec, weights.storedName(weight));
+    const key = weights.storedName(weight);
+    const slice = c.rowsOf;
+    // A chunk of the split decoder: its rows of the table's compressed form, under a key of its own, and
+    // one table for the whole tensor stored once (coremltools, compressing each chunk on its own, would
+    // cluster each: the chunk would then no longer equal the embedding's rows, nor what the report ran).
+    const made = slice
+      ? constexprFor(c, () => sliceRows(weights.compressed(weight)!, slice.lo, slice.hi, c.type.shape[0] as number), weights.spec, `${key}@${slice.lo}`, weights.spec.groupSize === undefined ? { key, parts: ['lut'] } : undefined)
+      : constexprFor(c, () => weights.compressed(weight)!, weights.spec, key);
     for (const part of made.consts) consts.set(part.name, part);
     pending.set(name, made.op);
   }

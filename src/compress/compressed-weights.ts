@@ -3,6 +3,7 @@
 // fidelity report and rotation learning then measure what ships. Dequantization is the constexpr ops' own
 // decompress (ops/defs/compression.ts), rounded to float16 as the ops' float16 outputs are.
 
+import { ModernBertError } from '../errors.js';
 import { numel } from '../graph/ir.js';
 import { roundToF16 } from '../numeric/fp16.js';
 import { blockwiseShiftScale, lutToDenseIOS18 } from '../ops/defs/compression.js';
@@ -52,6 +53,44 @@ export function decompress(c: Compressed): Float32Array {
       return roundToF16(blockwiseShiftScale(c.q, [c.rows, c.cols], c.scale, [c.rows, 1], c.zeroPoint));
     case 'int4':
       return roundToF16(blockwiseShiftScale(c.q, [c.rows, c.cols], c.scale, [c.rows, c.cols / c.block]));
+  }
+}
+
+/**
+ * Rows [lo, hi) of a compressed tensor, then zero rows up to `rows` (a chunk of the split decoder), in the
+ * tensor's own compression: the chunk decompresses to exactly the table's rows, as the fidelity report ran
+ * them. Padding is exact zero for the linear modes (integer 0) and for grouped tables (whole groups with a
+ * table of zeros); one table for the whole tensor pads with its entry nearest zero (those rows' logits carry
+ * the MASKED bias and are dropped when the logits are unfolded).
+ */
+export function sliceRows(c: Compressed, lo: number, hi: number, rows: number): Compressed {
+  const { cols } = c;
+  const take = <T extends Int8Array | Uint8Array | Float32Array | Int32Array>(a: T, width: number, fill: number): T => {
+    const out = new (a.constructor as new (n: number) => T)(rows * width);
+    out.fill(fill);
+    (out as Float32Array).set(a.subarray(lo * width, hi * width));
+    return out;
+  };
+  switch (c.kind) {
+    case 'palette': {
+      const k = 2 ** c.bits;
+      if (c.groupRows === c.rows) {
+        let zero = 0;
+        c.luts.forEach((v, j) => Math.abs(v) < Math.abs(c.luts[zero]!) && (zero = j));
+        return { ...c, rows, groupRows: rows, indices: take(c.indices, cols, zero) };
+      }
+      const g = c.groupRows;
+      if (lo % g !== 0 || (hi - lo) % g !== 0 || rows % g !== 0) throw new ModernBertError('INTERNAL', `rows ${lo}..${hi} of ${rows} do not fall on groups of ${g}`);
+      const luts = new Float32Array((rows / g) * k);
+      luts.set(c.luts.subarray((lo / g) * k, (hi / g) * k));
+      return { ...c, rows, luts, indices: take(c.indices, cols, 0) };
+    }
+    case 'int8':
+      return { ...c, rows, q: take(c.q, cols, 0), scale: take(c.scale, 1, 1), zeroPoint: take(c.zeroPoint, 1, 0) };
+    case 'int4': {
+      const blocks = cols / c.block;
+      return { ...c, rows, q: take(c.q, cols, 0), scale: take(c.scale, blocks, 1) };
+    }
   }
 }
 

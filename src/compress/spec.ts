@@ -5,6 +5,7 @@
 
 import { ModernBertError } from '../errors.js';
 import { atLeast, type Target } from '../ops/target.js';
+import { decoderChunks, MAX_CHANNELS } from '../model.js';
 
 export const COMPRESS_MODES = ['pal8', 'pal6', 'pal4', 'pal3', 'pal2', 'int8', 'int4'] as const;
 export type CompressMode = (typeof COMPRESS_MODES)[number];
@@ -80,6 +81,17 @@ export function checkShapes(spec: CompressSpec, tensors: readonly { name: string
     const g = chosen.reduce((a, t) => gcd(a, t.shape[0]!), 0);
     const off = chosen.find((t) => t.shape[0]! % spec.groupSize! !== 0);
     if (off || spec.groupSize < 1) bad(`--group-size ${spec.groupSize} does not divide the ${off?.shape[0] ?? '?'} output channels of ${off?.name ?? 'a tensor'}; valid: ${divisors(g).join(', ')}`, { groupSize: spec.groupSize });
+  }
+  // The split decoder's chunks (vocabularies above 65,536) are stored as rows of the table: with one table
+  // per group, each chunk must start and end on a group.
+  const table = chosen.find((t) => t.name === 'model.embeddings.tok_embeddings.weight' && t.shape[0]! > MAX_CHANNELS);
+  if (table && spec.groupSize !== undefined) {
+    const V = table.shape[0]!;
+    const { Vc } = decoderChunks(V);
+    if (Vc % spec.groupSize !== 0 || (V % Vc) % spec.groupSize !== 0) {
+      const ok = divisors(gcd(Vc, V % Vc)).filter((d) => chosen.every((t) => t.shape[0]! % d === 0));
+      bad(`--group-size ${spec.groupSize} does not fit the decoder's chunks of ${Vc} rows (its ${V} tokens split for the Neural Engine); valid: ${ok.join(', ')}`, { groupSize: spec.groupSize });
+    }
   }
   if (spec.mode === 'int4') {
     const g = chosen.reduce((a, t) => gcd(a, t.shape[1]!), 0);

@@ -104,7 +104,7 @@ export function encodeTensorBytes(dtype: DType, data: TensorData, name: string):
     case 'int16':
       return bytesOf(Int16Array.from(data));
     case 'int8':
-      return bytesOf(Int8Array.from(data));
+      return bytesOf(data instanceof Int8Array ? data : Int8Array.from(data));
     case 'uint8':
     case 'bool':
       return data instanceof Uint8Array ? data : Uint8Array.from(data);

@@ -4,7 +4,7 @@
 // is a complete, typed MIL program.
 
 import { ModernBertError } from '../errors.js';
-import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type TensorData, type TensorType } from './ir.js';
+import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type RowSlice, type TensorData, type TensorType } from './ir.js';
 import { inferArgs, inputTypesOf, opDef, opSignature, opVersions, type InputTypes } from '../ops/index.js';
 import { DEFAULT_TARGET, targetInfo, type Target } from '../ops/target.js';
 
@@ -31,10 +31,11 @@ export class GraphBuilder {
     return name;
   }
 
-  /** A named constant (weights), loaded on demand; float data is declared in the graph's float type; `weight`: the checkpoint tensor it holds. */
-  weight(name: string, shape: number[], load: () => TensorData, dtype: DType = this.dtype, weight?: string): Val {
+  /** A named constant (weights), loaded on demand; float data is declared in the graph's float type; `weight`: the checkpoint tensor (or rows of it) it holds. */
+  weight(name: string, shape: number[], load: () => TensorData, dtype: DType = this.dtype, weight?: string | RowSlice): Val {
     const n = this.unique(name);
-    const c: Const = { name: n, type: { dtype, shape }, load, ...(weight !== undefined ? { weight } : {}) };
+    const held = weight === undefined ? {} : typeof weight === 'string' ? { weight } : { rowsOf: weight };
+    const c: Const = { name: n, type: { dtype, shape }, load, ...held };
     this.graph.consts.set(n, c);
     this.define(n, c.type);
     return n;

@@ -131,6 +131,7 @@ export class Interpreter {
     if (!c) return undefined;
     const shape = c.type.shape as number[];
     let data = c.load();
+    if (data instanceof Int8Array) data = Int32Array.from(data); // int8 storage (compressed weights) runs as int32
     if (data.length !== numel(shape)) {
       throw new ModernBertError('SHAPE_MISMATCH', `constant "${name}" holds ${data.length} values for shape [${shape.join(', ')}]`, { const: name });
     }

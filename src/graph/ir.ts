@@ -26,7 +26,8 @@ export interface Value {
 }
 
 /** Data of a tensor at run time: floats of any precision are held as float32, bools as 0/1 bytes. */
-export type TensorData = Float32Array | Int32Array | Uint8Array;
+/** Int8Array: integer weights stored one byte each (compressed weights), widened where they run. */
+export type TensorData = Float32Array | Int32Array | Uint8Array | Int8Array;
 
 /** A small immediate argument, written inline in the op (MIL's const inputs such as axes or epsilon). */
 export interface Literal {
@@ -63,6 +64,15 @@ export interface Const {
   storageKey?: string;
   /** The checkpoint tensor this Const holds, when it holds one as is (compression picks these). */
   weight?: string;
+  /** Rows [lo, hi) of a checkpoint tensor, then zero rows to the Const's first dimension (the split decoder's chunks). */
+  rowsOf?: RowSlice;
+}
+
+/** Rows [lo, hi) of checkpoint tensor `weight`. */
+export interface RowSlice {
+  weight: string;
+  lo: number;
+  hi: number;
 }
 
 export interface Graph {

@@ -56,6 +56,8 @@ export interface ProxyValue {
   noise: number;
   /** Mean overflow barrier. */
   barrier: number;
+  /** Compressed (learned.ts's objective): the weights' mean relative squared quantization error. */
+  weights?: number;
 }
 
 /** Largest number of rows multiplied in one GEMM: bounds the scratch memory to chunk·n floats. */

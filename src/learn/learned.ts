@@ -1,4 +1,5 @@
-// A learned rotation of the residual stream (SpinQuant-style), chosen for float16 rather than for integers.
+// A learned rotation of the residual stream (SpinQuant-style), for float16 and, with --compress, for the
+// package's quantized weights.
 //
 // 1. One float32 pass of the plain model over the calibration tokens gives the reference outputs and the
 //    stream rows X (stream-rows.ts); the readers of the stream give the sensitivity M (readers.ts).
@@ -12,6 +13,9 @@
 // 3. Cayley SGD on the orthogonal group (stiefel.ts) minimises the proxy of fp16-proxy.ts over X, on seeded
 //    minibatches of rows, within a step count and a time budget; the Q with the lowest full-data proxy is
 //    kept. Refolding a base-size model costs seconds, so the model is never refolded during optimisation.
+//    With --compress the proxy adds the rotated weights' quantization error (weight-error.ts, SpinQuant's
+//    objective) in the same units, relative squared error over float16's κ = 2⁻²⁴: compression's error is
+//    then most of the objective, as it is most of the measured KL.
 // 4. The learned Q is folded once and measured like the candidates. It is returned only if its median token
 //    KL beats the better candidate's by MEDIAN_GAIN and its mean KL is within MEAN_GUARD of that
 //    candidate's; otherwise that candidate is returned, and the report says so.
@@ -25,7 +29,9 @@ import type { Precision } from '../runtime/numerics.js';
 import { F16_MAX } from '../numeric/fp16.js';
 import { DenseRotation } from '../rotation/dense-rotation.js';
 import { emulatedAgreement, type EmulatedAgreement } from './emulated-agreement.js';
-import { fp16Proxy, prepareProxy, type ProxyData, type ProxyValue } from './fp16-proxy.js';
+import { fp16Proxy, prepareProxy, type ProxyData, type ProxyOptions, type ProxyValue } from './fp16-proxy.js';
+import type { CompressSpec } from '../compress/spec.js';
+import { sampleWeights, weightError, type WeightSamples } from './weight-error.js';
 import { HadamardRotation } from '../rotation/hadamard-rotation.js';
 import { readerSensitivity } from './readers.js';
 import { IdentityRotation, type Rotation } from '../rotation/rotation.js';
@@ -56,6 +62,8 @@ export interface LearnOptions {
    * measured as the compressed package computes, so the choice keeps what measures best compressed.
    */
   stored?: (w: WeightSource) => WeightSource;
+  /** The compression of the package: the objective then includes the rotated weights' quantization error. */
+  compress?: CompressSpec;
   /** Called after every step with the current Q and its minibatch proxy (for studies of the proxy). */
   onStep?: (step: number, q: Float32Array, proxy: ProxyValue) => void;
 }
@@ -64,7 +72,10 @@ export type Candidate = 'folded' | 'hadamard' | 'learned';
 
 /** KL and agreement of one candidate in the judged emulation. */
 export interface CandidateResult {
+  /** The objective: the float16 proxy, plus the weights' quantization error when compressed. */
   proxy: number;
+  /** Mean relative squared quantization error of the sampled rotated weights (compressed only). */
+  weight_error?: number;
   /** Mean KL over the calibration tokens (Infinity when any output is non-finite). */
   kl: number;
   /** KL of the median calibration token. */
@@ -80,6 +91,8 @@ export interface LearnReport {
   precision: Precision;
   norm: 'l2' | 'rms';
   seed: number;
+  /** What the optimisation minimised: 'fp16' (the proxy), or the proxy plus the compressed weights' error. */
+  objective: string;
   steps: number;
   /** Rows of the stream the proxy saw, and the calibration tokens they came from. */
   rows: number;
@@ -118,6 +131,16 @@ const MEDIAN_GAIN = 0.05;
 const MEAN_GUARD = 3;
 /** Newton–Schulz clean-up every this many steps (the Cayley fixed point drifts off the group slowly). */
 const CLEANUP_EVERY = 5;
+/** The weights' relative squared error in units of the proxy's: float16's relative rounding variance κ ≈ 2⁻²⁴. */
+const WEIGHT_ERROR_SCALE = 2 ** 24;
+
+/** The objective at Q on rows `pick` (all when absent): the float16 proxy plus, compressed, the weights' error. */
+export function objective(x: ProxyData, q: Float32Array, o: ProxyOptions, weights?: WeightSamples, grad?: Float32Array, pick?: Uint32Array): ProxyValue {
+  const value = fp16Proxy(x, q, o, grad, pick);
+  if (!weights) return value;
+  const error = weightError(weights, q, grad, WEIGHT_ERROR_SCALE);
+  return { ...value, loss: value.loss + WEIGHT_ERROR_SCALE * error, weights: error };
+}
 
 /** Learns an orthogonal Q for the float16 model; returns it, or the better fixed candidate, with a report. */
 export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<LearnedRotation> {
@@ -139,20 +162,24 @@ export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<
   const x = prepareProxy(pass.stream, readerSensitivity(src));
   const tCal = performance.now();
   const proxyOpts = { limit: LIMIT_MARGIN[o.norm] * (o.norm === 'rms' ? Math.sqrt(F16_MAX) : F16_MAX) };
-  const proxyAt = (q: Float32Array) => fp16Proxy(x, q, proxyOpts).loss;
+  const weights = o.compress ? sampleWeights(src, o.compress, o.seed) : undefined;
+  const proxyAt = (q: Float32Array) => {
+    const v = objective(x, q, proxyOpts, weights);
+    return { proxy: v.loss, ...(v.weights !== undefined ? { weight_error: v.weights } : {}) };
+  };
 
   // 2. The fixed candidates.
   const measure = async (r: Rotation) => brief(await emulatedAgreement(src, r, o.norm, o.precision, o.calibration, pass.outputs, tick, o.stored));
   const identityQ = identityMatrix(n);
   const hadamardQ = hadamard.rightMul(identityQ, n, n);
-  const folded = { proxy: proxyAt(identityQ), ...(await measure(new IdentityRotation(n))) };
-  const had = { proxy: proxyAt(hadamardQ), ...(await measure(hadamard)) };
+  const folded = { ...proxyAt(identityQ), ...(await measure(new IdentityRotation(n))) };
+  const had = { ...proxyAt(hadamardQ), ...(await measure(hadamard)) };
   const start = had.proxy < folded.proxy ? 'hadamard' : 'folded';
   let measureMs = performance.now() - tCal;
 
   // 3. Cayley SGD on the proxy.
   const tOpt = performance.now();
-  const opt = optimise(x, start === 'hadamard' ? hadamardQ : identityQ, proxyOpts, { seed: o.seed, maxSteps, budget, onStep: o.onStep, tick });
+  const opt = optimise(x, start === 'hadamard' ? hadamardQ : identityQ, proxyOpts, { seed: o.seed, maxSteps, budget, onStep: o.onStep, tick, weights });
   done = seqs * 3 + maxSteps; // steps cut short by the budget count as done
   o.onProgress?.(done, total);
   const optMs = performance.now() - tOpt;
@@ -160,7 +187,7 @@ export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<
   // 4. Measure the learned Q and choose.
   const tCheck = performance.now();
   const learnedRot = new DenseRotation(n, opt.q);
-  const learned = { proxy: proxyAt(opt.q), ...(await measure(learnedRot)) };
+  const learned = { ...proxyAt(opt.q), ...(await measure(learnedRot)) };
   measureMs += performance.now() - tCheck;
   const hadamardBetter = had.median_kl < folded.median_kl || (had.median_kl === folded.median_kl && had.kl < folded.kl);
   const best = hadamardBetter
@@ -183,6 +210,7 @@ export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<
       precision: o.precision,
       norm: o.norm,
       seed: o.seed,
+      objective: o.compress ? `fp16 proxy + ${o.compress.mode} weight error` : 'fp16 proxy',
       steps: opt.steps,
       rows: x.count,
       tokens: pass.tokens,
@@ -205,6 +233,8 @@ interface OptimiseOptions {
   firstAngle?: number;
   onStep?: (step: number, q: Float32Array, proxy: ProxyValue) => void;
   tick: () => void;
+  /** Sampled weights of a compressed package: their quantization error joins the objective. */
+  weights?: WeightSamples;
 }
 
 /**
@@ -212,7 +242,7 @@ interface OptimiseOptions {
  * decay), and every CLEANUP_EVERY steps a Newton–Schulz clean-up. Returns the Q with the lowest full-data
  * proxy among the start and the checkpoints, orthonormalized in float64.
  */
-export function optimise(x: ProxyData, q0: Float32Array, proxyOpts: { limit: number }, o: OptimiseOptions): { q: Float32Array; steps: number; proxy: number } {
+export function optimise(x: ProxyData, q0: Float32Array, proxyOpts: ProxyOptions, o: OptimiseOptions): { q: Float32Array; steps: number; proxy: number } {
   const n = x.n;
   const deadline = performance.now() + o.budget * 1000;
   const rng = splitmix32(o.seed ^ 0x5eed1e55);
@@ -220,12 +250,13 @@ export function optimise(x: ProxyData, q0: Float32Array, proxyOpts: { limit: num
   const pick = new Uint32Array(batch);
   const grad = new Float32Array(n * n);
   let q: Float32Array = Float32Array.from(q0);
-  let best: { q: Float32Array; proxy: number } = { q: Float32Array.from(q0), proxy: fp16Proxy(x, q0, proxyOpts).loss };
+  const lossAt = (q: Float32Array) => objective(x, q, proxyOpts, o.weights).loss;
+  let best: { q: Float32Array; proxy: number } = { q: Float32Array.from(q0), proxy: lossAt(q0) };
   let steps = 0;
   while (steps < o.maxSteps && performance.now() < deadline) {
     // Sampling without replacement would need a shuffle of all rows; with replacement is as good here.
     for (let i = 0; i < batch; i++) pick[i] = rng() % x.count;
-    const value = fp16Proxy(x, q, proxyOpts, grad, batch < x.count ? pick : undefined);
+    const value = objective(x, q, proxyOpts, o.weights, grad, batch < x.count ? pick : undefined);
     const a = frobenius(skewFromGradient(q, grad, n));
     if (!(a > 0)) break; // a stationary point: nothing left to follow
     const angle = (o.firstAngle ?? FIRST_ANGLE) * 0.5 * (1 + Math.cos((Math.PI * steps) / Math.max(o.maxSteps, 1)));
@@ -235,13 +266,13 @@ export function optimise(x: ProxyData, q0: Float32Array, proxyOpts: { limit: num
     o.onStep?.(steps, q, value);
     o.tick();
     if (steps % CLEANUP_EVERY === 0 || steps === o.maxSteps) {
-      const full = fp16Proxy(x, q, proxyOpts).loss;
+      const full = lossAt(q);
       if (full < best.proxy) best = { q: Float32Array.from(q), proxy: full };
     }
   }
   // A last check of the final Q (a budget stop can fall between checkpoints).
   newtonSchulz(q, n);
-  const last = fp16Proxy(x, q, proxyOpts).loss;
+  const last = lossAt(q);
   if (last < best.proxy) best = { q, proxy: last };
   return { q: Float32Array.from(orthonormalizeColumns(best.q, n)), steps, proxy: best.proxy };
 }

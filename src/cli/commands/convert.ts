@@ -140,8 +140,9 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
         if (o.rotation === 'learned' && o.fold) {
           learned = await learnRotation({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, {
             seed: o.seed, calibration, norm: o.norm, precision: o.fidelityPrecision, budgetSeconds: o.learnSeconds,
-            // Compressed: candidates are judged as the compressed package computes.
-            ...(compress ? { stored: (w: WeightSource) => new CompressedWeights(w, compress) } : {}),
+            // Compressed: the objective includes the weights' quantization error, and candidates are judged
+            // as the compressed package computes.
+            ...(compress ? { compress, stored: (w: WeightSource) => new CompressedWeights(w, compress) } : {}),
             onProgress: (d, t) => bars.learn.update(d, t),
           });
           bars.learn.stop();
