@@ -7,6 +7,7 @@ import { numericsFor, type Numerics, type Precision } from '../runtime/numerics.
 import { inferArgs, inputDefault, inputTypesOf, opDef, softmaxWithBias, type OpArgs } from '../ops/index.js';
 import { sharedFloat32 } from '../weights.js';
 import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
+import { planAttention, runAttention, type AttentionGroup } from './fused-attention.js';
 
 export interface RunOptions {
   /** Values to return besides the graph outputs (for example tapped hidden states). */
@@ -22,6 +23,8 @@ export class Interpreter {
   private readonly lastUse = new Map<string, number>();
   /** `add` ops whose only reader is the next op, a softmax, by index, with the softmax axis: run as one. */
   private readonly fusedAdds = new Map<number, number>();
+  /** Attention's einsum, add, softmax, einsum groups (fused-attention.ts), by first op: one kernel in float32. */
+  readonly attention: Map<number, AttentionGroup>;
 
   constructor(readonly graph: Graph, precision: Precision = 'fp32') {
     this.num = numericsFor(precision);
@@ -34,6 +37,7 @@ export class Interpreter {
         }
       }
     });
+    this.attention = planAttention(graph, readers);
     graph.ops.forEach((op, i) => {
       const next = graph.ops[i + 1];
       const out = op.outputs[0]!.name;
@@ -71,6 +75,21 @@ export class Interpreter {
         }
         opts.onOp?.(i + 1, total);
         continue;
+      }
+      const group = this.num.precision === 'fp32' ? this.attention.get(i) : undefined;
+      if (group && !group.inner.some((n) => keep.has(n))) {
+        const value = (n: string) => env.get(n) ?? this.constant(n);
+        const [k, q, mask, v] = [value(group.k), value(group.q), value(group.mask), value(group.v)];
+        const out = k && q && mask && v ? await runAttention(k, q, mask, v) : undefined;
+        if (out) {
+          env.set(this.graph.ops[i + 3]!.outputs[0]!.name, out);
+          for (let j = i; j < i + 4; j++) {
+            this.free(this.graph.ops[j]!, j, env, keep);
+            opts.onOp?.(j + 1, total);
+          }
+          i += 3;
+          continue;
+        }
       }
       const fused = this.fusedAdds.get(i);
       if (fused !== undefined && !keep.has(op.outputs[0]!.name) && this.fusable(op, fused, env)) {

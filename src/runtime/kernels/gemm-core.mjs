@@ -167,6 +167,41 @@ export class GemmEngine {
   }
 
   /**
+   * Attention for the queries [q0, q1) of one chunk, a sub-block of at most `block` queries at a time, so
+   * that the sub-block's scores stay in cache: scores = K·Q (Sk x nq), + bias, softmax over the keys,
+   * out = V·P. The same kernels as the separate ops (the GEMM per element sums k in the same order, the
+   * softmax is per column), so the result is bit for bit that of einsum, add, softmax, einsum in float32.
+   */
+  attend(t) {
+    const { Sk, D, Dv, k, q, v, bias, perKey, out, q0, q1, block } = t;
+    for (let j = q0; j < q1; j += block) {
+      // A remainder under 8 queries joins the block before it (the softmax kernel wants slabs of 8 or more).
+      const nq = q1 - j - block < 8 ? q1 - j : block;
+      const scores = this.scratch(0, Sk * nq);
+      this.run({ M: Sk, N: nq, K: D, a: k, b: q.subarray(j), c: scores, transA: false, transB: false, accumulate: false, lda: t.ldk, ldb: t.ldq, ldc: nq, f16Chunk: 0, i0: 0, i1: Sk, j0: 0, j1: nq });
+      let b = bias;
+      if (bias && !perKey) {
+        b = this.scratch(1, Sk * nq);
+        for (let r = 0; r < Sk; r++) b.set(bias.subarray(r * t.ldb + j, r * t.ldb + j + nq), r * nq);
+      }
+      this.softmax(scores, scores, b, perKey, 1, Sk, nq, false);
+      this.run({ M: Dv, N: nq, K: Sk, a: v, b: scores, c: out.subarray(j), transA: false, transB: false, accumulate: false, lda: t.ldv, ldb: nq, ldc: t.ldo, f16Chunk: 0, i0: 0, i1: Dv, j0: 0, j1: nq });
+      if (nq !== block) break;
+    }
+  }
+
+  /** A grow-only scratch array of this thread (slot 0: scores, 1: the bias's columns), `n` floats long. */
+  scratch(slot, n) {
+    this.scratches ??= [];
+    let a = this.scratches[slot];
+    if (a === undefined || a.length < n) {
+      a = new Float32Array(n);
+      this.scratches[slot] = a;
+    }
+    return a.subarray(0, n);
+  }
+
+  /**
    * Softmax over axis 1 of x viewed as [outer, n, inner], plus an optional bias (one value per element, or
    * one per position of the axis when perKey), into out; in float16 modes (half) x + bias is rounded to
    * float16 first. Each [n, inner] slab is copied in whole (rows padded to a multiple of 4) and passes
