@@ -21,8 +21,11 @@ export function allocFloat(n: number): Float32Array {
 // array costs a page fault per 4 KB at first touch (measured 16 ns per float under load at 8,192 tokens,
 // 3x a SIMD gelu's whole work), and the garbage collector frees dropped ones late, which raised peak RSS.
 const POOL_MIN = 1 << 16;
-/** Most floats the pool holds (256 MB); arrays freed beyond it are left to the garbage collector. */
-const POOL_MAX = 1 << 26;
+/**
+ * Most floats the pool holds (64 MB); arrays freed beyond it are left to the garbage collector. What the
+ * pool holds counts in peak RSS: with 256 MB, synth-base-4L at 8,192 tokens peaked 100+ MB higher.
+ */
+const POOL_MAX = 1 << 24;
 const pool = new Map<number, Float32Array[]>();
 let pooledFloats = 0;
 
