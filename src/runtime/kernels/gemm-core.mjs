@@ -210,21 +210,6 @@ export class GemmEngine {
     return a.subarray(0, n);
   }
 
-  /** gelu (erf form, float32) of every element of `x` into `out` (see gelu_erf in gemm.wat). */
-  gelu(out, x) {
-    const CHUNK = 1 << 16; // 256 KiB: in and out of L2
-    this.reserve(CHUNK);
-    const f32 = this.f32;
-    for (let s = 0; s < x.length; s += CHUNK) {
-      const n = Math.min(CHUNK, x.length - s);
-      const n4 = roundUp(n, 4);
-      if (n4 !== n) f32.fill(0, n, n4);
-      f32.set(x.subarray(s, s + n));
-      this.wasm.gelu_erf(0, n4);
-      out.set(f32.subarray(0, n), s);
-    }
-  }
-
   /**
    * Softmax over axis 1 of x viewed as [outer, n, inner], plus an optional bias (one value per element, or
    * one per position of the axis when perKey), into out; in float16 modes (half) x + bias is rounded to

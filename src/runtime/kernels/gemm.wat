@@ -329,34 +329,4 @@
         (local.set $ps (i32.add (local.get $ps) (i32.const 32)))
         (br_if $j (i32.lt_u (local.get $p) (local.get $rowEnd))))
       (br_if $row (i32.lt_u (local.get $p) (local.get $end)))))
-
-  ;; gelu(x) = 0.5 x (1 + erf(x / sqrt 2)) in place over n floats at p (n % 4 == 0), in float32: erf as the
-  ;; scalar kernel's (Numerical Recipes' erfc, |error| < 1.2e-7: erfc(z) = t exp(-z^2 - 1.26551223 + t P(t)),
-  ;; t = 1 / (1 + z/2)) with exp_neg for the exponential, whose argument is <= 0 up to 3e-8.
-  (func (export "gelu_erf") (param $p i32) (param $n i32)
-    (local $end i32) (local $x v128) (local $z v128) (local $t v128) (local $q v128) (local $erf v128)
-    (local.set $end (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 2))))
-    (block $done
-      (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
-      (loop $i
-      (local.set $x (v128.load (local.get $p)))
-      (local.set $z (f32x4.abs (f32x4.mul (local.get $x) (v128.const f32x4 0.70710678118654752 0.70710678118654752 0.70710678118654752 0.70710678118654752))))
-      (local.set $t (f32x4.div (v128.const f32x4 1 1 1 1) (f32x4.add (v128.const f32x4 1 1 1 1) (f32x4.mul (local.get $z) (v128.const f32x4 0.5 0.5 0.5 0.5)))))
-      (local.set $q (v128.const f32x4 0.17087277 0.17087277 0.17087277 0.17087277))
-      (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (v128.const f32x4 -0.82215223 -0.82215223 -0.82215223 -0.82215223)))
-      (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (v128.const f32x4 1.48851587 1.48851587 1.48851587 1.48851587)))
-      (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (v128.const f32x4 -1.13520398 -1.13520398 -1.13520398 -1.13520398)))
-      (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (v128.const f32x4 0.27886807 0.27886807 0.27886807 0.27886807)))
-      (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (v128.const f32x4 -0.18628806 -0.18628806 -0.18628806 -0.18628806)))
-      (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (v128.const f32x4 0.09678418 0.09678418 0.09678418 0.09678418)))
-      (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (v128.const f32x4 0.37409196 0.37409196 0.37409196 0.37409196)))
-      (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $t)) (v128.const f32x4 1.00002368 1.00002368 1.00002368 1.00002368)))
-      ;; erf(|x| / sqrt 2) = 1 - erfc, then x's sign.
-      (local.set $erf (f32x4.sub (v128.const f32x4 1 1 1 1) (f32x4.mul (local.get $t) (call $exp_neg
-        (f32x4.add (f32x4.sub (f32x4.neg (f32x4.mul (local.get $z) (local.get $z))) (v128.const f32x4 1.26551223 1.26551223 1.26551223 1.26551223))
-          (f32x4.mul (local.get $t) (local.get $q)))))))
-      (local.set $erf (v128.or (local.get $erf) (v128.and (local.get $x) (v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000))))
-      (v128.store (local.get $p) (f32x4.mul (f32x4.mul (local.get $x) (v128.const f32x4 0.5 0.5 0.5 0.5)) (f32x4.add (v128.const f32x4 1 1 1 1) (local.get $erf))))
-      (local.set $p (i32.add (local.get $p) (i32.const 16)))
-      (br_if $i (i32.lt_u (local.get $p) (local.get $end))))))
 )
