@@ -183,4 +183,24 @@ async function parent() {
     const k = r.gflop_by_kind;
     console.log(`| ${r.S} | ${f(r.open_s, 3)} + ${f(r.read_s, 2)} | ${f(r.warm_s, 2)} | ${f(best, 2)} | ${f(med(r.runs_s), 2)} | ${f((r.cpu_user_s + r.cpu_system_s) / r.runs_s.length, 2)} | ${f(r.S / best, 0)} | ${f(r.gflop, 1)} (${f(k.conv, 1)} / ${f(k.einsum, 1)} / ${f(k.matmul, 3)}) | ${f(r.gflop / best, 1)} | ${f(r.peak_rss_bytes / 1e6, 0)} | ${f(r.peak_rss_bytes / r.weight_bytes, 2)} |`);
   }
+  goals(results, med);
+}
+
+/** The issue's goals (issue 8) read from the results: time ratio of the longest to the 1,024-token run, GFLOP/s, RSS. */
+function goals(results, med) {
+  const at = (S) => results.find((r) => r.S === S);
+  const cpu = (r) => (r.cpu_user_s + r.cpu_system_s) / r.runs_s.length;
+  const f = (x, d) => x.toFixed(d);
+  console.log('\nGoals (issue 8; median wall time of the timed runs, GFLOP of the banded graph):');
+  const [short, long] = [at(1024), results.reduce((a, b) => (b.S > a.S ? b : a))];
+  if (short && long.S > short.S) {
+    const ratio = med(long.runs_s) / med(short.runs_s);
+    console.log(`- time(${long.S}) / time(1024) = ${f(ratio, 1)} (goal <= 18; CPU seconds: ${f(cpu(long) / cpu(short), 1)})`);
+  }
+  for (const r of results) {
+    const gs = r.gflop / med(r.runs_s);
+    console.log(`- ${r.S} tokens: ${f(gs, 1)} GFLOP/s ${gs >= 30 ? 'meets' : 'misses'} the goal of >= 30 (${f(r.gflop / cpu(r), 1)} GFLOP per CPU second)`);
+  }
+  const rss = long.peak_rss_bytes / long.weight_bytes;
+  console.log(`- peak RSS at ${long.S} tokens: ${f(rss, 2)}x the float32 weights (goal <= 1.6: ${rss <= 1.6 ? 'met' : 'not met'})`);
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { GraphBuilder, bool, i32, str } from '../src/graph/builder.js';
 import { Interpreter } from '../src/graph/interpreter.js';
 import type { Precision } from '../src/runtime/numerics.js';
-import type { RtTensor } from '../src/runtime/tensor.js';
+import { allocFloat, drainFloatPool, pooledFloatCount, recycleFloat, type RtTensor } from '../src/runtime/tensor.js';
 
 const f32 = (shape: number[], f: (i: number) => number): RtTensor => {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -95,6 +95,45 @@ describe('interpreter', () => {
     const res = await new Interpreter(g.graph).run({ x: f32([2], (i) => i + 1) }, { keep: ['y'] });
     expect(Array.from(res.get('out')!.data)).toEqual([3, 5]);
     expect(Array.from(res.get('y')!.data)).toEqual([2, 4]);
+  });
+
+  it('hands dead activations to the buffer pool for the next op of that size, never a buffer a live view or the input holds', async () => {
+    const C = 4;
+    const S = 1 << 15; // (1, 4, 1, 32768): 131,072 floats, above the pool's minimum
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [1, C, 1, S]);
+    const a = g.op('mul', { x, y: g.f(2) }, 'a');
+    const head = g.slice(a, 1, 0, 2, 'head'); // a view of a's buffer, alive after a's last use
+    const xv = g.op('reshape', { x, shape: i32([1, C, 1, S]) }, 'xv'); // a view of the input
+    const b = g.op('mul', { x: xv, y: g.f(3) }, 'b'); // a is dead here but its buffer is not
+    const c = g.op('mul', { x: b, y: g.f(5) }, 'c'); // b and xv are dead: b's buffer may be reused, x's never
+    const d = g.op('add', { x: c, y: g.f(1) }, 'd');
+    const tail = g.op('mul', { x: head, y: g.f(1) }, 'tail');
+    g.output(d, 'out');
+    g.output(tail, 'tail_out');
+    const xs = f32([1, C, 1, S], (i) => (i % 97) - 48);
+    const copy = Float32Array.from(xs.data);
+    let pooled = 0;
+    const out = await new Interpreter(g.graph).run({ x: xs }, { onOp: () => (pooled = Math.max(pooled, pooledFloatCount())) });
+    expect(pooled).toBeGreaterThan(0);
+    expect(pooledFloatCount()).toBe(0); // emptied after the run
+    expect(xs.data).toEqual(copy);
+    expect(out.get('out')!.data).toEqual(copy.map((v) => 15 * v + 1));
+    expect(out.get('tail_out')!.data).toEqual(copy.subarray(0, 2 * S).map((v) => 2 * v));
+  });
+
+  it('allocFloat returns a recycled array zeroed, and the pool takes only whole, unshared, large arrays', () => {
+    drainFloatPool();
+    const a = allocFloat(1 << 16).fill(7);
+    recycleFloat(a);
+    recycleFloat(new Float32Array(100));
+    recycleFloat(new Float32Array(1 << 17).subarray(0, 1 << 16));
+    recycleFloat(new Float32Array(new SharedArrayBuffer(4 << 16)));
+    expect(pooledFloatCount()).toBe(1 << 16);
+    const b = allocFloat(1 << 16);
+    expect(b).toBe(a);
+    expect(b.every((v) => v === 0)).toBe(true);
+    expect(pooledFloatCount()).toBe(0);
   });
 
   it('float16 modes round every output and overflow past 65504', async () => {

@@ -8,6 +8,7 @@ import { roundToF16 } from '../src/numeric/fp16.js';
 import { allocF32, gemm, gemmOnPool, gemmSync, kernelThreads, PARALLEL_MIN_MACS, shutdownKernels, STAGE_MAX, stagingFloats, type GemmArgs } from '../src/runtime/kernels/gemm.js';
 import { roundToF16InPlace } from '../src/runtime/kernels/round-f16.js';
 import { softmaxSimd } from '../src/runtime/kernels/softmax.js';
+import { attend, attendBlock, attendFits, attendStagingFloats } from '../src/runtime/kernels/attention.js';
 import { softmaxScalar } from '../src/ops/defs/activation.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -308,5 +309,39 @@ describe('softmaxSimd', () => {
     expect(out[4]).toBe(0);
     expect(Number.isNaN(out[3]!)).toBe(true);
     expect(out[0]! + out[4]!).toBeCloseTo(1, 7);
+  });
+});
+
+describe('attend (fused attention of one query chunk)', () => {
+  /** out = V · softmax(K · Q + bias) with the separate kernels, as einsum, add, softmax and einsum run. */
+  function separate(Sk: number, D: number, Dv: number, W: number, k: Float32Array, q: Float32Array, v: Float32Array, bias: Float32Array | undefined): Float32Array {
+    const scores = new Float32Array(Sk * W);
+    gemmSync({ M: Sk, N: W, K: D, a: k, b: q, c: scores });
+    const probs = new Float32Array(Sk * W);
+    softmaxSimd(probs, scores, bias, bias !== undefined && bias.length === Sk, 1, Sk, W, false);
+    const out = new Float32Array(Dv * W);
+    gemmSync({ M: Dv, N: W, K: Sk, a: v, b: probs, c: out });
+    return out;
+  }
+
+  it('is bit for bit the separate kernels, over sub-blocks, a short last block, thread shares and each mask form', async () => {
+    // 4,096 keys: sub-blocks of 64 queries; 200 queries leave a last block of 8 (joined to the one before).
+    for (const [Sk, D, Dv, W, mask] of [[4096, 64, 64, 200, 'key'], [1000, 16, 32, 40, 'full'], [300, 64, 64, 512, 'none'], [64, 8, 8, 9, 'key']] as const) {
+      const k = rand(Sk * D, 1).map((x) => 2 * x);
+      const q = rand(D * W, 2).map((x) => 2 * x);
+      const v = rand(Dv * Sk, 3);
+      const bias = mask === 'none' ? undefined : rand(mask === 'key' ? Sk : Sk * W, 4).map((x) => (x < -0.3 ? -1e4 : 0));
+      const out = new Float32Array(Dv * W);
+      await attend({ Sk, D, Dv, W, k, q, v, bias, out });
+      expect(new Uint32Array(out.buffer), `${Sk} keys, ${W} queries, mask ${mask}`).toEqual(new Uint32Array(separate(Sk, D, Dv, W, k, q, v, bias).buffer));
+    }
+    expect(attendStagingFloats()).toBeGreaterThan(0); // the large cases ran on the pool
+  });
+
+  it('takes slabs the SIMD softmax takes: 8 queries or more, scores of a sub-block within its slab', () => {
+    expect(attendFits(8192, 512)).toBe(true);
+    expect(attendFits(8192, 7)).toBe(false);
+    expect(attendBlock(8192, 512)).toBe(32);
+    expect(attendBlock(100, 40)).toBe(40);
   });
 });

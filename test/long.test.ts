@@ -130,6 +130,20 @@ describe('long graphs: O(S x window) local layers, bounded global chunks, no O(S
     expect(widths(odd).slice(0, 4).map((s) => s[3])).toEqual([300, 300, 300, 100]);
   });
 
+  it('the float32 interpreter runs each global query chunk as one fused kernel, bit for bit the four ops (600 tokens)', async () => {
+    const g = build(600);
+    const scores = g.ops.filter((o) => o.op === 'einsum' && o.name.endsWith('_scores') && o.outputs[0]!.type.shape[2] === 1);
+    const it32 = new Interpreter(g, 'fp32');
+    expect(scores.length).toBeGreaterThan(0);
+    expect([...it32.attention.values()].map((a) => a.inner[0])).toEqual(scores.map((o) => o.outputs[0]!.name));
+    const ids = Array.from({ length: 600 }, (_, i) => (i < 590 ? 5 + ((i * 37) % 200) : config.padTokenId));
+    const inputs = Engine.inputs({ ids });
+    const fused = await it32.run(inputs);
+    // Keeping the scores makes the interpreter run the ops one by one.
+    const apart = await it32.run(inputs, { keep: [...it32.attention.values()].flatMap((a) => a.inner) });
+    for (const o of g.outputs) expect(new Uint32Array((fused.get(o)!.data as Float32Array).slice().buffer), o).toEqual(new Uint32Array((apart.get(o)!.data as Float32Array).slice().buffer));
+  }, 60_000);
+
   it('a chunk size that does not fit is an error', () => {
     expect(() => build(512, { attentionChunk: 0 })).toThrow(/attention chunk 0 does not fit/);
     expect(() => build(512, { attentionChunk: 20000 })).toThrow(/1\.\.16384/);

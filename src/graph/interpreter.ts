@@ -6,7 +6,8 @@ import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '.
 import { numericsFor, type Numerics, type Precision } from '../runtime/numerics.js';
 import { inferArgs, inputDefault, inputTypesOf, opDef, softmaxWithBias, type OpArgs } from '../ops/index.js';
 import { sharedFloat32 } from '../weights.js';
-import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
+import { drainFloatPool, F16_EXACT, recycleFloat, shareable, type RtTensor } from '../runtime/tensor.js';
+import { planAttention, runAttention, type AttentionGroup } from './fused-attention.js';
 
 export interface RunOptions {
   /** Values to return besides the graph outputs (for example tapped hidden states). */
@@ -19,9 +20,13 @@ export interface RunOptions {
 export class Interpreter {
   readonly num: Numerics;
   private readonly consts = new Map<string, RtTensor>();
+  /** Buffers of the constants: values that view them never hand them to the buffer pool. */
+  private readonly constBuffers = new WeakSet<ArrayBufferLike>();
   private readonly lastUse = new Map<string, number>();
   /** `add` ops whose only reader is the next op, a softmax, by index, with the softmax axis: run as one. */
   private readonly fusedAdds = new Map<number, number>();
+  /** Attention's einsum, add, softmax, einsum groups (fused-attention.ts), by first op: one kernel in float32. */
+  readonly attention: Map<number, AttentionGroup>;
 
   constructor(readonly graph: Graph, precision: Precision = 'fp32') {
     this.num = numericsFor(precision);
@@ -34,6 +39,7 @@ export class Interpreter {
         }
       }
     });
+    this.attention = planAttention(graph, readers);
     graph.ops.forEach((op, i) => {
       const next = graph.ops[i + 1];
       const out = op.outputs[0]!.name;
@@ -46,12 +52,20 @@ export class Interpreter {
 
   /** Runs the graph; returns the outputs and the values named in `keep`. */
   async run(inputs: Record<string, RtTensor>, opts: RunOptions = {}): Promise<Map<string, RtTensor>> {
-    const env = new Map<string, RtTensor>();
+    try {
+      return await this.runOps(inputs, opts);
+    } finally {
+      drainFloatPool();
+    }
+  }
+
+  private async runOps(inputs: Record<string, RtTensor>, opts: RunOptions): Promise<Map<string, RtTensor>> {
+    const env = new Env(this.constBuffers);
     for (const inp of this.graph.inputs) {
       const t = inputs[inp.name];
       if (!t) throw new ModernBertError('BAD_INPUT', `missing graph input "${inp.name}"`, { input: inp.name });
       checkInput(inp.name, inp.type.shape, t);
-      env.set(inp.name, this.num.half && t.data instanceof Float32Array ? { ...t, data: this.num.round(Float32Array.from(t.data)) } : t);
+      env.setInput(inp.name, this.num.half && t.data instanceof Float32Array ? { ...t, data: this.num.round(Float32Array.from(t.data)) } : t);
     }
     const keep = new Set([...this.graph.outputs, ...(opts.keep ?? [])]);
     const total = this.graph.ops.length;
@@ -66,11 +80,28 @@ export class Interpreter {
           outs = await impl(this.args(op, env));
           op.outputs.forEach((o, k) => {
             const t = outs[k]!;
-            this.consts.set(o.name, t.data instanceof Float32Array ? { ...t, data: this.num.half ? this.num.round(shareable(t.data)) : shareable(t.data) } : t);
+            const c = t.data instanceof Float32Array ? { ...t, data: this.num.half ? this.num.round(shareable(t.data)) : shareable(t.data) } : t;
+            this.constBuffers.add(c.data.buffer);
+            this.consts.set(o.name, c);
           });
         }
         opts.onOp?.(i + 1, total);
         continue;
+      }
+      const group = this.num.precision === 'fp32' ? this.attention.get(i) : undefined;
+      if (group && !group.inner.some((n) => keep.has(n))) {
+        const value = (n: string) => env.get(n) ?? this.constant(n);
+        const [k, q, mask, v] = [value(group.k), value(group.q), value(group.mask), value(group.v)];
+        const out = k && q && mask && v ? await runAttention(k, q, mask, v) : undefined;
+        if (out) {
+          env.set(this.graph.ops[i + 3]!.outputs[0]!.name, out);
+          for (let j = i; j < i + 4; j++) {
+            this.free(this.graph.ops[j]!, j, env, keep);
+            opts.onOp?.(j + 1, total);
+          }
+          i += 3;
+          continue;
+        }
       }
       const fused = this.fusedAdds.get(i);
       if (fused !== undefined && !keep.has(op.outputs[0]!.name) && this.fusable(op, fused, env)) {
@@ -144,6 +175,7 @@ export class Interpreter {
       } else data = shareable(data);
     }
     t = { dtype: c.type.dtype, shape, data };
+    this.constBuffers.add(data.buffer);
     this.consts.set(name, t);
     return t;
   }
@@ -187,6 +219,45 @@ export class Interpreter {
         throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" must be a string`);
       },
     };
+  }
+}
+
+/**
+ * The values of one run. Each buffer that ops wrote is counted over the values that hold it (views
+ * included); when the last one is deleted, the buffer goes to the pool of runtime/tensor.ts for the next
+ * op of the same size. Inputs' and constants' buffers never do.
+ */
+class Env extends Map<string, RtTensor> {
+  private readonly holders = new Map<ArrayBufferLike, number>();
+  private readonly inputs = new Set<ArrayBufferLike>();
+
+  constructor(private readonly constBuffers: WeakSet<ArrayBufferLike>) {
+    super();
+  }
+
+  /** Sets a graph input: its buffer belongs to the caller. */
+  setInput(name: string, t: RtTensor): void {
+    this.inputs.add(t.data.buffer);
+    super.set(name, t);
+  }
+
+  override set(name: string, t: RtTensor): this {
+    this.holders.set(t.data.buffer, (this.holders.get(t.data.buffer) ?? 0) + 1);
+    return super.set(name, t);
+  }
+
+  override delete(name: string): boolean {
+    const t = super.get(name);
+    if (t === undefined || !super.delete(name)) return false;
+    const b = t.data.buffer;
+    const n = (this.holders.get(b) ?? 0) - 1;
+    if (n > 0) {
+      this.holders.set(b, n);
+      return true;
+    }
+    this.holders.delete(b);
+    if (!this.inputs.has(b) && !this.constBuffers.has(b) && t.data instanceof Float32Array && b instanceof ArrayBuffer && b.byteLength % 4 === 0) recycleFloat(new Float32Array(b));
+    return true;
   }
 }
 

@@ -3,10 +3,12 @@
 
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { releaseAttendStaging } from './kernels/attention.js';
 import { shutdownKernels } from './kernels/index.js';
 
 /** Stops background workers; safe to call more than once (the pool restarts on the next product). */
 export async function shutdownRuntime(): Promise<void> {
+  releaseAttendStaging();
   await shutdownKernels();
 }
 
@@ -18,6 +20,7 @@ let gc: (() => void) | undefined;
  * not collect a dropped 600 MB model before the next one is allocated.
  */
 export async function releaseMemory(): Promise<void> {
+  releaseAttendStaging();
   await shutdownKernels();
   if (!gc) {
     v8.setFlagsFromString('--expose-gc');

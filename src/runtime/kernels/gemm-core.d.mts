@@ -22,6 +22,32 @@ export interface GemmTask {
   j1: number;
 }
 
+/** One thread's share of a chunk of attention (queries [q0, q1)): out = V · softmax(K · Q + bias) over the keys. */
+export interface AttendTask {
+  kind: 'attend';
+  /** Keys, head size of q and k, head size of v. */
+  Sk: number;
+  D: number;
+  Dv: number;
+  /** K [Sk, D], Q [D, W], V [Dv, Sk] and out [Dv, W], row-major with these row strides. */
+  k: Float32Array;
+  q: Float32Array;
+  v: Float32Array;
+  out: Float32Array;
+  ldk: number;
+  ldq: number;
+  ldv: number;
+  ldo: number;
+  /** Additive mask: [Sk, W] with row stride ldb, or Sk values (perKey); absent for none. */
+  bias: Float32Array | undefined;
+  perKey: boolean;
+  ldb: number;
+  q0: number;
+  q1: number;
+  /** Queries per sub-block (the scores of one sub-block, Sk x block, stay in cache). */
+  block: number;
+}
+
 /** The compiled kernels: a WebAssembly.Module, opaque here because the project's libs declare no WebAssembly types. */
 export interface KernelModule {
   readonly __brand: 'gemm.wasm';
@@ -35,6 +61,8 @@ export class GemmEngine {
   constructor(module: KernelModule);
   /** Computes one task (arguments already validated). */
   run(task: GemmTask): void;
+  /** Computes one share of a chunk of attention (arguments already validated). */
+  attend(task: AttendTask): void;
   /** Rounds every element of `a` to the nearest float16 value in place. */
   roundToF16(a: Float32Array): void;
   /** Softmax over axis 1 of x as [outer, n, inner] (+ bias per element, or per position of the axis when perKey) into out. */

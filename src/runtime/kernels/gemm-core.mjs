@@ -24,6 +24,15 @@ const BLOCK_FLOATS = 1 << 21;
 const roundUp = (x, m) => Math.ceil(x / m) * m;
 
 /**
+ * dst[d .. d+n] = src[s .. s+n]. Short rows by a loop: a subarray per row costs more than copying 32
+ * floats, and attention's narrow blocks (32-64 queries against 8,192 keys) copy one short row per key.
+ */
+function copy(dst, d, src, s, n) {
+  if (n >= 64) dst.set(src.subarray(s, s + n), d);
+  else for (let i = 0; i < n; i++) dst[d + i] = src[s + i];
+}
+
+/**
  * The K-blocks [start, length, endsChunk] over the padded Kp: KC long, also cut where a float16 chunk
  * ends (chunk > 0, a multiple of 4), so that C can be rounded between chunks.
  */
@@ -116,12 +125,12 @@ export class GemmEngine {
     if (cols) {
       // Staged as [Kp, np]: one copy per k of n contiguous values.
       if (padded) f32.fill(0, 0, Kp * np);
-      for (let k = 0; k < K; k++) f32.set(src.subarray(k * ld + p0, k * ld + p0 + n), k * np);
+      for (let k = 0; k < K; k++) copy(f32, k * np, src, k * ld + p0, n);
     } else {
       // Staged as [np, Kp]: one copy for all rows when they are contiguous and unpadded.
       if (padded) f32.fill(0, 0, np * Kp);
       if (!padded && ld === K) f32.set(src.subarray(p0 * ld, (p0 + n) * ld));
-      else for (let p = 0; p < n; p++) f32.set(src.subarray((p0 + p) * ld, (p0 + p) * ld + K), p * Kp);
+      else for (let p = 0; p < n; p++) copy(f32, p * Kp, src, (p0 + p) * ld, K);
     }
     const w = this.wasm;
     const packFn = R === NR ? (cols ? w.pack16_cols : w.pack16_rows) : cols ? w.pack2_cols : w.pack2_rows;
@@ -141,14 +150,14 @@ export class GemmEngine {
     if (!t.accumulate) return;
     for (let i = 0; i < mb; i++) {
       const row = (i0 + i) * t.ldc + j0;
-      f32.set(t.c.subarray(row, row + nb), at + i * nbp);
+      copy(f32, at + i * nbp, t.c, row, nb);
     }
   }
 
   /** Copies the C block's valid [mb, nb] part back into C. */
   storeC(t, i0, mb, j0, nb, nbp, at) {
     const f32 = this.f32;
-    for (let i = 0; i < mb; i++) t.c.set(f32.subarray(at + i * nbp, at + i * nbp + nb), (i0 + i) * t.ldc + j0);
+    for (let i = 0; i < mb; i++) copy(t.c, (i0 + i) * t.ldc + j0, f32, at + i * nbp, nb);
   }
 
   /** Rounds every element of `a` to the nearest float16 value in place (see round_f16 in gemm.wat). */
@@ -164,6 +173,41 @@ export class GemmEngine {
       this.wasm.round_f16(0, n4);
       a.set(f32.subarray(0, n), s);
     }
+  }
+
+  /**
+   * Attention for the queries [q0, q1) of one chunk, a sub-block of at most `block` queries at a time, so
+   * that the sub-block's scores stay in cache: scores = K·Q (Sk x nq), + bias, softmax over the keys,
+   * out = V·P. The same kernels as the separate ops (the GEMM per element sums k in the same order, the
+   * softmax is per column), so the result is bit for bit that of einsum, add, softmax, einsum in float32.
+   */
+  attend(t) {
+    const { Sk, D, Dv, k, q, v, bias, perKey, out, q0, q1, block } = t;
+    for (let j = q0; j < q1; j += block) {
+      // A remainder under 8 queries joins the block before it (the softmax kernel wants slabs of 8 or more).
+      const nq = q1 - j - block < 8 ? q1 - j : block;
+      const scores = this.scratch(0, Sk * nq);
+      this.run({ M: Sk, N: nq, K: D, a: k, b: q.subarray(j), c: scores, transA: false, transB: false, accumulate: false, lda: t.ldk, ldb: t.ldq, ldc: nq, f16Chunk: 0, i0: 0, i1: Sk, j0: 0, j1: nq });
+      let b = bias;
+      if (bias && !perKey) {
+        b = this.scratch(1, Sk * nq);
+        for (let r = 0; r < Sk; r++) copy(b, r * nq, bias, r * t.ldb + j, nq);
+      }
+      this.softmax(scores, scores, b, perKey, 1, Sk, nq, false);
+      this.run({ M: Dv, N: nq, K: Sk, a: v, b: scores, c: out.subarray(j), transA: false, transB: false, accumulate: false, lda: t.ldv, ldb: nq, ldc: t.ldo, f16Chunk: 0, i0: 0, i1: Dv, j0: 0, j1: nq });
+      if (nq !== block) break;
+    }
+  }
+
+  /** A grow-only scratch array of this thread (slot 0: scores, 1: the bias's columns), `n` floats long. */
+  scratch(slot, n) {
+    this.scratches ??= [];
+    let a = this.scratches[slot];
+    if (a === undefined || a.length < n) {
+      a = new Float32Array(n);
+      this.scratches[slot] = a;
+    }
+    return a.subarray(0, n);
   }
 
   /**

@@ -100,7 +100,8 @@ export function kernelThreads(): number {
 
 let pool: WorkerPool | undefined;
 
-function workerPool(size: number): WorkerPool {
+/** The pool of `size` kernel workers, made (or remade after a death) on first use. */
+export function workerPool(size: number): WorkerPool {
   if (pool === undefined || !pool.healthy || pool.size !== size) {
     void pool?.close();
     pool = new WorkerPool(size, kernelModule());
@@ -124,12 +125,17 @@ export async function gemm(args: GemmArgs): Promise<void> {
  */
 export function gemmOnPool(args: GemmArgs, threads: number): Promise<void> {
   // One product at a time: the staging buffers are shared by every call.
-  const run = queue.then(() => productOnPool(args, threads));
-  queue = run.catch(() => undefined);
-  return run;
+  return onPoolQueue(() => productOnPool(args, threads));
 }
 
 let queue: Promise<unknown> = Promise.resolve();
+
+/** Runs `work` after every pool job queued before it (the pool's workers and staging serve one job at a time). */
+export function onPoolQueue(work: () => Promise<void>): Promise<void> {
+  const run = queue.then(work);
+  queue = run.catch(() => undefined);
+  return run;
+}
 
 async function productOnPool(args: GemmArgs, threads: number): Promise<void> {
   const whole = wholeTask(args);
@@ -211,7 +217,7 @@ function copyRows(src: Float32Array, lds: number, dst: Float32Array, ldd: number
 }
 
 /** Cuts [0, n) into at most `parts` ranges whose starts are multiples of `align`. */
-function ranges(n: number, parts: number, align: number): [number, number][] {
+export function ranges(n: number, parts: number, align: number): [number, number][] {
   const step = Math.ceil(n / parts / align) * align;
   const out: [number, number][] = [];
   for (let s = 0; s < n; s += step) out.push([s, Math.min(n, s + step)]);

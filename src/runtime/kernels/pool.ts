@@ -2,7 +2,7 @@
 // all are done. Idle workers are unref()'d so that a CLI exits without shutting the pool down, and ref()'d
 // while they hold work, so that the process does not exit under an awaited product.
 import { Worker } from 'node:worker_threads';
-import type { GemmTask, KernelModule } from './gemm-core.mjs';
+import type { AttendTask, GemmTask, KernelModule } from './gemm-core.mjs';
 
 interface Pending {
   resolve: () => void;
@@ -39,7 +39,7 @@ class KernelWorker {
     this.worker.on('exit', (code) => fail(new Error(`GEMM worker exited with code ${code}`)));
   }
 
-  run(task: GemmTask): Promise<void> {
+  run(task: GemmTask | AttendTask): Promise<void> {
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
       if (this.pending.size === 0) this.worker.ref();
@@ -68,7 +68,7 @@ export class WorkerPool {
   }
 
   /** Runs tasks[i] on worker i (at most `size` tasks). */
-  async run(tasks: GemmTask[]): Promise<void> {
+  async run(tasks: (GemmTask | AttendTask)[]): Promise<void> {
     await Promise.all(tasks.map((task, i) => this.workers[i]!.run(task)));
   }
 
