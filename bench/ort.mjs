@@ -216,7 +216,9 @@ async function prepare(name, ckpt, S, { Engine, chooseRuntime, executorFor }) {
     return async (ids) => tokenMajor((await engine.forward({ ids })).outputs.get('hidden_states'));
   }
   const ort = (await import('onnxruntime-node')).default;
-  const session = await ort.InferenceSession.create(await plainModel(ckpt, S), { graphOptimizationLevel: 'all' });
+  // The same session options as --runtime ort (threads included), so that only the graphs differ.
+  const { ortSessionOptions } = await import('../dist/ort-executor.js');
+  const session = await ort.InferenceSession.create(await plainModel(ckpt, S), ortSessionOptions('cpu'));
   return async (ids) => {
     const feeds = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, S]),

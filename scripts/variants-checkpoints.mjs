@@ -16,10 +16,10 @@ function withConfig(src, dir, edit) {
 }
 
 /**
- * Copies the tensors of a safetensors file whose names start with `prefix`, without it (a masked LM's
- * body as a bare ModernBertModel, as sentence-transformers stores it). Byte copies: dtypes are kept.
+ * Writes a safetensors file from another one, tensor by tensor: `map(name, entry, bytes)` returns the new
+ * name, shape and bytes of a tensor, or null to drop it. Dtypes and metadata are kept.
  */
-export function stripPrefix(srcFile, dstFile, prefix) {
+function rewriteSafetensors(srcFile, dstFile, map) {
   const bytes = readFileSync(srcFile);
   const headerLen = Number(bytes.readBigUInt64LE(0));
   const header = JSON.parse(bytes.subarray(8, 8 + headerLen).toString('utf8'));
@@ -28,11 +28,12 @@ export function stripPrefix(srcFile, dstFile, prefix) {
   const parts = [];
   let offset = 0;
   for (const [name, t] of Object.entries(header)) {
-    if (name === '__metadata__' || !name.startsWith(prefix)) continue;
-    const [begin, end] = t.data_offsets;
-    out[name.slice(prefix.length)] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + end - begin] };
-    parts.push(data.subarray(begin, end));
-    offset += end - begin;
+    if (name === '__metadata__') continue;
+    const made = map(name, t, data.subarray(...t.data_offsets));
+    if (!made) continue;
+    out[made.name] = { dtype: t.dtype, shape: made.shape, data_offsets: [offset, offset + made.bytes.length] };
+    parts.push(made.bytes);
+    offset += made.bytes.length;
   }
   if (header.__metadata__) out.__metadata__ = header.__metadata__;
   let text = JSON.stringify(out);
@@ -43,38 +44,27 @@ export function stripPrefix(srcFile, dstFile, prefix) {
 }
 
 /**
+ * Copies the tensors of a safetensors file whose names start with `prefix`, without it (a masked LM's
+ * body as a bare ModernBertModel, as sentence-transformers stores it). Byte copies: dtypes are kept.
+ */
+export function stripPrefix(srcFile, dstFile, prefix) {
+  rewriteSafetensors(srcFile, dstFile, (name, t, bytes) => (name.startsWith(prefix) ? { name: name.slice(prefix.length), shape: t.shape, bytes } : null));
+}
+
+/**
  * tiny-mlm with a vocabulary of `vocab` tokens (above the Neural Engine's 65,536 channels: the decoder is
  * split into chunks): the embedding table's and the decoder bias's rows repeat tiny-mlm's, the rest is
  * copied byte for byte.
  */
 function wideVocab(mlm, dir, vocab) {
   withConfig(mlm, dir, (c) => ({ ...c, vocab_size: vocab }));
-  const bytes = readFileSync(join(mlm, 'model.safetensors'));
-  const headerLen = Number(bytes.readBigUInt64LE(0));
-  const header = JSON.parse(bytes.subarray(8, 8 + headerLen).toString('utf8'));
-  const data = bytes.subarray(8 + headerLen);
-  const out = {};
-  const parts = [];
-  let offset = 0;
-  for (const [name, t] of Object.entries(header)) {
-    if (name === '__metadata__') continue;
-    let part = data.subarray(...t.data_offsets);
-    let shape = t.shape;
-    if (name === 'model.embeddings.tok_embeddings.weight' || name === 'decoder.bias') {
-      const row = part.length / t.shape[0];
-      const wide = Buffer.alloc(vocab * row);
-      for (let r = 0; r < vocab; r++) part.copy(wide, r * row, (r % t.shape[0]) * row, (r % t.shape[0] + 1) * row);
-      [part, shape] = [wide, [vocab, ...t.shape.slice(1)]];
-    }
-    out[name] = { dtype: t.dtype, shape, data_offsets: [offset, offset + part.length] };
-    parts.push(part);
-    offset += part.length;
-  }
-  let text = JSON.stringify(out);
-  text += ' '.repeat((8 - (text.length % 8)) % 8);
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(Buffer.byteLength(text)));
-  writeFileSync(join(dir, 'model.safetensors'), Buffer.concat([len, Buffer.from(text, 'utf8'), ...parts]));
+  rewriteSafetensors(join(mlm, 'model.safetensors'), join(dir, 'model.safetensors'), (name, t, bytes) => {
+    if (name !== 'model.embeddings.tok_embeddings.weight' && name !== 'decoder.bias') return { name, shape: t.shape, bytes };
+    const row = bytes.length / t.shape[0];
+    const wide = Buffer.alloc(vocab * row);
+    for (let r = 0; r < vocab; r++) bytes.copy(wide, r * row, (r % t.shape[0]) * row, (r % t.shape[0] + 1) * row);
+    return { name, shape: [vocab, ...t.shape.slice(1)], bytes: wide };
+  });
 }
 
 /** A sentence-transformers folder around tiny-mlm's body: Transformer, Pooling, optional Normalize. */

@@ -2,10 +2,12 @@
 // emulation, or when onnxruntime is missing; both give the same numbers on checkpoints and packages.
 
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Engine } from '../src/engine.js';
 import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { COREML_FLAGS, ortSessionOptions } from '../src/ort-executor.js';
 import { chooseRuntime, executorFor } from '../src/runtime-choice.js';
 import { main } from '../src/cli/main.js';
 import { cli, expectOneLineError, json, type Run } from './helpers/cli.js';
@@ -32,6 +34,18 @@ describe('installing onnxruntime-node offline', () => {
     expect(pkg.optionalDependencies?.['onnxruntime-node']).toBe('1.30.0');
     // script/install-utils.js parseInstallFlag reads ONNXRUNTIME_NODE_INSTALL or npm_config_onnxruntime_node_install.
     expect(readFileSync(join(ROOT, '.npmrc'), 'utf8')).toMatch(/^onnxruntime-node-install=skip$/m);
+  });
+});
+
+describe('onnxruntime session options', () => {
+  afterEach(() => {
+    delete process.env['MODERNBERT_ANE_THREADS'];
+  });
+  it('run as many intra-op threads as our kernels (onnxruntime-node left at 0 ran one thread on 2 cores)', () => {
+    expect(ortSessionOptions('cpu')).toMatchObject({ intraOpNumThreads: availableParallelism(), executionProviders: ['cpu'] });
+    process.env['MODERNBERT_ANE_THREADS'] = '1';
+    expect(ortSessionOptions('cpu').intraOpNumThreads).toBe(1);
+    expect(ortSessionOptions('coreml').executionProviders).toEqual([{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu']);
   });
 });
 
