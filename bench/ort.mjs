@@ -98,7 +98,7 @@ async function parent() {
     console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
     for (const r of embedRows) console.log(`| ${r.name} | ${r.textsPerSecond.toFixed(1)} | ${r.seconds.toFixed(1)} | ${r.cpu.toFixed(1)} | ${r.peakMB} MB | ${r.load.toFixed(1)} |`);
     const [a, b] = embedRows.map((r) => r.sample);
-    console.log(`max |engine - ort| over the first ${a.length / embedRows[0].dims} embeddings: ${Math.max(...a.map((v, j) => Math.abs(v - b[j]))).toExponential(2)}`);
+    if (b) console.log(`max |engine - ort| over the first ${a.length / embedRows[0].dims} embeddings: ${Math.max(...a.map((v, j) => Math.abs(v - b[j]))).toExponential(2)}`);
   }
   if (!rows.length) return;
   const f = (r, n) => (r[n] ? `${r[n].median.toFixed(2)} s, ${r[n].cpu.toFixed(1)} CPU s (${r[n].peakMB} MB)` : '-');
@@ -122,12 +122,15 @@ function start(name, dir) {
 
 async function embedBoth(dir) {
   const rows = [];
-  for (const name of ['engine', 'ort']) {
+  // --runtimes picks here too: 'engine' and 'ort-ours' (--runtime ort); ort-plain has no embed.
+  const picked = values.runtimes.split(',');
+  for (const name of ['engine', 'ort'].filter((n) => picked.includes(n === 'ort' ? 'ort-ours' : n))) {
     const args = ['--child', `embed-${name}`, '--dir', dir, ...['texts', 'window', 'pack', 'seed'].flatMap((k) => [`--${k}`, values[k]])];
     const p = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const row = await new Promise((res, rej) => {
       p.on('message', res);
-      p.on('exit', (code) => code && rej(new Error(`embed on ${name} exited with ${code}`)));
+      // A child that dies by a signal, or exits before answering, is an error too (not a silent stop).
+      p.on('exit', (code, signal) => rej(new Error(`embed on ${name} exited (${signal ?? `code ${code}`}) before reporting`)));
     });
     rows.push({ name: name === 'engine' ? 'our engine' : '--runtime ort', ...row, load: loadavg()[0] });
     process.stderr.write(`embed ${name}: ${JSON.stringify({ ...row, sample: undefined })}\n`);
@@ -151,7 +154,8 @@ async function embedChild(name, dir) {
   const { results, stats } = await runTokenized(model, texts, [], o);
   const cpu = process.cpuUsage(cpu0);
   const first = results.slice(0, 50).map((r) => Array.from(r.embedding));
-  process.send({
+  // Wait until the message is written: a large one sent just before process.exit is lost.
+  await new Promise((res) => process.send({
     texts: texts.length,
     windows: stats.windows,
     seconds: stats.seconds,
@@ -160,7 +164,7 @@ async function embedChild(name, dir) {
     peakMB: Math.round(process.resourceUsage().maxRSS / 1024),
     dims: first[0].length,
     sample: first.flat(),
-  });
+  }, res));
   model.close();
   await shutdownRuntime();
   process.exit(0);
