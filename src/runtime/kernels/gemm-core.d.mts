@@ -16,6 +16,8 @@ export interface GemmTask {
   ldc: number;
   /** 0, or the K-chunk after which C is rounded to float16 (a multiple of 4). */
   f16Chunk: number;
+  /** Where A already lies packed in the engine's memory (GemmEngine.packA), if it does. */
+  packedA?: number;
   i0: number;
   i1: number;
   j0: number;

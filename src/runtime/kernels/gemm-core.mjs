@@ -75,6 +75,41 @@ export class GemmEngine {
     }
   }
 
+  /**
+   * The blocking of a task: padded K, the row and column block sizes, the K-blocks, and where run() puts its
+   * regions in memory ([staging | packed B slab (Kp x nc) | packed A block (mc x Kp) | C block (mc x nc)]),
+   * `end` being the first float after them.
+   */
+  blocking(t) {
+    const Kp = roundUp(t.K, 4);
+    const cap = (limit, r) => Math.max(r, Math.min(limit, Math.floor(BLOCK_FLOATS / Kp / r) * r));
+    const nc = Math.min(roundUp(t.j1 - t.j0, NR), cap(NC, NR));
+    const mc = Math.min(roundUp(t.i1 - t.i0, MR), cap(MC, MR));
+    const packB = Kp * Math.max(mc, nc);
+    const packA = packB + Kp * nc;
+    const cblk = packA + Kp * mc;
+    return { Kp, nc, mc, blocks: kBlocks(Kp, t.f16Chunk), packB, packA, cblk, end: cblk + mc * nc };
+  }
+
+  /** Floats that `packA(t, at)` writes. */
+  packedAFloats(t) {
+    const { Kp, mc } = this.blocking(t);
+    return roundUp(t.i1 - t.i0, mc) * Kp;
+  }
+
+  /**
+   * Packs the rows [i0, i1) of t's A at `at`, row block after row block (block ic at at + (ic - i0) * Kp), as
+   * run() packs them one at a time: once for products that share A. Stages at 0, below `at`.
+   */
+  packA(t, at) {
+    const { Kp, mc, blocks } = this.blocking(t);
+    this.reserve(at + this.packedAFloats(t));
+    for (let ic = t.i0; ic < t.i1; ic += mc) {
+      const mb = Math.min(mc, t.i1 - ic);
+      this.pack({ src: t.a, cols: t.transA, ld: t.lda }, ic, mb, roundUp(mb, MR), t.K, Kp, blocks, MR, at + (ic - t.i0) * Kp);
+    }
+  }
+
   /** C[rows, cols] (= or +=) A·B for the rows [i0, i1) and columns [j0, j1) of C, over all of K. */
   run(t) {
     const { K, c, i0, i1, j0, j1 } = t;
@@ -83,16 +118,8 @@ export class GemmEngine {
       if (!t.accumulate) for (let i = i0; i < i1; i++) c.fill(0, i * t.ldc + j0, i * t.ldc + j1);
       return;
     }
-    const Kp = roundUp(K, 4);
-    const cap = (limit, r) => Math.max(r, Math.min(limit, Math.floor(BLOCK_FLOATS / Kp / r) * r));
-    const nc = Math.min(roundUp(j1 - j0, NR), cap(NC, NR));
-    const mc = Math.min(roundUp(i1 - i0, MR), cap(MC, MR));
-    // Memory: [staging | packed B slab (Kp x nc) | packed A block (mc x Kp) | C block (mc x nc)].
-    const packB = Kp * Math.max(mc, nc);
-    const packA = packB + Kp * nc;
-    const cblk = packA + Kp * mc;
-    this.reserve(cblk + mc * nc);
-    const blocks = kBlocks(Kp, t.f16Chunk);
+    const { Kp, nc, mc, blocks, packB, packA, cblk, end } = this.blocking(t);
+    this.reserve(end);
     const aLayout = { src: t.a, cols: t.transA, ld: t.lda };
     const bLayout = { src: t.b, cols: !t.transB, ld: t.ldb };
 
@@ -178,36 +205,69 @@ export class GemmEngine {
   /**
    * Attention for the queries [q0, q1) of one chunk, a sub-block of at most `block` queries at a time, so
    * that the sub-block's scores stay in cache: scores = K·Q (Sk x nq), + bias, softmax over the keys,
-   * out = V·P. The same kernels as the separate ops (the GEMM per element sums k in the same order, the
-   * softmax is per column), so the result is bit for bit that of einsum, add, softmax, einsum in float32.
+   * out = V·P. The same kernels as the separate ops, and per element the same order of sums (the GEMM's
+   * K-blocks, the softmax per column), so the result is bit for bit that of einsum, add, softmax, einsum
+   * in float32. Unlike the separate ops, everything stays in this engine's memory: K and V are packed once
+   * for all sub-blocks, the scores GEMM writes its C blocks straight into the rows that the softmax reads,
+   * and the probabilities are packed from there as the second product's B. (Through run() and softmax(),
+   * each sub-block copied K, V and its scores in and out of JavaScript arrays: half the time at 8,192 keys.)
    */
   attend(t) {
-    const { Sk, D, Dv, k, q, v, bias, perKey, out, q0, q1, block } = t;
+    const { Sk, D, Dv, q, bias, perKey, out, q0, q1, block } = t;
+    const w = this.wasm;
+    const widest = roundUp(Math.min(block + 8, q1 - q0), NR);
+    const kT = { K: D, a: t.k, transA: false, lda: t.ldk, f16Chunk: 0, i0: 0, i1: Sk, j0: 0, j1: widest };
+    const vT = { K: Sk, a: t.v, transA: false, lda: t.ldv, f16Chunk: 0, i0: 0, i1: Dv, j0: 0, j1: widest };
+    const kB = this.blocking(kT);
+    const vB = this.blocking(vT);
+    const [Dp, Skp] = [kB.Kp, vB.Kp];
+    // Rows of the scores: the first product writes roundUp(Sk, MR), the second reads Skp (zeros past Sk).
+    const rows = Skp;
+    // Memory, in floats (every region starts at a multiple of 4): [staging for pack() | packed Q | scores
+    // (rows x nbp) | bias | softmax's maxima and float64 sums | packed P | C block of out | packed K | packed V].
+    const at = [Math.max(vB.mc * Skp, kB.mc * Dp, Dp * widest)];
+    const next = (n) => at.push(at[at.length - 1] + roundUp(n, 4));
+    next(Dp * widest);
+    next(rows * widest);
+    next(bias === undefined ? 0 : perKey ? Sk : Sk * widest);
+    next(widest);
+    next(2 * widest);
+    next(Skp * widest);
+    next(vB.mc * widest);
+    next(this.packedAFloats(kT));
+    next(this.packedAFloats(vT));
+    const [packQ, sAt, bAt, mAt, sumAt, packP, cAt, kAt, vAt, end] = at;
+    this.reserve(end);
+    this.packA(kT, kAt);
+    this.packA(vT, vAt);
+    if (perKey) this.f32.set(bias, bAt);
     for (let j = q0; j < q1; j += block) {
       // A remainder under 8 queries joins the block before it (the softmax kernel wants slabs of 8 or more).
       const nq = q1 - j - block < 8 ? q1 - j : block;
-      const scores = this.scratch(0, Sk * nq);
-      this.run({ M: Sk, N: nq, K: D, a: k, b: q.subarray(j), c: scores, transA: false, transB: false, accumulate: false, lda: t.ldk, ldb: t.ldq, ldc: nq, f16Chunk: 0, i0: 0, i1: Sk, j0: 0, j1: nq });
-      let b = bias;
-      if (bias && !perKey) {
-        b = this.scratch(1, Sk * nq);
-        for (let r = 0; r < Sk; r++) copy(b, r * nq, bias, r * t.ldb + j, nq);
+      const nbp = roundUp(nq, NR);
+      const f32 = this.f32;
+      this.pack({ src: q, cols: true, ld: t.ldq }, j, nq, nbp, D, Dp, kB.blocks, NR, packQ);
+      f32.fill(0, sAt, sAt + rows * nbp);
+      for (let ic = 0; ic < Sk; ic += kB.mc) {
+        const mbp = roundUp(Math.min(kB.mc, Sk - ic), MR);
+        for (const [pc, kb] of kB.blocks) w.macro(4 * (kAt + ic * Dp + pc * mbp), 4 * (packQ + pc * nbp), 4 * (sAt + ic * nbp), mbp, nbp, kb, nbp);
       }
-      this.softmax(scores, scores, b, perKey, 1, Sk, nq, false);
-      this.run({ M: Dv, N: nq, K: Sk, a: v, b: scores, c: out.subarray(j), transA: false, transB: false, accumulate: false, lda: t.ldv, ldb: nq, ldc: t.ldo, f16Chunk: 0, i0: 0, i1: Dv, j0: 0, j1: nq });
+      if (bias && !perKey) {
+        if (nbp !== nq) f32.fill(0, bAt, bAt + Sk * nbp);
+        for (let r = 0; r < Sk; r++) copy(f32, bAt + r * nbp, bias, r * t.ldb + j, nq);
+      }
+      if (bias) w.add_bias(4 * sAt, 4 * bAt, Sk, nbp, perKey ? 1 : 0);
+      w.softmax_cols(4 * sAt, Sk, nbp, 4 * mAt, 4 * sumAt);
+      for (const [pc, kb] of vB.blocks) w.pack16_cols(4 * (packP + pc * nbp), 4 * (sAt + pc * nbp), nbp, nbp, kb);
+      for (let ic = 0; ic < Dv; ic += vB.mc) {
+        const mb = Math.min(vB.mc, Dv - ic);
+        const mbp = roundUp(mb, MR);
+        f32.fill(0, cAt, cAt + mbp * nbp);
+        for (const [pc, kb] of vB.blocks) w.macro(4 * (vAt + ic * Skp + pc * mbp), 4 * (packP + pc * nbp), 4 * cAt, mbp, nbp, kb, nbp);
+        for (let i = 0; i < mb; i++) copy(out, (ic + i) * t.ldo + j, f32, cAt + i * nbp, nq);
+      }
       if (nq !== block) break;
     }
-  }
-
-  /** A grow-only scratch array of this thread (slot 0: scores, 1: the bias's columns), `n` floats long. */
-  scratch(slot, n) {
-    this.scratches ??= [];
-    let a = this.scratches[slot];
-    if (a === undefined || a.length < n) {
-      a = new Float32Array(n);
-      this.scratches[slot] = a;
-    }
-    return a.subarray(0, n);
   }
 
   /**
