@@ -10,6 +10,8 @@ import { roundToF16InPlace } from '../src/runtime/kernels/round-f16.js';
 import { softmaxSimd } from '../src/runtime/kernels/softmax.js';
 import { attend, attendBlock, attendFits, attendStagingFloats } from '../src/runtime/kernels/attention.js';
 import { softmaxScalar } from '../src/ops/defs/activation.js';
+import { erf } from '../src/ops/defs/elementwise.js';
+import { geluSimd } from '../src/runtime/kernels/gelu.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -344,5 +346,21 @@ describe('attend (fused attention of one query chunk)', () => {
     expect(attendFits(8192, 7)).toBe(false);
     expect(attendBlock(8192, 512)).toBe(32);
     expect(attendBlock(100, 40)).toBe(40);
+  });
+});
+
+describe('geluSimd (gelu of the float32 engine)', () => {
+  it('equals the scalar float64 loop bit for bit, special values and odd lengths included', () => {
+    const n = 200_003; // over three of the driver's 64K chunks, and odd
+    const x = rand(n, 9);
+    for (let i = 0; i < n; i++) x[i] = x[i]! * (i % 3 === 0 ? 20 : i % 3 === 1 ? 200 : 4);
+    x.set([0, -0, 1e-30, -1e-30, 8, -8, 40, -40, 1e4, -1e4, Infinity, -Infinity, NaN, 3e38, -3e38, 1e-45, -37.6, -37.7]);
+    const want = x.map((v) => 0.5 * v * (1 + erf(v * Math.SQRT1_2)));
+    const got = new Float32Array(n);
+    geluSimd(got, x);
+    // Exact values (toEqual tells -0 from 0), NaN where the loop gives NaN whatever its sign bit (x64 and
+    // Arm make different default NaNs).
+    expect(got).toEqual(want);
+    expect(Number.isNaN(got[11]!) && Number.isNaN(got[12]!) && Object.is(got[1], -0)).toBe(true);
   });
 });

@@ -6,7 +6,7 @@ import { ModernBertError } from '../../errors.js';
 import { literal, numel } from '../../graph/ir.js';
 import type { Numerics } from '../../runtime/numerics.js';
 import { f16round } from '../../numeric/fp16.js';
-import { SOFTMAX_MAX_SLAB, softmaxSimd } from '../../runtime/kernels/index.js';
+import { geluSimd, SOFTMAX_MAX_SLAB, softmaxSimd } from '../../runtime/kernels/index.js';
 import { allocFloat, floats, type RtTensor } from '../../runtime/tensor.js';
 import { attr, F, I32, register, since, STR, tensor, type Kernel, type OnnxArgs, type OnnxLowering, type OpDef } from '../registry.js';
 import { normAxis } from '../shapes.js';
@@ -23,7 +23,10 @@ const gelu: Kernel = (a) => {
   const out = allocFloat(xd.length);
   // Pessimistic float16: each step of 0.5 * x * (1 + erf(x / sqrt 2)) is rounded.
   const r = a.num.fusedExact ? (v: number) => v : f16round;
-  if (mode === 'EXACT') {
+  if (mode === 'EXACT' && !a.num.half) {
+    // Float32: the same arithmetic in SIMD (float64 lanes; its exp, not Math.exp, so the last bit may differ).
+    geluSimd(out, xd);
+  } else if (mode === 'EXACT') {
     for (let i = 0; i < xd.length; i++) {
       const v = xd[i]!;
       out[i] = r(r(0.5 * v) * r(1 + r(erf(r(v * SQRT1_2)))));

@@ -65,6 +65,8 @@ export class GemmEngine {
   run(task: GemmTask): void;
   /** Computes one share of a chunk of attention (arguments already validated). */
   attend(task: AttendTask): void;
+  /** gelu (erf form) of every element of x into out: float64 inside, rounded once to float32. */
+  gelu(out: Float32Array, x: Float32Array): void;
   /** Rounds every element of `a` to the nearest float16 value in place. */
   roundToF16(a: Float32Array): void;
   /** Softmax over axis 1 of x as [outer, n, inner] (+ bias per element, or per position of the axis when perKey) into out. */

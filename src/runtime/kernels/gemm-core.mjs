@@ -187,6 +187,21 @@ export class GemmEngine {
     for (let i = 0; i < mb; i++) copy(t.c, (i0 + i) * t.ldc + j0, f32, at + i * nbp, nb);
   }
 
+  /** gelu (erf form, float64 inside, rounded once) of every element of `x` into `out` (gelu_erf in gemm.wat). */
+  gelu(out, x) {
+    const CHUNK = 1 << 16; // 256 KiB: in and out of L2
+    this.reserve(CHUNK);
+    const f32 = this.f32;
+    for (let s = 0; s < x.length; s += CHUNK) {
+      const n = Math.min(CHUNK, x.length - s);
+      const n4 = roundUp(n, 4);
+      if (n4 !== n) f32.fill(0, n, n4);
+      f32.set(x.subarray(s, s + n));
+      this.wasm.gelu_erf(0, n4);
+      out.set(f32.subarray(0, n), s);
+    }
+  }
+
   /** Rounds every element of `a` to the nearest float16 value in place (see round_f16 in gemm.wat). */
   roundToF16(a) {
     const CHUNK = 1 << 16; // 256 KiB: in and out of L2

@@ -329,4 +329,83 @@
         (local.set $ps (i32.add (local.get $ps) (i32.const 32)))
         (br_if $j (i32.lt_u (local.get $p) (local.get $rowEnd))))
       (br_if $row (i32.lt_u (local.get $p) (local.get $end)))))
+
+  ;; gelu(x) = 0.5 x (1 + erf(x / sqrt 2)) in place over n floats at p (n % 2 == 0), two at a time in float64
+  ;; as the scalar kernel computes it (activation.ts), rounded once to float32; erf is its erf (Numerical
+  ;; Recipes' erfc, |error| < 1.2e-7: erfc(z) = t exp(-z^2 - 1.26551223 + t P(t)), t = 1 / (1 + z/2)).
+  ;; exp(d), d <= 0: d = n ln2 + r (ln2 in two parts, |r| <= ln2/2), e^r by its Taylor series to r^11
+  ;; (relative error under 1e-13) in Estrin's scheme (short dependency chains), 2^n put in the exponent bits,
+  ;; and 0 below d = -708 (the mask clears whatever n and e^r were there). n is rounded by adding and
+  ;; subtracting 1.5 * 2^52, whose sum's low bits are n itself: f64x2.nearest and the float-to-int conversion
+  ;; cost more on x64. Constants are locals, set once before the loop. Measured: 9 ns a value against 24-28
+  ;; for the scalar loop, equal to it on 4M random values; a float32 version ran at 5 ns but moved a model
+  ;; with huge activations past its golden's bound.
+  (func (export "gelu_erf") (param $p i32) (param $n i32)
+    (local $end i32) (local $x v128) (local $z v128) (local $t v128) (local $q v128) (local $d v128) (local $kk v128)
+    (local $m v128) (local $r v128) (local $r2 v128) (local $r4 v128) (local $a0 v128) (local $a1 v128) (local $a2 v128)
+    (local $e v128)
+    (local $one v128) (local $half v128) (local $rsqrt2 v128) (local $c126 v128) (local $q0 v128) (local $q1 v128) (local $q2 v128) (local $q3 v128) (local $q4 v128) (local $q5 v128) (local $q6 v128) (local $q7 v128) (local $q8 v128) (local $log2e v128) (local $magic v128) (local $ln2hi v128) (local $ln2lo v128) (local $lo708 v128) (local $e2 v128) (local $e3 v128) (local $e4 v128) (local $e5 v128) (local $e6 v128) (local $e7 v128) (local $e8 v128) (local $e9 v128) (local $e10 v128) (local $e11 v128)
+    (local.set $one (v128.const f64x2 1 1))
+    (local.set $half (v128.const f64x2 0.5 0.5))
+    (local.set $rsqrt2 (v128.const f64x2 0.7071067811865476 0.7071067811865476))
+    (local.set $c126 (v128.const f64x2 1.26551223 1.26551223))
+    (local.set $q0 (v128.const f64x2 0.17087277 0.17087277))
+    (local.set $q1 (v128.const f64x2 -0.82215223 -0.82215223))
+    (local.set $q2 (v128.const f64x2 1.48851587 1.48851587))
+    (local.set $q3 (v128.const f64x2 -1.13520398 -1.13520398))
+    (local.set $q4 (v128.const f64x2 0.27886807 0.27886807))
+    (local.set $q5 (v128.const f64x2 -0.18628806 -0.18628806))
+    (local.set $q6 (v128.const f64x2 0.09678418 0.09678418))
+    (local.set $q7 (v128.const f64x2 0.37409196 0.37409196))
+    (local.set $q8 (v128.const f64x2 1.00002368 1.00002368))
+    (local.set $log2e (v128.const f64x2 1.4426950408889634 1.4426950408889634))
+    (local.set $magic (v128.const f64x2 6755399441055744 6755399441055744))
+    (local.set $ln2hi (v128.const f64x2 0.6931471803691238 0.6931471803691238))
+    (local.set $ln2lo (v128.const f64x2 1.9082149292705877e-10 1.9082149292705877e-10))
+    (local.set $lo708 (v128.const f64x2 -708 -708))
+    (local.set $e2 (v128.const f64x2 0.5 0.5))
+    (local.set $e3 (v128.const f64x2 0.16666666666666666 0.16666666666666666))
+    (local.set $e4 (v128.const f64x2 0.041666666666666664 0.041666666666666664))
+    (local.set $e5 (v128.const f64x2 0.008333333333333333 0.008333333333333333))
+    (local.set $e6 (v128.const f64x2 0.001388888888888889 0.001388888888888889))
+    (local.set $e7 (v128.const f64x2 0.0001984126984126984 0.0001984126984126984))
+    (local.set $e8 (v128.const f64x2 2.48015873015873e-05 2.48015873015873e-05))
+    (local.set $e9 (v128.const f64x2 2.7557319223985893e-06 2.7557319223985893e-06))
+    (local.set $e10 (v128.const f64x2 2.755731922398589e-07 2.755731922398589e-07))
+    (local.set $e11 (v128.const f64x2 2.505210838544172e-08 2.505210838544172e-08))
+    (local.set $end (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
+      (loop $i
+        (local.set $x (f64x2.promote_low_f32x4 (v128.load64_zero (local.get $p))))
+        (local.set $z (f64x2.abs (f64x2.mul (local.get $x) (local.get $rsqrt2))))
+        (local.set $t (f64x2.div (local.get $one) (f64x2.add (local.get $one) (f64x2.mul (local.get $z) (local.get $half)))))
+        (local.set $q (local.get $q0))
+        (local.set $q (f64x2.add (f64x2.mul (local.get $q) (local.get $t)) (local.get $q1)))
+        (local.set $q (f64x2.add (f64x2.mul (local.get $q) (local.get $t)) (local.get $q2)))
+        (local.set $q (f64x2.add (f64x2.mul (local.get $q) (local.get $t)) (local.get $q3)))
+        (local.set $q (f64x2.add (f64x2.mul (local.get $q) (local.get $t)) (local.get $q4)))
+        (local.set $q (f64x2.add (f64x2.mul (local.get $q) (local.get $t)) (local.get $q5)))
+        (local.set $q (f64x2.add (f64x2.mul (local.get $q) (local.get $t)) (local.get $q6)))
+        (local.set $q (f64x2.add (f64x2.mul (local.get $q) (local.get $t)) (local.get $q7)))
+        (local.set $q (f64x2.add (f64x2.mul (local.get $q) (local.get $t)) (local.get $q8)))
+        (local.set $d (f64x2.add (f64x2.sub (f64x2.neg (f64x2.mul (local.get $z) (local.get $z))) (local.get $c126)) (f64x2.mul (local.get $t) (local.get $q))))
+        (local.set $kk (f64x2.add (f64x2.mul (local.get $d) (local.get $log2e)) (local.get $magic)))
+        (local.set $m (f64x2.sub (local.get $kk) (local.get $magic)))
+        (local.set $r (f64x2.sub (f64x2.sub (local.get $d) (f64x2.mul (local.get $m) (local.get $ln2hi))) (f64x2.mul (local.get $m) (local.get $ln2lo))))
+        (local.set $r2 (f64x2.mul (local.get $r) (local.get $r)))
+        (local.set $r4 (f64x2.mul (local.get $r2) (local.get $r2)))
+        (local.set $a0 (f64x2.add (f64x2.add (local.get $one) (local.get $r)) (f64x2.mul (local.get $r2) (f64x2.add (local.get $e2) (f64x2.mul (local.get $r) (local.get $e3))))))
+        (local.set $a1 (f64x2.add (f64x2.add (local.get $e4) (f64x2.mul (local.get $r) (local.get $e5))) (f64x2.mul (local.get $r2) (f64x2.add (local.get $e6) (f64x2.mul (local.get $r) (local.get $e7))))))
+        (local.set $a2 (f64x2.add (f64x2.add (local.get $e8) (f64x2.mul (local.get $r) (local.get $e9))) (f64x2.mul (local.get $r2) (f64x2.add (local.get $e10) (f64x2.mul (local.get $r) (local.get $e11))))))
+        (local.set $e (f64x2.add (f64x2.add (local.get $a0) (f64x2.mul (local.get $r4) (local.get $a1))) (f64x2.mul (f64x2.mul (local.get $r4) (local.get $r4)) (local.get $a2))))
+        ;; 2^n: (n + 1023) << 52, from the rounded sum's bits less those of 1.5 * 2^52 - 1023.
+        (local.set $e (v128.andnot (f64x2.mul (local.get $e) (i64x2.shl (i64x2.sub (local.get $kk) (v128.const i64x2 0x4337fffffffffc01 0x4337fffffffffc01)) (i32.const 52)))
+          (f64x2.lt (local.get $d) (local.get $lo708))))
+        ;; erf(|x| / sqrt 2) = 1 - erfc, then x's sign; gelu = 0.5 x (1 + erf).
+        (local.set $e (v128.or (f64x2.sub (local.get $one) (f64x2.mul (local.get $t) (local.get $e)))
+          (v128.and (local.get $x) (v128.const i64x2 0x8000000000000000 0x8000000000000000))))
+        (v128.store64_lane 0 (local.get $p) (f32x4.demote_f64x2_zero (f64x2.mul (f64x2.mul (local.get $x) (local.get $half)) (f64x2.add (local.get $one) (local.get $e)))))
+        (local.set $p (i32.add (local.get $p) (i32.const 8)))
+        (br_if $i (i32.lt_u (local.get $p) (local.get $end))))))
 )

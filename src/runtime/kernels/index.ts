@@ -3,3 +3,4 @@ export { allocF32, gemm, gemmSync, kernelThreads, PARALLEL_MIN_MACS, shutdownKer
 export type { GemmArgs } from './gemm.js';
 export { roundToF16InPlace } from './round-f16.js';
 export { SOFTMAX_MAX_SLAB, softmaxSimd } from './softmax.js';
+export { geluSimd } from './gelu.js';
