@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder, bool, i32, str } from '../src/graph/builder.js';
-import { Interpreter } from '../src/graph/interpreter.js';
+import { Interpreter, opArgs } from '../src/graph/interpreter.js';
+import { numericsFor } from '../src/runtime/numerics.js';
 import type { Precision } from '../src/runtime/numerics.js';
 import { allocFloat, drainFloatPool, pooledFloatCount, recycleFloat, type RtTensor } from '../src/runtime/tensor.js';
 
@@ -83,6 +84,22 @@ describe('interpreter', () => {
       expect(out.get('head_out')!.data.buffer).toBe(buffer);
       expect(out.get('cols_out')!.data.buffer).not.toBe(buffer);
     }
+  });
+
+  it('opArgs reads values, literals and the declared defaults of absent inputs, and names a missing value', () => {
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [1, 2, 1, 3]);
+    const w = g.input('w', 'fp32', [4, 2, 1, 1]);
+    g.op('conv', { x, weight: w, groups: i32(1) }, 'c');
+    const op = g.graph.ops[0]!;
+    delete op.inputs['strides']; // the builder fills defaults; a hand-made op may leave them out
+    const env = new Map([['x', f32([1, 2, 1, 3], (i) => i)], ['w', f32([4, 2, 1, 1], (i) => i)]]);
+    const a = opArgs(op, numericsFor('fp32'), (n) => env.get(n));
+    expect(a.t('x')).toBe(env.get('x'));
+    expect(a.ints('groups')).toEqual([1]);
+    expect(a.ints('strides')).toEqual([1, 1]); // conv's default: one per spatial dim of x
+    expect(a.has('strides')).toBe(false);
+    expect(() => opArgs(op, numericsFor('fp32'), () => undefined).t('x')).toThrow(/reads "x", which is not available/);
   });
 
   it('frees intermediate values but keeps what it is asked for', async () => {

@@ -181,45 +181,53 @@ export class Interpreter {
   }
 
   private args(op: Op, env: Map<string, RtTensor>): OpArgs {
-    const value = (name: string): RtTensor => {
-      const t = env.get(name) ?? this.constant(name);
-      if (!t) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" reads "${name}", which is not available`);
-      return t;
-    };
-    // An absent optional input reads as the default that the op's signature declares.
-    const arg = (key: string): Arg => {
-      const a = Object.hasOwn(op.inputs, key) ? op.inputs[key] : undefined;
-      if (a !== undefined) return a;
-      const d = inputDefault(op.op, key);
-      if (d === undefined) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
-      return typeof d === 'function' ? d(inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, value))) : d;
-    };
-    const tensor = (key: string): RtTensor => {
-      const a = arg(key);
-      if (isLiteral(a)) return literalTensor(a);
-      if (Array.isArray(a)) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" is a tuple`);
-      return value(a);
-    };
-    const list = (key: string): number[] => Array.from(tensor(key).data);
-    return {
-      op,
-      num: this.num,
-      has: (key) => Object.hasOwn(op.inputs, key) && op.inputs[key] !== undefined,
-      t: tensor,
-      tuple: (key) => {
-        const a = arg(key);
-        return Array.isArray(a) ? a.map(value) : [tensor(key)];
-      },
-      ints: list,
-      nums: list,
-      bools: (key) => list(key).map((v) => v !== 0),
-      str: (key) => {
-        const a = arg(key);
-        if (isLiteral(a) && typeof a.value === 'string') return a.value;
-        throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" must be a string`);
-      },
-    };
+    return opArgs(op, this.num, (name) => env.get(name) ?? this.constant(name));
   }
+}
+
+/**
+ * What an op's kernel reads: its inputs through `value` (env, then constants), literals as tensors, and an
+ * absent optional input as the default its signature declares. The one construction, shared with benches
+ * that run ops one by one (bench/fidelity.mjs).
+ */
+export function opArgs(op: Op, num: Numerics, value: (name: string) => RtTensor | undefined): OpArgs {
+  const read = (name: string): RtTensor => {
+    const t = value(name);
+    if (!t) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" reads "${name}", which is not available`);
+    return t;
+  };
+  const arg = (key: string): Arg => {
+    const a = Object.hasOwn(op.inputs, key) ? op.inputs[key] : undefined;
+    if (a !== undefined) return a;
+    const d = inputDefault(op.op, key);
+    if (d === undefined) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
+    return typeof d === 'function' ? d(inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, read))) : d;
+  };
+  const tensor = (key: string): RtTensor => {
+    const a = arg(key);
+    if (isLiteral(a)) return literalTensor(a);
+    if (Array.isArray(a)) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" is a tuple`);
+    return read(a);
+  };
+  const list = (key: string): number[] => Array.from(tensor(key).data);
+  return {
+    op,
+    num,
+    has: (key) => Object.hasOwn(op.inputs, key) && op.inputs[key] !== undefined,
+    t: tensor,
+    tuple: (key) => {
+      const a = arg(key);
+      return Array.isArray(a) ? a.map(read) : [tensor(key)];
+    },
+    ints: list,
+    nums: list,
+    bools: (key) => list(key).map((v) => v !== 0),
+    str: (key) => {
+      const a = arg(key);
+      if (isLiteral(a) && typeof a.value === 'string') return a.value;
+      throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" must be a string`);
+    },
+  };
 }
 
 /**
