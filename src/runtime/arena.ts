@@ -2,17 +2,21 @@
 // die. Why: one ArrayBuffer per activation made about 2.8 GB of fresh allocations in one forward of
 // synth-base-4L at 8,192 tokens; V8 frees dead buffers late (after a collection and a sweep that needs the
 // event loop) and the C allocator keeps much of what it gets back, so peak RSS ran 300+ MB above the values
-// alive at any moment (199 MB). Replayed from that run's allocation log, first fit in 64 MB slabs touches
-// 239 MB, and nothing is allocated after the first layer. The slabs are plain memory that the kernels see
+// alive at any moment (199 MB). Replayed from that run's allocation log, first fit in 128 MB slabs touches
+// 229 MB (64 MB slabs: 239, and the two 75 MB arrays need slabs of their own), and nothing is allocated
+// after the first layer. The slabs are plain memory that the kernels see
 // as ordinary Float32Array views; the run is found through AsyncLocalStorage, so concurrent runs never
 // share a slab, and kernels called outside a run get ordinary arrays.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 
-/** Arrays shorter than this (256 KB) stay ordinary allocations: the arena is for the S-sized ones. */
-export const ARENA_MIN = 1 << 16;
-/** Floats per slab (64 MB); a longer array gets a slab of its own length. */
-const SLAB_FLOATS = 1 << 24;
+/**
+ * Arrays shorter than this (128 KB) stay ordinary allocations: the arena is for the S-sized ones (and the
+ * 768 arrays of 128 KB that global attention makes per forward at 8,192 tokens on synth-base-4L).
+ */
+export const ARENA_MIN = 1 << 15;
+/** Floats per slab (128 MB; only the pages written count in RSS); a longer array gets a slab of its own length. */
+const SLAB_FLOATS = 1 << 25;
 /** Idle slabs are kept this long after a run for the next one, then left to the garbage collector. */
 const IDLE_MS = 2000;
 
@@ -111,7 +115,11 @@ class Arena {
       const a = s.take(n);
       if (a !== undefined) return a;
     }
-    const k = idle.findIndex((s) => s.size >= n);
+    // The smallest idle slab that fits: taking a long one for a short array would leave the long array none.
+    let k = -1;
+    idle.forEach((s, j) => {
+      if (s.size >= n && (k < 0 || s.size < idle[k]!.size)) k = j;
+    });
     const slab = k >= 0 ? idle.splice(k, 1)[0]! : new Slab(Math.max(SLAB_FLOATS, n));
     slabOf.set(slab.floats.buffer, slab);
     this.slabs.push(slab);
@@ -125,6 +133,8 @@ const slabOf = new WeakMap<ArrayBufferLike, Slab>();
 /** Slabs of finished runs, kept briefly for the next run. */
 let idle: Slab[] = [];
 let idleTimer: NodeJS.Timeout | undefined;
+/** Runs under way. */
+let active = 0;
 
 /**
  * Runs `fn` with an arena: allocFloat inside it (awaits included) carves S-sized arrays from the arena's
@@ -132,14 +142,18 @@ let idleTimer: NodeJS.Timeout | undefined;
  */
 export async function withArena<T>(fn: () => Promise<T>): Promise<T> {
   const arena = new Arena();
+  active++;
+  clearTimeout(idleTimer);
   try {
     return await current.run(arena, fn);
   } finally {
     for (const s of arena.slabs) s.clear();
     idle.push(...arena.slabs);
-    clearTimeout(idleTimer);
-    idleTimer = setTimeout(dropIdleSlabs, IDLE_MS);
-    idleTimer.unref();
+    // Dropped only when no run has started for a while: a run that finds them gone makes new ones.
+    if (--active === 0) {
+      idleTimer = setTimeout(dropIdleSlabs, IDLE_MS);
+      idleTimer.unref();
+    }
   }
 }
 
