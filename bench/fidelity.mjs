@@ -18,6 +18,7 @@ import { parseConfig } from '../dist/config.js';
 import { additiveMask, CachedWeights, Engine } from '../dist/engine.js';
 import { AgreementMeter } from '../dist/eval/compare.js';
 import { resolveInputs } from '../dist/eval/inputs.js';
+import { opArgs } from '../dist/graph/interpreter.js';
 import { loadCheckpoint } from '../dist/io/checkpoint.js';
 import { buildModel } from '../dist/model.js';
 import { roundToF16 } from '../dist/numeric/fp16.js';
@@ -333,31 +334,7 @@ async function runMixed(graph, seq, keep) {
     }
     return cache.get(name);
   };
-  const literal = (l) => {
-    const vals = Array.isArray(l.value) ? l.value.map(Number) : [Number(l.value)];
-    const dtype = l.dtype === 'string' ? 'fp32' : l.dtype;
-    const data = dtype === 'fp32' || dtype === 'fp16' ? Float32Array.from(vals) : dtype === 'bool' ? Uint8Array.from(vals) : Int32Array.from(vals);
-    return { dtype, shape: l.shape, data };
-  };
-  const argsFor = (op, which) => {
-    const value = (n) => env.get(n) ?? constant(n, which);
-    const t = (k) => {
-      const a = op.inputs[k];
-      return typeof a === 'object' && !Array.isArray(a) ? literal(a) : value(a);
-    };
-    const list = (k) => Array.from(t(k).data);
-    return {
-      op,
-      num: which === 'half' ? half : full,
-      has: (k) => op.inputs[k] !== undefined,
-      t,
-      tuple: (k) => (Array.isArray(op.inputs[k]) ? op.inputs[k].map(value) : [t(k)]),
-      ints: list,
-      nums: list,
-      bools: (k) => list(k).map((v) => v !== 0),
-      str: (k) => op.inputs[k].value,
-    };
-  };
+  const argsFor = (op, which) => opArgs(op, which === 'half' ? half : full, (n) => env.get(n) ?? constant(n, which));
   for (const op of graph.ops) {
     const lo = await opDef(op.op).run(argsFor(op, 'half'));
     const hi = await opDef(op.op).run(argsFor(op, 'full'));

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { writeMLPackage } from '../src/coreml/mil-write.js';
 import { BlobReader, BlobWriter } from '../src/coreml/milblob.js';
-import { decodeModel, encodeModel } from '../src/coreml/schema.js';
+import { decodeModel, encodeModel, encodeOperation, type BlockProto } from '../src/coreml/schema.js';
 
 const REF = 'test/fixtures/coreml-reference';
 const REFERENCES = ['tiny-mlm-S32-norot', 'tiny-mlm-S32-rot', 'mini-trained-S64-rot'].map((n) => join(REF, n, 'model.mlpackage'));
@@ -208,6 +208,20 @@ describe('reference packages (written by coremltools)', () => {
   it.each(REFERENCES)('%s: our schema decodes and re-encodes model.mlmodel byte for byte', (pkg) => {
     const bytes = modelFile(pkg);
     expect(Buffer.from(encodeModel(decodeModel(bytes, pkg))).equals(Buffer.from(bytes))).toBe(true);
+  });
+
+  it.each(REFERENCES)('%s: with its operations encoded one by one (as the writer does), model.mlmodel is the same bytes', (pkg) => {
+    const bytes = modelFile(pkg);
+    const model = decodeModel(bytes, pkg);
+    const encoded = new Map<BlockProto, Uint8Array[]>();
+    for (const f of Object.values(model.mlProgram!.functions!)) {
+      for (const b of Object.values(f.block_specializations!)) {
+        encoded.set(b, b.operations!.map(encodeOperation));
+        delete b.operations;
+      }
+    }
+    expect(encoded.size).toBeGreaterThan(0);
+    expect(Buffer.from(encodeModel(model, encoded)).equals(Buffer.from(bytes))).toBe(true);
   });
 });
 

@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder, bool, i32, str } from '../src/graph/builder.js';
-import { Interpreter } from '../src/graph/interpreter.js';
+import { Interpreter, opArgs } from '../src/graph/interpreter.js';
+import { numericsFor } from '../src/runtime/numerics.js';
 import type { Precision } from '../src/runtime/numerics.js';
-import { allocFloat, drainFloatPool, pooledFloatCount, recycleFloat, type RtTensor } from '../src/runtime/tensor.js';
+import { ARENA_MIN, arenaStats, blockOf, releaseBlock, withArena } from '../src/runtime/arena.js';
+import { allocFloat, type RtTensor } from '../src/runtime/tensor.js';
+import { roundToF16 } from '../src/numeric/fp16.js';
 
 const f32 = (shape: number[], f: (i: number) => number): RtTensor => {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -85,6 +88,22 @@ describe('interpreter', () => {
     }
   });
 
+  it('opArgs reads values, literals and the declared defaults of absent inputs, and names a missing value', () => {
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [1, 2, 1, 3]);
+    const w = g.input('w', 'fp32', [4, 2, 1, 1]);
+    g.op('conv', { x, weight: w, groups: i32(1) }, 'c');
+    const op = g.graph.ops[0]!;
+    delete op.inputs['strides']; // the builder fills defaults; a hand-made op may leave them out
+    const env = new Map([['x', f32([1, 2, 1, 3], (i) => i)], ['w', f32([4, 2, 1, 1], (i) => i)]]);
+    const a = opArgs(op, numericsFor('fp32'), (n) => env.get(n));
+    expect(a.t('x')).toBe(env.get('x'));
+    expect(a.ints('groups')).toEqual([1]);
+    expect(a.ints('strides')).toEqual([1, 1]); // conv's default: one per spatial dim of x
+    expect(a.has('strides')).toBe(false);
+    expect(() => opArgs(op, numericsFor('fp32'), () => undefined).t('x')).toThrow(/reads "x", which is not available/);
+  });
+
   it('frees intermediate values but keeps what it is asked for', async () => {
     const g = new GraphBuilder('fp32');
     const x = g.input('x', 'fp32', [2]);
@@ -97,43 +116,67 @@ describe('interpreter', () => {
     expect(Array.from(res.get('y')!.data)).toEqual([2, 4]);
   });
 
-  it('hands dead activations to the buffer pool for the next op of that size, never a buffer a live view or the input holds', async () => {
+  it('hands dead activations back to the run\'s arena for later ops, never a block a live view holds, and returns copies', async () => {
     const C = 4;
-    const S = 1 << 15; // (1, 4, 1, 32768): 131,072 floats, above the pool's minimum
+    const S = 1 << 15; // (1, 4, 1, 32768): 131,072 floats, above the arena's minimum
     const g = new GraphBuilder('fp32');
     const x = g.input('x', 'fp32', [1, C, 1, S]);
     const a = g.op('mul', { x, y: g.f(2) }, 'a');
-    const head = g.slice(a, 1, 0, 2, 'head'); // a view of a's buffer, alive after a's last use
+    const head = g.slice(a, 1, 0, 2, 'head'); // a view of a's block, alive after a's last use
     const xv = g.op('reshape', { x, shape: i32([1, C, 1, S]) }, 'xv'); // a view of the input
-    const b = g.op('mul', { x: xv, y: g.f(3) }, 'b'); // a is dead here but its buffer is not
-    const c = g.op('mul', { x: b, y: g.f(5) }, 'c'); // b and xv are dead: b's buffer may be reused, x's never
-    const d = g.op('add', { x: c, y: g.f(1) }, 'd');
+    let v = g.op('mul', { x: xv, y: g.f(3) }, 'b'); // a is dead here but its block is not
+    for (let k = 0; k < 8; k++) v = g.op('add', { x: v, y: g.f(k % 2 === 0 ? 1 : -1) }, `c${k}`); // each input dies as its output is born
     const tail = g.op('mul', { x: head, y: g.f(1) }, 'tail');
-    g.output(d, 'out');
+    g.output(v, 'out');
     g.output(tail, 'tail_out');
     const xs = f32([1, C, 1, S], (i) => (i % 97) - 48);
     const copy = Float32Array.from(xs.data);
-    let pooled = 0;
-    const out = await new Interpreter(g.graph).run({ x: xs }, { onOp: () => (pooled = Math.max(pooled, pooledFloatCount())) });
-    expect(pooled).toBeGreaterThan(0);
-    expect(pooledFloatCount()).toBe(0); // emptied after the run
+    let live = 0;
+    const interp = new Interpreter(g.graph);
+    const out = await interp.run({ x: xs }, { onOp: () => (live = Math.max(live, arenaStats().liveFloats)) });
+    // Eleven arrays of C x S were made; at most four were alive at once (a's block, the add's input and output, tail).
+    expect(live).toBeGreaterThan(0);
+    expect(live).toBeLessThanOrEqual(4 * C * S);
     expect(xs.data).toEqual(copy);
-    expect(out.get('out')!.data).toEqual(copy.map((v) => 15 * v + 1));
-    expect(out.get('tail_out')!.data).toEqual(copy.subarray(0, 2 * S).map((v) => 2 * v));
+    const want = copy.map((val) => 3 * val);
+    expect(out.get('out')!.data).toEqual(want);
+    expect(out.get('tail_out')!.data).toEqual(copy.subarray(0, 2 * S).map((val) => 2 * val));
+    // The outputs are copies: a second run, which reuses the slabs, leaves them alone.
+    expect(blockOf(out.get('out')!.data)).toBeUndefined();
+    await interp.run({ x: f32([1, C, 1, S], () => 5) });
+    expect(out.get('out')!.data).toEqual(want);
   });
 
-  it('allocFloat returns a recycled array zeroed, and the pool takes only whole, unshared, large arrays', () => {
-    drainFloatPool();
-    const a = allocFloat(1 << 16).fill(7);
-    recycleFloat(a);
-    recycleFloat(new Float32Array(100));
-    recycleFloat(new Float32Array(1 << 17).subarray(0, 1 << 16));
-    recycleFloat(new Float32Array(new SharedArrayBuffer(4 << 16)));
-    expect(pooledFloatCount()).toBe(1 << 16);
-    const b = allocFloat(1 << 16);
-    expect(b).toBe(a);
-    expect(b.every((v) => v === 0)).toBe(true);
-    expect(pooledFloatCount()).toBe(0);
+  it('an arena hands out zeroed blocks, takes them back by any view, merges free neighbours, and is off outside a run', async () => {
+    const n = ARENA_MIN;
+    expect(blockOf(allocFloat(n))).toBeUndefined(); // outside a run: an ordinary array
+    await withArena(async () => {
+      const a = allocFloat(n).fill(7);
+      const b = allocFloat(n).fill(8);
+      expect(a.buffer).toBe(b.buffer);
+      expect(b.byteOffset).toBe(a.byteOffset + 4 * n);
+      const view = b.subarray(10, 20);
+      expect(blockOf(view)).toBe(blockOf(b));
+      releaseBlock(blockOf(view)!);
+      releaseBlock(blockOf(a)!);
+      expect(arenaStats().liveFloats).toBe(0);
+      const c = allocFloat(2 * n); // a's and b's blocks, merged
+      expect(c.byteOffset).toBe(a.byteOffset);
+      expect(c.every((val) => val === 0)).toBe(true);
+      expect(allocFloat(n - 1).length).toBe(n - 1);
+      expect(blockOf(allocFloat(100))).toBeUndefined(); // short arrays stay ordinary
+    });
+  });
+
+  it('float16 modes round the outputs of ops whose inputs share their arena slab', async () => {
+    const S = 1 << 16;
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [1, 1, 1, S]);
+    const third = g.op('mul', { x, y: g.f(1 / 3) }, 'third');
+    g.output(g.op('mul', { x: third, y: g.f(1 / 7) }, 'seventh'), 'out');
+    const xs = f32([1, 1, 1, S], (i) => 1 + i / S);
+    const want = roundToF16(roundToF16(roundToF16(Float32Array.from(xs.data)).map((val) => val * Math.fround(1 / 3))).map((val) => val * Math.fround(1 / 7)));
+    expect((await new Interpreter(g.graph, 'fp16').run({ x: xs })).get('out')!.data).toEqual(want);
   });
 
   it('float16 modes round every output and overflow past 65504', async () => {

@@ -31,8 +31,8 @@ import { BlobWriter, type BlobDataType } from './milblob.js';
 import { immediateValue, tensorValueType } from './mil-values.js';
 import { validateGraph } from '../ops/validate.js';
 import { WEIGHT_FILE, writePackageAtomically, type ExtraItem } from './package.js';
-import type { BindingProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
-import { encodeModel } from './schema.js';
+import type { BindingProto, BlockProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
+import { encodeModel, encodeOperation } from './schema.js';
 import { atLeast, targetInfo, type Target, type TargetInfo } from '../ops/target.js';
 import { encodeTensorBytes, paddingBits } from './tensor-bytes.js';
 
@@ -158,7 +158,8 @@ function checkValueNames(graph: Graph): void {
 
 /** Builds the block's operations, streaming Consts into the weight file. */
 class ProgramBuilder {
-  readonly operations: OperationProto[] = [];
+  /** The block's operations, each encoded as it is built (encodeOperation). */
+  readonly operations: Uint8Array[] = [];
   private readonly taken: Set<string>;
   private readonly emitted = new Set<string>();
   /** Blobs written for a storageKey: what and where. */
@@ -191,17 +192,17 @@ class ProgramBuilder {
   async build(): Promise<void> {
     for (const op of this.graph.ops) {
       if (op.op.startsWith('constexpr_')) {
-        this.operations.push(await this.constexprOp(op));
+        this.operations.push(encodeOperation(await this.constexprOp(op)));
         continue;
       }
       const inputs: Record<string, { arguments: BindingProto[] }> = {};
       for (const [key, arg] of Object.entries(op.inputs)) inputs[key] = { arguments: await this.bind(op, key, arg) };
-      this.operations.push({
+      this.operations.push(encodeOperation({
         type: op.op,
         inputs,
         outputs: op.outputs.map((o) => namedType(o.name, o.type.dtype, o.type.shape)),
         attributes: { name: stringValue(op.name) },
-      });
+      }));
     }
     for (const name of this.graph.outputs) await this.emitConst(name);
   }
@@ -231,11 +232,11 @@ class ProgramBuilder {
   }
 
   private pushConst(name: string, value: ValueProto): void {
-    this.operations.push({
+    this.operations.push(encodeOperation({
       type: 'const',
       attributes: { name: stringValue(name), val: value },
       outputs: [{ name, type: value.type! }],
-    });
+    }));
   }
 
   /** A const op for a literal input, named after its op and input as coremltools names them. */
@@ -394,11 +395,16 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
       weights.abort();
       throw e;
     }
-    const programFunctions = Object.fromEntries(functions.map((f, i) => [f.name, {
-      inputs: f.graph.inputs.map((v) => namedType(v.name, v.type.dtype, v.type.shape)),
-      opset: info.opset,
-      block_specializations: { [info.opset]: { outputs: [...f.graph.outputs], operations: builders[i]!.operations } },
-    }]));
+    const encodedOps = new Map<BlockProto, Uint8Array[]>();
+    const programFunctions = Object.fromEntries(functions.map((f, i) => {
+      const block: BlockProto = { outputs: [...f.graph.outputs] };
+      encodedOps.set(block, builders[i]!.operations);
+      return [f.name, {
+        inputs: f.graph.inputs.map((v) => namedType(v.name, v.type.dtype, v.type.shape)),
+        opset: info.opset,
+        block_specializations: { [info.opset]: block },
+      }];
+    }));
     // A multifunction description has a FunctionDescription per function and no top-level inputs or outputs.
     const model: ModelProto = {
       specificationVersion: info.specificationVersion,
@@ -415,7 +421,7 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
         },
       mlProgram: { version: 1, functions: programFunctions },
     };
-    const bytes = encodeModel(model);
+    const bytes = encodeModel(model, encodedOps);
     writeFileSync(layout.modelFile, bytes);
     const sum = (f: (b: ProgramBuilder) => number) => builders.reduce((n, b) => n + f(b), 0);
     const consts = sum((b) => b.constsWritten);

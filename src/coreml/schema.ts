@@ -177,10 +177,78 @@ function modelMessage(): protobuf.Type {
   return modelType;
 }
 
-/** Serialises a Model object to protobuf bytes (the contents of model.mlmodel). */
-export function encodeModel(model: ModelProto): Uint8Array {
+/**
+ * Serialises a Model object to protobuf bytes (the contents of model.mlmodel). `encodedOps` gives, for some
+ * blocks of the program (by object), their operations already encoded (encodeOperation): those blocks' own
+ * `operations` are left out and the bytes take their place.
+ */
+export function encodeModel(model: ModelProto, encodedOps?: ReadonlyMap<BlockProto, readonly Uint8Array[]>): Uint8Array {
   const type = modelMessage();
-  return type.encode(type.fromObject(model)).finish();
+  const { mlProgram, ...rest } = model;
+  if (encodedOps === undefined || mlProgram === undefined || FIELDS_AFTER_PROGRAM.some((k) => rest[k] !== undefined)) {
+    return type.encode(type.fromObject(model)).finish();
+  }
+  // A message's bytes are its fields' bytes in field-number order (protobufjs' encoder sorts them so), so the
+  // program is assembled from its parts: fields before the operations, the operations, fields after.
+  const t = (name: string) => type.lookupType(`CoreML.Specification.MILSpec.${name}`);
+  const part = (mt: protobuf.Type, obj: object, keys: string[]): Uint8Array => {
+    const picked = Object.fromEntries(keys.filter((k) => Object.hasOwn(obj, k)).map((k) => [k, (obj as Record<string, unknown>)[k]]));
+    return mt.encode(mt.fromObject(picked)).finish();
+  };
+  const [programT, functionT, blockT] = [t('Program'), t('Function'), t('Block')];
+  const block = (b: BlockProto): Uint8Array => {
+    const ops = encodedOps.get(b);
+    if (ops === undefined) return blockT.encode(blockT.fromObject(b)).finish();
+    return concatBytes([part(blockT, b, ['inputs', 'outputs']), ...ops, part(blockT, b, ['attributes'])]);
+  };
+  const fn = (f: FunctionProto): Uint8Array => concatBytes([
+    part(functionT, f, ['inputs', 'opset']),
+    ...Object.entries(f.block_specializations ?? {}).map(([k, b]) => mapEntry(3, k, block(b))),
+    part(functionT, f, ['attributes']),
+  ]);
+  const program = concatBytes([
+    part(programT, mlProgram, ['version']),
+    ...Object.entries(mlProgram.functions ?? {}).map(([k, f]) => mapEntry(2, k, fn(f))),
+    part(programT, mlProgram, ['docString', 'attributes']),
+  ]);
+  return concatBytes([type.encode(type.fromObject(rest)).finish(), lengthDelimited(MODEL_ML_PROGRAM, program)]);
+}
+
+/** Model.mlProgram's field number, and the Model fields numbered after it (the other model kinds). */
+const MODEL_ML_PROGRAM = 502;
+const FIELDS_AFTER_PROGRAM = ['customModel', 'linkedModel'] as const;
+/** Block.operations' field number. */
+const BLOCK_OPERATIONS = 3;
+
+/**
+ * One operation's bytes as Block.operations holds it (tag, length, message): a long program's writer encodes
+ * each op as it is built, so that its objects die young instead of surviving to one encode of the whole
+ * program (27,000 ops at 8,192 tokens, where the collector cost more than the encoding).
+ */
+export function encodeOperation(op: OperationProto): Uint8Array {
+  const opT = modelMessage().lookupType('CoreML.Specification.MILSpec.Operation');
+  return lengthDelimited(BLOCK_OPERATIONS, opT.encode(opT.fromObject(op)).finish());
+}
+
+/** A length-delimited field: tag (wire type 2), length, bytes. */
+function lengthDelimited(field: number, bytes: Uint8Array): Uint8Array {
+  return protobuf.Writer.create().uint32((field << 3) | 2).bytes(bytes).finish();
+}
+
+/** A map<string, message> entry of field `field`: key (1) and value (2), as protobufjs writes it. */
+function mapEntry(field: number, key: string, value: Uint8Array): Uint8Array {
+  const keyBytes = protobuf.Writer.create().uint32(10).string(key).finish();
+  return lengthDelimited(field, concatBytes([keyBytes, lengthDelimited(2, value)]));
+}
+
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** Parses model.mlmodel bytes; malformed protobuf becomes CORRUPT_FILE naming `file`. */

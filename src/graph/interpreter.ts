@@ -6,7 +6,8 @@ import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '.
 import { numericsFor, type Numerics, type Precision } from '../runtime/numerics.js';
 import { inferArgs, inputDefault, inputTypesOf, opDef, softmaxWithBias, type OpArgs } from '../ops/index.js';
 import { sharedFloat32 } from '../weights.js';
-import { drainFloatPool, F16_EXACT, recycleFloat, shareable, type RtTensor } from '../runtime/tensor.js';
+import { blockOf, releaseBlock, withArena, type Block } from '../runtime/arena.js';
+import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
 import { planAttention, runAttention, type AttentionGroup } from './fused-attention.js';
 
 export interface RunOptions {
@@ -20,8 +21,6 @@ export interface RunOptions {
 export class Interpreter {
   readonly num: Numerics;
   private readonly consts = new Map<string, RtTensor>();
-  /** Buffers of the constants: values that view them never hand them to the buffer pool. */
-  private readonly constBuffers = new WeakSet<ArrayBufferLike>();
   private readonly lastUse = new Map<string, number>();
   /** `add` ops whose only reader is the next op, a softmax, by index, with the softmax axis: run as one. */
   private readonly fusedAdds = new Map<number, number>();
@@ -52,15 +51,12 @@ export class Interpreter {
 
   /** Runs the graph; returns the outputs and the values named in `keep`. */
   async run(inputs: Record<string, RtTensor>, opts: RunOptions = {}): Promise<Map<string, RtTensor>> {
-    try {
-      return await this.runOps(inputs, opts);
-    } finally {
-      drainFloatPool();
-    }
+    // Activations live in the run's arena; what the run returns is copied out of it.
+    return withArena(() => this.runOps(inputs, opts));
   }
 
   private async runOps(inputs: Record<string, RtTensor>, opts: RunOptions): Promise<Map<string, RtTensor>> {
-    const env = new Env(this.constBuffers);
+    const env = new Env();
     for (const inp of this.graph.inputs) {
       const t = inputs[inp.name];
       if (!t) throw new ModernBertError('BAD_INPUT', `missing graph input "${inp.name}"`, { input: inp.name });
@@ -81,7 +77,6 @@ export class Interpreter {
           op.outputs.forEach((o, k) => {
             const t = outs[k]!;
             const c = t.data instanceof Float32Array ? { ...t, data: this.num.half ? this.num.round(shareable(t.data)) : shareable(t.data) } : t;
-            this.constBuffers.add(c.data.buffer);
             this.consts.set(o.name, c);
           });
         }
@@ -132,7 +127,7 @@ export class Interpreter {
     for (const k of keep) {
       const t = env.get(k) ?? this.consts.get(k);
       if (!t) throw new ModernBertError('INTERNAL', `value "${k}" was not computed`);
-      result.set(k, t);
+      result.set(k, blockOf(t.data) ? { ...t, data: t.data.slice() } : t);
     }
     return result;
   }
@@ -175,88 +170,91 @@ export class Interpreter {
       } else data = shareable(data);
     }
     t = { dtype: c.type.dtype, shape, data };
-    this.constBuffers.add(data.buffer);
     this.consts.set(name, t);
     return t;
   }
 
   private args(op: Op, env: Map<string, RtTensor>): OpArgs {
-    const value = (name: string): RtTensor => {
-      const t = env.get(name) ?? this.constant(name);
-      if (!t) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" reads "${name}", which is not available`);
-      return t;
-    };
-    // An absent optional input reads as the default that the op's signature declares.
-    const arg = (key: string): Arg => {
-      const a = Object.hasOwn(op.inputs, key) ? op.inputs[key] : undefined;
-      if (a !== undefined) return a;
-      const d = inputDefault(op.op, key);
-      if (d === undefined) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
-      return typeof d === 'function' ? d(inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, value))) : d;
-    };
-    const tensor = (key: string): RtTensor => {
-      const a = arg(key);
-      if (isLiteral(a)) return literalTensor(a);
-      if (Array.isArray(a)) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" is a tuple`);
-      return value(a);
-    };
-    const list = (key: string): number[] => Array.from(tensor(key).data);
-    return {
-      op,
-      num: this.num,
-      has: (key) => Object.hasOwn(op.inputs, key) && op.inputs[key] !== undefined,
-      t: tensor,
-      tuple: (key) => {
-        const a = arg(key);
-        return Array.isArray(a) ? a.map(value) : [tensor(key)];
-      },
-      ints: list,
-      nums: list,
-      bools: (key) => list(key).map((v) => v !== 0),
-      str: (key) => {
-        const a = arg(key);
-        if (isLiteral(a) && typeof a.value === 'string') return a.value;
-        throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" must be a string`);
-      },
-    };
+    return opArgs(op, this.num, (name) => env.get(name) ?? this.constant(name));
   }
 }
 
 /**
- * The values of one run. Each buffer that ops wrote is counted over the values that hold it (views
- * included); when the last one is deleted, the buffer goes to the pool of runtime/tensor.ts for the next
- * op of the same size. Inputs' and constants' buffers never do.
+ * What an op's kernel reads: its inputs through `value` (env, then constants), literals as tensors, and an
+ * absent optional input as the default its signature declares. The one construction, shared with benches
+ * that run ops one by one (bench/fidelity.mjs).
+ */
+export function opArgs(op: Op, num: Numerics, value: (name: string) => RtTensor | undefined): OpArgs {
+  const read = (name: string): RtTensor => {
+    const t = value(name);
+    if (!t) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" reads "${name}", which is not available`);
+    return t;
+  };
+  const arg = (key: string): Arg => {
+    const a = Object.hasOwn(op.inputs, key) ? op.inputs[key] : undefined;
+    if (a !== undefined) return a;
+    const d = inputDefault(op.op, key);
+    if (d === undefined) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
+    return typeof d === 'function' ? d(inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, read))) : d;
+  };
+  const tensor = (key: string): RtTensor => {
+    const a = arg(key);
+    if (isLiteral(a)) return literalTensor(a);
+    if (Array.isArray(a)) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" is a tuple`);
+    return read(a);
+  };
+  const list = (key: string): number[] => Array.from(tensor(key).data);
+  return {
+    op,
+    num,
+    has: (key) => Object.hasOwn(op.inputs, key) && op.inputs[key] !== undefined,
+    t: tensor,
+    tuple: (key) => {
+      const a = arg(key);
+      return Array.isArray(a) ? a.map(read) : [tensor(key)];
+    },
+    ints: list,
+    nums: list,
+    bools: (key) => list(key).map((v) => v !== 0),
+    str: (key) => {
+      const a = arg(key);
+      if (isLiteral(a) && typeof a.value === 'string') return a.value;
+      throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}": input "${key}" must be a string`);
+    },
+  };
+}
+
+/**
+ * The values of one run. Each arena block that ops wrote (runtime/arena.ts) is counted over the values that
+ * hold it (views included); when the last one is deleted, the block goes back for the next op. Other
+ * arrays (inputs, constants, short ones) are left to the garbage collector.
  */
 class Env extends Map<string, RtTensor> {
-  private readonly holders = new Map<ArrayBufferLike, number>();
-  private readonly inputs = new Set<ArrayBufferLike>();
-
-  constructor(private readonly constBuffers: WeakSet<ArrayBufferLike>) {
-    super();
-  }
+  private readonly holders = new Map<Block, number>();
 
   /** Sets a graph input: its buffer belongs to the caller. */
   setInput(name: string, t: RtTensor): void {
-    this.inputs.add(t.data.buffer);
     super.set(name, t);
   }
 
   override set(name: string, t: RtTensor): this {
-    this.holders.set(t.data.buffer, (this.holders.get(t.data.buffer) ?? 0) + 1);
+    const b = blockOf(t.data);
+    if (b !== undefined) this.holders.set(b, (this.holders.get(b) ?? 0) + 1);
     return super.set(name, t);
   }
 
   override delete(name: string): boolean {
     const t = super.get(name);
     if (t === undefined || !super.delete(name)) return false;
-    const b = t.data.buffer;
+    const b = blockOf(t.data);
+    if (b === undefined) return true;
     const n = (this.holders.get(b) ?? 0) - 1;
     if (n > 0) {
       this.holders.set(b, n);
       return true;
     }
     this.holders.delete(b);
-    if (!this.inputs.has(b) && !this.constBuffers.has(b) && t.data instanceof Float32Array && b instanceof ArrayBuffer && b.byteLength % 4 === 0) recycleFloat(new Float32Array(b));
+    releaseBlock(b);
     return true;
   }
 }
@@ -267,8 +265,14 @@ function refs(a: Arg): string[] {
   return [];
 }
 
+/** Whether output t views one of op's inputs (the same arena block or, outside the arena, the same buffer). */
 function sharesInput(op: Op, t: RtTensor, env: Map<string, RtTensor>): boolean {
-  for (const a of Object.values(op.inputs)) for (const v of refs(a)) if (env.get(v)?.data.buffer === t.data.buffer) return true;
+  const key = (d: RtTensor['data']) => blockOf(d) ?? d.buffer;
+  const out = key(t.data);
+  for (const a of Object.values(op.inputs)) for (const v of refs(a)) {
+    const x = env.get(v);
+    if (x !== undefined && key(x.data) === out) return true;
+  }
   return false;
 }
 
