@@ -236,8 +236,9 @@ export class GemmEngine {
     const kB = this.blocking(kT);
     const vB = this.blocking(vT);
     const [Dp, Skp] = [kB.Kp, vB.Kp];
-    // Memory, in floats (every region starts at a multiple of 4): [staging for pack() | packed Q | scores
-    // (Skp rows of nbp: the first product writes roundUp(Sk, MR), the second reads Skp, zeros past Sk) | bias | softmax's maxima and float64 sums | packed P | C block of out | packed K | packed V].
+    // Memory, in floats (every region starts at a multiple of 4): [staging for pack() | packed Q | scores,
+    // Skp rows of nbp (the first product writes roundUp(Sk, MR) of them, the second reads Skp, zeros past
+    // Sk) | bias | softmax's maxima and float64 sums | packed P | C block of out | packed K | packed V].
     const at = [Math.max(vB.mc * Skp, kB.mc * Dp, Dp * widest)];
     const next = (n) => at.push(at[at.length - 1] + roundUp(n, 4));
     next(Dp * widest);
