@@ -30,6 +30,7 @@ const fidelityDoc = join(scratch, 'FIDELITY.md');
 /** Arguments of each benchmark, full and quick, in the order they run (quickest first); others run last, without arguments. */
 const ARGS = {
   gemm: { full: [], quick: ['128'] },
+  attention: { full: ['--keys', '1024,2048,4096,8192'], quick: ['--keys', '256'] },
   fold: { full: [], quick: ['--layers', '2', '--repeat', '1'] },
   forward: { full: [], quick: ['--lengths', '128', '--runs', '1'] },
   convert: { full: [], quick: ['--models', 'base'] },

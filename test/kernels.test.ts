@@ -328,8 +328,9 @@ describe('attend (fused attention of one query chunk)', () => {
 
   it('is bit for bit the separate kernels, over sub-blocks, a short last block, thread shares and each mask form', async () => {
     // 4,096 keys: sub-blocks of 64 queries; 200 queries leave a last block of 8 (joined to the one before).
-    // 1,003 keys and a head of 30: padding of the keys (to 4) and of K's depth inside the kernel's memory.
-    for (const [Sk, D, Dv, W, mask] of [[4096, 64, 64, 200, 'key'], [1000, 16, 32, 40, 'full'], [300, 64, 64, 512, 'none'], [64, 8, 8, 9, 'key'], [1003, 30, 24, 37, 'full'], [1003, 30, 24, 21, 'key']] as const) {
+    // 1,003 keys and a head of 30: padding of the keys (to 4) and of K's depth inside the kernel's memory;
+    // 2,048 keys x 100 queries: a full mask on the pool's threads.
+    for (const [Sk, D, Dv, W, mask] of [[4096, 64, 64, 200, 'key'], [1000, 16, 32, 40, 'full'], [300, 64, 64, 512, 'none'], [64, 8, 8, 9, 'key'], [1003, 30, 24, 37, 'full'], [1003, 30, 24, 21, 'key'], [2048, 64, 64, 100, 'full']] as const) {
       const k = rand(Sk * D, 1).map((x) => 2 * x);
       const q = rand(D * W, 2).map((x) => 2 * x);
       const v = rand(Dv * Sk, 3);

@@ -225,7 +225,7 @@ export class GemmEngine {
    * in float32. Unlike the separate ops, everything stays in this engine's memory: K and V are packed once
    * for all sub-blocks, the scores GEMM writes its C blocks straight into the rows that the softmax reads,
    * and the probabilities are packed from there as the second product's B. (Through run() and softmax(),
-   * each sub-block copied K, V and its scores in and out of JavaScript arrays: half the time at 8,192 keys.)
+   * each sub-block copied K, V and its scores in and out of JavaScript arrays: 30% of the time at 8,192 keys.)
    */
   attend(t) {
     const { Sk, D, Dv, q, bias, perKey, out, q0, q1, block } = t;
@@ -236,14 +236,13 @@ export class GemmEngine {
     const kB = this.blocking(kT);
     const vB = this.blocking(vT);
     const [Dp, Skp] = [kB.Kp, vB.Kp];
-    // Rows of the scores: the first product writes roundUp(Sk, MR), the second reads Skp (zeros past Sk).
-    const rows = Skp;
-    // Memory, in floats (every region starts at a multiple of 4): [staging for pack() | packed Q | scores
-    // (rows x nbp) | bias | softmax's maxima and float64 sums | packed P | C block of out | packed K | packed V].
+    // Memory, in floats (every region starts at a multiple of 4): [staging for pack() | packed Q | scores,
+    // Skp rows of nbp (the first product writes roundUp(Sk, MR) of them, the second reads Skp, zeros past
+    // Sk) | bias | softmax's maxima and float64 sums | packed P | C block of out | packed K | packed V].
     const at = [Math.max(vB.mc * Skp, kB.mc * Dp, Dp * widest)];
     const next = (n) => at.push(at[at.length - 1] + roundUp(n, 4));
     next(Dp * widest);
-    next(rows * widest);
+    next(Skp * widest);
     next(bias === undefined ? 0 : perKey ? Sk : Sk * widest);
     next(widest);
     next(2 * widest);
@@ -262,7 +261,7 @@ export class GemmEngine {
       const nbp = roundUp(nq, NR);
       const f32 = this.f32;
       this.pack({ src: q, cols: true, ld: t.ldq }, j, nq, nbp, D, Dp, kB.blocks, NR, packQ);
-      f32.fill(0, sAt, sAt + rows * nbp);
+      f32.fill(0, sAt, sAt + Skp * nbp);
       for (let ic = 0; ic < Sk; ic += kB.mc) {
         const mbp = roundUp(Math.min(kB.mc, Sk - ic), MR);
         for (const [pc, kb] of kB.blocks) w.macro(4 * (kAt + ic * Dp + pc * mbp), 4 * (packQ + pc * nbp), 4 * (sAt + ic * nbp), mbp, nbp, kb, nbp);
