@@ -147,6 +147,26 @@ describe('interpreter', () => {
     expect(out.get('out')!.data).toEqual(want);
   });
 
+  it('hands back the parts of a block that no live view covers (the QKV output once only V is read)', async () => {
+    const S = 1 << 15;
+    const g = new GraphBuilder('fp32');
+    const x = g.input('x', 'fp32', [1, 4, 1, S]);
+    const a = g.op('mul', { x, y: g.f(2) }, 'a');
+    const [q, k, v, last] = [0, 1, 2, 3].map((c) => g.slice(a, 1, c, c + 1, `s${c}`)); // views of a's block
+    const u = g.op('add', { x: g.op('add', { x: q, y: k }, 't'), y: v }, 'u'); // q, k and v die here
+    const w = g.op('mul', { x: u, y: g.f(3) }, 'w');
+    g.output(g.op('add', { x: w, y: last }, 'o'), 'out');
+    const xs = f32([1, 4, 1, S], (i) => (i % 89) - 44);
+    const interp = new Interpreter(g.graph);
+    const liveAt = new Map<number, number>();
+    const out = await interp.run({ x: xs }, { onOp: (done) => liveAt.set(done, arenaStats().liveFloats) });
+    // After w: a's last quarter (the one view left) and w. Without trimming a stays whole: 5 S.
+    const wAt = g.graph.ops.findIndex((op) => op.outputs[0]!.name === w) + 1;
+    expect(liveAt.get(wAt)).toBe(2 * S);
+    const d = xs.data as Float32Array;
+    expect(out.get('out')!.data).toEqual(Float32Array.from({ length: S }, (_, i) => 3 * (2 * d[i]! + 2 * d[S + i]! + 2 * d[2 * S + i]!) + 2 * d[3 * S + i]!));
+  });
+
   it('an arena hands out zeroed blocks, takes them back by any view, merges free neighbours, and is off outside a run', async () => {
     const n = ARENA_MIN;
     expect(blockOf(allocFloat(n))).toBeUndefined(); // outside a run: an ordinary array
