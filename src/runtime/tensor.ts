@@ -3,11 +3,12 @@
 import { ModernBertError } from '../errors.js';
 import type { DType, TensorData } from '../graph/ir.js';
 import { sharedFloat32 } from '../weights.js';
-import { arenaFloat } from './arena.js';
+import { arenaFloat, blockOf } from './arena.js';
 
 // Long-lived arrays at least this long (weights) live on SharedArrayBuffers, so the kernel workers read
-// them in place. Short-lived activations stay on ordinary buffers: a SharedArrayBuffer that a worker has
-// seen is only freed when that worker's heap is collected, which an idle worker rarely does.
+// them in place, and so do the long activations, from the run's arena slabs. Short ones outside the arena
+// stay on ordinary buffers: a SharedArrayBuffer that a worker has seen is only freed when that worker's heap
+// is collected, which an idle worker rarely does (the few slabs are kept and reused instead).
 const SHARED_MIN = 1 << 14;
 
 /** A zeroed float32 array for an activation: from the run's arena (runtime/arena.ts) when long enough. */
@@ -15,9 +16,12 @@ export function allocFloat(n: number): Float32Array {
   return arenaFloat(n) ?? new Float32Array(n);
 }
 
-/** `a` itself if it is shared (or small), else a shared copy: for weights, which live as long as the model. */
+/**
+ * `a` itself if it is shared (or small), else a shared copy: for weights, which live as long as the model.
+ * An array in the run's arena is shared but not long-lived: it is copied too.
+ */
 export function shareable(a: Float32Array): Float32Array {
-  if (a.length < SHARED_MIN || a.buffer instanceof SharedArrayBuffer) return a;
+  if (a.length < SHARED_MIN || (a.buffer instanceof SharedArrayBuffer && blockOf(a) === undefined)) return a;
   const out = sharedFloat32(a.length);
   out.set(a);
   return out;
