@@ -7,7 +7,8 @@
 // nothing is allocated after the first layer. The slabs are SharedArrayBuffers, seen by the kernels as
 // ordinary Float32Array views and read by the kernel workers in place; the run is found through
 // AsyncLocalStorage, so concurrent runs never share a slab, and kernels called outside a run get ordinary
-// arrays.
+// arrays. A dropped slab's memory goes back once every thread that saw it (the workers too) has collected
+// its garbage, as for any SharedArrayBuffer.
 
 import { AsyncLocalStorage } from 'node:async_hooks';
 
