@@ -189,6 +189,16 @@ export class GemmEngine {
 
   /** gelu (erf form, float64 inside, rounded once) of every element of `x` into `out` (gelu_erf in gemm.wat). */
   gelu(out, x) {
+    this.elementwise(out, x, this.wasm.gelu_erf);
+  }
+
+  /** Rounds every element of `a` to the nearest float16 value in place (see round_f16 in gemm.wat). */
+  roundToF16(a) {
+    this.elementwise(a, a, this.wasm.round_f16);
+  }
+
+  /** out = f(x) element by element, for a kernel f(at, n) that works in place on n floats (n % 4 == 0). */
+  elementwise(out, x, f) {
     const CHUNK = 1 << 16; // 256 KiB: in and out of L2
     this.reserve(CHUNK);
     const f32 = this.f32;
@@ -197,23 +207,8 @@ export class GemmEngine {
       const n4 = roundUp(n, 4);
       if (n4 !== n) f32.fill(0, n, n4);
       f32.set(x.subarray(s, s + n));
-      this.wasm.gelu_erf(0, n4);
+      f(0, n4);
       out.set(f32.subarray(0, n), s);
-    }
-  }
-
-  /** Rounds every element of `a` to the nearest float16 value in place (see round_f16 in gemm.wat). */
-  roundToF16(a) {
-    const CHUNK = 1 << 16; // 256 KiB: in and out of L2
-    this.reserve(CHUNK);
-    const f32 = this.f32;
-    for (let s = 0; s < a.length; s += CHUNK) {
-      const n = Math.min(CHUNK, a.length - s);
-      const n4 = roundUp(n, 4);
-      if (n4 !== n) f32.fill(0, n, n4);
-      f32.set(a.subarray(s, s + n));
-      this.wasm.round_f16(0, n4);
-      a.set(f32.subarray(0, n), s);
     }
   }
 
