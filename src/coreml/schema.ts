@@ -199,19 +199,19 @@ export function encodeModel(model: ModelProto, encodedOps?: ReadonlyMap<BlockPro
   const block = (b: BlockProto): Uint8Array => {
     const ops = encodedOps.get(b);
     if (ops === undefined) return blockT.encode(blockT.fromObject(b)).finish();
-    return concatBytes([part(blockT, b, ['inputs', 'outputs']), ...ops, part(blockT, b, ['attributes'])]);
+    return Buffer.concat([part(blockT, b, ['inputs', 'outputs']), ...ops, part(blockT, b, ['attributes'])]);
   };
-  const fn = (f: FunctionProto): Uint8Array => concatBytes([
+  const fn = (f: FunctionProto): Uint8Array => Buffer.concat([
     part(functionT, f, ['inputs', 'opset']),
     ...Object.entries(f.block_specializations ?? {}).map(([k, b]) => mapEntry(3, k, block(b))),
     part(functionT, f, ['attributes']),
   ]);
-  const program = concatBytes([
+  const program = Buffer.concat([
     part(programT, mlProgram, ['version']),
     ...Object.entries(mlProgram.functions ?? {}).map(([k, f]) => mapEntry(2, k, fn(f))),
     part(programT, mlProgram, ['docString', 'attributes']),
   ]);
-  return concatBytes([type.encode(type.fromObject(rest)).finish(), lengthDelimited(MODEL_ML_PROGRAM, program)]);
+  return Buffer.concat([type.encode(type.fromObject(rest)).finish(), lengthDelimited(MODEL_ML_PROGRAM, program)]);
 }
 
 /** Model.mlProgram's field number, and the Model fields numbered after it (the other model kinds). */
@@ -238,17 +238,7 @@ function lengthDelimited(field: number, bytes: Uint8Array): Uint8Array {
 /** A map<string, message> entry of field `field`: key (1) and value (2), as protobufjs writes it. */
 function mapEntry(field: number, key: string, value: Uint8Array): Uint8Array {
   const keyBytes = protobuf.Writer.create().uint32(10).string(key).finish();
-  return lengthDelimited(field, concatBytes([keyBytes, lengthDelimited(2, value)]));
-}
-
-function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return lengthDelimited(field, Buffer.concat([keyBytes, lengthDelimited(2, value)]));
 }
 
 /** Parses model.mlmodel bytes; malformed protobuf becomes CORRUPT_FILE naming `file`. */

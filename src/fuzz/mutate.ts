@@ -73,13 +73,7 @@ export function mutateBytes(rng: Rng, input: Uint8Array, focus = input.length): 
 
 /** Concatenated byte arrays. */
 export function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return Buffer.concat(parts);
 }
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
