@@ -3,12 +3,10 @@
 
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { releaseAttendStaging } from './kernels/attention.js';
 import { shutdownKernels } from './kernels/index.js';
 
 /** Stops background workers; safe to call more than once (the pool restarts on the next product). */
 export async function shutdownRuntime(): Promise<void> {
-  releaseAttendStaging();
   await shutdownKernels();
 }
 
@@ -20,7 +18,6 @@ let gc: (() => void) | undefined;
  * not collect a dropped 600 MB model before the next one is allocated.
  */
 export async function releaseMemory(): Promise<void> {
-  releaseAttendStaging();
   await shutdownKernels();
   if (!gc) {
     v8.setFlagsFromString('--expose-gc');

@@ -5,7 +5,7 @@
 // the softmax; the graph itself keeps the four ops.
 import type { AttendTask } from './gemm-core.mjs';
 import { mainEngine } from './engine.js';
-import { allocF32, kernelThreads, onPoolQueue, PARALLEL_MIN_MACS, ranges, workerPool } from './gemm.js';
+import { kernelThreads, onPoolQueue, PARALLEL_MIN_MACS, ranges, staged, workerPool } from './gemm.js';
 import { SOFTMAX_MAX_SLAB } from './softmax.js';
 
 export interface AttendArgs {
@@ -53,8 +53,8 @@ export async function attend(args: AttendArgs): Promise<void> {
     return;
   }
   await onPoolQueue(async () => {
-    // Workers see only shared memory: the operands are copied into shared buffers of this module (a few
-    // MB at 8,192 keys, against ~2 x Sk x W x D multiply-adds per call).
+    // Workers see only shared memory: operands outside the arena's shared slabs are copied into the
+    // staging buffers (a few MB at 8,192 keys, against ~2 x Sk x W x D multiply-adds per call).
     const sh = {
       k: stage(0, args.k), q: stage(1, args.q), v: stage(2, args.v),
       bias: args.bias === undefined ? undefined : stage(3, args.bias), out: stage(4, args.out, false),
@@ -71,28 +71,8 @@ export async function attend(args: AttendArgs): Promise<void> {
   });
 }
 
-/** Grow-only shared buffers, by operand (K, Q, V, mask, out), reused by every call. */
-let staging: Float32Array[] = [];
-
-/** `x` itself if it is shared, else a copy in shared buffer `slot` (with x's values when `fill`). */
-function stage(slot: number, x: Float32Array, fill = true): Float32Array {
-  if (x.buffer instanceof SharedArrayBuffer) return x;
-  let buf = staging[slot];
-  if (buf === undefined || buf.length < x.length) {
-    buf = allocF32(x.length);
-    staging[slot] = buf;
-  }
-  const view = buf.subarray(0, x.length);
-  if (fill) view.set(x);
-  return view;
-}
-
-/** Floats held by the staging buffers (for tests). */
-export function attendStagingFloats(): number {
-  return staging.reduce((n, b) => n + (b?.length ?? 0), 0);
-}
-
-/** Drops the staging buffers (with the worker pool, on shutdown). */
-export function releaseAttendStaging(): void {
-  staging = [];
+/** `x` itself if it is shared, else a copy in the shared staging buffers of gemm.ts (with x's values when `fill`). */
+function stage(operand: number, x: Float32Array, fill = true): Float32Array {
+  // Slots after the products' three (A, B, C): K, Q, V, mask, out.
+  return staged(3 + operand, x, 1, x.length, x.length, fill).data;
 }

@@ -195,9 +195,10 @@ let staging: Float32Array[] = [];
 
 /**
  * Matrix `x` (rows x cols, row stride ld) itself when workers can see it, else a compact copy (row stride
- * cols) in staging buffer `slot`, with its values when `fill` (C is only read when accumulating).
+ * cols) in staging buffer `slot`, with its values when `fill` (C is only read when accumulating). Products
+ * use slots 0-2 (A, B, C); fused attention (attention.ts) uses the next ones.
  */
-function staged(slot: number, x: Float32Array, rows: number, cols: number, ld: number, fill: boolean): { data: Float32Array; ld: number } {
+export function staged(slot: number, x: Float32Array, rows: number, cols: number, ld: number, fill: boolean): { data: Float32Array; ld: number } {
   if (x.buffer instanceof SharedArrayBuffer) return { data: x, ld };
   const n = rows * cols;
   let buf = staging[slot];
