@@ -14,6 +14,7 @@ import { registerEmbed } from './commands/embed.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerOutliers } from './commands/outliers.js';
 import { registerPredict } from './commands/predict.js';
+import { registerReport } from './commands/report.js';
 import { registerSynth } from './commands/synth.js';
 import { registerVerify } from './commands/verify.js';
 
@@ -43,6 +44,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerDiff(program, io);
   registerExportOnnx(program, io);
   registerEmbed(program, io);
+  registerReport(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
   // A bad MODERNBERT_ANE_THREADS fails before a command starts, not minutes into a conversion (--help still works).
   program.hook('preAction', () => void kernelThreads());
