@@ -115,8 +115,14 @@ const ANE_DTYPES = new Set(['fp16', 'int8', 'int16', 'uint8']);
 /** The model's own math: an op of these is never input preparation. */
 const MODEL_OPS = new Set(['conv', 'linear', 'matmul', 'einsum', 'softmax', 'layer_norm', 'l2_norm', 'reduce_l2_norm', 'batch_norm', 'instance_norm', 'gelu', 'silu', 'relu', 'sigmoid', 'tanh', 'erf', 'scaled_dot_product_attention']);
 const ELEMENTWISE_BINARY = new Set(['add', 'sub', 'mul', 'real_div', 'maximum', 'minimum', 'pow', 'greater', 'greater_equal', 'less', 'less_equal', 'equal', 'not_equal', 'select']);
-/** Apple's two attention einsums (ml-ane-transformers), either operand order. */
-const ANE_EINSUMS = new Set(['bchq,bkhc->bkhq', 'bkhc,bchq->bkhq', 'bkhq,bchk->bchq', 'bchk,bkhq->bchq']);
+/** Apple's two attention einsums (ml-ane-transformers: bchq,bkhc->bkhq and bkhq,bchk->bchq), either operand order, letters renamed in order of appearance. */
+const ANE_EINSUMS = new Set(['bchq,bkhc->bkhq', 'bkhc,bchq->bkhq', 'bkhq,bchk->bchq', 'bchk,bkhq->bchq'].map(canonicalEinsum));
+
+/** An einsum equation with its index letters renamed a, b, c, ... in order of first appearance (the same computation reads the same). */
+function canonicalEinsum(eq: string): string {
+  const names = new Map<string, string>();
+  return eq.replace(/\s/g, '').replace(/[A-Za-z]/g, (ch) => names.get(ch) ?? names.set(ch, String.fromCharCode(97 + names.size)).get(ch)!);
+}
 
 const isConstexpr = (op: Op) => op.op.startsWith('constexpr_');
 const literalNumbers = (arg: unknown): number[] => (isLiteral(arg as never) && Array.isArray((arg as { value: unknown }).value) ? ((arg as { value: unknown[] }).value as number[]) : []);
@@ -397,7 +403,7 @@ function findRules(g: Graph, ops: Op[], placed: PlacedOp[], x: FindContext): Fin
   for (const op of ops) {
     const ins2 = valueInputs(op);
     if ((op.op === 'linear' || op.op === 'matmul') && ins2.some(({ name }) => x.isConst(name) && shape(name).reduce((a, b) => a * b, 1) >= threshold('linear-weights'))) linear.push(op.name);
-    if (op.op === 'einsum' && isLiteral(op.inputs.equation) && !ANE_EINSUMS.has(String(op.inputs.equation.value).replace(/\s/g, ''))) einsums.push(`${op.name} (${String(op.inputs.equation.value)})`);
+    if (op.op === 'einsum' && isLiteral(op.inputs.equation) && !ANE_EINSUMS.has(canonicalEinsum(String(op.inputs.equation.value)))) einsums.push(`${op.name} (${String(op.inputs.equation.value)})`);
     if (op.op === 'softmax' && typeof op.inputs.x === 'string') {
       const rank = shape(op.inputs.x).length;
       const axis = literalNumbers(op.inputs.axis)[0] ?? -1;
