@@ -21,7 +21,7 @@ import { SYNTH_PRESETS } from '../src/synth/presets.js';
 import { SynthWeights } from '../src/synth/synth.js';
 import { ModernBertError } from '../src/errors.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
-import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
+import { cleanupTempDirs, FX, ROOT, tempDir } from './helpers/fixtures.js';
 
 afterAll(cleanupTempDirs);
 
@@ -40,6 +40,15 @@ describe('the rules table', () => {
     expect(DEFAULT_RULES.slice(0, firstWarnOnly).every((r) => r.device !== null)).toBe(true);
     expect(DEFAULT_RULES.slice(firstWarnOnly).every((r) => r.device === null)).toBe(true);
     expect(defaultRules().get('op-count')!.threshold).toBe(3000);
+  });
+
+  it('is the table docs/ANE.md shows: each rule with its row, device, label and whether it warns', () => {
+    const doc = readFileSync(join(ROOT, 'docs', 'ANE.md'), 'utf8');
+    const names = { ane: 'Neural Engine', cpu: 'CPU', 'gpu-or-cpu': 'GPU or CPU' };
+    for (const r of DEFAULT_RULES) {
+      const cells = r.device ? [r.row, names[r.device], `[${r.confidence}]`, r.warn ? 'yes' : 'no'] : [r.row, `[${r.confidence}]`, r.warn ? 'yes' : 'no'];
+      expect(doc, r.id).toContain(`| \`${r.id}\` | ${cells.join(' | ')} |`);
+    }
   });
 
   it('takes corrections from a rules file, and refuses what it does not know in one line', () => {
