@@ -79,10 +79,10 @@ describe('report', () => {
     const ane = json(await cli('inspect', '--ane', '--json', pkg)) as AneJson;
     const ops = ane.functions[0]!.ops;
     const seen = await withPage(page, async (p, problems) => {
-      const rows = await p.$$eval('#ops-f0 tbody tr', (trs) => trs.map((tr) => ({ index: Number((tr as HTMLElement).dataset.index), device: (tr as HTMLElement).dataset.device, rule: (tr as HTMLElement).dataset.rule, name: tr.children[1]!.textContent })));
-      const strips = await p.$$eval('.strip', (ds) => ds.map((d) => ({ layer: (d as HTMLElement).dataset.layer, marks: d.querySelectorAll('rect').length, colors: [...d.querySelectorAll('rect')].map((r) => r.getAttribute('fill')) })));
+      const rows = await p.$$eval('#ops-f0 tbody tr', (trs) => trs.map((tr) => ({ index: Number(tr.getAttribute('data-index')), device: tr.getAttribute('data-device'), rule: tr.getAttribute('data-rule'), name: tr.children[1]!.textContent })));
+      const strips = await p.$$eval('.strip', (ds) => ds.map((d) => ({ layer: d.getAttribute('data-layer'), marks: d.querySelectorAll('rect').length, colors: [...d.querySelectorAll('rect')].map((r) => r.getAttribute('fill')) })));
       await p.selectOption('select[data-table="ops-f0"]', 'off');
-      const visible = await p.$$eval('#ops-f0 tbody tr', (trs) => trs.filter((tr) => !(tr as HTMLElement).hidden).length);
+      const visible = await p.$$eval('#ops-f0 tbody tr', (trs) => trs.filter((tr) => !tr.hasAttribute('hidden')).length);
       const fidelityRows = await p.$$eval('#fidelity-layers tr', (trs) => trs.length);
       const tensorRows = await p.$$eval('#tensors tbody tr', (trs) => trs.length);
       const charts = await p.$$eval('svg', (s) => s.length);
