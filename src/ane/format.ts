@@ -53,7 +53,7 @@ export function placementLines(f: FunctionPlacement, of: number): [string, strin
   const rules = new Map(p.rules.map((r) => [r.id, r]));
   [...byRule].forEach(([id, n], k) => {
     const r = rules.get(id as Rule['id'])!;
-    lines.push([k === 0 ? 'placed by' : '', `${id} ${label(r.confidence)} -> ${deviceName(r.device!)}: ${int(n)} ops (${r.check}; ${r.source})`]);
+    lines.push([k === 0 ? 'placed by' : '', `${id} ${label(r.confidence)} -> ${deviceName(r.device!)}: ${int(n)} op${n === 1 ? '' : 's'} (${r.check}; ${r.source})`]);
   });
   p.findings.filter((x) => x.warn).forEach((x, k) => lines.push([k === 0 ? 'warnings' : '', `${x.rule} ${label(rules.get(x.rule)!.confidence)}: ${x.message}${x.ops.length && !x.message.includes(x.ops[0]!) ? ` (${x.ops.join(', ')}${x.count > x.ops.length ? ', ...' : ''})` : ''}`]));
   p.findings.filter((x) => !x.warn).forEach((x, k) => lines.push([k === 0 ? 'notes' : '', `${x.rule} ${label(rules.get(x.rule)!.confidence)}: ${x.message}`]));

@@ -436,7 +436,7 @@ function findRules(g: Graph, ops: Op[], placed: PlacedOp[], x: FindContext): Fin
   if (broadcast.length) add('channel-broadcast', `${broadcast.length} elementwise ops broadcast a non-constant tensor over channels`, broadcast);
   const gb = x.totals.weightBytes / 1e9;
   if (x.totals.weightBytes > threshold('weight-size')) add('weight-size', `${gb.toFixed(2)} GB of constants: above ~1 GB per file Core ML may refuse the Neural Engine on iOS (~2 GB on macOS, ~3 GB per process)`);
-  if (ops.length > threshold('op-count')) add('op-count', `${ops.length} non-constant ops, above the budget of ${threshold('op-count')}: load and compile time grow with the count`, [], ops.length);
+  if (ops.length > threshold('op-count')) add('op-count', `${ops.length.toLocaleString('en-US')} non-constant ops, above the budget of ${threshold('op-count').toLocaleString('en-US')}: load and compile time grow with the count`, [], ops.length);
   if (x.totals.flops < threshold('small-graph')) add('small-graph', `${x.totals.flops} FLOPs in all: so little work may be placed on the CPU`);
   return out;
 }
