@@ -221,7 +221,6 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
   // Islands: connected ops off the Neural Engine of one region.
   const islandOf = new Map<number, number>();
   const islands: Island[] = [];
-  const members: number[][] = [];
   placed.forEach((p, i) => {
     if (p.region === undefined || islandOf.has(i)) return;
     const k = islands.length;
@@ -239,7 +238,6 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
       }
     }
     list.sort((a, b) => a - b);
-    members.push(list);
     const at = (j: number) => ({ index: j, name: ops[j]!.name, op: ops[j]!.op });
     const typesIn: Record<string, number> = {};
     for (const j of list) typesIn[ops[j]!.op] = (typesIn[ops[j]!.op] ?? 0) + 1;
