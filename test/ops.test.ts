@@ -4,9 +4,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { GraphBuilder, bool, i32, str } from '../src/graph/builder.js';
-import { literal, type Dim, type TensorType } from '../src/graph/ir.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
-import { buildModel, type BuildOptions, type ModelSource } from '../src/model.js';
+import { literal, type Dim, type TensorType } from '../src/ir/graph.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { buildModel, type BuildOptions, type ModelSource } from '../src/model/model.js';
 import { foldWeights, IdentityRotation } from '../src/rotation/index.js';
 import { inferArgs, knownOps, opDef, opSignature, type InputTypes } from '../src/ops/index.js';
 import { Interpreter } from '../src/graph/interpreter.js';

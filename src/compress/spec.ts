@@ -4,8 +4,8 @@
 // and biases, vectors, stay float16).
 
 import { ModernBertError } from '../errors.js';
-import { atLeast, type Target } from '../ops/target.js';
-import { decoderChunks, MAX_CHANNELS } from '../model.js';
+import { atLeast, type Target } from '../ir/target.js';
+import { decoderChunks, MAX_CHANNELS } from '../model/model.js';
 
 export const COMPRESS_MODES = ['pal8', 'pal6', 'pal4', 'pal3', 'pal2', 'int8', 'int4'] as const;
 export type CompressMode = (typeof COMPRESS_MODES)[number];

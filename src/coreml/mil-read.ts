@@ -1,4 +1,4 @@
-// .mlpackage -> Graph (src/graph/ir.ts) + model description, for packages we wrote and packages coremltools
+// .mlpackage -> Graph (src/ir/graph.ts) + model description, for packages we wrote and packages coremltools
 // wrote. The mapping back:
 // - `const` ops whose value is in a weight file become Consts whose load() reads the blob on demand;
 // - `const` ops with an immediate value of at most 10 elements (what coremltools prints inline) become
@@ -11,11 +11,11 @@
 // tuples, dictionaries, states, int64/fp64 tensors, ...) is refused with UNSUPPORTED naming it.
 
 import { relative, resolve, sep } from 'node:path';
-import type { Const, DType, Dim, Graph, Literal, Op, TensorData, TensorType, Value } from '../graph/ir.js';
-import { numel } from '../graph/ir.js';
+import type { Const, DType, Dim, Graph, Literal, Op, TensorData, TensorType, Value } from '../ir/graph.js';
+import { numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import { fileError, readFileBounded } from '../io/files.js';
-import { assertFinite } from '../weights.js';
+import { assertFinite } from '../io/weights.js';
 import { featureFromProto, metadataFromProto, SYMBOLS_KEY, TAPS_KEY, type ModelDescription } from './description.js';
 import { BlobReader, type BlobDataType } from './milblob.js';
 import { readImmediate, readTensorType, type ReadImmediate } from './mil-values.js';
@@ -24,7 +24,7 @@ import { validateGraph } from '../ops/validate.js';
 import { locatePackage } from './package.js';
 import type { BindingProto, BlockProto, FunctionProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { decodeModel } from './schema.js';
-import { targetForOpset, type Target } from '../ops/target.js';
+import { targetForOpset, type Target } from '../ir/target.js';
 import { decodeTensorBytes, paddingBits, storedBytes } from './tensor-bytes.js';
 
 /**

@@ -4,8 +4,8 @@
 // bool -> bools; int32, int16 -> ints; fp32 -> floats; fp16, int8, uint8, uint32 and the sub-byte types
 // (packed, types/type_mapping.py _numpy_val_to_bytes) -> raw little-endian bytes; string -> strings.
 
-import type { DType, Dim, TensorData } from '../graph/ir.js';
-import { numel } from '../graph/ir.js';
+import type { DType, Dim, TensorData } from '../ir/graph.js';
+import { numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import { roundToF16 } from '../numeric/fp16.js';
 import type { MilDataType, TensorValueProto, ValueProto, ValueTypeProto } from './schema.js';

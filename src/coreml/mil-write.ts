@@ -1,4 +1,4 @@
-// Graph (src/graph/ir.ts) -> .mlpackage, following coremltools' backend/mil/load.py (MILProtoExporter and
+// Graph (src/ir/graph.ts) -> .mlpackage, following coremltools' backend/mil/load.py (MILProtoExporter and
 // CoreMLProtoExporter) and helper.py:
 // - one function "main" whose block is the function's only specialization, keyed by the target's opset;
 // - every Const and every Literal becomes a `const` op (attributes `name` and `val`) emitted just before
@@ -14,8 +14,8 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Arg, Dim, DType, Graph, Literal, Op, TensorData } from '../graph/ir.js';
-import { isLiteral, numel } from '../graph/ir.js';
+import type { Arg, Dim, DType, Graph, Literal, Op, TensorData } from '../ir/graph.js';
+import { isLiteral, numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import {
   describeGraph,
@@ -33,7 +33,7 @@ import { validateGraph } from '../ops/validate.js';
 import { WEIGHT_FILE, writePackageAtomically, type ExtraItem } from './package.js';
 import type { BindingProto, BlockProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { encodeModel, encodeOperation } from './schema.js';
-import { atLeast, targetInfo, type Target, type TargetInfo } from '../ops/target.js';
+import { atLeast, targetInfo, type Target, type TargetInfo } from '../ir/target.js';
 import { encodeTensorBytes, paddingBits } from './tensor-bytes.js';
 
 /** The name by which the program refers to the weight file. */

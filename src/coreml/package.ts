@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError, makeFolders, withFsErrors } from '../fs-errors.js';
+import { fsError, makeFolders, withFsErrors } from '../io/fs-errors.js';
 import { fileError, readJsonFile } from '../io/files.js';
 
 /** The author that Core ML's own items carry. */

@@ -16,7 +16,7 @@
 // per-head values read elsewhere (taps) are kept, since only ops that nothing reads are dropped.
 
 import { ModernBertError } from '../errors.js';
-import { isLiteral, literal, type Arg, type Dim, type Graph, type Literal, type Op, type TensorType } from '../graph/ir.js';
+import { isLiteral, literal, type Arg, type Dim, type Graph, type Literal, type Op, type TensorType } from '../ir/graph.js';
 import { inferArgs, inputTypesOf, opDef } from '../ops/index.js';
 
 const SCORES = 'bkhc,bchq->bkhq';

@@ -3,7 +3,7 @@
 // them the same way, with the registry's own kernels (which follow coremltools' decompression exactly),
 // into plain constants: onnxruntime then runs the weights that the package ships.
 
-import type { Const, Graph, Op } from '../graph/ir.js';
+import type { Const, Graph, Op } from '../ir/graph.js';
 import { Interpreter } from '../graph/interpreter.js';
 
 /** Whether an op is one of Core ML's load-time constant expressions. */

@@ -8,7 +8,7 @@ import { closeSync, lstatSync, openSync, renameSync, rmSync, statSync, writeSync
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { ModernBertError } from '../errors.js';
-import { fsError } from '../fs-errors.js';
+import { fsError } from '../io/fs-errors.js';
 import { VERSION } from '../version.js';
 import { ONNX_IR_VERSION, ONNX_OPSET, type LoweredGraph } from './lower.js';
 import { encodeOnnxModel, type OnnxModelProto, type OnnxTensorProto } from './schema.js';

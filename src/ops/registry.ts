@@ -4,10 +4,10 @@
 // kernel. The graph builder, the package writer's and reader's validation, the printer and the
 // interpreter all read this one table.
 
-import type { DType, Literal, Op, TensorType } from '../graph/ir.js';
+import type { DType, Literal, Op, TensorType } from '../ir/graph.js';
 import type { Numerics } from '../runtime/numerics.js';
 import type { RtTensor } from '../runtime/tensor.js';
-import { atLeast, type Target } from './target.js';
+import { atLeast, type Target } from '../ir/target.js';
 
 /** An element type as an op input sees it: our dtypes, plus MIL's string for attributes such as pad_type. */
 export type InputDType = DType | 'string';

@@ -1,7 +1,7 @@
 // Numpy-style broadcasting of elementwise ops over row-major data.
 
 import { ModernBertError } from '../errors.js';
-import type { DType, TensorData } from '../graph/ir.js';
+import type { DType, TensorData } from '../ir/graph.js';
 import { allocData, allocFloat, stridesOf, type RtTensor } from './tensor.js';
 
 /** The broadcast shape of several shapes. */

@@ -1,8 +1,8 @@
 // Which tensors a synthetic checkpoint stores, and the uniform range each is drawn from
 // (docs/FIXTURES.md): norm weights around 1, biases small, every other weight uniform with std 0.02.
 
-import type { ModernBertConfig } from '../config.js';
-import { expectedTensors } from '../io/checkpoint.js';
+import type { ModernBertConfig } from '../model/config.js';
+import { expectedTensors } from '../model/checkpoint.js';
 
 /** One stored tensor: values are float32(base + (2u - 1) * amp). */
 export interface RecipeEntry {

@@ -2,12 +2,12 @@
 // windows (several texts per forward pass, model.ts packing), run each window, and split its output back
 // into one result per text, in input order.
 
-import type { ForwardResult } from '../engine.js';
+import type { ForwardResult } from '../run/runner.js';
 import { ModernBertError } from '../errors.js';
-import type { LoadedModel } from '../load.js';
-import type { OutputHead } from '../model.js';
+import type { LoadedModel } from '../run/load.js';
+import type { OutputHead } from '../model/model.js';
 import type { RtTensor } from '../runtime/tensor.js';
-import type { Tokenizer } from '../tokenizer.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { InputText } from './batch-input.js';
 import { packTexts, type PackedWindow } from './pack-texts.js';
 import { softmaxColumn, topK, type LabelScore, type MaskPrediction, type TokenLabel } from './predict.js';

@@ -2,13 +2,13 @@
 
 import type { Command } from 'commander';
 import type { FeatureInfo } from '../../coreml/description.js';
-import type { PackageRunner } from '../../package-runner.js';
-import { openModel, type LoadedModel } from '../../load.js';
+import type { PackageRunner } from '../../run/package-runner.js';
+import { openModel, type LoadedModel } from '../../run/load.js';
 import { ModernBertError } from '../../errors.js';
 import { ANE_AXES, formatAneIssue, lintAneLimits } from '../../graph/ane-limits.js';
 import { printJson, type Io } from '../context.js';
 import { META } from '../../coreml/package-info.js';
-import type { CompressionSummary } from '../../convert.js';
+import type { CompressionSummary } from '../../convert/convert.js';
 import { formatCompression } from './convert.js';
 
 /** Registers the inspect command; `setExit(1)` when --lint finds a problem. */

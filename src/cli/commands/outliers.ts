@@ -4,15 +4,15 @@
 import { Option, type Command } from 'commander';
 import { checkShapes, COMPRESS_MODES, compressSpec } from '../../compress/spec.js';
 import { weightCosts } from '../../eval/weight-costs.js';
-import { targetInfo } from '../../ops/target.js';
-import { Engine } from '../../engine.js';
+import { targetInfo } from '../../ir/target.js';
+import { Engine } from '../../run/engine.js';
 import { ModernBertError } from '../../errors.js';
-import { checkFileTarget, writeTextFile } from '../../fs-errors.js';
+import { checkFileTarget, writeTextFile } from '../../io/fs-errors.js';
 import { resolveInputs } from '../../eval/inputs.js';
 import { OutlierMeter, type LayerOutliers } from '../../eval/outliers.js';
-import { openModel } from '../../load.js';
+import { openModel } from '../../run/load.js';
 import { lineChartSvg } from '../../report/plot.js';
-import { prepareVariant, type VariantSpec } from '../../variants.js';
+import { prepareVariant, type VariantSpec } from '../../model/variants.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt } from '../parse.js';
 

@@ -4,8 +4,8 @@
 // op's `decompress` exactly (the functions below, which the compressor also uses to measure what ships):
 // float results are rounded to the table's or scale's dtype, as numpy computes them in that dtype.
 
-import type { Dim, DType, TensorType } from '../../graph/ir.js';
-import { numel } from '../../graph/ir.js';
+import type { Dim, DType, TensorType } from '../../ir/graph.js';
+import { numel } from '../../ir/graph.js';
 import { roundToF16 } from '../../numeric/fp16.js';
 import type { RtTensor } from '../../runtime/tensor.js';
 import { attr, constInput, I32, register, since, type InferArgs, type Kernel, type OpArgs } from '../registry.js';

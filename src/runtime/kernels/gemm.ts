@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import { ModernBertError } from '../../errors.js';
 import type { GemmTask } from './gemm-core.mjs';
-import { kernelModule, mainEngine } from './engine.js';
+import { kernelModule, mainEngine } from './instance.js';
 import { WorkerPool } from './pool.js';
 
 export interface GemmArgs {

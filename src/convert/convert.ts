@@ -4,28 +4,28 @@
 
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { DescriptionOptions } from './coreml/description.js';
-import { writeMLPackage, type WriteStats } from './coreml/mil-write.js';
-import { checkHeadsOptions, writeHeads, type HeadsOptions } from './convert-heads.js';
-import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from './coreml/package.js';
-import { atLeast, targetInfo } from './ops/target.js';
-import { META } from './coreml/package-info.js';
-import { ModernBertError } from './errors.js';
-import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
-import type { ProbeSequence } from './eval/inputs.js';
-import { readJson, type Checkpoint } from './io/checkpoint.js';
-import { CachedWeights } from './engine.js';
-import { lintAneLimits, type AneIssue } from './graph/ane-limits.js';
-import { buildModel, checkPack, defaultHead, MAX_CHANNELS, type ModelSource, type OutputHead } from './model.js';
-import type { Precision } from './runtime/numerics.js';
-import { VERSION } from './version.js';
-import { prepareVariant, type RotationKind, type Variant } from './variants.js';
-import { WrappedWeights, type Tensor } from './weights.js';
-import type { Rotation } from './rotation/index.js';
-import type { LearnReport } from './learn/learned.js';
-import { compressGraph } from './compress/compress-graph.js';
-import { compressedBytes, CompressedWeights } from './compress/compressed-weights.js';
-import { checkShapes, type CompressSpec } from './compress/spec.js';
+import type { DescriptionOptions } from '../coreml/description.js';
+import { writeMLPackage, type WriteStats } from '../coreml/mil-write.js';
+import { checkHeadsOptions, writeHeads, type HeadsOptions } from './heads.js';
+import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from '../coreml/package.js';
+import { atLeast, targetInfo } from '../ir/target.js';
+import { META } from '../coreml/package-info.js';
+import { ModernBertError } from '../errors.js';
+import { measureFidelity, type FidelityReport } from '../eval/fidelity.js';
+import type { ProbeSequence } from '../eval/inputs.js';
+import { readJson, type Checkpoint } from '../model/checkpoint.js';
+import { CachedWeights } from '../run/engine.js';
+import { lintAneLimits, type AneIssue } from '../graph/ane-limits.js';
+import { buildModel, checkPack, defaultHead, MAX_CHANNELS, type ModelSource, type OutputHead } from '../model/model.js';
+import type { Precision } from '../runtime/numerics.js';
+import { VERSION } from '../version.js';
+import { prepareVariant, type RotationKind, type Variant } from '../model/variants.js';
+import { WrappedWeights, type Tensor } from '../io/weights.js';
+import type { Rotation } from '../rotation/index.js';
+import type { LearnReport } from '../learn/learned.js';
+import { compressGraph } from '../compress/compress-graph.js';
+import { compressedBytes, CompressedWeights } from '../compress/compressed-weights.js';
+import { checkShapes, type CompressSpec } from '../compress/spec.js';
 
 export interface ConvertOptions {
   out: string;
@@ -251,7 +251,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
 
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
-  // With buckets every function is static: the longest stands for them here (the lint); convert-heads.ts builds each.
+  // With buckets every function is static: the longest stands for them here (the lint); heads.ts builds each.
   const built = buildModel(source, { seqLen: lens.length === 1 || o.heads?.buckets ? lens[lens.length - 1]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, pack: o.pack, target: targetInfo(o.target).target });
   const graph = compressed ? compressGraph(built, compressed) : built;
   const aneIssues = lintAneLimits(graph, { S: longest });

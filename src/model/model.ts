@@ -23,13 +23,13 @@
 // float16 never squares an outlier.
 
 import type { ModernBertConfig, Activation, AttentionKind, HeadKind } from './config.js';
-import { ModernBertError } from './errors.js';
-import { GraphBuilder, bool, i32, str, type Val } from './graph/builder.js';
-import type { Dim, Graph } from './graph/ir.js';
-import type { EmbeddingSpec } from './io/checkpoint.js';
-import type { Target } from './ops/target.js';
-import { FINAL_UNROTATE, LAYER0_RESIDUAL, TOK_EMBEDDINGS } from './rotation/fold.js';
-import type { WeightSource } from './weights.js';
+import { ModernBertError } from '../errors.js';
+import { GraphBuilder, bool, i32, str, type Val } from '../graph/builder.js';
+import type { Dim, Graph } from '../ir/graph.js';
+import type { EmbeddingSpec } from './checkpoint.js';
+import type { Target } from '../ir/target.js';
+import { FINAL_UNROTATE, LAYER0_RESIDUAL, TOK_EMBEDDINGS } from '../rotation/fold.js';
+import type { WeightSource } from '../io/weights.js';
 
 export type NormStyle = 'layernorm' | 'rms' | 'l2';
 export type OutputHead = HeadKind | 'embedding';

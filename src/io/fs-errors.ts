@@ -4,7 +4,7 @@
 
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ModernBertError } from './errors.js';
+import { ModernBertError } from '../errors.js';
 
 /** What each errno means to a user (the codes a path can fail with). */
 const REASONS: Record<string, string> = {

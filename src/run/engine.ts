@@ -1,44 +1,14 @@
 // Running a model on token ids: one graph per sequence length (batch rows run one at a time, as on the
 // Neural Engine), weights loaded once and shared across lengths, masks built from the attention mask.
 
-import { ModernBertError } from './errors.js';
-import type { Graph } from './graph/ir.js';
-import { buildModel, type BuildOptions, type ModelSource, type NormStyle, type OutputHead } from './model.js';
-import { Interpreter } from './graph/interpreter.js';
-import type { Precision } from './runtime/numerics.js';
-import { roundToF16InPlace } from './runtime/kernels/index.js';
-import { F16_EXACT, shareable, type RtTensor } from './runtime/tensor.js';
-import { WrappedWeights, type Tensor, type WeightSource } from './weights.js';
-
-/** One sequence: token ids and which of them are real (1) or padding (0). */
-export interface Sequence {
-  ids: ArrayLike<number>;
-  attention?: ArrayLike<number>;
-  /** Packed runs: which text each token belongs to, 1..K, 0 = padding (model.ts BuildOptions.pack). */
-  segments?: ArrayLike<number>;
-}
-
-export interface ForwardOptions {
-  precision?: Precision;
-  norm?: NormStyle;
-  head?: OutputHead;
-  /** Evaluate a per-token head only at these positions. */
-  positions?: number[];
-  /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
-  attentionChunk?: number;
-  /** Run up to this many texts per window, told apart by Sequence.segments (model.ts BuildOptions.pack). */
-  pack?: number;
-  /** Also return these taps ('hidden_states.3', 'residual.5', ...), or 'all'. */
-  taps?: string[] | 'all';
-  onOp?: (done: number, total: number) => void;
-}
-
-export interface ForwardResult {
-  /** The head's output: 'logits', 'embedding' or 'hidden_states', as (1, C, 1, S), (1, L) or (1, C). */
-  outputs: Map<string, RtTensor>;
-  /** Tapped values by role. */
-  taps: Map<string, RtTensor>;
-}
+import { ModernBertError } from '../errors.js';
+import type { Graph } from '../ir/graph.js';
+import { buildModel, type BuildOptions, type ModelSource } from '../model/model.js';
+import { Interpreter } from '../graph/interpreter.js';
+import { roundToF16InPlace } from '../runtime/kernels/index.js';
+import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
+import { WrappedWeights, type Tensor, type WeightSource } from '../io/weights.js';
+import type { Executor, ExecutorFactory, ForwardOptions, ForwardResult, Sequence } from './runner.js';
 
 /** Additive attention mask (1, S, 1, S), laid out (batch, key, 1, query): padding keys get -1e4. */
 export function additiveMask(attention: ArrayLike<number> | undefined, S: number): Float32Array {
@@ -90,15 +60,6 @@ export class CachedWeights extends WrappedWeights {
     return t;
   }
 }
-
-/** What runs a prepared graph: our Interpreter, or another runtime with its `run` (ort-executor.ts). */
-export interface Executor {
-  readonly graph: Graph;
-  run(inputs: Record<string, RtTensor>, opts?: { keep?: string[]; onOp?: (done: number, total: number) => void }): Promise<Map<string, RtTensor>>;
-}
-
-/** Prepares a graph to run at a precision. */
-export type ExecutorFactory = (graph: Graph, precision: Precision) => Executor;
 
 const interpreterFactory: ExecutorFactory = (graph, precision) => new Interpreter(graph, precision);
 

@@ -2,9 +2,9 @@
 // rotated by a seeded random Hadamard matrix, or by a learned rotation. One place decides, so that
 // `convert`, `diff`, `outliers` and the fidelity report always mean the same thing by a name.
 
-import { ModernBertError } from './errors.js';
+import { ModernBertError } from '../errors.js';
 import type { ModelSource, NormStyle } from './model.js';
-import { foldWeights, HadamardRotation, IdentityRotation, type Rotation } from './rotation/index.js';
+import { foldWeights, HadamardRotation, IdentityRotation, type Rotation } from '../rotation/index.js';
 
 export type RotationKind = 'none' | 'hadamard' | 'learned';
 

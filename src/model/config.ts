@@ -2,8 +2,8 @@
 // global_attn_every_n_layers; 5.x: layer_types, rope_parameters). Every field that changes the math is
 // read and checked; a value we do not implement, or a field we do not know, is an error, never a default.
 
-import { ModernBertError } from './errors.js';
-import { brief } from './io/files.js';
+import { ModernBertError } from '../errors.js';
+import { brief } from '../io/files.js';
 
 export type Activation = 'gelu' | 'gelu_tanh' | 'relu' | 'silu';
 export type AttentionKind = 'global' | 'local';
