@@ -19,7 +19,7 @@ import { assertFinite } from '../io/weights.js';
 import { featureFromProto, metadataFromProto, SYMBOLS_KEY, TAPS_KEY, type ModelDescription } from './description.js';
 import { BlobReader, type BlobDataType } from './milblob.js';
 import { readImmediate, readTensorType, type ReadImmediate } from './mil-values.js';
-import { opVersions } from '../ops/index.js';
+import { isConstexpr, opVersions } from '../ops/index.js';
 import { validateGraph } from '../ops/validate.js';
 import { locatePackage } from './package.js';
 import type { BindingProto, BlockProto, FunctionProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
@@ -264,7 +264,7 @@ class ProgramReader {
       }
     }
     // coremltools writes a constexpr op's inputs as attributes up to iOS 17 (load.py translate_constexpr).
-    if (type.startsWith('constexpr_')) {
+    if (isConstexpr(type)) {
       for (const [key, val] of Object.entries(op.attributes ?? {})) {
         if (key !== 'name') inputs[key] = this.bindingArg({ value: val }, `${name}_${key}`, `${where} attribute "${key}"`);
       }

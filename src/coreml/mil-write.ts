@@ -29,6 +29,7 @@ import {
 } from './description.js';
 import { BlobWriter, type BlobDataType } from './milblob.js';
 import { immediateValue, tensorValueType } from './mil-values.js';
+import { isConstexpr } from '../ops/index.js';
 import { validateGraph } from '../ops/validate.js';
 import { WEIGHT_FILE, writePackageAtomically, type ExtraItem } from './package.js';
 import type { BindingProto, BlockProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
@@ -191,7 +192,7 @@ class ProgramBuilder {
   /** Emits every op (and the consts it needs before it), then any const that is only a graph output. */
   async build(): Promise<void> {
     for (const op of this.graph.ops) {
-      if (op.op.startsWith('constexpr_')) {
+      if (isConstexpr(op.op)) {
         this.operations.push(encodeOperation(await this.constexprOp(op)));
         continue;
       }

@@ -112,6 +112,12 @@ export interface OpDef {
   run: Kernel;
   /** Its ONNX form; absent when the op cannot be exported to ONNX. */
   onnx?: OnnxLowering;
+  /**
+   * A load-time constant expression (MIL's constexpr ops, which hold compressed weights): Core ML computes
+   * it once when it loads the model, so its inputs are written inline and every runtime evaluates it once,
+   * as a constant.
+   */
+  constexpr?: boolean;
 }
 
 const REGISTRY = new Map<string, OpDef>();
@@ -128,6 +134,11 @@ export function register(...defs: OpDef[]): void {
 /** The definition of an op type, or undefined (a Map, so names such as `__proto__` find nothing). */
 export function opDef(op: string): OpDef | undefined {
   return REGISTRY.get(op);
+}
+
+/** Whether ops of this type are load-time constant expressions (OpDef.constexpr); false for unknown types. */
+export function isConstexpr(op: string): boolean {
+  return REGISTRY.get(op)?.constexpr === true;
 }
 
 /** Op types in the registry. */

@@ -199,6 +199,7 @@ register(
     ],
     infer: lutType,
     run: lutKernel,
+    constexpr: true,
   },
   {
     op: 'constexpr_affine_dequantize',
@@ -207,11 +208,13 @@ register(
     ],
     infer: affineType,
     run: affineKernel,
+    constexpr: true,
   },
   {
     op: 'constexpr_blockwise_shift_scale',
     versions: [since('iOS18', constInput('data', SHIFT18, 'SrcT'), constInput('scale', DST, 'DstT'), attr('offset', SHIFT18, undefined, 'OffsetT'))],
     infer: shiftScaleType,
     run: shiftScaleKernel,
+    constexpr: true,
   },
 );
