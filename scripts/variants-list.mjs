@@ -53,7 +53,7 @@ export function refusal(v) {
     // (converters/_converters_entry.py, _validate_enumerated_shape_inputs).
     return { reason: '--mask-input with several --seq-len before iOS18', error: /before iOS 18 only one input may/ };
   }
-  // src/model/model.ts checkPack: a packed window has one length, and its segment ids are its mask.
+  // src/model/packing.ts checkPack: a packed window has one length, and its segment ids are its mask.
   if (v.pack === 'pack' && v.lengths === 'enumerated') return { reason: '--pack with several --seq-len', error: /packing needs one sequence length/ };
   if (v.pack === 'pack' && v.input === 'mask') return { reason: '--pack with --mask-input', error: /--pack cannot be combined with --mask-input/ };
   return null;

@@ -16,7 +16,10 @@ import type { ProbeSequence } from '../eval/inputs.js';
 import { readJson, type Checkpoint } from '../model/checkpoint.js';
 import { CachedWeights } from '../run/engine.js';
 import { lintAneLimits, type AneIssue } from '../graph/ane-limits.js';
-import { buildModel, checkPack, defaultHead, MAX_CHANNELS, type ModelSource, type OutputHead } from '../model/model.js';
+import { buildModel } from '../model/model.js';
+import { defaultHead, type ModelSource, type OutputHead } from '../model/options.js';
+import { checkPack } from '../model/packing.js';
+import { decoderChunks, MAX_CHANNELS } from '../model/decoder.js';
 import type { Precision } from '../runtime/numerics.js';
 import { VERSION } from '../version.js';
 import { prepareVariant, type RotationKind, type Variant } from '../model/variants.js';
@@ -42,10 +45,10 @@ export interface ConvertOptions {
   tokenizer: boolean;
   /** 'ids': padding from the pad id, one input; 'input': an additive mask input (reference-compatible). */
   maskFrom: 'ids' | 'input';
-  /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  /** Queries per chunk of global attention (model/options.ts DEFAULT_ATTENTION_CHUNK when absent). */
   attentionChunk?: number;
   head?: OutputHead;
-  /** Pack up to this many texts per window (a `segment_ids` input; model.ts BuildOptions.pack). */
+  /** Pack up to this many texts per window (a `segment_ids` input; model/options.ts BuildOptions.pack). */
   pack?: number;
   /** Inputs for the fidelity report (and for learning a rotation). */
   calibration: ProbeSequence[];
@@ -135,11 +138,10 @@ export function sourceName(ckpt: Checkpoint): string {
   return basename(resolve(ckpt.dir));
 }
 
-// model.ts decoder: K chunks of Vc rows on the H axis.
+// model/decoder.ts: K chunks of `rows` rows on the H axis.
 function splitLogitsDescription(V: number): string {
-  const K = Math.ceil(V / MAX_CHANNELS);
-  const Vc = Math.ceil(V / K);
-  return `Masked-LM logits, vocab ${V} split into ${K} channel chunks for the Neural Engine, (1, ${Vc}, ${K}, S): token v at [0, v % ${Vc}, floor(v / ${Vc}), s]`;
+  const { K, rows } = decoderChunks(V);
+  return `Masked-LM logits, vocab ${V} split into ${K} channel chunks for the Neural Engine, (1, ${rows}, ${K}, S): token v at [0, v % ${rows}, floor(v / ${rows}), s]`;
 }
 
 function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: OutputHead): DescriptionOptions {

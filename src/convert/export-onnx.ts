@@ -5,7 +5,8 @@
 import { ModernBertError } from '../errors.js';
 import type { Graph } from '../ir/graph.js';
 import type { Checkpoint } from '../model/checkpoint.js';
-import { buildModel, defaultHead, type OutputHead } from '../model/model.js';
+import { buildModel } from '../model/model.js';
+import { defaultHead, type OutputHead } from '../model/options.js';
 import { lowerGraph } from '../onnx/lower.js';
 import { checkOnnxOutput, writeOnnx, type WriteOnnxResult } from '../onnx/write.js';
 import { sourceName } from './convert.js';

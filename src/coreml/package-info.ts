@@ -5,7 +5,7 @@
 import { CONFIG_LIMITS } from '../model/config.js';
 import { ModernBertError } from '../errors.js';
 import { brief } from '../io/files.js';
-import type { OutputHead } from '../model/model.js';
+import type { OutputHead } from '../model/options.js';
 import type { ReadPackageResult } from './mil-read.js';
 
 /** Metadata keys (userDefined) that conversion writes and the runner reads. */

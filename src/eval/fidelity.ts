@@ -4,7 +4,7 @@
 // appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
 
 import { Engine } from '../run/engine.js';
-import type { ModelSource, NormStyle } from '../model/model.js';
+import type { ModelSource, NormStyle } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
 import { Interpreter } from '../graph/interpreter.js';

@@ -9,7 +9,7 @@
 import { Engine } from '../run/engine.js';
 import type { Sequence } from '../run/runner.js';
 import { AgreementMeter, type Agreement } from '../eval/compare.js';
-import type { ModelSource } from '../model/model.js';
+import type { ModelSource } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import { foldWeights } from '../rotation/fold.js';

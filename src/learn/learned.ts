@@ -24,7 +24,7 @@
 
 import type { Sequence } from '../run/runner.js';
 import { ModernBertError } from '../errors.js';
-import type { ModelSource } from '../model/model.js';
+import type { ModelSource } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import { F16_MAX } from '../numeric/fp16.js';
 import { DenseRotation } from '../rotation/dense-rotation.js';

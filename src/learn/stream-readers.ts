@@ -3,7 +3,7 @@
 // the head's dense layer behind the final norm). Trained models read their outlier channels weakly, so
 // rounding noise left in those channels costs little; fp16-proxy.ts weights the noise by M.
 
-import type { ModelSource } from '../model/model.js';
+import type { ModelSource } from '../model/options.js';
 import { gemmSync } from '../runtime/kernels/index.js';
 
 /** The matrices reading the normalised stream, with the norm whose scale multiplies their columns. */

@@ -6,7 +6,7 @@
 import { CachedWeights, Engine } from '../run/engine.js';
 import type { Sequence } from '../run/runner.js';
 import { ModernBertError } from '../errors.js';
-import type { ModelSource } from '../model/model.js';
+import type { ModelSource } from '../model/options.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import { TOK_EMBEDDINGS } from '../rotation/fold.js';

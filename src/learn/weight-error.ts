@@ -14,7 +14,7 @@
 
 import { compressTensor, decompress } from '../compress/compressed-weights.js';
 import { isCompressed, type CompressSpec } from '../compress/spec.js';
-import type { ModelSource } from '../model/model.js';
+import type { ModelSource } from '../model/options.js';
 import { foldWeights, TOK_EMBEDDINGS } from '../rotation/fold.js';
 import { IdentityRotation } from '../rotation/rotation.js';
 import { gemmSync } from '../runtime/kernels/index.js';

@@ -3,7 +3,7 @@
 // `convert`, `diff`, `outliers` and the fidelity report always mean the same thing by a name.
 
 import { ModernBertError } from '../errors.js';
-import type { ModelSource, NormStyle } from './model.js';
+import type { ModelSource, NormStyle } from './options.js';
 import { foldWeights, HadamardRotation, IdentityRotation, type Rotation } from '../rotation/index.js';
 
 export type RotationKind = 'none' | 'hadamard' | 'learned';

@@ -3,7 +3,8 @@
 
 import { ModernBertError } from '../errors.js';
 import type { Graph } from '../ir/graph.js';
-import { buildModel, type BuildOptions, type ModelSource } from '../model/model.js';
+import { buildModel } from '../model/model.js';
+import { type BuildOptions, type ModelSource } from '../model/options.js';
 import { Interpreter } from '../graph/interpreter.js';
 import { roundToF16InPlace } from '../runtime/kernels/index.js';
 import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
@@ -19,18 +20,18 @@ export function additiveMask(attention: ArrayLike<number> | undefined, S: number
 }
 
 /**
- * Logits of a split decoder, (1, Vc, K, S) with logit v at (v % Vc, v / Vc), as (1, V, 1, S) (model.ts
- * decoder); other tensors are returned as they are.
+ * Logits of a split decoder, (1, rows, K, S) with logit v at (v % rows, v / rows), as (1, V, 1, S)
+ * (model/decoder.ts); other tensors are returned as they are.
  */
 export function unfoldLogits(t: RtTensor, V = Infinity): RtTensor {
   if (t.shape.length !== 4 || t.shape[2] === 1) return t;
-  const [, Vc, K, S] = t.shape as [number, number, number, number];
-  const n = Math.min(V, Vc * K);
+  const [, rows, K, S] = t.shape as [number, number, number, number];
+  const n = Math.min(V, rows * K);
   const out = new Float32Array(n * S);
   for (let k = 0; k < K; k++) {
-    for (let c = 0; c < Vc && k * Vc + c < n; c++) {
+    for (let c = 0; c < rows && k * rows + c < n; c++) {
       const src = (c * K + k) * S;
-      out.set(t.data.subarray(src, src + S), (k * Vc + c) * S);
+      out.set(t.data.subarray(src, src + S), (k * rows + c) * S);
     }
   }
   return { dtype: t.dtype, shape: [1, n, 1, S], data: out };

@@ -14,7 +14,7 @@ import type { ModernBertConfig } from '../model/config.js';
 import { Engine } from './engine.js';
 import type { ExecutorFactory, ModelIds, Runner } from './runner.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
-import { defaultHead, type NormStyle, type OutputHead } from '../model/model.js';
+import { defaultHead, type NormStyle, type OutputHead } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.js';
 import type { WeightSource } from '../io/weights.js';

@@ -49,7 +49,7 @@ export class PackageRunner implements Runner {
   get vocabSize(): number {
     const rows = embeddingRows(this.pkg);
     if (rows !== undefined) return rows;
-    // A split decoder's logits are (1, V/K, K, S) (model.ts decoder).
+    // A split decoder's logits are (1, V/K, K, S) (model/decoder.ts).
     const shape = outputShape(this.pkg, this.info.output);
     const width = shape.length === 4 ? Number(shape[1]) * Number(shape[2]) : Number(shape[1]);
     return Number.isFinite(width) ? width : 0;

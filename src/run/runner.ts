@@ -3,7 +3,7 @@
 // prepared graph (our interpreter, onnxruntime), and the token ids a model reserves.
 
 import type { Graph } from '../ir/graph.js';
-import type { NormStyle, OutputHead } from '../model/model.js';
+import type { NormStyle, OutputHead } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import type { RtTensor } from '../runtime/tensor.js';
 
@@ -11,7 +11,7 @@ import type { RtTensor } from '../runtime/tensor.js';
 export interface Sequence {
   ids: ArrayLike<number>;
   attention?: ArrayLike<number>;
-  /** Packed runs: which text each token belongs to, 1..K, 0 = padding (model.ts BuildOptions.pack). */
+  /** Packed runs: which text each token belongs to, 1..K, 0 = padding (model/packing.ts). */
   segments?: ArrayLike<number>;
 }
 
@@ -21,9 +21,9 @@ export interface ForwardOptions {
   head?: OutputHead;
   /** Evaluate a per-token head only at these positions. */
   positions?: number[];
-  /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  /** Queries per chunk of global attention (model/options.ts DEFAULT_ATTENTION_CHUNK when absent). */
   attentionChunk?: number;
-  /** Run up to this many texts per window, told apart by Sequence.segments (model.ts BuildOptions.pack). */
+  /** Run up to this many texts per window, told apart by Sequence.segments (model/packing.ts). */
   pack?: number;
   /** Also return these taps ('hidden_states.3', 'residual.5', ...), or 'all'. */
   taps?: string[] | 'all';

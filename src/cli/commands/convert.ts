@@ -11,7 +11,7 @@ import { formatFidelity } from '../../eval/fidelity.js';
 import { loadCheckpoint, type Checkpoint } from '../../model/checkpoint.js';
 import { parseAddHead } from '../../convert/heads.js';
 import { isPackagePath } from '../../run/load.js';
-import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/model.js';
+import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../model/variants.js';

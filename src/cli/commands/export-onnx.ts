@@ -6,7 +6,7 @@ import { exportOnnx } from '../../convert/export-onnx.js';
 import { checkOnnxOutput } from '../../onnx/write.js';
 import { loadCheckpoint } from '../../model/checkpoint.js';
 import { isPackagePath } from '../../run/load.js';
-import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/model.js';
+import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
 import { learnRotation } from '../../learn/learned.js';
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../model/variants.js';
