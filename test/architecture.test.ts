@@ -1,5 +1,6 @@
 // The shape of src/: each folder (or loose file) stands on one layer and imports only from layers below
-// it, so that no import runs upward and no two folders import each other. The layer order is written down here and in CONTRIBUTING.md;
+// it, so that no import runs upward and no two folders import each other; and no file or function grows
+// past what one person reads in one sitting. The layer order is written down here and in CONTRIBUTING.md;
 // a new folder must be given its place.
 
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -118,5 +119,31 @@ describe('the layers of src/', () => {
   it('keeps every import inside src/ (no import of tests, benchmarks or the build)', () => {
     const outside = edges.filter(({ to }) => !to.startsWith(SRC + sep)).map(({ from, to }) => `${show(from)} -> ${to}`);
     expect(outside).toEqual([]);
+  });
+});
+
+describe('the size of what one reads', () => {
+  const sizes = files.filter((f) => f.endsWith('.ts')).map((f) => ({ file: f, text: readFileSync(f, 'utf8') }));
+
+  it('has no source file over 500 lines', () => {
+    const long = sizes.map(({ file, text }) => ({ file: show(file), lines: text.split('\n').length - 1 })).filter((f) => f.lines > 500);
+    expect(long).toEqual([]);
+  });
+
+  it('has no function over 150 lines', () => {
+    const long: string[] = [];
+    for (const { file, text } of sizes) {
+      const sf = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true);
+      const visit = (node: ts.Node) => {
+        if (ts.isFunctionLike(node) && 'body' in node && node.body) {
+          const lines = sf.getLineAndCharacterOfPosition(node.getEnd()).line - sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1;
+          const name = node.name && ts.isIdentifier(node.name) ? node.name.text : '(anonymous)';
+          if (lines > 150) long.push(`${show(file)}: ${name} (${lines} lines)`);
+        }
+        ts.forEachChild(node, visit);
+      };
+      visit(sf);
+    }
+    expect(long).toEqual([]);
   });
 });
