@@ -11,7 +11,7 @@ export const COMPRESS_MODES = ['pal8', 'pal6', 'pal4', 'pal3', 'pal2', 'int8', '
 export type CompressMode = (typeof COMPRESS_MODES)[number];
 
 /** coremltools' OpCompressorConfig weight_threshold default: smaller tensors stay uncompressed. */
-export const MIN_COMPRESS_ELEMENTS = 2048;
+const MIN_COMPRESS_ELEMENTS = 2048;
 
 /** The int4 block along the input axis when --block-size is not given (coremltools' examples use 32). */
 export const DEFAULT_BLOCK_SIZE = 32;

@@ -57,7 +57,7 @@ export interface ConvertOptions {
   fidelity: Precision | null;
   /** The tokenizer's [MASK] id, recorded in the metadata. */
   maskTokenId?: number;
-  /** A learned rotation, computed beforehand (rotation/learned.ts), and its report for the metadata. */
+  /** A learned rotation, computed beforehand (learn/learned.ts), and its report for the metadata. */
   learned?: Rotation;
   learnReport?: LearnReport;
   /** Compressed weights (compress/spec.ts); absent: float16 or float32 as `weights` says. */
@@ -108,7 +108,7 @@ export class FidelityGateError extends ModernBertError {
  * per prediction at 8,192 (and local layers then score all S x S pairs). Longer inputs use the default,
  * padding read from input_ids (pad_token_id), which costs nothing.
  */
-export const MAX_MASK_INPUT_LEN = 2048;
+const MAX_MASK_INPUT_LEN = 2048;
 
 /** Counts the time spent reading tensors from the checkpoint. */
 class TimedWeights extends WrappedWeights {

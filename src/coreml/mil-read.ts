@@ -38,7 +38,7 @@ export const MAX_MODEL_BYTES = 256 * 1024 * 1024;
 const MAX_ELEMENTS = 2 ** 31 - 1;
 
 /** Immediates up to this many elements become Literals (coremltools prints consts of <= 10 elements inline). */
-export const MAX_LITERAL_ELEMENTS = 10;
+const MAX_LITERAL_ELEMENTS = 10;
 
 /** A package read back. */
 export interface ReadPackageResult {

@@ -34,12 +34,12 @@ const FROM_MIL = new Map<MilDataType, DType | 'string'>(
 );
 
 /** The MIL DataType of one of our dtypes. */
-export function milDataType(dtype: DType | 'string'): MilDataType {
+function milDataType(dtype: DType | 'string'): MilDataType {
   return TO_MIL[dtype];
 }
 
 /** Our dtype for a MIL DataType; other MIL types (int64, fp64, sub-byte, ...) are UNSUPPORTED. */
-export function dtypeFromMil(type: MilDataType | undefined, where: string): DType | 'string' {
+function dtypeFromMil(type: MilDataType | undefined, where: string): DType | 'string' {
   const dtype = type === undefined ? undefined : FROM_MIL.get(type);
   if (!dtype) {
     throw new ModernBertError('UNSUPPORTED', `${where}: MIL data type ${type ?? 'UNUSED_TYPE'} is not supported`, {

@@ -41,7 +41,7 @@ import { encodeTensorBytes, paddingBits } from './tensor-bytes.js';
 const WEIGHT_FILE_REF = `@model_path/weights/${WEIGHT_FILE}`;
 
 /** backend/mil/load.py should_use_weight_file: constants this small stay in the proto. */
-export const MIN_BLOB_ELEMENTS = 10;
+const MIN_BLOB_ELEMENTS = 10;
 
 /** MIL identifiers (MIL.proto): value names must match this. */
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_@]*$/;

@@ -27,13 +27,8 @@ const BITS_PER_ELEMENT: Record<DType, number> = {
   uint6: 6,
 };
 
-/** Bits of one stored element of `dtype` (below 8 for the sub-byte types). */
-export function elementBits(dtype: DType): number {
-  return BITS_PER_ELEMENT[dtype];
-}
-
 /** True for the sub-byte types, which are packed several to a byte. */
-export function isSubByte(dtype: DType): boolean {
+function isSubByte(dtype: DType): boolean {
   return BITS_PER_ELEMENT[dtype] < 8;
 }
 
@@ -126,7 +121,7 @@ export function packSubByte(dtype: DType, data: ArrayLike<number>): Uint8Array {
 }
 
 /** Unpacks `count` integers of a sub-byte dtype (int4 sign-extended). */
-export function unpackSubByte(dtype: DType, bytes: Uint8Array, count: number): Int32Array {
+function unpackSubByte(dtype: DType, bytes: Uint8Array, count: number): Int32Array {
   const bits = BITS_PER_ELEMENT[dtype];
   const mask = (1 << bits) - 1;
   const out = new Int32Array(count);

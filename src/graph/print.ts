@@ -83,7 +83,7 @@ function orderedInputs(opType: string, inputs: Record<string, Arg>): string[] {
 }
 
 /** One op line without indentation: `%out: (shape, dtype)(Tensor) = type(k=v, ..., name="...")`. */
-export function opText(graph: Graph, op: Graph['ops'][number]): string {
+function opText(graph: Graph, op: Graph['ops'][number]): string {
   const outs = op.outputs.map((o) => `%${o.name}: ${typeText(o.type)}`).join(', ');
   const args = orderedInputs(op.op, op.inputs).map((k) => `${k}=${argText(graph, op.inputs[k]!)}`);
   return `${outs} = ${op.op}(${[...args, `name="${op.name}"`].join(', ')})`;

@@ -48,15 +48,6 @@ export function withFsErrors<T>(path: string, action: 'read' | 'write', f: () =>
   }
 }
 
-/** The async form of withFsErrors. */
-export async function withFsErrorsAsync<T>(path: string, action: 'read' | 'write', f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
-  } catch (e) {
-    throw fsError(e, path, action);
-  }
-}
-
 /** A text file the user named (`what` says which option), read whole; a folder or a missing file is a one-line error. */
 export function readTextFile(path: string, what: string): string {
   return withFsErrors(path, 'read', () => {

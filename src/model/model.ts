@@ -68,7 +68,7 @@ function attentionPlan(model: ModelGraph, maskFrom: BuildOptions['maskFrom']): A
 }
 
 /** Whether a head reads which tokens are padding (mean pooling), so that a head alone needs the ids too. */
-export function headNeedsPadding(m: ModelSource, kind: OutputHead): boolean {
+function headNeedsPadding(m: ModelSource, kind: OutputHead): boolean {
   if (kind === 'seqcls') return m.config.classifierPooling === 'mean';
   if (kind === 'embedding') return (m.embedding?.pooling ?? 'mean') === 'mean';
   return false;

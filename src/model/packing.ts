@@ -11,7 +11,7 @@ import { maskWhere, type MaskFor } from './masks.js';
 import type { BuildOptions } from './options.js';
 
 /** Most texts per packed window (segment ids compared in float16 stay exact up to 2048). */
-export const MAX_PACK = 2048;
+const MAX_PACK = 2048;
 
 /** Refuses packing options the graph cannot build, with one-line errors (callers may check before long work). */
 export function checkPack(K: number, S: Dim, maskFrom: BuildOptions['maskFrom']): void {

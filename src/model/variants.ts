@@ -26,7 +26,7 @@ export interface Variant {
   name: string;
 }
 
-/** Prepares a variant; a learned rotation is passed in (rotation/learned.ts computes it). */
+/** Prepares a variant; a learned rotation is passed in (learn/learned.ts computes it). */
 export function prepareVariant(src: ModelSource, spec: VariantSpec, learned?: Rotation): Variant {
   if (!spec.fold) {
     if (spec.rotation !== 'none') throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${spec.rotation}`);

@@ -14,20 +14,10 @@ import { inferArgs, inputTypesOf, ONNX_TYPE, ONNX_TYPE_INT64 as INT64, opDef, ty
 import { batchHeads } from './batch-heads.js';
 import { foldWeightLayouts } from './fold-weights.js';
 import { simplifyNodes } from './simplify.js';
-import type { OnnxAttributeProto, OnnxNodeProto, OnnxValueInfoProto } from './schema.js';
+import type { OnnxAttributeProto, OnnxInitializer, OnnxNodeProto, OnnxValueInfoProto } from './schema.js';
 
 export const ONNX_OPSET = 17;
 export const ONNX_IR_VERSION = 8;
-
-/** An initializer whose bytes are produced when written. */
-export interface OnnxInitializer {
-  name: string;
-  /** ONNX TensorProto.DataType. */
-  dataType: number;
-  dims: number[];
-  byteLength: number;
-  bytes(): Uint8Array;
-}
 
 export interface LoweredGraph {
   nodes: OnnxNodeProto[];

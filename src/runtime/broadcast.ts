@@ -5,7 +5,7 @@ import type { DType, TensorData } from '../ir/graph.js';
 import { allocData, allocFloat, stridesOf, type RtTensor } from './tensor.js';
 
 /** The broadcast shape of several shapes. */
-export function broadcastShape(shapes: number[][], op: string): number[] {
+function broadcastShape(shapes: number[][], op: string): number[] {
   const rank = Math.max(...shapes.map((s) => s.length));
   const out: number[] = [];
   for (let i = 0; i < rank; i++) {

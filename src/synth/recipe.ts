@@ -13,7 +13,7 @@ export interface RecipeEntry {
 }
 
 /** The base and amplitude of a tensor, from its name. */
-export function recipeRule(name: string): { base: number; amp: number } {
+function recipeRule(name: string): { base: number; amp: number } {
   if (name.endsWith('norm.weight')) return { base: 1, amp: 0.1 };
   if (name.endsWith('.bias')) return { base: 0, amp: 0.02 };
   return { base: 0, amp: 0.02 * Math.sqrt(3) };

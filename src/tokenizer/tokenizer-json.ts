@@ -7,7 +7,7 @@ import { ModernBertError } from '../errors.js';
 import { brief } from '../io/files.js';
 
 /** The largest token id accepted: the vocabulary bound of config.json. */
-export const MAX_TOKEN_ID = CONFIG_LIMITS.vocab_size - 1;
+const MAX_TOKEN_ID = CONFIG_LIMITS.vocab_size - 1;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -17,7 +17,7 @@ const SHIFT18: readonly DType[] = ['int4', 'uint4', 'int8', 'uint8', 'fp16', 'fp
 const DST: readonly DType[] = ['fp16', 'fp32'];
 
 /** Bits of an index type of the iOS 18 LUT (types.get_bitwidth). */
-export const INDEX_BITS: Readonly<Record<string, number>> = { uint1: 1, uint2: 2, uint3: 3, uint4: 4, uint6: 6, uint8: 8 };
+const INDEX_BITS: Readonly<Record<string, number>> = { uint1: 1, uint2: 2, uint3: 3, uint4: 4, uint6: 6, uint8: 8 };
 
 const inDtype = (values: Float32Array, dtype: DType): Float32Array => (dtype === 'fp16' ? roundToF16(values) : values);
 
@@ -69,7 +69,7 @@ function forEachBlock(shape: readonly number[], grid: readonly number[], f: (i: 
 }
 
 /** iOS 16 decompress (dequantize_by_scale_and_zp): scale * (q - zero_point), scale and zero point scalars or vectors along `axis`. */
-export function affineDequantize(q: ArrayLike<number>, shape: readonly number[], zeroPoint: ArrayLike<number>, scale: ArrayLike<number>, axis: number): Float32Array {
+function affineDequantize(q: ArrayLike<number>, shape: readonly number[], zeroPoint: ArrayLike<number>, scale: ArrayLike<number>, axis: number): Float32Array {
   const ax = axis < 0 ? axis + shape.length : axis;
   const inner = numel(shape.slice(ax + 1));
   const dim = shape[ax]!;
