@@ -4,7 +4,7 @@
 // are O(S x window), and the number of ops does not grow with S.
 
 import { bool, i32, str, type Val } from '../graph/builder.js';
-import type { ModelGraph } from './context.js';
+import type { ModelGraph } from './model-graph.js';
 import { MASKED, maskWhere } from './masks.js';
 
 /** Local layers' banded layout: blocks of B queries, S padded to nb * B, one additive mask (1, 3B, nb, B). */

@@ -4,7 +4,7 @@
 // restores (1, V, 1, S). Rows past V (when K does not divide V) are zero with a MASKED bias, so they never rank.
 
 import { i32, type Val } from '../graph/builder.js';
-import type { ModelGraph } from './context.js';
+import type { ModelGraph } from './model-graph.js';
 import { MASKED } from './masks.js';
 
 /** Most output channels of one convolution: the ANE's limit on N (its weight) and C (its output). */

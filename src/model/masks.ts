@@ -5,7 +5,7 @@
 import { i32, str, type GraphBuilder, type Val } from '../graph/builder.js';
 import type { Dim } from '../ir/graph.js';
 import type { ModernBertConfig } from './config.js';
-import type { ModelGraph } from './context.js';
+import type { ModelGraph } from './model-graph.js';
 import type { BuildOptions } from './options.js';
 
 /** The additive mask value: exp underflows to 0, and it is finite in float16. */

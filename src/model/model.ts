@@ -15,7 +15,7 @@ import type { Graph } from '../ir/graph.js';
 import { FINAL_UNROTATE, LAYER0_RESIDUAL, TOK_EMBEDDINGS } from '../rotation/fold.js';
 import { bandedAttention, bandLayout, type Band } from './banded.js';
 import type { Activation, AttentionKind } from './config.js';
-import { modelGraph, startGraph, type ModelGraph } from './context.js';
+import { modelGraph, startGraph, type ModelGraph } from './model-graph.js';
 import { MAX_CHANNELS, splitDecoder } from './decoder.js';
 import { localMask, MASKED, paddingMask, perChunk, type MaskFor } from './masks.js';
 import { defaultHead, type BuildOptions, type ModelSource, type OutputHead } from './options.js';

@@ -6,7 +6,7 @@
 import { ModernBertError } from '../errors.js';
 import { bool, i32, str, type Val } from '../graph/builder.js';
 import type { Dim } from '../ir/graph.js';
-import type { ModelGraph, Packing } from './context.js';
+import type { ModelGraph, Packing } from './model-graph.js';
 import { maskWhere, type MaskFor } from './masks.js';
 import type { BuildOptions } from './options.js';
 

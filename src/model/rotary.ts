@@ -2,7 +2,7 @@
 // queries and keys.
 
 import { i32, type Val } from '../graph/builder.js';
-import type { ModelGraph } from './context.js';
+import type { ModelGraph } from './model-graph.js';
 
 /** cos and sin, each (1, 1, D/2, S). */
 export type RopeTables = [cos: Val, sin: Val];
