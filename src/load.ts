@@ -75,6 +75,7 @@ const PACKAGE_TOKENIZER_DIR = join('Data', TOKENIZER_ITEM_PATH);
  * found in the Hugging Face cache or downloaded into it), or the default model when `name` is undefined.
  */
 export async function openModel(name: string | undefined, o: OpenOptions = {}): Promise<LoadedModel> {
+  if (name === undefined && o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', '--revision picks a revision of a Hub id: name the model (org/name)');
   const resolved = name === undefined ? undefined : await resolveModel(name, o);
   const path = resolved?.path;
   const source = resolved?.source ? { source: resolved.source } : {};

@@ -252,6 +252,27 @@ describe('errors, one line each, exit 2', () => {
     expect((await cli('predict', 'test-org/tiny-mlm', MASKED)).code).toBe(0);
   });
 
+  it('a blob longer than the Hub announced: nothing linked, nothing kept', async () => {
+    hub.faults.announce = { sha256: sha256(weights), size: weights.length - 100 };
+    expectOneLineError(await cli('download', 'test-org/tiny-mlm'), new RegExp(`sent more than the ${weights.length - 100} bytes announced for model.safetensors of test-org/tiny-mlm; nothing was linked`));
+    expect(readdirSync(join(repoDir('test-org/tiny-mlm'), 'blobs')).filter((b) => b.startsWith(sha256(weights)))).toEqual([]);
+    expect(existsSync(join(repoDir('test-org/tiny-mlm'), 'snapshots', C1, 'model.safetensors'))).toBe(false);
+  });
+
+  it('names from the server that could leave the cache are refused: an ETag, a file the index names', async () => {
+    hub.faults.etag = '../../../escape';
+    expectOneLineError(await cli('download', 'test-org/tiny-mlm'), /sent ETag "\.\.\/\.\.\/\.\.\/escape" for config.json of test-org\/tiny-mlm, which cannot name a cache file/);
+    hub.faults = {};
+    const files = new Map(tinyFiles);
+    files.delete('model.safetensors');
+    files.set('model.safetensors.index.json', Buffer.from(JSON.stringify({ weight_map: { 'model.embeddings.tok_embeddings.weight': '../../../escape.safetensors' } })));
+    files.set('../../../escape.safetensors', weights);
+    hub.add('test-org/escape', { commits: { [C1]: files }, refs: { main: C1 } });
+    expectOneLineError(await cli('download', 'test-org/escape'), /test-org\/escape names a file "\.\.\/\.\.\/\.\.\/escape\.safetensors", which is no path inside the repository/);
+    expect(readdirSync(home).sort()).toEqual(['hub']);
+    expect(readdirSync(cache).sort()).toEqual(['.locks', 'models--test-org--escape']);
+  });
+
   it('no network: names the endpoint; a cached model still serves', async () => {
     const closed = await closedPort();
     process.env['HF_ENDPOINT'] = `http://127.0.0.1:${closed}`;

@@ -14,6 +14,7 @@
 import { copyFileSync, readFileSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, relative, resolve } from 'node:path';
+import { ModernBertError } from '../errors.js';
 import { fsError, makeFolders, writeFileAtomically } from '../fs-errors.js';
 import { COMMIT, type HubSource } from './id.js';
 
@@ -36,8 +37,14 @@ export class RepoCache {
     return join(this.root, 'snapshots', commit);
   }
 
-  /** Where a file of the repository appears in a snapshot (a `/`-separated repository path). */
+  /**
+   * Where a file of the repository appears in a snapshot (a `/`-separated repository path). A name from
+   * the server that could leave the snapshot is refused, as huggingface_hub's _validate_relative_filename does.
+   */
   pointer(commit: string, file: string): string {
+    if (file.startsWith('/') || /[\\\0]/.test(file) || file.split('/').some((p) => p === '' || p === '.' || p === '..')) {
+      throw new ModernBertError('CORRUPT_FILE', `${this.id} names a file "${file}", which is no path inside the repository`, { id: this.id, file });
+    }
     return join(this.snapshot(commit), ...file.split('/'));
   }
 
@@ -71,8 +78,9 @@ export class RepoCache {
 
   /** Whether the snapshot has `file` (a link that resolves, or a copy). */
   has(commit: string, file: string): boolean {
+    const path = this.pointer(commit, file);
     try {
-      return statSync(this.pointer(commit, file)).isFile();
+      return statSync(path).isFile();
     } catch {
       return false;
     }

@@ -9,13 +9,13 @@
 //   2. Under the lock, GET the location into blobs/<etag>.incomplete, from where an earlier try stopped
 //      (Range: bytes=N-); a server that ignores the range (200) starts it over, as http_get does. A dropped
 //      connection is resumed at once; three tries in a row without a byte end the run, the partial file kept.
-//   3. Check the size, and the content against the ETag: sha256 for a 64-hex ETag, the git blob sha1
-//      (sha1 of "blob <size>\0" + content) for a 40-hex one; a mismatch deletes the download and links
-//      nothing. Then rename it to blobs/<etag> and link it into the snapshot.
+//   3. Check the size, and the content (hashed as it arrives) against the ETag: sha256 for a 64-hex ETag,
+//      the git blob sha1 (sha1 of "blob <size>\0" + content) for a 40-hex one; a mismatch deletes the
+//      download and links nothing. Then rename it to blobs/<etag> and link it into the snapshot.
 
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { ModernBertError } from '../errors.js';
 import { fsError } from '../fs-errors.js';
@@ -54,7 +54,7 @@ export async function fileMetadata(http: HubHttp, id: string, commit: string, fi
     url = new URL(location, url).href;
     res = await http.fetch(url, { method: 'HEAD', redirect: 'manual' }, subject);
   }
-  if (!res.ok && !isRedirect(res.status)) throw await statusError(res, subject, http.token() !== undefined);
+  if (!res.ok && !isRedirect(res.status)) throw await statusError(res, subject, http.token() !== undefined, http.env.endpoint);
   const h = res.headers;
   const notHub = (what: string) => new ModernBertError('NETWORK', `${http.env.endpoint} sent no ${what} for ${file} of ${id}: not a Hugging Face Hub (check HF_ENDPOINT)`, { url });
   const served = h.get('x-repo-commit');
@@ -116,13 +116,18 @@ async function downloadBlob(http: HubHttp, cache: RepoCache, commit: string, met
     await rm(partial, { force: true });
     have = 0;
   }
-  if (have > 0) onBytes(have);
+  // The content is hashed as it arrives (a resumed file's first part read once), not read again at the end.
+  const digest = new ContentHash(meta);
+  if (have > 0) {
+    await digest.addFile(partial);
+    onBytes(have);
+  }
   // As http_get: a dropped connection is resumed at once, and the run gives up only after MAX_RETRIES
   // tries in a row that brought no byte.
   for (let failures = 0; have < meta.size;) {
     const before = have;
     try {
-      have = await fetchInto(http, meta, partial, have, subject, onBytes);
+      have = await fetchInto(http, meta, partial, have, subject, onBytes, digest);
     } catch (e) {
       if (!(e instanceof PartialTransfer)) throw e;
       have = e.have;
@@ -134,7 +139,7 @@ async function downloadBlob(http: HubHttp, cache: RepoCache, commit: string, met
       throw new ModernBertError('NETWORK', `${e.cause.message}; ${have} of ${meta.size} bytes are kept in the cache: run the command again to resume`, { ...e.cause.context, partial, have, size: meta.size });
     }
   }
-  await verify(partial, meta, subject);
+  await verify(partial, meta, subject, digest);
   renameInto(partial, blob);
 }
 
@@ -146,7 +151,7 @@ class PartialTransfer extends Error {
 }
 
 /** One GET from byte `have`; resolves to the bytes on disk after it, or throws PartialTransfer. */
-async function fetchInto(http: HubHttp, meta: FileMeta, partial: string, have: number, subject: RequestSubject, onBytes: OnBytes): Promise<number> {
+async function fetchInto(http: HubHttp, meta: FileMeta, partial: string, have: number, subject: RequestSubject, onBytes: OnBytes, digest: ContentHash): Promise<number> {
   const abort = new AbortController();
   let stalled = false;
   let timer = setTimeout(() => ((stalled = true), abort.abort()), http.env.metadataTimeoutMs);
@@ -156,7 +161,7 @@ async function fetchInto(http: HubHttp, meta: FileMeta, partial: string, have: n
   });
   if (!(res.status === 200 || res.status === 206)) {
     clearTimeout(timer);
-    throw await statusError(res, subject, http.token() !== undefined);
+    throw await statusError(res, subject, http.token() !== undefined, http.env.endpoint);
   }
   let pos = have;
   if (res.status === 206) {
@@ -169,6 +174,7 @@ async function fetchInto(http: HubHttp, meta: FileMeta, partial: string, have: n
   } else if (have > 0) {
     // The range was ignored: the whole file comes again (http_get does the same).
     onBytes(-have);
+    digest.reset();
     pos = 0;
   }
   let fh;
@@ -188,6 +194,7 @@ async function fetchInto(http: HubHttp, meta: FileMeta, partial: string, have: n
         throw new ModernBertError('CORRUPT_FILE', `${new URL(meta.location).origin} sent more than the ${meta.size} bytes announced for ${meta.file} of ${subject.id}; nothing was linked into the cache`, { url: meta.location });
       }
       await fh.write(chunk, 0, chunk.length, pos);
+      digest.add(chunk);
       pos += chunk.length;
       onBytes(chunk.length);
     }
@@ -212,20 +219,46 @@ function isFsWriteError(e: unknown): boolean {
   return typeof (e as NodeJS.ErrnoException)?.syscall === 'string' && ['write', 'open', 'ftruncate'].includes((e as NodeJS.ErrnoException).syscall!);
 }
 
+/**
+ * The hash an ETag names: sha256 for a 64-hex ETag (an LFS file), the git blob sha1 (sha1 of
+ * "blob <size>\0" + content, as git hash-object) for a 40-hex one; none for other ETags (a mirror's own).
+ */
+class ContentHash {
+  readonly kind: 'sha256' | 'sha1' | undefined;
+  private hash?: Hash;
+
+  constructor(private readonly meta: FileMeta) {
+    this.kind = /^[0-9a-f]{64}$/.test(meta.etag) ? 'sha256' : /^[0-9a-f]{40}$/.test(meta.etag) ? 'sha1' : undefined;
+    this.reset();
+  }
+
+  reset(): void {
+    if (this.kind === undefined) return;
+    this.hash = createHash(this.kind);
+    if (this.kind === 'sha1') this.hash.update(`blob ${this.meta.size}\0`);
+  }
+
+  add(chunk: Uint8Array): void {
+    this.hash?.update(chunk);
+  }
+
+  async addFile(path: string): Promise<void> {
+    if (this.hash) for await (const chunk of createReadStream(path)) this.hash.update(chunk as Buffer);
+  }
+
+  hex(): string | undefined {
+    return this.hash?.digest('hex');
+  }
+}
+
 /** Checks a finished download against its size and ETag; a mismatch deletes it. */
-async function verify(partial: string, meta: FileMeta, subject: RequestSubject): Promise<void> {
+async function verify(partial: string, meta: FileMeta, subject: RequestSubject, digest: ContentHash): Promise<void> {
   const size = statSync(partial).size;
   const fail = async (what: string) => {
     await rm(partial, { force: true });
     return new ModernBertError('CORRUPT_FILE', `${meta.file} of ${subject.id} failed its check (${what}); the download was deleted and nothing was linked into the cache: run the command again`, { file: meta.file, id: subject.id, etag: meta.etag });
   };
   if (size !== meta.size) throw await fail(`${size} bytes, the Hub announced ${meta.size}`);
-  const kind = /^[0-9a-f]{64}$/.test(meta.etag) ? 'sha256' : /^[0-9a-f]{40}$/.test(meta.etag) ? 'sha1' : undefined;
-  if (kind === undefined) return; // an ETag that is no content hash (a mirror's own): the size is all there is to check
-  const hash = createHash(kind);
-  // The git blob sha1 hashes a header before the content (git hash-object).
-  if (kind === 'sha1') hash.update(`blob ${size}\0`);
-  for await (const chunk of createReadStream(partial)) hash.update(chunk as Buffer);
-  const got = hash.digest('hex');
-  if (got !== meta.etag) throw await fail(`${kind === 'sha256' ? 'sha256' : 'git sha1'} ${got}, expected ${meta.etag}`);
+  const got = digest.hex();
+  if (got !== undefined && got !== meta.etag) throw await fail(`${digest.kind === 'sha256' ? 'sha256' : 'git sha1'} ${got}, expected ${meta.etag}`);
 }

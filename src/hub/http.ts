@@ -59,7 +59,7 @@ export class HubHttp {
     return async (input, init) => {
       const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
       const res = await this.fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), accept: 'application/json' } }, subject);
-      if (!res.ok) throw await statusError(res, subject, this.token() !== undefined);
+      if (!res.ok) throw await statusError(res, subject, this.token() !== undefined, this.env.endpoint);
       const body = await readBounded(res, MAX_API_BYTES, url, subject);
       return new Response(body, { status: res.status, headers: res.headers });
     };
@@ -96,12 +96,16 @@ export function networkError(e: unknown, url: string, subject: RequestSubject): 
  * and for a repository that does not exist (it will not tell which without a token); 403 when the token may
  * not read it; 404 with X-Error-Code RepoNotFound, RevisionNotFound or EntryNotFound.
  */
-export async function statusError(res: Response, s: RequestSubject, hadToken: boolean): Promise<ModernBertError> {
+export async function statusError(res: Response, s: RequestSubject, hadToken: boolean, endpoint: string): Promise<ModernBertError> {
   const what = s.file ? `${s.file} of ${s.id}` : s.id;
   const at = `at revision "${s.revision}"`;
-  const ctx = { url: res.url, status: res.status, id: s.id, revision: s.revision };
-  await res.body?.cancel().catch(() => {});
   const code = res.headers.get('x-error-code');
+  const ctx = { url: res.url, status: res.status, id: s.id, revision: s.revision, hubError: code };
+  await res.body?.cancel().catch(() => {});
+  // A CDN's refusal (its signed URL expired, say) is no matter of the user's token or of the id.
+  if (res.url && new URL(res.url).origin !== new URL(endpoint).origin) {
+    return new ModernBertError('NETWORK', `the download server ${new URL(res.url).origin} answered ${res.status} for ${what}; run the command again`, ctx);
+  }
   if (res.status === 401) {
     return new ModernBertError('ACCESS_DENIED', hadToken
       ? `the Hub refused the token for ${s.id} (401): HF_TOKEN (or the token file) holds an invalid or expired token, or the model does not exist`

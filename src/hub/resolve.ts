@@ -49,6 +49,7 @@ const nothing = { files: [], bytes: 0 };
 
 /** The local folder of what a user named as MODEL: an existing path, or a Hub id found in or fetched into the cache. */
 export async function resolveModel(name: string, o: HubOptions = {}): Promise<ResolvedModel> {
+  if (name === '') throw new ModernBertError('BAD_ARGUMENT', 'the model name is empty: give a folder, a .mlpackage or a Hub id org/name');
   if (existsSync(name)) {
     if (o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--revision picks a revision of a Hub id; ${name} is a local folder`);
     const source = sourceFromCachePath(name);
@@ -85,8 +86,9 @@ async function fetchModel(ref: HubRef, o: HubOptions): Promise<ResolvedModel & {
   try {
     remote = await repoRevision(http, ref);
   } catch (e) {
-    if (!(e instanceof ModernBertError) || e.code === 'FILE_NOT_FOUND') throw e;
-    const found = cached(cache.commitOf(ref.revision));
+    if (!(e instanceof ModernBertError)) throw e;
+    // As snapshot_download: any refusal but an unknown revision falls back to what the cache holds.
+    const found = e.context['hubError'] === 'RevisionNotFound' ? undefined : cached(cache.commitOf(ref.revision));
     if (found) return found;
     throw new ModernBertError(e.code, `${e.message} (and it is not in the Hugging Face cache: ${searched})`, e.context);
   }

@@ -40,6 +40,10 @@ export interface Faults {
   corrupt?: string;
   /** Send LFS blobs in this many pieces, this many ms apart. */
   slow?: { pieces: number; ms: number };
+  /** Announce this size (X-Linked-Size) for this LFS blob instead of its own. */
+  announce?: { sha256: string; size: number };
+  /** Send this ETag for every small file. */
+  etag?: string;
 }
 
 /** The git blob sha1 (git hash-object), the ETag the Hub gives a file not stored with LFS. */
@@ -144,10 +148,10 @@ export class FakeHub {
     if (!data) return this.fail(res, 404, 'EntryNotFound', { 'x-repo-commit': commit });
     if (isLfs(file)) {
       // The pointer file's own ETag, which a client must not take for the content's.
-      res.writeHead(302, { location: `${this.cdnBase}/cdn/${sha256(data)}`, 'x-repo-commit': commit, 'x-linked-etag': `"${sha256(data)}"`, 'x-linked-size': String(data.length), etag: `"${gitSha1(Buffer.from(`pointer ${file}`))}"`, 'content-length': 0 });
+      res.writeHead(302, { location: `${this.cdnBase}/cdn/${sha256(data)}`, 'x-repo-commit': commit, 'x-linked-etag': `"${sha256(data)}"`, 'x-linked-size': String(this.faults.announce?.sha256 === sha256(data) ? this.faults.announce.size : data.length), etag: `"${gitSha1(Buffer.from(`pointer ${file}`))}"`, 'content-length': 0 });
       return void res.end();
     }
-    this.sendBytes(req, res, data, { 'x-repo-commit': commit, etag: `"${gitSha1(data)}"` });
+    this.sendBytes(req, res, data, { 'x-repo-commit': commit, etag: `"${this.faults.etag ?? gitSha1(data)}"` });
   }
 
   private serveCdn(req: IncomingMessage, res: ServerResponse): void {

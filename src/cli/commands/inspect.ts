@@ -42,6 +42,7 @@ export function registerInspect(program: Command, io: Io, setExit: (code: number
         const info = {
           path: model.path,
           kind: model.kind,
+          source: model.source ?? null,
           architecture: c.architecture,
           head: model.head,
           parameters,
@@ -67,6 +68,7 @@ export function registerInspect(program: Command, io: Io, setExit: (code: number
         if (o.json) return printJson(io, info);
         const lines: [string, string][] = [
           ['model', `${info.path} (${info.kind})`],
+          ...(model.source ? [['source', `${model.source.id} at ${model.source.commit} (${model.source.revision})`] as [string, string]] : []),
           ['architecture', `${info.architecture}, head ${info.head}`],
           ['parameters', `${(parameters / 1e6).toFixed(2)} M, stored as ${info.dtypes.join(', ')}`],
           ['size', `hidden ${c.hidden}, intermediate ${c.intermediate}, ${c.numLayers} layers, ${c.numHeads} heads of ${c.headDim}`],
