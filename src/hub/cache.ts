@@ -33,6 +33,7 @@ export class RepoCache {
     this.locks = join(cacheDir, '.locks', repoFolderName(id));
   }
 
+  /** The folder of one commit's files (what commands open). */
   snapshot(commit: string): string {
     return join(this.root, 'snapshots', commit);
   }
@@ -48,6 +49,7 @@ export class RepoCache {
     return join(this.snapshot(commit), ...file.split('/'));
   }
 
+  /** Where the bytes of the file with this ETag are kept. */
   blob(etag: string): string {
     return join(this.root, 'blobs', etag);
   }

@@ -94,7 +94,7 @@ export type OnBytes = (delta: number) => void;
  * Makes `meta.file` present in snapshot `commit`: links an existing blob, or downloads it first. Only one
  * process downloads a blob at a time; the others wait, then link what it downloaded.
  */
-export async function ensureFile(http: HubHttp, cache: RepoCache, commit: string, meta: FileMeta, onBytes: OnBytes = () => {}, onWait?: (pid: number | undefined) => void): Promise<void> {
+export async function ensureFile(http: HubHttp, cache: RepoCache, commit: string, meta: FileMeta, onBytes: OnBytes = () => {}): Promise<void> {
   if (cache.has(commit, meta.file)) return;
   const lock = join(cache.locks, `${meta.etag}.modernbert-ane.lock`);
   await withLock(lock, async () => {
@@ -102,7 +102,7 @@ export async function ensureFile(http: HubHttp, cache: RepoCache, commit: string
     const fresh = !existsSync(cache.blob(meta.etag));
     if (fresh) await downloadBlob(http, cache, commit, meta, onBytes);
     cache.link(commit, meta.file, meta.etag, { copy: http.env.disableSymlinks, fresh });
-  }, onWait);
+  });
 }
 
 /** Downloads blobs/<etag> through blobs/<etag>.incomplete, resumed and verified. */
