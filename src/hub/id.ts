@@ -6,15 +6,7 @@
 
 import { ModernBertError } from '../errors.js';
 
-/** Where a model came from on the Hub: what the user named and the commit it resolved to. */
-export interface HubSource {
-  /** The repository, `org/name`. */
-  id: string;
-  /** The branch, tag or commit the user asked for (`main` by default). */
-  revision: string;
-  /** The 40-hex commit that revision pointed to. */
-  commit: string;
-}
+export type { HubSource } from '../io/checkpoint.js';
 
 /** A Hub id with the revision to fetch. */
 export interface HubRef {

@@ -5,7 +5,6 @@
 import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { parseConfig, type ModernBertConfig } from '../config.js';
-import type { HubSource } from '../hub/id.js';
 import { ModernBertError } from '../errors.js';
 import { assertFinite, type Tensor, type WeightSource } from '../weights.js';
 import { brief, fileError, readJsonFile } from './files.js';
@@ -15,6 +14,16 @@ import { SafetensorsFile } from './safetensors.js';
 export interface EmbeddingSpec {
   pooling: 'mean' | 'cls';
   normalize: boolean;
+}
+
+/** Where a checkpoint came from on the Hugging Face Hub (src/hub/ finds and fetches it). */
+export interface HubSource {
+  /** The repository, `org/name`. */
+  id: string;
+  /** The branch, tag or commit the user asked for (`main` by default). */
+  revision: string;
+  /** The 40-hex commit that revision pointed to. */
+  commit: string;
 }
 
 export interface Checkpoint {
