@@ -237,6 +237,11 @@ describe('errors, one line each, exit 2', () => {
     expectOneLineError(await cli('predict', 'test-org/nothing-here', MASKED), /test-org\/nothing-here was not found on the Hub at revision "main" \(404\)/);
     expectOneLineError(await cli('predict', 'test-org/tiny-mlm@no-such-branch', MASKED), /test-org\/tiny-mlm has no revision "no-such-branch" \(404\)/);
     expectOneLineError(await cli('download', 'not a hub id'), /not a Hugging Face Hub id/);
+    // A package path that is not there is no Hub id, and --revision needs a model to apply to.
+    const from = hub.requests.length;
+    expectOneLineError(await cli('inspect', 'test-org/missing.mlpackage'), /package test-org\/missing.mlpackage does not exist/);
+    expectOneLineError(await cli('predict', '--revision', 'v1', MASKED), /--revision picks a revision of a Hub id: name the model/);
+    expect(hub.requests.length).toBe(from);
   });
 
   it('a blob whose checksum does not match: nothing linked, nothing kept', async () => {

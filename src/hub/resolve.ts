@@ -55,7 +55,8 @@ export async function resolveModel(name: string, o: HubOptions = {}): Promise<Re
     const source = sourceFromCachePath(name);
     return { path: name, ...(source ? { source } : {}), downloaded: nothing };
   }
-  if (!looksLikeHubId(name)) {
+  // A missing `x/y.mlpackage` is a package that is not there, not a Hub repository.
+  if (!looksLikeHubId(name) || /\.mlpackage$/.test(name)) {
     if (o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--revision picks a revision of a Hub id (org/name); ${name} is neither a Hub id nor an existing folder`);
     return { path: name, downloaded: nothing }; // the loader says that it does not exist
   }
