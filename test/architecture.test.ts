@@ -21,7 +21,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['graph/'], // builder, interpreter, printer, Neural Engine limits
   ['rotation/'], // norm folding and rotations of the weights
   ['model/'], // ModernBERT's config, checkpoint and forward pass as a graph
-  ['synth/', 'tokenizer/'], // synthetic checkpoints; the tokenizer
+  ['synth/', 'tokenizer/', 'hub/'], // synthetic checkpoints; the tokenizer; Hugging Face Hub ids and the cache
   ['coreml/'], // the .mlpackage format
   ['compress/'], // palettization and quantization of weights
   ['onnx/'], // ONNX lowering and writing
