@@ -2,7 +2,7 @@
 // package's quantized weights.
 //
 // 1. One float32 pass of the plain model over the calibration tokens gives the reference outputs and the
-//    stream rows X (stream-rows.ts); the readers of the stream give the sensitivity M (readers.ts).
+//    stream rows X (stream-rows.ts); the readers of the stream give the sensitivity M (stream-readers.ts).
 // 2. The float16 emulation of the two fixed candidates, folded (Q = I) and Hadamard (seeded), is measured
 //    against the reference: mean KL over real tokens and the median token's KL. The mean rides on the few
 //    tokens whose top predictions nearly tie, and which rounding pattern hits them is luck: on 130 tokens
