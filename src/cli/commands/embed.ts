@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { openModel } from '../../load.js';
+import { openModel } from '../../run/load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { readBatchInput } from '../../tasks/batch-input.js';
 import { writeEmbeddings } from '../../tasks/batch-output.js';

@@ -92,11 +92,6 @@ export function numel(shape: readonly number[]): number {
   return n;
 }
 
-/** True when a dtype is a floating-point type. */
-export function isFloat(dtype: DType): boolean {
-  return dtype === 'fp32' || dtype === 'fp16';
-}
-
 /** A literal scalar or vector, with its dtype. */
 export function literal(dtype: Literal['dtype'], value: number | boolean | string | number[] | boolean[]): Literal {
   if (typeof value === 'string') return { kind: 'literal', dtype, shape: [], value };

@@ -2,12 +2,12 @@
 // token id, so a vocabulary id of 1e9 makes it size tables by it (a hang), and "NaN", true or [1, 2]
 // become ids that encode to undefined. The Rust library refuses all of these (ids are u32).
 
-import { CONFIG_LIMITS } from '../config.js';
+import { CONFIG_LIMITS } from '../model/config.js';
 import { ModernBertError } from '../errors.js';
-import { brief } from './files.js';
+import { brief } from '../io/files.js';
 
 /** The largest token id accepted: the vocabulary bound of config.json. */
-export const MAX_TOKEN_ID = CONFIG_LIMITS.vocab_size - 1;
+const MAX_TOKEN_ID = CONFIG_LIMITS.vocab_size - 1;
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

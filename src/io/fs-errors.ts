@@ -4,7 +4,7 @@
 
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ModernBertError } from './errors.js';
+import { ModernBertError } from '../errors.js';
 
 /** What each errno means to a user (the codes a path can fail with). */
 const REASONS: Record<string, string> = {
@@ -43,15 +43,6 @@ export function fsError(e: unknown, path: string, action: 'read' | 'write'): unk
 export function withFsErrors<T>(path: string, action: 'read' | 'write', f: () => T): T {
   try {
     return f();
-  } catch (e) {
-    throw fsError(e, path, action);
-  }
-}
-
-/** The async form of withFsErrors. */
-export async function withFsErrorsAsync<T>(path: string, action: 'read' | 'write', f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
   } catch (e) {
     throw fsError(e, path, action);
   }

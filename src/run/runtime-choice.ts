@@ -2,10 +2,10 @@
 // engine. float16 emulation modes always run on our interpreter: no other runtime rounds as the Neural
 // Engine does. Commands call chooseRuntime once and print its note (stderr, not with --json).
 
-import { ModernBertError } from './errors.js';
-import type { ExecutorFactory } from './engine.js';
+import { ModernBertError } from '../errors.js';
+import type { ExecutorFactory } from './runner.js';
 import { loadOrt, OrtExecutor, ortVersion, type Ort, type OrtProvider } from './ort-executor.js';
-import type { Precision } from './runtime/numerics.js';
+import type { Precision } from '../runtime/numerics.js';
 
 export type RuntimeName = 'ort' | 'engine';
 

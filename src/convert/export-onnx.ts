@@ -2,16 +2,17 @@
 // by op to ONNX (onnx/lower.ts) with Hugging Face's interface, so that onnxruntime and transformers.js run it
 // as they run optimum's exports: int64 input_ids and attention_mask, per-token outputs (1, S, width).
 
-import { ModernBertError } from './errors.js';
-import type { Graph } from './graph/ir.js';
-import type { Checkpoint } from './io/checkpoint.js';
-import { buildModel, defaultHead, type OutputHead } from './model.js';
-import { lowerGraph } from './onnx/lower.js';
-import { checkOnnxOutput, writeOnnx, type WriteOnnxResult } from './onnx/write.js';
+import { ModernBertError } from '../errors.js';
+import type { Graph } from '../ir/graph.js';
+import type { Checkpoint } from '../model/checkpoint.js';
+import { buildModel } from '../model/model.js';
+import { defaultHead, type OutputHead } from '../model/options.js';
+import { lowerGraph } from '../onnx/lower.js';
+import { checkOnnxOutput, writeOnnx, type WriteOnnxResult } from '../onnx/write.js';
 import { sourceName } from './convert.js';
-import { VERSION } from './version.js';
-import type { Rotation } from './rotation/rotation.js';
-import { prepareVariant, type RotationKind } from './variants.js';
+import { VERSION } from '../version.js';
+import type { Rotation } from '../rotation/rotation.js';
+import { prepareVariant, type RotationKind } from '../model/variants.js';
 
 export interface ExportOnnxOptions {
   out: string;

@@ -2,14 +2,14 @@
 // float16 emulation), with inputs padded to one of the package's sequence lengths. Works for packages we
 // wrote (whose metadata names the head, labels and special ids) and, with defaults, for others.
 
-import { additiveMask, unfoldLogits, type Executor, type ExecutorFactory, type ForwardOptions, type ForwardResult, type Sequence } from './engine.js';
-import { embeddingRows, outputShape, packageInfo, type PackageInfo } from './coreml/package-info.js';
-import type { ReadPackageResult } from './coreml/mil-read.js';
-import { ModernBertError } from './errors.js';
-import type { Runner } from './eval/verify.js';
-import { Interpreter } from './graph/interpreter.js';
-import type { Precision } from './runtime/numerics.js';
-import type { RtTensor } from './runtime/tensor.js';
+import { additiveMask, unfoldLogits } from './engine.js';
+import type { Executor, ExecutorFactory, ForwardOptions, ForwardResult, Runner, Sequence } from './runner.js';
+import { embeddingRows, outputShape, packageInfo, type PackageInfo } from '../coreml/package-info.js';
+import type { ReadPackageResult } from '../coreml/mil-read.js';
+import { ModernBertError } from '../errors.js';
+import { Interpreter } from '../graph/interpreter.js';
+import type { Precision } from '../runtime/numerics.js';
+import type { RtTensor } from '../runtime/tensor.js';
 
 /** A head package of `convert --split`, run on a body package's hidden states. */
 export interface HeadPackage {
@@ -49,7 +49,7 @@ export class PackageRunner implements Runner {
   get vocabSize(): number {
     const rows = embeddingRows(this.pkg);
     if (rows !== undefined) return rows;
-    // A split decoder's logits are (1, V/K, K, S) (model.ts decoder).
+    // A split decoder's logits are (1, V/K, K, S) (model/decoder.ts).
     const shape = outputShape(this.pkg, this.info.output);
     const width = shape.length === 4 ? Number(shape[1]) * Number(shape[2]) : Number(shape[1]);
     return Number.isFinite(width) ? width : 0;

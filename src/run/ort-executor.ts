@@ -14,13 +14,13 @@ import { join } from 'node:path';
 // Types from onnxruntime-common (a devDependency, the API that onnxruntime-node implements), so that the
 // build does not need onnxruntime-node, which npm drops when its install script fails.
 import type * as OrtModule from 'onnxruntime-common';
-import type { DType, Graph } from './graph/ir.js';
-import { ModernBertError } from './errors.js';
-import { foldConstexpr } from './onnx/fold-constexpr.js';
-import { lowerGraph } from './onnx/lower.js';
-import { writeOnnx } from './onnx/write.js';
-import { kernelThreads } from './runtime/kernels/gemm.js';
-import type { RtTensor } from './runtime/tensor.js';
+import type { DType, Graph } from '../ir/graph.js';
+import { ModernBertError } from '../errors.js';
+import { foldConstexpr } from '../onnx/fold-constexpr.js';
+import { lowerGraph } from '../onnx/lower.js';
+import { writeOnnx } from '../onnx/write.js';
+import { kernelThreads } from '../runtime/kernels/gemm.js';
+import type { RtTensor } from '../runtime/tensor.js';
 
 /** The onnxruntime-node module (its CommonJS exports: onnxruntime-common's API). */
 export type Ort = typeof OrtModule;

@@ -1,6 +1,6 @@
 // The fuzzer's random stream: a seeded 32-bit generator (mulberry32), so that every case is a pure
 // function of (reader, seed, case index) and any failure can be replayed from those three numbers.
-// src/synth/prng.ts hashes an element index; a fuzzer needs a stream, hence this small one.
+// src/numeric/prng.ts hashes an element index; a fuzzer needs a stream, hence this small one.
 
 /** A seeded stream of pseudo-random numbers. */
 export class Rng {

@@ -3,27 +3,26 @@
 
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { readMLPackage, type ReadPackageResult } from './coreml/mil-read.js';
-import { TOKENIZER_ITEM_PATH } from './coreml/package.js';
+import { readMLPackage, type ReadPackageResult } from '../coreml/mil-read.js';
+import { TOKENIZER_ITEM_PATH } from '../coreml/package.js';
 import { BucketRunner, PackageRunner } from './package-runner.js';
-import { bodyHash } from './coreml/body-hash.js';
-import { META, packageInfo } from './coreml/package-info.js';
-import { ModernBertError } from './errors.js';
+import { bodyHash } from '../coreml/body-hash.js';
+import { META, packageInfo } from '../coreml/package-info.js';
+import { ModernBertError } from '../errors.js';
 import { fileURLToPath } from 'node:url';
-import type { ModernBertConfig } from './config.js';
-import { Engine, type ExecutorFactory } from './engine.js';
-import type { ModelIds } from './eval/inputs.js';
-import type { Runner } from './eval/verify.js';
-import { loadCheckpoint, type Checkpoint } from './io/checkpoint.js';
-import type { HubSource } from './hub/id.js';
-import { resolveModel, type HubOptions } from './hub/resolve.js';
-import { defaultHead, type NormStyle, type OutputHead } from './model.js';
-import type { Precision } from './runtime/numerics.js';
-import { loadTokenizer, type Tokenizer } from './tokenizer.js';
-import type { WeightSource } from './weights.js';
+import type { ModernBertConfig } from '../model/config.js';
+import { Engine } from './engine.js';
+import type { ExecutorFactory, ModelIds, Runner } from './runner.js';
+import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import type { HubSource } from '../hub/id.js';
+import { resolveModel, type HubOptions } from '../hub/resolve.js';
+import { defaultHead, type NormStyle, type OutputHead } from '../model/options.js';
+import type { Precision } from '../runtime/numerics.js';
+import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.js';
+import type { WeightSource } from '../io/weights.js';
 
 /** The built-in default model shipped in the package (a small trained masked LM). */
-export const DEFAULT_MODEL = fileURLToPath(new URL('../models/mini-trained', import.meta.url));
+export const DEFAULT_MODEL = fileURLToPath(new URL('../../models/mini-trained', import.meta.url));
 
 export interface LoadedModel {
   path: string;

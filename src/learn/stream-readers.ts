@@ -3,11 +3,11 @@
 // the head's dense layer behind the final norm). Trained models read their outlier channels weakly, so
 // rounding noise left in those channels costs little; fp16-proxy.ts weights the noise by M.
 
-import type { ModelSource } from '../model.js';
+import type { ModelSource } from '../model/options.js';
 import { gemmSync } from '../runtime/kernels/index.js';
 
 /** The matrices reading the normalised stream, with the norm whose scale multiplies their columns. */
-export function streamReaders(src: ModelSource): { weight: string; norm: string }[] {
+function streamReaders(src: ModelSource): { weight: string; norm: string }[] {
   const readers: { weight: string; norm: string }[] = [];
   for (let l = 0; l < src.config.numLayers; l++) {
     readers.push({ weight: `model.layers.${l}.attn.Wqkv.weight`, norm: l === 0 ? 'model.embeddings.norm.weight' : `model.layers.${l}.attn_norm.weight` });

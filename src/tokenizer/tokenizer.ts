@@ -15,9 +15,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tokenizersLib from '@huggingface/tokenizers';
-import { ModernBertError } from './errors.js';
-import { readJsonFile as readJson } from './io/files.js';
-import { checkTokenizerJson } from './io/tokenizer-json.js';
+import { ModernBertError } from '../errors.js';
+import { readJsonFile as readJson } from '../io/files.js';
+import { checkTokenizerJson } from './tokenizer-json.js';
 
 // The package's .d.ts files import each other without file extensions, which NodeNext resolution
 // cannot follow, so TypeScript would see `any`. These are the parts we use, typed from its types/.

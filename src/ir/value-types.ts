@@ -1,6 +1,6 @@
 // The type of every named value of a graph (inputs, constants, op outputs), checking that names are unique.
 
-import type { Graph, TensorType } from './ir.js';
+import type { Graph, TensorType } from './graph.js';
 import { ModernBertError } from '../errors.js';
 
 /** Maps each value name of `graph` to its type and what defines it; a name defined twice is BAD_ARGUMENT. */

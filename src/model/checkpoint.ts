@@ -4,11 +4,11 @@
 
 import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
-import { parseConfig, type ModernBertConfig } from '../config.js';
+import { parseConfig, type ModernBertConfig } from './config.js';
 import { ModernBertError } from '../errors.js';
-import { assertFinite, type Tensor, type WeightSource } from '../weights.js';
-import { brief, fileError, readJsonFile } from './files.js';
-import { SafetensorsFile } from './safetensors.js';
+import { assertFinite, type Tensor, type WeightSource } from '../io/weights.js';
+import { brief, fileError, readJsonFile } from '../io/files.js';
+import { SafetensorsFile } from '../io/safetensors.js';
 
 /** Pooling of a sentence-transformers embedding model (1_Pooling/config.json, 2_Normalize). */
 export interface EmbeddingSpec {

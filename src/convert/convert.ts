@@ -4,28 +4,31 @@
 
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import type { DescriptionOptions } from './coreml/description.js';
-import { writeMLPackage, type WriteStats } from './coreml/mil-write.js';
-import { checkHeadsOptions, writeHeads, type HeadsOptions } from './convert-heads.js';
-import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from './coreml/package.js';
-import { atLeast, targetInfo } from './ops/target.js';
-import { META } from './coreml/package-info.js';
-import { ModernBertError } from './errors.js';
-import { measureFidelity, type FidelityReport } from './eval/fidelity.js';
-import type { ProbeSequence } from './eval/inputs.js';
-import { readJson, type Checkpoint } from './io/checkpoint.js';
-import { CachedWeights } from './engine.js';
-import { lintAneLimits, type AneIssue } from './graph/ane-limits.js';
-import { buildModel, checkPack, defaultHead, MAX_CHANNELS, type ModelSource, type OutputHead } from './model.js';
-import type { Precision } from './runtime/numerics.js';
-import { VERSION } from './version.js';
-import { prepareVariant, type RotationKind, type Variant } from './variants.js';
-import { WrappedWeights, type Tensor } from './weights.js';
-import type { Rotation } from './rotation/index.js';
-import type { LearnReport } from './learn/learned.js';
-import { compressGraph } from './compress/compress-graph.js';
-import { compressedBytes, CompressedWeights } from './compress/compressed-weights.js';
-import { checkShapes, type CompressSpec } from './compress/spec.js';
+import type { DescriptionOptions } from '../coreml/description.js';
+import { writeMLPackage, type WriteStats } from '../coreml/mil-write.js';
+import { checkHeadsOptions, writeHeads, type HeadsOptions } from './heads.js';
+import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from '../coreml/package.js';
+import { atLeast, targetInfo } from '../ir/target.js';
+import { META } from '../coreml/package-info.js';
+import { ModernBertError } from '../errors.js';
+import { measureFidelity, type FidelityReport } from '../eval/fidelity.js';
+import type { ProbeSequence } from '../eval/inputs.js';
+import { readJson, type Checkpoint } from '../model/checkpoint.js';
+import { CachedWeights } from '../run/engine.js';
+import { lintAneLimits, type AneIssue } from '../graph/ane-limits.js';
+import { buildModel } from '../model/model.js';
+import { defaultHead, type ModelSource, type OutputHead } from '../model/options.js';
+import { checkPack } from '../model/packing.js';
+import { decoderChunks, MAX_CHANNELS } from '../model/decoder.js';
+import type { Precision } from '../runtime/numerics.js';
+import { VERSION } from '../version.js';
+import { prepareVariant, type RotationKind, type Variant } from '../model/variants.js';
+import { WrappedWeights, type Tensor } from '../io/weights.js';
+import type { Rotation } from '../rotation/index.js';
+import type { LearnReport } from '../learn/learned.js';
+import { compressGraph } from '../compress/compress-graph.js';
+import { compressedBytes, CompressedWeights } from '../compress/compressed-weights.js';
+import { checkShapes, type CompressSpec } from '../compress/spec.js';
 
 export interface ConvertOptions {
   out: string;
@@ -42,10 +45,10 @@ export interface ConvertOptions {
   tokenizer: boolean;
   /** 'ids': padding from the pad id, one input; 'input': an additive mask input (reference-compatible). */
   maskFrom: 'ids' | 'input';
-  /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  /** Queries per chunk of global attention (model/options.ts DEFAULT_ATTENTION_CHUNK when absent). */
   attentionChunk?: number;
   head?: OutputHead;
-  /** Pack up to this many texts per window (a `segment_ids` input; model.ts BuildOptions.pack). */
+  /** Pack up to this many texts per window (a `segment_ids` input; model/options.ts BuildOptions.pack). */
   pack?: number;
   /** Inputs for the fidelity report (and for learning a rotation). */
   calibration: ProbeSequence[];
@@ -54,7 +57,7 @@ export interface ConvertOptions {
   fidelity: Precision | null;
   /** The tokenizer's [MASK] id, recorded in the metadata. */
   maskTokenId?: number;
-  /** A learned rotation, computed beforehand (rotation/learned.ts), and its report for the metadata. */
+  /** A learned rotation, computed beforehand (learn/learned.ts), and its report for the metadata. */
   learned?: Rotation;
   learnReport?: LearnReport;
   /** Compressed weights (compress/spec.ts); absent: float16 or float32 as `weights` says. */
@@ -105,7 +108,7 @@ export class FidelityGateError extends ModernBertError {
  * per prediction at 8,192 (and local layers then score all S x S pairs). Longer inputs use the default,
  * padding read from input_ids (pad_token_id), which costs nothing.
  */
-export const MAX_MASK_INPUT_LEN = 2048;
+const MAX_MASK_INPUT_LEN = 2048;
 
 /** Counts the time spent reading tensors from the checkpoint. */
 class TimedWeights extends WrappedWeights {
@@ -137,11 +140,10 @@ export function sourceName(ckpt: Checkpoint): string {
   return basename(resolve(ckpt.dir));
 }
 
-// model.ts decoder: K chunks of Vc rows on the H axis.
+// model/decoder.ts: K chunks of `rows` rows on the H axis.
 function splitLogitsDescription(V: number): string {
-  const K = Math.ceil(V / MAX_CHANNELS);
-  const Vc = Math.ceil(V / K);
-  return `Masked-LM logits, vocab ${V} split into ${K} channel chunks for the Neural Engine, (1, ${Vc}, ${K}, S): token v at [0, v % ${Vc}, floor(v / ${Vc}), s]`;
+  const { K, rows } = decoderChunks(V);
+  return `Masked-LM logits, vocab ${V} split into ${K} channel chunks for the Neural Engine, (1, ${rows}, ${K}, S): token v at [0, v % ${rows}, floor(v / ${rows}), s]`;
 }
 
 function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: OutputHead): DescriptionOptions {
@@ -254,7 +256,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
 
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(targetInfo(o.target).target, 'iOS16') ? 'fp32' : o.weights;
-  // With buckets every function is static: the longest stands for them here (the lint); convert-heads.ts builds each.
+  // With buckets every function is static: the longest stands for them here (the lint); heads.ts builds each.
   const built = buildModel(source, { seqLen: lens.length === 1 || o.heads?.buckets ? lens[lens.length - 1]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, pack: o.pack, target: targetInfo(o.target).target });
   const graph = compressed ? compressGraph(built, compressed) : built;
   const aneIssues = lintAneLimits(graph, { S: longest });

@@ -2,9 +2,9 @@
 // rotated by a seeded random Hadamard matrix, or by a learned rotation. One place decides, so that
 // `convert`, `diff`, `outliers` and the fidelity report always mean the same thing by a name.
 
-import { ModernBertError } from './errors.js';
-import type { ModelSource, NormStyle } from './model.js';
-import { foldWeights, HadamardRotation, IdentityRotation, type Rotation } from './rotation/index.js';
+import { ModernBertError } from '../errors.js';
+import type { ModelSource, NormStyle } from './options.js';
+import { foldWeights, HadamardRotation, IdentityRotation, type Rotation } from '../rotation/index.js';
 
 export type RotationKind = 'none' | 'hadamard' | 'learned';
 
@@ -26,7 +26,7 @@ export interface Variant {
   name: string;
 }
 
-/** Prepares a variant; a learned rotation is passed in (rotation/learned.ts computes it). */
+/** Prepares a variant; a learned rotation is passed in (learn/learned.ts computes it). */
 export function prepareVariant(src: ModelSource, spec: VariantSpec, learned?: Rotation): Variant {
   if (!spec.fold) {
     if (spec.rotation !== 'none') throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${spec.rotation}`);

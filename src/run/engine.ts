@@ -1,44 +1,15 @@
 // Running a model on token ids: one graph per sequence length (batch rows run one at a time, as on the
 // Neural Engine), weights loaded once and shared across lengths, masks built from the attention mask.
 
-import { ModernBertError } from './errors.js';
-import type { Graph } from './graph/ir.js';
-import { buildModel, type BuildOptions, type ModelSource, type NormStyle, type OutputHead } from './model.js';
-import { Interpreter } from './graph/interpreter.js';
-import type { Precision } from './runtime/numerics.js';
-import { roundToF16InPlace } from './runtime/kernels/index.js';
-import { F16_EXACT, shareable, type RtTensor } from './runtime/tensor.js';
-import { WrappedWeights, type Tensor, type WeightSource } from './weights.js';
-
-/** One sequence: token ids and which of them are real (1) or padding (0). */
-export interface Sequence {
-  ids: ArrayLike<number>;
-  attention?: ArrayLike<number>;
-  /** Packed runs: which text each token belongs to, 1..K, 0 = padding (model.ts BuildOptions.pack). */
-  segments?: ArrayLike<number>;
-}
-
-export interface ForwardOptions {
-  precision?: Precision;
-  norm?: NormStyle;
-  head?: OutputHead;
-  /** Evaluate a per-token head only at these positions. */
-  positions?: number[];
-  /** Queries per chunk of global attention (model.ts DEFAULT_ATTENTION_CHUNK when absent). */
-  attentionChunk?: number;
-  /** Run up to this many texts per window, told apart by Sequence.segments (model.ts BuildOptions.pack). */
-  pack?: number;
-  /** Also return these taps ('hidden_states.3', 'residual.5', ...), or 'all'. */
-  taps?: string[] | 'all';
-  onOp?: (done: number, total: number) => void;
-}
-
-export interface ForwardResult {
-  /** The head's output: 'logits', 'embedding' or 'hidden_states', as (1, C, 1, S), (1, L) or (1, C). */
-  outputs: Map<string, RtTensor>;
-  /** Tapped values by role. */
-  taps: Map<string, RtTensor>;
-}
+import { ModernBertError } from '../errors.js';
+import type { Graph } from '../ir/graph.js';
+import { buildModel } from '../model/model.js';
+import { type BuildOptions, type ModelSource } from '../model/options.js';
+import { Interpreter } from '../graph/interpreter.js';
+import { roundToF16InPlace } from '../runtime/kernels/index.js';
+import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
+import { WrappedWeights, type Tensor, type WeightSource } from '../io/weights.js';
+import type { Executor, ExecutorFactory, ForwardOptions, ForwardResult, Sequence } from './runner.js';
 
 /** Additive attention mask (1, S, 1, S), laid out (batch, key, 1, query): padding keys get -1e4. */
 export function additiveMask(attention: ArrayLike<number> | undefined, S: number): Float32Array {
@@ -49,18 +20,18 @@ export function additiveMask(attention: ArrayLike<number> | undefined, S: number
 }
 
 /**
- * Logits of a split decoder, (1, Vc, K, S) with logit v at (v % Vc, v / Vc), as (1, V, 1, S) (model.ts
- * decoder); other tensors are returned as they are.
+ * Logits of a split decoder, (1, rows, K, S) with logit v at (v % rows, v / rows), as (1, V, 1, S)
+ * (model/decoder.ts); other tensors are returned as they are.
  */
 export function unfoldLogits(t: RtTensor, V = Infinity): RtTensor {
   if (t.shape.length !== 4 || t.shape[2] === 1) return t;
-  const [, Vc, K, S] = t.shape as [number, number, number, number];
-  const n = Math.min(V, Vc * K);
+  const [, rows, K, S] = t.shape as [number, number, number, number];
+  const n = Math.min(V, rows * K);
   const out = new Float32Array(n * S);
   for (let k = 0; k < K; k++) {
-    for (let c = 0; c < Vc && k * Vc + c < n; c++) {
+    for (let c = 0; c < rows && k * rows + c < n; c++) {
       const src = (c * K + k) * S;
-      out.set(t.data.subarray(src, src + S), (k * Vc + c) * S);
+      out.set(t.data.subarray(src, src + S), (k * rows + c) * S);
     }
   }
   return { dtype: t.dtype, shape: [1, n, 1, S], data: out };
@@ -90,15 +61,6 @@ export class CachedWeights extends WrappedWeights {
     return t;
   }
 }
-
-/** What runs a prepared graph: our Interpreter, or another runtime with its `run` (ort-executor.ts). */
-export interface Executor {
-  readonly graph: Graph;
-  run(inputs: Record<string, RtTensor>, opts?: { keep?: string[]; onOp?: (done: number, total: number) => void }): Promise<Map<string, RtTensor>>;
-}
-
-/** Prepares a graph to run at a precision. */
-export type ExecutorFactory = (graph: Graph, precision: Precision) => Executor;
 
 const interpreterFactory: ExecutorFactory = (graph, precision) => new Interpreter(graph, precision);
 

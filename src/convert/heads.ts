@@ -6,17 +6,18 @@
 // Heads may come from other checkpoints whose body weights are bit-identical (--add-head).
 
 import { rmSync } from 'node:fs';
-import { bodyHash } from './coreml/body-hash.js';
-import type { DescriptionOptions } from './coreml/description.js';
-import { writeMLPackage, type FunctionToWrite, type WriteStats } from './coreml/mil-write.js';
-import { checkPackageOutput, type ExtraItem } from './coreml/package.js';
-import { META, type FunctionInfo } from './coreml/package-info.js';
-import { ModernBertError } from './errors.js';
-import type { Checkpoint } from './io/checkpoint.js';
-import { buildHead, buildModel, defaultHead, type BuildOptions, type ModelSource, type OutputHead } from './model.js';
-import { atLeast, targetInfo } from './ops/target.js';
-import type { ModernBertConfig } from './config.js';
-import type { Graph } from './graph/ir.js';
+import { bodyHash } from '../coreml/body-hash.js';
+import type { DescriptionOptions } from '../coreml/description.js';
+import { writeMLPackage, type FunctionToWrite, type WriteStats } from '../coreml/mil-write.js';
+import { checkPackageOutput, type ExtraItem } from '../coreml/package.js';
+import { META, type FunctionInfo } from '../coreml/package-info.js';
+import { ModernBertError } from '../errors.js';
+import type { Checkpoint } from '../model/checkpoint.js';
+import { buildHead, buildModel } from '../model/model.js';
+import { defaultHead, type BuildOptions, type ModelSource, type OutputHead } from '../model/options.js';
+import { atLeast, targetInfo } from '../ir/target.js';
+import type { ModernBertConfig } from '../model/config.js';
+import type { Graph } from '../ir/graph.js';
 
 /** A head taken from another checkpoint with the same body (`--add-head [NAME=]DIR`). */
 export interface AddedHead {

@@ -2,7 +2,7 @@
 // present the same interface, so the model definition never cares where its weights come from, and
 // conversion can stream them one tensor at a time.
 
-import { ModernBertError } from './errors.js';
+import { ModernBertError } from '../errors.js';
 
 /** A float32 tensor with its shape (row-major). */
 export interface Tensor {

@@ -6,17 +6,17 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Engine } from '../engine.js';
-import { ModernBertError } from '../errors.js';
-import { readGolden } from '../eval/golden.js';
-import { loadCheckpoint } from '../io/checkpoint.js';
-import { SafetensorsFile } from '../io/safetensors.js';
-import { writeSafetensors, type TensorToWrite } from '../io/safetensors-writer.js';
-import { readMLPackage } from '../coreml/mil-read.js';
-import { BlobReader } from '../coreml/milblob.js';
-import { PackageRunner } from '../package-runner.js';
-import { decodeModel, encodeModel } from '../coreml/schema.js';
-import { loadTokenizer } from '../tokenizer.js';
+import { Engine } from '../../dist/run/engine.js';
+import { ModernBertError } from '../../dist/errors.js';
+import { readGolden } from '../../dist/eval/golden.js';
+import { loadCheckpoint } from '../../dist/model/checkpoint.js';
+import { SafetensorsFile } from '../../dist/io/safetensors.js';
+import { writeSafetensors, type TensorToWrite } from '../../dist/io/safetensors-writer.js';
+import { readMLPackage } from '../../dist/coreml/mil-read.js';
+import { BlobReader } from '../../dist/coreml/milblob.js';
+import { PackageRunner } from '../../dist/run/package-runner.js';
+import { decodeModel, encodeModel } from '../../dist/coreml/schema.js';
+import { loadTokenizer } from '../../dist/tokenizer/tokenizer.js';
 import { concat, mutateBytes, mutateJsonText, type Mutated } from './mutate.js';
 import type { Rng } from './random.js';
 
