@@ -3,9 +3,9 @@
 // for ModernBERT-base at 1,024 tokens are the products alone); elementwise work counts a few per element, so
 // that shares and totals include it, and layout ops (reshape, slice, concat, gather, ...) count none.
 
-import type { Dim, Op, TensorType } from '../graph/ir.js';
-import { isLiteral } from '../graph/ir.js';
-import { elementBits } from '../coreml/tensor-bytes.js';
+import type { Dim, Op, TensorType } from '../ir/graph.js';
+import { isLiteral } from '../ir/graph.js';
+import { storedBytes } from '../coreml/tensor-bytes.js';
 
 /** The cost of one op. */
 export interface OpCost {
@@ -28,7 +28,7 @@ const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
 /** Bytes of `n` elements of a dtype, as a tensor holds them (sub-byte types packed). */
 function tensorBytes(type: TensorType, sizes: SymbolSizes): number {
-  return Math.ceil((numel(resolveShape(type.shape, sizes)) * elementBits(type.dtype)) / 8);
+  return storedBytes(type.dtype, numel(resolveShape(type.shape, sizes)));
 }
 
 /** FLOPs per output element of ops that are not matrix products (layout ops: none). */

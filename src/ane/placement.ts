@@ -8,12 +8,13 @@
 // masks from the ids, rotary tables picked by position. Ops off the Neural Engine that are preparation form
 // head islands; the others form tail islands when no Neural Engine op depends on them, else body islands.
 
-import type { Graph, Op, TensorType } from '../graph/ir.js';
-import { isLiteral } from '../graph/ir.js';
-import { valueTypes as graphValueTypes } from '../graph/value-types.js';
+import type { Graph, Op, TensorType } from '../ir/graph.js';
+import { isLiteral } from '../ir/graph.js';
+import { valueTypes as graphValueTypes } from '../ir/value-types.js';
 import { aneShapeProblems } from '../graph/ane-limits.js';
 import type { FeatureInfo } from '../coreml/description.js';
 import { storedBytes } from '../coreml/tensor-bytes.js';
+import { isConstexpr } from '../ops/index.js';
 import { opCost, resolveShape, valueInputs, type SymbolSizes } from './cost.js';
 import { defaultRules, type Device, type Rule, type RuleId, type Rules } from './rules.js';
 
@@ -124,7 +125,6 @@ function canonicalEinsum(eq: string): string {
   return eq.replace(/\s/g, '').replace(/[A-Za-z]/g, (ch) => names.get(ch) ?? names.set(ch, String.fromCharCode(97 + names.size)).get(ch)!);
 }
 
-const isConstexpr = (op: Op) => op.op.startsWith('constexpr_');
 const literalNumbers = (arg: unknown): number[] => (isLiteral(arg as never) && Array.isArray((arg as { value: unknown }).value) ? ((arg as { value: unknown[] }).value as number[]) : []);
 
 /** Predicts where each op of `g` runs. */
@@ -143,7 +143,7 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
     constBytes.set(n, storedBytes(c.type.dtype, resolveShape(c.type.shape, sizes).reduce((a, b) => a * b, 1)));
     constSources.set(n, [n]);
   }
-  for (const op of g.ops.filter(isConstexpr)) {
+  for (const op of g.ops.filter((op) => isConstexpr(op.op))) {
     const srcs = valueInputs(op).flatMap(({ name }) => constSources.get(name) ?? []);
     const bytes = srcs.reduce((s, n) => s + (g.consts.has(n) ? constBytes.get(n)! : 0), 0);
     for (const out of op.outputs) {
@@ -152,7 +152,7 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
     }
   }
   const isConst = (name: string) => constBytes.has(name);
-  const ops = g.ops.filter((op) => !isConstexpr(op));
+  const ops = g.ops.filter((op) => !isConstexpr(op.op));
 
   const placed: PlacedOp[] = ops.map((op, index) => {
     const { device, rule } = place(op);

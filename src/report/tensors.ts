@@ -1,8 +1,9 @@
 // The constant tensors of a program as stored: each weight once (a compressed one as the constexpr op that
 // decompresses it), its shape, its stored bytes against float16, and how it is compressed.
 
-import type { Graph, Op } from '../graph/ir.js';
+import type { Graph, Op } from '../ir/graph.js';
 import { storedBytes } from '../coreml/tensor-bytes.js';
+import { isConstexpr } from '../ops/index.js';
 import { valueInputs } from '../ane/cost.js';
 
 export interface TensorRow {
@@ -22,7 +23,7 @@ const numel = (s: readonly (number | string)[]) => (s as number[]).reduce((a, b)
 
 /** Every constant tensor of `g`, largest stored first; tied tensors (one storage key) once. */
 export function tensorRows(g: Graph): TensorRow[] {
-  const constexpr = g.ops.filter((op) => op.op.startsWith('constexpr_'));
+  const constexpr = g.ops.filter((op) => isConstexpr(op.op));
   const feedsConstexpr = new Set(constexpr.flatMap((op) => valueInputs(op).map((v) => v.name)));
   const rows: TensorRow[] = [];
   const seen = new Set<string>();

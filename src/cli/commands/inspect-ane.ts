@@ -2,7 +2,7 @@
 
 import { existsSync } from 'node:fs';
 import { ModernBertError } from '../../errors.js';
-import { isPackagePath } from '../../load.js';
+import { isPackagePath } from '../../run/load.js';
 import { placementJson, placementLines } from '../../ane/format.js';
 import { predictPackage } from '../../ane/predict-package.js';
 import { defaultRules, readRulesFile } from '../../ane/rules.js';
