@@ -133,10 +133,57 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
   const on = (id: RuleId): Rule | undefined => (rules.get(id)!.enabled ? rules.get(id) : undefined);
   const sizes = o.sizes ?? {};
   const types = new Map([...graphValueTypes(g)].map(([n, v]) => [n, v.type]));
-  const inputs = new Set(g.inputs.map((v) => v.name));
-  const outputs = new Set(g.outputs);
+  const { constBytes, constSources } = constantData(g, sizes);
+  const isConst = (name: string) => constBytes.has(name);
+  const ops = g.ops.filter((op) => !isConstexpr(op.op));
+  const place = placer({ g, rules, on, sizes, types, isConst });
+  const placed: PlacedOp[] = ops.map((op, index) => {
+    const { device, rule } = place(op);
+    const cost = opCost(op, types, sizes, (n) => constBytes.get(n));
+    return { index, name: op.name, op: op.op, device, rule, layer: 'in', ...cost };
+  });
 
-  // Constant data: Consts, and what constexpr ops decompress from them (stored bytes of their inputs).
+  const producer = new Map<string, number>();
+  ops.forEach((op, i) => op.outputs.forEach((v) => producer.set(v.name, i)));
+  const producersOf = (op: Op) => valueInputs(op).flatMap(({ name }) => (producer.has(name) ? [producer.get(name)!] : []));
+  const { islands, islandOf } = findIslands(ops, placed, producersOf);
+  const boundaries = countBoundaries(ops, placed, producer, islands, islandOf);
+  assignLayers(ops, placed, producersOf, isConst);
+
+  const segments: Segment[] = [];
+  placed.forEach((p, i) => {
+    const last = segments.at(-1);
+    if (last && last.device === p.device) last.to = i;
+    else segments.push({ device: p.device, from: i, to: i });
+  });
+  const totals: Totals = {
+    flops: sum(placed.map((p) => p.flops)),
+    aneFlops: sum(placed.filter((p) => p.device === 'ane').map((p) => p.flops)),
+    ...weightTotals(g, ops, placed, constBytes, constSources),
+    bytes: sum(placed.map((p) => p.bytes)),
+  };
+  const devices: Record<Device, number> = { ane: 0, cpu: 0, 'gpu-or-cpu': 0 };
+  for (const p of placed) devices[p.device]++;
+
+  const findings = findRules(g, ops, placed, { rules, on, types, sizes, isConst, totals, inputs: o.inputs, outputs: o.outputs });
+  const seq = typeof sizes === 'number' ? sizes : null;
+  return {
+    ops: placed,
+    opCount: ops.length,
+    budget: rules.get('op-count')!.threshold!,
+    devices,
+    boundaries,
+    islands,
+    segments,
+    totals,
+    findings,
+    rules: [...rules.values()],
+    seqLen: seq,
+  };
+}
+
+/** Constant data: Consts, and what constexpr ops decompress from them (the stored bytes of their inputs). */
+function constantData(g: Graph, sizes: SymbolSizes): { constBytes: Map<string, number>; constSources: Map<string, string[]> } {
   const constBytes = new Map<string, number>();
   const constSources = new Map<string, string[]>();
   for (const [n, c] of g.consts) {
@@ -151,16 +198,35 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
       constSources.set(out.name, srcs);
     }
   }
-  const isConst = (name: string) => constBytes.has(name);
-  const ops = g.ops.filter((op) => !isConstexpr(op.op));
+  return { constBytes, constSources };
+}
 
-  const placed: PlacedOp[] = ops.map((op, index) => {
-    const { device, rule } = place(op);
-    const cost = opCost(op, types, sizes, (n) => constBytes.get(n));
-    return { index, name: op.name, op: op.op, device, rule, layer: 'in', ...cost };
-  });
+interface PlacerContext {
+  g: Graph;
+  rules: Rules;
+  on: (id: RuleId) => Rule | undefined;
+  sizes: SymbolSizes;
+  types: Map<string, TensorType>;
+  isConst: (name: string) => boolean;
+}
 
-  function place(op: Op): { device: Device; rule: RuleId } {
+/** The device of one op by the first enabled rule that matches, in the rules' order of precedence. */
+function placer({ g, rules, on, sizes, types, isConst }: PlacerContext): (op: Op) => { device: Device; rule: RuleId } {
+  const inputs = new Set(g.inputs.map((v) => v.name));
+  const outputs = new Set(g.outputs);
+  const isDynamic = (op: Op): boolean => {
+    const runtime = (key: string) => typeof op.inputs[key] === 'string' && !isConst(op.inputs[key] as string);
+    if (op.op === 'slice_by_index') return runtime('begin') || runtime('end');
+    if (op.op === 'slice_by_size') return runtime('begin') || runtime('size');
+    if (op.op === 'reshape') return runtime('shape');
+    return false;
+  };
+  const shapeProblems = (op: Op, dynamicIns: string[]): string[] => {
+    const shapes = [...dynamicIns.map((n) => types.get(n)!), ...op.outputs.map((v) => v.type)];
+    if (op.op === 'conv' && typeof op.inputs.weight === 'string') shapes.push(types.get(op.inputs.weight)!);
+    return shapes.filter(Boolean).flatMap((t) => aneShapeProblems(resolveShape(t.shape, sizes)));
+  };
+  return (op) => {
     const ins = valueInputs(op).map((v) => v.name);
     const dynamicIns = ins.filter((n) => !isConst(n));
     const tensors: TensorType[] = [...ins.map((n) => types.get(n)!), ...op.outputs.map((v) => v.type)].filter(Boolean);
@@ -178,30 +244,26 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
     if (on('fused-attention') && op.op === 'scaled_dot_product_attention') {
       const q = resolveShape(types.get(String(op.inputs.query))?.shape ?? [], sizes);
       const k = resolveShape(types.get(String(op.inputs.key))?.shape ?? [], sizes);
-      const scores = (q.slice(0, -1).reduce((a, b) => a * b, 1) * (k.at(-2) ?? 1));
+      const scores = q.slice(0, -1).reduce((a, b) => a * b, 1) * (k.at(-2) ?? 1);
       return scores >= (rules.get('fused-attention')!.threshold ?? 0) && tensors.every((t) => t.dtype === 'fp16') ? pick('fused-attention', 'ane') : pick('fused-attention');
     }
     return pick('default');
-  }
+  };
+}
 
-  function isDynamic(op: Op): boolean {
-    const runtime = (key: string) => typeof op.inputs[key] === 'string' && !isConst(op.inputs[key] as string);
-    if (op.op === 'slice_by_index') return runtime('begin') || runtime('end');
-    if (op.op === 'slice_by_size') return runtime('begin') || runtime('size');
-    if (op.op === 'reshape') return runtime('shape');
-    return false;
-  }
+function tooBigPool(op: Op): boolean {
+  return POOLS.has(op.op) && (literalNumbers(op.inputs.kernel_sizes).some((k) => k > 13) || literalNumbers(op.inputs.strides).some((s) => s > 2));
+}
 
-  function shapeProblems(op: Op, dynamicIns: string[]): string[] {
-    const shapes = [...dynamicIns.map((n) => types.get(n)!), ...op.outputs.map((v) => v.type)];
-    if (op.op === 'conv' && typeof op.inputs.weight === 'string') shapes.push(types.get(op.inputs.weight)!);
-    return shapes.filter(Boolean).flatMap((t) => aneShapeProblems(resolveShape(t.shape, sizes)));
-  }
+function bigUpsample(op: Op): boolean {
+  return UPSAMPLE.has(op.op) && ['scale_factor_height', 'scale_factor_width'].some((k) => literalNumbers(op.inputs[k]).some((s) => s > 2));
+}
 
-  // ---- regions and islands
-  const producer = new Map<string, number>();
-  ops.forEach((op, i) => op.outputs.forEach((v) => producer.set(v.name, i)));
-  const producersOf = (op: Op) => valueInputs(op).flatMap(({ name }) => (producer.has(name) ? [producer.get(name)!] : []));
+/**
+ * Each op off the Neural Engine gets its region (head: input preparation only; body: Neural Engine work
+ * depends on it; tail: the rest), and connected ops off the Neural Engine of one region form an island.
+ */
+function findIslands(ops: Op[], placed: PlacedOp[], producersOf: (op: Op) => number[]): { islands: Island[]; islandOf: Map<number, number> } {
   const prep = ops.map(() => false);
   ops.forEach((op, i) => {
     prep[i] = !MODEL_OPS.has(op.op) && producersOf(op).every((p) => prep[p]);
@@ -218,7 +280,6 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
     if (p.device !== 'ane' && anyAne) p.region = prep[i] ? 'head' : feedsAne[i] ? 'body' : 'tail';
   });
 
-  // Islands: connected ops off the Neural Engine of one region.
   const islandOf = new Map<number, number>();
   const islands: Island[] = [];
   placed.forEach((p, i) => {
@@ -243,8 +304,13 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
     for (const j of list) typesIn[ops[j]!.op] = (typesIn[ops[j]!.op] ?? 0) + 1;
     islands.push({ region: p.region!, ops: list.length, first: at(list[0]!), last: at(list.at(-1)!), types: typesIn, fromAne: [], toAne: [] });
   });
+  return { islands, islandOf };
+}
 
-  // Boundaries: each tensor crossing between the Neural Engine and elsewhere, once per direction.
+/** Boundaries: each tensor crossing between the Neural Engine and elsewhere, once per direction, counted by its island's region. */
+function countBoundaries(ops: Op[], placed: PlacedOp[], producer: Map<string, number>, islands: Island[], islandOf: Map<number, number>): Record<Region, number> {
+  const ane = (i: number) => placed[i]!.device === 'ane';
+  const anyAne = placed.some((p) => p.device === 'ane');
   const crossings = new Set<string>();
   const boundaries: Record<Region, number> = { head: 0, body: 0, tail: 0 };
   ops.forEach((op, i) => {
@@ -260,17 +326,11 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
       boundaries[island.region]++;
     }
   });
+  return boundaries;
+}
 
-  assignLayers(ops, placed, producersOf, isConst);
-
-  const segments: Segment[] = [];
-  placed.forEach((p, i) => {
-    const last = segments.at(-1);
-    if (last && last.device === p.device) last.to = i;
-    else segments.push({ device: p.device, from: i, to: i });
-  });
-
-  // Weight bytes: each constant once (tied tensors share a storage key), on the Neural Engine when an op there reads it.
+/** Weight bytes: each constant once (tied tensors share a storage key), on the Neural Engine when an op there reads it. */
+function weightTotals(g: Graph, ops: Op[], placed: PlacedOp[], constBytes: Map<string, number>, constSources: Map<string, string[]>): { weightBytes: number; aneWeightBytes: number } {
   const readers = new Map<string, Set<Device>>();
   ops.forEach((op, i) => {
     for (const { name } of valueInputs(op)) for (const src of constSources.get(name) ?? []) (readers.get(src) ?? readers.set(src, new Set()).get(src)!).add(placed[i]!.device);
@@ -285,38 +345,7 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
     weightBytes += constBytes.get(n)!;
     if (readers.get(n)?.has('ane')) aneWeightBytes += constBytes.get(n)!;
   }
-  const totals: Totals = {
-    flops: sum(placed.map((p) => p.flops)),
-    aneFlops: sum(placed.filter((p) => p.device === 'ane').map((p) => p.flops)),
-    weightBytes,
-    aneWeightBytes,
-    bytes: sum(placed.map((p) => p.bytes)),
-  };
-  const devices: Record<Device, number> = { ane: 0, cpu: 0, 'gpu-or-cpu': 0 };
-  for (const p of placed) devices[p.device]++;
-
-  const findings = findRules(g, ops, placed, { rules, on, types, sizes, isConst, totals, inputs: o.inputs, outputs: o.outputs });
-  const seq = typeof sizes === 'number' ? sizes : null;
-  return {
-    ops: placed,
-    opCount: ops.length,
-    budget: rules.get('op-count')!.threshold!,
-    devices,
-    boundaries,
-    islands,
-    segments,
-    totals,
-    findings,
-    rules: [...rules.values()],
-    seqLen: seq,
-  };
-
-  function tooBigPool(op: Op): boolean {
-    return POOLS.has(op.op) && (literalNumbers(op.inputs.kernel_sizes).some((k) => k > 13) || literalNumbers(op.inputs.strides).some((s) => s > 2));
-  }
-  function bigUpsample(op: Op): boolean {
-    return UPSAMPLE.has(op.op) && ['scale_factor_height', 'scale_factor_width'].some((k) => literalNumbers(op.inputs[k]).some((s) => s > 2));
-  }
+  return { weightBytes, aneWeightBytes };
 }
 
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
