@@ -3,6 +3,7 @@
 
 import { ModernBertError } from './errors.js';
 import type { Graph } from './graph/ir.js';
+import type { ReadPackageResult } from './coreml/mil-read.js';
 import { buildModel, type BuildOptions, type ModelSource, type NormStyle, type OutputHead } from './model.js';
 import { Interpreter } from './graph/interpreter.js';
 import type { Precision } from './runtime/numerics.js';
@@ -94,11 +95,19 @@ export class CachedWeights extends WrappedWeights {
 /** What runs a prepared graph: our Interpreter, or another runtime with its `run` (ort-executor.ts). */
 export interface Executor {
   readonly graph: Graph;
+  /** False when only the graph's outputs can be read back (Core ML): no taps then. */
+  readonly tapsAvailable?: boolean;
   run(inputs: Record<string, RtTensor>, opts?: { keep?: string[]; onOp?: (done: number, total: number) => void }): Promise<Map<string, RtTensor>>;
 }
 
+/** The package a graph was read from (absent for a checkpoint's graph): runtimes that load packages themselves need it. */
+export interface PackageSource {
+  path: string;
+  pkg: ReadPackageResult;
+}
+
 /** Prepares a graph to run at a precision. */
-export type ExecutorFactory = (graph: Graph, precision: Precision) => Executor;
+export type ExecutorFactory = (graph: Graph, precision: Precision, source?: PackageSource) => Executor;
 
 const interpreterFactory: ExecutorFactory = (graph, precision) => new Interpreter(graph, precision);
 
