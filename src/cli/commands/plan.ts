@@ -48,6 +48,6 @@ function printPlan(io: Io, r: PlanReport): void {
   for (const op of r.off_ane) {
     const outs = op.outputs.map((x) => `${x.name}${x.shape ? ` [${x.shape.join(', ')}]` : ''}${x.dtype ? ` ${x.dtype}` : ''}`).join(', ');
     const where = op.device ? NAMES[op.device] : 'no device';
-    io.stdout(`  #${op.index ?? '-'} ${op.type} -> ${outs}: ${where}${op.supported.length ? ` (supported: ${op.supported.join(', ')})` : ''}${op.cost !== null ? `, cost ${pct(op.cost)}` : ''}\n`);
+    io.stdout(`  #${op.index ?? '-'} ${op.type} -> ${outs}: ${where}${op.supported.length ? ` (supported: ${op.supported.map((d) => NAMES[d as keyof typeof NAMES] ?? d).join(', ')})` : ''}${op.cost !== null ? `, cost ${pct(op.cost)}` : ''}\n`);
   }
 }

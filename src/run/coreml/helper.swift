@@ -14,22 +14,13 @@ import Foundation
 struct Failure: Error { let message: String }
 
 /// An array on the wire.
-struct WireArray: Decodable {
-    let dtype: String
-    let shape: [Int]
-    let data: String
-}
+struct WireArray: Decodable { let dtype: String; let shape: [Int]; let data: String }
 
 /// Every field any request uses; each op reads its own.
 struct Request: Decodable {
-    let id: Int
-    let op: String
-    let package: String?
-    let compiled: String?
-    let function: String?
-    let computeUnits: String?
-    let model: Int?
-    let inputs: [String: WireArray]?
+    let id: Int, op: String
+    let package: String?, compiled: String?, function: String?, computeUnits: String?
+    let model: Int?, inputs: [String: WireArray]?
 }
 
 /// Milliseconds since `t0`. DispatchTime.now().uptimeNanoseconds: swift-transformers Tests/Benchmarks/BenchmarkSupport.swift:53-56.
@@ -111,13 +102,8 @@ func copyStrided(shape: [Int], strides: [Int], size: Int, packed: UnsafeMutableR
                 if toStrided { (s + j * lastStride * size).copyMemory(from: p + j * size, byteCount: size) } else { (p + j * size).copyMemory(from: s + j * lastStride * size, byteCount: size) }
             }
         }
-        var d = rank - 2
-        while d >= 0 {
-            index[d] += 1
-            if index[d] < shape[d] { break }
-            index[d] = 0
-            d -= 1
-        }
+        var d = rank - 2 // the next row's index, as an odometer turns
+        while d >= 0 { index[d] += 1; if index[d] < shape[d] { break }; index[d] = 0; d -= 1 }
     }
 }
 
