@@ -9,7 +9,6 @@
 
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../dist/config.js';
-import { matrixFlops } from '../dist/graph/flops.js';
 import { buildModel } from '../dist/model.js';
 import { SYNTH_PRESETS } from '../dist/synth/presets.js';
 import { SynthWeights } from '../dist/synth/synth.js';
@@ -21,15 +20,31 @@ const source = { config, weights: new SynthWeights(config) };
 const numel = (s) => s.reduce((a, b) => a * b, 1);
 
 function cost(graph) {
+  const shapes = new Map();
+  for (const v of graph.inputs) shapes.set(v.name, v.type.shape);
+  for (const [n, c] of graph.consts) shapes.set(n, c.type.shape);
+  let flops = 0;
   let written = 0;
   let largest = 0;
   for (const op of graph.ops) {
     for (const o of op.outputs) {
+      shapes.set(o.name, o.type.shape);
       written += 2 * numel(o.type.shape);
       largest = Math.max(largest, 2 * numel(o.type.shape));
     }
+    const out = op.outputs[0].type.shape;
+    if (op.op === 'conv') {
+      const w = shapes.get(op.inputs.weight);
+      flops += 2 * numel(out) * w[1] * w[2] * w[3];
+    } else if (op.op === 'einsum') {
+      const [lhs, rhs] = op.inputs.equation.value.split('->');
+      const size = new Map();
+      lhs.split(',').forEach((term, i) => [...term].forEach((ch, d) => size.set(ch, shapes.get(op.inputs.values[i])[d])));
+      let k = 1;
+      for (const [ch, n] of size) if (!rhs.includes(ch)) k *= n;
+      flops += 2 * numel(out) * k;
+    }
   }
-  const flops = matrixFlops(graph);
   let weights = 0;
   for (const c of graph.consts.values()) weights += 2 * numel(c.type.shape);
   return { flops, written, largest, weights };

@@ -170,7 +170,8 @@ describe('with the stand-in helper', () => {
     expect(p.ops.const_ops).toBe(graph.consts.size);
     expect(p.ops.total).toBe(graph.ops.length);
     p.per_op.forEach((op) => {
-      expect(graph.ops[op.index!]!.op).toBe(op.type);
+      expect(graph.ops[op.index!]!.op).toBe(op.op);
+      expect(graph.ops[op.index!]!.name).toBe(op.name);
       expect(op.outputs[0]!.shape).toEqual(graph.ops[op.index!]!.outputs[0]!.type.shape);
     });
     const gathers = graph.ops.flatMap((op, i) => (op.op === 'gather' ? [i] : []));

@@ -25,7 +25,7 @@ export function registerPlan(program: Command, io: Io): void {
     .argument('<package>', '.mlpackage')
     .addOption(new Option('--compute-units <units>', 'the compute units to plan for').choices([...COMPUTE_UNITS]).default('all'))
     .option('--function <name>', 'the function of a multifunction package (default: its default function)')
-    .option('--json', 'machine-readable output (per_op: {index, type, outputs, device, ...}, as inspect --ane)')
+    .option('--json', 'machine-readable output (per_op: {index, name, op, outputs, device, ...}, as inspect --ane --json)')
     .action(async (path: string, o: PlanOptions) => {
       const session = coremlSession('plan', io, Boolean(o.json));
       if (!isPackagePath(path)) throw new ModernBertError('BAD_ARGUMENT', `plan reads a Core ML package; ${path} is not one (convert it first)`, { path });
@@ -48,6 +48,6 @@ function printPlan(io: Io, r: PlanReport): void {
   for (const op of r.off_ane) {
     const outs = op.outputs.map((x) => `${x.name}${x.shape ? ` [${x.shape.join(', ')}]` : ''}${x.dtype ? ` ${x.dtype}` : ''}`).join(', ');
     const where = op.device ? NAMES[op.device] : 'no device';
-    io.stdout(`  #${op.index ?? '-'} ${op.type} -> ${outs}: ${where}${op.supported.length ? ` (supported: ${op.supported.map((d) => NAMES[d as keyof typeof NAMES] ?? d).join(', ')})` : ''}${op.cost !== null ? `, cost ${pct(op.cost)}` : ''}\n`);
+    io.stdout(`  #${op.index ?? '-'} ${op.op} -> ${outs}: ${where}${op.supported.length ? ` (supported: ${op.supported.map((d) => NAMES[d as keyof typeof NAMES] ?? d).join(', ')})` : ''}${op.cost !== null ? `, cost ${pct(op.cost)}` : ''}\n`);
   }
 }

@@ -1,6 +1,6 @@
 // Where Core ML would run a package's ops (MLComputePlan, macOS 14.4+), joined to our reading of the same
 // program so that each op carries our index, type and output shapes: the form that `inspect --ane`'s
-// prediction can be compared with op by op ({index, type, outputs, device}). Core ML's plan lists the
+// prediction can be compared with op by op ({index, name, op, outputs, device}). Core ML's plan lists the
 // program's const ops too; our graph holds those as constants, so they are counted apart.
 
 import type { Graph } from '../../graph/ir.js';
@@ -10,13 +10,16 @@ import type { PlanReply } from './protocol.js';
 export const DEVICES = ['ane', 'gpu', 'cpu'] as const;
 export type Device = (typeof DEVICES)[number];
 
-/** One op of the plan. */
+/** One op of the plan (index, name, op and device as in `inspect --ane --json`'s ops). */
 export interface PlacedOp {
   /** The op's index in our graph (the order `inspect` lists ops in); null when our graph has no op with its outputs. */
   index: number | null;
+  /** Our graph's name for the op (null with index). */
+  name: string | null;
+  /** The MIL op type (Core ML's operatorName). */
+  op: string;
   /** Its index in Core ML's plan. */
   plan_index: number;
-  type: string;
   outputs: { name: string; dtype?: string; shape?: (number | string)[] }[];
   /** The device Core ML prefers for it (null: the plan gives it none). */
   device: Device | null;
@@ -57,8 +60,9 @@ export function summarizePlan(reply: PlanReply, graph: Graph, meta: { package: s
     const device = (DEVICES as readonly string[]).includes(op.preferred ?? '') ? (op.preferred as Device) : null;
     perOp.push({
       index,
+      name: index === null ? null : graph.ops[index]!.name,
+      op: op.type,
       plan_index: op.index,
-      type: op.type,
       outputs: op.outputs.map((name) => {
         const t = types.get(name);
         return t ? { name, dtype: t.dtype, shape: t.shape } : { name };
