@@ -12,16 +12,8 @@ let shared: CoreMLSession | undefined;
 /** The CLI run's Core ML session (started on first use); `what` names the command for the "needs macOS" error. */
 export function coremlSession(what: string, io: Io, json: boolean): CoreMLSession {
   requireCoreML(what);
-  if (!shared) {
-    const s = new CoreMLSession(processHelperEnv(io.isTTY && !json ? (line) => io.stderr(`${line}\n`) : undefined));
-    shared = s;
-    // The session forgets itself once closed, so the next command of the same process starts a fresh helper.
-    const close = s.close.bind(s);
-    s.close = async () => {
-      if (shared === s) shared = undefined;
-      await close();
-    };
-  }
+  // A closed session (the previous command's, in a process that runs several) is replaced.
+  if (!shared || shared.closed) shared = new CoreMLSession(processHelperEnv(io.isTTY && !json ? (line) => io.stderr(`${line}\n`) : undefined));
   return shared;
 }
 

@@ -84,6 +84,11 @@ export class CoreMLSession {
     open.add(this);
   }
 
+  /** Whether close() was called. */
+  get closed(): boolean {
+    return !open.has(this);
+  }
+
   /** The helper's hello: protocol and OS (starts the helper). */
   async hello(): Promise<Hello> {
     return (await this.start()).hello;
