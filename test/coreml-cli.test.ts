@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { matrixFlops } from '../src/graph/flops.js';
-import type { BenchReport } from '../src/run/coreml/bench.js';
+import type { BenchReport } from '../src/tasks/coreml-bench.js';
 import type { PlanReport } from '../src/run/coreml/plan.js';
 import { cli, expectOneLineError, json, type Run } from './helpers/cli.js';
 import { cleanupTempDirs, FX, ROOT, tempDir } from './helpers/fixtures.js';

@@ -13,7 +13,7 @@ import { CPU_ONLY_HINT, HelperProcess } from '../src/run/coreml/client.js';
 import { coremlExecutorFactory } from '../src/run/coreml/executor.js';
 import { decodeArray, encodeArray } from '../src/run/coreml/protocol.js';
 import { CoreMLSession } from '../src/run/coreml/session.js';
-import { PackageRunner } from '../src/package-runner.js';
+import { PackageRunner } from '../src/run/package-runner.js';
 import { cli } from './helpers/cli.js';
 import { cleanupTempDirs, ROOT, tempDir } from './helpers/fixtures.js';
 import { expectError } from './helpers/run.js';

@@ -3,9 +3,9 @@
 
 import { describe, expect, it } from 'vitest';
 import { matrixFlops } from '../src/graph/flops.js';
-import { literal, type Graph } from '../src/graph/ir.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
-import { buildModel } from '../src/model.js';
+import { literal, type Graph } from '../src/ir/graph.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { buildModel } from '../src/model/model.js';
 import { join } from 'node:path';
 import { ROOT } from './helpers/fixtures.js';
 

@@ -5,9 +5,9 @@
 import { dirname } from 'node:path';
 import { ModernBertError } from '../errors.js';
 import { readLines, resolveInputs, type ProbeSequence } from '../eval/inputs.js';
-import { readTextFile } from '../fs-errors.js';
-import type { Checkpoint } from '../io/checkpoint.js';
-import { loadTokenizer, type Tokenizer } from '../tokenizer.js';
+import { readTextFile } from '../io/fs-errors.js';
+import type { Checkpoint } from '../model/checkpoint.js';
+import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.js';
 
 export interface CalibrationOptions {
   /** A file of texts, one per line. */

@@ -1,7 +1,7 @@
 // --runtime coreml and the Core ML commands' shared session: one helper process per CLI run, closed when the
 // command ends (main.ts). A build of the helper is announced on a terminal, as runtime notes are.
 
-import type { ExecutorFactory } from '../engine.js';
+import type { ExecutorFactory } from '../run/runner.js';
 import { requireCoreML, processHelperEnv } from '../run/coreml/build.js';
 import { coremlExecutorFactory } from '../run/coreml/executor.js';
 import { CoreMLSession, type ComputeUnits } from '../run/coreml/session.js';

@@ -2,16 +2,19 @@
 // labels, special ids and lengths read back from them (checked against the program), with defaults for
 // packages from elsewhere.
 
-import { CONFIG_LIMITS } from '../config.js';
+import { CONFIG_LIMITS } from '../model/config.js';
 import { ModernBertError } from '../errors.js';
 import { brief } from '../io/files.js';
-import type { OutputHead } from '../model.js';
+import type { OutputHead } from '../model/options.js';
 import type { ReadPackageResult } from './mil-read.js';
 
 /** Metadata keys (userDefined) that conversion writes and the runner reads. */
 export const META = {
   converter: 'converter',
+  /** The Hub id (org/name) of a model from the Hub, else the config's `_name_or_path` id or the folder's name. */
   source: 'source_model',
+  /** The commit of the Hub repository it was converted from (models from the Hub only). */
+  sourceCommit: 'source_commit',
   architecture: 'architecture',
   head: 'head',
   labels: 'labels',

@@ -3,8 +3,8 @@
 // the emulation produces NaN or infinity, the report says so and names the first layer and op where it
 // appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
 
-import { Engine } from '../engine.js';
-import type { ModelSource, NormStyle } from '../model.js';
+import { Engine } from '../run/engine.js';
+import type { ModelSource, NormStyle } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
 import { Interpreter } from '../graph/interpreter.js';

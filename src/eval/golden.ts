@@ -3,7 +3,7 @@
 
 import { ModernBertError } from '../errors.js';
 import { SafetensorsFile } from '../io/safetensors.js';
-import type { Tensor } from '../weights.js';
+import type { Tensor } from '../io/weights.js';
 
 export interface GoldenCase {
   name: string;

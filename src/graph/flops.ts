@@ -3,7 +3,7 @@
 // softmax are left out (a few percent at most), so a rate computed from this is the matrix-product rate.
 
 import { ModernBertError } from '../errors.js';
-import { isLiteral, numel, type Dim, type Graph, type Op } from './ir.js';
+import { isLiteral, numel, type Dim, type Graph, type Op } from '../ir/graph.js';
 
 /** FLOPs of one forward pass of `graph`, its symbolic dimensions bound by `dims` (for example {S: 128}). */
 export function matrixFlops(graph: Graph, dims: Record<string, number> = {}): number {

@@ -6,7 +6,7 @@ import { open, rename, unlink } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError } from '../fs-errors.js';
+import { fsError } from './fs-errors.js';
 
 export type WritableDType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
 

@@ -8,13 +8,13 @@ import { closeSync, lstatSync, openSync, renameSync, rmSync, statSync, writeSync
 import { basename, dirname, join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { ModernBertError } from '../errors.js';
-import { fsError } from '../fs-errors.js';
+import { fsError } from '../io/fs-errors.js';
 import { VERSION } from '../version.js';
 import { ONNX_IR_VERSION, ONNX_OPSET, type LoweredGraph } from './lower.js';
 import { encodeOnnxModel, type OnnxModelProto, type OnnxTensorProto } from './schema.js';
 
 /** Protobuf's limit on one message, less room for the graph itself. */
-export const MAX_INLINE_BYTES = 2 ** 31 - 2 ** 26;
+const MAX_INLINE_BYTES = 2 ** 31 - 2 ** 26;
 /** Initializers smaller than this stay inline even with external data (as onnx's own converter does). */
 const EXTERNAL_MIN_BYTES = 1024;
 /** Offsets in the data file are aligned for memory mapping. */

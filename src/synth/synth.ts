@@ -5,15 +5,15 @@
 import { existsSync, statSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseConfig, type ModernBertConfig } from '../config.js';
+import { parseConfig, type ModernBertConfig } from '../model/config.js';
 import { ModernBertError } from '../errors.js';
-import { makeFolders } from '../fs-errors.js';
-import { readJson } from '../io/checkpoint.js';
+import { makeFolders } from '../io/fs-errors.js';
+import { readJson } from '../model/checkpoint.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
-import { sharedFloat32, type Tensor, type WeightSource } from '../weights.js';
+import { sharedFloat32, type Tensor, type WeightSource } from '../io/weights.js';
 import { applyOverride, checkOverride, type Override } from './overrides.js';
 import { SYNTH_PRESETS, type SynthPreset } from './presets.js';
-import { synthFill } from './prng.js';
+import { synthFill } from '../numeric/prng.js';
 import { synthRecipe, type RecipeEntry } from './recipe.js';
 
 const EMBEDDINGS = 'model.embeddings.tok_embeddings.weight';

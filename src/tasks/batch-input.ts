@@ -2,7 +2,7 @@
 // `text` per non-empty line (a `.jsonl` file, or any file whose first non-empty line starts with "{").
 
 import { ModernBertError } from '../errors.js';
-import { readTextFile } from '../fs-errors.js';
+import { readTextFile } from '../io/fs-errors.js';
 
 /** One input text and the line it came from (1-based), for messages. */
 export interface InputText {

@@ -2,7 +2,7 @@
 // matrix [N, C] as .npy or .safetensors, chosen by the file's extension. Every file is written whole to a
 // temporary name and renamed, so a failed run leaves no half-written output.
 
-import { writeFileAtomically } from '../fs-errors.js';
+import { writeFileAtomically } from '../io/fs-errors.js';
 import { npyBytes } from '../io/npy.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 

@@ -2,8 +2,8 @@
 
 import { Option, type Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { isPackagePath } from '../../load.js';
-import { benchPackage, type BenchReport } from '../../run/coreml/bench.js';
+import { isPackagePath } from '../../run/load.js';
+import { benchPackage, type BenchReport } from '../../tasks/coreml-bench.js';
 import { COMPUTE_UNITS, type ComputeUnits } from '../../run/coreml/session.js';
 import { printJson, progress, type Io } from '../context.js';
 import { coremlSession } from '../coreml.js';

@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { openModel } from '../../load.js';
+import { openModel } from '../../run/load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { readBatchInput } from '../../tasks/batch-input.js';
 import { writeEmbeddings } from '../../tasks/batch-output.js';
@@ -11,12 +11,14 @@ import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
 import { printJson, progress, type Io } from '../context.js';
 import { precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
   input: string;
   out: string;
   precision?: Precision;
   tokenizer?: string;
+  revision?: string;
   json?: boolean;
 }
 
@@ -25,16 +27,16 @@ export function registerEmbed(program: Command, io: Io): void {
   const cmd = program
     .command('embed')
     .description('embed many texts (one per line, or JSONL with a "text" field), packed several per window; writes JSONL, .npy or .safetensors')
-    .argument('<model>', 'checkpoint folder or .mlpackage (packages converted with --pack K run K texts per window)')
+    .argument('<model>', `.mlpackage (one converted with --pack K runs K texts per window), ${MODEL_HELP}`)
     .requiredOption('--input <file>', 'texts: one per line, or JSONL objects with a "text" field')
     .requiredOption('--out <file>', 'embeddings: .jsonl ({"index", "embedding"} per line), .npy or .safetensors (float32 [N, C])')
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
     .option('--json', 'machine-readable summary');
-  addRuntimeOptions(addBatchOptions(cmd))
+  addRuntimeOptions(addBatchOptions(addRevisionOption(cmd)))
     .action(async (modelPath: string, o: EmbedOptions) => {
       const inputs = readBatchInput(o.input);
-      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor: await cliExecutor(o, o.precision, io) });
+      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor: await cliExecutor(o, o.precision, io), ...hubOptions(io, o) });
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');
       try {
         const tok = model.tokenizer;

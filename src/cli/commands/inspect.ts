@@ -2,25 +2,28 @@
 
 import type { Command } from 'commander';
 import type { FeatureInfo } from '../../coreml/description.js';
-import type { PackageRunner } from '../../package-runner.js';
-import { openModel, type LoadedModel } from '../../load.js';
+import type { PackageRunner } from '../../run/package-runner.js';
+import { openModel, type LoadedModel } from '../../run/load.js';
 import { ModernBertError } from '../../errors.js';
 import { ANE_AXES, formatAneIssue, lintAneLimits } from '../../graph/ane-limits.js';
 import { printJson, type Io } from '../context.js';
 import { META } from '../../coreml/package-info.js';
-import type { CompressionSummary } from '../../convert.js';
+import type { CompressionSummary } from '../../convert/convert.js';
 import { formatCompression } from './convert.js';
+import { isConstexpr } from '../../ops/index.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 /** Registers the inspect command; `setExit(1)` when --lint finds a problem. */
 export function registerInspect(program: Command, io: Io, setExit: (code: number) => void = () => {}): void {
-  program
+  const cmd = program
     .command('inspect')
     .description('show a model: configuration, parameter count, dtypes, layer kinds, head')
-    .argument('<model>', 'checkpoint folder or .mlpackage')
+    .argument('<model>', `.mlpackage, ${MODEL_HELP}`)
     .option('--lint', "list each op of a package whose tensors break the Neural Engine's limits (exit 1 if any)")
-    .option('--json', 'machine-readable output')
-    .action(async (modelPath: string, o: { json?: boolean; lint?: boolean }) => {
-      const model = await openModel(modelPath);
+    .option('--json', 'machine-readable output');
+  addRevisionOption(cmd)
+    .action(async (modelPath: string, o: { json?: boolean; lint?: boolean; revision?: string }) => {
+      const model = await openModel(modelPath, hubOptions(io, o));
       try {
         if (o.lint) {
           if (!model.pkg) throw new ModernBertError('BAD_ARGUMENT', `--lint checks a Core ML package; ${modelPath} is a checkpoint (convert prints the same check)`);
@@ -40,6 +43,7 @@ export function registerInspect(program: Command, io: Io, setExit: (code: number
         const info = {
           path: model.path,
           kind: model.kind,
+          source: model.source ?? null,
           architecture: c.architecture,
           head: model.head,
           parameters,
@@ -65,6 +69,7 @@ export function registerInspect(program: Command, io: Io, setExit: (code: number
         if (o.json) return printJson(io, info);
         const lines: [string, string][] = [
           ['model', `${info.path} (${info.kind})`],
+          ...(model.source ? [['source', `${model.source.id} at ${model.source.commit} (${model.source.revision})`] as [string, string]] : []),
           ['architecture', `${info.architecture}, head ${info.head}`],
           ['parameters', `${(parameters / 1e6).toFixed(2)} M, stored as ${info.dtypes.join(', ')}`],
           ['size', `hidden ${c.hidden}, intermediate ${c.intermediate}, ${c.numLayers} layers, ${c.numHeads} heads of ${c.headDim}`],
@@ -90,9 +95,9 @@ function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
   let parameters = 0;
   // Compressed weights count as the tensors their constexpr ops produce, not as their tables and scales.
   const size = (shape: readonly (number | string)[]) => (shape as number[]).reduce((a, b) => a * b, 1);
-  const constexprInputs = new Set(pkg.graph.ops.filter((op) => op.op.startsWith('constexpr_')).flatMap((op) => Object.values(op.inputs).filter((a): a is string => typeof a === 'string')));
+  const constexprInputs = new Set(pkg.graph.ops.filter((op) => isConstexpr(op.op)).flatMap((op) => Object.values(op.inputs).filter((a): a is string => typeof a === 'string')));
   for (const c of pkg.graph.consts.values()) if ((c.type.dtype === 'fp16' || c.type.dtype === 'fp32') && !constexprInputs.has(c.name)) parameters += size(c.type.shape);
-  for (const op of pkg.graph.ops) if (op.op.startsWith('constexpr_')) parameters += size(op.outputs[0]!.type.shape);
+  for (const op of pkg.graph.ops) if (isConstexpr(op.op)) parameters += size(op.outputs[0]!.type.shape);
   const feature = (f: FeatureInfo) => ({ name: f.name, dtype: f.dtype, shape: f.shape, ...(f.enumeratedShapes ? { enumerated_shapes: f.enumeratedShapes } : {}), ...(f.description ? { description: f.description } : {}) });
   const info = {
     path: model.path,

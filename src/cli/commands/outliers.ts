@@ -4,17 +4,18 @@
 import { Option, type Command } from 'commander';
 import { checkShapes, COMPRESS_MODES, compressSpec } from '../../compress/spec.js';
 import { weightCosts } from '../../eval/weight-costs.js';
-import { targetInfo } from '../../ops/target.js';
-import { Engine } from '../../engine.js';
+import { targetInfo } from '../../ir/target.js';
+import { Engine } from '../../run/engine.js';
 import { ModernBertError } from '../../errors.js';
-import { checkFileTarget, writeTextFile } from '../../fs-errors.js';
+import { checkFileTarget, writeTextFile } from '../../io/fs-errors.js';
 import { resolveInputs } from '../../eval/inputs.js';
 import { OutlierMeter, type LayerOutliers } from '../../eval/outliers.js';
-import { openModel } from '../../load.js';
+import { openModel } from '../../run/load.js';
 import { lineChartSvg } from '../../report/plot.js';
-import { prepareVariant, type VariantSpec } from '../../variants.js';
+import { prepareVariant, type VariantSpec } from '../../model/variants.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt } from '../parse.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface OutliersOptions {
   weights?: boolean;
@@ -28,6 +29,7 @@ interface OutliersOptions {
   random?: number;
   seed: number;
   plot?: string;
+  revision?: string;
   json?: boolean;
 }
 
@@ -39,10 +41,10 @@ const VARIANTS: VariantSpec[] = [
 
 /** Registers the outliers command. */
 export function registerOutliers(program: Command, io: Io): void {
-  program
+  const cmd = program
     .command('outliers')
     .description('per layer, the largest |activation| of the residual stream and the channel and token that carry it, before and after folding and rotation')
-    .argument('<model>', 'checkpoint folder')
+    .argument('<model>', MODEL_HELP)
     .argument('[text...]', 'texts to run (default: built-in sentences)')
     .option('--golden <file>', 'use the input ids of a golden file')
     .option('--random <n>', 'use n seeded random token ids', positiveInt)
@@ -55,10 +57,11 @@ export function registerOutliers(program: Command, io: Io): void {
     .option('--block-size <n>', '--weights: int4 inputs per scale', positiveInt)
     .addOption(new Option('--rotation <kind>', '--weights: the folded weights, rotated so or not').choices(['none', 'hadamard']).default('none'))
     .option('--top <n>', '--weights: largest weights listed per tensor', positiveInt, 3)
-    .option('--json', 'machine-readable output')
+    .option('--json', 'machine-readable output');
+  addRevisionOption(cmd)
     .action(async (modelPath: string, texts: string[], o: OutliersOptions) => {
       if (o.plot !== undefined) checkFileTarget(o.plot, '--plot');
-      const model = await openModel(modelPath);
+      const model = await openModel(modelPath, hubOptions(io, o));
       try {
         if (model.kind !== 'checkpoint' || !model.config || !model.weights) throw new ModernBertError('BAD_ARGUMENT', 'outliers needs a checkpoint folder (a package cannot be refolded)');
         const c = model.config;

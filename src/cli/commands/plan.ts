@@ -3,7 +3,7 @@
 import { Option, type Command } from 'commander';
 import { readMLPackage } from '../../coreml/mil-read.js';
 import { ModernBertError } from '../../errors.js';
-import { isPackagePath } from '../../load.js';
+import { isPackagePath } from '../../run/load.js';
 import { summarizePlan, type PlanReport } from '../../run/coreml/plan.js';
 import { COMPUTE_UNITS, type ComputeUnits } from '../../run/coreml/session.js';
 import { printJson, type Io } from '../context.js';

@@ -3,7 +3,7 @@
 import { existsSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { fsError } from '../../fs-errors.js';
+import { fsError } from '../../io/fs-errors.js';
 import { parseOverride } from '../../synth/overrides.js';
 import { writeSynthCheckpoint } from '../../synth/synth.js';
 import { printJson, progress, type Io } from '../context.js';

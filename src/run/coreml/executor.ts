@@ -2,9 +2,9 @@
 // padding, heads, buckets and output cropping stay the package runner's (one copy), and only the arithmetic
 // moves to the helper. Core ML returns the model's outputs only: internal values (taps) cannot be read.
 
-import type { Executor, ExecutorFactory, PackageSource } from '../../engine.js';
+import type { Executor, ExecutorFactory, PackageSource } from '../runner.js';
 import { ModernBertError } from '../../errors.js';
-import type { Graph } from '../../graph/ir.js';
+import type { Graph } from '../../ir/graph.js';
 import type { RtTensor } from '../../runtime/tensor.js';
 import { encodeArray, protocolError, wireDType, type WireArray } from './protocol.js';
 import type { ComputeUnits, CoreMLSession, PackageRef } from './session.js';

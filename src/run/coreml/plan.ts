@@ -3,7 +3,7 @@
 // prediction can be compared with op by op ({index, name, op, outputs, device}). Core ML's plan lists the
 // program's const ops too; our graph holds those as constants, so they are counted apart.
 
-import type { Graph } from '../../graph/ir.js';
+import type { Graph } from '../../ir/graph.js';
 import type { PlanReply } from './protocol.js';
 
 /** The devices MLComputePlan names. */

@@ -3,7 +3,7 @@
 // arrays and back, and checks each reply's shape before anything reads it.
 
 import { ModernBertError } from '../../errors.js';
-import type { DType } from '../../graph/ir.js';
+import type { DType } from '../../ir/graph.js';
 import { brief } from '../../io/files.js';
 import { decodeF16, encodeF16 } from '../../numeric/fp16.js';
 import type { RtTensor } from '../../runtime/tensor.js';
