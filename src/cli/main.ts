@@ -18,6 +18,9 @@ import { registerPredict } from './commands/predict.js';
 import { registerReport } from './commands/report.js';
 import { registerSynth } from './commands/synth.js';
 import { registerVerify } from './commands/verify.js';
+import { registerBench } from './commands/bench.js';
+import { registerPlan } from './commands/plan.js';
+import { closeCoreMLSessions } from '../run/coreml/session.js';
 
 
 /** Runs the CLI on arguments (without node and the script); resolves to the exit code. */
@@ -46,6 +49,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerExportOnnx(program, io);
   registerEmbed(program, io);
   registerReport(program, io);
+  registerBench(program, io);
+  registerPlan(program, io);
   registerDownload(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
   // A bad MODERNBERT_ANE_THREADS fails before a command starts, not minutes into a conversion (--help still works).
@@ -72,6 +77,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     if (debug && err?.stack) io.stderr(`${err.stack}\n`);
     return 3;
   } finally {
+    await closeCoreMLSessions();
     await shutdownRuntime();
   }
 }

@@ -104,7 +104,7 @@ async function predictBatch(io: Io, modelPath: string | undefined, extra: string
   if (extra !== undefined) throw new ModernBertError('BAD_ARGUMENT', 'give either a text or --input FILE, not both');
   if (o.embed) throw new ModernBertError('BAD_ARGUMENT', '--embed with --input: use the embed command');
   const inputs = readBatchInput(o.input!);
-  const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, ...hubOptions(io, o) });
+  const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor: await cliExecutor(o, o.precision, io), ...hubOptions(io, o) });
   const bar = progress(io, 'predict', o.out === undefined || Boolean(o.json), 'texts');
   try {
     const tok = model.tokenizer;
