@@ -3,8 +3,10 @@
 // for ModernBERT-base at 1,024 tokens are the products alone); elementwise work counts a few per element, so
 // that shares and totals include it, and layout ops (reshape, slice, concat, gather, ...) count none.
 
-import type { Dim, Op, TensorType } from '../ir/graph.js';
+import { ModernBertError } from '../errors.js';
+import type { Dim, Graph, Op, TensorType } from '../ir/graph.js';
 import { isLiteral } from '../ir/graph.js';
+import { valueTypes } from '../ir/value-types.js';
 import { storedBytes } from '../coreml/tensor-bytes.js';
 
 /** The cost of one op. */
@@ -90,4 +92,17 @@ function contracted(equation: string, shapes: number[][]): number {
   let k = 1;
   for (const [ch, n] of size) if (!(rhs ?? '').includes(ch)) k *= n;
   return k;
+}
+
+/** The matrix products, which hold nearly all of a transformer's work. */
+export const MATRIX_OPS: ReadonlySet<string> = new Set(['conv', 'linear', 'matmul', 'einsum']);
+
+/** FLOPs of the matrix products of one forward pass of `g`, its symbolic dimensions bound by `sizes` (e.g. {S: 128}). */
+export function matrixFlops(g: Graph, sizes: Readonly<Record<string, number>> = {}): number {
+  for (const v of g.inputs) {
+    const free = v.type.shape.find((d) => typeof d === 'string' && sizes[d] === undefined);
+    if (free !== undefined) throw new ModernBertError('BAD_ARGUMENT', `input ${v.name} has the symbolic dimension ${free}; give its size`, { dim: free });
+  }
+  const types = new Map([...valueTypes(g)].map(([n, v]) => [n, v.type]));
+  return g.ops.filter((op) => MATRIX_OPS.has(op.op)).reduce((s, op) => s + opCost(op, types, sizes, () => undefined).flops, 0);
 }

@@ -7,6 +7,7 @@
 
 import type { Confidence } from './rules.js';
 import type { Placement } from './placement.js';
+import { MATRIX_OPS } from './cost.js';
 
 /** A chip's Neural Engine: its rated peak in float16 TFLOP/s, and where the figure comes from. */
 export interface Chip {
@@ -37,7 +38,6 @@ export const CALIBRATION = {
 export const DISPATCH_MS = 0.15;
 
 /** Ops whose FLOPs the calibration counts (the reference project's 378 GFLOP are matrix products). */
-const MATRIX_OPS = new Set(['conv', 'linear', 'matmul', 'einsum']);
 
 export interface ChipEstimate {
   chip: string;
