@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readMLPackage } from '../src/coreml/mil-read.js';
-import { matrixFlops } from '../src/graph/flops.js';
+import { matrixFlops } from '../src/ane/cost.js';
 import type { BenchReport } from '../src/tasks/coreml-bench.js';
 import type { PlanReport } from '../src/run/coreml/plan.js';
 import { cli, expectOneLineError, json, type Run } from './helpers/cli.js';

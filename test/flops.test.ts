@@ -1,8 +1,8 @@
-// The matrix-product FLOP count (graph/flops.ts) that bench divides by the latency: checked by hand on a small
+// The matrix-product FLOP count (ane/cost.ts) that bench divides by the latency: checked by hand on a small
 // graph of each op, and against the closed form for a whole ModernBERT graph.
 
 import { describe, expect, it } from 'vitest';
-import { matrixFlops } from '../src/graph/flops.js';
+import { matrixFlops } from '../src/ane/cost.js';
 import { literal, type Graph } from '../src/ir/graph.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { buildModel } from '../src/model/model.js';

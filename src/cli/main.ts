@@ -15,6 +15,7 @@ import { registerEmbed } from './commands/embed.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerOutliers } from './commands/outliers.js';
 import { registerPredict } from './commands/predict.js';
+import { registerReport } from './commands/report.js';
 import { registerSynth } from './commands/synth.js';
 import { registerVerify } from './commands/verify.js';
 import { registerBench } from './commands/bench.js';
@@ -47,6 +48,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerDiff(program, io);
   registerExportOnnx(program, io);
   registerEmbed(program, io);
+  registerReport(program, io);
   registerBench(program, io);
   registerPlan(program, io);
   registerDownload(program, io);

@@ -1,11 +1,11 @@
 // Timing a package on Core ML: for each choice of compute units and each length (or shape-bucket function),
 // the first load and a cached load, then the latency of N predictions (Core ML's own time, measured in the
-// helper), with tokens/s and the matrix-product rate from the graph's FLOPs (graph/flops.ts).
+// helper), with tokens/s and the matrix-product rate from the graph's FLOPs (ane/cost.ts).
 
 import { readMLPackage } from '../coreml/mil-read.js';
 import { ModernBertError } from '../errors.js';
 import { resolveInputs } from '../eval/inputs.js';
-import { matrixFlops } from '../graph/flops.js';
+import { matrixFlops } from '../ane/cost.js';
 import { openModel } from '../run/load.js';
 import { BucketRunner, type PackageRunner } from '../run/package-runner.js';
 import { coremlExecutorFactory } from '../run/coreml/executor.js';
