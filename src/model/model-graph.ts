@@ -45,6 +45,8 @@ export interface Packing {
   member: Val;
   /** (K,) int32: each text's first token (S - 1 for a text that is absent). */
   starts: Val;
+  /** (S, K): 1 at each text's first token, else 0 (an absent text has none); built on first use (cls pooling). */
+  first: () => Val;
   /** (S,) int32: each token's position within its text. */
   positions: Val;
   /** Additive masks (1, S, 1, chunk) of the query chunks, by first query, shared by every global layer and head. */
