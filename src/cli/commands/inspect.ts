@@ -12,6 +12,9 @@ import type { CompressionSummary } from '../../convert/convert.js';
 import { formatCompression } from './convert.js';
 import { inspectAne } from './inspect-ane.js';
 import { isConstexpr } from '../../ops/index.js';
+import { opBudget } from '../../ane/placement.js';
+import { longestLength } from '../../ane/predict-package.js';
+import { defaultRules } from '../../ane/rules.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 /** Registers the inspect command; `setExit(1)` when --lint finds a problem. */
@@ -103,6 +106,9 @@ function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
   const constexprInputs = new Set(pkg.graph.ops.filter((op) => isConstexpr(op.op)).flatMap((op) => Object.values(op.inputs).filter((a): a is string => typeof a === 'string')));
   for (const c of pkg.graph.consts.values()) if ((c.type.dtype === 'fp16' || c.type.dtype === 'fp32') && !constexprInputs.has(c.name)) parameters += size(c.type.shape);
   for (const op of pkg.graph.ops) if (isConstexpr(op.op)) parameters += size(op.outputs[0]!.type.shape);
+  // The Neural Engine's op budget counts the ops that run (constexpr ops decompress weights at load time).
+  const nonConstant = pkg.graph.ops.filter((op) => !isConstexpr(op.op)).length;
+  const budget = opBudget(defaultRules().get('op-count')!.threshold!, longestLength(pkg.description));
   const feature = (f: FeatureInfo) => ({ name: f.name, dtype: f.dtype, shape: f.shape, ...(f.enumeratedShapes ? { enumerated_shapes: f.enumeratedShapes } : {}), ...(f.description ? { description: f.description } : {}) });
   const info = {
     path: model.path,
@@ -121,6 +127,8 @@ function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
     weight_dtypes: model.dtypes,
     ops: Object.fromEntries([...ops].sort((a, b) => b[1] - a[1])),
     op_count: pkg.graph.ops.length,
+    non_constant_ops: nonConstant,
+    op_budget: budget,
     taps: [...pkg.graph.taps.keys()],
     tokenizer: Boolean(model.tokenizer),
     metadata: { short_description: meta.shortDescription ?? null, author: meta.author ?? null, version: meta.versionString ?? null, ...(meta.userDefined ?? {}) },
@@ -134,7 +142,7 @@ function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
     ...pkg.description.inputs.map((f): [string, string] => ['input', `${f.name} ${f.dtype} ${shape(f)}${f.description ? ` - ${f.description}` : ''}`]),
     ...pkg.description.outputs.map((f): [string, string] => ['output', `${f.name} ${f.dtype} ${f.shape.length ? `[${f.shape.join(', ')}]` : ''}${f.description ? ` - ${f.description}` : ''}`]),
     ['parameters', `${(parameters / 1e6).toFixed(2)} M (${info.weight_dtypes.join(', ')})`],
-    ['ops', `${info.op_count}: ${[...ops].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`],
+    ['ops', `${info.op_count} (${nonConstant.toLocaleString('en-US')} non-constant, budget ${budget.toLocaleString('en-US')}${nonConstant > budget ? ', OVER' : ''}; inspect --ane places them): ${[...ops].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`],
     ['tokenizer', info.tokenizer ? 'included' : 'none'],
   ];
   for (const [k, v] of Object.entries(meta.userDefined ?? {})) lines.push([k, k === META.compression ? compressionLine(v) : v]);
