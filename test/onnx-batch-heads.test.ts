@@ -83,6 +83,7 @@ describe('batched attention heads in the ONNX lowering', () => {
   const S = 100;
   const cases: [string, BuildOptions, ModelSource?][] = [
     ['banded local, chunked global', { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'none' }],
+    ["banded windows cut per head (the CPU engine's)", { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'none', bandWindows: 'per-head' }],
     ['packed texts (segment ids), banded', { seqLen: S, pack: 3, attentionChunk: 48, head: 'mlm' }],
     ['a mask input (all pairs), chunked', { seqLen: S, maskFrom: 'input', attentionChunk: 64, head: 'mlm' }],
     ['any length (symbolic S)', { seqLen: [1, 512], maskFrom: 'attention', head: 'mlm' }],

@@ -19,7 +19,8 @@ export interface Band {
 
 // Sliding window as a band: blocks of B queries on the H axis, each against its 3B keys (the blocks before,
 // at and after it), so scores are (1, 3B, nb, B) per head; B >= window/2 covers every key in the window.
-// The windows are cut once for all heads, then each of q, k and v is split into heads.
+// q is split into heads; the key and value windows are cut once for all heads and split likewise, or
+// (model.bandWindows 'per-head') cut for each head just before its attention.
 export function bandedAttention(model: ModelGraph, band: Band, q: Val, k: Val, v: Val, layer: number): Val {
   const { g, config } = model;
   const S = model.seqLen as number;
@@ -34,12 +35,19 @@ export function bandedAttention(model: ModelGraph, band: Band, q: Val, k: Val, v
   // Keys with the channels last (transposed before the windows, a third of their size), so that the
   // windows come out as the scores' keys: (1, 3B, nb, D) per head.
   const kBlocks = g.op('transpose', { x: padBlocks(model, k, band, 0, `${n}_k`), perm: i32([0, 3, 2, 1]) }, `${n}_kT`); // (1, B, nb+2, C)
-  const kWindows = windows(model, kBlocks, band, 1, `${n}_k`); // (1, 3B, nb, C)
-  const vWindows = windows(model, padBlocks(model, v, band, 0, `${n}_v`), band, 3, `${n}_v`); // (1, C, nb, 3B)
-  const ks = g.split(kWindows, 3, H, `${n}_k_heads`); // (1, 3B, nb, D) per head
-  const vs = g.split(vWindows, 1, H, `${n}_v_heads`); // (1, D, nb, 3B) per head
+  const vBlocks = padBlocks(model, v, band, 0, `${n}_v`); // (1, C, nb+2, B)
   const qs = g.split(qb, 1, H, `${n}_q_heads`); // (1, D, nb, B) per head
-  const heads = qs.map((qh, head) => attentionHead(model, ks[head]!, qh, band.mask, vs[head]!, `${n}_h${head}`)); // (1, D, nb, B)
+  const allHeads = model.bandWindows === 'all-heads' && {
+    k: g.split(windows(model, kBlocks, band, 1, `${n}_k`), 3, H, `${n}_k_heads`), // (1, 3B, nb, C) -> (1, 3B, nb, D) per head
+    v: g.split(windows(model, vBlocks, band, 3, `${n}_v`), 1, H, `${n}_v_heads`), // (1, C, nb, 3B) -> (1, D, nb, 3B) per head
+  };
+  const heads = qs.map((qh, head) => {
+    const m = `${n}_h${head}`;
+    const D = config.headDim;
+    const kh = allHeads ? allHeads.k[head]! : windows(model, kBlocks, band, 1, `${m}_k`, [head * D, (head + 1) * D]); // (1, 3B, nb, D)
+    const vh = allHeads ? allHeads.v[head]! : windows(model, vBlocks, band, 3, `${m}_v`, [head * D, (head + 1) * D]); // (1, D, nb, 3B)
+    return attentionHead(model, kh, qh, band.mask, vh, m); // (1, D, nb, B)
+  });
   const merged = g.op(
     'reshape',
     { x: g.op('concat', { values: heads, axis: i32(1) }, `${n}_heads`), shape: i32([1, C, 1, nb * B]) },
@@ -119,18 +127,20 @@ function padBlocks(model: ModelGraph, t: Val, band: Band, fill: number, name: st
 
 // Windows of padded blocks (1, K, nb+2, B) -> (1, K, nb, 3B), or of blocks with the channels last
 // (1, B, nb+2, K) -> (1, 3B, nb, K), joined on `axis`: for block j, positions (j-1)B .. (j+2)B - 1 (padding
-// outside 0..S-1).
-function windows(model: ModelGraph, blocks: Val, band: Band, axis: 1 | 3, name: string): Val {
+// outside 0..S-1). `channels` [lo, hi) cuts the channels (the other axis of 1 and 3) to one head's.
+function windows(model: ModelGraph, blocks: Val, band: Band, axis: 1 | 3, name: string, channels?: [number, number]): Val {
   const { g } = model;
   const nb = band.blocks;
+  const c = axis === 1 ? 3 : 1;
+  const at = (blocksAt: number, channel: number) => [0, 1, 2, 3].map((k) => (k === 2 ? blocksAt : k === c ? channel : 0));
   const shifted = [0, 1, 2].map((d) =>
     g.op(
       'slice_by_index',
       {
         x: blocks,
-        begin: i32([0, 0, d, 0]),
-        end: i32([1, 0, d + nb, 0]),
-        end_mask: bool([false, true, false, true]),
+        begin: i32(at(d, channels?.[0] ?? 0)),
+        end: i32(at(d + nb, channels?.[1] ?? 0)),
+        end_mask: bool([0, 1, 2, 3].map((k) => k !== 2 && !(k === c && channels))),
       },
       `${name}_blocks${d}`,
     ),

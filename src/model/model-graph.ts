@@ -29,6 +29,8 @@ export interface ModelGraph {
   packing?: Packing;
   /** Queries per chunk of global attention. */
   chunk: number;
+  /** How banded layers cut their windows (BuildOptions.bandWindows). */
+  bandWindows: 'all-heads' | 'per-head';
   /** 0..S-1 as a tensor (built on first use), for graphs whose length is only known at run time. */
   positions: () => Val;
   /** The l2 norm's extra channel sqrt(C * eps), (1, 1, 1, S), shared by every norm (built on first use). */
@@ -111,6 +113,7 @@ export function modelGraph(
     ids,
     paddingMask,
     chunk: attentionChunk(o),
+    bandWindows: o.bandWindows ?? 'all-heads',
     positions: positionsOnce,
     epsChannel,
   };

@@ -42,6 +42,13 @@ export interface BuildOptions {
   maskFrom?: 'input' | 'ids' | 'attention';
   /** Queries per chunk of global attention (default DEFAULT_ATTENTION_CHUNK). */
   attentionChunk?: number;
+  /**
+   * How banded local layers cut their key and value windows: 'all-heads' (default) once for all heads,
+   * then split (the fewest ops: what `convert` writes for the Neural Engine); 'per-head' each head its own
+   * just before its attention, so that one head's windows are alive at a time instead of all of them (the
+   * CPU engine: less memory at length). The same arithmetic either way.
+   */
+  bandWindows?: 'all-heads' | 'per-head';
   /** Float type of the model's inputs and outputs when it differs from `dtype` (iOS 15 has no float16 I/O). */
   ioDtype?: 'fp32' | 'fp16';
   /** Deployment target whose op versions (and their defaults) the graph is written in. */
