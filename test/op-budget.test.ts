@@ -3,7 +3,9 @@
 // attention head costs only its four ops (q, k and v are split into heads once per layer), and packed cls
 // pooling is a matrix product, so no variant leaves the Neural Engine inside the body.
 
-import { describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { predictPlacement, opBudget } from '../src/ane/placement.js';
 import { parseConfig, type ModernBertConfig } from '../src/model/config.js';
 import { buildModel } from '../src/model/model.js';
@@ -11,6 +13,10 @@ import { ANE_ATTENTION_CHUNK, type BuildOptions } from '../src/model/options.js'
 import { prepareVariant } from '../src/model/variants.js';
 import { SYNTH_PRESETS } from '../src/synth/presets.js';
 import { SynthWeights } from '../src/synth/synth.js';
+import { cli } from './helpers/cli.js';
+import { cleanupTempDirs, ROOT, tempDir } from './helpers/fixtures.js';
+
+afterAll(cleanupTempDirs);
 
 const base = parseConfig(SYNTH_PRESETS.base);
 
@@ -51,6 +57,22 @@ describe('the op budget', () => {
       expect(count(12) - count(6), `${S} tokens`).toBe(6 * perHead);
     }
   });
+
+  it('convert warns in one line above the budget, and inspect counts against it', async () => {
+    const dir = tempDir('mbane-op-budget-');
+    const rules = join(dir, 'rules.json');
+    writeFileSync(rules, JSON.stringify({ rules: { 'op-count': { threshold: 300 } } }));
+    const pkg = join(dir, 'mini.mlpackage');
+    const over = await cli('convert', join(ROOT, 'models', 'mini-trained'), '--out', pkg, '--seq-len', '64', '--no-fidelity', '--ane-rules', rules);
+    expect(over.code, over.stderr).toBe(0);
+    const count = Number(/(\d+) non-constant ops, above/.exec(over.stderr)?.[1]);
+    expect(over.stderr.trim().split('\n')).toEqual([`warning: Neural Engine (predicted): op-count [G]: ${count} non-constant ops, above the budget of 300: load and compile time grow with the count`]);
+    expect(over.stdout).toMatch(new RegExp(`^Neural Engine \\(predicted\\): \\d+ of ${count} ops \\(budget 300\\)`, 'm'));
+    const within = await cli('convert', join(ROOT, 'models', 'mini-trained'), '--out', join(dir, 'mini2.mlpackage'), '--seq-len', '64', '--no-fidelity');
+    expect(within.stderr).toBe('');
+    const inspect = await cli('inspect', pkg);
+    expect(inspect.stdout).toMatch(new RegExp(`^ops +\\d+ \\(${count} non-constant, budget 3,000; inspect --ane places them\\)`, 'm'));
+  }, 60_000);
 
   it('packed cls pooling picks each text\'s first token by a matrix product on the Neural Engine, not a gather', () => {
     const config = parseConfig({ ...SYNTH_PRESETS.base, architectures: ['ModernBertForSequenceClassification'], classifier_pooling: 'cls', id2label: { 0: 'no', 1: 'yes' } });

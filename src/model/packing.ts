@@ -126,7 +126,8 @@ export function poolPerText(model: ModelGraph, p: Packing, h: Val, how: 'cls' | 
   const { g } = model;
   const C = model.config.hidden;
   const hidden2d = g.op('reshape', { x: h, shape: i32([C, -1]) }, 'pool_h2d'); // (C, S)
-  let pooled = g.op('matmul', { x: hidden2d, y: how === 'cls' ? p.first() : p.member }, how === 'cls' ? 'pool_cls' : 'pool_sum'); // (C, K)
+  const picks = how === 'cls' ? p.first() : p.member; // (S, K)
+  let pooled = g.op('matmul', { x: hidden2d, y: picks }, how === 'cls' ? 'pool_cls' : 'pool_sum'); // (C, K)
   if (how === 'mean') {
     const count = g.op('reduce_sum', { x: p.member, axes: i32([0]), keep_dims: bool(true) }, 'pool_count'); // (1, K)
     const atLeast1 = g.op('maximum', { x: count, y: g.f(1) }, 'pool_count_1');
