@@ -15,7 +15,8 @@ export { openModel, openCheckpoint, DEFAULT_MODEL, type LoadedModel, type OpenOp
 export { resolveModel, downloadModel, type HubOptions, type ResolvedModel, type DownloadProgress } from './hub/resolve.js';
 export type { HubSource } from './hub/id.js';
 export { packTexts, type PackedWindow } from './tasks/pack-texts.js';
-export { runBatch, runTokenized, batchShape, type BatchOptions, type BatchResult, type BatchStats, type RunWindow } from './tasks/batch.js';
+export { runBatch, runTokenized, batchShape, type BatchOptions, type BatchStats, type RunWindow } from './tasks/batch.js';
+export { pipeline, type PipelineOptions, type Pipelines } from './tasks/pipeline.js';
 export { readBatchInput, parseBatchInput, type InputText } from './tasks/batch-input.js';
 export { writeEmbeddings, writeJsonl } from './tasks/batch-output.js';
 export { convert, type ConvertOptions, type ConvertReport } from './convert/convert.js';

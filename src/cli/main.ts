@@ -7,6 +7,7 @@ import { VERSION } from '../version.js';
 import { kernelThreads } from '../runtime/kernels/index.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import { processIo, type Io } from './context.js';
+import { asFlags } from './flag-names.js';
 import { registerConvert } from './commands/convert.js';
 import { registerDiff } from './commands/diff.js';
 import { registerDownload } from './commands/download.js';
@@ -61,7 +62,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander already printed the message
     if (e instanceof ModernBertError && e.code !== 'INTERNAL') {
-      io.stderr(`error: ${oneLine(e.message)}\n`);
+      io.stderr(`error: ${oneLine(asFlags(e.message))}\n`);
       if (debug && e.stack) io.stderr(`${e.stack}\n`);
       return 2;
     }

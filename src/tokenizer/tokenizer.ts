@@ -12,8 +12,8 @@
 //   added tokens verbatim, throws on an empty list, and cleans up spaces ("a ." -> "a.") unless told
 //   not to, which transformers does only when tokenizer_config.json asks for it.
 
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as tokenizersLib from '@huggingface/tokenizers';
 import { ModernBertError } from '../errors.js';
 import { readJsonFile as readJson } from '../io/files.js';
@@ -301,12 +301,18 @@ function append(to: number[], items: ArrayLike<number>): void {
   for (let i = 0; i < items.length; i++) to.push(items[i]!);
 }
 
-/** Loads `tokenizer.json` (and `tokenizer_config.json` when present) from a model folder. */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  const path = join(dir, 'tokenizer.json');
+/** Loads `tokenizer.json` (and `tokenizer_config.json` beside it when present), named by its folder or by the file itself. */
+export async function loadTokenizer(dirOrFile: string): Promise<Tokenizer> {
+  const file = /\.json$/i.test(dirOrFile) && !isDirectory(dirOrFile);
+  const dir = file ? dirname(dirOrFile) : dirOrFile;
+  const path = file ? dirOrFile : join(dir, 'tokenizer.json');
   const json = await readJsonFile(path, true);
   const config = (await readJsonFile(join(dir, 'tokenizer_config.json'), false)) ?? {};
   return Tokenizer.fromJSON(json, config, path);
+}
+
+function isDirectory(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }
 
 // Regular files of bounded size only (src/io/files.ts): a FIFO or /dev/zero must not hang the load.

@@ -47,8 +47,8 @@ export function registerDiff(program: Command, io: Io): void {
     .action(async (pathA: string, pathB: string, texts: string[], o: DiffOptions) => {
       // --runtime applies to the float32 sides; a float16 emulation side always runs on our engine.
       const said = new Set<string>();
-      const a = await openModel(pathA, { precision: o.precisionA, tokenizerDir: o.tokenizer, headPackage: o.headPackageA, executor: await cliExecutor(o, o.precisionA, io, said, true), ...hubOptions(io, { revision: o.revisionA, json: o.json }) });
-      const b = await openModel(pathB, { precision: o.precisionB, tokenizerDir: o.tokenizer, headPackage: o.headPackageB, executor: await cliExecutor(o, o.precisionB, io, said, true), ...hubOptions(io, { revision: o.revisionB, json: o.json }) });
+      const a = await openModel(pathA, { precision: o.precisionA, tokenizer: o.tokenizer, headPackage: o.headPackageA, executor: await cliExecutor(o, o.precisionA, io, said, true), ...hubOptions(io, { revision: o.revisionA, json: o.json }) });
+      const b = await openModel(pathB, { precision: o.precisionB, tokenizer: o.tokenizer, headPackage: o.headPackageB, executor: await cliExecutor(o, o.precisionB, io, said, true), ...hubOptions(io, { revision: o.revisionB, json: o.json }) });
       const bar = progress(io, 'diff', Boolean(o.json));
       try {
         const tok = a.tokenizer ?? b.tokenizer;
