@@ -11,6 +11,7 @@ import { Interpreter } from '../graph/interpreter.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import { AgreementMeter } from './compare.js';
 import type { ProbeSequence } from './inputs.js';
+import { OutlierMeter } from './outliers.js';
 
 export interface FidelityReport {
   /** The emulation mode of the converted model (the reference is float32). */
@@ -23,6 +24,8 @@ export interface FidelityReport {
   sequences: number;
   /** What the inputs were: 'built-in sentences', 'calibration file', 'random ids', ... */
   inputs: string;
+  /** Per layer of the residual stream (0 = embeddings), over the real tokens: see LayerFidelity. */
+  layers?: LayerFidelity[];
   /** Where non-finite values first appear, when they do. */
   non_finite?: {
     tokens: number;
@@ -31,6 +34,20 @@ export interface FidelityReport {
     /** The first op (in program order) whose output holds NaN or infinity, and what part of the model it is. */
     first_op: { name: string; op: string; part: ModelPart } | null;
   };
+}
+
+/**
+ * One layer's residual stream. The converted model's stream is folded (and maybe rotated), so it is compared
+ * with itself run in float32 on the same weights: the error float16 arithmetic alone adds by that layer.
+ */
+export interface LayerFidelity {
+  layer: number;
+  /** ||fp16 - fp32|| / ||fp32|| of the converted model's stream (null when the emulation is not finite there). */
+  rel_error: number | null;
+  /** Max |activation|: the checkpoint as trained (float32), the converted model in float32 and in the emulation. */
+  reference_max: number;
+  converted_max: number;
+  emulated_max: number;
 }
 
 /** The part of the model an op belongs to, which decides what can fix an overflow there. */
@@ -58,14 +75,45 @@ const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
 
 // In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
 // can keep a block's variables alive).
-async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, seqs: ProbeSequence[], tick: () => void): Promise<{ data: Float32Array; V: number; P: number }[]> {
+async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, seqs: ProbeSequence[], tick: () => void, outliers: OutlierMeter): Promise<{ data: Float32Array; V: number; P: number }[]> {
   const engine = new Engine(source, { precision, norm });
+  const taps = residualTaps(source.config.numLayers);
   const out: { data: Float32Array; V: number; P: number }[] = [];
-  for (const s of seqs) {
-    out.push(logitsOf((await engine.forward(s, { positions: positionsOf(s) })).outputs));
+  for (const [i, s] of seqs.entries()) {
+    const res = await engine.forward(s, { positions: positionsOf(s), taps });
+    out.push(logitsOf(res.outputs));
+    outliers.add(taps.map((t) => res.taps.get(t)!), realPositions(s), i);
     tick();
   }
   return out;
+}
+
+const residualTaps = (layers: number) => Array.from({ length: layers + 1 }, (_, i) => `residual.${i}`);
+const realPositions = (s: ProbeSequence) => s.ids.flatMap((_, k) => (!s.attention || s.attention[k] ? [k] : []));
+
+/** ||a - b||^2 and ||b||^2 of each layer's stream over the real tokens, accumulated across sequences. */
+class LayerErrorMeter {
+  readonly diff: number[] = [];
+  readonly norm: number[] = [];
+  readonly finite: boolean[] = [];
+  add(a: RtTensor[], b: RtTensor[], real: number[]): void {
+    a.forEach((t, l) => {
+      const [C, S] = [t.shape[1]!, t.shape[3]!];
+      let d = 0;
+      let n = 0;
+      for (let c = 0; c < C; c++) {
+        for (const s of real) {
+          const x = t.data[c * S + s]!;
+          const y = b[l]!.data[c * S + s]!;
+          d += (x - y) ** 2;
+          n += y * y;
+        }
+      }
+      this.diff[l] = (this.diff[l] ?? 0) + d;
+      this.norm[l] = (this.norm[l] ?? 0) + n;
+      this.finite[l] = (this.finite[l] ?? true) && Number.isFinite(d);
+    });
+  }
 }
 
 /**
@@ -82,21 +130,42 @@ export async function measureFidelity(
 ): Promise<FidelityReport> {
   const total = seqs.length * 2;
   let done = 0;
-  const refs = await runAll(reference, 'fp32', 'layernorm', seqs, () => onProgress?.(++done, total));
+  const referenceOutliers = new OutlierMeter();
+  const refs = await runAll(reference, 'fp32', 'layernorm', seqs, () => onProgress?.(++done, total), referenceOutliers);
   // The reference model is unreachable now (runAll's frame is gone): free it before the converted one loads.
   await releaseMemory();
   const engine = new Engine(converted.source, { precision, norm: converted.norm });
+  // The converted weights in float32 arithmetic (they share the weight cache), for the per-layer error.
+  const exact = new Engine(converted.source, { precision: 'fp32', norm: converted.norm });
+  const taps = residualTaps(reference.config.numLayers);
+  const [emulatedOutliers, convertedOutliers, layerErrors] = [new OutlierMeter(), new OutlierMeter(), new LayerErrorMeter()];
   const meter = new AgreementMeter();
   let firstBad: ProbeSequence | undefined;
   for (const [i, s] of seqs.entries()) {
-    const out = logitsOf((await engine.forward(s, { positions: positionsOf(s) })).outputs);
+    const res = await engine.forward(s, { positions: positionsOf(s), taps });
+    const out = logitsOf(res.outputs);
+    const real = realPositions(s);
+    const emulated = taps.map((t) => res.taps.get(t)!);
+    const inFp32 = (await exact.forward(s, { positions: positionsOf(s), taps })).taps;
+    const fp32 = taps.map((t) => inFp32.get(t)!);
+    emulatedOutliers.add(emulated, real, i);
+    convertedOutliers.add(fp32, real, i);
+    layerErrors.add(emulated, fp32, real);
     const before = meter.result().non_finite;
     meter.add(refs[i]!.data, out.data, out.V, out.P);
     if (!firstBad && meter.result().non_finite > before) firstBad = s;
     onProgress?.(++done, total);
   }
   const r = meter.result();
-  const report: FidelityReport = { precision, kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, sequences: seqs.length, inputs };
+  const [ref, conv, emu] = [referenceOutliers.result(0), convertedOutliers.result(0), emulatedOutliers.result(0)];
+  const layers = ref.map((l, k): LayerFidelity => ({
+    layer: k,
+    rel_error: layerErrors.finite[k] && layerErrors.norm[k]! > 0 ? Math.sqrt(layerErrors.diff[k]! / layerErrors.norm[k]!) : null,
+    reference_max: l.max,
+    converted_max: conv[k]!.max,
+    emulated_max: emu[k]!.max,
+  }));
+  const report: FidelityReport = { precision, kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, sequences: seqs.length, inputs, layers };
   if (firstBad) {
     const layers = reference.config.numLayers;
     const taps = Array.from({ length: layers + 1 }, (_, i) => `residual.${i}`);

@@ -7,8 +7,8 @@ import { ModernBertError } from '../errors.js';
 import type { DownloadProgress } from '../hub/resolve.js';
 import { packageInfo } from '../coreml/package-info.js';
 import { openModel, type LoadedModel } from '../run/load.js';
-import { chooseRuntime, executorFor, type RuntimeName } from '../run/runtime-choice.js';
-import type { ExecutorFactory } from '../run/runner.js';
+import { chooseExecutor, type AnyRuntime, type ExecutorChoice } from '../run/executor-choice.js';
+import type { ComputeUnits } from '../run/coreml/session.js';
 import { setKernelThreads } from '../runtime/kernels/index.js';
 import type { Precision } from '../runtime/numerics.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
@@ -18,8 +18,10 @@ import { TASKS, type FeatureExtractionOptions, type FillMaskOptions, type TaskTy
 
 /** How a pipeline opens and runs its model; every option may be left out. */
 export interface PipelineOptions {
-  /** What runs the model at float32: 'ort' (onnxruntime-node, the default when it is installed) or 'engine' (ours). */
-  runtime?: RuntimeName;
+  /** What runs the model at float32: 'ort' (onnxruntime-node, the default when it is installed), 'engine' (ours), or 'coreml' (a package on Core ML itself, macOS). */
+  runtime?: AnyRuntime;
+  /** With runtime 'coreml': where Core ML may run the model (default 'all'). */
+  computeUnits?: ComputeUnits;
   /** 'fp32' (the default), or a float16 emulation of the Neural Engine ('fp16', 'fp16-fused', 'fp16-acc16'), which runs on our engine. */
   precision?: Precision;
   /** Threads of the CPU kernels (and onnxruntime's), for the whole process; default every core, or MODERNBERT_ANE_THREADS. */
@@ -49,8 +51,8 @@ export interface PipelineBase {
   readonly task: TaskName;
   /** The folder or package that was opened. */
   readonly model: string;
-  /** What runs it: 'ort' or 'engine'. */
-  readonly runtime: RuntimeName;
+  /** What runs it: 'ort', 'engine' or 'coreml'. */
+  readonly runtime: AnyRuntime;
   /** Closes the model's files; the pipeline cannot be called after. The CPU kernels' threads stop with the last pipeline. */
   dispose(): Promise<void>;
 }
@@ -98,12 +100,13 @@ export interface Pipelines {
 export interface TaskModel {
   model: LoadedModel;
   tok: Tokenizer;
-  runtime: RuntimeName;
+  /** What runs it, and the Core ML session it opened (closed with the model). */
+  executor: ExecutorChoice;
 }
 
 /** What opens a task model: the pipeline's options, and (the commands') an executor already chosen. */
 export interface TaskModelOptions extends PipelineOptions {
-  executor?: { factory: ExecutorFactory | undefined; runtime: RuntimeName };
+  executor?: ExecutorChoice;
 }
 
 let open = 0;
@@ -114,10 +117,7 @@ let open = 0;
  */
 export async function openTaskModel(name: string | undefined, task: TaskName | undefined, o: TaskModelOptions = {}): Promise<TaskModel> {
   if (o.threads !== undefined) setKernelThreads(o.threads);
-  const choice = o.executor ?? (await (async () => {
-    const c = await chooseRuntime({ runtime: o.runtime, precision: o.precision });
-    return { factory: executorFor(c), runtime: c.runtime };
-  })());
+  const choice = o.executor ?? (await chooseExecutor({ runtime: o.runtime, precision: o.precision, computeUnits: o.computeUnits }));
   const openAs = (fn: string | undefined) => openModel(name, {
     ...(o.precision === undefined ? {} : { precision: o.precision }),
     ...(o.tokenizer === undefined ? {} : { tokenizer: o.tokenizer }),
@@ -127,7 +127,13 @@ export async function openTaskModel(name: string | undefined, task: TaskName | u
     ...(o.progress === undefined ? {} : { progress: o.progress }),
     ...(choice.factory ? { executor: choice.factory } : {}),
   });
-  let model = await openAs(o.function);
+  let model: LoadedModel;
+  try {
+    model = await openAs(o.function);
+  } catch (e) {
+    await choice.session?.close();
+    throw e;
+  }
   const fn = o.function === undefined && task !== undefined ? functionFor(model, TASKS[task].head) : undefined;
   if (fn !== undefined) {
     model.close();
@@ -136,10 +142,11 @@ export async function openTaskModel(name: string | undefined, task: TaskName | u
   const tok = model.tokenizer;
   if (!tok) {
     model.close();
+    await choice.session?.close();
     throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which ${task ?? 'predict'} needs: give \`tokenizer\` (a tokenizer.json or its folder)`, { path: model.path, option: 'tokenizer' });
   }
   open++;
-  return { model, tok, runtime: choice.runtime };
+  return { model, tok, executor: choice };
 }
 
 /** A multifunction package's function with `head`, when its default function has another head. */
@@ -152,6 +159,7 @@ function functionFor(model: LoadedModel, head: string): string | undefined {
 /** Closes a task model; the kernel threads stop when no model is left open. */
 export async function closeTaskModel(tm: TaskModel): Promise<void> {
   tm.model.close();
+  await tm.executor.session?.close();
   if (--open === 0) {
     const { shutdownRuntime } = await import('../runtime/shutdown.js');
     await shutdownRuntime();
@@ -224,7 +232,7 @@ export async function pipeline<T extends TaskName>(task: T, model?: string, opti
   const base: PipelineBase = {
     task,
     model: tm.model.path,
-    runtime: tm.runtime,
+    runtime: tm.executor.runtime,
     dispose: async () => {
       if (disposed) return;
       disposed = true;

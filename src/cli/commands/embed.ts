@@ -9,7 +9,7 @@ import { closeTaskModel, openTaskModel, runTask } from '../../tasks/pipeline.js'
 import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
 import { printJson, progress, type Io } from '../context.js';
 import { precision } from '../parse.js';
-import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
+import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
@@ -35,8 +35,7 @@ export function registerEmbed(program: Command, io: Io): void {
   addRuntimeOptions(addBatchOptions(addRevisionOption(cmd)))
     .action(async (modelPath: string, o: EmbedOptions) => {
       const inputs = readBatchInput(o.input);
-      const factory = await cliExecutor(o, o.precision, io);
-      const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: { factory, runtime: factory ? 'ort' : 'engine' }, ...hubOptions(io, o) });
+      const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io), ...hubOptions(io, o) });
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');
       try {
         const batch = { window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, label: (i: number) => `line ${inputs[i]!.line}`, onProgress: (d: number, t: number) => bar.update(d, t) };

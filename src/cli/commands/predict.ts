@@ -14,7 +14,7 @@ import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 import { printJson, progress, type Io } from '../context.js';
 import { summary } from './embed.js';
 import { positiveInt, precision } from '../parse.js';
-import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
+import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
 
 interface PredictOptions extends RuntimeCliOptions, BatchCliOptions {
   topK: number;
@@ -70,13 +70,12 @@ export function registerPredict(program: Command, io: Io): void {
 
 /** The model for predict: its own head's task (or `task`), on the runtime the flags choose. */
 async function openForPredict(io: Io, modelPath: string | undefined, task: TaskName | undefined, o: PredictOptions): Promise<TaskModel> {
-  const factory = await cliExecutor(o, o.precision, io);
   return openTaskModel(modelPath, task, {
     precision: o.precision,
     tokenizer: o.tokenizer,
     headPackage: o.headPackage,
     function: o.function,
-    executor: { factory, runtime: factory ? 'ort' : 'engine' },
+    executor: await cliExecutorChoice(o, o.precision, io),
     ...hubOptions(io, o),
   });
 }
