@@ -19,7 +19,9 @@ export { runBatch, runTokenized, batchShape, type BatchOptions, type BatchStats,
 export { pipeline, type PipelineOptions, type Pipelines } from './tasks/pipeline.js';
 export { readBatchInput, parseBatchInput, type InputText } from './tasks/batch-input.js';
 export { writeEmbeddings, writeJsonl } from './tasks/batch-output.js';
-export { convert, type ConvertOptions, type ConvertReport } from './convert/convert.js';
+export { convert } from './convert/convert.js';
+export type { ConvertOptions, AddHead } from './convert/convert-options.js';
+export type { ConvertReport } from './convert/write-package.js';
 export { checkSameBody, headPackagePath, type HeadsOptions, type AddedHead } from './convert/heads.js';
 export { bodyHash } from './coreml/body-hash.js';
 export { readMLPackage } from './coreml/mil-read.js';

@@ -58,7 +58,7 @@ describe('token classification: grouping as transformers does', () => {
     const labels = ['O', 'B-TAG', 'I-TAG', 'B-TAG2'];
     const pick = [1, 2, 2, 3, 3];
     const tokens = pick.map((label, i): ScoredToken => ({ index: i + 1, scores: labels.map((_, j) => (j === label ? 1 : 0)), start: 2 * i, end: 2 * i + 1, isSubword: false }));
-    expect(aggregate(text, tokens, labels, 'simple').map((g) => [g.entity_group, g.word])).toEqual([['TAG', 'A B C'], ['TAG2', 'D'], ['TAG2', 'E']]);
+    expect(aggregate(text, tokens, labels, 'simple').map((g) => ['entity_group' in g ? g.entity_group : g.entity, g.word])).toEqual([['TAG', 'A B C'], ['TAG2', 'D'], ['TAG2', 'E']]);
     const withO = tokens.map((t, i) => (i === 1 ? { ...t, scores: [1, 0, 0, 0] } : t));
     expect(aggregate(text, withO, labels, 'simple').map((g) => g.word)).toEqual(['A', 'C', 'D', 'E']);
     expect(aggregate(text, withO, labels, 'simple', []).map((g) => g.word)).toEqual(['A', 'B', 'C', 'D', 'E']);

@@ -8,7 +8,7 @@ import { ModernBertError } from '../../errors.js';
 import { ANE_AXES, formatAneIssue, lintAneLimits } from '../../graph/ane-limits.js';
 import { printJson, type Io } from '../context.js';
 import { META } from '../../coreml/package-info.js';
-import type { CompressionSummary } from '../../convert/convert.js';
+import type { CompressionSummary } from '../../convert/write-package.js';
 import { formatCompression } from './convert.js';
 import { inspectAne } from './inspect-ane.js';
 import { isConstexpr } from '../../ops/index.js';

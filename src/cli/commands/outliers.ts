@@ -4,7 +4,7 @@
 import { Option, type Command } from 'commander';
 import { checkShapes, COMPRESS_MODES, compressSpec } from '../../compress/spec.js';
 import { weightCosts } from '../../eval/weight-costs.js';
-import { targetInfo } from '../../ir/target.js';
+import { parseTarget } from '../../ir/target.js';
 import { Engine } from '../../run/engine.js';
 import { ModernBertError } from '../../errors.js';
 import { checkFileTarget, writeTextFile } from '../../io/fs-errors.js';
@@ -67,7 +67,7 @@ export function registerOutliers(program: Command, io: Io): void {
         const c = model.config;
         if (o.weights) {
           if (texts.length > 0 || o.golden || o.random || o.plot) throw new ModernBertError('BAD_ARGUMENT', '--weights reads the weights only: it takes no texts, --golden, --random or --plot');
-          const spec = compressSpec({ mode: o.compress, target: targetInfo(o.target).target, groupSize: o.groupSize, blockSize: o.blockSize, weights: 'fp16' });
+          const spec = compressSpec({ mode: o.compress, target: parseTarget(o.target), groupSize: o.groupSize, blockSize: o.blockSize, weights: 'fp16' });
           const v = prepareVariant({ config: c, weights: model.weights }, { fold: true, rotation: o.rotation, norm: 'l2', seed: o.seed });
           checkShapes(spec, v.source.weights.names().map((name) => ({ name, shape: v.source.weights.shape(name) })));
           const costs = weightCosts(v.source.weights, spec, o.top);
