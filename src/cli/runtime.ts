@@ -39,14 +39,13 @@ export async function cliExecutor(o: RuntimeCliOptions, precision: Precision | u
 
 /** As cliExecutor, with the runtime's name. */
 export async function cliExecutorChoice(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), forceEngineForFp16 = false): Promise<ExecutorChoice> {
-  const fp16 = (precision ?? 'fp32') !== 'fp32';
-  const engineHere = fp16 && forceEngineForFp16; // diff's float16 side
   const choice = await chooseExecutor({
-    runtime: engineHere ? 'engine' : o.runtime,
+    runtime: o.runtime,
     precision,
-    provider: engineHere ? undefined : o.ortProvider,
-    computeUnits: engineHere ? undefined : o.computeUnits,
+    provider: o.ortProvider,
+    computeUnits: o.computeUnits,
     session: () => coremlSession('--runtime coreml', io, Boolean(o.json)),
+    fp16OnEngine: forceEngineForFp16,
     // diff's checkpoint side (float32) runs on our engine beside the package on Core ML.
     ...(forceEngineForFp16 ? { fallback: (graph: Graph, p: Precision) => new Interpreter(graph, p) } : {}),
   });

@@ -25,6 +25,8 @@ export interface ExecutorRequest {
   session?: () => CoreMLSession;
   /** Runs graphs that are no package's under runtime 'coreml' (diff's checkpoint side); absent: an error. */
   fallback?: ExecutorFactory;
+  /** A float16 emulation runs on our engine whatever `runtime` names (diff: the runtime is the float32 side's). */
+  fp16OnEngine?: boolean;
 }
 
 export interface ExecutorChoice {
@@ -38,8 +40,9 @@ export interface ExecutorChoice {
 }
 
 /** Picks what runs a model's graphs. */
-export async function chooseExecutor(r: ExecutorRequest): Promise<ExecutorChoice> {
-  const fp16 = (r.precision ?? 'fp32') !== 'fp32';
+export async function chooseExecutor(request: ExecutorRequest): Promise<ExecutorChoice> {
+  const fp16 = (request.precision ?? 'fp32') !== 'fp32';
+  const r = fp16 && request.fp16OnEngine ? { precision: request.precision, runtime: 'engine' as const } : request;
   if (r.computeUnits !== undefined && r.runtime !== 'coreml') throw new ModernBertError('BAD_ARGUMENT', "`computeUnits` goes with `runtime: 'coreml'`", { option: 'computeUnits' });
   if (r.runtime === 'coreml') {
     if (fp16) throw new ModernBertError('BAD_ARGUMENT', `\`precision: ${r.precision}\` is our float16 emulation; \`runtime: 'coreml'\` runs the package as Core ML computes it: leave out one of them`, { option: 'precision' });
