@@ -1,6 +1,7 @@
 // Token classification's post-processing, as transformers' TokenClassificationPipeline does it
 // (src/transformers/pipelines/token_classification.py: gather_pre_entities, aggregate, aggregate_words,
-// group_entities): every token but the special ones, each with its label probabilities and its span; with
+// group_entities): every token but the special ones (and, here, those of spaces only, whose span is empty),
+// each with its label probabilities and its span; with
 // 'first', 'average' or 'max' the tokens of a word first agree on one label; with any strategy but 'none',
 // neighbouring tokens (or words) of one tag are grouped, a B- label starting a new group. Where we differ:
 // `word` is the input's own text at the span (transformers gives the tokenizer's token string, which for a

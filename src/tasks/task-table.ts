@@ -198,7 +198,8 @@ const tokenClassification: TaskSpec<'token-classification'> = {
         const tokens: ScoredToken[] = [];
         text.ids.forEach((id, s) => {
           const [a, b] = text.offsets![s]!;
-          if (tok.isSpecial(id) || a < 0) return; // [CLS], [SEP], and tokens of a batch prefix
+          // [CLS], [SEP], tokens of a batch prefix, and a token of spaces only (its span is empty: it labels no text).
+          if (tok.isSpecial(id) || a < 0 || b <= a) return;
           const unknown = id === tok.unkTokenId;
           tokens.push({ index: s, scores: softmaxColumn(output.data, labels.length, start + s, S), start: a, end: b, isSubword: !unknown && isSubword(text.text, a) });
         });
