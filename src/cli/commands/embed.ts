@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import type { Precision } from '../../runtime/numerics.js';
 import { readBatchInput } from '../../tasks/batch-input.js';
-import { writeEmbeddings } from '../../tasks/batch-output.js';
+import { outputFormat, writeEmbeddings } from '../../tasks/batch-output.js';
 import type { BatchStats } from '../../tasks/batch.js';
 import { closeTaskModel, openTaskModel, runTask } from '../../tasks/pipeline.js';
 import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
@@ -34,6 +34,7 @@ export function registerEmbed(program: Command, io: Io): void {
     .option('--json', 'machine-readable summary');
   addRuntimeOptions(addBatchOptions(addRevisionOption(cmd)))
     .action(async (modelPath: string, o: EmbedOptions) => {
+      outputFormat(o.out); // an unknown extension fails before any work
       const inputs = readBatchInput(o.input);
       const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io), ...hubOptions(io, o) });
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');

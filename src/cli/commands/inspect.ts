@@ -86,7 +86,7 @@ function packageLines(info: PackageInspection): [string, string][] {
   ];
   for (const [k, v] of Object.entries(info.metadata)) {
     if (v === null || SHOWN.has(k)) continue;
-    lines.push([k, k === META.compression ? compressionLine(v) : k === META.fidelity ? fidelityLine(v) : k === META.rotationLearning ? learningLine(v) : v]);
+    lines.push([k, k === META.compression ? compressionLine(v) : k === META.fidelity ? fidelityLine(v) : k === META.rotationLearning ? learningLine(v) : k === META.specialIds ? idsLine(v) : v]);
   }
   return lines;
 }
@@ -96,6 +96,17 @@ function fidelityLine(stored: string): string {
   try {
     const f = JSON.parse(stored) as FidelityReport;
     if (typeof f.kl === 'number' && typeof f.tokens === 'number' && typeof f.precision === 'string') return formatFidelity(f).replace(/^fidelity /, '');
+  } catch {
+    // not ours: shown as stored
+  }
+  return stored;
+}
+
+/** The special token ids (metadata "special_token_ids") as "pad 0, cls 1, ..."; anything else as stored. */
+function idsLine(stored: string): string {
+  try {
+    const ids = JSON.parse(stored) as Record<string, unknown>;
+    if (typeof ids === 'object' && ids !== null) return Object.entries(ids).map(([k, v]) => `${k} ${v === null ? 'none' : String(v)}`).join(', ');
   } catch {
     // not ours: shown as stored
   }

@@ -1,7 +1,9 @@
 // `outliers MODEL [TEXT...]`: the residual stream's max |activation| per layer, and the channel and token
 // carrying it, for the model as trained, folded, and rotated; optionally an SVG chart.
 
+import { basename, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
+import { F16_MAX } from '../../numeric/fp16.js';
 import { checkShapes, COMPRESS_MODES, compressSpec } from '../../compress/spec.js';
 import { weightCosts } from '../../eval/weight-costs.js';
 import { parseTarget } from '../../ir/target.js';
@@ -102,7 +104,9 @@ export function registerOutliers(program: Command, io: Io): void {
         bar.stop();
         if (o.plot) {
           writeTextFile(o.plot, lineChartSvg({
-            title: `Residual stream outliers: ${modelPath}`,
+            // The model's name, never a path of this machine (the file may be shared).
+            title: `Residual stream outliers: ${model.source?.id ?? basename(resolve(model.path))}`,
+            references: [{ y: F16_MAX, label: "float16's largest value, 65,504" }],
             xLabel: 'layer (0 = embeddings)',
             yLabel: 'max |activation|',
             logY: true,

@@ -9,6 +9,7 @@ import { writeJsonl } from '../../tasks/batch-output.js';
 import { closeTaskModel, openTaskModel, runTask, type TaskModel } from '../../tasks/pipeline.js';
 import type { AggregationStrategy, TaskName } from '../../tasks/results.js';
 import { taskOfHead, TASKS, type TaskTypes } from '../../tasks/task-table.js';
+import { META } from '../../coreml/package-info.js';
 import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 import { printJson, progress, type Io } from '../context.js';
@@ -57,7 +58,7 @@ export function registerPredict(program: Command, io: Io): void {
       if (text === undefined || text.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'no text given: modernbert-ane predict [MODEL] "text with [MASK]"');
       const tm = await openForPredict(io, modelPath, o.embed ? 'feature-extraction' : undefined, o);
       try {
-        const task = o.embed ? 'feature-extraction' : taskOfHead(tm.model.head);
+        const task = o.embed ? 'feature-extraction' : ownTask(tm);
         const batch = { window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix };
         const [result] = (await runTask(tm, task, [text], taskOptions(task, o), batch)).results;
         if (o.json) return printJson(io, jsonResult(result!));
@@ -78,6 +79,13 @@ async function openForPredict(io: Io, modelPath: string | undefined, task: TaskN
     executor: await cliExecutorChoice(o, o.precision, io),
     ...hubOptions(io, o),
   });
+}
+
+/** The task of the model's own head; a model without one (a body package, --head none) is refused, naming the remedy. */
+function ownTask(tm: TaskModel): TaskName {
+  if (tm.model.head !== 'none') return taskOfHead(tm.model.head);
+  const body = tm.model.kind === 'package' && tm.model.pkg?.description.metadata.userDefined?.[META.part] === 'body';
+  throw new ModernBertError('BAD_ARGUMENT', `${tm.model.path} has no head${body ? ' (it is the body package of convert --split)' : ''}: give ${body ? 'one of its head packages with --head-package PATH' : 'a model with a head'}, or --embed for the mean of its last hidden state`, { path: tm.model.path });
 }
 
 /** The task's call options from the flags: every label of a classifier, --top-k candidates per [MASK], --aggregation. */
@@ -101,7 +109,7 @@ async function predictBatch(io: Io, modelPath: string | undefined, extra: string
   const tm = await openForPredict(io, modelPath, undefined, o);
   const bar = progress(io, 'predict', o.out === undefined || Boolean(o.json), 'texts');
   try {
-    const task = taskOfHead(tm.model.head);
+    const task = ownTask(tm);
     const batch = { window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, label: (i: number) => `line ${inputs[i]!.line}`, onProgress: (d: number, t: number) => bar.update(d, t) };
     const { results, stats } = await runTask(tm, task, inputs.map((t) => t.text), taskOptions(task, o), batch);
     bar.stop();
