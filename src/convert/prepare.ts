@@ -6,7 +6,7 @@ import { dirname } from 'node:path';
 import { ModernBertError } from '../errors.js';
 import { CompressedWeights } from '../compress/compressed-weights.js';
 import type { CompressSpec } from '../compress/spec.js';
-import { resolveInputs, type ProbeSequence } from '../eval/inputs.js';
+import { randomSequence, textSequences, type ProbeSequence } from '../eval/inputs.js';
 import type { DownloadProgress } from '../hub/resolve.js';
 import type { WeightSource } from '../io/weights.js';
 import { learnRotation, type LearnReport } from '../learn/learned.js';
@@ -42,11 +42,8 @@ export async function calibrationOf(ckpt: Checkpoint, o: CalibrationOptions): Pr
   if (texts && texts.length === 0) throw new ModernBertError('BAD_INPUT', `\`calibration\` holds no text${o.name ? ` (${o.name})` : ''}`, { option: 'calibration' });
   if (texts && !tok) throw new ModernBertError('BAD_ARGUMENT', `\`calibration\` needs a tokenizer, and ${ckpt.dir} has no tokenizer.json`, { option: 'calibration' });
   const random = o.random ?? 128;
-  const calibration = resolveInputs(
-    tok ? (texts ? { texts: [...texts] } : {}) : { random, seed: o.seed },
-    { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId, tok?.maskTokenId ?? -1] },
-    tok,
-  );
+  const ids = { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId, tok?.maskTokenId ?? -1] };
+  const calibration = tok ? textSequences(texts, ids, tok) : [randomSequence(random, o.seed, ids)];
   const calibrationName = texts ? o.name ?? `${texts.length} calibration texts` : tok ? 'built-in sentences' : `${random} random token ids`;
   return { ...(tok ? { tok } : {}), calibration, calibrationName };
 }
