@@ -85,7 +85,7 @@ describe('convert --split: a body package and a package per head', () => {
     const other = await convert('b.mlpackage', '--split', '--rotation', 'hadamard');
     expectOneLineError(await cli('predict', other, 'a [MASK] b', '--head-package', join(dir, 'a-mlm.mlpackage'), '--tokenizer', TINY), /head-package .*a-mlm\.mlpackage belongs to another body than .*b\.mlpackage/);
     expectOneLineError(await cli('verify', other, '--golden', join(TINY, 'golden.safetensors'), '--head-package', join(dir, 'a-mlm.mlpackage')), /belongs to another body/);
-    expectOneLineError(await cli('predict', join(dir, 'a-mlm.mlpackage'), 'a [MASK] b', '--tokenizer', TINY), /is a head package .* give its body package as MODEL/);
+    expectOneLineError(await cli('predict', join(dir, 'a-mlm.mlpackage'), 'a [MASK] b', '--tokenizer', TINY), /is a head package .* give its body package as the model and this one as --head-package/);
     expectOneLineError(await cli('predict', TINY, 'a [MASK] b', '--head-package', join(dir, 'a-mlm.mlpackage')), /--head-package runs a head on a body package/);
     // The hash covers the weights: one changed byte in the body's weight.bin is another body.
     const weights = join(dir, 'a.mlpackage', 'Data', 'com.apple.CoreML', 'weights', 'weight.bin');

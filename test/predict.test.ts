@@ -117,6 +117,23 @@ describe("pipeline('fill-mask') on the built-in default model (mini-trained)", (
     await expectError(() => fill('The sky is [MASK].'), 'BAD_ARGUMENT');
   });
 
+  it('runs on the runtime the commands pick (onnxruntime when installed), on the threads asked for', async () => {
+    const { chooseRuntime } = await import('../src/run/runtime-choice.js');
+    const { kernelThreads, setKernelThreads } = await import('../src/runtime/kernels/index.js');
+    const expected = (await chooseRuntime({})).runtime;
+    const fill = await pipeline('fill-mask', undefined, { threads: 1 });
+    try {
+      expect(fill.runtime).toBe(expected);
+      expect(kernelThreads()).toBe(1);
+      expect((await fill('She opened the [MASK] and walked into the room.'))[0]!.token_str).toBe(' door');
+    } finally {
+      await fill.dispose();
+      setKernelThreads(undefined);
+    }
+    await expect(pipeline('fill-mask', undefined, { threads: 0 })).rejects.toThrow(/`threads` must be a whole number from 1 to 1024/);
+    await expect(pipeline('fill-mask', undefined, { precision: 'fp16', runtime: 'ort' })).rejects.toThrow(/`precision: fp16` is our float16 emulation/);
+  });
+
   it('a task the model has no head for is BAD_ARGUMENT naming both', async () => {
     const e = await expectError(() => pipeline('text-classification', undefined, ENGINE), 'BAD_ARGUMENT');
     expect(e.message).toMatch(/has the mlm head; text-classification needs a sequence classifier/);

@@ -76,13 +76,13 @@ const PACKAGE_TOKENIZER_DIR = join('Data', TOKENIZER_ITEM_PATH);
  * found in the Hugging Face cache or downloaded into it), or the default model when `name` is undefined.
  */
 export async function openModel(name: string | undefined, o: OpenOptions = {}): Promise<LoadedModel> {
-  if (name === undefined && o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', '--revision picks a revision of a Hub id: name the model (org/name)');
+  if (name === undefined && o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', '`revision` picks a revision of a Hub id: name the model (org/name)');
   const resolved = name === undefined ? undefined : await resolveModel(name, o);
   const path = resolved?.path;
   const source = resolved?.source ? { source: resolved.source } : {};
   if (path !== undefined && isPackagePath(path)) return { ...(await openPackage(path, o)), ...source };
-  if (o.headPackage !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--head-package runs a head on a body package (convert --split); ${path ?? 'the built-in model'} is a checkpoint`);
-  if (o.function !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--function picks a function of a multifunction package; ${path ?? 'the built-in model'} is a checkpoint`);
+  if (o.headPackage !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`headPackage\` runs a head on a body package (convert --split); ${path ?? 'the built-in model'} is a checkpoint`);
+  if (o.function !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`function\` picks a function of a multifunction package; ${path ?? 'the built-in model'} is a checkpoint`);
   const dir = path ?? DEFAULT_MODEL;
   const ckpt = loadCheckpoint(dir);
   if (resolved?.source) ckpt.source = resolved.source;
@@ -126,8 +126,8 @@ function packageRunner(path: string, o: OpenOptions): PackageRunner | BucketRunn
     if (!existsSync(o.headPackage)) throw new ModernBertError('FILE_NOT_FOUND', `head package ${o.headPackage} does not exist`, { path: o.headPackage });
     const head = readMLPackage(o.headPackage);
     const recorded = head.description.metadata.userDefined?.[META.bodyHash];
-    if (recorded === undefined) throw new ModernBertError('BAD_INPUT', `--head-package ${o.headPackage} records no body (metadata "${META.bodyHash}"); convert --split writes heads that do`, { path: o.headPackage });
-    if (recorded !== bodyHash(path)) throw new ModernBertError('BAD_INPUT', `--head-package ${o.headPackage} belongs to another body than ${path} (its weights or program differ): convert the head with this body (convert --split)`, { path: o.headPackage });
+    if (recorded === undefined) throw new ModernBertError('BAD_INPUT', `\`headPackage\` ${o.headPackage} records no body (metadata "${META.bodyHash}"); convert --split writes heads that do`, { path: o.headPackage });
+    if (recorded !== bodyHash(path)) throw new ModernBertError('BAD_INPUT', `\`headPackage\` ${o.headPackage} belongs to another body than ${path} (its weights or program differ): convert the head with this body (convert --split)`, { path: o.headPackage });
     return new PackageRunner(pkg, path, precision, o.executor, { pkg: head, path: o.headPackage });
   }
   const runner = new PackageRunner(pkg, path, precision, o.executor);
