@@ -2,13 +2,18 @@
 // matrix [N, C] as .npy or .safetensors, chosen by the file's extension. Every file is written whole to a
 // temporary name and renamed, so a failed run leaves no half-written output.
 
+import { ModernBertError } from '../errors.js';
 import { writeFileAtomically } from '../io/fs-errors.js';
 import { npyBytes } from '../io/npy.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 
-/** The format a path's extension asks for. */
+/** The format a path's extension asks for: .jsonl, .npy or .safetensors; any other is refused, not guessed. */
 export function outputFormat(path: string): 'npy' | 'safetensors' | 'jsonl' {
-  return /\.npy$/i.test(path) ? 'npy' : /\.safetensors$/i.test(path) ? 'safetensors' : 'jsonl';
+  if (/\.npy$/i.test(path)) return 'npy';
+  if (/\.safetensors$/i.test(path)) return 'safetensors';
+  if (/\.jsonl$/i.test(path)) return 'jsonl';
+  const ext = /(\.[^./\\]+)$/.exec(path)?.[1];
+  throw new ModernBertError('BAD_ARGUMENT', `\`out\` ${path}: embeddings are written as .jsonl, .npy or .safetensors, chosen by the extension${ext ? `, and ${ext} is none of them` : ''}`, { path, option: 'out' });
 }
 
 /** Writes embeddings (one row per text) as JSONL {"index", "embedding"}, .npy or .safetensors ("embeddings"). */

@@ -1,16 +1,15 @@
 // `embed MODEL --input FILE --out FILE`: sentence embeddings of many texts, packed several per window.
 
 import type { Command } from 'commander';
-import { ModernBertError } from '../../errors.js';
-import { openModel } from '../../run/load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { readBatchInput } from '../../tasks/batch-input.js';
-import { writeEmbeddings } from '../../tasks/batch-output.js';
-import { runBatch, type BatchStats } from '../../tasks/batch.js';
+import { outputFormat, writeEmbeddings } from '../../tasks/batch-output.js';
+import type { BatchStats } from '../../tasks/batch.js';
+import { closeTaskModel, openTaskModel, runTask } from '../../tasks/pipeline.js';
 import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
 import { printJson, progress, type Io } from '../context.js';
 import { precision } from '../parse.js';
-import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
+import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
@@ -31,24 +30,24 @@ export function registerEmbed(program: Command, io: Io): void {
     .requiredOption('--input <file>', 'texts: one per line, or JSONL objects with a "text" field')
     .requiredOption('--out <file>', 'embeddings: .jsonl ({"index", "embedding"} per line), .npy or .safetensors (float32 [N, C])')
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
-    .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
+    .option('--tokenizer <path>', 'tokenizer.json (or its folder), for a package converted with --no-tokenizer')
     .option('--json', 'machine-readable summary');
   addRuntimeOptions(addBatchOptions(addRevisionOption(cmd)))
     .action(async (modelPath: string, o: EmbedOptions) => {
+      outputFormat(o.out); // an unknown extension fails before any work
       const inputs = readBatchInput(o.input);
-      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor: await cliExecutor(o, o.precision, io), ...hubOptions(io, o) });
+      const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io), ...hubOptions(io, o) });
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');
       try {
-        const tok = model.tokenizer;
-        if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which embed needs (give --tokenizer DIR)`, { path: model.path });
-        const { results, stats } = await runBatch(model, tok, inputs, { task: 'embed', window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, onProgress: (d, t) => bar.update(d, t) });
+        const batch = { window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, label: (i: number) => `line ${inputs[i]!.line}`, onProgress: (d: number, t: number) => bar.update(d, t) };
+        const { results, stats } = await runTask(tm, 'feature-extraction', inputs.map((t) => t.text), {}, batch);
         bar.stop();
-        await writeEmbeddings(o.out, results.map((r) => ('embedding' in r ? r.embedding : new Float32Array(0))));
+        await writeEmbeddings(o.out, results);
         if (o.json) return printJson(io, { out: o.out, ...stats });
         io.stdout(`${summary(stats)}; wrote ${o.out}\n`);
       } finally {
         bar.stop();
-        model.close();
+        await closeTaskModel(tm);
       }
     });
 }
