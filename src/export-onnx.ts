@@ -29,6 +29,8 @@ export interface ExportOnnxOptions {
   attentionChunk?: number;
   force: boolean;
   externalData: boolean;
+  /** Files this run read besides the checkpoint (a calibration file): never written over. */
+  inputs?: readonly (string | undefined)[];
   /** The most weight bytes one file may hold (tests make it small). */
   maxInlineBytes?: number;
 }
@@ -42,7 +44,7 @@ export interface ExportOnnxReport extends WriteOnnxResult {
 }
 
 /** The graph that export-onnx lowers (our interpreter runs the same one to check the export). */
-export function exportGraph(ckpt: Checkpoint, o: Omit<ExportOnnxOptions, 'out' | 'force' | 'externalData'>): { graph: Graph; variant: string; head: OutputHead } {
+export function exportGraph(ckpt: Checkpoint, o: Omit<ExportOnnxOptions, 'out' | 'force' | 'externalData' | 'inputs'>): { graph: Graph; variant: string; head: OutputHead } {
   const c = ckpt.config;
   if (o.seqLen !== undefined && o.seqLen > c.maxPositions) {
     throw new ModernBertError('BAD_ARGUMENT', `--seq-len ${o.seqLen} is longer than the model allows (max_position_embeddings ${c.maxPositions})`);
@@ -59,7 +61,7 @@ export function exportGraph(ckpt: Checkpoint, o: Omit<ExportOnnxOptions, 'out' |
 export function exportOnnx(ckpt: Checkpoint, o: ExportOnnxOptions): ExportOnnxReport {
   const t0 = performance.now();
   const c = ckpt.config;
-  checkOnnxOutput(o.out, o.force);
+  const outputs = checkOnnxOutput(o.out, { force: o.force, externalData: o.externalData, inputs: [ckpt.dir, ...(o.inputs ?? [])] });
   const { graph, variant, head } = exportGraph(ckpt, o);
   const lowered = lowerGraph(graph, { io: 'hf', vocabSize: c.vocabSize });
   const metadata: Record<string, string> = {
@@ -73,7 +75,7 @@ export function exportOnnx(ckpt: Checkpoint, o: ExportOnnxOptions): ExportOnnxRe
     precision: o.precision,
     sequence_length: o.seqLen === undefined ? `1..${c.maxPositions}` : String(o.seqLen),
   };
-  const written = writeOnnx(lowered, o.out, {
+  const written = writeOnnx(lowered, outputs, {
     name: `${sourceName(ckpt)} (${head})`,
     docString: `${c.architecture} exported by modernbert-ane ${VERSION}: ${variant}, ${o.precision}`,
     metadata,

@@ -5,8 +5,9 @@
 import { dirname } from 'node:path';
 import { ModernBertError } from '../errors.js';
 import { readLines, resolveInputs, type ProbeSequence } from '../eval/inputs.js';
-import { readTextFile } from '../fs-errors.js';
 import type { Checkpoint } from '../io/checkpoint.js';
+import { readUserFile } from '../io/files.js';
+import { READ_LIMITS } from '../io/limits.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer.js';
 
 export interface CalibrationOptions {
@@ -21,7 +22,7 @@ export interface CalibrationOptions {
 export async function readCalibration(ckpt: Checkpoint, modelPath: string, o: CalibrationOptions): Promise<{ tok?: Tokenizer; calibration: ProbeSequence[]; calibrationName: string }> {
   const tok = ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined;
   const c = ckpt.config;
-  const texts = o.calibration ? readLines(readTextFile(o.calibration, '--calibration')) : undefined;
+  const texts = o.calibration ? readLines(readUserFile(o.calibration, READ_LIMITS.calibration, '--calibration').toString('utf8')) : undefined;
   if (o.calibration && texts!.length === 0) throw new ModernBertError('BAD_INPUT', `${o.calibration} holds no text`);
   if (texts && !tok) throw new ModernBertError('BAD_ARGUMENT', `--calibration needs a tokenizer, and ${modelPath} has no tokenizer.json`);
   const calibration = resolveInputs(

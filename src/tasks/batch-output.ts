@@ -1,9 +1,9 @@
 // Writing batch results: JSONL (one object per input text, in input order), or for embeddings a float32
-// matrix [N, C] as .npy or .safetensors, chosen by the file's extension. Every file is written whole to a
-// temporary name and renamed, so a failed run leaves no half-written output.
+// matrix [N, C] as .npy or .safetensors, chosen by the file's extension. Every file is written as
+// io/output.ts writes outputs: checked before the work, and whole or not at all.
 
-import { writeFileAtomically } from '../fs-errors.js';
 import { npyBytes } from '../io/npy.js';
+import { writeOutput, type CheckedOutput } from '../io/output.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 
 /** The format a path's extension asks for. */
@@ -12,17 +12,23 @@ export function outputFormat(path: string): 'npy' | 'safetensors' | 'jsonl' {
 }
 
 /** Writes embeddings (one row per text) as JSONL {"index", "embedding"}, .npy or .safetensors ("embeddings"). */
-export async function writeEmbeddings(path: string, rows: readonly Float32Array[]): Promise<void> {
-  const format = outputFormat(path);
-  if (format === 'jsonl') return writeJsonl(path, rows.map((e, index) => ({ index, embedding: Array.from(e) })));
+export async function writeEmbeddings(out: CheckedOutput, rows: readonly Float32Array[]): Promise<void> {
+  const format = outputFormat(out.path);
+  if (format === 'jsonl') {
+    return writeJsonl(out, (function* objects() {
+      for (const [index, e] of rows.entries()) yield { index, embedding: Array.from(e) };
+    })());
+  }
   const C = rows[0]?.length ?? 0;
   const matrix = new Float32Array(rows.length * C);
   rows.forEach((r, i) => matrix.set(r, i * C));
-  if (format === 'npy') return writeFileAtomically(path, npyBytes(matrix, [rows.length, C]), '--out');
-  await writeSafetensors(path, [{ name: 'embeddings', dtype: 'F32', shape: [rows.length, C], data: () => matrix }], { metadata: { format: 'pt' } });
+  if (format === 'npy') return writeOutput(out, npyBytes(matrix, [rows.length, C]));
+  await writeSafetensors(out, [{ name: 'embeddings', dtype: 'F32', shape: [rows.length, C], data: () => matrix }], { metadata: { format: 'pt' } });
 }
 
-/** Writes one JSON object per line. */
-export function writeJsonl(path: string, objects: readonly unknown[]): void {
-  writeFileAtomically(path, objects.map((o) => `${JSON.stringify(o)}\n`).join(''), '--out');
+/** Writes one JSON object per line, a line at a time (a whole file as one string would outgrow what a string holds). */
+export function writeJsonl(out: CheckedOutput, objects: Iterable<unknown>): void {
+  writeOutput(out, (function* lines() {
+    for (const o of objects) yield `${JSON.stringify(o)}\n`;
+  })());
 }

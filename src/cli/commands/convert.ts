@@ -11,6 +11,7 @@ import { formatFidelity } from '../../eval/fidelity.js';
 import { loadCheckpoint, type Checkpoint } from '../../io/checkpoint.js';
 import { parseAddHead } from '../../convert-heads.js';
 import { isPackagePath } from '../../load.js';
+import { checkPackageOutput } from '../../coreml/package.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
@@ -126,6 +127,8 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
         throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${o.rotation}`);
       }
       if (isPackagePath(modelPath)) throw new ModernBertError('BAD_ARGUMENT', `${modelPath} is already a Core ML package; convert takes a checkpoint folder`);
+      // Before any work (learning a rotation takes minutes): an output that cannot be written fails now.
+      checkPackageOutput(o.out, Boolean(o.force), [modelPath, o.calibration]);
       const ckpt = loadCheckpoint(modelPath);
       const added = o.addHead.map((spec) => ({ ...parseAddHead(spec), ckpt: undefined as Checkpoint | undefined }));
       const bars = { write: progress(io, 'convert', Boolean(o.json)), fidelity: progress(io, 'fidelity', Boolean(o.json)), learn: progress(io, 'learn', Boolean(o.json)) };

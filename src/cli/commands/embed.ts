@@ -2,13 +2,14 @@
 
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
+import { checkFileOutput } from '../../io/output.js';
 import { openModel } from '../../load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { readBatchInput } from '../../tasks/batch-input.js';
 import { writeEmbeddings } from '../../tasks/batch-output.js';
 import { runBatch, type BatchStats } from '../../tasks/batch.js';
 import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
-import { printJson, progress, type Io } from '../context.js';
+import { progress, type Io } from '../context.js';
 import { precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
 
@@ -33,6 +34,7 @@ export function registerEmbed(program: Command, io: Io): void {
     .option('--json', 'machine-readable summary');
   addRuntimeOptions(addBatchOptions(cmd))
     .action(async (modelPath: string, o: EmbedOptions) => {
+      const out = checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath, o.input, o.tokenizer] });
       const inputs = readBatchInput(o.input);
       const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor: await cliExecutor(o, o.precision, io) });
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');
@@ -41,9 +43,11 @@ export function registerEmbed(program: Command, io: Io): void {
         if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which embed needs (give --tokenizer DIR)`, { path: model.path });
         const { results, stats } = await runBatch(model, tok, inputs, { task: 'embed', window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, onProgress: (d, t) => bar.update(d, t) });
         bar.stop();
-        await writeEmbeddings(o.out, results.map((r) => ('embedding' in r ? r.embedding : new Float32Array(0))));
-        if (o.json) return printJson(io, { out: o.out, ...stats });
-        io.stdout(`${summary(stats)}; wrote ${o.out}\n`);
+        await writeEmbeddings(out, results.map((r) => ('embedding' in r ? r.embedding : new Float32Array(0))));
+        // Written to our own standard output: the summary goes to stderr, not into the data.
+        const say = out.ownFd === 1 ? io.stderr : io.stdout;
+        if (o.json) return say(`${JSON.stringify({ out: o.out, ...stats })}\n`);
+        say(`${summary(stats)}; wrote ${o.out}\n`);
       } finally {
         bar.stop();
         model.close();

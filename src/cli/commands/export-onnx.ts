@@ -62,13 +62,14 @@ export function registerExportOnnx(program: Command, io: Io): void {
       if (!fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
         throw new ModernBertError('BAD_ARGUMENT', `--rotation ${o.rotation} rotates the folded model: add --fold`);
       }
+      // Before any work: an output that cannot be written fails now, not after minutes of learning.
+      checkOnnxOutput(o.out, { force: Boolean(o.force), externalData: Boolean(o.externalData), inputs: [modelPath, o.calibration] });
       const ckpt = loadCheckpoint(modelPath);
       const bar = progress(io, 'learn', Boolean(o.json));
       try {
         // The same rotation as convert --rotation learned would fold (same calibration, seed and budget).
         let learned: Awaited<ReturnType<typeof learnRotation>> | undefined;
         if (o.rotation === 'learned') {
-          checkOnnxOutput(o.out, Boolean(o.force)); // before minutes of learning
           const { calibration } = await readCalibration(ckpt, modelPath, o);
           learned = await learnRotation({ config: ckpt.config, weights: ckpt.weights, embedding: ckpt.embedding }, {
             seed: o.seed, calibration, norm: o.norm, precision: o.fidelityPrecision, budgetSeconds: o.learnSeconds, onProgress: (d, t) => bar.update(d, t),
@@ -78,7 +79,7 @@ export function registerExportOnnx(program: Command, io: Io): void {
         }
         const r = exportOnnx(ckpt, {
           out: o.out, seqLen: o.seqLen, fold, rotation: o.rotation, norm: o.norm, seed: o.seed, precision: o.precision,
-          head: o.head, attentionChunk: o.attentionChunk, force: Boolean(o.force), externalData: Boolean(o.externalData),
+          head: o.head, attentionChunk: o.attentionChunk, force: Boolean(o.force), externalData: Boolean(o.externalData), inputs: [o.calibration],
           ...(learned ? { learned: learned.rotation } : {}),
         });
         if (o.json) return printJson(io, r);

@@ -7,7 +7,7 @@ import { weightCosts } from '../../eval/weight-costs.js';
 import { targetInfo } from '../../ops/target.js';
 import { Engine } from '../../engine.js';
 import { ModernBertError } from '../../errors.js';
-import { checkFileTarget, writeTextFile } from '../../fs-errors.js';
+import { checkFileOutput, writeOutput } from '../../io/output.js';
 import { resolveInputs } from '../../eval/inputs.js';
 import { OutlierMeter, type LayerOutliers } from '../../eval/outliers.js';
 import { openModel } from '../../load.js';
@@ -28,6 +28,7 @@ interface OutliersOptions {
   random?: number;
   seed: number;
   plot?: string;
+  force?: boolean;
   json?: boolean;
 }
 
@@ -48,6 +49,7 @@ export function registerOutliers(program: Command, io: Io): void {
     .option('--random <n>', 'use n seeded random token ids', positiveInt)
     .option('--seed <n>', 'seed of the Hadamard rotation and of --random', nonNegativeInt, 0)
     .option('--plot <file.svg>', 'draw max |activation| per layer (log scale)')
+    .option('--force', 'replace an existing --plot file')
     .option('--weights', 'instead: per weight tensor, what --compress costs it (relative error, largest weights), costliest first')
     .option('--compress <mode>', `--weights: the mode to cost (${COMPRESS_MODES.join(', ')})`, 'pal4')
     .option('--target <os>', '--weights: the target whose form is costed (iOS18 takes every mode)', 'iOS18')
@@ -57,7 +59,7 @@ export function registerOutliers(program: Command, io: Io): void {
     .option('--top <n>', '--weights: largest weights listed per tensor', positiveInt, 3)
     .option('--json', 'machine-readable output')
     .action(async (modelPath: string, texts: string[], o: OutliersOptions) => {
-      if (o.plot !== undefined) checkFileTarget(o.plot, '--plot');
+      const plot = o.plot === undefined ? undefined : checkFileOutput(o.plot, { what: '--plot', force: Boolean(o.force), inputs: [modelPath, o.golden] });
       const model = await openModel(modelPath);
       try {
         if (model.kind !== 'checkpoint' || !model.config || !model.weights) throw new ModernBertError('BAD_ARGUMENT', 'outliers needs a checkpoint folder (a package cannot be refolded)');
@@ -97,14 +99,14 @@ export function registerOutliers(program: Command, io: Io): void {
           results[v.name] = meter.result();
         }
         bar.stop();
-        if (o.plot) {
-          writeTextFile(o.plot, lineChartSvg({
+        if (plot) {
+          writeOutput(plot, lineChartSvg({
             title: `Residual stream outliers: ${modelPath}`,
             xLabel: 'layer (0 = embeddings)',
             yLabel: 'max |activation|',
             logY: true,
             series: Object.entries(results).map(([name, ls]) => ({ name, points: ls.map((l) => [l.layer, l.max] as [number, number]) })),
-          }), '--plot');
+          }));
         }
         if (o.json) return printJson(io, { sequences: seqs.length, variants: results, plot: o.plot ?? null });
         const names = Object.keys(results);

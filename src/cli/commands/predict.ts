@@ -3,7 +3,8 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { openModel } from '../../load.js';
+import { checkFileOutput } from '../../io/output.js';
+import { DEFAULT_MODEL, openModel } from '../../load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { classify, embed, fillMask, labelTokens } from '../../tasks/predict.js';
 import { readBatchInput } from '../../tasks/batch-input.js';
@@ -46,7 +47,7 @@ export function registerPredict(program: Command, io: Io): void {
   addRuntimeOptions(addBatchOptions(cmd, 'with --input: '))
     .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
       if (o.input !== undefined) return predictBatch(io, a, b, o);
-      for (const flag of ['out', 'window', 'pack', 'truncate', 'prefix'] as const) {
+      for (const flag of ['out', 'window', 'pack', 'truncate', 'prefix', 'force'] as const) {
         if (o[flag] !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--${flag} goes with --input FILE`);
       }
       // One argument is the text (default model) unless it names an existing model.
@@ -101,6 +102,7 @@ export function registerPredict(program: Command, io: Io): void {
 async function predictBatch(io: Io, modelPath: string | undefined, extra: string | undefined, o: PredictOptions): Promise<void> {
   if (extra !== undefined) throw new ModernBertError('BAD_ARGUMENT', 'give either a text or --input FILE, not both');
   if (o.embed) throw new ModernBertError('BAD_ARGUMENT', '--embed with --input: use the embed command');
+  const out = o.out === undefined ? undefined : checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath ?? DEFAULT_MODEL, o.input, o.tokenizer] });
   const inputs = readBatchInput(o.input!);
   const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer });
   const bar = progress(io, 'predict', o.out === undefined || Boolean(o.json), 'texts');
@@ -109,10 +111,15 @@ async function predictBatch(io: Io, modelPath: string | undefined, extra: string
     if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which predict needs (give --tokenizer DIR)`, { path: model.path });
     const { results, stats } = await runBatch(model, tok, inputs, { task: 'predict', window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, topK: o.topK, onProgress: (d, t) => bar.update(d, t) });
     bar.stop();
-    if (o.out === undefined) return io.stdout(results.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    writeJsonl(o.out, results);
-    if (o.json) printJson(io, { out: o.out, ...stats });
-    else io.stdout(`${summary(stats)}; wrote ${o.out}\n`);
+    if (out === undefined) {
+      for (const r of results) io.stdout(`${JSON.stringify(r)}\n`);
+      return;
+    }
+    writeJsonl(out, results);
+    // Written to our own standard output: the summary goes to stderr, not into the data.
+    const say = out.ownFd === 1 ? io.stderr : io.stdout;
+    if (o.json) say(`${JSON.stringify({ out: o.out, ...stats })}\n`);
+    else say(`${summary(stats)}; wrote ${o.out}\n`);
   } finally {
     bar.stop();
     model.close();
