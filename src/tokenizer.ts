@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import * as tokenizersLib from '@huggingface/tokenizers';
 import { ModernBertError } from './errors.js';
 import { readJsonFile as readJson } from './io/files.js';
+import { READ_LIMITS } from './io/limits.js';
 import { checkTokenizerJson } from './io/tokenizer-json.js';
 
 // The package's .d.ts files import each other without file extensions, which NodeNext resolution
@@ -270,15 +271,15 @@ function append(to: number[], items: ArrayLike<number>): void {
 /** Loads `tokenizer.json` (and `tokenizer_config.json` when present) from a model folder. */
 export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const path = join(dir, 'tokenizer.json');
-  const json = await readJsonFile(path, true);
-  const config = (await readJsonFile(join(dir, 'tokenizer_config.json'), false)) ?? {};
+  const json = await readJsonFile(path, true, READ_LIMITS.tokenizer);
+  const config = (await readJsonFile(join(dir, 'tokenizer_config.json'), false, READ_LIMITS.tokenizerConfig)) ?? {};
   return Tokenizer.fromJSON(json, config, path);
 }
 
 // Regular files of bounded size only (src/io/files.ts): a FIFO or /dev/zero must not hang the load.
-async function readJsonFile(path: string, required: boolean): Promise<unknown> {
+async function readJsonFile(path: string, required: boolean, maxBytes: number): Promise<unknown> {
   if (!required && !existsSync(path)) return undefined;
-  return readJson(path, 'tokenizer file');
+  return readJson(path, 'tokenizer file', maxBytes);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

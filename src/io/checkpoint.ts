@@ -8,6 +8,7 @@ import { parseConfig, type ModernBertConfig } from '../config.js';
 import { ModernBertError } from '../errors.js';
 import { assertFinite, type Tensor, type WeightSource } from '../weights.js';
 import { brief, fileError, readJsonFile } from './files.js';
+import { READ_LIMITS } from './limits.js';
 import { SafetensorsFile } from './safetensors.js';
 
 /** Pooling of a sentence-transformers embedding model (1_Pooling/config.json, 2_Normalize). */
@@ -29,9 +30,9 @@ export interface Checkpoint {
   close(): void;
 }
 
-/** Reads and parses a JSON file, with FILE_NOT_FOUND / CORRUPT_FILE errors naming it. */
-export function readJson(path: string): unknown {
-  return readJsonFile(path);
+/** Reads and parses a JSON file of at most `maxBytes` (a config's, unless told), with FILE_NOT_FOUND / CORRUPT_FILE errors naming it. */
+export function readJson(path: string, maxBytes: number = READ_LIMITS.config): unknown {
+  return readJsonFile(path, 'JSON file', maxBytes);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -85,7 +86,7 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(single)) return [SafetensorsFile.open(single)];
   if (existsSync(index)) {
-    const indexJson = readJson(index);
+    const indexJson = readJson(index, READ_LIMITS.index);
     const map = isObject(indexJson) && Object.hasOwn(indexJson, 'weight_map') ? indexJson.weight_map : undefined;
     if (!isObject(map)) throw new ModernBertError('CORRUPT_FILE', `${index} has no "weight_map" object`, { file: index });
     const entries = Object.entries(map);

@@ -138,7 +138,7 @@ function kindName(st: { isDirectory(): boolean; isFIFO(): boolean; isCharacterDe
 
 /** A file over its kind's cap (`size` when known, else it was streamed past the cap). */
 function tooLarge(path: string, what: string, maxBytes: number, size?: number): ModernBertError {
-  const has = size === undefined ? 'holds more than' : `is ${formatBytes(size)}, more than`;
+  const has = size === undefined ? 'holds more than' : `is ${size} bytes, more than`;
   return new ModernBertError('BAD_INPUT', `${path} ${has} the ${formatBytes(maxBytes)} a ${what} may have`, { file: path, maxBytes });
 }
 

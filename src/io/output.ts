@@ -110,8 +110,8 @@ function inputConflict(real: string, st: Stats | undefined, folder: boolean, inp
     } catch {
       continue;
     }
-    if (real === rin || (st && st.dev === ist.dev && st.ino === ist.ino)) return `is the input ${input}`;
-    if (st && ist.isDirectory() && within(real, rin)) return `lies inside the input ${input}`;
+    if (real === rin || (st && st.dev === ist.dev && st.ino === ist.ino)) return folder ? `is or holds the input ${input}` : `is the input ${input}`;
+    if (st && ist.isDirectory() && within(real, rin) && real !== rin) return `lies inside the input ${input}`;
     if (st && folder && within(rin, real)) return `is or holds the input ${input}`;
   }
   return undefined;
@@ -261,7 +261,8 @@ export class OutputFile {
   write(data: string | Uint8Array): void {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     if (bytes.length < BUFFER_BYTES) {
-      this.buffered.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      // A copy: callers may reuse their buffer for the next write (synth fills one scratch array per tensor).
+      this.buffered.push(typeof data === 'string' ? (bytes as Buffer) : Buffer.from(bytes));
       this.bufferedBytes += bytes.length;
       if (this.bufferedBytes >= BUFFER_BYTES) this.flush();
       return;
