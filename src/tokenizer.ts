@@ -19,6 +19,7 @@ import { ModernBertError } from './errors.js';
 import { readJsonFile as readJson } from './io/files.js';
 import { READ_LIMITS } from './io/limits.js';
 import { checkTokenizerJson } from './io/tokenizer-json.js';
+import { guardFilePatterns } from './tokenizer-patterns.js';
 
 // The package's .d.ts files import each other without file extensions, which NodeNext resolution
 // cannot follow, so TypeScript would see `any`. These are the parts we use, typed from its types/.
@@ -128,6 +129,8 @@ export class Tokenizer {
       throw new ModernBertError('CORRUPT_FILE', `${source}: not a tokenizer this library can read (${(e as Error).message})`, { file: source });
     }
     useOnigurumaWhitespace(this.lib.pre_tokenizer);
+    // The file's own regular expressions run under a time budget (tokenizer-patterns.ts).
+    guardFilePatterns([this.lib.normalizer, this.lib.pre_tokenizer, this.lib.decoder], source);
 
     const added = readAddedTokens(json.added_tokens, source);
     this.rawMatcher = new AddedTokenMatcher(added.filter((t) => !t.normalized).map((t) => [t.content, t]));

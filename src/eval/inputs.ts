@@ -2,6 +2,7 @@
 // or seeded random ids for checkpoints without a tokenizer (synthetic ones).
 
 import type { Sequence } from '../engine.js';
+import { describeLength, encodeWithin } from '../encode-within.js';
 import { ModernBertError } from '../errors.js';
 import { hashU32 } from '../synth/prng.js';
 import type { Tokenizer } from '../tokenizer.js';
@@ -69,19 +70,21 @@ export function resolveInputs(spec: InputSpec, ids: ModelIds, tok?: Tokenizer): 
   const builtin = !spec.texts?.length;
   const texts = builtin ? [...BUILTIN_SENTENCES] : spec.texts!;
   const seqs = texts.map((text) => {
-    const { ids: t } = tok.encode(text);
+    // No more of a text is tokenized than the model takes (encode-within.ts).
+    const e = encodeWithin(tok, text, ids.maxLen);
+    const t = e.ids;
     const positions = tok.maskTokenId === undefined ? [] : t.flatMap((id, i) => (id === tok.maskTokenId ? [i] : []));
-    return { ids: t, positions: positions.length ? positions : undefined, label: text };
+    return { ids: t, positions: positions.length ? positions : undefined, label: text, length: describeLength(e, ids.maxLen) };
   });
   // Built-in sentences that a short model cannot take are left out; the user's own texts must fit.
-  const fitting = builtin ? seqs.filter((s) => s.ids.length <= ids.maxLen) : seqs.map((s) => checkLength(s, ids));
+  const fitting = (builtin ? seqs.filter((s) => s.ids.length <= ids.maxLen) : seqs.map((s) => checkLength(s, ids, s.length))).map(({ length: _, ...s }) => s);
   if (fitting.length === 0) throw new ModernBertError('BAD_INPUT', `none of the built-in sentences fits in ${ids.maxLen} tokens: give shorter texts`);
   return fitting;
 }
 
-function checkLength(s: ProbeSequence, ids: ModelIds): ProbeSequence {
+function checkLength<T extends ProbeSequence>(s: T, ids: ModelIds, length = String(s.ids.length)): T {
   if (s.ids.length > ids.maxLen) {
-    throw new ModernBertError('BAD_INPUT', `input "${s.label.slice(0, 40)}" is ${s.ids.length} tokens long but the model allows at most ${ids.maxLen}`);
+    throw new ModernBertError('BAD_INPUT', `input "${s.label.slice(0, 40)}" is ${length} tokens long but the model allows at most ${ids.maxLen}`);
   }
   return s;
 }

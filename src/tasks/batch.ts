@@ -3,6 +3,7 @@
 // into one result per text, in input order.
 
 import type { ForwardResult } from '../engine.js';
+import { describeLength, encodeWithin } from '../encode-within.js';
 import { ModernBertError } from '../errors.js';
 import type { LoadedModel } from '../load.js';
 import type { OutputHead } from '../model.js';
@@ -128,10 +129,12 @@ export async function runTokenized(model: LoadedModel, texts: readonly number[][
   };
 }
 
+// Only as much of a long text is tokenized as the window needs (encode-within.ts).
 function encode(tok: Tokenizer, text: string, line: number, window: number, truncate: boolean): number[] {
-  const { ids } = tok.encode(text);
+  const e = encodeWithin(tok, text, window);
+  const { ids } = e;
   if (ids.length <= window) return ids;
-  if (!truncate) throw new ModernBertError('BAD_INPUT', `line ${line}: the text is ${ids.length} tokens long, more than the window of ${window} (give --truncate to cut it)`, { line, tokens: ids.length });
+  if (!truncate) throw new ModernBertError('BAD_INPUT', `line ${line}: the text is ${describeLength(e, window)} tokens long, more than the window of ${window} (give --truncate to cut it)`, { line });
   return [...ids.slice(0, window - 1), ids[ids.length - 1]!]; // keeps the closing [SEP]
 }
 

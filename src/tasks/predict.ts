@@ -1,6 +1,7 @@
 // What `predict` computes, for each kind of head: fill-mask top-k, sequence labels, token labels, embeddings.
 
 import type { Sequence } from '../engine.js';
+import { describeLength, encodeWithin } from '../encode-within.js';
 import { ModernBertError } from '../errors.js';
 import type { Runner } from '../eval/verify.js';
 import type { RtTensor } from '../runtime/tensor.js';
@@ -46,13 +47,13 @@ export function topK(p: ArrayLike<number>, k: number): number[] {
   return idx.sort((a, b) => p[b]! - p[a]!).slice(0, Math.min(k, p.length));
 }
 
-/** Tokenizes text and checks its length against the model. */
+/** Tokenizes text (no more of it than the model takes: encode-within.ts) and checks its length against the model. */
 export function encodeText(tok: Tokenizer, text: string, maxLen: number): Sequence & { ids: number[] } {
-  const { ids } = tok.encode(text);
-  if (ids.length > maxLen) {
-    throw new ModernBertError('BAD_INPUT', `the text is ${ids.length} tokens long but the model allows at most ${maxLen}`, { tokens: ids.length, max: maxLen });
+  const e = encodeWithin(tok, text, maxLen);
+  if (e.ids.length > maxLen) {
+    throw new ModernBertError('BAD_INPUT', `the text is ${describeLength(e, maxLen)} tokens long but the model allows at most ${maxLen}`, { max: maxLen });
   }
-  return { ids };
+  return { ids: e.ids };
 }
 
 const display = (tok: Tokenizer, id: number) => tok.decode([id], { skipSpecialTokens: false }).trim();
