@@ -9,11 +9,13 @@ export type ErrorCode =
   | 'BAD_ARGUMENT'
   | 'OUTPUT_EXISTS'
   | 'FILE_SYSTEM'
+  | 'NON_FINITE'
   | 'INTERNAL';
 
 /**
  * An error the CLI reports as one line; `context` says which file, tensor or value. Exit code 2 (the user's to
- * fix), except INTERNAL: a broken invariant of ours, exit 3.
+ * fix), except NON_FINITE: a result that is NaN or infinite, a failed check like verify's, exit 1; and
+ * INTERNAL: a broken invariant of ours, exit 3.
  */
 export class ModernBertError extends Error {
   readonly code: ErrorCode;
@@ -26,4 +28,9 @@ export class ModernBertError extends Error {
     this.code = code;
     this.context = context;
   }
+}
+
+/** The CLI's exit code for an error of `code` (see ModernBertError). */
+export function exitCodeFor(code: ErrorCode): number {
+  return code === 'NON_FINITE' ? 1 : code === 'INTERNAL' ? 3 : 2;
 }

@@ -218,14 +218,17 @@ describe('the converted package names its source, not a path of this machine', (
 });
 
 describe('usage', () => {
-  it('no command (or --debug alone) prints one usage line naming the commands, exit 2', async () => {
-    for (const argv of [[], ['--debug']]) {
+  it('no command (or --debug alone), or help for a command that does not exist: one error line naming the commands, exit 2', async () => {
+    for (const argv of [[], ['--debug'], ['help', 'bogus'], ['--debug', 'help', 'bogus']]) {
       const r = await cli(...argv);
-      expect(r.code).toBe(2);
+      expectOneLineError(r, argv.includes('bogus') ? /^error: unknown command 'bogus': modernbert-ane <command> / : /^error: no command given: modernbert-ane <command> /);
+      expect(r.stderr).toMatch(/predict, verify, inspect, synth, outliers, convert, diff/);
       expect(r.stdout).toBe('');
-      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
-      expect(r.stderr).toMatch(/^usage: modernbert-ane <command> .*predict, verify, inspect, synth, outliers, convert, diff/);
     }
+    // help for a real command still prints it
+    const ok = await cli('help', 'predict');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/Usage: modernbert-ane predict/);
   });
 
   it('a text that starts with "-" goes after --, and the error says so', async () => {

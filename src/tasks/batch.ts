@@ -5,6 +5,7 @@
 import type { ForwardResult } from '../engine.js';
 import { describeLength, encodeWithin } from '../encode-within.js';
 import { ModernBertError } from '../errors.js';
+import { assertFinite, firstNonFinite, nonFiniteError } from '../numeric/finite.js';
 import type { LoadedModel } from '../load.js';
 import type { OutputHead } from '../model.js';
 import type { RtTensor } from '../runtime/tensor.js';
@@ -86,7 +87,7 @@ export async function runBatch(model: LoadedModel, tok: Tokenizer, inputs: reado
   const head = batchHead(model, o.task);
   const texts = inputs.map((t) => encode(tok, (o.prefix ?? '') + t.text, t.line, window, Boolean(o.truncate)));
   const masks = head === 'mlm' ? texts.map((ids, i) => maskPositions(tok, ids, inputs[i]!.line)) : [];
-  return runTokenized(model, texts, masks, o, tok);
+  return runTokenized(model, texts, masks, o, tok, (t) => `line ${inputs[t]!.line}`);
 }
 
 function batchHead(model: LoadedModel, task: BatchOptions['task']): OutputHead {
@@ -99,9 +100,10 @@ function batchHead(model: LoadedModel, task: BatchOptions['task']): OutputHead {
 
 /**
  * Packs and runs tokenized texts (each at most the window long; `masks`: a masked LM's [MASK] positions
- * per text). Without a tokenizer (benchmarks) mlm tokens are listed by id.
+ * per text). Without a tokenizer (benchmarks) mlm tokens are listed by id. A result that is not finite is an
+ * error naming its text (`label`).
  */
-export async function runTokenized(model: LoadedModel, texts: readonly number[][], masks: readonly number[][], o: BatchOptions, tok?: Tokenizer): Promise<{ results: BatchResult[]; stats: BatchStats }> {
+export async function runTokenized(model: LoadedModel, texts: readonly number[][], masks: readonly number[][], o: BatchOptions, tok?: Tokenizer, label = (t: number) => `text ${t + 1}`): Promise<{ results: BatchResult[]; stats: BatchStats }> {
   const t0 = performance.now();
   const { window, pack, packed } = batchShape(model, o);
   const head = batchHead(model, o.task);
@@ -116,7 +118,7 @@ export async function runTokenized(model: LoadedModel, texts: readonly number[][
     let col = 0;
     w.texts.forEach((t, k) => {
       const start = packed ? w.starts[k]! : 0;
-      results[t] = textResult(out, head, t, k, start, texts[t]!, masks[t] ?? [], col, model, o.topK ?? 5, tok);
+      results[t] = textResult(out, head, t, k, start, texts[t]!, masks[t] ?? [], col, model, o.topK ?? 5, label(t), tok);
       col += masks[t]?.length ?? 0;
     });
     done += w.texts.length;
@@ -148,14 +150,25 @@ function maskPositions(tok: Tokenizer, ids: number[], line: number): number[] {
 
 // Text t, the k-th of its window (segment k + 1) starting at `start`: its row of a pooled output, or its
 // columns of a per-token one (masked LMs: columns col.. of the gathered [MASK] positions).
-function textResult(out: ForwardResult, head: OutputHead, index: number, k: number, start: number, ids: readonly number[], masks: readonly number[], col: number, model: LoadedModel, topk: number, tok?: Tokenizer): BatchResult {
-  const t = [...out.outputs.values()][0]!;
+function textResult(out: ForwardResult, head: OutputHead, index: number, k: number, start: number, ids: readonly number[], masks: readonly number[], col: number, model: LoadedModel, topk: number, label: string, tok?: Tokenizer): BatchResult {
+  const [name, t] = [...out.outputs.entries()][0]!;
   const display = (id: number) => tok?.decode([id], { skipSpecialTokens: false }).trim() ?? String(id);
+  const what = `${label}: the model's "${name}" output`;
+  // Only the values that become this text's result are checked (padding may hold anything).
+  const finiteColumn = (n: number, column: number, stride: number, where: string): void => {
+    const bad = firstNonFinite(t.data, n, column, stride);
+    if (bad >= 0) throw nonFiniteError(what, t.data[column + bad * stride]!, `${where}, channel ${bad}`);
+  };
   switch (head) {
-    case 'embedding':
-      return { index, embedding: pooledRow(t, k) };
+    case 'embedding': {
+      const row = pooledRow(t, k);
+      assertFinite(row, what);
+      return { index, embedding: row };
+    }
     case 'seqcls': {
-      const p = softmaxColumn(pooledRow(t, k), model.labels.length);
+      const row = pooledRow(t, k);
+      assertFinite(row, what);
+      const p = softmaxColumn(row, model.labels.length);
       return { index, labels: topK(p, model.labels.length).map((i) => ({ label: model.labels[i]!, prob: p[i]! })) };
     }
     case 'mlm': {
@@ -163,6 +176,7 @@ function textResult(out: ForwardResult, head: OutputHead, index: number, k: numb
       return {
         index,
         masks: masks.map((position, j) => {
+          finiteColumn(V, col + j, P, `at [MASK] token ${position}`);
           const p = softmaxColumn(t.data, V, col + j, P);
           return { position, top: topK(p, topk).map((id) => ({ token: display(id), id, prob: p[id]! })) };
         }),
@@ -173,6 +187,7 @@ function textResult(out: ForwardResult, head: OutputHead, index: number, k: numb
       return {
         index,
         tokens: ids.map((id, s) => {
+          finiteColumn(model.labels.length, start + s, S, `at token ${s}`);
           const p = softmaxColumn(t.data, model.labels.length, start + s, S);
           const best = topK(p, 1)[0]!;
           return { position: s, token: tok?.idToToken(id) ?? String(id), label: model.labels[best]!, prob: p[best]! };

@@ -3,6 +3,7 @@
 import type { Sequence } from '../engine.js';
 import { describeLength, encodeWithin } from '../encode-within.js';
 import { ModernBertError } from '../errors.js';
+import { assertFinite } from '../numeric/finite.js';
 import type { Runner } from '../eval/verify.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import type { Tokenizer } from '../tokenizer.js';
@@ -104,8 +105,10 @@ export async function embed(runner: Runner, tok: Tokenizer, text: string, maxLen
   return Array.from(output(res.outputs, 'embedding').data);
 }
 
+/** The output `name`, all of it finite (numeric/finite.ts). */
 function output(outputs: Map<string, RtTensor>, name: string): RtTensor {
   const t = outputs.get(name);
   if (!t) throw new ModernBertError('BAD_INPUT', `the model has no "${name}" output (it has: ${[...outputs.keys()].join(', ')})`);
+  assertFinite(t.data, `the model's "${name}" output`, t.shape);
   return t;
 }

@@ -16,7 +16,7 @@ import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '.
 import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../variants.js';
-import { learnRotation, type LearnedRotation } from '../../learn/learned.js';
+import { keptRotation, learnRotation, type LearnedRotation } from '../../learn/learned.js';
 import { readCalibration } from '../calibration.js';
 import { printJson, progress, type Io } from '../context.js';
 import { collect, fp16Precision, intList, nonNegativeInt, nonNegativeNumber, positiveInt } from '../parse.js';
@@ -150,6 +150,8 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
           });
           bars.learn.stop();
           if (!o.json) io.stdout(`rotation learning: ${learned.report.note}\n`);
+          // A discarded learned rotation: the package is what was kept instead, and says so.
+          o.rotation = keptRotation(learned.report);
         }
         const report = await convert(ckpt, {
           compress,
@@ -173,7 +175,7 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
           calibrationName,
           fidelity: o.fidelity ? o.fidelityPrecision : null,
           maskTokenId: tok?.maskTokenId,
-          learned: learned?.rotation,
+          learned: o.rotation === 'learned' ? learned?.rotation : undefined,
           learnReport: learned?.report,
           onProgress: (stage, d, t) => bars[stage].update(d, t),
           heads,
@@ -186,7 +188,7 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
         io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
         if (report.packages.length > 1) io.stdout(`heads: ${report.packages.slice(1).join(', ')} (run one with: predict ${report.out} --head-package PATH)\n`);
         if (report.functions.length > 0) io.stdout(`functions: ${report.functions.join(', ')} (the first is the default; pick one with predict --function NAME)\n`);
-        io.stdout(`time: read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
+        io.stdout(`time: ${s.learn > 0 ? `learn rotation ${s.learn.toFixed(1)} s, ` : ''}read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
         if (report.compression) io.stdout(`${formatCompression(report.compression)}\n`);
         if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}\n`);
       } catch (e) {
@@ -206,5 +208,6 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
 export function formatCompression(c: CompressionSummary): string {
   const mb = (b: number) => (b / 1e6).toFixed(1);
   const form = `${c.mode}${c.groupSize !== undefined ? `, groups of ${c.groupSize} channels` : ''}${c.blockSize !== undefined ? `, blocks of ${c.blockSize}` : ''}`;
+  if (c.tensors === 0) return `compression: ${form}: no tensor compressed (--keep matched every one); the weights are float16`;
   return `compression: ${form}: ${c.tensors} tensors, ${mb(c.fp16Bytes)} MB float16 -> ${mb(c.compressedBytes)} MB (${(c.compressedBytes / c.fp16Bytes).toFixed(3)}x)`;
 }

@@ -3,6 +3,7 @@
 
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
+import { assertFinite } from '../../numeric/finite.js';
 import { AgreementMeter } from '../../eval/compare.js';
 import { resolveInputs } from '../../eval/inputs.js';
 import { openModel } from '../../load.js';
@@ -61,16 +62,18 @@ export function registerDiff(program: Command, io: Io): void {
           if (!la || !lb) throw new ModernBertError('BAD_ARGUMENT', 'diff compares logits; one of the models has no "logits" output');
           if (la.shape[1] !== lb.shape[1]) throw new ModernBertError('SHAPE_MISMATCH', `A has ${la.shape[1]} logits per token, B ${lb.shape[1]}`);
           const P = la.shape.length === 4 ? la.shape[3]! : 1;
+          const input = `on input "${s.label.slice(0, 40)}"`;
+          assertFinite(la.data, `A (${pathA}, ${o.precisionA}) ${input}: its "logits" output`, la.shape);
+          assertFinite(lb.data, `B (${pathB}, ${o.precisionB}) ${input}: its "logits" output`, lb.shape);
           meter.add(la.data, lb.data, la.shape[1]!, P);
           bar.update(i + 1, seqs.length);
         }
         bar.stop();
         const r = meter.result();
         if (r.tokens === 0) throw new ModernBertError('BAD_INPUT', 'the inputs hold no token to compare at: nothing was compared');
-        if (o.json) return printJson(io, { kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, non_finite: r.non_finite, precision_a: o.precisionA, precision_b: o.precisionB });
+        if (o.json) return printJson(io, { kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, precision_a: o.precisionA, precision_b: o.precisionB });
         io.stdout(`A: ${pathA} (${o.precisionA})\nB: ${pathB} (${o.precisionB})\n`);
         io.stdout(`KL(A || B) ${r.kl.toExponential(3)}  top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  max |diff| ${r.max_abs_diff.toPrecision(4)}  over ${r.tokens} tokens of ${seqs.length} inputs\n`);
-        if (r.non_finite) io.stdout(`WARNING: ${r.non_finite} tokens have NaN or infinite logits\n`);
       } finally {
         bar.stop();
         a.close();

@@ -3,7 +3,8 @@
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
 import { checkFileOutput } from '../../io/output.js';
-import { openModel } from '../../load.js';
+import { openModel, type LoadedModel } from '../../load.js';
+import { packageInfo } from '../../coreml/package-info.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { readBatchInput } from '../../tasks/batch-input.js';
 import { writeEmbeddings } from '../../tasks/batch-output.js';
@@ -18,6 +19,7 @@ interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
   out: string;
   precision?: Precision;
   tokenizer?: string;
+  function?: string;
   json?: boolean;
 }
 
@@ -31,12 +33,21 @@ export function registerEmbed(program: Command, io: Io): void {
     .requiredOption('--out <file>', 'embeddings: .jsonl ({"index", "embedding"} per line), .npy or .safetensors (float32 [N, C])')
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
+    .option('--function <name>', 'the function of a multifunction package to run (default: its embedding function)')
     .option('--json', 'machine-readable summary');
   addRuntimeOptions(addBatchOptions(cmd))
     .action(async (modelPath: string, o: EmbedOptions) => {
       const out = checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath, o.input, o.tokenizer] });
       const inputs = readBatchInput(o.input);
-      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor: await cliExecutor(o, o.precision, io) });
+      const executor = await cliExecutor(o, o.precision, io);
+      const open = (fn?: string) => openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor, ...(fn === undefined ? {} : { function: fn }) });
+      let model = await open(o.function);
+      // A multifunction package whose default function is another head: its embedding function, when it has one.
+      const fn = o.function === undefined ? embeddingFunction(model) : undefined;
+      if (fn !== undefined) {
+        model.close();
+        model = await open(fn);
+      }
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');
       try {
         const tok = model.tokenizer;
@@ -53,6 +64,13 @@ export function registerEmbed(program: Command, io: Io): void {
         model.close();
       }
     });
+}
+
+/** The name of a multifunction package's embedding function, when its default function has another head. */
+function embeddingFunction(model: LoadedModel): string | undefined {
+  if (!model.pkg || model.head === 'embedding') return undefined;
+  const functions = packageInfo(model.pkg, model.path).functions;
+  return Object.keys(functions).find((name) => functions[name]!.head === 'embedding');
 }
 
 /** One line about a batch run: texts, windows, fill and speed. */

@@ -7,7 +7,7 @@ import { checkOnnxOutput } from '../../onnx/write.js';
 import { loadCheckpoint } from '../../io/checkpoint.js';
 import { isPackagePath } from '../../load.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model.js';
-import { learnRotation } from '../../learn/learned.js';
+import { keptRotation, learnRotation } from '../../learn/learned.js';
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../variants.js';
 import { readCalibration } from '../calibration.js';
@@ -76,11 +76,13 @@ export function registerExportOnnx(program: Command, io: Io): void {
           });
           bar.stop();
           if (!o.json) io.stdout(`rotation learning: ${learned.report.note}\n`);
+          // A discarded learned rotation: the export is what was kept instead, and says so.
+          o.rotation = keptRotation(learned.report);
         }
         const r = exportOnnx(ckpt, {
           out: o.out, seqLen: o.seqLen, fold, rotation: o.rotation, norm: o.norm, seed: o.seed, precision: o.precision,
           head: o.head, attentionChunk: o.attentionChunk, force: Boolean(o.force), externalData: Boolean(o.externalData), inputs: [o.calibration],
-          ...(learned ? { learned: learned.rotation } : {}),
+          ...(learned && o.rotation === 'learned' ? { learned: learned.rotation } : {}),
         });
         if (o.json) return printJson(io, r);
         const mb = ((r.bytes + (r.data ? r.weightBytes : 0)) / 1e6).toFixed(1);

@@ -7,6 +7,7 @@ import { weightCosts } from '../../eval/weight-costs.js';
 import { targetInfo } from '../../ops/target.js';
 import { Engine } from '../../engine.js';
 import { ModernBertError } from '../../errors.js';
+import { nonFiniteError } from '../../numeric/finite.js';
 import { checkFileOutput, writeOutput } from '../../io/output.js';
 import { resolveInputs } from '../../eval/inputs.js';
 import { OutlierMeter, type LayerOutliers } from '../../eval/outliers.js';
@@ -97,6 +98,8 @@ export function registerOutliers(program: Command, io: Io): void {
             bar.update(++done, VARIANTS.length * seqs.length);
           }
           results[v.name] = meter.result();
+          const bad = results[v.name]!.find((l) => !Number.isFinite(l.max));
+          if (bad) throw nonFiniteError(`the ${v.name} model's residual stream`, bad.max, `after layer ${bad.layer} (channel ${bad.channel}, token ${bad.token})`, 'its weights are not finite or overflow float32; nothing was printed');
         }
         bar.stop();
         if (plot) {

@@ -104,7 +104,7 @@ async function predictBatch(io: Io, modelPath: string | undefined, extra: string
   if (o.embed) throw new ModernBertError('BAD_ARGUMENT', '--embed with --input: use the embed command');
   const out = o.out === undefined ? undefined : checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath ?? DEFAULT_MODEL, o.input, o.tokenizer] });
   const inputs = readBatchInput(o.input!);
-  const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer });
+  const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, headPackage: o.headPackage, function: o.function, executor: await cliExecutor(o, o.precision, io) });
   const bar = progress(io, 'predict', o.out === undefined || Boolean(o.json), 'texts');
   try {
     const tok = model.tokenizer;
