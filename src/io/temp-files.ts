@@ -17,7 +17,7 @@ const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 const PIDLESS_STALE_MS = 60 * 60 * 1000;
 
 const pending = new Set<string>();
-let exitHookInstalled = false;
+let hooksInstalled = false;
 
 function removePending(): void {
   for (const path of pending) removeQuietly(path);
@@ -39,20 +39,24 @@ export function removeQuietly(path: string): void {
   }
 }
 
-/** Tracks a temporary path: removed on exit or an interrupting signal until untrackTemp. */
+/**
+ * Tracks a temporary path: removed on exit or an interrupting signal until untrackTemp. The signal listeners
+ * stay once installed: a signal that arrives while a path is tracked is handled on the event loop, possibly
+ * after the path was untracked (onnxruntime creates its session without yielding), and must still end the
+ * process as it would have without them.
+ */
 export function trackTemp(path: string): void {
-  if (!exitHookInstalled) {
+  if (!hooksInstalled) {
     process.on('exit', removePending);
-    exitHookInstalled = true;
+    for (const s of Object.keys(SIGNALS)) process.on(s, onSignal);
+    hooksInstalled = true;
   }
-  if (pending.size === 0) for (const s of Object.keys(SIGNALS)) process.on(s, onSignal);
   pending.add(path);
 }
 
 /** Stops tracking `path` (it was renamed into place or removed). */
 export function untrackTemp(path: string): void {
   pending.delete(path);
-  if (pending.size === 0) for (const s of Object.keys(SIGNALS)) process.off(s, onSignal);
 }
 
 /** Removes a tracked temporary path and stops tracking it. */
