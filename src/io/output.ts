@@ -165,20 +165,17 @@ export function checkFileOutput(path: string, o: OutputRequest): CheckedOutput {
   if (conflict) throw refuse(o, path, conflict);
   if (st?.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `${o.what} ${path} is a folder, not a file`, { path });
   const base = { path, what: o.what, target: real, force: o.force };
-  if (st && (st.isCharacterDevice() || st.isFIFO())) {
-    checkWritable(path, real);
-    return { ...base, how: 'direct', ...optionalFd(ownStream(st)) };
-  }
-  if (st && !st.isFile()) throw refuse({ ...o, force: true }, path, `is ${kindOf(st)}`);
+  // Our own standard output or error (/dev/stdout), whatever it is (a pipe, a socket, the shell's file).
   const own = st && ownStream(st);
   if (own) return { ...base, how: 'direct', ownFd: own };
+  if (st && (st.isCharacterDevice() || st.isFIFO())) {
+    checkWritable(path, real);
+    return { ...base, how: 'direct' };
+  }
+  if (st && !st.isFile()) throw refuse({ ...o, force: true }, path, `is ${kindOf(st)}`);
   if (st && !o.force) throw new ModernBertError('OUTPUT_EXISTS', `${o.what} ${path} already exists (use --force to replace it)`, { path });
   probe(real, path, false);
   return { ...base, how: st ? 'replace' : 'new' };
-}
-
-function optionalFd(fd: 1 | 2 | undefined): { ownFd?: 1 | 2 } {
-  return fd === undefined ? {} : { ownFd: fd };
 }
 
 /**
