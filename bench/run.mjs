@@ -52,6 +52,7 @@ const ARGS = {
   embed: { full: ['--texts', '2000', '--baseline', '100'], quick: ['--texts', '40', '--baseline', '4'] },
   compress: { full: ['--model', 'models/mini-trained', '--rotations', 'none,hadamard,learned'], quick: ['--model', 'models/mini-trained', '--forms', 'fp16,int4'] },
   'compress-tokens': { full: ['--model', 'models/mini-trained'], quick: ['--model', 'models/mini-trained', '--random', '8', '--forms', 'int4'] },
+  hub: { full: [], quick: ['--model', 'models/mini-trained', '--runs', '1'] },
 };
 
 const order = (name) => (name in ARGS ? Object.keys(ARGS).indexOf(name) : Infinity);

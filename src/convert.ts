@@ -125,10 +125,12 @@ const HEAD_OUTPUT: Record<OutputHead, string> = {
 };
 
 /**
- * The model's name for the metadata, never a path of the converting machine: the config's `_name_or_path`
- * when it is a Hub id ("org/name"), else the checkpoint folder's own name.
+ * The model's name for the metadata, never a path of the converting machine: the Hub id it was opened by
+ * (or whose cache snapshot it is), else the config's `_name_or_path` when it is a Hub id ("org/name"), else
+ * the checkpoint folder's own name.
  */
 export function sourceName(ckpt: Checkpoint): string {
+  if (ckpt.source) return ckpt.source.id;
   const raw = readJson(join(ckpt.dir, 'config.json')) as { _name_or_path?: unknown };
   const id = raw._name_or_path;
   if (typeof id === 'string' && /^\w[\w.-]*(\/\w[\w.-]*)?$/.test(id)) return id;
@@ -185,6 +187,7 @@ function describe(ckpt: Checkpoint, o: ConvertOptions, variant: Variant, head: O
       userDefined: {
         [META.converter]: `modernbert-ane ${VERSION}`,
         [META.source]: sourceName(ckpt),
+        ...(ckpt.source ? { [META.sourceCommit]: ckpt.source.commit } : {}),
         [META.architecture]: c.architecture,
         [META.head]: head,
         [META.labels]: JSON.stringify(c.labels),

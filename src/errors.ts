@@ -10,6 +10,10 @@ export type ErrorCode =
   | 'OUTPUT_EXISTS'
   | 'FILE_SYSTEM'
   | 'NON_FINITE'
+  /** The Hugging Face Hub (or HF_ENDPOINT) could not be reached or answered what no Hub answers. */
+  | 'NETWORK'
+  /** The Hub refused a model without a valid token (401) or to this token (403). */
+  | 'ACCESS_DENIED'
   | 'INTERNAL';
 
 /**

@@ -67,6 +67,7 @@ export function exportOnnx(ckpt: Checkpoint, o: ExportOnnxOptions): ExportOnnxRe
   const metadata: Record<string, string> = {
     converter: `modernbert-ane ${VERSION}`,
     source_model: sourceName(ckpt),
+    ...(ckpt.source ? { source_commit: ckpt.source.commit } : {}),
     architecture: c.architecture,
     head,
     labels: JSON.stringify(c.labels),

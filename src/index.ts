@@ -9,7 +9,9 @@ export { Engine, CachedWeights, additiveMask, type ForwardOptions, type ForwardR
 export { Interpreter } from './graph/interpreter.js';
 export { PRECISIONS, type Precision } from './runtime/numerics.js';
 export { shutdownRuntime } from './runtime/shutdown.js';
-export { openModel, DEFAULT_MODEL, type LoadedModel, type OpenOptions } from './load.js';
+export { openModel, openCheckpoint, DEFAULT_MODEL, type LoadedModel, type OpenOptions } from './load.js';
+export { resolveModel, downloadModel, type HubOptions, type ResolvedModel, type DownloadProgress } from './hub/resolve.js';
+export type { HubSource } from './hub/id.js';
 export { packTexts, type PackedWindow } from './tasks/pack-texts.js';
 export { runBatch, runTokenized, batchShape, type BatchOptions, type BatchResult, type BatchStats, type RunWindow } from './tasks/batch.js';
 export { readBatchInput, parseBatchInput, type InputText } from './tasks/batch-input.js';

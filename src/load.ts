@@ -14,7 +14,9 @@ import type { ModernBertConfig } from './config.js';
 import { Engine, type ExecutorFactory } from './engine.js';
 import type { ModelIds } from './eval/inputs.js';
 import type { Runner } from './eval/verify.js';
-import { loadCheckpoint } from './io/checkpoint.js';
+import { loadCheckpoint, type Checkpoint } from './io/checkpoint.js';
+import type { HubSource } from './hub/id.js';
+import { resolveModel, type HubOptions } from './hub/resolve.js';
 import { defaultHead, type NormStyle, type OutputHead } from './model.js';
 import type { Precision } from './runtime/numerics.js';
 import { loadTokenizer, type Tokenizer } from './tokenizer.js';
@@ -25,6 +27,8 @@ export const DEFAULT_MODEL = fileURLToPath(new URL('../models/mini-trained', imp
 
 export interface LoadedModel {
   path: string;
+  /** The Hub id and commit it came from, for a Hub model (or a snapshot folder of the Hugging Face cache). */
+  source?: HubSource;
   kind: 'checkpoint' | 'package';
   runner: Runner;
   head: OutputHead;
@@ -45,7 +49,7 @@ export interface LoadedModel {
   close(): void;
 }
 
-export interface OpenOptions {
+export interface OpenOptions extends HubOptions {
   precision?: Precision;
   norm?: NormStyle;
   /** A folder with tokenizer.json, for packages that do not carry one. */
@@ -66,16 +70,25 @@ export function isPackagePath(path: string): boolean {
 /** Where conversion puts the tokenizer inside a package (a manifest item of its own). */
 const PACKAGE_TOKENIZER_DIR = join('Data', TOKENIZER_ITEM_PATH);
 
-/** Opens a checkpoint folder or a Core ML package (or the default model when `path` is undefined). */
-export async function openModel(path: string | undefined, o: OpenOptions = {}): Promise<LoadedModel> {
-  if (path !== undefined && isPackagePath(path)) return openPackage(path, o);
+/**
+ * Opens a checkpoint folder, a Core ML package or a Hugging Face Hub model (`org/name`, `org/name@revision`,
+ * found in the Hugging Face cache or downloaded into it), or the default model when `name` is undefined.
+ */
+export async function openModel(name: string | undefined, o: OpenOptions = {}): Promise<LoadedModel> {
+  if (name === undefined && o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', '--revision picks a revision of a Hub id: name the model (org/name)');
+  const resolved = name === undefined ? undefined : await resolveModel(name, o);
+  const path = resolved?.path;
+  const source = resolved?.source ? { source: resolved.source } : {};
+  if (path !== undefined && isPackagePath(path)) return { ...(await openPackage(path, o)), ...source };
   if (o.headPackage !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--head-package runs a head on a body package (convert --split); ${path ?? 'the built-in model'} is a checkpoint`);
   if (o.function !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--function picks a function of a multifunction package; ${path ?? 'the built-in model'} is a checkpoint`);
   const dir = path ?? DEFAULT_MODEL;
   const ckpt = loadCheckpoint(dir);
+  if (resolved?.source) ckpt.source = resolved.source;
   const engine = new Engine(ckpt, { precision: o.precision, norm: o.norm }, o.executor);
   return {
     path: dir,
+    ...source,
     kind: 'checkpoint',
     runner: engine,
     head: defaultHead(ckpt),
@@ -88,6 +101,14 @@ export async function openModel(path: string | undefined, o: OpenOptions = {}): 
     tokenizer: o.tokenizerDir ? await loadTokenizer(o.tokenizerDir) : ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined,
     close: () => ckpt.close(),
   };
+}
+
+/** Opens a checkpoint folder or a Hub model (as openModel), for conversion and export; the caller closes it. */
+export async function openCheckpoint(name: string, o: HubOptions = {}): Promise<Checkpoint> {
+  const { path, source } = await resolveModel(name, o);
+  const ckpt = loadCheckpoint(path);
+  if (source) ckpt.source = source;
+  return ckpt;
 }
 
 /** The runner of a package: one function, a body with a head package, or the shape buckets of one head. */

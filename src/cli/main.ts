@@ -9,6 +9,7 @@ import { shutdownRuntime } from '../runtime/shutdown.js';
 import { processIo, type Io } from './context.js';
 import { registerConvert } from './commands/convert.js';
 import { registerDiff } from './commands/diff.js';
+import { registerDownload } from './commands/download.js';
 import { registerExportOnnx } from './commands/export-onnx.js';
 import { registerEmbed } from './commands/embed.js';
 import { registerInspect } from './commands/inspect.js';
@@ -43,6 +44,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerDiff(program, io);
   registerExportOnnx(program, io);
   registerEmbed(program, io);
+  registerDownload(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
   // A bad MODERNBERT_ANE_THREADS fails before a command starts, not minutes into a conversion (--help still works).
   program.hook('preAction', () => void kernelThreads());

@@ -11,7 +11,10 @@ import type { ReadPackageResult } from './mil-read.js';
 /** Metadata keys (userDefined) that conversion writes and the runner reads. */
 export const META = {
   converter: 'converter',
+  /** The Hub id (org/name) of a model from the Hub, else the config's `_name_or_path` id or the folder's name. */
   source: 'source_model',
+  /** The commit of the Hub repository it was converted from (models from the Hub only). */
+  sourceCommit: 'source_commit',
   architecture: 'architecture',
   head: 'head',
   labels: 'labels',

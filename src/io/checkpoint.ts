@@ -3,7 +3,7 @@
 // are checked against the config before any data is read; tensors are read one at a time when asked.
 
 import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
-import { isAbsolute, join, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { parseConfig, type ModernBertConfig } from '../config.js';
 import { ModernBertError } from '../errors.js';
 import { assertFinite, type Tensor, type WeightSource } from '../weights.js';
@@ -17,6 +17,16 @@ export interface EmbeddingSpec {
   normalize: boolean;
 }
 
+/** Where a checkpoint came from on the Hugging Face Hub (src/hub/ finds and fetches it). */
+export interface HubSource {
+  /** The repository, `org/name`. */
+  id: string;
+  /** The branch, tag or commit the user asked for (`main` by default). */
+  revision: string;
+  /** The 40-hex commit that revision pointed to. */
+  commit: string;
+}
+
 export interface Checkpoint {
   dir: string;
   config: ModernBertConfig;
@@ -27,6 +37,8 @@ export interface Checkpoint {
   tokenizerPath?: string;
   /** dtype of the stored weights (F32, BF16, ...), for inspect. */
   storedDtypes: string[];
+  /** Where it came from on the Hugging Face Hub, when it did (set by openCheckpoint). */
+  source?: HubSource;
   close(): void;
 }
 
@@ -86,16 +98,10 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
   const index = join(dir, 'model.safetensors.index.json');
   if (existsSync(single)) return [SafetensorsFile.open(single)];
   if (existsSync(index)) {
-    const indexJson = readJson(index, READ_LIMITS.index);
-    const map = isObject(indexJson) && Object.hasOwn(indexJson, 'weight_map') ? indexJson.weight_map : undefined;
-    if (!isObject(map)) throw new ModernBertError('CORRUPT_FILE', `${index} has no "weight_map" object`, { file: index });
-    const entries = Object.entries(map);
-    const notShard = entries.find(([, s]) => typeof s !== 'string' || s === '');
-    if (notShard) throw new ModernBertError('CORRUPT_FILE', `${index}: weight_map gives ${brief(notShard[1])} as the shard of "${brief(notShard[0], 80)}"`, { file: index, tensor: notShard[0] });
-    const shards = [...new Set(entries.map(([, s]) => s))];
+    const { entries, shards } = readIndex(index);
     const opened: SafetensorsFile[] = [];
     try {
-      for (const s of shards as string[]) opened.push(SafetensorsFile.open(shardPath(dir, s, index)));
+      for (const s of shards) opened.push(SafetensorsFile.open(shardPath(dir, s, index)));
       // The index must describe the shards: a tensor listed in a shard that lacks it means a mixed-up folder.
       for (const [name, s] of entries) {
         const file = opened[shards.indexOf(s)]!;
@@ -111,10 +117,22 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
   throw new ModernBertError('FILE_NOT_FOUND', `${dir} has no model.safetensors or model.safetensors.index.json${hint}`, { path: dir });
 }
 
+/** The tensor -> shard entries of model.safetensors.index.json, and its shards (each named once). */
+function readIndex(index: string): { entries: [string, string][]; shards: string[] } {
+  const indexJson = readJson(index, READ_LIMITS.index);
+  const map = isObject(indexJson) && Object.hasOwn(indexJson, 'weight_map') ? indexJson.weight_map : undefined;
+  if (!isObject(map)) throw new ModernBertError('CORRUPT_FILE', `${index} has no "weight_map" object`, { file: index });
+  const entries = Object.entries(map);
+  const notShard = entries.find(([, s]) => typeof s !== 'string' || s === '');
+  if (notShard) throw new ModernBertError('CORRUPT_FILE', `${index}: weight_map gives ${brief(notShard[1])} as the shard of "${brief(notShard[0], 80)}"`, { file: index, tensor: notShard[0] });
+  return { entries: entries as [string, string][], shards: [...new Set(entries.map(([, s]) => s as string))] };
+}
+
 /**
  * The path of a shard named by the index, which must lie inside the checkpoint folder: absolute names
  * and ".." are refused before anything is looked up, and a symbolic link out of the folder after
- * resolving it, with the same message, so the error says nothing about files outside.
+ * resolving it, with the same message, so the error says nothing about files outside. The one place
+ * outside that a link may lead is the blobs/ folder of a Hugging Face cache snapshot (inCacheBlobs).
  */
 function shardPath(dir: string, name: string, index: string): string {
   const outside = (): ModernBertError =>
@@ -137,8 +155,19 @@ function shardPath(dir: string, name: string, index: string): string {
     if (isLink) throw outside();
     throw fileError(e, path, 'shard');
   }
-  if (!real.startsWith(realDir + sep)) throw outside();
+  if (!real.startsWith(realDir + sep) && !inCacheBlobs(realDir, real)) throw outside();
   return path;
+}
+
+/**
+ * Whether `real` lies in the blobs/ folder of the Hugging Face cache repository whose snapshot is `realDir`
+ * (`<repo>/snapshots/<commit>`), where huggingface_hub's links (and ours) point: `<repo>/blobs/<etag>`.
+ */
+function inCacheBlobs(realDir: string, real: string): boolean {
+  const snapshots = dirname(realDir);
+  if (basename(snapshots) !== 'snapshots' || !/^[0-9a-f]{40}$/.test(basename(realDir))) return false;
+  const blobs = join(dirname(snapshots), 'blobs');
+  return dirname(real) === blobs;
 }
 
 /** Checkpoint tensors under canonical names ("model." prefix, decoder tied to the embeddings). */
@@ -248,21 +277,39 @@ function checkShapes(weights: WeightSource, config: ModernBertConfig, dir: strin
   }
 }
 
-function readEmbeddingSpec(dir: string): EmbeddingSpec | undefined {
+/** A sentence-transformers module: its class name and, for a Pooling module, its config's path in the folder. */
+interface SentenceModule {
+  type: string;
+  /** `<module folder>/config.json`, relative to the checkpoint folder (Pooling modules only). */
+  config?: string;
+}
+
+/** The modules that modules.json lists, or undefined when the folder has none (not a sentence-transformers model). */
+function readModules(dir: string): SentenceModule[] | undefined {
   const modulesPath = join(dir, 'modules.json');
   if (!existsSync(modulesPath)) return undefined;
   const modules = readJson(modulesPath);
   if (!Array.isArray(modules)) throw new ModernBertError('CORRUPT_FILE', `${modulesPath} is not a list of modules`, { file: modulesPath });
+  return (modules as unknown[]).map((m) => {
+    const type = isObject(m) && typeof m.type === 'string' ? m.type : '';
+    if (!type.endsWith('.Pooling')) return { type };
+    const sub = isObject(m) && m.path !== undefined ? m.path : '1_Pooling';
+    if (typeof sub !== 'string' || isAbsolute(sub) || sub.split(/[\\/]/).includes('..')) {
+      throw new ModernBertError('CORRUPT_FILE', `${modulesPath}: the Pooling module's path ${brief(sub)} is not a folder inside ${dir}`, { file: modulesPath });
+    }
+    return { type, config: [...sub.split(/[\\/]/).filter((p) => p !== '' && p !== '.'), 'config.json'].join('/') };
+  });
+}
+
+function readEmbeddingSpec(dir: string): EmbeddingSpec | undefined {
+  const modules = readModules(dir);
+  if (!modules) return undefined;
+  const modulesPath = join(dir, 'modules.json');
   let pooling: EmbeddingSpec['pooling'] | undefined;
   let normalize = false;
-  for (const m of modules as unknown[]) {
-    const type = isObject(m) && typeof m.type === 'string' ? m.type : '';
-    const sub = isObject(m) && m.path !== undefined ? m.path : '1_Pooling';
-    if (type.endsWith('.Pooling')) {
-      if (typeof sub !== 'string' || isAbsolute(sub) || sub.split(/[\\/]/).includes('..')) {
-        throw new ModernBertError('CORRUPT_FILE', `${modulesPath}: the Pooling module's path ${brief(sub)} is not a folder inside ${dir}`, { file: modulesPath });
-      }
-      const cfgPath = join(dir, sub, 'config.json');
+  for (const { type, config } of modules) {
+    if (config !== undefined) {
+      const cfgPath = join(dir, config);
       const p = readJson(cfgPath);
       if (!isObject(p)) throw new ModernBertError('CORRUPT_FILE', `${cfgPath} is not a JSON object`, { file: cfgPath });
       const modes = Object.entries(p).filter(([k, v]) => k.startsWith('pooling_mode') && v === true).map(([k]) => k);
@@ -278,4 +325,22 @@ function readEmbeddingSpec(dir: string): EmbeddingSpec | undefined {
   }
   if (!pooling) throw new ModernBertError('CORRUPT_FILE', `${modulesPath} lists no Pooling module`, { file: modulesPath });
   return { pooling, normalize };
+}
+
+/**
+ * The files of a checkpoint folder that loading it (with its tokenizer) reads at its top; convert also
+ * copies special_tokens_map.json into a package. A Hub download fetches these and referencedFiles', nothing else.
+ */
+export const CHECKPOINT_FILES = ['config.json', 'model.safetensors', 'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'modules.json'] as const;
+
+/**
+ * The further files that a folder's own top-level files name: the shards of model.safetensors.index.json
+ * (when there is no model.safetensors) and the Pooling config of a sentence-transformers model, as
+ * `/`-separated paths inside the folder.
+ */
+export function referencedFiles(dir: string): string[] {
+  const index = join(dir, 'model.safetensors.index.json');
+  const shards = !existsSync(join(dir, 'model.safetensors')) && existsSync(index) ? readIndex(index).shards : [];
+  const pooling = (readModules(dir) ?? []).flatMap((m) => (m.config === undefined ? [] : [m.config]));
+  return [...shards, ...pooling];
 }

@@ -8,9 +8,9 @@ import { CompressedWeights } from '../../compress/compressed-weights.js';
 import type { WeightSource } from '../../weights.js';
 import { ModernBertError } from '../../errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
-import { loadCheckpoint, type Checkpoint } from '../../io/checkpoint.js';
+import type { Checkpoint } from '../../io/checkpoint.js';
 import { parseAddHead } from '../../convert-heads.js';
-import { isPackagePath } from '../../load.js';
+import { isPackagePath, openCheckpoint } from '../../load.js';
 import { checkPackageOutput } from '../../coreml/package.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
@@ -19,6 +19,7 @@ import type { RotationKind } from '../../variants.js';
 import { keptRotation, learnRotation, type LearnedRotation } from '../../learn/learned.js';
 import { readCalibration } from '../calibration.js';
 import { printJson, progress, type Io } from '../context.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 import { collect, fp16Precision, intList, nonNegativeInt, nonNegativeNumber, positiveInt } from '../parse.js';
 
 interface ConvertCliOptions {
@@ -51,6 +52,7 @@ interface ConvertCliOptions {
   blockSize?: number;
   keep: string[];
   maxKl?: number;
+  revision?: string;
 }
 
 const HEAD_NAMES: readonly OutputHead[] = ['mlm', 'seqcls', 'tokcls', 'embedding', 'none'];
@@ -82,10 +84,10 @@ export const DEFAULT_ROTATION_COMPRESSED: Record<CompressMode, RotationKind> = {
 
 /** Registers the convert command. */
 export function registerConvert(program: Command, io: Io, setExit: (code: number) => void): void {
-  program
+  const cmd = program
     .command('convert')
     .description('convert a checkpoint into a Core ML package (.mlpackage) laid out for the Neural Engine, and report its float16 fidelity')
-    .argument('<model>', 'checkpoint folder (Hugging Face layout)')
+    .argument('<model>', MODEL_HELP)
     .requiredOption('--out <path>', 'output package, e.g. model.mlpackage')
     .option('--seq-len <n[,n...]>', 'sequence length, or several for enumerated shapes (default 512, or max_position_embeddings if smaller)', intList, [512])
     .addOption(new Option('--rotation <kind>', 'residual-stream rotation (with --compress palN the default is hadamard)').choices(['none', 'hadamard', 'learned']).default(DEFAULT_ROTATION))
@@ -107,15 +109,16 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
     .option('--pack <k>', 'pack up to k texts per window: adds a segment_ids input (1, S), one embedding or label row per text', positiveInt)
     .option('--split [heads]', 'write a body package (--out) and a package per head (OUT-HEAD.mlpackage) for hot-swapping heads; heads: comma-separated (default: the checkpoint\'s)', headList)
     .option('--functions <heads>', 'one multifunction package (iOS18/macOS15), a function per head, the body stored once: e.g. mlm,embedding', headList)
-    .option('--add-head <[name=]dir>', 'a head from another checkpoint with a bit-identical body (repeatable)', (v: string, prev: string[]) => [...prev, v], [])
+    .option('--add-head <[name=]model>', 'a head from another checkpoint (folder or Hub id) with a bit-identical body (repeatable)', (v: string, prev: string[]) => [...prev, v], [])
     .option('--buckets', 'one function per --seq-len length (static shapes each) instead of enumerated shapes (iOS18/macOS15)')
     .option('--compress <mode>', `compressed weights: ${COMPRESS_MODES.join(', ')} (palettes of 2^n values; int8 per channel; int4 per block, iOS 18)`)
     .option('--group-size <n>', '--compress palN at iOS 18: one table per group of n output channels', positiveInt)
     .option('--block-size <n>', `--compress int4: inputs per scale (default ${DEFAULT_BLOCK_SIZE})`, positiveInt)
     .option('--keep <glob>', 'keep matching tensors at float16 (repeatable; * matches any run of characters)', collect, [] as string[])
     .option('--max-kl <x>', 'fail (exit 1, nothing written) when the fidelity report\'s KL exceeds x', nonNegativeNumber)
-    .option('--json', 'machine-readable output')
-    .action(async (modelPath: string, o: ConvertCliOptions, cmd: Command) => {
+    .option('--json', 'machine-readable output');
+  addRevisionOption(cmd)
+    .action(async (modelPath: string, o: ConvertCliOptions) => {
       const compress = o.compress === undefined
         ? undefined
         : compressSpec({ mode: o.compress, target: targetInfo(o.target).target, groupSize: o.groupSize, blockSize: o.blockSize, keep: o.keep, weights: o.weights });
@@ -129,11 +132,11 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
       if (isPackagePath(modelPath)) throw new ModernBertError('BAD_ARGUMENT', `${modelPath} is already a Core ML package; convert takes a checkpoint folder`);
       // Before any work (learning a rotation takes minutes): an output that cannot be written fails now.
       checkPackageOutput(o.out, Boolean(o.force), [modelPath, o.calibration]);
-      const ckpt = loadCheckpoint(modelPath);
+      const ckpt = await openCheckpoint(modelPath, hubOptions(io, o));
       const added = o.addHead.map((spec) => ({ ...parseAddHead(spec), ckpt: undefined as Checkpoint | undefined }));
       const bars = { write: progress(io, 'convert', Boolean(o.json)), fidelity: progress(io, 'fidelity', Boolean(o.json)), learn: progress(io, 'learn', Boolean(o.json)) };
       try {
-        for (const a of added) a.ckpt = loadCheckpoint(a.dir);
+        for (const a of added) a.ckpt = await openCheckpoint(a.dir, hubOptions(io, { json: o.json }));
         const multi = o.split !== undefined || o.functions !== undefined || added.length > 0 || o.buckets;
         if (Array.isArray(o.split) && o.functions) throw new ModernBertError('BAD_ARGUMENT', '--split HEADS and --functions HEADS both list heads: give one');
         const heads = multi ? { split: o.split !== undefined && o.split !== false, heads: Array.isArray(o.split) ? o.split : o.functions ?? (o.head ? [o.head] : undefined), added: added.map((a) => ({ name: a.name, ckpt: a.ckpt! })), buckets: Boolean(o.buckets) } : undefined;

@@ -11,6 +11,7 @@ import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt, precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface DiffOptions extends RuntimeCliOptions {
   precisionA: Precision;
@@ -21,6 +22,8 @@ interface DiffOptions extends RuntimeCliOptions {
   tokenizer?: string;
   headPackageA?: string;
   headPackageB?: string;
+  revisionA?: string;
+  revisionB?: string;
   json?: boolean;
 }
 
@@ -29,8 +32,8 @@ export function registerDiff(program: Command, io: Io): void {
   const cmd = program
     .command('diff')
     .description('compare two models on the same inputs: KL(A || B) averaged over tokens, top-1/top-5 agreement, max abs difference of the logits (at [MASK] positions when there are any, else every token)')
-    .argument('<a>', 'checkpoint folder or .mlpackage')
-    .argument('<b>', 'checkpoint folder or .mlpackage')
+    .argument('<a>', `.mlpackage, ${MODEL_HELP}`)
+    .argument('<b>', '.mlpackage, checkpoint folder or Hub id, as A')
     .argument('[text...]', 'texts (default: built-in sentences)')
     .option('--precision-a <mode>', 'arithmetic of A: fp32, fp16, fp16-fused, fp16-acc16', precision, 'fp32')
     .option('--precision-b <mode>', 'arithmetic of B', precision, 'fp32')
@@ -41,12 +44,12 @@ export function registerDiff(program: Command, io: Io): void {
     .option('--head-package-a <path>', 'a head package (convert --split) to run on A, a body package')
     .option('--head-package-b <path>', 'a head package to run on B, a body package')
     .option('--json', 'machine-readable output');
-  addRuntimeOptions(cmd)
+  addRuntimeOptions(addRevisionOption(addRevisionOption(cmd, 'a'), 'b'))
     .action(async (pathA: string, pathB: string, texts: string[], o: DiffOptions) => {
       // --runtime applies to the float32 sides; a float16 emulation side always runs on our engine.
       const said = new Set<string>();
-      const a = await openModel(pathA, { precision: o.precisionA, tokenizerDir: o.tokenizer, headPackage: o.headPackageA, executor: await cliExecutor(o, o.precisionA, io, said, true) });
-      const b = await openModel(pathB, { precision: o.precisionB, tokenizerDir: o.tokenizer, headPackage: o.headPackageB, executor: await cliExecutor(o, o.precisionB, io, said, true) });
+      const a = await openModel(pathA, { precision: o.precisionA, tokenizerDir: o.tokenizer, headPackage: o.headPackageA, executor: await cliExecutor(o, o.precisionA, io, said, true), ...hubOptions(io, { revision: o.revisionA, json: o.json }) });
+      const b = await openModel(pathB, { precision: o.precisionB, tokenizerDir: o.tokenizer, headPackage: o.headPackageB, executor: await cliExecutor(o, o.precisionB, io, said, true), ...hubOptions(io, { revision: o.revisionB, json: o.json }) });
       const bar = progress(io, 'diff', Boolean(o.json));
       try {
         const tok = a.tokenizer ?? b.tokenizer;

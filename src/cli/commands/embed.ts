@@ -13,6 +13,7 @@ import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
 import { progress, type Io } from '../context.js';
 import { precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
   input: string;
@@ -20,6 +21,7 @@ interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
   precision?: Precision;
   tokenizer?: string;
   function?: string;
+  revision?: string;
   json?: boolean;
 }
 
@@ -28,19 +30,19 @@ export function registerEmbed(program: Command, io: Io): void {
   const cmd = program
     .command('embed')
     .description('embed many texts (one per line, or JSONL with a "text" field), packed several per window; writes JSONL, .npy or .safetensors')
-    .argument('<model>', 'checkpoint folder or .mlpackage (packages converted with --pack K run K texts per window)')
+    .argument('<model>', `.mlpackage (one converted with --pack K runs K texts per window), ${MODEL_HELP}`)
     .requiredOption('--input <file>', 'texts: one per line, or JSONL objects with a "text" field')
     .requiredOption('--out <file>', 'embeddings: .jsonl ({"index", "embedding"} per line), .npy or .safetensors (float32 [N, C])')
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--tokenizer <dir>', 'folder with tokenizer.json, for a package converted without --tokenizer')
     .option('--function <name>', 'the function of a multifunction package to run (default: its embedding function)')
     .option('--json', 'machine-readable summary');
-  addRuntimeOptions(addBatchOptions(cmd))
+  addRuntimeOptions(addBatchOptions(addRevisionOption(cmd)))
     .action(async (modelPath: string, o: EmbedOptions) => {
       const out = checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath, o.input, o.tokenizer] });
       const inputs = readBatchInput(o.input);
       const executor = await cliExecutor(o, o.precision, io);
-      const open = (fn?: string) => openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor, ...(fn === undefined ? {} : { function: fn }) });
+      const open = (fn?: string) => openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, executor, ...hubOptions(io, o), ...(fn === undefined ? {} : { function: fn }) });
       let model = await open(o.function);
       // A multifunction package whose default function is another head: its embedding function, when it has one.
       const fn = o.function === undefined ? embeddingFunction(model) : undefined;

@@ -4,8 +4,7 @@ import { Option, type Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
 import { exportOnnx } from '../../export-onnx.js';
 import { checkOnnxOutput } from '../../onnx/write.js';
-import { loadCheckpoint } from '../../io/checkpoint.js';
-import { isPackagePath } from '../../load.js';
+import { isPackagePath, openCheckpoint } from '../../load.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model.js';
 import { keptRotation, learnRotation } from '../../learn/learned.js';
 import type { Precision } from '../../runtime/numerics.js';
@@ -13,6 +12,7 @@ import type { RotationKind } from '../../variants.js';
 import { readCalibration } from '../calibration.js';
 import { printJson, progress, type Io } from '../context.js';
 import { fp16Precision, nonNegativeInt, positiveInt } from '../parse.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface ExportOnnxCliOptions {
   out: string;
@@ -30,15 +30,16 @@ interface ExportOnnxCliOptions {
   random: number;
   fidelityPrecision: Precision;
   learnSeconds: number;
+  revision?: string;
   json?: boolean;
 }
 
 /** Registers the export-onnx command. */
 export function registerExportOnnx(program: Command, io: Io): void {
-  program
+  const cmd = program
     .command('export-onnx')
     .description('export a checkpoint as an ONNX model (opset 17) for onnxruntime and transformers.js: int64 input_ids and attention_mask in, per-token outputs (1, S, width)')
-    .argument('<model>', 'checkpoint folder (Hugging Face layout)')
+    .argument('<model>', MODEL_HELP)
     .requiredOption('--out <path>', 'output file, e.g. model.onnx')
     .option('--seq-len <n>', 'one static length (long inputs get banded local attention); default: any length up to max_position_embeddings', positiveInt)
     .option('--fold', 'fold the norms into the matrices (default with --precision fp16: float16 overflows the plain model)')
@@ -55,8 +56,9 @@ export function registerExportOnnx(program: Command, io: Io): void {
     .option('--attention-chunk <n>', `queries per chunk of global attention with --seq-len, 1..${MAX_ATTENTION_CHUNK} (default ${DEFAULT_ATTENTION_CHUNK})`, positiveInt)
     .option('--external-data', 'write the weights to <out>.data beside the model (needed above 2 GiB)')
     .option('--force', 'replace an existing file')
-    .option('--json', 'machine-readable output')
-    .action(async (modelPath: string, o: ExportOnnxCliOptions, cmd: Command) => {
+    .option('--json', 'machine-readable output');
+  addRevisionOption(cmd)
+    .action(async (modelPath: string, o: ExportOnnxCliOptions) => {
       if (isPackagePath(modelPath)) throw new ModernBertError('BAD_ARGUMENT', `${modelPath} is a Core ML package; export-onnx takes a checkpoint folder`);
       const fold = o.fold ?? o.precision === 'fp16';
       if (!fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
@@ -64,7 +66,7 @@ export function registerExportOnnx(program: Command, io: Io): void {
       }
       // Before any work: an output that cannot be written fails now, not after minutes of learning.
       checkOnnxOutput(o.out, { force: Boolean(o.force), externalData: Boolean(o.externalData), inputs: [modelPath, o.calibration] });
-      const ckpt = loadCheckpoint(modelPath);
+      const ckpt = await openCheckpoint(modelPath, hubOptions(io, o));
       const bar = progress(io, 'learn', Boolean(o.json));
       try {
         // The same rotation as convert --rotation learned would fold (same calibration, seed and budget).

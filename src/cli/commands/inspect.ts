@@ -10,17 +10,19 @@ import { printJson, type Io } from '../context.js';
 import { META } from '../../coreml/package-info.js';
 import type { CompressionSummary } from '../../convert.js';
 import { formatCompression } from './convert.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 /** Registers the inspect command; `setExit(1)` when --lint finds a problem. */
 export function registerInspect(program: Command, io: Io, setExit: (code: number) => void = () => {}): void {
-  program
+  const cmd = program
     .command('inspect')
     .description('show a model: configuration, parameter count, dtypes, layer kinds, head')
-    .argument('<model>', 'checkpoint folder or .mlpackage')
+    .argument('<model>', `.mlpackage, ${MODEL_HELP}`)
     .option('--lint', "list each op of a package whose tensors break the Neural Engine's limits (exit 1 if any)")
-    .option('--json', 'machine-readable output')
-    .action(async (modelPath: string, o: { json?: boolean; lint?: boolean }) => {
-      const model = await openModel(modelPath);
+    .option('--json', 'machine-readable output');
+  addRevisionOption(cmd)
+    .action(async (modelPath: string, o: { json?: boolean; lint?: boolean; revision?: string }) => {
+      const model = await openModel(modelPath, hubOptions(io, o));
       try {
         if (o.lint) {
           if (!model.pkg) throw new ModernBertError('BAD_ARGUMENT', `--lint checks a Core ML package; ${modelPath} is a checkpoint (convert prints the same check)`);
@@ -40,6 +42,7 @@ export function registerInspect(program: Command, io: Io, setExit: (code: number
         const info = {
           path: model.path,
           kind: model.kind,
+          source: model.source ?? null,
           architecture: c.architecture,
           head: model.head,
           parameters,
@@ -65,6 +68,7 @@ export function registerInspect(program: Command, io: Io, setExit: (code: number
         if (o.json) return printJson(io, info);
         const lines: [string, string][] = [
           ['model', `${info.path} (${info.kind})`],
+          ...(model.source ? [['source', `${model.source.id} at ${model.source.commit} (${model.source.revision})`] as [string, string]] : []),
           ['architecture', `${info.architecture}, head ${info.head}`],
           ['parameters', `${(parameters / 1e6).toFixed(2)} M, stored as ${info.dtypes.join(', ')}`],
           ['size', `hidden ${c.hidden}, intermediate ${c.intermediate}, ${c.numLayers} layers, ${c.numHeads} heads of ${c.headDim}`],

@@ -16,6 +16,7 @@ import { lineChartSvg } from '../../report/plot.js';
 import { prepareVariant, type VariantSpec } from '../../variants.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt } from '../parse.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface OutliersOptions {
   weights?: boolean;
@@ -30,6 +31,7 @@ interface OutliersOptions {
   seed: number;
   plot?: string;
   force?: boolean;
+  revision?: string;
   json?: boolean;
 }
 
@@ -41,10 +43,10 @@ const VARIANTS: VariantSpec[] = [
 
 /** Registers the outliers command. */
 export function registerOutliers(program: Command, io: Io): void {
-  program
+  const cmd = program
     .command('outliers')
     .description('per layer, the largest |activation| of the residual stream and the channel and token that carry it, before and after folding and rotation')
-    .argument('<model>', 'checkpoint folder')
+    .argument('<model>', MODEL_HELP)
     .argument('[text...]', 'texts to run (default: built-in sentences)')
     .option('--golden <file>', 'use the input ids of a golden file')
     .option('--random <n>', 'use n seeded random token ids', positiveInt)
@@ -58,10 +60,11 @@ export function registerOutliers(program: Command, io: Io): void {
     .option('--block-size <n>', '--weights: int4 inputs per scale', positiveInt)
     .addOption(new Option('--rotation <kind>', '--weights: the folded weights, rotated so or not').choices(['none', 'hadamard']).default('none'))
     .option('--top <n>', '--weights: largest weights listed per tensor', positiveInt, 3)
-    .option('--json', 'machine-readable output')
+    .option('--json', 'machine-readable output');
+  addRevisionOption(cmd)
     .action(async (modelPath: string, texts: string[], o: OutliersOptions) => {
       const plot = o.plot === undefined ? undefined : checkFileOutput(o.plot, { what: '--plot', force: Boolean(o.force), inputs: [modelPath, o.golden] });
-      const model = await openModel(modelPath);
+      const model = await openModel(modelPath, hubOptions(io, o));
       try {
         if (model.kind !== 'checkpoint' || !model.config || !model.weights) throw new ModernBertError('BAD_ARGUMENT', 'outliers needs a checkpoint folder (a package cannot be refolded)');
         const c = model.config;

@@ -11,6 +11,7 @@ import { readBatchInput } from '../../tasks/batch-input.js';
 import { writeJsonl } from '../../tasks/batch-output.js';
 import { runBatch } from '../../tasks/batch.js';
 import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 import { printJson, progress, type Io } from '../context.js';
 import { summary } from './embed.js';
 import { positiveInt, precision } from '../parse.js';
@@ -25,6 +26,7 @@ interface PredictOptions extends RuntimeCliOptions, BatchCliOptions {
   tokenizer?: string;
   headPackage?: string;
   function?: string;
+  revision?: string;
   json?: boolean;
 }
 
@@ -33,7 +35,7 @@ export function registerPredict(program: Command, io: Io): void {
   const cmd = program
     .command('predict')
     .description('fill [MASK] tokens (or classify, label tokens, embed) with a model; without MODEL, the built-in default model')
-    .argument('[model]', 'checkpoint folder or .mlpackage (default: the built-in mini-trained model)')
+    .argument('[model]', `.mlpackage, ${MODEL_HELP} (default: the built-in mini-trained model)`)
     .argument('[text]', 'the text, quoted; masked-LM models need at least one [MASK]')
     .option('-k, --top-k <n>', 'tokens to list per [MASK]', positiveInt, 5)
     .option('--embed', 'print the pooled sentence embedding instead')
@@ -44,7 +46,7 @@ export function registerPredict(program: Command, io: Io): void {
     .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
     .option('--function <name>', 'the function of a multifunction package to run (a head name picks its shape buckets)')
     .option('--json', 'machine-readable output');
-  addRuntimeOptions(addBatchOptions(cmd, 'with --input: '))
+  addRuntimeOptions(addBatchOptions(addRevisionOption(cmd), 'with --input: '))
     .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
       if (o.input !== undefined) return predictBatch(io, a, b, o);
       for (const flag of ['out', 'window', 'pack', 'truncate', 'prefix', 'force'] as const) {
@@ -54,7 +56,7 @@ export function registerPredict(program: Command, io: Io): void {
       let [modelPath, text] = b === undefined ? [undefined, a] : [a, b];
       if (b === undefined && a !== undefined && existsSync(a)) [modelPath, text] = [a, undefined];
       if (text === undefined || text.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'no text given: modernbert-ane predict [MODEL] "text with [MASK]"');
-      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, headPackage: o.headPackage, function: o.function, executor: await cliExecutor(o, o.precision, io) });
+      const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, headPackage: o.headPackage, function: o.function, executor: await cliExecutor(o, o.precision, io), ...hubOptions(io, o) });
       try {
         const tok = model.tokenizer;
         if (!tok) throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which predict needs (give --tokenizer DIR)`, { path: model.path });
@@ -104,7 +106,7 @@ async function predictBatch(io: Io, modelPath: string | undefined, extra: string
   if (o.embed) throw new ModernBertError('BAD_ARGUMENT', '--embed with --input: use the embed command');
   const out = o.out === undefined ? undefined : checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath ?? DEFAULT_MODEL, o.input, o.tokenizer] });
   const inputs = readBatchInput(o.input!);
-  const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, headPackage: o.headPackage, function: o.function, executor: await cliExecutor(o, o.precision, io) });
+  const model = await openModel(modelPath, { precision: o.precision, tokenizerDir: o.tokenizer, headPackage: o.headPackage, function: o.function, executor: await cliExecutor(o, o.precision, io), ...hubOptions(io, o) });
   const bar = progress(io, 'predict', o.out === undefined || Boolean(o.json), 'texts');
   try {
     const tok = model.tokenizer;

@@ -8,12 +8,14 @@ import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { positiveNumber, precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
+import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface VerifyOptions extends RuntimeCliOptions {
   golden: string;
   atol: number;
   precision?: Precision;
   headPackage?: string;
+  revision?: string;
   json?: boolean;
 }
 
@@ -24,16 +26,16 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
   const cmd = program
     .command('verify')
     .description('run every case of a golden file and compare logits and hidden states (max abs difference)')
-    .argument('<model>', 'checkpoint folder or .mlpackage')
+    .argument('<model>', `.mlpackage, ${MODEL_HELP}`)
     .requiredOption('--golden <file>', 'golden outputs (.safetensors, see the README for how to export them)')
     .option('--atol <x>', 'tolerance on the max abs difference', positiveNumber, 1e-4)
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
     .option('--json', 'machine-readable output');
-  addRuntimeOptions(cmd)
+  addRuntimeOptions(addRevisionOption(cmd))
     .action(async (modelPath: string, o: VerifyOptions) => {
       const cases = readGolden(o.golden);
-      const model = await openModel(modelPath, { precision: o.precision, headPackage: o.headPackage, executor: await cliExecutor(o, o.precision, io) });
+      const model = await openModel(modelPath, { precision: o.precision, headPackage: o.headPackage, executor: await cliExecutor(o, o.precision, io), ...hubOptions(io, o) });
       const bar = progress(io, 'verify', Boolean(o.json));
       try {
         const report = await verify(model.runner, cases, o.atol, {}, (d, t) => bar.update(d, t));
