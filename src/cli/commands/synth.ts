@@ -3,7 +3,7 @@
 import { statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { fsError } from '../../fs-errors.js';
+import { fsError, withFsErrors } from '../../fs-errors.js';
 import { kindOf } from '../../io/output.js';
 import { parseOverride } from '../../synth/overrides.js';
 import { writeSynthCheckpoint } from '../../synth/synth.js';
@@ -29,7 +29,7 @@ export function registerSynth(program: Command, io: Io): void {
     .option('--json', 'machine-readable output')
     .action(async (preset: string, o: SynthOptions) => {
       const overrides = o.override.map(parseOverride);
-      const st = statSync(o.out, { throwIfNoEntry: false });
+      const st = withFsErrors(o.out, 'write', () => statSync(o.out, { throwIfNoEntry: false }));
       if (st && !st.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `--out ${o.out} is ${st.isFile() ? 'a file' : kindOf(st)}, not a folder`, { path: o.out });
       const bar = progress(io, 'synth MB', Boolean(o.json));
       const t0 = performance.now();
