@@ -309,3 +309,24 @@ describe('the hooks\' probes', () => {
     expect(readFileSync(join(d, 'p', 'mine.txt'), 'utf8')).toBe('keep');
   });
 });
+
+describe('no input grows memory past a stated bound', () => {
+  it('embeddings above MAX_RESULT_BYTES (limits.ts) are refused after the first window, before the rest of the work', async () => {
+    const { checkResultBytes } = await import('../src/tasks/batch.js');
+    const { MAX_RESULT_BYTES } = await import('../src/io/limits.js');
+    const row = { index: 0, embedding: new Float32Array(768) };
+    expect(() => checkResultBytes(row, Math.floor(MAX_RESULT_BYTES / (768 * 4)))).not.toThrow();
+    expect(() => checkResultBytes(row, Math.floor(MAX_RESULT_BYTES / (768 * 4)) + 1)).toThrow(/349526 texts of 768 values each would hold 1024 MiB of embeddings, more than the 1024 MiB one run may: split the input/);
+  });
+});
+
+describe('every read has its kind\'s cap', () => {
+  it('a golden file above its cap is refused before it is read, naming the kind', async () => {
+    const { SafetensorsFile } = await import('../src/io/safetensors.js');
+    const { expectError } = await import('./helpers/run.js');
+    const path = join(TINY, 'golden.safetensors');
+    const e = await expectError(() => SafetensorsFile.open(path, 1000, 'golden file'), 'BAD_INPUT');
+    expect(e.message).toMatch(/golden\.safetensors is \d+ bytes, more than the 1000 bytes a golden file may have/);
+    expect(READ_LIMITS.golden).toBe(1024 * 1024 * 1024);
+  });
+});

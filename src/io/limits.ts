@@ -22,6 +22,8 @@ export const READ_LIMITS = {
   tokenizerConfig: 16 * MiB,
   /** A package's Manifest.json (a few hundred bytes). */
   manifest: 1 * MiB,
+  /** A package's model.mlmodel, the program without its weights (a few MB; weights stay in weight.bin). */
+  model: 256 * MiB,
 } as const;
 
 /** Embeddings one embed run may hold before writing them (texts x width x 4 bytes). */

@@ -6,6 +6,7 @@ import type { ForwardResult } from '../engine.js';
 import { describeLength, encodeWithin } from '../encode-within.js';
 import { ModernBertError } from '../errors.js';
 import { assertFinite, firstNonFinite, nonFiniteError } from '../numeric/finite.js';
+import { formatBytes, MAX_RESULT_BYTES } from '../io/limits.js';
 import type { LoadedModel } from '../load.js';
 import type { OutputHead } from '../model.js';
 import type { RtTensor } from '../runtime/tensor.js';
@@ -121,6 +122,7 @@ export async function runTokenized(model: LoadedModel, texts: readonly number[][
       results[t] = textResult(out, head, t, k, start, texts[t]!, masks[t] ?? [], col, model, o.topK ?? 5, label(t), tok);
       col += masks[t]?.length ?? 0;
     });
+    if (done === 0) checkResultBytes(results[w.texts[0]!]!, texts.length);
     done += w.texts.length;
     o.onProgress?.(done, texts.length);
   }
@@ -132,6 +134,15 @@ export async function runTokenized(model: LoadedModel, texts: readonly number[][
 }
 
 // Only as much of a long text is tokenized as the window needs (encode-within.ts).
+/** Refuses, after the first window, a run whose embeddings would outgrow MAX_RESULT_BYTES (io/limits.ts). */
+export function checkResultBytes(first: BatchResult, texts: number): void {
+  if (!('embedding' in first)) return;
+  const bytes = texts * first.embedding.length * 4;
+  if (bytes > MAX_RESULT_BYTES) {
+    throw new ModernBertError('BAD_INPUT', `${texts} texts of ${first.embedding.length} values each would hold ${formatBytes(bytes)} of embeddings, more than the ${formatBytes(MAX_RESULT_BYTES)} one run may: split the input`, { texts });
+  }
+}
+
 function encode(tok: Tokenizer, text: string, line: number, window: number, truncate: boolean): number[] {
   const e = encodeWithin(tok, text, window);
   const { ids } = e;
