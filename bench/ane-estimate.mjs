@@ -8,8 +8,8 @@
 //   npm run build && node bench/ane-estimate.mjs [--lengths 512,1024,2048,4096,8192]
 
 import { parseArgs } from 'node:util';
-import { parseConfig } from '../dist/config.js';
-import { buildModel } from '../dist/model.js';
+import { parseConfig } from '../dist/model/config.js';
+import { buildModel } from '../dist/model/model.js';
 import { SYNTH_PRESETS } from '../dist/synth/presets.js';
 import { SynthWeights } from '../dist/synth/synth.js';
 

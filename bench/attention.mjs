@@ -1,7 +1,7 @@
 // The float32 engine's attention and gelu kernels at long lengths, with 1 thread and with the worker pool.
 // Run after a build: `npm run build && node bench/attention.mjs [--keys 1024,8192] [--queries 512] [--repeat R]`
 // Prints a Markdown table: the fused attention of one global query chunk (the einsum, add, softmax, einsum
-// of src/model.ts's global layers: K [Sk, 64], Q [64, W], a per-key mask, V [64, Sk]) as GFLOP/s of its two
+// of src/model/model.ts's global layers: K [Sk, 64], Q [64, W], a per-key mask, V [64, Sk]) as GFLOP/s of its two
 // products, and gelu over one MLP activation of ModernBERT-base (1,152 x Sk values) in the SIMD kernel and
 // in the scalar loop it replaces (ns a value). Best of R passes (R = 1) of about 0.3 s each per cell.
 import { availableParallelism, cpus, loadavg } from 'node:os';

@@ -21,10 +21,10 @@ const { values } = parseArgs({
 });
 if (!values.model) throw new Error('--model DIR is required');
 const dist = (p) => import(pathToFileURL(join(fileURLToPath(new URL('..', import.meta.url)), 'dist', p)).href);
-const { loadCheckpoint } = await dist('io/checkpoint.js');
+const { loadCheckpoint } = await dist('model/checkpoint.js');
 const { resolveInputs } = await dist('eval/inputs.js');
 const { float32Pass, headColumns, realPositions } = await dist('learn/stream-rows.js');
-const { Engine } = await dist('engine.js');
+const { Engine } = await dist('run/engine.js');
 const { foldWeights } = await dist('rotation/fold.js');
 const { IdentityRotation } = await dist('rotation/rotation.js');
 const { CompressedWeights } = await dist('compress/compressed-weights.js');

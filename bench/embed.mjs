@@ -16,7 +16,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { openModel } from '../dist/load.js';
+import { openModel } from '../dist/run/load.js';
 import { runTokenized } from '../dist/tasks/batch.js';
 import { benchTexts } from './texts.mjs';
 

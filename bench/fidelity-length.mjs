@@ -14,14 +14,14 @@
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseConfig } from '../dist/config.js';
-import { CachedWeights, Engine } from '../dist/engine.js';
+import { parseConfig } from '../dist/model/config.js';
+import { CachedWeights, Engine } from '../dist/run/engine.js';
 import { AgreementMeter } from '../dist/eval/compare.js';
 import { shutdownRuntime } from '../dist/runtime/shutdown.js';
 import { parseOverride } from '../dist/synth/overrides.js';
-import { synthIds } from '../dist/synth/prng.js';
+import { synthIds } from '../dist/numeric/prng.js';
 import { SynthWeights, synthConfigJson } from '../dist/synth/synth.js';
-import { prepareVariant } from '../dist/variants.js';
+import { prepareVariant } from '../dist/model/variants.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -7,7 +7,7 @@
 
 import { parseArgs } from 'node:util';
 import { DenseRotation, foldWeights, HadamardRotation, IdentityRotation } from '../dist/rotation/index.js';
-import { MemoryWeights } from '../dist/weights.js';
+import { MemoryWeights } from '../dist/io/weights.js';
 
 const { values } = parseArgs({
   options: {

@@ -77,9 +77,9 @@ function matrixFlops(graph) {
 }
 
 async function child(dir, S) {
-  const { loadCheckpoint } = await import('../dist/io/checkpoint.js');
-  const { CachedWeights, Engine } = await import('../dist/engine.js');
-  const { synthIds } = await import('../dist/synth/prng.js');
+  const { loadCheckpoint } = await import('../dist/model/checkpoint.js');
+  const { CachedWeights, Engine } = await import('../dist/run/engine.js');
+  const { synthIds } = await import('../dist/numeric/prng.js');
   const { shutdownRuntime } = await import('../dist/runtime/shutdown.js');
   const { kernelThreads } = await import('../dist/runtime/kernels/index.js');
 

@@ -1,7 +1,7 @@
-// The seeded mutation fuzzer over every reader (safetensors, sharded index, config, tokenizer, package,
-// golden file), on the built code in dist/. Cases run in a worker thread with a watchdog, so a hang is
-// counted (and the worker replaced), not fatal; a worker that dies (out of memory) counts as an internal
-// error. Prints a table of outcomes per reader and every internal error and hang with its replay line.
+// The seeded mutation fuzzer (bench/fuzz/, compiled into build/fuzz/) over every reader (safetensors,
+// sharded index, config, tokenizer, package, golden file), on the built code in dist/. Cases run in a
+// worker thread with a watchdog, so a hang is counted (and the worker replaced), not fatal; a worker that
+// dies (out of memory) counts as an internal error. Prints a table of outcomes per reader and every internal error and hang with its replay line.
 //
 //   npm run build && node bench/fuzz.mjs [--cases 10000] [--seed 1] [--readers safetensors,config] [--timeout-ms 20000]
 //
@@ -12,9 +12,11 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { buildFuzzer } from './fuzz/build.mjs';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
-const fuzz = join(root, 'dist', 'fuzz', 'run.js');
+// Compiled once by the main thread; the worker threads load what it built.
+const fuzz = isMainThread ? buildFuzzer()('run.js') : join(root, 'build', 'fuzz', 'run.js');
 
 if (!isMainThread) {
   const { prepareSeeds, runCase } = await import(fuzz);

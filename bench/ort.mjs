@@ -2,7 +2,7 @@
 // child process of its own (so each has its own peak RSS), driven in turn by this process (interleaved runs,
 // so that the shared machine's load falls on all three alike):
 //
-//   engine     our engine (graph/interpreter.ts), the graph of src/model.ts
+//   engine     our engine (graph/interpreter.ts), the graph of src/model/model.ts
 //   ort-ours   onnxruntime-node on the same graph, lowered by src/onnx/ (what --runtime ort runs)
 //   ort-plain  onnxruntime-node on a plain ModernBERT export written here from the checkpoint's weights:
 //              standard layout (1, S, C), MatMul projections, (1, H, S, D) attention with full S x S
@@ -140,9 +140,9 @@ async function embedBoth(dir) {
 
 // One runtime: a warm-up on the first window's texts (the graph, onnxruntime's session), then all texts.
 async function embedChild(name, dir) {
-  const { openModel } = await import('../dist/load.js');
+  const { openModel } = await import('../dist/run/load.js');
   const { runTokenized } = await import('../dist/tasks/batch.js');
-  const { chooseRuntime, executorFor } = await import('../dist/runtime-choice.js');
+  const { chooseRuntime, executorFor } = await import('../dist/run/runtime-choice.js');
   const { shutdownRuntime } = await import('../dist/runtime/shutdown.js');
   const { benchTexts } = await import('./texts.mjs');
   const executor = executorFor(await chooseRuntime({ runtime: name }));
@@ -173,11 +173,11 @@ async function embedChild(name, dir) {
 // ---- a child: one runtime, prepared once per length, one forward per request ---------------------------
 
 async function child(name, dir) {
-  const { loadCheckpoint } = await import('../dist/io/checkpoint.js');
-  const { Engine } = await import('../dist/engine.js');
-  const { synthIds } = await import('../dist/synth/prng.js');
+  const { loadCheckpoint } = await import('../dist/model/checkpoint.js');
+  const { Engine } = await import('../dist/run/engine.js');
+  const { synthIds } = await import('../dist/numeric/prng.js');
   const { shutdownRuntime } = await import('../dist/runtime/shutdown.js');
-  const { chooseRuntime, executorFor } = await import('../dist/runtime-choice.js');
+  const { chooseRuntime, executorFor } = await import('../dist/run/runtime-choice.js');
   const ckpt = loadCheckpoint(dir);
   const c = ckpt.config;
   let forward;
@@ -221,7 +221,7 @@ async function prepare(name, ckpt, S, { Engine, chooseRuntime, executorFor }) {
   }
   const ort = (await import('onnxruntime-node')).default;
   // The same session options as --runtime ort (threads included), so that only the graphs differ.
-  const { ortSessionOptions } = await import('../dist/ort-executor.js');
+  const { ortSessionOptions } = await import('../dist/run/ort-executor.js');
   const session = await ort.InferenceSession.create(await plainModel(ckpt, S), ortSessionOptions('cpu'));
   return async (ids) => {
     const feeds = {

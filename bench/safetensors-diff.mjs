@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildFuzzer } from './fuzz/build.mjs';
 
 const root = join(fileURLToPath(import.meta.url), '..', '..');
 const args = process.argv.slice(2);
@@ -17,8 +18,9 @@ const python = opt('python', 'python3');
 const cases = Number(opt('cases', '10000'));
 const seed = Number(opt('seed', '1'));
 
-const { prepareSeeds, mutateSafetensors } = await import(join(root, 'dist', 'fuzz', 'readers.js'));
-const { Rng } = await import(join(root, 'dist', 'fuzz', 'random.js'));
+const fuzzer = buildFuzzer();
+const { prepareSeeds, mutateSafetensors } = await import(fuzzer('readers.js'));
+const { Rng } = await import(fuzzer('random.js'));
 const { SafetensorsFile } = await import(join(root, 'dist', 'io', 'safetensors.js'));
 
 const work = mkdtempSync(join(tmpdir(), 'mbane-stdiff-'));

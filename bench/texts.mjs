@@ -2,7 +2,7 @@
 // seed (the fixtures' splitmix32 PRNG); special ids never occur inside. bench/embed.mjs and bench/ort.mjs
 // embed the same 2,000 of them.
 
-import { splitmix32 } from '../dist/synth/prng.js';
+import { splitmix32 } from '../dist/numeric/prng.js';
 
 /** Token ids of `n` texts for a model's ids (model.ids of load.ts: cls, sep, vocabSize, special). */
 export function benchTexts(n, seed, { clsTokenId: cls, sepTokenId: sep, vocabSize, special }) {

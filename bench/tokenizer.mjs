@@ -1,6 +1,6 @@
 // Tokenizer throughput: ModernBERT's tokenizer (its only pattern is our own ByteLevel split, run on this
 // thread), and the same tokenizer behind a Llama-3-style Split pattern from the file, which runs in the
-// pattern worker under a time budget (src/tokenizer-patterns.ts) and, for comparison, on this thread
+// pattern worker under a time budget (src/tokenizer/tokenizer-patterns.ts) and, for comparison, on this thread
 // unguarded. Texts: the tokenizer fixture's golden texts and the built-in sentences, repeated. Run after a build:
 //
 //   npm run build && node bench/tokenizer.mjs [--texts 20000] [--repeat 3]
@@ -16,8 +16,8 @@ import { parseArgs } from 'node:util';
 const { values } = parseArgs({ options: { texts: { type: 'string', default: '20000' }, repeat: { type: 'string', default: '3' } } });
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = (p) => import(pathToFileURL(join(root, 'dist', p)).href);
-const { Tokenizer } = await dist('tokenizer.js');
-const { GuardedRegExp } = await dist('tokenizer-patterns.js');
+const { Tokenizer } = await dist('tokenizer/tokenizer.js');
+const { GuardedRegExp } = await dist('tokenizer/tokenizer-patterns.js');
 const { BUILTIN_SENTENCES } = await dist('eval/sentences.js');
 
 const dir = join(root, 'test', 'fixtures', 'tokenizer');

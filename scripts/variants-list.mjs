@@ -45,7 +45,7 @@ export function refusal(v) {
     return { reason: `--compress ${v.compress} before iOS18`, error: /needs --target iOS18/ };
   }
   if (v.norm === 'no-fold' && v.rotation !== 'none') {
-    // src/variants.ts and the convert command: a rotation acts on the folded stream only.
+    // src/model/variants.ts and the convert command: a rotation acts on the folded stream only.
     return { reason: '--no-fold with --rotation', error: /--no-fold .* cannot be combined with --rotation/ };
   }
   if (v.input === 'mask' && v.lengths === 'enumerated' && v.target !== 'iOS18') {
@@ -53,7 +53,7 @@ export function refusal(v) {
     // (converters/_converters_entry.py, _validate_enumerated_shape_inputs).
     return { reason: '--mask-input with several --seq-len before iOS18', error: /before iOS 18 only one input may/ };
   }
-  // src/model.ts checkPack: a packed window has one length, and its segment ids are its mask.
+  // src/model/packing.ts checkPack: a packed window has one length, and its segment ids are its mask.
   if (v.pack === 'pack' && v.lengths === 'enumerated') return { reason: '--pack with several --seq-len', error: /packing needs one sequence length/ };
   if (v.pack === 'pack' && v.input === 'mask') return { reason: '--pack with --mask-input', error: /--pack cannot be combined with --mask-input/ };
   return null;
@@ -167,7 +167,7 @@ export function variantList() {
 }
 
 /**
- * Body and heads apart, multifunction packages and shape buckets (src/convert-heads.ts): the same body graph
+ * Body and heads apart, multifunction packages and shape buckets (src/convert/heads.ts): the same body graph
  * as the covering array's, laid out differently, so a few variants cover each layout with each kind of head
  * input (per-token, pooled over the ids, pooled over a mask input), float32 I/O (iOS15) and a refusal.
  * `@CKPT` in args stands for the folder of that head's checkpoint (scripts/variants-checkpoints.mjs); an

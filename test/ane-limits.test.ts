@@ -4,13 +4,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/model/config.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
-import { PackageRunner } from '../src/package-runner.js';
-import { Engine } from '../src/engine.js';
+import { PackageRunner } from '../src/run/package-runner.js';
+import { Engine } from '../src/run/engine.js';
 import { aneShapeProblems, lintAneLimits } from '../src/graph/ane-limits.js';
 import { GraphBuilder, i32 } from '../src/graph/builder.js';
-import { buildModel, MAX_CHANNELS } from '../src/model.js';
+import { buildModel } from '../src/model/model.js';
+import { MAX_CHANNELS } from '../src/model/decoder.js';
 import { SYNTH_PRESETS } from '../src/synth/presets.js';
 import { SynthWeights } from '../src/synth/synth.js';
 import { cli, expectOneLineError } from './helpers/cli.js';

@@ -1,11 +1,11 @@
 import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Engine } from '../src/engine.js';
+import { Engine } from '../src/run/engine.js';
 import { readGolden } from '../src/eval/golden.js';
 import { verify } from '../src/eval/verify.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
-import type { Tensor } from '../src/weights.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
+import type { Tensor } from '../src/io/weights.js';
 import { cleanupTempDirs, FX, fromF16Bits, readFixtureJson, readTensors, tempDir, toBF16Bits, toF16Bits, writeCheckpoint, type Json } from './helpers/fixtures.js';
 import { bareBody, expectedEmbedding, sentenceTransformers } from './helpers/embedding.js';
 import { referenceForward } from './helpers/reference.js';

@@ -8,8 +8,8 @@ import { cli } from './helpers/cli.js';
 import { FX } from './helpers/fixtures.js';
 
 const failure = vi.hoisted(() => ({ error: undefined as unknown }));
-vi.mock('../src/io/checkpoint.js', async (importOriginal) => {
-  const real = await importOriginal<typeof import('../src/io/checkpoint.js')>();
+vi.mock('../src/model/checkpoint.js', async (importOriginal) => {
+  const real = await importOriginal<typeof import('../src/model/checkpoint.js')>();
   return {
     ...real,
     loadCheckpoint: (dir: string) => {

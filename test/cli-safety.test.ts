@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { ModernBertError } from '../src/errors.js';
-import { fsError } from '../src/fs-errors.js';
+import { fsError } from '../src/io/fs-errors.js';
 import { writeSafetensors, type TensorToWrite } from '../src/io/safetensors-writer.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
 import { cleanupTempDirs, copyFixture, FX, tempDir } from './helpers/fixtures.js';

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BLOB_DATA_TYPES, BlobReader, BlobWriter } from '../src/coreml/milblob.js';
 import { decodeTensorBytes, encodeTensorBytes, packSubByte, paddingBits, storedBytes } from '../src/coreml/tensor-bytes.js';
 import { lutToDenseIOS16 } from '../src/ops/defs/compression.js';
-import type { DType } from '../src/graph/ir.js';
+import type { DType } from '../src/ir/graph.js';
 import { cleanupTempDirs, tempDir } from './helpers/fixtures.js';
 
 afterAll(cleanupTempDirs);

@@ -10,19 +10,19 @@ import { compressedBytes, CompressedWeights, compressTensor, decompress } from '
 import { palettize } from '../src/compress/palettize.js';
 import { quantizeInt4Blocks, quantizeInt8PerRow } from '../src/compress/quantize.js';
 import { checkShapes, compressSpec, globMatch, type CompressSpec } from '../src/compress/spec.js';
-import { parseConfig } from '../src/config.js';
-import { buildModel } from '../src/model.js';
+import { parseConfig } from '../src/model/config.js';
+import { buildModel } from '../src/model/model.js';
 import { SynthWeights } from '../src/synth/synth.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { writeMLPackage } from '../src/coreml/mil-write.js';
 import { BlobReader } from '../src/coreml/milblob.js';
 import { GraphBuilder } from '../src/graph/builder.js';
 import { Interpreter } from '../src/graph/interpreter.js';
-import type { Graph } from '../src/graph/ir.js';
+import type { Graph } from '../src/ir/graph.js';
 import { roundToF16 } from '../src/numeric/fp16.js';
-import type { Target } from '../src/ops/target.js';
-import type { Tensor } from '../src/weights.js';
-import { loadOrt, OrtExecutor } from '../src/ort-executor.js';
+import type { Target } from '../src/ir/target.js';
+import type { Tensor } from '../src/io/weights.js';
+import { loadOrt, OrtExecutor } from '../src/run/ort-executor.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 

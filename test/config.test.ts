@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseConfig, type ModernBertConfig } from '../src/config.js';
-import { Engine } from '../src/engine.js';
+import { parseConfig, type ModernBertConfig } from '../src/model/config.js';
+import { Engine } from '../src/run/engine.js';
 import { readGolden } from '../src/eval/golden.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { cleanupTempDirs, copyFixture, FX, readFixtureJson, type Json } from './helpers/fixtures.js';
 import { referenceForward } from './helpers/reference.js';
 import { expectError, goldenHidden, goldenRow, lookup, maxDiff, maxDiffTokens, tokenColumn } from './helpers/run.js';

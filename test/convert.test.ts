@@ -2,17 +2,17 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { convert, type ConvertOptions } from '../src/convert.js';
+import { convert, type ConvertOptions } from '../src/convert/convert.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { knownOps } from '../src/ops/index.js';
 import { validateGraph } from '../src/ops/validate.js';
-import { PackageRunner } from '../src/package-runner.js';
-import { Engine } from '../src/engine.js';
+import { PackageRunner } from '../src/run/package-runner.js';
+import { Engine } from '../src/run/engine.js';
 import { ModernBertError } from '../src/errors.js';
 import { readGolden } from '../src/eval/golden.js';
-import { loadCheckpoint, type Checkpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint, type Checkpoint } from '../src/model/checkpoint.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
-import { loadTokenizer } from '../src/tokenizer.js';
+import { loadTokenizer } from '../src/tokenizer/tokenizer.js';
 import { resolveInputs } from '../src/eval/inputs.js';
 
 const FX = join(import.meta.dirname, 'fixtures');

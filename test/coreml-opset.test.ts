@@ -3,9 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { knownOps, opSignature } from '../src/ops/index.js';
 import { validateGraph } from '../src/ops/validate.js';
-import { targetInfo, targetForOpset } from '../src/ops/target.js';
+import { targetInfo, targetForOpset } from '../src/ir/target.js';
 import { ModernBertError } from '../src/errors.js';
-import { literal, type Arg, type Const, type Graph, type Op, type TensorType, type Value } from '../src/graph/ir.js';
+import { literal, type Arg, type Const, type Graph, type Op, type TensorType, type Value } from '../src/ir/graph.js';
 
 const f16 = (...shape: number[]): TensorType => ({ dtype: 'fp16', shape });
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readMLPackage, type ReadPackageResult } from '../src/coreml/mil-read.js';
 import { validateGraph } from '../src/ops/validate.js';
-import { isLiteral, numel, type Graph } from '../src/graph/ir.js';
+import { isLiteral, numel, type Graph } from '../src/ir/graph.js';
 import { literalText, printGraph, pyFloat, typeText } from '../src/graph/print.js';
 
 const ROOT = 'test/fixtures/coreml-reference';

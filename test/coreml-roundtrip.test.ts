@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DescriptionOptions } from '../src/coreml/description.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { writeMLPackage, type WriteProgress } from '../src/coreml/mil-write.js';
-import { literal, type Const, type Graph, type TensorData, type TensorType } from '../src/graph/ir.js';
+import { literal, type Const, type Graph, type TensorData, type TensorType } from '../src/ir/graph.js';
 import { f16round, roundToF16 } from '../src/numeric/fp16.js';
 import { ModernBertError } from '../src/errors.js';
 

@@ -2,8 +2,8 @@
 // exactly the first tokens of the whole text's encoding, whatever the text is made of.
 
 import { describe, expect, it } from 'vitest';
-import { encodeWithin } from '../src/encode-within.js';
-import { loadTokenizer } from '../src/tokenizer.js';
+import { encodeWithin } from '../src/tokenizer/encode-within.js';
+import { loadTokenizer } from '../src/tokenizer/tokenizer.js';
 import { join } from 'node:path';
 import { FX } from './helpers/fixtures.js';
 

@@ -4,10 +4,10 @@
 import { describe, expect, it } from 'vitest';
 import { orthonormalizeRows } from './helpers/orthogonal.js';
 import { join } from 'node:path';
-import { Engine } from '../src/engine.js';
+import { Engine } from '../src/run/engine.js';
 import { readGolden } from '../src/eval/golden.js';
 import { verify } from '../src/eval/verify.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { DenseRotation, foldWeights, HadamardRotation, IdentityRotation, type Rotation } from '../src/rotation/index.js';
 
 const FX = join(import.meta.dirname, 'fixtures');

@@ -11,7 +11,7 @@ import {
   TOK_EMBEDDINGS,
   type Rotation,
 } from '../src/rotation/index.js';
-import { MemoryWeights, type Tensor, type WeightSource } from '../src/weights.js';
+import { MemoryWeights, type Tensor, type WeightSource } from '../src/io/weights.js';
 
 const EPS = 1e-5;
 

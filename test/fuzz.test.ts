@@ -1,10 +1,11 @@
-// The seeded mutation fuzzer (src/fuzz) over every reader, a few hundred cases each: none may end in an
+// The seeded mutation fuzzer (bench/fuzz) over every reader, a few hundred cases each: none may end in an
 // internal error (anything but a one-line ModernBertError) or hang (the per-reader timeout). A failing
-// case prints its replay line: reader, seed and case index. bench/fuzz.mjs runs 10,000 per reader.
+// case prints its replay line: reader, seed and case index. bench/fuzz.mjs runs 10,000 per reader. The
+// fuzzer, a development tool kept out of the package, reads the built dist/ (npm run build first), as users do.
 
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeCase, prepareSeeds, runCase, type CaseResult, type ReaderName, type Seeds } from '../src/fuzz/run.js';
+import { describeCase, prepareSeeds, runCase, type CaseResult, type ReaderName, type Seeds } from '../bench/fuzz/run.js';
 import { shutdownRuntime } from '../src/runtime/shutdown.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
-import { Engine } from '../src/engine.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { Engine } from '../src/run/engine.js';
 import { readGolden } from '../src/eval/golden.js';
 import { verify } from '../src/eval/verify.js';
 

@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { encodeModel, decodeModel } from '../src/coreml/schema.js';
-import { openModel } from '../src/load.js';
-import { BucketRunner } from '../src/package-runner.js';
+import { openModel } from '../src/run/load.js';
+import { BucketRunner } from '../src/run/package-runner.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
 import { cleanupTempDirs, FX, ROOT, readFixtureJson, readTensors, tempDir, writeCheckpoint } from './helpers/fixtures.js';
 

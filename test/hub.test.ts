@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readMLPackage } from '../src/coreml/mil-read.js';
-import { openModel } from '../src/load.js';
+import { openModel } from '../src/run/load.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
 import { sentenceTransformers } from './helpers/embedding.js';
 import { cleanupTempDirs, FX, ROOT, tempDir, writeCheckpoint, readFixtureJson, readTensors } from './helpers/fixtures.js';

@@ -4,22 +4,22 @@
 
 import { CompressedWeights } from '../src/compress/compressed-weights.js';
 import { compressSpec } from '../src/compress/spec.js';
-import type { WeightSource } from '../src/weights.js';
+import type { WeightSource } from '../src/io/weights.js';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_MODEL } from '../src/load.js';
+import { DEFAULT_MODEL } from '../src/run/load.js';
 import { measureFidelity } from '../src/eval/fidelity.js';
 import { resolveInputs, type ProbeSequence } from '../src/eval/inputs.js';
-import { loadCheckpoint, type Checkpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint, type Checkpoint } from '../src/model/checkpoint.js';
 import { fp16Proxy, prepareProxy, type ProxyData } from '../src/learn/fp16-proxy.js';
-import { readerSensitivity } from '../src/learn/readers.js';
+import { readerSensitivity } from '../src/learn/stream-readers.js';
 import { learnRotation, objective, optimise, type LearnedRotation } from '../src/learn/learned.js';
 import { sampleWeights, weightError } from '../src/learn/weight-error.js';
 import { cayleyStep, identityMatrix, newtonSchulz, orthogonalityError, orthonormalizeColumns } from '../src/learn/stiefel.js';
 import { float32Pass, unitRows } from '../src/learn/stream-rows.js';
 import { HadamardRotation } from '../src/rotation/index.js';
 import { shutdownRuntime } from '../src/runtime/shutdown.js';
-import { prepareVariant } from '../src/variants.js';
+import { prepareVariant } from '../src/model/variants.js';
 
 const FX = join(import.meta.dirname, 'fixtures');
 

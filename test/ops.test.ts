@@ -4,11 +4,12 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { GraphBuilder, bool, i32, str } from '../src/graph/builder.js';
-import { literal, type Dim, type TensorType } from '../src/graph/ir.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
-import { buildModel, type BuildOptions, type ModelSource } from '../src/model.js';
+import { literal, type Dim, type TensorType } from '../src/ir/graph.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { buildModel } from '../src/model/model.js';
+import { type BuildOptions, type ModelSource } from '../src/model/options.js';
 import { foldWeights, IdentityRotation } from '../src/rotation/index.js';
-import { inferArgs, knownOps, opDef, opSignature, type InputTypes } from '../src/ops/index.js';
+import { inferArgs, isConstexpr, knownOps, opDef, opSignature, type InputTypes } from '../src/ops/index.js';
 import { Interpreter } from '../src/graph/interpreter.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
 import { FX } from './helpers/fixtures.js';
@@ -262,6 +263,12 @@ describe('compressed-weight ops (iOS16/constexpr_ops.py, iOS18/compression.py)',
     return t!;
   };
   const R = (dtype: TensorType['dtype'], shape: number[], data: number[]): RtTensor => ({ dtype, shape, data: dtype === 'fp16' || dtype === 'fp32' ? Float32Array.from(data) : Int32Array.from(data) });
+
+  it('are exactly the ops defined as load-time constant expressions (OpDef.constexpr)', () => {
+    expect(knownOps().filter(isConstexpr).sort()).toEqual(['constexpr_affine_dequantize', 'constexpr_blockwise_shift_scale', 'constexpr_lut_to_dense']);
+    expect(isConstexpr('conv')).toBe(false);
+    expect(isConstexpr('constexpr_unknown')).toBe(false);
+  });
 
   it('iOS 16 lut_to_dense: a 2^n table over packed uint8 indices, M = ceil(n * prod(shape) / 8)', async () => {
     const out = await run('constexpr_lut_to_dense', { indices: R('uint8', [2], [0x6c, 0x03]), lut: R('fp16', [4], [1, 2, 3, 4]) }, { shape: literal('uint32', [5]) });

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readGolden, type GoldenCase } from '../src/eval/golden.js';
-import { DEFAULT_MODEL, openModel, type LoadedModel } from '../src/load.js';
+import { DEFAULT_MODEL, openModel, type LoadedModel } from '../src/run/load.js';
 import { classify, embed, encodeText, fillMask, labelTokens, softmaxColumn, topK } from '../src/tasks/predict.js';
 import { expectedEmbedding, sentenceTransformers } from './helpers/embedding.js';
 import { cleanupTempDirs, FX } from './helpers/fixtures.js';

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../src/io/safetensors.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { cleanupTempDirs, copyFixture, fromF16Bits, rawSafetensors, tempDir, toBF16Bits, toF16Bits } from './helpers/fixtures.js';
 import { expectError } from './helpers/run.js';
 

@@ -8,9 +8,9 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlobReader } from '../src/coreml/milblob.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { DEVICE_WAIT_SECONDS, READ_LIMITS } from '../src/io/limits.js';
-import type { Tensor } from '../src/weights.js';
+import type { Tensor } from '../src/io/weights.js';
 import { cli, expectOneLineError, json, type Run } from './helpers/cli.js';
 import { cleanupTempDirs, copyFixture, FX, ROOT, tempDir, writeCheckpoint } from './helpers/fixtures.js';
 

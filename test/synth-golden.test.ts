@@ -4,12 +4,12 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/config.js';
-import { Engine } from '../src/engine.js';
+import { parseConfig } from '../src/model/config.js';
+import { Engine } from '../src/run/engine.js';
 import { readGolden } from '../src/eval/golden.js';
 import { verify, type VerifyReport } from '../src/eval/verify.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
-import { DEFAULT_MODEL } from '../src/load.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { DEFAULT_MODEL } from '../src/run/load.js';
 import type { Override } from '../src/synth/overrides.js';
 import { SynthWeights } from '../src/synth/synth.js';
 import { cleanupTempDirs, copyFixture, FX, ROOT } from './helpers/fixtures.js';

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { fnv1a32, hashU32, splitmix32, synthFill, synthIds, synthTensor } from '../src/synth/prng.js';
+import { fnv1a32, hashU32, splitmix32, synthFill, synthIds, synthTensor } from '../src/numeric/prng.js';
 import { randomSigns } from '../src/rotation/random-signs.js';
 
 const probe = JSON.parse(readFileSync('test/fixtures/prng_probe.json', 'utf8')) as Record<string, number[] | number>;

@@ -2,12 +2,12 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseConfig } from '../src/config.js';
+import { parseConfig } from '../src/model/config.js';
 import { ModernBertError } from '../src/errors.js';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { parseOverride, type Override } from '../src/synth/overrides.js';
 import { SYNTH_PRESETS } from '../src/synth/presets.js';
-import { synthTensor } from '../src/synth/prng.js';
+import { synthTensor } from '../src/numeric/prng.js';
 import { SynthWeights, synthConfigJson, writeSynthCheckpoint } from '../src/synth/synth.js';
 
 interface Golden {
@@ -21,7 +21,7 @@ const massive = golden('synth-base-massive');
 const dir = mkdtempSync(join(tmpdir(), 'mbane-synth-'));
 
 const M = 2n ** 32n;
-/** One element straight from FIXTURES.md, in BigInt arithmetic (independent of src/synth/prng.ts). */
+/** One element straight from FIXTURES.md, in BigInt arithmetic (independent of src/numeric/prng.ts). */
 function referenceValue(name: string, i: number, baseValue: number, amp: number): number {
   let seed = 0x811c9dc5n;
   for (const b of Buffer.from(name, 'utf8')) seed = ((seed ^ BigInt(b)) * 0x01000193n) % M;

@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ORT_SCRATCH_PREFIX } from '../src/ort-executor.js';
+import { ORT_SCRATCH_PREFIX } from '../src/run/ort-executor.js';
 import { cli } from './helpers/cli.js';
 import { cleanupTempDirs, FX, ROOT, tempDir } from './helpers/fixtures.js';
 

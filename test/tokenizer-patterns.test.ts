@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Tokenizer } from '../src/tokenizer.js';
-import { GuardedRegExp, PATTERN_BUDGET_MS } from '../src/tokenizer-patterns.js';
+import { Tokenizer } from '../src/tokenizer/tokenizer.js';
+import { GuardedRegExp, PATTERN_BUDGET_MS } from '../src/tokenizer/tokenizer-patterns.js';
 import { expectError } from './helpers/run.js';
 import { FX } from './helpers/fixtures.js';
 

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ModernBertError } from '../src/errors.js';
-import { BYTE_LEVEL_SPLIT, loadTokenizer, Tokenizer } from '../src/tokenizer.js';
+import { BYTE_LEVEL_SPLIT, loadTokenizer, Tokenizer } from '../src/tokenizer/tokenizer.js';
 
 const FIXTURE = 'test/fixtures/tokenizer';
 

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadCheckpoint } from '../src/io/checkpoint.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { buildCheckpoints } from '../scripts/variants-checkpoints.mjs';
 import { COMPRESSIONS, FACTORS, HEADS, layoutVariants, refusal, requiredPairs, uncoveredPairs, variantList, type Combination, type Variant } from '../scripts/variants-list.mjs';
 import { cli, json } from './helpers/cli.js';

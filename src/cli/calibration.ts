@@ -5,10 +5,10 @@
 import { dirname } from 'node:path';
 import { ModernBertError } from '../errors.js';
 import { readLines, resolveInputs, type ProbeSequence } from '../eval/inputs.js';
-import type { Checkpoint } from '../io/checkpoint.js';
+import type { Checkpoint } from '../model/checkpoint.js';
 import { readUserFile } from '../io/files.js';
 import { READ_LIMITS } from '../io/limits.js';
-import { loadTokenizer, type Tokenizer } from '../tokenizer.js';
+import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.js';
 
 export interface CalibrationOptions {
   /** A file of texts, one per line. */

@@ -3,10 +3,10 @@
 // reads it, as the progress bars are: on a terminal, not with --json (scripts keep one line per error).
 
 import { Option, type Command } from 'commander';
-import type { ExecutorFactory } from '../engine.js';
-import type { OrtProvider } from '../ort-executor.js';
+import type { ExecutorFactory } from '../run/runner.js';
+import type { OrtProvider } from '../run/ort-executor.js';
 import type { Precision } from '../runtime/numerics.js';
-import { chooseRuntime, executorFor, type RuntimeName } from '../runtime-choice.js';
+import { chooseRuntime, executorFor, type RuntimeName } from '../run/runtime-choice.js';
 import type { Io } from './context.js';
 
 export interface RuntimeCliOptions {

@@ -8,8 +8,8 @@
 // The op's output keeps the Const's name, so its readers are unchanged; the op goes just before the first.
 // Parts of a tied table share storage keys, so the writer stores them once.
 
-import type { Const, DType, Graph, Literal, Op, TensorData } from '../graph/ir.js';
-import { atLeast } from '../ops/target.js';
+import type { Const, DType, Graph, Literal, Op, TensorData } from '../ir/graph.js';
+import { atLeast } from '../ir/target.js';
 import { packSubByte } from '../coreml/tensor-bytes.js';
 import { sliceRows, type Compressed, type CompressedWeights } from './compressed-weights.js';
 import { paletteBits, type CompressSpec } from './spec.js';

@@ -4,10 +4,10 @@
 // decompress (ops/defs/compression.ts), rounded to float16 as the ops' float16 outputs are.
 
 import { ModernBertError } from '../errors.js';
-import { numel } from '../graph/ir.js';
+import { numel } from '../ir/graph.js';
 import { roundToF16 } from '../numeric/fp16.js';
 import { blockwiseShiftScale, lutToDenseIOS18 } from '../ops/defs/compression.js';
-import { WrappedWeights, type Tensor, type WeightSource } from '../weights.js';
+import { WrappedWeights, type Tensor, type WeightSource } from '../io/weights.js';
 import { palettize } from './palettize.js';
 import { quantizeInt4Blocks, quantizeInt8PerRow } from './quantize.js';
 import { isCompressed, paletteBits, type CompressSpec } from './spec.js';

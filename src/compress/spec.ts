@@ -4,14 +4,14 @@
 // and biases, vectors, stay float16).
 
 import { ModernBertError } from '../errors.js';
-import { atLeast, type Target } from '../ops/target.js';
-import { decoderChunks, MAX_CHANNELS } from '../model.js';
+import { atLeast, type Target } from '../ir/target.js';
+import { decoderChunks, MAX_CHANNELS } from '../model/decoder.js';
 
 export const COMPRESS_MODES = ['pal8', 'pal6', 'pal4', 'pal3', 'pal2', 'int8', 'int4'] as const;
 export type CompressMode = (typeof COMPRESS_MODES)[number];
 
 /** coremltools' OpCompressorConfig weight_threshold default: smaller tensors stay uncompressed. */
-export const MIN_COMPRESS_ELEMENTS = 2048;
+const MIN_COMPRESS_ELEMENTS = 2048;
 
 /** The int4 block along the input axis when --block-size is not given (coremltools' examples use 32). */
 export const DEFAULT_BLOCK_SIZE = 32;
@@ -87,10 +87,10 @@ export function checkShapes(spec: CompressSpec, tensors: readonly { name: string
   const table = chosen.find((t) => t.name === 'model.embeddings.tok_embeddings.weight' && t.shape[0]! > MAX_CHANNELS);
   if (table && spec.groupSize !== undefined) {
     const V = table.shape[0]!;
-    const { Vc } = decoderChunks(V);
-    if (Vc % spec.groupSize !== 0 || (V % Vc) % spec.groupSize !== 0) {
-      const ok = divisors(gcd(Vc, V % Vc)).filter((d) => chosen.every((t) => t.shape[0]! % d === 0));
-      bad(`--group-size ${spec.groupSize} does not fit the decoder's chunks of ${Vc} rows (its ${V} tokens split for the Neural Engine); valid: ${ok.join(', ')}`, { groupSize: spec.groupSize });
+    const { rows } = decoderChunks(V);
+    if (rows % spec.groupSize !== 0 || (V % rows) % spec.groupSize !== 0) {
+      const ok = divisors(gcd(rows, V % rows)).filter((d) => chosen.every((t) => t.shape[0]! % d === 0));
+      bad(`--group-size ${spec.groupSize} does not fit the decoder's chunks of ${rows} rows (its ${V} tokens split for the Neural Engine); valid: ${ok.join(', ')}`, { groupSize: spec.groupSize });
     }
   }
   if (spec.mode === 'int4') {

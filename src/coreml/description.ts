@@ -3,11 +3,11 @@
 // Built from a graph the way coremltools' backend/mil/load.py (CoreMLProtoExporter) and
 // models/neural_network/flexible_shape_utils.py do it, and read back from the protobuf.
 
-import type { DType, Graph } from '../graph/ir.js';
+import type { DType, Graph } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
-import { valueTypes } from '../graph/value-types.js';
+import { valueTypes } from '../ir/value-types.js';
 import type { ArrayDataTypeName, FeatureDescriptionProto, MetadataProto } from './schema.js';
-import { atLeast, type Target } from '../ops/target.js';
+import { atLeast, type Target } from '../ir/target.js';
 
 /** userDefined metadata keys under which we store what Core ML has no field for; the reader takes them back out. */
 export const RESERVED_METADATA_PREFIX = 'modernbert-ane.';

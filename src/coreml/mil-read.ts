@@ -1,4 +1,4 @@
-// .mlpackage -> Graph (src/graph/ir.ts) + model description, for packages we wrote and packages coremltools
+// .mlpackage -> Graph (src/ir/graph.ts) + model description, for packages we wrote and packages coremltools
 // wrote. The mapping back:
 // - `const` ops whose value is in a weight file become Consts whose load() reads the blob on demand;
 // - `const` ops with an immediate value of at most 10 elements (what coremltools prints inline) become
@@ -11,21 +11,21 @@
 // tuples, dictionaries, states, int64/fp64 tensors, ...) is refused with UNSUPPORTED naming it.
 
 import { relative, resolve, sep } from 'node:path';
-import type { Const, DType, Dim, Graph, Literal, Op, TensorData, TensorType, Value } from '../graph/ir.js';
-import { numel } from '../graph/ir.js';
+import type { Const, DType, Dim, Graph, Literal, Op, TensorData, TensorType, Value } from '../ir/graph.js';
+import { numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import { fileError, readFileBounded } from '../io/files.js';
 import { READ_LIMITS } from '../io/limits.js';
-import { assertFinite } from '../weights.js';
+import { assertFinite } from '../io/weights.js';
 import { featureFromProto, metadataFromProto, SYMBOLS_KEY, TAPS_KEY, type ModelDescription } from './description.js';
 import { BlobReader, type BlobDataType } from './milblob.js';
 import { readImmediate, readTensorType, type ReadImmediate } from './mil-values.js';
-import { opVersions } from '../ops/index.js';
+import { isConstexpr, opVersions } from '../ops/index.js';
 import { validateGraph } from '../ops/validate.js';
 import { locatePackage } from './package.js';
 import type { BindingProto, BlockProto, FunctionProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { decodeModel } from './schema.js';
-import { targetForOpset, type Target } from '../ops/target.js';
+import { targetForOpset, type Target } from '../ir/target.js';
 import { decodeTensorBytes, paddingBits, storedBytes } from './tensor-bytes.js';
 
 /** The largest model.mlmodel read (io/limits.ts: the program alone; its weights stay in weight.bin). */
@@ -35,7 +35,7 @@ export const MAX_MODEL_BYTES = READ_LIMITS.model;
 const MAX_ELEMENTS = 2 ** 31 - 1;
 
 /** Immediates up to this many elements become Literals (coremltools prints consts of <= 10 elements inline). */
-export const MAX_LITERAL_ELEMENTS = 10;
+const MAX_LITERAL_ELEMENTS = 10;
 
 /** A package read back. */
 export interface ReadPackageResult {
@@ -261,7 +261,7 @@ class ProgramReader {
       }
     }
     // coremltools writes a constexpr op's inputs as attributes up to iOS 17 (load.py translate_constexpr).
-    if (type.startsWith('constexpr_')) {
+    if (isConstexpr(type)) {
       for (const [key, val] of Object.entries(op.attributes ?? {})) {
         if (key !== 'name') inputs[key] = this.bindingArg({ value: val }, `${name}_${key}`, `${where} attribute "${key}"`);
       }

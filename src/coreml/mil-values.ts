@@ -4,8 +4,8 @@
 // bool -> bools; int32, int16 -> ints; fp32 -> floats; fp16, int8, uint8, uint32 and the sub-byte types
 // (packed, types/type_mapping.py _numpy_val_to_bytes) -> raw little-endian bytes; string -> strings.
 
-import type { DType, Dim, TensorData } from '../graph/ir.js';
-import { numel } from '../graph/ir.js';
+import type { DType, Dim, TensorData } from '../ir/graph.js';
+import { numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import { roundToF16 } from '../numeric/fp16.js';
 import type { MilDataType, TensorValueProto, ValueProto, ValueTypeProto } from './schema.js';
@@ -34,12 +34,12 @@ const FROM_MIL = new Map<MilDataType, DType | 'string'>(
 );
 
 /** The MIL DataType of one of our dtypes. */
-export function milDataType(dtype: DType | 'string'): MilDataType {
+function milDataType(dtype: DType | 'string'): MilDataType {
   return TO_MIL[dtype];
 }
 
 /** Our dtype for a MIL DataType; other MIL types (int64, fp64, sub-byte, ...) are UNSUPPORTED. */
-export function dtypeFromMil(type: MilDataType | undefined, where: string): DType | 'string' {
+function dtypeFromMil(type: MilDataType | undefined, where: string): DType | 'string' {
   const dtype = type === undefined ? undefined : FROM_MIL.get(type);
   if (!dtype) {
     throw new ModernBertError('UNSUPPORTED', `${where}: MIL data type ${type ?? 'UNUSED_TYPE'} is not supported`, {

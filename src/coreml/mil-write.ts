@@ -1,4 +1,4 @@
-// Graph (src/graph/ir.ts) -> .mlpackage, following coremltools' backend/mil/load.py (MILProtoExporter and
+// Graph (src/ir/graph.ts) -> .mlpackage, following coremltools' backend/mil/load.py (MILProtoExporter and
 // CoreMLProtoExporter) and helper.py:
 // - one function "main" whose block is the function's only specialization, keyed by the target's opset;
 // - every Const and every Literal becomes a `const` op (attributes `name` and `val`) emitted just before
@@ -14,8 +14,8 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Arg, Dim, DType, Graph, Literal, Op, TensorData } from '../graph/ir.js';
-import { isLiteral, numel } from '../graph/ir.js';
+import type { Arg, Dim, DType, Graph, Literal, Op, TensorData } from '../ir/graph.js';
+import { isLiteral, numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import {
   describeGraph,
@@ -29,18 +29,19 @@ import {
 } from './description.js';
 import { BlobWriter, type BlobDataType } from './milblob.js';
 import { immediateValue, tensorValueType } from './mil-values.js';
+import { isConstexpr } from '../ops/index.js';
 import { validateGraph } from '../ops/validate.js';
 import { WEIGHT_FILE, writePackageAtomically, type ExtraItem } from './package.js';
 import type { BindingProto, BlockProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { encodeModel, encodeOperation } from './schema.js';
-import { atLeast, targetInfo, type Target, type TargetInfo } from '../ops/target.js';
+import { atLeast, targetInfo, type Target, type TargetInfo } from '../ir/target.js';
 import { encodeTensorBytes, paddingBits } from './tensor-bytes.js';
 
 /** The name by which the program refers to the weight file. */
 const WEIGHT_FILE_REF = `@model_path/weights/${WEIGHT_FILE}`;
 
 /** backend/mil/load.py should_use_weight_file: constants this small stay in the proto. */
-export const MIN_BLOB_ELEMENTS = 10;
+const MIN_BLOB_ELEMENTS = 10;
 
 /** MIL identifiers (MIL.proto): value names must match this. */
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_@]*$/;
@@ -191,7 +192,7 @@ class ProgramBuilder {
   /** Emits every op (and the consts it needs before it), then any const that is only a graph output. */
   async build(): Promise<void> {
     for (const op of this.graph.ops) {
-      if (op.op.startsWith('constexpr_')) {
+      if (isConstexpr(op.op)) {
         this.operations.push(encodeOperation(await this.constexprOp(op)));
         continue;
       }

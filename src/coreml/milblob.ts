@@ -12,11 +12,11 @@ import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { ModernBertError } from '../errors.js';
 import { openRegularFile } from '../io/files.js';
 
-export const STORAGE_HEADER_SIZE = 64;
-export const BLOB_METADATA_SIZE = 64;
-export const BLOB_ALIGNMENT = 64;
-export const BLOB_SENTINEL = 0xdeadbeef;
-export const STORAGE_VERSION = 2;
+const STORAGE_HEADER_SIZE = 64;
+const BLOB_METADATA_SIZE = 64;
+const BLOB_ALIGNMENT = 64;
+const BLOB_SENTINEL = 0xdeadbeef;
+const STORAGE_VERSION = 2;
 
 /** BlobDataType codes (MILBlob/Blob/BlobDataType.hpp). */
 export const BLOB_DATA_TYPES = {

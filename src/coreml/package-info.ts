@@ -2,10 +2,10 @@
 // labels, special ids and lengths read back from them (checked against the program), with defaults for
 // packages from elsewhere.
 
-import { CONFIG_LIMITS } from '../config.js';
+import { CONFIG_LIMITS } from '../model/config.js';
 import { ModernBertError } from '../errors.js';
 import { brief } from '../io/files.js';
-import type { OutputHead } from '../model.js';
+import type { OutputHead } from '../model/options.js';
 import type { ReadPackageResult } from './mil-read.js';
 
 /** Metadata keys (userDefined) that conversion writes and the runner reads. */

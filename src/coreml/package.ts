@@ -10,14 +10,14 @@ import { randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, lstatSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError, makeFolders } from '../fs-errors.js';
+import { fsError, makeFolders } from '../io/fs-errors.js';
 import { fileError, readJsonFile } from '../io/files.js';
 import { READ_LIMITS } from '../io/limits.js';
 import { checkFolderOutput, within } from '../io/output.js';
 import { clearStaleSiblings, dropTemp, removeQuietly, tempSibling } from '../io/temp-files.js';
 
 /** The author that Core ML's own items carry. */
-export const COREML_AUTHOR = 'com.apple.CoreML';
+const COREML_AUTHOR = 'com.apple.CoreML';
 const DATA_DIR = 'Data';
 const MODEL_ITEM_PATH = 'com.apple.CoreML/model.mlmodel';
 const WEIGHTS_ITEM_PATH = 'com.apple.CoreML/weights';
@@ -61,7 +61,7 @@ export interface PackageLayout {
 }
 
 /** Manifest.json for a package with a model, its weights and any extra items, with fresh upper-case UUID keys as ModelPackage makes. */
-export function newManifest(extras: readonly ExtraItem[] = []): Manifest {
+function newManifest(extras: readonly ExtraItem[] = []): Manifest {
   const modelId = randomUUID().toUpperCase();
   const weightsId = randomUUID().toUpperCase();
   const entries: Record<string, ManifestItem> = {
@@ -73,7 +73,7 @@ export function newManifest(extras: readonly ExtraItem[] = []): Manifest {
 }
 
 /** Manifest.json text: two-space indented JSON without a trailing newline, as in packages coremltools writes. */
-export function manifestText(manifest: Manifest): string {
+function manifestText(manifest: Manifest): string {
   return JSON.stringify(manifest, null, 2);
 }
 
@@ -187,7 +187,7 @@ function isItem(x: unknown): x is ManifestItem {
 }
 
 /** Reads and checks Manifest.json of the package at `packagePath`. */
-export function readManifest(packagePath: string): Manifest {
+function readManifest(packagePath: string): Manifest {
   const file = join(packagePath, 'Manifest.json');
   if (!existsSync(file)) {
     throw new ModernBertError('FILE_NOT_FOUND', `${packagePath} is not an .mlpackage: it has no Manifest.json`, { path: packagePath });

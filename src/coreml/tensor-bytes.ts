@@ -1,11 +1,11 @@
 // Tensor data to and from the little-endian bytes that weight.bin blobs and `bytes` immediates hold.
-// In memory (src/graph/ir.ts) floats are float32 (fp16 values already rounded), integers int32, bools 0/1 bytes.
+// In memory (src/ir/graph.ts) floats are float32 (fp16 values already rounded), integers int32, bools 0/1 bytes.
 // Sub-byte types (int4, uint1/2/3/4/6) are packed as MILBlob's SubByteTypes.cpp PackSubByteVecImpl does:
 // element i occupies bits [i*n, i*n + n) of the byte string, least-significant bit first, an element that
 // crosses a byte boundary continuing in the low bits of the next byte; int4 stores its two's complement nibble.
 // The unused high bits of the last byte are zero, and their count goes into the blob's padding_size_in_bits.
 
-import type { DType, TensorData } from '../graph/ir.js';
+import type { DType, TensorData } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import { decodeF16, encodeF16 } from '../numeric/fp16.js';
 import { firstNonFinite, nonFiniteError } from '../numeric/finite.js';
@@ -28,13 +28,8 @@ const BITS_PER_ELEMENT: Record<DType, number> = {
   uint6: 6,
 };
 
-/** Bits of one stored element of `dtype` (below 8 for the sub-byte types). */
-export function elementBits(dtype: DType): number {
-  return BITS_PER_ELEMENT[dtype];
-}
-
 /** True for the sub-byte types, which are packed several to a byte. */
-export function isSubByte(dtype: DType): boolean {
+function isSubByte(dtype: DType): boolean {
   return BITS_PER_ELEMENT[dtype] < 8;
 }
 
@@ -141,7 +136,7 @@ export function packSubByte(dtype: DType, data: ArrayLike<number>): Uint8Array {
 }
 
 /** Unpacks `count` integers of a sub-byte dtype (int4 sign-extended). */
-export function unpackSubByte(dtype: DType, bytes: Uint8Array, count: number): Int32Array {
+function unpackSubByte(dtype: DType, bytes: Uint8Array, count: number): Int32Array {
   const bits = BITS_PER_ELEMENT[dtype];
   const mask = (1 << bits) - 1;
   const out = new Int32Array(count);

@@ -78,7 +78,7 @@ function logSoftmax(x: Float64Array): void {
 }
 
 /** Indices of the k largest values, largest first (ties: lower index first). */
-export function topIndices(x: ArrayLike<number>, k: number): number[] {
+function topIndices(x: ArrayLike<number>, k: number): number[] {
   const best: number[] = [];
   for (let i = 0; i < x.length; i++) {
     const v = x[i]!;

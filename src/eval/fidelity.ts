@@ -3,8 +3,9 @@
 // the emulation produces NaN or infinity, the report says so and names the first layer and op where it
 // appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
 
-import { Engine, type ForwardOptions, type Sequence } from '../engine.js';
-import { defaultHead, type ModelSource, type NormStyle, type OutputHead } from '../model.js';
+import { Engine } from '../run/engine.js';
+import type { ForwardOptions, Sequence } from '../run/runner.js';
+import { defaultHead, type ModelSource, type NormStyle, type OutputHead } from '../model/options.js';
 import { assertFinite } from '../numeric/finite.js';
 import { packTexts } from '../tasks/pack-texts.js';
 import type { Precision } from '../runtime/numerics.js';

@@ -4,7 +4,7 @@
 import { ModernBertError } from '../errors.js';
 import { READ_LIMITS } from '../io/limits.js';
 import { SafetensorsFile } from '../io/safetensors.js';
-import type { Tensor } from '../weights.js';
+import type { Tensor } from '../io/weights.js';
 
 export interface GoldenCase {
   name: string;

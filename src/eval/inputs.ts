@@ -1,11 +1,12 @@
 // Token sequences to run two models on: texts through a tokenizer, the input ids of a golden file's cases,
 // or seeded random ids for checkpoints without a tokenizer (synthetic ones).
 
-import type { Sequence } from '../engine.js';
-import { describeLength, encodeWithin } from '../encode-within.js';
+import type { Sequence } from '../run/runner.js';
+import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
 import { ModernBertError } from '../errors.js';
-import { hashU32 } from '../synth/prng.js';
-import type { Tokenizer } from '../tokenizer.js';
+import { hashU32 } from '../numeric/prng.js';
+import type { ModelIds } from '../run/runner.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { readGolden } from './golden.js';
 import { BUILTIN_SENTENCES } from './sentences.js';
 
@@ -22,15 +23,6 @@ export interface InputSpec {
   /** Number of random body tokens. */
   random?: number;
   seed?: number;
-}
-
-export interface ModelIds {
-  vocabSize: number;
-  maxLen: number;
-  clsTokenId: number;
-  sepTokenId: number;
-  /** Ids never drawn at random (pad, mask, ...). */
-  special: number[];
 }
 
 /** Resolves what the user asked to run on into sequences (built-in sentences by default). */

@@ -2,19 +2,11 @@
 // over real tokens only (padded positions are not meaningful). A case that compares nothing (no outputs in
 // the golden, no real tokens, batch 0) is an error: a check that checks nothing must not pass.
 
-import type { ForwardOptions, ForwardResult, Sequence } from '../engine.js';
+import type { ForwardOptions, Runner } from '../run/runner.js';
 import { ModernBertError } from '../errors.js';
 import type { RtTensor } from '../runtime/tensor.js';
-import type { Tensor } from '../weights.js';
+import type { Tensor } from '../io/weights.js';
 import type { GoldenCase } from './golden.js';
-
-/** Anything that runs sequences: a checkpoint's Engine or a Core ML package. */
-export interface Runner {
-  numLayers: number;
-  forward(seq: Sequence, o?: ForwardOptions): Promise<ForwardResult>;
-  /** Whether the runner can return a tapped value ('hidden_states.3'). */
-  hasTap(role: string): boolean;
-}
 
 export interface CaseReport {
   name: string;

@@ -4,7 +4,7 @@
 
 import { CompressedWeights } from '../compress/compressed-weights.js';
 import type { CompressSpec } from '../compress/spec.js';
-import type { WeightSource } from '../weights.js';
+import type { WeightSource } from '../io/weights.js';
 
 export interface WeightCost {
   /** The stored tensor (a tied decoder is listed once, as the embeddings). */

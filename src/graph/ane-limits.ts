@@ -5,7 +5,7 @@
 // (activations), and conv weights (N = output channels). Other constants are parameters laid out by their
 // op (a conv bias runs along C, gather's table, the embeddings, is read on the CPU), so they are not.
 
-import type { Dim, Graph, TensorType } from './ir.js';
+import type { Dim, Graph, TensorType } from '../ir/graph.js';
 
 /** Axis names and their largest size, for a rank-5 tensor (N, D, C, H, W). */
 export const ANE_AXES = [['N', 65536], ['D', 16384], ['C', 65536], ['H', 16384], ['W', 16384]] as const;

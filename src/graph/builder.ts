@@ -4,9 +4,9 @@
 // is a complete, typed MIL program.
 
 import { ModernBertError } from '../errors.js';
-import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type RowSlice, type TensorData, type TensorType } from './ir.js';
+import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type RowSlice, type TensorData, type TensorType } from '../ir/graph.js';
 import { inferArgs, inputTypesOf, opDef, opSignature, opVersions, type InputTypes } from '../ops/index.js';
-import { DEFAULT_TARGET, targetInfo, type Target } from '../ops/target.js';
+import { DEFAULT_TARGET, targetInfo, type Target } from '../ir/target.js';
 
 /** A value in the graph under construction (its name). */
 export type Val = string;

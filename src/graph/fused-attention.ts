@@ -4,12 +4,12 @@
 //   probs  = softmax(masked, axis 1)
 //   out    = einsum(v, probs) "abcd,adce->abce"  (1, D_v, 1, W)
 // run as one call of runtime/kernels/attention.ts in float32, which never writes the (S_k, W) scores out
-// (src/model.ts, fullAttention). The graph keeps its four ops (the Core ML program is unchanged); the
+// (src/model/model.ts, fullAttention). The graph keeps its four ops (the Core ML program is unchanged); the
 // float16 modes run them one by one, so that every op boundary rounds as before.
 
 import { attend, attendFits } from '../runtime/kernels/attention.js';
 import { allocFloat, type RtTensor } from '../runtime/tensor.js';
-import { isLiteral, type Arg, type Graph, type Op } from './ir.js';
+import { isLiteral, type Arg, type Graph, type Op } from '../ir/graph.js';
 
 /** The values of one fusable group of four ops, the first of which is at `start`. */
 export interface AttentionGroup {

@@ -2,10 +2,10 @@
 // float16 in the float16 modes. Shapes are taken from the data, so graphs with symbolic lengths run as is.
 
 import { ModernBertError } from '../errors.js';
-import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from './ir.js';
+import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '../ir/graph.js';
 import { numericsFor, type Numerics, type Precision } from '../runtime/numerics.js';
-import { inferArgs, inputDefault, inputTypesOf, opDef, softmaxWithBias, type OpArgs } from '../ops/index.js';
-import { sharedFloat32 } from '../weights.js';
+import { inferArgs, inputDefault, inputTypesOf, isConstexpr, opDef, softmaxWithBias, type OpArgs } from '../ops/index.js';
+import { sharedFloat32 } from '../io/weights.js';
 import { ARENA_MIN, blockOf, releaseBlock, trimBlock, withArena, type Block } from '../runtime/arena.js';
 import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
 import { planAttention, runAttention, type AttentionGroup } from './fused-attention.js';
@@ -70,7 +70,7 @@ export class Interpreter {
       const impl = opDef(op.op)?.run;
       if (!impl) throw new ModernBertError('UNSUPPORTED', `op "${op.op}" (${op.name}) is not supported by the interpreter`, { op: op.name });
       let outs: RtTensor[];
-      if (op.op.startsWith('constexpr_')) {
+      if (isConstexpr(op.op)) {
         // Compressed weights: decompressed once, then held like the other constants.
         if (!this.consts.has(op.outputs[0]!.name)) {
           outs = await impl(this.args(op, env));

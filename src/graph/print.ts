@@ -3,8 +3,8 @@
 // side by side: const ops are not printed; a constant of at most 10 elements is printed as its value
 // (Python syntax), a larger one as %name; inputs in the op signature's order.
 
-import type { Arg, Dim, Graph, Literal, TensorType } from './ir.js';
-import { isLiteral, numel } from './ir.js';
+import type { Arg, Dim, Graph, Literal, TensorType } from '../ir/graph.js';
+import { isLiteral, numel } from '../ir/graph.js';
 import { opVersions } from '../ops/index.js';
 
 /** coremltools prints const values of at most this many elements inline (Operation.var_to_str). */
@@ -83,7 +83,7 @@ function orderedInputs(opType: string, inputs: Record<string, Arg>): string[] {
 }
 
 /** One op line without indentation: `%out: (shape, dtype)(Tensor) = type(k=v, ..., name="...")`. */
-export function opText(graph: Graph, op: Graph['ops'][number]): string {
+function opText(graph: Graph, op: Graph['ops'][number]): string {
   const outs = op.outputs.map((o) => `%${o.name}: ${typeText(o.type)}`).join(', ');
   const args = orderedInputs(op.op, op.inputs).map((k) => `${k}=${argText(graph, op.inputs[k]!)}`);
   return `${outs} = ${op.op}(${[...args, `name="${op.name}"`].join(', ')})`;

@@ -15,7 +15,7 @@ import { copyFileSync, readFileSync, renameSync, rmSync, statSync, symlinkSync }
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError, makeFolders } from '../fs-errors.js';
+import { fsError, makeFolders } from '../io/fs-errors.js';
 import { writeOutput } from '../io/output.js';
 import { COMMIT, type HubSource } from './id.js';
 

@@ -18,7 +18,7 @@ import { open, rm } from 'node:fs/promises';
 import { createHash, type Hash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError } from '../fs-errors.js';
+import { fsError } from '../io/fs-errors.js';
 import { renameInto, withFolder, type RepoCache } from './cache.js';
 import { networkError, statusError, type HubHttp, type RequestSubject } from './http.js';
 import { withLock } from './lock.js';

@@ -6,7 +6,7 @@
 
 import { ModernBertError } from '../errors.js';
 
-export type { HubSource } from '../io/checkpoint.js';
+export type { HubSource } from '../model/checkpoint.js';
 
 /** A Hub id with the revision to fetch. */
 export interface HubRef {

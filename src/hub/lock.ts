@@ -14,7 +14,7 @@ import { closeSync, openSync, readFileSync, renameSync, rmSync, statSync, utimes
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
-import { fsError, makeFolders } from '../fs-errors.js';
+import { fsError, makeFolders } from '../io/fs-errors.js';
 
 /** A lock not touched for this long belongs to a process that hangs or died on another host. */
 export const STALE_MS = 30_000;

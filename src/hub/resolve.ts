@@ -13,7 +13,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { CHECKPOINT_FILES, referencedFiles } from '../io/checkpoint.js';
+import { CHECKPOINT_FILES, referencedFiles } from '../model/checkpoint.js';
 import { repoRevision } from './api.js';
 import { RepoCache, sourceFromCachePath } from './cache.js';
 import { ensureFile, fileMetadata, type FileMeta } from './download.js';

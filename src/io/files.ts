@@ -5,7 +5,7 @@
 
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { ModernBertError } from '../errors.js';
-import { fsError } from '../fs-errors.js';
+import { fsError } from './fs-errors.js';
 import { DEVICE_WAIT_SECONDS, formatBytes, READ_LIMITS, sleepMs } from './limits.js';
 
 /**

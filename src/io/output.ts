@@ -17,7 +17,7 @@
 import { accessSync, closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readlinkSync, realpathSync, renameSync, rmdirSync, statSync, writeSync, type Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError, withFsErrors } from '../fs-errors.js';
+import { fsError, withFsErrors } from './fs-errors.js';
 import { DEVICE_WAIT_SECONDS, sleepMs } from './limits.js';
 import { dropTemp, tempSibling, untrackTemp } from './temp-files.js';
 

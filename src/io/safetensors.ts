@@ -4,7 +4,7 @@
 import { closeSync, readSync } from 'node:fs';
 import { ModernBertError } from '../errors.js';
 import { decodeBF16, decodeF16 } from '../numeric/fp16.js';
-import { sharedFloat32 } from '../weights.js';
+import { sharedFloat32 } from './weights.js';
 import { openRegularFile, readExactly } from './files.js';
 import { formatBytes } from './limits.js';
 import { FloatLiteral, parseStrictJson, StrictJsonError, type StrictJson } from './strict-json.js';

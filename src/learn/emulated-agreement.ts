@@ -6,14 +6,15 @@
 // predictions nearly tie (one token can carry half of it), and which rounding pattern hits them is luck, so
 // two rotations of equal quality can differ several-fold in mean KL; the median follows the systematic error.
 
-import { Engine, type Sequence } from '../engine.js';
+import { Engine } from '../run/engine.js';
+import type { Sequence } from '../run/runner.js';
 import { AgreementMeter, type Agreement } from '../eval/compare.js';
-import type { ModelSource } from '../model.js';
+import type { ModelSource } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import { foldWeights } from '../rotation/fold.js';
 import type { Rotation } from '../rotation/rotation.js';
-import type { WeightSource } from '../weights.js';
+import type { WeightSource } from '../io/weights.js';
 import { headColumns, realPositions, type ReferenceOutput } from './stream-rows.js';
 
 /** Agreement over all tokens, and the median of the per-token KL (over finite tokens). */

@@ -6,7 +6,7 @@
 // own coordinates. The next op is an RMS norm, blind to the radial part of the noise (along x̂ itself), and
 // the readers behind it (Wqkv, Wi, the head, each with its norm's scale folded in: A = W·diag(γ)) see the
 // tangential part P·Q·e, P = I − x̂x̂ᵀ. The expected error they see is κ·Σᵢ vᵢ²·‖A·P·qᵢ‖² over the columns
-// qᵢ of Q; with M = AᵀA (readers.ts) and d = diag(QᵀMQ), w = x̂ᵀMQ, m = x̂ᵀMx̂ this is
+// qᵢ of Q; with M = AᵀA (stream-readers.ts) and d = diag(QᵀMQ), w = x̂ᵀMQ, m = x̂ᵀMx̂ this is
 //
 //     noise(x̂, Q) = Σᵢ vᵢ² (dᵢ − 2·vᵢ·wᵢ + vᵢ²·m)          (in units of κ; with M = I: 1 − Σᵢ vᵢ⁴)
 //

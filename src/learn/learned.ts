@@ -2,7 +2,7 @@
 // package's quantized weights.
 //
 // 1. One float32 pass of the plain model over the calibration tokens gives the reference outputs and the
-//    stream rows X (stream-rows.ts); the readers of the stream give the sensitivity M (readers.ts).
+//    stream rows X (stream-rows.ts); the readers of the stream give the sensitivity M (stream-readers.ts).
 // 2. The float16 emulation of the two fixed candidates, folded (Q = I) and Hadamard (seeded), is measured
 //    against the reference: mean KL over real tokens and the median token's KL. The mean rides on the few
 //    tokens whose top predictions nearly tie, and which rounding pattern hits them is luck: on 130 tokens
@@ -22,9 +22,9 @@
 //
 // Deterministic for a seed: minibatches come from a seeded generator and every product runs on one thread.
 
-import type { Sequence } from '../engine.js';
+import type { Sequence } from '../run/runner.js';
 import { ModernBertError } from '../errors.js';
-import type { ModelSource } from '../model.js';
+import type { ModelSource } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import { F16_MAX } from '../numeric/fp16.js';
 import { DenseRotation } from '../rotation/dense-rotation.js';
@@ -33,13 +33,13 @@ import { fp16Proxy, prepareProxy, type ProxyData, type ProxyOptions, type ProxyV
 import type { CompressSpec } from '../compress/spec.js';
 import { sampleWeights, weightError, type WeightSamples } from './weight-error.js';
 import { HadamardRotation } from '../rotation/hadamard-rotation.js';
-import { readerSensitivity } from './readers.js';
+import { readerSensitivity } from './stream-readers.js';
 import { IdentityRotation, type Rotation } from '../rotation/rotation.js';
 import { cayleyStep, frobenius, identityMatrix, newtonSchulz, orthonormalizeColumns, skewFromGradient } from './stiefel.js';
-import { splitmix32 } from '../synth/prng.js';
+import { splitmix32 } from '../numeric/prng.js';
 import { float32Pass } from './stream-rows.js';
-import type { WeightSource } from '../weights.js';
-import type { RotationKind } from '../variants.js';
+import type { WeightSource } from '../io/weights.js';
+import type { RotationKind } from '../model/variants.js';
 
 export interface LearnOptions {
   /** Seed of the Hadamard candidate and of the minibatches. */

@@ -3,9 +3,10 @@
 // stream with Q = I is the centred stream C·r, so the plain model's taps, each row minus its mean, give it
 // without a folded copy of the model; the same run gives the float32 reference outputs.
 
-import { CachedWeights, Engine, type Sequence } from '../engine.js';
+import { CachedWeights, Engine } from '../run/engine.js';
+import type { Sequence } from '../run/runner.js';
 import { ModernBertError } from '../errors.js';
-import type { ModelSource } from '../model.js';
+import type { ModelSource } from '../model/options.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import { TOK_EMBEDDINGS } from '../rotation/fold.js';

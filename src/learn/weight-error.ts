@@ -14,11 +14,11 @@
 
 import { compressTensor, decompress } from '../compress/compressed-weights.js';
 import { isCompressed, type CompressSpec } from '../compress/spec.js';
-import type { ModelSource } from '../model.js';
+import type { ModelSource } from '../model/options.js';
 import { foldWeights, TOK_EMBEDDINGS } from '../rotation/fold.js';
 import { IdentityRotation } from '../rotation/rotation.js';
 import { gemmSync } from '../runtime/kernels/index.js';
-import { splitmix32 } from '../synth/prng.js';
+import { splitmix32 } from '../numeric/prng.js';
 
 /** A sampled matrix: `data` [rows, cols]; a reader (Y = data·Q, data [rows, n]) or a writer (Y = Qᵀ·data, data [n, cols]). */
 interface Sample {

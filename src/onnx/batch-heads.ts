@@ -1,4 +1,4 @@
-// Attention with its heads batched, for onnxruntime. model.ts splits attention per head (the Neural Engine's
+// Attention with its heads batched, for onnxruntime. model/model.ts splits attention per head (the Neural Engine's
 // layout): H channel slices of q, k and v, per-head einsums, mask add and softmax, and a concat of the heads
 // on the channel axis. Lowered as it is, that is some 40 ONNX nodes per head and layer, whose per-node cost
 // dominates short inputs. This pass finds each such block (a concat on axis 1 of H head outputs, each one
@@ -16,7 +16,7 @@
 // per-head values read elsewhere (taps) are kept, since only ops that nothing reads are dropped.
 
 import { ModernBertError } from '../errors.js';
-import { isLiteral, literal, type Arg, type Dim, type Graph, type Literal, type Op, type TensorType } from '../graph/ir.js';
+import { isLiteral, literal, type Arg, type Dim, type Graph, type Literal, type Op, type TensorType } from '../ir/graph.js';
 import { inferArgs, inputTypesOf, opDef } from '../ops/index.js';
 
 const SCORES = 'bkhc,bchq->bkhq';
@@ -28,55 +28,220 @@ interface Wide {
   axis: number;
 }
 
+/** One query chunk of one head's attention: out = einsum(v, softmax(einsum(k, q) + mask)). */
+interface Core {
+  k: string;
+  q: string;
+  v: string;
+  mask: string;
+}
+
 /** The graph with every per-head attention block written once for all heads (the same graph when none matches). */
 export function batchHeads(graph: Graph): Graph {
-  const producer = new Map<string, Op>();
-  const types = new Map<string, TensorType>();
-  for (const v of graph.inputs) types.set(v.name, v.type);
-  for (const c of graph.consts.values()) types.set(c.name, c.type);
-  for (const op of graph.ops) for (const v of op.outputs) (producer.set(v.name, op), types.set(v.name, v.type));
-  const typeOf = (v: string): TensorType => types.get(v) ?? internal(`value "${v}" has no type`);
-  const taken = new Set(types.keys());
+  const batcher = new HeadBatcher(graph);
+  const ops: Op[] = [];
+  let changed = false;
+  for (const op of graph.ops) {
+    const batched = op.op === 'concat' && batcher.block(op);
+    // Ops emitted by a block that did not match stay too (a later block may reuse them); live() drops the unread.
+    ops.push(...batcher.take());
+    if (batched) changed = true;
+    else ops.push(op);
+  }
+  return changed ? { ...graph, ops: live(graph, ops) } : graph;
+}
 
-  let added: Op[] = [];
-  const emit = (op: string, inputs: Record<string, Arg>, base: string, name?: string): string => {
-    let n = name ?? base;
-    for (let k = 1; !name && taken.has(n); k++) n = `${base}_${k}`;
-    taken.add(n);
-    const def = opDef(op) ?? internal(`op ${op} is not in the registry`);
-    const [type] = def.infer(inferArgs(op, `${op} "${n}"`, inputTypesOf(inputs, typeOf)));
-    types.set(n, type!);
-    const made: Op = { op, name: n, inputs, outputs: [{ name: n, type: type! }] };
-    producer.set(n, made);
-    added.push(made);
-    return n;
-  };
-  const i32 = (v: number[]) => literal('int32', v);
-  const memo = new Map<string, string>();
-  const once = (key: string, make: () => string) => memo.get(key) ?? (memo.set(key, make()), memo.get(key)!);
+const i32 = (v: number[]) => literal('int32', v);
+const lit = (op: Op, key: string): Literal | undefined => (isLiteral(op.inputs[key]) ? (op.inputs[key] as Literal) : undefined);
+function ints(op: Op, key: string): number[] | undefined {
+  const l = lit(op, key);
+  return l && typeof l.value !== 'string' ? l.value.map(Number) : undefined;
+}
+function text(op: Op, key: string): string | undefined {
+  const l = lit(op, key);
+  return l && typeof l.value === 'string' ? l.value : undefined;
+}
+function axisOf(op: Op, rank: number): number | undefined {
+  const a = ints(op, 'axis')?.[0];
+  return a === undefined ? undefined : a < 0 ? a + rank : a;
+}
+/** Whether the ops take the same inputs but `except`. */
+function sameParams(ops: Op[], except: string): boolean {
+  const key = (op: Op) => JSON.stringify(Object.entries(op.inputs).filter(([k]) => k !== except).sort());
+  return ops.every((o) => key(o) === key(ops[0]!));
+}
 
-  const opOf = (v: string, type: string): Op | undefined => (producer.get(v)?.op === type ? producer.get(v) : undefined);
-  const lit = (op: Op, key: string): Literal | undefined => (isLiteral(op.inputs[key]) ? (op.inputs[key] as Literal) : undefined);
-  const ints = (op: Op, key: string): number[] | undefined => {
-    const l = lit(op, key);
-    return l && typeof l.value !== 'string' ? l.value.map(Number) : undefined;
-  };
-  const str = (op: Op, key: string): string | undefined => {
-    const l = lit(op, key);
-    return l && typeof l.value === 'string' ? l.value : undefined;
-  };
-  const axisOf = (op: Op, rank: number): number | undefined => {
-    const a = ints(op, 'axis')?.[0];
-    return a === undefined ? undefined : a < 0 ? a + rank : a;
-  };
-  const sameParams = (ops: Op[], except: string) => {
-    const key = (op: Op) => JSON.stringify(Object.entries(op.inputs).filter(([k]) => k !== except).sort());
-    return ops.every((o) => key(o) === key(ops[0]!));
-  };
+/** The rewrite's state: who produces each value, each value's type, and the ops emitted so far. */
+class HeadBatcher {
+  private readonly producer = new Map<string, Op>();
+  private readonly types = new Map<string, TensorType>();
+  private readonly taken: Set<string>;
+  private readonly memo = new Map<string, string>();
+  private readonly structureKeys = new Map<string, string>();
+  private added: Op[] = [];
+
+  constructor(graph: Graph) {
+    for (const v of graph.inputs) this.types.set(v.name, v.type);
+    for (const c of graph.consts.values()) this.types.set(c.name, c.type);
+    for (const op of graph.ops) for (const v of op.outputs) (this.producer.set(v.name, op), this.types.set(v.name, v.type));
+    this.taken = new Set(this.types.keys());
+  }
+
+  /** The ops emitted since the last call. */
+  take(): Op[] {
+    const added = this.added;
+    this.added = [];
+    return added;
+  }
+
+  /** Rewrites one concat of per-head attention outputs for all heads at once; false when it is not one. */
+  block(concat: Op): boolean {
+    const match = this.matchBlock(concat);
+    if (!match) return false;
+    const { parts, H, C, X } = match;
+    const D = C / H;
+    const out = concat.outputs[0]!;
+    const base = concat.name;
+    const outs = parts.map((p, j) => {
+      const b = `${base}_c${j}`;
+      const q = this.emit('transpose', { x: this.emit('reshape', { x: p.q.v, shape: i32([H, D, X, -1]) }, `${b}_q4`), perm: i32([0, 2, 3, 1]) }, `${b}_qT`); // (H, X, Q, D)
+      // (1, C, X, K) -> (H, X, D, K); keys still (1, K, X, C) -> (H, X, D, K).
+      const heads = (w: Wide, n: string) => this.once(`${n}|${w.v}`, () => w.axis === 1
+        ? this.emit('transpose', { x: this.emit('reshape', { x: w.v, shape: i32([H, D, X, -1]) }, `${b}_${n}4`), perm: i32([0, 2, 1, 3]) }, `${b}_${n}T`)
+        : this.emit('transpose', { x: this.emit('reshape', { x: w.v, shape: i32([-1, X, H, D]) }, `${b}_${n}4`), perm: i32([2, 1, 3, 0]) }, `${b}_${n}T`));
+      const [k, v] = [heads(p.k, 'k'), heads(p.v, 'v')];
+      const mask = this.once(`mask|${p.mask}`, () => this.emit('transpose', { x: p.mask, perm: i32([0, 2, 3, 1]) }, `${b}_maskT`)); // (1, X|1, Q|1, K|1)
+      const scores = this.emit('matmul', { x: q, y: k, transpose_x: literal('bool', false), transpose_y: literal('bool', false) }, `${b}_scores`); // (H, X, Q, K)
+      const probs = this.emit('softmax', { x: this.emit('add', { x: scores, y: mask }, `${b}_masked`), axis: literal('int32', 3) }, `${b}_probs`);
+      const o = this.emit('matmul', { x: v, y: probs, transpose_x: literal('bool', false), transpose_y: literal('bool', true) }, `${b}_out`); // (H, X, D, Q)
+      const last = parts.length === 1 ? out.name : undefined;
+      return this.emit('reshape', { x: this.emit('transpose', { x: o, perm: i32([0, 2, 1, 3]) }, `${b}_outT`), shape: i32([1, C, X, -1]) }, `${b}_merged`, last); // (1, C, X, Q)
+    });
+    if (parts.length > 1) this.emit('concat', { values: outs, axis: literal('int32', 3), interleave: literal('bool', false) }, base, out.name);
+    return true;
+  }
+
+  /** The heads' q, k, v (widened to all channels) and mask per query chunk, when `concat` joins H attention heads. */
+  private matchBlock(concat: Op): { parts: { k: Wide; q: Wide; v: Wide; mask: string }[]; H: number; C: number; X: number } | undefined {
+    const heads = concat.inputs.values;
+    if (!Array.isArray(heads) || heads.length < 2 || axisOf(concat, this.typeOf(heads[0]!).shape.length) !== 1 || ints(concat, 'interleave')?.[0]) return undefined;
+    const H = heads.length;
+    // Each head: one chunk, or its chunks concatenated on the query axis.
+    const chunks = heads.map((hv) => {
+      const cat = this.opOf(hv, 'concat');
+      return cat && axisOf(cat, 4) === 3 && Array.isArray(cat.inputs.values) ? cat.inputs.values : [hv];
+    });
+    const n = chunks[0]!.length;
+    if (chunks.some((c) => c.length !== n)) return undefined;
+    const parts: { k: Wide; q: Wide; v: Wide; mask: string }[] = [];
+    for (let j = 0; j < n; j++) {
+      const cs = chunks.map((c) => this.core(c[j]!));
+      if (cs.some((c) => !c)) return undefined;
+      const per = cs as Core[];
+      if (per.some((c) => this.structure(c.mask) !== this.structure(per[0]!.mask))) return undefined;
+      const [k, q, v] = [this.widen(per.map((c) => c.k)), this.widen(per.map((c) => c.q)), this.widen(per.map((c) => c.v))];
+      if (!k || !q || !v || k.axis !== 3 || q.axis !== 1 || v.axis !== 1) return undefined;
+      parts.push({ k: this.channelsFirst(k), q, v, mask: per[0]!.mask });
+    }
+    const out = concat.outputs[0]!;
+    const C = out.type.shape[1];
+    const X = out.type.shape[2];
+    if (typeof C !== 'number' || typeof X !== 'number' || C % H !== 0 || typeof out.type.shape[0] !== 'number') return undefined;
+    const channels = (w: Wide) => this.typeOf(w.v).shape[w.axis];
+    if (parts.some((p) => channels(p.k) !== C || channels(p.q) !== C || channels(p.v) !== C)) return undefined;
+    return { parts, H, C, X };
+  }
+
+  // One query chunk of one head: out = einsum(v, softmax(einsum(k, q) + mask)).
+  private core(out: string): Core | undefined {
+    const weighted = this.opOf(out, 'einsum');
+    if (!weighted || text(weighted, 'equation') !== WEIGHTED) return undefined;
+    const [v, probs] = weighted.inputs.values as string[];
+    const sm = this.opOf(probs!, 'softmax');
+    if (!sm || axisOf(sm, 4) !== 1 || typeof sm.inputs.x !== 'string') return undefined;
+    const add = this.opOf(sm.inputs.x, 'add');
+    if (!add || typeof add.inputs.x !== 'string' || typeof add.inputs.y !== 'string') return undefined;
+    const isScores = (s: string) => {
+      const e = this.opOf(s, 'einsum');
+      return e !== undefined && text(e, 'equation') === SCORES;
+    };
+    const [scores, mask] = isScores(add.inputs.x) ? [add.inputs.x, add.inputs.y] : isScores(add.inputs.y) ? [add.inputs.y, add.inputs.x] : [];
+    if (!scores || !mask) return undefined;
+    const [k, q] = this.producer.get(scores)!.inputs.values as string[];
+    return { k: k!, q: q!, v: v!, mask };
+  }
+
+  // The values of H heads (one per head) as one value over all channels, or undefined when they are not
+  // per-head cuts of shared values. Head h must hold channels h*D .. (h+1)*D of the widened value.
+  private widen(vs: string[]): Wide | undefined {
+    if (vs.every((v) => v === vs[0])) return undefined;
+    const ops = vs.map((v) => this.producer.get(v));
+    if (ops.some((o) => !o || o.op !== ops[0]!.op || o.outputs.length !== 1)) return undefined;
+    const os = ops as Op[];
+    switch (os[0]!.op) {
+      case 'slice_by_index':
+        return this.widenSlices(os);
+      case 'transpose': {
+        const xs = os.map((o) => o.inputs.x);
+        const perm = ints(os[0]!, 'perm');
+        if (!perm || !sameParams(os, 'x') || xs.some((x) => typeof x !== 'string')) return undefined;
+        const inner = this.widen(xs as string[]);
+        if (!inner) return undefined;
+        return { v: this.emit('transpose', { ...os[0]!.inputs, x: inner.v }, `${os[0]!.name}_heads`), axis: perm.indexOf(inner.axis) };
+      }
+      case 'concat': {
+        const tuples = os.map((o) => o.inputs.values);
+        if (!tuples.every((t) => Array.isArray(t) && t.length === (tuples[0] as string[]).length) || !sameParams(os, 'values')) return undefined;
+        if (os[0]!.inputs.interleave !== undefined && ints(os[0]!, 'interleave')?.[0]) return undefined;
+        const parts = (tuples[0] as string[]).map((_, i) => this.widen(tuples.map((t) => (t as string[])[i]!)));
+        const axis = axisOf(os[0]!, this.typeOf(vs[0]!).shape.length);
+        if (parts.some((p) => !p || p.axis !== parts[0]!.axis || p.axis === axis)) return undefined;
+        return { v: this.emit('concat', { ...os[0]!.inputs, values: parts.map((p) => p!.v) }, `${os[0]!.name}_heads`), axis: parts[0]!.axis };
+      }
+      default:
+        return undefined;
+    }
+  }
+
+  // Per-head slices: channel cuts of one shared value (h*D .. (h+1)*D on one axis), or the same cut of per-head values.
+  private widenSlices(os: Op[]): Wide | undefined {
+    const H = os.length;
+    const xs = os.map((o) => o.inputs.x);
+    if (xs.some((x) => typeof x !== 'string')) return undefined;
+    const rs = os.map((o) => this.ranges(o));
+    if (rs.some((r) => !r)) return undefined;
+    const r = rs as ([number, number] | 'all')[][];
+    if (xs.every((x) => x === xs[0])) {
+      // A channel cut of one shared value: the heads differ on exactly one axis, h*D .. (h+1)*D.
+      const x = xs[0] as string;
+      const differ = r[0]!.map((_, k) => r.some((rh) => JSON.stringify(rh[k]) !== JSON.stringify(r[0]![k]))).flatMap((d, k) => (d ? [k] : []));
+      if (differ.length !== 1) return undefined;
+      const a = differ[0]!;
+      const C = this.typeOf(x).shape[a];
+      if (typeof C !== 'number' || C % H !== 0) return undefined;
+      const D = C / H;
+      if (r.some((rh, h) => JSON.stringify(rh[a]) !== JSON.stringify([h * D, (h + 1) * D]))) return undefined;
+      const rest = r[0]!.map((rk, k) => (k === a ? 'all' : rk));
+      if (rest.every((rk) => rk === 'all')) return { v: x, axis: a };
+      const op0 = os[0]!;
+      const set = (key: string, v: number, fill: number) => {
+        const l = ints(op0, key) ?? this.typeOf(x).shape.map(() => fill);
+        return l.map((e, k) => (k === a ? v : e));
+      };
+      const inputs: Record<string, Arg> = { ...op0.inputs, x, begin: i32(set('begin', 0, 0)), end: i32(set('end', 0, 0)) };
+      inputs.begin_mask = literal('bool', set('begin_mask', 1, 0).map(Boolean));
+      inputs.end_mask = literal('bool', set('end_mask', 1, 0).map(Boolean));
+      return { v: this.once(`slice|${x}|${JSON.stringify(rest)}`, () => this.emit('slice_by_index', inputs, `${op0.name}_heads`)), axis: a };
+    }
+    // The same cut of per-head values, away from their channel axis.
+    const inner = this.widen(xs as string[]);
+    if (!inner || !sameParams(os, 'x') || r[0]![inner.axis] !== 'all') return undefined;
+    return { v: this.emit('slice_by_index', { ...os[0]!.inputs, x: inner.v }, `${os[0]!.name}_heads`), axis: inner.axis };
+  }
 
   // Each axis's range [b, e) of a stride-1 slice_by_index without squeezes ('all' for the whole axis).
-  const ranges = (op: Op): ([number, number] | 'all')[] | undefined => {
-    const shape = typeOf(op.inputs.x as string).shape;
+  private ranges(op: Op): ([number, number] | 'all')[] | undefined {
+    const shape = this.typeOf(op.inputs.x as string).shape;
     const [begin, end] = [ints(op, 'begin'), ints(op, 'end')];
     if (!begin || !end) return undefined;
     const flag = (key: string) => ints(op, key) ?? shape.map(() => 0);
@@ -93,169 +258,54 @@ export function batchHeads(graph: Graph): Graph {
       else return undefined;
     }
     return out;
-  };
+  }
 
-  // The values of H heads (one per head) as one value over all channels, or undefined when they are not
-  // per-head cuts of shared values. Head h must hold channels h*D .. (h+1)*D of the widened value.
-  const widen = (vs: string[]): Wide | undefined => {
-    if (vs.every((v) => v === vs[0])) return undefined;
-    const ops = vs.map((v) => producer.get(v));
-    if (ops.some((o) => !o || o.op !== ops[0]!.op || o.outputs.length !== 1)) return undefined;
-    const os = ops as Op[];
-    const H = os.length;
-    const xs = os.map((o) => o.inputs.x);
-    switch (os[0]!.op) {
-      case 'slice_by_index': {
-        if (xs.some((x) => typeof x !== 'string')) return undefined;
-        const rs = os.map(ranges);
-        if (rs.some((r) => !r)) return undefined;
-        const r = rs as ([number, number] | 'all')[][];
-        if (xs.every((x) => x === xs[0])) {
-          // A channel cut of one shared value: the heads differ on exactly one axis, h*D .. (h+1)*D.
-          const x = xs[0] as string;
-          const differ = r[0]!.map((_, k) => r.some((rh) => JSON.stringify(rh[k]) !== JSON.stringify(r[0]![k]))).flatMap((d, k) => (d ? [k] : []));
-          if (differ.length !== 1) return undefined;
-          const a = differ[0]!;
-          const C = typeOf(x).shape[a];
-          if (typeof C !== 'number' || C % H !== 0) return undefined;
-          const D = C / H;
-          if (r.some((rh, h) => JSON.stringify(rh[a]) !== JSON.stringify([h * D, (h + 1) * D]))) return undefined;
-          const rest = r[0]!.map((rk, k) => (k === a ? 'all' : rk));
-          if (rest.every((rk) => rk === 'all')) return { v: x, axis: a };
-          const op0 = os[0]!;
-          const set = (key: string, v: number, fill: number) => {
-            const l = ints(op0, key) ?? typeOf(x).shape.map(() => fill);
-            return l.map((e, k) => (k === a ? v : e));
-          };
-          const inputs: Record<string, Arg> = { ...op0.inputs, x, begin: i32(set('begin', 0, 0)), end: i32(set('end', 0, 0)) };
-          inputs.begin_mask = literal('bool', set('begin_mask', 1, 0).map(Boolean));
-          inputs.end_mask = literal('bool', set('end_mask', 1, 0).map(Boolean));
-          return { v: once(`slice|${x}|${JSON.stringify(rest)}`, () => emit('slice_by_index', inputs, `${op0.name}_heads`)), axis: a };
-        }
-        // The same cut of per-head values, away from their channel axis.
-        const inner = widen(xs as string[]);
-        if (!inner || !sameParams(os, 'x') || r[0]![inner.axis] !== 'all') return undefined;
-        return { v: emit('slice_by_index', { ...os[0]!.inputs, x: inner.v }, `${os[0]!.name}_heads`), axis: inner.axis };
-      }
-      case 'transpose': {
-        const perm = ints(os[0]!, 'perm');
-        if (!perm || !sameParams(os, 'x') || xs.some((x) => typeof x !== 'string')) return undefined;
-        const inner = widen(xs as string[]);
-        if (!inner) return undefined;
-        return { v: emit('transpose', { ...os[0]!.inputs, x: inner.v }, `${os[0]!.name}_heads`), axis: perm.indexOf(inner.axis) };
-      }
-      case 'concat': {
-        const tuples = os.map((o) => o.inputs.values);
-        if (!tuples.every((t) => Array.isArray(t) && t.length === (tuples[0] as string[]).length) || !sameParams(os, 'values')) return undefined;
-        if (os[0]!.inputs.interleave !== undefined && ints(os[0]!, 'interleave')?.[0]) return undefined;
-        const parts = (tuples[0] as string[]).map((_, i) => widen(tuples.map((t) => (t as string[])[i]!)));
-        const axis = axisOf(os[0]!, typeOf(vs[0]!).shape.length);
-        if (parts.some((p) => !p || p.axis !== parts[0]!.axis || p.axis === axis)) return undefined;
-        return { v: emit('concat', { ...os[0]!.inputs, values: parts.map((p) => p!.v) }, `${os[0]!.name}_heads`), axis: parts[0]!.axis };
-      }
-      default:
-        return undefined;
-    }
-  };
+  // Keys (1, K, X, C) that are a transpose of (1, C, X, K) are read before it, in the values' layout.
+  private channelsFirst(k: Wide): Wide {
+    const t = this.opOf(k.v, 'transpose');
+    return t && typeof t.inputs.x === 'string' && JSON.stringify(ints(t, 'perm')) === '[0,3,2,1]' ? { v: t.inputs.x, axis: 1 } : k;
+  }
 
   // Same value, or the same ops over the same values (a mask sliced once per head).
-  const keys = new Map<string, string>();
-  const structure = (v: string): string => {
-    const known = keys.get(v);
+  private structure(v: string): string {
+    const known = this.structureKeys.get(v);
     if (known !== undefined) return known;
-    const op = producer.get(v);
+    const op = this.producer.get(v);
     const key = !op
       ? v
       : `${op.op}(${Object.entries(op.inputs)
-          .map(([k, a]) => `${k}=${typeof a === 'string' ? structure(a) : Array.isArray(a) ? a.map(structure).join(',') : JSON.stringify(a)}`)
+          .map(([k, a]) => `${k}=${typeof a === 'string' ? this.structure(a) : Array.isArray(a) ? a.map((x) => this.structure(x)).join(',') : JSON.stringify(a)}`)
           .join(';')})#${op.outputs.findIndex((o) => o.name === v)}`;
-    keys.set(v, key);
+    this.structureKeys.set(v, key);
     return key;
-  };
-
-  // One query chunk of one head: out = einsum(v, softmax(einsum(k, q) + mask)).
-  const core = (out: string) => {
-    const weighted = opOf(out, 'einsum');
-    if (!weighted || str(weighted, 'equation') !== WEIGHTED) return undefined;
-    const [v, probs] = weighted.inputs.values as string[];
-    const sm = opOf(probs!, 'softmax');
-    if (!sm || axisOf(sm, 4) !== 1 || typeof sm.inputs.x !== 'string') return undefined;
-    const add = opOf(sm.inputs.x, 'add');
-    if (!add || typeof add.inputs.x !== 'string' || typeof add.inputs.y !== 'string') return undefined;
-    const isScores = (s: string) => {
-      const e = opOf(s, 'einsum');
-      return e !== undefined && str(e, 'equation') === SCORES;
-    };
-    const [scores, mask] = isScores(add.inputs.x) ? [add.inputs.x, add.inputs.y] : isScores(add.inputs.y) ? [add.inputs.y, add.inputs.x] : [];
-    if (!scores || !mask) return undefined;
-    const [k, q] = producer.get(scores)!.inputs.values as string[];
-    return { k: k!, q: q!, v: v!, mask };
-  };
-
-  // Keys (1, K, X, C) that are a transpose of (1, C, X, K) are read before it, in the values' layout.
-  const channelsFirst = (k: Wide): Wide => {
-    const t = opOf(k.v, 'transpose');
-    return t && typeof t.inputs.x === 'string' && JSON.stringify(ints(t, 'perm')) === '[0,3,2,1]' ? { v: t.inputs.x, axis: 1 } : k;
-  };
-
-  const block = (concat: Op): boolean => {
-    const heads = concat.inputs.values;
-    if (!Array.isArray(heads) || heads.length < 2 || axisOf(concat, typeOf(heads[0]!).shape.length) !== 1 || ints(concat, 'interleave')?.[0]) return false;
-    const H = heads.length;
-    // Each head: one chunk, or its chunks concatenated on the query axis.
-    const chunks = heads.map((hv) => {
-      const cat = opOf(hv, 'concat');
-      return cat && axisOf(cat, 4) === 3 && Array.isArray(cat.inputs.values) ? cat.inputs.values : [hv];
-    });
-    const n = chunks[0]!.length;
-    if (chunks.some((c) => c.length !== n)) return false;
-    const parts: { k: Wide; q: Wide; v: Wide; mask: string }[] = [];
-    for (let j = 0; j < n; j++) {
-      const cs = chunks.map((c) => core(c[j]!));
-      if (cs.some((c) => !c)) return false;
-      const per = cs as NonNullable<ReturnType<typeof core>>[];
-      if (per.some((c) => structure(c.mask) !== structure(per[0]!.mask))) return false;
-      const [k, q, v] = [widen(per.map((c) => c.k)), widen(per.map((c) => c.q)), widen(per.map((c) => c.v))];
-      if (!k || !q || !v || k.axis !== 3 || q.axis !== 1 || v.axis !== 1) return false;
-      parts.push({ k: channelsFirst(k), q, v, mask: per[0]!.mask });
-    }
-    const out = concat.outputs[0]!;
-    const C = out.type.shape[1];
-    const X = out.type.shape[2];
-    if (typeof C !== 'number' || typeof X !== 'number' || C % H !== 0 || typeof out.type.shape[0] !== 'number') return false;
-    const D = C / H;
-    const channels = (w: Wide) => typeOf(w.v).shape[w.axis];
-    if (parts.some((p) => channels(p.k) !== C || channels(p.q) !== C || channels(p.v) !== C)) return false;
-    const base = concat.name;
-    const outs = parts.map((p, j) => {
-      const b = `${base}_c${j}`;
-      const q = emit('transpose', { x: emit('reshape', { x: p.q.v, shape: i32([H, D, X, -1]) }, `${b}_q4`), perm: i32([0, 2, 3, 1]) }, `${b}_qT`); // (H, X, Q, D)
-      // (1, C, X, K) -> (H, X, D, K); keys still (1, K, X, C) -> (H, X, D, K).
-      const heads = (w: Wide, n: string) => once(`${n}|${w.v}`, () => w.axis === 1
-        ? emit('transpose', { x: emit('reshape', { x: w.v, shape: i32([H, D, X, -1]) }, `${b}_${n}4`), perm: i32([0, 2, 1, 3]) }, `${b}_${n}T`)
-        : emit('transpose', { x: emit('reshape', { x: w.v, shape: i32([-1, X, H, D]) }, `${b}_${n}4`), perm: i32([2, 1, 3, 0]) }, `${b}_${n}T`));
-      const [k, v] = [heads(p.k, 'k'), heads(p.v, 'v')];
-      const mask = once(`mask|${p.mask}`, () => emit('transpose', { x: p.mask, perm: i32([0, 2, 3, 1]) }, `${b}_maskT`)); // (1, X|1, Q|1, K|1)
-      const scores = emit('matmul', { x: q, y: k, transpose_x: literal('bool', false), transpose_y: literal('bool', false) }, `${b}_scores`); // (H, X, Q, K)
-      const probs = emit('softmax', { x: emit('add', { x: scores, y: mask }, `${b}_masked`), axis: literal('int32', 3) }, `${b}_probs`);
-      const o = emit('matmul', { x: v, y: probs, transpose_x: literal('bool', false), transpose_y: literal('bool', true) }, `${b}_out`); // (H, X, D, Q)
-      const last = n === 1 ? out.name : undefined;
-      return emit('reshape', { x: emit('transpose', { x: o, perm: i32([0, 2, 1, 3]) }, `${b}_outT`), shape: i32([1, C, X, -1]) }, `${b}_merged`, last); // (1, C, X, Q)
-    });
-    if (n > 1) emit('concat', { values: outs, axis: literal('int32', 3), interleave: literal('bool', false) }, base, out.name);
-    return true;
-  };
-
-  const ops: Op[] = [];
-  let changed = false;
-  for (const op of graph.ops) {
-    added = [];
-    if (op.op === 'concat' && block(op)) {
-      ops.push(...added);
-      changed = true;
-    } else ops.push(...added, op);
   }
-  return changed ? { ...graph, ops: live(graph, ops) } : graph;
+
+  private typeOf(v: string): TensorType {
+    return this.types.get(v) ?? internal(`value "${v}" has no type`);
+  }
+
+  private opOf(v: string, type: string): Op | undefined {
+    const op = this.producer.get(v);
+    return op?.op === type ? op : undefined;
+  }
+
+  private once(key: string, make: () => string): string {
+    return this.memo.get(key) ?? (this.memo.set(key, make()), this.memo.get(key)!);
+  }
+
+  /** Adds an op (its output named `name`, or `base` made unique) with the registry's type inference; returns its output. */
+  private emit(op: string, inputs: Record<string, Arg>, base: string, name?: string): string {
+    let n = name ?? base;
+    for (let k = 1; !name && this.taken.has(n); k++) n = `${base}_${k}`;
+    this.taken.add(n);
+    const def = opDef(op) ?? internal(`op ${op} is not in the registry`);
+    const [type] = def.infer(inferArgs(op, `${op} "${n}"`, inputTypesOf(inputs, (v) => this.typeOf(v))));
+    this.types.set(n, type!);
+    const made: Op = { op, name: n, inputs, outputs: [{ name: n, type: type! }] };
+    this.producer.set(n, made);
+    this.added.push(made);
+    return n;
+  }
 }
 
 // The ops whose outputs something reads (the graph's outputs, its taps, or a live op), in order.

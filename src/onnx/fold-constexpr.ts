@@ -3,20 +3,18 @@
 // them the same way, with the registry's own kernels (which follow coremltools' decompression exactly),
 // into plain constants: onnxruntime then runs the weights that the package ships.
 
-import type { Const, Graph, Op } from '../graph/ir.js';
+import type { Const, Graph } from '../ir/graph.js';
 import { Interpreter } from '../graph/interpreter.js';
-
-/** Whether an op is one of Core ML's load-time constant expressions. */
-const isConstexpr = (op: Op): boolean => op.op.startsWith('constexpr_');
+import { isConstexpr } from '../ops/index.js';
 
 /** The graph with every constexpr op replaced by the constant it computes (the same graph when there are none). */
 export async function foldConstexpr(graph: Graph): Promise<Graph> {
-  const ops = graph.ops.filter(isConstexpr);
+  const ops = graph.ops.filter((op) => isConstexpr(op.op));
   if (ops.length === 0) return graph;
   const outputs = ops.flatMap((op) => op.outputs);
   const values = await new Interpreter({ inputs: [], consts: graph.consts, ops, outputs: outputs.map((v) => v.name), taps: new Map() }, 'fp32').run({});
   // The compressed parts (indices, tables, scales) are dropped with their ops: ONNX has no sub-byte types.
-  const rest = graph.ops.filter((op) => !isConstexpr(op));
+  const rest = graph.ops.filter((op) => !isConstexpr(op.op));
   const used = new Set([...rest.flatMap((op) => Object.values(op.inputs).flatMap((a) => (typeof a === 'string' ? [a] : Array.isArray(a) ? a : []))), ...graph.outputs]);
   const consts = new Map([...graph.consts].filter(([name]) => used.has(name)));
   for (const v of outputs) {

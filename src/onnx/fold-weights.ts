@@ -5,8 +5,7 @@
 // initializer that nothing else reads become the initializer itself: dims changed, bytes transposed when
 // written, so the file holds W^T once.
 
-import type { OnnxInitializer } from './lower.js';
-import type { OnnxNodeProto } from './schema.js';
+import type { OnnxInitializer, OnnxNodeProto } from './schema.js';
 
 /** ONNX FLOAT, FLOAT16: the weights' types. */
 const FLOAT_TYPES = new Set([1, 10]);

@@ -1,4 +1,4 @@
-// The lowering pass: a Graph (graph/ir.ts) as ONNX nodes, op by op through each op's `onnx` lowering in the
+// The lowering pass: a Graph (ir/graph.ts) as ONNX nodes, op by op through each op's `onnx` lowering in the
 // registry (ops/defs/*.ts). Constants become initializers (loaded lazily, so the writer can stream them),
 // literals small initializers, symbolic dimensions (the length 'S') ONNX dim_params.
 //
@@ -9,25 +9,15 @@
 
 import { encodeTensorBytes } from '../coreml/tensor-bytes.js';
 import { ModernBertError } from '../errors.js';
-import { isLiteral, type Dim, type DType, type Graph, type Literal, type TensorType } from '../graph/ir.js';
+import { isLiteral, type Dim, type DType, type Graph, type Literal, type TensorType } from '../ir/graph.js';
 import { inferArgs, inputTypesOf, ONNX_TYPE, ONNX_TYPE_INT64 as INT64, opDef, type OnnxArgs, type OnnxAttr } from '../ops/index.js';
 import { batchHeads } from './batch-heads.js';
 import { foldWeightLayouts } from './fold-weights.js';
 import { simplifyNodes } from './simplify.js';
-import type { OnnxAttributeProto, OnnxNodeProto, OnnxValueInfoProto } from './schema.js';
+import type { OnnxAttributeProto, OnnxInitializer, OnnxNodeProto, OnnxValueInfoProto } from './schema.js';
 
 export const ONNX_OPSET = 17;
 export const ONNX_IR_VERSION = 8;
-
-/** An initializer whose bytes are produced when written. */
-export interface OnnxInitializer {
-  name: string;
-  /** ONNX TensorProto.DataType. */
-  dataType: number;
-  dims: number[];
-  byteLength: number;
-  bytes(): Uint8Array;
-}
 
 export interface LoweredGraph {
   nodes: OnnxNodeProto[];

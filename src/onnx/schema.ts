@@ -16,6 +16,16 @@ export interface OnnxAttributeProto {
   ints?: number[];
 }
 
+/** An initializer whose bytes are produced when written. */
+export interface OnnxInitializer {
+  name: string;
+  /** ONNX TensorProto.DataType. */
+  dataType: number;
+  dims: number[];
+  byteLength: number;
+  bytes(): Uint8Array;
+}
+
 export interface OnnxNodeProto {
   input: string[];
   output: string[];

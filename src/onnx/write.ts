@@ -12,7 +12,7 @@ import { ONNX_IR_VERSION, ONNX_OPSET, type LoweredGraph } from './lower.js';
 import { encodeOnnxModel, type OnnxModelProto, type OnnxTensorProto } from './schema.js';
 
 /** Protobuf's limit on one message, less room for the graph itself. */
-export const MAX_INLINE_BYTES = 2 ** 31 - 2 ** 26;
+const MAX_INLINE_BYTES = 2 ** 31 - 2 ** 26;
 /** Initializers smaller than this stay inline even with external data (as onnx's own converter does). */
 const EXTERNAL_MIN_BYTES = 1024;
 /** Offsets in the data file are aligned for memory mapping. */

@@ -4,10 +4,10 @@
 // kernel. The graph builder, the package writer's and reader's validation, the printer and the
 // interpreter all read this one table.
 
-import type { DType, Literal, Op, TensorType } from '../graph/ir.js';
+import type { DType, Literal, Op, TensorType } from '../ir/graph.js';
 import type { Numerics } from '../runtime/numerics.js';
 import type { RtTensor } from '../runtime/tensor.js';
-import { atLeast, type Target } from './target.js';
+import { atLeast, type Target } from '../ir/target.js';
 
 /** An element type as an op input sees it: our dtypes, plus MIL's string for attributes such as pad_type. */
 export type InputDType = DType | 'string';
@@ -112,6 +112,12 @@ export interface OpDef {
   run: Kernel;
   /** Its ONNX form; absent when the op cannot be exported to ONNX. */
   onnx?: OnnxLowering;
+  /**
+   * A load-time constant expression (MIL's constexpr ops, which hold compressed weights): Core ML computes
+   * it once when it loads the model, so its inputs are written inline and every runtime evaluates it once,
+   * as a constant.
+   */
+  constexpr?: boolean;
 }
 
 const REGISTRY = new Map<string, OpDef>();
@@ -128,6 +134,11 @@ export function register(...defs: OpDef[]): void {
 /** The definition of an op type, or undefined (a Map, so names such as `__proto__` find nothing). */
 export function opDef(op: string): OpDef | undefined {
   return REGISTRY.get(op);
+}
+
+/** Whether ops of this type are load-time constant expressions (OpDef.constexpr); false for unknown types. */
+export function isConstexpr(op: string): boolean {
+  return REGISTRY.get(op)?.constexpr === true;
 }
 
 /** Op types in the registry. */

@@ -3,7 +3,7 @@
 // input types that the graph builder and the package reader know.
 
 import { ModernBertError } from '../errors.js';
-import { isLiteral, type Arg, type Dim, type Literal, type TensorType } from '../graph/ir.js';
+import { isLiteral, type Arg, type Dim, type Literal, type TensorType } from '../ir/graph.js';
 import { inputDefault, type InferArgs } from './registry.js';
 
 /** Types of an op's inputs: a tensor type per value input, a list for tuples, the literal itself for immediates. */

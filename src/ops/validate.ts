@@ -4,13 +4,13 @@
 // type equal to the one the op's inference gives. The package writer runs it before writing and the reader
 // after reading, so no program that coremltools would refuse is written or run.
 
-import type { Arg, DType, Graph, TensorType } from '../graph/ir.js';
-import { isLiteral, numel } from '../graph/ir.js';
+import type { Arg, DType, Graph, TensorType } from '../ir/graph.js';
+import { isLiteral, numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
-import { valueTypes } from '../graph/value-types.js';
+import { valueTypes } from '../ir/value-types.js';
 import { opDef, opSignature, opVersions, type InputDType } from './registry.js';
 import { inferArgs, inputTypesOf } from './shapes.js';
-import { atLeast, targetInfo, type Target } from './target.js';
+import { atLeast, targetInfo, type Target } from '../ir/target.js';
 import './index.js';
 
 /** Multi-array dtypes that ML Program inputs and outputs take (backend/mil/helper.py cast_to_framework_io_dtype); fp16 from iOS 16. */

@@ -1,7 +1,8 @@
 // The H_K factor of a Hadamard transform, compiled to straight-line code. Applied with loops, the K×K ±1
-// mix costs ~17 ns per value in V8 (loop overhead and loads of the block); generated code that holds the K
-// inputs in locals and spells each output as a chain of additions and subtractions costs ~1.5 ns. The source
-// is built only from the integers K, P and the signs of the block, never from user input.
+// mix pays V8's loop overhead and loads of the block for every value; generated code that holds the K
+// inputs in locals and spells each output as a chain of additions and subtractions is about ten times
+// faster (docs/PERFORMANCE.md). The source is built only from the integers K, P and the signs of the
+// block, never from user input.
 
 /** x[o + a·P + b] ← Σ_c B[a][c]·x[o + c·P + b] for every b < P: the block applied across the K segments at o. */
 export type BlockMix = (x: Float64Array, offset: number) => void;

@@ -1,7 +1,7 @@
 // A rotation given as an explicit orthogonal matrix: a learned (SpinQuant-style) rotation, or any Q that
-// has no fast transform. Products are matmuls on the runtime's WebAssembly SIMD kernel (float32, ~40
-// GFLOP/s on one thread here): folding ModernBERT-base with a dense Q is about 114 GFLOP, which a scalar
-// JavaScript loop needed ~90 s for.
+// has no fast transform. Products are matmuls on the runtime's WebAssembly SIMD kernel (float32): folding
+// ModernBERT-base with a dense Q is about 114 GFLOP, which a scalar JavaScript loop takes minutes for
+// (docs/PERFORMANCE.md).
 
 import { ModernBertError } from '../errors.js';
 import { gemmSync } from '../runtime/kernels/index.js';

@@ -5,7 +5,7 @@
 // docs/ROTATION.md has the derivation and what each output tensor is.
 
 import { ModernBertError } from '../errors.js';
-import { sharedFloat32, type Tensor, type WeightSource } from '../weights.js';
+import { sharedFloat32, type Tensor, type WeightSource } from '../io/weights.js';
 import { LazyWeights, type Recipe } from './lazy-weights.js';
 import { affine, centerColumns, centerRows, centeredDiagonal, diagonal, scaleColumns } from './matrix-ops.js';
 import type { Rotation } from './rotation.js';

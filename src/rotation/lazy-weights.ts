@@ -2,7 +2,7 @@
 // transform of a large model holds one output tensor (and the inputs it reads) at a time.
 
 import { ModernBertError } from '../errors.js';
-import type { Tensor, WeightSource } from '../weights.js';
+import type { Tensor, WeightSource } from '../io/weights.js';
 
 /** How to produce one tensor: its shape cheaply, its data on demand. */
 export interface Recipe {

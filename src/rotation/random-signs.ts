@@ -2,7 +2,7 @@
 // only), so that a rotation recorded as "Hadamard, seed 7" can be rebuilt bit for bit anywhere.
 
 import { ModernBertError } from '../errors.js';
-import { splitmix32 } from '../synth/prng.js';
+import { splitmix32 } from '../numeric/prng.js';
 
 /** n values of ±1 from splitmix32 seeded by an integer in [0, 2^32). */
 export function randomSigns(n: number, seed: number): Float64Array {

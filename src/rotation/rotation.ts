@@ -2,7 +2,7 @@
 // so a Hadamard rotation can apply them in O(n log n) per vector while a learned (dense) one uses matmuls.
 
 import { ModernBertError } from '../errors.js';
-import { sharedFloat32 } from '../weights.js';
+import { sharedFloat32 } from '../io/weights.js';
 
 /** A row-major matrix of float32 or float64 values. */
 export type Matrix = Float32Array | Float64Array;

@@ -1,6 +1,6 @@
-// A grow-only float64 scratch buffer. Touching fresh memory costs page faults (about 3 ms per MB on the
-// 2-core CI machine, more than the arithmetic of a Hadamard transform), so transforms reuse one buffer
-// across tensors instead of allocating per call.
+// A grow-only float64 scratch buffer. Touching fresh memory costs page faults, more than the arithmetic of a
+// Hadamard transform (docs/PERFORMANCE.md), so transforms reuse one buffer across tensors instead of
+// allocating per call.
 
 /** Scratch space handed out as a view of one growing buffer; a new `take` invalidates the previous view. */
 export class Workspace {

@@ -1,10 +1,10 @@
 // The activations of one interpreter run, carved from a few large slabs (an arena) and handed back as values
-// die. Why: one ArrayBuffer per activation made about 2.8 GB of fresh allocations in one forward of
-// synth-base-4L at 8,192 tokens; V8 frees dead buffers late (after a collection and a sweep that needs the
-// event loop) and the C allocator keeps much of what it gets back, so peak RSS ran 300+ MB above the values
-// alive at any moment (199 MB). First fit in one 256 MB slab, with the parts of a block that no live view
-// covers handed back (the interpreter's Env), writes 189 MB of slab for a live peak of 145 MB there, and
-// nothing is allocated after the first layer. The slabs are SharedArrayBuffers, seen by the kernels as
+// die. Why: one ArrayBuffer per activation makes gigabytes of fresh allocations in one long forward pass;
+// V8 frees dead buffers late (after a collection and a sweep that needs the event loop) and the C allocator
+// keeps much of what it gets back, so peak RSS runs far above the values alive at any moment. First fit in
+// one large slab, with the parts of a block that no live view covers handed back (the interpreter's Env),
+// writes little more slab than the live peak, and nothing is allocated after the first layer
+// (docs/PERFORMANCE.md, "Numbers behind the code's choices", has the measurements). The slabs are SharedArrayBuffers, seen by the kernels as
 // ordinary Float32Array views and read by the kernel workers in place; the run is found through
 // AsyncLocalStorage, so concurrent runs never share a slab, and kernels called outside a run get ordinary
 // arrays. A dropped slab's memory goes back once every thread that saw it (the workers too) has collected
@@ -13,14 +13,14 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 
 /**
- * Arrays shorter than this (128 KB) stay ordinary allocations: the arena is for the S-sized ones (and the
- * 768 arrays of 128 KB that global attention makes per forward at 8,192 tokens on synth-base-4L).
+ * Arrays shorter than this (128 KB) stay ordinary allocations: the arena is for the S-sized ones, down to the
+ * per-chunk arrays that global attention makes at long lengths.
  */
 export const ARENA_MIN = 1 << 15;
 /**
  * Floats per slab (256 MB; only the pages written count in RSS); a longer array gets a slab of its own
- * length. One slab holds a long input's whole peak, so no 75 MB array has to start a second slab: with 128
- * MB slabs synth-base-4L at 8,192 tokens wrote 201 MB of slab for a live peak of 145, with 256 MB 189.
+ * length. One slab holds a long input's whole peak, so that no large array has to start a second slab and
+ * leave the first one's tail unused.
  */
 const SLAB_FLOATS = 1 << 26;
 /** Idle slabs are kept this long after a run for the next one, then left to the garbage collector. */
@@ -221,7 +221,7 @@ export function trimBlock(block: Block, keep: readonly (readonly [number, number
 }
 
 /** Lets idle slabs go to the garbage collector now (also done a moment after each run). */
-export function dropIdleSlabs(): void {
+function dropIdleSlabs(): void {
   clearTimeout(idleTimer);
   idle = [];
 }

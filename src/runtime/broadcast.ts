@@ -1,11 +1,11 @@
 // Numpy-style broadcasting of elementwise ops over row-major data.
 
 import { ModernBertError } from '../errors.js';
-import type { DType, TensorData } from '../graph/ir.js';
+import type { DType, TensorData } from '../ir/graph.js';
 import { allocData, allocFloat, stridesOf, type RtTensor } from './tensor.js';
 
 /** The broadcast shape of several shapes. */
-export function broadcastShape(shapes: number[][], op: string): number[] {
+function broadcastShape(shapes: number[][], op: string): number[] {
   const rank = Math.max(...shapes.map((s) => s.length));
   const out: number[] = [];
   for (let i = 0; i < rank; i++) {

@@ -27,7 +27,7 @@ export async function matmul(p: Product, num: Numerics): Promise<void> {
   }
   // The kernel rounds C to float16 after every ACC16_CHUNK values of k, inside the WebAssembly GEMM:
   // the same result as one K-chunked call per chunk with a rounding between them, without a call (and a
-  // pool round trip) per chunk, which made fp16-acc16 ~2.6x slower than fp16 on synth-base.
+  // pool round trip) per chunk, which cost more than the products themselves (docs/PERFORMANCE.md).
   p.c.fill(0);
   await gemm({ ...p, accumulate: true, f16Chunk: ACC16_CHUNK });
 }

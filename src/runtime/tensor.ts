@@ -1,8 +1,8 @@
 // Run-time tensors of the interpreter: a dtype, a concrete shape and row-major data.
 
 import { ModernBertError } from '../errors.js';
-import type { DType, TensorData } from '../graph/ir.js';
-import { sharedFloat32 } from '../weights.js';
+import type { DType, TensorData } from '../ir/graph.js';
+import { sharedFloat32 } from '../io/weights.js';
 import { arenaFloat, blockOf } from './arena.js';
 
 // Long-lived arrays at least this long (weights) live on SharedArrayBuffers, so the kernel workers read

@@ -1,8 +1,8 @@
 // Which tensors a synthetic checkpoint stores, and the uniform range each is drawn from
 // (docs/FIXTURES.md): norm weights around 1, biases small, every other weight uniform with std 0.02.
 
-import type { ModernBertConfig } from '../config.js';
-import { expectedTensors } from '../io/checkpoint.js';
+import type { ModernBertConfig } from '../model/config.js';
+import { expectedTensors } from '../model/checkpoint.js';
 
 /** One stored tensor: values are float32(base + (2u - 1) * amp). */
 export interface RecipeEntry {
@@ -13,7 +13,7 @@ export interface RecipeEntry {
 }
 
 /** The base and amplitude of a tensor, from its name. */
-export function recipeRule(name: string): { base: number; amp: number } {
+function recipeRule(name: string): { base: number; amp: number } {
   if (name.endsWith('norm.weight')) return { base: 1, amp: 0.1 };
   if (name.endsWith('.bias')) return { base: 0, amp: 0.02 };
   return { base: 0, amp: 0.02 * Math.sqrt(3) };

@@ -4,16 +4,16 @@
 
 import { existsSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseConfig, type ModernBertConfig } from '../config.js';
+import { parseConfig, type ModernBertConfig } from '../model/config.js';
 import { ModernBertError } from '../errors.js';
-import { makeFolders } from '../fs-errors.js';
-import { readJson } from '../io/checkpoint.js';
+import { makeFolders } from '../io/fs-errors.js';
+import { readJson } from '../model/checkpoint.js';
 import { checkFileOutput, writeOutput, type CheckedOutput } from '../io/output.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
-import { sharedFloat32, type Tensor, type WeightSource } from '../weights.js';
+import { sharedFloat32, type Tensor, type WeightSource } from '../io/weights.js';
 import { applyOverride, checkOverride, type Override } from './overrides.js';
 import { SYNTH_PRESETS, type SynthPreset } from './presets.js';
-import { synthFill } from './prng.js';
+import { synthFill } from '../numeric/prng.js';
 import { synthRecipe, type RecipeEntry } from './recipe.js';
 
 const EMBEDDINGS = 'model.embeddings.tok_embeddings.weight';

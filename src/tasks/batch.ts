@@ -1,16 +1,16 @@
 // The batch path of `embed` and `predict --input`: tokenize every text, pack them first-fit-decreasing into
-// windows (several texts per forward pass, model.ts packing), run each window, and split its output back
+// windows (several texts per forward pass, model/packing.ts), run each window, and split its output back
 // into one result per text, in input order.
 
-import type { ForwardResult } from '../engine.js';
-import { describeLength, encodeWithin } from '../encode-within.js';
+import type { ForwardResult } from '../run/runner.js';
+import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
 import { ModernBertError } from '../errors.js';
 import { assertFinite, firstNonFinite, nonFiniteError } from '../numeric/finite.js';
 import { formatBytes, MAX_RESULT_BYTES } from '../io/limits.js';
-import type { LoadedModel } from '../load.js';
-import type { OutputHead } from '../model.js';
+import type { LoadedModel } from '../run/load.js';
+import type { OutputHead } from '../model/options.js';
 import type { RtTensor } from '../runtime/tensor.js';
-import type { Tokenizer } from '../tokenizer.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { InputText } from './batch-input.js';
 import { packTexts, type PackedWindow } from './pack-texts.js';
 import { softmaxColumn, topK, type LabelScore, type MaskPrediction, type TokenLabel } from './predict.js';

@@ -1,6 +1,6 @@
 // First-fit-decreasing packing of tokenized texts into windows: longest text first, each into the first
 // window with room for its tokens and a free text slot, else a new window. Texts stay whole and contiguous
-// (model.ts packing reads each text as one run of its segment id).
+// (model/packing.ts reads each text as one run of its segment id).
 
 /** One window of packed texts, padded to the window length. */
 export interface PackedWindow {

@@ -1,12 +1,11 @@
 // What `predict` computes, for each kind of head: fill-mask top-k, sequence labels, token labels, embeddings.
 
-import type { Sequence } from '../engine.js';
-import { describeLength, encodeWithin } from '../encode-within.js';
+import type { Runner, Sequence } from '../run/runner.js';
+import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
 import { ModernBertError } from '../errors.js';
 import { assertFinite } from '../numeric/finite.js';
-import type { Runner } from '../eval/verify.js';
 import type { RtTensor } from '../runtime/tensor.js';
-import type { Tokenizer } from '../tokenizer.js';
+import type { Tokenizer } from '../tokenizer/tokenizer.js';
 
 export interface TopToken {
   token: string;

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { writeSafetensors, type TensorToWrite } from '../../src/io/safetensors-writer.js';
-import type { Tensor } from '../../src/weights.js';
+import type { Tensor } from '../../src/io/weights.js';
 
 export const FX = join(import.meta.dirname, '..', 'fixtures');
 export const ROOT = join(import.meta.dirname, '..', '..');

@@ -2,8 +2,8 @@
 
 import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadCheckpoint } from '../../src/io/checkpoint.js';
-import type { Tensor } from '../../src/weights.js';
+import { loadCheckpoint } from '../../src/model/checkpoint.js';
+import type { Tensor } from '../../src/io/weights.js';
 import { writeCheckpoint } from './fixtures.js';
 
 /** Writes `src` with row `row` of `tensor` set to `value` into a new folder under `parent`; returns it. */

@@ -3,8 +3,8 @@
 // then use it as the oracle for configurations the goldens do not cover (other windows, thetas, eps,
 // layer types, activations, pooling, head and label counts).
 
-import type { Activation, ModernBertConfig } from '../../src/config.js';
-import type { Tensor } from '../../src/weights.js';
+import type { Activation, ModernBertConfig } from '../../src/model/config.js';
+import type { Tensor } from '../../src/io/weights.js';
 
 export interface ReferenceOutput {
   /** hidden[i]: [S][H] after layer i (0 = embeddings after their norm; L = after the final norm). */

@@ -4,7 +4,7 @@ import { expect } from 'vitest';
 import { ModernBertError, type ErrorCode } from '../../src/errors.js';
 import type { RtTensor } from '../../src/runtime/tensor.js';
 import type { GoldenCase } from '../../src/eval/golden.js';
-import type { Tensor, WeightSource } from '../../src/weights.js';
+import type { Tensor, WeightSource } from '../../src/io/weights.js';
 
 /** Channel vector of token `s` of a (1, C, 1, S) tensor. */
 export function tokenColumn(t: RtTensor, s: number): Float64Array {

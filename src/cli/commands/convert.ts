@@ -1,21 +1,21 @@
 // `convert MODEL --out NAME.mlpackage`: a Core ML package for the Neural Engine, with a fidelity report.
 
 import { Option, type Command } from 'commander';
-import { convert, FidelityGateError, type CompressionSummary } from '../../convert.js';
+import { convert, FidelityGateError, type CompressionSummary } from '../../convert/convert.js';
 import { COMPRESS_MODES, compressSpec, DEFAULT_BLOCK_SIZE, type CompressMode } from '../../compress/spec.js';
-import { targetInfo } from '../../ops/target.js';
+import { targetInfo } from '../../ir/target.js';
 import { CompressedWeights } from '../../compress/compressed-weights.js';
-import type { WeightSource } from '../../weights.js';
+import type { WeightSource } from '../../io/weights.js';
 import { ModernBertError } from '../../errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
-import type { Checkpoint } from '../../io/checkpoint.js';
-import { parseAddHead } from '../../convert-heads.js';
-import { isPackagePath, openCheckpoint } from '../../load.js';
+import type { Checkpoint } from '../../model/checkpoint.js';
+import { parseAddHead } from '../../convert/heads.js';
+import { isPackagePath, openCheckpoint } from '../../run/load.js';
 import { checkPackageOutput } from '../../coreml/package.js';
-import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model.js';
+import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
-import type { RotationKind } from '../../variants.js';
+import type { RotationKind } from '../../model/variants.js';
 import { keptRotation, learnRotation, type LearnedRotation } from '../../learn/learned.js';
 import { readCalibration } from '../calibration.js';
 import { printJson, progress, type Io } from '../context.js';

@@ -6,7 +6,7 @@ import { ModernBertError } from '../../errors.js';
 import { assertFinite } from '../../numeric/finite.js';
 import { AgreementMeter } from '../../eval/compare.js';
 import { resolveInputs } from '../../eval/inputs.js';
-import { openModel } from '../../load.js';
+import { openModel } from '../../run/load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt, precision } from '../parse.js';

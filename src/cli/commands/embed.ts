@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
 import { checkFileOutput } from '../../io/output.js';
-import { openModel, type LoadedModel } from '../../load.js';
+import { openModel, type LoadedModel } from '../../run/load.js';
 import { packageInfo } from '../../coreml/package-info.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { readBatchInput } from '../../tasks/batch-input.js';

@@ -2,13 +2,13 @@
 
 import { Option, type Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { exportOnnx } from '../../export-onnx.js';
+import { exportOnnx } from '../../convert/export-onnx.js';
 import { checkOnnxOutput } from '../../onnx/write.js';
-import { isPackagePath, openCheckpoint } from '../../load.js';
-import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model.js';
+import { isPackagePath, openCheckpoint } from '../../run/load.js';
+import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
 import { keptRotation, learnRotation } from '../../learn/learned.js';
 import type { Precision } from '../../runtime/numerics.js';
-import type { RotationKind } from '../../variants.js';
+import type { RotationKind } from '../../model/variants.js';
 import { readCalibration } from '../calibration.js';
 import { printJson, progress, type Io } from '../context.js';
 import { fp16Precision, nonNegativeInt, positiveInt } from '../parse.js';

@@ -2,14 +2,15 @@
 
 import type { Command } from 'commander';
 import type { FeatureInfo } from '../../coreml/description.js';
-import type { PackageRunner } from '../../package-runner.js';
-import { openModel, type LoadedModel } from '../../load.js';
+import type { PackageRunner } from '../../run/package-runner.js';
+import { openModel, type LoadedModel } from '../../run/load.js';
 import { ModernBertError } from '../../errors.js';
 import { ANE_AXES, formatAneIssue, lintAneLimits } from '../../graph/ane-limits.js';
 import { printJson, type Io } from '../context.js';
 import { META } from '../../coreml/package-info.js';
-import type { CompressionSummary } from '../../convert.js';
+import type { CompressionSummary } from '../../convert/convert.js';
 import { formatCompression } from './convert.js';
+import { isConstexpr } from '../../ops/index.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 /** Registers the inspect command; `setExit(1)` when --lint finds a problem. */
@@ -94,9 +95,9 @@ function inspectPackage(io: Io, model: LoadedModel, json: boolean): void {
   let parameters = 0;
   // Compressed weights count as the tensors their constexpr ops produce, not as their tables and scales.
   const size = (shape: readonly (number | string)[]) => (shape as number[]).reduce((a, b) => a * b, 1);
-  const constexprInputs = new Set(pkg.graph.ops.filter((op) => op.op.startsWith('constexpr_')).flatMap((op) => Object.values(op.inputs).filter((a): a is string => typeof a === 'string')));
+  const constexprInputs = new Set(pkg.graph.ops.filter((op) => isConstexpr(op.op)).flatMap((op) => Object.values(op.inputs).filter((a): a is string => typeof a === 'string')));
   for (const c of pkg.graph.consts.values()) if ((c.type.dtype === 'fp16' || c.type.dtype === 'fp32') && !constexprInputs.has(c.name)) parameters += size(c.type.shape);
-  for (const op of pkg.graph.ops) if (op.op.startsWith('constexpr_')) parameters += size(op.outputs[0]!.type.shape);
+  for (const op of pkg.graph.ops) if (isConstexpr(op.op)) parameters += size(op.outputs[0]!.type.shape);
   const feature = (f: FeatureInfo) => ({ name: f.name, dtype: f.dtype, shape: f.shape, ...(f.enumeratedShapes ? { enumerated_shapes: f.enumeratedShapes } : {}), ...(f.description ? { description: f.description } : {}) });
   const info = {
     path: model.path,

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
 import { checkFileOutput } from '../../io/output.js';
-import { DEFAULT_MODEL, openModel } from '../../load.js';
+import { DEFAULT_MODEL, openModel } from '../../run/load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { classify, embed, fillMask, labelTokens } from '../../tasks/predict.js';
 import { readBatchInput } from '../../tasks/batch-input.js';

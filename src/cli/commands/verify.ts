@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { readGolden } from '../../eval/golden.js';
 import { verify } from '../../eval/verify.js';
-import { openModel } from '../../load.js';
+import { openModel } from '../../run/load.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { positiveNumber, precision } from '../parse.js';

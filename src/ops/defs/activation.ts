@@ -3,7 +3,7 @@
 // (biased) input, as runtime/numerics.ts describes.
 
 import { ModernBertError } from '../../errors.js';
-import { literal, numel } from '../../graph/ir.js';
+import { literal, numel } from '../../ir/graph.js';
 import type { Numerics } from '../../runtime/numerics.js';
 import { f16round } from '../../numeric/fp16.js';
 import { geluSimd, SOFTMAX_MAX_SLAB, softmaxSimd } from '../../runtime/kernels/index.js';

@@ -1,7 +1,7 @@
 // Small pieces that the op definitions share: kernel errors, float views of inputs, output dtypes.
 
 import { ModernBertError } from '../../errors.js';
-import type { DType, TensorType } from '../../graph/ir.js';
+import type { DType, TensorType } from '../../ir/graph.js';
 import { floats, type RtTensor } from '../../runtime/tensor.js';
 import type { InferArgs, OnnxArgs, OpArgs } from '../registry.js';
 

@@ -4,8 +4,8 @@
 // op's `decompress` exactly (the functions below, which the compressor also uses to measure what ships):
 // float results are rounded to the table's or scale's dtype, as numpy computes them in that dtype.
 
-import type { Dim, DType, TensorType } from '../../graph/ir.js';
-import { numel } from '../../graph/ir.js';
+import type { Dim, DType, TensorType } from '../../ir/graph.js';
+import { numel } from '../../ir/graph.js';
 import { roundToF16 } from '../../numeric/fp16.js';
 import type { RtTensor } from '../../runtime/tensor.js';
 import { attr, constInput, I32, register, since, type InferArgs, type Kernel, type OpArgs } from '../registry.js';
@@ -17,7 +17,7 @@ const SHIFT18: readonly DType[] = ['int4', 'uint4', 'int8', 'uint8', 'fp16', 'fp
 const DST: readonly DType[] = ['fp16', 'fp32'];
 
 /** Bits of an index type of the iOS 18 LUT (types.get_bitwidth). */
-export const INDEX_BITS: Readonly<Record<string, number>> = { uint1: 1, uint2: 2, uint3: 3, uint4: 4, uint6: 6, uint8: 8 };
+const INDEX_BITS: Readonly<Record<string, number>> = { uint1: 1, uint2: 2, uint3: 3, uint4: 4, uint6: 6, uint8: 8 };
 
 const inDtype = (values: Float32Array, dtype: DType): Float32Array => (dtype === 'fp16' ? roundToF16(values) : values);
 
@@ -69,7 +69,7 @@ function forEachBlock(shape: readonly number[], grid: readonly number[], f: (i: 
 }
 
 /** iOS 16 decompress (dequantize_by_scale_and_zp): scale * (q - zero_point), scale and zero point scalars or vectors along `axis`. */
-export function affineDequantize(q: ArrayLike<number>, shape: readonly number[], zeroPoint: ArrayLike<number>, scale: ArrayLike<number>, axis: number): Float32Array {
+function affineDequantize(q: ArrayLike<number>, shape: readonly number[], zeroPoint: ArrayLike<number>, scale: ArrayLike<number>, axis: number): Float32Array {
   const ax = axis < 0 ? axis + shape.length : axis;
   const inner = numel(shape.slice(ax + 1));
   const dim = shape[ax]!;
@@ -199,6 +199,7 @@ register(
     ],
     infer: lutType,
     run: lutKernel,
+    constexpr: true,
   },
   {
     op: 'constexpr_affine_dequantize',
@@ -207,11 +208,13 @@ register(
     ],
     infer: affineType,
     run: affineKernel,
+    constexpr: true,
   },
   {
     op: 'constexpr_blockwise_shift_scale',
     versions: [since('iOS18', constInput('data', SHIFT18, 'SrcT'), constInput('scale', DST, 'DstT'), attr('offset', SHIFT18, undefined, 'OffsetT'))],
     infer: shiftScaleType,
     run: shiftScaleKernel,
+    constexpr: true,
   },
 );

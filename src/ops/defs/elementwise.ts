@@ -6,7 +6,7 @@ import { allocData, allocFloat } from '../../runtime/tensor.js';
 import { attr, BOOL, constInput, F, FI, FIB, FIB17, likeX, register, since, STR, tensor, type InferArgs, type Kernel, type OnnxLowering, type OpDef } from '../registry.js';
 import { broadcastShapes } from '../shapes.js';
 import { f32, floatOut, ONNX_TYPE, onnxSame, sameAsX } from './common.js';
-import type { DType, TensorType } from '../../graph/ir.js';
+import type { DType, TensorType } from '../../ir/graph.js';
 
 // elementwise_binary.type_inference: broadcast x with y (infer_type_with_broadcast), dtype promoted (x and y share T).
 const broadcastXY = (a: InferArgs, dtype?: DType): TensorType[] => {

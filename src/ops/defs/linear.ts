@@ -2,7 +2,7 @@
 // their iOS 17 versions (weights and bias may differ in dtype from x). All run on the GEMM kernels of
 // runtime/matmul.ts.
 
-import { literal, numel, type Dim, type TensorType } from '../../graph/ir.js';
+import { literal, numel, type Dim, type TensorType } from '../../ir/graph.js';
 import { matmul } from '../../runtime/matmul.js';
 import { allocFloat, type RtTensor } from '../../runtime/tensor.js';
 import { attr, BOOL, constInput, F, FI, I32, register, since, STR, tensor, tuple, type DefaultValue, type InferArgs, type Kernel, type OnnxArgs, type OpArgs } from '../registry.js';

@@ -3,7 +3,7 @@
 // [outer, n, inner] with the inner axis contiguous: for (1, C, 1, S) over channels every channel step
 // touches S consecutive values, which is what makes these loops fast.
 
-import { literal, numel, type TensorType } from '../../graph/ir.js';
+import { literal, numel, type TensorType } from '../../ir/graph.js';
 import { f16round } from '../../numeric/fp16.js';
 import { allocFloat, type RtTensor } from '../../runtime/tensor.js';
 import { attr, BOOL, F, FI, I32, likeX, register, since, tensor, type InferArgs, type Kernel, type OnnxArgs, type OpArgs, type OpDef } from '../registry.js';

@@ -3,7 +3,7 @@
 // (const, select).
 
 import { ModernBertError } from '../../errors.js';
-import { literal, numel, type Dim, type DType, type TensorType } from '../../graph/ir.js';
+import { literal, numel, type Dim, type DType, type TensorType } from '../../ir/graph.js';
 import { mapBroadcast } from '../../runtime/broadcast.js';
 import { allocData } from '../../runtime/tensor.js';
 import { attr, BOOL, constInput, FI, FIB, I32, register, since, tensor, tuple, type Kernel, type OnnxArgs } from '../registry.js';

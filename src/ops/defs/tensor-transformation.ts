@@ -2,7 +2,7 @@
 // (reshape, expand_dims, squeeze, transpose, slice_by_index, slice_by_size). Shape-only ops share their
 // input's data; slices and transposes copy.
 
-import { numel, type Dim } from '../../graph/ir.js';
+import { numel, type Dim } from '../../ir/graph.js';
 import { allocData, stridesOf, type RtTensor } from '../../runtime/tensor.js';
 import { attr, BOOL, constInput, FIB, FIB17, I32, IDX17, register, since, tensor, type InferArgs, type Kernel, type OnnxArgs, type OpArgs } from '../registry.js';
 import { normAxis, reshapeShape } from '../shapes.js';

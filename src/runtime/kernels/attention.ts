@@ -4,7 +4,7 @@
 // tensors were otherwise written and read three times (16 MB each at 8,192 keys) and single-threaded in
 // the softmax; the graph itself keeps the four ops.
 import type { AttendTask } from './gemm-core.mjs';
-import { mainEngine } from './engine.js';
+import { mainEngine } from './instance.js';
 import { kernelThreads, onPoolQueue, PARALLEL_MIN_MACS, ranges, staged, workerPool } from './gemm.js';
 import { SOFTMAX_MAX_SLAB } from './softmax.js';
 

@@ -3,7 +3,7 @@
 import { availableParallelism } from 'node:os';
 import { ModernBertError } from '../../errors.js';
 import type { GemmTask } from './gemm-core.mjs';
-import { kernelModule, mainEngine } from './engine.js';
+import { kernelModule, mainEngine } from './instance.js';
 import { WorkerPool } from './pool.js';
 
 export interface GemmArgs {
@@ -33,8 +33,8 @@ export interface GemmArgs {
 }
 
 /**
- * Products under this many multiply-adds (~0.4 ms on one thread) run on the calling thread: measured here,
- * waking a worker and collecting its result costs 0.1-0.2 ms, so the pool only pays off above ~6M.
+ * Products under this many multiply-adds run on the calling thread: waking a worker and collecting its
+ * result costs a sizeable part of such a product, so the pool pays off only above it (docs/PERFORMANCE.md).
  */
 export const PARALLEL_MIN_MACS = 1 << 23;
 

@@ -1,5 +1,5 @@
 // Float16 rounding of large arrays with the WebAssembly SIMD kernel, for the float16 emulation.
-import { mainEngine } from './engine.js';
+import { mainEngine } from './instance.js';
 
 /**
  * Rounds every element of `a` in place to the nearest float16 value (ties to even, overflow to ±Infinity,

@@ -1,5 +1,5 @@
 // Softmax over one axis with the WebAssembly SIMD kernel (softmax_cols in gemm.wat).
-import { mainEngine } from './engine.js';
+import { mainEngine } from './instance.js';
 
 /** Largest [n, inner] slab, in floats, that the kernel takes: its copy lives in the calling thread's kernel memory. */
 export const SOFTMAX_MAX_SLAB = 1 << 23;

@@ -1,0 +1,146 @@
+// Running a model on token ids: one graph per sequence length (batch rows run one at a time, as on the
+// Neural Engine), weights loaded once and shared across lengths, masks built from the attention mask.
+
+import { ModernBertError } from '../errors.js';
+import type { Graph } from '../ir/graph.js';
+import { buildModel } from '../model/model.js';
+import { type BuildOptions, type ModelSource } from '../model/options.js';
+import { Interpreter } from '../graph/interpreter.js';
+import { roundToF16InPlace } from '../runtime/kernels/index.js';
+import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
+import { WrappedWeights, type Tensor, type WeightSource } from '../io/weights.js';
+import type { Executor, ExecutorFactory, ForwardOptions, ForwardResult, Sequence } from './runner.js';
+
+/** Additive attention mask (1, S, 1, S), laid out (batch, key, 1, query): padding keys get -1e4. */
+export function additiveMask(attention: ArrayLike<number> | undefined, S: number): Float32Array {
+  const m = new Float32Array(S * S);
+  if (!attention) return m;
+  for (let k = 0; k < S; k++) if (!attention[k]) m.fill(-1e4, k * S, (k + 1) * S);
+  return m;
+}
+
+/**
+ * Logits of a split decoder, (1, rows, K, S) with logit v at (v % rows, v / rows), as (1, V, 1, S)
+ * (model/decoder.ts); other tensors are returned as they are.
+ */
+export function unfoldLogits(t: RtTensor, V = Infinity): RtTensor {
+  if (t.shape.length !== 4 || t.shape[2] === 1) return t;
+  const [, rows, K, S] = t.shape as [number, number, number, number];
+  const n = Math.min(V, rows * K);
+  const out = new Float32Array(n * S);
+  for (let k = 0; k < K; k++) {
+    for (let c = 0; c < rows && k * rows + c < n; c++) {
+      const src = (c * K + k) * S;
+      out.set(t.data.subarray(src, src + S), (k * rows + c) * S);
+    }
+  }
+  return { dtype: t.dtype, shape: [1, n, 1, S], data: out };
+}
+
+/**
+ * Keeps each tensor once it has been read, so graphs of different lengths share one copy of the weights.
+ * With `roundF16` the cached copies are rounded to float16 once (for models that only run in float16).
+ * Unlike other sources it returns the cached array itself, which readers must not modify.
+ */
+export class CachedWeights extends WrappedWeights {
+  private readonly cache = new Map<string, Tensor>();
+  constructor(inner: WeightSource, private readonly roundF16 = false) {
+    super(inner);
+  }
+  get(name: string): Tensor {
+    const key = this.storedName(name); // a tied decoder shares the embeddings' copy
+    let t = this.cache.get(key);
+    if (!t) {
+      const raw = this.inner.get(name);
+      // The inner source hands over a fresh array (WeightSource.get), so it can be rounded in place.
+      const data = shareable(raw.data);
+      if (this.roundF16) F16_EXACT.add(roundToF16InPlace(data));
+      t = { shape: raw.shape, data };
+      this.cache.set(key, t);
+    }
+    return t;
+  }
+}
+
+const interpreterFactory: ExecutorFactory = (graph, precision) => new Interpreter(graph, precision);
+
+/** Runs sequences through a model on the CPU, caching one prepared graph per length. */
+export class Engine {
+  private readonly source: ModelSource;
+  private readonly graphs = new Map<string, Executor>();
+
+  /** `defaults` apply to every forward pass unless it overrides them; `executor` runs the graphs (our interpreter by default). */
+  constructor(model: ModelSource, private readonly defaults: Omit<ForwardOptions, 'onOp' | 'taps' | 'positions'> = {}, private readonly executor: ExecutorFactory = interpreterFactory) {
+    this.source = { ...model, weights: model.weights instanceof CachedWeights ? model.weights : new CachedWeights(model.weights) };
+  }
+
+  get numLayers(): number {
+    return this.source.config.numLayers;
+  }
+
+  /** Whether forward passes can return this tapped value. */
+  hasTap(role: string): boolean {
+    return this.graph(1).taps.has(role);
+  }
+
+  /** The graph that a forward pass of this length runs (for inspection and export). */
+  graph(seqLen: number, o: Omit<ForwardOptions, 'onOp' | 'taps'> = {}): Graph {
+    return this.interpreter(seqLen, { ...this.defaults, ...o }).graph;
+  }
+
+  /** Runs one sequence. */
+  async forward(seq: Sequence, opts: ForwardOptions = {}): Promise<ForwardResult> {
+    const o = { ...this.defaults, ...opts };
+    const S = seq.ids.length;
+    const c = this.source.config;
+    if (S > c.maxPositions) {
+      throw new ModernBertError('BAD_INPUT', `the input has ${S} tokens but the model allows at most ${c.maxPositions} (max_position_embeddings)`, { tokens: S });
+    }
+    for (let i = 0; i < S; i++) {
+      const id = seq.ids[i]!;
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
+        throw new ModernBertError('BAD_INPUT', `token id ${id} at position ${i} is outside the vocabulary (0..${c.vocabSize - 1})`, { position: i });
+      }
+    }
+    const interp = this.interpreter(S, o);
+    const g = interp.graph;
+    const roles = o.taps === 'all' ? [...g.taps.keys()] : o.taps ?? [];
+    const keep = roles.map((r) => {
+      const v = g.taps.get(r);
+      if (!v) throw new ModernBertError('BAD_ARGUMENT', `this model has no value "${r}"`, { tap: r });
+      return v;
+    });
+    if (o.pack !== undefined && !seq.segments) throw new ModernBertError('BAD_ARGUMENT', 'a packed run needs segment ids', { pack: o.pack });
+    const out = await interp.run(Engine.inputs(seq, o.pack !== undefined), { keep, onOp: o.onOp });
+    const outputs = new Map(g.outputs.map((n) => [n, n === 'logits' ? unfoldLogits(out.get(n)!, c.vocabSize) : out.get(n)!]));
+    const taps = new Map(roles.map((r, i) => [r, out.get(keep[i]!)!]));
+    return { outputs, taps };
+  }
+
+  /** The graph inputs of a sequence: its ids, and Hugging Face's attention_mask (1 = token, 0 = padding) or, packed, its segment ids. */
+  static inputs(seq: Sequence, packed = false): Record<string, RtTensor> {
+    const S = seq.ids.length;
+    if (packed) {
+      if (seq.segments?.length !== S) throw new ModernBertError('BAD_ARGUMENT', `the segment ids (${seq.segments?.length ?? 0}) and the token ids (${S}) differ in length`);
+      return { input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) }, segment_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.segments) } };
+    }
+    return {
+      input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
+      attention_mask: { dtype: 'int32', shape: [1, S], data: seq.attention ? Int32Array.from(seq.attention, (a) => (a ? 1 : 0)) : new Int32Array(S).fill(1) },
+    };
+  }
+
+  private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Executor {
+    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack]);
+    let it = this.graphs.get(key);
+    if (!it) {
+      // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded.
+      const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: o.pack === undefined ? 'attention' : undefined, attentionChunk: o.attentionChunk, pack: o.pack };
+      it = this.executor(buildModel(this.source, opts), o.precision ?? 'fp32');
+      // Prepared graphs of other lengths hold large per-length tables; keep a few.
+      if (this.graphs.size >= 4) this.graphs.delete(this.graphs.keys().next().value!);
+      this.graphs.set(key, it);
+    }
+    return it;
+  }
+}

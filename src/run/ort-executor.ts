@@ -1,0 +1,123 @@
+// Running a graph on onnxruntime-node: the graph lowered to ONNX (onnx/lower.ts, our own layout, float32),
+// one session per set of values read back, fed and read as the interpreter's tensors. A drop-in for
+// graph/interpreter.ts's Interpreter at float32; onnxruntime-node is an optional dependency, loaded on
+// first use.
+//
+// The session is created from a temporary file with external data, written one weight at a time and
+// removed once the session exists: onnxruntime maps the data file instead of copying it, and no encoded
+// copy of the model is held in memory. On synth-base (599 MB of weights) the peak RSS of creating a
+// session fell from 2,158 to 755 MB (docs/PERFORMANCE.md), and models above protobuf's 2 GiB load too.
+
+import { join } from 'node:path';
+// Types from onnxruntime-common (a devDependency, the API that onnxruntime-node implements), so that the
+// build does not need onnxruntime-node, which npm drops when its install script fails.
+import type * as OrtModule from 'onnxruntime-common';
+import type { DType, Graph } from '../ir/graph.js';
+import { ModernBertError } from '../errors.js';
+import { dropTemp, makeScratchFolder } from '../io/temp-files.js';
+import { foldConstexpr } from '../onnx/fold-constexpr.js';
+import { lowerGraph } from '../onnx/lower.js';
+import { writeOnnx } from '../onnx/write.js';
+import { kernelThreads } from '../runtime/kernels/gemm.js';
+import type { RtTensor } from '../runtime/tensor.js';
+
+/** The onnxruntime-node module (its CommonJS exports: onnxruntime-common's API). */
+export type Ort = typeof OrtModule;
+
+/** A variable, so that TypeScript does not resolve the optional package at build time. */
+const ORT_PACKAGE = 'onnxruntime-node';
+export type OrtProvider = 'cpu' | 'coreml';
+/** The name of the scratch folders (in the system's temporary folder) that an onnxruntime model is written to. */
+export const ORT_SCRATCH_PREFIX = 'modernbert-ane-ort-';
+
+/**
+ * The Core ML execution provider's flags (onnxruntime's coreml_provider_factory.h): COREML_FLAG_CREATE_MLPROGRAM
+ * (0x010, an ML Program, as our converter writes) | COREML_FLAG_ONLY_ENABLE_DEVICE_WITH_ANE (0x004, only on a
+ * Mac with a Neural Engine). The Node binding takes only these flags: Core ML itself then places each op on the
+ * CPU, GPU or Neural Engine.
+ */
+export const COREML_FLAGS = 0x010 | 0x004;
+
+let loaded: Promise<Ort | undefined> | undefined;
+
+/** onnxruntime-node, or undefined when it is not installed (or MODERNBERT_ANE_NO_ORT=1 hides it). */
+export function loadOrt(): Promise<Ort | undefined> {
+  if (process.env.MODERNBERT_ANE_NO_ORT === '1') return Promise.resolve(undefined);
+  // A CommonJS package: its exports are the module's default.
+  loaded ??= import(ORT_PACKAGE).then((m: { default: Ort }): Ort | undefined => m.default, () => undefined);
+  return loaded;
+}
+
+/** The installed onnxruntime-node's version ("1.30.0"), for messages. */
+export function ortVersion(ort: Ort): string {
+  return ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown';
+}
+
+const ORT_TYPE: Partial<Record<DType, OrtModule.Tensor.Type>> = { fp32: 'float32', int32: 'int32', bool: 'bool', uint8: 'uint8', int8: 'int8', int16: 'int16' };
+const FROM_ORT: Partial<Record<string, DType>> = { float32: 'fp32', int32: 'int32', bool: 'bool', uint8: 'uint8', int8: 'int8', int16: 'int16' };
+
+/** Runs a graph on onnxruntime at float32 (the interpreter's `run`, without per-op progress). */
+export class OrtExecutor {
+  private readonly sessions = new Map<string, Promise<OrtModule.InferenceSession>>();
+
+  constructor(readonly graph: Graph, private readonly ort: Ort, private readonly provider: OrtProvider = 'cpu') {}
+
+  /** Runs the graph; returns the outputs and the values named in `keep`. */
+  async run(inputs: Record<string, RtTensor>, opts: { keep?: string[] } = {}): Promise<Map<string, RtTensor>> {
+    const keep = [...new Set(opts.keep ?? [])].filter((k) => !this.graph.outputs.includes(k));
+    const session = await this.session(keep);
+    const feeds: Record<string, OrtModule.Tensor> = {};
+    for (const inp of this.graph.inputs) {
+      const t = inputs[inp.name];
+      if (!t) throw new ModernBertError('BAD_INPUT', `missing graph input "${inp.name}"`, { input: inp.name });
+      const dtype = inp.type.dtype === 'fp16' ? 'fp32' : inp.type.dtype; // lowered with float32 compute
+      const type = ORT_TYPE[dtype] ?? unsupported(dtype);
+      const data = dtype === 'fp32' ? Float32Array.from(t.data) : dtype === 'int32' ? Int32Array.from(t.data) : t.data;
+      feeds[inp.name] = new this.ort.Tensor(type, data as Float32Array, t.shape);
+    }
+    const res = await session.run(feeds);
+    const out = new Map<string, RtTensor>();
+    for (const name of [...this.graph.outputs, ...keep]) {
+      const r = res[name]!;
+      const dtype = FROM_ORT[r.type] ?? unsupported(r.type);
+      out.set(name, { dtype, shape: [...r.dims], data: r.data as RtTensor['data'] });
+    }
+    return out;
+  }
+
+  private session(keep: string[]): Promise<OrtModule.InferenceSession> {
+    const key = keep.join('\n');
+    let s = this.sessions.get(key);
+    if (!s) {
+      const graph: Graph = { ...this.graph, outputs: [...this.graph.outputs, ...keep] };
+      // A compressed package's constexpr ops are expanded first, as Core ML does when it loads the model.
+      s = foldConstexpr(graph).then(async (g) => {
+        // Tracked (io/temp-files.ts): removed on an interrupt too, and a killed run's is cleared by the next.
+        const dir = makeScratchFolder(ORT_SCRATCH_PREFIX);
+        try {
+          const file = join(dir, 'model.onnx');
+          writeOnnx(lowerGraph(g, { io: 'ane', float32: true }), file, { name: 'modernbert-ane', force: false, externalData: true });
+          return await this.ort.InferenceSession.create(file, ortSessionOptions(this.provider));
+        } finally {
+          dropTemp(dir);
+        }
+      });
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+}
+
+/**
+ * The options of every session we create. Intra-op threads are set to our own kernels' count
+ * (MODERNBERT_ANE_THREADS, else every core): left at 0, onnxruntime-node 1.30 ran one thread on this
+ * 2-core machine (CPU seconds equal to wall seconds; synth-base at 512 tokens 1.77 s, 1.17 s with 2).
+ */
+export function ortSessionOptions(provider: OrtProvider): OrtModule.InferenceSession.SessionOptions {
+  const executionProviders: OrtModule.InferenceSession.ExecutionProviderConfig[] = provider === 'coreml' ? [{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu'] : ['cpu'];
+  return { executionProviders, graphOptimizationLevel: 'all', intraOpNumThreads: kernelThreads() };
+}
+
+function unsupported(type: string): never {
+  throw new ModernBertError('UNSUPPORTED', `onnxruntime runs of ${type} tensors are not supported here`);
+}

@@ -1,0 +1,65 @@
+// What every runner shares: the inputs of a forward pass (token ids, attention, packed segments), its
+// options and result, the Runner interface (our engine, a Core ML package), the Executor that runs one
+// prepared graph (our interpreter, onnxruntime), and the token ids a model reserves.
+
+import type { Graph } from '../ir/graph.js';
+import type { NormStyle, OutputHead } from '../model/options.js';
+import type { Precision } from '../runtime/numerics.js';
+import type { RtTensor } from '../runtime/tensor.js';
+
+/** One sequence: token ids and which of them are real (1) or padding (0). */
+export interface Sequence {
+  ids: ArrayLike<number>;
+  attention?: ArrayLike<number>;
+  /** Packed runs: which text each token belongs to, 1..K, 0 = padding (model/packing.ts). */
+  segments?: ArrayLike<number>;
+}
+
+export interface ForwardOptions {
+  precision?: Precision;
+  norm?: NormStyle;
+  head?: OutputHead;
+  /** Evaluate a per-token head only at these positions. */
+  positions?: number[];
+  /** Queries per chunk of global attention (model/options.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  attentionChunk?: number;
+  /** Run up to this many texts per window, told apart by Sequence.segments (model/packing.ts). */
+  pack?: number;
+  /** Also return these taps ('hidden_states.3', 'residual.5', ...), or 'all'. */
+  taps?: string[] | 'all';
+  onOp?: (done: number, total: number) => void;
+}
+
+export interface ForwardResult {
+  /** The head's output: 'logits', 'embedding' or 'hidden_states', as (1, C, 1, S), (1, L) or (1, C). */
+  outputs: Map<string, RtTensor>;
+  /** Tapped values by role. */
+  taps: Map<string, RtTensor>;
+}
+
+/** Anything that runs sequences: a checkpoint's Engine or a Core ML package. */
+export interface Runner {
+  numLayers: number;
+  forward(seq: Sequence, o?: ForwardOptions): Promise<ForwardResult>;
+  /** Whether the runner can return a tapped value ('hidden_states.3'). */
+  hasTap(role: string): boolean;
+}
+
+/** What runs a prepared graph: our Interpreter, or another runtime with its `run` (ort-executor.ts). */
+export interface Executor {
+  readonly graph: Graph;
+  run(inputs: Record<string, RtTensor>, opts?: { keep?: string[]; onOp?: (done: number, total: number) => void }): Promise<Map<string, RtTensor>>;
+}
+
+/** Prepares a graph to run at a precision. */
+export type ExecutorFactory = (graph: Graph, precision: Precision) => Executor;
+
+/** The token ids of a model's vocabulary that inputs are checked and drawn against. */
+export interface ModelIds {
+  vocabSize: number;
+  maxLen: number;
+  clsTokenId: number;
+  sepTokenId: number;
+  /** Ids never drawn at random (pad, mask, ...). */
+  special: number[];
+}
