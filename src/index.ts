@@ -14,7 +14,7 @@ export { shutdownRuntime } from './runtime/shutdown.js';
 export { openModel, openCheckpoint, DEFAULT_MODEL, type LoadedModel, type OpenOptions } from './run/load.js';
 export { resolveModel, downloadModel, type HubOptions, type ResolvedModel, type DownloadProgress } from './hub/resolve.js';
 export type { HubSource } from './hub/id.js';
-export { packTexts, type PackedWindow } from './tasks/pack-texts.js';
+export { packTexts, type PackedWindow } from './model/pack-texts.js';
 export { runBatch, runTokenized, batchShape, type BatchOptions, type BatchResult, type BatchStats, type RunWindow } from './tasks/batch.js';
 export { readBatchInput, parseBatchInput, type InputText } from './tasks/batch-input.js';
 export { writeEmbeddings, writeJsonl } from './tasks/batch-output.js';

@@ -196,7 +196,7 @@ describe('sizes are bounded before anything is allocated', () => {
     const pkg = copyPackage();
     rmSync(join(pkg, 'Manifest.json'));
     symlinkSync('/dev/zero', join(pkg, 'Manifest.json'));
-    expect((await expectError(() => readMLPackage(pkg), 'BAD_INPUT')).message).toContain('Manifest.json is a device');
+    expect((await expectError(() => readMLPackage(pkg), 'BAD_INPUT')).message).toContain('Manifest.json is a character device');
   });
 
   it('a JSON file above its kind\'s cap (limits.ts) is refused before it is parsed', async () => {

@@ -97,7 +97,7 @@ export function checkPackageOutput(outPath: string, force: boolean, protect: rea
  * Whether `dir` is a package we may replace: its Manifest.json is a regular file that parses as a package
  * manifest and names a root model that exists. A folder that merely holds an entry of that name is not.
  */
-export function isPackage(dir: string): boolean {
+function isPackage(dir: string): boolean {
   try {
     locatePackage(dir);
     return true;

@@ -7,7 +7,7 @@ import { Engine } from '../run/engine.js';
 import type { ForwardOptions, Sequence } from '../run/runner.js';
 import { defaultHead, type ModelSource, type NormStyle, type OutputHead } from '../model/options.js';
 import { assertFinite } from '../numeric/finite.js';
-import { packTexts } from '../tasks/pack-texts.js';
+import { packTexts } from '../model/pack-texts.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
 import { Interpreter } from '../graph/interpreter.js';

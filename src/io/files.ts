@@ -3,7 +3,7 @@
 // sizes bounded before anything is allocated, and every file-system failure turned into a
 // ModernBertError that names the file, never an ENOENT/ELOOP stack trace.
 
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { ModernBertError } from '../errors.js';
 import { fsError } from './fs-errors.js';
 import { DEVICE_WAIT_SECONDS, formatBytes, READ_LIMITS, sleepMs } from './limits.js';
@@ -51,7 +51,7 @@ export function openRegularFile(path: string, what = 'file'): { fd: number; size
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new ModernBertError('BAD_INPUT', `${path} is ${kindName(st)}, not a regular ${what}`, { file: path });
+    if (!st.isFile()) throw new ModernBertError('BAD_INPUT', `${path} is ${kindOf(st)}, not a regular ${what}`, { file: path });
     return { fd, size: st.size };
   } catch (e) {
     closeSync(fd);
@@ -132,8 +132,14 @@ export function brief(v: unknown, max = 60): string {
   return s.length > max ? `${s.slice(0, max)}...` : s;
 }
 
-function kindName(st: { isDirectory(): boolean; isFIFO(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean; isSocket(): boolean }): string {
-  return st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a regular file';
+/** What a path that is not a regular file is, for messages ('a folder', 'a FIFO', ...). */
+export function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
 }
 
 /** A file over its kind's cap (`size` when known, else it was streamed past the cap). */
@@ -166,7 +172,7 @@ export function readUserFile(path: string, maxBytes: number, what: string): Buff
       readExactly(fd, out, 0, path);
       return out;
     }
-    if (!st.isFIFO() && !st.isCharacterDevice()) throw new ModernBertError('BAD_INPUT', `${what} ${path} is ${kindName(st)}, not a file`, { path });
+    if (!st.isFIFO() && !st.isCharacterDevice()) throw new ModernBertError('BAD_INPUT', `${what} ${path} is ${kindOf(st)}, not a file`, { path });
     return readStream(fd, path, maxBytes, what, st.isFIFO());
   } catch (e) {
     throw fsError(e, path, 'read');

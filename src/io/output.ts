@@ -17,6 +17,7 @@
 import { accessSync, closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readlinkSync, realpathSync, renameSync, rmdirSync, statSync, writeSync, type Stats } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { ModernBertError } from '../errors.js';
+import { kindOf } from './files.js';
 import { fsError, withFsErrors } from './fs-errors.js';
 import { DEVICE_WAIT_SECONDS, sleepMs } from './limits.js';
 import { dropTemp, tempSibling, untrackTemp } from './temp-files.js';
@@ -56,16 +57,6 @@ export function within(child: string, parent: string): boolean {
   return r === '' || (!r.startsWith('..') && !isAbsolute(r));
 }
 
-/** What a non-regular file is, for messages ('a folder', 'a FIFO', ...). */
-export function kindOf(st: Stats): string {
-  if (st.isDirectory()) return 'a folder';
-  if (st.isFIFO()) return 'a FIFO';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isSocket()) return 'a socket';
-  return 'not a regular file';
-}
-
 /** The working directory's real path (as given when it cannot be resolved, e.g. after it was removed). */
 function realCwd(): string {
   try {
@@ -76,14 +67,14 @@ function realCwd(): string {
 }
 
 /** Where `abs` leads: the real path, and the stats of what is there (undefined: nothing yet). */
-function locate(path: string, abs: string, what: string): { real: string; st: Stats | undefined; link: boolean } {
+function locate(path: string, abs: string, what: string): { real: string; st: Stats | undefined } {
   return withFsErrors(path, 'write', () => {
     const parent = dirname(abs);
     const pst = statSync(parent, { throwIfNoEntry: false });
     if (!pst) throw new ModernBertError('FILE_NOT_FOUND', `${what} ${path}: the folder ${parent} does not exist`, { path });
     if (!pst.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `cannot write ${path}: ${parent} is a file, not a folder`, { path: parent });
     const lst = lstatSync(abs, { throwIfNoEntry: false });
-    if (!lst?.isSymbolicLink()) return { real: join(realpathSync(parent), basename(abs)), st: lst, link: false };
+    if (!lst?.isSymbolicLink()) return { real: join(realpathSync(parent), basename(abs)), st: lst };
     let st: Stats | undefined;
     try {
       st = statSync(abs);
@@ -94,7 +85,7 @@ function locate(path: string, abs: string, what: string): { real: string; st: St
     }
     // A link to a pipe or socket (/dev/stdout -> /proc/self/fd/1 -> pipe:[...]) has no real path: it is
     // written through the link itself.
-    return { real: st.isFile() || st.isDirectory() ? realpathSync(abs) : abs, st, link: true };
+    return { real: st.isFile() || st.isDirectory() ? realpathSync(abs) : abs, st };
   });
 }
 
@@ -205,11 +196,11 @@ export function checkFolderOutput(path: string, o: FolderOutputRequest): Checked
   return { ...base, how: st ? 'replace' : 'new' };
 }
 
-/** Checks `out` again just before it is committed: nothing appeared at a new output, nothing swapped in at a replaced one. */
-export function recheck(out: CheckedOutput): void {
+/** Checks a file output again just before it is renamed into place: nothing appeared at a new one, nothing but a file is at a replaced one. */
+function recheck(out: CheckedOutput): void {
   const st = lstatSync(out.target, { throwIfNoEntry: false });
   if (out.how === 'new' && st && !out.force) throw new ModernBertError('OUTPUT_EXISTS', `${out.path} appeared while it was being written; nothing was changed`, { path: out.path });
-  if (out.how === 'replace' && st && !st.isFile() && !st.isDirectory()) {
+  if (out.how === 'replace' && st && !st.isFile()) {
     throw new ModernBertError('BAD_ARGUMENT', `${out.path} became ${kindOf(st)} while it was being written; nothing was changed`, { path: out.path });
   }
 }

@@ -45,7 +45,7 @@ export function removeQuietly(path: string): void {
  * after the path was untracked (onnxruntime creates its session without yielding), and must still end the
  * process as it would have without them.
  */
-export function trackTemp(path: string): void {
+function trackTemp(path: string): void {
   if (!hooksInstalled) {
     process.on('exit', removePending);
     for (const s of Object.keys(SIGNALS)) process.on(s, onSignal);
@@ -85,7 +85,7 @@ export function tempSibling(target: string): string {
 }
 
 /** Whether process `pid` is alive (EPERM: alive, another user's). */
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -14,7 +14,7 @@ export function firstNonFinite(data: ArrayLike<number>, n = data.length, offset 
 }
 
 /** Index `i` of a row-major array of `shape` as "[a, b, c]". */
-export function indexIn(i: number, shape: readonly number[]): string {
+function indexIn(i: number, shape: readonly number[]): string {
   const at: number[] = [];
   for (let d = shape.length - 1; d >= 0; d--) {
     const n = shape[d]!;

@@ -12,7 +12,7 @@ import type { OutputHead } from '../model/options.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import type { InputText } from './batch-input.js';
-import { packTexts, type PackedWindow } from './pack-texts.js';
+import { packTexts, type PackedWindow } from '../model/pack-texts.js';
 import { softmaxColumn, topK, type LabelScore, type MaskPrediction, type TokenLabel } from './predict.js';
 
 /** Default window of checkpoints (the reference project's length), shortened to what the model takes. */

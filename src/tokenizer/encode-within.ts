@@ -10,7 +10,7 @@ import type { Tokenizer } from './tokenizer.js';
 /** Characters per token assumed for the first prefix (ModernBERT's tokenizer averages about 4 on English). */
 const CHARS_PER_TOKEN = 8;
 /** The longest prefix ever tokenized at once, in characters: beyond it a text counts as too long to take whole. */
-export const MAX_ENCODE_CHARS = 1 << 20;
+const MAX_ENCODE_CHARS = 1 << 20;
 
 /** The encoding of a text's beginning. */
 export interface EncodingWithin {

@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
 import { fsError, withFsErrors } from '../../io/fs-errors.js';
-import { kindOf } from '../../io/output.js';
+import { kindOf } from '../../io/files.js';
 import { parseOverride } from '../../synth/overrides.js';
 import { writeSynthCheckpoint } from '../../synth/synth.js';
 import { printJson, progress, type Io } from '../context.js';
