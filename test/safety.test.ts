@@ -262,6 +262,10 @@ describe('12. reports describe what was shipped and what happened', () => {
     expect(f.cosine.min).toBeGreaterThan(0.99);
     expect(f.cosine.mean).toBeLessThanOrEqual(1 + 1e-9);
     expect(f.kl).not.toBe(mlm.fidelity.kl);
+    // Calibration texts longer than the package's window are cut to it, as the package takes them.
+    const short = await cli('convert', TINY, '--out', join(d, 'short.mlpackage'), '--seq-len', '16', '--head', 'embedding', '--pack', '3', '--json');
+    expect(short.code, short.stderr).toBe(0);
+    expect((json(short) as { fidelity: { pack: number } }).fidelity.pack).toBe(3);
     const human = await cli('convert', TINY, '--out', join(d, 'emb2.mlpackage'), '--seq-len', '64', '--head', 'embedding', '--pack', '8');
     expect(human.stdout).toMatch(/fidelity of the embedding output, 8 texts per window \(fp16 emulation vs float32, \d+ texts of built-in sentences\): cosine similarity mean 0\.9\d+, min 0\.9\d+/);
   }, 60_000);

@@ -79,7 +79,10 @@ interface Probe {
 function probesOf(seqs: ProbeSequence[], form: FidelityForm, pad: number): Probe[] {
   const head = form.head;
   if (form.pack === undefined) return seqs.map((s) => ({ seq: s, options: { positions: positionsOf(s), ...(head ? { head } : {}) }, first: s }));
-  const windows = packTexts(seqs.map((s) => s.ids), form.window ?? Math.max(...seqs.map((s) => s.ids.length)), form.pack, pad);
+  const window = form.window ?? Math.max(...seqs.map((s) => s.ids.length));
+  // A text longer than the package's window is cut to it, as the package takes it (keeping the closing token).
+  const texts = seqs.map((s) => (s.ids.length <= window ? s.ids : [...s.ids.slice(0, window - 1), s.ids[s.ids.length - 1]!]));
+  const windows = packTexts(texts, window, form.pack, pad);
   return windows.map((w) => {
     const real = w.segments.flatMap((g, i) => (g > 0 ? [i] : []));
     return { seq: { ids: w.ids, segments: w.segments }, options: { positions: real, pack: form.pack, ...(head ? { head } : {}) }, first: seqs[w.texts[0]!]!, rows: w.texts.length };
