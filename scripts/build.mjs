@@ -10,8 +10,8 @@ rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [tsc, '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
 
 // Assets beside the sources (protobuf schemas, WebAssembly, worker scripts and their type declarations,
-// which the emitted .d.ts files import) keep their relative paths.
-const assetExt = ['.proto', '.wasm', '.mjs', '.d.mts'];
+// which the emitted .d.ts files import, the Core ML helper's Swift source) keep their relative paths.
+const assetExt = ['.proto', '.wasm', '.mjs', '.d.mts', '.swift'];
 function copyAssets(dir) {
   for (const entry of readdirSync(dir)) {
     const path = join(dir, entry);

@@ -36,4 +36,8 @@ export { prepareVariant, type RotationKind, type VariantSpec } from './model/var
 export { foldWeights, HadamardRotation, DenseRotation, IdentityRotation, type Rotation } from './rotation/index.js';
 export { writeSynthCheckpoint, SynthWeights } from './synth/synth.js';
 export type { Tensor, WeightSource } from './io/weights.js';
+export { predictPlacement, type Placement, type PlacedOp, type Island, type Finding } from './ane/placement.js';
+export { predictPackage, type PackagePlacement, type FunctionPlacement } from './ane/predict-package.js';
+export { DEFAULT_RULES, defaultRules, applyRuleOverrides, readRulesFile, type Rule, type Rules, type Device } from './ane/rules.js';
+export { estimateTime, CHIPS, type TimeEstimate } from './ane/estimate.js';
 export { VERSION } from './version.js';

@@ -24,6 +24,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['synth/', 'tokenizer/', 'hub/'], // synthetic checkpoints; the tokenizer; Hugging Face Hub ids and the cache
   ['coreml/'], // the .mlpackage format
   ['compress/'], // palettization and quantization of weights
+  ['ane/'], // predicted Neural Engine placement of a package's ops, their cost and time
   ['onnx/'], // ONNX lowering and writing
   ['run/'], // everything that executes a model: engine, onnxruntime, packages, the runtime choice, loading
   ['eval/'], // goldens, verify, agreement, fidelity

@@ -71,7 +71,7 @@ async function batchInputCase(seeds: { plain: string; jsonl: string; checkpoint:
       const odd = rng.pick(ODD_LINES);
       lines.splice(at, 0, odd);
       log.what.push(`line ${at + 1} = ${JSON.stringify(odd).slice(0, 40)}`);
-    } else if (k === 2 && jsonl && lines[at]!.trim() !== '') {
+    } else if (k === 2 && jsonl && (lines[at] ?? '').trim() !== '') {
       try {
         const m = mutateJsonText(rng, lines[at]!);
         lines[at] = m.text.replace(/\n/g, ' ');

@@ -15,8 +15,12 @@ import { registerEmbed } from './commands/embed.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerOutliers } from './commands/outliers.js';
 import { registerPredict } from './commands/predict.js';
+import { registerReport } from './commands/report.js';
 import { registerSynth } from './commands/synth.js';
 import { registerVerify } from './commands/verify.js';
+import { registerBench } from './commands/bench.js';
+import { registerPlan } from './commands/plan.js';
+import { closeCoreMLSessions } from '../run/coreml/session.js';
 
 
 /** Runs the CLI on arguments (without node and the script); resolves to the exit code. */
@@ -44,6 +48,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   registerDiff(program, io);
   registerExportOnnx(program, io);
   registerEmbed(program, io);
+  registerReport(program, io);
+  registerBench(program, io);
+  registerPlan(program, io);
   registerDownload(program, io);
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(output);
   // A bad MODERNBERT_ANE_THREADS fails before a command starts, not minutes into a conversion (--help still works).
@@ -77,6 +84,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     if (debug && err?.stack) io.stderr(`${err.stack}\n`);
     return 3;
   } finally {
+    await closeCoreMLSessions();
     await shutdownRuntime();
   }
 }

@@ -1,5 +1,5 @@
-// The --runtime and --ort-provider options that every command running a model shares (predict, verify,
-// diff, embed): parsed here, decided by runtime-choice.ts. The note is printed once to stderr where a person
+// The --runtime, --ort-provider and --compute-units options that every command running a model shares (predict,
+// verify, diff, embed): parsed here, decided by runtime-choice.ts (Core ML: cli/coreml.ts). The note is printed once to stderr where a person
 // reads it, as the progress bars are: on a terminal, not with --json (scripts keep one line per error).
 
 import { Option, type Command } from 'commander';
@@ -7,19 +7,25 @@ import type { ExecutorFactory } from '../run/runner.js';
 import type { OrtProvider } from '../run/ort-executor.js';
 import type { Precision } from '../runtime/numerics.js';
 import { chooseRuntime, executorFor, type RuntimeName } from '../run/runtime-choice.js';
+import { Interpreter } from '../graph/interpreter.js';
+import { ModernBertError } from '../errors.js';
+import { COMPUTE_UNITS, type ComputeUnits } from '../run/coreml/session.js';
 import type { Io } from './context.js';
+import { coremlCliExecutor } from './coreml.js';
 
 export interface RuntimeCliOptions {
-  runtime?: RuntimeName;
+  runtime?: RuntimeName | 'coreml';
   ortProvider?: OrtProvider;
+  computeUnits?: ComputeUnits;
   json?: boolean;
 }
 
 /** Adds --runtime and --ort-provider to a command. */
 export function addRuntimeOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--runtime <name>', 'float32 runtime: ort (onnxruntime-node, the default when installed) or engine (ours); float16 emulation always runs on ours').choices(['ort', 'engine']))
-    .addOption(new Option('--ort-provider <name>', 'onnxruntime execution provider: cpu, or coreml (macOS only: ML Program on the CPU, GPU and Neural Engine; untested here)').choices(['cpu', 'coreml']));
+    .addOption(new Option('--runtime <name>', 'float32 runtime: ort (onnxruntime-node, the default when installed) or engine (ours); float16 emulation always runs on ours; coreml: a package on Core ML itself (macOS)').choices(['ort', 'engine', 'coreml']))
+    .addOption(new Option('--ort-provider <name>', 'onnxruntime execution provider: cpu, or coreml (macOS only: ML Program on the CPU, GPU and Neural Engine; untested here)').choices(['cpu', 'coreml']))
+    .addOption(new Option('--compute-units <units>', 'with --runtime coreml: where Core ML may run the model (default all)').choices([...COMPUTE_UNITS]));
 }
 
 /**
@@ -28,7 +34,15 @@ export function addRuntimeOptions(cmd: Command): Command {
  */
 export async function cliExecutor(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), forceEngineForFp16 = false): Promise<ExecutorFactory | undefined> {
   const fp16 = (precision ?? 'fp32') !== 'fp32';
-  const choice = await chooseRuntime({ runtime: fp16 && forceEngineForFp16 ? 'engine' : o.runtime, precision, provider: fp16 && forceEngineForFp16 ? 'cpu' : o.ortProvider });
+  if (o.computeUnits !== undefined && o.runtime !== 'coreml') throw new ModernBertError('BAD_ARGUMENT', '--compute-units goes with --runtime coreml');
+  if (o.runtime === 'coreml' && !(fp16 && forceEngineForFp16)) {
+    if (fp16) throw new ModernBertError('BAD_ARGUMENT', `--precision ${precision} is our float16 emulation; --runtime coreml runs the package as Core ML computes it: leave out one of them`);
+    if (o.ortProvider !== undefined) throw new ModernBertError('BAD_ARGUMENT', '--ort-provider goes with --runtime ort');
+    // diff's checkpoint side (float32) runs on our engine beside the package on Core ML.
+    return coremlCliExecutor(o.computeUnits, io, Boolean(o.json), forceEngineForFp16 ? (graph, p) => new Interpreter(graph, p) : undefined);
+  }
+  const runtime = o.runtime === 'coreml' ? 'engine' : o.runtime;
+  const choice = await chooseRuntime({ runtime: fp16 && forceEngineForFp16 ? 'engine' : runtime, precision, provider: fp16 && forceEngineForFp16 ? 'cpu' : o.ortProvider });
   if (choice.note && io.isTTY && !o.json && !said.has(choice.note)) {
     said.add(choice.note);
     io.stderr(`${choice.note}\n`);

@@ -29,6 +29,8 @@ import type { LearnReport } from '../learn/learned.js';
 import { compressGraph } from '../compress/compress-graph.js';
 import { compressedBytes, CompressedWeights } from '../compress/compressed-weights.js';
 import { checkShapes, type CompressSpec } from '../compress/spec.js';
+import { predictPackage, type PackagePlacement } from '../ane/predict-package.js';
+import type { Rules } from '../ane/rules.js';
 
 export interface ConvertOptions {
   out: string;
@@ -67,6 +69,8 @@ export interface ConvertOptions {
   onProgress?: (stage: 'write' | 'fidelity', done: number, total: number) => void;
   /** Body and heads apart (--split), or one function per head or length (--functions, --add-head, --buckets). */
   heads?: HeadsOptions;
+  /** The placement rules of the Neural Engine prediction (ane/rules.ts; default: as published). */
+  aneRules?: Rules;
 }
 
 export interface ConvertReport {
@@ -84,6 +88,8 @@ export interface ConvertReport {
   functions: string[];
   /** What --compress stored: the mode and the bytes of the compressed tensors before (float16) and after. */
   compression: CompressionSummary | null;
+  /** Predicted Neural Engine placement of every package and function written (ane/placement.ts). */
+  ane: PackagePlacement[];
 }
 
 export interface CompressionSummary {
@@ -300,6 +306,7 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
     extraItems: extras,
     onProgress: (p) => o.onProgress?.('write', p.constsWritten, p.constsTotal),
   });
+  const written = heads?.written ?? [o.out];
   return {
     out: o.out,
     variant: variant.name,
@@ -315,9 +322,11 @@ export async function convert(ckpt: Checkpoint, o: ConvertOptions): Promise<Conv
     },
     fidelity,
     aneIssues,
-    packages: heads?.written ?? [o.out],
+    packages: written,
     functions: heads?.functions ?? [],
     compression,
+    // Predicted from the packages as written (read back), so that it judges exactly what Core ML will load.
+    ane: written.map((path) => predictPackage(path, o.aneRules)),
   };
 }
 

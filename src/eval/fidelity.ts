@@ -14,6 +14,7 @@ import { Interpreter } from '../graph/interpreter.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import { AgreementMeter } from './compare.js';
 import type { ProbeSequence } from './inputs.js';
+import { OutlierMeter } from './outliers.js';
 
 export interface FidelityReport {
   /** The emulation mode of the converted model (the reference is float32). */
@@ -33,6 +34,8 @@ export interface FidelityReport {
   inputs: string;
   /** For an embedding or hidden state: cosine similarity of each compared vector to the float32 one. */
   cosine?: { mean: number; min: number };
+  /** Per layer of the residual stream (0 = embeddings), over the real tokens: see LayerFidelity. */
+  layers?: LayerFidelity[];
   /** Where non-finite values first appear, when they do. */
   non_finite?: {
     tokens: number;
@@ -41,6 +44,20 @@ export interface FidelityReport {
     /** The first op (in program order) whose output holds NaN or infinity, and what part of the model it is. */
     first_op: { name: string; op: string; part: ModelPart } | null;
   };
+}
+
+/**
+ * One layer's residual stream. The converted model's stream is folded (and maybe rotated), so it is compared
+ * with itself run in float32 on the same weights: the error float16 arithmetic alone adds by that layer.
+ */
+export interface LayerFidelity {
+  layer: number;
+  /** ||fp16 - fp32|| / ||fp32|| of the converted model's stream (null when the emulation is not finite there). */
+  rel_error: number | null;
+  /** Max |activation|: the checkpoint as trained (float32), the converted model in float32 and in the emulation. */
+  reference_max: number;
+  converted_max: number;
+  emulated_max: number;
 }
 
 /** The part of the model an op belongs to, which decides what can fix an overflow there. */
@@ -73,19 +90,21 @@ interface Probe {
   first: ProbeSequence;
   /** Rows of a packed pooled output (1, K, C) that hold texts. */
   rows?: number;
+  /** The positions of real tokens (not padding), for the per-layer measures. */
+  real: number[];
 }
 
 /** The passes that run the calibration sequences in `form`: one per sequence, or one per packed window. */
 function probesOf(seqs: ProbeSequence[], form: FidelityForm, pad: number): Probe[] {
   const head = form.head;
-  if (form.pack === undefined) return seqs.map((s) => ({ seq: s, options: { positions: positionsOf(s), ...(head ? { head } : {}) }, first: s }));
+  if (form.pack === undefined) return seqs.map((s) => ({ seq: s, options: { positions: positionsOf(s), ...(head ? { head } : {}) }, first: s, real: realPositions(s) }));
   const window = form.window ?? Math.max(...seqs.map((s) => s.ids.length));
   // A text longer than the package's window is cut to it, as the package takes it (keeping the closing token).
   const texts = seqs.map((s) => (s.ids.length <= window ? s.ids : [...s.ids.slice(0, window - 1), s.ids[s.ids.length - 1]!]));
   const windows = packTexts(texts, window, form.pack, pad);
   return windows.map((w) => {
     const real = w.segments.flatMap((g, i) => (g > 0 ? [i] : []));
-    return { seq: { ids: w.ids, segments: w.segments }, options: { positions: real, pack: form.pack, ...(head ? { head } : {}) }, first: seqs[w.texts[0]!]!, rows: w.texts.length };
+    return { seq: { ids: w.ids, segments: w.segments }, options: { positions: real, pack: form.pack, ...(head ? { head } : {}) }, first: seqs[w.texts[0]!]!, rows: w.texts.length, real };
   });
 }
 
@@ -105,17 +124,48 @@ const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
 
 // In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
 // can keep a block's variables alive).
-async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, probes: Probe[], tick: () => void): Promise<Float32Array[][]> {
+async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, probes: Probe[], tick: () => void, outliers: OutlierMeter): Promise<Float32Array[][]> {
   const engine = new Engine(source, { precision, norm });
+  const taps = residualTaps(source.config.numLayers);
   const out: Float32Array[][] = [];
-  for (const p of probes) {
-    const { name, vectors } = vectorsOf((await engine.forward(p.seq, p.options)).outputs, p.rows);
+  for (const [i, p] of probes.entries()) {
+    const res = await engine.forward(p.seq, { ...p.options, taps });
+    const { name, vectors } = vectorsOf(res.outputs, p.rows);
     // The float32 checkpoint itself must give finite results, or there is nothing to compare with.
-    vectors.forEach((v, i) => assertFinite(v, `the float32 checkpoint's "${name}" output on "${p.first.label.slice(0, 40)}" (vector ${i})`, [v.length], 'its weights are not finite or overflow float32'));
+    vectors.forEach((v, j) => assertFinite(v, `the float32 checkpoint's "${name}" output on "${p.first.label.slice(0, 40)}" (vector ${j})`, [v.length], 'its weights are not finite or overflow float32; nothing was written'));
     out.push(vectors);
+    outliers.add(taps.map((t) => res.taps.get(t)!), p.real, i);
     tick();
   }
   return out;
+}
+
+const residualTaps = (layers: number) => Array.from({ length: layers + 1 }, (_, i) => `residual.${i}`);
+const realPositions = (s: ProbeSequence) => s.ids.flatMap((_, k) => (!s.attention || s.attention[k] ? [k] : []));
+
+/** ||a - b||^2 and ||b||^2 of each layer's stream over the real tokens, accumulated across sequences. */
+class LayerErrorMeter {
+  readonly diff: number[] = [];
+  readonly norm: number[] = [];
+  readonly finite: boolean[] = [];
+  add(a: RtTensor[], b: RtTensor[], real: number[]): void {
+    a.forEach((t, l) => {
+      const [C, S] = [t.shape[1]!, t.shape[3]!];
+      let d = 0;
+      let n = 0;
+      for (let c = 0; c < C; c++) {
+        for (const s of real) {
+          const x = t.data[c * S + s]!;
+          const y = b[l]!.data[c * S + s]!;
+          d += (x - y) ** 2;
+          n += y * y;
+        }
+      }
+      this.diff[l] = (this.diff[l] ?? 0) + d;
+      this.norm[l] = (this.norm[l] ?? 0) + n;
+      this.finite[l] = (this.finite[l] ?? true) && Number.isFinite(d);
+    });
+  }
 }
 
 /**
@@ -135,15 +185,27 @@ export async function measureFidelity(
   const probes = probesOf(seqs, form, reference.config.padTokenId);
   const total = probes.length * 2;
   let done = 0;
-  const refs = await runAll(reference, 'fp32', 'layernorm', probes, () => onProgress?.(++done, total));
+  const referenceOutliers = new OutlierMeter();
+  const refs = await runAll(reference, 'fp32', 'layernorm', probes, () => onProgress?.(++done, total), referenceOutliers);
   // The reference model is unreachable now (runAll's frame is gone): free it before the converted one loads.
   await releaseMemory();
   const engine = new Engine(converted.source, { precision, norm: converted.norm });
+  // The converted weights in float32 arithmetic (they share the weight cache), for the per-layer error.
+  const exact = new Engine(converted.source, { precision: 'fp32', norm: converted.norm });
+  const taps = residualTaps(reference.config.numLayers);
+  const [emulatedOutliers, convertedOutliers, layerErrors] = [new OutlierMeter(), new OutlierMeter(), new LayerErrorMeter()];
   const meter = new AgreementMeter();
   const cosines: number[] = [];
   let firstBad: ProbeSequence | undefined;
   for (const [i, p] of probes.entries()) {
-    const { vectors } = vectorsOf((await engine.forward(p.seq, p.options)).outputs, p.rows);
+    const res = await engine.forward(p.seq, { ...p.options, taps });
+    const { vectors } = vectorsOf(res.outputs, p.rows);
+    const emulated = taps.map((t) => res.taps.get(t)!);
+    const inFp32 = (await exact.forward(p.seq, { ...p.options, taps })).taps;
+    const fp32 = taps.map((t) => inFp32.get(t)!);
+    emulatedOutliers.add(emulated, p.real, i);
+    convertedOutliers.add(fp32, p.real, i);
+    layerErrors.add(emulated, fp32, p.real);
     const before = meter.result().non_finite;
     vectors.forEach((v, j) => {
       const r = refs[i]![j]!;
@@ -154,10 +216,18 @@ export async function measureFidelity(
     onProgress?.(++done, total);
   }
   const r = meter.result();
+  const [ref, conv, emu] = [referenceOutliers.result(0), convertedOutliers.result(0), emulatedOutliers.result(0)];
+  const layers = ref.map((l, k): LayerFidelity => ({
+    layer: k,
+    rel_error: layerErrors.finite[k] && layerErrors.norm[k]! > 0 ? Math.sqrt(layerErrors.diff[k]! / layerErrors.norm[k]!) : null,
+    reference_max: l.max,
+    converted_max: conv[k]!.max,
+    emulated_max: emu[k]!.max,
+  }));
   const head = form.head ?? defaultHead(reference);
   const report: FidelityReport = {
     precision, head, ...(form.pack === undefined ? {} : { pack: form.pack }),
-    kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, sequences: seqs.length, inputs,
+    kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, sequences: seqs.length, inputs, layers,
   };
   if (head === 'embedding' || head === 'none') {
     const finite = cosines.filter((c) => Number.isFinite(c));

@@ -26,8 +26,8 @@ export class PackageRunner implements Runner {
   /** `executor` runs the programs (our interpreter by default; ort-executor.ts at float32); `head` follows a body package. */
   constructor(readonly pkg: ReadPackageResult, readonly path: string, private readonly precision: Precision = 'fp32', executor?: ExecutorFactory, head?: HeadPackage) {
     const own = packageInfo(pkg, path);
-    const run = (graph: ReadPackageResult['graph']): Executor => (executor ? executor(graph, precision) : new Interpreter(graph, precision));
-    this.interp = run(pkg.graph);
+    const run = (p: ReadPackageResult, at: string): Executor => (executor ? executor(p.graph, precision, { path: at, pkg: p }) : new Interpreter(p.graph, precision));
+    this.interp = run(pkg, path);
     if (!head) {
       this.info = own;
       return;
@@ -37,7 +37,7 @@ export class PackageRunner implements Runner {
     if (own.output !== 'hidden_states') throw new ModernBertError('BAD_ARGUMENT', `${path} is not a body package: its output is ${own.output}, a head reads hidden_states`, { path });
     const missing = own.seqLens.filter((s) => !hi.seqLens.includes(s));
     if (missing.length > 0) throw new ModernBertError('BAD_ARGUMENT', `--head-package ${head.path} takes lengths ${hi.seqLens.join(',')}, the body ${own.seqLens.join(',')}`, { path: head.path });
-    this.head = { interp: run(head.pkg.graph), pkg: head.pkg, info: hi };
+    this.head = { interp: run(head.pkg, head.path), pkg: head.pkg, info: hi };
     this.info = { ...own, head: hi.head, labels: hi.labels, output: hi.output };
   }
 
@@ -60,7 +60,7 @@ export class PackageRunner implements Runner {
   }
 
   hasTap(role: string): boolean {
-    return this.pkg.graph.taps.has(role);
+    return this.interp.tapsAvailable !== false && this.pkg.graph.taps.has(role);
   }
 
   /** Pads the sequence to the shortest length the package takes, runs it, and crops to the real tokens. */

@@ -2,6 +2,7 @@
 // options and result, the Runner interface (our engine, a Core ML package), the Executor that runs one
 // prepared graph (our interpreter, onnxruntime), and the token ids a model reserves.
 
+import type { ReadPackageResult } from '../coreml/mil-read.js';
 import type { Graph } from '../ir/graph.js';
 import type { NormStyle, OutputHead } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
@@ -48,11 +49,19 @@ export interface Runner {
 /** What runs a prepared graph: our Interpreter, or another runtime with its `run` (ort-executor.ts). */
 export interface Executor {
   readonly graph: Graph;
+  /** False when only the graph's outputs can be read back (Core ML): no taps then. */
+  readonly tapsAvailable?: boolean;
   run(inputs: Record<string, RtTensor>, opts?: { keep?: string[]; onOp?: (done: number, total: number) => void }): Promise<Map<string, RtTensor>>;
 }
 
+/** The package a graph was read from (absent for a checkpoint's graph): runtimes that load packages themselves need it. */
+export interface PackageSource {
+  path: string;
+  pkg: ReadPackageResult;
+}
+
 /** Prepares a graph to run at a precision. */
-export type ExecutorFactory = (graph: Graph, precision: Precision) => Executor;
+export type ExecutorFactory = (graph: Graph, precision: Precision, source?: PackageSource) => Executor;
 
 /** The token ids of a model's vocabulary that inputs are checked and drawn against. */
 export interface ModelIds {

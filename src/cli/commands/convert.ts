@@ -21,6 +21,8 @@ import { readCalibration } from '../calibration.js';
 import { printJson, progress, type Io } from '../context.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 import { collect, fp16Precision, intList, nonNegativeInt, nonNegativeNumber, positiveInt } from '../parse.js';
+import { readRulesFile } from '../../ane/rules.js';
+import { convertLines, functionJson } from '../../ane/format.js';
 
 interface ConvertCliOptions {
   out: string;
@@ -52,6 +54,7 @@ interface ConvertCliOptions {
   blockSize?: number;
   keep: string[];
   maxKl?: number;
+  aneRules?: string;
   revision?: string;
 }
 
@@ -116,9 +119,11 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
     .option('--block-size <n>', `--compress int4: inputs per scale (default ${DEFAULT_BLOCK_SIZE})`, positiveInt)
     .option('--keep <glob>', 'keep matching tensors at float16 (repeatable; * matches any run of characters)', collect, [] as string[])
     .option('--max-kl <x>', 'fail (exit 1, nothing written) when the fidelity report\'s KL exceeds x', nonNegativeNumber)
+    .option('--ane-rules <file>', 'corrections to the Neural Engine placement rules (JSON; see docs/ANE.md)')
     .option('--json', 'machine-readable output');
   addRevisionOption(cmd)
     .action(async (modelPath: string, o: ConvertCliOptions) => {
+      const aneRules = o.aneRules === undefined ? undefined : readRulesFile(o.aneRules);
       const compress = o.compress === undefined
         ? undefined
         : compressSpec({ mode: o.compress, target: targetInfo(o.target).target, groupSize: o.groupSize, blockSize: o.blockSize, keep: o.keep, weights: o.weights });
@@ -182,10 +187,13 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
           learnReport: learned?.report,
           onProgress: (stage, d, t) => bars[stage].update(d, t),
           heads,
+          aneRules,
         });
         Object.values(bars).forEach((b) => b.stop());
         for (const i of report.aneIssues) io.stderr(`warning: beyond the Neural Engine's limits (Core ML will run it elsewhere): ${formatAneIssue(i)}\n`);
-        if (o.json) return printJson(io, report);
+        const ane = convertLines(report.ane);
+        for (const w of ane.warnings) io.stderr(`warning: ${w}\n`);
+        if (o.json) return printJson(io, { ...report, ane: report.ane.map((pp) => ({ path: pp.path, functions: pp.functions.map((f) => functionJson(f, false)) })) });
         const s = report.seconds;
         const mb = (report.stats.bytesWritten / 1e6).toFixed(1);
         io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
@@ -194,6 +202,7 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
         io.stdout(`time: ${s.learn > 0 ? `learn rotation ${s.learn.toFixed(1)} s, ` : ''}read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
         if (report.compression) io.stdout(`${formatCompression(report.compression)}\n`);
         if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}\n`);
+        io.stdout(`${ane.summary}\n`);
       } catch (e) {
         // The gate is a failed check, not bad input: exit 1.
         if (!(e instanceof FidelityGateError)) throw e;

@@ -10,6 +10,7 @@ import { printJson, type Io } from '../context.js';
 import { META } from '../../coreml/package-info.js';
 import type { CompressionSummary } from '../../convert/convert.js';
 import { formatCompression } from './convert.js';
+import { inspectAne } from './inspect-ane.js';
 import { isConstexpr } from '../../ops/index.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
@@ -20,9 +21,13 @@ export function registerInspect(program: Command, io: Io, setExit: (code: number
     .description('show a model: configuration, parameter count, dtypes, layer kinds, head')
     .argument('<model>', `.mlpackage, ${MODEL_HELP}`)
     .option('--lint', "list each op of a package whose tensors break the Neural Engine's limits (exit 1 if any)")
+    .option('--ane', 'predict where Core ML runs each op of a package: Neural Engine, CPU or GPU-or-CPU, by published rules (docs/ANE.md)')
+    .option('--ane-rules <file>', '--ane: corrections to the placement rules (JSON)')
     .option('--json', 'machine-readable output');
   addRevisionOption(cmd)
-    .action(async (modelPath: string, o: { json?: boolean; lint?: boolean; revision?: string }) => {
+    .action(async (modelPath: string, o: { json?: boolean; lint?: boolean; ane?: boolean; aneRules?: string; revision?: string }) => {
+      if (o.aneRules !== undefined && !o.ane) throw new ModernBertError('BAD_ARGUMENT', '--ane-rules corrects the rules of --ane');
+      if (o.ane) return inspectAne(io, modelPath, o);
       const model = await openModel(modelPath, hubOptions(io, o));
       try {
         if (o.lint) {
