@@ -5,7 +5,7 @@
 
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, type Run } from './helpers/cli.js';
@@ -45,22 +45,42 @@ interface Setup {
   dir: string;
   model: string;
   input: string;
+  /** A package converted from the model, for the commands that read one. */
+  pkg: string;
 }
 
-function setup(): Setup {
+let converted: string | undefined;
+
+async function setup(): Promise<Setup> {
   const model = copyFixture('tiny-mlm');
   const dir = tempDir();
   const input = join(dir, 'texts.txt');
   writeFileSync(input, 'the sky is [MASK] today\n');
-  return { dir, model, input };
+  if (!converted) {
+    converted = join(tempDir(), 'm.mlpackage');
+    const r = await cli('convert', model, '--out', converted, '--seq-len', '16', '--no-fidelity');
+    expect(r.code, r.stderr).toBe(0);
+  }
+  const pkg = join(dir, 'in.mlpackage');
+  cpSync(converted, pkg, { recursive: true });
+  return { dir, model, input, pkg };
 }
 
-/** The file-writing commands: argv for writing `out`. */
-const FILE_WRITERS: Record<string, (s: Setup, out: string) => string[]> = {
-  embed: (s, out) => ['embed', s.model, '--input', s.input, '--out', out],
-  'predict --input': (s, out) => ['predict', s.model, '--input', s.input, '--out', out],
-  'export-onnx': (s, out) => ['export-onnx', s.model, '--out', out],
-  'outliers --plot': (s, out) => ['outliers', s.model, 'the sky is [MASK]', '--plot', out],
+interface Writer {
+  argv: (s: Setup, out: string) => string[];
+  /** The input it reads that an output could be (its --input, model or package), and a file inside its model. */
+  self: (s: Setup) => string;
+  inside: (s: Setup) => string;
+  insideError: RegExp;
+}
+
+/** The file-writing commands. */
+const FILE_WRITERS: Record<string, Writer> = {
+  embed: { argv: (s, out) => ['embed', s.model, '--input', s.input, '--out', out], self: (s) => s.input, inside: (s) => join(s.model, 'config.json'), insideError: /it lies inside the input / },
+  'predict --input': { argv: (s, out) => ['predict', s.model, '--input', s.input, '--out', out], self: (s) => s.input, inside: (s) => join(s.model, 'config.json'), insideError: /it lies inside the input / },
+  'export-onnx': { argv: (s, out) => ['export-onnx', s.model, '--out', out], self: (s) => s.model, inside: (s) => join(s.model, 'config.json'), insideError: /it lies inside the input / },
+  'outliers --plot': { argv: (s, out) => ['outliers', s.model, 'the sky is [MASK]', '--plot', out], self: (s) => s.model, inside: (s) => join(s.model, 'config.json'), insideError: /it lies inside the input / },
+  report: { argv: (s, out) => ['report', s.pkg, '--out', out], self: (s) => s.pkg, inside: (s) => join(s.pkg, 'Manifest.json'), insideError: /is inside the package/ },
 };
 
 const ok = (r: Run) => expect(r.code, r.stderr).toBe(0);
@@ -72,9 +92,10 @@ const refused = (r: Run, pattern: RegExp) => {
 };
 const force = (argv: string[]) => [...argv, '--force'];
 
-describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, argv) => {
+describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) => {
+  const argv = w.argv;
   it('a new file is written', async () => {
-    const s = setup();
+    const s = await setup();
     const out = join(s.dir, 'new.out');
     ok(await cli(...argv(s, out)));
     expect(statSync(out).isFile() && statSync(out).size > 0).toBe(true);
@@ -82,7 +103,7 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, arg
   });
 
   it('an existing file is kept without --force, replaced with it', async () => {
-    const s = setup();
+    const s = await setup();
     const out = join(s.dir, 'old.out');
     writeFileSync(out, 'keep');
     chmodSync(out, 0o640);
@@ -94,27 +115,28 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, arg
   });
 
   it('the input itself, and a file inside the input model, are refused even with --force', async () => {
-    const s = setup();
+    const s = await setup();
     const text = readFileSync(s.input, 'utf8');
-    const config = readFileSync(join(s.model, 'config.json'), 'utf8');
-    const self = argv(s, 'x').includes('--input') ? s.input : s.model;
+    const inside = w.inside(s);
+    const before = readFileSync(inside, 'utf8');
+    const self = w.self(s);
     for (const f of [false, true]) {
       const a = argv(s, self);
-      refused(await cli(...(f ? force(a) : a)), /it is the input /);
-      const b = argv(s, join(s.model, 'config.json'));
-      refused(await cli(...(f ? force(b) : b)), /it lies inside the input /);
+      refused(await cli(...(f ? force(a) : a)), /it is the input |is inside the package/);
+      const b = argv(s, inside);
+      refused(await cli(...(f ? force(b) : b)), w.insideError);
       // A link to the input is the input.
       const link = join(s.dir, `link-${f}`);
       symlinkSync(self, link);
       const c = argv(s, link);
-      refused(await cli(...(f ? force(c) : c)), /it is the input /);
+      refused(await cli(...(f ? force(c) : c)), /it is the input |is inside the package/);
     }
     expect(readFileSync(s.input, 'utf8')).toBe(text);
-    expect(readFileSync(join(s.model, 'config.json'), 'utf8')).toBe(config);
+    expect(readFileSync(inside, 'utf8')).toBe(before);
   });
 
   it('a folder, also one holding an entry named Manifest.json, is refused even with --force', async () => {
-    const s = setup();
+    const s = await setup();
     const folder = join(s.dir, 'folder');
     mkdirSync(join(folder, 'Manifest.json'), { recursive: true });
     writeFileSync(join(folder, 'mine.txt'), 'keep');
@@ -123,7 +145,7 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, arg
   });
 
   it('a symbolic link to a file: kept without --force; with it, the file it points to is replaced and the link stays a link', async () => {
-    const s = setup();
+    const s = await setup();
     const real = join(s.dir, 'real.out');
     writeFileSync(real, 'keep');
     const link = join(s.dir, 'link.out');
@@ -137,7 +159,7 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, arg
   });
 
   it('a dangling symbolic link is refused and stays', async () => {
-    const s = setup();
+    const s = await setup();
     const link = join(s.dir, 'dangling.out');
     symlinkSync(join(s.dir, 'nowhere'), link);
     for (const f of [false, true]) refused(await cli(...(f ? force(argv(s, link)) : argv(s, link))), /dangling\.out is a symbolic link to nothing/);
@@ -146,7 +168,7 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, arg
   });
 
   it('a FIFO is written in place (no --force needed) and stays a FIFO', async () => {
-    const s = setup();
+    const s = await setup();
     const fifo = fifoWithReader(s.dir);
     ok(await cli(...argv(s, fifo.path)));
     expect((await fifo.read()).length).toBeGreaterThan(0);
@@ -154,14 +176,14 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, arg
   }, 30_000);
 
   it('a character device is written in place and stays a device', async () => {
-    const s = setup();
+    const s = await setup();
     const dev = charDevice(s.dir);
     ok(await cli(...argv(s, dev)));
     expect(lstatSync(dev).isCharacterDevice()).toBe(true);
   });
 
   it('a folder that cannot be written fails before the work', async () => {
-    const s = setup();
+    const s = await setup();
     const t0 = performance.now();
     refused(await cli(...argv(s, join(unwritableFolder(), 'x.out'))), /cannot write .*x\.out: (permission denied|operation not permitted|the file system is read-only)/);
     expect(performance.now() - t0).toBeLessThan(5_000);
@@ -172,7 +194,7 @@ describe('export-onnx --external-data: the .data file is an output like the mode
   const args = (s: Setup, out: string, ...extra: string[]) => ['export-onnx', s.model, '--out', out, '--external-data', ...extra];
 
   it('an existing .data file needs --force; a folder, a dangling link or a file inside the input are refused by its own name', async () => {
-    const s = setup();
+    const s = await setup();
     const out = join(s.dir, 'm.onnx');
     writeFileSync(`${out}.data`, 'keep');
     refused(await cli(...args(s, out)), /the external data file .*m\.onnx\.data already exists/);
@@ -197,7 +219,7 @@ describe('convert: what --out may be', () => {
   const args = (s: Setup, out: string, ...extra: string[]) => ['convert', s.model, '--out', out, '--seq-len', '16', '--no-fidelity', ...extra];
 
   it('a new package; an existing one needs --force', async () => {
-    const s = setup();
+    const s = await setup();
     const out = join(s.dir, 'm.mlpackage');
     ok(await cli(...args(s, out)));
     refused(await cli(...args(s, out)), /already exists \(use --force to replace the package\)/);
@@ -205,7 +227,7 @@ describe('convert: what --out may be', () => {
   });
 
   it('never the input, a file inside it, a file, a device, a FIFO, a dangling link, or a folder that is not a package', async () => {
-    const s = setup();
+    const s = await setup();
     const file = join(s.dir, 'notes.txt');
     writeFileSync(file, 'keep');
     const fifo = join(s.dir, 'fifo');
@@ -240,7 +262,7 @@ describe('convert: what --out may be', () => {
   });
 
   it('a symbolic link to a package: replaced in place with --force, the link stays', async () => {
-    const s = setup();
+    const s = await setup();
     const real = join(s.dir, 'real.mlpackage');
     ok(await cli(...args(s, real)));
     const link = join(s.dir, 'link.mlpackage');
@@ -251,7 +273,7 @@ describe('convert: what --out may be', () => {
   });
 
   it('a folder that cannot be written fails before the work', async () => {
-    const s = setup();
+    const s = await setup();
     const t0 = performance.now();
     refused(await cli('convert', s.model, '--out', join(unwritableFolder(), 'x.mlpackage'), '--seq-len', '16'), /cannot write .*x\.mlpackage: (permission denied|operation not permitted|the file system is read-only)/);
     expect(performance.now() - t0).toBeLessThan(5_000);
