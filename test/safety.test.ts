@@ -334,3 +334,38 @@ describe('every read has its kind\'s cap', () => {
     expect(READ_LIMITS.golden).toBe(1024 * 1024 * 1024);
   });
 });
+
+describe('a batch of a million texts', () => {
+  it('more than MAX_TEXTS texts in one --input is one line, before any work', async () => {
+    const { MAX_TEXTS } = await import('../src/io/limits.js');
+    const d = tempDir();
+    const input = join(d, 'many.txt');
+    writeFileSync(input, 'a\n'.repeat(MAX_TEXTS + 1));
+    expectOneLineError(await cli('embed', TINY, '--input', input, '--out', join(d, 'e.npy')), new RegExp(`many\\.txt holds more than ${MAX_TEXTS} texts, the most one run takes: split it`));
+    expect(readdirSync(d)).toEqual(['many.txt']);
+  }, 60_000);
+
+  it('packs them in a few seconds (the first window with room is found in log time, not by a scan of every window)', async () => {
+    const { packTexts } = await import('../src/model/pack-texts.js');
+    const texts = Array.from({ length: 1_000_000 }, (_, i) => new Array<number>(3 + ((i * 7919) % 40)).fill(5));
+    const t0 = performance.now();
+    const windows = packTexts(texts, 512, 64, 0);
+    expect(performance.now() - t0).toBeLessThan(15_000);
+    expect(windows.reduce((n, w) => n + w.texts.length, 0)).toBe(texts.length);
+    // First fit, as the scan did: the same windows as packing a prefix of the same texts on its own.
+    const small = texts.slice(0, 2000);
+    const naive: number[][] = [];
+    const used: number[] = [];
+    for (const i of small.map((_, i) => i).sort((a, b) => small[b]!.length - small[a]!.length || a - b)) {
+      const b = naive.findIndex((w, k) => used[k]! + small[i]!.length <= 512 && w.length < 64);
+      if (b < 0) {
+        naive.push([i]);
+        used.push(small[i]!.length);
+      } else {
+        naive[b]!.push(i);
+        used[b]! += small[i]!.length;
+      }
+    }
+    expect(packTexts(small, 512, 64, 0).map((w) => w.texts)).toEqual(naive);
+  }, 60_000);
+});

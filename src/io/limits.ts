@@ -26,6 +26,9 @@ export const READ_LIMITS = {
   model: 256 * MiB,
 } as const;
 
+/** Texts one batch run (embed, predict --input) takes: each is held with its token ids and its result. */
+export const MAX_TEXTS = 1_000_000;
+
 /** Embeddings one embed run may hold before writing them (texts x width x 4 bytes). */
 export const MAX_RESULT_BYTES = 1024 * MiB;
 

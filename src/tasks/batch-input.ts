@@ -3,7 +3,7 @@
 
 import { ModernBertError } from '../errors.js';
 import { readUserFile } from '../io/files.js';
-import { READ_LIMITS } from '../io/limits.js';
+import { MAX_TEXTS, READ_LIMITS } from '../io/limits.js';
 
 /** One input text and the line it came from (1-based), for messages. */
 export interface InputText {
@@ -29,6 +29,7 @@ export function parseBatchInput(content: string, source: string): InputText[] {
   lines.forEach((raw, i) => {
     const line = i + 1;
     if (raw.trim() === '') return;
+    if (out.length === MAX_TEXTS) throw new ModernBertError('BAD_INPUT', `${source} holds more than ${MAX_TEXTS} texts, the most one run takes: split it`, { file: source, line });
     if (!jsonl) return void out.push({ text: raw.trim(), line });
     let v: unknown;
     try {

@@ -2,7 +2,7 @@
 // matrix [N, C] as .npy or .safetensors, chosen by the file's extension. Every file is written as
 // io/output.ts writes outputs: checked before the work, and whole or not at all.
 
-import { npyBytes } from '../io/npy.js';
+import { npyHeader } from '../io/npy.js';
 import { writeOutput, type CheckedOutput } from '../io/output.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 
@@ -19,11 +19,23 @@ export async function writeEmbeddings(out: CheckedOutput, rows: readonly Float32
       for (const [index, e] of rows.entries()) yield { index, embedding: Array.from(e) };
     })());
   }
+  const matrix = asMatrix(rows);
   const C = rows[0]?.length ?? 0;
+  // The header, then the matrix as it is: no second copy of every embedding.
+  if (format === 'npy') return writeOutput(out, [npyHeader([rows.length, C]), new Uint8Array(matrix.buffer, matrix.byteOffset, matrix.byteLength)]);
+  await writeSafetensors(out, [{ name: 'embeddings', dtype: 'F32', shape: [rows.length, C], data: () => matrix }], { metadata: { format: 'pt' } });
+}
+
+/** The rows as one [N, C] matrix: the buffer they already share (runBatch keeps them so), else a copy. */
+function asMatrix(rows: readonly Float32Array[]): Float32Array {
+  const C = rows[0]?.length ?? 0;
+  const first = rows[0];
+  if (first && rows.every((r, i) => r.buffer === first.buffer && r.byteOffset === first.byteOffset + i * C * 4 && r.length === C)) {
+    return new Float32Array(first.buffer, first.byteOffset, rows.length * C);
+  }
   const matrix = new Float32Array(rows.length * C);
   rows.forEach((r, i) => matrix.set(r, i * C));
-  if (format === 'npy') return writeOutput(out, npyBytes(matrix, [rows.length, C]));
-  await writeSafetensors(out, [{ name: 'embeddings', dtype: 'F32', shape: [rows.length, C], data: () => matrix }], { metadata: { format: 'pt' } });
+  return matrix;
 }
 
 /** Writes one JSON object per line, a line at a time (a whole file as one string would outgrow what a string holds). */

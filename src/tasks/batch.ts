@@ -111,6 +111,7 @@ export async function runTokenized(model: LoadedModel, texts: readonly number[][
   const windows = packTexts(texts, window, pack, model.ids.special[0]!);
   const run = windowRunner(model, head, pack, packed, texts);
   const results: BatchResult[] = new Array(texts.length);
+  let store: Float32Array | undefined;
   let done = 0;
   for (const w of windows) {
     // A masked LM is evaluated only at the [MASK] positions of the window's texts.
@@ -119,10 +120,20 @@ export async function runTokenized(model: LoadedModel, texts: readonly number[][
     let col = 0;
     w.texts.forEach((t, k) => {
       const start = packed ? w.starts[k]! : 0;
-      results[t] = textResult(out, head, t, k, start, texts[t]!, masks[t] ?? [], col, model, o.topK ?? 5, label(t), tok);
+      const r = textResult(out, head, t, k, start, texts[t]!, masks[t] ?? [], col, model, o.topK ?? 5, label(t), tok);
+      if ('embedding' in r) {
+        // Every embedding in one buffer, in input order (a million small arrays cost several times their values).
+        const C = r.embedding.length;
+        if (!store) {
+          checkResultBytes(r, texts.length);
+          store = new Float32Array(texts.length * C);
+        }
+        store.set(r.embedding, t * C);
+        r.embedding = store.subarray(t * C, (t + 1) * C);
+      }
+      results[t] = r;
       col += masks[t]?.length ?? 0;
     });
-    if (done === 0) checkResultBytes(results[w.texts[0]!]!, texts.length);
     done += w.texts.length;
     o.onProgress?.(done, texts.length);
   }
@@ -134,7 +145,7 @@ export async function runTokenized(model: LoadedModel, texts: readonly number[][
 }
 
 // Only as much of a long text is tokenized as the window needs (encode-within.ts).
-/** Refuses, after the first window, a run whose embeddings would outgrow MAX_RESULT_BYTES (io/limits.ts). */
+/** Refuses, at the first embedding, a run whose embeddings would outgrow MAX_RESULT_BYTES (io/limits.ts). */
 export function checkResultBytes(first: BatchResult, texts: number): void {
   if (!('embedding' in first)) return;
   const bytes = texts * first.embedding.length * 4;
