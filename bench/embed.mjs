@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { openModel } from '../dist/run/load.js';
 import { runTokenized } from '../dist/tasks/batch.js';
+import { TASKS } from '../dist/tasks/task-table.js';
 import { benchTexts } from './texts.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -50,17 +51,18 @@ try {
   const model = await openModel(dir, { precision: values.precision });
   // Texts: [CLS], 3..58 random ids, [SEP]: 5 to 60 tokens, reproducible from the seed.
   const texts = benchTexts(N, Number(values.seed), model.ids);
+  const plan = TASKS['feature-extraction'].plan(model, undefined, {});
   const tokens = texts.reduce((s, t) => s + t.length, 0);
   console.log(`${dir}: ${N} texts, ${tokens} tokens (${(tokens / N).toFixed(1)} per text), window ${window}, ${values.precision}; ${cpus().length} cores, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 
-  const run = (list, pack) => runTokenized(model, list, [], { task: 'embed', window, pack });
+  const run = (list, pack) => runTokenized(model, list.map((ids) => ({ text: '', ids })), plan, { window, pack });
   const packed = await run(texts, Number(values.pack));
   const one = await run(texts.slice(0, B), 1);
   const scale = N / B;
   let diff = 0;
   for (let i = 0; i < B; i++) {
-    const a = packed.results[i].embedding;
-    const b = one.results[i].embedding;
+    const a = packed.results[i];
+    const b = one.results[i];
     for (let j = 0; j < a.length; j++) diff = Math.max(diff, Math.abs(a[j] - b[j]));
   }
   // And against each text run alone, unpadded, by the unpacked graph (attention_mask, no segment ids).
@@ -68,7 +70,7 @@ try {
   const A = Math.min(B, 50);
   for (let i = 0; i < A; i++) {
     const e = (await model.runner.forward({ ids: texts[i] }, { head: 'embedding' })).outputs.get('embedding').data;
-    const a = packed.results[i].embedding;
+    const a = packed.results[i];
     for (let j = 0; j < a.length; j++) aloneDiff = Math.max(aloneDiff, Math.abs(a[j] - e[j]));
   }
   const row = (name, s, passes, seconds) => `| ${name} | ${passes} | ${seconds.toFixed(1)} | ${(tokens / seconds).toFixed(0)} | ${(100 * s.fill).toFixed(1)}% |`;

@@ -142,18 +142,20 @@ async function embedBoth(dir) {
 async function embedChild(name, dir) {
   const { openModel } = await import('../dist/run/load.js');
   const { runTokenized } = await import('../dist/tasks/batch.js');
+  const { TASKS } = await import('../dist/tasks/task-table.js');
   const { chooseRuntime, executorFor } = await import('../dist/run/runtime-choice.js');
   const { shutdownRuntime } = await import('../dist/runtime/shutdown.js');
   const { benchTexts } = await import('./texts.mjs');
   const executor = executorFor(await chooseRuntime({ runtime: name }));
   const model = await openModel(dir, { precision: 'fp32', executor });
-  const texts = benchTexts(Number(values.texts), Number(values.seed), model.ids);
-  const o = { task: 'embed', window: Number(values.window), pack: Number(values.pack) };
-  await runTokenized(model, texts.slice(0, o.pack), [], o);
+  const texts = benchTexts(Number(values.texts), Number(values.seed), model.ids).map((ids) => ({ text: '', ids }));
+  const o = { window: Number(values.window), pack: Number(values.pack) };
+  const plan = TASKS['feature-extraction'].plan(model, undefined, {});
+  await runTokenized(model, texts.slice(0, o.pack), plan, o);
   const cpu0 = process.cpuUsage();
-  const { results, stats } = await runTokenized(model, texts, [], o);
+  const { results, stats } = await runTokenized(model, texts, plan, o);
   const cpu = process.cpuUsage(cpu0);
-  const first = results.slice(0, 50).map((r) => Array.from(r.embedding));
+  const first = results.slice(0, 50).map((r) => Array.from(r));
   // Wait until the message is written: a large one sent just before process.exit is lost.
   await new Promise((res) => process.send({
     texts: texts.length,

@@ -1,43 +1,41 @@
-// The library's public API: load, run, convert, compare.
+// modernbert-ane, the library: run a task on a model (pipeline), convert a checkpoint to Core ML or ONNX,
+// check a model against golden outputs, compare two models, describe one. The graph, the interpreter and the
+// kernels that these stand on are in 'modernbert-ane/advanced'.
 
 export { ModernBertError, type ErrorCode } from './errors.js';
-export { parseConfig, type ModernBertConfig } from './model/config.js';
-export { loadCheckpoint, type Checkpoint, type EmbeddingSpec } from './model/checkpoint.js';
-export { loadTokenizer, Tokenizer } from './tokenizer/tokenizer.js';
-export { buildModel, buildHead } from './model/model.js';
-export { defaultHead, type BuildOptions, type ModelSource, type NormStyle, type OutputHead } from './model/options.js';
-export { Engine, CachedWeights, additiveMask } from './run/engine.js';
-export type { ForwardOptions, ForwardResult, Sequence, Runner } from './run/runner.js';
-export { Interpreter } from './graph/interpreter.js';
-export { PRECISIONS, type Precision } from './runtime/numerics.js';
-export { shutdownRuntime } from './runtime/shutdown.js';
-export { openModel, openCheckpoint, DEFAULT_MODEL, type LoadedModel, type OpenOptions } from './run/load.js';
-export { resolveModel, downloadModel, type HubOptions, type ResolvedModel, type DownloadProgress } from './hub/resolve.js';
+export {
+  pipeline,
+  type PipelineOptions,
+  type PipelineBase,
+  type Pipelines,
+  type FillMaskPipeline,
+  type TextClassificationPipeline,
+  type TokenClassificationPipeline,
+  type FeatureExtractionPipeline,
+  type GroupingStrategy,
+} from './tasks/pipeline.js';
+export type { TaskName, FillMaskItem, TextClassificationItem, TokenClassificationItem, EntityGroup, AggregationStrategy, Pooling, Features } from './tasks/results.js';
+export type { FillMaskOptions, TextClassificationOptions, TokenClassificationOptions, FeatureExtractionOptions } from './tasks/task-table.js';
+export { convert } from './convert/convert.js';
+export type { ConvertOptions, AddHead } from './convert/convert-options.js';
+export type { ConvertReport, CompressionSummary } from './convert/write-package.js';
+export { exportOnnx, type ExportOnnxOptions, type ExportOnnxReport } from './convert/export-onnx.js';
+export { verify, type VerifyOptions, type VerifyReport, type CaseReport } from './api/verify.js';
+export { diff, type DiffOptions, type DiffReport } from './api/diff.js';
+export { inspect, type InspectOptions, type Inspection, type CheckpointInspection, type PackageInspection, type FeatureInspection } from './api/inspect.js';
+// Types that the options and results above name.
+export type { AnyRuntime as Runtime } from './run/executor-choice.js';
+export type { ComputeUnits } from './run/coreml/session.js';
+export type { Precision } from './runtime/numerics.js';
+export type { OutputHead } from './model/options.js';
+export type { RotationKind } from './model/variants.js';
+export type { TargetName } from './ir/target.js';
+export type { CompressMode } from './compress/spec.js';
+export type { DownloadProgress } from './hub/resolve.js';
+export type { FidelityReport } from './eval/fidelity.js';
+export type { Agreement } from './eval/compare.js';
+export type { LearnReport } from './learn/learned.js';
+export type { Rules } from './ane/rules.js';
+export type { AneIssue } from './graph/ane-limits.js';
+export type { PackagePlacement } from './ane/predict-package.js';
 export type { HubSource } from './hub/id.js';
-export { packTexts, type PackedWindow } from './model/pack-texts.js';
-export { runBatch, runTokenized, batchShape, type BatchOptions, type BatchResult, type BatchStats, type RunWindow } from './tasks/batch.js';
-export { readBatchInput, parseBatchInput, type InputText } from './tasks/batch-input.js';
-export { writeEmbeddings, writeJsonl } from './tasks/batch-output.js';
-export { convert, type ConvertOptions, type ConvertReport } from './convert/convert.js';
-export { checkSameBody, headPackagePath, type HeadsOptions, type AddedHead } from './convert/heads.js';
-export { bodyHash } from './coreml/body-hash.js';
-export { readMLPackage } from './coreml/mil-read.js';
-export { writeMLPackage, type FunctionToWrite } from './coreml/mil-write.js';
-export { PackageRunner, BucketRunner, type HeadPackage } from './run/package-runner.js';
-export { printGraph } from './graph/print.js';
-export { knownOps, opDef, opSignature, type OpDef } from './ops/index.js';
-export { validateGraph } from './ops/validate.js';
-export type { Graph, Op, Value, Const, Literal } from './ir/graph.js';
-export { readGolden, type GoldenCase } from './eval/golden.js';
-export { verify, type VerifyReport } from './eval/verify.js';
-export { AgreementMeter, type Agreement } from './eval/compare.js';
-export { measureFidelity, type FidelityReport } from './eval/fidelity.js';
-export { prepareVariant, type RotationKind, type VariantSpec } from './model/variants.js';
-export { foldWeights, HadamardRotation, DenseRotation, IdentityRotation, type Rotation } from './rotation/index.js';
-export { writeSynthCheckpoint, SynthWeights } from './synth/synth.js';
-export type { Tensor, WeightSource } from './io/weights.js';
-export { predictPlacement, type Placement, type PlacedOp, type Island, type Finding } from './ane/placement.js';
-export { predictPackage, type PackagePlacement, type FunctionPlacement } from './ane/predict-package.js';
-export { DEFAULT_RULES, defaultRules, applyRuleOverrides, readRulesFile, type Rule, type Rules, type Device } from './ane/rules.js';
-export { estimateTime, CHIPS, type TimeEstimate } from './ane/estimate.js';
-export { VERSION } from './version.js';

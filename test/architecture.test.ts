@@ -32,8 +32,9 @@ const LAYERS: readonly (readonly string[])[] = [
   ['convert/'], // checkpoint to Core ML package or ONNX model
   ['tasks/'], // predict, batch embedding and classification
   ['report/'], // plots and reports for the commands
+  ['api/'], // the library's calls that the commands print: verify, diff, inspect
   ['cli/'], // the commands
-  ['index.ts'], // the library's public face
+  ['index.ts', 'advanced.ts'], // the library's public face, and its advanced subpath
 ];
 
 /** Every file under src/ that can import (TypeScript and JavaScript modules). */

@@ -235,7 +235,7 @@ describe('usage', () => {
     expectOneLineError(await cli('predict', '-x [MASK]'), /unknown option '-x \[MASK\]' \(a text that starts with '-' goes after --, e.g\. predict -- "-x \[MASK\]"\)/);
     const r = await cli('predict', '--json', '--', '-x [MASK]');
     expect(r.code, r.stderr).toBe(0);
-    expect((json(r) as { masks: unknown[] }).masks).toHaveLength(1);
+    expect((json(r) as { mask: number }[]).every((t) => t.mask === 0)).toBe(true);
   });
 
   it('--fidelity-precision fp32 is a one-line error naming the valid choices', async () => {

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/model/config.js';
 import { readGolden } from '../src/eval/golden.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
-import { softmaxColumn, topK } from '../src/tasks/predict.js';
+import { softmaxColumn, topK } from '../src/tasks/task-table.js';
 import { synthTensor } from '../src/numeric/prng.js';
 import { SynthWeights } from '../src/synth/synth.js';
 import { expectedEmbedding, sentenceTransformers } from './helpers/embedding.js';
@@ -46,56 +46,55 @@ describe('predict', () => {
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
     const lines = r.stdout.trimEnd().split('\n');
-    expect(lines[0]).toBe('[MASK] at token 5:');
+    expect(lines[0]).toBe('[MASK]:');
     expect(lines).toHaveLength(6); // 5 candidates by default
     expect(lines[1]).toMatch(/^ {2}"door" +0\.1\d{3}$/);
   });
 
-  it('--json has exactly {"masks":[{"position":N,"top":[{"token","id","prob"}]}]}', async () => {
+  it('--json is the library\'s fill-mask result: [{"score","token","token_str","sequence","mask"}]', async () => {
     const r = await cli('predict', '--json', DOOR);
     expect(r.code).toBe(0);
-    const out = json(r) as { masks: Array<{ position: number; top: Array<{ token: string; id: number; prob: number }> }> };
-    expect(Object.keys(out)).toEqual(['masks']);
-    expect(out.masks).toHaveLength(1);
-    expect(Object.keys(out.masks[0]!)).toEqual(['position', 'top']);
-    expect(out.masks[0]!.position).toBe(5);
-    expect(out.masks[0]!.top).toHaveLength(5);
-    for (const t of out.masks[0]!.top) {
-      expect(Object.keys(t)).toEqual(['token', 'id', 'prob']);
-      expect(typeof t.token).toBe('string');
-      expect(Number.isInteger(t.id)).toBe(true);
-      expect(t.prob).toBeGreaterThan(0);
-      expect(t.prob).toBeLessThan(1);
+    const out = json(r) as Array<{ score: number; token: number; token_str: string; sequence: string; mask: number }>;
+    expect(out).toHaveLength(5);
+    for (const t of out) {
+      expect(Object.keys(t)).toEqual(['score', 'token', 'token_str', 'sequence', 'mask']);
+      expect(Number.isInteger(t.token)).toBe(true);
+      expect(t.score).toBeGreaterThan(0);
+      expect(t.score).toBeLessThan(1);
+      expect(t.mask).toBe(0);
+      expect(t.sequence).toBe(DOOR.replace('[MASK]', t.token_str.trim()));
     }
-    expect(out.masks[0]!.top[0]!.token).toBe('door');
-    expect(out.masks[0]!.top.map((t) => t.prob)).toEqual([...out.masks[0]!.top.map((t) => t.prob)].sort((a, b) => b - a));
-    expect(r.stdout.endsWith('}\n')).toBe(true);
+    expect(out[0]!.token_str).toBe(' door');
+    expect(out.map((t) => t.score)).toEqual([...out.map((t) => t.score)].sort((a, b) => b - a));
+    expect(r.stdout.endsWith(']\n')).toBe(true);
     expect(r.stdout.trimEnd().split('\n')).toHaveLength(1);
   });
 
-  it('--top-k N (and -k) lists N tokens; the model may be named explicitly', async () => {
+  it('--top-k N (and -k) lists N tokens; the model may be named explicitly; several masks each get theirs', async () => {
     const r = await cli('predict', 'models/mini-trained', DOOR, '--top-k', '2', '--json');
     expect(r.code).toBe(0);
-    const out = json(r) as { masks: Array<{ top: Array<{ token: string }> }> };
-    expect(out.masks[0]!.top.map((t) => t.token)[0]).toBe('door');
-    expect(out.masks[0]!.top).toHaveLength(2);
+    const out = json(r) as Array<{ token_str: string }>;
+    expect(out.map((t) => t.token_str.trim())).toHaveLength(2);
+    expect(out[0]!.token_str.trim()).toBe('door');
     const k1 = await cli('predict', '-k', '1', DOOR);
     expect(k1.stdout.trimEnd().split('\n')).toHaveLength(2);
+    const two = await cli('predict', '-k', '2', 'The [MASK] rises in the [MASK].');
+    expect(two.stdout.trimEnd().split('\n').filter((l) => l.startsWith('[MASK]'))).toEqual(['[MASK] 1 of 2:', '[MASK] 2 of 2:']);
   });
 
   it('the golden prompts through tiny-mlm: top token at each mask is the golden argmax', async () => {
     const gc = readGolden(join(TINY_MLM, 'golden.safetensors')).find((c) => c.name === 'batch_padded')!;
     const text = texts('tiny-mlm')[1]!; // "The capital of France is [MASK]."
     const r = await cli('predict', TINY_MLM, text, '--json', '-k', '3');
-    const out = json(r) as { masks: Array<{ position: number; top: Array<{ id: number; prob: number }> }> };
+    const out = json(r) as Array<{ token: number; score: number }>;
     const [, S, V] = gc.logits!.shape as [number, number, number];
-    const m = out.masks[0]!;
-    const gold = softmaxColumn(gc.logits!.data, V, (1 * S + m.position) * V);
-    expect(m.top.map((t) => t.id)).toEqual(topK(gold, 3));
-    for (const t of m.top) expect(Math.abs(t.prob - gold[t.id]!)).toBeLessThan(1e-5);
+    const position = Array.from(goldenRow(gc, 1).ids).indexOf(1004); // [MASK]
+    const gold = softmaxColumn(gc.logits!.data, V, (1 * S + position) * V);
+    expect(out.map((t) => t.token)).toEqual(topK(gold, 3));
+    for (const t of out) expect(Math.abs(t.score - gold[t.token]!)).toBeLessThan(1e-5);
   });
 
-  it('a sequence classifier prints its labels with probabilities; --json {"labels":[{"label","prob"}]}', async () => {
+  it('a sequence classifier prints its labels with probabilities; --json [{"label","score"}] of every label', async () => {
     const gc = readGolden(join(FX, 'tiny-cls-mean', 'golden.safetensors')).find((c) => c.name === 'single')!;
     const gold = softmaxColumn(gc.logits!.data, 3);
     const text = texts('tiny-cls-mean')[0]!;
@@ -109,46 +108,64 @@ describe('predict', () => {
       expect(label).toBe(['neg', 'neu', 'pos'][order[i]!]);
       expect(Number(prob)).toBeCloseTo(gold[order[i]!]!, 4);
     });
-    const r = json(await cli('predict', '--json', join(FX, 'tiny-cls-mean'), text)) as { labels: Array<{ label: string; prob: number }> };
-    expect(Object.keys(r)).toEqual(['labels']);
-    expect(r.labels.map((l) => Object.keys(l))).toEqual([['label', 'prob'], ['label', 'prob'], ['label', 'prob']]);
-    for (const l of r.labels) expect(Math.abs(l.prob - gold[['neg', 'neu', 'pos'].indexOf(l.label)]!)).toBeLessThan(1e-5);
+    const r = json(await cli('predict', '--json', join(FX, 'tiny-cls-mean'), text)) as Array<{ label: string; score: number }>;
+    expect(r.map((l) => Object.keys(l))).toEqual([['label', 'score'], ['label', 'score'], ['label', 'score']]);
+    for (const l of r) expect(Math.abs(l.score - gold[['neg', 'neu', 'pos'].indexOf(l.label)]!)).toBeLessThan(1e-5);
   });
 
-  it('a token classifier prints a label per token; --json {"tokens":[{"position","token","label","prob"}]}', async () => {
+  it('a token classifier prints a label and span per token (no [CLS]/[SEP]); --json [{"entity","score","index","word","start","end"}]', async () => {
     const gc = readGolden(join(FX, 'tiny-token', 'golden.safetensors')).find((c) => c.name === 'single')!;
-    const text = texts('tiny-token')[0]!;
+    const text = texts('tiny-token')[0]!; // "The sky is [MASK]."
     const { real } = goldenRow(gc, 0);
     const plain = await cli('predict', join(FX, 'tiny-token'), text);
     expect(plain.code).toBe(0);
     const lines = plain.stdout.trimEnd().split('\n');
-    expect(lines).toHaveLength(real.length);
-    expect(lines[0]).toMatch(/^"\[CLS\]" +LABEL_\d +0\.\d{4}$/);
-    const r = json(await cli('predict', '--json', join(FX, 'tiny-token'), text)) as { tokens: Array<{ position: number; token: string; label: string; prob: number }> };
-    expect(Object.keys(r)).toEqual(['tokens']);
-    expect(r.tokens.map((t) => t.position)).toEqual(real);
+    expect(lines[0]).toMatch(/^"T" +LABEL_\d +0\.\d{4} \[0, 1\)$/);
+    const r = json(await cli('predict', '--json', join(FX, 'tiny-token'), text)) as Array<{ entity: string; score: number; index: number; word: string; start: number; end: number }>;
+    expect(r).toHaveLength(real.length - 3); // [CLS], [MASK], [SEP]
+    expect(lines).toHaveLength(r.length);
     const V = 5;
-    for (const t of r.tokens) {
-      const gold = softmaxColumn(gc.logits!.data, V, t.position * V);
+    for (const [i, t] of r.entries()) {
+      const gold = softmaxColumn(gc.logits!.data, V, t.index * V);
       const best = topK(gold, 1)[0]!;
-      expect(Object.keys(t)).toEqual(['position', 'token', 'label', 'prob']);
-      expect(t.label).toBe(`LABEL_${best}`);
-      expect(Math.abs(t.prob - gold[best]!)).toBeLessThan(1e-5);
-      expect(lines[t.position]).toContain(t.label);
+      expect(Object.keys(t)).toEqual(['entity', 'score', 'index', 'word', 'start', 'end']);
+      expect(t.entity).toBe(`LABEL_${best}`);
+      expect(Math.abs(t.score - gold[best]!)).toBeLessThan(1e-5);
+      expect(t.word).toBe(text.slice(t.start, t.end));
+      expect(lines[i]).toContain(t.entity);
     }
+    expect(r.map((t) => t.word)).toEqual(['T', 'he', 's', 'k', 'y', 'is', '.']);
   });
 
-  it('--embed on a sentence-transformers folder: {"embedding":[...]} is the normalised mean of the golden last hidden state', async () => {
+  it('--aggregation groups a token classifier\'s tokens into entities, each a span of the text', async () => {
+    const text = texts('tiny-token')[3]!;
+    const tokens = json(await cli('predict', '--json', join(FX, 'tiny-token'), text)) as Array<{ entity: string; start: number; end: number }>;
+    for (const strategy of ['simple', 'first', 'average', 'max']) {
+      const r = await cli('predict', '--json', '--aggregation', strategy, join(FX, 'tiny-token'), text);
+      expect(r.code, r.stderr).toBe(0);
+      const groups = json(r) as Array<{ entity_group: string; word: string; start: number; end: number }>;
+      expect(groups.length).toBeGreaterThan(0);
+      expect(groups.length).toBeLessThanOrEqual(tokens.length);
+      for (const g of groups) {
+        expect(Object.keys(g)).toEqual(['entity_group', 'score', 'word', 'start', 'end']);
+        expect(g.word).toBe(text.slice(g.start, g.end));
+      }
+      expect(groups[0]!.start).toBe(tokens[0]!.start);
+      expect(groups.at(-1)!.end).toBe(tokens.at(-1)!.end);
+    }
+    expectOneLineError(await cli('predict', '--aggregation', 'mean', join(FX, 'tiny-token'), text), /--aggregation.*mean/);
+  });
+
+  it('--embed on a sentence-transformers folder: --json [...] is the normalised mean of the golden last hidden state', async () => {
     const gc = readGolden(join(TINY_MLM, 'golden.safetensors')).find((c) => c.name === 'single')!;
     const want = expectedEmbedding(goldenHidden(gc, 4, 0), goldenRow(gc, 0).real, 'mean', true);
     const dir = await sentenceTransformers('mean', true);
     for (const args of [['--embed'], []]) {
       const r = await cli('predict', ...args, '--json', dir, texts('tiny-mlm')[0]!);
       expect(r.code).toBe(0);
-      const out = json(r) as { embedding: number[] };
-      expect(Object.keys(out)).toEqual(['embedding']);
-      expect(out.embedding).toHaveLength(64);
-      for (let j = 0; j < 64; j++) expect(Math.abs(out.embedding[j]! - want[j]!)).toBeLessThan(1e-4);
+      const out = json(r) as number[];
+      expect(out).toHaveLength(64);
+      for (let j = 0; j < 64; j++) expect(Math.abs(out[j]! - want[j]!)).toBeLessThan(1e-4);
     }
     const plain = await cli('predict', '--embed', dir, texts('tiny-mlm')[0]!);
     const values = plain.stdout.trim().split(' ').map(Number);
@@ -159,8 +176,8 @@ describe('predict', () => {
   it('cls pooling likewise', async () => {
     const gc = readGolden(join(TINY_MLM, 'golden.safetensors')).find((c) => c.name === 'single')!;
     const want = expectedEmbedding(goldenHidden(gc, 4, 0), goldenRow(gc, 0).real, 'cls', true);
-    const out = json(await cli('predict', '--embed', '--json', await sentenceTransformers('cls', true), texts('tiny-mlm')[0]!)) as { embedding: number[] };
-    for (let j = 0; j < 64; j++) expect(Math.abs(out.embedding[j]! - want[j]!)).toBeLessThan(1e-4);
+    const out = json(await cli('predict', '--embed', '--json', await sentenceTransformers('cls', true), texts('tiny-mlm')[0]!)) as number[];
+    for (let j = 0; j < 64; j++) expect(Math.abs(out[j]! - want[j]!)).toBeLessThan(1e-4);
   });
 });
 
@@ -414,7 +431,7 @@ describe('the installed executable (bin/modernbert-ane.js, built by npm test)', 
   it('exits 0 with "door" on the default model', () => {
     const r = run('predict', DOOR, '--json');
     expect(r.status, r.stderr).toBe(0);
-    expect((JSON.parse(r.stdout) as { masks: Array<{ top: Array<{ token: string }> }> }).masks[0]!.top[0]!.token).toBe('door');
+    expect((JSON.parse(r.stdout) as Array<{ token_str: string }>)[0]!.token_str).toBe(' door');
   });
 
   it('exits 2 with one line and no stack on bad input; with --debug, the stack', () => {

@@ -126,12 +126,12 @@ describe('options', () => {
   const spec = (mode: string, target: Target, more: Partial<{ groupSize: number; blockSize: number }> = {}) => compressSpec({ mode, target, weights: 'fp16', ...more });
   it('refuse what the target cannot express, naming the valid choices', () => {
     expect(() => spec('pal5', 'iOS18')).toThrow(/valid: pal8, pal6, pal4, pal3, pal2, int8, int4/);
-    expect(() => spec('pal3', 'iOS17')).toThrow(/needs --target iOS18.*valid at iOS17: pal8, pal6, pal4, pal2, int8/);
-    expect(() => spec('int4', 'iOS16')).toThrow(/needs --target iOS18/);
-    expect(() => spec('pal4', 'iOS15')).toThrow(/iOS16 or later/);
-    expect(() => spec('pal4', 'iOS17', { groupSize: 16 })).toThrow(/needs --target iOS18/);
+    expect(() => spec('pal3', 'iOS17')).toThrow(/needs `target: iOS18`.*valid at iOS17: pal8, pal6, pal4, pal2, int8/);
+    expect(() => spec('int4', 'iOS16')).toThrow(/needs `target: iOS18`/);
+    expect(() => spec('pal4', 'iOS15')).toThrow(/iOS16` or later/);
+    expect(() => spec('pal4', 'iOS17', { groupSize: 16 })).toThrow(/needs `target: iOS18`/);
     expect(() => spec('int8', 'iOS18', { groupSize: 16 })).toThrow(/palette modes/);
-    expect(() => spec('pal4', 'iOS18', { blockSize: 16 })).toThrow(/applies to --compress int4/);
+    expect(() => spec('pal4', 'iOS18', { blockSize: 16 })).toThrow(/applies to `compress: int4`/);
   });
   it('--keep globs match whole names', () => {
     expect(globMatch('*.Wqkv.weight', 'model.layers.0.attn.Wqkv.weight')).toBe(true);
@@ -292,6 +292,6 @@ describe('the split decoder (a 70,000-token vocabulary, above the ANE channel li
 
   it('refuses a group size that splits a chunk, naming the ones that fit', () => {
     const spec = compressSpec({ mode: 'pal4', target: 'iOS18', weights: 'fp16', groupSize: 16 });
-    expect(() => checkShapes(spec, tensors)).toThrow(/--group-size 16 does not fit the decoder's chunks of 35000 rows .*; valid: 1, 2, 4, 8$/);
+    expect(() => checkShapes(spec, tensors)).toThrow(/`groupSize: 16` does not fit the decoder's chunks of 35000 rows .*; valid: 1, 2, 4, 8$/);
   });
 });

@@ -2,7 +2,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { convert, type ConvertOptions } from '../src/convert/convert.js';
+import { convert } from '../src/convert/convert.js';
+import type { ConvertOptions } from '../src/convert/convert-options.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { knownOps } from '../src/ops/index.js';
 import { validateGraph } from '../src/ops/validate.js';
@@ -23,11 +24,8 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const dirOf = (name: string) => (name === 'mini-trained' ? MINI : join(FX, name));
 const goldenOf = (name: string) => join(FX, name, 'golden.safetensors');
 
-function options(out: string, over: Partial<ConvertOptions> = {}): ConvertOptions {
-  return {
-    out, seqLens: [128], fold: true, rotation: 'hadamard', norm: 'l2', seed: 0, weights: 'fp16', target: 'iOS17',
-    force: false, tokenizer: false, maskFrom: 'input', calibration: [], calibrationName: 'none', fidelity: null, ...over,
-  };
+function options(out: string, over: ConvertOptions = {}): ConvertOptions {
+  return { out, seqLens: [128], rotation: 'hadamard', tokenizer: false, maskInput: true, fidelity: false, ...over };
 }
 
 /** Max abs difference of two (1, V, 1, P) logits over all columns. */
@@ -122,7 +120,7 @@ describe('round trip: convert, read back, run', () => {
   it('padding read from the pad id gives the same logits as an explicit mask', async () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-cls-mean'));
     const a = join(tmp, 'ids-mask.mlpackage');
-    await convert(ckpt, options(a, { maskFrom: 'ids', weights: 'fp32' }));
+    await convert(ckpt, options(a, { maskInput: false, weights: 'fp32' }));
     const pkg = readMLPackage(a);
     expect(pkg.graph.inputs.map((v) => v.name)).toEqual(['input_ids']);
     // Mean pooling must ignore the padding the runner adds up to S = 128.
@@ -135,7 +133,7 @@ describe('package structure', () => {
   it('enumerated lengths: one symbolic program that runs at each length', async () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     const out = join(tmp, 'enum.mlpackage');
-    await convert(ckpt, options(out, { seqLens: [64, 16, 32], maskFrom: 'ids', weights: 'fp32' }));
+    await convert(ckpt, options(out, { seqLens: [64, 16, 32], maskInput: false, weights: 'fp32' }));
     const pkg = readMLPackage(out);
     const ids = pkg.description.inputs.find((f) => f.name === 'input_ids')!;
     expect(ids.enumeratedShapes).toEqual([[1, 16], [1, 32], [1, 64]]);
@@ -168,7 +166,7 @@ describe('package structure', () => {
     const pkg = readMLPackage(out);
     const known = new Set(knownOps());
     for (const op of pkg.graph.ops) expect(known.has(op.op), op.op).toBe(true);
-    for (const t of ['iOS15', 'iOS16', 'iOS17', 'iOS18']) expect(() => validateGraph(pkg.graph, t)).not.toThrow();
+    for (const t of ['iOS15', 'iOS16', 'iOS17', 'iOS18'] as const) expect(() => validateGraph(pkg.graph, t)).not.toThrow();
     ckpt.close();
   });
 
@@ -176,9 +174,10 @@ describe('package structure', () => {
     const ckpt = loadCheckpoint(MINI);
     const tok = await loadTokenizer(MINI);
     const c = ckpt.config;
-    const calibration = resolveInputs({ texts: ['She opened the [MASK] and walked into the room.', 'The quick brown fox.'] }, { vocabSize: c.vocabSize, maxLen: 512, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [] }, tok);
+    const texts = ['She opened the [MASK] and walked into the room.', 'The quick brown fox.'];
+    const calibration = resolveInputs({ texts }, { vocabSize: c.vocabSize, maxLen: 512, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [] }, tok);
     const out = join(tmp, 'meta.mlpackage');
-    const report = await convert(ckpt, options(out, { seqLens: [64], tokenizer: true, maskFrom: 'ids', calibration, calibrationName: 'two texts', fidelity: 'fp16', maskTokenId: tok.maskTokenId }));
+    const report = await convert(ckpt, options(out, { seqLens: [64], tokenizer: true, maskInput: false, calibration: texts, calibrationName: 'two texts', fidelity: 'fp16' }));
     expect(report.fidelity!.tokens).toBe(calibration.reduce((s, q) => s + q.ids.length, 0));
     expect(report.fidelity!.kl).toBeLessThan(1e-4);
     expect(report.fidelity!.top1).toBeGreaterThan(0.9);
@@ -192,6 +191,38 @@ describe('package structure', () => {
     expect(paths).toContain('com.github.modernbert-ane/tokenizer');
     expect(readFileSync(join(out, 'Data', 'com.github.modernbert-ane', 'tokenizer', 'tokenizer.json'), 'utf8')).toBe(readFileSync(join(MINI, 'tokenizer.json'), 'utf8'));
     ckpt.close();
+  });
+
+  it('the library call: every option optional, the command\'s defaults (length, tokenizer, fidelity), a Hub-style model named by its folder', async () => {
+    const out = join(tmp, 'defaults.mlpackage');
+    const report = await convert(join(FX, 'tiny-mlm'), { out });
+    expect(report.seqLens).toEqual([512]);
+    expect(report.weightForm).toEqual({ fold: true, rotation: 'none', norm: 'l2' });
+    expect(report.fidelity!.precision).toBe('fp16');
+    expect(existsSync(join(out, 'Data', 'com.github.modernbert-ane', 'tokenizer', 'tokenizer.json'))).toBe(true);
+    const none = await convert(join(FX, 'tiny-mlm'), { out: join(tmp, 'no-tok.mlpackage'), tokenizer: false, fidelity: false, seqLens: 16 });
+    expect(none.fidelity).toBeNull();
+    expect(existsSync(join(tmp, 'no-tok.mlpackage', 'Data', 'com.github.modernbert-ane'))).toBe(false);
+  });
+
+  it("rotation 'learned' with nothing precomputed: learned on the calibration, reported and recorded", async () => {
+    const out = join(tmp, 'learned.mlpackage');
+    const report = await convert(join(FX, 'tiny-mlm'), { out, rotation: 'learned', learnSeconds: 1, seqLens: 32 });
+    expect(report.learning).not.toBeNull();
+    expect(['folded', 'hadamard', 'learned']).toContain(report.learning!.chosen);
+    const meta = readMLPackage(out).description.metadata.userDefined!;
+    expect(meta.rotation).toBe(`learned (seed 0, kept ${report.learning!.chosen})`);
+    expect(JSON.parse(meta.rotation_learning!).chosen).toBe(report.learning!.chosen);
+  }, 60_000);
+
+  it('errors name the options, not the flags', async () => {
+    const tiny = join(FX, 'tiny-mlm');
+    await expect(convert(tiny, { fold: false, rotation: 'hadamard' })).rejects.toThrow(/^`fold: false` keeps the plain LayerNorm model and cannot be combined with `rotation: hadamard`$/);
+    await expect(convert(tiny, { seqLens: [16, 4096] })).rejects.toThrow(/`seqLens: 4096` is longer than the model allows/);
+    await expect(convert(tiny, { groupSize: 8 })).rejects.toThrow(/`groupSize`, `blockSize` and `keep` apply to `compress`/);
+    await expect(convert(tiny, { maxKl: 1, fidelity: false })).rejects.toThrow(/`maxKl` gates on the fidelity report/);
+    await expect(convert(tiny, { functions: ['mlm'] })).rejects.toThrow(/needs specification version 9: give `target: iOS18`/);
+    await expect(convert(tiny, { target: 'iOS14' as 'iOS15' })).rejects.toThrow(/unknown deployment target "iOS14"/);
   });
 
   it('a failed conversion leaves nothing behind, and an existing package needs force', async () => {

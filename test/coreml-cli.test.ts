@@ -9,6 +9,7 @@ import { readMLPackage } from '../src/coreml/mil-read.js';
 import { matrixFlops } from '../src/ane/cost.js';
 import type { BenchReport } from '../src/tasks/coreml-bench.js';
 import type { PlanReport } from '../src/run/coreml/plan.js';
+import { pipeline } from '../src/tasks/pipeline.js';
 import { cli, expectOneLineError, json, type Run } from './helpers/cli.js';
 import { cleanupTempDirs, FX, ROOT, tempDir } from './helpers/fixtures.js';
 
@@ -81,13 +82,29 @@ describe('with the stand-in helper', () => {
     const coreml = await cli('predict', pkg, DOOR, '--runtime', 'coreml', '--compute-units', 'cpu-and-ne', '--json');
     expect(coreml.code, coreml.stderr).toBe(0);
     expect(json(coreml)).toEqual(json(ours));
-    expect((json(coreml) as { masks: { top: { token: string }[] }[] }).masks[0]!.top[0]!.token).toBe('door');
+    expect((json(coreml) as { token_str: string }[])[0]!.token_str).toBe(' door');
     // The batch form too.
     const input = join(dir, 'texts.txt');
     writeFileSync(input, `${DOOR}\nThe [MASK] is blue.\n`);
     const batch = await cli('predict', pkg, '--input', input, '--runtime', 'coreml');
     expect(batch.code, batch.stderr).toBe(0);
     expect(batch.stdout).toBe((await cli('predict', pkg, '--input', input, '--precision', 'fp16')).stdout);
+  });
+
+  it("the library: pipeline(task, pkg, { runtime: 'coreml' }) gives what the fp16 emulation gives, and dispose() stops the helper", async () => {
+    useStandin();
+    process.env.MODERNBERT_ANE_COREML_CACHE = join(dir, 'cache');
+    const coreml = await pipeline('fill-mask', pkg, { runtime: 'coreml', computeUnits: 'cpu-and-ne' });
+    const fp16 = await pipeline('fill-mask', pkg, { precision: 'fp16' });
+    try {
+      expect(coreml.runtime).toBe('coreml');
+      expect(await coreml([DOOR, 'The [MASK] is blue.'])).toEqual(await fp16([DOOR, 'The [MASK] is blue.']));
+    } finally {
+      await coreml.dispose();
+      await fp16.dispose();
+    }
+    await expect(pipeline('fill-mask', pkg, { runtime: 'coreml', precision: 'fp16' })).rejects.toThrow(/`precision: fp16` is our float16 emulation/);
+    await expect(pipeline('fill-mask', pkg, { computeUnits: 'all' })).rejects.toThrow(/`computeUnits` goes with `runtime: 'coreml'`/);
   });
 
   it('verify compares the logits (Core ML has no hidden states to give) and matches the fp16 emulation', async () => {

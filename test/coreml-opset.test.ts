@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { knownOps, opSignature } from '../src/ops/index.js';
 import { validateGraph } from '../src/ops/validate.js';
-import { targetInfo, targetForOpset } from '../src/ir/target.js';
+import { parseTarget, targetInfo, targetForOpset, type Target } from '../src/ir/target.js';
 import { ModernBertError } from '../src/errors.js';
 import { literal, type Arg, type Const, type Graph, type Op, type TensorType, type Value } from '../src/ir/graph.js';
 
@@ -27,7 +27,7 @@ function op(type: string, inputs: Record<string, Arg>, out: TensorType = f16(1, 
   return { op: type, name, inputs, outputs: [{ name: `${name}_out`, type: out }] };
 }
 
-function rejection(g: Graph, target = 'iOS17'): ModernBertError {
+function rejection(g: Graph, target: Target = 'iOS17'): ModernBertError {
   try {
     validateGraph(g, target);
   } catch (e) {
@@ -41,15 +41,15 @@ function rejection(g: Graph, target = 'iOS17'): ModernBertError {
 describe('deployment targets', () => {
   it('map to the specification versions and opsets of coremltools', () => {
     expect(targetInfo()).toEqual({ target: 'iOS17', specificationVersion: 8, opset: 'CoreML7' });
-    expect(targetInfo('macOS14')).toEqual(targetInfo('iOS17'));
-    expect(['iOS15', 'iOS16', 'iOS17', 'iOS18'].map((t) => [targetInfo(t).specificationVersion, targetInfo(t).opset])).toEqual([
+    expect(parseTarget('macOS14')).toBe('iOS17');
+    expect((['iOS15', 'iOS16', 'iOS17', 'iOS18'] as const).map((t) => [targetInfo(t).specificationVersion, targetInfo(t).opset])).toEqual([
       [6, 'CoreML5'],
       [7, 'CoreML6'],
       [8, 'CoreML7'],
       [9, 'CoreML8'],
     ]);
     expect(targetForOpset('CoreML8').target).toBe('iOS18');
-    expect(() => targetInfo('iOS14')).toThrow(/unknown deployment target "iOS14"/);
+    expect(() => parseTarget('iOS14')).toThrow(/unknown deployment target "iOS14"/);
     expect(() => targetForOpset('CoreML9')).toThrow(/unknown MIL opset "CoreML9"/);
   });
 });

@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseTarget } from '../src/ir/target.js';
 import type { DescriptionOptions } from '../src/coreml/description.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { writeMLPackage, type WriteProgress } from '../src/coreml/mil-write.js';
@@ -216,7 +217,7 @@ describe('Graph -> .mlpackage -> Graph', () => {
   it('writes other targets with their specification version and opset', async () => {
     for (const [target, spec, opset] of [['iOS16', 7, 'CoreML6'], ['macOS15', 9, 'CoreML8']] as const) {
       const out = join(dir, `${target}.mlpackage`);
-      const stats = await writeMLPackage(out, { graph: sampleGraph(), description: DESCRIPTION, target });
+      const stats = await writeMLPackage(out, { graph: sampleGraph(), description: DESCRIPTION, target: parseTarget(target) });
       expect([stats.specificationVersion, stats.opset]).toEqual([spec, opset]);
       const back = readMLPackage(out);
       expect([back.specificationVersion, back.opset]).toEqual([spec, opset]);

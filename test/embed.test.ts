@@ -33,7 +33,7 @@ async function alone(model: string, texts: string[], ...flags: string[]): Promis
   for (const t of texts) {
     const r = await cli('predict', model, t, '--embed', '--json', ...flags);
     expect(r.code, r.stderr).toBe(0);
-    out.push((json(r) as { embedding: number[] }).embedding);
+    out.push(json(r) as number[]);
   }
   return out;
 }
@@ -168,9 +168,9 @@ describe('predict --input', () => {
   async function single(model: string, texts: string[]): Promise<unknown[]> {
     return Promise.all(texts.map(async (t) => json(await cli('predict', model, t, '--json'))));
   }
-  /** Same structure, tokens and labels; probabilities within 1e-4. */
+  /** Same structure, tokens and labels; scores within 1e-4. */
   const close = (a: unknown, b: unknown, at = ''): void => {
-    if (typeof a === 'number' && typeof b === 'number' && at.endsWith('.prob')) return void expect(Math.abs(a - b), at).toBeLessThan(1e-4);
+    if (typeof a === 'number' && typeof b === 'number' && at.endsWith('.score')) return void expect(Math.abs(a - b), at).toBeLessThan(1e-4);
     if (typeof a !== 'object' || a === null) return void expect(a, at).toEqual(b);
     expect(Object.keys(a), at).toEqual(Object.keys(b as object));
     for (const [k, v] of Object.entries(a)) close(v, (b as Record<string, unknown>)[k], `${at}.${k}`);
@@ -191,7 +191,10 @@ describe('predict --input', () => {
       const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines.map((l) => l.index)).toEqual(texts.map((_, i) => i));
       const want = fixture === 'tiny-mlm' ? await Promise.all(texts.map(async (t) => json(await cli('predict', model, t, '--json', '-k', '3')))) : await single(model, texts);
-      lines.forEach(({ index, ...rest }, i) => close(rest, want[i]));
+      lines.forEach(({ index, ...rest }, i) => {
+        expect(Object.keys(rest)).toEqual(['result']);
+        close(rest.result, want[i]);
+      });
     }
   }, 60_000);
 

@@ -5,7 +5,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { exportGraph, exportOnnx, type ExportOnnxOptions } from '../src/convert/export-onnx.js';
+import { exportGraph, exportOnnx, type ExportPlan } from '../src/convert/export-onnx.js';
 import { Interpreter } from '../src/graph/interpreter.js';
 import { loadCheckpoint, type Checkpoint } from '../src/model/checkpoint.js';
 import { decodeOnnxModel } from '../src/onnx/schema.js';
@@ -22,7 +22,7 @@ import { DenseRotation } from '../src/rotation/dense-rotation.js';
 
 afterAll(cleanupTempDirs);
 
-type Form = Pick<ExportOnnxOptions, 'fold' | 'rotation' | 'norm'>;
+type Form = Pick<ExportPlan, 'fold' | 'rotation' | 'norm'>;
 const PLAIN: Form = { fold: false, rotation: 'none', norm: 'l2' };
 const FOLDED: Form = { fold: true, rotation: 'none', norm: 'rms' };
 const ROTATED: Form = { fold: true, rotation: 'hadamard', norm: 'l2' };
@@ -34,10 +34,10 @@ function inputs(S: number, V: number): { ids: Int32Array; att: Int32Array } {
 
 // Exports, runs the file in onnxruntime and the graph in our interpreter; returns the largest difference
 // relative to the output's largest magnitude, after moving our (1, X, 1, S) to Hugging Face's (1, S, X).
-async function compare(ckpt: Checkpoint, form: Form, S: number, extra: Partial<ExportOnnxOptions> = {}): Promise<{ err: number; dims: readonly number[] }> {
+async function compare(ckpt: Checkpoint, form: Form, S: number, extra: Partial<ExportPlan> = {}): Promise<{ err: number; dims: readonly number[] }> {
   const out = join(tempDir('mbane-onnx-'), 'model.onnx');
   const o = { ...form, seed: 1, precision: 'fp32' as const, ...extra };
-  exportOnnx(ckpt, { ...o, out, force: false, externalData: false });
+  await exportOnnx(ckpt, { ...o, out, force: false, externalData: false });
   const { graph } = exportGraph(ckpt, o);
   const { ids, att } = inputs(S, ckpt.config.vocabSize);
   const session = await ort.InferenceSession.create(out);
@@ -175,7 +175,7 @@ describe('export-onnx files', () => {
       const e = await expectError(() => exportOnnx(ckpt, { ...o, out: join(dir, 'big.onnx'), externalData: false }), 'BAD_ARGUMENT');
       expect(e.message).toMatch(/--external-data/);
       expect(readdirSync(dir)).toEqual([]);
-      const r = exportOnnx(ckpt, { ...o, out: join(dir, 'big.onnx'), externalData: true });
+      const r = await exportOnnx(ckpt, { ...o, out: join(dir, 'big.onnx'), externalData: true });
       expect(r.data).toBe(join(dir, 'big.onnx.data'));
       expect(existsSync(r.data!)).toBe(true);
       const m = decodeOnnxModel(readFileSync(r.out), r.out);

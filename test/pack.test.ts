@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/model/config.js';
-import { convert, type ConvertOptions } from '../src/convert/convert.js';
+import { convert } from '../src/convert/convert.js';
+import type { ConvertOptions } from '../src/convert/convert-options.js';
 import { readMLPackage } from '../src/coreml/mil-read.js';
 import { Engine } from '../src/run/engine.js';
 import type { Sequence } from '../src/run/runner.js';
@@ -178,9 +179,9 @@ describe('the packed graph', () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     try {
       expect(() => buildModel(ckpt, { seqLen: [16, 32], pack: 2 })).toThrow(/packing needs one sequence length/);
-      expect(() => buildModel(ckpt, { seqLen: 16, pack: 2, maskFrom: 'input' })).toThrow(/--pack cannot be combined with --mask-input/);
-      expect(() => buildModel(ckpt, { seqLen: 16, pack: 17 })).toThrow(/--pack 17 does not fit: give 1\.\.16/);
-      expect(() => checkPack(2049, 4096, undefined)).toThrow(/--pack 2049 does not fit: give 1\.\.2048 texts per window of 4096/);
+      expect(() => buildModel(ckpt, { seqLen: 16, pack: 2, maskFrom: 'input' })).toThrow(/`pack` cannot be combined with `maskInput`/);
+      expect(() => buildModel(ckpt, { seqLen: 16, pack: 17 })).toThrow(/`pack: 17` does not fit: give 1\.\.16/);
+      expect(() => checkPack(2049, 4096, undefined)).toThrow(/`pack: 2049` does not fit: give 1\.\.2048 texts per window of 4096/);
     } finally {
       ckpt.close();
     }
@@ -211,7 +212,7 @@ describe('convert --pack with the body-and-heads layouts', () => {
 });
 
 describe('converted with --pack, the package runs packed windows as the engine runs each text alone', () => {
-  const base: Omit<ConvertOptions, 'out' | 'weights'> = { seqLens: [48], fold: true, rotation: 'hadamard', norm: 'l2', seed: 0, target: 'iOS17', force: false, tokenizer: false, maskFrom: 'ids', calibration: [], calibrationName: 'none', fidelity: null };
+  const base: ConvertOptions = { seqLens: [48], rotation: 'hadamard', tokenizer: false, fidelity: false };
   const cases: [string, () => Promise<Checkpoint>, OutputHead][] = [
     ['tiny-mlm', async () => loadCheckpoint(join(FX, 'tiny-mlm')), 'mlm'],
     ['tiny-cls-mean', async () => loadCheckpoint(join(FX, 'tiny-cls-mean')), 'seqcls'],
@@ -225,7 +226,7 @@ describe('converted with --pack, the package runs packed windows as the engine r
         const parts = texts([19, 12, 9], ckpt.config.clsTokenId, ckpt.config.vocabSize);
         for (const [weights, precision, atol] of [['fp32', 'fp32', 1e-4], ['fp16', 'fp16', 2e-2]] as const) {
           const out = join(tempDir('mbane-pack-'), `${weights}.mlpackage`);
-          await convert(ckpt, { ...base, out, weights, pack: 4 } as ConvertOptions);
+          await convert(ckpt, { ...base, out, weights, pack: 4 });
           const runner = new PackageRunner(readMLPackage(out), out, precision as Precision);
           expect(runner.info.pack).toBe(4);
           expect(await packedVsAlone(runner, engine, parts, 48, ckpt.config.padTokenId, head, 4), `${weights}`).toBeLessThan(atol);

@@ -1,12 +1,15 @@
-// What predict computes, against the goldens: fill-mask top-k (mini-trained), label probabilities
-// (tiny-cls-mean), per-token labels (tiny-token) and sentence embeddings (a sentence-transformers folder).
+// The library's pipeline() against the goldens: fill-mask (mini-trained), text classification (tiny-cls-mean),
+// token classification with spans and entity grouping (tiny-token) and feature extraction (sentence-transformers
+// folders), each as transformers.js shapes them; and the task table's softmax and top-k.
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { readGolden, type GoldenCase } from '../src/eval/golden.js';
-import { DEFAULT_MODEL, openModel, type LoadedModel } from '../src/run/load.js';
-import { classify, embed, encodeText, fillMask, labelTokens, softmaxColumn, topK } from '../src/tasks/predict.js';
+import { DEFAULT_MODEL } from '../src/run/load.js';
+import { pipeline } from '../src/tasks/pipeline.js';
+import { softmaxColumn, topK } from '../src/tasks/task-table.js';
+import { loadTokenizer } from '../src/tokenizer/tokenizer.js';
 import { expectedEmbedding, sentenceTransformers } from './helpers/embedding.js';
 import { cleanupTempDirs, FX } from './helpers/fixtures.js';
 import { expectError, goldenHidden, goldenRow } from './helpers/run.js';
@@ -23,14 +26,8 @@ function goldenProbs(gc: GoldenCase, b: number, s?: number): Float64Array {
   return softmaxColumn(g.data, V, (b * S + s) * V);
 }
 
-async function withModel<T>(path: string | undefined, f: (m: LoadedModel) => Promise<T>): Promise<T> {
-  const m = await openModel(path);
-  try {
-    return await f(m);
-  } finally {
-    m.close();
-  }
-}
+// Our engine at float32: the goldens' tolerances are ours, whichever runtime is installed.
+const ENGINE = { runtime: 'engine' } as const;
 
 describe('softmax and top-k', () => {
   it('softmaxColumn reads a strided column and is stable for large logits', () => {
@@ -50,126 +47,230 @@ describe('softmax and top-k', () => {
   });
 });
 
-describe('fill-mask on the built-in default model (mini-trained)', () => {
-  it('"She opened the [MASK] and walked into the room." -> door', async () => {
-    await withModel(undefined, async (m) => {
-      expect(m.path).toBe(DEFAULT_MODEL);
-      const [pred] = await fillMask(m.runner, m.tokenizer!, 'She opened the [MASK] and walked into the room.', 5, m.maxLen);
-      expect(pred!.top).toHaveLength(5);
-      expect(pred!.top[0]!.token).toBe('door');
-      expect(pred!.top[0]!.prob).toBeCloseTo(0.178, 2);
-      expect(pred!.top.map((t) => t.prob)).toEqual([...pred!.top.map((t) => t.prob)].sort((a, b) => b - a));
-    });
+describe("pipeline('fill-mask') on the built-in default model (mini-trained)", () => {
+  it('"She opened the [MASK] and walked into the room." -> door, as { score, token, token_str, sequence }', async () => {
+    const fill = await pipeline('fill-mask', undefined, ENGINE);
+    try {
+      expect(fill.model).toBe(DEFAULT_MODEL);
+      const out = await fill('She opened the [MASK] and walked into the room.');
+      expect(out).toHaveLength(5);
+      expect(Object.keys(out[0]!)).toEqual(['score', 'token', 'token_str', 'sequence', 'mask']);
+      expect(out[0]!.token_str).toBe(' door');
+      expect(out[0]!.sequence).toBe('She opened the door and walked into the room.');
+      expect(out[0]!.score).toBeCloseTo(0.178, 2);
+      expect(out.map((t) => t.score)).toEqual([...out.map((t) => t.score)].sort((a, b) => b - a));
+      expect((await fill('The sky is [MASK].', { top_k: 2 })).map((t) => t.mask)).toEqual([0, 0]);
+    } finally {
+      await fill.dispose();
+    }
   });
 
-  it('top-k ids and probabilities are those of the golden logits at every [MASK] of the golden prompts', async () => {
+  it('every [MASK] of the golden prompts: the golden probabilities, the same whether run alone or packed', async () => {
     const gc = readGolden(join(FX, 'mini-trained', 'golden.safetensors')).find((c) => c.name === 'prompts')!;
-    await withModel(undefined, async (m) => {
-      const tok = m.tokenizer!;
-      for (const [b, text] of texts('mini-trained').entries()) {
-        const { ids } = goldenRow(gc, b);
-        const seq = encodeText(tok, text, m.maxLen);
-        expect(seq.ids).toEqual(Array.from(ids.subarray(0, seq.ids.length)));
-        const preds = await fillMask(m.runner, tok, text, 5, m.maxLen);
-        const masks = seq.ids.flatMap((id, i) => (id === tok.maskTokenId ? [i] : []));
-        expect(preds.map((p) => p.position)).toEqual(masks);
-        for (const p of preds) {
-          const gold = goldenProbs(gc, b, p.position);
-          const want = topK(gold, 5);
-          // Near-ties may swap; each listed token must carry its golden probability and be in the golden top 6.
-          expect(p.top[0]!.id, text).toBe(want[0]);
-          const top6 = topK(gold, 6);
-          for (const t of p.top) {
-            expect(top6).toContain(t.id);
-            expect(Math.abs(t.prob - gold[t.id]!)).toBeLessThan(1e-5);
-            expect(t.token).toBe(tok.decode([t.id], { skipSpecialTokens: false }).trim());
-          }
+    const fill = await pipeline('fill-mask', undefined, ENGINE);
+    const tok = await loadTokenizer(DEFAULT_MODEL);
+    try {
+      const prompts = texts('mini-trained');
+      const packed = await fill(prompts); // one window
+      expect(packed).toHaveLength(prompts.length);
+      for (const [b, text] of prompts.entries()) {
+        const ids = tok.encode(text).ids;
+        expect(ids).toEqual(Array.from(goldenRow(gc, b).ids.subarray(0, ids.length)));
+        const alone = await fill(text);
+        const mask = ids.indexOf(tok.maskTokenId!);
+        const gold = goldenProbs(gc, b, mask);
+        expect(alone[0]!.token, text).toBe(topK(gold, 1)[0]);
+        const top6 = topK(gold, 6); // near-ties may swap
+        for (const [i, t] of alone.entries()) {
+          expect(top6).toContain(t.token);
+          expect(Math.abs(t.score - gold[t.token]!)).toBeLessThan(1e-5);
+          expect(t.token_str).toBe(tok.decode([t.token], { skipSpecialTokens: false }));
+          expect(Math.abs(packed[b]![i]!.score - t.score)).toBeLessThan(1e-5);
         }
       }
-    });
+    } finally {
+      await fill.dispose();
+    }
   });
 
-  it('several masks each get their own predictions; --top-k larger than the vocabulary is the vocabulary', async () => {
-    await withModel(undefined, async (m) => {
-      const preds = await fillMask(m.runner, m.tokenizer!, 'The [MASK] rises in the [MASK].', 3, m.maxLen);
-      expect(preds).toHaveLength(2);
-      expect(preds[0]!.position).toBeLessThan(preds[1]!.position);
-      for (const p of preds) expect(p.top).toHaveLength(3);
-      const all = await fillMask(m.runner, m.tokenizer!, 'The sky is [MASK].', 100_000, m.maxLen);
-      expect(all[0]!.top).toHaveLength(4096);
-      expect(all[0]!.top.reduce((s, t) => s + t.prob, 0)).toBeCloseTo(1, 6);
-    });
+  it('several masks: top_k candidates for each, told apart by `mask`; top_k past the vocabulary is the vocabulary', async () => {
+    const fill = await pipeline('fill-mask', undefined, ENGINE);
+    try {
+      const two = await fill('The [MASK] rises in the [MASK].', { top_k: 3 });
+      expect(two.map((t) => t.mask)).toEqual([0, 0, 0, 1, 1, 1]);
+      const all = await fill('The sky is [MASK].', { top_k: 100_000 });
+      expect(all).toHaveLength(4096);
+      expect(all.reduce((s, t) => s + t.score, 0)).toBeCloseTo(1, 6);
+    } finally {
+      await fill.dispose();
+    }
   });
 
-  it('text without [MASK], and text longer than the model allows, are BAD_INPUT', async () => {
-    await withModel(undefined, async (m) => {
-      const none = await expectError(() => fillMask(m.runner, m.tokenizer!, 'No mask here.', 5, m.maxLen), 'BAD_INPUT');
-      expect(none.message).toContain('no [MASK] token');
-      const long = await expectError(() => fillMask(m.runner, m.tokenizer!, `${'word '.repeat(600)}[MASK]`, 5, m.maxLen), 'BAD_INPUT');
-      expect(long.message).toMatch(/the text is \d+ tokens long but the model allows at most 512/);
-    });
+  it('text without [MASK], text longer than the model allows, no texts and a disposed pipeline are one-line errors', async () => {
+    const fill = await pipeline('fill-mask', undefined, ENGINE);
+    const none = await expectError(() => fill('No mask here.'), 'BAD_INPUT');
+    expect(none.message).toContain('no [MASK] token');
+    const long = await expectError(() => fill(`${'word '.repeat(600)}[MASK]`), 'BAD_INPUT');
+    expect(long.message).toMatch(/the text is \d+ tokens long but the model allows at most 512 \(give `truncate`/);
+    await expectError(() => fill([]), 'BAD_ARGUMENT');
+    await fill.dispose();
+    await expectError(() => fill('The sky is [MASK].'), 'BAD_ARGUMENT');
+  });
+
+  it('runs on the runtime the commands pick (onnxruntime when installed), on the threads asked for', async () => {
+    const { chooseRuntime } = await import('../src/run/runtime-choice.js');
+    const { kernelThreads, setKernelThreads } = await import('../src/runtime/kernels/index.js');
+    const expected = (await chooseRuntime({})).runtime;
+    const fill = await pipeline('fill-mask', undefined, { threads: 1 });
+    try {
+      expect(fill.runtime).toBe(expected);
+      expect(kernelThreads()).toBe(1);
+      expect((await fill('She opened the [MASK] and walked into the room.'))[0]!.token_str).toBe(' door');
+    } finally {
+      await fill.dispose();
+      setKernelThreads(undefined);
+    }
+    await expect(pipeline('fill-mask', undefined, { threads: 0 })).rejects.toThrow(/`threads` must be a whole number from 1 to 1024/);
+    await expect(pipeline('fill-mask', undefined, { precision: 'fp16', runtime: 'ort' })).rejects.toThrow(/`precision: fp16` is our float16 emulation/);
+  });
+
+  it('a task the model has no head for is BAD_ARGUMENT naming both', async () => {
+    const e = await expectError(() => pipeline('text-classification', undefined, ENGINE), 'BAD_ARGUMENT');
+    expect(e.message).toMatch(/has the mlm head; text-classification needs a sequence classifier/);
+    await expectError(() => pipeline('translation' as 'fill-mask'), 'BAD_ARGUMENT');
   });
 });
 
-describe('sequence classification (tiny-cls-mean)', () => {
-  it('label probabilities are the softmax of the golden logits, most likely first, by name', async () => {
+describe("pipeline('text-classification') (tiny-cls-mean)", () => {
+  it('label probabilities are the softmax of the golden logits, best first; top_k 1 by default, null for all', async () => {
     const gc = readGolden(join(FX, 'tiny-cls-mean', 'golden.safetensors')).find((c) => c.name === 'batch_padded')!;
-    await withModel(join(FX, 'tiny-cls-mean'), async (m) => {
-      expect(m.head).toBe('seqcls');
+    const classify = await pipeline('text-classification', join(FX, 'tiny-cls-mean'), ENGINE);
+    try {
+      const all = await classify(texts('tiny-cls-mean'), { top_k: null });
       for (const [b, text] of texts('tiny-cls-mean').entries()) {
-        const scores = await classify(m.runner, m.tokenizer!, text, m.labels, m.maxLen);
         const gold = goldenProbs(gc, b);
+        const scores = all[b]!;
         expect(scores.map((s) => s.label).sort()).toEqual(['neg', 'neu', 'pos']);
-        expect(scores.map((s) => s.prob)).toEqual([...scores.map((s) => s.prob)].sort((x, y) => y - x));
-        for (const s of scores) expect(Math.abs(s.prob - gold[['neg', 'neu', 'pos'].indexOf(s.label)]!)).toBeLessThan(1e-5);
+        expect(scores.map((s) => s.score)).toEqual([...scores.map((s) => s.score)].sort((x, y) => y - x));
+        for (const s of scores) expect(Math.abs(s.score - gold[['neg', 'neu', 'pos'].indexOf(s.label)]!)).toBeLessThan(1e-5);
+        const one = await classify(text);
+        expect(one).toEqual([{ label: scores[0]!.label, score: expect.closeTo(scores[0]!.score, 5) as number }]);
       }
-    });
+    } finally {
+      await classify.dispose();
+    }
   });
 });
 
-describe('token classification (tiny-token)', () => {
-  it('each token gets the argmax label of the golden logits with its probability', async () => {
+describe("pipeline('token-classification') (tiny-token)", () => {
+  it('each token but [CLS]/[SEP]: the argmax label of the golden logits, and a span that slices the text to its word', async () => {
     const gc = readGolden(join(FX, 'tiny-token', 'golden.safetensors')).find((c) => c.name === 'batch_padded')!;
-    await withModel(join(FX, 'tiny-token'), async (m) => {
+    const ner = await pipeline('token-classification', join(FX, 'tiny-token'), ENGINE);
+    const tok = await loadTokenizer(join(FX, 'tiny-token'));
+    try {
       for (const [b, text] of texts('tiny-token').entries()) {
-        const labels = await labelTokens(m.runner, m.tokenizer!, text, m.labels, m.maxLen);
+        const tokens = await ner(text, { ignore_labels: [] });
         const { real } = goldenRow(gc, b);
-        expect(labels.map((l) => l.position)).toEqual(real);
-        for (const l of labels) {
-          const gold = goldenProbs(gc, b, l.position);
+        const { ids, offsets } = tok.encodeWithOffsets(text);
+        // No [CLS], [SEP] or [MASK], and no token of spaces only (its span is empty).
+        const labelled = real.filter((s) => !tok.isSpecial(ids[s]!) && offsets[s]![1] > offsets[s]![0]);
+        expect(tokens.map((t) => t.index)).toEqual(labelled);
+        expect(labelled.length).toBeGreaterThan(real.length - 2 - ids.filter((id) => id === tok.maskTokenId).length - 3);
+        for (const t of tokens) {
+          const gold = goldenProbs(gc, b, t.index);
           const best = topK(gold, 1)[0]!;
-          expect(l.label).toBe(`LABEL_${best}`);
-          expect(Math.abs(l.prob - gold[best]!)).toBeLessThan(1e-5);
+          expect(Object.keys(t)).toEqual(['entity', 'score', 'index', 'word', 'start', 'end']);
+          expect(t.entity).toBe(`LABEL_${best}`);
+          expect(Math.abs(t.score - gold[best]!)).toBeLessThan(1e-5);
+          expect(t.word).toBe(text.slice(t.start, t.end));
+          // The word is the token's own text (partial characters aside), without the space before it.
+          const own = tok.decode([ids[t.index]!]);
+          if (!own.includes('\ufffd')) expect(t.word).toBe(own.trim());
         }
-        expect(labels[0]!.token).toBe('[CLS]');
-        expect(labels.at(-1)!.token).toBe('[SEP]');
       }
-    });
+    } finally {
+      await ner.dispose();
+    }
+  });
+
+  it("groups tokens as transformers does: 'simple' by tag, 'first' / 'max' / 'average' by word, spans covering their parts", async () => {
+    const ner = await pipeline('token-classification', join(FX, 'tiny-token'), ENGINE);
+    try {
+      const text = texts('tiny-token')[2]!;
+      const tokens = await ner(text, { ignore_labels: [] });
+      const simple = await ner(text, { aggregation_strategy: 'simple', ignore_labels: [] });
+      // Labels have no B-/I- prefix, so each run of one label is one group, its score the mean of its tokens'.
+      const runs: (typeof tokens)[] = [];
+      for (const t of tokens) {
+        if (runs.length > 0 && runs.at(-1)!.at(-1)!.entity === t.entity) runs.at(-1)!.push(t);
+        else runs.push([t]);
+      }
+      expect(simple.map((g) => g.entity_group)).toEqual(runs.map((r) => r[0]!.entity));
+      simple.forEach((g, i) => {
+        expect(g.start).toBe(runs[i]![0]!.start);
+        expect(g.end).toBe(runs[i]!.at(-1)!.end);
+        expect(g.word).toBe(text.slice(g.start, g.end));
+        expect(g.score).toBeCloseTo(runs[i]!.reduce((s, t) => s + t.score, 0) / runs[i]!.length, 6);
+      });
+      for (const strategy of ['first', 'max', 'average'] as const) {
+        const words = await ner(text, { aggregation_strategy: strategy, ignore_labels: [] });
+        for (const g of words) {
+          expect(g.word).toBe(text.slice(g.start, g.end));
+          // A group starts and ends at word boundaries: never inside a word.
+          expect(g.start === 0 || /[\s\p{P}]/u.test(text[g.start - 1]!) || /\p{P}/u.test(text[g.start]!)).toBe(true);
+        }
+      }
+      const first = await ner(text, { aggregation_strategy: 'first', ignore_labels: [] });
+      expect(first.length).toBeLessThanOrEqual(simple.length + tokens.length);
+      // ignore_labels leaves a label out, by default 'O' (which these labels never are).
+      const some = await ner(text, { ignore_labels: [tokens[0]!.entity] });
+      expect(some.every((t) => t.entity !== tokens[0]!.entity)).toBe(true);
+    } finally {
+      await ner.dispose();
+    }
   });
 });
 
-describe('embeddings', () => {
-  it('a sentence-transformers folder embeds as the normalised masked mean of the golden last hidden state', async () => {
+describe("pipeline('feature-extraction')", () => {
+  it('a sentence-transformers folder: [N, C] of the normalised masked mean of the golden last hidden state', async () => {
     const gc = readGolden(join(FX, 'tiny-mlm', 'golden.safetensors')).find((c) => c.name === 'batch_padded')!;
     const dir = await sentenceTransformers('mean', true);
-    await withModel(dir, async (m) => {
-      expect(m.head).toBe('embedding');
-      for (const [b, text] of texts('tiny-mlm').entries()) {
-        const e = await embed(m.runner, m.tokenizer!, text, m.maxLen);
-        const { real } = goldenRow(gc, b);
-        const want = expectedEmbedding(goldenHidden(gc, 4, b), real, 'mean', true);
-        expect(e).toHaveLength(64);
-        for (let j = 0; j < 64; j++) expect(Math.abs(e[j]! - want[j]!)).toBeLessThan(1e-4);
+    const extract = await pipeline('feature-extraction', dir, ENGINE);
+    try {
+      const all = texts('tiny-mlm');
+      const out = await extract(all);
+      expect(out.type).toBe('float32');
+      expect(out.dims).toEqual([all.length, 64]);
+      const list = out.tolist();
+      for (const b of all.keys()) {
+        const want = expectedEmbedding(goldenHidden(gc, 4, b), goldenRow(gc, b).real, 'mean', true);
+        for (let j = 0; j < 64; j++) expect(Math.abs(list[b]![j]! - want[j]!)).toBeLessThan(1e-4);
       }
-    });
+    } finally {
+      await extract.dispose();
+    }
   });
 
-  it('--embed on a masked LM pools its last hidden state (masked mean, not normalised)', async () => {
+  it('pooling and normalize override the model\'s own: cls, mean, and every token with pooling none', async () => {
     const gc = readGolden(join(FX, 'tiny-mlm', 'golden.safetensors')).find((c) => c.name === 'single')!;
-    await withModel(join(FX, 'tiny-mlm'), async (m) => {
-      const e = await embed(m.runner, m.tokenizer!, texts('tiny-mlm')[0]!, m.maxLen);
-      const want = expectedEmbedding(goldenHidden(gc, 4, 0), goldenRow(gc, 0).real, 'mean', false);
-      for (let j = 0; j < 64; j++) expect(Math.abs(e[j]! - want[j]!)).toBeLessThan(1e-4);
-    });
+    const extract = await pipeline('feature-extraction', join(FX, 'tiny-mlm'), ENGINE);
+    try {
+      const text = texts('tiny-mlm')[0]!;
+      const last = goldenHidden(gc, 4, 0);
+      const real = goldenRow(gc, 0).real;
+      for (const [pooling, normalize] of [['mean', false], ['cls', true], ['mean', true]] as const) {
+        const out = await extract(text, { pooling, normalize });
+        expect(out.dims).toEqual([1, 64]);
+        const want = expectedEmbedding(last, real, pooling, normalize);
+        for (let j = 0; j < 64; j++) expect(Math.abs(out.data[j]! - want[j]!), `${pooling} ${normalize}`).toBeLessThan(1e-4);
+      }
+      const tokens = await extract([text, 'Hi.'], { pooling: 'none' });
+      expect(tokens.dims).toEqual([2, real.length, 64]);
+      const rows = tokens.tolist();
+      for (const s of real) for (let j = 0; j < 64; j++) expect(Math.abs(rows[0]![s]![j]! - last[s]![j]!)).toBeLessThan(1e-4);
+      expect(rows[1]!.at(-1)!.every((v) => v === 0)).toBe(true); // the shorter text is padded with zeros
+    } finally {
+      await extract.dispose();
+    }
   });
 });

@@ -315,12 +315,12 @@ describe('the hooks\' probes', () => {
 });
 
 describe('no input grows memory past a stated bound', () => {
-  it('embeddings above MAX_RESULT_BYTES (limits.ts) are refused after the first window, before the rest of the work', async () => {
-    const { checkResultBytes } = await import('../src/tasks/batch.js');
+  it('embeddings above MAX_RESULT_BYTES (limits.ts) are refused at the first one, before the rest of the work', async () => {
+    const { embeddingStore } = await import('../src/tasks/batch.js');
     const { MAX_RESULT_BYTES } = await import('../src/io/limits.js');
-    const row = { index: 0, embedding: new Float32Array(768) };
-    expect(() => checkResultBytes(row, Math.floor(MAX_RESULT_BYTES / (768 * 4)))).not.toThrow();
-    expect(() => checkResultBytes(row, Math.floor(MAX_RESULT_BYTES / (768 * 4)) + 1)).toThrow(/349526 texts of 768 values each would hold 1024 MiB of embeddings, more than the 1024 MiB one run may: split the input/);
+    const most = Math.floor(MAX_RESULT_BYTES / (768 * 4));
+    expect(embeddingStore(768, 1000)).toHaveLength(768_000);
+    expect(() => embeddingStore(768, most + 1)).toThrow(/349526 texts of 768 values each would hold 1024 MiB of embeddings, more than the 1024 MiB one run may: split the input/);
   });
 });
 

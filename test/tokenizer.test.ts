@@ -146,6 +146,71 @@ describe('tokenizer: where the JavaScript library departs from Rust', () => {
   });
 });
 
+describe('tokenizer: token spans in the text (encodeWithOffsets)', () => {
+  const json = (): Record<string, unknown> => JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+
+  it('gives every token its span: the ids are encode\'s, the template\'s special tokens [0, 0], spaces left out', async () => {
+    const t = await loadTokenizer(FIXTURE);
+    const text = 'The sky is [MASK].';
+    const e = t.encodeWithOffsets(text);
+    expect(e.ids).toEqual(t.encode(text).ids);
+    // T|he| s|k|y| is|[MASK]|. : the [MASK] span holds the space its lstrip takes, as Rust's does.
+    expect(e.offsets).toEqual([[0, 0], [0, 1], [1, 3], [4, 5], [5, 6], [6, 7], [8, 10], [10, 17], [17, 18], [0, 0]]);
+    expect(e.offsets.map(([a, b]) => text.slice(a, b))).toEqual(['', 'T', 'he', 's', 'k', 'y', 'is', ' [MASK]', '.', '']);
+  });
+
+  it('slices every golden text to the text of each whole-character token, in order, in UTF-16 units', async () => {
+    const t = await loadTokenizer(FIXTURE);
+    const golden = JSON.parse(readFileSync(join(FIXTURE, 'golden_encodings.json'), 'utf8')) as { cases: GoldenCase[] };
+    const texts = [...golden.cases.flatMap((c) => (Array.isArray(c.text) ? c.text : [c.text])), 'a \u{1F680}b\u00e9  \t\nc'];
+    for (const text of texts) {
+      const e = t.encodeWithOffsets(text);
+      expect(e.ids, text).toEqual(t.encode(text).ids);
+      let last = 0;
+      e.ids.forEach((id, i) => {
+        const [a, b] = e.offsets[i]!;
+        if (t.isSpecial(id)) return;
+        expect(a, `${text}: token ${i}`).toBeGreaterThanOrEqual(last);
+        expect(b).toBeLessThanOrEqual(text.length);
+        last = a;
+        const decoded = t.decode([id]);
+        // A token of whole characters slices to its own text (without the spaces a span leaves out); a token of
+        // part of a character's bytes decodes to U+FFFD and spans that whole character.
+        if (!decoded.includes('\ufffd')) expect(text.slice(a, b), `${text}: token ${i}`).toBe(decoded.replace(/^ +| +$/g, ''));
+        else expect([...text.slice(a, b)]).toHaveLength(1);
+      });
+    }
+    const e = t.encodeWithOffsets('x \u{1F680}');
+    const rocket = e.offsets.filter(([a, b]) => b > a && a >= 2);
+    expect(rocket.length).toBeGreaterThan(1);
+    for (const span of rocket) expect(span).toEqual([2, 4]); // one astral character: two code units
+  });
+
+  it('maps a normalized text back to the original, and a prefix space takes no room', () => {
+    const j = json();
+    j.normalizer = { type: 'Lowercase' };
+    (j.pre_tokenizer as Record<string, unknown>).add_prefix_space = true;
+    const t = Tokenizer.fromJSON(j);
+    const text = 'HELLO there';
+    const e = t.encodeWithOffsets(text);
+    expect(e.ids).toEqual(t.encode(text).ids);
+    const words = e.offsets.slice(1, -1).map(([a, b]) => text.slice(a, b));
+    expect(words.join('')).toBe('HELLOthere');
+    expect(e.offsets[1]![0]).toBe(0);
+  });
+
+  it('keeps the text\'s own spans through a post-processor that is not a template', () => {
+    const j = json();
+    j.post_processor = { type: 'BertProcessing', sep: ['[SEP]', 1002], cls: ['[CLS]', 1001] };
+    const t = Tokenizer.fromJSON(j);
+    const e = t.encodeWithOffsets('Hi there');
+    expect(e.ids[0]).toBe(1001);
+    expect(e.offsets[0]).toEqual([0, 0]);
+    expect(e.offsets.at(-1)).toEqual([0, 0]);
+    expect(e.offsets.slice(1, -1).map(([a, b]) => 'Hi there'.slice(a, b)).join('')).toBe('Hithere');
+  });
+});
+
 describe('tokenizer: errors', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mbane-tok-'));
 

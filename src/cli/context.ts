@@ -32,6 +32,30 @@ export interface Progress {
   stop(): void;
 }
 
+// A bar hides the terminal's cursor while it draws. Interrupted (Ctrl-C, kill), the process must not leave it
+// hidden: while a bar is drawn, a signal first shows the cursor again, then takes its usual course (whoever
+// else listens, as a package being written does, still cleans up and exits).
+const SHOW_CURSOR = '\u001b[?25h';
+let drawing = 0;
+const EXIT_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+function onSignal(signal: NodeJS.Signals): void {
+  process.stderr.write(SHOW_CURSOR);
+  // Alone, the listener would swallow the signal: without it, the signal ends the process as it would have.
+  if (process.listenerCount(signal) === 1) {
+    process.removeListener(signal, onSignal);
+    process.kill(process.pid, signal);
+  }
+}
+
+function barStarted(): void {
+  if (drawing++ === 0) for (const s of EXIT_SIGNALS) process.on(s, onSignal);
+}
+
+function barStopped(): void {
+  if (--drawing === 0) for (const s of EXIT_SIGNALS) process.removeListener(s, onSignal);
+}
+
 /** A progress bar with counts and ETA on a TTY, and the rate in `unit`s per second when given; silent otherwise (and always with --json). */
 export function progress(io: Io, label: string, json: boolean, unit?: string): Progress {
   if (json || !io.isTTY) return { update: () => {}, stop: () => {} };
@@ -48,6 +72,7 @@ export function progress(io: Io, label: string, json: boolean, unit?: string): P
     update(done, total) {
       const rate = { rate: (done / Math.max(1e-3, (performance.now() - t0) / 1000)).toFixed(1) };
       if (!started) {
+        barStarted();
         bar.start(total, 0, rate);
         started = true;
       }
@@ -55,7 +80,10 @@ export function progress(io: Io, label: string, json: boolean, unit?: string): P
       bar.update(done, rate);
     },
     stop() {
-      if (started) bar.stop();
+      if (!started) return;
+      bar.stop();
+      started = false;
+      barStopped();
     },
   };
 }

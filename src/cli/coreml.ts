@@ -1,10 +1,8 @@
 // --runtime coreml and the Core ML commands' shared session: one helper process per CLI run, closed when the
 // command ends (main.ts). A build of the helper is announced on a terminal, as runtime notes are.
 
-import type { ExecutorFactory } from '../run/runner.js';
 import { requireCoreML, processHelperEnv } from '../run/coreml/build.js';
-import { coremlExecutorFactory } from '../run/coreml/executor.js';
-import { CoreMLSession, type ComputeUnits } from '../run/coreml/session.js';
+import { CoreMLSession } from '../run/coreml/session.js';
 import type { Io } from './context.js';
 
 let shared: CoreMLSession | undefined;
@@ -15,9 +13,4 @@ export function coremlSession(what: string, io: Io, json: boolean): CoreMLSessio
   // A closed session (the previous command's, in a process that runs several) is replaced.
   if (!shared || shared.closed) shared = new CoreMLSession(processHelperEnv(io.isTTY && !json ? (line) => io.stderr(`${line}\n`) : undefined));
   return shared;
-}
-
-/** The executor factory of --runtime coreml; `fallback` runs graphs that are no package's (diff's checkpoint side). */
-export function coremlCliExecutor(units: ComputeUnits | undefined, io: Io, json: boolean, fallback?: ExecutorFactory): ExecutorFactory {
-  return coremlExecutorFactory(coremlSession('--runtime coreml', io, json), units ?? 'all', fallback);
 }

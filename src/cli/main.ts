@@ -7,6 +7,7 @@ import { VERSION } from '../version.js';
 import { kernelThreads } from '../runtime/kernels/index.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
 import { processIo, type Io } from './context.js';
+import { asFlags } from './flag-names.js';
 import { registerConvert } from './commands/convert.js';
 import { registerDiff } from './commands/diff.js';
 import { registerDownload } from './commands/download.js';
@@ -30,7 +31,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const output = {
     writeOut: io.stdout,
     writeErr: io.stderr,
-    outputError: (str: string, write: (s: string) => void) => write(`${oneLine(str)}${dashHint(str)} (add --help for usage)\n`),
+    outputError: (str: string, write: (s: string) => void) => write(`${oneLine(str)}${dashHint(str, commandOf(argv))} (add --help for usage)\n`),
   };
   const program = new Command('modernbert-ane')
     .description('ModernBERT for the Apple Neural Engine: convert, run, verify and diff, in TypeScript')
@@ -75,7 +76,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? 0 : 2; // commander already printed the message
     if (e instanceof ModernBertError && e.code !== 'INTERNAL') {
-      io.stderr(`error: ${oneLine(e.message)}\n`);
+      io.stderr(`error: ${oneLine(asFlags(e.message))}\n`);
       if (debug && e.stack) io.stderr(`${e.stack}\n`);
       return exitCodeFor(e.code);
     }
@@ -89,13 +90,21 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   }
 }
 
+/** The commands that take texts as arguments, where a text may start with '-'. */
+const TEXT_COMMANDS: ReadonlySet<string> = new Set(['predict', 'diff', 'outliers']);
+
+/** The command named in argv (its first word that is not an option). */
+function commandOf(argv: readonly string[]): string | undefined {
+  return argv.find((a) => !a.startsWith('-'));
+}
+
 /**
  * Texts are never guessed from unknown options (a mistyped option would silently become the text), so an
- * unknown option that looks like a text says how to pass one: after `--`.
+ * unknown option given to a command that takes texts says how to pass a text that starts with '-': after `--`.
  */
-function dashHint(message: string): string {
+function dashHint(message: string, command: string | undefined): string {
   const m = /unknown option '([^']*)'/.exec(message);
-  return m ? ` (a text that starts with '-' goes after --, e.g. predict -- "${m[1]}")` : '';
+  return m && command !== undefined && TEXT_COMMANDS.has(command) ? ` (a text that starts with '-' goes after --, e.g. ${command} -- "${m[1]}")` : '';
 }
 
 /** A message on one line (the CLI's contract: one line on stderr per error). */

@@ -6,12 +6,13 @@ import { Option, type Command } from 'commander';
 import type { ExecutorFactory } from '../run/runner.js';
 import type { OrtProvider } from '../run/ort-executor.js';
 import type { Precision } from '../runtime/numerics.js';
-import { chooseRuntime, executorFor, type RuntimeName } from '../run/runtime-choice.js';
+import type { RuntimeName } from '../run/runtime-choice.js';
+import { chooseExecutor, type ExecutorChoice } from '../run/executor-choice.js';
+import type { Graph } from '../ir/graph.js';
 import { Interpreter } from '../graph/interpreter.js';
-import { ModernBertError } from '../errors.js';
 import { COMPUTE_UNITS, type ComputeUnits } from '../run/coreml/session.js';
 import type { Io } from './context.js';
-import { coremlCliExecutor } from './coreml.js';
+import { coremlSession } from './coreml.js';
 
 export interface RuntimeCliOptions {
   runtime?: RuntimeName | 'coreml';
@@ -33,19 +34,24 @@ export function addRuntimeOptions(cmd: Command): Command {
  * `said` set (on a terminal). A float16 side of `diff` runs on our engine even when --runtime ort names the float32 side's.
  */
 export async function cliExecutor(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), forceEngineForFp16 = false): Promise<ExecutorFactory | undefined> {
-  const fp16 = (precision ?? 'fp32') !== 'fp32';
-  if (o.computeUnits !== undefined && o.runtime !== 'coreml') throw new ModernBertError('BAD_ARGUMENT', '--compute-units goes with --runtime coreml');
-  if (o.runtime === 'coreml' && !(fp16 && forceEngineForFp16)) {
-    if (fp16) throw new ModernBertError('BAD_ARGUMENT', `--precision ${precision} is our float16 emulation; --runtime coreml runs the package as Core ML computes it: leave out one of them`);
-    if (o.ortProvider !== undefined) throw new ModernBertError('BAD_ARGUMENT', '--ort-provider goes with --runtime ort');
+  return (await cliExecutorChoice(o, precision, io, said, forceEngineForFp16)).factory;
+}
+
+/** As cliExecutor, with the runtime's name. */
+export async function cliExecutorChoice(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), forceEngineForFp16 = false): Promise<ExecutorChoice> {
+  const choice = await chooseExecutor({
+    runtime: o.runtime,
+    precision,
+    provider: o.ortProvider,
+    computeUnits: o.computeUnits,
+    session: () => coremlSession('--runtime coreml', io, Boolean(o.json)),
+    fp16OnEngine: forceEngineForFp16,
     // diff's checkpoint side (float32) runs on our engine beside the package on Core ML.
-    return coremlCliExecutor(o.computeUnits, io, Boolean(o.json), forceEngineForFp16 ? (graph, p) => new Interpreter(graph, p) : undefined);
-  }
-  const runtime = o.runtime === 'coreml' ? 'engine' : o.runtime;
-  const choice = await chooseRuntime({ runtime: fp16 && forceEngineForFp16 ? 'engine' : runtime, precision, provider: fp16 && forceEngineForFp16 ? 'cpu' : o.ortProvider });
+    ...(forceEngineForFp16 ? { fallback: (graph: Graph, p: Precision) => new Interpreter(graph, p) } : {}),
+  });
   if (choice.note && io.isTTY && !o.json && !said.has(choice.note)) {
     said.add(choice.note);
     io.stderr(`${choice.note}\n`);
   }
-  return executorFor(choice);
+  return choice;
 }

@@ -15,7 +15,7 @@ import { ModernBertError } from '../errors.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { buildHead, buildModel } from '../model/model.js';
 import { defaultHead, type BuildOptions, type ModelSource, type OutputHead } from '../model/options.js';
-import { atLeast, targetInfo } from '../ir/target.js';
+import { atLeast, type Target } from '../ir/target.js';
 import type { ModernBertConfig } from '../model/config.js';
 import type { Graph } from '../ir/graph.js';
 
@@ -55,7 +55,7 @@ export interface HeadsContext {
   prepare: (ckpt: Checkpoint) => ModelSource;
   build: Omit<BuildOptions, 'seqLen' | 'head'>;
   lens: number[];
-  target: string;
+  target: Target;
   describe: (ckpt: Checkpoint, head: OutputHead, seqLens: number[]) => DescriptionOptions;
   extras: ExtraItem[];
   onProgress?: (done: number, total: number) => void;
@@ -69,7 +69,7 @@ const BODY_FIELDS: readonly (keyof ModernBertConfig)[] = [
 
 /** Refuses an added checkpoint unless its body (config and every `model.` tensor) is bit-identical to `base`'s. */
 export function checkSameBody(base: Checkpoint, other: Checkpoint): void {
-  const where = `--add-head ${other.dir}`;
+  const where = `\`addHeads\` ${other.dir}`;
   for (const f of BODY_FIELDS) {
     if (JSON.stringify(base.config[f]) !== JSON.stringify(other.config[f])) {
       throw new ModernBertError('BAD_INPUT', `${where}: its body differs: config ${f} is ${JSON.stringify(other.config[f])}, not ${JSON.stringify(base.config[f])}`, { field: f });
@@ -98,7 +98,7 @@ function plan(ctx: HeadsContext, o: HeadsOptions): HeadPlan[] {
   for (const h of o.heads ?? []) {
     const w = HEAD_WEIGHT[h];
     if (w && !ctx.ckpt.weights.has(w)) {
-      throw new ModernBertError('BAD_ARGUMENT', `${ctx.ckpt.dir} has no ${h} head (no ${w}; its head is ${defaultHead(ctx.ckpt)}): list its own head, embedding or none, and take other heads from their checkpoints with --add-head`, { head: h });
+      throw new ModernBertError('BAD_ARGUMENT', `${ctx.ckpt.dir} has no ${h} head (no ${w}; its head is ${defaultHead(ctx.ckpt)}): list its own head, embedding or none, and take other heads from their checkpoints with \`addHeads\``, { head: h, option: 'addHeads' });
     }
   }
   const own = (o.heads ?? [defaultHead(ctx.ckpt)]).map((head) => ({ name: head, head, source: ctx.source, ckpt: ctx.ckpt }));
@@ -110,7 +110,7 @@ function plan(ctx: HeadsContext, o: HeadsOptions): HeadPlan[] {
   const all = [...own, ...added];
   const names = all.map((p) => p.name);
   const twice = names.find((n, i) => names.indexOf(n) !== i);
-  if (twice) throw new ModernBertError('BAD_ARGUMENT', `two heads are named "${twice}": name an added one with --add-head NAME=DIR`, { name: twice });
+  if (twice) throw new ModernBertError('BAD_ARGUMENT', `two heads are named "${twice}": name an added one (\`addHeads\`: NAME=DIR)`, { name: twice, option: 'addHeads' });
   for (const n of names) checkHeadName(n);
   return all;
 }
@@ -121,13 +121,12 @@ function labelsOf(p: HeadPlan): string[] | undefined {
 }
 
 /** Refuses what cannot be written, before any work: called first by convert. */
-export function checkHeadsOptions(o: HeadsOptions, targetName: string, lens: number[]): void {
-  const target = targetInfo(targetName).target;
+export function checkHeadsOptions(o: HeadsOptions, target: Target, lens: number[]): void {
   if (!o.split && !atLeast(target, 'iOS18')) {
-    throw new ModernBertError('BAD_ARGUMENT', `--functions, --add-head and --buckets write a multifunction package, which needs specification version 9: give --target iOS18 or macOS15 (not ${targetName}), or --split`, { target: targetName });
+    throw new ModernBertError('BAD_ARGUMENT', `\`functions\`, \`addHeads\` and \`buckets\` write a multifunction package, which needs specification version 9: give \`target: iOS18\` or macOS15 (not ${target}), or \`split\``, { target, option: 'target' });
   }
-  if (o.split && o.buckets) throw new ModernBertError('BAD_ARGUMENT', '--buckets makes one package of several functions; it cannot be combined with --split');
-  if (o.buckets && new Set(lens).size < 2) throw new ModernBertError('BAD_ARGUMENT', '--buckets needs several lengths: --seq-len 512,2048,8192');
+  if (o.split && o.buckets) throw new ModernBertError('BAD_ARGUMENT', '`buckets` makes one package of several functions; it cannot be combined with `split`', { option: 'buckets' });
+  if (o.buckets && new Set(lens).size < 2) throw new ModernBertError('BAD_ARGUMENT', '`buckets` needs several lengths: `seqLens: 512,2048,8192`', { option: 'buckets' });
 }
 
 /** Writes the body and head packages (split) or the one multifunction package; returns the stats of the body or the package. */
@@ -139,7 +138,7 @@ export async function writeHeads(ctx: HeadsContext, o: HeadsOptions): Promise<{ 
 
 async function writeSplit(ctx: HeadsContext, heads: HeadPlan[]): Promise<{ stats: WriteStats; written: string[]; functions: string[] }> {
   const seqLen = ctx.lens.length === 1 ? ctx.lens[0]! : ctx.lens;
-  for (const p of heads) if (p.head === 'none') throw new ModernBertError('BAD_ARGUMENT', '--split: head "none" is the body package itself');
+  for (const p of heads) if (p.head === 'none') throw new ModernBertError('BAD_ARGUMENT', '`split`: head "none" is the body package itself', { option: 'split' });
   const paths = heads.map((p) => headPackagePath(ctx.out, p.name));
   for (const path of paths) checkPackageOutput(path, ctx.force, [ctx.ckpt.dir]);
   // Every graph is built (and so checked) before anything is written.

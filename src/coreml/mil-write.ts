@@ -74,7 +74,7 @@ export interface WriteOptions {
   /** The default function's name (with `functions`). */
   defaultFunction?: string;
   /** Deployment target ('iOS17' = 'macOS14' by default). */
-  target?: Target | string;
+  target?: Target;
   /** Replace an existing package at the path (only a package: see checkPackageOutput). */
   force?: boolean;
   /** Paths that must survive even with force (the input checkpoint). */

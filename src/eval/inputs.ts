@@ -29,40 +29,50 @@ export interface InputSpec {
 export function resolveInputs(spec: InputSpec, ids: ModelIds, tok?: Tokenizer): ProbeSequence[] {
   const given = [spec.texts?.length ? 'TEXT' : '', spec.golden ? '--golden' : '', spec.random ? '--random' : ''].filter(Boolean);
   if (given.length > 1) throw new ModernBertError('BAD_ARGUMENT', `give only one of ${given.join(', ')}`);
-  if (spec.golden) {
-    const rows = readGolden(spec.golden).flatMap((c) => {
-      const [B, S] = c.inputIds.shape;
-      return Array.from({ length: B }, (_, b) => {
-        const row = Array.from(c.inputIds.data.subarray(b * S, (b + 1) * S));
-        const att = c.attentionMask?.subarray(b * S, (b + 1) * S);
-        const n = att ? att.reduce((s, v) => s + (v ? 1 : 0), 0) : S;
-        // Right padding is dropped: padded positions say nothing about agreement.
-        const real = att && Array.from(att).every((v, i) => (i < n ? v === 1 : v === 0)) ? row.slice(0, n) : row;
-        return { ids: real, attention: real === row ? att : undefined, label: `${c.name}[${b}]` };
-      });
-    });
-    // Rows of padding only (or batch 0, or no cases) compare nothing: a comparison over none must not pass.
-    const usable = rows.filter((s) => s.ids.length > 0 && (!s.attention || s.attention.some((v) => v)));
-    if (usable.length === 0) throw new ModernBertError('BAD_INPUT', `${spec.golden} holds no row with a real token (no cases, batch 0, or attention_mask all 0): there is nothing to compare`, { file: spec.golden });
-    return usable.map((s) => checkLength(s, ids));
-  }
-  if (spec.random) {
-    const n = Math.min(spec.random, ids.maxLen - 2);
-    const h = hashU32(n * 2, (spec.seed ?? 0) + 0x5eed);
-    const body: number[] = [];
-    for (let i = 0; body.length < n && i < h.length; i++) {
-      const id = h[i]! % ids.vocabSize;
-      if (!ids.special.includes(id)) body.push(id);
-    }
-    return [{ ids: [ids.clsTokenId, ...body, ids.sepTokenId], label: `random(${n})` }];
-  }
+  if (spec.golden) return goldenSequences(spec.golden, ids);
+  if (spec.random) return [randomSequence(spec.random, spec.seed ?? 0, ids)];
   if (!tok) {
     throw new ModernBertError('BAD_ARGUMENT', 'this model has no tokenizer: give --golden FILE or --random N to choose the input tokens');
   }
-  const builtin = !spec.texts?.length;
-  const texts = builtin ? [...BUILTIN_SENTENCES] : spec.texts!;
-  const seqs = texts.map((text) => {
-    // No more of a text is tokenized than the model takes (encode-within.ts).
+  return textSequences(spec.texts?.length ? spec.texts : undefined, ids, tok);
+}
+
+/** The rows of a golden file's cases, right padding dropped. */
+export function goldenSequences(path: string, ids: ModelIds): ProbeSequence[] {
+  const rows = readGolden(path).flatMap((c) => {
+    const [B, S] = c.inputIds.shape;
+    return Array.from({ length: B }, (_, b) => {
+      const row = Array.from(c.inputIds.data.subarray(b * S, (b + 1) * S));
+      const att = c.attentionMask?.subarray(b * S, (b + 1) * S);
+      const n = att ? att.reduce((s, v) => s + (v ? 1 : 0), 0) : S;
+      // Right padding is dropped: padded positions say nothing about agreement.
+      const real = att && Array.from(att).every((v, i) => (i < n ? v === 1 : v === 0)) ? row.slice(0, n) : row;
+      return { ids: real, attention: real === row ? att : undefined, label: `${c.name}[${b}]` };
+    });
+  });
+  // Rows of padding only (or batch 0, or no cases) compare nothing: a comparison over none must not pass.
+  const usable = rows.filter((s) => s.ids.length > 0 && (!s.attention || s.attention.some((v) => v)));
+  if (usable.length === 0) throw new ModernBertError('BAD_INPUT', `${path} holds no row with a real token (no cases, batch 0, or attention_mask all 0): there is nothing to compare`, { file: path });
+  return usable.map((s) => checkLength(s, ids));
+}
+
+/** One sequence of n seeded random token ids (no special ones) between [CLS] and [SEP]. */
+export function randomSequence(random: number, seed: number, ids: ModelIds): ProbeSequence {
+  const n = Math.min(random, ids.maxLen - 2);
+  const h = hashU32(n * 2, seed + 0x5eed);
+  const body: number[] = [];
+  for (let i = 0; body.length < n && i < h.length; i++) {
+    const id = h[i]! % ids.vocabSize;
+    if (!ids.special.includes(id)) body.push(id);
+  }
+  return { ids: [ids.clsTokenId, ...body, ids.sepTokenId], label: `random(${n})` };
+}
+
+/** Texts through the tokenizer (the built-in sentences when none are given), with their [MASK] positions. */
+export function textSequences(texts: readonly string[] | undefined, ids: ModelIds, tok: Tokenizer): ProbeSequence[] {
+  const builtin = texts === undefined;
+  const seqs = (texts ?? BUILTIN_SENTENCES).map((text) => {
+    // No more of a text is tokenized than the model takes (tokenizer/encode-within.ts).
     const e = encodeWithin(tok, text, ids.maxLen);
     const t = e.ids;
     const positions = tok.maskTokenId === undefined ? [] : t.flatMap((id, i) => (id === tok.maskTokenId ? [i] : []));

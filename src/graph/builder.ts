@@ -6,7 +6,7 @@
 import { ModernBertError } from '../errors.js';
 import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type RowSlice, type TensorData, type TensorType } from '../ir/graph.js';
 import { inferArgs, inputTypesOf, opDef, opSignature, opVersions, type InputTypes } from '../ops/index.js';
-import { DEFAULT_TARGET, targetInfo, type Target } from '../ir/target.js';
+import { DEFAULT_TARGET, type Target } from '../ir/target.js';
 
 /** A value in the graph under construction (its name). */
 export type Val = string;
@@ -20,8 +20,8 @@ export class GraphBuilder {
   readonly target: Target;
 
   /** `dtype` is the float type of activations and weights (fp16 for the Neural Engine); `target` picks each op's version. */
-  constructor(readonly dtype: 'fp32' | 'fp16', target: Target | string = DEFAULT_TARGET) {
-    this.target = targetInfo(target).target;
+  constructor(readonly dtype: 'fp32' | 'fp16', target: Target = DEFAULT_TARGET) {
+    this.target = target;
   }
 
   /** A graph input. */

@@ -51,13 +51,13 @@ const nothing = { files: [], bytes: 0 };
 export async function resolveModel(name: string, o: HubOptions = {}): Promise<ResolvedModel> {
   if (name === '') throw new ModernBertError('BAD_ARGUMENT', 'the model name is empty: give a folder, a .mlpackage or a Hub id org/name');
   if (existsSync(name)) {
-    if (o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--revision picks a revision of a Hub id; ${name} is a local folder`);
+    if (o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`revision\` picks a revision of a Hub id; ${name} is a local folder`);
     const source = sourceFromCachePath(name);
     return { path: name, ...(source ? { source } : {}), downloaded: nothing };
   }
   // A missing `x/y.mlpackage` is a package that is not there, not a Hub repository.
   if (!looksLikeHubId(name) || /\.mlpackage$/.test(name)) {
-    if (o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--revision picks a revision of a Hub id (org/name); ${name} is neither a Hub id nor an existing folder`);
+    if (o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`revision\` picks a revision of a Hub id (org/name); ${name} is neither a Hub id nor an existing folder`);
     return { path: name, downloaded: nothing }; // the loader says that it does not exist
   }
   return fetchModel(parseHubRef(name, o.revision), o);

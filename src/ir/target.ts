@@ -34,17 +34,24 @@ const MACOS_ALIASES: Record<string, Target> = {
 /** The default target: macOS 14 / iOS 17, as the reference project converts. */
 export const DEFAULT_TARGET: Target = 'iOS17';
 
-/** Resolves a target name ('iOS17', 'macOS14', ...) to its specification version and opset. */
-export function targetInfo(name: string = DEFAULT_TARGET): TargetInfo {
+/** A target as a user names it: an iOS release or the macOS release that shares its specification version. */
+export type TargetName = Target | 'macOS12' | 'macOS13' | 'macOS14' | 'macOS15';
+
+/** Reads a target name ('iOS17', 'macOS14', ...): the one place a name becomes a Target. */
+export function parseTarget(name: string = DEFAULT_TARGET): Target {
   const target = MACOS_ALIASES[name] ?? name;
-  const info = TARGETS.find((t) => t.target === target);
-  if (!info) {
+  if (!TARGETS.some((t) => t.target === target)) {
     throw new ModernBertError('UNSUPPORTED', `unknown deployment target "${name}"`, {
       target: name,
       supported: [...TARGETS.map((t) => t.target), ...Object.keys(MACOS_ALIASES)],
     });
   }
-  return info;
+  return target as Target;
+}
+
+/** The specification version and opset of a target. */
+export function targetInfo(target: Target = DEFAULT_TARGET): TargetInfo {
+  return TARGETS.find((t) => t.target === target)!;
 }
 
 /** The target whose opset name (as a package's Function.opset) is `opset`. */

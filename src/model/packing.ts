@@ -18,7 +18,7 @@ export function checkPack(K: number, S: Dim, maskFrom: BuildOptions['maskFrom'])
   if (typeof S !== 'number')
     throw new ModernBertError(
       'BAD_ARGUMENT',
-      'packing needs one sequence length (give one --seq-len; buckets of one length each work)',
+      'packing needs one sequence length (give one of `seqLens`; buckets of one length each work)',
       { pack: K },
     );
   // Segment ids are compared as floats: float16 holds every integer up to 2048 exactly.
@@ -26,13 +26,13 @@ export function checkPack(K: number, S: Dim, maskFrom: BuildOptions['maskFrom'])
   if (!Number.isInteger(K) || K < 1 || K > most)
     throw new ModernBertError(
       'BAD_ARGUMENT',
-      `--pack ${K} does not fit: give 1..${most} texts per window of ${S} tokens`,
+      `\`pack: ${K}\` does not fit: give 1..${most} texts per window of ${S} tokens`,
       { pack: K },
     );
   if (maskFrom === 'input')
     throw new ModernBertError(
       'BAD_ARGUMENT',
-      '--pack cannot be combined with --mask-input: the segment ids are the mask',
+      '`pack` cannot be combined with `maskInput`: the segment ids are the mask',
       { pack: K },
     );
 }

@@ -10,7 +10,7 @@ import { ModernBertError } from '../errors.js';
 import { valueTypes } from '../ir/value-types.js';
 import { opDef, opSignature, opVersions, type InputDType } from './registry.js';
 import { inferArgs, inputTypesOf } from './shapes.js';
-import { atLeast, targetInfo, type Target } from '../ir/target.js';
+import { atLeast, type Target } from '../ir/target.js';
 import './index.js';
 
 /** Multi-array dtypes that ML Program inputs and outputs take (backend/mil/helper.py cast_to_framework_io_dtype); fp16 from iOS 16. */
@@ -31,8 +31,8 @@ function checkIODType(name: string, dtype: DType, target: Target): void {
  * target, no unknown or missing inputs, const-ness, tuple vs single value, dtypes and type domains, values
  * defined before use; and the model's input/output dtypes. Throws ModernBertError('UNSUPPORTED') naming the op.
  */
-export function validateGraph(graph: Graph, target: Target | string): void {
-  const t = targetInfo(target).target;
+export function validateGraph(graph: Graph, target: Target): void {
+  const t = target;
   const types = valueTypes(graph);
   for (const v of graph.inputs) checkIODType(v.name, v.type.dtype, t);
   const defined = new Set<string>([...graph.inputs.map((v) => v.name), ...graph.consts.keys()]);

@@ -10,6 +10,8 @@ export interface ChartOptions {
   xLabel: string;
   yLabel: string;
   series: Series[];
+  /** Horizontal reference lines (a limit such as float16's largest value), dashed and labelled. */
+  references?: { y: number; label: string }[];
   logY?: boolean;
   width?: number;
   height?: number;
@@ -29,7 +31,7 @@ export function lineChartSvg(o: ChartOptions): string {
   const ph = H - m.top - m.bottom;
   const pts = o.series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(y) && (!o.logY || y > 0));
   const xs = pts.map(([x]) => x);
-  const ys = pts.map(([, y]) => y);
+  const ys = [...pts.map(([, y]) => y), ...(o.references ?? []).map((r) => r.y)];
   const xMin = Math.min(...xs, 0);
   const xMax = Math.max(...xs, 1);
   let yMin: number;
@@ -63,6 +65,11 @@ export function lineChartSvg(o: ChartOptions): string {
   for (let x = Math.ceil(xMin); x <= xMax; x += step) {
     out.push(`<line x1="${px(x)}" x2="${px(x)}" y1="${m.top + ph}" y2="${m.top + ph + 5}" stroke="black"/>`);
     out.push(`<text x="${px(x)}" y="${m.top + ph + 18}" text-anchor="middle">${x}</text>`);
+  }
+  for (const r of o.references ?? []) {
+    const y = py(r.y).toFixed(1);
+    out.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${y}" y2="${y}" stroke="#555" stroke-dasharray="6 4"/>`);
+    out.push(`<text x="${m.left + pw - 4}" y="${Number(y) - 5}" text-anchor="end" fill="#555">${esc(r.label)}</text>`);
   }
   out.push(`<line x1="${m.left}" x2="${m.left}" y1="${m.top}" y2="${m.top + ph}" stroke="black"/>`);
   out.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${m.top + ph}" y2="${m.top + ph}" stroke="black"/>`);

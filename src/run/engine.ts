@@ -131,12 +131,13 @@ export class Engine {
   }
 
   private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Executor {
-    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack]);
+    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack, o.embedding]);
     let it = this.graphs.get(key);
     if (!it) {
       // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded.
       const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: o.pack === undefined ? 'attention' : undefined, attentionChunk: o.attentionChunk, pack: o.pack };
-      it = this.executor(buildModel(this.source, opts), o.precision ?? 'fp32');
+      const source = o.embedding ? { ...this.source, embedding: o.embedding } : this.source;
+      it = this.executor(buildModel(source, opts), o.precision ?? 'fp32');
       // Prepared graphs of other lengths hold large per-length tables; keep a few.
       if (this.graphs.size >= 4) this.graphs.delete(this.graphs.keys().next().value!);
       this.graphs.set(key, it);

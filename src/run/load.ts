@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import type { ModernBertConfig } from '../model/config.js';
 import { Engine } from './engine.js';
 import type { ExecutorFactory, ModelIds, Runner } from './runner.js';
-import { loadCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import { loadCheckpoint, type Checkpoint, type EmbeddingSpec } from '../model/checkpoint.js';
 import type { HubSource } from '../hub/id.js';
 import { resolveModel, type HubOptions } from '../hub/resolve.js';
 import { defaultHead, type NormStyle, type OutputHead } from '../model/options.js';
@@ -37,6 +37,8 @@ export interface LoadedModel {
   /** Texts per window of a package converted with --pack (checkpoints pack any number). */
   pack?: number;
   config?: ModernBertConfig;
+  /** A checkpoint's sentence-transformers pooling, when it has one. */
+  embedding?: EmbeddingSpec;
   /** Token-id facts that random inputs and padding need. */
   ids: ModelIds;
   /** Element types of the stored weights. */
@@ -51,8 +53,8 @@ export interface LoadedModel {
 export interface OpenOptions extends HubOptions {
   precision?: Precision;
   norm?: NormStyle;
-  /** A folder with tokenizer.json, for packages that do not carry one. */
-  tokenizerDir?: string;
+  /** A tokenizer.json, or a folder with one, for packages that do not carry one (or to use instead of the model's). */
+  tokenizer?: string;
   /** A head package of `convert --split` to run on the package's hidden states (the package is then its body). */
   headPackage?: string;
   /** The function of a multifunction package to run (default: its default function; for buckets, a head name picks that head's buckets). */
@@ -74,13 +76,13 @@ const PACKAGE_TOKENIZER_DIR = join('Data', TOKENIZER_ITEM_PATH);
  * found in the Hugging Face cache or downloaded into it), or the default model when `name` is undefined.
  */
 export async function openModel(name: string | undefined, o: OpenOptions = {}): Promise<LoadedModel> {
-  if (name === undefined && o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', '--revision picks a revision of a Hub id: name the model (org/name)');
+  if (name === undefined && o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', '`revision` picks a revision of a Hub id: name the model (org/name)');
   const resolved = name === undefined ? undefined : await resolveModel(name, o);
   const path = resolved?.path;
   const source = resolved?.source ? { source: resolved.source } : {};
   if (path !== undefined && isPackagePath(path)) return { ...(await openPackage(path, o)), ...source };
-  if (o.headPackage !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--head-package runs a head on a body package (convert --split); ${path ?? 'the built-in model'} is a checkpoint`);
-  if (o.function !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--function picks a function of a multifunction package; ${path ?? 'the built-in model'} is a checkpoint`);
+  if (o.headPackage !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`headPackage\` runs a head on a body package (convert --split); ${path ?? 'the built-in model'} is a checkpoint`);
+  if (o.function !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`function\` picks a function of a multifunction package; ${path ?? 'the built-in model'} is a checkpoint`);
   const dir = path ?? DEFAULT_MODEL;
   const ckpt = loadCheckpoint(dir);
   if (resolved?.source) ckpt.source = resolved.source;
@@ -94,10 +96,11 @@ export async function openModel(name: string | undefined, o: OpenOptions = {}): 
     labels: ckpt.config.labels,
     maxLen: ckpt.config.maxPositions,
     config: ckpt.config,
+    ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}),
     ids: { vocabSize: ckpt.config.vocabSize, maxLen: ckpt.config.maxPositions, clsTokenId: ckpt.config.clsTokenId, sepTokenId: ckpt.config.sepTokenId, special: [ckpt.config.padTokenId] },
     dtypes: ckpt.storedDtypes,
     weights: ckpt.weights,
-    tokenizer: o.tokenizerDir ? await loadTokenizer(o.tokenizerDir) : ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined,
+    tokenizer: o.tokenizer ? await loadTokenizer(o.tokenizer) : ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined,
     close: () => ckpt.close(),
   };
 }
@@ -123,8 +126,8 @@ function packageRunner(path: string, o: OpenOptions): PackageRunner | BucketRunn
     if (!existsSync(o.headPackage)) throw new ModernBertError('FILE_NOT_FOUND', `head package ${o.headPackage} does not exist`, { path: o.headPackage });
     const head = readMLPackage(o.headPackage);
     const recorded = head.description.metadata.userDefined?.[META.bodyHash];
-    if (recorded === undefined) throw new ModernBertError('BAD_INPUT', `--head-package ${o.headPackage} records no body (metadata "${META.bodyHash}"); convert --split writes heads that do`, { path: o.headPackage });
-    if (recorded !== bodyHash(path)) throw new ModernBertError('BAD_INPUT', `--head-package ${o.headPackage} belongs to another body than ${path} (its weights or program differ): convert the head with this body (convert --split)`, { path: o.headPackage });
+    if (recorded === undefined) throw new ModernBertError('BAD_INPUT', `\`headPackage\` ${o.headPackage} records no body (metadata "${META.bodyHash}"); convert --split writes heads that do`, { path: o.headPackage });
+    if (recorded !== bodyHash(path)) throw new ModernBertError('BAD_INPUT', `\`headPackage\` ${o.headPackage} belongs to another body than ${path} (its weights or program differ): convert the head with this body (convert --split)`, { path: o.headPackage });
     return new PackageRunner(pkg, path, precision, o.executor, { pkg: head, path: o.headPackage });
   }
   const runner = new PackageRunner(pkg, path, precision, o.executor);
@@ -137,9 +140,9 @@ async function openPackage(path: string, o: OpenOptions): Promise<LoadedModel> {
   if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `package ${path} does not exist`, { path });
   const runner = packageRunner(path, o);
   const pkg = runner instanceof PackageRunner ? runner.pkg : readMLPackage(path);
-  const tokDir = o.tokenizerDir ?? join(path, PACKAGE_TOKENIZER_DIR);
-  const hasTok = existsSync(join(tokDir, 'tokenizer.json'));
-  if (o.tokenizerDir && !hasTok) throw new ModernBertError('FILE_NOT_FOUND', `${o.tokenizerDir} has no tokenizer.json`, { path: o.tokenizerDir });
+  const own = join(path, PACKAGE_TOKENIZER_DIR);
+  const tokDir = o.tokenizer ?? own;
+  const hasTok = o.tokenizer !== undefined || existsSync(join(own, 'tokenizer.json'));
   return {
     path,
     kind: 'package',

@@ -9,8 +9,9 @@
 // session fell from 2,158 to 755 MB (docs/PERFORMANCE.md), and models above protobuf's 2 GiB load too.
 
 import { join } from 'node:path';
-// Types from onnxruntime-common (a devDependency, the API that onnxruntime-node implements), so that the
-// build does not need onnxruntime-node, which npm drops when its install script fails.
+// Types from onnxruntime-common (the API that onnxruntime-node implements; a dependency, since our published
+// declarations name its types), so that neither the build nor a user's type check needs onnxruntime-node,
+// which npm drops when its install script fails.
 import type * as OrtModule from 'onnxruntime-common';
 import type { DType, Graph } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';

@@ -33,10 +33,10 @@ export class PackageRunner implements Runner {
       return;
     }
     const hi = packageInfo(head.pkg, head.path);
-    if (hi.part !== 'head') throw new ModernBertError('BAD_ARGUMENT', `--head-package ${head.path} is not a head package (convert --split writes them; its input is input_ids, not hidden_states)`, { path: head.path });
+    if (hi.part !== 'head') throw new ModernBertError('BAD_ARGUMENT', `\`headPackage\` ${head.path} is not a head package (convert --split writes them; its input is input_ids, not hidden_states)`, { path: head.path });
     if (own.output !== 'hidden_states') throw new ModernBertError('BAD_ARGUMENT', `${path} is not a body package: its output is ${own.output}, a head reads hidden_states`, { path });
     const missing = own.seqLens.filter((s) => !hi.seqLens.includes(s));
-    if (missing.length > 0) throw new ModernBertError('BAD_ARGUMENT', `--head-package ${head.path} takes lengths ${hi.seqLens.join(',')}, the body ${own.seqLens.join(',')}`, { path: head.path });
+    if (missing.length > 0) throw new ModernBertError('BAD_ARGUMENT', `\`headPackage\` ${head.path} takes lengths ${hi.seqLens.join(',')}, the body ${own.seqLens.join(',')}`, { path: head.path });
     this.head = { interp: run(head.pkg, head.path), pkg: head.pkg, info: hi };
     this.info = { ...own, head: hi.head, labels: hi.labels, output: hi.output };
   }
@@ -65,7 +65,7 @@ export class PackageRunner implements Runner {
 
   /** Pads the sequence to the shortest length the package takes, runs it, and crops to the real tokens. */
   async forward(seq: Sequence, o: ForwardOptions = {}): Promise<ForwardResult> {
-    if (this.info.part === 'head') throw new ModernBertError('BAD_ARGUMENT', `${this.path} is a head package (its input is hidden_states): give its body package as MODEL and this one as --head-package`, { path: this.path });
+    if (this.info.part === 'head') throw new ModernBertError('BAD_ARGUMENT', `${this.path} is a head package (its input is hidden_states): give its body package as the model and this one as \`headPackage\``, { path: this.path });
     const n = seq.ids.length;
     const S = this.info.seqLens.find((s) => s >= n);
     if (S === undefined) {

@@ -4,6 +4,7 @@
 
 import type { ReadPackageResult } from '../coreml/mil-read.js';
 import type { Graph } from '../ir/graph.js';
+import type { EmbeddingSpec } from '../model/checkpoint.js';
 import type { NormStyle, OutputHead } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import type { RtTensor } from '../runtime/tensor.js';
@@ -20,6 +21,8 @@ export interface ForwardOptions {
   precision?: Precision;
   norm?: NormStyle;
   head?: OutputHead;
+  /** How the embedding head pools (a checkpoint's own sentence-transformers spec, else mean, when absent). */
+  embedding?: EmbeddingSpec;
   /** Evaluate a per-token head only at these positions. */
   positions?: number[];
   /** Queries per chunk of global attention (model/options.ts DEFAULT_ATTENTION_CHUNK when absent). */

@@ -29,20 +29,20 @@ export interface RuntimeChoice {
 export async function chooseRuntime(r: RuntimeRequest): Promise<RuntimeChoice> {
   const provider = r.provider ?? 'cpu';
   if (provider === 'coreml' && process.platform !== 'darwin') {
-    throw new ModernBertError('BAD_ARGUMENT', `--ort-provider coreml needs macOS (onnxruntime's Core ML execution provider); this system is ${process.platform}`);
+    throw new ModernBertError('BAD_ARGUMENT', `\`ortProvider: coreml\` needs macOS (onnxruntime's Core ML execution provider); this system is ${process.platform}`);
   }
   const fp32 = (r.precision ?? 'fp32') === 'fp32';
   if (!fp32) {
-    if (r.runtime === 'ort' || provider !== 'cpu') throw new ModernBertError('BAD_ARGUMENT', `--precision ${r.precision} is our float16 emulation, which runs on our engine only: leave out --runtime ort and --ort-provider`);
+    if (r.runtime === 'ort' || provider !== 'cpu') throw new ModernBertError('BAD_ARGUMENT', `\`precision: ${r.precision}\` is our float16 emulation, which runs on our engine only: leave out \`runtime: ort\` and \`ortProvider\``);
     return { runtime: 'engine', provider };
   }
   if (r.runtime === 'engine') {
-    if (provider !== 'cpu') throw new ModernBertError('BAD_ARGUMENT', '--ort-provider needs --runtime ort');
+    if (provider !== 'cpu') throw new ModernBertError('BAD_ARGUMENT', '`ortProvider` needs `runtime: ort`');
     return { runtime: 'engine', provider };
   }
   const ort = await loadOrt();
   if (!ort) {
-    if (r.runtime === 'ort' || provider !== 'cpu') throw new ModernBertError('BAD_ARGUMENT', '--runtime ort: onnxruntime-node is not installed (npm install onnxruntime-node@1.30.0; see README "Runtimes")');
+    if (r.runtime === 'ort' || provider !== 'cpu') throw new ModernBertError('BAD_ARGUMENT', '`runtime: ort`: onnxruntime-node is not installed (npm install onnxruntime-node@1.30.0; see README "Runtimes")');
     return { runtime: 'engine', provider, note: 'note: onnxruntime-node is not installed: running on our engine (see README "Runtimes")' };
   }
   const note = r.runtime === undefined ? `note: running on onnxruntime-node ${ortVersion(ort)} at float32 (--runtime engine for our own engine)` : undefined;

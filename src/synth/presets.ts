@@ -1,8 +1,10 @@
 // Architectures of the released ModernBERT models, as config.json (transformers 4.x field names) for
-// synthetic checkpoints: `base` is the synth-base fixture's configuration, `large` ModernBERT-large's.
+// synthetic checkpoints: `base` is the synth-base fixture's configuration, `large` ModernBERT-large's, and
+// `small` a few-layer ModernBERT with their vocabulary and attention pattern (about 15 M parameters, 60 MB), for
+// trying the tools and for tests that want the real layout without a base model's size.
 
 /** Names of the built-in synthetic architectures. */
-export type SynthPreset = 'base' | 'large';
+export type SynthPreset = 'small' | 'base' | 'large';
 
 const shared = {
   architectures: ['ModernBertForMaskedLM'],
@@ -31,6 +33,7 @@ const shared = {
 };
 
 export const SYNTH_PRESETS: Readonly<Record<SynthPreset, Readonly<Record<string, unknown>>>> = {
+  small: { ...shared, hidden_size: 256, intermediate_size: 384, num_hidden_layers: 4, num_attention_heads: 4 },
   base: { ...shared, hidden_size: 768, intermediate_size: 1152, num_hidden_layers: 22, num_attention_heads: 12 },
   large: { ...shared, hidden_size: 1024, intermediate_size: 2624, num_hidden_layers: 28, num_attention_heads: 16 },
 };

@@ -1,19 +1,18 @@
-// The batch path of `embed` and `predict --input`: tokenize every text, pack them first-fit-decreasing into
-// windows (several texts per forward pass, model/packing.ts), run each window, and split its output back
-// into one result per text, in input order.
+// Running a task on many texts: tokenize every text, pack them first-fit-decreasing into windows (several
+// texts per forward pass, model/packing.ts), run each window, and read each text's share of the output with
+// the task's plan (task-table.ts), in input order. One text is a batch of one.
 
 import type { ForwardResult } from '../run/runner.js';
-import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
 import { ModernBertError } from '../errors.js';
-import { assertFinite, firstNonFinite, nonFiniteError } from '../numeric/finite.js';
-import { formatBytes, MAX_RESULT_BYTES } from '../io/limits.js';
 import type { LoadedModel } from '../run/load.js';
 import type { OutputHead } from '../model/options.js';
-import type { RtTensor } from '../runtime/tensor.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import type { InputText } from './batch-input.js';
 import { packTexts, type PackedWindow } from '../model/pack-texts.js';
-import { softmaxColumn, topK, type LabelScore, type MaskPrediction, type TokenLabel } from './predict.js';
+import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
+import { firstNonFinite, nonFiniteError } from '../numeric/finite.js';
+import { formatBytes, MAX_RESULT_BYTES } from '../io/limits.js';
+import type { RtTensor } from '../runtime/tensor.js';
+import type { EncodedText, TaskPlan } from './task-table.js';
 
 /** Default window of checkpoints (the reference project's length), shortened to what the model takes. */
 export const DEFAULT_WINDOW = 512;
@@ -21,8 +20,6 @@ export const DEFAULT_WINDOW = 512;
 export const DEFAULT_PACK = 64;
 
 export interface BatchOptions {
-  /** 'embed': the pooled embedding; 'predict': what the model's head gives (fill-mask, labels, token labels). */
-  task: 'embed' | 'predict';
   /** Tokens per window (checkpoints: DEFAULT_WINDOW; packages: their length). */
   window?: number;
   /** Most texts per window (checkpoints: DEFAULT_PACK; packages: their --pack, 1 when unpacked). */
@@ -31,18 +28,11 @@ export interface BatchOptions {
   truncate?: boolean;
   /** Prepended to every text (sentence-transformers prompts such as "search_query: "). */
   prefix?: string;
-  /** Tokens listed per [MASK]. */
-  topK?: number;
+  /** Names text i in messages (default "text i+1"; the commands name lines of their input file). */
+  label?: (i: number) => string;
   /** Called after each window with the texts done so far. */
   onProgress?: (done: number, total: number) => void;
 }
-
-/** One text's result: an embedding, or the head's prediction. */
-export type BatchResult =
-  | { index: number; embedding: Float32Array }
-  | { index: number; masks: MaskPrediction[] }
-  | { index: number; labels: LabelScore[] }
-  | { index: number; tokens: TokenLabel[] };
 
 export interface BatchStats {
   texts: number;
@@ -58,170 +48,144 @@ export interface BatchStats {
 /** Runs one window and returns the model's outputs: the one step that a runtime plugs into. */
 export type RunWindow = (w: PackedWindow, positions?: number[]) => Promise<ForwardResult>;
 
-/** Resolves the window and texts per window for a model, refusing what its graph cannot take. */
-export function batchShape(model: LoadedModel, o: Pick<BatchOptions, 'window' | 'pack'>): { window: number; pack: number; packed: boolean } {
+/**
+ * The longest text a model takes in a batch (`limit`), and whether and how many texts share a window. A
+ * checkpoint's window is `window` when given, else sized to the texts (windowFor); a package's is its length.
+ */
+export function batchShape(model: LoadedModel, o: Pick<BatchOptions, 'window' | 'pack'>): { limit: number; pack: number; packed: boolean } {
   if (model.kind === 'checkpoint') {
-    const window = o.window ?? Math.min(DEFAULT_WINDOW, model.maxLen);
-    if (window > model.maxLen) throw new ModernBertError('BAD_ARGUMENT', `--window ${window} is longer than the model allows (max_position_embeddings ${model.maxLen})`);
-    return { window, pack: Math.min(o.pack ?? DEFAULT_PACK, window), packed: true };
+    const limit = o.window ?? model.maxLen;
+    if (limit > model.maxLen) throw new ModernBertError('BAD_ARGUMENT', `\`window: ${limit}\` is longer than the model allows (max_position_embeddings ${model.maxLen})`, { option: 'window' });
+    return { limit, pack: o.pack ?? DEFAULT_PACK, packed: true };
   }
-  const window = o.window ?? model.maxLen;
-  if (window > model.maxLen) throw new ModernBertError('BAD_ARGUMENT', `--window ${window} is longer than ${model.path} takes (${model.maxLen} tokens)`);
+  const limit = o.window ?? model.maxLen;
+  if (limit > model.maxLen) throw new ModernBertError('BAD_ARGUMENT', `\`window: ${limit}\` is longer than ${model.path} takes (${model.maxLen} tokens)`, { option: 'window' });
   if (model.pack === undefined) {
-    if (o.pack !== undefined && o.pack > 1) throw new ModernBertError('BAD_ARGUMENT', `${model.path} runs one text per window: convert it with --pack ${o.pack} to pack texts`);
-    return { window, pack: 1, packed: false };
+    if (o.pack !== undefined && o.pack > 1) throw new ModernBertError('BAD_ARGUMENT', `${model.path} runs one text per window: convert it with --pack ${o.pack} to pack texts`, { option: 'pack' });
+    return { limit, pack: 1, packed: false };
   }
-  if (o.pack !== undefined && o.pack > model.pack) throw new ModernBertError('BAD_ARGUMENT', `--pack ${o.pack}: ${model.path} was converted with --pack ${model.pack}`);
-  return { window, pack: o.pack ?? model.pack, packed: true };
-}
-
-/** A model's RunWindow: packed windows with segment ids, or one unpadded text for unpacked packages. */
-export function windowRunner(model: LoadedModel, head: OutputHead, pack: number, packed: boolean, texts: readonly (readonly number[])[]): RunWindow {
-  const runner = model.runner;
-  if (!packed) return (w, positions) => runner.forward({ ids: texts[w.texts[0]!]! }, { head, positions });
-  return (w, positions) => runner.forward({ ids: w.ids, segments: w.segments }, { head, positions, pack });
-}
-
-/** Tokenizes, packs and runs every text; results come back in input order. */
-export async function runBatch(model: LoadedModel, tok: Tokenizer, inputs: readonly InputText[], o: BatchOptions): Promise<{ results: BatchResult[]; stats: BatchStats }> {
-  const { window } = batchShape(model, o);
-  const head = batchHead(model, o.task);
-  const texts = inputs.map((t) => encode(tok, (o.prefix ?? '') + t.text, t.line, window, Boolean(o.truncate)));
-  const masks = head === 'mlm' ? texts.map((ids, i) => maskPositions(tok, ids, inputs[i]!.line)) : [];
-  return runTokenized(model, texts, masks, o, tok, (t) => `line ${inputs[t]!.line}`);
-}
-
-function batchHead(model: LoadedModel, task: BatchOptions['task']): OutputHead {
-  const head: OutputHead = task === 'embed' ? 'embedding' : model.head;
-  if (task === 'predict' && (head === 'embedding' || head === 'none')) {
-    throw new ModernBertError('BAD_ARGUMENT', `${model.path} has the ${head} head: use embed for embeddings`);
-  }
-  return head;
+  if (o.pack !== undefined && o.pack > model.pack) throw new ModernBertError('BAD_ARGUMENT', `\`pack: ${o.pack}\`: ${model.path} was converted with --pack ${model.pack}`, { option: 'pack' });
+  return { limit, pack: o.pack ?? model.pack, packed: true };
 }
 
 /**
- * Packs and runs tokenized texts (each at most the window long; `masks`: a masked LM's [MASK] positions
- * per text). Without a tokenizer (benchmarks) mlm tokens are listed by id. A result that is not finite is an
- * error naming its text (`label`).
+ * A checkpoint's window for these texts: `window` when given; else as long as the longest text, and as all of
+ * them together up to DEFAULT_WINDOW (so that one short text runs at its own length, and many pack well).
  */
-export async function runTokenized(model: LoadedModel, texts: readonly number[][], masks: readonly number[][], o: BatchOptions, tok?: Tokenizer, label = (t: number) => `text ${t + 1}`): Promise<{ results: BatchResult[]; stats: BatchStats }> {
+function windowFor(model: LoadedModel, texts: readonly EncodedText[], o: BatchOptions, limit: number): number {
+  if (model.kind !== 'checkpoint' || o.window !== undefined) return limit;
+  const longest = Math.max(1, ...texts.map((t) => t.ids.length));
+  const total = texts.reduce((s, t) => s + t.ids.length, 0);
+  return Math.min(limit, Math.max(longest, Math.min(DEFAULT_WINDOW, total)));
+}
+
+/** A model's RunWindow: packed windows with segment ids, or one unpadded text for unpacked packages. */
+export function windowRunner(model: LoadedModel, plan: Pick<TaskPlan<unknown>, 'head' | 'embedding'>, pack: number, packed: boolean, texts: readonly EncodedText[]): RunWindow {
+  const runner = model.runner;
+  const head: OutputHead = plan.head;
+  const extra = plan.embedding ? { embedding: plan.embedding } : {};
+  if (!packed) return (w, positions) => runner.forward({ ids: texts[w.texts[0]!]!.ids }, { head, positions, ...extra });
+  return (w, positions) => runner.forward({ ids: w.ids, segments: w.segments }, { head, positions, pack, ...extra });
+}
+
+/** Tokenizes texts for a plan: the ids (cut to `limit` tokens with `truncate`), and their spans when it asks. */
+export function encodeTexts(tok: Tokenizer, texts: readonly string[], plan: Pick<TaskPlan<unknown>, 'offsets'>, limit: number, o: BatchOptions): EncodedText[] {
+  const prefix = o.prefix ?? '';
+  return texts.map((text, i) => {
+    const full = prefix + text;
+    // Only as much of a long text is tokenized as the window needs (tokenizer/encode-within.ts).
+    const e = encodeWithin(tok, full, limit, (t) => (plan.offsets ? tok.encodeWithOffsets(t) : { ids: tok.encode(t).ids, offsets: undefined }));
+    const offsets = e.offsets?.map(([a, b]): [number, number] => [a - prefix.length, b - prefix.length]);
+    if (e.ids.length <= limit) return { text, ids: e.ids, ...(offsets ? { offsets } : {}) };
+    if (!o.truncate) {
+      const most = o.window === undefined ? ` but the model allows at most ${limit}` : `, more than the window of ${limit}`;
+      throw new ModernBertError('BAD_INPUT', `${texts.length > 1 || o.label ? `${label(o, i)}: ` : ''}the text is ${describeLength(e, limit)} tokens long${most} (give \`truncate\` to cut it)`, { limit });
+    }
+    const keep = (list: readonly unknown[]) => [...list.slice(0, limit - 1), list.at(-1)]; // keeps the closing [SEP]
+    return { text, ids: keep(e.ids) as number[], ...(offsets ? { offsets: keep(offsets) as [number, number][] } : {}) };
+  });
+}
+
+function label(o: BatchOptions, i: number): string {
+  return o.label?.(i) ?? `text ${i + 1}`;
+}
+
+/** Tokenizes, packs and runs every text; results come back in input order. */
+export async function runBatch<R>(model: LoadedModel, tok: Tokenizer, texts: readonly string[], plan: TaskPlan<R>, o: BatchOptions = {}): Promise<{ results: R[]; stats: BatchStats }> {
+  const { limit } = batchShape(model, o);
+  return runTokenized(model, encodeTexts(tok, texts, plan, limit, o), plan, o);
+}
+
+/** Packs and runs tokenized texts (each at most the window long) and reads each text's result. */
+export async function runTokenized<R>(model: LoadedModel, texts: readonly EncodedText[], plan: TaskPlan<R>, o: BatchOptions = {}): Promise<{ results: R[]; stats: BatchStats }> {
   const t0 = performance.now();
-  const { window, pack, packed } = batchShape(model, o);
-  const head = batchHead(model, o.task);
-  const windows = packTexts(texts, window, pack, model.ids.special[0]!);
-  const run = windowRunner(model, head, pack, packed, texts);
-  const results: BatchResult[] = new Array(texts.length);
+  const shape = batchShape(model, o);
+  const window = windowFor(model, texts, o, shape.limit);
+  // One text runs alone, unpacked (the graph a single prediction has always run).
+  const packed = shape.packed && !(model.kind === 'checkpoint' && texts.length === 1);
+  const pack = Math.min(shape.pack, window);
+  const tokens = texts.reduce((s, t) => s + t.ids.length, 0);
+  const positions = plan.positions ? texts.map((t, i) => plan.positions!(t, label(o, i))) : undefined;
+  const windows = packTexts(texts.map((t) => t.ids), window, pack, model.ids.special[0]!);
+  const run = windowRunner(model, plan, pack, packed, texts);
+  const results: R[] = new Array(texts.length);
   let store: Float32Array | undefined;
   let done = 0;
   for (const w of windows) {
-    // A masked LM is evaluated only at the [MASK] positions of the window's texts.
-    const at = head === 'mlm' ? w.texts.flatMap((t, k) => masks[t]!.map((p) => (packed ? w.starts[k]! : 0) + p)) : undefined;
+    const starts = w.texts.map((_, k) => (packed ? w.starts[k]! : 0));
+    // Positions are evaluated only where the texts ask (a masked LM at its [MASK]s), one column each.
+    const at = positions ? w.texts.flatMap((t, k) => positions[t]!.map((p) => starts[k]! + p)) : undefined;
     const out = await run(w, at);
-    let col = 0;
+    const [name, output] = [...out.outputs.entries()][0]!;
+    let column = 0;
     w.texts.forEach((t, k) => {
-      const start = packed ? w.starts[k]! : 0;
-      const r = textResult(out, head, t, k, start, texts[t]!, masks[t] ?? [], col, model, o.topK ?? 5, label(t), tok);
-      if ('embedding' in r) {
-        // Every embedding in one buffer, in input order (a million small arrays cost several times their values).
-        const C = r.embedding.length;
-        if (!store) {
-          checkResultBytes(r, texts.length);
-          store = new Float32Array(texts.length * C);
-        }
-        store.set(r.embedding, t * C);
-        r.embedding = store.subarray(t * C, (t + 1) * C);
+      const view = { text: texts[t]!, output, row: k, start: starts[k]!, column };
+      checkFinite(view, positions?.[t]?.length, `${label(o, t)}: the model's "${name}" output`);
+      const r = plan.read(view);
+      // Embeddings all in one buffer, in input order: a million small arrays cost several times their values.
+      if (plan.head === 'embedding' && r instanceof Float32Array) {
+        store ??= embeddingStore(r.length, texts.length);
+        store.set(r, t * r.length);
+        results[t] = store.subarray(t * r.length, (t + 1) * r.length) as R;
+      } else {
+        results[t] = r;
       }
-      results[t] = r;
-      col += masks[t]?.length ?? 0;
+      column += positions?.[t]!.length ?? 0;
     });
     done += w.texts.length;
     o.onProgress?.(done, texts.length);
   }
-  const tokens = texts.reduce((s, t) => s + t.length, 0);
   return {
     results,
     stats: { texts: texts.length, windows: windows.length, window, textsPerWindow: pack, tokens, fill: tokens / (windows.length * window), seconds: (performance.now() - t0) / 1000 },
   };
 }
 
-// Only as much of a long text is tokenized as the window needs (encode-within.ts).
-/** Refuses, at the first embedding, a run whose embeddings would outgrow MAX_RESULT_BYTES (io/limits.ts). */
-export function checkResultBytes(first: BatchResult, texts: number): void {
-  if (!('embedding' in first)) return;
-  const bytes = texts * first.embedding.length * 4;
+/**
+ * Throws NON_FINITE when the values a text's result is read from hold NaN or infinity: its row of a pooled
+ * output, its evaluated positions (`positions` columns from `column`), or its tokens' columns.
+ */
+function checkFinite(v: { text: EncodedText; output: RtTensor; row: number; start: number; column: number }, positions: number | undefined, what: string): void {
+  const t = v.output;
+  if (t.shape.length !== 4) {
+    const C = t.shape[t.shape.length - 1]!;
+    const bad = firstNonFinite(t.data, C, t.shape.length === 3 ? v.row * C : 0);
+    if (bad >= 0) throw nonFiniteError(what, t.data[(t.shape.length === 3 ? v.row * C : 0) + bad]!, `at channel ${bad}`);
+    return;
+  }
+  const [C, S] = [t.shape[1]!, t.shape[3]!];
+  const [from, n] = positions === undefined ? [v.start, v.text.ids.length] : [v.column, positions];
+  for (let s = from; s < from + n; s++) {
+    const bad = firstNonFinite(t.data, C, s, S);
+    if (bad >= 0) throw nonFiniteError(what, t.data[s + bad * S]!, `at ${positions === undefined ? `token ${s - v.start}` : `[MASK] ${s - v.column + 1}`}, channel ${bad}`);
+  }
+}
+
+/** The buffer of every embedding of a run (texts x width), refused above MAX_RESULT_BYTES (io/limits.ts). */
+export function embeddingStore(width: number, texts: number): Float32Array {
+  const bytes = texts * width * 4;
   if (bytes > MAX_RESULT_BYTES) {
-    throw new ModernBertError('BAD_INPUT', `${texts} texts of ${first.embedding.length} values each would hold ${formatBytes(bytes)} of embeddings, more than the ${formatBytes(MAX_RESULT_BYTES)} one run may: split the input`, { texts });
+    throw new ModernBertError('BAD_INPUT', `${texts} texts of ${width} values each would hold ${formatBytes(bytes)} of embeddings, more than the ${formatBytes(MAX_RESULT_BYTES)} one run may: split the input`, { texts });
   }
-}
-
-function encode(tok: Tokenizer, text: string, line: number, window: number, truncate: boolean): number[] {
-  const e = encodeWithin(tok, text, window);
-  const { ids } = e;
-  if (ids.length <= window) return ids;
-  if (!truncate) throw new ModernBertError('BAD_INPUT', `line ${line}: the text is ${describeLength(e, window)} tokens long, more than the window of ${window} (give --truncate to cut it)`, { line });
-  return [...ids.slice(0, window - 1), ids[ids.length - 1]!]; // keeps the closing [SEP]
-}
-
-function maskPositions(tok: Tokenizer, ids: number[], line: number): number[] {
-  const mask = tok.maskTokenId;
-  if (mask === undefined) throw new ModernBertError('BAD_INPUT', 'the tokenizer has no [MASK] token');
-  const at = ids.flatMap((id, i) => (id === mask ? [i] : []));
-  if (at.length === 0) throw new ModernBertError('BAD_INPUT', `line ${line}: the text has no ${tok.idToToken(mask) ?? '[MASK]'} token to fill`, { line });
-  return at;
-}
-
-// Text t, the k-th of its window (segment k + 1) starting at `start`: its row of a pooled output, or its
-// columns of a per-token one (masked LMs: columns col.. of the gathered [MASK] positions).
-function textResult(out: ForwardResult, head: OutputHead, index: number, k: number, start: number, ids: readonly number[], masks: readonly number[], col: number, model: LoadedModel, topk: number, label: string, tok?: Tokenizer): BatchResult {
-  const [name, t] = [...out.outputs.entries()][0]!;
-  const display = (id: number) => tok?.decode([id], { skipSpecialTokens: false }).trim() ?? String(id);
-  const what = `${label}: the model's "${name}" output`;
-  // Only the values that become this text's result are checked (padding may hold anything).
-  const finiteColumn = (n: number, column: number, stride: number, where: string): void => {
-    const bad = firstNonFinite(t.data, n, column, stride);
-    if (bad >= 0) throw nonFiniteError(what, t.data[column + bad * stride]!, `${where}, channel ${bad}`);
-  };
-  switch (head) {
-    case 'embedding': {
-      const row = pooledRow(t, k);
-      assertFinite(row, what);
-      return { index, embedding: row };
-    }
-    case 'seqcls': {
-      const row = pooledRow(t, k);
-      assertFinite(row, what);
-      const p = softmaxColumn(row, model.labels.length);
-      return { index, labels: topK(p, model.labels.length).map((i) => ({ label: model.labels[i]!, prob: p[i]! })) };
-    }
-    case 'mlm': {
-      const [V, P] = [t.shape[1]!, t.shape[3]!];
-      return {
-        index,
-        masks: masks.map((position, j) => {
-          finiteColumn(V, col + j, P, `at [MASK] token ${position}`);
-          const p = softmaxColumn(t.data, V, col + j, P);
-          return { position, top: topK(p, topk).map((id) => ({ token: display(id), id, prob: p[id]! })) };
-        }),
-      };
-    }
-    default: {
-      const S = t.shape[3]!;
-      return {
-        index,
-        tokens: ids.map((id, s) => {
-          finiteColumn(model.labels.length, start + s, S, `at token ${s}`);
-          const p = softmaxColumn(t.data, model.labels.length, start + s, S);
-          const best = topK(p, 1)[0]!;
-          return { position: s, token: tok?.idToToken(id) ?? String(id), label: model.labels[best]!, prob: p[best]! };
-        }),
-      };
-    }
-  }
-}
-
-/** Row k of a packed (1, K, N) output, or the whole of an unpacked (1, N) one. */
-function pooledRow(t: RtTensor, k: number): Float32Array {
-  if (t.shape.length === 2) return Float32Array.from(t.data);
-  const N = t.shape[2]!;
-  return Float32Array.from(t.data.subarray(k * N, (k + 1) * N));
+  return new Float32Array(texts * width);
 }

@@ -12,28 +12,27 @@ const CHARS_PER_TOKEN = 8;
 /** The longest prefix ever tokenized at once, in characters: beyond it a text counts as too long to take whole. */
 const MAX_ENCODE_CHARS = 1 << 20;
 
-/** The encoding of a text's beginning. */
-export interface EncodingWithin {
-  /** The ids, special tokens included: the whole text's when `complete`, else those of a prefix (more than `maxTokens`, ending with the template's closing token). */
-  ids: number[];
-  /** Whether `ids` encode the whole text. */
+/** The encoding of a text's beginning: what the encoder gave (the whole text's when `complete`, else a prefix's). */
+export type EncodingWithin<E extends { ids: number[] } = { ids: number[] }> = E & {
+  /** Whether it encodes the whole text; if not, `ids` are a prefix's (more than `maxTokens`, ending with the template's closing token). */
   complete: boolean;
-}
+};
 
 /**
- * Encodes `text`, or (when it is longer than `maxTokens` tokens) enough of its beginning that the first
- * `maxTokens` ids are the whole text's: `ids.length > maxTokens` then says it is too long, and
- * `[...ids.slice(0, maxTokens - 1), ids.at(-1)]` is its truncation keeping the closing [SEP].
+ * Encodes `text` with `encode` (default: the tokenizer's encode), or (when it is longer than `maxTokens`
+ * tokens) enough of its beginning that the first `maxTokens` ids are the whole text's: `ids.length >
+ * maxTokens` then says it is too long, and `[...ids.slice(0, maxTokens - 1), ids.at(-1)]` is its truncation
+ * keeping the closing [SEP]. A prefix's spans (encodeWithOffsets) are the whole text's, as its ids are.
  */
-export function encodeWithin(tok: Tokenizer, text: string, maxTokens: number): EncodingWithin {
+export function encodeWithin<E extends { ids: number[] } = { ids: number[] }>(tok: Tokenizer, text: string, maxTokens: number, encode: (text: string) => E = (t) => ({ ids: tok.encode(t).ids }) as E): EncodingWithin<E> {
   let chars = Math.max(1024, (maxTokens + 2) * CHARS_PER_TOKEN);
-  if (text.length <= 2 * chars) return { ids: tok.encode(text).ids, complete: true };
+  if (text.length <= 2 * chars) return { ...encode(text), complete: true };
   for (;;) {
-    if (chars >= text.length) return { ids: tok.encode(text).ids, complete: true };
-    const a = tok.encode(text.slice(0, chars)).ids;
-    if (a.length > maxTokens + 1) {
+    if (chars >= text.length) return { ...encode(text), complete: true };
+    const a = encode(text.slice(0, chars));
+    if (a.ids.length > maxTokens + 1) {
       const b = tok.encode(text.slice(0, Math.min(2 * chars, text.length))).ids;
-      if (samePrefix(a, b, maxTokens)) return { ids: a, complete: false };
+      if (samePrefix(a.ids, b, maxTokens)) return { ...a, complete: false };
     }
     if (chars >= MAX_ENCODE_CHARS) {
       // Characters that give no tokens (dropped by the normalizer or outside the vocabulary) for a megabyte.
@@ -50,6 +49,6 @@ function samePrefix(a: readonly number[], b: readonly number[], n: number): bool
 }
 
 /** How long an encoding is, for messages: "1030" when complete, "more than 512" when only a prefix was encoded. */
-export function describeLength(e: EncodingWithin, maxTokens: number): string {
+export function describeLength(e: { ids: readonly number[]; complete: boolean }, maxTokens: number): string {
   return e.complete ? String(e.ids.length) : `more than ${maxTokens}`;
 }

@@ -12,14 +12,16 @@
 //   added tokens verbatim, throws on an empty list, and cleans up spaces ("a ." -> "a.") unless told
 //   not to, which transformers does only when tokenizer_config.json asks for it.
 
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import * as tokenizersLib from '@huggingface/tokenizers';
 import { ModernBertError } from '../errors.js';
 import { readJsonFile as readJson } from '../io/files.js';
 import { READ_LIMITS } from '../io/limits.js';
 import { checkTokenizerJson } from './tokenizer-json.js';
 import { guardFilePatterns } from './tokenizer-patterns.js';
+import { AddedTokenMatcher, readAddedTokens, WS } from './added-tokens.js';
+import { alignNormalized, BYTE_OF_CHAR, tokenSpans, type AlignmentStyle, type Span } from './offsets.js';
 
 // The package's .d.ts files import each other without file extensions, which NodeNext resolution
 // cannot follow, so TypeScript would see `any`. These are the parts we use, typed from its types/.
@@ -51,19 +53,14 @@ export interface Encoding {
   typeIds: number[];
 }
 
+/** An encoding with where each token comes from in the text (offsets.ts); [0, 0] for the template's special tokens. */
+export interface EncodingWithOffsets extends Encoding {
+  offsets: Span[];
+}
+
 export interface DecodeOptions {
   /** Leave out special tokens ([CLS], [SEP], [MASK], ...); default true, as in the Rust library. */
   skipSpecialTokens?: boolean;
-}
-
-interface AddedTokenSpec {
-  id: number;
-  content: string;
-  singleWord: boolean;
-  lstrip: boolean;
-  rstrip: boolean;
-  normalized: boolean;
-  special: boolean;
 }
 
 interface TemplateItem {
@@ -78,25 +75,11 @@ interface Template {
   specialIds: Map<string, number[]>;
 }
 
-/** A piece of text, or an added token that matched it. */
-interface Piece {
-  text: string;
-  token?: AddedTokenSpec;
-}
-
-// Unicode White_Space, which is both Oniguruma's `\s` and Rust's `char::is_whitespace`.
-const WS = '\\t-\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
-const IS_WS = new RegExp(`^[${WS}]$`, 'u');
-
 /** GPT-2's byte-level split (the Rust ByteLevel pre-tokenizer's regex) with Oniguruma's `\s`. */
 export const BYTE_LEVEL_SPLIT = new RegExp(
   `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^${WS}\\p{L}\\p{N}]+|[${WS}]+(?![^${WS}])|[${WS}]+`,
   'gu',
 );
-
-// Rust regex's Unicode `\w`, which decides `single_word` boundaries.
-const WORD_AT_END = /[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]$/u;
-const WORD_AT_START = /^[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]/u;
 
 /** A tokenizer loaded from tokenizer.json; see loadTokenizer. */
 export class Tokenizer {
@@ -117,6 +100,7 @@ export class Tokenizer {
   private readonly specialIds: Set<number>;
   private readonly byteLevelDecoder: boolean;
   private readonly cleanUpSpaces: boolean;
+  private readonly alignment: AlignmentStyle;
 
   private constructor(json: Record<string, unknown>, config: Record<string, unknown>, source: string) {
     try {
@@ -139,6 +123,7 @@ export class Tokenizer {
     this.template = readTemplate(json.post_processor, source);
     this.byteLevelDecoder = isObject(json.decoder) && json.decoder.type === 'ByteLevel';
     this.cleanUpSpaces = config.clean_up_tokenization_spaces === true;
+    this.alignment = alignmentStyle(json);
 
     let maxId = -1;
     for (const id of this.lib.get_vocab(true).values()) maxId = Math.max(maxId, id);
@@ -170,10 +155,18 @@ export class Tokenizer {
 
   /** Encodes a text (or a pair) with the post-processor's special tokens, e.g. [CLS] ... [SEP]. */
   encode(text: string, pair?: string): Encoding {
-    const a = this.encodeText(text);
-    const b = pair === undefined ? undefined : this.encodeText(pair);
+    const a = this.encodeText(text, false);
+    const b = pair === undefined ? undefined : this.encodeText(pair, false);
     const { ids, typeIds } = this.postProcess(a, b);
     return { ids, tokens: ids.map((id) => this.idToToken(id)!), typeIds };
+  }
+
+  /** As encode, with each token's span in its text (offsets.ts): `text.slice(start, end)` is what it stands for. */
+  encodeWithOffsets(text: string, pair?: string): EncodingWithOffsets {
+    const a = this.encodeText(text, true);
+    const b = pair === undefined ? undefined : this.encodeText(pair, true);
+    const { ids, typeIds, offsets } = this.postProcess(a, b);
+    return { ids, tokens: ids.map((id) => this.idToToken(id)!), typeIds, offsets };
   }
 
   /** Turns ids back into text (unknown ids are skipped, as the Rust library does). */
@@ -208,59 +201,100 @@ export class Tokenizer {
   }
 
   // Rust's pipeline: split off added tokens in the raw text, normalize the rest, split off normalized
-  // added tokens, pre-tokenize and run the model on each remaining piece.
-  private encodeText(text: string): number[] {
-    const ids: number[] = [];
+  // added tokens, pre-tokenize and run the model on each remaining piece. Spans only when asked (they cost a
+  // model call per word).
+  private encodeText(text: string, withSpans: boolean): Encoded {
+    const out: Encoded = { ids: [], spans: withSpans ? [] : undefined };
+    let base = 0; // where the raw piece starts in the text
     this.rawMatcher.split(text).forEach((piece, sectionIndex) => {
-      if (piece.token) {
-        ids.push(piece.token.id);
-        return;
-      }
-      for (const sub of this.normalizedMatcher.split(this.normalize(piece.text))) {
-        if (sub.token) ids.push(sub.token.id);
-        else append(ids, this.modelIds(sub.text, sectionIndex));
+      const pieceStart = base;
+      base += piece.text.length;
+      if (piece.token) return void push(out, [piece.token.id], () => [[pieceStart, pieceStart + piece.text.length]]);
+      const normalized = this.normalize(piece.text);
+      // Positions in the normalized piece, back to the text (coarse: the whole piece, when no alignment exists).
+      const align = withSpans ? alignNormalized(piece.text, normalized, (s) => this.normalize(s)) : undefined;
+      const back = ([a, b]: Span): Span => (align ? [pieceStart + align[a]!, pieceStart + align[b]!] : [pieceStart, pieceStart + piece.text.length]);
+      let at = 0;
+      for (const sub of this.normalizedMatcher.split(normalized)) {
+        const subStart = at;
+        at += sub.text.length;
+        if (sub.token) push(out, [sub.token.id], () => [back([subStart, subStart + sub.text.length])]);
+        else this.appendModelTokens(out, sub.text, sectionIndex, (span) => back([subStart + span[0], subStart + span[1]]));
       }
     });
-    return ids;
+    return out;
   }
 
   private normalize(text: string): string {
     return this.lib.normalizer ? this.lib.normalizer(text) : text;
   }
 
-  private modelIds(text: string, sectionIndex: number): number[] {
-    if (text.length === 0 || !this.lib.model) return [];
+  private appendModelTokens(out: Encoded, text: string, sectionIndex: number, back: (span: Span) => Span): void {
+    if (text.length === 0 || !this.lib.model) return;
     const words = this.lib.pre_tokenizer ? this.lib.pre_tokenizer(text, { section_index: sectionIndex }) : [text];
-    const ids: number[] = [];
-    for (const piece of this.lib.model(words)) {
+    const known = (piece: string) => this.lib.model.tokens_to_ids.get(piece);
+    if (!out.spans) {
       // A piece outside the vocabulary is dropped when the model has no unknown token, as in Rust.
-      const id = this.lib.model.tokens_to_ids.get(piece);
-      if (id !== undefined) ids.push(id);
+      for (const piece of this.lib.model(words)) {
+        const id = known(piece);
+        if (id !== undefined) out.ids.push(id);
+      }
+      return;
     }
-    return ids;
+    const tokens = words.map((w) => this.lib.model([w]));
+    const spans = tokenSpans(text, words, tokens, this.alignment);
+    tokens.forEach((pieces, w) => pieces.forEach((piece, i) => {
+      const id = known(piece);
+      if (id === undefined) return;
+      out.ids.push(id);
+      out.spans!.push(back(spans[w]![i]!));
+    }));
   }
 
-  private postProcess(a: number[], b: number[] | undefined): { ids: number[]; typeIds: number[] } {
+  private postProcess(a: Encoded, b: Encoded | undefined): { ids: number[]; typeIds: number[]; offsets: Span[] } {
+    const special: Span = [0, 0];
+    const spansOf = (e: Encoded | undefined): Span[] => e?.spans ?? [];
     if (this.template) {
       const ids: number[] = [];
       const typeIds: number[] = [];
+      const offsets: Span[] = [];
       for (const item of b === undefined ? this.template.single : this.template.pair) {
-        const part = item.special !== undefined ? this.template.specialIds.get(item.special)! : item.sequence === 'A' ? a : b ?? [];
+        const seq = item.sequence === 'A' ? a : b;
+        const part = item.special !== undefined ? this.template.specialIds.get(item.special)! : seq?.ids ?? [];
         append(ids, part);
-        for (let i = 0; i < part.length; i++) typeIds.push(item.typeId);
+        for (let i = 0; i < part.length; i++) {
+          typeIds.push(item.typeId);
+          offsets.push(item.special !== undefined ? special : spansOf(seq)[i] ?? special);
+        }
       }
-      return { ids, typeIds };
+      return { ids, typeIds, offsets };
     }
     if (this.lib.post_processor) {
-      // Bert/Roberta/ByteLevel processors work on token strings; map them back to ids.
+      // Bert/Roberta/ByteLevel processors work on token strings; map them back to ids, and each run of the
+      // texts' own tokens back to their spans (what the processor added spans [0, 0]).
       const toTokens = (ids: number[]): string[] => ids.map((id) => this.idToToken(id)!);
-      const out = this.lib.post_processor(toTokens(a), b === undefined ? null : toTokens(b), true);
+      const out = this.lib.post_processor(toTokens(a.ids), b === undefined ? null : toTokens(b.ids), true);
       const ids = out.tokens.map((t) => this.tokenToId(t)!);
-      return { ids, typeIds: out.token_type_ids ?? ids.map(() => 0) };
+      const queue = [...a.ids.map((id, i) => [id, spansOf(a)[i] ?? special] as const), ...(b?.ids ?? []).map((id, i) => [id, spansOf(b)[i] ?? special] as const)];
+      let q = 0;
+      const offsets = ids.map((id): Span => (queue[q]?.[0] === id ? queue[q++]![1] : special));
+      return { ids, typeIds: out.token_type_ids ?? ids.map(() => 0), offsets };
     }
-    const ids = [...a, ...(b ?? [])];
-    return { ids, typeIds: [...a.map(() => 0), ...(b ?? []).map(() => 1)] };
+    const ids = [...a.ids, ...(b?.ids ?? [])];
+    return { ids, typeIds: [...a.ids.map(() => 0), ...(b?.ids ?? []).map(() => 1)], offsets: [...a.ids.map((_, i) => spansOf(a)[i] ?? special), ...(b?.ids ?? []).map((_, i) => spansOf(b)[i] ?? special)] };
   }
+}
+
+/** Ids of one text before post-processing, and their spans when asked for. */
+interface Encoded {
+  ids: number[];
+  spans: Span[] | undefined;
+}
+
+/** Appends ids and, when spans are kept, theirs. */
+function push(out: Encoded, ids: number[], spans: () => Span[]): void {
+  append(out.ids, ids);
+  if (out.spans) out.spans.push(...spans());
 }
 
 /**
@@ -271,12 +305,18 @@ function append(to: number[], items: ArrayLike<number>): void {
   for (let i = 0; i < items.length; i++) to.push(items[i]!);
 }
 
-/** Loads `tokenizer.json` (and `tokenizer_config.json` when present) from a model folder. */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  const path = join(dir, 'tokenizer.json');
+/** Loads `tokenizer.json` (and `tokenizer_config.json` beside it when present), named by its folder or by the file itself. */
+export async function loadTokenizer(dirOrFile: string): Promise<Tokenizer> {
+  const file = /\.json$/i.test(dirOrFile) && !isDirectory(dirOrFile);
+  const dir = file ? dirname(dirOrFile) : dirOrFile;
+  const path = file ? dirOrFile : join(dir, 'tokenizer.json');
   const json = await readJsonFile(path, true, READ_LIMITS.tokenizer);
   const config = (await readJsonFile(join(dir, 'tokenizer_config.json'), false, READ_LIMITS.tokenizerConfig)) ?? {};
   return Tokenizer.fromJSON(json, config, path);
+}
+
+function isDirectory(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }
 
 // Regular files of bounded size only (src/io/files.ts): a FIFO or /dev/zero must not hang the load.
@@ -287,27 +327,6 @@ async function readJsonFile(path: string, required: boolean, maxBytes: number): 
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function readAddedTokens(raw: unknown, source: string): AddedTokenSpec[] {
-  if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw new ModernBertError('CORRUPT_FILE', `${source}: "added_tokens" is not a list`, { file: source });
-  return raw.map((t: unknown, i: number) => {
-    if (!isObject(t) || typeof t.content !== 'string' || t.content === '' || !Number.isInteger(t.id)) {
-      throw new ModernBertError('CORRUPT_FILE', `${source}: added_tokens[${i}] needs a non-empty "content" and an integer "id"`, { file: source, index: i });
-    }
-    const special = t.special === true;
-    return {
-      id: t.id as number,
-      content: t.content,
-      singleWord: t.single_word === true,
-      lstrip: t.lstrip === true,
-      rstrip: t.rstrip === true,
-      // Rust's default: special tokens match the raw text, others the normalized text.
-      normalized: typeof t.normalized === 'boolean' ? t.normalized : !special,
-      special,
-    };
-  });
 }
 
 function readTemplate(raw: unknown, source: string): Template | undefined {
@@ -335,95 +354,24 @@ function readTemplate(raw: unknown, source: string): Template | undefined {
   return { single: items('single'), pair: items('pair'), specialIds };
 }
 
+/** How words and tokens relate to the text, for spans: byte-level or not, trim_offsets, the subword prefix. */
+function alignmentStyle(json: Record<string, unknown>): AlignmentStyle {
+  const pre = json.pre_tokenizer;
+  const parts = isObject(pre) && pre.type === 'Sequence' && Array.isArray(pre.pretokenizers) ? pre.pretokenizers : [pre];
+  const byteLevel = parts.find((p): p is Record<string, unknown> => isObject(p) && p.type === 'ByteLevel');
+  const model = isObject(json.model) ? json.model : {};
+  return {
+    byteLevel: byteLevel !== undefined,
+    trimOffsets: byteLevel?.trim_offsets === true,
+    continuingSubwordPrefix: typeof model.continuing_subword_prefix === 'string' ? model.continuing_subword_prefix : undefined,
+  };
+}
+
 /** Makes every ByteLevel pre-tokenizer split whitespace as Oniguruma does (see BYTE_LEVEL_SPLIT). */
 function useOnigurumaWhitespace(p: LibPreTokenizer | null): void {
   if (p instanceof lib.ByteLevelPreTokenizer) p.pattern = BYTE_LEVEL_SPLIT;
   else if (p instanceof lib.SequencePreTokenizer) p.tokenizers.forEach(useOnigurumaWhitespace);
 }
-
-/**
- * Finds added tokens in a text the way Rust's AddedVocabulary does: leftmost-longest, non-overlapping
- * matches; a `single_word` match that touches a word character is dropped; `lstrip`/`rstrip` widen a
- * match over neighbouring whitespace, which then belongs to no other piece.
- */
-class AddedTokenMatcher {
-  private readonly root = new TrieNode();
-
-  constructor(entries: Array<[string, AddedTokenSpec]>) {
-    for (const [pattern, token] of entries) {
-      if (pattern === '') continue;
-      let node = this.root;
-      for (let k = 0; k < pattern.length; k++) node = node.child(pattern[k]!);
-      node.token ??= token;
-    }
-  }
-
-  split(text: string): Piece[] {
-    const pieces: Piece[] = [];
-    let done = 0; // end of the last piece emitted
-    let i = 0;
-    while (i < text.length) {
-      const m = this.longestAt(text, i);
-      if (!m) {
-        i++;
-        continue;
-      }
-      let start = i;
-      let stop = m.end;
-      i = m.end;
-      const t = m.token;
-      if (t.singleWord && (WORD_AT_END.test(text.slice(0, start)) || WORD_AT_START.test(text.slice(stop)))) continue;
-      if (t.lstrip) while (start > done && isWhitespace(text, start - 1)) start--;
-      if (t.rstrip) while (stop < text.length && isWhitespace(text, stop)) stop++;
-      if (start > done) pieces.push({ text: text.slice(done, start) });
-      pieces.push({ text: text.slice(start, stop), token: t });
-      done = stop;
-      i = Math.max(i, stop);
-    }
-    if (done < text.length) pieces.push({ text: text.slice(done) });
-    return pieces;
-  }
-
-  private longestAt(text: string, at: number): { end: number; token: AddedTokenSpec } | undefined {
-    let node: TrieNode | undefined = this.root;
-    let best: { end: number; token: AddedTokenSpec } | undefined;
-    for (let j = at; j < text.length; j++) {
-      node = node.children.get(text[j]!);
-      if (!node) break;
-      if (node.token) best = { end: j + 1, token: node.token };
-    }
-    return best;
-  }
-}
-
-// Keyed by UTF-16 code unit, as the text is scanned.
-class TrieNode {
-  readonly children = new Map<string, TrieNode>();
-  token: AddedTokenSpec | undefined;
-
-  child(unit: string): TrieNode {
-    let n = this.children.get(unit);
-    if (!n) {
-      n = new TrieNode();
-      this.children.set(unit, n);
-    }
-    return n;
-  }
-}
-
-// Every White_Space character is in the BMP, so one code unit decides.
-function isWhitespace(text: string, at: number): boolean {
-  return IS_WS.test(text[at]!);
-}
-
-// GPT-2's reversible map between bytes and printable characters, inverted for decoding.
-const BYTE_OF_CHAR: ReadonlyMap<string, number> = (() => {
-  const printable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
-  const map = new Map<string, number>();
-  let next = 256;
-  for (let b = 0; b < 256; b++) map.set(String.fromCharCode(printable(b) ? b : next++), b);
-  return map;
-})();
 
 const utf8 = new TextEncoder();
 const lossyUtf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });

@@ -1,38 +1,38 @@
-// `convert MODEL --out NAME.mlpackage`: a Core ML package for the Neural Engine, with a fidelity report.
+// `convert MODEL --out NAME.mlpackage`: a Core ML package for the Neural Engine, with a fidelity report. The
+// flags become convert()'s options (convert/convert-options.ts holds the defaults and checks); this prints.
 
 import { Option, type Command } from 'commander';
-import { convert, FidelityGateError, type CompressionSummary } from '../../convert/convert.js';
-import { COMPRESS_MODES, compressSpec, DEFAULT_BLOCK_SIZE, type CompressMode } from '../../compress/spec.js';
-import { targetInfo } from '../../ir/target.js';
-import { CompressedWeights } from '../../compress/compressed-weights.js';
-import type { WeightSource } from '../../io/weights.js';
+import { convert } from '../../convert/convert.js';
+import type { AddHead, ConvertOptions } from '../../convert/convert-options.js';
+import { FidelityGateError, type CompressionSummary } from '../../convert/write-package.js';
+import { COMPRESS_MODES, DEFAULT_BLOCK_SIZE, type CompressMode } from '../../compress/spec.js';
+import type { TargetName } from '../../ir/target.js';
 import { ModernBertError } from '../../errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
-import type { Checkpoint } from '../../model/checkpoint.js';
+import { readLines } from '../../eval/inputs.js';
+import { readUserFile } from '../../io/files.js';
+import { READ_LIMITS } from '../../io/limits.js';
 import { parseAddHead } from '../../convert/heads.js';
-import { isPackagePath, openCheckpoint } from '../../run/load.js';
-import { checkPackageOutput } from '../../coreml/package.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../model/variants.js';
-import { keptRotation, learnRotation, type LearnedRotation } from '../../learn/learned.js';
-import { readCalibration } from '../calibration.js';
 import { printJson, progress, type Io } from '../context.js';
-import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
+import { asFlags } from '../flag-names.js';
+import { downloadProgress, MODEL_HELP, addRevisionOption } from '../model-source.js';
 import { collect, fp16Precision, intList, nonNegativeInt, nonNegativeNumber, positiveInt } from '../parse.js';
 import { readRulesFile } from '../../ane/rules.js';
 import { convertLines, functionJson } from '../../ane/format.js';
 
 interface ConvertCliOptions {
   out: string;
-  seqLen: number[];
-  rotation: RotationKind;
+  seqLen?: number[];
+  rotation?: RotationKind;
   seed: number;
   fold: boolean;
   norm: 'l2' | 'rms';
   weights: 'fp16' | 'fp32';
-  target: string;
+  target: TargetName;
   force?: boolean;
   tokenizer?: boolean;
   maskInput?: boolean;
@@ -46,13 +46,13 @@ interface ConvertCliOptions {
   pack?: number;
   split?: boolean | OutputHead[];
   functions?: OutputHead[];
-  addHead: string[];
+  addHead?: string[];
   buckets?: boolean;
   json?: boolean;
-  compress?: string;
+  compress?: CompressMode;
   groupSize?: number;
   blockSize?: number;
-  keep: string[];
+  keep?: string[];
   maxKl?: number;
   aneRules?: string;
   revision?: string;
@@ -69,21 +69,25 @@ function headList(value: string): OutputHead[] {
   return heads as OutputHead[];
 }
 
-/**
- * The default weight form: folded with the overflow-safe l2 norm, not rotated. In float16 (relative
- * rounding) a rotation spreads an outlier's rounding noise over every channel; docs/FIDELITY.md measures it.
- */
-export const DEFAULT_ROTATION: RotationKind = 'none';
+/** `--add-head [NAME=]MODEL`. */
+function addHead(spec: string): AddHead {
+  const { name, dir } = parseAddHead(spec);
+  return name === undefined ? dir : { name, model: dir };
+}
 
-/**
- * The default rotation with --compress (docs/FIDELITY.md, "Compressed weights"): a palette's error grows
- * with the spread of the whole tensor, which a Hadamard rotation evens out (mini-trained: 2-4x lower KL
- * for pal8, pal6, pal4); int8 and int4 scale per channel or block already, and measure as well or better
- * folded.
- */
-export const DEFAULT_ROTATION_COMPRESSED: Record<CompressMode, RotationKind> = {
-  pal8: 'hadamard', pal6: 'hadamard', pal4: 'hadamard', pal3: 'hadamard', pal2: 'hadamard', int8: 'none', int4: 'none',
-};
+/** The flags as convert()'s options (a flag left at its default is an option left out). */
+function convertOptions(o: ConvertCliOptions, io: Io, onProgress: ConvertOptions['onProgress']): ConvertOptions {
+  const texts = o.calibration === undefined ? undefined : readLines(readUserFile(o.calibration, READ_LIMITS.calibration, '--calibration').toString('utf8'));
+  return {
+    out: o.out, seqLens: o.seqLen, fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed, weights: o.weights, target: o.target,
+    force: Boolean(o.force), tokenizer: o.tokenizer, maskInput: Boolean(o.maskInput), head: o.head, calibration: texts,
+    calibrationName: o.calibration, random: o.random, fidelity: o.fidelity ? o.fidelityPrecision : false, learnSeconds: o.learnSeconds,
+    attentionChunk: o.attentionChunk, pack: o.pack, split: o.split, functions: o.functions, addHeads: o.addHead?.map(addHead), buckets: o.buckets,
+    compress: o.compress, groupSize: o.groupSize, blockSize: o.blockSize, keep: o.keep, maxKl: o.maxKl,
+    aneRules: o.aneRules === undefined ? undefined : readRulesFile(o.aneRules),
+    revision: o.revision, download: downloadProgress(io, Boolean(o.json)), onProgress,
+  };
+}
 
 /** Registers the convert command. */
 export function registerConvert(program: Command, io: Io, setExit: (code: number) => void): void {
@@ -92,15 +96,16 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
     .description('convert a checkpoint into a Core ML package (.mlpackage) laid out for the Neural Engine, and report its float16 fidelity')
     .argument('<model>', MODEL_HELP)
     .requiredOption('--out <path>', 'output package, e.g. model.mlpackage')
-    .option('--seq-len <n[,n...]>', 'sequence length, or several for enumerated shapes (default 512, or max_position_embeddings if smaller)', intList, [512])
-    .addOption(new Option('--rotation <kind>', 'residual-stream rotation (with --compress palN the default is hadamard)').choices(['none', 'hadamard', 'learned']).default(DEFAULT_ROTATION))
+    .option('--seq-len <n[,n...]>', 'sequence length, or several for enumerated shapes (default 512, or max_position_embeddings if smaller)', intList)
+    .addOption(new Option('--rotation <kind>', 'residual-stream rotation (default none; hadamard with --compress palN)').choices(['none', 'hadamard', 'learned']))
     .option('--seed <n>', 'seed of the Hadamard signs and of rotation learning', nonNegativeInt, 0)
     .option('--no-fold', 'keep the plain LayerNorm model (no folding, no rotation): shows the float16 failure')
     .addOption(new Option('--norm <form>', 'RMSNorm of the folded model: l2 (overflow-safe) or rms (x*x)').choices(['l2', 'rms']).default('l2'))
     .addOption(new Option('--weights <type>', 'weight storage').choices(['fp16', 'fp32']).default('fp16'))
     .option('--target <os>', 'deployment target: iOS15..iOS18 or macOS12..macOS15', 'iOS17')
     .option('--force', 'replace an existing package')
-    .option('--tokenizer', 'store tokenizer.json in the package (an item of its own, which Core ML ignores)')
+    .option('--tokenizer', 'store tokenizer.json in the package, and fail if the checkpoint has none (default: stored when it has one)')
+    .option('--no-tokenizer', 'leave the tokenizer out of the package')
     .option('--mask-input', 'take an additive attention mask input (1, S, 1, S) as the reference project does, instead of reading padding from the pad id')
     .addOption(new Option('--head <head>', 'output head (default: the checkpoint\'s own)').choices(['mlm', 'seqcls', 'tokcls', 'embedding', 'none']))
     .option('--calibration <file>', 'texts (one per line) for the fidelity report and rotation learning (default: built-in sentences)')
@@ -112,83 +117,22 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
     .option('--pack <k>', 'pack up to k texts per window: adds a segment_ids input (1, S), one embedding or label row per text', positiveInt)
     .option('--split [heads]', 'write a body package (--out) and a package per head (OUT-HEAD.mlpackage) for hot-swapping heads; heads: comma-separated (default: the checkpoint\'s)', headList)
     .option('--functions <heads>', 'one multifunction package (iOS18/macOS15), a function per head, the body stored once: e.g. mlm,embedding', headList)
-    .option('--add-head <[name=]model>', 'a head from another checkpoint (folder or Hub id) with a bit-identical body (repeatable)', (v: string, prev: string[]) => [...prev, v], [])
+    .option('--add-head <[name=]model>', 'a head from another checkpoint (folder or Hub id) with a bit-identical body (repeatable)', collect)
     .option('--buckets', 'one function per --seq-len length (static shapes each) instead of enumerated shapes (iOS18/macOS15)')
     .option('--compress <mode>', `compressed weights: ${COMPRESS_MODES.join(', ')} (palettes of 2^n values; int8 per channel; int4 per block, iOS 18)`)
     .option('--group-size <n>', '--compress palN at iOS 18: one table per group of n output channels', positiveInt)
     .option('--block-size <n>', `--compress int4: inputs per scale (default ${DEFAULT_BLOCK_SIZE})`, positiveInt)
-    .option('--keep <glob>', 'keep matching tensors at float16 (repeatable; * matches any run of characters)', collect, [] as string[])
+    .option('--keep <glob>', 'keep matching tensors at float16 (repeatable; * matches any run of characters)', collect)
     .option('--max-kl <x>', 'fail (exit 1, nothing written) when the fidelity report\'s KL exceeds x', nonNegativeNumber)
     .option('--ane-rules <file>', 'corrections to the Neural Engine placement rules (JSON; see docs/ANE.md)')
     .option('--json', 'machine-readable output');
   addRevisionOption(cmd)
     .action(async (modelPath: string, o: ConvertCliOptions) => {
-      const aneRules = o.aneRules === undefined ? undefined : readRulesFile(o.aneRules);
-      const compress = o.compress === undefined
-        ? undefined
-        : compressSpec({ mode: o.compress, target: targetInfo(o.target).target, groupSize: o.groupSize, blockSize: o.blockSize, keep: o.keep, weights: o.weights });
-      if (!compress && (o.groupSize !== undefined || o.blockSize !== undefined || o.keep.length > 0)) {
-        throw new ModernBertError('BAD_ARGUMENT', '--group-size, --block-size and --keep apply to --compress');
-      }
-      if (compress && o.fold && cmd.getOptionValueSource('rotation') === 'default') o.rotation = DEFAULT_ROTATION_COMPRESSED[compress.mode];
-      if (!o.fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
-        throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${o.rotation}`);
-      }
-      if (isPackagePath(modelPath)) throw new ModernBertError('BAD_ARGUMENT', `${modelPath} is already a Core ML package; convert takes a checkpoint folder`);
-      // Before any work (learning a rotation takes minutes): an output that cannot be written fails now.
-      checkPackageOutput(o.out, Boolean(o.force), [modelPath, o.calibration]);
-      const ckpt = await openCheckpoint(modelPath, hubOptions(io, o));
-      const added = o.addHead.map((spec) => ({ ...parseAddHead(spec), ckpt: undefined as Checkpoint | undefined }));
+      // --tokenizer and --no-tokenizer: commander gives true by default; a flag not given leaves the choice to convert().
+      if (cmd.getOptionValueSource('tokenizer') === 'default') o.tokenizer = undefined;
       const bars = { write: progress(io, 'convert', Boolean(o.json)), fidelity: progress(io, 'fidelity', Boolean(o.json)), learn: progress(io, 'learn', Boolean(o.json)) };
       try {
-        for (const a of added) a.ckpt = await openCheckpoint(a.dir, hubOptions(io, { json: o.json }));
-        const multi = o.split !== undefined || o.functions !== undefined || added.length > 0 || o.buckets;
-        if (Array.isArray(o.split) && o.functions) throw new ModernBertError('BAD_ARGUMENT', '--split HEADS and --functions HEADS both list heads: give one');
-        const heads = multi ? { split: o.split !== undefined && o.split !== false, heads: Array.isArray(o.split) ? o.split : o.functions ?? (o.head ? [o.head] : undefined), added: added.map((a) => ({ name: a.name, ckpt: a.ckpt! })), buckets: Boolean(o.buckets) } : undefined;
-        const c = ckpt.config;
-        const { tok, calibration, calibrationName } = await readCalibration(ckpt, modelPath, o);
-        let learned: LearnedRotation | undefined;
-        if (o.rotation === 'learned' && o.fold) {
-          learned = await learnRotation({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, {
-            seed: o.seed, calibration, norm: o.norm, precision: o.fidelityPrecision, budgetSeconds: o.learnSeconds,
-            // Compressed: the objective includes the weights' quantization error, and candidates are judged
-            // as the compressed package computes.
-            ...(compress ? { compress, stored: (w: WeightSource) => new CompressedWeights(w, compress) } : {}),
-            onProgress: (d, t) => bars.learn.update(d, t),
-          });
-          bars.learn.stop();
-          if (!o.json) io.stdout(`rotation learning: ${learned.report.note}\n`);
-          // A discarded learned rotation: the package is what was kept instead, and says so.
-          o.rotation = keptRotation(learned.report);
-        }
-        const report = await convert(ckpt, {
-          compress,
-          maxKl: o.maxKl,
-          out: o.out,
-          // The default length, 512, shrinks to what a smaller model takes.
-          seqLens: cmd.getOptionValueSource('seqLen') === 'default' ? [Math.min(512, c.maxPositions)] : o.seqLen,
-          fold: o.fold,
-          rotation: o.fold ? o.rotation : 'none',
-          norm: o.norm,
-          seed: o.seed,
-          weights: o.weights,
-          target: o.target,
-          force: Boolean(o.force),
-          tokenizer: Boolean(o.tokenizer),
-          maskFrom: o.maskInput ? 'input' : 'ids',
-          attentionChunk: o.attentionChunk,
-          head: o.head,
-          pack: o.pack,
-          calibration,
-          calibrationName,
-          fidelity: o.fidelity ? o.fidelityPrecision : null,
-          maskTokenId: tok?.maskTokenId,
-          learned: o.rotation === 'learned' ? learned?.rotation : undefined,
-          learnReport: learned?.report,
-          onProgress: (stage, d, t) => bars[stage].update(d, t),
-          heads,
-          aneRules,
-        });
+        const report = await convert(modelPath, convertOptions(o, io, (stage, d, t) => bars[stage].update(d, t)));
         Object.values(bars).forEach((b) => b.stop());
         for (const i of report.aneIssues) io.stderr(`warning: beyond the Neural Engine's limits (Core ML will run it elsewhere): ${formatAneIssue(i)}\n`);
         const ane = convertLines(report.ane);
@@ -196,22 +140,21 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
         if (o.json) return printJson(io, { ...report, ane: report.ane.map((pp) => ({ path: pp.path, functions: pp.functions.map((f) => functionJson(f, false)) })) });
         const s = report.seconds;
         const mb = (report.stats.bytesWritten / 1e6).toFixed(1);
+        if (report.learning) io.stdout(`rotation learning: ${report.learning.note}\n`);
         io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
         if (report.packages.length > 1) io.stdout(`heads: ${report.packages.slice(1).join(', ')} (run one with: predict ${report.out} --head-package PATH)\n`);
         if (report.functions.length > 0) io.stdout(`functions: ${report.functions.join(', ')} (the first is the default; pick one with predict --function NAME)\n`);
         io.stdout(`time: ${s.learn > 0 ? `learn rotation ${s.learn.toFixed(1)} s, ` : ''}read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
         if (report.compression) io.stdout(`${formatCompression(report.compression)}\n`);
-        if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}\n`);
+        if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: report.weightForm.fold, rotation: report.weightForm.rotation, norm: report.weightForm.norm })}\n`);
         io.stdout(`${ane.summary}\n`);
       } catch (e) {
         // The gate is a failed check, not bad input: exit 1.
         if (!(e instanceof FidelityGateError)) throw e;
-        io.stderr(`error: ${e.message}\n`);
+        io.stderr(`error: ${asFlags(e.message)}\n`);
         setExit(1);
       } finally {
         Object.values(bars).forEach((b) => b.stop());
-        ckpt.close();
-        for (const a of added) a.ckpt?.close();
       }
     });
 }

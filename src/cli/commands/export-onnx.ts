@@ -1,24 +1,22 @@
 // `export-onnx MODEL --out model.onnx`: the model graph as ONNX, for onnxruntime and transformers.js.
 
 import { Option, type Command } from 'commander';
-import { ModernBertError } from '../../errors.js';
 import { exportOnnx } from '../../convert/export-onnx.js';
-import { checkOnnxOutput } from '../../onnx/write.js';
-import { isPackagePath, openCheckpoint } from '../../run/load.js';
+import { readLines } from '../../eval/inputs.js';
+import { readUserFile } from '../../io/files.js';
+import { READ_LIMITS } from '../../io/limits.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
-import { keptRotation, learnRotation } from '../../learn/learned.js';
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../model/variants.js';
-import { readCalibration } from '../calibration.js';
 import { printJson, progress, type Io } from '../context.js';
 import { fp16Precision, nonNegativeInt, positiveInt } from '../parse.js';
-import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
+import { addRevisionOption, downloadProgress, MODEL_HELP } from '../model-source.js';
 
 interface ExportOnnxCliOptions {
   out: string;
   seqLen?: number;
   fold?: boolean;
-  rotation: RotationKind;
+  rotation?: RotationKind;
   norm: 'l2' | 'rms';
   seed: number;
   precision: 'fp32' | 'fp16';
@@ -44,7 +42,7 @@ export function registerExportOnnx(program: Command, io: Io): void {
     .option('--seq-len <n>', 'one static length (long inputs get banded local attention); default: any length up to max_position_embeddings', positiveInt)
     .option('--fold', 'fold the norms into the matrices (default with --precision fp16: float16 overflows the plain model)')
     .option('--no-fold', 'keep the plain LayerNorm model (default in float32)')
-    .addOption(new Option('--rotation <kind>', 'residual-stream rotation of the folded model').choices(['none', 'hadamard', 'learned']).default('none'))
+    .addOption(new Option('--rotation <kind>', 'residual-stream rotation of the folded model (default none)').choices(['none', 'hadamard', 'learned']))
     .addOption(new Option('--norm <form>', 'RMSNorm of the folded model: l2 (overflow-safe) or rms (x*x)').choices(['l2', 'rms']).default('l2'))
     .option('--seed <n>', 'seed of the Hadamard signs and of rotation learning', nonNegativeInt, 0)
     .option('--calibration <file>', 'texts (one per line) for --rotation learned (default: built-in sentences)')
@@ -59,39 +57,22 @@ export function registerExportOnnx(program: Command, io: Io): void {
     .option('--json', 'machine-readable output');
   addRevisionOption(cmd)
     .action(async (modelPath: string, o: ExportOnnxCliOptions) => {
-      if (isPackagePath(modelPath)) throw new ModernBertError('BAD_ARGUMENT', `${modelPath} is a Core ML package; export-onnx takes a checkpoint folder`);
-      const fold = o.fold ?? o.precision === 'fp16';
-      if (!fold && cmd.getOptionValueSource('rotation') === 'cli' && o.rotation !== 'none') {
-        throw new ModernBertError('BAD_ARGUMENT', `--rotation ${o.rotation} rotates the folded model: add --fold`);
-      }
-      // Before any work: an output that cannot be written fails now, not after minutes of learning.
-      checkOnnxOutput(o.out, { force: Boolean(o.force), externalData: Boolean(o.externalData), inputs: [modelPath, o.calibration] });
-      const ckpt = await openCheckpoint(modelPath, hubOptions(io, o));
       const bar = progress(io, 'learn', Boolean(o.json));
       try {
-        // The same rotation as convert --rotation learned would fold (same calibration, seed and budget).
-        let learned: Awaited<ReturnType<typeof learnRotation>> | undefined;
-        if (o.rotation === 'learned') {
-          const { calibration } = await readCalibration(ckpt, modelPath, o);
-          learned = await learnRotation({ config: ckpt.config, weights: ckpt.weights, embedding: ckpt.embedding }, {
-            seed: o.seed, calibration, norm: o.norm, precision: o.fidelityPrecision, budgetSeconds: o.learnSeconds, onProgress: (d, t) => bar.update(d, t),
-          });
-          bar.stop();
-          if (!o.json) io.stdout(`rotation learning: ${learned.report.note}\n`);
-          // A discarded learned rotation: the export is what was kept instead, and says so.
-          o.rotation = keptRotation(learned.report);
-        }
-        const r = exportOnnx(ckpt, {
-          out: o.out, seqLen: o.seqLen, fold, rotation: o.rotation, norm: o.norm, seed: o.seed, precision: o.precision,
-          head: o.head, attentionChunk: o.attentionChunk, force: Boolean(o.force), externalData: Boolean(o.externalData), inputs: [o.calibration],
-          ...(learned && o.rotation === 'learned' ? { learned: learned.rotation } : {}),
+        const r = await exportOnnx(modelPath, {
+          out: o.out, seqLen: o.seqLen, fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed, precision: o.precision,
+          head: o.head, attentionChunk: o.attentionChunk, force: Boolean(o.force), externalData: Boolean(o.externalData),
+          calibration: o.calibration === undefined ? undefined : readLines(readUserFile(o.calibration, READ_LIMITS.calibration, '--calibration').toString('utf8')),
+          random: o.random, fidelity: o.fidelityPrecision, learnSeconds: o.learnSeconds,
+          revision: o.revision, download: downloadProgress(io, Boolean(o.json)), onProgress: (_, d, t) => bar.update(d, t),
         });
+        bar.stop();
         if (o.json) return printJson(io, r);
+        if (r.learning) io.stdout(`rotation learning: ${r.learning.note}\n`);
         const mb = ((r.bytes + (r.data ? r.weightBytes : 0)) / 1e6).toFixed(1);
         io.stdout(`wrote ${r.out}${r.data ? ` and ${r.data}` : ''}: ${r.head} head, ${r.variant}, ${o.precision}, S = ${r.seqLen}, ${r.nodes} nodes, ${mb} MB, ${r.seconds.toFixed(1)} s\n`);
       } finally {
         bar.stop();
-        ckpt.close();
       }
     });
 }

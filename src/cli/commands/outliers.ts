@@ -1,14 +1,16 @@
 // `outliers MODEL [TEXT...]`: the residual stream's max |activation| per layer, and the channel and token
 // carrying it, for the model as trained, folded, and rotated; optionally an SVG chart.
 
+import { basename, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
+import { F16_MAX } from '../../numeric/fp16.js';
 import { checkShapes, COMPRESS_MODES, compressSpec } from '../../compress/spec.js';
 import { weightCosts } from '../../eval/weight-costs.js';
-import { targetInfo } from '../../ir/target.js';
+import { parseTarget } from '../../ir/target.js';
 import { Engine } from '../../run/engine.js';
 import { ModernBertError } from '../../errors.js';
-import { nonFiniteError } from '../../numeric/finite.js';
 import { checkFileOutput, writeOutput } from '../../io/output.js';
+import { nonFiniteError } from '../../numeric/finite.js';
 import { resolveInputs } from '../../eval/inputs.js';
 import { OutlierMeter, type LayerOutliers } from '../../eval/outliers.js';
 import { openModel } from '../../run/load.js';
@@ -70,7 +72,7 @@ export function registerOutliers(program: Command, io: Io): void {
         const c = model.config;
         if (o.weights) {
           if (texts.length > 0 || o.golden || o.random || o.plot) throw new ModernBertError('BAD_ARGUMENT', '--weights reads the weights only: it takes no texts, --golden, --random or --plot');
-          const spec = compressSpec({ mode: o.compress, target: targetInfo(o.target).target, groupSize: o.groupSize, blockSize: o.blockSize, weights: 'fp16' });
+          const spec = compressSpec({ mode: o.compress, target: parseTarget(o.target), groupSize: o.groupSize, blockSize: o.blockSize, weights: 'fp16' });
           const v = prepareVariant({ config: c, weights: model.weights }, { fold: true, rotation: o.rotation, norm: 'l2', seed: o.seed });
           checkShapes(spec, v.source.weights.names().map((name) => ({ name, shape: v.source.weights.shape(name) })));
           const costs = weightCosts(v.source.weights, spec, o.top);
@@ -107,7 +109,9 @@ export function registerOutliers(program: Command, io: Io): void {
         bar.stop();
         if (plot) {
           writeOutput(plot, lineChartSvg({
-            title: `Residual stream outliers: ${modelPath}`,
+            // The model's name, never a path of this machine (the file may be shared).
+            title: `Residual stream outliers: ${model.source?.id ?? basename(resolve(model.path))}`,
+            references: [{ y: F16_MAX, label: "float16's largest value, 65,504" }],
             xLabel: 'layer (0 = embeddings)',
             yLabel: 'max |activation|',
             logY: true,

@@ -1,4 +1,4 @@
-// `synth <base|large|CONFIG.json> --out DIR`: a synthetic checkpoint from the portable PRNG.
+// `synth <small|base|large|CONFIG.json> --out DIR`: a synthetic checkpoint from the portable PRNG.
 
 import { statSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -22,7 +22,7 @@ export function registerSynth(program: Command, io: Io): void {
   program
     .command('synth')
     .description('write a synthetic checkpoint (config.json + float32 model.safetensors) from the portable PRNG')
-    .argument('<preset>', 'base, large, or a config.json path')
+    .argument('<preset>', 'small (4 layers, 15 M parameters), base, large, or a config.json path')
     .requiredOption('--out <dir>', 'output folder')
     .option('--override <spec>', "set elements, e.g. 'model.layers.2.mlp.Wo.weight[100]=2000' (repeatable)", collect, [])
     .option('--force', 'overwrite an existing checkpoint in the output folder')

@@ -1,14 +1,12 @@
 // `verify MODEL --golden FILE`: max abs difference against golden outputs, per case; exit 1 above tolerance.
 
 import type { Command } from 'commander';
-import { readGolden } from '../../eval/golden.js';
-import { verify } from '../../eval/verify.js';
-import { openModel } from '../../run/load.js';
+import { verify } from '../../api/verify.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { positiveNumber, precision } from '../parse.js';
-import { addRuntimeOptions, cliExecutor, type RuntimeCliOptions } from '../runtime.js';
-import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
+import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
+import { addRevisionOption, downloadProgress, MODEL_HELP } from '../model-source.js';
 
 interface VerifyOptions extends RuntimeCliOptions {
   golden: string;
@@ -34,11 +32,12 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
     .option('--json', 'machine-readable output');
   addRuntimeOptions(addRevisionOption(cmd))
     .action(async (modelPath: string, o: VerifyOptions) => {
-      const cases = readGolden(o.golden);
-      const model = await openModel(modelPath, { precision: o.precision, headPackage: o.headPackage, executor: await cliExecutor(o, o.precision, io), ...hubOptions(io, o) });
       const bar = progress(io, 'verify', Boolean(o.json));
       try {
-        const report = await verify(model.runner, cases, o.atol, {}, (d, t) => bar.update(d, t));
+        const report = await verify(modelPath, o.golden, {
+          atol: o.atol, precision: o.precision, headPackage: o.headPackage, revision: o.revision, download: downloadProgress(io, Boolean(o.json)),
+          executor: await cliExecutorChoice(o, o.precision, io), onProgress: (d, t) => bar.update(d, t),
+        });
         bar.stop();
         if (o.json) printJson(io, { passed: report.passed, max_abs_diff: report.max_abs_diff, cases: report.cases });
         else {
@@ -49,7 +48,6 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
         if (!report.passed) setExit(1);
       } finally {
         bar.stop();
-        model.close();
       }
     });
 }

@@ -84,8 +84,19 @@ export function gemmSync(args: GemmArgs): void {
 /** More kernel workers than this is a typo, not a machine. */
 const MAX_THREADS = 1024;
 
-/** Threads that `gemm` uses: env MODERNBERT_ANE_THREADS, else os.availableParallelism(). */
+let chosenThreads: number | undefined;
+
+/** Sets the threads of every later product (the library's `threads` option); undefined goes back to the default. */
+export function setKernelThreads(n: number | undefined): void {
+  if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > MAX_THREADS)) {
+    throw new ModernBertError('BAD_ARGUMENT', `\`threads\` must be a whole number from 1 to ${MAX_THREADS}, got ${n}`, { option: 'threads', value: n });
+  }
+  chosenThreads = n;
+}
+
+/** Threads that `gemm` uses: setKernelThreads's, else env MODERNBERT_ANE_THREADS, else os.availableParallelism(). */
 export function kernelThreads(): number {
+  if (chosenThreads !== undefined) return chosenThreads;
   const env = process.env['MODERNBERT_ANE_THREADS'];
   if (env !== undefined && env !== '') {
     const n = Number(env);

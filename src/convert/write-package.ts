@@ -1,0 +1,350 @@
+// A conversion plan -> .mlpackage: the weight form (folded, rotated), the one model graph at the planned
+// lengths, the weights streamed into the package, and its float16 fidelity measured before the package is
+// committed (the report goes into its metadata). convert.ts makes the plan from the user's options.
+
+import { existsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import type { DescriptionOptions } from '../coreml/description.js';
+import { writeMLPackage, type WriteStats } from '../coreml/mil-write.js';
+import { checkHeadsOptions, writeHeads, type HeadsOptions } from './heads.js';
+import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from '../coreml/package.js';
+import { atLeast, type Target } from '../ir/target.js';
+import { META } from '../coreml/package-info.js';
+import { ModernBertError } from '../errors.js';
+import { measureFidelity, nonFiniteSummary, type FidelityReport } from '../eval/fidelity.js';
+import type { ProbeSequence } from '../eval/inputs.js';
+import { readJson, type Checkpoint } from '../model/checkpoint.js';
+import { CachedWeights } from '../run/engine.js';
+import { lintAneLimits, type AneIssue } from '../graph/ane-limits.js';
+import { buildModel } from '../model/model.js';
+import { defaultHead, type ModelSource, type OutputHead } from '../model/options.js';
+import { checkPack } from '../model/packing.js';
+import { decoderChunks, MAX_CHANNELS } from '../model/decoder.js';
+import type { Precision } from '../runtime/numerics.js';
+import { VERSION } from '../version.js';
+import { prepareVariant, type RotationKind, type Variant } from '../model/variants.js';
+import { WrappedWeights, type Tensor } from '../io/weights.js';
+import type { Rotation } from '../rotation/index.js';
+import type { LearnReport } from '../learn/learned.js';
+import { compressGraph } from '../compress/compress-graph.js';
+import { compressedBytes, CompressedWeights } from '../compress/compressed-weights.js';
+import { checkShapes, type CompressSpec } from '../compress/spec.js';
+import { predictPackage, type PackagePlacement } from '../ane/predict-package.js';
+import type { Rules } from '../ane/rules.js';
+
+/** Everything a conversion writes by, defaults applied and checked (convert.ts). */
+export interface ConversionPlan {
+  out: string;
+  /** One length (static shapes) or several (enumerated shapes). */
+  seqLens: number[];
+  fold: boolean;
+  rotation: RotationKind;
+  norm: 'l2' | 'rms';
+  seed: number;
+  weights: 'fp16' | 'fp32';
+  target: Target;
+  force: boolean;
+  /** Store tokenizer.json (and its config) in the package. */
+  tokenizer: boolean;
+  /** 'ids': padding from the pad id, one input; 'input': an additive mask input (reference-compatible). */
+  maskFrom: 'ids' | 'input';
+  /** Queries per chunk of global attention (model/options.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  attentionChunk?: number;
+  head?: OutputHead;
+  /** Pack up to this many texts per window (a `segment_ids` input; model/options.ts BuildOptions.pack). */
+  pack?: number;
+  /** Inputs for the fidelity report (and for learning a rotation). */
+  calibration: ProbeSequence[];
+  calibrationName: string;
+  /** Emulation mode of the fidelity report; null skips the report. */
+  fidelity: Precision | null;
+  /** The tokenizer's [MASK] id, recorded in the metadata. */
+  maskTokenId?: number;
+  /** A learned rotation, computed beforehand (learn/learned.ts), and its report for the metadata. */
+  learned?: Rotation;
+  learnReport?: LearnReport;
+  /** Compressed weights (compress/spec.ts); absent: float16 or float32 as `weights` says. */
+  compress?: CompressSpec;
+  /** Fail, writing nothing, when the fidelity report's KL exceeds this. */
+  maxKl?: number;
+  onProgress?: (stage: 'write' | 'fidelity', done: number, total: number) => void;
+  /** Body and heads apart (--split), or one function per head or length (--functions, --add-head, --buckets). */
+  heads?: HeadsOptions;
+  /** The placement rules of the Neural Engine prediction (ane/rules.ts; default: as published). */
+  aneRules?: Rules;
+}
+
+export interface ConvertReport {
+  out: string;
+  variant: string;
+  seqLens: number[];
+  stats: WriteStats;
+  /** Seconds spent learning the rotation (before writePackage: learnReport), reading the checkpoint, transforming (folding, rotating) and encoding + writing; the total includes all. */
+  seconds: { learn: number; read: number; transform: number; write: number; fidelity: number; total: number };
+  fidelity: FidelityReport | null;
+  /** Ops whose tensors break the Neural Engine's limits (graph/ane-limits.ts); Core ML runs them elsewhere. */
+  aneIssues: AneIssue[];
+  /** Every package written (the body first with --split), and a multifunction package's functions. */
+  packages: string[];
+  functions: string[];
+  /** What `compress` stored: the mode and the bytes of the compressed tensors before (float16) and after. */
+  compression: CompressionSummary | null;
+  /** What rotation learning measured and kept (rotation 'learned'). */
+  learning: LearnReport | null;
+  /** The weight form written: folded or not, the rotation, the norm. */
+  weightForm: { fold: boolean; rotation: RotationKind; norm: 'l2' | 'rms' };
+  /** Predicted Neural Engine placement of every package and function written (ane/placement.ts). */
+  ane: PackagePlacement[];
+}
+
+export interface CompressionSummary {
+  mode: string;
+  groupSize?: number;
+  blockSize?: number;
+  /** Checkpoint tensors stored compressed (a tied table once). */
+  tensors: number;
+  fp16Bytes: number;
+  compressedBytes: number;
+}
+
+/** `convert --max-kl`: the fidelity report failed the gate; nothing was written (the CLI exits 1). */
+export class FidelityGateError extends ModernBertError {
+  constructor(readonly kl: number, readonly maxKl: number) {
+    super('BAD_INPUT', `fidelity gate: KL ${kl.toExponential(2)} against the float32 checkpoint exceeds \`maxKl: ${maxKl}\`; nothing was written`, { kl, maxKl, option: 'maxKl' });
+  }
+}
+
+/**
+ * The longest length that takes the (1, S, 1, S) `mask` input: 8 MB in float16 at 2,048 tokens, but 128 MB
+ * per prediction at 8,192 (and local layers then score all S x S pairs). Longer inputs use the default,
+ * padding read from input_ids (pad_token_id), which costs nothing.
+ */
+const MAX_MASK_INPUT_LEN = 2048;
+
+/** Counts the time spent reading tensors from the checkpoint. */
+class TimedWeights extends WrappedWeights {
+  ms = 0;
+  get(name: string): Tensor {
+    const t0 = performance.now();
+    try {
+      return this.inner.get(name);
+    } finally {
+      this.ms += performance.now() - t0;
+    }
+  }
+}
+
+const HEAD_OUTPUT: Record<OutputHead, string> = {
+  mlm: 'logits', tokcls: 'logits', seqcls: 'logits', embedding: 'embedding', none: 'hidden_states',
+};
+
+/**
+ * The model's name for the metadata, never a path of the converting machine: the Hub id it was opened by
+ * (or whose cache snapshot it is), else the config's `_name_or_path` when it is a Hub id ("org/name"), else
+ * the checkpoint folder's own name.
+ */
+export function sourceName(ckpt: Checkpoint): string {
+  if (ckpt.source) return ckpt.source.id;
+  const raw = readJson(join(ckpt.dir, 'config.json')) as { _name_or_path?: unknown };
+  const id = raw._name_or_path;
+  if (typeof id === 'string' && /^\w[\w.-]*(\/\w[\w.-]*)?$/.test(id)) return id;
+  return basename(resolve(ckpt.dir));
+}
+
+// model/decoder.ts: K chunks of `rows` rows on the H axis.
+function splitLogitsDescription(V: number): string {
+  const { K, rows } = decoderChunks(V);
+  return `Masked-LM logits, vocab ${V} split into ${K} channel chunks for the Neural Engine, (1, ${rows}, ${K}, S): token v at [0, v % ${rows}, floor(v / ${rows}), s]`;
+}
+
+function describe(ckpt: Checkpoint, o: ConversionPlan, variant: Variant, head: OutputHead): DescriptionOptions {
+  const c = ckpt.config;
+  const shapes = o.seqLens.map((s) => [1, s]);
+  const enumerated = o.seqLens.length > 1;
+  const inputs: DescriptionOptions['inputs'] = {
+    input_ids: {
+      description: o.pack !== undefined
+        ? `Token ids (int32, [1, S]): up to ${o.pack} texts one after another, padded at the end (segment_ids 0 marks padding)`
+        : o.maskFrom === 'ids'
+        ? `Token ids (int32, [1, S]), padded at the end with pad_token_id ${c.padTokenId}, which the model treats as padding`
+        : `Token ids (int32, [1, S]), padded at the end (any id; the mask marks padding)`,
+      ...(enumerated ? { enumeratedShapes: shapes } : {}),
+    },
+  };
+  if (o.pack !== undefined) {
+    inputs.segment_ids = { description: `Which text each token belongs to (int32, [1, S]): 1..${o.pack}, each text one contiguous run, 0 = padding` };
+  }
+  if (o.maskFrom === 'input') {
+    inputs.mask = {
+      description: 'Additive attention mask, (batch, key, 1, query): 0 = attend, -10000 = padding key',
+      ...(enumerated ? { enumeratedShapes: o.seqLens.map((s) => [1, s, 1, s]) } : {}),
+    };
+  }
+  const outDescription: Record<OutputHead, string> = {
+    mlm: c.vocabSize <= MAX_CHANNELS
+      ? `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`
+      : splitLogitsDescription(c.vocabSize),
+    tokcls: `Token-classification logits, (1, labels ${c.labels.length}, 1, S)`,
+    seqcls: `Sequence-classification logits, (1, ${o.pack === undefined ? '' : `texts ${o.pack}, `}labels ${c.labels.length}): ${c.labels.join(', ')}`,
+    embedding: `Sentence embedding, (1, ${o.pack === undefined ? '' : `texts ${o.pack}, `}${c.hidden})${ckpt.embedding?.normalize ? ', L2-normalised' : ''}${o.pack === undefined ? '' : ', row k for segment k + 1'}`,
+    none: `Last hidden state, (1, ${c.hidden}, 1, S)`,
+  };
+  const rotation = variant.name;
+  return {
+    inputs,
+    outputs: { [HEAD_OUTPUT[head]]: { description: outDescription[head] } },
+    metadata: {
+      shortDescription: `${c.architecture} converted for the Apple Neural Engine by modernbert-ane (${rotation}, ${o.weights} weights)`,
+      author: 'modernbert-ane',
+      versionString: VERSION,
+      userDefined: {
+        [META.converter]: `modernbert-ane ${VERSION}`,
+        [META.source]: sourceName(ckpt),
+        ...(ckpt.source ? { [META.sourceCommit]: ckpt.source.commit } : {}),
+        [META.architecture]: c.architecture,
+        [META.head]: head,
+        [META.labels]: JSON.stringify(c.labels),
+        [META.specialIds]: JSON.stringify({ pad: c.padTokenId, cls: c.clsTokenId, sep: c.sepTokenId, mask: o.maskTokenId ?? null }),
+        [META.seqLens]: o.seqLens.join(','),
+        [META.rotation]: !o.fold ? 'none (not folded)' : o.rotation === 'none' ? 'none (folded)' : `${o.rotation} (seed ${o.seed}${o.learnReport ? `, kept ${o.learnReport.chosen}` : ''})`,
+        [META.norm]: o.fold ? `folded, ${o.norm === 'l2' ? 'l2-norm RMSNorm (overflow-safe)' : 'x*x RMSNorm'}` : 'LayerNorm',
+        [META.weights]: o.compress ? `${o.compress.mode} (compressed; tables and scales ${o.weights})` : o.weights,
+        [META.numLayers]: String(c.numLayers),
+        ...(o.pack === undefined ? {} : { [META.pack]: String(o.pack) }),
+      },
+    },
+  };
+}
+
+/** Writes the package (or packages) of a plan. */
+export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise<ConvertReport> {
+  const t0 = performance.now();
+  const c = ckpt.config;
+  // The writer checks this too; here it fails before the fidelity report's minutes of work.
+  checkPackageOutput(o.out, o.force, [ckpt.dir]);
+  if (o.heads) checkHeadsOptions(o.heads, o.target, o.seqLens);
+  for (const s of o.seqLens) {
+    if (s > c.maxPositions) throw new ModernBertError('BAD_ARGUMENT', `\`seqLens: ${s}\` is longer than the model allows (max_position_embeddings ${c.maxPositions})`, { option: 'seqLens' });
+  }
+  const longest = Math.max(...o.seqLens);
+  if (o.maskFrom === 'input' && longest > MAX_MASK_INPUT_LEN) {
+    throw new ModernBertError('BAD_ARGUMENT', `\`maskInput\` takes a (1, S, 1, S) mask, ${(2 * longest * longest / 2 ** 20).toFixed(0)} MiB at \`seqLens: ${longest}\`; it is limited to ${MAX_MASK_INPUT_LEN} tokens: leave it out (the default input_ids input reads padding from pad_token_id)`, { seqLen: longest, option: 'maskInput' });
+  }
+  if (o.pack !== undefined) {
+    // Multifunction packages hold the whole packed model per function; a split head package would need the
+    // segment ids as an input of its own, which it does not take yet.
+    if (o.heads?.split) throw new ModernBertError('BAD_ARGUMENT', '`pack` cannot yet be combined with `split`: convert the packed model whole, or as a multifunction package (`functions`, `buckets`)', { option: 'pack' });
+    // Buckets are one static function per length, each packed; otherwise one graph of one length.
+    for (const S of o.heads?.buckets ? o.seqLens : [o.seqLens.length === 1 ? o.seqLens[0]! : 'S']) checkPack(o.pack, S, o.maskFrom);
+  }
+  const read = new TimedWeights(ckpt.weights);
+  const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
+  const transformed = new TimedWeights(variant.source.weights); // reading + folding + rotating
+  let source: ModelSource = { ...variant.source, weights: transformed };
+  // Compressed weights: the fidelity report reads them as the package will decompress them.
+  let compressed: CompressedWeights | undefined;
+  if (o.compress) {
+    if (o.heads) throw new ModernBertError('BAD_ARGUMENT', '`compress` cannot yet be combined with `split`, `functions`, `addHeads` or `buckets`: convert the compressed model on its own', { option: 'compress' });
+    checkShapes(o.compress, transformed.names().map((name) => ({ name, shape: transformed.shape(name) })));
+    compressed = new CompressedWeights(transformed, o.compress);
+    source = { ...source, weights: compressed };
+  }
+  const head = o.head ?? defaultHead(ckpt);
+  const lens = [...new Set(o.seqLens)].sort((a, b) => a - b);
+
+  // The fidelity report runs the converted weights in float16 emulation: they are computed once, cached
+  // (already rounded for float16 packages), and written from the cache. Without it, conversion streams.
+  let fidelity: FidelityReport | null = null;
+  let fidelityMs = 0;
+  if (o.fidelity !== null) {
+    const f0 = performance.now();
+    source = { ...source, weights: new CachedWeights(compressed ?? transformed, o.weights === 'fp16') };
+    // Measured as shipped: the head the package outputs, packed as it runs.
+    const form = { head, ...(o.pack === undefined ? {} : { pack: o.pack, window: Math.max(...o.seqLens) }) };
+    fidelity = await measureFidelity({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, { source, norm: variant.norm }, o.calibration, o.fidelity, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t), form);
+    fidelityMs = performance.now() - f0 - transformed.ms;
+    // A package that gives NaN or infinity would not work: none is written (exit 1).
+    if (fidelity.non_finite) throw new ModernBertError('NON_FINITE', `${nonFiniteSummary(fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}; nothing was written`);
+    if (o.maxKl !== undefined && !(fidelity.kl <= o.maxKl)) throw new FidelityGateError(fidelity.kl, o.maxKl);
+  }
+
+  // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
+  const ioDtype = o.weights === 'fp16' && !atLeast(o.target, 'iOS16') ? 'fp32' : o.weights;
+  // With buckets every function is static: the longest stands for them here (the lint); heads.ts builds each.
+  const built = buildModel(source, { seqLen: lens.length === 1 || o.heads?.buckets ? lens[lens.length - 1]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, pack: o.pack, target: o.target });
+  const graph = compressed ? compressGraph(built, compressed) : built;
+  const aneIssues = lintAneLimits(graph, { S: longest });
+  const compression = compressed ? summarize(compressed) : null;
+
+  const extras: ExtraItem[] = [];
+  if (o.tokenizer) {
+    if (!ckpt.tokenizerPath) throw new ModernBertError('FILE_NOT_FOUND', `\`tokenizer: true\`: ${ckpt.dir} has no tokenizer.json`, { path: ckpt.dir, option: 'tokenizer' });
+    const dir = dirname(ckpt.tokenizerPath);
+    const files = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].filter((f) => existsSync(join(dir, f))).map((f) => ({ name: f, source: join(dir, f) }));
+    extras.push({ author: 'com.github.modernbert-ane', description: 'Tokenizer (Hugging Face tokenizer.json) for this model', name: 'tokenizer', path: TOKENIZER_ITEM_PATH, files });
+  }
+  const description = describe(ckpt, { ...o, seqLens: lens }, variant, head);
+  if (fidelity) description.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);
+  if (o.learnReport) description.metadata!.userDefined![META.rotationLearning] = JSON.stringify(o.learnReport);
+  if (compression) description.metadata!.userDefined![META.compression] = JSON.stringify(compression);
+  const heads = o.heads && await writeHeads({
+    ckpt, out: o.out, force: o.force, source, lens, target: o.target, extras,
+    prepare: (other) => prepareVariant({ config: other.config, weights: other.weights, embedding: other.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned).source,
+    build: { dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, pack: o.pack, target: o.target },
+    describe: (ck, h, seqLens) => {
+      const d = describe(ck, { ...o, seqLens }, variant, h);
+      if (fidelity) d.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);
+      if (o.learnReport) d.metadata!.userDefined![META.rotationLearning] = JSON.stringify(o.learnReport);
+      return d;
+    },
+    onProgress: (d, t) => o.onProgress?.('write', d, t),
+  }, o.heads);
+  const stats = heads ? heads.stats : await writeMLPackage(o.out, {
+    graph,
+    description,
+    target: o.target,
+    force: o.force,
+    protect: [ckpt.dir],
+    extraItems: extras,
+    onProgress: (p) => o.onProgress?.('write', p.constsWritten, p.constsTotal),
+  });
+  const written = heads?.written ?? [o.out];
+  // The time a learned rotation took before this call counts too: the report says what the conversion cost.
+  const learn = o.learnReport?.seconds.total ?? 0;
+  return {
+    out: o.out,
+    variant: variant.name,
+    seqLens: lens,
+    stats,
+    seconds: {
+      learn,
+      read: read.ms / 1000,
+      transform: Math.max(0, transformed.ms - read.ms) / 1000,
+      write: stats.writeMs / 1000,
+      fidelity: fidelityMs / 1000,
+      total: learn + (performance.now() - t0) / 1000,
+    },
+    fidelity,
+    aneIssues,
+    packages: written,
+    functions: heads?.functions ?? [],
+    compression,
+    learning: o.learnReport ?? null,
+    weightForm: { fold: o.fold, rotation: o.rotation, norm: o.norm },
+    // Predicted from the packages as written (read back), so that it judges exactly what Core ML will load.
+    ane: written.map((path) => predictPackage(path, o.aneRules)),
+  };
+}
+
+/** The mode and sizes of what --compress stored (each stored tensor once). */
+function summarize(w: CompressedWeights): CompressionSummary {
+  const stored = new Set(w.names().filter((n) => w.isCompressed(n)).map((n) => w.storedName(n)));
+  let fp16Bytes = 0;
+  let bytes = 0;
+  for (const name of stored) {
+    fp16Bytes += 2 * w.shape(name).reduce((a, b) => a * b, 1);
+    bytes += compressedBytes(w.compressed(name)!);
+  }
+  const { mode, groupSize, blockSize } = w.spec;
+  return { mode, ...(groupSize !== undefined ? { groupSize } : {}), ...(mode === 'int4' ? { blockSize } : {}), tensors: stored.size, fp16Bytes, compressedBytes: bytes };
+}
