@@ -54,8 +54,8 @@ let converted: string | undefined;
 async function setup(): Promise<Setup> {
   const model = copyFixture('tiny-mlm');
   const dir = tempDir();
-  const input = join(dir, 'texts.txt');
-  writeFileSync(input, 'the sky is [MASK] today\n');
+  const input = join(dir, 'texts.jsonl');
+  writeFileSync(input, `${JSON.stringify({ text: 'the sky is [MASK] today' })}\n`);
   if (!converted) {
     converted = join(tempDir(), 'm.mlpackage');
     const r = await cli('convert', model, '--out', converted, '--seq-len', '16', '--no-fidelity');
@@ -76,10 +76,10 @@ interface Writer {
 
 /** The file-writing commands. */
 const FILE_WRITERS: Record<string, Writer> = {
-  embed: { argv: (s, out) => ['embed', s.model, '--input', s.input, '--out', out], self: (s) => s.input, inside: (s) => join(s.model, 'config.json'), insideError: /it lies inside the input / },
-  'predict --input': { argv: (s, out) => ['predict', s.model, '--input', s.input, '--out', out], self: (s) => s.input, inside: (s) => join(s.model, 'config.json'), insideError: /it lies inside the input / },
-  'export-onnx': { argv: (s, out) => ['export-onnx', s.model, '--out', out], self: (s) => s.model, inside: (s) => join(s.model, 'config.json'), insideError: /it lies inside the input / },
-  'outliers --plot': { argv: (s, out) => ['outliers', s.model, 'the sky is [MASK]', '--plot', out], self: (s) => s.model, inside: (s) => join(s.model, 'config.json'), insideError: /it lies inside the input / },
+  embed: { argv: (s, out) => ['embed', s.model, '--input', s.input, '--out', out], self: (s) => s.input, inside: (s) => join(s.model, 'model.safetensors'), insideError: /it lies inside the input / },
+  'predict --input': { argv: (s, out) => ['predict', s.model, '--input', s.input, '--out', out], self: (s) => s.input, inside: (s) => join(s.model, 'model.safetensors'), insideError: /it lies inside the input / },
+  'export-onnx': { argv: (s, out) => ['export-onnx', s.model, '--out', out], self: (s) => s.model, inside: (s) => join(s.model, 'model.safetensors'), insideError: /it lies inside the input / },
+  'outliers --plot': { argv: (s, out) => ['outliers', s.model, 'the sky is [MASK]', '--plot', out], self: (s) => s.model, inside: (s) => join(s.model, 'model.safetensors'), insideError: /it lies inside the input / },
   report: { argv: (s, out) => ['report', s.pkg, '--out', out], self: (s) => s.pkg, inside: (s) => join(s.pkg, 'Manifest.json'), insideError: /is inside the package/ },
 };
 
@@ -96,7 +96,7 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) 
   const argv = w.argv;
   it('a new file is written', async () => {
     const s = await setup();
-    const out = join(s.dir, 'new.out');
+    const out = join(s.dir, 'new.jsonl');
     ok(await cli(...argv(s, out)));
     expect(statSync(out).isFile() && statSync(out).size > 0).toBe(true);
     expect(readdirSync(s.dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
@@ -104,10 +104,10 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) 
 
   it('an existing file is kept without --force, replaced with it', async () => {
     const s = await setup();
-    const out = join(s.dir, 'old.out');
+    const out = join(s.dir, 'old.jsonl');
     writeFileSync(out, 'keep');
     chmodSync(out, 0o640);
-    refused(await cli(...argv(s, out)), /old\.out already exists \(use --force to replace it\)/);
+    refused(await cli(...argv(s, out)), /old\.jsonl already exists \(use --force to replace it\)/);
     expect(readFileSync(out, 'utf8')).toBe('keep');
     ok(await cli(...force(argv(s, out))));
     expect(readFileSync(out, 'utf8')).not.toBe('keep');
@@ -126,7 +126,7 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) 
       const b = argv(s, inside);
       refused(await cli(...(f ? force(b) : b)), w.insideError);
       // A link to the input is the input.
-      const link = join(s.dir, `link-${f}`);
+      const link = join(s.dir, `link-${f}.jsonl`);
       symlinkSync(self, link);
       const c = argv(s, link);
       refused(await cli(...(f ? force(c) : c)), /it is the input |is inside the package/);
@@ -137,18 +137,18 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) 
 
   it('a folder, also one holding an entry named Manifest.json, is refused even with --force', async () => {
     const s = await setup();
-    const folder = join(s.dir, 'folder');
+    const folder = join(s.dir, 'folder.jsonl');
     mkdirSync(join(folder, 'Manifest.json'), { recursive: true });
     writeFileSync(join(folder, 'mine.txt'), 'keep');
-    for (const f of [false, true]) refused(await cli(...(f ? force(argv(s, folder)) : argv(s, folder))), /folder is a folder, not a file/);
+    for (const f of [false, true]) refused(await cli(...(f ? force(argv(s, folder)) : argv(s, folder))), /folder\.jsonl is a folder, not a file/);
     expect(readdirSync(folder).sort()).toEqual(['Manifest.json', 'mine.txt']);
   });
 
   it('a symbolic link to a file: kept without --force; with it, the file it points to is replaced and the link stays a link', async () => {
     const s = await setup();
-    const real = join(s.dir, 'real.out');
+    const real = join(s.dir, 'real.jsonl');
     writeFileSync(real, 'keep');
-    const link = join(s.dir, 'link.out');
+    const link = join(s.dir, 'link.jsonl');
     symlinkSync(real, link);
     refused(await cli(...argv(s, link)), /already exists/);
     expect(readFileSync(real, 'utf8')).toBe('keep');
@@ -160,9 +160,9 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) 
 
   it('a dangling symbolic link is refused and stays', async () => {
     const s = await setup();
-    const link = join(s.dir, 'dangling.out');
+    const link = join(s.dir, 'dangling.jsonl');
     symlinkSync(join(s.dir, 'nowhere'), link);
-    for (const f of [false, true]) refused(await cli(...(f ? force(argv(s, link)) : argv(s, link))), /dangling\.out is a symbolic link to nothing/);
+    for (const f of [false, true]) refused(await cli(...(f ? force(argv(s, link)) : argv(s, link))), /dangling\.jsonl is a symbolic link to nothing/);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(existsSync(join(s.dir, 'nowhere'))).toBe(false);
   });
@@ -185,7 +185,7 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) 
   it('a folder that cannot be written fails before the work', async () => {
     const s = await setup();
     const t0 = performance.now();
-    refused(await cli(...argv(s, join(unwritableFolder(), 'x.out'))), /cannot write .*x\.out: (permission denied|operation not permitted|the file system is read-only)/);
+    refused(await cli(...argv(s, join(unwritableFolder(), 'x.jsonl'))), /cannot write .*x\.jsonl: (permission denied|operation not permitted|the file system is read-only)/);
     expect(performance.now() - t0).toBeLessThan(5_000);
   });
 });

@@ -7,18 +7,21 @@ import { npyHeader } from '../io/npy.js';
 import { writeOutput, type CheckedOutput } from '../io/output.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 
-/** The format a path's extension asks for: .jsonl, .npy or .safetensors; any other is refused, not guessed. */
-export function outputFormat(path: string): 'npy' | 'safetensors' | 'jsonl' {
+/**
+ * The format a path's extension asks for: .jsonl, .npy or .safetensors; any other is refused, not guessed,
+ * except that a device, FIFO or our own stdout (`direct`: /dev/stdout) without one takes JSONL.
+ */
+export function outputFormat(path: string, direct = false): 'npy' | 'safetensors' | 'jsonl' {
   if (/\.npy$/i.test(path)) return 'npy';
   if (/\.safetensors$/i.test(path)) return 'safetensors';
-  if (/\.jsonl$/i.test(path)) return 'jsonl';
+  if (/\.jsonl$/i.test(path) || direct) return 'jsonl';
   const ext = /(\.[^./\\]+)$/.exec(path)?.[1];
   throw new ModernBertError('BAD_ARGUMENT', `\`out\` ${path}: embeddings are written as .jsonl, .npy or .safetensors, chosen by the extension${ext ? `, and ${ext} is none of them` : ''}`, { path, option: 'out' });
 }
 
 /** Writes embeddings (one row per text) as JSONL {"index", "embedding"}, .npy or .safetensors ("embeddings"). */
 export async function writeEmbeddings(out: CheckedOutput, rows: readonly Float32Array[]): Promise<void> {
-  const format = outputFormat(out.path);
+  const format = outputFormat(out.path, out.how === 'direct');
   if (format === 'jsonl') {
     return writeJsonl(out, (function* objects() {
       for (const [index, e] of rows.entries()) yield { index, embedding: Array.from(e) };

@@ -37,8 +37,8 @@ export function registerEmbed(program: Command, io: Io): void {
     .option('--json', 'machine-readable summary');
   addRuntimeOptions(addBatchOptions(addRevisionOption(cmd)))
     .action(async (modelPath: string, o: EmbedOptions) => {
-      outputFormat(o.out); // an unknown extension fails before any work
       const out = checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath, o.input, o.tokenizer] });
+      outputFormat(o.out, out.how === 'direct'); // an unknown extension fails before any work
       const inputs = readBatchInput(o.input);
       const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io), ...hubOptions(io, o), ...(o.function === undefined ? {} : { function: o.function }) });
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');
