@@ -1,7 +1,7 @@
 // The fuzzer's cases for what a user names on the command line rather than what a model folder holds:
 // batch inputs (embed / predict --input: text and JSONL files, mutated, cut, swapped for FIFOs or devices),
 // head names (--add-head NAME=DIR) and output targets (every kind of existing path, forced or not). An
-// accepted batch input must embed every text with finite results; an accepted head name must survive as a
+// accepted batch input must give every text a result, finite (runTokenized refuses NaN and infinity); an accepted head name must survive as a
 // metadata key and a file name; and whatever an output target is, nothing that was there may change kind or
 // content unless it was a regular file replaced with --force.
 
@@ -11,9 +11,8 @@ import { dirname, join } from 'node:path';
 import { checkHeadName, headPackagePath, parseAddHead } from '../../dist/convert/heads.js';
 import { checkPackageOutput } from '../../dist/coreml/package.js';
 import { checkFileOutput, writeOutput } from '../../dist/io/output.js';
-import { openModel, type LoadedModel } from '../../dist/run/load.js';
 import { readBatchInput } from '../../dist/tasks/batch-input.js';
-import { runBatch } from '../../dist/tasks/batch.js';
+import { openTaskModel, runTask, type TaskModel } from '../../dist/tasks/pipeline.js';
 import { mutateBytes, mutateJsonText } from './mutate.js';
 import type { Rng } from './random.js';
 
@@ -34,7 +33,7 @@ export function batchSeeds(sentences: readonly string[]): { plain: string; jsonl
   };
 }
 
-let model: Promise<LoadedModel> | undefined;
+let model: Promise<TaskModel> | undefined;
 
 /** Runs one case of a user-file reader in `dir` (a fresh, empty folder); `checkpoint` is tiny-mlm's folder. */
 export async function runUserFileCase(reader: UserFileReader, seeds: { plain: string; jsonl: string; checkpoint: string }, rng: Rng, dir: string, log: Log): Promise<void> {
@@ -91,14 +90,17 @@ async function batchInputCase(seeds: { plain: string; jsonl: string; checkpoint:
   }
   writeFileSync(path, bytes ?? lines.join('\n'));
   if (rng.chance(0.01)) swapKind(rng, path, log);
-  const options = { task: rng.chance(0.7) ? ('embed' as const) : ('predict' as const), window: rng.pick([16, 64, 512]), pack: rng.pick([1, 4, 64]), truncate: rng.chance(0.5) };
-  log.what.push(`${options.task}, window ${options.window}, pack ${options.pack}${options.truncate ? ', truncate' : ''}`);
+  const task = rng.chance(0.7) ? ('feature-extraction' as const) : ('fill-mask' as const);
+  const batch = { window: rng.pick([16, 64, 512]), pack: rng.pick([1, 4, 64]), truncate: rng.chance(0.5) };
+  log.what.push(`${task}, window ${batch.window}, pack ${batch.pack}${batch.truncate ? ', truncate' : ''}`);
   log.ready?.(log.what.join('; '));
   const inputs = readBatchInput(path);
-  model ??= openModel(seeds.checkpoint);
-  const m = await model;
-  const { results } = await runBatch(m, m.tokenizer!, inputs, options);
-  if (results.length !== inputs.length || results.some((r, i) => r?.index !== i)) throw new Error(`accepted, but ${results.length} results for ${inputs.length} texts`);
+  model ??= openTaskModel(seeds.checkpoint, undefined);
+  const tm = await model;
+  const label = (i: number) => `line ${inputs[i]!.line}`;
+  const texts = inputs.map((t) => t.text);
+  const { results } = task === 'fill-mask' ? await runTask(tm, task, texts, { top_k: 3 }, { ...batch, label }) : await runTask(tm, task, texts, {}, { ...batch, label });
+  if (results.length !== inputs.length || results.some((r) => r === undefined)) throw new Error(`accepted, but ${results.length} results for ${inputs.length} texts`);
 }
 
 /** Replaces `path` with something that is not a regular file (the batch input's FIFO waits DEVICE_WAIT_SECONDS). */

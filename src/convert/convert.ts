@@ -45,6 +45,7 @@ export async function convert(model: string | Checkpoint, options: ConvertOption
     const { ckpt, close } = await openSource(model, options, 'convert');
     opened.push(close);
     const out = options.out ?? `${basename(resolve(ckpt.dir)).replace(/\.mlpackage$/, '')}.mlpackage`;
+    const seqLens = seqLensOf(options, ckpt.config.maxPositions);
     // Before any work (learning a rotation takes minutes): an output that cannot be written fails now.
     checkPackageOutput(out, c.force, [ckpt.dir]);
     const added = await openAddedHeads(options.addHeads ?? [], opened);
@@ -56,7 +57,7 @@ export async function convert(model: string | Checkpoint, options: ConvertOption
     const rotation = learning ? keptRotation(learning.learnReport) : c.rotation;
     return await writePackage(ckpt, {
       out,
-      seqLens: seqLensOf(options, ckpt.config.maxPositions),
+      seqLens,
       fold: c.fold, rotation, norm: c.norm, seed: c.seed, weights: c.weights, target: c.target, force: c.force,
       tokenizer: c.tokenizer === 'auto' ? ckpt.tokenizerPath !== undefined : c.tokenizer,
       maskFrom: c.maskFrom,

@@ -333,8 +333,9 @@ function unit(f: FidelityReport): string {
 
 /** One line for a terminal: what was compared (the shipped head and form), and how closely it follows float32. */
 export function formatFidelity(f: FidelityReport, settings?: ConversionSettings): string {
-  const form = `${f.head} output${f.pack === undefined ? '' : `, ${f.pack} texts per window`}`;
-  const head = `fidelity of the ${form} (${f.precision} emulation vs float32, ${f.tokens} ${unit(f)} of ${f.inputs}):`;
+  // Reports stored by earlier versions name no head.
+  const form = f.head === undefined ? '' : ` of the ${f.head} output${f.pack === undefined ? '' : `, ${f.pack} texts per window`}`;
+  const head = `fidelity${form} (${f.precision} emulation vs float32, ${f.tokens} ${unit(f)} of ${f.inputs}):`;
   if (f.non_finite) return `${head} ${nonFiniteSummary(f, settings)}`;
   if (f.cosine) return `${head} cosine similarity mean ${f.cosine.mean.toFixed(6)}, min ${f.cosine.min.toFixed(6)}, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
   return `${head} KL ${f.kl.toExponential(2)}, top-1 ${(100 * f.top1).toFixed(1)}%, top-5 ${(100 * f.top5).toFixed(1)}%, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
