@@ -4,7 +4,10 @@
 // appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
 
 import { Engine } from '../run/engine.js';
-import type { ModelSource, NormStyle } from '../model/options.js';
+import type { ForwardOptions, Sequence } from '../run/runner.js';
+import { defaultHead, type ModelSource, type NormStyle, type OutputHead } from '../model/options.js';
+import { assertFinite } from '../numeric/finite.js';
+import { packTexts } from '../model/pack-texts.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
 import { Interpreter } from '../graph/interpreter.js';
@@ -16,6 +19,11 @@ import { OutlierMeter } from './outliers.js';
 export interface FidelityReport {
   /** The emulation mode of the converted model (the reference is float32). */
   precision: Precision;
+  /** The head whose output was compared: the one the package ships. */
+  head: OutputHead;
+  /** Texts per window, when the package is packed (convert --pack) and was measured packed. */
+  pack?: number;
+  /** KL, top-1 and top-5 of the softmax of each compared vector (logits; for an embedding, of its values). */
   kl: number;
   top1: number;
   top5: number;
@@ -24,6 +32,8 @@ export interface FidelityReport {
   sequences: number;
   /** What the inputs were: 'built-in sentences', 'calibration file', 'random ids', ... */
   inputs: string;
+  /** For an embedding or hidden state: cosine similarity of each compared vector to the float32 one. */
+  cosine?: { mean: number; min: number };
   /** Per layer of the residual stream (0 = embeddings), over the real tokens: see LayerFidelity. */
   layers?: LayerFidelity[];
   /** Where non-finite values first appear, when they do. */
@@ -63,26 +73,68 @@ export function partOf(opName: string): ModelPart {
   return 'head';
 }
 
-/** The head output of a forward result, and its (V, P) layout. */
-function logitsOf(outputs: Map<string, RtTensor>): { data: Float32Array; V: number; P: number } {
-  const t = outputs.get('logits') ?? outputs.get('embedding') ?? outputs.get('hidden_states')!;
+/** The form of the package whose fidelity is measured: the head it ships, and packing (convert --pack). */
+export interface FidelityForm {
+  /** The head the package outputs (default: the model's own). */
+  head?: OutputHead;
+  /** Texts per window; the calibration texts are then packed into windows of `window` tokens, as the package runs them. */
+  pack?: number;
+  window?: number;
+}
+
+/** One forward pass of the measurement, and how its output splits into the vectors that are compared. */
+interface Probe {
+  seq: Sequence;
+  options: ForwardOptions;
+  /** The calibration sequence it stands for (the first, when packed), for messages. */
+  first: ProbeSequence;
+  /** Rows of a packed pooled output (1, K, C) that hold texts. */
+  rows?: number;
+  /** The positions of real tokens (not padding), for the per-layer measures. */
+  real: number[];
+}
+
+/** The passes that run the calibration sequences in `form`: one per sequence, or one per packed window. */
+function probesOf(seqs: ProbeSequence[], form: FidelityForm, pad: number): Probe[] {
+  const head = form.head;
+  if (form.pack === undefined) return seqs.map((s) => ({ seq: s, options: { positions: positionsOf(s), ...(head ? { head } : {}) }, first: s, real: realPositions(s) }));
+  const window = form.window ?? Math.max(...seqs.map((s) => s.ids.length));
+  // A text longer than the package's window is cut to it, as the package takes it (keeping the closing token).
+  const texts = seqs.map((s) => (s.ids.length <= window ? s.ids : [...s.ids.slice(0, window - 1), s.ids[s.ids.length - 1]!]));
+  const windows = packTexts(texts, window, form.pack, pad);
+  return windows.map((w) => {
+    const real = w.segments.flatMap((g, i) => (g > 0 ? [i] : []));
+    return { seq: { ids: w.ids, segments: w.segments }, options: { positions: real, pack: form.pack, ...(head ? { head } : {}) }, first: seqs[w.texts[0]!]!, rows: w.texts.length, real };
+  });
+}
+
+/** The vectors of an output that are results: each column of a per-token (1, C, 1, P) output, or each row of a pooled one. */
+function vectorsOf(outputs: Map<string, RtTensor>, rows: number | undefined): { name: string; vectors: Float32Array[] } {
+  const [name, t] = [...outputs.entries()][0]!;
   const data = t.data as Float32Array;
-  // (1, V, 1, P) per-token outputs; (1, L) or (1, C) pooled outputs are one column.
-  return t.shape.length === 4 ? { data, V: t.shape[1]!, P: t.shape[3]! } : { data, V: t.shape[1]!, P: 1 };
+  if (t.shape.length === 4) {
+    const [C, P] = [t.shape[1]!, t.shape[3]!];
+    return { name, vectors: Array.from({ length: P }, (_, p) => Float32Array.from({ length: C }, (_, c) => data[c * P + p]!)) };
+  }
+  const C = t.shape[t.shape.length - 1]!;
+  return { name, vectors: Array.from({ length: rows ?? 1 }, (_, k) => data.slice(k * C, (k + 1) * C)) };
 }
 
 const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
 
 // In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
 // can keep a block's variables alive).
-async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, seqs: ProbeSequence[], tick: () => void, outliers: OutlierMeter): Promise<{ data: Float32Array; V: number; P: number }[]> {
+async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, probes: Probe[], tick: () => void, outliers: OutlierMeter): Promise<Float32Array[][]> {
   const engine = new Engine(source, { precision, norm });
   const taps = residualTaps(source.config.numLayers);
-  const out: { data: Float32Array; V: number; P: number }[] = [];
-  for (const [i, s] of seqs.entries()) {
-    const res = await engine.forward(s, { positions: positionsOf(s), taps });
-    out.push(logitsOf(res.outputs));
-    outliers.add(taps.map((t) => res.taps.get(t)!), realPositions(s), i);
+  const out: Float32Array[][] = [];
+  for (const [i, p] of probes.entries()) {
+    const res = await engine.forward(p.seq, { ...p.options, taps });
+    const { name, vectors } = vectorsOf(res.outputs, p.rows);
+    // The float32 checkpoint itself must give finite results, or there is nothing to compare with.
+    vectors.forEach((v, j) => assertFinite(v, `the float32 checkpoint's "${name}" output on "${p.first.label.slice(0, 40)}" (vector ${j})`, [v.length], 'its weights are not finite or overflow float32; nothing was written'));
+    out.push(vectors);
+    outliers.add(taps.map((t) => res.taps.get(t)!), p.real, i);
     tick();
   }
   return out;
@@ -117,8 +169,9 @@ class LayerErrorMeter {
 }
 
 /**
- * Measures `converted` (run in `precision`) against `reference` (float32, as trained). The two engines
- * run one after the other, so only one model's weights are held at a time.
+ * Measures `converted` (run in `precision`) against `reference` (float32, as trained), in the form the
+ * package ships (`form`: its head, packed or not). The two engines run one after the other, so only one
+ * model's weights are held at a time. An embedding (or hidden state) is also compared by cosine similarity.
  */
 export async function measureFidelity(
   reference: ModelSource,
@@ -127,11 +180,13 @@ export async function measureFidelity(
   precision: Precision,
   inputs: string,
   onProgress?: (done: number, total: number) => void,
+  form: FidelityForm = {},
 ): Promise<FidelityReport> {
-  const total = seqs.length * 2;
+  const probes = probesOf(seqs, form, reference.config.padTokenId);
+  const total = probes.length * 2;
   let done = 0;
   const referenceOutliers = new OutlierMeter();
-  const refs = await runAll(reference, 'fp32', 'layernorm', seqs, () => onProgress?.(++done, total), referenceOutliers);
+  const refs = await runAll(reference, 'fp32', 'layernorm', probes, () => onProgress?.(++done, total), referenceOutliers);
   // The reference model is unreachable now (runAll's frame is gone): free it before the converted one loads.
   await releaseMemory();
   const engine = new Engine(converted.source, { precision, norm: converted.norm });
@@ -140,20 +195,24 @@ export async function measureFidelity(
   const taps = residualTaps(reference.config.numLayers);
   const [emulatedOutliers, convertedOutliers, layerErrors] = [new OutlierMeter(), new OutlierMeter(), new LayerErrorMeter()];
   const meter = new AgreementMeter();
+  const cosines: number[] = [];
   let firstBad: ProbeSequence | undefined;
-  for (const [i, s] of seqs.entries()) {
-    const res = await engine.forward(s, { positions: positionsOf(s), taps });
-    const out = logitsOf(res.outputs);
-    const real = realPositions(s);
+  for (const [i, p] of probes.entries()) {
+    const res = await engine.forward(p.seq, { ...p.options, taps });
+    const { vectors } = vectorsOf(res.outputs, p.rows);
     const emulated = taps.map((t) => res.taps.get(t)!);
-    const inFp32 = (await exact.forward(s, { positions: positionsOf(s), taps })).taps;
+    const inFp32 = (await exact.forward(p.seq, { ...p.options, taps })).taps;
     const fp32 = taps.map((t) => inFp32.get(t)!);
-    emulatedOutliers.add(emulated, real, i);
-    convertedOutliers.add(fp32, real, i);
-    layerErrors.add(emulated, fp32, real);
+    emulatedOutliers.add(emulated, p.real, i);
+    convertedOutliers.add(fp32, p.real, i);
+    layerErrors.add(emulated, fp32, p.real);
     const before = meter.result().non_finite;
-    meter.add(refs[i]!.data, out.data, out.V, out.P);
-    if (!firstBad && meter.result().non_finite > before) firstBad = s;
+    vectors.forEach((v, j) => {
+      const r = refs[i]![j]!;
+      meter.add(r, v, v.length, 1);
+      cosines.push(cosine(r, v));
+    });
+    if (!firstBad && meter.result().non_finite > before) firstBad = p.first;
     onProgress?.(++done, total);
   }
   const r = meter.result();
@@ -165,7 +224,15 @@ export async function measureFidelity(
     converted_max: conv[k]!.max,
     emulated_max: emu[k]!.max,
   }));
-  const report: FidelityReport = { precision, kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, sequences: seqs.length, inputs, layers };
+  const head = form.head ?? defaultHead(reference);
+  const report: FidelityReport = {
+    precision, head, ...(form.pack === undefined ? {} : { pack: form.pack }),
+    kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, sequences: seqs.length, inputs, layers,
+  };
+  if (head === 'embedding' || head === 'none') {
+    const finite = cosines.filter((c) => Number.isFinite(c));
+    report.cosine = { mean: finite.reduce((a, b) => a + b, 0) / Math.max(1, finite.length), min: finite.length === cosines.length ? Math.min(...finite) : -Infinity };
+  }
   if (firstBad) {
     const layers = reference.config.numLayers;
     const taps = Array.from({ length: layers + 1 }, (_, i) => `residual.${i}`);
@@ -176,6 +243,19 @@ export async function measureFidelity(
   }
   await shutdownRuntime();
   return report;
+}
+
+/** Cosine similarity of two vectors (NaN when either is not finite). */
+function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+  }
+  return aa === 0 && bb === 0 ? 1 : ab / Math.sqrt(aa * bb);
 }
 
 /**
@@ -234,15 +314,29 @@ export function nonFiniteAdvice(part: ModelPart | undefined, s: ConversionSettin
   }
 }
 
-/** One line for a terminal, loud when the emulation broke (with advice when `settings` say how it was made). */
+/**
+ * One sentence on where the converted model first gives NaN or infinity, with advice when `settings` say how it
+ * was made (convert refuses to write such a package with it).
+ */
+export function nonFiniteSummary(f: FidelityReport, settings?: ConversionSettings): string {
+  const n = f.non_finite!;
+  const where = n.first_layer === null ? 'in the head' : n.first_layer === 0 ? 'in the embeddings' : `after layer ${n.first_layer}`;
+  const op = n.first_op ? `, at op ${n.first_op.op} "${n.first_op.name}"` : '';
+  const advice = settings ? `: ${nonFiniteAdvice(n.first_op?.part, settings)}` : '';
+  return `the converted model gives NaN or infinity in ${f.precision} emulation on ${n.tokens} of ${f.tokens} ${unit(f)}; the first appears ${where}${op} (in "${n.sequence.slice(0, 60)}"), so it would not work on the Neural Engine${advice}`;
+}
+
+/** What the compared vectors are: one per text for pooled heads, one per token otherwise. */
+function unit(f: FidelityReport): string {
+  return f.head === 'embedding' || f.head === 'seqcls' ? 'texts' : 'tokens';
+}
+
+/** One line for a terminal: what was compared (the shipped head and form), and how closely it follows float32. */
 export function formatFidelity(f: FidelityReport, settings?: ConversionSettings): string {
-  const head = `fidelity (${f.precision} emulation vs float32, ${f.tokens} tokens of ${f.inputs}):`;
-  if (f.non_finite) {
-    const n = f.non_finite;
-    const where = n.first_layer === null ? 'in the head' : n.first_layer === 0 ? 'in the embeddings' : `after layer ${n.first_layer}`;
-    const op = n.first_op ? `, at op ${n.first_op.op} "${n.first_op.name}"` : '';
-    const advice = settings ? `: ${nonFiniteAdvice(n.first_op?.part, settings)}` : '';
-    return `${head}\n  WARNING: NON-FINITE OUTPUTS on ${n.tokens} tokens; the first NaN/inf appears ${where}${op} (in "${n.sequence.slice(0, 60)}"). This package will not work on the Neural Engine${advice}.`;
-  }
+  // Reports stored by earlier versions name no head.
+  const form = f.head === undefined ? '' : ` of the ${f.head} output${f.pack === undefined ? '' : `, ${f.pack} texts per window`}`;
+  const head = `fidelity${form} (${f.precision} emulation vs float32, ${f.tokens} ${unit(f)} of ${f.inputs}):`;
+  if (f.non_finite) return `${head} ${nonFiniteSummary(f, settings)}`;
+  if (f.cosine) return `${head} cosine similarity mean ${f.cosine.mean.toFixed(6)}, min ${f.cosine.min.toFixed(6)}, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
   return `${head} KL ${f.kl.toExponential(2)}, top-1 ${(100 * f.top1).toFixed(1)}%, top-5 ${(100 * f.top5).toFixed(1)}%, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
 }

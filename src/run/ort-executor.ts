@@ -8,8 +8,6 @@
 // copy of the model is held in memory. On synth-base (599 MB of weights) the peak RSS of creating a
 // session fell from 2,158 to 755 MB (docs/PERFORMANCE.md), and models above protobuf's 2 GiB load too.
 
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // Types from onnxruntime-common (the API that onnxruntime-node implements; a dependency, since our published
 // declarations name its types), so that neither the build nor a user's type check needs onnxruntime-node,
@@ -17,6 +15,7 @@ import { join } from 'node:path';
 import type * as OrtModule from 'onnxruntime-common';
 import type { DType, Graph } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
+import { dropTemp, makeScratchFolder } from '../io/temp-files.js';
 import { foldConstexpr } from '../onnx/fold-constexpr.js';
 import { lowerGraph } from '../onnx/lower.js';
 import { writeOnnx } from '../onnx/write.js';
@@ -29,6 +28,8 @@ export type Ort = typeof OrtModule;
 /** A variable, so that TypeScript does not resolve the optional package at build time. */
 const ORT_PACKAGE = 'onnxruntime-node';
 export type OrtProvider = 'cpu' | 'coreml';
+/** The name of the scratch folders (in the system's temporary folder) that an onnxruntime model is written to. */
+export const ORT_SCRATCH_PREFIX = 'modernbert-ane-ort-';
 
 /**
  * The Core ML execution provider's flags (onnxruntime's coreml_provider_factory.h): COREML_FLAG_CREATE_MLPROGRAM
@@ -92,13 +93,14 @@ export class OrtExecutor {
       const graph: Graph = { ...this.graph, outputs: [...this.graph.outputs, ...keep] };
       // A compressed package's constexpr ops are expanded first, as Core ML does when it loads the model.
       s = foldConstexpr(graph).then(async (g) => {
-        const dir = mkdtempSync(join(tmpdir(), 'modernbert-ane-ort-'));
+        // Tracked (io/temp-files.ts): removed on an interrupt too, and a killed run's is cleared by the next.
+        const dir = makeScratchFolder(ORT_SCRATCH_PREFIX);
         try {
           const file = join(dir, 'model.onnx');
           writeOnnx(lowerGraph(g, { io: 'ane', float32: true }), file, { name: 'modernbert-ane', force: false, externalData: true });
           return await this.ort.InferenceSession.create(file, ortSessionOptions(this.provider));
         } finally {
-          rmSync(dir, { recursive: true, force: true });
+          dropTemp(dir);
         }
       });
       this.sessions.set(key, s);
