@@ -4,7 +4,9 @@
 // appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
 
 import { Engine } from '../run/engine.js';
-import type { ModelSource, NormStyle } from '../model/options.js';
+import type { ExecutorFactory, Sequence } from '../run/runner.js';
+import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts } from '../run/pack-texts.js';
+import { defaultHead, type ModelSource, type NormStyle } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
 import { Interpreter } from '../graph/interpreter.js';
@@ -73,18 +75,64 @@ function logitsOf(outputs: Map<string, RtTensor>): { data: Float32Array; V: numb
 
 const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
 
+/** Texts per pass of the fidelity report: several, packed (model.ts packing), when the head is per token. */
+interface Pass {
+  seqs: ProbeSequence[];
+  seq: Sequence;
+  positions: number[];
+  pack?: number;
+  /** Where each text starts in the pass. */
+  starts: number[];
+}
+
+/**
+ * The passes over the calibration sequences. A per-token head sees each packed text exactly as alone
+ * (masked keys add exactly 0, rotary positions restart per text), so unpadded sequences go several to a
+ * window: a runtime with a costly run (onnxruntime) then makes one pass, not one per sentence.
+ */
+function passesOf(source: ModelSource, seqs: ProbeSequence[]): Pass[] {
+  const head = defaultHead(source);
+  const window = Math.min(DEFAULT_WINDOW, source.config.maxPositions);
+  const perToken = head === 'mlm' || head === 'tokcls' || head === 'none';
+  const packable = (s: ProbeSequence) => perToken && (!s.attention || Array.from(s.attention).every((a) => a)) && s.ids.length <= window;
+  const passes: Pass[] = seqs.filter((s) => !packable(s)).map((s) => ({ seqs: [s], seq: s, positions: positionsOf(s), starts: [0] }));
+  const packed = seqs.filter(packable);
+  for (const w of packTexts(packed.map((s) => s.ids), window, DEFAULT_PACK, source.config.padTokenId)) {
+    const used = w.starts[w.starts.length - 1]! + packed[w.texts[w.texts.length - 1]!]!.ids.length;
+    passes.push({ seqs: w.texts.map((t) => packed[t]!), seq: { ids: w.ids, segments: w.segments }, positions: Array.from({ length: used }, (_, i) => i), pack: DEFAULT_PACK, starts: w.starts });
+  }
+  return passes;
+}
+
+/** A pass: outputs and residual taps, the meters fed text by text (the sequence index is the calibration's). */
+async function runPass(engine: Engine, p: Pass, taps: string[]): Promise<{ out: { data: Float32Array; V: number; P: number }; residuals: RtTensor[] }> {
+  const res = await engine.forward(p.seq, { positions: p.positions, pack: p.pack, taps });
+  return { out: logitsOf(res.outputs), residuals: taps.map((t) => res.taps.get(t)!) };
+}
+
+/** The real tokens of text k of a pass, in the pass's positions. */
+const realOf = (p: Pass, k: number): number[] => realPositions(p.seqs[k]!).map((s) => s + p.starts[k]!);
+
 // In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
 // can keep a block's variables alive).
-async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, seqs: ProbeSequence[], tick: () => void, outliers: OutlierMeter): Promise<{ data: Float32Array; V: number; P: number }[]> {
-  const engine = new Engine(source, { precision, norm });
+async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, passes: Pass[], index: Map<ProbeSequence, number>, tick: (n: number) => void, outliers: OutlierMeter, executor?: ExecutorFactory): Promise<{ data: Float32Array; V: number; P: number }[]> {
+  const engine = new Engine(source, { precision, norm }, executor);
   const taps = residualTaps(source.config.numLayers);
   const out: { data: Float32Array; V: number; P: number }[] = [];
-  for (const [i, s] of seqs.entries()) {
-    const res = await engine.forward(s, { positions: positionsOf(s), taps });
-    out.push(logitsOf(res.outputs));
-    outliers.add(taps.map((t) => res.taps.get(t)!), realPositions(s), i);
-    tick();
+  for (const p of passes) {
+    const r = await runPass(engine, p, taps);
+    out.push(r.out);
+    p.seqs.forEach((s, k) => outliers.add(r.residuals, realOf(p, k), index.get(s)!));
+    tick(p.seqs.length);
   }
+  await engine.release();
+  return out;
+}
+
+/** Columns [start, start + n) of a (V, P) array, as a (V, n) one. */
+function columns(data: Float32Array, V: number, P: number, start: number, n: number): Float32Array {
+  const out = new Float32Array(V * n);
+  for (let v = 0; v < V; v++) out.set(data.subarray(v * P + start, v * P + start + n), v * n);
   return out;
 }
 
@@ -127,34 +175,62 @@ export async function measureFidelity(
   precision: Precision,
   inputs: string,
   onProgress?: (done: number, total: number) => void,
+  executor?: ExecutorFactory,
 ): Promise<FidelityReport> {
   const total = seqs.length * 2;
   let done = 0;
+  const passes = passesOf(converted.source, seqs);
+  const index = new Map(seqs.map((s, i) => [s, i]));
   const referenceOutliers = new OutlierMeter();
-  const refs = await runAll(reference, 'fp32', 'layernorm', seqs, () => onProgress?.(++done, total), referenceOutliers);
+  const refs = await runAll(reference, 'fp32', 'layernorm', passes, index, (n) => onProgress?.((done += n), total), referenceOutliers, executor);
   // The reference model is unreachable now (runAll's frame is gone): free it before the converted one loads.
   await releaseMemory();
-  const engine = new Engine(converted.source, { precision, norm: converted.norm });
+  const engine = new Engine(converted.source, { precision, norm: converted.norm }, executor);
   // The converted weights in float32 arithmetic (they share the weight cache), for the per-layer error.
-  const exact = new Engine(converted.source, { precision: 'fp32', norm: converted.norm });
+  const exact = new Engine(converted.source, { precision: 'fp32', norm: converted.norm }, executor);
   const taps = residualTaps(reference.config.numLayers);
   const [emulatedOutliers, convertedOutliers, layerErrors] = [new OutlierMeter(), new OutlierMeter(), new LayerErrorMeter()];
   const meter = new AgreementMeter();
   let firstBad: ProbeSequence | undefined;
-  for (const [i, s] of seqs.entries()) {
-    const res = await engine.forward(s, { positions: positionsOf(s), taps });
-    const out = logitsOf(res.outputs);
-    const real = realPositions(s);
-    const emulated = taps.map((t) => res.taps.get(t)!);
-    const inFp32 = (await exact.forward(s, { positions: positionsOf(s), taps })).taps;
-    const fp32 = taps.map((t) => inFp32.get(t)!);
-    emulatedOutliers.add(emulated, real, i);
-    convertedOutliers.add(fp32, real, i);
-    layerErrors.add(emulated, fp32, real);
-    const before = meter.result().non_finite;
-    meter.add(refs[i]!.data, out.data, out.V, out.P);
-    if (!firstBad && meter.result().non_finite > before) firstBad = s;
-    onProgress?.(++done, total);
+  // The emulation first, then the converted weights in float32, a few passes at a time with the emulated
+  // residual streams kept in between: on onnxruntime each engine is a session holding its own copy of the
+  // weights, so only one of them is alive at once.
+  const CHUNK = 8;
+  for (let from = 0; from < passes.length; from += CHUNK) {
+    const units: { p: Pass; residuals: RtTensor[] }[] = [];
+    for (const [i, p] of passes.slice(from, from + CHUNK).entries()) {
+      const ref = refs[from + i]!;
+      const e = await runPass(engine, p, taps);
+      // A NaN or infinity in one packed text reaches the others (0 x inf in attention's weighted sum): such a
+      // window is measured again text by text, as each would run alone.
+      const alone = p.seqs.length > 1 && !e.out.data.every((v) => Number.isFinite(v));
+      const each: { p: Pass; ref: typeof ref; e: typeof e }[] = [];
+      if (!alone) each.push({ p, ref, e });
+      else {
+        for (const [k, s] of p.seqs.entries()) {
+          const one: Pass = { seqs: [s], seq: s, positions: positionsOf(s), starts: [0] };
+          each.push({ p: one, ref: { ...ref, data: columns(ref.data, ref.V, ref.P, p.starts[k]!, s.ids.length), P: s.ids.length }, e: await runPass(engine, one, taps) });
+        }
+      }
+      for (const u of each) {
+        u.p.seqs.forEach((q, k) => emulatedOutliers.add(u.e.residuals, realOf(u.p, k), index.get(q)!));
+        const before = meter.result().non_finite;
+        meter.add(u.ref.data, u.e.out.data, u.e.out.V, u.e.out.P);
+        if (!firstBad && meter.result().non_finite > before) firstBad = u.p.seqs[0];
+        units.push({ p: u.p, residuals: u.e.residuals });
+      }
+      onProgress?.((done += p.seqs.length), total);
+    }
+    await engine.release();
+    for (const u of units) {
+      // Only its residual stream is read: the head at one position (the decoder is a quarter of a pass).
+      const f = await runPass(exact, { ...u.p, positions: [0] }, taps);
+      u.p.seqs.forEach((q, k) => {
+        convertedOutliers.add(f.residuals, realOf(u.p, k), index.get(q)!);
+        layerErrors.add(u.residuals, f.residuals, realOf(u.p, k));
+      });
+    }
+    await exact.release();
   }
   const r = meter.result();
   const [ref, conv, emu] = [referenceOutliers.result(0), convertedOutliers.result(0), emulatedOutliers.result(0)];
@@ -174,6 +250,8 @@ export async function measureFidelity(
     const op = await firstNonFiniteOp(engine, precision, firstBad, first < 0 ? layers + 1 : first);
     report.non_finite = { tokens: r.non_finite, sequence: firstBad.label, first_layer: first < 0 ? null : first, first_op: op && { ...op, part: partOf(op.name) } };
   }
+  await engine.release();
+  await exact.release();
   await shutdownRuntime();
   return report;
 }

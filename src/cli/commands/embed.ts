@@ -10,6 +10,8 @@ import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
 import { printJson, progress, type Io } from '../context.js';
 import { precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
+import { packedWork } from '../../run/runtime-cost.js';
+import { DEFAULT_WINDOW } from '../../run/pack-texts.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
@@ -36,7 +38,7 @@ export function registerEmbed(program: Command, io: Io): void {
     .action(async (modelPath: string, o: EmbedOptions) => {
       outputFormat(o.out); // an unknown extension fails before any work
       const inputs = readBatchInput(o.input);
-      const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io), ...hubOptions(io, o) });
+      const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io, undefined, packedWork(inputs.map((t) => t.text), o.window ?? DEFAULT_WINDOW)), ...hubOptions(io, o) });
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');
       try {
         const batch = { window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, label: (i: number) => `line ${inputs[i]!.line}`, onProgress: (d: number, t: number) => bar.update(d, t) };
@@ -54,5 +56,6 @@ export function registerEmbed(program: Command, io: Io): void {
 
 /** One line about a batch run: texts, windows, fill and speed. */
 export function summary(s: BatchStats): string {
-  return `${s.texts} texts in ${s.windows} windows of ${s.window} tokens (up to ${s.textsPerWindow} texts each, ${(100 * s.fill).toFixed(1)}% filled), ${s.seconds.toFixed(1)} s, ${(s.texts / s.seconds).toFixed(1)} texts/s`;
+  const passes = s.strategy === 'single' ? `one per pass at its own length (sooner than ${s.window}-token windows here)` : `in ${s.windows} windows of ${s.window} tokens (up to ${s.textsPerWindow} texts each, ${(100 * s.fill).toFixed(1)}% filled)`;
+  return `${s.texts} texts ${passes}, ${s.seconds.toFixed(1)} s, ${(s.texts / s.seconds).toFixed(1)} texts/s`;
 }

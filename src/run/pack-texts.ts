@@ -43,3 +43,8 @@ export function packTexts(texts: readonly (readonly number[])[], window: number,
     return { texts: b.texts, starts, ids, segments };
   });
 }
+
+/** Default window of checkpoints (the reference project's length), shortened to what the model takes. */
+export const DEFAULT_WINDOW = 512;
+/** Default texts per window of checkpoints: room for 64 texts of 8 tokens in 512. */
+export const DEFAULT_PACK = 64;
