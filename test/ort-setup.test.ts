@@ -20,6 +20,7 @@ import { prefersOnePerPass } from '../src/run/runtime-cost.js';
 import type { Precision } from '../src/runtime/numerics.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
 import { runTokenized } from '../src/tasks/batch.js';
+import { TASKS } from '../src/tasks/task-table.js';
 import { cli, json } from './helpers/cli.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 
@@ -154,7 +155,8 @@ describe('embed picks packed windows or one text per pass, by the lengths', () =
       const text = (n: number, k: number) => [1001, ...Array.from({ length: n - 2 }, (_, i) => 5 + ((i * 7 + k * 13) % 900)), 1002];
       const short = Array.from({ length: 40 }, (_, k) => text(6 + (k % 5), k));
       const long = Array.from({ length: 6 }, (_, k) => text(100 + k * 3, k));
-      const embed = (texts: number[][], pack?: number) => runTokenized(model, texts, [], { task: 'embed', window: 128, ...(pack ? { pack } : {}) });
+      const plan = TASKS['feature-extraction'].plan(model, model.tokenizer!, {});
+      const embed = (texts: number[][], pack?: number) => runTokenized(model, texts.map((ids) => ({ text: '', ids })), plan, { window: 128, ...(pack ? { pack } : {}) });
       const [s, l] = [await embed(short), await embed(long)];
       expect(s.stats.strategy).toBe('packed');
       expect(l.stats.strategy).toBe('single');
@@ -162,8 +164,8 @@ describe('embed picks packed windows or one text per pass, by the lengths', () =
       // --pack forces packing; the embeddings agree.
       const forced = await embed(long, 64);
       expect(forced.stats.strategy).toBe('packed');
-      for (const [i, r] of l.results.entries()) {
-        const [a, b] = ['embedding' in r ? r.embedding : new Float32Array(), (forced.results[i] as { embedding: Float32Array }).embedding];
+      for (const [i, a] of l.results.entries()) {
+        const b = forced.results[i]!;
         expect(a.reduce((m, v, k) => Math.max(m, Math.abs(v - b[k]!)), 0)).toBeLessThan(1e-5);
       }
     } finally {
