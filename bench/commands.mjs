@@ -5,7 +5,11 @@
 // batches of 32 padded to the longest, a plain export with a batch axis: bench/plain-modernbert.mjs), on
 // short texts (5-60 tokens) and long ones (100-500). Run after a build:
 //
-//   npm run build && node bench/commands.mjs [--dir DIR] [--runs 2] [--only predict,verify,embed,convert,st]
+//   npm run build && node bench/commands.mjs [--dir DIR] [--runs 2] [--only predict,verify,embed,convert,st] [--write-docs]
+//
+// --write-docs puts the tables, the goals and the machine's load (with the date, the machine and this command)
+// into docs/PERFORMANCE.md between the markers `<!-- bench/commands.mjs -->` and `<!-- end bench/commands.mjs -->`,
+// replacing what an earlier run put there; without it, the same Markdown goes to stdout only.
 //
 // DIR: synth-base (ModernBERT-base's shape, 599 MB of float32 weights) with the fixture tokenizer; written
 // there with `synth base` when it holds no checkpoint (default: a temporary folder, removed after). Each
@@ -33,6 +37,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     short: { type: 'string', default: '300' },
     long: { type: 'string', default: '100' },
+    'write-docs': { type: 'boolean', default: false },
   },
 });
 
@@ -48,6 +53,12 @@ const runs = Number(values.runs);
 const work = mkdtempSync(join(tmpdir(), 'mbane-bench-commands-'));
 let dir = values.dir ?? join(work, 'synth-base');
 const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+/** The report, as Markdown: printed as it comes, and written into the docs with --write-docs. */
+const report = [];
+const say = (line = '') => {
+  console.log(line);
+  report.push(line);
+};
 
 try {
   if (!existsSync(join(dir, 'model.safetensors'))) {
@@ -61,8 +72,10 @@ try {
   const shortInfo = await writeTexts(dir, short, Number(values.short), 5, 60, 9);
   const longInfo = await writeTexts(dir, long, Number(values.long), 100, 500, 10);
   const startLoad = load();
-  console.log(`bench/commands.mjs: ${dir}; ${cpus()[0]?.model ?? 'cpu'}, ${cpus().length} cores, Node ${process.version}; load average ${startLoad} at the start`);
-  console.log(`texts: ${shortInfo}; ${longInfo}\n`);
+  const argv = process.argv.slice(2).filter((a) => a !== '--write-docs');
+  say(`\`node bench/commands.mjs${argv.length ? ` ${argv.join(' ')}` : ''}\`, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: synth-base (${dir === values.dir ? dir : 'a temporary folder'}); ${cpus()[0]?.model ?? 'cpu'}, ${cpus().length} cores, Node ${process.version}; load average (1, 5, 15 min) ${startLoad} at the start.`);
+  say(`Texts: ${shortInfo}; ${longInfo}.`);
+  say();
 
   const out = (name) => join(work, name);
   const commands = [
@@ -88,7 +101,9 @@ try {
   if (commands.length > 0) printCommands(commands, results);
 
   if (want('st')) await embedAgainstSentenceTransformers(dir, short, long, work, runs);
-  console.log(`\nload average ${startLoad} at the start, ${load()} at the end`);
+  say();
+  say(`Load average (1, 5, 15 min) ${startLoad} at the start, ${load()} at the end.`);
+  if (values['write-docs']) writeDocs(report);
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
@@ -111,16 +126,18 @@ function median(xs) {
 }
 
 function printCommands(commands, results) {
-  console.log('| command | runtime | first call: wall s | peak RSS MB | repeats: wall s (median) | peak RSS MB | CPU s (median) |');
-  console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+  say('| command | runtime | first call: wall s | peak RSS MB | repeats: wall s (median) | peak RSS MB | CPU s (median) | 1-min load during the runs |');
+  say('| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const c of commands) {
     for (const rt of c.runtimes ?? RUNTIMES) {
       const ms = results.get(`${c.name}|${rt}`);
       const rest = ms.length > 1 ? ms.slice(1) : ms;
-      console.log(`| ${c.name} | ${rt} | ${ms[0].wall.toFixed(2)} | ${ms[0].rss} | ${median(rest.map((m) => m.wall)).toFixed(2)} | ${Math.max(...rest.map((m) => m.rss))} | ${median(ms.map((m) => m.cpu)).toFixed(2)} |`);
+      say(`| ${c.name} | ${rt} | ${ms[0].wall.toFixed(2)} | ${ms[0].rss} | ${median(rest.map((m) => m.wall)).toFixed(2)} | ${Math.max(...rest.map((m) => m.rss))} | ${median(ms.map((m) => m.cpu)).toFixed(2)} | ${ms.map((m) => m.load).join(', ')} |`);
     }
   }
-  console.log('\nGoals (medians over every run, first calls included; wall time and peak RSS):');
+  say();
+  say('Goals (medians over every run, first calls included; wall time and peak RSS):');
+  say();
   const med = (key, f) => median(results.get(key).map(f));
   for (const c of commands.filter((x) => !x.runtimes)) {
     const wall = Object.fromEntries(RUNTIMES.map((rt) => [rt, med(`${c.name}|${rt}`, (m) => m.wall)]));
@@ -129,16 +146,16 @@ function printCommands(commands, results) {
     const small = Math.min(rss.engine, rss.ort);
     const ok = (b) => (b ? 'met' : 'NOT met');
     const cpu = Object.fromEntries(RUNTIMES.map((rt) => [rt, med(`${c.name}|${rt}`, (m) => m.cpu)]));
-    console.log(`- ${c.name}: default ${wall.default.toFixed(2)} s = ${(wall.default / fast).toFixed(2)}x the faster runtime (goal <= 1.15: ${ok(wall.default <= 1.15 * fast)}); peak RSS ${rss.default} MB = ${(rss.default / small).toFixed(2)}x the smaller (goal <= 1.3: ${ok(rss.default <= 1.3 * small)}); CPU seconds ${(cpu.default / Math.min(cpu.engine, cpu.ort)).toFixed(2)}x the lower (steadier than wall time on a busy machine)`);
+    say(`- ${c.name}: default ${wall.default.toFixed(2)} s = ${(wall.default / fast).toFixed(2)}x the faster runtime (goal <= 1.15: ${ok(wall.default <= 1.15 * fast)}); peak RSS ${rss.default} MB = ${(rss.default / small).toFixed(2)}x the smaller (goal <= 1.3: ${ok(rss.default <= 1.3 * small)}); CPU seconds ${(cpu.default / Math.min(cpu.engine, cpu.ort)).toFixed(2)}x the lower (steadier than wall time on a busy machine)`);
   }
   const predict = results.get('predict one short text|default');
-  if (predict) console.log(`- predict of one short text, first call: ${predict[0].wall.toFixed(2)} s (goal <= 1.5 s: ${predict[0].wall <= 1.5 ? 'met' : 'NOT met'})`);
+  if (predict) say(`- predict of one short text, first call: ${predict[0].wall.toFixed(2)} s (goal <= 1.5 s: ${predict[0].wall <= 1.5 ? 'met' : 'NOT met'})`);
   const withF = results.get('convert (fidelity report)|default');
   const without = results.get('convert --no-fidelity|default');
   if (withF && without) {
     const ratio = median(withF.map((m) => m.wall)) / median(without.map((m) => m.wall));
     const cpuRatio = median(withF.map((m) => m.cpu)) / median(without.map((m) => m.cpu));
-    console.log(`- convert with the fidelity report: ${ratio.toFixed(2)}x convert --no-fidelity (goal <= 2: ${ratio <= 2 ? 'met' : 'NOT met'}); CPU seconds ${cpuRatio.toFixed(2)}x`);
+    say(`- convert with the fidelity report: ${ratio.toFixed(2)}x convert --no-fidelity (goal <= 2: ${ratio <= 2 ? 'met' : 'NOT met'}); CPU seconds ${cpuRatio.toFixed(2)}x`);
   }
 }
 
@@ -198,14 +215,38 @@ async function embedAgainstSentenceTransformers(model, short, long, work, runs) 
       }
     }
   }
-  console.log('\n`embed` against sentence-transformers\' way (sorted by length, batches of 32 padded to the longest, plain export with a batch axis, onnxruntime-node, 2 intra-op threads):\n');
-  console.log('| texts | run | ours: runtime, strategy | ours: texts/s (whole command) | texts/s (encoding) | peak RSS MB | sorted batches: texts/s (whole) | texts/s (encoding) | peak RSS MB | fill: ours / batches | ours / batches (encoding) | max abs diff |');
-  console.log('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: |');
+  say();
+  say('`embed` against sentence-transformers\' way (sorted by length, batches of 32 padded to the longest, plain export with a batch axis, onnxruntime-node, 2 intra-op threads):');
+  say();
+  say('| texts | run | ours: runtime, strategy | ours: texts/s (whole command) | texts/s (encoding) | peak RSS MB | sorted batches: texts/s (whole) | texts/s (encoding) | peak RSS MB | fill: ours / batches | ours / batches (whole) | ours / batches (encoding) | max abs diff | 1-min load |');
+  say('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |');
+  const ratio = (x) => ({ whole: x.st.wall / x.ours.wall, enc: x.stStats.seconds / x.stats.seconds });
   for (const x of rows) {
-    const ourEnc = x.n / x.stats.seconds;
-    const stEnc = x.n / x.stStats.seconds;
-    console.log(`| ${x.label} | ${x.run} | ${x.rt}, ${x.stats.strategy} | ${(x.n / x.ours.wall).toFixed(1)} | ${ourEnc.toFixed(1)} | ${x.ours.rss} | ${(x.n / x.st.wall).toFixed(1)} | ${stEnc.toFixed(1)} | ${x.st.rss} | ${(100 * x.stats.fill).toFixed(0)}% / ${(100 * x.stStats.fill).toFixed(0)}% | ${(ourEnc / stEnc).toFixed(2)}x | ${x.diff.toExponential(1)} |`);
+    const r = ratio(x);
+    say(`| ${x.label} | ${x.run} | ${x.rt}, ${x.stats.strategy} | ${(x.n / x.ours.wall).toFixed(1)} | ${(x.n / x.stats.seconds).toFixed(1)} | ${x.ours.rss} | ${(x.n / x.st.wall).toFixed(1)} | ${(x.n / x.stStats.seconds).toFixed(1)} | ${x.st.rss} | ${(100 * x.stats.fill).toFixed(0)}% / ${(100 * x.stStats.fill).toFixed(0)}% | ${r.whole.toFixed(2)}x | ${r.enc.toFixed(2)}x | ${x.diff.toExponential(1)} | ${x.ours.load} |`);
   }
+  say();
+  say('Goals (the default runtime; medians over the runs; ours / sorted batches in texts per second):');
+  say();
+  for (const [label, goal, want] of [['short (5-60 tokens)', 2, 'at least 2x'], ['long (100-500 tokens)', 1, 'at least 1x']]) {
+    const mine = rows.filter((x) => x.label === label && x.rt === 'default');
+    if (mine.length === 0) continue;
+    const [whole, enc] = [median(mine.map((x) => ratio(x).whole)), median(mine.map((x) => ratio(x).enc))];
+    say(`- embed ${label}: ${whole.toFixed(2)}x whole command, ${enc.toFixed(2)}x encoding alone (goal ${want}: ${whole >= goal ? 'met' : 'NOT met'} for the command, ${enc >= goal ? 'met' : 'NOT met'} for the encoding); strategy ${[...new Set(mine.map((x) => x.stats.strategy))].join(', ')}`);
+  }
+}
+
+const BEGIN = '<!-- bench/commands.mjs -->';
+const END = '<!-- end bench/commands.mjs -->';
+
+/** Replaces the text between the markers in docs/PERFORMANCE.md with the report (fails if they are absent). */
+function writeDocs(lines) {
+  const file = join(ROOT, 'docs', 'PERFORMANCE.md');
+  const text = readFileSync(file, 'utf8');
+  const [a, b] = [text.indexOf(BEGIN), text.indexOf(END)];
+  if (a < 0 || b < a) throw new Error(`docs/PERFORMANCE.md has no ${BEGIN} ... ${END} section`);
+  writeFileSync(file, `${text.slice(0, a + BEGIN.length)}\n${lines.join('\n')}\n${text.slice(b)}`);
+  console.error(`wrote the report into ${file}`);
 }
 
 /** Child: embeds FILE's texts the sentence-transformers way; writes OUT (.npy) and prints its encoding stats. */

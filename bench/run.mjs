@@ -16,13 +16,26 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    only: { type: 'string' },
-    list: { type: 'boolean', default: false },
-  },
-});
+const USAGE = 'usage: npm run bench [-- --quick] [-- --only gemm,fold] [-- --list] [-- --help]';
+let values;
+try {
+  ({ values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      list: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  }));
+} catch (e) {
+  // An unknown or malformed option: one line, as the CLI's usage errors.
+  console.error(`error: ${e.message.split('\n')[0]} (${USAGE})`);
+  process.exit(2);
+}
+if (values.help) {
+  console.log(`${USAGE}\n\nRuns every benchmark in bench/, each in its own process, after a build. --quick runs each at a small size\n(minutes in all), --only runs the named ones, --list prints their commands without running them.`);
+  process.exit(0);
+}
 
 const scratch = join(tmpdir(), `mba-bench-${process.pid}`);
 const fidelityDoc = join(scratch, 'FIDELITY.md');

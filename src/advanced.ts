@@ -20,7 +20,7 @@ export type { RtTensor } from './runtime/tensor.js';
 export { shutdownRuntime } from './runtime/shutdown.js';
 export { openModel, openCheckpoint, DEFAULT_MODEL, type LoadedModel, type OpenOptions } from './run/load.js';
 export { resolveModel, downloadModel, type HubOptions, type ResolvedModel } from './hub/resolve.js';
-export { packTexts, type PackedWindow } from './run/pack-texts.js';
+export { packTexts, type PackedWindow } from './model/pack-texts.js';
 export { runBatch, runTokenized, batchShape, type BatchOptions, type BatchStats, type RunWindow } from './tasks/batch.js';
 export { TASKS, taskOfHead, type TaskSpec, type TaskPlan, type TaskTypes, type EncodedText } from './tasks/task-table.js';
 export { openTaskModel, runTask, closeTaskModel, type TaskModel } from './tasks/pipeline.js';

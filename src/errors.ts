@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'BAD_ARGUMENT'
   | 'OUTPUT_EXISTS'
   | 'FILE_SYSTEM'
+  | 'NON_FINITE'
   /** The Hugging Face Hub (or HF_ENDPOINT) could not be reached or answered what no Hub answers. */
   | 'NETWORK'
   /** The Hub refused a model without a valid token (401) or to this token (403). */
@@ -17,7 +18,8 @@ export type ErrorCode =
 
 /**
  * An error the CLI reports as one line; `context` says which file, tensor or value. Exit code 2 (the user's to
- * fix), except INTERNAL: a broken invariant of ours, exit 3.
+ * fix), except NON_FINITE: a result that is NaN or infinite, a failed check like verify's, exit 1; and
+ * INTERNAL: a broken invariant of ours, exit 3.
  */
 export class ModernBertError extends Error {
   readonly code: ErrorCode;
@@ -30,4 +32,9 @@ export class ModernBertError extends Error {
     this.code = code;
     this.context = context;
   }
+}
+
+/** The CLI's exit code for an error of `code` (see ModernBertError). */
+export function exitCodeFor(code: ErrorCode): number {
+  return code === 'NON_FINITE' ? 1 : code === 'INTERNAL' ? 3 : 2;
 }

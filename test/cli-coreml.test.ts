@@ -34,7 +34,7 @@ describe('convert', () => {
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toMatch(/wrote .*mini2\.mlpackage: folded, fp16 weights, S = 32/);
     expect(human.stdout).toMatch(/time: read [\d.]+ s, transform [\d.]+ s, encode\+write [\d.]+ s/);
-    expect(human.stdout).toMatch(/fidelity \(fp16 emulation vs float32, \d+ tokens of built-in sentences\): KL [\d.e-]+, top-1 [\d.]+%/);
+    expect(human.stdout).toMatch(/fidelity of the mlm output \(fp16 emulation vs float32, \d+ tokens of built-in sentences\): KL [\d.e-]+, top-1 [\d.]+%/);
 
     const ours = json(await cli('predict', pkg, DOOR, '--json')) as { token_str: string; score: number }[];
     const ref = json(await cli('predict', DOOR, '--json')) as typeof ours;
@@ -97,16 +97,18 @@ describe('convert', () => {
     }
   });
 
-  it('non-finite outputs are reported loudly, with the layer where they first appear', async () => {
+  it('a conversion whose float16 emulation gives NaN or infinity writes nothing: one error line naming the layer and op, exit 1', async () => {
     // 3000 puts ~74,000 into the residual stream: past float16's 65504 unless rotated.
     const dir = await withOutlier(join(FX, 'tiny-mlm'), 'model.layers.1.mlp.Wo.weight', 7, 3000, tmp);
-    const r = await cli('convert', dir, '--out', join(tmp, 'inf.mlpackage'), '--no-fold', '--json');
-    const f = (json(r) as { fidelity: { kl: number | null; non_finite: { tokens: number; first_layer: number } } }).fidelity;
-    expect(f.kl).toBeNull(); // JSON has no Infinity
-    expect(f.non_finite.tokens).toBeGreaterThan(0);
-    expect(f.non_finite.first_layer).toBe(2);
-    const human = await cli('convert', dir, '--out', join(tmp, 'inf2.mlpackage'), '--no-fold');
-    expect(human.stdout).toMatch(/WARNING: NON-FINITE OUTPUTS on \d+ tokens; the first NaN\/inf appears after layer 2/);
+    for (const extra of [[], ['--json']]) {
+      const out = join(tmp, `inf${extra.length}.mlpackage`);
+      const r = await cli('convert', dir, '--out', out, '--no-fold', ...extra);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+      expect(r.stderr).toMatch(/^error: the converted model gives NaN or infinity in fp16 emulation on \d+ of \d+ tokens; the first appears after layer 2, at op \w+ "[^"]+" .*nothing was written$/m);
+      expect(existsSync(out)).toBe(false);
+    }
   });
 });
 

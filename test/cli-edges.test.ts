@@ -108,7 +108,7 @@ describe('inspect', () => {
     const r = await cli('inspect', pkg);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.match(/^head +/gm)).toHaveLength(1);
-    expect(r.stdout).toMatch(/^fidelity +\(fp16 emulation vs float32, \d+ tokens of built-in sentences\): KL \d\.\d\de-\d+, top-1 [\d.]+%/m);
+    expect(r.stdout).toMatch(/^fidelity +of the mlm output \(fp16 emulation vs float32, \d+ tokens of built-in sentences\): KL \d\.\d\de-\d+, top-1 [\d.]+%/m);
     expect(r.stdout).not.toMatch(/\{"/);
     // --json keeps every metadata entry as stored.
     expect(JSON.parse((json(await cli('inspect', pkg, '--json')) as { metadata: { fidelity: string } }).metadata.fidelity)).toHaveProperty('kl');

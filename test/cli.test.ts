@@ -374,7 +374,7 @@ describe('bad input: exit 2, one line on stderr, no stack (the stack with --debu
     ['a negative --atol', () => ['verify', TINY_MLM, '--golden', join(TINY_MLM, 'golden.safetensors'), '--atol', '-1'], /--atol/],
     ['verify without --golden', () => ['verify', TINY_MLM], /required option '--golden <file>' not specified/],
     ['a missing golden file', () => ['verify', TINY_MLM, '--golden', join(FX, 'nope.safetensors')], /nope\.safetensors does not exist/],
-    ['a golden that is a folder', () => ['verify', TINY_MLM, '--golden', FX], /is a folder, not a regular safetensors file/],
+    ['a golden that is a folder', () => ['verify', TINY_MLM, '--golden', FX], /is a folder, not a regular golden file/],
     ['a golden of another model', () => ['verify', TINY_MLM, '--golden', join(FX, 'tiny-cls-mean', 'golden.safetensors')], /golden case "\w+": hidden_states is \[4, \d+, \d+, 64\], but this model .* need \[5, /],
     ['a golden whose classes disagree with the model', () => ['verify', join(FX, 'tiny-token'), '--golden', join(FX, 'tiny-cls-mean', 'golden.safetensors')], /3 sequence-classification logits per row, the model's output is \[1, 5, 1, \d+\]/],
     ['synth of an unknown preset', () => ['synth', 'huge', '--out', join(tempDir(), 'o')], /"huge" is neither a preset/],

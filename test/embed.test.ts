@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { npyBytes } from '../src/io/npy.js';
 import { parseBatchInput } from '../src/tasks/batch-input.js';
-import { packTexts } from '../src/run/pack-texts.js';
+import { packTexts } from '../src/model/pack-texts.js';
 import { sentenceTransformers } from './helpers/embedding.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';

@@ -1,6 +1,8 @@
-// The fidelity report on a conversion that overflows float16: it names the first op with a NaN/inf, and its
-// advice addresses that cause only (a rotation for the residual stream, and never when one is already on).
+// A conversion that overflows float16 writes nothing (exit 1): its one error line names the first op with a
+// NaN/inf, and its advice addresses that cause only (a rotation for the residual stream, and never when one
+// is already on).
 
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nonFiniteAdvice, partOf, type ModelPart } from '../src/eval/fidelity.js';
@@ -15,9 +17,13 @@ const TRY_HADAMARD = /try --rotation hadamard/;
 describe('a conversion that overflows float16', () => {
   const tmp = tempDir();
   const warning = async (dir: string, ...args: string[]) => {
-    const r = await cli('convert', dir, '--out', join(tmp, `${args.join('')}-${dir.slice(-6)}.mlpackage`), '--seq-len', '32', ...args);
-    expect(r.code, r.stderr).toBe(0);
-    return r.stdout.split('\n').find((l) => l.includes('WARNING')) ?? '';
+    const out = join(tmp, `${args.join('')}-${dir.slice(-6)}.mlpackage`);
+    const r = await cli('convert', dir, '--out', out, '--seq-len', '32', ...args);
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^error: the converted model gives NaN or infinity .*; nothing was written$/m);
+    expect(existsSync(out)).toBe(false);
+    return r.stderr;
   };
 
   it('in the residual stream, unrotated: names the op and suggests Hadamard', async () => {

@@ -12,6 +12,7 @@ import { PackageRunner } from '../src/run/package-runner.js';
 import { decodeModel, encodeModel } from '../src/coreml/schema.js';
 import { readGolden } from '../src/eval/golden.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { READ_LIMITS } from '../src/io/limits.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { loadTokenizer } from '../src/tokenizer/tokenizer.js';
 import { cli, expectOneLineError } from './helpers/cli.js';
@@ -195,13 +196,15 @@ describe('sizes are bounded before anything is allocated', () => {
     const pkg = copyPackage();
     rmSync(join(pkg, 'Manifest.json'));
     symlinkSync('/dev/zero', join(pkg, 'Manifest.json'));
-    expect((await expectError(() => readMLPackage(pkg), 'BAD_INPUT')).message).toContain('Manifest.json is a device');
+    expect((await expectError(() => readMLPackage(pkg), 'BAD_INPUT')).message).toContain('Manifest.json is a character device');
   });
 
-  it('a JSON file above 64 MB is refused before it is parsed', async () => {
+  it('a JSON file above its kind\'s cap (limits.ts) is refused before it is parsed', async () => {
     const dir = copyFixture('tiny-mlm');
-    writeFileSync(join(dir, 'config.json'), Buffer.alloc(64 * 1024 * 1024 + 1, 0x20));
-    expect((await expectError(() => loadCheckpoint(dir), 'BAD_INPUT')).message).toContain('more than the 67108864 a JSON file may have');
+    writeFileSync(join(dir, 'config.json'), Buffer.alloc(READ_LIMITS.config + 1, 0x20));
+    expect((await expectError(() => loadCheckpoint(dir), 'BAD_INPUT')).message).toContain(`is ${READ_LIMITS.config + 1} bytes, more than the 1 MiB a JSON file may have`);
+    writeFileSync(join(dir, 'tokenizer.json'), Buffer.alloc(READ_LIMITS.tokenizer + 1, 0x20));
+    expect((await expectError(() => loadTokenizer(dir), 'BAD_INPUT')).message).toContain('more than the 64 MiB a tokenizer file may have');
   });
 });
 

@@ -102,10 +102,13 @@ describe('writeSafetensors', () => {
     expect(buf.subarray(8).toString('utf8')).toBe('{}      ');
   });
 
-  it('replaces an existing file whole', async () => {
+  it('replaces an existing file whole, only when told to', async () => {
     const path = join(dir, 'replace.safetensors');
     writeFileSync(path, 'old contents');
-    await writeSafetensors(path, [{ name: 'x', dtype: 'I32', shape: [1], data: () => Int32Array.from([7]) }]);
+    const x: TensorToWrite = { name: 'x', dtype: 'I32', shape: [1], data: () => Int32Array.from([7]) };
+    await expectError(writeSafetensors(path, [x]), 'OUTPUT_EXISTS');
+    expect(readFileSync(path, 'utf8')).toBe('old contents');
+    await writeSafetensors(path, [x], { overwrite: true });
     expect(parse(path).data.readInt32LE(0)).toBe(7);
   });
 

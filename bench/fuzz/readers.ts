@@ -1,7 +1,8 @@
-// The six readers the fuzzer exercises, each with its seed files (built once from the project's fixtures)
+// The readers the fuzzer exercises, each with its seed files (built once from the project's fixtures)
 // and its case: mutate the seed, write it into a fresh folder, read it as a user would, and when it is
 // accepted, use it (read every tensor, run a short forward pass, encode a text) so that "accepted"
-// also means "works, with finite outputs".
+// also means "works, with finite outputs". What a user names on the command line (batch inputs, head
+// names, output targets) is in user-files.ts.
 
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -17,10 +18,12 @@ import { BlobReader } from '../../dist/coreml/milblob.js';
 import { PackageRunner } from '../../dist/run/package-runner.js';
 import { decodeModel, encodeModel } from '../../dist/coreml/schema.js';
 import { loadTokenizer } from '../../dist/tokenizer/tokenizer.js';
+import { BUILTIN_SENTENCES } from '../../dist/eval/sentences.js';
 import { concat, mutateBytes, mutateJsonText, type Mutated } from './mutate.js';
+import { batchSeeds, runUserFileCase, USER_FILE_READERS } from './user-files.js';
 import type { Rng } from './random.js';
 
-export const READERS = ['safetensors', 'index', 'config', 'tokenizer', 'package', 'golden'] as const;
+export const READERS = ['safetensors', 'index', 'config', 'tokenizer', 'package', 'golden', ...USER_FILE_READERS] as const;
 export type ReaderName = (typeof READERS)[number];
 
 /** Seed files, built once per run from the fixtures folder. */
@@ -42,6 +45,9 @@ export interface Seeds {
   /** Offsets of the blob metadata records in weight.bin. */
   blobs: number[];
   golden: Uint8Array;
+  /** Batch inputs: one text per line, and JSONL. */
+  plain: string;
+  jsonl: string;
 }
 
 /** Builds the seeds in `dir` from `fixtures` (test/fixtures). */
@@ -114,6 +120,7 @@ export async function prepareSeeds(fixtures: string, dir: string): Promise<Seeds
     weights: readFileSync(weightsPath),
     blobs,
     golden: readFileSync(goldenPath),
+    ...batchSeeds(BUILTIN_SENTENCES),
   };
 }
 
@@ -194,6 +201,10 @@ async function forwardCheckpoint(dir: string): Promise<void> {
 /** Runs one case of `reader` in `dir` (a fresh, empty folder). Throws what the reader threw. */
 export async function runReaderCase(reader: ReaderName, seeds: Seeds, rng: Rng, dir: string, log: CaseLog): Promise<void> {
   switch (reader) {
+    case 'batch-input':
+    case 'head-name':
+    case 'output':
+      return runUserFileCase(reader, seeds, rng, dir, log);
     case 'safetensors': {
       const path = join(dir, 'model.safetensors');
       const m = mutateSafetensors(rng, seeds.safetensors);

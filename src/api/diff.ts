@@ -2,6 +2,7 @@
 // top-1 / top-5 agreement and the max abs difference of the logits, at [MASK] positions when there are any.
 
 import { ModernBertError } from '../errors.js';
+import { assertFinite } from '../numeric/finite.js';
 import { AgreementMeter, type Agreement } from '../eval/compare.js';
 import { resolveInputs } from '../eval/inputs.js';
 import { Interpreter } from '../graph/interpreter.js';
@@ -86,6 +87,10 @@ async function compare(a: LoadedModel, b: LoadedModel, o: DiffOptions): Promise<
     const lb = (await b.runner.forward(s, { positions })).outputs.get('logits');
     if (!la || !lb) throw new ModernBertError('BAD_ARGUMENT', 'diff compares logits; one of the models has no "logits" output');
     if (la.shape[1] !== lb.shape[1]) throw new ModernBertError('SHAPE_MISMATCH', `A has ${la.shape[1]} logits per token, B ${lb.shape[1]}`);
+    // NaN or infinity is not a difference to average: the comparison fails, naming the model and the input.
+    const input = `on input "${s.label.slice(0, 40)}"`;
+    assertFinite(la.data, `A (${a.path}) ${input}: its "logits" output`, la.shape);
+    assertFinite(lb.data, `B (${b.path}) ${input}: its "logits" output`, lb.shape);
     meter.add(la.data, lb.data, la.shape[1]!, la.shape.length === 4 ? la.shape[3]! : 1);
     o.onProgress?.(i + 1, seqs.length);
   }

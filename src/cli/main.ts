@@ -2,7 +2,7 @@
 // (2 for bad input or usage, 1 when a check fails, 3 for an internal error; the stack with --debug).
 
 import { Command, CommanderError } from 'commander';
-import { ModernBertError } from '../errors.js';
+import { exitCodeFor, ModernBertError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { kernelThreads } from '../runtime/kernels/index.js';
 import { shutdownRuntime } from '../runtime/shutdown.js';
@@ -58,9 +58,16 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   program.hook('preAction', () => void kernelThreads());
 
   const debug = argv.includes('--debug');
-  // No command: one usage line, as for any other usage error (the whole help is for --help).
-  if (argv.every((a) => a === '--debug')) {
-    io.stderr(`usage: modernbert-ane <command> [options], the command one of ${program.commands.map((c) => c.name()).join(', ')} (add --help for usage)\n`);
+  // No command, or help for one that does not exist: one `error:` line, as for any other usage error (the whole help is for --help).
+  const names = program.commands.map((c) => c.name());
+  const words = argv.filter((a) => a !== '--debug');
+  const usage = `modernbert-ane <command> [options], the command one of ${names.join(', ')} (add --help for usage)`;
+  if (words.length === 0) {
+    io.stderr(`error: no command given: ${usage}\n`);
+    return 2;
+  }
+  if (words[0] === 'help' && words[1] !== undefined && !names.includes(words[1]) && !words[1].startsWith('-')) {
+    io.stderr(`error: unknown command '${oneLine(words[1])}': ${usage}\n`);
     return 2;
   }
   try {
@@ -71,7 +78,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     if (e instanceof ModernBertError && e.code !== 'INTERNAL') {
       io.stderr(`error: ${oneLine(asFlags(e.message))}\n`);
       if (debug && e.stack) io.stderr(`${e.stack}\n`);
-      return 2;
+      return exitCodeFor(e.code);
     }
     const err = e as Error;
     io.stderr(`internal error: ${oneLine(err?.message ?? String(e))}${debug ? '' : ' (run with --debug for the stack trace)'}\n`);

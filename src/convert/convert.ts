@@ -4,10 +4,12 @@
 // (write-package.ts). The command line parses its flags into the options and prints the report.
 
 import { basename, resolve } from 'node:path';
+import { checkPackageOutput } from '../coreml/package.js';
 import { ModernBertError } from '../errors.js';
+import { keptRotation } from '../learn/learned.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { convertChoices, type AddHead, type ConvertOptions } from './convert-options.js';
-import type { AddedHead } from './heads.js';
+import { checkHeadName, type AddedHead } from './heads.js';
 import { calibrationOf, learnedRotation, openSource } from './prepare.js';
 import { writePackage, type ConvertReport } from './write-package.js';
 import { chooseExecutor } from '../run/executor-choice.js';
@@ -28,6 +30,7 @@ async function openAddedHeads(list: readonly AddHead[], opened: (() => void)[]):
   const heads: AddedHead[] = [];
   for (const a of list) {
     const spec = typeof a === 'string' ? { model: a } : a;
+    if (spec.name !== undefined) checkHeadName(spec.name); // before it opens (or downloads) anything
     const { ckpt, close } = await openSource(spec.model, {}, '`addHeads`');
     opened.push(close);
     heads.push({ ...(spec.name === undefined ? {} : { name: spec.name }), ckpt });
@@ -42,15 +45,23 @@ export async function convert(model: string | Checkpoint, options: ConvertOption
   try {
     const { ckpt, close } = await openSource(model, options, 'convert');
     opened.push(close);
+    const out = options.out ?? `${basename(resolve(ckpt.dir)).replace(/\.mlpackage$/, '')}.mlpackage`;
+    const seqLens = seqLensOf(options, ckpt.config.maxPositions);
+    // Before any work (learning a rotation takes minutes): an output that cannot be written fails now.
+    checkPackageOutput(out, c.force, [ckpt.dir]);
     const added = await openAddedHeads(options.addHeads ?? [], opened);
     const { tok, calibration, calibrationName } = await calibrationOf(ckpt, { texts: options.calibration, name: options.calibrationName, random: options.random, seed: c.seed });
-    const out = options.out ?? `${basename(resolve(ckpt.dir)).replace(/\.mlpackage$/, '')}.mlpackage`;
     // The fidelity report's runtime; which one the work decides once the calibration and the model are known.
     const executor = c.fidelity === null ? undefined : options.executor ?? (await chooseExecutor({ precision: c.fidelity, ...(options.runtime === undefined ? {} : { runtime: options.runtime }) }));
+    const learning = c.rotation === 'learned'
+      ? await learnedRotation(ckpt, calibration, { seed: c.seed, norm: c.norm, precision: c.fidelity ?? 'fp16', seconds: options.learnSeconds ?? 60, compress: c.compress, onProgress: (d, t) => options.onProgress?.('learn', d, t) })
+      : undefined;
+    // A discarded learned rotation: the package is what was kept instead, and says so.
+    const rotation = learning ? keptRotation(learning.learnReport) : c.rotation;
     return await writePackage(ckpt, {
       out,
-      seqLens: seqLensOf(options, ckpt.config.maxPositions),
-      fold: c.fold, rotation: c.rotation, norm: c.norm, seed: c.seed, weights: c.weights, target: c.target, force: c.force,
+      seqLens,
+      fold: c.fold, rotation, norm: c.norm, seed: c.seed, weights: c.weights, target: c.target, force: c.force,
       tokenizer: c.tokenizer === 'auto' ? ckpt.tokenizerPath !== undefined : c.tokenizer,
       maskFrom: c.maskFrom,
       calibration, calibrationName,
@@ -63,9 +74,7 @@ export async function convert(model: string | Checkpoint, options: ConvertOption
       ...(options.maxKl === undefined ? {} : { maxKl: options.maxKl }),
       ...(options.aneRules ? { aneRules: options.aneRules } : {}),
       ...(c.layout ? { heads: { ...c.layout, added } } : {}),
-      ...(c.rotation === 'learned'
-        ? await learnedRotation(ckpt, calibration, { seed: c.seed, norm: c.norm, precision: c.fidelity ?? 'fp16', seconds: options.learnSeconds ?? 60, compress: c.compress, onProgress: (d, t) => options.onProgress?.('learn', d, t) })
-        : {}),
+      ...(learning ? { learnReport: learning.learnReport, ...(rotation === 'learned' ? { learned: learning.learned } : {}) } : {}),
       onProgress: (stage, d, t) => options.onProgress?.(stage, d, t),
       ...(executor?.factory ? { executor: executor.factory } : {}),
     });

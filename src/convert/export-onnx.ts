@@ -8,7 +8,7 @@ import type { Checkpoint } from '../model/checkpoint.js';
 import { buildModel } from '../model/model.js';
 import { defaultHead, type OutputHead } from '../model/options.js';
 import { lowerGraph } from '../onnx/lower.js';
-import { checkOnnxOutput, writeOnnx, type WriteOnnxResult } from '../onnx/write.js';
+import { checkOnnxOutput, writeOnnx, type OnnxOutputs, type WriteOnnxResult } from '../onnx/write.js';
 import { basename, resolve } from 'node:path';
 import type { DownloadProgress } from '../hub/resolve.js';
 import type { Precision } from '../runtime/numerics.js';
@@ -16,7 +16,7 @@ import { calibrationOf, learnedRotation, openSource } from './prepare.js';
 import { sourceName } from './write-package.js';
 import { VERSION } from '../version.js';
 import type { Rotation } from '../rotation/rotation.js';
-import type { LearnReport } from '../learn/learned.js';
+import { keptRotation, type LearnReport } from '../learn/learned.js';
 import { prepareVariant, type RotationKind } from '../model/variants.js';
 
 /** How to export a checkpoint as ONNX; every option has the command's default. */
@@ -110,12 +110,16 @@ async function exportPlan(ckpt: Checkpoint, o: ExportOnnxOptions): Promise<Expor
   const seed = o.seed ?? 0;
   let learned: Rotation | undefined;
   let learning: LearnReport | undefined;
+  let used = rotation;
   if (rotation === 'learned') {
     // The same rotation as convert's rotation 'learned' would fold (same calibration, seed and budget).
     const { calibration } = await calibrationOf(ckpt, { texts: o.calibration, random: o.random, seed });
     ({ learned, learnReport: learning } = await learnedRotation(ckpt, calibration, { seed, norm, precision: o.fidelity ?? 'fp16', seconds: o.learnSeconds ?? 60, onProgress: (d, t) => o.onProgress?.('learn', d, t) }));
+    // A discarded learned rotation: the export is what was kept instead, and says so.
+    used = keptRotation(learning);
+    if (used !== 'learned') learned = undefined;
   }
-  return { seqLen: o.seqLen, fold, rotation, learned, learning, norm, seed, precision, head: o.head, attentionChunk: o.attentionChunk };
+  return { seqLen: o.seqLen, fold, rotation: used, learned, learning, norm, seed, precision, head: o.head, attentionChunk: o.attentionChunk };
 }
 
 /** Exports a checkpoint (a folder, a Hub id `org/name[@revision]`, or one already open) as an ONNX model. */
@@ -123,16 +127,16 @@ export async function exportOnnx(model: string | Checkpoint, options: ExportOnnx
   const { ckpt, close } = await openSource(model, options, 'export-onnx');
   try {
     const out = options.out ?? `${basename(resolve(ckpt.dir))}.onnx`;
-    const force = Boolean(options.force);
-    checkOnnxOutput(out, force); // before minutes of learning
+    // Before minutes of learning: the model file and its .data, never over the checkpoint's files.
+    const outputs = checkOnnxOutput(out, { force: Boolean(options.force), externalData: Boolean(options.externalData), inputs: [ckpt.dir] });
     const plan = await exportPlan(ckpt, options);
-    return writeOnnxExport(ckpt, plan, { out, force, externalData: Boolean(options.externalData), maxInlineBytes: options.maxInlineBytes });
+    return writeOnnxExport(ckpt, plan, { outputs, force: Boolean(options.force), externalData: Boolean(options.externalData), maxInlineBytes: options.maxInlineBytes });
   } finally {
     close();
   }
 }
 
-function writeOnnxExport(ckpt: Checkpoint, o: ExportPlan, file: { out: string; force: boolean; externalData: boolean; maxInlineBytes?: number | undefined }): ExportOnnxReport {
+function writeOnnxExport(ckpt: Checkpoint, o: ExportPlan, file: { outputs: OnnxOutputs; force: boolean; externalData: boolean; maxInlineBytes?: number | undefined }): ExportOnnxReport {
   const t0 = performance.now();
   const c = ckpt.config;
   const { graph, variant, head } = exportGraph(ckpt, o);
@@ -149,7 +153,7 @@ function writeOnnxExport(ckpt: Checkpoint, o: ExportPlan, file: { out: string; f
     precision: o.precision,
     sequence_length: o.seqLen === undefined ? `1..${c.maxPositions}` : String(o.seqLen),
   };
-  const written = writeOnnx(lowered, file.out, {
+  const written = writeOnnx(lowered, file.outputs, {
     name: `${sourceName(ckpt)} (${head})`,
     docString: `${c.architecture} exported by modernbert-ane ${VERSION}: ${variant}, ${o.precision}`,
     metadata,

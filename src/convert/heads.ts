@@ -5,7 +5,7 @@
 //   the whole body, whose constants the writer stores once (coremltools' save_multifunction).
 // Heads may come from other checkpoints whose body weights are bit-identical (--add-head).
 
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { bodyHash } from '../coreml/body-hash.js';
 import type { DescriptionOptions } from '../coreml/description.js';
 import { writeMLPackage, type FunctionToWrite, type WriteStats } from '../coreml/mil-write.js';
@@ -111,9 +111,7 @@ function plan(ctx: HeadsContext, o: HeadsOptions): HeadPlan[] {
   const names = all.map((p) => p.name);
   const twice = names.find((n, i) => names.indexOf(n) !== i);
   if (twice) throw new ModernBertError('BAD_ARGUMENT', `two heads are named "${twice}": name an added one (\`addHeads\`: NAME=DIR)`, { name: twice, option: 'addHeads' });
-  for (const n of names) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(n)) throw new ModernBertError('BAD_ARGUMENT', `head name "${n}" must be an identifier ([A-Za-z_][A-Za-z0-9_]*)`, { name: n });
-  }
+  for (const n of names) checkHeadName(n);
   return all;
 }
 
@@ -182,7 +180,8 @@ async function writeHeadPackages(ctx: HeadsContext, heads: HeadPlan[], headGraph
 async function writeMultifunction(ctx: HeadsContext, heads: HeadPlan[], buckets: boolean): Promise<{ stats: WriteStats; written: string[]; functions: string[] }> {
   const groups = buckets ? ctx.lens.map((s) => [s]) : [ctx.lens];
   const functions: FunctionToWrite[] = [];
-  const info: Record<string, FunctionInfo> = {};
+  // No prototype: a function's name is a key like any other (names are checked too: checkHeadName).
+  const info = Object.create(null) as Record<string, FunctionInfo>;
   for (const p of heads) {
     for (const lens of groups) {
       // With buckets, a function per length: "mlm_s512" (or "s512" for the checkpoint's one head).
@@ -208,4 +207,28 @@ async function writeMultifunction(ctx: HeadsContext, heads: HeadPlan[], buckets:
     onProgress: (p) => ctx.onProgress?.(p.constsWritten, p.constsTotal),
   });
   return { stats, written: [ctx.out], functions: functions.map((f) => f.name) };
+}
+
+/** The longest head name: it becomes a function name, a package name suffix and a metadata key. */
+const MAX_HEAD_NAME = 64;
+
+/**
+ * Checks a head name before it reaches a package (a function name, `OUT-NAME.mlpackage`, a key of the
+ * functions metadata): an identifier, and not a property every object has (`__proto__`, `constructor`,
+ * `toString`...), which would vanish from or corrupt the metadata. Returns the name.
+ */
+export function checkHeadName(name: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || name.length > MAX_HEAD_NAME) {
+    throw new ModernBertError('BAD_ARGUMENT', `head name ${JSON.stringify(name.slice(0, 80))} must be an identifier of at most ${MAX_HEAD_NAME} characters ([A-Za-z_][A-Za-z0-9_]*)`, { name });
+  }
+  if (name in Object.prototype) throw new ModernBertError('BAD_ARGUMENT', `head name "${name}" is reserved (every object has a property of that name): choose another`, { name });
+  return name;
+}
+
+/** Parses `--add-head [NAME=]DIR`, checking NAME (checkHeadName); a DIR that itself holds "=" may be given as ./DIR. */
+export function parseAddHead(spec: string): { name?: string; dir: string } {
+  const eq = spec.indexOf('=');
+  const name = eq > 0 ? spec.slice(0, eq) : undefined;
+  if (name === undefined || /[\\/]/.test(name) || existsSync(spec)) return { dir: spec };
+  return { name: checkHeadName(name), dir: spec.slice(eq + 1) };
 }

@@ -13,7 +13,7 @@ import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from '../core
 import { atLeast, type Target } from '../ir/target.js';
 import { META } from '../coreml/package-info.js';
 import { ModernBertError } from '../errors.js';
-import { measureFidelity, type FidelityReport } from '../eval/fidelity.js';
+import { measureFidelity, nonFiniteSummary, type FidelityReport } from '../eval/fidelity.js';
 import type { ProbeSequence } from '../eval/inputs.js';
 import { readJson, type Checkpoint } from '../model/checkpoint.js';
 import { CachedWeights } from '../run/engine.js';
@@ -85,8 +85,8 @@ export interface ConvertReport {
   variant: string;
   seqLens: number[];
   stats: WriteStats;
-  /** Seconds spent reading the checkpoint, transforming (folding, rotating) and encoding + writing. */
-  seconds: { read: number; transform: number; write: number; fidelity: number; total: number };
+  /** Seconds spent learning the rotation (before writePackage: learnReport), reading the checkpoint, transforming (folding, rotating) and encoding + writing; the total includes all. */
+  seconds: { learn: number; read: number; transform: number; write: number; fidelity: number; total: number };
   fidelity: FidelityReport | null;
   /** Ops whose tensors break the Neural Engine's limits (graph/ane-limits.ts); Core ML runs them elsewhere. */
   aneIssues: AneIssue[];
@@ -268,11 +268,15 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   const work = { ...lengthsWork(o.calibration.flatMap((s) => [s.ids.length, s.ids.length])), bytes: weightBytes(ckpt.weights) };
   const fromPackage = o.fidelity !== null && o.weights === 'fp16' && !compressed && !o.heads && o.executor?.readsFiles?.(work) === true;
   const reference: ModelSource = { config: c, weights: ckpt.weights, ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}) };
+  // Measured as shipped: the head the package outputs, packed as it runs.
+  const form = { head, ...(o.pack === undefined ? {} : { pack: o.pack, window: Math.max(...o.seqLens) }) };
   const measure = async (converted: ModelSource): Promise<FidelityReport> => {
     const f0 = performance.now();
     const ms0 = transformed.ms;
-    const report = await measureFidelity(reference, { source: converted, norm: variant.norm }, o.calibration, o.fidelity!, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t), o.executor);
+    const report = await measureFidelity(reference, { source: converted, norm: variant.norm }, o.calibration, o.fidelity!, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t), form, o.executor);
     fidelityMs = performance.now() - f0 - (transformed.ms - ms0);
+    // A package that gives NaN or infinity would not work: none is written (exit 1).
+    if (report.non_finite) throw new ModernBertError('NON_FINITE', `${nonFiniteSummary(report, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}; nothing was written`);
     if (o.maxKl !== undefined && !(report.kl <= o.maxKl)) throw new FidelityGateError(report.kl, o.maxKl);
     return report;
   };
@@ -330,17 +334,20 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
       : {}),
   });
   const written = heads?.written ?? [o.out];
+  // The time a learned rotation took before this call counts too: the report says what the conversion cost.
+  const learn = o.learnReport?.seconds.total ?? 0;
   return {
     out: o.out,
     variant: variant.name,
     seqLens: lens,
     stats,
     seconds: {
+      learn,
       read: read.ms / 1000,
       transform: Math.max(0, transformed.ms - read.ms) / 1000,
       write: stats.writeMs / 1000,
       fidelity: fidelityMs / 1000,
-      total: (performance.now() - t0) / 1000,
+      total: learn + (performance.now() - t0) / 1000,
     },
     fidelity,
     aneIssues,

@@ -16,6 +16,7 @@ import type { Const, DType, Dim, Graph, Literal, Op, TensorData, TensorType, Val
 import { numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import { fileError, readFileBounded } from '../io/files.js';
+import { READ_LIMITS } from '../io/limits.js';
 import { assertFinite } from '../io/weights.js';
 import { featureFromProto, metadataFromProto, SYMBOLS_KEY, TAPS_KEY, type ModelDescription } from './description.js';
 import { BlobReader, type BlobDataType } from './milblob.js';
@@ -28,12 +29,8 @@ import { decodeModel } from './schema.js';
 import { targetForOpset, type Target } from '../ir/target.js';
 import { decodeTensorBytes, paddingBits, storedBytes } from './tensor-bytes.js';
 
-/**
- * The largest model.mlmodel read. The program of an ML Program package is small (its weights are in
- * weight.bin): 120 KB for tiny-mlm, a few MB for ModernBERT-large; 256 MB allows large inline constants
- * while keeping a corrupt file from being decoded into gigabytes of objects.
- */
-export const MAX_MODEL_BYTES = 256 * 1024 * 1024;
+/** The largest model.mlmodel read (io/limits.ts: the program alone; its weights stay in weight.bin). */
+export const MAX_MODEL_BYTES = READ_LIMITS.model;
 
 /** The most elements a tensor of a program may have (a typed array's limit). */
 const MAX_ELEMENTS = 2 ** 31 - 1;

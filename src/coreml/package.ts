@@ -7,11 +7,14 @@
 // that is renamed into place at the end, and removed on any failure, process exit or interrupting signal.
 
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { copyFileSync, existsSync, lstatSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve, sep } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError, makeFolders, withFsErrors } from '../io/fs-errors.js';
+import { fsError, makeFolders } from '../io/fs-errors.js';
 import { fileError, readJsonFile } from '../io/files.js';
+import { READ_LIMITS } from '../io/limits.js';
+import { checkFolderOutput, within } from '../io/output.js';
+import { clearStaleSiblings, dropTemp, removeQuietly, tempSibling } from '../io/temp-files.js';
 
 /** The author that Core ML's own items carry. */
 const COREML_AUTHOR = 'com.apple.CoreML';
@@ -74,152 +77,32 @@ function manifestText(manifest: Manifest): string {
   return JSON.stringify(manifest, null, 2);
 }
 
-/** Temporary folders being built, removed if the process exits or is interrupted before they are renamed into place. */
-const pending = new Set<string>();
-let exitHookInstalled = false;
-/** Signals that end a conversion (Ctrl-C, kill, a closed terminal); the process exits 128 + the signal number. */
-const SIGNALS: Record<string, number> = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
-
-function removePending(): void {
-  for (const dir of pending) removeQuietly(dir);
-}
-
-function onSignal(signal: NodeJS.Signals): void {
-  removePending();
-  pending.clear();
-  // Only a process that nobody else listens to the signal in is ours to end (a host program decides itself).
-  if (process.listenerCount(signal) === 1) process.exit(128 + (SIGNALS[signal] ?? 0));
-}
-
-/** Removes `path` if it is there; a cleanup that fails must not hide the error that caused it. */
-function removeQuietly(path: string): void {
-  try {
-    rmSync(path, { recursive: true, force: true });
-  } catch {
-    // nothing to do: the original error (or the finished package) is what matters
-  }
-}
-
-function track(tmp: string): void {
-  if (!exitHookInstalled) {
-    process.on('exit', removePending);
-    exitHookInstalled = true;
-  }
-  if (pending.size === 0) for (const s of Object.keys(SIGNALS)) process.on(s, onSignal);
-  pending.add(tmp);
-}
-
-function untrack(tmp: string): void {
-  pending.delete(tmp);
-  if (pending.size === 0) for (const s of Object.keys(SIGNALS)) process.off(s, onSignal);
-}
-
-/** Whether `child` is `parent` or lies inside it (both absolute). */
-function within(child: string, parent: string): boolean {
-  const r = relative(parent, child);
-  return r === '' || (!r.startsWith('..') && !isAbsolute(r));
+/**
+ * Checks that a package may be written at `outPath`, before any work (io/output.ts checkFolderOutput: the
+ * folder takes it, nothing of `protect`, the inputs, is written over, an existing path needs `force`), after
+ * clearing what a killed earlier conversion to it left. Only a package that isPackage recognises is
+ * replaced. Returns the absolute (real) path.
+ */
+export function checkPackageOutput(outPath: string, force: boolean, protect: readonly (string | undefined)[] = []): string {
+  if (outPath.trim() !== '') clearStaleSiblings(resolve(outPath));
+  return checkFolderOutput(outPath, {
+    what: '--out',
+    force,
+    inputs: protect,
+    irreplaceable: (real, st) => (st.isDirectory() && isPackage(real) ? undefined : 'is not a Core ML package (a folder whose Manifest.json names its model)'),
+  }).target;
 }
 
 /**
- * Checks that a package may be written at `outPath`, before any work, after clearing what a killed earlier
- * conversion to it left (removeStaleTemps). An existing path is an OUTPUT_EXISTS
- * error unless `force`, and even then only a package (a folder holding Manifest.json) is replaced, never the
- * working directory or a folder above it, nor a path in `protect` (the input checkpoint) or one holding it.
- * Real paths are compared, so symbolic links and `..` do not hide one. Returns the absolute path.
+ * Whether `dir` is a package we may replace: its Manifest.json is a regular file that parses as a package
+ * manifest and names a root model that exists. A folder that merely holds an entry of that name is not.
  */
-export function checkPackageOutput(outPath: string, force: boolean, protect: readonly string[] = []): string {
-  if (outPath.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'the output path is empty: name a package, e.g. --out model.mlpackage');
-  const target = resolve(outPath);
-  const parent = dirname(target);
-  const parentStat = withFsErrors(parent, 'write', () => statSync(parent, { throwIfNoEntry: false }));
-  if (!parentStat) {
-    throw new ModernBertError('FILE_NOT_FOUND', `the folder to write ${basename(target)} into does not exist: ${parent}`, { path: parent });
-  }
-  if (!parentStat.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `cannot write ${outPath}: ${parent} is a file, not a folder`, { path: parent });
-  removeStaleTemps(target);
-  const own = withFsErrors(outPath, 'write', () => lstatSync(target, { throwIfNoEntry: false }));
-  if (!own) return target;
-  const real = withFsErrors(outPath, 'write', () => (existsSync(target) ? realpathSync(target) : undefined));
-  if (real === undefined) throw new ModernBertError('BAD_ARGUMENT', `${outPath} is a symbolic link to nothing (${readlinkSync(target)}); remove it or choose another path`, { path: outPath });
-  const why = irreplaceable(real, protect);
-  if (!force) {
-    const hint = why ? `; it ${why}, so choose another path` : ' (use --force to replace the package)';
-    throw new ModernBertError('OUTPUT_EXISTS', `${outPath} already exists${hint}`, { path: outPath });
-  }
-  if (why) throw new ModernBertError('BAD_ARGUMENT', `--force will not replace ${outPath}: it ${why}; nothing was changed`, { path: outPath });
-  return target;
-}
-
-/** The working directory's real path (as given when it cannot be resolved, e.g. after it was removed). */
-function realCwd(): string {
+function isPackage(dir: string): boolean {
   try {
-    return realpathSync(process.cwd());
-  } catch {
-    return resolve('.');
-  }
-}
-
-/** Why the existing `real` path must not be replaced, or undefined when it is a package that may be. */
-function irreplaceable(real: string, protect: readonly string[]): string | undefined {
-  if (within(realCwd(), real)) return 'is the working directory or a folder above it';
-  for (const p of protect) {
-    const rp = existsSync(p) ? realpathSync(p) : resolve(p);
-    if (within(rp, real)) return `is or holds the input ${p}`;
-  }
-  if (!statSync(real).isDirectory() || !existsSync(join(real, 'Manifest.json'))) return 'is not a Core ML package (a folder with Manifest.json)';
-  return undefined;
-}
-
-/** The temporary sibling a package is built in: the owner's pid makes a leftover recognisable as stale. */
-function tempName(target: string): string {
-  return join(dirname(target), `${tempPrefix(target)}${process.pid}-${randomUUID()}`);
-}
-
-/**
- * `.NAME.tmp-`, NAME cut to 60 UTF-16 units (at most 180 bytes of UTF-8) so that the temporary name, with its
- * pid, UUID and `.old`, stays within the 255 bytes a file name may have wherever the package's own name fits.
- */
-function tempPrefix(target: string): string {
-  return `.${basename(target).slice(0, 60)}.tmp-`;
-}
-
-/** Whether process `pid` is alive (EPERM: alive, another user's). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
+    locatePackage(dir);
     return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/**
- * Clears what an earlier conversion to `target` left when it was killed (SIGKILL, a crash): the temporary
- * folders of a process that is gone, and those of older versions, which carried no pid. A previous package
- * moved aside (`.old`) when the kill fell between the two renames of a --force is put back, not removed.
- */
-function removeStaleTemps(target: string): void {
-  const prefix = tempPrefix(target);
-  let names: string[];
-  try {
-    names = readdirSync(dirname(target));
   } catch {
-    return; // an unreadable folder fails later, with the writer's own error
-  }
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const m = /^(?:(\d+)-)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(\.old)?$/.exec(name.slice(prefix.length));
-    if (!m || (m[1] !== undefined && alive(Number(m[1])))) continue;
-    const path = join(dirname(target), name);
-    if (m[2] && !lstatSync(target, { throwIfNoEntry: false })) {
-      try {
-        renameSync(path, target);
-        continue;
-      } catch {
-        // it cannot be put back: removed below like any leftover
-      }
-    }
-    removeQuietly(path);
+    return false;
   }
 }
 
@@ -237,8 +120,7 @@ export async function writePackageAtomically<T>(
   protect: readonly string[] = [],
 ): Promise<T> {
   const target = checkPackageOutput(outPath, force, protect);
-  const tmp = tempName(target);
-  track(tmp);
+  const tmp = tempSibling(target);
   try {
     return await writeErrorsAbout(outPath, dirname(target), async () => {
       const layout = layoutOf(tmp);
@@ -254,8 +136,7 @@ export async function writePackageAtomically<T>(
       return result;
     });
   } finally {
-    removeQuietly(tmp);
-    untrack(tmp);
+    dropTemp(tmp);
   }
 }
 
@@ -274,11 +155,13 @@ async function writeErrorsAbout<T>(outPath: string, folder: string, f: () => Pro
 
 /** Renames the finished `tmp` folder to `target`; a folder cannot be renamed over another, so an old one is moved aside first. */
 function replaceWith(tmp: string, target: string, force: boolean): void {
-  if (!existsSync(target)) {
+  if (!lstatSync(target, { throwIfNoEntry: false })) {
     renameSync(tmp, target);
     return;
   }
   if (!force) throw new ModernBertError('OUTPUT_EXISTS', `${target} appeared while it was being written`, { path: target });
+  // What is there now must still be a package: a folder of the user's swapped in meanwhile is not ours to move.
+  if (!isPackage(target)) throw new ModernBertError('BAD_ARGUMENT', `${target} changed while it was being written and is not a Core ML package now; nothing was changed`, { path: target });
   const old = `${tmp}.old`;
   renameSync(target, old);
   try {
@@ -309,7 +192,7 @@ function readManifest(packagePath: string): Manifest {
   if (!existsSync(file)) {
     throw new ModernBertError('FILE_NOT_FOUND', `${packagePath} is not an .mlpackage: it has no Manifest.json`, { path: packagePath });
   }
-  const json = readJsonFile(file, 'Manifest.json');
+  const json = readJsonFile(file, 'Manifest.json', READ_LIMITS.manifest);
   const m = (typeof json === 'object' && !Array.isArray(json) ? json : null) as Partial<Manifest> | null;
   const entries = m?.itemInfoEntries;
   if (

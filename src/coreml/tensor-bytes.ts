@@ -8,6 +8,7 @@
 import type { DType, TensorData } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import { decodeF16, encodeF16 } from '../numeric/fp16.js';
+import { firstNonFinite, nonFiniteError } from '../numeric/finite.js';
 
 /** Bits of one stored element. */
 const BITS_PER_ELEMENT: Record<DType, number> = {
@@ -84,11 +85,25 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** Encodes tensor data as the little-endian bytes of `dtype` (fp16 is rounded to nearest even). */
+/**
+ * Encodes tensor data as the little-endian bytes of `dtype` (fp16 is rounded to nearest even). A float that
+ * is not finite, or becomes infinite in float16 (a finite 3e38 does), is an error: a package or ONNX file
+ * holding one cannot give a finite result, so none is written.
+ */
 export function encodeTensorBytes(dtype: DType, data: TensorData, name: string): Uint8Array {
   if (dtype === 'fp16' || dtype === 'fp32') {
     const floats = data instanceof Float32Array ? data : Float32Array.from(data);
-    return dtype === 'fp16' ? bytesOf(encodeF16(floats)) : bytesOf(floats);
+    const fail = (i: number, cause: string) => nonFiniteError(`weight "${name}"`, floats[i]!, `at element ${i}`, `${cause}; nothing was written`);
+    if (dtype === 'fp32') {
+      const bad = firstNonFinite(floats);
+      if (bad >= 0) throw fail(bad, 'the checkpoint holds a value that is not finite');
+      return bytesOf(floats);
+    }
+    const halves = encodeF16(floats);
+    for (let i = 0; i < halves.length; i++) {
+      if ((halves[i]! & 0x7c00) === 0x7c00) throw fail(i, 'float16 holds at most 65504, and the checkpoint\'s value (or what folding made of it) is larger or not finite');
+    }
+    return bytesOf(halves);
   }
   checkIntegers(dtype, data, name);
   if (isSubByte(dtype)) return packSubByte(dtype, data);

@@ -4,9 +4,10 @@
 // appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
 
 import { Engine } from '../run/engine.js';
-import type { ExecutorFactory, Sequence } from '../run/runner.js';
-import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts } from '../run/pack-texts.js';
-import { defaultHead, type ModelSource, type NormStyle } from '../model/options.js';
+import type { ExecutorFactory, ForwardOptions, Sequence } from '../run/runner.js';
+import { defaultHead, type ModelSource, type NormStyle, type OutputHead } from '../model/options.js';
+import { assertFinite } from '../numeric/finite.js';
+import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts } from '../model/pack-texts.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
 import { Interpreter } from '../graph/interpreter.js';
@@ -18,6 +19,11 @@ import { OutlierMeter } from './outliers.js';
 export interface FidelityReport {
   /** The emulation mode of the converted model (the reference is float32). */
   precision: Precision;
+  /** The head whose output was compared: the one the package ships. */
+  head: OutputHead;
+  /** Texts per window, when the package is packed (convert --pack) and was measured packed. */
+  pack?: number;
+  /** KL, top-1 and top-5 of the softmax of each compared vector (logits; for an embedding, of its values). */
   kl: number;
   top1: number;
   top5: number;
@@ -26,6 +32,8 @@ export interface FidelityReport {
   sequences: number;
   /** What the inputs were: 'built-in sentences', 'calibration file', 'random ids', ... */
   inputs: string;
+  /** For an embedding or hidden state: cosine similarity of each compared vector to the float32 one. */
+  cosine?: { mean: number; min: number };
   /** Per layer of the residual stream (0 = embeddings), over the real tokens: see LayerFidelity. */
   layers?: LayerFidelity[];
   /** Where non-finite values first appear, when they do. */
@@ -65,74 +73,100 @@ export function partOf(opName: string): ModelPart {
   return 'head';
 }
 
-/** The head output of a forward result, and its (V, P) layout. */
-function logitsOf(outputs: Map<string, RtTensor>): { data: Float32Array; V: number; P: number } {
-  const t = outputs.get('logits') ?? outputs.get('embedding') ?? outputs.get('hidden_states')!;
+/** The form of the package whose fidelity is measured: the head it ships, and packing (convert --pack). */
+export interface FidelityForm {
+  /** The head the package outputs (default: the model's own). */
+  head?: OutputHead;
+  /** Texts per window; the calibration texts are then packed into windows of `window` tokens, as the package runs them. */
+  pack?: number;
+  window?: number;
+}
+
+/** One forward pass of the measurement, and how its output splits into the vectors that are compared. */
+interface Probe {
+  seq: Sequence;
+  options: ForwardOptions;
+  /** The calibration sequence it stands for (the first, when packed), for messages. */
+  first: ProbeSequence;
+  /** Rows of a packed pooled output (1, K, C) that hold texts. */
+  rows?: number;
+  /** The positions of real tokens (not padding), for the per-layer measures. */
+  real: number[];
+  /** Texts packed only to save passes: each alone, and its vectors' span in this probe's. */
+  alone?: { probe: Probe; from: number; count: number }[];
+}
+
+/**
+ * The passes that run the calibration sequences in `form`: one per packed window of the package's, else one
+ * per sequence, except that a per-token head sees each packed text exactly as alone (masked keys add
+ * exactly 0, rotary positions restart per text), so unpadded sequences then go several to a window: a
+ * runtime with a costly run (onnxruntime) makes one pass, not one per sentence.
+ */
+function probesOf(seqs: ProbeSequence[], form: FidelityForm, reference: ModelSource): Probe[] {
+  const head = form.head;
+  const pad = reference.config.padTokenId;
+  const single = (s: ProbeSequence): Probe => ({ seq: s, options: { positions: positionsOf(s), ...(head ? { head } : {}) }, first: s, real: realPositions(s) });
+  if (form.pack === undefined) {
+    const window = Math.min(DEFAULT_WINDOW, reference.config.maxPositions);
+    const perToken = ['mlm', 'tokcls', 'none'].includes(head ?? defaultHead(reference));
+    const packable = (s: ProbeSequence) => perToken && (!s.attention || Array.from(s.attention).every((a) => a)) && s.ids.length <= window;
+    const probes = seqs.filter((s) => !packable(s)).map(single);
+    const packed = seqs.filter(packable);
+    for (const w of packTexts(packed.map((s) => s.ids), window, DEFAULT_PACK, pad)) {
+      const texts = w.texts.map((t) => packed[t]!);
+      const positions = Array.from({ length: w.starts[w.starts.length - 1]! + texts[texts.length - 1]!.ids.length }, (_, i) => i);
+      probes.push({
+        seq: { ids: w.ids, segments: w.segments }, options: { positions, pack: DEFAULT_PACK, ...(head ? { head } : {}) }, first: texts[0]!, real: positions,
+        alone: texts.map((s, k) => ({ probe: single(s), from: w.starts[k]!, count: s.ids.length })),
+      });
+    }
+    return probes;
+  }
+  const window = form.window ?? Math.max(...seqs.map((s) => s.ids.length));
+  // A text longer than the package's window is cut to it, as the package takes it (keeping the closing token).
+  const texts = seqs.map((s) => (s.ids.length <= window ? s.ids : [...s.ids.slice(0, window - 1), s.ids[s.ids.length - 1]!]));
+  const windows = packTexts(texts, window, form.pack, pad);
+  return windows.map((w) => {
+    const real = w.segments.flatMap((g, i) => (g > 0 ? [i] : []));
+    return { seq: { ids: w.ids, segments: w.segments }, options: { positions: real, pack: form.pack, ...(head ? { head } : {}) }, first: seqs[w.texts[0]!]!, rows: w.texts.length, real };
+  });
+}
+
+/** The vectors of an output that are results: each column of a per-token (1, C, 1, P) output, or each row of a pooled one. */
+function vectorsOf(outputs: Map<string, RtTensor>, rows: number | undefined): { name: string; vectors: Float32Array[] } {
+  const [name, t] = [...outputs.entries()][0]!;
   const data = t.data as Float32Array;
-  // (1, V, 1, P) per-token outputs; (1, L) or (1, C) pooled outputs are one column.
-  return t.shape.length === 4 ? { data, V: t.shape[1]!, P: t.shape[3]! } : { data, V: t.shape[1]!, P: 1 };
+  if (t.shape.length === 4) {
+    const [C, P] = [t.shape[1]!, t.shape[3]!];
+    return { name, vectors: Array.from({ length: P }, (_, p) => Float32Array.from({ length: C }, (_, c) => data[c * P + p]!)) };
+  }
+  const C = t.shape[t.shape.length - 1]!;
+  return { name, vectors: Array.from({ length: rows ?? 1 }, (_, k) => data.slice(k * C, (k + 1) * C)) };
 }
 
 const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
 
-/** Texts per pass of the fidelity report: several, packed (model.ts packing), when the head is per token. */
-interface Pass {
-  seqs: ProbeSequence[];
-  seq: Sequence;
-  positions: number[];
-  pack?: number;
-  /** Where each text starts in the pass. */
-  starts: number[];
+/** A probe's compared vectors and residual taps. */
+async function runProbe(engine: Engine, p: Probe, taps: string[]): Promise<{ name: string; vectors: Float32Array[]; residuals: RtTensor[] }> {
+  const res = await engine.forward(p.seq, { ...p.options, taps });
+  return { ...vectorsOf(res.outputs, p.rows), residuals: taps.map((t) => res.taps.get(t)!) };
 }
-
-/**
- * The passes over the calibration sequences. A per-token head sees each packed text exactly as alone
- * (masked keys add exactly 0, rotary positions restart per text), so unpadded sequences go several to a
- * window: a runtime with a costly run (onnxruntime) then makes one pass, not one per sentence.
- */
-function passesOf(source: ModelSource, seqs: ProbeSequence[]): Pass[] {
-  const head = defaultHead(source);
-  const window = Math.min(DEFAULT_WINDOW, source.config.maxPositions);
-  const perToken = head === 'mlm' || head === 'tokcls' || head === 'none';
-  const packable = (s: ProbeSequence) => perToken && (!s.attention || Array.from(s.attention).every((a) => a)) && s.ids.length <= window;
-  const passes: Pass[] = seqs.filter((s) => !packable(s)).map((s) => ({ seqs: [s], seq: s, positions: positionsOf(s), starts: [0] }));
-  const packed = seqs.filter(packable);
-  for (const w of packTexts(packed.map((s) => s.ids), window, DEFAULT_PACK, source.config.padTokenId)) {
-    const used = w.starts[w.starts.length - 1]! + packed[w.texts[w.texts.length - 1]!]!.ids.length;
-    passes.push({ seqs: w.texts.map((t) => packed[t]!), seq: { ids: w.ids, segments: w.segments }, positions: Array.from({ length: used }, (_, i) => i), pack: DEFAULT_PACK, starts: w.starts });
-  }
-  return passes;
-}
-
-/** A pass: outputs and residual taps, the meters fed text by text (the sequence index is the calibration's). */
-async function runPass(engine: Engine, p: Pass, taps: string[]): Promise<{ out: { data: Float32Array; V: number; P: number }; residuals: RtTensor[] }> {
-  const res = await engine.forward(p.seq, { positions: p.positions, pack: p.pack, taps });
-  return { out: logitsOf(res.outputs), residuals: taps.map((t) => res.taps.get(t)!) };
-}
-
-/** The real tokens of text k of a pass, in the pass's positions. */
-const realOf = (p: Pass, k: number): number[] => realPositions(p.seqs[k]!).map((s) => s + p.starts[k]!);
 
 // In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
 // can keep a block's variables alive).
-async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, passes: Pass[], index: Map<ProbeSequence, number>, tick: (n: number) => void, outliers: OutlierMeter, executor?: ExecutorFactory): Promise<{ data: Float32Array; V: number; P: number }[]> {
+async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, probes: Probe[], tick: () => void, outliers: OutlierMeter, executor?: ExecutorFactory): Promise<Float32Array[][]> {
   const engine = new Engine(source, { precision, norm }, executor);
   const taps = residualTaps(source.config.numLayers);
-  const out: { data: Float32Array; V: number; P: number }[] = [];
-  for (const p of passes) {
-    const r = await runPass(engine, p, taps);
-    out.push(r.out);
-    p.seqs.forEach((s, k) => outliers.add(r.residuals, realOf(p, k), index.get(s)!));
-    tick(p.seqs.length);
+  const out: Float32Array[][] = [];
+  for (const [i, p] of probes.entries()) {
+    const { name, vectors, residuals } = await runProbe(engine, p, taps);
+    // The float32 checkpoint itself must give finite results, or there is nothing to compare with.
+    vectors.forEach((v, j) => assertFinite(v, `the float32 checkpoint's "${name}" output on "${p.first.label.slice(0, 40)}" (vector ${j})`, [v.length], 'its weights are not finite or overflow float32; nothing was written'));
+    out.push(vectors);
+    outliers.add(residuals, p.real, i);
+    tick();
   }
   await engine.release();
-  return out;
-}
-
-/** Columns [start, start + n) of a (V, P) array, as a (V, n) one. */
-function columns(data: Float32Array, V: number, P: number, start: number, n: number): Float32Array {
-  const out = new Float32Array(V * n);
-  for (let v = 0; v < V; v++) out.set(data.subarray(v * P + start, v * P + start + n), v * n);
   return out;
 }
 
@@ -165,8 +199,9 @@ class LayerErrorMeter {
 }
 
 /**
- * Measures `converted` (run in `precision`) against `reference` (float32, as trained). The two engines
- * run one after the other, so only one model's weights are held at a time.
+ * Measures `converted` (run in `precision`) against `reference` (float32, as trained), in the form the
+ * package ships (`form`: its head, packed or not). The two engines run one after the other, so only one
+ * model's weights are held at a time. An embedding (or hidden state) is also compared by cosine similarity.
  */
 export async function measureFidelity(
   reference: ModelSource,
@@ -175,14 +210,14 @@ export async function measureFidelity(
   precision: Precision,
   inputs: string,
   onProgress?: (done: number, total: number) => void,
+  form: FidelityForm = {},
   executor?: ExecutorFactory,
 ): Promise<FidelityReport> {
-  const total = seqs.length * 2;
+  const probes = probesOf(seqs, form, reference);
+  const total = probes.length * 2;
   let done = 0;
-  const passes = passesOf(converted.source, seqs);
-  const index = new Map(seqs.map((s, i) => [s, i]));
   const referenceOutliers = new OutlierMeter();
-  const refs = await runAll(reference, 'fp32', 'layernorm', passes, index, (n) => onProgress?.((done += n), total), referenceOutliers, executor);
+  const refs = await runAll(reference, 'fp32', 'layernorm', probes, () => onProgress?.(++done, total), referenceOutliers, executor);
   // The reference model is unreachable now (runAll's frame is gone): free it before the converted one loads.
   await releaseMemory();
   const engine = new Engine(converted.source, { precision, norm: converted.norm }, executor);
@@ -191,44 +226,44 @@ export async function measureFidelity(
   const taps = residualTaps(reference.config.numLayers);
   const [emulatedOutliers, convertedOutliers, layerErrors] = [new OutlierMeter(), new OutlierMeter(), new LayerErrorMeter()];
   const meter = new AgreementMeter();
+  const cosines: number[] = [];
   let firstBad: ProbeSequence | undefined;
-  // The emulation first, then the converted weights in float32, a few passes at a time with the emulated
+  // The emulation first, then the converted weights in float32, a few probes at a time with the emulated
   // residual streams kept in between: on onnxruntime each engine is a session holding its own copy of the
   // weights, so only one of them is alive at once.
   const CHUNK = 8;
-  for (let from = 0; from < passes.length; from += CHUNK) {
-    const units: { p: Pass; residuals: RtTensor[] }[] = [];
-    for (const [i, p] of passes.slice(from, from + CHUNK).entries()) {
-      const ref = refs[from + i]!;
-      const e = await runPass(engine, p, taps);
-      // A NaN or infinity in one packed text reaches the others (0 x inf in attention's weighted sum): such a
-      // window is measured again text by text, as each would run alone.
-      const alone = p.seqs.length > 1 && !e.out.data.every((v) => Number.isFinite(v));
-      const each: { p: Pass; ref: typeof ref; e: typeof e }[] = [];
-      if (!alone) each.push({ p, ref, e });
-      else {
-        for (const [k, s] of p.seqs.entries()) {
-          const one: Pass = { seqs: [s], seq: s, positions: positionsOf(s), starts: [0] };
-          each.push({ p: one, ref: { ...ref, data: columns(ref.data, ref.V, ref.P, p.starts[k]!, s.ids.length), P: s.ids.length }, e: await runPass(engine, one, taps) });
-        }
+  for (let from = 0; from < probes.length; from += CHUNK) {
+    const units: { p: Probe; i: number; residuals: RtTensor[] }[] = [];
+    for (const [k, p] of probes.slice(from, from + CHUNK).entries()) {
+      const i = from + k;
+      const e = await runProbe(engine, p, taps);
+      // A NaN or infinity in one text packed to save passes reaches the others (0 x inf in attention's
+      // weighted sum): such a window is measured again text by text, as each would run alone.
+      const again = p.alone && !e.vectors.every((v) => v.every((x) => Number.isFinite(x)));
+      const each = [{ p, e, refs: refs[i]! }];
+      if (again) {
+        each.length = 0;
+        for (const a of p.alone!) each.push({ p: a.probe, e: await runProbe(engine, a.probe, taps), refs: refs[i]!.slice(a.from, a.from + a.count) });
       }
       for (const u of each) {
-        u.p.seqs.forEach((q, k) => emulatedOutliers.add(u.e.residuals, realOf(u.p, k), index.get(q)!));
+        emulatedOutliers.add(u.e.residuals, u.p.real, i);
         const before = meter.result().non_finite;
-        meter.add(u.ref.data, u.e.out.data, u.e.out.V, u.e.out.P);
-        if (!firstBad && meter.result().non_finite > before) firstBad = u.p.seqs[0];
-        units.push({ p: u.p, residuals: u.e.residuals });
+        u.e.vectors.forEach((v, j) => {
+          const r = u.refs[j]!;
+          meter.add(r, v, v.length, 1);
+          cosines.push(cosine(r, v));
+        });
+        if (!firstBad && meter.result().non_finite > before) firstBad = u.p.first;
+        units.push({ p: u.p, i, residuals: u.e.residuals });
       }
-      onProgress?.((done += p.seqs.length), total);
+      onProgress?.(++done, total);
     }
     await engine.release();
     for (const u of units) {
       // Only its residual stream is read: the head at one position (the decoder is a quarter of a pass).
-      const f = await runPass(exact, { ...u.p, positions: [0] }, taps);
-      u.p.seqs.forEach((q, k) => {
-        convertedOutliers.add(f.residuals, realOf(u.p, k), index.get(q)!);
-        layerErrors.add(u.residuals, f.residuals, realOf(u.p, k));
-      });
+      const f = await runProbe(exact, { ...u.p, options: { ...u.p.options, positions: [0] }, rows: 1 }, taps);
+      convertedOutliers.add(f.residuals, u.p.real, u.i);
+      layerErrors.add(u.residuals, f.residuals, u.p.real);
     }
     await exact.release();
   }
@@ -241,7 +276,15 @@ export async function measureFidelity(
     converted_max: conv[k]!.max,
     emulated_max: emu[k]!.max,
   }));
-  const report: FidelityReport = { precision, kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, sequences: seqs.length, inputs, layers };
+  const head = form.head ?? defaultHead(reference);
+  const report: FidelityReport = {
+    precision, head, ...(form.pack === undefined ? {} : { pack: form.pack }),
+    kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, sequences: seqs.length, inputs, layers,
+  };
+  if (head === 'embedding' || head === 'none') {
+    const finite = cosines.filter((c) => Number.isFinite(c));
+    report.cosine = { mean: finite.reduce((a, b) => a + b, 0) / Math.max(1, finite.length), min: finite.length === cosines.length ? Math.min(...finite) : -Infinity };
+  }
   if (firstBad) {
     const layers = reference.config.numLayers;
     const taps = Array.from({ length: layers + 1 }, (_, i) => `residual.${i}`);
@@ -254,6 +297,19 @@ export async function measureFidelity(
   await exact.release();
   await shutdownRuntime();
   return report;
+}
+
+/** Cosine similarity of two vectors (NaN when either is not finite). */
+function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i]! * b[i]!;
+    aa += a[i]! * a[i]!;
+    bb += b[i]! * b[i]!;
+  }
+  return aa === 0 && bb === 0 ? 1 : ab / Math.sqrt(aa * bb);
 }
 
 /**
@@ -312,15 +368,29 @@ export function nonFiniteAdvice(part: ModelPart | undefined, s: ConversionSettin
   }
 }
 
-/** One line for a terminal, loud when the emulation broke (with advice when `settings` say how it was made). */
+/**
+ * One sentence on where the converted model first gives NaN or infinity, with advice when `settings` say how it
+ * was made (convert refuses to write such a package with it).
+ */
+export function nonFiniteSummary(f: FidelityReport, settings?: ConversionSettings): string {
+  const n = f.non_finite!;
+  const where = n.first_layer === null ? 'in the head' : n.first_layer === 0 ? 'in the embeddings' : `after layer ${n.first_layer}`;
+  const op = n.first_op ? `, at op ${n.first_op.op} "${n.first_op.name}"` : '';
+  const advice = settings ? `: ${nonFiniteAdvice(n.first_op?.part, settings)}` : '';
+  return `the converted model gives NaN or infinity in ${f.precision} emulation on ${n.tokens} of ${f.tokens} ${unit(f)}; the first appears ${where}${op} (in "${n.sequence.slice(0, 60)}"), so it would not work on the Neural Engine${advice}`;
+}
+
+/** What the compared vectors are: one per text for pooled heads, one per token otherwise. */
+function unit(f: FidelityReport): string {
+  return f.head === 'embedding' || f.head === 'seqcls' ? 'texts' : 'tokens';
+}
+
+/** One line for a terminal: what was compared (the shipped head and form), and how closely it follows float32. */
 export function formatFidelity(f: FidelityReport, settings?: ConversionSettings): string {
-  const head = `fidelity (${f.precision} emulation vs float32, ${f.tokens} tokens of ${f.inputs}):`;
-  if (f.non_finite) {
-    const n = f.non_finite;
-    const where = n.first_layer === null ? 'in the head' : n.first_layer === 0 ? 'in the embeddings' : `after layer ${n.first_layer}`;
-    const op = n.first_op ? `, at op ${n.first_op.op} "${n.first_op.name}"` : '';
-    const advice = settings ? `: ${nonFiniteAdvice(n.first_op?.part, settings)}` : '';
-    return `${head}\n  WARNING: NON-FINITE OUTPUTS on ${n.tokens} tokens; the first NaN/inf appears ${where}${op} (in "${n.sequence.slice(0, 60)}"). This package will not work on the Neural Engine${advice}.`;
-  }
+  // Reports stored by earlier versions name no head.
+  const form = f.head === undefined ? '' : ` of the ${f.head} output${f.pack === undefined ? '' : `, ${f.pack} texts per window`}`;
+  const head = `fidelity${form} (${f.precision} emulation vs float32, ${f.tokens} ${unit(f)} of ${f.inputs}):`;
+  if (f.non_finite) return `${head} ${nonFiniteSummary(f, settings)}`;
+  if (f.cosine) return `${head} cosine similarity mean ${f.cosine.mean.toFixed(6)}, min ${f.cosine.min.toFixed(6)}, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
   return `${head} KL ${f.kl.toExponential(2)}, top-1 ${(100 * f.top1).toFixed(1)}%, top-5 ${(100 * f.top5).toFixed(1)}%, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
 }

@@ -2,6 +2,7 @@
 // Hugging Face for their own checkpoints (README), so every optional key is optional here too.
 
 import { ModernBertError } from '../errors.js';
+import { READ_LIMITS } from '../io/limits.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import type { Tensor } from '../io/weights.js';
 
@@ -27,7 +28,7 @@ const KNOWN = new Set(['input_ids', 'attention_mask', 'logits', 'hidden_states',
 
 /** Reads every case of a golden file. */
 export function readGolden(path: string): GoldenCase[] {
-  const f = SafetensorsFile.open(path);
+  const f = SafetensorsFile.open(path, READ_LIMITS.golden, 'golden file');
   try {
     const byCase = new Map<string, Set<string>>();
     for (const key of f.tensors.keys()) {

@@ -2,6 +2,7 @@
 // or seeded random ids for checkpoints without a tokenizer (synthetic ones).
 
 import type { Sequence } from '../run/runner.js';
+import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
 import { ModernBertError } from '../errors.js';
 import { hashU32 } from '../numeric/prng.js';
 import type { ModelIds } from '../run/runner.js';
@@ -71,19 +72,21 @@ export function randomSequence(random: number, seed: number, ids: ModelIds): Pro
 export function textSequences(texts: readonly string[] | undefined, ids: ModelIds, tok: Tokenizer): ProbeSequence[] {
   const builtin = texts === undefined;
   const seqs = (texts ?? BUILTIN_SENTENCES).map((text) => {
-    const { ids: t } = tok.encode(text);
+    // No more of a text is tokenized than the model takes (tokenizer/encode-within.ts).
+    const e = encodeWithin(tok, text, ids.maxLen);
+    const t = e.ids;
     const positions = tok.maskTokenId === undefined ? [] : t.flatMap((id, i) => (id === tok.maskTokenId ? [i] : []));
-    return { ids: t, positions: positions.length ? positions : undefined, label: text };
+    return { ids: t, positions: positions.length ? positions : undefined, label: text, length: describeLength(e, ids.maxLen) };
   });
   // Built-in sentences that a short model cannot take are left out; the user's own texts must fit.
-  const fitting = builtin ? seqs.filter((s) => s.ids.length <= ids.maxLen) : seqs.map((s) => checkLength(s, ids));
+  const fitting = (builtin ? seqs.filter((s) => s.ids.length <= ids.maxLen) : seqs.map((s) => checkLength(s, ids, s.length))).map(({ length: _, ...s }) => s);
   if (fitting.length === 0) throw new ModernBertError('BAD_INPUT', `none of the built-in sentences fits in ${ids.maxLen} tokens: give shorter texts`);
   return fitting;
 }
 
-function checkLength(s: ProbeSequence, ids: ModelIds): ProbeSequence {
+function checkLength<T extends ProbeSequence>(s: T, ids: ModelIds, length = String(s.ids.length)): T {
   if (s.ids.length > ids.maxLen) {
-    throw new ModernBertError('BAD_INPUT', `input "${s.label.slice(0, 40)}" is ${s.ids.length} tokens long but the model allows at most ${ids.maxLen}`);
+    throw new ModernBertError('BAD_INPUT', `input "${s.label.slice(0, 40)}" is ${length} tokens long but the model allows at most ${ids.maxLen}`);
   }
   return s;
 }

@@ -15,7 +15,8 @@ import { copyFileSync, readFileSync, renameSync, rmSync, statSync, symlinkSync }
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError, makeFolders, writeFileAtomically } from '../io/fs-errors.js';
+import { fsError, makeFolders } from '../io/fs-errors.js';
+import { writeOutput } from '../io/output.js';
 import { COMMIT, type HubSource } from './id.js';
 
 /** huggingface_hub's repo_folder_name for a model: models--org--name. */
@@ -75,7 +76,7 @@ export class RepoCache {
     if (revision === commit || this.commitOf(revision) === commit) return;
     const ref = join(this.root, 'refs', ...revision.split('/'));
     withFolder(dirname(ref));
-    writeFileAtomically(ref, commit, 'Hugging Face cache ref');
+    writeOutput(ref, commit, { what: 'Hugging Face cache ref', force: true });
   }
 
   /** Whether the snapshot has `file` (a link that resolves, or a copy). */

@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { fsError, makeFolders } from '../io/fs-errors.js';
+import { alive } from '../io/temp-files.js';
 
 /** A lock not touched for this long belongs to a process that hangs or died on another host. */
 export const STALE_MS = 30_000;
@@ -47,15 +48,6 @@ function readOwner(path: string): Owner | undefined {
     return typeof o.pid === 'number' && typeof o.host === 'string' && typeof o.nonce === 'string' ? (o as Owner) : undefined;
   } catch {
     return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

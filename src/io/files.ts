@@ -3,15 +3,16 @@
 // sizes bounded before anything is allocated, and every file-system failure turned into a
 // ModernBertError that names the file, never an ENOENT/ELOOP stack trace.
 
-import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from 'node:fs';
 import { ModernBertError } from '../errors.js';
+import { fsError } from './fs-errors.js';
+import { DEVICE_WAIT_SECONDS, formatBytes, READ_LIMITS, sleepMs } from './limits.js';
 
 /**
- * The largest JSON file any reader accepts. The largest real one is tokenizer.json (3.5 MB for
- * ModernBERT; multilingual tokenizers reach about 20 MB); 64 MB leaves room for those while keeping a
- * corrupt or hostile file from exhausting memory (a parsed JSON value takes several times its text).
+ * The largest JSON file any reader accepts unless told less (limits.ts has each kind's): tokenizer.json's,
+ * the largest real one (a parsed JSON value takes several times its text).
  */
-export const MAX_JSON_BYTES = 64 * 1024 * 1024;
+export const MAX_JSON_BYTES = READ_LIMITS.tokenizer;
 
 /**
  * Deepest JSON nesting accepted: serde_json (which the Rust tokenizers and safetensors use) stops at
@@ -50,10 +51,7 @@ export function openRegularFile(path: string, what = 'file'): { fd: number; size
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) {
-      const kind = st.isDirectory() ? 'a folder' : st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : st.isSocket() ? 'a socket' : 'not a regular file';
-      throw new ModernBertError('BAD_INPUT', `${path} is ${kind}, not a regular ${what}`, { file: path });
-    }
+    if (!st.isFile()) throw new ModernBertError('BAD_INPUT', `${path} is ${kindOf(st)}, not a regular ${what}`, { file: path });
     return { fd, size: st.size };
   } catch (e) {
     closeSync(fd);
@@ -75,9 +73,7 @@ export function readExactly(fd: number, out: Uint8Array, position: number, path:
 export function readFileBounded(path: string, maxBytes: number, what = 'file'): Buffer {
   const { fd, size } = openRegularFile(path, what);
   try {
-    if (size > maxBytes) {
-      throw new ModernBertError('BAD_INPUT', `${path} is ${size} bytes, more than the ${maxBytes} a ${what} may have`, { file: path, size, maxBytes });
-    }
+    if (size > maxBytes) throw tooLarge(path, what, maxBytes, size);
     const out = Buffer.alloc(size);
     readExactly(fd, out, 0, path);
     return out;
@@ -88,9 +84,9 @@ export function readFileBounded(path: string, maxBytes: number, what = 'file'): 
   }
 }
 
-/** Parses a JSON file (regular, at most MAX_JSON_BYTES, nested at most MAX_JSON_DEPTH) with errors naming it. */
-export function readJsonFile(path: string, what = 'JSON file'): unknown {
-  const text = readFileBounded(path, MAX_JSON_BYTES, what).toString('utf8');
+/** Parses a JSON file (regular, at most `maxBytes`, nested at most MAX_JSON_DEPTH) with errors naming it. */
+export function readJsonFile(path: string, what = 'JSON file', maxBytes: number = MAX_JSON_BYTES): unknown {
+  const text = readFileBounded(path, maxBytes, what).toString('utf8');
   return parseJsonText(text, path);
 }
 
@@ -134,4 +130,84 @@ export function brief(v: unknown, max = 60): string {
   }
   s = s.replace(/[\r\n]+/g, ' ');
   return s.length > max ? `${s.slice(0, max)}...` : s;
+}
+
+/** What a path that is not a regular file is, for messages ('a folder', 'a FIFO', ...). */
+export function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'a folder';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/** A file over its kind's cap (`size` when known, else it was streamed past the cap). */
+function tooLarge(path: string, what: string, maxBytes: number, size?: number): ModernBertError {
+  const has = size === undefined ? 'holds more than' : `is ${size} bytes, more than`;
+  return new ModernBertError('BAD_INPUT', `${path} ${has} the ${formatBytes(maxBytes)} a ${what} may have`, { file: path, maxBytes });
+}
+
+/**
+ * A whole file the user named with an option (`what`, e.g. '--input'): a regular file of at most `maxBytes`,
+ * or a FIFO or character device (a pipe, /dev/stdin) read up to `maxBytes`, waiting at most
+ * DEVICE_WAIT_SECONDS for data, so that /dev/zero ends in an error and a FIFO nobody writes does not block for
+ * good. A folder, a socket or a block device is a one-line error.
+ */
+export function readUserFile(path: string, maxBytes: number, what: string): Buffer {
+  let fd: number;
+  try {
+    // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new ModernBertError('BAD_ARGUMENT', `${what} ${path} is a folder, not a file`, { path });
+    throw fsError(e, path, 'read');
+  }
+  try {
+    const st = fstatSync(fd);
+    if (st.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `${what} ${path} is a folder, not a file`, { path });
+    if (st.isFile()) {
+      if (st.size > maxBytes) throw tooLarge(path, `${what} file`, maxBytes, st.size);
+      const out = Buffer.alloc(st.size);
+      readExactly(fd, out, 0, path);
+      return out;
+    }
+    if (!st.isFIFO() && !st.isCharacterDevice()) throw new ModernBertError('BAD_INPUT', `${what} ${path} is ${kindOf(st)}, not a file`, { path });
+    return readStream(fd, path, maxBytes, what, st.isFIFO());
+  } catch (e) {
+    throw fsError(e, path, 'read');
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads a non-blocking FIFO or device to its end, within `maxBytes`, giving up after DEVICE_WAIT_SECONDS without data. */
+function readStream(fd: number, path: string, maxBytes: number, what: string, fifo: boolean): Buffer {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let waitingSince = Date.now();
+  for (;;) {
+    const chunk = Buffer.allocUnsafe(Math.min(1 << 20, maxBytes + 1 - total));
+    let n: number;
+    try {
+      n = readSync(fd, chunk, 0, chunk.length, null);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      n = -1;
+    }
+    if (n > 0) {
+      chunks.push(chunk.subarray(0, n));
+      total += n;
+      if (total > maxBytes) throw tooLarge(path, `${what} file`, maxBytes);
+      waitingSince = Date.now();
+      continue;
+    }
+    // 0 is the end, except on a FIFO that nothing was written to yet: its writer may not have opened it.
+    if (n === 0 && (!fifo || total > 0)) return Buffer.concat(chunks, total);
+    if (Date.now() - waitingSince > DEVICE_WAIT_SECONDS * 1000) {
+      const waited = total === 0 ? (fifo ? 'nothing was written to it' : 'it gave no data') : `it gave no more data after ${formatBytes(total)}`;
+      throw new ModernBertError('BAD_INPUT', `${what} ${path} is ${fifo ? 'a FIFO' : 'a device'} and ${waited} for ${DEVICE_WAIT_SECONDS} s`, { path });
+    }
+    sleepMs(10);
+  }
 }

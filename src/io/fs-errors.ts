@@ -1,9 +1,9 @@
-// File-system failures as one-line ModernBertErrors naming the path the user gave. Every writer (packages,
-// checkpoints, charts) and the CLI's plain-file readers go through here, so a full disk, a read-only folder
+// File-system failures as one-line ModernBertErrors naming the path the user gave. Every writer (io/output.ts,
+// packages, checkpoints) and the CLI's plain-file readers go through here, so a full disk, a read-only folder
 // or a file where a folder should be reads the same everywhere, never as an internal error.
 
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { ModernBertError } from '../errors.js';
 
 /** What each errno means to a user (the codes a path can fail with). */
@@ -48,34 +48,6 @@ export function withFsErrors<T>(path: string, action: 'read' | 'write', f: () =>
   }
 }
 
-/** A text file the user named (`what` says which option), read whole; a folder or a missing file is a one-line error. */
-export function readTextFile(path: string, what: string): string {
-  return withFsErrors(path, 'read', () => {
-    if (statSync(path).isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `${what} ${path} is a folder, not a file`, { path });
-    return readFileSync(path, 'utf8');
-  });
-}
-
-/** Writes a whole text file the user named (`what` says which option). */
-export function writeTextFile(path: string, text: string, what: string): void {
-  withFsErrors(path, 'write', () => {
-    if (path === '') throw new ModernBertError('BAD_ARGUMENT', `${what} needs a file name`);
-    writeFileSync(path, text);
-  });
-}
-
-/** Fails now, before the work whose result goes there, if `path` cannot be a file: a folder, or no folder to hold it. */
-export function checkFileTarget(path: string, what: string): void {
-  if (path === '') throw new ModernBertError('BAD_ARGUMENT', `${what} needs a file name`);
-  withFsErrors(path, 'write', () => {
-    if (statSync(path, { throwIfNoEntry: false })?.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `${what} ${path} is a folder, not a file`, { path });
-    const parent = dirname(resolve(path));
-    const p = statSync(parent, { throwIfNoEntry: false });
-    if (!p) throw new ModernBertError('FILE_NOT_FOUND', `${what} ${path}: the folder ${parent} does not exist`, { path });
-    if (!p.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `${what} ${path}: ${parent} is a file, not a folder`, { path });
-  });
-}
-
 /**
  * Makes folder `path` and its missing parents, one at a time. Not mkdir's `recursive`: in Node 20 it spins
  * forever where a folder cannot be made (under /proc); one level at a time fails at once, with ENOENT.
@@ -87,22 +59,4 @@ export function makeFolders(path: string): void {
     if (dirname(p) === p) break;
   }
   for (const dir of missing.reverse()) mkdirSync(dir);
-}
-
-/**
- * Writes a whole file the user named through a temporary file beside it, renamed at the end: a failed
- * write leaves no half-written file (and an existing file stays as it was).
- */
-export function writeFileAtomically(path: string, data: string | Uint8Array, what: string): void {
-  if (path === '') throw new ModernBertError('BAD_ARGUMENT', `${what} needs a file name`);
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.partial`);
-  withFsErrors(path, 'write', () => {
-    try {
-      writeFileSync(tmp, data, { flag: 'wx' });
-      renameSync(tmp, path);
-    } catch (e) {
-      rmSync(tmp, { force: true });
-      throw e;
-    }
-  });
 }

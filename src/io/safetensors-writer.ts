@@ -1,12 +1,12 @@
 // Writing safetensors files one tensor at a time: the header is computed from names, dtypes and shapes
 // alone, then each tensor's data is produced, written and dropped before the next, so a checkpoint
-// larger than memory can be written. The file appears under its name only once it is complete.
+// larger than memory can be written. The file is written as every output is (io/output.ts): it appears
+// under its name only once it is complete, and an existing file is replaced only when asked.
 
-import { open, rename, unlink } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { ModernBertError } from '../errors.js';
-import { fsError } from './fs-errors.js';
+import { OutputFile, type CheckedOutput } from './output.js';
 
 export type WritableDType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32';
 
@@ -32,6 +32,8 @@ export interface WriteSafetensorsOptions {
   metadata?: Record<string, string>;
   /** Called after each tensor with the data bytes written so far and in all. */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
+  /** Replace an existing file at a path given as a string (a checked output says for itself). */
+  overwrite?: boolean;
 }
 
 const BYTES: Record<WritableDType, number> = { F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4 };
@@ -43,36 +45,30 @@ const ARRAY_TYPES: Record<WritableDType, new (n: number) => ArrayBufferView> = {
   I32: Int32Array,
 };
 
-/** Writes tensors (in the given order) and metadata to `path` as a safetensors file. */
-export async function writeSafetensors(path: string, tensors: readonly TensorToWrite[], options: WriteSafetensorsOptions = {}): Promise<void> {
+/** Writes tensors (in the given order) and metadata to `path` (checked by io/output.ts) as a safetensors file. */
+export async function writeSafetensors(path: string | CheckedOutput, tensors: readonly TensorToWrite[], options: WriteSafetensorsOptions = {}): Promise<void> {
+  const name = typeof path === 'string' ? path : path.path;
   // Typed arrays hold the host's byte order; the format is little-endian.
-  if (endianness() !== 'LE') throw new ModernBertError('UNSUPPORTED', 'writing safetensors needs a little-endian host', { file: path });
-  const { header, totalBytes } = buildHeader(tensors, options.metadata, path);
-
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now().toString(36)}.partial`);
-  const file = await open(tmp, 'wx').catch((e: unknown) => {
-    throw fsError(e, path, 'write');
-  });
+  if (endianness() !== 'LE') throw new ModernBertError('UNSUPPORTED', 'writing safetensors needs a little-endian host', { file: name });
+  const { header, totalBytes } = buildHeader(tensors, options.metadata, name);
+  const file = OutputFile.open(path, { what: 'safetensors file', force: Boolean(options.overwrite) });
   try {
     const length = Buffer.alloc(8);
     length.writeBigUInt64LE(BigInt(header.length));
-    await writeAll(file, length);
-    await writeAll(file, header);
+    file.write(length);
+    file.write(header);
     let done = 0;
     for (const t of tensors) {
       const data = t.data();
-      checkData(t, data, path);
-      await writeAll(file, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      checkData(t, data, name);
+      file.write(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       done += data.byteLength;
       options.onProgress?.(done, totalBytes);
+      await yieldToLoop(); // lets a progress bar redraw between tensors
     }
-    await file.sync();
-    await file.close();
-    await rename(tmp, path);
-  } catch (e) {
-    await file.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    throw fsError(e, path, 'write');
+    file.commit();
+  } finally {
+    file.abort();
   }
 }
 
@@ -121,12 +117,4 @@ function checkData(t: TensorToWrite, data: ArrayBufferView, path: string): void 
 
 function numel(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
-}
-
-async function writeAll(file: Awaited<ReturnType<typeof open>>, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) {
-    const { bytesWritten } = await file.write(bytes, done, bytes.length - done);
-    done += bytesWritten;
-  }
 }

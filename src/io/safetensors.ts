@@ -6,6 +6,7 @@ import { ModernBertError } from '../errors.js';
 import { decodeBF16, decodeF16 } from '../numeric/fp16.js';
 import { sharedFloat32, type StoredTensor } from './weights.js';
 import { openRegularFile, readExactly } from './files.js';
+import { formatBytes } from './limits.js';
 import { FloatLiteral, parseStrictJson, StrictJsonError, type StrictJson } from './strict-json.js';
 
 /** The dtypes of the Rust library's `Dtype` enum; readFloat32 and readInt32 say which ones they read. */
@@ -49,10 +50,11 @@ export class SafetensorsFile {
     this.metadata = metadata;
   }
 
-  /** Opens and validates a file; throws CORRUPT_FILE / FILE_NOT_FOUND with the path. */
-  static open(path: string): SafetensorsFile {
-    const { fd, size } = openRegularFile(path, 'safetensors file');
+  /** Opens and validates a file (of at most `maxBytes`: a `what`'s cap, io/limits.ts); throws CORRUPT_FILE / FILE_NOT_FOUND with the path. */
+  static open(path: string, maxBytes = Infinity, what = 'safetensors file'): SafetensorsFile {
+    const { fd, size } = openRegularFile(path, what);
     try {
+      if (size > maxBytes) throw new ModernBertError('BAD_INPUT', `${path} is ${size} bytes, more than the ${formatBytes(maxBytes)} a ${what} may have`, { file: path, maxBytes });
       const { dataStart, tensors, metadata } = readHeader(fd, size, path);
       return new SafetensorsFile(path, fd, dataStart, tensors, metadata);
     } catch (e) {

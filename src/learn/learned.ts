@@ -39,6 +39,7 @@ import { cayleyStep, frobenius, identityMatrix, newtonSchulz, orthonormalizeColu
 import { splitmix32 } from '../numeric/prng.js';
 import { float32Pass } from './stream-rows.js';
 import type { WeightSource } from '../io/weights.js';
+import type { RotationKind } from '../model/variants.js';
 
 export interface LearnOptions {
   /** Seed of the Hadamard candidate and of the minibatches. */
@@ -219,6 +220,11 @@ export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<
       note,
     },
   };
+}
+
+/** The rotation a conversion uses after learning: 'learned' when kept, else the candidate that measured better. */
+export function keptRotation(report: LearnReport): RotationKind {
+  return report.chosen === 'learned' ? 'learned' : report.chosen === 'hadamard' ? 'hadamard' : 'none';
 }
 
 function brief(a: EmulatedAgreement): Omit<CandidateResult, 'proxy'> {

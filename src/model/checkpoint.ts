@@ -8,6 +8,7 @@ import { parseConfig, type ModernBertConfig } from './config.js';
 import { ModernBertError } from '../errors.js';
 import { assertFinite, type StoredTensor, type Tensor, type WeightSource } from '../io/weights.js';
 import { brief, fileError, readJsonFile } from '../io/files.js';
+import { READ_LIMITS } from '../io/limits.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 
 /** Pooling of a sentence-transformers embedding model (1_Pooling/config.json, 2_Normalize). */
@@ -41,9 +42,9 @@ export interface Checkpoint {
   close(): void;
 }
 
-/** Reads and parses a JSON file, with FILE_NOT_FOUND / CORRUPT_FILE errors naming it. */
-export function readJson(path: string): unknown {
-  return readJsonFile(path);
+/** Reads and parses a JSON file of at most `maxBytes` (a config's, unless told), with FILE_NOT_FOUND / CORRUPT_FILE errors naming it. */
+export function readJson(path: string, maxBytes: number = READ_LIMITS.config): unknown {
+  return readJsonFile(path, 'JSON file', maxBytes);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -118,7 +119,7 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
 
 /** The tensor -> shard entries of model.safetensors.index.json, and its shards (each named once). */
 function readIndex(index: string): { entries: [string, string][]; shards: string[] } {
-  const indexJson = readJson(index);
+  const indexJson = readJson(index, READ_LIMITS.index);
   const map = isObject(indexJson) && Object.hasOwn(indexJson, 'weight_map') ? indexJson.weight_map : undefined;
   if (!isObject(map)) throw new ModernBertError('CORRUPT_FILE', `${index} has no "weight_map" object`, { file: index });
   const entries = Object.entries(map);

@@ -1,14 +1,12 @@
 // Writing a lowered graph as an .onnx file: one protobuf, or (--external-data) the graph with the weights
 // in a side file `<name>.data` that the initializers point into (ONNX's external data: location, offset,
 // length, relative to the model's folder). Protobuf cannot hold a message above 2 GiB, so a model whose
-// weights do not fit is refused unless they go outside. Both files are written under temporary names in the
-// output's folder and renamed at the end: a failed export leaves nothing behind.
+// weights do not fit is refused unless they go outside. Both files are outputs as io/output.ts writes them:
+// checked before the work, written under temporary names and renamed at the end (the data file first).
 
-import { closeSync, lstatSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
 import { ModernBertError } from '../errors.js';
-import { fsError } from '../io/fs-errors.js';
+import { checkFileOutput, OutputFile, type CheckedOutput } from '../io/output.js';
 import { VERSION } from '../version.js';
 import { ONNX_IR_VERSION, ONNX_OPSET, type LoweredGraph } from './lower.js';
 import { encodeOnnxModel, type OnnxModelProto, type OnnxNodeProto, type OnnxTensorProto } from './schema.js';
@@ -27,12 +25,24 @@ export interface OnnxModelInfo {
   metadata?: Record<string, string>;
 }
 
-export interface WriteOnnxOptions extends OnnxModelInfo {
+/** Where an export goes, and what it must not write over. */
+export interface OnnxOutputOptions {
   force: boolean;
   /** Put the weights in `<out>.data` beside the model. */
   externalData?: boolean;
+  /** What this run reads (the checkpoint, a calibration file): never written over. */
+  inputs?: readonly (string | undefined)[];
+}
+
+export interface WriteOnnxOptions extends OnnxModelInfo, OnnxOutputOptions {
   /** The most weight bytes one file may hold (MAX_INLINE_BYTES; smaller in tests). */
   maxInlineBytes?: number;
+}
+
+/** The checked outputs of an export: the model, and with external data the data file beside it. */
+export interface OnnxOutputs {
+  model: CheckedOutput;
+  data?: CheckedOutput;
 }
 
 export interface WriteOnnxResult {
@@ -69,71 +79,57 @@ function checkInlineSize(g: LoweredGraph, max: number, what: string): void {
   }
 }
 
-/** Checks that an .onnx file may be written at `out` (a file, replaced only with `force`). Returns the absolute path. */
-export function checkOnnxOutput(out: string, force: boolean): string {
+/** Checks, before any work, that the model (and with externalData its `<name>.data` beside it) may be written. */
+export function checkOnnxOutput(out: string, o: OnnxOutputOptions): OnnxOutputs {
   if (out.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'the output path is empty: name a file, e.g. --out model.onnx');
-  const target = resolve(out);
-  const parent = dirname(target);
-  const dir = statSync(parent, { throwIfNoEntry: false });
-  if (!dir) throw new ModernBertError('FILE_NOT_FOUND', `the folder to write ${basename(target)} into does not exist: ${parent}`, { path: parent });
-  if (!dir.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `cannot write ${out}: ${parent} is a file, not a folder`, { path: parent });
-  const own = lstatSync(target, { throwIfNoEntry: false });
-  if (own?.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `cannot write ${out}: it is a folder`, { path: out });
-  if (own && !force) throw new ModernBertError('OUTPUT_EXISTS', `${out} already exists (use --force to replace it)`, { path: out });
-  return target;
+  const model = checkFileOutput(out, { what: '--out', force: o.force, inputs: o.inputs });
+  if (!o.externalData) return { model };
+  if (model.how === 'direct') throw new ModernBertError('BAD_ARGUMENT', `--external-data writes a .data file beside the model, which ${out} (a device or stream) cannot have`, { path: out });
+  const data = checkFileOutput(join(dirname(model.target), `${basename(model.target)}.data`), { what: 'the external data file', force: o.force, inputs: o.inputs });
+  return { model, data };
 }
 
-/** Writes the lowered graph to `out` (and `<out>.data` with externalData), atomically. */
-export function writeOnnx(g: LoweredGraph, out: string, o: WriteOnnxOptions): WriteOnnxResult {
-  const target = checkOnnxOutput(out, o.force);
+/** Writes the lowered graph to `out` (checked now, or by checkOnnxOutput before the work), atomically. */
+export function writeOnnx(g: LoweredGraph, out: string | OnnxOutputs, o: WriteOnnxOptions): WriteOnnxResult {
+  const outputs = typeof out === 'string' ? checkOnnxOutput(out, o) : out;
   const weightBytes = g.initializers.reduce((s, t) => s + t.byteLength, 0);
-  if (!o.externalData) checkInlineSize(g, o.maxInlineBytes ?? MAX_INLINE_BYTES, out);
-  const dataName = `${basename(target)}.data`;
-  const dataTarget = join(dirname(target), dataName);
-  const tmp = join(dirname(target), `.${basename(target).slice(0, 60)}.tmp-${process.pid}-${randomUUID()}`);
-  const tmpData = `${tmp}.data`;
+  if (!outputs.data) checkInlineSize(g, o.maxInlineBytes ?? MAX_INLINE_BYTES, outputs.model.path);
+  const dataName = basename(outputs.data?.target ?? '');
+  const dataFile = outputs.data && OutputFile.open(outputs.data);
+  let modelFile: OutputFile | undefined;
   try {
     let initializer: OnnxTensorProto[];
-    if (o.externalData) {
-      const fd = openSync(tmpData, 'w');
-      try {
-        let offset = 0;
-        initializer = g.initializers.map((t) => {
-          if (t.byteLength < EXTERNAL_MIN_BYTES) return { name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() };
-          offset = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
-          const bytes = t.bytes();
-          writeSync(fd, bytes, 0, bytes.length, offset);
-          const entry: OnnxTensorProto = {
-            name: t.name,
-            dims: t.dims,
-            data_type: t.dataType,
-            data_location: 1,
-            external_data: [{ key: 'location', value: dataName }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(bytes.length) }],
-          };
-          offset += bytes.length;
-          return entry;
-        });
-      } finally {
-        closeSync(fd);
-      }
+    if (dataFile) {
+      let offset = 0;
+      initializer = g.initializers.map((t) => {
+        if (t.byteLength < EXTERNAL_MIN_BYTES) return { name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() };
+        const aligned = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
+        if (aligned > offset) dataFile.write(new Uint8Array(aligned - offset));
+        const bytes = t.bytes();
+        dataFile.write(bytes);
+        const entry: OnnxTensorProto = {
+          name: t.name,
+          dims: t.dims,
+          data_type: t.dataType,
+          data_location: 1,
+          external_data: [{ key: 'location', value: dataName }, { key: 'offset', value: String(aligned) }, { key: 'length', value: String(bytes.length) }],
+        };
+        offset = aligned + bytes.length;
+        return entry;
+      });
     } else {
       initializer = g.initializers.map((t) => ({ name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() }));
     }
     const bytes = encodeOnnxModel(modelProto(g, o, initializer));
-    const fd = openSync(tmp, 'w');
-    try {
-      writeSync(fd, bytes);
-    } finally {
-      closeSync(fd);
-    }
-    if (o.externalData) renameSync(tmpData, dataTarget);
-    renameSync(tmp, target);
-    return { out: target, ...(o.externalData ? { data: dataTarget } : {}), bytes: bytes.length, weightBytes };
-  } catch (e) {
-    throw fsError(e, out, 'write');
+    modelFile = OutputFile.open(outputs.model);
+    modelFile.write(bytes);
+    // The data first: a model in place never points into a data file that is not.
+    dataFile?.commit();
+    modelFile.commit();
+    return { out: outputs.model.target, ...(outputs.data ? { data: outputs.data.target } : {}), bytes: bytes.length, weightBytes };
   } finally {
-    rmSync(tmp, { force: true });
-    rmSync(tmpData, { force: true });
+    dataFile?.abort();
+    modelFile?.abort();
   }
 }
 

@@ -2,13 +2,13 @@
 // a WeightSource or written as a Hugging Face folder (config.json + float32 model.safetensors), tensor
 // by tensor, so ModernBERT-base (150M parameters) costs one tensor of memory.
 
-import { existsSync, statSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { existsSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseConfig, type ModernBertConfig } from '../model/config.js';
 import { ModernBertError } from '../errors.js';
 import { makeFolders } from '../io/fs-errors.js';
 import { readJson } from '../model/checkpoint.js';
+import { checkFileOutput, writeOutput, type CheckedOutput } from '../io/output.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import { sharedFloat32, type Tensor, type WeightSource } from '../io/weights.js';
 import { applyOverride, checkOverride, type Override } from './overrides.js';
@@ -120,14 +120,18 @@ export async function writeSynthCheckpoint(
   const config = parseConfig(json, source);
   const weights = new SynthWeights(config, overrides);
 
-  const configPath = join(outDir, 'config.json');
-  const modelPath = join(outDir, 'model.safetensors');
-  if (!options.overwrite) {
-    for (const p of [configPath, modelPath]) {
-      if (existsSync(p)) throw new ModernBertError('OUTPUT_EXISTS', `${p} already exists`, { file: p });
-    }
-  }
+  // Both files are checked before any is written (io/output.ts): existing ones need `overwrite`, and neither may
+  // be the config the preset was read from.
+  const created = !existsSync(outDir);
   makeFolders(outDir);
+  let outputs: { model: CheckedOutput; config: CheckedOutput };
+  try {
+    const request = { what: '--out', force: Boolean(options.overwrite), inputs: Object.hasOwn(SYNTH_PRESETS, source) ? [] : [source] };
+    outputs = { model: checkFileOutput(join(outDir, 'model.safetensors'), request), config: checkFileOutput(join(outDir, 'config.json'), request) };
+  } catch (e) {
+    if (created) rmdirSync(outDir);
+    throw e;
+  }
 
   // One buffer, as large as the largest tensor, serves every tensor in turn (the writer is done with
   // each before asking for the next); fresh pages per tensor would cost more than the hashing.
@@ -143,8 +147,8 @@ export async function writeSynthCheckpoint(
     synthetic: 'modernbert-ane portable PRNG (docs/FIXTURES.md)',
     overrides: JSON.stringify(overrides),
   };
-  await writeSafetensors(modelPath, tensors, { metadata, onProgress });
-  await writeFile(configPath, `${JSON.stringify(json, null, 2)}\n`);
+  await writeSafetensors(outputs.model, tensors, { metadata, onProgress });
+  writeOutput(outputs.config, `${JSON.stringify(json, null, 2)}\n`);
   const bytes = weights.recipe.reduce((sum, e) => sum + 4 * numel(e.shape), 0);
   return { config, tensors: tensors.length, bytes };
 }

@@ -2,7 +2,8 @@
 // `text` per non-empty line (a `.jsonl` file, or any file whose first non-empty line starts with "{").
 
 import { ModernBertError } from '../errors.js';
-import { readTextFile } from '../io/fs-errors.js';
+import { readUserFile } from '../io/files.js';
+import { MAX_TEXTS, READ_LIMITS } from '../io/limits.js';
 
 /** One input text and the line it came from (1-based), for messages. */
 export interface InputText {
@@ -10,9 +11,12 @@ export interface InputText {
   line: number;
 }
 
-/** Reads the texts of a batch input file; an empty file or a malformed JSONL line is a one-line error. */
+/**
+ * Reads the texts of a batch input file (a regular file, a FIFO or /dev/stdin, at most READ_LIMITS.texts);
+ * an empty file or a malformed JSONL line is a one-line error.
+ */
 export function readBatchInput(path: string): InputText[] {
-  return parseBatchInput(readTextFile(path, '--input'), path);
+  return parseBatchInput(readUserFile(path, READ_LIMITS.texts, '--input').toString('utf8'), path);
 }
 
 /** Parses a batch input (`source` names it in messages). */
@@ -25,6 +29,7 @@ export function parseBatchInput(content: string, source: string): InputText[] {
   lines.forEach((raw, i) => {
     const line = i + 1;
     if (raw.trim() === '') return;
+    if (out.length === MAX_TEXTS) throw new ModernBertError('BAD_INPUT', `${source} holds more than ${MAX_TEXTS} texts, the most one run takes: split it`, { file: source, line });
     if (!jsonl) return void out.push({ text: raw.trim(), line });
     let v: unknown;
     try {

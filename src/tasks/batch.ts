@@ -8,10 +8,14 @@ import type { LoadedModel } from '../run/load.js';
 import type { OutputHead } from '../model/options.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { prefersOnePerPass } from '../run/runtime-cost.js';
-import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts, type PackedWindow } from '../run/pack-texts.js';
+import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts, type PackedWindow } from '../model/pack-texts.js';
+import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
+import { firstNonFinite, nonFiniteError } from '../numeric/finite.js';
+import { formatBytes, MAX_RESULT_BYTES } from '../io/limits.js';
+import type { RtTensor } from '../runtime/tensor.js';
 import type { EncodedText, TaskPlan } from './task-table.js';
 
-export { DEFAULT_PACK, DEFAULT_WINDOW } from '../run/pack-texts.js';
+export { DEFAULT_PACK, DEFAULT_WINDOW } from '../model/pack-texts.js';
 
 export interface BatchOptions {
   /** Tokens per window (checkpoints: DEFAULT_WINDOW; packages: their length). */
@@ -90,12 +94,13 @@ export function encodeTexts(tok: Tokenizer, texts: readonly string[], plan: Pick
   const prefix = o.prefix ?? '';
   return texts.map((text, i) => {
     const full = prefix + text;
-    const e = plan.offsets ? tok.encodeWithOffsets(full) : { ...tok.encode(full), offsets: undefined };
+    // Only as much of a long text is tokenized as the window needs (tokenizer/encode-within.ts).
+    const e = encodeWithin(tok, full, limit, (t) => (plan.offsets ? tok.encodeWithOffsets(t) : { ids: tok.encode(t).ids, offsets: undefined }));
     const offsets = e.offsets?.map(([a, b]): [number, number] => [a - prefix.length, b - prefix.length]);
     if (e.ids.length <= limit) return { text, ids: e.ids, ...(offsets ? { offsets } : {}) };
     if (!o.truncate) {
       const most = o.window === undefined ? ` but the model allows at most ${limit}` : `, more than the window of ${limit}`;
-      throw new ModernBertError('BAD_INPUT', `${texts.length > 1 || o.label ? `${label(o, i)}: ` : ''}the text is ${e.ids.length} tokens long${most} (give \`truncate\` to cut it)`, { tokens: e.ids.length, limit });
+      throw new ModernBertError('BAD_INPUT', `${texts.length > 1 || o.label ? `${label(o, i)}: ` : ''}the text is ${describeLength(e, limit)} tokens long${most} (give \`truncate\` to cut it)`, { limit });
     }
     const keep = (list: readonly unknown[]) => [...list.slice(0, limit - 1), list.at(-1)]; // keeps the closing [SEP]
     return { text, ids: keep(e.ids) as number[], ...(offsets ? { offsets: keep(offsets) as [number, number][] } : {}) };
@@ -125,21 +130,32 @@ export async function runTokenized<R>(model: LoadedModel, texts: readonly Encode
   const packedWindows = packTexts(texts.map((t) => t.ids), window, pack, model.ids.special[0]!);
   // Without `pack`, a runtime that runs every length on one graph takes each text alone when that is sooner.
   const lengths = texts.map((t) => t.ids.length);
-  const single = packed && o.pack === undefined && model.runner.sharesGraph?.(Math.max(...lengths)) === true && prefersOnePerPass(lengths, packedWindows.length, window);
-  const windows = single ? texts.map((t, i): PackedWindow => ({ texts: [i], starts: [0], ids: [...t.ids], segments: [] })) : packedWindows;
+  const single = packed && o.pack === undefined && model.runner.sharesGraph?.(lengths.reduce((m, n) => Math.max(m, n), 0)) === true && prefersOnePerPass(lengths, packedWindows.length, window);
+  const windows = single ? texts.map((t, i): PackedWindow => ({ texts: [i], starts: [0], ids: t.ids as number[], segments: [] })) : packedWindows;
   const run = windowRunner(model, plan, pack, packed && !single, texts);
   const perText = !packed || single;
   const results: R[] = new Array(texts.length);
+  let store: Float32Array | undefined;
   let done = 0;
   for (const w of windows) {
     const starts = w.texts.map((_, k) => (perText ? 0 : w.starts[k]!));
     // Positions are evaluated only where the texts ask (a masked LM at its [MASK]s), one column each.
     const at = positions ? w.texts.flatMap((t, k) => positions[t]!.map((p) => starts[k]! + p)) : undefined;
     const out = await run(w, at);
-    const output = [...out.outputs.values()][0]!;
+    const [name, output] = [...out.outputs.entries()][0]!;
     let column = 0;
     w.texts.forEach((t, k) => {
-      results[t] = plan.read({ text: texts[t]!, output, row: k, start: starts[k]!, column });
+      const view = { text: texts[t]!, output, row: k, start: starts[k]!, column };
+      checkFinite(view, positions?.[t]?.length, `${label(o, t)}: the model's "${name}" output`);
+      const r = plan.read(view);
+      // Embeddings all in one buffer, in input order: a million small arrays cost several times their values.
+      if (plan.head === 'embedding' && r instanceof Float32Array) {
+        store ??= embeddingStore(r.length, texts.length);
+        store.set(r, t * r.length);
+        results[t] = store.subarray(t * r.length, (t + 1) * r.length) as R;
+      } else {
+        results[t] = r;
+      }
       column += positions?.[t]!.length ?? 0;
     });
     done += w.texts.length;
@@ -149,4 +165,33 @@ export async function runTokenized<R>(model: LoadedModel, texts: readonly Encode
     results,
     stats: { texts: texts.length, windows: windows.length, strategy: single ? 'single' : 'packed', window, textsPerWindow: single ? 1 : pack, tokens, fill: single ? 1 : tokens / (windows.length * window), seconds: (performance.now() - t0) / 1000 },
   };
+}
+
+/**
+ * Throws NON_FINITE when the values a text's result is read from hold NaN or infinity: its row of a pooled
+ * output, its evaluated positions (`positions` columns from `column`), or its tokens' columns.
+ */
+function checkFinite(v: { text: EncodedText; output: RtTensor; row: number; start: number; column: number }, positions: number | undefined, what: string): void {
+  const t = v.output;
+  if (t.shape.length !== 4) {
+    const C = t.shape[t.shape.length - 1]!;
+    const bad = firstNonFinite(t.data, C, t.shape.length === 3 ? v.row * C : 0);
+    if (bad >= 0) throw nonFiniteError(what, t.data[(t.shape.length === 3 ? v.row * C : 0) + bad]!, `at channel ${bad}`);
+    return;
+  }
+  const [C, S] = [t.shape[1]!, t.shape[3]!];
+  const [from, n] = positions === undefined ? [v.start, v.text.ids.length] : [v.column, positions];
+  for (let s = from; s < from + n; s++) {
+    const bad = firstNonFinite(t.data, C, s, S);
+    if (bad >= 0) throw nonFiniteError(what, t.data[s + bad * S]!, `at ${positions === undefined ? `token ${s - v.start}` : `[MASK] ${s - v.column + 1}`}, channel ${bad}`);
+  }
+}
+
+/** The buffer of every embedding of a run (texts x width), refused above MAX_RESULT_BYTES (io/limits.ts). */
+export function embeddingStore(width: number, texts: number): Float32Array {
+  const bytes = texts * width * 4;
+  if (bytes > MAX_RESULT_BYTES) {
+    throw new ModernBertError('BAD_INPUT', `${texts} texts of ${width} values each would hold ${formatBytes(bytes)} of embeddings, more than the ${formatBytes(MAX_RESULT_BYTES)} one run may: split the input`, { texts });
+  }
+  return new Float32Array(texts * width);
 }

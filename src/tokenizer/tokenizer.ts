@@ -17,7 +17,9 @@ import { dirname, join } from 'node:path';
 import * as tokenizersLib from '@huggingface/tokenizers';
 import { ModernBertError } from '../errors.js';
 import { readJsonFile as readJson } from '../io/files.js';
+import { READ_LIMITS } from '../io/limits.js';
 import { checkTokenizerJson } from './tokenizer-json.js';
+import { guardFilePatterns } from './tokenizer-patterns.js';
 import { AddedTokenMatcher, readAddedTokens, WS } from './added-tokens.js';
 import { alignNormalized, BYTE_OF_CHAR, tokenSpans, type AlignmentStyle, type Span } from './offsets.js';
 
@@ -111,6 +113,8 @@ export class Tokenizer {
       throw new ModernBertError('CORRUPT_FILE', `${source}: not a tokenizer this library can read (${(e as Error).message})`, { file: source });
     }
     useOnigurumaWhitespace(this.lib.pre_tokenizer);
+    // The file's own regular expressions run under a time budget (tokenizer-patterns.ts).
+    guardFilePatterns([this.lib.normalizer, this.lib.pre_tokenizer, this.lib.decoder], source);
 
     const added = readAddedTokens(json.added_tokens, source);
     this.rawMatcher = new AddedTokenMatcher(added.filter((t) => !t.normalized).map((t) => [t.content, t]));
@@ -306,8 +310,8 @@ export async function loadTokenizer(dirOrFile: string): Promise<Tokenizer> {
   const file = /\.json$/i.test(dirOrFile) && !isDirectory(dirOrFile);
   const dir = file ? dirname(dirOrFile) : dirOrFile;
   const path = file ? dirOrFile : join(dir, 'tokenizer.json');
-  const json = await readJsonFile(path, true);
-  const config = (await readJsonFile(join(dir, 'tokenizer_config.json'), false)) ?? {};
+  const json = await readJsonFile(path, true, READ_LIMITS.tokenizer);
+  const config = (await readJsonFile(join(dir, 'tokenizer_config.json'), false, READ_LIMITS.tokenizerConfig)) ?? {};
   return Tokenizer.fromJSON(json, config, path);
 }
 
@@ -316,9 +320,9 @@ function isDirectory(path: string): boolean {
 }
 
 // Regular files of bounded size only (src/io/files.ts): a FIFO or /dev/zero must not hang the load.
-async function readJsonFile(path: string, required: boolean): Promise<unknown> {
+async function readJsonFile(path: string, required: boolean, maxBytes: number): Promise<unknown> {
   if (!required && !existsSync(path)) return undefined;
-  return readJson(path, 'tokenizer file');
+  return readJson(path, 'tokenizer file', maxBytes);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

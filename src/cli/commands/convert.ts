@@ -10,7 +10,9 @@ import type { TargetName } from '../../ir/target.js';
 import { ModernBertError } from '../../errors.js';
 import { formatFidelity } from '../../eval/fidelity.js';
 import { readLines } from '../../eval/inputs.js';
-import { readTextFile } from '../../io/fs-errors.js';
+import { readUserFile } from '../../io/files.js';
+import { READ_LIMITS } from '../../io/limits.js';
+import { parseAddHead } from '../../convert/heads.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
@@ -70,13 +72,13 @@ function headList(value: string): OutputHead[] {
 
 /** `--add-head [NAME=]MODEL`. */
 function addHead(spec: string): AddHead {
-  const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.+)$/.exec(spec);
-  return m ? { name: m[1]!, model: m[2]! } : spec;
+  const { name, dir } = parseAddHead(spec);
+  return name === undefined ? dir : { name, model: dir };
 }
 
 /** The flags as convert()'s options (a flag left at its default is an option left out). */
 function convertOptions(o: ConvertCliOptions, io: Io, onProgress: ConvertOptions['onProgress']): ConvertOptions {
-  const texts = o.calibration === undefined ? undefined : readLines(readTextFile(o.calibration, '--calibration'));
+  const texts = o.calibration === undefined ? undefined : readLines(readUserFile(o.calibration, READ_LIMITS.calibration, '--calibration').toString('utf8'));
   return {
     out: o.out, seqLens: o.seqLen, fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed, weights: o.weights, target: o.target,
     force: Boolean(o.force), tokenizer: o.tokenizer, maskInput: Boolean(o.maskInput), head: o.head, calibration: texts,
@@ -146,7 +148,7 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
         io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
         if (report.packages.length > 1) io.stdout(`heads: ${report.packages.slice(1).join(', ')} (run one with: predict ${report.out} --head-package PATH)\n`);
         if (report.functions.length > 0) io.stdout(`functions: ${report.functions.join(', ')} (the first is the default; pick one with predict --function NAME)\n`);
-        io.stdout(`time: read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
+        io.stdout(`time: ${s.learn > 0 ? `learn rotation ${s.learn.toFixed(1)} s, ` : ''}read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
         if (report.compression) io.stdout(`${formatCompression(report.compression)}\n`);
         if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: report.weightForm.fold, rotation: report.weightForm.rotation, norm: report.weightForm.norm })}\n`);
         io.stdout(`${ane.summary}\n`);
@@ -165,5 +167,6 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
 export function formatCompression(c: CompressionSummary): string {
   const mb = (b: number) => (b / 1e6).toFixed(1);
   const form = `${c.mode}${c.groupSize !== undefined ? `, groups of ${c.groupSize} channels` : ''}${c.blockSize !== undefined ? `, blocks of ${c.blockSize}` : ''}`;
+  if (c.tensors === 0) return `compression: ${form}: no tensor compressed (--keep matched every one); the weights are float16`;
   return `compression: ${form}: ${c.tensors} tensors, ${mb(c.fp16Bytes)} MB float16 -> ${mb(c.compressedBytes)} MB (${(c.compressedBytes / c.fp16Bytes).toFixed(3)}x)`;
 }

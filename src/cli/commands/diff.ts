@@ -55,10 +55,9 @@ export function registerDiff(program: Command, io: Io): void {
           download: downloadProgress(io, Boolean(o.json)), executors: [...executors], onProgress: (d, t) => bar.update(d, t),
         });
         bar.stop();
-        if (o.json) return printJson(io, { kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, non_finite: r.non_finite, precision_a: o.precisionA, precision_b: o.precisionB });
+        if (o.json) return printJson(io, { kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, precision_a: o.precisionA, precision_b: o.precisionB });
         io.stdout(`A: ${pathA} (${o.precisionA})\nB: ${pathB} (${o.precisionB})\n`);
         io.stdout(`KL(A || B) ${r.kl.toExponential(3)}  top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  max |diff| ${r.max_abs_diff.toPrecision(4)}  over ${r.tokens} tokens of ${r.inputs} inputs\n`);
-        if (r.non_finite) io.stdout(`WARNING: ${r.non_finite} tokens have NaN or infinite logits\n`);
       } finally {
         bar.stop();
       }

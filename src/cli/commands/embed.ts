@@ -7,11 +7,12 @@ import { outputFormat, writeEmbeddings } from '../../tasks/batch-output.js';
 import type { BatchStats } from '../../tasks/batch.js';
 import { closeTaskModel, openTaskModel, runTask } from '../../tasks/pipeline.js';
 import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
-import { printJson, progress, type Io } from '../context.js';
+import { progress, type Io } from '../context.js';
+import { checkFileOutput } from '../../io/output.js';
 import { precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
 import { packedWork } from '../../run/runtime-cost.js';
-import { DEFAULT_WINDOW } from '../../run/pack-texts.js';
+import { DEFAULT_WINDOW } from '../../model/pack-texts.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
@@ -19,6 +20,7 @@ interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
   out: string;
   precision?: Precision;
   tokenizer?: string;
+  function?: string;
   revision?: string;
   json?: boolean;
 }
@@ -33,20 +35,24 @@ export function registerEmbed(program: Command, io: Io): void {
     .requiredOption('--out <file>', 'embeddings: .jsonl ({"index", "embedding"} per line), .npy or .safetensors (float32 [N, C])')
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--tokenizer <path>', 'tokenizer.json (or its folder), for a package converted with --no-tokenizer')
+    .option('--function <name>', 'the function of a multifunction package to run (default: its embedding function)')
     .option('--json', 'machine-readable summary');
   addRuntimeOptions(addBatchOptions(addRevisionOption(cmd)))
     .action(async (modelPath: string, o: EmbedOptions) => {
-      outputFormat(o.out); // an unknown extension fails before any work
+      const out = checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath, o.input, o.tokenizer] });
+      outputFormat(o.out, out.how === 'direct'); // an unknown extension fails before any work
       const inputs = readBatchInput(o.input);
-      const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io, undefined, packedWork(inputs.map((t) => t.text), o.window ?? DEFAULT_WINDOW)), ...hubOptions(io, o) });
+      const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io, undefined, packedWork(inputs.map((t) => t.text), o.window ?? DEFAULT_WINDOW)), ...hubOptions(io, o), ...(o.function === undefined ? {} : { function: o.function }) });
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');
       try {
         const batch = { window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, label: (i: number) => `line ${inputs[i]!.line}`, onProgress: (d: number, t: number) => bar.update(d, t) };
         const { results, stats } = await runTask(tm, 'feature-extraction', inputs.map((t) => t.text), {}, batch);
         bar.stop();
-        await writeEmbeddings(o.out, results);
-        if (o.json) return printJson(io, { out: o.out, ...stats });
-        io.stdout(`${summary(stats)}; wrote ${o.out}\n`);
+        await writeEmbeddings(out, results);
+        // Written to our own standard output: the summary goes to stderr, not into the data.
+        const say = out.ownFd === 1 ? io.stderr : io.stdout;
+        if (o.json) return say(`${JSON.stringify({ out: o.out, ...stats })}\n`);
+        say(`${summary(stats)}; wrote ${o.out}\n`);
       } finally {
         bar.stop();
         await closeTaskModel(tm);

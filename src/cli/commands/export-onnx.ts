@@ -3,7 +3,8 @@
 import { Option, type Command } from 'commander';
 import { exportOnnx } from '../../convert/export-onnx.js';
 import { readLines } from '../../eval/inputs.js';
-import { readTextFile } from '../../io/fs-errors.js';
+import { readUserFile } from '../../io/files.js';
+import { READ_LIMITS } from '../../io/limits.js';
 import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../model/variants.js';
@@ -61,7 +62,7 @@ export function registerExportOnnx(program: Command, io: Io): void {
         const r = await exportOnnx(modelPath, {
           out: o.out, seqLen: o.seqLen, fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed, precision: o.precision,
           head: o.head, attentionChunk: o.attentionChunk, force: Boolean(o.force), externalData: Boolean(o.externalData),
-          calibration: o.calibration === undefined ? undefined : readLines(readTextFile(o.calibration, '--calibration')),
+          calibration: o.calibration === undefined ? undefined : readLines(readUserFile(o.calibration, READ_LIMITS.calibration, '--calibration').toString('utf8')),
           random: o.random, fidelity: o.fidelityPrecision, learnSeconds: o.learnSeconds,
           revision: o.revision, download: downloadProgress(io, Boolean(o.json)), onProgress: (_, d, t) => bar.update(d, t),
         });

@@ -9,7 +9,8 @@ import { weightCosts } from '../../eval/weight-costs.js';
 import { parseTarget } from '../../ir/target.js';
 import { Engine } from '../../run/engine.js';
 import { ModernBertError } from '../../errors.js';
-import { checkFileTarget, writeTextFile } from '../../io/fs-errors.js';
+import { checkFileOutput, writeOutput } from '../../io/output.js';
+import { nonFiniteError } from '../../numeric/finite.js';
 import { resolveInputs } from '../../eval/inputs.js';
 import { OutlierMeter, type LayerOutliers } from '../../eval/outliers.js';
 import { openModel } from '../../run/load.js';
@@ -31,6 +32,7 @@ interface OutliersOptions {
   random?: number;
   seed: number;
   plot?: string;
+  force?: boolean;
   revision?: string;
   json?: boolean;
 }
@@ -52,6 +54,7 @@ export function registerOutliers(program: Command, io: Io): void {
     .option('--random <n>', 'use n seeded random token ids', positiveInt)
     .option('--seed <n>', 'seed of the Hadamard rotation and of --random', nonNegativeInt, 0)
     .option('--plot <file.svg>', 'draw max |activation| per layer (log scale)')
+    .option('--force', 'replace an existing --plot file')
     .option('--weights', 'instead: per weight tensor, what --compress costs it (relative error, largest weights), costliest first')
     .option('--compress <mode>', `--weights: the mode to cost (${COMPRESS_MODES.join(', ')})`, 'pal4')
     .option('--target <os>', '--weights: the target whose form is costed (iOS18 takes every mode)', 'iOS18')
@@ -62,7 +65,7 @@ export function registerOutliers(program: Command, io: Io): void {
     .option('--json', 'machine-readable output');
   addRevisionOption(cmd)
     .action(async (modelPath: string, texts: string[], o: OutliersOptions) => {
-      if (o.plot !== undefined) checkFileTarget(o.plot, '--plot');
+      const plot = o.plot === undefined ? undefined : checkFileOutput(o.plot, { what: '--plot', force: Boolean(o.force), inputs: [modelPath, o.golden] });
       const model = await openModel(modelPath, hubOptions(io, o));
       try {
         if (model.kind !== 'checkpoint' || !model.config || !model.weights) throw new ModernBertError('BAD_ARGUMENT', 'outliers needs a checkpoint folder (a package cannot be refolded)');
@@ -100,10 +103,12 @@ export function registerOutliers(program: Command, io: Io): void {
             bar.update(++done, VARIANTS.length * seqs.length);
           }
           results[v.name] = meter.result();
+          const bad = results[v.name]!.find((l) => !Number.isFinite(l.max));
+          if (bad) throw nonFiniteError(`the ${v.name} model's residual stream`, bad.max, `after layer ${bad.layer} (channel ${bad.channel}, token ${bad.token})`, 'its weights are not finite or overflow float32; nothing was printed');
         }
         bar.stop();
-        if (o.plot) {
-          writeTextFile(o.plot, lineChartSvg({
+        if (plot) {
+          writeOutput(plot, lineChartSvg({
             // The model's name, never a path of this machine (the file may be shared).
             title: `Residual stream outliers: ${model.source?.id ?? basename(resolve(model.path))}`,
             references: [{ y: F16_MAX, label: "float16's largest value, 65,504" }],
@@ -111,7 +116,7 @@ export function registerOutliers(program: Command, io: Io): void {
             yLabel: 'max |activation|',
             logY: true,
             series: Object.entries(results).map(([name, ls]) => ({ name, points: ls.map((l) => [l.layer, l.max] as [number, number]) })),
-          }), '--plot');
+          }));
         }
         if (o.json) return printJson(io, { sequences: seqs.length, variants: results, plot: o.plot ?? null });
         const names = Object.keys(results);

@@ -13,11 +13,13 @@ import { META } from '../../coreml/package-info.js';
 import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 import { printJson, progress, type Io } from '../context.js';
+import { checkFileOutput } from '../../io/output.js';
+import { DEFAULT_MODEL } from '../../run/load.js';
 import { summary } from './embed.js';
 import { positiveInt, precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
 import { packedWork, type Workload } from '../../run/runtime-cost.js';
-import { DEFAULT_WINDOW } from '../../run/pack-texts.js';
+import { DEFAULT_WINDOW } from '../../model/pack-texts.js';
 
 interface PredictOptions extends RuntimeCliOptions, BatchCliOptions {
   topK: number;
@@ -53,7 +55,7 @@ export function registerPredict(program: Command, io: Io): void {
   addRuntimeOptions(addBatchOptions(addRevisionOption(cmd)))
     .action(async (a: string | undefined, b: string | undefined, o: PredictOptions) => {
       if (o.input !== undefined) return predictBatch(io, a, b, o);
-      if (o.out !== undefined) throw new ModernBertError('BAD_ARGUMENT', '--out goes with --input FILE');
+      for (const flag of ['out', 'force'] as const) if (o[flag] !== undefined) throw new ModernBertError('BAD_ARGUMENT', `--${flag} goes with --input FILE`);
       // One argument is the text (default model) unless it names an existing model.
       let [modelPath, text] = b === undefined ? [undefined, a] : [a, b];
       if (b === undefined && a !== undefined && existsSync(a)) [modelPath, text] = [a, undefined];
@@ -107,6 +109,7 @@ function jsonResult(r: unknown): unknown {
 async function predictBatch(io: Io, modelPath: string | undefined, extra: string | undefined, o: PredictOptions): Promise<void> {
   if (extra !== undefined) throw new ModernBertError('BAD_ARGUMENT', 'give either a text or --input FILE, not both');
   if (o.embed) throw new ModernBertError('BAD_ARGUMENT', '--embed with --input: use the embed command');
+  const out = o.out === undefined ? undefined : checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath ?? DEFAULT_MODEL, o.input, o.tokenizer, o.headPackage] });
   const inputs = readBatchInput(o.input!);
   const tm = await openForPredict(io, modelPath, undefined, o, packedWork(inputs.map((t) => t.text), o.window ?? DEFAULT_WINDOW));
   const bar = progress(io, 'predict', o.out === undefined || Boolean(o.json), 'texts');
@@ -115,11 +118,18 @@ async function predictBatch(io: Io, modelPath: string | undefined, extra: string
     const batch = { window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, label: (i: number) => `line ${inputs[i]!.line}`, onProgress: (d: number, t: number) => bar.update(d, t) };
     const { results, stats } = await runTask(tm, task, inputs.map((t) => t.text), taskOptions(task, o), batch);
     bar.stop();
-    const lines = results.map((r, index) => ({ index, result: jsonResult(r) }));
-    if (o.out === undefined) return io.stdout(lines.map((r) => `${JSON.stringify(r)}\n`).join(''));
-    writeJsonl(o.out, lines);
-    if (o.json) printJson(io, { out: o.out, ...stats });
-    else io.stdout(`${summary(stats)}; wrote ${o.out}\n`);
+    const lines = (function* jsonLines() {
+      for (const [index, r] of results.entries()) yield { index, result: jsonResult(r) };
+    })();
+    if (out === undefined) {
+      for (const line of lines) io.stdout(`${JSON.stringify(line)}\n`);
+      return;
+    }
+    writeJsonl(out, lines);
+    // Written to our own standard output: the summary goes to stderr, not into the data.
+    const say = out.ownFd === 1 ? io.stderr : io.stdout;
+    if (o.json) say(`${JSON.stringify({ out: o.out, ...stats })}\n`);
+    else say(`${summary(stats)}; wrote ${o.out}\n`);
   } finally {
     bar.stop();
     await closeTaskModel(tm);

@@ -1,10 +1,10 @@
 // `report PKG --out report.html`: one self-contained HTML page about a package (src/report/html.ts).
 
-import { existsSync, lstatSync, realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { dirname, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { checkFileTarget, withFsErrors, writeFileAtomically } from '../../io/fs-errors.js';
+import { checkFileOutput, writeOutput, type CheckedOutput } from '../../io/output.js';
 import { isPackagePath } from '../../run/load.js';
 import { readMLPackage } from '../../coreml/mil-read.js';
 import { META } from '../../coreml/package-info.js';
@@ -29,7 +29,7 @@ export function registerReport(program: Command, io: Io): void {
     .action((path: string, o: { out: string; force?: boolean; aneRules?: string; json?: boolean }) => {
       if (!isPackagePath(path)) throw new ModernBertError('BAD_ARGUMENT', `report describes a Core ML package; ${path} is not one (convert it first)`, { path });
       if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `package ${path} does not exist`, { path });
-      checkReportTarget(o.out, Boolean(o.force), path);
+      const out = checkReportTarget(o.out, Boolean(o.force), path);
       const rules = o.aneRules === undefined ? defaultRules() : readRulesFile(o.aneRules);
       const first = readMLPackage(path);
       const functions = [predictFunction(first, rules), ...first.functions.slice(1).map((name) => predictFunction(readMLPackage(path, name), rules))];
@@ -42,21 +42,16 @@ export function registerReport(program: Command, io: Io): void {
         fidelity: readStoredFidelity(metadata[META.fidelity]),
         version: VERSION,
       });
-      writeFileAtomically(o.out, html, '--out');
+      writeOutput(out, html);
       if (o.json) return printJson(io, { out: o.out, bytes: Buffer.byteLength(html), functions: functions.map((f) => f.name) });
       io.stdout(`wrote ${o.out} (${(Buffer.byteLength(html) / 1e3).toFixed(0)} kB): ${functions.length} function${functions.length > 1 ? 's' : ''}, ${functions.reduce((s, f) => s + f.placement.opCount, 0)} ops\n`);
     });
 }
 
-/** The page may go where a regular file may be written: not over a link, folder or device, not into the package, not over a file without --force. */
-function checkReportTarget(out: string, force: boolean, pkg: string): void {
-  checkFileTarget(out, '--out');
-  const target = resolve(out);
+/** The page goes where io/output.ts lets an output go, and never into the package it describes (not even as a new file). */
+function checkReportTarget(out: string, force: boolean, pkg: string): CheckedOutput {
   const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
-  const inside = relative(real(pkg), real(dirname(target)) + sep + 'x');
+  const inside = relative(real(pkg), real(dirname(resolve(out))) + sep + 'x');
   if (!inside.startsWith('..')) throw new ModernBertError('BAD_ARGUMENT', `--out ${out} is inside the package ${pkg}: write the page elsewhere`, { path: out });
-  const own = withFsErrors(out, 'write', () => lstatSync(target, { throwIfNoEntry: false }));
-  if (!own) return;
-  if (!own.isFile()) throw new ModernBertError('BAD_ARGUMENT', `--out ${out} exists and is not a regular file (a link, folder or device); choose another path`, { path: out });
-  if (!force) throw new ModernBertError('OUTPUT_EXISTS', `${out} already exists (use --force to replace it)`, { path: out });
+  return checkFileOutput(out, { what: '--out', force, inputs: [pkg] });
 }

@@ -1,9 +1,10 @@
 // `synth <small|base|large|CONFIG.json> --out DIR`: a synthetic checkpoint from the portable PRNG.
 
-import { existsSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { fsError } from '../../io/fs-errors.js';
+import { fsError, withFsErrors } from '../../io/fs-errors.js';
+import { kindOf } from '../../io/files.js';
 import { parseOverride } from '../../synth/overrides.js';
 import { writeSynthCheckpoint } from '../../synth/synth.js';
 import { printJson, progress, type Io } from '../context.js';
@@ -28,9 +29,8 @@ export function registerSynth(program: Command, io: Io): void {
     .option('--json', 'machine-readable output')
     .action(async (preset: string, o: SynthOptions) => {
       const overrides = o.override.map(parseOverride);
-      if (existsSync(o.out) && !statSync(o.out).isDirectory()) {
-        throw new ModernBertError('BAD_ARGUMENT', `--out ${o.out} is a file, not a folder`, { path: o.out });
-      }
+      const st = withFsErrors(o.out, 'write', () => statSync(o.out, { throwIfNoEntry: false }));
+      if (st && !st.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `--out ${o.out} is ${st.isFile() ? 'a file' : kindOf(st)}, not a folder`, { path: o.out });
       const bar = progress(io, 'synth MB', Boolean(o.json));
       const t0 = performance.now();
       try {
