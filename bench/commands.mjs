@@ -53,6 +53,9 @@ const runs = Number(values.runs);
 const work = mkdtempSync(join(tmpdir(), 'mbane-bench-commands-'));
 let dir = values.dir ?? join(work, 'synth-base');
 const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+// The section of docs/PERFORMANCE.md that --write-docs replaces (above the code that runs, for the module's top-level await).
+const BEGIN = '<!-- bench/commands.mjs -->';
+const END = '<!-- end bench/commands.mjs -->';
 /** The report, as Markdown: printed as it comes, and written into the docs with --write-docs. */
 const report = [];
 const say = (line = '') => {
@@ -223,7 +226,8 @@ async function embedAgainstSentenceTransformers(model, short, long, work, runs) 
   const ratio = (x) => ({ whole: x.st.wall / x.ours.wall, enc: x.stStats.seconds / x.stats.seconds });
   for (const x of rows) {
     const r = ratio(x);
-    say(`| ${x.label} | ${x.run} | ${x.rt}, ${x.stats.strategy} | ${(x.n / x.ours.wall).toFixed(1)} | ${(x.n / x.stats.seconds).toFixed(1)} | ${x.ours.rss} | ${(x.n / x.st.wall).toFixed(1)} | ${(x.n / x.stStats.seconds).toFixed(1)} | ${x.st.rss} | ${(100 * x.stats.fill).toFixed(0)}% / ${(100 * x.stStats.fill).toFixed(0)}% | ${r.whole.toFixed(2)}x | ${r.enc.toFixed(2)}x | ${x.diff.toExponential(1)} | ${x.ours.load} |`);
+    const rate = (seconds) => (x.n / seconds).toPrecision(3);
+    say(`| ${x.label} | ${x.run} | ${x.rt}, ${x.stats.strategy} | ${rate(x.ours.wall)} | ${rate(x.stats.seconds)} | ${x.ours.rss} | ${rate(x.st.wall)} | ${rate(x.stStats.seconds)} | ${x.st.rss} | ${(100 * x.stats.fill).toFixed(0)}% / ${(100 * x.stStats.fill).toFixed(0)}% | ${r.whole.toFixed(2)}x | ${r.enc.toFixed(2)}x | ${x.diff.toExponential(1)} | ${x.ours.load} |`);
   }
   say();
   say('Goals (the default runtime; medians over the runs; ours / sorted batches in texts per second):');
@@ -235,9 +239,6 @@ async function embedAgainstSentenceTransformers(model, short, long, work, runs) 
     say(`- embed ${label}: ${whole.toFixed(2)}x whole command, ${enc.toFixed(2)}x encoding alone (goal ${want}: ${whole >= goal ? 'met' : 'NOT met'} for the command, ${enc >= goal ? 'met' : 'NOT met'} for the encoding); strategy ${[...new Set(mine.map((x) => x.stats.strategy))].join(', ')}`);
   }
 }
-
-const BEGIN = '<!-- bench/commands.mjs -->';
-const END = '<!-- end bench/commands.mjs -->';
 
 /** Replaces the text between the markers in docs/PERFORMANCE.md with the report (fails if they are absent). */
 function writeDocs(lines) {
