@@ -84,7 +84,7 @@ describe('batched attention heads in the ONNX lowering', () => {
     });
   }
 
-  it('creates its onnxruntime session from a temporary file that it removes', async () => {
+  it('creates its onnxruntime session without writing a file (the weights read in place)', async () => {
     const dir = tempDir('mbane-ort-tmp-');
     const before = process.env.TMPDIR;
     process.env.TMPDIR = dir; // os.tmpdir() reads it on every call
