@@ -4,7 +4,7 @@
 //
 //   engine     our engine (graph/interpreter.ts), the graph of src/model/model.ts
 //   ort-ours   onnxruntime-node on the same graph, lowered by src/onnx/ (what --runtime ort runs)
-//   ort-plain  onnxruntime-node on a plain ModernBERT export written here from the checkpoint's weights:
+//   ort-plain  onnxruntime-node on a plain ModernBERT export (bench/plain-modernbert.mjs) of the checkpoint's weights:
 //              standard layout (1, S, C), MatMul projections, (1, H, S, D) attention with full S x S
 //              scores and an in-graph sliding-window mask: what an optimum/transformers.js export does
 //
@@ -29,6 +29,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { plainModel } from './plain-modernbert.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -224,7 +225,7 @@ async function prepare(name, ckpt, S, { Engine, chooseRuntime, executorFor }) {
   const ort = (await import('onnxruntime-node')).default;
   // The same session options as --runtime ort (threads included), so that only the graphs differ.
   const { ortSessionOptions } = await import('../dist/run/ort-executor.js');
-  const session = await ort.InferenceSession.create(await plainModel(ckpt, S), ortSessionOptions('cpu'));
+  const session = await ort.InferenceSession.create(await plainModel(ckpt, S), ortSessionOptions('cpu')); // batch 1 of its batch axis
   return async (ids) => {
     const feeds = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, S]),
@@ -232,89 +233,4 @@ async function prepare(name, ckpt, S, { Engine, chooseRuntime, executorFor }) {
     };
     return (await session.run(feeds)).last_hidden_state.data;
   };
-}
-
-// ---- the plain export: ModernBERT as transformers writes it, in ONNX nodes ------------------------------
-
-async function plainModel(ckpt, S) {
-  const { encodeOnnxModel } = await import('../dist/onnx/schema.js');
-  const { valueInfo } = await import('../dist/onnx/lower.js');
-  const c = ckpt.config;
-  const [C, H, D, I] = [c.hidden, c.numHeads, c.headDim, c.intermediate];
-  const nodes = [];
-  const inits = [];
-  let n = 0;
-  const node = (op, inputs, attrs = {}, out = `t${n++}`) => {
-    const attribute = Object.entries(attrs).map(([name, v]) => (Array.isArray(v) ? { name, type: 7, ints: v } : Number.isInteger(v) && name !== 'epsilon' ? { name, type: 2, i: v } : { name, type: 1, f: v }));
-    nodes.push({ name: `n${n++}`, op_type: op, input: inputs, output: [out], attribute });
-    return out;
-  };
-  const init = (name, dims, data, type = 1) => {
-    const bytes = type === 7 ? new Uint8Array(BigInt64Array.from(data, BigInt).buffer) : new Uint8Array(Float32Array.from(data).buffer);
-    inits.push({ name, dims, data_type: type, raw_data: bytes });
-    return name;
-  };
-  const W = (name) => {
-    const t = ckpt.weights.get(name);
-    return init(name, t.shape, t.data);
-  };
-  const i64 = (v) => init(`c${n++}`, [v.length], v, 7);
-  const f = (v) => init(`c${n++}`, [], [v]);
-  const linear = (x, name) => node('MatMul', [x, node('Transpose', [W(name)], { perm: [1, 0] })]);
-  const ln = (x, name) => node('LayerNormalization', [x, W(name)], { axis: -1, epsilon: c.normEps });
-  // RoPE tables (S, D): cos and sin of position * theta^(-2k/D), each frequency twice (rotate_half layout).
-  const rope = (theta) => {
-    const [cos, sin] = [new Float32Array(S * D), new Float32Array(S * D)];
-    for (let s = 0; s < S; s++) for (let k = 0; k < D / 2; k++) {
-      const a = s * Math.pow(theta, (-2 * k) / D);
-      cos[s * D + k] = cos[s * D + k + D / 2] = Math.cos(a);
-      sin[s * D + k] = sin[s * D + k + D / 2] = Math.sin(a);
-    }
-    return [init(`cos${theta}`, [S, D], cos), init(`sin${theta}`, [S, D], sin)];
-  };
-  const tables = { global: rope(c.globalRopeTheta), local: rope(c.localRopeTheta) };
-  const applyRope = (x, [cos, sin]) => {
-    const half = node('Split', [x, i64([D / 2, D / 2])], { axis: -1 });
-    nodes.at(-1).output = [`${half}_a`, `${half}_b`];
-    const rot = node('Concat', [node('Neg', [`${half}_b`]), `${half}_a`], { axis: -1 });
-    return node('Add', [node('Mul', [x, cos]), node('Mul', [rot, sin])]);
-  };
-  const ids = 'input_ids';
-  const keyMask = node('Mul', [node('Sub', [f(1), node('Cast', [node('Unsqueeze', ['attention_mask', i64([1, 2])])], { to: 1 })]), f(-1e4)]); // (1, 1, 1, S)
-  const pos = node('Range', [init('r0', [], [0], 7), init('rS', [], [S], 7), init('r1', [], [1], 7)]);
-  const far = node('Greater', [node('Abs', [node('Sub', [node('Unsqueeze', [pos, i64([1])]), node('Unsqueeze', [pos, i64([0])])])]), init('half', [], [c.localWindow / 2], 7)]);
-  const localMask = node('Add', [keyMask, node('Mul', [node('Cast', [far], { to: 1 }), f(-1e4)])]); // (1, 1, S, S)
-  let h = ln(node('Gather', [W('model.embeddings.tok_embeddings.weight'), ids]), 'model.embeddings.norm.weight');
-  for (let i = 0; i < c.numLayers; i++) {
-    const kind = c.layerTypes[i];
-    const x = i === 0 ? h : ln(h, `model.layers.${i}.attn_norm.weight`);
-    const qkv = node('Transpose', [node('Reshape', [linear(x, `model.layers.${i}.attn.Wqkv.weight`), i64([1, S, 3, H, D])])], { perm: [2, 0, 3, 1, 4] }); // (3, 1, H, S, D)
-    const part = (k) => node('Squeeze', [node('Slice', [qkv, i64([k]), i64([k + 1]), i64([0])]), i64([0])]); // (1, H, S, D)
-    const q = applyRope(part(0), tables[kind]);
-    const k = applyRope(part(1), tables[kind]);
-    const scores = node('Add', [node('Mul', [node('MatMul', [q, node('Transpose', [k], { perm: [0, 1, 3, 2] })]), f(1 / Math.sqrt(D))]), kind === 'local' ? localMask : keyMask]);
-    const ctx = node('MatMul', [node('Softmax', [scores], { axis: -1 }), part(2)]); // (1, H, S, D)
-    const merged = node('Reshape', [node('Transpose', [ctx], { perm: [0, 2, 1, 3] }), i64([1, S, C])]);
-    h = node('Add', [h, linear(merged, `model.layers.${i}.attn.Wo.weight`)]);
-    const up = linear(ln(h, `model.layers.${i}.mlp_norm.weight`), `model.layers.${i}.mlp.Wi.weight`);
-    const split = node('Split', [up, i64([I, I])], { axis: -1 });
-    nodes.at(-1).output = [`${split}_in`, `${split}_gate`];
-    const xin = `${split}_in`;
-    const gelu = node('Mul', [node('Mul', [xin, f(0.5)]), node('Add', [node('Erf', [node('Mul', [xin, f(Math.SQRT1_2)])]), f(1)])]);
-    h = node('Add', [h, linear(node('Mul', [gelu, `${split}_gate`]), `model.layers.${i}.mlp.Wo.weight`)]);
-  }
-  node('LayerNormalization', [h, W('model.final_norm.weight')], { axis: -1, epsilon: c.normEps }, 'last_hidden_state');
-  return encodeOnnxModel({
-    ir_version: 8,
-    opset_import: [{ domain: '', version: 17 }],
-    producer_name: 'bench/ort.mjs',
-    producer_version: '0',
-    graph: {
-      name: 'plain-modernbert',
-      node: nodes,
-      initializer: inits,
-      input: [valueInfo('input_ids', 7, [1, S]), valueInfo('attention_mask', 7, [1, S])],
-      output: [valueInfo('last_hidden_state', 1, [1, S, C])],
-    },
-  });
 }

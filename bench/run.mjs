@@ -51,6 +51,8 @@ const ARGS = {
   // One text per window costs a full 512-token pass per text: the full run measures 100 of them and scales.
   embed: { full: ['--texts', '2000', '--baseline', '100'], quick: ['--texts', '40', '--baseline', '4'] },
   compress: { full: ['--model', 'models/mini-trained', '--rotations', 'none,hadamard,learned'], quick: ['--model', 'models/mini-trained', '--forms', 'fp16,int4'] },
+  // Whole commands on synth-base, both runtimes and the default, and embed against sorted padded batches.
+  commands: { full: [], quick: ['--runs', '1', '--only', 'predict,st', '--short', '20', '--long', '4'] },
   'compress-tokens': { full: ['--model', 'models/mini-trained'], quick: ['--model', 'models/mini-trained', '--random', '8', '--forms', 'int4'] },
   hub: { full: [], quick: ['--model', 'models/mini-trained', '--runs', '1'] },
 };

@@ -122,7 +122,7 @@ describe('batched attention heads in the ONNX lowering', () => {
     expect(maxRelDiff(want, (await new Interpreter(b, 'fp32').run(inputs)).get(b.outputs[0]!)!)).toBeLessThan(1e-5);
   });
 
-  it('creates its onnxruntime session from a temporary file that it removes', async () => {
+  it('creates its onnxruntime session without writing a file (the weights read in place)', async () => {
     const dir = tempDir('mbane-ort-tmp-');
     const before = process.env.TMPDIR;
     process.env.TMPDIR = dir; // os.tmpdir() reads it on every call

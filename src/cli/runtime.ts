@@ -5,6 +5,7 @@
 import { Option, type Command } from 'commander';
 import type { ExecutorFactory } from '../run/runner.js';
 import type { OrtProvider } from '../run/ort-executor.js';
+import type { Workload } from '../run/runtime-cost.js';
 import type { Precision } from '../runtime/numerics.js';
 import type { RuntimeName } from '../run/runtime-choice.js';
 import { chooseExecutor, type ExecutorChoice } from '../run/executor-choice.js';
@@ -24,34 +25,39 @@ export interface RuntimeCliOptions {
 /** Adds --runtime and --ort-provider to a command. */
 export function addRuntimeOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--runtime <name>', 'float32 runtime: ort (onnxruntime-node, the default when installed) or engine (ours); float16 emulation always runs on ours; coreml: a package on Core ML itself (macOS)').choices(['ort', 'engine', 'coreml']))
+    .addOption(new Option('--runtime <name>', 'ort (onnxruntime-node) or engine (ours); by default the one that finishes this work sooner (fp16-acc16: ours only); coreml: a package on Core ML itself (macOS)').choices(['ort', 'engine', 'coreml']))
     .addOption(new Option('--ort-provider <name>', 'onnxruntime execution provider: cpu, or coreml (macOS only: ML Program on the CPU, GPU and Neural Engine; untested here)').choices(['cpu', 'coreml']))
     .addOption(new Option('--compute-units <units>', 'with --runtime coreml: where Core ML may run the model (default all)').choices([...COMPUTE_UNITS]));
 }
 
 /**
- * The executor for a model run at `precision` (undefined: our interpreter), printing the runtime's note once per
- * `said` set (on a terminal). A float16 side of `diff` runs on our engine even when --runtime ort names the float32 side's.
+ * The executor for a model run at `precision` (undefined: our interpreter), printing which runtime runs once
+ * per `said` set (on a terminal). `work`: what the command will run, when it knows before the model opens
+ * (runtime-cost.ts); otherwise the first input decides.
  */
-export async function cliExecutor(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), forceEngineForFp16 = false): Promise<ExecutorFactory | undefined> {
-  return (await cliExecutorChoice(o, precision, io, said, forceEngineForFp16)).factory;
+export async function cliExecutor(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), work?: Workload, diffSide = false): Promise<ExecutorFactory | undefined> {
+  return (await cliExecutorChoice(o, precision, io, said, work, diffSide)).factory;
 }
 
-/** As cliExecutor, with the runtime's name. */
-export async function cliExecutorChoice(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), forceEngineForFp16 = false): Promise<ExecutorChoice> {
+/** As cliExecutor, with the runtime's name. `diffSide`: one side of diff (beside a package on Core ML, our engine). */
+export async function cliExecutorChoice(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), work?: Workload, diffSide = false): Promise<ExecutorChoice> {
+  const say = (note: string): void => {
+    if (!io.isTTY || o.json || said.has(note)) return;
+    said.add(note);
+    io.stderr(`${note}\n`);
+  };
   const choice = await chooseExecutor({
     runtime: o.runtime,
     precision,
     provider: o.ortProvider,
     computeUnits: o.computeUnits,
     session: () => coremlSession('--runtime coreml', io, Boolean(o.json)),
-    fp16OnEngine: forceEngineForFp16,
+    fp16OnEngine: diffSide,
     // diff's checkpoint side (float32) runs on our engine beside the package on Core ML.
-    ...(forceEngineForFp16 ? { fallback: (graph: Graph, p: Precision) => new Interpreter(graph, p) } : {}),
+    ...(diffSide ? { fallback: (graph: Graph, p: Precision) => new Interpreter(graph, p) } : {}),
+    ...(work ? { work } : {}),
+    say,
   });
-  if (choice.note && io.isTTY && !o.json && !said.has(choice.note)) {
-    said.add(choice.note);
-    io.stderr(`${choice.note}\n`);
-  }
+  if (choice.note) say(choice.note);
   return choice;
 }

@@ -10,6 +10,8 @@ import type { RotationKind } from '../model/variants.js';
 import { parseTarget, type Target, type TargetName } from '../ir/target.js';
 import type { DownloadProgress } from '../hub/resolve.js';
 import type { Precision } from '../runtime/numerics.js';
+import type { ExecutorChoice } from '../run/executor-choice.js';
+import type { RuntimeName } from '../run/runtime-choice.js';
 
 /** A head taken from another checkpoint with a bit-identical body: its folder or Hub id, and a name for it. */
 export type AddHead = string | { name?: string; model: string | Checkpoint };
@@ -48,6 +50,10 @@ export interface ConvertOptions {
   random?: number;
   /** Emulation of the fidelity report (default 'fp16'); false skips the report. */
   fidelity?: Precision | false;
+  /** What runs the fidelity report: 'ort' or 'engine' (default: the one that finishes its passes sooner). */
+  runtime?: RuntimeName;
+  /** What runs it, chosen beforehand (the command chooses it to print its note). */
+  executor?: ExecutorChoice;
   /** Time budget of rotation 'learned', in seconds (default 60). */
   learnSeconds?: number;
   /** Queries per chunk of global attention (default 1,024, chosen for the Neural Engine's op count). */

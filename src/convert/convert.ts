@@ -12,6 +12,7 @@ import { convertChoices, type AddHead, type ConvertOptions } from './convert-opt
 import { checkHeadName, type AddedHead } from './heads.js';
 import { calibrationOf, learnedRotation, openSource } from './prepare.js';
 import { writePackage, type ConvertReport } from './write-package.js';
+import { chooseExecutor } from '../run/executor-choice.js';
 
 /** The sequence lengths: as given, else 512 or the model's maximum if smaller; none longer than the model allows. */
 function seqLensOf(o: ConvertOptions, maxPositions: number): number[] {
@@ -50,6 +51,8 @@ export async function convert(model: string | Checkpoint, options: ConvertOption
     checkPackageOutput(out, c.force, [ckpt.dir]);
     const added = await openAddedHeads(options.addHeads ?? [], opened);
     const { tok, calibration, calibrationName } = await calibrationOf(ckpt, { texts: options.calibration, name: options.calibrationName, random: options.random, seed: c.seed });
+    // The fidelity report's runtime; which one the work decides once the calibration and the model are known.
+    const executor = c.fidelity === null ? undefined : options.executor ?? (await chooseExecutor({ precision: c.fidelity, ...(options.runtime === undefined ? {} : { runtime: options.runtime }) }));
     const learning = c.rotation === 'learned'
       ? await learnedRotation(ckpt, calibration, { seed: c.seed, norm: c.norm, precision: c.fidelity ?? 'fp16', seconds: options.learnSeconds ?? 60, compress: c.compress, onProgress: (d, t) => options.onProgress?.('learn', d, t) })
       : undefined;
@@ -73,6 +76,7 @@ export async function convert(model: string | Checkpoint, options: ConvertOption
       ...(c.layout ? { heads: { ...c.layout, added } } : {}),
       ...(learning ? { learnReport: learning.learnReport, ...(rotation === 'learned' ? { learned: learning.learned } : {}) } : {}),
       onProgress: (stage, d, t) => options.onProgress?.(stage, d, t),
+      ...(executor?.factory ? { executor: executor.factory } : {}),
     });
   } finally {
     for (const close of opened) close();

@@ -2,10 +2,12 @@
 // lengths, the weights streamed into the package, and its float16 fidelity measured before the package is
 // committed (the report goes into its metadata). convert.ts makes the plan from the user's options.
 
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { DescriptionOptions } from '../coreml/description.js';
 import { writeMLPackage, type WriteStats } from '../coreml/mil-write.js';
+import { BlobReader } from '../coreml/milblob.js';
+import type { Graph, StoredTensor } from '../ir/graph.js';
 import { checkHeadsOptions, writeHeads, type HeadsOptions } from './heads.js';
 import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from '../coreml/package.js';
 import { atLeast, type Target } from '../ir/target.js';
@@ -15,6 +17,8 @@ import { measureFidelity, nonFiniteSummary, type FidelityReport } from '../eval/
 import type { ProbeSequence } from '../eval/inputs.js';
 import { readJson, type Checkpoint } from '../model/checkpoint.js';
 import { CachedWeights } from '../run/engine.js';
+import type { ExecutorFactory } from '../run/runner.js';
+import { lengthsWork, weightBytes } from '../run/runtime-cost.js';
 import { lintAneLimits, type AneIssue } from '../graph/ane-limits.js';
 import { buildModel } from '../model/model.js';
 import { ANE_ATTENTION_CHUNK, defaultHead, type ModelSource, type OutputHead } from '../model/options.js';
@@ -23,7 +27,7 @@ import { decoderChunks, MAX_CHANNELS } from '../model/decoder.js';
 import type { Precision } from '../runtime/numerics.js';
 import { VERSION } from '../version.js';
 import { prepareVariant, type RotationKind, type Variant } from '../model/variants.js';
-import { WrappedWeights, type Tensor } from '../io/weights.js';
+import { LocatedWeights, WrappedWeights, type Tensor } from '../io/weights.js';
 import type { Rotation } from '../rotation/index.js';
 import type { LearnReport } from '../learn/learned.js';
 import { compressGraph } from '../compress/compress-graph.js';
@@ -72,6 +76,8 @@ export interface ConversionPlan {
   heads?: HeadsOptions;
   /** The placement rules of the Neural Engine prediction (ane/rules.ts; default: as published). */
   aneRules?: Rules;
+  /** What runs the fidelity report's forward passes (run/runtime-choice.ts executorFor); our interpreter when absent. */
+  executor?: ExecutorFactory;
 }
 
 export interface ConvertReport {
@@ -253,20 +259,31 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   const attentionChunk = o.attentionChunk ?? ANE_ATTENTION_CHUNK; // chosen for the Neural Engine's op count
   const lens = [...new Set(o.seqLens)].sort((a, b) => a - b);
 
-  // The fidelity report runs the converted weights in float16 emulation: they are computed once, cached
-  // (already rounded for float16 packages), and written from the cache. Without it, conversion streams.
+  // The fidelity report runs the converted weights in float16 emulation. On a runtime that reads files in
+  // place (onnxruntime), a float16 package is written first, streaming, and the report reads its weight.bin
+  // before the program is written (mil-write.ts afterWeights). Otherwise the weights are computed once,
+  // cached (already rounded for float16 packages), measured and written from the cache. Without the
+  // report, conversion streams.
   let fidelity: FidelityReport | null = null;
   let fidelityMs = 0;
-  if (o.fidelity !== null) {
+  const work = { ...lengthsWork(o.calibration.flatMap((s) => [s.ids.length, s.ids.length])), bytes: weightBytes(ckpt.weights) };
+  const fromPackage = o.fidelity !== null && o.weights === 'fp16' && !compressed && !o.heads && o.executor?.readsFiles?.(work) === true;
+  const reference: ModelSource = { config: c, weights: ckpt.weights, ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}) };
+  // Measured as shipped: the head the package outputs, packed as it runs.
+  const form = { head, ...(o.pack === undefined ? {} : { pack: o.pack, window: Math.max(...o.seqLens) }) };
+  const measure = async (converted: ModelSource): Promise<FidelityReport> => {
     const f0 = performance.now();
-    source = { ...source, weights: new CachedWeights(compressed ?? transformed, o.weights === 'fp16') };
-    // Measured as shipped: the head the package outputs, packed as it runs.
-    const form = { head, ...(o.pack === undefined ? {} : { pack: o.pack, window: Math.max(...o.seqLens) }) };
-    fidelity = await measureFidelity({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, { source, norm: variant.norm }, o.calibration, o.fidelity, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t), form);
-    fidelityMs = performance.now() - f0 - transformed.ms;
+    const ms0 = transformed.ms;
+    const report = await measureFidelity(reference, { source: converted, norm: variant.norm }, o.calibration, o.fidelity!, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t), form, o.executor);
+    fidelityMs = performance.now() - f0 - (transformed.ms - ms0);
     // A package that gives NaN or infinity would not work: none is written (exit 1).
-    if (fidelity.non_finite) throw new ModernBertError('NON_FINITE', `${nonFiniteSummary(fidelity, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}; nothing was written`);
-    if (o.maxKl !== undefined && !(fidelity.kl <= o.maxKl)) throw new FidelityGateError(fidelity.kl, o.maxKl);
+    if (report.non_finite) throw new ModernBertError('NON_FINITE', `${nonFiniteSummary(report, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}; nothing was written`);
+    if (o.maxKl !== undefined && !(report.kl <= o.maxKl)) throw new FidelityGateError(report.kl, o.maxKl);
+    return report;
+  };
+  if (o.fidelity !== null && !fromPackage) {
+    source = { ...source, weights: new CachedWeights(compressed ?? transformed, o.weights === 'fp16') };
+    fidelity = await measure(source);
   }
 
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
@@ -308,6 +325,14 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
     protect: [ckpt.dir],
     extraItems: extras,
     onProgress: (p) => o.onProgress?.('write', p.constsWritten, p.constsTotal),
+    ...(fromPackage
+      ? {
+        afterWeights: async (file: string, blobs: ReadonlyMap<string, number>) => {
+          fidelity = await measure({ ...source, weights: new LocatedWeights(transformed, storedWeights(graph, file, blobs)) });
+          return { [META.fidelity]: JSON.stringify(fidelity) };
+        },
+      }
+      : {}),
   });
   const written = heads?.written ?? [o.out];
   // The time a learned rotation took before this call counts too: the report says what the conversion cost.
@@ -335,6 +360,24 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
     // Predicted from the packages as written (read back), so that it judges exactly what Core ML will load.
     ane: written.map((path) => predictPackage(path, o.aneRules)),
   };
+}
+
+/** Where each checkpoint-named float16 weight of a graph lies in the weight.bin just written (its Consts' blobs). */
+function storedWeights(graph: Graph, file: string, blobs: ReadonlyMap<string, number>): Map<string, StoredTensor> {
+  const reader = BlobReader.open(file);
+  try {
+    const path = realpathSync(file);
+    const out = new Map<string, StoredTensor>();
+    for (const [name, offset] of blobs) {
+      const c = graph.consts.get(name);
+      if (c?.weight === undefined || c.type.dtype !== 'fp16') continue;
+      const blob = reader.blob(offset);
+      out.set(c.weight, { path, offset: blob.dataOffset, byteLength: blob.sizeInBytes, dtype: 'fp16' });
+    }
+    return out;
+  } finally {
+    reader.close();
+  }
 }
 
 /** The mode and sizes of what --compress stored (each stored tensor once). */

@@ -12,6 +12,7 @@
 // Anything the graph cannot express (other model kinds, nested blocks, lists,
 // tuples, dictionaries, states, int64/fp64 tensors, ...) is refused with UNSUPPORTED naming it.
 
+import { realpathSync } from 'node:fs';
 import { relative, resolve, sep } from 'node:path';
 import type { Const, DType, Dim, Graph, Literal, Op, TensorData, TensorType, Value } from '../ir/graph.js';
 import { numel } from '../ir/graph.js';
@@ -375,7 +376,8 @@ class ProgramReader {
         });
       }
     };
-    check(reader.blob(offset));
+    const blob = reader.blob(offset);
+    check(blob);
     const load = (): TensorData => {
       const r = BlobReader.open(path);
       try {
@@ -391,7 +393,9 @@ class ProgramReader {
     };
     const type: TensorType = { dtype, shape: staticShape };
     this.define(name, type);
-    const c: Const = { name, type, load };
+    // Float blobs are row-major values as they are: a runtime can read them in the file (lower.ts inPlace).
+    const stored = dtype === 'fp16' || dtype === 'fp32' ? { stored: { path: realpathSync(path), offset: blob.dataOffset, byteLength: blob.sizeInBytes, dtype } } : {};
+    const c: Const = { name, type, load, ...stored };
     this.graph.consts.set(name, c);
     return name;
   }

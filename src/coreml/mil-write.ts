@@ -82,6 +82,13 @@ export interface WriteOptions {
   onProgress?: (progress: WriteProgress) => void;
   /** Extra items (the tokenizer) to store beside the model. */
   extraItems?: readonly ExtraItem[];
+  /**
+   * Called once weight.bin is complete, before the program is written (the package is still in its
+   * temporary folder), with the file and the blob offset of each Const of the default function stored
+   * there: convert's fidelity report runs the weights as written. What it returns joins the metadata's
+   * userDefined entries; what it throws stops the write, leaving nothing behind.
+   */
+  afterWeights?: (weightFile: string, blobs: ReadonlyMap<string, number>) => Promise<Record<string, string> | undefined>;
 }
 
 export interface WriteStats {
@@ -165,6 +172,8 @@ class ProgramBuilder {
   private readonly emitted = new Set<string>();
   /** Blobs written for a storageKey: what and where. */
   private readonly stored = new Map<string, { dtype: DType; count: number; offset: number }>();
+  /** The blob (metadata) offset of each Const stored in weight.bin. */
+  readonly blobOffsets = new Map<string, number>();
   /** The Consts that ops or outputs use: the ones that will be written. */
   readonly constsUsed: Set<string>;
   constsWritten = 0;
@@ -309,6 +318,7 @@ class ProgramBuilder {
     if (shared && shared.dtype === dtype && shared.count === numel(shape as number[])) {
       this.constsWritten++;
       this.constBlobs++;
+      this.blobOffsets.set(name, shared.offset);
       return { type: tensorValueType(dtype, shape), blobFileValue: { fileName: WEIGHT_FILE_REF, offset: shared.offset } };
     }
     if (!shape.every((d): d is number => typeof d === 'number')) {
@@ -325,7 +335,10 @@ class ProgramBuilder {
     const blob = blobType(dtype, this.target);
     const toBlob = blob !== undefined && data.length >= MIN_BLOB_ELEMENTS;
     const value = toBlob ? this.blobValue(dtype, shape, data, blob, name) : immediateValue(dtype, shape, data, name);
-    if (toBlob) this.constBlobs++;
+    if (toBlob) {
+      this.constBlobs++;
+      this.blobOffsets.set(name, value.blobFileValue!.offset!);
+    }
     if (toBlob && c.storageKey !== undefined) this.stored.set(c.storageKey, { dtype, count: data.length, offset: value.blobFileValue!.offset! });
     data = undefined; // drop the weights before the next const is loaded
     this.loadMs += t1 - t0;
@@ -380,7 +393,7 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
     checkValueNames(f.graph);
     return describeGraph(f.graph, { ...f.description, metadata: options.description?.metadata }, info.target);
   });
-  const metadata = metadataToProto(metadataWithExtras(options.description?.metadata ?? {}, functions.map((f) => f.graph)));
+  metadataWithExtras(options.description?.metadata ?? {}, functions.map((f) => f.graph)); // refuses reserved keys before anything is written
   return writePackageAtomically(path, options.force ?? false, async (layout) => {
     const weights = BlobWriter.create(join(layout.weightsDir, WEIGHT_FILE));
     const shared = multi ? new Map<string, number>() : undefined;
@@ -396,6 +409,9 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
       weights.abort();
       throw e;
     }
+    const added = await options.afterWeights?.(join(layout.weightsDir, WEIGHT_FILE), builders[0]!.blobOffsets);
+    const given = options.description?.metadata ?? {};
+    const metadata = metadataToProto(metadataWithExtras(added ? { ...given, userDefined: { ...given.userDefined, ...added } } : given, functions.map((f) => f.graph)));
     const encodedOps = new Map<BlockProto, Uint8Array[]>();
     const programFunctions = Object.fromEntries(functions.map((f, i) => {
       const block: BlockProto = { outputs: [...f.graph.outputs] };

@@ -4,10 +4,10 @@
 // appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
 
 import { Engine } from '../run/engine.js';
-import type { ForwardOptions, Sequence } from '../run/runner.js';
+import type { ExecutorFactory, ForwardOptions, Sequence } from '../run/runner.js';
 import { defaultHead, type ModelSource, type NormStyle, type OutputHead } from '../model/options.js';
 import { assertFinite } from '../numeric/finite.js';
-import { packTexts } from '../model/pack-texts.js';
+import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts } from '../model/pack-texts.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
 import { Interpreter } from '../graph/interpreter.js';
@@ -92,12 +92,36 @@ interface Probe {
   rows?: number;
   /** The positions of real tokens (not padding), for the per-layer measures. */
   real: number[];
+  /** Texts packed only to save passes: each alone, and its vectors' span in this probe's. */
+  alone?: { probe: Probe; from: number; count: number }[];
 }
 
-/** The passes that run the calibration sequences in `form`: one per sequence, or one per packed window. */
-function probesOf(seqs: ProbeSequence[], form: FidelityForm, pad: number): Probe[] {
+/**
+ * The passes that run the calibration sequences in `form`: one per packed window of the package's, else one
+ * per sequence, except that a per-token head sees each packed text exactly as alone (masked keys add
+ * exactly 0, rotary positions restart per text), so unpadded sequences then go several to a window: a
+ * runtime with a costly run (onnxruntime) makes one pass, not one per sentence.
+ */
+function probesOf(seqs: ProbeSequence[], form: FidelityForm, reference: ModelSource): Probe[] {
   const head = form.head;
-  if (form.pack === undefined) return seqs.map((s) => ({ seq: s, options: { positions: positionsOf(s), ...(head ? { head } : {}) }, first: s, real: realPositions(s) }));
+  const pad = reference.config.padTokenId;
+  const single = (s: ProbeSequence): Probe => ({ seq: s, options: { positions: positionsOf(s), ...(head ? { head } : {}) }, first: s, real: realPositions(s) });
+  if (form.pack === undefined) {
+    const window = Math.min(DEFAULT_WINDOW, reference.config.maxPositions);
+    const perToken = ['mlm', 'tokcls', 'none'].includes(head ?? defaultHead(reference));
+    const packable = (s: ProbeSequence) => perToken && (!s.attention || Array.from(s.attention).every((a) => a)) && s.ids.length <= window;
+    const probes = seqs.filter((s) => !packable(s)).map(single);
+    const packed = seqs.filter(packable);
+    for (const w of packTexts(packed.map((s) => s.ids), window, DEFAULT_PACK, pad)) {
+      const texts = w.texts.map((t) => packed[t]!);
+      const positions = Array.from({ length: w.starts[w.starts.length - 1]! + texts[texts.length - 1]!.ids.length }, (_, i) => i);
+      probes.push({
+        seq: { ids: w.ids, segments: w.segments }, options: { positions, pack: DEFAULT_PACK, ...(head ? { head } : {}) }, first: texts[0]!, real: positions,
+        alone: texts.map((s, k) => ({ probe: single(s), from: w.starts[k]!, count: s.ids.length })),
+      });
+    }
+    return probes;
+  }
   const window = form.window ?? Math.max(...seqs.map((s) => s.ids.length));
   // A text longer than the package's window is cut to it, as the package takes it (keeping the closing token).
   const texts = seqs.map((s) => (s.ids.length <= window ? s.ids : [...s.ids.slice(0, window - 1), s.ids[s.ids.length - 1]!]));
@@ -122,21 +146,27 @@ function vectorsOf(outputs: Map<string, RtTensor>, rows: number | undefined): { 
 
 const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
 
+/** A probe's compared vectors and residual taps. */
+async function runProbe(engine: Engine, p: Probe, taps: string[]): Promise<{ name: string; vectors: Float32Array[]; residuals: RtTensor[] }> {
+  const res = await engine.forward(p.seq, { ...p.options, taps });
+  return { ...vectorsOf(res.outputs, p.rows), residuals: taps.map((t) => res.taps.get(t)!) };
+}
+
 // In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
 // can keep a block's variables alive).
-async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, probes: Probe[], tick: () => void, outliers: OutlierMeter): Promise<Float32Array[][]> {
-  const engine = new Engine(source, { precision, norm });
+async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, probes: Probe[], tick: () => void, outliers: OutlierMeter, executor?: ExecutorFactory): Promise<Float32Array[][]> {
+  const engine = new Engine(source, { precision, norm }, executor);
   const taps = residualTaps(source.config.numLayers);
   const out: Float32Array[][] = [];
   for (const [i, p] of probes.entries()) {
-    const res = await engine.forward(p.seq, { ...p.options, taps });
-    const { name, vectors } = vectorsOf(res.outputs, p.rows);
+    const { name, vectors, residuals } = await runProbe(engine, p, taps);
     // The float32 checkpoint itself must give finite results, or there is nothing to compare with.
     vectors.forEach((v, j) => assertFinite(v, `the float32 checkpoint's "${name}" output on "${p.first.label.slice(0, 40)}" (vector ${j})`, [v.length], 'its weights are not finite or overflow float32; nothing was written'));
     out.push(vectors);
-    outliers.add(taps.map((t) => res.taps.get(t)!), p.real, i);
+    outliers.add(residuals, p.real, i);
     tick();
   }
+  await engine.release();
   return out;
 }
 
@@ -181,39 +211,61 @@ export async function measureFidelity(
   inputs: string,
   onProgress?: (done: number, total: number) => void,
   form: FidelityForm = {},
+  executor?: ExecutorFactory,
 ): Promise<FidelityReport> {
-  const probes = probesOf(seqs, form, reference.config.padTokenId);
+  const probes = probesOf(seqs, form, reference);
   const total = probes.length * 2;
   let done = 0;
   const referenceOutliers = new OutlierMeter();
-  const refs = await runAll(reference, 'fp32', 'layernorm', probes, () => onProgress?.(++done, total), referenceOutliers);
+  const refs = await runAll(reference, 'fp32', 'layernorm', probes, () => onProgress?.(++done, total), referenceOutliers, executor);
   // The reference model is unreachable now (runAll's frame is gone): free it before the converted one loads.
   await releaseMemory();
-  const engine = new Engine(converted.source, { precision, norm: converted.norm });
+  const engine = new Engine(converted.source, { precision, norm: converted.norm }, executor);
   // The converted weights in float32 arithmetic (they share the weight cache), for the per-layer error.
-  const exact = new Engine(converted.source, { precision: 'fp32', norm: converted.norm });
+  const exact = new Engine(converted.source, { precision: 'fp32', norm: converted.norm }, executor);
   const taps = residualTaps(reference.config.numLayers);
   const [emulatedOutliers, convertedOutliers, layerErrors] = [new OutlierMeter(), new OutlierMeter(), new LayerErrorMeter()];
   const meter = new AgreementMeter();
   const cosines: number[] = [];
   let firstBad: ProbeSequence | undefined;
-  for (const [i, p] of probes.entries()) {
-    const res = await engine.forward(p.seq, { ...p.options, taps });
-    const { vectors } = vectorsOf(res.outputs, p.rows);
-    const emulated = taps.map((t) => res.taps.get(t)!);
-    const inFp32 = (await exact.forward(p.seq, { ...p.options, taps })).taps;
-    const fp32 = taps.map((t) => inFp32.get(t)!);
-    emulatedOutliers.add(emulated, p.real, i);
-    convertedOutliers.add(fp32, p.real, i);
-    layerErrors.add(emulated, fp32, p.real);
-    const before = meter.result().non_finite;
-    vectors.forEach((v, j) => {
-      const r = refs[i]![j]!;
-      meter.add(r, v, v.length, 1);
-      cosines.push(cosine(r, v));
-    });
-    if (!firstBad && meter.result().non_finite > before) firstBad = p.first;
-    onProgress?.(++done, total);
+  // The emulation first, then the converted weights in float32, a few probes at a time with the emulated
+  // residual streams kept in between: on onnxruntime each engine is a session holding its own copy of the
+  // weights, so only one of them is alive at once.
+  const CHUNK = 8;
+  for (let from = 0; from < probes.length; from += CHUNK) {
+    const units: { p: Probe; i: number; residuals: RtTensor[] }[] = [];
+    for (const [k, p] of probes.slice(from, from + CHUNK).entries()) {
+      const i = from + k;
+      const e = await runProbe(engine, p, taps);
+      // A NaN or infinity in one text packed to save passes reaches the others (0 x inf in attention's
+      // weighted sum): such a window is measured again text by text, as each would run alone.
+      const again = p.alone && !e.vectors.every((v) => v.every((x) => Number.isFinite(x)));
+      const each = [{ p, e, refs: refs[i]! }];
+      if (again) {
+        each.length = 0;
+        for (const a of p.alone!) each.push({ p: a.probe, e: await runProbe(engine, a.probe, taps), refs: refs[i]!.slice(a.from, a.from + a.count) });
+      }
+      for (const u of each) {
+        emulatedOutliers.add(u.e.residuals, u.p.real, i);
+        const before = meter.result().non_finite;
+        u.e.vectors.forEach((v, j) => {
+          const r = u.refs[j]!;
+          meter.add(r, v, v.length, 1);
+          cosines.push(cosine(r, v));
+        });
+        if (!firstBad && meter.result().non_finite > before) firstBad = u.p.first;
+        units.push({ p: u.p, i, residuals: u.e.residuals });
+      }
+      onProgress?.(++done, total);
+    }
+    await engine.release();
+    for (const u of units) {
+      // Only its residual stream is read: the head at one position (the decoder is a quarter of a pass).
+      const f = await runProbe(exact, { ...u.p, options: { ...u.p.options, positions: [0] }, rows: 1 }, taps);
+      convertedOutliers.add(f.residuals, u.p.real, u.i);
+      layerErrors.add(u.residuals, f.residuals, u.p.real);
+    }
+    await exact.release();
   }
   const r = meter.result();
   const [ref, conv, emu] = [referenceOutliers.result(0), convertedOutliers.result(0), emulatedOutliers.result(0)];
@@ -241,6 +293,8 @@ export async function measureFidelity(
     const op = await firstNonFiniteOp(engine, precision, firstBad, first < 0 ? layers + 1 : first);
     report.non_finite = { tokens: r.non_finite, sequence: firstBad.label, first_layer: first < 0 ? null : first, first_op: op && { ...op, part: partOf(op.name) } };
   }
+  await engine.release();
+  await exact.release();
   await shutdownRuntime();
   return report;
 }

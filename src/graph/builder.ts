@@ -4,7 +4,7 @@
 // is a complete, typed MIL program.
 
 import { ModernBertError } from '../errors.js';
-import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type RowSlice, type TensorData, type TensorType } from '../ir/graph.js';
+import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type RowSlice, type StoredTensor, type TensorData, type TensorType } from '../ir/graph.js';
 import { inferArgs, inputTypesOf, opDef, opSignature, opVersions, type InputTypes } from '../ops/index.js';
 import { DEFAULT_TARGET, type Target } from '../ir/target.js';
 
@@ -31,11 +31,11 @@ export class GraphBuilder {
     return name;
   }
 
-  /** A named constant (weights), loaded on demand; float data is declared in the graph's float type; `weight`: the checkpoint tensor (or rows of it) it holds. */
-  weight(name: string, shape: number[], load: () => TensorData, dtype: DType = this.dtype, weight?: string | RowSlice): Val {
+  /** A named constant (weights), loaded on demand; float data is declared in the graph's float type; `weight`: the checkpoint tensor (or rows of it) it holds; `stored`: where its values lie in a file. */
+  weight(name: string, shape: number[], load: () => TensorData, dtype: DType = this.dtype, weight?: string | RowSlice, stored?: StoredTensor): Val {
     const n = this.unique(name);
     const held = weight === undefined ? {} : typeof weight === 'string' ? { weight } : { rowsOf: weight };
-    const c: Const = { name: n, type: { dtype, shape }, load, ...held };
+    const c: Const = { name: n, type: { dtype, shape }, load, ...held, ...(stored ? { stored } : {}) };
     this.graph.consts.set(n, c);
     this.define(n, c.type);
     return n;

@@ -1,10 +1,10 @@
 // Reading safetensors files tensor by tensor: the header is parsed and checked up front (every offset,
 // size and dtype), then each tensor is read from disk when asked, so a 1.6 GB checkpoint is never held twice.
 
-import { closeSync, readSync } from 'node:fs';
+import { closeSync, readSync, realpathSync } from 'node:fs';
 import { ModernBertError } from '../errors.js';
 import { decodeBF16, decodeF16 } from '../numeric/fp16.js';
-import { sharedFloat32 } from './weights.js';
+import { sharedFloat32, type StoredTensor } from './weights.js';
 import { openRegularFile, readExactly } from './files.js';
 import { formatBytes } from './limits.js';
 import { FloatLiteral, parseStrictJson, StrictJsonError, type StrictJson } from './strict-json.js';
@@ -30,6 +30,8 @@ export interface TensorInfo {
   end: number;
 }
 
+const STORED_DTYPE: Partial<Record<SafetensorsDType, StoredTensor['dtype']>> = { F32: 'fp32', F16: 'fp16', BF16: 'bf16' };
+
 // A header larger than this is certainly corrupt (the Rust library caps it at 100 MB).
 const MAX_HEADER = 100_000_000;
 
@@ -39,6 +41,7 @@ export class SafetensorsFile {
   readonly metadata: Record<string, string>;
   private readonly fd: number;
   private readonly dataStart: number;
+  private realPath: string | undefined;
 
   private constructor(readonly path: string, fd: number, dataStart: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
     this.fd = fd;
@@ -111,6 +114,15 @@ export class SafetensorsFile {
       default:
         throw new ModernBertError('CORRUPT_FILE', `${this.path}: tensor "${name}" has dtype ${info.dtype}, expected an integer type`, { file: this.path, tensor: name });
     }
+  }
+
+  /** Where a float tensor's bytes lie in the file (F32, F16 or BF16; undefined for other dtypes). */
+  location(name: string): StoredTensor | undefined {
+    const info = this.info(name);
+    const dtype = STORED_DTYPE[info.dtype];
+    if (dtype === undefined) return undefined;
+    this.realPath ??= realpathSync(this.path);
+    return { path: this.realPath, offset: this.dataStart + info.begin, byteLength: info.end - info.begin, dtype };
   }
 
   /** Metadata of one tensor; throws if absent. */

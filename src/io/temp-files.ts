@@ -1,20 +1,16 @@
 // Temporary files and folders, the one mechanism for all of them: a file or package built beside its output
-// before it is renamed into place, and the scratch folders of a runtime (onnxruntime's model files) in the
-// system's temporary folder. While one exists it is tracked, and removed when the run fails, exits or is
+// before it is renamed into place (onnxruntime needs none: it reads the weights in place). While one exists it is tracked, and removed when the run fails, exits or is
 // interrupted (SIGINT, SIGTERM, SIGHUP: the process then exits 128 + the signal number). Every name carries
 // the owner's pid, so that the next run can clear what a killed one (SIGKILL, a crash) left, and never a live
 // run's.
 
 import { randomUUID } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { lstatSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 
 /** Signals that end a run (Ctrl-C, kill, a closed terminal), with their numbers for the exit code. */
 const SIGNALS: Record<string, number> = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 };
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
-/** Scratch folders of older versions carried no pid: one this old is nobody's. */
-const PIDLESS_STALE_MS = 60 * 60 * 1000;
 
 const pending = new Set<string>();
 let hooksInstalled = false;
@@ -125,37 +121,3 @@ export function clearStaleSiblings(target: string): void {
   }
 }
 
-/**
- * A fresh, tracked scratch folder `PREFIX<pid>-<uuid>` in the system's temporary folder, after clearing the
- * ones of the same prefix that killed runs left. Drop it with dropTemp.
- */
-export function makeScratchFolder(prefix: string): string {
-  const root = tmpdir();
-  const pattern = new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:(\\d+)-${UUID}|[A-Za-z0-9]{6})$`);
-  let names: string[] = [];
-  try {
-    names = readdirSync(root);
-  } catch {
-    // an unreadable temporary folder fails below, with mkdir's own error
-  }
-  for (const name of names) {
-    const m = pattern.exec(name);
-    if (!m) continue;
-    const path = join(root, name);
-    if (m[1] !== undefined ? !alive(Number(m[1])) : pidlessIsStale(path)) removeQuietly(path);
-  }
-  const path = join(root, `${prefix}${process.pid}-${randomUUID()}`);
-  trackTemp(path);
-  try {
-    mkdirSync(path, { mode: 0o700 });
-  } catch (e) {
-    untrackTemp(path);
-    throw e;
-  }
-  return path;
-}
-
-function pidlessIsStale(path: string): boolean {
-  const st = statSync(path, { throwIfNoEntry: false });
-  return st !== undefined && Date.now() - st.mtimeMs > PIDLESS_STALE_MS;
-}

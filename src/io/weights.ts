@@ -3,6 +3,9 @@
 // conversion can stream them one tensor at a time.
 
 import { ModernBertError } from '../errors.js';
+import type { StoredTensor } from '../ir/graph.js';
+
+export type { StoredTensor };
 
 /** A float32 tensor with its shape (row-major). */
 export interface Tensor {
@@ -23,6 +26,8 @@ export interface WeightSource {
   names(): string[];
   /** The stored tensor whose data `name` shares (a tied decoder reads the embeddings), else `name`. */
   storedName?(name: string): string;
+  /** Where `get(name)`'s values lie as they are in a file, when they do (a checkpoint's tensors; never transformed ones). */
+  location?(name: string): StoredTensor | undefined;
 }
 
 /** A source that answers from another one; subclasses change only how a tensor is read (`get`). */
@@ -40,6 +45,19 @@ export abstract class WrappedWeights implements WeightSource {
   }
   storedName(name: string): string {
     return this.inner.storedName?.(name) ?? name;
+  }
+}
+
+/** A source whose tensors also lie, as they are, in files (a package's weight.bin): runtimes that read files may read them there. */
+export class LocatedWeights extends WrappedWeights {
+  constructor(inner: WeightSource, private readonly where: ReadonlyMap<string, StoredTensor>) {
+    super(inner);
+  }
+  get(name: string): Tensor {
+    return this.inner.get(name);
+  }
+  location(name: string): StoredTensor | undefined {
+    return this.where.get(name);
   }
 }
 

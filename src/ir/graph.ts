@@ -51,6 +51,17 @@ export interface Op {
   outputs: Value[];
 }
 
+/** Where a tensor's values lie, as they are, in a file: what a runtime can read in place of a copy. */
+export interface StoredTensor {
+  /** The file's real path (symbolic links resolved). */
+  path: string;
+  /** Byte offset of the first value in the file. */
+  offset: number;
+  byteLength: number;
+  /** Element type of the stored values, row-major in the tensor's shape. */
+  dtype: 'fp32' | 'fp16' | 'bf16';
+}
+
 /** A named constant tensor (weights): static shape, data produced on demand so that it can be streamed. */
 export interface Const {
   name: string;
@@ -66,6 +77,8 @@ export interface Const {
   weight?: string;
   /** Rows [lo, hi) of a checkpoint tensor, then zero rows to the Const's first dimension (the split decoder's chunks). */
   rowsOf?: RowSlice;
+  /** Where `load()`'s values lie as they are in a file (row-major in this shape), for runtimes that read files in place. */
+  stored?: StoredTensor;
 }
 
 /** Rows [lo, hi) of checkpoint tensor `weight`. */

@@ -6,7 +6,7 @@ import { existsSync, lstatSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { parseConfig, type ModernBertConfig } from './config.js';
 import { ModernBertError } from '../errors.js';
-import { assertFinite, type Tensor, type WeightSource } from '../io/weights.js';
+import { assertFinite, type StoredTensor, type Tensor, type WeightSource } from '../io/weights.js';
 import { brief, fileError, readJsonFile } from '../io/files.js';
 import { READ_LIMITS } from '../io/limits.js';
 import { SafetensorsFile } from '../io/safetensors.js';
@@ -215,6 +215,11 @@ class CheckpointWeights implements WeightSource {
 
   storedName(name: string): string {
     return this.aliases.get(name) ?? name;
+  }
+
+  location(name: string): StoredTensor | undefined {
+    const w = this.locate(name);
+    return w.file.location(w.stored);
   }
 
   private locate(name: string): { file: SafetensorsFile; stored: string } {

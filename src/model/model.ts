@@ -11,7 +11,7 @@
 
 import { ModernBertError } from '../errors.js';
 import { GraphBuilder, bool, i32, str, type Val } from '../graph/builder.js';
-import type { Graph } from '../ir/graph.js';
+import type { Graph, Literal } from '../ir/graph.js';
 import { FINAL_UNROTATE, LAYER0_RESIDUAL, TOK_EMBEDDINGS } from '../rotation/fold.js';
 import { attentionHead } from './attention-head.js';
 import { bandedAttention, bandLayout, type Band } from './banded.js';
@@ -252,7 +252,7 @@ function activation(model: ModelGraph, h: Val, a: Activation, name: string): Val
 /** A checkpoint tensor as a graph constant, loaded when the graph needs it. */
 function checkpointWeight(model: ModelGraph, name: string, shape?: number[]): Val {
   const weights = model.source.weights;
-  return model.g.weight(name, shape ?? weights.shape(name), () => weights.get(name).data, undefined, name);
+  return model.g.weight(name, shape ?? weights.shape(name), () => weights.get(name).data, undefined, name, weights.location?.(name));
 }
 
 // ---- heads ---------------------------------------------------------------------------------------------
@@ -261,7 +261,7 @@ function head(
   model: ModelGraph,
   last: Val,
   kind: OutputHead,
-  positions: number[] | undefined,
+  positions: number[] | 'input' | undefined,
 ): { value: Val; name: string } {
   const { g, config, packing: packed } = model;
   // ModernBERT's prediction head: dense, activation, LayerNorm, (1, C, 1, S) -> (1, C, 1, S).
@@ -274,8 +274,9 @@ function head(
       'head_norm',
     );
   };
+  const indices = (): Val | Literal => (positions === 'input' ? g.input('head_positions', 'int32', ['P']) : i32(positions!));
   const atPositions = (h: Val): Val =>
-    positions ? g.op('gather', { x: h, indices: i32(positions), axis: i32(3) }, 'at_positions') : h; // (1, C, 1, P)
+    positions ? g.op('gather', { x: h, indices: indices(), axis: i32(3) }, 'at_positions') : h; // (1, C, 1, P)
   switch (kind) {
     case 'mlm': {
       const hidden = g.tap('head_hidden', predictionHead(atPositions(last)));

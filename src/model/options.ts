@@ -30,8 +30,11 @@ export interface BuildOptions {
   norm?: NormStyle;
   /** Which output to build; defaults to the checkpoint's own head ('embedding' for sentence-transformers). */
   head?: OutputHead;
-  /** Evaluate a per-token head only at these positions (CPU runs: predict and golden checks). */
-  positions?: number[];
+  /**
+   * Evaluate a per-token head only at these positions (CPU runs: predict and golden checks); 'input': at the
+   * positions of an int32 input `head_positions` (P), so that one graph serves every set of positions.
+   */
+  positions?: number[] | 'input';
   /**
    * 'input': an additive `mask` input (1, S, 1, S), (batch, key, 1, query), 0 = attend, -1e4 = not (exact
    * attention masks; the reference project's interface; local layers then compute all S x S scores).

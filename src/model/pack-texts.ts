@@ -94,3 +94,8 @@ export function packTexts(texts: readonly (readonly number[])[], window: number,
   }
   return bins.map((b) => new LazyWindow(b.texts, texts, window, pad));
 }
+
+/** Default window of checkpoints (the reference project's length), shortened to what the model takes. */
+export const DEFAULT_WINDOW = 512;
+/** Default texts per window of checkpoints: room for 64 texts of 8 tokens in 512. */
+export const DEFAULT_PACK = 64;

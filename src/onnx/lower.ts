@@ -9,7 +9,11 @@
 
 import { encodeTensorBytes } from '../coreml/tensor-bytes.js';
 import { ModernBertError } from '../errors.js';
-import { isLiteral, type Dim, type DType, type Graph, type Literal, type TensorType } from '../ir/graph.js';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { isLiteral, type Dim, type DType, type Graph, type Literal, type StoredTensor, type TensorData, type TensorType } from '../ir/graph.js';
+import { roundToF16InPlace } from '../runtime/kernels/index.js';
+import { F16_EXACT } from '../runtime/tensor.js';
+import { MOVES_VALUES, roundTrip, type OnnxPrecision } from './emulate-fp16.js';
 import { inferArgs, inputTypesOf, ONNX_TYPE, ONNX_TYPE_INT64 as INT64, opDef, type OnnxArgs, type OnnxAttr } from '../ops/index.js';
 import { batchHeads } from './batch-heads.js';
 import { foldWeightLayouts } from './fold-weights.js';
@@ -39,7 +43,27 @@ export interface LowerOptions {
    * interpreter runs them: the stored values, float32 arithmetic).
    */
   float32?: boolean;
+  /**
+   * Constants whose values lie as they are in a file (Const.stored: a checkpoint's float32, float16 or
+   * bfloat16 tensors) become initializers that point there, cast to the compute type in the graph, instead
+   * of bytes of their own: onnxruntime then reads the checkpoint itself (ort-executor.ts).
+   */
+  inPlace?: boolean;
+  /**
+   * Keep every weight in its stored layout, where a product reads it transposed (a Transpose node before
+   * the MatMul), for a runtime that reads it so in place (write.ts sessionModel's `fusedMatMul`); otherwise
+   * the initializer is stored transposed (fold-weights.ts).
+   */
+  storedLayout?: boolean;
+  /**
+   * The arithmetic (emulate-fp16.ts): 'fp32' (the default), or a float16 emulation computed in float32 with a
+   * float16 round trip after each op, as our interpreter computes it (implies `float32`).
+   */
+  precision?: OnnxPrecision;
 }
+
+/** ONNX FLOAT, FLOAT16 and BFLOAT16, the stored types that an initializer can point at. */
+const STORED_TYPE: Record<StoredTensor['dtype'], { onnx: number; bytes: number }> = { fp32: { onnx: 1, bytes: 4 }, fp16: { onnx: 10, bytes: 2 }, bf16: { onnx: 16, bytes: 2 } };
 
 const ELEMENT_BYTES: Record<DType, number> = { fp32: 4, fp16: 2, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1, uint32: 4, int4: 0.5, uint1: 0.125, uint2: 0.25, uint3: 0.375, uint4: 0.5, uint6: 0.75 };
 
@@ -67,7 +91,9 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
   // The Neural Engine's per-head attention, written once for all heads (onnxruntime pays per node).
   const graph = batchHeads(perHead);
   const hf = o.io === 'hf';
-  const dt = (d: DType): DType => (o.float32 && d === 'fp16' ? 'fp32' : d);
+  const precision = o.precision ?? 'fp32';
+  const half = precision !== 'fp32';
+  const dt = (d: DType): DType => ((o.float32 || half) && d === 'fp16' ? 'fp32' : d);
   const tt = (t: TensorType): TensorType => ({ dtype: dt(t.dtype), shape: t.shape });
   const nodes: OnnxNodeProto[] = [];
   const initializers: OnnxInitializer[] = [];
@@ -81,9 +107,9 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
     used.add(n);
     return n;
   };
-  const addInit = (name: string, dataType: number, dims: number[], byteLength: number, bytes: () => Uint8Array): string => {
+  const addInit = (name: string, dataType: number, dims: number[], byteLength: number, bytes: () => Uint8Array, file?: OnnxInitializer['file']): string => {
     const n = fresh(name);
-    initializers.push({ name: n, dataType, dims, byteLength, bytes });
+    initializers.push({ name: n, dataType, dims, byteLength, bytes, ...(file ? { file } : {}) });
     return n;
   };
   const emit = (base: string, opType: string, inputs: readonly string[], attrs: Record<string, OnnxAttr> = {}, outputs?: readonly string[]): string[] => {
@@ -101,13 +127,26 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
       inputs.push(valueInfo(inp.name, INT64, inp.type.shape));
       onnxName.set(inp.name, emit(inp.name, 'Cast', [inp.name], { to: { int: ONNX_TYPE.int32 } }, [fresh(`${inp.name}__int32`)])[0]!);
     } else inputs.push(valueInfo(inp.name, ONNX_TYPE[inp.type.dtype], inp.type.shape));
+    if (half && inp.type.dtype === 'fp32') onnxName.set(inp.name, roundTrip((t, i, a, out) => emit(inp.name, t, i, a, out), inp.name));
   }
   for (const c of graph.consts.values()) {
     const type = tt(c.type);
     types.set(c.name, type);
     const dims = type.shape.map(Number);
     const n = dims.reduce((p, q) => p * q, 1);
-    onnxName.set(c.name, addInit(c.name, ONNX_TYPE[type.dtype], dims, n * ELEMENT_BYTES[type.dtype], () => encodeTensorBytes(type.dtype, c.load(), c.name)));
+    const stored = o.inPlace && c.stored && c.stored.byteLength === n * STORED_TYPE[c.stored.dtype].bytes ? c.stored : undefined;
+    if (stored) {
+      // Cast to the compute type (and, in float16 emulation, rounded) in the graph: onnxruntime folds it at load.
+      const kind = STORED_TYPE[stored.dtype];
+      const same = kind.onnx === ONNX_TYPE[type.dtype];
+      const init = addInit(same ? c.name : `${c.name}__stored`, kind.onnx, dims, stored.byteLength, () => readStored(stored), { path: stored.path, offset: stored.offset });
+      const cast = (v: string, to: number, out?: string) => emit(c.name, 'Cast', [v], { to: { int: to } }, out === undefined ? undefined : [out])[0]!;
+      const value = half && stored.dtype !== 'fp16' ? cast(same ? init : cast(init, ONNX_TYPE.fp32), ONNX_TYPE.fp16) : init;
+      onnxName.set(c.name, value === init && same ? init : cast(value, ONNX_TYPE[type.dtype], fresh(c.name)));
+      continue;
+    }
+    const load = half && c.type.dtype === 'fp32' ? () => roundedCopy(c.load()) : () => c.load();
+    onnxName.set(c.name, addInit(c.name, ONNX_TYPE[type.dtype], dims, n * ELEMENT_BYTES[type.dtype], () => encodeTensorBytes(type.dtype, load(), c.name)));
   }
   for (const op of graph.ops) for (const v of op.outputs) types.set(v.name, tt(v.type));
   // Outputs that change layout are computed under another name, then adapted.
@@ -123,6 +162,9 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
     if (!def?.onnx) throw new ModernBertError('UNSUPPORTED', `op ${op.op} ("${op.name}") has no ONNX form`, { op: op.name });
     const typeOf = (v: string): TensorType => types.get(v) ?? internal(`value "${v}" of op "${op.name}" has no type`);
     const ia = inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, typeOf));
+    const node: OnnxArgs['node'] = (opType, ins, attrs, outs) => emit(op.name, opType, ins, attrs, outs);
+    // Float outputs of ops that compute new values are computed exact, then rounded into their names.
+    const rounded = op.outputs.map((v) => half && !MOVES_VALUES.has(op.op) && types.get(v.name)?.dtype === 'fp32');
     const literalInit = (key: string, l: Literal): string => {
       if (l.dtype === 'string') return ia.fail(`input "${key}" is a string, not a tensor`);
       const dtype = dt(l.dtype);
@@ -153,8 +195,9 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
       },
       bools: ia.bools,
       str: ia.str,
-      out: op.outputs.map((v) => nameOf(v.name)),
-      node: (opType, ins, attrs, outs) => emit(op.name, opType, ins, attrs, outs),
+      out: op.outputs.map((v, k) => (rounded[k] ? fresh(`${nameOf(v.name)}__exact`) : nameOf(v.name))),
+      node,
+      ...(precision === 'fp16' ? { round: (v: string) => roundTrip(node, v) } : {}),
       int64s: (values) => addInit(`${op.name}__i64`, INT64, [values.length], 8 * values.length, () => int64Bytes(values)),
       scalar: (value, dtype0) => {
         const dtype = dt(dtype0);
@@ -164,6 +207,7 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
       fail: ia.fail,
     };
     def.onnx(args);
+    op.outputs.forEach((v, k) => rounded[k] && roundTrip(node, args.out[k]!, nameOf(v.name)));
   }
 
   const outputs = graph.outputs.map((n) => {
@@ -172,11 +216,50 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
     return hfOutput(n, nameOf(n), t, o.vocabSize, (opType, ins, attrs, outs) => emit(n, opType, ins, attrs, outs), (v) => addInit(`${n}__i64`, INT64, [v.length], 8 * v.length, () => int64Bytes(v)));
   });
   const graphOutputs = new Set(graph.outputs);
-  const weights = foldWeightLayouts(nodes, initializers, graphOutputs);
+  const weights = sameFileOnce(foldWeightLayouts(nodes, initializers, graphOutputs, { transpose: !o.storedLayout }));
   const kept = simplifyNodes(weights.nodes, graphOutputs);
   // Initializers that no node reads any more (a folded weight's first form, a dropped node's shape).
   const read = new Set(kept.flatMap((n) => n.input));
   return { nodes: kept, initializers: weights.initializers.filter((t) => read.has(t.name)), inputs, outputs };
+}
+
+/**
+ * Initializers that point at the same bytes of a file with the same type and dims, as one: a tied decoder
+ * reads the embedding table that the Gather reads (onnxruntime would load it twice).
+ */
+function sameFileOnce(g: { nodes: OnnxNodeProto[]; initializers: OnnxInitializer[] }): { nodes: OnnxNodeProto[]; initializers: OnnxInitializer[] } {
+  const first = new Map<string, string>();
+  const renamed = new Map<string, string>();
+  for (const t of g.initializers) {
+    if (!t.file) continue;
+    const key = JSON.stringify([t.file.path, t.file.offset, t.dataType, t.dims]);
+    const seen = first.get(key);
+    if (seen === undefined) first.set(key, t.name);
+    else renamed.set(t.name, seen);
+  }
+  if (renamed.size === 0) return g;
+  return { nodes: g.nodes.map((n) => (n.input.some((i) => renamed.has(i)) ? { ...n, input: n.input.map((i) => renamed.get(i) ?? i) } : n)), initializers: g.initializers.filter((t) => !renamed.has(t.name)) };
+}
+
+/** Float data rounded to float16 (a copy, unless it is rounded already). */
+function roundedCopy(d: TensorData): TensorData {
+  return d instanceof Float32Array && !F16_EXACT.has(d) ? roundToF16InPlace(Float32Array.from(d)) : d;
+}
+
+/** The bytes of a stored tensor, read from its file (for writers that copy them). */
+function readStored(s: StoredTensor): Uint8Array {
+  const out = new Uint8Array(s.byteLength);
+  const fd = openSync(s.path, 'r');
+  try {
+    for (let done = 0; done < s.byteLength;) {
+      const n = readSync(fd, out, done, s.byteLength - done, s.offset + done);
+      if (n === 0) throw new ModernBertError('CORRUPT_FILE', `${s.path} ends inside a tensor`, { file: s.path });
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
 }
 
 type Emit = (opType: string, inputs: readonly string[], attrs?: Record<string, OnnxAttr>, outputs?: readonly string[]) => string[];

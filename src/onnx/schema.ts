@@ -24,6 +24,8 @@ export interface OnnxInitializer {
   dims: number[];
   byteLength: number;
   bytes(): Uint8Array;
+  /** Where the bytes already lie in a file (lower.ts LowerOptions.inPlace): a runtime reads them there. */
+  file?: { path: string; offset: number };
 }
 
 export interface OnnxNodeProto {

@@ -91,6 +91,11 @@ export interface OnnxArgs {
   str(key: string): string;
   /** The ONNX names this op's outputs must have. */
   out: readonly string[];
+  /**
+   * In the `fp16` emulation (onnx/emulate-fp16.ts): a value rounded to float16 and back, for the steps inside
+   * an op that the mode rounds (layer_norm's squares, gelu's terms). Absent otherwise: the op's output alone is rounded.
+   */
+  round?(v: string): string;
   /** Emits one ONNX node; `outputs` defaults to one fresh name. Returns the output names. */
   node(opType: string, inputs: readonly string[], attrs?: Record<string, OnnxAttr>, outputs?: readonly string[]): string[];
   /** An int64 vector initializer (ONNX's shape, axis and index inputs). */

@@ -8,8 +8,9 @@ import { type BuildOptions, type ModelSource } from '../model/options.js';
 import { Interpreter } from '../graph/interpreter.js';
 import { roundToF16InPlace } from '../runtime/kernels/index.js';
 import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
-import { WrappedWeights, type Tensor, type WeightSource } from '../io/weights.js';
-import type { Executor, ExecutorFactory, ForwardOptions, ForwardResult, Sequence } from './runner.js';
+import { WrappedWeights, type StoredTensor, type Tensor, type WeightSource } from '../io/weights.js';
+import type { Executor, ExecutorFactory, ForwardOptions, ForwardResult, LengthPlan, Sequence } from './runner.js';
+import { weightBytes } from './runtime-cost.js';
 
 /** Additive attention mask (1, S, 1, S), laid out (batch, key, 1, query): padding keys get -1e4. */
 export function additiveMask(attention: ArrayLike<number> | undefined, S: number): Float32Array {
@@ -60,6 +61,9 @@ export class CachedWeights extends WrappedWeights {
     }
     return t;
   }
+  location(name: string): StoredTensor | undefined {
+    return this.roundF16 ? undefined : this.inner.location?.(name);
+  }
 }
 
 const interpreterFactory: ExecutorFactory = (graph, precision) => new Interpreter(graph, precision);
@@ -83,9 +87,28 @@ export class Engine {
     return this.graph(1).taps.has(role);
   }
 
-  /** The graph that a forward pass of this length runs (for inspection and export). */
+  /** The graph of one length that a forward pass runs on our interpreter (for inspection and export). */
   graph(seqLen: number, o: Omit<ForwardOptions, 'onOp' | 'taps'> = {}): Graph {
-    return this.interpreter(seqLen, { ...this.defaults, ...o }).graph;
+    const opts = { ...this.defaults, ...o };
+    return buildModel(opts.embedding ? { ...this.source, embedding: opts.embedding } : this.source, Engine.buildOptions(seqLen, opts));
+  }
+
+  private weightBytes: number | undefined;
+  /** The model's weights as float32, in bytes (from their shapes). */
+  private bytes(): number {
+    return (this.weightBytes ??= weightBytes(this.source.weights));
+  }
+
+  /** Whether every input up to S tokens runs on one prepared graph (the executor's shared length plan). */
+  sharesGraph(S: number): boolean {
+    return S <= this.source.config.maxPositions && this.executor.plan?.(S, this.defaults.precision ?? 'fp32', this.bytes())?.shared === true;
+  }
+
+  /** Frees what the runtime holds for every prepared graph (onnxruntime's sessions); graphs are prepared again when needed. */
+  async release(): Promise<void> {
+    const all = [...this.graphs.values()];
+    this.graphs.clear();
+    for (const g of all) await g.release?.();
   }
 
   /** Runs one sequence. */
@@ -102,7 +125,13 @@ export class Engine {
         throw new ModernBertError('BAD_INPUT', `token id ${id} at position ${i} is outside the vocabulary (0..${c.vocabSize - 1})`, { position: i });
       }
     }
-    const interp = this.interpreter(S, o);
+    if (o.pack !== undefined && !seq.segments) throw new ModernBertError('BAD_ARGUMENT', 'a packed run needs segment ids', { pack: o.pack });
+    const planned = this.executor.plan?.(S, o.precision ?? 'fp32', this.bytes());
+    // Packed windows have one length already; on a runtime with a plan their head positions are an input too.
+    // A plan's length is cut to what the model takes.
+    const len = planned && Math.min(planned.len, c.maxPositions);
+    const plan = o.pack !== undefined ? (planned && { len: S, shared: false }) : planned && len! >= S ? { len: len!, shared: planned.shared } : undefined;
+    const interp = this.interpreter(S, o, plan);
     const g = interp.graph;
     const roles = o.taps === 'all' ? [...g.taps.keys()] : o.taps ?? [];
     const keep = roles.map((r) => {
@@ -110,10 +139,16 @@ export class Engine {
       if (!v) throw new ModernBertError('BAD_ARGUMENT', `this model has no value "${r}"`, { tap: r });
       return v;
     });
-    if (o.pack !== undefined && !seq.segments) throw new ModernBertError('BAD_ARGUMENT', 'a packed run needs segment ids', { pack: o.pack });
-    const out = await interp.run(Engine.inputs(seq, o.pack !== undefined), { keep, onOp: o.onOp });
-    const outputs = new Map(g.outputs.map((n) => [n, n === 'logits' ? unfoldLogits(out.get(n)!, c.vocabSize) : out.get(n)!]));
-    const taps = new Map(roles.map((r, i) => [r, out.get(keep[i]!)!]));
+    const pad = plan && !plan.shared ? plan.len - S : 0;
+    const inputs = Engine.inputs(pad ? padded(seq, pad, c.padTokenId) : seq, o.pack !== undefined);
+    if (plan && g.inputs.some((i) => i.name === 'head_positions')) {
+      inputs.head_positions = { dtype: 'int32', shape: [o.positions?.length ?? S], data: o.positions ? Int32Array.from(o.positions) : Int32Array.from({ length: S }, (_, i) => i) };
+    }
+    const out = await interp.run(inputs, { keep, onOp: o.onOp });
+    // Values over every token of a padded input (taps, a body's hidden states) lose the padding's columns.
+    const cut = (t: RtTensor) => (pad ? firstColumns(t, S) : t);
+    const outputs = new Map(g.outputs.map((n) => [n, n === 'logits' ? unfoldLogits(out.get(n)!, c.vocabSize) : cut(out.get(n)!)]));
+    const taps = new Map(roles.map((r, i) => [r, cut(out.get(keep[i]!)!)]));
     return { outputs, taps };
   }
 
@@ -130,19 +165,45 @@ export class Engine {
     };
   }
 
-  private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): Executor {
-    const key = JSON.stringify([S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack, o.embedding]);
+  /** The build options of a static graph of length S. */
+  private static buildOptions(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): BuildOptions {
+    // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded; banded windows
+    // cut per head, so that one head's are alive at a time (model/options.ts bandWindows).
+    return { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: o.pack === undefined ? 'attention' : undefined, attentionChunk: o.attentionChunk, pack: o.pack, bandWindows: 'per-head' };
+  }
+
+  /** The prepared graph of a run: one per length, or the one that the executor's length plan picks. */
+  private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>, plan: LengthPlan | undefined): Executor {
+    const key = JSON.stringify(plan ? [plan.shared ? 'shared' : 'padded', plan.len, o.precision, o.norm, o.head, o.attentionChunk, o.pack, o.embedding] : [S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack, o.embedding]);
     let it = this.graphs.get(key);
     if (!it) {
-      // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded; banded windows
-      // cut per head, so that one head's are alive at a time (model/options.ts bandWindows).
-      const opts: BuildOptions = { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: o.pack === undefined ? 'attention' : undefined, attentionChunk: o.attentionChunk, pack: o.pack, bandWindows: 'per-head' };
+      const seqLen = plan ? (plan.shared ? [1, plan.len] : plan.len) : S;
+      const opts: BuildOptions = { ...Engine.buildOptions(S, o), seqLen, ...(plan ? { positions: 'input' as const } : {}) };
       const source = o.embedding ? { ...this.source, embedding: o.embedding } : this.source;
       it = this.executor(buildModel(source, opts), o.precision ?? 'fp32');
       // Prepared graphs of other lengths hold large per-length tables; keep a few.
-      if (this.graphs.size >= 4) this.graphs.delete(this.graphs.keys().next().value!);
+      if (this.graphs.size >= 4) {
+        const [first, old] = this.graphs.entries().next().value!;
+        this.graphs.delete(first);
+        void old.release?.();
+      }
       this.graphs.set(key, it);
     }
     return it;
   }
+}
+
+/** A sequence with `n` padding tokens after it (masked out). */
+function padded(seq: Sequence, n: number, padId: number): Sequence {
+  const S = seq.ids.length;
+  return { ids: [...Array.from(seq.ids), ...new Array<number>(n).fill(padId)], attention: [...(seq.attention ? Array.from(seq.attention) : new Array<number>(S).fill(1)), ...new Array<number>(n).fill(0)] };
+}
+
+/** The first S columns of a (1, C, 1, W) tensor with W > S (other tensors as they are). */
+function firstColumns(t: RtTensor, S: number): RtTensor {
+  if (t.shape.length !== 4 || t.shape[3]! <= S || t.shape[2] !== 1) return t;
+  const [, C, , W] = t.shape as [number, number, number, number];
+  const out = new Float32Array(C * S);
+  for (let ch = 0; ch < C; ch++) out.set(t.data.subarray(ch * W, ch * W + S), ch * S);
+  return { dtype: t.dtype, shape: [1, C, 1, S], data: out };
 }

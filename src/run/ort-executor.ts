@@ -1,24 +1,26 @@
-// Running a graph on onnxruntime-node: the graph lowered to ONNX (onnx/lower.ts, our own layout, float32),
-// one session per set of values read back, fed and read as the interpreter's tensors. A drop-in for
-// graph/interpreter.ts's Interpreter at float32; onnxruntime-node is an optional dependency, loaded on
-// first use.
+// Running a graph on onnxruntime-node: the graph lowered to ONNX (onnx/lower.ts, our own layout, float32 or
+// a float16 emulation, onnx/emulate-fp16.ts), one session per set of values read back, fed and read as the
+// interpreter's tensors. A drop-in for graph/interpreter.ts's Interpreter; onnxruntime-node is an optional
+// dependency, loaded on first use.
 //
-// The session is created from a temporary file with external data, written one weight at a time and
-// removed once the session exists: onnxruntime maps the data file instead of copying it, and no encoded
-// copy of the model is held in memory. On synth-base (599 MB of weights) the peak RSS of creating a
-// session fell from 2,158 to 755 MB (docs/PERFORMANCE.md), and models above protobuf's 2 GiB load too.
+// The session is made from the graph's protobuf in memory, without writing anything: weights that lie as
+// they are in a file (a checkpoint's safetensors, a package's weight.bin: Const.stored) are external data
+// pointing at their bytes there, which onnxruntime maps; other weights go as in-memory external data, which
+// it copies. Products read their weight matrices in the stored (out, in) layout through onnxruntime's
+// FusedMatMul (transB), so no transposed copy is made, and pre-packing is off: it copied every matrix
+// (+0.6 GB on synth-base) and made setup slower for no measurable gain per run (docs/PERFORMANCE.md,
+// "Command-level benchmark").
 
-import { join } from 'node:path';
 // Types from onnxruntime-common (the API that onnxruntime-node implements; a dependency, since our published
 // declarations name its types), so that neither the build nor a user's type check needs onnxruntime-node,
 // which npm drops when its install script fails.
 import type * as OrtModule from 'onnxruntime-common';
 import type { DType, Graph } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
-import { dropTemp, makeScratchFolder } from '../io/temp-files.js';
 import { foldConstexpr } from '../onnx/fold-constexpr.js';
+import type { OnnxPrecision } from '../onnx/emulate-fp16.js';
 import { lowerGraph } from '../onnx/lower.js';
-import { writeOnnx } from '../onnx/write.js';
+import { sessionModel } from '../onnx/write.js';
 import { kernelThreads } from '../runtime/kernels/gemm.js';
 import type { RtTensor } from '../runtime/tensor.js';
 
@@ -28,8 +30,6 @@ export type Ort = typeof OrtModule;
 /** A variable, so that TypeScript does not resolve the optional package at build time. */
 const ORT_PACKAGE = 'onnxruntime-node';
 export type OrtProvider = 'cpu' | 'coreml';
-/** The name of the scratch folders (in the system's temporary folder) that an onnxruntime model is written to. */
-export const ORT_SCRATCH_PREFIX = 'modernbert-ane-ort-';
 
 /**
  * The Core ML execution provider's flags (onnxruntime's coreml_provider_factory.h): COREML_FLAG_CREATE_MLPROGRAM
@@ -61,7 +61,7 @@ const FROM_ORT: Partial<Record<string, DType>> = { float32: 'fp32', int32: 'int3
 export class OrtExecutor {
   private readonly sessions = new Map<string, Promise<OrtModule.InferenceSession>>();
 
-  constructor(readonly graph: Graph, private readonly ort: Ort, private readonly provider: OrtProvider = 'cpu') {}
+  constructor(readonly graph: Graph, private readonly ort: Ort, private readonly provider: OrtProvider = 'cpu', private readonly precision: OnnxPrecision = 'fp32') {}
 
   /** Runs the graph; returns the outputs and the values named in `keep`. */
   async run(inputs: Record<string, RtTensor>, opts: { keep?: string[] } = {}): Promise<Map<string, RtTensor>> {
@@ -86,6 +86,13 @@ export class OrtExecutor {
     return out;
   }
 
+  /** Ends every session of this graph. */
+  async release(): Promise<void> {
+    const all = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of all) await (await s).release();
+  }
+
   private session(keep: string[]): Promise<OrtModule.InferenceSession> {
     const key = keep.join('\n');
     let s = this.sessions.get(key);
@@ -93,15 +100,14 @@ export class OrtExecutor {
       const graph: Graph = { ...this.graph, outputs: [...this.graph.outputs, ...keep] };
       // A compressed package's constexpr ops are expanded first, as Core ML does when it loads the model.
       s = foldConstexpr(graph).then(async (g) => {
-        // Tracked (io/temp-files.ts): removed on an interrupt too, and a killed run's is cleared by the next.
-        const dir = makeScratchFolder(ORT_SCRATCH_PREFIX);
-        try {
-          const file = join(dir, 'model.onnx');
-          writeOnnx(lowerGraph(g, { io: 'ane', float32: true }), file, { name: 'modernbert-ane', force: false, externalData: true });
-          return await this.ort.InferenceSession.create(file, ortSessionOptions(this.provider));
-        } finally {
-          dropTemp(dir);
-        }
+        const m = sessionModel(lowerGraph(g, { io: 'ane', float32: true, inPlace: true, storedLayout: this.provider === 'cpu', precision: this.precision }), { name: 'modernbert-ane' }, { fusedMatMul: this.provider === 'cpu' });
+        const opts = ortSessionOptions(this.provider);
+        const session = { ...(opts.extra as { session?: Record<string, string> } | undefined)?.session, ...(m.folder ? { model_external_initializers_file_folder_path: m.folder } : {}) };
+        return await this.ort.InferenceSession.create(m.bytes, {
+          ...opts,
+          ...(m.buffers.length ? { externalData: m.buffers } : {}),
+          extra: { session },
+        });
       });
       this.sessions.set(key, s);
     }
@@ -113,10 +119,11 @@ export class OrtExecutor {
  * The options of every session we create. Intra-op threads are set to our own kernels' count
  * (MODERNBERT_ANE_THREADS, else every core): left at 0, onnxruntime-node 1.30 ran one thread on this
  * 2-core machine (CPU seconds equal to wall seconds; synth-base at 512 tokens 1.77 s, 1.17 s with 2).
+ * Pre-packing of weights is off (see the top of this file); MODERNBERT_ANE_ORT_PREPACK=1 turns it on, to measure the difference.
  */
 export function ortSessionOptions(provider: OrtProvider): OrtModule.InferenceSession.SessionOptions {
   const executionProviders: OrtModule.InferenceSession.ExecutionProviderConfig[] = provider === 'coreml' ? [{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu'] : ['cpu'];
-  return { executionProviders, graphOptimizationLevel: 'all', intraOpNumThreads: kernelThreads() };
+  return { executionProviders, graphOptimizationLevel: 'all', intraOpNumThreads: kernelThreads(), extra: { session: { disable_prepacking: process.env.MODERNBERT_ANE_ORT_PREPACK === '1' ? '0' : '1' } } };
 }
 
 function unsupported(type: string): never {

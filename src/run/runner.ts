@@ -8,6 +8,7 @@ import type { EmbeddingSpec } from '../model/checkpoint.js';
 import type { NormStyle, OutputHead } from '../model/options.js';
 import type { Precision } from '../runtime/numerics.js';
 import type { RtTensor } from '../runtime/tensor.js';
+import type { Workload } from './runtime-cost.js';
 
 /** One sequence: token ids and which of them are real (1) or padding (0). */
 export interface Sequence {
@@ -47,6 +48,8 @@ export interface Runner {
   forward(seq: Sequence, o?: ForwardOptions): Promise<ForwardResult>;
   /** Whether the runner can return a tapped value ('hidden_states.3'). */
   hasTap(role: string): boolean;
+  /** Whether every input up to S tokens runs on one prepared graph, so that inputs of many lengths cost no setup each. */
+  sharesGraph?(S: number): boolean;
 }
 
 /** What runs a prepared graph: our Interpreter, or another runtime with its `run` (ort-executor.ts). */
@@ -55,6 +58,8 @@ export interface Executor {
   /** False when only the graph's outputs can be read back (Core ML): no taps then. */
   readonly tapsAvailable?: boolean;
   run(inputs: Record<string, RtTensor>, opts?: { keep?: string[]; onOp?: (done: number, total: number) => void }): Promise<Map<string, RtTensor>>;
+  /** Frees what the runtime holds for this graph (onnxruntime's sessions) before the garbage collector would. */
+  release?(): Promise<void>;
 }
 
 /** The package a graph was read from (absent for a checkpoint's graph): runtimes that load packages themselves need it. */
@@ -63,8 +68,28 @@ export interface PackageSource {
   pkg: ReadPackageResult;
 }
 
-/** Prepares a graph to run at a precision. */
-export type ExecutorFactory = (graph: Graph, precision: Precision, source?: PackageSource) => Executor;
+/**
+ * Which graph runs an input of S tokens, for a runtime whose setup is costly (onnxruntime: a session reads
+ * every weight), so that it sets up once for many lengths: one graph with a symbolic length for every input
+ * up to `len` tokens (`shared`), or a static graph of `len` >= S tokens that the input is padded to. Either
+ * takes the head's positions as an input. Padding keys are masked, so real tokens see exactly what they see
+ * unpadded.
+ */
+export interface LengthPlan {
+  len: number;
+  shared: boolean;
+}
+
+/** Prepares a graph to run at a precision; `plan` (absent: one graph per length) says which graph serves a length. */
+export type ExecutorFactory = ((graph: Graph, precision: Precision, source?: PackageSource) => Executor) & {
+  /** `bytes`: the model's float32 weights (a runtime chosen by the work may weigh its setup by them). */
+  plan?: (S: number, precision: Precision, bytes?: number) => LengthPlan | undefined;
+  /**
+   * Whether the runtime reads weights that lie in files in place (Const.stored), rather than copies in memory
+   * (a runtime chosen by the work decides from `work` when it was not told its own).
+   */
+  readsFiles?: (work: Workload) => boolean;
+};
 
 /** The token ids of a model's vocabulary that inputs are checked and drawn against. */
 export interface ModelIds {

@@ -7,17 +7,15 @@ import { ModernBertError } from '../errors.js';
 import type { LoadedModel } from '../run/load.js';
 import type { OutputHead } from '../model/options.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
-import { packTexts, type PackedWindow } from '../model/pack-texts.js';
+import { prefersOnePerPass } from '../run/runtime-cost.js';
+import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts, type PackedWindow } from '../model/pack-texts.js';
 import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
 import { firstNonFinite, nonFiniteError } from '../numeric/finite.js';
 import { formatBytes, MAX_RESULT_BYTES } from '../io/limits.js';
 import type { RtTensor } from '../runtime/tensor.js';
 import type { EncodedText, TaskPlan } from './task-table.js';
 
-/** Default window of checkpoints (the reference project's length), shortened to what the model takes. */
-export const DEFAULT_WINDOW = 512;
-/** Default texts per window of checkpoints: room for 64 texts of 8 tokens in 512. */
-export const DEFAULT_PACK = 64;
+export { DEFAULT_PACK, DEFAULT_WINDOW } from '../model/pack-texts.js';
 
 export interface BatchOptions {
   /** Tokens per window (checkpoints: DEFAULT_WINDOW; packages: their length). */
@@ -36,7 +34,10 @@ export interface BatchOptions {
 
 export interface BatchStats {
   texts: number;
+  /** Forward passes: packed windows, or one per text ('single'). */
   windows: number;
+  /** 'packed': several texts per window; 'single': one text per pass at its own length (runtime-cost.ts prefersOnePerPass). */
+  strategy: 'packed' | 'single';
   window: number;
   textsPerWindow: number;
   tokens: number;
@@ -126,13 +127,18 @@ export async function runTokenized<R>(model: LoadedModel, texts: readonly Encode
   const pack = Math.min(shape.pack, window);
   const tokens = texts.reduce((s, t) => s + t.ids.length, 0);
   const positions = plan.positions ? texts.map((t, i) => plan.positions!(t, label(o, i))) : undefined;
-  const windows = packTexts(texts.map((t) => t.ids), window, pack, model.ids.special[0]!);
-  const run = windowRunner(model, plan, pack, packed, texts);
+  const packedWindows = packTexts(texts.map((t) => t.ids), window, pack, model.ids.special[0]!);
+  // Without `pack`, a runtime that runs every length on one graph takes each text alone when that is sooner.
+  const lengths = texts.map((t) => t.ids.length);
+  const single = packed && o.pack === undefined && model.runner.sharesGraph?.(lengths.reduce((m, n) => Math.max(m, n), 0)) === true && prefersOnePerPass(lengths, packedWindows.length, window);
+  const windows = single ? texts.map((t, i): PackedWindow => ({ texts: [i], starts: [0], ids: t.ids as number[], segments: [] })) : packedWindows;
+  const run = windowRunner(model, plan, pack, packed && !single, texts);
+  const perText = !packed || single;
   const results: R[] = new Array(texts.length);
   let store: Float32Array | undefined;
   let done = 0;
   for (const w of windows) {
-    const starts = w.texts.map((_, k) => (packed ? w.starts[k]! : 0));
+    const starts = w.texts.map((_, k) => (perText ? 0 : w.starts[k]!));
     // Positions are evaluated only where the texts ask (a masked LM at its [MASK]s), one column each.
     const at = positions ? w.texts.flatMap((t, k) => positions[t]!.map((p) => starts[k]! + p)) : undefined;
     const out = await run(w, at);
@@ -157,7 +163,7 @@ export async function runTokenized<R>(model: LoadedModel, texts: readonly Encode
   }
   return {
     results,
-    stats: { texts: texts.length, windows: windows.length, window, textsPerWindow: pack, tokens, fill: tokens / (windows.length * window), seconds: (performance.now() - t0) / 1000 },
+    stats: { texts: texts.length, windows: windows.length, strategy: single ? 'single' : 'packed', window, textsPerWindow: single ? 1 : pack, tokens, fill: single ? 1 : tokens / (windows.length * window), seconds: (performance.now() - t0) / 1000 },
   };
 }
 

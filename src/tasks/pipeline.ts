@@ -52,7 +52,8 @@ export interface PipelineBase {
   /** The folder or package that was opened. */
   readonly model: string;
   /** What runs it: 'ort', 'engine' or 'coreml'. */
-  readonly runtime: AnyRuntime;
+  /** 'auto': onnxruntime or our engine, as the first call's work decides. */
+  readonly runtime: AnyRuntime | 'auto';
   /** Closes the model's files; the pipeline cannot be called after. The CPU kernels' threads stop with the last pipeline. */
   dispose(): Promise<void>;
 }

@@ -23,8 +23,9 @@ import { downloadProgress, MODEL_HELP, addRevisionOption } from '../model-source
 import { collect, fp16Precision, intList, nonNegativeInt, nonNegativeNumber, positiveInt } from '../parse.js';
 import { readRulesFile } from '../../ane/rules.js';
 import { convertLines, functionJson } from '../../ane/format.js';
+import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
 
-interface ConvertCliOptions {
+interface ConvertCliOptions extends RuntimeCliOptions {
   out: string;
   seqLen?: number[];
   rotation?: RotationKind;
@@ -126,13 +127,16 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
     .option('--max-kl <x>', 'fail (exit 1, nothing written) when the fidelity report\'s KL exceeds x', nonNegativeNumber)
     .option('--ane-rules <file>', 'corrections to the Neural Engine placement rules (JSON; see docs/ANE.md)')
     .option('--json', 'machine-readable output');
-  addRevisionOption(cmd)
+  addRuntimeOptions(addRevisionOption(cmd))
     .action(async (modelPath: string, o: ConvertCliOptions) => {
       // --tokenizer and --no-tokenizer: commander gives true by default; a flag not given leaves the choice to convert().
       if (cmd.getOptionValueSource('tokenizer') === 'default') o.tokenizer = undefined;
       const bars = { write: progress(io, 'convert', Boolean(o.json)), fidelity: progress(io, 'fidelity', Boolean(o.json)), learn: progress(io, 'learn', Boolean(o.json)) };
       try {
-        const report = await convert(modelPath, convertOptions(o, io, (stage, d, t) => bars[stage].update(d, t)));
+        // The fidelity report's runtime: which one, the calibration's work decides (said on a terminal).
+        if (o.runtime === 'coreml') throw new ModernBertError('BAD_ARGUMENT', '--runtime coreml runs packages: convert\'s fidelity report runs on ort or engine');
+        const executor = o.fidelity ? await cliExecutorChoice(o, o.fidelityPrecision, io) : undefined;
+        const report = await convert(modelPath, { ...convertOptions(o, io, (stage, d, t) => bars[stage].update(d, t)), ...(executor ? { executor } : {}) });
         Object.values(bars).forEach((b) => b.stop());
         for (const i of report.aneIssues) io.stderr(`warning: beyond the Neural Engine's limits (Core ML will run it elsewhere): ${formatAneIssue(i)}\n`);
         const ane = convertLines(report.ane);

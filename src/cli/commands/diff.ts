@@ -7,6 +7,7 @@ import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt, precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
+import { lengthsWork, textsWork } from '../../run/runtime-cost.js';
 import { addRevisionOption, downloadProgress, MODEL_HELP } from '../model-source.js';
 
 interface DiffCliOptions extends RuntimeCliOptions {
@@ -42,9 +43,10 @@ export function registerDiff(program: Command, io: Io): void {
     .option('--json', 'machine-readable output');
   addRuntimeOptions(addRevisionOption(addRevisionOption(cmd, 'a'), 'b'))
     .action(async (pathA: string, pathB: string, texts: string[], o: DiffCliOptions) => {
-      // --runtime applies to the float32 sides; a float16 emulation side always runs on our engine.
       const said = new Set<string>();
-      const executors = [await cliExecutorChoice(o, o.precisionA, io, said, true), await cliExecutorChoice(o, o.precisionB, io, said, true)] as const;
+      // Both sides run every input: the work is known from the inputs (random ids: one sequence of that many).
+      const work = o.random ? lengthsWork([o.random + 2]) : o.golden ? undefined : textsWork(texts);
+      const executors = [await cliExecutorChoice(o, o.precisionA, io, said, work, true), await cliExecutorChoice(o, o.precisionB, io, said, work, true)] as const;
       const bar = progress(io, 'diff', Boolean(o.json));
       try {
         const r = await diff(pathA, pathB, {

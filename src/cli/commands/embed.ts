@@ -11,6 +11,8 @@ import { progress, type Io } from '../context.js';
 import { checkFileOutput } from '../../io/output.js';
 import { precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
+import { packedWork } from '../../run/runtime-cost.js';
+import { DEFAULT_WINDOW } from '../../model/pack-texts.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 
 interface EmbedOptions extends RuntimeCliOptions, BatchCliOptions {
@@ -40,7 +42,7 @@ export function registerEmbed(program: Command, io: Io): void {
       const out = checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath, o.input, o.tokenizer] });
       outputFormat(o.out, out.how === 'direct'); // an unknown extension fails before any work
       const inputs = readBatchInput(o.input);
-      const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io), ...hubOptions(io, o), ...(o.function === undefined ? {} : { function: o.function }) });
+      const tm = await openTaskModel(modelPath, 'feature-extraction', { precision: o.precision, tokenizer: o.tokenizer, executor: await cliExecutorChoice(o, o.precision, io, undefined, packedWork(inputs.map((t) => t.text), o.window ?? DEFAULT_WINDOW)), ...hubOptions(io, o), ...(o.function === undefined ? {} : { function: o.function }) });
       const bar = progress(io, 'embed', Boolean(o.json), 'texts');
       try {
         const batch = { window: o.window, pack: o.pack, truncate: o.truncate, prefix: o.prefix, label: (i: number) => `line ${inputs[i]!.line}`, onProgress: (d: number, t: number) => bar.update(d, t) };
@@ -60,5 +62,6 @@ export function registerEmbed(program: Command, io: Io): void {
 
 /** One line about a batch run: texts, windows, fill and speed. */
 export function summary(s: BatchStats): string {
-  return `${s.texts} texts in ${s.windows} windows of ${s.window} tokens (up to ${s.textsPerWindow} texts each, ${(100 * s.fill).toFixed(1)}% filled), ${s.seconds.toFixed(1)} s, ${(s.texts / s.seconds).toFixed(1)} texts/s`;
+  const passes = s.strategy === 'single' ? `one per pass at its own length (sooner than ${s.window}-token windows here)` : `in ${s.windows} windows of ${s.window} tokens (up to ${s.textsPerWindow} texts each, ${(100 * s.fill).toFixed(1)}% filled)`;
+  return `${s.texts} texts ${passes}, ${s.seconds.toFixed(1)} s, ${(s.texts / s.seconds).toFixed(1)} texts/s`;
 }

@@ -18,6 +18,8 @@ import { DEFAULT_MODEL } from '../../run/load.js';
 import { summary } from './embed.js';
 import { positiveInt, precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
+import { packedWork, type Workload } from '../../run/runtime-cost.js';
+import { DEFAULT_WINDOW } from '../../model/pack-texts.js';
 
 interface PredictOptions extends RuntimeCliOptions, BatchCliOptions {
   topK: number;
@@ -72,13 +74,13 @@ export function registerPredict(program: Command, io: Io): void {
 }
 
 /** The model for predict: its own head's task (or `task`), on the runtime the flags choose. */
-async function openForPredict(io: Io, modelPath: string | undefined, task: TaskName | undefined, o: PredictOptions): Promise<TaskModel> {
+async function openForPredict(io: Io, modelPath: string | undefined, task: TaskName | undefined, o: PredictOptions, work?: Workload): Promise<TaskModel> {
   return openTaskModel(modelPath, task, {
     precision: o.precision,
     tokenizer: o.tokenizer,
     headPackage: o.headPackage,
     function: o.function,
-    executor: await cliExecutorChoice(o, o.precision, io),
+    executor: await cliExecutorChoice(o, o.precision, io, undefined, work),
     ...hubOptions(io, o),
   });
 }
@@ -109,7 +111,7 @@ async function predictBatch(io: Io, modelPath: string | undefined, extra: string
   if (o.embed) throw new ModernBertError('BAD_ARGUMENT', '--embed with --input: use the embed command');
   const out = o.out === undefined ? undefined : checkFileOutput(o.out, { what: '--out', force: Boolean(o.force), inputs: [modelPath ?? DEFAULT_MODEL, o.input, o.tokenizer, o.headPackage] });
   const inputs = readBatchInput(o.input!);
-  const tm = await openForPredict(io, modelPath, undefined, o);
+  const tm = await openForPredict(io, modelPath, undefined, o, packedWork(inputs.map((t) => t.text), o.window ?? DEFAULT_WINDOW));
   const bar = progress(io, 'predict', o.out === undefined || Boolean(o.json), 'texts');
   try {
     const task = ownTask(tm);

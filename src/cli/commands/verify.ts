@@ -6,6 +6,8 @@ import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { positiveNumber, precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
+import { lengthsWork } from '../../run/runtime-cost.js';
+import { readGolden } from '../../eval/golden.js';
 import { addRevisionOption, downloadProgress, MODEL_HELP } from '../model-source.js';
 
 interface VerifyOptions extends RuntimeCliOptions {
@@ -36,7 +38,7 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
       try {
         const report = await verify(modelPath, o.golden, {
           atol: o.atol, precision: o.precision, headPackage: o.headPackage, revision: o.revision, download: downloadProgress(io, Boolean(o.json)),
-          executor: await cliExecutorChoice(o, o.precision, io), onProgress: (d, t) => bar.update(d, t),
+          executor: await cliExecutorChoice(o, o.precision, io, undefined, lengthsWork(readGolden(o.golden).flatMap((c) => new Array<number>(c.inputIds.shape[0]).fill(c.inputIds.shape[1])))), onProgress: (d, t) => bar.update(d, t),
         });
         bar.stop();
         if (o.json) printJson(io, { passed: report.passed, max_abs_diff: report.max_abs_diff, cases: report.cases });

@@ -99,22 +99,24 @@ export function softmaxScalar(out: Float32Array, xd: Float32Array, bd: Float32Ar
 
 // gelu in ONNX opset 17 operators (Gelu itself is opset 20): each mode as activation.py writes its formula.
 // onnxruntime fuses the EXACT pattern x * 0.5 * (1 + erf(x / sqrt 2)) into one Gelu kernel.
+// In the `fp16` emulation each step is rounded as the kernel rounds it (a.round; the output by the lowering).
 const geluOnnx = (a: OnnxArgs): void => {
   const x = a.input('x');
   const dt = a.type('x').dtype;
+  const r = a.round ?? ((v: string) => v);
   const c = (v: number) => a.scalar(v, dt);
-  const mul = (p: string, q: string) => a.node('Mul', [p, q])[0]!;
+  const mul = (p: string, q: string) => r(a.node('Mul', [p, q])[0]!);
   const mode = a.str('mode');
   if (mode === 'SIGMOID_APPROXIMATION') {
-    a.node('Mul', [x, a.node('Sigmoid', [mul(x, c(1.702))])[0]!], {}, a.out);
+    a.node('Mul', [x, a.node('Sigmoid', [a.node('Mul', [x, c(1.702)])[0]!])[0]!], {}, a.out);
     return;
   }
   const inner = mode === 'EXACT'
-    ? a.node('Erf', [mul(x, c(SQRT1_2))])[0]!
+    ? r(a.node('Erf', [mul(x, c(SQRT1_2))])[0]!)
     : mode === 'TANH_APPROXIMATION'
-      ? a.node('Tanh', [mul(c(GELU_TANH_C), a.node('Add', [x, mul(c(0.044715), mul(x, mul(x, x)))])[0]!)])[0]!
+      ? r(a.node('Tanh', [mul(c(GELU_TANH_C), r(a.node('Add', [x, mul(c(0.044715), mul(x, mul(x, x)))])[0]!))])[0]!)
       : a.fail(`unknown gelu mode ${mode}`);
-  a.node('Mul', [mul(x, c(0.5)), a.node('Add', [inner, c(1)])[0]!], {}, a.out);
+  a.node('Mul', [mul(x, c(0.5)), r(a.node('Add', [inner, c(1)])[0]!)], {}, a.out);
 };
 
 const unary = (op: string, f: (x: number) => number, onnx: OnnxLowering): OpDef => ({ op, versions: [since('iOS15', tensor('x', F, 'T'))], infer: sameAsX, run: unaryKernel(f), onnx });

@@ -92,6 +92,7 @@ const layerNormOnnx = (a: OnnxArgs): void => {
   const axes = (a.has('axes') ? a.ints('axes') : Array.from({ length: rank }, (_, i) => i)).map((v) => normAxis(v, rank)).sort((p, q) => p - q);
   if (axes.some((v, i) => i > 0 && v !== axes[i - 1]! + 1)) a.fail(`axes [${axes.join(', ')}] must be contiguous`);
   if (!a.has('gamma')) a.fail('ONNX export needs gamma (LayerNormalization takes a scale)');
+  if (a.round) return layerNormRounded(a, a.round, axes);
   const inputs = [a.input('gamma'), ...(a.has('beta') ? [a.input('beta')] : [])];
   const attrs = { epsilon: { float: a.nums('epsilon')[0]! } };
   const trailing = axes[axes.length - 1] === rank - 1;
@@ -105,6 +106,25 @@ const layerNormOnnx = (a: OnnxArgs): void => {
   const normed = a.node('LayerNormalization', [moved[0]!, ...inputs], { axis: { int: rank - axes.length }, ...attrs });
   a.node('Transpose', normed, { perm: { ints: inverse } }, a.out);
 };
+
+// The `fp16` emulation's layer_norm, step by step as the kernel below computes it: the mean, the centred
+// values, their squares and the mean of those rounded to float16; the output (rounded by the lowering) from
+// the unrounded centred values.
+function layerNormRounded(a: OnnxArgs, round: (v: string) => string, axes: number[]): void {
+  const x = a.input('x');
+  const shape = a.type('x').shape;
+  const mean = (v: string) => round(a.node('ReduceMean', [v], { axes: { ints: axes }, keepdims: { int: 1 } })[0]!);
+  const centred = a.node('Sub', [x, mean(x)])[0]!;
+  const d = round(centred);
+  const variance = mean(round(a.node('Mul', [d, d])[0]!));
+  const eps = a.scalar(a.nums('epsilon')[0]!, a.type('x').dtype);
+  let y = a.node('Mul', [centred, a.node('Reciprocal', a.node('Sqrt', a.node('Add', [variance, eps])))[0]!])[0]!;
+  // gamma and beta span the normalised axes: viewed with ones elsewhere, they broadcast over x.
+  const spread = (v: string) => a.node('Reshape', [v, a.int64s(shape.map((dim, k) => (axes.includes(k) ? Number(dim) : 1)))])[0]!;
+  if (a.has('gamma')) y = a.node('Mul', [y, spread(a.input('gamma'))])[0]!;
+  if (a.has('beta')) y = a.node('Add', [y, spread(a.input('beta'))])[0]!;
+  a.node('Identity', [y], {}, a.out);
+}
 
 const layerNorm: Kernel = (a) => {
   const x = a.t('x');
