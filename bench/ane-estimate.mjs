@@ -1,8 +1,9 @@
 // On paper: what ModernBERT-base's body (embeddings to last hidden state, no decoder: the decoder adds
 // 2 x 768 x 50368 = 77 MFLOP and 100 KB of float16 logits per token at any length) costs the Neural Engine per
 // length, all-pairs attention against the banded graph, by src/ane/ (cost.ts counts, estimate.ts times). Graphs:
-// the default `input_ids` package (banded local layers) and a `--mask-input` one with unchunked attention (every
-// layer scores all S x S pairs, the reference project's form). Per graph: non-constant ops, matrix FLOPs, bytes
+// the default `input_ids` package as convert builds it (banded local layers, global queries in chunks of
+// ANE_ATTENTION_CHUNK) and a `--mask-input` one with unchunked attention (every layer scores all S x S
+// pairs, the reference project's form). Per graph: non-constant ops, matrix FLOPs, bytes
 // moved by all ops, the largest intermediate tensor, and the predicted time on each chip: a model calibrated on
 // the reference project's 3.0 TFLOP/s at 1,024 tokens, not a measurement.
 //
@@ -11,6 +12,7 @@
 import { parseArgs } from 'node:util';
 import { parseConfig } from '../dist/model/config.js';
 import { buildModel } from '../dist/model/model.js';
+import { ANE_ATTENTION_CHUNK } from '../dist/model/options.js';
 import { SYNTH_PRESETS } from '../dist/synth/presets.js';
 import { SynthWeights } from '../dist/synth/synth.js';
 import { predictPlacement } from '../dist/ane/placement.js';
@@ -34,7 +36,7 @@ console.log(`| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ${CHIPS.m
 const rows = [];
 for (const S of values.lengths.split(',').map(Number)) {
   const full = cost(buildModel(source, { seqLen: S, dtype: 'fp16', maskFrom: 'input', attentionChunk: Math.min(S, 16384), head: 'none' }));
-  const band = cost(buildModel(source, { seqLen: S, dtype: 'fp16', maskFrom: 'ids', head: 'none' }));
+  const band = cost(buildModel(source, { seqLen: S, dtype: 'fp16', maskFrom: 'ids', attentionChunk: ANE_ATTENTION_CHUNK, head: 'none' }));
   rows.push({ S, full, band });
   console.log(`| ${S} | ${full.ops} / ${band.ops} | ${f(full.flops / 1e9)} | ${f(band.flops / 1e9)} | ${f(full.bytes / 1e6, 0)} / ${f(band.bytes / 1e6, 0)} | ${f(full.largest / 1e6)} / ${f(band.largest / 1e6)} | ${f(band.weights / 1e6, 0)} | ${full.boundaries} / ${band.boundaries} | ${CHIPS.map((_, i) => `${f(full.ms[i])} / ${f(band.ms[i])}`).join(' | ')} |`);
 }

@@ -47,7 +47,7 @@ describe('convert', () => {
   it('inspect shows the package interface and metadata', async () => {
     const r = await cli('inspect', pkg, '--json');
     expect(r.code, r.stderr).toBe(0);
-    const info = json(r) as { kind: string; target: string; sequence_lengths: number[]; inputs: { name: string; enumerated_shapes?: number[][] }[]; outputs: { name: string }[]; metadata: Record<string, string>; ops: Record<string, number>; tokenizer: boolean };
+    const info = json(r) as { kind: string; target: string; sequence_lengths: number[]; non_constant_ops: number; op_budget: number; inputs: { name: string; enumerated_shapes?: number[][] }[]; outputs: { name: string }[]; metadata: Record<string, string>; ops: Record<string, number>; tokenizer: boolean };
     expect(info.kind).toBe('package');
     expect(info.target).toBe('iOS17');
     expect(info.sequence_lengths).toEqual([32, 64]);
@@ -60,6 +60,10 @@ describe('convert', () => {
     expect(info.tokenizer).toBe(true);
     const text = await cli('inspect', pkg);
     expect(text.stdout).toMatch(/input\s+input_ids int32 \[1, 32\] \| \[1, 64\]/);
+    // The ops against the Neural Engine's op budget, as inspect --ane counts them.
+    const ane = json(await cli('inspect', '--ane', '--json', pkg)) as { functions: { op_count: number; budget: number }[] };
+    expect(info).toMatchObject({ non_constant_ops: ane.functions[0]!.op_count, op_budget: 3000 });
+    expect(text.stdout).toMatch(new RegExp(`^ops +\\d+ \\(${ane.functions[0]!.op_count} non-constant, budget 3,000; inspect --ane places them\\): `, 'm'));
   });
 
   it('verify on a package compares logits and the last hidden state', async () => {

@@ -183,6 +183,20 @@ describe('Graph -> .mlpackage -> Graph', () => {
     expect(back.graph.ops.at(-1)!.inputs.y).toEqual({ kind: 'literal', dtype: 'fp32', shape: [1, 2, 1, 1], value: [0.5, -2] });
   });
 
+  it('reads a compile-time input of more than 10 elements back as a literal: a split into 12 heads', async () => {
+    const graph = sampleGraph();
+    const heads = Array.from({ length: 12 }, (_, h) => ({ name: `head_${h}`, type: { dtype: 'fp16' as const, shape: [1, 1, 1, S] } }));
+    graph.ops.push({ op: 'split', name: 'heads', inputs: { x: 'halves_0', split_sizes: literal('int32', [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5]), axis: literal('int32', 1) }, outputs: heads });
+    heads[11]!.type = { dtype: 'fp16', shape: [1, 5, 1, S] };
+    graph.outputs = ['l2', 'head_11'];
+    const out = join(dir, 'heads.mlpackage');
+    await writeMLPackage(out, { graph, description: { inputs: DESCRIPTION.inputs } });
+    const back = readMLPackage(out); // validated and typed: split_sizes must be a compile-time constant
+    expect(back.graph.ops.at(-1)!.inputs.split_sizes).toEqual(literal('int32', [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5]));
+    expect(back.graph.ops.at(-1)!.outputs.map((o) => o.type.shape[1])).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5]);
+    expect([...back.graph.consts.keys()]).toEqual([...graph.consts.keys()]);
+  });
+
   it('loads each weight exactly once, one after another, and skips unused ones', async () => {
     const loads: string[] = [];
     const graph = sampleGraph(loads);

@@ -107,6 +107,23 @@ describe('long graphs: O(S x window) local layers, bounded global chunks, no O(S
     for (const s of scores) expect(s.outputs[0]!.type.shape).toEqual([1, 192, 128, 64]);
   });
 
+  it("banded windows cut once for all heads (convert's) or per head (the CPU engine's) compute the same, bit for bit", async () => {
+    const S = 600;
+    const [all, per] = [build(S, { head: 'none' }), build(S, { head: 'none', bandWindows: 'per-head' })];
+    const local = config.layerTypes.indexOf('local');
+    const windowChannels = (g: Graph) => layerOps(g, local).filter((o) => o.name.endsWith('_windows')).map((o) => o.outputs[0]!.type.shape.filter((d) => d === config.hidden || d === config.headDim));
+    expect(windowChannels(all)).toEqual([[config.hidden], [config.hidden]]); // keys and values, all heads
+    expect(windowChannels(per)).toEqual(Array(2 * config.numHeads).fill([config.headDim])); // one head's at a time
+    const engineGraph = new Engine({ config, weights }).graph(S);
+    expect(layerOps(engineGraph, local).filter((o) => o.name.endsWith('_windows'))).toHaveLength(2 * config.numHeads);
+    const ids = Array.from({ length: S }, (_, i) => (i < 590 ? 5 + ((i * 37) % 200) : config.padTokenId));
+    const inputs = { input_ids: { dtype: 'int32' as const, shape: [1, S], data: Int32Array.from(ids) } };
+    for (const precision of ['fp32', 'fp16'] as const) {
+      const [a, b] = await Promise.all([all, per].map(async (g) => (await new Interpreter(g, precision).run(inputs)).get('hidden_states')!.data as Float32Array));
+      expect(new Uint32Array(b!.slice().buffer), precision).toEqual(new Uint32Array(a!.slice().buffer));
+    }
+  }, 60_000);
+
   it('no constant grows with S^2: the largest non-weight constant at 8,192 tokens is O(S)', () => {
     for (const [S, g] of [[512, g512], [8192, g8192]] as const) {
       for (const c of g.consts.values()) expect(numel(c.type.shape as number[]), c.name).toBeLessThan(S * 64 + 1024 * 64 + 1);

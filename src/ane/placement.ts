@@ -127,6 +127,16 @@ function canonicalEinsum(eq: string): string {
 
 const literalNumbers = (arg: unknown): number[] => (isLiteral(arg as never) && Array.isArray((arg as { value: unknown }).value) ? ((arg as { value: unknown[] }).value as number[]) : []);
 
+/**
+ * The op budget at a length: the op-count rule's threshold up to 1,024 tokens, a third more per doubling
+ * beyond, twice it from 8,192 (3,000 -> 4,000 at 2,048, 6,000 at 8,192): a longer input needs more query
+ * chunks of global attention, each a few ops per head, for score tensors of a bounded size.
+ */
+export function opBudget(threshold: number, seqLen: number | null): number {
+  const doublings = seqLen !== null && seqLen > 1024 ? Math.min(3, Math.log2(seqLen / 1024)) : 0;
+  return Math.round(threshold * (1 + doublings / 3));
+}
+
 /** Predicts where each op of `g` runs. */
 export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
   const rules = o.rules ?? defaultRules();
@@ -165,12 +175,13 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
   const devices: Record<Device, number> = { ane: 0, cpu: 0, 'gpu-or-cpu': 0 };
   for (const p of placed) devices[p.device]++;
 
-  const findings = findRules(g, ops, placed, { rules, on, types, sizes, isConst, totals, inputs: o.inputs, outputs: o.outputs });
   const seq = typeof sizes === 'number' ? sizes : null;
+  const budget = opBudget(rules.get('op-count')!.threshold!, seq);
+  const findings = findRules(g, ops, placed, { rules, on, types, sizes, isConst, totals, budget, inputs: o.inputs, outputs: o.outputs });
   return {
     ops: placed,
     opCount: ops.length,
-    budget: rules.get('op-count')!.threshold!,
+    budget,
     devices,
     boundaries,
     islands,
@@ -382,6 +393,8 @@ interface FindContext {
   sizes: SymbolSizes;
   isConst: (name: string) => boolean;
   totals: Totals;
+  /** The op budget at the costed length (opBudget). */
+  budget: number;
   inputs?: readonly FeatureInfo[];
   outputs?: readonly FeatureInfo[];
 }
@@ -463,7 +476,7 @@ function findRules(g: Graph, ops: Op[], placed: PlacedOp[], x: FindContext): Fin
   if (broadcast.length) add('channel-broadcast', `${broadcast.length} elementwise ops broadcast a non-constant tensor over channels`, broadcast);
   const gb = x.totals.weightBytes / 1e9;
   if (x.totals.weightBytes > threshold('weight-size')) add('weight-size', `${gb.toFixed(2)} GB of constants: above ~1 GB per file Core ML may refuse the Neural Engine on iOS (~2 GB on macOS, ~3 GB per process)`);
-  if (ops.length > threshold('op-count')) add('op-count', `${ops.length.toLocaleString('en-US')} non-constant ops, above the budget of ${threshold('op-count').toLocaleString('en-US')}: load and compile time grow with the count`, [], ops.length);
+  if (ops.length > x.budget) add('op-count', `${ops.length.toLocaleString('en-US')} non-constant ops, above the budget of ${x.budget.toLocaleString('en-US')}: load and compile time grow with the count`, [], ops.length);
   if (x.totals.flops < threshold('small-graph')) add('small-graph', `${x.totals.flops} FLOPs in all: so little work may be placed on the CPU`);
   return out;
 }

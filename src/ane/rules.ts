@@ -87,7 +87,7 @@ export const DEFAULT_RULES: readonly Rule[] = [
     'hollance/neural-engine#2 (a NeuralNetwork-era log; the reference project\'s own norm does this and runs on the ANE)'),
   R('weight-size', 15, 'constant bytes above ~1 GB per file (iOS) or ~2 GB (macOS); ~3 GB on the ANE per process', null, true, 'C',
     'Anemll docs/convert.md; apple/coremltools#1807; apple/ml-stable-diffusion#255', 1e9),
-  R('op-count', 16, 'more non-constant ops than the budget (load and compile time grow with the count)', null, true, 'G',
+  R('op-count', 16, 'more non-constant ops than the budget: the threshold up to 1,024 tokens, twice it at 8,192 (load and compile time grow with the count)', null, true, 'G',
     'apple/ml-ane-transformers README (DistilBERT: 606 ops) [A]; more-ane-transformers NOTES.md (a ~16.5k-op model went to CPU) [C]', 3000),
   R('small-graph', 17, 'a whole graph of little work (dispatch overhead outweighs it; may run on the CPU)', null, true, 'C',
     'vx-lang/Vx#436 (a 4x4 matmul placed on the CPU)', 1e6),

@@ -5,6 +5,9 @@ import type { FeatureInfo } from '../coreml/description.js';
 import type { HubSource } from '../hub/id.js';
 import type { DownloadProgress } from '../hub/resolve.js';
 import { isConstexpr } from '../ops/index.js';
+import { opBudget } from '../ane/placement.js';
+import { longestLength } from '../ane/predict-package.js';
+import { defaultRules } from '../ane/rules.js';
 import { openModel, type LoadedModel } from '../run/load.js';
 import type { OutputHead } from '../model/options.js';
 import type { PackageRunner } from '../run/package-runner.js';
@@ -73,6 +76,10 @@ export interface PackageInspection {
   weight_dtypes: string[];
   ops: Record<string, number>;
   op_count: number;
+  /** Ops that run (constexpr ops decompress weights at load time): what the Neural Engine's op budget counts. */
+  non_constant_ops: number;
+  /** The op budget at the package's longest length (ane/placement.ts opBudget). */
+  op_budget: number;
   taps: string[];
   tokenizer: boolean;
   metadata: Record<string, string | null>;
@@ -136,6 +143,9 @@ function inspectPackage(model: LoadedModel): PackageInspection {
   const constexprInputs = new Set(pkg.graph.ops.filter((op) => isConstexpr(op.op)).flatMap((op) => Object.values(op.inputs).filter((a): a is string => typeof a === 'string')));
   for (const c of pkg.graph.consts.values()) if ((c.type.dtype === 'fp16' || c.type.dtype === 'fp32') && !constexprInputs.has(c.name)) parameters += size(c.type.shape);
   for (const op of pkg.graph.ops) if (isConstexpr(op.op)) parameters += size(op.outputs[0]!.type.shape);
+  // The Neural Engine's op budget counts the ops that run (constexpr ops decompress weights at load time).
+  const nonConstant = pkg.graph.ops.filter((op) => !isConstexpr(op.op)).length;
+  const budget = opBudget(defaultRules().get('op-count')!.threshold!, longestLength(pkg.description));
   const feature = (f: FeatureInfo): FeatureInspection => ({ name: f.name, dtype: f.dtype, shape: f.shape, ...(f.enumeratedShapes ? { enumerated_shapes: f.enumeratedShapes } : {}), ...(f.description ? { description: f.description } : {}) });
   return {
     path: model.path,
@@ -153,6 +163,8 @@ function inspectPackage(model: LoadedModel): PackageInspection {
     weight_dtypes: model.dtypes,
     ops: Object.fromEntries([...ops].sort((a, b) => b[1] - a[1])),
     op_count: pkg.graph.ops.length,
+    non_constant_ops: nonConstant,
+    op_budget: budget,
     taps: [...pkg.graph.taps.keys()],
     tokenizer: Boolean(model.tokenizer),
     metadata: { short_description: meta.shortDescription ?? null, author: meta.author ?? null, version: meta.versionString ?? null, ...(meta.userDefined ?? {}) },

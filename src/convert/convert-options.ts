@@ -56,7 +56,7 @@ export interface ConvertOptions {
   executor?: ExecutorChoice;
   /** Time budget of rotation 'learned', in seconds (default 60). */
   learnSeconds?: number;
-  /** Queries per chunk of global attention. */
+  /** Queries per chunk of global attention (default 1,024, chosen for the Neural Engine's op count). */
   attentionChunk?: number;
   /** Pack up to this many texts per window (a segment_ids input). */
   pack?: number;

@@ -21,7 +21,7 @@ import type { ExecutorFactory } from '../run/runner.js';
 import { lengthsWork, weightBytes } from '../run/runtime-cost.js';
 import { lintAneLimits, type AneIssue } from '../graph/ane-limits.js';
 import { buildModel } from '../model/model.js';
-import { defaultHead, type ModelSource, type OutputHead } from '../model/options.js';
+import { ANE_ATTENTION_CHUNK, defaultHead, type ModelSource, type OutputHead } from '../model/options.js';
 import { checkPack } from '../model/packing.js';
 import { decoderChunks, MAX_CHANNELS } from '../model/decoder.js';
 import type { Precision } from '../runtime/numerics.js';
@@ -52,7 +52,7 @@ export interface ConversionPlan {
   tokenizer: boolean;
   /** 'ids': padding from the pad id, one input; 'input': an additive mask input (reference-compatible). */
   maskFrom: 'ids' | 'input';
-  /** Queries per chunk of global attention (model/options.ts DEFAULT_ATTENTION_CHUNK when absent). */
+  /** Queries per chunk of global attention (model/options.ts ANE_ATTENTION_CHUNK when absent). */
   attentionChunk?: number;
   head?: OutputHead;
   /** Pack up to this many texts per window (a `segment_ids` input; model/options.ts BuildOptions.pack). */
@@ -256,6 +256,7 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
     source = { ...source, weights: compressed };
   }
   const head = o.head ?? defaultHead(ckpt);
+  const attentionChunk = o.attentionChunk ?? ANE_ATTENTION_CHUNK; // chosen for the Neural Engine's op count
   const lens = [...new Set(o.seqLens)].sort((a, b) => a - b);
 
   // The fidelity report runs the converted weights in float16 emulation. On a runtime that reads files in
@@ -288,7 +289,7 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(o.target, 'iOS16') ? 'fp32' : o.weights;
   // With buckets every function is static: the longest stands for them here (the lint); heads.ts builds each.
-  const built = buildModel(source, { seqLen: lens.length === 1 || o.heads?.buckets ? lens[lens.length - 1]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, head, pack: o.pack, target: o.target });
+  const built = buildModel(source, { seqLen: lens.length === 1 || o.heads?.buckets ? lens[lens.length - 1]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk, head, pack: o.pack, target: o.target });
   const graph = compressed ? compressGraph(built, compressed) : built;
   const aneIssues = lintAneLimits(graph, { S: longest });
   const compression = compressed ? summarize(compressed) : null;
@@ -307,7 +308,7 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   const heads = o.heads && await writeHeads({
     ckpt, out: o.out, force: o.force, source, lens, target: o.target, extras,
     prepare: (other) => prepareVariant({ config: other.config, weights: other.weights, embedding: other.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned).source,
-    build: { dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk: o.attentionChunk, pack: o.pack, target: o.target },
+    build: { dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk, pack: o.pack, target: o.target },
     describe: (ck, h, seqLens) => {
       const d = describe(ck, { ...o, seqLens }, variant, h);
       if (fidelity) d.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);

@@ -2,7 +2,9 @@
 // wrote. The mapping back:
 // - `const` ops whose value is in a weight file become Consts whose load() reads the blob on demand;
 // - `const` ops with an immediate value of at most 10 elements (what coremltools prints inline) become
-//   Literals inlined into each op that uses them; larger immediates become Consts held in memory;
+//   Literals inlined into each op that uses them, and so do larger ones where an op's input must be a
+//   compile-time constant (split_sizes of 12 heads); larger immediates used as values become Consts
+//   held in memory;
 // - a literal that an op uses inside a tuple (concat's values), or that is a model output, becomes a Const,
 //   since the graph holds only names there;
 // - unknown dims get symbol names: those our writer stored in the metadata, else `<value>_d<axis>`.
@@ -103,15 +105,16 @@ function corrupt(file: string, message: string, context: Record<string, unknown>
   return new ModernBertError('CORRUPT_FILE', `${file}: ${message}`, { file, ...context });
 }
 
-/** A small immediate const: inlined as a Literal, or turned into a Const where a name is needed. */
-interface SmallConst {
-  literal: Literal;
+/** An immediate const: inlined as a Literal (small, or a compile-time input), or turned into a Const where a name is needed. */
+interface Immediate {
   imm: ReadImmediate;
+  /** At most MAX_LITERAL_ELEMENTS elements: inlined wherever it is used by itself. */
+  small: boolean;
 }
 
 class ProgramReader {
   private readonly graph: Graph = { inputs: [], consts: new Map(), ops: [], outputs: [], taps: new Map() };
-  private readonly small = new Map<string, SmallConst>();
+  private readonly immediates = new Map<string, Immediate>();
   private readonly types = new Map<string, TensorType>();
   private readonly blobReaders = new Map<string, BlobReader>();
   private readonly taken = new Set<string>();
@@ -232,7 +235,7 @@ class ProgramReader {
   }
 
   private define(name: string, type: TensorType): void {
-    if (this.types.has(name) || this.small.has(name)) throw corrupt(this.file, `value "${name}" is defined twice`);
+    if (this.types.has(name) || this.immediates.has(name)) throw corrupt(this.file, `value "${name}" is defined twice`);
     this.types.set(name, type);
     this.taken.add(name);
   }
@@ -252,13 +255,14 @@ class ProgramReader {
     const name = nameAttr ? String(readImmediate(nameAttr, `${where} name`).data) : (outputs[0]?.name ?? '');
     const inputs: Op['inputs'] = {};
     const tupleInputs = new Set(opVersions(type).flatMap((s) => s.inputs.filter((i) => i.kind === 'tuple').map((i) => i.name)));
+    const constInputs = new Set(opVersions(type).flatMap((s) => s.inputs.filter((i) => i.const).map((i) => i.name)));
     for (const [key, arg] of Object.entries(op.inputs ?? {})) {
       const bindings = arg.arguments ?? [];
       if (bindings.length === 0) throw corrupt(this.file, `${where} input "${key}" has no bindings`);
       if (tupleInputs.has(key) || bindings.length > 1) {
         inputs[key] = bindings.map((b, i) => this.bindingName(b, `${name}_${key}_${i}`, `${where} input "${key}"`));
       } else {
-        inputs[key] = this.bindingArg(bindings[0]!, `${name}_${key}`, `${where} input "${key}"`);
+        inputs[key] = this.bindingArg(bindings[0]!, `${name}_${key}`, `${where} input "${key}"`, constInputs.has(key));
       }
     }
     // coremltools writes a constexpr op's inputs as attributes up to iOS 17 (load.py translate_constexpr).
@@ -271,18 +275,18 @@ class ProgramReader {
     this.graph.ops.push({ op: type, name, inputs, outputs: values });
   }
 
-  /** A single-value argument: a Literal for small immediates, else a value name. */
-  private bindingArg(b: BindingProto, nameIfValue: string, where: string): string | Literal {
+  /** A single-value argument: a Literal for small immediates and compile-time inputs (`attribute`), else a value name. */
+  private bindingArg(b: BindingProto, nameIfValue: string, where: string, attribute = false): string | Literal {
     if (b.name !== undefined) {
-      const small = this.small.get(b.name);
-      if (small) return small.literal;
+      const imm = this.immediates.get(b.name);
+      if (imm && (imm.small || attribute)) return toLiteral(imm.imm);
       this.needName(b.name, where);
       return b.name;
     }
     const v = this.requireValue(b, where);
     if (v.blobFileValue) return this.addBlobConst(this.freshName(nameIfValue), v, where);
     const imm = readImmediate(v, where);
-    if (numel(imm.shape) <= MAX_LITERAL_ELEMENTS) return toLiteral(imm);
+    if (attribute || numel(imm.shape) <= MAX_LITERAL_ELEMENTS) return toLiteral(imm);
     return this.addMemoryConst(this.freshName(nameIfValue), imm);
   }
 
@@ -302,16 +306,16 @@ class ProgramReader {
     return b.value;
   }
 
-  /** Checks that `name` is defined; a small immediate const used by name becomes a Const. */
+  /** Checks that `name` is defined; an immediate const used by name becomes a Const. */
   private needName(name: string, where: string): void {
-    const small = this.small.get(name);
+    const small = this.immediates.get(name);
     if (small && !this.graph.consts.has(name)) this.addMemoryConst(name, small.imm);
     if (!this.types.has(name)) throw corrupt(this.file, `${where} uses "${name}", which is not defined before it`, { value: name });
   }
 
   private freshName(base: string): string {
     let name = base;
-    for (let i = 1; this.taken.has(name) || this.small.has(name); i++) name = `${base}_${i}`;
+    for (let i = 1; this.taken.has(name) || this.immediates.has(name); i++) name = `${base}_${i}`;
     return name;
   }
 
@@ -330,20 +334,17 @@ class ProgramReader {
       this.addBlobConst(name, val, where);
       return;
     }
+    // Made a Const at its first use by name (needName), so that one inlined everywhere leaves none behind.
     const imm = readImmediate(val, where);
-    if (numel(imm.shape) <= MAX_LITERAL_ELEMENTS) {
-      this.small.set(name, { literal: toLiteral(imm), imm });
-      this.taken.add(name);
-    } else {
-      this.addMemoryConst(name, imm);
-    }
+    this.immediates.set(name, { imm, small: numel(imm.shape) <= MAX_LITERAL_ELEMENTS });
+    this.taken.add(name);
   }
 
   private addMemoryConst(name: string, imm: ReadImmediate): string {
     if (imm.dtype === 'string' || typeof imm.data === 'string') throw unsupported(this.file, `string constant "${name}" cannot be a tensor value`);
     const data = imm.data;
     const type: TensorType = { dtype: imm.dtype, shape: imm.shape };
-    if (!this.small.has(name)) this.define(name, type);
+    if (!this.immediates.has(name)) this.define(name, type);
     else this.types.set(name, type);
     this.graph.consts.set(name, { name, type, load: () => data.slice() });
     return name;

@@ -112,6 +112,14 @@ export class GraphBuilder {
     return this.op('slice_by_index', { x, begin: i32(at(begin)), end: i32(at(end === 'end' ? 0 : end)), begin_mask: mask(false), end_mask: mask(end === 'end') }, name);
   }
 
+  /** x cut along one axis into `parts` equal pieces, or pieces of the given sizes: one split op, its outputs `name_0`, ... */
+  split(x: Val, axis: number, parts: number | number[], name: string): Val[] {
+    const d = this.type(x).shape[axis];
+    const sizes = typeof parts === 'number' && typeof d === 'number' ? Array<number>(parts).fill(d / parts) : parts;
+    if (!Array.isArray(sizes) || sizes.some((s) => !Number.isInteger(s))) throw new ModernBertError('INTERNAL', `split ${name}: cannot cut axis ${axis} of ${x} (${String(d)}) into ${String(parts)}`);
+    return this.opN('split', { x, split_sizes: i32(sizes), axis: i32(axis) }, name);
+  }
+
   /** A float literal in the graph's float type. */
   f(value: number | number[]): Literal {
     return literal(this.dtype, value);

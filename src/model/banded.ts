@@ -3,8 +3,9 @@
 // of the blocks on either side, and one static band mask of a block serves every block: work and memory
 // are O(S x window), and the number of ops does not grow with S.
 
-import { bool, i32, str, type Val } from '../graph/builder.js';
+import { bool, i32, type Val } from '../graph/builder.js';
 import type { ModelGraph } from './model-graph.js';
+import { attentionHead } from './attention-head.js';
 import { MASKED, maskWhere } from './masks.js';
 
 /** Local layers' banded layout: blocks of B queries, S padded to nb * B, one additive mask (1, 3B, nb, B). */
@@ -18,50 +19,41 @@ export interface Band {
 
 // Sliding window as a band: blocks of B queries on the H axis, each against its 3B keys (the blocks before,
 // at and after it), so scores are (1, 3B, nb, B) per head; B >= window/2 covers every key in the window.
+// q is split into heads; the key and value windows are cut once for all heads and split likewise, or
+// (model.bandWindows 'per-head') cut for each head just before its attention.
 export function bandedAttention(model: ModelGraph, band: Band, q: Val, k: Val, v: Val, layer: number): Val {
   const { g, config } = model;
   const S = model.seqLen as number;
   const { size: B, blocks: nb } = band;
-  const [C, D] = [config.hidden, config.headDim];
+  const [C, H] = [config.hidden, config.numHeads];
+  const n = `layers_${layer}`;
   const qb = g.op(
     'reshape',
-    { x: padTail(model, q, nb * B - S, 0, `layers_${layer}_q_pad`), shape: i32([1, C, nb, B]) },
-    `layers_${layer}_q_blocks`,
+    { x: padTail(model, q, nb * B - S, 0, `${n}_q_pad`), shape: i32([1, C, nb, B]) },
+    `${n}_q_blocks`,
   ); // (1, C, nb, B)
-  // Keys and values padded once per layer; each head cuts its own windows from them, so that no
-  // (1, C, nb, 3B) window tensor of all heads (3x the keys) is ever live.
-  const kb = padBlocks(model, k, band, 0, `layers_${layer}_k`); // (1, C, nb+2, B)
-  const vb = padBlocks(model, v, band, 0, `layers_${layer}_v`); // (1, C, nb+2, B)
-  const heads: Val[] = [];
-  for (let head = 0; head < config.numHeads; head++) {
-    const n = `layers_${layer}_h${head}`;
-    const [lo, hi] = [head * D, (head + 1) * D];
-    const keyWindows = windows(model, kb, band, lo, hi, `${n}_k`); // (1, D, nb, 3B)
-    const kT = g.op('transpose', { x: keyWindows, perm: i32([0, 3, 2, 1]) }, `${n}_kT`); // (1, 3B, nb, D)
-    const scores = g.op(
-      'einsum',
-      { values: [kT, g.slice(qb, 1, lo, hi, `${n}_q`)], equation: str('bkhc,bchq->bkhq') },
-      `${n}_scores`,
-    ); // (1, 3B, nb, B)
-    const probs = g.op(
-      'softmax',
-      { x: g.op('add', { x: scores, y: band.mask }, `${n}_masked`), axis: i32(1) },
-      `${n}_probs`,
-    );
-    heads.push(
-      g.op(
-        'einsum',
-        { values: [windows(model, vb, band, lo, hi, `${n}_v`), probs], equation: str('bchk,bkhq->bchq') },
-        `${n}_out`,
-      ),
-    ); // (1, D, nb, B)
-  }
+  // Keys with the channels last (transposed before the windows, a third of their size), so that the
+  // windows come out as the scores' keys: (1, 3B, nb, D) per head.
+  const kBlocks = g.op('transpose', { x: padBlocks(model, k, band, 0, `${n}_k`), perm: i32([0, 3, 2, 1]) }, `${n}_kT`); // (1, B, nb+2, C)
+  const vBlocks = padBlocks(model, v, band, 0, `${n}_v`); // (1, C, nb+2, B)
+  const qs = g.split(qb, 1, H, `${n}_q_heads`); // (1, D, nb, B) per head
+  const allHeads = model.bandWindows === 'all-heads' && {
+    k: g.split(windows(model, kBlocks, band, 1, `${n}_k`), 3, H, `${n}_k_heads`), // (1, 3B, nb, C) -> (1, 3B, nb, D) per head
+    v: g.split(windows(model, vBlocks, band, 3, `${n}_v`), 1, H, `${n}_v_heads`), // (1, C, nb, 3B) -> (1, D, nb, 3B) per head
+  };
+  const heads = qs.map((qh, head) => {
+    const m = `${n}_h${head}`;
+    const D = config.headDim;
+    const kh = allHeads ? allHeads.k[head]! : windows(model, kBlocks, band, 1, `${m}_k`, [head * D, (head + 1) * D]); // (1, 3B, nb, D)
+    const vh = allHeads ? allHeads.v[head]! : windows(model, vBlocks, band, 3, `${m}_v`, [head * D, (head + 1) * D]); // (1, D, nb, 3B)
+    return attentionHead(model, kh, qh, band.mask, vh, m); // (1, D, nb, B)
+  });
   const merged = g.op(
     'reshape',
-    { x: g.op('concat', { values: heads, axis: i32(1) }, `layers_${layer}_heads`), shape: i32([1, C, 1, nb * B]) },
-    `layers_${layer}_heads_flat`,
+    { x: g.op('concat', { values: heads, axis: i32(1) }, `${n}_heads`), shape: i32([1, C, 1, nb * B]) },
+    `${n}_heads_flat`,
   ); // (1, C, 1, nb*B)
-  return nb * B === S ? merged : g.slice(merged, 3, 0, S, `layers_${layer}_heads_crop`); // (1, C, 1, S)
+  return nb * B === S ? merged : g.slice(merged, 3, 0, S, `${n}_heads_crop`); // (1, C, 1, S)
 }
 
 // The band's one mask, shared by every local layer and head: the window (a static (1, 3B, 1, B) pattern, the
@@ -90,7 +82,7 @@ export function bandLayout(model: ModelGraph, S: number): Band {
     const keys = g.op(
       'transpose',
       {
-        x: windows(model, padBlocks(model, keyRow, band, -1, 'band_key_segments'), band, 0, 1, 'band_key_segments'),
+        x: windows(model, padBlocks(model, keyRow, band, -1, 'band_key_segments'), band, 3, 'band_key_segments'),
         perm: i32([0, 3, 2, 1]),
       },
       'band_key_segments_t',
@@ -109,7 +101,7 @@ export function bandLayout(model: ModelGraph, S: number): Band {
   const keys = g.op(
     'transpose',
     {
-      x: windows(model, padBlocks(model, keyRow, band, MASKED, 'band_keys'), band, 0, 1, 'band_keys'),
+      x: windows(model, padBlocks(model, keyRow, band, MASKED, 'band_keys'), band, 3, 'band_keys'),
       perm: i32([0, 3, 2, 1]),
     },
     'band_keys_t',
@@ -133,24 +125,27 @@ function padBlocks(model: ModelGraph, t: Val, band: Band, fill: number, name: st
   return g.op('reshape', { x: padded, shape: i32([1, K, nb + 2, B]) }, `${name}_blocks`); // (1, K, nb+2, B)
 }
 
-// Channels lo..hi of padded blocks (1, K, nb+2, B) -> windows (1, hi-lo, nb, 3B): for block j, positions
-// (j-1)B .. (j+2)B - 1 (padding outside 0..S-1).
-function windows(model: ModelGraph, blocks: Val, band: Band, lo: number, hi: number, name: string): Val {
+// Windows of padded blocks (1, K, nb+2, B) -> (1, K, nb, 3B), or of blocks with the channels last
+// (1, B, nb+2, K) -> (1, 3B, nb, K), joined on `axis`: for block j, positions (j-1)B .. (j+2)B - 1 (padding
+// outside 0..S-1). `channels` [lo, hi) cuts the channels (the other axis of 1 and 3) to one head's.
+function windows(model: ModelGraph, blocks: Val, band: Band, axis: 1 | 3, name: string, channels?: [number, number]): Val {
   const { g } = model;
   const nb = band.blocks;
+  const c = axis === 1 ? 3 : 1;
+  const at = (blocksAt: number, channel: number) => [0, 1, 2, 3].map((k) => (k === 2 ? blocksAt : k === c ? channel : 0));
   const shifted = [0, 1, 2].map((d) =>
     g.op(
       'slice_by_index',
       {
         x: blocks,
-        begin: i32([0, lo, d, 0]),
-        end: i32([1, hi, d + nb, 0]),
-        end_mask: bool([false, false, false, true]),
+        begin: i32(at(d, channels?.[0] ?? 0)),
+        end: i32(at(d + nb, channels?.[1] ?? 0)),
+        end_mask: bool([0, 1, 2, 3].map((k) => k !== 2 && !(k === c && channels))),
       },
       `${name}_blocks${d}`,
     ),
-  ); // (1, hi-lo, nb, B) each
-  return g.op('concat', { values: shifted, axis: i32(3) }, `${name}_windows`); // (1, hi-lo, nb, 3B)
+  ); // blocks d .. d+nb-1
+  return g.op('concat', { values: shifted, axis: i32(axis) }, `${name}_windows`);
 }
 
 // t padded with `n` columns of `fill` at the end of the last axis: (1, K, 1, S) -> (1, K, 1, S + n).

@@ -65,10 +65,12 @@ export function localMask(model: ModelGraph): Val {
 }
 
 // Unpacked attention: a mask over all queries, sliced per chunk of queries when it is per query (a mask input,
-// the window).
+// the window); each chunk's slice made once, shared by every layer and head that reads it.
 export function perChunk(model: ModelGraph, full: () => Val): MaskFor {
+  const sliced = new Map<number, Val>();
   return (span, name) => {
     const mask = full();
-    return span && model.g.type(mask).shape[3] !== 1 ? model.g.slice(mask, 3, span[0], span[1], name) : mask;
+    if (!span || model.g.type(mask).shape[3] === 1) return mask;
+    return sliced.get(span[0]) ?? sliced.set(span[0], model.g.slice(mask, 3, span[0], span[1], name)).get(span[0])!;
   };
 }

@@ -29,6 +29,8 @@ export interface ModelGraph {
   packing?: Packing;
   /** Queries per chunk of global attention. */
   chunk: number;
+  /** How banded layers cut their windows (BuildOptions.bandWindows). */
+  bandWindows: 'all-heads' | 'per-head';
   /** 0..S-1 as a tensor (built on first use), for graphs whose length is only known at run time. */
   positions: () => Val;
   /** The l2 norm's extra channel sqrt(C * eps), (1, 1, 1, S), shared by every norm (built on first use). */
@@ -45,6 +47,8 @@ export interface Packing {
   member: Val;
   /** (K,) int32: each text's first token (S - 1 for a text that is absent). */
   starts: Val;
+  /** (S, K): 1 at each text's first token, else 0 (an absent text has none); built on first use (cls pooling). */
+  first: () => Val;
   /** (S,) int32: each token's position within its text. */
   positions: Val;
   /** Additive masks (1, S, 1, chunk) of the query chunks, by first query, shared by every global layer and head. */
@@ -109,6 +113,7 @@ export function modelGraph(
     ids,
     paddingMask,
     chunk: attentionChunk(o),
+    bandWindows: o.bandWindows ?? 'all-heads',
     positions: positionsOnce,
     epsChannel,
   };

@@ -13,6 +13,7 @@ import { ModernBertError } from '../errors.js';
 import { GraphBuilder, bool, i32, str, type Val } from '../graph/builder.js';
 import type { Graph, Literal } from '../ir/graph.js';
 import { FINAL_UNROTATE, LAYER0_RESIDUAL, TOK_EMBEDDINGS } from '../rotation/fold.js';
+import { attentionHead } from './attention-head.js';
 import { bandedAttention, bandLayout, type Band } from './banded.js';
 import type { Activation, AttentionKind } from './config.js';
 import { modelGraph, startGraph, type ModelGraph } from './model-graph.js';
@@ -147,13 +148,12 @@ function attention(model: ModelGraph, plan: AttentionPlan, h: Val, layer: number
   const kind = config.layerTypes[layer]!;
   const C = config.hidden;
   const qkv = conv(model, h, `model.layers.${layer}.attn.Wqkv`, `layers_${layer}_qkv`); // (1, 3C, 1, S)
-  const split = { x: qkv, split_sizes: i32([C, C, C]), axis: i32(1) };
-  const [q0, k0, v] = g.opN('split', split, `layers_${layer}_split`) as [Val, Val, Val]; // (1, C, 1, S) each
-  const rope = plan.rope[kind];
-  const qRotated = applyRope(model, q0, rope, `layers_${layer}_q`);
+  const [qk, v] = g.split(qkv, 1, [2 * C, C], `layers_${layer}_split`); // (1, 2C, 1, S), (1, C, 1, S)
+  // q and k rotated as one tensor of 2H heads, then cut apart.
+  const qkRotated = applyRope(model, qk, plan.rope[kind], `layers_${layer}_qk`); // (1, 2C, 1, S)
+  const [qRotated, k] = g.split(qkRotated, 1, 2, `layers_${layer}_qk_split`); // (1, C, 1, S) each
   // Scaling q by 1/sqrt(D) before the scores touches C x S values instead of H x S x S (exact for D = 64).
   const q = g.op('mul', { x: qRotated, y: g.f(1 / Math.sqrt(config.headDim)) }, `layers_${layer}_q_scaled`);
-  const k = applyRope(model, k0, rope, `layers_${layer}_k`);
   const merged =
     kind === 'local' && plan.band
       ? bandedAttention(model, plan.band, q, k, v, layer)
@@ -161,36 +161,28 @@ function attention(model: ModelGraph, plan: AttentionPlan, h: Val, layer: number
   return conv(model, merged, `model.layers.${layer}.attn.Wo`, `layers_${layer}_attn_out`);
 }
 
-// All pairs, per head, queries in chunks of model.chunk: scores (1, S_k, 1, chunk) with keys on the channel axis.
+// All pairs, per head, queries in chunks of model.chunk: scores (1, S_k, 1, chunk) with keys on the channel
+// axis. Each of q, k and v is cut into heads by one split (and q into chunks by one more).
 function fullAttention(model: ModelGraph, maskFor: MaskFor, q: Val, k: Val, v: Val, layer: number): Val {
   const { g, config, seqLen: S, chunk } = model;
-  const D = config.headDim;
-  const kT = g.op('transpose', { x: k, perm: i32([0, 3, 2, 1]) }, `layers_${layer}_kT`); // (1, S, 1, C)
+  const H = config.numHeads;
+  const n = `layers_${layer}`;
+  const kT = g.op('transpose', { x: k, perm: i32([0, 3, 2, 1]) }, `${n}_kT`); // (1, S, 1, C)
+  const ks = g.split(kT, 3, H, `${n}_k`); // (1, S, 1, D) per head
+  const vs = g.split(v, 1, H, `${n}_v`); // (1, D, 1, S) per head
   const chunks = typeof S === 'number' && S > chunk ? Math.ceil(S / chunk) : 0;
   const spans = chunks
     ? Array.from({ length: chunks }, (_, j) => [j * chunk, Math.min(S as number, (j + 1) * chunk)] as const)
     : [null];
-  const heads: Val[] = [];
-  for (let head = 0; head < config.numHeads; head++) {
-    const n = `layers_${layer}_h${head}`;
-    const [lo, hi] = [head * D, (head + 1) * D];
-    const kh = g.slice(kT, 3, lo, hi, `${n}_k`); // (1, S, 1, D)
-    const qh = g.slice(q, 1, lo, hi, `${n}_q`); // (1, D, 1, S)
-    const vh = g.slice(v, 1, lo, hi, `${n}_v`); // (1, D, 1, S)
-    const outs = spans.map((span) => {
-      const m = span ? `${n}_c${span[0] / chunk}` : n;
-      const qc = span ? g.slice(qh, 3, span[0], span[1], `${m}_qc`) : qh; // (1, D, 1, chunk)
-      const mc = maskFor(span, `${m}_mask`);
-      // (1, S_k, 1, chunk): keys on the channel axis
-      const scores = g.op('einsum', { values: [kh, qc], equation: str('bkhc,bchq->bkhq') }, `${m}_scores`);
-      const masked = g.op('add', { x: scores, y: mc }, `${m}_masked`);
-      const probs = g.op('softmax', { x: masked, axis: i32(1) }, `${m}_probs`); // over the keys
-      return g.op('einsum', { values: [vh, probs], equation: str('bchk,bkhq->bchq') }, `${m}_out`); // (1, D, 1, chunk)
-    });
-    const out = outs.length === 1 ? outs[0]! : g.op('concat', { values: outs, axis: i32(3) }, `${n}_out`);
-    heads.push(out); // (1, D, 1, S)
-  }
-  return g.op('concat', { values: heads, axis: i32(1) }, `layers_${layer}_heads`); // (1, C, 1, S)
+  const qChunks = chunks ? g.split(q, 3, spans.map((s) => s![1] - s![0]), `${n}_q_chunks`) : [q]; // (1, C, 1, chunk)
+  const qs = qChunks.map((qc, j) => g.split(qc, 1, H, chunks ? `${n}_c${j}_q` : `${n}_q`)); // [chunk][head] (1, D, 1, chunk)
+  const masks = spans.map((span, j) => maskFor(span, `${n}_mask${span ? `_c${j}` : ''}`));
+  const heads = ks.map((kh, head) => {
+    const m = `${n}_h${head}`;
+    const outs = spans.map((span, j) => attentionHead(model, kh, qs[j]![head]!, masks[j]!, vs[head]!, span ? `${m}_c${j}` : m));
+    return outs.length === 1 ? outs[0]! : g.op('concat', { values: outs, axis: i32(3) }, `${m}_out`); // (1, D, 1, S)
+  });
+  return g.op('concat', { values: heads, axis: i32(1) }, `${n}_heads`); // (1, C, 1, S)
 }
 
 // ---- MLP: GeGLU --------------------------------------------------------------------------------------

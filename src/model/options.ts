@@ -45,6 +45,13 @@ export interface BuildOptions {
   maskFrom?: 'input' | 'ids' | 'attention';
   /** Queries per chunk of global attention (default DEFAULT_ATTENTION_CHUNK). */
   attentionChunk?: number;
+  /**
+   * How banded local layers cut their key and value windows: 'all-heads' (default) once for all heads,
+   * then split (the fewest ops: what `convert` writes for the Neural Engine); 'per-head' each head its own
+   * just before its attention, so that one head's windows are alive at a time instead of all of them (the
+   * CPU engine: less memory at length). The same arithmetic either way.
+   */
+  bandWindows?: 'all-heads' | 'per-head';
   /** Float type of the model's inputs and outputs when it differs from `dtype` (iOS 15 has no float16 I/O). */
   ioDtype?: 'fp32' | 'fp16';
   /** Deployment target whose op versions (and their defaults) the graph is written in. */
@@ -54,14 +61,19 @@ export interface BuildOptions {
 }
 
 /**
- * Global attention's default query chunk. The ANE takes at most 16,384 along H and W and 65,536 along C:
- * a chunk's scores (1, S_key, 1, chunk) keep the keys on C (8,192 at most) and the chunk on W, so any chunk
- * up to 16,384 compiles. 512 is a multiple of 32 (the ANE pads W to 64 bytes, so no padding is wasted) and
- * bounds each score tensor at 8 MB in float16 at 8,192 keys (the size of 4 of the reference project's
- * unchunked 1,024-token score tensors), with 16 chunks per head there; on the CPU a smaller tensor also
- * stays nearer the cache (docs/PERFORMANCE.md measures the chunk sizes).
+ * Global attention's default query chunk: our CPU engine's (and ONNX export's). On the CPU a smaller score
+ * tensor stays nearer the cache: at 8,192 tokens chunks of 512 ran 1.8x faster than chunks of 1,024
+ * (docs/PERFORMANCE.md). The ANE takes at most 16,384 along H and W and 65,536 along C: a chunk's scores
+ * (1, S_key, 1, chunk) keep the keys on C and the chunk on W, so any chunk up to 16,384 compiles.
  */
 export const DEFAULT_ATTENTION_CHUNK = 512;
+/**
+ * Global attention's query chunk in the packages `convert` writes. On the Neural Engine each chunk costs
+ * ops (a split, and per head an einsum, add, softmax and einsum: the op budget, docs/ANE.md): 1,024 queries
+ * is the reference project's whole unchunked score tensor at 1,024 tokens, one chunk per head there and 8
+ * at 8,192 (16 MB of float16 scores per head and chunk). A multiple of 32: the ANE pads W to 64 bytes.
+ */
+export const ANE_ATTENTION_CHUNK = 1024;
 /** The ANE's limit on the H and W axes, which a query chunk lies on. */
 export const MAX_ATTENTION_CHUNK = 16384;
 

@@ -76,12 +76,23 @@ export function packing(model: ModelGraph, K: number): Packing {
     },
     'pack_token_start',
   ); // (S,)
+  let first: Val | undefined;
   return {
     texts: K,
     keys: g.op('reshape', { x: segF, shape: i32([1, S, 1, 1]) }, 'segments_keys'), // (1, S, 1, 1)
     queries: g.op('reshape', { x: segF, shape: i32([1, 1, 1, S]) }, 'segments_queries'), // (1, 1, 1, S)
     member: g.op('cast', { x: isMember, dtype: str(g.dtype) }, 'pack_member'), // (S, K)
     starts,
+    // 1 where a token is its text's first (an absent text's "start" S - 1 is none of its tokens).
+    first: () =>
+      (first ??= g.op(
+        'cast',
+        {
+          x: g.op('logical_and', { x: g.op('equal', { x: t, y: starts }, 'pack_is_start'), y: isMember }, 'pack_is_first'),
+          dtype: str(g.dtype),
+        },
+        'pack_first',
+      )), // (S, K)
     positions: g.op(
       'sub',
       { x: g.op('reshape', { x: t, shape: i32([S]) }, 'pack_t_flat'), y: startOf },
@@ -109,20 +120,20 @@ export function textMask(model: ModelGraph, p: Packing): MaskFor {
   };
 }
 
-// Pooling, one column per text: its first token (cls), or the mean over its tokens by the membership matrix (mean).
+// Pooling, one column per text, as a matrix product on the Neural Engine: the hidden states (C, S) times the
+// one-hot first tokens (cls) or the membership (mean, then divided by each text's length), both (S, K).
 export function poolPerText(model: ModelGraph, p: Packing, h: Val, how: 'cls' | 'mean'): Val {
   const { g } = model;
   const C = model.config.hidden;
-  if (how === 'cls') return g.op('gather', { x: h, indices: p.starts, axis: i32(3) }, 'pool_cls'); // (1, C, 1, K)
-  const sum = g.op(
-    'matmul',
-    { x: g.op('reshape', { x: h, shape: i32([C, -1]) }, 'pool_h2d'), y: p.member },
-    'pool_sum',
-  ); // (C, K)
-  const count = g.op('reduce_sum', { x: p.member, axes: i32([0]), keep_dims: bool(true) }, 'pool_count'); // (1, K)
-  const atLeast1 = g.op('maximum', { x: count, y: g.f(1) }, 'pool_count_1');
-  const mean = g.op('real_div', { x: sum, y: atLeast1 }, 'pool_mean'); // (C, K); an absent text is 0
-  return g.op('reshape', { x: mean, shape: i32([1, C, 1, p.texts]) }, 'pool_out'); // (1, C, 1, K)
+  const hidden2d = g.op('reshape', { x: h, shape: i32([C, -1]) }, 'pool_h2d'); // (C, S)
+  const picks = how === 'cls' ? p.first() : p.member; // (S, K)
+  let pooled = g.op('matmul', { x: hidden2d, y: picks }, how === 'cls' ? 'pool_cls' : 'pool_sum'); // (C, K)
+  if (how === 'mean') {
+    const count = g.op('reduce_sum', { x: p.member, axes: i32([0]), keep_dims: bool(true) }, 'pool_count'); // (1, K)
+    const atLeast1 = g.op('maximum', { x: count, y: g.f(1) }, 'pool_count_1');
+    pooled = g.op('real_div', { x: pooled, y: atLeast1 }, 'pool_mean'); // (C, K); an absent text is 0
+  }
+  return g.op('reshape', { x: pooled, shape: i32([1, C, 1, p.texts]) }, 'pool_out'); // (1, C, 1, K)
 }
 
 // (1, N, 1, K) with one column per text -> (1, K, N): one row per text.

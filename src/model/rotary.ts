@@ -12,19 +12,20 @@ const ROPE_TABLE_MAX = 2048;
 /** Positions per row of the factored RoPE tables: position p = ROPE_BLOCK * b + j. */
 const ROPE_BLOCK = 64;
 
-// Rotary embedding on (1, C, 1, S) viewed as (1, H, D, S): x * cos + rotate_half(x) * sin, written per half
-// ([lo, hi] -> [lo cos - hi sin, hi cos + lo sin]) so that the tables hold each frequency once.
+// Rotary embedding on (1, N, 1, S) viewed as (1, N/D, D, S) (q, k, or both at once: N = C or 2C):
+// x * cos + rotate_half(x) * sin, written per half ([lo, hi] -> [lo cos - hi sin, hi cos + lo sin]) so that
+// the tables hold each frequency once.
 export function applyRope(model: ModelGraph, t: Val, [cos, sin]: RopeTables, name: string): Val {
   const { g, config } = model;
   const D = config.headDim;
-  const heads = g.op('reshape', { x: t, shape: i32([1, config.numHeads, D, -1]) }, `${name}_heads`); // (1, H, D, S)
-  const lo = g.slice(heads, 2, 0, D / 2, `${name}_lo`); // (1, H, D/2, S)
-  const hi = g.slice(heads, 2, D / 2, 'end', `${name}_hi`);
+  const N = g.type(t).shape[1] as number;
+  const heads = g.op('reshape', { x: t, shape: i32([1, N / D, D, -1]) }, `${name}_heads`); // (1, N/D, D, S)
+  const [lo, hi] = g.split(heads, 2, 2, `${name}_halves`); // (1, N/D, D/2, S) each
   const mul = (a: Val, b: Val, n: string) => g.op('mul', { x: a, y: b }, `${name}_${n}`);
-  const outLo = g.op('sub', { x: mul(lo, cos, 'lo_cos'), y: mul(hi, sin, 'hi_sin') }, `${name}_out_lo`);
-  const outHi = g.op('add', { x: mul(hi, cos, 'hi_cos'), y: mul(lo, sin, 'lo_sin') }, `${name}_out_hi`);
-  const out = g.op('concat', { values: [outLo, outHi], axis: i32(2) }, `${name}_roped`); // (1, H, D, S)
-  return g.op('reshape', { x: out, shape: i32([1, config.hidden, 1, -1]) }, `${name}_flat`); // (1, C, 1, S)
+  const outLo = g.op('sub', { x: mul(lo!, cos, 'lo_cos'), y: mul(hi!, sin, 'hi_sin') }, `${name}_out_lo`);
+  const outHi = g.op('add', { x: mul(hi!, cos, 'hi_cos'), y: mul(lo!, sin, 'lo_sin') }, `${name}_out_hi`);
+  const out = g.op('concat', { values: [outLo, outHi], axis: i32(2) }, `${name}_roped`); // (1, N/D, D, S)
+  return g.op('reshape', { x: out, shape: i32([1, N, 1, -1]) }, `${name}_flat`); // (1, N, 1, S)
 }
 
 // Rotary tables (1, 1, D/2, S): cos and sin of position * theta^(-2k/D), one row per frequency k. Long

@@ -1,17 +1,18 @@
 // Attention with its heads batched, for onnxruntime. model/model.ts splits attention per head (the Neural Engine's
-// layout): H channel slices of q, k and v, per-head einsums, mask add and softmax, and a concat of the heads
-// on the channel axis. Lowered as it is, that is some 40 ONNX nodes per head and layer, whose per-node cost
-// dominates short inputs. This pass finds each such block (a concat on axis 1 of H head outputs, each one
-// or several query chunks of einsum -> add mask -> softmax -> einsum) and writes it once for all heads:
+// layout): q, k and v split into H heads (packages from earlier versions cut each head with a slice),
+// per-head einsums, mask add and softmax, and a concat of the heads on the channel axis. Lowered as it is,
+// that is some 20-40 ONNX nodes per head and layer, whose per-node cost dominates short inputs. This pass
+// finds each such block (a concat on axis 1 of H head outputs, each one or several query chunks of einsum ->
+// add mask -> softmax -> einsum) and writes it once for all heads:
 //
 //   q (1, C, X, Q) -> (H, X, Q, D), k (1, K, X, C) -> (H, X, D, K), v (1, C, X, K) -> (H, X, D, K)
 //   probs = softmax(q @ k + mask, keys last)   (H, X, Q, K)
 //   out = v @ probs^T -> (1, C, X, Q)          (H, X, D, Q)
 //
-// X is 1 for full attention and the block axis of banded local attention. Each head's slices of q, k and v
-// are widened to all channels through the slices, transposes and concats between them (the band's windows),
-// so the pass holds for every head count, both attention forms, query chunks, masks of any form (input,
-// padding, window, packed segments) and any weight form. The new ops are the registry's, so the
+// X is 1 for full attention and the block axis of banded local attention. Each head's q, k and v are
+// widened to all channels through the splits, slices, transposes and concats between them (the band's
+// windows), so the pass holds for every head count, both attention forms, query chunks, masks of any form
+// (input, padding, window, packed segments) and any weight form. The new ops are the registry's, so the
 // interpreter runs the rewritten graph too (tests compare it). A block that does not match stays as it is;
 // per-head values read elsewhere (taps) are kept, since only ops that nothing reads are dropped.
 
@@ -176,6 +177,7 @@ class HeadBatcher {
   private widen(vs: string[]): Wide | undefined {
     if (vs.every((v) => v === vs[0])) return undefined;
     const ops = vs.map((v) => this.producer.get(v));
+    if (ops[0]?.op === 'split') return ops.every((o) => o === ops[0]) ? this.widenSplit(ops[0], vs) : undefined;
     if (ops.some((o) => !o || o.op !== ops[0]!.op || o.outputs.length !== 1)) return undefined;
     const os = ops as Op[];
     switch (os[0]!.op) {
@@ -201,6 +203,17 @@ class HeadBatcher {
       default:
         return undefined;
     }
+  }
+
+  // The H outputs of one split into equal parts, head h's the h-th: the split's input, cut on its axis.
+  private widenSplit(op: Op, vs: string[]): Wide | undefined {
+    const x = op.inputs.x;
+    if (typeof x !== 'string' || op.outputs.length !== vs.length || op.outputs.some((o, h) => o.name !== vs[h])) return undefined;
+    const shape = this.typeOf(x).shape;
+    const axis = axisOf(op, shape.length);
+    const sizes = op.outputs.map((o) => (axis === undefined ? undefined : o.type.shape[axis]));
+    if (axis === undefined || sizes.some((d) => typeof d !== 'number' || d !== sizes[0])) return undefined;
+    return { v: x, axis };
   }
 
   // Per-head slices: channel cuts of one shared value (h*D .. (h+1)*D on one axis), or the same cut of per-head values.

@@ -167,8 +167,9 @@ export class Engine {
 
   /** The build options of a static graph of length S. */
   private static buildOptions(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): BuildOptions {
-    // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded.
-    return { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: o.pack === undefined ? 'attention' : undefined, attentionChunk: o.attentionChunk, pack: o.pack };
+    // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded; banded windows
+    // cut per head, so that one head's are alive at a time (model/options.ts bandWindows).
+    return { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: o.pack === undefined ? 'attention' : undefined, attentionChunk: o.attentionChunk, pack: o.pack, bandWindows: 'per-head' };
   }
 
   /** The prepared graph of a run: one per length, or the one that the executor's length plan picks. */

@@ -13,7 +13,7 @@ import { readLines } from '../../eval/inputs.js';
 import { readUserFile } from '../../io/files.js';
 import { READ_LIMITS } from '../../io/limits.js';
 import { parseAddHead } from '../../convert/heads.js';
-import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
+import { ANE_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../model/variants.js';
@@ -114,7 +114,7 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
     .option('--no-fidelity', 'skip the fidelity report')
     .option('--fidelity-precision <mode>', 'emulation of the fidelity report: fp16, fp16-fused, fp16-acc16', fp16Precision, 'fp16')
     .option('--learn-seconds <s>', 'time budget of --rotation learned', positiveInt, 60)
-    .option('--attention-chunk <n>', `queries per chunk of global attention, 1..${MAX_ATTENTION_CHUNK} (default ${DEFAULT_ATTENTION_CHUNK})`, positiveInt)
+    .option('--attention-chunk <n>', `queries per chunk of global attention, 1..${MAX_ATTENTION_CHUNK} (default ${ANE_ATTENTION_CHUNK})`, positiveInt)
     .option('--pack <k>', 'pack up to k texts per window: adds a segment_ids input (1, S), one embedding or label row per text', positiveInt)
     .option('--split [heads]', 'write a body package (--out) and a package per head (OUT-HEAD.mlpackage) for hot-swapping heads; heads: comma-separated (default: the checkpoint\'s)', headList)
     .option('--functions <heads>', 'one multifunction package (iOS18/macOS15), a function per head, the body stored once: e.g. mlm,embedding', headList)

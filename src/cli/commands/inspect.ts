@@ -81,7 +81,7 @@ function packageLines(info: PackageInspection): [string, string][] {
     ...info.inputs.map((f): [string, string] => ['input', `${f.name} ${f.dtype} ${shape(f)}${f.description ? ` - ${f.description}` : ''}`]),
     ...info.outputs.map((f): [string, string] => ['output', `${f.name} ${f.dtype} ${f.shape.length ? `[${f.shape.join(', ')}]` : ''}${f.description ? ` - ${f.description}` : ''}`]),
     ['parameters', `${(info.parameters / 1e6).toFixed(2)} M (${info.weight_dtypes.join(', ')})`],
-    ['ops', `${info.op_count}: ${Object.entries(info.ops).map(([k, v]) => `${k} ${v}`).join(', ')}`],
+    ['ops', `${info.op_count} (${info.non_constant_ops.toLocaleString('en-US')} non-constant, budget ${info.op_budget.toLocaleString('en-US')}${info.non_constant_ops > info.op_budget ? ', OVER' : ''}; inspect --ane places them): ${Object.entries(info.ops).map(([k, v]) => `${k} ${v}`).join(', ')}`],
     ['tokenizer', info.tokenizer ? 'included' : 'none'],
   ];
   for (const [k, v] of Object.entries(info.metadata)) {
