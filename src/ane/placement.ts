@@ -9,13 +9,14 @@
 // head islands; the others form tail islands when no Neural Engine op depends on them, else body islands.
 
 import type { Graph, Op, TensorType } from '../ir/graph.js';
-import { isLiteral } from '../ir/graph.js';
 import { valueTypes as graphValueTypes } from '../ir/value-types.js';
 import { aneShapeProblems } from '../graph/ane-limits.js';
 import type { FeatureInfo } from '../coreml/description.js';
 import { storedBytes } from '../coreml/tensor-bytes.js';
 import { isConstexpr } from '../ops/index.js';
 import { opCost, resolveShape, valueInputs, type SymbolSizes } from './cost.js';
+import { findRules } from './findings.js';
+import { ANE_DTYPES, BLOCKLIST, bigUpsample, GATHERS, MODEL_OPS, tooBigPool } from './op-classes.js';
 import { defaultRules, type Device, type Rule, type RuleId, type Rules } from './rules.js';
 
 /** Where an op off the Neural Engine sits: input preparation, the body, or after the last Neural Engine op. */
@@ -106,26 +107,6 @@ export interface PredictOptions {
   inputs?: readonly FeatureInfo[];
   outputs?: readonly FeatureInfo[];
 }
-
-const BLOCKLIST = new Set(['lstm', 'rnn', 'gru', 'non_maximum_suppression', 'custom_layer', 'cond', 'while_loop']);
-const POOLS = new Set(['avg_pool', 'max_pool', 'l2_pool']);
-const UPSAMPLE = new Set(['upsample_nearest_neighbor', 'upsample_bilinear', 'resize_nearest_neighbor', 'resize_bilinear']);
-const GATHERS = new Set(['gather', 'gather_nd', 'gather_along_axis', 'tile', 'topk', 'band_part']);
-/** Element types the Neural Engine computes in (float16, and int8/int16/uint8 data). */
-const ANE_DTYPES = new Set(['fp16', 'int8', 'int16', 'uint8']);
-/** The model's own math: an op of these is never input preparation. */
-const MODEL_OPS = new Set(['conv', 'linear', 'matmul', 'einsum', 'softmax', 'layer_norm', 'l2_norm', 'reduce_l2_norm', 'batch_norm', 'instance_norm', 'gelu', 'silu', 'relu', 'sigmoid', 'tanh', 'erf', 'scaled_dot_product_attention']);
-const ELEMENTWISE_BINARY = new Set(['add', 'sub', 'mul', 'real_div', 'maximum', 'minimum', 'pow', 'greater', 'greater_equal', 'less', 'less_equal', 'equal', 'not_equal', 'select']);
-/** Apple's two attention einsums (ml-ane-transformers: bchq,bkhc->bkhq and bkhq,bchk->bchq), either operand order, letters renamed in order of appearance. */
-const ANE_EINSUMS = new Set(['bchq,bkhc->bkhq', 'bkhc,bchq->bkhq', 'bkhq,bchk->bchq', 'bchk,bkhq->bchq'].map(canonicalEinsum));
-
-/** An einsum equation with its index letters renamed a, b, c, ... in order of first appearance (the same computation reads the same). */
-function canonicalEinsum(eq: string): string {
-  const names = new Map<string, string>();
-  return eq.replace(/\s/g, '').replace(/[A-Za-z]/g, (ch) => names.get(ch) ?? names.set(ch, String.fromCharCode(97 + names.size)).get(ch)!);
-}
-
-const literalNumbers = (arg: unknown): number[] => (isLiteral(arg as never) && Array.isArray((arg as { value: unknown }).value) ? ((arg as { value: unknown[] }).value as number[]) : []);
 
 /**
  * The op budget at a length: the op-count rule's threshold up to 1,024 tokens, a third more per doubling
@@ -262,14 +243,6 @@ function placer({ g, rules, on, sizes, types, isConst }: PlacerContext): (op: Op
   };
 }
 
-function tooBigPool(op: Op): boolean {
-  return POOLS.has(op.op) && (literalNumbers(op.inputs.kernel_sizes).some((k) => k > 13) || literalNumbers(op.inputs.strides).some((s) => s > 2));
-}
-
-function bigUpsample(op: Op): boolean {
-  return UPSAMPLE.has(op.op) && ['scale_factor_height', 'scale_factor_width'].some((k) => literalNumbers(op.inputs[k]).some((s) => s > 2));
-}
-
 /**
  * Each op off the Neural Engine gets its region (head: input preparation only; body: Neural Engine work
  * depends on it; tail: the rest), and connected ops off the Neural Engine of one region form an island.
@@ -384,99 +357,4 @@ function assignLayers(ops: Op[], placed: PlacedOp[], producersOf: (op: Op) => nu
     if (from.length === 0) placed[i]!.layer = producersOf(op).some((p) => placed[p]!.layer === 'out') ? 'out' : 'in';
     else placed[i]!.layer = i > lastNamed ? 'out' : Math.max(...from);
   });
-}
-
-interface FindContext {
-  rules: Rules;
-  on: (id: RuleId) => Rule | undefined;
-  types: Map<string, TensorType>;
-  sizes: SymbolSizes;
-  isConst: (name: string) => boolean;
-  totals: Totals;
-  /** The op budget at the costed length (opBudget). */
-  budget: number;
-  inputs?: readonly FeatureInfo[];
-  outputs?: readonly FeatureInfo[];
-}
-
-/** The warning and note rules, and ops off the Neural Engine inside the body. */
-function findRules(g: Graph, ops: Op[], placed: PlacedOp[], x: FindContext): Finding[] {
-  const out: Finding[] = [];
-  const add = (id: RuleId, message: string, names: string[] = [], count = names.length) => {
-    const r = x.on(id);
-    if (r) out.push({ rule: id, warn: r.warn, message, ops: names.slice(0, 5), count });
-  };
-  const threshold = (id: RuleId) => x.rules.get(id)!.threshold!;
-  const shape = (name: string) => resolveShape(x.types.get(name)?.shape ?? [], x.sizes);
-
-  // Placement rules that warn: name the ops they moved.
-  const moved = new Map<RuleId, string[]>();
-  for (const p of placed) if (p.rule !== 'default' && x.rules.get(p.rule)!.warn) (moved.get(p.rule) ?? moved.set(p.rule, []).get(p.rule)!).push(p.name);
-  for (const [id, names] of moved) add(id, `${names.length} ops off the Neural Engine: ${x.rules.get(id)!.check}`, names);
-
-  // Row 5: flexible inputs.
-  const ins = x.inputs ?? g.inputs.map((v) => ({ name: v.name, dtype: v.type.dtype, shape: v.type.shape.filter((d): d is number => typeof d === 'number') }) as FeatureInfo);
-  for (const v of g.inputs) {
-    if (v.type.shape.every((d) => typeof d === 'number')) continue;
-    const f = ins.find((i) => i.name === v.name);
-    if (!f?.enumeratedShapes) add('flexible-shapes', `input "${v.name}" has a range-flexible shape: only its default shape runs on the Neural Engine (give enumerated shapes or one function per length)`, [v.name]);
-    else if (f.enumeratedShapes.length > threshold('flexible-shapes')) add('flexible-shapes', `input "${v.name}" has ${f.enumeratedShapes.length} enumerated shapes, more than ${threshold('flexible-shapes')}`, [v.name]);
-  }
-  // Row 8: narrow inputs and outputs.
-  const narrow: string[] = [];
-  const widths = new Map<string, number[]>();
-  for (const f of ins) widths.set(f.name, (f.enumeratedShapes ?? [f.shape]).map((s) => (s.at(-1) ?? 1) * (f.dtype === 'fp16' ? 2 : f.dtype === 'int8' || f.dtype === 'uint8' ? 1 : 4)));
-  for (const name of g.outputs) {
-    const t = x.types.get(name);
-    if (t) widths.set(name, [(shape(name).at(-1) ?? 1) * (t.dtype === 'fp16' ? 2 : 4)]);
-  }
-  for (const [name, bytes] of widths) if (Math.min(...bytes) < threshold('io-last-axis') * 2) narrow.push(`${name} (${Math.min(...bytes)} B)`);
-  if (narrow.length) add('io-last-axis', `model inputs or outputs whose last axis is under 64 bytes (padded to 64 on the Neural Engine): ${narrow.join(', ')}`, narrow);
-
-  const linear: string[] = [];
-  const einsums: string[] = [];
-  const softmax: string[] = [];
-  const masks: string[] = [];
-  const eps: string[] = [];
-  const layout: string[] = [];
-  const broadcast: string[] = [];
-  for (const op of ops) {
-    const ins2 = valueInputs(op);
-    if ((op.op === 'linear' || op.op === 'matmul') && ins2.some(({ name }) => x.isConst(name) && shape(name).reduce((a, b) => a * b, 1) >= threshold('linear-weights'))) linear.push(op.name);
-    if (op.op === 'einsum' && isLiteral(op.inputs.equation) && !ANE_EINSUMS.has(canonicalEinsum(String(op.inputs.equation.value)))) einsums.push(`${op.name} (${String(op.inputs.equation.value)})`);
-    if (op.op === 'softmax' && typeof op.inputs.x === 'string') {
-      const rank = shape(op.inputs.x).length;
-      const axis = literalNumbers(op.inputs.axis)[0] ?? -1;
-      const channel = rank === 5 ? 2 : rank === 4 ? 1 : rank === 3 ? 0 : -1;
-      if ((axis < 0 ? axis + rank : axis) !== channel) softmax.push(op.name);
-    }
-    for (const [key, arg] of Object.entries(op.inputs)) {
-      if (!isLiteral(arg) || typeof arg.value === 'string' || key === 'epsilon') continue;
-      if ((arg.value as number[]).some((v) => typeof v === 'number' && (Number.isNaN(v) || v <= -65504))) masks.push(op.name);
-    }
-    const e = literalNumbers(op.inputs.epsilon)[0];
-    if (e !== undefined && e < threshold('norm-epsilon')) eps.push(`${op.name} (${e})`);
-    if (op.op === 'transpose') {
-      const perm = literalNumbers(op.inputs.perm);
-      if (perm.length && perm.at(-1) !== perm.length - 1 && perm.at(-1) !== -1) layout.push(op.name);
-    }
-    if (op.op === 'reshape' && typeof op.inputs.x === 'string' && shape(op.inputs.x).at(-1) !== resolveShape(op.outputs[0]!.type.shape, x.sizes).at(-1)) layout.push(op.name);
-    if (ELEMENTWISE_BINARY.has(op.op)) {
-      const o = resolveShape(op.outputs[0]!.type.shape, x.sizes);
-      const c = o.length === 4 ? 1 : o.length === 5 ? 2 : -1;
-      if (c >= 0 && o[c]! > 1 && ins2.some(({ name }) => !x.isConst(name) && shape(name).length === o.length && shape(name)[c] === 1)) broadcast.push(op.name);
-    }
-  }
-  if (linear.length) add('linear-weights', `${linear.length} linear/matmul ops with a constant weight of ${threshold('linear-weights')} elements or more (a 1x1 conv is preferred)`, linear);
-  if (einsums.length) add('einsum-form', `${einsums.length} einsums of another form than Apple's two per-head attention einsums`, einsums);
-  if (softmax.length) add('softmax-axis', `${softmax.length} softmax ops over an axis other than the channel axis`, softmax);
-  if (masks.length) add('mask-constant', `${masks.length} ops with a constant of -inf, NaN or at most -65504 (use -1e4)`, masks);
-  if (eps.length) add('norm-epsilon', `${eps.length} norms with epsilon below ${threshold('norm-epsilon')} (underflows in float16)`, eps);
-  if (layout.length) add('last-axis-layout', `${layout.length} transposes or reshapes move the last axis (a memory rewrite each)`, layout);
-  if (broadcast.length) add('channel-broadcast', `${broadcast.length} elementwise ops broadcast a non-constant tensor over channels`, broadcast);
-  const gb = x.totals.weightBytes / 1e9;
-  if (x.totals.weightBytes > threshold('weight-size')) add('weight-size', `${gb.toFixed(2)} GB of constants: above ~1 GB per file Core ML may refuse the Neural Engine on iOS (~2 GB on macOS, ~3 GB per process)`);
-  if (ops.length > x.budget) add('op-count', `${ops.length.toLocaleString('en-US')} non-constant ops, above the budget of ${x.budget.toLocaleString('en-US')}: load and compile time grow with the count`, [], ops.length);
-  if (x.totals.flops < threshold('small-graph')) add('small-graph', `${x.totals.flops} FLOPs in all: so little work may be placed on the CPU`);
-  return out;
 }

@@ -13,7 +13,7 @@ import { basename, resolve } from 'node:path';
 import type { DownloadProgress } from '../hub/resolve.js';
 import type { Precision } from '../runtime/numerics.js';
 import { calibrationOf, learnedRotation, openSource } from './prepare.js';
-import { sourceName } from './write-package.js';
+import { sourceName } from './describe-package.js';
 import { VERSION } from '../version.js';
 import type { Rotation } from '../rotation/rotation.js';
 import { keptRotation, type LearnReport } from '../learn/learned.js';

@@ -3,8 +3,7 @@
 // committed (the report goes into its metadata). convert.ts makes the plan from the user's options.
 
 import { existsSync, realpathSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import type { DescriptionOptions } from '../coreml/description.js';
+import { dirname, join } from 'node:path';
 import { writeMLPackage, type WriteStats } from '../coreml/mil-write.js';
 import { BlobReader } from '../coreml/milblob.js';
 import type { Graph, StoredTensor } from '../ir/graph.js';
@@ -15,7 +14,7 @@ import { META } from '../coreml/package-info.js';
 import { ModernBertError } from '../errors.js';
 import { measureFidelity, nonFiniteSummary, type FidelityReport } from '../eval/fidelity.js';
 import type { ProbeSequence } from '../eval/inputs.js';
-import { readJson, type Checkpoint } from '../model/checkpoint.js';
+import type { Checkpoint } from '../model/checkpoint.js';
 import { CachedWeights } from '../run/engine.js';
 import type { ExecutorFactory } from '../run/runner.js';
 import { lengthsWork, weightBytes } from '../run/runtime-cost.js';
@@ -23,10 +22,9 @@ import { lintAneLimits, type AneIssue } from '../graph/ane-limits.js';
 import { buildModel } from '../model/model.js';
 import { ANE_ATTENTION_CHUNK, defaultHead, type ModelSource, type OutputHead } from '../model/options.js';
 import { checkPack } from '../model/packing.js';
-import { decoderChunks, MAX_CHANNELS } from '../model/decoder.js';
 import type { Precision } from '../runtime/numerics.js';
-import { VERSION } from '../version.js';
-import { prepareVariant, type RotationKind, type Variant } from '../model/variants.js';
+import { prepareVariant, type RotationKind } from '../model/variants.js';
+import { describePackage, withReports } from './describe-package.js';
 import { LocatedWeights, WrappedWeights, type Tensor } from '../io/weights.js';
 import type { Rotation } from '../rotation/index.js';
 import type { LearnReport } from '../learn/learned.js';
@@ -140,93 +138,9 @@ class TimedWeights extends WrappedWeights {
   }
 }
 
-const HEAD_OUTPUT: Record<OutputHead, string> = {
-  mlm: 'logits', tokcls: 'logits', seqcls: 'logits', embedding: 'embedding', none: 'hidden_states',
-};
-
-/**
- * The model's name for the metadata, never a path of the converting machine: the Hub id it was opened by
- * (or whose cache snapshot it is), else the config's `_name_or_path` when it is a Hub id ("org/name"), else
- * the checkpoint folder's own name.
- */
-export function sourceName(ckpt: Checkpoint): string {
-  if (ckpt.source) return ckpt.source.id;
-  const raw = readJson(join(ckpt.dir, 'config.json')) as { _name_or_path?: unknown };
-  const id = raw._name_or_path;
-  if (typeof id === 'string' && /^\w[\w.-]*(\/\w[\w.-]*)?$/.test(id)) return id;
-  return basename(resolve(ckpt.dir));
-}
-
-// model/decoder.ts: K chunks of `rows` rows on the H axis.
-function splitLogitsDescription(V: number): string {
-  const { K, rows } = decoderChunks(V);
-  return `Masked-LM logits, vocab ${V} split into ${K} channel chunks for the Neural Engine, (1, ${rows}, ${K}, S): token v at [0, v % ${rows}, floor(v / ${rows}), s]`;
-}
-
-function describe(ckpt: Checkpoint, o: ConversionPlan, variant: Variant, head: OutputHead): DescriptionOptions {
+/** Checks a plan against the checkpoint and the output before any work (the writer checks the output too). */
+function checkPlan(ckpt: Checkpoint, o: ConversionPlan): void {
   const c = ckpt.config;
-  const shapes = o.seqLens.map((s) => [1, s]);
-  const enumerated = o.seqLens.length > 1;
-  const inputs: DescriptionOptions['inputs'] = {
-    input_ids: {
-      description: o.pack !== undefined
-        ? `Token ids (int32, [1, S]): up to ${o.pack} texts one after another, padded at the end (segment_ids 0 marks padding)`
-        : o.maskFrom === 'ids'
-        ? `Token ids (int32, [1, S]), padded at the end with pad_token_id ${c.padTokenId}, which the model treats as padding`
-        : `Token ids (int32, [1, S]), padded at the end (any id; the mask marks padding)`,
-      ...(enumerated ? { enumeratedShapes: shapes } : {}),
-    },
-  };
-  if (o.pack !== undefined) {
-    inputs.segment_ids = { description: `Which text each token belongs to (int32, [1, S]): 1..${o.pack}, each text one contiguous run, 0 = padding` };
-  }
-  if (o.maskFrom === 'input') {
-    inputs.mask = {
-      description: 'Additive attention mask, (batch, key, 1, query): 0 = attend, -10000 = padding key',
-      ...(enumerated ? { enumeratedShapes: o.seqLens.map((s) => [1, s, 1, s]) } : {}),
-    };
-  }
-  const outDescription: Record<OutputHead, string> = {
-    mlm: c.vocabSize <= MAX_CHANNELS
-      ? `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`
-      : splitLogitsDescription(c.vocabSize),
-    tokcls: `Token-classification logits, (1, labels ${c.labels.length}, 1, S)`,
-    seqcls: `Sequence-classification logits, (1, ${o.pack === undefined ? '' : `texts ${o.pack}, `}labels ${c.labels.length}): ${c.labels.join(', ')}`,
-    embedding: `Sentence embedding, (1, ${o.pack === undefined ? '' : `texts ${o.pack}, `}${c.hidden})${ckpt.embedding?.normalize ? ', L2-normalised' : ''}${o.pack === undefined ? '' : ', row k for segment k + 1'}`,
-    none: `Last hidden state, (1, ${c.hidden}, 1, S)`,
-  };
-  const rotation = variant.name;
-  return {
-    inputs,
-    outputs: { [HEAD_OUTPUT[head]]: { description: outDescription[head] } },
-    metadata: {
-      shortDescription: `${c.architecture} converted for the Apple Neural Engine by modernbert-ane (${rotation}, ${o.weights} weights)`,
-      author: 'modernbert-ane',
-      versionString: VERSION,
-      userDefined: {
-        [META.converter]: `modernbert-ane ${VERSION}`,
-        [META.source]: sourceName(ckpt),
-        ...(ckpt.source ? { [META.sourceCommit]: ckpt.source.commit } : {}),
-        [META.architecture]: c.architecture,
-        [META.head]: head,
-        [META.labels]: JSON.stringify(c.labels),
-        [META.specialIds]: JSON.stringify({ pad: c.padTokenId, cls: c.clsTokenId, sep: c.sepTokenId, mask: o.maskTokenId ?? null }),
-        [META.seqLens]: o.seqLens.join(','),
-        [META.rotation]: !o.fold ? 'none (not folded)' : o.rotation === 'none' ? 'none (folded)' : `${o.rotation} (seed ${o.seed}${o.learnReport ? `, kept ${o.learnReport.chosen}` : ''})`,
-        [META.norm]: o.fold ? `folded, ${o.norm === 'l2' ? 'l2-norm RMSNorm (overflow-safe)' : 'x*x RMSNorm'}` : 'LayerNorm',
-        [META.weights]: o.compress ? `${o.compress.mode} (compressed; tables and scales ${o.weights})` : o.weights,
-        [META.numLayers]: String(c.numLayers),
-        ...(o.pack === undefined ? {} : { [META.pack]: String(o.pack) }),
-      },
-    },
-  };
-}
-
-/** Writes the package (or packages) of a plan. */
-export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise<ConvertReport> {
-  const t0 = performance.now();
-  const c = ckpt.config;
-  // The writer checks this too; here it fails before the fidelity report's minutes of work.
   checkPackageOutput(o.out, o.force, [ckpt.dir]);
   if (o.heads) checkHeadsOptions(o.heads, o.target, o.seqLens);
   for (const s of o.seqLens) {
@@ -243,6 +157,14 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
     // Buckets are one static function per length, each packed; otherwise one graph of one length.
     for (const S of o.heads?.buckets ? o.seqLens : [o.seqLens.length === 1 ? o.seqLens[0]! : 'S']) checkPack(o.pack, S, o.maskFrom);
   }
+}
+
+/** Writes the package (or packages) of a plan. */
+export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise<ConvertReport> {
+  const t0 = performance.now();
+  const c = ckpt.config;
+  checkPlan(ckpt, o);
+  const longest = Math.max(...o.seqLens);
   const read = new TimedWeights(ckpt.weights);
   const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
   const transformed = new TimedWeights(variant.source.weights); // reading + folding + rotating
@@ -294,27 +216,13 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   const aneIssues = lintAneLimits(graph, { S: longest });
   const compression = compressed ? summarize(compressed) : null;
 
-  const extras: ExtraItem[] = [];
-  if (o.tokenizer) {
-    if (!ckpt.tokenizerPath) throw new ModernBertError('FILE_NOT_FOUND', `\`tokenizer: true\`: ${ckpt.dir} has no tokenizer.json`, { path: ckpt.dir, option: 'tokenizer' });
-    const dir = dirname(ckpt.tokenizerPath);
-    const files = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].filter((f) => existsSync(join(dir, f))).map((f) => ({ name: f, source: join(dir, f) }));
-    extras.push({ author: 'com.github.modernbert-ane', description: 'Tokenizer (Hugging Face tokenizer.json) for this model', name: 'tokenizer', path: TOKENIZER_ITEM_PATH, files });
-  }
-  const description = describe(ckpt, { ...o, seqLens: lens }, variant, head);
-  if (fidelity) description.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);
-  if (o.learnReport) description.metadata!.userDefined![META.rotationLearning] = JSON.stringify(o.learnReport);
-  if (compression) description.metadata!.userDefined![META.compression] = JSON.stringify(compression);
+  const extras: ExtraItem[] = o.tokenizer ? [tokenizerItem(ckpt)] : [];
+  const description = withReports(describePackage(ckpt, { ...o, seqLens: lens }, variant, head), { fidelity, learning: o.learnReport, compression });
   const heads = o.heads && await writeHeads({
     ckpt, out: o.out, force: o.force, source, lens, target: o.target, extras,
     prepare: (other) => prepareVariant({ config: other.config, weights: other.weights, embedding: other.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned).source,
     build: { dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk, pack: o.pack, target: o.target },
-    describe: (ck, h, seqLens) => {
-      const d = describe(ck, { ...o, seqLens }, variant, h);
-      if (fidelity) d.metadata!.userDefined![META.fidelity] = JSON.stringify(fidelity);
-      if (o.learnReport) d.metadata!.userDefined![META.rotationLearning] = JSON.stringify(o.learnReport);
-      return d;
-    },
+    describe: (ck, h, seqLens) => withReports(describePackage(ck, { ...o, seqLens }, variant, h), { fidelity, learning: o.learnReport }),
     onProgress: (d, t) => o.onProgress?.('write', d, t),
   }, o.heads);
   const stats = heads ? heads.stats : await writeMLPackage(o.out, {
@@ -363,6 +271,14 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
 }
 
 /** Where each checkpoint-named float16 weight of a graph lies in the weight.bin just written (its Consts' blobs). */
+/** The tokenizer files beside the checkpoint, as a package item. */
+function tokenizerItem(ckpt: Checkpoint): ExtraItem {
+  if (!ckpt.tokenizerPath) throw new ModernBertError('FILE_NOT_FOUND', `\`tokenizer: true\`: ${ckpt.dir} has no tokenizer.json`, { path: ckpt.dir, option: 'tokenizer' });
+  const dir = dirname(ckpt.tokenizerPath);
+  const files = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].filter((f) => existsSync(join(dir, f))).map((f) => ({ name: f, source: join(dir, f) }));
+  return { author: 'com.github.modernbert-ane', description: 'Tokenizer (Hugging Face tokenizer.json) for this model', name: 'tokenizer', path: TOKENIZER_ITEM_PATH, files };
+}
+
 function storedWeights(graph: Graph, file: string, blobs: ReadonlyMap<string, number>): Map<string, StoredTensor> {
   const reader = BlobReader.open(file);
   try {

@@ -211,3 +211,26 @@ export function metadataFromProto(p: MetadataProto | undefined): ModelMetadata {
   if (p?.userDefined && Object.keys(p.userDefined).length > 0) m.userDefined = { ...p.userDefined };
   return m;
 }
+
+/** Symbols of the symbolic dims in program order (function inputs, then op outputs): stored so the reader can name unknown dims. */
+function symbolList(graph: Graph): string[] {
+  const dims = [...graph.inputs.map((v) => v.type.shape), ...graph.ops.flatMap((op) => op.outputs.map((o) => o.type.shape))];
+  return dims.flat().filter((d): d is string => typeof d === 'string');
+}
+
+/** Metadata plus our reserved keys (symbol names, taps of the default function). */
+export function metadataWithExtras(metadata: ModelMetadata, graphs: readonly Graph[]): ModelMetadata {
+  const userDefined = { ...(metadata.userDefined ?? {}) };
+  for (const key of Object.keys(userDefined)) {
+    if (key.startsWith(RESERVED_METADATA_PREFIX)) {
+      throw new ModernBertError('BAD_ARGUMENT', `metadata key "${key}" is reserved for modernbert-ane`, { key });
+    }
+  }
+  const perGraph = graphs.map(symbolList);
+  const all = perGraph.flat();
+  // One symbol throughout (the usual sequence length S) is stored once; a list is per function, so only one function's.
+  if (all.length > 0 && all.every((s) => s === all[0])) userDefined[SYMBOLS_KEY] = JSON.stringify([all[0]]);
+  else if (graphs.length === 1 && all.length > 0) userDefined[SYMBOLS_KEY] = JSON.stringify(all);
+  if (graphs[0]!.taps.size > 0) userDefined[TAPS_KEY] = JSON.stringify(Object.fromEntries(graphs[0]!.taps));
+  return { ...metadata, ...(Object.keys(userDefined).length > 0 ? { userDefined } : {}) };
+}

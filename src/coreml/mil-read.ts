@@ -12,24 +12,20 @@
 // Anything the graph cannot express (other model kinds, nested blocks, lists,
 // tuples, dictionaries, states, int64/fp64 tensors, ...) is refused with UNSUPPORTED naming it.
 
-import { realpathSync } from 'node:fs';
-import { relative, resolve, sep } from 'node:path';
-import type { Const, DType, Dim, Graph, Literal, Op, TensorData, TensorType, Value } from '../ir/graph.js';
+import type { Dim, Graph, Literal, Op, TensorType, Value } from '../ir/graph.js';
 import { numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
-import { fileError, readFileBounded } from '../io/files.js';
+import { readFileBounded } from '../io/files.js';
 import { READ_LIMITS } from '../io/limits.js';
-import { assertFinite } from '../io/weights.js';
 import { featureFromProto, metadataFromProto, SYMBOLS_KEY, TAPS_KEY, type ModelDescription } from './description.js';
-import { BlobReader, type BlobDataType } from './milblob.js';
 import { readImmediate, readTensorType, type ReadImmediate } from './mil-values.js';
 import { isConstexpr, opVersions } from '../ops/index.js';
 import { validateGraph } from '../ops/validate.js';
 import { locatePackage } from './package.js';
+import { corrupt, ProgramWeights, unsupported } from './program-weights.js';
 import type { BindingProto, BlockProto, FunctionProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
 import { decodeModel } from './schema.js';
 import { targetForOpset, type Target } from '../ir/target.js';
-import { decodeTensorBytes, paddingBits, storedBytes } from './tensor-bytes.js';
 
 /** The largest model.mlmodel read (io/limits.ts: the program alone; its weights stay in weight.bin). */
 export const MAX_MODEL_BYTES = READ_LIMITS.model;
@@ -55,27 +51,6 @@ export interface ReadPackageResult {
   weightsDir: string;
 }
 
-/**
- * Blob data types accepted for a tensor dtype. fp16 tensors are written as Float16 (1) by MILBlob's
- * StorageWriter; the reference fixtures mark them UInt16 (7), the same bits, so that is accepted too.
- */
-const BLOB_TYPES_FOR: Record<DType, readonly BlobDataType[]> = {
-  fp16: ['fp16', 'uint16'],
-  fp32: ['fp32'],
-  int32: ['int32'],
-  int16: ['int16'],
-  int8: ['int8'],
-  uint8: ['uint8'],
-  bool: [],
-  uint32: ['uint32'],
-  int4: ['int4'],
-  uint1: ['uint1'],
-  uint2: ['uint2'],
-  uint3: ['uint3'],
-  uint4: ['uint4'],
-  uint6: ['uint6'],
-};
-
 /** Reads the .mlpackage at `path` (its default function, or `functionName`) into a graph whose Consts load their data lazily from the weight file. */
 export function readMLPackage(path: string, functionName?: string): ReadPackageResult {
   const { modelFile, weightsDir } = locatePackage(path);
@@ -97,14 +72,6 @@ export function readMLPackage(path: string, functionName?: string): ReadPackageR
   }
 }
 
-function unsupported(file: string, message: string, context: Record<string, unknown> = {}): ModernBertError {
-  return new ModernBertError('UNSUPPORTED', `${file}: ${message}`, { file, ...context });
-}
-
-function corrupt(file: string, message: string, context: Record<string, unknown> = {}): ModernBertError {
-  return new ModernBertError('CORRUPT_FILE', `${file}: ${message}`, { file, ...context });
-}
-
 /** An immediate const: inlined as a Literal (small, or a compile-time input), or turned into a Const where a name is needed. */
 interface Immediate {
   imm: ReadImmediate;
@@ -116,17 +83,20 @@ class ProgramReader {
   private readonly graph: Graph = { inputs: [], consts: new Map(), ops: [], outputs: [], taps: new Map() };
   private readonly immediates = new Map<string, Immediate>();
   private readonly types = new Map<string, TensorType>();
-  private readonly blobReaders = new Map<string, BlobReader>();
   private readonly taken = new Set<string>();
   private symbolsStored: string[] = [];
   private symbolsUsed = 0;
   private symbolCount = 0;
 
+  private readonly weights: ProgramWeights;
+
   constructor(
     private readonly model: ModelProto,
     private readonly file: string,
     private readonly wanted?: string,
-  ) {}
+  ) {
+    this.weights = new ProgramWeights(file);
+  }
 
   read(): Omit<ReadPackageResult, 'modelFile' | 'weightsDir'> {
     const { model, file } = this;
@@ -189,7 +159,7 @@ class ProgramReader {
   }
 
   close(): void {
-    for (const r of this.blobReaders.values()) r.close();
+    this.weights.close();
   }
 
   /** Symbol names for unknown dims: one for all, one per unknown dim in program order, or none (then derived names). */
@@ -352,81 +322,10 @@ class ProgramReader {
 
   /** A Const whose data stays in the weight file; its blob metadata is validated now, its data read on load(). */
   private addBlobConst(name: string, val: ValueProto, where: string): string {
-    const { dtype, shape } = readTensorType(val.type, where);
-    if (dtype === 'string') throw unsupported(this.file, `${where}: string data in a weight file`);
-    const staticShape = shape as number[];
-    if (shape.some((d) => d === null)) throw corrupt(this.file, `${where}: a weight has an unknown dimension`);
-    const path = this.weightPath(val.blobFileValue?.fileName ?? '', where);
-    const offset = val.blobFileValue?.offset ?? 0;
-    const reader = this.blobReader(path);
-    const check = (info: { dataType: BlobDataType; sizeInBytes: number; paddingBits: number }): void => {
-      if (!BLOB_TYPES_FOR[dtype].includes(info.dataType)) {
-        throw new ModernBertError('CORRUPT_FILE', `${path}: blob at offset ${offset} (${name}) holds ${info.dataType} data for a ${dtype} tensor`, {
-          file: path,
-          offset,
-          const: name,
-        });
-      }
-      const expected = storedBytes(dtype, numel(staticShape));
-      if (info.sizeInBytes !== expected || info.paddingBits !== paddingBits(dtype, numel(staticShape))) {
-        throw new ModernBertError('CORRUPT_FILE', `${path}: blob at offset ${offset} (${name}) has ${info.sizeInBytes} bytes, shape [${staticShape.join(', ')}] of ${dtype} needs ${expected}`, {
-          file: path,
-          offset,
-          const: name,
-        });
-      }
-    };
-    const blob = reader.blob(offset);
-    check(blob);
-    const load = (): TensorData => {
-      const r = BlobReader.open(path);
-      try {
-        const { info, data } = r.read(offset);
-        check(info);
-        const values = decodeTensorBytes(dtype, data, numel(staticShape));
-        // A NaN or infinite weight would surface only as `null` probabilities.
-        if (values instanceof Float32Array) assertFinite(values, name, path);
-        return values;
-      } finally {
-        r.close();
-      }
-    };
-    const type: TensorType = { dtype, shape: staticShape };
-    this.define(name, type);
-    // Float blobs are row-major values as they are: a runtime can read them in the file (lower.ts inPlace).
-    const stored = dtype === 'fp16' || dtype === 'fp32' ? { stored: { path: realpathSync(path), offset: blob.dataOffset, byteLength: blob.sizeInBytes, dtype } } : {};
-    const c: Const = { name, type, load, ...stored };
+    const c = this.weights.constOf(name, val, where);
+    this.define(name, c.type);
     this.graph.consts.set(name, c);
     return name;
-  }
-
-  /** Resolves a BlobFileValue file name (@model_path/weights/weight.bin) to a path inside the package. */
-  private weightPath(fileName: string, where: string): string {
-    const prefix = '@model_path/';
-    if (!fileName.startsWith(prefix)) throw unsupported(this.file, `${where}: weight file "${fileName}" is not relative to @model_path`);
-    const modelDir = resolve(this.file, '..');
-    const path = resolve(modelDir, fileName.slice(prefix.length));
-    if (relative(modelDir, path).startsWith('..') || !path.startsWith(modelDir + sep)) {
-      throw corrupt(this.file, `${where}: weight file "${fileName}" points outside the package`);
-    }
-    return path;
-  }
-
-  private blobReader(path: string): BlobReader {
-    let r = this.blobReaders.get(path);
-    if (!r) {
-      try {
-        r = BlobReader.open(path);
-      } catch (e) {
-        const err = fileError(e, path, 'weight file');
-        if (err.code === 'FILE_NOT_FOUND') {
-          throw new ModernBertError('FILE_NOT_FOUND', `weight file ${path} named by ${this.file} is missing`, { file: path });
-        }
-        throw err;
-      }
-      this.blobReaders.set(path, r);
-    }
-    return r;
   }
 
   private readTaps(json: string): void {

@@ -4,11 +4,11 @@
 // bool -> bools; int32, int16 -> ints; fp32 -> floats; fp16, int8, uint8, uint32 and the sub-byte types
 // (packed, types/type_mapping.py _numpy_val_to_bytes) -> raw little-endian bytes; string -> strings.
 
-import type { DType, Dim, TensorData } from '../ir/graph.js';
+import type { DType, Dim, Literal, TensorData } from '../ir/graph.js';
 import { numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
 import { roundToF16 } from '../numeric/fp16.js';
-import type { MilDataType, TensorValueProto, ValueProto, ValueTypeProto } from './schema.js';
+import type { MilDataType, NamedValueTypeProto, TensorValueProto, ValueProto, ValueTypeProto } from './schema.js';
 import { decodeTensorBytes, encodeTensorBytes, elementSize, storedBytes } from './tensor-bytes.js';
 
 const TO_MIL: Record<DType | 'string', MilDataType> = {
@@ -181,4 +181,23 @@ function coerce(dtype: DType, data: TensorData): TensorData {
   if (dtype === 'fp32') return data instanceof Float32Array ? data : Float32Array.from(data);
   if (dtype === 'bool') return data instanceof Uint8Array ? data : Uint8Array.from(data, (v) => (v ? 1 : 0));
   return data instanceof Int32Array ? data : Int32Array.from(data);
+}
+
+/** A string scalar Value (op `name` attributes, string literals). */
+export function stringValue(s: string): ValueProto {
+  return immediateValue('string', [], s, s);
+}
+
+/** A named tensor type (function inputs, op outputs). */
+export function namedType(name: string, dtype: DType | 'string', shape: readonly Dim[]): NamedValueTypeProto {
+  return { name, type: tensorValueType(dtype, shape) };
+}
+
+/** Literal values as tensor data (or the string of a string literal). */
+export function literalData(lit: Literal): TensorData | string {
+  if (typeof lit.value === 'string') return lit.value;
+  const nums = (lit.value as (number | boolean)[]).map((v) => Number(v));
+  if (lit.dtype === 'fp32' || lit.dtype === 'fp16') return Float32Array.from(nums);
+  if (lit.dtype === 'bool') return Uint8Array.from(nums);
+  return Int32Array.from(nums);
 }

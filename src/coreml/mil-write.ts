@@ -14,25 +14,16 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Arg, Dim, DType, Graph, Literal, Op, TensorData } from '../ir/graph.js';
+import type { Arg, DType, Graph, Literal, Op, TensorData } from '../ir/graph.js';
 import { isLiteral, numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
-import {
-  describeGraph,
-  featureToProto,
-  metadataToProto,
-  RESERVED_METADATA_PREFIX,
-  SYMBOLS_KEY,
-  TAPS_KEY,
-  type DescriptionOptions,
-  type ModelMetadata,
-} from './description.js';
+import { describeGraph, featureToProto, metadataToProto, metadataWithExtras, type DescriptionOptions } from './description.js';
 import { BlobWriter, type BlobDataType } from './milblob.js';
-import { immediateValue, tensorValueType } from './mil-values.js';
+import { immediateValue, literalData, namedType, stringValue, tensorValueType } from './mil-values.js';
 import { isConstexpr } from '../ops/index.js';
 import { validateGraph } from '../ops/validate.js';
 import { WEIGHT_FILE, writePackageAtomically, type ExtraItem } from './package.js';
-import type { BindingProto, BlockProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
+import type { BindingProto, BlockProto, ModelProto, OperationProto, ValueProto } from './schema.js';
 import { encodeModel, encodeOperation } from './schema.js';
 import { atLeast, targetInfo, type Target, type TargetInfo } from '../ir/target.js';
 import { encodeTensorBytes, paddingBits } from './tensor-bytes.js';
@@ -130,24 +121,6 @@ function blobType(dtype: DType, target: Target): BlobDataType | undefined {
     default: // the sub-byte types: numpy holds them as uint8/int8, which always go to the weight file
       return dtype;
   }
-}
-
-/** A string scalar Value (op `name` attributes, string literals). */
-function stringValue(s: string): ValueProto {
-  return immediateValue('string', [], s, s);
-}
-
-function namedType(name: string, dtype: DType | 'string', shape: readonly Dim[]): NamedValueTypeProto {
-  return { name, type: tensorValueType(dtype, shape) };
-}
-
-/** Literal values as tensor data (or the string of a string literal). */
-function literalData(lit: Literal): TensorData | string {
-  if (typeof lit.value === 'string') return lit.value;
-  const nums = (lit.value as (number | boolean)[]).map((v) => Number(v));
-  if (lit.dtype === 'fp32' || lit.dtype === 'fp16') return Float32Array.from(nums);
-  if (lit.dtype === 'bool') return Uint8Array.from(nums);
-  return Int32Array.from(nums);
 }
 
 /** All value names of a graph. */
@@ -349,29 +322,6 @@ class ProgramBuilder {
     await new Promise<void>((resolve) => setImmediate(resolve));
     return value;
   }
-}
-
-/** Symbols of the symbolic dims in program order (function inputs, then op outputs): stored so the reader can name unknown dims. */
-function symbolList(graph: Graph): string[] {
-  const dims = [...graph.inputs.map((v) => v.type.shape), ...graph.ops.flatMap((op) => op.outputs.map((o) => o.type.shape))];
-  return dims.flat().filter((d): d is string => typeof d === 'string');
-}
-
-/** Metadata plus our reserved keys (symbol names, taps of the default function). */
-function metadataWithExtras(metadata: ModelMetadata, graphs: readonly Graph[]): ModelMetadata {
-  const userDefined = { ...(metadata.userDefined ?? {}) };
-  for (const key of Object.keys(userDefined)) {
-    if (key.startsWith(RESERVED_METADATA_PREFIX)) {
-      throw new ModernBertError('BAD_ARGUMENT', `metadata key "${key}" is reserved for modernbert-ane`, { key });
-    }
-  }
-  const perGraph = graphs.map(symbolList);
-  const all = perGraph.flat();
-  // One symbol throughout (the usual sequence length S) is stored once; a list is per function, so only one function's.
-  if (all.length > 0 && all.every((s) => s === all[0])) userDefined[SYMBOLS_KEY] = JSON.stringify([all[0]]);
-  else if (graphs.length === 1 && all.length > 0) userDefined[SYMBOLS_KEY] = JSON.stringify(all);
-  if (graphs[0]!.taps.size > 0) userDefined[TAPS_KEY] = JSON.stringify(Object.fromEntries(graphs[0]!.taps));
-  return { ...metadata, ...(Object.keys(userDefined).length > 0 ? { userDefined } : {}) };
 }
 
 /** Writes `options.graph` (or `options.functions`) as an .mlpackage at `path` (atomically), streaming weights; returns what was written and how long it took. */

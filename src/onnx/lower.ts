@@ -10,7 +10,7 @@
 import { encodeTensorBytes } from '../coreml/tensor-bytes.js';
 import { ModernBertError } from '../errors.js';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { isLiteral, type Dim, type DType, type Graph, type Literal, type StoredTensor, type TensorData, type TensorType } from '../ir/graph.js';
+import { isLiteral, type Dim, type DType, type Graph, type Literal, type Op, type StoredTensor, type TensorData, type TensorType } from '../ir/graph.js';
 import { roundToF16InPlace } from '../runtime/kernels/index.js';
 import { F16_EXACT } from '../runtime/tensor.js';
 import { MOVES_VALUES, roundTrip, type OnnxPrecision } from './emulate-fp16.js';
@@ -90,48 +90,112 @@ function int64Bytes(values: number[]): Uint8Array {
 export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
   // The Neural Engine's per-head attention, written once for all heads (onnxruntime pays per node).
   const graph = batchHeads(perHead);
-  const hf = o.io === 'hf';
   const precision = o.precision ?? 'fp32';
   const half = precision !== 'fp32';
   const dt = (d: DType): DType => ((o.float32 || half) && d === 'fp16' ? 'fp32' : d);
-  const tt = (t: TensorType): TensorType => ({ dtype: dt(t.dtype), shape: t.shape });
-  const nodes: OnnxNodeProto[] = [];
-  const initializers: OnnxInitializer[] = [];
-  const types = new Map<string, TensorType>();
-  const onnxName = new Map<string, string>();
-  const nameOf = (v: string) => onnxName.get(v) ?? v;
-  const used = new Set<string>();
-  const fresh = (base: string) => {
-    let n = base;
-    for (let k = 1; used.has(n); k++) n = `${base}_${k}`;
-    used.add(n);
-    return n;
-  };
-  const addInit = (name: string, dataType: number, dims: number[], byteLength: number, bytes: () => Uint8Array, file?: OnnxInitializer['file']): string => {
-    const n = fresh(name);
-    initializers.push({ name: n, dataType, dims, byteLength, bytes, ...(file ? { file } : {}) });
-    return n;
-  };
-  const emit = (base: string, opType: string, inputs: readonly string[], attrs: Record<string, OnnxAttr> = {}, outputs?: readonly string[]): string[] => {
-    const outs = outputs ? [...outputs] : [fresh(`${base}__${opType.toLowerCase()}`)];
-    const attribute_ = Object.entries(attrs).map(([k, v]) => attribute(k, v));
-    nodes.push({ name: fresh(`${base}__${opType}`), op_type: opType, input: [...inputs], output: outs, ...(attribute_.length ? { attribute: attribute_ } : {}) });
-    return outs;
-  };
+  const x: Lowering = { o, precision, half, hf: o.io === 'hf', dt, tt: (t) => ({ dtype: dt(t.dtype), shape: t.shape }), b: new OnnxNodes() };
+  const inputs = lowerInputs(graph, x);
+  lowerConsts(graph, x);
+  const { b } = x;
+  for (const op of graph.ops) for (const v of op.outputs) b.types.set(v.name, x.tt(v.type));
+  // Outputs that change layout are computed under another name, then adapted.
+  const adapted = new Set(x.hf ? graph.outputs.filter((n) => b.types.get(n)?.shape.length === 4) : []);
+  for (const n of graph.outputs) {
+    b.used.add(n);
+    if (adapted.has(n)) b.onnxName.set(n, b.fresh(`${n}__ane`));
+  }
+  for (const op of graph.ops) for (const v of op.outputs) if (!b.onnxName.has(v.name)) b.used.add(v.name);
+  for (const op of graph.ops) lowerOp(op, x);
 
+  const outputs = graph.outputs.map((n) => {
+    const t = b.types.get(n) ?? internal(`output "${n}" has no type`);
+    if (!adapted.has(n)) return valueInfo(n, ONNX_TYPE[t.dtype], t.shape);
+    return hfOutput(n, b.nameOf(n), t, o.vocabSize, (opType, ins, attrs, outs) => b.emit(n, opType, ins, attrs, outs), (v) => b.int64s(`${n}__i64`, v));
+  });
+  const graphOutputs = new Set(graph.outputs);
+  const weights = sameFileOnce(foldWeightLayouts(b.nodes, b.initializers, graphOutputs, { transpose: !o.storedLayout }));
+  const kept = simplifyNodes(weights.nodes, graphOutputs);
+  // Initializers that no node reads any more (a folded weight's first form, a dropped node's shape).
+  const read = new Set(kept.flatMap((n) => n.input));
+  return { nodes: kept, initializers: weights.initializers.filter((t) => read.has(t.name)), inputs, outputs };
+}
+
+/** The ONNX graph as it is written: nodes, initializers, and the names given so far (each name once). */
+class OnnxNodes {
+  readonly nodes: OnnxNodeProto[] = [];
+  readonly initializers: OnnxInitializer[] = [];
+  readonly types = new Map<string, TensorType>();
+  /** Our value names that ONNX knows by another name (a cast input, a rounded value). */
+  readonly onnxName = new Map<string, string>();
+  readonly used = new Set<string>();
+
+  /** The ONNX name of one of our values. */
+  nameOf(v: string): string {
+    return this.onnxName.get(v) ?? v;
+  }
+
+  /** `base`, or `base_k` for the first k that is still free; taken from then on. */
+  fresh(base: string): string {
+    let n = base;
+    for (let k = 1; this.used.has(n); k++) n = `${base}_${k}`;
+    this.used.add(n);
+    return n;
+  }
+
+  /** An initializer under a fresh name; its bytes are made when written (or it points into `file`). */
+  init(name: string, dataType: number, dims: number[], byteLength: number, bytes: () => Uint8Array, file?: OnnxInitializer['file']): string {
+    const n = this.fresh(name);
+    this.initializers.push({ name: n, dataType, dims, byteLength, bytes, ...(file ? { file } : {}) });
+    return n;
+  }
+
+  /** An int64 vector initializer (shapes, axes). */
+  int64s(name: string, values: number[]): string {
+    return this.init(name, INT64, [values.length], 8 * values.length, () => int64Bytes(values));
+  }
+
+  /** A node named after `base`; its outputs (fresh names unless given). */
+  emit(base: string, opType: string, inputs: readonly string[], attrs: Record<string, OnnxAttr> = {}, outputs?: readonly string[]): string[] {
+    const outs = outputs ? [...outputs] : [this.fresh(`${base}__${opType.toLowerCase()}`)];
+    const attribute_ = Object.entries(attrs).map(([k, v]) => attribute(k, v));
+    this.nodes.push({ name: this.fresh(`${base}__${opType}`), op_type: opType, input: [...inputs], output: outs, ...(attribute_.length ? { attribute: attribute_ } : {}) });
+    return outs;
+  }
+}
+
+/** What every part of the lowering reads: the options, the arithmetic, and the graph being written. */
+interface Lowering {
+  o: LowerOptions;
+  precision: OnnxPrecision;
+  /** A float16 emulation: float16 values computed in float32, rounded after each op. */
+  half: boolean;
+  hf: boolean;
+  /** The element type a value is computed in. */
+  dt: (d: DType) => DType;
+  tt: (t: TensorType) => TensorType;
+  b: OnnxNodes;
+}
+
+/** The graph's inputs (int64 on Hugging Face's interface, cast to int32; float inputs rounded in emulation). */
+function lowerInputs(graph: Graph, { b, hf, half, tt }: Lowering): OnnxValueInfoProto[] {
   const inputs: OnnxValueInfoProto[] = [];
   for (const inp of graph.inputs.map((v) => ({ name: v.name, type: tt(v.type) }))) {
-    types.set(inp.name, inp.type);
-    used.add(inp.name);
+    b.types.set(inp.name, inp.type);
+    b.used.add(inp.name);
     if (hf && inp.type.dtype === 'int32') {
       inputs.push(valueInfo(inp.name, INT64, inp.type.shape));
-      onnxName.set(inp.name, emit(inp.name, 'Cast', [inp.name], { to: { int: ONNX_TYPE.int32 } }, [fresh(`${inp.name}__int32`)])[0]!);
+      b.onnxName.set(inp.name, b.emit(inp.name, 'Cast', [inp.name], { to: { int: ONNX_TYPE.int32 } }, [b.fresh(`${inp.name}__int32`)])[0]!);
     } else inputs.push(valueInfo(inp.name, ONNX_TYPE[inp.type.dtype], inp.type.shape));
-    if (half && inp.type.dtype === 'fp32') onnxName.set(inp.name, roundTrip((t, i, a, out) => emit(inp.name, t, i, a, out), inp.name));
+    if (half && inp.type.dtype === 'fp32') b.onnxName.set(inp.name, roundTrip((t, i, a, out) => b.emit(inp.name, t, i, a, out), inp.name));
   }
+  return inputs;
+}
+
+/** The graph's constants as initializers: pointing into their file where they lie there, else bytes of their own. */
+function lowerConsts(graph: Graph, { b, o, half, tt }: Lowering): void {
   for (const c of graph.consts.values()) {
     const type = tt(c.type);
-    types.set(c.name, type);
+    b.types.set(c.name, type);
     const dims = type.shape.map(Number);
     const n = dims.reduce((p, q) => p * q, 1);
     const stored = o.inPlace && c.stored && c.stored.byteLength === n * STORED_TYPE[c.stored.dtype].bytes ? c.stored : undefined;
@@ -139,94 +203,71 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
       // Cast to the compute type (and, in float16 emulation, rounded) in the graph: onnxruntime folds it at load.
       const kind = STORED_TYPE[stored.dtype];
       const same = kind.onnx === ONNX_TYPE[type.dtype];
-      const init = addInit(same ? c.name : `${c.name}__stored`, kind.onnx, dims, stored.byteLength, () => readStored(stored), { path: stored.path, offset: stored.offset });
-      const cast = (v: string, to: number, out?: string) => emit(c.name, 'Cast', [v], { to: { int: to } }, out === undefined ? undefined : [out])[0]!;
+      const init = b.init(same ? c.name : `${c.name}__stored`, kind.onnx, dims, stored.byteLength, () => readStored(stored), { path: stored.path, offset: stored.offset });
+      const cast = (v: string, to: number, out?: string) => b.emit(c.name, 'Cast', [v], { to: { int: to } }, out === undefined ? undefined : [out])[0]!;
       const value = half && stored.dtype !== 'fp16' ? cast(same ? init : cast(init, ONNX_TYPE.fp32), ONNX_TYPE.fp16) : init;
-      onnxName.set(c.name, value === init && same ? init : cast(value, ONNX_TYPE[type.dtype], fresh(c.name)));
+      b.onnxName.set(c.name, value === init && same ? init : cast(value, ONNX_TYPE[type.dtype], b.fresh(c.name)));
       continue;
     }
     const load = half && c.type.dtype === 'fp32' ? () => roundedCopy(c.load()) : () => c.load();
-    onnxName.set(c.name, addInit(c.name, ONNX_TYPE[type.dtype], dims, n * ELEMENT_BYTES[type.dtype], () => encodeTensorBytes(type.dtype, load(), c.name)));
+    b.onnxName.set(c.name, b.init(c.name, ONNX_TYPE[type.dtype], dims, n * ELEMENT_BYTES[type.dtype], () => encodeTensorBytes(type.dtype, load(), c.name)));
   }
-  for (const op of graph.ops) for (const v of op.outputs) types.set(v.name, tt(v.type));
-  // Outputs that change layout are computed under another name, then adapted.
-  const adapted = new Set(hf ? graph.outputs.filter((n) => types.get(n)?.shape.length === 4) : []);
-  for (const n of graph.outputs) {
-    used.add(n);
-    if (adapted.has(n)) onnxName.set(n, fresh(`${n}__ane`));
-  }
-  for (const op of graph.ops) for (const v of op.outputs) if (!onnxName.has(v.name)) used.add(v.name);
-
-  for (const op of graph.ops) {
-    const def = opDef(op.op);
-    if (!def?.onnx) throw new ModernBertError('UNSUPPORTED', `op ${op.op} ("${op.name}") has no ONNX form`, { op: op.name });
-    const typeOf = (v: string): TensorType => types.get(v) ?? internal(`value "${v}" of op "${op.name}" has no type`);
-    const ia = inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, typeOf));
-    const node: OnnxArgs['node'] = (opType, ins, attrs, outs) => emit(op.name, opType, ins, attrs, outs);
-    // Float outputs of ops that compute new values are computed exact, then rounded into their names.
-    const rounded = op.outputs.map((v) => half && !MOVES_VALUES.has(op.op) && types.get(v.name)?.dtype === 'fp32');
-    const literalInit = (key: string, l: Literal): string => {
-      if (l.dtype === 'string') return ia.fail(`input "${key}" is a string, not a tensor`);
-      const dtype = dt(l.dtype);
-      const data = (l.value as (number | boolean)[]).map(Number);
-      const bytes = encodeTensorBytes(dtype, dtype === 'fp32' || dtype === 'fp16' ? Float32Array.from(data) : Int32Array.from(data), `${op.name}.${key}`);
-      return addInit(`${op.name}__${key}`, ONNX_TYPE[dtype], l.shape, bytes.byteLength, () => bytes);
-    };
-    const args: OnnxArgs = {
-      op,
-      has: ia.has,
-      input(key) {
-        const v = op.inputs[key];
-        if (typeof v === 'string') return nameOf(v);
-        if (isLiteral(v)) return literalInit(key, v);
-        const d = ia.literal(key);
-        return d ? literalInit(key, d) : ia.fail(`missing input "${key}"`);
-      },
-      tuple(key) {
-        const v = op.inputs[key];
-        return Array.isArray(v) ? v.map(nameOf) : ia.fail(`input "${key}" must be a tuple`);
-      },
-      type: (key) => tt(ia.t(key)),
-      outTypes: op.outputs.map((v) => tt(v.type)),
-      ints: ia.ints,
-      nums: (key) => {
-        const l = ia.literal(key);
-        return l && typeof l.value !== 'string' ? l.value.map(Number) : ia.fail(`input "${key}" must be a numeric constant`);
-      },
-      bools: ia.bools,
-      str: ia.str,
-      out: op.outputs.map((v, k) => (rounded[k] ? fresh(`${nameOf(v.name)}__exact`) : nameOf(v.name))),
-      node,
-      ...(precision === 'fp16' ? { round: (v: string) => roundTrip(node, v) } : {}),
-      int64s: (values) => addInit(`${op.name}__i64`, INT64, [values.length], 8 * values.length, () => int64Bytes(values)),
-      scalar: (value, dtype0) => {
-        const dtype = dt(dtype0);
-        const bytes = encodeTensorBytes(dtype, dtype === 'fp32' || dtype === 'fp16' ? Float32Array.of(value) : Int32Array.of(value), op.name);
-        return addInit(`${op.name}__const`, ONNX_TYPE[dtype], [], bytes.byteLength, () => bytes);
-      },
-      fail: ia.fail,
-    };
-    def.onnx(args);
-    op.outputs.forEach((v, k) => rounded[k] && roundTrip(node, args.out[k]!, nameOf(v.name)));
-  }
-
-  const outputs = graph.outputs.map((n) => {
-    const t = types.get(n) ?? internal(`output "${n}" has no type`);
-    if (!adapted.has(n)) return valueInfo(n, ONNX_TYPE[t.dtype], t.shape);
-    return hfOutput(n, nameOf(n), t, o.vocabSize, (opType, ins, attrs, outs) => emit(n, opType, ins, attrs, outs), (v) => addInit(`${n}__i64`, INT64, [v.length], 8 * v.length, () => int64Bytes(v)));
-  });
-  const graphOutputs = new Set(graph.outputs);
-  const weights = sameFileOnce(foldWeightLayouts(nodes, initializers, graphOutputs, { transpose: !o.storedLayout }));
-  const kept = simplifyNodes(weights.nodes, graphOutputs);
-  // Initializers that no node reads any more (a folded weight's first form, a dropped node's shape).
-  const read = new Set(kept.flatMap((n) => n.input));
-  return { nodes: kept, initializers: weights.initializers.filter((t) => read.has(t.name)), inputs, outputs };
 }
 
-/**
- * Initializers that point at the same bytes of a file with the same type and dims, as one: a tied decoder
- * reads the embedding table that the Gather reads (onnxruntime would load it twice).
- */
+/** One op, through its definition's ONNX lowering; in emulation its new float values rounded to float16. */
+function lowerOp(op: Op, { b, half, precision, dt, tt }: Lowering): void {
+  const def = opDef(op.op);
+  if (!def?.onnx) throw new ModernBertError('UNSUPPORTED', `op ${op.op} ("${op.name}") has no ONNX form`, { op: op.name });
+  const typeOf = (v: string): TensorType => b.types.get(v) ?? internal(`value "${v}" of op "${op.name}" has no type`);
+  const ia = inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, typeOf));
+  const node: OnnxArgs['node'] = (opType, ins, attrs, outs) => b.emit(op.name, opType, ins, attrs, outs);
+  // Float outputs of ops that compute new values are computed exact, then rounded into their names.
+  const rounded = op.outputs.map((v) => half && !MOVES_VALUES.has(op.op) && b.types.get(v.name)?.dtype === 'fp32');
+  const literalInit = (key: string, l: Literal): string => {
+    if (l.dtype === 'string') return ia.fail(`input "${key}" is a string, not a tensor`);
+    const dtype = dt(l.dtype);
+    const data = (l.value as (number | boolean)[]).map(Number);
+    const bytes = encodeTensorBytes(dtype, dtype === 'fp32' || dtype === 'fp16' ? Float32Array.from(data) : Int32Array.from(data), `${op.name}.${key}`);
+    return b.init(`${op.name}__${key}`, ONNX_TYPE[dtype], l.shape, bytes.byteLength, () => bytes);
+  };
+  const args: OnnxArgs = {
+    op,
+    has: ia.has,
+    input(key) {
+      const v = op.inputs[key];
+      if (typeof v === 'string') return b.nameOf(v);
+      if (isLiteral(v)) return literalInit(key, v);
+      const d = ia.literal(key);
+      return d ? literalInit(key, d) : ia.fail(`missing input "${key}"`);
+    },
+    tuple(key) {
+      const v = op.inputs[key];
+      return Array.isArray(v) ? v.map((n) => b.nameOf(n)) : ia.fail(`input "${key}" must be a tuple`);
+    },
+    type: (key) => tt(ia.t(key)),
+    outTypes: op.outputs.map((v) => tt(v.type)),
+    ints: ia.ints,
+    nums: (key) => {
+      const l = ia.literal(key);
+      return l && typeof l.value !== 'string' ? l.value.map(Number) : ia.fail(`input "${key}" must be a numeric constant`);
+    },
+    bools: ia.bools,
+    str: ia.str,
+    out: op.outputs.map((v, k) => (rounded[k] ? b.fresh(`${b.nameOf(v.name)}__exact`) : b.nameOf(v.name))),
+    node,
+    ...(precision === 'fp16' ? { round: (v: string) => roundTrip(node, v) } : {}),
+    int64s: (values) => b.int64s(`${op.name}__i64`, values),
+    scalar: (value, dtype0) => {
+      const dtype = dt(dtype0);
+      const bytes = encodeTensorBytes(dtype, dtype === 'fp32' || dtype === 'fp16' ? Float32Array.of(value) : Int32Array.of(value), op.name);
+      return b.init(`${op.name}__const`, ONNX_TYPE[dtype], [], bytes.byteLength, () => bytes);
+    },
+    fail: ia.fail,
+  };
+  def.onnx(args);
+  op.outputs.forEach((v, k) => rounded[k] && roundTrip(node, args.out[k]!, b.nameOf(v.name)));
+}
+
 function sameFileOnce(g: { nodes: OnnxNodeProto[]; initializers: OnnxInitializer[] }): { nodes: OnnxNodeProto[]; initializers: OnnxInitializer[] } {
   const first = new Map<string, string>();
   const renamed = new Map<string, string>();

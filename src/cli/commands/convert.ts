@@ -4,7 +4,7 @@
 import { Option, type Command } from 'commander';
 import { convert } from '../../convert/convert.js';
 import type { AddHead, ConvertOptions } from '../../convert/convert-options.js';
-import { FidelityGateError, type CompressionSummary } from '../../convert/write-package.js';
+import { FidelityGateError, type CompressionSummary, type ConvertReport } from '../../convert/write-package.js';
 import { COMPRESS_MODES, DEFAULT_BLOCK_SIZE, type CompressMode } from '../../compress/spec.js';
 import type { TargetName } from '../../ir/target.js';
 import { ModernBertError } from '../../errors.js';
@@ -142,16 +142,7 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
         const ane = convertLines(report.ane);
         for (const w of ane.warnings) io.stderr(`warning: ${w}\n`);
         if (o.json) return printJson(io, { ...report, ane: report.ane.map((pp) => ({ path: pp.path, functions: pp.functions.map((f) => functionJson(f, false)) })) });
-        const s = report.seconds;
-        const mb = (report.stats.bytesWritten / 1e6).toFixed(1);
-        if (report.learning) io.stdout(`rotation learning: ${report.learning.note}\n`);
-        io.stdout(`wrote ${report.out}: ${report.variant}, ${o.weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
-        if (report.packages.length > 1) io.stdout(`heads: ${report.packages.slice(1).join(', ')} (run one with: predict ${report.out} --head-package PATH)\n`);
-        if (report.functions.length > 0) io.stdout(`functions: ${report.functions.join(', ')} (the first is the default; pick one with predict --function NAME)\n`);
-        io.stdout(`time: ${s.learn > 0 ? `learn rotation ${s.learn.toFixed(1)} s, ` : ''}read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
-        if (report.compression) io.stdout(`${formatCompression(report.compression)}\n`);
-        if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: report.weightForm.fold, rotation: report.weightForm.rotation, norm: report.weightForm.norm })}\n`);
-        io.stdout(`${ane.summary}\n`);
+        printReport(io, report, o.weights, ane.summary);
       } catch (e) {
         // The gate is a failed check, not bad input: exit 1.
         if (!(e instanceof FidelityGateError)) throw e;
@@ -169,4 +160,18 @@ export function formatCompression(c: CompressionSummary): string {
   const form = `${c.mode}${c.groupSize !== undefined ? `, groups of ${c.groupSize} channels` : ''}${c.blockSize !== undefined ? `, blocks of ${c.blockSize}` : ''}`;
   if (c.tensors === 0) return `compression: ${form}: no tensor compressed (--keep matched every one); the weights are float16`;
   return `compression: ${form}: ${c.tensors} tensors, ${mb(c.fp16Bytes)} MB float16 -> ${mb(c.compressedBytes)} MB (${(c.compressedBytes / c.fp16Bytes).toFixed(3)}x)`;
+}
+
+/** The conversion's report as text: what was written, the time it took, compression, fidelity, placement. */
+function printReport(io: Io, report: ConvertReport, weights: string, aneSummary: string): void {
+  const s = report.seconds;
+  const mb = (report.stats.bytesWritten / 1e6).toFixed(1);
+  if (report.learning) io.stdout(`rotation learning: ${report.learning.note}\n`);
+  io.stdout(`wrote ${report.out}: ${report.variant}, ${weights} weights, S = ${report.seqLens.join(', ')}, target ${report.stats.target} (spec ${report.stats.specificationVersion}, ${report.stats.opset}), ${mb} MB\n`);
+  if (report.packages.length > 1) io.stdout(`heads: ${report.packages.slice(1).join(', ')} (run one with: predict ${report.out} --head-package PATH)\n`);
+  if (report.functions.length > 0) io.stdout(`functions: ${report.functions.join(', ')} (the first is the default; pick one with predict --function NAME)\n`);
+  io.stdout(`time: ${s.learn > 0 ? `learn rotation ${s.learn.toFixed(1)} s, ` : ''}read ${s.read.toFixed(1)} s, transform ${s.transform.toFixed(1)} s, encode+write ${s.write.toFixed(1)} s, fidelity ${s.fidelity.toFixed(1)} s, total ${s.total.toFixed(1)} s\n`);
+  if (report.compression) io.stdout(`${formatCompression(report.compression)}\n`);
+  if (report.fidelity) io.stdout(`${formatFidelity(report.fidelity, { fold: report.weightForm.fold, rotation: report.weightForm.rotation, norm: report.weightForm.norm })}\n`);
+  io.stdout(`${aneSummary}\n`);
 }

@@ -16,6 +16,8 @@ import { OutlierMeter, type LayerOutliers } from '../../eval/outliers.js';
 import { openModel } from '../../run/load.js';
 import { lineChartSvg } from '../../report/plot.js';
 import { prepareVariant, type VariantSpec } from '../../model/variants.js';
+import type { ModernBertConfig } from '../../model/config.js';
+import type { WeightSource } from '../../io/weights.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt } from '../parse.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
@@ -72,19 +74,7 @@ export function registerOutliers(program: Command, io: Io): void {
         const c = model.config;
         if (o.weights) {
           if (texts.length > 0 || o.golden || o.random || o.plot) throw new ModernBertError('BAD_ARGUMENT', '--weights reads the weights only: it takes no texts, --golden, --random or --plot');
-          const spec = compressSpec({ mode: o.compress, target: parseTarget(o.target), groupSize: o.groupSize, blockSize: o.blockSize, weights: 'fp16' });
-          const v = prepareVariant({ config: c, weights: model.weights }, { fold: true, rotation: o.rotation, norm: 'l2', seed: o.seed });
-          checkShapes(spec, v.source.weights.names().map((name) => ({ name, shape: v.source.weights.shape(name) })));
-          const costs = weightCosts(v.source.weights, spec, o.top);
-          if (o.json) return printJson(io, { mode: spec.mode, variant: v.name, tensors: costs });
-          io.stdout(`${spec.mode} on the ${v.name} weights: relative error ||W - W'|| / ||W||, costliest first\n`);
-          const width = Math.max(6, ...costs.map((t) => t.name.length));
-          io.stdout(`${'tensor'.padEnd(width)}  ${'shape'.padEnd(12)}  rel. error  max |w|   largest weights\n`);
-          for (const t of costs) {
-            const big = t.largest.map((l) => `[${l.index.join(',')}] ${l.value.toPrecision(3)}`).join(', ');
-            io.stdout(`${t.name.padEnd(width)}  ${t.shape.join('x').padEnd(12)}  ${t.relError.toExponential(2).padStart(10)}  ${t.maxAbs.toPrecision(3).padStart(7)}   ${big}\n`);
-          }
-          return;
+          return printWeightCosts(io, c, model.weights, o);
         }
         const seqs = resolveInputs({ texts, golden: o.golden, random: o.random, seed: o.seed }, { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId, model.tokenizer?.maskTokenId ?? -1] }, model.tokenizer);
         const taps = Array.from({ length: c.numLayers + 1 }, (_, i) => `residual.${i}`);
@@ -132,4 +122,23 @@ export function registerOutliers(program: Command, io: Io): void {
         model.close();
       }
     });
+}
+
+/** --weights: per weight tensor, the relative error the compression mode gives it, costliest first. */
+function printWeightCosts(io: Io, c: ModernBertConfig, weights: WeightSource, o: OutliersOptions): void {
+  const spec = compressSpec({ mode: o.compress, target: parseTarget(o.target), groupSize: o.groupSize, blockSize: o.blockSize, weights: 'fp16' });
+  const v = prepareVariant({ config: c, weights }, { fold: true, rotation: o.rotation, norm: 'l2', seed: o.seed });
+  checkShapes(spec, v.source.weights.names().map((name) => ({ name, shape: v.source.weights.shape(name) })));
+  const costs = weightCosts(v.source.weights, spec, o.top);
+  if (o.json) {
+    printJson(io, { mode: spec.mode, variant: v.name, tensors: costs });
+    return;
+  }
+  io.stdout(`${spec.mode} on the ${v.name} weights: relative error ||W - W'|| / ||W||, costliest first\n`);
+  const width = Math.max(6, ...costs.map((t) => t.name.length));
+  io.stdout(`${'tensor'.padEnd(width)}  ${'shape'.padEnd(12)}  rel. error  max |w|   largest weights\n`);
+  for (const t of costs) {
+    const big = t.largest.map((l) => `[${l.index.join(',')}] ${l.value.toPrecision(3)}`).join(', ');
+    io.stdout(`${t.name.padEnd(width)}  ${t.shape.join('x').padEnd(12)}  ${t.relError.toExponential(2).padStart(10)}  ${t.maxAbs.toPrecision(3).padStart(7)}   ${big}\n`);
+  }
 }
