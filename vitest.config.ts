@@ -13,6 +13,11 @@ export default defineConfig({
     maxWorkers: availableParallelism(),
     // No test reaches the real Hugging Face Hub or reads the user's cache: a Hub id named by mistake fails
     // offline against an empty cache. test/hub.test.ts sets its own loopback HF_ENDPOINT and HF_HOME.
-    env: { HF_HUB_OFFLINE: '1', HF_ENDPOINT: 'http://127.0.0.1:1', HF_HOME: join(tmpdir(), 'modernbert-ane-tests-no-hf-home'), HF_TOKEN: '' },
+    env: {
+      HF_HUB_OFFLINE: '1',
+      HF_ENDPOINT: 'http://127.0.0.1:1',
+      HF_HOME: join(tmpdir(), 'modernbert-ane-tests-no-hf-home'),
+      HF_TOKEN: '',
+    },
   },
 });

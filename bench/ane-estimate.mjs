@@ -25,23 +25,59 @@ const source = { config, weights: new SynthWeights(config) };
 function cost(graph) {
   const p = predictPlacement(graph);
   const t = estimateTime(p);
-  const largest = Math.max(...graph.ops.flatMap((op) => op.outputs.map((o) => 2 * o.type.shape.reduce((a, b) => a * b, 1))));
-  return { ops: p.opCount, flops: t.matrixFlops, bytes: p.totals.bytes, largest, weights: p.totals.weightBytes, boundaries: p.boundaries.body, ms: t.chips.map((c) => c.ms) };
+  const largest = Math.max(
+    ...graph.ops.flatMap((op) => op.outputs.map((o) => 2 * o.type.shape.reduce((a, b) => a * b, 1))),
+  );
+  return {
+    ops: p.opCount,
+    flops: t.matrixFlops,
+    bytes: p.totals.bytes,
+    largest,
+    weights: p.totals.weightBytes,
+    boundaries: p.boundaries.body,
+    ms: t.chips.map((c) => c.ms),
+  };
 }
 
 const f = (x, d = 1) => x.toFixed(d);
-console.log('ModernBERT-base (synth-base) body, float16 package graphs (--head none); predicted ms: a model, not a measurement (docs/ANE.md)\n');
-console.log(`| tokens | ops all-pairs / banded | GFLOP all-pairs | GFLOP banded | MB moved all-pairs / banded | largest tensor all-pairs / banded (MB) | weights (MB) | body boundaries | ${CHIPS.map((c) => `${c.name} ms all-pairs / banded`).join(' | ')} |`);
+console.log(
+  'ModernBERT-base (synth-base) body, float16 package graphs (--head none); predicted ms: a model, not a measurement (docs/ANE.md)\n',
+);
+console.log(
+  `| tokens | ops all-pairs / banded | GFLOP all-pairs | GFLOP banded | MB moved all-pairs / banded | largest tensor all-pairs / banded (MB) | weights (MB) | body boundaries | ${CHIPS.map((c) => `${c.name} ms all-pairs / banded`).join(' | ')} |`,
+);
 console.log(`| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ${CHIPS.map(() => '---:').join(' | ')} |`);
 const rows = [];
 for (const S of values.lengths.split(',').map(Number)) {
-  const full = cost(buildModel(source, { seqLen: S, dtype: 'fp16', maskFrom: 'input', attentionChunk: Math.min(S, 16384), head: 'none' }));
-  const band = cost(buildModel(source, { seqLen: S, dtype: 'fp16', maskFrom: 'ids', attentionChunk: ANE_ATTENTION_CHUNK, head: 'none' }));
+  const full = cost(
+    buildModel(source, {
+      seqLen: S,
+      dtype: 'fp16',
+      maskFrom: 'input',
+      attentionChunk: Math.min(S, 16384),
+      head: 'none',
+    }),
+  );
+  const band = cost(
+    buildModel(source, {
+      seqLen: S,
+      dtype: 'fp16',
+      maskFrom: 'ids',
+      attentionChunk: ANE_ATTENTION_CHUNK,
+      head: 'none',
+    }),
+  );
   rows.push({ S, full, band });
-  console.log(`| ${S} | ${full.ops} / ${band.ops} | ${f(full.flops / 1e9)} | ${f(band.flops / 1e9)} | ${f(full.bytes / 1e6, 0)} / ${f(band.bytes / 1e6, 0)} | ${f(full.largest / 1e6)} / ${f(band.largest / 1e6)} | ${f(band.weights / 1e6, 0)} | ${full.boundaries} / ${band.boundaries} | ${CHIPS.map((_, i) => `${f(full.ms[i])} / ${f(band.ms[i])}`).join(' | ')} |`);
+  console.log(
+    `| ${S} | ${full.ops} / ${band.ops} | ${f(full.flops / 1e9)} | ${f(band.flops / 1e9)} | ${f(full.bytes / 1e6, 0)} / ${f(band.bytes / 1e6, 0)} | ${f(full.largest / 1e6)} / ${f(band.largest / 1e6)} | ${f(band.weights / 1e6, 0)} | ${full.boundaries} / ${band.boundaries} | ${CHIPS.map((_, i) => `${f(full.ms[i])} / ${f(band.ms[i])}`).join(' | ')} |`,
+  );
 }
 const first = rows[0];
 const last = rows.at(-1);
 const second = rows.find((r) => r.S === 1024) ?? first;
-console.log(`\nFLOP ratio ${last.S} / ${second.S}: all-pairs ${(last.full.flops / second.full.flops).toFixed(1)}, banded ${(last.band.flops / second.band.flops).toFixed(1)}`);
-console.log(`FLOP ratio ${last.S} / ${first.S}: all-pairs ${(last.full.flops / first.full.flops).toFixed(1)}, banded ${(last.band.flops / first.band.flops).toFixed(1)}`);
+console.log(
+  `\nFLOP ratio ${last.S} / ${second.S}: all-pairs ${(last.full.flops / second.full.flops).toFixed(1)}, banded ${(last.band.flops / second.band.flops).toFixed(1)}`,
+);
+console.log(
+  `FLOP ratio ${last.S} / ${first.S}: all-pairs ${(last.full.flops / first.full.flops).toFixed(1)}, banded ${(last.band.flops / first.band.flops).toFixed(1)}`,
+);

@@ -14,17 +14,42 @@ import { SYNTH_PRESETS } from '../dist/synth/presets.js';
 import { SynthWeights } from '../dist/synth/synth.js';
 import { predictPlacement } from '../dist/ane/placement.js';
 
-const { values } = parseArgs({ options: { chunk: { type: 'string', default: String(ANE_ATTENTION_CHUNK) }, lengths: { type: 'string', default: '512,1024,8192' }, head: { type: 'string', default: 'mlm' }, pack: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    chunk: { type: 'string', default: String(ANE_ATTENTION_CHUNK) },
+    lengths: { type: 'string', default: '512,1024,8192' },
+    head: { type: 'string', default: 'mlm' },
+    pack: { type: 'string' },
+  },
+});
 const config = parseConfig(SYNTH_PRESETS.base);
-const v = prepareVariant({ config, weights: new SynthWeights(config) }, { fold: true, rotation: 'none', norm: 'l2', seed: 0 });
-console.log(`synth-base, convert's default graph (${v.name}, float16, input_ids, query chunk ${values.chunk}, head ${values.head}${values.pack ? `, --pack ${values.pack}` : ''})\n`);
+const v = prepareVariant(
+  { config, weights: new SynthWeights(config) },
+  { fold: true, rotation: 'none', norm: 'l2', seed: 0 },
+);
+console.log(
+  `synth-base, convert's default graph (${v.name}, float16, input_ids, query chunk ${values.chunk}, head ${values.head}${values.pack ? `, --pack ${values.pack}` : ''})\n`,
+);
 console.log('| tokens | ops | budget | off the Neural Engine | body boundaries | FLOPs on it | ops by type |');
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | --- |');
 for (const S of values.lengths.split(',').map(Number)) {
-  const g = buildModel(v.source, { seqLen: S, dtype: 'fp16', norm: v.norm, maskFrom: 'ids', attentionChunk: Number(values.chunk), head: values.head, ...(values.pack ? { pack: Number(values.pack) } : {}) });
+  const g = buildModel(v.source, {
+    seqLen: S,
+    dtype: 'fp16',
+    norm: v.norm,
+    maskFrom: 'ids',
+    attentionChunk: Number(values.chunk),
+    head: values.head,
+    ...(values.pack ? { pack: Number(values.pack) } : {}),
+  });
   const p = predictPlacement(g, { sizes: S });
   const types = new Map();
   for (const op of p.ops) types.set(op.op, (types.get(op.op) ?? 0) + 1);
-  const by = [...types].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
-  console.log(`| ${S} | ${p.opCount} | ${p.budget} | ${p.opCount - p.devices.ane} | ${p.boundaries.body} | ${((100 * p.totals.aneFlops) / p.totals.flops).toFixed(2)}% | ${by} |`);
+  const by = [...types]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
+  console.log(
+    `| ${S} | ${p.opCount} | ${p.budget} | ${p.opCount - p.devices.ane} | ${p.boundaries.body} | ${((100 * p.totals.aneFlops) / p.totals.flops).toFixed(2)}% | ${by} |`,
+  );
 }

@@ -11,7 +11,13 @@ import { geluSimd } from '../dist/runtime/kernels/gelu.js';
 import { erf } from '../dist/ops/defs/elementwise.js';
 import { shutdownRuntime } from '../dist/runtime/shutdown.js';
 
-const { values } = parseArgs({ options: { keys: { type: 'string', default: '1024,8192' }, queries: { type: 'string', default: '512' }, repeat: { type: 'string', default: '1' } } });
+const { values } = parseArgs({
+  options: {
+    keys: { type: 'string', default: '1024,8192' },
+    queries: { type: 'string', default: '512' },
+    repeat: { type: 'string', default: '1' },
+  },
+});
 const keys = values.keys.split(',').map(Number);
 const W = Number(values.queries);
 const repeat = Number(values.repeat);
@@ -63,12 +69,20 @@ for (let pass = 0; pass < repeat; pass++) {
 }
 await shutdownRuntime();
 
-console.log(`${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}\n`);
-console.log(`| keys x queries | ${threadCounts.map((t) => `attention, ${t} thread${t > 1 ? 's' : ''}: ms (GFLOP/s)`).join(' | ')} | gelu SIMD (ns a value) | gelu scalar loop (ns a value) |`);
+console.log(
+  `${cpus()[0]?.model ?? 'unknown CPU'}, ${availableParallelism()} cores, Node ${process.version}, load average ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')}\n`,
+);
+console.log(
+  `| keys x queries | ${threadCounts.map((t) => `attention, ${t} thread${t > 1 ? 's' : ''}: ms (GFLOP/s)`).join(' | ')} | gelu SIMD (ns a value) | gelu scalar loop (ns a value) |`,
+);
 console.log(`| --- | ${threadCounts.map(() => '---:').join(' | ')} | ---: | ---: |`);
 for (const r of rows) {
   const flop = 4 * r.Sk * W * D;
   const cells = threadCounts.map((t) => `${r.attend.get(t).toFixed(1)} (${(flop / r.attend.get(t) / 1e6).toFixed(1)})`);
   const n = 1152 * r.Sk;
-  console.log(`| ${r.Sk} x ${W} | ${cells.join(' | ')} | ${((r.simd / n) * 1e6).toFixed(1)} | ${((r.scalar / n) * 1e6).toFixed(1)} |`);
+  console.log(
+    `| ${r.Sk} x ${W} | ${cells.join(' | ')} | ${((r.simd / n) * 1e6).toFixed(1)} | ${((r.scalar / n) * 1e6).toFixed(1)} |`,
+  );
 }

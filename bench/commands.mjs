@@ -52,7 +52,10 @@ const want = (k) => !only || only.includes(k);
 const runs = Number(values.runs);
 const work = mkdtempSync(join(tmpdir(), 'mbane-bench-commands-'));
 let dir = values.dir ?? join(work, 'synth-base');
-const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+const load = () =>
+  loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 // The section of docs/PERFORMANCE.md that --write-docs replaces (above the code that runs, for the module's top-level await).
 const BEGIN = '<!-- bench/commands.mjs -->';
 const END = '<!-- end bench/commands.mjs -->';
@@ -68,7 +71,8 @@ try {
     mkdirSync(dir, { recursive: true });
     execFileSync(process.execPath, [BIN, 'synth', 'base', '--out', dir, '--force'], { stdio: 'inherit' });
   }
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) if (!existsSync(join(dir, f))) copyFileSync(join(ROOT, 'test', 'fixtures', 'tokenizer', f), join(dir, f));
+  for (const f of ['tokenizer.json', 'tokenizer_config.json'])
+    if (!existsSync(join(dir, f))) copyFileSync(join(ROOT, 'test', 'fixtures', 'tokenizer', f), join(dir, f));
   const golden = join(ROOT, 'test', 'fixtures', 'synth-base', 'golden.safetensors');
   const short = join(work, 'short.txt');
   const long = join(work, 'long.txt');
@@ -76,17 +80,38 @@ try {
   const longInfo = await writeTexts(dir, long, Number(values.long), 100, 500, 10);
   const startLoad = load();
   const argv = process.argv.slice(2).filter((a) => a !== '--write-docs');
-  say(`\`node bench/commands.mjs${argv.length ? ` ${argv.join(' ')}` : ''}\`, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: synth-base (${dir === values.dir ? dir : 'a temporary folder'}); ${cpus()[0]?.model ?? 'cpu'}, ${cpus().length} cores, Node ${process.version}; load average (1, 5, 15 min) ${startLoad} at the start.`);
+  say(
+    `\`node bench/commands.mjs${argv.length ? ` ${argv.join(' ')}` : ''}\`, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC: synth-base (${dir === values.dir ? dir : 'a temporary folder'}); ${cpus()[0]?.model ?? 'cpu'}, ${cpus().length} cores, Node ${process.version}; load average (1, 5, 15 min) ${startLoad} at the start.`,
+  );
   say(`Texts: ${shortInfo}; ${longInfo}.`);
   say();
 
   const out = (name) => join(work, name);
   const commands = [
-    want('predict') && { name: 'predict one short text', args: ['predict', dir, 'The capital of France is [MASK].', '--json'] },
-    want('verify') && { name: 'verify golden (9, 300, 1,024 tokens)', args: ['verify', dir, '--golden', golden, '--json'] },
-    want('embed') && { name: `embed ${Number(values.short)} texts of 5-60 tokens`, args: ['embed', dir, '--input', short, '--out', out('e.npy'), '--json'], clean: out('e.npy') },
-    want('convert') && { name: 'convert (fidelity report)', args: ['convert', dir, '--out', out('c.mlpackage'), '--json'], clean: out('c.mlpackage') },
-    want('convert') && { name: 'convert --no-fidelity', args: ['convert', dir, '--out', out('n.mlpackage'), '--no-fidelity', '--json'], clean: out('n.mlpackage'), runtimes: ['default'] },
+    want('predict') && {
+      name: 'predict one short text',
+      args: ['predict', dir, 'The capital of France is [MASK].', '--json'],
+    },
+    want('verify') && {
+      name: 'verify golden (9, 300, 1,024 tokens)',
+      args: ['verify', dir, '--golden', golden, '--json'],
+    },
+    want('embed') && {
+      name: `embed ${Number(values.short)} texts of 5-60 tokens`,
+      args: ['embed', dir, '--input', short, '--out', out('e.npy'), '--json'],
+      clean: out('e.npy'),
+    },
+    want('convert') && {
+      name: 'convert (fidelity report)',
+      args: ['convert', dir, '--out', out('c.mlpackage'), '--json'],
+      clean: out('c.mlpackage'),
+    },
+    want('convert') && {
+      name: 'convert --no-fidelity',
+      args: ['convert', dir, '--out', out('n.mlpackage'), '--no-fidelity', '--json'],
+      clean: out('n.mlpackage'),
+      runtimes: ['default'],
+    },
   ].filter(Boolean);
 
   const results = new Map(); // `${command}|${runtime}` -> [{ wall, cpu, rss, load }]
@@ -97,7 +122,9 @@ try {
         const m = timed([BIN, ...c.args, ...(rt === 'default' ? [] : ['--runtime', rt])]);
         const key = `${c.name}|${rt}`;
         results.set(key, [...(results.get(key) ?? []), m]);
-        process.stderr.write(`run ${r + 1}/${runs} ${c.name} [${rt}]: ${m.wall.toFixed(2)} s, ${m.cpu.toFixed(2)} CPU s, ${m.rss} MB (load ${m.load})\n`);
+        process.stderr.write(
+          `run ${r + 1}/${runs} ${c.name} [${rt}]: ${m.wall.toFixed(2)} s, ${m.cpu.toFixed(2)} CPU s, ${m.rss} MB (load ${m.load})\n`,
+        );
       }
     }
   }
@@ -117,7 +144,10 @@ try {
 function timed(args) {
   const stats = join(work, 'time.txt');
   const t0 = performance.now();
-  const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', '-o', stats, process.execPath, ...args], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', '-o', stats, process.execPath, ...args], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 28,
+  });
   const wall = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`${args.slice(1, 3).join(' ')} failed (${r.status}): ${r.stderr}`);
   const [user, sys, kb] = readFileSync(stats, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
@@ -129,13 +159,17 @@ function median(xs) {
 }
 
 function printCommands(commands, results) {
-  say('| command | runtime | first call: wall s | peak RSS MB | repeats: wall s (median) | peak RSS MB | CPU s (median) | 1-min load during the runs |');
+  say(
+    '| command | runtime | first call: wall s | peak RSS MB | repeats: wall s (median) | peak RSS MB | CPU s (median) | 1-min load during the runs |',
+  );
   say('| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const c of commands) {
     for (const rt of c.runtimes ?? RUNTIMES) {
       const ms = results.get(`${c.name}|${rt}`);
       const rest = ms.length > 1 ? ms.slice(1) : ms;
-      say(`| ${c.name} | ${rt} | ${ms[0].wall.toFixed(2)} | ${ms[0].rss} | ${median(rest.map((m) => m.wall)).toFixed(2)} | ${Math.max(...rest.map((m) => m.rss))} | ${median(ms.map((m) => m.cpu)).toFixed(2)} | ${ms.map((m) => m.load).join(', ')} |`);
+      say(
+        `| ${c.name} | ${rt} | ${ms[0].wall.toFixed(2)} | ${ms[0].rss} | ${median(rest.map((m) => m.wall)).toFixed(2)} | ${Math.max(...rest.map((m) => m.rss))} | ${median(ms.map((m) => m.cpu)).toFixed(2)} | ${ms.map((m) => m.load).join(', ')} |`,
+      );
     }
   }
   say();
@@ -149,16 +183,23 @@ function printCommands(commands, results) {
     const small = Math.min(rss.engine, rss.ort);
     const ok = (b) => (b ? 'met' : 'NOT met');
     const cpu = Object.fromEntries(RUNTIMES.map((rt) => [rt, med(`${c.name}|${rt}`, (m) => m.cpu)]));
-    say(`- ${c.name}: default ${wall.default.toFixed(2)} s = ${(wall.default / fast).toFixed(2)}x the faster runtime (goal <= 1.15: ${ok(wall.default <= 1.15 * fast)}); peak RSS ${rss.default} MB = ${(rss.default / small).toFixed(2)}x the smaller (goal <= 1.3: ${ok(rss.default <= 1.3 * small)}); CPU seconds ${(cpu.default / Math.min(cpu.engine, cpu.ort)).toFixed(2)}x the lower (steadier than wall time on a busy machine)`);
+    say(
+      `- ${c.name}: default ${wall.default.toFixed(2)} s = ${(wall.default / fast).toFixed(2)}x the faster runtime (goal <= 1.15: ${ok(wall.default <= 1.15 * fast)}); peak RSS ${rss.default} MB = ${(rss.default / small).toFixed(2)}x the smaller (goal <= 1.3: ${ok(rss.default <= 1.3 * small)}); CPU seconds ${(cpu.default / Math.min(cpu.engine, cpu.ort)).toFixed(2)}x the lower (steadier than wall time on a busy machine)`,
+    );
   }
   const predict = results.get('predict one short text|default');
-  if (predict) say(`- predict of one short text, first call: ${predict[0].wall.toFixed(2)} s (goal <= 1.5 s: ${predict[0].wall <= 1.5 ? 'met' : 'NOT met'})`);
+  if (predict)
+    say(
+      `- predict of one short text, first call: ${predict[0].wall.toFixed(2)} s (goal <= 1.5 s: ${predict[0].wall <= 1.5 ? 'met' : 'NOT met'})`,
+    );
   const withF = results.get('convert (fidelity report)|default');
   const without = results.get('convert --no-fidelity|default');
   if (withF && without) {
     const ratio = median(withF.map((m) => m.wall)) / median(without.map((m) => m.wall));
     const cpuRatio = median(withF.map((m) => m.cpu)) / median(without.map((m) => m.cpu));
-    say(`- convert with the fidelity report: ${ratio.toFixed(2)}x convert --no-fidelity (goal <= 2: ${ratio <= 2 ? 'met' : 'NOT met'}); CPU seconds ${cpuRatio.toFixed(2)}x`);
+    say(
+      `- convert with the fidelity report: ${ratio.toFixed(2)}x convert --no-fidelity (goal <= 2: ${ratio <= 2 ? 'met' : 'NOT met'}); CPU seconds ${cpuRatio.toFixed(2)}x`,
+    );
   }
 }
 
@@ -197,7 +238,10 @@ async function embedAgainstSentenceTransformers(model, short, long, work, runs) 
     const headerLen = b.readUInt16LE(8);
     return new Float32Array(b.buffer.slice(b.byteOffset + 10 + headerLen, b.byteOffset + b.length));
   };
-  const sets = [['short (5-60 tokens)', short], ['long (100-500 tokens)', long]];
+  const sets = [
+    ['short (5-60 tokens)', short],
+    ['long (100-500 tokens)', long],
+  ];
   const rows = [];
   for (let r = 0; r < runs; r++) {
     for (const [label, file] of sets) {
@@ -208,35 +252,58 @@ async function embedAgainstSentenceTransformers(model, short, long, work, runs) 
       for (const rt of ['default', 'ort']) {
         const ourOut = join(work, `ours-${rt}.npy`);
         rmSync(ourOut, { force: true });
-        const ours = timed([BIN, 'embed', model, '--input', file, '--out', ourOut, '--json', ...(rt === 'default' ? [] : ['--runtime', rt])]);
+        const ours = timed([
+          BIN,
+          'embed',
+          model,
+          '--input',
+          file,
+          '--out',
+          ourOut,
+          '--json',
+          ...(rt === 'default' ? [] : ['--runtime', rt]),
+        ]);
         const stats = JSON.parse(ours.stdout);
         const [a, b] = [npy(stOut), npy(ourOut)];
         let diff = 0;
         for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i] - b[i]));
         rows.push({ label, rt, run: r + 1, n, st, stStats, ours, stats, diff });
-        process.stderr.write(`run ${r + 1}/${runs} embed ${label} [${rt}]: ours ${ours.wall.toFixed(1)} s, sorted batches ${st.wall.toFixed(1)} s\n`);
+        process.stderr.write(
+          `run ${r + 1}/${runs} embed ${label} [${rt}]: ours ${ours.wall.toFixed(1)} s, sorted batches ${st.wall.toFixed(1)} s\n`,
+        );
       }
     }
   }
   say();
-  say('`embed` against sentence-transformers\' way (sorted by length, batches of 32 padded to the longest, plain export with a batch axis, onnxruntime-node, 2 intra-op threads):');
+  say(
+    "`embed` against sentence-transformers' way (sorted by length, batches of 32 padded to the longest, plain export with a batch axis, onnxruntime-node, 2 intra-op threads):",
+  );
   say();
-  say('| texts | run | ours: runtime, strategy | ours: texts/s (whole command) | texts/s (encoding) | peak RSS MB | sorted batches: texts/s (whole) | texts/s (encoding) | peak RSS MB | fill: ours / batches | ours / batches (whole) | ours / batches (encoding) | max abs diff | 1-min load |');
+  say(
+    '| texts | run | ours: runtime, strategy | ours: texts/s (whole command) | texts/s (encoding) | peak RSS MB | sorted batches: texts/s (whole) | texts/s (encoding) | peak RSS MB | fill: ours / batches | ours / batches (whole) | ours / batches (encoding) | max abs diff | 1-min load |',
+  );
   say('| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |');
   const ratio = (x) => ({ whole: x.st.wall / x.ours.wall, enc: x.stStats.seconds / x.stats.seconds });
   for (const x of rows) {
     const r = ratio(x);
     const rate = (seconds) => (x.n / seconds).toPrecision(3);
-    say(`| ${x.label} | ${x.run} | ${x.rt}, ${x.stats.strategy} | ${rate(x.ours.wall)} | ${rate(x.stats.seconds)} | ${x.ours.rss} | ${rate(x.st.wall)} | ${rate(x.stStats.seconds)} | ${x.st.rss} | ${(100 * x.stats.fill).toFixed(0)}% / ${(100 * x.stStats.fill).toFixed(0)}% | ${r.whole.toFixed(2)}x | ${r.enc.toFixed(2)}x | ${x.diff.toExponential(1)} | ${x.ours.load} |`);
+    say(
+      `| ${x.label} | ${x.run} | ${x.rt}, ${x.stats.strategy} | ${rate(x.ours.wall)} | ${rate(x.stats.seconds)} | ${x.ours.rss} | ${rate(x.st.wall)} | ${rate(x.stStats.seconds)} | ${x.st.rss} | ${(100 * x.stats.fill).toFixed(0)}% / ${(100 * x.stStats.fill).toFixed(0)}% | ${r.whole.toFixed(2)}x | ${r.enc.toFixed(2)}x | ${x.diff.toExponential(1)} | ${x.ours.load} |`,
+    );
   }
   say();
   say('Goals (the default runtime; medians over the runs; ours / sorted batches in texts per second):');
   say();
-  for (const [label, goal, want] of [['short (5-60 tokens)', 2, 'at least 2x'], ['long (100-500 tokens)', 1, 'at least 1x']]) {
+  for (const [label, goal, want] of [
+    ['short (5-60 tokens)', 2, 'at least 2x'],
+    ['long (100-500 tokens)', 1, 'at least 1x'],
+  ]) {
     const mine = rows.filter((x) => x.label === label && x.rt === 'default');
     if (mine.length === 0) continue;
     const [whole, enc] = [median(mine.map((x) => ratio(x).whole)), median(mine.map((x) => ratio(x).enc))];
-    say(`- embed ${label}: ${whole.toFixed(2)}x whole command, ${enc.toFixed(2)}x encoding alone (goal ${want}: ${whole >= goal ? 'met' : 'NOT met'} for the command, ${enc >= goal ? 'met' : 'NOT met'} for the encoding); strategy ${[...new Set(mine.map((x) => x.stats.strategy))].join(', ')}`);
+    say(
+      `- embed ${label}: ${whole.toFixed(2)}x whole command, ${enc.toFixed(2)}x encoding alone (goal ${want}: ${whole >= goal ? 'met' : 'NOT met'} for the command, ${enc >= goal ? 'met' : 'NOT met'} for the encoding); strategy ${[...new Set(mine.map((x) => x.stats.strategy))].join(', ')}`,
+    );
   }
 }
 
@@ -260,10 +327,16 @@ async function sentenceTransformersChild(model, file, out) {
   const ort = (await import('onnxruntime-node')).default;
   const ckpt = loadCheckpoint(model);
   const tok = await loadTokenizer(model);
-  const texts = readFileSync(file, 'utf8').split('\n').filter(Boolean).map((t) => tok.encode(t).ids);
+  const texts = readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((t) => tok.encode(t).ids);
   const maxLen = Math.max(...texts.map((t) => t.length));
   // onnxruntime's defaults but the thread count (left at 0 it ran one thread on this 2-core machine).
-  const session = await ort.InferenceSession.create(await plainModel(ckpt, maxLen), { intraOpNumThreads: kernelThreads(), graphOptimizationLevel: 'all' });
+  const session = await ort.InferenceSession.create(await plainModel(ckpt, maxLen), {
+    intraOpNumThreads: kernelThreads(),
+    graphOptimizationLevel: 'all',
+  });
   const t0 = performance.now();
   const { embeddings, fill } = await embedSortedBatches(ort, session, texts, 32, ckpt.config.padTokenId);
   const seconds = (performance.now() - t0) / 1000;

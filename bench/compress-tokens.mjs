@@ -33,7 +33,16 @@ const { shutdownRuntime } = await dist('runtime/shutdown.js');
 
 const ck = loadCheckpoint(values.model);
 const c = ck.config;
-const seqs = resolveInputs({ random: Number(values.random), seed: 0 }, { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId] });
+const seqs = resolveInputs(
+  { random: Number(values.random), seed: 0 },
+  {
+    vocabSize: c.vocabSize,
+    maxLen: c.maxPositions,
+    clsTokenId: c.clsTokenId,
+    sepTokenId: c.sepTokenId,
+    special: [c.padTokenId],
+  },
+);
 const src = { config: c, weights: ck.weights, embedding: ck.embedding };
 const reference = (await float32Pass(src, seqs, 16)).outputs;
 await shutdownRuntime();
@@ -57,13 +66,27 @@ function token(ref, out, V, P, p) {
   const [lr, le] = [lse(ref), lse(out)];
   let kl = 0;
   for (let v = 0; v < V; v++) kl += Math.exp(ref[v * P + p] - lr) * (ref[v * P + p] - lr - (out[v * P + p] - le));
-  return { kl, ri, ei, margin: ref[ri * P + p] - r2, pTop: Math.exp(ref[ri * P + p] - lr), shiftRef: out[ri * P + p] - ref[ri * P + p] - (le - lr), shiftEmu: out[ei * P + p] - ref[ei * P + p] - (le - lr) };
+  return {
+    kl,
+    ri,
+    ei,
+    margin: ref[ri * P + p] - r2,
+    pTop: Math.exp(ref[ri * P + p] - lr),
+    shiftRef: out[ri * P + p] - ref[ri * P + p] - (le - lr),
+    shiftEmu: out[ei * P + p] - ref[ei * P + p] - (le - lr),
+  };
 }
 
 const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
 const fmt = (x) => x.toExponential(2);
-console.log(`${values.model}: ${values.random} random token ids, fp16 emulation, folded, target iOS18; ${cpus().length} cores, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-console.log('| weights | KL | top-1 | distinct reference top tokens (count) | emulated top tokens (count) | median margin | median p(top) | median log-prob shift of the reference top / of the emulated top |');
+console.log(
+  `${values.model}: ${values.random} random token ids, fp16 emulation, folded, target iOS18; ${cpus().length} cores, load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+);
+console.log(
+  '| weights | KL | top-1 | distinct reference top tokens (count) | emulated top tokens (count) | median margin | median p(top) | median log-prob shift of the reference top / of the emulated top |',
+);
 console.log('| --- | ---: | ---: | --- | --- | ---: | ---: | --- |');
 for (const form of values.forms.split(',')) {
   const [mode, ...keep] = form.split(':');
@@ -76,9 +99,15 @@ for (const form of values.forms.split(',')) {
     for (const p of realPositions(s)) rows.push(token(reference[i].data, out.data, out.V, out.P, p));
   }
   await shutdownRuntime();
-  const counts = (key) => [...rows.reduce((m, r) => m.set(r[key], (m.get(r[key]) ?? 0) + 1), new Map())].sort((a, b) => b[1] - a[1]).map(([t, n]) => `${t} (${n})`).join(', ');
+  const counts = (key) =>
+    [...rows.reduce((m, r) => m.set(r[key], (m.get(r[key]) ?? 0) + 1), new Map())]
+      .sort((a, b) => b[1] - a[1])
+      .map(([t, n]) => `${t} (${n})`)
+      .join(', ');
   const kl = rows.reduce((a, r) => a + r.kl, 0) / rows.length;
   const top1 = rows.filter((r) => r.ri === r.ei).length / rows.length;
-  console.log(`| ${form} | ${fmt(kl)} | ${(100 * top1).toFixed(1)}% | ${counts('ri')} | ${counts('ei')} | ${fmt(med(rows.map((r) => r.margin)))} | ${fmt(med(rows.map((r) => r.pTop)))} | ${med(rows.map((r) => r.shiftRef)).toFixed(3)} / ${med(rows.map((r) => r.shiftEmu)).toFixed(3)} |`);
+  console.log(
+    `| ${form} | ${fmt(kl)} | ${(100 * top1).toFixed(1)}% | ${counts('ri')} | ${counts('ei')} | ${fmt(med(rows.map((r) => r.margin)))} | ${fmt(med(rows.map((r) => r.pTop)))} | ${med(rows.map((r) => r.shiftRef)).toFixed(3)} / ${med(rows.map((r) => r.shiftEmu)).toFixed(3)} |`,
+  );
 }
 ck.close?.();

@@ -41,21 +41,56 @@ const rows = [];
 try {
   for (const rotation of values.rotations.split(',')) {
     for (const form of values.forms.split(',')) {
-      const compress = form === 'fp16' ? [] : form === 'pal4g' ? ['--compress', 'pal4', '--group-size', '16'] : ['--compress', form];
+      const compress =
+        form === 'fp16' ? [] : form === 'pal4g' ? ['--compress', 'pal4', '--group-size', '16'] : ['--compress', form];
       const pkg = join(work, `${rotation}-${form}.mlpackage`);
       const t0 = performance.now();
-      const out = await convert(['convert', values.model, '--out', pkg, '--force', '--target', 'iOS18', '--rotation', rotation, '--seq-len', values['seq-len'], '--random', values.random,
-        ...(rotation === 'learned' ? ['--learn-seconds', values['learn-seconds']] : []), ...compress, '--json']);
+      const out = await convert([
+        'convert',
+        values.model,
+        '--out',
+        pkg,
+        '--force',
+        '--target',
+        'iOS18',
+        '--rotation',
+        rotation,
+        '--seq-len',
+        values['seq-len'],
+        '--random',
+        values.random,
+        ...(rotation === 'learned' ? ['--learn-seconds', values['learn-seconds']] : []),
+        ...compress,
+        '--json',
+      ]);
       rmSync(pkg, { recursive: true, force: true });
-      rows.push({ rotation: rotation === 'none' ? 'folded' : rotation, form, kl: out.fidelity.kl, top1: out.fidelity.top1, mb: out.stats.bytesWritten / 1e6, tokens: out.fidelity.tokens, inputs: out.fidelity.inputs, s: (performance.now() - t0) / 1000 });
-      process.stderr.write(`${rotation} ${form}: KL ${out.fidelity.kl.toExponential(2)} (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`);
+      rows.push({
+        rotation: rotation === 'none' ? 'folded' : rotation,
+        form,
+        kl: out.fidelity.kl,
+        top1: out.fidelity.top1,
+        mb: out.stats.bytesWritten / 1e6,
+        tokens: out.fidelity.tokens,
+        inputs: out.fidelity.inputs,
+        s: (performance.now() - t0) / 1000,
+      });
+      process.stderr.write(
+        `${rotation} ${form}: KL ${out.fidelity.kl.toExponential(2)} (${((performance.now() - t0) / 1000).toFixed(0)} s)\n`,
+      );
     }
   }
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
 
-console.log(`${basename(values.model)}: ${rows[0]?.tokens} tokens of ${rows[0]?.inputs}, fp16 emulation, --seq-len ${values['seq-len']}, target iOS18; ${cpus().length} cores, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+console.log(
+  `${basename(values.model)}: ${rows[0]?.tokens} tokens of ${rows[0]?.inputs}, fp16 emulation, --seq-len ${values['seq-len']}, target iOS18; ${cpus().length} cores, load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+);
 console.log('| rotation | weights | KL | top-1 | package MB |');
 console.log('| --- | --- | ---: | ---: | ---: |');
-for (const r of rows) console.log(`| ${r.rotation} | ${r.form} | ${r.kl.toExponential(2)} | ${(100 * r.top1).toFixed(1)}% | ${r.mb.toFixed(2)} |`);
+for (const r of rows)
+  console.log(
+    `| ${r.rotation} | ${r.form} | ${r.kl.toExponential(2)} | ${(100 * r.top1).toFixed(1)}% | ${r.mb.toFixed(2)} |`,
+  );

@@ -37,12 +37,15 @@ const work = values.dir ?? mkdtempSync(join(tmpdir(), 'mba-bench-convert-'));
 function run(args) {
   // A script file, not --eval: worker threads inherit the parent's exec flags.
   const wrapper = join(work, 'run-cli.mjs');
-  writeFileSync(wrapper, `const { main } = await import(${JSON.stringify(pathToFileURL(join(root, 'dist', 'cli', 'main.js')).href)});
+  writeFileSync(
+    wrapper,
+    `const { main } = await import(${JSON.stringify(pathToFileURL(join(root, 'dist', 'cli', 'main.js')).href)});
 const code = await main(process.argv.slice(2));
 const u = process.resourceUsage();
 process.stderr.write('MAXRSS ' + u.maxRSS + ' CPU ' + (u.userCPUTime + u.systemCPUTime) + '\\n');
 process.exit(code);
-`);
+`,
+  );
   const r = spawnSync(process.execPath, [wrapper, ...args], { encoding: 'utf8', maxBuffer: 1 << 26 });
   if (r.status !== 0) throw new Error(`convert failed (${r.status}): ${r.stderr}`);
   const [, rss, cpu] = /MAXRSS (\d+) CPU (\d+)/.exec(r.stderr);
@@ -62,16 +65,42 @@ try {
     }
     const bytes = statSync(join(dir, 'model.safetensors')).size;
     const forms = values.compress.split(',');
-    const reports = { both: [false, true], no: [false], yes: [true] }[values.fidelity ?? (forms.length === 1 && forms[0] === 'fp16' ? 'both' : 'no')];
+    const reports = { both: [false, true], no: [false], yes: [true] }[
+      values.fidelity ?? (forms.length === 1 && forms[0] === 'fp16' ? 'both' : 'no')
+    ];
     for (const form of forms) {
-      const compress = form === 'fp16' ? [] : form === 'pal4g' ? ['--compress', 'pal4', '--group-size', '16'] : ['--compress', form];
+      const compress =
+        form === 'fp16' ? [] : form === 'pal4g' ? ['--compress', 'pal4', '--group-size', '16'] : ['--compress', form];
       for (const fidelity of reports) {
         const pkg = join(work, `synth-${model}-${form}-${fidelity}.mlpackage`);
-        const args = ['convert', dir, '--out', pkg, '--force', '--rotation', values.rotation, '--target', values.target, ...compress, '--json', ...(fidelity ? [] : ['--no-fidelity'])];
+        const args = [
+          'convert',
+          dir,
+          '--out',
+          pkg,
+          '--force',
+          '--rotation',
+          values.rotation,
+          '--target',
+          values.target,
+          ...compress,
+          '--json',
+          ...(fidelity ? [] : ['--no-fidelity']),
+        ];
         const { out, maxRss, cpu } = run(args);
         rmSync(pkg, { recursive: true, force: true });
         const s = out.seconds;
-        rows.push({ model, form, report: fidelity, ...s, cpu, mb: out.stats.bytesWritten / 1e6, ratio: maxRss / bytes, rss: maxRss / 1e6, kl: out.fidelity?.kl });
+        rows.push({
+          model,
+          form,
+          report: fidelity,
+          ...s,
+          cpu,
+          mb: out.stats.bytesWritten / 1e6,
+          ratio: maxRss / bytes,
+          rss: maxRss / 1e6,
+          kl: out.fidelity?.kl,
+        });
       }
     }
   }
@@ -80,9 +109,17 @@ try {
 }
 
 const f = (x, d = 1) => x.toFixed(d);
-console.log(`convert --rotation ${values.rotation} --target ${values.target}, ${cpus().length} cores (${cpus()[0].model}), Node ${process.version}, load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
-console.log('| model | weights | fidelity report | read s | transform s | encode+write s | fidelity s | total s | CPU s | package MB | peak RSS MB | RSS / float32 checkpoint |');
+console.log(
+  `convert --rotation ${values.rotation} --target ${values.target}, ${cpus().length} cores (${cpus()[0].model}), Node ${process.version}, load average ${loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')}`,
+);
+console.log(
+  '| model | weights | fidelity report | read s | transform s | encode+write s | fidelity s | total s | CPU s | package MB | peak RSS MB | RSS / float32 checkpoint |',
+);
 console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const r of rows) {
-  console.log(`| synth-${r.model} | ${r.form} | ${r.report ? 'yes' : 'no'} | ${f(r.read)} | ${f(r.transform)} | ${f(r.write)} | ${f(r.fidelity)} | ${f(r.total)} | ${f(r.cpu)} | ${f(r.mb, 0)} | ${f(r.rss, 0)} | ${f(r.ratio, 2)}x |`);
+  console.log(
+    `| synth-${r.model} | ${r.form} | ${r.report ? 'yes' : 'no'} | ${f(r.read)} | ${f(r.transform)} | ${f(r.write)} | ${f(r.fidelity)} | ${f(r.total)} | ${f(r.cpu)} | ${f(r.mb, 0)} | ${f(r.rss, 0)} | ${f(r.ratio, 2)}x |`,
+  );
 }

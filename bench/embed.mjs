@@ -43,7 +43,9 @@ let dir = values.model ?? join(ROOT, 'models', 'mini-trained');
 if (values['synth-base']) {
   tmp = mkdtempSync(join(tmpdir(), 'mbane-bench-embed-'));
   dir = join(tmp, 'synth-base');
-  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'modernbert-ane.js'), 'synth', 'base', '--out', dir], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'modernbert-ane.js'), 'synth', 'base', '--out', dir], {
+    stdio: 'inherit',
+  });
   if (r.status !== 0) process.exit(r.status ?? 1);
 }
 
@@ -53,9 +55,19 @@ try {
   const texts = benchTexts(N, Number(values.seed), model.ids);
   const plan = TASKS['feature-extraction'].plan(model, undefined, {});
   const tokens = texts.reduce((s, t) => s + t.length, 0);
-  console.log(`${dir}: ${N} texts, ${tokens} tokens (${(tokens / N).toFixed(1)} per text), window ${window}, ${values.precision}; ${cpus().length} cores, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(
+    `${dir}: ${N} texts, ${tokens} tokens (${(tokens / N).toFixed(1)} per text), window ${window}, ${values.precision}; ${cpus().length} cores, load ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
 
-  const run = (list, pack) => runTokenized(model, list.map((ids) => ({ text: '', ids })), plan, { window, pack });
+  const run = (list, pack) =>
+    runTokenized(
+      model,
+      list.map((ids) => ({ text: '', ids })),
+      plan,
+      { window, pack },
+    );
   const packed = await run(texts, Number(values.pack));
   const one = await run(texts.slice(0, B), 1);
   const scale = N / B;
@@ -73,12 +85,26 @@ try {
     const a = packed.results[i];
     for (let j = 0; j < a.length; j++) aloneDiff = Math.max(aloneDiff, Math.abs(a[j] - e[j]));
   }
-  const row = (name, s, passes, seconds) => `| ${name} | ${passes} | ${seconds.toFixed(1)} | ${(tokens / seconds).toFixed(0)} | ${(100 * s.fill).toFixed(1)}% |`;
+  const row = (name, s, passes, seconds) =>
+    `| ${name} | ${passes} | ${seconds.toFixed(1)} | ${(tokens / seconds).toFixed(0)} | ${(100 * s.fill).toFixed(1)}% |`;
   console.log('| mode | forward passes | wall s | tokens/s | window fill |');
   console.log('| --- | ---: | ---: | ---: | ---: |');
-  console.log(row(`packed (up to ${values.pack} per window)`, packed.stats, packed.stats.windows, packed.stats.seconds));
-  console.log(row(`one text per window${B < N ? ` (${B} run, x${scale.toFixed(1)})` : ''}`, one.stats, N, one.stats.seconds * scale));
-  console.log(`packed: ${(N / packed.stats.windows).toFixed(1)}x fewer passes, ${((one.stats.seconds * scale) / packed.stats.seconds).toFixed(1)}x less wall time; max |packed - one per window| over ${B} embeddings: ${diff.toExponential(2)}, max |packed - alone, unpadded| over ${A}: ${aloneDiff.toExponential(2)}; load after ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(
+    row(`packed (up to ${values.pack} per window)`, packed.stats, packed.stats.windows, packed.stats.seconds),
+  );
+  console.log(
+    row(
+      `one text per window${B < N ? ` (${B} run, x${scale.toFixed(1)})` : ''}`,
+      one.stats,
+      N,
+      one.stats.seconds * scale,
+    ),
+  );
+  console.log(
+    `packed: ${(N / packed.stats.windows).toFixed(1)}x fewer passes, ${((one.stats.seconds * scale) / packed.stats.seconds).toFixed(1)}x less wall time; max |packed - one per window| over ${B} embeddings: ${diff.toExponential(2)}, max |packed - alone, unpadded| over ${A}: ${aloneDiff.toExponential(2)}; load after ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')}`,
+  );
   model.close();
 } finally {
   if (tmp) rmSync(tmp, { recursive: true, force: true });

@@ -38,7 +38,12 @@ const { values: args } = parseArgs({
 });
 
 if (args.table) {
-  printTable(readFileSync(args.table, 'utf8').trim().split('\n').map((l) => JSON.parse(l)));
+  printTable(
+    readFileSync(args.table, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l)),
+  );
   process.exit(0);
 }
 
@@ -71,20 +76,43 @@ for (const S of args.lengths.split(',').map(Number)) {
     const cpu = process.cpuUsage();
     const r = await new Engine(src, { precision, norm }).forward({ ids }, { positions, taps: TAPS });
     const used = process.cpuUsage(cpu);
-    const res = { logits: r.outputs.get('logits'), max: residualMax(r.taps), seconds: (performance.now() - t) / 1000, cpu_s: (used.user + used.system) / 1e6 };
+    const res = {
+      logits: r.outputs.get('logits'),
+      max: residualMax(r.taps),
+      seconds: (performance.now() - t) / 1000,
+      cpu_s: (used.user + used.system) / 1e6,
+    };
     await shutdownRuntime();
     return res;
   };
   const which = args.weights.split(',');
-  const save = (name, mode, logits) => args.logits && writeFileSync(join(args.logits, `${args.model}-${S}-${name}-${mode}.f32`), Buffer.from(logits.data.buffer, logits.data.byteOffset, logits.data.byteLength));
+  const save = (name, mode, logits) =>
+    args.logits &&
+    writeFileSync(
+      join(args.logits, `${args.model}-${S}-${name}-${mode}.f32`),
+      Buffer.from(logits.data.buffer, logits.data.byteOffset, logits.data.byteLength),
+    );
   let ref;
   if (which.includes('plain')) {
     log(`${args.model} S=${S}: float32 reference`);
     ref = await run(plain, 'fp32', 'layernorm');
     save('plain', 'fp32', ref.logits);
-    emit({ model: args.model, S, weights: 'plain', mode: 'fp32', kl: 0, top1: 1, max: ref.max, seconds: ref.seconds, cpu_s: ref.cpu_s });
+    emit({
+      model: args.model,
+      S,
+      weights: 'plain',
+      mode: 'fp32',
+      kl: 0,
+      top1: 1,
+      max: ref.max,
+      seconds: ref.seconds,
+      cpu_s: ref.cpu_s,
+    });
   }
-  for (const [name, spec] of [['folded', { rotation: 'none' }], ['hadamard', { rotation: 'hadamard' }]]) {
+  for (const [name, spec] of [
+    ['folded', { rotation: 'none' }],
+    ['hadamard', { rotation: 'hadamard' }],
+  ]) {
     if (!which.includes(name)) continue;
     const v = prepareVariant(plain, { fold: true, norm: 'l2', seed: 0, ...spec });
     const src = { ...v.source, weights: new CachedWeights(v.source.weights) };
@@ -92,8 +120,21 @@ for (const S of args.lengths.split(',').map(Number)) {
       log(`${args.model} S=${S}: ${name} ${mode}`);
       const r = await run(src, mode, v.norm);
       save(name, mode, r.logits);
-      const a = ref ? agreement(ref.logits.data, r.logits.data, r.logits.shape[1], positions.length) : { kl: null, top1: null, non_finite: null };
-      emit({ model: args.model, S, weights: name, mode, kl: a.kl, top1: a.top1, non_finite: a.non_finite, max: r.max, seconds: r.seconds, cpu_s: r.cpu_s });
+      const a = ref
+        ? agreement(ref.logits.data, r.logits.data, r.logits.shape[1], positions.length)
+        : { kl: null, top1: null, non_finite: null };
+      emit({
+        model: args.model,
+        S,
+        weights: name,
+        mode,
+        kl: a.kl,
+        top1: a.top1,
+        non_finite: a.non_finite,
+        max: r.max,
+        seconds: r.seconds,
+        cpu_s: r.cpu_s,
+      });
     }
   }
 }
@@ -107,9 +148,15 @@ function agreement(ref, out, V, P) {
 
 /** Fills in the KL of lines measured without their reference in the same process, from the saved logits. */
 function joinLogits(dir) {
-  const rows = readFileSync(args.out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const rows = readFileSync(args.out, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const V = parseConfig(synthConfigJson('base')).vocabSize;
-  const read = (f) => { const b = readFileSync(f); return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4); };
+  const read = (f) => {
+    const b = readFileSync(f);
+    return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+  };
   for (const r of rows) {
     if (r.kl !== null) continue;
     const refFile = join(dir, `${r.model}-${r.S}-plain-fp32.f32`);
@@ -127,8 +174,11 @@ function emit(row) {
 }
 
 function printTable(rows) {
-  const fmtMax = (v) => (v === null || !Number.isFinite(v) ? 'inf' : v >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(3));
-  console.log('| model | tokens | float32 residual max | folded fp16: KL (top-1), residual max | Hadamard fp16: KL (top-1), residual max | s per fp16 pass (CPU s) |');
+  const fmtMax = (v) =>
+    v === null || !Number.isFinite(v) ? 'inf' : v >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(3);
+  console.log(
+    '| model | tokens | float32 residual max | folded fp16: KL (top-1), residual max | Hadamard fp16: KL (top-1), residual max | s per fp16 pass (CPU s) |',
+  );
   console.log('| --- | ---: | ---: | --- | --- | ---: |');
   const key = (r) => `${r.model} ${r.S}`;
   for (const k of [...new Set(rows.map(key))]) {
@@ -140,7 +190,12 @@ function printTable(rows) {
       const kl = r.non_finite ? `non-finite (${r.non_finite} tokens)` : r.kl.toExponential(2);
       return `${kl} (${(100 * r.top1).toFixed(1)}%), ${fmtMax(r.max)}`;
     };
-    const secs = at.filter((r) => r.mode === 'fp16').map((r) => `${r.seconds.toFixed(0)} (${r.cpu_s.toFixed(0)})`).join(', ');
-    console.log(`| ${at[0].model} | ${at[0].S.toLocaleString('en-US')} | ${ref ? fmtMax(ref.max) : ''} | ${cell('folded')} | ${cell('hadamard')} | ${secs} |`);
+    const secs = at
+      .filter((r) => r.mode === 'fp16')
+      .map((r) => `${r.seconds.toFixed(0)} (${r.cpu_s.toFixed(0)})`)
+      .join(', ');
+    console.log(
+      `| ${at[0].model} | ${at[0].S.toLocaleString('en-US')} | ${ref ? fmtMax(ref.max) : ''} | ${cell('folded')} | ${cell('hadamard')} | ${secs} |`,
+    );
   }
 }

@@ -65,29 +65,65 @@ async function openModel(name) {
     const tok = await loadTokenizer(join(root, 'models', 'mini-trained'));
     const ids = idsOf(src.config, tok.maskTokenId);
     const builtin = resolveInputs({}, ids, tok);
-    const prompts = resolveInputs({ golden: join(FX, 'mini-trained', 'golden.safetensors') }, ids).filter((s) => s.label.startsWith('prompts['));
+    const prompts = resolveInputs({ golden: join(FX, 'mini-trained', 'golden.safetensors') }, ids).filter((s) =>
+      s.label.startsWith('prompts['),
+    );
     // convert's default calibration for a model with a tokenizer: the built-in sentences.
-    return { name, src, cases: [{ name: 'built-in sentences', seqs: builtin }, { name: 'golden prompts', seqs: prompts }], calibration: builtin, calibrationName: 'the built-in sentences (the first case: in-sample)' };
+    return {
+      name,
+      src,
+      cases: [
+        { name: 'built-in sentences', seqs: builtin },
+        { name: 'golden prompts', seqs: prompts },
+      ],
+      calibration: builtin,
+      calibrationName: 'the built-in sentences (the first case: in-sample)',
+    };
   }
   const config = parseConfig(synthConfigJson('base'));
-  const overrides = name === 'synth-base' ? [] : [parseOverride(`model.layers.2.mlp.Wo.weight[100]=${name === 'synth-base-massive' ? 2000 : MILD}`)];
+  const overrides =
+    name === 'synth-base'
+      ? []
+      : [parseOverride(`model.layers.2.mlp.Wo.weight[100]=${name === 'synth-base-massive' ? 2000 : MILD}`)];
   const src = { config, weights: new CachedWeights(new SynthWeights(config, overrides)) };
   const ids = idsOf(config);
   // synth-base-mild has no golden of its own: the synth goldens share their input ids.
-  const golden = resolveInputs({ golden: join(FX, name === 'synth-base-mild' ? 'synth-base' : name, 'golden.safetensors') }, ids);
+  const golden = resolveInputs(
+    { golden: join(FX, name === 'synth-base-mild' ? 'synth-base' : name, 'golden.safetensors') },
+    ids,
+  );
   const pick = (label) => ({ name: label.replace('[0]', ''), seqs: golden.filter((s) => s.label === label) });
   // convert's default calibration for a model without a tokenizer: 128 random ids, seed 0 (held out).
-  return { name, src, cases: [pick('seed_example[0]'), pick('len300[0]')], calibration: resolveInputs({ random: 128, seed: 0 }, ids), calibrationName: '128 random token ids, seed 0 (held out)' };
+  return {
+    name,
+    src,
+    cases: [pick('seed_example[0]'), pick('len300[0]')],
+    calibration: resolveInputs({ random: 128, seed: 0 }, ids),
+    calibrationName: '128 random token ids, seed 0 (held out)',
+  };
 }
 
 function idsOf(c, maskId = -1) {
-  return { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId, maskId] };
+  return {
+    vocabSize: c.vocabSize,
+    maxLen: c.maxPositions,
+    clsTokenId: c.clsTokenId,
+    sepTokenId: c.sepTokenId,
+    special: [c.padTokenId, maskId],
+  };
 }
 
 /** How a table names a weight form. */
 function formName(v) {
   const norm = v.norm === 'layernorm' ? 'LayerNorm' : v.norm === 'l2' ? 'l2 norm' : 'x*x norm';
-  const base = { layernorm: 'plain', folded: 'folded (Q = I)', 'folded-rms': 'folded (Q = I)', hadamard: 'Hadamard (seed 0)', 'hadamard-rms': 'Hadamard (seed 0)' }[v.name] ?? v.name;
+  const base =
+    {
+      layernorm: 'plain',
+      folded: 'folded (Q = I)',
+      'folded-rms': 'folded (Q = I)',
+      hadamard: 'Hadamard (seed 0)',
+      'hadamard-rms': 'Hadamard (seed 0)',
+    }[v.name] ?? v.name;
   return `${base}, ${norm}`;
 }
 
@@ -136,7 +172,9 @@ async function reference(model) {
 /** KL of the reference against its own logits rounded to float16: what a float16 output alone costs. */
 function outputFloor(refs, seqs) {
   const m = new AgreementMeter();
-  refs.forEach((r, i) => m.add(r.data, roundToF16(Float32Array.from(r.data)), r.V, r.P, r.P === 1 ? undefined : realOf(seqs[i])));
+  refs.forEach((r, i) =>
+    m.add(r.data, roundToF16(Float32Array.from(r.data)), r.V, r.P, r.P === 1 ? undefined : realOf(seqs[i])),
+  );
   return m.result().kl;
 }
 
@@ -154,7 +192,12 @@ async function measureCase(engine, c, ref, L) {
     max = Math.max(max, residualMax(r.taps, realOf(s)));
   }
   const finite = perToken.filter(Number.isFinite).sort((a, b) => a - b);
-  return { ...meter.result(), median: finite.length ? finite[finite.length >> 1] : Infinity, max, seconds: (performance.now() - t) / 1000 };
+  return {
+    ...meter.result(),
+    median: finite.length ? finite[finite.length >> 1] : Infinity,
+    max,
+    seconds: (performance.now() - t) / 1000,
+  };
 }
 
 /** KL of one token column. */
@@ -183,15 +226,29 @@ async function tableFor(name, o = { variants: VARIANTS, modes: MODES, learnNorm:
   const ref = await reference(model);
   const t = performance.now();
   log(`${name}: learning a rotation (${LEARN_SECONDS} s budget, fp16, ${o.learnNorm})`);
-  const learned = await learnRotation(model.src, { seed: 0, calibration: model.calibration, norm: o.learnNorm, precision: 'fp16', budgetSeconds: LEARN_SECONDS, maxSteps: 200 });
+  const learned = await learnRotation(model.src, {
+    seed: 0,
+    calibration: model.calibration,
+    norm: o.learnNorm,
+    precision: 'fp16',
+    budgetSeconds: LEARN_SECONDS,
+    maxSteps: 200,
+  });
   const learnSeconds = (performance.now() - t) / 1000;
   log(`${name}: ${learned.report.note} (${learnSeconds.toFixed(1)} s)`);
   const rows = [];
   for (const spec of o.variants) {
     // On synth-base (no outlier) the x*x forms say nothing the l2 ones do not.
     if (name === 'synth-base' && spec.norm === 'rms') continue;
-    const v = prepareVariant(model.src, { ...spec, seed: 0 }, spec.rotation === 'learned' ? learned.rotation : undefined);
-    const label = spec.rotation === 'learned' ? `learned (${learned.report.chosen === 'learned' ? 'kept' : `fell back to ${learned.report.chosen}`}), ${spec.norm === 'l2' ? 'l2' : 'x*x'} norm` : formName(v);
+    const v = prepareVariant(
+      model.src,
+      { ...spec, seed: 0 },
+      spec.rotation === 'learned' ? learned.rotation : undefined,
+    );
+    const label =
+      spec.rotation === 'learned'
+        ? `learned (${learned.report.chosen === 'learned' ? 'kept' : `fell back to ${learned.report.chosen}`}), ${spec.norm === 'l2' ? 'l2' : 'x*x'} norm`
+        : formName(v);
     const weights = new CachedWeights(v.source.weights); // folded once, shared by every mode
     const row = { variant: label, modes: {} };
     for (const mode of ['fp32', ...o.modes]) {
@@ -199,7 +256,9 @@ async function tableFor(name, o = { variants: VARIANTS, modes: MODES, learnNorm:
       row.modes[mode] = {};
       for (const c of model.cases) row.modes[mode][c.name] = await measureCase(engine, c, ref[c.name], L);
       await shutdownRuntime();
-      log(`${name} ${label} ${mode}: ${model.cases.map((c) => `${c.name} KL ${fmtKl(row.modes[mode][c.name])} (${row.modes[mode][c.name].seconds.toFixed(1)} s)`).join(', ')}`);
+      log(
+        `${name} ${label} ${mode}: ${model.cases.map((c) => `${c.name} KL ${fmtKl(row.modes[mode][c.name])} (${row.modes[mode][c.name].seconds.toFixed(1)} s)`).join(', ')}`,
+      );
     }
     rows.push(row);
   }
@@ -207,7 +266,8 @@ async function tableFor(name, o = { variants: VARIANTS, modes: MODES, learnNorm:
 }
 
 const fmtKl = (r) => (r.non_finite ? `non-finite (${r.non_finite}/${r.tokens})` : r.kl.toExponential(2));
-const fmtMax = (v) => (Number.isFinite(v) ? (v >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(3)) : 'inf');
+const fmtMax = (v) =>
+  Number.isFinite(v) ? (v >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toPrecision(3)) : 'inf';
 const pct = (v) => `${(100 * v).toFixed(1)}%`;
 
 function tableMarkdown(results) {
@@ -215,10 +275,18 @@ function tableMarkdown(results) {
   for (const { model, ref, rows, learned, learnSeconds, modes } of results) {
     for (const c of model.cases) {
       const tokens = c.seqs.reduce((s, q) => s + realOf(q).length, 0);
-      lines.push(`#### ${model.name}, ${c.name} (${c.seqs.length} sequence${c.seqs.length > 1 ? 's' : ''}, ${tokens} tokens; float32 residual max ${fmtMax(ref[c.name].max)})`, '');
-      lines.push(`KL(float32 ‖ emulated), mean over tokens, with top-1 agreement; max |residual| of the emulated run. Float16 logits alone (the reference's logits rounded to float16) cost KL ${ref[c.name].floor.toExponential(2)}.`, '');
+      lines.push(
+        `#### ${model.name}, ${c.name} (${c.seqs.length} sequence${c.seqs.length > 1 ? 's' : ''}, ${tokens} tokens; float32 residual max ${fmtMax(ref[c.name].max)})`,
+        '',
+      );
+      lines.push(
+        `KL(float32 ‖ emulated), mean over tokens, with top-1 agreement; max |residual| of the emulated run. Float16 logits alone (the reference's logits rounded to float16) cost KL ${ref[c.name].floor.toExponential(2)}.`,
+        '',
+      );
       const others = modes.filter((m) => m !== 'fp16');
-      lines.push(`| weights | fp32: KL, max res | fp16: KL (top-1), max res | fp16: median token KL |${others.map((m) => ` ${m}: KL (top-1), max res |`).join('')}`);
+      lines.push(
+        `| weights | fp32: KL, max res | fp16: KL (top-1), max res | fp16: median token KL |${others.map((m) => ` ${m}: KL (top-1), max res |`).join('')}`,
+      );
       lines.push(`| --- | --- | --- | --- |${others.map(() => ' --- |').join('')}`);
       for (const r of rows) {
         const cell = (m) => {
@@ -226,15 +294,27 @@ function tableMarkdown(results) {
           return m === 'fp32' ? `${fmtKl(x)}, ${fmtMax(x.max)}` : `${fmtKl(x)} (${pct(x.top1)}), ${fmtMax(x.max)}`;
         };
         const med = r.modes.fp16[c.name].median;
-        lines.push(`| ${r.variant} | ${cell('fp32')} | ${cell('fp16')} | ${Number.isFinite(med) ? med.toExponential(2) : 'non-finite'} |${others.map((m) => ` ${cell(m)} |`).join('')}`);
+        lines.push(
+          `| ${r.variant} | ${cell('fp32')} | ${cell('fp16')} | ${Number.isFinite(med) ? med.toExponential(2) : 'non-finite'} |${others.map((m) => ` ${cell(m)} |`).join('')}`,
+        );
       }
       lines.push('');
     }
     const rep = learned.report;
-    const cand = (k) => `${k} KL ${fmtKl(rep.candidates[k])}, median token ${rep.candidates[k].median_kl.toExponential(2)}, proxy ${rep.candidates[k].proxy.toFixed(4)}`;
-    lines.push(`Learned rotation for ${model.name} (${rep.norm === 'l2' ? 'l2' : 'x*x'} norm): calibration ${model.calibrationName}; ${rep.tokens} tokens, ${rep.rows} stream rows; start ${rep.start}; ${rep.steps} steps; on the calibration tokens (fp16): ${['folded', 'hadamard', 'learned'].map(cand).join('; ')}; chosen: **${rep.chosen}**. Time ${learnSeconds.toFixed(1)} s (float32 pass ${rep.seconds.calibration.toFixed(1)} s, three fp16 measurements ${rep.seconds.measure.toFixed(1)} s, optimisation ${rep.seconds.optimise.toFixed(1)} s).`, '');
-    const runTimes = rows.map((r) => `${r.variant}: ${['fp32', ...modes].map((m) => `${m} ${r.modes[m][model.cases.at(-1).name].seconds.toFixed(1)} s`).join(', ')}`);
-    lines.push(`Seconds for the ${model.cases.at(-1).name} case (forward passes with residual taps; 2 CPU cores): ${runTimes.join('; ')}.`, '');
+    const cand = (k) =>
+      `${k} KL ${fmtKl(rep.candidates[k])}, median token ${rep.candidates[k].median_kl.toExponential(2)}, proxy ${rep.candidates[k].proxy.toFixed(4)}`;
+    lines.push(
+      `Learned rotation for ${model.name} (${rep.norm === 'l2' ? 'l2' : 'x*x'} norm): calibration ${model.calibrationName}; ${rep.tokens} tokens, ${rep.rows} stream rows; start ${rep.start}; ${rep.steps} steps; on the calibration tokens (fp16): ${['folded', 'hadamard', 'learned'].map(cand).join('; ')}; chosen: **${rep.chosen}**. Time ${learnSeconds.toFixed(1)} s (float32 pass ${rep.seconds.calibration.toFixed(1)} s, three fp16 measurements ${rep.seconds.measure.toFixed(1)} s, optimisation ${rep.seconds.optimise.toFixed(1)} s).`,
+      '',
+    );
+    const runTimes = rows.map(
+      (r) =>
+        `${r.variant}: ${['fp32', ...modes].map((m) => `${m} ${r.modes[m][model.cases.at(-1).name].seconds.toFixed(1)} s`).join(', ')}`,
+    );
+    lines.push(
+      `Seconds for the ${model.cases.at(-1).name} case (forward passes with residual taps; 2 CPU cores): ${runTimes.join('; ')}.`,
+      '',
+    );
   }
   return lines.join('\n');
 }
@@ -256,23 +336,56 @@ async function proxyStudy(name, evalCase) {
   const evData = prepareProxy(evPass.stream, M);
   const limit = 0.8 * 65504;
   const qs = [['Q = I (folded)', identityMatrix(n)]];
-  for (const seed of [0, 1, 2]) qs.push([`Hadamard, seed ${seed}`, new HadamardRotation(n, seed).rightMul(identityMatrix(n), n, n)]);
-  for (const [start, q0, every] of [['Hadamard 0', qs[1][1], [5, 10, 40]], ['Q = I', identityMatrix(n), [40]]]) {
-    optimise(data, q0, { limit }, { seed: 0, maxSteps: 40, budget: 600, tick: () => {}, onStep: (k, q) => { if (every.includes(k)) qs.push([`from ${start}, step ${k}`, Float32Array.from(q)]); } });
+  for (const seed of [0, 1, 2])
+    qs.push([`Hadamard, seed ${seed}`, new HadamardRotation(n, seed).rightMul(identityMatrix(n), n, n)]);
+  for (const [start, q0, every] of [
+    ['Hadamard 0', qs[1][1], [5, 10, 40]],
+    ['Q = I', identityMatrix(n), [40]],
+  ]) {
+    optimise(
+      data,
+      q0,
+      { limit },
+      {
+        seed: 0,
+        maxSteps: 40,
+        budget: 600,
+        tick: () => {},
+        onStep: (k, q) => {
+          if (every.includes(k)) qs.push([`from ${start}, step ${k}`, Float32Array.from(q)]);
+        },
+      },
+    );
   }
   // The unweighted proxy's own optimum (M = I): what ignoring the readers' sensitivity gives.
-  qs.push(['from Q = I, M = I proxy, step 40', optimise(flat, identityMatrix(n), { limit }, { seed: 0, maxSteps: 40, budget: 600, tick: () => {} }).q]);
+  qs.push([
+    'from Q = I, M = I proxy, step 40',
+    optimise(flat, identityMatrix(n), { limit }, { seed: 0, maxSteps: 40, budget: 600, tick: () => {} }).q,
+  ]);
   const rows = [];
   for (const [label, q] of qs) {
     const t = performance.now();
-    const v = prepareVariant(model.src, { fold: true, rotation: 'learned', norm: 'l2', seed: 0 }, new DenseRotation(n, q));
+    const v = prepareVariant(
+      model.src,
+      { fold: true, rotation: 'learned', norm: 'l2', seed: 0 },
+      new DenseRotation(n, q),
+    );
     const engine = new Engine(v.source, { precision: 'fp16', norm: 'l2' }); // folds once for both inputs
     const cal = await agreementOf(engine, model.calibration, calPass.outputs);
     const ev = await agreementOf(engine, c.seqs, evPass.outputs);
     await shutdownRuntime();
-    const row = { label, proxy: fp16Proxy(data, q, { limit }).loss, flat: fp16Proxy(flat, q, { limit }).loss, evalProxy: fp16Proxy(evData, q, { limit }).loss, cal, ev };
+    const row = {
+      label,
+      proxy: fp16Proxy(data, q, { limit }).loss,
+      flat: fp16Proxy(flat, q, { limit }).loss,
+      evalProxy: fp16Proxy(evData, q, { limit }).loss,
+      cal,
+      ev,
+    };
     rows.push(row);
-    log(`proxy study ${name} ${label}: proxy ${row.proxy.toFixed(4)} calibration KL ${cal.kl.toExponential(2)} (median ${cal.median_kl.toExponential(2)}) ${evalCase} KL ${ev.kl.toExponential(2)} (median ${ev.median_kl.toExponential(2)}) (${since(t)} s)`);
+    log(
+      `proxy study ${name} ${label}: proxy ${row.proxy.toFixed(4)} calibration KL ${cal.kl.toExponential(2)} (median ${cal.median_kl.toExponential(2)}) ${evalCase} KL ${ev.kl.toExponential(2)} (median ${ev.median_kl.toExponential(2)}) (${since(t)} s)`,
+    );
   }
   return { name, evalCase, calibrationName: model.calibrationName, rows };
 }
@@ -295,13 +408,44 @@ function spearman(a, b) {
 function proxyMarkdown(studies) {
   const lines = [];
   for (const s of studies) {
-    lines.push(`#### ${s.name}: calibration ${s.calibrationName}; held-out case ${s.evalCase}; fp16 emulation, l2 norm`, '');
-    lines.push('| rotation | proxy | proxy, M = I | fp16 KL (median token) | proxy, held out | fp16 KL (median token), held out |', '| --- | --- | --- | --- | --- | --- |');
+    lines.push(
+      `#### ${s.name}: calibration ${s.calibrationName}; held-out case ${s.evalCase}; fp16 emulation, l2 norm`,
+      '',
+    );
+    lines.push(
+      '| rotation | proxy | proxy, M = I | fp16 KL (median token) | proxy, held out | fp16 KL (median token), held out |',
+      '| --- | --- | --- | --- | --- | --- |',
+    );
     const e = (v) => v.toExponential(2);
-    for (const r of s.rows) lines.push(`| ${r.label} | ${r.proxy.toFixed(4)} | ${r.flat.toFixed(4)} | ${e(r.cal.kl)} (${e(r.cal.median_kl)}) | ${r.evalProxy.toFixed(4)} | ${e(r.ev.kl)} (${e(r.ev.median_kl)}) |`);
+    for (const r of s.rows)
+      lines.push(
+        `| ${r.label} | ${r.proxy.toFixed(4)} | ${r.flat.toFixed(4)} | ${e(r.cal.kl)} (${e(r.cal.median_kl)}) | ${r.evalProxy.toFixed(4)} | ${e(r.ev.kl)} (${e(r.ev.median_kl)}) |`,
+      );
     const col = (f) => s.rows.map(f);
     const rho = (a, b) => spearman(col(a), col(b)).toFixed(2);
-    lines.push('', `Spearman rank correlation with the proxy: calibration mean KL ${rho((r) => r.proxy, (r) => r.cal.kl)}, median token KL ${rho((r) => r.proxy, (r) => r.cal.median_kl)}; held out mean KL ${rho((r) => r.evalProxy, (r) => r.ev.kl)}, median token KL ${rho((r) => r.evalProxy, (r) => r.ev.median_kl)}. The M = I proxy: calibration mean KL ${rho((r) => r.flat, (r) => r.cal.kl)}, median ${rho((r) => r.flat, (r) => r.cal.median_kl)}.`, '');
+    lines.push(
+      '',
+      `Spearman rank correlation with the proxy: calibration mean KL ${rho(
+        (r) => r.proxy,
+        (r) => r.cal.kl,
+      )}, median token KL ${rho(
+        (r) => r.proxy,
+        (r) => r.cal.median_kl,
+      )}; held out mean KL ${rho(
+        (r) => r.evalProxy,
+        (r) => r.ev.kl,
+      )}, median token KL ${rho(
+        (r) => r.evalProxy,
+        (r) => r.ev.median_kl,
+      )}. The M = I proxy: calibration mean KL ${rho(
+        (r) => r.flat,
+        (r) => r.cal.kl,
+      )}, median ${rho(
+        (r) => r.flat,
+        (r) => r.cal.median_kl,
+      )}.`,
+      '',
+    );
   }
   return lines.join('\n');
 }
@@ -338,7 +482,11 @@ async function runMixed(graph, seq, keep) {
   for (const op of graph.ops) {
     const lo = await opDef(op.op).run(argsFor(op, 'half'));
     const hi = await opDef(op.op).run(argsFor(op, 'full'));
-    const inputs = new Set(Object.values(op.inputs).flatMap((a) => (typeof a === 'string' ? [env.get(a)?.data] : Array.isArray(a) ? a.map((x) => env.get(x)?.data) : [])));
+    const inputs = new Set(
+      Object.values(op.inputs).flatMap((a) =>
+        typeof a === 'string' ? [env.get(a)?.data] : Array.isArray(a) ? a.map((x) => env.get(x)?.data) : [],
+      ),
+    );
     op.outputs.forEach((o, k) => {
       const a = lo[k];
       if (!(a.data instanceof Float32Array) || inputs.has(a.data)) return env.set(o.name, a); // relabelled input
@@ -349,7 +497,9 @@ async function runMixed(graph, seq, keep) {
         for (let i = 0; i < out.length; i += S) for (const p of keep) out[i + p] = b[i + p];
       } else if (sh.length >= 2 && sh[1] === S) {
         const inner = sh.slice(2).reduce((x, y) => x * y, 1);
-        for (let outer = 0; outer < sh[0]; outer++) for (const p of keep) for (let j = 0; j < inner; j++) out[(outer * S + p) * inner + j] = b[(outer * S + p) * inner + j];
+        for (let outer = 0; outer < sh[0]; outer++)
+          for (const p of keep)
+            for (let j = 0; j < inner; j++) out[(outer * S + p) * inner + j] = b[(outer * S + p) * inner + j];
       }
       env.set(o.name, { ...a, data: out });
     });
@@ -373,7 +523,9 @@ async function prefixStudy(name, caseName) {
   ranked.sort((a, b) => b.max - a.max);
   const tokens = ranked.length;
   const over = ranked.filter((r) => r.max > 256).length;
-  const budgets = [...new Set([0, 1, Math.ceil(tokens * 0.1), over, tokens])].filter((k) => k <= tokens).sort((a, b) => a - b);
+  const budgets = [...new Set([0, 1, Math.ceil(tokens * 0.1), over, tokens])]
+    .filter((k) => k <= tokens)
+    .sort((a, b) => a - b);
   const rows = [];
   for (const spec of VARIANTS.slice(0, 3)) {
     const v = prepareVariant(model.src, { ...spec, seed: 0 });
@@ -395,15 +547,32 @@ async function prefixStudy(name, caseName) {
     }
     await shutdownRuntime();
   }
-  return { name, caseName, tokens, over, top: ranked.slice(0, 3).map((r) => r.max), median: ranked[Math.floor(tokens / 2)].max, rows };
+  return {
+    name,
+    caseName,
+    tokens,
+    over,
+    top: ranked.slice(0, 3).map((r) => r.max),
+    median: ranked[Math.floor(tokens / 2)].max,
+    rows,
+  };
 }
 
 function prefixMarkdown(studies) {
   const lines = [];
   for (const s of studies) {
-    lines.push(`#### ${s.name}, ${s.caseName}: ${s.tokens} tokens, ${s.over} with max |residual| > 256 (largest ${s.top.map(fmtMax).join(', ')}; median ${fmtMax(s.median)}); fp16 emulation`, '');
-    lines.push('| weights | tokens kept in float32 | KL (top-1), all tokens | KL (top-1), tokens left in fp16 |', '| --- | --- | --- | --- |');
-    for (const r of s.rows) lines.push(`| ${r.variant} | ${r.k} | ${fmtKl(r.all)} (${pct(r.all.top1)}) | ${r.rest.tokens ? `${fmtKl(r.rest)} (${pct(r.rest.top1)})` : '-'} |`);
+    lines.push(
+      `#### ${s.name}, ${s.caseName}: ${s.tokens} tokens, ${s.over} with max |residual| > 256 (largest ${s.top.map(fmtMax).join(', ')}; median ${fmtMax(s.median)}); fp16 emulation`,
+      '',
+    );
+    lines.push(
+      '| weights | tokens kept in float32 | KL (top-1), all tokens | KL (top-1), tokens left in fp16 |',
+      '| --- | --- | --- | --- |',
+    );
+    for (const r of s.rows)
+      lines.push(
+        `| ${r.variant} | ${r.k} | ${fmtKl(r.all)} (${pct(r.all.top1)}) | ${r.rest.tokens ? `${fmtKl(r.rest)} (${pct(r.rest.top1)})` : '-'} |`,
+      );
     lines.push('');
   }
   return lines.join('\n');
@@ -413,17 +582,23 @@ function prefixMarkdown(studies) {
 
 function writeBlock(name, body, command, seconds) {
   const path = args.out;
-  const text = existsSync(path) ? readFileSync(path, 'utf8') : `# Float16 fidelity\n\n<!-- fidelity:${name} -->\n<!-- /fidelity:${name} -->\n`;
+  const text = existsSync(path)
+    ? readFileSync(path, 'utf8')
+    : `# Float16 fidelity\n\n<!-- fidelity:${name} -->\n<!-- /fidelity:${name} -->\n`;
   const open = `<!-- fidelity:${name} -->`;
   const close = `<!-- /fidelity:${name} -->`;
   const stamp = `_Generated by \`${command}\` in ${seconds.toFixed(0)} s on ${cpus().length} CPU cores (${cpus()[0]?.model ?? 'unknown CPU'}), Node ${process.version}._`;
   const block = `${open}\n${stamp}\n\n${body.trim()}\n${close}`;
   const i = text.indexOf(open);
   const j = text.indexOf(close);
-  writeFileSync(path, i >= 0 && j > i ? text.slice(0, i) + block + text.slice(j + close.length) : `${text.trimEnd()}\n\n${block}\n`);
+  writeFileSync(
+    path,
+    i >= 0 && j > i ? text.slice(0, i) + block + text.slice(j + close.length) : `${text.trimEnd()}\n\n${block}\n`,
+  );
 }
 
-const command = (section) => `node bench/fidelity.mjs --sections ${section}${section === 'table' || section === 'mild' ? ` --learn-seconds ${LEARN_SECONDS}` : ''}`;
+const command = (section) =>
+  `node bench/fidelity.mjs --sections ${section}${section === 'table' || section === 'mild' ? ` --learn-seconds ${LEARN_SECONDS}` : ''}`;
 
 if (sections.has('table')) {
   const t = performance.now();
@@ -441,13 +616,19 @@ if (sections.has('mild')) {
 }
 if (sections.has('proxy')) {
   const t = performance.now();
-  const studies = [await proxyStudy('synth-base-massive', 'seed_example'), await proxyStudy('mini-trained', 'golden prompts')];
+  const studies = [
+    await proxyStudy('synth-base-massive', 'seed_example'),
+    await proxyStudy('mini-trained', 'golden prompts'),
+  ];
   writeBlock('proxy', proxyMarkdown(studies), command('proxy'), (performance.now() - t) / 1000);
   log(`proxy study written (${since(t)} s)`);
 }
 if (sections.has('prefix')) {
   const t = performance.now();
-  const studies = [await prefixStudy('synth-base-massive', 'seed_example'), await prefixStudy('mini-trained', 'golden prompts')];
+  const studies = [
+    await prefixStudy('synth-base-massive', 'seed_example'),
+    await prefixStudy('mini-trained', 'golden prompts'),
+  ];
   writeBlock('prefix', prefixMarkdown(studies), command('prefix'), (performance.now() - t) / 1000);
   log(`prefix study written (${since(t)} s)`);
 }

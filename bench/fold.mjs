@@ -69,7 +69,11 @@ function identity(size) {
 function foldAll() {
   const t0 = performance.now();
   const usage0 = process.resourceUsage();
-  const folded = foldWeights(new MemoryWeights(weights), { numLayers: layers, hidden: n }, makeRotation(values.rotation));
+  const folded = foldWeights(
+    new MemoryWeights(weights),
+    { numLayers: layers, hidden: n },
+    makeRotation(values.rotation),
+  );
   let count = 0;
   let slowest = { name: '', ms: 0 };
   for (const name of folded.names()) {

@@ -105,7 +105,10 @@ async function child(dir, S) {
   const c = ckpt.config;
   const engine = new Engine({ ...ckpt, weights });
   const ids = [c.clsTokenId, ...synthIds(S - 2, `bench${S}`, 0, 50280), c.sepTokenId];
-  const opts = positions === undefined ? {} : { positions: Array.from({ length: positions }, (_, i) => Math.floor(((i + 0.5) * S) / positions)) };
+  const opts =
+    positions === undefined
+      ? {}
+      : { positions: Array.from({ length: positions }, (_, i) => Math.floor(((i + 0.5) * S) / positions)) };
 
   t = performance.now();
   // Only the shape is kept: holding the logits (206 MB at 1024 tokens) would count against the peak.
@@ -173,15 +176,21 @@ async function parent() {
 
   const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const f = (x, d) => x.toFixed(d);
-  console.log(`synth-base float32 forward (${positions === undefined ? 'logits at every token' : `head at ${positions} positions`}); ${cpus()[0]?.model ?? 'cpu'}, ${availableParallelism()} cores, ` +
-    `${results[0]?.threads} GEMM threads, Node ${process.version}, ${runs} timed runs after a warm-up; load average ${loadStart} at the start, ${loadavg()[0].toFixed(2)} at the end`);
+  console.log(
+    `synth-base float32 forward (${positions === undefined ? 'logits at every token' : `head at ${positions} positions`}); ${cpus()[0]?.model ?? 'cpu'}, ${availableParallelism()} cores, ` +
+      `${results[0]?.threads} GEMM threads, Node ${process.version}, ${runs} timed runs after a warm-up; load average ${loadStart} at the start, ${loadavg()[0].toFixed(2)} at the end`,
+  );
   console.log(`float32 weights: ${f(results[0].weight_bytes / 1e6, 0)} MB\n`);
-  console.log('| tokens | load: open + read (s) | warm-up (s) | best (s) | median (s) | CPU s per run | tokens/s | GFLOP (conv / einsum / matmul) | GFLOP/s (best) | peak RSS (MB) | RSS / f32 weights |');
+  console.log(
+    '| tokens | load: open + read (s) | warm-up (s) | best (s) | median (s) | CPU s per run | tokens/s | GFLOP (conv / einsum / matmul) | GFLOP/s (best) | peak RSS (MB) | RSS / f32 weights |',
+  );
   console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     const best = Math.min(...r.runs_s);
     const k = r.gflop_by_kind;
-    console.log(`| ${r.S} | ${f(r.open_s, 3)} + ${f(r.read_s, 2)} | ${f(r.warm_s, 2)} | ${f(best, 2)} | ${f(med(r.runs_s), 2)} | ${f((r.cpu_user_s + r.cpu_system_s) / r.runs_s.length, 2)} | ${f(r.S / best, 0)} | ${f(r.gflop, 1)} (${f(k.conv, 1)} / ${f(k.einsum, 1)} / ${f(k.matmul, 3)}) | ${f(r.gflop / best, 1)} | ${f(r.peak_rss_bytes / 1e6, 0)} | ${f(r.peak_rss_bytes / r.weight_bytes, 2)} |`);
+    console.log(
+      `| ${r.S} | ${f(r.open_s, 3)} + ${f(r.read_s, 2)} | ${f(r.warm_s, 2)} | ${f(best, 2)} | ${f(med(r.runs_s), 2)} | ${f((r.cpu_user_s + r.cpu_system_s) / r.runs_s.length, 2)} | ${f(r.S / best, 0)} | ${f(r.gflop, 1)} (${f(k.conv, 1)} / ${f(k.einsum, 1)} / ${f(k.matmul, 3)}) | ${f(r.gflop / best, 1)} | ${f(r.peak_rss_bytes / 1e6, 0)} | ${f(r.peak_rss_bytes / r.weight_bytes, 2)} |`,
+    );
   }
   goals(results, med);
 }
@@ -195,12 +204,18 @@ function goals(results, med) {
   const [short, long] = [at(1024), results.reduce((a, b) => (b.S > a.S ? b : a))];
   if (short && long.S > short.S) {
     const ratio = med(long.runs_s) / med(short.runs_s);
-    console.log(`- time(${long.S}) / time(1024) = ${f(ratio, 1)} (goal <= 18; CPU seconds: ${f(cpu(long) / cpu(short), 1)})`);
+    console.log(
+      `- time(${long.S}) / time(1024) = ${f(ratio, 1)} (goal <= 18; CPU seconds: ${f(cpu(long) / cpu(short), 1)})`,
+    );
   }
   for (const r of results) {
     const gs = r.gflop / med(r.runs_s);
-    console.log(`- ${r.S} tokens: ${f(gs, 1)} GFLOP/s ${gs >= 30 ? 'meets' : 'misses'} the goal of >= 30 (${f(r.gflop / cpu(r), 1)} GFLOP per CPU second)`);
+    console.log(
+      `- ${r.S} tokens: ${f(gs, 1)} GFLOP/s ${gs >= 30 ? 'meets' : 'misses'} the goal of >= 30 (${f(r.gflop / cpu(r), 1)} GFLOP per CPU second)`,
+    );
   }
   const rss = long.peak_rss_bytes / long.weight_bytes;
-  console.log(`- peak RSS at ${long.S} tokens: ${f(rss, 2)}x the float32 weights (goal <= 1.6: ${rss <= 1.6 ? 'met' : 'not met'})`);
+  console.log(
+    `- peak RSS at ${long.S} tokens: ${f(rss, 2)}x the float32 weights (goal <= 1.6: ${rss <= 1.6 ? 'met' : 'not met'})`,
+  );
 }

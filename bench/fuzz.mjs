@@ -43,7 +43,10 @@ if (!isMainThread) {
   let worker;
   const start = () =>
     new Promise((resolve, reject) => {
-      worker = new Worker(fileURLToPath(import.meta.url), { workerData: { work: join(work, `w${Date.now()}`) }, resourceLimits: { maxOldGenerationSizeMb: 2048 } });
+      worker = new Worker(fileURLToPath(import.meta.url), {
+        workerData: { work: join(work, `w${Date.now()}`) },
+        resourceLimits: { maxOldGenerationSizeMb: 2048 },
+      });
       worker.once('message', (m) => (m.ready ? resolve() : reject(new Error('worker did not start'))));
       worker.once('error', reject);
     });
@@ -89,17 +92,21 @@ if (!isMainThread) {
         bad.push(r);
         console.error(describeCase(r));
       }
-      if ((index + 1) % 1000 === 0) console.error(`${reader}: ${index + 1}/${cases} (${((Date.now() - t1) / 1000).toFixed(0)} s)`);
+      if ((index + 1) % 1000 === 0)
+        console.error(`${reader}: ${index + 1}/${cases} (${((Date.now() - t1) / 1000).toFixed(0)} s)`);
     }
     table.push({ reader, cases, ...counts, seconds: Math.round((Date.now() - t1) / 1000) });
   }
   if (worker) await worker.terminate();
   rmSync(work, { recursive: true, force: true });
 
-  console.log(`seed ${seed}, ${cases} cases per reader, watchdog ${timeoutMs} ms, node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}`);
+  console.log(
+    `seed ${seed}, ${cases} cases per reader, watchdog ${timeoutMs} ms, node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}`,
+  );
   console.log('| reader | cases | clear error | accepted | internal error | hang | seconds |');
   console.log('|---|---:|---:|---:|---:|---:|---:|');
-  for (const r of table) console.log(`| ${r.reader} | ${r.cases} | ${r.error} | ${r.accepted} | ${r.internal} | ${r.hang} | ${r.seconds} |`);
+  for (const r of table)
+    console.log(`| ${r.reader} | ${r.cases} | ${r.error} | ${r.accepted} | ${r.internal} | ${r.hang} | ${r.seconds} |`);
   console.log(`total ${((Date.now() - t0) / 1000).toFixed(0)} s`);
   process.exit(bad.length > 0 ? 1 : 0);
 }

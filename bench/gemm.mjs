@@ -59,7 +59,9 @@ for (let pass = 0; pass < repeat; pass++) {
 }
 await shutdownKernels();
 
-console.log(`Node ${process.version}, ${cpus()[0]?.model ?? 'cpu'}, ${availableParallelism()} threads available, best of ${repeat} pass(es)`);
+console.log(
+  `Node ${process.version}, ${cpus()[0]?.model ?? 'cpu'}, ${availableParallelism()} threads available, best of ${repeat} pass(es)`,
+);
 console.log(`| product (M x N x K) | ${threadCounts.map((t) => `ms (${t}T) | GFLOP/s (${t}T)`).join(' | ')} |`);
 console.log(`|---|${threadCounts.map(() => '---:|---:').join('|')}|`);
 const totals = new Map(threadCounts.map((t) => [t, { flop: 0, ms: 0 }]));

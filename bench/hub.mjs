@@ -25,7 +25,9 @@ const work = mkdtempSync(join(tmpdir(), 'mba-bench-hub-'));
  */
 async function run(args, env) {
   const wrapper = join(work, 'run-cli.mjs');
-  writeFileSync(wrapper, `const { main } = await import(${JSON.stringify(pathToFileURL(join(root, 'dist', 'cli', 'main.js')).href)});
+  writeFileSync(
+    wrapper,
+    `const { main } = await import(${JSON.stringify(pathToFileURL(join(root, 'dist', 'cli', 'main.js')).href)});
 const code = await main(process.argv.slice(2));
 const u = process.resourceUsage();
 // VmHWM, not maxRSS: Linux carries a process's maxRSS over fork and exec, so a child of this server (which
@@ -34,7 +36,8 @@ const { readFileSync } = await import('node:fs');
 const hwm = /VmHWM:\\s+(\\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
 process.stderr.write('MAXRSS ' + (hwm ?? u.maxRSS) + ' CPU ' + (u.userCPUTime + u.systemCPUTime) + '\\n');
 process.exit(code);
-`);
+`,
+  );
   const t0 = performance.now();
   const child = spawn(process.execPath, [wrapper, ...args], { env: { ...process.env, ...env } });
   const r = { stdout: '', stderr: '' };
@@ -50,35 +53,73 @@ process.exit(code);
 const rows = [];
 let hub;
 try {
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), join(root, 'test', 'helpers', 'hub-server.ts'), '--outDir', work, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--types', 'node', '--skipLibCheck']);
+  execFileSync(process.execPath, [
+    join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
+    join(root, 'test', 'helpers', 'hub-server.ts'),
+    '--outDir',
+    work,
+    '--module',
+    'nodenext',
+    '--moduleResolution',
+    'nodenext',
+    '--target',
+    'es2022',
+    '--types',
+    'node',
+    '--skipLibCheck',
+  ]);
   const { FakeHub, folderFiles, commitOf } = await import(pathToFileURL(join(work, 'hub-server.js')).href);
   let model = values.model;
   if (!model) {
     model = join(work, 'synth-base');
-    execFileSync(process.execPath, [join(root, 'bin', 'modernbert-ane.js'), 'synth', 'base', '--out', model], { stdio: 'inherit' });
+    execFileSync(process.execPath, [join(root, 'bin', 'modernbert-ane.js'), 'synth', 'base', '--out', model], {
+      stdio: 'inherit',
+    });
   }
   const files = folderFiles(model);
-  const bytes = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].reduce((s, f) => s + (files.get(f)?.length ?? 0), 0);
+  const bytes = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].reduce(
+    (s, f) => s + (files.get(f)?.length ?? 0),
+    0,
+  );
   hub = new FakeHub();
   await hub.start();
   hub.add('bench/model', { commits: { [commitOf('bench')]: files }, refs: { main: commitOf('bench') } });
   const mb = bytes / 1e6;
-  console.log(`serving ${model} as bench/model (${mb.toFixed(1)} MB of checkpoint files) at ${hub.endpoint}; ${cpus().length} cores, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
-  const row = (what, r) => rows.push({ what, seconds: r.seconds.toFixed(2), 'MB/s': r.out.downloaded.bytes ? (r.out.downloaded.bytes / 1e6 / r.seconds).toFixed(0) : '-', 'peak RSS MB': (r.maxRss / 1e6).toFixed(0), 'CPU s': r.cpu.toFixed(2) });
+  console.log(
+    `serving ${model} as bench/model (${mb.toFixed(1)} MB of checkpoint files) at ${hub.endpoint}; ${cpus().length} cores, load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
+  const row = (what, r) =>
+    rows.push({
+      what,
+      seconds: r.seconds.toFixed(2),
+      'MB/s': r.out.downloaded.bytes ? (r.out.downloaded.bytes / 1e6 / r.seconds).toFixed(0) : '-',
+      'peak RSS MB': (r.maxRss / 1e6).toFixed(0),
+      'CPU s': r.cpu.toFixed(2),
+    });
   for (let i = 0; i < Number(values.runs); i++) {
     const home = join(work, `hf-${i}`);
     const env = { HF_ENDPOINT: hub.endpoint, HF_HOME: home, HF_HUB_OFFLINE: '' };
     const cold = await run(['download', 'bench/model', '--json'], env);
-    if (cold.out.downloaded.bytes !== bytes) throw new Error(`downloaded ${cold.out.downloaded.bytes} bytes, expected ${bytes}`);
+    if (cold.out.downloaded.bytes !== bytes)
+      throw new Error(`downloaded ${cold.out.downloaded.bytes} bytes, expected ${bytes}`);
     row('cold: empty cache', cold);
     if (i === 0) {
       row('cached, online (model info only)', await run(['download', 'bench/model', '--json'], env));
-      row('cached, HF_HUB_OFFLINE=1', await run(['download', 'bench/model', '--json'], { ...env, HF_HUB_OFFLINE: '1' }));
+      row(
+        'cached, HF_HUB_OFFLINE=1',
+        await run(['download', 'bench/model', '--json'], { ...env, HF_HUB_OFFLINE: '1' }),
+      );
     }
     rmSync(home, { recursive: true, force: true });
   }
   console.table(rows);
-  console.log(`load after: ${loadavg().map((l) => l.toFixed(2)).join(' ')}; model file ${(statSync(join(model, 'model.safetensors')).size / 1e6).toFixed(1)} MB`);
+  console.log(
+    `load after: ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}; model file ${(statSync(join(model, 'model.safetensors')).size / 1e6).toFixed(1)} MB`,
+  );
 } finally {
   await hub?.stop();
   rmSync(work, { recursive: true, force: true });

@@ -64,7 +64,11 @@ async function parent() {
   const lengths = values.lengths === 'none' ? [] : values.lengths.split(',').map(Number);
   const runs = Number(values.runs);
   const skipAbove = values['skip-engine-above'] === undefined ? Infinity : Number(values['skip-engine-above']);
-  process.stderr.write(`cores ${availableParallelism()}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} at the start\n`);
+  process.stderr.write(
+    `cores ${availableParallelism()}, load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(' ')} at the start\n`,
+  );
   const rows = [];
   for (const S of lengths) {
     const names = values.runtimes.split(',').filter((n) => n !== 'engine' || S <= skipAbove);
@@ -85,7 +89,13 @@ async function parent() {
     const med = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
     const row = { S, load: loadavg()[0] };
     names.forEach((n, i) => {
-      row[n] = { median: med(times[n]), all: times[n], cpu: med(cpus[n]), peakMB: done[i].peakMB, prepare: ready[i].seconds };
+      row[n] = {
+        median: med(times[n]),
+        all: times[n],
+        cpu: med(cpus[n]),
+        peakMB: done[i].peakMB,
+        prepare: ready[i].seconds,
+      };
     });
     const ref = outs.engine ?? outs['ort-plain'] ?? outs[names[0]];
     row.maxDiff = Object.fromEntries(names.map((n) => [n, Math.max(...outs[n].map((v, j) => Math.abs(v - ref[j])))]));
@@ -97,9 +107,15 @@ async function parent() {
   if (embedRows.length) {
     console.log(`| embed, ${values.texts} texts | texts/s | wall s | CPU s | peak RSS | load |`);
     console.log('| --- | ---: | ---: | ---: | ---: | ---: |');
-    for (const r of embedRows) console.log(`| ${r.name} | ${r.textsPerSecond.toFixed(1)} | ${r.seconds.toFixed(1)} | ${r.cpu.toFixed(1)} | ${r.peakMB} MB | ${r.load.toFixed(1)} |`);
+    for (const r of embedRows)
+      console.log(
+        `| ${r.name} | ${r.textsPerSecond.toFixed(1)} | ${r.seconds.toFixed(1)} | ${r.cpu.toFixed(1)} | ${r.peakMB} MB | ${r.load.toFixed(1)} |`,
+      );
     const [a, b] = embedRows.map((r) => r.sample);
-    if (b) console.log(`max |engine - ort| over the first ${a.length / embedRows[0].dims} embeddings: ${Math.max(...a.map((v, j) => Math.abs(v - b[j]))).toExponential(2)}`);
+    if (b)
+      console.log(
+        `max |engine - ort| over the first ${a.length / embedRows[0].dims} embeddings: ${Math.max(...a.map((v, j) => Math.abs(v - b[j]))).toExponential(2)}`,
+      );
   }
   if (!rows.length) return;
   const f = (r, n) => (r[n] ? `${r[n].median.toFixed(2)} s, ${r[n].cpu.toFixed(1)} CPU s (${r[n].peakMB} MB)` : '-');
@@ -107,16 +123,26 @@ async function parent() {
   console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
     const ratio = (a, b) => (r[a] && r[b] ? `${(r[a].median / r[b].median).toFixed(2)}x` : '-');
-    console.log(`| ${r.S} | ${f(r, 'engine')} | ${f(r, 'ort-ours')} | ${f(r, 'ort-plain')} | ${ratio('ort-ours', 'ort-plain')} | ${ratio('engine', 'ort-ours')} | ${r.load.toFixed(1)} |`);
+    console.log(
+      `| ${r.S} | ${f(r, 'engine')} | ${f(r, 'ort-ours')} | ${f(r, 'ort-plain')} | ${ratio('ort-ours', 'ort-plain')} | ${ratio('engine', 'ort-ours')} | ${r.load.toFixed(1)} |`,
+    );
   }
 }
 
 function start(name, dir) {
-  const p = fork(fileURLToPath(import.meta.url), ['--child', name, '--dir', dir], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const p = fork(fileURLToPath(import.meta.url), ['--child', name, '--dir', dir], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   let waiting;
   p.on('message', (m) => waiting?.(m));
   p.on('exit', (code) => code && waiting?.(Promise.reject(new Error(`${name} exited with ${code}`))));
-  return { ask: (m) => new Promise((res) => { waiting = res; p.send(m); }) };
+  return {
+    ask: (m) =>
+      new Promise((res) => {
+        waiting = res;
+        p.send(m);
+      }),
+  };
 }
 
 // ---- embed: the 2,000-text set on each runtime, one child after the other --------------------------------
@@ -126,12 +152,20 @@ async function embedBoth(dir) {
   // --runtimes picks here too: 'engine' and 'ort-ours' (--runtime ort); ort-plain has no embed.
   const picked = values.runtimes.split(',');
   for (const name of ['engine', 'ort'].filter((n) => picked.includes(n === 'ort' ? 'ort-ours' : n))) {
-    const args = ['--child', `embed-${name}`, '--dir', dir, ...['texts', 'window', 'pack', 'seed'].flatMap((k) => [`--${k}`, values[k]])];
+    const args = [
+      '--child',
+      `embed-${name}`,
+      '--dir',
+      dir,
+      ...['texts', 'window', 'pack', 'seed'].flatMap((k) => [`--${k}`, values[k]]),
+    ];
     const p = fork(fileURLToPath(import.meta.url), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const row = await new Promise((res, rej) => {
       p.on('message', res);
       // A child that dies by a signal, or exits before answering, is an error too (not a silent stop).
-      p.on('exit', (code, signal) => rej(new Error(`embed on ${name} exited (${signal ?? `code ${code}`}) before reporting`)));
+      p.on('exit', (code, signal) =>
+        rej(new Error(`embed on ${name} exited (${signal ?? `code ${code}`}) before reporting`)),
+      );
     });
     rows.push({ name: name === 'engine' ? 'our engine' : '--runtime ort', ...row, load: loadavg()[0] });
     process.stderr.write(`embed ${name}: ${JSON.stringify({ ...row, sample: undefined })}\n`);
@@ -158,16 +192,21 @@ async function embedChild(name, dir) {
   const cpu = process.cpuUsage(cpu0);
   const first = results.slice(0, 50).map((r) => Array.from(r));
   // Wait until the message is written: a large one sent just before process.exit is lost.
-  await new Promise((res) => process.send({
-    texts: texts.length,
-    windows: stats.windows,
-    seconds: stats.seconds,
-    textsPerSecond: texts.length / stats.seconds,
-    cpu: (cpu.user + cpu.system) / 1e6,
-    peakMB: Math.round(process.resourceUsage().maxRSS / 1024),
-    dims: first[0].length,
-    sample: first.flat(),
-  }, res));
+  await new Promise((res) =>
+    process.send(
+      {
+        texts: texts.length,
+        windows: stats.windows,
+        seconds: stats.seconds,
+        textsPerSecond: texts.length / stats.seconds,
+        cpu: (cpu.user + cpu.system) / 1e6,
+        peakMB: Math.round(process.resourceUsage().maxRSS / 1024),
+        dims: first[0].length,
+        sample: first.flat(),
+      },
+      res,
+    ),
+  );
   model.close();
   await shutdownRuntime();
   process.exit(0);

@@ -33,7 +33,9 @@ try {
   process.exit(2);
 }
 if (values.help) {
-  console.log(`${USAGE}\n\nRuns every benchmark in bench/, each in its own process, after a build. --quick runs each at a small size\n(minutes in all), --only runs the named ones, --list prints their commands without running them.`);
+  console.log(
+    `${USAGE}\n\nRuns every benchmark in bench/, each in its own process, after a build. --quick runs each at a small size\n(minutes in all), --only runs the named ones, --list prints their commands without running them.`,
+  );
   process.exit(0);
 }
 
@@ -50,15 +52,24 @@ const ARGS = {
   fidelity: { full: ['--out', fidelityDoc], quick: ['--sections', 'prefix', '--out', fidelityDoc] },
   // One text per window costs a full 512-token pass per text: the full run measures 100 of them and scales.
   embed: { full: ['--texts', '2000', '--baseline', '100'], quick: ['--texts', '40', '--baseline', '4'] },
-  compress: { full: ['--model', 'models/mini-trained', '--rotations', 'none,hadamard,learned'], quick: ['--model', 'models/mini-trained', '--forms', 'fp16,int4'] },
+  compress: {
+    full: ['--model', 'models/mini-trained', '--rotations', 'none,hadamard,learned'],
+    quick: ['--model', 'models/mini-trained', '--forms', 'fp16,int4'],
+  },
   // Whole commands on synth-base, both runtimes and the default, and embed against sorted padded batches.
   commands: { full: [], quick: ['--runs', '1', '--only', 'predict,st', '--short', '20', '--long', '4'] },
-  'compress-tokens': { full: ['--model', 'models/mini-trained'], quick: ['--model', 'models/mini-trained', '--random', '8', '--forms', 'int4'] },
+  'compress-tokens': {
+    full: ['--model', 'models/mini-trained'],
+    quick: ['--model', 'models/mini-trained', '--random', '8', '--forms', 'int4'],
+  },
   hub: { full: [], quick: ['--model', 'models/mini-trained', '--runs', '1'] },
 };
 
 const order = (name) => (name in ARGS ? Object.keys(ARGS).indexOf(name) : Infinity);
-const all = readdirSync(join(root, 'bench')).filter((f) => f.endsWith('.mjs') && f !== 'run.mjs').map((f) => f.slice(0, -'.mjs'.length)).sort((a, b) => order(a) - order(b) || a.localeCompare(b));
+const all = readdirSync(join(root, 'bench'))
+  .filter((f) => f.endsWith('.mjs') && f !== 'run.mjs')
+  .map((f) => f.slice(0, -'.mjs'.length))
+  .sort((a, b) => order(a) - order(b) || a.localeCompare(b));
 const only = values.only?.split(',');
 const unknown = only?.filter((name) => !all.includes(name)) ?? [];
 if (unknown.length > 0) {
@@ -66,7 +77,10 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 const chosen = all.filter((name) => !only || only.includes(name));
-const commands = chosen.map((name) => ({ name, args: [join('bench', `${name}.mjs`), ...(ARGS[name]?.[values.quick ? 'quick' : 'full'] ?? [])] }));
+const commands = chosen.map((name) => ({
+  name,
+  args: [join('bench', `${name}.mjs`), ...(ARGS[name]?.[values.quick ? 'quick' : 'full'] ?? [])],
+}));
 
 if (values.list) {
   for (const c of commands) console.log(`node ${c.args.join(' ')}`);

@@ -53,7 +53,10 @@ for i in range(n):
         out.append("0")
 print("".join(out))
 `;
-const theirs = execFileSync(python, ['-c', script, work, String(cases)], { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('').map((c) => c === '1');
+const theirs = execFileSync(python, ['-c', script, work, String(cases)], { encoding: 'utf8', maxBuffer: 1 << 26 })
+  .trim()
+  .split('')
+  .map((c) => c === '1');
 const kinds = new Map();
 let shown = 0;
 const count = { bothAccept: 0, bothRefuse: 0, onlyWeAccept: 0, onlyTheyAccept: 0 };
@@ -63,9 +66,14 @@ for (let i = 0; i < cases; i++) {
   else {
     if (ours[i]) count.onlyWeAccept++;
     else count.onlyTheyAccept++;
-    kinds.set(whats[i].replace(/[0-9]+/g, "N").slice(0, 60), (kinds.get(whats[i].replace(/[0-9]+/g, "N").slice(0, 60)) ?? 0) + 1);
-    if (!whats[i].startsWith("duplicate key") && shown++ < 20) {
-      console.error(`case ${i} [${whats[i]}]: we ${ours[i] ? 'accept' : 'refuse'}, the library ${theirs[i] ? 'accepts' : 'refuses'}`);
+    kinds.set(
+      whats[i].replace(/[0-9]+/g, 'N').slice(0, 60),
+      (kinds.get(whats[i].replace(/[0-9]+/g, 'N').slice(0, 60)) ?? 0) + 1,
+    );
+    if (!whats[i].startsWith('duplicate key') && shown++ < 20) {
+      console.error(
+        `case ${i} [${whats[i]}]: we ${ours[i] ? 'accept' : 'refuse'}, the library ${theirs[i] ? 'accepts' : 'refuses'}`,
+      );
       if (!ours[i]) {
         try {
           SafetensorsFile.open(join(work, `${i}.safetensors`));
@@ -78,4 +86,4 @@ for (let i = 0; i < cases; i++) {
 }
 rmSync(work, { recursive: true, force: true });
 console.log(`seed ${seed}, ${cases} cases:`, JSON.stringify(count));
-console.log("disagreements by mutation:", JSON.stringify(Object.fromEntries(kinds)));
+console.log('disagreements by mutation:', JSON.stringify(Object.fromEntries(kinds)));

@@ -28,7 +28,8 @@ process.chdir(dir);
 try {
   const pkg = 'mini-trained.mlpackage';
   const page = join(dir, 'report.html');
-  if ((await main(['convert', join(ROOT, 'models', 'mini-trained'), '--out', pkg, '--seq-len', '128'], quiet)) !== 0) process.exit(1);
+  if ((await main(['convert', join(ROOT, 'models', 'mini-trained'), '--out', pkg, '--seq-len', '128'], quiet)) !== 0)
+    process.exit(1);
   if ((await main(['report', pkg, '--out', page], quiet)) !== 0) process.exit(1);
   const problems = await withPage(page, async (p, found) => {
     await p.screenshot({ path: out, clip: { x: 0, y: 0, width: 1280, height: 1150 } });

@@ -48,7 +48,9 @@ function rewriteSafetensors(srcFile, dstFile, map) {
  * body as a bare ModernBertModel, as sentence-transformers stores it). Byte copies: dtypes are kept.
  */
 export function stripPrefix(srcFile, dstFile, prefix) {
-  rewriteSafetensors(srcFile, dstFile, (name, t, bytes) => (name.startsWith(prefix) ? { name: name.slice(prefix.length), shape: t.shape, bytes } : null));
+  rewriteSafetensors(srcFile, dstFile, (name, t, bytes) =>
+    name.startsWith(prefix) ? { name: name.slice(prefix.length), shape: t.shape, bytes } : null,
+  );
 }
 
 /**
@@ -59,10 +61,11 @@ export function stripPrefix(srcFile, dstFile, prefix) {
 function wideVocab(mlm, dir, vocab) {
   withConfig(mlm, dir, (c) => ({ ...c, vocab_size: vocab }));
   rewriteSafetensors(join(mlm, 'model.safetensors'), join(dir, 'model.safetensors'), (name, t, bytes) => {
-    if (name !== 'model.embeddings.tok_embeddings.weight' && name !== 'decoder.bias') return { name, shape: t.shape, bytes };
+    if (name !== 'model.embeddings.tok_embeddings.weight' && name !== 'decoder.bias')
+      return { name, shape: t.shape, bytes };
     const row = bytes.length / t.shape[0];
     const wide = Buffer.alloc(vocab * row);
-    for (let r = 0; r < vocab; r++) bytes.copy(wide, r * row, (r % t.shape[0]) * row, (r % t.shape[0] + 1) * row);
+    for (let r = 0; r < vocab; r++) bytes.copy(wide, r * row, (r % t.shape[0]) * row, ((r % t.shape[0]) + 1) * row);
     return { name, shape: [vocab, ...t.shape.slice(1)], bytes: wide };
   });
 }
@@ -71,7 +74,12 @@ function wideVocab(mlm, dir, vocab) {
 function sentenceTransformers(mlm, dir, pooling, normalize) {
   withConfig(mlm, dir, (c) => ({ ...c, architectures: ['ModernBertModel'] }));
   stripPrefix(join(mlm, 'model.safetensors'), join(dir, 'model.safetensors'), 'model.');
-  writeSentenceTransformersModules(dir, JSON.parse(readFileSync(join(mlm, 'config.json'), 'utf8')).hidden_size, pooling, normalize);
+  writeSentenceTransformersModules(
+    dir,
+    JSON.parse(readFileSync(join(mlm, 'config.json'), 'utf8')).hidden_size,
+    pooling,
+    normalize,
+  );
 }
 
 /** The sentence-transformers files around a body in `dir`: modules.json, 1_Pooling/config.json, 2_Normalize/. */
@@ -80,19 +88,27 @@ export function writeSentenceTransformersModules(dir, hidden, pooling, normalize
     { idx: 0, name: '0', path: '', type: 'sentence_transformers.models.Transformer' },
     { idx: 1, name: '1', path: '1_Pooling', type: 'sentence_transformers.models.Pooling' },
   ];
-  if (normalize) modules.push({ idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' });
+  if (normalize)
+    modules.push({ idx: 2, name: '2', path: '2_Normalize', type: 'sentence_transformers.models.Normalize' });
   writeFileSync(join(dir, 'modules.json'), JSON.stringify(modules, null, 2));
   mkdirSync(join(dir, '1_Pooling'));
-  writeFileSync(join(dir, '1_Pooling', 'config.json'), JSON.stringify({
-    word_embedding_dimension: hidden,
-    pooling_mode_cls_token: pooling === 'cls',
-    pooling_mode_mean_tokens: pooling === 'mean',
-    pooling_mode_max_tokens: false,
-    pooling_mode_mean_sqrt_len_tokens: false,
-    pooling_mode_weightedmean_tokens: false,
-    pooling_mode_lasttoken: false,
-    include_prompt: true,
-  }, null, 2));
+  writeFileSync(
+    join(dir, '1_Pooling', 'config.json'),
+    JSON.stringify(
+      {
+        word_embedding_dimension: hidden,
+        pooling_mode_cls_token: pooling === 'cls',
+        pooling_mode_mean_tokens: pooling === 'mean',
+        pooling_mode_max_tokens: false,
+        pooling_mode_mean_sqrt_len_tokens: false,
+        pooling_mode_weightedmean_tokens: false,
+        pooling_mode_lasttoken: false,
+        include_prompt: true,
+      },
+      null,
+      2,
+    ),
+  );
   if (normalize) mkdirSync(join(dir, '2_Normalize'));
 }
 

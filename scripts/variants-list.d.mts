@@ -1,6 +1,15 @@
 // Types of variants-list.mjs, for test/variants.test.ts.
 
-export type Head = 'mlm' | 'mlm-bias' | 'seqcls-cls' | 'seqcls-mean' | 'tokcls' | 'embedding-mean' | 'embedding-cls' | 'embedding-normalized' | 'none';
+export type Head =
+  | 'mlm'
+  | 'mlm-bias'
+  | 'seqcls-cls'
+  | 'seqcls-mean'
+  | 'tokcls'
+  | 'embedding-mean'
+  | 'embedding-cls'
+  | 'embedding-normalized'
+  | 'none';
 
 /** One value of each flag (and the head). */
 export interface Combination {

@@ -6,7 +6,17 @@
  * The heads, as the checkpoints that scripts/variants.mjs builds for them; 'mlm-bias' is the masked LM
  * with every bias (norms, attention, MLP), whose graph gives layer_norm a beta and conv a bias.
  */
-export const HEADS = ['mlm', 'mlm-bias', 'seqcls-cls', 'seqcls-mean', 'tokcls', 'embedding-mean', 'embedding-cls', 'embedding-normalized', 'none'];
+export const HEADS = [
+  'mlm',
+  'mlm-bias',
+  'seqcls-cls',
+  'seqcls-mean',
+  'tokcls',
+  'embedding-mean',
+  'embedding-cls',
+  'embedding-normalized',
+  'none',
+];
 
 /** Every flag of `convert` that changes the package, with each value it takes. */
 export const FACTORS = {
@@ -54,8 +64,10 @@ export function refusal(v) {
     return { reason: '--mask-input with several --seq-len before iOS18', error: /before iOS 18 only one input may/ };
   }
   // src/model/packing.ts checkPack: a packed window has one length, and its segment ids are its mask.
-  if (v.pack === 'pack' && v.lengths === 'enumerated') return { reason: '--pack with several --seq-len', error: /packing needs one sequence length/ };
-  if (v.pack === 'pack' && v.input === 'mask') return { reason: '--pack with --mask-input', error: /--pack cannot be combined with --mask-input/ };
+  if (v.pack === 'pack' && v.lengths === 'enumerated')
+    return { reason: '--pack with several --seq-len', error: /packing needs one sequence length/ };
+  if (v.pack === 'pack' && v.input === 'mask')
+    return { reason: '--pack with --mask-input', error: /--pack cannot be combined with --mask-input/ };
   return null;
 }
 
@@ -94,7 +106,10 @@ function allCombinations() {
  * graph builds from the ids or takes as an input, at one length or symbolic ones; and each norm form
  * builds different ops for symbolic lengths, which each target must be able to express.
  */
-export const TRIPLES = [['head', 'input', 'lengths'], ['norm', 'lengths', 'target']];
+export const TRIPLES = [
+  ['head', 'input', 'lengths'],
+  ['norm', 'lengths', 'target'],
+];
 
 /** What a row covers, as strings: its pairs of (flag, value), and its values of each of TRIPLES. */
 function pairsOf(v) {
@@ -115,7 +130,19 @@ export function requiredPairs() {
 
 /** The masked LM at its defaults, compressed each way at each target. */
 function compressedCombinations(targets = COMPRESS_TARGETS) {
-  return targets.flatMap((target) => COMPRESSIONS.map((compress) => ({ head: 'mlm', norm: 'l2', rotation: 'none', input: 'ids', lengths: 'one', target, weights: 'fp16', pack: 'none', compress })));
+  return targets.flatMap((target) =>
+    COMPRESSIONS.map((compress) => ({
+      head: 'mlm',
+      norm: 'l2',
+      rotation: 'none',
+      input: 'ids',
+      lengths: 'one',
+      target,
+      weights: 'fp16',
+      pack: 'none',
+      compress,
+    })),
+  );
 }
 
 /** The pairs and triples of `required` that no accepted variant of `list` covers. */
@@ -144,11 +171,56 @@ export function variantList() {
     for (const p of pairsOf(best)) uncovered.delete(p);
   }
   const refused = [
-    { head: 'mlm', norm: 'no-fold', rotation: 'hadamard', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16', pack: 'none' },
-    { head: 'tokcls', norm: 'no-fold', rotation: 'learned', input: 'ids', lengths: 'one', target: 'iOS17', weights: 'fp16', pack: 'none' },
-    ...['iOS15', 'iOS16', 'iOS17'].map((target) => ({ head: 'mlm', norm: 'l2', rotation: 'none', input: 'mask', lengths: 'enumerated', target, weights: 'fp16', pack: 'none' })),
-    { head: 'embedding-mean', norm: 'l2', rotation: 'none', input: 'ids', lengths: 'enumerated', target: 'iOS18', weights: 'fp16', pack: 'pack' },
-    { head: 'seqcls-cls', norm: 'l2', rotation: 'none', input: 'mask', lengths: 'one', target: 'iOS17', weights: 'fp16', pack: 'pack' },
+    {
+      head: 'mlm',
+      norm: 'no-fold',
+      rotation: 'hadamard',
+      input: 'ids',
+      lengths: 'one',
+      target: 'iOS17',
+      weights: 'fp16',
+      pack: 'none',
+    },
+    {
+      head: 'tokcls',
+      norm: 'no-fold',
+      rotation: 'learned',
+      input: 'ids',
+      lengths: 'one',
+      target: 'iOS17',
+      weights: 'fp16',
+      pack: 'none',
+    },
+    ...['iOS15', 'iOS16', 'iOS17'].map((target) => ({
+      head: 'mlm',
+      norm: 'l2',
+      rotation: 'none',
+      input: 'mask',
+      lengths: 'enumerated',
+      target,
+      weights: 'fp16',
+      pack: 'none',
+    })),
+    {
+      head: 'embedding-mean',
+      norm: 'l2',
+      rotation: 'none',
+      input: 'ids',
+      lengths: 'enumerated',
+      target: 'iOS18',
+      weights: 'fp16',
+      pack: 'pack',
+    },
+    {
+      head: 'seqcls-cls',
+      norm: 'l2',
+      rotation: 'none',
+      input: 'mask',
+      lengths: 'one',
+      target: 'iOS17',
+      weights: 'fp16',
+      pack: 'pack',
+    },
     // Compression where the target cannot express it: once before iOS 16, and each iOS 18 form at iOS 17.
     ...compressedCombinations(['iOS15']).filter((v) => v.compress === 'pal4'),
     ...compressedCombinations(['iOS17']).filter((v) => refusal(v)),
@@ -176,20 +248,91 @@ export function variantList() {
 export function layoutVariants() {
   const rows = [
     { head: 'mlm', layout: 'split', args: ['--split', 'mlm,embedding', '--seq-len', '16', '--target', 'iOS17'] },
-    { head: 'seqcls-mean', layout: 'split', args: ['--split', '--mask-input', '--seq-len', '8,16,32', '--target', 'iOS18'] },
-    { head: 'tokcls', layout: 'split', args: ['--split', '--seq-len', '16', '--target', 'iOS15', '--rotation', 'hadamard'] },
-    { head: 'mlm', layout: 'functions', args: ['--functions', 'mlm,embedding,none', '--seq-len', '8,16,32', '--target', 'iOS18'] },
-    { head: 'mlm', layout: 'add-head', args: ['--functions', 'mlm', '--add-head', 'sentence=@embedding-normalized', '--seq-len', '16', '--target', 'macOS15', '--weights', 'fp32'] },
+    {
+      head: 'seqcls-mean',
+      layout: 'split',
+      args: ['--split', '--mask-input', '--seq-len', '8,16,32', '--target', 'iOS18'],
+    },
+    {
+      head: 'tokcls',
+      layout: 'split',
+      args: ['--split', '--seq-len', '16', '--target', 'iOS15', '--rotation', 'hadamard'],
+    },
+    {
+      head: 'mlm',
+      layout: 'functions',
+      args: ['--functions', 'mlm,embedding,none', '--seq-len', '8,16,32', '--target', 'iOS18'],
+    },
+    {
+      head: 'mlm',
+      layout: 'add-head',
+      args: [
+        '--functions',
+        'mlm',
+        '--add-head',
+        'sentence=@embedding-normalized',
+        '--seq-len',
+        '16',
+        '--target',
+        'macOS15',
+        '--weights',
+        'fp32',
+      ],
+    },
     { head: 'embedding-mean', layout: 'buckets', args: ['--buckets', '--seq-len', '8,16,32', '--target', 'iOS18'] },
-    { head: 'mlm', layout: 'buckets', args: ['--buckets', '--functions', 'mlm,embedding', '--mask-input', '--seq-len', '8,16', '--target', 'iOS18'] },
-    { head: 'mlm', layout: 'functions-pack', args: ['--functions', 'mlm,embedding,none', '--pack', '3', '--seq-len', '16', '--target', 'iOS18'] },
-    { head: 'embedding-cls', layout: 'buckets-pack', args: ['--buckets', '--pack', '2', '--seq-len', '8,16', '--target', 'iOS18'] },
+    {
+      head: 'mlm',
+      layout: 'buckets',
+      args: ['--buckets', '--functions', 'mlm,embedding', '--mask-input', '--seq-len', '8,16', '--target', 'iOS18'],
+    },
+    {
+      head: 'mlm',
+      layout: 'functions-pack',
+      args: ['--functions', 'mlm,embedding,none', '--pack', '3', '--seq-len', '16', '--target', 'iOS18'],
+    },
+    {
+      head: 'embedding-cls',
+      layout: 'buckets-pack',
+      args: ['--buckets', '--pack', '2', '--seq-len', '8,16', '--target', 'iOS18'],
+    },
     // A 70,000-token vocabulary: the decoder split into two chunks, each stored compressed as the table is.
     // (target and compress as the covering rows name them: variants.mjs sets aside the tool's sub-byte blob artefact by them)
-    { head: 'mlm-70k', layout: 'split-decoder', target: 'iOS18', compress: 'pal4-grouped', args: ['--seq-len', '16', '--target', 'iOS18', '--compress', 'pal4', '--group-size', '8'] },
-    { head: 'mlm-70k', layout: 'split-decoder', target: 'iOS17', compress: 'int8', args: ['--seq-len', '16', '--target', 'iOS17', '--compress', 'int8'] },
-    { head: 'mlm-70k', layout: 'split-decoder', target: 'iOS16', compress: 'pal4', args: ['--seq-len', '16', '--target', 'iOS16', '--compress', 'pal4'] },
-    { head: 'mlm', layout: 'functions', args: ['--functions', 'mlm,embedding', '--seq-len', '16', '--target', 'iOS17'], refused: 'multifunction package before iOS18', error: /needs specification version 9/ },
+    {
+      head: 'mlm-70k',
+      layout: 'split-decoder',
+      target: 'iOS18',
+      compress: 'pal4-grouped',
+      args: ['--seq-len', '16', '--target', 'iOS18', '--compress', 'pal4', '--group-size', '8'],
+    },
+    {
+      head: 'mlm-70k',
+      layout: 'split-decoder',
+      target: 'iOS17',
+      compress: 'int8',
+      args: ['--seq-len', '16', '--target', 'iOS17', '--compress', 'int8'],
+    },
+    {
+      head: 'mlm-70k',
+      layout: 'split-decoder',
+      target: 'iOS16',
+      compress: 'pal4',
+      args: ['--seq-len', '16', '--target', 'iOS16', '--compress', 'pal4'],
+    },
+    {
+      head: 'mlm',
+      layout: 'functions',
+      args: ['--functions', 'mlm,embedding', '--seq-len', '16', '--target', 'iOS17'],
+      refused: 'multifunction package before iOS18',
+      error: /needs specification version 9/,
+    },
   ];
-  return rows.map((v, i) => ({ fidelity: false, tokenizer: false, refused: null, error: null, ...v, name: `L${i + 1}-${v.layout}-${v.head}`, args: [...v.args, '--no-fidelity'] }));
+  return rows.map((v, i) => ({
+    fidelity: false,
+    tokenizer: false,
+    refused: null,
+    error: null,
+    ...v,
+    name: `L${i + 1}-${v.layout}-${v.head}`,
+    args: [...v.args, '--no-fidelity'],
+  }));
 }

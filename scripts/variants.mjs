@@ -61,17 +61,35 @@ async function convertOne(main, v, ckpt, pkg, checkpoints) {
   const firstLine = r.stderr.trim().split('\n')[0] ?? '';
   if (v.refused) {
     // Refused as documented: exit 2, one line naming the rule, and no package.
-    const oneLine = r.stderr.startsWith('error: ') && r.stderr.endsWith('\n') && r.stderr.trim().split('\n').length === 1;
+    const oneLine =
+      r.stderr.startsWith('error: ') && r.stderr.endsWith('\n') && r.stderr.trim().split('\n').length === 1;
     const ok = r.code === 2 && oneLine && v.error.test(r.stderr) && !existsSync(pkg);
-    return { seconds, size: '', result: ok ? 'refused' : `FAIL: expected a one-line refusal (${v.refused}), got exit ${r.code}: ${firstLine}` };
+    return {
+      seconds,
+      size: '',
+      result: ok ? 'refused' : `FAIL: expected a one-line refusal (${v.refused}), got exit ${r.code}: ${firstLine}`,
+    };
   }
   if (r.code !== 0 || !existsSync(pkg)) return { seconds, size: '', result: `FAIL: exit ${r.code}: ${firstLine}` };
   const report = JSON.parse(r.stdout);
   const size = `${(report.stats.bytesWritten / 1e6).toFixed(2)} MB`;
   const f = report.fidelity;
   // --split writes head packages beside the body; a multifunction package names its functions.
-  const layout = report.packages.length > 1 ? `, +${report.packages.length - 1} head package(s)` : report.functions.length ? `, functions ${report.functions.join(' ')}` : '';
-  return { seconds, size, result: (f ? `ok (KL ${f.kl.toExponential(1)}, top-1 ${(100 * f.top1).toFixed(0)}%)` : 'ok') + layout, converted: true, pkgs: report.packages, multifunction: report.functions.length > 0, subByteBits: subByteBits(v) };
+  const layout =
+    report.packages.length > 1
+      ? `, +${report.packages.length - 1} head package(s)`
+      : report.functions.length
+        ? `, functions ${report.functions.join(' ')}`
+        : '';
+  return {
+    seconds,
+    size,
+    result: (f ? `ok (KL ${f.kl.toExponential(1)}, top-1 ${(100 * f.top1).toFixed(0)}%)` : 'ok') + layout,
+    converted: true,
+    pkgs: report.packages,
+    multifunction: report.functions.length > 0,
+    subByteBits: subByteBits(v),
+  };
 }
 
 /** The index or integer width of an iOS 18 compressed package whose blobs pack values below a byte (else undefined). */
@@ -90,9 +108,15 @@ function subByteBits(v) {
  * arithmetic, is set aside (and counted); see CONTRIBUTING.md for checking such packages with a fixed reader.
  */
 function packedSubByteArtefact(problem, bits) {
-  const m = /^PROBLEM coremltools rejects the program \(at op constexpr_\w+ -> \w+\): ValueError: cannot reshape array of size (\d+) into shape \(([\d, ]+)\)$/.exec(problem);
+  const m =
+    /^PROBLEM coremltools rejects the program \(at op constexpr_\w+ -> \w+\): ValueError: cannot reshape array of size (\d+) into shape \(([\d, ]+)\)$/.exec(
+      problem,
+    );
   if (!m) return false;
-  const elements = m[2].split(',').filter((d) => d.trim()).reduce((a, d) => a * Number(d), 1);
+  const elements = m[2]
+    .split(',')
+    .filter((d) => d.trim())
+    .reduce((a, d) => a * Number(d), 1);
   return Number(m[1]) === Math.ceil((elements * bits) / 8);
 }
 
@@ -120,8 +144,10 @@ function runCheck(tool, pkgs) {
       }
     }
     // Anything else is not coreml-check's report: say so rather than pass a package unread.
-    if (at !== batch.length) throw new UsageError(`${tool} reported on ${at} of ${batch.length} packages; is it coreml-check?`);
-    if ((r.status !== 0) !== batch.some((p) => problems.get(p).length > 0)) throw new UsageError(`${tool} exited ${r.status}, which its report does not explain`);
+    if (at !== batch.length)
+      throw new UsageError(`${tool} reported on ${at} of ${batch.length} packages; is it coreml-check?`);
+    if ((r.status !== 0) !== batch.some((p) => problems.get(p).length > 0))
+      throw new UsageError(`${tool} exited ${r.status}, which its report does not explain`);
   }
   return problems;
 }
@@ -130,7 +156,11 @@ function table(rows) {
   const cols = ['variant', 'flags', 'size', 's', 'result'];
   const cells = rows.map((r) => [r.name, r.flags, r.size, r.seconds.toFixed(1), r.result]);
   const width = cols.map((c, i) => Math.max(c.length, ...cells.map((row) => row[i].length)));
-  const line = (row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(width[i]))).join('  ').trimEnd();
+  const line = (row) =>
+    row
+      .map((c, i) => (i === row.length - 1 ? c : c.padEnd(width[i])))
+      .join('  ')
+      .trimEnd();
   return [line(cols), line(width.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');
 }
 
@@ -143,8 +173,15 @@ async function convertAll(main, list, out) {
     for (const [i, v] of list.entries()) {
       if (process.stderr.isTTY) process.stderr.write(`\r${i + 1}/${list.length} ${v.name}`.padEnd(40));
       const pkg = join(out, `${v.name}.mlpackage`);
-      const flags = v.args.includes('--no-fidelity') ? v.args.filter((a) => a !== '--no-fidelity') : [...v.args, '(fidelity)'];
-      rows.push({ name: v.name, flags: flags.join(' '), pkg, ...(await convertOne(main, v, checkpoints[v.head], pkg, checkpoints)) });
+      const flags = v.args.includes('--no-fidelity')
+        ? v.args.filter((a) => a !== '--no-fidelity')
+        : [...v.args, '(fidelity)'];
+      rows.push({
+        name: v.name,
+        flags: flags.join(' '),
+        pkg,
+        ...(await convertOne(main, v, checkpoints[v.head], pkg, checkpoints)),
+      });
     }
     if (process.stderr.isTTY) process.stderr.write(`\r${' '.repeat(40)}\r`);
   } finally {
@@ -173,13 +210,22 @@ async function run() {
     let checkNote = `check skipped: no coreml-check at ${DEFAULT_CHECK} (give --check PATH; see CONTRIBUTING.md)`;
     let problems = new Map();
     if (tool) {
-      problems = runCheck(tool, converted.flatMap((r) => r.pkgs));
+      problems = runCheck(
+        tool,
+        converted.flatMap((r) => r.pkgs),
+      );
       const setAside = [];
       for (const r of converted) {
         // coreml-check compares every function with the top-level description, which a multifunction model
         // leaves empty (coremltools' own backend/mil/load.py get_coreml_model writes a FunctionDescription per
         // function instead): only that comparison is set aside; our reader checks each FunctionDescription.
-        if (r.multifunction) problems.set(r.pkg, problems.get(r.pkg).filter((p) => !/^PROBLEM function \w+: (inputs|outputs) .* differ from the description \[\]$/.test(p)));
+        if (r.multifunction)
+          problems.set(
+            r.pkg,
+            problems
+              .get(r.pkg)
+              .filter((p) => !/^PROBLEM function \w+: (inputs|outputs) .* differ from the description \[\]$/.test(p)),
+          );
         if (r.subByteBits) {
           const all = problems.get(r.pkg);
           const kept = all.filter((p) => !packedSubByteArtefact(p, r.subByteBits));
@@ -192,7 +238,8 @@ async function run() {
         r.result += found.length ? `, PROBLEM x${found.length}` : ', loads in coremltools';
       }
       checkNote = `checked with ${tool}: ${[...problems.values()].filter((p) => p.length).length} of ${converted.length} packages have problems`;
-      if (setAside.length) checkNote += `; set aside in ${setAside.length} (${setAside.join(', ')}): the tool's blob reader leaves sub-byte blobs packed (see CONTRIBUTING.md)`;
+      if (setAside.length)
+        checkNote += `; set aside in ${setAside.length} (${setAside.join(', ')}): the tool's blob reader leaves sub-byte blobs packed (see CONTRIBUTING.md)`;
     }
 
     console.log(table(rows));
@@ -200,7 +247,9 @@ async function run() {
     const failed = rows.filter((r) => r.result.startsWith('FAIL'));
     const refused = rows.filter((r) => r.result === 'refused');
     const rules = [...new Set(list.filter((v) => v.refused).map((v) => v.refused))];
-    console.log(`\n${converted.length} converted, ${refused.length} refused as documented${rules.length ? ` (${rules.join('; ')})` : ''}, ${failed.length} failed`);
+    console.log(
+      `\n${converted.length} converted, ${refused.length} refused as documented${rules.length ? ` (${rules.join('; ')})` : ''}, ${failed.length} failed`,
+    );
     console.log(checkNote);
     const bad = failed.length > 0 || [...problems.values()].some((p) => p.length > 0);
     // A temporary folder is kept only when something is wrong: its packages are then what to look at.

@@ -15,14 +15,36 @@ export { chooseExecutor, type ExecutorChoice, type ExecutorRequest } from './run
 export { Interpreter } from './graph/interpreter.js';
 export { GraphBuilder } from './graph/builder.js';
 export { PRECISIONS } from './runtime/numerics.js';
-export { gemm, gemmSync, kernelThreads, setKernelThreads, softmaxSimd, geluSimd, roundToF16InPlace } from './runtime/kernels/index.js';
+export {
+  gemm,
+  gemmSync,
+  kernelThreads,
+  setKernelThreads,
+  softmaxSimd,
+  geluSimd,
+  roundToF16InPlace,
+} from './runtime/kernels/index.js';
 export type { RtTensor } from './runtime/tensor.js';
 export { shutdownRuntime } from './runtime/shutdown.js';
 export { openModel, openCheckpoint, DEFAULT_MODEL, type LoadedModel, type OpenOptions } from './run/load.js';
 export { resolveModel, downloadModel, type HubOptions, type ResolvedModel } from './hub/resolve.js';
 export { packTexts, type PackedWindow } from './model/pack-texts.js';
-export { runBatch, runTokenized, batchShape, type BatchOptions, type BatchStats, type RunWindow } from './tasks/batch.js';
-export { TASKS, taskOfHead, type TaskSpec, type TaskPlan, type TaskTypes, type EncodedText } from './tasks/task-table.js';
+export {
+  runBatch,
+  runTokenized,
+  batchShape,
+  type BatchOptions,
+  type BatchStats,
+  type RunWindow,
+} from './tasks/batch.js';
+export {
+  TASKS,
+  taskOfHead,
+  type TaskSpec,
+  type TaskPlan,
+  type TaskTypes,
+  type EncodedText,
+} from './tasks/task-table.js';
 export { openTaskModel, runTask, closeTaskModel, type TaskModel } from './tasks/pipeline.js';
 export { checkSameBody, headPackagePath, type HeadsOptions, type AddedHead } from './convert/heads.js';
 export { writePackage, type ConversionPlan } from './convert/write-package.js';

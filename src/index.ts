@@ -14,15 +14,36 @@ export {
   type FeatureExtractionPipeline,
   type GroupingStrategy,
 } from './tasks/pipeline.js';
-export type { TaskName, FillMaskItem, TextClassificationItem, TokenClassificationItem, EntityGroup, AggregationStrategy, Pooling, Features } from './tasks/results.js';
-export type { FillMaskOptions, TextClassificationOptions, TokenClassificationOptions, FeatureExtractionOptions } from './tasks/task-table.js';
+export type {
+  TaskName,
+  FillMaskItem,
+  TextClassificationItem,
+  TokenClassificationItem,
+  EntityGroup,
+  AggregationStrategy,
+  Pooling,
+  Features,
+} from './tasks/results.js';
+export type {
+  FillMaskOptions,
+  TextClassificationOptions,
+  TokenClassificationOptions,
+  FeatureExtractionOptions,
+} from './tasks/task-table.js';
 export { convert } from './convert/convert.js';
 export type { ConvertOptions, AddHead } from './convert/convert-options.js';
 export type { ConvertReport, CompressionSummary } from './convert/write-package.js';
 export { exportOnnx, type ExportOnnxOptions, type ExportOnnxReport } from './convert/export-onnx.js';
 export { verify, type VerifyOptions, type VerifyReport, type CaseReport } from './api/verify.js';
 export { diff, type DiffOptions, type DiffReport } from './api/diff.js';
-export { inspect, type InspectOptions, type Inspection, type CheckpointInspection, type PackageInspection, type FeatureInspection } from './api/inspect.js';
+export {
+  inspect,
+  type InspectOptions,
+  type Inspection,
+  type CheckpointInspection,
+  type PackageInspection,
+  type FeatureInspection,
+} from './api/inspect.js';
 // Types that the options and results above name.
 export type { AnyRuntime as Runtime } from './run/executor-choice.js';
 export type { ComputeUnits } from './run/coreml/session.js';

@@ -19,7 +19,9 @@ import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 
 afterAll(cleanupTempDirs);
 
-const tinyLong = (JSON.parse(readFileSync(join(FX, 'synth-tiny-long', 'golden.json'), 'utf8')) as { config: Record<string, unknown> }).config;
+const tinyLong = (
+  JSON.parse(readFileSync(join(FX, 'synth-tiny-long', 'golden.json'), 'utf8')) as { config: Record<string, unknown> }
+).config;
 
 describe('ANE limits lint', () => {
   it('maps rank-r shapes onto the last r of N, D, C, H, W and names each broken axis', () => {
@@ -35,7 +37,10 @@ describe('ANE limits lint', () => {
     const x = g.input('x', 'fp32', [1, 8, 1, 'S']);
     g.output(g.op('reshape', { x, shape: i32([1, 8, 1, 1, 1, -1]) }, 'six'), 'y');
     const issues = lintAneLimits(g.graph, { S: 20000 });
-    expect(issues.map((i) => `${i.op}/${i.tensor}: ${i.problem}`)).toEqual(['six/x: W = 20000 > 16384', 'six/output: rank 6 > 5']);
+    expect(issues.map((i) => `${i.op}/${i.tensor}: ${i.problem}`)).toEqual([
+      'six/x: W = 20000 > 16384',
+      'six/output: rank 6 > 5',
+    ]);
     expect(lintAneLimits(g.graph, { S: 100 }).map((i) => i.problem)).toEqual(['rank 6 > 5']);
   });
 });
@@ -49,7 +54,9 @@ describe('ModernBERT-base within the limits at every length', () => {
     ['--mask-input at 2,048', { seqLen: 2048, maskFrom: 'input' }, 2048],
     ['embedding head at 8,192', { seqLen: 8192, maskFrom: 'ids', head: 'embedding' }, 8192],
   ] as const)('%s', (_, o, S) => {
-    expect(lintAneLimits(buildModel(source, { dtype: 'fp16', ...o, seqLen: o.seqLen as number | number[] }), { S })).toEqual([]);
+    expect(
+      lintAneLimits(buildModel(source, { dtype: 'fp16', ...o, seqLen: o.seqLen as number | number[] }), { S }),
+    ).toEqual([]);
   });
 });
 
@@ -57,12 +64,17 @@ describe('a model beyond the limits', () => {
   it('convert warns about each op and inspect --lint lists them with their shapes, exit 1', async () => {
     // An MLP of 2 x 33,000 channels: Wi's weight and output break the 65,536 limit of N and C.
     const tmp = tempDir('mbane-lint-');
-    writeFileSync(join(tmp, 'config.json'), JSON.stringify({ ...tinyLong, intermediate_size: 33000, num_hidden_layers: 1 }));
+    writeFileSync(
+      join(tmp, 'config.json'),
+      JSON.stringify({ ...tinyLong, intermediate_size: 33000, num_hidden_layers: 1 }),
+    );
     expect((await cli('synth', join(tmp, 'config.json'), '--out', join(tmp, 'ckpt'))).code).toBe(0);
     const pkg = join(tmp, 'wide.mlpackage');
     const conv = await cli('convert', join(tmp, 'ckpt'), '--out', pkg, '--seq-len', '64', '--no-fidelity');
     expect(conv.code).toBe(0);
-    expect(conv.stderr).toMatch(/warning: beyond the Neural Engine's limits .*conv "layers_0_mlp_in" input weight \[66000, 64, 1, 1\]: N = 66000 > 65536/);
+    expect(conv.stderr).toMatch(
+      /warning: beyond the Neural Engine's limits .*conv "layers_0_mlp_in" input weight \[66000, 64, 1, 1\]: N = 66000 > 65536/,
+    );
     const lint = await cli('inspect', '--lint', pkg);
     expect(lint.code).toBe(1);
     expect(lint.stdout).toMatch(/^conv "layers_0_mlp_in" output \[1, 66000, 1, 64\]: C = 66000 > 65536$/m);
@@ -78,7 +90,10 @@ describe('a 70,000-token vocabulary (above the ANE channel limit)', () => {
     const g = buildModel({ config, weights }, { seqLen: 300, maskFrom: 'ids', positions: [0, 7] });
     expect(lintAneLimits(g)).toEqual([]);
     const parts = g.ops.filter((o) => o.op === 'conv' && o.name.startsWith('decoder_'));
-    expect(parts.map((o) => o.outputs[0]!.type.shape)).toEqual([[1, 35000, 1, 2], [1, 35000, 1, 2]]);
+    expect(parts.map((o) => o.outputs[0]!.type.shape)).toEqual([
+      [1, 35000, 1, 2],
+      [1, 35000, 1, 2],
+    ]);
     expect(35000).toBeLessThanOrEqual(MAX_CHANNELS);
 
     // Logit v = decoder row v . head_hidden + bias v, at rows on both sides of the split.
@@ -113,14 +128,49 @@ describe('a 70,000-token vocabulary (above the ANE channel limit)', () => {
     expect(lint.stdout).toMatch(/every tensor is within the Neural Engine's limits/);
     // The package's (1, 35000, 2, S) logits come back as (1, 70000, 1, S), as the checkpoint gives them.
     const ids = Array.from({ length: 40 }, (_, i) => (i * 7919) % 69000);
-    const ours = (await new PackageRunner(readMLPackage(pkg), pkg).forward({ ids }, { positions: [3] })).outputs.get('logits')!;
-    const ref = (await new Engine({ config: parseConfig({ ...tinyLong, vocab_size: 70000 }), weights: new SynthWeights(parseConfig({ ...tinyLong, vocab_size: 70000 })) }).forward({ ids }, { positions: [3] })).outputs.get('logits')!;
+    const ours = (await new PackageRunner(readMLPackage(pkg), pkg).forward({ ids }, { positions: [3] })).outputs.get(
+      'logits',
+    )!;
+    const ref = (
+      await new Engine({
+        config: parseConfig({ ...tinyLong, vocab_size: 70000 }),
+        weights: new SynthWeights(parseConfig({ ...tinyLong, vocab_size: 70000 })),
+      }).forward({ ids }, { positions: [3] })
+    ).outputs.get('logits')!;
     expect(ours.shape).toEqual([1, 70000, 1, 1]);
     let worst = 0;
     for (let v = 0; v < 70000; v++) worst = Math.max(worst, Math.abs(ours.data[v]! - ref.data[v]!));
     expect(worst).toBeLessThan(1e-2);
-    expectOneLineError(await cli('convert', join(tmp, 'ckpt'), '--out', join(tmp, 'm.mlpackage'), '--seq-len', '4096', '--mask-input', '--no-fidelity'), /--mask-input .* limited to 2048 tokens: leave it out \(the default input_ids input/);
-    expectOneLineError(await cli('convert', join(tmp, 'ckpt'), '--out', join(tmp, 'c.mlpackage'), '--seq-len', '256', '--attention-chunk', '20000', '--no-fidelity'), /attention chunk 20000 does not fit/);
-    expectOneLineError(await cli('convert', join(tmp, 'ckpt'), '--out', join(tmp, 'l.mlpackage'), '--seq-len', '9000', '--no-fidelity'), /max_position_embeddings 8192/);
+    expectOneLineError(
+      await cli(
+        'convert',
+        join(tmp, 'ckpt'),
+        '--out',
+        join(tmp, 'm.mlpackage'),
+        '--seq-len',
+        '4096',
+        '--mask-input',
+        '--no-fidelity',
+      ),
+      /--mask-input .* limited to 2048 tokens: leave it out \(the default input_ids input/,
+    );
+    expectOneLineError(
+      await cli(
+        'convert',
+        join(tmp, 'ckpt'),
+        '--out',
+        join(tmp, 'c.mlpackage'),
+        '--seq-len',
+        '256',
+        '--attention-chunk',
+        '20000',
+        '--no-fidelity',
+      ),
+      /attention chunk 20000 does not fit/,
+    );
+    expectOneLineError(
+      await cli('convert', join(tmp, 'ckpt'), '--out', join(tmp, 'l.mlpackage'), '--seq-len', '9000', '--no-fidelity'),
+      /max_position_embeddings 8192/,
+    );
   }, 120_000);
 });

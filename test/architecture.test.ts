@@ -73,8 +73,14 @@ const show = (f: string) => relative(SRC, f);
 describe('the layers of src/', () => {
   it('places every folder and loose file of src/ on exactly one layer', () => {
     const units = [...new Set(files.map(unitOf))].sort();
-    expect(units.filter((u) => !layerOf.has(u)), 'give these a layer in LAYERS (and CONTRIBUTING.md)').toEqual([]);
-    expect([...layerOf.keys()].filter((u) => !units.includes(u)), 'LAYERS names units that no longer exist').toEqual([]);
+    expect(
+      units.filter((u) => !layerOf.has(u)),
+      'give these a layer in LAYERS (and CONTRIBUTING.md)',
+    ).toEqual([]);
+    expect(
+      [...layerOf.keys()].filter((u) => !units.includes(u)),
+      'LAYERS names units that no longer exist',
+    ).toEqual([]);
     expect(LAYERS.flat().length).toBe(layerOf.size);
   });
 
@@ -128,7 +134,9 @@ describe('the size of what one reads', () => {
   const sizes = files.filter((f) => f.endsWith('.ts')).map((f) => ({ file: f, text: readFileSync(f, 'utf8') }));
 
   it('has no source file over 500 lines', () => {
-    const long = sizes.map(({ file, text }) => ({ file: show(file), lines: text.split('\n').length - 1 })).filter((f) => f.lines > 500);
+    const long = sizes
+      .map(({ file, text }) => ({ file: show(file), lines: text.split('\n').length - 1 }))
+      .filter((f) => f.lines > 500);
     expect(long).toEqual([]);
   });
 
@@ -138,7 +146,10 @@ describe('the size of what one reads', () => {
       const sf = ts.createSourceFile(file, text, ts.ScriptTarget.ES2022, true);
       const visit = (node: ts.Node) => {
         if (ts.isFunctionLike(node) && 'body' in node && node.body) {
-          const lines = sf.getLineAndCharacterOfPosition(node.getEnd()).line - sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1;
+          const lines =
+            sf.getLineAndCharacterOfPosition(node.getEnd()).line -
+            sf.getLineAndCharacterOfPosition(node.getStart(sf)).line +
+            1;
           const name = node.name && ts.isIdentifier(node.name) ? node.name.text : '(anonymous)';
           if (lines > 150) long.push(`${show(file)}: ${name} (${lines} lines)`);
         }

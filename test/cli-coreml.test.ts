@@ -21,20 +21,41 @@ describe('convert', () => {
   it('writes a package, prints the fidelity report, and the package predicts like the checkpoint', async () => {
     const r = await cli('convert', MINI, '--out', pkg, '--seq-len', '32,64', '--tokenizer', '--json');
     expect(r.code, r.stderr).toBe(0);
-    const report = json(r) as { out: string; variant: string; seqLens: number[]; fidelity: { kl: number; top1: number; precision: string; tokens: number }; seconds: Record<string, number> };
+    const report = json(r) as {
+      out: string;
+      variant: string;
+      seqLens: number[];
+      fidelity: { kl: number; top1: number; precision: string; tokens: number };
+      seconds: Record<string, number>;
+    };
     expect(report.variant).toBe('folded');
     expect(report.seqLens).toEqual([32, 64]);
     expect(report.fidelity.precision).toBe('fp16');
     expect(report.fidelity.kl).toBeLessThan(1e-4);
     expect(report.fidelity.top1).toBeGreaterThan(0.95);
-    for (const k of ['read', 'transform', 'write', 'fidelity', 'total']) expect(report.seconds[k]).toBeGreaterThanOrEqual(0);
-    expect(JSON.parse(readMLPackage(pkg).description.metadata.userDefined!.fidelity!).kl).toBeCloseTo(report.fidelity.kl, 12);
+    for (const k of ['read', 'transform', 'write', 'fidelity', 'total'])
+      expect(report.seconds[k]).toBeGreaterThanOrEqual(0);
+    expect(JSON.parse(readMLPackage(pkg).description.metadata.userDefined!.fidelity!).kl).toBeCloseTo(
+      report.fidelity.kl,
+      12,
+    );
 
-    const human = await cli('convert', MINI, '--out', join(tmp, 'mini2.mlpackage'), '--seq-len', '32', '--rotation', 'none');
+    const human = await cli(
+      'convert',
+      MINI,
+      '--out',
+      join(tmp, 'mini2.mlpackage'),
+      '--seq-len',
+      '32',
+      '--rotation',
+      'none',
+    );
     expect(human.code, human.stderr).toBe(0);
     expect(human.stdout).toMatch(/wrote .*mini2\.mlpackage: folded, fp16 weights, S = 32/);
     expect(human.stdout).toMatch(/time: read [\d.]+ s, transform [\d.]+ s, encode\+write [\d.]+ s/);
-    expect(human.stdout).toMatch(/fidelity of the mlm output \(fp16 emulation vs float32, \d+ tokens of built-in sentences\): KL [\d.e-]+, top-1 [\d.]+%/);
+    expect(human.stdout).toMatch(
+      /fidelity of the mlm output \(fp16 emulation vs float32, \d+ tokens of built-in sentences\): KL [\d.e-]+, top-1 [\d.]+%/,
+    );
 
     const ours = json(await cli('predict', pkg, DOOR, '--json')) as { token_str: string; score: number }[];
     const ref = json(await cli('predict', DOOR, '--json')) as typeof ours;
@@ -47,12 +68,26 @@ describe('convert', () => {
   it('inspect shows the package interface and metadata', async () => {
     const r = await cli('inspect', pkg, '--json');
     expect(r.code, r.stderr).toBe(0);
-    const info = json(r) as { kind: string; target: string; sequence_lengths: number[]; non_constant_ops: number; op_budget: number; inputs: { name: string; enumerated_shapes?: number[][] }[]; outputs: { name: string }[]; metadata: Record<string, string>; ops: Record<string, number>; tokenizer: boolean };
+    const info = json(r) as {
+      kind: string;
+      target: string;
+      sequence_lengths: number[];
+      non_constant_ops: number;
+      op_budget: number;
+      inputs: { name: string; enumerated_shapes?: number[][] }[];
+      outputs: { name: string }[];
+      metadata: Record<string, string>;
+      ops: Record<string, number>;
+      tokenizer: boolean;
+    };
     expect(info.kind).toBe('package');
     expect(info.target).toBe('iOS17');
     expect(info.sequence_lengths).toEqual([32, 64]);
     expect(info.inputs.map((f) => f.name)).toEqual(['input_ids']);
-    expect(info.inputs[0]!.enumerated_shapes).toEqual([[1, 32], [1, 64]]);
+    expect(info.inputs[0]!.enumerated_shapes).toEqual([
+      [1, 32],
+      [1, 64],
+    ]);
     expect(info.outputs.map((f) => f.name)).toEqual(['logits']);
     expect(info.metadata.rotation).toBe('none (folded)');
     expect(info.metadata.norm).toBe('folded, l2-norm RMSNorm (overflow-safe)');
@@ -61,15 +96,25 @@ describe('convert', () => {
     const text = await cli('inspect', pkg);
     expect(text.stdout).toMatch(/input\s+input_ids int32 \[1, 32\] \| \[1, 64\]/);
     // The ops against the Neural Engine's op budget, as inspect --ane counts them.
-    const ane = json(await cli('inspect', '--ane', '--json', pkg)) as { functions: { op_count: number; budget: number }[] };
+    const ane = json(await cli('inspect', '--ane', '--json', pkg)) as {
+      functions: { op_count: number; budget: number }[];
+    };
     expect(info).toMatchObject({ non_constant_ops: ane.functions[0]!.op_count, op_budget: 3000 });
-    expect(text.stdout).toMatch(new RegExp(`^ops +\\d+ \\(${ane.functions[0]!.op_count} non-constant, budget 3,000; inspect --ane places them\\): `, 'm'));
+    expect(text.stdout).toMatch(
+      new RegExp(
+        `^ops +\\d+ \\(${ane.functions[0]!.op_count} non-constant, budget 3,000; inspect --ane places them\\): `,
+        'm',
+      ),
+    );
   });
 
   it('verify on a package compares logits and the last hidden state', async () => {
     const golden = join(FX, 'tiny-mlm', 'golden.safetensors');
     const p = join(tmp, 'tiny.mlpackage');
-    expect((await cli('convert', join(FX, 'tiny-mlm'), '--out', p, '--seq-len', '128', '--weights', 'fp32', '--no-fidelity')).code).toBe(0);
+    expect(
+      (await cli('convert', join(FX, 'tiny-mlm'), '--out', p, '--seq-len', '128', '--weights', 'fp32', '--no-fidelity'))
+        .code,
+    ).toBe(0);
     const r = await cli('verify', p, '--golden', golden, '--json');
     expect(r.code, r.stdout).toBe(0);
     const rep = json(r) as { passed: boolean; cases: { logits: number; hidden_states: number }[] };
@@ -81,9 +126,18 @@ describe('convert', () => {
     expectOneLineError(await cli('convert', MINI, '--out', pkg), /already exists/);
     expectOneLineError(await cli('convert', pkg, '--out', join(tmp, 'x.mlpackage')), /already a Core ML package/);
     expectOneLineError(await cli('convert', MINI, '--out', join(tmp, 'y.mlpackage'), '--rotation', 'spin'), /spin/);
-    expectOneLineError(await cli('convert', MINI, '--out', join(tmp, 'z.mlpackage'), '--seq-len', '4096'), /max_position_embeddings 512/);
-    expectOneLineError(await cli('convert', MINI, '--out', join(tmp, 'no', 'such', 'dir.mlpackage'), '--no-fidelity'), /does not exist/);
-    expectOneLineError(await cli('convert', MINI, '--out', join(tmp, 'w.mlpackage'), '--no-fold', '--rotation', 'hadamard'), /--no-fold/);
+    expectOneLineError(
+      await cli('convert', MINI, '--out', join(tmp, 'z.mlpackage'), '--seq-len', '4096'),
+      /max_position_embeddings 512/,
+    );
+    expectOneLineError(
+      await cli('convert', MINI, '--out', join(tmp, 'no', 'such', 'dir.mlpackage'), '--no-fidelity'),
+      /does not exist/,
+    );
+    expectOneLineError(
+      await cli('convert', MINI, '--out', join(tmp, 'w.mlpackage'), '--no-fold', '--rotation', 'hadamard'),
+      /--no-fold/,
+    );
     for (const name of ['x', 'y', 'z', 'w']) expect(existsSync(join(tmp, `${name}.mlpackage`))).toBe(false);
   });
 
@@ -92,10 +146,14 @@ describe('convert', () => {
     // carries ~49,000 from layer 2 on (synth-base-massive's construction at toy size).
     const dir = await withOutlier(join(FX, 'tiny-mlm'), 'model.layers.1.mlp.Wo.weight', 7, 2000, tmp);
     type Report = { fidelity: { kl: number | null; top1: number; non_finite?: { first_layer: number } } };
-    const plain = json(await cli('convert', dir, '--out', join(tmp, 'plain.mlpackage'), '--no-fold', '--json')) as Report;
+    const plain = json(
+      await cli('convert', dir, '--out', join(tmp, 'plain.mlpackage'), '--no-fold', '--json'),
+    ) as Report;
     expect(plain.fidelity.top1).toBeLessThan(0.5);
     for (const rotation of ['none', 'hadamard']) {
-      const fixed = json(await cli('convert', dir, '--out', join(tmp, `fixed-${rotation}.mlpackage`), '--rotation', rotation, '--json')) as Report;
+      const fixed = json(
+        await cli('convert', dir, '--out', join(tmp, `fixed-${rotation}.mlpackage`), '--rotation', rotation, '--json'),
+      ) as Report;
       expect(fixed.fidelity.top1).toBeGreaterThan(0.95);
       expect(fixed.fidelity.kl!).toBeLessThan(plain.fidelity.kl! / 100);
     }
@@ -110,7 +168,9 @@ describe('convert', () => {
       expect(r.code, r.stderr).toBe(1);
       expect(r.stdout).toBe('');
       expect(r.stderr.trimEnd().split('\n')).toHaveLength(1);
-      expect(r.stderr).toMatch(/^error: the converted model gives NaN or infinity in fp16 emulation on \d+ of \d+ tokens; the first appears after layer 2, at op \w+ "[^"]+" .*nothing was written$/m);
+      expect(r.stderr).toMatch(
+        /^error: the converted model gives NaN or infinity in fp16 emulation on \d+ of \d+ tokens; the first appears after layer 2, at op \w+ "[^"]+" .*nothing was written$/m,
+      );
       expect(existsSync(out)).toBe(false);
     }
   });
@@ -137,10 +197,15 @@ describe('diff', () => {
     const synthDir = join(tmp, 'synth-tiny');
     writeFileSync(join(tmp, 'tiny-config.json'), readFileSync(join(tiny, 'config.v4.json')));
     expect((await cli('synth', join(tmp, 'tiny-config.json'), '--out', synthDir)).code).toBe(0);
-    const r = json(await cli('diff', synthDir, synthDir, '--random', '40', '--precision-b', 'fp16', '--json')) as { tokens: number; kl: number };
+    const r = json(await cli('diff', synthDir, synthDir, '--random', '40', '--precision-b', 'fp16', '--json')) as {
+      tokens: number;
+      kl: number;
+    };
     expect(r.tokens).toBe(42); // [CLS] + 40 random ids + [SEP]
     expect(r.kl).toBeGreaterThan(0);
-    const g = json(await cli('diff', tiny, tiny, '--golden', join(tiny, 'golden.safetensors'), '--json')) as { tokens: number };
+    const g = json(await cli('diff', tiny, tiny, '--golden', join(tiny, 'golden.safetensors'), '--json')) as {
+      tokens: number;
+    };
     expect(g.tokens).toBeGreaterThan(100);
     expectOneLineError(await cli('diff', synthDir, synthDir), /no tokenizer: give --golden FILE or --random N/);
   });

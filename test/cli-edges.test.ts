@@ -26,9 +26,14 @@ describe('convert and the tokenizer', () => {
     const p = await cli('predict', pkg, 'The sky is [MASK].', '--json');
     expect(p.code, p.stderr).toBe(0);
     const bare = join(dir, 'bare.mlpackage');
-    expect((await cli('convert', TINY, '--out', bare, '--seq-len', '16', '--no-fidelity', '--no-tokenizer')).code).toBe(0);
+    expect((await cli('convert', TINY, '--out', bare, '--seq-len', '16', '--no-fidelity', '--no-tokenizer')).code).toBe(
+      0,
+    );
     expect(existsSync(join(bare, 'Data', 'com.github.modernbert-ane'))).toBe(false);
-    expectOneLineError(await cli('predict', bare, 'The sky is [MASK].'), /has no tokenizer\.json, which predict needs: give --tokenizer/);
+    expectOneLineError(
+      await cli('predict', bare, 'The sky is [MASK].'),
+      /has no tokenizer\.json, which predict needs: give --tokenizer/,
+    );
     // --tokenizer takes the file itself, or its folder.
     for (const t of [join(TINY, 'tokenizer.json'), TINY]) {
       const r = await cli('predict', bare, 'The sky is [MASK].', '--tokenizer', t, '--json');
@@ -37,20 +42,58 @@ describe('convert and the tokenizer', () => {
     }
     // A checkpoint without a tokenizer converts by default; asking for one is an error naming the flag.
     const synth = join(dir, 'synth-ckpt');
-    writeFileSync(join(dir, 'c.json'), JSON.stringify({ hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 1, vocab_size: 64, intermediate_size: 96, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2 }));
+    writeFileSync(
+      join(dir, 'c.json'),
+      JSON.stringify({
+        hidden_size: 64,
+        num_attention_heads: 4,
+        num_hidden_layers: 1,
+        vocab_size: 64,
+        intermediate_size: 96,
+        pad_token_id: 0,
+        cls_token_id: 1,
+        sep_token_id: 2,
+        bos_token_id: 1,
+        eos_token_id: 2,
+      }),
+    );
     expect((await cli('synth', join(dir, 'c.json'), '--out', synth)).code).toBe(0);
-    expect((await cli('convert', synth, '--out', join(dir, 's.mlpackage'), '--seq-len', '16', '--no-fidelity')).code).toBe(0);
-    expectOneLineError(await cli('convert', synth, '--out', join(dir, 's2.mlpackage'), '--seq-len', '16', '--no-fidelity', '--tokenizer'), /--tokenizer: .* has no tokenizer\.json/);
+    expect(
+      (await cli('convert', synth, '--out', join(dir, 's.mlpackage'), '--seq-len', '16', '--no-fidelity')).code,
+    ).toBe(0);
+    expectOneLineError(
+      await cli(
+        'convert',
+        synth,
+        '--out',
+        join(dir, 's2.mlpackage'),
+        '--seq-len',
+        '16',
+        '--no-fidelity',
+        '--tokenizer',
+      ),
+      /--tokenizer: .* has no tokenizer\.json/,
+    );
   });
 
   it('a body package of --split names --head-package as the remedy, and --embed runs it', async () => {
     const body = join(dir, 'body.mlpackage');
     expect((await cli('convert', TINY, '--out', body, '--seq-len', '16', '--no-fidelity', '--split')).code).toBe(0);
-    expectOneLineError(await cli('predict', body, 'The sky is [MASK].'), /is the body package of convert --split\): give one of its head packages with --head-package PATH, or --embed/);
+    expectOneLineError(
+      await cli('predict', body, 'The sky is [MASK].'),
+      /is the body package of convert --split\): give one of its head packages with --head-package PATH, or --embed/,
+    );
     const e = await cli('predict', body, 'The sky is [MASK].', '--embed', '--json');
     expect(e.code, e.stderr).toBe(0);
     expect(json(e)).toHaveLength(64);
-    const head = await cli('predict', body, 'The sky is [MASK].', '--head-package', join(dir, 'body-mlm.mlpackage'), '--json');
+    const head = await cli(
+      'predict',
+      body,
+      'The sky is [MASK].',
+      '--head-package',
+      join(dir, 'body-mlm.mlpackage'),
+      '--json',
+    );
     expect(head.code, head.stderr).toBe(0);
   });
 
@@ -75,9 +118,15 @@ describe('embed --out', () => {
     const out = join(dir, 'embed-out');
     spawnSync('mkdir', ['-p', out]);
     for (const name of ['e.csv', 'e.json', 'embeddings']) {
-      expectOneLineError(await cli('embed', MINI, '--input', input, '--out', join(out, name)), /--out .*: embeddings are written as \.jsonl, \.npy or \.safetensors/);
+      expectOneLineError(
+        await cli('embed', MINI, '--input', input, '--out', join(out, name)),
+        /--out .*: embeddings are written as \.jsonl, \.npy or \.safetensors/,
+      );
     }
-    expectOneLineError(await cli('embed', MINI, '--input', join(dir, 'missing.txt'), '--out', join(out, 'e.csv')), /\.csv is none of them/);
+    expectOneLineError(
+      await cli('embed', MINI, '--input', join(dir, 'missing.txt'), '--out', join(out, 'e.csv')),
+      /\.csv is none of them/,
+    );
     expect(readdirSync(out)).toEqual([]);
   });
 });
@@ -89,29 +138,38 @@ describe('help and usage', () => {
     const entries = help.split(/\n(?= {2}-)/).filter((e) => e.trimStart().startsWith('-'));
     expect(entries.length).toBeGreaterThan(20);
     for (const e of entries) expect(e.match(/default/g)?.length ?? 0, e).toBeLessThanOrEqual(1);
-    expect(help).toMatch(/--seq-len <n\[,n\.\.\.\]>\s+sequence length, or several for enumerated shapes\s+\(default 512/);
+    expect(help).toMatch(
+      /--seq-len <n\[,n\.\.\.\]>\s+sequence length, or several for enumerated shapes\s+\(default 512/,
+    );
   });
 
   it("a mistyped flag suggests '--' only where a text is taken, naming the command", async () => {
     const convert = await cli('convert', TINY, '--out', join(dir, 'x.mlpackage'), '--rotaton', 'none');
     expectOneLineError(convert, /unknown option '--rotaton'/);
     expect(convert.stderr).not.toContain('goes after --');
-    expectOneLineError(await cli('diff', TINY, TINY, '-x'), /unknown option '-x' \(a text that starts with '-' goes after --, e\.g\. diff -- "-x"\)/);
+    expectOneLineError(
+      await cli('diff', TINY, TINY, '-x'),
+      /unknown option '-x' \(a text that starts with '-' goes after --, e\.g\. diff -- "-x"\)/,
+    );
     expectOneLineError(await cli('predict', '-5 degrees is [MASK].'), /e\.g\. predict -- "-5 degrees is \[MASK\]\."/);
   });
 });
 
 describe('inspect', () => {
-  it('shows a package\'s head once and its fidelity report in words, not JSON', async () => {
+  it("shows a package's head once and its fidelity report in words, not JSON", async () => {
     const pkg = join(dir, 'fid.mlpackage');
     expect((await cli('convert', TINY, '--out', pkg, '--seq-len', '16')).code).toBe(0);
     const r = await cli('inspect', pkg);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.match(/^head +/gm)).toHaveLength(1);
-    expect(r.stdout).toMatch(/^fidelity +of the mlm output \(fp16 emulation vs float32, \d+ tokens of built-in sentences\): KL \d\.\d\de-\d+, top-1 [\d.]+%/m);
+    expect(r.stdout).toMatch(
+      /^fidelity +of the mlm output \(fp16 emulation vs float32, \d+ tokens of built-in sentences\): KL \d\.\d\de-\d+, top-1 [\d.]+%/m,
+    );
     expect(r.stdout).not.toMatch(/\{"/);
     // --json keeps every metadata entry as stored.
-    expect(JSON.parse((json(await cli('inspect', pkg, '--json')) as { metadata: { fidelity: string } }).metadata.fidelity)).toHaveProperty('kl');
+    expect(
+      JSON.parse((json(await cli('inspect', pkg, '--json')) as { metadata: { fidelity: string } }).metadata.fidelity),
+    ).toHaveProperty('kl');
   });
 });
 
@@ -148,7 +206,13 @@ describe('synth small', () => {
     const out = join(dir, 'small');
     const r = await cli('synth', 'small', '--out', out, '--json');
     expect(r.code, r.stderr).toBe(0);
-    const info = json(await cli('inspect', out, '--json')) as { hidden: number; layers: number; vocab: number; layer_kinds: string; parameters: number };
+    const info = json(await cli('inspect', out, '--json')) as {
+      hidden: number;
+      layers: number;
+      vocab: number;
+      layer_kinds: string;
+      parameters: number;
+    };
     expect(info).toMatchObject({ hidden: 256, layers: 4, vocab: 50368, layer_kinds: 'GLLG' });
     expect(info.parameters).toBeLessThan(20e6);
   });

@@ -20,18 +20,41 @@ let model: string;
 beforeAll(async () => {
   // Big enough (16 M parameters) that writing the package takes a good fraction of a second.
   work = tempDir('mbane-signals-');
-  writeFileSync(join(work, 'c.json'), JSON.stringify({ hidden_size: 256, num_attention_heads: 4, num_hidden_layers: 24, vocab_size: 1024, intermediate_size: 512, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2 }));
+  writeFileSync(
+    join(work, 'c.json'),
+    JSON.stringify({
+      hidden_size: 256,
+      num_attention_heads: 4,
+      num_hidden_layers: 24,
+      vocab_size: 1024,
+      intermediate_size: 512,
+      pad_token_id: 0,
+      cls_token_id: 1,
+      sep_token_id: 2,
+      bos_token_id: 1,
+      eos_token_id: 2,
+    }),
+  );
   model = join(work, 'model');
   const r = await cli('synth', join(work, 'c.json'), '--out', model);
   expect(r.code, r.stderr).toBe(0);
 });
 
 /** Starts a conversion into `dir`, waits until its temporary folder appears, sends `signal`; resolves to the exit. */
-async function interrupt(dir: string, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
-  const child = spawn(process.execPath, [bin, 'convert', model, '--out', join(dir, 'm.mlpackage'), '--no-fidelity', '--seq-len', '16'], { stdio: ['ignore', 'ignore', 'pipe'] });
+async function interrupt(
+  dir: string,
+  signal: NodeJS.Signals,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  const child = spawn(
+    process.execPath,
+    [bin, 'convert', model, '--out', join(dir, 'm.mlpackage'), '--no-fidelity', '--seq-len', '16'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, sig) => resolve({ code, signal: sig })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, sig) => resolve({ code, signal: sig })),
+  );
   let seen = false;
   for (let i = 0; i < 6000 && !seen && child.exitCode === null; i++) {
     seen = temps(dir).length > 0;
@@ -43,15 +66,22 @@ async function interrupt(dir: string, signal: NodeJS.Signals): Promise<{ code: n
 }
 
 describe('an interrupted convert', () => {
-  it.each([['SIGINT', 130], ['SIGTERM', 143]] as const)('%s removes the temporary folder and exits %i', async (signal, code) => {
-    const dir = tempDir();
-    const r = await interrupt(dir, signal);
-    expect(r.code, r.stderr).toBe(code);
-    expect(temps(dir)).toEqual([]);
-    expect(existsSync(join(dir, 'm.mlpackage'))).toBe(false);
-  }, 60_000);
+  it.each([
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const)(
+    '%s removes the temporary folder and exits %i',
+    async (signal, code) => {
+      const dir = tempDir();
+      const r = await interrupt(dir, signal);
+      expect(r.code, r.stderr).toBe(code);
+      expect(temps(dir)).toEqual([]);
+      expect(existsSync(join(dir, 'm.mlpackage'))).toBe(false);
+    },
+    60_000,
+  );
 
-  it('after SIGKILL, the next convert to the same path clears the leftover (but not a live run\'s)', async () => {
+  it("after SIGKILL, the next convert to the same path clears the leftover (but not a live run's)", async () => {
     const dir = tempDir();
     const r = await interrupt(dir, 'SIGKILL');
     expect(r.signal).toBe('SIGKILL');
@@ -85,12 +115,20 @@ describe('a package moved aside by a --force that was killed between its two ren
 describe('the executable on a path it cannot write', () => {
   it.each([
     ['under a file', (d: string) => join(d, 'file.txt', 'a.mlpackage'), /is a file, not a folder/],
-    ['a name too long', (d: string) => join(d, `${'a'.repeat(300)}.mlpackage`), /the name is too long \(ENAMETOOLONG\)/],
+    [
+      'a name too long',
+      (d: string) => join(d, `${'a'.repeat(300)}.mlpackage`),
+      /the name is too long \(ENAMETOOLONG\)/,
+    ],
     ['under /proc', () => '/proc/a.mlpackage', /no such file or folder \(ENOENT\)/],
   ])('%s: exit 2, one line, no stack trace (not even from the cleanup at exit)', (_what, out, pattern) => {
     const d = tempDir();
     writeFileSync(join(d, 'file.txt'), '');
-    const r = spawnSync(process.execPath, [bin, 'convert', join(ROOT, 'test', 'fixtures', 'tiny-mlm'), '--out', out(d), '--seq-len', '16', '--no-fidelity'], { encoding: 'utf8', timeout: 30_000 });
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'convert', join(ROOT, 'test', 'fixtures', 'tiny-mlm'), '--out', out(d), '--seq-len', '16', '--no-fidelity'],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
     expect(r.status, r.stderr).toBe(2);
     expect(r.stderr.trimEnd().split('\n'), r.stderr).toHaveLength(1);
     expect(r.stderr).toMatch(/^error: cannot write /);
@@ -101,7 +139,9 @@ describe('the executable on a path it cannot write', () => {
 
 describe('a reader that closes the pipe early', () => {
   it('inspect | head -1: the rest of the output is dropped, exit 0, no EPIPE stack trace', async () => {
-    const child = spawn(process.execPath, [bin, 'inspect', join(ROOT, 'test', 'fixtures', 'tiny-mlm')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bin, 'inspect', join(ROOT, 'test', 'fixtures', 'tiny-mlm')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdout.destroy(); // closed before the command writes its first line

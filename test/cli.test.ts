@@ -19,8 +19,8 @@ afterAll(cleanupTempDirs);
 
 const DOOR = 'She opened the [MASK] and walked into the room.';
 const TINY_MLM = join(FX, 'tiny-mlm');
-const texts = (fixture: string): string[] => (JSON.parse(readFileSync(join(FX, fixture, 'golden.json'), 'utf8')) as { texts: string[] }).texts;
-
+const texts = (fixture: string): string[] =>
+  (JSON.parse(readFileSync(join(FX, fixture, 'golden.json'), 'utf8')) as { texts: string[] }).texts;
 
 describe('help and version', () => {
   it('--help lists the commands and exits 0', async () => {
@@ -79,7 +79,12 @@ describe('predict', () => {
     const k1 = await cli('predict', '-k', '1', DOOR);
     expect(k1.stdout.trimEnd().split('\n')).toHaveLength(2);
     const two = await cli('predict', '-k', '2', 'The [MASK] rises in the [MASK].');
-    expect(two.stdout.trimEnd().split('\n').filter((l) => l.startsWith('[MASK]'))).toEqual(['[MASK] 1 of 2:', '[MASK] 2 of 2:']);
+    expect(
+      two.stdout
+        .trimEnd()
+        .split('\n')
+        .filter((l) => l.startsWith('[MASK]')),
+    ).toEqual(['[MASK] 1 of 2:', '[MASK] 2 of 2:']);
   });
 
   it('the golden prompts through tiny-mlm: top token at each mask is the golden argmax', async () => {
@@ -108,8 +113,15 @@ describe('predict', () => {
       expect(label).toBe(['neg', 'neu', 'pos'][order[i]!]);
       expect(Number(prob)).toBeCloseTo(gold[order[i]!]!, 4);
     });
-    const r = json(await cli('predict', '--json', join(FX, 'tiny-cls-mean'), text)) as Array<{ label: string; score: number }>;
-    expect(r.map((l) => Object.keys(l))).toEqual([['label', 'score'], ['label', 'score'], ['label', 'score']]);
+    const r = json(await cli('predict', '--json', join(FX, 'tiny-cls-mean'), text)) as Array<{
+      label: string;
+      score: number;
+    }>;
+    expect(r.map((l) => Object.keys(l))).toEqual([
+      ['label', 'score'],
+      ['label', 'score'],
+      ['label', 'score'],
+    ]);
     for (const l of r) expect(Math.abs(l.score - gold[['neg', 'neu', 'pos'].indexOf(l.label)]!)).toBeLessThan(1e-5);
   });
 
@@ -121,7 +133,14 @@ describe('predict', () => {
     expect(plain.code).toBe(0);
     const lines = plain.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^"T" +LABEL_\d +0\.\d{4} \[0, 1\)$/);
-    const r = json(await cli('predict', '--json', join(FX, 'tiny-token'), text)) as Array<{ entity: string; score: number; index: number; word: string; start: number; end: number }>;
+    const r = json(await cli('predict', '--json', join(FX, 'tiny-token'), text)) as Array<{
+      entity: string;
+      score: number;
+      index: number;
+      word: string;
+      start: number;
+      end: number;
+    }>;
     expect(r).toHaveLength(real.length - 3); // [CLS], [MASK], [SEP]
     expect(lines).toHaveLength(r.length);
     const V = 5;
@@ -137,9 +156,13 @@ describe('predict', () => {
     expect(r.map((t) => t.word)).toEqual(['T', 'he', 's', 'k', 'y', 'is', '.']);
   });
 
-  it('--aggregation groups a token classifier\'s tokens into entities, each a span of the text', async () => {
+  it("--aggregation groups a token classifier's tokens into entities, each a span of the text", async () => {
     const text = texts('tiny-token')[3]!;
-    const tokens = json(await cli('predict', '--json', join(FX, 'tiny-token'), text)) as Array<{ entity: string; start: number; end: number }>;
+    const tokens = json(await cli('predict', '--json', join(FX, 'tiny-token'), text)) as Array<{
+      entity: string;
+      start: number;
+      end: number;
+    }>;
     for (const strategy of ['simple', 'first', 'average', 'max']) {
       const r = await cli('predict', '--json', '--aggregation', strategy, join(FX, 'tiny-token'), text);
       expect(r.code, r.stderr).toBe(0);
@@ -153,7 +176,10 @@ describe('predict', () => {
       expect(groups[0]!.start).toBe(tokens[0]!.start);
       expect(groups.at(-1)!.end).toBe(tokens.at(-1)!.end);
     }
-    expectOneLineError(await cli('predict', '--aggregation', 'mean', join(FX, 'tiny-token'), text), /--aggregation.*mean/);
+    expectOneLineError(
+      await cli('predict', '--aggregation', 'mean', join(FX, 'tiny-token'), text),
+      /--aggregation.*mean/,
+    );
   });
 
   it('--embed on a sentence-transformers folder: --json [...] is the normalised mean of the golden last hidden state', async () => {
@@ -176,7 +202,9 @@ describe('predict', () => {
   it('cls pooling likewise', async () => {
     const gc = readGolden(join(TINY_MLM, 'golden.safetensors')).find((c) => c.name === 'single')!;
     const want = expectedEmbedding(goldenHidden(gc, 4, 0), goldenRow(gc, 0).real, 'cls', true);
-    const out = json(await cli('predict', '--embed', '--json', await sentenceTransformers('cls', true), texts('tiny-mlm')[0]!)) as number[];
+    const out = json(
+      await cli('predict', '--embed', '--json', await sentenceTransformers('cls', true), texts('tiny-mlm')[0]!),
+    ) as number[];
     for (let j = 0; j < 64; j++) expect(Math.abs(out[j]! - want[j]!)).toBeLessThan(1e-4);
   });
 });
@@ -190,7 +218,8 @@ describe('verify', () => {
     expect(r.stderr).toBe('');
     const lines = r.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^case +logits +hidden$/);
-    for (const c of ['single', 'batch_padded', 'long_random']) expect(r.stdout).toMatch(new RegExp(`^${c} +\\d\\.\\d\\de-\\d +\\d\\.\\d\\de-\\d$`, 'm'));
+    for (const c of ['single', 'batch_padded', 'long_random'])
+      expect(r.stdout).toMatch(new RegExp(`^${c} +\\d\\.\\d\\de-\\d +\\d\\.\\d\\de-\\d$`, 'm'));
     expect(lines.at(-1)).toMatch(/^PASS: max abs difference \d\.\d\de-\d \(tolerance 0\.0001\)$/);
   });
 
@@ -202,7 +231,10 @@ describe('verify', () => {
   });
 
   it('--json is exactly {"passed","max_abs_diff","cases":[{"name","logits","hidden_states"}]}', async () => {
-    for (const [atol, passed, code] of [['1e-4', true, 0], ['1e-9', false, 1]] as const) {
+    for (const [atol, passed, code] of [
+      ['1e-4', true, 0],
+      ['1e-9', false, 1],
+    ] as const) {
       const r = await cli('verify', '--json', TINY_MLM, '--golden', golden, '--atol', atol);
       expect(r.code).toBe(code);
       const out = json(r) as { passed: boolean; max_abs_diff: number; cases: Array<Record<string, unknown>> };
@@ -221,7 +253,13 @@ describe('verify', () => {
   });
 
   it('the default model against the mini-trained golden', async () => {
-    const r = await cli('verify', 'models/mini-trained', '--golden', join(FX, 'mini-trained', 'golden.safetensors'), '--json');
+    const r = await cli(
+      'verify',
+      'models/mini-trained',
+      '--golden',
+      join(FX, 'mini-trained', 'golden.safetensors'),
+      '--json',
+    );
     expect(r.code).toBe(0);
     expect((json(r) as { passed: boolean }).passed).toBe(true);
   });
@@ -234,11 +272,29 @@ describe('inspect', () => {
     expect(r.stdout).toMatch(/^architecture +ModernBertForMaskedLM, head mlm$/m);
     expect(r.stdout).toMatch(/^attention +GLLG \(G global, L sliding window of 16\)/m);
     const out = json(await cli('inspect', '--json', TINY_MLM)) as Record<string, unknown>;
-    const parameters = [...readTensors(join(TINY_MLM, 'model.safetensors')).values()].reduce((s, t) => s + t.data.length, 0);
+    const parameters = [...readTensors(join(TINY_MLM, 'model.safetensors')).values()].reduce(
+      (s, t) => s + t.data.length,
+      0,
+    );
     expect(out).toMatchObject({
-      architecture: 'ModernBertForMaskedLM', head: 'mlm', parameters, dtypes: ['F32'], hidden: 64, intermediate: 96, layers: 4, heads: 4,
-      head_dim: 16, vocab: 1024, max_positions: 512, local_window: 16, layer_kinds: 'GLLG', rope_theta: { global: 160000, local: 10000 },
-      classifier_pooling: 'cls', labels: [], special_ids: { pad: 1003, cls: 1001, sep: 1002, mask: 1004 }, tokenizer: true,
+      architecture: 'ModernBertForMaskedLM',
+      head: 'mlm',
+      parameters,
+      dtypes: ['F32'],
+      hidden: 64,
+      intermediate: 96,
+      layers: 4,
+      heads: 4,
+      head_dim: 16,
+      vocab: 1024,
+      max_positions: 512,
+      local_window: 16,
+      layer_kinds: 'GLLG',
+      rope_theta: { global: 160000, local: 10000 },
+      classifier_pooling: 'cls',
+      labels: [],
+      special_ids: { pad: 1003, cls: 1001, sep: 1002, mask: 1004 },
+      tokenizer: true,
     });
   });
 
@@ -253,21 +309,44 @@ describe('inspect', () => {
 });
 
 describe('synth', () => {
-  const tiny = { vocab_size: 128, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 2, max_position_embeddings: 64, local_attention: 8, pad_token_id: 3, cls_token_id: 1, sep_token_id: 2 };
+  const tiny = {
+    vocab_size: 128,
+    hidden_size: 32,
+    intermediate_size: 48,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    max_position_embeddings: 64,
+    local_attention: 8,
+    pad_token_id: 3,
+    cls_token_id: 1,
+    sep_token_id: 2,
+  };
 
   it('a tiny CONFIG.json with an override: a loadable checkpoint with the PRNG values', async () => {
     const dir = tempDir();
     const configPath = join(dir, 'tiny.json');
     writeFileSync(configPath, JSON.stringify(tiny));
     const out = join(dir, 'out');
-    const r = await cli('synth', configPath, '--out', out, '--override', 'model.layers.1.mlp.Wo.weight[3]=7.5', '--override', 'head.norm.weight[0]=-1', '--json');
+    const r = await cli(
+      'synth',
+      configPath,
+      '--out',
+      out,
+      '--override',
+      'model.layers.1.mlp.Wo.weight[3]=7.5',
+      '--override',
+      'head.norm.weight[0]=-1',
+      '--json',
+    );
     expect(r.code).toBe(0);
     expect(r.stderr).toBe('');
     const summary = json(r) as { out: string; tensors: number; bytes: number; parameters: number; seconds: number };
     expect(Object.keys(summary)).toEqual(['out', 'tensors', 'bytes', 'parameters', 'seconds']);
     const ckpt = loadCheckpoint(out);
     try {
-      expect(ckpt.config).toEqual(parseConfig({ architectures: ['ModernBertForMaskedLM'], model_type: 'modernbert', ...tiny }));
+      expect(ckpt.config).toEqual(
+        parseConfig({ architectures: ['ModernBertForMaskedLM'], model_type: 'modernbert', ...tiny }),
+      );
       const recipe = new SynthWeights(ckpt.config).recipe;
       expect(summary.tensors).toBe(recipe.length);
       expect(summary.bytes).toBe(4 * recipe.reduce((s, e) => s + e.shape.reduce((a, b) => a * b, 1), 0));
@@ -277,7 +356,9 @@ describe('synth', () => {
         if (e.name === 'head.norm.weight') want[0] = -1;
         expect(ckpt.weights.get(e.name).data, e.name).toEqual(want);
       }
-      expect(ckpt.weights.get('decoder.weight').data).toEqual(ckpt.weights.get('model.embeddings.tok_embeddings.weight').data);
+      expect(ckpt.weights.get('decoder.weight').data).toEqual(
+        ckpt.weights.get('model.embeddings.tok_embeddings.weight').data,
+      );
     } finally {
       ckpt.close();
     }
@@ -307,94 +388,276 @@ describe('bad input: exit 2, one line on stderr, no stack (the stack with --debu
   const header = (dir: string) => {
     const buf = readFileSync(join(dir, 'model.safetensors'));
     const n = Number(buf.readBigUInt64LE(0));
-    return { buf, n, json: JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> };
+    return {
+      buf,
+      n,
+      json: JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<
+        string,
+        { dtype: string; shape: number[]; data_offsets: [number, number] }
+      >,
+    };
   };
   /** Rewrites the weight file's header with `f` applied, keeping the data. */
-  const rewrite = (f: (h: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>) => void) => (dir: string) => {
-    const { buf, n, json: h } = header(dir);
-    f(h);
-    writeFileSync(join(dir, 'model.safetensors'), rawSafetensors(h, buf.subarray(8 + n)));
-  };
+  const rewrite =
+    (f: (h: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>) => void) =>
+    (dir: string) => {
+      const { buf, n, json: h } = header(dir);
+      f(h);
+      writeFileSync(join(dir, 'model.safetensors'), rawSafetensors(h, buf.subarray(8 + n)));
+    };
 
   const long = `${'The sky is blue. '.repeat(200)}[MASK]`;
   const cases: Array<[string, () => string[], RegExp]> = [
-    ['a missing model folder', () => ['predict', join(FX, 'no-such-model'), 'x [MASK]'], /model folder .*no-such-model does not exist/],
-    ['an empty weight file', () => ['inspect', broken((d) => writeFileSync(join(d, 'model.safetensors'), ''))], /too short to be a safetensors file/],
-    ['a folder with only config.json', () => {
-      const d = tempDir();
-      copyFileSync(join(TINY_MLM, 'config.json'), join(d, 'config.json'));
-      return ['inspect', d];
-    }, /has no model\.safetensors or model\.safetensors\.index\.json$/m],
-    ['pytorch_model.bin only', () => {
-      const d = tempDir();
-      copyFileSync(join(TINY_MLM, 'config.json'), join(d, 'config.json'));
-      writeFileSync(join(d, 'pytorch_model.bin'), 'PK');
-      return ['inspect', d];
-    }, /pytorch_model\.bin is not supported/],
+    [
+      'a missing model folder',
+      () => ['predict', join(FX, 'no-such-model'), 'x [MASK]'],
+      /model folder .*no-such-model does not exist/,
+    ],
+    [
+      'an empty weight file',
+      () => ['inspect', broken((d) => writeFileSync(join(d, 'model.safetensors'), ''))],
+      /too short to be a safetensors file/,
+    ],
+    [
+      'a folder with only config.json',
+      () => {
+        const d = tempDir();
+        copyFileSync(join(TINY_MLM, 'config.json'), join(d, 'config.json'));
+        return ['inspect', d];
+      },
+      /has no model\.safetensors or model\.safetensors\.index\.json$/m,
+    ],
+    [
+      'pytorch_model.bin only',
+      () => {
+        const d = tempDir();
+        copyFileSync(join(TINY_MLM, 'config.json'), join(d, 'config.json'));
+        writeFileSync(join(d, 'pytorch_model.bin'), 'PK');
+        return ['inspect', d];
+      },
+      /pytorch_model\.bin is not supported/,
+    ],
     ['a folder without config.json', () => ['inspect', tempDir()], /config\.json does not exist/],
-    ['a truncated weight file (header length past the end)', () => ['inspect', broken((d) => {
-      const { buf } = header(d);
-      writeFileSync(join(d, 'model.safetensors'), buf.subarray(0, 300));
-    })], /header length \d+ runs past the end of the file \(300 bytes\)/],
-    ['a weight file cut inside the data', () => ['inspect', broken((d) => {
-      const { buf } = header(d);
-      writeFileSync(join(d, 'model.safetensors'), buf.subarray(0, buf.length - 100));
-    })], /the tensors cover \d+ bytes of data but the file holds \d+ after the header \(MetadataIncompleteBuffer\)/],
-    ['offsets out of range', () => ['inspect', broken(rewrite((h) => {
-      h['head.norm.weight']!.data_offsets = [0, 1 << 30];
-    }))], /data_offsets \[\d+, \d+\] .*\(InvalidOffset\)/],
-    ['overlapping tensors', () => ['inspect', broken(rewrite((h) => {
-      const t = h['head.norm.weight']!;
-      const other = h['model.final_norm.weight']!;
-      t.data_offsets = [other.data_offsets[0], other.data_offsets[0] + 256];
-    }))], /data_offsets \[\d+, \d+\] (overlaps the tensor before it|leaves a gap).*\(InvalidOffset\)/],
-    ['an unknown dtype', () => ['inspect', broken(rewrite((h) => {
-      h['head.norm.weight']!.dtype = 'Q4';
-    }))], /"head\.norm\.weight" has unknown dtype "Q4"/],
-    ['a shape that does not match the data size', () => ['inspect', broken(rewrite((h) => {
-      h['head.norm.weight']!.shape = [65];
-    }))], /"head\.norm\.weight" has 256 bytes but its shape \[65\] x F32 needs 260/],
-    ['config and weights disagreeing on the hidden size', () => ['predict', copyFixture('tiny-mlm', (c) => ({ ...c, hidden_size: 32 })), 'x [MASK]'], /tok_embeddings\.weight" has shape \[1024, 64\] but the config implies \[1024, 32\]/],
-    ['a tensor missing from the weights', () => ['inspect', broken(rewrite((h) => {
-      delete h['model.layers.1.attn_norm.weight'];
-    }))], /leaves a gap \(bytes \d+\.\.\d+ belong to no tensor\) \(InvalidOffset\)/],
-    ['an unknown config field', () => ['inspect', copyFixture('tiny-mlm', (c) => ({ ...c, use_flash_attention: true }))], /unknown field "use_flash_attention"/],
-    ['an unsupported activation', () => ['inspect', copyFixture('tiny-mlm', (c) => ({ ...c, hidden_activation: 'foo' }))], /"hidden_activation" = "foo" is not supported/],
-    ['a rope_type it does not implement', () => ['inspect', copyFixture('tiny-mlm', (c) => ({ ...c, rope_parameters: { full_attention: { rope_type: 'yarn', rope_theta: 1 } } }))], /rope_type "yarn" is not supported/],
-    ['text without [MASK] for a masked LM', () => ['predict', 'Nothing to fill here.'], /the text has no \[MASK\] token to fill/],
-    ['text longer than max_position_embeddings', () => ['predict', TINY_MLM, long], /the text is \d+ tokens long but the model allows at most 512/],
+    [
+      'a truncated weight file (header length past the end)',
+      () => [
+        'inspect',
+        broken((d) => {
+          const { buf } = header(d);
+          writeFileSync(join(d, 'model.safetensors'), buf.subarray(0, 300));
+        }),
+      ],
+      /header length \d+ runs past the end of the file \(300 bytes\)/,
+    ],
+    [
+      'a weight file cut inside the data',
+      () => [
+        'inspect',
+        broken((d) => {
+          const { buf } = header(d);
+          writeFileSync(join(d, 'model.safetensors'), buf.subarray(0, buf.length - 100));
+        }),
+      ],
+      /the tensors cover \d+ bytes of data but the file holds \d+ after the header \(MetadataIncompleteBuffer\)/,
+    ],
+    [
+      'offsets out of range',
+      () => [
+        'inspect',
+        broken(
+          rewrite((h) => {
+            h['head.norm.weight']!.data_offsets = [0, 1 << 30];
+          }),
+        ),
+      ],
+      /data_offsets \[\d+, \d+\] .*\(InvalidOffset\)/,
+    ],
+    [
+      'overlapping tensors',
+      () => [
+        'inspect',
+        broken(
+          rewrite((h) => {
+            const t = h['head.norm.weight']!;
+            const other = h['model.final_norm.weight']!;
+            t.data_offsets = [other.data_offsets[0], other.data_offsets[0] + 256];
+          }),
+        ),
+      ],
+      /data_offsets \[\d+, \d+\] (overlaps the tensor before it|leaves a gap).*\(InvalidOffset\)/,
+    ],
+    [
+      'an unknown dtype',
+      () => [
+        'inspect',
+        broken(
+          rewrite((h) => {
+            h['head.norm.weight']!.dtype = 'Q4';
+          }),
+        ),
+      ],
+      /"head\.norm\.weight" has unknown dtype "Q4"/,
+    ],
+    [
+      'a shape that does not match the data size',
+      () => [
+        'inspect',
+        broken(
+          rewrite((h) => {
+            h['head.norm.weight']!.shape = [65];
+          }),
+        ),
+      ],
+      /"head\.norm\.weight" has 256 bytes but its shape \[65\] x F32 needs 260/,
+    ],
+    [
+      'config and weights disagreeing on the hidden size',
+      () => ['predict', copyFixture('tiny-mlm', (c) => ({ ...c, hidden_size: 32 })), 'x [MASK]'],
+      /tok_embeddings\.weight" has shape \[1024, 64\] but the config implies \[1024, 32\]/,
+    ],
+    [
+      'a tensor missing from the weights',
+      () => [
+        'inspect',
+        broken(
+          rewrite((h) => {
+            delete h['model.layers.1.attn_norm.weight'];
+          }),
+        ),
+      ],
+      /leaves a gap \(bytes \d+\.\.\d+ belong to no tensor\) \(InvalidOffset\)/,
+    ],
+    [
+      'an unknown config field',
+      () => ['inspect', copyFixture('tiny-mlm', (c) => ({ ...c, use_flash_attention: true }))],
+      /unknown field "use_flash_attention"/,
+    ],
+    [
+      'an unsupported activation',
+      () => ['inspect', copyFixture('tiny-mlm', (c) => ({ ...c, hidden_activation: 'foo' }))],
+      /"hidden_activation" = "foo" is not supported/,
+    ],
+    [
+      'a rope_type it does not implement',
+      () => [
+        'inspect',
+        copyFixture('tiny-mlm', (c) => ({
+          ...c,
+          rope_parameters: { full_attention: { rope_type: 'yarn', rope_theta: 1 } },
+        })),
+      ],
+      /rope_type "yarn" is not supported/,
+    ],
+    [
+      'text without [MASK] for a masked LM',
+      () => ['predict', 'Nothing to fill here.'],
+      /the text has no \[MASK\] token to fill/,
+    ],
+    [
+      'text longer than max_position_embeddings',
+      () => ['predict', TINY_MLM, long],
+      /the text is \d+ tokens long but the model allows at most 512/,
+    ],
     ['no text', () => ['predict'], /no text given/],
     ['an unknown flag', () => ['predict', '--bogus', DOOR], /unknown option '--bogus'/],
-    ['an unknown flag close to a known one (commander suggests on a second line)', () => ['predict', '--top', '3', DOOR], /unknown option '--top' \(Did you mean --top-k\?\)/],
+    [
+      'an unknown flag close to a known one (commander suggests on a second line)',
+      () => ['predict', '--top', '3', DOOR],
+      /unknown option '--top' \(Did you mean --top-k\?\)/,
+    ],
     ['an unknown command', () => ['predicts', DOOR], /unknown command 'predicts'/],
     ['a non-numeric --top-k', () => ['predict', '--top-k', 'five', DOOR], /--top-k <n>' argument 'five' is invalid/],
     ['a zero --top-k', () => ['predict', '--top-k', '0', DOOR], /argument '0' is invalid/],
     ['a fractional --top-k', () => ['predict', '-k', '2.5', DOOR], /argument '2\.5' is invalid/],
-    ['a non-numeric --atol', () => ['verify', TINY_MLM, '--golden', join(TINY_MLM, 'golden.safetensors'), '--atol', 'tiny'], /--atol <x>' argument 'tiny' is invalid/],
-    ['a negative --atol', () => ['verify', TINY_MLM, '--golden', join(TINY_MLM, 'golden.safetensors'), '--atol', '-1'], /--atol/],
+    [
+      'a non-numeric --atol',
+      () => ['verify', TINY_MLM, '--golden', join(TINY_MLM, 'golden.safetensors'), '--atol', 'tiny'],
+      /--atol <x>' argument 'tiny' is invalid/,
+    ],
+    [
+      'a negative --atol',
+      () => ['verify', TINY_MLM, '--golden', join(TINY_MLM, 'golden.safetensors'), '--atol', '-1'],
+      /--atol/,
+    ],
     ['verify without --golden', () => ['verify', TINY_MLM], /required option '--golden <file>' not specified/],
-    ['a missing golden file', () => ['verify', TINY_MLM, '--golden', join(FX, 'nope.safetensors')], /nope\.safetensors does not exist/],
+    [
+      'a missing golden file',
+      () => ['verify', TINY_MLM, '--golden', join(FX, 'nope.safetensors')],
+      /nope\.safetensors does not exist/,
+    ],
     ['a golden that is a folder', () => ['verify', TINY_MLM, '--golden', FX], /is a folder, not a regular golden file/],
-    ['a golden of another model', () => ['verify', TINY_MLM, '--golden', join(FX, 'tiny-cls-mean', 'golden.safetensors')], /golden case "\w+": hidden_states is \[4, \d+, \d+, 64\], but this model .* need \[5, /],
-    ['a golden whose classes disagree with the model', () => ['verify', join(FX, 'tiny-token'), '--golden', join(FX, 'tiny-cls-mean', 'golden.safetensors')], /3 sequence-classification logits per row, the model's output is \[1, 5, 1, \d+\]/],
-    ['synth of an unknown preset', () => ['synth', 'huge', '--out', join(tempDir(), 'o')], /"huge" is neither a preset/],
-    ['synth with a malformed override', () => ['synth', 'base', '--out', join(tempDir(), 'o'), '--override', 'w[1]'], /override "w\[1\]": cannot parse it/],
-    ['synth with an override outside the tensor', () => {
-      const d = tempDir();
-      writeFileSync(join(d, 'c.json'), JSON.stringify({ hidden_size: 32, num_attention_heads: 2, num_hidden_layers: 1, vocab_size: 64, intermediate_size: 16, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2 }));
-      return ['synth', join(d, 'c.json'), '--out', join(d, 'o'), '--override', 'model.final_norm.weight[32]=1'];
-    }, /index 32 is outside dimension 0 of size 32/],
-    ['synth --out naming a file', () => {
-      const d = tempDir();
-      writeFileSync(join(d, 'file'), '');
-      return ['synth', 'base', '--out', join(d, 'file')];
-    }, /--out .*file is a file, not a folder/],
-    ['synth --out under a file', () => {
-      const d = tempDir();
-      writeFileSync(join(d, 'c.json'), JSON.stringify({ hidden_size: 32, num_attention_heads: 2, num_hidden_layers: 1, vocab_size: 64, intermediate_size: 16, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2 }));
-      writeFileSync(join(d, 'file'), '');
-      return ['synth', join(d, 'c.json'), '--out', join(d, 'file', 'sub')];
-    }, /cannot write .*file\/sub: a part of the path is a file, not a folder \(ENOTDIR\)/],
+    [
+      'a golden of another model',
+      () => ['verify', TINY_MLM, '--golden', join(FX, 'tiny-cls-mean', 'golden.safetensors')],
+      /golden case "\w+": hidden_states is \[4, \d+, \d+, 64\], but this model .* need \[5, /,
+    ],
+    [
+      'a golden whose classes disagree with the model',
+      () => ['verify', join(FX, 'tiny-token'), '--golden', join(FX, 'tiny-cls-mean', 'golden.safetensors')],
+      /3 sequence-classification logits per row, the model's output is \[1, 5, 1, \d+\]/,
+    ],
+    [
+      'synth of an unknown preset',
+      () => ['synth', 'huge', '--out', join(tempDir(), 'o')],
+      /"huge" is neither a preset/,
+    ],
+    [
+      'synth with a malformed override',
+      () => ['synth', 'base', '--out', join(tempDir(), 'o'), '--override', 'w[1]'],
+      /override "w\[1\]": cannot parse it/,
+    ],
+    [
+      'synth with an override outside the tensor',
+      () => {
+        const d = tempDir();
+        writeFileSync(
+          join(d, 'c.json'),
+          JSON.stringify({
+            hidden_size: 32,
+            num_attention_heads: 2,
+            num_hidden_layers: 1,
+            vocab_size: 64,
+            intermediate_size: 16,
+            pad_token_id: 0,
+            cls_token_id: 1,
+            sep_token_id: 2,
+          }),
+        );
+        return ['synth', join(d, 'c.json'), '--out', join(d, 'o'), '--override', 'model.final_norm.weight[32]=1'];
+      },
+      /index 32 is outside dimension 0 of size 32/,
+    ],
+    [
+      'synth --out naming a file',
+      () => {
+        const d = tempDir();
+        writeFileSync(join(d, 'file'), '');
+        return ['synth', 'base', '--out', join(d, 'file')];
+      },
+      /--out .*file is a file, not a folder/,
+    ],
+    [
+      'synth --out under a file',
+      () => {
+        const d = tempDir();
+        writeFileSync(
+          join(d, 'c.json'),
+          JSON.stringify({
+            hidden_size: 32,
+            num_attention_heads: 2,
+            num_hidden_layers: 1,
+            vocab_size: 64,
+            intermediate_size: 16,
+            pad_token_id: 0,
+            cls_token_id: 1,
+            sep_token_id: 2,
+          }),
+        );
+        writeFileSync(join(d, 'file'), '');
+        return ['synth', join(d, 'c.json'), '--out', join(d, 'file', 'sub')];
+      },
+      /cannot write .*file\/sub: a part of the path is a file, not a folder \(ENOTDIR\)/,
+    ],
     ['too many arguments', () => ['inspect', TINY_MLM, 'extra'], /too many arguments for 'inspect'/],
   ];
 
@@ -406,7 +669,10 @@ describe('bad input: exit 2, one line on stderr, no stack (the stack with --debu
   }
 
   it('with --debug a library error also prints its stack (before or after the command)', async () => {
-    for (const argv of [['--debug', 'predict', join(FX, 'no-such-model'), 'x [MASK]'], ['inspect', copyFixture('tiny-mlm', (c) => ({ ...c, hidden_activation: 'foo' })), '--debug']]) {
+    for (const argv of [
+      ['--debug', 'predict', join(FX, 'no-such-model'), 'x [MASK]'],
+      ['inspect', copyFixture('tiny-mlm', (c) => ({ ...c, hidden_activation: 'foo' })), '--debug'],
+    ]) {
       const r = await cli(...argv);
       expect(r.code).toBe(2);
       const lines = r.stderr.trimEnd().split('\n');
@@ -421,11 +687,13 @@ describe('bad input: exit 2, one line on stderr, no stack (the stack with --debu
 describe('the installed executable (bin/modernbert-ane.js, built by npm test)', () => {
   // MODERNBERT_ANE_TEST_BIN points at another build when dist/ cannot be rebuilt in place.
   const bin = process.env['MODERNBERT_ANE_TEST_BIN'] ?? join(ROOT, 'bin', 'modernbert-ane.js');
-  const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  const run = (...args: string[]) =>
+    spawnSync(process.execPath, [bin, ...args], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
 
   it('is built (run `npm run build`, as `npm test` does, before this test)', () => {
     expect(existsSync(bin), `${bin} missing`).toBe(true);
-    if (bin.endsWith(join('bin', 'modernbert-ane.js'))) expect(existsSync(join(ROOT, 'dist', 'cli', 'main.js')), 'dist/ is not built: run npm run build').toBe(true);
+    if (bin.endsWith(join('bin', 'modernbert-ane.js')))
+      expect(existsSync(join(ROOT, 'dist', 'cli', 'main.js')), 'dist/ is not built: run npm run build').toBe(true);
   });
 
   it('exits 0 with "door" on the default model', () => {
@@ -435,7 +703,11 @@ describe('the installed executable (bin/modernbert-ane.js, built by npm test)', 
   });
 
   it('exits 2 with one line and no stack on bad input; with --debug, the stack', () => {
-    for (const args of [['predict', join(FX, 'no-such-model'), 'x [MASK]'], ['predict', 'no mask here'], ['predict', '--top-k', 'x', DOOR]]) {
+    for (const args of [
+      ['predict', join(FX, 'no-such-model'), 'x [MASK]'],
+      ['predict', 'no mask here'],
+      ['predict', '--top-k', 'x', DOOR],
+    ]) {
       const r = run(...args);
       expect(r.status, r.stderr).toBe(2);
       expect(r.stdout).toBe('');

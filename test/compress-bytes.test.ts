@@ -6,7 +6,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BLOB_DATA_TYPES, BlobReader, BlobWriter } from '../src/coreml/milblob.js';
-import { decodeTensorBytes, encodeTensorBytes, packSubByte, paddingBits, storedBytes } from '../src/coreml/tensor-bytes.js';
+import {
+  decodeTensorBytes,
+  encodeTensorBytes,
+  packSubByte,
+  paddingBits,
+  storedBytes,
+} from '../src/coreml/tensor-bytes.js';
 import { lutToDenseIOS16 } from '../src/ops/defs/compression.js';
 import type { DType } from '../src/ir/graph.js';
 import { cleanupTempDirs, tempDir } from './helpers/fixtures.js';
@@ -38,13 +44,22 @@ describe('sub-byte packing (SubByteTypes.cpp PackSubByteVecImpl)', () => {
   });
 
   it('round-trips random values of every width, and refuses values out of range', () => {
-    const ranges: [DType, number, number][] = [['uint1', 0, 1], ['uint2', 0, 3], ['uint3', 0, 7], ['uint4', 0, 15], ['uint6', 0, 63], ['int4', -8, 7]];
+    const ranges: [DType, number, number][] = [
+      ['uint1', 0, 1],
+      ['uint2', 0, 3],
+      ['uint3', 0, 7],
+      ['uint4', 0, 15],
+      ['uint6', 0, 63],
+      ['int4', -8, 7],
+    ];
     let seed = 7;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000);
+    const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
     for (const [dtype, lo, hi] of ranges) {
       for (const n of [1, 7, 8, 9, 61]) {
         const values = Int32Array.from({ length: n }, () => lo + Math.floor(rand() * (hi - lo + 1)));
-        expect([...decodeTensorBytes(dtype, encodeTensorBytes(dtype, values, 't'), n)], `${dtype} x ${n}`).toEqual([...values]);
+        expect([...decodeTensorBytes(dtype, encodeTensorBytes(dtype, values, 't'), n)], `${dtype} x ${n}`).toEqual([
+          ...values,
+        ]);
       }
       expect(() => encodeTensorBytes(dtype, Int32Array.from([hi + 1]), 't')).toThrow(/not a valid/);
     }
@@ -57,7 +72,13 @@ describe('sub-byte packing (SubByteTypes.cpp PackSubByteVecImpl)', () => {
     const lut = Array.from({ length: 64 }, (_, i) => i * 2);
     expect([...lutToDenseIOS16(lut, packSubByte('uint6', [63, 1, 32, 5]), 4)]).toEqual([126, 2, 64, 10]);
     // 8 bits: the bytes are the indices.
-    expect([...lutToDenseIOS16(Array.from({ length: 256 }, (_, i) => -i), [0, 255, 7], 3)]).toEqual([-0, -255, -7]);
+    expect([
+      ...lutToDenseIOS16(
+        Array.from({ length: 256 }, (_, i) => -i),
+        [0, 255, 7],
+        3,
+      ),
+    ]).toEqual([-0, -255, -7]);
   });
 });
 
@@ -65,7 +86,13 @@ describe('sub-byte blobs (StorageFormat.hpp blob_metadata)', () => {
   it('records the type code and the unused trailing bits in the header', () => {
     const path = join(tempDir(), 'weight.bin');
     const w = BlobWriter.create(path);
-    const offsets = HAND.map(([dtype, values]) => w.append(dtype as keyof typeof BLOB_DATA_TYPES, encodeTensorBytes(dtype, Int32Array.from(values), 't'), paddingBits(dtype, values.length)));
+    const offsets = HAND.map(([dtype, values]) =>
+      w.append(
+        dtype as keyof typeof BLOB_DATA_TYPES,
+        encodeTensorBytes(dtype, Int32Array.from(values), 't'),
+        paddingBits(dtype, values.length),
+      ),
+    );
     w.close();
     const file = readFileSync(path);
     HAND.forEach(([dtype, , bytes, pad], k) => {
@@ -75,7 +102,14 @@ describe('sub-byte blobs (StorageFormat.hpp blob_metadata)', () => {
       expect(Number(file.readBigUInt64LE(at + 24)), dtype).toBe(pad);
     });
     // BlobDataType.hpp: Int4 8, UInt1 9, UInt2 10, UInt4 11, UInt3 12, UInt6 13.
-    expect([BLOB_DATA_TYPES.int4, BLOB_DATA_TYPES.uint1, BLOB_DATA_TYPES.uint2, BLOB_DATA_TYPES.uint4, BLOB_DATA_TYPES.uint3, BLOB_DATA_TYPES.uint6]).toEqual([8, 9, 10, 11, 12, 13]);
+    expect([
+      BLOB_DATA_TYPES.int4,
+      BLOB_DATA_TYPES.uint1,
+      BLOB_DATA_TYPES.uint2,
+      BLOB_DATA_TYPES.uint4,
+      BLOB_DATA_TYPES.uint3,
+      BLOB_DATA_TYPES.uint6,
+    ]).toEqual([8, 9, 10, 11, 12, 13]);
     const r = BlobReader.open(path);
     try {
       expect(r.list().map((b) => b.paddingBits)).toEqual(HAND.map((h) => h[3]));

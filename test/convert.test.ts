@@ -36,7 +36,12 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Runs every golden row that fits through the package and the checkpoint; returns the max logit difference. */
-async function packageVsCheckpoint(pkgPath: string, ckpt: Checkpoint, golden: string, precision: 'fp32' | 'fp16' = 'fp32'): Promise<number> {
+async function packageVsCheckpoint(
+  pkgPath: string,
+  ckpt: Checkpoint,
+  golden: string,
+  precision: 'fp32' | 'fp16' = 'fp32',
+): Promise<number> {
   const runner = new PackageRunner(readMLPackage(pkgPath), pkgPath, precision);
   const engine = new Engine(ckpt);
   let worst = 0;
@@ -82,13 +87,21 @@ describe('reference packages (written by coremltools) run in our interpreter', (
       const V = logits.shape[1]!;
       const goldenDiff = (data: ArrayLike<number>, P: number) => {
         let d = 0;
-        for (let s = 0; s < n; s++) for (let v = 0; v < V; v++) d = Math.max(d, Math.abs(data[v * P + s]! - golden[s * V + v]!));
+        for (let s = 0; s < n; s++)
+          for (let v = 0; v < V; v++) d = Math.max(d, Math.abs(data[v * P + s]! - golden[s * V + v]!));
         return d;
       };
       const theirs = goldenDiff(logits.data, S);
       const ckpt = loadCheckpoint(dirOf(name.startsWith('mini') ? 'mini-trained' : 'tiny-mlm'));
       const out2 = join(tmp, `${name}-ours.mlpackage`);
-      await convert(ckpt, options(out2, { seqLens: [S], rotation: name.endsWith('norot') ? 'none' : 'hadamard', fold: !name.endsWith('norot') }));
+      await convert(
+        ckpt,
+        options(out2, {
+          seqLens: [S],
+          rotation: name.endsWith('norot') ? 'none' : 'hadamard',
+          fold: !name.endsWith('norot'),
+        }),
+      );
       const runner = new PackageRunner(readMLPackage(out2), out2, 'fp32');
       const ours = (await runner.forward({ ids: Array.from(ids.subarray(0, n)) })).outputs.get('logits')!;
       ckpt.close();
@@ -136,7 +149,11 @@ describe('package structure', () => {
     await convert(ckpt, options(out, { seqLens: [64, 16, 32], maskInput: false, weights: 'fp32' }));
     const pkg = readMLPackage(out);
     const ids = pkg.description.inputs.find((f) => f.name === 'input_ids')!;
-    expect(ids.enumeratedShapes).toEqual([[1, 16], [1, 32], [1, 64]]);
+    expect(ids.enumeratedShapes).toEqual([
+      [1, 16],
+      [1, 32],
+      [1, 64],
+    ]);
     expect(pkg.graph.inputs[0]!.type.shape[1]).toBeTypeOf('string');
     const runner = new PackageRunner(pkg, out, 'fp32');
     const engine = new Engine(ckpt);
@@ -153,7 +170,9 @@ describe('package structure', () => {
 
   it('a mask input with several lengths needs iOS 18, and says so', async () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
-    await expect(convert(ckpt, options(join(tmp, 'm17.mlpackage'), { seqLens: [16, 32] }))).rejects.toThrow(ModernBertError);
+    await expect(convert(ckpt, options(join(tmp, 'm17.mlpackage'), { seqLens: [16, 32] }))).rejects.toThrow(
+      ModernBertError,
+    );
     await convert(ckpt, options(join(tmp, 'm18.mlpackage'), { seqLens: [16, 32], target: 'iOS18' }));
     expect(existsSync(join(tmp, 'm18.mlpackage', 'Manifest.json'))).toBe(true);
     ckpt.close();
@@ -166,7 +185,8 @@ describe('package structure', () => {
     const pkg = readMLPackage(out);
     const known = new Set(knownOps());
     for (const op of pkg.graph.ops) expect(known.has(op.op), op.op).toBe(true);
-    for (const t of ['iOS15', 'iOS16', 'iOS17', 'iOS18'] as const) expect(() => validateGraph(pkg.graph, t)).not.toThrow();
+    for (const t of ['iOS15', 'iOS16', 'iOS17', 'iOS18'] as const)
+      expect(() => validateGraph(pkg.graph, t)).not.toThrow();
     ckpt.close();
   });
 
@@ -175,32 +195,58 @@ describe('package structure', () => {
     const tok = await loadTokenizer(MINI);
     const c = ckpt.config;
     const texts = ['She opened the [MASK] and walked into the room.', 'The quick brown fox.'];
-    const calibration = resolveInputs({ texts }, { vocabSize: c.vocabSize, maxLen: 512, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [] }, tok);
+    const calibration = resolveInputs(
+      { texts },
+      { vocabSize: c.vocabSize, maxLen: 512, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [] },
+      tok,
+    );
     const out = join(tmp, 'meta.mlpackage');
-    const report = await convert(ckpt, options(out, { seqLens: [64], tokenizer: true, maskInput: false, calibration: texts, calibrationName: 'two texts', fidelity: 'fp16' }));
+    const report = await convert(
+      ckpt,
+      options(out, {
+        seqLens: [64],
+        tokenizer: true,
+        maskInput: false,
+        calibration: texts,
+        calibrationName: 'two texts',
+        fidelity: 'fp16',
+      }),
+    );
     expect(report.fidelity!.tokens).toBe(calibration.reduce((s, q) => s + q.ids.length, 0));
     expect(report.fidelity!.kl).toBeLessThan(1e-4);
     expect(report.fidelity!.top1).toBeGreaterThan(0.9);
     const pkg = readMLPackage(out);
     const meta = pkg.description.metadata.userDefined!;
     expect(JSON.parse(meta.fidelity!).kl).toBeCloseTo(report.fidelity!.kl, 12);
-    expect(JSON.parse(meta.special_token_ids!)).toEqual({ pad: c.padTokenId, cls: c.clsTokenId, sep: c.sepTokenId, mask: 4095 });
+    expect(JSON.parse(meta.special_token_ids!)).toEqual({
+      pad: c.padTokenId,
+      cls: c.clsTokenId,
+      sep: c.sepTokenId,
+      mask: 4095,
+    });
     expect(meta.rotation).toBe('hadamard (seed 0)');
     const manifest = JSON.parse(readFileSync(join(out, 'Manifest.json'), 'utf8'));
     const paths = Object.values(manifest.itemInfoEntries).map((e) => (e as { path: string }).path);
     expect(paths).toContain('com.github.modernbert-ane/tokenizer');
-    expect(readFileSync(join(out, 'Data', 'com.github.modernbert-ane', 'tokenizer', 'tokenizer.json'), 'utf8')).toBe(readFileSync(join(MINI, 'tokenizer.json'), 'utf8'));
+    expect(readFileSync(join(out, 'Data', 'com.github.modernbert-ane', 'tokenizer', 'tokenizer.json'), 'utf8')).toBe(
+      readFileSync(join(MINI, 'tokenizer.json'), 'utf8'),
+    );
     ckpt.close();
   });
 
-  it('the library call: every option optional, the command\'s defaults (length, tokenizer, fidelity), a Hub-style model named by its folder', async () => {
+  it("the library call: every option optional, the command's defaults (length, tokenizer, fidelity), a Hub-style model named by its folder", async () => {
     const out = join(tmp, 'defaults.mlpackage');
     const report = await convert(join(FX, 'tiny-mlm'), { out });
     expect(report.seqLens).toEqual([512]);
     expect(report.weightForm).toEqual({ fold: true, rotation: 'none', norm: 'l2' });
     expect(report.fidelity!.precision).toBe('fp16');
     expect(existsSync(join(out, 'Data', 'com.github.modernbert-ane', 'tokenizer', 'tokenizer.json'))).toBe(true);
-    const none = await convert(join(FX, 'tiny-mlm'), { out: join(tmp, 'no-tok.mlpackage'), tokenizer: false, fidelity: false, seqLens: 16 });
+    const none = await convert(join(FX, 'tiny-mlm'), {
+      out: join(tmp, 'no-tok.mlpackage'),
+      tokenizer: false,
+      fidelity: false,
+      seqLens: 16,
+    });
     expect(none.fidelity).toBeNull();
     expect(existsSync(join(tmp, 'no-tok.mlpackage', 'Data', 'com.github.modernbert-ane'))).toBe(false);
   });
@@ -217,11 +263,19 @@ describe('package structure', () => {
 
   it('errors name the options, not the flags', async () => {
     const tiny = join(FX, 'tiny-mlm');
-    await expect(convert(tiny, { fold: false, rotation: 'hadamard' })).rejects.toThrow(/^`fold: false` keeps the plain LayerNorm model and cannot be combined with `rotation: hadamard`$/);
-    await expect(convert(tiny, { seqLens: [16, 4096] })).rejects.toThrow(/`seqLens: 4096` is longer than the model allows/);
-    await expect(convert(tiny, { groupSize: 8 })).rejects.toThrow(/`groupSize`, `blockSize` and `keep` apply to `compress`/);
+    await expect(convert(tiny, { fold: false, rotation: 'hadamard' })).rejects.toThrow(
+      /^`fold: false` keeps the plain LayerNorm model and cannot be combined with `rotation: hadamard`$/,
+    );
+    await expect(convert(tiny, { seqLens: [16, 4096] })).rejects.toThrow(
+      /`seqLens: 4096` is longer than the model allows/,
+    );
+    await expect(convert(tiny, { groupSize: 8 })).rejects.toThrow(
+      /`groupSize`, `blockSize` and `keep` apply to `compress`/,
+    );
     await expect(convert(tiny, { maxKl: 1, fidelity: false })).rejects.toThrow(/`maxKl` gates on the fidelity report/);
-    await expect(convert(tiny, { functions: ['mlm'] })).rejects.toThrow(/needs specification version 9: give `target: iOS18`/);
+    await expect(convert(tiny, { functions: ['mlm'] })).rejects.toThrow(
+      /needs specification version 9: give `target: iOS18`/,
+    );
     await expect(convert(tiny, { target: 'iOS14' as 'iOS15' })).rejects.toThrow(/unknown deployment target "iOS14"/);
   });
 
@@ -231,10 +285,16 @@ describe('package structure', () => {
     let reads = 0;
     const failing: Checkpoint = {
       ...ckpt,
-      weights: { ...ckpt.weights, has: (n) => ckpt.weights.has(n), shape: (n) => ckpt.weights.shape(n), names: () => ckpt.weights.names(), get: (n) => {
-        if (++reads > 10) throw new ModernBertError('CORRUPT_FILE', 'disk went away');
-        return ckpt.weights.get(n);
-      } },
+      weights: {
+        ...ckpt.weights,
+        has: (n) => ckpt.weights.has(n),
+        shape: (n) => ckpt.weights.shape(n),
+        names: () => ckpt.weights.names(),
+        get: (n) => {
+          if (++reads > 10) throw new ModernBertError('CORRUPT_FILE', 'disk went away');
+          return ckpt.weights.get(n);
+        },
+      },
     };
     await expect(convert(failing, options(out))).rejects.toThrow(/disk went away/);
     expect(existsSync(out)).toBe(false);

@@ -12,7 +12,9 @@ import { BlobReader, BlobWriter } from '../src/coreml/milblob.js';
 import { decodeModel, encodeModel, encodeOperation, type BlockProto } from '../src/coreml/schema.js';
 
 const REF = 'test/fixtures/coreml-reference';
-const REFERENCES = ['tiny-mlm-S32-norot', 'tiny-mlm-S32-rot', 'mini-trained-S64-rot'].map((n) => join(REF, n, 'model.mlpackage'));
+const REFERENCES = ['tiny-mlm-S32-norot', 'tiny-mlm-S32-rot', 'mini-trained-S64-rot'].map((n) =>
+  join(REF, n, 'model.mlpackage'),
+);
 
 // ---- a minimal protobuf wire-format walker ----
 
@@ -73,10 +75,14 @@ const only = (fs: Field[], n: number): Field => {
 };
 /** A protobuf map<string, V> is a repeated entry message {1: key, 2: value}. */
 function mapEntries(fs: Field[], n: number): Map<string, Uint8Array> {
-  return new Map(fs.filter((f) => f.field === n).map((f) => {
-    const e = fields(f.bytes!);
-    return [text(only(e, 1).bytes), only(e, 2).bytes!];
-  }));
+  return new Map(
+    fs
+      .filter((f) => f.field === n)
+      .map((f) => {
+        const e = fields(f.bytes!);
+        return [text(only(e, 1).bytes), only(e, 2).bytes!];
+      }),
+  );
 }
 
 /** The BlobFileValue offsets of the const ops, in program order, with their file names (walked by hand). */
@@ -160,7 +166,11 @@ function checkPackageBytes(pkg: string, fp16Code: number, specVersion = 8, opset
   // model.mlmodel: Model {1: specificationVersion varint, 2: description, 502: mlProgram}.
   const model = modelFile(pkg);
   const top = fields(model);
-  expect(top.map((f) => [f.field, f.wire])).toEqual([[1, 0], [2, 2], [502, 2]]);
+  expect(top.map((f) => [f.field, f.wire])).toEqual([
+    [1, 0],
+    [2, 2],
+    [502, 2],
+  ]);
   expect(only(top, 1).int).toBe(specVersion);
   // ModelDescription {1: input, 10: output}; FeatureDescription {1: name, 3: type}; FeatureType {5: multiArrayType};
   // ArrayFeatureType {1: shape (packed int64), 2: dataType}.
@@ -196,33 +206,40 @@ describe('reference packages (written by coremltools)', () => {
     checkPackageBytes(pkg, 7);
   });
 
-  it.each(REFERENCES)('%s: Manifest.json is two-space JSON without a trailing newline, with upper-case UUID keys', (pkg) => {
-    const raw = readFileSync(join(pkg, 'Manifest.json'), 'utf8');
-    const m = JSON.parse(raw) as { itemInfoEntries: Record<string, { path: string }>; rootModelIdentifier: string };
-    expect(JSON.stringify(m, null, 2)).toBe(raw);
-    expect(Object.keys(m)).toEqual(['fileFormatVersion', 'itemInfoEntries', 'rootModelIdentifier']);
-    for (const id of Object.keys(m.itemInfoEntries)) expect(id).toMatch(/^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$/);
-    expect(m.itemInfoEntries[m.rootModelIdentifier]!.path).toBe('com.apple.CoreML/model.mlmodel');
-  });
+  it.each(REFERENCES)(
+    '%s: Manifest.json is two-space JSON without a trailing newline, with upper-case UUID keys',
+    (pkg) => {
+      const raw = readFileSync(join(pkg, 'Manifest.json'), 'utf8');
+      const m = JSON.parse(raw) as { itemInfoEntries: Record<string, { path: string }>; rootModelIdentifier: string };
+      expect(JSON.stringify(m, null, 2)).toBe(raw);
+      expect(Object.keys(m)).toEqual(['fileFormatVersion', 'itemInfoEntries', 'rootModelIdentifier']);
+      for (const id of Object.keys(m.itemInfoEntries))
+        expect(id).toMatch(/^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$/);
+      expect(m.itemInfoEntries[m.rootModelIdentifier]!.path).toBe('com.apple.CoreML/model.mlmodel');
+    },
+  );
 
   it.each(REFERENCES)('%s: our schema decodes and re-encodes model.mlmodel byte for byte', (pkg) => {
     const bytes = modelFile(pkg);
     expect(Buffer.from(encodeModel(decodeModel(bytes, pkg))).equals(Buffer.from(bytes))).toBe(true);
   });
 
-  it.each(REFERENCES)('%s: with its operations encoded one by one (as the writer does), model.mlmodel is the same bytes', (pkg) => {
-    const bytes = modelFile(pkg);
-    const model = decodeModel(bytes, pkg);
-    const encoded = new Map<BlockProto, Uint8Array[]>();
-    for (const f of Object.values(model.mlProgram!.functions!)) {
-      for (const b of Object.values(f.block_specializations!)) {
-        encoded.set(b, b.operations!.map(encodeOperation));
-        delete b.operations;
+  it.each(REFERENCES)(
+    '%s: with its operations encoded one by one (as the writer does), model.mlmodel is the same bytes',
+    (pkg) => {
+      const bytes = modelFile(pkg);
+      const model = decodeModel(bytes, pkg);
+      const encoded = new Map<BlockProto, Uint8Array[]>();
+      for (const f of Object.values(model.mlProgram!.functions!)) {
+        for (const b of Object.values(f.block_specializations!)) {
+          encoded.set(b, b.operations!.map(encodeOperation));
+          delete b.operations;
+        }
       }
-    }
-    expect(encoded.size).toBeGreaterThan(0);
-    expect(Buffer.from(encodeModel(model, encoded)).equals(Buffer.from(bytes))).toBe(true);
-  });
+      expect(encoded.size).toBeGreaterThan(0);
+      expect(Buffer.from(encodeModel(model, encoded)).equals(Buffer.from(bytes))).toBe(true);
+    },
+  );
 });
 
 describe('packages we write', () => {
@@ -246,7 +263,11 @@ describe('packages we write', () => {
     const b = weightFile(ref);
     for (let i = 0; i < ours.length; i++) {
       const o = ours[i]!;
-      expect(Buffer.from(a.subarray(o.dataOffset, o.dataOffset + o.size)).equals(Buffer.from(b.subarray(o.dataOffset, o.dataOffset + o.size)))).toBe(true);
+      expect(
+        Buffer.from(a.subarray(o.dataOffset, o.dataOffset + o.size)).equals(
+          Buffer.from(b.subarray(o.dataOffset, o.dataOffset + o.size)),
+        ),
+      ).toBe(true);
     }
     // Each op (const ones aside) comes out with the same type, name attribute and output names as in the reference.
     const summary = (pkg: string): string[] => {
@@ -272,12 +293,25 @@ describe('packages we write', () => {
     const out = join(dir, 'manifest.mlpackage');
     await writeMLPackage(out, { graph });
     const raw = readFileSync(join(out, 'Manifest.json'), 'utf8');
-    const m = JSON.parse(raw) as { itemInfoEntries: Record<string, Record<string, string>>; rootModelIdentifier: string };
+    const m = JSON.parse(raw) as {
+      itemInfoEntries: Record<string, Record<string, string>>;
+      rootModelIdentifier: string;
+    };
     expect(JSON.stringify(m, null, 2)).toBe(raw);
     const entries = Object.entries(m.itemInfoEntries);
     expect(entries.map(([, e]) => e)).toEqual([
-      { author: 'com.apple.CoreML', description: 'CoreML Model Specification', name: 'model.mlmodel', path: 'com.apple.CoreML/model.mlmodel' },
-      { author: 'com.apple.CoreML', description: 'CoreML Model Weights', name: 'weights', path: 'com.apple.CoreML/weights' },
+      {
+        author: 'com.apple.CoreML',
+        description: 'CoreML Model Specification',
+        name: 'model.mlmodel',
+        path: 'com.apple.CoreML/model.mlmodel',
+      },
+      {
+        author: 'com.apple.CoreML',
+        description: 'CoreML Model Weights',
+        name: 'weights',
+        path: 'com.apple.CoreML/weights',
+      },
     ]);
     expect(m.rootModelIdentifier).toBe(entries[0]![0]);
     expect(raw.startsWith('{\n  "fileFormatVersion": "1.0.0",\n  "itemInfoEntries": {\n')).toBe(true);

@@ -42,7 +42,12 @@ describe('deployment targets', () => {
   it('map to the specification versions and opsets of coremltools', () => {
     expect(targetInfo()).toEqual({ target: 'iOS17', specificationVersion: 8, opset: 'CoreML7' });
     expect(parseTarget('macOS14')).toBe('iOS17');
-    expect((['iOS15', 'iOS16', 'iOS17', 'iOS18'] as const).map((t) => [targetInfo(t).specificationVersion, targetInfo(t).opset])).toEqual([
+    expect(
+      (['iOS15', 'iOS16', 'iOS17', 'iOS18'] as const).map((t) => [
+        targetInfo(t).specificationVersion,
+        targetInfo(t).opset,
+      ]),
+    ).toEqual([
       [6, 'CoreML5'],
       [7, 'CoreML6'],
       [8, 'CoreML7'],
@@ -68,9 +73,17 @@ describe('op signature table', () => {
     expect(opSignature('gather', 'iOS18')!.since).toBe('iOS17');
     expect(opSignature('fill_like', 'iOS15')).toBeUndefined();
     const conv = opSignature('conv', 'iOS17')!;
-    expect(conv.inputs.find((i) => i.name === 'pad_type')).toMatchObject({ const: true, optional: true, dtypes: ['string'], default: literal('string', 'valid') });
+    expect(conv.inputs.find((i) => i.name === 'pad_type')).toMatchObject({
+      const: true,
+      optional: true,
+      dtypes: ['string'],
+      default: literal('string', 'valid'),
+    });
     expect(conv.inputs.find((i) => i.name === 'bias')).toMatchObject({ const: false, optional: true, domain: 'U' });
-    expect(opSignature('conv', 'iOS16')!.inputs.find((i) => i.name === 'bias')).toMatchObject({ const: true, domain: 'T' });
+    expect(opSignature('conv', 'iOS16')!.inputs.find((i) => i.name === 'bias')).toMatchObject({
+      const: true,
+      domain: 'T',
+    });
   });
 });
 
@@ -82,27 +95,39 @@ describe('validateGraph', () => {
   });
 
   it('rejects an unknown op', () => {
-    expect(rejection(graphOf(op('frobnicate', { x: 'x' }))).message).toBe('op "the_op" (frobnicate): unknown MIL op type "frobnicate"');
+    expect(rejection(graphOf(op('frobnicate', { x: 'x' }))).message).toBe(
+      'op "the_op" (frobnicate): unknown MIL op type "frobnicate"',
+    );
   });
 
   it('rejects an op its target does not have yet, and inputs added later', () => {
     const fill = graphWithInput('fp32', op('fill_like', { ref_tensor: 'ids' }, { dtype: 'fp32', shape: [1, 4] }));
     expect(() => validateGraph(fill, 'iOS16')).not.toThrow();
     expect(rejection(fill, 'iOS15').message).toBe('op "the_op" (fill_like): not available before iOS16 (target iOS15)');
-    const g = graphOf(op('gather', { x: 'w', indices: 'ids', validate_indices: literal('bool', false) }, f16(1, 4, 4, 1, 1)));
+    const g = graphOf(
+      op('gather', { x: 'w', indices: 'ids', validate_indices: literal('bool', false) }, f16(1, 4, 4, 1, 1)),
+    );
     expect(() => validateGraph(g, 'iOS17')).not.toThrow();
-    expect(rejection(g, 'iOS16').message).toBe('op "the_op" (gather): input "validate_indices" needs iOS17 or later (target iOS16)');
+    expect(rejection(g, 'iOS16').message).toBe(
+      'op "the_op" (gather): input "validate_indices" needs iOS17 or later (target iOS16)',
+    );
   });
 
   it('rejects missing required and unknown inputs', () => {
-    expect(rejection(graphOf(op('conv', { x: 'x' }))).message).toBe('op "the_op" (conv): missing required input "weight"');
-    expect(rejection(graphOf(op('softmax', { x: 'x', dim: literal('int32', 1) }))).message).toBe('op "the_op" (softmax): unknown input "dim" (takes x, axis)');
+    expect(rejection(graphOf(op('conv', { x: 'x' }))).message).toBe(
+      'op "the_op" (conv): missing required input "weight"',
+    );
+    expect(rejection(graphOf(op('softmax', { x: 'x', dim: literal('int32', 1) }))).message).toBe(
+      'op "the_op" (softmax): unknown input "dim" (takes x, axis)',
+    );
   });
 
   it('rejects a runtime value where a constant is required, and accepts Consts there', () => {
     const shape = op('shape', { x: 'ids' }, { dtype: 'int32', shape: [2] }, 'shape_of');
     const g = graphOf(shape, op('transpose', { x: 'x', perm: 'shape_of_out' }));
-    expect(rejection(g).message).toMatch(/\(transpose\): input "perm" must be a compile-time constant \(a literal or a Const\), got value "shape_of_out"/);
+    expect(rejection(g).message).toMatch(
+      /\(transpose\): input "perm" must be a compile-time constant \(a literal or a Const\), got value "shape_of_out"/,
+    );
     expect(() => validateGraph(graphOf(op('linear', { x: 'x', weight: 'w' }, f16(1, 4, 1, 8))), 'iOS17')).not.toThrow();
   });
 
@@ -110,17 +135,32 @@ describe('validateGraph', () => {
     expect(rejection(graphOf(op('concat', { values: literal('fp16', [1]), axis: literal('int32', 1) }))).message).toBe(
       'op "the_op" (concat): input "values" takes a tuple of values, not a literal',
     );
-    expect(rejection(graphOf(op('softmax', { x: ['x', 'x'] }))).message).toBe('op "the_op" (softmax): input "x" takes one value, not a tuple');
+    expect(rejection(graphOf(op('softmax', { x: ['x', 'x'] }))).message).toBe(
+      'op "the_op" (softmax): input "x" takes one value, not a tuple',
+    );
   });
 
   it('rejects dtypes outside the type domain, per target', () => {
-    expect(rejection(graphOf(op('softmax', { x: 'ids' }))).message).toBe('op "the_op" (softmax): input "x" has dtype int32; allowed at iOS15+: fp16, fp32');
-    const cast16 = op('cast', { x: 'ids', dtype: literal('string', 'int16') }, { dtype: 'int16', shape: [1, 4] }, 'ids16');
+    expect(rejection(graphOf(op('softmax', { x: 'ids' }))).message).toBe(
+      'op "the_op" (softmax): input "x" has dtype int32; allowed at iOS15+: fp16, fp32',
+    );
+    const cast16 = op(
+      'cast',
+      { x: 'ids', dtype: literal('string', 'int16') },
+      { dtype: 'int16', shape: [1, 4] },
+      'ids16',
+    );
     const rows = op('gather', { x: 'w', indices: 'ids16_out' }, f16(1, 4, 4, 1, 1), 'rows');
-    const toInt = op('cast', { x: 'rows_out', dtype: literal('string', 'int32') }, { dtype: 'int32', shape: [1, 4, 4, 1, 1] });
+    const toInt = op(
+      'cast',
+      { x: 'rows_out', dtype: literal('string', 'int32') },
+      { dtype: 'int32', shape: [1, 4, 4, 1, 1] },
+    );
     const gather = graphWithInput('fp32', cast16, rows, toInt);
     expect(() => validateGraph(gather, 'iOS16')).not.toThrow();
-    expect(rejection(gather, 'iOS15').message).toBe('op "rows" (gather): input "indices" has dtype int16; allowed at iOS15+: int32');
+    expect(rejection(gather, 'iOS15').message).toBe(
+      'op "rows" (gather): input "indices" has dtype int16; allowed at iOS15+: int32',
+    );
   });
 
   it('rejects inputs of one type domain with different dtypes (conv weight may differ from x from iOS17 on)', () => {
@@ -134,11 +174,21 @@ describe('validateGraph', () => {
   });
 
   it('rejects use before definition, malformed literals, duplicate op names and non-Core ML output dtypes', () => {
-    const late = graphOf(op('relu', { x: 'later_out' }, f16(1, 4, 1, 4), 'early'), op('relu', { x: 'x' }, f16(1, 4, 1, 4), 'later'));
-    expect(rejection(late).message).toBe('op "early" (relu): input "x" uses "later_out", which is not defined before this op');
-    const badLiteral = graphOf(op('reduce_sum', { x: 'x', axes: { kind: 'literal', dtype: 'int32', shape: [3], value: [1, 2] } }));
+    const late = graphOf(
+      op('relu', { x: 'later_out' }, f16(1, 4, 1, 4), 'early'),
+      op('relu', { x: 'x' }, f16(1, 4, 1, 4), 'later'),
+    );
+    expect(rejection(late).message).toBe(
+      'op "early" (relu): input "x" uses "later_out", which is not defined before this op',
+    );
+    const badLiteral = graphOf(
+      op('reduce_sum', { x: 'x', axes: { kind: 'literal', dtype: 'int32', shape: [3], value: [1, 2] } }),
+    );
     expect(rejection(badLiteral).message).toMatch(/literal for "axes" has 2 values for shape \[3\]/);
-    const twice = graphOf(op('relu', { x: 'x' }, f16(1, 4, 1, 4), 'same'), { ...op('relu', { x: 'x' }, f16(1, 4, 1, 4), 'same'), outputs: [{ name: 'other', type: f16(1, 4, 1, 4) }] });
+    const twice = graphOf(op('relu', { x: 'x' }, f16(1, 4, 1, 4), 'same'), {
+      ...op('relu', { x: 'x' }, f16(1, 4, 1, 4), 'same'),
+      outputs: [{ name: 'other', type: f16(1, 4, 1, 4) }],
+    });
     expect(rejection(twice).message).toBe('op "same" (relu): another op has the same name');
     const boolOut = graphOf(op('greater', { x: 'x', y: literal('fp16', 0) }, { dtype: 'bool', shape: [1, 4, 1, 4] }));
     expect(rejection(boolOut).message).toMatch(/model input\/output "the_op_out" has dtype bool/);

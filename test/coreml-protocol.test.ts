@@ -26,7 +26,10 @@ let cache = '';
 
 /** A session on the stand-in, its cache in the test's folder. */
 function session(args: string[] = [], timeouts = {}, cacheDir = cache): CoreMLSession {
-  const env: HelperEnv = { ...processHelperEnv(), env: { MODERNBERT_ANE_COREML_HELPER: JSON.stringify(standin(...args)), MODERNBERT_ANE_COREML_CACHE: cacheDir } };
+  const env: HelperEnv = {
+    ...processHelperEnv(),
+    env: { MODERNBERT_ANE_COREML_HELPER: JSON.stringify(standin(...args)), MODERNBERT_ANE_COREML_CACHE: cacheDir },
+  };
   return new CoreMLSession(env, timeouts);
 }
 
@@ -42,7 +45,9 @@ afterAll(cleanupTempDirs);
 describe('arrays on the wire', () => {
   it('int32 and float32 round-trip exactly, as little-endian bytes', () => {
     const ids = encodeArray({ shape: [1, 3], data: new Int32Array([1, -2, 2 ** 31 - 1]) }, 'int32');
-    expect(Buffer.from(ids.data, 'base64')).toEqual(Buffer.from([1, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]));
+    expect(Buffer.from(ids.data, 'base64')).toEqual(
+      Buffer.from([1, 0, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]),
+    );
     expect(Array.from(decodeArray(ids, 'x').data)).toEqual([1, -2, 2 ** 31 - 1]);
     const f = new Float32Array([0.1, -3.5e38, 1e-45]);
     const w = encodeArray({ shape: [3], data: f }, 'float32');
@@ -57,7 +62,11 @@ describe('arrays on the wire', () => {
     expect(back.shape).toEqual([2, 2]);
     expect(Array.from(back.data)).toEqual(Array.from(bits, f16BitsToF32));
     // float64 outputs (a model could declare them) decode to float32.
-    const d = { dtype: 'float64', shape: [2], data: Buffer.from(new Float64Array([0.5, -2]).buffer).toString('base64') };
+    const d = {
+      dtype: 'float64',
+      shape: [2],
+      data: Buffer.from(new Float64Array([0.5, -2]).buffer).toString('base64'),
+    };
     expect(Array.from(decodeArray(d, 'x').data)).toEqual([0.5, -2]);
   });
 
@@ -101,10 +110,14 @@ describe('the helper process', () => {
 
   it('a helper that exits at start, or cannot be started', async () => {
     const s = session(['--misbehave', 'die-at-start']);
-    expect((await expectError(() => s.hello(), 'UNSUPPORTED')).message).toMatch(/^the Core ML helper exited with code 7 during hello; /);
+    expect((await expectError(() => s.hello(), 'UNSUPPORTED')).message).toMatch(
+      /^the Core ML helper exited with code 7 during hello; /,
+    );
     await s.close();
     const p = new HelperProcess(['/nonexistent/modernbert-ane-coreml']);
-    expect((await expectError(() => p.request('hello', {}, 5000), 'UNSUPPORTED')).message).toMatch(/could not be started \(\/nonexistent\/modernbert-ane-coreml: ENOENT\)/);
+    expect((await expectError(() => p.request('hello', {}, 5000), 'UNSUPPORTED')).message).toMatch(
+      /could not be started \(\/nonexistent\/modernbert-ane-coreml: ENOENT\)/,
+    );
     await p.close();
   });
 
@@ -116,7 +129,10 @@ describe('the helper process', () => {
       const e = await expectError(() => s.predict(m.handle, {}), 'UNSUPPORTED');
       expect(e.message).toBe(`the Core ML helper did not answer predict within 2 s (stopped it); ${CPU_ONLY_HINT}`);
       expect(performance.now() - t0).toBeLessThan(10_000);
-      await expectError(() => s.load({ path: pkg, functionName: 'main', functions: ['main'] }, 'cpu-only'), 'UNSUPPORTED');
+      await expectError(
+        () => s.load({ path: pkg, functionName: 'main', functions: ['main'] }, 'cpu-only'),
+        'UNSUPPORTED',
+      );
     } finally {
       await s.close();
     }
@@ -133,10 +149,18 @@ describe('the helper process', () => {
       }
     };
     const predict = async (s: CoreMLSession) => s.predict((await s.load(ref, 'all')).handle, {});
-    expect(await run('garbage-on-predict', predict)).toBe('the Core ML helper broke its protocol: it printed a line that is not a JSON reply: "Loading Neural Engine program... done"');
-    expect(await run('stray-line', (s) => s.hello())).toMatch(/broke its protocol: it answered request 1 \(hello\) with id undefined/);
-    expect(await run('wrong-id', (s) => s.compile(pkg))).toMatch(/broke its protocol: it answered request 2 \(compile\) with id 102/);
-    expect(await run('bad-reply', (s) => s.load(ref, 'all'))).toMatch(/broke its protocol: its reply to load has load_ms = undefined/);
+    expect(await run('garbage-on-predict', predict)).toBe(
+      'the Core ML helper broke its protocol: it printed a line that is not a JSON reply: "Loading Neural Engine program... done"',
+    );
+    expect(await run('stray-line', (s) => s.hello())).toMatch(
+      /broke its protocol: it answered request 1 \(hello\) with id undefined/,
+    );
+    expect(await run('wrong-id', (s) => s.compile(pkg))).toMatch(
+      /broke its protocol: it answered request 2 \(compile\) with id 102/,
+    );
+    expect(await run('bad-reply', (s) => s.load(ref, 'all'))).toMatch(
+      /broke its protocol: its reply to load has load_ms = undefined/,
+    );
   });
 });
 
@@ -193,9 +217,14 @@ describe('the session', () => {
       const m1 = await s.model({ path: pkg, functionName: 'main', functions: ['main'] }, 'cpu-and-ne');
       await runner.forward(seq);
       expect(await s.model({ path: pkg, functionName: 'main', functions: ['main'] }, 'cpu-and-ne')).toBe(m1);
-      expect((await s.model({ path: pkg, functionName: 'main', functions: ['main'] }, 'cpu-only')).handle).not.toBe(m1.handle);
+      expect((await s.model({ path: pkg, functionName: 'main', functions: ['main'] }, 'cpu-only')).handle).not.toBe(
+        m1.handle,
+      );
       // The stand-in, as Core ML, refuses a function name for a one-function package: the session gives none.
-      await expectError(() => s.load({ path: pkg, functionName: 'main', functions: ['main', 'other'] }, 'all'), 'UNSUPPORTED');
+      await expectError(
+        () => s.load({ path: pkg, functionName: 'main', functions: ['main', 'other'] }, 'all'),
+        'UNSUPPORTED',
+      );
       // Internal values cannot be read from Core ML.
       await expectError(() => runner.forward(seq, { taps: ['residual.1'] }), 'BAD_ARGUMENT');
       // A checkpoint's graph is no package: an error, or the fallback's.
@@ -208,7 +237,10 @@ describe('the session', () => {
   it('plan needs macOS 14.4', async () => {
     const s = session(['--os', '14.3.1']);
     try {
-      const e = await expectError(() => s.plan({ path: pkg, functionName: 'main', functions: ['main'] }, 'all'), 'UNSUPPORTED');
+      const e = await expectError(
+        () => s.plan({ path: pkg, functionName: 'main', functions: ['main'] }, 'all'),
+        'UNSUPPORTED',
+      );
       expect(e.message).toBe('plan needs macOS 14.4 or later (MLComputePlan); this is macOS 14.3.1');
     } finally {
       await s.close();
@@ -216,7 +248,9 @@ describe('the session', () => {
   });
 
   it('MODERNBERT_ANE_COREML_TIMEOUT_S must be a positive number', () => {
-    expect(() => new CoreMLSession({ ...processHelperEnv(), env: { MODERNBERT_ANE_COREML_TIMEOUT_S: 'soon' } })).toThrow(/positive number of seconds/);
+    expect(
+      () => new CoreMLSession({ ...processHelperEnv(), env: { MODERNBERT_ANE_COREML_TIMEOUT_S: 'soon' } }),
+    ).toThrow(/positive number of seconds/);
     expect(existsSync(STANDIN)).toBe(true);
   });
 });

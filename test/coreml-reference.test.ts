@@ -31,7 +31,10 @@ function parseProgramText(text: string): TextOp[] {
     const m = /^\s+(%.*?) = ([a-z_0-9]+)\((.*)\)$/.exec(line);
     if (!m) continue;
     const outputs = [...m[1]!.matchAll(/%(\w+): \(([^)]*)\)\((?:Tensor|Scalar)\)/g)].map((o) => {
-      const parts = o[2]!.split(',').map((p) => p.trim()).filter((p) => p !== '');
+      const parts = o[2]!
+        .split(',')
+        .map((p) => p.trim())
+        .filter((p) => p !== '');
       return { name: o[1]!, dtype: parts[parts.length - 1]!, shape: parts.slice(0, -1) };
     });
     ops.push({ outputs, type: m[2]!, args: m[3]!, line: line.trim() });
@@ -85,7 +88,9 @@ describe.each(CASES)('reference package $name', ({ name, S, hidden, vocab, layer
     expect(countTypes(g.ops.map((o) => o.op))).toEqual(countTypes(textOps.map((o) => o.type)));
     g.ops.forEach((op, i) => {
       const expected = textOps[i]!.outputs;
-      expect(op.outputs.map((o) => ({ name: o.name, dtype: o.type.dtype, shape: o.type.shape.map(String) }))).toEqual(expected);
+      expect(op.outputs.map((o) => ({ name: o.name, dtype: o.type.dtype, shape: o.type.shape.map(String) }))).toEqual(
+        expected,
+      );
     });
     const splits = g.ops.filter((o) => o.op === 'split');
     expect(splits.length).toBe(2 * layers);
@@ -99,7 +104,9 @@ describe.each(CASES)('reference package $name', ({ name, S, hidden, vocab, layer
       const w = op.inputs.weight;
       expect(typeof w).toBe('string');
       const [out, inp, kh, kw] = constShape(g, w as string);
-      const x = g.ops.flatMap((o) => o.outputs).find((v) => v.name === op.inputs.x) ?? g.inputs.find((v) => v.name === op.inputs.x);
+      const x =
+        g.ops.flatMap((o) => o.outputs).find((v) => v.name === op.inputs.x) ??
+        g.inputs.find((v) => v.name === op.inputs.x);
       expect([kh, kw]).toEqual([1, 1]);
       expect(out).toBe(op.outputs[0]!.type.shape[1]);
       expect(inp).toBe(x!.type.shape[1]);
@@ -135,8 +142,20 @@ describe.each(CASES)('reference package $name', ({ name, S, hidden, vocab, layer
 
 describe('MIL text helpers', () => {
   it('print floats as Python repr does', () => {
-    expect([1, -10000, 0.25, 1e-4, 1.0013580322265625e-5, 1e-5, 1e16, 123456789012345.6, -0, NaN, -Infinity].map(pyFloat)).toEqual([
-      '1.0', '-10000.0', '0.25', '0.0001', '1.0013580322265625e-05', '1e-05', '1e+16', '123456789012345.6', '-0.0', 'nan', '-inf',
+    expect(
+      [1, -10000, 0.25, 1e-4, 1.0013580322265625e-5, 1e-5, 1e16, 123456789012345.6, -0, NaN, -Infinity].map(pyFloat),
+    ).toEqual([
+      '1.0',
+      '-10000.0',
+      '0.25',
+      '0.0001',
+      '1.0013580322265625e-05',
+      '1e-05',
+      '1e+16',
+      '123456789012345.6',
+      '-0.0',
+      'nan',
+      '-inf',
     ]);
   });
 
@@ -144,7 +163,9 @@ describe('MIL text helpers', () => {
     expect(typeText({ dtype: 'fp16', shape: [1, 64, 1, 'S'] })).toBe('(1, 64, 1, S, fp16)(Tensor)');
     expect(typeText({ dtype: 'int32', shape: [3] })).toBe('(3,int32)(Tensor)');
     expect(typeText({ dtype: 'fp32', shape: [] })).toBe('(fp32)(Scalar)');
-    expect(literalText({ kind: 'literal', dtype: 'bool', shape: [2, 2], value: [true, false, false, true] })).toBe('[[True, False], [False, True]]');
+    expect(literalText({ kind: 'literal', dtype: 'bool', shape: [2, 2], value: [true, false, false, true] })).toBe(
+      '[[True, False], [False, True]]',
+    );
     expect(literalText({ kind: 'literal', dtype: 'string', shape: [], value: 'EXACT' })).toBe('"EXACT"');
     expect(literalText({ kind: 'literal', dtype: 'int32', shape: [], value: [-2] })).toBe('-2');
   });

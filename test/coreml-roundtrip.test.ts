@@ -38,10 +38,26 @@ function sampleGraph(loads: string[] = []): Graph {
     return data();
   };
   const consts = [
-    constant('conv_w', { dtype: 'fp16', shape: [32, 8, 1, 1] }, track('conv_w', () => floats(256, 1))),
-    constant('conv_b', { dtype: 'fp16', shape: [32] }, track('conv_b', () => floats(32, 2))),
-    constant('scale', { dtype: 'fp32', shape: [1, 16, 1, 1] }, track('scale', () => floats(16, 3))),
-    constant('keep', { dtype: 'bool', shape: [1, 16, 1, 1] }, track('keep', () => Uint8Array.from({ length: 16 }, (_, i) => i % 3 === 0 ? 0 : 1))),
+    constant(
+      'conv_w',
+      { dtype: 'fp16', shape: [32, 8, 1, 1] },
+      track('conv_w', () => floats(256, 1)),
+    ),
+    constant(
+      'conv_b',
+      { dtype: 'fp16', shape: [32] },
+      track('conv_b', () => floats(32, 2)),
+    ),
+    constant(
+      'scale',
+      { dtype: 'fp32', shape: [1, 16, 1, 1] },
+      track('scale', () => floats(16, 3)),
+    ),
+    constant(
+      'keep',
+      { dtype: 'bool', shape: [1, 16, 1, 1] },
+      track('keep', () => Uint8Array.from({ length: 16 }, (_, i) => (i % 3 === 0 ? 0 : 1))),
+    ),
   ];
   const t = (dtype: TensorType['dtype'], c: number | string): TensorType => ({ dtype, shape: [1, c, 1, S] });
   return {
@@ -72,16 +88,36 @@ function sampleGraph(loads: string[] = []): Graph {
           { name: 'halves_1', type: t('fp16', 16) },
         ],
       },
-      { op: 'mul', name: 'glu', inputs: { x: 'halves_0', y: 'halves_1' }, outputs: [{ name: 'glu', type: t('fp16', 16) }] },
+      {
+        op: 'mul',
+        name: 'glu',
+        inputs: { x: 'halves_0', y: 'halves_1' },
+        outputs: [{ name: 'glu', type: t('fp16', 16) }],
+      },
       {
         op: 'layer_norm',
         name: 'norm',
         inputs: { x: 'glu', axes: literal('int32', [1]), epsilon: literal('fp16', f16round(1e-5)) },
         outputs: [{ name: 'norm', type: t('fp16', 16) }],
       },
-      { op: 'cast', name: 'to_fp32', inputs: { x: 'norm', dtype: literal('string', 'fp32') }, outputs: [{ name: 'to_fp32', type: t('fp32', 16) }] },
-      { op: 'mul', name: 'scaled', inputs: { x: 'to_fp32', y: 'scale' }, outputs: [{ name: 'scaled', type: t('fp32', 16) }] },
-      { op: 'select', name: 'kept', inputs: { cond: 'keep', a: 'scaled', b: literal('fp32', -0.25) }, outputs: [{ name: 'kept', type: t('fp32', 16) }] },
+      {
+        op: 'cast',
+        name: 'to_fp32',
+        inputs: { x: 'norm', dtype: literal('string', 'fp32') },
+        outputs: [{ name: 'to_fp32', type: t('fp32', 16) }],
+      },
+      {
+        op: 'mul',
+        name: 'scaled',
+        inputs: { x: 'to_fp32', y: 'scale' },
+        outputs: [{ name: 'scaled', type: t('fp32', 16) }],
+      },
+      {
+        op: 'select',
+        name: 'kept',
+        inputs: { cond: 'keep', a: 'scaled', b: literal('fp32', -0.25) },
+        outputs: [{ name: 'kept', type: t('fp32', 16) }],
+      },
       {
         op: 'concat',
         name: 'both',
@@ -101,7 +137,17 @@ function sampleGraph(loads: string[] = []): Graph {
 }
 
 const DESCRIPTION: DescriptionOptions = {
-  inputs: { x: { description: 'activations (1, 8, 1, S)', enumeratedShapes: [[1, 8, 1, 64], [1, 8, 1, 16], [1, 8, 1, 64]], defaultShape: [1, 8, 1, 16] } },
+  inputs: {
+    x: {
+      description: 'activations (1, 8, 1, S)',
+      enumeratedShapes: [
+        [1, 8, 1, 64],
+        [1, 8, 1, 16],
+        [1, 8, 1, 64],
+      ],
+      defaultShape: [1, 8, 1, 16],
+    },
+  },
   outputs: { l2: { description: 'channel l2 norms' } },
   metadata: {
     shortDescription: 'round-trip sample',
@@ -123,8 +169,21 @@ describe('Graph -> .mlpackage -> Graph', () => {
     const graph = sampleGraph();
     const out = join(dir, 'sample.mlpackage');
     const progress: WriteProgress[] = [];
-    const stats = await writeMLPackage(out, { graph, description: DESCRIPTION, target: 'iOS17', onProgress: (p) => progress.push(p) });
-    expect(stats).toMatchObject({ target: 'iOS17', specificationVersion: 8, opset: 'CoreML7', consts: 4, blobs: 3, inlineConsts: 1, unusedConsts: 0 });
+    const stats = await writeMLPackage(out, {
+      graph,
+      description: DESCRIPTION,
+      target: 'iOS17',
+      onProgress: (p) => progress.push(p),
+    });
+    expect(stats).toMatchObject({
+      target: 'iOS17',
+      specificationVersion: 8,
+      opset: 'CoreML7',
+      consts: 4,
+      blobs: 3,
+      inlineConsts: 1,
+      unusedConsts: 0,
+    });
     expect(stats.literals).toBe(15);
     expect(stats.bytesWritten).toBe(stats.weightBytes + stats.modelBytes);
     expect(progress.map((p) => p.name)).toEqual(['conv_w', 'conv_b', 'scale', 'keep']);
@@ -146,7 +205,16 @@ describe('Graph -> .mlpackage -> Graph', () => {
     }
     expect(back.description).toEqual({
       inputs: [
-        { name: 'x', description: 'activations (1, 8, 1, S)', dtype: 'fp16', shape: [1, 8, 1, 16], enumeratedShapes: [[1, 8, 1, 16], [1, 8, 1, 64]] },
+        {
+          name: 'x',
+          description: 'activations (1, 8, 1, S)',
+          dtype: 'fp16',
+          shape: [1, 8, 1, 16],
+          enumeratedShapes: [
+            [1, 8, 1, 16],
+            [1, 8, 1, 64],
+          ],
+        },
       ],
       outputs: [
         { name: 'l2', description: 'channel l2 norms', dtype: 'fp32', shape: [] },
@@ -161,32 +229,76 @@ describe('Graph -> .mlpackage -> Graph', () => {
     graph.inputs[0]!.type.shape = [1, 8, 1, 'S'];
     graph.ops[0]!.outputs[0]!.type.shape = [1, 32, 1, 'T']; // a second symbol, only to see it survive
     const out = join(dir, 'symbols.mlpackage');
-    await writeMLPackage(out, { graph, description: { inputs: { x: { shapeRange: [{ lower: 1, upper: 1 }, { lower: 8, upper: 8 }, { lower: 1, upper: 1 }, { lower: 1, upper: -1 }] } } } });
+    await writeMLPackage(out, {
+      graph,
+      description: {
+        inputs: {
+          x: {
+            shapeRange: [
+              { lower: 1, upper: 1 },
+              { lower: 8, upper: 8 },
+              { lower: 1, upper: 1 },
+              { lower: 1, upper: -1 },
+            ],
+          },
+        },
+      },
+    });
     const back = readMLPackage(out);
     expect(back.graph.ops[0]!.outputs[0]!.type.shape).toEqual([1, 32, 1, 'T']);
     expect(back.graph.ops[1]!.outputs[0]!.type.shape).toEqual([1, 16, 1, 'S']);
-    expect(back.description.inputs[0]!.shapeRange).toEqual([{ lower: 1, upper: 1 }, { lower: 8, upper: 8 }, { lower: 1, upper: 1 }, { lower: 1, upper: -1 }]);
+    expect(back.description.inputs[0]!.shapeRange).toEqual([
+      { lower: 1, upper: 1 },
+      { lower: 8, upper: 8 },
+      { lower: 1, upper: 1 },
+      { lower: 1, upper: -1 },
+    ]);
     expect(back.description.inputs[0]!.shape).toEqual([1, 8, 1, 1]);
     expect(back.description.metadata).toEqual({});
   });
 
   it('writes constants of fewer than 10 elements inline, so they come back as literals (as coremltools prints them)', async () => {
     const graph = sampleGraph();
-    graph.consts.set('tiny', constant('tiny', { dtype: 'fp32', shape: [1, 2, 1, 1] }, () => Float32Array.from([0.5, -2])));
-    graph.ops.push({ op: 'add', name: 'tiny_add', inputs: { x: 'l2', y: 'tiny' }, outputs: [{ name: 'tiny_add', type: { dtype: 'fp32', shape: [1, 2, 1, S] } }] });
+    graph.consts.set(
+      'tiny',
+      constant('tiny', { dtype: 'fp32', shape: [1, 2, 1, 1] }, () => Float32Array.from([0.5, -2])),
+    );
+    graph.ops.push({
+      op: 'add',
+      name: 'tiny_add',
+      inputs: { x: 'l2', y: 'tiny' },
+      outputs: [{ name: 'tiny_add', type: { dtype: 'fp32', shape: [1, 2, 1, S] } }],
+    });
     graph.outputs = ['tiny_add'];
     const out = join(dir, 'tiny.mlpackage');
     const stats = await writeMLPackage(out, { graph, description: { inputs: DESCRIPTION.inputs } });
     expect(stats.inlineConsts).toBe(2);
     const back = readMLPackage(out);
     expect(back.graph.consts.has('tiny')).toBe(false);
-    expect(back.graph.ops.at(-1)!.inputs.y).toEqual({ kind: 'literal', dtype: 'fp32', shape: [1, 2, 1, 1], value: [0.5, -2] });
+    expect(back.graph.ops.at(-1)!.inputs.y).toEqual({
+      kind: 'literal',
+      dtype: 'fp32',
+      shape: [1, 2, 1, 1],
+      value: [0.5, -2],
+    });
   });
 
   it('reads a compile-time input of more than 10 elements back as a literal: a split into 12 heads', async () => {
     const graph = sampleGraph();
-    const heads = Array.from({ length: 12 }, (_, h) => ({ name: `head_${h}`, type: { dtype: 'fp16' as const, shape: [1, 1, 1, S] } }));
-    graph.ops.push({ op: 'split', name: 'heads', inputs: { x: 'halves_0', split_sizes: literal('int32', [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5]), axis: literal('int32', 1) }, outputs: heads });
+    const heads = Array.from({ length: 12 }, (_, h) => ({
+      name: `head_${h}`,
+      type: { dtype: 'fp16' as const, shape: [1, 1, 1, S] },
+    }));
+    graph.ops.push({
+      op: 'split',
+      name: 'heads',
+      inputs: {
+        x: 'halves_0',
+        split_sizes: literal('int32', [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 5]),
+        axis: literal('int32', 1),
+      },
+      outputs: heads,
+    });
     heads[11]!.type = { dtype: 'fp16', shape: [1, 5, 1, S] };
     graph.outputs = ['l2', 'head_11'];
     const out = join(dir, 'heads.mlpackage');
@@ -200,9 +312,12 @@ describe('Graph -> .mlpackage -> Graph', () => {
   it('loads each weight exactly once, one after another, and skips unused ones', async () => {
     const loads: string[] = [];
     const graph = sampleGraph(loads);
-    graph.consts.set('unused', constant('unused', { dtype: 'fp16', shape: [64] }, () => {
-      throw new Error('an unused constant must not be loaded');
-    }));
+    graph.consts.set(
+      'unused',
+      constant('unused', { dtype: 'fp16', shape: [64] }, () => {
+        throw new Error('an unused constant must not be loaded');
+      }),
+    );
     const stats = await writeMLPackage(join(dir, 'once.mlpackage'), { graph, description: DESCRIPTION });
     expect(loads).toEqual(['conv_w', 'conv_b', 'scale', 'keep']);
     expect(stats.unusedConsts).toBe(1);
@@ -213,13 +328,13 @@ describe('Graph -> .mlpackage -> Graph', () => {
     badValue.ops[2]!.outputs[0]!.name = 'glu.out';
     badValue.ops[3]!.inputs.x = 'glu.out';
     badValue.taps.clear();
-    await expect(writeMLPackage(join(dir, 'bad-name.mlpackage'), { graph: badValue, description: DESCRIPTION })).rejects.toThrow(
-      /value name "glu\.out" is not a MIL identifier/,
-    );
+    await expect(
+      writeMLPackage(join(dir, 'bad-name.mlpackage'), { graph: badValue, description: DESCRIPTION }),
+    ).rejects.toThrow(/value name "glu\.out" is not a MIL identifier/);
     const reserved = { ...DESCRIPTION, metadata: { userDefined: { 'modernbert-ane.symbols': '[]' } } };
-    await expect(writeMLPackage(join(dir, 'reserved.mlpackage'), { graph: sampleGraph(), description: reserved })).rejects.toThrow(
-      /metadata key "modernbert-ane\.symbols" is reserved/,
-    );
+    await expect(
+      writeMLPackage(join(dir, 'reserved.mlpackage'), { graph: sampleGraph(), description: reserved }),
+    ).rejects.toThrow(/metadata key "modernbert-ane\.symbols" is reserved/);
     const freeName = sampleGraph();
     freeName.ops[3]!.name = 'layers.0/norm';
     const out = join(dir, 'free-name.mlpackage');
@@ -229,9 +344,16 @@ describe('Graph -> .mlpackage -> Graph', () => {
   });
 
   it('writes other targets with their specification version and opset', async () => {
-    for (const [target, spec, opset] of [['iOS16', 7, 'CoreML6'], ['macOS15', 9, 'CoreML8']] as const) {
+    for (const [target, spec, opset] of [
+      ['iOS16', 7, 'CoreML6'],
+      ['macOS15', 9, 'CoreML8'],
+    ] as const) {
       const out = join(dir, `${target}.mlpackage`);
-      const stats = await writeMLPackage(out, { graph: sampleGraph(), description: DESCRIPTION, target: parseTarget(target) });
+      const stats = await writeMLPackage(out, {
+        graph: sampleGraph(),
+        description: DESCRIPTION,
+        target: parseTarget(target),
+      });
       expect([stats.specificationVersion, stats.opset]).toEqual([spec, opset]);
       const back = readMLPackage(out);
       expect([back.specificationVersion, back.opset]).toEqual([spec, opset]);
@@ -250,9 +372,12 @@ describe('atomic writing', () => {
   it('leaves no package and no temporary folder when a weight fails to load midway', async () => {
     const parent = mkdtempSync(join(dir, 'fail-'));
     const graph = sampleGraph();
-    graph.consts.set('scale', constant('scale', { dtype: 'fp32', shape: [1, 16, 1, 1] }, () => {
-      throw new ModernBertError('FILE_NOT_FOUND', 'checkpoint shard vanished');
-    }));
+    graph.consts.set(
+      'scale',
+      constant('scale', { dtype: 'fp32', shape: [1, 16, 1, 1] }, () => {
+        throw new ModernBertError('FILE_NOT_FOUND', 'checkpoint shard vanished');
+      }),
+    );
     const out = join(parent, 'model.mlpackage');
     await expect(writeMLPackage(out, { graph, description: DESCRIPTION })).rejects.toThrow('checkpoint shard vanished');
     expect(existsSync(out)).toBe(false);
@@ -263,7 +388,9 @@ describe('atomic writing', () => {
     const parent = mkdtempSync(join(dir, 'invalid-'));
     const graph = sampleGraph();
     graph.ops[2]!.op = 'frobnicate';
-    await expect(writeMLPackage(join(parent, 'model.mlpackage'), { graph, description: DESCRIPTION })).rejects.toThrow(/unknown MIL op type "frobnicate"/);
+    await expect(writeMLPackage(join(parent, 'model.mlpackage'), { graph, description: DESCRIPTION })).rejects.toThrow(
+      /unknown MIL op type "frobnicate"/,
+    );
     expect(readdirSync(parent)).toEqual([]);
   });
 
@@ -278,13 +405,22 @@ describe('atomic writing', () => {
 
     // A failing forced write keeps the old package.
     const failing = sampleGraph();
-    failing.consts.set('keep', constant('keep', { dtype: 'bool', shape: [1, 16, 1, 1] }, () => {
-      throw new Error('disk full');
-    }));
-    await expect(writeMLPackage(out, { graph: failing, description: DESCRIPTION, force: true })).rejects.toThrow('disk full');
+    failing.consts.set(
+      'keep',
+      constant('keep', { dtype: 'bool', shape: [1, 16, 1, 1] }, () => {
+        throw new Error('disk full');
+      }),
+    );
+    await expect(writeMLPackage(out, { graph: failing, description: DESCRIPTION, force: true })).rejects.toThrow(
+      'disk full',
+    );
     expect(readMLPackage(out).description.metadata.versionString).toBe('0.1.0');
 
-    await writeMLPackage(out, { graph: sampleGraph(), description: { ...DESCRIPTION, metadata: { versionString: '2' } }, force: true });
+    await writeMLPackage(out, {
+      graph: sampleGraph(),
+      description: { ...DESCRIPTION, metadata: { versionString: '2' } },
+      force: true,
+    });
     expect(readMLPackage(out).description.metadata).toEqual({ versionString: '2' });
     expect(readdirSync(parent)).toEqual(['model.mlpackage']);
   });

@@ -14,7 +14,13 @@ import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 
 afterAll(cleanupTempDirs);
 
-const TEXTS = ['The cat sat on the mat.', 'A much longer sentence about the weather, which was cold and wet all day long.', 'Hi.', 'Paris is a city in France.', 'One more line for the batch.'];
+const TEXTS = [
+  'The cat sat on the mat.',
+  'A much longer sentence about the weather, which was cold and wet all day long.',
+  'Hi.',
+  'Paris is a city in France.',
+  'One more line for the batch.',
+];
 
 function inputFile(lines: string[], name = 'texts.txt'): string {
   const path = join(tempDir('mbane-embed-in-'), name);
@@ -56,7 +62,10 @@ describe('first-fit-decreasing packing', () => {
     const texts = [[1, 1, 1], [2, 2, 2, 2, 2, 2], [3, 3, 3, 3], [4], [5, 5]];
     const w = packTexts(texts, 8, 3, 0);
     // Lengths 6, 4, 3, 2, 1 in turn: 6 opens A, 4 opens B, 3 joins B, 2 fills A, 1 fills B.
-    expect(w.map((x) => x.texts)).toEqual([[1, 4], [2, 0, 3]]);
+    expect(w.map((x) => x.texts)).toEqual([
+      [1, 4],
+      [2, 0, 3],
+    ]);
     expect(w[0]!.ids).toEqual([2, 2, 2, 2, 2, 2, 5, 5]);
     expect(w[0]!.segments).toEqual([1, 1, 1, 1, 1, 1, 2, 2]);
     expect(w[1]!.ids).toEqual([3, 3, 3, 3, 1, 1, 1, 4]);
@@ -68,11 +77,19 @@ describe('first-fit-decreasing packing', () => {
 
 describe('batch input', () => {
   it('reads one text per non-empty line, or JSONL with a "text" field, and names the bad line', () => {
-    expect(parseBatchInput('a b\n\n  c  \n', 'x.txt')).toEqual([{ text: 'a b', line: 1 }, { text: 'c', line: 3 }]);
-    expect(parseBatchInput('{"text": "a"}\n{"text": "b", "id": 7}\n', 'x')).toEqual([{ text: 'a', line: 1 }, { text: 'b', line: 2 }]);
+    expect(parseBatchInput('a b\n\n  c  \n', 'x.txt')).toEqual([
+      { text: 'a b', line: 1 },
+      { text: 'c', line: 3 },
+    ]);
+    expect(parseBatchInput('{"text": "a"}\n{"text": "b", "id": 7}\n', 'x')).toEqual([
+      { text: 'a', line: 1 },
+      { text: 'b', line: 2 },
+    ]);
     expect(() => parseBatchInput(' \n\n', 'x.txt')).toThrow(/x\.txt holds no text/);
     expect(() => parseBatchInput('{"text": "a"}\n{"text": \n', 'x.jsonl')).toThrow(/x\.jsonl line 2 is not JSON/);
-    expect(() => parseBatchInput('{"text": "a"}\n{"txt": "b"}\n', 'x.jsonl')).toThrow(/line 2 has no string "text" field/);
+    expect(() => parseBatchInput('{"text": "a"}\n{"txt": "b"}\n', 'x.jsonl')).toThrow(
+      /line 2 has no string "text" field/,
+    );
   });
 
   it('.npy: numpy 1.0 header padded to 64 bytes, then the float32 data', () => {
@@ -92,7 +109,10 @@ describe('embed', () => {
     const stats = json(r) as { texts: number; windows: number };
     expect(stats).toMatchObject({ texts: 5, window: 48, textsPerWindow: 48 });
     expect(stats.windows).toBeLessThan(5);
-    const rows = readFileSync(join(dir, 'e.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { index: number; embedding: number[] });
+    const rows = readFileSync(join(dir, 'e.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { index: number; embedding: number[] });
     expect(rows.map((x) => x.index)).toEqual([0, 1, 2, 3, 4]);
     const want = await alone(model, TEXTS);
     rows.forEach((x, i) => expect(maxDiff(x.embedding, want[i]!), TEXTS[i]).toBeLessThan(1e-4));
@@ -100,7 +120,9 @@ describe('embed', () => {
     expect((await cli('embed', model, '--input', input, '--out', join(dir, 'e.npy'))).code).toBe(0);
     const npy = readNpy(join(dir, 'e.npy'));
     expect(npy.shape).toEqual([5, 64]);
-    rows.forEach((x, i) => expect(maxDiff(Array.from(npy.data.subarray(i * 64, (i + 1) * 64)), x.embedding)).toBeLessThan(1e-6));
+    rows.forEach((x, i) =>
+      expect(maxDiff(Array.from(npy.data.subarray(i * 64, (i + 1) * 64)), x.embedding)).toBeLessThan(1e-6),
+    );
 
     expect((await cli('embed', model, '--input', input, '--out', join(dir, 'e.safetensors'))).code).toBe(0);
     const st = SafetensorsFile.open(join(dir, 'e.safetensors'));
@@ -113,8 +135,14 @@ describe('embed', () => {
 
     const p = await cli('embed', model, '--input', input, '--out', join(dir, 'p.jsonl'), '--prefix', 'search_query: ');
     expect(p.code, p.stderr).toBe(0);
-    const prefixed = readFileSync(join(dir, 'p.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { embedding: number[] }).embedding);
-    const wantPrefixed = await alone(model, TEXTS.slice(0, 2).map((t) => `search_query: ${t}`));
+    const prefixed = readFileSync(join(dir, 'p.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { embedding: number[] }).embedding);
+    const wantPrefixed = await alone(
+      model,
+      TEXTS.slice(0, 2).map((t) => `search_query: ${t}`),
+    );
     wantPrefixed.forEach((e, i) => expect(maxDiff(prefixed[i]!, e)).toBeLessThan(1e-4));
     expect(maxDiff(prefixed[0]!, rows[0]!.embedding)).toBeGreaterThan(1e-3);
   }, 60_000);
@@ -123,28 +151,78 @@ describe('embed', () => {
     const model = await sentenceTransformers('cls', false);
     const dir = tempDir('mbane-embed-pkg-');
     const pkg = join(dir, 'e.mlpackage');
-    const c = await cli('convert', model, '--out', pkg, '--seq-len', '48', '--pack', '4', '--weights', 'fp32', '--tokenizer', '--no-fidelity');
+    const c = await cli(
+      'convert',
+      model,
+      '--out',
+      pkg,
+      '--seq-len',
+      '48',
+      '--pack',
+      '4',
+      '--weights',
+      'fp32',
+      '--tokenizer',
+      '--no-fidelity',
+    );
     expect(c.code, c.stderr).toBe(0);
     const input = inputFile(TEXTS);
     const want = await alone(model, TEXTS);
     // One text through the packed package (predict, verify, diff): it is text 1 and gets row 0.
     (await alone(pkg, TEXTS.slice(0, 2))).forEach((e, i) => expect(maxDiff(e, want[i]!)).toBeLessThan(1e-4));
-    for (const [precision, atol] of [['fp32', 1e-4], ['fp16', 2e-2]] as const) {
+    for (const [precision, atol] of [
+      ['fp32', 1e-4],
+      ['fp16', 2e-2],
+    ] as const) {
       const out = join(dir, `${precision}.jsonl`);
       const r = await cli('embed', pkg, '--input', input, '--out', out, '--precision', precision, '--json');
       expect(r.code, r.stderr).toBe(0);
       expect(json(r)).toMatchObject({ window: 48, textsPerWindow: 4 });
-      readFileSync(out, 'utf8').trim().split('\n').forEach((l, i) => expect(maxDiff((JSON.parse(l) as { embedding: number[] }).embedding, want[i]!), `${precision} ${i}`).toBeLessThan(atol));
+      readFileSync(out, 'utf8')
+        .trim()
+        .split('\n')
+        .forEach((l, i) =>
+          expect(
+            maxDiff((JSON.parse(l) as { embedding: number[] }).embedding, want[i]!),
+            `${precision} ${i}`,
+          ).toBeLessThan(atol),
+        );
     }
-    expectOneLineError(await cli('embed', pkg, '--input', input, '--out', join(dir, 'x.jsonl'), '--pack', '5'), /--pack 5: .* was converted with --pack 4/);
+    expectOneLineError(
+      await cli('embed', pkg, '--input', input, '--out', join(dir, 'x.jsonl'), '--pack', '5'),
+      /--pack 5: .* was converted with --pack 4/,
+    );
     // Unpacked, a package runs one text per pass.
     const one = join(dir, 'one.mlpackage');
-    expect((await cli('convert', model, '--out', one, '--seq-len', '48', '--weights', 'fp32', '--tokenizer', '--no-fidelity')).code).toBe(0);
+    expect(
+      (
+        await cli(
+          'convert',
+          model,
+          '--out',
+          one,
+          '--seq-len',
+          '48',
+          '--weights',
+          'fp32',
+          '--tokenizer',
+          '--no-fidelity',
+        )
+      ).code,
+    ).toBe(0);
     const r = await cli('embed', one, '--input', input, '--out', join(dir, 'one.jsonl'), '--json');
     expect(r.code, r.stderr).toBe(0);
     expect(json(r)).toMatchObject({ windows: 5, textsPerWindow: 1 });
-    readFileSync(join(dir, 'one.jsonl'), 'utf8').trim().split('\n').forEach((l, i) => expect(maxDiff((JSON.parse(l) as { embedding: number[] }).embedding, want[i]!)).toBeLessThan(1e-4));
-    expectOneLineError(await cli('embed', one, '--input', input, '--out', join(dir, 'x.jsonl'), '--pack', '2'), /runs one text per window: convert it with --pack 2/);
+    readFileSync(join(dir, 'one.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .forEach((l, i) =>
+        expect(maxDiff((JSON.parse(l) as { embedding: number[] }).embedding, want[i]!)).toBeLessThan(1e-4),
+      );
+    expectOneLineError(
+      await cli('embed', one, '--input', input, '--out', join(dir, 'x.jsonl'), '--pack', '2'),
+      /runs one text per window: convert it with --pack 2/,
+    );
   }, 60_000);
 
   it('bad input: one line, exit 2, and no output file (not even a partial one)', async () => {
@@ -152,10 +230,19 @@ describe('embed', () => {
     const dir = tempDir('mbane-embed-bad-');
     const out = join(dir, 'e.jsonl');
     expectOneLineError(await cli('embed', model, '--input', inputFile(['', '  ']), '--out', out), /holds no text/);
-    expectOneLineError(await cli('embed', model, '--input', inputFile(['{"text": "a"}', '{"text": 3}'], 'in.jsonl'), '--out', out), /line 2 has no string "text" field/);
-    expectOneLineError(await cli('embed', model, '--input', inputFile(['{"text": "a"}', '{oops'], 'in.jsonl'), '--out', out), /line 2 is not JSON/);
+    expectOneLineError(
+      await cli('embed', model, '--input', inputFile(['{"text": "a"}', '{"text": 3}'], 'in.jsonl'), '--out', out),
+      /line 2 has no string "text" field/,
+    );
+    expectOneLineError(
+      await cli('embed', model, '--input', inputFile(['{"text": "a"}', '{oops'], 'in.jsonl'), '--out', out),
+      /line 2 is not JSON/,
+    );
     const long = inputFile(['short one', 'this text is far too long for a window of only eight tokens, surely']);
-    expectOneLineError(await cli('embed', model, '--input', long, '--out', out, '--window', '8'), /line 2: the text is \d+ tokens long, more than the window of 8 \(give --truncate/);
+    expectOneLineError(
+      await cli('embed', model, '--input', long, '--out', out, '--window', '8'),
+      /line 2: the text is \d+ tokens long, more than the window of 8 \(give --truncate/,
+    );
     expect(readdirSync(dir)).toEqual([]);
     const t = await cli('embed', model, '--input', long, '--out', out, '--window', '8', '--truncate');
     expect(t.code, t.stderr).toBe(0);
@@ -170,7 +257,8 @@ describe('predict --input', () => {
   }
   /** Same structure, tokens and labels; scores within 1e-4. */
   const close = (a: unknown, b: unknown, at = ''): void => {
-    if (typeof a === 'number' && typeof b === 'number' && at.endsWith('.score')) return void expect(Math.abs(a - b), at).toBeLessThan(1e-4);
+    if (typeof a === 'number' && typeof b === 'number' && at.endsWith('.score'))
+      return void expect(Math.abs(a - b), at).toBeLessThan(1e-4);
     if (typeof a !== 'object' || a === null) return void expect(a, at).toEqual(b);
     expect(Object.keys(a), at).toEqual(Object.keys(b as object));
     for (const [k, v] of Object.entries(a)) close(v, (b as Record<string, unknown>)[k], `${at}.${k}`);
@@ -188,9 +276,15 @@ describe('predict --input', () => {
       const out = join(dir, `${fixture}.jsonl`);
       const r = await cli('predict', model, '--input', inputFile(texts), '--out', out, '--window', '64', '-k', '3');
       expect(r.code, r.stderr).toBe(0);
-      const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      const lines = readFileSync(out, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(lines.map((l) => l.index)).toEqual(texts.map((_, i) => i));
-      const want = fixture === 'tiny-mlm' ? await Promise.all(texts.map(async (t) => json(await cli('predict', model, t, '--json', '-k', '3')))) : await single(model, texts);
+      const want =
+        fixture === 'tiny-mlm'
+          ? await Promise.all(texts.map(async (t) => json(await cli('predict', model, t, '--json', '-k', '3'))))
+          : await single(model, texts);
       lines.forEach(({ index, ...rest }, i) => {
         expect(Object.keys(rest)).toEqual(['result']);
         close(rest.result, want[i]);
@@ -201,9 +295,18 @@ describe('predict --input', () => {
   it('a text without [MASK] for a masked LM: one line naming the line, exit 2, no output', async () => {
     const dir = tempDir('mbane-predict-bad-');
     const out = join(dir, 'p.jsonl');
-    expectOneLineError(await cli('predict', join(FX, 'tiny-mlm'), '--input', inputFile(['a [MASK] b', 'no mask here']), '--out', out), /line 2: the text has no \[MASK\] token to fill/);
+    expectOneLineError(
+      await cli('predict', join(FX, 'tiny-mlm'), '--input', inputFile(['a [MASK] b', 'no mask here']), '--out', out),
+      /line 2: the text has no \[MASK\] token to fill/,
+    );
     expect(existsSync(out)).toBe(false);
-    expectOneLineError(await cli('predict', join(FX, 'tiny-mlm'), 'a text', '--input', inputFile(['x [MASK]'])), /either a text or --input FILE/);
-    expectOneLineError(await cli('predict', join(FX, 'tiny-mlm'), 'a [MASK] text', '--out', out), /--out goes with --input FILE/);
+    expectOneLineError(
+      await cli('predict', join(FX, 'tiny-mlm'), 'a text', '--input', inputFile(['x [MASK]'])),
+      /either a text or --input FILE/,
+    );
+    expectOneLineError(
+      await cli('predict', join(FX, 'tiny-mlm'), 'a [MASK] text', '--out', out),
+      /--out goes with --input FILE/,
+    );
   }, 30_000);
 });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { FX } from './helpers/fixtures.js';
 
 describe('encodeWithin', () => {
-  it('keeps exactly the whole encoding\'s first tokens, and its closing token, on long texts of every kind', async () => {
+  it("keeps exactly the whole encoding's first tokens, and its closing token, on long texts of every kind", async () => {
     const tok = await loadTokenizer(join(FX, 'tokenizer'));
     const long = (unit: string, chars: number) => unit.repeat(Math.ceil(chars / unit.length)).slice(0, chars);
     const texts = [

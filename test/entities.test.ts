@@ -16,11 +16,17 @@ function microsoft(): ScoredToken[] {
     [10, 13, [0.1, 0.05, 0.8, 0.05]],
     [13, 17, [0.1, 0.1, 0.7, 0.1]],
   ];
-  return parts.map(([start, end, scores], i) => ({ index: i + 1, scores, start, end, isSubword: isSubword(TEXT, start) }));
+  return parts.map(([start, end, scores], i) => ({
+    index: i + 1,
+    scores,
+    start,
+    end,
+    isSubword: isSubword(TEXT, start),
+  }));
 }
 
 describe('token classification: grouping as transformers does', () => {
-  it("tells subwords by the space before them, and B-/I- tags (a bare label continues)", () => {
+  it('tells subwords by the space before them, and B-/I- tags (a bare label continues)', () => {
     expect(microsoft().map((t) => t.isSubword)).toEqual([false, true, false, true]);
     expect(tagOf('B-PER')).toEqual({ bi: 'B', tag: 'PER' });
     expect(tagOf('I-PER')).toEqual({ bi: 'I', tag: 'PER' });
@@ -46,7 +52,9 @@ describe('token classification: grouping as transformers does', () => {
   });
 
   it("'first', 'max', 'average': each word takes one label first (microsoft| company| B-ENT I-ENT), then one group", () => {
-    const one = (score: number) => [{ entity_group: 'ENT', score: expect.closeTo(score, 12) as number, word: 'Microsoft company', start: 0, end: 17 }];
+    const one = (score: number) => [
+      { entity_group: 'ENT', score: expect.closeTo(score, 12) as number, word: 'Microsoft company', start: 0, end: 17 },
+    ];
     expect(aggregate(TEXT, microsoft(), LABELS, 'first')).toEqual(one((0.9 + 0.8) / 2));
     expect(aggregate(TEXT, microsoft(), LABELS, 'max')).toEqual(one((0.9 + 0.8) / 2));
     // Mean scores per word: (0.05, 0.475, 0.165, 0.31) -> B-ENT 0.475; (0.1, 0.075, 0.75, 0.075) -> I-ENT 0.75.
@@ -57,8 +65,20 @@ describe('token classification: grouping as transformers does', () => {
     const text = 'A B C D E';
     const labels = ['O', 'B-TAG', 'I-TAG', 'B-TAG2'];
     const pick = [1, 2, 2, 3, 3];
-    const tokens = pick.map((label, i): ScoredToken => ({ index: i + 1, scores: labels.map((_, j) => (j === label ? 1 : 0)), start: 2 * i, end: 2 * i + 1, isSubword: false }));
-    expect(aggregate(text, tokens, labels, 'simple').map((g) => ['entity_group' in g ? g.entity_group : g.entity, g.word])).toEqual([['TAG', 'A B C'], ['TAG2', 'D'], ['TAG2', 'E']]);
+    const tokens = pick.map((label, i): ScoredToken => ({
+      index: i + 1,
+      scores: labels.map((_, j) => (j === label ? 1 : 0)),
+      start: 2 * i,
+      end: 2 * i + 1,
+      isSubword: false,
+    }));
+    expect(
+      aggregate(text, tokens, labels, 'simple').map((g) => ['entity_group' in g ? g.entity_group : g.entity, g.word]),
+    ).toEqual([
+      ['TAG', 'A B C'],
+      ['TAG2', 'D'],
+      ['TAG2', 'E'],
+    ]);
     const withO = tokens.map((t, i) => (i === 1 ? { ...t, scores: [1, 0, 0, 0] } : t));
     expect(aggregate(text, withO, labels, 'simple').map((g) => g.word)).toEqual(['A', 'C', 'D', 'E']);
     expect(aggregate(text, withO, labels, 'simple', []).map((g) => g.word)).toEqual(['A', 'B', 'C', 'D', 'E']);

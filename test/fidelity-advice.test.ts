@@ -28,7 +28,9 @@ describe('a conversion that overflows float16', () => {
 
   it('in the residual stream, unrotated: names the op and suggests Hadamard', async () => {
     const dir = await withOutlier(join(FX, 'tiny-mlm'), 'model.layers.1.mlp.Wo.weight', 7, 3000, tmp);
-    expect(await warning(dir)).toMatch(/after layer 2, at op conv "layers_1_mlp_out" .*: the residual stream exceeds float16 \(65504\): try --rotation hadamard/);
+    expect(await warning(dir)).toMatch(
+      /after layer 2, at op conv "layers_1_mlp_out" .*: the residual stream exceeds float16 \(65504\): try --rotation hadamard/,
+    );
   }, 30_000);
 
   it('in the residual stream, already rotated: says no rotation fixes it, never "try --rotation hadamard"', async () => {
@@ -41,7 +43,9 @@ describe('a conversion that overflows float16', () => {
   it('inside the MLP, where no rotation reaches: says so', async () => {
     const dir = await withOutlier(join(FX, 'tiny-mlm'), 'model.layers.1.mlp.Wi.weight', 7, 30000, tmp);
     const w = await warning(dir);
-    expect(w).toMatch(/at op \w+ "layers_1_mlp_(in|act|glu)" .*the MLP's inner activations exceed float16; no rotation or other conversion option changes them/);
+    expect(w).toMatch(
+      /at op \w+ "layers_1_mlp_(in|act|glu)" .*the MLP's inner activations exceed float16; no rotation or other conversion option changes them/,
+    );
     expect(w).not.toMatch(TRY_HADAMARD);
   }, 30_000);
 });
@@ -53,7 +57,9 @@ describe('nonFiniteAdvice', () => {
       for (const rotation of ['none', 'hadamard', 'learned']) {
         for (const norm of ['l2', 'rms'] as const) {
           const a = nonFiniteAdvice(part, { fold: true, rotation, norm });
-          expect(TRY_HADAMARD.test(a), `${part} ${rotation} ${norm}: ${a}`).toBe(rotation === 'none' && (part === 'residual' || part === 'embedding'));
+          expect(TRY_HADAMARD.test(a), `${part} ${rotation} ${norm}: ${a}`).toBe(
+            rotation === 'none' && (part === 'residual' || part === 'embedding'),
+          );
         }
       }
     }
@@ -64,9 +70,19 @@ describe('nonFiniteAdvice', () => {
 
   it('parts from op names', () => {
     const names: Record<string, ModelPart> = {
-      embed: 'embedding', embed_norm_sq: 'norm', layers_0_residual: 'residual', layers_3_attn_res: 'residual', layers_1_mlp_out: 'residual',
-      layers_2_h0_scores: 'attention', layers_2_qkv: 'attention', layers_1_mlp_in: 'mlp', layers_1_mlp_act: 'mlp', layers_0_mlp_norm: 'norm',
-      final_norm: 'norm', head_dense: 'head', decoder: 'head',
+      embed: 'embedding',
+      embed_norm_sq: 'norm',
+      layers_0_residual: 'residual',
+      layers_3_attn_res: 'residual',
+      layers_1_mlp_out: 'residual',
+      layers_2_h0_scores: 'attention',
+      layers_2_qkv: 'attention',
+      layers_1_mlp_in: 'mlp',
+      layers_1_mlp_act: 'mlp',
+      layers_0_mlp_norm: 'norm',
+      final_norm: 'norm',
+      head_dense: 'head',
+      decoder: 'head',
     };
     for (const [name, part] of Object.entries(names)) expect(partOf(name), name).toBe(part);
   });

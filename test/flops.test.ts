@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { ROOT } from './helpers/fixtures.js';
 
 const t = (dtype: 'fp16' | 'int32', ...shape: (number | string)[]) => ({ dtype, shape });
-const konst = (name: string, ...shape: number[]) => [name, { name, type: t('fp16', ...shape), load: () => new Float32Array(0) }] as const;
+const konst = (name: string, ...shape: number[]) =>
+  [name, { name, type: t('fp16', ...shape), load: () => new Float32Array(0) }] as const;
 
 describe('matrixFlops', () => {
   it('counts 2 x outputs x reduction for conv, linear, matmul and einsum, and nothing for the rest', () => {
@@ -19,13 +20,38 @@ describe('matrixFlops', () => {
       consts: new Map([konst('w', 16, 4, 1, 1), konst('lw', 3, 16)]),
       ops: [
         // Grouped 1x1 conv: 16 outputs per position, each over 4 inputs.
-        { op: 'conv', name: 'c', inputs: { x: 'x', weight: 'w', groups: literal('int32', 2) }, outputs: [{ name: 'y', type: t('fp16', 1, 16, 1, 'S') }] },
+        {
+          op: 'conv',
+          name: 'c',
+          inputs: { x: 'x', weight: 'w', groups: literal('int32', 2) },
+          outputs: [{ name: 'y', type: t('fp16', 1, 16, 1, 'S') }],
+        },
         { op: 'relu', name: 'r', inputs: { x: 'y' }, outputs: [{ name: 'yr', type: t('fp16', 1, 16, 1, 'S') }] },
-        { op: 'reshape', name: 'rs', inputs: { x: 'yr', shape: literal('int32', [-1, 16]) }, outputs: [{ name: 'y2', type: t('fp16', 'S', 16) }] },
-        { op: 'linear', name: 'l', inputs: { x: 'y2', weight: 'lw' }, outputs: [{ name: 'z', type: t('fp16', 'S', 3) }] },
-        { op: 'matmul', name: 'm', inputs: { x: 'z', y: 'z', transpose_x: literal('bool', true) }, outputs: [{ name: 'zz', type: t('fp16', 3, 3) }] },
+        {
+          op: 'reshape',
+          name: 'rs',
+          inputs: { x: 'yr', shape: literal('int32', [-1, 16]) },
+          outputs: [{ name: 'y2', type: t('fp16', 'S', 16) }],
+        },
+        {
+          op: 'linear',
+          name: 'l',
+          inputs: { x: 'y2', weight: 'lw' },
+          outputs: [{ name: 'z', type: t('fp16', 'S', 3) }],
+        },
+        {
+          op: 'matmul',
+          name: 'm',
+          inputs: { x: 'z', y: 'z', transpose_x: literal('bool', true) },
+          outputs: [{ name: 'zz', type: t('fp16', 3, 3) }],
+        },
         { op: 'matmul', name: 'm2', inputs: { x: 'z', y: 'zz' }, outputs: [{ name: 'z3', type: t('fp16', 'S', 3) }] },
-        { op: 'einsum', name: 'e', inputs: { values: ['y', 'y'], equation: literal('string', 'bchq,bchk->bkhq') }, outputs: [{ name: 's', type: t('fp16', 1, 'S', 1, 'S') }] },
+        {
+          op: 'einsum',
+          name: 'e',
+          inputs: { values: ['y', 'y'], equation: literal('string', 'bchq,bchk->bkhq') },
+          outputs: [{ name: 's', type: t('fp16', 1, 'S', 1, 'S') }],
+        },
       ],
       outputs: ['s'],
       taps: new Map(),

@@ -8,7 +8,13 @@ import { Engine } from '../src/run/engine.js';
 import { readGolden } from '../src/eval/golden.js';
 import { verify } from '../src/eval/verify.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
-import { DenseRotation, foldWeights, HadamardRotation, IdentityRotation, type Rotation } from '../src/rotation/index.js';
+import {
+  DenseRotation,
+  foldWeights,
+  HadamardRotation,
+  IdentityRotation,
+  type Rotation,
+} from '../src/rotation/index.js';
 
 const FX = join(import.meta.dirname, 'fixtures');
 

@@ -184,7 +184,10 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 /** A random orthogonal matrix: Gram–Schmidt on random rows. */
 function randomOrthogonal(n: number, seed: number): Float64Array {
   const rand = uniforms(seed);
-  return orthonormalizeRows(Float64Array.from({ length: n * n }, () => rand() - 0.5), n);
+  return orthonormalizeRows(
+    Float64Array.from({ length: n * n }, () => rand() - 0.5),
+    n,
+  );
 }
 
 const rotations: [string, (n: number) => Rotation][] = [
@@ -221,7 +224,16 @@ describe('foldWeights: the folded model computes the same last hidden state', ()
               const r = want.streams[i]!;
               const mean = r.reduce((a, b) => a + b, 0) / n;
               const scale = Math.max(1, ...r.map(Math.abs));
-              expect(maxAbsDiff(folded, rotation.rightMul(Float64Array.from(r, (v) => v - mean), 1, n)) / scale).toBeLessThan(1e-5);
+              expect(
+                maxAbsDiff(
+                  folded,
+                  rotation.rightMul(
+                    Float64Array.from(r, (v) => v - mean),
+                    1,
+                    n,
+                  ),
+                ) / scale,
+              ).toBeLessThan(1e-5);
             });
           }
         });
@@ -261,7 +273,7 @@ describe('foldWeights: names and shapes', () => {
     expect(() => folded.get('model.final_norm.weight')).toThrow(ModernBertError);
   });
 
-  it('without a norm bias, a reader\'s bias passes through', () => {
+  it("without a norm bias, a reader's bias passes through", () => {
     const model = tinyModel(12, 2, { norm: false, linear: true }, 5);
     const src = new MemoryWeights(model.weights);
     const folded = foldWeights(src, { numLayers: 2, hidden: 12 }, new HadamardRotation(12, 0));
@@ -271,7 +283,11 @@ describe('foldWeights: names and shapes', () => {
 
   it('without norm biases adds no bias tensors', () => {
     const model = tinyModel(12, 2, { norm: false, linear: false }, 2);
-    const folded = foldWeights(new MemoryWeights(model.weights), { numLayers: 2, hidden: 12 }, new IdentityRotation(12));
+    const folded = foldWeights(
+      new MemoryWeights(model.weights),
+      { numLayers: 2, hidden: 12 },
+      new IdentityRotation(12),
+    );
     expect(folded.names().filter((x) => x.endsWith('.bias'))).toEqual(['decoder.bias']);
   });
 });
@@ -345,9 +361,13 @@ describe('foldWeights rejects inconsistent inputs', () => {
     expect(code(() => foldWeights(src, { numLayers: 1, hidden: 12 }, new IdentityRotation(12)))).toBe('BAD_CONFIG');
     const bad = new Map(weights);
     bad.set('model.layers.1.mlp_norm.weight', { shape: [11], data: new Float32Array(11) });
-    expect(code(() => foldWeights(new MemoryWeights(bad), { numLayers: 2, hidden: 12 }, new IdentityRotation(12)))).toBe('SHAPE_MISMATCH');
+    expect(
+      code(() => foldWeights(new MemoryWeights(bad), { numLayers: 2, hidden: 12 }, new IdentityRotation(12))),
+    ).toBe('SHAPE_MISMATCH');
     const layer0Norm = new Map(weights);
     layer0Norm.set('model.layers.0.attn_norm.weight', { shape: [12], data: new Float32Array(12) });
-    expect(code(() => foldWeights(new MemoryWeights(layer0Norm), { numLayers: 2, hidden: 12 }, new IdentityRotation(12)))).toBe('BAD_CONFIG');
+    expect(
+      code(() => foldWeights(new MemoryWeights(layer0Norm), { numLayers: 2, hidden: 12 }, new IdentityRotation(12))),
+    ).toBe('BAD_CONFIG');
   });
 });

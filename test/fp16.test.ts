@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { decodeBF16, decodeF16, encodeF16, f16BitsToF32, f16round, f32ToF16Bits, roundToF16 } from '../src/numeric/fp16.js';
+import {
+  decodeBF16,
+  decodeF16,
+  encodeF16,
+  f16BitsToF32,
+  f16round,
+  f32ToF16Bits,
+  roundToF16,
+} from '../src/numeric/fp16.js';
 
 // Reference: the float16 nearest to x by exhaustive search over the 63488 finite float16 values' neighbours.
 function nearestF16Bits(x: number): number {
@@ -22,7 +30,31 @@ function nearestF16Bits(x: number): number {
 }
 
 describe('float16', () => {
-  const samples: number[] = [0, -0, 1, -1, 65504, 65519.99, 65520, 65536, 1e9, -1e9, Infinity, -Infinity, 2 ** -14, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 1e-9, 0.1, 1 / 3, 2047.5, 2048.5, 2049, 4095.5];
+  const samples: number[] = [
+    0,
+    -0,
+    1,
+    -1,
+    65504,
+    65519.99,
+    65520,
+    65536,
+    1e9,
+    -1e9,
+    Infinity,
+    -Infinity,
+    2 ** -14,
+    2 ** -24,
+    2 ** -25,
+    3 * 2 ** -26,
+    1e-9,
+    0.1,
+    1 / 3,
+    2047.5,
+    2048.5,
+    2049,
+    4095.5,
+  ];
   // Every float16 value, the midpoints between neighbours (ties) and points just off them.
   for (let h = 0; h < 0x7c00; h += 7) {
     const v = f16BitsToF32(h);

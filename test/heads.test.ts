@@ -10,7 +10,15 @@ import { encodeModel, decodeModel } from '../src/coreml/schema.js';
 import { openModel } from '../src/run/load.js';
 import { BucketRunner } from '../src/run/package-runner.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
-import { cleanupTempDirs, FX, ROOT, readFixtureJson, readTensors, tempDir, writeCheckpoint } from './helpers/fixtures.js';
+import {
+  cleanupTempDirs,
+  FX,
+  ROOT,
+  readFixtureJson,
+  readTensors,
+  tempDir,
+  writeCheckpoint,
+} from './helpers/fixtures.js';
 
 const TINY = join(FX, 'tiny-mlm');
 const dir = tempDir('mbane-heads-');
@@ -47,13 +55,24 @@ async function run(path: string, o: { headPackage?: string; function?: string } 
 }
 
 /** A sequence classifier on tiny-mlm's body: the same `model.` tensors, a classifier of its own. */
-async function classifier(edit: (t: Map<string, { shape: number[]; data: Float32Array }>) => void = () => {}): Promise<string> {
+async function classifier(
+  edit: (t: Map<string, { shape: number[]; data: Float32Array }>) => void = () => {},
+): Promise<string> {
   const tensors = new Map([...readTensors(join(TINY, 'model.safetensors'))].filter(([n]) => !n.startsWith('decoder.')));
   const C = 64;
-  tensors.set('classifier.weight', { shape: [3, C], data: Float32Array.from({ length: 3 * C }, (_, i) => Math.sin(i * 0.37) * 0.2) });
+  tensors.set('classifier.weight', {
+    shape: [3, C],
+    data: Float32Array.from({ length: 3 * C }, (_, i) => Math.sin(i * 0.37) * 0.2),
+  });
   tensors.set('classifier.bias', { shape: [3], data: Float32Array.from([0.1, -0.2, 0.05]) });
   edit(tensors);
-  const config = { ...readFixtureJson('tiny-mlm'), architectures: ['ModernBertForSequenceClassification'], classifier_pooling: 'mean', id2label: { 0: 'neg', 1: 'neutral', 2: 'pos' }, label2id: { neg: 0, neutral: 1, pos: 2 } };
+  const config = {
+    ...readFixtureJson('tiny-mlm'),
+    architectures: ['ModernBertForSequenceClassification'],
+    classifier_pooling: 'mean',
+    id2label: { 0: 'neg', 1: 'neutral', 2: 'pos' },
+    label2id: { neg: 0, neutral: 1, pos: 2 },
+  };
   return writeCheckpoint(tempDir('mbane-cls-'), { config, tensors, tokenizerFrom: TINY });
 }
 
@@ -65,39 +84,108 @@ describe('convert --split: a body package and a package per head', () => {
     expect(readMLPackage(body).graph.outputs).toEqual(['hidden_states']);
     expect(readMLPackage(join(dir, 'split-mlm.mlpackage')).graph.inputs.map((v) => v.name)).toEqual(['hidden_states']);
     // The pooled head reads which tokens are padding from the ids.
-    expect(readMLPackage(join(dir, 'split-embedding.mlpackage')).graph.inputs.map((v) => v.name)).toEqual(['hidden_states', 'input_ids']);
-    expect(maxDiff(await run(body, { headPackage: join(dir, 'split-mlm.mlpackage') }), await run(whole))).toBeLessThan(1e-4);
-    expect(maxDiff(await run(body, { headPackage: join(dir, 'split-embedding.mlpackage') }), await run(wholeEmb))).toBeLessThan(1e-4);
-    const d = await cli('diff', whole, body, '--head-package-b', join(dir, 'split-mlm.mlpackage'), '--random', '2', '--json');
+    expect(readMLPackage(join(dir, 'split-embedding.mlpackage')).graph.inputs.map((v) => v.name)).toEqual([
+      'hidden_states',
+      'input_ids',
+    ]);
+    expect(maxDiff(await run(body, { headPackage: join(dir, 'split-mlm.mlpackage') }), await run(whole))).toBeLessThan(
+      1e-4,
+    );
+    expect(
+      maxDiff(await run(body, { headPackage: join(dir, 'split-embedding.mlpackage') }), await run(wholeEmb)),
+    ).toBeLessThan(1e-4);
+    const d = await cli(
+      'diff',
+      whole,
+      body,
+      '--head-package-b',
+      join(dir, 'split-mlm.mlpackage'),
+      '--random',
+      '2',
+      '--json',
+    );
     expect(d.code, d.stderr).toBe(0);
     expect((json(d) as { max_abs_diff: number }).max_abs_diff).toBeLessThan(1e-4);
   });
 
   it('leaves no body behind when a head cannot be written', async () => {
     // A pooled head at several lengths has two enumerated inputs (hidden_states, input_ids): iOS 18 only.
-    const r = await cli('convert', TINY, '--out', join(dir, 'half.mlpackage'), '--seq-len', '8,16', '--split', 'embedding', '--no-fidelity');
-    expectOneLineError(r, /inputs hidden_states, input_ids all have enumerated shapes; before iOS 18 only one input may/);
+    const r = await cli(
+      'convert',
+      TINY,
+      '--out',
+      join(dir, 'half.mlpackage'),
+      '--seq-len',
+      '8,16',
+      '--split',
+      'embedding',
+      '--no-fidelity',
+    );
+    expectOneLineError(
+      r,
+      /inputs hidden_states, input_ids all have enumerated shapes; before iOS 18 only one input may/,
+    );
     expect(existsSync(join(dir, 'half.mlpackage'))).toBe(false);
   });
 
   it('refuses a head whose body differs, and a head package given as the model', async () => {
     await convert('a.mlpackage', '--split');
     const other = await convert('b.mlpackage', '--split', '--rotation', 'hadamard');
-    expectOneLineError(await cli('predict', other, 'a [MASK] b', '--head-package', join(dir, 'a-mlm.mlpackage'), '--tokenizer', TINY), /head-package .*a-mlm\.mlpackage belongs to another body than .*b\.mlpackage/);
-    expectOneLineError(await cli('verify', other, '--golden', join(TINY, 'golden.safetensors'), '--head-package', join(dir, 'a-mlm.mlpackage')), /belongs to another body/);
-    expectOneLineError(await cli('predict', join(dir, 'a-mlm.mlpackage'), 'a [MASK] b', '--tokenizer', TINY), /is a head package .* give its body package as the model and this one as --head-package/);
-    expectOneLineError(await cli('predict', TINY, 'a [MASK] b', '--head-package', join(dir, 'a-mlm.mlpackage')), /--head-package runs a head on a body package/);
+    expectOneLineError(
+      await cli('predict', other, 'a [MASK] b', '--head-package', join(dir, 'a-mlm.mlpackage'), '--tokenizer', TINY),
+      /head-package .*a-mlm\.mlpackage belongs to another body than .*b\.mlpackage/,
+    );
+    expectOneLineError(
+      await cli(
+        'verify',
+        other,
+        '--golden',
+        join(TINY, 'golden.safetensors'),
+        '--head-package',
+        join(dir, 'a-mlm.mlpackage'),
+      ),
+      /belongs to another body/,
+    );
+    expectOneLineError(
+      await cli('predict', join(dir, 'a-mlm.mlpackage'), 'a [MASK] b', '--tokenizer', TINY),
+      /is a head package .* give its body package as the model and this one as --head-package/,
+    );
+    expectOneLineError(
+      await cli('predict', TINY, 'a [MASK] b', '--head-package', join(dir, 'a-mlm.mlpackage')),
+      /--head-package runs a head on a body package/,
+    );
     // The hash covers the weights: one changed byte in the body's weight.bin is another body.
     const weights = join(dir, 'a.mlpackage', 'Data', 'com.apple.CoreML', 'weights', 'weight.bin');
     const bytes = readFileSync(weights);
     bytes[bytes.length - 1] ^= 1;
     writeFileSync(weights, bytes);
-    expectOneLineError(await cli('predict', join(dir, 'a.mlpackage'), 'a [MASK] b', '--head-package', join(dir, 'a-mlm.mlpackage'), '--tokenizer', TINY), /belongs to another body/);
+    expectOneLineError(
+      await cli(
+        'predict',
+        join(dir, 'a.mlpackage'),
+        'a [MASK] b',
+        '--head-package',
+        join(dir, 'a-mlm.mlpackage'),
+        '--tokenizer',
+        TINY,
+      ),
+      /belongs to another body/,
+    );
   });
 
   it('verify runs a body with its head', async () => {
     const body = await convert('v.mlpackage', '--split', '--weights', 'fp32', '--no-fold', '--seq-len', '128');
-    const r = await cli('verify', body, '--golden', join(TINY, 'golden.safetensors'), '--head-package', join(dir, 'v-mlm.mlpackage'), '--atol', '1e-3', '--json');
+    const r = await cli(
+      'verify',
+      body,
+      '--golden',
+      join(TINY, 'golden.safetensors'),
+      '--head-package',
+      join(dir, 'v-mlm.mlpackage'),
+      '--atol',
+      '1e-3',
+      '--json',
+    );
     expect(r.code, r.stderr).toBe(0);
     expect((json(r) as { passed: boolean }).passed).toBe(true);
   });
@@ -124,16 +212,45 @@ describe('convert --functions: one package, a function per head, the body stored
     expect(size(multi, 'weights/weight.bin')).toBeLessThanOrEqual(size(single, 'weights/weight.bin'));
     const ins = await cli('inspect', multi, '--json');
     expect(ins.code, ins.stderr).toBe(0);
-    expect((json(ins) as { functions: { name: string; head: string }[] }).functions.map((f) => [f.name, f.head])).toEqual([['mlm', 'mlm'], ['embedding', 'embedding'], ['none', 'none']]);
-    const p = await cli('predict', multi, 'hello [MASK] there', '--function', 'embedding', '--tokenizer', TINY, '--json');
+    expect(
+      (json(ins) as { functions: { name: string; head: string }[] }).functions.map((f) => [f.name, f.head]),
+    ).toEqual([
+      ['mlm', 'mlm'],
+      ['embedding', 'embedding'],
+      ['none', 'none'],
+    ]);
+    const p = await cli(
+      'predict',
+      multi,
+      'hello [MASK] there',
+      '--function',
+      'embedding',
+      '--tokenizer',
+      TINY,
+      '--json',
+    );
     expect(p.code, p.stderr).toBe(0);
     expect(json(p) as number[]).toHaveLength(64);
   });
 
   it('three heads cost at most 5% over the one-head package (mini-trained: its program no longer outweighs its weights)', async () => {
     const mini = join(ROOT, 'models', 'mini-trained');
-    for (const [out, flags] of [['mini-multi', ['--functions', 'mlm,embedding,none']], ['mini-single', []]] as const) {
-      const r = await cli('convert', mini, '--out', join(dir, `${out}.mlpackage`), '--seq-len', '16', '--no-fidelity', '--target', 'iOS18', ...flags);
+    for (const [out, flags] of [
+      ['mini-multi', ['--functions', 'mlm,embedding,none']],
+      ['mini-single', []],
+    ] as const) {
+      const r = await cli(
+        'convert',
+        mini,
+        '--out',
+        join(dir, `${out}.mlpackage`),
+        '--seq-len',
+        '16',
+        '--no-fidelity',
+        '--target',
+        'iOS18',
+        ...flags,
+      );
       expect(r.code, r.stderr).toBe(0);
     }
     const total = (p: string) => size(join(dir, p), 'weights/weight.bin') + size(join(dir, p), 'model.mlmodel');
@@ -142,18 +259,54 @@ describe('convert --functions: one package, a function per head, the body stored
 
   it('refuses a function that does not exist, and targets before iOS 18', async () => {
     const multi = join(dir, 'multi.mlpackage');
-    expectOneLineError(await cli('predict', multi, 'a [MASK]', '--function', 'tokcls', '--tokenizer', TINY), /has no function "tokcls"; its functions: mlm, embedding, none/);
-    const r = await cli('convert', TINY, '--out', join(dir, 'old.mlpackage'), '--functions', 'mlm,embedding', '--target', 'iOS17');
+    expectOneLineError(
+      await cli('predict', multi, 'a [MASK]', '--function', 'tokcls', '--tokenizer', TINY),
+      /has no function "tokcls"; its functions: mlm, embedding, none/,
+    );
+    const r = await cli(
+      'convert',
+      TINY,
+      '--out',
+      join(dir, 'old.mlpackage'),
+      '--functions',
+      'mlm,embedding',
+      '--target',
+      'iOS17',
+    );
     expectOneLineError(r, /multifunction package, which needs specification version 9: give --target iOS18 or macOS15/);
-    expectOneLineError(await cli('convert', TINY, '--out', join(dir, 'x.mlpackage'), '--functions', 'mlm,bogus'), /"bogus" is not a head/);
-    expectOneLineError(await cli('convert', TINY, '--out', join(dir, 'x.mlpackage'), '--functions', 'mlm,seqcls', '--target', 'iOS18', '--no-fidelity'), /has no seqcls head \(no classifier\.weight; its head is mlm\).*--add-head/);
+    expectOneLineError(
+      await cli('convert', TINY, '--out', join(dir, 'x.mlpackage'), '--functions', 'mlm,bogus'),
+      /"bogus" is not a head/,
+    );
+    expectOneLineError(
+      await cli(
+        'convert',
+        TINY,
+        '--out',
+        join(dir, 'x.mlpackage'),
+        '--functions',
+        'mlm,seqcls',
+        '--target',
+        'iOS18',
+        '--no-fidelity',
+      ),
+      /has no seqcls head \(no classifier\.weight; its head is mlm\).*--add-head/,
+    );
   });
 });
 
 describe('convert --add-head: a head from a checkpoint with the same body', () => {
   it('adds a classifier trained on the same body as a function of its own', async () => {
     const cls = await classifier();
-    const multi = await convert('added.mlpackage', '--functions', 'mlm', '--add-head', `sentiment=${cls}`, '--target', 'iOS18');
+    const multi = await convert(
+      'added.mlpackage',
+      '--functions',
+      'mlm',
+      '--add-head',
+      `sentiment=${cls}`,
+      '--target',
+      'iOS18',
+    );
     expect(readMLPackage(multi).functions).toEqual(['mlm', 'sentiment']);
     const alone = join(dir, 'cls-alone.mlpackage');
     const r = await cli('convert', cls, '--out', alone, '--seq-len', '16', '--no-fidelity', '--target', 'iOS18');
@@ -169,14 +322,40 @@ describe('convert --add-head: a head from a checkpoint with the same body', () =
       const w = t.get('model.layers.1.mlp.Wo.weight')!;
       w.data[5] = w.data[5]! + 1e-6;
     });
-    const r = await cli('convert', TINY, '--out', join(dir, 'bad.mlpackage'), '--seq-len', '16', '--no-fidelity', '--target', 'iOS18', '--add-head', cls);
-    expectOneLineError(r, /--add-head .*: its body differs: tensor model\.layers\.1\.mlp\.Wo\.weight is not bit-identical/);
+    const r = await cli(
+      'convert',
+      TINY,
+      '--out',
+      join(dir, 'bad.mlpackage'),
+      '--seq-len',
+      '16',
+      '--no-fidelity',
+      '--target',
+      'iOS18',
+      '--add-head',
+      cls,
+    );
+    expectOneLineError(
+      r,
+      /--add-head .*: its body differs: tensor model\.layers\.1\.mlp\.Wo\.weight is not bit-identical/,
+    );
   });
 });
 
 describe('convert --buckets: one function per length', () => {
   it('writes a static function per length, and predict runs the smallest that fits', async () => {
-    const r = await cli('convert', TINY, '--out', join(dir, 'buckets.mlpackage'), '--seq-len', '8,16,32', '--buckets', '--no-fidelity', '--target', 'iOS18');
+    const r = await cli(
+      'convert',
+      TINY,
+      '--out',
+      join(dir, 'buckets.mlpackage'),
+      '--seq-len',
+      '8,16,32',
+      '--buckets',
+      '--no-fidelity',
+      '--target',
+      'iOS18',
+    );
     expect(r.code, r.stderr).toBe(0);
     const path = join(dir, 'buckets.mlpackage');
     const pkg = readMLPackage(path, 's16');
@@ -189,6 +368,19 @@ describe('convert --buckets: one function per length', () => {
     expect(() => b.bucketFor(33)).toThrow(/takes at most 32 \(buckets 8,16,32\)/);
     const single = await convert('single.mlpackage', '--target', 'iOS18');
     expect(maxDiff(await run(path), await run(single))).toBeLessThan(1e-3);
-    expectOneLineError(await cli('convert', TINY, '--out', join(dir, 'b1.mlpackage'), '--seq-len', '16', '--buckets', '--target', 'iOS18'), /--buckets needs several lengths/);
+    expectOneLineError(
+      await cli(
+        'convert',
+        TINY,
+        '--out',
+        join(dir, 'b1.mlpackage'),
+        '--seq-len',
+        '16',
+        '--buckets',
+        '--target',
+        'iOS18',
+      ),
+      /--buckets needs several lengths/,
+    );
   });
 });

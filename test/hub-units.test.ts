@@ -17,9 +17,32 @@ import { cleanupTempDirs, tempDir } from './helpers/fixtures.js';
 afterAll(cleanupTempDirs);
 
 describe('Hub ids', () => {
-  it('org/name with an optional @revision, by huggingface_hub\'s rules', () => {
-    for (const id of ['answerdotai/ModernBERT-base', 'nomic-ai/modernbert-embed-base', 'a/b', 'Org_1/x.y-z', 'o/n@v1.0', 'o/n@refs/pr/1']) expect(looksLikeHubId(id), id).toBe(true);
-    for (const id of ['ModernBERT-base', './a/b', '/a/b', 'a/b/c', 'a--b/c', 'a/b..c', 'a/.b', 'a/b-', 'a/b.git', 'a/', '/b', `a/${'x'.repeat(97)}`, 'models/x.mlpackage/']) expect(looksLikeHubId(id), id).toBe(false);
+  it("org/name with an optional @revision, by huggingface_hub's rules", () => {
+    for (const id of [
+      'answerdotai/ModernBERT-base',
+      'nomic-ai/modernbert-embed-base',
+      'a/b',
+      'Org_1/x.y-z',
+      'o/n@v1.0',
+      'o/n@refs/pr/1',
+    ])
+      expect(looksLikeHubId(id), id).toBe(true);
+    for (const id of [
+      'ModernBERT-base',
+      './a/b',
+      '/a/b',
+      'a/b/c',
+      'a--b/c',
+      'a/b..c',
+      'a/.b',
+      'a/b-',
+      'a/b.git',
+      'a/',
+      '/b',
+      `a/${'x'.repeat(97)}`,
+      'models/x.mlpackage/',
+    ])
+      expect(looksLikeHubId(id), id).toBe(false);
     expect(parseHubRef('o/n')).toEqual({ id: 'o/n', revision: 'main' });
     expect(parseHubRef('o/n@refs/pr/1')).toEqual({ id: 'o/n', revision: 'refs/pr/1' });
     expect(parseHubRef('o/n', 'v2')).toEqual({ id: 'o/n', revision: 'v2' });
@@ -27,7 +50,8 @@ describe('Hub ids', () => {
   });
 
   it('a revision that could leave refs/, or two that differ, is BAD_ARGUMENT', async () => {
-    for (const rev of ['', '..', 'a/../b', '/abs', 'a\\b', 'a//b', 'x\ny']) await expectError(() => parseHubRef('o/n', rev), 'BAD_ARGUMENT');
+    for (const rev of ['', '..', 'a/../b', '/abs', 'a\\b', 'a//b', 'x\ny'])
+      await expectError(() => parseHubRef('o/n', rev), 'BAD_ARGUMENT');
     await expectError(() => parseHubRef('o/n@v1', 'v2'), 'BAD_ARGUMENT');
   });
 });
@@ -70,7 +94,9 @@ describe('the environment, read as huggingface_hub reads it', () => {
 
 describe('URLs, ETags and cache paths', () => {
   it('resolve URLs quote the revision whole and the file per part, as hf_hub_url', () => {
-    expect(resolveUrl('http://h', 'o/n', 'refs/pr/1', '1_Pooling/config.json')).toBe('http://h/o/n/resolve/refs%2Fpr%2F1/1_Pooling/config.json');
+    expect(resolveUrl('http://h', 'o/n', 'refs/pr/1', '1_Pooling/config.json')).toBe(
+      'http://h/o/n/resolve/refs%2Fpr%2F1/1_Pooling/config.json',
+    );
     expect(resolveUrl('http://h', 'o/n', 'main', 'a b#.json')).toBe('http://h/o/n/resolve/main/a%20b%23.json');
   });
 
@@ -85,8 +111,16 @@ describe('URLs, ETags and cache paths', () => {
   it('repository folders and the source of a snapshot folder', () => {
     expect(repoFolderName('answerdotai/ModernBERT-base')).toBe('models--answerdotai--ModernBERT-base');
     const c = 'a'.repeat(40);
-    expect(sourceFromCachePath(`/c/hub/models--answerdotai--ModernBERT-base/snapshots/${c}`)).toEqual({ id: 'answerdotai/ModernBERT-base', revision: c, commit: c });
-    expect(sourceFromCachePath(`/c/hub/models--answerdotai--ModernBERT-base/snapshots/${c}/`)).toEqual({ id: 'answerdotai/ModernBERT-base', revision: c, commit: c });
+    expect(sourceFromCachePath(`/c/hub/models--answerdotai--ModernBERT-base/snapshots/${c}`)).toEqual({
+      id: 'answerdotai/ModernBERT-base',
+      revision: c,
+      commit: c,
+    });
+    expect(sourceFromCachePath(`/c/hub/models--answerdotai--ModernBERT-base/snapshots/${c}/`)).toEqual({
+      id: 'answerdotai/ModernBERT-base',
+      revision: c,
+      commit: c,
+    });
     expect(sourceFromCachePath(`/c/hub/datasets--a--b/snapshots/${c}`)).toBeUndefined();
     expect(sourceFromCachePath(`/c/hub/models--a--b/blobs/${c}`)).toBeUndefined();
     expect(sourceFromCachePath('/c/hub/models--a--b/snapshots/main')).toBeUndefined();
@@ -107,7 +141,11 @@ describe('the lock between processes', () => {
     });
     await sleep(50);
     let waitedFor: number | undefined;
-    const second = withLock(lock, async () => void order.push('second in'), (pid) => (waitedFor = pid));
+    const second = withLock(
+      lock,
+      async () => void order.push('second in'),
+      (pid) => (waitedFor = pid),
+    );
     await sleep(300);
     expect(order).toEqual(['first in']);
     expect(waitedFor).toBe(process.pid);
@@ -123,9 +161,13 @@ describe('the lock between processes', () => {
     const lock = join(dir, 'dead.lock');
     writeFileSync(lock, JSON.stringify({ pid: Number(dead), host: hostname(), nonce: 'x' }));
     let ran = false;
-    await withLock(lock, async () => void (ran = true), () => {
-      throw new Error('waited for a dead process');
-    });
+    await withLock(
+      lock,
+      async () => void (ran = true),
+      () => {
+        throw new Error('waited for a dead process');
+      },
+    );
     expect(ran).toBe(true);
     // A live process (our parent) on another host, or here, but silent for longer than STALE_MS.
     const old = join(dir, 'old.lock');
@@ -137,7 +179,7 @@ describe('the lock between processes', () => {
     });
   });
 
-  it('a live process\'s fresh lock is waited for until it is removed', async () => {
+  it("a live process's fresh lock is waited for until it is removed", async () => {
     const dir = tempDir();
     mkdirSync(join(dir, 'l'));
     const lock = join(dir, 'l', 'live.lock');

@@ -30,7 +30,10 @@ describe('interpreter', () => {
   }
 
   for (const precision of ['fp32', 'fp16'] as const) {
-    for (const shape of [[1, 6, 1, 5], [1, 6, 1, 1]]) {
+    for (const shape of [
+      [1, 6, 1, 5],
+      [1, 6, 1, 1],
+    ]) {
       it(`a fused mask add + softmax equals the two ops (${precision}, mask [${shape.join(', ')}])`, async () => {
         const fused = await maskedSoftmax(shape, precision, true);
         const plain = await maskedSoftmax(shape, precision, false);
@@ -49,13 +52,23 @@ describe('interpreter', () => {
   it('slices, splits, concatenates, gathers and einsums like MIL', async () => {
     const g = new GraphBuilder('fp32');
     const x = g.input('x', 'fp32', [1, 4, 1, 3]);
-    const sl = g.op('slice_by_index', { x, begin: i32([0, 1, 0, 0]), end: i32([1, 3, 1, 0]), end_mask: bool([true, false, true, true]) }, 'sl');
+    const sl = g.op(
+      'slice_by_index',
+      { x, begin: i32([0, 1, 0, 0]), end: i32([1, 3, 1, 0]), end_mask: bool([true, false, true, true]) },
+      'sl',
+    );
     const [a, b] = g.opN('split', { x, split_sizes: i32([1, 3]), axis: i32(1) }, 'sp');
     const cat = g.op('concat', { values: [b!, a!], axis: i32(1), interleave: bool(false) }, 'cat');
     const kT = g.op('transpose', { x, perm: i32([0, 3, 2, 1]) }, 'kT');
     const sc = g.op('einsum', { values: [kT, x], equation: str('bkhc,bchq->bkhq') }, 'sc');
     const ga = g.op('gather', { x, indices: i32([2, 0]), axis: i32(3) }, 'ga');
-    for (const [v, n] of [[sl, 'sl_out'], [cat, 'cat_out'], [sc, 'sc_out'], [ga, 'ga_out']] as const) g.output(g.op('identity', { x: v }, `${n}_id`), n);
+    for (const [v, n] of [
+      [sl, 'sl_out'],
+      [cat, 'cat_out'],
+      [sc, 'sc_out'],
+      [ga, 'ga_out'],
+    ] as const)
+      g.output(g.op('identity', { x: v }, `${n}_id`), n);
     const xs = f32([1, 4, 1, 3], (i) => i); // x[c, s] = 3c + s
     const out = await new Interpreter(g.graph).run({ x: xs });
     expect(Array.from(out.get('sl_out')!.data)).toEqual([3, 4, 5, 6, 7, 8]);
@@ -73,7 +86,13 @@ describe('interpreter', () => {
     const [a, b] = g.opN('split', { x, split_sizes: i32([2, 4]), axis: i32(1) }, 'sp');
     const head = g.slice(x, 1, 2, 5, 'head');
     const cols = g.slice(x, 3, 1, 3, 'cols');
-    for (const [v, n] of [[a!, 'a'], [b!, 'b'], [head, 'head_out'], [cols, 'cols_out']] as const) g.output(v, n);
+    for (const [v, n] of [
+      [a!, 'a'],
+      [b!, 'b'],
+      [head, 'head_out'],
+      [cols, 'cols_out'],
+    ] as const)
+      g.output(v, n);
     const xs = f32([1, 6, 1, 4], (i) => i);
     for (const precision of ['fp32', 'fp16'] as const) {
       const input = { ...xs, data: Float32Array.from(xs.data) };
@@ -95,7 +114,10 @@ describe('interpreter', () => {
     g.op('conv', { x, weight: w, groups: i32(1) }, 'c');
     const op = g.graph.ops[0]!;
     delete op.inputs['strides']; // the builder fills defaults; a hand-made op may leave them out
-    const env = new Map([['x', f32([1, 2, 1, 3], (i) => i)], ['w', f32([4, 2, 1, 1], (i) => i)]]);
+    const env = new Map([
+      ['x', f32([1, 2, 1, 3], (i) => i)],
+      ['w', f32([4, 2, 1, 1], (i) => i)],
+    ]);
     const a = opArgs(op, numericsFor('fp32'), (n) => env.get(n));
     expect(a.t('x')).toBe(env.get('x'));
     expect(a.ints('groups')).toEqual([1]);
@@ -116,7 +138,7 @@ describe('interpreter', () => {
     expect(Array.from(res.get('y')!.data)).toEqual([2, 4]);
   });
 
-  it('hands dead activations back to the run\'s arena for later ops, never a block a live view holds, and returns copies', async () => {
+  it("hands dead activations back to the run's arena for later ops, never a block a live view holds, and returns copies", async () => {
     const C = 4;
     const S = 1 << 15; // (1, 4, 1, 32768): 131,072 floats, above the arena's minimum
     const g = new GraphBuilder('fp32');
@@ -164,7 +186,12 @@ describe('interpreter', () => {
     const wAt = g.graph.ops.findIndex((op) => op.outputs[0]!.name === w) + 1;
     expect(liveAt.get(wAt)).toBe(2 * S);
     const d = xs.data as Float32Array;
-    expect(out.get('out')!.data).toEqual(Float32Array.from({ length: S }, (_, i) => 3 * (2 * d[i]! + 2 * d[S + i]! + 2 * d[2 * S + i]!) + 2 * d[3 * S + i]!));
+    expect(out.get('out')!.data).toEqual(
+      Float32Array.from(
+        { length: S },
+        (_, i) => 3 * (2 * d[i]! + 2 * d[S + i]! + 2 * d[2 * S + i]!) + 2 * d[3 * S + i]!,
+      ),
+    );
   });
 
   it('an arena hands out zeroed blocks, takes them back by any view, merges free neighbours, and is off outside a run', async () => {
@@ -195,7 +222,11 @@ describe('interpreter', () => {
     const third = g.op('mul', { x, y: g.f(1 / 3) }, 'third');
     g.output(g.op('mul', { x: third, y: g.f(1 / 7) }, 'seventh'), 'out');
     const xs = f32([1, 1, 1, S], (i) => 1 + i / S);
-    const want = roundToF16(roundToF16(roundToF16(Float32Array.from(xs.data)).map((val) => val * Math.fround(1 / 3))).map((val) => val * Math.fround(1 / 7)));
+    const want = roundToF16(
+      roundToF16(roundToF16(Float32Array.from(xs.data)).map((val) => val * Math.fround(1 / 3))).map(
+        (val) => val * Math.fround(1 / 7),
+      ),
+    );
     expect((await new Interpreter(g.graph, 'fp16').run({ x: xs })).get('out')!.data).toEqual(want);
   });
 
@@ -204,7 +235,13 @@ describe('interpreter', () => {
     const x = g.input('x', 'fp32', [3]);
     g.output(g.op('mul', { x, y: g.f(1) }, 'm'), 'out');
     const input = f32([3], (i) => [1 + 2 ** -12, 70000, 0.1][i]!);
-    expect(Array.from((await new Interpreter(g.graph, 'fp16').run({ x: input })).get('out')!.data)).toEqual([1, Infinity, Math.fround(0.0999755859375)]);
-    expect(Array.from((await new Interpreter(g.graph, 'fp32').run({ x: input })).get('out')!.data)).toEqual(Array.from(input.data));
+    expect(Array.from((await new Interpreter(g.graph, 'fp16').run({ x: input })).get('out')!.data)).toEqual([
+      1,
+      Infinity,
+      Math.fround(0.0999755859375),
+    ]);
+    expect(Array.from((await new Interpreter(g.graph, 'fp32').run({ x: input })).get('out')!.data)).toEqual(
+      Array.from(input.data),
+    );
   });
 });

@@ -5,7 +5,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { roundToF16 } from '../src/numeric/fp16.js';
-import { allocF32, gemm, gemmOnPool, gemmSync, kernelThreads, PARALLEL_MIN_MACS, shutdownKernels, STAGE_MAX, stagingFloats, type GemmArgs } from '../src/runtime/kernels/gemm.js';
+import {
+  allocF32,
+  gemm,
+  gemmOnPool,
+  gemmSync,
+  kernelThreads,
+  PARALLEL_MIN_MACS,
+  shutdownKernels,
+  STAGE_MAX,
+  stagingFloats,
+  type GemmArgs,
+} from '../src/runtime/kernels/gemm.js';
 import { roundToF16InPlace } from '../src/runtime/kernels/round-f16.js';
 import { softmaxSimd } from '../src/runtime/kernels/softmax.js';
 import { attend, attendBlock, attendFits } from '../src/runtime/kernels/attention.js';
@@ -57,7 +68,13 @@ function check(args: Required<Omit<GemmArgs, 'c' | 'f16Chunk'>>, c: Float32Array
 type Run = (args: GemmArgs) => void | Promise<void>;
 
 /** Multiplies random operands with `run` and checks the result, C starting from random values. */
-async function trial(run: Run, M: number, N: number, K: number, opts: Partial<GemmArgs> & { shared?: boolean; offset?: number } = {}): Promise<void> {
+async function trial(
+  run: Run,
+  M: number,
+  N: number,
+  K: number,
+  opts: Partial<GemmArgs> & { shared?: boolean; offset?: number } = {},
+): Promise<void> {
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
   const lda = opts.lda ?? (transA ? M : K);
@@ -100,7 +117,11 @@ describe('gemm kernels', () => {
   });
 
   it('accumulates onto C exactly as a float32 sum starting from C', async () => {
-    for (const [M, N, K] of [[3, 17, 5], [65, 33, 300], [130, 129, 17]] as const) {
+    for (const [M, N, K] of [
+      [3, 17, 5],
+      [65, 33, 300],
+      [130, 129, 17],
+    ] as const) {
       for (const transB of [false, true]) await trial(sync, M, N, K, { transB, accumulate: true });
     }
     // Accumulating K-chunks taken in place with lda/ldb equals one product over all of K.
@@ -111,7 +132,18 @@ describe('gemm kernels', () => {
     gemmSync({ M, N, K, a, b, c: whole, transB: true });
     const chunked = new Float32Array(M * N);
     for (let k0 = 0; k0 < K; k0 += 32) {
-      gemmSync({ M, N, K: 32, a: a.subarray(k0), lda: K, b: b.subarray(k0), ldb: K, c: chunked, transB: true, accumulate: true });
+      gemmSync({
+        M,
+        N,
+        K: 32,
+        a: a.subarray(k0),
+        lda: K,
+        b: b.subarray(k0),
+        ldb: K,
+        c: chunked,
+        transB: true,
+        accumulate: true,
+      });
     }
     for (let i = 0; i < M * N; i++) expect(Math.abs(chunked[i]! - whole[i]!)).toBeLessThan(1e-5 * K);
   });
@@ -127,7 +159,18 @@ describe('gemm kernels', () => {
         for (let k0 = 0; k0 < K; k0 += chunk) {
           const kc = Math.min(chunk, K - k0);
           const bk = transB ? b.subarray(k0) : b.subarray(k0 * N);
-          gemmSync({ M, N, K: kc, a: a.subarray(k0), lda: K, b: bk, ldb: transB ? K : N, transB, c: want, accumulate: true });
+          gemmSync({
+            M,
+            N,
+            K: kc,
+            a: a.subarray(k0),
+            lda: K,
+            b: bk,
+            ldb: transB ? K : N,
+            transB,
+            c: want,
+            accumulate: true,
+          });
           roundToF16(want);
         }
         const fused = start.slice();
@@ -139,7 +182,17 @@ describe('gemm kernels', () => {
         expect(pooled).toEqual(want);
       }
     }
-    expect(() => gemmSync({ M: 1, N: 1, K: 1, a: new Float32Array(1), b: new Float32Array(1), c: new Float32Array(1), f16Chunk: 6 })).toThrow(/f16Chunk/);
+    expect(() =>
+      gemmSync({
+        M: 1,
+        N: 1,
+        K: 1,
+        a: new Float32Array(1),
+        b: new Float32Array(1),
+        c: new Float32Array(1),
+        f16Chunk: 6,
+      }),
+    ).toThrow(/f16Chunk/);
   });
 
   it('reads subarray views at odd offsets and row strides, and leaves the gaps of C alone', async () => {
@@ -161,7 +214,13 @@ describe('gemm kernels', () => {
   it('splits products over worker threads, for any thread count and either split side', async () => {
     for (const threads of [2, 3]) {
       const pool: Run = (args) => gemmOnPool(args, threads);
-      for (const [M, N, K] of [[1, 1, 1], [65, 17, 129], [17, 129, 63], [200, 3, 5], [3, 200, 5]] as const) {
+      for (const [M, N, K] of [
+        [1, 1, 1],
+        [65, 17, 129],
+        [17, 129, 63],
+        [200, 3, 5],
+        [3, 200, 5],
+      ] as const) {
         for (const transA of [false, true]) {
           for (const transB of [false, true]) {
             await trial(pool, M, N, K, { transA, transB, shared: true, offset: 7 });
@@ -209,9 +268,15 @@ describe('gemm kernels', () => {
 
   it('rejects arrays too short for their shape, and C overlapping an input', () => {
     const x = new Float32Array(12);
-    expect(() => gemmSync({ M: 3, N: 4, K: 5, a: x, b: new Float32Array(20), c: new Float32Array(12) })).toThrow(/a has 12 elements, needs 15/);
-    expect(() => gemmSync({ M: 3, N: 4, K: 4, a: x, b: new Float32Array(16), c: new Float32Array(12), lda: 3 })).toThrow(/lda/);
-    expect(() => gemmSync({ M: 2, N: 2, K: 2, a: x.subarray(0, 4), b: x.subarray(8), c: x.subarray(2, 6) })).toThrow(/overlaps a/);
+    expect(() => gemmSync({ M: 3, N: 4, K: 5, a: x, b: new Float32Array(20), c: new Float32Array(12) })).toThrow(
+      /a has 12 elements, needs 15/,
+    );
+    expect(() =>
+      gemmSync({ M: 3, N: 4, K: 4, a: x, b: new Float32Array(16), c: new Float32Array(12), lda: 3 }),
+    ).toThrow(/lda/);
+    expect(() => gemmSync({ M: 2, N: 2, K: 2, a: x.subarray(0, 4), b: x.subarray(8), c: x.subarray(2, 6) })).toThrow(
+      /overlaps a/,
+    );
     expect(() => gemmSync({ M: 1.5, N: 2, K: 2, a: x, b: x, c: new Float32Array(4) })).toThrow(/M must be/);
   });
 
@@ -221,30 +286,53 @@ describe('gemm kernels', () => {
     expect(Array.from(x)).toEqual(new Array(10).fill(0));
   });
 
-  it.skipIf(!existsSync(`${root}dist/runtime/kernels/index.js`))('lets a process exit with idle workers, and keeps it alive under an awaited product', () => {
-    // The CLI runs dist/ (built by `npm test` before vitest). The second product runs on started workers: a
-    // top-level await that they did not keep alive would end the process with exit code 13 before printing.
-    const script = `
+  it.skipIf(!existsSync(`${root}dist/runtime/kernels/index.js`))(
+    'lets a process exit with idle workers, and keeps it alive under an awaited product',
+    () => {
+      // The CLI runs dist/ (built by `npm test` before vitest). The second product runs on started workers: a
+      // top-level await that they did not keep alive would end the process with exit code 13 before printing.
+      const script = `
       import { allocF32, gemm } from '${root}dist/runtime/kernels/index.js';
       const a = allocF32(512 * 512).fill(1), c = allocF32(512 * 512);
       await gemm({ M: 512, N: 512, K: 512, a, b: a, c });
       await new Promise((resolve) => setTimeout(resolve, 100));
       await gemm({ M: 512, N: 512, K: 512, a, b: a, c, accumulate: true });
       console.log(c[0]);`;
-    const dir = mkdtempSync(join(tmpdir(), 'kernels-exit-'));
-    const file = join(dir, 'main.mjs');
-    writeFileSync(file, script);
-    const r = spawnSync(process.execPath, [file], { env: { ...process.env, MODERNBERT_ANE_THREADS: '2' }, encoding: 'utf8', timeout: 30_000 });
-    rmSync(dir, { recursive: true });
-    expect(r.stderr).toBe('');
-    expect(r.stdout.trim()).toBe('1024');
-    expect(r.status).toBe(0);
-  });
+      const dir = mkdtempSync(join(tmpdir(), 'kernels-exit-'));
+      const file = join(dir, 'main.mjs');
+      writeFileSync(file, script);
+      const r = spawnSync(process.execPath, [file], {
+        env: { ...process.env, MODERNBERT_ANE_THREADS: '2' },
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      rmSync(dir, { recursive: true });
+      expect(r.stderr).toBe('');
+      expect(r.stdout.trim()).toBe('1024');
+      expect(r.status).toBe(0);
+    },
+  );
 });
 
 describe('roundToF16InPlace', () => {
   it('is bit-identical to roundToF16 at every float16 value, tie and neighbour, and on random floats', () => {
-    const xs: number[] = [0, -0, Infinity, -Infinity, NaN, 65504, 65519.99, 65520, 65536, 1e30, 2 ** -24, 2 ** -25, 2 ** -26, 3 * 2 ** -26, 1e-45];
+    const xs: number[] = [
+      0,
+      -0,
+      Infinity,
+      -Infinity,
+      NaN,
+      65504,
+      65519.99,
+      65520,
+      65536,
+      1e30,
+      2 ** -24,
+      2 ** -25,
+      2 ** -26,
+      3 * 2 ** -26,
+      1e-45,
+    ];
     const f = new Float32Array(1);
     const u = new Uint32Array(f.buffer);
     const next = (x: number, up: boolean): number => {
@@ -254,7 +342,7 @@ describe('roundToF16InPlace', () => {
     };
     // Every finite float16 magnitude h, the midpoint to the next one (a tie) and the float32 neighbours of both.
     for (let h = 0; h < 0x7c00; h++) {
-      const lo = h === 0 ? 0 : (h < 0x400 ? h * 2 ** -24 : (1 + (h & 0x3ff) / 1024) * 2 ** ((h >> 10) - 15));
+      const lo = h === 0 ? 0 : h < 0x400 ? h * 2 ** -24 : (1 + (h & 0x3ff) / 1024) * 2 ** ((h >> 10) - 15);
       const hn = h + 1;
       const hi = hn < 0x400 ? hn * 2 ** -24 : (1 + (hn & 0x3ff) / 1024) * 2 ** ((hn >> 10) - 15);
       const mid = (lo + hi) / 2;
@@ -291,10 +379,22 @@ describe('softmaxSimd', () => {
   const scores = (n: number, seed: number) => rand(n, seed).map((v, i) => (i % 10 === 3 ? -1e4 : 10 * v));
 
   it('matches the scalar softmax (float64 exp and sums) within 2e-6 relative, over padded rows, biases and float16 inputs', () => {
-    for (const [outer, n, inner, bias, half] of [[1, 300, 512, 'key', false], [1, 48, 1000, 'full', false], [3, 37, 130, 'full', true], [2, 50, 9, 'key', true], [1, 100, 12, 'none', false], [1, 1, 8, 'none', false]] as const) {
+    for (const [outer, n, inner, bias, half] of [
+      [1, 300, 512, 'key', false],
+      [1, 48, 1000, 'full', false],
+      [3, 37, 130, 'full', true],
+      [2, 50, 9, 'key', true],
+      [1, 100, 12, 'none', false],
+      [1, 1, 8, 'none', false],
+    ] as const) {
       const size = outer * n * inner;
       const x = scores(size, n + inner);
-      const b = bias === 'none' ? undefined : bias === 'key' ? scores(n, 5).map((v) => (v < 0 ? -1e4 : 0)) : scores(size, 7).map((v) => (v < -5 ? -1e4 : 0));
+      const b =
+        bias === 'none'
+          ? undefined
+          : bias === 'key'
+            ? scores(n, 5).map((v) => (v < 0 ? -1e4 : 0))
+            : scores(size, 7).map((v) => (v < -5 ? -1e4 : 0));
       const [want, got] = [new Float32Array(size), new Float32Array(size)];
       softmaxScalar(want, x, b, bias === 'key', outer, n, inner, half);
       softmaxSimd(got, x, b, bias === 'key', outer, n, inner, half);
@@ -316,7 +416,16 @@ describe('softmaxSimd', () => {
 
 describe('attend (fused attention of one query chunk)', () => {
   /** out = V · softmax(K · Q + bias) with the separate kernels, as einsum, add, softmax and einsum run. */
-  function separate(Sk: number, D: number, Dv: number, W: number, k: Float32Array, q: Float32Array, v: Float32Array, bias: Float32Array | undefined): Float32Array {
+  function separate(
+    Sk: number,
+    D: number,
+    Dv: number,
+    W: number,
+    k: Float32Array,
+    q: Float32Array,
+    v: Float32Array,
+    bias: Float32Array | undefined,
+  ): Float32Array {
     const scores = new Float32Array(Sk * W);
     gemmSync({ M: Sk, N: W, K: D, a: k, b: q, c: scores });
     const probs = new Float32Array(Sk * W);
@@ -331,14 +440,25 @@ describe('attend (fused attention of one query chunk)', () => {
     // 4,096 keys: sub-blocks of 64 queries; 200 queries leave a last block of 8 (joined to the one before).
     // 1,003 keys and a head of 30: padding of the keys (to 4) and of K's depth inside the kernel's memory;
     // 2,048 keys x 100 queries: a full mask on the pool's threads.
-    for (const [Sk, D, Dv, W, mask] of [[4096, 64, 64, 200, 'key'], [1000, 16, 32, 40, 'full'], [300, 64, 64, 512, 'none'], [64, 8, 8, 9, 'key'], [1003, 30, 24, 37, 'full'], [1003, 30, 24, 21, 'key'], [2048, 64, 64, 100, 'full']] as const) {
+    for (const [Sk, D, Dv, W, mask] of [
+      [4096, 64, 64, 200, 'key'],
+      [1000, 16, 32, 40, 'full'],
+      [300, 64, 64, 512, 'none'],
+      [64, 8, 8, 9, 'key'],
+      [1003, 30, 24, 37, 'full'],
+      [1003, 30, 24, 21, 'key'],
+      [2048, 64, 64, 100, 'full'],
+    ] as const) {
       const k = rand(Sk * D, 1).map((x) => 2 * x);
       const q = rand(D * W, 2).map((x) => 2 * x);
       const v = rand(Dv * Sk, 3);
-      const bias = mask === 'none' ? undefined : rand(mask === 'key' ? Sk : Sk * W, 4).map((x) => (x < -0.3 ? -1e4 : 0));
+      const bias =
+        mask === 'none' ? undefined : rand(mask === 'key' ? Sk : Sk * W, 4).map((x) => (x < -0.3 ? -1e4 : 0));
       const out = new Float32Array(Dv * W);
       await attend({ Sk, D, Dv, W, k, q, v, bias, out });
-      expect(new Uint32Array(out.buffer), `${Sk} keys, ${W} queries, mask ${mask}`).toEqual(new Uint32Array(separate(Sk, D, Dv, W, k, q, v, bias).buffer));
+      expect(new Uint32Array(out.buffer), `${Sk} keys, ${W} queries, mask ${mask}`).toEqual(
+        new Uint32Array(separate(Sk, D, Dv, W, k, q, v, bias).buffer),
+      );
     }
     expect(stagingFloats()).toBeGreaterThan(0); // the large cases ran on the pool
   });
@@ -356,7 +476,26 @@ describe('geluSimd (gelu of the float32 engine)', () => {
     const n = 200_003; // over three of the driver's 64K chunks, and odd
     const x = rand(n, 9);
     for (let i = 0; i < n; i++) x[i] = x[i]! * (i % 3 === 0 ? 20 : i % 3 === 1 ? 200 : 4);
-    x.set([0, -0, 1e-30, -1e-30, 8, -8, 40, -40, 1e4, -1e4, Infinity, -Infinity, NaN, 3e38, -3e38, 1e-45, -37.6, -37.7]);
+    x.set([
+      0,
+      -0,
+      1e-30,
+      -1e-30,
+      8,
+      -8,
+      40,
+      -40,
+      1e4,
+      -1e4,
+      Infinity,
+      -Infinity,
+      NaN,
+      3e38,
+      -3e38,
+      1e-45,
+      -37.6,
+      -37.7,
+    ]);
     const want = x.map((v) => 0.5 * v * (1 + erf(v * Math.SQRT1_2)));
     const got = new Float32Array(n);
     geluSimd(got, x);

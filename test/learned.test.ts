@@ -15,7 +15,13 @@ import { fp16Proxy, prepareProxy, type ProxyData } from '../src/learn/fp16-proxy
 import { readerSensitivity } from '../src/learn/stream-readers.js';
 import { learnRotation, objective, optimise, type LearnedRotation } from '../src/learn/learned.js';
 import { sampleWeights, weightError } from '../src/learn/weight-error.js';
-import { cayleyStep, identityMatrix, newtonSchulz, orthogonalityError, orthonormalizeColumns } from '../src/learn/stiefel.js';
+import {
+  cayleyStep,
+  identityMatrix,
+  newtonSchulz,
+  orthogonalityError,
+  orthonormalizeColumns,
+} from '../src/learn/stiefel.js';
 import { float32Pass, unitRows } from '../src/learn/stream-rows.js';
 import { HadamardRotation } from '../src/rotation/index.js';
 import { shutdownRuntime } from '../src/runtime/shutdown.js';
@@ -40,7 +46,8 @@ function randomOrthogonal(n: number, seed: number): Float32Array {
 function randomSensitivity(n: number, seed: number): Float32Array {
   const a = uniforms(n * n, seed);
   const m = new Float32Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) m[i * n + j] += a[k * n + i]! * a[k * n + j]!;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < n; j++) for (let k = 0; k < n; k++) m[i * n + j] += a[k * n + i]! * a[k * n + j]!;
   let trace = 0;
   for (let i = 0; i < n; i++) trace += m[i * n + i]!;
   return m.map((v) => (v * n) / trace);
@@ -59,7 +66,13 @@ function heavyRows(count: number, n: number, seed: number) {
 
 function randomSeqs(ck: Checkpoint, count: number, length: number): ProbeSequence[] {
   const c = ck.config;
-  const ids = { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId] };
+  const ids = {
+    vocabSize: c.vocabSize,
+    maxLen: c.maxPositions,
+    clsTokenId: c.clsTokenId,
+    sepTokenId: c.sepTokenId,
+    special: [c.padTokenId],
+  };
   return Array.from({ length: count }, (_, i) => resolveInputs({ random: length, seed: i }, ids)[0]!);
 }
 
@@ -145,7 +158,12 @@ describe('float16 proxy', () => {
       for (const seed of [7, 8, 9]) {
         const e = uniforms(n * n, seed);
         const h = 1e-3;
-        const shifted = (s: number) => fp16Proxy(x, Float32Array.from(q, (v, i) => v + s * h * e[i]!), { limit }).loss;
+        const shifted = (s: number) =>
+          fp16Proxy(
+            x,
+            Float32Array.from(q, (v, i) => v + s * h * e[i]!),
+            { limit },
+          ).loss;
         const numeric = (shifted(1) - shifted(-1)) / (2 * h);
         let analytic = 0;
         for (let i = 0; i < n * n; i++) analytic += grad[i]! * e[i]!;
@@ -160,7 +178,13 @@ describe('float16 proxy', () => {
     const full = new Float32Array(n * n);
     const picked = new Float32Array(n * n);
     fp16Proxy(x, q, { limit: 40 }, full);
-    fp16Proxy(x, q, { limit: 40 }, picked, Uint32Array.from({ length: x.count }, (_, i) => i));
+    fp16Proxy(
+      x,
+      q,
+      { limit: 40 },
+      picked,
+      Uint32Array.from({ length: x.count }, (_, i) => i),
+    );
     for (let i = 0; i < full.length; i++) expect(picked[i]).toBeCloseTo(full[i]!, 6);
   });
 });
@@ -180,11 +204,17 @@ describe('optimising the proxy on a trained model (mini-trained)', () => {
   for (const start of ['identity', 'hadamard'] as const) {
     it(`lowers the proxy from the ${start} start and stays orthogonal`, () => {
       const n = rows.n;
-      const q0 = start === 'identity' ? identityMatrix(n) : new HadamardRotation(n, 0).rightMul(identityMatrix(n), n, n);
+      const q0 =
+        start === 'identity' ? identityMatrix(n) : new HadamardRotation(n, 0).rightMul(identityMatrix(n), n, n);
       const limit = 0.8 * 65504;
       const before = fp16Proxy(rows, q0, { limit }).loss;
       const seen: number[] = [];
-      const r = optimise(rows, q0, { limit }, { seed: 1, maxSteps: 15, budget: 60, tick: () => {}, onStep: (_, __, p) => seen.push(p.loss) });
+      const r = optimise(
+        rows,
+        q0,
+        { limit },
+        { seed: 1, maxSteps: 15, budget: 60, tick: () => {}, onStep: (_, __, p) => seen.push(p.loss) },
+      );
       expect(r.steps).toBe(15);
       expect(seen).toHaveLength(15);
       expect(r.proxy).toBeLessThan(0.97 * before);
@@ -198,7 +228,14 @@ describe('learnRotation (tiny-mlm)', () => {
   let ck: Checkpoint;
   let calibration: ProbeSequence[];
   let first: LearnedRotation;
-  const opts = () => ({ seed: 3, calibration, norm: 'l2' as const, precision: 'fp16' as const, maxSteps: 8, budgetSeconds: 30 });
+  const opts = () => ({
+    seed: 3,
+    calibration,
+    norm: 'l2' as const,
+    precision: 'fp16' as const,
+    maxSteps: 8,
+    budgetSeconds: 30,
+  });
   beforeAll(async () => {
     ck = loadCheckpoint(join(FX, 'tiny-mlm'));
     calibration = randomSeqs(ck, 2, 20);
@@ -246,7 +283,11 @@ describe('learnRotation (tiny-mlm)', () => {
 
   it('returns the lowest median token KL of the three on the calibration tokens, means measured independently', async () => {
     const kl = async (rotation: 'none' | 'hadamard' | 'learned') => {
-      const v = prepareVariant(ck, { fold: true, rotation, norm: 'l2', seed: 3 }, rotation === 'learned' ? first.rotation : undefined);
+      const v = prepareVariant(
+        ck,
+        { fold: true, rotation, norm: 'l2', seed: 3 },
+        rotation === 'learned' ? first.rotation : undefined,
+      );
       return (await measureFidelity(ck, v, calibration, 'fp16', 'random ids')).kl;
     };
     const [folded, hadamard, returned] = [await kl('none'), await kl('hadamard'), await kl('learned')];
@@ -265,7 +306,8 @@ describe('learnRotation (tiny-mlm)', () => {
     const stored = (w: WeightSource) => (seen.push('stored'), new CompressedWeights(w, spec));
     const compressed = await learnRotation(ck, { ...opts(), maxSteps: 0, stored });
     expect(seen).toHaveLength(3); // folded, Hadamard, learned
-    for (const c of ['folded', 'hadamard'] as const) expect(compressed.report.candidates[c].kl, c).toBeGreaterThan(100 * first.report.candidates[c].kl);
+    for (const c of ['folded', 'hadamard'] as const)
+      expect(compressed.report.candidates[c].kl, c).toBeGreaterThan(100 * first.report.candidates[c].kl);
   });
 
   it('rejects bad options with typed errors', async () => {
@@ -275,7 +317,7 @@ describe('learnRotation (tiny-mlm)', () => {
   });
 });
 
-describe('the compressed objective (--rotation learned --compress, SpinQuant\'s)', () => {
+describe("the compressed objective (--rotation learned --compress, SpinQuant's)", () => {
   let ck: Checkpoint;
   let calibration: ProbeSequence[];
   let rows: ProxyData;
@@ -288,11 +330,13 @@ describe('the compressed objective (--rotation learned --compress, SpinQuant\'s)
   });
   afterAll(() => ck.close());
 
-  it('adds the rotated weights\' quantization error to the float16 proxy, more for fewer bits', () => {
+  it("adds the rotated weights' quantization error to the float16 proxy, more for fewer bits", () => {
     const n = ck.config.hidden;
     const q = new HadamardRotation(n, 0).rightMul(identityMatrix(n), n, n);
     const fp16 = fp16Proxy(rows, q, { limit }).loss;
-    const errors = (['pal8', 'pal4', 'pal2'] as const).map((mode) => weightError(sampleWeights(ck, compressSpec({ mode, target: 'iOS18', weights: 'fp16' }), 0), q));
+    const errors = (['pal8', 'pal4', 'pal2'] as const).map((mode) =>
+      weightError(sampleWeights(ck, compressSpec({ mode, target: 'iOS18', weights: 'fp16' }), 0), q),
+    );
     expect(errors[0]).toBeGreaterThan(0);
     expect(errors[1]).toBeGreaterThan(4 * errors[0]!);
     expect(errors[2]).toBeGreaterThan(4 * errors[1]!);
@@ -317,7 +361,14 @@ describe('the compressed objective (--rotation learned --compress, SpinQuant\'s)
   });
 
   it('learnRotation with --compress int4 lowers the compressed objective below its start, and reports it', async () => {
-    const opts = { seed: 3, calibration, norm: 'l2' as const, precision: 'fp16' as const, maxSteps: 20, budgetSeconds: 30 };
+    const opts = {
+      seed: 3,
+      calibration,
+      norm: 'l2' as const,
+      precision: 'fp16' as const,
+      maxSteps: 20,
+      budgetSeconds: 30,
+    };
     const stored = (w: WeightSource) => new CompressedWeights(w, int4);
     const compressed = await learnRotation(ck, { ...opts, compress: int4, stored });
     const r = compressed.report;
@@ -331,7 +382,13 @@ describe('the compressed objective (--rotation learned --compress, SpinQuant\'s)
   it('moves Q where the float16 objective alone would not: lower int4 error than the Q learned without it', () => {
     const n = ck.config.hidden;
     const samples = sampleWeights(ck, int4, 3);
-    const run = (weights?: typeof samples) => optimise(rows, identityMatrix(n), { limit }, { seed: 3, maxSteps: 20, budget: 30, tick: () => {}, ...(weights ? { weights } : {}) });
+    const run = (weights?: typeof samples) =>
+      optimise(
+        rows,
+        identityMatrix(n),
+        { limit },
+        { seed: 3, maxSteps: 20, budget: 30, tick: () => {}, ...(weights ? { weights } : {}) },
+      );
     const withError = run(samples).q;
     const without = run().q;
     const start = weightError(samples, identityMatrix(n));

@@ -25,7 +25,10 @@ afterAll(cleanupTempDirs);
 
 const DIR = join(FX, 'synth-tiny-long');
 const golden = JSON.parse(readFileSync(join(DIR, 'golden.json'), 'utf8')) as { config: Record<string, unknown> };
-const config: ModernBertConfig = parseConfig({ architectures: ['ModernBertForMaskedLM'], ...golden.config }, 'synth-tiny-long/golden.json');
+const config: ModernBertConfig = parseConfig(
+  { architectures: ['ModernBertForMaskedLM'], ...golden.config },
+  'synth-tiny-long/golden.json',
+);
 const weights = new SynthWeights(config);
 const cases = readGolden(join(DIR, 'golden.safetensors'));
 const byName = (name: string): GoldenCase => cases.find((c) => c.name === name)!;
@@ -57,7 +60,10 @@ describe('synth-tiny-long goldens (hidden 64, window 128, max_position_embedding
     await writeSynthCheckpoint(cfgPath, join(tmp, 'ckpt'));
     const ckpt = loadCheckpoint(join(tmp, 'ckpt'));
     const base = { seqLens: [1100], rotation: 'hadamard' as const, tokenizer: false, fidelity: false as const };
-    for (const [w, atol] of [['fp32', 1e-4], ['fp16', 1e-2]] as const) {
+    for (const [w, atol] of [
+      ['fp32', 1e-4],
+      ['fp16', 1e-2],
+    ] as const) {
       const out = join(tmp, `${w}.mlpackage`);
       await convert(ckpt, { ...base, out, weights: w });
       const runner = new PackageRunner(readMLPackage(out), out);
@@ -73,21 +79,32 @@ describe('synth-tiny-long goldens (hidden 64, window 128, max_position_embedding
 describe('banded and all-pairs sliding windows agree', () => {
   // The all-pairs graph (a mask input, the window masked) is the reference; padding at the end and in the
   // middle, blocks of 7 (window 14) and lengths that are not a multiple of the block.
-  it.each([[16, 100], [14, 61], [128, 300]])('window %i, %i tokens, padding in the middle and at the end', async (window, S) => {
+  it.each([
+    [16, 100],
+    [14, 61],
+    [128, 300],
+  ])('window %i, %i tokens, padding in the middle and at the end', async (window, S) => {
     const cfg = parseConfig({ ...golden.config, local_attention: window }, 'window');
     const w = new SynthWeights(cfg);
     const ids = Array.from({ length: S }, (_, i) => (i * 37) % 1000);
     const attention = ids.map((_, i) => (i >= S - 9 || (i > 20 && i < 25) ? 0 : 1));
-    const banded = await new Engine({ config: cfg, weights: w }).forward({ ids, attention }, { taps: ['hidden_states.6'] });
+    const banded = await new Engine({ config: cfg, weights: w }).forward(
+      { ids, attention },
+      { taps: ['hidden_states.6'] },
+    );
     const g = buildModel({ config: cfg, weights: w }, { seqLen: S, maskFrom: 'input', head: 'none' });
     expect(g.ops.some((o) => o.name === 'local_mask')).toBe(true);
-    const ref = (await new Interpreter(g).run({
-      input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(ids) },
-      mask: { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(attention, S) },
-    })).get('hidden_states')!;
+    const ref = (
+      await new Interpreter(g).run({
+        input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(ids) },
+        mask: { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(attention, S) },
+      })
+    ).get('hidden_states')!;
     const ours = banded.taps.get('hidden_states.6')!;
     let worst = 0;
-    for (let c = 0; c < cfg.hidden; c++) for (let s = 0; s < S; s++) if (attention[s]) worst = Math.max(worst, Math.abs(ours.data[c * S + s]! - ref.data[c * S + s]!));
+    for (let c = 0; c < cfg.hidden; c++)
+      for (let s = 0; s < S; s++)
+        if (attention[s]) worst = Math.max(worst, Math.abs(ours.data[c * S + s]! - ref.data[c * S + s]!));
     expect(worst).toBeLessThan(1e-5);
   });
 });
@@ -111,7 +128,10 @@ describe('long graphs: O(S x window) local layers, bounded global chunks, no O(S
     const S = 600;
     const [all, per] = [build(S, { head: 'none' }), build(S, { head: 'none', bandWindows: 'per-head' })];
     const local = config.layerTypes.indexOf('local');
-    const windowChannels = (g: Graph) => layerOps(g, local).filter((o) => o.name.endsWith('_windows')).map((o) => o.outputs[0]!.type.shape.filter((d) => d === config.hidden || d === config.headDim));
+    const windowChannels = (g: Graph) =>
+      layerOps(g, local)
+        .filter((o) => o.name.endsWith('_windows'))
+        .map((o) => o.outputs[0]!.type.shape.filter((d) => d === config.hidden || d === config.headDim));
     expect(windowChannels(all)).toEqual([[config.hidden], [config.hidden]]); // keys and values, all heads
     expect(windowChannels(per)).toEqual(Array(2 * config.numHeads).fill([config.headDim])); // one head's at a time
     const engineGraph = new Engine({ config, weights }).graph(S);
@@ -119,21 +139,32 @@ describe('long graphs: O(S x window) local layers, bounded global chunks, no O(S
     const ids = Array.from({ length: S }, (_, i) => (i < 590 ? 5 + ((i * 37) % 200) : config.padTokenId));
     const inputs = { input_ids: { dtype: 'int32' as const, shape: [1, S], data: Int32Array.from(ids) } };
     for (const precision of ['fp32', 'fp16'] as const) {
-      const [a, b] = await Promise.all([all, per].map(async (g) => (await new Interpreter(g, precision).run(inputs)).get('hidden_states')!.data as Float32Array));
+      const [a, b] = await Promise.all(
+        [all, per].map(
+          async (g) => (await new Interpreter(g, precision).run(inputs)).get('hidden_states')!.data as Float32Array,
+        ),
+      );
       expect(new Uint32Array(b!.slice().buffer), precision).toEqual(new Uint32Array(a!.slice().buffer));
     }
   }, 60_000);
 
   it('no constant grows with S^2: the largest non-weight constant at 8,192 tokens is O(S)', () => {
-    for (const [S, g] of [[512, g512], [8192, g8192]] as const) {
-      for (const c of g.consts.values()) expect(numel(c.type.shape as number[]), c.name).toBeLessThan(S * 64 + 1024 * 64 + 1);
+    for (const [S, g] of [
+      [512, g512],
+      [8192, g8192],
+    ] as const) {
+      for (const c of g.consts.values())
+        expect(numel(c.type.shape as number[]), c.name).toBeLessThan(S * 64 + 1024 * 64 + 1);
     }
   });
 
   it('ModernBERT-base holds less than 1% more constants at 8,192 tokens than at 512 (package size)', () => {
     const base = parseConfig(SYNTH_PRESETS.base);
     const elements = (S: number) => {
-      const g = buildModel({ config: base, weights: new SynthWeights(base) }, { seqLen: S, dtype: 'fp16', maskFrom: 'ids' });
+      const g = buildModel(
+        { config: base, weights: new SynthWeights(base) },
+        { seqLen: S, dtype: 'fp16', maskFrom: 'ids' },
+      );
       return [...g.consts.values()].reduce((n, c) => n + numel(c.type.shape as number[]), 0);
     };
     expect(elements(8192) / elements(512)).toBeLessThan(1.01);
@@ -141,16 +172,25 @@ describe('long graphs: O(S x window) local layers, bounded global chunks, no O(S
 
   it('global layers split queries into chunks of at most the chunk size', () => {
     const global = config.layerTypes.indexOf('global');
-    const widths = (g: Graph) => layerOps(g, global).filter((o) => o.name.endsWith('_scores')).map((o) => o.outputs[0]!.type.shape);
+    const widths = (g: Graph) =>
+      layerOps(g, global)
+        .filter((o) => o.name.endsWith('_scores'))
+        .map((o) => o.outputs[0]!.type.shape);
     expect(widths(g8192)).toHaveLength(config.numHeads * (8192 / DEFAULT_ATTENTION_CHUNK));
     for (const s of widths(g8192)) expect(s).toEqual([1, 8192, 1, DEFAULT_ATTENTION_CHUNK]);
     const odd = build(1000, { attentionChunk: 300 });
-    expect(widths(odd).slice(0, 4).map((s) => s[3])).toEqual([300, 300, 300, 100]);
+    expect(
+      widths(odd)
+        .slice(0, 4)
+        .map((s) => s[3]),
+    ).toEqual([300, 300, 300, 100]);
   });
 
   it('the float32 interpreter runs each global query chunk as one fused kernel, bit for bit the four ops (600 tokens)', async () => {
     const g = build(600);
-    const scores = g.ops.filter((o) => o.op === 'einsum' && o.name.endsWith('_scores') && o.outputs[0]!.type.shape[2] === 1);
+    const scores = g.ops.filter(
+      (o) => o.op === 'einsum' && o.name.endsWith('_scores') && o.outputs[0]!.type.shape[2] === 1,
+    );
     const it32 = new Interpreter(g, 'fp32');
     expect(scores.length).toBeGreaterThan(0);
     expect([...it32.attention.values()].map((a) => a.inner[0])).toEqual(scores.map((o) => o.outputs[0]!.name));
@@ -159,7 +199,10 @@ describe('long graphs: O(S x window) local layers, bounded global chunks, no O(S
     const fused = await it32.run(inputs);
     // Keeping the scores makes the interpreter run the ops one by one.
     const apart = await it32.run(inputs, { keep: [...it32.attention.values()].flatMap((a) => a.inner) });
-    for (const o of g.outputs) expect(new Uint32Array((fused.get(o)!.data as Float32Array).slice().buffer), o).toEqual(new Uint32Array((apart.get(o)!.data as Float32Array).slice().buffer));
+    for (const o of g.outputs)
+      expect(new Uint32Array((fused.get(o)!.data as Float32Array).slice().buffer), o).toEqual(
+        new Uint32Array((apart.get(o)!.data as Float32Array).slice().buffer),
+      );
   }, 60_000);
 
   it('a chunk size that does not fit is an error', () => {

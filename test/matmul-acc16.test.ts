@@ -21,7 +21,15 @@ function rand(n: number, seed: number, scale: number): Float32Array {
  * rounds to float16. Also returns, per element, how far another float32 summation order inside the chunks
  * can move the result: one float16 spacing of the largest running sum per chunk.
  */
-function reference(M: number, N: number, K: number, a: Float32Array, b: Float32Array, transA: boolean, transB: boolean): { c: Float32Array; slack: Float64Array } {
+function reference(
+  M: number,
+  N: number,
+  K: number,
+  a: Float32Array,
+  b: Float32Array,
+  transA: boolean,
+  transB: boolean,
+): { c: Float32Array; slack: Float64Array } {
   const c = new Float32Array(M * N);
   const slack = new Float64Array(M * N);
   const spacing = (v: number) => Math.max(2 ** -24, 2 ** (Math.floor(Math.log2(Math.abs(v) || 1)) - 10));
@@ -43,7 +51,15 @@ function reference(M: number, N: number, K: number, a: Float32Array, b: Float32A
 }
 
 /** The previous implementation: one float32 GEMM call per K-chunk, accumulating onto C, rounded after each. */
-function chunkedCalls(M: number, N: number, K: number, a: Float32Array, b: Float32Array, transA: boolean, transB: boolean): Float32Array {
+function chunkedCalls(
+  M: number,
+  N: number,
+  K: number,
+  a: Float32Array,
+  b: Float32Array,
+  transA: boolean,
+  transB: boolean,
+): Float32Array {
   const c = new Float32Array(M * N);
   for (let k0 = 0; k0 < K; k0 += ACC16_CHUNK) {
     const kc = Math.min(ACC16_CHUNK, K - k0);
@@ -58,8 +74,16 @@ function chunkedCalls(M: number, N: number, K: number, a: Float32Array, b: Float
 describe('fp16-acc16 matrix products', () => {
   const num = numericsFor('fp16-acc16');
   // Small products run inline; 64·96·768 multiply-adds go to the worker pool.
-  for (const [M, N, K] of [[5, 7, 200], [3, 4, 33], [64, 96, 768]] as const) {
-    for (const [transA, transB] of [[false, false], [false, true], [true, false]] as const) {
+  for (const [M, N, K] of [
+    [5, 7, 200],
+    [3, 4, 33],
+    [64, 96, 768],
+  ] as const) {
+    for (const [transA, transB] of [
+      [false, false],
+      [false, true],
+      [true, false],
+    ] as const) {
       it(`${M}x${K} by ${K}x${N}${transA ? ', A transposed' : ''}${transB ? ', B transposed' : ''}: a float16 running sum every ${ACC16_CHUNK} products`, async () => {
         // Large values, so that the running sum's float16 rounding is visible.
         const a = rand(M * K, 1, 64);
@@ -70,7 +94,8 @@ describe('fp16-acc16 matrix products', () => {
         expect(got).toEqual(chunkedCalls(M, N, K, a, b, transA, transB));
         // The kernel sums a chunk's products in its own (SIMD) order: each chunk's float16 rounding may then
         // land on a neighbouring value.
-        for (let i = 0; i < want.c.length; i++) expect(Math.abs(got[i]! - want.c[i]!)).toBeLessThanOrEqual(want.slack[i]!);
+        for (let i = 0; i < want.c.length; i++)
+          expect(Math.abs(got[i]! - want.c[i]!)).toBeLessThanOrEqual(want.slack[i]!);
         // And it is really accumulating in float16: the float32 product differs.
         const exact = new Float32Array(M * N);
         await matmul({ M, N, K, a, b, c: exact, transA, transB }, numericsFor('fp32'));

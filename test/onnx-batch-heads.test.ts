@@ -36,11 +36,20 @@ function feeds(g: Graph, S: number): Record<string, RtTensor> {
   for (const v of g.inputs) {
     const n = v.name;
     const data =
-      n === 'input_ids' ? Int32Array.from({ length: S }, (_, i) => 3 + ((i * 37) % 900))
-      : n === 'attention_mask' ? Int32Array.from({ length: S }, (_, i) => (i < S - 5 ? 1 : 0))
-      : n === 'segment_ids' ? Int32Array.from({ length: S }, (_, i) => (i < 30 ? 1 : i < 71 ? 2 : i < S - 4 ? 3 : 0))
-      : Float32Array.from({ length: S * S }, (_, i) => (i % S < S - 5 && Math.abs(Math.floor(i / S) - (i % S)) < 40 ? 0 : -1e4)); // mask (1, S, 1, S)
-    out[n] = { dtype: v.type.dtype === 'int32' ? 'int32' : 'fp32', shape: [1, S, ...(n === 'mask' ? [1, S] : [])], data };
+      n === 'input_ids'
+        ? Int32Array.from({ length: S }, (_, i) => 3 + ((i * 37) % 900))
+        : n === 'attention_mask'
+          ? Int32Array.from({ length: S }, (_, i) => (i < S - 5 ? 1 : 0))
+          : n === 'segment_ids'
+            ? Int32Array.from({ length: S }, (_, i) => (i < 30 ? 1 : i < 71 ? 2 : i < S - 4 ? 3 : 0))
+            : Float32Array.from({ length: S * S }, (_, i) =>
+                i % S < S - 5 && Math.abs(Math.floor(i / S) - (i % S)) < 40 ? 0 : -1e4,
+              ); // mask (1, S, 1, S)
+    out[n] = {
+      dtype: v.type.dtype === 'int32' ? 'int32' : 'fp32',
+      shape: [1, S, ...(n === 'mask' ? [1, S] : [])],
+      data,
+    };
   }
   return out;
 }
@@ -60,7 +69,10 @@ const einsums = (g: Graph) => g.ops.filter((op) => op.op === 'einsum').length;
 
 /** The graph with every split written as one slice_by_index per output (x[..., a:b, ...] on the split's axis). */
 function splitsAsSlices(g: Graph): Graph {
-  const rank = new Map<string, number>([...g.inputs.map((v) => [v.name, v.type.shape.length] as const), ...[...g.consts.values()].map((c) => [c.name, c.type.shape.length] as const)]);
+  const rank = new Map<string, number>([
+    ...g.inputs.map((v) => [v.name, v.type.shape.length] as const),
+    ...[...g.consts.values()].map((c) => [c.name, c.type.shape.length] as const),
+  ]);
   for (const op of g.ops) for (const o of op.outputs) rank.set(o.name, o.type.shape.length);
   const ops = g.ops.flatMap((op): Op[] => {
     if (op.op !== 'split') return [op];
@@ -72,7 +84,18 @@ function splitsAsSlices(g: Graph): Graph {
       const [b, e] = [at, (at += o.type.shape[axis] as number)];
       const on = (v: number) => Array.from({ length: r }, (_, k) => (k === axis ? v : 0));
       const masks = Array.from({ length: r }, (_, k) => k !== axis);
-      return { op: 'slice_by_index', name: o.name, inputs: { x, begin: literal('int32', on(b)), end: literal('int32', on(e)), begin_mask: literal('bool', masks), end_mask: literal('bool', masks) }, outputs: [o] };
+      return {
+        op: 'slice_by_index',
+        name: o.name,
+        inputs: {
+          x,
+          begin: literal('int32', on(b)),
+          end: literal('int32', on(e)),
+          begin_mask: literal('bool', masks),
+          end_mask: literal('bool', masks),
+        },
+        outputs: [o],
+      };
     });
   });
   return { ...g, ops };
@@ -83,7 +106,10 @@ describe('batched attention heads in the ONNX lowering', () => {
   const S = 100;
   const cases: [string, BuildOptions, ModelSource?][] = [
     ['banded local, chunked global', { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'none' }],
-    ["banded windows cut per head (the CPU engine's)", { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'none', bandWindows: 'per-head' }],
+    [
+      "banded windows cut per head (the CPU engine's)",
+      { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'none', bandWindows: 'per-head' },
+    ],
     ['packed texts (segment ids), banded', { seqLen: S, pack: 3, attentionChunk: 48, head: 'mlm' }],
     ['a mask input (all pairs), chunked', { seqLen: S, maskFrom: 'input', attentionChunk: 64, head: 'mlm' }],
     ['any length (symbolic S)', { seqLen: [1, 512], maskFrom: 'attention', head: 'mlm' }],
@@ -150,7 +176,11 @@ describe('batched attention heads in the ONNX lowering', () => {
   it('lowers to as many nodes whatever the head count, one Softmax per chunk of each layer', () => {
     const count = (H: number, o: BuildOptions) => {
       const nodes = lowerGraph(buildModel(withHeads(H), o), { io: 'hf' }).nodes;
-      return { total: nodes.length, softmax: nodes.filter((n) => n.op_type === 'Softmax').length, einsum: nodes.filter((n) => n.op_type === 'Einsum').length };
+      return {
+        total: nodes.length,
+        softmax: nodes.filter((n) => n.op_type === 'Softmax').length,
+        einsum: nodes.filter((n) => n.op_type === 'Einsum').length,
+      };
     };
     const banded: BuildOptions = { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'mlm' };
     const dynamic: BuildOptions = { seqLen: [1, 512], maskFrom: 'attention', head: 'mlm' };
@@ -168,7 +198,13 @@ describe('batched attention heads in the ONNX lowering', () => {
 });
 
 describe('lowered node clean-up', () => {
-  const node = (op_type: string, input: string[], output: string, perm?: number[]): OnnxNodeProto => ({ name: output, op_type, input, output: [output], ...(perm ? { attribute: [{ name: 'perm', type: 7, ints: perm }] } : {}) });
+  const node = (op_type: string, input: string[], output: string, perm?: number[]): OnnxNodeProto => ({
+    name: output,
+    op_type,
+    input,
+    output: [output],
+    ...(perm ? { attribute: [{ name: 'perm', type: 7, ints: perm }] } : {}),
+  });
 
   it('composes consecutive transposes, drops identity ones, merges consecutive reshapes, and keeps values read twice', () => {
     const nodes = [
@@ -197,10 +233,13 @@ describe('lowered node clean-up', () => {
   it('stores projection weights transposed: no node of the lowered model reshapes or transposes a weight', () => {
     const lowered = lowerGraph(buildModel(ckpt, { seqLen: 40, maskFrom: 'attention', head: 'mlm' }), { io: 'hf' });
     const inits = new Set(lowered.initializers.filter((t) => t.dims.length >= 2).map((t) => t.name));
-    expect(lowered.nodes.filter((n) => (n.op_type === 'Transpose' || n.op_type === 'Reshape') && inits.has(n.input[0]!))).toEqual([]);
+    expect(
+      lowered.nodes.filter((n) => (n.op_type === 'Transpose' || n.op_type === 'Reshape') && inits.has(n.input[0]!)),
+    ).toEqual([]);
     // Each layer's Wqkv and Wi (both (192, 64) in tiny-mlm) once, as W^T, never in the checkpoint's form (3C, C, 1, 1).
     const C = ckpt.config.hidden;
-    const withDims = (d: number[]) => lowered.initializers.filter((t) => JSON.stringify(t.dims) === JSON.stringify(d)).length;
+    const withDims = (d: number[]) =>
+      lowered.initializers.filter((t) => JSON.stringify(t.dims) === JSON.stringify(d)).length;
     expect(withDims([C, 3 * C])).toBe(2 * ckpt.config.numLayers);
     expect(withDims([3 * C, C, 1, 1])).toBe(0);
   });

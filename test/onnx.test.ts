@@ -29,12 +29,20 @@ const ROTATED: Form = { fold: true, rotation: 'hadamard', norm: 'l2' };
 
 // Ids that avoid the pad id, the last 3 positions padding.
 function inputs(S: number, V: number): { ids: Int32Array; att: Int32Array } {
-  return { ids: Int32Array.from({ length: S }, (_, i) => 3 + ((i * 37) % (V - 3))), att: Int32Array.from({ length: S }, (_, i) => (i < S - 3 ? 1 : 0)) };
+  return {
+    ids: Int32Array.from({ length: S }, (_, i) => 3 + ((i * 37) % (V - 3))),
+    att: Int32Array.from({ length: S }, (_, i) => (i < S - 3 ? 1 : 0)),
+  };
 }
 
 // Exports, runs the file in onnxruntime and the graph in our interpreter; returns the largest difference
 // relative to the output's largest magnitude, after moving our (1, X, 1, S) to Hugging Face's (1, S, X).
-async function compare(ckpt: Checkpoint, form: Form, S: number, extra: Partial<ExportPlan> = {}): Promise<{ err: number; dims: readonly number[] }> {
+async function compare(
+  ckpt: Checkpoint,
+  form: Form,
+  S: number,
+  extra: Partial<ExportPlan> = {},
+): Promise<{ err: number; dims: readonly number[] }> {
   const out = join(tempDir('mbane-onnx-'), 'model.onnx');
   const o = { ...form, seed: 1, precision: 'fp32' as const, ...extra };
   await exportOnnx(ckpt, { ...o, out, force: false, externalData: false });
@@ -45,7 +53,12 @@ async function compare(ckpt: Checkpoint, form: Form, S: number, extra: Partial<E
     input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, S]),
     attention_mask: new ort.Tensor('int64', BigInt64Array.from(att, BigInt), [1, S]),
   });
-  const ours = (await new Interpreter(graph, 'fp32').run({ input_ids: { dtype: 'int32', shape: [1, S], data: ids }, attention_mask: { dtype: 'int32', shape: [1, S], data: att } })).get(graph.outputs[0]!)!;
+  const ours = (
+    await new Interpreter(graph, 'fp32').run({
+      input_ids: { dtype: 'int32', shape: [1, S], data: ids },
+      attention_mask: { dtype: 'int32', shape: [1, S], data: att },
+    })
+  ).get(graph.outputs[0]!)!;
   const theirs = res[session.outputNames[0]!]!;
   const got = theirs.data as Float32Array;
   const want = ours.data as Float32Array;
@@ -120,12 +133,28 @@ describe('export-onnx --rotation learned', () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     try {
       const c = ckpt.config;
-      const ids = { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId] };
+      const ids = {
+        vocabSize: c.vocabSize,
+        maxLen: c.maxPositions,
+        clsTokenId: c.clsTokenId,
+        sepTokenId: c.sepTokenId,
+        special: [c.padTokenId],
+      };
       const calibration = [0, 1].map((seed) => resolveInputs({ random: 16, seed }, ids)[0]!);
-      const learned = await learnRotation(ckpt, { seed: 1, calibration, norm: 'l2', precision: 'fp16', maxSteps: 4, budgetSeconds: 30 });
+      const learned = await learnRotation(ckpt, {
+        seed: 1,
+        calibration,
+        norm: 'l2',
+        precision: 'fp16',
+        maxSteps: 4,
+        budgetSeconds: 30,
+      });
       // A random orthogonal Q as well, so that a dense rotation is checked whichever candidate learning keeps.
       const n = c.hidden;
-      const q = orthonormalizeRows(Float64Array.from({ length: n * n }, (_, i) => Math.sin(i * 12.9898) * 43758.5453 % 1), n);
+      const q = orthonormalizeRows(
+        Float64Array.from({ length: n * n }, (_, i) => (Math.sin(i * 12.9898) * 43758.5453) % 1),
+        n,
+      );
       for (const rotation of [learned.rotation, new DenseRotation(n, q)]) {
         const { err } = await compare(ckpt, { fold: true, rotation: 'learned', norm: 'l2' }, 40, { learned: rotation });
         expect(err).toBeLessThan(1e-5);
@@ -137,11 +166,36 @@ describe('export-onnx --rotation learned', () => {
 
   it('the CLI learns the rotation as convert does and records it', async () => {
     const out = join(tempDir('mbane-onnx-'), 'learned.onnx');
-    const r = await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', out, '--fold', '--rotation', 'learned', '--random', '12', '--learn-seconds', '1', '--json');
+    const r = await cli(
+      'export-onnx',
+      join(FX, 'tiny-mlm'),
+      '--out',
+      out,
+      '--fold',
+      '--rotation',
+      'learned',
+      '--random',
+      '12',
+      '--learn-seconds',
+      '1',
+      '--json',
+    );
     expect(r.code, r.stderr).toBe(0);
     const m = decodeOnnxModel(readFileSync(out), out);
-    expect(Object.fromEntries(m.metadata_props!.map((e) => [e.key, e.value]))).toMatchObject({ weight_form: 'learned' });
-    expectOneLineError(await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', join(tempDir('mbane-onnx-'), 'x.onnx'), '--rotation', 'learned'), /--fold/);
+    expect(Object.fromEntries(m.metadata_props!.map((e) => [e.key, e.value]))).toMatchObject({
+      weight_form: 'learned',
+    });
+    expectOneLineError(
+      await cli(
+        'export-onnx',
+        join(FX, 'tiny-mlm'),
+        '--out',
+        join(tempDir('mbane-onnx-'), 'x.onnx'),
+        '--rotation',
+        'learned',
+      ),
+      /--fold/,
+    );
   });
 });
 
@@ -155,12 +209,27 @@ describe('export-onnx files', () => {
     const m = decodeOnnxModel(readFileSync(f16), f16);
     expect(m.ir_version).toBe(ONNX_IR_VERSION);
     expect(m.opset_import).toEqual([{ domain: '', version: ONNX_OPSET }]);
-    expect(Object.fromEntries(m.metadata_props!.map((e) => [e.key, e.value]))).toMatchObject({ head: 'mlm', precision: 'fp16', weight_form: 'folded' });
+    expect(Object.fromEntries(m.metadata_props!.map((e) => [e.key, e.value]))).toMatchObject({
+      head: 'mlm',
+      precision: 'fp16',
+      weight_form: 'folded',
+    });
     // float16 weights: a FLOAT16 (10) initializer for every matrix.
     expect(m.graph.initializer.some((t) => t.data_type === 10 && t.dims.length === 4)).toBe(true);
     const S = 12;
-    const feeds = { input_ids: new ort.Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(5 + i)), [1, S]), attention_mask: new ort.Tensor('int64', new BigInt64Array(S).fill(1n), [1, S]) };
-    const [a, b] = await Promise.all([f32, f16].map(async (f) => (await (await ort.InferenceSession.create(f)).run(feeds)).logits!.data as Float32Array));
+    const feeds = {
+      input_ids: new ort.Tensor(
+        'int64',
+        BigInt64Array.from({ length: S }, (_, i) => BigInt(5 + i)),
+        [1, S],
+      ),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(S).fill(1n), [1, S]),
+    };
+    const [a, b] = await Promise.all(
+      [f32, f16].map(
+        async (f) => (await (await ort.InferenceSession.create(f)).run(feeds)).logits!.data as Float32Array,
+      ),
+    );
     let err = 0;
     for (let i = 0; i < a!.length; i++) err = Math.max(err, Math.abs(a![i]! - b![i]!));
     expect(err).toBeGreaterThan(0);
@@ -172,7 +241,10 @@ describe('export-onnx files', () => {
     const dir = tempDir('mbane-onnx-');
     try {
       const o = { ...PLAIN, seed: 0, precision: 'fp32' as const, force: false, maxInlineBytes: 100_000 };
-      const e = await expectError(() => exportOnnx(ckpt, { ...o, out: join(dir, 'big.onnx'), externalData: false }), 'BAD_ARGUMENT');
+      const e = await expectError(
+        () => exportOnnx(ckpt, { ...o, out: join(dir, 'big.onnx'), externalData: false }),
+        'BAD_ARGUMENT',
+      );
       expect(e.message).toMatch(/--external-data/);
       expect(readdirSync(dir)).toEqual([]);
       const r = await exportOnnx(ckpt, { ...o, out: join(dir, 'big.onnx'), externalData: true });
@@ -182,7 +254,14 @@ describe('export-onnx files', () => {
       expect(m.graph.initializer.filter((t) => t.data_location === 1).length).toBeGreaterThan(5);
       const S = 8;
       const s = await ort.InferenceSession.create(r.out);
-      const res = await s.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from({ length: S }, (_, i) => BigInt(7 + i)), [1, S]), attention_mask: new ort.Tensor('int64', new BigInt64Array(S).fill(1n), [1, S]) });
+      const res = await s.run({
+        input_ids: new ort.Tensor(
+          'int64',
+          BigInt64Array.from({ length: S }, (_, i) => BigInt(7 + i)),
+          [1, S],
+        ),
+        attention_mask: new ort.Tensor('int64', new BigInt64Array(S).fill(1n), [1, S]),
+      });
       expect(res.logits!.dims).toEqual([1, S, ckpt.config.vocabSize]);
     } finally {
       ckpt.close();
@@ -191,11 +270,20 @@ describe('export-onnx files', () => {
 
   it('bad output paths are one-line errors (exit 2) that leave nothing behind', async () => {
     const dir = tempDir('mbane-onnx-');
-    expectOneLineError(await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', join(dir, 'missing', 'm.onnx')), /does not exist/);
+    expectOneLineError(
+      await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', join(dir, 'missing', 'm.onnx')),
+      /does not exist/,
+    );
     writeFileSync(join(dir, 'taken.onnx'), 'x');
-    expectOneLineError(await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', join(dir, 'taken.onnx')), /already exists/);
+    expectOneLineError(
+      await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', join(dir, 'taken.onnx')),
+      /already exists/,
+    );
     expectOneLineError(await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', dir), /is a folder/);
-    expectOneLineError(await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', join(dir, 'r.onnx'), '--rotation', 'hadamard'), /--fold/);
+    expectOneLineError(
+      await cli('export-onnx', join(FX, 'tiny-mlm'), '--out', join(dir, 'r.onnx'), '--rotation', 'hadamard'),
+      /--fold/,
+    );
     expect(readdirSync(dir)).toEqual(['taken.onnx']);
   });
 });

@@ -40,7 +40,11 @@ import { FX } from './helpers/fixtures.js';
 
 const ort = (await loadOrt())!;
 
-async function both(g: Graph, inputs: Record<string, RtTensor>, precision: OnnxPrecision): Promise<[Float32Array, Float32Array]> {
+async function both(
+  g: Graph,
+  inputs: Record<string, RtTensor>,
+  precision: OnnxPrecision,
+): Promise<[Float32Array, Float32Array]> {
   const name = g.outputs[0]!;
   const ours = (await new Interpreter(g, precision).run(inputs)).get(name)!.data as Float32Array;
   const theirs = (await new OrtExecutor(g, ort, 'cpu', precision).run(inputs)).get(name)!.data as Float32Array;
@@ -64,21 +68,48 @@ function agreement(a: Float32Array, b: Float32Array): { equal: number; ulps: num
 
 describe('onnxruntime rounds to float16 exactly as roundToF16', () => {
   it('ties to even, past 65504 to infinity, subnormals, and 200,000 other values', async () => {
-    const edges = [65504, 65505, 65519.99, 65520, 1e6, -65520, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 1.5 * 2 ** -24, 2 ** -14, 1 + 2 ** -11, 1 + 3 * 2 ** -11, -(1 + 2 ** -11), 0, -0, 1e-9];
+    const edges = [
+      65504,
+      65505,
+      65519.99,
+      65520,
+      1e6,
+      -65520,
+      2 ** -24,
+      2 ** -25,
+      3 * 2 ** -26,
+      1.5 * 2 ** -24,
+      2 ** -14,
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      -(1 + 2 ** -11),
+      0,
+      -0,
+      1e-9,
+    ];
     let seed = 7;
     const next = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
-    const values = Float32Array.from([...edges, ...Array.from({ length: 100_000 }, () => (next() - 0.5) * 140_000), ...Array.from({ length: 100_000 }, () => (next() - 0.5) * 2e-4)]);
+    const values = Float32Array.from([
+      ...edges,
+      ...Array.from({ length: 100_000 }, () => (next() - 0.5) * 140_000),
+      ...Array.from({ length: 100_000 }, () => (next() - 0.5) * 2e-4),
+    ]);
     const g = new GraphBuilder('fp32');
     const x = g.input('x', 'fp32', [values.length]);
     g.output(g.op('mul', { x, y: g.f(1) }, 'same'), 'y');
     const [, theirs] = await both(g.graph, { x: { dtype: 'fp32', shape: [values.length], data: values } }, 'fp16');
     const want = roundToF16(Float32Array.from(values));
-    for (let i = 0; i < values.length; i++) if (!(theirs[i] === want[i])) expect.fail(`${values[i]}: onnxruntime ${theirs[i]}, roundToF16 ${want[i]}`);
+    for (let i = 0; i < values.length; i++)
+      if (!(theirs[i] === want[i])) expect.fail(`${values[i]}: onnxruntime ${theirs[i]}, roundToF16 ${want[i]}`);
   });
 });
 
 describe('op by op, the lowering computes what the kernels compute', () => {
-  const input = (shape: number[], f: (i: number) => number): RtTensor => ({ dtype: 'fp32', shape, data: Float32Array.from({ length: shape.reduce((p, q) => p * q, 1) }, (_, i) => f(i)) });
+  const input = (shape: number[], f: (i: number) => number): RtTensor => ({
+    dtype: 'fp32',
+    shape,
+    data: Float32Array.from({ length: shape.reduce((p, q) => p * q, 1) }, (_, i) => f(i)),
+  });
 
   it('layer_norm in fp16: the mean, centred values and squares rounded; past 256 a square overflows in both', async () => {
     const [C, S] = [64, 48];
@@ -103,7 +134,9 @@ describe('op by op, the lowering computes what the kernels compute', () => {
     const g = new GraphBuilder('fp32');
     const x = g.input('x', 'fp32', [1, 96, 1, 40]);
     const act = g.op('gelu', { x, mode: str('EXACT') }, 'act');
-    const w = g.weight('w', [32, 96, 1, 1], () => Float32Array.from({ length: 32 * 96 }, (_, i) => Math.cos(i * 0.11) * 0.1));
+    const w = g.weight('w', [32, 96, 1, 1], () =>
+      Float32Array.from({ length: 32 * 96 }, (_, i) => Math.cos(i * 0.11) * 0.1),
+    );
     const proj = g.op('conv', { x: act, weight: w }, 'proj');
     g.output(g.op('softmax', { x: proj, axis: i32(1) }, 'p'), 'y');
     const xs = input([1, 96, 1, 40], (i) => Math.sin(i * 0.73) * 4);
@@ -117,14 +150,20 @@ describe('op by op, the lowering computes what the kernels compute', () => {
 });
 
 describe('a product differs only by the order of its sums', () => {
-  it('up to 128 terms (one block of onnxruntime\'s GEMM) bit for bit ours; past that, a float16 ulp or two now and then', async () => {
+  it("up to 128 terms (one block of onnxruntime's GEMM) bit for bit ours; past that, a float16 ulp or two now and then", async () => {
     for (const K of [64, 128, 256, 512]) {
       const [N, S] = [256, 40];
       const g = new GraphBuilder('fp32');
       const x = g.input('x', 'fp32', [1, K, 1, S]);
-      const w = g.weight('w', [N, K, 1, 1], () => Float32Array.from({ length: N * K }, (_, i) => Math.cos(i * 0.11) * 0.1));
+      const w = g.weight('w', [N, K, 1, 1], () =>
+        Float32Array.from({ length: N * K }, (_, i) => Math.cos(i * 0.11) * 0.1),
+      );
       g.output(g.op('conv', { x, weight: w }, 'proj'), 'y');
-      const xs: RtTensor = { dtype: 'fp32', shape: [1, K, 1, S], data: Float32Array.from({ length: K * S }, (_, i) => Math.sin(i * 0.73) * 4) };
+      const xs: RtTensor = {
+        dtype: 'fp32',
+        shape: [1, K, 1, S],
+        data: Float32Array.from({ length: K * S }, (_, i) => Math.sin(i * 0.73) * 4),
+      };
       const a = agreement(...(await both(g.graph, { x: xs }, 'fp16')));
       if (K <= 128) expect(a.equal, `K = ${K}`).toBe(1);
       else {
@@ -138,7 +177,8 @@ describe('a product differs only by the order of its sums', () => {
 describe('whole models: the same fidelity on both', () => {
   const run = async (e: Engine, seqs: number[][]) => {
     const out: RtTensor[] = [];
-    for (const ids of seqs) out.push((await e.forward({ ids }, { positions: ids.map((_, i) => i) })).outputs.get('logits')!);
+    for (const ids of seqs)
+      out.push((await e.forward({ ids }, { positions: ids.map((_, i) => i) })).outputs.get('logits')!);
     return out;
   };
   const compare = (a: RtTensor[], b: RtTensor[]) => {
@@ -146,7 +186,8 @@ describe('whole models: the same fidelity on both', () => {
     a.forEach((t, i) => m.add(t.data, b[i]!.data, t.shape[1]!, t.shape[3]!));
     return m.result();
   };
-  const ortFp16 = async (): Promise<ExecutorFactory> => executorFor(await chooseRuntime({ runtime: 'ort', precision: 'fp16' }))!;
+  const ortFp16 = async (): Promise<ExecutorFactory> =>
+    executorFor(await chooseRuntime({ runtime: 'ort', precision: 'fp16' }))!;
 
   it('mini-trained, its golden prompts: KL against float32 within a quarter of each other, the same top-1 everywhere', async () => {
     const ckpt = loadCheckpoint(DEFAULT_MODEL);
@@ -175,11 +216,17 @@ describe('whole models: the same fidelity on both', () => {
     }
   }, 60_000);
 
-  it('synth-base-massive (its outlier overflows the LayerNorm\'s squares): the same output, KL below 1e-8', async () => {
-    const golden = JSON.parse(readFileSync(join(FX, 'synth-base-massive', 'golden.json'), 'utf8')) as { config: Record<string, unknown>; overrides: Override[] };
+  it("synth-base-massive (its outlier overflows the LayerNorm's squares): the same output, KL below 1e-8", async () => {
+    const golden = JSON.parse(readFileSync(join(FX, 'synth-base-massive', 'golden.json'), 'utf8')) as {
+      config: Record<string, unknown>;
+      overrides: Override[];
+    };
     const config = parseConfig({ architectures: ['ModernBertForMaskedLM'], ...golden.config });
     const source = { config, weights: new SynthWeights(config, golden.overrides) };
-    const seq = Array.from(readGolden(join(FX, 'synth-base-massive', 'golden.safetensors')).find((c) => c.name === 'seed_example')!.inputIds.data);
+    const seq = Array.from(
+      readGolden(join(FX, 'synth-base-massive', 'golden.safetensors')).find((c) => c.name === 'seed_example')!.inputIds
+        .data,
+    );
     const ours = await run(new Engine(source, { precision: 'fp16' }), [seq]);
     const theirs = await run(new Engine(source, { precision: 'fp16' }, await ortFp16()), [seq]);
     const r = compare(ours, theirs);

@@ -26,12 +26,14 @@ import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 
 afterAll(cleanupTempDirs);
 
-const ortFactory = async (precision: Precision = 'fp32'): Promise<ExecutorFactory> => executorFor(await chooseRuntime({ runtime: 'ort', precision }))!;
-const maxDiff = (a: RtTensor, b: RtTensor) => Array.from(a.data).reduce((m, v, i) => Math.max(m, Math.abs(v - b.data[i]!)), 0);
+const ortFactory = async (precision: Precision = 'fp32'): Promise<ExecutorFactory> =>
+  executorFor(await chooseRuntime({ runtime: 'ort', precision }))!;
+const maxDiff = (a: RtTensor, b: RtTensor) =>
+  Array.from(a.data).reduce((m, v, i) => Math.max(m, Math.abs(v - b.data[i]!)), 0);
 const SEQ = { ids: [1001, 5, 17, 300, 44, 9, 12, 1002] };
 
 describe('the weights read in place', () => {
-  it('every weight of a checkpoint points into its safetensors file, at the tensor\'s own offset', () => {
+  it("every weight of a checkpoint points into its safetensors file, at the tensor's own offset", () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     try {
       const g = buildModel(ckpt, { seqLen: 8, maskFrom: 'attention', head: 'mlm' });
@@ -74,7 +76,10 @@ describe('the weights read in place', () => {
       for (const path of [join(FX, 'tiny-mlm'), join(FX, 'tiny-mlm-bf16'), snap]) {
         const ckpt = loadCheckpoint(path);
         try {
-          const [a, b] = [await new Engine(ckpt, {}, await ortFactory()).forward(SEQ), await new Engine(ckpt).forward(SEQ)];
+          const [a, b] = [
+            await new Engine(ckpt, {}, await ortFactory()).forward(SEQ),
+            await new Engine(ckpt).forward(SEQ),
+          ];
           expect(maxDiff(a.outputs.get('logits')!, b.outputs.get('logits')!), path).toBeLessThan(1e-5);
         } finally {
           ckpt.close();
@@ -95,7 +100,10 @@ describe('the weights read in place', () => {
       const ours = await openModel(pkg, { precision });
       const theirs = await openModel(pkg, { precision, executor: await ortFactory(precision) });
       const seq = { ids: SEQ.ids };
-      const [a, b] = [(await theirs.runner.forward(seq)).outputs.get('logits')!, (await ours.runner.forward(seq)).outputs.get('logits')!];
+      const [a, b] = [
+        (await theirs.runner.forward(seq)).outputs.get('logits')!,
+        (await ours.runner.forward(seq)).outputs.get('logits')!,
+      ];
       expect(maxDiff(a, b), precision).toBeLessThan(precision === 'fp32' ? 1e-5 : 2e-2);
     }
   });
@@ -107,7 +115,10 @@ describe('one setup for many lengths', () => {
     try {
       const ort = await ortFactory();
       let graphs = 0;
-      const counting: ExecutorFactory = Object.assign((g: Parameters<ExecutorFactory>[0], p: Precision) => (graphs++, ort(g, p)), { plan: ort.plan });
+      const counting: ExecutorFactory = Object.assign(
+        (g: Parameters<ExecutorFactory>[0], p: Precision) => (graphs++, ort(g, p)),
+        { plan: ort.plan },
+      );
       const e = new Engine(ckpt, {}, counting);
       const ours = new Engine(ckpt);
       for (const n of [3, 8, 21, 40]) {
@@ -130,13 +141,21 @@ describe('one setup for many lengths', () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     try {
       for (const precision of ['fp32', 'fp16'] as const) {
-        const padded: ExecutorFactory = Object.assign((g: Parameters<ExecutorFactory>[0], p: Precision) => new Interpreter(g, p), { plan: () => ({ len: 64, shared: false }) });
+        const padded: ExecutorFactory = Object.assign(
+          (g: Parameters<ExecutorFactory>[0], p: Precision) => new Interpreter(g, p),
+          { plan: () => ({ len: 64, shared: false }) },
+        );
         const seq = { ids: [1001, 5, 17, 300, 44, 9, 12, 88, 1002] };
         const o = { positions: [1, 4, 8], taps: ['residual.2'] };
-        const [a, b] = [await new Engine(ckpt, { precision }, padded).forward(seq, o), await new Engine(ckpt, { precision }).forward(seq, o)];
+        const [a, b] = [
+          await new Engine(ckpt, { precision }, padded).forward(seq, o),
+          await new Engine(ckpt, { precision }).forward(seq, o),
+        ];
         expect(Array.from(a.outputs.get('logits')!.data), precision).toEqual(Array.from(b.outputs.get('logits')!.data));
         expect(a.taps.get('residual.2')!.shape).toEqual(b.taps.get('residual.2')!.shape);
-        expect(Array.from(a.taps.get('residual.2')!.data), precision).toEqual(Array.from(b.taps.get('residual.2')!.data));
+        expect(Array.from(a.taps.get('residual.2')!.data), precision).toEqual(
+          Array.from(b.taps.get('residual.2')!.data),
+        );
       }
       expect(ortLengthPlan(9, 'fp16')).toEqual({ len: 64, shared: false });
       expect(ortLengthPlan(300, 'fp16')).toEqual({ len: 512, shared: false });
@@ -152,11 +171,21 @@ describe('embed picks packed windows or one text per pass, by the lengths', () =
     expect(prefersOnePerPass(new Array(30).fill(307), 20, 512)).toBe(true);
     const model = await openModel(join(FX, 'tiny-mlm'), { executor: await ortFactory() });
     try {
-      const text = (n: number, k: number) => [1001, ...Array.from({ length: n - 2 }, (_, i) => 5 + ((i * 7 + k * 13) % 900)), 1002];
+      const text = (n: number, k: number) => [
+        1001,
+        ...Array.from({ length: n - 2 }, (_, i) => 5 + ((i * 7 + k * 13) % 900)),
+        1002,
+      ];
       const short = Array.from({ length: 40 }, (_, k) => text(6 + (k % 5), k));
       const long = Array.from({ length: 6 }, (_, k) => text(100 + k * 3, k));
       const plan = TASKS['feature-extraction'].plan(model, model.tokenizer!, {});
-      const embed = (texts: number[][], pack?: number) => runTokenized(model, texts.map((ids) => ({ text: '', ids })), plan, { window: 128, ...(pack ? { pack } : {}) });
+      const embed = (texts: number[][], pack?: number) =>
+        runTokenized(
+          model,
+          texts.map((ids) => ({ text: '', ids })),
+          plan,
+          { window: 128, ...(pack ? { pack } : {}) },
+        );
       const [s, l] = [await embed(short), await embed(long)];
       expect(s.stats.strategy).toBe('packed');
       expect(l.stats.strategy).toBe('single');
@@ -174,11 +203,21 @@ describe('embed picks packed windows or one text per pass, by the lengths', () =
   });
 });
 
-describe('convert\'s fidelity report on onnxruntime', () => {
+describe("convert's fidelity report on onnxruntime", () => {
   it('reads the package it writes, reports what our engine reports, and its gate leaves nothing behind', async () => {
     const tmp = tempDir('mbane-ort-fid-');
     const report = async (runtime: string) => {
-      const r = await cli('convert', join(FX, 'tiny-mlm'), '--out', join(tmp, `${runtime}.mlpackage`), '--seq-len', '32', '--runtime', runtime, '--json');
+      const r = await cli(
+        'convert',
+        join(FX, 'tiny-mlm'),
+        '--out',
+        join(tmp, `${runtime}.mlpackage`),
+        '--seq-len',
+        '32',
+        '--runtime',
+        runtime,
+        '--json',
+      );
       expect(r.code, r.stderr).toBe(0);
       return (json(r) as { fidelity: { kl: number; top1: number; tokens: number } }).fidelity;
     };
@@ -186,7 +225,18 @@ describe('convert\'s fidelity report on onnxruntime', () => {
     expect(o.tokens).toBe(e.tokens);
     expect(Math.abs(o.kl - e.kl) / e.kl).toBeLessThan(0.5);
     expect(Math.abs(o.top1 - e.top1)).toBeLessThan(0.05);
-    const gated = await cli('convert', join(FX, 'tiny-mlm'), '--out', join(tmp, 'gated.mlpackage'), '--seq-len', '32', '--runtime', 'ort', '--max-kl', '0');
+    const gated = await cli(
+      'convert',
+      join(FX, 'tiny-mlm'),
+      '--out',
+      join(tmp, 'gated.mlpackage'),
+      '--seq-len',
+      '32',
+      '--runtime',
+      'ort',
+      '--max-kl',
+      '0',
+    );
     expect(gated.code).toBe(1);
     expect(readdirSync(tmp).sort()).toEqual(['engine.mlpackage', 'ort.mlpackage']);
     writeFileSync(join(tmp, 'unused'), ''); // the folder stays writable

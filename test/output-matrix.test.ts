@@ -5,7 +5,19 @@
 
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, type Run } from './helpers/cli.js';
@@ -76,11 +88,36 @@ interface Writer {
 
 /** The file-writing commands. */
 const FILE_WRITERS: Record<string, Writer> = {
-  embed: { argv: (s, out) => ['embed', s.model, '--input', s.input, '--out', out], self: (s) => s.input, inside: (s) => join(s.model, 'model.safetensors'), insideError: /it lies inside the input / },
-  'predict --input': { argv: (s, out) => ['predict', s.model, '--input', s.input, '--out', out], self: (s) => s.input, inside: (s) => join(s.model, 'model.safetensors'), insideError: /it lies inside the input / },
-  'export-onnx': { argv: (s, out) => ['export-onnx', s.model, '--out', out], self: (s) => s.model, inside: (s) => join(s.model, 'model.safetensors'), insideError: /it lies inside the input / },
-  'outliers --plot': { argv: (s, out) => ['outliers', s.model, 'the sky is [MASK]', '--plot', out], self: (s) => s.model, inside: (s) => join(s.model, 'model.safetensors'), insideError: /it lies inside the input / },
-  report: { argv: (s, out) => ['report', s.pkg, '--out', out], self: (s) => s.pkg, inside: (s) => join(s.pkg, 'Manifest.json'), insideError: /is inside the package/ },
+  embed: {
+    argv: (s, out) => ['embed', s.model, '--input', s.input, '--out', out],
+    self: (s) => s.input,
+    inside: (s) => join(s.model, 'model.safetensors'),
+    insideError: /it lies inside the input /,
+  },
+  'predict --input': {
+    argv: (s, out) => ['predict', s.model, '--input', s.input, '--out', out],
+    self: (s) => s.input,
+    inside: (s) => join(s.model, 'model.safetensors'),
+    insideError: /it lies inside the input /,
+  },
+  'export-onnx': {
+    argv: (s, out) => ['export-onnx', s.model, '--out', out],
+    self: (s) => s.model,
+    inside: (s) => join(s.model, 'model.safetensors'),
+    insideError: /it lies inside the input /,
+  },
+  'outliers --plot': {
+    argv: (s, out) => ['outliers', s.model, 'the sky is [MASK]', '--plot', out],
+    self: (s) => s.model,
+    inside: (s) => join(s.model, 'model.safetensors'),
+    insideError: /it lies inside the input /,
+  },
+  report: {
+    argv: (s, out) => ['report', s.pkg, '--out', out],
+    self: (s) => s.pkg,
+    inside: (s) => join(s.pkg, 'Manifest.json'),
+    insideError: /is inside the package/,
+  },
 };
 
 const ok = (r: Run) => expect(r.code, r.stderr).toBe(0);
@@ -140,7 +177,8 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) 
     const folder = join(s.dir, 'folder.jsonl');
     mkdirSync(join(folder, 'Manifest.json'), { recursive: true });
     writeFileSync(join(folder, 'mine.txt'), 'keep');
-    for (const f of [false, true]) refused(await cli(...(f ? force(argv(s, folder)) : argv(s, folder))), /folder\.jsonl is a folder, not a file/);
+    for (const f of [false, true])
+      refused(await cli(...(f ? force(argv(s, folder)) : argv(s, folder))), /folder\.jsonl is a folder, not a file/);
     expect(readdirSync(folder).sort()).toEqual(['Manifest.json', 'mine.txt']);
   });
 
@@ -162,7 +200,11 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) 
     const s = await setup();
     const link = join(s.dir, 'dangling.jsonl');
     symlinkSync(join(s.dir, 'nowhere'), link);
-    for (const f of [false, true]) refused(await cli(...(f ? force(argv(s, link)) : argv(s, link))), /dangling\.jsonl is a symbolic link to nothing/);
+    for (const f of [false, true])
+      refused(
+        await cli(...(f ? force(argv(s, link)) : argv(s, link))),
+        /dangling\.jsonl is a symbolic link to nothing/,
+      );
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
     expect(existsSync(join(s.dir, 'nowhere'))).toBe(false);
   });
@@ -185,13 +227,23 @@ describe.each(Object.entries(FILE_WRITERS))('%s, by kind of target', (_name, w) 
   it('a folder that cannot be written fails before the work', async () => {
     const s = await setup();
     const t0 = performance.now();
-    refused(await cli(...argv(s, join(unwritableFolder(), 'x.jsonl'))), /cannot write .*x\.jsonl: (permission denied|operation not permitted|the file system is read-only)/);
+    refused(
+      await cli(...argv(s, join(unwritableFolder(), 'x.jsonl'))),
+      /cannot write .*x\.jsonl: (permission denied|operation not permitted|the file system is read-only)/,
+    );
     expect(performance.now() - t0).toBeLessThan(5_000);
   });
 });
 
 describe('export-onnx --external-data: the .data file is an output like the model', () => {
-  const args = (s: Setup, out: string, ...extra: string[]) => ['export-onnx', s.model, '--out', out, '--external-data', ...extra];
+  const args = (s: Setup, out: string, ...extra: string[]) => [
+    'export-onnx',
+    s.model,
+    '--out',
+    out,
+    '--external-data',
+    ...extra,
+  ];
 
   it('an existing .data file needs --force; a folder, a dangling link or a file inside the input are refused by its own name', async () => {
     const s = await setup();
@@ -205,7 +257,10 @@ describe('export-onnx --external-data: the .data file is an output like the mode
 
     const folderOut = join(s.dir, 'f.onnx');
     mkdirSync(`${folderOut}.data`);
-    refused(await cli(...args(s, folderOut, '--force')), /the external data file .*f\.onnx\.data is a folder, not a file/);
+    refused(
+      await cli(...args(s, folderOut, '--force')),
+      /the external data file .*f\.onnx\.data is a folder, not a file/,
+    );
     const danglingOut = join(s.dir, 'd.onnx');
     symlinkSync(join(s.dir, 'nowhere'), `${danglingOut}.data`);
     refused(await cli(...args(s, danglingOut, '--force')), /d\.onnx\.data is a symbolic link to nothing/);
@@ -216,7 +271,16 @@ describe('export-onnx --external-data: the .data file is an output like the mode
 });
 
 describe('convert: what --out may be', () => {
-  const args = (s: Setup, out: string, ...extra: string[]) => ['convert', s.model, '--out', out, '--seq-len', '16', '--no-fidelity', ...extra];
+  const args = (s: Setup, out: string, ...extra: string[]) => [
+    'convert',
+    s.model,
+    '--out',
+    out,
+    '--seq-len',
+    '16',
+    '--no-fidelity',
+    ...extra,
+  ];
 
   it('a new package; an existing one needs --force', async () => {
     const s = await setup();
@@ -242,7 +306,21 @@ describe('convert: what --out may be', () => {
       writeFileSync(join(p, 'mine.txt'), 'keep');
       const manifest = join(p, 'Manifest.json');
       if (k === 'dir') mkdirSync(manifest);
-      else writeFileSync(manifest, k === 'text' ? 'hello' : k === 'json' ? '{"a": 1}' : JSON.stringify({ fileFormatVersion: '1.0.0', rootModelIdentifier: 'X', itemInfoEntries: { X: { author: 'a', description: 'd', name: 'model.mlmodel', path: 'com.apple.CoreML/model.mlmodel' } } }));
+      else
+        writeFileSync(
+          manifest,
+          k === 'text'
+            ? 'hello'
+            : k === 'json'
+              ? '{"a": 1}'
+              : JSON.stringify({
+                  fileFormatVersion: '1.0.0',
+                  rootModelIdentifier: 'X',
+                  itemInfoEntries: {
+                    X: { author: 'a', description: 'd', name: 'model.mlmodel', path: 'com.apple.CoreML/model.mlmodel' },
+                  },
+                }),
+        );
       return p;
     });
     const cases: Array<[string, RegExp]> = [
@@ -275,7 +353,10 @@ describe('convert: what --out may be', () => {
   it('a folder that cannot be written fails before the work', async () => {
     const s = await setup();
     const t0 = performance.now();
-    refused(await cli('convert', s.model, '--out', join(unwritableFolder(), 'x.mlpackage'), '--seq-len', '16'), /cannot write .*x\.mlpackage: (permission denied|operation not permitted|the file system is read-only)/);
+    refused(
+      await cli('convert', s.model, '--out', join(unwritableFolder(), 'x.mlpackage'), '--seq-len', '16'),
+      /cannot write .*x\.mlpackage: (permission denied|operation not permitted|the file system is read-only)/,
+    );
     expect(performance.now() - t0).toBeLessThan(5_000);
   });
 });
@@ -283,7 +364,21 @@ describe('convert: what --out may be', () => {
 describe('synth: what --out may be', () => {
   const config = (dir: string) => {
     const p = join(dir, 'c.json');
-    writeFileSync(p, JSON.stringify({ hidden_size: 32, num_attention_heads: 2, num_hidden_layers: 1, vocab_size: 64, intermediate_size: 16, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2 }));
+    writeFileSync(
+      p,
+      JSON.stringify({
+        hidden_size: 32,
+        num_attention_heads: 2,
+        num_hidden_layers: 1,
+        vocab_size: 64,
+        intermediate_size: 16,
+        pad_token_id: 0,
+        cls_token_id: 1,
+        sep_token_id: 2,
+        bos_token_id: 1,
+        eos_token_id: 2,
+      }),
+    );
     return p;
   };
 
@@ -311,7 +406,10 @@ describe('synth: what --out may be', () => {
     refused(await cli('synth', c, '--out', file), /is a file, not a folder/);
     refused(await cli('synth', c, '--out', fifo), /is a FIFO, not a folder/);
     refused(await cli('synth', c, '--out', charDevice(d)), /is a character device, not a folder/);
-    refused(await cli('synth', c, '--out', join(unwritableFolder(), 'x')), /cannot write .*x: (permission denied|operation not permitted|the file system is read-only)/);
+    refused(
+      await cli('synth', c, '--out', join(unwritableFolder(), 'x')),
+      /cannot write .*x: (permission denied|operation not permitted|the file system is read-only)/,
+    );
     expect(readFileSync(file, 'utf8')).toBe('keep');
     expect(lstatSync(fifo).isFIFO()).toBe(true);
   });

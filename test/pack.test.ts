@@ -69,7 +69,15 @@ interface Runner {
  * Runs `parts` packed into one window and each alone; returns the largest difference between the packed
  * output of each text and its own (pooled heads: row k; per-token heads: its columns).
  */
-async function packedVsAlone(packed: Runner, alone: Runner, parts: number[][], S: number, pad: number, head: OutputHead, K: number): Promise<number> {
+async function packedVsAlone(
+  packed: Runner,
+  alone: Runner,
+  parts: number[][],
+  S: number,
+  pad: number,
+  head: OutputHead,
+  K: number,
+): Promise<number> {
   const w = packWindow(parts, S, pad);
   const out = (await packed.forward(w, { head, pack: K })).outputs;
   const name = [...out.keys()][0]!;
@@ -111,13 +119,19 @@ describe('a packed window equals each text run alone (float32, within 1e-4)', ()
     });
   }
 
-  for (const [pooling, normalize] of [['mean', false], ['cls', false], ['mean', true]] as const) {
+  for (const [pooling, normalize] of [
+    ['mean', false],
+    ['cls', false],
+    ['mean', true],
+  ] as const) {
     it(`sentence-transformers embedding (${pooling}${normalize ? ', normalized' : ''})`, async () => {
       const ckpt = loadCheckpoint(await sentenceTransformers(pooling, normalize));
       try {
         const engine = new Engine(ckpt);
         const parts = texts(lengths, ckpt.config.clsTokenId, ckpt.config.vocabSize);
-        expect(await packedVsAlone(engine, engine, parts, S, ckpt.config.padTokenId, 'embedding', 4)).toBeLessThan(1e-4);
+        expect(await packedVsAlone(engine, engine, parts, S, ckpt.config.padTokenId, 'embedding', 4)).toBeLessThan(
+          1e-4,
+        );
       } finally {
         ckpt.close();
       }
@@ -138,9 +152,16 @@ describe('the packed graph', () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     try {
       const g = buildModel(ckpt, { seqLen: 512, pack: 8, head: 'embedding' });
-      expect(g.inputs.map((i) => [i.name, i.type.dtype, i.type.shape])).toEqual([['input_ids', 'int32', [1, 512]], ['segment_ids', 'int32', [1, 512]]]);
+      expect(g.inputs.map((i) => [i.name, i.type.dtype, i.type.shape])).toEqual([
+        ['input_ids', 'int32', [1, 512]],
+        ['segment_ids', 'int32', [1, 512]],
+      ]);
       expect(g.ops.map((o) => o.op)).toContain('reduce_min');
-      for (const [name, c] of g.consts) expect(c.type.shape.reduce<number>((p, d) => p * Number(d), 1), name).toBeLessThan(512 * 512);
+      for (const [name, c] of g.consts)
+        expect(
+          c.type.shape.reduce<number>((p, d) => p * Number(d), 1),
+          name,
+        ).toBeLessThan(512 * 512);
     } finally {
       ckpt.close();
     }
@@ -151,7 +172,15 @@ describe('the packed graph', () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     try {
       const g = buildModel(ckpt, { seqLen: 12, pack: 4, head: 'embedding' });
-      const w = packWindow([[1, 2, 3], [4, 5], [6, 7, 8, 9]], 12, ckpt.config.padTokenId);
+      const w = packWindow(
+        [
+          [1, 2, 3],
+          [4, 5],
+          [6, 7, 8, 9],
+        ],
+        12,
+        ckpt.config.padTokenId,
+      );
       const out = await new Interpreter(g).run(Engine.inputs(w, true), { keep: ['pack_positions', 'pack_starts'] });
       expect(Array.from(out.get('pack_positions')!.data)).toEqual([0, 1, 2, 0, 1, 0, 1, 2, 3, 9, 10, 11]);
       expect(Array.from(out.get('pack_starts')!.data)).toEqual([0, 3, 5, 11]); // the absent fourth text: S - 1
@@ -168,7 +197,12 @@ describe('the packed graph', () => {
         const w = packWindow(texts([20, 9], ckpt.config.clsTokenId, ckpt.config.vocabSize), 40, ckpt.config.padTokenId);
         const keep = g.ops.flatMap((op) => op.outputs.map((v) => v.name));
         const out = await new Interpreter(g, 'fp16').run(Engine.inputs(w, true), { keep });
-        for (const op of g.ops) for (const v of op.outputs) expect([out.get(v.name)!.dtype, out.get(v.name)!.shape], `${op.op} ${v.name}`).toEqual([v.type.dtype, v.type.shape]);
+        for (const op of g.ops)
+          for (const v of op.outputs)
+            expect([out.get(v.name)!.dtype, out.get(v.name)!.shape], `${op.op} ${v.name}`).toEqual([
+              v.type.dtype,
+              v.type.shape,
+            ]);
       }
     } finally {
       ckpt.close();
@@ -179,9 +213,13 @@ describe('the packed graph', () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     try {
       expect(() => buildModel(ckpt, { seqLen: [16, 32], pack: 2 })).toThrow(/packing needs one sequence length/);
-      expect(() => buildModel(ckpt, { seqLen: 16, pack: 2, maskFrom: 'input' })).toThrow(/`pack` cannot be combined with `maskInput`/);
+      expect(() => buildModel(ckpt, { seqLen: 16, pack: 2, maskFrom: 'input' })).toThrow(
+        /`pack` cannot be combined with `maskInput`/,
+      );
       expect(() => buildModel(ckpt, { seqLen: 16, pack: 17 })).toThrow(/`pack: 17` does not fit: give 1\.\.16/);
-      expect(() => checkPack(2049, 4096, undefined)).toThrow(/`pack: 2049` does not fit: give 1\.\.2048 texts per window of 4096/);
+      expect(() => checkPack(2049, 4096, undefined)).toThrow(
+        /`pack: 2049` does not fit: give 1\.\.2048 texts per window of 4096/,
+      );
     } finally {
       ckpt.close();
     }
@@ -191,22 +229,57 @@ describe('the packed graph', () => {
 describe('convert --pack with the body-and-heads layouts', () => {
   it('--split: refused with one line, exit 2, no package', async () => {
     const out = join(tempDir('mbane-pack-heads-'), 'p.mlpackage');
-    expectOneLineError(await cli('convert', join(FX, 'tiny-mlm'), '--out', out, '--pack', '2', '--seq-len', '16', '--split', '--no-fidelity'), /--pack cannot yet be combined with --split/);
+    expectOneLineError(
+      await cli(
+        'convert',
+        join(FX, 'tiny-mlm'),
+        '--out',
+        out,
+        '--pack',
+        '2',
+        '--seq-len',
+        '16',
+        '--split',
+        '--no-fidelity',
+      ),
+      /--pack cannot yet be combined with --split/,
+    );
     expect(existsSync(out)).toBe(false);
   });
 
   it('--functions: every function is packed, and runs as the one-head packed package does', async () => {
     const dir = tempDir('mbane-pack-fn-');
-    const common = ['--pack', '2', '--seq-len', '16', '--target', 'iOS18', '--weights', 'fp32', '--no-fidelity', '--tokenizer'];
+    const common = [
+      '--pack',
+      '2',
+      '--seq-len',
+      '16',
+      '--target',
+      'iOS18',
+      '--weights',
+      'fp32',
+      '--no-fidelity',
+      '--tokenizer',
+    ];
     const one = await cli('convert', join(FX, 'tiny-mlm'), '--out', join(dir, 'one.mlpackage'), ...common);
     expect(one.code, one.stderr).toBe(0);
-    const multi = await cli('convert', join(FX, 'tiny-mlm'), '--out', join(dir, 'multi.mlpackage'), '--functions', 'mlm,none', ...common);
+    const multi = await cli(
+      'convert',
+      join(FX, 'tiny-mlm'),
+      '--out',
+      join(dir, 'multi.mlpackage'),
+      '--functions',
+      'mlm,none',
+      ...common,
+    );
     expect(multi.code, multi.stderr).toBe(0);
     const pkg = readMLPackage(join(dir, 'multi.mlpackage'), 'none');
     expect(pkg.graph.inputs.map((v) => v.name)).toContain('segment_ids');
     const text = 'The capital of France is [MASK].';
     const a = json(await cli('predict', join(dir, 'one.mlpackage'), text, '--runtime', 'engine', '--json'));
-    const b = json(await cli('predict', join(dir, 'multi.mlpackage'), text, '--function', 'mlm', '--runtime', 'engine', '--json'));
+    const b = json(
+      await cli('predict', join(dir, 'multi.mlpackage'), text, '--function', 'mlm', '--runtime', 'engine', '--json'),
+    );
     expect(b).toEqual(a);
   });
 });
@@ -224,12 +297,18 @@ describe('converted with --pack, the package runs packed windows as the engine r
       try {
         const engine = new Engine(ckpt);
         const parts = texts([19, 12, 9], ckpt.config.clsTokenId, ckpt.config.vocabSize);
-        for (const [weights, precision, atol] of [['fp32', 'fp32', 1e-4], ['fp16', 'fp16', 2e-2]] as const) {
+        for (const [weights, precision, atol] of [
+          ['fp32', 'fp32', 1e-4],
+          ['fp16', 'fp16', 2e-2],
+        ] as const) {
           const out = join(tempDir('mbane-pack-'), `${weights}.mlpackage`);
           await convert(ckpt, { ...base, out, weights, pack: 4 });
           const runner = new PackageRunner(readMLPackage(out), out, precision as Precision);
           expect(runner.info.pack).toBe(4);
-          expect(await packedVsAlone(runner, engine, parts, 48, ckpt.config.padTokenId, head, 4), `${weights}`).toBeLessThan(atol);
+          expect(
+            await packedVsAlone(runner, engine, parts, 48, ckpt.config.padTokenId, head, 4),
+            `${weights}`,
+          ).toBeLessThan(atol);
         }
       } finally {
         ckpt.close();

@@ -26,12 +26,23 @@ function run(cmd: string, args: string[], cwd = project, extra: NodeJS.ProcessEn
 
 /** A lockfile for the scratch project: the tarball, and our lock's entries of what it depends on (not dev ones). */
 function scratchLock(tgz: string): unknown {
-  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, Record<string, unknown>> };
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, Record<string, unknown>>;
+  };
   const own = lock.packages['']!;
   const integrity = `sha512-${createHash('sha512').update(readFileSync(tgz)).digest('base64')}`;
   const packages: Record<string, unknown> = {
     '': { name: 'scratch', dependencies: { 'modernbert-ane': `file:${tgz}` } },
-    'node_modules/modernbert-ane': { version: own.version, resolved: `file:${tgz}`, integrity, license: own.license, dependencies: own.dependencies, optionalDependencies: own.optionalDependencies, bin: own.bin, engines: own.engines },
+    'node_modules/modernbert-ane': {
+      version: own.version,
+      resolved: `file:${tgz}`,
+      integrity,
+      license: own.license,
+      dependencies: own.dependencies,
+      optionalDependencies: own.optionalDependencies,
+      bin: own.bin,
+      engines: own.engines,
+    },
   };
   for (const [path, entry] of Object.entries(lock.packages)) if (path !== '' && !entry.dev) packages[path] = entry;
   return { name: 'scratch', lockfileVersion: 3, requires: true, packages };
@@ -51,7 +62,10 @@ beforeAll(() => {
   tarball = join(dir, (JSON.parse(packed.stdout) as { filename: string }[])[0]!.filename);
   cpSync(join(FX, 'tiny-token'), join(dir, 'tiny-token'), { recursive: true });
   run('mkdir', ['-p', project], dir);
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'scratch', private: true, dependencies: { 'modernbert-ane': `file:${tarball}` } }));
+  writeFileSync(
+    join(project, 'package.json'),
+    JSON.stringify({ name: 'scratch', private: true, dependencies: { 'modernbert-ane': `file:${tarball}` } }),
+  );
   writeFileSync(join(project, 'package-lock.json'), JSON.stringify(scratchLock(tarball)));
   run('npm', ['ci', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', '--omit=optional']);
 }, 120_000);
@@ -60,21 +74,40 @@ describe('the packed package', () => {
   it('holds the license, the built library with sources in its maps, the model, and no development tools', () => {
     const files = spawnSync('tar', ['tzf', tarball], { encoding: 'utf8' }).stdout.trim().split('\n');
     expect(files).toContain('package/LICENSE');
-    expect(readFileSync(join(project, 'node_modules/modernbert-ane/LICENSE'), 'utf8')).toMatch(/Apache License\s+Version 2\.0/);
-    for (const f of ['dist/index.js', 'dist/index.cjs', 'dist/index.d.ts', 'dist/index.d.cts', 'dist/advanced.js', 'dist/advanced.cjs', 'models/mini-trained/model.safetensors', 'bin/modernbert-ane.js']) expect(files).toContain(`package/${f}`);
+    expect(readFileSync(join(project, 'node_modules/modernbert-ane/LICENSE'), 'utf8')).toMatch(
+      /Apache License\s+Version 2\.0/,
+    );
+    for (const f of [
+      'dist/index.js',
+      'dist/index.cjs',
+      'dist/index.d.ts',
+      'dist/index.d.cts',
+      'dist/advanced.js',
+      'dist/advanced.cjs',
+      'models/mini-trained/model.safetensors',
+      'bin/modernbert-ane.js',
+    ])
+      expect(files).toContain(`package/${f}`);
     expect(files.filter((f) => /fuzz|\.whl$|^package\/(src|test|bench|scripts)\//.test(f))).toEqual([]);
-    const pkg = JSON.parse(readFileSync(join(project, 'node_modules/modernbert-ane/package.json'), 'utf8')) as Record<string, unknown>;
+    const pkg = JSON.parse(readFileSync(join(project, 'node_modules/modernbert-ane/package.json'), 'utf8')) as Record<
+      string,
+      unknown
+    >;
     for (const k of ['repository', 'homepage', 'bugs', 'keywords', 'license']) expect(pkg[k], k).toBeDefined();
     // Every source map carries the source it maps (src/ is not shipped).
     const maps = files.filter((f) => f.endsWith('.js.map'));
     expect(maps.length).toBeGreaterThan(50);
     for (const m of maps.slice(0, 40)) {
-      const map = JSON.parse(readFileSync(join(project, 'node_modules/modernbert-ane', m.slice('package/'.length)), 'utf8')) as { sourcesContent?: string[] };
+      const map = JSON.parse(
+        readFileSync(join(project, 'node_modules/modernbert-ane', m.slice('package/'.length)), 'utf8'),
+      ) as { sourcesContent?: string[] };
       expect(map.sourcesContent?.[0]?.length, m).toBeGreaterThan(0);
     }
     // Links in the README work on the npm page: absolute, or anchors of the README itself.
     const readme = readFileSync(join(project, 'node_modules/modernbert-ane/README.md'), 'utf8');
-    expect([...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((l) => !/^(https:\/\/|#)/.test(l))).toEqual([]);
+    expect(
+      [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!).filter((l) => !/^(https:\/\/|#)/.test(l)),
+    ).toEqual([]);
   });
 
   it('runs the command line', () => {
@@ -85,8 +118,17 @@ describe('the packed package', () => {
   it('under import: fill-mask puts "door" first; token spans slice the text to their words; features equal embed\'s', () => {
     const texts = join(dir, 'texts.txt');
     writeFileSync(texts, 'The cat sat on the mat.\nA second, longer sentence about the weather today.\nHi.\n');
-    run(join(project, 'node_modules/.bin/modernbert-ane'), ['embed', 'node_modules/modernbert-ane/models/mini-trained', '--input', texts, '--out', join(dir, 'e.npy')]);
-    writeFileSync(join(project, 'esm.mjs'), `
+    run(join(project, 'node_modules/.bin/modernbert-ane'), [
+      'embed',
+      'node_modules/modernbert-ane/models/mini-trained',
+      '--input',
+      texts,
+      '--out',
+      join(dir, 'e.npy'),
+    ]);
+    writeFileSync(
+      join(project, 'esm.mjs'),
+      `
 import { readFileSync } from 'node:fs';
 import { pipeline, convert, ModernBertError } from 'modernbert-ane';
 const out = {};
@@ -118,8 +160,19 @@ out.converted = report.out;
 try { await convert('node_modules/modernbert-ane/models/mini-trained', { seqLens: 100000 }); } catch (e) { out.error = [e instanceof ModernBertError, e.message]; }
 await Promise.all([fill, ner, extract].map((p) => p.dispose()));
 console.log(JSON.stringify(out));
-`);
-    const out = JSON.parse(run(process.execPath, ['esm.mjs']).stdout) as { door: string; tokens: number; sliced: boolean; groups: boolean; dims: number[]; worst: number; unit: number; converted: string; error: [boolean, string] };
+`,
+    );
+    const out = JSON.parse(run(process.execPath, ['esm.mjs']).stdout) as {
+      door: string;
+      tokens: number;
+      sliced: boolean;
+      groups: boolean;
+      dims: number[];
+      worst: number;
+      unit: number;
+      converted: string;
+      error: [boolean, string];
+    };
     expect(out.door).toBe('door');
     expect(out.tokens).toBeGreaterThan(10);
     expect(out.sliced).toBe(true);
@@ -130,11 +183,16 @@ console.log(JSON.stringify(out));
     // convert() with no `out`: the model's name, in the current folder.
     expect(out.converted).toBe('mini-trained.mlpackage');
     expect(existsSync(join(project, 'mini-trained.mlpackage', 'Manifest.json'))).toBe(true);
-    expect(out.error).toEqual([true, expect.stringMatching(/^`seqLens: 100000` is longer than the model allows/) as string]);
+    expect(out.error).toEqual([
+      true,
+      expect.stringMatching(/^`seqLens: 100000` is longer than the model allows/) as string,
+    ]);
   });
 
-  it('under require, with Node\'s require(esm) and without it', () => {
-    writeFileSync(join(project, 'cjs.cjs'), `
+  it("under require, with Node's require(esm) and without it", () => {
+    writeFileSync(
+      join(project, 'cjs.cjs'),
+      `
 const { pipeline, ModernBertError } = require('modernbert-ane');
 (async () => {
   const fill = await pipeline('fill-mask');
@@ -143,9 +201,13 @@ const { pipeline, ModernBertError } = require('modernbert-ane');
   const refused = await pipeline('text-classification').then(() => false, (e) => e instanceof ModernBertError);
   console.log(JSON.stringify({ door, refused }));
 })();
-`);
+`,
+    );
     for (const flags of [[], ['--no-experimental-require-module']]) {
-      expect(JSON.parse(run(process.execPath, [...flags, 'cjs.cjs']).stdout), flags.join(' ')).toEqual({ door: 'door', refused: true });
+      expect(JSON.parse(run(process.execPath, [...flags, 'cjs.cjs']).stdout), flags.join(' ')).toEqual({
+        door: 'door',
+        refused: true,
+      });
     }
   });
 
@@ -158,9 +220,28 @@ const { pipeline, ModernBertError } = require('modernbert-ane');
       writeFileSync(join(project, name), code);
       return name;
     });
-    writeFileSync(join(project, 'require.cts'), "import { pipeline } from 'modernbert-ane';\nexport async function door(): Promise<string> {\n  const fill = await pipeline('fill-mask');\n  return (await fill('a [MASK]'))[0]?.token_str ?? '';\n}\n");
+    writeFileSync(
+      join(project, 'require.cts'),
+      "import { pipeline } from 'modernbert-ane';\nexport async function door(): Promise<string> {\n  const fill = await pipeline('fill-mask');\n  return (await fill('a [MASK]'))[0]?.token_str ?? '';\n}\n",
+    );
     const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    run(process.execPath, [tsc, '--strict', '--noEmit', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--typeRoots', join(ROOT, 'node_modules', '@types'), '--types', 'node', ...files, 'require.cts']);
+    run(process.execPath, [
+      tsc,
+      '--strict',
+      '--noEmit',
+      '--module',
+      'nodenext',
+      '--moduleResolution',
+      'nodenext',
+      '--target',
+      'es2022',
+      '--typeRoots',
+      join(ROOT, 'node_modules', '@types'),
+      '--types',
+      'node',
+      ...files,
+      'require.cts',
+    ]);
     expect(readdirSync(project).filter((f) => f.endsWith('.js'))).toEqual([]);
   });
 });

@@ -16,7 +16,8 @@ import { expectError, goldenHidden, goldenRow } from './helpers/run.js';
 
 afterAll(cleanupTempDirs);
 
-const texts = (fixture: string): string[] => (JSON.parse(readFileSync(join(FX, fixture, 'golden.json'), 'utf8')) as { texts: string[] }).texts;
+const texts = (fixture: string): string[] =>
+  (JSON.parse(readFileSync(join(FX, fixture, 'golden.json'), 'utf8')) as { texts: string[] }).texts;
 
 /** Softmax (float64) of golden logits of row b at token s ([B, S, V]), or of row b ([B, L]). */
 function goldenProbs(gc: GoldenCase, b: number, s?: number): Float64Array {
@@ -130,9 +131,13 @@ describe("pipeline('fill-mask') on the built-in default model (mini-trained)", (
       await fill.dispose();
       setKernelThreads(undefined);
     }
-    await expect(pipeline('fill-mask', undefined, { threads: 0 })).rejects.toThrow(/`threads` must be a whole number from 1 to 1024/);
+    await expect(pipeline('fill-mask', undefined, { threads: 0 })).rejects.toThrow(
+      /`threads` must be a whole number from 1 to 1024/,
+    );
     // fp16 lowers to onnxruntime; fp16-acc16 (float16 running sums) has no ONNX form.
-    await expect(pipeline('fill-mask', undefined, { precision: 'fp16-acc16', runtime: 'ort' })).rejects.toThrow(/`precision: fp16-acc16` \(float16 running sums inside matrix products\) runs on our engine only/);
+    await expect(pipeline('fill-mask', undefined, { precision: 'fp16-acc16', runtime: 'ort' })).rejects.toThrow(
+      /`precision: fp16-acc16` \(float16 running sums inside matrix products\) runs on our engine only/,
+    );
     const half = await pipeline('fill-mask', undefined, { precision: 'fp16', runtime: 'ort' });
     try {
       expect((await half('She opened the [MASK] and walked into the room.'))[0]!.token_str).toBe(' door');
@@ -159,7 +164,8 @@ describe("pipeline('text-classification') (tiny-cls-mean)", () => {
         const scores = all[b]!;
         expect(scores.map((s) => s.label).sort()).toEqual(['neg', 'neu', 'pos']);
         expect(scores.map((s) => s.score)).toEqual([...scores.map((s) => s.score)].sort((x, y) => y - x));
-        for (const s of scores) expect(Math.abs(s.score - gold[['neg', 'neu', 'pos'].indexOf(s.label)]!)).toBeLessThan(1e-5);
+        for (const s of scores)
+          expect(Math.abs(s.score - gold[['neg', 'neu', 'pos'].indexOf(s.label)]!)).toBeLessThan(1e-5);
         const one = await classify(text);
         expect(one).toEqual([{ label: scores[0]!.label, score: expect.closeTo(scores[0]!.score, 5) as number }]);
       }
@@ -182,7 +188,9 @@ describe("pipeline('token-classification') (tiny-token)", () => {
         // No [CLS], [SEP] or [MASK], and no token of spaces only (its span is empty).
         const labelled = real.filter((s) => !tok.isSpecial(ids[s]!) && offsets[s]![1] > offsets[s]![0]);
         expect(tokens.map((t) => t.index)).toEqual(labelled);
-        expect(labelled.length).toBeGreaterThan(real.length - 2 - ids.filter((id) => id === tok.maskTokenId).length - 3);
+        expect(labelled.length).toBeGreaterThan(
+          real.length - 2 - ids.filter((id) => id === tok.maskTokenId).length - 3,
+        );
         for (const t of tokens) {
           const gold = goldenProbs(gc, b, t.index);
           const best = topK(gold, 1)[0]!;
@@ -258,23 +266,29 @@ describe("pipeline('feature-extraction')", () => {
     }
   });
 
-  it('pooling and normalize override the model\'s own: cls, mean, and every token with pooling none', async () => {
+  it("pooling and normalize override the model's own: cls, mean, and every token with pooling none", async () => {
     const gc = readGolden(join(FX, 'tiny-mlm', 'golden.safetensors')).find((c) => c.name === 'single')!;
     const extract = await pipeline('feature-extraction', join(FX, 'tiny-mlm'), ENGINE);
     try {
       const text = texts('tiny-mlm')[0]!;
       const last = goldenHidden(gc, 4, 0);
       const real = goldenRow(gc, 0).real;
-      for (const [pooling, normalize] of [['mean', false], ['cls', true], ['mean', true]] as const) {
+      for (const [pooling, normalize] of [
+        ['mean', false],
+        ['cls', true],
+        ['mean', true],
+      ] as const) {
         const out = await extract(text, { pooling, normalize });
         expect(out.dims).toEqual([1, 64]);
         const want = expectedEmbedding(last, real, pooling, normalize);
-        for (let j = 0; j < 64; j++) expect(Math.abs(out.data[j]! - want[j]!), `${pooling} ${normalize}`).toBeLessThan(1e-4);
+        for (let j = 0; j < 64; j++)
+          expect(Math.abs(out.data[j]! - want[j]!), `${pooling} ${normalize}`).toBeLessThan(1e-4);
       }
       const tokens = await extract([text, 'Hi.'], { pooling: 'none' });
       expect(tokens.dims).toEqual([2, real.length, 64]);
       const rows = tokens.tolist();
-      for (const s of real) for (let j = 0; j < 64; j++) expect(Math.abs(rows[0]![s]![j]! - last[s]![j]!)).toBeLessThan(1e-4);
+      for (const s of real)
+        for (let j = 0; j < 64; j++) expect(Math.abs(rows[0]![s]![j]! - last[s]![j]!)).toBeLessThan(1e-4);
       expect(rows[1]!.at(-1)!.every((v) => v === 0)).toBe(true); // the shorter text is padded with zeros
     } finally {
       await extract.dispose();

@@ -30,7 +30,8 @@ function normals(count: number, seed: number): Float64Array {
 /** A[m,k]·B[k,n] in float64. */
 function matmul(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
   const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) out[i * n + j] += a[i * k + p]! * b[p * n + j]!;
+  for (let i = 0; i < m; i++)
+    for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) out[i * n + j] += a[i * k + p]! * b[p * n + j]!;
   return out;
 }
 
@@ -105,12 +106,15 @@ describe('hadamardMatrix', () => {
       const plan = hadamardPlan(n);
       const x = Float64Array.from(transpose(hadamardMatrix(n), n, n));
       fwhtColumns(plan, x, n);
-      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (x[i * n + j] !== (i === j ? n : 0)) throw new Error(`(${i}, ${j}) = ${x[i * n + j]}`);
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j < n; j++)
+          if (x[i * n + j] !== (i === j ? n : 0)) throw new Error(`(${i}, ${j}) = ${x[i * n + j]}`);
     });
   }
 
   it('rejects orders with no known construction, naming the size and the supported forms', () => {
-    for (const n of [3, 6, 10, 92, 100]) expectError(() => hadamardPlan(n), 'UNSUPPORTED', new RegExp(`order ${n}\\b.*K·2\\^m`));
+    for (const n of [3, 6, 10, 92, 100])
+      expectError(() => hadamardPlan(n), 'UNSUPPORTED', new RegExp(`order ${n}\\b.*K·2\\^m`));
     for (const n of [0, -4, 2.5]) expectError(() => hadamardPlan(n), 'BAD_ARGUMENT', /positive integer/);
   });
 });
@@ -195,7 +199,9 @@ function expectProducts(r: Rotation, q: Float64Array, rows: number): void {
   expect(maxAbsDiff(r.rightMul(a, rows, n), matmul(a, q, rows, n, n))).toBeLessThan(tol);
   expect(maxAbsDiff(r.leftMulT(b, n, rows), matmul(qT, b, n, n, rows))).toBeLessThan(tol);
   // float32 input gives the same products
-  expect(maxAbsDiff(r.rightMul(Float32Array.from(a), rows, n), matmul(Float32Array.from(a), q, rows, n, n))).toBeLessThan(tol);
+  expect(
+    maxAbsDiff(r.rightMul(Float32Array.from(a), rows, n), matmul(Float32Array.from(a), q, rows, n, n)),
+  ).toBeLessThan(tol);
   // `out` receives the product and is returned
   const out = new Float32Array(rows * n);
   expect(r.leftMulT(b, n, rows, out)).toBe(out);
@@ -217,7 +223,8 @@ describe('HadamardRotation', () => {
       const r = new HadamardRotation(n, 7);
       const h = hadamardMatrix(n);
       const q = new Float64Array(n * n);
-      for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) q[i * n + j] = (r.signs[i]! * h[i * n + j]!) / Math.sqrt(n);
+      for (let i = 0; i < n; i++)
+        for (let j = 0; j < n; j++) q[i * n + j] = (r.signs[i]! * h[i * n + j]!) / Math.sqrt(n);
       expect(maxAbsDiff(denseOf(r), q)).toBeLessThan(1e-7);
       expectOrthogonal(q, n);
       expectProducts(r, q, n === 768 ? 3 : 9);

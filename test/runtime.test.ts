@@ -33,7 +33,9 @@ async function tty(...argv: string[]): Promise<Run> {
 
 describe('installing onnxruntime-node offline', () => {
   it('is pinned exactly, optional, and its downloading install script is told to skip (npm passes .npmrc keys as npm_config_*)', () => {
-    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { optionalDependencies?: Record<string, string> };
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
+      optionalDependencies?: Record<string, string>;
+    };
     expect(pkg.optionalDependencies?.['onnxruntime-node']).toBe('1.30.0');
     // script/install-utils.js parseInstallFlag reads ONNXRUNTIME_NODE_INSTALL or npm_config_onnxruntime_node_install.
     expect(readFileSync(join(ROOT, '.npmrc'), 'utf8')).toMatch(/^onnxruntime-node-install=skip$/m);
@@ -45,10 +47,16 @@ describe('onnxruntime session options', () => {
     delete process.env['MODERNBERT_ANE_THREADS'];
   });
   it('run as many intra-op threads as our kernels (onnxruntime-node left at 0 ran one thread on 2 cores)', () => {
-    expect(ortSessionOptions('cpu')).toMatchObject({ intraOpNumThreads: availableParallelism(), executionProviders: ['cpu'] });
+    expect(ortSessionOptions('cpu')).toMatchObject({
+      intraOpNumThreads: availableParallelism(),
+      executionProviders: ['cpu'],
+    });
     process.env['MODERNBERT_ANE_THREADS'] = '1';
     expect(ortSessionOptions('cpu').intraOpNumThreads).toBe(1);
-    expect(ortSessionOptions('coreml').executionProviders).toEqual([{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu']);
+    expect(ortSessionOptions('coreml').executionProviders).toEqual([
+      { name: 'coreml', coreMlFlags: COREML_FLAGS },
+      'cpu',
+    ]);
   });
 });
 
@@ -58,10 +66,20 @@ describe('chooseRuntime', () => {
     expect(auto.runtime).toBe('auto');
     expect(auto.note).toBeUndefined(); // said when the work decides
     expect((await chooseRuntime({ runtime: 'ort' })).note).toBeUndefined();
-    expect(await chooseRuntime({ runtime: 'engine' })).toEqual({ runtime: 'engine', provider: 'cpu', precision: 'fp32' });
+    expect(await chooseRuntime({ runtime: 'engine' })).toEqual({
+      runtime: 'engine',
+      provider: 'cpu',
+      precision: 'fp32',
+    });
     expect((await chooseRuntime({ runtime: 'ort', precision: 'fp16-fused' })).runtime).toBe('ort');
-    expect(await chooseRuntime({ precision: 'fp16-acc16' })).toEqual({ runtime: 'engine', provider: 'cpu', precision: 'fp16-acc16' });
-    expect((await expectError(() => chooseRuntime({ runtime: 'ort', precision: 'fp16-acc16' }), 'BAD_ARGUMENT')).message).toMatch(/our engine only/);
+    expect(await chooseRuntime({ precision: 'fp16-acc16' })).toEqual({
+      runtime: 'engine',
+      provider: 'cpu',
+      precision: 'fp16-acc16',
+    });
+    expect(
+      (await expectError(() => chooseRuntime({ runtime: 'ort', precision: 'fp16-acc16' }), 'BAD_ARGUMENT')).message,
+    ).toMatch(/our engine only/);
     // The auto factory decides once, from the work, and says so.
     const notes: string[] = [];
     const say = (n: string) => notes.push(n);
@@ -77,11 +95,15 @@ describe('chooseRuntime', () => {
     const fallback = await chooseRuntime({});
     expect(fallback.runtime).toBe('engine');
     expect(fallback.note).toMatch(/not installed/);
-    expect((await expectError(() => chooseRuntime({ runtime: 'ort' }), 'BAD_ARGUMENT')).message).toMatch(/not installed/);
+    expect((await expectError(() => chooseRuntime({ runtime: 'ort' }), 'BAD_ARGUMENT')).message).toMatch(
+      /not installed/,
+    );
   });
 
   it.runIf(process.platform !== 'darwin')('refuses the Core ML provider off macOS', async () => {
-    expect((await expectError(() => chooseRuntime({ provider: 'coreml' }), 'BAD_ARGUMENT')).message).toMatch(/needs macOS/);
+    expect((await expectError(() => chooseRuntime({ provider: 'coreml' }), 'BAD_ARGUMENT')).message).toMatch(
+      /needs macOS/,
+    );
     expectOneLineError(await cli('predict', '--ort-provider', 'coreml', TEXT), /needs macOS/);
   });
 });
@@ -99,7 +121,8 @@ describe('onnxruntime and our engine agree', () => {
         for (const [k, t] of b.outputs) {
           const o = a.outputs.get(k)!;
           expect(o.shape).toEqual(t.shape);
-          for (let i = 0; i < t.data.length; i++) expect(Math.abs(o.data[i]! - t.data[i]!), `${name} ${k}[${i}]`).toBeLessThan(1e-5);
+          for (let i = 0; i < t.data.length; i++)
+            expect(Math.abs(o.data[i]! - t.data[i]!), `${name} ${k}[${i}]`).toBeLessThan(1e-5);
         }
         const [ha, hb] = [a.taps.get('hidden_states.2')!, b.taps.get('hidden_states.2')!];
         expect(ha.shape).toEqual(hb.shape);
@@ -118,7 +141,9 @@ describe('onnxruntime and our engine agree', () => {
     const bytes = weightBytes(mini.weights);
     mini.close();
     expect(prefersOrt({ tokens: 9, passes: 1, bytes }, 'fp32')).toBe(false);
-    expect(auto.stderr).toMatch(/^note: running on our engine \(9 tokens: less than onnxruntime's setup would cost; --runtime ort to use it\)/);
+    expect(auto.stderr).toMatch(
+      /^note: running on our engine \(9 tokens: less than onnxruntime's setup would cost; --runtime ort to use it\)/,
+    );
     expect(auto.stderr.trimEnd().split('\n')).toHaveLength(1);
     const engine = await tty('predict', '--runtime', 'engine', TEXT);
     expect(engine.stderr).toBe('');
@@ -134,9 +159,21 @@ describe('onnxruntime and our engine agree', () => {
 
   it('verify passes the goldens on onnxruntime; a package (float16 weights) runs the same on both', async () => {
     const golden = join(FX, 'tiny-mlm', 'golden.safetensors');
-    const v = await cli('verify', join(FX, 'tiny-mlm'), '--golden', golden, '--runtime', 'ort', '--atol', '1e-5', '--json');
+    const v = await cli(
+      'verify',
+      join(FX, 'tiny-mlm'),
+      '--golden',
+      golden,
+      '--runtime',
+      'ort',
+      '--atol',
+      '1e-5',
+      '--json',
+    );
     expect(v.code, v.stderr).toBe(0);
-    expect((json(v) as { cases: { hidden_states: number | null }[] }).cases.every((c) => c.hidden_states !== null)).toBe(true);
+    expect(
+      (json(v) as { cases: { hidden_states: number | null }[] }).cases.every((c) => c.hidden_states !== null),
+    ).toBe(true);
     const pkg = join(tempDir('mbane-rt-'), 'm.mlpackage');
     expect((await cli('convert', join(FX, 'tiny-mlm'), '--out', pkg, '--no-fidelity', '--seq-len', '16')).code).toBe(0);
     const d = await cli('diff', pkg, pkg, '--random', '2', '--runtime', 'ort', '--precision-b', 'fp32', '--json');

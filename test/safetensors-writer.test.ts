@@ -19,11 +19,19 @@ function parse(path: string): { headerLen: number; headerText: string; header: R
   const buf = readFileSync(path);
   const headerLen = Number(buf.readBigUInt64LE(0));
   const headerText = buf.subarray(8, 8 + headerLen).toString('utf8');
-  return { headerLen, headerText, header: JSON.parse(headerText) as Record<string, unknown>, data: buf.subarray(8 + headerLen) };
+  return {
+    headerLen,
+    headerText,
+    header: JSON.parse(headerText) as Record<string, unknown>,
+    data: buf.subarray(8 + headerLen),
+  };
 }
 
 async function expectError(p: Promise<unknown>, code: string): Promise<ModernBertError> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(ModernBertError);
   expect((e as ModernBertError).code).toBe(code);
   return e as ModernBertError;
@@ -59,7 +67,14 @@ describe('writeSafetensors', () => {
     expect(e.empty).toEqual({ dtype: 'F32', shape: [0, 4], data_offsets: [52, 52] });
     expect(data.length).toBe(52);
 
-    expect([0, 1, 2, 3, 4, 5].map((i) => data.readFloatLE(4 * i))).toEqual([1.5, -2, 3.25, 0, Math.fround(1e-8), -65504]);
+    expect([0, 1, 2, 3, 4, 5].map((i) => data.readFloatLE(4 * i))).toEqual([
+      1.5,
+      -2,
+      3.25,
+      0,
+      Math.fround(1e-8),
+      -65504,
+    ]);
     expect([24, 26, 28].map((o) => data.readUInt16LE(o))).toEqual([0x3c00, 0xc000, 0x7bff]);
     expect(data.readUInt16LE(30)).toBe(0x3f80);
     expect([data.readBigInt64LE(32), data.readBigInt64LE(40)]).toEqual([-3n, 9007199254740993n]);
@@ -86,7 +101,11 @@ describe('writeSafetensors', () => {
   it('writes only what the reader accepts, tensors named like prototype properties included', async () => {
     const path = join(dir, 'proto-names.safetensors');
     const names = ['__proto__', 'toString', 'constructor'];
-    await writeSafetensors(path, names.map((name, i) => ({ name, dtype: 'I32' as const, shape: [1], data: () => Int32Array.from([i]) })), { metadata: { format: 'pt' } });
+    await writeSafetensors(
+      path,
+      names.map((name, i) => ({ name, dtype: 'I32' as const, shape: [1], data: () => Int32Array.from([i]) })),
+      { metadata: { format: 'pt' } },
+    );
     const f = SafetensorsFile.open(path);
     expect([...f.tensors.keys()]).toEqual(names);
     expect(names.map((n) => f.readInt32(n)[0])).toEqual([0, 1, 2]);
@@ -122,12 +141,20 @@ describe('writeSafetensors', () => {
     const ok: TensorToWrite = { name: 'ok', dtype: 'F32', shape: [2], data: () => new Float32Array(2) };
 
     it('data of the wrong length', async () => {
-      const e = await failing('length', [ok, { name: 'w', dtype: 'F32', shape: [2, 2], data: () => new Float32Array(3) }], 'SHAPE_MISMATCH');
+      const e = await failing(
+        'length',
+        [ok, { name: 'w', dtype: 'F32', shape: [2, 2], data: () => new Float32Array(3) }],
+        'SHAPE_MISMATCH',
+      );
       expect(e.context).toMatchObject({ tensor: 'w', got: 3, expected: 4 });
     });
 
     it('data of the wrong type', async () => {
-      await failing('type', [ok, { name: 'w', dtype: 'F16', shape: [2], data: () => new Float32Array(2) as unknown as Uint16Array }], 'BAD_ARGUMENT');
+      await failing(
+        'type',
+        [ok, { name: 'w', dtype: 'F16', shape: [2], data: () => new Float32Array(2) as unknown as Uint16Array }],
+        'BAD_ARGUMENT',
+      );
     });
 
     it('a repeated or reserved name, or a bad shape', async () => {
@@ -139,7 +166,16 @@ describe('writeSafetensors', () => {
     it('a data producer that throws', async () => {
       const sub = mkdtempSync(join(dir, 'throws-'));
       const boom = new Error('boom');
-      const e = await writeSafetensors(join(sub, 'out.safetensors'), [ok, { ...ok, name: 'b', data: () => { throw boom; } }]).catch((x: unknown) => x);
+      const e = await writeSafetensors(join(sub, 'out.safetensors'), [
+        ok,
+        {
+          ...ok,
+          name: 'b',
+          data: () => {
+            throw boom;
+          },
+        },
+      ]).catch((x: unknown) => x);
       expect(e).toBe(boom);
       expect(readdirSync(sub)).toEqual([]);
     });

@@ -32,7 +32,11 @@ async function editedCheckpoint(edit: (name: string, t: Tensor) => void): Promis
   }
   ckpt.close();
   const dir = tempDir('mbane-edited-');
-  await writeCheckpoint(dir, { config: JSON.parse(readFileSync(join(TINY, 'config.json'), 'utf8')), tensors, tokenizerFrom: TINY });
+  await writeCheckpoint(dir, {
+    config: JSON.parse(readFileSync(join(TINY, 'config.json'), 'utf8')),
+    tensors,
+    tokenizerFrom: TINY,
+  });
   return dir;
 }
 
@@ -46,10 +50,16 @@ function nonFinite(r: Run, pattern: RegExp): void {
 }
 
 /** Runs the built executable (for what needs its own process: memory limits, FIFOs, the real stdout). */
-function run(args: string[], o: { node?: string[]; timeout?: number; cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
+function run(
+  args: string[],
+  o: { node?: string[]; timeout?: number; cwd?: string } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
   return new Promise((resolve) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [...(o.node ?? []), bin, ...args], { cwd: o.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...(o.node ?? []), bin, ...args], {
+      cwd: o.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -71,7 +81,10 @@ describe('2. /dev/stdout is written in place, never replaced', () => {
     expect(JSON.parse(piped.stdout.trim())).toMatchObject({ index: 0 });
     expect(piped.stderr).toMatch(/wrote \/dev\/stdout/);
     const file = join(d, 'redirected.jsonl');
-    execFileSync('sh', ['-c', `"${process.execPath}" "${bin}" embed "${TINY}" --input "${join(d, 't.txt')}" --out /dev/stdout > "${file}" 2>/dev/null`]);
+    execFileSync('sh', [
+      '-c',
+      `"${process.execPath}" "${bin}" embed "${TINY}" --input "${join(d, 't.txt')}" --out /dev/stdout > "${file}" 2>/dev/null`,
+    ]);
     expect(JSON.parse(readFileSync(file, 'utf8').trim())).toMatchObject({ index: 0 });
   });
 });
@@ -80,13 +93,29 @@ describe('5. reads are bounded and never block for good', () => {
   it('/dev/zero as --input or --calibration: one line naming the cap, at once', async () => {
     const d = tempDir();
     const cap = /\/dev\/zero holds more than the 64 MiB a --input file may have/;
-    for (const args of [['embed', TINY, '--input', '/dev/zero', '--out', join(d, 'e.jsonl')], ['predict', TINY, '--input', '/dev/zero']]) {
+    for (const args of [
+      ['embed', TINY, '--input', '/dev/zero', '--out', join(d, 'e.jsonl')],
+      ['predict', TINY, '--input', '/dev/zero'],
+    ]) {
       const r = await run(args, { node: ['--max-old-space-size=512'] });
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(cap);
       expect(r.ms).toBeLessThan(20_000);
     }
-    for (const args of [['convert', TINY, '--out', join(d, 'x.mlpackage'), '--calibration', '/dev/zero'], ['export-onnx', TINY, '--out', join(d, 'x.onnx'), '--fold', '--rotation', 'learned', '--calibration', '/dev/zero']]) {
+    for (const args of [
+      ['convert', TINY, '--out', join(d, 'x.mlpackage'), '--calibration', '/dev/zero'],
+      [
+        'export-onnx',
+        TINY,
+        '--out',
+        join(d, 'x.onnx'),
+        '--fold',
+        '--rotation',
+        'learned',
+        '--calibration',
+        '/dev/zero',
+      ],
+    ]) {
       const r = await run(args, { node: ['--max-old-space-size=512'] });
       expect(r.code, r.stderr).toBe(2);
       expect(r.stderr).toMatch(/\/dev\/zero holds more than the 16 MiB a --calibration file may have/);
@@ -103,9 +132,14 @@ describe('5. reads are bounded and never block for good', () => {
       run(['embed', TINY, '--input', fifo, '--out', join(d, 'e.jsonl')]),
       run(['convert', TINY, '--out', join(d, 'x.mlpackage'), '--calibration', fifo]),
     ]);
-    for (const [r, what] of [[a, '--input'], [b, '--calibration']] as const) {
+    for (const [r, what] of [
+      [a, '--input'],
+      [b, '--calibration'],
+    ] as const) {
       expect(r.code, r.stderr).toBe(2);
-      expect(r.stderr).toMatch(new RegExp(`${what} .*fifo is a FIFO and nothing was written to it for ${DEVICE_WAIT_SECONDS} s`));
+      expect(r.stderr).toMatch(
+        new RegExp(`${what} .*fifo is a FIFO and nothing was written to it for ${DEVICE_WAIT_SECONDS} s`),
+      );
       expect(r.ms).toBeLessThan((DEVICE_WAIT_SECONDS + 15) * 1000);
     }
   }, 60_000);
@@ -114,7 +148,9 @@ describe('5. reads are bounded and never block for good', () => {
     const d = tempDir();
     const fifo = join(d, 'fifo');
     execFileSync('mkfifo', [fifo]);
-    const writer = spawn('sh', ['-c', `sleep 1; printf 'the sky is [MASK]\\nthe sea is [MASK]\\n' > "${fifo}"`], { stdio: 'ignore' });
+    const writer = spawn('sh', ['-c', `sleep 1; printf 'the sky is [MASK]\\nthe sea is [MASK]\\n' > "${fifo}"`], {
+      stdio: 'ignore',
+    });
     const r = await run(['predict', TINY, '--input', fifo]);
     writer.kill();
     expect(r.code, r.stderr).toBe(0);
@@ -127,14 +163,20 @@ describe('5. reads are bounded and never block for good', () => {
     writeFileSync(input, `${'hello world, '.repeat(4_000_000)}\nshort\n`);
     const out = join(d, 'e.jsonl');
     // 256 MB of heap: tokenizing the whole line (13 M tokens) would not fit.
-    const r = await run(['embed', TINY, '--input', input, '--out', out, '--truncate'], { node: ['--max-old-space-size=256'] });
+    const r = await run(['embed', TINY, '--input', input, '--out', out, '--truncate'], {
+      node: ['--max-old-space-size=256'],
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(r.ms).toBeLessThan(30_000);
     expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(2);
     // Without --truncate: a length error naming the line, as quickly.
-    const e = await run(['embed', TINY, '--input', input, '--out', join(d, 'e2.jsonl')], { node: ['--max-old-space-size=256'] });
+    const e = await run(['embed', TINY, '--input', input, '--out', join(d, 'e2.jsonl')], {
+      node: ['--max-old-space-size=256'],
+    });
     expect(e.code).toBe(2);
-    expect(e.stderr).toMatch(/^error: line 1: the text is more than 512 tokens long but the model allows at most 512 \(give --truncate/);
+    expect(e.stderr).toMatch(
+      /^error: line 1: the text is more than 512 tokens long but the model allows at most 512 \(give --truncate/,
+    );
   }, 90_000);
 });
 
@@ -145,7 +187,10 @@ describe('6. a five-million-character word', () => {
     writeFileSync(input, `${'中'.repeat(5e6)}\n`);
     const ok = await cli('embed', TINY, '--input', input, '--out', join(d, 'o.jsonl'), '--truncate');
     expect(ok.code, ok.stderr).toBe(0);
-    expectOneLineError(await cli('embed', TINY, '--input', input, '--out', join(d, 'o2.jsonl')), /line 1: the text is more than 512 tokens long/);
+    expectOneLineError(
+      await cli('embed', TINY, '--input', input, '--out', join(d, 'o2.jsonl')),
+      /line 1: the text is more than 512 tokens long/,
+    );
   }, 60_000);
 });
 
@@ -153,10 +198,19 @@ describe('7. a crafted tokenizer.json pattern cannot hang the process', () => {
   it('(a+)+$ in a Split pre-tokenizer: one line naming the pattern, within seconds', async () => {
     const model = copyFixture('tiny-mlm');
     const tok = JSON.parse(readFileSync(join(model, 'tokenizer.json'), 'utf8'));
-    tok.pre_tokenizer = { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: '(a+)+$' }, behavior: 'Isolated', invert: false }, tok.pre_tokenizer] };
+    tok.pre_tokenizer = {
+      type: 'Sequence',
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: '(a+)+$' }, behavior: 'Isolated', invert: false },
+        tok.pre_tokenizer,
+      ],
+    };
     writeFileSync(join(model, 'tokenizer.json'), JSON.stringify(tok));
     const t0 = performance.now();
-    expectOneLineError(await cli('predict', model, `${'a'.repeat(40)}! [MASK]`), /tokenizer\.json: its pattern "\(a\+\)\+\$" took more than 2\.0 s on a text of \d+ characters/);
+    expectOneLineError(
+      await cli('predict', model, `${'a'.repeat(40)}! [MASK]`),
+      /tokenizer\.json: its pattern "\(a\+\)\+\$" took more than 2\.0 s on a text of \d+ characters/,
+    );
     expect(performance.now() - t0).toBeLessThan(10_000);
     // Texts it handles quickly still work, through the same guarded pattern.
     const r = await cli('predict', model, 'the sky is [MASK]', '--json');
@@ -170,13 +224,31 @@ describe('8. NaN or infinity is never printed: exit 1 naming where it appeared',
     const d = tempDir();
     writeFileSync(join(d, 't.txt'), 'the sky is [MASK]\n');
     for (const extra of [['--json'], ['--runtime', 'engine'], ['--runtime', 'ort'], ['--precision', 'fp16']]) {
-      nonFinite(await cli('predict', m, 'the sky is [MASK]', ...extra), /the model's "logits" output holds (NaN|-?Infinity) at /);
+      nonFinite(
+        await cli('predict', m, 'the sky is [MASK]', ...extra),
+        /the model's "logits" output holds (NaN|-?Infinity) at /,
+      );
     }
-    nonFinite(await cli('embed', m, '--input', join(d, 't.txt'), '--out', join(d, 'e.jsonl')), /line 1: the model's "embedding" output holds/);
-    nonFinite(await cli('predict', m, '--input', join(d, 't.txt'), '--out', join(d, 'p.jsonl')), /line 1: the model's "logits" output holds .* at \[MASK\] \d+, channel \d+/);
-    nonFinite(await cli('diff', m, TINY, 'the sky is [MASK]'), /^error: A \(.*\) on input "the sky is \[MASK\]": its "logits" output holds/);
-    nonFinite(await cli('convert', m, '--out', join(d, 'a.mlpackage'), '--seq-len', '32'), /the float32 checkpoint's "logits" output .* holds/);
-    nonFinite(await cli('convert', m, '--out', join(d, 'b.mlpackage'), '--seq-len', '32', '--no-fidelity'), /weight "[^"]+" holds 3\.0+\d*e\+38 at element 0: float16 holds at most 65504.*nothing was written/);
+    nonFinite(
+      await cli('embed', m, '--input', join(d, 't.txt'), '--out', join(d, 'e.jsonl')),
+      /line 1: the model's "embedding" output holds/,
+    );
+    nonFinite(
+      await cli('predict', m, '--input', join(d, 't.txt'), '--out', join(d, 'p.jsonl')),
+      /line 1: the model's "logits" output holds .* at \[MASK\] \d+, channel \d+/,
+    );
+    nonFinite(
+      await cli('diff', m, TINY, 'the sky is [MASK]'),
+      /^error: A \(.*\) on input "the sky is \[MASK\]": its "logits" output holds/,
+    );
+    nonFinite(
+      await cli('convert', m, '--out', join(d, 'a.mlpackage'), '--seq-len', '32'),
+      /the float32 checkpoint's "logits" output .* holds/,
+    );
+    nonFinite(
+      await cli('convert', m, '--out', join(d, 'b.mlpackage'), '--seq-len', '32', '--no-fidelity'),
+      /weight "[^"]+" holds 3\.0+\d*e\+38 at element 0: float16 holds at most 65504.*nothing was written/,
+    );
     expect(readdirSync(d)).toEqual(['t.txt']);
   }, 60_000);
 
@@ -189,9 +261,14 @@ describe('8. NaN or infinity is never printed: exit 1 naming where it appeared',
     const blobs = reader.list();
     reader.close();
     const bytes = readFileSync(file);
-    for (const b of blobs.filter((x) => x.dataType === 'fp16')) for (let i = 0; i < b.sizeInBytes; i += 2) bytes.writeUInt16LE(0x7bff, b.dataOffset + i);
+    for (const b of blobs.filter((x) => x.dataType === 'fp16'))
+      for (let i = 0; i < b.sizeInBytes; i += 2) bytes.writeUInt16LE(0x7bff, b.dataOffset + i);
     writeFileSync(file, bytes);
-    for (const extra of [['--json'], []]) nonFinite(await cli('predict', pkg, 'the sky is [MASK]', '--precision', 'fp16', ...extra), /the model's "logits" output holds (NaN|-?Infinity)/);
+    for (const extra of [['--json'], []])
+      nonFinite(
+        await cli('predict', pkg, 'the sky is [MASK]', '--precision', 'fp16', ...extra),
+        /the model's "logits" output holds (NaN|-?Infinity)/,
+      );
   }, 60_000);
 });
 
@@ -199,7 +276,10 @@ describe('10. head names are identifiers, never a property every object has', ()
   it('--add-head __proto__=DIR and other odd names are refused before any work', async () => {
     const out = join(tempDir(), 'a.mlpackage');
     for (const name of ['__proto__', 'constructor', 'toString', 'bad-name', '1x', 'a'.repeat(65)]) {
-      expectOneLineError(await cli('convert', TINY, '--add-head', `${name}=${TINY}`, '--target', 'iOS18', '--out', out), /head name .* (is reserved|must be an identifier)/);
+      expectOneLineError(
+        await cli('convert', TINY, '--add-head', `${name}=${TINY}`, '--target', 'iOS18', '--out', out),
+        /head name .* (is reserved|must be an identifier)/,
+      );
     }
     expect(existsSync(out)).toBe(false);
   });
@@ -207,7 +287,21 @@ describe('10. head names are identifiers, never a property every object has', ()
 
 describe('11. the smaller ones', () => {
   it('--compress int8 --keep "*" says nothing was compressed (no "NaNx")', async () => {
-    const r = await cli('convert', TINY, '--out', join(tempDir(), 'k.mlpackage'), '--compress', 'int8', '--keep', '*', '--seq-len', '16', '--no-fidelity', '--target', 'iOS18');
+    const r = await cli(
+      'convert',
+      TINY,
+      '--out',
+      join(tempDir(), 'k.mlpackage'),
+      '--compress',
+      'int8',
+      '--keep',
+      '*',
+      '--seq-len',
+      '16',
+      '--no-fidelity',
+      '--target',
+      'iOS18',
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/compression: int8: no tensor compressed \(--keep matched every one\)/);
     expect(r.stdout).not.toMatch(/NaN/);
@@ -216,7 +310,10 @@ describe('11. the smaller ones', () => {
   it('embed --out . is one line saying it is a folder', async () => {
     const d = tempDir();
     writeFileSync(join(d, 't.txt'), 'hi\n');
-    expectOneLineError(await cli('embed', TINY, '--input', join(d, 't.txt'), '--out', d), /--out .* is a folder, not a file/);
+    expectOneLineError(
+      await cli('embed', TINY, '--input', join(d, 't.txt'), '--out', d),
+      /--out .* is a folder, not a file/,
+    );
     const r = await run(['embed', TINY, '--input', 't.txt', '--out', '.'], { cwd: d });
     expect(r.code).toBe(2);
     expect(r.stderr).toBe('error: --out . is a folder, not a file\n');
@@ -225,7 +322,24 @@ describe('11. the smaller ones', () => {
   it('embed on a multifunction package runs its embedding function (or the one --function names)', async () => {
     const d = tempDir();
     const pkg = join(d, 'mf.mlpackage');
-    expect((await cli('convert', TINY, '--out', pkg, '--functions', 'mlm,embedding', '--target', 'iOS18', '--seq-len', '32', '--no-fidelity', '--tokenizer')).code).toBe(0);
+    expect(
+      (
+        await cli(
+          'convert',
+          TINY,
+          '--out',
+          pkg,
+          '--functions',
+          'mlm,embedding',
+          '--target',
+          'iOS18',
+          '--seq-len',
+          '32',
+          '--no-fidelity',
+          '--tokenizer',
+        )
+      ).code,
+    ).toBe(0);
     writeFileSync(join(d, 't.txt'), 'the sky is blue\n');
     const r = await cli('embed', pkg, '--input', join(d, 't.txt'), '--out', join(d, 'e.jsonl'));
     expect(r.code, r.stderr).toBe(0);
@@ -234,7 +348,10 @@ describe('11. the smaller ones', () => {
     const want = json(ref) as number[];
     expect(got).toHaveLength(want.length);
     got.forEach((v, i) => expect(v).toBeCloseTo(want[i]!, 5));
-    expect((await cli('embed', pkg, '--input', join(d, 't.txt'), '--out', join(d, 'e2.jsonl'), '--function', 'embedding')).code).toBe(0);
+    expect(
+      (await cli('embed', pkg, '--input', join(d, 't.txt'), '--out', join(d, 'e2.jsonl'), '--function', 'embedding'))
+        .code,
+    ).toBe(0);
   });
 
   it('npm run bench -- --help prints usage; an unknown option is one error line', () => {
@@ -252,10 +369,28 @@ describe('11. the smaller ones', () => {
 describe('12. reports describe what was shipped and what happened', () => {
   it('convert --head embedding --pack 8 reports the fidelity of the packed embedding it ships', async () => {
     const d = tempDir();
-    const mlm = json(await cli('convert', TINY, '--out', join(d, 'mlm.mlpackage'), '--seq-len', '64', '--json')) as { fidelity: { head: string; kl: number } };
-    const r = await cli('convert', TINY, '--out', join(d, 'emb.mlpackage'), '--seq-len', '64', '--head', 'embedding', '--pack', '8', '--json');
+    const mlm = json(await cli('convert', TINY, '--out', join(d, 'mlm.mlpackage'), '--seq-len', '64', '--json')) as {
+      fidelity: { head: string; kl: number };
+    };
+    const r = await cli(
+      'convert',
+      TINY,
+      '--out',
+      join(d, 'emb.mlpackage'),
+      '--seq-len',
+      '64',
+      '--head',
+      'embedding',
+      '--pack',
+      '8',
+      '--json',
+    );
     expect(r.code, r.stderr).toBe(0);
-    const f = (json(r) as { fidelity: { head: string; pack: number; kl: number; tokens: number; cosine: { mean: number; min: number } } }).fidelity;
+    const f = (
+      json(r) as {
+        fidelity: { head: string; pack: number; kl: number; tokens: number; cosine: { mean: number; min: number } };
+      }
+    ).fidelity;
     expect(mlm.fidelity.head).toBe('mlm');
     expect(f.head).toBe('embedding');
     expect(f.pack).toBe(8);
@@ -263,16 +398,52 @@ describe('12. reports describe what was shipped and what happened', () => {
     expect(f.cosine.mean).toBeLessThanOrEqual(1 + 1e-9);
     expect(f.kl).not.toBe(mlm.fidelity.kl);
     // Calibration texts longer than the package's window are cut to it, as the package takes them.
-    const short = await cli('convert', TINY, '--out', join(d, 'short.mlpackage'), '--seq-len', '16', '--head', 'embedding', '--pack', '3', '--json');
+    const short = await cli(
+      'convert',
+      TINY,
+      '--out',
+      join(d, 'short.mlpackage'),
+      '--seq-len',
+      '16',
+      '--head',
+      'embedding',
+      '--pack',
+      '3',
+      '--json',
+    );
     expect(short.code, short.stderr).toBe(0);
     expect((json(short) as { fidelity: { pack: number } }).fidelity.pack).toBe(3);
-    const human = await cli('convert', TINY, '--out', join(d, 'emb2.mlpackage'), '--seq-len', '64', '--head', 'embedding', '--pack', '8');
-    expect(human.stdout).toMatch(/fidelity of the embedding output, 8 texts per window \(fp16 emulation vs float32, \d+ texts of built-in sentences\): cosine similarity mean 0\.9\d+, min 0\.9\d+/);
+    const human = await cli(
+      'convert',
+      TINY,
+      '--out',
+      join(d, 'emb2.mlpackage'),
+      '--seq-len',
+      '64',
+      '--head',
+      'embedding',
+      '--pack',
+      '8',
+    );
+    expect(human.stdout).toMatch(
+      /fidelity of the embedding output, 8 texts per window \(fp16 emulation vs float32, \d+ texts of built-in sentences\): cosine similarity mean 0\.9\d+, min 0\.9\d+/,
+    );
   }, 60_000);
 
   it('--rotation learned: the time line counts the learning, and the package is the variant the note chose', async () => {
     const d = tempDir();
-    const r = await cli('convert', TINY, '--out', join(d, 'l.mlpackage'), '--seq-len', '32', '--rotation', 'learned', '--learn-seconds', '1');
+    const r = await cli(
+      'convert',
+      TINY,
+      '--out',
+      join(d, 'l.mlpackage'),
+      '--seq-len',
+      '32',
+      '--rotation',
+      'learned',
+      '--learn-seconds',
+      '1',
+    );
     expect(r.code, r.stderr).toBe(0);
     const note = /rotation learning: learned rotation (kept|discarded .*: using (folded|hadamard))/.exec(r.stdout);
     expect(note, r.stdout).not.toBeNull();
@@ -285,19 +456,28 @@ describe('12. reports describe what was shipped and what happened', () => {
   }, 120_000);
 
   it('convert --rotation learned and outliers --plot to an unwritable folder fail before any work', async () => {
-    const ro = process.getuid?.() === 0 ? '/sys' : (() => {
-      const d = tempDir();
-      execFileSync('chmod', ['555', d]);
-      return d;
-    })();
+    const ro =
+      process.getuid?.() === 0
+        ? '/sys'
+        : (() => {
+            const d = tempDir();
+            execFileSync('chmod', ['555', d]);
+            return d;
+          })();
     const t0 = performance.now();
-    expectOneLineError(await cli('convert', TINY, '--out', join(ro, 'x.mlpackage'), '--rotation', 'learned', '--learn-seconds', '30'), /cannot write .*x\.mlpackage/);
-    expectOneLineError(await cli('outliers', TINY, 'the sky is [MASK]', '--plot', join(ro, 'o.svg')), /cannot write .*o\.svg/);
+    expectOneLineError(
+      await cli('convert', TINY, '--out', join(ro, 'x.mlpackage'), '--rotation', 'learned', '--learn-seconds', '30'),
+      /cannot write .*x\.mlpackage/,
+    );
+    expectOneLineError(
+      await cli('outliers', TINY, 'the sky is [MASK]', '--plot', join(ro, 'o.svg')),
+      /cannot write .*o\.svg/,
+    );
     expect(performance.now() - t0).toBeLessThan(5_000);
   });
 });
 
-describe('the hooks\' probes', () => {
+describe("the hooks' probes", () => {
   it('embed --input X --out X, embed over an existing --out, convert --force on a folder holding a directory named Manifest.json', async () => {
     const d = tempDir();
     const input = join(d, 'in.txt');
@@ -309,7 +489,10 @@ describe('the hooks\' probes', () => {
     expect(readFileSync(join(d, 'old.jsonl'), 'utf8')).toBe('keep\n');
     mkdirSync(join(d, 'p', 'Manifest.json'), { recursive: true });
     writeFileSync(join(d, 'p', 'mine.txt'), 'keep');
-    expectOneLineError(await cli('convert', TINY, '--out', join(d, 'p'), '--force', '--seq-len', '32', '--no-fidelity'), /will not replace .*p: it is not a Core ML package/);
+    expectOneLineError(
+      await cli('convert', TINY, '--out', join(d, 'p'), '--force', '--seq-len', '32', '--no-fidelity'),
+      /will not replace .*p: it is not a Core ML package/,
+    );
     expect(readFileSync(join(d, 'p', 'mine.txt'), 'utf8')).toBe('keep');
   });
 });
@@ -320,11 +503,13 @@ describe('no input grows memory past a stated bound', () => {
     const { MAX_RESULT_BYTES } = await import('../src/io/limits.js');
     const most = Math.floor(MAX_RESULT_BYTES / (768 * 4));
     expect(embeddingStore(768, 1000)).toHaveLength(768_000);
-    expect(() => embeddingStore(768, most + 1)).toThrow(/349526 texts of 768 values each would hold 1024 MiB of embeddings, more than the 1024 MiB one run may: split the input/);
+    expect(() => embeddingStore(768, most + 1)).toThrow(
+      /349526 texts of 768 values each would hold 1024 MiB of embeddings, more than the 1024 MiB one run may: split the input/,
+    );
   });
 });
 
-describe('every read has its kind\'s cap', () => {
+describe("every read has its kind's cap", () => {
   it('a golden file above its cap is refused before it is read, naming the kind', async () => {
     const { SafetensorsFile } = await import('../src/io/safetensors.js');
     const { expectError } = await import('./helpers/run.js');
@@ -341,7 +526,10 @@ describe('a batch of a million texts', () => {
     const d = tempDir();
     const input = join(d, 'many.txt');
     writeFileSync(input, 'a\n'.repeat(MAX_TEXTS + 1));
-    expectOneLineError(await cli('embed', TINY, '--input', input, '--out', join(d, 'e.npy')), new RegExp(`many\\.txt holds more than ${MAX_TEXTS} texts, the most one run takes: split it`));
+    expectOneLineError(
+      await cli('embed', TINY, '--input', input, '--out', join(d, 'e.npy')),
+      new RegExp(`many\\.txt holds more than ${MAX_TEXTS} texts, the most one run takes: split it`),
+    );
     expect(readdirSync(d)).toEqual(['many.txt']);
   }, 60_000);
 

@@ -46,9 +46,7 @@ interface SynthGolden {
 }
 
 describe('full-size synthetic models, weights from the PRNG (no file)', () => {
-  const cases: Array<[string, string[]]> = [
-    ['synth-base', ['seed_example', 'len300', 'len1024']],
-  ];
+  const cases: Array<[string, string[]]> = [['synth-base', ['seed_example', 'len300', 'len1024']]];
   for (const [name, caseNames] of cases) {
     it(`${name}: every case within 1e-4 on logits and hidden states`, async () => {
       const golden = JSON.parse(readFileSync(join(FX, name, 'golden.json'), 'utf8')) as SynthGolden;
@@ -56,7 +54,11 @@ describe('full-size synthetic models, weights from the PRNG (no file)', () => {
       expect(config).toMatchObject({ hidden: 768, numLayers: 22, vocabSize: 50368, localWindow: 128 });
       const weights = new SynthWeights(config, golden.overrides);
       if (name === 'synth-base-massive') expect(golden.overrides).toHaveLength(1);
-      const report = await verify(new Engine({ config, weights }), readGolden(join(FX, name, 'golden.safetensors')), 1e-4);
+      const report = await verify(
+        new Engine({ config, weights }),
+        readGolden(join(FX, name, 'golden.safetensors')),
+        1e-4,
+      );
       expectPassed(report, name, caseNames);
     }, 240_000);
   }

@@ -26,7 +26,9 @@ function referenceFnv(name: string): bigint {
 
 describe('portable PRNG', () => {
   it('matches prng_probe.json bit for bit', () => {
-    expect(fnv1a32('model.embeddings.tok_embeddings.weight')).toBe(probe["fnv1a32('model.embeddings.tok_embeddings.weight')"]);
+    expect(fnv1a32('model.embeddings.tok_embeddings.weight')).toBe(
+      probe["fnv1a32('model.embeddings.tok_embeddings.weight')"],
+    );
     expect(Array.from(hashU32(4, 12345))).toEqual(probe['hash_u32(4, 12345)']);
     expect(Array.from(synthTensor('x', [4], 0, 1))).toEqual(probe["synth_tensor('x', (4,), 0.0, 1.0)"]);
     expect(synthIds(5, 'seq300', 0, 50280)).toEqual(probe["synth_ids(5, 'seq300', 0, 50280)"]);
@@ -53,11 +55,19 @@ describe('portable PRNG', () => {
   it('generates the long inputs of the synth-base goldens: [CLS] + synthIds(n - 2, tag) + [SEP]', () => {
     const buf = readFileSync('test/fixtures/synth-base/golden.safetensors');
     const headerLen = Number(buf.readBigUInt64LE(0));
-    const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, { shape: number[]; data_offsets: [number, number] }>;
-    for (const [name, tag] of [['len300', 'seq300'], ['len1024', 'seq1024']] as const) {
+    const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<
+      string,
+      { shape: number[]; data_offsets: [number, number] }
+    >;
+    for (const [name, tag] of [
+      ['len300', 'seq300'],
+      ['len1024', 'seq1024'],
+    ] as const) {
       const t = header[`${name}.input_ids`]!;
       const n = t.shape[1]!;
-      const ids = Array.from({ length: n }, (_, i) => Number(buf.readBigInt64LE(8 + headerLen + t.data_offsets[0] + 8 * i)));
+      const ids = Array.from({ length: n }, (_, i) =>
+        Number(buf.readBigInt64LE(8 + headerLen + t.data_offsets[0] + 8 * i)),
+      );
       expect(ids).toEqual([50281, ...synthIds(n - 2, tag, 0, 50280), 50282]);
     }
   });

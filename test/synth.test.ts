@@ -15,7 +15,8 @@ interface Golden {
   recipe: Array<{ name: string; shape: number[]; base: number; amp: number }>;
   overrides: Override[];
 }
-const golden = (name: string): Golden => JSON.parse(readFileSync(`test/fixtures/${name}/golden.json`, 'utf8')) as Golden;
+const golden = (name: string): Golden =>
+  JSON.parse(readFileSync(`test/fixtures/${name}/golden.json`, 'utf8')) as Golden;
 const base = golden('synth-base');
 const massive = golden('synth-base-massive');
 const dir = mkdtempSync(join(tmpdir(), 'mbane-synth-'));
@@ -36,19 +37,36 @@ function referenceValue(name: string, i: number, baseValue: number, amp: number)
 }
 
 async function expectError(p: Promise<unknown> | (() => unknown), code: string): Promise<ModernBertError> {
-  const e = typeof p === 'function'
-    ? (() => { try { p(); return undefined; } catch (err) { return err; } })()
-    : await p.then(() => undefined, (err: unknown) => err);
+  const e =
+    typeof p === 'function'
+      ? (() => {
+          try {
+            p();
+            return undefined;
+          } catch (err) {
+            return err;
+          }
+        })()
+      : await p.then(
+          () => undefined,
+          (err: unknown) => err,
+        );
   expect(e).toBeInstanceOf(ModernBertError);
   expect((e as ModernBertError).code).toBe(code);
   return e as ModernBertError;
 }
 
 /** The header and float32 data of a safetensors file, read from its bytes. */
-function readSafetensors(path: string): { header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>; tensor: (name: string) => Float32Array } {
+function readSafetensors(path: string): {
+  header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  tensor: (name: string) => Float32Array;
+} {
   const buf = readFileSync(path);
   const n = Number(buf.readBigUInt64LE(0));
-  const { __metadata__: _, ...header } = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const { __metadata__: _, ...header } = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   const tensor = (name: string): Float32Array => {
     const [a, b] = header[name]!.data_offsets;
     const out = new Float32Array((b - a) / 4);
@@ -67,8 +85,11 @@ describe('synthetic recipe', () => {
     expect(preset.tie_word_embeddings).toBe(true);
   });
 
-  it('the large preset is ModernBERT-large\'s architecture', () => {
-    const released = JSON.parse(readFileSync('test/fixtures/configs/modernbert-large.json', 'utf8')) as Record<string, unknown>;
+  it("the large preset is ModernBERT-large's architecture", () => {
+    const released = JSON.parse(readFileSync('test/fixtures/configs/modernbert-large.json', 'utf8')) as Record<
+      string,
+      unknown
+    >;
     for (const [k, v] of Object.entries(SYNTH_PRESETS.large)) {
       if (k in released) expect(v, k).toEqual(released[k]);
     }
@@ -96,12 +117,27 @@ describe('synthetic recipe', () => {
     const wo = weights.get('model.layers.2.mlp.Wo.weight');
     expect(wo.shape).toEqual([768, 1152]);
     expect(wo.data.subarray(100 * 1152, 101 * 1152).every((v) => v === 2000)).toBe(true);
-    expect(wo.data[100 * 1152 - 1]).toBe(referenceValue('model.layers.2.mlp.Wo.weight', 100 * 1152 - 1, 0, 0.02 * Math.sqrt(3)));
-    expect(wo.data[101 * 1152]).toBe(referenceValue('model.layers.2.mlp.Wo.weight', 101 * 1152, 0, 0.02 * Math.sqrt(3)));
+    expect(wo.data[100 * 1152 - 1]).toBe(
+      referenceValue('model.layers.2.mlp.Wo.weight', 100 * 1152 - 1, 0, 0.02 * Math.sqrt(3)),
+    );
+    expect(wo.data[101 * 1152]).toBe(
+      referenceValue('model.layers.2.mlp.Wo.weight', 101 * 1152, 0, 0.02 * Math.sqrt(3)),
+    );
   });
 
   it('serves the tied decoder as the embeddings', () => {
-    const weights = new SynthWeights(parseConfig({ ...SYNTH_PRESETS.base, num_hidden_layers: 1, vocab_size: 40, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2 }));
+    const weights = new SynthWeights(
+      parseConfig({
+        ...SYNTH_PRESETS.base,
+        num_hidden_layers: 1,
+        vocab_size: 40,
+        pad_token_id: 0,
+        cls_token_id: 1,
+        sep_token_id: 2,
+        bos_token_id: 1,
+        eos_token_id: 2,
+      }),
+    );
     expect(weights.names()).toContain('decoder.weight');
     expect(weights.has('decoder.weight')).toBe(true);
     expect(weights.get('decoder.weight')).toEqual(weights.get('model.embeddings.tok_embeddings.weight'));
@@ -111,7 +147,11 @@ describe('synthetic recipe', () => {
 
 describe('overrides', () => {
   it('parses NAME[i,...]=VALUE and NAME=VALUE', () => {
-    expect(parseOverride('model.layers.2.mlp.Wo.weight[100]=2000')).toEqual({ name: 'model.layers.2.mlp.Wo.weight', index: [100], value: 2000 });
+    expect(parseOverride('model.layers.2.mlp.Wo.weight[100]=2000')).toEqual({
+      name: 'model.layers.2.mlp.Wo.weight',
+      index: [100],
+      value: 2000,
+    });
     expect(parseOverride(' w [ 1, 2 ] = -1.5e-3 ')).toEqual({ name: 'w', index: [1, 2], value: -1.5e-3 });
     expect(parseOverride('head.norm.weight=0')).toEqual({ name: 'head.norm.weight', index: [], value: 0 });
     expect(parseOverride('w[]=1')).toEqual({ name: 'w', index: [], value: 1 });
@@ -126,14 +166,35 @@ describe('overrides', () => {
   it('rejects an override of a tensor that is not stored, or outside it', async () => {
     const config = parseConfig(SYNTH_PRESETS.base);
     await expectError(() => new SynthWeights(config, [parseOverride('nope.weight[0]=1')]), 'BAD_ARGUMENT');
-    const tied = await expectError(() => new SynthWeights(config, [parseOverride('decoder.weight[0]=1')]), 'BAD_ARGUMENT');
+    const tied = await expectError(
+      () => new SynthWeights(config, [parseOverride('decoder.weight[0]=1')]),
+      'BAD_ARGUMENT',
+    );
     expect(tied.message).toContain('tied');
-    await expectError(() => new SynthWeights(config, [parseOverride('model.layers.2.mlp.Wo.weight[768]=1')]), 'BAD_ARGUMENT');
-    await expectError(() => new SynthWeights(config, [parseOverride('model.final_norm.weight[1,2]=1')]), 'BAD_ARGUMENT');
+    await expectError(
+      () => new SynthWeights(config, [parseOverride('model.layers.2.mlp.Wo.weight[768]=1')]),
+      'BAD_ARGUMENT',
+    );
+    await expectError(
+      () => new SynthWeights(config, [parseOverride('model.final_norm.weight[1,2]=1')]),
+      'BAD_ARGUMENT',
+    );
   });
 
   it('sets single elements, sub-tensors and whole tensors, later overrides winning', () => {
-    const config = parseConfig({ ...SYNTH_PRESETS.base, num_hidden_layers: 1, vocab_size: 40, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2, hidden_size: 8, intermediate_size: 4, num_attention_heads: 2 });
+    const config = parseConfig({
+      ...SYNTH_PRESETS.base,
+      num_hidden_layers: 1,
+      vocab_size: 40,
+      pad_token_id: 0,
+      cls_token_id: 1,
+      sep_token_id: 2,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      hidden_size: 8,
+      intermediate_size: 4,
+      num_attention_heads: 2,
+    });
     const weights = new SynthWeights(config, [
       parseOverride('model.layers.0.attn.Wqkv.weight[3]=7'),
       parseOverride('model.layers.0.attn.Wqkv.weight[3,5]=9'),
@@ -172,7 +233,12 @@ describe('writeSynthCheckpoint', () => {
     writeFileSync(configPath, JSON.stringify(tiny));
     const out = join(dir, 'tiny');
     const progress: Array<[number, number]> = [];
-    const info = await writeSynthCheckpoint(configPath, out, [parseOverride('model.layers.1.mlp.Wo.bias[5]=3.5')], (d, t) => progress.push([d, t]));
+    const info = await writeSynthCheckpoint(
+      configPath,
+      out,
+      [parseOverride('model.layers.1.mlp.Wo.bias[5]=3.5')],
+      (d, t) => progress.push([d, t]),
+    );
 
     const config = parseConfig(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')));
     expect(config).toEqual(info.config);
@@ -210,10 +276,27 @@ describe('writeSynthCheckpoint', () => {
   it('writes a preset with 4.x field names and refuses to overwrite unless asked', async () => {
     const out = join(dir, 'preset');
     const small = join(dir, 'small.json');
-    writeFileSync(small, JSON.stringify({ ...SYNTH_PRESETS.base, num_hidden_layers: 1, vocab_size: 64, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2 }));
+    writeFileSync(
+      small,
+      JSON.stringify({
+        ...SYNTH_PRESETS.base,
+        num_hidden_layers: 1,
+        vocab_size: 64,
+        pad_token_id: 0,
+        cls_token_id: 1,
+        sep_token_id: 2,
+        bos_token_id: 1,
+        eos_token_id: 2,
+      }),
+    );
     await writeSynthCheckpoint(small, out);
     const written = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
-    expect(written).toMatchObject({ model_type: 'modernbert', global_rope_theta: 160000, local_rope_theta: 10000, global_attn_every_n_layers: 3 });
+    expect(written).toMatchObject({
+      model_type: 'modernbert',
+      global_rope_theta: 160000,
+      local_rope_theta: 10000,
+      global_attn_every_n_layers: 3,
+    });
     expect(written).not.toHaveProperty('layer_types');
     await expectError(writeSynthCheckpoint(small, out), 'OUTPUT_EXISTS');
     await writeSynthCheckpoint(small, out, [], undefined, { overwrite: true });
@@ -230,7 +313,10 @@ describe('writeSynthCheckpoint', () => {
   it('reports an unknown preset or config path, and writes nothing for a bad override', async () => {
     await expectError(writeSynthCheckpoint('huge', join(dir, 'x')), 'FILE_NOT_FOUND');
     const out = join(dir, 'bad-override');
-    await expectError(writeSynthCheckpoint('base', out, [parseOverride('model.layers.99.mlp.Wo.weight[0]=1')]), 'BAD_ARGUMENT');
+    await expectError(
+      writeSynthCheckpoint('base', out, [parseOverride('model.layers.99.mlp.Wo.weight[0]=1')]),
+      'BAD_ARGUMENT',
+    );
     expect(existsSync(out)).toBe(false);
   });
 });

@@ -17,7 +17,21 @@ const bin = join(ROOT, 'bin', 'modernbert-ane.js');
 let model: string;
 beforeAll(async () => {
   const work = tempDir('mbane-temp-');
-  writeFileSync(join(work, 'c.json'), JSON.stringify({ hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2, vocab_size: 1024, intermediate_size: 128, pad_token_id: 0, cls_token_id: 1, sep_token_id: 2, bos_token_id: 1, eos_token_id: 2 }));
+  writeFileSync(
+    join(work, 'c.json'),
+    JSON.stringify({
+      hidden_size: 64,
+      num_attention_heads: 4,
+      num_hidden_layers: 2,
+      vocab_size: 1024,
+      intermediate_size: 128,
+      pad_token_id: 0,
+      cls_token_id: 1,
+      sep_token_id: 2,
+      bos_token_id: 1,
+      eos_token_id: 2,
+    }),
+  );
   model = join(work, 'model');
   const r = await cli('synth', join(work, 'c.json'), '--out', model);
   expect(r.code, r.stderr).toBe(0);
@@ -35,10 +49,17 @@ describe('onnxruntime and the temporary folder', () => {
       ['predict', model, 'the sky is [MASK]', ...tok, '--runtime', 'ort', '--precision', 'fp16'],
       ['embed', model, '--input', texts, '--out', out, '--force', ...tok, '--runtime', 'ort'],
     ]) {
-      const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, TMPDIR: tmp }, timeout: 60_000 });
+      const r = spawnSync(process.execPath, [bin, ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, TMPDIR: tmp },
+        timeout: 60_000,
+      });
       expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(0);
       // (This sandbox's own process wrapper leaves these two in every TMPDIR; nothing else may appear.)
-      expect(readdirSync(tmp).filter((f) => !/^(\.ses|mat-debug-\d+\.log)$/.test(f)), args.join(' ')).toEqual([]);
+      expect(
+        readdirSync(tmp).filter((f) => !/^(\.ses|mat-debug-\d+\.log)$/.test(f)),
+        args.join(' '),
+      ).toEqual([]);
     }
   }, 120_000);
 });

@@ -18,17 +18,24 @@ interface GoldenCase {
 function int64Rows(path: string, name: string): number[][] {
   const buf = readFileSync(path);
   const headerLen = Number(buf.readBigUInt64LE(0));
-  const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   const t = header[name]!;
   expect(t.dtype).toBe('I64');
   const [rows, cols] = t.shape as [number, number];
   const start = 8 + headerLen + t.data_offsets[0];
   return Array.from({ length: rows }, (_, r) =>
-    Array.from({ length: cols }, (_, c) => Number(buf.readBigInt64LE(start + 8 * (r * cols + c)))));
+    Array.from({ length: cols }, (_, c) => Number(buf.readBigInt64LE(start + 8 * (r * cols + c)))),
+  );
 }
 
 async function expectError(p: Promise<unknown>, code: string): Promise<void> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(ModernBertError);
   expect((e as ModernBertError).code).toBe(code);
 }
@@ -53,7 +60,13 @@ describe('tokenizer: golden encodings of the Rust library', () => {
   it('knows the special tokens and the vocabulary size', async () => {
     const t = await loadTokenizer(FIXTURE);
     const s = golden.special_ids;
-    expect([t.unkTokenId, t.clsTokenId, t.sepTokenId, t.padTokenId, t.maskTokenId]).toEqual([s['[UNK]'], s['[CLS]'], s['[SEP]'], s['[PAD]'], s['[MASK]']]);
+    expect([t.unkTokenId, t.clsTokenId, t.sepTokenId, t.padTokenId, t.maskTokenId]).toEqual([
+      s['[UNK]'],
+      s['[CLS]'],
+      s['[SEP]'],
+      s['[PAD]'],
+      s['[MASK]'],
+    ]);
     expect(t.vocabSize).toBe(golden.vocab_size);
     expect(t.tokenToId('[MASK]')).toBe(s['[MASK]']);
     expect(t.idToToken(s['[MASK]']!)).toBe('[MASK]');
@@ -71,7 +84,7 @@ describe('tokenizer: golden encodings of the Rust library', () => {
   });
 });
 
-describe('tokenizer: the checkpoints\' own tokenizers', () => {
+describe("tokenizer: the checkpoints' own tokenizers", () => {
   it('tiny-mlm encodes the texts of its goldens to the stored input ids', async () => {
     const dir = 'test/fixtures/tiny-mlm';
     const t = await loadTokenizer(dir);
@@ -132,37 +145,78 @@ describe('tokenizer: where the JavaScript library departs from Rust', () => {
   });
 
   it('honours single_word, rstrip and normalized added tokens', () => {
-    const json = JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8')) as { added_tokens: unknown[]; normalizer: unknown };
+    const json = JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8')) as {
+      added_tokens: unknown[];
+      normalizer: unknown;
+    };
     json.added_tokens.push(
       { id: 1005, content: 'zz', single_word: true, lstrip: false, rstrip: false, normalized: false, special: false },
       { id: 1006, content: '<r>', single_word: false, lstrip: false, rstrip: true, normalized: false, special: true },
-      { id: 1007, content: 'hello', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false },
+      {
+        id: 1007,
+        content: 'hello',
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: true,
+        special: false,
+      },
     );
     json.normalizer = { type: 'Lowercase' };
     const t = Tokenizer.fromJSON(json);
-    expect(t.encode('zz azz zz. zzz (zz)').ids).toEqual([1001, 1005, 267, 89, 89, 220, 1005, 13, 220, 89, 89, 89, 341, 1005, 8, 1002]);
+    expect(t.encode('zz azz zz. zzz (zz)').ids).toEqual([
+      1001, 1005, 267, 89, 89, 220, 1005, 13, 220, 89, 89, 89, 341, 1005, 8, 1002,
+    ]);
     expect(t.encode('<r>   x <r>\u0085y').ids).toEqual([1001, 1006, 87, 220, 1006, 88, 1002]);
-    expect(t.encode('HELLO there, Hello<r> hello').ids).toEqual([1001, 1007, 295, 263, 11, 220, 1007, 1006, 1007, 1002]);
+    expect(t.encode('HELLO there, Hello<r> hello').ids).toEqual([
+      1001, 1007, 295, 263, 11, 220, 1007, 1006, 1007, 1002,
+    ]);
   });
 });
 
 describe('tokenizer: token spans in the text (encodeWithOffsets)', () => {
-  const json = (): Record<string, unknown> => JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+  const json = (): Record<string, unknown> =>
+    JSON.parse(readFileSync(join(FIXTURE, 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
 
-  it('gives every token its span: the ids are encode\'s, the template\'s special tokens [0, 0], spaces left out', async () => {
+  it("gives every token its span: the ids are encode's, the template's special tokens [0, 0], spaces left out", async () => {
     const t = await loadTokenizer(FIXTURE);
     const text = 'The sky is [MASK].';
     const e = t.encodeWithOffsets(text);
     expect(e.ids).toEqual(t.encode(text).ids);
     // T|he| s|k|y| is|[MASK]|. : the [MASK] span holds the space its lstrip takes, as Rust's does.
-    expect(e.offsets).toEqual([[0, 0], [0, 1], [1, 3], [4, 5], [5, 6], [6, 7], [8, 10], [10, 17], [17, 18], [0, 0]]);
-    expect(e.offsets.map(([a, b]) => text.slice(a, b))).toEqual(['', 'T', 'he', 's', 'k', 'y', 'is', ' [MASK]', '.', '']);
+    expect(e.offsets).toEqual([
+      [0, 0],
+      [0, 1],
+      [1, 3],
+      [4, 5],
+      [5, 6],
+      [6, 7],
+      [8, 10],
+      [10, 17],
+      [17, 18],
+      [0, 0],
+    ]);
+    expect(e.offsets.map(([a, b]) => text.slice(a, b))).toEqual([
+      '',
+      'T',
+      'he',
+      's',
+      'k',
+      'y',
+      'is',
+      ' [MASK]',
+      '.',
+      '',
+    ]);
   });
 
   it('slices every golden text to the text of each whole-character token, in order, in UTF-16 units', async () => {
     const t = await loadTokenizer(FIXTURE);
     const golden = JSON.parse(readFileSync(join(FIXTURE, 'golden_encodings.json'), 'utf8')) as { cases: GoldenCase[] };
-    const texts = [...golden.cases.flatMap((c) => (Array.isArray(c.text) ? c.text : [c.text])), 'a \u{1F680}b\u00e9  \t\nc'];
+    const texts = [
+      ...golden.cases.flatMap((c) => (Array.isArray(c.text) ? c.text : [c.text])),
+      'a \u{1F680}b\u00e9  \t\nc',
+    ];
     for (const text of texts) {
       const e = t.encodeWithOffsets(text);
       expect(e.ids, text).toEqual(t.encode(text).ids);
@@ -176,7 +230,8 @@ describe('tokenizer: token spans in the text (encodeWithOffsets)', () => {
         const decoded = t.decode([id]);
         // A token of whole characters slices to its own text (without the spaces a span leaves out); a token of
         // part of a character's bytes decodes to U+FFFD and spans that whole character.
-        if (!decoded.includes('\ufffd')) expect(text.slice(a, b), `${text}: token ${i}`).toBe(decoded.replace(/^ +| +$/g, ''));
+        if (!decoded.includes('\ufffd'))
+          expect(text.slice(a, b), `${text}: token ${i}`).toBe(decoded.replace(/^ +| +$/g, ''));
         else expect([...text.slice(a, b)]).toHaveLength(1);
       });
     }
@@ -199,7 +254,7 @@ describe('tokenizer: token spans in the text (encodeWithOffsets)', () => {
     expect(e.offsets[1]![0]).toBe(0);
   });
 
-  it('keeps the text\'s own spans through a post-processor that is not a template', () => {
+  it("keeps the text's own spans through a post-processor that is not a template", () => {
     const j = json();
     j.post_processor = { type: 'BertProcessing', sep: ['[SEP]', 1002], cls: ['[CLS]', 1001] };
     const t = Tokenizer.fromJSON(j);
@@ -207,7 +262,12 @@ describe('tokenizer: token spans in the text (encodeWithOffsets)', () => {
     expect(e.ids[0]).toBe(1001);
     expect(e.offsets[0]).toEqual([0, 0]);
     expect(e.offsets.at(-1)).toEqual([0, 0]);
-    expect(e.offsets.slice(1, -1).map(([a, b]) => 'Hi there'.slice(a, b)).join('')).toBe('Hithere');
+    expect(
+      e.offsets
+        .slice(1, -1)
+        .map(([a, b]) => 'Hi there'.slice(a, b))
+        .join(''),
+    ).toBe('Hithere');
   });
 });
 

@@ -11,8 +11,24 @@ export interface Mutated {
   what: string;
 }
 
-const INTERESTING_BYTES = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x20, 0x22, 0x2c, 0x2d, 0x30, 0x39, 0x5b, 0x5d, 0x7b, 0x7d, 0x5c];
-const INTERESTING_INTS = [0n, 1n, 2n ** 7n, 2n ** 8n, 2n ** 15n, 2n ** 16n, 2n ** 31n - 1n, 2n ** 31n, 2n ** 32n - 1n, 2n ** 40n, 2n ** 53n, 2n ** 63n, 2n ** 64n - 1n];
+const INTERESTING_BYTES = [
+  0x00, 0x01, 0x7f, 0x80, 0xff, 0x20, 0x22, 0x2c, 0x2d, 0x30, 0x39, 0x5b, 0x5d, 0x7b, 0x7d, 0x5c,
+];
+const INTERESTING_INTS = [
+  0n,
+  1n,
+  2n ** 7n,
+  2n ** 8n,
+  2n ** 15n,
+  2n ** 16n,
+  2n ** 31n - 1n,
+  2n ** 31n,
+  2n ** 32n - 1n,
+  2n ** 40n,
+  2n ** 53n,
+  2n ** 63n,
+  2n ** 64n - 1n,
+];
 
 /** One byte-level mutation of `input`; `focus` biases positions to the first bytes (a header). */
 export function mutateBytes(rng: Rng, input: Uint8Array, focus = input.length): Mutated {
@@ -55,7 +71,10 @@ export function mutateBytes(rng: Rng, input: Uint8Array, focus = input.length): 
       const len = 1 + rng.int(32);
       const chunk = b.slice(p, p + len);
       const at = pos();
-      return { bytes: concat(b.subarray(0, at), chunk, b.subarray(at)), what: `duplicate ${chunk.length} bytes from ${p} at ${at}` };
+      return {
+        bytes: concat(b.subarray(0, at), chunk, b.subarray(at)),
+        what: `duplicate ${chunk.length} bytes from ${p} at ${at}`,
+      };
     }
     case 6: {
       const p = pos();
@@ -85,9 +104,47 @@ const NAN = '\u0000NAN\u0000';
 
 /** Values a field is set to: huge, negative, fractional, NaN-like, prototype names, wrong types, deep. */
 export const ODD_VALUES: readonly Json[] = [
-  1e308, 1e12, 3e8, 1e9, 2 ** 40, 2 ** 53 + 2, 2 ** 31, -1, -0.5, 0, 0.5, 1, 2, 3, 7, 1023, 1024, 65535,
-  'NaN', 'Infinity', '-Infinity', '', 'x', '__proto__', 'constructor', 'toString', 'hasOwnProperty', '../../etc/passwd', '/dev/zero',
-  null, true, false, [], {}, [1, 2], { a: 1 }, [[[[[]]]]], 'a'.repeat(10_000), DEEP, DEEPER, NAN,
+  1e308,
+  1e12,
+  3e8,
+  1e9,
+  2 ** 40,
+  2 ** 53 + 2,
+  2 ** 31,
+  -1,
+  -0.5,
+  0,
+  0.5,
+  1,
+  2,
+  3,
+  7,
+  1023,
+  1024,
+  65535,
+  'NaN',
+  'Infinity',
+  '-Infinity',
+  '',
+  'x',
+  '__proto__',
+  'constructor',
+  'toString',
+  'hasOwnProperty',
+  '../../etc/passwd',
+  '/dev/zero',
+  null,
+  true,
+  false,
+  [],
+  {},
+  [1, 2],
+  { a: 1 },
+  [[[[[]]]]],
+  'a'.repeat(10_000),
+  DEEP,
+  DEEPER,
+  NAN,
 ];
 const ODD_KEYS = ['__proto__', 'constructor', 'toString', 'prototype', 'valueOf', '', '0', '-1', 'x'.repeat(300)];
 
@@ -173,17 +230,21 @@ export function mutateJson(rng: Rng, input: Json): { doc: Json; what: string } {
     case 4: {
       // Numbers nudged, strings renamed, containers emptied or doubled.
       let value: Json;
-      if (typeof current === 'number') value = rng.pick([current + 1, current - 1, current * 2, -current, current * 1000, current + 0.5]);
-      else if (typeof current === 'string') value = rng.pick([current + 'x', current.slice(1), current.toUpperCase(), '__proto__', 'constructor']);
+      if (typeof current === 'number')
+        value = rng.pick([current + 1, current - 1, current * 2, -current, current * 1000, current + 0.5]);
+      else if (typeof current === 'string')
+        value = rng.pick([current + 'x', current.slice(1), current.toUpperCase(), '__proto__', 'constructor']);
       else if (Array.isArray(current)) value = rng.chance(0.5) ? [] : [...current, ...current];
-      else if (current !== null && typeof current === 'object') value = rng.chance(0.5) ? {} : { ...current, __extra__: 1 };
+      else if (current !== null && typeof current === 'object')
+        value = rng.chance(0.5) ? {} : { ...current, __extra__: 1 };
       else value = rng.pick(ODD_VALUES);
       setOwn(parent, key, value);
       return { doc, what: `${where}: ${show(current)} -> ${show(value)}` };
     }
     case 5: {
       const other = rng.pick(all);
-      if (other.length === 0 || other.slice(0, path.length).join('\u0001') === path.join('\u0001')) return { doc, what: 'no-op swap' };
+      if (other.length === 0 || other.slice(0, path.length).join('\u0001') === path.join('\u0001'))
+        return { doc, what: 'no-op swap' };
       const b = getAt(doc, other);
       setOwn(parent, key, structuredClone(b));
       return { doc, what: `${where} = copy of ${other.join('.')}` };
@@ -201,6 +262,7 @@ export function mutateJson(rng: Rng, input: Json): { doc: Json; what: string } {
 }
 
 function show(v: Json): string {
-  const s = typeof v === 'string' && v.startsWith('\u0000') ? v.replaceAll('\u0000', '') : (JSON.stringify(v) ?? 'undefined');
+  const s =
+    typeof v === 'string' && v.startsWith('\u0000') ? v.replaceAll('\u0000', '') : (JSON.stringify(v) ?? 'undefined');
   return s.length > 40 ? `${s.slice(0, 40)}...` : s;
 }

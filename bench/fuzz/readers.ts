@@ -5,7 +5,16 @@
 // names, output targets) is in user-files.ts.
 
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../../dist/run/engine.js';
 import { ModernBertError } from '../../dist/errors.js';
@@ -23,7 +32,15 @@ import { concat, mutateBytes, mutateJsonText, type Mutated } from './mutate.js';
 import { batchSeeds, runUserFileCase, USER_FILE_READERS } from './user-files.js';
 import type { Rng } from './random.js';
 
-export const READERS = ['safetensors', 'index', 'config', 'tokenizer', 'package', 'golden', ...USER_FILE_READERS] as const;
+export const READERS = [
+  'safetensors',
+  'index',
+  'config',
+  'tokenizer',
+  'package',
+  'golden',
+  ...USER_FILE_READERS,
+] as const;
 export type ReaderName = (typeof READERS)[number];
 
 /** Seed files, built once per run from the fixtures folder. */
@@ -56,7 +73,9 @@ export async function prepareSeeds(fixtures: string, dir: string): Promise<Seeds
   const tiny = join(fixtures, 'tiny-mlm');
   const source = SafetensorsFile.open(join(tiny, 'model.safetensors'));
   const names = [...source.tensors.keys()];
-  const tensors = new Map(names.map((n) => [n, { shape: source.info(n).shape, data: Float32Array.from(source.readFloat32(n)) }]));
+  const tensors = new Map(
+    names.map((n) => [n, { shape: source.info(n).shape, data: Float32Array.from(source.readFloat32(n)) }]),
+  );
   source.close();
 
   // A small safetensors file with several dtypes, and a little metadata.
@@ -81,7 +100,12 @@ export async function prepareSeeds(fixtures: string, dir: string): Promise<Seeds
   for (const [s, part] of [names.slice(0, half), names.slice(half)].entries()) {
     await writeSafetensors(
       join(sharded, shardNames[s]!),
-      part.map((n) => ({ name: n, dtype: 'F32' as const, shape: tensors.get(n)!.shape, data: () => tensors.get(n)!.data })),
+      part.map((n) => ({
+        name: n,
+        dtype: 'F32' as const,
+        shape: tensors.get(n)!.shape,
+        data: () => tensors.get(n)!.data,
+      })),
     );
     for (const n of part) weightMap[n] = shardNames[s]!;
   }
@@ -94,7 +118,12 @@ export async function prepareSeeds(fixtures: string, dir: string): Promise<Seeds
   const goldenTensors: TensorToWrite[] = keys.map((k) =>
     k.endsWith('logits') || k.endsWith('states')
       ? { name: k, dtype: 'F32', shape: g.info(k).shape, data: () => Float32Array.from(g.readFloat32(k)) }
-      : { name: k, dtype: 'I64', shape: g.info(k).shape, data: () => BigInt64Array.from(Array.from(g.readInt32(k), BigInt)) },
+      : {
+          name: k,
+          dtype: 'I64',
+          shape: g.info(k).shape,
+          data: () => BigInt64Array.from(Array.from(g.readInt32(k), BigInt)),
+        },
   );
   const goldenPath = join(dir, 'golden.safetensors');
   await writeSafetensors(goldenPath, goldenTensors);
@@ -199,7 +228,13 @@ async function forwardCheckpoint(dir: string): Promise<void> {
 }
 
 /** Runs one case of `reader` in `dir` (a fresh, empty folder). Throws what the reader threw. */
-export async function runReaderCase(reader: ReaderName, seeds: Seeds, rng: Rng, dir: string, log: CaseLog): Promise<void> {
+export async function runReaderCase(
+  reader: ReaderName,
+  seeds: Seeds,
+  rng: Rng,
+  dir: string,
+  log: CaseLog,
+): Promise<void> {
   switch (reader) {
     case 'batch-input':
     case 'head-name':
@@ -215,8 +250,13 @@ export async function runReaderCase(reader: ReaderName, seeds: Seeds, rng: Rng, 
       const f = SafetensorsFile.open(path);
       try {
         for (const [name, info] of f.tensors) {
-          const data = ['F32', 'F16', 'BF16', 'F64'].includes(info.dtype) ? f.readFloat32(name) : ['I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'].includes(info.dtype) ? f.readInt32(name) : undefined;
-          if (data && data.length !== info.shape.reduce((a, b) => a * b, 1)) throw new Error(`tensor ${name} read ${data.length} values for shape [${info.shape.join(', ')}]`);
+          const data = ['F32', 'F16', 'BF16', 'F64'].includes(info.dtype)
+            ? f.readFloat32(name)
+            : ['I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'].includes(info.dtype)
+              ? f.readInt32(name)
+              : undefined;
+          if (data && data.length !== info.shape.reduce((a, b) => a * b, 1))
+            throw new Error(`tensor ${name} read ${data.length} values for shape [${info.shape.join(', ')}]`);
         }
       } finally {
         f.close();
@@ -248,13 +288,20 @@ export async function runReaderCase(reader: ReaderName, seeds: Seeds, rng: Rng, 
       const tok = join(dir, 'tok');
       mkdirSync(tok);
       const which = rng.chance(0.8) ? 'tokenizer.json' : 'tokenizer_config.json';
-      writeFileSync(join(tok, 'tokenizer.json'), which === 'tokenizer.json' ? mutateJsonFile(rng, seeds.tokenizer, log) : seeds.tokenizer);
-      writeFileSync(join(tok, 'tokenizer_config.json'), which === 'tokenizer_config.json' ? mutateJsonFile(rng, seeds.tokenizerConfig, log) : seeds.tokenizerConfig);
+      writeFileSync(
+        join(tok, 'tokenizer.json'),
+        which === 'tokenizer.json' ? mutateJsonFile(rng, seeds.tokenizer, log) : seeds.tokenizer,
+      );
+      writeFileSync(
+        join(tok, 'tokenizer_config.json'),
+        which === 'tokenizer_config.json' ? mutateJsonFile(rng, seeds.tokenizerConfig, log) : seeds.tokenizerConfig,
+      );
       if (rng.chance(0.02)) swapKind(rng, join(tok, which), log);
       log.ready?.(log.what.join('; '));
       const t = await loadTokenizer(tok);
       const enc = t.encode('The capital of France is [MASK]. Ünïcödé text, numbers 12345!', 'a second text');
-      if (!enc.ids.every((id) => Number.isInteger(id))) throw new Error(`accepted, but encoding gave ids ${enc.ids.slice(0, 10).join(',')}`);
+      if (!enc.ids.every((id) => Number.isInteger(id)))
+        throw new Error(`accepted, but encoding gave ids ${enc.ids.slice(0, 10).join(',')}`);
       t.decode(enc.ids);
       return;
     }
@@ -278,7 +325,8 @@ export async function runReaderCase(reader: ReaderName, seeds: Seeds, rng: Rng, 
       if (rng.chance(0.02)) swapKind(rng, path, log);
       log.ready?.(log.what.join('; '));
       for (const c of readGolden(path)) {
-        if (c.inputIds.data.length !== c.inputIds.shape[0] * c.inputIds.shape[1]) throw new Error('accepted, but input_ids do not fill their shape');
+        if (c.inputIds.data.length !== c.inputIds.shape[0] * c.inputIds.shape[1])
+          throw new Error('accepted, but input_ids do not fill their shape');
       }
       return;
     }
@@ -313,7 +361,16 @@ export function mutateSafetensors(rng: Rng, seed: Uint8Array, golden = false): M
   switch (rng.int(golden ? 10 : 9)) {
     case 0: {
       const i = rng.int(2);
-      const v = rng.pick([t.data_offsets[i]! + 1, t.data_offsets[i]! - 1, 0, -1, 2 ** 53, 1e20, 0.5, t.data_offsets[1 - i]!]);
+      const v = rng.pick([
+        t.data_offsets[i]! + 1,
+        t.data_offsets[i]! - 1,
+        0,
+        -1,
+        2 ** 53,
+        1e20,
+        0.5,
+        t.data_offsets[1 - i]!,
+      ]);
       t.data_offsets[i] = v;
       what = `${name}.data_offsets[${i}] = ${v}`;
       break;
@@ -326,7 +383,25 @@ export function mutateSafetensors(rng: Rng, seed: Uint8Array, golden = false): M
       break;
     }
     case 2: {
-      const v = rng.pick(['F32', 'F16', 'BF16', 'F64', 'I64', 'I32', 'I8', 'U8', 'BOOL', 'F4', 'F8_E4M3', 'U64', 'C64', 'f32', '__proto__', 'constructor', '']);
+      const v = rng.pick([
+        'F32',
+        'F16',
+        'BF16',
+        'F64',
+        'I64',
+        'I32',
+        'I8',
+        'U8',
+        'BOOL',
+        'F4',
+        'F8_E4M3',
+        'U64',
+        'C64',
+        'f32',
+        '__proto__',
+        'constructor',
+        '',
+      ]);
       t.dtype = v;
       what = `${name}.dtype = ${v}`;
       break;
@@ -355,7 +430,10 @@ export function mutateSafetensors(rng: Rng, seed: Uint8Array, golden = false): M
     }
     case 7: {
       const depth = rng.pick([200, 10_000]);
-      text = JSON.stringify(json).replace(`"shape":${JSON.stringify(t.shape)}`, `"shape":${'['.repeat(depth)}1${']'.repeat(depth)}`);
+      text = JSON.stringify(json).replace(
+        `"shape":${JSON.stringify(t.shape)}`,
+        `"shape":${'['.repeat(depth)}1${']'.repeat(depth)}`,
+      );
       what = `${name}.shape nested ${depth} deep`;
       break;
     }
@@ -368,7 +446,9 @@ export function mutateSafetensors(rng: Rng, seed: Uint8Array, golden = false): M
     default: {
       // Golden keys: a case or key renamed to an odd name.
       const odd = rng.pick(['__proto__', 'constructor', 'toString', '', 'x.y']);
-      const [c, k] = name.includes('.') ? [name.slice(0, name.lastIndexOf('.')), name.slice(name.lastIndexOf('.') + 1)] : ['', name];
+      const [c, k] = name.includes('.')
+        ? [name.slice(0, name.lastIndexOf('.')), name.slice(name.lastIndexOf('.') + 1)]
+        : ['', name];
       const renamed = rng.chance(0.5) ? `${odd}.${k}` : `${c}.${odd}`;
       Object.defineProperty(json, renamed, { value: t, enumerable: true, configurable: true, writable: true });
       delete json[name];
@@ -385,11 +465,25 @@ function mutateIndex(rng: Rng, text: string, log: CaseLog): Uint8Array {
     const names = Object.keys(json.weight_map);
     const name = rng.pick(names);
     const shard = rng.pick([
-      '../elsewhere/shard.safetensors', '../../etc/passwd', '/etc/passwd', '/dev/zero', 'model-00001-of-00002.safetensors/',
-      './model-00001-of-00002.safetensors', 'missing.safetensors', '', '.', 'config.json', 'model.safetensors.index.json', '__proto__',
+      '../elsewhere/shard.safetensors',
+      '../../etc/passwd',
+      '/etc/passwd',
+      '/dev/zero',
+      'model-00001-of-00002.safetensors/',
+      './model-00001-of-00002.safetensors',
+      'missing.safetensors',
+      '',
+      '.',
+      'config.json',
+      'model.safetensors.index.json',
+      '__proto__',
     ]);
     if (rng.chance(0.7)) json.weight_map[name] = shard;
-    else Object.defineProperty(json.weight_map, rng.pick(['__proto__', 'constructor', 'toString']), { value: rng.chance(0.5) ? shard : json.weight_map[name], enumerable: true });
+    else
+      Object.defineProperty(json.weight_map, rng.pick(['__proto__', 'constructor', 'toString']), {
+        value: rng.chance(0.5) ? shard : json.weight_map[name],
+        enumerable: true,
+      });
     log.what.push(`weight_map edit: ${name} -> ${shard}`);
     return Buffer.from(JSON.stringify(json));
   }
@@ -423,7 +517,20 @@ function mutatePackage(rng: Rng, seeds: Seeds, pkg: string, log: CaseLog): void 
     } else if (rng.chance(0.8)) {
       const blob = rng.pick(seeds.blobs);
       const field = rng.pick([0, 4, 8, 16, 24]);
-      const v = rng.pick([0n, 1n, 2n, 7n, 14n, 99n, 0xdeadbeefn, 2n ** 32n - 1n, 2n ** 53n, 2n ** 63n, BigInt(seeds.weights.length), BigInt(seeds.weights.length + 64)]);
+      const v = rng.pick([
+        0n,
+        1n,
+        2n,
+        7n,
+        14n,
+        99n,
+        0xdeadbeefn,
+        2n ** 32n - 1n,
+        2n ** 53n,
+        2n ** 63n,
+        BigInt(seeds.weights.length),
+        BigInt(seeds.weights.length + 64),
+      ]);
       if (field < 8) view.writeUInt32LE(Number(v & 0xffffffffn), field + blob);
       else view.writeBigUInt64LE(v, field + blob);
       log.what.push(`blob at ${blob} field ${field} = ${v}`);
@@ -435,7 +542,12 @@ function mutatePackage(rng: Rng, seeds: Seeds, pkg: string, log: CaseLog): void 
     }
     replace(join(coreml, 'weights', 'weight.bin'), w);
   } else {
-    const path = rng.pick([join(pkg, 'Manifest.json'), join(coreml, 'model.mlmodel'), join(coreml, 'weights', 'weight.bin'), join(coreml, 'weights')]);
+    const path = rng.pick([
+      join(pkg, 'Manifest.json'),
+      join(coreml, 'model.mlmodel'),
+      join(coreml, 'weights', 'weight.bin'),
+      join(coreml, 'weights'),
+    ]);
     swapKind(rng, path, log);
   }
 }
@@ -445,10 +557,37 @@ function mutateProgram(rng: Rng, bytes: Uint8Array, log: CaseLog): Uint8Array {
   const m = decodeModel(bytes, 'model.mlmodel');
   const fn = Object.values(m.mlProgram?.functions ?? {})[0];
   const block = fn ? Object.values(fn.block_specializations ?? {})[0] : undefined;
-  const odd = rng.pick<string>(['__proto__', 'constructor', 'toString', '', 'seqcls', 'mlm', 'none', 'embedding', '[1e400]', '{"pad":-1,"cls":0,"sep":0}', '{"pad":99999,"cls":0,"sep":0}', '["a"]', '[]', 'null', '1e12', '-1', '{']);
+  const odd = rng.pick<string>([
+    '__proto__',
+    'constructor',
+    'toString',
+    '',
+    'seqcls',
+    'mlm',
+    'none',
+    'embedding',
+    '[1e400]',
+    '{"pad":-1,"cls":0,"sep":0}',
+    '{"pad":99999,"cls":0,"sep":0}',
+    '["a"]',
+    '[]',
+    'null',
+    '1e12',
+    '-1',
+    '{',
+  ]);
   switch (rng.int(4)) {
     case 0: {
-      const key = rng.pick(['head', 'labels', 'special_token_ids', 'num_layers', 'sequence_lengths', '__proto__', 'modernbert-ane.symbols', 'modernbert-ane.taps']);
+      const key = rng.pick([
+        'head',
+        'labels',
+        'special_token_ids',
+        'num_layers',
+        'sequence_lengths',
+        '__proto__',
+        'modernbert-ane.symbols',
+        'modernbert-ane.taps',
+      ]);
       const userDefined = { ...(m.description?.metadata?.userDefined ?? {}) };
       Object.defineProperty(userDefined, key, { value: odd, enumerable: true, configurable: true, writable: true });
       m.description = { ...m.description, metadata: { ...m.description?.metadata, userDefined } };
@@ -458,7 +597,17 @@ function mutateProgram(rng: Rng, bytes: Uint8Array, log: CaseLog): Uint8Array {
     case 1: {
       const ops = block?.operations ?? [];
       const op = ops.length > 0 ? rng.pick(ops) : undefined;
-      if (op) op.type = rng.pick(['__proto__', 'constructor', 'toString', 'hasOwnProperty', '', 'const', 'gather', 'not_an_op']);
+      if (op)
+        op.type = rng.pick([
+          '__proto__',
+          'constructor',
+          'toString',
+          'hasOwnProperty',
+          '',
+          'const',
+          'gather',
+          'not_an_op',
+        ]);
       log.what.push(`op ${op?.outputs?.[0]?.name ?? '?'} type = ${op?.type ?? '?'}`);
       break;
     }
@@ -471,7 +620,13 @@ function mutateProgram(rng: Rng, bytes: Uint8Array, log: CaseLog): Uint8Array {
       break;
     }
     default: {
-      if (block) block.outputs = rng.pick([[], ['input_ids'], ['__proto__'], [...(block.outputs ?? []), ...(block.outputs ?? [])]]);
+      if (block)
+        block.outputs = rng.pick([
+          [],
+          ['input_ids'],
+          ['__proto__'],
+          [...(block.outputs ?? []), ...(block.outputs ?? [])],
+        ]);
       log.what.push(`block outputs = ${JSON.stringify(block?.outputs)}`);
     }
   }
@@ -487,7 +642,15 @@ function mutateManifest(rng: Rng, text: string, log: CaseLog): Uint8Array {
       log.what.push(`rootModelIdentifier = ${m.rootModelIdentifier}`);
     } else {
       const id = rng.pick(ids);
-      m.itemInfoEntries[id]!.path = rng.pick(['../../etc', '/etc/passwd', 'com.apple.CoreML/weights', 'com.apple.CoreML', '', 'com.apple.CoreML/model.mlmodel/x', '../Manifest.json']);
+      m.itemInfoEntries[id]!.path = rng.pick([
+        '../../etc',
+        '/etc/passwd',
+        'com.apple.CoreML/weights',
+        'com.apple.CoreML',
+        '',
+        'com.apple.CoreML/model.mlmodel/x',
+        '../Manifest.json',
+      ]);
       log.what.push(`item ${id}.path = ${m.itemInfoEntries[id]!.path}`);
     }
     return Buffer.from(JSON.stringify(m));

@@ -24,7 +24,14 @@ export interface CaseResult {
 }
 
 /** Runs case `index` of `reader` under `seed` in a fresh folder below `work`, and removes the folder; `ready` hears the mutations before the read. */
-export async function runCase(reader: ReaderName, seeds: Seeds, seed: number, index: number, work: string, ready?: (what: string) => void): Promise<CaseResult> {
+export async function runCase(
+  reader: ReaderName,
+  seeds: Seeds,
+  seed: number,
+  index: number,
+  work: string,
+  ready?: (what: string) => void,
+): Promise<CaseResult> {
   const dir = join(work, `${reader}-${seed}-${index}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
@@ -38,7 +45,8 @@ export async function runCase(reader: ReaderName, seeds: Seeds, seed: number, in
   } catch (e) {
     outcome = isClearError(e) ? 'error' : 'internal';
     message = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-    if (outcome === 'internal' && e instanceof Error && e.stack) message += `\n${e.stack.split('\n').slice(1, 6).join('\n')}`;
+    if (outcome === 'internal' && e instanceof Error && e.stack)
+      message += `\n${e.stack.split('\n').slice(1, 6).join('\n')}`;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -6,7 +6,16 @@
 // content unless it was a regular file replaced with --force.
 
 import { execFileSync } from 'node:child_process';
-import { linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { checkHeadName, headPackagePath, parseAddHead } from '../../dist/convert/heads.js';
 import { checkPackageOutput } from '../../dist/coreml/package.js';
@@ -36,7 +45,13 @@ export function batchSeeds(sentences: readonly string[]): { plain: string; jsonl
 let model: Promise<TaskModel> | undefined;
 
 /** Runs one case of a user-file reader in `dir` (a fresh, empty folder); `checkpoint` is tiny-mlm's folder. */
-export async function runUserFileCase(reader: UserFileReader, seeds: { plain: string; jsonl: string; checkpoint: string }, rng: Rng, dir: string, log: Log): Promise<void> {
+export async function runUserFileCase(
+  reader: UserFileReader,
+  seeds: { plain: string; jsonl: string; checkpoint: string },
+  rng: Rng,
+  dir: string,
+  log: Log,
+): Promise<void> {
   switch (reader) {
     case 'batch-input':
       return batchInputCase(seeds, rng, dir, log);
@@ -48,9 +63,32 @@ export async function runUserFileCase(reader: UserFileReader, seeds: { plain: st
 }
 
 /** Lines a careless user's file may hold. */
-const ODD_LINES = ['', '{', '{}', '{"text": 5}', '{"text": null}', '{"text": ""}', '[MASK]', '\u0000\u0001\u0002', '\ufeffa BOM', 'é\u0301 combining', '🚀'.repeat(200), '\r', '{"text": "ok", "text": 7}', '"just a string"', '[1, 2, 3]', '{"__proto__": {"text": "x"}}', '{"text": "a\\u0000b"}'];
+const ODD_LINES = [
+  '',
+  '{',
+  '{}',
+  '{"text": 5}',
+  '{"text": null}',
+  '{"text": ""}',
+  '[MASK]',
+  '\u0000\u0001\u0002',
+  '\ufeffa BOM',
+  'é\u0301 combining',
+  '🚀'.repeat(200),
+  '\r',
+  '{"text": "ok", "text": 7}',
+  '"just a string"',
+  '[1, 2, 3]',
+  '{"__proto__": {"text": "x"}}',
+  '{"text": "a\\u0000b"}',
+];
 
-async function batchInputCase(seeds: { plain: string; jsonl: string; checkpoint: string }, rng: Rng, dir: string, log: Log): Promise<void> {
+async function batchInputCase(
+  seeds: { plain: string; jsonl: string; checkpoint: string },
+  rng: Rng,
+  dir: string,
+  log: Log,
+): Promise<void> {
   const jsonl = rng.chance(0.5);
   const path = join(dir, jsonl && rng.chance(0.5) ? 'texts.jsonl' : 'texts.txt');
   let lines = (jsonl ? seeds.jsonl : seeds.plain).split('\n');
@@ -99,8 +137,12 @@ async function batchInputCase(seeds: { plain: string; jsonl: string; checkpoint:
   const tm = await model;
   const label = (i: number) => `line ${inputs[i]!.line}`;
   const texts = inputs.map((t) => t.text);
-  const { results } = task === 'fill-mask' ? await runTask(tm, task, texts, { top_k: 3 }, { ...batch, label }) : await runTask(tm, task, texts, {}, { ...batch, label });
-  if (results.length !== inputs.length || results.some((r) => r === undefined)) throw new Error(`accepted, but ${results.length} results for ${inputs.length} texts`);
+  const { results } =
+    task === 'fill-mask'
+      ? await runTask(tm, task, texts, { top_k: 3 }, { ...batch, label })
+      : await runTask(tm, task, texts, {}, { ...batch, label });
+  if (results.length !== inputs.length || results.some((r) => r === undefined))
+    throw new Error(`accepted, but ${results.length} results for ${inputs.length} texts`);
 }
 
 /** Replaces `path` with something that is not a regular file (the batch input's FIFO waits DEVICE_WAIT_SECONDS). */
@@ -117,7 +159,23 @@ function swapKind(rng: Rng, path: string, log: Log): void {
   log.what.push(`input -> ${kind}`);
 }
 
-const NAME_SEEDS = ['mlm', 'embedding', 'seqcls', 'head_1', '_x', '__proto__', 'constructor', 'toString', 'valueOf', 'hasOwnProperty', 'prototype', '__defineGetter__', 'isPrototypeOf', 'main', 'A'];
+const NAME_SEEDS = [
+  'mlm',
+  'embedding',
+  'seqcls',
+  'head_1',
+  '_x',
+  '__proto__',
+  'constructor',
+  'toString',
+  'valueOf',
+  'hasOwnProperty',
+  'prototype',
+  '__defineGetter__',
+  'isPrototypeOf',
+  'main',
+  'A',
+];
 const NAME_CHARS = ['-', '.', '/', '\\', '=', ' ', '\n', '\u0000', 'é', '🚀', '$', '0', '9', '_', 'Z', '..', '%2F'];
 
 function headNameCase(rng: Rng, dir: string, log: Log): void {
@@ -141,9 +199,11 @@ function headNameCase(rng: Rng, dir: string, log: Log): void {
   const info = Object.create(null) as Record<string, unknown>;
   info[parsed.name] = { head: 'mlm' };
   const back = JSON.parse(JSON.stringify(info)) as Record<string, unknown>;
-  if (!Object.hasOwn(back, parsed.name) || Object.keys(back).length !== 1) throw new Error(`accepted head name ${JSON.stringify(parsed.name)} does not survive as a metadata key`);
+  if (!Object.hasOwn(back, parsed.name) || Object.keys(back).length !== 1)
+    throw new Error(`accepted head name ${JSON.stringify(parsed.name)} does not survive as a metadata key`);
   const body = join(dir, 'out.mlpackage');
-  if (dirname(headPackagePath(body, parsed.name)) !== dir) throw new Error(`accepted head name ${JSON.stringify(parsed.name)} puts its package outside the body's folder`);
+  if (dirname(headPackagePath(body, parsed.name)) !== dir)
+    throw new Error(`accepted head name ${JSON.stringify(parsed.name)} puts its package outside the body's folder`);
 }
 
 /** What is at a path, for comparing before and after: its kind, and a file's bytes, a link's target or a folder's entries. */
@@ -156,7 +216,30 @@ function snapshot(path: string): string {
   return st.isFIFO() ? 'fifo' : 'other';
 }
 
-const TARGETS = ['new', 'file', 'folder', 'manifest-folder', 'package-like', 'link-file', 'link-folder', 'link-input', 'dangling', 'loop', 'fifo', 'dev-null', 'input', 'in-model', 'model', 'dotdot-input', 'hardlink-input', 'empty', 'long', 'proc', 'under-file', 'trailing-slash'] as const;
+const TARGETS = [
+  'new',
+  'file',
+  'folder',
+  'manifest-folder',
+  'package-like',
+  'link-file',
+  'link-folder',
+  'link-input',
+  'dangling',
+  'loop',
+  'fifo',
+  'dev-null',
+  'input',
+  'in-model',
+  'model',
+  'dotdot-input',
+  'hardlink-input',
+  'empty',
+  'long',
+  'proc',
+  'under-file',
+  'trailing-slash',
+] as const;
 
 function outputCase(rng: Rng, dir: string, log: Log): void {
   const input = join(dir, 'input.txt');
@@ -172,28 +255,76 @@ function outputCase(rng: Rng, dir: string, log: Log): void {
   const kind = rng.pick(TARGETS);
   let out = join(dir, 'out');
   switch (kind) {
-    case 'new': break;
-    case 'file': out = file; break;
-    case 'folder': out = folder; break;
-    case 'manifest-folder': mkdirSync(join(folder, 'Manifest.json')); out = folder; break;
-    case 'package-like': writeFileSync(join(folder, 'Manifest.json'), rng.pick(['{}', 'text', '{"fileFormatVersion": "1.0.0", "rootModelIdentifier": "X", "itemInfoEntries": {}}'])); out = folder; break;
-    case 'link-file': symlinkSync(file, out); break;
-    case 'link-folder': symlinkSync(folder, out); break;
-    case 'link-input': symlinkSync(input, out); break;
-    case 'dangling': symlinkSync(join(dir, 'nowhere'), out); break;
-    case 'loop': symlinkSync(out, out); break;
-    case 'fifo': execFileSync('mkfifo', [out]); break;
-    case 'dev-null': symlinkSync('/dev/null', out); break;
-    case 'input': out = input; break;
-    case 'in-model': out = join(model, 'config.json'); break;
-    case 'model': out = model; break;
-    case 'dotdot-input': out = join(model, '..', 'input.txt'); break;
-    case 'hardlink-input': linkSync(input, out); break;
-    case 'empty': out = ''; break;
-    case 'long': out = join(dir, 'x'.repeat(300)); break;
-    case 'proc': out = '/proc/modernbert-ane-nowhere/out'; break;
-    case 'under-file': out = join(file, 'out'); break;
-    case 'trailing-slash': out = `${join(dir, 'out')}/`; break;
+    case 'new':
+      break;
+    case 'file':
+      out = file;
+      break;
+    case 'folder':
+      out = folder;
+      break;
+    case 'manifest-folder':
+      mkdirSync(join(folder, 'Manifest.json'));
+      out = folder;
+      break;
+    case 'package-like':
+      writeFileSync(
+        join(folder, 'Manifest.json'),
+        rng.pick(['{}', 'text', '{"fileFormatVersion": "1.0.0", "rootModelIdentifier": "X", "itemInfoEntries": {}}']),
+      );
+      out = folder;
+      break;
+    case 'link-file':
+      symlinkSync(file, out);
+      break;
+    case 'link-folder':
+      symlinkSync(folder, out);
+      break;
+    case 'link-input':
+      symlinkSync(input, out);
+      break;
+    case 'dangling':
+      symlinkSync(join(dir, 'nowhere'), out);
+      break;
+    case 'loop':
+      symlinkSync(out, out);
+      break;
+    case 'fifo':
+      execFileSync('mkfifo', [out]);
+      break;
+    case 'dev-null':
+      symlinkSync('/dev/null', out);
+      break;
+    case 'input':
+      out = input;
+      break;
+    case 'in-model':
+      out = join(model, 'config.json');
+      break;
+    case 'model':
+      out = model;
+      break;
+    case 'dotdot-input':
+      out = join(model, '..', 'input.txt');
+      break;
+    case 'hardlink-input':
+      linkSync(input, out);
+      break;
+    case 'empty':
+      out = '';
+      break;
+    case 'long':
+      out = join(dir, 'x'.repeat(300));
+      break;
+    case 'proc':
+      out = '/proc/modernbert-ane-nowhere/out';
+      break;
+    case 'under-file':
+      out = join(file, 'out');
+      break;
+    case 'trailing-slash':
+      out = `${join(dir, 'out')}/`;
+      break;
   }
   const force = rng.chance(0.5);
   const asFolder = rng.chance(0.3);
@@ -204,7 +335,8 @@ function outputCase(rng: Rng, dir: string, log: Log): void {
   try {
     if (asFolder) {
       checkPackageOutput(out, force, [model, input]);
-      if (before.get(out) !== undefined && before.get(out) !== 'none' && !force) throw new Error(`accepted an existing ${kind} as a package output without --force`);
+      if (before.get(out) !== undefined && before.get(out) !== 'none' && !force)
+        throw new Error(`accepted an existing ${kind} as a package output without --force`);
     } else {
       const checked = checkFileOutput(out, { what: '--out', force, inputs: [model, input] });
       // A FIFO is written in place, which waits for a reader: checked, not written.
@@ -215,7 +347,13 @@ function outputCase(rng: Rng, dir: string, log: Log): void {
       const now = snapshot(p);
       if (now === was) continue;
       // The only change allowed: a regular file at the target, replaced with --force, or a new file where nothing was.
-      const replacedFile = !asFolder && (was.startsWith('file ') || was === 'none') && now.startsWith('file ') && (force || was === 'none') && p !== input && p !== join(model, 'config.json');
+      const replacedFile =
+        !asFolder &&
+        (was.startsWith('file ') || was === 'none') &&
+        now.startsWith('file ') &&
+        (force || was === 'none') &&
+        p !== input &&
+        p !== join(model, 'config.json');
       if (!replacedFile) throw new Error(`${kind}: ${p} changed from ${was.slice(0, 60)} to ${now.slice(0, 60)}`);
     }
   }

@@ -23,7 +23,7 @@ export type SymbolSizes = number | Readonly<Record<string, number>>;
 
 /** A shape with its symbols replaced by sizes. */
 export function resolveShape(shape: readonly Dim[], sizes: SymbolSizes): number[] {
-  return shape.map((d) => (typeof d === 'number' ? d : typeof sizes === 'number' ? sizes : sizes[d] ?? 1));
+  return shape.map((d) => (typeof d === 'number' ? d : typeof sizes === 'number' ? sizes : (sizes[d] ?? 1)));
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -35,26 +35,67 @@ function tensorBytes(type: TensorType, sizes: SymbolSizes): number {
 
 /** FLOPs per output element of ops that are not matrix products (layout ops: none). */
 const PER_ELEMENT: Record<string, number> = {
-  add: 1, sub: 1, mul: 1, real_div: 1, maximum: 1, minimum: 1, pow: 1, greater: 1, greater_equal: 1, less: 1, less_equal: 1,
-  equal: 1, not_equal: 1, logical_or: 1, logical_and: 1, logical_not: 1, abs: 1, square: 1, exp: 1, sqrt: 1, tanh: 1, erf: 1,
-  rsqrt: 1, clip: 2, relu: 1, sigmoid: 1, silu: 2, select: 1, cast: 1, gelu: 8,
+  add: 1,
+  sub: 1,
+  mul: 1,
+  real_div: 1,
+  maximum: 1,
+  minimum: 1,
+  pow: 1,
+  greater: 1,
+  greater_equal: 1,
+  less: 1,
+  less_equal: 1,
+  equal: 1,
+  not_equal: 1,
+  logical_or: 1,
+  logical_and: 1,
+  logical_not: 1,
+  abs: 1,
+  square: 1,
+  exp: 1,
+  sqrt: 1,
+  tanh: 1,
+  erf: 1,
+  rsqrt: 1,
+  clip: 2,
+  relu: 1,
+  sigmoid: 1,
+  silu: 2,
+  select: 1,
+  cast: 1,
+  gelu: 8,
 };
 
 /** FLOPs per input element of reductions and norms. */
 const PER_INPUT: Record<string, number> = {
-  softmax: 5, layer_norm: 5, l2_norm: 3, reduce_sum: 1, reduce_mean: 1, reduce_max: 1, reduce_min: 1, reduce_l2_norm: 2,
+  softmax: 5,
+  layer_norm: 5,
+  l2_norm: 3,
+  reduce_sum: 1,
+  reduce_mean: 1,
+  reduce_max: 1,
+  reduce_min: 1,
+  reduce_l2_norm: 2,
 };
 
 /** Names of the tensor values an op reads (tuple members included; literals are not values). */
 export function valueInputs(op: Op): { key: string; name: string }[] {
-  return Object.entries(op.inputs).flatMap(([key, arg]) => (typeof arg === 'string' ? [{ key, name: arg }] : Array.isArray(arg) ? arg.map((name) => ({ key, name })) : []));
+  return Object.entries(op.inputs).flatMap(([key, arg]) =>
+    typeof arg === 'string' ? [{ key, name: arg }] : Array.isArray(arg) ? arg.map((name) => ({ key, name })) : [],
+  );
 }
 
 /**
  * The cost of `op`. `constant(name)` says whether a value is constant data (a Const, or the output of a
  * constexpr op that decompresses one) and gives its stored bytes.
  */
-export function opCost(op: Op, types: ReadonlyMap<string, TensorType>, sizes: SymbolSizes, constant: (name: string) => number | undefined): OpCost {
+export function opCost(
+  op: Op,
+  types: ReadonlyMap<string, TensorType>,
+  sizes: SymbolSizes,
+  constant: (name: string) => number | undefined,
+): OpCost {
   let bytes = 0;
   let weightBytes = 0;
   const shape = (name: string) => resolveShape(types.get(name)?.shape ?? [], sizes);
@@ -101,8 +142,13 @@ export const MATRIX_OPS: ReadonlySet<string> = new Set(['conv', 'linear', 'matmu
 export function matrixFlops(g: Graph, sizes: Readonly<Record<string, number>> = {}): number {
   for (const v of g.inputs) {
     const free = v.type.shape.find((d) => typeof d === 'string' && sizes[d] === undefined);
-    if (free !== undefined) throw new ModernBertError('BAD_ARGUMENT', `input ${v.name} has the symbolic dimension ${free}; give its size`, { dim: free });
+    if (free !== undefined)
+      throw new ModernBertError('BAD_ARGUMENT', `input ${v.name} has the symbolic dimension ${free}; give its size`, {
+        dim: free,
+      });
   }
   const types = new Map([...valueTypes(g)].map(([n, v]) => [n, v.type]));
-  return g.ops.filter((op) => MATRIX_OPS.has(op.op)).reduce((s, op) => s + opCost(op, types, sizes, () => undefined).flops, 0);
+  return g.ops
+    .filter((op) => MATRIX_OPS.has(op.op))
+    .reduce((s, op) => s + opCost(op, types, sizes, () => undefined).flops, 0);
 }

@@ -19,10 +19,26 @@ export interface Chip {
 
 /** Chips with a published rating (the M5's is not disclosed). */
 export const CHIPS: readonly Chip[] = [
-  { name: 'M1', peakTflops: 11, confidence: 'A', source: 'Apple rating, 11 TOPS (hollance/neural-engine supported-devices.md)' },
+  {
+    name: 'M1',
+    peakTflops: 11,
+    confidence: 'A',
+    source: 'Apple rating, 11 TOPS (hollance/neural-engine supported-devices.md)',
+  },
   { name: 'M2', peakTflops: 15.8, confidence: 'A', source: 'Apple rating, 15.8 TOPS' },
-  { name: 'M3', peakTflops: 18, confidence: 'A', source: 'Apple: "60% faster than M1" (hollance lists 15.8); measured 15.0 sustained on an M3 Pro via private APIs [P]' },
-  { name: 'M4', peakTflops: 19, confidence: 'G', source: 'Apple rates 38 TOPS on an INT8 basis, halved for float16 [G]; measured 12.6 (M4 Pro) via private APIs [P]' },
+  {
+    name: 'M3',
+    peakTflops: 18,
+    confidence: 'A',
+    source:
+      'Apple: "60% faster than M1" (hollance lists 15.8); measured 15.0 sustained on an M3 Pro via private APIs [P]',
+  },
+  {
+    name: 'M4',
+    peakTflops: 19,
+    confidence: 'G',
+    source: 'Apple rates 38 TOPS on an INT8 basis, halved for float16 [G]; measured 12.6 (M4 Pro) via private APIs [P]',
+  },
 ];
 
 /** The measurement the model is calibrated on. */
@@ -31,7 +47,8 @@ export const CALIBRATION = {
   seqLen: 1024,
   model: 'ModernBERT-base',
   chip: 'M1',
-  source: 'smpanaro/ModernBERT-AppleNeuralEngine README @ d026894 (3.0 TFLOP/s at 1,024 tokens, chip not stated) [C]; the chip assumed [G]',
+  source:
+    'smpanaro/ModernBERT-AppleNeuralEngine README @ d026894 (3.0 TFLOP/s at 1,024 tokens, chip not stated) [C]; the chip assumed [G]',
 } as const;
 
 /** Dispatch overhead per Neural Engine call, ms (measured 0.1-0.2 ms [C], aosama/astronomical#540). */

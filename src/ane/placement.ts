@@ -136,7 +136,8 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
 
   const producer = new Map<string, number>();
   ops.forEach((op, i) => op.outputs.forEach((v) => producer.set(v.name, i)));
-  const producersOf = (op: Op) => valueInputs(op).flatMap(({ name }) => (producer.has(name) ? [producer.get(name)!] : []));
+  const producersOf = (op: Op) =>
+    valueInputs(op).flatMap(({ name }) => (producer.has(name) ? [producer.get(name)!] : []));
   const { islands, islandOf } = findIslands(ops, placed, producersOf);
   const boundaries = countBoundaries(ops, placed, producer, islands, islandOf);
   assignLayers(ops, placed, producersOf, isConst);
@@ -158,7 +159,17 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
 
   const seq = typeof sizes === 'number' ? sizes : null;
   const budget = opBudget(rules.get('op-count')!.threshold!, seq);
-  const findings = findRules(g, ops, placed, { rules, on, types, sizes, isConst, totals, budget, inputs: o.inputs, outputs: o.outputs });
+  const findings = findRules(g, ops, placed, {
+    rules,
+    on,
+    types,
+    sizes,
+    isConst,
+    totals,
+    budget,
+    inputs: o.inputs,
+    outputs: o.outputs,
+  });
   return {
     ops: placed,
     opCount: ops.length,
@@ -175,11 +186,20 @@ export function predictPlacement(g: Graph, o: PredictOptions = {}): Placement {
 }
 
 /** Constant data: Consts, and what constexpr ops decompress from them (the stored bytes of their inputs). */
-function constantData(g: Graph, sizes: SymbolSizes): { constBytes: Map<string, number>; constSources: Map<string, string[]> } {
+function constantData(
+  g: Graph,
+  sizes: SymbolSizes,
+): { constBytes: Map<string, number>; constSources: Map<string, string[]> } {
   const constBytes = new Map<string, number>();
   const constSources = new Map<string, string[]>();
   for (const [n, c] of g.consts) {
-    constBytes.set(n, storedBytes(c.type.dtype, resolveShape(c.type.shape, sizes).reduce((a, b) => a * b, 1)));
+    constBytes.set(
+      n,
+      storedBytes(
+        c.type.dtype,
+        resolveShape(c.type.shape, sizes).reduce((a, b) => a * b, 1),
+      ),
+    );
     constSources.set(n, [n]);
   }
   for (const op of g.ops.filter((op) => isConstexpr(op.op))) {
@@ -225,7 +245,12 @@ function placer({ g, rules, on, sizes, types, isConst }: PlacerContext): (op: Op
     const nonConstTypes = [...dynamicIns.map((n) => types.get(n)!), ...op.outputs.map((v) => v.type)].filter(Boolean);
     const pick = (id: RuleId, device?: Device) => ({ device: device ?? rules.get(id)!.device!, rule: id });
     if (on('blocklist') && (BLOCKLIST.has(op.op) || tooBigPool(op) || bigUpsample(op))) return pick('blocklist');
-    if (on('io-cast') && op.op === 'cast' && (dynamicIns.some((n) => inputs.has(n)) || op.outputs.some((v) => outputs.has(v.name)))) return pick('io-cast');
+    if (
+      on('io-cast') &&
+      op.op === 'cast' &&
+      (dynamicIns.some((n) => inputs.has(n)) || op.outputs.some((v) => outputs.has(v.name)))
+    )
+      return pick('io-cast');
     if (on('fp32') && tensors.some((t) => t.dtype === 'fp32')) return pick('fp32');
     if (on('gather') && GATHERS.has(op.op)) return pick('gather');
     if (on('int-bool') && nonConstTypes.some((t) => !ANE_DTYPES.has(t.dtype))) return pick('int-bool');
@@ -237,7 +262,9 @@ function placer({ g, rules, on, sizes, types, isConst }: PlacerContext): (op: Op
       const q = resolveShape(types.get(String(op.inputs.query))?.shape ?? [], sizes);
       const k = resolveShape(types.get(String(op.inputs.key))?.shape ?? [], sizes);
       const scores = q.slice(0, -1).reduce((a, b) => a * b, 1) * (k.at(-2) ?? 1);
-      return scores >= (rules.get('fused-attention')!.threshold ?? 0) && tensors.every((t) => t.dtype === 'fp16') ? pick('fused-attention', 'ane') : pick('fused-attention');
+      return scores >= (rules.get('fused-attention')!.threshold ?? 0) && tensors.every((t) => t.dtype === 'fp16')
+        ? pick('fused-attention', 'ane')
+        : pick('fused-attention');
     }
     return pick('default');
   };
@@ -247,7 +274,11 @@ function placer({ g, rules, on, sizes, types, isConst }: PlacerContext): (op: Op
  * Each op off the Neural Engine gets its region (head: input preparation only; body: Neural Engine work
  * depends on it; tail: the rest), and connected ops off the Neural Engine of one region form an island.
  */
-function findIslands(ops: Op[], placed: PlacedOp[], producersOf: (op: Op) => number[]): { islands: Island[]; islandOf: Map<number, number> } {
+function findIslands(
+  ops: Op[],
+  placed: PlacedOp[],
+  producersOf: (op: Op) => number[],
+): { islands: Island[]; islandOf: Map<number, number> } {
   const prep = ops.map(() => false);
   ops.forEach((op, i) => {
     prep[i] = !MODEL_OPS.has(op.op) && producersOf(op).every((p) => prep[p]);
@@ -286,13 +317,27 @@ function findIslands(ops: Op[], placed: PlacedOp[], producersOf: (op: Op) => num
     const at = (j: number) => ({ index: j, name: ops[j]!.name, op: ops[j]!.op });
     const typesIn: Record<string, number> = {};
     for (const j of list) typesIn[ops[j]!.op] = (typesIn[ops[j]!.op] ?? 0) + 1;
-    islands.push({ region: p.region!, ops: list.length, first: at(list[0]!), last: at(list.at(-1)!), types: typesIn, fromAne: [], toAne: [] });
+    islands.push({
+      region: p.region!,
+      ops: list.length,
+      first: at(list[0]!),
+      last: at(list.at(-1)!),
+      types: typesIn,
+      fromAne: [],
+      toAne: [],
+    });
   });
   return { islands, islandOf };
 }
 
 /** Boundaries: each tensor crossing between the Neural Engine and elsewhere, once per direction, counted by its island's region. */
-function countBoundaries(ops: Op[], placed: PlacedOp[], producer: Map<string, number>, islands: Island[], islandOf: Map<number, number>): Record<Region, number> {
+function countBoundaries(
+  ops: Op[],
+  placed: PlacedOp[],
+  producer: Map<string, number>,
+  islands: Island[],
+  islandOf: Map<number, number>,
+): Record<Region, number> {
   const ane = (i: number) => placed[i]!.device === 'ane';
   const anyAne = placed.some((p) => p.device === 'ane');
   const crossings = new Set<string>();
@@ -314,10 +359,18 @@ function countBoundaries(ops: Op[], placed: PlacedOp[], producer: Map<string, nu
 }
 
 /** Weight bytes: each constant once (tied tensors share a storage key), on the Neural Engine when an op there reads it. */
-function weightTotals(g: Graph, ops: Op[], placed: PlacedOp[], constBytes: Map<string, number>, constSources: Map<string, string[]>): { weightBytes: number; aneWeightBytes: number } {
+function weightTotals(
+  g: Graph,
+  ops: Op[],
+  placed: PlacedOp[],
+  constBytes: Map<string, number>,
+  constSources: Map<string, string[]>,
+): { weightBytes: number; aneWeightBytes: number } {
   const readers = new Map<string, Set<Device>>();
   ops.forEach((op, i) => {
-    for (const { name } of valueInputs(op)) for (const src of constSources.get(name) ?? []) (readers.get(src) ?? readers.set(src, new Set()).get(src)!).add(placed[i]!.device);
+    for (const { name } of valueInputs(op))
+      for (const src of constSources.get(name) ?? [])
+        (readers.get(src) ?? readers.set(src, new Set()).get(src)!).add(placed[i]!.device);
   });
   const seenStorage = new Set<string>();
   let weightBytes = 0;
@@ -339,10 +392,20 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
  * PyTorch names: `layers_N_attn_...`), else the latest layer among its inputs; ops after the last op so
  * named are the output ('out'), ops that no layer precedes the input side ('in').
  */
-function assignLayers(ops: Op[], placed: PlacedOp[], producersOf: (op: Op) => number[], isConst: (name: string) => boolean): void {
+function assignLayers(
+  ops: Op[],
+  placed: PlacedOp[],
+  producersOf: (op: Op) => number[],
+  isConst: (name: string) => boolean,
+): void {
   const LAYER = /(?:^|[._])layers?[._](\d+)[._]/;
   const named = (op: Op): number | undefined => {
-    const m = LAYER.exec(op.name) ?? valueInputs(op).filter(({ name }) => isConst(name)).map(({ name }) => LAYER.exec(name)).find((x) => x !== null);
+    const m =
+      LAYER.exec(op.name) ??
+      valueInputs(op)
+        .filter(({ name }) => isConst(name))
+        .map(({ name }) => LAYER.exec(name))
+        .find((x) => x !== null);
     return m ? Number(m[1]) : undefined;
   };
   const byName = ops.map(named);
@@ -353,7 +416,9 @@ function assignLayers(ops: Op[], placed: PlacedOp[], producersOf: (op: Op) => nu
       placed[i]!.layer = n;
       return;
     }
-    const from = producersOf(op).map((p) => placed[p]!.layer).filter((l): l is number => typeof l === 'number');
+    const from = producersOf(op)
+      .map((p) => placed[p]!.layer)
+      .filter((l): l is number => typeof l === 'number');
     if (from.length === 0) placed[i]!.layer = producersOf(op).some((p) => placed[p]!.layer === 'out') ? 'out' : 'in';
     else placed[i]!.layer = i > lastNamed ? 'out' : Math.max(...from);
   });

@@ -28,7 +28,12 @@ export function longestLength(d: ModelDescription): number | null {
 /** Predicts one function already read. */
 export function predictFunction(pkg: ReadPackageResult, rules: Rules = defaultRules()): FunctionPlacement {
   const seq = longestLength(pkg.description);
-  const placement = predictPlacement(pkg.graph, { rules, sizes: seq ?? {}, inputs: pkg.description.inputs, outputs: pkg.description.outputs });
+  const placement = predictPlacement(pkg.graph, {
+    rules,
+    sizes: seq ?? {},
+    inputs: pkg.description.inputs,
+    outputs: pkg.description.outputs,
+  });
   return { name: pkg.functionName, placement, time: estimateTime(placement) };
 }
 

@@ -53,16 +53,24 @@ export interface DiffReport extends Agreement {
 /** Compares two models (checkpoint folders, packages or Hub ids) on the same inputs. */
 export async function diff(a: string, b: string, options: DiffOptions = {}): Promise<DiffReport> {
   const [pa, pb] = [options.precisionA ?? 'fp32', options.precisionB ?? 'fp32'];
-  const choose = (precision: Precision) => chooseExecutor({ runtime: options.runtime, precision, computeUnits: options.computeUnits, fp16OnEngine: true, fallback: (g, p) => new Interpreter(g, p) });
+  const choose = (precision: Precision) =>
+    chooseExecutor({
+      runtime: options.runtime,
+      precision,
+      computeUnits: options.computeUnits,
+      fp16OnEngine: true,
+      fallback: (g, p) => new Interpreter(g, p),
+    });
   const choices = options.executors ?? [await choose(pa), await choose(pb)];
-  const open = (name: string, precision: Precision, choice: ExecutorChoice, headPackage?: string, revision?: string) => openModel(name, {
-    precision,
-    ...(options.tokenizer === undefined ? {} : { tokenizer: options.tokenizer }),
-    ...(headPackage === undefined ? {} : { headPackage }),
-    ...(revision === undefined ? {} : { revision }),
-    ...(options.download ? { progress: options.download } : {}),
-    ...(choice.factory ? { executor: choice.factory } : {}),
-  });
+  const open = (name: string, precision: Precision, choice: ExecutorChoice, headPackage?: string, revision?: string) =>
+    openModel(name, {
+      precision,
+      ...(options.tokenizer === undefined ? {} : { tokenizer: options.tokenizer }),
+      ...(headPackage === undefined ? {} : { headPackage }),
+      ...(revision === undefined ? {} : { revision }),
+      ...(options.download ? { progress: options.download } : {}),
+      ...(choice.factory ? { executor: choice.factory } : {}),
+    });
   const opened: LoadedModel[] = [];
   try {
     const ma = await open(a, pa, choices[0], options.headPackageA, options.revisionA);
@@ -79,14 +87,25 @@ export async function diff(a: string, b: string, options: DiffOptions = {}): Pro
 async function compare(a: LoadedModel, b: LoadedModel, o: DiffOptions): Promise<Agreement & { inputs: number }> {
   const tok = a.tokenizer ?? b.tokenizer;
   const ids = { ...a.ids, maxLen: Math.min(a.maxLen, b.maxLen) };
-  const seqs = resolveInputs({ ...(o.texts?.length ? { texts: o.texts } : {}), ...(o.golden ? { golden: o.golden } : {}), ...(o.random ? { random: o.random } : {}), seed: o.seed ?? 0 }, ids, tok);
+  const seqs = resolveInputs(
+    {
+      ...(o.texts?.length ? { texts: o.texts } : {}),
+      ...(o.golden ? { golden: o.golden } : {}),
+      ...(o.random ? { random: o.random } : {}),
+      seed: o.seed ?? 0,
+    },
+    ids,
+    tok,
+  );
   const meter = new AgreementMeter();
   for (const [i, s] of seqs.entries()) {
     const positions = s.positions ?? s.ids.flatMap((_, k) => (!s.attention || s.attention[k] ? [k] : []));
     const la = (await a.runner.forward(s, { positions })).outputs.get('logits');
     const lb = (await b.runner.forward(s, { positions })).outputs.get('logits');
-    if (!la || !lb) throw new ModernBertError('BAD_ARGUMENT', 'diff compares logits; one of the models has no "logits" output');
-    if (la.shape[1] !== lb.shape[1]) throw new ModernBertError('SHAPE_MISMATCH', `A has ${la.shape[1]} logits per token, B ${lb.shape[1]}`);
+    if (!la || !lb)
+      throw new ModernBertError('BAD_ARGUMENT', 'diff compares logits; one of the models has no "logits" output');
+    if (la.shape[1] !== lb.shape[1])
+      throw new ModernBertError('SHAPE_MISMATCH', `A has ${la.shape[1]} logits per token, B ${lb.shape[1]}`);
     // NaN or infinity is not a difference to average: the comparison fails, naming the model and the input.
     const input = `on input "${s.label.slice(0, 40)}"`;
     assertFinite(la.data, `A (${a.path}) ${input}: its "logits" output`, la.shape);
@@ -95,6 +114,7 @@ async function compare(a: LoadedModel, b: LoadedModel, o: DiffOptions): Promise<
     o.onProgress?.(i + 1, seqs.length);
   }
   const r = meter.result();
-  if (r.tokens === 0) throw new ModernBertError('BAD_INPUT', 'the inputs hold no token to compare at: nothing was compared');
+  if (r.tokens === 0)
+    throw new ModernBertError('BAD_INPUT', 'the inputs hold no token to compare at: nothing was compared');
   return { ...r, inputs: seqs.length };
 }

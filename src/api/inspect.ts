@@ -90,7 +90,10 @@ export type Inspection = CheckpointInspection | PackageInspection;
 
 /** Describes a checkpoint folder, a Hub id or a .mlpackage. */
 export async function inspect(model: string, options: InspectOptions = {}): Promise<Inspection> {
-  const m = await openModel(model, { ...(options.revision === undefined ? {} : { revision: options.revision }), ...(options.download ? { progress: options.download } : {}) });
+  const m = await openModel(model, {
+    ...(options.revision === undefined ? {} : { revision: options.revision }),
+    ...(options.download ? { progress: options.download } : {}),
+  });
   try {
     return m.pkg ? inspectPackage(m) : inspectCheckpoint(m);
   } finally {
@@ -122,11 +125,22 @@ function inspectCheckpoint(model: LoadedModel): CheckpointInspection {
     layer_kinds: c.layerTypes.map((t) => (t === 'global' ? 'G' : 'L')).join(''),
     rope_theta: { global: c.globalRopeTheta, local: c.localRopeTheta },
     norm_eps: c.normEps,
-    biases: { norm: c.normBias, attention: c.attentionBias, mlp: c.mlpBias, decoder: c.decoderBias, classifier: c.classifierBias },
+    biases: {
+      norm: c.normBias,
+      attention: c.attentionBias,
+      mlp: c.mlpBias,
+      decoder: c.decoderBias,
+      classifier: c.classifierBias,
+    },
     activations: { hidden: c.hiddenActivation, classifier: c.classifierActivation },
     classifier_pooling: c.classifierPooling,
     labels: c.labels,
-    special_ids: { pad: c.padTokenId, cls: c.clsTokenId, sep: c.sepTokenId, mask: model.tokenizer?.maskTokenId ?? null },
+    special_ids: {
+      pad: c.padTokenId,
+      cls: c.clsTokenId,
+      sep: c.sepTokenId,
+      mask: model.tokenizer?.maskTokenId ?? null,
+    },
     tokenizer: Boolean(model.tokenizer),
   };
 }
@@ -140,13 +154,25 @@ function inspectPackage(model: LoadedModel): PackageInspection {
   let parameters = 0;
   // Compressed weights count as the tensors their constexpr ops produce, not as their tables and scales.
   const size = (shape: readonly (number | string)[]) => (shape as number[]).reduce((a, b) => a * b, 1);
-  const constexprInputs = new Set(pkg.graph.ops.filter((op) => isConstexpr(op.op)).flatMap((op) => Object.values(op.inputs).filter((a): a is string => typeof a === 'string')));
-  for (const c of pkg.graph.consts.values()) if ((c.type.dtype === 'fp16' || c.type.dtype === 'fp32') && !constexprInputs.has(c.name)) parameters += size(c.type.shape);
+  const constexprInputs = new Set(
+    pkg.graph.ops
+      .filter((op) => isConstexpr(op.op))
+      .flatMap((op) => Object.values(op.inputs).filter((a): a is string => typeof a === 'string')),
+  );
+  for (const c of pkg.graph.consts.values())
+    if ((c.type.dtype === 'fp16' || c.type.dtype === 'fp32') && !constexprInputs.has(c.name))
+      parameters += size(c.type.shape);
   for (const op of pkg.graph.ops) if (isConstexpr(op.op)) parameters += size(op.outputs[0]!.type.shape);
   // The Neural Engine's op budget counts the ops that run (constexpr ops decompress weights at load time).
   const nonConstant = pkg.graph.ops.filter((op) => !isConstexpr(op.op)).length;
   const budget = opBudget(defaultRules().get('op-count')!.threshold!, longestLength(pkg.description));
-  const feature = (f: FeatureInfo): FeatureInspection => ({ name: f.name, dtype: f.dtype, shape: f.shape, ...(f.enumeratedShapes ? { enumerated_shapes: f.enumeratedShapes } : {}), ...(f.description ? { description: f.description } : {}) });
+  const feature = (f: FeatureInfo): FeatureInspection => ({
+    name: f.name,
+    dtype: f.dtype,
+    shape: f.shape,
+    ...(f.enumeratedShapes ? { enumerated_shapes: f.enumeratedShapes } : {}),
+    ...(f.description ? { description: f.description } : {}),
+  });
   return {
     path: model.path,
     kind: 'package',
@@ -156,7 +182,8 @@ function inspectPackage(model: LoadedModel): PackageInspection {
     head: model.head,
     labels: model.labels,
     sequence_lengths: runner.info.seqLens,
-    functions: pkg.functions.length > 1 ? pkg.functions.map((name) => ({ name, ...(runner.info.functions[name] ?? {}) })) : [],
+    functions:
+      pkg.functions.length > 1 ? pkg.functions.map((name) => ({ name, ...(runner.info.functions[name] ?? {}) })) : [],
     inputs: pkg.description.inputs.map(feature),
     outputs: pkg.description.outputs.map(feature),
     parameters,
@@ -167,6 +194,11 @@ function inspectPackage(model: LoadedModel): PackageInspection {
     op_budget: budget,
     taps: [...pkg.graph.taps.keys()],
     tokenizer: Boolean(model.tokenizer),
-    metadata: { short_description: meta.shortDescription ?? null, author: meta.author ?? null, version: meta.versionString ?? null, ...(meta.userDefined ?? {}) },
+    metadata: {
+      short_description: meta.shortDescription ?? null,
+      author: meta.author ?? null,
+      version: meta.versionString ?? null,
+      ...(meta.userDefined ?? {}),
+    },
   };
 }

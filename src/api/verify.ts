@@ -36,7 +36,13 @@ export interface VerifyOptions {
 /** Runs every case of a golden file (.safetensors) through a checkpoint, package or Hub model and compares. */
 export async function verify(model: string, golden: string, options: VerifyOptions = {}): Promise<VerifyReport> {
   const cases = readGolden(golden);
-  const choice = options.executor ?? (await chooseExecutor({ runtime: options.runtime, precision: options.precision, computeUnits: options.computeUnits }));
+  const choice =
+    options.executor ??
+    (await chooseExecutor({
+      runtime: options.runtime,
+      precision: options.precision,
+      computeUnits: options.computeUnits,
+    }));
   try {
     const m = await openModel(model, {
       ...(options.precision === undefined ? {} : { precision: options.precision }),

@@ -14,9 +14,23 @@ export interface BatchCliOptions {
 /** Adds --window, --pack, --truncate, --prefix and --force; `note` prefixes their help (e.g. "with --input: "). */
 export function addBatchOptions(cmd: Command, note = ''): Command {
   return cmd
-    .option('--window <n>', `${note}tokens per window (default 512 for checkpoints, the package's length for packages)`, positiveInt)
-    .option('--pack <k>', `${note}most texts per window (default 64 for checkpoints, the package's --pack; 1 = one text per window)`, positiveInt)
+    .option(
+      '--window <n>',
+      `${note}tokens per window (default 512 for checkpoints, the package's length for packages)`,
+      positiveInt,
+    )
+    .option(
+      '--pack <k>',
+      `${note}most texts per window (default 64 for checkpoints, the package's --pack; 1 = one text per window)`,
+      positiveInt,
+    )
     .option('--truncate', `${note}cut texts longer than the window instead of failing`)
-    .option('--prefix <text>', `${note}prepended to every text (a sentence-transformers prompt such as "search_query: ")`)
-    .option('--force', `${note}replace an existing --out file (never an input, a folder or a link's target of another kind)`);
+    .option(
+      '--prefix <text>',
+      `${note}prepended to every text (a sentence-transformers prompt such as "search_query: ")`,
+    )
+    .option(
+      '--force',
+      `${note}replace an existing --out file (never an input, a folder or a link's target of another kind)`,
+    );
 }

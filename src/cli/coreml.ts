@@ -11,6 +11,7 @@ let shared: CoreMLSession | undefined;
 export function coremlSession(what: string, io: Io, json: boolean): CoreMLSession {
   requireCoreML(what);
   // A closed session (the previous command's, in a process that runs several) is replaced.
-  if (!shared || shared.closed) shared = new CoreMLSession(processHelperEnv(io.isTTY && !json ? (line) => io.stderr(`${line}\n`) : undefined));
+  if (!shared || shared.closed)
+    shared = new CoreMLSession(processHelperEnv(io.isTTY && !json ? (line) => io.stderr(`${line}\n`) : undefined));
   return shared;
 }

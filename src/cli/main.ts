@@ -23,7 +23,6 @@ import { registerBench } from './commands/bench.js';
 import { registerPlan } from './commands/plan.js';
 import { closeCoreMLSessions } from '../run/coreml/session.js';
 
-
 /** Runs the CLI on arguments (without node and the script); resolves to the exit code. */
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let exitCode = 0;
@@ -31,7 +30,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   const output = {
     writeOut: io.stdout,
     writeErr: io.stderr,
-    outputError: (str: string, write: (s: string) => void) => write(`${oneLine(str)}${dashHint(str, commandOf(argv))} (add --help for usage)\n`),
+    outputError: (str: string, write: (s: string) => void) =>
+      write(`${oneLine(str)}${dashHint(str, commandOf(argv))} (add --help for usage)\n`),
   };
   const program = new Command('modernbert-ane')
     .description('ModernBERT for the Apple Neural Engine: convert, run, verify and diff, in TypeScript')
@@ -81,7 +81,9 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       return exitCodeFor(e.code);
     }
     const err = e as Error;
-    io.stderr(`internal error: ${oneLine(err?.message ?? String(e))}${debug ? '' : ' (run with --debug for the stack trace)'}\n`);
+    io.stderr(
+      `internal error: ${oneLine(err?.message ?? String(e))}${debug ? '' : ' (run with --debug for the stack trace)'}\n`,
+    );
     if (debug && err?.stack) io.stderr(`${err.stack}\n`);
     return 3;
   } finally {
@@ -104,7 +106,9 @@ function commandOf(argv: readonly string[]): string | undefined {
  */
 function dashHint(message: string, command: string | undefined): string {
   const m = /unknown option '([^']*)'/.exec(message);
-  return m && command !== undefined && TEXT_COMMANDS.has(command) ? ` (a text that starts with '-' goes after --, e.g. ${command} -- "${m[1]}")` : '';
+  return m && command !== undefined && TEXT_COMMANDS.has(command)
+    ? ` (a text that starts with '-' goes after --, e.g. ${command} -- "${m[1]}")`
+    : '';
 }
 
 /** A message on one line (the CLI's contract: one line on stderr per error). */

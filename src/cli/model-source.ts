@@ -6,12 +6,16 @@ import type { DownloadProgress, HubOptions } from '../hub/resolve.js';
 import { progress, type Io } from './context.js';
 
 /** What a MODEL argument may be, for the commands' help. */
-export const MODEL_HELP = 'a checkpoint folder, or a Hugging Face Hub id org/name[@revision] (downloaded into the Hugging Face cache)';
+export const MODEL_HELP =
+  'a checkpoint folder, or a Hugging Face Hub id org/name[@revision] (downloaded into the Hugging Face cache)';
 
 /** Adds --revision to a command (--revision-SUFFIX for a second model, as diff's b). */
 export function addRevisionOption(cmd: Command, suffix?: string): Command {
   const flag = suffix === undefined ? '--revision <rev>' : `--revision-${suffix} <rev>`;
-  return cmd.option(flag, `branch, tag or commit of a Hub id${suffix === undefined ? '' : ` ${suffix.toUpperCase()}`} (default main; the same as ID@rev)`);
+  return cmd.option(
+    flag,
+    `branch, tag or commit of a Hub id${suffix === undefined ? '' : ` ${suffix.toUpperCase()}`} (default main; the same as ID@rev)`,
+  );
 }
 
 /** A byte-counting progress bar shown in MB (with ETA and rate), silent with --json or off a TTY. */
@@ -23,5 +27,8 @@ export function downloadProgress(io: Io, json: boolean): DownloadProgress {
 
 /** The resolver's options for a command: its revision and a progress bar. */
 export function hubOptions(io: Io, o: { revision?: string; json?: boolean }): HubOptions {
-  return { ...(o.revision === undefined ? {} : { revision: o.revision }), progress: downloadProgress(io, Boolean(o.json)) };
+  return {
+    ...(o.revision === undefined ? {} : { revision: o.revision }),
+    progress: downloadProgress(io, Boolean(o.json)),
+  };
 }

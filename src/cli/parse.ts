@@ -6,28 +6,32 @@ import { PRECISIONS, type Precision } from '../runtime/numerics.js';
 /** A positive integer argument. */
 export function positiveInt(value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
   return n;
 }
 
 /** A non-negative integer argument. */
 export function nonNegativeInt(value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`expected a non-negative integer, got "${value}"`);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n))
+    throw new InvalidArgumentError(`expected a non-negative integer, got "${value}"`);
   return n;
 }
 
 /** A positive finite number argument. */
 export function positiveNumber(value: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
+  if (value.trim() === '' || !Number.isFinite(n) || n <= 0)
+    throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
   return n;
 }
 
 /** A non-negative finite number argument (a threshold such as --max-kl). */
 export function nonNegativeNumber(value: string): number {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative number, got "${value}"`);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0)
+    throw new InvalidArgumentError(`expected a non-negative number, got "${value}"`);
   return n;
 }
 
@@ -38,15 +42,20 @@ export function intList(value: string): number[] {
 
 /** An arithmetic mode. */
 export function precision(value: string): Precision {
-  if (!(PRECISIONS as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${PRECISIONS.join(', ')}, got "${value}"`);
+  if (!(PRECISIONS as readonly string[]).includes(value))
+    throw new InvalidArgumentError(`expected one of ${PRECISIONS.join(', ')}, got "${value}"`);
   return value as Precision;
 }
 
 /** A float16 emulation mode (the fidelity report compares one with float32, so fp32 itself is no choice). */
 export function fp16Precision(value: string): Precision {
   const modes = PRECISIONS.filter((p) => p !== 'fp32');
-  if (value === 'fp32') throw new InvalidArgumentError(`the report compares a float16 emulation with float32, so it takes one of ${modes.join(', ')}, not fp32`);
-  if (!(modes as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${modes.join(', ')}, got "${value}"`);
+  if (value === 'fp32')
+    throw new InvalidArgumentError(
+      `the report compares a float16 emulation with float32, so it takes one of ${modes.join(', ')}, not fp32`,
+    );
+  if (!(modes as readonly string[]).includes(value))
+    throw new InvalidArgumentError(`expected one of ${modes.join(', ')}, got "${value}"`);
   return value as Precision;
 }
 

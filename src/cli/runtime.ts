@@ -25,9 +25,24 @@ export interface RuntimeCliOptions {
 /** Adds --runtime and --ort-provider to a command. */
 export function addRuntimeOptions(cmd: Command): Command {
   return cmd
-    .addOption(new Option('--runtime <name>', 'ort (onnxruntime-node) or engine (ours); by default the one that finishes this work sooner (fp16-acc16: ours only); coreml: a package on Core ML itself (macOS)').choices(['ort', 'engine', 'coreml']))
-    .addOption(new Option('--ort-provider <name>', 'onnxruntime execution provider: cpu, or coreml (macOS only: ML Program on the CPU, GPU and Neural Engine; untested here)').choices(['cpu', 'coreml']))
-    .addOption(new Option('--compute-units <units>', 'with --runtime coreml: where Core ML may run the model (default all)').choices([...COMPUTE_UNITS]));
+    .addOption(
+      new Option(
+        '--runtime <name>',
+        'ort (onnxruntime-node) or engine (ours); by default the one that finishes this work sooner (fp16-acc16: ours only); coreml: a package on Core ML itself (macOS)',
+      ).choices(['ort', 'engine', 'coreml']),
+    )
+    .addOption(
+      new Option(
+        '--ort-provider <name>',
+        'onnxruntime execution provider: cpu, or coreml (macOS only: ML Program on the CPU, GPU and Neural Engine; untested here)',
+      ).choices(['cpu', 'coreml']),
+    )
+    .addOption(
+      new Option(
+        '--compute-units <units>',
+        'with --runtime coreml: where Core ML may run the model (default all)',
+      ).choices([...COMPUTE_UNITS]),
+    );
 }
 
 /**
@@ -35,12 +50,26 @@ export function addRuntimeOptions(cmd: Command): Command {
  * per `said` set (on a terminal). `work`: what the command will run, when it knows before the model opens
  * (runtime-cost.ts); otherwise the first input decides.
  */
-export async function cliExecutor(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), work?: Workload, diffSide = false): Promise<ExecutorFactory | undefined> {
+export async function cliExecutor(
+  o: RuntimeCliOptions,
+  precision: Precision | undefined,
+  io: Io,
+  said = new Set<string>(),
+  work?: Workload,
+  diffSide = false,
+): Promise<ExecutorFactory | undefined> {
   return (await cliExecutorChoice(o, precision, io, said, work, diffSide)).factory;
 }
 
 /** As cliExecutor, with the runtime's name. `diffSide`: one side of diff (beside a package on Core ML, our engine). */
-export async function cliExecutorChoice(o: RuntimeCliOptions, precision: Precision | undefined, io: Io, said = new Set<string>(), work?: Workload, diffSide = false): Promise<ExecutorChoice> {
+export async function cliExecutorChoice(
+  o: RuntimeCliOptions,
+  precision: Precision | undefined,
+  io: Io,
+  said = new Set<string>(),
+  work?: Workload,
+  diffSide = false,
+): Promise<ExecutorChoice> {
   const say = (note: string): void => {
     if (!io.isTTY || o.json || said.has(note)) return;
     said.add(note);

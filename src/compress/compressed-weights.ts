@@ -14,7 +14,15 @@ import { isCompressed, paletteBits, type CompressSpec } from './spec.js';
 
 /** One weight, compressed. `rows` are output channels (axis 0); `cols` everything else. */
 export type Compressed =
-  | { kind: 'palette'; rows: number; cols: number; bits: number; /** Rows per table. */ groupRows: number; /** tables x 2^bits. */ luts: Float32Array; indices: Uint8Array }
+  | {
+      kind: 'palette';
+      rows: number;
+      cols: number;
+      bits: number;
+      /** Rows per table. */ groupRows: number;
+      /** tables x 2^bits. */ luts: Float32Array;
+      indices: Uint8Array;
+    }
   | { kind: 'int8'; rows: number; cols: number; q: Int8Array; scale: Float32Array; zeroPoint: Int32Array }
   | { kind: 'int4'; rows: number; cols: number; block: number; q: Int8Array; scale: Float32Array };
 
@@ -37,7 +45,13 @@ export function compressTensor(spec: CompressSpec, data: Float32Array, shape: re
     }
     return { kind: 'palette', rows, cols, bits, groupRows, luts, indices };
   }
-  if (spec.mode === 'int8') return { kind: 'int8', rows, cols, ...(quantizeInt8PerRow(data, rows) as { q: Int8Array; scale: Float32Array; zeroPoint: Int32Array }) };
+  if (spec.mode === 'int8')
+    return {
+      kind: 'int8',
+      rows,
+      cols,
+      ...(quantizeInt8PerRow(data, rows) as { q: Int8Array; scale: Float32Array; zeroPoint: Int32Array }),
+    };
   const { q, scale } = quantizeInt4Blocks(data, rows, spec.blockSize);
   return { kind: 'int4', rows, cols, block: spec.blockSize, q, scale };
 }
@@ -80,7 +94,8 @@ export function sliceRows(c: Compressed, lo: number, hi: number, rows: number): 
         return { ...c, rows, groupRows: rows, indices: take(c.indices, cols, zero) };
       }
       const g = c.groupRows;
-      if (lo % g !== 0 || (hi - lo) % g !== 0 || rows % g !== 0) throw new ModernBertError('INTERNAL', `rows ${lo}..${hi} of ${rows} do not fall on groups of ${g}`);
+      if (lo % g !== 0 || (hi - lo) % g !== 0 || rows % g !== 0)
+        throw new ModernBertError('INTERNAL', `rows ${lo}..${hi} of ${rows} do not fall on groups of ${g}`);
       const luts = new Float32Array((rows / g) * k);
       luts.set(c.luts.subarray((lo / g) * k, (hi / g) * k));
       return { ...c, rows, luts, indices: take(c.indices, cols, 0) };

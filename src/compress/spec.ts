@@ -37,32 +37,65 @@ const bad = (message: string, context: Record<string, unknown> = {}): never => {
 };
 
 /** Checks the options of --compress against each other and the target; returns the spec. */
-export function compressSpec(o: { mode: string; target: Target; groupSize?: number; blockSize?: number; keep?: readonly string[]; weights: string }): CompressSpec {
+export function compressSpec(o: {
+  mode: string;
+  target: Target;
+  groupSize?: number;
+  blockSize?: number;
+  keep?: readonly string[];
+  weights: string;
+}): CompressSpec {
   const mode = o.mode as CompressMode;
-  if (!COMPRESS_MODES.includes(mode)) bad(`\`compress: ${o.mode}\` is not a mode; valid: ${COMPRESS_MODES.join(', ')}`, { mode: o.mode });
-  if (!atLeast(o.target, 'iOS16')) bad(`\`compress\` needs \`target: iOS16\` or later (compressed weights are iOS 16 ops); ${o.target} stores float16 only`, { target: o.target });
+  if (!COMPRESS_MODES.includes(mode))
+    bad(`\`compress: ${o.mode}\` is not a mode; valid: ${COMPRESS_MODES.join(', ')}`, { mode: o.mode });
+  if (!atLeast(o.target, 'iOS16'))
+    bad(
+      `\`compress\` needs \`target: iOS16\` or later (compressed weights are iOS 16 ops); ${o.target} stores float16 only`,
+      { target: o.target },
+    );
   if (o.weights !== 'fp16') bad(`\`compress\` stores float16 tables and scales: leave out \`weights: ${o.weights}\``);
   const ios18 = atLeast(o.target, 'iOS18');
-  if (mode === 'pal3' && !ios18) bad(`\`compress: pal3\` needs \`target: iOS18\`: before it a table holds 2, 4, 16, 64 or 256 entries (pal1, pal2, pal4, pal6, pal8); valid at ${o.target}: pal8, pal6, pal4, pal2, int8`);
-  if (mode === 'int4' && !ios18) bad(`\`compress: int4\` (block-wise) needs \`target: iOS18\`; valid at ${o.target}: pal8, pal6, pal4, pal2, int8`);
+  if (mode === 'pal3' && !ios18)
+    bad(
+      `\`compress: pal3\` needs \`target: iOS18\`: before it a table holds 2, 4, 16, 64 or 256 entries (pal1, pal2, pal4, pal6, pal8); valid at ${o.target}: pal8, pal6, pal4, pal2, int8`,
+    );
+  if (mode === 'int4' && !ios18)
+    bad(`\`compress: int4\` (block-wise) needs \`target: iOS18\`; valid at ${o.target}: pal8, pal6, pal4, pal2, int8`);
   if (o.groupSize !== undefined) {
-    if (!mode.startsWith('pal')) bad(`\`groupSize\` applies to the palette modes (pal8, pal6, pal4, pal3, pal2), not ${mode}`);
-    if (!ios18) bad(`\`groupSize\` (one table per group of output channels) needs \`target: iOS18\`; before it a tensor has one table`);
+    if (!mode.startsWith('pal'))
+      bad(`\`groupSize\` applies to the palette modes (pal8, pal6, pal4, pal3, pal2), not ${mode}`);
+    if (!ios18)
+      bad(
+        `\`groupSize\` (one table per group of output channels) needs \`target: iOS18\`; before it a tensor has one table`,
+      );
   }
   if (o.blockSize !== undefined && mode !== 'int4') bad(`\`blockSize\` applies to \`compress: int4\`, not ${mode}`);
-  return { mode, target: o.target, ...(o.groupSize !== undefined ? { groupSize: o.groupSize } : {}), blockSize: o.blockSize ?? DEFAULT_BLOCK_SIZE, keep: o.keep ?? [] };
+  return {
+    mode,
+    target: o.target,
+    ...(o.groupSize !== undefined ? { groupSize: o.groupSize } : {}),
+    blockSize: o.blockSize ?? DEFAULT_BLOCK_SIZE,
+    keep: o.keep ?? [],
+  };
 }
 
 /** True when `name` matches the glob (`*` any run of characters, everything else literal). */
 export function globMatch(glob: string, name: string): boolean {
-  const re = new RegExp(`^${glob.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  const re = new RegExp(
+    `^${glob
+      .split('*')
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  );
   return re.test(name);
 }
 
 /** Whether a weight of this name and shape is compressed: 2,048 elements or more, a matrix, not kept. */
 export function isCompressed(spec: CompressSpec, name: string, shape: readonly number[]): boolean {
   const n = shape.reduce((a, b) => a * b, 1);
-  return n >= MIN_COMPRESS_ELEMENTS && shape.filter((d) => d > 1).length >= 2 && !spec.keep.some((g) => globMatch(g, name));
+  return (
+    n >= MIN_COMPRESS_ELEMENTS && shape.filter((d) => d > 1).length >= 2 && !spec.keep.some((g) => globMatch(g, name))
+  );
 }
 
 /** Divisors of n, ascending. */
@@ -80,7 +113,11 @@ export function checkShapes(spec: CompressSpec, tensors: readonly { name: string
   if (spec.groupSize !== undefined) {
     const g = chosen.reduce((a, t) => gcd(a, t.shape[0]!), 0);
     const off = chosen.find((t) => t.shape[0]! % spec.groupSize! !== 0);
-    if (off || spec.groupSize < 1) bad(`\`groupSize: ${spec.groupSize}\` does not divide the ${off?.shape[0] ?? '?'} output channels of ${off?.name ?? 'a tensor'}; valid: ${divisors(g).join(', ')}`, { groupSize: spec.groupSize });
+    if (off || spec.groupSize < 1)
+      bad(
+        `\`groupSize: ${spec.groupSize}\` does not divide the ${off?.shape[0] ?? '?'} output channels of ${off?.name ?? 'a tensor'}; valid: ${divisors(g).join(', ')}`,
+        { groupSize: spec.groupSize },
+      );
   }
   // The split decoder's chunks (vocabularies above 65,536) are stored as rows of the table: with one table
   // per group, each chunk must start and end on a group.
@@ -90,12 +127,19 @@ export function checkShapes(spec: CompressSpec, tensors: readonly { name: string
     const { rows } = decoderChunks(V);
     if (rows % spec.groupSize !== 0 || (V % rows) % spec.groupSize !== 0) {
       const ok = divisors(gcd(rows, V % rows)).filter((d) => chosen.every((t) => t.shape[0]! % d === 0));
-      bad(`\`groupSize: ${spec.groupSize}\` does not fit the decoder's chunks of ${rows} rows (its ${V} tokens split for the Neural Engine); valid: ${ok.join(', ')}`, { groupSize: spec.groupSize });
+      bad(
+        `\`groupSize: ${spec.groupSize}\` does not fit the decoder's chunks of ${rows} rows (its ${V} tokens split for the Neural Engine); valid: ${ok.join(', ')}`,
+        { groupSize: spec.groupSize },
+      );
     }
   }
   if (spec.mode === 'int4') {
     const g = chosen.reduce((a, t) => gcd(a, t.shape[1]!), 0);
     const off = chosen.find((t) => t.shape[1]! % spec.blockSize !== 0);
-    if (off || spec.blockSize < 1) bad(`\`blockSize: ${spec.blockSize}\` does not divide the ${off?.shape[1] ?? '?'} inputs of ${off?.name ?? 'a tensor'}; valid: ${divisors(g).join(', ')}`, { blockSize: spec.blockSize });
+    if (off || spec.blockSize < 1)
+      bad(
+        `\`blockSize: ${spec.blockSize}\` does not divide the ${off?.shape[1] ?? '?'} inputs of ${off?.name ?? 'a tensor'}; valid: ${divisors(g).join(', ')}`,
+        { blockSize: spec.blockSize },
+      );
   }
 }

@@ -101,7 +101,13 @@ export const DEFAULT_ROTATION: RotationKind = 'none';
  * folded.
  */
 export const DEFAULT_ROTATION_COMPRESSED: Record<CompressMode, RotationKind> = {
-  pal8: 'hadamard', pal6: 'hadamard', pal4: 'hadamard', pal3: 'hadamard', pal2: 'hadamard', int8: 'none', int4: 'none',
+  pal8: 'hadamard',
+  pal6: 'hadamard',
+  pal4: 'hadamard',
+  pal3: 'hadamard',
+  pal2: 'hadamard',
+  int8: 'none',
+  int4: 'none',
 };
 
 /** The options with their defaults, checked against each other (the checkpoint's own checks come later). */
@@ -130,29 +136,77 @@ export function convertChoices(o: ConvertOptions): ConvertChoices {
   const weights = o.weights ?? 'fp16';
   const fold = o.fold ?? true;
   if (o.compress !== undefined && !COMPRESS_MODES.includes(o.compress)) {
-    throw new ModernBertError('BAD_ARGUMENT', `\`compress: ${o.compress}\` is not a mode; valid: ${COMPRESS_MODES.join(', ')}`, { option: 'compress' });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`compress: ${o.compress}\` is not a mode; valid: ${COMPRESS_MODES.join(', ')}`,
+      { option: 'compress' },
+    );
   }
-  const compress = o.compress === undefined ? undefined : compressSpec({ mode: o.compress, target, groupSize: o.groupSize, blockSize: o.blockSize, keep: o.keep, weights });
+  const compress =
+    o.compress === undefined
+      ? undefined
+      : compressSpec({
+          mode: o.compress,
+          target,
+          groupSize: o.groupSize,
+          blockSize: o.blockSize,
+          keep: o.keep,
+          weights,
+        });
   if (!compress && (o.groupSize !== undefined || o.blockSize !== undefined || (o.keep ?? []).length > 0)) {
-    throw new ModernBertError('BAD_ARGUMENT', '`groupSize`, `blockSize` and `keep` apply to `compress`', { option: 'compress' });
+    throw new ModernBertError('BAD_ARGUMENT', '`groupSize`, `blockSize` and `keep` apply to `compress`', {
+      option: 'compress',
+    });
   }
   if (!fold && o.rotation !== undefined && o.rotation !== 'none') {
-    throw new ModernBertError('BAD_ARGUMENT', `\`fold: false\` keeps the plain LayerNorm model and cannot be combined with \`rotation: ${o.rotation}\``, { option: 'rotation' });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`fold: false\` keeps the plain LayerNorm model and cannot be combined with \`rotation: ${o.rotation}\``,
+      { option: 'rotation' },
+    );
   }
-  const rotation = !fold ? 'none' : o.rotation ?? (compress ? DEFAULT_ROTATION_COMPRESSED[compress.mode] : DEFAULT_ROTATION);
-  const fidelity = o.fidelity === false ? null : o.fidelity ?? 'fp16';
-  if (fidelity === 'fp32') throw new ModernBertError('BAD_ARGUMENT', '`fidelity` compares a float16 emulation with float32, so it takes fp16, fp16-fused or fp16-acc16, not fp32', { option: 'fidelity' });
-  if (o.maxKl !== undefined && fidelity === null) throw new ModernBertError('BAD_ARGUMENT', '`maxKl` gates on the fidelity report: leave out `fidelity: false`', { option: 'maxKl' });
+  const rotation = !fold
+    ? 'none'
+    : (o.rotation ?? (compress ? DEFAULT_ROTATION_COMPRESSED[compress.mode] : DEFAULT_ROTATION));
+  const fidelity = o.fidelity === false ? null : (o.fidelity ?? 'fp16');
+  if (fidelity === 'fp32')
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      '`fidelity` compares a float16 emulation with float32, so it takes fp16, fp16-fused or fp16-acc16, not fp32',
+      { option: 'fidelity' },
+    );
+  if (o.maxKl !== undefined && fidelity === null)
+    throw new ModernBertError('BAD_ARGUMENT', '`maxKl` gates on the fidelity report: leave out `fidelity: false`', {
+      option: 'maxKl',
+    });
   for (const h of [...(Array.isArray(o.split) ? o.split : []), ...(o.functions ?? [])]) {
-    if (!HEADS.includes(h)) throw new ModernBertError('BAD_ARGUMENT', `"${h}" is not a head: one of ${HEADS.join(', ')}`, { option: 'functions' });
+    if (!HEADS.includes(h))
+      throw new ModernBertError('BAD_ARGUMENT', `"${h}" is not a head: one of ${HEADS.join(', ')}`, {
+        option: 'functions',
+      });
   }
-  if (Array.isArray(o.split) && o.functions) throw new ModernBertError('BAD_ARGUMENT', '`split` and `functions` both list heads: give one', { option: 'functions' });
-  const multi = (o.split !== undefined && o.split !== false) || o.functions !== undefined || (o.addHeads ?? []).length > 0 || Boolean(o.buckets);
+  if (Array.isArray(o.split) && o.functions)
+    throw new ModernBertError('BAD_ARGUMENT', '`split` and `functions` both list heads: give one', {
+      option: 'functions',
+    });
+  const multi =
+    (o.split !== undefined && o.split !== false) ||
+    o.functions !== undefined ||
+    (o.addHeads ?? []).length > 0 ||
+    Boolean(o.buckets);
   const layout = multi
-    ? { split: o.split !== undefined && o.split !== false, heads: Array.isArray(o.split) ? o.split : o.functions ?? (o.head ? [o.head] : undefined), buckets: Boolean(o.buckets) }
+    ? {
+        split: o.split !== undefined && o.split !== false,
+        heads: Array.isArray(o.split) ? o.split : (o.functions ?? (o.head ? [o.head] : undefined)),
+        buckets: Boolean(o.buckets),
+      }
     : undefined;
   return {
-    target, fold, rotation, weights, fidelity,
+    target,
+    fold,
+    rotation,
+    weights,
+    fidelity,
     norm: o.norm ?? 'l2',
     seed: o.seed ?? 0,
     force: Boolean(o.force),

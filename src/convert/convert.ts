@@ -16,11 +16,21 @@ import { chooseExecutor } from '../run/executor-choice.js';
 
 /** The sequence lengths: as given, else 512 or the model's maximum if smaller; none longer than the model allows. */
 function seqLensOf(o: ConvertOptions, maxPositions: number): number[] {
-  const lens = o.seqLens === undefined ? [Math.min(512, maxPositions)] : Array.isArray(o.seqLens) ? o.seqLens : [o.seqLens];
-  if (lens.length === 0) throw new ModernBertError('BAD_ARGUMENT', '`seqLens` is empty: give one length or several', { option: 'seqLens' });
+  const lens =
+    o.seqLens === undefined ? [Math.min(512, maxPositions)] : Array.isArray(o.seqLens) ? o.seqLens : [o.seqLens];
+  if (lens.length === 0)
+    throw new ModernBertError('BAD_ARGUMENT', '`seqLens` is empty: give one length or several', { option: 'seqLens' });
   for (const s of lens) {
-    if (!Number.isInteger(s) || s < 1) throw new ModernBertError('BAD_ARGUMENT', `\`seqLens: ${s}\` is not a positive whole number`, { option: 'seqLens' });
-    if (s > maxPositions) throw new ModernBertError('BAD_ARGUMENT', `\`seqLens: ${s}\` is longer than the model allows (max_position_embeddings ${maxPositions})`, { option: 'seqLens' });
+    if (!Number.isInteger(s) || s < 1)
+      throw new ModernBertError('BAD_ARGUMENT', `\`seqLens: ${s}\` is not a positive whole number`, {
+        option: 'seqLens',
+      });
+    if (s > maxPositions)
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `\`seqLens: ${s}\` is longer than the model allows (max_position_embeddings ${maxPositions})`,
+        { option: 'seqLens' },
+      );
   }
   return lens;
 }
@@ -50,21 +60,48 @@ export async function convert(model: string | Checkpoint, options: ConvertOption
     // Before any work (learning a rotation takes minutes): an output that cannot be written fails now.
     checkPackageOutput(out, c.force, [ckpt.dir]);
     const added = await openAddedHeads(options.addHeads ?? [], opened);
-    const { tok, calibration, calibrationName } = await calibrationOf(ckpt, { texts: options.calibration, name: options.calibrationName, random: options.random, seed: c.seed });
+    const { tok, calibration, calibrationName } = await calibrationOf(ckpt, {
+      texts: options.calibration,
+      name: options.calibrationName,
+      random: options.random,
+      seed: c.seed,
+    });
     // The fidelity report's runtime; which one the work decides once the calibration and the model are known.
-    const executor = c.fidelity === null ? undefined : options.executor ?? (await chooseExecutor({ precision: c.fidelity, ...(options.runtime === undefined ? {} : { runtime: options.runtime }) }));
-    const learning = c.rotation === 'learned'
-      ? await learnedRotation(ckpt, calibration, { seed: c.seed, norm: c.norm, precision: c.fidelity ?? 'fp16', seconds: options.learnSeconds ?? 60, compress: c.compress, onProgress: (d, t) => options.onProgress?.('learn', d, t) })
-      : undefined;
+    const executor =
+      c.fidelity === null
+        ? undefined
+        : (options.executor ??
+          (await chooseExecutor({
+            precision: c.fidelity,
+            ...(options.runtime === undefined ? {} : { runtime: options.runtime }),
+          })));
+    const learning =
+      c.rotation === 'learned'
+        ? await learnedRotation(ckpt, calibration, {
+            seed: c.seed,
+            norm: c.norm,
+            precision: c.fidelity ?? 'fp16',
+            seconds: options.learnSeconds ?? 60,
+            compress: c.compress,
+            onProgress: (d, t) => options.onProgress?.('learn', d, t),
+          })
+        : undefined;
     // A discarded learned rotation: the package is what was kept instead, and says so.
     const rotation = learning ? keptRotation(learning.learnReport) : c.rotation;
     return await writePackage(ckpt, {
       out,
       seqLens,
-      fold: c.fold, rotation, norm: c.norm, seed: c.seed, weights: c.weights, target: c.target, force: c.force,
+      fold: c.fold,
+      rotation,
+      norm: c.norm,
+      seed: c.seed,
+      weights: c.weights,
+      target: c.target,
+      force: c.force,
       tokenizer: c.tokenizer === 'auto' ? ckpt.tokenizerPath !== undefined : c.tokenizer,
       maskFrom: c.maskFrom,
-      calibration, calibrationName,
+      calibration,
+      calibrationName,
       fidelity: c.fidelity,
       ...(tok?.maskTokenId === undefined ? {} : { maskTokenId: tok.maskTokenId }),
       ...(options.attentionChunk === undefined ? {} : { attentionChunk: options.attentionChunk }),
@@ -74,7 +111,9 @@ export async function convert(model: string | Checkpoint, options: ConvertOption
       ...(options.maxKl === undefined ? {} : { maxKl: options.maxKl }),
       ...(options.aneRules ? { aneRules: options.aneRules } : {}),
       ...(c.layout ? { heads: { ...c.layout, added } } : {}),
-      ...(learning ? { learnReport: learning.learnReport, ...(rotation === 'learned' ? { learned: learning.learned } : {}) } : {}),
+      ...(learning
+        ? { learnReport: learning.learnReport, ...(rotation === 'learned' ? { learned: learning.learned } : {}) }
+        : {}),
       onProgress: (stage, d, t) => options.onProgress?.(stage, d, t),
       ...(executor?.factory ? { executor: executor.factory } : {}),
     });

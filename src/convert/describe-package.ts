@@ -14,7 +14,11 @@ import { VERSION } from '../version.js';
 import type { ConversionPlan } from './write-package.js';
 
 const HEAD_OUTPUT: Record<OutputHead, string> = {
-  mlm: 'logits', tokcls: 'logits', seqcls: 'logits', embedding: 'embedding', none: 'hidden_states',
+  mlm: 'logits',
+  tokcls: 'logits',
+  seqcls: 'logits',
+  embedding: 'embedding',
+  none: 'hidden_states',
 };
 
 /**
@@ -37,22 +41,30 @@ function splitLogitsDescription(V: number): string {
 }
 
 /** The package's description: its inputs, its output and the metadata that names what it holds. */
-export function describePackage(ckpt: Checkpoint, o: ConversionPlan, variant: Variant, head: OutputHead): DescriptionOptions {
+export function describePackage(
+  ckpt: Checkpoint,
+  o: ConversionPlan,
+  variant: Variant,
+  head: OutputHead,
+): DescriptionOptions {
   const c = ckpt.config;
   const shapes = o.seqLens.map((s) => [1, s]);
   const enumerated = o.seqLens.length > 1;
   const inputs: DescriptionOptions['inputs'] = {
     input_ids: {
-      description: o.pack !== undefined
-        ? `Token ids (int32, [1, S]): up to ${o.pack} texts one after another, padded at the end (segment_ids 0 marks padding)`
-        : o.maskFrom === 'ids'
-        ? `Token ids (int32, [1, S]), padded at the end with pad_token_id ${c.padTokenId}, which the model treats as padding`
-        : `Token ids (int32, [1, S]), padded at the end (any id; the mask marks padding)`,
+      description:
+        o.pack !== undefined
+          ? `Token ids (int32, [1, S]): up to ${o.pack} texts one after another, padded at the end (segment_ids 0 marks padding)`
+          : o.maskFrom === 'ids'
+            ? `Token ids (int32, [1, S]), padded at the end with pad_token_id ${c.padTokenId}, which the model treats as padding`
+            : `Token ids (int32, [1, S]), padded at the end (any id; the mask marks padding)`,
       ...(enumerated ? { enumeratedShapes: shapes } : {}),
     },
   };
   if (o.pack !== undefined) {
-    inputs.segment_ids = { description: `Which text each token belongs to (int32, [1, S]): 1..${o.pack}, each text one contiguous run, 0 = padding` };
+    inputs.segment_ids = {
+      description: `Which text each token belongs to (int32, [1, S]): 1..${o.pack}, each text one contiguous run, 0 = padding`,
+    };
   }
   if (o.maskFrom === 'input') {
     inputs.mask = {
@@ -61,9 +73,10 @@ export function describePackage(ckpt: Checkpoint, o: ConversionPlan, variant: Va
     };
   }
   const outDescription: Record<OutputHead, string> = {
-    mlm: c.vocabSize <= MAX_CHANNELS
-      ? `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`
-      : splitLogitsDescription(c.vocabSize),
+    mlm:
+      c.vocabSize <= MAX_CHANNELS
+        ? `Masked-LM logits, (1, vocab ${c.vocabSize}, 1, S): column s scores every token for position s`
+        : splitLogitsDescription(c.vocabSize),
     tokcls: `Token-classification logits, (1, labels ${c.labels.length}, 1, S)`,
     seqcls: `Sequence-classification logits, (1, ${o.pack === undefined ? '' : `texts ${o.pack}, `}labels ${c.labels.length}): ${c.labels.join(', ')}`,
     embedding: `Sentence embedding, (1, ${o.pack === undefined ? '' : `texts ${o.pack}, `}${c.hidden})${ckpt.embedding?.normalize ? ', L2-normalised' : ''}${o.pack === undefined ? '' : ', row k for segment k + 1'}`,
@@ -84,10 +97,21 @@ export function describePackage(ckpt: Checkpoint, o: ConversionPlan, variant: Va
         [META.architecture]: c.architecture,
         [META.head]: head,
         [META.labels]: JSON.stringify(c.labels),
-        [META.specialIds]: JSON.stringify({ pad: c.padTokenId, cls: c.clsTokenId, sep: c.sepTokenId, mask: o.maskTokenId ?? null }),
+        [META.specialIds]: JSON.stringify({
+          pad: c.padTokenId,
+          cls: c.clsTokenId,
+          sep: c.sepTokenId,
+          mask: o.maskTokenId ?? null,
+        }),
         [META.seqLens]: o.seqLens.join(','),
-        [META.rotation]: !o.fold ? 'none (not folded)' : o.rotation === 'none' ? 'none (folded)' : `${o.rotation} (seed ${o.seed}${o.learnReport ? `, kept ${o.learnReport.chosen}` : ''})`,
-        [META.norm]: o.fold ? `folded, ${o.norm === 'l2' ? 'l2-norm RMSNorm (overflow-safe)' : 'x*x RMSNorm'}` : 'LayerNorm',
+        [META.rotation]: !o.fold
+          ? 'none (not folded)'
+          : o.rotation === 'none'
+            ? 'none (folded)'
+            : `${o.rotation} (seed ${o.seed}${o.learnReport ? `, kept ${o.learnReport.chosen}` : ''})`,
+        [META.norm]: o.fold
+          ? `folded, ${o.norm === 'l2' ? 'l2-norm RMSNorm (overflow-safe)' : 'x*x RMSNorm'}`
+          : 'LayerNorm',
         [META.weights]: o.compress ? `${o.compress.mode} (compressed; tables and scales ${o.weights})` : o.weights,
         [META.numLayers]: String(c.numLayers),
         ...(o.pack === undefined ? {} : { [META.pack]: String(o.pack) }),
@@ -97,7 +121,10 @@ export function describePackage(ckpt: Checkpoint, o: ConversionPlan, variant: Va
 }
 
 /** Adds the conversion's reports (fidelity, rotation learning, compression) to a description's metadata. */
-export function withReports(d: DescriptionOptions, reports: { fidelity: FidelityReport | null; learning?: LearnReport; compression?: unknown }): DescriptionOptions {
+export function withReports(
+  d: DescriptionOptions,
+  reports: { fidelity: FidelityReport | null; learning?: LearnReport; compression?: unknown },
+): DescriptionOptions {
   const meta = d.metadata!.userDefined!;
   if (reports.fidelity) meta[META.fidelity] = JSON.stringify(reports.fidelity);
   if (reports.learning) meta[META.rotationLearning] = JSON.stringify(reports.learning);

@@ -90,13 +90,29 @@ export interface ExportOnnxReport extends WriteOnnxResult {
 export function exportGraph(ckpt: Checkpoint, o: ExportPlan): { graph: Graph; variant: string; head: OutputHead } {
   const c = ckpt.config;
   if (o.seqLen !== undefined && o.seqLen > c.maxPositions) {
-    throw new ModernBertError('BAD_ARGUMENT', `\`seqLen: ${o.seqLen}\` is longer than the model allows (max_position_embeddings ${c.maxPositions})`, { option: 'seqLen' });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`seqLen: ${o.seqLen}\` is longer than the model allows (max_position_embeddings ${c.maxPositions})`,
+      { option: 'seqLen' },
+    );
   }
-  const variant = prepareVariant({ config: c, weights: ckpt.weights, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
+  const variant = prepareVariant(
+    { config: c, weights: ckpt.weights, embedding: ckpt.embedding },
+    { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed },
+    o.learned,
+  );
   const head = o.head ?? defaultHead(ckpt);
   // A symbolic length 'S' (model.ts takes several lengths as "any of them"): positions and masks come from the input.
   const seqLen = o.seqLen ?? (c.maxPositions > 1 ? [1, c.maxPositions] : 1);
-  const graph = buildModel(variant.source, { seqLen, dtype: o.precision, ioDtype: 'fp32', norm: variant.norm, maskFrom: 'attention', head, attentionChunk: o.attentionChunk });
+  const graph = buildModel(variant.source, {
+    seqLen,
+    dtype: o.precision,
+    ioDtype: 'fp32',
+    norm: variant.norm,
+    maskFrom: 'attention',
+    head,
+    attentionChunk: o.attentionChunk,
+  });
   return { graph, variant: variant.name, head };
 }
 
@@ -105,7 +121,12 @@ async function exportPlan(ckpt: Checkpoint, o: ExportOnnxOptions): Promise<Expor
   const precision = o.precision ?? 'fp32';
   const fold = o.fold ?? precision === 'fp16';
   const rotation = o.rotation ?? 'none';
-  if (!fold && rotation !== 'none') throw new ModernBertError('BAD_ARGUMENT', `\`rotation: ${rotation}\` rotates the folded model: add \`fold: true\``, { option: 'rotation' });
+  if (!fold && rotation !== 'none')
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`rotation: ${rotation}\` rotates the folded model: add \`fold: true\``,
+      { option: 'rotation' },
+    );
   const norm = o.norm ?? 'l2';
   const seed = o.seed ?? 0;
   let learned: Rotation | undefined;
@@ -114,29 +135,62 @@ async function exportPlan(ckpt: Checkpoint, o: ExportOnnxOptions): Promise<Expor
   if (rotation === 'learned') {
     // The same rotation as convert's rotation 'learned' would fold (same calibration, seed and budget).
     const { calibration } = await calibrationOf(ckpt, { texts: o.calibration, random: o.random, seed });
-    ({ learned, learnReport: learning } = await learnedRotation(ckpt, calibration, { seed, norm, precision: o.fidelity ?? 'fp16', seconds: o.learnSeconds ?? 60, onProgress: (d, t) => o.onProgress?.('learn', d, t) }));
+    ({ learned, learnReport: learning } = await learnedRotation(ckpt, calibration, {
+      seed,
+      norm,
+      precision: o.fidelity ?? 'fp16',
+      seconds: o.learnSeconds ?? 60,
+      onProgress: (d, t) => o.onProgress?.('learn', d, t),
+    }));
     // A discarded learned rotation: the export is what was kept instead, and says so.
     used = keptRotation(learning);
     if (used !== 'learned') learned = undefined;
   }
-  return { seqLen: o.seqLen, fold, rotation: used, learned, learning, norm, seed, precision, head: o.head, attentionChunk: o.attentionChunk };
+  return {
+    seqLen: o.seqLen,
+    fold,
+    rotation: used,
+    learned,
+    learning,
+    norm,
+    seed,
+    precision,
+    head: o.head,
+    attentionChunk: o.attentionChunk,
+  };
 }
 
 /** Exports a checkpoint (a folder, a Hub id `org/name[@revision]`, or one already open) as an ONNX model. */
-export async function exportOnnx(model: string | Checkpoint, options: ExportOnnxOptions = {}): Promise<ExportOnnxReport> {
+export async function exportOnnx(
+  model: string | Checkpoint,
+  options: ExportOnnxOptions = {},
+): Promise<ExportOnnxReport> {
   const { ckpt, close } = await openSource(model, options, 'export-onnx');
   try {
     const out = options.out ?? `${basename(resolve(ckpt.dir))}.onnx`;
     // Before minutes of learning: the model file and its .data, never over the checkpoint's files.
-    const outputs = checkOnnxOutput(out, { force: Boolean(options.force), externalData: Boolean(options.externalData), inputs: [ckpt.dir] });
+    const outputs = checkOnnxOutput(out, {
+      force: Boolean(options.force),
+      externalData: Boolean(options.externalData),
+      inputs: [ckpt.dir],
+    });
     const plan = await exportPlan(ckpt, options);
-    return writeOnnxExport(ckpt, plan, { outputs, force: Boolean(options.force), externalData: Boolean(options.externalData), maxInlineBytes: options.maxInlineBytes });
+    return writeOnnxExport(ckpt, plan, {
+      outputs,
+      force: Boolean(options.force),
+      externalData: Boolean(options.externalData),
+      maxInlineBytes: options.maxInlineBytes,
+    });
   } finally {
     close();
   }
 }
 
-function writeOnnxExport(ckpt: Checkpoint, o: ExportPlan, file: { outputs: OnnxOutputs; force: boolean; externalData: boolean; maxInlineBytes?: number | undefined }): ExportOnnxReport {
+function writeOnnxExport(
+  ckpt: Checkpoint,
+  o: ExportPlan,
+  file: { outputs: OnnxOutputs; force: boolean; externalData: boolean; maxInlineBytes?: number | undefined },
+): ExportOnnxReport {
   const t0 = performance.now();
   const c = ckpt.config;
   const { graph, variant, head } = exportGraph(ckpt, o);
@@ -161,5 +215,13 @@ function writeOnnxExport(ckpt: Checkpoint, o: ExportPlan, file: { outputs: OnnxO
     externalData: file.externalData,
     maxInlineBytes: file.maxInlineBytes,
   });
-  return { ...written, learning: o.learning ?? null, variant, head, seqLen: o.seqLen ?? 'dynamic', nodes: lowered.nodes.length, seconds: (performance.now() - t0) / 1000 };
+  return {
+    ...written,
+    learning: o.learning ?? null,
+    variant,
+    head,
+    seqLen: o.seqLen ?? 'dynamic',
+    nodes: lowered.nodes.length,
+    seconds: (performance.now() - t0) / 1000,
+  };
 }

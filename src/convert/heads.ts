@@ -63,8 +63,23 @@ export interface HeadsContext {
 
 /** Config fields that the body's computation depends on: an added head's checkpoint must agree on each. */
 const BODY_FIELDS: readonly (keyof ModernBertConfig)[] = [
-  'vocabSize', 'hidden', 'intermediate', 'numLayers', 'numHeads', 'headDim', 'maxPositions', 'localWindow', 'layerTypes',
-  'globalRopeTheta', 'localRopeTheta', 'normEps', 'normBias', 'attentionBias', 'mlpBias', 'hiddenActivation', 'padTokenId',
+  'vocabSize',
+  'hidden',
+  'intermediate',
+  'numLayers',
+  'numHeads',
+  'headDim',
+  'maxPositions',
+  'localWindow',
+  'layerTypes',
+  'globalRopeTheta',
+  'localRopeTheta',
+  'normEps',
+  'normBias',
+  'attentionBias',
+  'mlpBias',
+  'hiddenActivation',
+  'padTokenId',
 ];
 
 /** Refuses an added checkpoint unless its body (config and every `model.` tensor) is bit-identical to `base`'s. */
@@ -72,17 +87,39 @@ export function checkSameBody(base: Checkpoint, other: Checkpoint): void {
   const where = `\`addHeads\` ${other.dir}`;
   for (const f of BODY_FIELDS) {
     if (JSON.stringify(base.config[f]) !== JSON.stringify(other.config[f])) {
-      throw new ModernBertError('BAD_INPUT', `${where}: its body differs: config ${f} is ${JSON.stringify(other.config[f])}, not ${JSON.stringify(base.config[f])}`, { field: f });
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `${where}: its body differs: config ${f} is ${JSON.stringify(other.config[f])}, not ${JSON.stringify(base.config[f])}`,
+        { field: f },
+      );
     }
   }
-  const body = (c: Checkpoint) => c.weights.names().filter((n) => n.startsWith('model.')).sort();
+  const body = (c: Checkpoint) =>
+    c.weights
+      .names()
+      .filter((n) => n.startsWith('model.'))
+      .sort();
   const [a, b] = [body(base), body(other)];
   const missing = a.find((n) => !b.includes(n)) ?? b.find((n) => !a.includes(n));
-  if (missing) throw new ModernBertError('BAD_INPUT', `${where}: its body differs: tensor ${missing} is in only one of the checkpoints`, { tensor: missing });
+  if (missing)
+    throw new ModernBertError(
+      'BAD_INPUT',
+      `${where}: its body differs: tensor ${missing} is in only one of the checkpoints`,
+      { tensor: missing },
+    );
   for (const n of a) {
     const [x, y] = [base.weights.get(n), other.weights.get(n)];
-    const same = x.shape.join() === y.shape.join() && Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength).equals(Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength));
-    if (!same) throw new ModernBertError('BAD_INPUT', `${where}: its body differs: tensor ${n} is not bit-identical (a head needs the very body it was trained on)`, { tensor: n });
+    const same =
+      x.shape.join() === y.shape.join() &&
+      Buffer.from(x.data.buffer, x.data.byteOffset, x.data.byteLength).equals(
+        Buffer.from(y.data.buffer, y.data.byteOffset, y.data.byteLength),
+      );
+    if (!same)
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `${where}: its body differs: tensor ${n} is not bit-identical (a head needs the very body it was trained on)`,
+        { tensor: n },
+      );
   }
 }
 
@@ -92,16 +129,29 @@ export function headPackagePath(out: string, name: string): string {
 }
 
 /** The weights a head reads beyond the body (embedding and none read none). */
-const HEAD_WEIGHT: Partial<Record<OutputHead, string>> = { mlm: 'decoder.weight', seqcls: 'classifier.weight', tokcls: 'classifier.weight' };
+const HEAD_WEIGHT: Partial<Record<OutputHead, string>> = {
+  mlm: 'decoder.weight',
+  seqcls: 'classifier.weight',
+  tokcls: 'classifier.weight',
+};
 
 function plan(ctx: HeadsContext, o: HeadsOptions): HeadPlan[] {
   for (const h of o.heads ?? []) {
     const w = HEAD_WEIGHT[h];
     if (w && !ctx.ckpt.weights.has(w)) {
-      throw new ModernBertError('BAD_ARGUMENT', `${ctx.ckpt.dir} has no ${h} head (no ${w}; its head is ${defaultHead(ctx.ckpt)}): list its own head, embedding or none, and take other heads from their checkpoints with \`addHeads\``, { head: h, option: 'addHeads' });
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `${ctx.ckpt.dir} has no ${h} head (no ${w}; its head is ${defaultHead(ctx.ckpt)}): list its own head, embedding or none, and take other heads from their checkpoints with \`addHeads\``,
+        { head: h, option: 'addHeads' },
+      );
     }
   }
-  const own = (o.heads ?? [defaultHead(ctx.ckpt)]).map((head) => ({ name: head, head, source: ctx.source, ckpt: ctx.ckpt }));
+  const own = (o.heads ?? [defaultHead(ctx.ckpt)]).map((head) => ({
+    name: head,
+    head,
+    source: ctx.source,
+    ckpt: ctx.ckpt,
+  }));
   const added = o.added.map((a) => {
     checkSameBody(ctx.ckpt, a.ckpt);
     const head = defaultHead(a.ckpt);
@@ -110,7 +160,12 @@ function plan(ctx: HeadsContext, o: HeadsOptions): HeadPlan[] {
   const all = [...own, ...added];
   const names = all.map((p) => p.name);
   const twice = names.find((n, i) => names.indexOf(n) !== i);
-  if (twice) throw new ModernBertError('BAD_ARGUMENT', `two heads are named "${twice}": name an added one (\`addHeads\`: NAME=DIR)`, { name: twice, option: 'addHeads' });
+  if (twice)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `two heads are named "${twice}": name an added one (\`addHeads\`: NAME=DIR)`,
+      { name: twice, option: 'addHeads' },
+    );
   for (const n of names) checkHeadName(n);
   return all;
 }
@@ -123,22 +178,42 @@ function labelsOf(p: HeadPlan): string[] | undefined {
 /** Refuses what cannot be written, before any work: called first by convert. */
 export function checkHeadsOptions(o: HeadsOptions, target: Target, lens: number[]): void {
   if (!o.split && !atLeast(target, 'iOS18')) {
-    throw new ModernBertError('BAD_ARGUMENT', `\`functions\`, \`addHeads\` and \`buckets\` write a multifunction package, which needs specification version 9: give \`target: iOS18\` or macOS15 (not ${target}), or \`split\``, { target, option: 'target' });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`functions\`, \`addHeads\` and \`buckets\` write a multifunction package, which needs specification version 9: give \`target: iOS18\` or macOS15 (not ${target}), or \`split\``,
+      { target, option: 'target' },
+    );
   }
-  if (o.split && o.buckets) throw new ModernBertError('BAD_ARGUMENT', '`buckets` makes one package of several functions; it cannot be combined with `split`', { option: 'buckets' });
-  if (o.buckets && new Set(lens).size < 2) throw new ModernBertError('BAD_ARGUMENT', '`buckets` needs several lengths: `seqLens: 512,2048,8192`', { option: 'buckets' });
+  if (o.split && o.buckets)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      '`buckets` makes one package of several functions; it cannot be combined with `split`',
+      { option: 'buckets' },
+    );
+  if (o.buckets && new Set(lens).size < 2)
+    throw new ModernBertError('BAD_ARGUMENT', '`buckets` needs several lengths: `seqLens: 512,2048,8192`', {
+      option: 'buckets',
+    });
 }
 
 /** Writes the body and head packages (split) or the one multifunction package; returns the stats of the body or the package. */
-export async function writeHeads(ctx: HeadsContext, o: HeadsOptions): Promise<{ stats: WriteStats; written: string[]; functions: string[] }> {
+export async function writeHeads(
+  ctx: HeadsContext,
+  o: HeadsOptions,
+): Promise<{ stats: WriteStats; written: string[]; functions: string[] }> {
   checkHeadsOptions(o, ctx.target, ctx.lens);
   const heads = plan(ctx, o);
   return o.split ? writeSplit(ctx, heads) : writeMultifunction(ctx, heads, o.buckets);
 }
 
-async function writeSplit(ctx: HeadsContext, heads: HeadPlan[]): Promise<{ stats: WriteStats; written: string[]; functions: string[] }> {
+async function writeSplit(
+  ctx: HeadsContext,
+  heads: HeadPlan[],
+): Promise<{ stats: WriteStats; written: string[]; functions: string[] }> {
   const seqLen = ctx.lens.length === 1 ? ctx.lens[0]! : ctx.lens;
-  for (const p of heads) if (p.head === 'none') throw new ModernBertError('BAD_ARGUMENT', '`split`: head "none" is the body package itself', { option: 'split' });
+  for (const p of heads)
+    if (p.head === 'none')
+      throw new ModernBertError('BAD_ARGUMENT', '`split`: head "none" is the body package itself', { option: 'split' });
   const paths = heads.map((p) => headPackagePath(ctx.out, p.name));
   for (const path of paths) checkPackageOutput(path, ctx.force, [ctx.ckpt.dir]);
   // Every graph is built (and so checked) before anything is written.
@@ -146,7 +221,15 @@ async function writeSplit(ctx: HeadsContext, heads: HeadPlan[]): Promise<{ stats
   const headGraphs = heads.map((p) => buildHead(p.source, { ...ctx.build, seqLen, head: p.head }));
   const bodyDesc = ctx.describe(ctx.ckpt, 'none', ctx.lens);
   bodyDesc.metadata!.userDefined![META.part] = 'body';
-  const stats = await writeMLPackage(ctx.out, { graph: bodyGraph, description: bodyDesc, target: ctx.target, force: ctx.force, protect: [ctx.ckpt.dir], extraItems: ctx.extras, onProgress: (p) => ctx.onProgress?.(p.constsWritten, p.constsTotal) });
+  const stats = await writeMLPackage(ctx.out, {
+    graph: bodyGraph,
+    description: bodyDesc,
+    target: ctx.target,
+    force: ctx.force,
+    protect: [ctx.ckpt.dir],
+    extraItems: ctx.extras,
+    onProgress: (p) => ctx.onProgress?.(p.constsWritten, p.constsTotal),
+  });
   const written = [ctx.out];
   try {
     await writeHeadPackages(ctx, heads, headGraphs, paths, written);
@@ -158,26 +241,47 @@ async function writeSplit(ctx: HeadsContext, heads: HeadPlan[]): Promise<{ stats
   return { stats, written, functions: [] };
 }
 
-async function writeHeadPackages(ctx: HeadsContext, heads: HeadPlan[], headGraphs: Graph[], paths: string[], written: string[]): Promise<void> {
+async function writeHeadPackages(
+  ctx: HeadsContext,
+  heads: HeadPlan[],
+  headGraphs: Graph[],
+  paths: string[],
+  written: string[],
+): Promise<void> {
   const hash = bodyHash(ctx.out);
   for (const [i, p] of heads.entries()) {
     const d = ctx.describe(p.ckpt, p.head, ctx.lens);
     const C = ctx.source.config.hidden;
     const enumerated = ctx.lens.length > 1;
     d.inputs = {
-      hidden_states: { description: `The body's last hidden state, (1, ${C}, 1, S)`, ...(enumerated ? { enumeratedShapes: ctx.lens.map((s) => [1, C, 1, s]) } : {}) },
-      ...Object.fromEntries(Object.entries(d.inputs ?? {}).filter(([n]) => headGraphs[i]!.inputs.some((v) => v.name === n))),
+      hidden_states: {
+        description: `The body's last hidden state, (1, ${C}, 1, S)`,
+        ...(enumerated ? { enumeratedShapes: ctx.lens.map((s) => [1, C, 1, s]) } : {}),
+      },
+      ...Object.fromEntries(
+        Object.entries(d.inputs ?? {}).filter(([n]) => headGraphs[i]!.inputs.some((v) => v.name === n)),
+      ),
     };
     const meta = d.metadata!.userDefined!;
     meta[META.part] = 'head';
     meta[META.bodyHash] = hash;
     meta[META.source] = `${meta[META.source]} (head ${p.name})`;
-    await writeMLPackage(paths[i]!, { graph: headGraphs[i]!, description: d, target: ctx.target, force: ctx.force, protect: [ctx.ckpt.dir] });
+    await writeMLPackage(paths[i]!, {
+      graph: headGraphs[i]!,
+      description: d,
+      target: ctx.target,
+      force: ctx.force,
+      protect: [ctx.ckpt.dir],
+    });
     written.push(paths[i]!);
   }
 }
 
-async function writeMultifunction(ctx: HeadsContext, heads: HeadPlan[], buckets: boolean): Promise<{ stats: WriteStats; written: string[]; functions: string[] }> {
+async function writeMultifunction(
+  ctx: HeadsContext,
+  heads: HeadPlan[],
+  buckets: boolean,
+): Promise<{ stats: WriteStats; written: string[]; functions: string[] }> {
   const groups = buckets ? ctx.lens.map((s) => [s]) : [ctx.lens];
   const functions: FunctionToWrite[] = [];
   // No prototype: a function's name is a key like any other (names are checked too: checkHeadName).
@@ -219,9 +323,18 @@ const MAX_HEAD_NAME = 64;
  */
 export function checkHeadName(name: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) || name.length > MAX_HEAD_NAME) {
-    throw new ModernBertError('BAD_ARGUMENT', `head name ${JSON.stringify(name.slice(0, 80))} must be an identifier of at most ${MAX_HEAD_NAME} characters ([A-Za-z_][A-Za-z0-9_]*)`, { name });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `head name ${JSON.stringify(name.slice(0, 80))} must be an identifier of at most ${MAX_HEAD_NAME} characters ([A-Za-z_][A-Za-z0-9_]*)`,
+      { name },
+    );
   }
-  if (name in Object.prototype) throw new ModernBertError('BAD_ARGUMENT', `head name "${name}" is reserved (every object has a property of that name): choose another`, { name });
+  if (name in Object.prototype)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `head name "${name}" is reserved (every object has a property of that name): choose another`,
+      { name },
+    );
   return name;
 }
 

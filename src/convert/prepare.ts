@@ -17,10 +17,21 @@ import type { Precision } from '../runtime/numerics.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.js';
 
 /** The checkpoint a conversion reads: opened here from a name (`close` closes it), or the caller's (left open). */
-export async function openSource(model: string | Checkpoint, o: { revision?: string; download?: DownloadProgress }, what: string): Promise<{ ckpt: Checkpoint; close: () => void }> {
+export async function openSource(
+  model: string | Checkpoint,
+  o: { revision?: string; download?: DownloadProgress },
+  what: string,
+): Promise<{ ckpt: Checkpoint; close: () => void }> {
   if (typeof model !== 'string') return { ckpt: model, close: () => {} };
-  if (isPackagePath(model)) throw new ModernBertError('BAD_ARGUMENT', `${model} is already a Core ML package; ${what} takes a checkpoint folder`);
-  const ckpt = await openCheckpoint(model, { ...(o.revision === undefined ? {} : { revision: o.revision }), ...(o.download ? { progress: o.download } : {}) });
+  if (isPackagePath(model))
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `${model} is already a Core ML package; ${what} takes a checkpoint folder`,
+    );
+  const ckpt = await openCheckpoint(model, {
+    ...(o.revision === undefined ? {} : { revision: o.revision }),
+    ...(o.download ? { progress: o.download } : {}),
+  });
   return { ckpt, close: () => ckpt.close() };
 }
 
@@ -35,16 +46,37 @@ export interface CalibrationOptions {
 }
 
 /** The checkpoint's tokenizer (when it has one), the calibration sequences and a name for them. */
-export async function calibrationOf(ckpt: Checkpoint, o: CalibrationOptions): Promise<{ tok?: Tokenizer; calibration: ProbeSequence[]; calibrationName: string }> {
+export async function calibrationOf(
+  ckpt: Checkpoint,
+  o: CalibrationOptions,
+): Promise<{ tok?: Tokenizer; calibration: ProbeSequence[]; calibrationName: string }> {
   const tok = ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined;
   const c = ckpt.config;
   const texts = o.texts?.filter((t) => t.trim() !== '');
-  if (texts && texts.length === 0) throw new ModernBertError('BAD_INPUT', `\`calibration\` holds no text${o.name ? ` (${o.name})` : ''}`, { option: 'calibration' });
-  if (texts && !tok) throw new ModernBertError('BAD_ARGUMENT', `\`calibration\` needs a tokenizer, and ${ckpt.dir} has no tokenizer.json`, { option: 'calibration' });
+  if (texts && texts.length === 0)
+    throw new ModernBertError('BAD_INPUT', `\`calibration\` holds no text${o.name ? ` (${o.name})` : ''}`, {
+      option: 'calibration',
+    });
+  if (texts && !tok)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`calibration\` needs a tokenizer, and ${ckpt.dir} has no tokenizer.json`,
+      { option: 'calibration' },
+    );
   const random = o.random ?? 128;
-  const ids = { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId, tok?.maskTokenId ?? -1] };
+  const ids = {
+    vocabSize: c.vocabSize,
+    maxLen: c.maxPositions,
+    clsTokenId: c.clsTokenId,
+    sepTokenId: c.sepTokenId,
+    special: [c.padTokenId, tok?.maskTokenId ?? -1],
+  };
   const calibration = tok ? textSequences(texts, ids, tok) : [randomSequence(random, o.seed, ids)];
-  const calibrationName = texts ? o.name ?? `${texts.length} calibration texts` : tok ? 'built-in sentences' : `${random} random token ids`;
+  const calibrationName = texts
+    ? (o.name ?? `${texts.length} calibration texts`)
+    : tok
+      ? 'built-in sentences'
+      : `${random} random token ids`;
   return { ...(tok ? { tok } : {}), calibration, calibrationName };
 }
 
@@ -60,13 +92,24 @@ export interface LearnChoices {
 }
 
 /** A rotation learned on the calibration (learn/learned.ts), judged as the package will compute. */
-export async function learnedRotation(ckpt: Checkpoint, calibration: ProbeSequence[], o: LearnChoices): Promise<{ learned: Rotation; learnReport: LearnReport }> {
+export async function learnedRotation(
+  ckpt: Checkpoint,
+  calibration: ProbeSequence[],
+  o: LearnChoices,
+): Promise<{ learned: Rotation; learnReport: LearnReport }> {
   const compress = o.compress;
-  const r = await learnRotation({ config: ckpt.config, weights: ckpt.weights, embedding: ckpt.embedding }, {
-    seed: o.seed, calibration, norm: o.norm, precision: o.precision, budgetSeconds: o.seconds,
-    // Compressed: candidates are judged as the compressed package computes.
-    ...(compress ? { compress, stored: (w: WeightSource) => new CompressedWeights(w, compress) } : {}),
-    ...(o.onProgress ? { onProgress: o.onProgress } : {}),
-  });
+  const r = await learnRotation(
+    { config: ckpt.config, weights: ckpt.weights, embedding: ckpt.embedding },
+    {
+      seed: o.seed,
+      calibration,
+      norm: o.norm,
+      precision: o.precision,
+      budgetSeconds: o.seconds,
+      // Compressed: candidates are judged as the compressed package computes.
+      ...(compress ? { compress, stored: (w: WeightSource) => new CompressedWeights(w, compress) } : {}),
+      ...(o.onProgress ? { onProgress: o.onProgress } : {}),
+    },
+  );
   return { learned: r.rotation, learnReport: r.report };
 }

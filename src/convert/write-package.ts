@@ -20,7 +20,13 @@ import type { ExecutorFactory } from '../run/runner.js';
 import { lengthsWork, weightBytes } from '../run/runtime-cost.js';
 import { lintAneLimits, type AneIssue } from '../graph/ane-limits.js';
 import { buildModel } from '../model/model.js';
-import { ANE_ATTENTION_CHUNK, defaultHead, type ModelSource, type OutputHead } from '../model/options.js';
+import {
+  ANE_ATTENTION_CHUNK,
+  defaultHead,
+  type ModelSource,
+  type NormStyle,
+  type OutputHead,
+} from '../model/options.js';
 import { checkPack } from '../model/packing.js';
 import type { Precision } from '../runtime/numerics.js';
 import { prepareVariant, type RotationKind } from '../model/variants.js';
@@ -113,8 +119,15 @@ export interface CompressionSummary {
 
 /** `convert --max-kl`: the fidelity report failed the gate; nothing was written (the CLI exits 1). */
 export class FidelityGateError extends ModernBertError {
-  constructor(readonly kl: number, readonly maxKl: number) {
-    super('BAD_INPUT', `fidelity gate: KL ${kl.toExponential(2)} against the float32 checkpoint exceeds \`maxKl: ${maxKl}\`; nothing was written`, { kl, maxKl, option: 'maxKl' });
+  constructor(
+    readonly kl: number,
+    readonly maxKl: number,
+  ) {
+    super(
+      'BAD_INPUT',
+      `fidelity gate: KL ${kl.toExponential(2)} against the float32 checkpoint exceeds \`maxKl: ${maxKl}\`; nothing was written`,
+      { kl, maxKl, option: 'maxKl' },
+    );
   }
 }
 
@@ -144,36 +157,61 @@ function checkPlan(ckpt: Checkpoint, o: ConversionPlan): void {
   checkPackageOutput(o.out, o.force, [ckpt.dir]);
   if (o.heads) checkHeadsOptions(o.heads, o.target, o.seqLens);
   for (const s of o.seqLens) {
-    if (s > c.maxPositions) throw new ModernBertError('BAD_ARGUMENT', `\`seqLens: ${s}\` is longer than the model allows (max_position_embeddings ${c.maxPositions})`, { option: 'seqLens' });
+    if (s > c.maxPositions)
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `\`seqLens: ${s}\` is longer than the model allows (max_position_embeddings ${c.maxPositions})`,
+        { option: 'seqLens' },
+      );
   }
   const longest = Math.max(...o.seqLens);
   if (o.maskFrom === 'input' && longest > MAX_MASK_INPUT_LEN) {
-    throw new ModernBertError('BAD_ARGUMENT', `\`maskInput\` takes a (1, S, 1, S) mask, ${(2 * longest * longest / 2 ** 20).toFixed(0)} MiB at \`seqLens: ${longest}\`; it is limited to ${MAX_MASK_INPUT_LEN} tokens: leave it out (the default input_ids input reads padding from pad_token_id)`, { seqLen: longest, option: 'maskInput' });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`maskInput\` takes a (1, S, 1, S) mask, ${((2 * longest * longest) / 2 ** 20).toFixed(0)} MiB at \`seqLens: ${longest}\`; it is limited to ${MAX_MASK_INPUT_LEN} tokens: leave it out (the default input_ids input reads padding from pad_token_id)`,
+      { seqLen: longest, option: 'maskInput' },
+    );
   }
   if (o.pack !== undefined) {
     // Multifunction packages hold the whole packed model per function; a split head package would need the
     // segment ids as an input of its own, which it does not take yet.
-    if (o.heads?.split) throw new ModernBertError('BAD_ARGUMENT', '`pack` cannot yet be combined with `split`: convert the packed model whole, or as a multifunction package (`functions`, `buckets`)', { option: 'pack' });
+    if (o.heads?.split)
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        '`pack` cannot yet be combined with `split`: convert the packed model whole, or as a multifunction package (`functions`, `buckets`)',
+        { option: 'pack' },
+      );
     // Buckets are one static function per length, each packed; otherwise one graph of one length.
-    for (const S of o.heads?.buckets ? o.seqLens : [o.seqLens.length === 1 ? o.seqLens[0]! : 'S']) checkPack(o.pack, S, o.maskFrom);
+    for (const S of o.heads?.buckets ? o.seqLens : [o.seqLens.length === 1 ? o.seqLens[0]! : 'S'])
+      checkPack(o.pack, S, o.maskFrom);
   }
+  if (o.compress && o.heads)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      '`compress` cannot yet be combined with `split`, `functions`, `addHeads` or `buckets`: convert the compressed model on its own',
+      { option: 'compress' },
+    );
 }
 
 /** Writes the package (or packages) of a plan. */
 export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise<ConvertReport> {
   const t0 = performance.now();
-  const c = ckpt.config;
   checkPlan(ckpt, o);
-  const longest = Math.max(...o.seqLens);
   const read = new TimedWeights(ckpt.weights);
-  const variant = prepareVariant({ config: c, weights: read, embedding: ckpt.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned);
+  const variant = prepareVariant(
+    { config: ckpt.config, weights: read, embedding: ckpt.embedding },
+    { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed },
+    o.learned,
+  );
   const transformed = new TimedWeights(variant.source.weights); // reading + folding + rotating
   let source: ModelSource = { ...variant.source, weights: transformed };
   // Compressed weights: the fidelity report reads them as the package will decompress them.
   let compressed: CompressedWeights | undefined;
   if (o.compress) {
-    if (o.heads) throw new ModernBertError('BAD_ARGUMENT', '`compress` cannot yet be combined with `split`, `functions`, `addHeads` or `buckets`: convert the compressed model on its own', { option: 'compress' });
-    checkShapes(o.compress, transformed.names().map((name) => ({ name, shape: transformed.shape(name) })));
+    checkShapes(
+      o.compress,
+      transformed.names().map((name) => ({ name, shape: transformed.shape(name) })),
+    );
     compressed = new CompressedWeights(transformed, o.compress);
     source = { ...source, weights: compressed };
   }
@@ -188,19 +226,12 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   // report, conversion streams.
   let fidelity: FidelityReport | null = null;
   let fidelityMs = 0;
-  const work = { ...lengthsWork(o.calibration.flatMap((s) => [s.ids.length, s.ids.length])), bytes: weightBytes(ckpt.weights) };
-  const fromPackage = o.fidelity !== null && o.weights === 'fp16' && !compressed && !o.heads && o.executor?.readsFiles?.(work) === true;
-  const reference: ModelSource = { config: c, weights: ckpt.weights, ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}) };
-  // Measured as shipped: the head the package outputs, packed as it runs.
-  const form = { head, ...(o.pack === undefined ? {} : { pack: o.pack, window: Math.max(...o.seqLens) }) };
+  const fromPackage = o.fidelity !== null && o.weights === 'fp16' && !compressed && readsInPlace(ckpt, o);
   const measure = async (converted: ModelSource): Promise<FidelityReport> => {
     const f0 = performance.now();
     const ms0 = transformed.ms;
-    const report = await measureFidelity(reference, { source: converted, norm: variant.norm }, o.calibration, o.fidelity!, o.calibrationName, (d, t) => o.onProgress?.('fidelity', d, t), form, o.executor);
+    const report = await measureShipped(ckpt, o, { source: converted, norm: variant.norm }, head);
     fidelityMs = performance.now() - f0 - (transformed.ms - ms0);
-    // A package that gives NaN or infinity would not work: none is written (exit 1).
-    if (report.non_finite) throw new ModernBertError('NON_FINITE', `${nonFiniteSummary(report, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}; nothing was written`);
-    if (o.maxKl !== undefined && !(report.kl <= o.maxKl)) throw new FidelityGateError(report.kl, o.maxKl);
     return report;
   };
   if (o.fidelity !== null && !fromPackage) {
@@ -211,37 +242,81 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   // Before iOS 16 a model's inputs and outputs cannot be float16: they stay float32 around a float16 body.
   const ioDtype = o.weights === 'fp16' && !atLeast(o.target, 'iOS16') ? 'fp32' : o.weights;
   // With buckets every function is static: the longest stands for them here (the lint); heads.ts builds each.
-  const built = buildModel(source, { seqLen: lens.length === 1 || o.heads?.buckets ? lens[lens.length - 1]! : lens, dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk, head, pack: o.pack, target: o.target });
+  const built = buildModel(source, {
+    seqLen: lens.length === 1 || o.heads?.buckets ? lens[lens.length - 1]! : lens,
+    dtype: o.weights,
+    ioDtype,
+    norm: variant.norm,
+    maskFrom: o.maskFrom,
+    attentionChunk,
+    head,
+    pack: o.pack,
+    target: o.target,
+  });
   const graph = compressed ? compressGraph(built, compressed) : built;
-  const aneIssues = lintAneLimits(graph, { S: longest });
+  const aneIssues = lintAneLimits(graph, { S: lens.at(-1)! });
   const compression = compressed ? summarize(compressed) : null;
 
   const extras: ExtraItem[] = o.tokenizer ? [tokenizerItem(ckpt)] : [];
-  const description = withReports(describePackage(ckpt, { ...o, seqLens: lens }, variant, head), { fidelity, learning: o.learnReport, compression });
-  const heads = o.heads && await writeHeads({
-    ckpt, out: o.out, force: o.force, source, lens, target: o.target, extras,
-    prepare: (other) => prepareVariant({ config: other.config, weights: other.weights, embedding: other.embedding }, { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed }, o.learned).source,
-    build: { dtype: o.weights, ioDtype, norm: variant.norm, maskFrom: o.maskFrom, attentionChunk, pack: o.pack, target: o.target },
-    describe: (ck, h, seqLens) => withReports(describePackage(ck, { ...o, seqLens }, variant, h), { fidelity, learning: o.learnReport }),
-    onProgress: (d, t) => o.onProgress?.('write', d, t),
-  }, o.heads);
-  const stats = heads ? heads.stats : await writeMLPackage(o.out, {
-    graph,
-    description,
-    target: o.target,
-    force: o.force,
-    protect: [ckpt.dir],
-    extraItems: extras,
-    onProgress: (p) => o.onProgress?.('write', p.constsWritten, p.constsTotal),
-    ...(fromPackage
-      ? {
-        afterWeights: async (file: string, blobs: ReadonlyMap<string, number>) => {
-          fidelity = await measure({ ...source, weights: new LocatedWeights(transformed, storedWeights(graph, file, blobs)) });
-          return { [META.fidelity]: JSON.stringify(fidelity) };
-        },
-      }
-      : {}),
+  const description = withReports(describePackage(ckpt, { ...o, seqLens: lens }, variant, head), {
+    fidelity,
+    learning: o.learnReport,
+    compression,
   });
+  const heads =
+    o.heads &&
+    (await writeHeads(
+      {
+        ckpt,
+        out: o.out,
+        force: o.force,
+        source,
+        lens,
+        target: o.target,
+        extras,
+        prepare: (other) =>
+          prepareVariant(
+            { config: other.config, weights: other.weights, embedding: other.embedding },
+            { fold: o.fold, rotation: o.rotation, norm: o.norm, seed: o.seed },
+            o.learned,
+          ).source,
+        build: {
+          dtype: o.weights,
+          ioDtype,
+          norm: variant.norm,
+          maskFrom: o.maskFrom,
+          attentionChunk,
+          pack: o.pack,
+          target: o.target,
+        },
+        describe: (ck, h, seqLens) =>
+          withReports(describePackage(ck, { ...o, seqLens }, variant, h), { fidelity, learning: o.learnReport }),
+        onProgress: (d, t) => o.onProgress?.('write', d, t),
+      },
+      o.heads,
+    ));
+  const stats = heads
+    ? heads.stats
+    : await writeMLPackage(o.out, {
+        graph,
+        description,
+        target: o.target,
+        force: o.force,
+        protect: [ckpt.dir],
+        extraItems: extras,
+        onProgress: (p) => o.onProgress?.('write', p.constsWritten, p.constsTotal),
+        ...(fromPackage
+          ? {
+              afterWeights: async (file: string, blobs: ReadonlyMap<string, number>) => {
+                fidelity = await measure({
+                  ...source,
+                  weights: new LocatedWeights(transformed, storedWeights(graph, file, blobs)),
+                });
+                return { [META.fidelity]: JSON.stringify(fidelity) };
+              },
+            }
+          : {}),
+      });
   const written = heads?.written ?? [o.out];
   // The time a learned rotation took before this call counts too: the report says what the conversion cost.
   const learn = o.learnReport?.seconds.total ?? 0;
@@ -271,12 +346,69 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
 }
 
 /** Where each checkpoint-named float16 weight of a graph lies in the weight.bin just written (its Consts' blobs). */
+/** Whether the fidelity report's runtime reads the package's weight file in place (then it is written first). */
+function readsInPlace(ckpt: Checkpoint, o: ConversionPlan): boolean {
+  const work = {
+    ...lengthsWork(o.calibration.flatMap((s) => [s.ids.length, s.ids.length])),
+    bytes: weightBytes(ckpt.weights),
+  };
+  return !o.heads && o.executor?.readsFiles?.(work) === true;
+}
+
+/**
+ * The fidelity report of the converted weights against the checkpoint, measured as shipped (the head the
+ * package outputs, packed as it runs); a package that gives NaN or infinity, or fails the KL gate, is refused.
+ */
+async function measureShipped(
+  ckpt: Checkpoint,
+  o: ConversionPlan,
+  converted: { source: ModelSource; norm: NormStyle },
+  head: OutputHead,
+): Promise<FidelityReport> {
+  const reference: ModelSource = {
+    config: ckpt.config,
+    weights: ckpt.weights,
+    ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}),
+  };
+  const form = { head, ...(o.pack === undefined ? {} : { pack: o.pack, window: Math.max(...o.seqLens) }) };
+  const report = await measureFidelity(
+    reference,
+    converted,
+    o.calibration,
+    o.fidelity!,
+    o.calibrationName,
+    (d, t) => o.onProgress?.('fidelity', d, t),
+    form,
+    o.executor,
+  );
+  // A package that gives NaN or infinity would not work: none is written (exit 1).
+  if (report.non_finite)
+    throw new ModernBertError(
+      'NON_FINITE',
+      `${nonFiniteSummary(report, { fold: o.fold, rotation: o.fold ? o.rotation : 'none', norm: o.norm })}; nothing was written`,
+    );
+  if (o.maxKl !== undefined && !(report.kl <= o.maxKl)) throw new FidelityGateError(report.kl, o.maxKl);
+  return report;
+}
+
 /** The tokenizer files beside the checkpoint, as a package item. */
 function tokenizerItem(ckpt: Checkpoint): ExtraItem {
-  if (!ckpt.tokenizerPath) throw new ModernBertError('FILE_NOT_FOUND', `\`tokenizer: true\`: ${ckpt.dir} has no tokenizer.json`, { path: ckpt.dir, option: 'tokenizer' });
+  if (!ckpt.tokenizerPath)
+    throw new ModernBertError('FILE_NOT_FOUND', `\`tokenizer: true\`: ${ckpt.dir} has no tokenizer.json`, {
+      path: ckpt.dir,
+      option: 'tokenizer',
+    });
   const dir = dirname(ckpt.tokenizerPath);
-  const files = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'].filter((f) => existsSync(join(dir, f))).map((f) => ({ name: f, source: join(dir, f) }));
-  return { author: 'com.github.modernbert-ane', description: 'Tokenizer (Hugging Face tokenizer.json) for this model', name: 'tokenizer', path: TOKENIZER_ITEM_PATH, files };
+  const files = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']
+    .filter((f) => existsSync(join(dir, f)))
+    .map((f) => ({ name: f, source: join(dir, f) }));
+  return {
+    author: 'com.github.modernbert-ane',
+    description: 'Tokenizer (Hugging Face tokenizer.json) for this model',
+    name: 'tokenizer',
+    path: TOKENIZER_ITEM_PATH,
+    files,
+  };
 }
 
 function storedWeights(graph: Graph, file: string, blobs: ReadonlyMap<string, number>): Map<string, StoredTensor> {
@@ -298,7 +430,12 @@ function storedWeights(graph: Graph, file: string, blobs: ReadonlyMap<string, nu
 
 /** The mode and sizes of what --compress stored (each stored tensor once). */
 function summarize(w: CompressedWeights): CompressionSummary {
-  const stored = new Set(w.names().filter((n) => w.isCompressed(n)).map((n) => w.storedName(n)));
+  const stored = new Set(
+    w
+      .names()
+      .filter((n) => w.isCompressed(n))
+      .map((n) => w.storedName(n)),
+  );
   let fp16Bytes = 0;
   let bytes = 0;
   for (const name of stored) {
@@ -306,5 +443,12 @@ function summarize(w: CompressedWeights): CompressionSummary {
     bytes += compressedBytes(w.compressed(name)!);
   }
   const { mode, groupSize, blockSize } = w.spec;
-  return { mode, ...(groupSize !== undefined ? { groupSize } : {}), ...(mode === 'int4' ? { blockSize } : {}), tensors: stored.size, fp16Bytes, compressedBytes: bytes };
+  return {
+    mode,
+    ...(groupSize !== undefined ? { groupSize } : {}),
+    ...(mode === 'int4' ? { blockSize } : {}),
+    tensors: stored.size,
+    fp16Bytes,
+    compressedBytes: bytes,
+  };
 }

@@ -75,18 +75,26 @@ const ARRAY_TYPES: Partial<Record<DType, ArrayDataTypeName>> = {
 export function describeGraph(graph: Graph, options: DescriptionOptions, target: Target): ModelDescription {
   for (const name of Object.keys(options.inputs ?? {})) {
     if (!graph.inputs.some((v) => v.name === name)) {
-      throw new ModernBertError('BAD_ARGUMENT', `description given for "${name}", which is not a graph input`, { input: name });
+      throw new ModernBertError('BAD_ARGUMENT', `description given for "${name}", which is not a graph input`, {
+        input: name,
+      });
     }
   }
-  const inputs = graph.inputs.map((v) => describeInput(v.name, v.type.dtype, v.type.shape, options.inputs?.[v.name] ?? {}));
+  const inputs = graph.inputs.map((v) =>
+    describeInput(v.name, v.type.dtype, v.type.shape, options.inputs?.[v.name] ?? {}),
+  );
   const enumerated = inputs.filter((f) => f.enumeratedShapes);
   // converters/_converters_entry.py _validate_enumerated_shape_inputs: one enumerated input before iOS 18;
   // from iOS 18 on, several, each with the same number of shapes.
   if (enumerated.length > 1 && !atLeast(target, 'iOS18')) {
-    throw new ModernBertError('UNSUPPORTED', `inputs ${enumerated.map((f) => f.name).join(', ')} all have enumerated shapes; before iOS 18 only one input may (give the others a shape range, or target iOS18)`, {
-      inputs: enumerated.map((f) => f.name),
-      target,
-    });
+    throw new ModernBertError(
+      'UNSUPPORTED',
+      `inputs ${enumerated.map((f) => f.name).join(', ')} all have enumerated shapes; before iOS 18 only one input may (give the others a shape range, or target iOS18)`,
+      {
+        inputs: enumerated.map((f) => f.name),
+        target,
+      },
+    );
   }
   if (enumerated.some((f) => f.enumeratedShapes!.length !== enumerated[0]!.enumeratedShapes!.length)) {
     throw new ModernBertError('UNSUPPORTED', 'inputs with enumerated shapes must all list the same number of shapes', {
@@ -96,14 +104,17 @@ export function describeGraph(graph: Graph, options: DescriptionOptions, target:
   const types = valueTypes(graph);
   const outputs = graph.outputs.map((name): FeatureInfo => {
     const t = types.get(name);
-    if (!t) throw new ModernBertError('BAD_ARGUMENT', `graph output "${name}" is not a value of the graph`, { output: name });
+    if (!t)
+      throw new ModernBertError('BAD_ARGUMENT', `graph output "${name}" is not a value of the graph`, { output: name });
     const shape = t.type.shape.every((d) => typeof d === 'number') ? (t.type.shape as number[]) : [];
     const description = options.outputs?.[name]?.description;
     return { name, dtype: t.type.dtype, shape, ...(description ? { description } : {}) };
   });
   for (const name of Object.keys(options.outputs ?? {})) {
     if (!graph.outputs.includes(name)) {
-      throw new ModernBertError('BAD_ARGUMENT', `description given for "${name}", which is not a graph output`, { output: name });
+      throw new ModernBertError('BAD_ARGUMENT', `description given for "${name}", which is not a graph output`, {
+        output: name,
+      });
     }
   }
   return { inputs, outputs, metadata: options.metadata ?? {} };
@@ -111,13 +122,16 @@ export function describeGraph(graph: Graph, options: DescriptionOptions, target:
 
 function describeInput(name: string, dtype: DType, shape: readonly (number | string)[], o: InputOptions): FeatureInfo {
   const base = { name, dtype, ...(o.description ? { description: o.description } : {}) };
-  const bad = (message: string): ModernBertError => new ModernBertError('BAD_ARGUMENT', `input "${name}": ${message}`, { input: name });
+  const bad = (message: string): ModernBertError =>
+    new ModernBertError('BAD_ARGUMENT', `input "${name}": ${message}`, { input: name });
   const fits = (s: readonly number[]): boolean =>
-    s.length === shape.length && s.every((d, i) => Number.isInteger(d) && d > 0 && (typeof shape[i] !== 'number' || shape[i] === d));
+    s.length === shape.length &&
+    s.every((d, i) => Number.isInteger(d) && d > 0 && (typeof shape[i] !== 'number' || shape[i] === d));
   if (o.enumeratedShapes && o.shapeRange) throw bad('give enumeratedShapes or shapeRange, not both');
   if (o.enumeratedShapes) {
     if (o.enumeratedShapes.length === 0) throw bad('enumeratedShapes is empty');
-    for (const s of o.enumeratedShapes) if (!fits(s)) throw bad(`enumerated shape [${s.join(', ')}] does not fit [${shape.join(', ')}]`);
+    for (const s of o.enumeratedShapes)
+      if (!fits(s)) throw bad(`enumerated shape [${s.join(', ')}] does not fit [${shape.join(', ')}]`);
     const def = o.defaultShape ?? o.enumeratedShapes[0]!;
     if (!fits(def)) throw bad(`default shape [${def.join(', ')}] does not fit [${shape.join(', ')}]`);
     // flexible_shape_utils: the default shape first, duplicates dropped.
@@ -126,14 +140,22 @@ function describeInput(name: string, dtype: DType, shape: readonly (number | str
     return { ...base, shape: [...def], enumeratedShapes: shapes };
   }
   if (o.shapeRange) {
-    if (o.shapeRange.length !== shape.length) throw bad(`shapeRange has ${o.shapeRange.length} axes, the input ${shape.length}`);
+    if (o.shapeRange.length !== shape.length)
+      throw bad(`shapeRange has ${o.shapeRange.length} axes, the input ${shape.length}`);
     o.shapeRange.forEach((r, i) => {
       const d = shape[i];
-      const ok = r.lower > 0 && (r.upper === -1 || r.upper >= r.lower) && (typeof d !== 'number' || (r.lower === d && r.upper === d));
+      const ok =
+        r.lower > 0 &&
+        (r.upper === -1 || r.upper >= r.lower) &&
+        (typeof d !== 'number' || (r.lower === d && r.upper === d));
       if (!ok) throw bad(`shapeRange axis ${i} [${r.lower}, ${r.upper}] does not fit dimension ${String(d)}`);
     });
     const def = o.defaultShape ?? o.shapeRange.map((r) => r.lower);
-    const inRange = def.length === shape.length && def.every((d, i) => d >= o.shapeRange![i]!.lower && (o.shapeRange![i]!.upper === -1 || d <= o.shapeRange![i]!.upper));
+    const inRange =
+      def.length === shape.length &&
+      def.every(
+        (d, i) => d >= o.shapeRange![i]!.lower && (o.shapeRange![i]!.upper === -1 || d <= o.shapeRange![i]!.upper),
+      );
     if (!inRange) throw bad(`default shape [${def.join(', ')}] is outside shapeRange`);
     return { ...base, shape: [...def], shapeRange: o.shapeRange.map((r) => ({ ...r })) };
   }
@@ -152,13 +174,21 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 export function featureToProto(f: FeatureInfo): FeatureDescriptionProto {
   const dataType = ARRAY_TYPES[f.dtype];
   if (!dataType) {
-    throw new ModernBertError('UNSUPPORTED', `model input/output "${f.name}" has dtype ${f.dtype}; Core ML multi-arrays take fp32, fp16, int32`, {
-      feature: f.name,
-      dtype: f.dtype,
-    });
+    throw new ModernBertError(
+      'UNSUPPORTED',
+      `model input/output "${f.name}" has dtype ${f.dtype}; Core ML multi-arrays take fp32, fp16, int32`,
+      {
+        feature: f.name,
+        dtype: f.dtype,
+      },
+    );
   }
-  const multiArrayType: NonNullable<NonNullable<FeatureDescriptionProto['type']>['multiArrayType']> = { shape: [...f.shape], dataType };
-  if (f.enumeratedShapes) multiArrayType.enumeratedShapes = { shapes: f.enumeratedShapes.map((s) => ({ shape: [...s] })) };
+  const multiArrayType: NonNullable<NonNullable<FeatureDescriptionProto['type']>['multiArrayType']> = {
+    shape: [...f.shape],
+    dataType,
+  };
+  if (f.enumeratedShapes)
+    multiArrayType.enumeratedShapes = { shapes: f.enumeratedShapes.map((s) => ({ shape: [...s] })) };
   if (f.shapeRange) {
     multiArrayType.shapeRange = { sizeRanges: f.shapeRange.map((r) => ({ lowerBound: r.lower, upperBound: r.upper })) };
   }
@@ -170,22 +200,34 @@ export function featureFromProto(p: FeatureDescriptionProto, where: string): Fea
   const name = p.name ?? '';
   const array = p.type?.multiArrayType;
   if (!array) {
-    throw new ModernBertError('UNSUPPORTED', `${where} "${name}" has feature type ${p.type?.Type ?? 'none'}; only multi-arrays are supported`, {
-      feature: name,
-      kind: p.type?.Type,
-    });
+    throw new ModernBertError(
+      'UNSUPPORTED',
+      `${where} "${name}" has feature type ${p.type?.Type ?? 'none'}; only multi-arrays are supported`,
+      {
+        feature: name,
+        kind: p.type?.Type,
+      },
+    );
   }
   const dtype = (Object.keys(ARRAY_TYPES) as DType[]).find((d) => ARRAY_TYPES[d] === array.dataType);
   if (!dtype) {
-    throw new ModernBertError('UNSUPPORTED', `${where} "${name}" has multi-array type ${array.dataType ?? 'INVALID_ARRAY_DATA_TYPE'}`, {
-      feature: name,
-    });
+    throw new ModernBertError(
+      'UNSUPPORTED',
+      `${where} "${name}" has multi-array type ${array.dataType ?? 'INVALID_ARRAY_DATA_TYPE'}`,
+      {
+        feature: name,
+      },
+    );
   }
   const f: FeatureInfo = { name, dtype, shape: [...(array.shape ?? [])] };
   if (p.shortDescription) f.description = p.shortDescription;
-  if (array.enumeratedShapes) f.enumeratedShapes = (array.enumeratedShapes.shapes ?? []).map((s) => [...(s.shape ?? [])]);
+  if (array.enumeratedShapes)
+    f.enumeratedShapes = (array.enumeratedShapes.shapes ?? []).map((s) => [...(s.shape ?? [])]);
   if (array.shapeRange) {
-    f.shapeRange = (array.shapeRange.sizeRanges ?? []).map((r) => ({ lower: r.lowerBound ?? 0, upper: r.upperBound ?? 0 }));
+    f.shapeRange = (array.shapeRange.sizeRanges ?? []).map((r) => ({
+      lower: r.lowerBound ?? 0,
+      upper: r.upperBound ?? 0,
+    }));
   }
   return f;
 }
@@ -214,7 +256,10 @@ export function metadataFromProto(p: MetadataProto | undefined): ModelMetadata {
 
 /** Symbols of the symbolic dims in program order (function inputs, then op outputs): stored so the reader can name unknown dims. */
 function symbolList(graph: Graph): string[] {
-  const dims = [...graph.inputs.map((v) => v.type.shape), ...graph.ops.flatMap((op) => op.outputs.map((o) => o.type.shape))];
+  const dims = [
+    ...graph.inputs.map((v) => v.type.shape),
+    ...graph.ops.flatMap((op) => op.outputs.map((o) => o.type.shape)),
+  ];
   return dims.flat().filter((d): d is string => typeof d === 'string');
 }
 

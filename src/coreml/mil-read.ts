@@ -23,7 +23,15 @@ import { isConstexpr, opVersions } from '../ops/index.js';
 import { validateGraph } from '../ops/validate.js';
 import { locatePackage } from './package.js';
 import { corrupt, ProgramWeights, unsupported } from './program-weights.js';
-import type { BindingProto, BlockProto, FunctionProto, ModelProto, NamedValueTypeProto, OperationProto, ValueProto } from './schema.js';
+import type {
+  BindingProto,
+  BlockProto,
+  FunctionProto,
+  ModelProto,
+  NamedValueTypeProto,
+  OperationProto,
+  ValueProto,
+} from './schema.js';
 import { decodeModel } from './schema.js';
 import { targetForOpset, type Target } from '../ir/target.js';
 
@@ -63,7 +71,8 @@ export function readMLPackage(path: string, functionName?: string): ReadPackageR
     try {
       validateGraph(read.graph, read.target);
     } catch (e) {
-      if (e instanceof ModernBertError) throw new ModernBertError('CORRUPT_FILE', `${modelFile}: ${e.message}`, { file: modelFile, ...e.context });
+      if (e instanceof ModernBertError)
+        throw new ModernBertError('CORRUPT_FILE', `${modelFile}: ${e.message}`, { file: modelFile, ...e.context });
       throw e;
     }
     return { ...read, modelFile, weightsDir };
@@ -101,10 +110,15 @@ class ProgramReader {
   read(): Omit<ReadPackageResult, 'modelFile' | 'weightsDir'> {
     const { model, file } = this;
     if (model.Type !== 'mlProgram' || !model.mlProgram) {
-      if (!model.Type && !model.specificationVersion) throw corrupt(file, 'is not a Core ML model (no specification version, no model)');
-      throw unsupported(file, `holds a ${model.Type ?? 'model of unknown kind'}; only ML Programs (mlProgram) are supported`, {
-        kind: model.Type,
-      });
+      if (!model.Type && !model.specificationVersion)
+        throw corrupt(file, 'is not a Core ML model (no specification version, no model)');
+      throw unsupported(
+        file,
+        `holds a ${model.Type ?? 'model of unknown kind'}; only ML Programs (mlProgram) are supported`,
+        {
+          kind: model.Type,
+        },
+      );
     }
     const described = model.description?.functions ?? [];
     const functions = Object.entries(model.mlProgram.functions ?? {});
@@ -112,8 +126,13 @@ class ProgramReader {
     if (described.length > 0) {
       // A multifunction model (iOS 18+): a FunctionDescription per function of the program.
       const listed = described.map((f) => f.name ?? '');
-      if (listed.length !== names.length || !listed.every((n) => names.includes(n))) throw corrupt(file, `describes functions ${listed.join(', ')} but the program has ${names.join(', ')}`);
-      if (!listed.includes(model.description?.defaultFunctionName ?? '')) throw corrupt(file, `its default function "${model.description?.defaultFunctionName ?? ''}" is none of ${listed.join(', ')}`);
+      if (listed.length !== names.length || !listed.every((n) => names.includes(n)))
+        throw corrupt(file, `describes functions ${listed.join(', ')} but the program has ${names.join(', ')}`);
+      if (!listed.includes(model.description?.defaultFunctionName ?? ''))
+        throw corrupt(
+          file,
+          `its default function "${model.description?.defaultFunctionName ?? ''}" is none of ${listed.join(', ')}`,
+        );
     } else if (functions.length !== 1) {
       throw unsupported(file, `has ${functions.length} functions (${names.join(', ')}) but no function descriptions`);
     }
@@ -121,7 +140,11 @@ class ProgramReader {
     const functionName = this.wanted ?? defaultName;
     const fn = model.mlProgram.functions?.[functionName];
     if (!fn || !Object.hasOwn(model.mlProgram.functions!, functionName)) {
-      throw new ModernBertError('BAD_ARGUMENT', `${file} has no function "${functionName}"; its functions: ${names.join(', ')}`, { file, function: functionName });
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `${file} has no function "${functionName}"; its functions: ${names.join(', ')}`,
+        { file, function: functionName },
+      );
     }
     const ordered = [defaultName, ...names.filter((n) => n !== defaultName)];
     const fdesc = described.find((f) => f.name === functionName);
@@ -129,7 +152,11 @@ class ProgramReader {
     const opset = fn.opset ?? '';
     const info = targetForOpset(opset);
     const blocks = Object.keys(fn.block_specializations ?? {});
-    if (blocks.length !== 1) throw unsupported(file, `function "${functionName}" has ${blocks.length} block specializations; one is supported`);
+    if (blocks.length !== 1)
+      throw unsupported(
+        file,
+        `function "${functionName}" has ${blocks.length} block specializations; one is supported`,
+      );
     const block = fn.block_specializations?.[opset];
     if (!block) throw corrupt(file, `function "${functionName}" has no block for its opset ${opset}`);
     if ((block.inputs ?? []).length > 0) throw unsupported(file, `the block of "${functionName}" has block inputs`);
@@ -155,7 +182,15 @@ class ProgramReader {
       metadata,
     };
     this.checkDescription(description);
-    return { graph: this.graph, description, specificationVersion: model.specificationVersion ?? 0, target: info.target, opset, functionName, functions: ordered };
+    return {
+      graph: this.graph,
+      description,
+      specificationVersion: model.specificationVersion ?? 0,
+      target: info.target,
+      opset,
+      functionName,
+      functions: ordered,
+    };
   }
 
   close(): void {
@@ -166,7 +201,8 @@ class ProgramReader {
   private prepareSymbols(stored: string | undefined, fn: FunctionProto, block: BlockProto): void {
     const count = (types: NamedValueTypeProto[]): number =>
       types.reduce((n, t) => n + (t.type?.tensorType?.dimensions ?? []).filter((d) => d.unknown).length, 0);
-    this.symbolCount = count(fn.inputs ?? []) + (block.operations ?? []).reduce((n, op) => n + count(op.outputs ?? []), 0);
+    this.symbolCount =
+      count(fn.inputs ?? []) + (block.operations ?? []).reduce((n, op) => n + count(op.outputs ?? []), 0);
     if (!stored) return;
     let list: unknown;
     try {
@@ -174,14 +210,19 @@ class ProgramReader {
     } catch {
       return; // not ours after all: derive names
     }
-    if (Array.isArray(list) && list.every((s) => typeof s === 'string') && (list.length === 1 || list.length === this.symbolCount)) {
+    if (
+      Array.isArray(list) &&
+      list.every((s) => typeof s === 'string') &&
+      (list.length === 1 || list.length === this.symbolCount)
+    ) {
       this.symbolsStored = list;
     }
   }
 
   private symbol(valueName: string, axis: number): string {
     if (this.symbolsStored.length === 1) return this.symbolsStored[0]!;
-    if (this.symbolsStored.length === this.symbolCount && this.symbolsUsed < this.symbolsStored.length) return this.symbolsStored[this.symbolsUsed++]!;
+    if (this.symbolsStored.length === this.symbolCount && this.symbolsUsed < this.symbolsStored.length)
+      return this.symbolsStored[this.symbolsUsed++]!;
     return `${valueName}_d${axis}`;
   }
 
@@ -196,7 +237,10 @@ class ProgramReader {
     for (const d of shape) {
       count *= d ?? 1;
       if (d !== null && (!Number.isSafeInteger(d) || d < 0 || count > MAX_ELEMENTS)) {
-        throw corrupt(this.file, `${what} "${name}" has shape [${shape.map((x) => x ?? '?').join(', ')}], more than ${MAX_ELEMENTS} elements`);
+        throw corrupt(
+          this.file,
+          `${what} "${name}" has shape [${shape.map((x) => x ?? '?').join(', ')}], more than ${MAX_ELEMENTS} elements`,
+        );
       }
     }
     const dims: Dim[] = shape.map((d, axis) => d ?? this.symbol(name, axis));
@@ -214,17 +258,23 @@ class ProgramReader {
     const type = op.type ?? '';
     const outputs = op.outputs ?? [];
     const where = `op ${outputs[0]?.name ?? '?'} (${type})`;
-    if ((op.blocks ?? []).length > 0) throw unsupported(this.file, `${where} has nested blocks (control flow is not supported)`, { op: type });
+    if ((op.blocks ?? []).length > 0)
+      throw unsupported(this.file, `${where} has nested blocks (control flow is not supported)`, { op: type });
     if (type === 'const') {
       this.constOp(op, where);
       return;
     }
     // Unknown op types are refused here; a name such as "__proto__" must never reach a kernel table.
-    if (opVersions(type).length === 0) throw unsupported(this.file, `${where}: op type ${JSON.stringify(type.slice(0, 40))} is not supported`, { op: type });
+    if (opVersions(type).length === 0)
+      throw unsupported(this.file, `${where}: op type ${JSON.stringify(type.slice(0, 40))} is not supported`, {
+        op: type,
+      });
     const nameAttr = op.attributes?.name;
     const name = nameAttr ? String(readImmediate(nameAttr, `${where} name`).data) : (outputs[0]?.name ?? '');
     const inputs: Op['inputs'] = {};
-    const tupleInputs = new Set(opVersions(type).flatMap((s) => s.inputs.filter((i) => i.kind === 'tuple').map((i) => i.name)));
+    const tupleInputs = new Set(
+      opVersions(type).flatMap((s) => s.inputs.filter((i) => i.kind === 'tuple').map((i) => i.name)),
+    );
     const constInputs = new Set(opVersions(type).flatMap((s) => s.inputs.filter((i) => i.const).map((i) => i.name)));
     for (const [key, arg] of Object.entries(op.inputs ?? {})) {
       const bindings = arg.arguments ?? [];
@@ -238,7 +288,8 @@ class ProgramReader {
     // coremltools writes a constexpr op's inputs as attributes up to iOS 17 (load.py translate_constexpr).
     if (isConstexpr(type)) {
       for (const [key, val] of Object.entries(op.attributes ?? {})) {
-        if (key !== 'name') inputs[key] = this.bindingArg({ value: val }, `${name}_${key}`, `${where} attribute "${key}"`);
+        if (key !== 'name')
+          inputs[key] = this.bindingArg({ value: val }, `${name}_${key}`, `${where} attribute "${key}"`);
       }
     }
     const values = outputs.map((o) => this.value(o, `output of ${where}`));
@@ -280,7 +331,8 @@ class ProgramReader {
   private needName(name: string, where: string): void {
     const small = this.immediates.get(name);
     if (small && !this.graph.consts.has(name)) this.addMemoryConst(name, small.imm);
-    if (!this.types.has(name)) throw corrupt(this.file, `${where} uses "${name}", which is not defined before it`, { value: name });
+    if (!this.types.has(name))
+      throw corrupt(this.file, `${where} uses "${name}", which is not defined before it`, { value: name });
   }
 
   private freshName(base: string): string {
@@ -291,14 +343,18 @@ class ProgramReader {
 
   private constOp(op: OperationProto, where: string): void {
     const outputs = op.outputs ?? [];
-    if (outputs.length !== 1 || !outputs[0]!.name) throw corrupt(this.file, `${where} must have exactly one named output`);
+    if (outputs.length !== 1 || !outputs[0]!.name)
+      throw corrupt(this.file, `${where} must have exactly one named output`);
     const name = outputs[0]!.name;
     const val = op.attributes?.val;
     if (!val) throw corrupt(this.file, `${where} has no "val" attribute`);
     const declared = readTensorType(outputs[0]!.type, where);
     const own = readTensorType(val.type, `${where} val`);
     if (declared.dtype !== own.dtype || declared.shape.join() !== own.shape.join()) {
-      throw corrupt(this.file, `${where} declares ${declared.dtype}[${declared.shape.join(', ')}] but its value is ${own.dtype}[${own.shape.join(', ')}]`);
+      throw corrupt(
+        this.file,
+        `${where} declares ${declared.dtype}[${declared.shape.join(', ')}] but its value is ${own.dtype}[${own.shape.join(', ')}]`,
+      );
     }
     if (val.blobFileValue) {
       this.addBlobConst(name, val, where);
@@ -311,7 +367,8 @@ class ProgramReader {
   }
 
   private addMemoryConst(name: string, imm: ReadImmediate): string {
-    if (imm.dtype === 'string' || typeof imm.data === 'string') throw unsupported(this.file, `string constant "${name}" cannot be a tensor value`);
+    if (imm.dtype === 'string' || typeof imm.data === 'string')
+      throw unsupported(this.file, `string constant "${name}" cannot be a tensor value`);
     const data = imm.data;
     const type: TensorType = { dtype: imm.dtype, shape: imm.shape };
     if (!this.immediates.has(name)) this.define(name, type);
@@ -336,15 +393,18 @@ class ProgramReader {
       return;
     }
     if (typeof taps !== 'object' || taps === null) return;
-    for (const [role, name] of Object.entries(taps)) if (typeof name === 'string' && this.types.has(name)) this.graph.taps.set(role, name);
+    for (const [role, name] of Object.entries(taps))
+      if (typeof name === 'string' && this.types.has(name)) this.graph.taps.set(role, name);
   }
 
   /** The description must describe the function's inputs and the block's outputs. */
   private checkDescription(d: ModelDescription): void {
     const inputs = new Set(this.graph.inputs.map((v) => v.name));
-    for (const f of d.inputs) if (!inputs.has(f.name)) throw corrupt(this.file, `model input "${f.name}" is not an input of the program`);
+    for (const f of d.inputs)
+      if (!inputs.has(f.name)) throw corrupt(this.file, `model input "${f.name}" is not an input of the program`);
     const outputs = new Set(this.graph.outputs);
-    for (const f of d.outputs) if (!outputs.has(f.name)) throw corrupt(this.file, `model output "${f.name}" is not an output of the program`);
+    for (const f of d.outputs)
+      if (!outputs.has(f.name)) throw corrupt(this.file, `model output "${f.name}" is not an output of the program`);
   }
 }
 
@@ -353,4 +413,3 @@ function toLiteral(imm: ReadImmediate): Literal {
   const value = imm.dtype === 'bool' ? Array.from(imm.data, (v) => v !== 0) : Array.from(imm.data);
   return { kind: 'literal', dtype: imm.dtype, shape: imm.shape, value };
 }
-

@@ -72,10 +72,14 @@ export function readTensorType(type: ValueTypeProto | undefined, where: string):
   const tensor = type?.tensorType;
   if (!tensor) {
     const kind = type?.type ?? 'missing';
-    throw new ModernBertError('UNSUPPORTED', `${where}: value type ${kind} is not supported (tensors only)`, { where, kind });
+    throw new ModernBertError('UNSUPPORTED', `${where}: value type ${kind} is not supported (tensors only)`, {
+      where,
+      kind,
+    });
   }
   const rank = tensor.rank ?? 0;
-  if (rank < 0) throw new ModernBertError('UNSUPPORTED', `${where}: tensors of variable rank are not supported`, { where });
+  if (rank < 0)
+    throw new ModernBertError('UNSUPPORTED', `${where}: tensors of variable rank are not supported`, { where });
   const dims = tensor.dimensions ?? [];
   if (dims.length !== rank) {
     throw new ModernBertError('CORRUPT_FILE', `${where}: tensor type has rank ${rank} but ${dims.length} dimensions`, {
@@ -85,7 +89,10 @@ export function readTensorType(type: ValueTypeProto | undefined, where: string):
   const shape = dims.map((d, axis) => {
     if (d.constant) return d.constant.size ?? 0;
     if (d.unknown?.variadic) {
-      throw new ModernBertError('UNSUPPORTED', `${where}: variadic dimension at axis ${axis} is not supported`, { where, axis });
+      throw new ModernBertError('UNSUPPORTED', `${where}: variadic dimension at axis ${axis} is not supported`, {
+        where,
+        axis,
+      });
     }
     return null;
   });
@@ -93,7 +100,12 @@ export function readTensorType(type: ValueTypeProto | undefined, where: string):
 }
 
 /** The immediate Value of a tensor (a string scalar when `data` is a string). */
-export function immediateValue(dtype: DType | 'string', shape: readonly number[], data: TensorData | string, name: string): ValueProto {
+export function immediateValue(
+  dtype: DType | 'string',
+  shape: readonly number[],
+  data: TensorData | string,
+  name: string,
+): ValueProto {
   const type = tensorValueType(dtype, shape);
   let tensor: TensorValueProto;
   if (dtype === 'string') {
@@ -139,16 +151,24 @@ export function readImmediate(value: ValueProto, where: string): ReadImmediate {
   const tensor = value.immediateValue?.tensor;
   if (!tensor) {
     const kind = value.immediateValue?.value ?? 'missing';
-    throw new ModernBertError('UNSUPPORTED', `${where}: immediate value of kind ${kind} is not supported (tensors only)`, {
-      where,
-      kind,
-    });
+    throw new ModernBertError(
+      'UNSUPPORTED',
+      `${where}: immediate value of kind ${kind} is not supported (tensors only)`,
+      {
+        where,
+        kind,
+      },
+    );
   }
   const count = numel(staticShape);
   const mismatch = (got: number): ModernBertError =>
-    new ModernBertError('CORRUPT_FILE', `${where}: immediate ${dtype} tensor of shape [${staticShape.join(', ')}] holds ${got} values`, {
-      where,
-    });
+    new ModernBertError(
+      'CORRUPT_FILE',
+      `${where}: immediate ${dtype} tensor of shape [${staticShape.join(', ')}] holds ${got} values`,
+      {
+        where,
+      },
+    );
   if (dtype === 'string') {
     const values = tensor.strings?.values ?? [];
     if (staticShape.length !== 0 || values.length !== 1) {
@@ -169,7 +189,10 @@ export function readImmediate(value: ValueProto, where: string): ReadImmediate {
     data = Int32Array.from(tensor.ints.values ?? []);
   } else {
     const kind = tensor.value ?? 'missing';
-    throw new ModernBertError('UNSUPPORTED', `${where}: ${dtype} immediate stored as ${kind} is not supported`, { where, kind });
+    throw new ModernBertError('UNSUPPORTED', `${where}: ${dtype} immediate stored as ${kind} is not supported`, {
+      where,
+      kind,
+    });
   }
   if (data.length !== count) throw mismatch(data.length);
   return { dtype, shape: staticShape, data: coerce(dtype, data) };

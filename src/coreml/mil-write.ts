@@ -17,7 +17,13 @@ import { join } from 'node:path';
 import type { Arg, DType, Graph, Literal, Op, TensorData } from '../ir/graph.js';
 import { isLiteral, numel } from '../ir/graph.js';
 import { ModernBertError } from '../errors.js';
-import { describeGraph, featureToProto, metadataToProto, metadataWithExtras, type DescriptionOptions } from './description.js';
+import {
+  describeGraph,
+  featureToProto,
+  metadataToProto,
+  metadataWithExtras,
+  type DescriptionOptions,
+} from './description.js';
 import { BlobWriter, type BlobDataType } from './milblob.js';
 import { immediateValue, literalData, namedType, stringValue, tensorValueType } from './mil-values.js';
 import { isConstexpr } from '../ops/index.js';
@@ -79,7 +85,10 @@ export interface WriteOptions {
    * there: convert's fidelity report runs the weights as written. What it returns joins the metadata's
    * userDefined entries; what it throws stops the write, leaving nothing behind.
    */
-  afterWeights?: (weightFile: string, blobs: ReadonlyMap<string, number>) => Promise<Record<string, string> | undefined>;
+  afterWeights?: (
+    weightFile: string,
+    blobs: ReadonlyMap<string, number>,
+  ) => Promise<Record<string, string> | undefined>;
 }
 
 export interface WriteStats {
@@ -125,14 +134,22 @@ function blobType(dtype: DType, target: Target): BlobDataType | undefined {
 
 /** All value names of a graph. */
 function valueNames(graph: Graph): string[] {
-  return [...graph.inputs.map((v) => v.name), ...graph.consts.keys(), ...graph.ops.flatMap((op) => op.outputs.map((o) => o.name))];
+  return [
+    ...graph.inputs.map((v) => v.name),
+    ...graph.consts.keys(),
+    ...graph.ops.flatMap((op) => op.outputs.map((o) => o.name)),
+  ];
 }
 
 /** Value names become MIL identifiers; refuse the graph before anything is written if one cannot. */
 function checkValueNames(graph: Graph): void {
   for (const name of valueNames(graph)) {
     if (!IDENTIFIER.test(name)) {
-      throw new ModernBertError('BAD_ARGUMENT', `value name "${name}" is not a MIL identifier ([A-Za-z_][A-Za-z0-9_@]*)`, { name });
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `value name "${name}" is not a MIL identifier ([A-Za-z_][A-Za-z0-9_@]*)`,
+        { name },
+      );
     }
   }
 }
@@ -180,12 +197,14 @@ class ProgramBuilder {
       }
       const inputs: Record<string, { arguments: BindingProto[] }> = {};
       for (const [key, arg] of Object.entries(op.inputs)) inputs[key] = { arguments: await this.bind(op, key, arg) };
-      this.operations.push(encodeOperation({
-        type: op.op,
-        inputs,
-        outputs: op.outputs.map((o) => namedType(o.name, o.type.dtype, o.type.shape)),
-        attributes: { name: stringValue(op.name) },
-      }));
+      this.operations.push(
+        encodeOperation({
+          type: op.op,
+          inputs,
+          outputs: op.outputs.map((o) => namedType(o.name, o.type.dtype, o.type.shape)),
+          attributes: { name: stringValue(op.name) },
+        }),
+      );
     }
     for (const name of this.graph.outputs) await this.emitConst(name);
   }
@@ -215,11 +234,13 @@ class ProgramBuilder {
   }
 
   private pushConst(name: string, value: ValueProto): void {
-    this.operations.push(encodeOperation({
-      type: 'const',
-      attributes: { name: stringValue(name), val: value },
-      outputs: [{ name, type: value.type! }],
-    }));
+    this.operations.push(
+      encodeOperation({
+        type: 'const',
+        attributes: { name: stringValue(name), val: value },
+        outputs: [{ name, type: value.type! }],
+      }),
+    );
   }
 
   /** A const op for a literal input, named after its op and input as coremltools names them. */
@@ -238,7 +259,13 @@ class ProgramBuilder {
     return name;
   }
 
-  private blobValue(dtype: DType, shape: readonly number[], data: TensorData, blob: BlobDataType, name: string): ValueProto {
+  private blobValue(
+    dtype: DType,
+    shape: readonly number[],
+    data: TensorData,
+    blob: BlobDataType,
+    name: string,
+  ): ValueProto {
     const bytes = encodeTensorBytes(dtype, data, name);
     // const_deduplication._deduplicate_const_across_functions: equal constants (type and bytes) of several
     // functions point to one blob, so a function per head costs only its head's weights.
@@ -273,7 +300,12 @@ class ProgramBuilder {
       if (atLeast(this.target, 'iOS18')) inputs[key] = { arguments: [{ value }] };
       else attributes[key] = value;
     }
-    return { type: op.op, inputs, outputs: op.outputs.map((o) => namedType(o.name, o.type.dtype, o.type.shape)), attributes };
+    return {
+      type: op.op,
+      inputs,
+      outputs: op.outputs.map((o) => namedType(o.name, o.type.dtype, o.type.shape)),
+      attributes,
+    };
   }
 
   /** Emits the const op of graph Const `name` if it is one and not yet emitted: load, encode, write, drop. */
@@ -292,18 +324,27 @@ class ProgramBuilder {
       this.constsWritten++;
       this.constBlobs++;
       this.blobOffsets.set(name, shared.offset);
-      return { type: tensorValueType(dtype, shape), blobFileValue: { fileName: WEIGHT_FILE_REF, offset: shared.offset } };
+      return {
+        type: tensorValueType(dtype, shape),
+        blobFileValue: { fileName: WEIGHT_FILE_REF, offset: shared.offset },
+      };
     }
     if (!shape.every((d): d is number => typeof d === 'number')) {
-      throw new ModernBertError('BAD_ARGUMENT', `constant "${name}" has symbolic shape [${shape.join(', ')}]`, { const: name });
+      throw new ModernBertError('BAD_ARGUMENT', `constant "${name}" has symbolic shape [${shape.join(', ')}]`, {
+        const: name,
+      });
     }
     const t0 = performance.now();
     let data: TensorData | undefined = c.load();
     const t1 = performance.now();
     if (data.length !== numel(shape)) {
-      throw new ModernBertError('SHAPE_MISMATCH', `constant "${name}" has ${data.length} values for shape [${shape.join(', ')}]`, {
-        const: name,
-      });
+      throw new ModernBertError(
+        'SHAPE_MISMATCH',
+        `constant "${name}" has ${data.length} values for shape [${shape.join(', ')}]`,
+        {
+          const: name,
+        },
+      );
     }
     const blob = blobType(dtype, this.target);
     const toBlob = blob !== undefined && data.length >= MIN_BLOB_ELEMENTS;
@@ -312,12 +353,18 @@ class ProgramBuilder {
       this.constBlobs++;
       this.blobOffsets.set(name, value.blobFileValue!.offset!);
     }
-    if (toBlob && c.storageKey !== undefined) this.stored.set(c.storageKey, { dtype, count: data.length, offset: value.blobFileValue!.offset! });
+    if (toBlob && c.storageKey !== undefined)
+      this.stored.set(c.storageKey, { dtype, count: data.length, offset: value.blobFileValue!.offset! });
     data = undefined; // drop the weights before the next const is loaded
     this.loadMs += t1 - t0;
     this.writeMs += performance.now() - t1;
     this.constsWritten++;
-    this.onProgress?.({ constsWritten: this.constsWritten, constsTotal: this.constsUsed.size, weightBytes: this.weights.size, name });
+    this.onProgress?.({
+      constsWritten: this.constsWritten,
+      constsTotal: this.constsUsed.size,
+      weightBytes: this.weights.size,
+      name,
+    });
     // Let the event loop run (progress bars, signals) between weights.
     await new Promise<void>((resolve) => setImmediate(resolve));
     return value;
@@ -329,84 +376,125 @@ export async function writeMLPackage(path: string, options: WriteOptions): Promi
   const start = performance.now();
   const info: TargetInfo = targetInfo(options.target);
   const multi = options.functions !== undefined;
-  const functions: readonly FunctionToWrite[] = options.functions ?? [{ name: 'main', graph: options.graph, description: options.description }];
+  const functions: readonly FunctionToWrite[] = options.functions ?? [
+    { name: 'main', graph: options.graph, description: options.description },
+  ];
   if (multi) {
     // backend/mil/load.py get_coreml_model: multifunction export needs iOS 18.
-    if (!atLeast(info.target, 'iOS18')) throw new ModernBertError('UNSUPPORTED', `several functions need specification version 9 (iOS18 / macOS15); target ${info.target} is version ${info.specificationVersion}`, { target: info.target });
+    if (!atLeast(info.target, 'iOS18'))
+      throw new ModernBertError(
+        'UNSUPPORTED',
+        `several functions need specification version 9 (iOS18 / macOS15); target ${info.target} is version ${info.specificationVersion}`,
+        { target: info.target },
+      );
     const names = functions.map((f) => f.name);
-    for (const n of names) if (!IDENTIFIER.test(n)) throw new ModernBertError('BAD_ARGUMENT', `function name "${n}" is not a MIL identifier ([A-Za-z_][A-Za-z0-9_@]*)`, { function: n });
-    if (new Set(names).size !== names.length) throw new ModernBertError('BAD_ARGUMENT', `function names repeat: ${names.join(', ')}`);
-    if (!names.includes(options.defaultFunction ?? '')) throw new ModernBertError('BAD_ARGUMENT', `default function "${options.defaultFunction}" is none of ${names.join(', ')}`);
+    for (const n of names)
+      if (!IDENTIFIER.test(n))
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `function name "${n}" is not a MIL identifier ([A-Za-z_][A-Za-z0-9_@]*)`,
+          { function: n },
+        );
+    if (new Set(names).size !== names.length)
+      throw new ModernBertError('BAD_ARGUMENT', `function names repeat: ${names.join(', ')}`);
+    if (!names.includes(options.defaultFunction ?? ''))
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `default function "${options.defaultFunction}" is none of ${names.join(', ')}`,
+      );
   }
   const described = functions.map((f) => {
     validateGraph(f.graph, info.target);
     checkValueNames(f.graph);
     return describeGraph(f.graph, { ...f.description, metadata: options.description?.metadata }, info.target);
   });
-  metadataWithExtras(options.description?.metadata ?? {}, functions.map((f) => f.graph)); // refuses reserved keys before anything is written
-  return writePackageAtomically(path, options.force ?? false, async (layout) => {
-    const weights = BlobWriter.create(join(layout.weightsDir, WEIGHT_FILE));
-    const shared = multi ? new Map<string, number>() : undefined;
-    const builders: ProgramBuilder[] = [];
-    try {
-      for (const f of functions) {
-        const builder = new ProgramBuilder(f.graph, info.target, weights, options.onProgress, shared);
-        await builder.build();
-        builders.push(builder);
-      }
-      weights.close();
-    } catch (e) {
-      weights.abort();
-      throw e;
-    }
-    const added = await options.afterWeights?.(join(layout.weightsDir, WEIGHT_FILE), builders[0]!.blobOffsets);
-    const given = options.description?.metadata ?? {};
-    const metadata = metadataToProto(metadataWithExtras(added ? { ...given, userDefined: { ...given.userDefined, ...added } } : given, functions.map((f) => f.graph)));
-    const encodedOps = new Map<BlockProto, Uint8Array[]>();
-    const programFunctions = Object.fromEntries(functions.map((f, i) => {
-      const block: BlockProto = { outputs: [...f.graph.outputs] };
-      encodedOps.set(block, builders[i]!.operations);
-      return [f.name, {
-        inputs: f.graph.inputs.map((v) => namedType(v.name, v.type.dtype, v.type.shape)),
-        opset: info.opset,
-        block_specializations: { [info.opset]: block },
-      }];
-    }));
-    // A multifunction description has a FunctionDescription per function and no top-level inputs or outputs.
-    const model: ModelProto = {
-      specificationVersion: info.specificationVersion,
-      description: multi
-        ? {
-          functions: functions.map((f, i) => ({ name: f.name, input: described[i]!.inputs.map(featureToProto), output: described[i]!.outputs.map(featureToProto) })),
-          defaultFunctionName: options.defaultFunction,
-          ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
+  metadataWithExtras(
+    options.description?.metadata ?? {},
+    functions.map((f) => f.graph),
+  ); // refuses reserved keys before anything is written
+  return writePackageAtomically(
+    path,
+    options.force ?? false,
+    async (layout) => {
+      const weights = BlobWriter.create(join(layout.weightsDir, WEIGHT_FILE));
+      const shared = multi ? new Map<string, number>() : undefined;
+      const builders: ProgramBuilder[] = [];
+      try {
+        for (const f of functions) {
+          const builder = new ProgramBuilder(f.graph, info.target, weights, options.onProgress, shared);
+          await builder.build();
+          builders.push(builder);
         }
-        : {
-          input: described[0]!.inputs.map(featureToProto),
-          output: described[0]!.outputs.map(featureToProto),
-          ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
-        },
-      mlProgram: { version: 1, functions: programFunctions },
-    };
-    const bytes = encodeModel(model, encodedOps);
-    writeFileSync(layout.modelFile, bytes);
-    const sum = (f: (b: ProgramBuilder) => number) => builders.reduce((n, b) => n + f(b), 0);
-    const consts = sum((b) => b.constsWritten);
-    return {
-      target: info.target,
-      specificationVersion: info.specificationVersion,
-      opset: info.opset,
-      consts,
-      blobs: sum((b) => b.blobs),
-      inlineConsts: consts - sum((b) => b.constBlobs),
-      unusedConsts: functions.reduce((n, f) => n + f.graph.consts.size, 0) - consts,
-      literals: sum((b) => b.literals),
-      weightBytes: weights.size,
-      modelBytes: bytes.length,
-      bytesWritten: weights.size + bytes.length,
-      loadMs: sum((b) => b.loadMs),
-      writeMs: sum((b) => b.writeMs),
-      totalMs: performance.now() - start,
-    };
-  }, options.extraItems ?? [], options.protect ?? []);
+        weights.close();
+      } catch (e) {
+        weights.abort();
+        throw e;
+      }
+      const added = await options.afterWeights?.(join(layout.weightsDir, WEIGHT_FILE), builders[0]!.blobOffsets);
+      const given = options.description?.metadata ?? {};
+      const metadata = metadataToProto(
+        metadataWithExtras(
+          added ? { ...given, userDefined: { ...given.userDefined, ...added } } : given,
+          functions.map((f) => f.graph),
+        ),
+      );
+      const encodedOps = new Map<BlockProto, Uint8Array[]>();
+      const programFunctions = Object.fromEntries(
+        functions.map((f, i) => {
+          const block: BlockProto = { outputs: [...f.graph.outputs] };
+          encodedOps.set(block, builders[i]!.operations);
+          return [
+            f.name,
+            {
+              inputs: f.graph.inputs.map((v) => namedType(v.name, v.type.dtype, v.type.shape)),
+              opset: info.opset,
+              block_specializations: { [info.opset]: block },
+            },
+          ];
+        }),
+      );
+      // A multifunction description has a FunctionDescription per function and no top-level inputs or outputs.
+      const model: ModelProto = {
+        specificationVersion: info.specificationVersion,
+        description: multi
+          ? {
+              functions: functions.map((f, i) => ({
+                name: f.name,
+                input: described[i]!.inputs.map(featureToProto),
+                output: described[i]!.outputs.map(featureToProto),
+              })),
+              defaultFunctionName: options.defaultFunction,
+              ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
+            }
+          : {
+              input: described[0]!.inputs.map(featureToProto),
+              output: described[0]!.outputs.map(featureToProto),
+              ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
+            },
+        mlProgram: { version: 1, functions: programFunctions },
+      };
+      const bytes = encodeModel(model, encodedOps);
+      writeFileSync(layout.modelFile, bytes);
+      const sum = (f: (b: ProgramBuilder) => number) => builders.reduce((n, b) => n + f(b), 0);
+      const consts = sum((b) => b.constsWritten);
+      return {
+        target: info.target,
+        specificationVersion: info.specificationVersion,
+        opset: info.opset,
+        consts,
+        blobs: sum((b) => b.blobs),
+        inlineConsts: consts - sum((b) => b.constBlobs),
+        unusedConsts: functions.reduce((n, f) => n + f.graph.consts.size, 0) - consts,
+        literals: sum((b) => b.literals),
+        weightBytes: weights.size,
+        modelBytes: bytes.length,
+        bytesWritten: weights.size + bytes.length,
+        loadMs: sum((b) => b.loadMs),
+        writeMs: sum((b) => b.writeMs),
+        totalMs: performance.now() - start,
+      };
+    },
+    options.extraItems ?? [],
+    options.protect ?? [],
+  );
 }

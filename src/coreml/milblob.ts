@@ -46,7 +46,14 @@ const NAME_OF_CODE = new Map<number, BlobDataType>(
 );
 
 /** Sub-byte types, whose last byte may be partly padding (padding_size_in_bits). */
-const SUB_BYTE_BITS: Partial<Record<BlobDataType, number>> = { int4: 4, uint1: 1, uint2: 2, uint3: 3, uint4: 4, uint6: 6 };
+const SUB_BYTE_BITS: Partial<Record<BlobDataType, number>> = {
+  int4: 4,
+  uint1: 1,
+  uint2: 2,
+  uint3: 3,
+  uint4: 4,
+  uint6: 6,
+};
 
 function alignUp(n: number): number {
   return Math.ceil(n / BLOB_ALIGNMENT) * BLOB_ALIGNMENT;
@@ -254,7 +261,8 @@ export class BlobReader {
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, position + done);
-      if (n === 0) throw this.corrupt(`ended early: read ${done} of ${length} bytes at ${position}`, { position, length });
+      if (n === 0)
+        throw this.corrupt(`ended early: read ${done} of ${length} bytes at ${position}`, { position, length });
       done += n;
     }
     return out;
@@ -262,7 +270,8 @@ export class BlobReader {
 
   private uint64(m: Buffer, at: number, offset: number, what: string): number {
     const v = m.readBigUInt64LE(at);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw this.corrupt(`blob at offset ${offset} has an impossible ${what} ${v}`, { offset });
+    if (v > BigInt(Number.MAX_SAFE_INTEGER))
+      throw this.corrupt(`blob at offset ${offset} has an impossible ${what} ${v}`, { offset });
     return Number(v);
   }
 

@@ -65,10 +65,21 @@ function newManifest(extras: readonly ExtraItem[] = []): Manifest {
   const modelId = randomUUID().toUpperCase();
   const weightsId = randomUUID().toUpperCase();
   const entries: Record<string, ManifestItem> = {
-    [modelId]: { author: COREML_AUTHOR, description: 'CoreML Model Specification', name: 'model.mlmodel', path: MODEL_ITEM_PATH },
-    [weightsId]: { author: COREML_AUTHOR, description: 'CoreML Model Weights', name: 'weights', path: WEIGHTS_ITEM_PATH },
+    [modelId]: {
+      author: COREML_AUTHOR,
+      description: 'CoreML Model Specification',
+      name: 'model.mlmodel',
+      path: MODEL_ITEM_PATH,
+    },
+    [weightsId]: {
+      author: COREML_AUTHOR,
+      description: 'CoreML Model Weights',
+      name: 'weights',
+      path: WEIGHTS_ITEM_PATH,
+    },
   };
-  for (const x of extras) entries[randomUUID().toUpperCase()] = { author: x.author, description: x.description, name: x.name, path: x.path };
+  for (const x of extras)
+    entries[randomUUID().toUpperCase()] = { author: x.author, description: x.description, name: x.name, path: x.path };
   return { fileFormatVersion: FILE_FORMAT_VERSION, itemInfoEntries: entries, rootModelIdentifier: modelId };
 }
 
@@ -83,13 +94,20 @@ function manifestText(manifest: Manifest): string {
  * clearing what a killed earlier conversion to it left. Only a package that isPackage recognises is
  * replaced. Returns the absolute (real) path.
  */
-export function checkPackageOutput(outPath: string, force: boolean, protect: readonly (string | undefined)[] = []): string {
+export function checkPackageOutput(
+  outPath: string,
+  force: boolean,
+  protect: readonly (string | undefined)[] = [],
+): string {
   if (outPath.trim() !== '') clearStaleSiblings(resolve(outPath));
   return checkFolderOutput(outPath, {
     what: '--out',
     force,
     inputs: protect,
-    irreplaceable: (real, st) => (st.isDirectory() && isPackage(real) ? undefined : 'is not a Core ML package (a folder whose Manifest.json names its model)'),
+    irreplaceable: (real, st) =>
+      st.isDirectory() && isPackage(real)
+        ? undefined
+        : 'is not a Core ML package (a folder whose Manifest.json names its model)',
   }).target;
 }
 
@@ -159,9 +177,15 @@ function replaceWith(tmp: string, target: string, force: boolean): void {
     renameSync(tmp, target);
     return;
   }
-  if (!force) throw new ModernBertError('OUTPUT_EXISTS', `${target} appeared while it was being written`, { path: target });
+  if (!force)
+    throw new ModernBertError('OUTPUT_EXISTS', `${target} appeared while it was being written`, { path: target });
   // What is there now must still be a package: a folder of the user's swapped in meanwhile is not ours to move.
-  if (!isPackage(target)) throw new ModernBertError('BAD_ARGUMENT', `${target} changed while it was being written and is not a Core ML package now; nothing was changed`, { path: target });
+  if (!isPackage(target))
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `${target} changed while it was being written and is not a Core ML package now; nothing was changed`,
+      { path: target },
+    );
   const old = `${tmp}.old`;
   renameSync(target, old);
   try {
@@ -190,7 +214,9 @@ function isItem(x: unknown): x is ManifestItem {
 function readManifest(packagePath: string): Manifest {
   const file = join(packagePath, 'Manifest.json');
   if (!existsSync(file)) {
-    throw new ModernBertError('FILE_NOT_FOUND', `${packagePath} is not an .mlpackage: it has no Manifest.json`, { path: packagePath });
+    throw new ModernBertError('FILE_NOT_FOUND', `${packagePath} is not an .mlpackage: it has no Manifest.json`, {
+      path: packagePath,
+    });
   }
   const json = readJsonFile(file, 'Manifest.json', READ_LIMITS.manifest);
   const m = (typeof json === 'object' && !Array.isArray(json) ? json : null) as Partial<Manifest> | null;
@@ -204,9 +230,13 @@ function readManifest(packagePath: string): Manifest {
     Array.isArray(entries) ||
     !Object.values(entries).every(isItem)
   ) {
-    throw new ModernBertError('CORRUPT_FILE', `${file} lacks fileFormatVersion, rootModelIdentifier or well-formed itemInfoEntries`, {
-      file,
-    });
+    throw new ModernBertError(
+      'CORRUPT_FILE',
+      `${file} lacks fileFormatVersion, rootModelIdentifier or well-formed itemInfoEntries`,
+      {
+        file,
+      },
+    );
   }
   if (m.fileFormatVersion.split('.')[0] !== FILE_FORMAT_VERSION.split('.')[0]) {
     throw new ModernBertError('UNSUPPORTED', `${file} has package format version ${m.fileFormatVersion}; we read 1.x`, {
@@ -222,10 +252,14 @@ function itemPath(packagePath: string, item: ManifestItem): string {
   const data = resolve(packagePath, DATA_DIR);
   const path = resolve(data, item.path);
   if (!path.startsWith(data + sep)) {
-    throw new ModernBertError('CORRUPT_FILE', `Manifest.json item "${item.name}" points outside the package: ${item.path}`, {
-      path: packagePath,
-      item: item.path,
-    });
+    throw new ModernBertError(
+      'CORRUPT_FILE',
+      `Manifest.json item "${item.name}" points outside the package: ${item.path}`,
+      {
+        path: packagePath,
+        item: item.path,
+      },
+    );
   }
   return path;
 }
@@ -238,18 +272,27 @@ export function locatePackage(packagePath: string): PackageLayout {
   } catch (e) {
     if (fileError(e, packagePath).code !== 'FILE_NOT_FOUND') throw fileError(e, packagePath, 'package');
   }
-  if (!isDir) throw new ModernBertError('FILE_NOT_FOUND', `no .mlpackage folder at ${packagePath}`, { path: packagePath });
+  if (!isDir)
+    throw new ModernBertError('FILE_NOT_FOUND', `no .mlpackage folder at ${packagePath}`, { path: packagePath });
   const manifest = readManifest(packagePath);
   // Own entries only: a root identifier such as "constructor" must not find Object.prototype's.
-  const root = Object.hasOwn(manifest.itemInfoEntries, manifest.rootModelIdentifier) ? manifest.itemInfoEntries[manifest.rootModelIdentifier] : undefined;
+  const root = Object.hasOwn(manifest.itemInfoEntries, manifest.rootModelIdentifier)
+    ? manifest.itemInfoEntries[manifest.rootModelIdentifier]
+    : undefined;
   if (!root) {
-    throw new ModernBertError('CORRUPT_FILE', `Manifest.json names root model ${JSON.stringify(manifest.rootModelIdentifier.slice(0, 80))}, which is not among its items`, {
-      path: packagePath,
-    });
+    throw new ModernBertError(
+      'CORRUPT_FILE',
+      `Manifest.json names root model ${JSON.stringify(manifest.rootModelIdentifier.slice(0, 80))}, which is not among its items`,
+      {
+        path: packagePath,
+      },
+    );
   }
   const modelFile = itemPath(packagePath, root);
   if (!existsSync(modelFile)) {
-    throw new ModernBertError('FILE_NOT_FOUND', `the root model ${root.path} named by Manifest.json is missing`, { path: modelFile });
+    throw new ModernBertError('FILE_NOT_FOUND', `the root model ${root.path} named by Manifest.json is missing`, {
+      path: modelFile,
+    });
   }
   // The program names its weights relative to the model file (@model_path/weights/...).
   return { modelFile, weightsDir: join(dirname(modelFile), 'weights') };

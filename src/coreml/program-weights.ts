@@ -67,19 +67,27 @@ export class ProgramWeights {
     const reader = this.blobReader(path);
     const check = (info: { dataType: BlobDataType; sizeInBytes: number; paddingBits: number }): void => {
       if (!BLOB_TYPES_FOR[dtype].includes(info.dataType)) {
-        throw new ModernBertError('CORRUPT_FILE', `${path}: blob at offset ${offset} (${name}) holds ${info.dataType} data for a ${dtype} tensor`, {
-          file: path,
-          offset,
-          const: name,
-        });
+        throw new ModernBertError(
+          'CORRUPT_FILE',
+          `${path}: blob at offset ${offset} (${name}) holds ${info.dataType} data for a ${dtype} tensor`,
+          {
+            file: path,
+            offset,
+            const: name,
+          },
+        );
       }
       const expected = storedBytes(dtype, numel(staticShape));
       if (info.sizeInBytes !== expected || info.paddingBits !== paddingBits(dtype, numel(staticShape))) {
-        throw new ModernBertError('CORRUPT_FILE', `${path}: blob at offset ${offset} (${name}) has ${info.sizeInBytes} bytes, shape [${staticShape.join(', ')}] of ${dtype} needs ${expected}`, {
-          file: path,
-          offset,
-          const: name,
-        });
+        throw new ModernBertError(
+          'CORRUPT_FILE',
+          `${path}: blob at offset ${offset} (${name}) has ${info.sizeInBytes} bytes, shape [${staticShape.join(', ')}] of ${dtype} needs ${expected}`,
+          {
+            file: path,
+            offset,
+            const: name,
+          },
+        );
       }
     };
     const blob = reader.blob(offset);
@@ -99,14 +107,18 @@ export class ProgramWeights {
     };
     const type: TensorType = { dtype, shape: staticShape };
     // Float blobs are row-major values as they are: a runtime can read them in the file (lower.ts inPlace).
-    const stored = dtype === 'fp16' || dtype === 'fp32' ? { stored: { path: realpathSync(path), offset: blob.dataOffset, byteLength: blob.sizeInBytes, dtype } } : {};
+    const stored =
+      dtype === 'fp16' || dtype === 'fp32'
+        ? { stored: { path: realpathSync(path), offset: blob.dataOffset, byteLength: blob.sizeInBytes, dtype } }
+        : {};
     return { name, type, load, ...stored };
   }
 
   /** Resolves a BlobFileValue file name (@model_path/weights/weight.bin) to a path inside the package. */
   private weightPath(fileName: string, where: string): string {
     const prefix = '@model_path/';
-    if (!fileName.startsWith(prefix)) throw unsupported(this.file, `${where}: weight file "${fileName}" is not relative to @model_path`);
+    if (!fileName.startsWith(prefix))
+      throw unsupported(this.file, `${where}: weight file "${fileName}" is not relative to @model_path`);
     const modelDir = resolve(this.file, '..');
     const path = resolve(modelDir, fileName.slice(prefix.length));
     if (relative(modelDir, path).startsWith('..') || !path.startsWith(modelDir + sep)) {
@@ -124,7 +136,9 @@ export class ProgramWeights {
       } catch (e) {
         const err = fileError(e, path, 'weight file');
         if (err.code === 'FILE_NOT_FOUND') {
-          throw new ModernBertError('FILE_NOT_FOUND', `weight file ${path} named by ${this.file} is missing`, { file: path });
+          throw new ModernBertError('FILE_NOT_FOUND', `weight file ${path} named by ${this.file} is missing`, {
+            file: path,
+          });
         }
         throw err;
       }

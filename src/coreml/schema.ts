@@ -8,9 +8,29 @@ import { ModernBertError } from '../errors.js';
 
 /** MIL.proto DataType names. */
 export type MilDataType =
-  | 'UNUSED_TYPE' | 'BOOL' | 'STRING' | 'FLOAT8E4M3FN' | 'FLOAT8E5M2' | 'FLOAT16' | 'FLOAT32' | 'FLOAT64'
-  | 'BFLOAT16' | 'INT8' | 'INT16' | 'INT32' | 'INT64' | 'INT4' | 'UINT8' | 'UINT16' | 'UINT32' | 'UINT64'
-  | 'UINT4' | 'UINT2' | 'UINT1' | 'UINT6' | 'UINT3';
+  | 'UNUSED_TYPE'
+  | 'BOOL'
+  | 'STRING'
+  | 'FLOAT8E4M3FN'
+  | 'FLOAT8E5M2'
+  | 'FLOAT16'
+  | 'FLOAT32'
+  | 'FLOAT64'
+  | 'BFLOAT16'
+  | 'INT8'
+  | 'INT16'
+  | 'INT32'
+  | 'INT64'
+  | 'INT4'
+  | 'UINT8'
+  | 'UINT16'
+  | 'UINT32'
+  | 'UINT64'
+  | 'UINT4'
+  | 'UINT2'
+  | 'UINT1'
+  | 'UINT6'
+  | 'UINT3';
 
 export interface DimensionProto {
   constant?: { size?: number };
@@ -110,7 +130,8 @@ export interface ArrayFeatureTypeProto {
 }
 
 /** Feature kinds other than multi-arrays, kept as undecoded message bytes. */
-type OpaqueFeatureKind = 'int64Type' | 'doubleType' | 'stringType' | 'imageType' | 'dictionaryType' | 'sequenceType' | 'stateType';
+type OpaqueFeatureKind =
+  'int64Type' | 'doubleType' | 'stringType' | 'imageType' | 'dictionaryType' | 'sequenceType' | 'stateType';
 
 export interface FeatureTypeProto extends Partial<Record<OpaqueFeatureKind, Uint8Array>> {
   multiArrayType?: ArrayFeatureTypeProto;
@@ -152,8 +173,16 @@ export interface ModelDescriptionProto {
 
 /** Model kinds other than ML Programs, kept as undecoded message bytes (model.proto lists which). */
 type OpaqueModelKind =
-  | 'pipelineClassifier' | 'pipelineRegressor' | 'pipeline' | 'glmRegressor' | 'neuralNetworkRegressor' | 'glmClassifier'
-  | 'neuralNetworkClassifier' | 'neuralNetwork' | 'customModel' | 'linkedModel';
+  | 'pipelineClassifier'
+  | 'pipelineRegressor'
+  | 'pipeline'
+  | 'glmRegressor'
+  | 'neuralNetworkRegressor'
+  | 'glmClassifier'
+  | 'neuralNetworkClassifier'
+  | 'neuralNetwork'
+  | 'customModel'
+  | 'linkedModel';
 
 export interface ModelProto extends Partial<Record<OpaqueModelKind, Uint8Array>> {
   specificationVersion?: number;
@@ -182,7 +211,10 @@ function modelMessage(): protobuf.Type {
  * blocks of the program (by object), their operations already encoded (encodeOperation): those blocks' own
  * `operations` are left out and the bytes take their place.
  */
-export function encodeModel(model: ModelProto, encodedOps?: ReadonlyMap<BlockProto, readonly Uint8Array[]>): Uint8Array {
+export function encodeModel(
+  model: ModelProto,
+  encodedOps?: ReadonlyMap<BlockProto, readonly Uint8Array[]>,
+): Uint8Array {
   const type = modelMessage();
   const { mlProgram, ...rest } = model;
   if (encodedOps === undefined || mlProgram === undefined || FIELDS_AFTER_PROGRAM.some((k) => rest[k] !== undefined)) {
@@ -192,7 +224,9 @@ export function encodeModel(model: ModelProto, encodedOps?: ReadonlyMap<BlockPro
   // program is assembled from its parts: fields before the operations, the operations, fields after.
   const t = (name: string) => type.lookupType(`CoreML.Specification.MILSpec.${name}`);
   const part = (mt: protobuf.Type, obj: object, keys: string[]): Uint8Array => {
-    const picked = Object.fromEntries(keys.filter((k) => Object.hasOwn(obj, k)).map((k) => [k, (obj as Record<string, unknown>)[k]]));
+    const picked = Object.fromEntries(
+      keys.filter((k) => Object.hasOwn(obj, k)).map((k) => [k, (obj as Record<string, unknown>)[k]]),
+    );
     return mt.encode(mt.fromObject(picked)).finish();
   };
   const [programT, functionT, blockT] = [t('Program'), t('Function'), t('Block')];
@@ -201,11 +235,12 @@ export function encodeModel(model: ModelProto, encodedOps?: ReadonlyMap<BlockPro
     if (ops === undefined) return blockT.encode(blockT.fromObject(b)).finish();
     return Buffer.concat([part(blockT, b, ['inputs', 'outputs']), ...ops, part(blockT, b, ['attributes'])]);
   };
-  const fn = (f: FunctionProto): Uint8Array => Buffer.concat([
-    part(functionT, f, ['inputs', 'opset']),
-    ...Object.entries(f.block_specializations ?? {}).map(([k, b]) => mapEntry(3, k, block(b))),
-    part(functionT, f, ['attributes']),
-  ]);
+  const fn = (f: FunctionProto): Uint8Array =>
+    Buffer.concat([
+      part(functionT, f, ['inputs', 'opset']),
+      ...Object.entries(f.block_specializations ?? {}).map(([k, b]) => mapEntry(3, k, block(b))),
+      part(functionT, f, ['attributes']),
+    ]);
   const program = Buffer.concat([
     part(programT, mlProgram, ['version']),
     ...Object.entries(mlProgram.functions ?? {}).map(([k, f]) => mapEntry(2, k, fn(f))),
@@ -232,7 +267,10 @@ export function encodeOperation(op: OperationProto): Uint8Array {
 
 /** A length-delimited field: tag (wire type 2), length, bytes. */
 function lengthDelimited(field: number, bytes: Uint8Array): Uint8Array {
-  return protobuf.Writer.create().uint32((field << 3) | 2).bytes(bytes).finish();
+  return protobuf.Writer.create()
+    .uint32((field << 3) | 2)
+    .bytes(bytes)
+    .finish();
 }
 
 /** A map<string, message> entry of field `field`: key (1) and value (2), as protobufjs writes it. */
@@ -248,14 +286,22 @@ export function decodeModel(bytes: Uint8Array, file: string): ModelProto {
   try {
     message = type.decode(bytes);
   } catch (e) {
-    throw new ModernBertError('CORRUPT_FILE', `${file} is not a valid Core ML model protobuf: ${(e as Error).message}`, {
-      file,
-    });
+    throw new ModernBertError(
+      'CORRUPT_FILE',
+      `${file} is not a valid Core ML model protobuf: ${(e as Error).message}`,
+      {
+        file,
+      },
+    );
   }
   try {
     return type.toObject(message, { longs: Number, enums: String, oneofs: true }) as ModelProto;
   } catch (e) {
     // protobufjs decodes a map entry without its value as null, then fails converting it.
-    throw new ModernBertError('CORRUPT_FILE', `${file} is not a valid Core ML model protobuf: ${(e as Error).message}`, { file });
+    throw new ModernBertError(
+      'CORRUPT_FILE',
+      `${file} is not a valid Core ML model protobuf: ${(e as Error).message}`,
+      { file },
+    );
   }
 }

@@ -71,11 +71,15 @@ function checkIntegers(dtype: DType, data: TensorData, name: string): void {
   for (let i = 0; i < data.length; i++) {
     const v = data[i]!;
     if (!Number.isInteger(v) || v < range[0] || v > range[1]) {
-      throw new ModernBertError('BAD_ARGUMENT', `tensor "${name}" holds ${v} at index ${i}, not a valid ${dtype} value`, {
-        tensor: name,
-        dtype,
-        index: i,
-      });
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `tensor "${name}" holds ${v} at index ${i}, not a valid ${dtype} value`,
+        {
+          tensor: name,
+          dtype,
+          index: i,
+        },
+      );
     }
   }
 }
@@ -93,7 +97,8 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
 export function encodeTensorBytes(dtype: DType, data: TensorData, name: string): Uint8Array {
   if (dtype === 'fp16' || dtype === 'fp32') {
     const floats = data instanceof Float32Array ? data : Float32Array.from(data);
-    const fail = (i: number, cause: string) => nonFiniteError(`weight "${name}"`, floats[i]!, `at element ${i}`, `${cause}; nothing was written`);
+    const fail = (i: number, cause: string) =>
+      nonFiniteError(`weight "${name}"`, floats[i]!, `at element ${i}`, `${cause}; nothing was written`);
     if (dtype === 'fp32') {
       const bad = firstNonFinite(floats);
       if (bad >= 0) throw fail(bad, 'the checkpoint holds a value that is not finite');
@@ -101,7 +106,11 @@ export function encodeTensorBytes(dtype: DType, data: TensorData, name: string):
     }
     const halves = encodeF16(floats);
     for (let i = 0; i < halves.length; i++) {
-      if ((halves[i]! & 0x7c00) === 0x7c00) throw fail(i, 'float16 holds at most 65504, and the checkpoint\'s value (or what folding made of it) is larger or not finite');
+      if ((halves[i]! & 0x7c00) === 0x7c00)
+        throw fail(
+          i,
+          "float16 holds at most 65504, and the checkpoint's value (or what folding made of it) is larger or not finite",
+        );
     }
     return bytesOf(halves);
   }
@@ -151,7 +160,8 @@ function unpackSubByte(dtype: DType, bytes: Uint8Array, count: number): Int32Arr
 
 /** Decodes little-endian bytes of `dtype` into tensor data (copied, so the source may be reused). */
 export function decodeTensorBytes(dtype: DType, bytes: Uint8Array, count?: number): TensorData {
-  if (isSubByte(dtype)) return unpackSubByte(dtype, bytes, count ?? Math.floor((bytes.length * 8) / BITS_PER_ELEMENT[dtype]));
+  if (isSubByte(dtype))
+    return unpackSubByte(dtype, bytes, count ?? Math.floor((bytes.length * 8) / BITS_PER_ELEMENT[dtype]));
   // Copy into a fresh buffer first: typed views need aligned offsets, and callers reuse read buffers.
   const own = new Uint8Array(bytes).buffer;
   switch (dtype) {

@@ -105,18 +105,35 @@ interface Probe {
 function probesOf(seqs: ProbeSequence[], form: FidelityForm, reference: ModelSource): Probe[] {
   const head = form.head;
   const pad = reference.config.padTokenId;
-  const single = (s: ProbeSequence): Probe => ({ seq: s, options: { positions: positionsOf(s), ...(head ? { head } : {}) }, first: s, real: realPositions(s) });
+  const single = (s: ProbeSequence): Probe => ({
+    seq: s,
+    options: { positions: positionsOf(s), ...(head ? { head } : {}) },
+    first: s,
+    real: realPositions(s),
+  });
   if (form.pack === undefined) {
     const window = Math.min(DEFAULT_WINDOW, reference.config.maxPositions);
     const perToken = ['mlm', 'tokcls', 'none'].includes(head ?? defaultHead(reference));
-    const packable = (s: ProbeSequence) => perToken && (!s.attention || Array.from(s.attention).every((a) => a)) && s.ids.length <= window;
+    const packable = (s: ProbeSequence) =>
+      perToken && (!s.attention || Array.from(s.attention).every((a) => a)) && s.ids.length <= window;
     const probes = seqs.filter((s) => !packable(s)).map(single);
     const packed = seqs.filter(packable);
-    for (const w of packTexts(packed.map((s) => s.ids), window, DEFAULT_PACK, pad)) {
+    for (const w of packTexts(
+      packed.map((s) => s.ids),
+      window,
+      DEFAULT_PACK,
+      pad,
+    )) {
       const texts = w.texts.map((t) => packed[t]!);
-      const positions = Array.from({ length: w.starts[w.starts.length - 1]! + texts[texts.length - 1]!.ids.length }, (_, i) => i);
+      const positions = Array.from(
+        { length: w.starts[w.starts.length - 1]! + texts[texts.length - 1]!.ids.length },
+        (_, i) => i,
+      );
       probes.push({
-        seq: { ids: w.ids, segments: w.segments }, options: { positions, pack: DEFAULT_PACK, ...(head ? { head } : {}) }, first: texts[0]!, real: positions,
+        seq: { ids: w.ids, segments: w.segments },
+        options: { positions, pack: DEFAULT_PACK, ...(head ? { head } : {}) },
+        first: texts[0]!,
+        real: positions,
         alone: texts.map((s, k) => ({ probe: single(s), from: w.starts[k]!, count: s.ids.length })),
       });
     }
@@ -124,21 +141,35 @@ function probesOf(seqs: ProbeSequence[], form: FidelityForm, reference: ModelSou
   }
   const window = form.window ?? Math.max(...seqs.map((s) => s.ids.length));
   // A text longer than the package's window is cut to it, as the package takes it (keeping the closing token).
-  const texts = seqs.map((s) => (s.ids.length <= window ? s.ids : [...s.ids.slice(0, window - 1), s.ids[s.ids.length - 1]!]));
+  const texts = seqs.map((s) =>
+    s.ids.length <= window ? s.ids : [...s.ids.slice(0, window - 1), s.ids[s.ids.length - 1]!],
+  );
   const windows = packTexts(texts, window, form.pack, pad);
   return windows.map((w) => {
     const real = w.segments.flatMap((g, i) => (g > 0 ? [i] : []));
-    return { seq: { ids: w.ids, segments: w.segments }, options: { positions: real, pack: form.pack, ...(head ? { head } : {}) }, first: seqs[w.texts[0]!]!, rows: w.texts.length, real };
+    return {
+      seq: { ids: w.ids, segments: w.segments },
+      options: { positions: real, pack: form.pack, ...(head ? { head } : {}) },
+      first: seqs[w.texts[0]!]!,
+      rows: w.texts.length,
+      real,
+    };
   });
 }
 
 /** The vectors of an output that are results: each column of a per-token (1, C, 1, P) output, or each row of a pooled one. */
-function vectorsOf(outputs: Map<string, RtTensor>, rows: number | undefined): { name: string; vectors: Float32Array[] } {
+function vectorsOf(
+  outputs: Map<string, RtTensor>,
+  rows: number | undefined,
+): { name: string; vectors: Float32Array[] } {
   const [name, t] = [...outputs.entries()][0]!;
   const data = t.data as Float32Array;
   if (t.shape.length === 4) {
     const [C, P] = [t.shape[1]!, t.shape[3]!];
-    return { name, vectors: Array.from({ length: P }, (_, p) => Float32Array.from({ length: C }, (_, c) => data[c * P + p]!)) };
+    return {
+      name,
+      vectors: Array.from({ length: P }, (_, p) => Float32Array.from({ length: C }, (_, c) => data[c * P + p]!)),
+    };
   }
   const C = t.shape[t.shape.length - 1]!;
   return { name, vectors: Array.from({ length: rows ?? 1 }, (_, k) => data.slice(k * C, (k + 1) * C)) };
@@ -147,21 +178,40 @@ function vectorsOf(outputs: Map<string, RtTensor>, rows: number | undefined): { 
 const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
 
 /** A probe's compared vectors and residual taps. */
-async function runProbe(engine: Engine, p: Probe, taps: string[]): Promise<{ name: string; vectors: Float32Array[]; residuals: RtTensor[] }> {
+async function runProbe(
+  engine: Engine,
+  p: Probe,
+  taps: string[],
+): Promise<{ name: string; vectors: Float32Array[]; residuals: RtTensor[] }> {
   const res = await engine.forward(p.seq, { ...p.options, taps });
   return { ...vectorsOf(res.outputs, p.rows), residuals: taps.map((t) => res.taps.get(t)!) };
 }
 
 // In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
 // can keep a block's variables alive).
-async function runAll(source: ModelSource, precision: Precision, norm: NormStyle, probes: Probe[], tick: () => void, outliers: OutlierMeter, executor?: ExecutorFactory): Promise<Float32Array[][]> {
+async function runAll(
+  source: ModelSource,
+  precision: Precision,
+  norm: NormStyle,
+  probes: Probe[],
+  tick: () => void,
+  outliers: OutlierMeter,
+  executor?: ExecutorFactory,
+): Promise<Float32Array[][]> {
   const engine = new Engine(source, { precision, norm }, executor);
   const taps = residualTaps(source.config.numLayers);
   const out: Float32Array[][] = [];
   for (const [i, p] of probes.entries()) {
     const { name, vectors, residuals } = await runProbe(engine, p, taps);
     // The float32 checkpoint itself must give finite results, or there is nothing to compare with.
-    vectors.forEach((v, j) => assertFinite(v, `the float32 checkpoint's "${name}" output on "${p.first.label.slice(0, 40)}" (vector ${j})`, [v.length], 'its weights are not finite or overflow float32; nothing was written'));
+    vectors.forEach((v, j) =>
+      assertFinite(
+        v,
+        `the float32 checkpoint's "${name}" output on "${p.first.label.slice(0, 40)}" (vector ${j})`,
+        [v.length],
+        'its weights are not finite or overflow float32; nothing was written',
+      ),
+    );
     out.push(vectors);
     outliers.add(residuals, p.real, i);
     tick();
@@ -217,14 +267,26 @@ export async function measureFidelity(
   const total = probes.length * 2;
   let done = 0;
   const referenceOutliers = new OutlierMeter();
-  const refs = await runAll(reference, 'fp32', 'layernorm', probes, () => onProgress?.(++done, total), referenceOutliers, executor);
+  const refs = await runAll(
+    reference,
+    'fp32',
+    'layernorm',
+    probes,
+    () => onProgress?.(++done, total),
+    referenceOutliers,
+    executor,
+  );
   // The reference model is unreachable now (runAll's frame is gone): free it before the converted one loads.
   await releaseMemory();
   const engine = new Engine(converted.source, { precision, norm: converted.norm }, executor);
   // The converted weights in float32 arithmetic (they share the weight cache), for the per-layer error.
   const exact = new Engine(converted.source, { precision: 'fp32', norm: converted.norm }, executor);
   const taps = residualTaps(reference.config.numLayers);
-  const [emulatedOutliers, convertedOutliers, layerErrors] = [new OutlierMeter(), new OutlierMeter(), new LayerErrorMeter()];
+  const [emulatedOutliers, convertedOutliers, layerErrors] = [
+    new OutlierMeter(),
+    new OutlierMeter(),
+    new LayerErrorMeter(),
+  ];
   const meter = new AgreementMeter();
   const cosines: number[] = [];
   let firstBad: ProbeSequence | undefined;
@@ -243,7 +305,12 @@ export async function measureFidelity(
       const each = [{ p, e, refs: refs[i]! }];
       if (again) {
         each.length = 0;
-        for (const a of p.alone!) each.push({ p: a.probe, e: await runProbe(engine, a.probe, taps), refs: refs[i]!.slice(a.from, a.from + a.count) });
+        for (const a of p.alone!)
+          each.push({
+            p: a.probe,
+            e: await runProbe(engine, a.probe, taps),
+            refs: refs[i]!.slice(a.from, a.from + a.count),
+          });
       }
       for (const u of each) {
         emulatedOutliers.add(u.e.residuals, u.p.real, i);
@@ -271,19 +338,32 @@ export async function measureFidelity(
   const [ref, conv, emu] = [referenceOutliers.result(0), convertedOutliers.result(0), emulatedOutliers.result(0)];
   const layers = ref.map((l, k): LayerFidelity => ({
     layer: k,
-    rel_error: layerErrors.finite[k] && layerErrors.norm[k]! > 0 ? Math.sqrt(layerErrors.diff[k]! / layerErrors.norm[k]!) : null,
+    rel_error:
+      layerErrors.finite[k] && layerErrors.norm[k]! > 0 ? Math.sqrt(layerErrors.diff[k]! / layerErrors.norm[k]!) : null,
     reference_max: l.max,
     converted_max: conv[k]!.max,
     emulated_max: emu[k]!.max,
   }));
   const head = form.head ?? defaultHead(reference);
   const report: FidelityReport = {
-    precision, head, ...(form.pack === undefined ? {} : { pack: form.pack }),
-    kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, sequences: seqs.length, inputs, layers,
+    precision,
+    head,
+    ...(form.pack === undefined ? {} : { pack: form.pack }),
+    kl: r.kl,
+    top1: r.top1,
+    top5: r.top5,
+    max_abs_diff: r.max_abs_diff,
+    tokens: r.tokens,
+    sequences: seqs.length,
+    inputs,
+    layers,
   };
   if (head === 'embedding' || head === 'none') {
     const finite = cosines.filter((c) => Number.isFinite(c));
-    report.cosine = { mean: finite.reduce((a, b) => a + b, 0) / Math.max(1, finite.length), min: finite.length === cosines.length ? Math.min(...finite) : -Infinity };
+    report.cosine = {
+      mean: finite.reduce((a, b) => a + b, 0) / Math.max(1, finite.length),
+      min: finite.length === cosines.length ? Math.min(...finite) : -Infinity,
+    };
   }
   if (firstBad) {
     const layers = reference.config.numLayers;
@@ -291,7 +371,12 @@ export async function measureFidelity(
     const res = await engine.forward(firstBad, { positions: positionsOf(firstBad), taps });
     const first = taps.findIndex((t) => res.taps.get(t)!.data.some((v) => !Number.isFinite(v)));
     const op = await firstNonFiniteOp(engine, precision, firstBad, first < 0 ? layers + 1 : first);
-    report.non_finite = { tokens: r.non_finite, sequence: firstBad.label, first_layer: first < 0 ? null : first, first_op: op && { ...op, part: partOf(op.name) } };
+    report.non_finite = {
+      tokens: r.non_finite,
+      sequence: firstBad.label,
+      first_layer: first < 0 ? null : first,
+      first_op: op && { ...op, part: partOf(op.name) },
+    };
   }
   await engine.release();
   await exact.release();
@@ -317,7 +402,12 @@ function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
  * tap and the first non-finite one (`firstBadTap`; past the last tap: the head), so that only one layer's
  * values are held at a time.
  */
-async function firstNonFiniteOp(engine: Engine, precision: Precision, seq: ProbeSequence, firstBadTap: number): Promise<{ name: string; op: string } | null> {
+async function firstNonFiniteOp(
+  engine: Engine,
+  precision: Precision,
+  seq: ProbeSequence,
+  firstBadTap: number,
+): Promise<{ name: string; op: string } | null> {
   const S = seq.ids.length;
   const graph = engine.graph(S, { positions: positionsOf(seq) });
   const producer = new Map(graph.ops.flatMap((op, i) => op.outputs.map((o) => [o.name, i] as const)));
@@ -349,13 +439,17 @@ export function nonFiniteAdvice(part: ModelPart | undefined, s: ConversionSettin
   const none = 'no rotation or other conversion option changes them (the model itself exceeds float16 there)';
   switch (part) {
     case 'norm':
-      if (!s.fold) return 'the LayerNorm squares its input, which overflows float16: convert without --no-fold (the folded model\'s l2 norm does not square)';
-      if (s.norm === 'rms') return 'the x*x RMSNorm overflows float16: use --norm l2 (the default), which does not square';
+      if (!s.fold)
+        return "the LayerNorm squares its input, which overflows float16: convert without --no-fold (the folded model's l2 norm does not square)";
+      if (s.norm === 'rms')
+        return 'the x*x RMSNorm overflows float16: use --norm l2 (the default), which does not square';
       return `the norm's input exceeds float16; ${none}`;
     case 'residual':
     case 'embedding':
-      if (!s.fold) return 'the residual stream exceeds float16 (65504): convert without --no-fold, and if it still overflows, with --rotation hadamard, which spreads an outlier channel over all channels';
-      if (s.rotation === 'none') return 'the residual stream exceeds float16 (65504): try --rotation hadamard, which spreads an outlier channel over all channels';
+      if (!s.fold)
+        return 'the residual stream exceeds float16 (65504): convert without --no-fold, and if it still overflows, with --rotation hadamard, which spreads an outlier channel over all channels';
+      if (s.rotation === 'none')
+        return 'the residual stream exceeds float16 (65504): try --rotation hadamard, which spreads an outlier channel over all channels';
       return `the residual stream exceeds float16 (65504) even with the ${s.rotation} rotation; no rotation fixes it`;
     case 'attention':
       return `the attention (queries, keys, scores) exceeds float16; ${none}`;
@@ -374,7 +468,8 @@ export function nonFiniteAdvice(part: ModelPart | undefined, s: ConversionSettin
  */
 export function nonFiniteSummary(f: FidelityReport, settings?: ConversionSettings): string {
   const n = f.non_finite!;
-  const where = n.first_layer === null ? 'in the head' : n.first_layer === 0 ? 'in the embeddings' : `after layer ${n.first_layer}`;
+  const where =
+    n.first_layer === null ? 'in the head' : n.first_layer === 0 ? 'in the embeddings' : `after layer ${n.first_layer}`;
   const op = n.first_op ? `, at op ${n.first_op.op} "${n.first_op.name}"` : '';
   const advice = settings ? `: ${nonFiniteAdvice(n.first_op?.part, settings)}` : '';
   return `the converted model gives NaN or infinity in ${f.precision} emulation on ${n.tokens} of ${f.tokens} ${unit(f)}; the first appears ${where}${op} (in "${n.sequence.slice(0, 60)}"), so it would not work on the Neural Engine${advice}`;
@@ -388,9 +483,11 @@ function unit(f: FidelityReport): string {
 /** One line for a terminal: what was compared (the shipped head and form), and how closely it follows float32. */
 export function formatFidelity(f: FidelityReport, settings?: ConversionSettings): string {
   // Reports stored by earlier versions name no head.
-  const form = f.head === undefined ? '' : ` of the ${f.head} output${f.pack === undefined ? '' : `, ${f.pack} texts per window`}`;
+  const form =
+    f.head === undefined ? '' : ` of the ${f.head} output${f.pack === undefined ? '' : `, ${f.pack} texts per window`}`;
   const head = `fidelity${form} (${f.precision} emulation vs float32, ${f.tokens} ${unit(f)} of ${f.inputs}):`;
   if (f.non_finite) return `${head} ${nonFiniteSummary(f, settings)}`;
-  if (f.cosine) return `${head} cosine similarity mean ${f.cosine.mean.toFixed(6)}, min ${f.cosine.min.toFixed(6)}, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
+  if (f.cosine)
+    return `${head} cosine similarity mean ${f.cosine.mean.toFixed(6)}, min ${f.cosine.min.toFixed(6)}, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
   return `${head} KL ${f.kl.toExponential(2)}, top-1 ${(100 * f.top1).toFixed(1)}%, top-5 ${(100 * f.top5).toFixed(1)}%, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
 }

@@ -24,7 +24,17 @@ export interface GoldenCase {
   residualAbsmax?: Float32Array;
 }
 
-const KNOWN = new Set(['input_ids', 'attention_mask', 'logits', 'hidden_states', 'positions', 'logits_at_positions', 'last_hidden_state_at_positions', 'last_hidden_state', 'residual_absmax']);
+const KNOWN = new Set([
+  'input_ids',
+  'attention_mask',
+  'logits',
+  'hidden_states',
+  'positions',
+  'logits_at_positions',
+  'last_hidden_state_at_positions',
+  'last_hidden_state',
+  'residual_absmax',
+]);
 
 /** Reads every case of a golden file. */
 export function readGolden(path: string): GoldenCase[] {
@@ -34,17 +44,32 @@ export function readGolden(path: string): GoldenCase[] {
     for (const key of f.tensors.keys()) {
       const dot = key.lastIndexOf('.');
       const [name, what] = dot > 0 ? [key.slice(0, dot), key.slice(dot + 1)] : ['', key];
-      if (!KNOWN.has(what)) throw new ModernBertError('CORRUPT_FILE', `${path}: unknown golden key "${key}" (expected <case>.<${[...KNOWN].join('|')}>)`, { file: path, key });
+      if (!KNOWN.has(what))
+        throw new ModernBertError(
+          'CORRUPT_FILE',
+          `${path}: unknown golden key "${key}" (expected <case>.<${[...KNOWN].join('|')}>)`,
+          { file: path, key },
+        );
       if (!byCase.has(name)) byCase.set(name, new Set());
       byCase.get(name)!.add(what);
     }
     const cases: GoldenCase[] = [];
     for (const [name, keys] of byCase) {
       const k = (what: string) => (name ? `${name}.${what}` : what);
-      if (!keys.has('input_ids')) throw new ModernBertError('CORRUPT_FILE', `${path}: case "${name}" has no input_ids`, { file: path, case: name });
+      if (!keys.has('input_ids'))
+        throw new ModernBertError('CORRUPT_FILE', `${path}: case "${name}" has no input_ids`, {
+          file: path,
+          case: name,
+        });
       const idsInfo = f.info(k('input_ids'));
-      if (idsInfo.shape.length !== 2) throw new ModernBertError('CORRUPT_FILE', `${path}: ${k('input_ids')} must be [batch, seq], got [${idsInfo.shape.join(', ')}]`, { file: path });
-      const float = (what: string): Tensor | undefined => (keys.has(what) ? { shape: [...f.info(k(what)).shape], data: f.readFloat32(k(what)) } : undefined);
+      if (idsInfo.shape.length !== 2)
+        throw new ModernBertError(
+          'CORRUPT_FILE',
+          `${path}: ${k('input_ids')} must be [batch, seq], got [${idsInfo.shape.join(', ')}]`,
+          { file: path },
+        );
+      const float = (what: string): Tensor | undefined =>
+        keys.has(what) ? { shape: [...f.info(k(what)).shape], data: f.readFloat32(k(what)) } : undefined;
       const c: GoldenCase = {
         name,
         inputIds: { shape: idsInfo.shape as [number, number], data: f.readInt32(k('input_ids')) },
@@ -58,7 +83,10 @@ export function readGolden(path: string): GoldenCase[] {
         residualAbsmax: float('residual_absmax')?.data,
       };
       if ((c.logitsAtPositions || c.lastHiddenStateAtPositions) && !c.positions) {
-        throw new ModernBertError('CORRUPT_FILE', `${path}: case "${name}" has *_at_positions without positions`, { file: path, case: name });
+        throw new ModernBertError('CORRUPT_FILE', `${path}: case "${name}" has *_at_positions without positions`, {
+          file: path,
+          case: name,
+        });
       }
       cases.push(c);
     }

@@ -27,12 +27,17 @@ export interface InputSpec {
 
 /** Resolves what the user asked to run on into sequences (built-in sentences by default). */
 export function resolveInputs(spec: InputSpec, ids: ModelIds, tok?: Tokenizer): ProbeSequence[] {
-  const given = [spec.texts?.length ? 'TEXT' : '', spec.golden ? '--golden' : '', spec.random ? '--random' : ''].filter(Boolean);
+  const given = [spec.texts?.length ? 'TEXT' : '', spec.golden ? '--golden' : '', spec.random ? '--random' : ''].filter(
+    Boolean,
+  );
   if (given.length > 1) throw new ModernBertError('BAD_ARGUMENT', `give only one of ${given.join(', ')}`);
   if (spec.golden) return goldenSequences(spec.golden, ids);
   if (spec.random) return [randomSequence(spec.random, spec.seed ?? 0, ids)];
   if (!tok) {
-    throw new ModernBertError('BAD_ARGUMENT', 'this model has no tokenizer: give --golden FILE or --random N to choose the input tokens');
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      'this model has no tokenizer: give --golden FILE or --random N to choose the input tokens',
+    );
   }
   return textSequences(spec.texts?.length ? spec.texts : undefined, ids, tok);
 }
@@ -52,7 +57,12 @@ export function goldenSequences(path: string, ids: ModelIds): ProbeSequence[] {
   });
   // Rows of padding only (or batch 0, or no cases) compare nothing: a comparison over none must not pass.
   const usable = rows.filter((s) => s.ids.length > 0 && (!s.attention || s.attention.some((v) => v)));
-  if (usable.length === 0) throw new ModernBertError('BAD_INPUT', `${path} holds no row with a real token (no cases, batch 0, or attention_mask all 0): there is nothing to compare`, { file: path });
+  if (usable.length === 0)
+    throw new ModernBertError(
+      'BAD_INPUT',
+      `${path} holds no row with a real token (no cases, batch 0, or attention_mask all 0): there is nothing to compare`,
+      { file: path },
+    );
   return usable.map((s) => checkLength(s, ids));
 }
 
@@ -76,22 +86,39 @@ export function textSequences(texts: readonly string[] | undefined, ids: ModelId
     const e = encodeWithin(tok, text, ids.maxLen);
     const t = e.ids;
     const positions = tok.maskTokenId === undefined ? [] : t.flatMap((id, i) => (id === tok.maskTokenId ? [i] : []));
-    return { ids: t, positions: positions.length ? positions : undefined, label: text, length: describeLength(e, ids.maxLen) };
+    return {
+      ids: t,
+      positions: positions.length ? positions : undefined,
+      label: text,
+      length: describeLength(e, ids.maxLen),
+    };
   });
   // Built-in sentences that a short model cannot take are left out; the user's own texts must fit.
-  const fitting = (builtin ? seqs.filter((s) => s.ids.length <= ids.maxLen) : seqs.map((s) => checkLength(s, ids, s.length))).map(({ length: _, ...s }) => s);
-  if (fitting.length === 0) throw new ModernBertError('BAD_INPUT', `none of the built-in sentences fits in ${ids.maxLen} tokens: give shorter texts`);
+  const fitting = (
+    builtin ? seqs.filter((s) => s.ids.length <= ids.maxLen) : seqs.map((s) => checkLength(s, ids, s.length))
+  ).map(({ length: _, ...s }) => s);
+  if (fitting.length === 0)
+    throw new ModernBertError(
+      'BAD_INPUT',
+      `none of the built-in sentences fits in ${ids.maxLen} tokens: give shorter texts`,
+    );
   return fitting;
 }
 
 function checkLength<T extends ProbeSequence>(s: T, ids: ModelIds, length = String(s.ids.length)): T {
   if (s.ids.length > ids.maxLen) {
-    throw new ModernBertError('BAD_INPUT', `input "${s.label.slice(0, 40)}" is ${length} tokens long but the model allows at most ${ids.maxLen}`);
+    throw new ModernBertError(
+      'BAD_INPUT',
+      `input "${s.label.slice(0, 40)}" is ${length} tokens long but the model allows at most ${ids.maxLen}`,
+    );
   }
   return s;
 }
 
 /** Reads a calibration file: one text per non-empty line. */
 export function readLines(text: string): string[] {
-  return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l.length > 0);
+  return text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
 }

@@ -15,14 +15,26 @@ export interface LayerOutliers {
 
 /** Accumulates per-layer outlier statistics over sequences. */
 export class OutlierMeter {
-  private readonly layers: { max: number; channel: number; sequence: number; token: number; perChannel: Float64Array }[] = [];
+  private readonly layers: {
+    max: number;
+    channel: number;
+    sequence: number;
+    token: number;
+    perChannel: Float64Array;
+  }[] = [];
 
   /** Adds the residual taps (1, C, 1, S) of one sequence; `real` lists the positions of real tokens. */
   add(residuals: RtTensor[], real: number[], sequence: number): void {
     residuals.forEach((t, layer) => {
       const C = t.shape[1]!;
       const S = t.shape[3]!;
-      const l = (this.layers[layer] ??= { max: -1, channel: 0, sequence: 0, token: 0, perChannel: new Float64Array(C) });
+      const l = (this.layers[layer] ??= {
+        max: -1,
+        channel: 0,
+        sequence: 0,
+        token: 0,
+        perChannel: new Float64Array(C),
+      });
       for (let c = 0; c < C; c++) {
         for (const s of real) {
           const raw = t.data[c * S + s]!;

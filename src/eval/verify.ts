@@ -32,10 +32,22 @@ function maxDiff(acc: number, ours: number, gold: number): number {
 }
 
 // Our per-token tensors are (1, C, 1, S): element (c, s) is at c * S + s.
-function diffTokens(ours: RtTensor, gold: Float32Array, goldOffset: number, tokens: number[], oursPos: number[], C: number): { d: number; n: number } {
-  if (ours.shape.length !== 4) throw new ModernBertError('SHAPE_MISMATCH', `the golden has per-token values but the model's output is [${ours.shape.join(', ')}]`);
+function diffTokens(
+  ours: RtTensor,
+  gold: Float32Array,
+  goldOffset: number,
+  tokens: number[],
+  oursPos: number[],
+  C: number,
+): { d: number; n: number } {
+  if (ours.shape.length !== 4)
+    throw new ModernBertError(
+      'SHAPE_MISMATCH',
+      `the golden has per-token values but the model's output is [${ours.shape.join(', ')}]`,
+    );
   const S = ours.shape[3]!;
-  if (ours.shape[1] !== C) throw new ModernBertError('SHAPE_MISMATCH', `the model gives ${ours.shape[1]} channels, the golden ${C}`);
+  if (ours.shape[1] !== C)
+    throw new ModernBertError('SHAPE_MISMATCH', `the model gives ${ours.shape[1]} channels, the golden ${C}`);
   let d = 0;
   tokens.forEach((s, i) => {
     const p = oursPos[i]!;
@@ -48,29 +60,49 @@ function diffTokens(ours: RtTensor, gold: Float32Array, goldOffset: number, toke
 function checkGoldenShapes(gc: GoldenCase, L: number): void {
   const [B, S] = gc.inputIds.shape;
   const fail = (what: string, shape: number[], expected: string) => {
-    throw new ModernBertError('SHAPE_MISMATCH', `golden case "${gc.name}": ${what} is [${shape.join(', ')}], but this model and the case's input_ids [${B}, ${S}] need ${expected}`, { case: gc.name });
+    throw new ModernBertError(
+      'SHAPE_MISMATCH',
+      `golden case "${gc.name}": ${what} is [${shape.join(', ')}], but this model and the case's input_ids [${B}, ${S}] need ${expected}`,
+      { case: gc.name },
+    );
   };
   const h = gc.hiddenStates?.shape;
-  if (h && (h.length !== 4 || h[0] !== L + 1 || h[1] !== B || h[2] !== S)) fail('hidden_states', h, `[${L + 1}, ${B}, ${S}, hidden]`);
+  if (h && (h.length !== 4 || h[0] !== L + 1 || h[1] !== B || h[2] !== S))
+    fail('hidden_states', h, `[${L + 1}, ${B}, ${S}, hidden]`);
   const g = gc.logits?.shape;
-  if (g && !(g.length === 2 ? g[0] === B : g.length === 3 && g[0] === B && g[1] === S)) fail('logits', g, `[${B}, labels] or [${B}, ${S}, classes]`);
-  if (gc.attentionMask && gc.attentionMask.length !== B * S) fail('attention_mask', [gc.attentionMask.length], `${B * S} values`);
+  if (g && !(g.length === 2 ? g[0] === B : g.length === 3 && g[0] === B && g[1] === S))
+    fail('logits', g, `[${B}, labels] or [${B}, ${S}, classes]`);
+  if (gc.attentionMask && gc.attentionMask.length !== B * S)
+    fail('attention_mask', [gc.attentionMask.length], `${B * S} values`);
   const last = gc.lastHiddenState?.shape;
-  if (last && (last.length !== 2 || last[0] !== S || B !== 1)) fail('last_hidden_state', last, `[${S}, hidden] with batch 1`);
+  if (last && (last.length !== 2 || last[0] !== S || B !== 1))
+    fail('last_hidden_state', last, `[${S}, hidden] with batch 1`);
   const P = gc.positions?.length ?? 0;
-  for (const [what, t] of [['logits_at_positions', gc.logitsAtPositions], ['last_hidden_state_at_positions', gc.lastHiddenStateAtPositions]] as const) {
+  for (const [what, t] of [
+    ['logits_at_positions', gc.logitsAtPositions],
+    ['last_hidden_state_at_positions', gc.lastHiddenStateAtPositions],
+  ] as const) {
     if (t && (t.shape.length !== 2 || t.shape[0] !== P)) fail(what, t.shape, `[${P}, channels]`);
   }
   if (gc.positions?.some((p) => !Number.isInteger(p) || p < 0 || p >= S)) {
-    throw new ModernBertError('SHAPE_MISMATCH', `golden case "${gc.name}": positions fall outside its ${S} tokens`, { case: gc.name });
+    throw new ModernBertError('SHAPE_MISMATCH', `golden case "${gc.name}": positions fall outside its ${S} tokens`, {
+      case: gc.name,
+    });
   }
 }
 
 /** Runs every case of a golden file and compares. `onCase(i, total)` reports progress. */
-export async function verify(runner: Runner, cases: GoldenCase[], atol: number, base: ForwardOptions = {}, onCase?: (done: number, total: number) => void): Promise<VerifyReport> {
+export async function verify(
+  runner: Runner,
+  cases: GoldenCase[],
+  atol: number,
+  base: ForwardOptions = {},
+  onCase?: (done: number, total: number) => void,
+): Promise<VerifyReport> {
   const reports: CaseReport[] = [];
   const L = runner.numLayers;
-  if (cases.length === 0) throw new ModernBertError('BAD_INPUT', 'the golden file holds no cases: there is nothing to compare');
+  if (cases.length === 0)
+    throw new ModernBertError('BAD_INPUT', 'the golden file holds no cases: there is nothing to compare');
   let compared = 0;
   for (const [ci, gc] of cases.entries()) {
     const [B, S] = gc.inputIds.shape;
@@ -91,8 +123,14 @@ export async function verify(runner: Runner, cases: GoldenCase[], atol: number, 
       if (real.length === 0) continue; // an all-padding row says nothing, even for a pooled head
       const taps: string[] = [];
       const wantHidden = gc.hiddenStates !== undefined;
-      if (wantHidden) for (let i = 0; i <= L; i++) if (runner.hasTap(`hidden_states.${i}`)) taps.push(`hidden_states.${i}`);
-      if ((gc.lastHiddenState || gc.lastHiddenStateAtPositions) && !taps.includes(`hidden_states.${L}`) && runner.hasTap(`hidden_states.${L}`)) taps.push(`hidden_states.${L}`);
+      if (wantHidden)
+        for (let i = 0; i <= L; i++) if (runner.hasTap(`hidden_states.${i}`)) taps.push(`hidden_states.${i}`);
+      if (
+        (gc.lastHiddenState || gc.lastHiddenStateAtPositions) &&
+        !taps.includes(`hidden_states.${L}`) &&
+        runner.hasTap(`hidden_states.${L}`)
+      )
+        taps.push(`hidden_states.${L}`);
 
       // Per-token logits only at the golden's positions when it gives them (saves the big decoder).
       const positions = gc.positions && (gc.logitsAtPositions || !gc.logits) ? gc.positions : undefined;
@@ -105,7 +143,11 @@ export async function verify(runner: Runner, cases: GoldenCase[], atol: number, 
           // Sequence classification: [B, L] against our (1, L).
           const n = g.shape[1]!;
           if (out.shape.length !== 2 || out.shape[1] !== n) {
-            throw new ModernBertError('SHAPE_MISMATCH', `golden case "${gc.name}" has ${n} sequence-classification logits per row, the model's output is [${out.shape.join(', ')}]`, { case: gc.name });
+            throw new ModernBertError(
+              'SHAPE_MISMATCH',
+              `golden case "${gc.name}" has ${n} sequence-classification logits per row, the model's output is [${out.shape.join(', ')}]`,
+              { case: gc.name },
+            );
           }
           let d = 0;
           for (let k = 0; k < n; k++) d = maxDiff(d, out.data[k]!, g.data[b * n + k]!);
@@ -117,7 +159,17 @@ export async function verify(runner: Runner, cases: GoldenCase[], atol: number, 
       }
       if (gc.logitsAtPositions && out && positions) {
         const V = gc.logitsAtPositions.shape[1]!;
-        logitsDiff = bump(logitsDiff, diffTokens(out, gc.logitsAtPositions.data, 0, positions.map((_, i) => i), positions.map((_, i) => i), V));
+        logitsDiff = bump(
+          logitsDiff,
+          diffTokens(
+            out,
+            gc.logitsAtPositions.data,
+            0,
+            positions.map((_, i) => i),
+            positions.map((_, i) => i),
+            V,
+          ),
+        );
       }
       if (wantHidden) {
         const g = gc.hiddenStates as Tensor;
@@ -129,15 +181,32 @@ export async function verify(runner: Runner, cases: GoldenCase[], atol: number, 
       }
       const last = res.taps.get(`hidden_states.${L}`);
       if (last && gc.lastHiddenState) {
-        hiddenDiff = bump(hiddenDiff, diffTokens(last, gc.lastHiddenState.data, 0, real, real, gc.lastHiddenState.shape[1]!));
+        hiddenDiff = bump(
+          hiddenDiff,
+          diffTokens(last, gc.lastHiddenState.data, 0, real, real, gc.lastHiddenState.shape[1]!),
+        );
       }
       if (last && gc.lastHiddenStateAtPositions && gc.positions) {
         const g = gc.lastHiddenStateAtPositions;
-        hiddenDiff = bump(hiddenDiff, diffTokens(last, g.data, 0, gc.positions.map((_, i) => i), gc.positions, g.shape[1]!));
+        hiddenDiff = bump(
+          hiddenDiff,
+          diffTokens(
+            last,
+            g.data,
+            0,
+            gc.positions.map((_, i) => i),
+            gc.positions,
+            g.shape[1]!,
+          ),
+        );
       }
     }
     if (caseCompared === 0) {
-      throw new ModernBertError('BAD_INPUT', `golden case "${gc.name}" compares nothing: it needs logits or hidden states (that this model produces) and at least one row with a real token (batch ${B}, attention_mask all 0 counts as none)`, { case: gc.name });
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `golden case "${gc.name}" compares nothing: it needs logits or hidden states (that this model produces) and at least one row with a real token (batch ${B}, attention_mask all 0 counts as none)`,
+        { case: gc.name },
+      );
     }
     compared += caseCompared;
     reports.push({ name: gc.name, logits: logitsDiff, hidden_states: hiddenDiff });

@@ -41,7 +41,14 @@ const unflatten = (at: number, shape: readonly number[]): number[] => {
 /** Each tensor that `spec` compresses, with its cost, the costliest first. */
 export function weightCosts(weights: WeightSource, spec: CompressSpec, top = 3): WeightCost[] {
   const cw = new CompressedWeights(weights, spec);
-  const stored = [...new Set(weights.names().filter((n) => cw.isCompressed(n)).map((n) => cw.storedName(n)))];
+  const stored = [
+    ...new Set(
+      weights
+        .names()
+        .filter((n) => cw.isCompressed(n))
+        .map((n) => cw.storedName(n)),
+    ),
+  ];
   const out: WeightCost[] = [];
   for (const name of stored) {
     const t = weights.get(name);
@@ -53,7 +60,13 @@ export function weightCosts(weights: WeightSource, spec: CompressSpec, top = 3):
       norm += t.data[i]! ** 2;
     }
     const largest = largestOf(t.data, top).map((l) => ({ index: unflatten(l.at, t.shape), value: l.value }));
-    out.push({ name, shape: t.shape, relError: norm > 0 ? Math.sqrt(err / norm) : 0, maxAbs: Math.abs(largest[0]?.value ?? 0), largest });
+    out.push({
+      name,
+      shape: t.shape,
+      relError: norm > 0 ? Math.sqrt(err / norm) : 0,
+      maxAbs: Math.abs(largest[0]?.value ?? 0),
+      largest,
+    });
   }
   return out.sort((a, b) => b.relError - a.relError);
 }

@@ -8,7 +8,13 @@
 import type { Dim, Graph, TensorType } from '../ir/graph.js';
 
 /** Axis names and their largest size, for a rank-5 tensor (N, D, C, H, W). */
-export const ANE_AXES = [['N', 65536], ['D', 16384], ['C', 65536], ['H', 16384], ['W', 16384]] as const;
+export const ANE_AXES = [
+  ['N', 65536],
+  ['D', 16384],
+  ['C', 65536],
+  ['H', 16384],
+  ['W', 16384],
+] as const;
 export const ANE_MAX_RANK = 5;
 
 /** One tensor that breaks a limit. */
@@ -40,7 +46,9 @@ export function lintAneLimits(g: Graph, sizes: Record<string, number> | number =
   const issues: AneIssue[] = [];
   const check = (op: string, type: string, tensor: string, t: TensorType | undefined) => {
     if (!t) return;
-    const shape = t.shape.map((d: Dim) => (typeof d === 'number' ? d : typeof sizes === 'number' ? sizes : sizes[d] ?? 1));
+    const shape = t.shape.map((d: Dim) =>
+      typeof d === 'number' ? d : typeof sizes === 'number' ? sizes : (sizes[d] ?? 1),
+    );
     for (const problem of aneShapeProblems(shape)) issues.push({ op, type, tensor, shape, problem });
   };
   for (const op of g.ops) {

@@ -4,7 +4,19 @@
 // is a complete, typed MIL program.
 
 import { ModernBertError } from '../errors.js';
-import { literal, type Arg, type Const, type Dim, type DType, type Graph, type Literal, type RowSlice, type StoredTensor, type TensorData, type TensorType } from '../ir/graph.js';
+import {
+  literal,
+  type Arg,
+  type Const,
+  type Dim,
+  type DType,
+  type Graph,
+  type Literal,
+  type RowSlice,
+  type StoredTensor,
+  type TensorData,
+  type TensorType,
+} from '../ir/graph.js';
 import { inferArgs, inputTypesOf, opDef, opSignature, opVersions, type InputTypes } from '../ops/index.js';
 import { DEFAULT_TARGET, type Target } from '../ir/target.js';
 
@@ -20,7 +32,10 @@ export class GraphBuilder {
   readonly target: Target;
 
   /** `dtype` is the float type of activations and weights (fp16 for the Neural Engine); `target` picks each op's version. */
-  constructor(readonly dtype: 'fp32' | 'fp16', target: Target = DEFAULT_TARGET) {
+  constructor(
+    readonly dtype: 'fp32' | 'fp16',
+    target: Target = DEFAULT_TARGET,
+  ) {
     this.target = target;
   }
 
@@ -32,7 +47,14 @@ export class GraphBuilder {
   }
 
   /** A named constant (weights), loaded on demand; float data is declared in the graph's float type; `weight`: the checkpoint tensor (or rows of it) it holds; `stored`: where its values lie in a file. */
-  weight(name: string, shape: number[], load: () => TensorData, dtype: DType = this.dtype, weight?: string | RowSlice, stored?: StoredTensor): Val {
+  weight(
+    name: string,
+    shape: number[],
+    load: () => TensorData,
+    dtype: DType = this.dtype,
+    weight?: string | RowSlice,
+    stored?: StoredTensor,
+  ): Val {
     const n = this.unique(name);
     const held = weight === undefined ? {} : typeof weight === 'string' ? { weight } : { rowsOf: weight };
     const c: Const = { name: n, type: { dtype, shape }, load, ...held, ...(stored ? { stored } : {}) };
@@ -53,16 +75,22 @@ export class GraphBuilder {
     const sig = opSignature(op, this.target);
     if (!def || !sig) {
       const first = opVersions(op)[0];
-      throw new ModernBertError('UNSUPPORTED', `op ${op} (${opName}) is ${first ? `not available before ${first.since} (target ${this.target})` : 'not in the op registry'}`, { op: opName });
+      throw new ModernBertError(
+        'UNSUPPORTED',
+        `op ${op} (${opName}) is ${first ? `not available before ${first.since} (target ${this.target})` : 'not in the op registry'}`,
+        { op: opName },
+      );
     }
     for (const k of Object.keys(inputs)) {
-      if (!sig.inputs.some((i) => i.name === k)) throw new ModernBertError('INTERNAL', `op ${op} (${opName}) has no input "${k}" at ${this.target}`);
+      if (!sig.inputs.some((i) => i.name === k))
+        throw new ModernBertError('INTERNAL', `op ${op} (${opName}) has no input "${k}" at ${this.target}`);
     }
     const label = `${op} "${opName}"`;
     const filled: Record<string, Arg> = { ...inputs };
     for (const i of sig.inputs) {
       if (filled[i.name] !== undefined || i.default === undefined) continue;
-      filled[i.name] = typeof i.default === 'function' ? i.default(inferArgs(op, label, this.inputTypes(filled, opName))) : i.default;
+      filled[i.name] =
+        typeof i.default === 'function' ? i.default(inferArgs(op, label, this.inputTypes(filled, opName))) : i.default;
     }
     inputs = filled;
     const outTypes = types ?? def.infer(inferArgs(op, label, this.inputTypes(inputs, opName)));
@@ -109,14 +137,28 @@ export class GraphBuilder {
     const rank = this.type(x).shape.length;
     const at = (v: number) => Array.from({ length: rank }, (_, k) => (k === axis ? v : 0));
     const mask = (onAxis: boolean) => bool(Array.from({ length: rank }, (_, k) => k !== axis || onAxis));
-    return this.op('slice_by_index', { x, begin: i32(at(begin)), end: i32(at(end === 'end' ? 0 : end)), begin_mask: mask(false), end_mask: mask(end === 'end') }, name);
+    return this.op(
+      'slice_by_index',
+      {
+        x,
+        begin: i32(at(begin)),
+        end: i32(at(end === 'end' ? 0 : end)),
+        begin_mask: mask(false),
+        end_mask: mask(end === 'end'),
+      },
+      name,
+    );
   }
 
   /** x cut along one axis into `parts` equal pieces, or pieces of the given sizes: one split op, its outputs `name_0`, ... */
   split(x: Val, axis: number, parts: number | number[], name: string): Val[] {
     const d = this.type(x).shape[axis];
     const sizes = typeof parts === 'number' && typeof d === 'number' ? Array<number>(parts).fill(d / parts) : parts;
-    if (!Array.isArray(sizes) || sizes.some((s) => !Number.isInteger(s))) throw new ModernBertError('INTERNAL', `split ${name}: cannot cut axis ${axis} of ${x} (${String(d)}) into ${String(parts)}`);
+    if (!Array.isArray(sizes) || sizes.some((s) => !Number.isInteger(s)))
+      throw new ModernBertError(
+        'INTERNAL',
+        `split ${name}: cannot cut axis ${axis} of ${x} (${String(d)}) into ${String(parts)}`,
+      );
     return this.opN('split', { x, split_sizes: i32(sizes), axis: i32(axis) }, name);
   }
 

@@ -29,7 +29,9 @@ function isRank4(op: Op): boolean {
   const m = /^([a-z]{4}),([a-z]{4})->([a-z]{4})$/.exec(eq.value);
   if (!m) return false;
   const [x, y, o] = [m[1]!, m[2]!, m[3]!];
-  return new Set(x).size === 4 && y === x[0]! + x[3]! + x[2]! + y[3]! && o === x.slice(0, 3) + y[3]! && !x.includes(y[3]!);
+  return (
+    new Set(x).size === 4 && y === x[0]! + x[3]! + x[2]! + y[3]! && o === x.slice(0, 3) + y[3]! && !x.includes(y[3]!)
+  );
 }
 
 const tuple = (a: Arg | undefined): string[] | undefined => (Array.isArray(a) ? a : undefined);
@@ -50,8 +52,19 @@ export function planAttention(graph: Graph, readers: Map<string, number>): Map<n
     const scores = e1.outputs[0]!.name;
     const masked = add.outputs[0]?.name;
     const probs = sm.outputs[0]?.name;
-    if (!isRank4(e1) || !isRank4(e2) || add.op !== 'add' || sm.op !== 'softmax' || !kq || !vp || kq.length !== 2 || vp.length !== 2) continue;
-    if (add.inputs.x !== scores || typeof add.inputs.y !== 'string' || sm.inputs.x !== masked || vp[1] !== probs) continue;
+    if (
+      !isRank4(e1) ||
+      !isRank4(e2) ||
+      add.op !== 'add' ||
+      sm.op !== 'softmax' ||
+      !kq ||
+      !vp ||
+      kq.length !== 2 ||
+      vp.length !== 2
+    )
+      continue;
+    if (add.inputs.x !== scores || typeof add.inputs.y !== 'string' || sm.inputs.x !== masked || vp[1] !== probs)
+      continue;
     if (axis === undefined || !isLiteral(axis) || ![1, -3].includes((axis.value as number[])[0]!)) continue;
     // One block of queries (H = 1): the banded layers' (1, 3B, nb, B) blocks run op by op.
     if (e1.outputs[0]!.type.shape[2] !== 1) continue;
@@ -67,14 +80,39 @@ export function planAttention(graph: Graph, readers: Map<string, number>): Map<n
  * The group's output (1, D_v, 1, W) from its operands, or undefined where the shapes are not the
  * single-block form the kernel takes (the interpreter then runs the four ops).
  */
-export async function runAttention(k: RtTensor, q: RtTensor, mask: RtTensor, v: RtTensor): Promise<RtTensor | undefined> {
+export async function runAttention(
+  k: RtTensor,
+  q: RtTensor,
+  mask: RtTensor,
+  v: RtTensor,
+): Promise<RtTensor | undefined> {
   const all = [k, q, mask, v];
-  if (all.some((t) => !(t.data instanceof Float32Array) || t.shape.length !== 4 || t.shape[0] !== 1 || t.shape[2] !== 1)) return undefined;
+  if (
+    all.some((t) => !(t.data instanceof Float32Array) || t.shape.length !== 4 || t.shape[0] !== 1 || t.shape[2] !== 1)
+  )
+    return undefined;
   const [Sk, D] = [k.shape[1]!, k.shape[3]!];
   const W = q.shape[3]!;
   const Dv = v.shape[1]!;
-  if (q.shape[1] !== D || v.shape[3] !== Sk || mask.shape[1] !== Sk || (mask.shape[3] !== W && mask.shape[3] !== 1) || !attendFits(Sk, W)) return undefined;
+  if (
+    q.shape[1] !== D ||
+    v.shape[3] !== Sk ||
+    mask.shape[1] !== Sk ||
+    (mask.shape[3] !== W && mask.shape[3] !== 1) ||
+    !attendFits(Sk, W)
+  )
+    return undefined;
   const out = allocFloat(Dv * W);
-  await attend({ Sk, D, Dv, W, k: k.data as Float32Array, q: q.data as Float32Array, v: v.data as Float32Array, bias: mask.data as Float32Array, out });
+  await attend({
+    Sk,
+    D,
+    Dv,
+    W,
+    k: k.data as Float32Array,
+    q: q.data as Float32Array,
+    v: v.data as Float32Array,
+    bias: mask.data as Float32Array,
+    out,
+  });
   return { dtype: v.dtype, shape: [1, Dv, 1, W], data: out };
 }

@@ -4,7 +4,15 @@
 import { ModernBertError } from '../errors.js';
 import { isLiteral, numel, type Arg, type Graph, type Literal, type Op } from '../ir/graph.js';
 import { numericsFor, type Numerics, type Precision } from '../runtime/numerics.js';
-import { inferArgs, inputDefault, inputTypesOf, isConstexpr, opDef, softmaxWithBias, type OpArgs } from '../ops/index.js';
+import {
+  inferArgs,
+  inputDefault,
+  inputTypesOf,
+  isConstexpr,
+  opDef,
+  softmaxWithBias,
+  type OpArgs,
+} from '../ops/index.js';
 import { sharedFloat32 } from '../io/weights.js';
 import { ARENA_MIN, blockOf, releaseBlock, trimBlock, withArena, type Block } from '../runtime/arena.js';
 import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
@@ -27,7 +35,10 @@ export class Interpreter {
   /** Attention's einsum, add, softmax, einsum groups (fused-attention.ts), by first op: one kernel in float32. */
   readonly attention: Map<number, AttentionGroup>;
 
-  constructor(readonly graph: Graph, precision: Precision = 'fp32') {
+  constructor(
+    readonly graph: Graph,
+    precision: Precision = 'fp32',
+  ) {
     this.num = numericsFor(precision);
     const readers = new Map<string, number>();
     graph.ops.forEach((op, i) => {
@@ -42,8 +53,21 @@ export class Interpreter {
     graph.ops.forEach((op, i) => {
       const next = graph.ops[i + 1];
       const out = op.outputs[0]!.name;
-      const axis = next?.inputs.axis === undefined ? [-1] : isLiteral(next.inputs.axis) ? (next.inputs.axis.value as number[]) : [];
-      if (op.op === 'add' && next?.op === 'softmax' && next.inputs.x === out && axis.length === 1 && readers.get(out) === 1 && !graph.outputs.includes(out) && ![...graph.taps.values()].includes(out)) {
+      const axis =
+        next?.inputs.axis === undefined
+          ? [-1]
+          : isLiteral(next.inputs.axis)
+            ? (next.inputs.axis.value as number[])
+            : [];
+      if (
+        op.op === 'add' &&
+        next?.op === 'softmax' &&
+        next.inputs.x === out &&
+        axis.length === 1 &&
+        readers.get(out) === 1 &&
+        !graph.outputs.includes(out) &&
+        ![...graph.taps.values()].includes(out)
+      ) {
         this.fusedAdds.set(i, axis[0]!);
       }
     });
@@ -61,14 +85,20 @@ export class Interpreter {
       const t = inputs[inp.name];
       if (!t) throw new ModernBertError('BAD_INPUT', `missing graph input "${inp.name}"`, { input: inp.name });
       checkInput(inp.name, inp.type.shape, t);
-      env.setInput(inp.name, this.num.half && t.data instanceof Float32Array ? { ...t, data: this.num.round(Float32Array.from(t.data)) } : t);
+      env.setInput(
+        inp.name,
+        this.num.half && t.data instanceof Float32Array ? { ...t, data: this.num.round(Float32Array.from(t.data)) } : t,
+      );
     }
     const keep = new Set([...this.graph.outputs, ...(opts.keep ?? [])]);
     const total = this.graph.ops.length;
     for (let i = 0; i < total; i++) {
       const op = this.graph.ops[i]!;
       const impl = opDef(op.op)?.run;
-      if (!impl) throw new ModernBertError('UNSUPPORTED', `op "${op.op}" (${op.name}) is not supported by the interpreter`, { op: op.name });
+      if (!impl)
+        throw new ModernBertError('UNSUPPORTED', `op "${op.op}" (${op.name}) is not supported by the interpreter`, {
+          op: op.name,
+        });
       let outs: RtTensor[];
       if (isConstexpr(op.op)) {
         // Compressed weights: decompressed once, then held like the other constants.
@@ -76,7 +106,10 @@ export class Interpreter {
           outs = await impl(this.args(op, env));
           op.outputs.forEach((o, k) => {
             const t = outs[k]!;
-            const c = t.data instanceof Float32Array ? { ...t, data: this.num.half ? this.num.round(shareable(t.data)) : shareable(t.data) } : t;
+            const c =
+              t.data instanceof Float32Array
+                ? { ...t, data: this.num.half ? this.num.round(shareable(t.data)) : shareable(t.data) }
+                : t;
             this.consts.set(o.name, c);
           });
         }
@@ -113,7 +146,11 @@ export class Interpreter {
         continue;
       }
       outs = await impl(this.args(op, env));
-      if (outs.length !== op.outputs.length) throw new ModernBertError('INTERNAL', `${op.op} "${op.name}" returned ${outs.length} outputs, expected ${op.outputs.length}`);
+      if (outs.length !== op.outputs.length)
+        throw new ModernBertError(
+          'INTERNAL',
+          `${op.op} "${op.name}" returned ${outs.length} outputs, expected ${op.outputs.length}`,
+        );
       op.outputs.forEach((o, k) => {
         const t = outs[k]!;
         // Ops that only relabel a shape, and contiguous slices, share their input's (already rounded) data.
@@ -159,7 +196,11 @@ export class Interpreter {
     let data = c.load();
     if (data instanceof Int8Array) data = Int32Array.from(data); // int8 storage (compressed weights) runs as int32
     if (data.length !== numel(shape)) {
-      throw new ModernBertError('SHAPE_MISMATCH', `constant "${name}" holds ${data.length} values for shape [${shape.join(', ')}]`, { const: name });
+      throw new ModernBertError(
+        'SHAPE_MISMATCH',
+        `constant "${name}" holds ${data.length} values for shape [${shape.join(', ')}]`,
+        { const: name },
+      );
     }
     if (data instanceof Float32Array) {
       // Rounded copies for the float16 modes are as long-lived as the originals, so they are shared too.
@@ -194,7 +235,8 @@ export function opArgs(op: Op, num: Numerics, value: (name: string) => RtTensor 
     const a = Object.hasOwn(op.inputs, key) ? op.inputs[key] : undefined;
     if (a !== undefined) return a;
     const d = inputDefault(op.op, key);
-    if (d === undefined) throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
+    if (d === undefined)
+      throw new ModernBertError('BAD_INPUT', `${op.op} "${op.name}" has no input "${key}"`, { op: op.name });
     return typeof d === 'function' ? d(inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, read))) : d;
   };
   const tensor = (key: string): RtTensor => {
@@ -269,7 +311,11 @@ class Env extends Map<string, RtTensor> {
       this.holders.set(b, list);
       return true;
     }
-    for (const nb of trimBlock(b, keep)) this.holders.set(nb, list.filter(([o]) => o >= nb.offset && o < nb.offset + nb.length));
+    for (const nb of trimBlock(b, keep))
+      this.holders.set(
+        nb,
+        list.filter(([o]) => o >= nb.offset && o < nb.offset + nb.length),
+      );
     return true;
   }
 }
@@ -300,10 +346,11 @@ function refs(a: Arg): string[] {
 function sharesInput(op: Op, t: RtTensor, env: Map<string, RtTensor>): boolean {
   const key = (d: RtTensor['data']) => blockOf(d) ?? d.buffer;
   const out = key(t.data);
-  for (const a of Object.values(op.inputs)) for (const v of refs(a)) {
-    const x = env.get(v);
-    if (x !== undefined && key(x.data) === out) return true;
-  }
+  for (const a of Object.values(op.inputs))
+    for (const v of refs(a)) {
+      const x = env.get(v);
+      if (x !== undefined && key(x.data) === out) return true;
+    }
   return false;
 }
 
@@ -311,21 +358,31 @@ function literalTensor(l: Literal): RtTensor {
   if (typeof l.value === 'string') throw new ModernBertError('BAD_INPUT', 'a string literal is not a tensor');
   const vals = (l.value as (number | boolean)[]).map(Number);
   const dtype = l.dtype === 'string' ? 'fp32' : l.dtype;
-  const data = dtype === 'fp32' || dtype === 'fp16' ? Float32Array.from(vals) : dtype === 'bool' ? Uint8Array.from(vals) : Int32Array.from(vals);
+  const data =
+    dtype === 'fp32' || dtype === 'fp16'
+      ? Float32Array.from(vals)
+      : dtype === 'bool'
+        ? Uint8Array.from(vals)
+        : Int32Array.from(vals);
   return { dtype, shape: l.shape, data };
 }
 
 function checkInput(name: string, declared: (number | string)[], t: RtTensor): void {
   const symbols = new Map<string, number>();
-  const ok = t.shape.length === declared.length && declared.every((d, i) => {
-    const got = t.shape[i]!;
-    if (typeof d === 'number') return d === got;
-    const prev = symbols.get(d);
-    symbols.set(d, got);
-    return prev === undefined || prev === got;
-  });
+  const ok =
+    t.shape.length === declared.length &&
+    declared.every((d, i) => {
+      const got = t.shape[i]!;
+      if (typeof d === 'number') return d === got;
+      const prev = symbols.get(d);
+      symbols.set(d, got);
+      return prev === undefined || prev === got;
+    });
   if (!ok) {
-    throw new ModernBertError('SHAPE_MISMATCH', `input "${name}" has shape [${t.shape.join(', ')}], the model expects [${declared.join(', ')}]`, { input: name });
+    throw new ModernBertError(
+      'SHAPE_MISMATCH',
+      `input "${name}" has shape [${t.shape.join(', ')}], the model expects [${declared.join(', ')}]`,
+      { input: name },
+    );
   }
 }
-

@@ -38,7 +38,12 @@ function element(dtype: Literal['dtype'], v: number | boolean): string {
 }
 
 /** Nested Python list text of flat values in row-major `shape` (a scalar for shape []). */
-function nested(values: readonly (number | boolean)[], shape: readonly number[], dtype: Literal['dtype'], at = 0): string {
+function nested(
+  values: readonly (number | boolean)[],
+  shape: readonly number[],
+  dtype: Literal['dtype'],
+  at = 0,
+): string {
   if (shape.length === 0) return element(dtype, values[at]!);
   const [n, ...rest] = shape as [number, ...number[]];
   const stride = numel(rest);
@@ -69,7 +74,12 @@ function argText(graph: Graph, arg: Arg): string {
   const c = graph.consts.get(arg);
   if (c && c.type.shape.every((d) => typeof d === 'number') && numel(c.type.shape as number[]) <= MAX_INLINE) {
     const data = Array.from(c.load(), (v) => (c.type.dtype === 'bool' ? v !== 0 : v));
-    return literalText({ kind: 'literal', dtype: c.type.dtype, shape: c.type.shape as number[], value: data as number[] | boolean[] });
+    return literalText({
+      kind: 'literal',
+      dtype: c.type.dtype,
+      shape: c.type.shape as number[],
+      value: data as number[] | boolean[],
+    });
   }
   return `%${arg}`;
 }

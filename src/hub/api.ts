@@ -18,17 +18,33 @@ export interface RepoRevision {
 export async function repoRevision(http: HubHttp, ref: HubRef): Promise<RepoRevision> {
   let info: { sha?: unknown; filePaths?: unknown };
   try {
-    info = await modelInfo({ name: ref.id, revision: ref.revision, hubUrl: http.env.endpoint, additionalFields: ['sha', 'filePaths'], fetch: http.apiFetch(ref) });
+    info = await modelInfo({
+      name: ref.id,
+      revision: ref.revision,
+      hubUrl: http.env.endpoint,
+      additionalFields: ['sha', 'filePaths'],
+      fetch: http.apiFetch(ref),
+    });
   } catch (e) {
     if (e instanceof ModernBertError) throw e;
     throw notInfo(http, ref, e);
   }
   const { sha, filePaths } = info;
-  if (typeof sha !== 'string' || !COMMIT.test(sha) || !Array.isArray(filePaths) || !filePaths.every((f) => typeof f === 'string')) throw notInfo(http, ref);
+  if (
+    typeof sha !== 'string' ||
+    !COMMIT.test(sha) ||
+    !Array.isArray(filePaths) ||
+    !filePaths.every((f) => typeof f === 'string')
+  )
+    throw notInfo(http, ref);
   return { commit: sha, files: new Set(filePaths as string[]) };
 }
 
 function notInfo(http: HubHttp, ref: HubRef, e?: unknown): ModernBertError {
   const why = e instanceof Error ? ` (${e.message})` : '';
-  return new ModernBertError('NETWORK', `${http.env.endpoint} did not answer the model info of ${ref.id} as the Hub does (a commit "sha" and the files, "siblings")${why}: check HF_ENDPOINT`, { id: ref.id });
+  return new ModernBertError(
+    'NETWORK',
+    `${http.env.endpoint} did not answer the model info of ${ref.id} as the Hub does (a commit "sha" and the files, "siblings")${why}: check HF_ENDPOINT`,
+    { id: ref.id },
+  );
 }

@@ -29,7 +29,10 @@ export class RepoCache {
   readonly root: string;
   readonly locks: string;
 
-  constructor(readonly cacheDir: string, readonly id: string) {
+  constructor(
+    readonly cacheDir: string,
+    readonly id: string,
+  ) {
     this.root = join(cacheDir, repoFolderName(id));
     this.locks = join(cacheDir, '.locks', repoFolderName(id));
   }
@@ -44,8 +47,16 @@ export class RepoCache {
    * the server that could leave the snapshot is refused, as huggingface_hub's _validate_relative_filename does.
    */
   pointer(commit: string, file: string): string {
-    if (file.startsWith('/') || /[\\\0]/.test(file) || file.split('/').some((p) => p === '' || p === '.' || p === '..')) {
-      throw new ModernBertError('CORRUPT_FILE', `${this.id} names a file "${file}", which is no path inside the repository`, { id: this.id, file });
+    if (
+      file.startsWith('/') ||
+      /[\\\0]/.test(file) ||
+      file.split('/').some((p) => p === '' || p === '.' || p === '..')
+    ) {
+      throw new ModernBertError(
+        'CORRUPT_FILE',
+        `${this.id} names a file "${file}", which is no path inside the repository`,
+        { id: this.id, file },
+      );
     }
     return join(this.snapshot(commit), ...file.split('/'));
   }
@@ -108,7 +119,8 @@ export class RepoCache {
           return;
         } catch (e) {
           // A file system without links (FAT, some network shares): fall back to a copy, as huggingface_hub does.
-          if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EINVAL', 'ENOSYS'].includes((e as NodeJS.ErrnoException).code ?? '')) throw e;
+          if (!['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EINVAL', 'ENOSYS'].includes((e as NodeJS.ErrnoException).code ?? ''))
+            throw e;
         }
       }
       if (o.fresh) renameSync(blob, tmp);

@@ -54,16 +54,32 @@ export async function fileMetadata(http: HubHttp, id: string, commit: string, fi
     url = new URL(location, url).href;
     res = await http.fetch(url, { method: 'HEAD', redirect: 'manual' }, subject);
   }
-  if (!res.ok && !isRedirect(res.status)) throw await statusError(res, subject, http.token() !== undefined, http.env.endpoint);
+  if (!res.ok && !isRedirect(res.status))
+    throw await statusError(res, subject, http.token() !== undefined, http.env.endpoint);
   const h = res.headers;
-  const notHub = (what: string) => new ModernBertError('NETWORK', `${http.env.endpoint} sent no ${what} for ${file} of ${id}: not a Hugging Face Hub (check HF_ENDPOINT)`, { url });
+  const notHub = (what: string) =>
+    new ModernBertError(
+      'NETWORK',
+      `${http.env.endpoint} sent no ${what} for ${file} of ${id}: not a Hugging Face Hub (check HF_ENDPOINT)`,
+      { url },
+    );
   const served = h.get('x-repo-commit');
   if (served === null) throw notHub('X-Repo-Commit');
-  if (served !== commit) throw new ModernBertError('NETWORK', `${http.env.endpoint} answered for commit ${served} when asked for ${commit} (${file} of ${id})`, { url });
+  if (served !== commit)
+    throw new ModernBertError(
+      'NETWORK',
+      `${http.env.endpoint} answered for commit ${served} when asked for ${commit} (${file} of ${id})`,
+      { url },
+    );
   const etag = normalizeEtag(h.get('x-linked-etag') ?? h.get('etag'));
   if (etag === undefined) throw notHub('ETag');
   // The ETag names a file: nothing that could leave blobs/.
-  if (!/^[\w-][\w.-]*$/.test(etag) || etag.endsWith('.incomplete') || etag.length > 200) throw new ModernBertError('NETWORK', `${http.env.endpoint} sent ETag "${etag}" for ${file} of ${id}, which cannot name a cache file`, { url });
+  if (!/^[\w-][\w.-]*$/.test(etag) || etag.endsWith('.incomplete') || etag.length > 200)
+    throw new ModernBertError(
+      'NETWORK',
+      `${http.env.endpoint} sent ETag "${etag}" for ${file} of ${id}, which cannot name a cache file`,
+      { url },
+    );
   const sizeText = h.get('x-linked-size') ?? (isRedirect(res.status) ? null : h.get('content-length'));
   const size = sizeText !== null && /^\d+$/.test(sizeText) ? Number(sizeText) : NaN;
   if (!Number.isSafeInteger(size)) throw notHub('size (X-Linked-Size or Content-Length)');
@@ -94,7 +110,13 @@ export type OnBytes = (delta: number) => void;
  * Makes `meta.file` present in snapshot `commit`: links an existing blob, or downloads it first. Only one
  * process downloads a blob at a time; the others wait, then link what it downloaded.
  */
-export async function ensureFile(http: HubHttp, cache: RepoCache, commit: string, meta: FileMeta, onBytes: OnBytes = () => {}): Promise<void> {
+export async function ensureFile(
+  http: HubHttp,
+  cache: RepoCache,
+  commit: string,
+  meta: FileMeta,
+  onBytes: OnBytes = () => {},
+): Promise<void> {
   if (cache.has(commit, meta.file)) return;
   const lock = join(cache.locks, `${meta.etag}.modernbert-ane.lock`);
   await withLock(lock, async () => {
@@ -106,7 +128,13 @@ export async function ensureFile(http: HubHttp, cache: RepoCache, commit: string
 }
 
 /** Downloads blobs/<etag> through blobs/<etag>.incomplete, resumed and verified. */
-async function downloadBlob(http: HubHttp, cache: RepoCache, commit: string, meta: FileMeta, onBytes: OnBytes): Promise<void> {
+async function downloadBlob(
+  http: HubHttp,
+  cache: RepoCache,
+  commit: string,
+  meta: FileMeta,
+  onBytes: OnBytes,
+): Promise<void> {
   const subject: RequestSubject = { id: cache.id, revision: commit, file: meta.file };
   const blob = cache.blob(meta.etag);
   const partial = `${blob}.incomplete`;
@@ -136,7 +164,11 @@ async function downloadBlob(http: HubHttp, cache: RepoCache, commit: string, met
         await sleep(RETRY_MS * failures);
         continue;
       }
-      throw new ModernBertError('NETWORK', `${e.cause.message}; ${have} of ${meta.size} bytes are kept in the cache: run the command again to resume`, { ...e.cause.context, partial, have, size: meta.size });
+      throw new ModernBertError(
+        'NETWORK',
+        `${e.cause.message}; ${have} of ${meta.size} bytes are kept in the cache: run the command again to resume`,
+        { ...e.cause.context, partial, have, size: meta.size },
+      );
     }
   }
   await verify(partial, meta, subject, digest);
@@ -145,20 +177,37 @@ async function downloadBlob(http: HubHttp, cache: RepoCache, commit: string, met
 
 /** A transfer that stopped after `have` bytes of the file were on disk. */
 class PartialTransfer extends Error {
-  constructor(readonly have: number, override readonly cause: ModernBertError) {
+  constructor(
+    readonly have: number,
+    override readonly cause: ModernBertError,
+  ) {
     super(cause.message);
   }
 }
 
 /** One GET from byte `have`; resolves to the bytes on disk after it, or throws PartialTransfer. */
-async function fetchInto(http: HubHttp, meta: FileMeta, partial: string, have: number, subject: RequestSubject, onBytes: OnBytes, digest: ContentHash): Promise<number> {
+async function fetchInto(
+  http: HubHttp,
+  meta: FileMeta,
+  partial: string,
+  have: number,
+  subject: RequestSubject,
+  onBytes: OnBytes,
+  digest: ContentHash,
+): Promise<number> {
   const abort = new AbortController();
   let stalled = false;
   let timer = setTimeout(() => ((stalled = true), abort.abort()), http.env.metadataTimeoutMs);
-  const res = await http.fetch(meta.location, { method: 'GET', headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal: abort.signal }, subject).catch((e: unknown) => {
-    clearTimeout(timer);
-    throw new PartialTransfer(have, networkError(e, meta.location, subject));
-  });
+  const res = await http
+    .fetch(
+      meta.location,
+      { method: 'GET', headers: have > 0 ? { range: `bytes=${have}-` } : {}, signal: abort.signal },
+      subject,
+    )
+    .catch((e: unknown) => {
+      clearTimeout(timer);
+      throw new PartialTransfer(have, networkError(e, meta.location, subject));
+    });
   if (!(res.status === 200 || res.status === 206)) {
     clearTimeout(timer);
     throw await statusError(res, subject, http.token() !== undefined, http.env.endpoint);
@@ -169,7 +218,11 @@ async function fetchInto(http: HubHttp, meta: FileMeta, partial: string, have: n
     if (start === undefined || Number(start) !== have) {
       clearTimeout(timer);
       await res.body?.cancel().catch(() => {});
-      throw new ModernBertError('NETWORK', `${new URL(meta.location).origin} answered a range of ${meta.file} other than the one asked for (bytes=${have}-)`, { url: meta.location });
+      throw new ModernBertError(
+        'NETWORK',
+        `${new URL(meta.location).origin} answered a range of ${meta.file} other than the one asked for (bytes=${have}-)`,
+        { url: meta.location },
+      );
     }
   } else if (have > 0) {
     // The range was ignored: the whole file comes again (http_get does the same).
@@ -191,7 +244,11 @@ async function fetchInto(http: HubHttp, meta: FileMeta, partial: string, have: n
       clearTimeout(timer);
       timer = setTimeout(() => ((stalled = true), abort.abort()), http.env.downloadTimeoutMs);
       if (pos + chunk.length > meta.size) {
-        throw new ModernBertError('CORRUPT_FILE', `${new URL(meta.location).origin} sent more than the ${meta.size} bytes announced for ${meta.file} of ${subject.id}; nothing was linked into the cache`, { url: meta.location });
+        throw new ModernBertError(
+          'CORRUPT_FILE',
+          `${new URL(meta.location).origin} sent more than the ${meta.size} bytes announced for ${meta.file} of ${subject.id}; nothing was linked into the cache`,
+          { url: meta.location },
+        );
       }
       await fh.write(chunk, 0, chunk.length, pos);
       digest.add(chunk);
@@ -211,12 +268,23 @@ async function fetchInto(http: HubHttp, meta: FileMeta, partial: string, have: n
     clearTimeout(timer);
     await fh.close().catch(() => {});
   }
-  if (pos < meta.size) throw new PartialTransfer(pos, new ModernBertError('NETWORK', `the connection for ${meta.file} of ${subject.id} closed after ${pos} of ${meta.size} bytes`, { url: meta.location }));
+  if (pos < meta.size)
+    throw new PartialTransfer(
+      pos,
+      new ModernBertError(
+        'NETWORK',
+        `the connection for ${meta.file} of ${subject.id} closed after ${pos} of ${meta.size} bytes`,
+        { url: meta.location },
+      ),
+    );
   return pos;
 }
 
 function isFsWriteError(e: unknown): boolean {
-  return typeof (e as NodeJS.ErrnoException)?.syscall === 'string' && ['write', 'open', 'ftruncate'].includes((e as NodeJS.ErrnoException).syscall!);
+  return (
+    typeof (e as NodeJS.ErrnoException)?.syscall === 'string' &&
+    ['write', 'open', 'ftruncate'].includes((e as NodeJS.ErrnoException).syscall!)
+  );
 }
 
 /**
@@ -256,9 +324,14 @@ async function verify(partial: string, meta: FileMeta, subject: RequestSubject, 
   const size = statSync(partial).size;
   const fail = async (what: string) => {
     await rm(partial, { force: true });
-    return new ModernBertError('CORRUPT_FILE', `${meta.file} of ${subject.id} failed its check (${what}); the download was deleted and nothing was linked into the cache: run the command again`, { file: meta.file, id: subject.id, etag: meta.etag });
+    return new ModernBertError(
+      'CORRUPT_FILE',
+      `${meta.file} of ${subject.id} failed its check (${what}); the download was deleted and nothing was linked into the cache: run the command again`,
+      { file: meta.file, id: subject.id, etag: meta.etag },
+    );
   };
   if (size !== meta.size) throw await fail(`${size} bytes, the Hub announced ${meta.size}`);
   const got = digest.hex();
-  if (got !== undefined && got !== meta.etag) throw await fail(`${digest.kind === 'sha256' ? 'sha256' : 'git sha1'} ${got}, expected ${meta.etag}`);
+  if (got !== undefined && got !== meta.etag)
+    throw await fail(`${digest.kind === 'sha256' ? 'sha256' : 'git sha1'} ${got}, expected ${meta.etag}`);
 }

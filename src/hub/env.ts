@@ -35,13 +35,17 @@ function isTrue(v: string | undefined): boolean {
 /** os.path.expandvars(os.path.expanduser(p)): a leading ~ and $VAR / ${VAR} (unset ones left as written). */
 function expand(p: string, env: NodeJS.ProcessEnv): string {
   const home = p === '~' || p.startsWith('~/') ? homedir() + p.slice(1) : p;
-  return home.replace(/\$(\w+)|\$\{(\w+)\}/g, (all, a: string | undefined, b: string | undefined) => env[(a ?? b)!] ?? all);
+  return home.replace(
+    /\$(\w+)|\$\{(\w+)\}/g,
+    (all, a: string | undefined, b: string | undefined) => env[(a ?? b)!] ?? all,
+  );
 }
 
 function seconds(v: string | undefined, name: string, fallback: number): number {
   if (v === undefined || v === '') return fallback * 1000;
   const s = Number(v);
-  if (!Number.isFinite(s) || s <= 0) throw new ModernBertError('BAD_ARGUMENT', `${name}=${v} is not a positive number of seconds`);
+  if (!Number.isFinite(s) || s <= 0)
+    throw new ModernBertError('BAD_ARGUMENT', `${name}=${v} is not a positive number of seconds`);
   return s * 1000;
 }
 
@@ -57,7 +61,8 @@ export function hubEnv(env: NodeJS.ProcessEnv = process.env): HubEnv {
   const hfHome = expand(get('HF_HOME') ?? join(get('XDG_CACHE_HOME') ?? join(homedir(), '.cache'), 'huggingface'), env);
   const cacheDir = expand(get('HF_HUB_CACHE') ?? get('HUGGINGFACE_HUB_CACHE') ?? join(hfHome, 'hub'), env);
   const endpoint = (get('HF_ENDPOINT') ?? 'https://huggingface.co').replace(/\/+$/, '');
-  if (!/^https?:\/\/[^/]/.test(endpoint)) throw new ModernBertError('BAD_ARGUMENT', `HF_ENDPOINT=${endpoint} is not an http(s) URL`);
+  if (!/^https?:\/\/[^/]/.test(endpoint))
+    throw new ModernBertError('BAD_ARGUMENT', `HF_ENDPOINT=${endpoint} is not an http(s) URL`);
   const tokenPath = expand(get('HF_TOKEN_PATH') ?? join(hfHome, 'token'), env);
   return {
     endpoint,

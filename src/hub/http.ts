@@ -44,7 +44,11 @@ export class HubHttp {
     const sameHost = new URL(url).origin === new URL(this.env.endpoint).origin;
     const headers = { ...this.headers(sameHost), ...(init.headers as Record<string, string> | undefined) };
     try {
-      return await fetch(url, { ...init, headers, signal: init.signal ?? AbortSignal.timeout(init.timeoutMs ?? this.env.metadataTimeoutMs) });
+      return await fetch(url, {
+        ...init,
+        headers,
+        signal: init.signal ?? AbortSignal.timeout(init.timeoutMs ?? this.env.metadataTimeoutMs),
+      });
     } catch (e) {
       throw networkError(e, url, subject);
     }
@@ -58,7 +62,11 @@ export class HubHttp {
   apiFetch(subject: RequestSubject): typeof fetch {
     return async (input, init) => {
       const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-      const res = await this.fetch(url, { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), accept: 'application/json' } }, subject);
+      const res = await this.fetch(
+        url,
+        { ...init, headers: { ...(init?.headers as Record<string, string> | undefined), accept: 'application/json' } },
+        subject,
+      );
       if (!res.ok) throw await statusError(res, subject, this.token() !== undefined, this.env.endpoint);
       const body = await readBounded(res, MAX_API_BYTES, url, subject);
       return new Response(body, { status: res.status, headers: res.headers });
@@ -67,13 +75,23 @@ export class HubHttp {
 }
 
 /** A body of at most `max` bytes. */
-export async function readBounded(res: Response, max: number, url: string, subject: RequestSubject): Promise<Uint8Array> {
+export async function readBounded(
+  res: Response,
+  max: number,
+  url: string,
+  subject: RequestSubject,
+): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let n = 0;
   try {
     for await (const chunk of res.body ?? []) {
       n += chunk.length;
-      if (n > max) throw new ModernBertError('NETWORK', `${url} answered more than ${max} bytes: not a Hugging Face Hub (HF_ENDPOINT?)`, { url });
+      if (n > max)
+        throw new ModernBertError(
+          'NETWORK',
+          `${url} answered more than ${max} bytes: not a Hugging Face Hub (HF_ENDPOINT?)`,
+          { url },
+        );
       chunks.push(chunk);
     }
   } catch (e) {
@@ -87,8 +105,13 @@ export async function readBounded(res: Response, max: number, url: string, subje
 export function networkError(e: unknown, url: string, subject: RequestSubject): ModernBertError {
   if (e instanceof ModernBertError) return e;
   const err = e as Error & { cause?: { code?: string; message?: string } };
-  const why = err.name === 'TimeoutError' ? 'no answer in time' : err.cause?.code ?? err.cause?.message ?? err.message;
-  return new ModernBertError('NETWORK', `cannot download ${subject.file ? `${subject.file} of ` : ''}${subject.id}: ${new URL(url).origin} cannot be reached (${why}); check the network, or HF_ENDPOINT`, { url, id: subject.id });
+  const why =
+    err.name === 'TimeoutError' ? 'no answer in time' : (err.cause?.code ?? err.cause?.message ?? err.message);
+  return new ModernBertError(
+    'NETWORK',
+    `cannot download ${subject.file ? `${subject.file} of ` : ''}${subject.id}: ${new URL(url).origin} cannot be reached (${why}); check the network, or HF_ENDPOINT`,
+    { url, id: subject.id },
+  );
 }
 
 /**
@@ -96,7 +119,12 @@ export function networkError(e: unknown, url: string, subject: RequestSubject): 
  * and for a repository that does not exist (it will not tell which without a token); 403 when the token may
  * not read it; 404 with X-Error-Code RepoNotFound, RevisionNotFound or EntryNotFound.
  */
-export async function statusError(res: Response, s: RequestSubject, hadToken: boolean, endpoint: string): Promise<ModernBertError> {
+export async function statusError(
+  res: Response,
+  s: RequestSubject,
+  hadToken: boolean,
+  endpoint: string,
+): Promise<ModernBertError> {
   const what = s.file ? `${s.file} of ${s.id}` : s.id;
   const at = `at revision "${s.revision}"`;
   const code = res.headers.get('x-error-code');
@@ -104,20 +132,46 @@ export async function statusError(res: Response, s: RequestSubject, hadToken: bo
   await res.body?.cancel().catch(() => {});
   // A CDN's refusal (its signed URL expired, say) is no matter of the user's token or of the id.
   if (res.url && new URL(res.url).origin !== new URL(endpoint).origin) {
-    return new ModernBertError('NETWORK', `the download server ${new URL(res.url).origin} answered ${res.status} for ${what}; run the command again`, ctx);
+    return new ModernBertError(
+      'NETWORK',
+      `the download server ${new URL(res.url).origin} answered ${res.status} for ${what}; run the command again`,
+      ctx,
+    );
   }
   if (res.status === 401) {
-    return new ModernBertError('ACCESS_DENIED', hadToken
-      ? `the Hub refused the token for ${s.id} (401): HF_TOKEN (or the token file) holds an invalid or expired token, or the model does not exist`
-      : `the Hub refused ${s.id} without a token (401): the model is private or gated, or does not exist; set HF_TOKEN to a token that may read it`, ctx);
+    return new ModernBertError(
+      'ACCESS_DENIED',
+      hadToken
+        ? `the Hub refused the token for ${s.id} (401): HF_TOKEN (or the token file) holds an invalid or expired token, or the model does not exist`
+        : `the Hub refused ${s.id} without a token (401): the model is private or gated, or does not exist; set HF_TOKEN to a token that may read it`,
+      ctx,
+    );
   }
   if (res.status === 403) {
-    return new ModernBertError('ACCESS_DENIED', `the Hub refused ${s.id} (403)${code === 'GatedRepo' ? ': a gated model' : ''}: the token of HF_TOKEN may not read it (accept the model's conditions on its page, or use a token with access)`, ctx);
+    return new ModernBertError(
+      'ACCESS_DENIED',
+      `the Hub refused ${s.id} (403)${code === 'GatedRepo' ? ': a gated model' : ''}: the token of HF_TOKEN may not read it (accept the model's conditions on its page, or use a token with access)`,
+      ctx,
+    );
   }
   if (res.status === 404) {
-    if (code === 'RevisionNotFound') return new ModernBertError('FILE_NOT_FOUND', `${s.id} has no revision "${s.revision}" (404): give a branch, tag or commit that exists`, ctx);
-    if (code === 'EntryNotFound' && s.file) return new ModernBertError('FILE_NOT_FOUND', `${what} does not exist ${at} (404)`, ctx);
-    return new ModernBertError('FILE_NOT_FOUND', `${s.id} was not found on the Hub ${at} (404): check the id (org/name) and --revision`, ctx);
+    if (code === 'RevisionNotFound')
+      return new ModernBertError(
+        'FILE_NOT_FOUND',
+        `${s.id} has no revision "${s.revision}" (404): give a branch, tag or commit that exists`,
+        ctx,
+      );
+    if (code === 'EntryNotFound' && s.file)
+      return new ModernBertError('FILE_NOT_FOUND', `${what} does not exist ${at} (404)`, ctx);
+    return new ModernBertError(
+      'FILE_NOT_FOUND',
+      `${s.id} was not found on the Hub ${at} (404): check the id (org/name) and --revision`,
+      ctx,
+    );
   }
-  return new ModernBertError('NETWORK', `the Hub answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''} for ${what}; try again later`, ctx);
+  return new ModernBertError(
+    'NETWORK',
+    `the Hub answered ${res.status}${res.statusText ? ` ${res.statusText}` : ''} for ${what}; try again later`,
+    ctx,
+  );
 }

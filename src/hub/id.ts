@@ -27,7 +27,13 @@ export function looksLikeHubId(name: string): boolean {
   const at = name.indexOf('@');
   const id = at < 0 ? name : name.slice(0, at);
   const parts = id.split('/');
-  return parts.length === 2 && parts.every((p) => PART.test(p)) && !id.includes('--') && !id.includes('..') && !id.endsWith('.git');
+  return (
+    parts.length === 2 &&
+    parts.every((p) => PART.test(p)) &&
+    !id.includes('--') &&
+    !id.includes('..') &&
+    !id.endsWith('.git')
+  );
 }
 
 /**
@@ -35,12 +41,16 @@ export function looksLikeHubId(name: string): boolean {
  * Giving both, and different, is an error; so is a revision that could not name a file under refs/.
  */
 export function parseHubRef(name: string, revision?: string): HubRef {
-  if (!looksLikeHubId(name)) throw new ModernBertError('BAD_ARGUMENT', `${name} is not a Hugging Face Hub id (org/name, or org/name@revision)`);
+  if (!looksLikeHubId(name))
+    throw new ModernBertError('BAD_ARGUMENT', `${name} is not a Hugging Face Hub id (org/name, or org/name@revision)`);
   const at = name.indexOf('@');
   const id = at < 0 ? name : name.slice(0, at);
   const inName = at < 0 ? undefined : name.slice(at + 1);
   if (inName !== undefined && revision !== undefined && inName !== revision) {
-    throw new ModernBertError('BAD_ARGUMENT', `${name} names revision "${inName}" and --revision says "${revision}": give one`);
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `${name} names revision "${inName}" and --revision says "${revision}": give one`,
+    );
   }
   const rev = inName ?? revision ?? DEFAULT_REVISION;
   checkRevision(rev);
@@ -52,6 +62,14 @@ export function parseHubRef(name: string, revision?: string): HubRef {
  * it must stay a relative path inside it: no empty, `.` or `..` parts, no backslash, no control character.
  */
 export function checkRevision(revision: string): void {
-  const bad = revision === '' || revision.length > 255 || /[\\\0-\x1f\x7f]/.test(revision) || revision.split('/').some((p) => p === '' || p === '.' || p === '..');
-  if (bad) throw new ModernBertError('BAD_ARGUMENT', `"${revision}" is not a revision (a branch, tag or commit of the repository)`);
+  const bad =
+    revision === '' ||
+    revision.length > 255 ||
+    /[\\\0-\x1f\x7f]/.test(revision) ||
+    revision.split('/').some((p) => p === '' || p === '.' || p === '..');
+  if (bad)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `"${revision}" is not a revision (a branch, tag or commit of the repository)`,
+    );
 }

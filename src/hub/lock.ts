@@ -45,7 +45,9 @@ function releaseSync(path: string, nonce: string): void {
 function readOwner(path: string): Owner | undefined {
   try {
     const o = JSON.parse(readFileSync(path, 'utf8')) as Partial<Owner>;
-    return typeof o.pid === 'number' && typeof o.host === 'string' && typeof o.nonce === 'string' ? (o as Owner) : undefined;
+    return typeof o.pid === 'number' && typeof o.host === 'string' && typeof o.nonce === 'string'
+      ? (o as Owner)
+      : undefined;
   } catch {
     return undefined;
   }
@@ -74,7 +76,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Runs `f` holding the lock file `path` (made with its folder if missing). Waits while another live process
  * holds it, calling `onWait` once with that process's pid.
  */
-export async function withLock<T>(path: string, f: () => Promise<T>, onWait?: (pid: number | undefined) => void): Promise<T> {
+export async function withLock<T>(
+  path: string,
+  f: () => Promise<T>,
+  onWait?: (pid: number | undefined) => void,
+): Promise<T> {
   try {
     makeFolders(dirname(path));
   } catch (e) {

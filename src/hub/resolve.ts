@@ -49,15 +49,24 @@ const nothing = { files: [], bytes: 0 };
 
 /** The local folder of what a user named as MODEL: an existing path, or a Hub id found in or fetched into the cache. */
 export async function resolveModel(name: string, o: HubOptions = {}): Promise<ResolvedModel> {
-  if (name === '') throw new ModernBertError('BAD_ARGUMENT', 'the model name is empty: give a folder, a .mlpackage or a Hub id org/name');
+  if (name === '')
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      'the model name is empty: give a folder, a .mlpackage or a Hub id org/name',
+    );
   if (existsSync(name)) {
-    if (o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`revision\` picks a revision of a Hub id; ${name} is a local folder`);
+    if (o.revision !== undefined)
+      throw new ModernBertError('BAD_ARGUMENT', `\`revision\` picks a revision of a Hub id; ${name} is a local folder`);
     const source = sourceFromCachePath(name);
     return { path: name, ...(source ? { source } : {}), downloaded: nothing };
   }
   // A missing `x/y.mlpackage` is a package that is not there, not a Hub repository.
   if (!looksLikeHubId(name) || /\.mlpackage$/.test(name)) {
-    if (o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`revision\` picks a revision of a Hub id (org/name); ${name} is neither a Hub id nor an existing folder`);
+    if (o.revision !== undefined)
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `\`revision\` picks a revision of a Hub id (org/name); ${name} is neither a Hub id nor an existing folder`,
+      );
     return { path: name, downloaded: nothing }; // the loader says that it does not exist
   }
   return fetchModel(parseHubRef(name, o.revision), o);
@@ -72,7 +81,9 @@ async function fetchModel(ref: HubRef, o: HubOptions): Promise<ResolvedModel & {
   const env = hubEnv(o.env);
   const cache = new RepoCache(env.cacheDir, ref.id);
   const cached = (commit: string | undefined) =>
-    commit !== undefined && complete(cache, commit) ? { path: cache.snapshot(commit), source: { ...ref, commit }, downloaded: nothing } : undefined;
+    commit !== undefined && complete(cache, commit)
+      ? { path: cache.snapshot(commit), source: { ...ref, commit }, downloaded: nothing }
+      : undefined;
   const hit = COMMIT.test(ref.revision) ? cached(ref.revision) : undefined;
   if (hit) return hit;
   const searched = `searched ${resolve(ref.id)} and ${cache.root}`;
@@ -80,7 +91,11 @@ async function fetchModel(ref: HubRef, o: HubOptions): Promise<ResolvedModel & {
     const found = cached(cache.commitOf(ref.revision));
     if (found) return found;
     const name = `${ref.id}${ref.revision === DEFAULT_REVISION ? '' : `@${ref.revision}`}`;
-    throw new ModernBertError('FILE_NOT_FOUND', `${name} is not in the Hugging Face cache (${searched}) and offline mode (HF_HUB_OFFLINE) forbids downloading it: run \`modernbert-ane download ${name}\` with a network first`, { id: ref.id, cache: cache.root });
+    throw new ModernBertError(
+      'FILE_NOT_FOUND',
+      `${name} is not in the Hugging Face cache (${searched}) and offline mode (HF_HUB_OFFLINE) forbids downloading it: run \`modernbert-ane download ${name}\` with a network first`,
+      { id: ref.id, cache: cache.root },
+    );
   }
   const http = new HubHttp(env);
   let remote;
@@ -95,19 +110,32 @@ async function fetchModel(ref: HubRef, o: HubOptions): Promise<ResolvedModel & {
   }
   const { commit, files } = remote;
   const source = { ...ref, commit };
-  const missing = ['config.json', 'model.safetensors'].filter((f) => !files.has(f) && !(f === 'model.safetensors' && files.has('model.safetensors.index.json')));
+  const missing = ['config.json', 'model.safetensors'].filter(
+    (f) => !files.has(f) && !(f === 'model.safetensors' && files.has('model.safetensors.index.json')),
+  );
   if (missing.length > 0) {
     const other = [...files].filter((f) => /\.(bin|pt|pth|onnx|msgpack|h5|gguf)$/.test(f));
     const has = other.length > 0 ? `; it has ${other.slice(0, 3).join(', ')}, which modernbert-ane does not read` : '';
-    throw new ModernBertError('UNSUPPORTED', `${ref.id} at ${commit.slice(0, 12)} has no ${missing.join(' or ')} (a Hugging Face checkpoint in safetensors is needed${has})`, { id: ref.id, commit });
+    throw new ModernBertError(
+      'UNSUPPORTED',
+      `${ref.id} at ${commit.slice(0, 12)} has no ${missing.join(' or ')} (a Hugging Face checkpoint in safetensors is needed${has})`,
+      { id: ref.id, commit },
+    );
   }
-  const top = CHECKPOINT_FILES.filter((f) => files.has(f) && !(f === 'model.safetensors.index.json' && files.has('model.safetensors')));
+  const top = CHECKPOINT_FILES.filter(
+    (f) => files.has(f) && !(f === 'model.safetensors.index.json' && files.has('model.safetensors')),
+  );
   const downloaded = { files: [] as string[], bytes: 0 };
   try {
     await fetchFiles(http, cache, commit, top, downloaded, o.progress);
     const named = referencedFiles(cache.snapshot(commit));
     const absent = named.find((f) => !files.has(f));
-    if (absent !== undefined) throw new ModernBertError('CORRUPT_FILE', `${ref.id} at ${commit.slice(0, 12)}: its own files name ${absent}, which the repository does not hold`, { id: ref.id, commit, file: absent });
+    if (absent !== undefined)
+      throw new ModernBertError(
+        'CORRUPT_FILE',
+        `${ref.id} at ${commit.slice(0, 12)}: its own files name ${absent}, which the repository does not hold`,
+        { id: ref.id, commit, file: absent },
+      );
     await fetchFiles(http, cache, commit, named, downloaded, o.progress);
   } finally {
     o.progress?.stop();
@@ -123,7 +151,14 @@ async function fetchModel(ref: HubRef, o: HubOptions): Promise<ResolvedModel & {
 }
 
 /** Fetches the files of `names` that the snapshot lacks: their metadata first (the total for the progress bar), then the bytes. */
-async function fetchFiles(http: HubHttp, cache: RepoCache, commit: string, names: readonly string[], done: { files: string[]; bytes: number }, progress?: DownloadProgress): Promise<void> {
+async function fetchFiles(
+  http: HubHttp,
+  cache: RepoCache,
+  commit: string,
+  names: readonly string[],
+  done: { files: string[]; bytes: number },
+  progress?: DownloadProgress,
+): Promise<void> {
   const missing = names.filter((f) => !cache.has(commit, f));
   if (missing.length === 0) return;
   const metas: FileMeta[] = [];

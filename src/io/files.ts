@@ -51,7 +51,8 @@ export function openRegularFile(path: string, what = 'file'): { fd: number; size
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new ModernBertError('BAD_INPUT', `${path} is ${kindOf(st)}, not a regular ${what}`, { file: path });
+    if (!st.isFile())
+      throw new ModernBertError('BAD_INPUT', `${path} is ${kindOf(st)}, not a regular ${what}`, { file: path });
     return { fd, size: st.size };
   } catch (e) {
     closeSync(fd);
@@ -64,7 +65,12 @@ export function readExactly(fd: number, out: Uint8Array, position: number, path:
   let done = 0;
   while (done < out.length) {
     const n = readSync(fd, out, done, out.length - done, position + done);
-    if (n === 0) throw new ModernBertError('CORRUPT_FILE', `${path} ends early (read ${done} of ${out.length} bytes at ${position})`, { file: path });
+    if (n === 0)
+      throw new ModernBertError(
+        'CORRUPT_FILE',
+        `${path} ends early (read ${done} of ${out.length} bytes at ${position})`,
+        { file: path },
+      );
     done += n;
   }
 }
@@ -94,12 +100,18 @@ export function readJsonFile(path: string, what = 'JSON file', maxBytes: number 
 export function parseJsonText(text: string, source: string): unknown {
   const depth = jsonDepth(text);
   if (depth > MAX_JSON_DEPTH) {
-    throw new ModernBertError('CORRUPT_FILE', `${source} nests JSON ${depth} levels deep (at most ${MAX_JSON_DEPTH})`, { file: source });
+    throw new ModernBertError('CORRUPT_FILE', `${source} nests JSON ${depth} levels deep (at most ${MAX_JSON_DEPTH})`, {
+      file: source,
+    });
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
-    throw new ModernBertError('CORRUPT_FILE', `${source} is not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`, { file: source });
+    throw new ModernBertError(
+      'CORRUPT_FILE',
+      `${source} is not valid JSON (${(e as Error).message.replace(/\s+/g, ' ')})`,
+      { file: source },
+    );
   }
 }
 
@@ -111,7 +123,8 @@ function jsonDepth(text: string): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth);
@@ -145,7 +158,10 @@ export function kindOf(st: Stats): string {
 /** A file over its kind's cap (`size` when known, else it was streamed past the cap). */
 function tooLarge(path: string, what: string, maxBytes: number, size?: number): ModernBertError {
   const has = size === undefined ? 'holds more than' : `is ${size} bytes, more than`;
-  return new ModernBertError('BAD_INPUT', `${path} ${has} the ${formatBytes(maxBytes)} a ${what} may have`, { file: path, maxBytes });
+  return new ModernBertError('BAD_INPUT', `${path} ${has} the ${formatBytes(maxBytes)} a ${what} may have`, {
+    file: path,
+    maxBytes,
+  });
 }
 
 /**
@@ -160,19 +176,22 @@ export function readUserFile(path: string, maxBytes: number, what: string): Buff
     // O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer.
     fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EISDIR') throw new ModernBertError('BAD_ARGUMENT', `${what} ${path} is a folder, not a file`, { path });
+    if ((e as NodeJS.ErrnoException).code === 'EISDIR')
+      throw new ModernBertError('BAD_ARGUMENT', `${what} ${path} is a folder, not a file`, { path });
     throw fsError(e, path, 'read');
   }
   try {
     const st = fstatSync(fd);
-    if (st.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `${what} ${path} is a folder, not a file`, { path });
+    if (st.isDirectory())
+      throw new ModernBertError('BAD_ARGUMENT', `${what} ${path} is a folder, not a file`, { path });
     if (st.isFile()) {
       if (st.size > maxBytes) throw tooLarge(path, `${what} file`, maxBytes, st.size);
       const out = Buffer.alloc(st.size);
       readExactly(fd, out, 0, path);
       return out;
     }
-    if (!st.isFIFO() && !st.isCharacterDevice()) throw new ModernBertError('BAD_INPUT', `${what} ${path} is ${kindOf(st)}, not a file`, { path });
+    if (!st.isFIFO() && !st.isCharacterDevice())
+      throw new ModernBertError('BAD_INPUT', `${what} ${path} is ${kindOf(st)}, not a file`, { path });
     return readStream(fd, path, maxBytes, what, st.isFIFO());
   } catch (e) {
     throw fsError(e, path, 'read');
@@ -205,8 +224,17 @@ function readStream(fd: number, path: string, maxBytes: number, what: string, fi
     // 0 is the end, except on a FIFO that nothing was written to yet: its writer may not have opened it.
     if (n === 0 && (!fifo || total > 0)) return Buffer.concat(chunks, total);
     if (Date.now() - waitingSince > DEVICE_WAIT_SECONDS * 1000) {
-      const waited = total === 0 ? (fifo ? 'nothing was written to it' : 'it gave no data') : `it gave no more data after ${formatBytes(total)}`;
-      throw new ModernBertError('BAD_INPUT', `${what} ${path} is ${fifo ? 'a FIFO' : 'a device'} and ${waited} for ${DEVICE_WAIT_SECONDS} s`, { path });
+      const waited =
+        total === 0
+          ? fifo
+            ? 'nothing was written to it'
+            : 'it gave no data'
+          : `it gave no more data after ${formatBytes(total)}`;
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `${what} ${path} is ${fifo ? 'a FIFO' : 'a device'} and ${waited} for ${DEVICE_WAIT_SECONDS} s`,
+        { path },
+      );
     }
     sleepMs(10);
   }

@@ -36,7 +36,11 @@ export function fsError(e: unknown, path: string, action: 'read' | 'write'): unk
   if (!isFsError(e)) return e;
   const code = e.code!;
   const reason = REASONS[code] ?? e.message;
-  return new ModernBertError(code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'FILE_SYSTEM', `cannot ${action} ${path}: ${reason} (${code})`, { path, errno: code });
+  return new ModernBertError(
+    code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'FILE_SYSTEM',
+    `cannot ${action} ${path}: ${reason} (${code})`,
+    { path, errno: code },
+  );
 }
 
 /** Runs `f`, turning a file-system error into fsError's one line about `path`. */

@@ -14,7 +14,24 @@
 // - everything else is written to a temporary sibling (tracked by temp-files.ts) and renamed at the end, so a
 //   failed or interrupted run leaves nothing behind and an existing file stays as it was.
 
-import { accessSync, closeSync, constants, fchmodSync, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readlinkSync, realpathSync, renameSync, rmdirSync, statSync, writeSync, type Stats } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  fstatSync,
+  fsyncSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readlinkSync,
+  realpathSync,
+  renameSync,
+  rmdirSync,
+  statSync,
+  writeSync,
+  type Stats,
+} from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { ModernBertError } from '../errors.js';
 import { kindOf } from './files.js';
@@ -71,8 +88,12 @@ function locate(path: string, abs: string, what: string): { real: string; st: St
   return withFsErrors(path, 'write', () => {
     const parent = dirname(abs);
     const pst = statSync(parent, { throwIfNoEntry: false });
-    if (!pst) throw new ModernBertError('FILE_NOT_FOUND', `${what} ${path}: the folder ${parent} does not exist`, { path });
-    if (!pst.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `cannot write ${path}: ${parent} is a file, not a folder`, { path: parent });
+    if (!pst)
+      throw new ModernBertError('FILE_NOT_FOUND', `${what} ${path}: the folder ${parent} does not exist`, { path });
+    if (!pst.isDirectory())
+      throw new ModernBertError('BAD_ARGUMENT', `cannot write ${path}: ${parent} is a file, not a folder`, {
+        path: parent,
+      });
     const lst = lstatSync(abs, { throwIfNoEntry: false });
     if (!lst?.isSymbolicLink()) return { real: join(realpathSync(parent), basename(abs)), st: lst };
     let st: Stats | undefined;
@@ -80,7 +101,12 @@ function locate(path: string, abs: string, what: string): { real: string; st: St
       st = statSync(abs);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') throw new ModernBertError('BAD_ARGUMENT', `${what} ${path} is a symbolic link to nothing (${readlinkSync(abs)}); remove it or choose another path`, { path });
+      if (code === 'ENOENT')
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `${what} ${path} is a symbolic link to nothing (${readlinkSync(abs)}); remove it or choose another path`,
+          { path },
+        );
       throw e;
     }
     // A link to a pipe or socket (/dev/stdout -> /proc/self/fd/1 -> pipe:[...]) has no real path: it is
@@ -90,7 +116,12 @@ function locate(path: string, abs: string, what: string): { real: string; st: St
 }
 
 /** Why the output at `real` (stats `st`, undefined when new) would write over an input, or undefined. */
-function inputConflict(real: string, st: Stats | undefined, folder: boolean, inputs: readonly (string | undefined)[]): string | undefined {
+function inputConflict(
+  real: string,
+  st: Stats | undefined,
+  folder: boolean,
+  inputs: readonly (string | undefined)[],
+): string | undefined {
   for (const input of inputs) {
     if (input === undefined || input === '') continue;
     const ist = statSync(input, { throwIfNoEntry: false });
@@ -101,7 +132,8 @@ function inputConflict(real: string, st: Stats | undefined, folder: boolean, inp
     } catch {
       continue;
     }
-    if (real === rin || (st && st.dev === ist.dev && st.ino === ist.ino)) return folder ? `is or holds the input ${input}` : `is the input ${input}`;
+    if (real === rin || (st && st.dev === ist.dev && st.ino === ist.ino))
+      return folder ? `is or holds the input ${input}` : `is the input ${input}`;
     if (st && ist.isDirectory() && within(real, rin) && real !== rin) return `lies inside the input ${input}`;
     if (st && folder && within(rin, real)) return `is or holds the input ${input}`;
   }
@@ -110,7 +142,10 @@ function inputConflict(real: string, st: Stats | undefined, folder: boolean, inp
 
 /** The refusal of an existing output: with --force, that it will not be replaced; without, that it exists. */
 function refuse(o: OutputRequest, path: string, why: string): ModernBertError {
-  if (o.force) return new ModernBertError('BAD_ARGUMENT', `--force will not replace ${path}: it ${why}; nothing was changed`, { path });
+  if (o.force)
+    return new ModernBertError('BAD_ARGUMENT', `--force will not replace ${path}: it ${why}; nothing was changed`, {
+      path,
+    });
   return new ModernBertError('OUTPUT_EXISTS', `${path} already exists; it ${why}, so choose another path`, { path });
 }
 
@@ -154,7 +189,8 @@ export function checkFileOutput(path: string, o: OutputRequest): CheckedOutput {
   const { real, st } = locate(path, abs, o.what);
   const conflict = inputConflict(real, st, false, o.inputs ?? []);
   if (conflict) throw refuse(o, path, conflict);
-  if (st?.isDirectory()) throw new ModernBertError('BAD_ARGUMENT', `${o.what} ${path} is a folder, not a file`, { path });
+  if (st?.isDirectory())
+    throw new ModernBertError('BAD_ARGUMENT', `${o.what} ${path} is a folder, not a file`, { path });
   const base = { path, what: o.what, target: real, force: o.force };
   // Our own standard output or error (/dev/stdout), whatever it is (a pipe, a socket, the shell's file).
   const own = st && ownStream(st);
@@ -164,7 +200,10 @@ export function checkFileOutput(path: string, o: OutputRequest): CheckedOutput {
     return { ...base, how: 'direct' };
   }
   if (st && !st.isFile()) throw refuse({ ...o, force: true }, path, `is ${kindOf(st)}`);
-  if (st && !o.force) throw new ModernBertError('OUTPUT_EXISTS', `${o.what} ${path} already exists (use --force to replace it)`, { path });
+  if (st && !o.force)
+    throw new ModernBertError('OUTPUT_EXISTS', `${o.what} ${path} already exists (use --force to replace it)`, {
+      path,
+    });
   probe(real, path, false);
   return { ...base, how: st ? 'replace' : 'new' };
 }
@@ -183,14 +222,23 @@ function checkWritable(path: string, real: string): void {
  * directory or a folder above it. Devices, FIFOs and files are never replaced by a folder.
  */
 export function checkFolderOutput(path: string, o: FolderOutputRequest): CheckedOutput {
-  if (path.trim() === '') throw new ModernBertError('BAD_ARGUMENT', `the output path is empty: name a package, e.g. ${o.what} model.mlpackage`);
+  if (path.trim() === '')
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `the output path is empty: name a package, e.g. ${o.what} model.mlpackage`,
+    );
   const abs = resolve(path);
   const { real, st } = locate(path, abs, o.what);
   const base = { path, what: o.what, target: real, force: o.force };
   if (st) {
-    const why = within(realCwd(), real) ? 'is the working directory or a folder above it' : inputConflict(real, st, true, o.inputs ?? []) ?? o.irreplaceable(real, st);
+    const why = within(realCwd(), real)
+      ? 'is the working directory or a folder above it'
+      : (inputConflict(real, st, true, o.inputs ?? []) ?? o.irreplaceable(real, st));
     if (why) throw refuse(o, path, why);
-    if (!o.force) throw new ModernBertError('OUTPUT_EXISTS', `${path} already exists (use --force to replace the package)`, { path });
+    if (!o.force)
+      throw new ModernBertError('OUTPUT_EXISTS', `${path} already exists (use --force to replace the package)`, {
+        path,
+      });
   }
   probe(real, path, true);
   return { ...base, how: st ? 'replace' : 'new' };
@@ -199,9 +247,16 @@ export function checkFolderOutput(path: string, o: FolderOutputRequest): Checked
 /** Checks a file output again just before it is renamed into place: nothing appeared at a new one, nothing but a file is at a replaced one. */
 function recheck(out: CheckedOutput): void {
   const st = lstatSync(out.target, { throwIfNoEntry: false });
-  if (out.how === 'new' && st && !out.force) throw new ModernBertError('OUTPUT_EXISTS', `${out.path} appeared while it was being written; nothing was changed`, { path: out.path });
+  if (out.how === 'new' && st && !out.force)
+    throw new ModernBertError('OUTPUT_EXISTS', `${out.path} appeared while it was being written; nothing was changed`, {
+      path: out.path,
+    });
   if (out.how === 'replace' && st && !st.isFile()) {
-    throw new ModernBertError('BAD_ARGUMENT', `${out.path} became ${kindOf(st)} while it was being written; nothing was changed`, { path: out.path });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `${out.path} became ${kindOf(st)} while it was being written; nothing was changed`,
+      { path: out.path },
+    );
   }
 }
 
@@ -242,7 +297,9 @@ export class OutputFile {
 
   /** Opens a checked output (or checks `path` now with `request`) for writing. */
   static open(out: CheckedOutput | string, request?: OutputRequest): OutputFile {
-    return new OutputFile(typeof out === 'string' ? checkFileOutput(out, request ?? { what: '--out', force: false }) : out);
+    return new OutputFile(
+      typeof out === 'string' ? checkFileOutput(out, request ?? { what: '--out', force: false }) : out,
+    );
   }
 
   /** Appends bytes or UTF-8 text. */
@@ -318,7 +375,11 @@ export class OutputFile {
 }
 
 /** Writes a whole output (checked, or checked now with `request`): chunks in order, committed at the end. */
-export function writeOutput(out: CheckedOutput | string, chunks: string | Uint8Array | Iterable<string | Uint8Array>, request?: OutputRequest): void {
+export function writeOutput(
+  out: CheckedOutput | string,
+  chunks: string | Uint8Array | Iterable<string | Uint8Array>,
+  request?: OutputRequest,
+): void {
   const file = OutputFile.open(out, request);
   try {
     for (const c of typeof chunks === 'string' || chunks instanceof Uint8Array ? [chunks] : chunks) file.write(c);
@@ -338,7 +399,11 @@ function openDirect(out: CheckedOutput): number {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENXIO') throw fsError(e, out.path, 'write');
       if (Date.now() > deadline) {
-        throw new ModernBertError('FILE_SYSTEM', `${out.what} ${out.path} is a FIFO that nobody reads: waited ${DEVICE_WAIT_SECONDS} s for a reader`, { path: out.path });
+        throw new ModernBertError(
+          'FILE_SYSTEM',
+          `${out.what} ${out.path} is a FIFO that nobody reads: waited ${DEVICE_WAIT_SECONDS} s for a reader`,
+          { path: out.path },
+        );
       }
       sleepMs(20);
     }
@@ -357,7 +422,11 @@ function writeAll(fd: number, bytes: Uint8Array, out: CheckedOutput): void {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
       if (Date.now() - stalled > DEVICE_WAIT_SECONDS * 1000) {
-        throw new ModernBertError('FILE_SYSTEM', `${out.what} ${out.path}: its reader took nothing for ${DEVICE_WAIT_SECONDS} s`, { path: out.path });
+        throw new ModernBertError(
+          'FILE_SYSTEM',
+          `${out.what} ${out.path}: its reader took nothing for ${DEVICE_WAIT_SECONDS} s`,
+          { path: out.path },
+        );
       }
       sleepMs(5);
     }

@@ -46,10 +46,15 @@ const ARRAY_TYPES: Record<WritableDType, new (n: number) => ArrayBufferView> = {
 };
 
 /** Writes tensors (in the given order) and metadata to `path` (checked by io/output.ts) as a safetensors file. */
-export async function writeSafetensors(path: string | CheckedOutput, tensors: readonly TensorToWrite[], options: WriteSafetensorsOptions = {}): Promise<void> {
+export async function writeSafetensors(
+  path: string | CheckedOutput,
+  tensors: readonly TensorToWrite[],
+  options: WriteSafetensorsOptions = {},
+): Promise<void> {
   const name = typeof path === 'string' ? path : path.path;
   // Typed arrays hold the host's byte order; the format is little-endian.
-  if (endianness() !== 'LE') throw new ModernBertError('UNSUPPORTED', 'writing safetensors needs a little-endian host', { file: name });
+  if (endianness() !== 'LE')
+    throw new ModernBertError('UNSUPPORTED', 'writing safetensors needs a little-endian host', { file: name });
   const { header, totalBytes } = buildHeader(tensors, options.metadata, name);
   const file = OutputFile.open(path, { what: 'safetensors file', force: Boolean(options.overwrite) });
   try {
@@ -73,9 +78,16 @@ export async function writeSafetensors(path: string | CheckedOutput, tensors: re
 }
 
 /** The header bytes (JSON padded with spaces to a multiple of 8, as the Rust library writes) and data size. */
-function buildHeader(tensors: readonly TensorToWrite[], metadata: Record<string, string> | undefined, path: string): { header: Buffer; totalBytes: number } {
+function buildHeader(
+  tensors: readonly TensorToWrite[],
+  metadata: Record<string, string> | undefined,
+  path: string,
+): { header: Buffer; totalBytes: number } {
   const bad = (msg: string, tensor?: string): never => {
-    throw new ModernBertError('BAD_ARGUMENT', `${path}: ${msg}`, { file: path, ...(tensor === undefined ? {} : { tensor }) });
+    throw new ModernBertError('BAD_ARGUMENT', `${path}: ${msg}`, {
+      file: path,
+      ...(tensor === undefined ? {} : { tensor }),
+    });
   };
   // No prototype: a tensor named "__proto__" or "toString" is a key like any other.
   const json = Object.create(null) as Record<string, unknown>;
@@ -85,9 +97,11 @@ function buildHeader(tensors: readonly TensorToWrite[], metadata: Record<string,
   }
   let offset = 0;
   for (const t of tensors) {
-    if (t.name === '' || t.name === '__metadata__' || Object.hasOwn(json, t.name)) bad(`tensor name "${t.name}" is empty, reserved or repeated`, t.name);
+    if (t.name === '' || t.name === '__metadata__' || Object.hasOwn(json, t.name))
+      bad(`tensor name "${t.name}" is empty, reserved or repeated`, t.name);
     if (!(t.dtype in BYTES)) bad(`tensor "${t.name}" has unsupported dtype ${String(t.dtype)}`, t.name);
-    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`tensor "${t.name}" has an invalid shape [${t.shape.join(', ')}]`, t.name);
+    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      bad(`tensor "${t.name}" has an invalid shape [${t.shape.join(', ')}]`, t.name);
     const bytes = numel(t.shape) * BYTES[t.dtype];
     json[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
     offset += bytes;
@@ -102,16 +116,24 @@ function checkData(t: TensorToWrite, data: ArrayBufferView, path: string): void 
   const Expected = ARRAY_TYPES[t.dtype];
   const got = (data as object).constructor.name;
   if (!(data instanceof Expected)) {
-    throw new ModernBertError('BAD_ARGUMENT', `${path}: tensor "${t.name}" (${t.dtype}) needs a ${Expected.name}, got ${got}`, { file: path, tensor: t.name });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `${path}: tensor "${t.name}" (${t.dtype}) needs a ${Expected.name}, got ${got}`,
+      { file: path, tensor: t.name },
+    );
   }
   const n = numel(t.shape);
   if (data.byteLength !== n * BYTES[t.dtype]) {
-    throw new ModernBertError('SHAPE_MISMATCH', `${path}: tensor "${t.name}" has ${data.byteLength / BYTES[t.dtype]} values but shape [${t.shape.join(', ')}] needs ${n}`, {
-      file: path,
-      tensor: t.name,
-      got: data.byteLength / BYTES[t.dtype],
-      expected: n,
-    });
+    throw new ModernBertError(
+      'SHAPE_MISMATCH',
+      `${path}: tensor "${t.name}" has ${data.byteLength / BYTES[t.dtype]} values but shape [${t.shape.join(', ')}] needs ${n}`,
+      {
+        file: path,
+        tensor: t.name,
+        got: data.byteLength / BYTES[t.dtype],
+        expected: n,
+      },
+    );
   }
 }
 

@@ -11,14 +11,54 @@ import { FloatLiteral, parseStrictJson, StrictJsonError, type StrictJson } from 
 
 /** The dtypes of the Rust library's `Dtype` enum; readFloat32 and readInt32 say which ones they read. */
 export type SafetensorsDType =
-  | 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL'
-  | 'F4' | 'F6_E2M3' | 'F6_E3M2' | 'F8_E5M2' | 'F8_E4M3' | 'F8_E8M0' | 'F8_E4M3FNUZ' | 'F8_E5M2FNUZ' | 'U16' | 'U32' | 'U64' | 'C64';
+  | 'F64'
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'I64'
+  | 'I32'
+  | 'I16'
+  | 'I8'
+  | 'U8'
+  | 'BOOL'
+  | 'F4'
+  | 'F6_E2M3'
+  | 'F6_E3M2'
+  | 'F8_E5M2'
+  | 'F8_E4M3'
+  | 'F8_E8M0'
+  | 'F8_E4M3FNUZ'
+  | 'F8_E5M2FNUZ'
+  | 'U16'
+  | 'U32'
+  | 'U64'
+  | 'C64';
 
 // Dtype::bitsize() of the Rust crate (safetensors/src/tensor.rs): a header naming any of these is valid,
 // though only the types with a reader below can be read.
 const DTYPE_BITS: Record<SafetensorsDType, number> = {
-  F4: 4, F6_E2M3: 6, F6_E3M2: 6, BOOL: 8, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8,
-  F8_E5M2FNUZ: 8, I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, I64: 64, U64: 64, F64: 64, C64: 64,
+  F4: 4,
+  F6_E2M3: 6,
+  F6_E3M2: 6,
+  BOOL: 8,
+  U8: 8,
+  I8: 8,
+  F8_E5M2: 8,
+  F8_E4M3: 8,
+  F8_E8M0: 8,
+  F8_E4M3FNUZ: 8,
+  F8_E5M2FNUZ: 8,
+  I16: 16,
+  U16: 16,
+  F16: 16,
+  BF16: 16,
+  I32: 32,
+  U32: 32,
+  F32: 32,
+  I64: 64,
+  U64: 64,
+  F64: 64,
+  C64: 64,
 };
 
 export interface TensorInfo {
@@ -30,7 +70,11 @@ export interface TensorInfo {
   end: number;
 }
 
-const STORED_DTYPE: Partial<Record<SafetensorsDType, StoredTensor['dtype']>> = { F32: 'fp32', F16: 'fp16', BF16: 'bf16' };
+const STORED_DTYPE: Partial<Record<SafetensorsDType, StoredTensor['dtype']>> = {
+  F32: 'fp32',
+  F16: 'fp16',
+  BF16: 'bf16',
+};
 
 // A header larger than this is certainly corrupt (the Rust library caps it at 100 MB).
 const MAX_HEADER = 100_000_000;
@@ -43,7 +87,13 @@ export class SafetensorsFile {
   private readonly dataStart: number;
   private realPath: string | undefined;
 
-  private constructor(readonly path: string, fd: number, dataStart: number, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
+  private constructor(
+    readonly path: string,
+    fd: number,
+    dataStart: number,
+    tensors: Map<string, TensorInfo>,
+    metadata: Record<string, string>,
+  ) {
     this.fd = fd;
     this.dataStart = dataStart;
     this.tensors = tensors;
@@ -54,7 +104,12 @@ export class SafetensorsFile {
   static open(path: string, maxBytes = Infinity, what = 'safetensors file'): SafetensorsFile {
     const { fd, size } = openRegularFile(path, what);
     try {
-      if (size > maxBytes) throw new ModernBertError('BAD_INPUT', `${path} is ${size} bytes, more than the ${formatBytes(maxBytes)} a ${what} may have`, { file: path, maxBytes });
+      if (size > maxBytes)
+        throw new ModernBertError(
+          'BAD_INPUT',
+          `${path} is ${size} bytes, more than the ${formatBytes(maxBytes)} a ${what} may have`,
+          { file: path, maxBytes },
+        );
       const { dataStart, tensors, metadata } = readHeader(fd, size, path);
       return new SafetensorsFile(path, fd, dataStart, tensors, metadata);
     } catch (e) {
@@ -80,7 +135,11 @@ export class SafetensorsFile {
       case 'F64':
         return Float32Array.from(new Float64Array(bytes.buffer, bytes.byteOffset, n));
       default:
-        throw new ModernBertError('CORRUPT_FILE', `${this.path}: tensor "${name}" has dtype ${info.dtype}, expected a float type`, { file: this.path, tensor: name });
+        throw new ModernBertError(
+          'CORRUPT_FILE',
+          `${this.path}: tensor "${name}" has dtype ${info.dtype}, expected a float type`,
+          { file: this.path, tensor: name },
+        );
     }
   }
 
@@ -96,7 +155,10 @@ export class SafetensorsFile {
         for (let i = 0; i < n; i++) {
           const v = src[i]!;
           if (v > 2147483647n || v < -2147483648n) {
-            throw new ModernBertError('CORRUPT_FILE', `${this.path}: "${name}" holds ${v}, beyond int32`, { file: this.path, tensor: name });
+            throw new ModernBertError('CORRUPT_FILE', `${this.path}: "${name}" holds ${v}, beyond int32`, {
+              file: this.path,
+              tensor: name,
+            });
           }
           out[i] = Number(v);
         }
@@ -112,7 +174,11 @@ export class SafetensorsFile {
       case 'BOOL':
         return Int32Array.from(bytes);
       default:
-        throw new ModernBertError('CORRUPT_FILE', `${this.path}: tensor "${name}" has dtype ${info.dtype}, expected an integer type`, { file: this.path, tensor: name });
+        throw new ModernBertError(
+          'CORRUPT_FILE',
+          `${this.path}: tensor "${name}" has dtype ${info.dtype}, expected an integer type`,
+          { file: this.path, tensor: name },
+        );
     }
   }
 
@@ -128,7 +194,11 @@ export class SafetensorsFile {
   /** Metadata of one tensor; throws if absent. */
   info(name: string): TensorInfo {
     const info = this.tensors.get(name);
-    if (!info) throw new ModernBertError('BAD_INPUT', `${this.path}: no tensor named "${name}"`, { file: this.path, tensor: name });
+    if (!info)
+      throw new ModernBertError('BAD_INPUT', `${this.path}: no tensor named "${name}"`, {
+        file: this.path,
+        tensor: name,
+      });
     return info;
   }
 
@@ -144,7 +214,11 @@ export class SafetensorsFile {
     let done = 0;
     while (done < length) {
       const n = readSync(this.fd, out, done, length - done, this.dataStart + info.begin + done);
-      if (n === 0) throw new ModernBertError('CORRUPT_FILE', `${this.path}: file ends inside tensor "${info.name}"`, { file: this.path, tensor: info.name });
+      if (n === 0)
+        throw new ModernBertError('CORRUPT_FILE', `${this.path}: file ends inside tensor "${info.name}"`, {
+          file: this.path,
+          tensor: info.name,
+        });
       done += n;
     }
     return out;
@@ -174,7 +248,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 // One deliberate difference: the library keeps the last of duplicate keys (measured with its Python
 // binding 0.8.0, bench/safetensors-diff.mjs); we refuse them, since a reader that keeps the first would
 // load other weights from the same file.
-function readHeader(fd: number, size: number, path: string): { dataStart: number; tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
+function readHeader(
+  fd: number,
+  size: number,
+  path: string,
+): { dataStart: number; tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   const corrupt = (kind: string, msg: string, ctx: Record<string, unknown> = {}): never => {
     throw new ModernBertError('CORRUPT_FILE', `${path}: ${msg} (${kind})`, { file: path, kind, ...ctx });
   };
@@ -182,7 +260,8 @@ function readHeader(fd: number, size: number, path: string): { dataStart: number
   const lenBuf = Buffer.alloc(8);
   readExactly(fd, lenBuf, 0, path);
   const headerLen = lenBuf.readBigUInt64LE(0);
-  if (headerLen > BigInt(MAX_HEADER)) corrupt('HeaderTooLarge', `header length ${headerLen} is above the ${MAX_HEADER}-byte limit`);
+  if (headerLen > BigInt(MAX_HEADER))
+    corrupt('HeaderTooLarge', `header length ${headerLen} is above the ${MAX_HEADER}-byte limit`);
   const n = Number(headerLen);
   if (8 + n > size) corrupt('InvalidHeaderLength', `header length ${n} runs past the end of the file (${size} bytes)`);
   const headerBuf = Buffer.alloc(n);
@@ -206,11 +285,22 @@ function readHeader(fd: number, size: number, path: string): { dataStart: number
   const bad = (msg: string, tensor?: string): never =>
     corrupt('InvalidHeaderDeserialization', msg, tensor === undefined ? {} : { tensor });
   // serde's usize: an integer literal below 2^64 (above 2^53 it is inexact here, but only an empty tensor can use it).
-  const isUsize = (v: StrictJson | undefined): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 64;
+  const isUsize = (v: StrictJson | undefined): v is number =>
+    typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < 2 ** 64;
   const show = (v: StrictJson | undefined): string => {
     const one = (x: StrictJson | undefined): string =>
-      x instanceof FloatLiteral ? String(x.value) : x instanceof Map ? '{...}' : Array.isArray(x) ? '[...]' : (JSON.stringify(x) ?? 'undefined');
-    const s = Array.isArray(v) ? `[${v.map(one).join(',')}]` : v instanceof Map ? `{${[...v.keys()].map((k) => JSON.stringify(k)).join(',')}}` : one(v);
+      x instanceof FloatLiteral
+        ? String(x.value)
+        : x instanceof Map
+          ? '{...}'
+          : Array.isArray(x)
+            ? '[...]'
+            : (JSON.stringify(x) ?? 'undefined');
+    const s = Array.isArray(v)
+      ? `[${v.map(one).join(',')}]`
+      : v instanceof Map
+        ? `{${[...v.keys()].map((k) => JSON.stringify(k)).join(',')}}`
+        : one(v);
     return s.length > 60 ? `${s.slice(0, 60)}...` : s;
   };
 
@@ -231,11 +321,17 @@ function readHeader(fd: number, size: number, path: string): { dataStart: number
     const tname = name.length > 80 ? `${name.slice(0, 80)}...` : name;
     if (!(raw instanceof Map)) return bad(`tensor "${tname}" is not an object: ${show(raw)}`, name);
     const dtype = raw.get('dtype');
-    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BITS, dtype)) return bad(`tensor "${tname}" has unknown dtype ${show(dtype)}`, name);
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_BITS, dtype))
+      return bad(`tensor "${tname}" has unknown dtype ${show(dtype)}`, name);
     const shape = raw.get('shape');
-    if (!Array.isArray(shape) || !shape.every(isUsize)) return bad(`tensor "${tname}" has an invalid shape ${show(shape)} (dimensions must be non-negative integers)`, name);
+    if (!Array.isArray(shape) || !shape.every(isUsize))
+      return bad(
+        `tensor "${tname}" has an invalid shape ${show(shape)} (dimensions must be non-negative integers)`,
+        name,
+      );
     const off = raw.get('data_offsets');
-    if (!Array.isArray(off) || off.length !== 2 || !off.every(isUsize)) return bad(`tensor "${tname}" has invalid data_offsets ${show(off)} (a pair of non-negative integers)`, name);
+    if (!Array.isArray(off) || off.length !== 2 || !off.every(isUsize))
+      return bad(`tensor "${tname}" has invalid data_offsets ${show(off)} (a pair of non-negative integers)`, name);
     const [begin, end] = off as [number, number];
     tensors.set(name, { name, dtype: dtype as SafetensorsDType, shape: shape as number[], begin, end });
   }
@@ -246,24 +342,43 @@ function readHeader(fd: number, size: number, path: string): { dataStart: number
   for (const t of sorted) {
     const tname = t.name.length > 80 ? `${t.name.slice(0, 80)}...` : t.name;
     if (t.begin !== start || t.end < t.begin) {
-      const why = t.end < t.begin ? 'ends before it begins' : t.begin > start ? `leaves a gap (bytes ${start}..${t.begin} belong to no tensor)` : `overlaps the tensor before it (which ends at byte ${start})`;
+      const why =
+        t.end < t.begin
+          ? 'ends before it begins'
+          : t.begin > start
+            ? `leaves a gap (bytes ${start}..${t.begin} belong to no tensor)`
+            : `overlaps the tensor before it (which ends at byte ${start})`;
       corrupt('InvalidOffset', `tensor "${tname}" at data_offsets [${t.begin}, ${t.end}] ${why}`, { tensor: t.name });
     }
     start = t.end;
     let numel = 1;
     for (const d of t.shape) {
       numel *= d;
-      if (!Number.isSafeInteger(numel)) corrupt('ValidationOverflow', `tensor "${tname}" has shape [${t.shape.join(', ')}], too many elements`, { tensor: t.name });
+      if (!Number.isSafeInteger(numel))
+        corrupt('ValidationOverflow', `tensor "${tname}" has shape [${t.shape.join(', ')}], too many elements`, {
+          tensor: t.name,
+        });
     }
     const bits = numel * DTYPE_BITS[t.dtype];
-    if (!Number.isSafeInteger(bits)) corrupt('ValidationOverflow', `tensor "${tname}" has shape [${t.shape.join(', ')}], too many bytes`, { tensor: t.name });
-    if (bits % 8 !== 0) corrupt('MisalignedSlice', `tensor "${tname}" of ${t.dtype} ends inside a byte`, { tensor: t.name });
+    if (!Number.isSafeInteger(bits))
+      corrupt('ValidationOverflow', `tensor "${tname}" has shape [${t.shape.join(', ')}], too many bytes`, {
+        tensor: t.name,
+      });
+    if (bits % 8 !== 0)
+      corrupt('MisalignedSlice', `tensor "${tname}" of ${t.dtype} ends inside a byte`, { tensor: t.name });
     if (t.end - t.begin !== bits / 8) {
-      corrupt('TensorInvalidInfo', `tensor "${tname}" has ${t.end - t.begin} bytes but its shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bits / 8}`, { tensor: t.name });
+      corrupt(
+        'TensorInvalidInfo',
+        `tensor "${tname}" has ${t.end - t.begin} bytes but its shape [${t.shape.join(', ')}] x ${t.dtype} needs ${bits / 8}`,
+        { tensor: t.name },
+      );
     }
   }
   if (start !== dataSize) {
-    corrupt('MetadataIncompleteBuffer', `the tensors cover ${start} bytes of data but the file holds ${dataSize} after the header`);
+    corrupt(
+      'MetadataIncompleteBuffer',
+      `the tensors cover ${start} bytes of data but the file holds ${dataSize} after the header`,
+    );
   }
   return { dataStart, tensors, metadata };
 }

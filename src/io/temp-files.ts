@@ -120,4 +120,3 @@ export function clearStaleSiblings(target: string): void {
     removeQuietly(path);
   }
 }
-

@@ -50,7 +50,10 @@ export abstract class WrappedWeights implements WeightSource {
 
 /** A source whose tensors also lie, as they are, in files (a package's weight.bin): runtimes that read files may read them there. */
 export class LocatedWeights extends WrappedWeights {
-  constructor(inner: WeightSource, private readonly where: ReadonlyMap<string, StoredTensor>) {
+  constructor(
+    inner: WeightSource,
+    private readonly where: ReadonlyMap<string, StoredTensor>,
+  ) {
     super(inner);
   }
   get(name: string): Tensor {
@@ -76,11 +79,15 @@ export function assertFinite(data: Float32Array, tensor: string, file?: string):
   for (let i = 0; i < data.length; i++) acc += data[i]! * 0;
   if (acc === 0) return;
   const at = data.findIndex((x) => !Number.isFinite(x));
-  throw new ModernBertError('CORRUPT_FILE', `${file ? `${file}: ` : ''}tensor "${tensor}" holds ${data[at]} at element ${at}; weights must be finite`, {
-    tensor,
-    index: at,
-    ...(file ? { file } : {}),
-  });
+  throw new ModernBertError(
+    'CORRUPT_FILE',
+    `${file ? `${file}: ` : ''}tensor "${tensor}" holds ${data[at]} at element ${at}; weights must be finite`,
+    {
+      tensor,
+      index: at,
+      ...(file ? { file } : {}),
+    },
+  );
 }
 
 /** A WeightSource over tensors held in memory (tests, small transforms). */

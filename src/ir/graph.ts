@@ -108,7 +108,8 @@ export function numel(shape: readonly number[]): number {
 /** A literal scalar or vector, with its dtype. */
 export function literal(dtype: Literal['dtype'], value: number | boolean | string | number[] | boolean[]): Literal {
   if (typeof value === 'string') return { kind: 'literal', dtype, shape: [], value };
-  if (Array.isArray(value)) return { kind: 'literal', dtype, shape: [value.length], value: value as number[] | boolean[] };
+  if (Array.isArray(value))
+    return { kind: 'literal', dtype, shape: [value.length], value: value as number[] | boolean[] };
   return { kind: 'literal', dtype, shape: [], value: [value] as number[] | boolean[] };
 }
 

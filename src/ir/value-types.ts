@@ -8,14 +8,18 @@ export function valueTypes(graph: Graph): Map<string, { type: TensorType; source
   const types = new Map<string, { type: TensorType; source: 'input' | 'const' | 'op' }>();
   const define = (name: string, type: TensorType, source: 'input' | 'const' | 'op'): void => {
     if (types.has(name)) {
-      throw new ModernBertError('BAD_ARGUMENT', `value name "${name}" is defined more than once in the graph`, { value: name });
+      throw new ModernBertError('BAD_ARGUMENT', `value name "${name}" is defined more than once in the graph`, {
+        value: name,
+      });
     }
     types.set(name, { type, source });
   };
   for (const v of graph.inputs) define(v.name, v.type, 'input');
   for (const [name, c] of graph.consts) {
     if (c.name !== name) {
-      throw new ModernBertError('BAD_ARGUMENT', `constant stored under "${name}" is named "${c.name}"`, { const: name });
+      throw new ModernBertError('BAD_ARGUMENT', `constant stored under "${name}" is named "${c.name}"`, {
+        const: name,
+      });
     }
     define(name, c.type, 'const');
   }

@@ -34,7 +34,10 @@ export async function emulatedAgreement(
   /** What the package does to the folded weights before they run (compression), if anything. */
   stored: (w: WeightSource) => WeightSource = (w) => w,
 ): Promise<EmulatedAgreement> {
-  const engine = new Engine({ ...src, weights: stored(foldWeights(src.weights, src.config, rotation)) }, { precision, norm });
+  const engine = new Engine(
+    { ...src, weights: stored(foldWeights(src.weights, src.config, rotation)) },
+    { precision, norm },
+  );
   const result = await agreementOf(engine, seqs, reference, onSequence);
   // The folded weights are shared with the kernel workers; stopping them lets the next variant reuse the memory.
   await shutdownRuntime();
@@ -42,7 +45,12 @@ export async function emulatedAgreement(
 }
 
 /** Agreement of an engine's outputs with `reference` over the real tokens of `seqs`. */
-export async function agreementOf(engine: Engine, seqs: Sequence[], reference: ReferenceOutput[], onSequence?: () => void): Promise<EmulatedAgreement> {
+export async function agreementOf(
+  engine: Engine,
+  seqs: Sequence[],
+  reference: ReferenceOutput[],
+  onSequence?: () => void,
+): Promise<EmulatedAgreement> {
   const meter = new AgreementMeter();
   const perToken: number[] = [];
   for (const [i, s] of seqs.entries()) {

@@ -81,7 +81,13 @@ export function prepareProxy(x: StreamRows, sensitivity: Float32Array): ProxyDat
  * The proxy at Q over the rows `pick` (all rows when absent), and, when `grad` is given, its Euclidean
  * gradient ∂loss/∂Q written there ([n, n]). Cost: four n²-per-row products and two n³ ones.
  */
-export function fp16Proxy(x: ProxyData, q: Float32Array, o: ProxyOptions, grad?: Float32Array, pick?: Uint32Array): ProxyValue {
+export function fp16Proxy(
+  x: ProxyData,
+  q: Float32Array,
+  o: ProxyOptions,
+  grad?: Float32Array,
+  pick?: Uint32Array,
+): ProxyValue {
   const { n } = x;
   const total = pick ? pick.length : x.count;
   const scale = 1 / Math.max(total, 1);
@@ -146,6 +152,7 @@ export function fp16Proxy(x: ProxyData, q: Float32Array, o: ProxyOptions, grad?:
     }
   }
   // ∂loss/∂Q through dᵢ = qᵢᵀMqᵢ: 2·M·qᵢ·(mean vᵢ²).
-  if (grad) for (let k = 0; k < n; k++) for (let i = 0; i < n; i++) grad[k * n + i]! += 2 * mq[k * n + i]! * c[i]! * scale;
+  if (grad)
+    for (let k = 0; k < n; k++) for (let i = 0; i < n; i++) grad[k * n + i]! += 2 * mq[k * n + i]! * c[i]! * scale;
   return { loss: (noise + barrier) * scale, noise: noise * scale, barrier: barrier * scale };
 }

@@ -35,7 +35,14 @@ import { sampleWeights, weightError, type WeightSamples } from './weight-error.j
 import { HadamardRotation } from '../rotation/hadamard-rotation.js';
 import { readerSensitivity } from './stream-readers.js';
 import { IdentityRotation, type Rotation } from '../rotation/rotation.js';
-import { cayleyStep, frobenius, identityMatrix, newtonSchulz, orthonormalizeColumns, skewFromGradient } from './stiefel.js';
+import {
+  cayleyStep,
+  frobenius,
+  identityMatrix,
+  newtonSchulz,
+  orthonormalizeColumns,
+  skewFromGradient,
+} from './stiefel.js';
 import { splitmix32 } from '../numeric/prng.js';
 import { float32Pass } from './stream-rows.js';
 import type { WeightSource } from '../io/weights.js';
@@ -136,7 +143,14 @@ const CLEANUP_EVERY = 5;
 const WEIGHT_ERROR_SCALE = 2 ** 24;
 
 /** The objective at Q on rows `pick` (all when absent): the float16 proxy plus, compressed, the weights' error. */
-export function objective(x: ProxyData, q: Float32Array, o: ProxyOptions, weights?: WeightSamples, grad?: Float32Array, pick?: Uint32Array): ProxyValue {
+export function objective(
+  x: ProxyData,
+  q: Float32Array,
+  o: ProxyOptions,
+  weights?: WeightSamples,
+  grad?: Float32Array,
+  pick?: Uint32Array,
+): ProxyValue {
   const value = fp16Proxy(x, q, o, grad, pick);
   if (!weights) return value;
   const error = weightError(weights, q, grad, WEIGHT_ERROR_SCALE);
@@ -149,8 +163,10 @@ export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<
   const n = src.config.hidden;
   const maxSteps = o.maxSteps ?? 200;
   const budget = o.budgetSeconds ?? 60;
-  if (o.calibration.length === 0) throw new ModernBertError('BAD_ARGUMENT', 'rotation learning needs at least one calibration sequence');
-  if (!Number.isInteger(maxSteps) || maxSteps < 0) throw new ModernBertError('BAD_ARGUMENT', `maxSteps must be a non-negative integer, got ${maxSteps}`);
+  if (o.calibration.length === 0)
+    throw new ModernBertError('BAD_ARGUMENT', 'rotation learning needs at least one calibration sequence');
+  if (!Number.isInteger(maxSteps) || maxSteps < 0)
+    throw new ModernBertError('BAD_ARGUMENT', `maxSteps must be a non-negative integer, got ${maxSteps}`);
   if (!(budget >= 0)) throw new ModernBertError('BAD_ARGUMENT', `budgetSeconds must be non-negative, got ${budget}`);
   const hadamard = new HadamardRotation(n, o.seed); // validates the seed and the order first
   const seqs = o.calibration.length;
@@ -170,7 +186,8 @@ export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<
   };
 
   // 2. The fixed candidates.
-  const measure = async (r: Rotation) => brief(await emulatedAgreement(src, r, o.norm, o.precision, o.calibration, pass.outputs, tick, o.stored));
+  const measure = async (r: Rotation) =>
+    brief(await emulatedAgreement(src, r, o.norm, o.precision, o.calibration, pass.outputs, tick, o.stored));
   const identityQ = identityMatrix(n);
   const hadamardQ = hadamard.rightMul(identityQ, n, n);
   const folded = { ...proxyAt(identityQ), ...(await measure(new IdentityRotation(n))) };
@@ -180,7 +197,14 @@ export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<
 
   // 3. Cayley SGD on the proxy.
   const tOpt = performance.now();
-  const opt = optimise(x, start === 'hadamard' ? hadamardQ : identityQ, proxyOpts, { seed: o.seed, maxSteps, budget, onStep: o.onStep, tick, weights });
+  const opt = optimise(x, start === 'hadamard' ? hadamardQ : identityQ, proxyOpts, {
+    seed: o.seed,
+    maxSteps,
+    budget,
+    onStep: o.onStep,
+    tick,
+    weights,
+  });
   done = seqs * 3 + maxSteps; // steps cut short by the budget count as done
   o.onProgress?.(done, total);
   const optMs = performance.now() - tOpt;
@@ -194,14 +218,22 @@ export async function learnRotation(src: ModelSource, o: LearnOptions): Promise<
   const best = hadamardBetter
     ? { name: 'hadamard' as const, r: had, rot: hadamard as Rotation, q: hadamardQ }
     : { name: 'folded' as const, r: folded, rot: new IdentityRotation(n) as Rotation, q: identityQ };
-  const keep = Number.isFinite(learned.kl) && learned.median_kl <= (1 - MEDIAN_GAIN) * best.r.median_kl && learned.kl <= MEAN_GUARD * best.r.kl;
+  const keep =
+    Number.isFinite(learned.kl) &&
+    learned.median_kl <= (1 - MEDIAN_GAIN) * best.r.median_kl &&
+    learned.kl <= MEAN_GUARD * best.r.kl;
   const chosen: Candidate = keep ? 'learned' : best.name;
   const fmt = (v: number) => (Number.isFinite(v) ? v.toExponential(2) : String(v));
   const kls = (r: CandidateResult) => `${fmt(r.kl)} (median token ${fmt(r.median_kl)})`;
   const note = keep
     ? `learned rotation kept: ${o.precision} KL ${kls(learned)} against ${kls(folded)} folded and ${kls(had)} Hadamard on the calibration tokens`
     : `learned rotation discarded (${o.precision} KL ${kls(learned)} against ${kls(folded)} folded and ${kls(had)} Hadamard on the calibration tokens; it must beat the better one's median token KL by ${100 * MEDIAN_GAIN}%, within ${MEAN_GUARD}x of its KL): using ${best.name}`;
-  const seconds = { calibration: (tCal - t0) / 1000, measure: measureMs / 1000, optimise: optMs / 1000, total: (performance.now() - t0) / 1000 };
+  const seconds = {
+    calibration: (tCal - t0) / 1000,
+    measure: measureMs / 1000,
+    optimise: optMs / 1000,
+    total: (performance.now() - t0) / 1000,
+  };
   return {
     rotation: keep ? learnedRot : best.rot,
     matrix: keep ? opt.q : best.q,
@@ -248,7 +280,12 @@ interface OptimiseOptions {
  * decay), and every CLEANUP_EVERY steps a Newton–Schulz clean-up. Returns the Q with the lowest full-data
  * proxy among the start and the checkpoints, orthonormalized in float64.
  */
-export function optimise(x: ProxyData, q0: Float32Array, proxyOpts: ProxyOptions, o: OptimiseOptions): { q: Float32Array; steps: number; proxy: number } {
+export function optimise(
+  x: ProxyData,
+  q0: Float32Array,
+  proxyOpts: ProxyOptions,
+  o: OptimiseOptions,
+): { q: Float32Array; steps: number; proxy: number } {
   const n = x.n;
   const deadline = performance.now() + o.budget * 1000;
   const rng = splitmix32(o.seed ^ 0x5eed1e55);

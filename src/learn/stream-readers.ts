@@ -10,11 +10,17 @@ import { gemmSync } from '../runtime/kernels/index.js';
 function streamReaders(src: ModelSource): { weight: string; norm: string }[] {
   const readers: { weight: string; norm: string }[] = [];
   for (let l = 0; l < src.config.numLayers; l++) {
-    readers.push({ weight: `model.layers.${l}.attn.Wqkv.weight`, norm: l === 0 ? 'model.embeddings.norm.weight' : `model.layers.${l}.attn_norm.weight` });
+    readers.push({
+      weight: `model.layers.${l}.attn.Wqkv.weight`,
+      norm: l === 0 ? 'model.embeddings.norm.weight' : `model.layers.${l}.attn_norm.weight`,
+    });
     readers.push({ weight: `model.layers.${l}.mlp.Wi.weight`, norm: `model.layers.${l}.mlp_norm.weight` });
   }
   // Without a prediction head, whatever reads the last hidden state is unknown: the final norm's scale alone.
-  readers.push({ weight: src.weights.has('head.dense.weight') ? 'head.dense.weight' : '', norm: 'model.final_norm.weight' });
+  readers.push({
+    weight: src.weights.has('head.dense.weight') ? 'head.dense.weight' : '',
+    norm: 'model.final_norm.weight',
+  });
   return readers;
 }
 

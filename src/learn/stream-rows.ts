@@ -30,8 +30,11 @@ export interface Float32Pass {
 /** The head output of a forward pass as (V, P) columns: per-token (1, V, 1, P), or one pooled column. */
 export function headColumns(outputs: Map<string, RtTensor>): ReferenceOutput {
   const t = outputs.get('logits') ?? outputs.get('embedding') ?? outputs.get('hidden_states');
-  if (!t || !(t.data instanceof Float32Array)) throw new ModernBertError('INTERNAL', 'the model produced no float output');
-  return t.shape.length === 4 ? { data: t.data, V: t.shape[1]!, P: t.shape[3]! } : { data: t.data, V: t.shape[1]!, P: 1 };
+  if (!t || !(t.data instanceof Float32Array))
+    throw new ModernBertError('INTERNAL', 'the model produced no float output');
+  return t.shape.length === 4
+    ? { data: t.data, V: t.shape[1]!, P: t.shape[3]! }
+    : { data: t.data, V: t.shape[1]!, P: 1 };
 }
 
 /** Positions of the real tokens of a sequence. */
@@ -46,7 +49,12 @@ export function realPositions(s: Sequence): number[] {
  * embedding of each real token and the residual stream after the embedding norm and after every layer.
  * At most `maxRows` rows are kept, an evenly spaced subset when there are more.
  */
-export async function float32Pass(src: ModelSource, seqs: Sequence[], maxRows: number, onSequence?: () => void): Promise<Float32Pass> {
+export async function float32Pass(
+  src: ModelSource,
+  seqs: Sequence[],
+  maxRows: number,
+  onSequence?: () => void,
+): Promise<Float32Pass> {
   const { config: c } = src;
   const n = c.hidden;
   // One cached copy serves both the engine and the embedding rows (a synthetic table is computed per read).
@@ -75,7 +83,10 @@ export async function float32Pass(src: ModelSource, seqs: Sequence[], maxRows: n
     onSequence?.();
   }
   await shutdownRuntime(); // frees the weights the kernel workers still reference
-  const keep = raw.length <= maxRows ? raw : Array.from({ length: maxRows }, (_, i) => raw[Math.floor((i * raw.length) / maxRows)]!);
+  const keep =
+    raw.length <= maxRows
+      ? raw
+      : Array.from({ length: maxRows }, (_, i) => raw[Math.floor((i * raw.length) / maxRows)]!);
   return { stream: unitRows(keep, n), outputs, tokens };
 }
 

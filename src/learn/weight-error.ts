@@ -73,7 +73,10 @@ export function sampleWeights(src: ModelSource, spec: CompressSpec, seed: number
       const runs = pickRuns(cols, colRun);
       const w = runs.length * colRun;
       data = new Float32Array(rows * w);
-      for (let r = 0; r < rows; r++) runs.forEach((c, i) => data.set(t.data.subarray(r * cols + c * colRun, r * cols + (c + 1) * colRun), r * w + i * colRun));
+      for (let r = 0; r < rows; r++)
+        runs.forEach((c, i) =>
+          data.set(t.data.subarray(r * cols + c * colRun, r * cols + (c + 1) * colRun), r * w + i * colRun),
+        );
       shape = [rows, w];
     }
     let energy = 0;
@@ -115,7 +118,8 @@ export function weightError(w: WeightSamples, q: Float32Array, grad?: Float32Arr
     total += (err / s.energy) * per;
     if (!grad) continue;
     // Y = S·Q: ∂/∂Q = Sᵀ·G.  Y = Qᵀ·B: ∂/∂Q = B·Gᵀ.
-    if (s.kind === 'reader') gemmSync({ M: n, N: n, K: s.rows, a: s.data, b: g, c: grad, transA: true, accumulate: true });
+    if (s.kind === 'reader')
+      gemmSync({ M: n, N: n, K: s.rows, a: s.data, b: g, c: grad, transA: true, accumulate: true });
     else gemmSync({ M: n, N: n, K: s.cols, a: s.data, b: g, c: grad, transB: true, accumulate: true });
   }
   return total;

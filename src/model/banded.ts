@@ -128,11 +128,19 @@ function padBlocks(model: ModelGraph, t: Val, band: Band, fill: number, name: st
 // Windows of padded blocks (1, K, nb+2, B) -> (1, K, nb, 3B), or of blocks with the channels last
 // (1, B, nb+2, K) -> (1, 3B, nb, K), joined on `axis`: for block j, positions (j-1)B .. (j+2)B - 1 (padding
 // outside 0..S-1). `channels` [lo, hi) cuts the channels (the other axis of 1 and 3) to one head's.
-function windows(model: ModelGraph, blocks: Val, band: Band, axis: 1 | 3, name: string, channels?: [number, number]): Val {
+function windows(
+  model: ModelGraph,
+  blocks: Val,
+  band: Band,
+  axis: 1 | 3,
+  name: string,
+  channels?: [number, number],
+): Val {
   const { g } = model;
   const nb = band.blocks;
   const c = axis === 1 ? 3 : 1;
-  const at = (blocksAt: number, channel: number) => [0, 1, 2, 3].map((k) => (k === 2 ? blocksAt : k === c ? channel : 0));
+  const at = (blocksAt: number, channel: number) =>
+    [0, 1, 2, 3].map((k) => (k === 2 ? blocksAt : k === c ? channel : 0));
   const shifted = [0, 1, 2].map((d) =>
     g.op(
       'slice_by_index',

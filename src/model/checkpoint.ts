@@ -58,20 +58,32 @@ export function loadCheckpoint(dir: string): Checkpoint {
     isDir = statSync(dir).isDirectory();
   } catch (e) {
     const err = fileError(e, dir, 'model folder');
-    if (err.code === 'FILE_NOT_FOUND') throw new ModernBertError('FILE_NOT_FOUND', `model folder ${dir} does not exist`, { path: dir });
+    if (err.code === 'FILE_NOT_FOUND')
+      throw new ModernBertError('FILE_NOT_FOUND', `model folder ${dir} does not exist`, { path: dir });
     throw err;
   }
-  if (!isDir) throw new ModernBertError('BAD_INPUT', `${dir} is not a folder (expected a Hugging Face model folder or an .mlpackage)`, { path: dir });
+  if (!isDir)
+    throw new ModernBertError(
+      'BAD_INPUT',
+      `${dir} is not a folder (expected a Hugging Face model folder or an .mlpackage)`,
+      { path: dir },
+    );
   const configPath = join(dir, 'config.json');
   const rawConfig = readJson(configPath);
-  if (!isObject(rawConfig)) throw new ModernBertError('BAD_CONFIG', `${configPath}: not a JSON object`, { file: configPath });
+  if (!isObject(rawConfig))
+    throw new ModernBertError('BAD_CONFIG', `${configPath}: not a JSON object`, { file: configPath });
   let config = parseConfig(rawConfig, configPath);
 
   const files = openWeightFiles(dir);
   try {
     const weights = new CheckpointWeights(files, config);
     // Without id2label or num_labels the classifier's shape gives the number of labels.
-    if ((config.head === 'seqcls' || config.head === 'tokcls') && rawConfig.id2label === undefined && rawConfig.num_labels === undefined && weights.has('classifier.weight')) {
+    if (
+      (config.head === 'seqcls' || config.head === 'tokcls') &&
+      rawConfig.id2label === undefined &&
+      rawConfig.num_labels === undefined &&
+      weights.has('classifier.weight')
+    ) {
       const n = weights.shape('classifier.weight')[0]!;
       config = { ...config, labels: Array.from({ length: n }, (_, i) => `LABEL_${i}`) };
     }
@@ -105,7 +117,11 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
       // The index must describe the shards: a tensor listed in a shard that lacks it means a mixed-up folder.
       for (const [name, s] of entries) {
         const file = opened[shards.indexOf(s)]!;
-        if (!file.tensors.has(name)) throw new ModernBertError('CORRUPT_FILE', `${index} puts tensor "${name}" in ${s}, which does not hold it`, { file: index, tensor: name });
+        if (!file.tensors.has(name))
+          throw new ModernBertError('CORRUPT_FILE', `${index} puts tensor "${name}" in ${s}, which does not hold it`, {
+            file: index,
+            tensor: name,
+          });
       }
     } catch (e) {
       opened.forEach((f) => f.close());
@@ -113,8 +129,14 @@ function openWeightFiles(dir: string): SafetensorsFile[] {
     }
     return opened;
   }
-  const hint = existsSync(join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is not supported: save with safe_serialization=True)' : '';
-  throw new ModernBertError('FILE_NOT_FOUND', `${dir} has no model.safetensors or model.safetensors.index.json${hint}`, { path: dir });
+  const hint = existsSync(join(dir, 'pytorch_model.bin'))
+    ? ' (pytorch_model.bin is not supported: save with safe_serialization=True)'
+    : '';
+  throw new ModernBertError(
+    'FILE_NOT_FOUND',
+    `${dir} has no model.safetensors or model.safetensors.index.json${hint}`,
+    { path: dir },
+  );
 }
 
 /** The tensor -> shard entries of model.safetensors.index.json, and its shards (each named once). */
@@ -124,7 +146,12 @@ function readIndex(index: string): { entries: [string, string][]; shards: string
   if (!isObject(map)) throw new ModernBertError('CORRUPT_FILE', `${index} has no "weight_map" object`, { file: index });
   const entries = Object.entries(map);
   const notShard = entries.find(([, s]) => typeof s !== 'string' || s === '');
-  if (notShard) throw new ModernBertError('CORRUPT_FILE', `${index}: weight_map gives ${brief(notShard[1])} as the shard of "${brief(notShard[0], 80)}"`, { file: index, tensor: notShard[0] });
+  if (notShard)
+    throw new ModernBertError(
+      'CORRUPT_FILE',
+      `${index}: weight_map gives ${brief(notShard[1])} as the shard of "${brief(notShard[0], 80)}"`,
+      { file: index, tensor: notShard[0] },
+    );
   return { entries: entries as [string, string][], shards: [...new Set(entries.map(([, s]) => s as string))] };
 }
 
@@ -136,8 +163,17 @@ function readIndex(index: string): { entries: [string, string][]; shards: string
  */
 function shardPath(dir: string, name: string, index: string): string {
   const outside = (): ModernBertError =>
-    new ModernBertError('CORRUPT_FILE', `${index} names shard ${brief(name, 80)}, which is not a file inside ${dir}`, { file: index, shard: name });
-  if (isAbsolute(name) || name.includes('\\') || name.split('/').some((part) => part === '..' || part === '') || name.includes('\0')) throw outside();
+    new ModernBertError('CORRUPT_FILE', `${index} names shard ${brief(name, 80)}, which is not a file inside ${dir}`, {
+      file: index,
+      shard: name,
+    });
+  if (
+    isAbsolute(name) ||
+    name.includes('\\') ||
+    name.split('/').some((part) => part === '..' || part === '') ||
+    name.includes('\0')
+  )
+    throw outside();
   const path = join(dir, name);
   let real: string;
   let realDir: string;
@@ -179,9 +215,11 @@ class CheckpointWeights implements WeightSource {
     for (const file of files) {
       for (const stored of file.tensors.keys()) {
         // ModernBertModel checkpoints (and sentence-transformers) store the body without "model.".
-        const isBody = stored.startsWith('embeddings.') || stored.startsWith('layers.') || stored.startsWith('final_norm.');
+        const isBody =
+          stored.startsWith('embeddings.') || stored.startsWith('layers.') || stored.startsWith('final_norm.');
         const name = isBody ? `model.${stored}` : stored;
-        if (this.where.has(name)) throw new ModernBertError('CORRUPT_FILE', `tensor "${name}" is stored twice`, { tensor: name });
+        if (this.where.has(name))
+          throw new ModernBertError('CORRUPT_FILE', `tensor "${name}" is stored twice`, { tensor: name });
         this.where.set(name, { file, stored });
       }
     }
@@ -269,16 +307,28 @@ function checkShapes(weights: WeightSource, config: ModernBertConfig, dir: strin
   const expected = expectedTensors(config);
   for (const [name, shape] of expected) {
     if (!weights.has(name)) {
-      throw new ModernBertError('BAD_CONFIG', `${dir}: the config implies tensor "${name}" [${shape.join(', ')}], which the weights do not have`, { tensor: name });
+      throw new ModernBertError(
+        'BAD_CONFIG',
+        `${dir}: the config implies tensor "${name}" [${shape.join(', ')}], which the weights do not have`,
+        { tensor: name },
+      );
     }
     const got = weights.shape(name);
     if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
-      throw new ModernBertError('SHAPE_MISMATCH', `${dir}: tensor "${name}" has shape [${got.join(', ')}] but the config implies [${shape.join(', ')}]`, { tensor: name, got, expected: shape });
+      throw new ModernBertError(
+        'SHAPE_MISMATCH',
+        `${dir}: tensor "${name}" has shape [${got.join(', ')}] but the config implies [${shape.join(', ')}]`,
+        { tensor: name, got, expected: shape },
+      );
     }
   }
   const extra = weights.names().filter((k) => !expected.has(k));
   if (extra.length > 0) {
-    throw new ModernBertError('BAD_CONFIG', `${dir}: the weights hold tensor${extra.length > 1 ? 's' : ''} that the config does not describe: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`, { tensors: extra });
+    throw new ModernBertError(
+      'BAD_CONFIG',
+      `${dir}: the weights hold tensor${extra.length > 1 ? 's' : ''} that the config does not describe: ${extra.slice(0, 5).join(', ')}${extra.length > 5 ? ', ...' : ''}`,
+      { tensors: extra },
+    );
   }
 }
 
@@ -294,13 +344,18 @@ function readModules(dir: string): SentenceModule[] | undefined {
   const modulesPath = join(dir, 'modules.json');
   if (!existsSync(modulesPath)) return undefined;
   const modules = readJson(modulesPath);
-  if (!Array.isArray(modules)) throw new ModernBertError('CORRUPT_FILE', `${modulesPath} is not a list of modules`, { file: modulesPath });
+  if (!Array.isArray(modules))
+    throw new ModernBertError('CORRUPT_FILE', `${modulesPath} is not a list of modules`, { file: modulesPath });
   return (modules as unknown[]).map((m) => {
     const type = isObject(m) && typeof m.type === 'string' ? m.type : '';
     if (!type.endsWith('.Pooling')) return { type };
     const sub = isObject(m) && m.path !== undefined ? m.path : '1_Pooling';
     if (typeof sub !== 'string' || isAbsolute(sub) || sub.split(/[\\/]/).includes('..')) {
-      throw new ModernBertError('CORRUPT_FILE', `${modulesPath}: the Pooling module's path ${brief(sub)} is not a folder inside ${dir}`, { file: modulesPath });
+      throw new ModernBertError(
+        'CORRUPT_FILE',
+        `${modulesPath}: the Pooling module's path ${brief(sub)} is not a folder inside ${dir}`,
+        { file: modulesPath },
+      );
     }
     return { type, config: [...sub.split(/[\\/]/).filter((p) => p !== '' && p !== '.'), 'config.json'].join('/') };
   });
@@ -317,18 +372,29 @@ function readEmbeddingSpec(dir: string): EmbeddingSpec | undefined {
       const cfgPath = join(dir, config);
       const p = readJson(cfgPath);
       if (!isObject(p)) throw new ModernBertError('CORRUPT_FILE', `${cfgPath} is not a JSON object`, { file: cfgPath });
-      const modes = Object.entries(p).filter(([k, v]) => k.startsWith('pooling_mode') && v === true).map(([k]) => k);
+      const modes = Object.entries(p)
+        .filter(([k, v]) => k.startsWith('pooling_mode') && v === true)
+        .map(([k]) => k);
       if (modes.length !== 1 || (modes[0] !== 'pooling_mode_mean_tokens' && modes[0] !== 'pooling_mode_cls_token')) {
-        throw new ModernBertError('UNSUPPORTED', `${cfgPath}: pooling ${modes.join(' + ') || '(none)'} is not supported (mean tokens or cls token)`, { file: cfgPath });
+        throw new ModernBertError(
+          'UNSUPPORTED',
+          `${cfgPath}: pooling ${modes.join(' + ') || '(none)'} is not supported (mean tokens or cls token)`,
+          { file: cfgPath },
+        );
       }
       pooling = modes[0] === 'pooling_mode_mean_tokens' ? 'mean' : 'cls';
     } else if (type.endsWith('.Normalize')) {
       normalize = true;
     } else if (!type.endsWith('.Transformer')) {
-      throw new ModernBertError('UNSUPPORTED', `${modulesPath}: sentence-transformers module ${type} is not supported (Transformer, Pooling, Normalize)`, { file: modulesPath });
+      throw new ModernBertError(
+        'UNSUPPORTED',
+        `${modulesPath}: sentence-transformers module ${type} is not supported (Transformer, Pooling, Normalize)`,
+        { file: modulesPath },
+      );
     }
   }
-  if (!pooling) throw new ModernBertError('CORRUPT_FILE', `${modulesPath} lists no Pooling module`, { file: modulesPath });
+  if (!pooling)
+    throw new ModernBertError('CORRUPT_FILE', `${modulesPath} lists no Pooling module`, { file: modulesPath });
   return { pooling, normalize };
 }
 
@@ -336,7 +402,15 @@ function readEmbeddingSpec(dir: string): EmbeddingSpec | undefined {
  * The files of a checkpoint folder that loading it (with its tokenizer) reads at its top; convert also
  * copies special_tokens_map.json into a package. A Hub download fetches these and referencedFiles', nothing else.
  */
-export const CHECKPOINT_FILES = ['config.json', 'model.safetensors', 'model.safetensors.index.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'modules.json'] as const;
+export const CHECKPOINT_FILES = [
+  'config.json',
+  'model.safetensors',
+  'model.safetensors.index.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'modules.json',
+] as const;
 
 /**
  * The further files that a folder's own top-level files name: the shards of model.safetensors.index.json

@@ -72,16 +72,51 @@ const DEFAULTS = {
 // Fields that do not change inference (training switches, dropout, bookkeeping of transformers'
 // PretrainedConfig). Anything outside this list and the fields read below is an error.
 const IGNORED = new Set([
-  'architectures', 'model_type', 'transformers_version', 'torch_dtype', 'dtype', '_name_or_path',
-  'attention_dropout', 'embedding_dropout', 'mlp_dropout', 'classifier_dropout', 'deterministic_flash_attn',
-  'initializer_range', 'initializer_cutoff_factor', 'reference_compile', 'gradient_checkpointing',
-  'sparse_prediction', 'sparse_pred_ignore_index', 'repad_logits_with_grad', 'bos_token_id', 'eos_token_id',
-  'label2id', 'problem_type', 'output_hidden_states', 'output_attentions', 'return_dict', 'use_return_dict',
-  'chunk_size_feed_forward', 'is_encoder_decoder', 'is_decoder', 'add_cross_attention', 'tie_encoder_decoder',
-  'cross_attention_hidden_size', 'decoder_start_token_id', 'finetuning_task', 'tokenizer_class', 'prefix',
-  'task_specific_params', 'torchscript', 'use_bfloat16', 'pruned_heads', 'use_cache', 'num_labels',
+  'architectures',
+  'model_type',
+  'transformers_version',
+  'torch_dtype',
+  'dtype',
+  '_name_or_path',
+  'attention_dropout',
+  'embedding_dropout',
+  'mlp_dropout',
+  'classifier_dropout',
+  'deterministic_flash_attn',
+  'initializer_range',
+  'initializer_cutoff_factor',
+  'reference_compile',
+  'gradient_checkpointing',
+  'sparse_prediction',
+  'sparse_pred_ignore_index',
+  'repad_logits_with_grad',
+  'bos_token_id',
+  'eos_token_id',
+  'label2id',
+  'problem_type',
+  'output_hidden_states',
+  'output_attentions',
+  'return_dict',
+  'use_return_dict',
+  'chunk_size_feed_forward',
+  'is_encoder_decoder',
+  'is_decoder',
+  'add_cross_attention',
+  'tie_encoder_decoder',
+  'cross_attention_hidden_size',
+  'decoder_start_token_id',
+  'finetuning_task',
+  'tokenizer_class',
+  'prefix',
+  'task_specific_params',
+  'torchscript',
+  'use_bfloat16',
+  'pruned_heads',
+  'use_cache',
+  'num_labels',
   // Left over in the released checkpoints' configs; transformers' ModernBERT never reads them.
-  'position_embedding_type', 'layer_norm_eps',
+  'position_embedding_type',
+  'layer_norm_eps',
 ]);
 
 // Maps, not object literals: a name such as "toString" or "constructor" must not find Object.prototype's.
@@ -130,7 +165,8 @@ export function parseConfig(json: unknown, source = 'config.json'): ModernBertCo
   const intermediate = r.num('intermediate_size', { int: true, min: 1 });
   const numLayers = r.num('num_hidden_layers', { int: true, min: 1 });
   const numHeads = r.num('num_attention_heads', { int: true, min: 1 });
-  if (hidden % numHeads !== 0) r.bad(`hidden_size ${hidden} is not divisible by num_attention_heads ${numHeads}`, 'num_attention_heads');
+  if (hidden % numHeads !== 0)
+    r.bad(`hidden_size ${hidden} is not divisible by num_attention_heads ${numHeads}`, 'num_attention_heads');
   const headDim = hidden / numHeads;
   if (headDim % 2 !== 0) r.bad(`head dimension ${headDim} must be even for rotary embeddings`, 'num_attention_heads');
   const maxPositions = r.num('max_position_embeddings', { int: true, min: 1 });
@@ -179,13 +215,19 @@ class ConfigReader {
   readonly c: Json;
   private readonly read = new Set<string>();
 
-  constructor(json: unknown, private readonly source: string) {
+  constructor(
+    json: unknown,
+    private readonly source: string,
+  ) {
     if (typeof json !== 'object' || json === null || Array.isArray(json)) this.bad('not a JSON object');
     this.c = json as Json;
   }
 
   bad(msg: string, field?: string): never {
-    throw new ModernBertError('BAD_CONFIG', `${this.source}: ${msg}`, { file: this.source, ...(field ? { field } : {}) });
+    throw new ModernBertError('BAD_CONFIG', `${this.source}: ${msg}`, {
+      file: this.source,
+      ...(field ? { field } : {}),
+    });
   }
 
   unsupported(msg: string, field: string): never {
@@ -200,17 +242,22 @@ class ConfigReader {
   /** A field's value, or its default when absent; own properties only. */
   field(name: string): unknown {
     const { c } = this;
-    return (Object.hasOwn(c, name) ? c[name] : undefined) ?? (Object.hasOwn(DEFAULTS, name) ? (DEFAULTS as Record<string, unknown>)[name] : undefined);
+    return (
+      (Object.hasOwn(c, name) ? c[name] : undefined) ??
+      (Object.hasOwn(DEFAULTS, name) ? (DEFAULTS as Record<string, unknown>)[name] : undefined)
+    );
   }
 
   num(name: string, opts: { int?: boolean; min?: number } = {}): number {
     this.read.add(name);
     const v = this.field(name);
-    if (typeof v !== 'number' || !Number.isFinite(v)) return this.bad(`"${name}" must be a number, got ${brief(v)}`, name);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      return this.bad(`"${name}" must be a number, got ${brief(v)}`, name);
     if (opts.int && !Number.isInteger(v)) this.bad(`"${name}" must be an integer, got ${v}`, name);
     if (opts.min !== undefined && v < opts.min) this.bad(`"${name}" must be at least ${opts.min}, got ${v}`, name);
     const max = Object.hasOwn(CONFIG_LIMITS, name) ? CONFIG_LIMITS[name as keyof typeof CONFIG_LIMITS] : undefined;
-    if (max !== undefined && v > max) this.bad(`"${name}" is ${v}, more than the ${max} this tool accepts (the file is probably corrupt)`, name);
+    if (max !== undefined && v > max)
+      this.bad(`"${name}" is ${v}, more than the ${max} this tool accepts (the file is probably corrupt)`, name);
     return v;
   }
 
@@ -231,7 +278,11 @@ class ConfigReader {
     this.read.add(name);
     const v = this.field(name);
     const a = typeof v === 'string' ? ACTIVATIONS.get(v) : undefined;
-    if (!a) this.unsupported(`"${name}" = ${brief(v)} is not supported (supported: ${[...ACTIVATIONS.keys()].join(', ')})`, name);
+    if (!a)
+      this.unsupported(
+        `"${name}" = ${brief(v)} is not supported (supported: ${[...ACTIVATIONS.keys()].join(', ')})`,
+        name,
+      );
     return a!;
   }
 
@@ -239,8 +290,11 @@ class ConfigReader {
   checkAllRead(): void {
     const unknown = Object.keys(this.c).filter((k) => !this.read.has(k) && !IGNORED.has(k));
     if (unknown.length > 0) {
-      this.bad(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}: ` +
-        'modernbert-ane does not know whether it changes the model', unknown[0]);
+      this.bad(
+        `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `"${k}"`).join(', ')}: ` +
+          'modernbert-ane does not know whether it changes the model',
+        unknown[0],
+      );
     }
   }
 }
@@ -260,7 +314,11 @@ function architectureOf(r: ConfigReader): { architecture: string; head: HeadKind
     architecture = (archs as string[])[0]!;
   }
   const head = HEADS.get(architecture);
-  if (!head) return r.unsupported(`"architectures" names ${brief(architecture)}, which is not supported (supported: ${[...HEADS.keys()].join(', ')})`, 'architectures');
+  if (!head)
+    return r.unsupported(
+      `"architectures" names ${brief(architecture)}, which is not supported (supported: ${[...HEADS.keys()].join(', ')})`,
+      'architectures',
+    );
   return { architecture, head };
 }
 
@@ -279,7 +337,10 @@ function layerTypesOf(r: ConfigReader, numLayers: number): AttentionKind[] {
   const layerTypes = (lt as unknown[]).map((t, i): AttentionKind => {
     if (t === 'full_attention') return 'global';
     if (t === 'sliding_attention') return 'local';
-    return r.unsupported(`layer_types[${i}] = ${brief(t)} is not supported (full_attention, sliding_attention)`, 'layer_types');
+    return r.unsupported(
+      `layer_types[${i}] = ${brief(t)} is not supported (full_attention, sliding_attention)`,
+      'layer_types',
+    );
   });
   if (c.global_attn_every_n_layers !== undefined) r.mark('global_attn_every_n_layers');
   return layerTypes;
@@ -300,32 +361,41 @@ function ropeThetas(r: ConfigReader): { globalRopeTheta: number; localRopeTheta:
     };
   }
   for (const k of ['rope_scaling', 'rope_theta']) {
-    if (c[k] !== undefined && c[k] !== null) r.unsupported(`"${k}" is not supported by ModernBERT (use rope_parameters)`, k);
+    if (c[k] !== undefined && c[k] !== null)
+      r.unsupported(`"${k}" is not supported by ModernBERT (use rope_parameters)`, k);
   }
   return thetas;
 }
 
 /** 5.x rope_parameters: {full_attention: {rope_type, rope_theta}, sliding_attention: {...}}. */
 function ropeParameters(r: ConfigReader, rp: Json): { globalRopeTheta: number; localRopeTheta: number } {
-  if (typeof rp !== 'object' || Array.isArray(rp)) r.bad(`"rope_parameters" must be an object keyed by layer type, got ${brief(rp)}`, 'rope_parameters');
+  if (typeof rp !== 'object' || Array.isArray(rp))
+    r.bad(`"rope_parameters" must be an object keyed by layer type, got ${brief(rp)}`, 'rope_parameters');
   // ModernBERT keys them by layer type; anything else (a flat {rope_type, ...}, another kind) would be ignored.
   for (const k of Object.keys(rp)) {
     if (k !== 'full_attention' && k !== 'sliding_attention') {
-      r.unsupported(`rope_parameters.${k} = ${brief(rp[k])} is not supported (ModernBERT's rope_parameters hold full_attention and sliding_attention)`, 'rope_parameters');
+      r.unsupported(
+        `rope_parameters.${k} = ${brief(rp[k])} is not supported (ModernBERT's rope_parameters hold full_attention and sliding_attention)`,
+        'rope_parameters',
+      );
     }
   }
   const theta = (kind: string, fallback: string): number => {
     const p = rp[kind] as Json | undefined;
     if (p === undefined) return r.positive(r.num(fallback), fallback);
-    if (typeof p !== 'object' || p === null) return r.bad(`rope_parameters.${kind} must be an object`, 'rope_parameters');
+    if (typeof p !== 'object' || p === null)
+      return r.bad(`rope_parameters.${kind} must be an object`, 'rope_parameters');
     const type = p.rope_type ?? 'default';
-    if (type !== 'default') r.unsupported(`rope_parameters.${kind}.rope_type ${brief(type)} is not supported (default)`, 'rope_parameters');
+    if (type !== 'default')
+      r.unsupported(`rope_parameters.${kind}.rope_type ${brief(type)} is not supported (default)`, 'rope_parameters');
     for (const k of Object.keys(p)) {
-      if (k !== 'rope_type' && k !== 'rope_theta') r.unsupported(`rope_parameters.${kind}.${k} is not supported`, 'rope_parameters');
+      if (k !== 'rope_type' && k !== 'rope_theta')
+        r.unsupported(`rope_parameters.${kind}.${k} is not supported`, 'rope_parameters');
     }
     // transformers fills a missing rope_theta from the 4.x field or its default.
     if (p.rope_theta === undefined) return r.positive(r.num(fallback), fallback);
-    if (typeof p.rope_theta !== 'number') return r.bad(`rope_parameters.${kind}.rope_theta must be a number`, 'rope_parameters');
+    if (typeof p.rope_theta !== 'number')
+      return r.bad(`rope_parameters.${kind}.rope_theta must be a number`, 'rope_parameters');
     return r.positive(p.rope_theta, `rope_parameters.${kind}.rope_theta`, 'rope_parameters');
   };
   const globalRopeTheta = theta('full_attention', 'global_rope_theta');
@@ -350,14 +420,22 @@ function labelsOf(r: ConfigReader, head: HeadKind): string[] {
   if (id2label !== undefined && (typeof id2label !== 'object' || Array.isArray(id2label))) {
     r.bad(`"id2label" must be an object {"0": "name", ...}, got ${brief(id2label)}`, 'id2label');
   }
-  if (c.num_labels !== undefined && (typeof c.num_labels !== 'number' || !Number.isInteger(c.num_labels) || c.num_labels < 1)) {
+  if (
+    c.num_labels !== undefined &&
+    (typeof c.num_labels !== 'number' || !Number.isInteger(c.num_labels) || c.num_labels < 1)
+  ) {
     r.bad(`"num_labels" must be a positive integer, got ${brief(c.num_labels)}`, 'num_labels');
   }
   const n = id2label ? Object.keys(id2label).length : typeof c.num_labels === 'number' ? c.num_labels : 2;
-  if (n > CONFIG_LIMITS.num_labels) r.bad(`${id2label ? 'id2label lists' : '"num_labels" is'} ${n} classes, more than the ${CONFIG_LIMITS.num_labels} this tool accepts`, id2label ? 'id2label' : 'num_labels');
+  if (n > CONFIG_LIMITS.num_labels)
+    r.bad(
+      `${id2label ? 'id2label lists' : '"num_labels" is'} ${n} classes, more than the ${CONFIG_LIMITS.num_labels} this tool accepts`,
+      id2label ? 'id2label' : 'num_labels',
+    );
   return Array.from({ length: n }, (_, i) => {
     const name = id2label && Object.hasOwn(id2label, String(i)) ? id2label[String(i)] : undefined;
-    if (id2label && typeof name !== 'string') r.bad(`id2label must name every class 0..${n - 1}; "${i}" is missing`, 'id2label');
+    if (id2label && typeof name !== 'string')
+      r.bad(`id2label must name every class 0..${n - 1}; "${i}" is missing`, 'id2label');
     return (name as string | undefined) ?? `LABEL_${i}`;
   });
 }
@@ -367,8 +445,16 @@ function labelsOf(r: ConfigReader, head: HeadKind): string[] {
 function checkTokenIds(r: ConfigReader, config: ModernBertConfig): void {
   const { c } = r;
   const { vocabSize } = config;
-  for (const [name, id] of [['pad_token_id', config.padTokenId], ['cls_token_id', config.clsTokenId], ['sep_token_id', config.sepTokenId]] as const) {
-    if (id >= vocabSize) r.bad(`"${name}" is ${id}${Object.hasOwn(c, name) ? '' : ' (the default)'}, outside the vocabulary of ${vocabSize} tokens (0..${vocabSize - 1})`, name);
+  for (const [name, id] of [
+    ['pad_token_id', config.padTokenId],
+    ['cls_token_id', config.clsTokenId],
+    ['sep_token_id', config.sepTokenId],
+  ] as const) {
+    if (id >= vocabSize)
+      r.bad(
+        `"${name}" is ${id}${Object.hasOwn(c, name) ? '' : ' (the default)'}, outside the vocabulary of ${vocabSize} tokens (0..${vocabSize - 1})`,
+        name,
+      );
   }
   for (const name of ['bos_token_id', 'eos_token_id']) {
     const v = Object.hasOwn(c, name) ? c[name] : undefined;

@@ -174,12 +174,21 @@ function fullAttention(model: ModelGraph, maskFor: MaskFor, q: Val, k: Val, v: V
   const spans = chunks
     ? Array.from({ length: chunks }, (_, j) => [j * chunk, Math.min(S as number, (j + 1) * chunk)] as const)
     : [null];
-  const qChunks = chunks ? g.split(q, 3, spans.map((s) => s![1] - s![0]), `${n}_q_chunks`) : [q]; // (1, C, 1, chunk)
+  const qChunks = chunks
+    ? g.split(
+        q,
+        3,
+        spans.map((s) => s![1] - s![0]),
+        `${n}_q_chunks`,
+      )
+    : [q]; // (1, C, 1, chunk)
   const qs = qChunks.map((qc, j) => g.split(qc, 1, H, chunks ? `${n}_c${j}_q` : `${n}_q`)); // [chunk][head] (1, D, 1, chunk)
   const masks = spans.map((span, j) => maskFor(span, `${n}_mask${span ? `_c${j}` : ''}`));
   const heads = ks.map((kh, head) => {
     const m = `${n}_h${head}`;
-    const outs = spans.map((span, j) => attentionHead(model, kh, qs[j]![head]!, masks[j]!, vs[head]!, span ? `${m}_c${j}` : m));
+    const outs = spans.map((span, j) =>
+      attentionHead(model, kh, qs[j]![head]!, masks[j]!, vs[head]!, span ? `${m}_c${j}` : m),
+    );
     return outs.length === 1 ? outs[0]! : g.op('concat', { values: outs, axis: i32(3) }, `${m}_out`); // (1, D, 1, S)
   });
   return g.op('concat', { values: heads, axis: i32(1) }, `${n}_heads`); // (1, C, 1, S)
@@ -252,7 +261,14 @@ function activation(model: ModelGraph, h: Val, a: Activation, name: string): Val
 /** A checkpoint tensor as a graph constant, loaded when the graph needs it. */
 function checkpointWeight(model: ModelGraph, name: string, shape?: number[]): Val {
   const weights = model.source.weights;
-  return model.g.weight(name, shape ?? weights.shape(name), () => weights.get(name).data, undefined, name, weights.location?.(name));
+  return model.g.weight(
+    name,
+    shape ?? weights.shape(name),
+    () => weights.get(name).data,
+    undefined,
+    name,
+    weights.location?.(name),
+  );
 }
 
 // ---- heads ---------------------------------------------------------------------------------------------
@@ -274,7 +290,8 @@ function head(
       'head_norm',
     );
   };
-  const indices = (): Val | Literal => (positions === 'input' ? g.input('head_positions', 'int32', ['P']) : i32(positions!));
+  const indices = (): Val | Literal =>
+    positions === 'input' ? g.input('head_positions', 'int32', ['P']) : i32(positions!);
   const atPositions = (h: Val): Val =>
     positions ? g.op('gather', { x: h, indices: indices(), axis: i32(3) }, 'at_positions') : h; // (1, C, 1, P)
   switch (kind) {

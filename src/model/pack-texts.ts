@@ -21,7 +21,12 @@ export interface PackedWindow {
 class LazyWindow implements PackedWindow {
   readonly starts: number[] = [];
 
-  constructor(readonly texts: number[], private readonly source: readonly (readonly number[])[], private readonly length: number, private readonly pad: number) {
+  constructor(
+    readonly texts: number[],
+    private readonly source: readonly (readonly number[])[],
+    private readonly length: number,
+    private readonly pad: number,
+  ) {
     let at = 0;
     for (const t of texts) {
       this.starts.push(at);
@@ -75,7 +80,12 @@ class RoomTree {
 }
 
 /** Packs texts (token ids) into windows of `window` tokens holding at most `perWindow` texts each. */
-export function packTexts(texts: readonly (readonly number[])[], window: number, perWindow: number, pad: number): PackedWindow[] {
+export function packTexts(
+  texts: readonly (readonly number[])[],
+  window: number,
+  perWindow: number,
+  pad: number,
+): PackedWindow[] {
   const order = texts.map((_, i) => i).sort((a, b) => texts[b]!.length - texts[a]!.length || a - b);
   const bins: { texts: number[]; used: number }[] = [];
   const tree = new RoomTree(texts.length);

@@ -88,7 +88,11 @@ export function packing(model: ModelGraph, K: number): Packing {
       (first ??= g.op(
         'cast',
         {
-          x: g.op('logical_and', { x: g.op('equal', { x: t, y: starts }, 'pack_is_start'), y: isMember }, 'pack_is_first'),
+          x: g.op(
+            'logical_and',
+            { x: g.op('equal', { x: t, y: starts }, 'pack_is_start'), y: isMember },
+            'pack_is_first',
+          ),
           dtype: str(g.dtype),
         },
         'pack_first',

@@ -29,7 +29,11 @@ export interface Variant {
 /** Prepares a variant; a learned rotation is passed in (learn/learned.ts computes it). */
 export function prepareVariant(src: ModelSource, spec: VariantSpec, learned?: Rotation): Variant {
   if (!spec.fold) {
-    if (spec.rotation !== 'none') throw new ModernBertError('BAD_ARGUMENT', `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${spec.rotation}`);
+    if (spec.rotation !== 'none')
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `--no-fold keeps the plain LayerNorm model and cannot be combined with --rotation ${spec.rotation}`,
+      );
     return { source: src, norm: 'layernorm', name: 'layernorm' };
   }
   const n = src.config.hidden;
@@ -37,7 +41,8 @@ export function prepareVariant(src: ModelSource, spec: VariantSpec, learned?: Ro
   if (spec.rotation === 'none') rotation = new IdentityRotation(n);
   else if (spec.rotation === 'hadamard') rotation = new HadamardRotation(n, spec.seed);
   else {
-    if (!learned) throw new ModernBertError('INTERNAL', 'a learned rotation must be computed before preparing its variant');
+    if (!learned)
+      throw new ModernBertError('INTERNAL', 'a learned rotation must be computed before preparing its variant');
     rotation = learned;
   }
   const weights = foldWeights(src.weights, src.config, rotation);

@@ -30,7 +30,12 @@ export function nonFiniteError(what: string, value: number, where: string, cause
 }
 
 /** Throws nonFiniteError when `data` (of `shape`) holds NaN or infinity. */
-export function assertFinite(data: ArrayLike<number>, what: string, shape: readonly number[] = [data.length], cause = CAUSE): void {
+export function assertFinite(
+  data: ArrayLike<number>,
+  what: string,
+  shape: readonly number[] = [data.length],
+  cause = CAUSE,
+): void {
   const i = firstNonFinite(data);
   if (i >= 0) throw nonFiniteError(what, data[i]!, `(first at ${indexIn(i, shape)} of [${shape.join(', ')}])`, cause);
 }

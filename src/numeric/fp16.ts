@@ -86,7 +86,8 @@ export function encodeF16(src: Float32Array, dst: Uint16Array = new Uint16Array(
     const b = u[i]!;
     const abs = b & 0x7fffffff;
     // Normal float16 range that cannot round up past 65504: round the mantissa, rebias the exponent.
-    if (abs >= 0x38800000 && abs < 0x477ff000) dst[i] = ((b >>> 16) & 0x8000) | ((abs + 0xfff + ((abs >>> 13) & 1) - 0x38000000) >>> 13);
+    if (abs >= 0x38800000 && abs < 0x477ff000)
+      dst[i] = ((b >>> 16) & 0x8000) | ((abs + 0xfff + ((abs >>> 13) & 1) - 0x38000000) >>> 13);
     else if (abs === 0) dst[i] = (b >>> 16) & 0x8000;
     else dst[i] = f32ToF16Bits(src[i]!); // subnormals, overflow, inf, NaN
   }

@@ -17,7 +17,16 @@
 // per-head values read elsewhere (taps) are kept, since only ops that nothing reads are dropped.
 
 import { ModernBertError } from '../errors.js';
-import { isLiteral, literal, type Arg, type Dim, type Graph, type Literal, type Op, type TensorType } from '../ir/graph.js';
+import {
+  isLiteral,
+  literal,
+  type Arg,
+  type Dim,
+  type Graph,
+  type Literal,
+  type Op,
+  type TensorType,
+} from '../ir/graph.js';
 import { inferArgs, inputTypesOf, opDef } from '../ops/index.js';
 
 const SCORES = 'bkhc,bchq->bkhq';
@@ -53,7 +62,8 @@ export function batchHeads(graph: Graph): Graph {
 }
 
 const i32 = (v: number[]) => literal('int32', v);
-const lit = (op: Op, key: string): Literal | undefined => (isLiteral(op.inputs[key]) ? (op.inputs[key] as Literal) : undefined);
+const lit = (op: Op, key: string): Literal | undefined =>
+  isLiteral(op.inputs[key]) ? (op.inputs[key] as Literal) : undefined;
 function ints(op: Op, key: string): number[] | undefined {
   const l = lit(op, key);
   return l && typeof l.value !== 'string' ? l.value.map(Number) : undefined;
@@ -68,7 +78,12 @@ function axisOf(op: Op, rank: number): number | undefined {
 }
 /** Whether the ops take the same inputs but `except`. */
 function sameParams(ops: Op[], except: string): boolean {
-  const key = (op: Op) => JSON.stringify(Object.entries(op.inputs).filter(([k]) => k !== except).sort());
+  const key = (op: Op) =>
+    JSON.stringify(
+      Object.entries(op.inputs)
+        .filter(([k]) => k !== except)
+        .sort(),
+    );
   return ops.every((o) => key(o) === key(ops[0]!));
 }
 
@@ -84,7 +99,8 @@ class HeadBatcher {
   constructor(graph: Graph) {
     for (const v of graph.inputs) this.types.set(v.name, v.type);
     for (const c of graph.consts.values()) this.types.set(c.name, c.type);
-    for (const op of graph.ops) for (const v of op.outputs) (this.producer.set(v.name, op), this.types.set(v.name, v.type));
+    for (const op of graph.ops)
+      for (const v of op.outputs) (this.producer.set(v.name, op), this.types.set(v.name, v.type));
     this.taken = new Set(this.types.keys());
   }
 
@@ -105,27 +121,81 @@ class HeadBatcher {
     const base = concat.name;
     const outs = parts.map((p, j) => {
       const b = `${base}_c${j}`;
-      const q = this.emit('transpose', { x: this.emit('reshape', { x: p.q.v, shape: i32([H, D, X, -1]) }, `${b}_q4`), perm: i32([0, 2, 3, 1]) }, `${b}_qT`); // (H, X, Q, D)
+      const q = this.emit(
+        'transpose',
+        { x: this.emit('reshape', { x: p.q.v, shape: i32([H, D, X, -1]) }, `${b}_q4`), perm: i32([0, 2, 3, 1]) },
+        `${b}_qT`,
+      ); // (H, X, Q, D)
       // (1, C, X, K) -> (H, X, D, K); keys still (1, K, X, C) -> (H, X, D, K).
-      const heads = (w: Wide, n: string) => this.once(`${n}|${w.v}`, () => w.axis === 1
-        ? this.emit('transpose', { x: this.emit('reshape', { x: w.v, shape: i32([H, D, X, -1]) }, `${b}_${n}4`), perm: i32([0, 2, 1, 3]) }, `${b}_${n}T`)
-        : this.emit('transpose', { x: this.emit('reshape', { x: w.v, shape: i32([-1, X, H, D]) }, `${b}_${n}4`), perm: i32([2, 1, 3, 0]) }, `${b}_${n}T`));
+      const heads = (w: Wide, n: string) =>
+        this.once(`${n}|${w.v}`, () =>
+          w.axis === 1
+            ? this.emit(
+                'transpose',
+                {
+                  x: this.emit('reshape', { x: w.v, shape: i32([H, D, X, -1]) }, `${b}_${n}4`),
+                  perm: i32([0, 2, 1, 3]),
+                },
+                `${b}_${n}T`,
+              )
+            : this.emit(
+                'transpose',
+                {
+                  x: this.emit('reshape', { x: w.v, shape: i32([-1, X, H, D]) }, `${b}_${n}4`),
+                  perm: i32([2, 1, 3, 0]),
+                },
+                `${b}_${n}T`,
+              ),
+        );
       const [k, v] = [heads(p.k, 'k'), heads(p.v, 'v')];
-      const mask = this.once(`mask|${p.mask}`, () => this.emit('transpose', { x: p.mask, perm: i32([0, 2, 3, 1]) }, `${b}_maskT`)); // (1, X|1, Q|1, K|1)
-      const scores = this.emit('matmul', { x: q, y: k, transpose_x: literal('bool', false), transpose_y: literal('bool', false) }, `${b}_scores`); // (H, X, Q, K)
-      const probs = this.emit('softmax', { x: this.emit('add', { x: scores, y: mask }, `${b}_masked`), axis: literal('int32', 3) }, `${b}_probs`);
-      const o = this.emit('matmul', { x: v, y: probs, transpose_x: literal('bool', false), transpose_y: literal('bool', true) }, `${b}_out`); // (H, X, D, Q)
+      const mask = this.once(`mask|${p.mask}`, () =>
+        this.emit('transpose', { x: p.mask, perm: i32([0, 2, 3, 1]) }, `${b}_maskT`),
+      ); // (1, X|1, Q|1, K|1)
+      const scores = this.emit(
+        'matmul',
+        { x: q, y: k, transpose_x: literal('bool', false), transpose_y: literal('bool', false) },
+        `${b}_scores`,
+      ); // (H, X, Q, K)
+      const probs = this.emit(
+        'softmax',
+        { x: this.emit('add', { x: scores, y: mask }, `${b}_masked`), axis: literal('int32', 3) },
+        `${b}_probs`,
+      );
+      const o = this.emit(
+        'matmul',
+        { x: v, y: probs, transpose_x: literal('bool', false), transpose_y: literal('bool', true) },
+        `${b}_out`,
+      ); // (H, X, D, Q)
       const last = parts.length === 1 ? out.name : undefined;
-      return this.emit('reshape', { x: this.emit('transpose', { x: o, perm: i32([0, 2, 1, 3]) }, `${b}_outT`), shape: i32([1, C, X, -1]) }, `${b}_merged`, last); // (1, C, X, Q)
+      return this.emit(
+        'reshape',
+        { x: this.emit('transpose', { x: o, perm: i32([0, 2, 1, 3]) }, `${b}_outT`), shape: i32([1, C, X, -1]) },
+        `${b}_merged`,
+        last,
+      ); // (1, C, X, Q)
     });
-    if (parts.length > 1) this.emit('concat', { values: outs, axis: literal('int32', 3), interleave: literal('bool', false) }, base, out.name);
+    if (parts.length > 1)
+      this.emit(
+        'concat',
+        { values: outs, axis: literal('int32', 3), interleave: literal('bool', false) },
+        base,
+        out.name,
+      );
     return true;
   }
 
   /** The heads' q, k, v (widened to all channels) and mask per query chunk, when `concat` joins H attention heads. */
-  private matchBlock(concat: Op): { parts: { k: Wide; q: Wide; v: Wide; mask: string }[]; H: number; C: number; X: number } | undefined {
+  private matchBlock(
+    concat: Op,
+  ): { parts: { k: Wide; q: Wide; v: Wide; mask: string }[]; H: number; C: number; X: number } | undefined {
     const heads = concat.inputs.values;
-    if (!Array.isArray(heads) || heads.length < 2 || axisOf(concat, this.typeOf(heads[0]!).shape.length) !== 1 || ints(concat, 'interleave')?.[0]) return undefined;
+    if (
+      !Array.isArray(heads) ||
+      heads.length < 2 ||
+      axisOf(concat, this.typeOf(heads[0]!).shape.length) !== 1 ||
+      ints(concat, 'interleave')?.[0]
+    )
+      return undefined;
     const H = heads.length;
     // Each head: one chunk, or its chunks concatenated on the query axis.
     const chunks = heads.map((hv) => {
@@ -140,14 +210,19 @@ class HeadBatcher {
       if (cs.some((c) => !c)) return undefined;
       const per = cs as Core[];
       if (per.some((c) => this.structure(c.mask) !== this.structure(per[0]!.mask))) return undefined;
-      const [k, q, v] = [this.widen(per.map((c) => c.k)), this.widen(per.map((c) => c.q)), this.widen(per.map((c) => c.v))];
+      const [k, q, v] = [
+        this.widen(per.map((c) => c.k)),
+        this.widen(per.map((c) => c.q)),
+        this.widen(per.map((c) => c.v)),
+      ];
       if (!k || !q || !v || k.axis !== 3 || q.axis !== 1 || v.axis !== 1) return undefined;
       parts.push({ k: this.channelsFirst(k), q, v, mask: per[0]!.mask });
     }
     const out = concat.outputs[0]!;
     const C = out.type.shape[1];
     const X = out.type.shape[2];
-    if (typeof C !== 'number' || typeof X !== 'number' || C % H !== 0 || typeof out.type.shape[0] !== 'number') return undefined;
+    if (typeof C !== 'number' || typeof X !== 'number' || C % H !== 0 || typeof out.type.shape[0] !== 'number')
+      return undefined;
     const channels = (w: Wide) => this.typeOf(w.v).shape[w.axis];
     if (parts.some((p) => channels(p.k) !== C || channels(p.q) !== C || channels(p.v) !== C)) return undefined;
     return { parts, H, C, X };
@@ -166,7 +241,11 @@ class HeadBatcher {
       const e = this.opOf(s, 'einsum');
       return e !== undefined && text(e, 'equation') === SCORES;
     };
-    const [scores, mask] = isScores(add.inputs.x) ? [add.inputs.x, add.inputs.y] : isScores(add.inputs.y) ? [add.inputs.y, add.inputs.x] : [];
+    const [scores, mask] = isScores(add.inputs.x)
+      ? [add.inputs.x, add.inputs.y]
+      : isScores(add.inputs.y)
+        ? [add.inputs.y, add.inputs.x]
+        : [];
     if (!scores || !mask) return undefined;
     const [k, q] = this.producer.get(scores)!.inputs.values as string[];
     return { k: k!, q: q!, v: v!, mask };
@@ -189,16 +268,26 @@ class HeadBatcher {
         if (!perm || !sameParams(os, 'x') || xs.some((x) => typeof x !== 'string')) return undefined;
         const inner = this.widen(xs as string[]);
         if (!inner) return undefined;
-        return { v: this.emit('transpose', { ...os[0]!.inputs, x: inner.v }, `${os[0]!.name}_heads`), axis: perm.indexOf(inner.axis) };
+        return {
+          v: this.emit('transpose', { ...os[0]!.inputs, x: inner.v }, `${os[0]!.name}_heads`),
+          axis: perm.indexOf(inner.axis),
+        };
       }
       case 'concat': {
         const tuples = os.map((o) => o.inputs.values);
-        if (!tuples.every((t) => Array.isArray(t) && t.length === (tuples[0] as string[]).length) || !sameParams(os, 'values')) return undefined;
+        if (
+          !tuples.every((t) => Array.isArray(t) && t.length === (tuples[0] as string[]).length) ||
+          !sameParams(os, 'values')
+        )
+          return undefined;
         if (os[0]!.inputs.interleave !== undefined && ints(os[0]!, 'interleave')?.[0]) return undefined;
         const parts = (tuples[0] as string[]).map((_, i) => this.widen(tuples.map((t) => (t as string[])[i]!)));
         const axis = axisOf(os[0]!, this.typeOf(vs[0]!).shape.length);
         if (parts.some((p) => !p || p.axis !== parts[0]!.axis || p.axis === axis)) return undefined;
-        return { v: this.emit('concat', { ...os[0]!.inputs, values: parts.map((p) => p!.v) }, `${os[0]!.name}_heads`), axis: parts[0]!.axis };
+        return {
+          v: this.emit('concat', { ...os[0]!.inputs, values: parts.map((p) => p!.v) }, `${os[0]!.name}_heads`),
+          axis: parts[0]!.axis,
+        };
       }
       default:
         return undefined;
@@ -208,7 +297,8 @@ class HeadBatcher {
   // The H outputs of one split into equal parts, head h's the h-th: the split's input, cut on its axis.
   private widenSplit(op: Op, vs: string[]): Wide | undefined {
     const x = op.inputs.x;
-    if (typeof x !== 'string' || op.outputs.length !== vs.length || op.outputs.some((o, h) => o.name !== vs[h])) return undefined;
+    if (typeof x !== 'string' || op.outputs.length !== vs.length || op.outputs.some((o, h) => o.name !== vs[h]))
+      return undefined;
     const shape = this.typeOf(x).shape;
     const axis = axisOf(op, shape.length);
     const sizes = op.outputs.map((o) => (axis === undefined ? undefined : o.type.shape[axis]));
@@ -227,7 +317,9 @@ class HeadBatcher {
     if (xs.every((x) => x === xs[0])) {
       // A channel cut of one shared value: the heads differ on exactly one axis, h*D .. (h+1)*D.
       const x = xs[0] as string;
-      const differ = r[0]!.map((_, k) => r.some((rh) => JSON.stringify(rh[k]) !== JSON.stringify(r[0]![k]))).flatMap((d, k) => (d ? [k] : []));
+      const differ = r[0]!
+        .map((_, k) => r.some((rh) => JSON.stringify(rh[k]) !== JSON.stringify(r[0]![k])))
+        .flatMap((d, k) => (d ? [k] : []));
       if (differ.length !== 1) return undefined;
       const a = differ[0]!;
       const C = this.typeOf(x).shape[a];
@@ -241,15 +333,28 @@ class HeadBatcher {
         const l = ints(op0, key) ?? this.typeOf(x).shape.map(() => fill);
         return l.map((e, k) => (k === a ? v : e));
       };
-      const inputs: Record<string, Arg> = { ...op0.inputs, x, begin: i32(set('begin', 0, 0)), end: i32(set('end', 0, 0)) };
+      const inputs: Record<string, Arg> = {
+        ...op0.inputs,
+        x,
+        begin: i32(set('begin', 0, 0)),
+        end: i32(set('end', 0, 0)),
+      };
       inputs.begin_mask = literal('bool', set('begin_mask', 1, 0).map(Boolean));
       inputs.end_mask = literal('bool', set('end_mask', 1, 0).map(Boolean));
-      return { v: this.once(`slice|${x}|${JSON.stringify(rest)}`, () => this.emit('slice_by_index', inputs, `${op0.name}_heads`)), axis: a };
+      return {
+        v: this.once(`slice|${x}|${JSON.stringify(rest)}`, () =>
+          this.emit('slice_by_index', inputs, `${op0.name}_heads`),
+        ),
+        axis: a,
+      };
     }
     // The same cut of per-head values, away from their channel axis.
     const inner = this.widen(xs as string[]);
     if (!inner || !sameParams(os, 'x') || r[0]![inner.axis] !== 'all') return undefined;
-    return { v: this.emit('slice_by_index', { ...os[0]!.inputs, x: inner.v }, `${os[0]!.name}_heads`), axis: inner.axis };
+    return {
+      v: this.emit('slice_by_index', { ...os[0]!.inputs, x: inner.v }, `${os[0]!.name}_heads`),
+      axis: inner.axis,
+    };
   }
 
   // Each axis's range [b, e) of a stride-1 slice_by_index without squeezes ('all' for the whole axis).
@@ -258,7 +363,12 @@ class HeadBatcher {
     const [begin, end] = [ints(op, 'begin'), ints(op, 'end')];
     if (!begin || !end) return undefined;
     const flag = (key: string) => ints(op, key) ?? shape.map(() => 0);
-    const [bm, em, sq, st] = [flag('begin_mask'), flag('end_mask'), flag('squeeze_mask'), ints(op, 'stride') ?? shape.map(() => 1)];
+    const [bm, em, sq, st] = [
+      flag('begin_mask'),
+      flag('end_mask'),
+      flag('squeeze_mask'),
+      ints(op, 'stride') ?? shape.map(() => 1),
+    ];
     if (sq.some(Boolean) || st.some((s) => s !== 1)) return undefined;
     const out: ([number, number] | 'all')[] = [];
     for (let k = 0; k < shape.length; k++) {
@@ -276,7 +386,9 @@ class HeadBatcher {
   // Keys (1, K, X, C) that are a transpose of (1, C, X, K) are read before it, in the values' layout.
   private channelsFirst(k: Wide): Wide {
     const t = this.opOf(k.v, 'transpose');
-    return t && typeof t.inputs.x === 'string' && JSON.stringify(ints(t, 'perm')) === '[0,3,2,1]' ? { v: t.inputs.x, axis: 1 } : k;
+    return t && typeof t.inputs.x === 'string' && JSON.stringify(ints(t, 'perm')) === '[0,3,2,1]'
+      ? { v: t.inputs.x, axis: 1 }
+      : k;
   }
 
   // Same value, or the same ops over the same values (a mask sliced once per head).
@@ -287,7 +399,10 @@ class HeadBatcher {
     const key = !op
       ? v
       : `${op.op}(${Object.entries(op.inputs)
-          .map(([k, a]) => `${k}=${typeof a === 'string' ? this.structure(a) : Array.isArray(a) ? a.map((x) => this.structure(x)).join(',') : JSON.stringify(a)}`)
+          .map(
+            ([k, a]) =>
+              `${k}=${typeof a === 'string' ? this.structure(a) : Array.isArray(a) ? a.map((x) => this.structure(x)).join(',') : JSON.stringify(a)}`,
+          )
           .join(';')})#${op.outputs.findIndex((o) => o.name === v)}`;
     this.structureKeys.set(v, key);
     return key;
@@ -312,7 +427,13 @@ class HeadBatcher {
     for (let k = 1; !name && this.taken.has(n); k++) n = `${base}_${k}`;
     this.taken.add(n);
     const def = opDef(op) ?? internal(`op ${op} is not in the registry`);
-    const [type] = def.infer(inferArgs(op, `${op} "${n}"`, inputTypesOf(inputs, (v) => this.typeOf(v))));
+    const [type] = def.infer(
+      inferArgs(
+        op,
+        `${op} "${n}"`,
+        inputTypesOf(inputs, (v) => this.typeOf(v)),
+      ),
+    );
     this.types.set(n, type!);
     const made: Op = { op, name: n, inputs, outputs: [{ name: n, type: type! }] };
     this.producer.set(n, made);

@@ -22,15 +22,36 @@ export function lowersToOnnx(p: Precision): p is OnnxPrecision {
  * change nothing and only cost a pass over the data.
  */
 export const MOVES_VALUES: ReadonlySet<string> = new Set([
-  'reshape', 'transpose', 'expand_dims', 'squeeze', 'identity', 'split', 'concat', 'gather', 'tile',
-  'slice_by_index', 'slice_by_size', 'select', 'maximum', 'minimum', 'reduce_max', 'reduce_min', 'relu', 'abs',
+  'reshape',
+  'transpose',
+  'expand_dims',
+  'squeeze',
+  'identity',
+  'split',
+  'concat',
+  'gather',
+  'tile',
+  'slice_by_index',
+  'slice_by_size',
+  'select',
+  'maximum',
+  'minimum',
+  'reduce_max',
+  'reduce_min',
+  'relu',
+  'abs',
 ]);
 
 /** ONNX FLOAT and FLOAT16 (TensorProto.DataType). */
 const FLOAT = 1;
 const FLOAT16 = 10;
 
-type Emit = (opType: string, inputs: readonly string[], attrs?: Record<string, { int: number }>, outputs?: readonly string[]) => string[];
+type Emit = (
+  opType: string,
+  inputs: readonly string[],
+  attrs?: Record<string, { int: number }>,
+  outputs?: readonly string[],
+) => string[];
 
 /** Emits x rounded to float16 and back (into `out` when given); returns the rounded value's name. */
 export function roundTrip(emit: Emit, x: string, out?: string): string {

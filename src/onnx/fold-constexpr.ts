@@ -12,10 +12,18 @@ export async function foldConstexpr(graph: Graph): Promise<Graph> {
   const ops = graph.ops.filter((op) => isConstexpr(op.op));
   if (ops.length === 0) return graph;
   const outputs = ops.flatMap((op) => op.outputs);
-  const values = await new Interpreter({ inputs: [], consts: graph.consts, ops, outputs: outputs.map((v) => v.name), taps: new Map() }, 'fp32').run({});
+  const values = await new Interpreter(
+    { inputs: [], consts: graph.consts, ops, outputs: outputs.map((v) => v.name), taps: new Map() },
+    'fp32',
+  ).run({});
   // The compressed parts (indices, tables, scales) are dropped with their ops: ONNX has no sub-byte types.
   const rest = graph.ops.filter((op) => !isConstexpr(op.op));
-  const used = new Set([...rest.flatMap((op) => Object.values(op.inputs).flatMap((a) => (typeof a === 'string' ? [a] : Array.isArray(a) ? a : []))), ...graph.outputs]);
+  const used = new Set([
+    ...rest.flatMap((op) =>
+      Object.values(op.inputs).flatMap((a) => (typeof a === 'string' ? [a] : Array.isArray(a) ? a : [])),
+    ),
+    ...graph.outputs,
+  ]);
   const consts = new Map([...graph.consts].filter(([name]) => used.has(name)));
   for (const v of outputs) {
     const data = values.get(v.name)!.data;

@@ -10,7 +10,8 @@ import type { OnnxInitializer, OnnxNodeProto } from './schema.js';
 /** ONNX FLOAT, FLOAT16: the weights' types. */
 const FLOAT_TYPES = new Set([1, 10]);
 
-const permOf = (n: OnnxNodeProto): number[] | undefined => n.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number);
+const permOf = (n: OnnxNodeProto): number[] | undefined =>
+  n.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number);
 
 function int64Values(t: OnnxInitializer): number[] {
   const b = t.bytes();
@@ -29,12 +30,18 @@ function transposeBytes(src: Uint8Array, r: number, c: number, size: number): Ui
     for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) to[j * r + i] = from[i * c + j]!;
     return out;
   }
-  for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out.set(src.subarray((i * c + j) * size, (i * c + j + 1) * size), (j * r + i) * size);
+  for (let i = 0; i < r; i++)
+    for (let j = 0; j < c; j++) out.set(src.subarray((i * c + j) * size, (i * c + j + 1) * size), (j * r + i) * size);
   return out;
 }
 
 /** The nodes and initializers with Reshapes and (unless `transpose` is false) 2-D Transposes of sole-reader float initializers folded into them. */
-export function foldWeightLayouts(nodes: readonly OnnxNodeProto[], initializers: readonly OnnxInitializer[], graphOutputs: ReadonlySet<string>, o: { transpose?: boolean } = {}): { nodes: OnnxNodeProto[]; initializers: OnnxInitializer[] } {
+export function foldWeightLayouts(
+  nodes: readonly OnnxNodeProto[],
+  initializers: readonly OnnxInitializer[],
+  graphOutputs: ReadonlySet<string>,
+  o: { transpose?: boolean } = {},
+): { nodes: OnnxNodeProto[]; initializers: OnnxInitializer[] } {
   const byName = new Map(initializers.map((t) => [t.name, t]));
   const readers = new Map<string, number>();
   for (const n of nodes) for (const i of n.input) readers.set(i, (readers.get(i) ?? 0) + 1);
@@ -57,7 +64,13 @@ export function foldWeightLayouts(nodes: readonly OnnxNodeProto[], initializers:
     const src = chain.length ? byName.get(chain[0]!.input[0]!) : undefined;
     const shape = byName.get(n.input[1] ?? '');
     const want = src && shape && readers.get(src.name) === 1 ? int64Values(shape) : undefined;
-    if (!src || !want || !want.every((d) => d > 0) || want.reduce((p, q) => p * q, 1) !== src.dims.reduce((p, q) => p * q, 1)) continue;
+    if (
+      !src ||
+      !want ||
+      !want.every((d) => d > 0) ||
+      want.reduce((p, q) => p * q, 1) !== src.dims.reduce((p, q) => p * q, 1)
+    )
+      continue;
     const reshaped: OnnxInitializer = { ...src, name: `${src.name}__${want.join('x')}`, dims: want };
     made.push(reshaped);
     replaced.set(chain[0]!, { ...chain[0]!, input: [reshaped.name, ...chain[0]!.input.slice(1)] });
@@ -71,14 +84,27 @@ export function foldWeightLayouts(nodes: readonly OnnxNodeProto[], initializers:
     const n = swapped ?? n0;
     const src = byName.get(n.input[0] ?? '');
     const out = n.output[0]!;
-    const foldable = src && FLOAT_TYPES.has(src.dataType) && readers.get(src.name) === 1 && n.output.length === 1 && !graphOutputs.has(out);
+    const foldable =
+      src &&
+      FLOAT_TYPES.has(src.dataType) &&
+      readers.get(src.name) === 1 &&
+      n.output.length === 1 &&
+      !graphOutputs.has(out);
     let folded: OnnxInitializer | undefined;
     if (foldable && n.op_type === 'Reshape') {
       const shape = byName.get(n.input[1] ?? '');
       const want = shape ? int64Values(shape) : undefined;
       const count = src.dims.reduce((p, q) => p * q, 1);
-      if (want && want.every((d) => d > 0) && want.reduce((p, q) => p * q, 1) === count) folded = { ...src, name: out, dims: want };
-    } else if (foldable && o.transpose !== false && !src.file && n.op_type === 'Transpose' && src.dims.length === 2 && JSON.stringify(permOf(n)) === '[1,0]') {
+      if (want && want.every((d) => d > 0) && want.reduce((p, q) => p * q, 1) === count)
+        folded = { ...src, name: out, dims: want };
+    } else if (
+      foldable &&
+      o.transpose !== false &&
+      !src.file &&
+      n.op_type === 'Transpose' &&
+      src.dims.length === 2 &&
+      JSON.stringify(permOf(n)) === '[1,0]'
+    ) {
       const [r, c] = src.dims as [number, number];
       const size = src.byteLength / (r * c);
       folded = { ...src, name: out, dims: [c, r], bytes: () => transposeBytes(src.bytes(), r, c, size) };

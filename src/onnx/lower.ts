@@ -10,11 +10,29 @@
 import { encodeTensorBytes } from '../coreml/tensor-bytes.js';
 import { ModernBertError } from '../errors.js';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { isLiteral, type Dim, type DType, type Graph, type Literal, type Op, type StoredTensor, type TensorData, type TensorType } from '../ir/graph.js';
+import {
+  isLiteral,
+  type Dim,
+  type DType,
+  type Graph,
+  type Literal,
+  type Op,
+  type StoredTensor,
+  type TensorData,
+  type TensorType,
+} from '../ir/graph.js';
 import { roundToF16InPlace } from '../runtime/kernels/index.js';
 import { F16_EXACT } from '../runtime/tensor.js';
 import { MOVES_VALUES, roundTrip, type OnnxPrecision } from './emulate-fp16.js';
-import { inferArgs, inputTypesOf, ONNX_TYPE, ONNX_TYPE_INT64 as INT64, opDef, type OnnxArgs, type OnnxAttr } from '../ops/index.js';
+import {
+  inferArgs,
+  inputTypesOf,
+  ONNX_TYPE,
+  ONNX_TYPE_INT64 as INT64,
+  opDef,
+  type OnnxArgs,
+  type OnnxAttr,
+} from '../ops/index.js';
 import { batchHeads } from './batch-heads.js';
 import { foldWeightLayouts } from './fold-weights.js';
 import { simplifyNodes } from './simplify.js';
@@ -63,9 +81,28 @@ export interface LowerOptions {
 }
 
 /** ONNX FLOAT, FLOAT16 and BFLOAT16, the stored types that an initializer can point at. */
-const STORED_TYPE: Record<StoredTensor['dtype'], { onnx: number; bytes: number }> = { fp32: { onnx: 1, bytes: 4 }, fp16: { onnx: 10, bytes: 2 }, bf16: { onnx: 16, bytes: 2 } };
+const STORED_TYPE: Record<StoredTensor['dtype'], { onnx: number; bytes: number }> = {
+  fp32: { onnx: 1, bytes: 4 },
+  fp16: { onnx: 10, bytes: 2 },
+  bf16: { onnx: 16, bytes: 2 },
+};
 
-const ELEMENT_BYTES: Record<DType, number> = { fp32: 4, fp16: 2, int32: 4, int16: 2, int8: 1, uint8: 1, bool: 1, uint32: 4, int4: 0.5, uint1: 0.125, uint2: 0.25, uint3: 0.375, uint4: 0.5, uint6: 0.75 };
+const ELEMENT_BYTES: Record<DType, number> = {
+  fp32: 4,
+  fp16: 2,
+  int32: 4,
+  int16: 2,
+  int8: 1,
+  uint8: 1,
+  bool: 1,
+  uint32: 4,
+  int4: 0.5,
+  uint1: 0.125,
+  uint2: 0.25,
+  uint3: 0.375,
+  uint4: 0.5,
+  uint6: 0.75,
+};
 
 function attribute(name: string, a: OnnxAttr): OnnxAttributeProto {
   if ('int' in a) return { name, type: 2, i: a.int };
@@ -93,7 +130,15 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
   const precision = o.precision ?? 'fp32';
   const half = precision !== 'fp32';
   const dt = (d: DType): DType => ((o.float32 || half) && d === 'fp16' ? 'fp32' : d);
-  const x: Lowering = { o, precision, half, hf: o.io === 'hf', dt, tt: (t) => ({ dtype: dt(t.dtype), shape: t.shape }), b: new OnnxNodes() };
+  const x: Lowering = {
+    o,
+    precision,
+    half,
+    hf: o.io === 'hf',
+    dt,
+    tt: (t) => ({ dtype: dt(t.dtype), shape: t.shape }),
+    b: new OnnxNodes(),
+  };
   const inputs = lowerInputs(graph, x);
   lowerConsts(graph, x);
   const { b } = x;
@@ -110,10 +155,19 @@ export function lowerGraph(perHead: Graph, o: LowerOptions = {}): LoweredGraph {
   const outputs = graph.outputs.map((n) => {
     const t = b.types.get(n) ?? internal(`output "${n}" has no type`);
     if (!adapted.has(n)) return valueInfo(n, ONNX_TYPE[t.dtype], t.shape);
-    return hfOutput(n, b.nameOf(n), t, o.vocabSize, (opType, ins, attrs, outs) => b.emit(n, opType, ins, attrs, outs), (v) => b.int64s(`${n}__i64`, v));
+    return hfOutput(
+      n,
+      b.nameOf(n),
+      t,
+      o.vocabSize,
+      (opType, ins, attrs, outs) => b.emit(n, opType, ins, attrs, outs),
+      (v) => b.int64s(`${n}__i64`, v),
+    );
   });
   const graphOutputs = new Set(graph.outputs);
-  const weights = sameFileOnce(foldWeightLayouts(b.nodes, b.initializers, graphOutputs, { transpose: !o.storedLayout }));
+  const weights = sameFileOnce(
+    foldWeightLayouts(b.nodes, b.initializers, graphOutputs, { transpose: !o.storedLayout }),
+  );
   const kept = simplifyNodes(weights.nodes, graphOutputs);
   // Initializers that no node reads any more (a folded weight's first form, a dropped node's shape).
   const read = new Set(kept.flatMap((n) => n.input));
@@ -143,7 +197,14 @@ class OnnxNodes {
   }
 
   /** An initializer under a fresh name; its bytes are made when written (or it points into `file`). */
-  init(name: string, dataType: number, dims: number[], byteLength: number, bytes: () => Uint8Array, file?: OnnxInitializer['file']): string {
+  init(
+    name: string,
+    dataType: number,
+    dims: number[],
+    byteLength: number,
+    bytes: () => Uint8Array,
+    file?: OnnxInitializer['file'],
+  ): string {
     const n = this.fresh(name);
     this.initializers.push({ name: n, dataType, dims, byteLength, bytes, ...(file ? { file } : {}) });
     return n;
@@ -155,10 +216,22 @@ class OnnxNodes {
   }
 
   /** A node named after `base`; its outputs (fresh names unless given). */
-  emit(base: string, opType: string, inputs: readonly string[], attrs: Record<string, OnnxAttr> = {}, outputs?: readonly string[]): string[] {
+  emit(
+    base: string,
+    opType: string,
+    inputs: readonly string[],
+    attrs: Record<string, OnnxAttr> = {},
+    outputs?: readonly string[],
+  ): string[] {
     const outs = outputs ? [...outputs] : [this.fresh(`${base}__${opType.toLowerCase()}`)];
     const attribute_ = Object.entries(attrs).map(([k, v]) => attribute(k, v));
-    this.nodes.push({ name: this.fresh(`${base}__${opType}`), op_type: opType, input: [...inputs], output: outs, ...(attribute_.length ? { attribute: attribute_ } : {}) });
+    this.nodes.push({
+      name: this.fresh(`${base}__${opType}`),
+      op_type: opType,
+      input: [...inputs],
+      output: outs,
+      ...(attribute_.length ? { attribute: attribute_ } : {}),
+    });
     return outs;
   }
 }
@@ -184,9 +257,16 @@ function lowerInputs(graph: Graph, { b, hf, half, tt }: Lowering): OnnxValueInfo
     b.used.add(inp.name);
     if (hf && inp.type.dtype === 'int32') {
       inputs.push(valueInfo(inp.name, INT64, inp.type.shape));
-      b.onnxName.set(inp.name, b.emit(inp.name, 'Cast', [inp.name], { to: { int: ONNX_TYPE.int32 } }, [b.fresh(`${inp.name}__int32`)])[0]!);
+      b.onnxName.set(
+        inp.name,
+        b.emit(inp.name, 'Cast', [inp.name], { to: { int: ONNX_TYPE.int32 } }, [b.fresh(`${inp.name}__int32`)])[0]!,
+      );
     } else inputs.push(valueInfo(inp.name, ONNX_TYPE[inp.type.dtype], inp.type.shape));
-    if (half && inp.type.dtype === 'fp32') b.onnxName.set(inp.name, roundTrip((t, i, a, out) => b.emit(inp.name, t, i, a, out), inp.name));
+    if (half && inp.type.dtype === 'fp32')
+      b.onnxName.set(
+        inp.name,
+        roundTrip((t, i, a, out) => b.emit(inp.name, t, i, a, out), inp.name),
+      );
   }
   return inputs;
 }
@@ -198,26 +278,42 @@ function lowerConsts(graph: Graph, { b, o, half, tt }: Lowering): void {
     b.types.set(c.name, type);
     const dims = type.shape.map(Number);
     const n = dims.reduce((p, q) => p * q, 1);
-    const stored = o.inPlace && c.stored && c.stored.byteLength === n * STORED_TYPE[c.stored.dtype].bytes ? c.stored : undefined;
+    const stored =
+      o.inPlace && c.stored && c.stored.byteLength === n * STORED_TYPE[c.stored.dtype].bytes ? c.stored : undefined;
     if (stored) {
       // Cast to the compute type (and, in float16 emulation, rounded) in the graph: onnxruntime folds it at load.
       const kind = STORED_TYPE[stored.dtype];
       const same = kind.onnx === ONNX_TYPE[type.dtype];
-      const init = b.init(same ? c.name : `${c.name}__stored`, kind.onnx, dims, stored.byteLength, () => readStored(stored), { path: stored.path, offset: stored.offset });
-      const cast = (v: string, to: number, out?: string) => b.emit(c.name, 'Cast', [v], { to: { int: to } }, out === undefined ? undefined : [out])[0]!;
-      const value = half && stored.dtype !== 'fp16' ? cast(same ? init : cast(init, ONNX_TYPE.fp32), ONNX_TYPE.fp16) : init;
+      const init = b.init(
+        same ? c.name : `${c.name}__stored`,
+        kind.onnx,
+        dims,
+        stored.byteLength,
+        () => readStored(stored),
+        { path: stored.path, offset: stored.offset },
+      );
+      const cast = (v: string, to: number, out?: string) =>
+        b.emit(c.name, 'Cast', [v], { to: { int: to } }, out === undefined ? undefined : [out])[0]!;
+      const value =
+        half && stored.dtype !== 'fp16' ? cast(same ? init : cast(init, ONNX_TYPE.fp32), ONNX_TYPE.fp16) : init;
       b.onnxName.set(c.name, value === init && same ? init : cast(value, ONNX_TYPE[type.dtype], b.fresh(c.name)));
       continue;
     }
     const load = half && c.type.dtype === 'fp32' ? () => roundedCopy(c.load()) : () => c.load();
-    b.onnxName.set(c.name, b.init(c.name, ONNX_TYPE[type.dtype], dims, n * ELEMENT_BYTES[type.dtype], () => encodeTensorBytes(type.dtype, load(), c.name)));
+    b.onnxName.set(
+      c.name,
+      b.init(c.name, ONNX_TYPE[type.dtype], dims, n * ELEMENT_BYTES[type.dtype], () =>
+        encodeTensorBytes(type.dtype, load(), c.name),
+      ),
+    );
   }
 }
 
 /** One op, through its definition's ONNX lowering; in emulation its new float values rounded to float16. */
 function lowerOp(op: Op, { b, half, precision, dt, tt }: Lowering): void {
   const def = opDef(op.op);
-  if (!def?.onnx) throw new ModernBertError('UNSUPPORTED', `op ${op.op} ("${op.name}") has no ONNX form`, { op: op.name });
+  if (!def?.onnx)
+    throw new ModernBertError('UNSUPPORTED', `op ${op.op} ("${op.name}") has no ONNX form`, { op: op.name });
   const typeOf = (v: string): TensorType => b.types.get(v) ?? internal(`value "${v}" of op "${op.name}" has no type`);
   const ia = inferArgs(op.op, `${op.op} "${op.name}"`, inputTypesOf(op.inputs, typeOf));
   const node: OnnxArgs['node'] = (opType, ins, attrs, outs) => b.emit(op.name, opType, ins, attrs, outs);
@@ -227,7 +323,11 @@ function lowerOp(op: Op, { b, half, precision, dt, tt }: Lowering): void {
     if (l.dtype === 'string') return ia.fail(`input "${key}" is a string, not a tensor`);
     const dtype = dt(l.dtype);
     const data = (l.value as (number | boolean)[]).map(Number);
-    const bytes = encodeTensorBytes(dtype, dtype === 'fp32' || dtype === 'fp16' ? Float32Array.from(data) : Int32Array.from(data), `${op.name}.${key}`);
+    const bytes = encodeTensorBytes(
+      dtype,
+      dtype === 'fp32' || dtype === 'fp16' ? Float32Array.from(data) : Int32Array.from(data),
+      `${op.name}.${key}`,
+    );
     return b.init(`${op.name}__${key}`, ONNX_TYPE[dtype], l.shape, bytes.byteLength, () => bytes);
   };
   const args: OnnxArgs = {
@@ -249,7 +349,9 @@ function lowerOp(op: Op, { b, half, precision, dt, tt }: Lowering): void {
     ints: ia.ints,
     nums: (key) => {
       const l = ia.literal(key);
-      return l && typeof l.value !== 'string' ? l.value.map(Number) : ia.fail(`input "${key}" must be a numeric constant`);
+      return l && typeof l.value !== 'string'
+        ? l.value.map(Number)
+        : ia.fail(`input "${key}" must be a numeric constant`);
     },
     bools: ia.bools,
     str: ia.str,
@@ -259,7 +361,11 @@ function lowerOp(op: Op, { b, half, precision, dt, tt }: Lowering): void {
     int64s: (values) => b.int64s(`${op.name}__i64`, values),
     scalar: (value, dtype0) => {
       const dtype = dt(dtype0);
-      const bytes = encodeTensorBytes(dtype, dtype === 'fp32' || dtype === 'fp16' ? Float32Array.of(value) : Int32Array.of(value), op.name);
+      const bytes = encodeTensorBytes(
+        dtype,
+        dtype === 'fp32' || dtype === 'fp16' ? Float32Array.of(value) : Int32Array.of(value),
+        op.name,
+      );
       return b.init(`${op.name}__const`, ONNX_TYPE[dtype], [], bytes.byteLength, () => bytes);
     },
     fail: ia.fail,
@@ -268,7 +374,10 @@ function lowerOp(op: Op, { b, half, precision, dt, tt }: Lowering): void {
   op.outputs.forEach((v, k) => rounded[k] && roundTrip(node, args.out[k]!, b.nameOf(v.name)));
 }
 
-function sameFileOnce(g: { nodes: OnnxNodeProto[]; initializers: OnnxInitializer[] }): { nodes: OnnxNodeProto[]; initializers: OnnxInitializer[] } {
+function sameFileOnce(g: { nodes: OnnxNodeProto[]; initializers: OnnxInitializer[] }): {
+  nodes: OnnxNodeProto[];
+  initializers: OnnxInitializer[];
+} {
   const first = new Map<string, string>();
   const renamed = new Map<string, string>();
   for (const t of g.initializers) {
@@ -279,7 +388,12 @@ function sameFileOnce(g: { nodes: OnnxNodeProto[]; initializers: OnnxInitializer
     else renamed.set(t.name, seen);
   }
   if (renamed.size === 0) return g;
-  return { nodes: g.nodes.map((n) => (n.input.some((i) => renamed.has(i)) ? { ...n, input: n.input.map((i) => renamed.get(i) ?? i) } : n)), initializers: g.initializers.filter((t) => !renamed.has(t.name)) };
+  return {
+    nodes: g.nodes.map((n) =>
+      n.input.some((i) => renamed.has(i)) ? { ...n, input: n.input.map((i) => renamed.get(i) ?? i) } : n,
+    ),
+    initializers: g.initializers.filter((t) => !renamed.has(t.name)),
+  };
 }
 
 /** Float data rounded to float16 (a copy, unless it is rounded already). */
@@ -303,11 +417,23 @@ function readStored(s: StoredTensor): Uint8Array {
   return out;
 }
 
-type Emit = (opType: string, inputs: readonly string[], attrs?: Record<string, OnnxAttr>, outputs?: readonly string[]) => string[];
+type Emit = (
+  opType: string,
+  inputs: readonly string[],
+  attrs?: Record<string, OnnxAttr>,
+  outputs?: readonly string[],
+) => string[];
 
 // (1, X, K, S) -> (1, S, K * X): token s's row is [k * X + x] (a split decoder's logit v = k * Vc + x),
 // cut to `width` columns when given.
-function hfOutput(name: string, from: string, t: TensorType, width: number | undefined, emit: Emit, int64s: (v: number[]) => string): OnnxValueInfoProto {
+function hfOutput(
+  name: string,
+  from: string,
+  t: TensorType,
+  width: number | undefined,
+  emit: Emit,
+  int64s: (v: number[]) => string,
+): OnnxValueInfoProto {
   const [, X, K, S] = t.shape as [Dim, Dim, Dim, Dim];
   const moved = emit('Transpose', [from], { perm: { ints: [0, 3, 2, 1] } }); // (1, S, K, X)
   if (typeof X !== 'number' || typeof K !== 'number') return internal(`output "${name}" has symbolic channels`);

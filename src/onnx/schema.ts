@@ -105,6 +105,8 @@ export function decodeOnnxModel(bytes: Uint8Array, file: string): OnnxModelProto
   try {
     return type.toObject(type.decode(bytes), { longs: Number, defaults: false, arrays: true }) as OnnxModelProto;
   } catch (e) {
-    throw new ModernBertError('CORRUPT_FILE', `${file} is not a valid ONNX model protobuf: ${(e as Error).message}`, { file });
+    throw new ModernBertError('CORRUPT_FILE', `${file} is not a valid ONNX model protobuf: ${(e as Error).message}`, {
+      file,
+    });
   }
 }

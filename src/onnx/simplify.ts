@@ -5,7 +5,8 @@
 
 import type { OnnxNodeProto } from './schema.js';
 
-const permOf = (n: OnnxNodeProto): number[] | undefined => n.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number);
+const permOf = (n: OnnxNodeProto): number[] | undefined =>
+  n.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number);
 
 /** The nodes with consecutive Transposes composed, consecutive Reshapes merged and identity Transposes dropped. */
 export function simplifyNodes(nodes: readonly OnnxNodeProto[], graphOutputs: ReadonlySet<string>): OnnxNodeProto[] {
@@ -21,7 +22,14 @@ export function simplifyNodes(nodes: readonly OnnxNodeProto[], graphOutputs: Rea
   // The inner node of a pair, when its one output is read by `n` alone.
   const soleInner = (n: OnnxNodeProto, opType: string): OnnxNodeProto | undefined => {
     const p = producer.get(n.input[0]!);
-    return p && p.op_type === opType && !dropped.has(p) && p.output.length === 1 && readers.get(p.output[0]!) === 1 && !graphOutputs.has(p.output[0]!) ? p : undefined;
+    return p &&
+      p.op_type === opType &&
+      !dropped.has(p) &&
+      p.output.length === 1 &&
+      readers.get(p.output[0]!) === 1 &&
+      !graphOutputs.has(p.output[0]!)
+      ? p
+      : undefined;
   };
   for (const n of out) {
     n.input = n.input.map((i) => renamed.get(i) ?? i);

@@ -68,24 +68,44 @@ function modelProto(g: LoweredGraph, info: OnnxModelInfo, initializer: OnnxTenso
 /** The model as one protobuf in memory (for onnxruntime; the weights inline). */
 export function onnxBytes(g: LoweredGraph, info: OnnxModelInfo, maxInlineBytes = MAX_INLINE_BYTES): Uint8Array {
   checkInlineSize(g, maxInlineBytes, 'the model');
-  return encodeOnnxModel(modelProto(g, info, g.initializers.map((t) => ({ name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() }))));
+  return encodeOnnxModel(
+    modelProto(
+      g,
+      info,
+      g.initializers.map((t) => ({ name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() })),
+    ),
+  );
 }
 
 function checkInlineSize(g: LoweredGraph, max: number, what: string): void {
   const total = g.initializers.reduce((s, t) => s + t.byteLength, 0);
   if (total > max) {
     const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
-    throw new ModernBertError('BAD_ARGUMENT', `${what} has ${gib(total)} of weights, more than one ONNX file can hold (${gib(max)}, protobuf's limit): add --external-data to write them to a .data file beside it`, { bytes: total });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `${what} has ${gib(total)} of weights, more than one ONNX file can hold (${gib(max)}, protobuf's limit): add --external-data to write them to a .data file beside it`,
+      { bytes: total },
+    );
   }
 }
 
 /** Checks, before any work, that the model (and with externalData its `<name>.data` beside it) may be written. */
 export function checkOnnxOutput(out: string, o: OnnxOutputOptions): OnnxOutputs {
-  if (out.trim() === '') throw new ModernBertError('BAD_ARGUMENT', 'the output path is empty: name a file, e.g. --out model.onnx');
+  if (out.trim() === '')
+    throw new ModernBertError('BAD_ARGUMENT', 'the output path is empty: name a file, e.g. --out model.onnx');
   const model = checkFileOutput(out, { what: '--out', force: o.force, inputs: o.inputs });
   if (!o.externalData) return { model };
-  if (model.how === 'direct') throw new ModernBertError('BAD_ARGUMENT', `--external-data writes a .data file beside the model, which ${out} (a device or stream) cannot have`, { path: out });
-  const data = checkFileOutput(join(dirname(model.target), `${basename(model.target)}.data`), { what: 'the external data file', force: o.force, inputs: o.inputs });
+  if (model.how === 'direct')
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `--external-data writes a .data file beside the model, which ${out} (a device or stream) cannot have`,
+      { path: out },
+    );
+  const data = checkFileOutput(join(dirname(model.target), `${basename(model.target)}.data`), {
+    what: 'the external data file',
+    force: o.force,
+    inputs: o.inputs,
+  });
   return { model, data };
 }
 
@@ -102,7 +122,8 @@ export function writeOnnx(g: LoweredGraph, out: string | OnnxOutputs, o: WriteOn
     if (dataFile) {
       let offset = 0;
       initializer = g.initializers.map((t) => {
-        if (t.byteLength < EXTERNAL_MIN_BYTES) return { name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() };
+        if (t.byteLength < EXTERNAL_MIN_BYTES)
+          return { name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() };
         const aligned = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
         if (aligned > offset) dataFile.write(new Uint8Array(aligned - offset));
         const bytes = t.bytes();
@@ -112,13 +133,22 @@ export function writeOnnx(g: LoweredGraph, out: string | OnnxOutputs, o: WriteOn
           dims: t.dims,
           data_type: t.dataType,
           data_location: 1,
-          external_data: [{ key: 'location', value: dataName }, { key: 'offset', value: String(aligned) }, { key: 'length', value: String(bytes.length) }],
+          external_data: [
+            { key: 'location', value: dataName },
+            { key: 'offset', value: String(aligned) },
+            { key: 'length', value: String(bytes.length) },
+          ],
         };
         offset = aligned + bytes.length;
         return entry;
       });
     } else {
-      initializer = g.initializers.map((t) => ({ name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() }));
+      initializer = g.initializers.map((t) => ({
+        name: t.name,
+        dims: t.dims,
+        data_type: t.dataType,
+        raw_data: t.bytes(),
+      }));
     }
     const bytes = encodeOnnxModel(modelProto(g, o, initializer));
     modelFile = OutputFile.open(outputs.model);
@@ -126,7 +156,12 @@ export function writeOnnx(g: LoweredGraph, out: string | OnnxOutputs, o: WriteOn
     // The data first: a model in place never points into a data file that is not.
     dataFile?.commit();
     modelFile.commit();
-    return { out: outputs.model.target, ...(outputs.data ? { data: outputs.data.target } : {}), bytes: bytes.length, weightBytes };
+    return {
+      out: outputs.model.target,
+      ...(outputs.data ? { data: outputs.data.target } : {}),
+      bytes: bytes.length,
+      weightBytes,
+    };
   } finally {
     dataFile?.abort();
     modelFile?.abort();
@@ -153,7 +188,8 @@ export interface SessionModel {
  */
 export function sessionModel(g: LoweredGraph, info: OnnxModelInfo, o: { fusedMatMul?: boolean } = {}): SessionModel {
   const perFolder = new Map<string, number>();
-  for (const t of g.initializers) if (t.file) perFolder.set(dirname(t.file.path), (perFolder.get(dirname(t.file.path)) ?? 0) + t.byteLength);
+  for (const t of g.initializers)
+    if (t.file) perFolder.set(dirname(t.file.path), (perFolder.get(dirname(t.file.path)) ?? 0) + t.byteLength);
   const folder = [...perFolder].sort((p, q) => q[1] - p[1])[0]?.[0];
   const buffers: SessionModel['buffers'] = [];
   const initializer = g.initializers.map((t): OnnxTensorProto => {
@@ -162,17 +198,27 @@ export function sessionModel(g: LoweredGraph, info: OnnxModelInfo, o: { fusedMat
       dims: t.dims,
       data_type: t.dataType,
       data_location: 1,
-      external_data: [{ key: 'location', value: location }, { key: 'offset', value: String(offset) }, { key: 'length', value: String(t.byteLength) }],
+      external_data: [
+        { key: 'location', value: location },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(t.byteLength) },
+      ],
     });
     if (t.file && dirname(t.file.path) === folder) return ext(basename(t.file.path), t.file.offset);
     // onnxruntime takes external data from files or from memory, not both: beside a folder the rest is inline.
-    if (t.byteLength < EXTERNAL_MIN_BYTES || folder !== undefined) return { name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() };
+    if (t.byteLength < EXTERNAL_MIN_BYTES || folder !== undefined)
+      return { name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() };
     // A name no file in the folder has: onnxruntime looks in-memory data up by its location.
     const path = `modernbert-ane-in-memory-${buffers.length}.bin`;
     buffers.push({ path, data: t.bytes() });
     return ext(path, 0);
   });
-  const nodes = o.fusedMatMul ? readTransposed(g.nodes, g.initializers.map((t) => t.name)) : g.nodes;
+  const nodes = o.fusedMatMul
+    ? readTransposed(
+        g.nodes,
+        g.initializers.map((t) => t.name),
+      )
+    : g.nodes;
   const proto = modelProto({ ...g, nodes }, info, initializer);
   if (o.fusedMatMul) proto.opset_import.push({ domain: 'com.microsoft', version: 1 });
   return { bytes: encodeOnnxModel(proto), ...(folder ? { folder } : {}), buffers };
@@ -186,20 +232,28 @@ function readTransposed(nodes: readonly OnnxNodeProto[], weights: readonly strin
   // The weights, and what Casts and Reshapes make of them (their compute type, a float16 round trip, the
   // matrix of a 1x1 convolution's weight): onnxruntime folds those at load too.
   const matrices = new Set(weights);
-  for (const n of nodes) if ((n.op_type === 'Cast' || n.op_type === 'Reshape') && matrices.has(n.input[0]!)) matrices.add(n.output[0]!);
+  for (const n of nodes)
+    if ((n.op_type === 'Cast' || n.op_type === 'Reshape') && matrices.has(n.input[0]!)) matrices.add(n.output[0]!);
   const transposed = new Map<string, string>();
   const readers = new Map<string, number>();
   for (const n of nodes) for (const i of n.input) readers.set(i, (readers.get(i) ?? 0) + 1);
   for (const n of nodes) {
     const perm = n.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number);
-    if (n.op_type === 'Transpose' && matrices.has(n.input[0]!) && JSON.stringify(perm) === '[1,0]') transposed.set(n.output[0]!, n.input[0]!);
+    if (n.op_type === 'Transpose' && matrices.has(n.input[0]!) && JSON.stringify(perm) === '[1,0]')
+      transposed.set(n.output[0]!, n.input[0]!);
   }
   const out: OnnxNodeProto[] = [];
   const used = new Set<string>();
   for (const n of nodes) {
     const w = n.op_type === 'MatMul' ? transposed.get(n.input[1]!) : undefined;
     if (w !== undefined) {
-      out.push({ ...n, op_type: 'FusedMatMul', domain: 'com.microsoft', input: [n.input[0]!, w], attribute: [{ name: 'transB', type: 2, i: 1 }] });
+      out.push({
+        ...n,
+        op_type: 'FusedMatMul',
+        domain: 'com.microsoft',
+        input: [n.input[0]!, w],
+        attribute: [{ name: 'transB', type: 2, i: 1 }],
+      });
       used.add(n.input[1]!);
     } else out.push(n);
   }

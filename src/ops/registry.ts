@@ -73,7 +73,8 @@ export interface OpArgs {
 export type Kernel = (a: OpArgs) => RtTensor[] | Promise<RtTensor[]>;
 
 /** An ONNX node attribute, tagged with its AttributeProto type. */
-export type OnnxAttr = { int: number } | { ints: number[] } | { float: number } | { floats: number[] } | { str: string };
+export type OnnxAttr =
+  { int: number } | { ints: number[] } | { float: number } | { floats: number[] } | { str: string };
 
 /** What an op's ONNX lowering sees (src/onnx/lower.ts implements it): its inputs as ONNX value names, and a node emitter. */
 export interface OnnxArgs {
@@ -97,7 +98,12 @@ export interface OnnxArgs {
    */
   round?(v: string): string;
   /** Emits one ONNX node; `outputs` defaults to one fresh name. Returns the output names. */
-  node(opType: string, inputs: readonly string[], attrs?: Record<string, OnnxAttr>, outputs?: readonly string[]): string[];
+  node(
+    opType: string,
+    inputs: readonly string[],
+    attrs?: Record<string, OnnxAttr>,
+    outputs?: readonly string[],
+  ): string[];
   /** An int64 vector initializer (ONNX's shape, axis and index inputs). */
   int64s(values: number[]): string;
   /** A scalar initializer of `dtype` (the constants of a decomposition). */
@@ -182,7 +188,12 @@ interface InputOpts {
 }
 
 /** A tensor input whose dtype is in `dtypes`; a string `domain` ties it to other inputs of the same domain (TensorInputType). */
-export function tensor(name: string, dtypes: readonly InputDType[] | undefined, domain?: string, o: InputOpts = {}): InputSig {
+export function tensor(
+  name: string,
+  dtypes: readonly InputDType[] | undefined,
+  domain?: string,
+  o: InputOpts = {},
+): InputSig {
   return {
     name,
     kind: 'tensor',
@@ -195,8 +206,17 @@ export function tensor(name: string, dtypes: readonly InputDType[] | undefined, 
 }
 
 /** An optional compile-time constant input (most attributes: axes, epsilon, strides, ...) with its default. */
-export function attr(name: string, dtypes: readonly InputDType[], defaultValue: DefaultValue | undefined, domain?: string): InputSig {
-  return tensor(name, dtypes, domain, { const: true, optional: true, ...(defaultValue !== undefined ? { default: defaultValue } : {}) });
+export function attr(
+  name: string,
+  dtypes: readonly InputDType[],
+  defaultValue: DefaultValue | undefined,
+  domain?: string,
+): InputSig {
+  return tensor(name, dtypes, domain, {
+    const: true,
+    optional: true,
+    ...(defaultValue !== undefined ? { default: defaultValue } : {}),
+  });
 }
 
 /** A required compile-time constant input. */
@@ -225,7 +245,9 @@ export const BOOL: readonly InputDType[] = ['bool'];
 export const STR: readonly InputDType[] = ['string'];
 
 /** A float default in the dtype of input `x` (coremltools writes defaults in the program's float type). */
-export const likeX = (value: number): DefaultValue => (a) => {
-  const dtype = a.t('x').dtype;
-  return { kind: 'literal', dtype: dtype === 'fp16' ? 'fp16' : 'fp32', shape: [], value: [value] };
-};
+export const likeX =
+  (value: number): DefaultValue =>
+  (a) => {
+    const dtype = a.t('x').dtype;
+    return { kind: 'literal', dtype: dtype === 'fp16' ? 'fp16' : 'fp32', shape: [], value: [value] };
+  };

@@ -98,7 +98,10 @@ function packageSection(r: ReportInput): string {
     ['converter', m.converter],
     ['functions', r.placement.functions.length > 1 ? r.placement.functions.map((f) => f.name).join(', ') : undefined],
   ];
-  return `<h2>Package</h2><dl>${rows.filter(([, v]) => v !== undefined).map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v!)}</dd>`).join('')}</dl>`;
+  return `<h2>Package</h2><dl>${rows
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v!)}</dd>`)
+    .join('')}</dl>`;
 }
 
 function functionSection(f: FunctionPlacement, k: number, of: number): string {
@@ -109,11 +112,16 @@ function functionSection(f: FunctionPlacement, k: number, of: number): string {
     [`${int(p.opCount)}`, `non-constant ops, budget ${int(p.budget)}`, p.opCount > p.budget],
     [pct(t.aneFlops, t.flops), `of FLOPs on the Neural Engine (${si(t.flops, 'FLOP')} in all)`, false],
     [pct(t.aneWeightBytes, t.weightBytes), `of weight bytes on the Neural Engine (${si(t.weightBytes, 'B')})`, false],
-    [`${p.boundaries.body}`, `boundaries inside the body (head ${p.boundaries.head}, tail ${p.boundaries.tail})`, p.boundaries.body > 0],
+    [
+      `${p.boundaries.body}`,
+      `boundaries inside the body (head ${p.boundaries.head}, tail ${p.boundaries.tail})`,
+      p.boundaries.body > 0,
+    ],
   ] as const;
-  const time = f.time.matrixFlops > 0
-    ? `<h3>Predicted time (a model, not a measurement)</h3><table><tr><th>chip</th><th class="n">rated peak, TFLOP/s</th><th class="n">predicted, ms</th><th class="n">bound at peak, ms</th></tr>${f.time.chips.map((c) => `<tr><td>${c.chip} ${label(c.confidence)}</td><td class="n">${c.peakTflops}</td><td class="n">${c.ms.toFixed(2)}</td><td class="n">${c.boundMs.toFixed(2)}</td></tr>`).join('')}</table><p class="muted">${esc(f.time.note)}.</p>`
-    : '<p class="muted">No matrix work on the Neural Engine: no time predicted.</p>';
+  const time =
+    f.time.matrixFlops > 0
+      ? `<h3>Predicted time (a model, not a measurement)</h3><table><tr><th>chip</th><th class="n">rated peak, TFLOP/s</th><th class="n">predicted, ms</th><th class="n">bound at peak, ms</th></tr>${f.time.chips.map((c) => `<tr><td>${c.chip} ${label(c.confidence)}</td><td class="n">${c.peakTflops}</td><td class="n">${c.ms.toFixed(2)}</td><td class="n">${c.boundMs.toFixed(2)}</td></tr>`).join('')}</table><p class="muted">${esc(f.time.note)}.</p>`
+      : '<p class="muted">No matrix work on the Neural Engine: no time predicted.</p>';
   return [
     `<h2 id="${id}">${of > 1 ? `Function ${esc(f.name)}` : 'Placement'}</h2>`,
     `<div class="cards">${cards.map(([v, what, bad]) => `<div class="card${bad ? ' over' : ''}"><b>${esc(v)}</b>${esc(what)}</div>`).join('')}</div>`,
@@ -122,11 +130,15 @@ function functionSection(f: FunctionPlacement, k: number, of: number): string {
     layerStrips(p.ops),
     time,
     `<h3>Partitions</h3>`,
-    p.islands.length === 0 ? '<p>Every op on the Neural Engine: one partition.</p>' : `<table><tr><th>region</th><th>island</th><th>crossing in</th><th>crossing out</th></tr>${p.islands.map((i) => `<tr><td>${i.region}</td><td>${esc(describeIsland(i))}</td><td>${esc(i.fromAne.join(', '))}</td><td>${esc(i.toAne.join(', '))}</td></tr>`).join('')}</table>`,
+    p.islands.length === 0
+      ? '<p>Every op on the Neural Engine: one partition.</p>'
+      : `<table><tr><th>region</th><th>island</th><th>crossing in</th><th>crossing out</th></tr>${p.islands.map((i) => `<tr><td>${i.region}</td><td>${esc(describeIsland(i))}</td><td>${esc(i.fromAne.join(', '))}</td><td>${esc(i.toAne.join(', '))}</td></tr>`).join('')}</table>`,
     `<h3>Op counts</h3>`,
     opCounts(p.ops),
     `<h3>Findings</h3>`,
-    p.findings.length === 0 ? '<p>None.</p>' : `<table><tr><th>rule</th><th></th><th>finding</th></tr>${p.findings.map((x) => `<tr><td>${x.rule}</td><td>${x.warn ? 'warning' : 'note'}</td><td>${esc(x.message)}${x.ops.length ? ` <span class="muted">(${esc(x.ops.join(', '))}${x.count > x.ops.length ? ', ...' : ''})</span>` : ''}</td></tr>`).join('')}</table>`,
+    p.findings.length === 0
+      ? '<p>None.</p>'
+      : `<table><tr><th>rule</th><th></th><th>finding</th></tr>${p.findings.map((x) => `<tr><td>${x.rule}</td><td>${x.warn ? 'warning' : 'note'}</td><td>${esc(x.message)}${x.ops.length ? ` <span class="muted">(${esc(x.ops.join(', '))}${x.count > x.ops.length ? ', ...' : ''})</span>` : ''}</td></tr>`).join('')}</table>`,
     `<h3>Every op</h3><p>Show <select data-table="ops-${id}"><option value="all">all ops</option><option value="off">ops off the Neural Engine</option></select></p>`,
     opTable(p.ops, `ops-${id}`),
   ].join('\n');
@@ -151,10 +163,17 @@ function layerStrips(ops: PlacedOp[]): string {
   const widest = Math.max(1, ...[...groups.values()].map((g) => g.length));
   const W = 1000;
   const w = W / widest;
-  return [...groups].map(([name, g]) => {
-    const rects = g.map((o, i) => `<rect x="${(i * w).toFixed(2)}" y="0" width="${Math.max(w, 0.5).toFixed(2)}" height="14" fill="${COLOR[o.device]}"><title>#${o.index} ${esc(o.name)} (${o.op}): ${deviceName(o.device)}, rule ${o.rule}</title></rect>`).join('');
-    return `<div class="strip" data-layer="${attr(name)}"><span>${esc(name)}</span><svg width="${W}" height="14" role="img" aria-label="${attr(name)}">${rects}</svg><span>${g.length}</span></div>`;
-  }).join('\n');
+  return [...groups]
+    .map(([name, g]) => {
+      const rects = g
+        .map(
+          (o, i) =>
+            `<rect x="${(i * w).toFixed(2)}" y="0" width="${Math.max(w, 0.5).toFixed(2)}" height="14" fill="${COLOR[o.device]}"><title>#${o.index} ${esc(o.name)} (${o.op}): ${deviceName(o.device)}, rule ${o.rule}</title></rect>`,
+        )
+        .join('');
+      return `<div class="strip" data-layer="${attr(name)}"><span>${esc(name)}</span><svg width="${W}" height="14" role="img" aria-label="${attr(name)}">${rects}</svg><span>${g.length}</span></div>`;
+    })
+    .join('\n');
 }
 
 function opCounts(ops: PlacedOp[]): string {
@@ -170,8 +189,12 @@ function opCounts(ops: PlacedOp[]): string {
 const total = (r: Record<Device, number>) => r.ane + r.cpu + r['gpu-or-cpu'];
 
 function opTable(ops: PlacedOp[], id: string): string {
-  const head = '<thead><tr><th class="n">#</th><th>name</th><th>op</th><th>device</th><th>rule</th><th>layer</th><th>region</th><th class="n">FLOPs</th><th class="n">bytes moved</th><th class="n">weight bytes</th></tr></thead>';
-  const rows = ops.map((o) => `<tr data-index="${o.index}" data-device="${o.device}" data-rule="${o.rule}"><td class="n">${o.index}</td><td>${esc(o.name)}</td><td>${esc(o.op)}</td><td>${deviceName(o.device)}</td><td>${o.rule}</td><td>${esc(String(o.layer))}</td><td>${o.region ?? ''}</td><td class="n">${int(o.flops)}</td><td class="n">${int(o.bytes)}</td><td class="n">${int(o.weightBytes)}</td></tr>`);
+  const head =
+    '<thead><tr><th class="n">#</th><th>name</th><th>op</th><th>device</th><th>rule</th><th>layer</th><th>region</th><th class="n">FLOPs</th><th class="n">bytes moved</th><th class="n">weight bytes</th></tr></thead>';
+  const rows = ops.map(
+    (o) =>
+      `<tr data-index="${o.index}" data-device="${o.device}" data-rule="${o.rule}"><td class="n">${o.index}</td><td>${esc(o.name)}</td><td>${esc(o.op)}</td><td>${deviceName(o.device)}</td><td>${o.rule}</td><td>${esc(String(o.layer))}</td><td>${o.region ?? ''}</td><td class="n">${int(o.flops)}</td><td class="n">${int(o.bytes)}</td><td class="n">${int(o.weightBytes)}</td></tr>`,
+  );
   return `<div class="scroll"><table id="${id}">${head}<tbody>${rows.join('')}</tbody></table></div>`;
 }
 
@@ -180,11 +203,26 @@ function fidelitySection(f: StoredFidelity | null): string {
   if (!f) return `${head}<p>This package stores no fidelity report (converted with --no-fidelity).</p>`;
   const summary = `<p>${esc(`${f.precision} emulation against the float32 checkpoint, ${f.tokens} tokens of ${f.inputs}: KL ${f.kl === null ? 'not finite' : f.kl.toExponential(2)}, top-1 ${(100 * f.top1).toFixed(1)}%, top-5 ${(100 * f.top5).toFixed(1)}%`)}</p>`;
   const layers = f.layers;
-  if (!layers || layers.length === 0) return `${head}${summary}<p>No per-layer figures: the package was converted by a version that did not store them.</p>`;
-  const pts = (k: keyof StoredLayer) => layers.map((l) => [l.layer, l[k] === null ? Number.NaN : Number(l[k])] as [number, number]);
-  const err = lineChartSvg({ width: 560, height: 380, title: 'Relative error of the residual stream (float16 emulation vs float32)', xLabel: 'layer (0 = embeddings)', yLabel: '||fp16 - fp32|| / ||fp32||', logY: true, series: [{ name: 'converted', points: pts('rel_error') }] });
+  if (!layers || layers.length === 0)
+    return `${head}${summary}<p>No per-layer figures: the package was converted by a version that did not store them.</p>`;
+  const pts = (k: keyof StoredLayer) =>
+    layers.map((l) => [l.layer, l[k] === null ? Number.NaN : Number(l[k])] as [number, number]);
+  const err = lineChartSvg({
+    width: 560,
+    height: 380,
+    title: 'Relative error of the residual stream (float16 emulation vs float32)',
+    xLabel: 'layer (0 = embeddings)',
+    yLabel: '||fp16 - fp32|| / ||fp32||',
+    logY: true,
+    series: [{ name: 'converted', points: pts('rel_error') }],
+  });
   const out = lineChartSvg({
-    width: 580, height: 380, title: 'Outliers: max |activation| of the residual stream', xLabel: 'layer (0 = embeddings)', yLabel: 'max |activation|', logY: true,
+    width: 580,
+    height: 380,
+    title: 'Outliers: max |activation| of the residual stream',
+    xLabel: 'layer (0 = embeddings)',
+    yLabel: 'max |activation|',
+    logY: true,
     series: [
       { name: 'as trained (fp32)', points: pts('reference_max') },
       { name: 'converted (fp32)', points: pts('converted_max') },
@@ -201,11 +239,21 @@ function tensorSection(rows: TensorRow[], meta: Record<string, string>): string 
   const stored = rows.reduce((s, r) => s + r.storedBytes, 0);
   const fp16 = rows.reduce((s, r) => s + r.fp16Bytes, 0);
   const compression = meta.compression ? `<p>Compression: ${esc(meta.compression)}</p>` : '';
-  const body = rows.map((r) => `<tr><td>${esc(r.name)}</td><td>${esc(r.shape.join(' x '))}</td><td>${esc(r.dtype)}</td><td class="n">${int(r.storedBytes)}</td><td class="n">${int(r.fp16Bytes)}</td><td>${esc(r.compression)}</td><td class="n">${r.fp16Bytes ? (r.storedBytes / r.fp16Bytes).toFixed(3) : ''}</td></tr>`).join('');
+  const body = rows
+    .map(
+      (r) =>
+        `<tr><td>${esc(r.name)}</td><td>${esc(r.shape.join(' x '))}</td><td>${esc(r.dtype)}</td><td class="n">${int(r.storedBytes)}</td><td class="n">${int(r.fp16Bytes)}</td><td>${esc(r.compression)}</td><td class="n">${r.fp16Bytes ? (r.storedBytes / r.fp16Bytes).toFixed(3) : ''}</td></tr>`,
+    )
+    .join('');
   return `<h2>Tensors</h2><p>${rows.length} constant tensors, ${si(stored, 'B')} stored (${si(fp16, 'B')} in float16).</p>${compression}<div class="scroll"><table id="tensors"><thead><tr><th>tensor</th><th>shape</th><th>dtype</th><th class="n">stored bytes</th><th class="n">float16 bytes</th><th>compression</th><th class="n">ratio</th></tr></thead><tbody>${body}</tbody></table></div>`;
 }
 
 function rulesSection(f: FunctionPlacement): string {
-  const rows = f.placement.rules.map((r) => `<tr><td>${r.id}</td><td class="n">${r.row || ''}</td><td>${esc(r.check)}</td><td>${r.device ? deviceName(r.device) : 'warns'}</td><td>${r.enabled ? (r.warn ? 'warn' : '') : 'off'}</td><td>${label(r.confidence)}</td><td>${esc(r.source)}</td></tr>`).join('');
+  const rows = f.placement.rules
+    .map(
+      (r) =>
+        `<tr><td>${r.id}</td><td class="n">${r.row || ''}</td><td>${esc(r.check)}</td><td>${r.device ? deviceName(r.device) : 'warns'}</td><td>${r.enabled ? (r.warn ? 'warn' : '') : 'off'}</td><td>${label(r.confidence)}</td><td>${esc(r.source)}</td></tr>`,
+    )
+    .join('');
   return `<h2>Rules</h2><p>[A] Apple documented, [C] community observation, [P] via private APIs, [G] inferred, [M] measured (a rules file's correction). The first placement rule that matches an op decides its device.</p><table id="rules"><tr><th>rule</th><th class="n">row</th><th>checks</th><th>device</th><th></th><th></th><th>source</th></tr>${rows}</table>`;
 }

@@ -20,7 +20,8 @@ export interface ChartOptions {
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
 
 /** Text made safe for HTML and SVG, in content and in quoted attributes. */
-export const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+export const esc = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /** Renders the chart as a standalone SVG document. */
 export function lineChartSvg(o: ChartOptions): string {
@@ -48,7 +49,9 @@ export function lineChartSvg(o: ChartOptions): string {
   const py = (y: number) => m.top + ph - ((fy(y) - fy(yMin)) / (fy(yMax) - fy(yMin) || 1)) * ph;
 
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+  );
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   out.push(`<text x="${m.left + pw / 2}" y="22" text-anchor="middle" font-size="15">${esc(o.title)}</text>`);
   // y ticks: decades on a log scale, 5 steps otherwise
@@ -58,7 +61,9 @@ export function lineChartSvg(o: ChartOptions): string {
   for (const t of yTicks) {
     const y = py(t);
     out.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${y}" y2="${y}" stroke="#ddd"/>`);
-    out.push(`<text x="${m.left - 8}" y="${y + 4}" text-anchor="end">${o.logY ? formatPow(t) : t.toPrecision(3)}</text>`);
+    out.push(
+      `<text x="${m.left - 8}" y="${y + 4}" text-anchor="end">${o.logY ? formatPow(t) : t.toPrecision(3)}</text>`,
+    );
   }
   // x ticks: integers, at most ~12 labels
   const step = Math.max(1, Math.ceil((xMax - xMin) / 12));
@@ -74,15 +79,20 @@ export function lineChartSvg(o: ChartOptions): string {
   out.push(`<line x1="${m.left}" x2="${m.left}" y1="${m.top}" y2="${m.top + ph}" stroke="black"/>`);
   out.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${m.top + ph}" y2="${m.top + ph}" stroke="black"/>`);
   out.push(`<text x="${m.left + pw / 2}" y="${H - 15}" text-anchor="middle">${esc(o.xLabel)}</text>`);
-  out.push(`<text transform="translate(18 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}${o.logY ? ' (log scale)' : ''}</text>`);
+  out.push(
+    `<text transform="translate(18 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle">${esc(o.yLabel)}${o.logY ? ' (log scale)' : ''}</text>`,
+  );
   o.series.forEach((s, i) => {
     const color = COLORS[i % COLORS.length]!;
     const valid = s.points.filter(([, y]) => Number.isFinite(y) && (!o.logY || y > 0));
     const d = valid.map(([x, y], k) => `${k ? 'L' : 'M'}${px(x).toFixed(1)},${py(y).toFixed(1)}`).join(' ');
     out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"/>`);
-    for (const [x, y] of valid) out.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${color}"/>`);
+    for (const [x, y] of valid)
+      out.push(`<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${color}"/>`);
     const ly = m.top + 10 + i * 20;
-    out.push(`<line x1="${m.left + pw + 15}" x2="${m.left + pw + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"/>`);
+    out.push(
+      `<line x1="${m.left + pw + 15}" x2="${m.left + pw + 40}" y1="${ly}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
+    );
     out.push(`<text x="${m.left + pw + 46}" y="${ly + 4}">${esc(s.name)}</text>`);
   });
   out.push('</svg>');

@@ -22,9 +22,28 @@ export function readStoredFidelity(text: string | undefined): StoredFidelity | n
     return null;
   }
   const f = raw as Record<string, unknown>;
-  if (typeof f !== 'object' || f === null || typeof f.precision !== 'string' || !numOrNull(f.kl) || !isNum(f.top1) || !isNum(f.top5) || !isNum(f.tokens) || typeof f.inputs !== 'string') return null;
+  if (
+    typeof f !== 'object' ||
+    f === null ||
+    typeof f.precision !== 'string' ||
+    !numOrNull(f.kl) ||
+    !isNum(f.top1) ||
+    !isNum(f.top5) ||
+    !isNum(f.tokens) ||
+    typeof f.inputs !== 'string'
+  )
+    return null;
   const layers = Array.isArray(f.layers)
-    ? (f.layers as Record<string, unknown>[]).filter((l) => typeof l === 'object' && l !== null && isNum(l.layer) && ['rel_error', 'reference_max', 'converted_max', 'emulated_max'].every((k) => numOrNull(l[k])))
+    ? (f.layers as Record<string, unknown>[]).filter(
+        (l) =>
+          typeof l === 'object' &&
+          l !== null &&
+          isNum(l.layer) &&
+          ['rel_error', 'reference_max', 'converted_max', 'emulated_max'].every((k) => numOrNull(l[k])),
+      )
     : undefined;
-  return { ...(f as unknown as StoredFidelity), ...(layers ? { layers: layers as unknown as StoredLayer[] } : { layers: undefined }) };
+  return {
+    ...(f as unknown as StoredFidelity),
+    ...(layers ? { layers: layers as unknown as StoredLayer[] } : { layers: undefined }),
+  };
 }

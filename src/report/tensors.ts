@@ -28,7 +28,9 @@ export function tensorRows(g: Graph): TensorRow[] {
   const rows: TensorRow[] = [];
   const seen = new Set<string>();
   for (const op of constexpr) {
-    const srcs = valueInputs(op).map((v) => g.consts.get(v.name)).filter((c) => c !== undefined);
+    const srcs = valueInputs(op)
+      .map((v) => g.consts.get(v.name))
+      .filter((c) => c !== undefined);
     const key = srcs.map((c) => c.storageKey ?? c.name).join('|');
     if (seen.has(key)) continue;
     seen.add(key);
@@ -45,14 +47,22 @@ export function tensorRows(g: Graph): TensorRow[] {
   for (const [name, c] of g.consts) {
     if (feedsConstexpr.has(name) || seen.has(c.storageKey ?? name)) continue;
     seen.add(c.storageKey ?? name);
-    rows.push({ name, shape: c.type.shape as number[], dtype: c.type.dtype, storedBytes: storedBytes(c.type.dtype, numel(c.type.shape)), fp16Bytes: 2 * numel(c.type.shape), compression: 'none' });
+    rows.push({
+      name,
+      shape: c.type.shape as number[],
+      dtype: c.type.dtype,
+      storedBytes: storedBytes(c.type.dtype, numel(c.type.shape)),
+      fp16Bytes: 2 * numel(c.type.shape),
+      compression: 'none',
+    });
   }
   return rows.sort((a, b) => b.storedBytes - a.storedBytes || a.name.localeCompare(b.name));
 }
 
 /** The compressed form a constexpr op decodes. */
 function compressionOf(op: Op, g: Graph): string {
-  const type = (key: string) => (typeof op.inputs[key] === 'string' ? g.consts.get(op.inputs[key] as string)?.type : undefined);
+  const type = (key: string) =>
+    typeof op.inputs[key] === 'string' ? g.consts.get(op.inputs[key] as string)?.type : undefined;
   if (op.op === 'constexpr_lut_to_dense') {
     const lut = type('lut');
     // iOS 16: a 1-D table; iOS 18: (..., entries, vector size).

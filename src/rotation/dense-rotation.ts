@@ -21,10 +21,14 @@ export class DenseRotation implements Rotation {
   /** Copies `matrix`; throws SHAPE_MISMATCH for a wrong length and BAD_ARGUMENT if it is not orthogonal. */
   constructor(size: number, matrix: Matrix) {
     if (matrix.length !== size * size) {
-      throw new ModernBertError('SHAPE_MISMATCH', `a rotation of order ${size} needs ${size * size} values, got ${matrix.length}`, {
-        size,
-        length: matrix.length,
-      });
+      throw new ModernBertError(
+        'SHAPE_MISMATCH',
+        `a rotation of order ${size} needs ${size * size} values, got ${matrix.length}`,
+        {
+          size,
+          length: matrix.length,
+        },
+      );
     }
     this.size = size;
     this.q = new Float32Array(matrix);
@@ -64,9 +68,13 @@ export class DenseRotation implements Rotation {
       for (let i = 0; i < n; i++) err += (back[i]! - v[i]!) ** 2;
       const rel = Math.sqrt(err / n);
       if (!(rel <= ORTHOGONALITY_TOLERANCE)) {
-        throw new ModernBertError('BAD_ARGUMENT', `rotation matrix of order ${n} is not orthogonal (‖QᵀQv − v‖/‖v‖ = ${rel.toExponential(2)})`, {
-          size: n,
-        });
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `rotation matrix of order ${n} is not orthogonal (‖QᵀQv − v‖/‖v‖ = ${rel.toExponential(2)})`,
+          {
+            size: n,
+          },
+        );
       }
     }
   }

@@ -45,10 +45,14 @@ class Folding {
   ) {
     this.n = cfg.hidden;
     if (rotation.size !== cfg.hidden) {
-      throw new ModernBertError('SHAPE_MISMATCH', `rotation of order ${rotation.size} does not match hidden size ${cfg.hidden}`, {
-        size: rotation.size,
-        hidden: cfg.hidden,
-      });
+      throw new ModernBertError(
+        'SHAPE_MISMATCH',
+        `rotation of order ${rotation.size} does not match hidden size ${cfg.hidden}`,
+        {
+          size: rotation.size,
+          hidden: cfg.hidden,
+        },
+      );
     }
     this.validate();
   }
@@ -103,15 +107,23 @@ class Folding {
       }
     }
     if (this.src.has('model.layers.0.attn_norm.weight')) {
-      throw new ModernBertError('BAD_CONFIG', 'layer 0 has an attention norm; ModernBERT\'s layer 0 reads the embedding norm', {
-        tensor: 'model.layers.0.attn_norm.weight',
-      });
+      throw new ModernBertError(
+        'BAD_CONFIG',
+        "layer 0 has an attention norm; ModernBERT's layer 0 reads the embedding norm",
+        {
+          tensor: 'model.layers.0.attn_norm.weight',
+        },
+      );
     }
     const extra = `model.layers.${this.cfg.numLayers}.attn.Wqkv.weight`;
     if (this.src.has(extra)) {
-      throw new ModernBertError('BAD_CONFIG', `the weights have more than the ${this.cfg.numLayers} layers of the config`, {
-        tensor: extra,
-      });
+      throw new ModernBertError(
+        'BAD_CONFIG',
+        `the weights have more than the ${this.cfg.numLayers} layers of the config`,
+        {
+          tensor: extra,
+        },
+      );
     }
   }
 
@@ -121,10 +133,14 @@ class Folding {
     const shape = this.src.shape(name);
     if (shape.length !== want.length || want.some((w, i) => w !== null && w !== shape[i])) {
       const expected = want.map((w) => w ?? '*').join(', ');
-      throw new ModernBertError('SHAPE_MISMATCH', `weight "${name}" has shape [${shape.join(', ')}], expected [${expected}]`, {
-        tensor: name,
-        shape,
-      });
+      throw new ModernBertError(
+        'SHAPE_MISMATCH',
+        `weight "${name}" has shape [${shape.join(', ')}], expected [${expected}]`,
+        {
+          tensor: name,
+          shape,
+        },
+      );
     }
     return shape;
   }
@@ -141,11 +157,17 @@ class Folding {
   private embeddings(): Tensor {
     const e = this.data(TOK_EMBEDDINGS);
     const rows = e.length / this.n;
-    return { shape: [rows, this.n], data: this.rotateRows(rows, (first, count, dst) => centerRows(e, first, count, this.n, dst)) };
+    return {
+      shape: [rows, this.n],
+      data: this.rotateRows(rows, (first, count, dst) => centerRows(e, first, count, this.n, dst)),
+    };
   }
 
   /** P·Q for P [rows, n] produced batch by batch by `prepare` (rows first .. first + count − 1, float64). */
-  private rotateRows(rows: number, prepare: (first: number, count: number, dst: Float64Array) => Float64Array): Float32Array {
+  private rotateRows(
+    rows: number,
+    prepare: (first: number, count: number, dst: Float64Array) => Float64Array,
+  ): Float32Array {
     const n = this.n;
     const out = sharedFloat32(rows * n);
     for (let r0 = 0; r0 < rows; r0 += ROW_BATCH) {
@@ -167,7 +189,10 @@ class Folding {
       get: () => {
         const w = this.data(weight);
         const gamma = this.data(`${norm}.weight`);
-        return { shape: [rows, n], data: this.rotateRows(rows, (first, count, dst) => scaleColumns(w, first, count, n, gamma, dst)) };
+        return {
+          shape: [rows, n],
+          data: this.rotateRows(rows, (first, count, dst) => scaleColumns(w, first, count, n, gamma, dst)),
+        };
       },
     });
     const normBias = `${norm}.bias`;
@@ -207,7 +232,8 @@ class Folding {
         return { shape: [n, n], data: this.rotation.leftMulT(this.rotation.rightMul(cg, n, n), n, n) };
       },
     });
-    if (this.src.has(`${EMBEDDING_NORM}.bias`)) out.set(`${LAYER0_RESIDUAL}.bias`, this.centeredVector(`${EMBEDDING_NORM}.bias`));
+    if (this.src.has(`${EMBEDDING_NORM}.bias`))
+      out.set(`${LAYER0_RESIDUAL}.bias`, this.centeredVector(`${EMBEDDING_NORM}.bias`));
   }
 
   /** Qᵀ·C·v for the vector tensor `name`. */
@@ -215,7 +241,10 @@ class Folding {
     const n = this.n;
     return {
       shape: () => [n],
-      get: () => ({ shape: [n], data: this.rotation.leftMulT(centerColumns(this.data(name), n, 1, new Float64Array(n)), n, 1) }),
+      get: () => ({
+        shape: [n],
+        data: this.rotation.leftMulT(centerColumns(this.data(name), n, 1, new Float64Array(n)), n, 1),
+      }),
     };
   }
 

@@ -43,9 +43,13 @@ export function hadamardPlan(n: number): HadamardPlan {
       return plan;
     }
   }
-  throw new ModernBertError('UNSUPPORTED', `no Hadamard matrix of order ${n}: supported orders are ${SUPPORTED_FORMS}`, {
-    size: n,
-  });
+  throw new ModernBertError(
+    'UNSUPPORTED',
+    `no Hadamard matrix of order ${n}: supported orders are ${SUPPORTED_FORMS}`,
+    {
+      size: n,
+    },
+  );
 }
 
 /** The dense n×n Hadamard matrix (entries ±1, row-major) that the fast transform applies. */
@@ -68,11 +72,15 @@ export function hadamardMatrix(n: number): Int8Array {
 export function fwht(plan: HadamardPlan, x: Float64Array, offset = 0, transpose = false): void {
   const { size: n, sylvesterSize: p } = plan;
   if (offset < 0 || offset + n > x.length) {
-    throw new ModernBertError('SHAPE_MISMATCH', `Hadamard transform of order ${n} at offset ${offset} overruns ${x.length} values`, {
-      size: n,
-      offset,
-      length: x.length,
-    });
+    throw new ModernBertError(
+      'SHAPE_MISMATCH',
+      `Hadamard transform of order ${n} at offset ${offset} overruns ${x.length} values`,
+      {
+        size: n,
+        offset,
+        length: x.length,
+      },
+    );
   }
   for (let base = offset; base < offset + n; base += p) sylvester(x, base, p);
   if (plan.blockSize > 1) blockMix(plan, transpose)(x, offset);
@@ -96,11 +104,15 @@ export function fwhtColumns(plan: HadamardPlan, x: Float64Array, cols: number, t
 
 function checkLength(plan: HadamardPlan, x: Float64Array, count: number, what: string): void {
   if (x.length !== plan.size * count) {
-    throw new ModernBertError('SHAPE_MISMATCH', `Hadamard transform of order ${plan.size} got ${x.length} values for ${count} ${what}`, {
-      size: plan.size,
-      length: x.length,
-      count,
-    });
+    throw new ModernBertError(
+      'SHAPE_MISMATCH',
+      `Hadamard transform of order ${plan.size} got ${x.length} values for ${count} ${what}`,
+      {
+        size: plan.size,
+        length: x.length,
+        count,
+      },
+    );
   }
 }
 

@@ -26,7 +26,14 @@ export function centerRows(w: Matrix, first: number, count: number, cols: number
 }
 
 /** out ← rows `first` .. `first + count − 1` of W·diag(d), for W [*, cols]. */
-export function scaleColumns(w: Matrix, first: number, count: number, cols: number, d: Matrix, out: Float64Array): Float64Array {
+export function scaleColumns(
+  w: Matrix,
+  first: number,
+  count: number,
+  cols: number,
+  d: Matrix,
+  out: Float64Array,
+): Float64Array {
   for (let r = 0; r < count; r++) {
     const off = (first + r) * cols;
     for (let j = 0; j < cols; j++) out[r * cols + j] = w[off + j]! * d[j]!;

@@ -45,7 +45,10 @@ export function unfoldLogits(t: RtTensor, V = Infinity): RtTensor {
  */
 export class CachedWeights extends WrappedWeights {
   private readonly cache = new Map<string, Tensor>();
-  constructor(inner: WeightSource, private readonly roundF16 = false) {
+  constructor(
+    inner: WeightSource,
+    private readonly roundF16 = false,
+  ) {
     super(inner);
   }
   get(name: string): Tensor {
@@ -74,8 +77,15 @@ export class Engine {
   private readonly graphs = new Map<string, Executor>();
 
   /** `defaults` apply to every forward pass unless it overrides them; `executor` runs the graphs (our interpreter by default). */
-  constructor(model: ModelSource, private readonly defaults: Omit<ForwardOptions, 'onOp' | 'taps' | 'positions'> = {}, private readonly executor: ExecutorFactory = interpreterFactory) {
-    this.source = { ...model, weights: model.weights instanceof CachedWeights ? model.weights : new CachedWeights(model.weights) };
+  constructor(
+    model: ModelSource,
+    private readonly defaults: Omit<ForwardOptions, 'onOp' | 'taps' | 'positions'> = {},
+    private readonly executor: ExecutorFactory = interpreterFactory,
+  ) {
+    this.source = {
+      ...model,
+      weights: model.weights instanceof CachedWeights ? model.weights : new CachedWeights(model.weights),
+    };
   }
 
   get numLayers(): number {
@@ -90,7 +100,10 @@ export class Engine {
   /** The graph of one length that a forward pass runs on our interpreter (for inspection and export). */
   graph(seqLen: number, o: Omit<ForwardOptions, 'onOp' | 'taps'> = {}): Graph {
     const opts = { ...this.defaults, ...o };
-    return buildModel(opts.embedding ? { ...this.source, embedding: opts.embedding } : this.source, Engine.buildOptions(seqLen, opts));
+    return buildModel(
+      opts.embedding ? { ...this.source, embedding: opts.embedding } : this.source,
+      Engine.buildOptions(seqLen, opts),
+    );
   }
 
   private weightBytes: number | undefined;
@@ -101,7 +114,10 @@ export class Engine {
 
   /** Whether every input up to S tokens runs on one prepared graph (the executor's shared length plan). */
   sharesGraph(S: number): boolean {
-    return S <= this.source.config.maxPositions && this.executor.plan?.(S, this.defaults.precision ?? 'fp32', this.bytes())?.shared === true;
+    return (
+      S <= this.source.config.maxPositions &&
+      this.executor.plan?.(S, this.defaults.precision ?? 'fp32', this.bytes())?.shared === true
+    );
   }
 
   /** Frees what the runtime holds for every prepared graph (onnxruntime's sessions); graphs are prepared again when needed. */
@@ -117,23 +133,37 @@ export class Engine {
     const S = seq.ids.length;
     const c = this.source.config;
     if (S > c.maxPositions) {
-      throw new ModernBertError('BAD_INPUT', `the input has ${S} tokens but the model allows at most ${c.maxPositions} (max_position_embeddings)`, { tokens: S });
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `the input has ${S} tokens but the model allows at most ${c.maxPositions} (max_position_embeddings)`,
+        { tokens: S },
+      );
     }
     for (let i = 0; i < S; i++) {
       const id = seq.ids[i]!;
       if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
-        throw new ModernBertError('BAD_INPUT', `token id ${id} at position ${i} is outside the vocabulary (0..${c.vocabSize - 1})`, { position: i });
+        throw new ModernBertError(
+          'BAD_INPUT',
+          `token id ${id} at position ${i} is outside the vocabulary (0..${c.vocabSize - 1})`,
+          { position: i },
+        );
       }
     }
-    if (o.pack !== undefined && !seq.segments) throw new ModernBertError('BAD_ARGUMENT', 'a packed run needs segment ids', { pack: o.pack });
+    if (o.pack !== undefined && !seq.segments)
+      throw new ModernBertError('BAD_ARGUMENT', 'a packed run needs segment ids', { pack: o.pack });
     const planned = this.executor.plan?.(S, o.precision ?? 'fp32', this.bytes());
     // Packed windows have one length already; on a runtime with a plan their head positions are an input too.
     // A plan's length is cut to what the model takes.
     const len = planned && Math.min(planned.len, c.maxPositions);
-    const plan = o.pack !== undefined ? (planned && { len: S, shared: false }) : planned && len! >= S ? { len: len!, shared: planned.shared } : undefined;
+    const plan =
+      o.pack !== undefined
+        ? planned && { len: S, shared: false }
+        : planned && len! >= S
+          ? { len: len!, shared: planned.shared }
+          : undefined;
     const interp = this.interpreter(S, o, plan);
     const g = interp.graph;
-    const roles = o.taps === 'all' ? [...g.taps.keys()] : o.taps ?? [];
+    const roles = o.taps === 'all' ? [...g.taps.keys()] : (o.taps ?? []);
     const keep = roles.map((r) => {
       const v = g.taps.get(r);
       if (!v) throw new ModernBertError('BAD_ARGUMENT', `this model has no value "${r}"`, { tap: r });
@@ -142,12 +172,18 @@ export class Engine {
     const pad = plan && !plan.shared ? plan.len - S : 0;
     const inputs = Engine.inputs(pad ? padded(seq, pad, c.padTokenId) : seq, o.pack !== undefined);
     if (plan && g.inputs.some((i) => i.name === 'head_positions')) {
-      inputs.head_positions = { dtype: 'int32', shape: [o.positions?.length ?? S], data: o.positions ? Int32Array.from(o.positions) : Int32Array.from({ length: S }, (_, i) => i) };
+      inputs.head_positions = {
+        dtype: 'int32',
+        shape: [o.positions?.length ?? S],
+        data: o.positions ? Int32Array.from(o.positions) : Int32Array.from({ length: S }, (_, i) => i),
+      };
     }
     const out = await interp.run(inputs, { keep, onOp: o.onOp });
     // Values over every token of a padded input (taps, a body's hidden states) lose the padding's columns.
     const cut = (t: RtTensor) => (pad ? firstColumns(t, S) : t);
-    const outputs = new Map(g.outputs.map((n) => [n, n === 'logits' ? unfoldLogits(out.get(n)!, c.vocabSize) : cut(out.get(n)!)]));
+    const outputs = new Map(
+      g.outputs.map((n) => [n, n === 'logits' ? unfoldLogits(out.get(n)!, c.vocabSize) : cut(out.get(n)!)]),
+    );
     const taps = new Map(roles.map((r, i) => [r, cut(out.get(keep[i]!)!)]));
     return { outputs, taps };
   }
@@ -156,12 +192,23 @@ export class Engine {
   static inputs(seq: Sequence, packed = false): Record<string, RtTensor> {
     const S = seq.ids.length;
     if (packed) {
-      if (seq.segments?.length !== S) throw new ModernBertError('BAD_ARGUMENT', `the segment ids (${seq.segments?.length ?? 0}) and the token ids (${S}) differ in length`);
-      return { input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) }, segment_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.segments) } };
+      if (seq.segments?.length !== S)
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `the segment ids (${seq.segments?.length ?? 0}) and the token ids (${S}) differ in length`,
+        );
+      return {
+        input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
+        segment_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.segments) },
+      };
     }
     return {
       input_ids: { dtype: 'int32', shape: [1, S], data: Int32Array.from(seq.ids) },
-      attention_mask: { dtype: 'int32', shape: [1, S], data: seq.attention ? Int32Array.from(seq.attention, (a) => (a ? 1 : 0)) : new Int32Array(S).fill(1) },
+      attention_mask: {
+        dtype: 'int32',
+        shape: [1, S],
+        data: seq.attention ? Int32Array.from(seq.attention, (a) => (a ? 1 : 0)) : new Int32Array(S).fill(1),
+      },
     };
   }
 
@@ -169,16 +216,43 @@ export class Engine {
   private static buildOptions(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>): BuildOptions {
     // Padding as a per-key attention_mask input: O(S) and it lets local layers run banded; banded windows
     // cut per head, so that one head's are alive at a time (model/options.ts bandWindows).
-    return { seqLen: S, dtype: 'fp32', norm: o.norm, head: o.head, positions: o.positions, maskFrom: o.pack === undefined ? 'attention' : undefined, attentionChunk: o.attentionChunk, pack: o.pack, bandWindows: 'per-head' };
+    return {
+      seqLen: S,
+      dtype: 'fp32',
+      norm: o.norm,
+      head: o.head,
+      positions: o.positions,
+      maskFrom: o.pack === undefined ? 'attention' : undefined,
+      attentionChunk: o.attentionChunk,
+      pack: o.pack,
+      bandWindows: 'per-head',
+    };
   }
 
   /** The prepared graph of a run: one per length, or the one that the executor's length plan picks. */
   private interpreter(S: number, o: Omit<ForwardOptions, 'onOp' | 'taps'>, plan: LengthPlan | undefined): Executor {
-    const key = JSON.stringify(plan ? [plan.shared ? 'shared' : 'padded', plan.len, o.precision, o.norm, o.head, o.attentionChunk, o.pack, o.embedding] : [S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack, o.embedding]);
+    const key = JSON.stringify(
+      plan
+        ? [
+            plan.shared ? 'shared' : 'padded',
+            plan.len,
+            o.precision,
+            o.norm,
+            o.head,
+            o.attentionChunk,
+            o.pack,
+            o.embedding,
+          ]
+        : [S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack, o.embedding],
+    );
     let it = this.graphs.get(key);
     if (!it) {
       const seqLen = plan ? (plan.shared ? [1, plan.len] : plan.len) : S;
-      const opts: BuildOptions = { ...Engine.buildOptions(S, o), seqLen, ...(plan ? { positions: 'input' as const } : {}) };
+      const opts: BuildOptions = {
+        ...Engine.buildOptions(S, o),
+        seqLen,
+        ...(plan ? { positions: 'input' as const } : {}),
+      };
       const source = o.embedding ? { ...this.source, embedding: o.embedding } : this.source;
       it = this.executor(buildModel(source, opts), o.precision ?? 'fp32');
       // Prepared graphs of other lengths hold large per-length tables; keep a few.
@@ -196,7 +270,13 @@ export class Engine {
 /** A sequence with `n` padding tokens after it (masked out). */
 function padded(seq: Sequence, n: number, padId: number): Sequence {
   const S = seq.ids.length;
-  return { ids: [...Array.from(seq.ids), ...new Array<number>(n).fill(padId)], attention: [...(seq.attention ? Array.from(seq.attention) : new Array<number>(S).fill(1)), ...new Array<number>(n).fill(0)] };
+  return {
+    ids: [...Array.from(seq.ids), ...new Array<number>(n).fill(padId)],
+    attention: [
+      ...(seq.attention ? Array.from(seq.attention) : new Array<number>(S).fill(1)),
+      ...new Array<number>(n).fill(0),
+    ],
+  };
 }
 
 /** The first S columns of a (1, C, 1, W) tensor with W > S (other tensors as they are). */

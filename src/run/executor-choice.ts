@@ -48,15 +48,31 @@ export interface ExecutorChoice {
 /** Picks what runs a model's graphs. */
 export async function chooseExecutor(request: ExecutorRequest): Promise<ExecutorChoice> {
   const fp16 = (request.precision ?? 'fp32') !== 'fp32';
-  const r = fp16 && request.fp16OnEngine && request.runtime === 'coreml' ? { precision: request.precision, runtime: 'engine' as const } : request;
-  if (r.computeUnits !== undefined && r.runtime !== 'coreml') throw new ModernBertError('BAD_ARGUMENT', "`computeUnits` goes with `runtime: 'coreml'`", { option: 'computeUnits' });
+  const r =
+    fp16 && request.fp16OnEngine && request.runtime === 'coreml'
+      ? { precision: request.precision, runtime: 'engine' as const }
+      : request;
+  if (r.computeUnits !== undefined && r.runtime !== 'coreml')
+    throw new ModernBertError('BAD_ARGUMENT', "`computeUnits` goes with `runtime: 'coreml'`", {
+      option: 'computeUnits',
+    });
   if (r.runtime === 'coreml') {
-    if (fp16) throw new ModernBertError('BAD_ARGUMENT', `\`precision: ${r.precision}\` is our float16 emulation; \`runtime: 'coreml'\` runs the package as Core ML computes it: leave out one of them`, { option: 'precision' });
-    if (r.provider !== undefined) throw new ModernBertError('BAD_ARGUMENT', "`ortProvider` goes with `runtime: 'ort'`", { option: 'ortProvider' });
+    if (fp16)
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `\`precision: ${r.precision}\` is our float16 emulation; \`runtime: 'coreml'\` runs the package as Core ML computes it: leave out one of them`,
+        { option: 'precision' },
+      );
+    if (r.provider !== undefined)
+      throw new ModernBertError('BAD_ARGUMENT', "`ortProvider` goes with `runtime: 'ort'`", { option: 'ortProvider' });
     requireCoreML("`runtime: 'coreml'`");
     const own = r.session ? undefined : new CoreMLSession();
     const session = r.session?.() ?? own!;
-    return { runtime: 'coreml', factory: coremlExecutorFactory(session, r.computeUnits ?? 'all', r.fallback), ...(own ? { session: own } : {}) };
+    return {
+      runtime: 'coreml',
+      factory: coremlExecutorFactory(session, r.computeUnits ?? 'all', r.fallback),
+      ...(own ? { session: own } : {}),
+    };
   }
   const c = await chooseRuntime({ runtime: r.runtime, precision: r.precision, provider: r.provider });
   return { runtime: c.runtime, factory: executorFor(c, r.work, r.say), ...(c.note ? { note: c.note } : {}) };

@@ -76,13 +76,22 @@ const PACKAGE_TOKENIZER_DIR = join('Data', TOKENIZER_ITEM_PATH);
  * found in the Hugging Face cache or downloaded into it), or the default model when `name` is undefined.
  */
 export async function openModel(name: string | undefined, o: OpenOptions = {}): Promise<LoadedModel> {
-  if (name === undefined && o.revision !== undefined) throw new ModernBertError('BAD_ARGUMENT', '`revision` picks a revision of a Hub id: name the model (org/name)');
+  if (name === undefined && o.revision !== undefined)
+    throw new ModernBertError('BAD_ARGUMENT', '`revision` picks a revision of a Hub id: name the model (org/name)');
   const resolved = name === undefined ? undefined : await resolveModel(name, o);
   const path = resolved?.path;
   const source = resolved?.source ? { source: resolved.source } : {};
   if (path !== undefined && isPackagePath(path)) return { ...(await openPackage(path, o)), ...source };
-  if (o.headPackage !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`headPackage\` runs a head on a body package (convert --split); ${path ?? 'the built-in model'} is a checkpoint`);
-  if (o.function !== undefined) throw new ModernBertError('BAD_ARGUMENT', `\`function\` picks a function of a multifunction package; ${path ?? 'the built-in model'} is a checkpoint`);
+  if (o.headPackage !== undefined)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`headPackage\` runs a head on a body package (convert --split); ${path ?? 'the built-in model'} is a checkpoint`,
+    );
+  if (o.function !== undefined)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`function\` picks a function of a multifunction package; ${path ?? 'the built-in model'} is a checkpoint`,
+    );
   const dir = path ?? DEFAULT_MODEL;
   const ckpt = loadCheckpoint(dir);
   if (resolved?.source) ckpt.source = resolved.source;
@@ -97,10 +106,20 @@ export async function openModel(name: string | undefined, o: OpenOptions = {}): 
     maxLen: ckpt.config.maxPositions,
     config: ckpt.config,
     ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}),
-    ids: { vocabSize: ckpt.config.vocabSize, maxLen: ckpt.config.maxPositions, clsTokenId: ckpt.config.clsTokenId, sepTokenId: ckpt.config.sepTokenId, special: [ckpt.config.padTokenId] },
+    ids: {
+      vocabSize: ckpt.config.vocabSize,
+      maxLen: ckpt.config.maxPositions,
+      clsTokenId: ckpt.config.clsTokenId,
+      sepTokenId: ckpt.config.sepTokenId,
+      special: [ckpt.config.padTokenId],
+    },
     dtypes: ckpt.storedDtypes,
     weights: ckpt.weights,
-    tokenizer: o.tokenizer ? await loadTokenizer(o.tokenizer) : ckpt.tokenizerPath ? await loadTokenizer(dirname(ckpt.tokenizerPath)) : undefined,
+    tokenizer: o.tokenizer
+      ? await loadTokenizer(o.tokenizer)
+      : ckpt.tokenizerPath
+        ? await loadTokenizer(dirname(ckpt.tokenizerPath))
+        : undefined,
     close: () => ckpt.close(),
   };
 }
@@ -118,21 +137,48 @@ function packageRunner(path: string, o: OpenOptions): PackageRunner | BucketRunn
   const precision = o.precision ?? 'fp32';
   const first = readMLPackage(path);
   const functions = first.functions.length > 1 ? packageInfo(first, path).functions : {};
-  const bucketsOf = (head: string) => Object.entries(functions).filter(([, f]) => f.head === head && f.seq_len !== undefined).map(([name, f]) => ({ name, seqLen: f.seq_len! }));
+  const bucketsOf = (head: string) =>
+    Object.entries(functions)
+      .filter(([, f]) => f.head === head && f.seq_len !== undefined)
+      .map(([name, f]) => ({ name, seqLen: f.seq_len! }));
   // A head name picks that head's buckets; otherwise the name must be a function's (readMLPackage says which exist).
   const byHead = o.function !== undefined && !first.functions.includes(o.function) ? bucketsOf(o.function) : [];
-  const pkg = o.function !== undefined && byHead.length === 0 && o.function !== first.functionName ? readMLPackage(path, o.function) : byHead.length > 0 ? readMLPackage(path, byHead[0]!.name) : first;
+  const pkg =
+    o.function !== undefined && byHead.length === 0 && o.function !== first.functionName
+      ? readMLPackage(path, o.function)
+      : byHead.length > 0
+        ? readMLPackage(path, byHead[0]!.name)
+        : first;
   if (o.headPackage !== undefined) {
-    if (!existsSync(o.headPackage)) throw new ModernBertError('FILE_NOT_FOUND', `head package ${o.headPackage} does not exist`, { path: o.headPackage });
+    if (!existsSync(o.headPackage))
+      throw new ModernBertError('FILE_NOT_FOUND', `head package ${o.headPackage} does not exist`, {
+        path: o.headPackage,
+      });
     const head = readMLPackage(o.headPackage);
     const recorded = head.description.metadata.userDefined?.[META.bodyHash];
-    if (recorded === undefined) throw new ModernBertError('BAD_INPUT', `\`headPackage\` ${o.headPackage} records no body (metadata "${META.bodyHash}"); convert --split writes heads that do`, { path: o.headPackage });
-    if (recorded !== bodyHash(path)) throw new ModernBertError('BAD_INPUT', `\`headPackage\` ${o.headPackage} belongs to another body than ${path} (its weights or program differ): convert the head with this body (convert --split)`, { path: o.headPackage });
+    if (recorded === undefined)
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `\`headPackage\` ${o.headPackage} records no body (metadata "${META.bodyHash}"); convert --split writes heads that do`,
+        { path: o.headPackage },
+      );
+    if (recorded !== bodyHash(path))
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `\`headPackage\` ${o.headPackage} belongs to another body than ${path} (its weights or program differ): convert the head with this body (convert --split)`,
+        { path: o.headPackage },
+      );
     return new PackageRunner(pkg, path, precision, o.executor, { pkg: head, path: o.headPackage });
   }
   const runner = new PackageRunner(pkg, path, precision, o.executor);
   const buckets = byHead.length > 0 ? byHead : o.function === undefined ? bucketsOf(runner.info.head) : [];
-  if (buckets.length > 1) return new BucketRunner(path, buckets, (fn) => new PackageRunner(readMLPackage(path, fn), path, precision, o.executor), runner);
+  if (buckets.length > 1)
+    return new BucketRunner(
+      path,
+      buckets,
+      (fn) => new PackageRunner(readMLPackage(path, fn), path, precision, o.executor),
+      runner,
+    );
   return runner;
 }
 
@@ -152,7 +198,13 @@ async function openPackage(path: string, o: OpenOptions): Promise<LoadedModel> {
     labels: runner.info.labels,
     maxLen: runner.maxLen,
     ...(runner.info.pack === undefined ? {} : { pack: runner.info.pack }),
-    ids: { vocabSize: runner.vocabSize, maxLen: runner.maxLen, clsTokenId: runner.info.special.cls, sepTokenId: runner.info.special.sep, special: [runner.info.special.pad] },
+    ids: {
+      vocabSize: runner.vocabSize,
+      maxLen: runner.maxLen,
+      clsTokenId: runner.info.special.cls,
+      sepTokenId: runner.info.special.sep,
+      special: [runner.info.special.pad],
+    },
     dtypes: [...new Set([...pkg.graph.consts.values()].map((c) => c.type.dtype))],
     tokenizer: hasTok ? await loadTokenizer(tokDir) : undefined,
     close: () => {},

@@ -45,7 +45,10 @@ let loaded: Promise<Ort | undefined> | undefined;
 export function loadOrt(): Promise<Ort | undefined> {
   if (process.env.MODERNBERT_ANE_NO_ORT === '1') return Promise.resolve(undefined);
   // A CommonJS package: its exports are the module's default.
-  loaded ??= import(ORT_PACKAGE).then((m: { default: Ort }): Ort | undefined => m.default, () => undefined);
+  loaded ??= import(ORT_PACKAGE).then(
+    (m: { default: Ort }): Ort | undefined => m.default,
+    () => undefined,
+  );
   return loaded;
 }
 
@@ -54,14 +57,33 @@ export function ortVersion(ort: Ort): string {
   return ort.env.versions?.node ?? ort.env.versions?.common ?? 'unknown';
 }
 
-const ORT_TYPE: Partial<Record<DType, OrtModule.Tensor.Type>> = { fp32: 'float32', int32: 'int32', bool: 'bool', uint8: 'uint8', int8: 'int8', int16: 'int16' };
-const FROM_ORT: Partial<Record<string, DType>> = { float32: 'fp32', int32: 'int32', bool: 'bool', uint8: 'uint8', int8: 'int8', int16: 'int16' };
+const ORT_TYPE: Partial<Record<DType, OrtModule.Tensor.Type>> = {
+  fp32: 'float32',
+  int32: 'int32',
+  bool: 'bool',
+  uint8: 'uint8',
+  int8: 'int8',
+  int16: 'int16',
+};
+const FROM_ORT: Partial<Record<string, DType>> = {
+  float32: 'fp32',
+  int32: 'int32',
+  bool: 'bool',
+  uint8: 'uint8',
+  int8: 'int8',
+  int16: 'int16',
+};
 
 /** Runs a graph on onnxruntime at float32 (the interpreter's `run`, without per-op progress). */
 export class OrtExecutor {
   private readonly sessions = new Map<string, Promise<OrtModule.InferenceSession>>();
 
-  constructor(readonly graph: Graph, private readonly ort: Ort, private readonly provider: OrtProvider = 'cpu', private readonly precision: OnnxPrecision = 'fp32') {}
+  constructor(
+    readonly graph: Graph,
+    private readonly ort: Ort,
+    private readonly provider: OrtProvider = 'cpu',
+    private readonly precision: OnnxPrecision = 'fp32',
+  ) {}
 
   /** Runs the graph; returns the outputs and the values named in `keep`. */
   async run(inputs: Record<string, RtTensor>, opts: { keep?: string[] } = {}): Promise<Map<string, RtTensor>> {
@@ -100,9 +122,22 @@ export class OrtExecutor {
       const graph: Graph = { ...this.graph, outputs: [...this.graph.outputs, ...keep] };
       // A compressed package's constexpr ops are expanded first, as Core ML does when it loads the model.
       s = foldConstexpr(graph).then(async (g) => {
-        const m = sessionModel(lowerGraph(g, { io: 'ane', float32: true, inPlace: true, storedLayout: this.provider === 'cpu', precision: this.precision }), { name: 'modernbert-ane' }, { fusedMatMul: this.provider === 'cpu' });
+        const m = sessionModel(
+          lowerGraph(g, {
+            io: 'ane',
+            float32: true,
+            inPlace: true,
+            storedLayout: this.provider === 'cpu',
+            precision: this.precision,
+          }),
+          { name: 'modernbert-ane' },
+          { fusedMatMul: this.provider === 'cpu' },
+        );
         const opts = ortSessionOptions(this.provider);
-        const session = { ...(opts.extra as { session?: Record<string, string> } | undefined)?.session, ...(m.folder ? { model_external_initializers_file_folder_path: m.folder } : {}) };
+        const session = {
+          ...(opts.extra as { session?: Record<string, string> } | undefined)?.session,
+          ...(m.folder ? { model_external_initializers_file_folder_path: m.folder } : {}),
+        };
         return await this.ort.InferenceSession.create(m.bytes, {
           ...opts,
           ...(m.buffers.length ? { externalData: m.buffers } : {}),
@@ -122,8 +157,14 @@ export class OrtExecutor {
  * Pre-packing of weights is off (see the top of this file); MODERNBERT_ANE_ORT_PREPACK=1 turns it on, to measure the difference.
  */
 export function ortSessionOptions(provider: OrtProvider): OrtModule.InferenceSession.SessionOptions {
-  const executionProviders: OrtModule.InferenceSession.ExecutionProviderConfig[] = provider === 'coreml' ? [{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu'] : ['cpu'];
-  return { executionProviders, graphOptimizationLevel: 'all', intraOpNumThreads: kernelThreads(), extra: { session: { disable_prepacking: process.env.MODERNBERT_ANE_ORT_PREPACK === '1' ? '0' : '1' } } };
+  const executionProviders: OrtModule.InferenceSession.ExecutionProviderConfig[] =
+    provider === 'coreml' ? [{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu'] : ['cpu'];
+  return {
+    executionProviders,
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: kernelThreads(),
+    extra: { session: { disable_prepacking: process.env.MODERNBERT_ANE_ORT_PREPACK === '1' ? '0' : '1' } },
+  };
 }
 
 function unsupported(type: string): never {

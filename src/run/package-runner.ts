@@ -24,19 +24,41 @@ export class PackageRunner implements Runner {
   private readonly head?: { interp: Executor; pkg: ReadPackageResult; info: PackageInfo };
 
   /** `executor` runs the programs (our interpreter by default; ort-executor.ts at float32); `head` follows a body package. */
-  constructor(readonly pkg: ReadPackageResult, readonly path: string, private readonly precision: Precision = 'fp32', executor?: ExecutorFactory, head?: HeadPackage) {
+  constructor(
+    readonly pkg: ReadPackageResult,
+    readonly path: string,
+    private readonly precision: Precision = 'fp32',
+    executor?: ExecutorFactory,
+    head?: HeadPackage,
+  ) {
     const own = packageInfo(pkg, path);
-    const run = (p: ReadPackageResult, at: string): Executor => (executor ? executor(p.graph, precision, { path: at, pkg: p }) : new Interpreter(p.graph, precision));
+    const run = (p: ReadPackageResult, at: string): Executor =>
+      executor ? executor(p.graph, precision, { path: at, pkg: p }) : new Interpreter(p.graph, precision);
     this.interp = run(pkg, path);
     if (!head) {
       this.info = own;
       return;
     }
     const hi = packageInfo(head.pkg, head.path);
-    if (hi.part !== 'head') throw new ModernBertError('BAD_ARGUMENT', `\`headPackage\` ${head.path} is not a head package (convert --split writes them; its input is input_ids, not hidden_states)`, { path: head.path });
-    if (own.output !== 'hidden_states') throw new ModernBertError('BAD_ARGUMENT', `${path} is not a body package: its output is ${own.output}, a head reads hidden_states`, { path });
+    if (hi.part !== 'head')
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `\`headPackage\` ${head.path} is not a head package (convert --split writes them; its input is input_ids, not hidden_states)`,
+        { path: head.path },
+      );
+    if (own.output !== 'hidden_states')
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `${path} is not a body package: its output is ${own.output}, a head reads hidden_states`,
+        { path },
+      );
     const missing = own.seqLens.filter((s) => !hi.seqLens.includes(s));
-    if (missing.length > 0) throw new ModernBertError('BAD_ARGUMENT', `\`headPackage\` ${head.path} takes lengths ${hi.seqLens.join(',')}, the body ${own.seqLens.join(',')}`, { path: head.path });
+    if (missing.length > 0)
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `\`headPackage\` ${head.path} takes lengths ${hi.seqLens.join(',')}, the body ${own.seqLens.join(',')}`,
+        { path: head.path },
+      );
     this.head = { interp: run(head.pkg, head.path), pkg: head.pkg, info: hi };
     this.info = { ...own, head: hi.head, labels: hi.labels, output: hi.output };
   }
@@ -65,14 +87,26 @@ export class PackageRunner implements Runner {
 
   /** Pads the sequence to the shortest length the package takes, runs it, and crops to the real tokens. */
   async forward(seq: Sequence, o: ForwardOptions = {}): Promise<ForwardResult> {
-    if (this.info.part === 'head') throw new ModernBertError('BAD_ARGUMENT', `${this.path} is a head package (its input is hidden_states): give its body package as the model and this one as \`headPackage\``, { path: this.path });
+    if (this.info.part === 'head')
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `${this.path} is a head package (its input is hidden_states): give its body package as the model and this one as \`headPackage\``,
+        { path: this.path },
+      );
     const n = seq.ids.length;
     const S = this.info.seqLens.find((s) => s >= n);
     if (S === undefined) {
-      throw new ModernBertError('BAD_INPUT', `the input has ${n} tokens but ${this.path} takes at most ${this.maxLen} (converted with --seq-len ${this.info.seqLens.join(',')})`, { tokens: n });
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `the input has ${n} tokens but ${this.path} takes at most ${this.maxLen} (converted with --seq-len ${this.info.seqLens.join(',')})`,
+        { tokens: n },
+      );
     }
     if (o.head && o.head !== this.info.head) {
-      throw new ModernBertError('BAD_ARGUMENT', `${this.path} was converted with the ${this.info.head} head; it cannot produce ${o.head} (convert again with --head ${o.head})`);
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `${this.path} was converted with the ${this.info.head} head; it cannot produce ${o.head} (convert again with --head ${o.head})`,
+      );
     }
     // The program would wrap a negative id to the last row (coremltools' gather), and read past the table
     // for a large one: refuse both, as the checkpoint path does.
@@ -80,7 +114,11 @@ export class PackageRunner implements Runner {
     for (let i = 0; i < n; i++) {
       const id = seq.ids[i]!;
       if (!Number.isInteger(id) || id < 0 || (V > 0 && id >= V)) {
-        throw new ModernBertError('BAD_INPUT', `token id ${id} at position ${i} is outside the vocabulary (0..${V - 1})`, { position: i });
+        throw new ModernBertError(
+          'BAD_INPUT',
+          `token id ${id} at position ${i} is outside the vocabulary (0..${V - 1})`,
+          { position: i },
+        );
       }
     }
     const ids = new Int32Array(S).fill(this.info.special.pad);
@@ -93,15 +131,22 @@ export class PackageRunner implements Runner {
     if (this.info.pack !== undefined) {
       // Packed: segment ids, 0 (padding) past the real tokens.
       const given = seq.segments ?? Array.from(attention.subarray(0, n), (a) => (a ? 1 : 0));
-      if (given.length !== n) throw new ModernBertError('BAD_ARGUMENT', `the segment ids (${given.length}) and the token ids (${n}) differ in length`);
+      if (given.length !== n)
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `the segment ids (${given.length}) and the token ids (${n}) differ in length`,
+        );
       const segments = new Int32Array(S);
       segments.set(Array.from(given));
       inputs.segment_ids = { dtype: 'int32', shape: [1, S], data: segments };
     } else if (seq.segments) {
-      throw new ModernBertError('BAD_ARGUMENT', `${this.path} runs one text per window (convert with --pack K to pack several)`);
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `${this.path} runs one text per window (convert with --pack K to pack several)`,
+      );
     }
     if (this.info.maskInput) inputs.mask = { dtype: 'fp32', shape: [1, S, 1, S], data: additiveMask(attention, S) };
-    const roles = o.taps === 'all' ? [...this.pkg.graph.taps.keys()] : o.taps ?? [];
+    const roles = o.taps === 'all' ? [...this.pkg.graph.taps.keys()] : (o.taps ?? []);
     const keep = roles.map((r) => {
       const v = this.pkg.graph.taps.get(r);
       if (!v) throw new ModernBertError('BAD_ARGUMENT', `${this.path} has no value "${r}"`, { tap: r });
@@ -123,11 +168,26 @@ export class PackageRunner implements Runner {
       // (The float16 emulation may overflow by design; its callers measure that.)
       const bad = this.precision === 'fp32' ? t.data.findIndex((x) => !Number.isFinite(x)) : -1;
       if (bad >= 0) {
-        throw new ModernBertError('CORRUPT_FILE', `${this.path}: output "${name}" holds ${t.data[bad]} at element ${bad} (the program overflows or a constant is corrupt)`, { output: name, index: bad });
+        throw new ModernBertError(
+          'CORRUPT_FILE',
+          `${this.path}: output "${name}" holds ${t.data[bad]} at element ${bad} (the program overflows or a constant is corrupt)`,
+          { output: name, index: bad },
+        );
       }
-      outputs.set(name, t.shape.length === 4 && t.shape[3] === S ? columns(t, cols) : single && t.shape.length === 3 ? firstRow(t) : t);
+      outputs.set(
+        name,
+        t.shape.length === 4 && t.shape[3] === S ? columns(t, cols) : single && t.shape.length === 3 ? firstRow(t) : t,
+      );
     }
-    const taps = new Map(roles.map((r, i) => [r, columns(res.get(keep[i]!)!, Array.from({ length: n }, (_, k) => k))]));
+    const taps = new Map(
+      roles.map((r, i) => [
+        r,
+        columns(
+          res.get(keep[i]!)!,
+          Array.from({ length: n }, (_, k) => k),
+        ),
+      ]),
+    );
     return { outputs, taps };
   }
 }
@@ -141,7 +201,12 @@ export class BucketRunner implements Runner {
   private readonly runners = new Map<string, PackageRunner>();
 
   /** `buckets`: function names by length; `open` reads one function as a runner; `first` is one already read. */
-  constructor(readonly path: string, private readonly buckets: { name: string; seqLen: number }[], private readonly open: (fn: string) => PackageRunner, first: PackageRunner) {
+  constructor(
+    readonly path: string,
+    private readonly buckets: { name: string; seqLen: number }[],
+    private readonly open: (fn: string) => PackageRunner,
+    first: PackageRunner,
+  ) {
     this.buckets = [...buckets].sort((a, b) => a.seqLen - b.seqLen);
     this.runners.set(first.pkg.functionName, first);
     this.info = { ...first.info, seqLens: this.buckets.map((b) => b.seqLen) };
@@ -166,7 +231,12 @@ export class BucketRunner implements Runner {
   /** The function an input of n tokens runs in. */
   bucketFor(n: number): string {
     const b = this.buckets.find((x) => x.seqLen >= n);
-    if (!b) throw new ModernBertError('BAD_INPUT', `the input has ${n} tokens but ${this.path} takes at most ${this.maxLen} (buckets ${this.buckets.map((x) => x.seqLen).join(',')})`, { tokens: n });
+    if (!b)
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `the input has ${n} tokens but ${this.path} takes at most ${this.maxLen} (buckets ${this.buckets.map((x) => x.seqLen).join(',')})`,
+        { tokens: n },
+      );
     return b.name;
   }
 
@@ -183,7 +253,8 @@ function columns(t: RtTensor, cols: number[]): RtTensor {
   const C = t.shape[1]!;
   const S = t.shape[3]!;
   const out = new Float32Array(C * cols.length);
-  for (let c = 0; c < C; c++) for (let j = 0; j < cols.length; j++) out[c * cols.length + j] = t.data[c * S + cols[j]!]!;
+  for (let c = 0; c < C; c++)
+    for (let j = 0; j < cols.length; j++) out[c * cols.length + j] = t.data[c * S + cols[j]!]!;
   return { dtype: t.dtype, shape: [1, C, 1, cols.length], data: out };
 }
 

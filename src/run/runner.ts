@@ -57,7 +57,10 @@ export interface Executor {
   readonly graph: Graph;
   /** False when only the graph's outputs can be read back (Core ML): no taps then. */
   readonly tapsAvailable?: boolean;
-  run(inputs: Record<string, RtTensor>, opts?: { keep?: string[]; onOp?: (done: number, total: number) => void }): Promise<Map<string, RtTensor>>;
+  run(
+    inputs: Record<string, RtTensor>,
+    opts?: { keep?: string[]; onOp?: (done: number, total: number) => void },
+  ): Promise<Map<string, RtTensor>>;
   /** Frees what the runtime holds for this graph (onnxruntime's sessions) before the garbage collector would. */
   release?(): Promise<void>;
 }

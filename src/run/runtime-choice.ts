@@ -39,11 +39,22 @@ export async function chooseRuntime(r: RuntimeRequest): Promise<RuntimeChoice> {
   const provider = r.provider ?? 'cpu';
   const precision = r.precision ?? 'fp32';
   if (provider === 'coreml' && process.platform !== 'darwin') {
-    throw new ModernBertError('BAD_ARGUMENT', `\`ortProvider: coreml\` needs macOS (onnxruntime's Core ML execution provider); this system is ${process.platform}`);
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`ortProvider: coreml\` needs macOS (onnxruntime's Core ML execution provider); this system is ${process.platform}`,
+    );
   }
-  if (precision !== 'fp32' && provider !== 'cpu') throw new ModernBertError('BAD_ARGUMENT', `\`precision: ${precision}\` is our float16 emulation, which runs on the CPU: leave out \`ortProvider\``);
+  if (precision !== 'fp32' && provider !== 'cpu')
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`precision: ${precision}\` is our float16 emulation, which runs on the CPU: leave out \`ortProvider\``,
+    );
   if (!lowersToOnnx(precision)) {
-    if (r.runtime === 'ort') throw new ModernBertError('BAD_ARGUMENT', `\`precision: ${precision}\` (float16 running sums inside matrix products) runs on our engine only: leave out \`runtime: ort\``);
+    if (r.runtime === 'ort')
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `\`precision: ${precision}\` (float16 running sums inside matrix products) runs on our engine only: leave out \`runtime: ort\``,
+      );
     return { runtime: 'engine', provider, precision };
   }
   if (r.runtime === 'engine') {
@@ -52,8 +63,17 @@ export async function chooseRuntime(r: RuntimeRequest): Promise<RuntimeChoice> {
   }
   const ort = await loadOrt();
   if (!ort) {
-    if (r.runtime === 'ort' || provider !== 'cpu') throw new ModernBertError('BAD_ARGUMENT', '`runtime: ort`: onnxruntime-node is not installed (npm install onnxruntime-node@1.30.0; see README "Runtimes")');
-    return { runtime: 'engine', provider, precision, note: 'note: onnxruntime-node is not installed: running on our engine (see README "Runtimes")' };
+    if (r.runtime === 'ort' || provider !== 'cpu')
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        '`runtime: ort`: onnxruntime-node is not installed (npm install onnxruntime-node@1.30.0; see README "Runtimes")',
+      );
+    return {
+      runtime: 'engine',
+      provider,
+      precision,
+      note: 'note: onnxruntime-node is not installed: running on our engine (see README "Runtimes")',
+    };
   }
   // An execution provider is a request for onnxruntime.
   return { runtime: r.runtime ?? (provider === 'cpu' ? 'auto' : 'ort'), ort, provider, precision };
@@ -64,7 +84,11 @@ export async function chooseRuntime(r: RuntimeRequest): Promise<RuntimeChoice> {
  * 'auto' one that decides on its first use, from `work` when the command knows it before it runs, else from
  * the first input's length; `say` receives the line that tells which runtime runs and why.
  */
-export function executorFor(choice: RuntimeChoice, work?: Workload, say?: (note: string) => void): ExecutorFactory | undefined {
+export function executorFor(
+  choice: RuntimeChoice,
+  work?: Workload,
+  say?: (note: string) => void,
+): ExecutorFactory | undefined {
   const ort = choice.ort;
   if (choice.runtime === 'engine' || !ort) return undefined;
   const onOrt = ortFactory(ort, choice.provider);
@@ -75,15 +99,21 @@ export function executorFor(choice: RuntimeChoice, work?: Workload, say?: (note:
     if (useOrt === undefined) {
       const w = work ? { ...work, ...(fallback.bytes === undefined ? {} : { bytes: fallback.bytes }) } : fallback;
       useOrt = prefersOrt(w, choice.precision);
-      say?.(useOrt
-        ? `note: running on onnxruntime-node ${ortVersion(ort)} (${describeWork(w)}: worth its setup; --runtime engine for our own engine)`
-        : `note: running on our engine (${describeWork(w)}: less than onnxruntime's setup would cost; --runtime ort to use it)`);
+      say?.(
+        useOrt
+          ? `note: running on onnxruntime-node ${ortVersion(ort)} (${describeWork(w)}: worth its setup; --runtime engine for our own engine)`
+          : `note: running on our engine (${describeWork(w)}: less than onnxruntime's setup would cost; --runtime ort to use it)`,
+      );
     }
     return useOrt;
   };
-  const factory = (graph: Graph, precision: Precision): Executor => (decide(workOf(graph)) ? onOrt(graph, precision) : new Interpreter(graph, precision));
+  const factory = (graph: Graph, precision: Precision): Executor =>
+    decide(workOf(graph)) ? onOrt(graph, precision) : new Interpreter(graph, precision);
   return Object.assign(factory, {
-    plan: (S: number, precision: Precision, bytes?: number): LengthPlan | undefined => (decide({ tokens: S, passes: 1, ...(bytes === undefined ? {} : { bytes }) }) ? ortLengthPlan(S, precision) : undefined),
+    plan: (S: number, precision: Precision, bytes?: number): LengthPlan | undefined =>
+      decide({ tokens: S, passes: 1, ...(bytes === undefined ? {} : { bytes }) })
+        ? ortLengthPlan(S, precision)
+        : undefined,
     readsFiles: (w: Workload) => decide(w),
   });
 }
@@ -94,7 +124,8 @@ function describeWork(w: Workload): string {
 
 /** onnxruntime's executor factory, at float32 or a float16 emulation. */
 function ortFactory(ort: Ort, provider: OrtProvider): ExecutorFactory {
-  const create = (graph: Graph, precision: Precision) => new OrtExecutor(graph, ort, provider, lowersToOnnx(precision) ? precision : unsupportedOnOrt(precision));
+  const create = (graph: Graph, precision: Precision) =>
+    new OrtExecutor(graph, ort, provider, lowersToOnnx(precision) ? precision : unsupportedOnOrt(precision));
   return Object.assign(create, { plan: ortLengthPlan, readsFiles: () => true });
 }
 

@@ -35,8 +35,14 @@ interface Costs {
 // of goldens, embed of 300 texts. In float16 emulation onnxruntime pads each input to a static length
 // (ortLengthPlan): about 32 tokens a pass.
 const COSTS: Record<'fp32' | 'fp16', { engine: Costs; ort: Costs }> = {
-  fp32: { engine: { fixed: 0.3, perGB: 1.5, perTokenGB: 0.0145, perPass: 0 }, ort: { fixed: 0.45, perGB: 1.1, perTokenGB: 0.0018, perPass: 0.004 } },
-  fp16: { engine: { fixed: 0.3, perGB: 3.2, perTokenGB: 0.04, perPass: 0 }, ort: { fixed: 0.45, perGB: 3.3, perTokenGB: 0.006, perPass: 0.11 } },
+  fp32: {
+    engine: { fixed: 0.3, perGB: 1.5, perTokenGB: 0.0145, perPass: 0 },
+    ort: { fixed: 0.45, perGB: 1.1, perTokenGB: 0.0018, perPass: 0.004 },
+  },
+  fp16: {
+    engine: { fixed: 0.3, perGB: 3.2, perTokenGB: 0.04, perPass: 0 },
+    ort: { fixed: 0.45, perGB: 3.3, perTokenGB: 0.006, perPass: 0.11 },
+  },
 };
 
 /** Estimated wall seconds of the work on one runtime. */
@@ -55,7 +61,10 @@ export function prefersOrt(w: Workload, precision: Precision): boolean {
 export function workOf(graph: Graph): Workload {
   const ids = graph.inputs.find((i) => i.name === 'input_ids' || i.name === 'hidden_states');
   const S = ids?.type.shape[ids.type.shape.length - 1];
-  const bytes = [...graph.consts.values()].reduce((n, c) => n + 4 * c.type.shape.reduce<number>((p, d) => p * (typeof d === 'number' ? d : 1), 1), 0);
+  const bytes = [...graph.consts.values()].reduce(
+    (n, c) => n + 4 * c.type.shape.reduce<number>((p, d) => p * (typeof d === 'number' ? d : 1), 1),
+    0,
+  );
   return { tokens: typeof S === 'number' ? S : 1, passes: 1, bytes };
 }
 

@@ -109,7 +109,10 @@ class Slab {
 
   /** Adds [offset, offset + length) to the free ranges, merging it with free neighbours. */
   private giveRange(offset: number, length: number): void {
-    const k = insertAt(this.free.map(([o]) => o), offset);
+    const k = insertAt(
+      this.free.map(([o]) => o),
+      offset,
+    );
     this.free.splice(k, 0, [offset, length]);
     for (const j of [k, k - 1]) {
       const a = this.free[j];
@@ -229,5 +232,9 @@ function dropIdleSlabs(): void {
 /** Floats in slabs and in their live blocks, of the current run (or of the idle slabs outside one); for tests and benchmarks. */
 export function arenaStats(): { slabs: number; slabFloats: number; liveFloats: number } {
   const slabs = current.getStore()?.slabs ?? idle;
-  return { slabs: slabs.length, slabFloats: slabs.reduce((n, s) => n + s.size, 0), liveFloats: slabs.reduce((n, s) => n + s.liveFloats(), 0) };
+  return {
+    slabs: slabs.length,
+    slabFloats: slabs.reduce((n, s) => n + s.size, 0),
+    liveFloats: slabs.reduce((n, s) => n + s.liveFloats(), 0),
+  };
 }

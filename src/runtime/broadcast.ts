@@ -13,7 +13,12 @@ function broadcastShape(shapes: number[][], op: string): number[] {
     for (const s of shapes) {
       const v = s[s.length - rank + i] ?? 1;
       if (v === d || v === 1) continue;
-      if (d !== 1) throw new ModernBertError('SHAPE_MISMATCH', `${op}: cannot broadcast ${shapes.map((x) => `[${x.join(', ')}]`).join(' and ')}`, { op });
+      if (d !== 1)
+        throw new ModernBertError(
+          'SHAPE_MISMATCH',
+          `${op}: cannot broadcast ${shapes.map((x) => `[${x.join(', ')}]`).join(' and ')}`,
+          { op },
+        );
       d = v;
     }
     out.push(d);
@@ -30,7 +35,10 @@ function readStrides(shape: number[], out: number[]): number[] {
 
 /** Applies f elementwise over broadcast inputs, writing an output of dtype `dtype`. */
 export function mapBroadcast(inputs: RtTensor[], dtype: DType, f: (v: number[]) => number, op: string): RtTensor {
-  const shape = broadcastShape(inputs.map((t) => t.shape), op);
+  const shape = broadcastShape(
+    inputs.map((t) => t.shape),
+    op,
+  );
   const n = shape.reduce((a, b) => a * b, 1);
   const out = allocData(dtype, n);
   const rank = shape.length;
@@ -79,10 +87,18 @@ function tiled(kind: BinaryKind, x: ArrayLike<number>, y: ArrayLike<number>, out
   for (let o = 0; o < n; o += m) {
     const len = Math.min(m, n - o);
     switch (kind) {
-      case 'add': for (let j = 0; j < len; j++) out[o + j] = x[o + j]! + y[j]!; break;
-      case 'sub': for (let j = 0; j < len; j++) out[o + j] = x[o + j]! - y[j]!; break;
-      case 'mul': for (let j = 0; j < len; j++) out[o + j] = x[o + j]! * y[j]!; break;
-      case 'div': for (let j = 0; j < len; j++) out[o + j] = x[o + j]! / y[j]!; break;
+      case 'add':
+        for (let j = 0; j < len; j++) out[o + j] = x[o + j]! + y[j]!;
+        break;
+      case 'sub':
+        for (let j = 0; j < len; j++) out[o + j] = x[o + j]! - y[j]!;
+        break;
+      case 'mul':
+        for (let j = 0; j < len; j++) out[o + j] = x[o + j]! * y[j]!;
+        break;
+      case 'div':
+        for (let j = 0; j < len; j++) out[o + j] = x[o + j]! / y[j]!;
+        break;
     }
   }
 }

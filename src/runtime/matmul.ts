@@ -17,7 +17,10 @@ export async function matmul(p: Product, num: Numerics): Promise<void> {
     const rows = Math.max(1, Math.floor(MAX_C_BLOCK / p.N));
     for (let i = 0; i < p.M; i += rows) {
       const m = Math.min(rows, p.M - i);
-      await matmul({ ...p, M: m, a: p.a.subarray(i * p.K, (i + m) * p.K), c: p.c.subarray(i * p.N, (i + m) * p.N) }, num);
+      await matmul(
+        { ...p, M: m, a: p.a.subarray(i * p.K, (i + m) * p.K), c: p.c.subarray(i * p.N, (i + m) * p.N) },
+        num,
+      );
     }
     return;
   }

@@ -42,7 +42,8 @@ export function allocData(dtype: DType, n: number): TensorData {
 
 /** Float data of a tensor, or a clear error when it is not a float tensor. */
 export function floats(t: RtTensor, what: string): Float32Array {
-  if (!(t.data instanceof Float32Array)) throw new ModernBertError('BAD_INPUT', `${what} must be a float tensor, got ${t.dtype}`);
+  if (!(t.data instanceof Float32Array))
+    throw new ModernBertError('BAD_INPUT', `${what} must be a float tensor, got ${t.dtype}`);
   return t.data;
 }
 

@@ -15,14 +15,19 @@ const SPEC = /^\s*([^\s[\]=]+)\s*(?:\[([^\]]*)\])?\s*=\s*(\S+)\s*$/;
 /** Parses `NAME[i,...]=VALUE` (or `NAME=VALUE` for the whole tensor). */
 export function parseOverride(spec: string): Override {
   const bad = (why: string): never => {
-    throw new ModernBertError('BAD_ARGUMENT', `override "${spec}": ${why} (expected NAME[i,...]=VALUE)`, { override: spec });
+    throw new ModernBertError('BAD_ARGUMENT', `override "${spec}": ${why} (expected NAME[i,...]=VALUE)`, {
+      override: spec,
+    });
   };
   const m = SPEC.exec(spec) ?? bad('cannot parse it');
-  const index = (m[2] ?? '').trim() === '' ? [] : m[2]!.split(',').map((s) => {
-    const t = s.trim();
-    if (!/^\d+$/.test(t)) bad(`index "${t}" is not a non-negative integer`);
-    return Number(t);
-  });
+  const index =
+    (m[2] ?? '').trim() === ''
+      ? []
+      : m[2]!.split(',').map((s) => {
+          const t = s.trim();
+          if (!/^\d+$/.test(t)) bad(`index "${t}" is not a non-negative integer`);
+          return Number(t);
+        });
   const value = Number(m[3]);
   if (Number.isNaN(value)) bad(`value "${m[3]}" is not a number`);
   return { name: m[1]!, index, value };
@@ -32,11 +37,19 @@ export function parseOverride(spec: string): Override {
 export function checkOverride(o: Override, shape: readonly number[]): void {
   const where = `${o.name}[${o.index.join(',')}]`;
   if (o.index.length > shape.length) {
-    throw new ModernBertError('BAD_ARGUMENT', `override ${where}: ${o.index.length} indices for a tensor of rank ${shape.length}`, { tensor: o.name, index: o.index, shape });
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `override ${where}: ${o.index.length} indices for a tensor of rank ${shape.length}`,
+      { tensor: o.name, index: o.index, shape },
+    );
   }
   o.index.forEach((i, d) => {
     if (!Number.isInteger(i) || i < 0 || i >= shape[d]!) {
-      throw new ModernBertError('BAD_ARGUMENT', `override ${where}: index ${i} is outside dimension ${d} of size ${shape[d]}`, { tensor: o.name, index: o.index, shape });
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `override ${where}: index ${i} is outside dimension ${d} of size ${shape[d]}`,
+        { tensor: o.name, index: o.index, shape },
+      );
     }
   });
 }

@@ -27,7 +27,10 @@ export class SynthWeights implements WeightSource {
   private readonly tiedDecoder: boolean;
 
   /** Throws BAD_ARGUMENT if an override names no stored tensor or falls outside it. */
-  constructor(readonly config: ModernBertConfig, overrides: readonly Override[] = []) {
+  constructor(
+    readonly config: ModernBertConfig,
+    overrides: readonly Override[] = [],
+  ) {
     this.recipe = synthRecipe(config);
     this.entries = new Map(this.recipe.map((e) => [e.name, e]));
     this.tiedDecoder = config.head === 'mlm' && config.tieWordEmbeddings;
@@ -35,8 +38,13 @@ export class SynthWeights implements WeightSource {
     for (const o of overrides) {
       const entry = this.entries.get(o.name);
       if (!entry) {
-        const hint = o.name === 'decoder.weight' && this.tiedDecoder ? ` (the decoder is tied: override ${EMBEDDINGS})` : '';
-        throw new ModernBertError('BAD_ARGUMENT', `override names "${o.name}", which this checkpoint does not store${hint}`, { tensor: o.name });
+        const hint =
+          o.name === 'decoder.weight' && this.tiedDecoder ? ` (the decoder is tied: override ${EMBEDDINGS})` : '';
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `override names "${o.name}", which this checkpoint does not store${hint}`,
+          { tensor: o.name },
+        );
       }
       checkOverride(o, entry.shape);
       this.overrides.set(o.name, [...(this.overrides.get(o.name) ?? []), o]);
@@ -86,7 +94,11 @@ export class SynthWeights implements WeightSource {
 export function synthConfigJson(source: string): Record<string, unknown> {
   if (Object.hasOwn(SYNTH_PRESETS, source)) return { ...SYNTH_PRESETS[source as SynthPreset] };
   if (!existsSync(source)) {
-    throw new ModernBertError('FILE_NOT_FOUND', `"${source}" is neither a preset (${Object.keys(SYNTH_PRESETS).join(', ')}) nor an existing config.json`, { path: source });
+    throw new ModernBertError(
+      'FILE_NOT_FOUND',
+      `"${source}" is neither a preset (${Object.keys(SYNTH_PRESETS).join(', ')}) nor an existing config.json`,
+      { path: source },
+    );
   }
   const path = statSync(source).isDirectory() ? join(source, 'config.json') : source;
   const json = readJson(path);
@@ -126,8 +138,15 @@ export async function writeSynthCheckpoint(
   makeFolders(outDir);
   let outputs: { model: CheckedOutput; config: CheckedOutput };
   try {
-    const request = { what: '--out', force: Boolean(options.overwrite), inputs: Object.hasOwn(SYNTH_PRESETS, source) ? [] : [source] };
-    outputs = { model: checkFileOutput(join(outDir, 'model.safetensors'), request), config: checkFileOutput(join(outDir, 'config.json'), request) };
+    const request = {
+      what: '--out',
+      force: Boolean(options.overwrite),
+      inputs: Object.hasOwn(SYNTH_PRESETS, source) ? [] : [source],
+    };
+    outputs = {
+      model: checkFileOutput(join(outDir, 'model.safetensors'), request),
+      config: checkFileOutput(join(outDir, 'config.json'), request),
+    };
   } catch (e) {
     if (created) rmdirSync(outDir);
     throw e;

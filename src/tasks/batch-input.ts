@@ -23,22 +23,41 @@ export function readBatchInput(path: string): InputText[] {
 export function parseBatchInput(content: string, source: string): InputText[] {
   const lines = content.split(/\r?\n/);
   const first = lines.find((l) => l.trim() !== '');
-  if (first === undefined) throw new ModernBertError('BAD_INPUT', `${source} holds no text (give one text per line, or JSONL with a "text" field)`, { file: source });
+  if (first === undefined)
+    throw new ModernBertError(
+      'BAD_INPUT',
+      `${source} holds no text (give one text per line, or JSONL with a "text" field)`,
+      { file: source },
+    );
   const jsonl = /\.jsonl$/i.test(source) || first.trimStart().startsWith('{');
   const out: InputText[] = [];
   lines.forEach((raw, i) => {
     const line = i + 1;
     if (raw.trim() === '') return;
-    if (out.length === MAX_TEXTS) throw new ModernBertError('BAD_INPUT', `${source} holds more than ${MAX_TEXTS} texts, the most one run takes: split it`, { file: source, line });
+    if (out.length === MAX_TEXTS)
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `${source} holds more than ${MAX_TEXTS} texts, the most one run takes: split it`,
+        { file: source, line },
+      );
     if (!jsonl) return void out.push({ text: raw.trim(), line });
     let v: unknown;
     try {
       v = JSON.parse(raw);
     } catch (e) {
-      throw new ModernBertError('BAD_INPUT', `${source} line ${line} is not JSON (${(e as Error).message}): JSONL input needs one object with a "text" field per line`, { file: source, line });
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `${source} line ${line} is not JSON (${(e as Error).message}): JSONL input needs one object with a "text" field per line`,
+        { file: source, line },
+      );
     }
-    const text = typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>).text : undefined;
-    if (typeof text !== 'string') throw new ModernBertError('BAD_INPUT', `${source} line ${line} has no string "text" field`, { file: source, line });
+    const text =
+      typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>).text : undefined;
+    if (typeof text !== 'string')
+      throw new ModernBertError('BAD_INPUT', `${source} line ${line} has no string "text" field`, {
+        file: source,
+        line,
+      });
     out.push({ text, line });
   });
   return out;

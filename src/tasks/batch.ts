@@ -53,19 +53,42 @@ export type RunWindow = (w: PackedWindow, positions?: number[]) => Promise<Forwa
  * The longest text a model takes in a batch (`limit`), and whether and how many texts share a window. A
  * checkpoint's window is `window` when given, else sized to the texts (windowFor); a package's is its length.
  */
-export function batchShape(model: LoadedModel, o: Pick<BatchOptions, 'window' | 'pack'>): { limit: number; pack: number; packed: boolean } {
+export function batchShape(
+  model: LoadedModel,
+  o: Pick<BatchOptions, 'window' | 'pack'>,
+): { limit: number; pack: number; packed: boolean } {
   if (model.kind === 'checkpoint') {
     const limit = o.window ?? model.maxLen;
-    if (limit > model.maxLen) throw new ModernBertError('BAD_ARGUMENT', `\`window: ${limit}\` is longer than the model allows (max_position_embeddings ${model.maxLen})`, { option: 'window' });
+    if (limit > model.maxLen)
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `\`window: ${limit}\` is longer than the model allows (max_position_embeddings ${model.maxLen})`,
+        { option: 'window' },
+      );
     return { limit, pack: o.pack ?? DEFAULT_PACK, packed: true };
   }
   const limit = o.window ?? model.maxLen;
-  if (limit > model.maxLen) throw new ModernBertError('BAD_ARGUMENT', `\`window: ${limit}\` is longer than ${model.path} takes (${model.maxLen} tokens)`, { option: 'window' });
+  if (limit > model.maxLen)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`window: ${limit}\` is longer than ${model.path} takes (${model.maxLen} tokens)`,
+      { option: 'window' },
+    );
   if (model.pack === undefined) {
-    if (o.pack !== undefined && o.pack > 1) throw new ModernBertError('BAD_ARGUMENT', `${model.path} runs one text per window: convert it with --pack ${o.pack} to pack texts`, { option: 'pack' });
+    if (o.pack !== undefined && o.pack > 1)
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `${model.path} runs one text per window: convert it with --pack ${o.pack} to pack texts`,
+        { option: 'pack' },
+      );
     return { limit, pack: 1, packed: false };
   }
-  if (o.pack !== undefined && o.pack > model.pack) throw new ModernBertError('BAD_ARGUMENT', `\`pack: ${o.pack}\`: ${model.path} was converted with --pack ${model.pack}`, { option: 'pack' });
+  if (o.pack !== undefined && o.pack > model.pack)
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `\`pack: ${o.pack}\`: ${model.path} was converted with --pack ${model.pack}`,
+      { option: 'pack' },
+    );
   return { limit, pack: o.pack ?? model.pack, packed: true };
 }
 
@@ -81,7 +104,13 @@ function windowFor(model: LoadedModel, texts: readonly EncodedText[], o: BatchOp
 }
 
 /** A model's RunWindow: packed windows with segment ids, or one unpadded text for unpacked packages. */
-export function windowRunner(model: LoadedModel, plan: Pick<TaskPlan<unknown>, 'head' | 'embedding'>, pack: number, packed: boolean, texts: readonly EncodedText[]): RunWindow {
+export function windowRunner(
+  model: LoadedModel,
+  plan: Pick<TaskPlan<unknown>, 'head' | 'embedding'>,
+  pack: number,
+  packed: boolean,
+  texts: readonly EncodedText[],
+): RunWindow {
   const runner = model.runner;
   const head: OutputHead = plan.head;
   const extra = plan.embedding ? { embedding: plan.embedding } : {};
@@ -90,17 +119,30 @@ export function windowRunner(model: LoadedModel, plan: Pick<TaskPlan<unknown>, '
 }
 
 /** Tokenizes texts for a plan: the ids (cut to `limit` tokens with `truncate`), and their spans when it asks. */
-export function encodeTexts(tok: Tokenizer, texts: readonly string[], plan: Pick<TaskPlan<unknown>, 'offsets'>, limit: number, o: BatchOptions): EncodedText[] {
+export function encodeTexts(
+  tok: Tokenizer,
+  texts: readonly string[],
+  plan: Pick<TaskPlan<unknown>, 'offsets'>,
+  limit: number,
+  o: BatchOptions,
+): EncodedText[] {
   const prefix = o.prefix ?? '';
   return texts.map((text, i) => {
     const full = prefix + text;
     // Only as much of a long text is tokenized as the window needs (tokenizer/encode-within.ts).
-    const e = encodeWithin(tok, full, limit, (t) => (plan.offsets ? tok.encodeWithOffsets(t) : { ids: tok.encode(t).ids, offsets: undefined }));
+    const e = encodeWithin(tok, full, limit, (t) =>
+      plan.offsets ? tok.encodeWithOffsets(t) : { ids: tok.encode(t).ids, offsets: undefined },
+    );
     const offsets = e.offsets?.map(([a, b]): [number, number] => [a - prefix.length, b - prefix.length]);
     if (e.ids.length <= limit) return { text, ids: e.ids, ...(offsets ? { offsets } : {}) };
     if (!o.truncate) {
-      const most = o.window === undefined ? ` but the model allows at most ${limit}` : `, more than the window of ${limit}`;
-      throw new ModernBertError('BAD_INPUT', `${texts.length > 1 || o.label ? `${label(o, i)}: ` : ''}the text is ${describeLength(e, limit)} tokens long${most} (give \`truncate\` to cut it)`, { limit });
+      const most =
+        o.window === undefined ? ` but the model allows at most ${limit}` : `, more than the window of ${limit}`;
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `${texts.length > 1 || o.label ? `${label(o, i)}: ` : ''}the text is ${describeLength(e, limit)} tokens long${most} (give \`truncate\` to cut it)`,
+        { limit },
+      );
     }
     const keep = (list: readonly unknown[]) => [...list.slice(0, limit - 1), list.at(-1)]; // keeps the closing [SEP]
     return { text, ids: keep(e.ids) as number[], ...(offsets ? { offsets: keep(offsets) as [number, number][] } : {}) };
@@ -112,13 +154,24 @@ function label(o: BatchOptions, i: number): string {
 }
 
 /** Tokenizes, packs and runs every text; results come back in input order. */
-export async function runBatch<R>(model: LoadedModel, tok: Tokenizer, texts: readonly string[], plan: TaskPlan<R>, o: BatchOptions = {}): Promise<{ results: R[]; stats: BatchStats }> {
+export async function runBatch<R>(
+  model: LoadedModel,
+  tok: Tokenizer,
+  texts: readonly string[],
+  plan: TaskPlan<R>,
+  o: BatchOptions = {},
+): Promise<{ results: R[]; stats: BatchStats }> {
   const { limit } = batchShape(model, o);
   return runTokenized(model, encodeTexts(tok, texts, plan, limit, o), plan, o);
 }
 
 /** Packs and runs tokenized texts (each at most the window long) and reads each text's result. */
-export async function runTokenized<R>(model: LoadedModel, texts: readonly EncodedText[], plan: TaskPlan<R>, o: BatchOptions = {}): Promise<{ results: R[]; stats: BatchStats }> {
+export async function runTokenized<R>(
+  model: LoadedModel,
+  texts: readonly EncodedText[],
+  plan: TaskPlan<R>,
+  o: BatchOptions = {},
+): Promise<{ results: R[]; stats: BatchStats }> {
   const t0 = performance.now();
   const shape = batchShape(model, o);
   const window = windowFor(model, texts, o, shape.limit);
@@ -127,11 +180,22 @@ export async function runTokenized<R>(model: LoadedModel, texts: readonly Encode
   const pack = Math.min(shape.pack, window);
   const tokens = texts.reduce((s, t) => s + t.ids.length, 0);
   const positions = plan.positions ? texts.map((t, i) => plan.positions!(t, label(o, i))) : undefined;
-  const packedWindows = packTexts(texts.map((t) => t.ids), window, pack, model.ids.special[0]!);
+  const packedWindows = packTexts(
+    texts.map((t) => t.ids),
+    window,
+    pack,
+    model.ids.special[0]!,
+  );
   // Without `pack`, a runtime that runs every length on one graph takes each text alone when that is sooner.
   const lengths = texts.map((t) => t.ids.length);
-  const single = packed && o.pack === undefined && model.runner.sharesGraph?.(lengths.reduce((m, n) => Math.max(m, n), 0)) === true && prefersOnePerPass(lengths, packedWindows.length, window);
-  const windows = single ? texts.map((t, i): PackedWindow => ({ texts: [i], starts: [0], ids: t.ids as number[], segments: [] })) : packedWindows;
+  const single =
+    packed &&
+    o.pack === undefined &&
+    model.runner.sharesGraph?.(lengths.reduce((m, n) => Math.max(m, n), 0)) === true &&
+    prefersOnePerPass(lengths, packedWindows.length, window);
+  const windows = single
+    ? texts.map((t, i): PackedWindow => ({ texts: [i], starts: [0], ids: t.ids as number[], segments: [] }))
+    : packedWindows;
   const run = windowRunner(model, plan, pack, packed && !single, texts);
   const perText = !packed || single;
   const results: R[] = new Array(texts.length);
@@ -163,7 +227,16 @@ export async function runTokenized<R>(model: LoadedModel, texts: readonly Encode
   }
   return {
     results,
-    stats: { texts: texts.length, windows: windows.length, strategy: single ? 'single' : 'packed', window, textsPerWindow: single ? 1 : pack, tokens, fill: single ? 1 : tokens / (windows.length * window), seconds: (performance.now() - t0) / 1000 },
+    stats: {
+      texts: texts.length,
+      windows: windows.length,
+      strategy: single ? 'single' : 'packed',
+      window,
+      textsPerWindow: single ? 1 : pack,
+      tokens,
+      fill: single ? 1 : tokens / (windows.length * window),
+      seconds: (performance.now() - t0) / 1000,
+    },
   };
 }
 
@@ -171,19 +244,29 @@ export async function runTokenized<R>(model: LoadedModel, texts: readonly Encode
  * Throws NON_FINITE when the values a text's result is read from hold NaN or infinity: its row of a pooled
  * output, its evaluated positions (`positions` columns from `column`), or its tokens' columns.
  */
-function checkFinite(v: { text: EncodedText; output: RtTensor; row: number; start: number; column: number }, positions: number | undefined, what: string): void {
+function checkFinite(
+  v: { text: EncodedText; output: RtTensor; row: number; start: number; column: number },
+  positions: number | undefined,
+  what: string,
+): void {
   const t = v.output;
   if (t.shape.length !== 4) {
     const C = t.shape[t.shape.length - 1]!;
     const bad = firstNonFinite(t.data, C, t.shape.length === 3 ? v.row * C : 0);
-    if (bad >= 0) throw nonFiniteError(what, t.data[(t.shape.length === 3 ? v.row * C : 0) + bad]!, `at channel ${bad}`);
+    if (bad >= 0)
+      throw nonFiniteError(what, t.data[(t.shape.length === 3 ? v.row * C : 0) + bad]!, `at channel ${bad}`);
     return;
   }
   const [C, S] = [t.shape[1]!, t.shape[3]!];
   const [from, n] = positions === undefined ? [v.start, v.text.ids.length] : [v.column, positions];
   for (let s = from; s < from + n; s++) {
     const bad = firstNonFinite(t.data, C, s, S);
-    if (bad >= 0) throw nonFiniteError(what, t.data[s + bad * S]!, `at ${positions === undefined ? `token ${s - v.start}` : `[MASK] ${s - v.column + 1}`}, channel ${bad}`);
+    if (bad >= 0)
+      throw nonFiniteError(
+        what,
+        t.data[s + bad * S]!,
+        `at ${positions === undefined ? `token ${s - v.start}` : `[MASK] ${s - v.column + 1}`}, channel ${bad}`,
+      );
   }
 }
 
@@ -191,7 +274,11 @@ function checkFinite(v: { text: EncodedText; output: RtTensor; row: number; star
 export function embeddingStore(width: number, texts: number): Float32Array {
   const bytes = texts * width * 4;
   if (bytes > MAX_RESULT_BYTES) {
-    throw new ModernBertError('BAD_INPUT', `${texts} texts of ${width} values each would hold ${formatBytes(bytes)} of embeddings, more than the ${formatBytes(MAX_RESULT_BYTES)} one run may: split the input`, { texts });
+    throw new ModernBertError(
+      'BAD_INPUT',
+      `${texts} texts of ${width} values each would hold ${formatBytes(bytes)} of embeddings, more than the ${formatBytes(MAX_RESULT_BYTES)} one run may: split the input`,
+      { texts },
+    );
   }
   return new Float32Array(texts * width);
 }

@@ -69,8 +69,13 @@ export async function benchPackage(session: CoreMLSession, path: string, o: Benc
       const takes = runner.info.seqLens;
       const lengths = o.lengths ?? takes;
       for (const L of lengths) {
-        if (L > model.maxLen) throw new ModernBertError('BAD_ARGUMENT', `--lengths ${L}: ${path} takes at most ${model.maxLen} tokens`);
-        if (L < 3) throw new ModernBertError('BAD_ARGUMENT', `--lengths ${L}: a sequence holds at least [CLS], one token and [SEP]`);
+        if (L > model.maxLen)
+          throw new ModernBertError('BAD_ARGUMENT', `--lengths ${L}: ${path} takes at most ${model.maxLen} tokens`);
+        if (L < 3)
+          throw new ModernBertError(
+            'BAD_ARGUMENT',
+            `--lengths ${L}: a sequence holds at least [CLS], one token and [SEP]`,
+          );
       }
       const total = o.units.length * lengths.length * (o.runs + o.warmup);
       const rows: BenchRow[] = [];

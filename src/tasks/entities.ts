@@ -51,17 +51,33 @@ export function tagOf(label: string): { bi: 'B' | 'I'; tag: string } {
 }
 
 /** The entities of one text: per token ('none'), or grouped; labels in `ignore` are left out (default ['O']). */
-export function aggregate(text: string, tokens: readonly ScoredToken[], labels: readonly string[], strategy: AggregationStrategy, ignore: readonly string[] = ['O']): TokenClassificationItem[] | EntityGroup[] {
+export function aggregate(
+  text: string,
+  tokens: readonly ScoredToken[],
+  labels: readonly string[],
+  strategy: AggregationStrategy,
+  ignore: readonly string[] = ['O'],
+): TokenClassificationItem[] | EntityGroup[] {
   const word = (start: number, end: number) => text.slice(start, end);
   if (strategy === 'none') {
     return tokens
       .map((t) => {
         const i = argmax(t.scores);
-        return { entity: labels[i]!, score: t.scores[i]!, index: t.index, word: word(t.start, t.end), start: t.start, end: t.end };
+        return {
+          entity: labels[i]!,
+          score: t.scores[i]!,
+          index: t.index,
+          word: word(t.start, t.end),
+          start: t.start,
+          end: t.end,
+        };
       })
       .filter((e) => !ignore.includes(e.entity));
   }
-  const entities = strategy === 'simple' ? tokens.map((t) => byToken(t, labels)) : words(tokens).map((w) => byWord(w, labels, strategy));
+  const entities =
+    strategy === 'simple'
+      ? tokens.map((t) => byToken(t, labels))
+      : words(tokens).map((w) => byWord(w, labels, strategy));
   return groupEntities(entities)
     .filter((g) => !ignore.includes(g.tag))
     .map(({ tag, score, start, end }) => ({ entity_group: tag, score, word: word(start, end), start, end }));

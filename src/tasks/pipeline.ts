@@ -13,8 +13,22 @@ import { setKernelThreads } from '../runtime/kernels/index.js';
 import type { Precision } from '../runtime/numerics.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { runBatch, type BatchOptions, type BatchStats } from './batch.js';
-import type { EntityGroup, Features, FillMaskItem, TaskName, TextClassificationItem, TokenClassificationItem } from './results.js';
-import { TASKS, type FeatureExtractionOptions, type FillMaskOptions, type TaskTypes, type TextClassificationOptions, type TokenClassificationOptions } from './task-table.js';
+import type {
+  EntityGroup,
+  Features,
+  FillMaskItem,
+  TaskName,
+  TextClassificationItem,
+  TokenClassificationItem,
+} from './results.js';
+import {
+  TASKS,
+  type FeatureExtractionOptions,
+  type FillMaskOptions,
+  type TaskTypes,
+  type TextClassificationOptions,
+  type TokenClassificationOptions,
+} from './task-table.js';
 
 /** How a pipeline opens and runs its model; every option may be left out. */
 export interface PipelineOptions {
@@ -75,17 +89,35 @@ export type GroupingStrategy = 'simple' | 'first' | 'average' | 'max';
 
 /** `await ner(text)`: a label per token, or with an aggregation_strategy the entities. */
 export interface TokenClassificationPipeline extends PipelineBase {
-  (text: string, options?: TokenClassificationOptions & { aggregation_strategy?: 'none' }): Promise<TokenClassificationItem[]>;
-  (texts: readonly string[], options?: TokenClassificationOptions & { aggregation_strategy?: 'none' }): Promise<TokenClassificationItem[][]>;
-  (text: string, options: TokenClassificationOptions & { aggregation_strategy: GroupingStrategy }): Promise<EntityGroup[]>;
-  (texts: readonly string[], options: TokenClassificationOptions & { aggregation_strategy: GroupingStrategy }): Promise<EntityGroup[][]>;
+  (
+    text: string,
+    options?: TokenClassificationOptions & { aggregation_strategy?: 'none' },
+  ): Promise<TokenClassificationItem[]>;
+  (
+    texts: readonly string[],
+    options?: TokenClassificationOptions & { aggregation_strategy?: 'none' },
+  ): Promise<TokenClassificationItem[][]>;
+  (
+    text: string,
+    options: TokenClassificationOptions & { aggregation_strategy: GroupingStrategy },
+  ): Promise<EntityGroup[]>;
+  (
+    texts: readonly string[],
+    options: TokenClassificationOptions & { aggregation_strategy: GroupingStrategy },
+  ): Promise<EntityGroup[][]>;
   (text: string, options?: TokenClassificationOptions): Promise<TokenClassificationItem[] | EntityGroup[]>;
-  (texts: readonly string[], options?: TokenClassificationOptions): Promise<(TokenClassificationItem[] | EntityGroup[])[]>;
+  (
+    texts: readonly string[],
+    options?: TokenClassificationOptions,
+  ): Promise<(TokenClassificationItem[] | EntityGroup[])[]>;
 }
 
 /** `await embed(texts)`: a [texts, hidden] tensor of pooled vectors, or with pooling 'none' [texts, tokens, hidden] (zero-padded). */
 export interface FeatureExtractionPipeline extends PipelineBase {
-  (texts: string | readonly string[], options: FeatureExtractionOptions & { pooling: 'none' }): Promise<Features<number[][][]>>;
+  (
+    texts: string | readonly string[],
+    options: FeatureExtractionOptions & { pooling: 'none' },
+  ): Promise<Features<number[][][]>>;
   (texts: string | readonly string[], options?: FeatureExtractionOptions): Promise<Features<number[][]>>;
 }
 
@@ -116,18 +148,24 @@ let open = 0;
  * Opens a model for `task` (undefined: the model's own head's task): the runtime chosen as the commands choose
  * it, a multifunction package's function picked by the task's head, and a tokenizer required.
  */
-export async function openTaskModel(name: string | undefined, task: TaskName | undefined, o: TaskModelOptions = {}): Promise<TaskModel> {
+export async function openTaskModel(
+  name: string | undefined,
+  task: TaskName | undefined,
+  o: TaskModelOptions = {},
+): Promise<TaskModel> {
   if (o.threads !== undefined) setKernelThreads(o.threads);
-  const choice = o.executor ?? (await chooseExecutor({ runtime: o.runtime, precision: o.precision, computeUnits: o.computeUnits }));
-  const openAs = (fn: string | undefined) => openModel(name, {
-    ...(o.precision === undefined ? {} : { precision: o.precision }),
-    ...(o.tokenizer === undefined ? {} : { tokenizer: o.tokenizer }),
-    ...(o.headPackage === undefined ? {} : { headPackage: o.headPackage }),
-    ...(fn === undefined ? {} : { function: fn }),
-    ...(o.revision === undefined ? {} : { revision: o.revision }),
-    ...(o.progress === undefined ? {} : { progress: o.progress }),
-    ...(choice.factory ? { executor: choice.factory } : {}),
-  });
+  const choice =
+    o.executor ?? (await chooseExecutor({ runtime: o.runtime, precision: o.precision, computeUnits: o.computeUnits }));
+  const openAs = (fn: string | undefined) =>
+    openModel(name, {
+      ...(o.precision === undefined ? {} : { precision: o.precision }),
+      ...(o.tokenizer === undefined ? {} : { tokenizer: o.tokenizer }),
+      ...(o.headPackage === undefined ? {} : { headPackage: o.headPackage }),
+      ...(fn === undefined ? {} : { function: fn }),
+      ...(o.revision === undefined ? {} : { revision: o.revision }),
+      ...(o.progress === undefined ? {} : { progress: o.progress }),
+      ...(choice.factory ? { executor: choice.factory } : {}),
+    });
   let model: LoadedModel;
   try {
     model = await openAs(o.function);
@@ -144,7 +182,11 @@ export async function openTaskModel(name: string | undefined, task: TaskName | u
   if (!tok) {
     model.close();
     await choice.session?.close();
-    throw new ModernBertError('FILE_NOT_FOUND', `${model.path} has no tokenizer.json, which ${task ?? 'predict'} needs: give \`tokenizer\` (a tokenizer.json or its folder)`, { path: model.path, option: 'tokenizer' });
+    throw new ModernBertError(
+      'FILE_NOT_FOUND',
+      `${model.path} has no tokenizer.json, which ${task ?? 'predict'} needs: give \`tokenizer\` (a tokenizer.json or its folder)`,
+      { path: model.path, option: 'tokenizer' },
+    );
   }
   open++;
   return { model, tok, executor: choice };
@@ -168,7 +210,13 @@ export async function closeTaskModel(tm: TaskModel): Promise<void> {
 }
 
 /** Runs a task on texts: one result per text, in order, and the batch's figures. */
-export async function runTask<T extends TaskName>(tm: TaskModel, task: T, texts: readonly string[], options: TaskTypes[T]['options'], batch: BatchOptions = {}): Promise<{ results: TaskTypes[T]['result'][]; stats: BatchStats }> {
+export async function runTask<T extends TaskName>(
+  tm: TaskModel,
+  task: T,
+  texts: readonly string[],
+  options: TaskTypes[T]['options'],
+  batch: BatchOptions = {},
+): Promise<{ results: TaskTypes[T]['result'][]; stats: BatchStats }> {
   const plan = TASKS[task].plan(tm.model, tm.tok, options);
   return runBatch(tm.model, tm.tok, texts, plan, batch);
 }
@@ -192,8 +240,10 @@ export function stackFeatures(rows: readonly Float32Array[], hidden: number, per
 
 function checkTexts(input: unknown): string[] {
   const texts = typeof input === 'string' ? [input] : Array.isArray(input) ? input : undefined;
-  if (!texts || texts.some((t) => typeof t !== 'string')) throw new ModernBertError('BAD_ARGUMENT', 'a pipeline takes a text or an array of texts');
-  if (texts.length === 0) throw new ModernBertError('BAD_ARGUMENT', 'no texts given: an empty array has nothing to run');
+  if (!texts || texts.some((t) => typeof t !== 'string'))
+    throw new ModernBertError('BAD_ARGUMENT', 'a pipeline takes a text or an array of texts');
+  if (texts.length === 0)
+    throw new ModernBertError('BAD_ARGUMENT', 'no texts given: an empty array has nothing to run');
   return texts as string[];
 }
 
@@ -207,8 +257,17 @@ function hiddenSize(model: LoadedModel): number {
  * left out) for `task`, and returns the function that runs it on a text or an array of texts (arrays run packed,
  * several texts per window).
  */
-export async function pipeline<T extends TaskName>(task: T, model?: string, options: PipelineOptions = {}): Promise<Pipelines[T]> {
-  if (!(task in TASKS)) throw new ModernBertError('BAD_ARGUMENT', `unknown task ${JSON.stringify(task)}: one of ${Object.keys(TASKS).join(', ')}`, { task });
+export async function pipeline<T extends TaskName>(
+  task: T,
+  model?: string,
+  options: PipelineOptions = {},
+): Promise<Pipelines[T]> {
+  if (!(task in TASKS))
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `unknown task ${JSON.stringify(task)}: one of ${Object.keys(TASKS).join(', ')}`,
+      { task },
+    );
   const tm = await openTaskModel(model, task, options);
   try {
     TASKS[task].plan(tm.model, tm.tok, {}); // a model without the task's head fails here, not at the first call
@@ -219,7 +278,10 @@ export async function pipeline<T extends TaskName>(task: T, model?: string, opti
   const { window, pack, truncate, prefix } = options;
   const batch: BatchOptions = { window, pack, truncate, prefix };
   let disposed = false;
-  const call = async (input: string | readonly string[], callOptions: TaskTypes[T]['options'] = {}): Promise<unknown> => {
+  const call = async (
+    input: string | readonly string[],
+    callOptions: TaskTypes[T]['options'] = {},
+  ): Promise<unknown> => {
     if (disposed) throw new ModernBertError('BAD_ARGUMENT', 'this pipeline was disposed');
     const texts = checkTexts(input);
     const { results } = await runTask(tm, task, texts, callOptions, batch);

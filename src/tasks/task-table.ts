@@ -10,7 +10,15 @@ import type { RtTensor } from '../runtime/tensor.js';
 import type { Span } from '../tokenizer/offsets.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { aggregate, isSubword, type ScoredToken } from './entities.js';
-import type { AggregationStrategy, EntityGroup, FillMaskItem, Pooling, TaskName, TextClassificationItem, TokenClassificationItem } from './results.js';
+import type {
+  AggregationStrategy,
+  EntityGroup,
+  FillMaskItem,
+  Pooling,
+  TaskName,
+  TextClassificationItem,
+  TokenClassificationItem,
+} from './results.js';
 
 /** One text as a batch runs it: its ids (special tokens included) and, when the task needs them, their spans. */
 export interface EncodedText {
@@ -124,7 +132,11 @@ function normalizeRows(v: Float32Array, n: number): Float32Array {
 /** The checkpoint's or package's head must be `head` for this task. */
 function needHead(model: LoadedModel, task: TaskName, head: OutputHead, what: string): void {
   const has = model.kind === 'checkpoint' ? model.config!.head : model.head;
-  if (has !== head) throw new ModernBertError('BAD_ARGUMENT', `${model.path} has the ${model.head} head; ${task} needs ${what}`, { task, head: model.head });
+  if (has !== head)
+    throw new ModernBertError('BAD_ARGUMENT', `${model.path} has the ${model.head} head; ${task} needs ${what}`, {
+      task,
+      head: model.head,
+    });
 }
 
 const fillMask: TaskSpec<'fill-mask'> = {
@@ -140,7 +152,11 @@ const fillMask: TaskSpec<'fill-mask'> = {
       offsets: false,
       positions: (t, label) => {
         const at = t.ids.flatMap((id, i) => (id === mask ? [i] : []));
-        if (at.length === 0) throw new ModernBertError('BAD_INPUT', `${label}: the text has no ${tok.idToToken(mask) ?? '[MASK]'} token to fill: ${JSON.stringify(t.text.slice(0, 200))}`);
+        if (at.length === 0)
+          throw new ModernBertError(
+            'BAD_INPUT',
+            `${label}: the text has no ${tok.idToToken(mask) ?? '[MASK]'} token to fill: ${JSON.stringify(t.text.slice(0, 200))}`,
+          );
         return at;
       },
       read: ({ text, output, column }) => {
@@ -151,7 +167,13 @@ const fillMask: TaskSpec<'fill-mask'> = {
           return topK(p, k).map((id) => {
             const filled = text.ids.slice();
             filled[position] = id;
-            return { score: p[id]!, token: id, token_str: tok.decode([id], { skipSpecialTokens: false }), sequence: tok.decode(filled), mask: j };
+            return {
+              score: p[id]!,
+              token: id,
+              token_str: tok.decode([id], { skipSpecialTokens: false }),
+              sequence: tok.decode(filled),
+              mask: j,
+            };
           });
         });
       },
@@ -160,7 +182,10 @@ const fillMask: TaskSpec<'fill-mask'> = {
   format: (items) => {
     const masks = new Set(items.map((r) => r.mask)).size;
     return items
-      .map((r, i) => `${i === 0 || items[i - 1]!.mask !== r.mask ? `[MASK]${masks > 1 ? ` ${r.mask + 1} of ${masks}` : ''}:\n` : ''}  ${JSON.stringify(r.token_str.trim()).padEnd(20)} ${r.score.toFixed(4)}\n`)
+      .map(
+        (r, i) =>
+          `${i === 0 || items[i - 1]!.mask !== r.mask ? `[MASK]${masks > 1 ? ` ${r.mask + 1} of ${masks}` : ''}:\n` : ''}  ${JSON.stringify(r.token_str.trim()).padEnd(20)} ${r.score.toFixed(4)}\n`,
+      )
       .join('');
   },
 };
@@ -171,7 +196,7 @@ const textClassification: TaskSpec<'text-classification'> = {
   plan(model, _tok, o) {
     needHead(model, 'text-classification', 'seqcls', 'a sequence classifier (ModernBertForSequenceClassification)');
     const labels = model.labels;
-    const k = o.top_k === null ? labels.length : o.top_k ?? 1;
+    const k = o.top_k === null ? labels.length : (o.top_k ?? 1);
     return {
       head: 'seqcls',
       offsets: false,
@@ -201,14 +226,25 @@ const tokenClassification: TaskSpec<'token-classification'> = {
           // [CLS], [SEP], tokens of a batch prefix, and a token of spaces only (its span is empty: it labels no text).
           if (tok.isSpecial(id) || a < 0 || b <= a) return;
           const unknown = id === tok.unkTokenId;
-          tokens.push({ index: s, scores: softmaxColumn(output.data, labels.length, start + s, S), start: a, end: b, isSubword: !unknown && isSubword(text.text, a) });
+          tokens.push({
+            index: s,
+            scores: softmaxColumn(output.data, labels.length, start + s, S),
+            start: a,
+            end: b,
+            isSubword: !unknown && isSubword(text.text, a),
+          });
         });
         return aggregate(text.text, tokens, labels, o.aggregation_strategy ?? 'none', o.ignore_labels);
       },
     };
   },
   format: (items) =>
-    items.map((e) => `${JSON.stringify(e.word).padEnd(20)} ${('entity' in e ? e.entity : e.entity_group).padEnd(12)} ${e.score.toFixed(4)} [${e.start}, ${e.end})\n`).join(''),
+    items
+      .map(
+        (e) =>
+          `${JSON.stringify(e.word).padEnd(20)} ${('entity' in e ? e.entity : e.entity_group).padEnd(12)} ${e.score.toFixed(4)} [${e.start}, ${e.end})\n`,
+      )
+      .join(''),
 };
 
 const featureExtraction: TaskSpec<'feature-extraction'> = {
@@ -217,17 +253,33 @@ const featureExtraction: TaskSpec<'feature-extraction'> = {
   plan(model, _tok, o) {
     const pooling = o.pooling ?? 'model';
     if (pooling === 'none' || (model.kind === 'package' && model.head === 'none')) {
-      if (model.kind === 'package' && model.head !== 'none') throw new ModernBertError('BAD_ARGUMENT', `pooling 'none' reads every token's vector: ${model.path} has the ${model.head} head, not a body package (convert --head none, or --split)`);
+      if (model.kind === 'package' && model.head !== 'none')
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `pooling 'none' reads every token's vector: ${model.path} has the ${model.head} head, not a body package (convert --head none, or --split)`,
+        );
       return tokenVectors(pooling === 'model' ? 'mean' : pooling, Boolean(o.normalize));
     }
     if (model.kind === 'package') {
-      if (model.head !== 'embedding') throw new ModernBertError('BAD_ARGUMENT', `${model.path} has the ${model.head} head; feature-extraction needs an embedding package (convert --head embedding) or a checkpoint`, { head: model.head });
-      if (o.pooling !== undefined) throw new ModernBertError('BAD_ARGUMENT', `${model.path} pools as it was converted: leave out pooling (or convert the checkpoint again)`);
+      if (model.head !== 'embedding')
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `${model.path} has the ${model.head} head; feature-extraction needs an embedding package (convert --head embedding) or a checkpoint`,
+          { head: model.head },
+        );
+      if (o.pooling !== undefined)
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `${model.path} pools as it was converted: leave out pooling (or convert the checkpoint again)`,
+        );
       return pooled(undefined, Boolean(o.normalize));
     }
     // A checkpoint pools in its graph, as `embed` does: its sentence-transformers pooling, else mean.
     const own = model.embedding ?? { pooling: 'mean', normalize: false };
-    return pooled({ pooling: pooling === 'model' ? own.pooling : pooling, normalize: o.normalize ?? own.normalize }, false);
+    return pooled(
+      { pooling: pooling === 'model' ? own.pooling : pooling, normalize: o.normalize ?? own.normalize },
+      false,
+    );
   },
   format: (v) => `${Array.from(v, (x) => x.toFixed(6)).join(' ')}\n`,
 };

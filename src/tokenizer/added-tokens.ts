@@ -33,10 +33,15 @@ const WORD_AT_START = /^[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]/u;
 /** The added tokens of tokenizer.json. */
 export function readAddedTokens(raw: unknown, source: string): AddedTokenSpec[] {
   if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw new ModernBertError('CORRUPT_FILE', `${source}: "added_tokens" is not a list`, { file: source });
+  if (!Array.isArray(raw))
+    throw new ModernBertError('CORRUPT_FILE', `${source}: "added_tokens" is not a list`, { file: source });
   return raw.map((t: unknown, i: number) => {
     if (!isObject(t) || typeof t.content !== 'string' || t.content === '' || !Number.isInteger(t.id)) {
-      throw new ModernBertError('CORRUPT_FILE', `${source}: added_tokens[${i}] needs a non-empty "content" and an integer "id"`, { file: source, index: i });
+      throw new ModernBertError(
+        'CORRUPT_FILE',
+        `${source}: added_tokens[${i}] needs a non-empty "content" and an integer "id"`,
+        { file: source, index: i },
+      );
     }
     const special = t.special === true;
     return {
@@ -51,7 +56,6 @@ export function readAddedTokens(raw: unknown, source: string): AddedTokenSpec[] 
     };
   });
 }
-
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -24,7 +24,12 @@ export type EncodingWithin<E extends { ids: number[] } = { ids: number[] }> = E 
  * maxTokens` then says it is too long, and `[...ids.slice(0, maxTokens - 1), ids.at(-1)]` is its truncation
  * keeping the closing [SEP]. A prefix's spans (encodeWithOffsets) are the whole text's, as its ids are.
  */
-export function encodeWithin<E extends { ids: number[] } = { ids: number[] }>(tok: Tokenizer, text: string, maxTokens: number, encode: (text: string) => E = (t) => ({ ids: tok.encode(t).ids }) as E): EncodingWithin<E> {
+export function encodeWithin<E extends { ids: number[] } = { ids: number[] }>(
+  tok: Tokenizer,
+  text: string,
+  maxTokens: number,
+  encode: (text: string) => E = (t) => ({ ids: tok.encode(t).ids }) as E,
+): EncodingWithin<E> {
   let chars = Math.max(1024, (maxTokens + 2) * CHARS_PER_TOKEN);
   if (text.length <= 2 * chars) return { ...encode(text), complete: true };
   for (;;) {
@@ -36,7 +41,11 @@ export function encodeWithin<E extends { ids: number[] } = { ids: number[] }>(to
     }
     if (chars >= MAX_ENCODE_CHARS) {
       // Characters that give no tokens (dropped by the normalizer or outside the vocabulary) for a megabyte.
-      throw new ModernBertError('BAD_INPUT', `a text of ${text.length} characters gives fewer than ${maxTokens} tokens in its first ${MAX_ENCODE_CHARS}: texts are tokenized up to ${MAX_ENCODE_CHARS} characters at a time`, { chars: text.length });
+      throw new ModernBertError(
+        'BAD_INPUT',
+        `a text of ${text.length} characters gives fewer than ${maxTokens} tokens in its first ${MAX_ENCODE_CHARS}: texts are tokenized up to ${MAX_ENCODE_CHARS} characters at a time`,
+        { chars: text.length },
+      );
     }
     chars = Math.min(2 * chars, MAX_ENCODE_CHARS);
   }

@@ -20,7 +20,8 @@ export type Span = [number, number];
 
 /** GPT-2's reversible map from bytes to printable characters, inverted: the byte of each character. */
 export const BYTE_OF_CHAR: ReadonlyMap<string, number> = (() => {
-  const printable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const printable = (b: number): boolean =>
+    (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
   const map = new Map<string, number>();
   let next = 256;
   for (let b = 0; b < 256; b++) map.set(String.fromCharCode(printable(b) ? b : next++), b);
@@ -43,7 +44,11 @@ export interface AlignmentStyle {
  * Maps each position of `normalized` (and its end) to a position of `text`, when normalizing code point by code
  * point gives the same string; undefined otherwise.
  */
-export function alignNormalized(text: string, normalized: string, normalize: (s: string) => string): Int32Array | undefined {
+export function alignNormalized(
+  text: string,
+  normalized: string,
+  normalize: (s: string) => string,
+): Int32Array | undefined {
   const map = new Int32Array(normalized.length + 1);
   if (normalized === text) {
     for (let i = 0; i <= text.length; i++) map[i] = i;
@@ -79,19 +84,27 @@ export function wordText(word: string, byteLevel: boolean): string {
  * Spans (in `piece`) of the tokens of each word: `words` as the pre-tokenizer gave them, `tokens[w]` the model's
  * tokens of word w. A word that cannot be found gets empty spans where the search stands.
  */
-export function tokenSpans(piece: string, words: readonly string[], tokens: readonly (readonly string[])[], style: AlignmentStyle): Span[][] {
+export function tokenSpans(
+  piece: string,
+  words: readonly string[],
+  tokens: readonly (readonly string[])[],
+  style: AlignmentStyle,
+): Span[][] {
   let cursor = 0;
   return words.map((word, w) => {
     const text = wordText(word, style.byteLevel);
     let start = -1;
     let virtual = 0; // bytes of the word that are not in the text (add_prefix_space)
     if (piece.startsWith(text, cursor)) start = cursor;
-    else if (style.byteLevel && text.startsWith(' ') && piece.startsWith(text.slice(1), cursor)) [start, virtual] = [cursor, 1];
+    else if (style.byteLevel && text.startsWith(' ') && piece.startsWith(text.slice(1), cursor))
+      [start, virtual] = [cursor, 1];
     else start = piece.indexOf(text, cursor);
     if (start < 0) return tokens[w]!.map((): Span => [cursor, cursor]);
     const shown = text.slice(virtual);
     cursor = start + shown.length;
-    const spans = style.byteLevel ? byteSpans(shown, virtual, tokens[w]!) : stringSpans(shown, tokens[w]!, style.continuingSubwordPrefix);
+    const spans = style.byteLevel
+      ? byteSpans(shown, virtual, tokens[w]!)
+      : stringSpans(shown, tokens[w]!, style.continuingSubwordPrefix);
     return spans.map(([a, b]): Span => {
       const span: Span = [start + a, start + b];
       return style.trimOffsets ? trimSpaces(piece, span) : span;
@@ -120,7 +133,8 @@ function byteSpans(text: string, virtual: number, tokens: readonly string[]): Sp
     const from = Math.min(Math.max(at, 0), total);
     at += token.length;
     const to = Math.min(Math.max(at, 0), total);
-    if (to <= from) return [from === total ? text.length : startOf[from]!, from === total ? text.length : startOf[from]!];
+    if (to <= from)
+      return [from === total ? text.length : startOf[from]!, from === total ? text.length : startOf[from]!];
     return [startOf[from]!, endOf[to - 1]!];
   });
 }

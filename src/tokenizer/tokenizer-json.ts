@@ -25,14 +25,21 @@ export function checkTokenizerJson(json: Record<string, unknown>, source: string
   if (Array.isArray(vocab)) {
     // Unigram: [token, score] pairs.
     vocab.forEach((e, i) => {
-      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'string' || typeof e[1] !== 'number' || !Number.isFinite(e[1])) {
+      if (
+        !Array.isArray(e) ||
+        e.length !== 2 ||
+        typeof e[0] !== 'string' ||
+        typeof e[1] !== 'number' ||
+        !Number.isFinite(e[1])
+      ) {
         bad(`model.vocab[${i}] must be a [token, score] pair, got ${brief(e)}`);
       }
     });
     if (vocab.length > MAX_TOKEN_ID + 1) bad(`model.vocab has ${vocab.length} entries, more than ${MAX_TOKEN_ID + 1}`);
   } else if (isObject(vocab)) {
     for (const [token, id] of Object.entries(vocab)) {
-      if (!isId(id)) bad(`model.vocab gives token ${brief(token, 40)} the id ${brief(id)} (ids are integers 0..${MAX_TOKEN_ID})`);
+      if (!isId(id))
+        bad(`model.vocab gives token ${brief(token, 40)} the id ${brief(id)} (ids are integers 0..${MAX_TOKEN_ID})`);
     }
   } else if (vocab !== undefined) {
     bad(`model.vocab must be an object or a list, got ${brief(vocab)}`);
@@ -52,14 +59,16 @@ export function checkTokenizerJson(json: Record<string, unknown>, source: string
   const added = json.added_tokens;
   if (Array.isArray(added)) {
     added.forEach((t, i) => {
-      if (isObject(t) && !isId(t.id)) bad(`added_tokens[${i}] has id ${brief(t.id)} (ids are integers 0..${MAX_TOKEN_ID})`);
+      if (isObject(t) && !isId(t.id))
+        bad(`added_tokens[${i}] has id ${brief(t.id)} (ids are integers 0..${MAX_TOKEN_ID})`);
     });
   }
   const post = json.post_processor;
   if (isObject(post) && isObject(post.special_tokens)) {
     for (const [name, spec] of Object.entries(post.special_tokens)) {
       const ids = isObject(spec) ? spec.ids : undefined;
-      if (Array.isArray(ids) && !ids.every(isId)) bad(`post_processor special token ${brief(name, 40)} has ids ${brief(ids)} (integers 0..${MAX_TOKEN_ID})`);
+      if (Array.isArray(ids) && !ids.every(isId))
+        bad(`post_processor special token ${brief(name, 40)} has ids ${brief(ids)} (integers 0..${MAX_TOKEN_ID})`);
     }
   }
 }

@@ -46,7 +46,8 @@ class PatternWorker {
       const seen = Atomics.load(this.flag, 0);
       if (seen === id) {
         const reply = this.receive(port, id);
-        if (reply.error !== undefined) throw new ModernBertError('CORRUPT_FILE', `a tokenizer pattern failed: ${reply.error}`);
+        if (reply.error !== undefined)
+          throw new ModernBertError('CORRUPT_FILE', `a tokenizer pattern failed: ${reply.error}`);
         return reply.value;
       }
       const left = deadline - performance.now();
@@ -65,20 +66,29 @@ class PatternWorker {
       if (reply?.id === id) return reply;
       if (reply === undefined) Atomics.wait(this.flag, 1, 1, 1);
     }
-    throw new ModernBertError('INTERNAL', 'the tokenizer pattern worker stored a reply\'s id but the reply did not arrive');
+    throw new ModernBertError(
+      'INTERNAL',
+      "the tokenizer pattern worker stored a reply's id but the reply did not arrive",
+    );
   }
 
   private start(): MessagePort {
     if (this.port) return this.port;
     const { port1, port2 } = new MessageChannel();
     Atomics.store(this.flag, 1, 0);
-    this.worker = new Worker(new URL('./tokenizer-patterns-worker.mjs', import.meta.url), { workerData: { port: port2, flag: this.flag }, transferList: [port2] });
+    this.worker = new Worker(new URL('./tokenizer-patterns-worker.mjs', import.meta.url), {
+      workerData: { port: port2, flag: this.flag },
+      transferList: [port2],
+    });
     // The CLI exits without stopping it; a pattern that overran is stopped below.
     this.worker.unref();
     this.worker.on('error', () => this.stop());
     if (Atomics.wait(this.flag, 1, 0, START_BUDGET_MS) === 'timed-out') {
       this.stop();
-      throw new ModernBertError('INTERNAL', `the tokenizer pattern worker did not start within ${START_BUDGET_MS / 1000} s`);
+      throw new ModernBertError(
+        'INTERNAL',
+        `the tokenizer pattern worker did not start within ${START_BUDGET_MS / 1000} s`,
+      );
     }
     this.port = port1;
     return port1;
@@ -97,15 +107,28 @@ let shared: PatternWorker | undefined;
 /** A pattern of a tokenizer file whose every use runs in the worker under a time budget (see the module comment). */
 export class GuardedRegExp extends RegExp {
   /** `written`: the pattern as the file spells it, for messages (the library rewrites Oniguruma's syntax). */
-  constructor(pattern: RegExp, private readonly file: string, private readonly written = pattern.source) {
+  constructor(
+    pattern: RegExp,
+    private readonly file: string,
+    private readonly written = pattern.source,
+  ) {
     super(pattern.source, pattern.flags);
   }
 
   private call<T>(op: Op): T {
     shared ??= new PatternWorker();
     const budget = PATTERN_BUDGET_MS + PATTERN_BUDGET_MS_PER_CHAR * op.text.length;
-    return shared.run(this.source, this.flags, op, budget, () =>
-      new ModernBertError('BAD_INPUT', `${this.file}: its pattern ${JSON.stringify(this.written.slice(0, 200))} took more than ${(budget / 1000).toFixed(1)} s on a text of ${op.text.length} characters (it backtracks without bound); a tokenizer with this pattern cannot be used`, { file: this.file, pattern: this.source }),
+    return shared.run(
+      this.source,
+      this.flags,
+      op,
+      budget,
+      () =>
+        new ModernBertError(
+          'BAD_INPUT',
+          `${this.file}: its pattern ${JSON.stringify(this.written.slice(0, 200))} took more than ${(budget / 1000).toFixed(1)} s on a text of ${op.text.length} characters (it backtracks without bound); a tokenizer with this pattern cannot be used`,
+          { file: this.file, pattern: this.source },
+        ),
     ) as T;
   }
 
@@ -123,14 +146,22 @@ export class GuardedRegExp extends RegExp {
     return all.map((x) => Object.assign(x.m, { index: x.index, input }) as RegExpMatchArray)[Symbol.iterator]();
   }
 
-  override [Symbol.replace](text: string, replacement: string | ((substring: string, ...args: unknown[]) => string)): string {
-    if (typeof replacement !== 'string') throw new ModernBertError('INTERNAL', 'a guarded tokenizer pattern was given a replacement function');
+  override [Symbol.replace](
+    text: string,
+    replacement: string | ((substring: string, ...args: unknown[]) => string),
+  ): string {
+    if (typeof replacement !== 'string')
+      throw new ModernBertError('INTERNAL', 'a guarded tokenizer pattern was given a replacement function');
     return this.call<string>({ op: 'replace', text: String(text), replacement });
   }
 
   override exec(text: string): RegExpExecArray | null {
     const input = String(text);
-    const x = this.call<{ m: string[]; index: number; lastIndex: number } | null>({ op: 'exec', text: input, lastIndex: this.global || this.sticky ? this.lastIndex : 0 });
+    const x = this.call<{ m: string[]; index: number; lastIndex: number } | null>({
+      op: 'exec',
+      text: input,
+      lastIndex: this.global || this.sticky ? this.lastIndex : 0,
+    });
     if (this.global || this.sticky) this.lastIndex = x ? x.lastIndex : 0;
     return x && (Object.assign(x.m, { index: x.index, input }) as RegExpExecArray);
   }
@@ -148,7 +179,11 @@ export function guardFilePatterns(components: readonly unknown[], file: string):
     if ((typeof x !== 'object' && typeof x !== 'function') || x === null || seen.has(x) || depth > 64) return;
     seen.add(x);
     const o = x as { config?: { pattern?: { Regex?: string } }; pattern?: unknown };
-    if (typeof o.config?.pattern?.Regex === 'string' && o.pattern instanceof RegExp && !(o.pattern instanceof GuardedRegExp)) {
+    if (
+      typeof o.config?.pattern?.Regex === 'string' &&
+      o.pattern instanceof RegExp &&
+      !(o.pattern instanceof GuardedRegExp)
+    ) {
       o.pattern = new GuardedRegExp(o.pattern, file, o.config.pattern.Regex);
       guarded++;
     }

@@ -32,7 +32,8 @@ interface LibTokenizer {
   normalizer: ((text: string) => string) | null;
   pre_tokenizer: LibPreTokenizer | null;
   model: ((words: string[]) => string[]) & { tokens_to_ids: Map<string, number> };
-  post_processor: ((a: string[], b: string[] | null, addSpecial: boolean) => { tokens: string[]; token_type_ids?: number[] }) | null;
+  post_processor:
+    ((a: string[], b: string[] | null, addSpecial: boolean) => { tokens: string[]; token_type_ids?: number[] }) | null;
   decoder: ((tokens: string[]) => string) | null;
   get_vocab(withAddedTokens: boolean): Map<string, number>;
   id_to_token(id: number): string | undefined;
@@ -110,7 +111,11 @@ export class Tokenizer {
         config,
       );
     } catch (e) {
-      throw new ModernBertError('CORRUPT_FILE', `${source}: not a tokenizer this library can read (${(e as Error).message})`, { file: source });
+      throw new ModernBertError(
+        'CORRUPT_FILE',
+        `${source}: not a tokenizer this library can read (${(e as Error).message})`,
+        { file: source },
+      );
     }
     useOnigurumaWhitespace(this.lib.pre_tokenizer);
     // The file's own regular expressions run under a time budget (tokenizer-patterns.ts).
@@ -118,7 +123,9 @@ export class Tokenizer {
 
     const added = readAddedTokens(json.added_tokens, source);
     this.rawMatcher = new AddedTokenMatcher(added.filter((t) => !t.normalized).map((t) => [t.content, t]));
-    this.normalizedMatcher = new AddedTokenMatcher(added.filter((t) => t.normalized).map((t) => [this.normalize(t.content), t]));
+    this.normalizedMatcher = new AddedTokenMatcher(
+      added.filter((t) => t.normalized).map((t) => [this.normalize(t.content), t]),
+    );
     this.specialIds = new Set(added.filter((t) => t.special).map((t) => t.id));
     this.template = readTemplate(json.post_processor, source);
     this.byteLevelDecoder = isObject(json.decoder) && json.decoder.type === 'ByteLevel';
@@ -213,13 +220,15 @@ export class Tokenizer {
       const normalized = this.normalize(piece.text);
       // Positions in the normalized piece, back to the text (coarse: the whole piece, when no alignment exists).
       const align = withSpans ? alignNormalized(piece.text, normalized, (s) => this.normalize(s)) : undefined;
-      const back = ([a, b]: Span): Span => (align ? [pieceStart + align[a]!, pieceStart + align[b]!] : [pieceStart, pieceStart + piece.text.length]);
+      const back = ([a, b]: Span): Span =>
+        align ? [pieceStart + align[a]!, pieceStart + align[b]!] : [pieceStart, pieceStart + piece.text.length];
       let at = 0;
       for (const sub of this.normalizedMatcher.split(normalized)) {
         const subStart = at;
         at += sub.text.length;
         if (sub.token) push(out, [sub.token.id], () => [back([subStart, subStart + sub.text.length])]);
-        else this.appendModelTokens(out, sub.text, sectionIndex, (span) => back([subStart + span[0], subStart + span[1]]));
+        else
+          this.appendModelTokens(out, sub.text, sectionIndex, (span) => back([subStart + span[0], subStart + span[1]]));
       }
     });
     return out;
@@ -243,12 +252,14 @@ export class Tokenizer {
     }
     const tokens = words.map((w) => this.lib.model([w]));
     const spans = tokenSpans(text, words, tokens, this.alignment);
-    tokens.forEach((pieces, w) => pieces.forEach((piece, i) => {
-      const id = known(piece);
-      if (id === undefined) return;
-      out.ids.push(id);
-      out.spans!.push(back(spans[w]![i]!));
-    }));
+    tokens.forEach((pieces, w) =>
+      pieces.forEach((piece, i) => {
+        const id = known(piece);
+        if (id === undefined) return;
+        out.ids.push(id);
+        out.spans!.push(back(spans[w]![i]!));
+      }),
+    );
   }
 
   private postProcess(a: Encoded, b: Encoded | undefined): { ids: number[]; typeIds: number[]; offsets: Span[] } {
@@ -260,11 +271,11 @@ export class Tokenizer {
       const offsets: Span[] = [];
       for (const item of b === undefined ? this.template.single : this.template.pair) {
         const seq = item.sequence === 'A' ? a : b;
-        const part = item.special !== undefined ? this.template.specialIds.get(item.special)! : seq?.ids ?? [];
+        const part = item.special !== undefined ? this.template.specialIds.get(item.special)! : (seq?.ids ?? []);
         append(ids, part);
         for (let i = 0; i < part.length; i++) {
           typeIds.push(item.typeId);
-          offsets.push(item.special !== undefined ? special : spansOf(seq)[i] ?? special);
+          offsets.push(item.special !== undefined ? special : (spansOf(seq)[i] ?? special));
         }
       }
       return { ids, typeIds, offsets };
@@ -275,13 +286,23 @@ export class Tokenizer {
       const toTokens = (ids: number[]): string[] => ids.map((id) => this.idToToken(id)!);
       const out = this.lib.post_processor(toTokens(a.ids), b === undefined ? null : toTokens(b.ids), true);
       const ids = out.tokens.map((t) => this.tokenToId(t)!);
-      const queue = [...a.ids.map((id, i) => [id, spansOf(a)[i] ?? special] as const), ...(b?.ids ?? []).map((id, i) => [id, spansOf(b)[i] ?? special] as const)];
+      const queue = [
+        ...a.ids.map((id, i) => [id, spansOf(a)[i] ?? special] as const),
+        ...(b?.ids ?? []).map((id, i) => [id, spansOf(b)[i] ?? special] as const),
+      ];
       let q = 0;
       const offsets = ids.map((id): Span => (queue[q]?.[0] === id ? queue[q++]![1] : special));
       return { ids, typeIds: out.token_type_ids ?? ids.map(() => 0), offsets };
     }
     const ids = [...a.ids, ...(b?.ids ?? [])];
-    return { ids, typeIds: [...a.ids.map(() => 0), ...(b?.ids ?? []).map(() => 1)], offsets: [...a.ids.map((_, i) => spansOf(a)[i] ?? special), ...(b?.ids ?? []).map((_, i) => spansOf(b)[i] ?? special)] };
+    return {
+      ids,
+      typeIds: [...a.ids.map(() => 0), ...(b?.ids ?? []).map(() => 1)],
+      offsets: [
+        ...a.ids.map((_, i) => spansOf(a)[i] ?? special),
+        ...(b?.ids ?? []).map((_, i) => spansOf(b)[i] ?? special),
+      ],
+    };
   }
 }
 
@@ -336,7 +357,8 @@ function readTemplate(raw: unknown, source: string): Template | undefined {
   };
   const specialIds = new Map<string, number[]>();
   for (const [name, spec] of Object.entries(isObject(raw.special_tokens) ? raw.special_tokens : {})) {
-    if (!isObject(spec) || !Array.isArray(spec.ids) || !spec.ids.every((id) => Number.isInteger(id))) bad(`special token "${name}" has no ids`);
+    if (!isObject(spec) || !Array.isArray(spec.ids) || !spec.ids.every((id) => Number.isInteger(id)))
+      bad(`special token "${name}" has no ids`);
     specialIds.set(name, (spec as { ids: number[] }).ids);
   }
   const items = (field: 'single' | 'pair'): TemplateItem[] => {
@@ -357,13 +379,15 @@ function readTemplate(raw: unknown, source: string): Template | undefined {
 /** How words and tokens relate to the text, for spans: byte-level or not, trim_offsets, the subword prefix. */
 function alignmentStyle(json: Record<string, unknown>): AlignmentStyle {
   const pre = json.pre_tokenizer;
-  const parts = isObject(pre) && pre.type === 'Sequence' && Array.isArray(pre.pretokenizers) ? pre.pretokenizers : [pre];
+  const parts =
+    isObject(pre) && pre.type === 'Sequence' && Array.isArray(pre.pretokenizers) ? pre.pretokenizers : [pre];
   const byteLevel = parts.find((p): p is Record<string, unknown> => isObject(p) && p.type === 'ByteLevel');
   const model = isObject(json.model) ? json.model : {};
   return {
     byteLevel: byteLevel !== undefined,
     trimOffsets: byteLevel?.trim_offsets === true,
-    continuingSubwordPrefix: typeof model.continuing_subword_prefix === 'string' ? model.continuing_subword_prefix : undefined,
+    continuingSubwordPrefix:
+      typeof model.continuing_subword_prefix === 'string' ? model.continuing_subword_prefix : undefined,
   };
 }
 

@@ -20,7 +20,9 @@ const { readMLPackage } = await import(new URL('coreml/mil-read.js', dist).href)
 const { Interpreter } = await import(new URL('graph/interpreter.js', dist).href);
 const { shutdownRuntime } = await import(new URL('runtime/shutdown.js', dist).href);
 
-const { values: args } = parseArgs({ options: { misbehave: { type: 'string', default: 'none' }, os: { type: 'string', default: '15.0.0' } } });
+const { values: args } = parseArgs({
+  options: { misbehave: { type: 'string', default: 'none' }, os: { type: 'string', default: '15.0.0' } },
+});
 const misbehave = args.misbehave;
 if (misbehave === 'die-at-start') process.exit(7);
 
@@ -56,13 +58,22 @@ function f32ToF16(x) {
 }
 
 function decode(name, w) {
-  if (!w || !(w.dtype in SIZE) || !Array.isArray(w.shape) || typeof w.data !== 'string') throw new Error(`input "${name}" is not an array`);
+  if (!w || !(w.dtype in SIZE) || !Array.isArray(w.shape) || typeof w.data !== 'string')
+    throw new Error(`input "${name}" is not an array`);
   const buf = Buffer.from(w.data, 'base64');
   const n = w.shape.reduce((a, b) => a * b, 1);
-  if (buf.length !== n * SIZE[w.dtype]) throw new Error(`input "${name}": ${buf.length} bytes do not hold shape [${w.shape}] of ${w.dtype}`);
+  if (buf.length !== n * SIZE[w.dtype])
+    throw new Error(`input "${name}": ${buf.length} bytes do not hold shape [${w.shape}] of ${w.dtype}`);
   const out = w.dtype === 'int32' ? new Int32Array(n) : new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    out[i] = w.dtype === 'int32' ? buf.readInt32LE(4 * i) : w.dtype === 'float16' ? f16ToF32(buf.readUInt16LE(2 * i)) : w.dtype === 'float32' ? buf.readFloatLE(4 * i) : buf.readDoubleLE(8 * i);
+    out[i] =
+      w.dtype === 'int32'
+        ? buf.readInt32LE(4 * i)
+        : w.dtype === 'float16'
+          ? f16ToF32(buf.readUInt16LE(2 * i))
+          : w.dtype === 'float32'
+            ? buf.readFloatLE(4 * i)
+            : buf.readDoubleLE(8 * i);
   }
   return out;
 }
@@ -90,7 +101,11 @@ function packageOf(compiled) {
 }
 
 const ops = {
-  hello: () => ({ protocol: 1, os: `stand-in for Core ML (modernbert-ane engine at fp16), macOS ${args.os}`, os_version: args.os.split('.').map(Number) }),
+  hello: () => ({
+    protocol: 1,
+    os: `stand-in for Core ML (modernbert-ane engine at fp16), macOS ${args.os}`,
+    os_version: args.os.split('.').map(Number),
+  }),
   compile(r) {
     if (existsSync(r.compiled)) return { compiled_now: false };
     const t0 = performance.now();
@@ -106,7 +121,8 @@ const ops = {
     const path = packageOf(r.compiled);
     const first = readMLPackage(path);
     // Core ML takes a function name only for a multifunction model.
-    if (r.function !== undefined && first.functions.length < 2) throw new Error(`function "${r.function}" given for a model of one function`);
+    if (r.function !== undefined && first.functions.length < 2)
+      throw new Error(`function "${r.function}" given for a model of one function`);
     const pkg = r.function === undefined ? first : readMLPackage(path, r.function);
     const handle = nextModel++;
     models.set(handle, { pkg, interp: new Interpreter(pkg.graph, 'fp16') });
@@ -121,8 +137,13 @@ const ops = {
     for (const v of m.pkg.graph.inputs) {
       const w = r.inputs?.[v.name];
       if (!w) throw new Error(`input "${v.name}" is missing`);
-      if (w.dtype !== WIRE[v.type.dtype]) throw new Error(`input "${v.name}" must be ${WIRE[v.type.dtype]}, not ${w.dtype}`);
-      if (w.shape.length !== v.type.shape.length || v.type.shape.some((d, i) => typeof d === 'number' && d !== w.shape[i])) throw new Error(`input "${v.name}" has shape [${w.shape}], the model [${v.type.shape}]`);
+      if (w.dtype !== WIRE[v.type.dtype])
+        throw new Error(`input "${v.name}" must be ${WIRE[v.type.dtype]}, not ${w.dtype}`);
+      if (
+        w.shape.length !== v.type.shape.length ||
+        v.type.shape.some((d, i) => typeof d === 'number' && d !== w.shape[i])
+      )
+        throw new Error(`input "${v.name}" has shape [${w.shape}], the model [${v.type.shape}]`);
       inputs[v.name] = { dtype: v.type.dtype, shape: w.shape, data: decode(v.name, w) };
     }
     const t0 = performance.now();
@@ -144,7 +165,10 @@ const ops = {
     const first = readMLPackage(path);
     if (!first.functions.includes(r.function)) throw new Error(`the program has no function "${r.function}"`);
     const graph = readMLPackage(path, r.function).graph;
-    const list = [...[...graph.consts.keys()].map((name) => ({ type: 'const', outputs: [name] })), ...graph.ops.map((op) => ({ type: op.op, outputs: op.outputs.map((o) => o.name) }))];
+    const list = [
+      ...[...graph.consts.keys()].map((name) => ({ type: 'const', outputs: [name] })),
+      ...graph.ops.map((op) => ({ type: op.op, outputs: op.outputs.map((o) => o.name) })),
+    ];
     const weight = (t) => (['conv', 'einsum', 'matmul', 'linear'].includes(t) ? 10 : t === 'const' ? 0 : 1);
     const sum = list.reduce((a, o) => a + weight(o.type), 0);
     return {
@@ -152,7 +176,13 @@ const ops = {
       ops: list.map((o, index) =>
         o.type === 'const'
           ? { index, ...o }
-          : { index, ...o, preferred: o.type === 'gather' ? 'cpu' : 'ane', supported: o.type === 'gather' ? ['cpu', 'gpu'] : ['ane', 'cpu', 'gpu'], cost: weight(o.type) / sum },
+          : {
+              index,
+              ...o,
+              preferred: o.type === 'gather' ? 'cpu' : 'ane',
+              supported: o.type === 'gather' ? ['cpu', 'gpu'] : ['ane', 'cpu', 'gpu'],
+              cost: weight(o.type) / sum,
+            },
       ),
     };
   },
@@ -179,7 +209,9 @@ for await (const line of rl) {
   }
   if (misbehave === 'stray-line' && !replied) process.stdout.write('{"note": "not a reply"}\n');
   replied = true;
-  process.stdout.write(`${JSON.stringify({ ...reply, id: misbehave === 'wrong-id' && reply.ok && id > 1 ? id + 100 : id })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ ...reply, id: misbehave === 'wrong-id' && reply.ok && id > 1 ? id + 100 : id })}\n`,
+  );
 }
 await shutdownRuntime();
 process.exit(0);

@@ -9,7 +9,11 @@ const TINY_MLM = join(FX, 'tiny-mlm');
 
 /** tiny-mlm's body as a ModernBertModel checkpoint, its tensors without the "model." prefix. */
 export async function bareBody(extra: (dir: string) => void = () => {}): Promise<string> {
-  const tensors = new Map([...readTensors(join(TINY_MLM, 'model.safetensors'))].flatMap(([n, t]) => (n.startsWith('model.') ? [[n.slice('model.'.length), t] as const] : [])));
+  const tensors = new Map(
+    [...readTensors(join(TINY_MLM, 'model.safetensors'))].flatMap(([n, t]) =>
+      n.startsWith('model.') ? [[n.slice('model.'.length), t] as const] : [],
+    ),
+  );
   const config = { ...readFixtureJson('tiny-mlm'), architectures: ['ModernBertModel'] };
   const dir = await writeCheckpoint(tempDir('mbane-body-'), { config, tensors, tokenizerFrom: TINY_MLM });
   extra(dir);
@@ -20,12 +24,20 @@ export async function bareBody(extra: (dir: string) => void = () => {}): Promise
 export async function sentenceTransformers(pooling: 'mean' | 'cls', normalize: boolean): Promise<string> {
   return bareBody((dir) => {
     writeSentenceTransformersModules(dir, 64, pooling, normalize);
-    writeFileSync(join(dir, 'sentence_bert_config.json'), JSON.stringify({ max_seq_length: 512, do_lower_case: false }));
+    writeFileSync(
+      join(dir, 'sentence_bert_config.json'),
+      JSON.stringify({ max_seq_length: 512, do_lower_case: false }),
+    );
   });
 }
 
 /** The embedding a sentence-transformers model gives for golden row b: pooled last hidden state, maybe unit length. */
-export function expectedEmbedding(last: Float32Array[], real: number[], pooling: 'mean' | 'cls', normalize: boolean): Float64Array {
+export function expectedEmbedding(
+  last: Float32Array[],
+  real: number[],
+  pooling: 'mean' | 'cls',
+  normalize: boolean,
+): Float64Array {
   const H = last[0]!.length;
   const e = new Float64Array(H);
   if (pooling === 'cls') e.set(last[0]!);
@@ -36,4 +48,3 @@ export function expectedEmbedding(last: Float32Array[], real: number[], pooling:
   }
   return e;
 }
-

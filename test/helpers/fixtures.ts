@@ -37,7 +37,8 @@ export function readTensors(path: string): Map<string, Tensor> {
   const f = SafetensorsFile.open(path);
   try {
     const out = new Map<string, Tensor>();
-    for (const [name, info] of f.tensors) out.set(name, { shape: [...info.shape], data: Float32Array.from(f.readFloat32(name)) });
+    for (const [name, info] of f.tensors)
+      out.set(name, { shape: [...info.shape], data: Float32Array.from(f.readFloat32(name)) });
     return out;
   } finally {
     f.close();
@@ -125,7 +126,10 @@ export async function writeCheckpoint(dir: string, spec: CheckpointSpec): Promis
       await writeSafetensors(join(dir, file), part, { metadata: { format: 'pt' } });
       for (const t of part) weightMap[t.name] = file;
     }
-    writeFileSync(join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }, null, 2));
+    writeFileSync(
+      join(dir, 'model.safetensors.index.json'),
+      JSON.stringify({ metadata: { total_size: 0 }, weight_map: weightMap }, null, 2),
+    );
   }
   if (spec.tokenizerFrom) {
     for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
@@ -142,7 +146,8 @@ export async function writeCheckpoint(dir: string, spec: CheckpointSpec): Promis
 export function copyFixture(name: string, edit: (c: Json) => Json = (c) => c, configFile = 'config.json'): string {
   const dir = tempDir(`mbane-${name}-`);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(edit(readFixtureJson(name, configFile)), null, 2));
-  for (const f of ['model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(FX, name, f), join(dir, f));
+  for (const f of ['model.safetensors', 'tokenizer.json', 'tokenizer_config.json'])
+    copyFileSync(join(FX, name, f), join(dir, f));
   return dir;
 }
 

@@ -90,13 +90,15 @@ export class FakeHub {
   /** Adds (or replaces) a repository. */
   add(id: string, spec: RepoSpec): void {
     this.repos.set(id, spec);
-    for (const files of Object.values(spec.commits)) for (const [f, data] of files) if (isLfs(f)) this.blobs.set(sha256(data), data);
+    for (const files of Object.values(spec.commits))
+      for (const [f, data] of files) if (isLfs(f)) this.blobs.set(sha256(data), data);
   }
 
   async start(): Promise<string> {
     this.hub = createServer((req, res) => this.serveHub(req, res));
     this.cdn = createServer((req, res) => this.serveCdn(req, res));
-    const listen = (s: Server) => new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)));
+    const listen = (s: Server) =>
+      new Promise<number>((r) => s.listen(0, '127.0.0.1', () => r((s.address() as AddressInfo).port)));
     this.endpoint = `http://127.0.0.1:${await listen(this.hub)}`;
     this.cdnBase = `http://127.0.0.1:${await listen(this.cdn)}`;
     return this.endpoint;
@@ -139,7 +141,17 @@ export class FakeHub {
     if (commit === undefined) return this.fail(res, 404, 'RevisionNotFound');
     const files = repo.commits[commit]!;
     if (api) {
-      const body = JSON.stringify({ _id: id, id, sha: commit, private: repo.token !== undefined, gated: repo.gated ?? false, downloads: 0, likes: 0, lastModified: '2025-01-01T00:00:00.000Z', siblings: [...files.keys()].map((rfilename) => ({ rfilename })) });
+      const body = JSON.stringify({
+        _id: id,
+        id,
+        sha: commit,
+        private: repo.token !== undefined,
+        gated: repo.gated ?? false,
+        downloads: 0,
+        likes: 0,
+        lastModified: '2025-01-01T00:00:00.000Z',
+        siblings: [...files.keys()].map((rfilename) => ({ rfilename })),
+      });
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       return void res.end(body);
     }
@@ -148,7 +160,16 @@ export class FakeHub {
     if (!data) return this.fail(res, 404, 'EntryNotFound', { 'x-repo-commit': commit });
     if (isLfs(file)) {
       // The pointer file's own ETag, which a client must not take for the content's.
-      res.writeHead(302, { location: `${this.cdnBase}/cdn/${sha256(data)}`, 'x-repo-commit': commit, 'x-linked-etag': `"${sha256(data)}"`, 'x-linked-size': String(this.faults.announce?.sha256 === sha256(data) ? this.faults.announce.size : data.length), etag: `"${gitSha1(Buffer.from(`pointer ${file}`))}"`, 'content-length': 0 });
+      res.writeHead(302, {
+        location: `${this.cdnBase}/cdn/${sha256(data)}`,
+        'x-repo-commit': commit,
+        'x-linked-etag': `"${sha256(data)}"`,
+        'x-linked-size': String(
+          this.faults.announce?.sha256 === sha256(data) ? this.faults.announce.size : data.length,
+        ),
+        etag: `"${gitSha1(Buffer.from(`pointer ${file}`))}"`,
+        'content-length': 0,
+      });
       return void res.end();
     }
     this.sendBytes(req, res, data, { 'x-repo-commit': commit, etag: `"${this.faults.etag ?? gitSha1(data)}"` });
@@ -173,7 +194,14 @@ export class FakeHub {
   }
 
   /** The bytes, or the range asked for; cut short at file offset `cutAt` (the connection dropped). */
-  private sendBytes(req: IncomingMessage, res: ServerResponse, data: Buffer, headers: Record<string, string>, cutAt?: number, slow?: Faults['slow']): void {
+  private sendBytes(
+    req: IncomingMessage,
+    res: ServerResponse,
+    data: Buffer,
+    headers: Record<string, string>,
+    cutAt?: number,
+    slow?: Faults['slow'],
+  ): void {
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
     const start = range ? Number(range[1]) : 0;
     if (start > data.length) return this.fail(res, 416, 'RangeNotSatisfiable');
@@ -204,7 +232,12 @@ export class FakeHub {
 
   private fail(res: ServerResponse, status: number, code: string, headers: Record<string, string> = {}): void {
     const body = JSON.stringify({ error: code });
-    res.writeHead(status, { ...headers, 'x-error-code': code, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.writeHead(status, {
+      ...headers,
+      'x-error-code': code,
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    });
     res.end(body);
   }
 }

@@ -7,7 +7,13 @@ import type { Tensor } from '../../src/io/weights.js';
 import { writeCheckpoint } from './fixtures.js';
 
 /** Writes `src` with row `row` of `tensor` set to `value` into a new folder under `parent`; returns it. */
-export async function withOutlier(src: string, tensor: string, row: number, value: number, parent: string): Promise<string> {
+export async function withOutlier(
+  src: string,
+  tensor: string,
+  row: number,
+  value: number,
+  parent: string,
+): Promise<string> {
   const ckpt = loadCheckpoint(src);
   const tensors = new Map<string, Tensor>();
   for (const name of ckpt.weights.names()) {
@@ -19,7 +25,11 @@ export async function withOutlier(src: string, tensor: string, row: number, valu
   const cols = t.shape[1]!;
   t.data.fill(value, row * cols, (row + 1) * cols);
   const dir = mkdtempSync(join(parent, 'outlier-'));
-  await writeCheckpoint(dir, { config: JSON.parse(readFileSync(join(src, 'config.json'), 'utf8')), tensors, tokenizerFrom: src });
+  await writeCheckpoint(dir, {
+    config: JSON.parse(readFileSync(join(src, 'config.json'), 'utf8')),
+    tensors,
+    tokenizerFrom: src,
+  });
   copyFileSync(join(src, 'config.json'), join(dir, 'config.json'));
   return dir;
 }

@@ -67,7 +67,12 @@ export function activate(a: Activation, x: number): number {
 type Weights = (name: string) => Tensor | undefined;
 
 /** Runs one sequence; `attention` marks real tokens (default all). */
-export function referenceForward(c: ModernBertConfig, weights: Weights, ids: ArrayLike<number>, attention?: ArrayLike<number>): ReferenceOutput {
+export function referenceForward(
+  c: ModernBertConfig,
+  weights: Weights,
+  ids: ArrayLike<number>,
+  attention?: ArrayLike<number>,
+): ReferenceOutput {
   const S = ids.length;
   const H = c.hidden;
   const D = c.headDim;
@@ -118,7 +123,9 @@ export function referenceForward(c: ModernBertConfig, weights: Weights, ids: Arr
   };
 
   const E = w('model.embeddings.tok_embeddings.weight');
-  let x: Float64Array[] = Array.from(ids, (id) => norm(Float64Array.from(E.data.subarray(id * H, (id + 1) * H)), 'model.embeddings.norm'));
+  let x: Float64Array[] = Array.from(ids, (id) =>
+    norm(Float64Array.from(E.data.subarray(id * H, (id + 1) * H)), 'model.embeddings.norm'),
+  );
   const hidden: Float64Array[][] = [x];
 
   for (let i = 0; i < c.numLayers; i++) {
@@ -134,7 +141,8 @@ export function referenceForward(c: ModernBertConfig, weights: Weights, ids: Arr
     for (let h = 0; h < c.numHeads; h++) {
       for (let qi = 0; qi < S; qi++) {
         const allowed: number[] = [];
-        for (let ki = 0; ki < S; ki++) if (real[ki] && (!local || Math.abs(qi - ki) <= c.localWindow / 2)) allowed.push(ki);
+        for (let ki = 0; ki < S; ki++)
+          if (real[ki] && (!local || Math.abs(qi - ki) <= c.localWindow / 2)) allowed.push(ki);
         const scores = allowed.map((ki) => {
           let s = 0;
           for (let d = 0; d < D; d++) s += q[qi]![h * D + d]! * k[ki]![h * D + d]!;
@@ -170,10 +178,15 @@ export function referenceForward(c: ModernBertConfig, weights: Weights, ids: Arr
   });
   const pooled = { cls: last[0]!, mean };
 
-  const predictionHead = (t: Float64Array) => norm(linear(t, 'head.dense').map((y) => activate(c.classifierActivation, y)), 'head.norm');
+  const predictionHead = (t: Float64Array) =>
+    norm(
+      linear(t, 'head.dense').map((y) => activate(c.classifierActivation, y)),
+      'head.norm',
+    );
   let logits: Float64Array[] | undefined;
   if (c.head === 'mlm') logits = last.map((t) => linear(predictionHead(t), 'decoder'));
   if (c.head === 'tokcls') logits = last.map((t) => linear(predictionHead(t), 'classifier'));
-  if (c.head === 'seqcls') logits = [linear(predictionHead(c.classifierPooling === 'cls' ? pooled.cls : pooled.mean), 'classifier')];
+  if (c.head === 'seqcls')
+    logits = [linear(predictionHead(c.classifierPooling === 'cls' ? pooled.cls : pooled.mean), 'classifier')];
   return { hidden, logits, pooled };
 }

@@ -33,7 +33,10 @@ export function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 /** Row `b` of a golden case: ids, attention and the indices of real tokens. */
-export function goldenRow(gc: GoldenCase, b: number): { ids: Int32Array; attention: Int32Array | undefined; real: number[] } {
+export function goldenRow(
+  gc: GoldenCase,
+  b: number,
+): { ids: Int32Array; attention: Int32Array | undefined; real: number[] } {
   const S = gc.inputIds.shape[1];
   const ids = gc.inputIds.data.subarray(b * S, (b + 1) * S);
   const attention = gc.attentionMask?.subarray(b * S, (b + 1) * S);

@@ -28,7 +28,9 @@ interface DiffCliOptions extends RuntimeCliOptions {
 export function registerDiff(program: Command, io: Io): void {
   const cmd = program
     .command('diff')
-    .description('compare two models on the same inputs: KL(A || B) averaged over tokens, top-1/top-5 agreement, max abs difference of the logits (at [MASK] positions when there are any, else every token)')
+    .description(
+      'compare two models on the same inputs: KL(A || B) averaged over tokens, top-1/top-5 agreement, max abs difference of the logits (at [MASK] positions when there are any, else every token)',
+    )
     .argument('<a>', `.mlpackage, ${MODEL_HELP}`)
     .argument('<b>', '.mlpackage, checkpoint folder or Hub id, as A')
     .argument('[text...]', 'texts (default: built-in sentences)')
@@ -41,25 +43,51 @@ export function registerDiff(program: Command, io: Io): void {
     .option('--head-package-a <path>', 'a head package (convert --split) to run on A, a body package')
     .option('--head-package-b <path>', 'a head package to run on B, a body package')
     .option('--json', 'machine-readable output');
-  addRuntimeOptions(addRevisionOption(addRevisionOption(cmd, 'a'), 'b'))
-    .action(async (pathA: string, pathB: string, texts: string[], o: DiffCliOptions) => {
+  addRuntimeOptions(addRevisionOption(addRevisionOption(cmd, 'a'), 'b')).action(
+    async (pathA: string, pathB: string, texts: string[], o: DiffCliOptions) => {
       const said = new Set<string>();
       // Both sides run every input: the work is known from the inputs (random ids: one sequence of that many).
       const work = o.random ? lengthsWork([o.random + 2]) : o.golden ? undefined : textsWork(texts);
-      const executors = [await cliExecutorChoice(o, o.precisionA, io, said, work, true), await cliExecutorChoice(o, o.precisionB, io, said, work, true)] as const;
+      const executors = [
+        await cliExecutorChoice(o, o.precisionA, io, said, work, true),
+        await cliExecutorChoice(o, o.precisionB, io, said, work, true),
+      ] as const;
       const bar = progress(io, 'diff', Boolean(o.json));
       try {
         const r = await diff(pathA, pathB, {
-          texts, golden: o.golden, random: o.random, seed: o.seed, precisionA: o.precisionA, precisionB: o.precisionB, tokenizer: o.tokenizer,
-          headPackageA: o.headPackageA, headPackageB: o.headPackageB, revisionA: o.revisionA, revisionB: o.revisionB,
-          download: downloadProgress(io, Boolean(o.json)), executors: [...executors], onProgress: (d, t) => bar.update(d, t),
+          texts,
+          golden: o.golden,
+          random: o.random,
+          seed: o.seed,
+          precisionA: o.precisionA,
+          precisionB: o.precisionB,
+          tokenizer: o.tokenizer,
+          headPackageA: o.headPackageA,
+          headPackageB: o.headPackageB,
+          revisionA: o.revisionA,
+          revisionB: o.revisionB,
+          download: downloadProgress(io, Boolean(o.json)),
+          executors: [...executors],
+          onProgress: (d, t) => bar.update(d, t),
         });
         bar.stop();
-        if (o.json) return printJson(io, { kl: r.kl, top1: r.top1, top5: r.top5, max_abs_diff: r.max_abs_diff, tokens: r.tokens, precision_a: o.precisionA, precision_b: o.precisionB });
+        if (o.json)
+          return printJson(io, {
+            kl: r.kl,
+            top1: r.top1,
+            top5: r.top5,
+            max_abs_diff: r.max_abs_diff,
+            tokens: r.tokens,
+            precision_a: o.precisionA,
+            precision_b: o.precisionB,
+          });
         io.stdout(`A: ${pathA} (${o.precisionA})\nB: ${pathB} (${o.precisionB})\n`);
-        io.stdout(`KL(A || B) ${r.kl.toExponential(3)}  top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  max |diff| ${r.max_abs_diff.toPrecision(4)}  over ${r.tokens} tokens of ${r.inputs} inputs\n`);
+        io.stdout(
+          `KL(A || B) ${r.kl.toExponential(3)}  top-1 ${(100 * r.top1).toFixed(2)}%  top-5 ${(100 * r.top5).toFixed(2)}%  max |diff| ${r.max_abs_diff.toPrecision(4)}  over ${r.tokens} tokens of ${r.inputs} inputs\n`,
+        );
       } finally {
         bar.stop();
       }
-    });
+    },
+  );
 }

@@ -10,14 +10,25 @@ import { printJson, type Io } from '../context.js';
 
 /** Prints the prediction for the package at `path` (text, or JSON with every op). */
 export function inspectAne(io: Io, path: string, o: { json?: boolean; aneRules?: string }): void {
-  if (!isPackagePath(path)) throw new ModernBertError('BAD_ARGUMENT', `--ane predicts where a Core ML package runs; ${path} is not a package (convert it first)`, { path });
+  if (!isPackagePath(path))
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `--ane predicts where a Core ML package runs; ${path} is not a package (convert it first)`,
+      { path },
+    );
   if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `package ${path} does not exist`, { path });
   const pp = predictPackage(path, o.aneRules === undefined ? defaultRules() : readRulesFile(o.aneRules));
   if (o.json) return printJson(io, placementJson(pp));
-  io.stdout(`${'package'.padEnd(14)} ${path}\n${'prediction'.padEnd(14)} from public rules (docs/ANE.md), not a measurement: MLComputePlan on a Mac measures\n`);
+  io.stdout(
+    `${'package'.padEnd(14)} ${path}\n${'prediction'.padEnd(14)} from public rules (docs/ANE.md), not a measurement: MLComputePlan on a Mac measures\n`,
+  );
   for (const f of pp.functions) {
     for (const [k, v] of placementLines(f, pp.functions.length)) io.stdout(`${k.padEnd(14)} ${v}\n`);
     const off = f.placement.ops.filter((x) => x.device !== 'ane');
-    if (off.length > 0 && off.length <= 40) for (const x of off) io.stdout(`${''.padEnd(14)}   #${x.index} ${x.op} "${x.name}": ${x.device}, rule ${x.rule}${x.region ? `, ${x.region}` : ''}\n`);
+    if (off.length > 0 && off.length <= 40)
+      for (const x of off)
+        io.stdout(
+          `${''.padEnd(14)}   #${x.index} ${x.op} "${x.name}": ${x.device}, rule ${x.rule}${x.region ? `, ${x.region}` : ''}\n`,
+        );
   }
 }

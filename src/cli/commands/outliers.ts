@@ -49,7 +49,9 @@ const VARIANTS: VariantSpec[] = [
 export function registerOutliers(program: Command, io: Io): void {
   const cmd = program
     .command('outliers')
-    .description('per layer, the largest |activation| of the residual stream and the channel and token that carry it, before and after folding and rotation')
+    .description(
+      'per layer, the largest |activation| of the residual stream and the channel and token that carry it, before and after folding and rotation',
+    )
     .argument('<model>', MODEL_HELP)
     .argument('[text...]', 'texts to run (default: built-in sentences)')
     .option('--golden <file>', 'use the input ids of a golden file')
@@ -57,78 +59,136 @@ export function registerOutliers(program: Command, io: Io): void {
     .option('--seed <n>', 'seed of the Hadamard rotation and of --random', nonNegativeInt, 0)
     .option('--plot <file.svg>', 'draw max |activation| per layer (log scale)')
     .option('--force', 'replace an existing --plot file')
-    .option('--weights', 'instead: per weight tensor, what --compress costs it (relative error, largest weights), costliest first')
+    .option(
+      '--weights',
+      'instead: per weight tensor, what --compress costs it (relative error, largest weights), costliest first',
+    )
     .option('--compress <mode>', `--weights: the mode to cost (${COMPRESS_MODES.join(', ')})`, 'pal4')
     .option('--target <os>', '--weights: the target whose form is costed (iOS18 takes every mode)', 'iOS18')
     .option('--group-size <n>', '--weights: one table per group of n output channels', positiveInt)
     .option('--block-size <n>', '--weights: int4 inputs per scale', positiveInt)
-    .addOption(new Option('--rotation <kind>', '--weights: the folded weights, rotated so or not').choices(['none', 'hadamard']).default('none'))
+    .addOption(
+      new Option('--rotation <kind>', '--weights: the folded weights, rotated so or not')
+        .choices(['none', 'hadamard'])
+        .default('none'),
+    )
     .option('--top <n>', '--weights: largest weights listed per tensor', positiveInt, 3)
     .option('--json', 'machine-readable output');
-  addRevisionOption(cmd)
-    .action(async (modelPath: string, texts: string[], o: OutliersOptions) => {
-      const plot = o.plot === undefined ? undefined : checkFileOutput(o.plot, { what: '--plot', force: Boolean(o.force), inputs: [modelPath, o.golden] });
-      const model = await openModel(modelPath, hubOptions(io, o));
-      try {
-        if (model.kind !== 'checkpoint' || !model.config || !model.weights) throw new ModernBertError('BAD_ARGUMENT', 'outliers needs a checkpoint folder (a package cannot be refolded)');
-        const c = model.config;
-        if (o.weights) {
-          if (texts.length > 0 || o.golden || o.random || o.plot) throw new ModernBertError('BAD_ARGUMENT', '--weights reads the weights only: it takes no texts, --golden, --random or --plot');
-          return printWeightCosts(io, c, model.weights, o);
+  addRevisionOption(cmd).action(async (modelPath: string, texts: string[], o: OutliersOptions) => {
+    const plot =
+      o.plot === undefined
+        ? undefined
+        : checkFileOutput(o.plot, { what: '--plot', force: Boolean(o.force), inputs: [modelPath, o.golden] });
+    const model = await openModel(modelPath, hubOptions(io, o));
+    try {
+      if (model.kind !== 'checkpoint' || !model.config || !model.weights)
+        throw new ModernBertError('BAD_ARGUMENT', 'outliers needs a checkpoint folder (a package cannot be refolded)');
+      const c = model.config;
+      if (o.weights) {
+        if (texts.length > 0 || o.golden || o.random || o.plot)
+          throw new ModernBertError(
+            'BAD_ARGUMENT',
+            '--weights reads the weights only: it takes no texts, --golden, --random or --plot',
+          );
+        return printWeightCosts(io, c, model.weights, o);
+      }
+      const seqs = resolveInputs(
+        { texts, golden: o.golden, random: o.random, seed: o.seed },
+        {
+          vocabSize: c.vocabSize,
+          maxLen: c.maxPositions,
+          clsTokenId: c.clsTokenId,
+          sepTokenId: c.sepTokenId,
+          special: [c.padTokenId, model.tokenizer?.maskTokenId ?? -1],
+        },
+        model.tokenizer,
+      );
+      const taps = Array.from({ length: c.numLayers + 1 }, (_, i) => `residual.${i}`);
+      const bar = progress(io, 'outliers', Boolean(o.json));
+      const results: Record<string, LayerOutliers[]> = {};
+      let done = 0;
+      for (const spec of VARIANTS) {
+        const v = prepareVariant({ config: c, weights: model.weights }, { ...spec, seed: o.seed });
+        const engine = new Engine(v.source, { norm: v.norm });
+        const meter = new OutlierMeter();
+        for (const [i, s] of seqs.entries()) {
+          // The head is not needed: positions [0] keeps the decoder to one column.
+          const res = await engine.forward(s, {
+            taps,
+            positions: model.head === 'mlm' || model.head === 'tokcls' ? [0] : undefined,
+          });
+          const real = s.ids.flatMap((_, k) => (!s.attention || s.attention[k] ? [k] : []));
+          meter.add(
+            taps.map((t) => res.taps.get(t)!),
+            real,
+            i,
+          );
+          bar.update(++done, VARIANTS.length * seqs.length);
         }
-        const seqs = resolveInputs({ texts, golden: o.golden, random: o.random, seed: o.seed }, { vocabSize: c.vocabSize, maxLen: c.maxPositions, clsTokenId: c.clsTokenId, sepTokenId: c.sepTokenId, special: [c.padTokenId, model.tokenizer?.maskTokenId ?? -1] }, model.tokenizer);
-        const taps = Array.from({ length: c.numLayers + 1 }, (_, i) => `residual.${i}`);
-        const bar = progress(io, 'outliers', Boolean(o.json));
-        const results: Record<string, LayerOutliers[]> = {};
-        let done = 0;
-        for (const spec of VARIANTS) {
-          const v = prepareVariant({ config: c, weights: model.weights }, { ...spec, seed: o.seed });
-          const engine = new Engine(v.source, { norm: v.norm });
-          const meter = new OutlierMeter();
-          for (const [i, s] of seqs.entries()) {
-            // The head is not needed: positions [0] keeps the decoder to one column.
-            const res = await engine.forward(s, { taps, positions: model.head === 'mlm' || model.head === 'tokcls' ? [0] : undefined });
-            const real = s.ids.flatMap((_, k) => (!s.attention || s.attention[k] ? [k] : []));
-            meter.add(taps.map((t) => res.taps.get(t)!), real, i);
-            bar.update(++done, VARIANTS.length * seqs.length);
-          }
-          results[v.name] = meter.result();
-          const bad = results[v.name]!.find((l) => !Number.isFinite(l.max));
-          if (bad) throw nonFiniteError(`the ${v.name} model's residual stream`, bad.max, `after layer ${bad.layer} (channel ${bad.channel}, token ${bad.token})`, 'its weights are not finite or overflow float32; nothing was printed');
-        }
-        bar.stop();
-        if (plot) {
-          writeOutput(plot, lineChartSvg({
+        results[v.name] = meter.result();
+        const bad = results[v.name]!.find((l) => !Number.isFinite(l.max));
+        if (bad)
+          throw nonFiniteError(
+            `the ${v.name} model's residual stream`,
+            bad.max,
+            `after layer ${bad.layer} (channel ${bad.channel}, token ${bad.token})`,
+            'its weights are not finite or overflow float32; nothing was printed',
+          );
+      }
+      bar.stop();
+      if (plot) {
+        writeOutput(
+          plot,
+          lineChartSvg({
             // The model's name, never a path of this machine (the file may be shared).
             title: `Residual stream outliers: ${model.source?.id ?? basename(resolve(model.path))}`,
             references: [{ y: F16_MAX, label: "float16's largest value, 65,504" }],
             xLabel: 'layer (0 = embeddings)',
             yLabel: 'max |activation|',
             logY: true,
-            series: Object.entries(results).map(([name, ls]) => ({ name, points: ls.map((l) => [l.layer, l.max] as [number, number]) })),
-          }));
-        }
-        if (o.json) return printJson(io, { sequences: seqs.length, variants: results, plot: o.plot ?? null });
-        const names = Object.keys(results);
-        io.stdout(`${'layer'.padEnd(6)}${names.map((n) => `${n} max`.padStart(16) + '  chan:tok'.padEnd(12)).join('')}\n`);
-        for (let l = 0; l <= c.numLayers; l++) {
-          io.stdout(`${String(l).padEnd(6)}${names.map((n) => {
-            const r = results[n]![l]!;
-            return r.max.toPrecision(4).padStart(16) + `  ${r.channel}:${r.token}`.padEnd(12);
-          }).join('')}\n`);
-        }
-        if (o.plot) io.stdout(`plot written to ${o.plot}\n`);
-      } finally {
-        model.close();
+            series: Object.entries(results).map(([name, ls]) => ({
+              name,
+              points: ls.map((l) => [l.layer, l.max] as [number, number]),
+            })),
+          }),
+        );
       }
-    });
+      if (o.json) return printJson(io, { sequences: seqs.length, variants: results, plot: o.plot ?? null });
+      const names = Object.keys(results);
+      io.stdout(
+        `${'layer'.padEnd(6)}${names.map((n) => `${n} max`.padStart(16) + '  chan:tok'.padEnd(12)).join('')}\n`,
+      );
+      for (let l = 0; l <= c.numLayers; l++) {
+        io.stdout(
+          `${String(l).padEnd(6)}${names
+            .map((n) => {
+              const r = results[n]![l]!;
+              return r.max.toPrecision(4).padStart(16) + `  ${r.channel}:${r.token}`.padEnd(12);
+            })
+            .join('')}\n`,
+        );
+      }
+      if (o.plot) io.stdout(`plot written to ${o.plot}\n`);
+    } finally {
+      model.close();
+    }
+  });
 }
 
 /** --weights: per weight tensor, the relative error the compression mode gives it, costliest first. */
 function printWeightCosts(io: Io, c: ModernBertConfig, weights: WeightSource, o: OutliersOptions): void {
-  const spec = compressSpec({ mode: o.compress, target: parseTarget(o.target), groupSize: o.groupSize, blockSize: o.blockSize, weights: 'fp16' });
+  const spec = compressSpec({
+    mode: o.compress,
+    target: parseTarget(o.target),
+    groupSize: o.groupSize,
+    blockSize: o.blockSize,
+    weights: 'fp16',
+  });
   const v = prepareVariant({ config: c, weights }, { fold: true, rotation: o.rotation, norm: 'l2', seed: o.seed });
-  checkShapes(spec, v.source.weights.names().map((name) => ({ name, shape: v.source.weights.shape(name) })));
+  checkShapes(
+    spec,
+    v.source.weights.names().map((name) => ({ name, shape: v.source.weights.shape(name) })),
+  );
   const costs = weightCosts(v.source.weights, spec, o.top);
   if (o.json) {
     printJson(io, { mode: spec.mode, variant: v.name, tensors: costs });
@@ -139,6 +199,8 @@ function printWeightCosts(io: Io, c: ModernBertConfig, weights: WeightSource, o:
   io.stdout(`${'tensor'.padEnd(width)}  ${'shape'.padEnd(12)}  rel. error  max |w|   largest weights\n`);
   for (const t of costs) {
     const big = t.largest.map((l) => `[${l.index.join(',')}] ${l.value.toPrecision(3)}`).join(', ');
-    io.stdout(`${t.name.padEnd(width)}  ${t.shape.join('x').padEnd(12)}  ${t.relError.toExponential(2).padStart(10)}  ${t.maxAbs.toPrecision(3).padStart(7)}   ${big}\n`);
+    io.stdout(
+      `${t.name.padEnd(width)}  ${t.shape.join('x').padEnd(12)}  ${t.relError.toExponential(2).padStart(10)}  ${t.maxAbs.toPrecision(3).padStart(7)}   ${big}\n`,
+    );
   }
 }

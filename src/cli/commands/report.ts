@@ -20,19 +20,29 @@ import { printJson, type Io } from '../context.js';
 export function registerReport(program: Command, io: Io): void {
   program
     .command('report')
-    .description('write one self-contained HTML page about a package: predicted Neural Engine placement per op and layer, partitions, op budget, float16 fidelity per layer, outliers, tensor sizes')
+    .description(
+      'write one self-contained HTML page about a package: predicted Neural Engine placement per op and layer, partitions, op budget, float16 fidelity per layer, outliers, tensor sizes',
+    )
     .argument('<package>', 'a .mlpackage')
     .requiredOption('--out <file.html>', 'the page to write')
     .option('--force', 'replace an existing file')
     .option('--ane-rules <file>', 'corrections to the placement rules (JSON; see docs/ANE.md)')
     .option('--json', 'machine-readable output')
     .action((path: string, o: { out: string; force?: boolean; aneRules?: string; json?: boolean }) => {
-      if (!isPackagePath(path)) throw new ModernBertError('BAD_ARGUMENT', `report describes a Core ML package; ${path} is not one (convert it first)`, { path });
+      if (!isPackagePath(path))
+        throw new ModernBertError(
+          'BAD_ARGUMENT',
+          `report describes a Core ML package; ${path} is not one (convert it first)`,
+          { path },
+        );
       if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `package ${path} does not exist`, { path });
       const out = checkReportTarget(o.out, Boolean(o.force), path);
       const rules = o.aneRules === undefined ? defaultRules() : readRulesFile(o.aneRules);
       const first = readMLPackage(path);
-      const functions = [predictFunction(first, rules), ...first.functions.slice(1).map((name) => predictFunction(readMLPackage(path, name), rules))];
+      const functions = [
+        predictFunction(first, rules),
+        ...first.functions.slice(1).map((name) => predictFunction(readMLPackage(path, name), rules)),
+      ];
       const metadata = first.description.metadata.userDefined ?? {};
       const html = renderReport({
         path,
@@ -43,8 +53,11 @@ export function registerReport(program: Command, io: Io): void {
         version: VERSION,
       });
       writeOutput(out, html);
-      if (o.json) return printJson(io, { out: o.out, bytes: Buffer.byteLength(html), functions: functions.map((f) => f.name) });
-      io.stdout(`wrote ${o.out} (${(Buffer.byteLength(html) / 1e3).toFixed(0)} kB): ${functions.length} function${functions.length > 1 ? 's' : ''}, ${functions.reduce((s, f) => s + f.placement.opCount, 0)} ops\n`);
+      if (o.json)
+        return printJson(io, { out: o.out, bytes: Buffer.byteLength(html), functions: functions.map((f) => f.name) });
+      io.stdout(
+        `wrote ${o.out} (${(Buffer.byteLength(html) / 1e3).toFixed(0)} kB): ${functions.length} function${functions.length > 1 ? 's' : ''}, ${functions.reduce((s, f) => s + f.placement.opCount, 0)} ops\n`,
+      );
     });
 }
 
@@ -52,6 +65,9 @@ export function registerReport(program: Command, io: Io): void {
 function checkReportTarget(out: string, force: boolean, pkg: string): CheckedOutput {
   const real = (p: string) => (existsSync(p) ? realpathSync(p) : resolve(p));
   const inside = relative(real(pkg), real(dirname(resolve(out))) + sep + 'x');
-  if (!inside.startsWith('..')) throw new ModernBertError('BAD_ARGUMENT', `--out ${out} is inside the package ${pkg}: write the page elsewhere`, { path: out });
+  if (!inside.startsWith('..'))
+    throw new ModernBertError('BAD_ARGUMENT', `--out ${out} is inside the package ${pkg}: write the page elsewhere`, {
+      path: out,
+    });
   return checkFileOutput(out, { what: '--out', force, inputs: [pkg] });
 }

@@ -32,24 +32,39 @@ export function registerVerify(program: Command, io: Io, setExit: (code: number)
     .option('--precision <mode>', 'arithmetic: fp32, fp16, fp16-fused, fp16-acc16', precision)
     .option('--head-package <path>', 'a head package (convert --split) to run on MODEL, its body package')
     .option('--json', 'machine-readable output');
-  addRuntimeOptions(addRevisionOption(cmd))
-    .action(async (modelPath: string, o: VerifyOptions) => {
-      const bar = progress(io, 'verify', Boolean(o.json));
-      try {
-        const report = await verify(modelPath, o.golden, {
-          atol: o.atol, precision: o.precision, headPackage: o.headPackage, revision: o.revision, download: downloadProgress(io, Boolean(o.json)),
-          executor: await cliExecutorChoice(o, o.precision, io, undefined, lengthsWork(readGolden(o.golden).flatMap((c) => new Array<number>(c.inputIds.shape[0]).fill(c.inputIds.shape[1])))), onProgress: (d, t) => bar.update(d, t),
-        });
-        bar.stop();
-        if (o.json) printJson(io, { passed: report.passed, max_abs_diff: report.max_abs_diff, cases: report.cases });
-        else {
-          io.stdout(`${'case'.padEnd(24)} ${'logits'.padStart(10)} ${'hidden'.padStart(10)}\n`);
-          for (const c of report.cases) io.stdout(`${c.name.padEnd(24)} ${fmt(c.logits).padStart(10)} ${fmt(c.hidden_states).padStart(10)}\n`);
-          io.stdout(`${report.passed ? 'PASS' : 'FAIL'}: max abs difference ${report.max_abs_diff.toExponential(2)} (tolerance ${o.atol})\n`);
-        }
-        if (!report.passed) setExit(1);
-      } finally {
-        bar.stop();
+  addRuntimeOptions(addRevisionOption(cmd)).action(async (modelPath: string, o: VerifyOptions) => {
+    const bar = progress(io, 'verify', Boolean(o.json));
+    try {
+      const report = await verify(modelPath, o.golden, {
+        atol: o.atol,
+        precision: o.precision,
+        headPackage: o.headPackage,
+        revision: o.revision,
+        download: downloadProgress(io, Boolean(o.json)),
+        executor: await cliExecutorChoice(
+          o,
+          o.precision,
+          io,
+          undefined,
+          lengthsWork(
+            readGolden(o.golden).flatMap((c) => new Array<number>(c.inputIds.shape[0]).fill(c.inputIds.shape[1])),
+          ),
+        ),
+        onProgress: (d, t) => bar.update(d, t),
+      });
+      bar.stop();
+      if (o.json) printJson(io, { passed: report.passed, max_abs_diff: report.max_abs_diff, cases: report.cases });
+      else {
+        io.stdout(`${'case'.padEnd(24)} ${'logits'.padStart(10)} ${'hidden'.padStart(10)}\n`);
+        for (const c of report.cases)
+          io.stdout(`${c.name.padEnd(24)} ${fmt(c.logits).padStart(10)} ${fmt(c.hidden_states).padStart(10)}\n`);
+        io.stdout(
+          `${report.passed ? 'PASS' : 'FAIL'}: max abs difference ${report.max_abs_diff.toExponential(2)} (tolerance ${o.atol})\n`,
+        );
       }
-    });
+      if (!report.passed) setExit(1);
+    } finally {
+      bar.stop();
+    }
+  });
 }

@@ -8,7 +8,19 @@ import type { Numerics } from '../../runtime/numerics.js';
 import { f16round } from '../../numeric/fp16.js';
 import { geluSimd, SOFTMAX_MAX_SLAB, softmaxSimd } from '../../runtime/kernels/index.js';
 import { allocFloat, floats, type RtTensor } from '../../runtime/tensor.js';
-import { attr, F, I32, register, since, STR, tensor, type Kernel, type OnnxArgs, type OnnxLowering, type OpDef } from '../registry.js';
+import {
+  attr,
+  F,
+  I32,
+  register,
+  since,
+  STR,
+  tensor,
+  type Kernel,
+  type OnnxArgs,
+  type OnnxLowering,
+  type OpDef,
+} from '../registry.js';
 import { normAxis } from '../shapes.js';
 import { f32, fail, onnxSame, sameAsX } from './common.js';
 import { erf, unaryKernel } from './elementwise.js';
@@ -47,7 +59,13 @@ const gelu: Kernel = (a) => {
  * S x S scores are not written once more; it has x's shape, or one value per position of `axis` (a key
  * mask). In the float16 modes x + bias is rounded first, as the separate add op would round it.
  */
-export function softmaxWithBias(x: RtTensor, bias: RtTensor | undefined, axisIn: number, num: Numerics, what: string): RtTensor {
+export function softmaxWithBias(
+  x: RtTensor,
+  bias: RtTensor | undefined,
+  axisIn: number,
+  num: Numerics,
+  what: string,
+): RtTensor {
   const xd = floats(x, what);
   const axis = normAxis(axisIn, x.shape.length);
   const outer = numel(x.shape.slice(0, axis));
@@ -55,7 +73,11 @@ export function softmaxWithBias(x: RtTensor, bias: RtTensor | undefined, axisIn:
   const inner = numel(x.shape.slice(axis + 1));
   const bd = bias ? floats(bias, what) : undefined;
   const perKey = bd !== undefined && bd.length !== xd.length;
-  if (perKey && bd.length !== n) throw new ModernBertError('SHAPE_MISMATCH', `${what}: a mask of ${bd.length} values does not fit scores [${x.shape.join(', ')}]`);
+  if (perKey && bd.length !== n)
+    throw new ModernBertError(
+      'SHAPE_MISMATCH',
+      `${what}: a mask of ${bd.length} values does not fit scores [${x.shape.join(', ')}]`,
+    );
   const out = allocFloat(xd.length);
   // The SIMD kernel for attention's wide slabs (rows padded to 4 columns); the scalar loop for narrow ones.
   if (inner >= 8 && n * (inner + 3) <= SOFTMAX_MAX_SLAB) softmaxSimd(out, xd, bd, perKey, outer, n, inner, num.half);
@@ -64,7 +86,16 @@ export function softmaxWithBias(x: RtTensor, bias: RtTensor | undefined, axisIn:
 }
 
 /** The scalar softmax (float64 sums) over axis 1 of x as [outer, n, inner], into out; the SIMD kernel's reference. */
-export function softmaxScalar(out: Float32Array, xd: Float32Array, bd: Float32Array | undefined, perKey: boolean, outer: number, n: number, inner: number, half: boolean): void {
+export function softmaxScalar(
+  out: Float32Array,
+  xd: Float32Array,
+  bd: Float32Array | undefined,
+  perKey: boolean,
+  outer: number,
+  n: number,
+  inner: number,
+  half: boolean,
+): void {
   // Pass 1: the (biased) scores into `out`, and the max per column.
   const m = new Float64Array(inner);
   const s = new Float64Array(inner);
@@ -111,18 +142,31 @@ const geluOnnx = (a: OnnxArgs): void => {
     a.node('Mul', [x, a.node('Sigmoid', [a.node('Mul', [x, c(1.702)])[0]!])[0]!], {}, a.out);
     return;
   }
-  const inner = mode === 'EXACT'
-    ? r(a.node('Erf', [mul(x, c(SQRT1_2))])[0]!)
-    : mode === 'TANH_APPROXIMATION'
-      ? r(a.node('Tanh', [mul(c(GELU_TANH_C), r(a.node('Add', [x, mul(c(0.044715), mul(x, mul(x, x)))])[0]!))])[0]!)
-      : a.fail(`unknown gelu mode ${mode}`);
+  const inner =
+    mode === 'EXACT'
+      ? r(a.node('Erf', [mul(x, c(SQRT1_2))])[0]!)
+      : mode === 'TANH_APPROXIMATION'
+        ? r(a.node('Tanh', [mul(c(GELU_TANH_C), r(a.node('Add', [x, mul(c(0.044715), mul(x, mul(x, x)))])[0]!))])[0]!)
+        : a.fail(`unknown gelu mode ${mode}`);
   a.node('Mul', [mul(x, c(0.5)), r(a.node('Add', [inner, c(1)])[0]!)], {}, a.out);
 };
 
-const unary = (op: string, f: (x: number) => number, onnx: OnnxLowering): OpDef => ({ op, versions: [since('iOS15', tensor('x', F, 'T'))], infer: sameAsX, run: unaryKernel(f), onnx });
+const unary = (op: string, f: (x: number) => number, onnx: OnnxLowering): OpDef => ({
+  op,
+  versions: [since('iOS15', tensor('x', F, 'T'))],
+  infer: sameAsX,
+  run: unaryKernel(f),
+  onnx,
+});
 
 register(
-  { op: 'gelu', versions: [since('iOS15', tensor('x', F, 'T'), attr('mode', STR, literal('string', 'EXACT')))], infer: sameAsX, run: gelu, onnx: geluOnnx },
+  {
+    op: 'gelu',
+    versions: [since('iOS15', tensor('x', F, 'T'), attr('mode', STR, literal('string', 'EXACT')))],
+    infer: sameAsX,
+    run: gelu,
+    onnx: geluOnnx,
+  },
   {
     op: 'softmax',
     versions: [since('iOS15', tensor('x', F, 'T'), attr('axis', I32, literal('int32', -1)))],
@@ -133,5 +177,9 @@ register(
   },
   unary('relu', (v) => (v > 0 ? v : 0), onnxSame('Relu', 'x')),
   unary('sigmoid', (v) => 1 / (1 + Math.exp(-v)), onnxSame('Sigmoid', 'x')),
-  unary('silu', (v) => v / (1 + Math.exp(-v)), (a) => void a.node('Mul', [a.input('x'), a.node('Sigmoid', [a.input('x')])[0]!], {}, a.out)),
+  unary(
+    'silu',
+    (v) => v / (1 + Math.exp(-v)),
+    (a) => void a.node('Mul', [a.input('x'), a.node('Sigmoid', [a.input('x')])[0]!], {}, a.out),
+  ),
 );

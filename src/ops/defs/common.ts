@@ -22,7 +22,22 @@ export const sameAsX = (a: InferArgs): TensorType[] => [a.t('x')];
 /** ONNX TensorProto.DataType codes of our dtypes (onnx.proto). */
 // The compressed weights' types never reach ONNX (onnx/fold-constexpr.ts expands their constexpr ops first):
 // 0 is ONNX's UNDEFINED, which onnxruntime refuses, should one ever slip through.
-export const ONNX_TYPE: Record<DType, number> = { fp32: 1, uint8: 2, int8: 3, int16: 5, int32: 6, bool: 9, fp16: 10, uint32: 0, int4: 0, uint1: 0, uint2: 0, uint3: 0, uint4: 0, uint6: 0 };
+export const ONNX_TYPE: Record<DType, number> = {
+  fp32: 1,
+  uint8: 2,
+  int8: 3,
+  int16: 5,
+  int32: 6,
+  bool: 9,
+  fp16: 10,
+  uint32: 0,
+  int4: 0,
+  uint1: 0,
+  uint2: 0,
+  uint3: 0,
+  uint4: 0,
+  uint6: 0,
+};
 /** ONNX's int64, which no MIL value of ours has but some ONNX forms need. */
 export const ONNX_TYPE_INT64 = 7;
 
@@ -30,6 +45,13 @@ export const ONNX_TYPE_INT64 = 7;
 export const ONNX_END = Number.MAX_SAFE_INTEGER;
 
 /** The ONNX lowering of an op that maps to one ONNX node over the same inputs (`keys`, in ONNX's order). */
-export const onnxSame = (opType: string, ...keys: string[]) => (a: OnnxArgs): void => {
-  a.node(opType, keys.map((k) => a.input(k)), {}, a.out);
-};
+export const onnxSame =
+  (opType: string, ...keys: string[]) =>
+  (a: OnnxArgs): void => {
+    a.node(
+      opType,
+      keys.map((k) => a.input(k)),
+      {},
+      a.out,
+    );
+  };

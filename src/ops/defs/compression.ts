@@ -41,7 +41,12 @@ export function lutToDenseIOS16(lut: ArrayLike<number>, packed: ArrayLike<number
  * iOS 18 decompress (optimize/_utils.py lut_to_dense) for scalar palettization (VECTOR_SIZE 1): element i
  * of `indices` reads the table of the block it falls in, block_size[d] = indices.shape[d] / lut.shape[d].
  */
-export function lutToDenseIOS18(indices: ArrayLike<number>, shape: readonly number[], lut: ArrayLike<number>, lutShape: readonly number[]): Float32Array {
+export function lutToDenseIOS18(
+  indices: ArrayLike<number>,
+  shape: readonly number[],
+  lut: ArrayLike<number>,
+  lutShape: readonly number[],
+): Float32Array {
   const palettes = lutShape[shape.length]!;
   const out = new Float32Array(indices.length);
   forEachBlock(shape, lutShape, (i, table) => (out[i] = lut[table * palettes + indices[i]!]!));
@@ -69,7 +74,13 @@ function forEachBlock(shape: readonly number[], grid: readonly number[], f: (i: 
 }
 
 /** iOS 16 decompress (dequantize_by_scale_and_zp): scale * (q - zero_point), scale and zero point scalars or vectors along `axis`. */
-function affineDequantize(q: ArrayLike<number>, shape: readonly number[], zeroPoint: ArrayLike<number>, scale: ArrayLike<number>, axis: number): Float32Array {
+function affineDequantize(
+  q: ArrayLike<number>,
+  shape: readonly number[],
+  zeroPoint: ArrayLike<number>,
+  scale: ArrayLike<number>,
+  axis: number,
+): Float32Array {
   const ax = axis < 0 ? axis + shape.length : axis;
   const inner = numel(shape.slice(ax + 1));
   const dim = shape[ax]!;
@@ -82,7 +93,13 @@ function affineDequantize(q: ArrayLike<number>, shape: readonly number[], zeroPo
 }
 
 /** iOS 18 decompress: scale * (data - offset), scale and offset repeated over blocks of data.shape / scale.shape. */
-export function blockwiseShiftScale(data: ArrayLike<number>, shape: readonly number[], scale: ArrayLike<number>, scaleShape: readonly number[], offset?: ArrayLike<number>): Float32Array {
+export function blockwiseShiftScale(
+  data: ArrayLike<number>,
+  shape: readonly number[],
+  scale: ArrayLike<number>,
+  scaleShape: readonly number[],
+  offset?: ArrayLike<number>,
+): Float32Array {
   const out = new Float32Array(data.length);
   forEachBlock(shape, scaleShape, (i, b) => (out[i] = scale[b]! * (offset ? data[i]! - offset[b]! : data[i]!)));
   return out;
@@ -106,25 +123,39 @@ function lutType(a: InferArgs): TensorType[] {
     if (indices.shape.length !== 1) a.fail('Parameter indices needs to have rank == 1');
     if (lut.shape.length !== 1) a.fail('Parameter lut needs to have rank == 1');
     const n = lut.shape[0] as number;
-    if (![2, 4, 16, 64, 256].includes(n)) a.fail('Parameter lut should be a vector of size from one of {2, 4, 16, 64, 256}');
+    if (![2, 4, 16, 64, 256].includes(n))
+      a.fail('Parameter lut should be a vector of size from one of {2, 4, 16, 64, 256}');
     const shape = a.ints('shape');
-    if (indices.shape[0] !== Math.ceil((Math.log2(n) * numel(shape)) / 8)) a.fail('Constraint violated, M = ceil(n_bits * product(shape) / 8) where M = indices.size');
+    if (indices.shape[0] !== Math.ceil((Math.log2(n) * numel(shape)) / 8))
+      a.fail('Constraint violated, M = ceil(n_bits * product(shape) / 8) where M = indices.size');
     return [{ dtype: lut.dtype, shape }];
   }
   const ishape = staticShape(indices, a, 'indices');
   const lshape = staticShape(lut, a, 'lut');
   if (ishape.length < 1) a.fail("Parameter 'indices' needs to have at least rank 1, but got scalar.");
-  if (lshape.length !== ishape.length + 2) a.fail(`Parameter 'lut' need to have 2 more dim than 'indices', but got ${lshape.length}-rank 'lut' and ${ishape.length}-rank 'indices'.`);
+  if (lshape.length !== ishape.length + 2)
+    a.fail(
+      `Parameter 'lut' need to have 2 more dim than 'indices', but got ${lshape.length}-rank 'lut' and ${ishape.length}-rank 'indices'.`,
+    );
   ishape.forEach((d, k) => {
-    if (d % lshape[k]! !== 0) a.fail(`Each dimension of 'indices' should be divisible by each corresponding dimension of the 'lut'. However, at dim ${k}, the 'indices' has ${d} while 'lut' has ${lshape[k]}.`);
+    if (d % lshape[k]! !== 0)
+      a.fail(
+        `Each dimension of 'indices' should be divisible by each corresponding dimension of the 'lut'. However, at dim ${k}, the 'indices' has ${d} while 'lut' has ${lshape[k]}.`,
+      );
   });
   const palettes = lshape[lshape.length - 2]!;
   const nbits = Math.log2(palettes);
-  if (!Number.isInteger(nbits)) a.fail(`Invalid parameter 'lut'; the second last dim should have size 2^nbits, but got ${palettes}.`);
-  if (nbits !== INDEX_BITS[indices.dtype]) a.fail(`Invalid parameter 'indices'; the second last dim indicate number of palettes (${palettes}), which means nbits is ${nbits}, so the dtype of indices should be uint${nbits}, but got ${indices.dtype}.`);
-  if (!a.has('vector_axis') && lshape[lshape.length - 1]! > 1) a.fail("When lut's last dim (VECTOR_SIZE) > 1, the parameter 'vector_axis' need to be provided.");
+  if (!Number.isInteger(nbits))
+    a.fail(`Invalid parameter 'lut'; the second last dim should have size 2^nbits, but got ${palettes}.`);
+  if (nbits !== INDEX_BITS[indices.dtype])
+    a.fail(
+      `Invalid parameter 'indices'; the second last dim indicate number of palettes (${palettes}), which means nbits is ${nbits}, so the dtype of indices should be uint${nbits}, but got ${indices.dtype}.`,
+    );
+  if (!a.has('vector_axis') && lshape[lshape.length - 1]! > 1)
+    a.fail("When lut's last dim (VECTOR_SIZE) > 1, the parameter 'vector_axis' need to be provided.");
   const out: Dim[] = [...ishape];
-  if (a.has('vector_axis')) out[a.ints('vector_axis')[0]!] = (out[a.ints('vector_axis')[0]!] as number) * lshape[lshape.length - 1]!;
+  if (a.has('vector_axis'))
+    out[a.ints('vector_axis')[0]!] = (out[a.ints('vector_axis')[0]!] as number) * lshape[lshape.length - 1]!;
   return [{ dtype: lut.dtype, shape: out }];
 }
 
@@ -134,10 +165,18 @@ const lutKernel: Kernel = (a: OpArgs) => {
   const lutValues = lut.data instanceof Float32Array ? lut.data : Float32Array.from(lut.data);
   if (a.has('shape')) {
     const shape = a.ints('shape');
-    return [{ dtype: lut.dtype, shape, data: inDtype(lutToDenseIOS16(lutValues, ints(indices), numel(shape)), lut.dtype) }];
+    return [
+      { dtype: lut.dtype, shape, data: inDtype(lutToDenseIOS16(lutValues, ints(indices), numel(shape)), lut.dtype) },
+    ];
   }
   if (lut.shape[lut.shape.length - 1] !== 1) fail(a, 'vector palettization (VECTOR_SIZE > 1) is not supported');
-  return [{ dtype: lut.dtype, shape: [...indices.shape], data: inDtype(lutToDenseIOS18(ints(indices), indices.shape, lutValues, lut.shape), lut.dtype) }];
+  return [
+    {
+      dtype: lut.dtype,
+      shape: [...indices.shape],
+      data: inDtype(lutToDenseIOS18(ints(indices), indices.shape, lutValues, lut.shape), lut.dtype),
+    },
+  ];
 };
 
 // ---- constexpr_affine_dequantize (iOS 16) ---------------------------------------------------------------
@@ -146,11 +185,15 @@ function affineType(a: InferArgs): TensorType[] {
   const q = a.t('quantized_data');
   const rank = q.shape.length;
   const axis = a.ints('axis')[0]!;
-  if (axis < -rank || axis >= rank) a.fail('Parameter axis needs to be in the range -quantized_data.rank <= axis < quantized_data.rank');
+  if (axis < -rank || axis >= rank)
+    a.fail('Parameter axis needs to be in the range -quantized_data.rank <= axis < quantized_data.rank');
   for (const name of ['scale', 'zero_point']) {
     const p = a.t(name);
     if (p.shape.length > 1) a.fail(`Parameter ${name} needs to be either a scalar or vector`);
-    if (p.shape.length === 1 && p.shape[0] !== q.shape[axis < 0 ? axis + rank : axis]) a.fail(`Parameter ${name}, if vector, needs to have same size as the dimension size along the parameter quantized_data`);
+    if (p.shape.length === 1 && p.shape[0] !== q.shape[axis < 0 ? axis + rank : axis])
+      a.fail(
+        `Parameter ${name}, if vector, needs to have same size as the dimension size along the parameter quantized_data`,
+      );
   }
   return [{ dtype: a.t('scale').dtype, shape: [...q.shape] }];
 }
@@ -169,15 +212,25 @@ function shiftScaleType(a: InferArgs): TensorType[] {
   const scale = a.t('scale');
   const shape = staticShape(data, a, 'data');
   const sshape = staticShape(scale, a, 'scale');
-  if (shape.length !== sshape.length) a.fail(`Parameter 'data' and 'scale' need to have the same rank, but got ${shape.length} vs ${sshape.length}.`);
+  if (shape.length !== sshape.length)
+    a.fail(`Parameter 'data' and 'scale' need to have the same rank, but got ${shape.length} vs ${sshape.length}.`);
   if (shape.length < 1) a.fail("Parameter 'data' needs to have at least rank 1, but got scalar.");
   shape.forEach((d, k) => {
-    if (d % sshape[k]! !== 0) a.fail(`Number of scales along each dimension should be a factor of corresponding dimension size of 'data'. However, at dim ${k}, the 'data' has ${d} while 'scale' has ${sshape[k]}.`);
+    if (d % sshape[k]! !== 0)
+      a.fail(
+        `Number of scales along each dimension should be a factor of corresponding dimension size of 'data'. However, at dim ${k}, the 'data' has ${d} while 'scale' has ${sshape[k]}.`,
+      );
   });
   if (a.has('offset')) {
     const offset = a.t('offset');
-    if (offset.shape.join() !== sshape.join()) a.fail(`Invalid parameter 'offset'; the shape of 'offset' should match the shape of 'scale', but got (${offset.shape.join(', ')}) vs (${sshape.join(', ')}).`);
-    if (offset.dtype !== 'fp16' && offset.dtype !== 'fp32' && offset.dtype !== data.dtype) a.fail(`Invalid parameter 'offset'; the dtype of 'offset' should match the dtype of 'data', but got (${offset.dtype}) vs (${data.dtype}).`);
+    if (offset.shape.join() !== sshape.join())
+      a.fail(
+        `Invalid parameter 'offset'; the shape of 'offset' should match the shape of 'scale', but got (${offset.shape.join(', ')}) vs (${sshape.join(', ')}).`,
+      );
+    if (offset.dtype !== 'fp16' && offset.dtype !== 'fp32' && offset.dtype !== data.dtype)
+      a.fail(
+        `Invalid parameter 'offset'; the dtype of 'offset' should match the dtype of 'data', but got (${offset.dtype}) vs (${data.dtype}).`,
+      );
   }
   return [{ dtype: scale.dtype, shape: [...shape] }];
 }
@@ -195,7 +248,12 @@ register(
     op: 'constexpr_lut_to_dense',
     versions: [
       since('iOS16', constInput('indices', ['uint8']), constInput('lut', LUT_T, 'T'), constInput('shape', ['uint32'])),
-      since('iOS18', constInput('indices', INDICES18, 'IndicesT'), constInput('lut', LUT_T, 'T'), attr('vector_axis', I32, undefined)),
+      since(
+        'iOS18',
+        constInput('indices', INDICES18, 'IndicesT'),
+        constInput('lut', LUT_T, 'T'),
+        attr('vector_axis', I32, undefined),
+      ),
     ],
     infer: lutType,
     run: lutKernel,
@@ -204,7 +262,13 @@ register(
   {
     op: 'constexpr_affine_dequantize',
     versions: [
-      since('iOS16', constInput('quantized_data', ['uint8', 'int8'], 'SrcT'), constInput('zero_point', ['uint8', 'int8', 'fp32'], 'ZeroPointT'), constInput('scale', DST, 'DstT'), constInput('axis', I32)),
+      since(
+        'iOS16',
+        constInput('quantized_data', ['uint8', 'int8'], 'SrcT'),
+        constInput('zero_point', ['uint8', 'int8', 'fp32'], 'ZeroPointT'),
+        constInput('scale', DST, 'DstT'),
+        constInput('axis', I32),
+      ),
     ],
     infer: affineType,
     run: affineKernel,
@@ -212,7 +276,14 @@ register(
   },
   {
     op: 'constexpr_blockwise_shift_scale',
-    versions: [since('iOS18', constInput('data', SHIFT18, 'SrcT'), constInput('scale', DST, 'DstT'), attr('offset', SHIFT18, undefined, 'OffsetT'))],
+    versions: [
+      since(
+        'iOS18',
+        constInput('data', SHIFT18, 'SrcT'),
+        constInput('scale', DST, 'DstT'),
+        attr('offset', SHIFT18, undefined, 'OffsetT'),
+      ),
+    ],
     infer: shiftScaleType,
     run: shiftScaleKernel,
     constexpr: true,

@@ -3,7 +3,24 @@
 
 import { binaryArith, mapBroadcast, type BinaryKind } from '../../runtime/broadcast.js';
 import { allocData, allocFloat } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, F, FI, FIB, FIB17, likeX, register, since, STR, tensor, type InferArgs, type Kernel, type OnnxLowering, type OpDef } from '../registry.js';
+import {
+  attr,
+  BOOL,
+  constInput,
+  F,
+  FI,
+  FIB,
+  FIB17,
+  likeX,
+  register,
+  since,
+  STR,
+  tensor,
+  type InferArgs,
+  type Kernel,
+  type OnnxLowering,
+  type OpDef,
+} from '../registry.js';
 import { broadcastShapes } from '../shapes.js';
 import { f32, floatOut, ONNX_TYPE, onnxSame, sameAsX } from './common.js';
 import type { DType, TensorType } from '../../ir/graph.js';
@@ -16,14 +33,18 @@ const broadcastXY = (a: InferArgs, dtype?: DType): TensorType[] => {
 };
 
 // Integer operands give integer results (truncated), as MIL's int32 arithmetic does.
-const arith = (f: (x: number, y: number) => number, kind?: BinaryKind): Kernel => (a) => {
-  const x = a.t('x');
-  const y = a.t('y');
-  if (x.data instanceof Float32Array || y.data instanceof Float32Array) {
-    return kind ? [binaryArith(kind, x, y, a.op.name)] : [mapBroadcast([x, y], floatOut(x.data instanceof Float32Array ? x : y), (v) => f(v[0]!, v[1]!), a.op.name)];
-  }
-  return [mapBroadcast([x, y], x.dtype, (v) => Math.trunc(f(v[0]!, v[1]!)) | 0, a.op.name)];
-};
+const arith =
+  (f: (x: number, y: number) => number, kind?: BinaryKind): Kernel =>
+  (a) => {
+    const x = a.t('x');
+    const y = a.t('y');
+    if (x.data instanceof Float32Array || y.data instanceof Float32Array) {
+      return kind
+        ? [binaryArith(kind, x, y, a.op.name)]
+        : [mapBroadcast([x, y], floatOut(x.data instanceof Float32Array ? x : y), (v) => f(v[0]!, v[1]!), a.op.name)];
+    }
+    return [mapBroadcast([x, y], x.dtype, (v) => Math.trunc(f(v[0]!, v[1]!)) | 0, a.op.name)];
+  };
 
 // ONNX's binary ops broadcast as MIL's do (numpy rules), so each is one node over (x, y).
 const binary = (op: string, run: Kernel, onnxOp: string): OpDef => ({
@@ -43,27 +64,57 @@ const compare = (op: string, f: (x: number, y: number) => boolean, onnx: OnnxLow
 });
 
 /** A float unary op computed value by value. */
-export const unaryKernel = (f: (x: number) => number): Kernel => (a) => {
-  const x = a.t('x');
-  const xd = f32(x, a);
-  const out = allocFloat(xd.length);
-  for (let i = 0; i < xd.length; i++) out[i] = f(xd[i]!);
-  return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
-};
+export const unaryKernel =
+  (f: (x: number) => number): Kernel =>
+  (a) => {
+    const x = a.t('x');
+    const xd = f32(x, a);
+    const out = allocFloat(xd.length);
+    for (let i = 0; i < xd.length; i++) out[i] = f(xd[i]!);
+    return [{ dtype: x.dtype, shape: [...x.shape], data: out }];
+  };
 
-const unary = (op: string, f: (x: number) => number, onnx: OnnxLowering, dtypes = F): OpDef => ({ op, versions: [since('iOS15', tensor('x', dtypes, 'T'))], infer: sameAsX, run: unaryKernel(f), onnx });
+const unary = (op: string, f: (x: number) => number, onnx: OnnxLowering, dtypes = F): OpDef => ({
+  op,
+  versions: [since('iOS15', tensor('x', dtypes, 'T'))],
+  infer: sameAsX,
+  run: unaryKernel(f),
+  onnx,
+});
 
 // erf with |error| < 1.2e-7 relative to erfc (Numerical Recipes' erfcc, Chebyshev fit).
 export function erf(x: number): number {
   const z = Math.abs(x);
   const t = 1 / (1 + 0.5 * z);
-  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-    t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  const r =
+    t *
+    Math.exp(
+      -z * z -
+        1.26551223 +
+        t *
+          (1.00002368 +
+            t *
+              (0.37409196 +
+                t *
+                  (0.09678418 +
+                    t *
+                      (-0.18628806 +
+                        t *
+                          (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+    );
   return x >= 0 ? 1 - r : r - 1;
 }
 
 // cast's dtype strings (elementwise_unary.py cast.supported_dtypes; int8/uint8/int16 from iOS 17).
-const CAST_TO: Record<string, DType> = { fp16: 'fp16', fp32: 'fp32', int32: 'int32', bool: 'bool', int16: 'int16', int8: 'int8', uint8: 'uint8' };
+const CAST_TO: Record<string, DType> = {
+  fp16: 'fp16',
+  fp32: 'fp32',
+  int32: 'int32',
+  bool: 'bool',
+  int16: 'int16',
+  int8: 'int8',
+  uint8: 'uint8',
+};
 
 const castKernel: Kernel = (a) => {
   const x = a.t('x');
@@ -83,10 +134,26 @@ const castKernel: Kernel = (a) => {
 };
 
 register(
-  binary('add', arith((x, y) => x + y, 'add'), 'Add'),
-  binary('sub', arith((x, y) => x - y, 'sub'), 'Sub'),
-  binary('mul', arith((x, y) => x * y, 'mul'), 'Mul'),
-  binary('real_div', arith((x, y) => x / y, 'div'), 'Div'),
+  binary(
+    'add',
+    arith((x, y) => x + y, 'add'),
+    'Add',
+  ),
+  binary(
+    'sub',
+    arith((x, y) => x - y, 'sub'),
+    'Sub',
+  ),
+  binary(
+    'mul',
+    arith((x, y) => x * y, 'mul'),
+    'Mul',
+  ),
+  binary(
+    'real_div',
+    arith((x, y) => x / y, 'div'),
+    'Div',
+  ),
   binary('maximum', arith(Math.max), 'Max'),
   binary('minimum', arith(Math.min), 'Min'),
   binary('pow', arith(Math.pow), 'Pow'),
@@ -95,7 +162,11 @@ register(
   compare('less', (x, y) => x < y, onnxSame('Less', 'x', 'y')),
   compare('less_equal', (x, y) => x <= y, onnxSame('LessOrEqual', 'x', 'y')),
   compare('equal', (x, y) => x === y, onnxSame('Equal', 'x', 'y')),
-  compare('not_equal', (x, y) => x !== y, (a) => void a.node('Not', a.node('Equal', [a.input('x'), a.input('y')]), {}, a.out)),
+  compare(
+    'not_equal',
+    (x, y) => x !== y,
+    (a) => void a.node('Not', a.node('Equal', [a.input('x'), a.input('y')]), {}, a.out),
+  ),
   // elementwise_binary.py logical_*: bool operands only.
   compare('logical_or', (x, y) => x !== 0 || y !== 0, onnxSame('Or', 'x', 'y'), BOOL),
   compare('logical_and', (x, y) => x !== 0 && y !== 0, onnxSame('And', 'x', 'y'), BOOL),
@@ -108,7 +179,12 @@ register(
   },
   // elementwise_unary_with_int: abs and square also take int32.
   unary('abs', Math.abs, onnxSame('Abs', 'x'), FI),
-  unary('square', (v) => v * v, (a) => void a.node('Mul', [a.input('x'), a.input('x')], {}, a.out), FI),
+  unary(
+    'square',
+    (v) => v * v,
+    (a) => void a.node('Mul', [a.input('x'), a.input('x')], {}, a.out),
+    FI,
+  ),
   unary('exp', Math.exp, onnxSame('Exp', 'x')),
   unary('sqrt', Math.sqrt, onnxSame('Sqrt', 'x')),
   unary('tanh', Math.tanh, onnxSame('Tanh', 'x')),
@@ -147,7 +223,10 @@ register(
   },
   {
     op: 'cast',
-    versions: [since('iOS15', tensor('x', FIB, 'T'), constInput('dtype', STR)), since('iOS17', tensor('x', FIB17, 'T'), constInput('dtype', STR))],
+    versions: [
+      since('iOS15', tensor('x', FIB, 'T'), constInput('dtype', STR)),
+      since('iOS17', tensor('x', FIB17, 'T'), constInput('dtype', STR)),
+    ],
     // cast.type_inference: x's shape in the named dtype.
     infer: (a) => {
       const to = a.str('dtype');
@@ -158,4 +237,3 @@ register(
     onnx: (a) => void a.node('Cast', [a.input('x')], { to: { int: ONNX_TYPE[a.outTypes[0]!.dtype] } }, a.out),
   },
 );
-

@@ -5,20 +5,44 @@
 import { literal, numel, type Dim, type TensorType } from '../../ir/graph.js';
 import { matmul } from '../../runtime/matmul.js';
 import { allocFloat, type RtTensor } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, F, FI, I32, register, since, STR, tensor, tuple, type DefaultValue, type InferArgs, type Kernel, type OnnxArgs, type OpArgs } from '../registry.js';
+import {
+  attr,
+  BOOL,
+  constInput,
+  F,
+  FI,
+  I32,
+  register,
+  since,
+  STR,
+  tensor,
+  tuple,
+  type DefaultValue,
+  type InferArgs,
+  type Kernel,
+  type OnnxArgs,
+  type OpArgs,
+} from '../registry.js';
 import { broadcastShapes, einsumShape, parseEinsum } from '../shapes.js';
 import { f32, fail } from './common.js';
 import { transposeTensor } from './tensor-transformation.js';
 
 // conv's defaults depend on the number of spatial dims, rank(x) - 2 (conv.default_inputs).
-const perSpatial = (value: number, times = 1): DefaultValue => (a) => literal('int32', Array<number>((a.t('x').shape.length - 2) * times).fill(value));
+const perSpatial =
+  (value: number, times = 1): DefaultValue =>
+  (a) =>
+    literal('int32', Array<number>((a.t('x').shape.length - 2) * times).fill(value));
 
 const convKernel: Kernel = async (a) => {
   const x = a.t('x');
   const w = a.t('weight');
   const [nb, cin, h, wd] = x.shape as [number, number, number, number];
   const [cout, win, kh, kw] = w.shape as [number, number, number, number];
-  if (x.shape.length !== 4 || kh !== 1 || kw !== 1 || win !== cin) fail(a, `only 1x1 2-D convolutions with matching channels are supported (x [${x.shape.join(', ')}], weight [${w.shape.join(', ')}])`);
+  if (x.shape.length !== 4 || kh !== 1 || kw !== 1 || win !== cin)
+    fail(
+      a,
+      `only 1x1 2-D convolutions with matching channels are supported (x [${x.shape.join(', ')}], weight [${w.shape.join(', ')}])`,
+    );
   if (a.ints('groups')[0] !== 1) fail(a, 'grouped convolutions are not supported');
   if (a.has('strides') && a.ints('strides').some((s) => s !== 1)) fail(a, 'strides other than 1 are not supported');
   const hw = h * wd;
@@ -40,9 +64,11 @@ const convType = (a: InferArgs): TensorType[] => {
   if (x.shape.length !== 4 || w.shape.length !== 4) a.fail('only 2-D convolutions over (N, C, H, W) are supported');
   if (w.shape[2] !== 1 || w.shape[3] !== 1) a.fail('only 1x1 convolutions are supported');
   if (a.ints('groups')[0] !== 1) a.fail('grouped convolutions are not supported');
-  if (a.ints('strides').some((s) => s !== 1) || a.ints('dilations').some((d) => d !== 1)) a.fail('strides and dilations other than 1 are not supported');
+  if (a.ints('strides').some((s) => s !== 1) || a.ints('dilations').some((d) => d !== 1))
+    a.fail('strides and dilations other than 1 are not supported');
   if (x.shape[1] !== w.shape[1]) a.fail(`input has ${x.shape[1]} channels, weight expects ${w.shape[1]}`);
-  if (a.has('bias') && a.t('bias').shape.join() !== String(w.shape[0])) a.fail(`bias [${a.t('bias').shape.join(', ')}] does not fit ${w.shape[0]} output channels`);
+  if (a.has('bias') && a.t('bias').shape.join() !== String(w.shape[0]))
+    a.fail(`bias [${a.t('bias').shape.join(', ')}] does not fit ${w.shape[0]} output channels`);
   return [{ dtype: x.dtype, shape: [x.shape[0]!, w.shape[0]!, x.shape[2]!, x.shape[3]!] }];
 };
 
@@ -61,7 +87,13 @@ const linearKernel: Kernel = async (a) => {
 };
 
 /** M, K, N of x @ y with the transposes, and the broadcast batch dims (matmul.type_inference). */
-function matmulDims<D extends Dim>(xs: readonly D[], ys: readonly D[], tx: boolean, ty: boolean, bad: (m: string) => never) {
+function matmulDims<D extends Dim>(
+  xs: readonly D[],
+  ys: readonly D[],
+  tx: boolean,
+  ty: boolean,
+  bad: (m: string) => never,
+) {
   if (xs.length < 2 || ys.length < 2) bad('operands must have rank 2 or more');
   const m = tx ? xs[xs.length - 1]! : xs[xs.length - 2]!;
   const kx = tx ? xs[xs.length - 2]! : xs[xs.length - 1]!;
@@ -105,7 +137,8 @@ const RANK4 = '0123,0324,0124';
 // (rank 3), in any letters; anything else coremltools refuses ("unsupported einsum equation").
 function checkEinsumForm(eq: string, bad: (m: string) => never): void {
   const form = einsumForm(...parseEinsum(eq, bad));
-  if (form !== RANK4 && form !== '012,213,013') bad(`einsum equation "${eq}" is not one of the two forms coremltools accepts (abcd,adce->abce or abc,cbd->abd)`);
+  if (form !== RANK4 && form !== '012,213,013')
+    bad(`einsum equation "${eq}" is not one of the two forms coremltools accepts (abcd,adce->abce or abc,cbd->abd)`);
 }
 
 // coremltools' rank-4 form "abcd,adce->abce": for each a and c, out[a, :, c, :] = x[a, :, c, :] @ y[a, :, c, :].
@@ -113,17 +146,26 @@ function checkEinsumForm(eq: string, bad: (m: string) => never): void {
 async function einsumRank4(a: OpArgs, x: RtTensor, y: RtTensor): Promise<RtTensor> {
   const [n, K1, H, C] = x.shape as [number, number, number, number];
   const Q = y.shape[3]!;
-  if (y.shape[0] !== n || y.shape[1] !== C || y.shape[2] !== H) fail(a, `operands [${x.shape.join(', ')}] and [${y.shape.join(', ')}] do not fit`);
+  if (y.shape[0] !== n || y.shape[1] !== C || y.shape[2] !== H)
+    fail(a, `operands [${x.shape.join(', ')}] and [${y.shape.join(', ')}] do not fit`);
   const [xd, yd] = [f32(x, a), f32(y, a)];
   const out = allocFloat(n * K1 * H * Q);
   for (let b = 0; b < n; b++) {
     for (let h = 0; h < H; h++) {
-      await matmul({
-        M: K1, N: Q, K: C,
-        a: xd.subarray(b * K1 * H * C + h * C), lda: H * C,
-        b: yd.subarray(b * C * H * Q + h * Q), ldb: H * Q,
-        c: out.subarray(b * K1 * H * Q + h * Q), ldc: H * Q,
-      }, a.num);
+      await matmul(
+        {
+          M: K1,
+          N: Q,
+          K: C,
+          a: xd.subarray(b * K1 * H * C + h * C),
+          lda: H * C,
+          b: yd.subarray(b * C * H * Q + h * Q),
+          ldb: H * Q,
+          c: out.subarray(b * K1 * H * Q + h * Q),
+          ldc: H * Q,
+        },
+        a.num,
+      );
     }
   }
   return { dtype: x.dtype, shape: [n, K1, H, Q], data: out };
@@ -135,31 +177,56 @@ const einsumKernel: Kernel = async (a) => {
   const [x, y] = a.tuple('values') as [RtTensor, RtTensor];
   const eq = a.str('equation');
   const [lx, ly, lo] = parseEinsum(eq, (m) => fail(a, m));
-  if (einsumForm(lx, ly, lo) === RANK4 && x.shape.length === 4 && y.shape.length === 4) return [await einsumRank4(a, x, y)];
-  if (lx.length !== x.shape.length || ly.length !== y.shape.length) fail(a, `equation "${eq}" does not fit the operand ranks`);
+  if (einsumForm(lx, ly, lo) === RANK4 && x.shape.length === 4 && y.shape.length === 4)
+    return [await einsumRank4(a, x, y)];
+  if (lx.length !== x.shape.length || ly.length !== y.shape.length)
+    fail(a, `equation "${eq}" does not fit the operand ranks`);
   const size = new Map<string, number>();
   [...lx].forEach((l, i) => size.set(l, x.shape[i]!));
   for (const [i, l] of [...ly].entries()) {
     const prev = size.get(l);
-    if (prev !== undefined && prev !== y.shape[i]) fail(a, `label ${l} is ${prev} in one operand and ${y.shape[i]} in the other`);
+    if (prev !== undefined && prev !== y.shape[i])
+      fail(a, `label ${l} is ${prev} in one operand and ${y.shape[i]} in the other`);
     size.set(l, y.shape[i]!);
   }
   const batch = [...lo].filter((l) => lx.includes(l) && ly.includes(l));
   const contract = [...lx].filter((l) => ly.includes(l) && !lo.includes(l));
   const freeX = [...lx].filter((l) => !ly.includes(l));
   const freeY = [...ly].filter((l) => !lx.includes(l));
-  if ([...lo].some((l) => !batch.includes(l) && !freeX.includes(l) && !freeY.includes(l))) fail(a, `equation "${eq}" is not supported`);
+  if ([...lo].some((l) => !batch.includes(l) && !freeX.includes(l) && !freeY.includes(l)))
+    fail(a, `equation "${eq}" is not supported`);
   const prod = (ls: string[]) => ls.reduce((p, l) => p * size.get(l)!, 1);
   const [B, M, K, N] = [prod(batch), prod(freeX), prod(contract), prod(freeY)];
-  const xp = transposeTensor(x, [...batch, ...freeX, ...contract].map((l) => lx.indexOf(l)));
-  const yp = transposeTensor(y, [...batch, ...contract, ...freeY].map((l) => ly.indexOf(l)));
+  const xp = transposeTensor(
+    x,
+    [...batch, ...freeX, ...contract].map((l) => lx.indexOf(l)),
+  );
+  const yp = transposeTensor(
+    y,
+    [...batch, ...contract, ...freeY].map((l) => ly.indexOf(l)),
+  );
   const out = allocFloat(B * M * N);
   for (let b = 0; b < B; b++) {
-    await matmul({ M, N, K, a: f32(xp, a).subarray(b * M * K, (b + 1) * M * K), b: f32(yp, a).subarray(b * K * N, (b + 1) * K * N), c: out.subarray(b * M * N, (b + 1) * M * N) }, a.num);
+    await matmul(
+      {
+        M,
+        N,
+        K,
+        a: f32(xp, a).subarray(b * M * K, (b + 1) * M * K),
+        b: f32(yp, a).subarray(b * K * N, (b + 1) * K * N),
+        c: out.subarray(b * M * N, (b + 1) * M * N),
+      },
+      a.num,
+    );
   }
   const produced = [...batch, ...freeX, ...freeY];
   const res: RtTensor = { dtype: x.dtype, shape: produced.map((l) => size.get(l)!), data: out };
-  return [transposeTensor(res, [...lo].map((l) => produced.indexOf(l)))];
+  return [
+    transposeTensor(
+      res,
+      [...lo].map((l) => produced.indexOf(l)),
+    ),
+  ];
 };
 
 // conv: the 1x1, stride-1 convolutions that convType accepts are products for a batch of one, written
@@ -178,7 +245,9 @@ const convOnnx = (a: OnnxArgs): void => {
     a.node('Conv', inputs, { kernel_shape: { ints: [1, 1] }, group: { int: a.ints('groups')[0]! } }, a.out);
     return;
   }
-  const wT = a.node('Transpose', a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]), { perm: { ints: [1, 0] } }); // (Cin, Cout)
+  const wT = a.node('Transpose', a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]), {
+    perm: { ints: [1, 0] },
+  }); // (Cin, Cout)
   const x = a.node('Transpose', [a.input('x')], { perm: { ints: [0, 2, 3, 1] } }); // (1, H, W, Cin)
   let y = a.node('MatMul', [x[0]!, wT[0]!]); // (1, H, W, Cout)
   if (a.has('bias')) y = a.node('Add', [y[0]!, a.input('bias')]);
@@ -200,7 +269,8 @@ const linearOnnx = (a: OnnxArgs): void => {
 };
 
 const matmulOnnx = (a: OnnxArgs): void => {
-  const side = (key: string, flag: string) => (a.bools(flag)[0] ? swapLast(a, a.input(key), a.type(key).shape.length) : a.input(key));
+  const side = (key: string, flag: string) =>
+    a.bools(flag)[0] ? swapLast(a, a.input(key), a.type(key).shape.length) : a.input(key);
   a.node('MatMul', [side('x', 'transpose_x'), side('y', 'transpose_y')], {}, a.out);
 };
 
@@ -235,7 +305,13 @@ register(
     versions: [
       since('iOS15', tensor('x', F, 'T'), tensor('weight', F, 'T'), attr('bias', F, undefined, 'T'), ...CONV_ATTRS),
       // From iOS 17 the weight and bias may differ in dtype from x, and bias need not be const.
-      since('iOS17', tensor('x', F, 'T'), tensor('weight', F, 'U'), tensor('bias', F, 'U', { optional: true }), ...CONV_ATTRS),
+      since(
+        'iOS17',
+        tensor('x', F, 'T'),
+        tensor('weight', F, 'U'),
+        tensor('bias', F, 'U', { optional: true }),
+        ...CONV_ATTRS,
+      ),
     ],
     infer: convType,
     run: convKernel,
@@ -250,7 +326,8 @@ register(
     infer: (a) => {
       const x = a.t('x');
       const w = a.t('weight');
-      if (x.shape[x.shape.length - 1] !== w.shape[1]) a.fail(`input width ${x.shape[x.shape.length - 1]} does not match weight [${w.shape.join(', ')}]`);
+      if (x.shape[x.shape.length - 1] !== w.shape[1])
+        a.fail(`input width ${x.shape[x.shape.length - 1]} does not match weight [${w.shape.join(', ')}]`);
       return [{ dtype: x.dtype, shape: [...x.shape.slice(0, -1), w.shape[0]!] }];
     },
     run: linearKernel,
@@ -259,12 +336,30 @@ register(
   {
     op: 'matmul',
     versions: [
-      since('iOS15', tensor('x', FI, 'T'), tensor('y', FI, 'T'), attr('transpose_x', BOOL, literal('bool', false)), attr('transpose_y', BOOL, literal('bool', false))),
-      since('iOS17', tensor('x', FI, 'T'), tensor('y', FI, 'U'), attr('transpose_x', BOOL, literal('bool', false)), attr('transpose_y', BOOL, literal('bool', false))),
+      since(
+        'iOS15',
+        tensor('x', FI, 'T'),
+        tensor('y', FI, 'T'),
+        attr('transpose_x', BOOL, literal('bool', false)),
+        attr('transpose_y', BOOL, literal('bool', false)),
+      ),
+      since(
+        'iOS17',
+        tensor('x', FI, 'T'),
+        tensor('y', FI, 'U'),
+        attr('transpose_x', BOOL, literal('bool', false)),
+        attr('transpose_y', BOOL, literal('bool', false)),
+      ),
     ],
     infer: (a) => {
       const x = a.t('x');
-      const { m, n, batch } = matmulDims(x.shape, a.t('y').shape, a.bools('transpose_x')[0]!, a.bools('transpose_y')[0]!, a.fail);
+      const { m, n, batch } = matmulDims(
+        x.shape,
+        a.t('y').shape,
+        a.bools('transpose_x')[0]!,
+        a.bools('transpose_y')[0]!,
+        a.fail,
+      );
       return [{ dtype: x.dtype, shape: [...batch, m, n] }];
     },
     run: matmulKernel,

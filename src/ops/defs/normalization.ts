@@ -6,7 +6,22 @@
 import { literal, numel, type TensorType } from '../../ir/graph.js';
 import { f16round } from '../../numeric/fp16.js';
 import { allocFloat, type RtTensor } from '../../runtime/tensor.js';
-import { attr, BOOL, F, FI, I32, likeX, register, since, tensor, type InferArgs, type Kernel, type OnnxArgs, type OpArgs, type OpDef } from '../registry.js';
+import {
+  attr,
+  BOOL,
+  F,
+  FI,
+  I32,
+  likeX,
+  register,
+  since,
+  tensor,
+  type InferArgs,
+  type Kernel,
+  type OnnxArgs,
+  type OpArgs,
+  type OpDef,
+} from '../registry.js';
 import { normAxis } from '../shapes.js';
 import { f32, fail, sameAsX } from './common.js';
 
@@ -16,7 +31,11 @@ function around(x: RtTensor, axes: number[], a: OpArgs): { outer: number; n: num
   if (sorted.some((v, i) => i > 0 && v !== sorted[i - 1]! + 1)) fail(a, `axes [${axes.join(', ')}] must be contiguous`);
   const first = sorted[0]!;
   const last = sorted[sorted.length - 1]!;
-  return { outer: numel(x.shape.slice(0, first)), n: numel(x.shape.slice(first, last + 1)), inner: numel(x.shape.slice(last + 1)) };
+  return {
+    outer: numel(x.shape.slice(0, first)),
+    n: numel(x.shape.slice(first, last + 1)),
+    inner: numel(x.shape.slice(last + 1)),
+  };
 }
 
 /** The reduced axes: the `axes` input, or every axis when it is absent (coremltools' None). */
@@ -28,58 +47,72 @@ const reduceType = (a: InferArgs): TensorType[] => {
   const x = a.t('x');
   const axes = axesOf(a.has('axes'), () => a.ints('axes'), x.shape.length);
   const keep = a.bools('keep_dims')[0]!;
-  return [{ dtype: x.dtype, shape: keep ? x.shape.map((d, k) => (axes.includes(k) ? 1 : d)) : x.shape.filter((_, k) => !axes.includes(k)) }];
+  return [
+    {
+      dtype: x.dtype,
+      shape: keep ? x.shape.map((d, k) => (axes.includes(k) ? 1 : d)) : x.shape.filter((_, k) => !axes.includes(k)),
+    },
+  ];
 };
 
-const reduceKernel = (kind: 'sum' | 'mean' | 'max' | 'min' | 'l2'): Kernel => (a) => {
-  const x = a.t('x');
-  // int32 reductions (MIL's T includes i32) stay int32: segment starts in packed models are reduce_min of ids.
-  const isInt = x.dtype === 'int32';
-  const xd: ArrayLike<number> = isInt ? x.data : f32(x, a);
-  const axes = axesOf(a.has('axes'), () => a.ints('axes'), x.shape.length);
-  const keep = a.bools('keep_dims')[0]!;
-  const { outer, n, inner } = around(x, axes, a);
-  const out = isInt ? new Int32Array(outer * inner) : allocFloat(outer * inner);
-  for (let o = 0; o < outer; o++) {
-    for (let j = 0; j < inner; j++) {
-      const base = o * n * inner + j;
-      let acc: number;
-      if (kind === 'max') {
-        acc = -Infinity;
-        for (let k = 0; k < n; k++) acc = Math.max(acc, xd[base + k * inner]!);
-      } else if (kind === 'min') {
-        acc = Infinity;
-        for (let k = 0; k < n; k++) acc = Math.min(acc, xd[base + k * inner]!);
-      } else if (kind === 'l2') {
-        // Scaled by the largest magnitude first, so no square overflows (the overflow-safe l2 norm).
-        let m = 0;
-        for (let k = 0; k < n; k++) m = Math.max(m, Math.abs(xd[base + k * inner]!));
-        let s = 0;
-        if (m > 0 && Number.isFinite(m)) for (let k = 0; k < n; k++) s += (xd[base + k * inner]! / m) ** 2;
-        acc = m > 0 && Number.isFinite(m) ? m * Math.sqrt(s) : m;
-      } else {
-        acc = 0;
-        for (let k = 0; k < n; k++) acc += xd[base + k * inner]!;
-        if (kind === 'mean') acc /= n;
+const reduceKernel =
+  (kind: 'sum' | 'mean' | 'max' | 'min' | 'l2'): Kernel =>
+  (a) => {
+    const x = a.t('x');
+    // int32 reductions (MIL's T includes i32) stay int32: segment starts in packed models are reduce_min of ids.
+    const isInt = x.dtype === 'int32';
+    const xd: ArrayLike<number> = isInt ? x.data : f32(x, a);
+    const axes = axesOf(a.has('axes'), () => a.ints('axes'), x.shape.length);
+    const keep = a.bools('keep_dims')[0]!;
+    const { outer, n, inner } = around(x, axes, a);
+    const out = isInt ? new Int32Array(outer * inner) : allocFloat(outer * inner);
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < inner; j++) {
+        const base = o * n * inner + j;
+        let acc: number;
+        if (kind === 'max') {
+          acc = -Infinity;
+          for (let k = 0; k < n; k++) acc = Math.max(acc, xd[base + k * inner]!);
+        } else if (kind === 'min') {
+          acc = Infinity;
+          for (let k = 0; k < n; k++) acc = Math.min(acc, xd[base + k * inner]!);
+        } else if (kind === 'l2') {
+          // Scaled by the largest magnitude first, so no square overflows (the overflow-safe l2 norm).
+          let m = 0;
+          for (let k = 0; k < n; k++) m = Math.max(m, Math.abs(xd[base + k * inner]!));
+          let s = 0;
+          if (m > 0 && Number.isFinite(m)) for (let k = 0; k < n; k++) s += (xd[base + k * inner]! / m) ** 2;
+          acc = m > 0 && Number.isFinite(m) ? m * Math.sqrt(s) : m;
+        } else {
+          acc = 0;
+          for (let k = 0; k < n; k++) acc += xd[base + k * inner]!;
+          if (kind === 'mean') acc /= n;
+        }
+        out[o * inner + j] = isInt ? Math.trunc(acc) : acc;
       }
-      out[o * inner + j] = isInt ? Math.trunc(acc) : acc;
     }
-  }
-  const shape = keep ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : x.shape.filter((_, i) => !axes.includes(i));
-  return [{ dtype: x.dtype, shape, data: out }];
-};
+    const shape = keep
+      ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+      : x.shape.filter((_, i) => !axes.includes(i));
+    return [{ dtype: x.dtype, shape, data: out }];
+  };
 
 // Opset 17's reductions: ReduceSum takes its axes as an input, the others as an attribute; absent axes reduce all.
-const reductionOnnx = (onnxOp: string) => (a: OnnxArgs): void => {
-  const keepdims = { int: a.bools('keep_dims')[0] ? 1 : 0 };
-  const axes = a.has('axes') ? a.ints('axes') : undefined;
-  if (onnxOp === 'ReduceSum') a.node(onnxOp, axes ? [a.input('x'), a.int64s(axes)] : [a.input('x')], { keepdims }, a.out);
-  else a.node(onnxOp, [a.input('x')], axes ? { axes: { ints: axes }, keepdims } : { keepdims }, a.out);
-};
+const reductionOnnx =
+  (onnxOp: string) =>
+  (a: OnnxArgs): void => {
+    const keepdims = { int: a.bools('keep_dims')[0] ? 1 : 0 };
+    const axes = a.has('axes') ? a.ints('axes') : undefined;
+    if (onnxOp === 'ReduceSum')
+      a.node(onnxOp, axes ? [a.input('x'), a.int64s(axes)] : [a.input('x')], { keepdims }, a.out);
+    else a.node(onnxOp, [a.input('x')], axes ? { axes: { ints: axes }, keepdims } : { keepdims }, a.out);
+  };
 
 const reduction = (op: string, kind: 'sum' | 'mean' | 'max' | 'min' | 'l2', onnxOp: string): OpDef => ({
   op,
-  versions: [since('iOS15', tensor('x', FI, 'T'), attr('axes', I32, undefined), attr('keep_dims', BOOL, literal('bool', false)))],
+  versions: [
+    since('iOS15', tensor('x', FI, 'T'), attr('axes', I32, undefined), attr('keep_dims', BOOL, literal('bool', false))),
+  ],
   infer: reduceType,
   run: reduceKernel(kind),
   onnx: reductionOnnx(onnxOp),
@@ -89,7 +122,9 @@ const reduction = (op: string, kind: 'sum' | 'mean' | 'max' | 'min' | 'l2', onnx
 // channels of (1, C, 1, S)) are moved last around it, which onnxruntime's transpose optimiser can cancel.
 const layerNormOnnx = (a: OnnxArgs): void => {
   const rank = a.type('x').shape.length;
-  const axes = (a.has('axes') ? a.ints('axes') : Array.from({ length: rank }, (_, i) => i)).map((v) => normAxis(v, rank)).sort((p, q) => p - q);
+  const axes = (a.has('axes') ? a.ints('axes') : Array.from({ length: rank }, (_, i) => i))
+    .map((v) => normAxis(v, rank))
+    .sort((p, q) => p - q);
   if (axes.some((v, i) => i > 0 && v !== axes[i - 1]! + 1)) a.fail(`axes [${axes.join(', ')}] must be contiguous`);
   if (!a.has('gamma')) a.fail('ONNX export needs gamma (LayerNormalization takes a scale)');
   if (a.round) return layerNormRounded(a, a.round, axes);
@@ -120,7 +155,8 @@ function layerNormRounded(a: OnnxArgs, round: (v: string) => string, axes: numbe
   const eps = a.scalar(a.nums('epsilon')[0]!, a.type('x').dtype);
   let y = a.node('Mul', [centred, a.node('Reciprocal', a.node('Sqrt', a.node('Add', [variance, eps])))[0]!])[0]!;
   // gamma and beta span the normalised axes: viewed with ones elsewhere, they broadcast over x.
-  const spread = (v: string) => a.node('Reshape', [v, a.int64s(shape.map((dim, k) => (axes.includes(k) ? Number(dim) : 1)))])[0]!;
+  const spread = (v: string) =>
+    a.node('Reshape', [v, a.int64s(shape.map((dim, k) => (axes.includes(k) ? Number(dim) : 1)))])[0]!;
   if (a.has('gamma')) y = a.node('Mul', [y, spread(a.input('gamma'))])[0]!;
   if (a.has('beta')) y = a.node('Add', [y, spread(a.input('beta'))])[0]!;
   a.node('Identity', [y], {}, a.out);
@@ -190,8 +226,22 @@ register(
   {
     op: 'layer_norm',
     versions: [
-      since('iOS15', tensor('x', F, 'T'), attr('axes', I32, undefined), attr('gamma', F, undefined, 'T'), attr('beta', F, undefined, 'T'), attr('epsilon', F, likeX(1e-5), 'T')),
-      since('iOS17', tensor('x', F, 'T'), attr('axes', I32, undefined), attr('gamma', F, undefined, 'U'), attr('beta', F, undefined, 'U'), attr('epsilon', F, likeX(1e-5), 'U')),
+      since(
+        'iOS15',
+        tensor('x', F, 'T'),
+        attr('axes', I32, undefined),
+        attr('gamma', F, undefined, 'T'),
+        attr('beta', F, undefined, 'T'),
+        attr('epsilon', F, likeX(1e-5), 'T'),
+      ),
+      since(
+        'iOS17',
+        tensor('x', F, 'T'),
+        attr('axes', I32, undefined),
+        attr('gamma', F, undefined, 'U'),
+        attr('beta', F, undefined, 'U'),
+        attr('epsilon', F, likeX(1e-5), 'U'),
+      ),
     ],
     infer: sameAsX,
     run: layerNorm,
@@ -199,7 +249,10 @@ register(
   },
   {
     op: 'l2_norm',
-    versions: [since('iOS15', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'T')), since('iOS17', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'U'))],
+    versions: [
+      since('iOS15', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'T')),
+      since('iOS17', tensor('x', F, 'T'), attr('epsilon', F, likeX(1e-6), 'U')),
+    ],
     infer: (a) => (a.t('x').shape.length < 3 ? a.fail('input rank must be at least 3') : sameAsX(a)),
     run: l2Norm,
     // x / sqrt(sum of squares over the last three axes + epsilon), as normalization.py l2_norm defines it.

@@ -6,13 +6,31 @@ import { ModernBertError } from '../../errors.js';
 import { literal, numel, type Dim, type DType, type TensorType } from '../../ir/graph.js';
 import { mapBroadcast } from '../../runtime/broadcast.js';
 import { allocData } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, FI, FIB, I32, register, since, tensor, tuple, type Kernel, type OnnxArgs } from '../registry.js';
+import {
+  attr,
+  BOOL,
+  constInput,
+  FI,
+  FIB,
+  I32,
+  register,
+  since,
+  tensor,
+  tuple,
+  type Kernel,
+  type OnnxArgs,
+} from '../registry.js';
 import { broadcastShapes, normAxis } from '../shapes.js';
 import { fail, floatOut, ONNX_TYPE, ONNX_TYPE_INT64, onnxSame } from './common.js';
 import { sliceBox } from './tensor-transformation.js';
 
 /** Split sizes: `split_sizes`, or `num_splits` equal parts of dim `d`. */
-function splitSizes(has: (k: string) => boolean, ints: (k: string) => number[], d: Dim, bad: (m: string) => never): number[] {
+function splitSizes(
+  has: (k: string) => boolean,
+  ints: (k: string) => number[],
+  d: Dim,
+  bad: (m: string) => never,
+): number[] {
   if (has('split_sizes')) return ints('split_sizes');
   if (!has('num_splits')) return bad('needs split_sizes or num_splits');
   const n = ints('num_splits')[0]!;
@@ -30,7 +48,12 @@ const split: Kernel = (a) => {
   return sizes.map((s) => {
     const begin = x.shape.map((_, k) => (k === axis ? start : 0));
     start += s;
-    return sliceBox(x, begin, x.shape.map((v, k) => (k === axis ? s : v)), x.shape.map(() => 1));
+    return sliceBox(
+      x,
+      begin,
+      x.shape.map((v, k) => (k === axis ? s : v)),
+      x.shape.map(() => 1),
+    );
   });
 };
 
@@ -52,7 +75,8 @@ const concat: Kernel = (a) => {
   let offset = 0;
   for (const v of vs) {
     const chunk = numel(v.shape.slice(axis));
-    for (let o = 0; o < outer; o++) (out as Float32Array).set((v.data as Float32Array).subarray(o * chunk, (o + 1) * chunk), o * innerOut + offset);
+    for (let o = 0; o < outer; o++)
+      (out as Float32Array).set((v.data as Float32Array).subarray(o * chunk, (o + 1) * chunk), o * innerOut + offset);
     offset += chunk;
   }
   return [{ dtype: vs[0]!.dtype, shape, data: out }];
@@ -73,7 +97,11 @@ const gather: Kernel = (a) => {
       let k = idx.data[j]!;
       if (k < 0) k += d;
       if (!(k >= 0 && k < d)) {
-        throw new ModernBertError('BAD_INPUT', `${a.op.op} "${a.op.name}": index ${idx.data[j]} is out of range 0..${d - 1}`, { op: a.op.name });
+        throw new ModernBertError(
+          'BAD_INPUT',
+          `${a.op.op} "${a.op.name}": index ${idx.data[j]} is out of range 0..${d - 1}`,
+          { op: a.op.name },
+        );
       }
       const src = (o * d + k) * inner;
       (out as Float32Array).set((x.data as Float32Array).subarray(src, src + inner), (o * nIdx + j) * inner);
@@ -111,12 +139,21 @@ const GATHER_X17: DType[] = ['fp16', 'fp32', 'int32', 'int16', 'int8', 'uint8'];
 register(
   {
     op: 'split',
-    versions: [since('iOS15', tensor('x', FIB, 'T'), attr('num_splits', I32, undefined), attr('split_sizes', I32, undefined), constInput('axis', I32))],
+    versions: [
+      since(
+        'iOS15',
+        tensor('x', FIB, 'T'),
+        attr('num_splits', I32, undefined),
+        attr('split_sizes', I32, undefined),
+        constInput('axis', I32),
+      ),
+    ],
     infer: (a) => {
       const x = a.t('x');
       const axis = normAxis(a.ints('axis')[0]!, x.shape.length);
       const sizes = splitSizes(a.has, a.ints, x.shape[axis]!, a.fail);
-      if (typeof x.shape[axis] === 'number' && sizes.reduce((p, q) => p + q, 0) !== x.shape[axis]) a.fail(`split sizes ${sizes.join('+')} != ${x.shape[axis]}`);
+      if (typeof x.shape[axis] === 'number' && sizes.reduce((p, q) => p + q, 0) !== x.shape[axis])
+        a.fail(`split sizes ${sizes.join('+')} != ${x.shape[axis]}`);
       return sizes.map((s) => ({ dtype: x.dtype, shape: x.shape.map((d, k) => (k === axis ? s : d)) }));
     },
     run: split,
@@ -124,7 +161,9 @@ register(
   },
   {
     op: 'concat',
-    versions: [since('iOS15', tuple('values'), constInput('axis', I32), attr('interleave', BOOL, literal('bool', false)))],
+    versions: [
+      since('iOS15', tuple('values'), constInput('axis', I32), attr('interleave', BOOL, literal('bool', false))),
+    ],
     // concat.type_inference: equal dtypes and ranks, the axis summed (symbolic dims may not be concatenated here).
     infer: (a) => {
       const vs = a.tuple('values');
@@ -135,7 +174,8 @@ register(
         if (v.dtype !== first.dtype) a.fail(`values have dtypes ${first.dtype} and ${v.dtype}`);
         if (v.shape.length !== first.shape.length) a.fail('values have different ranks');
         v.shape.forEach((d, k) => {
-          if (k !== axis && d !== first.shape[k]) a.fail(`values differ on axis ${k}: ${String(first.shape[k])} and ${String(d)}`);
+          if (k !== axis && d !== first.shape[k])
+            a.fail(`values differ on axis ${k}: ${String(first.shape[k])} and ${String(d)}`);
         });
         const d = v.shape[axis]!;
         total += typeof d === 'number' ? d : a.fail('cannot concatenate along a symbolic dimension');
@@ -149,7 +189,13 @@ register(
     op: 'gather',
     versions: [
       since('iOS15', tensor('x', FI, 'T'), tensor('indices', I32), attr('axis', I32, literal('int32', 0))),
-      since('iOS16', tensor('x', FI, 'T'), tensor('indices', ['int32', 'int16'], 'I'), attr('axis', I32, literal('int32', 0)), attr('batch_dims', I32, literal('int32', 0))),
+      since(
+        'iOS16',
+        tensor('x', FI, 'T'),
+        tensor('indices', ['int32', 'int16'], 'I'),
+        attr('axis', I32, literal('int32', 0)),
+        attr('batch_dims', I32, literal('int32', 0)),
+      ),
       since(
         'iOS17',
         tensor('x', GATHER_X17, 'T'),
@@ -174,7 +220,10 @@ register(
     run: (a) => {
       const x = a.t('a');
       const y = a.t('b');
-      const dtype = x.data instanceof Float32Array || y.data instanceof Float32Array ? floatOut(x.data instanceof Float32Array ? x : y) : x.dtype;
+      const dtype =
+        x.data instanceof Float32Array || y.data instanceof Float32Array
+          ? floatOut(x.data instanceof Float32Array ? x : y)
+          : x.dtype;
       return [mapBroadcast([a.t('cond'), x, y], dtype, (v) => (v[0] ? v[1]! : v[2]!), a.op.name)];
     },
     onnx: onnxSame('Where', 'cond', 'a', 'b'),
@@ -218,7 +267,14 @@ register(
       const x = a.t('x');
       const reps = a.ints('reps');
       if (reps.length !== x.shape.length) a.fail(`reps has ${reps.length} values for rank ${x.shape.length}`);
-      return [{ dtype: x.dtype, shape: x.shape.map((d, k) => (typeof d === 'number' ? d * reps[k]! : reps[k] === 1 ? d : a.fail('cannot tile a symbolic dimension'))) }];
+      return [
+        {
+          dtype: x.dtype,
+          shape: x.shape.map((d, k) =>
+            typeof d === 'number' ? d * reps[k]! : reps[k] === 1 ? d : a.fail('cannot tile a symbolic dimension'),
+          ),
+        },
+      ];
     },
     run: (a) => {
       const x = a.t('x');
@@ -235,7 +291,8 @@ register(
       }
       return [{ dtype: x.dtype, shape, data: out }];
     },
-    onnx: (a) => void a.node('Tile', [a.input('x'), a.node('Cast', [a.input('reps')], { to: { int: 7 } })[0]!], {}, a.out),
+    onnx: (a) =>
+      void a.node('Tile', [a.input('x'), a.node('Cast', [a.input('reps')], { to: { int: 7 } })[0]!], {}, a.out),
   },
   {
     op: 'shape',
@@ -261,11 +318,19 @@ register(
     },
   },
   // identity takes any tensor, list or dictionary (ListOrTensorOrDictInputType): no dtype constraint.
-  { op: 'identity', versions: [since('iOS15', tensor('x', undefined))], infer: (a) => [a.t('x')], run: (a) => [a.t('x')], onnx: onnxSame('Identity', 'x') },
+  {
+    op: 'identity',
+    versions: [since('iOS15', tensor('x', undefined))],
+    infer: (a) => [a.t('x')],
+    run: (a) => [a.t('x')],
+    onnx: onnxSame('Identity', 'x'),
+  },
   // const: the value lives in the op's `val` attribute (the reader turns const ops into Consts and Literals).
   {
     op: 'const',
-    versions: [since('iOS15', constInput('val', ['fp16', 'fp32', 'int32', 'int16', 'int8', 'uint8', 'bool', 'string']))],
+    versions: [
+      since('iOS15', constInput('val', ['fp16', 'fp32', 'int32', 'int16', 'int8', 'uint8', 'bool', 'string'])),
+    ],
     infer: (a) => [a.t('val')],
     run: (a) => [a.t('val')],
   },

@@ -4,7 +4,22 @@
 
 import { numel, type Dim } from '../../ir/graph.js';
 import { allocData, stridesOf, type RtTensor } from '../../runtime/tensor.js';
-import { attr, BOOL, constInput, FIB, FIB17, I32, IDX17, register, since, tensor, type InferArgs, type Kernel, type OnnxArgs, type OpArgs } from '../registry.js';
+import {
+  attr,
+  BOOL,
+  constInput,
+  FIB,
+  FIB17,
+  I32,
+  IDX17,
+  register,
+  since,
+  tensor,
+  type InferArgs,
+  type Kernel,
+  type OnnxArgs,
+  type OpArgs,
+} from '../registry.js';
 import { normAxis, reshapeShape } from '../shapes.js';
 import { fail, ONNX_END } from './common.js';
 
@@ -59,7 +74,11 @@ export function sliceBox(x: RtTensor, begin: number[], size: number[], stride: n
   const rank = x.shape.length;
   const inStrides = stridesOf(x.shape);
   const cut = size.findIndex((n, k) => n !== x.shape[k]);
-  if (stride.every((s) => s === 1) && size.slice(0, Math.max(cut, 0)).every((n) => n === 1) && size.every((n, k) => k <= cut || (begin[k] === 0 && n === x.shape[k]))) {
+  if (
+    stride.every((s) => s === 1) &&
+    size.slice(0, Math.max(cut, 0)).every((n) => n === 1) &&
+    size.every((n, k) => k <= cut || (begin[k] === 0 && n === x.shape[k]))
+  ) {
     const at = begin.reduce((p, b, k) => p + b * inStrides[k]!, 0);
     return { dtype: x.dtype, shape: size, data: x.data.subarray(at, at + numel(size)) };
   }
@@ -97,7 +116,8 @@ interface SliceSpec {
 }
 
 const sliceSpec = (a: Pick<InferArgs | OpArgs, 'has' | 'ints' | 'bools'>, rank: number): SliceSpec => {
-  const opt = <T>(key: string, read: (k: string) => T[], fill: T): T[] => (a.has(key) ? read(key) : Array<T>(rank).fill(fill));
+  const opt = <T>(key: string, read: (k: string) => T[], fill: T): T[] =>
+    a.has(key) ? read(key) : Array<T>(rank).fill(fill);
   return {
     begin: a.ints('begin'),
     end: a.ints('end'),
@@ -123,7 +143,8 @@ function sliceAxis(s: SliceSpec, k: number, d: number): { b: number; len: number
 const sliceByIndexType = (a: InferArgs) => {
   const x = a.t('x');
   const s = sliceSpec(a, x.shape.length);
-  if (s.begin.length !== x.shape.length || s.end.length !== x.shape.length) a.fail(`begin and end must have ${x.shape.length} values`);
+  if (s.begin.length !== x.shape.length || s.end.length !== x.shape.length)
+    a.fail(`begin and end must have ${x.shape.length} values`);
   const shape: Dim[] = [];
   x.shape.forEach((d, k) => {
     const [b, e, st] = [s.begin[k]!, s.end[k]!, s.stride[k]!];
@@ -179,7 +200,9 @@ const sliceByIndexOnnx = (a: OnnxArgs): void => {
   const s = sliceSpec(a, rank);
   if (s.stride.some((st) => st <= 0)) a.fail('only positive strides are supported');
   const starts = s.begin.map((b, k) => (s.beginMask[k] ? 0 : b));
-  const ends = s.end.map((e, k) => (s.squeezeMask[k] ? (starts[k] === -1 ? ONNX_END : starts[k]! + 1) : s.endMask[k] ? ONNX_END : e));
+  const ends = s.end.map((e, k) =>
+    s.squeezeMask[k] ? (starts[k] === -1 ? ONNX_END : starts[k]! + 1) : s.endMask[k] ? ONNX_END : e,
+  );
   const axes = Array.from({ length: rank }, (_, k) => k);
   const squeezed = axes.filter((k) => s.squeezeMask[k]);
   const inputs = [a.input('x'), a.int64s(starts), a.int64s(ends), a.int64s(axes), a.int64s(s.stride)];
@@ -231,7 +254,8 @@ register(
       const x = a.t('x');
       return relabel(x, squeezedShape(x.shape, a.has('axes') ? a.ints('axes') : undefined));
     },
-    onnx: (a) => void a.node('Squeeze', a.has('axes') ? [a.input('x'), a.int64s(a.ints('axes'))] : [a.input('x')], {}, a.out),
+    onnx: (a) =>
+      void a.node('Squeeze', a.has('axes') ? [a.input('x'), a.int64s(a.ints('axes'))] : [a.input('x')], {}, a.out),
   },
   {
     op: 'transpose',
@@ -239,20 +263,50 @@ register(
     infer: (a) => {
       const x = a.t('x');
       const perm = a.ints('perm').map((p) => normAxis(p, x.shape.length));
-      if (perm.length !== x.shape.length || new Set(perm).size !== perm.length) a.fail(`perm [${perm.join(', ')}] is not a permutation of rank ${x.shape.length}`);
+      if (perm.length !== x.shape.length || new Set(perm).size !== perm.length)
+        a.fail(`perm [${perm.join(', ')}] is not a permutation of rank ${x.shape.length}`);
       return [{ dtype: x.dtype, shape: perm.map((p) => x.shape[p]!) }];
     },
     run: (a) => {
       const x = a.t('x');
-      return [transposeTensor(x, a.ints('perm').map((p) => normAxis(p, x.shape.length)))];
+      return [
+        transposeTensor(
+          x,
+          a.ints('perm').map((p) => normAxis(p, x.shape.length)),
+        ),
+      ];
     },
-    onnx: (a) => void a.node('Transpose', [a.input('x')], { perm: { ints: a.ints('perm').map((p) => normAxis(p, a.type('x').shape.length)) } }, a.out),
+    onnx: (a) =>
+      void a.node(
+        'Transpose',
+        [a.input('x')],
+        { perm: { ints: a.ints('perm').map((p) => normAxis(p, a.type('x').shape.length)) } },
+        a.out,
+      ),
   },
   {
     op: 'slice_by_index',
     versions: [
-      since('iOS15', X15, tensor('begin', I32), tensor('end', I32), attr('stride', I32, undefined), attr('begin_mask', BOOL, undefined), attr('end_mask', BOOL, undefined), attr('squeeze_mask', BOOL, undefined)),
-      since('iOS17', X17, tensor('begin', IDX17, 'U'), tensor('end', IDX17, 'U'), attr('stride', IDX17, undefined, 'U'), attr('begin_mask', BOOL, undefined), attr('end_mask', BOOL, undefined), attr('squeeze_mask', BOOL, undefined)),
+      since(
+        'iOS15',
+        X15,
+        tensor('begin', I32),
+        tensor('end', I32),
+        attr('stride', I32, undefined),
+        attr('begin_mask', BOOL, undefined),
+        attr('end_mask', BOOL, undefined),
+        attr('squeeze_mask', BOOL, undefined),
+      ),
+      since(
+        'iOS17',
+        X17,
+        tensor('begin', IDX17, 'U'),
+        tensor('end', IDX17, 'U'),
+        attr('stride', IDX17, undefined, 'U'),
+        attr('begin_mask', BOOL, undefined),
+        attr('end_mask', BOOL, undefined),
+        attr('squeeze_mask', BOOL, undefined),
+      ),
     ],
     infer: sliceByIndexType,
     run: sliceByIndex,
@@ -260,7 +314,10 @@ register(
   },
   {
     op: 'slice_by_size',
-    versions: [since('iOS15', X15, tensor('begin', I32), tensor('size', I32)), since('iOS17', X17, tensor('begin', IDX17, 'U'), tensor('size', IDX17, 'U'))],
+    versions: [
+      since('iOS15', X15, tensor('begin', I32), tensor('size', I32)),
+      since('iOS17', X17, tensor('begin', IDX17, 'U'), tensor('size', IDX17, 'U')),
+    ],
     infer: (a) => {
       const x = a.t('x');
       return [{ dtype: x.dtype, shape: sliceBySizeShape(x.shape, a.ints('begin'), a.ints('size'), a.fail) }];
@@ -269,13 +326,22 @@ register(
       const x = a.t('x');
       const begin = a.ints('begin').map((b, k) => normAxis(b, x.shape[k]!));
       const size = sliceBySizeShape(x.shape, begin, a.ints('size'), (m) => fail(a, m)) as number[];
-      if (size.some((s, k) => s < 0 || begin[k]! + s > x.shape[k]!)) fail(a, `slice [${begin.join(', ')}] + [${size.join(', ')}] is outside [${x.shape.join(', ')}]`);
-      return [sliceBox(x, begin, size, size.map(() => 1))];
+      if (size.some((s, k) => s < 0 || begin[k]! + s > x.shape[k]!))
+        fail(a, `slice [${begin.join(', ')}] + [${size.join(', ')}] is outside [${x.shape.join(', ')}]`);
+      return [
+        sliceBox(
+          x,
+          begin,
+          size,
+          size.map(() => 1),
+        ),
+      ];
     },
     onnx: (a) => {
       const begin = a.ints('begin');
       const ends = a.ints('size').map((n, k) => (n === -1 ? ONNX_END : begin[k]! + n));
-      if (begin.some((b, k) => b < 0 && ends[k] !== ONNX_END)) a.fail('negative begins are not supported in ONNX export');
+      if (begin.some((b, k) => b < 0 && ends[k] !== ONNX_END))
+        a.fail('negative begins are not supported in ONNX export');
       a.node('Slice', [a.input('x'), a.int64s(begin), a.int64s(ends)], {}, a.out);
     },
   },

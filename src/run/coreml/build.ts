@@ -45,7 +45,13 @@ const execProgram: Exec = (file, args, timeoutMs) =>
 
 /** This process's environment. */
 export function processHelperEnv(onNote?: (line: string) => void): HelperEnv {
-  return { env: process.env, platform: process.platform, arch: process.arch, exec: execProgram, ...(onNote ? { onNote } : {}) };
+  return {
+    env: process.env,
+    platform: process.platform,
+    arch: process.arch,
+    exec: execProgram,
+    ...(onNote ? { onNote } : {}),
+  };
 }
 
 /** The helper command named in the environment, if any. */
@@ -60,20 +66,31 @@ export function helperOverride(env: NodeJS.ProcessEnv): string[] | undefined {
     argv = undefined;
   }
   if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string' && a.length > 0)) {
-    throw new ModernBertError('BAD_ARGUMENT', `${HELPER_ENV} must name a program, or hold a JSON array of its arguments`);
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      `${HELPER_ENV} must name a program, or hold a JSON array of its arguments`,
+    );
   }
   return argv as string[];
 }
 
 /** Throws the one-line "needs macOS" error for `what` unless Core ML can be reached (macOS, or a helper named for testing). */
-export function requireCoreML(what: string, h: Pick<HelperEnv, 'env' | 'platform'> = { env: process.env, platform: process.platform }): void {
+export function requireCoreML(
+  what: string,
+  h: Pick<HelperEnv, 'env' | 'platform'> = { env: process.env, platform: process.platform },
+): void {
   if (helperOverride(h.env) || h.platform === 'darwin') return;
-  throw new ModernBertError('UNSUPPORTED', `${what} ${MACOS_NEEDED}; this system is ${h.platform}`, { platform: h.platform });
+  throw new ModernBertError('UNSUPPORTED', `${what} ${MACOS_NEEDED}; this system is ${h.platform}`, {
+    platform: h.platform,
+  });
 }
 
 /** The first line of a compiler's complaint that names an error (else its first line). */
 function firstError(text: string): string {
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return lines.find((l) => /error:/.test(l)) ?? lines[0] ?? 'no output';
 }
 
@@ -86,7 +103,10 @@ export async function helperCommand(h: HelperEnv): Promise<string[]> {
   try {
     version = (await h.exec('xcrun', ['swiftc', '--version'], 60_000)).stdout;
   } catch (e) {
-    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'xcrun was not found' : firstError(String((e as { stderr?: string }).stderr ?? (e as Error).message));
+    const why =
+      (e as NodeJS.ErrnoException).code === 'ENOENT'
+        ? 'xcrun was not found'
+        : firstError(String((e as { stderr?: string }).stderr ?? (e as Error).message));
     throw new ModernBertError('UNSUPPORTED', `Core ML ${MACOS_NEEDED}: ${why}`);
   }
   const source = readFileSync(HELPER_SOURCE, 'utf8');
@@ -105,7 +125,10 @@ export async function helperCommand(h: HelperEnv): Promise<string[]> {
     renameSync(tmp, bin);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw new ModernBertError('UNSUPPORTED', `could not build the Core ML helper with xcrun swiftc: ${firstError(String((e as { stderr?: string }).stderr ?? (e as Error).message))}`);
+    throw new ModernBertError(
+      'UNSUPPORTED',
+      `could not build the Core ML helper with xcrun swiftc: ${firstError(String((e as { stderr?: string }).stderr ?? (e as Error).message))}`,
+    );
   }
   return [bin];
 }

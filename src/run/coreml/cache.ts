@@ -38,7 +38,12 @@ export function packageHash(path: string): string {
     }
     for (const name of entries) {
       const full = join(dir, name);
-      if (files.length >= MAX_PACKAGE_ENTRIES) throw new ModernBertError('BAD_INPUT', `${path} holds more than ${MAX_PACKAGE_ENTRIES} files: not a Core ML package`, { path });
+      if (files.length >= MAX_PACKAGE_ENTRIES)
+        throw new ModernBertError(
+          'BAD_INPUT',
+          `${path} holds more than ${MAX_PACKAGE_ENTRIES} files: not a Core ML package`,
+          { path },
+        );
       const st = lstatSync(full);
       if (st.isDirectory()) walk(full);
       else files.push(full);
@@ -53,7 +58,10 @@ export function packageHash(path: string): string {
       h.update(`link\0${rel}\0${readlinkSync(file)}\0`);
       continue;
     }
-    if (!st.isFile()) throw new ModernBertError('BAD_INPUT', `${file} is not a regular file (a package holds plain files)`, { path: file });
+    if (!st.isFile())
+      throw new ModernBertError('BAD_INPUT', `${file} is not a regular file (a package holds plain files)`, {
+        path: file,
+      });
     h.update(`file\0${rel}\0${st.size}\0`);
     let fd: number;
     try {

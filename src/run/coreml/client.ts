@@ -52,15 +52,28 @@ export class HelperProcess {
       };
     });
     this.child.on('exit', (code, signal) => {
-        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        const during = this.pending ? ` during ${this.pending.op}` : '';
-        const said = this.stderrTail.trim() ? ` (it said: ${brief(this.stderrTail.trim().split('\n').slice(-3).join(' | '), 300)})` : '';
-        this.fail(new ModernBertError('UNSUPPORTED', `the Core ML helper ${how}${during}${said}; ${CPU_ONLY_HINT}`, { code, signal }));
-        this.onExit();
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const during = this.pending ? ` during ${this.pending.op}` : '';
+      const said = this.stderrTail.trim()
+        ? ` (it said: ${brief(this.stderrTail.trim().split('\n').slice(-3).join(' | '), 300)})`
+        : '';
+      this.fail(
+        new ModernBertError('UNSUPPORTED', `the Core ML helper ${how}${during}${said}; ${CPU_ONLY_HINT}`, {
+          code,
+          signal,
+        }),
+      );
+      this.onExit();
     });
     // A command that cannot be started emits 'error' and no 'exit'.
     this.child.on('error', (e: NodeJS.ErrnoException) => {
-      this.fail(new ModernBertError('UNSUPPORTED', `the Core ML helper could not be started (${argv[0]}: ${e.code ?? e.message})`, { command: argv[0] }));
+      this.fail(
+        new ModernBertError(
+          'UNSUPPORTED',
+          `the Core ML helper could not be started (${argv[0]}: ${e.code ?? e.message})`,
+          { command: argv[0] },
+        ),
+      );
       if (this.child.pid === undefined) this.onExit();
     });
     this.child.stdin.on('error', () => {}); // a helper that died closes the pipe: its exit says why
@@ -95,7 +108,13 @@ export class HelperProcess {
     this.busy();
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.fail(new ModernBertError('UNSUPPORTED', `the Core ML helper did not answer ${op} within ${Math.round(timeoutMs / 1000)} s (stopped it); ${CPU_ONLY_HINT}`, { op, timeoutMs }));
+        this.fail(
+          new ModernBertError(
+            'UNSUPPORTED',
+            `the Core ML helper did not answer ${op} within ${Math.round(timeoutMs / 1000)} s (stopped it); ${CPU_ONLY_HINT}`,
+            { op, timeoutMs },
+          ),
+        );
         this.child.kill('SIGKILL');
       }, timeoutMs);
       this.pending = { id, op, resolve, reject, timer };
@@ -137,14 +156,21 @@ export class HelperProcess {
       this.fail(protocolError(message));
       this.child.kill('SIGKILL');
     };
-    if (typeof r !== 'object' || r === null || Array.isArray(r)) return fail(`it printed a line that is not a JSON reply: ${brief(line)}`);
+    if (typeof r !== 'object' || r === null || Array.isArray(r))
+      return fail(`it printed a line that is not a JSON reply: ${brief(line)}`);
     const reply = r as Record<string, unknown>;
     const p = this.pending;
     if (!p) return fail(`it replied when nothing was asked: ${brief(line)}`);
     if (reply.id !== p.id) return fail(`it answered request ${p.id} (${p.op}) with id ${brief(reply.id)}`);
     if (reply.ok === false) {
       this.settle();
-      return p.reject(new ModernBertError('UNSUPPORTED', `Core ML: ${typeof reply.error === 'string' ? reply.error : brief(reply.error)}`, { op: p.op }));
+      return p.reject(
+        new ModernBertError(
+          'UNSUPPORTED',
+          `Core ML: ${typeof reply.error === 'string' ? reply.error : brief(reply.error)}`,
+          { op: p.op },
+        ),
+      );
     }
     if (reply.ok !== true) return fail(`its reply to ${p.op} has ok = ${brief(reply.ok)}`);
     try {
@@ -177,11 +203,13 @@ export class HelperProcess {
   // that forgets close() still exits (the helper then reads end of input and exits too).
   private busy(): void {
     this.child.ref();
-    for (const s of [this.child.stdin, this.child.stdout, this.child.stderr]) (s as unknown as { ref?: () => void }).ref?.();
+    for (const s of [this.child.stdin, this.child.stdout, this.child.stderr])
+      (s as unknown as { ref?: () => void }).ref?.();
   }
 
   private idle(): void {
     this.child.unref();
-    for (const s of [this.child.stdin, this.child.stdout, this.child.stderr]) (s as unknown as { unref?: () => void }).unref?.();
+    for (const s of [this.child.stdin, this.child.stdout, this.child.stderr])
+      (s as unknown as { unref?: () => void }).unref?.();
   }
 }

@@ -25,7 +25,11 @@ export class CoreMLExecutor implements Executor {
 
   async run(inputs: Record<string, RtTensor>, opts: { keep?: string[] } = {}): Promise<Map<string, RtTensor>> {
     const inner = (opts.keep ?? []).filter((k) => !this.graph.outputs.includes(k));
-    if (inner.length > 0) throw new ModernBertError('BAD_ARGUMENT', `Core ML returns a package's outputs only, not its internal values (${inner.join(', ')}): leave out --runtime coreml to read them`);
+    if (inner.length > 0)
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `Core ML returns a package's outputs only, not its internal values (${inner.join(', ')}): leave out --runtime coreml to read them`,
+      );
     const model = await this.session.model(this.ref, this.units);
     const wire: Record<string, WireArray> = {};
     for (const v of this.graph.inputs) {
@@ -37,7 +41,10 @@ export class CoreMLExecutor implements Executor {
     const out = new Map<string, RtTensor>();
     for (const name of this.graph.outputs) {
       const a = outputs.get(name);
-      if (!a) throw protocolError(`predict returned no output "${name}" (it returned ${[...outputs.keys()].join(', ') || 'none'})`);
+      if (!a)
+        throw protocolError(
+          `predict returned no output "${name}" (it returned ${[...outputs.keys()].join(', ') || 'none'})`,
+        );
       const declared = this.graph.ops.flatMap((o) => o.outputs).find((o) => o.name === name)?.type.dtype ?? 'fp32';
       out.set(name, { dtype: a.dtype === 'int32' ? 'int32' : declared, shape: a.shape, data: a.data });
     }
@@ -49,10 +56,17 @@ export class CoreMLExecutor implements Executor {
  * The executor factory of --runtime coreml: packages run in Core ML with `units`. A graph that is no package's
  * (a checkpoint's) runs on our interpreter when `checkpointsOnEngine` (diff's float32 side), else is an error.
  */
-export function coremlExecutorFactory(session: CoreMLSession, units: ComputeUnits, fallback?: ExecutorFactory): ExecutorFactory {
+export function coremlExecutorFactory(
+  session: CoreMLSession,
+  units: ComputeUnits,
+  fallback?: ExecutorFactory,
+): ExecutorFactory {
   return (graph, precision, source) => {
     if (source) return new CoreMLExecutor(graph, session, source, units);
     if (fallback) return fallback(graph, precision);
-    throw new ModernBertError('BAD_ARGUMENT', '--runtime coreml runs Core ML packages, and this model is a checkpoint: convert it first (modernbert-ane convert MODEL --out X.mlpackage)');
+    throw new ModernBertError(
+      'BAD_ARGUMENT',
+      '--runtime coreml runs Core ML packages, and this model is a checkpoint: convert it first (modernbert-ane convert MODEL --out X.mlpackage)',
+    );
   };
 }

@@ -45,7 +45,11 @@ export interface PlanReport {
 }
 
 /** The plan of one function, joined to its graph and summed per device. */
-export function summarizePlan(reply: PlanReply, graph: Graph, meta: { package: string; compute_units: string; os: string }): PlanReport {
+export function summarizePlan(
+  reply: PlanReply,
+  graph: Graph,
+  meta: { package: string; compute_units: string; os: string },
+): PlanReport {
   const byOutput = new Map<string, number>();
   graph.ops.forEach((op, i) => op.outputs.forEach((o) => byOutput.set(o.name, i)));
   const types = new Map(graph.ops.flatMap((op) => op.outputs.map((o) => [o.name, o.type] as const)));
@@ -85,7 +89,10 @@ export function summarizePlan(reply: PlanReply, graph: Graph, meta: { package: s
     os: meta.os,
     ops: { total, ane: count('ane'), gpu: count('gpu'), cpu: count('cpu'), none: count(null), const_ops: constOps },
     op_share: { ane: share(count('ane'), total), gpu: share(count('gpu'), total), cpu: share(count('cpu'), total) },
-    cost_share: costTotal > 0 ? { ane: costOf('ane') / costTotal, gpu: costOf('gpu') / costTotal, cpu: costOf('cpu') / costTotal } : null,
+    cost_share:
+      costTotal > 0
+        ? { ane: costOf('ane') / costTotal, gpu: costOf('gpu') / costTotal, cpu: costOf('cpu') / costTotal }
+        : null,
     off_ane: perOp.filter((o) => o.device !== 'ane'),
     per_op: perOp,
   };

@@ -34,18 +34,25 @@ export function wireDType(dtype: DType): WireDType {
     case 'fp32':
       return 'float32';
     default:
-      throw new ModernBertError('UNSUPPORTED', `Core ML multi-array features are int32, float16 or float32; this one is ${dtype}`, { dtype });
+      throw new ModernBertError(
+        'UNSUPPORTED',
+        `Core ML multi-array features are int32, float16 or float32; this one is ${dtype}`,
+        { dtype },
+      );
   }
 }
 
 /** A tensor's values as a wire array of `dtype` (floats rounded to float16 when the wire says so). */
 export function encodeArray(t: Pick<RtTensor, 'shape' | 'data'>, dtype: WireDType): WireArray {
   const n = t.shape.reduce((a, b) => a * b, 1);
-  if (t.data.length !== n) throw new ModernBertError('INTERNAL', `a tensor of shape [${t.shape.join(', ')}] holds ${t.data.length} values`);
+  if (t.data.length !== n)
+    throw new ModernBertError('INTERNAL', `a tensor of shape [${t.shape.join(', ')}] holds ${t.data.length} values`);
   let bytes: Uint8Array;
   if (dtype === 'int32') {
     const a = Int32Array.from(t.data as ArrayLike<number>);
-    for (let i = 0; i < n; i++) if (a[i] !== t.data[i]) throw new ModernBertError('BAD_INPUT', `value ${t.data[i]} at element ${i} is not an int32`, { index: i });
+    for (let i = 0; i < n; i++)
+      if (a[i] !== t.data[i])
+        throw new ModernBertError('BAD_INPUT', `value ${t.data[i]} at element ${i} is not an int32`, { index: i });
     bytes = new Uint8Array(a.buffer);
   } else if (dtype === 'float16') {
     bytes = new Uint8Array(encodeF16(Float32Array.from(t.data as ArrayLike<number>)).buffer);
@@ -54,20 +61,36 @@ export function encodeArray(t: Pick<RtTensor, 'shape' | 'data'>, dtype: WireDTyp
   } else {
     bytes = new Uint8Array(Float64Array.from(t.data as ArrayLike<number>).buffer);
   }
-  return { dtype, shape: [...t.shape], data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') };
+  return {
+    dtype,
+    shape: [...t.shape],
+    data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64'),
+  };
 }
 
 /** A wire array's values: int32 as Int32Array, floats of any width as Float32Array (as our runtime holds them). */
-export function decodeArray(w: unknown, what: string): { dtype: WireDType; shape: number[]; data: Float32Array | Int32Array } {
+export function decodeArray(
+  w: unknown,
+  what: string,
+): { dtype: WireDType; shape: number[]; data: Float32Array | Int32Array } {
   const a = w as Partial<WireArray> | null;
-  if (typeof a !== 'object' || a === null || typeof a.dtype !== 'string' || !(a.dtype in BYTES) || !Array.isArray(a.shape) || typeof a.data !== 'string') {
+  if (
+    typeof a !== 'object' ||
+    a === null ||
+    typeof a.dtype !== 'string' ||
+    !(a.dtype in BYTES) ||
+    !Array.isArray(a.shape) ||
+    typeof a.data !== 'string'
+  ) {
     throw protocolError(`${what} is not an array ({dtype, shape, data}): ${brief(w)}`);
   }
-  if (!a.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw protocolError(`${what} has shape ${brief(a.shape)}`);
+  if (!a.shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+    throw protocolError(`${what} has shape ${brief(a.shape)}`);
   const n = a.shape.reduce((x: number, y: number) => x * y, 1);
   const buf = Buffer.from(a.data, 'base64');
   const size = BYTES[a.dtype];
-  if (buf.length !== n * size) throw protocolError(`${what}: ${buf.length} bytes do not hold shape [${a.shape.join(', ')}] of ${a.dtype}`);
+  if (buf.length !== n * size)
+    throw protocolError(`${what}: ${buf.length} bytes do not hold shape [${a.shape.join(', ')}] of ${a.dtype}`);
   // A fresh, aligned copy: base64 decoding may hand back a slice of a shared pool at any offset.
   const bytes = new Uint8Array(buf.length);
   bytes.set(buf);
@@ -159,8 +182,15 @@ export function checkReply(op: string, r: Record<string, unknown>): void {
       if (!Array.isArray(r.ops)) bad('ops');
       for (const o of r.ops as Record<string, unknown>[]) {
         const ok =
-          typeof o === 'object' && o !== null && Number.isSafeInteger(o.index) && typeof o.type === 'string' && Array.isArray(o.outputs) && o.outputs.every((x) => typeof x === 'string') &&
-          (o.preferred === undefined || typeof o.preferred === 'string') && (o.supported === undefined || (Array.isArray(o.supported) && o.supported.every((x) => typeof x === 'string'))) &&
+          typeof o === 'object' &&
+          o !== null &&
+          Number.isSafeInteger(o.index) &&
+          typeof o.type === 'string' &&
+          Array.isArray(o.outputs) &&
+          o.outputs.every((x) => typeof x === 'string') &&
+          (o.preferred === undefined || typeof o.preferred === 'string') &&
+          (o.supported === undefined ||
+            (Array.isArray(o.supported) && o.supported.every((x) => typeof x === 'string'))) &&
           (o.cost === undefined || isNum(o.cost));
         if (!ok) throw protocolError(`its reply to plan has an op ${brief(o)}`);
       }

@@ -8,14 +8,29 @@ import { ModernBertError } from '../../errors.js';
 import { HelperProcess } from './client.js';
 import { cacheDir, compiledPaths, packageHash } from './cache.js';
 import { helperCommand, processHelperEnv, type HelperEnv } from './build.js';
-import { decodeArray, PROTOCOL_VERSION, protocolError, type CompileReply, type Hello, type LoadReply, type PlanReply, type PredictReply, type WireArray } from './protocol.js';
+import {
+  decodeArray,
+  PROTOCOL_VERSION,
+  protocolError,
+  type CompileReply,
+  type Hello,
+  type LoadReply,
+  type PlanReply,
+  type PredictReply,
+  type WireArray,
+} from './protocol.js';
 
 /** The compute units a model may use (MLComputeUnits), by the CLI's names. */
 export const COMPUTE_UNITS = ['all', 'cpu-and-ne', 'cpu-only', 'cpu-and-gpu'] as const;
 export type ComputeUnits = (typeof COMPUTE_UNITS)[number];
 
 /** The protocol's names for them (helper.swift computeUnits()). */
-const WIRE_UNITS: Record<ComputeUnits, string> = { all: 'all', 'cpu-and-ne': 'cpuAndNeuralEngine', 'cpu-only': 'cpuOnly', 'cpu-and-gpu': 'cpuAndGPU' };
+const WIRE_UNITS: Record<ComputeUnits, string> = {
+  all: 'all',
+  'cpu-and-ne': 'cpuAndNeuralEngine',
+  'cpu-only': 'cpuOnly',
+  'cpu-and-gpu': 'cpuAndGPU',
+};
 
 /** Time limits per request, in milliseconds. */
 export interface Timeouts {
@@ -29,7 +44,14 @@ export interface Timeouts {
 
 // A first Neural Engine compile has been seen to take from 23 s to 9 minutes (docs/COREML.md): loads and
 // compiles get half an hour.
-export const DEFAULT_TIMEOUTS: Timeouts = { hello: 60_000, compile: 1_800_000, load: 1_800_000, predict: 600_000, plan: 1_800_000, unload: 60_000 };
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  hello: 60_000,
+  compile: 1_800_000,
+  load: 1_800_000,
+  predict: 600_000,
+  plan: 1_800_000,
+  unload: 60_000,
+};
 
 /** Caps every time limit, in seconds (for testing, or to give up sooner). */
 export const TIMEOUT_ENV = 'MODERNBERT_ANE_COREML_TIMEOUT_S';
@@ -75,10 +97,14 @@ export class CoreMLSession {
   /** The time of the latest prediction, in milliseconds (Core ML's own, without the pipe). */
   lastPredictMs = Number.NaN;
 
-  constructor(private readonly env: HelperEnv = processHelperEnv(), timeouts: Partial<Timeouts> = {}) {
+  constructor(
+    private readonly env: HelperEnv = processHelperEnv(),
+    timeouts: Partial<Timeouts> = {},
+  ) {
     const cap = Number(env.env[TIMEOUT_ENV]);
     const all = { ...DEFAULT_TIMEOUTS, ...timeouts };
-    if (env.env[TIMEOUT_ENV] !== undefined && !(cap > 0)) throw new ModernBertError('BAD_ARGUMENT', `${TIMEOUT_ENV} must be a positive number of seconds`);
+    if (env.env[TIMEOUT_ENV] !== undefined && !(cap > 0))
+      throw new ModernBertError('BAD_ARGUMENT', `${TIMEOUT_ENV} must be a positive number of seconds`);
     for (const k of Object.keys(all) as (keyof Timeouts)[]) if (cap > 0) all[k] = Math.min(all[k], cap * 1000);
     this.timeouts = all;
     open.add(this);
@@ -110,7 +136,11 @@ export class CoreMLSession {
     const { compiled } = await this.compile(ref.path);
     // Core ML refuses a function name for a package of one function; the default function needs none.
     const fn = ref.functions.length > 1 ? { function: ref.functionName } : {};
-    const r = (await this.request('load', { compiled, ...fn, compute_units: WIRE_UNITS[units] })) as unknown as LoadReply;
+    const r = (await this.request('load', {
+      compiled,
+      ...fn,
+      compute_units: WIRE_UNITS[units],
+    })) as unknown as LoadReply;
     return { handle: r.model, loadMs: r.load_ms };
   }
 
@@ -140,7 +170,9 @@ export class CoreMLSession {
   /** One prediction on a loaded model. */
   async predict(handle: number, inputs: Record<string, WireArray>): Promise<Prediction> {
     const r = (await this.request('predict', { model: handle, inputs })) as unknown as PredictReply;
-    const outputs = new Map(Object.entries(r.outputs).map(([name, w]) => [name, decodeArray(w, `output "${name}"`)] as const));
+    const outputs = new Map(
+      Object.entries(r.outputs).map(([name, w]) => [name, decodeArray(w, `output "${name}"`)] as const),
+    );
     this.lastPredictMs = r.predict_ms;
     return { outputs, predictMs: r.predict_ms };
   }
@@ -151,9 +183,16 @@ export class CoreMLSession {
     const hello = await this.hello();
     const [major, minor] = hello.os_version;
     if (major < 14 || (major === 14 && minor < 4)) {
-      throw new ModernBertError('UNSUPPORTED', `plan needs macOS 14.4 or later (MLComputePlan); this is macOS ${hello.os_version.join('.')}`);
+      throw new ModernBertError(
+        'UNSUPPORTED',
+        `plan needs macOS 14.4 or later (MLComputePlan); this is macOS ${hello.os_version.join('.')}`,
+      );
     }
-    return (await this.request('plan', { compiled, function: ref.functionName, compute_units: WIRE_UNITS[units] })) as unknown as PlanReply;
+    return (await this.request('plan', {
+      compiled,
+      function: ref.functionName,
+      compute_units: WIRE_UNITS[units],
+    })) as unknown as PlanReply;
   }
 
   /** Stops the helper. */
@@ -190,7 +229,10 @@ export class CoreMLSession {
     if (r.compiled_now) {
       // The cache entry remembers how long it took, for a later bench that finds it there.
       mkdirSync(dirname(record), { recursive: true });
-      writeFileSync(record, `${JSON.stringify({ compile_ms: r.compile_ms, package: path, compiled_at: new Date().toISOString() })}\n`);
+      writeFileSync(
+        record,
+        `${JSON.stringify({ compile_ms: r.compile_ms, package: path, compiled_at: new Date().toISOString() })}\n`,
+      );
       return { compiled, hash, compiledNow: true, compileMs: r.compile_ms! };
     }
     return { compiled, hash, compiledNow: false, compileMs: recordedCompileMs(record) };

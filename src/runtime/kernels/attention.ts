@@ -43,8 +43,24 @@ export async function attend(args: AttendArgs): Promise<void> {
   const perKey = args.bias !== undefined && args.bias.length !== Sk * W;
   const block = attendBlock(Sk, W);
   const task: AttendTask = {
-    kind: 'attend', Sk, D, Dv, k: args.k, q: args.q, v: args.v, out: args.out, ldk: D, ldq: W, ldv: Sk, ldo: W,
-    bias: args.bias, perKey, ldb: W, q0: 0, q1: W, block,
+    kind: 'attend',
+    Sk,
+    D,
+    Dv,
+    k: args.k,
+    q: args.q,
+    v: args.v,
+    out: args.out,
+    ldk: D,
+    ldq: W,
+    ldv: Sk,
+    ldo: W,
+    bias: args.bias,
+    perKey,
+    ldb: W,
+    q0: 0,
+    q1: W,
+    block,
   };
   const threads = kernelThreads();
   const shares = ranges(W, threads, 16).filter(([a, b]) => b - a >= 8);
@@ -56,8 +72,11 @@ export async function attend(args: AttendArgs): Promise<void> {
     // Workers see only shared memory: operands outside the arena's shared slabs are copied into the
     // staging buffers (a few MB at 8,192 keys, against ~2 x Sk x W x D multiply-adds per call).
     const sh = {
-      k: stage(0, args.k), q: stage(1, args.q), v: stage(2, args.v),
-      bias: args.bias === undefined ? undefined : stage(3, args.bias), out: stage(4, args.out, false),
+      k: stage(0, args.k),
+      q: stage(1, args.q),
+      v: stage(2, args.v),
+      bias: args.bias === undefined ? undefined : stage(3, args.bias),
+      out: stage(4, args.out, false),
     };
     const shared: AttendTask = { ...task, ...sh };
     const [first, ...rest] = shares.map(([q0, q1]) => ({ ...shared, q0, q1 }));

@@ -70,5 +70,14 @@ export class GemmEngine {
   /** Rounds every element of `a` to the nearest float16 value in place. */
   roundToF16(a: Float32Array): void;
   /** Softmax over axis 1 of x as [outer, n, inner] (+ bias per element, or per position of the axis when perKey) into out. */
-  softmax(out: Float32Array, x: Float32Array, bias: Float32Array | undefined, perKey: boolean, outer: number, n: number, inner: number, half: boolean): void;
+  softmax(
+    out: Float32Array,
+    x: Float32Array,
+    bias: Float32Array | undefined,
+    perKey: boolean,
+    outer: number,
+    n: number,
+    inner: number,
+    half: boolean,
+  ): void;
 }

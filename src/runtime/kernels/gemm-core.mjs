@@ -38,7 +38,7 @@ function copy(dst, d, src, s, n) {
  */
 function kBlocks(Kp, chunk) {
   const blocks = [];
-  for (let pc = 0; pc < Kp; ) {
+  for (let pc = 0; pc < Kp;) {
     const chunkEnd = chunk > 0 ? Math.min(Kp, (Math.floor(pc / chunk) + 1) * chunk) : Kp;
     const kb = Math.min(KC, chunkEnd - pc);
     blocks.push([pc, kb, chunk > 0 && pc + kb === chunkEnd]);
@@ -106,7 +106,17 @@ export class GemmEngine {
     this.reserve(at + this.packedAFloats(t));
     for (let ic = t.i0; ic < t.i1; ic += mc) {
       const mb = Math.min(mc, t.i1 - ic);
-      this.pack({ src: t.a, cols: t.transA, ld: t.lda }, ic, mb, roundUp(mb, MR), t.K, Kp, blocks, MR, at + (ic - t.i0) * Kp);
+      this.pack(
+        { src: t.a, cols: t.transA, ld: t.lda },
+        ic,
+        mb,
+        roundUp(mb, MR),
+        t.K,
+        Kp,
+        blocks,
+        MR,
+        at + (ic - t.i0) * Kp,
+      );
     }
   }
 
@@ -259,7 +269,8 @@ export class GemmEngine {
       f32.fill(0, sAt, sAt + Skp * nbp);
       for (let ic = 0; ic < Sk; ic += kB.mc) {
         const mbp = roundUp(Math.min(kB.mc, Sk - ic), MR);
-        for (const [pc, kb] of kB.blocks) w.macro(4 * (kAt + ic * Dp + pc * mbp), 4 * (packQ + pc * nbp), 4 * (sAt + ic * nbp), mbp, nbp, kb, nbp);
+        for (const [pc, kb] of kB.blocks)
+          w.macro(4 * (kAt + ic * Dp + pc * mbp), 4 * (packQ + pc * nbp), 4 * (sAt + ic * nbp), mbp, nbp, kb, nbp);
       }
       if (bias && !perKey) {
         if (nbp !== nq) f32.fill(0, bAt, bAt + Sk * nbp);
@@ -272,7 +283,8 @@ export class GemmEngine {
         const mb = Math.min(vB.mc, Dv - ic);
         const mbp = roundUp(mb, MR);
         f32.fill(0, cAt, cAt + mbp * nbp);
-        for (const [pc, kb] of vB.blocks) w.macro(4 * (vAt + ic * Skp + pc * mbp), 4 * (packP + pc * nbp), 4 * cAt, mbp, nbp, kb, nbp);
+        for (const [pc, kb] of vB.blocks)
+          w.macro(4 * (vAt + ic * Skp + pc * mbp), 4 * (packP + pc * nbp), 4 * cAt, mbp, nbp, kb, nbp);
         for (let i = 0; i < mb; i++) copy(out, (ic + i) * t.ldo + j, f32, cAt + i * nbp, nq);
       }
       if (nq !== block) break;

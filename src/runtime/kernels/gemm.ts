@@ -45,8 +45,13 @@ const NR = 16;
 /** Checks the arguments and resolves the defaults into a task for the whole of C. */
 function wholeTask(args: GemmArgs): GemmTask {
   const { M, N, K, a, b, c } = args;
-  for (const [name, v] of [['M', M], ['N', N], ['K', K]] as const) {
-    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`gemm: ${name} must be a non-negative integer, got ${v}`);
+  for (const [name, v] of [
+    ['M', M],
+    ['N', N],
+    ['K', K],
+  ] as const) {
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new RangeError(`gemm: ${name} must be a non-negative integer, got ${v}`);
   }
   const transA = args.transA ?? false;
   const transB = args.transB ?? false;
@@ -55,7 +60,8 @@ function wholeTask(args: GemmArgs): GemmTask {
   const ldc = args.ldc ?? N;
   // A stored rows x cols with row stride ld must fit its array; rows of C must not run into each other.
   const need = (name: string, arr: Float32Array, rows: number, cols: number, ld: number): void => {
-    if (!Number.isSafeInteger(ld) || ld < cols) throw new RangeError(`gemm: ld${name} = ${ld} is less than the ${cols} columns of ${name}`);
+    if (!Number.isSafeInteger(ld) || ld < cols)
+      throw new RangeError(`gemm: ld${name} = ${ld} is less than the ${cols} columns of ${name}`);
     const len = rows === 0 || cols === 0 ? 0 : (rows - 1) * ld + cols;
     if (arr.length < len) throw new RangeError(`gemm: ${name} has ${arr.length} elements, needs ${len}`);
   };
@@ -66,14 +72,37 @@ function wholeTask(args: GemmArgs): GemmTask {
   if (!Number.isSafeInteger(f16Chunk) || f16Chunk < 0 || f16Chunk % 4 !== 0) {
     throw new RangeError(`gemm: f16Chunk must be 0 or a positive multiple of 4, got ${f16Chunk}`);
   }
-  for (const [name, x] of [['a', a], ['b', b]] as const) {
+  for (const [name, x] of [
+    ['a', a],
+    ['b', b],
+  ] as const) {
     if (overlaps(x, c)) throw new RangeError(`gemm: c overlaps ${name}; C is written while ${name} is still read`);
   }
-  return { M, N, K, a, b, c, transA, transB, accumulate: args.accumulate ?? false, lda, ldb, ldc, f16Chunk, i0: 0, i1: M, j0: 0, j1: N };
+  return {
+    M,
+    N,
+    K,
+    a,
+    b,
+    c,
+    transA,
+    transB,
+    accumulate: args.accumulate ?? false,
+    lda,
+    ldb,
+    ldc,
+    f16Chunk,
+    i0: 0,
+    i1: M,
+    j0: 0,
+    j1: N,
+  };
 }
 
 function overlaps(x: Float32Array, y: Float32Array): boolean {
-  return x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength;
+  return (
+    x.buffer === y.buffer && x.byteOffset < y.byteOffset + y.byteLength && y.byteOffset < x.byteOffset + x.byteLength
+  );
 }
 
 /** C = A·B (or C += A·B) on the calling thread, with the WebAssembly SIMD kernels. */
@@ -89,7 +118,10 @@ let chosenThreads: number | undefined;
 /** Sets the threads of every later product (the library's `threads` option); undefined goes back to the default. */
 export function setKernelThreads(n: number | undefined): void {
   if (n !== undefined && (!Number.isInteger(n) || n < 1 || n > MAX_THREADS)) {
-    throw new ModernBertError('BAD_ARGUMENT', `\`threads\` must be a whole number from 1 to ${MAX_THREADS}, got ${n}`, { option: 'threads', value: n });
+    throw new ModernBertError('BAD_ARGUMENT', `\`threads\` must be a whole number from 1 to ${MAX_THREADS}, got ${n}`, {
+      option: 'threads',
+      value: n,
+    });
   }
   chosenThreads = n;
 }
@@ -102,7 +134,11 @@ export function kernelThreads(): number {
     const n = Number(env);
     // A user's setting, so a bad one is a usage error (exit 2), not an internal one.
     if (!/^\s*\d+\s*$/.test(env) || !Number.isInteger(n) || n < 1 || n > MAX_THREADS) {
-      throw new ModernBertError('BAD_ARGUMENT', `MODERNBERT_ANE_THREADS must be a whole number from 1 to ${MAX_THREADS} (or unset for all ${availableParallelism()} cores), got '${env}'`, { variable: 'MODERNBERT_ANE_THREADS', value: env });
+      throw new ModernBertError(
+        'BAD_ARGUMENT',
+        `MODERNBERT_ANE_THREADS must be a whole number from 1 to ${MAX_THREADS} (or unset for all ${availableParallelism()} cores), got '${env}'`,
+        { variable: 'MODERNBERT_ANE_THREADS', value: env },
+      );
     }
     return n;
   }
@@ -159,7 +195,10 @@ async function productOnPool(args: GemmArgs, threads: number): Promise<void> {
     const step = Math.max(NR, Math.floor(STAGE_MAX / Math.max(K, M) / NR) * NR);
     for (let j = 0; j < N; j += step) {
       const n = Math.min(step, N - j);
-      await productOnPool({ ...args, N: n, b: whole.b.subarray(transB ? j * ldb : j), c: whole.c.subarray(j), lda, ldb, ldc }, threads);
+      await productOnPool(
+        { ...args, N: n, b: whole.b.subarray(transB ? j * ldb : j), c: whole.c.subarray(j), lda, ldb, ldc },
+        threads,
+      );
     }
     return;
   }
@@ -167,7 +206,10 @@ async function productOnPool(args: GemmArgs, threads: number): Promise<void> {
     const step = Math.max(MR, Math.floor(STAGE_MAX / K / MR) * MR);
     for (let i = 0; i < M; i += step) {
       const m = Math.min(step, M - i);
-      await productOnPool({ ...args, M: m, a: whole.a.subarray(transA ? i : i * lda), c: whole.c.subarray(i * ldc), lda, ldb, ldc }, threads);
+      await productOnPool(
+        { ...args, M: m, a: whole.a.subarray(transA ? i : i * lda), c: whole.c.subarray(i * ldc), lda, ldb, ldc },
+        threads,
+      );
     }
     return;
   }
@@ -176,9 +218,10 @@ async function productOnPool(args: GemmArgs, threads: number): Promise<void> {
   const c = staged(2, whole.c, M, N, ldc, whole.accumulate);
   const task = { ...whole, a: a.data, b: b.data, c: c.data, lda: a.ld, ldb: b.ld, ldc: c.ld };
   // Split the longer side of C, so that the operand every thread packs in full is the smaller one.
-  const tasks = M >= N
-    ? ranges(M, threads, MR).map(([i0, i1]) => ({ ...task, i0, i1 }))
-    : ranges(N, threads, NR).map(([j0, j1]) => ({ ...task, j0, j1 }));
+  const tasks =
+    M >= N
+      ? ranges(M, threads, MR).map(([i0, i1]) => ({ ...task, i0, i1 }))
+      : ranges(N, threads, NR).map(([j0, j1]) => ({ ...task, j0, j1 }));
   const [first, ...rest] = tasks;
   const others = rest.length > 0 ? workerPool(threads - 1).run(rest) : Promise.resolve();
   try {
@@ -209,7 +252,14 @@ let staging: Float32Array[] = [];
  * cols) in staging buffer `slot`, with its values when `fill` (C is only read when accumulating). Products
  * use slots 0-2 (A, B, C); fused attention (attention.ts) uses the next ones.
  */
-export function staged(slot: number, x: Float32Array, rows: number, cols: number, ld: number, fill: boolean): { data: Float32Array; ld: number } {
+export function staged(
+  slot: number,
+  x: Float32Array,
+  rows: number,
+  cols: number,
+  ld: number,
+  fill: boolean,
+): { data: Float32Array; ld: number } {
   if (x.buffer instanceof SharedArrayBuffer) return { data: x, ld };
   const n = rows * cols;
   let buf = staging[slot];
