@@ -1,6 +1,7 @@
 // The options of the batch path (embed, predict --input): how texts are packed into windows.
 
 import type { Command } from 'commander';
+import type { Progress } from './context.js';
 import { positiveInt } from './parse.js';
 
 export interface BatchCliOptions {
@@ -33,4 +34,16 @@ export function addBatchOptions(cmd: Command, note = ''): Command {
       '--force',
       `${note}replace an existing --out file (never an input, a folder or a link's target of another kind)`,
     );
+}
+
+/** The batch run's options from the flags: errors name a text by its input line, progress goes to `bar`. */
+export function batchRunOptions(o: BatchCliOptions, inputs: readonly { line: number }[], bar: Progress) {
+  return {
+    window: o.window,
+    pack: o.pack,
+    truncate: o.truncate,
+    prefix: o.prefix,
+    label: (i: number) => `line ${inputs[i]!.line}`,
+    onProgress: (d: number, t: number) => bar.update(d, t),
+  };
 }

@@ -1,7 +1,13 @@
 // Argument parsers for commander: a bad value is a usage error naming the option, never NaN downstream.
 
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
+import { OUTPUT_HEADS } from '../model/options.js';
 import { PRECISIONS, type Precision } from '../runtime/numerics.js';
+
+/** --head: the output head to write, one of OUTPUT_HEADS (convert, export-onnx). */
+export function headOption(): Option {
+  return new Option('--head <head>', "output head (default: the checkpoint's own)").choices(OUTPUT_HEADS);
+}
 
 /** A positive integer argument. */
 export function positiveInt(value: string): number {

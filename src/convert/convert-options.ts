@@ -5,7 +5,7 @@ import { ModernBertError } from '../errors.js';
 import { COMPRESS_MODES, compressSpec, type CompressMode, type CompressSpec } from '../compress/spec.js';
 import type { Rules } from '../ane/rules.js';
 import type { Checkpoint } from '../model/checkpoint.js';
-import type { OutputHead } from '../model/options.js';
+import { OUTPUT_HEADS, type OutputHead } from '../model/options.js';
 import type { RotationKind } from '../model/variants.js';
 import { parseTarget, type Target, type TargetName } from '../ir/target.js';
 import type { DownloadProgress } from '../hub/resolve.js';
@@ -128,8 +128,6 @@ export interface ConvertChoices {
   layout?: { split: boolean; heads?: OutputHead[]; buckets: boolean };
 }
 
-const HEADS: readonly OutputHead[] = ['mlm', 'seqcls', 'tokcls', 'embedding', 'none'];
-
 /** Applies the defaults and refuses options that contradict each other, naming them. */
 export function convertChoices(o: ConvertOptions): ConvertChoices {
   const target = parseTarget(o.target ?? 'iOS17');
@@ -180,8 +178,8 @@ export function convertChoices(o: ConvertOptions): ConvertChoices {
       option: 'maxKl',
     });
   for (const h of [...(Array.isArray(o.split) ? o.split : []), ...(o.functions ?? [])]) {
-    if (!HEADS.includes(h))
-      throw new ModernBertError('BAD_ARGUMENT', `"${h}" is not a head: one of ${HEADS.join(', ')}`, {
+    if (!OUTPUT_HEADS.includes(h))
+      throw new ModernBertError('BAD_ARGUMENT', `"${h}" is not a head: one of ${OUTPUT_HEADS.join(', ')}`, {
         option: 'functions',
       });
   }

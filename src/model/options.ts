@@ -15,6 +15,9 @@ import type { HeadKind, ModernBertConfig } from './config.js';
 export type NormStyle = 'layernorm' | 'rms' | 'l2';
 export type OutputHead = HeadKind | 'embedding';
 
+/** Every output head a package can have, in the order options list them. */
+export const OUTPUT_HEADS: readonly OutputHead[] = ['mlm', 'seqcls', 'tokcls', 'embedding', 'none'];
+
 /** What the graph is built from. */
 export interface ModelSource {
   config: ModernBertConfig;

@@ -13,14 +13,22 @@ import { readLines } from '../../eval/inputs.js';
 import { readUserFile } from '../../io/files.js';
 import { READ_LIMITS } from '../../io/limits.js';
 import { parseAddHead } from '../../convert/heads.js';
-import { ANE_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '../../model/options.js';
+import { ANE_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, OUTPUT_HEADS, type OutputHead } from '../../model/options.js';
 import { formatAneIssue } from '../../graph/ane-limits.js';
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../model/variants.js';
 import { printJson, progress, type Io } from '../context.js';
 import { asFlags } from '../flag-names.js';
 import { downloadProgress, MODEL_HELP, addRevisionOption } from '../model-source.js';
-import { collect, fp16Precision, intList, nonNegativeInt, nonNegativeNumber, positiveInt } from '../parse.js';
+import {
+  collect,
+  fp16Precision,
+  headOption,
+  intList,
+  nonNegativeInt,
+  nonNegativeNumber,
+  positiveInt,
+} from '../parse.js';
 import { readRulesFile } from '../../ane/rules.js';
 import { convertLines, functionJson } from '../../ane/format.js';
 import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
@@ -59,16 +67,14 @@ interface ConvertCliOptions extends RuntimeCliOptions {
   revision?: string;
 }
 
-const HEAD_NAMES: readonly OutputHead[] = ['mlm', 'seqcls', 'tokcls', 'embedding', 'none'];
-
 /** A comma-separated list of heads. */
 function headList(value: string): OutputHead[] {
   const heads = value.split(',').map((h) => h.trim());
-  const bad = heads.find((h) => !HEAD_NAMES.includes(h as OutputHead));
+  const bad = heads.find((h) => !OUTPUT_HEADS.includes(h as OutputHead));
   if (bad !== undefined)
     throw new ModernBertError(
       'BAD_ARGUMENT',
-      `"${bad}" is not a head: give a comma-separated list of ${HEAD_NAMES.join(', ')}`,
+      `"${bad}" is not a head: give a comma-separated list of ${OUTPUT_HEADS.join(', ')}`,
     );
   if (new Set(heads).size !== heads.length) throw new ModernBertError('BAD_ARGUMENT', `heads repeat in "${value}"`);
   return heads as OutputHead[];
@@ -160,15 +166,7 @@ export function registerConvert(program: Command, io: Io, setExit: (code: number
       '--mask-input',
       'take an additive attention mask input (1, S, 1, S) as the reference project does, instead of reading padding from the pad id',
     )
-    .addOption(
-      new Option('--head <head>', "output head (default: the checkpoint's own)").choices([
-        'mlm',
-        'seqcls',
-        'tokcls',
-        'embedding',
-        'none',
-      ]),
-    )
+    .addOption(headOption())
     .option(
       '--calibration <file>',
       'texts (one per line) for the fidelity report and rotation learning (default: built-in sentences)',

@@ -6,7 +6,7 @@ import { readBatchInput } from '../../tasks/batch-input.js';
 import { outputFormat, writeEmbeddings } from '../../tasks/batch-output.js';
 import type { BatchStats } from '../../tasks/batch.js';
 import { closeTaskModel, openTaskModel, runTask } from '../../tasks/pipeline.js';
-import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
+import { addBatchOptions, batchRunOptions, type BatchCliOptions } from '../batch-options.js';
 import { progress, type Io } from '../context.js';
 import { checkFileOutput } from '../../io/output.js';
 import { precision } from '../parse.js';
@@ -68,14 +68,7 @@ export function registerEmbed(program: Command, io: Io): void {
     });
     const bar = progress(io, 'embed', Boolean(o.json), 'texts');
     try {
-      const batch = {
-        window: o.window,
-        pack: o.pack,
-        truncate: o.truncate,
-        prefix: o.prefix,
-        label: (i: number) => `line ${inputs[i]!.line}`,
-        onProgress: (d: number, t: number) => bar.update(d, t),
-      };
+      const batch = batchRunOptions(o, inputs, bar);
       const { results, stats } = await runTask(
         tm,
         'feature-extraction',

@@ -9,7 +9,7 @@ import { DEFAULT_ATTENTION_CHUNK, MAX_ATTENTION_CHUNK, type OutputHead } from '.
 import type { Precision } from '../../runtime/numerics.js';
 import type { RotationKind } from '../../model/variants.js';
 import { printJson, progress, type Io } from '../context.js';
-import { fp16Precision, nonNegativeInt, positiveInt } from '../parse.js';
+import { fp16Precision, headOption, nonNegativeInt, positiveInt } from '../parse.js';
 import { addRevisionOption, downloadProgress, MODEL_HELP } from '../model-source.js';
 
 interface ExportOnnxCliOptions {
@@ -78,15 +78,7 @@ export function registerExportOnnx(program: Command, io: Io): void {
         .choices(['fp32', 'fp16'])
         .default('fp32'),
     )
-    .addOption(
-      new Option('--head <head>', "output head (default: the checkpoint's own)").choices([
-        'mlm',
-        'seqcls',
-        'tokcls',
-        'embedding',
-        'none',
-      ]),
-    )
+    .addOption(headOption())
     .option(
       '--attention-chunk <n>',
       `queries per chunk of global attention with --seq-len, 1..${MAX_ATTENTION_CHUNK} (default ${DEFAULT_ATTENTION_CHUNK})`,

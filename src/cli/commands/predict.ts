@@ -10,7 +10,7 @@ import { closeTaskModel, openTaskModel, runTask, type TaskModel } from '../../ta
 import type { AggregationStrategy, TaskName } from '../../tasks/results.js';
 import { taskOfHead, TASKS, type TaskTypes } from '../../tasks/task-table.js';
 import { META } from '../../coreml/package-info.js';
-import { addBatchOptions, type BatchCliOptions } from '../batch-options.js';
+import { addBatchOptions, batchRunOptions, type BatchCliOptions } from '../batch-options.js';
 import { addRevisionOption, hubOptions, MODEL_HELP } from '../model-source.js';
 import { printJson, progress, type Io } from '../context.js';
 import { checkFileOutput } from '../../io/output.js';
@@ -161,14 +161,7 @@ async function predictBatch(
   const bar = progress(io, 'predict', o.out === undefined || Boolean(o.json), 'texts');
   try {
     const task = ownTask(tm);
-    const batch = {
-      window: o.window,
-      pack: o.pack,
-      truncate: o.truncate,
-      prefix: o.prefix,
-      label: (i: number) => `line ${inputs[i]!.line}`,
-      onProgress: (d: number, t: number) => bar.update(d, t),
-    };
+    const batch = batchRunOptions(o, inputs, bar);
     const { results, stats } = await runTask(
       tm,
       task,
