@@ -3,6 +3,7 @@
 // case prints its replay line: reader, seed and case index. bench/fuzz.mjs runs 10,000 per reader. The
 // fuzzer, a development tool kept out of the package, reads the built dist/ (npm run build first), as users do.
 
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -62,4 +63,18 @@ describe('seeded mutation fuzzing of every reader', () => {
       },
     );
   }
+});
+
+describe('bench/fuzz.mjs', () => {
+  // The runner compiles the fuzzer with its own tsconfig (out of dist/); a root compiler option it cannot
+  // take (inlineSources without source maps) once broke it while the tests above, run from source, passed.
+  it('compiles the fuzzer with its own tsconfig', { timeout: 120_000 }, () => {
+    const root = join(import.meta.dirname, '..');
+    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+    const r = spawnSync(process.execPath, [tsc, '-p', join(root, 'bench', 'fuzz', 'tsconfig.json'), '--noEmit'], {
+      encoding: 'utf8',
+    });
+    expect(r.stdout + r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
 });
