@@ -11,7 +11,6 @@ afterAll(cleanupTempDirs);
 
 const MINI = join(ROOT, 'models', 'mini-trained');
 const TINY = join(FX, 'tiny-mlm');
-const DOOR = 'She opened the [MASK] and walked into the room.';
 let dir = '';
 
 beforeAll(() => {

@@ -18,7 +18,7 @@ import { ModernBertError } from '../src/errors.js';
 import { fsError } from '../src/io/fs-errors.js';
 import { writeSafetensors, type TensorToWrite } from '../src/io/safetensors-writer.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
-import { cleanupTempDirs, copyFixture, FX, tempDir } from './helpers/fixtures.js';
+import { cleanupTempDirs, copyFixture, FX, tempDir, writeTinySynthConfig } from './helpers/fixtures.js';
 
 afterAll(cleanupTempDirs);
 
@@ -194,21 +194,7 @@ describe('file-system failures are one line naming the path', () => {
 
   it('synth --out where no folder can be made fails at once (no spinning under /proc)', async () => {
     const d = tempDir();
-    writeFileSync(
-      join(d, 'c.json'),
-      JSON.stringify({
-        hidden_size: 32,
-        num_attention_heads: 2,
-        num_hidden_layers: 1,
-        vocab_size: 64,
-        intermediate_size: 16,
-        pad_token_id: 0,
-        cls_token_id: 1,
-        sep_token_id: 2,
-        bos_token_id: 1,
-        eos_token_id: 2,
-      }),
-    );
+    writeTinySynthConfig(d);
     const t0 = performance.now();
     expectOneLineError(
       await cli('synth', join(d, 'c.json'), '--out', '/proc/x/y'),

@@ -11,7 +11,16 @@ import { softmaxColumn, topK } from '../src/tasks/task-table.js';
 import { synthTensor } from '../src/numeric/prng.js';
 import { SynthWeights } from '../src/synth/synth.js';
 import { expectedEmbedding, sentenceTransformers } from './helpers/embedding.js';
-import { cleanupTempDirs, copyFixture, FX, rawSafetensors, readTensors, ROOT, tempDir } from './helpers/fixtures.js';
+import {
+  cleanupTempDirs,
+  copyFixture,
+  FX,
+  rawSafetensors,
+  readTensors,
+  ROOT,
+  tempDir,
+  writeTinySynthConfig,
+} from './helpers/fixtures.js';
 import { goldenHidden, goldenRow } from './helpers/run.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
 
@@ -610,19 +619,7 @@ describe('bad input: exit 2, one line on stderr, no stack (the stack with --debu
       'synth with an override outside the tensor',
       () => {
         const d = tempDir();
-        writeFileSync(
-          join(d, 'c.json'),
-          JSON.stringify({
-            hidden_size: 32,
-            num_attention_heads: 2,
-            num_hidden_layers: 1,
-            vocab_size: 64,
-            intermediate_size: 16,
-            pad_token_id: 0,
-            cls_token_id: 1,
-            sep_token_id: 2,
-          }),
-        );
+        writeTinySynthConfig(d);
         return ['synth', join(d, 'c.json'), '--out', join(d, 'o'), '--override', 'model.final_norm.weight[32]=1'];
       },
       /index 32 is outside dimension 0 of size 32/,
@@ -640,19 +637,7 @@ describe('bad input: exit 2, one line on stderr, no stack (the stack with --debu
       'synth --out under a file',
       () => {
         const d = tempDir();
-        writeFileSync(
-          join(d, 'c.json'),
-          JSON.stringify({
-            hidden_size: 32,
-            num_attention_heads: 2,
-            num_hidden_layers: 1,
-            vocab_size: 64,
-            intermediate_size: 16,
-            pad_token_id: 0,
-            cls_token_id: 1,
-            sep_token_id: 2,
-          }),
-        );
+        writeTinySynthConfig(d);
         writeFileSync(join(d, 'file'), '');
         return ['synth', join(d, 'c.json'), '--out', join(d, 'file', 'sub')];
       },

@@ -21,7 +21,7 @@ import {
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cli, type Run } from './helpers/cli.js';
-import { cleanupTempDirs, copyFixture, tempDir } from './helpers/fixtures.js';
+import { cleanupTempDirs, copyFixture, tempDir, writeTinySynthConfig } from './helpers/fixtures.js';
 
 afterAll(cleanupTempDirs);
 
@@ -362,25 +362,7 @@ describe('convert: what --out may be', () => {
 });
 
 describe('synth: what --out may be', () => {
-  const config = (dir: string) => {
-    const p = join(dir, 'c.json');
-    writeFileSync(
-      p,
-      JSON.stringify({
-        hidden_size: 32,
-        num_attention_heads: 2,
-        num_hidden_layers: 1,
-        vocab_size: 64,
-        intermediate_size: 16,
-        pad_token_id: 0,
-        cls_token_id: 1,
-        sep_token_id: 2,
-        bos_token_id: 1,
-        eos_token_id: 2,
-      }),
-    );
-    return p;
-  };
+  const config = writeTinySynthConfig;
 
   it('a new folder; an existing checkpoint needs --force; its own config is never written over', async () => {
     const d = tempDir();

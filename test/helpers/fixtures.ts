@@ -22,6 +22,25 @@ export function tempDir(prefix = 'mbane-test-'): string {
   return d;
 }
 
+/** Writes the smallest config `synth CONFIG.json` takes (one layer, 32 wide) into `dir`; returns its path. */
+export function writeTinySynthConfig(dir: string): string {
+  const p = join(dir, 'c.json');
+  const config = {
+    hidden_size: 32,
+    num_attention_heads: 2,
+    num_hidden_layers: 1,
+    vocab_size: 64,
+    intermediate_size: 16,
+    pad_token_id: 0,
+    cls_token_id: 1,
+    sep_token_id: 2,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  };
+  writeFileSync(p, JSON.stringify(config));
+  return p;
+}
+
 /** Removes every folder tempDir made (call from afterAll). */
 export function cleanupTempDirs(): void {
   for (const d of made.splice(0)) rmSync(d, { recursive: true, force: true });
