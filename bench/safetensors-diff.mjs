@@ -18,6 +18,14 @@ const python = opt('python', 'python3');
 const cases = Number(opt('cases', '10000'));
 const seed = Number(opt('seed', '1'));
 
+// Hugging Face's reader is the judge: without it there is nothing to compare, so say so before any work.
+try {
+  execFileSync(python, ['-c', 'import safetensors'], { stdio: 'ignore' });
+} catch {
+  console.error(`error: ${python} cannot import safetensors: pip install safetensors, or give --python PATH`);
+  process.exit(2);
+}
+
 const fuzzer = buildFuzzer();
 const { prepareSeeds, mutateSafetensors } = await import(fuzzer('readers.js'));
 const { Rng } = await import(fuzzer('random.js'));
