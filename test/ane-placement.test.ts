@@ -178,7 +178,7 @@ describe("the reference project's packages", () => {
     expectOneLineError(await cli('inspect', '--ane', '--ane-rules', rules, pkg), /not valid JSON/);
     expectOneLineError(
       await cli('inspect', '--ane', join(FX, 'tiny-mlm')),
-      /--ane predicts where a Core ML package runs; .* is not a package/,
+      /--ane predicts where a Core ML package runs; .* is not one \(convert it first\)/,
     );
     expectOneLineError(await cli('inspect', '--ane-rules', rules, pkg), /--ane-rules corrects the rules of --ane/);
     expectOneLineError(await cli('inspect', '--ane', join(dir, 'none.mlpackage')), /does not exist/);

@@ -2,6 +2,8 @@
 // options of the one resolver (src/hub/resolve.ts), with a download progress bar in megabytes on a TTY.
 
 import type { Command } from 'commander';
+import { ModernBertError } from '../errors.js';
+import { isPackagePath } from '../run/load.js';
 import type { DownloadProgress, HubOptions } from '../hub/resolve.js';
 import { progress, type Io } from './context.js';
 
@@ -31,4 +33,10 @@ export function hubOptions(io: Io, o: { revision?: string; json?: boolean }): Hu
     ...(o.revision === undefined ? {} : { revision: o.revision }),
     progress: downloadProgress(io, Boolean(o.json)),
   };
+}
+
+/** Refuses a MODEL that is not a Core ML package, for commands that read only packages (`doing`: what they do with it). */
+export function requirePackagePath(path: string, doing: string): void {
+  if (!isPackagePath(path))
+    throw new ModernBertError('BAD_ARGUMENT', `${doing}; ${path} is not one (convert it first)`, { path });
 }

@@ -9,7 +9,13 @@ import { ModernBertError } from '../errors.js';
 import { checkFileOutput, OutputFile, type CheckedOutput } from '../io/output.js';
 import { VERSION } from '../version.js';
 import { ONNX_IR_VERSION, ONNX_OPSET, type LoweredGraph } from './lower.js';
-import { encodeOnnxModel, type OnnxModelProto, type OnnxNodeProto, type OnnxTensorProto } from './schema.js';
+import {
+  encodeOnnxModel,
+  type OnnxInitializer,
+  type OnnxModelProto,
+  type OnnxNodeProto,
+  type OnnxTensorProto,
+} from './schema.js';
 
 /** Protobuf's limit on one message, less room for the graph itself. */
 const MAX_INLINE_BYTES = 2 ** 31 - 2 ** 26;
@@ -109,6 +115,26 @@ export function checkOnnxOutput(out: string, o: OnnxOutputOptions): OnnxOutputs 
   return { model, data };
 }
 
+/** An initializer with its bytes in the model. */
+function inlineTensor(t: OnnxInitializer): OnnxTensorProto {
+  return { name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() };
+}
+
+/** An initializer whose `length` bytes lie at `offset` of the external data named `location`. */
+function externalTensor(t: OnnxInitializer, location: string, offset: number, length = t.byteLength): OnnxTensorProto {
+  return {
+    name: t.name,
+    dims: t.dims,
+    data_type: t.dataType,
+    data_location: 1,
+    external_data: [
+      { key: 'location', value: location },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(length) },
+    ],
+  };
+}
+
 /** Writes the lowered graph to `out` (checked now, or by checkOnnxOutput before the work), atomically. */
 export function writeOnnx(g: LoweredGraph, out: string | OnnxOutputs, o: WriteOnnxOptions): WriteOnnxResult {
   const outputs = typeof out === 'string' ? checkOnnxOutput(out, o) : out;
@@ -122,33 +148,16 @@ export function writeOnnx(g: LoweredGraph, out: string | OnnxOutputs, o: WriteOn
     if (dataFile) {
       let offset = 0;
       initializer = g.initializers.map((t) => {
-        if (t.byteLength < EXTERNAL_MIN_BYTES)
-          return { name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() };
+        if (t.byteLength < EXTERNAL_MIN_BYTES) return inlineTensor(t);
         const aligned = Math.ceil(offset / EXTERNAL_ALIGN) * EXTERNAL_ALIGN;
         if (aligned > offset) dataFile.write(new Uint8Array(aligned - offset));
         const bytes = t.bytes();
         dataFile.write(bytes);
-        const entry: OnnxTensorProto = {
-          name: t.name,
-          dims: t.dims,
-          data_type: t.dataType,
-          data_location: 1,
-          external_data: [
-            { key: 'location', value: dataName },
-            { key: 'offset', value: String(aligned) },
-            { key: 'length', value: String(bytes.length) },
-          ],
-        };
         offset = aligned + bytes.length;
-        return entry;
+        return externalTensor(t, dataName, aligned, bytes.length);
       });
     } else {
-      initializer = g.initializers.map((t) => ({
-        name: t.name,
-        dims: t.dims,
-        data_type: t.dataType,
-        raw_data: t.bytes(),
-      }));
+      initializer = g.initializers.map(inlineTensor);
     }
     const bytes = encodeOnnxModel(modelProto(g, o, initializer));
     modelFile = OutputFile.open(outputs.model);
@@ -193,25 +202,13 @@ export function sessionModel(g: LoweredGraph, info: OnnxModelInfo, o: { fusedMat
   const folder = [...perFolder].sort((p, q) => q[1] - p[1])[0]?.[0];
   const buffers: SessionModel['buffers'] = [];
   const initializer = g.initializers.map((t): OnnxTensorProto => {
-    const ext = (location: string, offset: number): OnnxTensorProto => ({
-      name: t.name,
-      dims: t.dims,
-      data_type: t.dataType,
-      data_location: 1,
-      external_data: [
-        { key: 'location', value: location },
-        { key: 'offset', value: String(offset) },
-        { key: 'length', value: String(t.byteLength) },
-      ],
-    });
-    if (t.file && dirname(t.file.path) === folder) return ext(basename(t.file.path), t.file.offset);
+    if (t.file && dirname(t.file.path) === folder) return externalTensor(t, basename(t.file.path), t.file.offset);
     // onnxruntime takes external data from files or from memory, not both: beside a folder the rest is inline.
-    if (t.byteLength < EXTERNAL_MIN_BYTES || folder !== undefined)
-      return { name: t.name, dims: t.dims, data_type: t.dataType, raw_data: t.bytes() };
+    if (t.byteLength < EXTERNAL_MIN_BYTES || folder !== undefined) return inlineTensor(t);
     // A name no file in the folder has: onnxruntime looks in-memory data up by its location.
     const path = `modernbert-ane-in-memory-${buffers.length}.bin`;
     buffers.push({ path, data: t.bytes() });
-    return ext(path, 0);
+    return externalTensor(t, path, 0);
   });
   const nodes = o.fusedMatMul
     ? readTransposed(

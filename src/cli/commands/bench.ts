@@ -2,10 +2,10 @@
 
 import { Option, type Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
-import { isPackagePath } from '../../run/load.js';
 import { benchPackage, type BenchReport } from '../../tasks/coreml-bench.js';
 import { COMPUTE_UNITS, type ComputeUnits } from '../../run/coreml/session.js';
 import { printJson, progress, type Io } from '../context.js';
+import { requirePackagePath } from '../model-source.js';
 import { coremlSession } from '../coreml.js';
 import { intList, nonNegativeInt, positiveInt } from '../parse.js';
 
@@ -45,12 +45,7 @@ export function registerBench(program: Command, io: Io): void {
     .option('--json', 'machine-readable output')
     .action(async (path: string, o: BenchOptions) => {
       const session = coremlSession('bench', io, Boolean(o.json));
-      if (!isPackagePath(path))
-        throw new ModernBertError(
-          'BAD_ARGUMENT',
-          `bench times a Core ML package; ${path} is not one (convert it first)`,
-          { path },
-        );
+      requirePackagePath(path, 'bench times a Core ML package');
       const units = o.computeUnits === undefined ? [...COMPUTE_UNITS] : unitsList(o.computeUnits);
       const bar = progress(io, 'bench', Boolean(o.json), 'predictions');
       try {

@@ -2,20 +2,15 @@
 
 import { existsSync } from 'node:fs';
 import { ModernBertError } from '../../errors.js';
-import { isPackagePath } from '../../run/load.js';
 import { placementJson, placementLines } from '../../ane/format.js';
 import { predictPackage } from '../../ane/predict-package.js';
 import { defaultRules, readRulesFile } from '../../ane/rules.js';
 import { printJson, type Io } from '../context.js';
+import { requirePackagePath } from '../model-source.js';
 
 /** Prints the prediction for the package at `path` (text, or JSON with every op). */
 export function inspectAne(io: Io, path: string, o: { json?: boolean; aneRules?: string }): void {
-  if (!isPackagePath(path))
-    throw new ModernBertError(
-      'BAD_ARGUMENT',
-      `--ane predicts where a Core ML package runs; ${path} is not a package (convert it first)`,
-      { path },
-    );
+  requirePackagePath(path, '--ane predicts where a Core ML package runs');
   if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `package ${path} does not exist`, { path });
   const pp = predictPackage(path, o.aneRules === undefined ? defaultRules() : readRulesFile(o.aneRules));
   if (o.json) return printJson(io, placementJson(pp));

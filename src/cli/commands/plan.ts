@@ -2,11 +2,10 @@
 
 import { Option, type Command } from 'commander';
 import { readMLPackage } from '../../coreml/mil-read.js';
-import { ModernBertError } from '../../errors.js';
-import { isPackagePath } from '../../run/load.js';
 import { summarizePlan, type PlanReport } from '../../run/coreml/plan.js';
 import { COMPUTE_UNITS, type ComputeUnits } from '../../run/coreml/session.js';
 import { printJson, type Io } from '../context.js';
+import { requirePackagePath } from '../model-source.js';
 import { coremlSession } from '../coreml.js';
 
 interface PlanOptions {
@@ -35,12 +34,7 @@ export function registerPlan(program: Command, io: Io): void {
     )
     .action(async (path: string, o: PlanOptions) => {
       const session = coremlSession('plan', io, Boolean(o.json));
-      if (!isPackagePath(path))
-        throw new ModernBertError(
-          'BAD_ARGUMENT',
-          `plan reads a Core ML package; ${path} is not one (convert it first)`,
-          { path },
-        );
+      requirePackagePath(path, 'plan reads a Core ML package');
       const pkg = readMLPackage(path, o.function);
       const reply = await session.plan(
         { path, functionName: pkg.functionName, functions: pkg.functions },

@@ -5,7 +5,6 @@ import { dirname, relative, resolve, sep } from 'node:path';
 import type { Command } from 'commander';
 import { ModernBertError } from '../../errors.js';
 import { checkFileOutput, writeOutput, type CheckedOutput } from '../../io/output.js';
-import { isPackagePath } from '../../run/load.js';
 import { readMLPackage } from '../../coreml/mil-read.js';
 import { META } from '../../coreml/package-info.js';
 import { predictFunction } from '../../ane/predict-package.js';
@@ -15,6 +14,7 @@ import { readStoredFidelity } from '../../report/stored-fidelity.js';
 import { tensorRows } from '../../report/tensors.js';
 import { VERSION } from '../../version.js';
 import { printJson, type Io } from '../context.js';
+import { requirePackagePath } from '../model-source.js';
 
 /** Registers the report command. */
 export function registerReport(program: Command, io: Io): void {
@@ -29,12 +29,7 @@ export function registerReport(program: Command, io: Io): void {
     .option('--ane-rules <file>', 'corrections to the placement rules (JSON; see docs/ANE.md)')
     .option('--json', 'machine-readable output')
     .action((path: string, o: { out: string; force?: boolean; aneRules?: string; json?: boolean }) => {
-      if (!isPackagePath(path))
-        throw new ModernBertError(
-          'BAD_ARGUMENT',
-          `report describes a Core ML package; ${path} is not one (convert it first)`,
-          { path },
-        );
+      requirePackagePath(path, 'report describes a Core ML package');
       if (!existsSync(path)) throw new ModernBertError('FILE_NOT_FOUND', `package ${path} does not exist`, { path });
       const out = checkReportTarget(o.out, Boolean(o.force), path);
       const rules = o.aneRules === undefined ? defaultRules() : readRulesFile(o.aneRules);
