@@ -15,6 +15,7 @@ import { batchHeads } from '../src/onnx/batch-heads.js';
 import { lowerGraph } from '../src/onnx/lower.js';
 import type { OnnxNodeProto } from '../src/onnx/schema.js';
 import { simplifyNodes } from '../src/onnx/simplify.js';
+import { readTransposed } from '../src/onnx/write.js';
 import { OrtExecutor } from '../src/run/ort-executor.js';
 import { prepareVariant } from '../src/model/variants.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
@@ -242,5 +243,68 @@ describe('lowered node clean-up', () => {
       lowered.initializers.filter((t) => JSON.stringify(t.dims) === JSON.stringify(d)).length;
     expect(withDims([C, 3 * C])).toBe(2 * ckpt.config.numLayers);
     expect(withDims([3 * C, C, 1, 1])).toBe(0);
+  });
+});
+
+describe('products of transposed operands on onnxruntime (onnx/write.ts readTransposed)', () => {
+  const permOf = (n: OnnxNodeProto | undefined) => n?.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number);
+  const flag = (n: OnnxNodeProto, name: string) => Number(n.attribute?.find((a) => a.name === name)?.i ?? 0);
+
+  it("a banded layer's keys reach their product in rows: no transpose before a product moves single values", () => {
+    const g = buildModel(ckpt, { seqLen: 100, pack: 3, attentionChunk: 48, head: 'mlm' });
+    const low = lowerGraph(g, { io: 'ane', float32: true, storedLayout: true });
+    const nodes = readTransposed(
+      low.nodes,
+      low.initializers.map((t) => t.name),
+    );
+    const producer = new Map(nodes.flatMap((n) => n.output.map((o) => [o, n] as const)));
+    const products = nodes.filter((n) => n.op_type === 'MatMul' || n.op_type === 'FusedMatMul');
+    // Without the rewrite the keys' transpose (K, X, H, D) -> (H, X, D, K) is a product's right side. A swap of
+    // the last two axes alone is not one: onnxruntime's optimiser reads it into the product itself.
+    const strided = products.flatMap((n) => {
+      const t = producer.get(n.input[1]!);
+      const perm = permOf(t) ?? [];
+      const r = perm.length;
+      const swapOnly = perm.every((p, i) => p === (i < r - 2 ? i : i === r - 2 ? r - 1 : r - 2));
+      return t?.op_type === 'Transpose' && perm[r - 1] !== r - 1 && !swapOnly ? [n.input[1]!] : [];
+    });
+    expect(strided).toEqual([]);
+    const keys = products.filter((n) => flag(n, 'transB') === 1 && producer.get(n.input[1]!)?.op_type === 'Transpose');
+    expect(keys.length).toBeGreaterThan(0);
+    expect(permOf(producer.get(keys[0]!.input[1]!))).toEqual([2, 1, 0, 3]);
+    // A left side is never read transposed unless it is a weight.
+    expect(products.filter((n) => flag(n, 'transA') === 1)).toEqual([]);
+  });
+
+  it('splits a transpose ending in a swap only where it pays, and keeps what other nodes read', () => {
+    const node = (op: string, input: string[], out: string, perm?: number[]): OnnxNodeProto => ({
+      name: out,
+      op_type: op,
+      input,
+      output: [out],
+      ...(perm ? { attribute: [{ name: 'perm', type: 7, ints: perm }] } : {}),
+    });
+    const nodes = [
+      node('Transpose', ['W'], 'Wt', [1, 0]), // a weight: read transposed in place
+      node('MatMul', ['x', 'Wt'], 'y'),
+      node('Transpose', ['k'], 'kT', [2, 1, 3, 0]), // keys: rows moved, then read transposed
+      node('MatMul', ['q', 'kT'], 's'),
+      node('Transpose', ['a'], 'aT', [0, 2, 3, 1]), // a left side: stays
+      node('MatMul', ['aT', 'b'], 'c'),
+      node('Transpose', ['m'], 'mT', [2, 1, 3, 0]), // read twice: stays
+      node('MatMul', ['q', 'mT'], 'd'),
+      node('Relu', ['mT'], 'e'),
+    ];
+    const got = readTransposed(nodes, ['W']);
+    expect(got.map((n) => [n.op_type, n.input, n.output[0], permOf(n), flag(n, 'transA'), flag(n, 'transB')])).toEqual([
+      ['FusedMatMul', ['x', 'W'], 'y', undefined, 0, 1],
+      ['Transpose', ['k'], 'kT_rows', [2, 1, 0, 3], 0, 0],
+      ['FusedMatMul', ['q', 'kT_rows'], 's', undefined, 0, 1],
+      ['Transpose', ['a'], 'aT', [0, 2, 3, 1], 0, 0],
+      ['MatMul', ['aT', 'b'], 'c', undefined, 0, 0],
+      ['Transpose', ['m'], 'mT', [2, 1, 3, 0], 0, 0],
+      ['MatMul', ['q', 'mT'], 'd', undefined, 0, 0],
+      ['Relu', ['mT'], 'e', undefined, 0, 0],
+    ]);
   });
 });

@@ -192,8 +192,8 @@ export interface SessionModel {
  * refuses external data outside one folder (absolute paths, "..", symbolic links out of it), and takes
  * external data from files or from memory but not both: so only the folder holding most of the bytes is
  * read in place, and beside it the rest is inline (protobuf's 2 GiB limit applies to that rest).
- * `fusedMatMul`: products read their weight matrices transposed in place (onnxruntime's CPU provider only;
- * lower the graph with `storedLayout`).
+ * `fusedMatMul`: products read transposed operands (weight matrices, attention's keys) in place (onnxruntime's
+ * CPU provider only; lower the graph with `storedLayout`).
  */
 export function sessionModel(g: LoweredGraph, info: OnnxModelInfo, o: { fusedMatMul?: boolean } = {}): SessionModel {
   const perFolder = new Map<string, number>();
@@ -221,38 +221,78 @@ export function sessionModel(g: LoweredGraph, info: OnnxModelInfo, o: { fusedMat
   return { bytes: encodeOnnxModel(proto), ...(folder ? { folder } : {}), buffers };
 }
 
-// MatMul(x, Transpose(W)) of a weight W as onnxruntime's FusedMatMul(x, W, transB = 1) (a contrib op of its
-// CPU provider): its GEMM packs W^T from W's own layout, where the Transpose would be folded into a
-// transposed copy first (synth-base predict: 3.4 s and 980 MB against 2.2 s and 857 MB), and a tied
-// decoder reads the embedding table that the Gather reads, not a transposed copy of it.
-function readTransposed(nodes: readonly OnnxNodeProto[], weights: readonly string[]): OnnxNodeProto[] {
+// MatMul of a Transpose that ends by swapping the last two axes as onnxruntime's FusedMatMul with transA or
+// transB (a contrib op of its CPU provider), which reads the operand in its own layout, and a Transpose of the
+// rest before it when there is one. For a weight W (perm [1, 0]) its GEMM packs W^T from W, where the Transpose
+// would be folded into a transposed copy first (synth-base predict: 3.4 s and 980 MB against 2.2 s and 857 MB),
+// and a tied decoder reads the embedding table that the Gather reads. For attention's keys (batch-heads.ts)
+// the rest moves whole rows of a head's channels, where the one transpose moved single values (onnxruntime:
+// 4.3 ms against 1 ms a banded layer at 512 tokens).
+export function readTransposed(nodes: readonly OnnxNodeProto[], weights: readonly string[]): OnnxNodeProto[] {
   // The weights, and what Casts and Reshapes make of them (their compute type, a float16 round trip, the
   // matrix of a 1x1 convolution's weight): onnxruntime folds those at load too.
   const matrices = new Set(weights);
   for (const n of nodes)
     if ((n.op_type === 'Cast' || n.op_type === 'Reshape') && matrices.has(n.input[0]!)) matrices.add(n.output[0]!);
-  const transposed = new Map<string, string>();
   const readers = new Map<string, number>();
   for (const n of nodes) for (const i of n.input) readers.set(i, (readers.get(i) ?? 0) + 1);
+  // Transposes whose permutation moves the last axis to the second last: `rest`, then a swap of the last two.
+  // A weight's swap alone; an activation's as a product's right side, when the rest moves rows and only that
+  // product reads it (onnxruntime's GEMM reads a transposed left side more slowly than a Transpose swaps it).
+  const split = new Map<string, { input: string; rest: number[] }>();
   for (const n of nodes) {
     const perm = n.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number);
-    if (n.op_type === 'Transpose' && matrices.has(n.input[0]!) && JSON.stringify(perm) === '[1,0]')
-      transposed.set(n.output[0]!, n.input[0]!);
+    const r = perm?.length ?? 0;
+    if (n.op_type !== 'Transpose' || !perm || r < 2 || perm[r - 2] !== r - 1) continue;
+    const rest = [...perm.slice(0, r - 2), perm[r - 1]!, r - 1];
+    const swapOnly = rest.every((q, i) => q === i);
+    if (swapOnly ? matrices.has(n.input[0]!) : readers.get(n.output[0]!) === 1)
+      split.set(n.output[0]!, { input: n.input[0]!, rest });
   }
   const out: OnnxNodeProto[] = [];
-  const used = new Set<string>();
+  const used = new Map<string, number>();
   for (const n of nodes) {
-    const w = n.op_type === 'MatMul' ? transposed.get(n.input[1]!) : undefined;
-    if (w !== undefined) {
+    const parts =
+      n.op_type === 'MatMul'
+        ? n.input.map((i, k) => {
+            const p = split.get(i);
+            return p && (k === 1 || matrices.has(p.input)) ? p : undefined;
+          })
+        : [];
+    if (!parts.some(Boolean)) {
+      out.push(n);
+      continue;
+    }
+    const operand = (k: number): string => {
+      const p = parts[k];
+      if (!p) return n.input[k]!;
+      used.set(n.input[k]!, (used.get(n.input[k]!) ?? 0) + 1);
+      if (p.rest.every((q, i) => q === i)) return p.input;
+      const rows = `${n.input[k]!}_rows`;
       out.push({
-        ...n,
-        op_type: 'FusedMatMul',
-        domain: 'com.microsoft',
-        input: [n.input[0]!, w],
-        attribute: [{ name: 'transB', type: 2, i: 1 }],
+        name: rows,
+        op_type: 'Transpose',
+        input: [p.input],
+        output: [rows],
+        attribute: [{ name: 'perm', type: 7, ints: p.rest }],
       });
-      used.add(n.input[1]!);
-    } else out.push(n);
+      return rows;
+    };
+    const [a, b] = [operand(0), operand(1)];
+    out.push({
+      ...n,
+      op_type: 'FusedMatMul',
+      domain: 'com.microsoft',
+      input: [a, b],
+      attribute: [
+        { name: 'transA', type: 2, i: parts[0] ? 1 : 0 },
+        { name: 'transB', type: 2, i: parts[1] ? 1 : 0 },
+      ],
+    });
   }
-  return out.filter((n) => !(n.op_type === 'Transpose' && used.has(n.output[0]!) && readers.get(n.output[0]!) === 1));
+  // A Transpose that every reader now reads through is gone.
+  return out.filter(
+    (n) =>
+      !(n.op_type === 'Transpose' && used.has(n.output[0]!) && used.get(n.output[0]!) === readers.get(n.output[0]!)),
+  );
 }
