@@ -28,23 +28,33 @@ export class AgreementMeter {
   add(a: ArrayLike<number>, b: ArrayLike<number>, V: number, P: number, cols?: number[]): void {
     const la = new Float64Array(V);
     const lb = new Float64Array(V);
+    const expA = new Float64Array(V);
     for (const p of cols ?? Array.from({ length: P }, (_, i) => i)) {
-      let finite = true;
-      for (let v = 0; v < V; v++) {
-        la[v] = a[v * P + p]!;
-        lb[v] = b[v * P + p]!;
-        if (!Number.isFinite(la[v]!) || !Number.isFinite(lb[v]!)) finite = false;
-        else this.maxAbs = Math.max(this.maxAbs, Math.abs(la[v]! - lb[v]!));
-      }
+      gather(a, p, P, la);
+      gather(b, p, P, lb);
       this.tokens++;
+      let finite = true;
+      let maxAbs = this.maxAbs;
+      for (let v = 0; v < V; v++) {
+        const d = Math.abs(la[v]! - lb[v]!);
+        // NaN or infinity on either side makes the difference NaN (inf - inf) or infinite.
+        if (!(d < Infinity)) {
+          finite = false;
+          break;
+        }
+        if (d > maxAbs) maxAbs = d;
+      }
       if (!finite) {
         this.nonFinite++;
         continue;
       }
-      logSoftmax(la);
-      logSoftmax(lb);
+      this.maxAbs = maxAbs;
+      // KL(A || B) = sum_v p_a(v) (log p_a(v) - log p_b(v)), with p_a's exponentials computed once.
+      const [maxA, sumA] = sumExp(la, expA);
+      const lseA = maxA + Math.log(sumA);
+      const lseB = logSumExp(lb);
       let kl = 0;
-      for (let v = 0; v < V; v++) kl += Math.exp(la[v]!) * (la[v]! - lb[v]!);
+      for (let v = 0; v < V; v++) kl += (expA[v]! / sumA) * (la[v]! - lseA - (lb[v]! - lseB));
       this.kl += Math.max(0, kl);
       const ta = topIndices(la, 5);
       const tb = topIndices(lb, 5);
@@ -68,13 +78,28 @@ export class AgreementMeter {
   }
 }
 
-function logSoftmax(x: Float64Array): void {
+/** Column `p` of a (V, P) matrix into `out` (a contiguous copy when P is 1). */
+function gather(x: ArrayLike<number>, p: number, P: number, out: Float64Array): void {
+  if (P === 1 && (x instanceof Float32Array || x instanceof Float64Array)) out.set(x.subarray(0, out.length));
+  else for (let v = 0; v < out.length; v++) out[v] = x[v * P + p]!;
+}
+
+/** The maximum of x and sum_i exp(x_i - max), with each exp(x_i - max) kept in `exps`. */
+function sumExp(x: Float64Array, exps: Float64Array): [number, number] {
   let m = -Infinity;
-  for (let i = 0; i < x.length; i++) m = Math.max(m, x[i]!);
+  for (let i = 0; i < x.length; i++) if (x[i]! > m) m = x[i]!;
+  let s = 0;
+  for (let i = 0; i < x.length; i++) s += exps[i] = Math.exp(x[i]! - m);
+  return [m, s];
+}
+
+/** log(sum_i exp(x_i)), shifted by the maximum so that nothing overflows. */
+function logSumExp(x: Float64Array): number {
+  let m = -Infinity;
+  for (let i = 0; i < x.length; i++) if (x[i]! > m) m = x[i]!;
   let s = 0;
   for (let i = 0; i < x.length; i++) s += Math.exp(x[i]! - m);
-  const lse = m + Math.log(s);
-  for (let i = 0; i < x.length; i++) x[i]! -= lse;
+  return m + Math.log(s);
 }
 
 /** Indices of the k largest values, largest first (ties: lower index first). */

@@ -166,10 +166,13 @@ function vectorsOf(
   const data = t.data as Float32Array;
   if (t.shape.length === 4) {
     const [C, P] = [t.shape[1]!, t.shape[3]!];
-    return {
-      name,
-      vectors: Array.from({ length: P }, (_, p) => Float32Array.from({ length: C }, (_, c) => data[c * P + p]!)),
-    };
+    // Row by row of the (C, P) output, each read in order (an MLM head's is 50,368 x 512 on synth-base).
+    const vectors = Array.from({ length: P }, () => new Float32Array(C));
+    for (let c = 0; c < C; c++) {
+      const row = data.subarray(c * P, (c + 1) * P);
+      for (let p = 0; p < P; p++) vectors[p]![c] = row[p]!;
+    }
+    return { name, vectors };
   }
   const C = t.shape[t.shape.length - 1]!;
   return { name, vectors: Array.from({ length: rows ?? 1 }, (_, k) => data.slice(k * C, (k + 1) * C)) };
