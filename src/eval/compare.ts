@@ -26,41 +26,48 @@ export class AgreementMeter {
    * the columns to compare (default all).
    */
   add(a: ArrayLike<number>, b: ArrayLike<number>, V: number, P: number, cols?: number[]): void {
-    const la = new Float64Array(V);
-    const lb = new Float64Array(V);
-    const expA = new Float64Array(V);
+    const [bufA, bufB] = P === 1 ? [undefined, undefined] : [new Float64Array(V), new Float64Array(V)];
     for (const p of cols ?? Array.from({ length: P }, (_, i) => i)) {
-      gather(a, p, P, la);
-      gather(b, p, P, lb);
+      const x = bufA ? gather(a, p, P, bufA) : a;
+      const y = bufB ? gather(b, p, P, bufB) : b;
       this.tokens++;
-      let finite = true;
-      let maxAbs = this.maxAbs;
-      for (let v = 0; v < V; v++) {
-        const d = Math.abs(la[v]! - lb[v]!);
-        // NaN or infinity on either side makes the difference NaN (inf - inf) or infinite.
-        if (!(d < Infinity)) {
-          finite = false;
-          break;
-        }
-        if (d > maxAbs) maxAbs = d;
-      }
-      if (!finite) {
+      const c = this.column(x, y, V);
+      if (!c) {
         this.nonFinite++;
         continue;
       }
-      this.maxAbs = maxAbs;
-      // KL(A || B) = sum_v p_a(v) (log p_a(v) - log p_b(v)), with p_a's exponentials computed once.
-      const [maxA, sumA] = sumExp(la, expA);
-      const lseA = maxA + Math.log(sumA);
-      const lseB = logSumExp(lb);
-      let kl = 0;
-      for (let v = 0; v < V; v++) kl += (expA[v]! / sumA) * (la[v]! - lseA - (lb[v]! - lseB));
-      this.kl += Math.max(0, kl);
-      const ta = topIndices(la, 5);
-      const tb = topIndices(lb, 5);
+      this.kl += c.kl;
+      const [ta, tb] = [topIndices(x, V, 5), topIndices(y, V, 5)];
       if (ta[0] === tb[0]) this.top1++;
       this.top5 += ta.filter((i) => tb.includes(i)).length / Math.min(5, V);
     }
+  }
+
+  /** KL(A || B) of one column, its max |difference| noted; undefined when either side is not finite. */
+  private column(x: ArrayLike<number>, y: ArrayLike<number>, V: number): { kl: number } | undefined {
+    let [maxA, maxB, maxAbs] = [-Infinity, -Infinity, this.maxAbs];
+    for (let v = 0; v < V; v++) {
+      const [xa, yb] = [x[v]!, y[v]!];
+      const d = Math.abs(xa - yb);
+      // NaN or infinity on either side makes the difference NaN (inf - inf) or infinite.
+      if (!(d < Infinity)) return undefined;
+      if (d > maxAbs) maxAbs = d;
+      if (xa > maxA) maxA = xa;
+      if (yb > maxB) maxB = yb;
+    }
+    this.maxAbs = maxAbs;
+    // KL = sum_v p_a(v) (log p_a(v) - log p_b(v)) = E_a[a - b] - lse(a) + lse(b), as p_a sums to 1: one pass,
+    // one exponential per logit and side.
+    let [sumA, sumB, sumAB] = [0, 0, 0];
+    for (let v = 0; v < V; v++) {
+      const [xa, yb] = [x[v]!, y[v]!];
+      const ea = Math.exp(xa - maxA);
+      sumA += ea;
+      sumAB += ea * (xa - yb);
+      sumB += Math.exp(yb - maxB);
+    }
+    const kl = sumAB / sumA - (maxA + Math.log(sumA)) + (maxB + Math.log(sumB));
+    return { kl: Math.max(0, kl) };
   }
 
   /** The averages; non-finite tokens count as total disagreement and infinite KL. */
@@ -78,34 +85,16 @@ export class AgreementMeter {
   }
 }
 
-/** Column `p` of a (V, P) matrix into `out` (a contiguous copy when P is 1). */
-function gather(x: ArrayLike<number>, p: number, P: number, out: Float64Array): void {
-  if (P === 1 && (x instanceof Float32Array || x instanceof Float64Array)) out.set(x.subarray(0, out.length));
-  else for (let v = 0; v < out.length; v++) out[v] = x[v * P + p]!;
+/** Column `p` of a (V, P) matrix, into `out`. */
+function gather(x: ArrayLike<number>, p: number, P: number, out: Float64Array): Float64Array {
+  for (let v = 0; v < out.length; v++) out[v] = x[v * P + p]!;
+  return out;
 }
 
-/** The maximum of x and sum_i exp(x_i - max), with each exp(x_i - max) kept in `exps`. */
-function sumExp(x: Float64Array, exps: Float64Array): [number, number] {
-  let m = -Infinity;
-  for (let i = 0; i < x.length; i++) if (x[i]! > m) m = x[i]!;
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += exps[i] = Math.exp(x[i]! - m);
-  return [m, s];
-}
-
-/** log(sum_i exp(x_i)), shifted by the maximum so that nothing overflows. */
-function logSumExp(x: Float64Array): number {
-  let m = -Infinity;
-  for (let i = 0; i < x.length; i++) if (x[i]! > m) m = x[i]!;
-  let s = 0;
-  for (let i = 0; i < x.length; i++) s += Math.exp(x[i]! - m);
-  return m + Math.log(s);
-}
-
-/** Indices of the k largest values, largest first (ties: lower index first). */
-function topIndices(x: ArrayLike<number>, k: number): number[] {
+/** Indices of the k largest of the first n values, largest first (ties: lower index first). */
+function topIndices(x: ArrayLike<number>, n: number, k: number): number[] {
   const best: number[] = [];
-  for (let i = 0; i < x.length; i++) {
+  for (let i = 0; i < n; i++) {
     const v = x[i]!;
     if (best.length === k && v <= x[best[k - 1]!]!) continue;
     let j = best.length < k ? best.length : k - 1;
