@@ -55,9 +55,19 @@ async function interrupt(
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('exit', (code, sig) => resolve({ code, signal: sig })),
   );
+  // The package's temporary folder once it holds something: the writability probe before the work has the same
+  // form of name but is removed at once (a kill then would find nothing to leave behind).
+  const writing = () =>
+    temps(dir).some((f) => {
+      try {
+        return readdirSync(join(dir, f)).length > 0;
+      } catch {
+        return false;
+      }
+    });
   let seen = false;
   for (let i = 0; i < 6000 && !seen && child.exitCode === null; i++) {
-    seen = temps(dir).length > 0;
+    seen = writing();
     if (!seen) await sleep(5);
   }
   expect(seen, `no temporary folder appeared: ${stderr}`).toBe(true);
