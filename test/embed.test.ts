@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { npyBytes } from '../src/io/npy.js';
 import { parseBatchInput } from '../src/tasks/batch-input.js';
-import { packTexts } from '../src/model/pack-texts.js';
+import { packBlocks, packTexts } from '../src/model/pack-texts.js';
 import { sentenceTransformers } from './helpers/embedding.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
@@ -72,6 +72,36 @@ describe('first-fit-decreasing packing', () => {
     expect(w[1]!.segments).toEqual([1, 1, 1, 1, 2, 2, 2, 3]);
     expect(w[1]!.starts).toEqual([0, 4, 7]);
     expect(packTexts(texts, 16, 2, 0).map((x) => x.texts)).toEqual([[1, 2], [0, 4], [3]]); // two texts per window at most
+  });
+});
+
+describe('packing in blocks', () => {
+  it('keeps each text inside one block, fills blocks first fit decreasing, and groups them into windows', () => {
+    const lengths = [3, 8, 5, 2, 7, 1, 4, 6, 2];
+    const texts = lengths.map((n, t) => Array.from({ length: n }, () => t + 1));
+    const windows = packBlocks(texts, 24, 8, 4, 0);
+    const seen: number[] = [];
+    for (const w of windows) {
+      expect(w.texts.length).toBeLessThanOrEqual(4);
+      expect(w.ids).toHaveLength(24);
+      w.texts.forEach((t, k) => {
+        const [from, to] = [w.starts[k]!, w.starts[k]! + lengths[t]!];
+        expect(Math.floor(from / 8), `text ${t} crosses a block`).toBe(Math.floor((to - 1) / 8));
+        expect(w.ids.slice(from, to)).toEqual(texts[t]);
+        expect(w.segments.slice(from, to)).toEqual(new Array(lengths[t]).fill(k + 1));
+        seen.push(t);
+      });
+      // Everything else is padding, segment 0.
+      expect(w.segments.filter((g) => g === 0)).toHaveLength(24 - w.texts.reduce((n, t) => n + lengths[t]!, 0));
+    }
+    expect(seen.sort((a, b) => a - b)).toEqual(lengths.map((_, i) => i));
+    // Blocks in the order opened: [8], [7, 1], [6, 2], [5, 3], [4, 2]; three to a window, four texts at most.
+    expect(windows.map((w) => w.texts)).toEqual([
+      [1, 4, 5],
+      [7, 3, 2, 0],
+      [6, 8],
+    ]);
+    expect(() => packBlocks([[1, 2, 3]], 8, 2, 4, 0)).toThrow(/more than the window of 2/);
   });
 });
 
@@ -145,6 +175,49 @@ describe('embed', () => {
     );
     wantPrefixed.forEach((e, i) => expect(maxDiff(prefixed[i]!, e)).toBeLessThan(1e-4));
     expect(maxDiff(prefixed[0]!, rows[0]!.embedding)).toBeGreaterThan(1e-3);
+  }, 60_000);
+
+  it('short texts in blocks (each within half the local window), as each text alone; a longer one packs them plainly', async () => {
+    const model = await sentenceTransformers('mean', true);
+    // 5 to 7 tokens each in tiny-mlm's tokenizer: within its blocks of 8 (local window 16).
+    const short = ['Hi.', 'Paris.', 'Yes it is.', 'A dog.', 'No.', 'Go now.'];
+    const dir = tempDir('mbane-embed-blocks-');
+    const want = await alone(model, short);
+    for (const runtime of ['engine', 'ort']) {
+      const r = await cli(
+        'embed',
+        model,
+        '--input',
+        inputFile(short),
+        '--out',
+        join(dir, `${runtime}.jsonl`),
+        '--runtime',
+        runtime,
+        '--window',
+        '64',
+        '--json',
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(json(r)).toMatchObject({ texts: 6, strategy: 'blocks' });
+      const rows = readFileSync(join(dir, `${runtime}.jsonl`), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { embedding: number[] }).embedding);
+      rows.forEach((e, i) => expect(maxDiff(e, want[i]!), `${runtime}: ${short[i]}`).toBeLessThan(1e-4));
+    }
+    const mixed = await cli(
+      'embed',
+      model,
+      '--input',
+      inputFile([...short, TEXTS[1]!]),
+      '--out',
+      join(dir, 'm.jsonl'),
+      '--window',
+      '64',
+      '--json',
+    );
+    expect(mixed.code, mixed.stderr).toBe(0);
+    expect(json(mixed)).toMatchObject({ texts: 7, strategy: 'packed' });
   }, 60_000);
 
   it('runs a package converted with --pack as the checkpoint runs, in fp32 and in float16 emulation', async () => {

@@ -112,6 +112,7 @@ describe('batched attention heads in the ONNX lowering', () => {
       { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'none', bandWindows: 'per-head' },
     ],
     ['packed texts (segment ids), banded', { seqLen: S, pack: 3, attentionChunk: 48, head: 'mlm' }],
+    ['packed texts in blocks', { seqLen: 96, pack: 3, packBlocks: true, head: 'mlm' }],
     ['a mask input (all pairs), chunked', { seqLen: S, maskFrom: 'input', attentionChunk: 64, head: 'mlm' }],
     ['any length (symbolic S)', { seqLen: [1, 512], maskFrom: 'attention', head: 'mlm' }],
     ['8 heads', { seqLen: S, maskFrom: 'attention', attentionChunk: 32, head: 'none' }, withHeads(8)],
@@ -123,7 +124,7 @@ describe('batched attention heads in the ONNX lowering', () => {
       // Every attention block matched: no per-head einsum is left.
       expect(einsums(g)).toBeGreaterThan(0);
       expect(einsums(b)).toBe(0);
-      const inputs = feeds(g, S);
+      const inputs = feeds(g, typeof o.seqLen === 'number' ? o.seqLen : S);
       const want = (await new Interpreter(g, 'fp32').run(inputs)).get(g.outputs[0]!)!;
       const got = (await new Interpreter(b, 'fp32').run(inputs)).get(b.outputs[0]!)!;
       expect(maxRelDiff(want, got)).toBeLessThan(1e-5);

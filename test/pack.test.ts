@@ -15,6 +15,7 @@ import { loadCheckpoint, type Checkpoint } from '../src/model/checkpoint.js';
 import { buildModel } from '../src/model/model.js';
 import { type OutputHead } from '../src/model/options.js';
 import { checkPack } from '../src/model/packing.js';
+import { packBlocks } from '../src/model/pack-texts.js';
 import { PackageRunner } from '../src/run/package-runner.js';
 import type { Precision } from '../src/runtime/numerics.js';
 import type { RtTensor } from '../src/runtime/tensor.js';
@@ -145,6 +146,62 @@ describe('a packed window equals each text run alone (float32, within 1e-4)', ()
     const parts = texts([150, 97, 40], config.clsTokenId, config.vocabSize);
     expect(await packedVsAlone(engine, engine, parts, 320, config.padTokenId, 'none', 3)).toBeLessThan(1e-4);
   }, 30_000);
+});
+
+describe('packed in blocks: each text within one block of localWindow/2 tokens, every layer within blocks', () => {
+  // tiny fixtures: local window 16, blocks of 8; texts of 2 to 8 tokens, in a window of 4 blocks.
+  const lengths = [8, 3, 5, 2, 6, 4];
+  const S = 32;
+  async function blocksVsAlone(engine: Engine, parts: number[][], pad: number, head: OutputHead): Promise<number> {
+    let worst = 0;
+    for (const w of packBlocks(parts, S, 8, 6, pad)) {
+      const out = (await engine.forward(w, { head, pack: 6, packBlocks: true })).outputs;
+      const [name, t] = [...out.entries()][0]!;
+      for (const [k, i] of w.texts.entries()) {
+        const own = (await engine.forward({ ids: parts[i]! }, { head })).outputs.get(name)!;
+        const got = t.shape.length === 3 ? row(t, k) : cols(t, w.starts[k]!, parts[i]!.length);
+        worst = Math.max(
+          worst,
+          maxDiff(got, t.shape.length === 3 ? Array.from(own.data) : cols(own, 0, parts[i]!.length)),
+        );
+      }
+    }
+    return worst;
+  }
+  for (const [name, head, edit] of TINY) {
+    it(`${name} (${head}): each text as it runs alone, within 1e-4`, async () => {
+      const ckpt = loadCheckpoint(copyFixture(name, edit));
+      try {
+        const parts = texts(lengths, ckpt.config.clsTokenId, ckpt.config.vocabSize);
+        expect(await blocksVsAlone(new Engine(ckpt), parts, ckpt.config.padTokenId, head)).toBeLessThan(1e-4);
+      } finally {
+        ckpt.close();
+      }
+    });
+  }
+
+  it('sentence-transformers embedding: each text as it runs alone, within 1e-4', async () => {
+    const ckpt = loadCheckpoint(await sentenceTransformers('mean', true));
+    try {
+      const parts = texts(lengths, ckpt.config.clsTokenId, ckpt.config.vocabSize);
+      const engine = new Engine(ckpt);
+      expect(await blocksVsAlone(engine, parts, ckpt.config.padTokenId, 'embedding')).toBeLessThan(1e-4);
+    } finally {
+      ckpt.close();
+    }
+  });
+
+  it('refuses packBlocks without pack, and a length that is not whole blocks, with one-line errors', () => {
+    const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
+    try {
+      expect(() => buildModel(ckpt, { seqLen: 32, maskFrom: 'attention', packBlocks: true })).toThrow(
+        /`packBlocks` goes with `pack`/,
+      );
+      expect(() => buildModel(ckpt, { seqLen: 30, pack: 4, packBlocks: true })).toThrow(/a multiple of 8, not 30/);
+    } finally {
+      ckpt.close();
+    }
+  });
 });
 
 describe('the packed graph', () => {

@@ -15,6 +15,7 @@ import type { Graph, Literal } from '../ir/graph.js';
 import { FINAL_UNROTATE, LAYER0_RESIDUAL, TOK_EMBEDDINGS } from '../rotation/fold.js';
 import { attentionHead } from './attention-head.js';
 import { bandedAttention, bandLayout, type Band } from './banded.js';
+import { blockAttention, blockLayout, type Blocks } from './blocked.js';
 import type { Activation, AttentionKind } from './config.js';
 import { modelGraph, startGraph, type ModelGraph } from './model-graph.js';
 import { MAX_CHANNELS, splitDecoder } from './decoder.js';
@@ -29,6 +30,8 @@ interface AttentionPlan {
   /** Global layers' mask; local layers' when they are not banded (all keys within the window, or a mask input). */
   masks: Record<AttentionKind, MaskFor>;
   band?: Band;
+  /** Every layer within blocks of packed short texts (blocked.ts). */
+  blocks?: Blocks;
 }
 
 /**
@@ -46,16 +49,25 @@ export function buildModel(source: ModelSource, o: BuildOptions): Graph {
   if (o.pack === undefined) mask(); // unpacked graphs read it; built here, it keeps their op order
   const model = modelGraph(g, source, o, S, lengths, ids, mask);
   if (o.pack !== undefined) model.packing = packing(model, o.pack);
-  const last = body(model, attentionPlan(model, maskFrom));
+  const last = body(model, attentionPlan(model, maskFrom, o.packBlocks === true));
   finish(g, o, head(model, last, o.head ?? defaultHead(source), o.positions));
   return g.graph;
 }
 
-/** Rotary tables and masks of each layer kind; local layers banded when the length is static and padding per key. */
-function attentionPlan(model: ModelGraph, maskFrom: BuildOptions['maskFrom']): AttentionPlan {
+/**
+ * Rotary tables and masks of each layer kind; local layers banded when the length is static and padding per
+ * key; every layer within blocks when packed texts each lie in one block (`inBlocks`, blocked.ts).
+ */
+function attentionPlan(model: ModelGraph, maskFrom: BuildOptions['maskFrom'], inBlocks: boolean): AttentionPlan {
   const { config, seqLen: S } = model;
   const global = ropeTables(model, config.globalRopeTheta, 'rope_global');
   const local = ropeTables(model, config.localRopeTheta, 'rope_local');
+  if (inBlocks) {
+    if (!model.packing || typeof S !== 'number')
+      throw new ModernBertError('BAD_ARGUMENT', '`packBlocks` goes with `pack` and one sequence length');
+    const blocks = blockLayout(model, model.packing, S);
+    return { rope: { global, local }, masks: { global: () => blocks.mask, local: () => blocks.mask }, blocks };
+  }
   const mask = model.packing ? textMask(model, model.packing) : perChunk(model, model.paddingMask);
   const plan: AttentionPlan = { rope: { global, local }, masks: { global: mask, local: mask } };
   if (config.layerTypes.includes('local') && model.maxLen - 1 > config.localWindow / 2) {
@@ -154,8 +166,9 @@ function attention(model: ModelGraph, plan: AttentionPlan, h: Val, layer: number
   const [qRotated, k] = g.split(qkRotated, 1, 2, `layers_${layer}_qk_split`); // (1, C, 1, S) each
   // Scaling q by 1/sqrt(D) before the scores touches C x S values instead of H x S x S (exact for D = 64).
   const q = g.op('mul', { x: qRotated, y: g.f(1 / Math.sqrt(config.headDim)) }, `layers_${layer}_q_scaled`);
-  const merged =
-    kind === 'local' && plan.band
+  const merged = plan.blocks
+    ? blockAttention(model, plan.blocks, q, k, v, layer)
+    : kind === 'local' && plan.band
       ? bandedAttention(model, plan.band, q, k, v, layer)
       : fullAttention(model, plan.masks[kind], q, k, v, layer); // (1, C, 1, S)
   return conv(model, merged, `model.layers.${layer}.attn.Wo`, `layers_${layer}_attn_out`);

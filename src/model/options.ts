@@ -61,6 +61,11 @@ export interface BuildOptions {
   target?: Target;
   /** Pack up to this many texts per window: adds the `segment_ids` input (1, S) int32, 1..K, 0 = padding. */
   pack?: number;
+  /**
+   * With `pack`: every text lies inside one block of localWindow/2 tokens (pack-texts.ts packBlocks) and S is
+   * a multiple of it, so every layer attends within blocks (blocked.ts): less work for many short texts.
+   */
+  packBlocks?: boolean;
 }
 
 /**

@@ -21,15 +21,17 @@ export interface PackedWindow {
 class LazyWindow implements PackedWindow {
   readonly starts: number[] = [];
 
+  /** `starts`: where each text starts (default: one after the other from 0). */
   constructor(
     readonly texts: number[],
     private readonly source: readonly (readonly number[])[],
     private readonly length: number,
     private readonly pad: number,
+    starts?: number[],
   ) {
     let at = 0;
-    for (const t of texts) {
-      this.starts.push(at);
+    for (const [k, t] of texts.entries()) {
+      this.starts.push(starts?.[k] ?? at);
       at += source[t]!.length;
     }
   }
@@ -86,12 +88,48 @@ export function packTexts(
   perWindow: number,
   pad: number,
 ): PackedWindow[] {
+  return firstFit(texts, window, perWindow).map((b) => new LazyWindow(b.texts, texts, window, pad));
+}
+
+/**
+ * Packs texts of at most `block` tokens so that none crosses a block boundary (model/blocked.ts): first fit
+ * decreasing into blocks, then the blocks in order into windows of window / block blocks (`window` a
+ * multiple of `block`) holding at most `perWindow` texts.
+ */
+export function packBlocks(
+  texts: readonly (readonly number[])[],
+  window: number,
+  block: number,
+  perWindow: number,
+  pad: number,
+): PackedWindow[] {
+  const perBlocks = Math.floor(window / block);
+  const windows: { texts: number[]; starts: number[]; blocks: number }[] = [];
+  for (const b of firstFit(texts, block, perWindow)) {
+    let w = windows.at(-1);
+    if (!w || w.blocks === perBlocks || w.texts.length + b.texts.length > perWindow) {
+      w = { texts: [], starts: [], blocks: 0 };
+      windows.push(w);
+    }
+    let at = w.blocks * block;
+    for (const t of b.texts) {
+      w.texts.push(t);
+      w.starts.push(at);
+      at += texts[t]!.length;
+    }
+    w.blocks++;
+  }
+  return windows.map((w) => new LazyWindow(w.texts, texts, window, pad, w.starts));
+}
+
+/** First-fit decreasing: bins of `size` tokens and at most `perBin` texts, in the order they were opened. */
+function firstFit(texts: readonly (readonly number[])[], size: number, perBin: number): { texts: number[] }[] {
   const order = texts.map((_, i) => i).sort((a, b) => texts[b]!.length - texts[a]!.length || a - b);
   const bins: { texts: number[]; used: number }[] = [];
   const tree = new RoomTree(texts.length);
   for (const i of order) {
     const n = texts[i]!.length;
-    if (n > window) throw new RangeError(`text ${i} has ${n} tokens, more than the window of ${window}`);
+    if (n > size) throw new RangeError(`text ${i} has ${n} tokens, more than the window of ${size}`);
     let b = tree.first(n);
     if (b < 0) {
       b = bins.length;
@@ -100,9 +138,9 @@ export function packTexts(
     const bin = bins[b]!;
     bin.texts.push(i);
     bin.used += n;
-    tree.set(b, bin.texts.length < perWindow ? window - bin.used : -1);
+    tree.set(b, bin.texts.length < perBin ? size - bin.used : -1);
   }
-  return bins.map((b) => new LazyWindow(b.texts, texts, window, pad));
+  return bins;
 }
 
 /** Default window of checkpoints (the reference project's length), shortened to what the model takes. */

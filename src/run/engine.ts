@@ -225,6 +225,7 @@ export class Engine {
       maskFrom: o.pack === undefined ? 'attention' : undefined,
       attentionChunk: o.attentionChunk,
       pack: o.pack,
+      ...(o.packBlocks ? { packBlocks: true } : {}),
       bandWindows: 'per-head',
     };
   }
@@ -241,9 +242,10 @@ export class Engine {
             o.head,
             o.attentionChunk,
             o.pack,
+            o.packBlocks,
             o.embedding,
           ]
-        : [S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack, o.embedding],
+        : [S, o.precision, o.norm, o.head, o.positions, o.attentionChunk, o.pack, o.packBlocks, o.embedding],
     );
     let it = this.graphs.get(key);
     if (!it) {

@@ -8,7 +8,8 @@ import type { LoadedModel } from '../run/load.js';
 import type { OutputHead } from '../model/options.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { prefersOnePerPass } from '../run/runtime-cost.js';
-import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts, type PackedWindow } from '../model/pack-texts.js';
+import { DEFAULT_PACK, DEFAULT_WINDOW, packBlocks, packTexts, type PackedWindow } from '../model/pack-texts.js';
+import { blockSize } from '../model/blocked.js';
 import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
 import { firstNonFinite, nonFiniteError } from '../numeric/finite.js';
 import { formatBytes, MAX_RESULT_BYTES } from '../io/limits.js';
@@ -36,8 +37,12 @@ export interface BatchStats {
   texts: number;
   /** Forward passes: packed windows, or one per text ('single'). */
   windows: number;
-  /** 'packed': several texts per window; 'single': one text per pass at its own length (runtime-cost.ts prefersOnePerPass). */
-  strategy: 'packed' | 'single';
+  /**
+   * 'packed': several texts per window; 'blocks': packed with each text inside one block, every layer
+   * attending within blocks (short texts on checkpoints, model/blocked.ts); 'single': one text per pass at its
+   * own length (runtime-cost.ts prefersOnePerPass).
+   */
+  strategy: 'packed' | 'blocks' | 'single';
   window: number;
   textsPerWindow: number;
   tokens: number;
@@ -110,12 +115,33 @@ export function windowRunner(
   pack: number,
   packed: boolean,
   texts: readonly EncodedText[],
+  blocks = false,
 ): RunWindow {
   const runner = model.runner;
   const head: OutputHead = plan.head;
-  const extra = plan.embedding ? { embedding: plan.embedding } : {};
+  const extra = { ...(plan.embedding ? { embedding: plan.embedding } : {}), ...(blocks ? { packBlocks: true } : {}) };
   if (!packed) return (w, positions) => runner.forward({ ids: texts[w.texts[0]!]!.ids }, { head, positions, ...extra });
   return (w, positions) => runner.forward({ ids: w.ids, segments: w.segments }, { head, positions, pack, ...extra });
+}
+
+/**
+ * A checkpoint's short texts laid out in blocks (pack-texts.ts packBlocks): when every text fits in one block
+ * of localWindow/2 tokens, each layer attends within blocks (model/blocked.ts), which costs less than
+ * attention over the whole window. Its windows are the whole blocks that fit in `window`.
+ */
+function inBlocks(
+  model: LoadedModel,
+  texts: readonly EncodedText[],
+  window: number,
+  pack: number,
+): { windows: PackedWindow[]; window: number; pack: number } | undefined {
+  if (model.kind !== 'checkpoint' || !model.config) return undefined;
+  const B = blockSize(model.config.localWindow);
+  const S = Math.floor(window / B) * B;
+  if (S < B || texts.some((t) => t.ids.length > B)) return undefined;
+  const K = Math.min(pack, S);
+  const ids = texts.map((t) => t.ids);
+  return { windows: packBlocks(ids, S, B, K, model.ids.special[0]!), window: S, pack: K };
 }
 
 /** Tokenizes texts for a plan: the ids (cut to `limit` tokens with `truncate`), and their spans when it asks. */
@@ -193,10 +219,15 @@ export async function runTokenized<R>(
     o.pack === undefined &&
     model.runner.sharesGraph?.(lengths.reduce((m, n) => Math.max(m, n), 0)) === true &&
     prefersOnePerPass(lengths, packedWindows.length, window);
+  // Short texts each inside one block when that takes no more windows (no text larger than half the local window).
+  const blocked = packed && !single && o.pack === undefined ? inBlocks(model, texts, window, pack) : undefined;
   const windows = single
     ? texts.map((t, i): PackedWindow => ({ texts: [i], starts: [0], ids: t.ids as number[], segments: [] }))
-    : packedWindows;
-  const run = windowRunner(model, plan, pack, packed && !single, texts);
+    : blocked && blocked.windows.length <= packedWindows.length
+      ? blocked.windows
+      : packedWindows;
+  const blocks = blocked !== undefined && windows === blocked.windows;
+  const run = windowRunner(model, plan, blocks ? blocked.pack : pack, packed && !single, texts, blocks);
   const perText = !packed || single;
   const results: R[] = new Array(texts.length);
   let store: Float32Array | undefined;
@@ -230,11 +261,11 @@ export async function runTokenized<R>(
     stats: {
       texts: texts.length,
       windows: windows.length,
-      strategy: single ? 'single' : 'packed',
-      window,
-      textsPerWindow: single ? 1 : pack,
+      strategy: single ? 'single' : blocks ? 'blocks' : 'packed',
+      window: blocks ? blocked.window : window,
+      textsPerWindow: single ? 1 : blocks ? blocked.pack : pack,
       tokens,
-      fill: single ? 1 : tokens / (windows.length * window),
+      fill: single ? 1 : tokens / (windows.length * (blocks ? blocked.window : window)),
       seconds: (performance.now() - t0) / 1000,
     },
   };

@@ -94,6 +94,6 @@ export function summary(s: BatchStats): string {
   const passes =
     s.strategy === 'single'
       ? `one per pass at its own length (sooner than ${s.window}-token windows here)`
-      : `in ${s.windows} windows of ${s.window} tokens (up to ${s.textsPerWindow} texts each, ${(100 * s.fill).toFixed(1)}% filled)`;
+      : `in ${s.windows} windows of ${s.window} tokens (up to ${s.textsPerWindow} texts each${s.strategy === 'blocks' ? ', each text within one block of attention' : ''}, ${(100 * s.fill).toFixed(1)}% filled)`;
   return `${s.texts} texts ${passes}, ${s.seconds.toFixed(1)} s, ${(s.texts / s.seconds).toFixed(1)} texts/s`;
 }
