@@ -31,6 +31,7 @@ export function blockLayout(model: ModelGraph, packing: Packing, S: number): Blo
       seqLen: S,
     });
   const nb = S / B;
+  // The segment ids, as each block's keys and as its queries.
   const keys = g.op(
     'transpose',
     {
