@@ -3,7 +3,7 @@
 // symbolic link as the Hugging Face cache makes them), products reading the stored layout, one session for
 // every length, padded static lengths that change nothing for real tokens, and embed's choice of strategy.
 
-import { copyFileSync, mkdirSync, readdirSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/run/engine.js';
@@ -105,6 +105,35 @@ describe('the weights read in place', () => {
         (await ours.runner.forward(seq)).outputs.get('logits')!,
       ];
       expect(maxDiff(a, b), precision).toBeLessThan(precision === 'fp32' ? 1e-5 : 2e-2);
+    }
+  });
+});
+
+describe("onnxruntime's profiler, on request", () => {
+  it("MODERNBERT_ANE_ORT_PROFILE=PREFIX writes every node's time to PREFIX_*.json when the session is released, and nothing without it", async () => {
+    const dir = tempDir('mbane-ort-profile-');
+    const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
+    try {
+      process.env.MODERNBERT_ANE_ORT_PROFILE = join(dir, 'run');
+      const engine = new Engine(ckpt, {}, await ortFactory());
+      await engine.forward(SEQ);
+      await engine.release();
+      const files = readdirSync(dir);
+      expect(files).toHaveLength(1);
+      expect(files[0]).toMatch(/^run_.*\.json$/);
+      const events = JSON.parse(readFileSync(join(dir, files[0]!), 'utf8')) as {
+        cat: string;
+        args: { op_name?: string };
+      }[];
+      expect(events.some((e) => e.cat === 'Node' && e.args.op_name === 'FusedMatMul')).toBe(true);
+      delete process.env.MODERNBERT_ANE_ORT_PROFILE;
+      const quiet = new Engine(ckpt, {}, await ortFactory());
+      await quiet.forward(SEQ);
+      await quiet.release();
+      expect(readdirSync(dir)).toHaveLength(1);
+    } finally {
+      delete process.env.MODERNBERT_ANE_ORT_PROFILE;
+      ckpt.close();
     }
   });
 });

@@ -112,7 +112,11 @@ export class OrtExecutor {
   async release(): Promise<void> {
     const all = [...this.sessions.values()];
     this.sessions.clear();
-    for (const s of all) await (await s).release();
+    for (const s of all) {
+      const session = await s;
+      if (profilePrefix()) session.endProfiling(); // writes the profile (MODERNBERT_ANE_ORT_PROFILE)
+      await session.release();
+    }
   }
 
   private session(keep: string[]): Promise<OrtModule.InferenceSession> {
@@ -155,16 +159,25 @@ export class OrtExecutor {
  * (MODERNBERT_ANE_THREADS, else every core): left at 0, onnxruntime-node 1.30 ran one thread on this
  * 2-core machine (CPU seconds equal to wall seconds; synth-base at 512 tokens 1.77 s, 1.17 s with 2).
  * Pre-packing of weights is off (see the top of this file); MODERNBERT_ANE_ORT_PREPACK=1 turns it on, to measure the difference.
+ * MODERNBERT_ANE_ORT_PROFILE=PREFIX has onnxruntime time every node, written to PREFIX_<date>.json when a
+ * session is released (bench/ort-profile.mjs reads it).
  */
 export function ortSessionOptions(provider: OrtProvider): OrtModule.InferenceSession.SessionOptions {
   const executionProviders: OrtModule.InferenceSession.ExecutionProviderConfig[] =
     provider === 'coreml' ? [{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu'] : ['cpu'];
+  const prefix = profilePrefix();
   return {
     executionProviders,
+    ...(prefix ? { enableProfiling: true, profileFilePrefix: prefix } : {}),
     graphOptimizationLevel: 'all',
     intraOpNumThreads: kernelThreads(),
     extra: { session: { disable_prepacking: process.env.MODERNBERT_ANE_ORT_PREPACK === '1' ? '0' : '1' } },
   };
+}
+
+/** Where onnxruntime's node timings go (MODERNBERT_ANE_ORT_PROFILE), when asked for. */
+function profilePrefix(): string | undefined {
+  return process.env.MODERNBERT_ANE_ORT_PROFILE || undefined;
 }
 
 function unsupported(type: string): never {
