@@ -177,7 +177,7 @@ describe('embed', () => {
     expect(maxDiff(prefixed[0]!, rows[0]!.embedding)).toBeGreaterThan(1e-3);
   }, 60_000);
 
-  it('short texts in blocks (each within half the local window), as each text alone; a longer one packs them plainly', async () => {
+  it('short texts in blocks (each within the local window), as each text alone; a longer one packs them plainly', async () => {
     const model = await sentenceTransformers('mean', true);
     // 5 to 7 tokens each in tiny-mlm's tokenizer: within its blocks of 8 (local window 16).
     const short = ['Hi.', 'Paris.', 'Yes it is.', 'A dog.', 'No.', 'Go now.'];
@@ -205,6 +205,29 @@ describe('embed', () => {
         .map((l) => (JSON.parse(l) as { embedding: number[] }).embedding);
       rows.forEach((e, i) => expect(maxDiff(e, want[i]!), `${runtime}: ${short[i]}`).toBeLessThan(1e-4));
     }
+    // 9 tokens: blocks of the whole local window (16), where local layers mask the pairs more than 8 apart.
+    const medium = [...short, 'The cat sat.', 'Rain today.'];
+    const m = await cli(
+      'embed',
+      model,
+      '--input',
+      inputFile(medium),
+      '--out',
+      join(dir, 'b.jsonl'),
+      '--window',
+      '64',
+      '--json',
+    );
+    expect(m.code, m.stderr).toBe(0);
+    expect(json(m)).toMatchObject({ texts: 8, strategy: 'blocks' });
+    const wantMedium = await alone(model, medium.slice(-2));
+    readFileSync(join(dir, 'b.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(-2)
+      .forEach((l, i) =>
+        expect(maxDiff((JSON.parse(l) as { embedding: number[] }).embedding, wantMedium[i]!)).toBeLessThan(1e-4),
+      );
     const mixed = await cli(
       'embed',
       model,

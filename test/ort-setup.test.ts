@@ -195,7 +195,7 @@ describe('one setup for many lengths', () => {
 });
 
 describe('embed picks packed windows or one text per pass, by the lengths', () => {
-  it('short texts packed, long ones alone; the embeddings the same either way', async () => {
+  it('short texts packed (in blocks), long ones alone; the embeddings the same either way', async () => {
     expect(prefersOnePerPass(new Array(300).fill(32), 19, 512)).toBe(false);
     expect(prefersOnePerPass(new Array(30).fill(307), 20, 512)).toBe(true);
     const model = await openModel(join(FX, 'tiny-mlm'), { executor: await ortFactory() });
@@ -216,7 +216,14 @@ describe('embed picks packed windows or one text per pass, by the lengths', () =
           { window: 128, ...(pack ? { pack } : {}) },
         );
       const [s, l] = [await embed(short), await embed(long)];
-      expect(s.stats.strategy).toBe('packed');
+      // Short texts pack, each inside one block of the local window (16 tokens here): the same as packed plainly.
+      expect(s.stats.strategy).toBe('blocks');
+      const plain = await embed(short, 64);
+      expect(plain.stats.strategy).toBe('packed');
+      for (const [i, a] of s.results.entries()) {
+        const b = plain.results[i]!;
+        expect(a.reduce((m, v, k) => Math.max(m, Math.abs(v - b[k]!)), 0)).toBeLessThan(1e-5);
+      }
       expect(l.stats.strategy).toBe('single');
       expect(l.stats.windows).toBe(6);
       // --pack forces packing; the embeddings agree.

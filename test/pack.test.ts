@@ -148,14 +148,17 @@ describe('a packed window equals each text run alone (float32, within 1e-4)', ()
   }, 30_000);
 });
 
-describe('packed in blocks: each text within one block of localWindow/2 tokens, every layer within blocks', () => {
-  // tiny fixtures: local window 16, blocks of 8; texts of 2 to 8 tokens, in a window of 4 blocks.
-  const lengths = [8, 3, 5, 2, 6, 4];
-  const S = 32;
-  async function blocksVsAlone(engine: Engine, parts: number[][], pad: number, head: OutputHead): Promise<number> {
+describe('packed in blocks: each text within one block, every layer attending within its block', () => {
+  // tiny fixtures: local window 16. Blocks of 8 (every pair of a text within the window) and of 16 (local
+  // layers also mask the pairs more than 8 apart: texts of 9 to 16 tokens have some), 4 blocks a window.
+  const cases = [
+    { B: 8, lengths: [8, 3, 5, 2, 6, 4] },
+    { B: 16, lengths: [16, 12, 9, 5, 3, 14, 2] },
+  ];
+  async function blocksVsAlone(engine: Engine, parts: number[][], pad: number, head: OutputHead, B: number) {
     let worst = 0;
-    for (const w of packBlocks(parts, S, 8, 6, pad)) {
-      const out = (await engine.forward(w, { head, pack: 6, packBlocks: true })).outputs;
+    for (const w of packBlocks(parts, 4 * B, B, 8, pad)) {
+      const out = (await engine.forward(w, { head, pack: 8, packBlocks: B })).outputs;
       const [name, t] = [...out.entries()][0]!;
       for (const [k, i] of w.texts.entries()) {
         const own = (await engine.forward({ ids: parts[i]! }, { head })).outputs.get(name)!;
@@ -168,36 +171,39 @@ describe('packed in blocks: each text within one block of localWindow/2 tokens, 
     }
     return worst;
   }
-  for (const [name, head, edit] of TINY) {
-    it(`${name} (${head}): each text as it runs alone, within 1e-4`, async () => {
-      const ckpt = loadCheckpoint(copyFixture(name, edit));
+  for (const { B, lengths } of cases) {
+    for (const [name, head, edit] of TINY) {
+      it(`${name} (${head}), blocks of ${B}: each text as it runs alone, within 1e-4`, async () => {
+        const ckpt = loadCheckpoint(copyFixture(name, edit));
+        try {
+          const parts = texts(lengths, ckpt.config.clsTokenId, ckpt.config.vocabSize);
+          expect(await blocksVsAlone(new Engine(ckpt), parts, ckpt.config.padTokenId, head, B)).toBeLessThan(1e-4);
+        } finally {
+          ckpt.close();
+        }
+      });
+    }
+    it(`sentence-transformers embedding, blocks of ${B}: each text as it runs alone, within 1e-4`, async () => {
+      const ckpt = loadCheckpoint(await sentenceTransformers('mean', true));
       try {
         const parts = texts(lengths, ckpt.config.clsTokenId, ckpt.config.vocabSize);
-        expect(await blocksVsAlone(new Engine(ckpt), parts, ckpt.config.padTokenId, head)).toBeLessThan(1e-4);
+        expect(await blocksVsAlone(new Engine(ckpt), parts, ckpt.config.padTokenId, 'embedding', B)).toBeLessThan(1e-4);
       } finally {
         ckpt.close();
       }
     });
   }
 
-  it('sentence-transformers embedding: each text as it runs alone, within 1e-4', async () => {
-    const ckpt = loadCheckpoint(await sentenceTransformers('mean', true));
-    try {
-      const parts = texts(lengths, ckpt.config.clsTokenId, ckpt.config.vocabSize);
-      const engine = new Engine(ckpt);
-      expect(await blocksVsAlone(engine, parts, ckpt.config.padTokenId, 'embedding')).toBeLessThan(1e-4);
-    } finally {
-      ckpt.close();
-    }
-  });
-
-  it('refuses packBlocks without pack, and a length that is not whole blocks, with one-line errors', () => {
+  it('refuses packBlocks without pack, a block size other than half or all the local window, and a length that is not whole blocks', () => {
     const ckpt = loadCheckpoint(join(FX, 'tiny-mlm'));
     try {
-      expect(() => buildModel(ckpt, { seqLen: 32, maskFrom: 'attention', packBlocks: true })).toThrow(
+      expect(() => buildModel(ckpt, { seqLen: 32, maskFrom: 'attention', packBlocks: 8 })).toThrow(
         /`packBlocks` goes with `pack`/,
       );
-      expect(() => buildModel(ckpt, { seqLen: 30, pack: 4, packBlocks: true })).toThrow(/a multiple of 8, not 30/);
+      expect(() => buildModel(ckpt, { seqLen: 30, pack: 4, packBlocks: 8 })).toThrow(
+        /packed blocks are 8 or 16 tokens, in a length that is a multiple of them \(not 8 in 30\)/,
+      );
+      expect(() => buildModel(ckpt, { seqLen: 48, pack: 4, packBlocks: 12 })).toThrow(/not 12 in 48/);
     } finally {
       ckpt.close();
     }

@@ -49,7 +49,7 @@ export function buildModel(source: ModelSource, o: BuildOptions): Graph {
   if (o.pack === undefined) mask(); // unpacked graphs read it; built here, it keeps their op order
   const model = modelGraph(g, source, o, S, lengths, ids, mask);
   if (o.pack !== undefined) model.packing = packing(model, o.pack);
-  const last = body(model, attentionPlan(model, maskFrom, o.packBlocks === true));
+  const last = body(model, attentionPlan(model, maskFrom, o.packBlocks));
   finish(g, o, head(model, last, o.head ?? defaultHead(source), o.positions));
   return g.graph;
 }
@@ -58,15 +58,19 @@ export function buildModel(source: ModelSource, o: BuildOptions): Graph {
  * Rotary tables and masks of each layer kind; local layers banded when the length is static and padding per
  * key; every layer within blocks when packed texts each lie in one block (`inBlocks`, blocked.ts).
  */
-function attentionPlan(model: ModelGraph, maskFrom: BuildOptions['maskFrom'], inBlocks: boolean): AttentionPlan {
+function attentionPlan(model: ModelGraph, maskFrom: BuildOptions['maskFrom'], inBlocks?: number): AttentionPlan {
   const { config, seqLen: S } = model;
   const global = ropeTables(model, config.globalRopeTheta, 'rope_global');
   const local = ropeTables(model, config.localRopeTheta, 'rope_local');
-  if (inBlocks) {
+  if (inBlocks !== undefined) {
     if (!model.packing || typeof S !== 'number')
       throw new ModernBertError('BAD_ARGUMENT', '`packBlocks` goes with `pack` and one sequence length');
-    const blocks = blockLayout(model, model.packing, S);
-    return { rope: { global, local }, masks: { global: () => blocks.mask, local: () => blocks.mask }, blocks };
+    const blocks = blockLayout(model, model.packing, S, inBlocks);
+    return {
+      rope: { global, local },
+      masks: { global: () => blocks.masks.global, local: () => blocks.masks.local },
+      blocks,
+    };
   }
   const mask = model.packing ? textMask(model, model.packing) : perChunk(model, model.paddingMask);
   const plan: AttentionPlan = { rope: { global, local }, masks: { global: mask, local: mask } };
@@ -167,7 +171,7 @@ function attention(model: ModelGraph, plan: AttentionPlan, h: Val, layer: number
   // Scaling q by 1/sqrt(D) before the scores touches C x S values instead of H x S x S (exact for D = 64).
   const q = g.op('mul', { x: qRotated, y: g.f(1 / Math.sqrt(config.headDim)) }, `layers_${layer}_q_scaled`);
   const merged = plan.blocks
-    ? blockAttention(model, plan.blocks, q, k, v, layer)
+    ? blockAttention(model, plan.blocks, plan.blocks.masks[kind], q, k, v, layer)
     : kind === 'local' && plan.band
       ? bandedAttention(model, plan.band, q, k, v, layer)
       : fullAttention(model, plan.masks[kind], q, k, v, layer); // (1, C, 1, S)

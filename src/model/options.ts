@@ -62,10 +62,11 @@ export interface BuildOptions {
   /** Pack up to this many texts per window: adds the `segment_ids` input (1, S) int32, 1..K, 0 = padding. */
   pack?: number;
   /**
-   * With `pack`: every text lies inside one block of localWindow/2 tokens (pack-texts.ts packBlocks) and S is
-   * a multiple of it, so every layer attends within blocks (blocked.ts): less work for many short texts.
+   * With `pack`: every text lies inside one block of this many tokens, half the local window or the whole
+   * window (pack-texts.ts packBlocks), and S is a multiple of it, so every layer attends within blocks
+   * (blocked.ts): less work for many short texts.
    */
-  packBlocks?: boolean;
+  packBlocks?: number;
 }
 
 /**

@@ -225,7 +225,7 @@ export class Engine {
       maskFrom: o.pack === undefined ? 'attention' : undefined,
       attentionChunk: o.attentionChunk,
       pack: o.pack,
-      ...(o.packBlocks ? { packBlocks: true } : {}),
+      ...(o.packBlocks === undefined ? {} : { packBlocks: o.packBlocks }),
       bandWindows: 'per-head',
     };
   }

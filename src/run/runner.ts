@@ -30,8 +30,8 @@ export interface ForwardOptions {
   attentionChunk?: number;
   /** Run up to this many texts per window, told apart by Sequence.segments (model/packing.ts). */
   pack?: number;
-  /** Packed texts each lie inside one block of localWindow/2 tokens (model/options.ts packBlocks; checkpoints only). */
-  packBlocks?: boolean;
+  /** Packed texts each lie inside one block of this many tokens (model/options.ts packBlocks; checkpoints only). */
+  packBlocks?: number;
   /** Also return these taps ('hidden_states.3', 'residual.5', ...), or 'all'. */
   taps?: string[] | 'all';
   onOp?: (done: number, total: number) => void;

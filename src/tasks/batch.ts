@@ -9,7 +9,7 @@ import type { OutputHead } from '../model/options.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { prefersOnePerPass } from '../run/runtime-cost.js';
 import { DEFAULT_PACK, DEFAULT_WINDOW, packBlocks, packTexts, type PackedWindow } from '../model/pack-texts.js';
-import { blockSize } from '../model/blocked.js';
+import { blockSizes } from '../model/blocked.js';
 import { describeLength, encodeWithin } from '../tokenizer/encode-within.js';
 import { firstNonFinite, nonFiniteError } from '../numeric/finite.js';
 import { formatBytes, MAX_RESULT_BYTES } from '../io/limits.js';
@@ -115,33 +115,38 @@ export function windowRunner(
   pack: number,
   packed: boolean,
   texts: readonly EncodedText[],
-  blocks = false,
+  block?: number,
 ): RunWindow {
   const runner = model.runner;
   const head: OutputHead = plan.head;
-  const extra = { ...(plan.embedding ? { embedding: plan.embedding } : {}), ...(blocks ? { packBlocks: true } : {}) };
+  const extra = {
+    ...(plan.embedding ? { embedding: plan.embedding } : {}),
+    ...(block === undefined ? {} : { packBlocks: block }),
+  };
   if (!packed) return (w, positions) => runner.forward({ ids: texts[w.texts[0]!]!.ids }, { head, positions, ...extra });
   return (w, positions) => runner.forward({ ids: w.ids, segments: w.segments }, { head, positions, pack, ...extra });
 }
 
 /**
  * A checkpoint's short texts laid out in blocks (pack-texts.ts packBlocks): when every text fits in one block
- * of localWindow/2 tokens, each layer attends within blocks (model/blocked.ts), which costs less than
- * attention over the whole window. Its windows are the whole blocks that fit in `window`.
+ * of half the local window, or of the whole window, each layer attends within blocks (model/blocked.ts),
+ * which costs less than attention over the whole window. Its windows are the whole blocks that fit in
+ * `window`; the smaller block that every text fits in.
  */
 function inBlocks(
   model: LoadedModel,
   texts: readonly EncodedText[],
   window: number,
   pack: number,
-): { windows: PackedWindow[]; window: number; pack: number } | undefined {
+): { windows: PackedWindow[]; window: number; pack: number; block: number } | undefined {
   if (model.kind !== 'checkpoint' || !model.config) return undefined;
-  const B = blockSize(model.config.localWindow);
-  const S = Math.floor(window / B) * B;
-  if (S < B || texts.some((t) => t.ids.length > B)) return undefined;
+  const longest = texts.reduce((m, t) => Math.max(m, t.ids.length), 0);
+  const B = blockSizes(model.config.localWindow).find((b) => b >= longest);
+  const S = B === undefined ? 0 : Math.floor(window / B) * B;
+  if (B === undefined || S < B) return undefined;
   const K = Math.min(pack, S);
   const ids = texts.map((t) => t.ids);
-  return { windows: packBlocks(ids, S, B, K, model.ids.special[0]!), window: S, pack: K };
+  return { windows: packBlocks(ids, S, B, K, model.ids.special[0]!), window: S, pack: K, block: B };
 }
 
 /** Tokenizes texts for a plan: the ids (cut to `limit` tokens with `truncate`), and their spans when it asks. */
@@ -219,7 +224,7 @@ export async function runTokenized<R>(
     o.pack === undefined &&
     model.runner.sharesGraph?.(lengths.reduce((m, n) => Math.max(m, n), 0)) === true &&
     prefersOnePerPass(lengths, packedWindows.length, window);
-  // Short texts each inside one block when that takes no more windows (no text larger than half the local window).
+  // Short texts each inside one block when that takes no more windows (none longer than the local window).
   const blocked = packed && !single && o.pack === undefined ? inBlocks(model, texts, window, pack) : undefined;
   const windows = single
     ? texts.map((t, i): PackedWindow => ({ texts: [i], starts: [0], ids: t.ids as number[], segments: [] }))
@@ -227,7 +232,14 @@ export async function runTokenized<R>(
       ? blocked.windows
       : packedWindows;
   const blocks = blocked !== undefined && windows === blocked.windows;
-  const run = windowRunner(model, plan, blocks ? blocked.pack : pack, packed && !single, texts, blocks);
+  const run = windowRunner(
+    model,
+    plan,
+    blocks ? blocked.pack : pack,
+    packed && !single,
+    texts,
+    blocks ? blocked.block : undefined,
+  );
   const perText = !packed || single;
   const results: R[] = new Array(texts.length);
   let store: Float32Array | undefined;
