@@ -179,68 +179,44 @@ describe('embed', () => {
 
   it('short texts in blocks (each within the local window), as each text alone; a longer one packs them plainly', async () => {
     const model = await sentenceTransformers('mean', true);
-    // 5 to 7 tokens each in tiny-mlm's tokenizer: within its blocks of 8 (local window 16).
-    const short = ['Hi.', 'Paris.', 'Yes it is.', 'A dog.', 'No.', 'Go now.'];
     const dir = tempDir('mbane-embed-blocks-');
-    const want = await alone(model, short);
-    for (const runtime of ['engine', 'ort']) {
+    /** embed of `texts` in windows of 64: its --json summary and the embeddings. */
+    const run = async (texts: string[], name: string, ...flags: string[]) => {
+      const out = join(dir, `${name}.jsonl`);
       const r = await cli(
         'embed',
         model,
         '--input',
-        inputFile(short),
+        inputFile(texts),
         '--out',
-        join(dir, `${runtime}.jsonl`),
-        '--runtime',
-        runtime,
+        out,
         '--window',
         '64',
         '--json',
+        ...flags,
       );
       expect(r.code, r.stderr).toBe(0);
-      expect(json(r)).toMatchObject({ texts: 6, strategy: 'blocks' });
-      const rows = readFileSync(join(dir, `${runtime}.jsonl`), 'utf8')
+      const rows = readFileSync(out, 'utf8')
         .trim()
         .split('\n')
         .map((l) => (JSON.parse(l) as { embedding: number[] }).embedding);
+      return { stats: json(r), rows };
+    };
+    // 5 to 7 tokens each in tiny-mlm's tokenizer: within its blocks of 8 (local window 16).
+    const short = ['Hi.', 'Paris.', 'Yes it is.', 'A dog.', 'No.', 'Go now.'];
+    const want = await alone(model, short);
+    for (const runtime of ['engine', 'ort']) {
+      const { stats, rows } = await run(short, runtime, '--runtime', runtime);
+      expect(stats).toMatchObject({ texts: 6, strategy: 'blocks' });
       rows.forEach((e, i) => expect(maxDiff(e, want[i]!), `${runtime}: ${short[i]}`).toBeLessThan(1e-4));
     }
     // 9 tokens: blocks of the whole local window (16), where local layers mask the pairs more than 8 apart.
     const medium = [...short, 'The cat sat.', 'Rain today.'];
-    const m = await cli(
-      'embed',
-      model,
-      '--input',
-      inputFile(medium),
-      '--out',
-      join(dir, 'b.jsonl'),
-      '--window',
-      '64',
-      '--json',
-    );
-    expect(m.code, m.stderr).toBe(0);
-    expect(json(m)).toMatchObject({ texts: 8, strategy: 'blocks' });
+    const m = await run(medium, 'medium');
+    expect(m.stats).toMatchObject({ texts: 8, strategy: 'blocks' });
     const wantMedium = await alone(model, medium.slice(-2));
-    readFileSync(join(dir, 'b.jsonl'), 'utf8')
-      .trim()
-      .split('\n')
-      .slice(-2)
-      .forEach((l, i) =>
-        expect(maxDiff((JSON.parse(l) as { embedding: number[] }).embedding, wantMedium[i]!)).toBeLessThan(1e-4),
-      );
-    const mixed = await cli(
-      'embed',
-      model,
-      '--input',
-      inputFile([...short, TEXTS[1]!]),
-      '--out',
-      join(dir, 'm.jsonl'),
-      '--window',
-      '64',
-      '--json',
-    );
-    expect(mixed.code, mixed.stderr).toBe(0);
-    expect(json(mixed)).toMatchObject({ texts: 7, strategy: 'packed' });
+    m.rows.slice(-2).forEach((e, i) => expect(maxDiff(e, wantMedium[i]!)).toBeLessThan(1e-4));
+    expect((await run([...short, TEXTS[1]!], 'mixed')).stats).toMatchObject({ texts: 7, strategy: 'packed' });
   }, 60_000);
 
   it('runs a package converted with --pack as the checkpoint runs, in fp32 and in float16 emulation', async () => {
