@@ -349,4 +349,27 @@ describe('packages we write', () => {
       r.close();
     }
   });
+
+  it('BlobReader takes padding bits only on sub-byte types, and fewer than 8', () => {
+    const cases: [Parameters<BlobWriter['append']>[0], number, boolean][] = [
+      ['uint3', 7, true],
+      ['int4', 4, true],
+      ['uint3', 8, false],
+      ['uint8', 1, false],
+      ['fp16', 4, false],
+    ];
+    for (const [type, bits, ok] of cases) {
+      const path = join(dir, `pad-${type}-${bits}.bin`);
+      const w = BlobWriter.create(path);
+      const offset = w.append(type, new Uint8Array([1, 2]), bits);
+      w.close();
+      const r = BlobReader.open(path);
+      try {
+        if (ok) expect(r.read(offset).info.paddingBits).toBe(bits);
+        else expect(() => r.read(offset), `${type} ${bits}`).toThrow(`${bits} padding bits for data type ${type}`);
+      } finally {
+        r.close();
+      }
+    }
+  });
 });

@@ -11,6 +11,7 @@
 import { closeSync, openSync, readSync, writeSync } from 'node:fs';
 import { ModernBertError } from '../errors.js';
 import { openRegularFile } from '../io/files.js';
+import { isSubByte } from './tensor-bytes.js';
 
 const STORAGE_HEADER_SIZE = 64;
 const BLOB_METADATA_SIZE = 64;
@@ -44,16 +45,6 @@ export type BlobDataType = keyof typeof BLOB_DATA_TYPES;
 const NAME_OF_CODE = new Map<number, BlobDataType>(
   Object.entries(BLOB_DATA_TYPES).map(([name, code]) => [code, name as BlobDataType]),
 );
-
-/** Sub-byte types, whose last byte may be partly padding (padding_size_in_bits). */
-const SUB_BYTE_BITS: Partial<Record<BlobDataType, number>> = {
-  int4: 4,
-  uint1: 1,
-  uint2: 2,
-  uint3: 3,
-  uint4: 4,
-  uint6: 6,
-};
 
 function alignUp(n: number): number {
   return Math.ceil(n / BLOB_ALIGNMENT) * BLOB_ALIGNMENT;
@@ -220,8 +211,8 @@ export class BlobReader {
         dataOffset,
       });
     }
-    const subBits = SUB_BYTE_BITS[dataType];
-    if (paddingBits !== 0 && (subBits === undefined || paddingBits >= 8)) {
+    // Only sub-byte types' last byte may be partly padding (padding_size_in_bits).
+    if (paddingBits !== 0 && (!isSubByte(dataType) || paddingBits >= 8)) {
       throw this.corrupt(`blob at offset ${offset} has ${paddingBits} padding bits for data type ${dataType}`, {
         offset,
         paddingBits,

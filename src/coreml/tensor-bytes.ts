@@ -28,9 +28,9 @@ const BITS_PER_ELEMENT: Record<DType, number> = {
   uint6: 6,
 };
 
-/** True for the sub-byte types, which are packed several to a byte. */
-function isSubByte(dtype: DType): boolean {
-  return BITS_PER_ELEMENT[dtype] < 8;
+/** True for the sub-byte types, which are packed several to a byte (a blob's data type name too: false for others). */
+export function isSubByte(dtype: string): boolean {
+  return (BITS_PER_ELEMENT[dtype as DType] ?? 8) < 8;
 }
 
 /** Size in bytes of one element of `dtype` when stored (sub-byte types: use storedBytes). */
