@@ -23,6 +23,7 @@ import {
 } from './helpers/fixtures.js';
 import { goldenHidden, goldenRow } from './helpers/run.js';
 import { cli, expectOneLineError, json } from './helpers/cli.js';
+import type { TokenClassificationItem } from '../src/tasks/results.js';
 
 afterAll(cleanupTempDirs);
 
@@ -142,14 +143,7 @@ describe('predict', () => {
     expect(plain.code).toBe(0);
     const lines = plain.stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(/^"T" +LABEL_\d +0\.\d{4} \[0, 1\)$/);
-    const r = json(await cli('predict', '--json', join(FX, 'tiny-token'), text)) as Array<{
-      entity: string;
-      score: number;
-      index: number;
-      word: string;
-      start: number;
-      end: number;
-    }>;
+    const r = json(await cli('predict', '--json', join(FX, 'tiny-token'), text)) as TokenClassificationItem[];
     expect(r).toHaveLength(real.length - 3); // [CLS], [MASK], [SEP]
     expect(lines).toHaveLength(r.length);
     const V = 5;
