@@ -5,7 +5,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { nonFiniteAdvice, partOf, type ModelPart } from '../src/eval/fidelity.js';
+import { partOf, type ModelPart } from '../src/eval/fidelity.js';
+import { nonFiniteAdvice } from '../src/eval/fidelity-text.js';
 import { cli } from './helpers/cli.js';
 import { cleanupTempDirs, FX, tempDir } from './helpers/fixtures.js';
 import { withOutlier } from './helpers/outlier.js';

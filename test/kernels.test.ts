@@ -100,7 +100,7 @@ const sync: Run = (args) => gemmSync(args);
 describe('gemm kernels', () => {
   afterAll(shutdownKernels);
 
-  it('ships a gemm.wasm assembled from gemm.wat', () => {
+  it('ships every .wasm assembled from its .wat (gemm, exp-sums)', () => {
     execFileSync(process.execPath, [`${root}scripts/assemble-wasm.mjs`, '--check'], { stdio: 'pipe' });
   });
 

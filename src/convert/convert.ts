@@ -11,7 +11,7 @@ import type { Checkpoint } from '../model/checkpoint.js';
 import { convertChoices, type AddHead, type ConvertOptions } from './convert-options.js';
 import { checkHeadName, type AddedHead } from './heads.js';
 import { calibrationOf, learnedRotation, openSource } from './prepare.js';
-import { writePackage, type ConvertReport } from './write-package.js';
+import { fidelityWork, writePackage, type ConvertReport } from './write-package.js';
 import { chooseExecutor } from '../run/executor-choice.js';
 
 /** The sequence lengths: as given, else 512 or the model's maximum if smaller; none longer than the model allows. */
@@ -116,6 +116,12 @@ export async function convert(model: string | Checkpoint, options: ConvertOption
         : {}),
       onProgress: (stage, d, t) => options.onProgress?.(stage, d, t),
       ...(executor?.factory ? { executor: executor.factory } : {}),
+      // On onnxruntime the report's reference pass runs beside the conversion, in a worker that opens the
+      // checkpoint's folder again: only for a checkpoint opened here from it.
+      referenceThread:
+        typeof model === 'string' &&
+        (executor?.runtime === 'ort' || executor?.runtime === 'auto') &&
+        executor.factory?.readsFiles?.(fidelityWork(ckpt, calibration)) === true,
     });
   } finally {
     for (const close of opened) close();

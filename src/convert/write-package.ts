@@ -12,12 +12,14 @@ import { checkPackageOutput, TOKENIZER_ITEM_PATH, type ExtraItem } from '../core
 import { atLeast, type Target } from '../ir/target.js';
 import { META } from '../coreml/package-info.js';
 import { ModernBertError } from '../errors.js';
-import { measureFidelity, nonFiniteSummary, type FidelityReport } from '../eval/fidelity.js';
+import { measureFidelity, type FidelityForm, type FidelityReport, type ReferenceRun } from '../eval/fidelity.js';
+import { nonFiniteSummary } from '../eval/fidelity-text.js';
+import { startReferenceThread } from '../eval/reference-thread.js';
 import type { ProbeSequence } from '../eval/inputs.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { CachedWeights } from '../run/engine.js';
 import type { ExecutorFactory } from '../run/runner.js';
-import { lengthsWork, weightBytes } from '../run/runtime-cost.js';
+import { lengthsWork, weightBytes, type Workload } from '../run/runtime-cost.js';
 import { lintAneLimits, type AneIssue } from '../graph/ane-limits.js';
 import { buildModel } from '../model/model.js';
 import {
@@ -31,7 +33,7 @@ import { checkPack } from '../model/packing.js';
 import type { Precision } from '../runtime/numerics.js';
 import { prepareVariant, type RotationKind } from '../model/variants.js';
 import { describePackage, withReports } from './describe-package.js';
-import { LocatedWeights, WrappedWeights, type Tensor } from '../io/weights.js';
+import { LocatedWeights, WrappedWeights, type Tensor, type WeightSource } from '../io/weights.js';
 import type { Rotation } from '../rotation/index.js';
 import type { LearnReport } from '../learn/learned.js';
 import { compressGraph } from '../compress/compress-graph.js';
@@ -82,6 +84,11 @@ export interface ConversionPlan {
   aneRules?: Rules;
   /** What runs the fidelity report's forward passes (run/runtime-choice.ts executorFor); our interpreter when absent. */
   executor?: ExecutorFactory;
+  /**
+   * Run the report's float32 reference pass in a worker thread beside the conversion (eval/reference-thread.ts):
+   * for onnxruntime, when the checkpoint is as its folder holds it (the worker opens it again).
+   */
+  referenceThread?: boolean;
 }
 
 export interface ConvertReport {
@@ -197,6 +204,27 @@ function checkPlan(ckpt: Checkpoint, o: ConversionPlan): void {
 export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise<ConvertReport> {
   const t0 = performance.now();
   checkPlan(ckpt, o);
+  const head = o.head ?? defaultHead(ckpt);
+  // Started before the conversion's work, so as to run beside it.
+  const reference =
+    o.fidelity !== null && o.referenceThread
+      ? startReferenceThread(ckpt.dir, o.calibration, fidelityForm(o, head))
+      : undefined;
+  try {
+    return await convertAndWrite(ckpt, o, head, t0, reference?.run);
+  } finally {
+    reference?.stop();
+  }
+}
+
+/** writePackage's work, beside the report's reference pass when it runs in a thread of its own. */
+async function convertAndWrite(
+  ckpt: Checkpoint,
+  o: ConversionPlan,
+  head: OutputHead,
+  t0: number,
+  referenceRun: Promise<ReferenceRun> | undefined,
+): Promise<ConvertReport> {
   const read = new TimedWeights(ckpt.weights);
   const variant = prepareVariant(
     { config: ckpt.config, weights: read, embedding: ckpt.embedding },
@@ -206,16 +234,8 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   const transformed = new TimedWeights(variant.source.weights); // reading + folding + rotating
   let source: ModelSource = { ...variant.source, weights: transformed };
   // Compressed weights: the fidelity report reads them as the package will decompress them.
-  let compressed: CompressedWeights | undefined;
-  if (o.compress) {
-    checkShapes(
-      o.compress,
-      transformed.names().map((name) => ({ name, shape: transformed.shape(name) })),
-    );
-    compressed = new CompressedWeights(transformed, o.compress);
-    source = { ...source, weights: compressed };
-  }
-  const head = o.head ?? defaultHead(ckpt);
+  const compressed = o.compress && compressedWeights(transformed, o.compress);
+  if (compressed) source = { ...source, weights: compressed };
   const attentionChunk = o.attentionChunk ?? ANE_ATTENTION_CHUNK; // chosen for the Neural Engine's op count
   const lens = [...new Set(o.seqLens)].sort((a, b) => a - b);
 
@@ -230,7 +250,7 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   const measure = async (converted: ModelSource): Promise<FidelityReport> => {
     const f0 = performance.now();
     const ms0 = transformed.ms;
-    const report = await measureShipped(ckpt, o, { source: converted, norm: variant.norm }, head);
+    const report = await measureShipped(ckpt, o, { source: converted, norm: variant.norm }, head, referenceRun);
     fidelityMs = performance.now() - f0 - (transformed.ms - ms0);
     return report;
   };
@@ -345,14 +365,23 @@ export async function writePackage(ckpt: Checkpoint, o: ConversionPlan): Promise
   };
 }
 
-/** Where each checkpoint-named float16 weight of a graph lies in the weight.bin just written (its Consts' blobs). */
+/** The checkpoint's weights as `spec` compresses them, after checking that their shapes allow it. */
+function compressedWeights(w: WeightSource, spec: CompressSpec): CompressedWeights {
+  checkShapes(
+    spec,
+    w.names().map((name) => ({ name, shape: w.shape(name) })),
+  );
+  return new CompressedWeights(w, spec);
+}
+
 /** Whether the fidelity report's runtime reads the package's weight file in place (then it is written first). */
 function readsInPlace(ckpt: Checkpoint, o: ConversionPlan): boolean {
-  const work = {
-    ...lengthsWork(o.calibration.flatMap((s) => [s.ids.length, s.ids.length])),
-    bytes: weightBytes(ckpt.weights),
-  };
-  return !o.heads && o.executor?.readsFiles?.(work) === true;
+  return !o.heads && o.executor?.readsFiles?.(fidelityWork(ckpt, o.calibration)) === true;
+}
+
+/** The fidelity report's work: each calibration sequence twice (the checkpoint, the emulation), on the model's weights. */
+export function fidelityWork(ckpt: Checkpoint, calibration: ProbeSequence[]): Workload {
+  return { ...lengthsWork(calibration.flatMap((s) => [s.ids.length, s.ids.length])), bytes: weightBytes(ckpt.weights) };
 }
 
 /**
@@ -364,13 +393,13 @@ async function measureShipped(
   o: ConversionPlan,
   converted: { source: ModelSource; norm: NormStyle },
   head: OutputHead,
+  referenceRun: Promise<ReferenceRun> | undefined,
 ): Promise<FidelityReport> {
   const reference: ModelSource = {
     config: ckpt.config,
     weights: ckpt.weights,
     ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}),
   };
-  const form = { head, ...(o.pack === undefined ? {} : { pack: o.pack, window: Math.max(...o.seqLens) }) };
   const report = await measureFidelity(
     reference,
     converted,
@@ -378,8 +407,9 @@ async function measureShipped(
     o.fidelity!,
     o.calibrationName,
     (d, t) => o.onProgress?.('fidelity', d, t),
-    form,
+    fidelityForm(o, head),
     o.executor,
+    referenceRun,
   );
   // A package that gives NaN or infinity would not work: none is written (exit 1).
   if (report.non_finite)
@@ -389,6 +419,11 @@ async function measureShipped(
     );
   if (o.maxKl !== undefined && !(report.kl <= o.maxKl)) throw new FidelityGateError(report.kl, o.maxKl);
   return report;
+}
+
+/** The form the report measures the package in: the head it ships, packed as it runs. */
+function fidelityForm(o: ConversionPlan, head: OutputHead): FidelityForm {
+  return { head, ...(o.pack === undefined ? {} : { pack: o.pack, window: Math.max(...o.seqLens) }) };
 }
 
 /** The tokenizer files beside the checkpoint, as a package item. */

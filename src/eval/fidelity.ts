@@ -1,17 +1,18 @@
 // How closely a converted model, in a float16 emulation, follows the float32 checkpoint: KL, top-1/top-5
 // agreement and max abs difference of the logits over every real token of the calibration inputs. When
 // the emulation produces NaN or infinity, the report says so and names the first layer and op where it
-// appears, and advises only what addresses that cause (a rotation helps the residual stream, nothing else).
+// appears (fidelity-text.ts words it, with the advice that addresses that cause).
 
 import { Engine } from '../run/engine.js';
 import type { ExecutorFactory, ForwardOptions, Sequence } from '../run/runner.js';
 import { defaultHead, type ModelSource, type NormStyle, type OutputHead } from '../model/options.js';
-import { assertFinite } from '../numeric/finite.js';
+import { assertFinite, firstNonFinite } from '../numeric/finite.js';
 import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts } from '../model/pack-texts.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
 import { Interpreter } from '../graph/interpreter.js';
-import type { RtTensor } from '../runtime/tensor.js';
+import { floats, type RtTensor } from '../runtime/tensor.js';
+import { ModernBertError } from '../errors.js';
 import { AgreementMeter } from './compare.js';
 import type { ProbeSequence } from './inputs.js';
 import { OutlierMeter } from './outliers.js';
@@ -166,11 +167,16 @@ function vectorsOf(
   const data = t.data as Float32Array;
   if (t.shape.length === 4) {
     const [C, P] = [t.shape[1]!, t.shape[3]!];
-    // Row by row of the (C, P) output, each read in order (an MLM head's is 50,368 x 512 on synth-base).
+    // The (C, P) output transposed in blocks of rows, so that each block's rows stay in cache while every
+    // column's vector is written (an MLM head's output is 50,368 x 512 on synth-base).
     const vectors = Array.from({ length: P }, () => new Float32Array(C));
-    for (let c = 0; c < C; c++) {
-      const row = data.subarray(c * P, (c + 1) * P);
-      for (let p = 0; p < P; p++) vectors[p]![c] = row[p]!;
+    const BLOCK = 64;
+    for (let c0 = 0; c0 < C; c0 += BLOCK) {
+      const c1 = Math.min(C, c0 + BLOCK);
+      for (let p = 0; p < P; p++) {
+        const v = vectors[p]!;
+        for (let c = c0; c < c1; c++) v[c] = data[c * P + p]!;
+      }
     }
     return { name, vectors };
   }
@@ -190,18 +196,40 @@ async function runProbe(
   return { ...vectorsOf(res.outputs, p.rows), residuals: taps.map((t) => res.taps.get(t)!) };
 }
 
+/** The float32 checkpoint's side of a measurement: each probe's compared vectors, and each layer's max |activation|. */
+export interface ReferenceRun {
+  vectors: Float32Array[][];
+  maxima: number[];
+}
+
+/**
+ * Runs the float32 checkpoint over the calibration sequences in `form`: what measureFidelity compares the
+ * converted model with. It needs nothing of the conversion, so it can run while the conversion works
+ * (reference-thread.ts). `tick` is called after each pass.
+ */
+export async function runReference(
+  reference: ModelSource,
+  seqs: ProbeSequence[],
+  form: FidelityForm,
+  executor?: ExecutorFactory,
+  tick?: () => void,
+): Promise<ReferenceRun> {
+  const probes = probesOf(seqs, form, reference);
+  const outliers = new OutlierMeter();
+  const vectors = await runAll(reference, probes, outliers, executor, tick);
+  return { vectors, maxima: outliers.result(0).map((l) => l.max) };
+}
+
 // In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
 // can keep a block's variables alive).
 async function runAll(
   source: ModelSource,
-  precision: Precision,
-  norm: NormStyle,
   probes: Probe[],
-  tick: () => void,
   outliers: OutlierMeter,
   executor?: ExecutorFactory,
+  tick?: () => void,
 ): Promise<Float32Array[][]> {
-  const engine = new Engine(source, { precision, norm }, executor);
+  const engine = new Engine(source, { precision: 'fp32', norm: 'layernorm' }, executor, { runs: probes.length });
   const taps = residualTaps(source.config.numLayers);
   const out: Float32Array[][] = [];
   for (const [i, p] of probes.entries()) {
@@ -217,11 +245,14 @@ async function runAll(
     );
     out.push(vectors);
     outliers.add(residuals, p.real, i);
-    tick();
+    tick?.();
   }
   await engine.release();
   return out;
 }
+
+/** Probes per engine session in measureFidelity: the emulated residual streams of a chunk are held at once. */
+const CHUNK = 8;
 
 const residualTaps = (layers: number) => Array.from({ length: layers + 1 }, (_, i) => `residual.${i}`);
 const realPositions = (s: ProbeSequence) => s.ids.flatMap((_, k) => (!s.attention || s.attention[k] ? [k] : []));
@@ -232,16 +263,18 @@ class LayerErrorMeter {
   readonly norm: number[] = [];
   readonly finite: boolean[] = [];
   add(a: RtTensor[], b: RtTensor[], real: number[]): void {
+    const at = Int32Array.from(real);
     a.forEach((t, l) => {
       const [C, S] = [t.shape[1]!, t.shape[3]!];
+      const [x, y] = [floats(t, 'a residual stream'), floats(b[l]!, 'a residual stream')];
       let d = 0;
       let n = 0;
       for (let c = 0; c < C; c++) {
-        for (const s of real) {
-          const x = t.data[c * S + s]!;
-          const y = b[l]!.data[c * S + s]!;
-          d += (x - y) ** 2;
-          n += y * y;
+        const row = c * S;
+        for (let k = 0; k < at.length; k++) {
+          const i = row + at[k]!;
+          d += (x[i]! - y[i]!) ** 2;
+          n += y[i]! * y[i]!;
         }
       }
       this.diff[l] = (this.diff[l] ?? 0) + d;
@@ -254,7 +287,8 @@ class LayerErrorMeter {
 /**
  * Measures `converted` (run in `precision`) against `reference` (float32, as trained), in the form the
  * package ships (`form`: its head, packed or not). The two engines run one after the other, so only one
- * model's weights are held at a time. An embedding (or hidden state) is also compared by cosine similarity.
+ * model's weights are held at a time, unless `referenceRun` (runReference's result for the same arguments)
+ * was started beforehand. An embedding (or hidden state) is also compared by cosine similarity.
  */
 export async function measureFidelity(
   reference: ModelSource,
@@ -265,25 +299,28 @@ export async function measureFidelity(
   onProgress?: (done: number, total: number) => void,
   form: FidelityForm = {},
   executor?: ExecutorFactory,
+  referenceRun?: Promise<ReferenceRun>,
 ): Promise<FidelityReport> {
   const probes = probesOf(seqs, form, reference);
   const total = probes.length * 2;
   let done = 0;
-  const referenceOutliers = new OutlierMeter();
-  const refs = await runAll(
-    reference,
-    'fp32',
-    'layernorm',
-    probes,
-    () => onProgress?.(++done, total),
-    referenceOutliers,
-    executor,
-  );
-  // The reference model is unreachable now (runAll's frame is gone): free it before the converted one loads.
+  const ref = referenceRun
+    ? await referenceRun
+    : await runReference(reference, seqs, form, executor, () => onProgress?.(++done, total));
+  if (ref.vectors.length !== probes.length)
+    throw new ModernBertError(
+      'INTERNAL',
+      `the reference run has ${ref.vectors.length} passes where the measurement has ${probes.length}`,
+    );
+  const refs = ref.vectors;
+  onProgress?.((done = probes.length), total);
+  // The reference model is unreachable now (runReference's frame is gone): free it before the converted one loads.
   await releaseMemory();
-  const engine = new Engine(converted.source, { precision, norm: converted.norm }, executor);
+  // Each engine runs a chunk of probes (below), then is released.
+  const use = { runs: Math.min(CHUNK, probes.length) };
+  const engine = new Engine(converted.source, { precision, norm: converted.norm }, executor, use);
   // The converted weights in float32 arithmetic (they share the weight cache), for the per-layer error.
-  const exact = new Engine(converted.source, { precision: 'fp32', norm: converted.norm }, executor);
+  const exact = new Engine(converted.source, { precision: 'fp32', norm: converted.norm }, executor, use);
   const taps = residualTaps(reference.config.numLayers);
   const [emulatedOutliers, convertedOutliers, layerErrors] = [
     new OutlierMeter(),
@@ -291,12 +328,14 @@ export async function measureFidelity(
     new LayerErrorMeter(),
   ];
   const meter = new AgreementMeter();
+  const head = form.head ?? defaultHead(reference);
+  // Cosine similarity is reported for vectors that are not logits.
+  const byCosine = head === 'embedding' || head === 'none';
   const cosines: number[] = [];
   let firstBad: ProbeSequence | undefined;
   // The emulation first, then the converted weights in float32, a few probes at a time with the emulated
   // residual streams kept in between: on onnxruntime each engine is a session holding its own copy of the
   // weights, so only one of them is alive at once.
-  const CHUNK = 8;
   for (let from = 0; from < probes.length; from += CHUNK) {
     const units: { p: Probe; i: number; residuals: RtTensor[] }[] = [];
     for (const [k, p] of probes.slice(from, from + CHUNK).entries()) {
@@ -304,7 +343,7 @@ export async function measureFidelity(
       const e = await runProbe(engine, p, taps);
       // A NaN or infinity in one text packed to save passes reaches the others (0 x inf in attention's
       // weighted sum): such a window is measured again text by text, as each would run alone.
-      const again = p.alone && !e.vectors.every((v) => v.every((x) => Number.isFinite(x)));
+      const again = p.alone && e.vectors.some((v) => firstNonFinite(v) >= 0);
       const each = [{ p, e, refs: refs[i]! }];
       if (again) {
         each.length = 0;
@@ -321,7 +360,7 @@ export async function measureFidelity(
         u.e.vectors.forEach((v, j) => {
           const r = u.refs[j]!;
           meter.add(r, v, v.length, 1);
-          cosines.push(cosine(r, v));
+          if (byCosine) cosines.push(cosine(r, v));
         });
         if (!firstBad && meter.result().non_finite > before) firstBad = u.p.first;
         units.push({ p: u.p, i, residuals: u.e.residuals });
@@ -338,16 +377,15 @@ export async function measureFidelity(
     await exact.release();
   }
   const r = meter.result();
-  const [ref, conv, emu] = [referenceOutliers.result(0), convertedOutliers.result(0), emulatedOutliers.result(0)];
-  const layers = ref.map((l, k): LayerFidelity => ({
+  const [conv, emu] = [convertedOutliers.result(0), emulatedOutliers.result(0)];
+  const layers = ref.maxima.map((max, k): LayerFidelity => ({
     layer: k,
     rel_error:
       layerErrors.finite[k] && layerErrors.norm[k]! > 0 ? Math.sqrt(layerErrors.diff[k]! / layerErrors.norm[k]!) : null,
-    reference_max: l.max,
+    reference_max: max,
     converted_max: conv[k]!.max,
     emulated_max: emu[k]!.max,
   }));
-  const head = form.head ?? defaultHead(reference);
   const report: FidelityReport = {
     precision,
     head,
@@ -361,7 +399,7 @@ export async function measureFidelity(
     inputs,
     layers,
   };
-  if (head === 'embedding' || head === 'none') {
+  if (byCosine) {
     const finite = cosines.filter((c) => Number.isFinite(c));
     report.cosine = {
       mean: finite.reduce((a, b) => a + b, 0) / Math.max(1, finite.length),
@@ -428,69 +466,4 @@ async function firstNonFiniteOp(
     if (bad) return { name: op.name, op: op.op };
   }
   return null;
-}
-
-/** How the package was made, which decides what advice can help. */
-export interface ConversionSettings {
-  fold: boolean;
-  rotation: string;
-  norm: 'l2' | 'rms';
-}
-
-/** Advice that addresses where the first non-finite value appears, or says that no conversion option does. */
-export function nonFiniteAdvice(part: ModelPart | undefined, s: ConversionSettings): string {
-  const none = 'no rotation or other conversion option changes them (the model itself exceeds float16 there)';
-  switch (part) {
-    case 'norm':
-      if (!s.fold)
-        return "the LayerNorm squares its input, which overflows float16: convert without --no-fold (the folded model's l2 norm does not square)";
-      if (s.norm === 'rms')
-        return 'the x*x RMSNorm overflows float16: use --norm l2 (the default), which does not square';
-      return `the norm's input exceeds float16; ${none}`;
-    case 'residual':
-    case 'embedding':
-      if (!s.fold)
-        return 'the residual stream exceeds float16 (65504): convert without --no-fold, and if it still overflows, with --rotation hadamard, which spreads an outlier channel over all channels';
-      if (s.rotation === 'none')
-        return 'the residual stream exceeds float16 (65504): try --rotation hadamard, which spreads an outlier channel over all channels';
-      return `the residual stream exceeds float16 (65504) even with the ${s.rotation} rotation; no rotation fixes it`;
-    case 'attention':
-      return `the attention (queries, keys, scores) exceeds float16; ${none}`;
-    case 'mlp':
-      return `the MLP's inner activations exceed float16; ${none}`;
-    case 'head':
-      return `the output head exceeds float16; ${none}`;
-    default:
-      return 'the op could not be located';
-  }
-}
-
-/**
- * One sentence on where the converted model first gives NaN or infinity, with advice when `settings` say how it
- * was made (convert refuses to write such a package with it).
- */
-export function nonFiniteSummary(f: FidelityReport, settings?: ConversionSettings): string {
-  const n = f.non_finite!;
-  const where =
-    n.first_layer === null ? 'in the head' : n.first_layer === 0 ? 'in the embeddings' : `after layer ${n.first_layer}`;
-  const op = n.first_op ? `, at op ${n.first_op.op} "${n.first_op.name}"` : '';
-  const advice = settings ? `: ${nonFiniteAdvice(n.first_op?.part, settings)}` : '';
-  return `the converted model gives NaN or infinity in ${f.precision} emulation on ${n.tokens} of ${f.tokens} ${unit(f)}; the first appears ${where}${op} (in "${n.sequence.slice(0, 60)}"), so it would not work on the Neural Engine${advice}`;
-}
-
-/** What the compared vectors are: one per text for pooled heads, one per token otherwise. */
-function unit(f: FidelityReport): string {
-  return f.head === 'embedding' || f.head === 'seqcls' ? 'texts' : 'tokens';
-}
-
-/** One line for a terminal: what was compared (the shipped head and form), and how closely it follows float32. */
-export function formatFidelity(f: FidelityReport, settings?: ConversionSettings): string {
-  // Reports stored by earlier versions name no head.
-  const form =
-    f.head === undefined ? '' : ` of the ${f.head} output${f.pack === undefined ? '' : `, ${f.pack} texts per window`}`;
-  const head = `fidelity${form} (${f.precision} emulation vs float32, ${f.tokens} ${unit(f)} of ${f.inputs}):`;
-  if (f.non_finite) return `${head} ${nonFiniteSummary(f, settings)}`;
-  if (f.cosine)
-    return `${head} cosine similarity mean ${f.cosine.mean.toFixed(6)}, min ${f.cosine.min.toFixed(6)}, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
-  return `${head} KL ${f.kl.toExponential(2)}, top-1 ${(100 * f.top1).toFixed(1)}%, top-5 ${(100 * f.top5).toFixed(1)}%, max |diff| ${f.max_abs_diff.toPrecision(3)}`;
 }

@@ -9,7 +9,15 @@ import { Interpreter } from '../graph/interpreter.js';
 import { roundToF16InPlace } from '../runtime/kernels/index.js';
 import { F16_EXACT, shareable, type RtTensor } from '../runtime/tensor.js';
 import { WrappedWeights, type StoredTensor, type Tensor, type WeightSource } from '../io/weights.js';
-import type { Executor, ExecutorFactory, ForwardOptions, ForwardResult, LengthPlan, Sequence } from './runner.js';
+import type {
+  Executor,
+  ExecutorFactory,
+  ForwardOptions,
+  ForwardResult,
+  GraphUse,
+  LengthPlan,
+  Sequence,
+} from './runner.js';
 import { weightBytes } from './runtime-cost.js';
 
 /** Additive attention mask (1, S, 1, S), laid out (batch, key, 1, query): padding keys get -1e4. */
@@ -76,11 +84,15 @@ export class Engine {
   private readonly source: ModelSource;
   private readonly graphs = new Map<string, Executor>();
 
-  /** `defaults` apply to every forward pass unless it overrides them; `executor` runs the graphs (our interpreter by default). */
+  /**
+   * `defaults` apply to every forward pass unless it overrides them; `executor` runs the graphs (our interpreter
+   * by default), told `use` (how many passes each graph will run, when the caller knows).
+   */
   constructor(
     model: ModelSource,
     private readonly defaults: Omit<ForwardOptions, 'onOp' | 'taps' | 'positions'> = {},
     private readonly executor: ExecutorFactory = interpreterFactory,
+    private readonly use: GraphUse = {},
   ) {
     this.source = {
       ...model,
@@ -256,7 +268,7 @@ export class Engine {
         ...(plan ? { positions: 'input' as const } : {}),
       };
       const source = o.embedding ? { ...this.source, embedding: o.embedding } : this.source;
-      it = this.executor(buildModel(source, opts), o.precision ?? 'fp32');
+      it = this.executor(buildModel(source, opts), o.precision ?? 'fp32', undefined, this.use);
       // Prepared graphs of other lengths hold large per-length tables; keep a few.
       if (this.graphs.size >= 4) {
         const [first, old] = this.graphs.entries().next().value!;

@@ -23,6 +23,7 @@ import { lowerGraph } from '../onnx/lower.js';
 import { sessionModel } from '../onnx/write.js';
 import { kernelThreads } from '../runtime/kernels/gemm.js';
 import type { RtTensor } from '../runtime/tensor.js';
+import type { GraphUse } from './runner.js';
 
 /** The onnxruntime-node module (its CommonJS exports: onnxruntime-common's API). */
 export type Ort = typeof OrtModule;
@@ -83,6 +84,7 @@ export class OrtExecutor {
     private readonly ort: Ort,
     private readonly provider: OrtProvider = 'cpu',
     private readonly precision: OnnxPrecision = 'fp32',
+    private readonly use: GraphUse = {},
   ) {}
 
   /** Runs the graph; returns the outputs and the values named in `keep`. */
@@ -137,7 +139,7 @@ export class OrtExecutor {
           { name: 'modernbert-ane' },
           { fusedMatMul: this.provider === 'cpu' },
         );
-        const opts = ortSessionOptions(this.provider);
+        const opts = ortSessionOptions(this.provider, { optimize: !runsFew(this.use) });
         const session = {
           ...(opts.extra as { session?: Record<string, string> } | undefined)?.session,
           ...(m.folder ? { model_external_initializers_file_folder_path: m.folder } : {}),
@@ -160,19 +162,32 @@ export class OrtExecutor {
  * 2-core machine (CPU seconds equal to wall seconds; synth-base at 512 tokens 1.77 s, 1.17 s with 2).
  * Pre-packing of weights is off (see the top of this file); MODERNBERT_ANE_ORT_PREPACK=1 turns it on, to measure the difference.
  * MODERNBERT_ANE_ORT_PROFILE=PREFIX has onnxruntime time every node, written to PREFIX_<date>.json when a
- * session is released (bench/ort-profile.mjs reads it).
+ * session is released (bench/ort-profile.mjs reads it). `optimize: false` leaves the graph as we lowered it,
+ * for one that runs only once or twice (runsFew).
  */
-export function ortSessionOptions(provider: OrtProvider): OrtModule.InferenceSession.SessionOptions {
+export function ortSessionOptions(
+  provider: OrtProvider,
+  { optimize = true }: { optimize?: boolean } = {},
+): OrtModule.InferenceSession.SessionOptions {
   const executionProviders: OrtModule.InferenceSession.ExecutionProviderConfig[] =
     provider === 'coreml' ? [{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu'] : ['cpu'];
   const prefix = profilePrefix();
   return {
     executionProviders,
     ...(prefix ? { enableProfiling: true, profileFilePrefix: prefix } : {}),
-    graphOptimizationLevel: 'all',
+    graphOptimizationLevel: optimize ? 'all' : 'disabled',
     intraOpNumThreads: kernelThreads(),
     extra: { session: { disable_prepacking: process.env.MODERNBERT_ANE_ORT_PREPACK === '1' ? '0' : '1' } },
   };
+}
+
+/**
+ * Whether a graph runs too few times for onnxruntime's graph optimisation to pay: its constant folding turns
+ * every float16 weight's cast to float32 into a float32 copy at setup, 0.5-0.7 s on synth-base against
+ * 0.15 s a run to cast them as they are read (docs/PERFORMANCE.md, "Fidelity report").
+ */
+function runsFew(use: GraphUse): boolean {
+  return use.runs !== undefined && use.runs <= 2;
 }
 
 /** Where onnxruntime's node timings go (MODERNBERT_ANE_ORT_PROFILE), when asked for. */

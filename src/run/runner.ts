@@ -85,8 +85,19 @@ export interface LengthPlan {
   shared: boolean;
 }
 
+/** How a prepared graph will be used, for a runtime whose setup can be traded against the cost of its runs. */
+export interface GraphUse {
+  /** About how many forward passes will run it before it is released (absent: many). */
+  runs?: number;
+}
+
 /** Prepares a graph to run at a precision; `plan` (absent: one graph per length) says which graph serves a length. */
-export type ExecutorFactory = ((graph: Graph, precision: Precision, source?: PackageSource) => Executor) & {
+export type ExecutorFactory = ((
+  graph: Graph,
+  precision: Precision,
+  source?: PackageSource,
+  use?: GraphUse,
+) => Executor) & {
   /** `bytes`: the model's float32 weights (a runtime chosen by the work may weigh its setup by them). */
   plan?: (S: number, precision: Precision, bytes?: number) => LengthPlan | undefined;
   /**

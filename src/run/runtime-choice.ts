@@ -11,7 +11,7 @@ import { Interpreter } from '../graph/interpreter.js';
 import { lowersToOnnx } from '../onnx/emulate-fp16.js';
 import type { Precision } from '../runtime/numerics.js';
 import { loadOrt, OrtExecutor, ortVersion, type Ort, type OrtProvider } from './ort-executor.js';
-import type { Executor, ExecutorFactory, LengthPlan } from './runner.js';
+import type { Executor, ExecutorFactory, GraphUse, LengthPlan, PackageSource } from './runner.js';
 import { prefersOrt, workOf, type Workload } from './runtime-cost.js';
 
 export type RuntimeName = 'ort' | 'engine';
@@ -107,8 +107,8 @@ export function executorFor(
     }
     return useOrt;
   };
-  const factory = (graph: Graph, precision: Precision): Executor =>
-    decide(workOf(graph)) ? onOrt(graph, precision) : new Interpreter(graph, precision);
+  const factory = (graph: Graph, precision: Precision, source?: PackageSource, use?: GraphUse): Executor =>
+    decide(workOf(graph)) ? onOrt(graph, precision, source, use) : new Interpreter(graph, precision);
   return Object.assign(factory, {
     plan: (S: number, precision: Precision, bytes?: number): LengthPlan | undefined =>
       decide({ tokens: S, passes: 1, ...(bytes === undefined ? {} : { bytes }) })
@@ -124,8 +124,8 @@ function describeWork(w: Workload): string {
 
 /** onnxruntime's executor factory, at float32 or a float16 emulation. */
 function ortFactory(ort: Ort, provider: OrtProvider): ExecutorFactory {
-  const create = (graph: Graph, precision: Precision) =>
-    new OrtExecutor(graph, ort, provider, lowersToOnnx(precision) ? precision : unsupportedOnOrt(precision));
+  const create = (graph: Graph, precision: Precision, _source?: PackageSource, use?: GraphUse) =>
+    new OrtExecutor(graph, ort, provider, lowersToOnnx(precision) ? precision : unsupportedOnOrt(precision), use);
   return Object.assign(create, { plan: ortLengthPlan, readsFiles: () => true });
 }
 

@@ -8,7 +8,7 @@ import { FidelityGateError, type CompressionSummary, type ConvertReport } from '
 import { COMPRESS_MODES, DEFAULT_BLOCK_SIZE, type CompressMode } from '../../compress/spec.js';
 import type { TargetName } from '../../ir/target.js';
 import { ModernBertError } from '../../errors.js';
-import { formatFidelity } from '../../eval/fidelity.js';
+import { formatFidelity } from '../../eval/fidelity-text.js';
 import { readLines } from '../../eval/inputs.js';
 import { readUserFile } from '../../io/files.js';
 import { READ_LIMITS } from '../../io/limits.js';

@@ -7,7 +7,8 @@ import {
   type FeatureInspection,
   type PackageInspection,
 } from '../../api/inspect.js';
-import { formatFidelity, type FidelityReport } from '../../eval/fidelity.js';
+import type { FidelityReport } from '../../eval/fidelity.js';
+import { formatFidelity } from '../../eval/fidelity-text.js';
 import type { PackageRunner } from '../../run/package-runner.js';
 import { openModel } from '../../run/load.js';
 import { ModernBertError } from '../../errors.js';

@@ -1,0 +1,165 @@
+// How convert's fidelity report runs its passes (docs/PERFORMANCE.md, "Fidelity report"): the float32
+// reference pass in a worker thread beside the conversion (eval/reference-thread.ts), giving exactly what the
+// pass gives in-process; measureFidelity taking that run instead of making its own; onnxruntime sessions
+// that run once or twice left unoptimised (run/ort-executor.ts); and the WebAssembly sums of exponentials
+// behind KL (runtime/kernels/exp-sums.ts).
+
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type * as OrtModule from 'onnxruntime-common';
+import { describe, expect, it } from 'vitest';
+import { ModernBertError } from '../src/errors.js';
+import { measureFidelity, runReference, type FidelityForm, type ReferenceRun } from '../src/eval/fidelity.js';
+import type { ProbeSequence } from '../src/eval/inputs.js';
+import { startReferenceThread } from '../src/eval/reference-thread.js';
+import { loadCheckpoint } from '../src/model/checkpoint.js';
+import { buildModel } from '../src/model/model.js';
+import { prepareVariant } from '../src/model/variants.js';
+import { loadOrt, OrtExecutor, ortSessionOptions } from '../src/run/ort-executor.js';
+import { chooseRuntime, executorFor } from '../src/run/runtime-choice.js';
+import { expSums } from '../src/runtime/kernels/exp-sums.js';
+import { splitmix32 } from '../src/numeric/prng.js';
+import { FX, ROOT } from './helpers/fixtures.js';
+
+const DIR = join(FX, 'tiny-mlm');
+const ort = (await loadOrt())!;
+
+/** Calibration-like sequences of tiny-mlm's ids: packed by the report into two windows. */
+function sequences(): ProbeSequence[] {
+  const next = splitmix32(7);
+  return [5, 12, 300, 9, 400].map((n, k) => ({
+    ids: [1001, ...Array.from({ length: n }, () => 3 + (next() % 900)), 1002],
+    label: `text ${k}`,
+  }));
+}
+
+/** The module as built into dist/ (npm test builds first): only there does the worker's script exist. */
+async function fromDist<T>(path: string): Promise<T> {
+  return (await import(pathToFileURL(join(ROOT, 'dist', path)).href)) as T;
+}
+
+describe('the reference pass in a worker thread', () => {
+  const form: FidelityForm = { head: 'mlm' };
+
+  it("gives the in-process pass's vectors and maxima bit for bit", async () => {
+    const thread = await fromDist<{ startReferenceThread: typeof startReferenceThread }>('eval/reference-thread.js');
+    const started = thread.startReferenceThread(DIR, sequences(), form);
+    expect(started).toBeDefined();
+    const inWorker = await started!.run;
+    const ckpt = loadCheckpoint(DIR);
+    const here = await runReference(ckpt, sequences(), form, executorFor(await chooseRuntime({ runtime: 'ort' })));
+    ckpt.close();
+    expect(inWorker.vectors.length).toBe(here.vectors.length);
+    expect(inWorker.vectors.length).toBeGreaterThan(1); // two windows of packed texts
+    inWorker.vectors.forEach((vs, i) => {
+      expect(vs.length).toBe(here.vectors[i]!.length);
+      vs.forEach((v, j) => expect(Array.from(v)).toEqual(Array.from(here.vectors[i]![j]!)));
+    });
+    expect(inWorker.maxima).toEqual(here.maxima);
+  });
+
+  it("rejects with the worker's own error, code and message kept", async () => {
+    const thread = await fromDist<{ startReferenceThread: typeof startReferenceThread }>('eval/reference-thread.js');
+    const started = thread.startReferenceThread(join(FX, 'no-such-model'), sequences(), form)!;
+    const err = (await started.run.catch((e: unknown) => e)) as ModernBertError;
+    expect(err.name).toBe('ModernBertError');
+    expect(err.code).toBe('FILE_NOT_FOUND');
+    expect(err.message).toMatch(/no-such-model/);
+  });
+
+  it('is not started from the TypeScript sources, where no worker script lies: the caller runs the pass', () => {
+    expect(startReferenceThread(DIR, sequences(), form)).toBeUndefined();
+  });
+});
+
+describe('measureFidelity with a reference run made beforehand', () => {
+  it('reports what it reports when it runs the reference itself, and refuses a run of other passes', async () => {
+    const ckpt = loadCheckpoint(DIR);
+    try {
+      const variant = prepareVariant(ckpt, { fold: true, rotation: 'hadamard', norm: 'l2', seed: 0 });
+      const converted = { source: variant.source, norm: variant.norm };
+      const seqs = sequences();
+      const own = await measureFidelity(ckpt, converted, seqs, 'fp16', 'test texts');
+      const run = runReference(ckpt, seqs, {});
+      const given = await measureFidelity(ckpt, converted, seqs, 'fp16', 'test texts', undefined, {}, undefined, run);
+      expect(given).toEqual(own);
+      const short: Promise<ReferenceRun> = run.then((r) => ({ ...r, vectors: r.vectors.slice(1) }));
+      const err = (await measureFidelity(ckpt, converted, seqs, 'fp16', 't', undefined, {}, undefined, short).catch(
+        (e: unknown) => e,
+      )) as ModernBertError;
+      expect(err.code).toBe('INTERNAL');
+    } finally {
+      ckpt.close();
+    }
+  });
+});
+
+describe('onnxruntime sessions that run once or twice', () => {
+  it('are made without graph optimisation, and compute the float16 emulation exactly as optimised ones', async () => {
+    const ckpt = loadCheckpoint(DIR);
+    const g = buildModel(ckpt, { seqLen: 8, maskFrom: 'attention', head: 'mlm' });
+    const levels: (string | undefined)[] = [];
+    // onnxruntime itself, with the options of each session noted.
+    const spy = {
+      ...ort,
+      InferenceSession: {
+        create: (bytes: Uint8Array, o: OrtModule.InferenceSession.SessionOptions) => {
+          levels.push(o.graphOptimizationLevel);
+          return ort.InferenceSession.create(bytes, o);
+        },
+      },
+    } as unknown as typeof ort;
+    const inputs = {
+      input_ids: { dtype: 'int32' as const, shape: [1, 8], data: Int32Array.from([1001, 5, 17, 300, 44, 9, 12, 1002]) },
+      attention_mask: { dtype: 'int32' as const, shape: [1, 8], data: new Int32Array(8).fill(1) },
+    };
+    const once = await new OrtExecutor(g, spy, 'cpu', 'fp16', { runs: 1 }).run(inputs);
+    const many = await new OrtExecutor(g, spy, 'cpu', 'fp16').run(inputs);
+    ckpt.close();
+    expect(levels).toEqual(['disabled', 'all']);
+    expect(Array.from(once.get('logits')!.data)).toEqual(Array.from(many.get('logits')!.data));
+    expect(ortSessionOptions('cpu', { optimize: false }).graphOptimizationLevel).toBe('disabled');
+    expect(ortSessionOptions('cpu').graphOptimizationLevel).toBe('all');
+  });
+});
+
+describe('sums of exponentials (WebAssembly)', () => {
+  /** The three sums, directly. */
+  const direct = (x: number[], y: number[], mx: number, my: number) => {
+    let [sx, sy, sxy] = [0, 0, 0];
+    x.forEach((a, v) => {
+      const e = Math.exp(a - mx);
+      sx += e;
+      sy += Math.exp(y[v]! - my);
+      sxy += e * (a - y[v]!);
+    });
+    return { sumX: sx, sumY: sy, sumXY: sxy };
+  };
+
+  it('equal the direct sums to double precision, for even and odd lengths and logits 700 apart', () => {
+    const next = splitmix32(3);
+    for (const n of [1, 2, 3, 64, 50_367]) {
+      const x = Array.from({ length: n }, () => ((next() / 2 ** 32) * 2 - 1) * 40);
+      const y = x.map((a) => a + ((next() / 2 ** 32) * 2 - 1) * 1e-2);
+      if (n > 3) [x[1], y[2]] = [-700, -1e6]; // far below the largest: nothing, not NaN
+      const [mx, my] = [Math.max(...x), Math.max(...y)];
+      const got = expSums(Float32Array.from(x), Float32Array.from(y), n, mx, my);
+      const want = direct(Array.from(Float32Array.from(x)), Array.from(Float32Array.from(y)), mx, my);
+      expect(Math.abs(got.sumX / want.sumX - 1), `n ${n}`).toBeLessThan(1e-13);
+      expect(Math.abs(got.sumY / want.sumY - 1), `n ${n}`).toBeLessThan(1e-13);
+      expect(Math.abs(got.sumXY - want.sumXY), `n ${n}`).toBeLessThan(1e-13 * want.sumX);
+    }
+  });
+
+  it('each exponential to within 1e-15 of Math.exp', () => {
+    for (const t of [0, -1e-9, -0.3, -0.35, -1, -2.5, -10, -50.5, -300, -699]) {
+      const { sumX } = expSums([t, t], [0, 0], 2, 0, 0);
+      expect(Math.abs(sumX / 2 / Math.exp(t) - 1), `exp(${t})`).toBeLessThan(1e-15);
+    }
+  });
+
+  it('carry NaN through', () => {
+    expect(expSums([Number.NaN, 0], [0, 0], 2, 0, 0).sumX).toBeNaN();
+    expect(expSums([0, 0, 0], [0, 0, Number.NaN], 3, 0, 0).sumY).toBeNaN();
+  });
+});
