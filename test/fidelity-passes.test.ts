@@ -118,8 +118,12 @@ describe('onnxruntime sessions that run once or twice', () => {
     ckpt.close();
     expect(levels).toEqual(['disabled', 'all']);
     expect(Array.from(once.get('logits')!.data)).toEqual(Array.from(many.get('logits')!.data));
-    expect(ortSessionOptions('cpu', { optimize: false }).graphOptimizationLevel).toBe('disabled');
-    expect(ortSessionOptions('cpu').graphOptimizationLevel).toBe('all');
+    expect(ortSessionOptions('cpu', { fewRuns: true })).toMatchObject({
+      graphOptimizationLevel: 'disabled',
+      enableCpuMemArena: false,
+    });
+    expect(ortSessionOptions('cpu')).toMatchObject({ graphOptimizationLevel: 'all' });
+    expect(ortSessionOptions('cpu').enableCpuMemArena).toBeUndefined();
   });
 });
 

@@ -139,7 +139,7 @@ export class OrtExecutor {
           { name: 'modernbert-ane' },
           { fusedMatMul: this.provider === 'cpu' },
         );
-        const opts = ortSessionOptions(this.provider, { optimize: !runsFew(this.use) });
+        const opts = ortSessionOptions(this.provider, { fewRuns: runsFew(this.use) });
         const session = {
           ...(opts.extra as { session?: Record<string, string> } | undefined)?.session,
           ...(m.folder ? { model_external_initializers_file_folder_path: m.folder } : {}),
@@ -162,12 +162,12 @@ export class OrtExecutor {
  * 2-core machine (CPU seconds equal to wall seconds; synth-base at 512 tokens 1.77 s, 1.17 s with 2).
  * Pre-packing of weights is off (see the top of this file); MODERNBERT_ANE_ORT_PREPACK=1 turns it on, to measure the difference.
  * MODERNBERT_ANE_ORT_PROFILE=PREFIX has onnxruntime time every node, written to PREFIX_<date>.json when a
- * session is released (bench/ort-profile.mjs reads it). `optimize: false` leaves the graph as we lowered it,
- * for one that runs only once or twice (runsFew).
+ * session is released (bench/ort-profile.mjs reads it). `fewRuns`: a session that runs once or twice (runsFew)
+ * has its graph left as we lowered it and no memory arena (which holds the peak of every run until release).
  */
 export function ortSessionOptions(
   provider: OrtProvider,
-  { optimize = true }: { optimize?: boolean } = {},
+  { fewRuns = false }: { fewRuns?: boolean } = {},
 ): OrtModule.InferenceSession.SessionOptions {
   const executionProviders: OrtModule.InferenceSession.ExecutionProviderConfig[] =
     provider === 'coreml' ? [{ name: 'coreml', coreMlFlags: COREML_FLAGS }, 'cpu'] : ['cpu'];
@@ -175,7 +175,8 @@ export function ortSessionOptions(
   return {
     executionProviders,
     ...(prefix ? { enableProfiling: true, profileFilePrefix: prefix } : {}),
-    graphOptimizationLevel: optimize ? 'all' : 'disabled',
+    graphOptimizationLevel: fewRuns ? 'disabled' : 'all',
+    ...(fewRuns ? { enableCpuMemArena: false } : {}),
     intraOpNumThreads: kernelThreads(),
     extra: { session: { disable_prepacking: process.env.MODERNBERT_ANE_ORT_PREPACK === '1' ? '0' : '1' } },
   };
