@@ -63,6 +63,20 @@ describe('AgreementMeter', () => {
     expect(r.max_abs_diff).toBe(Math.max(...cols.map((c) => c.maxAbs)));
   });
 
+  it('breaks ties in the top-5 by the lower index, as a sort would (logits of a few values, many equal)', () => {
+    const [V, P] = [300, 5];
+    const next = splitmix32(11);
+    const a = Float32Array.from({ length: V * P }, () => next() % 4);
+    const b = Float32Array.from({ length: V * P }, () => next() % 4);
+    const meter = new AgreementMeter();
+    meter.add(a, b, V, P, [4, 0, 2]);
+    const cols = [4, 0, 2].map((p) => direct(column(a, V, P, p), column(b, V, P, p)));
+    const r = meter.result();
+    expect(r.top1).toBe(cols.filter((c) => c.top1).length / 3);
+    expect(r.top5).toBeCloseTo(cols.reduce((s, c) => s + c.top5, 0) / 3, 12);
+    expect(r.kl).toBeCloseTo(cols.reduce((s, c) => s + c.kl, 0) / 3, 12);
+  });
+
   it('compares only the columns asked for, and identical logits agree exactly', () => {
     const [V, P] = [50, 4];
     const a = logits(V, P, 5);

@@ -49,11 +49,12 @@ describe('the reference pass in a worker thread', () => {
     const ckpt = loadCheckpoint(DIR);
     const here = await runReference(ckpt, sequences(), form, executorFor(await chooseRuntime({ runtime: 'ort' })));
     ckpt.close();
-    expect(inWorker.vectors.length).toBe(here.vectors.length);
-    expect(inWorker.vectors.length).toBeGreaterThan(1); // two windows of packed texts
-    inWorker.vectors.forEach((vs, i) => {
-      expect(vs.length).toBe(here.vectors[i]!.length);
-      vs.forEach((v, j) => expect(Array.from(v)).toEqual(Array.from(here.vectors[i]![j]!)));
+    expect(inWorker.outputs.length).toBe(here.outputs.length);
+    expect(inWorker.outputs.length).toBeGreaterThan(1); // two windows of packed texts
+    inWorker.outputs.forEach((o, i) => {
+      const { data, ...shape } = here.outputs[i]!;
+      expect(o).toMatchObject(shape);
+      expect(Array.from(o.data)).toEqual(Array.from(data));
     });
     expect(inWorker.maxima).toEqual(here.maxima);
   });
@@ -83,7 +84,7 @@ describe('measureFidelity with a reference run made beforehand', () => {
       const run = runReference(ckpt, seqs, {});
       const given = await measureFidelity(ckpt, converted, seqs, 'fp16', 'test texts', undefined, {}, undefined, run);
       expect(given).toEqual(own);
-      const short: Promise<ReferenceRun> = run.then((r) => ({ ...r, vectors: r.vectors.slice(1) }));
+      const short: Promise<ReferenceRun> = run.then((r) => ({ ...r, outputs: r.outputs.slice(1) }));
       const err = (await measureFidelity(ckpt, converted, seqs, 'fp16', 't', undefined, {}, undefined, short).catch(
         (e: unknown) => e,
       )) as ModernBertError;
@@ -128,42 +129,74 @@ describe('onnxruntime sessions that run once or twice', () => {
 });
 
 describe('sums of exponentials (WebAssembly)', () => {
-  /** The three sums, directly. */
-  const direct = (x: number[], y: number[], mx: number, my: number) => {
+  /** The three sums of column p of (V, P) x and y, directly. */
+  const direct = (x: Float32Array, y: Float32Array, V: number, P: number, p: number, mx: number, my: number) => {
     let [sx, sy, sxy] = [0, 0, 0];
-    x.forEach((a, v) => {
+    for (let v = 0; v < V; v++) {
+      const [a, b] = [x[v * P + p]!, y[v * P + p]!];
       const e = Math.exp(a - mx);
       sx += e;
-      sy += Math.exp(y[v]! - my);
-      sxy += e * (a - y[v]!);
-    });
-    return { sumX: sx, sumY: sy, sumXY: sxy };
+      sy += Math.exp(b - my);
+      sxy += e * (a - b);
+    }
+    return [sx, sy, sxy];
   };
+  const column = (x: Float32Array, V: number, P: number, p: number) =>
+    Array.from({ length: V }, (_, v) => x[v * P + p]!);
 
-  it('equal the direct sums to double precision, for even and odd lengths and logits 700 apart', () => {
+  it('equal the direct sums per column to double precision: odd and even column counts, every column or some', () => {
     const next = splitmix32(3);
-    for (const n of [1, 2, 3, 64, 50_367]) {
-      const x = Array.from({ length: n }, () => ((next() / 2 ** 32) * 2 - 1) * 40);
+    for (const [V, P, cols] of [
+      [1, 1, [0]],
+      [7, 2, [0, 1]],
+      [64, 3, [0, 1, 2]],
+      [5003, 9, [8, 0, 3]],
+      [50_368, 4, [0, 1, 2, 3]],
+    ] as const) {
+      const x = Float32Array.from({ length: V * P }, () => ((next() / 2 ** 32) * 2 - 1) * 40);
       const y = x.map((a) => a + ((next() / 2 ** 32) * 2 - 1) * 1e-2);
-      if (n > 3) [x[1], y[2]] = [-700, -1e6]; // far below the largest: nothing, not NaN
-      const [mx, my] = [Math.max(...x), Math.max(...y)];
-      const got = expSums(Float32Array.from(x), Float32Array.from(y), n, mx, my);
-      const want = direct(Array.from(Float32Array.from(x)), Array.from(Float32Array.from(y)), mx, my);
-      expect(Math.abs(got.sumX / want.sumX - 1), `n ${n}`).toBeLessThan(1e-13);
-      expect(Math.abs(got.sumY / want.sumY - 1), `n ${n}`).toBeLessThan(1e-13);
-      expect(Math.abs(got.sumXY - want.sumXY), `n ${n}`).toBeLessThan(1e-13 * want.sumX);
+      if (V > 7) [x[P], y[2 * P]] = [-700, -1e6]; // far below the largest: nothing, not NaN
+      const at = Int32Array.from(cols);
+      const mx = Float64Array.from(cols, (p) => Math.max(...column(x, V, P, p)));
+      const my = Float64Array.from(cols, (p) => Math.max(...column(y, V, P, p)));
+      const got = expSums(x, y, V, P, at, mx, my);
+      cols.forEach((p, k) => {
+        const [sx, sy, sxy] = direct(x, y, V, P, p, mx[k]!, my[k]!);
+        const n = cols.length;
+        expect(Math.abs(got[k]! / sx - 1), `V ${V} column ${p}`).toBeLessThan(1e-13);
+        expect(Math.abs(got[n + k]! / sy - 1), `V ${V} column ${p}`).toBeLessThan(1e-13);
+        expect(Math.abs(got[2 * n + k]! - sxy), `V ${V} column ${p}`).toBeLessThan(1e-13 * sx);
+      });
     }
   });
 
   it('each exponential to within 1e-15 of Math.exp', () => {
     for (const t of [0, -1e-9, -0.3, -0.35, -1, -2.5, -10, -50.5, -300, -699]) {
-      const { sumX } = expSums([t, t], [0, 0], 2, 0, 0);
-      expect(Math.abs(sumX / 2 / Math.exp(t) - 1), `exp(${t})`).toBeLessThan(1e-15);
+      const [sum] = expSums(
+        Float32Array.of(t),
+        Float32Array.of(0),
+        1,
+        1,
+        Int32Array.of(0),
+        Float64Array.of(0),
+        Float64Array.of(0),
+      );
+      expect(Math.abs(sum! / Math.exp(Math.fround(t)) - 1), `exp(${t})`).toBeLessThan(1e-15);
     }
   });
 
-  it('carry NaN through', () => {
-    expect(expSums([Number.NaN, 0], [0, 0], 2, 0, 0).sumX).toBeNaN();
-    expect(expSums([0, 0, 0], [0, 0, Number.NaN], 3, 0, 0).sumY).toBeNaN();
+  it('carry NaN through to their own column only', () => {
+    const x = Float32Array.of(Number.NaN, 0, 1, 2);
+    const got = expSums(
+      x,
+      new Float32Array(4),
+      2,
+      2,
+      Int32Array.of(0, 1),
+      Float64Array.of(1, 2),
+      Float64Array.of(0, 0),
+    );
+    expect(got[0]).toBeNaN();
+    expect(got[1]).toBeCloseTo(Math.exp(-2) + 1, 14);
   });
 });

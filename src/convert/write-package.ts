@@ -446,6 +446,7 @@ function tokenizerItem(ckpt: Checkpoint): ExtraItem {
   };
 }
 
+/** Where each checkpoint-named float16 weight of a graph lies in the weight.bin just written (its Consts' blobs). */
 function storedWeights(graph: Graph, file: string, blobs: ReadonlyMap<string, number>): Map<string, StoredTensor> {
   const reader = BlobReader.open(file);
   try {

@@ -25,47 +25,30 @@ export class AgreementMeter {
 
   /**
    * Adds token columns: `a` and `b` are (1, V, 1, P) logits (element (v, p) at v * P + p); `cols` picks
-   * the columns to compare (default all).
+   * the columns to compare (default all). Read row by row: a column's values lie P apart.
    */
   add(a: ArrayLike<number>, b: ArrayLike<number>, V: number, P: number, cols?: number[]): void {
-    const [bufA, bufB] = P === 1 ? [undefined, undefined] : [new Float64Array(V), new Float64Array(V)];
-    for (const p of cols ?? Array.from({ length: P }, (_, i) => i)) {
-      const x = bufA ? gather(a, p, P, bufA) : a;
-      const y = bufB ? gather(b, p, P, bufB) : b;
+    const at = cols ? Int32Array.from(cols) : Int32Array.from({ length: P }, (_, i) => i);
+    const n = at.length;
+    const s = columnStats(a, b, V, P, at);
+    // KL = sum_v p_a(v) (log p_a(v) - log p_b(v)) = E_a[a - b] - lse(a) + lse(b), as p_a sums to 1: one pass
+    // of two exponentials per logit, in WebAssembly.
+    const sums = expSums(a, b, V, P, at, s.maxA, s.maxB);
+    const K = s.K;
+    for (let k = 0; k < n; k++) {
       this.tokens++;
-      const c = this.column(x, y, V);
-      if (!c) {
+      if (s.bad[k]) {
         this.nonFinite++;
         continue;
       }
-      this.kl += c.kl;
-      const [ta, tb] = [topIndices(x, V, 5), topIndices(y, V, 5)];
+      const [sumA, sumB, sumAB] = [sums[k]!, sums[n + k]!, sums[2 * n + k]!];
+      const kl = sumAB / sumA - (s.maxA[k]! + Math.log(sumA)) + (s.maxB[k]! + Math.log(sumB));
+      this.kl += Math.max(0, kl);
+      this.maxAbs = Math.max(this.maxAbs, s.maxAbs[k]!);
+      const [ta, tb] = [s.topA.subarray(k * K, (k + 1) * K), s.topB.subarray(k * K, (k + 1) * K)];
       if (ta[0] === tb[0]) this.top1++;
-      this.top5 += ta.filter((i) => tb.includes(i)).length / Math.min(5, V);
+      this.top5 += ta.filter((i) => tb.includes(i)).length / Math.max(1, K);
     }
-  }
-
-  /** KL(A || B) of one column, its max |difference| noted; undefined when either side is not finite. */
-  private column(x: ArrayLike<number>, y: ArrayLike<number>, V: number): { kl: number } | undefined {
-    let maxA = -Infinity;
-    let maxB = -Infinity;
-    let maxAbs = this.maxAbs;
-    for (let v = 0; v < V; v++) {
-      const xa = x[v]!;
-      const yb = y[v]!;
-      const d = Math.abs(xa - yb);
-      // NaN or infinity on either side makes the difference NaN (inf - inf) or infinite.
-      if (!(d < Infinity)) return undefined;
-      if (d > maxAbs) maxAbs = d;
-      if (xa > maxA) maxA = xa;
-      if (yb > maxB) maxB = yb;
-    }
-    this.maxAbs = maxAbs;
-    // KL = sum_v p_a(v) (log p_a(v) - log p_b(v)) = E_a[a - b] - lse(a) + lse(b), as p_a sums to 1: one pass
-    // of two exponentials per logit, in WebAssembly (a 50,368-logit vector in 0.3 ms).
-    const { sumX: sumA, sumY: sumB, sumXY: sumAB } = expSums(x, y, V, maxA, maxB);
-    const kl = sumAB / sumA - (maxA + Math.log(sumA)) + (maxB + Math.log(sumB));
-    return { kl: Math.max(0, kl) };
   }
 
   /** The averages; non-finite tokens count as total disagreement and infinite KL. */
@@ -83,25 +66,71 @@ export class AgreementMeter {
   }
 }
 
-/** Column `p` of a (V, P) matrix, into `out`. */
-function gather(x: ArrayLike<number>, p: number, P: number, out: Float64Array): Float64Array {
-  for (let v = 0; v < out.length; v++) out[v] = x[v * P + p]!;
-  return out;
+/** Per column: its max on each side, max |a - b|, whether either side is not finite, the top-5 indices of each side. */
+interface ColumnStats {
+  maxA: Float64Array;
+  maxB: Float64Array;
+  maxAbs: Float64Array;
+  bad: Uint8Array;
+  /** Top-K indices per column (K = min(5, V)), largest first, ties: the lower index first. */
+  topA: Int32Array;
+  topB: Int32Array;
+  K: number;
 }
 
-/** Indices of the k largest of the first n values, largest first (ties: lower index first). */
-function topIndices(x: ArrayLike<number>, n: number, k: number): number[] {
-  const best: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const v = x[i]!;
-    if (best.length === k && v <= x[best[k - 1]!]!) continue;
-    let j = best.length < k ? best.length : k - 1;
-    best[j] = i;
-    while (j > 0 && x[best[j - 1]!]! < v) {
-      best[j] = best[j - 1]!;
-      best[j - 1] = i;
-      j--;
+/** One pass over the rows of the columns `at` of a and b, (V, P) row-major. */
+function columnStats(a: ArrayLike<number>, b: ArrayLike<number>, V: number, P: number, at: Int32Array): ColumnStats {
+  const n = at.length;
+  const K = Math.min(5, V);
+  const s: ColumnStats = {
+    maxA: new Float64Array(n).fill(-Infinity),
+    maxB: new Float64Array(n).fill(-Infinity),
+    maxAbs: new Float64Array(n),
+    bad: new Uint8Array(n),
+    topA: new Int32Array(n * K),
+    topB: new Int32Array(n * K),
+    K,
+  };
+  const [valA, valB] = [new Float64Array(n * K), new Float64Array(n * K)];
+  const [fillA, fillB] = [new Uint8Array(n), new Uint8Array(n)];
+  for (let v = 0; v < V; v++) {
+    const row = v * P;
+    for (let k = 0; k < n; k++) {
+      const xa = a[row + at[k]!]!;
+      const yb = b[row + at[k]!]!;
+      const d = Math.abs(xa - yb);
+      // NaN or infinity on either side makes the difference NaN (inf - inf) or infinite.
+      if (!(d < Infinity)) {
+        s.bad[k] = 1;
+        continue;
+      }
+      if (d > s.maxAbs[k]!) s.maxAbs[k] = d;
+      if (xa > s.maxA[k]!) s.maxA[k] = xa;
+      if (yb > s.maxB[k]!) s.maxB[k] = yb;
+      if (fillA[k]! < K || xa > valA[k * K + K - 1]!) insertTop(valA, s.topA, fillA, k, K, xa, v);
+      if (fillB[k]! < K || yb > valB[k * K + K - 1]!) insertTop(valB, s.topB, fillB, k, K, yb, v);
     }
   }
-  return best;
+  return s;
+}
+
+/** Puts value x of index v into column k's top-K list (sorted largest first; an equal value stays behind). */
+function insertTop(
+  vals: Float64Array,
+  idx: Int32Array,
+  filled: Uint8Array,
+  k: number,
+  K: number,
+  x: number,
+  v: number,
+): void {
+  const base = k * K;
+  let j = filled[k]! < K ? filled[k]!++ : K - 1;
+  while (j > 0 && vals[base + j - 1]! < x) {
+    vals[base + j] = vals[base + j - 1]!;
+    idx[base + j] = idx[base + j - 1]!;
+    j--;
+  }
+  vals[base + j] = x;
+  idx[base + j] = v;
 }

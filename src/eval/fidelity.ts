@@ -6,7 +6,7 @@
 import { Engine } from '../run/engine.js';
 import type { ExecutorFactory, ForwardOptions, Sequence } from '../run/runner.js';
 import { defaultHead, type ModelSource, type NormStyle, type OutputHead } from '../model/options.js';
-import { assertFinite, firstNonFinite } from '../numeric/finite.js';
+import { assertFinite } from '../numeric/finite.js';
 import { DEFAULT_PACK, DEFAULT_WINDOW, packTexts } from '../model/pack-texts.js';
 import type { Precision } from '../runtime/numerics.js';
 import { releaseMemory, shutdownRuntime } from '../runtime/shutdown.js';
@@ -14,6 +14,7 @@ import { Interpreter } from '../graph/interpreter.js';
 import { floats, type RtTensor } from '../runtime/tensor.js';
 import { ModernBertError } from '../errors.js';
 import { AgreementMeter } from './compare.js';
+import { compareInto, comparedOf, firstNonFiniteVector, vectorOf, type Compared } from './compared.js';
 import type { ProbeSequence } from './inputs.js';
 import { OutlierMeter } from './outliers.js';
 
@@ -158,47 +159,17 @@ function probesOf(seqs: ProbeSequence[], form: FidelityForm, reference: ModelSou
   });
 }
 
-/** The vectors of an output that are results: each column of a per-token (1, C, 1, P) output, or each row of a pooled one. */
-function vectorsOf(
-  outputs: Map<string, RtTensor>,
-  rows: number | undefined,
-): { name: string; vectors: Float32Array[] } {
-  const [name, t] = [...outputs.entries()][0]!;
-  const data = t.data as Float32Array;
-  if (t.shape.length === 4) {
-    const [C, P] = [t.shape[1]!, t.shape[3]!];
-    // The (C, P) output transposed in blocks of rows, so that each block's rows stay in cache while every
-    // column's vector is written (an MLM head's output is 50,368 x 512 on synth-base).
-    const vectors = Array.from({ length: P }, () => new Float32Array(C));
-    const BLOCK = 64;
-    for (let c0 = 0; c0 < C; c0 += BLOCK) {
-      const c1 = Math.min(C, c0 + BLOCK);
-      for (let p = 0; p < P; p++) {
-        const v = vectors[p]!;
-        for (let c = c0; c < c1; c++) v[c] = data[c * P + p]!;
-      }
-    }
-    return { name, vectors };
-  }
-  const C = t.shape[t.shape.length - 1]!;
-  return { name, vectors: Array.from({ length: rows ?? 1 }, (_, k) => data.slice(k * C, (k + 1) * C)) };
-}
-
 const positionsOf = (s: ProbeSequence) => s.ids.map((_, i) => i);
 
 /** A probe's compared vectors and residual taps. */
-async function runProbe(
-  engine: Engine,
-  p: Probe,
-  taps: string[],
-): Promise<{ name: string; vectors: Float32Array[]; residuals: RtTensor[] }> {
+async function runProbe(engine: Engine, p: Probe, taps: string[]): Promise<{ out: Compared; residuals: RtTensor[] }> {
   const res = await engine.forward(p.seq, { ...p.options, taps });
-  return { ...vectorsOf(res.outputs, p.rows), residuals: taps.map((t) => res.taps.get(t)!) };
+  return { out: comparedOf(res.outputs, p.rows), residuals: taps.map((t) => res.taps.get(t)!) };
 }
 
-/** The float32 checkpoint's side of a measurement: each probe's compared vectors, and each layer's max |activation|. */
+/** The float32 checkpoint's side of a measurement: each probe's compared output, and each layer's max |activation|. */
 export interface ReferenceRun {
-  vectors: Float32Array[][];
+  outputs: Compared[];
   maxima: number[];
 }
 
@@ -216,8 +187,8 @@ export async function runReference(
 ): Promise<ReferenceRun> {
   const probes = probesOf(seqs, form, reference);
   const outliers = new OutlierMeter();
-  const vectors = await runAll(reference, probes, outliers, executor, tick);
-  return { vectors, maxima: outliers.result(0).map((l) => l.max) };
+  const outputs = await runAll(reference, probes, outliers, executor, tick);
+  return { outputs, maxima: outliers.result(0).map((l) => l.max) };
 }
 
 // In a function of its own, so that nothing of the engine outlives the call (a suspended async frame
@@ -228,27 +199,27 @@ async function runAll(
   outliers: OutlierMeter,
   executor?: ExecutorFactory,
   tick?: () => void,
-): Promise<Float32Array[][]> {
+): Promise<Compared[]> {
   const engine = new Engine(source, { precision: 'fp32', norm: 'layernorm' }, executor, { runs: probes.length });
   const taps = residualTaps(source.config.numLayers);
-  const out: Float32Array[][] = [];
+  const outputs: Compared[] = [];
   for (const [i, p] of probes.entries()) {
-    const { name, vectors, residuals } = await runProbe(engine, p, taps);
+    const { out, residuals } = await runProbe(engine, p, taps);
     // The float32 checkpoint itself must give finite results, or there is nothing to compare with.
-    vectors.forEach((v, j) =>
+    const j = firstNonFiniteVector(out);
+    if (j >= 0)
       assertFinite(
-        v,
-        `the float32 checkpoint's "${name}" output on "${p.first.label.slice(0, 40)}" (vector ${j})`,
-        [v.length],
+        vectorOf(out, j),
+        `the float32 checkpoint's "${out.name}" output on "${p.first.label.slice(0, 40)}" (vector ${j})`,
+        [out.size],
         'its weights are not finite or overflow float32; nothing was written',
-      ),
-    );
-    out.push(vectors);
+      );
+    outputs.push(out);
     outliers.add(residuals, p.real, i);
     tick?.();
   }
   await engine.release();
-  return out;
+  return outputs;
 }
 
 /** Probes per engine session in measureFidelity: the emulated residual streams of a chunk are held at once. */
@@ -307,13 +278,13 @@ export async function measureFidelity(
   const ref = referenceRun
     ? await referenceRun
     : await runReference(reference, seqs, form, executor, () => onProgress?.(++done, total));
-  if (ref.vectors.length !== probes.length)
+  if (ref.outputs.length !== probes.length)
     throw new ModernBertError(
       'INTERNAL',
-      `the reference run has ${ref.vectors.length} passes where the measurement has ${probes.length}`,
+      `the reference run has ${ref.outputs.length} passes where the measurement has ${probes.length}`,
     );
-  const refs = ref.vectors;
-  onProgress?.((done = probes.length), total);
+  const refs = ref.outputs;
+  if (referenceRun) onProgress?.((done = probes.length), total);
   // The reference model is unreachable now (runReference's frame is gone): free it before the converted one loads.
   await releaseMemory();
   // Each engine runs a chunk of probes (below), then is released.
@@ -343,25 +314,19 @@ export async function measureFidelity(
       const e = await runProbe(engine, p, taps);
       // A NaN or infinity in one text packed to save passes reaches the others (0 x inf in attention's
       // weighted sum): such a window is measured again text by text, as each would run alone.
-      const again = p.alone && e.vectors.some((v) => firstNonFinite(v) >= 0);
-      const each = [{ p, e, refs: refs[i]! }];
+      const again = p.alone && firstNonFiniteVector(e.out) >= 0;
+      const each = [{ p, e, from: 0 }];
       if (again) {
         each.length = 0;
-        for (const a of p.alone!)
-          each.push({
-            p: a.probe,
-            e: await runProbe(engine, a.probe, taps),
-            refs: refs[i]!.slice(a.from, a.from + a.count),
-          });
+        for (const a of p.alone!) each.push({ p: a.probe, e: await runProbe(engine, a.probe, taps), from: a.from });
       }
       for (const u of each) {
         emulatedOutliers.add(u.e.residuals, u.p.real, i);
         const before = meter.result().non_finite;
-        u.e.vectors.forEach((v, j) => {
-          const r = u.refs[j]!;
-          meter.add(r, v, v.length, 1);
-          if (byCosine) cosines.push(cosine(r, v));
-        });
+        compareInto(meter, refs[i]!, u.from, u.e.out);
+        if (byCosine)
+          for (let j = 0; j < u.e.out.count; j++)
+            cosines.push(cosine(vectorOf(refs[i]!, u.from + j), vectorOf(u.e.out, j)));
         if (!firstBad && meter.result().non_finite > before) firstBad = u.p.first;
         units.push({ p: u.p, i, residuals: u.e.residuals });
       }

@@ -23,7 +23,7 @@ try {
       ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}),
     };
     const run = await runReference(source, job.seqs, job.form, factory);
-    post({ run }, [...new Set(run.vectors.flat().map((v) => v.buffer as ArrayBuffer))]);
+    post({ run }, [...new Set(run.outputs.map((o) => o.data.buffer as ArrayBuffer))]);
   } finally {
     ckpt.close();
   }
