@@ -93,28 +93,36 @@ function columnStats(a: ArrayLike<number>, b: ArrayLike<number>, V: number, P: n
   };
   const [valA, valB] = [new Float64Array(n * K), new Float64Array(n * K)];
   const [fillA, fillB] = [new Uint8Array(n), new Uint8Array(n)];
+  // Typed arrays in locals and the threshold of each top-5 list at hand: this loop sees every logit.
+  const { maxA, maxB, maxAbs, bad, topA, topB } = s;
+  const [minA, minB] = [new Float64Array(n).fill(-Infinity), new Float64Array(n).fill(-Infinity)];
   for (let v = 0; v < V; v++) {
     const row = v * P;
     for (let k = 0; k < n; k++) {
-      const xa = a[row + at[k]!]!;
-      const yb = b[row + at[k]!]!;
+      const i = row + at[k]!;
+      const xa = a[i]!;
+      const yb = b[i]!;
       const d = Math.abs(xa - yb);
       // NaN or infinity on either side makes the difference NaN (inf - inf) or infinite.
       if (!(d < Infinity)) {
-        s.bad[k] = 1;
+        bad[k] = 1;
         continue;
       }
-      if (d > s.maxAbs[k]!) s.maxAbs[k] = d;
-      if (xa > s.maxA[k]!) s.maxA[k] = xa;
-      if (yb > s.maxB[k]!) s.maxB[k] = yb;
-      if (fillA[k]! < K || xa > valA[k * K + K - 1]!) insertTop(valA, s.topA, fillA, k, K, xa, v);
-      if (fillB[k]! < K || yb > valB[k * K + K - 1]!) insertTop(valB, s.topB, fillB, k, K, yb, v);
+      if (d > maxAbs[k]!) maxAbs[k] = d;
+      if (xa > maxA[k]!) maxA[k] = xa;
+      if (yb > maxB[k]!) maxB[k] = yb;
+      // A list not yet full takes any value (its threshold stays -infinity until then).
+      if (xa > minA[k]! || fillA[k]! < K) minA[k] = insertTop(valA, topA, fillA, k, K, xa, v);
+      if (yb > minB[k]! || fillB[k]! < K) minB[k] = insertTop(valB, topB, fillB, k, K, yb, v);
     }
   }
   return s;
 }
 
-/** Puts value x of index v into column k's top-K list (sorted largest first; an equal value stays behind). */
+/**
+ * Puts value x of index v into column k's top-K list (sorted largest first; an equal value stays behind);
+ * returns the value a later one must exceed: the K-th, or -infinity while the list is not full.
+ */
 function insertTop(
   vals: Float64Array,
   idx: Int32Array,
@@ -123,7 +131,7 @@ function insertTop(
   K: number,
   x: number,
   v: number,
-): void {
+): number {
   const base = k * K;
   let j = filled[k]! < K ? filled[k]!++ : K - 1;
   while (j > 0 && vals[base + j - 1]! < x) {
@@ -133,4 +141,5 @@ function insertTop(
   }
   vals[base + j] = x;
   idx[base + j] = v;
+  return filled[k]! < K ? -Infinity : vals[base + K - 1]!;
 }
