@@ -1,8 +1,8 @@
-// How convert's fidelity report runs its passes (docs/PERFORMANCE.md, "Fidelity report"): the float32
-// reference pass in a worker thread beside the conversion (eval/reference-thread.ts), giving exactly what the
-// pass gives in-process; measureFidelity taking that run instead of making its own; onnxruntime sessions
-// that run once or twice left unoptimised (run/ort-executor.ts); and the WebAssembly sums of exponentials
-// behind KL (runtime/kernels/exp-sums.ts).
+// How convert's fidelity report runs its passes (docs/PERFORMANCE.md, "The report's passes side by side"):
+// the float32 reference pass in a worker thread beside the conversion (eval/reference-thread.ts), giving
+// exactly what the pass gives in-process; measureFidelity taking that run instead of making its own;
+// onnxruntime sessions that run once or twice left unoptimised (run/ort-executor.ts); and the WebAssembly
+// sums of exponentials behind KL (runtime/kernels/exp-sums.ts).
 
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';

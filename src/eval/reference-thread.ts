@@ -1,8 +1,9 @@
 // convert's fidelity report compares the converted model with the float32 checkpoint, whose pass needs nothing
 // of the conversion. On onnxruntime it runs in a worker thread (reference-worker.ts) while the conversion
 // works on the main thread, which uses one core: the worker gets the others (one on a 2-core machine), so
-// neither waits for the other (docs/PERFORMANCE.md, "Fidelity report"). onnxruntime computes the same
-// floats on one thread as on two (its products split rows and columns among threads, not sums).
+// neither waits long for the other (docs/PERFORMANCE.md, "The report's passes side by side"). onnxruntime
+// computes the same floats on one thread as on two (its products split rows and columns among threads, not
+// sums).
 
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
