@@ -1,6 +1,6 @@
 // The worker thread of reference-thread.ts: opens the checkpoint folder again, runs the fidelity report's
-// float32 reference pass on onnxruntime with the threads it is given, and posts the result (its vectors
-// transferred, not copied) or the error. It exits when done.
+// float32 reference pass on onnxruntime with the threads it is given, and posts the result (its outputs'
+// buffers transferred, not copied) or the error. It exits when done.
 
 import { parentPort, workerData } from 'node:worker_threads';
 import { ModernBertError } from '../errors.js';
