@@ -17,7 +17,7 @@ import { buildModel } from '../src/model/model.js';
 import { prepareVariant } from '../src/model/variants.js';
 import { loadOrt, OrtExecutor, ortSessionOptions } from '../src/run/ort-executor.js';
 import { chooseRuntime, executorFor } from '../src/run/runtime-choice.js';
-import { expSums } from '../src/runtime/kernels/exp-sums.js';
+import { columnMaxima, expSums } from '../src/runtime/kernels/exp-sums.js';
 import { splitmix32 } from '../src/numeric/prng.js';
 import { FX, ROOT } from './helpers/fixtures.js';
 
@@ -183,6 +183,21 @@ describe('sums of exponentials (WebAssembly)', () => {
       );
       expect(Math.abs(sum! / Math.exp(Math.fround(t)) - 1), `exp(${t})`).toBeLessThan(1e-15);
     }
+  });
+
+  it("column maxima: each side's largest value and the largest |difference|, not finite where a side is not", () => {
+    // (4, 3): column 1 holds an infinity on one side, column 2 a NaN; an odd count of columns, one of them skipped.
+    const x = Float32Array.of(1, 2, 3, -5, Infinity, 0, 4, 0, 1, 2, 2, Number.NaN);
+    const y = Float32Array.of(1.5, 2, 3, -4, 1, 0, 3, 0, 7, 2.25, 2, 0);
+    const m = columnMaxima(x, y, 4, 3, Int32Array.of(0, 1, 2));
+    expect(Array.from(m.maxX.subarray(0, 1))).toEqual([4]);
+    expect(Array.from(m.maxY.subarray(0, 1))).toEqual([3]);
+    expect(m.maxAbs[0]).toBe(1);
+    expect(m.maxAbs[1]).toBe(Infinity);
+    expect(m.maxAbs[2]).toBeNaN();
+    const two = columnMaxima(x, y, 4, 3, Int32Array.of(2, 0));
+    expect(two.maxAbs[0]).toBeNaN();
+    expect(Array.from(two.maxX.subarray(1))).toEqual([4]);
   });
 
   it('carry NaN through to their own column only', () => {

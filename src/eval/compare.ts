@@ -2,7 +2,7 @@
 // "batchmean" with tokens as the batch), top-1 agreement (same argmax), top-5 agreement (overlap of the two
 // top-5 sets, over 5), and the max abs difference of the logits.
 
-import { expSums } from '../runtime/kernels/exp-sums.js';
+import { columnMaxima, expSums } from '../runtime/kernels/exp-sums.js';
 
 export interface Agreement {
   kl: number;
@@ -78,42 +78,32 @@ interface ColumnStats {
   K: number;
 }
 
-/** One pass over the rows of the columns `at` of a and b, (V, P) row-major. */
+/**
+ * The columns `at` of a and b, (V, P) row-major: maxima in the WebAssembly kernel, then one pass over the rows
+ * for the top-5 lists, where a value is looked at only when it beats its column's fifth.
+ */
 function columnStats(a: ArrayLike<number>, b: ArrayLike<number>, V: number, P: number, at: Int32Array): ColumnStats {
   const n = at.length;
   const K = Math.min(5, V);
-  const s: ColumnStats = {
-    maxA: new Float64Array(n).fill(-Infinity),
-    maxB: new Float64Array(n).fill(-Infinity),
-    maxAbs: new Float64Array(n),
-    bad: new Uint8Array(n),
-    topA: new Int32Array(n * K),
-    topB: new Int32Array(n * K),
-    K,
-  };
+  const { maxX: maxA, maxY: maxB, maxAbs } = columnMaxima(a, b, V, P, at);
+  // NaN or infinity on either side makes the column's |a - b| NaN (inf - inf) or infinite.
+  const bad = Uint8Array.from(maxAbs, (d) => (d < Infinity ? 0 : 1));
+  const s: ColumnStats = { maxA, maxB, maxAbs, bad, topA: new Int32Array(n * K), topB: new Int32Array(n * K), K };
   const [valA, valB] = [new Float64Array(n * K), new Float64Array(n * K)];
   const [fillA, fillB] = [new Uint8Array(n), new Uint8Array(n)];
-  // Typed arrays in locals and the threshold of each top-5 list at hand: this loop sees every logit.
-  const { maxA, maxB, maxAbs, bad, topA, topB } = s;
+  // Each list's threshold at hand: a value below its column's fifth (most of them) costs one comparison.
   const [minA, minB] = [new Float64Array(n).fill(-Infinity), new Float64Array(n).fill(-Infinity)];
+  const { topA, topB } = s;
   for (let v = 0; v < V; v++) {
     const row = v * P;
     for (let k = 0; k < n; k++) {
       const i = row + at[k]!;
       const xa = a[i]!;
       const yb = b[i]!;
-      const d = Math.abs(xa - yb);
-      // NaN or infinity on either side makes the difference NaN (inf - inf) or infinite.
-      if (!(d < Infinity)) {
-        bad[k] = 1;
-        continue;
-      }
-      if (d > maxAbs[k]!) maxAbs[k] = d;
-      if (xa > maxA[k]!) maxA[k] = xa;
-      if (yb > maxB[k]!) maxB[k] = yb;
-      // A list not yet full takes any value (its threshold stays -infinity until then).
-      if (xa > minA[k]! || fillA[k]! < K) minA[k] = insertTop(valA, topA, fillA, k, K, xa, v);
-      if (yb > minB[k]! || fillB[k]! < K) minB[k] = insertTop(valB, topB, fillB, k, K, yb, v);
+      // A list not yet full takes any value: its threshold stays -infinity until then (a column with an
+      // infinity is not finite, so its lists are not read).
+      if (xa > minA[k]!) minA[k] = insertTop(valA, topA, fillA, k, K, xa, v);
+      if (yb > minB[k]!) minB[k] = insertTop(valB, topB, fillB, k, K, yb, v);
     }
   }
   return s;

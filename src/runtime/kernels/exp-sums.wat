@@ -1,4 +1,5 @@
-;; The sums of exponentials that KL divergence of logit vectors needs, WebAssembly SIMD (f64x2): for each
+;; The column maxima and the sums of exponentials that KL divergence of logit vectors needs, WebAssembly SIMD
+;; (f64x2). `maxes`: each column's largest value on each side and largest |a - b|. `sums`: for each
 ;; column j of two (rows, cols) float64 matrices a and b (one vector per column, as a model's (vocabulary,
 ;; positions) logits lie; exp-sums.ts copies rows in), sumA[j] = sum exp(a - maxA[j]), sumB[j] = sum
 ;; exp(b - maxB[j]), sumAB[j] = sum exp(a - maxA[j]) (a - b), added to what `out` holds. Row by row, so a
@@ -98,4 +99,30 @@
         (local.set $b (i32.add (local.get $b) (local.get $width)))
         (local.set $row (i32.add (local.get $row) (i32.const 1)))
         (br_if $each_row (i32.lt_u (local.get $row) (local.get $rows))))))
-)
+
+  ;; Per column of `cols` (even) over `rows` rows at $a and $b: the largest value of each side (at $out and
+  ;; after cols values) and the largest |a - b| (after 2 cols), folded into what $out holds. A NaN or an
+  ;; infinity on either side makes that column's |a - b| NaN or infinite, and f64x2.max keeps it so.
+  (func (export "maxes") (param $a i32) (param $b i32) (param $rows i32) (param $cols i32) (param $out i32)
+    (local $row i32) (local $j i32) (local $width i32) (local $o i32) (local $x v128) (local $y v128)
+    (local.set $width (i32.shl (local.get $cols) (i32.const 3)))
+    (block $done
+      (br_if $done (i32.or (i32.eqz (local.get $rows)) (i32.eqz (local.get $cols))))
+      (loop $each_row
+        (local.set $j (i32.const 0))
+        (loop $each
+          (local.set $x (v128.load (i32.add (local.get $a) (local.get $j))))
+          (local.set $y (v128.load (i32.add (local.get $b) (local.get $j))))
+          (local.set $o (i32.add (local.get $out) (local.get $j)))
+          (v128.store (local.get $o) (f64x2.pmax (v128.load (local.get $o)) (local.get $x)))
+          (local.set $o (i32.add (local.get $o) (local.get $width)))
+          (v128.store (local.get $o) (f64x2.pmax (v128.load (local.get $o)) (local.get $y)))
+          (local.set $o (i32.add (local.get $o) (local.get $width)))
+          (v128.store (local.get $o)
+            (f64x2.max (v128.load (local.get $o)) (f64x2.abs (f64x2.sub (local.get $x) (local.get $y)))))
+          (local.set $j (i32.add (local.get $j) (i32.const 16)))
+          (br_if $each (i32.lt_u (local.get $j) (local.get $width))))
+        (local.set $a (i32.add (local.get $a) (local.get $width)))
+        (local.set $b (i32.add (local.get $b) (local.get $width)))
+        (local.set $row (i32.add (local.get $row) (i32.const 1)))
+        (br_if $each_row (i32.lt_u (local.get $row) (local.get $rows)))))))
