@@ -45,7 +45,8 @@ describe('the reference pass in a worker thread', () => {
     const thread = await fromDist<{ startReferenceThread: typeof startReferenceThread }>('eval/reference-thread.js');
     const started = thread.startReferenceThread(DIR, sequences(), form);
     expect(started).toBeDefined();
-    const inWorker = await started!.run;
+    const inWorker = (await started!.run)!;
+    expect(inWorker).toBeDefined();
     const ckpt = loadCheckpoint(DIR);
     const here = await runReference(ckpt, sequences(), form, executorFor(await chooseRuntime({ runtime: 'ort' })));
     ckpt.close();
@@ -68,6 +69,13 @@ describe('the reference pass in a worker thread', () => {
     expect(err.message).toMatch(/no-such-model/);
   });
 
+  it('gives undefined when the thread itself fails (here: stopped before it answers), for the caller to run the pass', async () => {
+    const thread = await fromDist<{ startReferenceThread: typeof startReferenceThread }>('eval/reference-thread.js');
+    const started = thread.startReferenceThread(DIR, sequences(), form)!;
+    started.stop();
+    expect(await started.run).toBeUndefined();
+  });
+
   it('is not started from the TypeScript sources, where no worker script lies: the caller runs the pass', () => {
     expect(startReferenceThread(DIR, sequences(), form)).toBeUndefined();
   });
@@ -84,6 +92,11 @@ describe('measureFidelity with a reference run made beforehand', () => {
       const run = runReference(ckpt, seqs, {});
       const given = await measureFidelity(ckpt, converted, seqs, 'fp16', 'test texts', undefined, {}, undefined, run);
       expect(given).toEqual(own);
+      // A thread that failed gives no run: the reference runs here, as without one.
+      const none = Promise.resolve(undefined);
+      expect(
+        await measureFidelity(ckpt, converted, seqs, 'fp16', 'test texts', undefined, {}, undefined, none),
+      ).toEqual(own);
       const short: Promise<ReferenceRun> = run.then((r) => ({ ...r, outputs: r.outputs.slice(1) }));
       const err = (await measureFidelity(ckpt, converted, seqs, 'fp16', 't', undefined, {}, undefined, short).catch(
         (e: unknown) => e,

@@ -223,7 +223,7 @@ async function convertAndWrite(
   o: ConversionPlan,
   head: OutputHead,
   t0: number,
-  referenceRun: Promise<ReferenceRun> | undefined,
+  referenceRun: Promise<ReferenceRun | undefined> | undefined,
 ): Promise<ConvertReport> {
   const read = new TimedWeights(ckpt.weights);
   const variant = prepareVariant(
@@ -393,7 +393,7 @@ async function measureShipped(
   o: ConversionPlan,
   converted: { source: ModelSource; norm: NormStyle },
   head: OutputHead,
-  referenceRun: Promise<ReferenceRun> | undefined,
+  referenceRun: Promise<ReferenceRun | undefined> | undefined,
 ): Promise<FidelityReport> {
   const reference: ModelSource = {
     config: ckpt.config,

@@ -259,7 +259,7 @@ class LayerErrorMeter {
  * Measures `converted` (run in `precision`) against `reference` (float32, as trained), in the form the
  * package ships (`form`: its head, packed or not). The two engines run one after the other, so only one
  * model's weights are held at a time, unless `referenceRun` (runReference's result for the same arguments)
- * was started beforehand. An embedding (or hidden state) is also compared by cosine similarity.
+ * was started beforehand (when it gives undefined, the reference runs here). An embedding (or hidden state) is also compared by cosine similarity.
  */
 export async function measureFidelity(
   reference: ModelSource,
@@ -270,21 +270,20 @@ export async function measureFidelity(
   onProgress?: (done: number, total: number) => void,
   form: FidelityForm = {},
   executor?: ExecutorFactory,
-  referenceRun?: Promise<ReferenceRun>,
+  referenceRun?: Promise<ReferenceRun | undefined>,
 ): Promise<FidelityReport> {
   const probes = probesOf(seqs, form, reference);
   const total = probes.length * 2;
   let done = 0;
-  const ref = referenceRun
-    ? await referenceRun
-    : await runReference(reference, seqs, form, executor, () => onProgress?.(++done, total));
+  const given = await referenceRun;
+  const ref = given ?? (await runReference(reference, seqs, form, executor, () => onProgress?.(++done, total)));
   if (ref.outputs.length !== probes.length)
     throw new ModernBertError(
       'INTERNAL',
       `the reference run has ${ref.outputs.length} passes where the measurement has ${probes.length}`,
     );
   const refs = ref.outputs;
-  if (referenceRun) onProgress?.((done = probes.length), total);
+  if (given) onProgress?.((done = probes.length), total);
   // The reference model is unreachable now (runReference's frame is gone): free it before the converted one loads.
   await releaseMemory();
   // Each engine runs a chunk of probes (below), then is released.

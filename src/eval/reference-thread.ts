@@ -25,9 +25,12 @@ export interface ReferenceJob {
 export type ReferenceReply =
   { run: ReferenceRun } | { error: { code: ErrorCode; message: string; context: Record<string, unknown> } };
 
-/** A reference pass under way: its result, and a way to stop it when the conversion fails first. */
+/**
+ * A reference pass under way: its result (undefined when the thread itself failed, not the pass: then the
+ * caller runs the pass itself), and a way to stop it when the conversion fails first.
+ */
 export interface ReferenceThread {
-  run: Promise<ReferenceRun>;
+  run: Promise<ReferenceRun | undefined>;
   stop(): void;
 }
 
@@ -44,23 +47,27 @@ export function startReferenceThread(
   const url = new URL('./reference-worker.js', import.meta.url);
   if (!existsSync(fileURLToPath(url))) return undefined;
   const job: ReferenceJob = { dir, seqs, form, threads: Math.max(1, kernelThreads() - 1) };
-  const worker = new Worker(url, { workerData: job });
+  let worker: Worker;
+  try {
+    worker = new Worker(url, { workerData: job });
+  } catch {
+    return undefined; // a thread that cannot start (resource limits): the pass runs in-process
+  }
   let settled = false;
-  const run = new Promise<ReferenceRun>((resolve, reject) => {
+  const run = new Promise<ReferenceRun | undefined>((resolve, reject) => {
     worker.once('message', (reply: ReferenceReply) => {
       settled = true;
+      // The pass's own error (a checkpoint that overflows float32, say) is the conversion's.
       if ('run' in reply) resolve(reply.run);
       else reject(new ModernBertError(reply.error.code, reply.error.message, reply.error.context));
     });
-    worker.once('error', (e) => {
+    // The thread failed (out of memory, terminated), not the pass: the caller runs it in-process.
+    worker.once('error', () => {
       settled = true;
-      reject(new ModernBertError('INTERNAL', `the fidelity report's reference pass failed: ${e.message}`));
+      resolve(undefined);
     });
-    worker.once('exit', (code) => {
-      if (!settled)
-        reject(
-          new ModernBertError('INTERNAL', `the fidelity report's reference pass ended (exit ${code}) without a result`),
-        );
+    worker.once('exit', () => {
+      if (!settled) resolve(undefined);
     });
   });
   // A conversion that fails first never awaits it.
