@@ -29,31 +29,38 @@ function instance(): ExpSumsExports {
 /** Floats of each side's block of rows: 256 KB, so that a block stays in cache while it is read. */
 const BLOCK_FLOATS = 32768;
 
+/** The columns `cols` of two (rows, P) row-major matrices x and y. */
+interface Columns {
+  x: ArrayLike<number>;
+  y: ArrayLike<number>;
+  rows: number;
+  P: number;
+  cols: Int32Array;
+}
+
+/** The kernels take columns in pairs: an odd count gets a column of zeros beside it. */
+const evenWidth = (n: number) => n + (n & 1);
+
 /**
- * Copies the rows of the columns `cols` of x and y, (rows, P) row-major, into the kernel's memory a block at
- * a time (float64, the columns padded to an even count with zeros) after `head` floats that the caller fills
- * first (`start`), and calls `run` on each block: its float offsets of x's and y's rows, and its row count.
- * Returns the memory, for the caller to read its head.
+ * Copies the rows of `c` into the kernel's memory a block at a time (float64, `evenWidth` columns) after
+ * `head` rows of that width that `start` fills first, and calls `run` on each block (the float offsets of x's
+ * and y's rows, and the row count). Returns the memory, for the caller to read its head.
  */
 function inBlocks(
-  x: ArrayLike<number>,
-  y: ArrayLike<number>,
-  rows: number,
-  P: number,
-  cols: Int32Array,
+  { x, y, rows, P, cols }: Columns,
   head: number,
-  start: (mem: Float64Array, w: number) => void,
-  run: (k: ExpSumsExports, atX: number, atY: number, rows: number, w: number) => void,
+  start: (mem: Float64Array) => void,
+  run: (k: ExpSumsExports, atX: number, atY: number, rows: number) => void,
 ): Float64Array {
   const k = instance();
   const n = cols.length;
-  const w = n + (n & 1);
+  const w = evenWidth(n);
   const block = Math.max(1, Math.floor(BLOCK_FLOATS / w));
   const [atX, atY] = [head * w, head * w + block * w];
   const need = 8 * (atY + block * w);
   if (k.memory.buffer.byteLength < need) k.memory.grow(Math.ceil((need - k.memory.buffer.byteLength) / 65536));
   const mem = new Float64Array(k.memory.buffer);
-  start(mem, w);
+  start(mem);
   const whole = n === P && cols.every((c, i) => c === i) && ArrayBuffer.isView(x) && ArrayBuffer.isView(y);
   for (let r0 = 0; r0 < rows; r0 += block) {
     const r1 = Math.min(rows, r0 + block);
@@ -71,7 +78,7 @@ function inBlocks(
       }
       if (w > n) mem[atX + to + n] = mem[atY + to + n] = 0;
     }
-    run(k, atX, atY, r1 - r0, w);
+    run(k, atX, atY, r1 - r0);
   }
   return mem;
 }
@@ -84,20 +91,12 @@ export function columnMaxima(
   P: number,
   cols: Int32Array,
 ): { maxX: Float64Array; maxY: Float64Array; maxAbs: Float64Array } {
-  const n = cols.length;
-  let w = 0;
+  const [n, w] = [cols.length, evenWidth(cols.length)];
   const mem = inBlocks(
-    x,
-    y,
-    rows,
-    P,
-    cols,
+    { x, y, rows, P, cols },
     3,
-    (m, width) => {
-      w = width;
-      m.fill(-Infinity, 0, 2 * w).fill(0, 2 * w, 3 * w);
-    },
-    (k, atX, atY, r, width) => k.maxes(8 * atX, 8 * atY, r, width, 0),
+    (m) => m.fill(-Infinity, 0, 2 * w).fill(0, 2 * w, 3 * w),
+    (k, atX, atY, r) => k.maxes(8 * atX, 8 * atY, r, w, 0),
   );
   const part = (s: number) => mem.slice(s * w, s * w + n);
   return { maxX: part(0), maxY: part(1), maxAbs: part(2) };
@@ -117,23 +116,15 @@ export function expSums(
   maxX: Float64Array,
   maxY: Float64Array,
 ): Float64Array {
-  const n = cols.length;
-  let w = 0;
+  const [n, w] = [cols.length, evenWidth(cols.length)];
   // maxX, maxY, then the three sums.
-  const mem = inBlocks(
-    x,
-    y,
-    rows,
-    P,
-    cols,
-    5,
-    (m, width) => {
-      w = width;
-      m.fill(0, 0, 5 * w);
-      m.set(maxX.subarray(0, n), 0);
-      m.set(maxY.subarray(0, n), w);
-    },
-    (k, atX, atY, r, width) => k.sums(8 * atX, 8 * atY, r, width, 0, 8 * width, 16 * width),
+  const start = (m: Float64Array) => {
+    m.fill(0, 0, 5 * w);
+    m.set(maxX.subarray(0, n), 0);
+    m.set(maxY.subarray(0, n), w);
+  };
+  const mem = inBlocks({ x, y, rows, P, cols }, 5, start, (k, atX, atY, r) =>
+    k.sums(8 * atX, 8 * atY, r, w, 0, 8 * w, 16 * w),
   );
   const out = new Float64Array(3 * n);
   for (let s = 0; s < 3; s++) out.set(mem.subarray((2 + s) * w, (2 + s) * w + n), s * n);
