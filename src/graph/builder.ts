@@ -119,6 +119,23 @@ export class GraphBuilder {
     return as;
   }
 
+  private readonly fills = new Map<string, Val>();
+
+  /**
+   * A constant of `shape` holding `value` everywhere, one per shape and value in the graph however many ops
+   * take it (as coremltools' const_deduplication pass leaves identical constants): the banded layers' padding.
+   */
+  filled(name: string, shape: number[], value: number): Val {
+    const key = `${shape.join('x')}:${value}`;
+    let v = this.fills.get(key);
+    if (v === undefined) {
+      const n = shape.reduce((p, q) => p * q, 1);
+      v = this.weight(name, shape, () => new Float32Array(n).fill(value));
+      this.fills.set(key, v);
+    }
+    return v;
+  }
+
   /** Records an internal value under a role (for example 'hidden_states.3') so it can be read back. */
   tap(role: string, v: Val): Val {
     this.graph.taps.set(role, v);

@@ -115,11 +115,10 @@ function padBlocks(model: ModelGraph, t: Val, band: Band, fill: number, name: st
   const { g } = model;
   const { size: B, blocks: nb } = band;
   const K = g.type(t).shape[1] as number;
-  const edge = (n: number, what: string) =>
-    g.weight(`${name}_${what}`, [1, K, 1, n], () => new Float32Array(K * n).fill(fill));
+  const edge = (n: number) => g.filled('band_pad', [1, K, 1, n], fill);
   const padded = g.op(
     'concat',
-    { values: [edge(B, 'head'), t, edge(nb * B - (model.seqLen as number) + B, 'tail')], axis: i32(3) },
+    { values: [edge(B), t, edge(nb * B - (model.seqLen as number) + B)], axis: i32(3) },
     `${name}_padded`,
   ); // (1, K, 1, (nb+2)B)
   return g.op('reshape', { x: padded, shape: i32([1, K, nb + 2, B]) }, `${name}_blocks`); // (1, K, nb+2, B)
@@ -163,7 +162,7 @@ function padTail(model: ModelGraph, t: Val, n: number, fill: number, name: strin
   return model.g.op(
     'concat',
     {
-      values: [t, model.g.weight(`${name}_fill`, [1, K, 1, n], () => new Float32Array(K * n).fill(fill))],
+      values: [t, model.g.filled('band_pad', [1, K, 1, n], fill)],
       axis: i32(3),
     },
     name,
