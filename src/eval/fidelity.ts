@@ -259,7 +259,8 @@ class LayerErrorMeter {
  * Measures `converted` (run in `precision`) against `reference` (float32, as trained), in the form the
  * package ships (`form`: its head, packed or not). The two engines run one after the other, so only one
  * model's weights are held at a time, unless `referenceRun` (runReference's result for the same arguments)
- * was started beforehand (when it gives undefined, the reference runs here). An embedding (or hidden state) is also compared by cosine similarity.
+ * was started beforehand (when it gives undefined, the reference runs here). An embedding (or hidden state)
+ * is also compared by cosine similarity.
  */
 export async function measureFidelity(
   reference: ModelSource,

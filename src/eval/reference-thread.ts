@@ -53,22 +53,16 @@ export function startReferenceThread(
   } catch {
     return undefined; // a thread that cannot start (resource limits): the pass runs in-process
   }
-  let settled = false;
+  // A promise settles once: whichever of these comes first decides.
   const run = new Promise<ReferenceRun | undefined>((resolve, reject) => {
     worker.once('message', (reply: ReferenceReply) => {
-      settled = true;
       // The pass's own error (a checkpoint that overflows float32, say) is the conversion's.
       if ('run' in reply) resolve(reply.run);
       else reject(new ModernBertError(reply.error.code, reply.error.message, reply.error.context));
     });
-    // The thread failed (out of memory, terminated), not the pass: the caller runs it in-process.
-    worker.once('error', () => {
-      settled = true;
-      resolve(undefined);
-    });
-    worker.once('exit', () => {
-      if (!settled) resolve(undefined);
-    });
+    // The thread failed (out of memory, terminated) before it answered, not the pass: the caller runs it in-process.
+    worker.once('error', () => resolve(undefined));
+    worker.once('exit', () => resolve(undefined));
   });
   // A conversion that fails first never awaits it.
   run.catch(() => {});

@@ -183,9 +183,10 @@ export function ortSessionOptions(
 }
 
 /**
- * Whether a graph runs too few times for onnxruntime's graph optimisation to pay: its constant folding turns
- * every float16 weight's cast to float32 into a float32 copy at setup, 0.5-0.7 s on synth-base against
- * 0.15 s a run to cast them as they are read (docs/PERFORMANCE.md, "The report's passes side by side").
+ * Whether a graph runs too few times for onnxruntime's graph optimisation and memory arena to pay: its
+ * constant folding turns every float16 weight's cast to float32 into a float32 copy at setup, 0.5-0.7 s on
+ * synth-base against 0.15 s a run to cast them as they are read, and the arena keeps each run's peak until
+ * release (docs/PERFORMANCE.md, "The report's passes side by side").
  */
 function runsFew(use: GraphUse): boolean {
   return use.runs !== undefined && use.runs <= 2;
