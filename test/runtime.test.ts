@@ -10,7 +10,9 @@ import { Engine } from '../src/run/engine.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { COREML_FLAGS, ortSessionOptions } from '../src/run/ort-executor.js';
 import { chooseRuntime, executorFor } from '../src/run/runtime-choice.js';
-import { prefersOrt, weightBytes } from '../src/run/runtime-cost.js';
+import { prefersOrt, SYNTH_BASE_BYTES, textsWork, weightBytes } from '../src/run/runtime-cost.js';
+import { diffWork } from '../src/api/diff.js';
+import { BUILTIN_SENTENCES } from '../src/eval/sentences.js';
 import { DEFAULT_MODEL } from '../src/run/load.js';
 import { main } from '../src/cli/main.js';
 import { cli, expectOneLineError, json, type Run } from './helpers/cli.js';
@@ -98,6 +100,23 @@ describe('chooseRuntime', () => {
     expect((await expectError(() => chooseRuntime({ runtime: 'ort' }), 'BAD_ARGUMENT')).message).toMatch(
       /not installed/,
     );
+  });
+
+  it("diff's work is its inputs: the built-in sentences when it is given no texts (they once counted as none)", async () => {
+    const builtin = textsWork(BUILTIN_SENTENCES);
+    expect(builtin.passes).toBe(BUILTIN_SENTENCES.length);
+    expect(diffWork({})).toEqual(builtin);
+    expect(diffWork({ texts: [] })).toEqual(builtin);
+    expect(diffWork({ texts: [TEXT] })).toEqual(textsWork([TEXT]));
+    expect(diffWork({ random: 30 })).toEqual({ tokens: 32, passes: 1 });
+    expect(diffWork({ golden: 'g.safetensors' })).toBeUndefined(); // its first input decides
+    // On a ModernBERT-base-sized model the sentences in float16 emulation are onnxruntime's work (our engine:
+    // 179 s for diff /tmp/sb package --precision-b fp16, against 24 s).
+    expect(prefersOrt({ ...builtin, bytes: SYNTH_BASE_BYTES }, 'fp16')).toBe(true);
+    // The command says so, for the sentences it runs.
+    const d = await tty('diff', DEFAULT_MODEL, DEFAULT_MODEL, '--precision-b', 'fp16');
+    expect(d.code, d.stderr).toBe(0);
+    expect(d.stderr).toContain(`about ${builtin.tokens} tokens in ${builtin.passes} passes`);
   });
 
   it.runIf(process.platform !== 'darwin')('refuses the Core ML provider off macOS', async () => {

@@ -10,7 +10,9 @@ import type { DownloadProgress } from '../hub/resolve.js';
 import type { ComputeUnits } from '../run/coreml/session.js';
 import { chooseExecutor, type AnyRuntime, type ExecutorChoice } from '../run/executor-choice.js';
 import { openModel, type LoadedModel } from '../run/load.js';
+import { lengthsWork, textsWork, type Workload } from '../run/runtime-cost.js';
 import type { Precision } from '../runtime/numerics.js';
+import { BUILTIN_SENTENCES } from '../eval/sentences.js';
 
 /** What diff compares on and how it runs the two models; every option may be left out. */
 export interface DiffOptions {
@@ -25,7 +27,7 @@ export interface DiffOptions {
   /** Arithmetic of A and of B (default 'fp32' each). */
   precisionA?: Precision;
   precisionB?: Precision;
-  /** What runs the float32 sides (a float16 emulation side always runs on our engine). */
+  /** What runs each side (default: whichever suits the work; under 'coreml' a float16 emulation side runs on our engine). */
   runtime?: AnyRuntime;
   computeUnits?: ComputeUnits;
   /** A tokenizer.json (or its folder) when neither model has one. */
@@ -50,9 +52,20 @@ export interface DiffReport extends Agreement {
   inputs: number;
 }
 
+/**
+ * What each side of a diff runs, known before the models open: the texts (the built-in sentences when none
+ * are given) or the random ids; undefined for a golden file, whose first input then decides the runtime.
+ */
+export function diffWork(o: Pick<DiffOptions, 'texts' | 'golden' | 'random'>): Workload | undefined {
+  if (o.random) return lengthsWork([o.random + 2]);
+  if (o.golden) return undefined;
+  return textsWork(o.texts?.length ? o.texts : BUILTIN_SENTENCES);
+}
+
 /** Compares two models (checkpoint folders, packages or Hub ids) on the same inputs. */
 export async function diff(a: string, b: string, options: DiffOptions = {}): Promise<DiffReport> {
   const [pa, pb] = [options.precisionA ?? 'fp32', options.precisionB ?? 'fp32'];
+  const work = diffWork(options);
   const choose = (precision: Precision) =>
     chooseExecutor({
       runtime: options.runtime,
@@ -60,6 +73,7 @@ export async function diff(a: string, b: string, options: DiffOptions = {}): Pro
       computeUnits: options.computeUnits,
       fp16OnEngine: true,
       fallback: (g, p) => new Interpreter(g, p),
+      ...(work ? { work } : {}),
     });
   const choices = options.executors ?? [await choose(pa), await choose(pb)];
   const open = (name: string, precision: Precision, choice: ExecutorChoice, headPackage?: string, revision?: string) =>

@@ -2,12 +2,11 @@
 // KL(A || B), top-1 / top-5 agreement and the max abs difference of the logits.
 
 import type { Command } from 'commander';
-import { diff } from '../../api/diff.js';
+import { diff, diffWork } from '../../api/diff.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt, precision } from '../parse.js';
 import { addRuntimeOptions, cliExecutorChoice, type RuntimeCliOptions } from '../runtime.js';
-import { lengthsWork, textsWork } from '../../run/runtime-cost.js';
 import { addRevisionOption, downloadProgress, MODEL_HELP } from '../model-source.js';
 
 interface DiffCliOptions extends RuntimeCliOptions {
@@ -46,8 +45,8 @@ export function registerDiff(program: Command, io: Io): void {
   addRuntimeOptions(addRevisionOption(addRevisionOption(cmd, 'a'), 'b')).action(
     async (pathA: string, pathB: string, texts: string[], o: DiffCliOptions) => {
       const said = new Set<string>();
-      // Both sides run every input: the work is known from the inputs (random ids: one sequence of that many).
-      const work = o.random ? lengthsWork([o.random + 2]) : o.golden ? undefined : textsWork(texts);
+      // Both sides run every input: the work is known from the inputs.
+      const work = diffWork({ texts, golden: o.golden, random: o.random });
       const executors = [
         await cliExecutorChoice(o, o.precisionA, io, said, work, true),
         await cliExecutorChoice(o, o.precisionB, io, said, work, true),
