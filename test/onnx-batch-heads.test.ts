@@ -233,6 +233,26 @@ describe('lowered node clean-up', () => {
     ]);
   });
 
+  it('gathers before casting: a table read by a Gather is cast row by row (each cast of a chain), unless read twice', () => {
+    const nodes = [
+      node('Cast', ['table'], 'c1'),
+      node('Cast', ['c1'], 'c2'), // float16 -> float32 -> (rounded) ...: a chain, moved whole
+      node('Gather', ['c2', 'ids'], 'rows'),
+      node('Cast', ['other'], 'd'),
+      node('Gather', ['d', 'ids'], 'picked'),
+      node('Add', ['d', 'rows'], 'k'), // d is read twice: its cast stays whole
+    ];
+    const got = simplifyNodes(nodes, new Set(['picked', 'k']));
+    expect(got.map((n) => [n.op_type, n.input, n.output[0]])).toEqual([
+      ['Gather', ['table', 'ids'], 'c1__gathered'],
+      ['Cast', ['c1__gathered'], 'c2__gathered'],
+      ['Cast', ['c2__gathered'], 'rows'],
+      ['Cast', ['other'], 'd'],
+      ['Gather', ['d', 'ids'], 'picked'],
+      ['Add', ['d', 'rows'], 'k'],
+    ]);
+  });
+
   it('stores projection weights transposed: no node of the lowered model reshapes or transposes a weight', () => {
     const lowered = lowerGraph(buildModel(ckpt, { seqLen: 40, maskFrom: 'attention', head: 'mlm' }), { io: 'hf' });
     const inits = new Set(lowered.initializers.filter((t) => t.dims.length >= 2).map((t) => t.name));
