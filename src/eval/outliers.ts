@@ -26,6 +26,8 @@ export class OutlierMeter {
   /** Adds the residual taps (1, C, 1, S) of one sequence; `real` lists the positions of real tokens. */
   add(residuals: RtTensor[], real: number[], sequence: number): void {
     const at = Int32Array.from(real);
+    // Real tokens are usually one run of positions (a window packed from the start): read as a range then.
+    const run = at.every((p, k) => p === at[0]! + k);
     residuals.forEach((t, layer) => {
       const [C, S] = [t.shape[1]!, t.shape[3]!];
       const data = floats(t, 'a residual stream');
@@ -37,19 +39,33 @@ export class OutlierMeter {
         perChannel: new Float64Array(C),
       });
       const per = l.perChannel;
-      // Typed loops over one channel's row at a time: 23 layers x 768 channels x 470 tokens per pass.
+      // One channel's row at a time (23 layers x 768 channels x 470 tokens per pass), a NaN counting as
+      // infinity; the token is looked for only in a row whose max beats the layer's.
       for (let c = 0; c < C; c++) {
         const row = c * S;
         let m = per[c]!;
-        for (let k = 0; k < at.length; k++) {
-          const raw = data[row + at[k]!]!;
-          const v = Number.isNaN(raw) ? Infinity : Math.abs(raw);
-          if (v <= m) continue;
-          m = v;
-          // The channel's max never exceeds the layer's, so a new layer max is a new channel max.
-          if (v > l.max) Object.assign(l, { max: v, channel: c, sequence, token: at[k]! });
+        if (run) {
+          for (let i = row + at[0]!, end = i + at.length; i < end; i++) {
+            const v = Math.abs(data[i]!);
+            if (v > m) m = v;
+            else if (v !== v) m = Infinity;
+          }
+        } else {
+          for (let k = 0; k < at.length; k++) {
+            const v = Math.abs(data[row + at[k]!]!);
+            if (v > m) m = v;
+            else if (v !== v) m = Infinity;
+          }
         }
-        per[c] = m;
+        if (m > per[c]!) {
+          per[c] = m;
+          if (m > l.max) {
+            const k = at.findIndex((p) =>
+              m === Infinity ? !Number.isFinite(data[row + p]!) : Math.abs(data[row + p]!) === m,
+            );
+            Object.assign(l, { max: m, channel: c, sequence, token: at[k]! });
+          }
+        }
       }
     });
   }
