@@ -19,6 +19,8 @@ import { loadOrt, OrtExecutor, ortSessionOptions } from '../src/run/ort-executor
 import { chooseRuntime, executorFor } from '../src/run/runtime-choice.js';
 import { columnMaxima, expSums } from '../src/runtime/kernels/exp-sums.js';
 import { splitmix32 } from '../src/numeric/prng.js';
+import { Interpreter } from '../src/graph/interpreter.js';
+import type { ExecutorFactory } from '../src/run/runner.js';
 import { FX, ROOT } from './helpers/fixtures.js';
 
 const DIR = join(FX, 'tiny-mlm');
@@ -102,6 +104,37 @@ describe('measureFidelity with a reference run made beforehand', () => {
         (e: unknown) => e,
       )) as ModernBertError;
       expect(err.code).toBe('INTERNAL');
+    } finally {
+      ckpt.close();
+    }
+  });
+});
+
+describe("the report's packed windows", () => {
+  it('run their texts only, not the padding to the window: every pass at the length of what it holds', async () => {
+    const ckpt = loadCheckpoint(DIR);
+    try {
+      const lengths = new Set<number>();
+      const recording: ExecutorFactory = (graph, precision) => {
+        const ids = graph.inputs.find((i) => i.name === 'input_ids')!;
+        lengths.add(Number(ids.type.shape.at(-1)));
+        return new Interpreter(graph, precision);
+      };
+      const variant = prepareVariant(ckpt, { fold: true, rotation: 'hadamard', norm: 'l2', seed: 0 });
+      const seqs = sequences();
+      await measureFidelity(
+        ckpt,
+        { source: variant.source, norm: variant.norm },
+        seqs,
+        'fp16',
+        't',
+        undefined,
+        {},
+        recording,
+      );
+      // Two windows of 512: the 402-token text with the 14, 11 and 7 (434), and the 302 alone.
+      expect([...lengths].sort((a, b) => a - b)).toEqual([302, 434]);
+      expect(seqs.map((s) => s.ids.length).reduce((a, b) => a + b, 0)).toBe(302 + 434);
     } finally {
       ckpt.close();
     }

@@ -39,7 +39,7 @@ describe('OutlierMeter', () => {
     const runs = [
       { t: taps(1, 3), real: [0, 1, 2, 3, 4, 5, 6] }, // one run of positions
       { t: taps(2, 3, (l, d) => l === 1 && (d[4 * S + 8] = -50)), real: [1, 3, 8, 9] }, // scattered
-      { t: taps(3, 3, (l, d) => (d[2 * S + 9] = 99)), real: [0, 1, 2, 3] }, // 99 at a padded position: not seen
+      { t: taps(3, 3, (_, d) => (d[2 * S + 9] = 99)), real: [0, 1, 2, 3] }, // 99 at a padded position: not seen
     ];
     const meter = new OutlierMeter();
     runs.forEach((r, i) => meter.add(r.t, r.real, i));

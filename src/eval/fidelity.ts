@@ -131,8 +131,11 @@ function probesOf(seqs: ProbeSequence[], form: FidelityForm, reference: ModelSou
         { length: w.starts[w.starts.length - 1]! + texts[texts.length - 1]!.ids.length },
         (_, i) => i,
       );
+      // The window's padding past its last text is left out: it changes no real token (a text attends only
+      // to its own segment), and every pass would compute it (synth-base's sentences: 470 of 512 tokens).
+      const used = positions.length;
       probes.push({
-        seq: { ids: w.ids, segments: w.segments },
+        seq: { ids: w.ids.slice(0, used), segments: w.segments.slice(0, used) },
         options: { positions, pack: DEFAULT_PACK, ...(head ? { head } : {}) },
         first: texts[0]!,
         real: positions,
