@@ -14,6 +14,7 @@ import type { ProbeSequence } from '../src/eval/inputs.js';
 import { startReferenceThread } from '../src/eval/reference-thread.js';
 import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { buildModel } from '../src/model/model.js';
+import { lowerGraph } from '../src/onnx/lower.js';
 import { prepareVariant } from '../src/model/variants.js';
 import { loadOrt, OrtExecutor, ortSessionOptions } from '../src/run/ort-executor.js';
 import { chooseRuntime, executorFor } from '../src/run/runtime-choice.js';
@@ -171,6 +172,30 @@ describe('onnxruntime sessions that run once or twice', () => {
     });
     expect(ortSessionOptions('cpu')).toMatchObject({ graphOptimizationLevel: 'all' });
     expect(ortSessionOptions('cpu').enableCpuMemArena).toBeUndefined();
+  });
+
+  it("are lowered with products in the graph's own layout (W @ x, no transpose), but for the tall vocabulary projection", () => {
+    const ckpt = loadCheckpoint(DIR);
+    const g = buildModel(ckpt, { seqLen: 8, maskFrom: 'attention', head: 'mlm' });
+    ckpt.close();
+    const fromTranspose = (channelsFirst: boolean) => {
+      const { nodes } = lowerGraph(g, {
+        io: 'ane',
+        float32: true,
+        storedLayout: true,
+        precision: 'fp16',
+        channelsFirst,
+      });
+      const producer = new Map(nodes.flatMap((n) => n.output.map((o) => [o, n] as const)));
+      const products = nodes.filter(
+        (n) => n.op_type === 'MatMul' && /_(qkv|attn_out|mlp_in|mlp_out)__|^decoder__/.test(n.name),
+      );
+      return products.map((n) => [n.name, n.input.some((i) => producer.get(i)?.op_type === 'Transpose')]);
+    };
+    const [own, moved] = [fromTranspose(true), fromTranspose(false)];
+    expect(own.length).toBe(4 * ckpt.config.numLayers + 1);
+    for (const [name, transposed] of own) expect(transposed, String(name)).toBe(String(name).startsWith('decoder'));
+    expect(moved.every(([, transposed]) => transposed)).toBe(true);
   });
 });
 

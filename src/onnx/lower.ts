@@ -74,6 +74,12 @@ export interface LowerOptions {
    */
   storedLayout?: boolean;
   /**
+   * Products of 1x1 convolutions as W @ x on x's own (Cin, S) layout, with no Transpose around them (ops/defs/
+   * linear.ts convOnnx), for a session that onnxruntime does not optimise: its transpose optimiser cancels
+   * those transposes otherwise.
+   */
+  channelsFirst?: boolean;
+  /**
    * The arithmetic (emulate-fp16.ts): 'fp32' (the default), or a float16 emulation computed in float32 with a
    * float16 round trip after each op, as our interpreter computes it (implies `float32`).
    */
@@ -310,7 +316,7 @@ function lowerConsts(graph: Graph, { b, o, half, tt }: Lowering): void {
 }
 
 /** One op, through its definition's ONNX lowering; in emulation its new float values rounded to float16. */
-function lowerOp(op: Op, { b, half, precision, dt, tt }: Lowering): void {
+function lowerOp(op: Op, { b, o, half, precision, dt, tt }: Lowering): void {
   const def = opDef(op.op);
   if (!def?.onnx)
     throw new ModernBertError('UNSUPPORTED', `op ${op.op} ("${op.name}") has no ONNX form`, { op: op.name });
@@ -358,6 +364,7 @@ function lowerOp(op: Op, { b, half, precision, dt, tt }: Lowering): void {
     out: op.outputs.map((v, k) => (rounded[k] ? b.fresh(`${b.nameOf(v.name)}__exact`) : b.nameOf(v.name))),
     node,
     ...(precision === 'fp16' ? { round: (v: string) => roundTrip(node, v) } : {}),
+    ...(o.channelsFirst ? { channelsFirst: true } : {}),
     int64s: (values) => b.int64s(`${op.name}__i64`, values),
     scalar: (value, dtype0) => {
       const dtype = dt(dtype0);

@@ -97,6 +97,8 @@ export interface OnnxArgs {
    * an op that the mode rounds (layer_norm's squares, gelu's terms). Absent otherwise: the op's output alone is rounded.
    */
   round?(v: string): string;
+  /** Products on their operands' own layout, without transposes (onnx/lower.ts LowerOptions.channelsFirst). */
+  channelsFirst?: boolean;
   /** Emits one ONNX node; `outputs` defaults to one fresh name. Returns the output names. */
   node(
     opType: string,

@@ -134,6 +134,7 @@ export class OrtExecutor {
             float32: true,
             inPlace: true,
             storedLayout: this.provider === 'cpu',
+            channelsFirst: this.provider === 'cpu' && runsFew(this.use),
             precision: this.precision,
           }),
           { name: 'modernbert-ane' },
@@ -163,7 +164,8 @@ export class OrtExecutor {
  * Pre-packing of weights is off (see the top of this file); MODERNBERT_ANE_ORT_PREPACK=1 turns it on, to measure the difference.
  * MODERNBERT_ANE_ORT_PROFILE=PREFIX has onnxruntime time every node, written to PREFIX_<date>.json when a
  * session is released (bench/ort-profile.mjs reads it). `fewRuns`: a session that runs once or twice (runsFew)
- * has its graph left as we lowered it and no memory arena (which holds the peak of every run until release).
+ * has its graph left as we lowered it (lowered with products in the graph's own layout, as no transpose
+ * optimiser runs) and no memory arena (which holds the peak of every run until release).
  */
 export function ortSessionOptions(
   provider: OrtProvider,

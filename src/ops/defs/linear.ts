@@ -229,6 +229,12 @@ const einsumKernel: Kernel = async (a) => {
   ];
 };
 
+// With `channelsFirst` (a session that onnxruntime does not optimise, so no optimiser removes transposes),
+// the product is W @ x on x's own (Cin, S) layout instead, with no Transpose: a synth-base pass of 470 tokens
+// 9% (float16 emulation) to 14% (float32) faster, session included. A weight many times taller than wide
+// (the vocabulary projection, 50,368 x 768) keeps x^T W^T: as the GEMM's left operand it ran 25-35% slower.
+const TALL = 8;
+
 // conv: the 1x1, stride-1 convolutions that convType accepts are products for a batch of one, written
 // channels last: x (1, Cin, H, W) -> (1, H, W, Cin) @ W^T (Cin, Cout) -> (1, Cout, H, W). onnxruntime
 // pre-packs a MatMul's constant right operand for its GEMM (W^T, folded from the transpose at load time),
@@ -243,6 +249,15 @@ const convOnnx = (a: OnnxArgs): void => {
   if (n !== 1 || typeof cin !== 'number' || typeof cout !== 'number' || a.ints('groups')[0] !== 1) {
     const inputs = [a.input('x'), a.input('weight'), ...(a.has('bias') ? [a.input('bias')] : [])];
     a.node('Conv', inputs, { kernel_shape: { ints: [1, 1] }, group: { int: a.ints('groups')[0]! } }, a.out);
+    return;
+  }
+  const h = a.type('x').shape[2];
+  if (a.channelsFirst && typeof h === 'number' && cout <= TALL * cin) {
+    // W (Cout, Cin) @ x (Cin, S): the product in the graph's own layout, nothing moved.
+    const w = a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]);
+    let y = a.node('MatMul', [w[0]!, a.node('Reshape', [a.input('x'), a.int64s([cin, -1])])[0]!]);
+    if (a.has('bias')) y = a.node('Add', [y[0]!, a.node('Reshape', [a.input('bias'), a.int64s([cout, 1])])[0]!]);
+    a.node('Reshape', [y[0]!, a.int64s([1, cout, h, -1])], {}, a.out);
     return;
   }
   const wT = a.node('Transpose', a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]), {
