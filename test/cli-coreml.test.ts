@@ -226,5 +226,12 @@ describe('outliers', () => {
     expect(chart).toMatch(/^<svg/);
     expect(chart).toMatch(/log scale/);
     for (const name of ['layernorm', 'folded', 'hadamard']) expect(chart).toContain(`>${name}</text>`);
+    // On onnxruntime when asked: the same layers, channels and tokens, the maxima to float32's rounding.
+    const ort = json(await cli('outliers', dir, 'The sky is [MASK].', '--runtime', 'ort', '--json')) as typeof out;
+    for (const [name, layers] of Object.entries(out.variants)) {
+      const other = ort.variants[name]!;
+      expect(other.map((l) => [l.layer, l.channel])).toEqual(layers.map((l) => [l.layer, l.channel]));
+      other.forEach((l, k) => expect(Math.abs(l.max - layers[k]!.max)).toBeLessThan(1e-4 * layers[k]!.max));
+    }
   });
 });

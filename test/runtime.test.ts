@@ -11,7 +11,7 @@ import { loadCheckpoint } from '../src/model/checkpoint.js';
 import { COREML_FLAGS, ortSessionOptions } from '../src/run/ort-executor.js';
 import { chooseRuntime, executorFor } from '../src/run/runtime-choice.js';
 import { prefersOrt, SYNTH_BASE_BYTES, textsWork, weightBytes } from '../src/run/runtime-cost.js';
-import { diffWork } from '../src/api/diff.js';
+import { inputsWork } from '../src/eval/inputs.js';
 import { BUILTIN_SENTENCES } from '../src/eval/sentences.js';
 import { DEFAULT_MODEL } from '../src/run/load.js';
 import { main } from '../src/cli/main.js';
@@ -105,11 +105,11 @@ describe('chooseRuntime', () => {
   it("diff's work is its inputs: the built-in sentences when it is given no texts (they once counted as none)", async () => {
     const builtin = textsWork(BUILTIN_SENTENCES);
     expect(builtin.passes).toBe(BUILTIN_SENTENCES.length);
-    expect(diffWork({})).toEqual(builtin);
-    expect(diffWork({ texts: [] })).toEqual(builtin);
-    expect(diffWork({ texts: [TEXT] })).toEqual(textsWork([TEXT]));
-    expect(diffWork({ random: 30 })).toEqual({ tokens: 32, passes: 1 });
-    expect(diffWork({ golden: 'g.safetensors' })).toBeUndefined(); // its first input decides
+    expect(inputsWork({})).toEqual(builtin);
+    expect(inputsWork({ texts: [] })).toEqual(builtin);
+    expect(inputsWork({ texts: [TEXT] })).toEqual(textsWork([TEXT]));
+    expect(inputsWork({ random: 30 })).toEqual({ tokens: 32, passes: 1 });
+    expect(inputsWork({ golden: 'g.safetensors' })).toBeUndefined(); // its first input decides
     // On a ModernBERT-base-sized model the sentences in float16 emulation are onnxruntime's work (our engine:
     // 179 s for diff /tmp/sb package --precision-b fp16, against 24 s).
     expect(prefersOrt({ ...builtin, bytes: SYNTH_BASE_BYTES }, 'fp16')).toBe(true);

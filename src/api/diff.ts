@@ -4,15 +4,13 @@
 import { ModernBertError } from '../errors.js';
 import { assertFinite } from '../numeric/finite.js';
 import { AgreementMeter, type Agreement } from '../eval/compare.js';
-import { resolveInputs } from '../eval/inputs.js';
+import { inputsWork, resolveInputs } from '../eval/inputs.js';
 import { Interpreter } from '../graph/interpreter.js';
 import type { DownloadProgress } from '../hub/resolve.js';
 import type { ComputeUnits } from '../run/coreml/session.js';
 import { chooseExecutor, type AnyRuntime, type ExecutorChoice } from '../run/executor-choice.js';
 import { openModel, type LoadedModel } from '../run/load.js';
-import { lengthsWork, textsWork, type Workload } from '../run/runtime-cost.js';
 import type { Precision } from '../runtime/numerics.js';
-import { BUILTIN_SENTENCES } from '../eval/sentences.js';
 
 /** What diff compares on and how it runs the two models; every option may be left out. */
 export interface DiffOptions {
@@ -52,20 +50,10 @@ export interface DiffReport extends Agreement {
   inputs: number;
 }
 
-/**
- * What each side of a diff runs, known before the models open: the texts (the built-in sentences when none
- * are given) or the random ids; undefined for a golden file, whose first input then decides the runtime.
- */
-export function diffWork(o: Pick<DiffOptions, 'texts' | 'golden' | 'random'>): Workload | undefined {
-  if (o.random) return lengthsWork([o.random + 2]);
-  if (o.golden) return undefined;
-  return textsWork(o.texts?.length ? o.texts : BUILTIN_SENTENCES);
-}
-
 /** Compares two models (checkpoint folders, packages or Hub ids) on the same inputs. */
 export async function diff(a: string, b: string, options: DiffOptions = {}): Promise<DiffReport> {
   const [pa, pb] = [options.precisionA ?? 'fp32', options.precisionB ?? 'fp32'];
-  const work = diffWork(options);
+  const work = inputsWork(options);
   const choose = (precision: Precision) =>
     chooseExecutor({
       runtime: options.runtime,

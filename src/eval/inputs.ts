@@ -9,6 +9,7 @@ import type { ModelIds } from '../run/runner.js';
 import type { Tokenizer } from '../tokenizer/tokenizer.js';
 import { readGolden } from './golden.js';
 import { BUILTIN_SENTENCES } from './sentences.js';
+import { lengthsWork, textsWork, type Workload } from '../run/runtime-cost.js';
 
 /** A sequence, and where to compare predictions ([MASK] positions, or every real token when undefined). */
 export interface ProbeSequence extends Sequence {
@@ -40,6 +41,17 @@ export function resolveInputs(spec: InputSpec, ids: ModelIds, tok?: Tokenizer): 
     );
   }
   return textSequences(spec.texts?.length ? spec.texts : undefined, ids, tok);
+}
+
+/**
+ * What resolveInputs(spec) gives a model to run, known before the model opens (runtime-cost.ts): the texts, or
+ * the built-in sentences when there are none, or the random ids; undefined for a golden file, whose first
+ * input then decides the runtime.
+ */
+export function inputsWork(spec: InputSpec): Workload | undefined {
+  if (spec.random) return lengthsWork([spec.random + 2]);
+  if (spec.golden) return undefined;
+  return textsWork(spec.texts?.length ? spec.texts : BUILTIN_SENTENCES);
 }
 
 /** The rows of a golden file's cases, right padding dropped. */

@@ -2,7 +2,8 @@
 // KL(A || B), top-1 / top-5 agreement and the max abs difference of the logits.
 
 import type { Command } from 'commander';
-import { diff, diffWork } from '../../api/diff.js';
+import { diff } from '../../api/diff.js';
+import { inputsWork } from '../../eval/inputs.js';
 import type { Precision } from '../../runtime/numerics.js';
 import { printJson, progress, type Io } from '../context.js';
 import { nonNegativeInt, positiveInt, precision } from '../parse.js';
@@ -46,7 +47,7 @@ export function registerDiff(program: Command, io: Io): void {
     async (pathA: string, pathB: string, texts: string[], o: DiffCliOptions) => {
       const said = new Set<string>();
       // Both sides run every input: the work is known from the inputs.
-      const work = diffWork({ texts, golden: o.golden, random: o.random });
+      const work = inputsWork({ texts, golden: o.golden, random: o.random });
       const executors = [
         await cliExecutorChoice(o, o.precisionA, io, said, work, true),
         await cliExecutorChoice(o, o.precisionB, io, said, work, true),
