@@ -132,11 +132,12 @@ function probesOf(seqs: ProbeSequence[], form: FidelityForm, reference: ModelSou
         (_, i) => i,
       );
       // The window's padding past its last text is left out: it changes no real token (a text attends only
-      // to its own segment), and every pass would compute it (synth-base's sentences: 470 of 512 tokens).
+      // to its own segment), and every pass would compute it (synth-base's sentences: 470 of 512 tokens). A
+      // window shorter than DEFAULT_PACK tokens holds at most a text per token.
       const used = positions.length;
       probes.push({
         seq: { ids: w.ids.slice(0, used), segments: w.segments.slice(0, used) },
-        options: { positions, pack: DEFAULT_PACK, ...(head ? { head } : {}) },
+        options: { positions, pack: Math.min(DEFAULT_PACK, used), ...(head ? { head } : {}) },
         first: texts[0]!,
         real: positions,
         alone: texts.map((s, k) => ({ probe: single(s), from: w.starts[k]!, count: s.ids.length })),
