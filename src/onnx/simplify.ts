@@ -10,7 +10,7 @@ import type { OnnxNodeProto } from './schema.js';
 const permOf = (n: OnnxNodeProto): number[] | undefined =>
   n.attribute?.find((a) => a.name === 'perm')?.ints?.map(Number);
 
-/** The nodes with consecutive Transposes composed, consecutive Reshapes merged, identity Transposes dropped and Gathers moved before Casts. */
+/** The nodes with Transpose pairs composed, Reshape pairs merged, identity Transposes dropped, Gathers before Casts. */
 export function simplifyNodes(nodes: readonly OnnxNodeProto[], graphOutputs: ReadonlySet<string>): OnnxNodeProto[] {
   const out = nodes.map((n) => ({ ...n, input: [...n.input] }));
   const producer = new Map<string, OnnxNodeProto>();
