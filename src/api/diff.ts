@@ -25,7 +25,7 @@ export interface DiffOptions {
   /** Arithmetic of A and of B (default 'fp32' each). */
   precisionA?: Precision;
   precisionB?: Precision;
-  /** What runs each side (default: whichever suits the work; under 'coreml' a float16 emulation side runs on our engine). */
+  /** What runs each side (default: what suits the work; under 'coreml' a float16 side runs on our engine). */
   runtime?: AnyRuntime;
   computeUnits?: ComputeUnits;
   /** A tokenizer.json (or its folder) when neither model has one. */

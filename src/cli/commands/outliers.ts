@@ -112,14 +112,13 @@ export function registerOutliers(program: Command, io: Io): void {
         model.tokenizer,
       );
       // Each variant is a model of its own that runs every input (on onnxruntime only when asked: see --runtime).
-      const runtime = { ...o, runtime: o.runtime ?? 'engine' };
+      const { factory } = await cliExecutorChoice({ ...o, runtime: o.runtime ?? 'engine' }, 'fp32', io);
       const taps = Array.from({ length: c.numLayers + 1 }, (_, i) => `residual.${i}`);
       const bar = progress(io, 'outliers', Boolean(o.json));
       const results: Record<string, LayerOutliers[]> = {};
       let done = 0;
       for (const spec of VARIANTS) {
         const v = prepareVariant({ config: c, weights: model.weights }, { ...spec, seed: o.seed });
-        const { factory } = await cliExecutorChoice(runtime, 'fp32', io);
         const engine = new Engine(v.source, { norm: v.norm }, factory, { runs: seqs.length });
         const meter = new OutlierMeter();
         for (const [i, s] of seqs.entries()) {
