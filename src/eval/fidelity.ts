@@ -289,8 +289,9 @@ export async function measureFidelity(
     );
   const refs = ref.outputs;
   if (given) onProgress?.((done = probes.length), total);
-  // The reference model is unreachable now (runReference's frame is gone): free it before the converted one loads.
-  await releaseMemory();
+  // The reference model, when it ran here, is unreachable now (runReference's frame is gone): free it before the
+  // converted one loads (two full collections, 50 ms after a conversion; nothing to free when it ran elsewhere).
+  if (!given) await releaseMemory();
   // Each engine runs a chunk of probes (below), then is released.
   const use = { runs: Math.min(CHUNK, probes.length) };
   const engine = new Engine(converted.source, { precision, norm: converted.norm }, executor, use);
