@@ -339,8 +339,10 @@ export async function measureFidelity(
     }
     await engine.release();
     for (const u of units) {
-      // Only its residual stream is read: the head at one position (the decoder is a quarter of a pass).
-      const f = await runProbe(exact, { ...u.p, options: { ...u.p.options, positions: [0] }, rows: 1 }, taps);
+      // Only its residual stream is read: no head, the hidden state at one position (the MLM head's decoder,
+      // even at one position, cast its whole 50,368 x 768 weight to float32 on onnxruntime).
+      const options = { ...u.p.options, head: 'none' as const, positions: [0] };
+      const f = await runProbe(exact, { ...u.p, options, rows: 1 }, taps);
       convertedOutliers.add(f.residuals, u.p.real, u.i);
       layerErrors.add(u.residuals, f.residuals, u.p.real);
     }
