@@ -395,13 +395,8 @@ async function measureShipped(
   head: OutputHead,
   referenceRun: Promise<ReferenceRun | undefined> | undefined,
 ): Promise<FidelityReport> {
-  const reference: ModelSource = {
-    config: ckpt.config,
-    weights: ckpt.weights,
-    ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}),
-  };
   const report = await measureFidelity(
-    reference,
+    ckpt, // a checkpoint is a model source: its config, weights and embedding
     converted,
     o.calibration,
     o.fidelity!,

@@ -17,12 +17,7 @@ try {
   const ckpt = loadCheckpoint(job.dir);
   try {
     const { factory } = await chooseExecutor({ runtime: 'ort', precision: 'fp32' });
-    const source = {
-      config: ckpt.config,
-      weights: ckpt.weights,
-      ...(ckpt.embedding ? { embedding: ckpt.embedding } : {}),
-    };
-    const run = await runReference(source, job.seqs, job.form, factory);
+    const run = await runReference(ckpt, job.seqs, job.form, factory);
     post({ run }, [...new Set(run.outputs.map((o) => o.data.buffer as ArrayBuffer))]);
   } finally {
     ckpt.close();

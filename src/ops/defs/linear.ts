@@ -251,18 +251,16 @@ const convOnnx = (a: OnnxArgs): void => {
     a.node('Conv', inputs, { kernel_shape: { ints: [1, 1] }, group: { int: a.ints('groups')[0]! } }, a.out);
     return;
   }
+  const w = a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]); // (Cout, Cin)
   const h = a.type('x').shape[2];
   if (a.channelsFirst && typeof h === 'number' && cout <= TALL * cin) {
     // W (Cout, Cin) @ x (Cin, S): the product in the graph's own layout, nothing moved.
-    const w = a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]);
     let y = a.node('MatMul', [w[0]!, a.node('Reshape', [a.input('x'), a.int64s([cin, -1])])[0]!]);
     if (a.has('bias')) y = a.node('Add', [y[0]!, a.node('Reshape', [a.input('bias'), a.int64s([cout, 1])])[0]!]);
     a.node('Reshape', [y[0]!, a.int64s([1, cout, h, -1])], {}, a.out);
     return;
   }
-  const wT = a.node('Transpose', a.node('Reshape', [a.input('weight'), a.int64s([cout, cin])]), {
-    perm: { ints: [1, 0] },
-  }); // (Cin, Cout)
+  const wT = a.node('Transpose', w, { perm: { ints: [1, 0] } }); // (Cin, Cout)
   const x = a.node('Transpose', [a.input('x')], { perm: { ints: [0, 2, 3, 1] } }); // (1, H, W, Cin)
   let y = a.node('MatMul', [x[0]!, wT[0]!]); // (1, H, W, Cout)
   if (a.has('bias')) y = a.node('Add', [y[0]!, a.input('bias')]);
